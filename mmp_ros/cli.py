@@ -1,0 +1,50 @@
+"""The ``mmp_ros`` command line: one entry point, a subcommand per job.
+
+Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
+``run(args) -> int``; modules are imported only when their command runs, so
+``mmp_ros --help`` needs neither torch nor rclpy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    'decode': ('mmp_ros.sensors.cli', 'decode a real sensor sample and print what it holds'),
+    'bench-dds': ('mmp_ros.ros.bench_dds', 'measure two-process image delivery over DDS'),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog='mmp_ros', description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest='command', metavar='COMMAND', required=True)
+    for name, (module, help_text) in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text, add_help=False)
+        command.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    # Arguments after --ros-args belong to rclpy, not to argparse.
+    ros_args: list[str] = []
+    if '--ros-args' in argv:
+        cut = argv.index('--ros-args')
+        argv, ros_args = argv[:cut], argv[cut:]
+    known, rest = parser.parse_known_args(argv)
+    module = importlib.import_module(known._module)
+    command_parser = argparse.ArgumentParser(
+        prog=f'mmp_ros {known.command}', description=COMMANDS[known.command][1]
+    )
+    module.add_arguments(command_parser)
+    args = command_parser.parse_args(rest)
+    args.ros_args = ros_args
+    return int(module.run(args) or 0)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

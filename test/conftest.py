@@ -1,0 +1,24 @@
+"""Test-session setup: loopback-only DDS on a domain of its own, and shared paths."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+# Before anything imports rclpy: never leave loopback, never hear another run.
+os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(1, 100)))
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / 'shared' / 'data' / 'real'
+
+
+@pytest.fixture(scope='session')
+def real_data() -> Path:
+    """The real sensor samples shipped beside the checkout (DESIGN: ../shared/data/real)."""
+    if not SHARED_DATA.is_dir():
+        pytest.fail(f'real sensor samples not found at {SHARED_DATA}; clone beside ../shared')
+    return SHARED_DATA
