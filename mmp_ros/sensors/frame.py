@@ -1,0 +1,41 @@
+"""What one decoded sensor message becomes: the hand-off from the sensor layer to the core."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+class SensorInputError(ValueError):
+    """A message that cannot be decoded; the message says what is wrong with it.
+
+    The node catches exactly this type, marks the sensor unhealthy with the message as the
+    reason, and keeps running.
+    """
+
+
+@dataclass(frozen=True)
+class FrameStats:
+    """Cheap facts about the raw pixels that the health checks need (DESIGN §5)."""
+
+    fingerprint: bytes  # digest of the raw pixel bytes (row padding excluded): frozen streams
+    all_zero: bool  # every raw pixel is zero: blank
+    saturated: bool  # every raw pixel is at the encoding's maximum
+    invalid_fraction: float  # share of invalid pixels (depth: NaN, 0, ±Inf); 0.0 elsewhere
+    thumbnail: np.ndarray  # (16, 16) float32 of the representation: near-identical frames
+
+
+@dataclass(frozen=True)
+class SensorFrame:
+    """One decoded frame in the modality's physical representation (docs/architecture.md)."""
+
+    modality: str
+    data: np.ndarray  # (H, W, C) float32
+    valid: np.ndarray | None  # (H, W) bool where the modality has invalid pixels, else None
+    stats: FrameStats
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width)."""
+        return self.data.shape[0], self.data.shape[1]
