@@ -170,12 +170,8 @@ def representation_from_aolp_dolp(aolp: np.ndarray, dolp: np.ndarray) -> np.ndar
             f'AoLP and DoLP must be (H, W) arrays of one shape, got {aolp.shape} and '
             f'{dolp.shape}'
         )
-    out = np.empty((*aolp.shape, 3), dtype=np.float32)
     twice = 2.0 * aolp
-    np.multiply(dolp, np.cos(twice), out=out[..., 0])
-    np.multiply(dolp, np.sin(twice), out=out[..., 1])
-    out[..., 2] = dolp
-    return out
+    return cv2.merge([dolp * np.cos(twice), dolp * np.sin(twice), dolp])
 
 
 def aolp_dolp_from_representation(representation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
