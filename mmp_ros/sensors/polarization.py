@@ -113,8 +113,11 @@ def mosaic_intensities(
         stack[index] = mosaic[r::2, c::2]
     if settings.resolution == 'quarter':
         h, w = stack.shape[1] // 2 * 2, stack.shape[2] // 2 * 2
-        blocks = stack[:, :h, :w].reshape(4, h // 2, 2, w // 2, 2)
-        stack = blocks.mean(axis=(2, 4), dtype=np.float32)
+        # four strided adds: several times faster than reshape(...).mean(axis=(2, 4))
+        total = stack[:, 0:h:2, 0:w:2] + stack[:, 1:h:2, 0:w:2]
+        total += stack[:, 0:h:2, 1:w:2]
+        total += stack[:, 1:h:2, 1:w:2]
+        stack = np.multiply(total, np.float32(0.25), out=total)
     return stack
 
 
