@@ -154,6 +154,8 @@ def test_odd_mosaic_is_refused():
 def test_bad_layout_and_encoding_are_refused():
     with pytest.raises(SensorInputError, match='0, 45, 90 and 135 deg once each'):
         PolarizationSettings(layout=((0, 45), (90, 90)))
+    with pytest.raises(SensorInputError, match='once each in a 2x2 block'):
+        PolarizationSettings(layout=(0, 45, 90, 135))
     with pytest.raises(SensorInputError, match='resolution must be one of'):
         PolarizationSettings(resolution='double')
     with pytest.raises(SensorInputError, match="'rgb8' is not accepted for polarization"):

@@ -67,9 +67,12 @@ def _settings(args: argparse.Namespace, modality: str, encoding: str) -> Modalit
     if modality == 'depth':
         return DepthSettings(args.min_m, args.max_m)
     if modality == 'polarization':
-        angles = [int(a) for a in args.layout.split(',')]
+        try:
+            angles = [int(a) for a in args.layout.split(',')]
+        except ValueError:
+            angles = []
         if len(angles) != 4:
-            raise SensorInputError(f'--layout needs four angles, got {args.layout!r}')
+            raise SensorInputError(f'--layout needs four integer angles, got {args.layout!r}')
         layout = ((angles[0], angles[1]), (angles[2], angles[3]))
         return PolarizationSettings(layout=layout, resolution=args.resolution)
     if modality == 'thermal':

@@ -24,7 +24,8 @@ Resolution (``PolarizationSettings.resolution``), measured in ``scripts/bench_se
 
 Precomputed input: a 2-channel float image (``32FC2``/``64FC2``) with channel 0 = AoLP in
 radians (any real value, taken mod pi) and channel 1 = DoLP in [0, 1] (clipped), e.g. what
-a vendor driver publishes after on-camera processing.
+a vendor driver publishes after on-camera processing. It keeps its own resolution; the
+``resolution`` setting applies to mosaics only.
 """
 
 from __future__ import annotations
@@ -59,10 +60,12 @@ class PolarizationSettings:
     resolution: str = 'half'
 
     def __post_init__(self) -> None:
-        angles = sorted(a for row in self.layout for a in row)
-        if len(self.layout) != 2 or any(len(r) != 2 for r in self.layout) or (
-            angles != sorted(ANGLES)
-        ):
+        try:
+            well_formed = len(self.layout) == 2 and all(len(row) == 2 for row in self.layout)
+            angles = sorted(angle for row in self.layout for angle in row)
+        except TypeError:
+            well_formed = False
+        if not well_formed or angles != sorted(ANGLES):
             raise SensorInputError(
                 f'mosaic layout must place 0, 45, 90 and 135 deg once each in a 2x2 block, '
                 f'got {self.layout}'
