@@ -21,8 +21,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-KILL = (2.5, 3.5)  # seconds after the node's start
-FREEZE = (4.0, 5.0)
+# Seconds after the node's start. Fast DDS discovery between a new participant and running
+# ones takes from a few ms to about 3 s here (its announcement period), so the first window
+# opens only after 4 s of live stream.
+KILL = (4.0, 5.0)
+FREEZE = (5.5, 6.5)
 MARGIN_S = 0.1  # delivery and tick slack around a window boundary
 DEADLINE_S = 20.0
 
@@ -64,6 +67,16 @@ def _stop(process: subprocess.Popen) -> str:
             process.kill()
             process.wait()
     return process.stderr.read() if process.stderr else ''
+
+
+def spin_for(executor, condition, processes: list[subprocess.Popen], timeout_s: float) -> None:
+    """Spin until ``condition()`` or the deadline; fail at once if a child process died."""
+    deadline = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < deadline:
+        for process in processes:
+            if process.poll() is not None:
+                pytest.fail(f'a child exited early (rc {process.returncode}): {_stop(process)}')
+        executor.spin_once(timeout_sec=0.05)
 
 
 @pytest.mark.ros
@@ -108,10 +121,17 @@ def test_kill_then_freeze_across_processes(tmp_path):
             QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
                        durability=DurabilityPolicy.TRANSIENT_LOCAL),
         )
+        source_frames = []
+        node.create_subscription(
+            Image, 'source/rgb/image', source_frames.append, qos_profile_sensor_data)
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
         processes.append(subprocess.Popen(
             [sys.executable, '-c', SOURCE], env=env, stderr=subprocess.PIPE, text=True))
+        # The schedule's clock starts with the node: start it only once the source is
+        # flowing, so that there is a live stream before the first window.
+        spin_for(executor, lambda: bool(source_frames), processes, DEADLINE_S)
+        assert source_frames, 'the source published nothing'
         processes.append(subprocess.Popen(
             [sys.executable, '-m', 'mmp_ros.ros.dropout_node', '--schedule', str(schedule),
              '--sensors', 'rgb'],
@@ -121,14 +141,7 @@ def test_kill_then_freeze_across_processes(tmp_path):
             ends = [e for e in events if e['event'] == 'end' and e['kind'] == 'freeze']
             return bool(ends) and sum(f[0] / 1e9 > ends[0]['ros_time'] for f in frames) >= 10
 
-        deadline = time.monotonic() + DEADLINE_S
-        while not done() and time.monotonic() < deadline:
-            if any(p.poll() is not None for p in processes):
-                break
-            executor.spin_once(timeout_sec=0.05)
-        for process in processes:
-            if process.poll() is not None:
-                pytest.fail(f'a child exited early (rc {process.returncode}): {_stop(process)}')
+        spin_for(executor, done, processes, DEADLINE_S)
         assert done(), f'timeline incomplete after {DEADLINE_S} s: {events}, {len(frames)} frames'
     finally:
         logs = [_stop(p) for p in processes]
@@ -149,13 +162,13 @@ def test_kill_then_freeze_across_processes(tmp_path):
         return [f for f in frames if low + MARGIN_S < f[0] / 1e9 < high - MARGIN_S]
 
     live = [f for f in frames if f[0] / 1e9 < kill_start or f[0] / 1e9 > freeze_end]
-    assert len(live) > 30
+    assert len(live) > 20
     assert all(value == seq % 256 for _, seq, value in live)  # untouched outside the windows
 
     assert between(kill_start, kill_end) == [], 'frames got through the kill window'
     before = [f for f in frames if f[0] / 1e9 < kill_start]
     after = [f for f in frames if f[0] / 1e9 > kill_end]
-    assert before and after
+    assert len(before) >= 5 and after
     assert after[0][0] - before[-1][0] > (kill_end - kill_start - 2 * MARGIN_S) * 1e9
 
     frozen = between(freeze_start, freeze_end)

@@ -75,7 +75,6 @@ class DropoutNode(Node):
         self.engine = DropoutEngine(schedule)
         self._fault_index = {id(f): i for i, f in enumerate(schedule.faults)}
         self._start_ns: int | None = None
-        self._start_wall: float | None = None
         self._finished = not schedule.faults
         self._unreadable_reported = dict.fromkeys(schedule.sensors, 0)
 
@@ -98,19 +97,20 @@ class DropoutNode(Node):
             )
         self.create_timer(TICK_PERIOD_S, self._on_tick)
         self.get_logger().info(schedule.describe())
-        self._elapsed()  # start the schedule now, unless simulated time has not begun
+        self._now()  # start the schedule now, unless simulated time has not begun
 
-    def _elapsed(self) -> float | None:
-        """Seconds since the schedule's start, on the node's clock; None before it starts.
+    def _now(self) -> tuple[float, int, float] | None:
+        """(seconds since the schedule's start, ROS time ns, wall time s); None before it.
 
-        The start is the node's start; under ``use_sim_time`` the first non-zero time from
-        ``/clock``, so a schedule runs against a replayed bag's time.
+        Read once per callback, so an event carries the time at which its boundary was
+        applied. The start is the node's start; under ``use_sim_time`` the first non-zero
+        time from ``/clock``, so a schedule runs against a replayed bag's time.
         """
-        now_ns = self.get_clock().now().nanoseconds
+        now_ns, wall = self.get_clock().now().nanoseconds, time.time()
         if self._start_ns is None:
             if now_ns == 0:
                 return None
-            self._start_ns, self._start_wall = now_ns, time.time()
+            self._start_ns = now_ns
             self._publish_event({
                 'event': 'schedule',
                 'source': self.schedule.source,
@@ -118,28 +118,28 @@ class DropoutNode(Node):
                 'sensors': list(self.schedule.sensors),
                 'faults': [f.as_dict() for f in self.schedule.faults],
                 'ros_time': now_ns / NS,
-                'wall_time': self._start_wall,
+                'wall_time': wall,
             })
-        return (now_ns - self._start_ns) / NS
+        return (now_ns - self._start_ns) / NS, now_ns, wall
 
     def _on_message(self, sensor: str, raw: bytes) -> None:
-        elapsed = self._elapsed()
-        if elapsed is None:
+        clock = self._now()
+        if clock is None:
             self._outputs[sensor].publish(raw)
             return
         received = Received(raw, partial(_decode, raw))
-        for outgoing in self.engine.on_message(sensor, received, elapsed):
+        for outgoing in self.engine.on_message(sensor, received, clock[0]):
             self._publish(sensor, outgoing)
-        self._report(elapsed)
+        self._report(*clock)
 
     def _on_tick(self) -> None:
-        elapsed = self._elapsed()
-        if elapsed is None:
+        clock = self._now()
+        if clock is None:
             return
-        for sensor, released in self.engine.on_tick(elapsed).items():
+        for sensor, released in self.engine.on_tick(clock[0]).items():
             for outgoing in released:
                 self._publish(sensor, outgoing)
-        self._report(elapsed)
+        self._report(*clock)
 
     def _publish(self, sensor: str, outgoing: Outgoing) -> None:
         if isinstance(outgoing, Received):
@@ -147,10 +147,10 @@ class DropoutNode(Node):
         else:
             self._outputs[sensor].publish(_encode(outgoing))
 
-    def _report(self, elapsed: float) -> None:
+    def _report(self, elapsed: float, now_ns: int, wall: float) -> None:
         """Publish and log the windows that opened or closed; warn about unreadable input."""
         for event in self.engine.take_events():
-            self._publish_fault_event(event)
+            self._publish_fault_event(event, now_ns, wall)
         for sensor, reported in self._unreadable_reported.items():
             stats = self.engine.stats(sensor)
             if stats.unreadable > reported:
@@ -167,7 +167,7 @@ class DropoutNode(Node):
             )
             self.get_logger().info(f'schedule complete, every sensor passes through. {counts}')
 
-    def _publish_fault_event(self, event: FaultEvent) -> None:
+    def _publish_fault_event(self, event: FaultEvent, now_ns: int, wall: float) -> None:
         fault = event.fault
         self.get_logger().info(
             f'{event.event} {fault.describe()} at {event.elapsed_s:.3f} s'
@@ -178,8 +178,8 @@ class DropoutNode(Node):
             **fault.as_dict(),
             'scheduled_s': event.scheduled_s,
             'elapsed_s': event.elapsed_s,
-            'ros_time': self.get_clock().now().nanoseconds / NS,
-            'wall_time': time.time(),
+            'ros_time': now_ns / NS,
+            'wall_time': wall,
         })
 
     def _publish_event(self, payload: dict) -> None:
