@@ -180,3 +180,97 @@ def test_kill_then_freeze_across_processes(tmp_path):
     seqs = [seq for _, seq, _ in frozen]
     assert stamps == sorted(set(stamps)) and seqs == sorted(set(seqs))  # new headers each time
     assert all(seq % 256 != frozen[0][2] for seq in seqs[1:])
+
+
+def test_messages_round_trip_and_a_truncated_one_is_still_published():
+    from builtin_interfaces.msg import Time
+    from rclpy.serialization import deserialize_message, serialize_message
+    from sensor_msgs.msg import Image
+
+    from mmp_ros.dropout.faults import truncate
+    from mmp_ros.ros.dropout_node import _decode, _encode
+
+    msg = Image(height=2, width=3, encoding='mono16', is_bigendian=1, step=8)
+    msg.header.stamp = Time(sec=12, nanosec=345)
+    msg.header.frame_id = 'thermal_optical'
+    msg.data = bytes(range(16))
+    image = _decode(serialize_message(msg))
+    assert image.stamp_ns == 12_000_000_345 and image.frame_id == 'thermal_optical'
+    assert (image.fields.step, image.fields.is_bigendian) == (8, True)
+    again = _encode(image)
+    assert serialize_message(again) == serialize_message(msg)
+
+    short = _encode(type(image)(image.stamp_ns, image.frame_id, truncate(image.fields, 0.25)))
+    back = deserialize_message(serialize_message(short), Image)
+    assert (back.height, back.width, back.step, back.encoding) == (2, 3, 8, 'mono16')
+    assert bytes(back.data) == bytes(range(4))
+
+
+def test_check_prints_the_timeline_and_a_bad_schedule_exits_2(tmp_path, capsys):
+    from argparse import Namespace
+
+    from mmp_ros.ros.dropout_node import run
+
+    def args(path, **extra):
+        return Namespace(schedule=path, seed=None, sensors=['rgb', 'depth'], check=True,
+                         no_dds_profile=False, ros_args=[], **extra)
+
+    good = tmp_path / 'good.yaml'
+    good.write_text('seed: 4\nfaults:\n  - {sensor: depth, kind: nan, start: 1, end: 2}\n')
+    assert run(args(good)) == 0
+    assert 'depth nan [1, 2) s (fraction=1.0)' in capsys.readouterr().out
+    bad = tmp_path / 'bad.yaml'
+    bad.write_text('faults:\n  - {sensor: thermal, kind: kill, start: 1, end: 2}\n')
+    assert run(args(bad)) == 2  # thermal is not among --sensors
+    assert f"{bad}:2: unknown sensor 'thermal'" in capsys.readouterr().err
+
+
+@pytest.mark.ros
+def test_node_in_process_passes_bytes_through_and_truncates_on_schedule(tmp_path):
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+    from rclpy.qos import qos_profile_sensor_data
+    from rclpy.serialization import deserialize_message, serialize_message
+    from sensor_msgs.msg import Image
+
+    from mmp_ros.ros.dropout_node import DropoutNode
+
+    schedule = tmp_path / 'schedule.yaml'
+    schedule.write_text(
+        'faults:\n  - {sensor: depth, kind: truncate, start: 0, end: 600, keep_fraction: 0.5}\n')
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        dropout = DropoutNode(context=context, parameter_overrides=[
+            Parameter('schedule_file', value=str(schedule)),
+            Parameter('sensors', value=['rgb', 'depth']),
+            Parameter('seed', value=9),
+        ])
+        assert dropout.schedule.seed == 9
+        peer = rclpy.create_node('dropout_peer', context=context)
+        received: dict[str, list[bytes]] = {'rgb': [], 'depth': []}
+        for sensor in received:
+            peer.create_subscription(Image, f'{sensor}/image', received[sensor].append,
+                                     qos_profile_sensor_data, raw=True)
+        sources = {s: peer.create_publisher(Image, f'source/{s}/image', qos_profile_sensor_data)
+                   for s in received}
+        rgb = Image(height=2, width=2, encoding='rgb8', step=6, data=bytes(range(12)))
+        depth = Image(height=2, width=2, encoding='32FC1', step=8, data=bytes(16))
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(dropout)
+        executor.add_node(peer)
+        deadline = time.monotonic() + 10.0
+        while not (received['rgb'] and received['depth']) and time.monotonic() < deadline:
+            sources['rgb'].publish(rgb)
+            sources['depth'].publish(depth)
+            executor.spin_once(timeout_sec=0.02)
+        assert received['rgb'] and received['depth'], 'nothing came through the node'
+        assert received['rgb'][0] == serialize_message(rgb)  # byte for byte
+        cut = deserialize_message(received['depth'][0], Image)
+        assert (cut.height, cut.width, cut.step, len(cut.data)) == (2, 2, 8, 8)
+        assert dropout.engine.stats('depth').rewritten >= 1
+        dropout.destroy_node()
+        peer.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=context)
