@@ -183,3 +183,12 @@ def test_pixel_faults_on_an_unreadable_message_raise_sensor_input_error():
 def test_stateful_kinds_are_not_per_message(kind):
     with pytest.raises(ValueError, match='not a per-message fault'):
         apply(fault(kind, delay_s=1.0, max_queue=3), make_image('rgb8'), rng())
+
+
+def test_32_bit_integers_stay_exact_under_noise_and_encoding_change():
+    image = array_to_image(np.full((2, 2, 1), 2**30 + 1, dtype=np.int32), '32SC1')
+    noisy = image_to_array(apply(fault(FaultKind.NOISE, sigma=1e-3), image, rng()))
+    assert (noisy == 2**30 + 1).all()
+    full = apply(fault(FaultKind.ENCODING, encoding='32SC1'),
+                 array_to_image(np.full((2, 2, 1), 255, dtype=np.uint8), 'mono8'), rng())
+    assert (image_to_array(full) == 2**31 - 1).all()
