@@ -165,3 +165,15 @@ def test_windows_of_one_sensor_leave_the_others_alone(sensor):
     for other in dropout.sensors:
         sent = feed(dropout, other, 5, make=undecodable)
         assert len(sent) == (0 if other == sensor else 5)
+
+
+def test_the_pure_part_imports_no_ros():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ('import sys, mmp_ros.dropout\n'
+            'assert not any(m.split(".")[0] in ("rclpy", "sensor_msgs") for m in sys.modules)')
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    subprocess.run([sys.executable, '-c', code], check=True, env=env)
