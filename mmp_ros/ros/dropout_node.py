@@ -156,16 +156,18 @@ class DropoutNode(Node):
             if stats.unreadable > reported:
                 self._unreadable_reported[sensor] = stats.unreadable
                 self.get_logger().warning(
-                    f'{sensor}: passed {stats.unreadable - reported} message(s) on unchanged: '
-                    f'{stats.last_error}',
+                    f'{sensor}: {stats.unreadable} unreadable message(s) passed on unchanged '
+                    f'so far; last: {stats.last_error}',
                     throttle_duration_sec=5.0,
                 )
         if not self._finished and self.engine.finished(elapsed):
             self._finished = True
             counts = '; '.join(
-                f'{s}: {vars(self.engine.stats(s))}' for s in self.schedule.sensors
+                f'{s} {st.received} in, {st.passed} passed, {st.rewritten} rewritten, '
+                f'{st.withheld} withheld'
+                for s, st in ((s, self.engine.stats(s)) for s in self.schedule.sensors)
             )
-            self.get_logger().info(f'schedule complete, every sensor passes through. {counts}')
+            self.get_logger().info(f'schedule complete, every sensor passes through ({counts})')
 
     def _publish_fault_event(self, event: FaultEvent, now_ns: int, wall: float) -> None:
         fault = event.fault
