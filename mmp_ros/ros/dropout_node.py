@@ -251,7 +251,7 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(Parameter('seed', value=args.seed))
     return spin_node(
         lambda: DropoutNode(parameter_overrides=overrides),
-        getattr(args, 'ros_args', None) or None,
+        list(getattr(args, 'ros_args', [])),
         dds_profile=not args.no_dds_profile,
     )
 
