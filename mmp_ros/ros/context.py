@@ -8,6 +8,7 @@ context that the signal handler already shut down).
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -28,7 +29,10 @@ def init_ros(args: Sequence[str] | None = None, *, dds_profile: bool = True) -> 
     node inside the block (``finally``) so that it goes before the context.
     """
     setup = apply_dds_profile(profile=dds_profile)
-    rclpy.init(args=None if args is None else list(args))
+    # args None: rclpy reads sys.argv (a node started by `ros2 run`/launch). A command with
+    # options of its own passes only its `--ros-args ...` part, else an option value such as
+    # `--remap /a:=/b` would be read as a (deprecated-syntax) ROS remapping rule.
+    rclpy.init(args=None if args is None else [sys.argv[0], *args])
     try:
         yield setup
     except (KeyboardInterrupt, ExternalShutdownException):
