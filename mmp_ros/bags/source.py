@@ -23,9 +23,10 @@ from mmp_ros.bags.errors import BagError
 
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
 
-# What a damaged file makes the rosbags parsers raise (besides its own ReaderError).
+# What a damaged file makes the rosbags parsers raise (besides its own ReaderError);
+# MemoryError: a damaged length field asks for an absurd buffer.
 _DAMAGE = (ReaderError, OSError, ValueError, TypeError, KeyError, IndexError, EOFError,
-           struct.error, sqlite3.Error)
+           MemoryError, struct.error, sqlite3.Error)
 
 
 @dataclass(frozen=True)
@@ -89,11 +90,13 @@ class Bag:
 
     @property
     def start_ns(self) -> int:
+        """Timestamp of the first message."""
         return self._reader.start_time
 
     @property
     def end_ns(self) -> int:
-        return self._reader.end_time
+        """Timestamp of the last message (rosbags' ``end_time`` is one past it)."""
+        return max(self._reader.start_time, self._reader.end_time - 1)
 
     @property
     def message_count(self) -> int:

@@ -1,7 +1,8 @@
-"""Image bags written directly with ``rosbags`` (not by our recorder): test and benchmark input.
+"""Bags written directly with ``rosbags`` (not by our recorder): test and benchmark input.
 
-Each image's ``header.frame_id`` carries its index, so a receiver can tell which bag message
-it got; ``header.stamp`` equals the bag timestamp.
+Image bags: each image's ``header.frame_id`` carries its index and ``header.stamp`` equals the
+bag timestamp, so a receiver can tell which bag message it got. Stub bags: one message per
+topic under any type name, for the bad-input cases.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from rosbags.typesys import Stores, get_typestore
 from mmp_ros.bags.playback import SENSOR_DATA_QOS
 from mmp_ros.bags.recording import STORAGES, rosbags_qos
 from mmp_ros.bags.source import IMAGE_TYPE
+
+STUB_HASH = 'RIHS01_' + '0' * 64  # stand-in type hash of stub types
 
 
 def write_image_bag(
@@ -63,3 +66,25 @@ def jittered_timestamps(count: int, rate_hz: float, *, start_ns: int = 1_700_000
     period = 1e9 / rate_hz
     gaps = period * (1 + jitter * rng.uniform(-1, 1, count - 1))
     return [start_ns + int(t) for t in np.concatenate([[0.0], np.cumsum(gaps)])]
+
+
+def write_stub_bag(path: str | Path, topics: dict[str, str], *, storage: str = 'mcap') -> Path:
+    """One message per topic (``{topic: msgtype}``): std_msgs/msg/String as such, any other
+    type name (unknown, ROS 1 style, not installed) with a stand-in definition and hash."""
+    typestore = get_typestore(Stores.ROS2_KILTED)
+    writer = Writer(path, version=9, storage_plugin=STORAGES[storage])
+    writer.open()
+    try:
+        for i, (topic, msgtype) in enumerate(topics.items()):
+            if msgtype == 'std_msgs/msg/String':
+                connection = writer.add_connection(topic, msgtype, typestore=typestore)
+                data = typestore.serialize_cdr(typestore.types[msgtype](data=topic), msgtype)
+            else:
+                connection = writer.add_connection(
+                    topic, msgtype, msgdef='int32 x', rihs01=STUB_HASH
+                )
+                data = b'\x00\x01\x00\x00\x07\x00\x00\x00'  # CDR little-endian int32 7
+            writer.write(connection, 1_000_000_000 + i, data)
+    finally:
+        writer.close()
+    return Path(path)
