@@ -110,3 +110,41 @@ def test_rate_factor_and_start_offset(tmp_path, restored_environ):
     assert min(published) >= 20 and len(published) >= 18
     halved = {i: stamps[0] + (stamps[i] - stamps[0]) // 2 for i in range(len(stamps))}
     assert compare_intervals(halved, published).error_p90_ms < 5.0
+
+
+@pytest.mark.slow
+def test_loop_repeats_until_interrupted(tmp_path, restored_environ):
+    import signal
+
+    import rclpy
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+
+    from mmp_ros.ros.context import init_ros, spin_until
+
+    stamps = jittered_timestamps(3, 20.0, jitter=0.0)
+    bag = write_image_bag(tmp_path / 'bag', stamps, width=8, height=4)
+    frames: list[str] = []
+    with init_ros([]):
+        node = rclpy.create_node('mmp_ros_loop_probe')
+        try:
+            node.create_subscription(Image, '/camera/image',
+                                     lambda m: frames.append(m.header.frame_id),
+                                     qos_profile_sensor_data)
+            with subprocess.Popen(
+                [sys.executable, '-m', 'mmp_ros.ros.replay', str(bag), '--loop',
+                 '--wait-for-subscribers', '20'],
+                env=dict(os.environ, PYTHONPATH=str(REPO)), stderr=subprocess.PIPE, text=True,
+            ) as player:
+                try:
+                    # Three passes of a 3-message bag: 9 frames in about 0.45 s.
+                    assert spin_until(node, lambda: len(frames) >= 9, 20.0)
+                    player.send_signal(signal.SIGINT)
+                    stderr = player.communicate(timeout=20)[1]
+                finally:
+                    if player.poll() is None:
+                        player.kill()
+        finally:
+            node.destroy_node()
+    assert player.returncode == 0 and 'Traceback' not in stderr, stderr
+    assert set(frames) == {'0', '1', '2'} and frames.count('0') >= 2  # played more than once
