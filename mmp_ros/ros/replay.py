@@ -145,7 +145,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         '--wait-for-subscribers', type=float, default=0.0, metavar='SECONDS',
-        help='before playing, wait up to this long for a subscriber on every played topic',
+        help='before playing, wait up to this long until every played topic has matched a '
+        'subscriber (the subscriber may need a few more milliseconds to match back: see '
+        '--delay)',
+    )
+    parser.add_argument(
+        '--delay', type=float, default=0.0, metavar='SECONDS',
+        help='wait this long before the first message (after --wait-for-subscribers)',
     )
 
 
@@ -172,6 +178,7 @@ def run(args: argparse.Namespace) -> int:
                         args.wait_for_subscribers
                     ):
                         log.warning('not every topic has a subscriber; playing anyway')
+                    _sleep_until(time.monotonic() + args.delay)
                     node.play(loop=args.loop)
                 finally:
                     node.destroy_node()
