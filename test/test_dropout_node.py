@@ -1,11 +1,12 @@
 """The dropout node across processes: a source, the node, and a checker on loopback DDS.
 
 A source process publishes a 48x64 rgb8 stream whose pixels and ``frame_id`` both carry the
-frame's sequence number; the node (``python -m mmp_ros.ros.dropout_node``) kills rgb for one
-window and freezes it for the next. The checker, in this process, sees a gap where the kill
-was and, during the freeze, identical pixels (an earlier frame's) under the new headers
-(``frame_id`` and stamps still advancing), then a live stream again, and the whole timeline on
-``dropout/events``. It waits on conditions with deadlines; nothing depends on a fixed sleep.
+frame's sequence number, on a topic of its own that the node is remapped to with --ros-args;
+the node (``python -m mmp_ros.ros.dropout_node``) kills rgb for one window and freezes it for
+the next. The checker, in this process, sees a gap where the kill was and, during the freeze,
+identical pixels (an earlier frame's) under the new headers (``frame_id`` and stamps still
+advancing), then a live stream again, and the whole timeline on ``dropout/events``. It waits
+on conditions with deadlines; nothing depends on a fixed sleep.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from mmp_ros.ros.context import init_ros
 
 with init_ros():
     node = rclpy.create_node('dropout_test_source')
-    publisher = node.create_publisher(Image, 'source/rgb/image', qos_profile_sensor_data)
+    publisher = node.create_publisher(Image, 'camera/color', qos_profile_sensor_data)
     start = time.monotonic()
     seq = 0
     while time.monotonic() - start < 40.0:  # the test stops it long before; a safety net
@@ -123,7 +124,7 @@ def test_kill_then_freeze_across_processes(tmp_path):
         )
         source_frames = []
         node.create_subscription(
-            Image, 'source/rgb/image', source_frames.append, qos_profile_sensor_data)
+            Image, 'camera/color', source_frames.append, qos_profile_sensor_data)
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
         processes.append(subprocess.Popen(
@@ -134,7 +135,7 @@ def test_kill_then_freeze_across_processes(tmp_path):
         assert source_frames, 'the source published nothing'
         processes.append(subprocess.Popen(
             [sys.executable, '-m', 'mmp_ros.ros.dropout_node', '--schedule', str(schedule),
-             '--sensors', 'rgb'],
+             '--sensors', 'rgb', '--ros-args', '-r', 'source/rgb/image:=camera/color'],
             env=env, stderr=subprocess.PIPE, text=True))
 
         def done() -> bool:
