@@ -75,11 +75,14 @@ def test_splits_own_disjoint_seed_ranges():
 
 def test_ood_split_draws_outside_the_training_ranges():
     lo, hi = IN_DISTRIBUTION.ambient_c[0]
+    counts = []
     for index in range(10):
         scene = sample_scene(make_split('ood', index), 64, 48)
-        assert len(scene.objects) > IN_DISTRIBUTION.object_count[1] - 2  # rejection may drop one
+        counts.append(len(scene.objects))
         ambient = scene.thermal.ambient_k - KELVIN
         assert not lo <= ambient <= hi
+    # crowded rooms may leave an object without a free spot, but most scenes are fuller
+    assert np.median(counts) > IN_DISTRIBUTION.object_count[1]
     for index in range(10):
         scene = sample_scene(make_split('train', index), 64, 48)
         assert IN_DISTRIBUTION.object_count[0] - 1 <= len(scene.objects)
@@ -100,8 +103,11 @@ def test_raw_frames_use_ros_encodings():
     assert images.polarization.shape == (4, 60, 80) and images.polarization.dtype == np.uint16
     assert images.polarization.max() < 2**POLARIZATION_BITS
     mosaic = images.polarization_mosaic
-    assert mosaic.shape == (60, 80) and mosaic[1, 1] == images.polarization[3, 1, 1]  # 0 deg
-    assert mosaic[0, 0] == images.polarization[2, 0, 0]  # 90 deg at the top-left pixel
+    assert mosaic.shape == (60, 80)
+    # IMX250MZR: (row, col) = [[90, 45], [135, 0]]; planes are ordered 0, 45, 90, 135 deg
+    for (row, col), plane in (((0, 0), 2), ((0, 1), 1), ((1, 0), 3), ((1, 1), 0)):
+        np.testing.assert_array_equal(mosaic[row::2, col::2],
+                                      images.polarization[plane, row::2, col::2])
     assert images.thermal.dtype == np.uint16 and images.label.dtype == np.uint8
     assert images.intrinsics.shape == (3, 3)
     assert images.intrinsics[0, 2] == pytest.approx(39.5)

@@ -145,6 +145,7 @@ WALL_PLACEMENTS: dict[str, tuple[tuple[float, float], ...]] = {
     'tv': ((0.8, 1.3), (0.45, 0.75), (1.0, 1.5), (0.05, 0.08)),
 }
 FLUSH_OFFSET = 0.003  # posters and windows sit this far in front of the wall (paper, frame)
+PLACEMENT_ATTEMPTS = 30  # tries to find a free, visible spot for one object
 FLOOR_OBJECT_SIZE = (0.15, 0.35)  # half-width range of floor objects, every class alike
 FLOOR_OBJECT_HALF_HEIGHT = (0.12, 0.35)
 
@@ -241,16 +242,20 @@ def sample_scene(
     objects: list[SceneObject] = []
     floor_spots: list[tuple[float, float, float]] = []
     wall_spots: list[tuple[int, float, float, float, float]] = []
-    attempts = 0
-    while len(objects) < count and attempts < 60 * count:
-        attempts += 1
+    for _ in range(count):
+        # The class is drawn first and kept while its placement is retried, so classes that
+        # are harder to place (large wall objects) are not under-represented.
         class_index = int(rng.choice(OBJECT_CLASSES))
         cls = CLASSES[class_index]
-        if cls.geometry == 'floor_object':
-            obj = _floor_object(rng, class_index, camera, room, floor_spots)
+        place = _floor_object if cls.geometry == 'floor_object' else _wall_object
+        spots = floor_spots if cls.geometry == 'floor_object' else wall_spots
+        for _attempt in range(PLACEMENT_ATTEMPTS):
+            obj = place(rng, class_index, camera, room, spots)
+            if obj is not None and _in_view(camera, obj[1]):
+                break
+            if obj is not None:
+                spots.pop()  # placed out of view: free the spot again
         else:
-            obj = _wall_object(rng, class_index, camera, room, wall_spots)
-        if obj is None or not _in_view(camera, obj[1]):
             continue
         temperature = _temperature(rng, cls.temperature, thermal)
         texture = None
