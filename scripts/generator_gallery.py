@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 from pathlib import Path
 
 import matplotlib
@@ -13,6 +14,7 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt
 import numpy as np
+from PIL import Image
 
 from training.data.classes import CLASS_NAMES, PALETTE
 from training.data.decode import decode_frame
@@ -75,7 +77,10 @@ def main() -> int:
     fig.legend(handles=handles, loc='lower center', ncol=7, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=80)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=72, format='png')
+    # sensor noise compresses badly: a 256-colour palette keeps the README light
+    Image.open(buffer).convert('RGB').quantize(256).save(args.out, optimize=True)
     print(f'wrote {args.out}')
     return 0
 
