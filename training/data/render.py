@@ -104,17 +104,16 @@ def _material_tables(materials: list[Material]) -> dict[str, np.ndarray]:
 _MATERIAL_LIST = list(MATERIALS.values())
 _MATERIAL_INDEX = {m.name: i for i, m in enumerate(_MATERIAL_LIST)}
 _TABLES = _material_tables(_MATERIAL_LIST)
-_SRGB = np.clip(
-    np.where(
-        (x := np.linspace(0.0, 1.0, 4096)) <= 0.0031308,
-        12.92 * x,
-        1.055 * np.power(x, 1 / 2.4) - 0.055,
-    )
-    * 255
-    + 0.5,
-    0,
-    255,
-).astype(np.uint8)
+
+
+def _srgb_table(levels: int = 4096) -> np.ndarray:
+    """8-bit sRGB code of each of ``levels`` linear values in [0, 1] (a lookup beats pow)."""
+    x = np.linspace(0.0, 1.0, levels)
+    encoded = np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055)
+    return np.clip(encoded * 255 + 0.5, 0, 255).astype(np.uint8)
+
+
+_SRGB = _srgb_table()
 
 
 def _noise_rng(seed: int, stream: int) -> np.random.Generator:
@@ -131,50 +130,101 @@ def _blobs(rng: np.random.Generator, shape: tuple[int, int], cell: int) -> np.nd
 # --- the renderer ---------------------------------------------------------------------------
 
 
+@dataclass
+class _Surfaces:
+    """Per-pixel reflectance and emitted light, (3, H, W) linear RGB."""
+
+    albedo: np.ndarray
+    window_light: np.ndarray | None  # unpolarized outdoor light entering through glass
+    screen_light: np.ndarray | None  # linearly polarized light of LCD screens
+
+
+@dataclass
+class _Shading:
+    """Per-pixel light reflected towards the camera, before the surface colour, (H, W)."""
+
+    diffuse: np.ndarray  # multiplies the albedo
+    specular: np.ndarray  # Fresnel-weighted reflection of the room light
+    fresnel: np.ndarray  # unpolarized reflectance at the viewing angle
+
+
 def render(scene: Scene, geometry: GeometryBuffers | None = None) -> SensorImages:
     """Render every sensor's image of ``scene`` (deterministic: same scene, same bytes)."""
     geo = cast(scene) if geometry is None else geometry
-    cam = scene.camera
     light = scene.lighting
-    h, w = cam.height, cam.width
-    n_inst = 2 + len(scene.objects)
-
     # Per-instance tables: the room is instances 0 (floor) and 1 (walls), objects follow.
     classes = [0, 1] + [o.class_index for o in scene.objects]
     mats = [MATERIALS[CLASSES[c].material] for c in classes]
+    inst = geo.instance.astype(np.intp)
+
+    surfaces = _surfaces(scene, geo, mats, inst)
+    f0 = np.array([schlick_f0(m.ior) for m in mats], dtype=np.float32)
+    shading = _shade(geo, light, f0[inst])
+
+    tint = light.tint.astype(np.float32)
+    radiance = tint[:, None, None] * (
+        surfaces.albedo * shading.diffuse[None] + shading.specular[None]
+    )
+    if surfaces.window_light is not None:
+        radiance += surfaces.window_light * (1 - shading.fresnel)[None]
+    if surfaces.screen_light is not None:
+        radiance += surfaces.screen_light
+    haze = None
+    if light.haze_density > 0:
+        haze = np.exp(-np.float32(light.haze_density) * geo.distance)
+        radiance = radiance * haze[None] + _airlight(light)[:, None, None] * (1 - haze)[None]
+    veil = None
+    if light.glare_strength > 0:
+        veil = _veiling_glare(light, scene.camera.height, scene.camera.width)
+        radiance += veil[None] * np.array([1.0, 0.95, 0.85], dtype=np.float32)[:, None, None]
+
     mat_index = np.array([_MATERIAL_INDEX[m.name] for m in mats], dtype=np.int16)
+    return SensorImages(
+        rgb=_rgb_camera(radiance, _noise_rng(scene.seed, 1)),
+        polarization=_polarization_camera(
+            geo, mat_index[inst], surfaces, shading, light, haze, veil, _noise_rng(scene.seed, 2)
+        ),
+        **dict(
+            zip(
+                ('depth_mm', 'depth_m'),
+                _depth_camera(scene, geo, mats, inst, veil, _noise_rng(scene.seed, 3)),
+                strict=True,
+            )
+        ),
+        thermal=_thermal_camera(scene, geo, mats, inst, haze, _noise_rng(scene.seed, 4)),
+        label=np.array(classes, dtype=np.uint8)[inst],
+        instance=geo.instance.astype(np.uint8),
+        intrinsics=scene.camera.intrinsics,
+    )
+
+
+def _surfaces(scene: Scene, geo: GeometryBuffers, mats: list[Material], inst) -> _Surfaces:
+    """Albedo of every pixel (plain paints, wood planks, prints) and the light surfaces emit."""
+    h, w = geo.instance.shape
     albedo_lut = np.array(
         [(0.0, 0.0, 0.0) if (m.metal or m.glass) else m.albedo for m in mats], dtype=np.float32
-    ).T  # (3, n_inst)
-    f0_lut = np.array([schlick_f0(m.ior) for m in mats], dtype=np.float32)
-    instance = geo.instance
-    inst = instance.astype(np.intp)
-
-    albedo = albedo_lut[:, inst]  # (3, H, W)
-    emission_diffuse = None  # window light: unpolarized at the source, polarized by the pane
-    emission_screen = None  # LCD light: linearly polarized
-    floor = instance == FLOOR
+    ).T  # (3, instances): metal and glass only reflect specularly
+    albedo = albedo_lut[:, inst]
     plank = (np.floor(geo.point[0] / 0.18).astype(np.int32) * 7 + 3) % 16
     plank_shade = (0.8 + 0.4 * ((np.arange(16) * 0.618) % 1.0)).astype(np.float32)
-    albedo *= np.where(floor, plank_shade[plank], np.float32(1.0))[None]
-
+    albedo *= np.where(geo.instance == FLOOR, plank_shade[plank], np.float32(1.0))[None]
+    window_light = screen_light = None
     for k, obj in enumerate(scene.objects):
         mat = obj.material
         if not (mat.printed or mat.screen or mat.glass):
             continue
-        mask = instance == 2 + k
+        mask = geo.instance == 2 + k
         if not mask.any():
             continue
         lx, ly, lz = (geo.local[i][mask] for i in range(3))
-        front = lz > obj.half_size[2] * 0.98 - 1e-4
+        front = lz > obj.half_size[2] * 0.98 - 1e-4  # the face looking out of the wall
         if mat.glass:
-            if emission_diffuse is None:
-                emission_diffuse = np.zeros((3, h, w), dtype=np.float32)
+            if window_light is None:
+                window_light = np.zeros((3, h, w), dtype=np.float32)
             # the outdoor light is brighter at the top of the pane (sky above the horizon)
             grad = 0.8 + 0.4 * (ly / obj.half_size[1] + 1) / 2
-            emission_diffuse[:, mask] = (light.outdoor[:, None] * grad[None] * front).astype(
-                np.float32
-            )
+            outdoor = scene.lighting.outdoor[:, None]
+            window_light[:, mask] = (outdoor * grad[None] * front).astype(np.float32)
             continue
         tex = obj.texture
         th, tw = tex.shape[:2]
@@ -184,77 +234,47 @@ def render(scene: Scene, geometry: GeometryBuffers | None = None) -> SensorImage
         if mat.printed:
             albedo[:, mask] = values
         else:
-            if emission_screen is None:
-                emission_screen = np.zeros((3, h, w), dtype=np.float32)
-            emission_screen[:, mask] = values * front
+            if screen_light is None:
+                screen_light = np.zeros((3, h, w), dtype=np.float32)
+            screen_light[:, mask] = values * front
+    return _Surfaces(albedo, window_light, screen_light)
 
-    # --- shading (linear radiance) ---------------------------------------------------------
+
+def _shade(geo: GeometryBuffers, light, f0: np.ndarray) -> _Shading:
+    """Hemisphere + key-light diffuse shading and a Schlick Fresnel specular reflection."""
     nx, ny, nz = geo.normal
     dy = geo.ray[1]
     cosv = geo.cos_view
     sky, ground, key = np.float32(light.sky), np.float32(light.ground), np.float32(light.key)
-    lx_, ly_, lz_ = light.key_direction.astype(np.float32)
-    n_dot_l = np.maximum(nx * lx_ + ny * ly_ + nz * lz_, 0.0)
+    lx, ly, lz = light.key_direction.astype(np.float32)
+    n_dot_l = np.maximum(nx * lx + ny * ly + nz * lz, 0.0)
     irradiance = np.float32(np.pi) * (ground + (sky - ground) * 0.5 * (1 + ny)) + key * n_dot_l
-    fresnel = schlick(cosv, f0_lut[inst])
+    fresnel = schlick(cosv, f0)
     # mirror direction's elevation: r_y = d_y + 2 cos(view) n_y
     r_y = np.clip(dy + 2 * cosv * ny, -1.0, 1.0)
     env = ground + (sky - ground) * 0.5 * (1 + r_y)
     # the overhead panel's soft sheen: one wide lobe for every surface (see module docstring)
-    hx, hy, hz = lx_ - geo.ray[0], ly_ - dy, lz_ - geo.ray[2]
+    hx, hy, hz = lx - geo.ray[0], ly - dy, lz - geo.ray[2]
     n_dot_h = np.maximum(nx * hx + ny * hy + nz * hz, 0.0) / np.sqrt(hx * hx + hy * hy + hz * hz)
     sheen = n_dot_h * n_dot_h
     sheen *= sheen
     sheen *= sheen  # (n.h)^8
     specular = fresnel * (env + key * np.float32(9.0 / (8 * np.pi)) * sheen)
     diffuse = irradiance * (1 - fresnel) * np.float32(1 / np.pi)
+    return _Shading(diffuse, specular, fresnel)
 
-    tint = light.tint.astype(np.float32)
-    radiance = tint[:, None, None] * (albedo * diffuse[None] + specular[None])
-    if emission_diffuse is not None:
-        radiance += emission_diffuse * (1 - fresnel)[None]
-    if emission_screen is not None:
-        radiance += emission_screen
 
-    haze = None
-    if light.haze_density > 0:
-        haze = np.exp(-np.float32(light.haze_density) * geo.distance)
-        airlight = tint * np.float32(1.3 * light.sky + 0.15 * light.key)
-        radiance = radiance * haze[None] + (airlight[:, None, None] * (1 - haze)[None])
-    veil = None
-    if light.glare_strength > 0:
-        gu, gv = light.glare_center
-        u = (np.arange(w, dtype=np.float32) / w - gu)[None, :]
-        v = ((np.arange(h, dtype=np.float32) / w) - gv * h / w)[:, None]
-        veil = np.float32(light.glare_strength * light.key) / (1 + (u * u + v * v) / 0.004)
-        radiance += veil[None] * np.array([1.0, 0.95, 0.85], dtype=np.float32)[:, None, None]
+def _airlight(light) -> np.ndarray:
+    """Radiance of the haze itself: room light scattered towards the camera, (3,)."""
+    return light.tint.astype(np.float32) * np.float32(1.3 * light.sky + 0.15 * light.key)
 
-    rng_rgb = _noise_rng(scene.seed, 1)
-    rgb = _rgb_camera(radiance, rng_rgb)
 
-    # --- polarization (monochrome camera behind a 2x2 polarizer mosaic) ---------------------
-    polarization = _polarization_camera(
-        geo, inst, mat_index, albedo, diffuse, specular, tint, emission_diffuse,
-        emission_screen, fresnel, haze, veil, light, _noise_rng(scene.seed, 2),
-    )
-
-    # --- depth (structured light) ------------------------------------------------------------
-    depth_mm, depth_m = _depth_camera(scene, geo, mats, inst, veil, _noise_rng(scene.seed, 3))
-
-    # --- thermal -------------------------------------------------------------------------------
-    thermal = _thermal_camera(scene, geo, mats, inst, n_inst, haze, _noise_rng(scene.seed, 4))
-
-    label = np.array(classes, dtype=np.uint8)[inst]
-    return SensorImages(
-        rgb=rgb,
-        depth_mm=depth_mm,
-        depth_m=depth_m,
-        polarization=polarization,
-        thermal=thermal,
-        label=label,
-        instance=instance.astype(np.uint8),
-        intrinsics=cam.intrinsics,
-    )
+def _veiling_glare(light, height: int, width: int) -> np.ndarray:
+    """Stray light of a bright source in the lens, falling off around its image, (H, W)."""
+    gu, gv = light.glare_center
+    u = (np.arange(width, dtype=np.float32) / width - gu)[None, :]
+    v = ((np.arange(height, dtype=np.float32) / width) - gv * height / width)[:, None]
+    return np.float32(light.glare_strength * light.key) / (1 + (u * u + v * v) / 0.004)
 
 
 def _auto_exposure(
@@ -283,27 +303,35 @@ def _rgb_camera(radiance: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def _polarization_camera(
-    geo, inst, mat_index, albedo, diffuse, specular, tint, emission_diffuse, emission_screen,
-    fresnel, haze, veil, light, rng,
+    geo: GeometryBuffers,
+    material: np.ndarray,
+    surfaces: _Surfaces,
+    shading: _Shading,
+    light,
+    haze: np.ndarray | None,
+    veil: np.ndarray | None,
+    rng: np.random.Generator,
 ) -> np.ndarray:
     """Stokes vector of diffuse + specular (+ emitted) light, then four polarizer intensities.
 
     Diffuse light is polarized parallel to the plane of emittance (AoLP = azimuth of the
     normal), specular light perpendicular to it (+90°), each with the Fresnel DoLP of the
     material at the viewing angle; a screen's light carries its own polarizer's angle.
+    ``material`` holds each pixel's row of the material tables.
     """
+    tint = light.tint.astype(np.float32)
     mono_tint = float(LUMA @ tint)
     weights = LUMA * tint  # monochrome response to each colour channel of the room light
-    intensity_d = diffuse * (
+    albedo = surfaces.albedo
+    intensity_d = shading.diffuse * (
         weights[0] * albedo[0] + weights[1] * albedo[1] + weights[2] * albedo[2]
     )
-    if emission_diffuse is not None:
-        intensity_d += (1 - fresnel) * np.tensordot(LUMA, emission_diffuse, axes=1)
-    intensity_s = specular * np.float32(mono_tint)
+    if surfaces.window_light is not None:
+        intensity_d += (1 - shading.fresnel) * np.tensordot(LUMA, surfaces.window_light, axes=1)
+    intensity_s = shading.specular * np.float32(mono_tint)
     lut = (geo.cos_view * (LUT_SIZE - 1)).astype(np.intp)
-    mat = mat_index[inst]
-    rho_d = _TABLES['rho_d'][mat, lut]
-    rho_s = _TABLES['rho_s'][mat, lut]
+    rho_d = _TABLES['rho_d'][material, lut]
+    rho_s = _TABLES['rho_s'][material, lut]
     s0 = intensity_d + intensity_s
     linear = rho_d * intensity_d - rho_s * intensity_s
     nxc, nyc = geo.normal_camera
@@ -311,14 +339,14 @@ def _polarization_camera(
     # AoLP counted anticlockwise from the sensor x axis as the image is viewed (y points down)
     s1 = linear * (nxc * nxc - nyc * nyc) / r2
     s2 = linear * (-2 * nxc * nyc) / r2
-    if emission_screen is not None:
-        e = np.tensordot(LUMA, emission_screen, axes=1)
+    if surfaces.screen_light is not None:
+        e = np.tensordot(LUMA, surfaces.screen_light, axes=1)
         s0 += e
         a = np.deg2rad(2 * SCREEN_AOLP_DEG)
         s1 += np.float32(SCREEN_DOLP * np.cos(a)) * e
         s2 += np.float32(SCREEN_DOLP * np.sin(a)) * e
     if haze is not None:
-        air = np.float32(mono_tint * (1.3 * light.sky + 0.15 * light.key))
+        air = np.float32(LUMA @ _airlight(light))
         s0 = s0 * haze + air * (1 - haze)
         s1 *= haze
         s2 *= haze
@@ -372,7 +400,7 @@ def _depth_camera(scene, geo, mats, inst, veil, rng) -> tuple[np.ndarray, np.nda
     return depth_mm, depth_m.astype(np.float32)
 
 
-def _thermal_camera(scene, geo, mats, inst, n_inst, haze, rng) -> np.ndarray:
+def _thermal_camera(scene, geo, mats, inst, haze, rng) -> np.ndarray:
     """Radiometric counts: emitted + reflected radiance, optics blur, NETD and fixed pattern."""
     th = scene.thermal
     temps = np.array(
