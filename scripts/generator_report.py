@@ -15,6 +15,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use('Agg')
+import cv2
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -27,7 +28,8 @@ from training.data.ceiling import (
     information_ceiling,
 )
 from training.data.classes import CLASS_NAMES
-from training.data.render import render
+from training.data.decode import polarization_from_intensities
+from training.data.render import IMX250MZR_LAYOUT, POLARIZATION_ANGLES, render
 from training.data.scene import make_split, sample_scene
 
 
@@ -38,6 +40,44 @@ def pixel_counts(split: str, scenes: int, size: tuple[int, int]) -> np.ndarray:
         images = render(sample_scene(make_split(split, index), size[1], size[0], split))
         counts += np.bincount(images.label.ravel(), minlength=len(CLASS_NAMES))[: len(counts)]
     return counts
+
+
+def block_dolp(mosaic: np.ndarray) -> np.ndarray:
+    """DoLP on 4x4 blocks (each angle: the mean of its four pixels), as the real samples."""
+    h, w = (mosaic.shape[0] // 4) * 4, (mosaic.shape[1] // 4) * 4
+    planes = []
+    for angle in POLARIZATION_ANGLES:
+        row, col = next((r, c) for r in (0, 1) for c in (0, 1) if IMX250MZR_LAYOUT[r][c] == angle)
+        sub = mosaic[row:h:2, col:w:2].astype(np.float32)
+        planes.append(sub.reshape(h // 4, 2, w // 4, 2).mean(axis=(1, 3)))
+    return polarization_from_intensities(np.stack(planes))[2]
+
+
+def statistics(split: str, scenes: int, real: Path) -> dict:
+    """Depth holes and DoLP of generated frames beside the real samples of ../shared/data/real."""
+    invalid, dolp = [], []
+    for index in range(scenes):
+        images = render(sample_scene(make_split(split, index), 320, 240, split))
+        invalid.append(float((images.depth_mm == 0).mean()))
+        dolp.append(block_dolp(images.polarization_mosaic).ravel())
+    generated = {
+        'depth_invalid_fraction_mean': float(np.mean(invalid)),
+        'depth_invalid_fraction_p10_p90': np.percentile(invalid, [10, 90]).round(4).tolist(),
+        'dolp_p10_p50_p90': np.percentile(np.concatenate(dolp), [10, 50, 90]).round(4).tolist(),
+        'scenes': scenes,
+        'size': [240, 320],
+    }
+    measured = {}
+    for sample in ('nyu_raw', 'tum_rgbd', 'sunrgbd'):
+        depth = cv2.imread(str(real / sample / 'depth_mm.png'), cv2.IMREAD_UNCHANGED)
+        if depth is not None:
+            measured[f'{sample}_depth_invalid_fraction'] = round(float((depth == 0).mean()), 4)
+    for sample in ('polanalyser_fruits', 'polanalyser_camera'):
+        path = real / sample / 'dolp.npy'
+        if path.is_file():
+            measured[f'{sample}_dolp_p10_p50_p90'] = np.percentile(
+                np.load(path), [10, 50, 90]).round(4).tolist()
+    return {'generated': generated, 'real_samples': measured}
 
 
 def build_report(counts: np.ndarray, split: str, scenes: int, size) -> dict:
@@ -132,13 +172,18 @@ def main() -> int:
     parser.add_argument('--size', type=int, nargs=2, default=(120, 160), metavar=('H', 'W'))
     parser.add_argument('--json', type=Path, default=Path('docs/generator_ceiling.json'))
     parser.add_argument('--figure', type=Path, default=Path('docs/img/generator_information.png'))
+    parser.add_argument('--real', type=Path,
+                        default=Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'real',
+                        help='the shared real sensor samples, for the statistics beside ours')
     args = parser.parse_args()
     counts = pixel_counts(args.split, args.scenes, tuple(args.size))
     report = build_report(counts, args.split, args.scenes, tuple(args.size))
+    report['statistics'] = statistics(args.split, 60, args.real)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=1) + '\n')
     draw(report, args.figure)
     print(markdown(report))
+    print(json.dumps(report['statistics'], indent=1))
     print(f'\nwrote {args.json} and {args.figure}')
     return 0 if report['every_modality_matters'] and report[
         'half_identifiable_without_any_one'] else 1

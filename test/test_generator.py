@@ -24,6 +24,7 @@ from training.data.geometry import cast
 from training.data.physics import KELVIN
 from training.data.render import POLARIZATION_BITS, render
 from training.data.scene import (
+    FLUSH_OFFSET,
     IN_DISTRIBUTION,
     SPLIT_CAPACITY,
     SPLITS,
@@ -253,3 +254,38 @@ def test_palette_and_names_line_up():
     assert len(PALETTE) == len(CLASS_NAMES) == len(set(CLASS_NAMES))
     assert len(set(PALETTE)) == len(PALETTE)
     assert CLASS_NAMES[:2] == ('floor', 'wall')
+
+
+def test_a_canvas_differs_from_a_poster_of_the_same_face_only_in_depth():
+    """Flatten a canvas onto its wall: only its relief (depth) and a rim of side faces change."""
+    for index in range(300):
+        scene = sample_scene(make_split('train', index), 128, 96)
+        k = next((k for k, o in enumerate(scene.objects)
+                  if o.class_index == CLASS_INDEX['canvas']), None)
+        if scene.lighting.condition != 'normal' or k is None:
+            continue
+        images = render(scene)
+        mask = images.instance == 2 + k
+        if mask.sum() > 200 and (images.depth_mm[mask] > 0).mean() > 0.9:
+            break
+    else:
+        raise AssertionError('no well-visible canvas found')
+    canvas = scene.objects[k]
+    out_of_wall = np.array([np.sin(canvas.yaw), 0.0, np.cos(canvas.yaw)])
+    thickness = canvas.half_size[2]
+    flat = _swap(
+        scene, k, 'poster',
+        center=canvas.center - out_of_wall * (thickness - 0.0015 - FLUSH_OFFSET),
+        half_size=np.array([canvas.half_size[0], canvas.half_size[1], 0.0015]),
+    )
+    poster = render(flat)
+    a, b = decode_frame(images), decode_frame(poster)
+    both = mask & (poster.instance == 2 + k)
+    assert both.sum() > 0.8 * mask.sum()  # the same face, seen from the same camera
+    depth_change = np.abs(a['depth'][0] - b['depth'][0])[both & (images.depth_mm > 0)
+                                                          & (poster.depth_mm > 0)]
+    relief = 2 * thickness - 0.003 - FLUSH_OFFSET  # metres between the canvas face and the poster
+    assert np.median(depth_change) > 0.5 * relief  # along the optical axis, through noise
+    for name in ('rgb', 'polarization', 'thermal'):
+        changed = (np.abs(a[name] - b[name]).max(axis=0) > 1e-6)[mask | (poster.instance == 2 + k)]
+        assert changed.mean() < 0.2, (name, changed.mean())  # only the rim of side faces
