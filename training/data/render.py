@@ -178,19 +178,18 @@ def render(scene: Scene, geometry: GeometryBuffers | None = None) -> SensorImage
         veil = _veiling_glare(light, scene.camera.height, scene.camera.width)
         radiance += veil[None] * np.array([1.0, 0.95, 0.85], dtype=np.float32)[:, None, None]
 
+    # Each sensor draws its noise from a stream of its own, so changing one sensor's model
+    # leaves the others' images unchanged.
     mat_index = np.array([_MATERIAL_INDEX[m.name] for m in mats], dtype=np.int16)
+    polarization = _polarization_camera(
+        geo, mat_index[inst], surfaces, shading, light, haze, veil, _noise_rng(scene.seed, 2)
+    )
+    depth_mm, depth_m = _depth_camera(scene, geo, mats, inst, veil, _noise_rng(scene.seed, 3))
     return SensorImages(
         rgb=_rgb_camera(radiance, _noise_rng(scene.seed, 1)),
-        polarization=_polarization_camera(
-            geo, mat_index[inst], surfaces, shading, light, haze, veil, _noise_rng(scene.seed, 2)
-        ),
-        **dict(
-            zip(
-                ('depth_mm', 'depth_m'),
-                _depth_camera(scene, geo, mats, inst, veil, _noise_rng(scene.seed, 3)),
-                strict=True,
-            )
-        ),
+        depth_mm=depth_mm,
+        depth_m=depth_m,
+        polarization=polarization,
         thermal=_thermal_camera(scene, geo, mats, inst, haze, _noise_rng(scene.seed, 4)),
         label=np.array(classes, dtype=np.uint8)[inst],
         instance=geo.instance.astype(np.uint8),
