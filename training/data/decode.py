@@ -1,17 +1,24 @@
 """Raw sensor encodings -> the sensor representation of docs/architecture.md, as (C, H, W).
 
-These are plain-numpy stand-ins for the shared decoders of ``mmp_ros.sensors``; each modality
-is one small function, so switching a modality to the shared decoder is a one-line change in
-:func:`decode_frame`.
+:func:`decode_frame` goes through the node's own decoders (``mmp_ros.sensors``), so the model
+trains on exactly what the node will feed it. The plain-numpy functions below serve the
+dataset loaders, whose files are not ROS image encodings.
 """
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
+from mmp_ros.sensors import (
+    ENCODINGS,
+    DepthSettings,
+    PolarizationSettings,
+    ThermalSettings,
+    array_to_image,
+)
+from mmp_ros.sensors import decode_frame as sensor_decode
 from training.data.physics import KELVIN, PlanckCalibration
-from training.data.render import IMX250MZR_LAYOUT, POLARIZATION_ANGLES, THERMAL, SensorImages
+from training.data.render import IMX250MZR_LAYOUT, THERMAL, SensorImages
 
 
 def decode_rgb(rgb8: np.ndarray) -> np.ndarray:
@@ -49,27 +56,6 @@ def polarization_from_intensities(intensities: np.ndarray) -> np.ndarray:
     return out.astype(np.float32, copy=False)
 
 
-def demosaic(raw: np.ndarray, layout=IMX250MZR_LAYOUT) -> np.ndarray:
-    """2x2 polarizer mosaic (H, W) -> four full-resolution intensities (4, H, W) float32.
-
-    Each angle's samples (one pixel in four) are spread by normalized bilinear convolution,
-    which keeps the measured pixels exact and fills the rest from their neighbours.
-    """
-    h, w = raw.shape
-    kernel = np.array([[0.25, 0.5, 0.25], [0.5, 1.0, 0.5], [0.25, 0.5, 0.25]], np.float32)
-    out = np.empty((4, h, w), dtype=np.float32)
-    for dr in (0, 1):
-        for dc in (0, 1):
-            sparse = np.zeros((h, w), dtype=np.float32)
-            sparse[dr::2, dc::2] = raw[dr::2, dc::2]
-            weight = np.zeros((h, w), dtype=np.float32)
-            weight[dr::2, dc::2] = 1.0
-            num = cv2.filter2D(sparse, -1, kernel, borderType=cv2.BORDER_REFLECT)
-            den = cv2.filter2D(weight, -1, kernel, borderType=cv2.BORDER_REFLECT)
-            out[POLARIZATION_ANGLES.index(layout[dr][dc])] = num / den
-    return out
-
-
 def decode_thermal(counts: np.ndarray, calibration: PlanckCalibration = THERMAL) -> np.ndarray:
     """Radiometric mono16 counts -> (1, H, W) float32 degrees Celsius (Planck inversion)."""
     kelvin = calibration.kelvin_from_counts(np.maximum(counts.astype(np.float64), 1.0))
@@ -80,10 +66,10 @@ def decode_frame(images: SensorImages, polarization: str = 'intensities') -> dic
     """Every modality of a rendered frame in the sensor representation, (C, H, W) float32.
 
     ``polarization``: 'intensities' decodes the four polarizer planes, 'mosaic' goes through
-    the raw 2x2 mosaic and :func:`demosaic`, as a node reading the camera's raw topic would.
+    the raw 2x2 mosaic and the node's demosaicing, as a node reading the camera's raw topic would.
     """
     if polarization == 'mosaic':
-        pol = polarization_from_intensities(demosaic(images.polarization_mosaic))
+        pol = decode_polarization_mosaic(images.polarization_mosaic)
     elif polarization == 'intensities':
         pol = polarization_from_intensities(images.polarization)
     else:
@@ -91,8 +77,32 @@ def decode_frame(images: SensorImages, polarization: str = 'intensities') -> dic
             f"polarization source must be 'intensities' or 'mosaic', not {polarization!r}"
         )
     return {
-        'rgb': decode_rgb(images.rgb),
-        'depth': decode_depth_mm(images.depth_mm),
+        'rgb': _shared('rgb', images.rgb, 'rgb8'),
+        'depth': _shared('depth', images.depth_mm, '16UC1'),
         'polarization': pol,
-        'thermal': decode_thermal(images.thermal),
+        'thermal': _shared('thermal', images.thermal, 'mono16'),
     }
+
+
+MOSAIC_ENCODING = 'mono16'
+SENSOR_SETTINGS = {
+    'rgb': None,
+    'depth': DepthSettings(),
+    'polarization': PolarizationSettings(layout=IMX250MZR_LAYOUT, resolution='full'),
+    'thermal': ThermalSettings(semantics='planck', planck=THERMAL),
+}
+
+
+def decode_polarization_mosaic(raw: np.ndarray) -> np.ndarray:
+    """IMX250MZR mosaic (H, W) -> (3, H, W) float32, through the node's demosaicing."""
+    return _shared('polarization', raw, MOSAIC_ENCODING)
+
+
+def _shared(modality: str, pixels: np.ndarray, encoding: str) -> np.ndarray:
+    """Decode one raw image with the node's decoder; (C, H, W) float32."""
+    dtype = ENCODINGS[encoding][0]
+    if pixels.dtype != dtype:
+        pixels = pixels.astype(dtype)
+    fields = array_to_image(pixels, encoding)
+    frame = sensor_decode(modality, fields, SENSOR_SETTINGS[modality])
+    return np.ascontiguousarray(frame.data.transpose(2, 0, 1))

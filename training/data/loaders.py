@@ -35,9 +35,9 @@ from training.data.dataset import to_sample
 from training.data.decode import (
     decode_depth_m,
     decode_depth_mm,
+    decode_polarization_mosaic,
     decode_rgb,
     decode_thermal,
-    demosaic,
     polarization_from_intensities,
 )
 from training.data.layout import DatasetLayoutError, read_manifest, read_polarization
@@ -412,7 +412,7 @@ class SyntheticFolder(FolderDataset):
         pol_raw = read_polarization(paths['polarization'], self.polarization_format)
         self._check_shape(paths['polarization'], pol_raw.shape[-2:], shape)
         if self.polarization_format == 'mosaic':
-            pol = polarization_from_intensities(demosaic(pol_raw))
+            pol = decode_polarization_mosaic(pol_raw)
         else:
             pol = polarization_from_intensities(pol_raw)
         counts = _read_image(paths['thermal'])

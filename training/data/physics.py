@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mmp_ros.sensors.thermal import PlanckCalibration as SensorPlanckCalibration
+
 
 def fresnel_reflectance(theta: np.ndarray, n: complex) -> tuple[np.ndarray, np.ndarray]:
     """Power reflectances (R_s, R_p) from air onto a medium of (complex) refractive index n.
@@ -69,29 +71,14 @@ def brewster_angle(n: float) -> float:
 
 
 @dataclass(frozen=True)
-class PlanckCalibration:
-    """FLIR-style radiometric calibration: counts S = R1 / (R2 (exp(B / T) - F)) - O.
+class PlanckCalibration(SensorPlanckCalibration):
+    """The node's FLIR Planck calibration, plus the radiance view the renderer mixes in.
 
-    The constants are those a FLIR camera stores in its EXIF (PlanckR1, PlanckR2, PlanckB,
-    PlanckF, PlanckO); the defaults are ExifTool's documented example values, which put room
-    temperature near 18 700 counts and keep -30..150 °C inside 16 bits. Counts are linear in
+    The constants are those of :class:`mmp_ros.sensors.thermal.PlanckCalibration`, so the
+    node decodes what the generator renders with its default settings. Counts are linear in
     radiance, so a surface of emissivity e reads e S(T) + (1 - e) S(T_reflected) (offset O
     aside), which is how reflected ambient enters the thermal image.
     """
-
-    r1: float = 21106.77
-    r2: float = 0.012545258
-    b: float = 1501.0
-    f: float = 1.0
-    o: float = -7340.0
-
-    def counts_from_kelvin(self, t: np.ndarray) -> np.ndarray:
-        t = np.asarray(t, dtype=np.float64)
-        return self.r1 / (self.r2 * (np.exp(self.b / t) - self.f)) - self.o
-
-    def kelvin_from_counts(self, s: np.ndarray) -> np.ndarray:
-        s = np.asarray(s, dtype=np.float64)
-        return self.b / np.log(self.r1 / (self.r2 * (s + self.o)) + self.f)
 
     def radiance(self, t: np.ndarray) -> np.ndarray:
         """Counts without the offset: proportional to in-band radiance, so it mixes linearly."""
