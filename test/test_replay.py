@@ -73,14 +73,14 @@ def replay_and_receive(bag: Path, topic: str, stamps: list[int], *extra: str):
 @pytest.mark.slow
 @pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
 def test_replay_keeps_the_bags_timing_within_5ms(storage, tmp_path, restored_environ):
-    stamps = jittered_timestamps(60, 30.0)  # 2 s of 640x480 rgb8, gaps 17..50 ms
+    stamps = jittered_timestamps(90, 30.0)  # 3 s of 640x480 rgb8, gaps 17..50 ms
     bag = write_image_bag(tmp_path / 'bag', stamps, storage=storage, topic='/bag/image')
     published, received = replay_and_receive(
         bag, '/live/image', stamps, '--remap', '/bag/image:=/live/image'
     )
     bag_ns = dict(enumerate(stamps))
     # Best effort: the first frames may go before this side has matched the player.
-    assert len(received) >= 0.9 * len(stamps)
+    assert len(received) >= 0.9 * len(stamps), sorted(set(range(len(stamps))) - set(received))
     # The player keeps gaps and due times (offsets catch drift that gaps miss). p90, not the
     # maximum: a burst of load from other processes can stall any process for tens of ms,
     # which costs two gaps and the two or three messages due meanwhile, and nothing after.
