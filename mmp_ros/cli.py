@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
         'training.data.cli',
         'render a synthetic RGB + depth + polarization + thermal dataset to disk',
     ),
+    'replay': ('mmp_ros.ros.replay', 'play a rosbag2 (MCAP or sqlite3) into live topics, on time'),
+    'record': ('mmp_ros.ros.record', 'record live topics into an MCAP rosbag2'),
     'dropout': (
         'mmp_ros.ros.dropout_node',
         'make sensors fail on a schedule, between the sources and the node',
