@@ -1,0 +1,73 @@
+"""The package's DDS setup: which middleware and which Fast DDS profile a process starts with.
+
+Fast DDS reads its XML profile once, when the first participant is created (that is, inside
+``rclpy.init``/the first node), from the file named by ``FASTDDS_DEFAULT_PROFILES_FILE`` (or,
+failing that, ``DEFAULT_FASTDDS_PROFILES.xml`` in the working directory). So the profile can only
+be chosen through the environment, before ``rclpy.init``; ``mmp_ros.ros.context.init_ros`` does
+it for every process of the package. This module is plain Python (no rclpy) so that it can be
+tested and reused by launch files and scripts that only prepare a child's environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from pathlib import Path
+
+PROFILE_ENV = 'FASTDDS_DEFAULT_PROFILES_FILE'
+# Fast DDS 2.x name; Fast DDS 3 still honours it (with a deprecation warning), so a user who
+# set only this one has chosen a profile too.
+LEGACY_PROFILE_ENV = 'FASTRTPS_DEFAULT_PROFILES_FILE'
+RMW_ENV = 'RMW_IMPLEMENTATION'
+DEFAULT_RMW = 'rmw_fastrtps_cpp'
+
+# Installed inside the package (setup.py package_data), never zipped: Fast DDS needs a real
+# file path.
+PROFILE_PATH = Path(__file__).resolve().parent / 'resources' / 'fastdds_profile.xml'
+
+
+@dataclass(frozen=True)
+class DdsSetup:
+    """What ``apply_dds_profile`` found and did, for one log line at start-up."""
+
+    rmw_implementation: str
+    rmw_set_by_us: bool
+    profile_file: str | None  # the profile Fast DDS will load; None: Fast DDS defaults
+    profile_set_by_us: bool
+
+    def describe(self) -> str:
+        rmw = f'{self.rmw_implementation} ({"mmp_ros default" if self.rmw_set_by_us else "user"})'
+        if self.rmw_implementation != DEFAULT_RMW:
+            return f'DDS: {rmw}; the Fast DDS profile does not apply to this middleware'
+        if self.profile_file is None:
+            return f'DDS: {rmw}, Fast DDS default transports (no profile)'
+        origin = 'mmp_ros shared-memory/loopback profile' if self.profile_set_by_us else 'user'
+        missing = '' if Path(self.profile_file).is_file() else ' -- FILE NOT FOUND'
+        return f'DDS: {rmw}, profile {self.profile_file} ({origin}){missing}'
+
+
+def apply_dds_profile(
+    env: MutableMapping[str, str] | None = None, *, profile: bool = True
+) -> DdsSetup:
+    """Default the middleware and the Fast DDS profile in ``env``; never override the user's.
+
+    ``env`` is ``os.environ`` unless given (a child process's environment, a test's dict).
+    Call it before ``rclpy.init``: Fast DDS reads the variable when the participant is made.
+    ``profile=False`` is the explicit opt-out (``--no-profile``): every profile variable is
+    removed so that Fast DDS runs on its built-in transports, for comparisons.
+    """
+    env = os.environ if env is None else env
+    rmw_set_by_us = not env.get(RMW_ENV)
+    if rmw_set_by_us:
+        env[RMW_ENV] = DEFAULT_RMW
+    if not profile:
+        env.pop(PROFILE_ENV, None)
+        env.pop(LEGACY_PROFILE_ENV, None)
+        return DdsSetup(env[RMW_ENV], rmw_set_by_us, None, profile_set_by_us=False)
+    user_profile = env.get(PROFILE_ENV) or env.get(LEGACY_PROFILE_ENV)
+    if user_profile:
+        return DdsSetup(env[RMW_ENV], rmw_set_by_us, user_profile, profile_set_by_us=False)
+    env[PROFILE_ENV] = str(PROFILE_PATH)
+    return DdsSetup(env[RMW_ENV], rmw_set_by_us, str(PROFILE_PATH), profile_set_by_us=True)
+

@@ -1,0 +1,73 @@
+"""Start-up and shutdown shared by every ROS process of the package.
+
+The DDS profile must be in the environment before ``rclpy.init`` (Fast DDS reads it when the
+first participant is created), and every process must end the same way on Ctrl-C, SIGTERM or
+an external ``rclpy.shutdown``: destroy its node, then ``try_shutdown`` (which tolerates a
+context that the signal handler already shut down).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+
+from mmp_ros.dds import DdsSetup, apply_dds_profile
+
+
+@contextmanager
+def init_ros(args: Sequence[str] | None = None, *, dds_profile: bool = True) -> Iterator[DdsSetup]:
+    """Apply the DDS profile, ``rclpy.init``; on leaving, shut down quietly.
+
+    A ``KeyboardInterrupt`` or ``ExternalShutdownException`` raised in the body is the normal
+    way a ROS process is asked to stop, so it ends the block without a traceback. Destroy the
+    node inside the block (``finally``) so that it goes before the context.
+    """
+    setup = apply_dds_profile(profile=dds_profile)
+    rclpy.init(args=None if args is None else list(args))
+    try:
+        yield setup
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        rclpy.try_shutdown()
+
+
+def spin_node(
+    make_node: Callable[[], Node],
+    args: Sequence[str] | None = None,
+    *,
+    dds_profile: bool = True,
+) -> int:
+    """Run one node until it is asked to stop: the ``main`` of a package process.
+
+    ``make_node`` is called after ``rclpy.init``; the DDS set-up is logged by the node so that
+    a user sees which transport and profile a process runs with.
+    """
+    with init_ros(args, dds_profile=dds_profile) as setup:
+        node = make_node()
+        try:
+            node.get_logger().info(setup.describe())
+            rclpy.spin(node)
+        finally:
+            node.destroy_node()
+    return 0
+
+
+def spin_until(node: Node, condition: Callable[[], bool], timeout_s: float) -> bool:
+    """Spin ``node`` until ``condition()`` holds or ``timeout_s`` passes; whether it held.
+
+    The way every process and test of the package waits for discovery, matching or data: on a
+    condition with a deadline, never on a fixed sleep.
+    """
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        rclpy.spin_once(node, timeout_sec=min(left, 0.05))
+    return True

@@ -1,0 +1,78 @@
+"""sensor_msgs/Image <-> the sensor layer's ``ImageFields`` (``mmp_ros.sensors.image``).
+
+The sensor layer decodes images from six plain fields (``height, width, encoding,
+is_bigendian, step, data``) so that it never imports a message type; this module is the only
+place that moves those fields in and out of ``sensor_msgs/Image``. It copies nothing it does
+not have to: the pixel buffer is handed over as a read-only view of the message's own array.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from builtin_interfaces.msg import Time
+from sensor_msgs.msg import Image
+
+IMAGE_FIELDS = ('height', 'width', 'encoding', 'is_bigendian', 'step', 'data')
+
+
+class ImageFieldsLike(Protocol):
+    """Anything with the six image fields (``mmp_ros.sensors.image.ImageFields`` is one)."""
+
+    height: int
+    width: int
+    encoding: str
+    is_bigendian: bool
+    step: int
+    data: Any  # bytes-like
+
+
+def image_field_values(msg: Image) -> dict[str, Any]:
+    """The message's six image fields as keywords; ``data`` a zero-copy read-only view.
+
+    rclpy stores ``uint8[]`` as ``array.array('B')``; a ``memoryview`` of it is bytes-like
+    (``np.frombuffer`` reads it in place), and converting to ``bytes`` would copy a whole
+    frame on every callback.
+    """
+    return {
+        'height': msg.height,
+        'width': msg.width,
+        'encoding': msg.encoding,
+        'is_bigendian': bool(msg.is_bigendian),
+        'step': msg.step,
+        'data': memoryview(msg.data).toreadonly(),
+    }
+
+
+def to_image_fields(msg: Image):
+    """The sensor layer's ``ImageFields`` for ``msg`` (imported here, on first use)."""
+    from mmp_ros.sensors.image import ImageFields
+
+    return ImageFields(**image_field_values(msg))
+
+
+def to_image_msg(fields: ImageFieldsLike, *, stamp: Time, frame_id: str) -> Image:
+    """A ``sensor_msgs/Image`` carrying ``fields`` under the given header.
+
+    The row stride and the buffer must agree (``step * height`` bytes, ``step`` at least one
+    row of pixels' worth is the encoder's job); a mismatch here is a programming error, so it
+    raises instead of publishing a message that every subscriber would reject.
+    """
+    data = fields.data
+    size = memoryview(data).nbytes
+    if size != fields.step * fields.height:
+        raise ValueError(
+            f'image buffer holds {size} bytes, but step {fields.step} x height '
+            f'{fields.height} = {fields.step * fields.height} ({fields.encoding})'
+        )
+    msg = Image(
+        height=fields.height,
+        width=fields.width,
+        encoding=fields.encoding,
+        is_bigendian=int(fields.is_bigendian),
+        step=fields.step,
+    )
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    msg.data = data if isinstance(data, bytes) else bytes(data)
+    return msg

@@ -1,0 +1,144 @@
+"""The shipped Fast DDS profile: what apply_dds_profile sets, that Fast DDS loads the file, and
+that camera-sized frames reach another process with it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from mmp_ros.dds import (
+    DEFAULT_RMW,
+    LEGACY_PROFILE_ENV,
+    PROFILE_ENV,
+    PROFILE_PATH,
+    RMW_ENV,
+    apply_dds_profile,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+NS = {'f': 'http://www.eprosima.com'}
+
+
+def test_defaults_profile_and_middleware_when_unset():
+    env: dict[str, str] = {}
+    setup = apply_dds_profile(env)
+    assert env == {PROFILE_ENV: str(PROFILE_PATH), RMW_ENV: DEFAULT_RMW}
+    assert setup.profile_set_by_us and setup.rmw_set_by_us
+    assert 'mmp_ros shared-memory/loopback profile' in setup.describe()
+
+
+@pytest.mark.parametrize('variable', [PROFILE_ENV, LEGACY_PROFILE_ENV])
+def test_never_overrides_a_users_profile(variable, tmp_path):
+    mine = tmp_path / 'mine.xml'
+    mine.write_text('<dds/>')
+    env = {variable: str(mine), RMW_ENV: 'rmw_fastrtps_cpp'}
+    setup = apply_dds_profile(env)
+    assert env == {variable: str(mine), RMW_ENV: 'rmw_fastrtps_cpp'}
+    assert setup.profile_file == str(mine) and not setup.profile_set_by_us
+    assert not setup.rmw_set_by_us
+    assert '(user)' in setup.describe() and 'NOT FOUND' not in setup.describe()
+
+
+def test_an_empty_variable_counts_as_unset():
+    # Fast DDS itself treats an empty path as a file it cannot find, and logs an error.
+    env = {PROFILE_ENV: '', RMW_ENV: ''}
+    apply_dds_profile(env)
+    assert env == {PROFILE_ENV: str(PROFILE_PATH), RMW_ENV: DEFAULT_RMW}
+
+
+def test_a_missing_user_profile_is_pointed_out():
+    setup = apply_dds_profile({PROFILE_ENV: '/nonexistent/profile.xml'})
+    assert 'FILE NOT FOUND' in setup.describe()
+
+
+def test_another_middleware_is_kept_and_said_to_ignore_the_profile():
+    env = {RMW_ENV: 'rmw_cyclonedds_cpp'}
+    setup = apply_dds_profile(env)
+    assert env[RMW_ENV] == 'rmw_cyclonedds_cpp'
+    assert 'does not apply' in setup.describe()
+
+
+def test_opting_out_removes_every_profile_variable():
+    env = {PROFILE_ENV: 'a.xml', LEGACY_PROFILE_ENV: 'b.xml'}
+    setup = apply_dds_profile(env, profile=False)
+    assert env == {RMW_ENV: DEFAULT_RMW}
+    assert setup.profile_file is None and 'no profile' in setup.describe()
+
+
+def test_profile_uses_a_32mib_segment_and_keeps_udp_on_loopback():
+    root = ET.parse(PROFILE_PATH).getroot()
+    descriptors = {
+        d.findtext('f:transport_id', namespaces=NS): d
+        for d in root.iterfind('f:profiles/f:transport_descriptors/f:transport_descriptor', NS)
+    }
+    kinds = {tid: d.findtext('f:type', namespaces=NS) for tid, d in descriptors.items()}
+    assert sorted(kinds.values()) == ['SHM', 'UDPv4']
+    shm = next(d for d in descriptors.values() if d.findtext('f:type', namespaces=NS) == 'SHM')
+    assert int(shm.findtext('f:segment_size', namespaces=NS)) == 32 * 1024 * 1024
+    udp = next(d for d in descriptors.values() if d.findtext('f:type', namespaces=NS) == 'UDPv4')
+    allowed = [i.get('name') for i in udp.iterfind('f:interfaces/f:allowlist/f:interface', NS)]
+    assert allowed == ['127.0.0.1']
+    participant = root.find('f:profiles/f:participant', NS)
+    assert participant.get('is_default_profile') == 'true'
+    rtps = participant.find('f:rtps', NS)
+    assert rtps.findtext('f:useBuiltinTransports', namespaces=NS) == 'false'
+    used = [t.text for t in rtps.iterfind('f:userTransports/f:transport_id', NS)]
+    assert sorted(used) == sorted(descriptors)
+
+
+# A child process: our start-up, one node; prints the sizes of the shared-memory segments
+# that appeared meanwhile. Fast DDS logs XML errors on stderr.
+_CHILD = """
+import os, sys
+from mmp_ros.ros.context import init_ros
+import rclpy
+before = set(os.listdir('/dev/shm'))
+with init_ros() as setup:
+    node = rclpy.create_node('mmp_ros_profile_probe')
+    new = set(os.listdir('/dev/shm')) - before
+    print(max(os.path.getsize('/dev/shm/' + name) for name in new))
+    node.destroy_node()
+"""
+
+
+def _probe(env_update: dict[str, str]) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.pop(PROFILE_ENV, None)
+    env.pop(LEGACY_PROFILE_ENV, None)
+    env.update(env_update)
+    return subprocess.run(
+        [sys.executable, '-c', _CHILD], env=env, capture_output=True, text=True, timeout=60,
+        check=True,
+    )
+
+
+@pytest.mark.ros
+def test_fast_dds_loads_the_profile_and_maps_the_large_segment():
+    result = _probe({})
+    assert 'XMLPARSER' not in result.stderr, result.stderr
+    assert int(result.stdout.split()[-1]) >= 32 * 1024 * 1024
+
+
+@pytest.mark.ros
+def test_probe_sees_a_profile_that_fast_dds_rejects(tmp_path):
+    # The check above can fail: a misspelt element is reported and the segment stays small.
+    broken = tmp_path / 'broken.xml'
+    broken.write_text(PROFILE_PATH.read_text().replace('segment_size>', 'segmentsize>'))
+    result = _probe({PROFILE_ENV: str(broken)})
+    assert 'XMLPARSER' in result.stderr
+    assert int(result.stdout.split()[-1]) < 32 * 1024 * 1024
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_two_processes_deliver_99_percent_of_640x480_frames_with_the_profile():
+    from mmp_ros.ros.bench_dds import measure
+
+    result = measure(profile=True, duration_s=5.0, rate_hz=30.0)
+    assert result.sent == 150
+    assert result.delivery >= 0.99, result

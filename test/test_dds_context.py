@@ -1,0 +1,82 @@
+"""init_ros / spin_until (the start-up and waiting every process shares) and bench figures."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+
+from mmp_ros.dds import PROFILE_ENV, PROFILE_PATH
+
+
+@pytest.fixture
+def restored_environ():
+    """init_ros writes the profile into os.environ; put the test session's back afterwards."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.mark.ros
+def test_init_ros_applies_profile_and_ends_quietly_on_ctrl_c(restored_environ):
+    import rclpy
+
+    from mmp_ros.ros.context import init_ros
+
+    os.environ.pop(PROFILE_ENV, None)
+    with init_ros() as setup:
+        assert os.environ[PROFILE_ENV] == str(PROFILE_PATH) == setup.profile_file
+        assert rclpy.ok()
+        raise KeyboardInterrupt
+    assert not rclpy.ok()
+
+
+@pytest.mark.ros
+def test_init_ros_lets_real_errors_through_and_still_shuts_down(restored_environ):
+    import rclpy
+
+    from mmp_ros.ros.context import init_ros
+
+    with pytest.raises(ZeroDivisionError), init_ros():
+        1 / 0  # noqa: B018
+    assert not rclpy.ok()
+
+
+@pytest.mark.ros
+def test_spin_until_returns_on_condition_or_deadline(restored_environ):
+    import time
+
+    import rclpy
+    from std_msgs.msg import String
+
+    from mmp_ros.ros.context import init_ros, spin_until
+
+    with init_ros():
+        node = rclpy.create_node('mmp_ros_spin_until')
+        try:
+            got = []
+            node.create_subscription(String, 'spin_until_probe', got.append, 10)
+            pub = node.create_publisher(String, 'spin_until_probe', 10)
+            assert spin_until(node, lambda: pub.get_subscription_count() > 0, 10.0)
+            pub.publish(String(data='x'))
+            assert spin_until(node, lambda: bool(got), 10.0)
+            start = time.monotonic()
+            assert not spin_until(node, lambda: False, 0.2)
+            assert 0.2 <= time.monotonic() - start < 1.0
+        finally:
+            node.destroy_node()
+
+
+def test_summary_counts_and_percentiles():
+    from mmp_ros.ros.bench_dds import format_results, summarize
+
+    result = summarize(True, 10, [float(v) for v in range(1, 10)])
+    assert (result.sent, result.received) == (10, 9)
+    assert result.delivery == pytest.approx(0.9)
+    assert result.latency_p50_ms == pytest.approx(5.0)
+    empty = summarize(False, 10, [])
+    assert empty.delivery == 0.0 and math.isnan(empty.latency_p95_ms)
+    table = format_results([result, empty], 640, 480, 30.0)
+    assert '90.0 %' in table and '0.0 %' in table and 'no profile' in table
