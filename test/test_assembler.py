@@ -140,3 +140,22 @@ def test_clear_forgets_frames_from_before_a_fault():
 def test_bad_settings_are_refused(kwargs):
     with pytest.raises(AssemblerConfigError):
         FrameAssembler(MODALITIES, **kwargs)
+
+
+def test_bundle_echoes_the_anchor_header_untouched():
+    assembler = FrameAssembler(MODALITIES)
+    header = object()
+    assembler.add('rgb', 10.0, frame('rgb'), 'cam', header=header)
+    assert assembler.assemble(ALL_USABLE).header is header
+
+
+def test_latency_window_percentiles():
+    from mmp_ros.core.latency import LatencyWindow
+
+    window = LatencyWindow(size=100)
+    assert window.percentile(50) is None
+    for value in range(1, 201):  # only the last 100 (101..200) are kept
+        window.add(float(value))
+    assert len(window) == 100
+    assert window.percentile(50) == pytest.approx(150.5)
+    assert window.percentile(95) == pytest.approx(195.05)

@@ -63,3 +63,28 @@ def test_params_file_without_the_node_is_refused(tmp_path):
     path.write_text('other_node:\n  ros__parameters:\n    x: 1\n')
     with pytest.raises(ParameterError, match='mmp_segmentation'):
         load_params_file(path)
+
+
+def test_decoder_settings_come_from_the_parameters():
+    from mmp_ros.core.parameters import decoder_settings
+
+    values = {**defaults(), 'sensors.depth.max_m': 8.0, 'sensors.polarization.resolution': 'full'}
+    assert decoder_settings(values, 'depth').max_m == 8.0
+    assert decoder_settings(defaults(), 'depth').max_m == float('inf')
+    pol = decoder_settings(values, 'polarization')
+    assert pol.layout == ((90, 45), (135, 0)) and pol.resolution == 'full'
+    assert decoder_settings(values, 'thermal').semantics == 'counts_linear'
+    assert decoder_settings(values, 'rgb') is None
+
+
+@pytest.mark.parametrize(
+    ('changes', 'message'),
+    [
+        ({'sensors.polarization.layout': [0, 0, 90, 135]}, 'sensors.polarization: mosaic'),
+        ({'sensors.depth.min_m': 5.0, 'sensors.depth.max_m': 2.0}, 'sensors.depth: depth range'),
+        ({'sensors.thermal.gain': 0.0}, 'sensors.thermal: thermal gain'),
+    ],
+)
+def test_invalid_decoder_settings_are_refused(changes, message):
+    with pytest.raises(ParameterError, match=message):
+        validate({**defaults(), **changes})

@@ -13,6 +13,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -34,6 +35,7 @@ class StampedFrame:
     stamp: float  # header.stamp in seconds
     frame_id: str
     frame: SensorFrame
+    header: Any = None  # the message header, opaque here: outputs echo the anchor's exactly
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class FrameBundle:
     frame_id: str  # the anchor frame's frame_id: the header frame_id of every output
     frames: dict[str, StampedFrame]  # only the available modalities
     missing: dict[str, str]  # modality -> why it is not in this bundle
+    header: Any = None  # the anchor frame's header; None for the timer anchor
 
     @property
     def available(self) -> np.ndarray:
@@ -97,14 +100,17 @@ class FrameAssembler:
 
     # --- input -------------------------------------------------------------------------
 
-    def add(self, modality: str, stamp: float, frame: SensorFrame, frame_id: str = '') -> bool:
+    def add(
+        self, modality: str, stamp: float, frame: SensorFrame, frame_id: str = '',
+        header: Any = None,
+    ) -> bool:
         """Cache a frame; a stamp already cached for that modality is ignored (False)."""
         cache = self._caches[modality]
         stamps = [f.stamp for f in cache]
         index = bisect.bisect_left(stamps, stamp)
         if index < len(cache) and cache[index].stamp == stamp:
             return False
-        cache.insert(index, StampedFrame(stamp, frame_id, frame))
+        cache.insert(index, StampedFrame(stamp, frame_id, frame, header))
         del cache[: max(0, len(cache) - self._cache_depth)]
         return True
 
@@ -133,14 +139,15 @@ class FrameAssembler:
         if self.anchor == ANCHOR_TIMER:
             if now is None:
                 raise AssemblerConfigError("the 'timer' anchor needs now")
-            anchor, stamp = ANCHOR_TIMER, now
+            anchor, stamp, header = ANCHOR_TIMER, now, None
             frame_id = max(candidates.values(), key=lambda f: f.stamp).frame_id
         else:
             if self.anchor in candidates:
                 anchor = self.anchor
             else:  # the preferred anchor is down: the freshest usable stream takes over
                 anchor = max(candidates, key=lambda m: candidates[m].stamp)
-            stamp, frame_id = candidates[anchor].stamp, candidates[anchor].frame_id
+            chosen = candidates[anchor]
+            stamp, frame_id, header = chosen.stamp, chosen.frame_id, chosen.header
             if stamp <= self._last_anchor_stamp:
                 return None
         frames: dict[str, StampedFrame] = {}
@@ -162,7 +169,7 @@ class FrameAssembler:
         if not frames:
             return None
         self._last_anchor_stamp = stamp
-        return FrameBundle(self.modalities, anchor, stamp, frame_id, frames, missing)
+        return FrameBundle(self.modalities, anchor, stamp, frame_id, frames, missing, header)
 
     def _nearest(self, modality: str, stamp: float) -> StampedFrame | None:
         cache = self._caches[modality]

@@ -19,13 +19,24 @@ import yaml
 from mmp_ros.core.assembler import ANCHOR_FRESHEST, ANCHOR_TIMER
 from mmp_ros.core.health import HealthConfig
 from mmp_ros.modalities import MODALITIES
+from mmp_ros.sensors import (
+    DepthSettings,
+    ModalitySettings,
+    PolarizationSettings,
+    SensorInputError,
+    ThermalSettings,
+)
+from mmp_ros.sensors.polarization import IMX250MZR
+from mmp_ros.sensors.polarization import RESOLUTIONS as POLARIZATION_RESOLUTIONS
+from mmp_ros.sensors.thermal import SEMANTICS as THERMAL_SEMANTICS
+from mmp_ros.sensors.thermal import UNITS as THERMAL_UNITS
 
 NODE_NAME = 'mmp_segmentation'
 BACKENDS = ('auto', 'onnxruntime', 'torch', 'tensorrt')
 QOS_PROFILES = ('sensor_data', 'reliable', 'best_effort')
 SENSOR_PREFIX = 'sensors'
 
-Value = bool | int | float | str | list[str]
+Value = bool | int | float | str | list[int]
 
 
 class ParameterError(ValueError):
@@ -50,8 +61,10 @@ class ParameterSpec:
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if kind is list:
-            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-                raise ParameterError(f'{self.name} must be a list of strings, got {value!r}')
+            if not isinstance(value, (list, tuple)) or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value
+            ):
+                raise ParameterError(f'{self.name} must be a list of integers, got {value!r}')
         elif type(value) is not kind:
             raise ParameterError(
                 f'{self.name} must be {kind.__name__}, got {type(value).__name__} {value!r}'
@@ -142,6 +155,36 @@ SENSOR_PARAMETERS: tuple[ParameterSpec, ...] = (
                   'masked sensor is used again.', minimum=1, maximum=10000),
 )
 
+# Decoder settings (mmp_ros.sensors), only for the modality they belong to.
+DECODER_PARAMETERS: dict[str, tuple[ParameterSpec, ...]] = {
+    'depth': (
+        ParameterSpec('min_m', 0.0, 'Depth readings nearer than this (metres) are invalid.',
+                      minimum=0.0, maximum=1000.0),
+        ParameterSpec('max_m', 0.0, 'Depth readings farther than this (metres) are invalid '
+                      "(the sensor's rated range); 0: no limit.", minimum=0.0, maximum=1000.0),
+    ),
+    'thermal': (
+        ParameterSpec('semantics', 'counts_linear', 'What thermal pixels hold: counts_linear '
+                      '(T = gain * counts + offset, in unit), centikelvin, planck (radiometric '
+                      'counts, default calibration) or celsius (32FC1/64FC1).',
+                      choices=tuple(THERMAL_SEMANTICS)),
+        ParameterSpec('gain', 0.04, 'counts_linear: degrees per count (FLIR TLinear high '
+                      'resolution: 0.04).', minimum=-1e6, maximum=1e6),
+        ParameterSpec('offset', 0.0, 'counts_linear: temperature at zero counts, in unit.',
+                      minimum=-1e6, maximum=1e6),
+        ParameterSpec('unit', 'kelvin', 'counts_linear: unit of gain and offset.',
+                      choices=THERMAL_UNITS),
+    ),
+    'polarization': (
+        ParameterSpec('layout', [a for row in IMX250MZR for a in row], 'Polarizer angles '
+                      '(degrees) of the 2x2 mosaic block, row-major; Sony IMX250MZR: '
+                      '[90, 45, 135, 0].'),
+        ParameterSpec('resolution', 'half', 'Output grid of the mosaic decoder: half (one '
+                      'pixel per 2x2 block), quarter, or full (demosaiced).',
+                      choices=POLARIZATION_RESOLUTIONS),
+    ),
+}
+
 HEALTH_FIELDS = tuple(
     s.name for s in SENSOR_PARAMETERS if s.name in HealthConfig.__dataclass_fields__
 )
@@ -155,7 +198,7 @@ def all_parameters(modalities: Sequence[str] = MODALITIES) -> dict[str, Paramete
     """Every parameter of the node, by full name."""
     specs = {s.name: s for s in NODE_PARAMETERS}
     for modality in modalities:
-        for spec in SENSOR_PARAMETERS:
+        for spec in (*SENSOR_PARAMETERS, *DECODER_PARAMETERS.get(modality, ())):
             full = sensor_parameter(modality, spec.name)
             specs[full] = ParameterSpec(
                 full, spec.default, f'{modality}: {spec.description}', spec.minimum,
@@ -184,11 +227,37 @@ def validate(values: Mapping[str, Any], modalities: Sequence[str] = MODALITIES) 
             HealthConfig(**fields)
         except ValueError as exc:
             raise ParameterError(f'{SENSOR_PREFIX}.{modality}: {exc}') from exc
+        names = [sensor_parameter(modality, s.name) for s in DECODER_PARAMETERS.get(modality, ())]
+        if names and all(n in values for n in names):
+            decoder_settings(values, modality)
 
 
 def health_config(values: Mapping[str, Any], modality: str) -> HealthConfig:
     """The :class:`HealthConfig` of one sensor from full parameter values."""
     return HealthConfig(**{f: values[sensor_parameter(modality, f)] for f in HEALTH_FIELDS})
+
+
+def decoder_settings(values: Mapping[str, Any], modality: str) -> ModalitySettings:
+    """The decoder settings of one sensor (None for rgb) from full parameter values."""
+
+    def get(name: str) -> Any:
+        return values[sensor_parameter(modality, name)]
+
+    try:
+        if modality == 'depth':
+            return DepthSettings(get('min_m'), get('max_m') or math.inf)
+        if modality == 'thermal':
+            return ThermalSettings(get('semantics'), get('gain'), get('offset'), get('unit'))
+        if modality == 'polarization':
+            layout = list(get('layout'))
+            if len(layout) != 4:
+                raise SensorInputError(f'layout needs 4 angles, got {layout}')
+            return PolarizationSettings(
+                ((layout[0], layout[1]), (layout[2], layout[3])), get('resolution')
+            )
+    except SensorInputError as exc:
+        raise ParameterError(f'{SENSOR_PREFIX}.{modality}: {exc}') from exc
+    return None
 
 
 def defaults(modalities: Sequence[str] = MODALITIES) -> dict[str, Value]:
