@@ -35,11 +35,15 @@ from sensor_msgs.msg import Image
 
 from mmp_ros.modalities import MODALITIES
 from mmp_ros.ros.image_msg import to_image_msg
-from mmp_ros.sensors import encode_frame
+from mmp_ros.sensors import array_to_image, encode_frame
 
 MODES = ('ok', 'stop', 'freeze', 'nan', 'zero', 'wrong_encoding', 'truncated')
 ENCODINGS = {'rgb': 'rgb8', 'depth': '32FC1', 'polarization': 'mono8', 'thermal': 'mono16'}
 WRONG_ENCODING = {'rgb': '32FC1', 'depth': 'rgb8', 'polarization': 'rgb8', 'thermal': 'rgb8'}
+WRONG_PIXELS = {
+    '32FC1': lambda h, w: np.ones((h, w), np.float32),
+    'rgb8': lambda h, w: np.full((h, w, 3), 128, np.uint8),
+}
 VARIANTS = 6  # distinct frames cycled per stream
 
 
@@ -101,9 +105,12 @@ class SyntheticStreams(Node):
         truncated = Image(height=good.height, width=good.width, encoding=good.encoding,
                           is_bigendian=good.is_bigendian, step=good.step)
         truncated.data = bytes(good.data[: len(good.data) // 2])
-        wrong = Image(height=good.height, width=good.width, encoding=WRONG_ENCODING[modality],
-                      is_bigendian=False, step=good.step)
-        wrong.data = bytes(good.data)
+        # A well-formed image, in an encoding this modality does not take.
+        wrong_fields = array_to_image(
+            WRONG_PIXELS[WRONG_ENCODING[modality]](good.height, good.width),
+            WRONG_ENCODING[modality],
+        )
+        wrong = to_image_msg(wrong_fields, stamp=good.header.stamp, frame_id='')
         special = {'zero': zero, 'truncated': truncated, 'wrong_encoding': wrong}
         if modality == 'depth':
             nan = Image(height=good.height, width=good.width, encoding='32FC1',
