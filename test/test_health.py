@@ -311,3 +311,12 @@ def test_status_values_carry_rate_age_stamp_and_counters():
 def test_invalid_thresholds_are_refused_with_their_name(bad):
     with pytest.raises(HealthConfigError, match=next(iter(bad))):
         HealthConfig(**bad)
+
+
+def test_rate_is_measured_afresh_after_a_stale_gap():
+    stream = Stream(expected_rate_hz=30.0, rate_window_s=1.0, timeout_s=0.5, recovery_frames=2)
+    stream.frames(40)
+    stream.now += 0.8  # stale gap
+    stream.frames(10)  # recovered, 0.33 s of frames: no full window yet, so no rate verdict
+    status = stream.status()
+    assert status.state is SensorState.OK and status.level is Level.OK

@@ -234,6 +234,9 @@ class HealthMonitor:
                 self._counters.stale_events += 1
             self._mask('stale: messages stopped for '
                        f'{now - self._last_receive:.2f} s', SensorState.RECOVERING)
+            # The rate describes a live stream: measure it afresh, not across the gap.
+            self._receive_times.clear()
+            self._first_receive = None
         self._stale_reported = False
         self._last_receive = now
         if self._first_receive is None:

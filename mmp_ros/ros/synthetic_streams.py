@@ -84,7 +84,7 @@ class SyntheticStreams(Node):
         self._modes = dict.fromkeys(MODALITIES, 'ok')
         self._index = dict.fromkeys(MODALITIES, 0)
         self._lock = threading.Lock()
-        self._publishers = {
+        self._image_publishers = {
             m: self.create_publisher(Image, f'{m}/image', qos_profile_sensor_data)
             for m in MODALITIES
         }
@@ -145,7 +145,7 @@ class SyntheticStreams(Node):
             else:
                 msg = self._special[modality][mode]
             msg.header.stamp = stamp
-            self._publishers[modality].publish(msg)
+            self._image_publishers[modality].publish(msg)
             self.published[modality] += 1
 
 
