@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--seconds', type=float, default=20.0, help='measurement window')
     parser.add_argument('--timeout-s', type=float, default=0.5, help="sensors' timeout_s")
     parser.add_argument('--stale-trials', type=int, default=5)
-    parser.add_argument('--qos-depth', type=int, default=5, help="inputs' queue depth")
+    parser.add_argument('--qos-depth', type=int, help="inputs' queue depth (default: the node's)")
     parser.add_argument('--out', type=Path, help='write the figures as JSON here')
     args = parser.parse_args(argv)
 
@@ -88,8 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         arg for m in MODALITIES for arg in (
             '-p', f'sensors.{m}.expected_rate_hz:={args.rate}',
             '-p', f'sensors.{m}.timeout_s:={args.timeout_s}',
-            '-p', f'sensors.{m}.qos_depth:={args.qos_depth}',
-        )
+        ) + (('-p', f'sensors.{m}.qos_depth:={args.qos_depth}') if args.qos_depth else ())
     ]
     node = subprocess.Popen(
         [sys.executable, '-m', 'mmp_ros.ros.segmentation_node', '--ros-args',
@@ -160,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                     and len(probe.labels) > 30, 120.0, 'healthy output',
                 )
                 start_model = probe.latest('model')
+                load_before = round(os.getloadavg()[0], 2)
                 cpu0, wall0 = cpu_seconds(node.pid), time.monotonic()
                 first = len(probe.labels)
                 probe.spin_until(lambda: time.monotonic() - wall0 >= args.seconds,
@@ -175,12 +175,14 @@ def main(argv: list[str] | None = None) -> int:
                     'backend': end_model.get('backend'),
                     'device': end_model.get('device'),
                     'streams': f'4 x {args.width}x{args.height} at {args.rate:g} Hz',
-                    'qos_depth': args.qos_depth,
+                    'qos_depth': args.qos_depth or 'node default',
+                    'load_average_1min_before': load_before,
                     'window_s': round(wall1 - wall0, 2),
                     'output_rate_hz': round(len(window) / (wall1 - wall0), 2),
                     'anchor_frames': anchors,
                     'inferences': runs,
-                    'anchor_frames_dropped': anchors - runs,
+                    # Counters are read a moment apart: a run in flight can make this -1.
+                    'anchor_frames_dropped': max(0, anchors - runs),
                     'latency_to_probe_ms_p50': round(float(np.percentile(latency, 50)), 1),
                     'latency_to_probe_ms_p95': round(float(np.percentile(latency, 95)), 1),
                     'node_latency_ms_p50': float(end_model['latency_p50_ms']),
@@ -209,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
                 results['stale_detection_ms'] = [round(d, 1) for d in detections]
                 results['stale_detection_ms_max'] = round(max(detections), 1)
                 results['timeout_s'] = args.timeout_s
+                results['load_average_1min_after'] = round(os.getloadavg()[0], 2)
+                results['cpu_cores'] = os.cpu_count()
             finally:
                 probe.destroy_node()
     finally:

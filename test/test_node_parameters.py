@@ -25,6 +25,11 @@ def test_shipped_yaml_sets_exactly_the_declared_parameters_and_validates():
     validate(values)
 
 
+def test_shipped_yaml_values_are_the_declared_defaults():
+    values = load_params_file(CONFIG)
+    assert values == defaults()
+
+
 def test_every_parameter_has_a_description():
     for spec in all_parameters().values():
         assert len(spec.description) > 15, spec.name

@@ -109,7 +109,7 @@ NODE_PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec('publish_color', True, 'Publish segmentation/color.'),
     ParameterSpec('publish_overlay', True, 'Publish segmentation/overlay.'),
     ParameterSpec('publish_confidence', True, 'Publish segmentation/confidence.'),
-    ParameterSpec('health_check_period_s', 0.05, 'How often sensor health is evaluated; a '
+    ParameterSpec('health_check_period_s', 0.02, 'How often sensor health is evaluated; a '
                   'change of level is published on /diagnostics at once.',
                   minimum=0.005, maximum=1.0, read_only=True),
     ParameterSpec('diagnostics_period_s', 1.0, 'Period of the regular /diagnostics message.',
@@ -121,11 +121,12 @@ NODE_PARAMETERS: tuple[ParameterSpec, ...] = (
 SENSOR_PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec('enabled', True, 'Subscribe to this sensor; a disabled sensor is always '
                   'masked and reported OK (the robot does not have it).', read_only=True),
-    ParameterSpec('qos', 'sensor_data', 'Subscription QoS: sensor_data (best effort, keep '
-                  'last 5: what camera drivers publish), reliable, or best_effort.',
+    ParameterSpec('qos', 'sensor_data', 'Subscription QoS: sensor_data (best effort, '
+                  'volatile: what camera drivers publish), reliable, or best_effort.',
                   choices=QOS_PROFILES, read_only=True),
-    ParameterSpec('qos_depth', 5, 'Subscription queue depth.', minimum=1, maximum=100,
-                  read_only=True),
+    ParameterSpec('qos_depth', 1, 'Subscription queue depth. 1: only the newest frame '
+                  'waits for its callback, so a busy node drops old frames instead of queueing '
+                  'them (docs/performance.md).', minimum=1, maximum=100, read_only=True),
     ParameterSpec('max_age_s', 0.1, 'Largest stamp difference from the anchor for a frame '
                   'to be used.', minimum=0.001, maximum=10.0),
     ParameterSpec('timeout_s', _H.timeout_s, 'No message for this long: STALE, masked.',

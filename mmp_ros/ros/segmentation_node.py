@@ -4,8 +4,9 @@ Thin glue around the pure core (DESIGN §1, §5). Sensor callbacks only convert,
 store: decode the image, feed the sensor's :class:`HealthMonitor`, cache the frame in the
 :class:`FrameAssembler`. Inference runs in a worker thread of its own that always takes the
 latest bundle, so a slow model never delays a health check and frames the model cannot keep
-up with are dropped, never queued. A timer evaluates health and publishes ``/diagnostics``
-at once when a level changes, and regularly otherwise.
+up with are dropped, never queued. A health thread evaluates every sensor each
+``health_check_period_s`` and publishes ``/diagnostics`` at once when a level changes, and
+every ``diagnostics_period_s`` otherwise.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ from mmp_ros.ros.diagnostics import (
 )
 from mmp_ros.ros.image_msg import to_image_fields, to_image_msg
 from mmp_ros.ros.qos import latched_qos, output_qos, subscription_qos
+from mmp_ros.ros.spin import spin_until_shutdown
 from mmp_ros.sensors import SensorInputError, array_to_image, decode_frame
 
 try:  # vision_msgs ships with native ROS installs, not with the PyPI wheels
@@ -236,17 +238,18 @@ class SegmentationNode(Node):
 
         self._last_diagnostics_key: tuple = ()
         self._next_diagnostics = 0.0
-        self._health_timer = self.create_timer(
-            self._values['health_check_period_s'], self._on_health_timer
-        )
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
+        # Inference and health checks each run in a thread of their own: neither waits behind
+        # the sensor callbacks in the executor's queue, nor behind each other.
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._worker = threading.Thread(
-            target=self._inference_loop, name='mmp_inference', daemon=True
-        )
-        self._worker.start()
+        self._threads = [
+            threading.Thread(target=self._inference_loop, name='mmp_inference', daemon=True),
+            threading.Thread(target=self._health_loop, name='mmp_health', daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
         self.get_logger().info(
             f'{self._backend.describe()}; model {self.metadata.method} on '
             f'{"+".join(self.modalities)}, input {self.metadata.input_size}, '
@@ -361,6 +364,8 @@ class SegmentationNode(Node):
             try:
                 self._infer_latest()
             except Exception as exc:  # a failed run must not end the worker
+                if not self.context.ok():
+                    break  # shutting down: publishers are gone
                 message = f'{type(exc).__name__}: {exc}'
                 with self._lock:
                     self._model.last_error = message
@@ -428,7 +433,20 @@ class SegmentationNode(Node):
 
     # --- health and diagnostics --------------------------------------------------------
 
-    def _on_health_timer(self) -> None:
+    def _health_loop(self) -> None:
+        period = self._values['health_check_period_s']
+        while not self._stop.wait(period):
+            try:
+                self._check_health()
+            except Exception as exc:  # diagnostics must outlive a bad status
+                if not self.context.ok():
+                    break
+                self.get_logger().error(
+                    f'health check failed: {type(exc).__name__}: {exc}',
+                    throttle_duration_sec=5.0,
+                )
+
+    def _check_health(self) -> None:
         with self._lock:
             now = self._now()
             statuses = {m: mon.status(now) for m, mon in self._monitors.items()}
@@ -549,8 +567,9 @@ class SegmentationNode(Node):
         """Stop the worker before the node goes, so it never publishes on a dead node."""
         self._stop.set()
         self._wake.set()
-        if self._worker.is_alive():
-            self._worker.join(timeout=5.0)
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(timeout=5.0)
         close = getattr(self._backend, 'close', None)
         if close is not None:
             close()
@@ -559,13 +578,20 @@ class SegmentationNode(Node):
 
 def main(args: Sequence[str] | None = None, *, dds_profile: bool = True) -> int:
     """Console entry ``mmp_segmentation_node``: run until Ctrl-C, SIGTERM or shutdown."""
-    from mmp_ros.ros.context import spin_node
+    from mmp_ros.ros.context import init_ros
 
     try:
-        return spin_node(SegmentationNode, args, dds_profile=dds_profile)
+        with init_ros(args, dds_profile=dds_profile) as setup:
+            node = SegmentationNode()
+            try:
+                node.get_logger().info(setup.describe())
+                spin_until_shutdown(node)
+            finally:
+                node.destroy_node()
     except NodeStartError as exc:
         print(f'[{NODE_NAME}] cannot start: {exc}', file=sys.stderr)
         return 1
+    return 0
 
 
 if __name__ == '__main__':

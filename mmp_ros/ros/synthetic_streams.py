@@ -28,13 +28,13 @@ import threading
 from collections.abc import Sequence
 
 import numpy as np
-import rclpy
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from mmp_ros.modalities import MODALITIES
 from mmp_ros.ros.image_msg import to_image_msg
+from mmp_ros.ros.spin import spin_until_shutdown
 from mmp_ros.sensors import array_to_image, encode_frame
 
 MODES = ('ok', 'stop', 'freeze', 'nan', 'zero', 'wrong_encoding', 'truncated')
@@ -175,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         threading.Thread(target=_read_commands, args=(node,), daemon=True).start()
         print('ready', flush=True)
         try:
-            rclpy.spin(node)
+            spin_until_shutdown(node)
         finally:
             node.destroy_node()
     return 0
