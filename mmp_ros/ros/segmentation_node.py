@@ -491,7 +491,6 @@ class SegmentationNode(Node):
             'anchor_frames_dropped': str(max(0, state.anchor_frames - state.inferences)),
             'output_rate_hz': f'{rate:.2f}',
             'callback_cpu_share': f'{self._callback_cpu_s / max(wall, 1e-9):.4f}',
-            'engine_building': 'false',
         }
         usable = [m for m, s in statuses.items() if s.usable]
         if not usable:

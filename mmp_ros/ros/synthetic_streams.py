@@ -1,7 +1,7 @@
 """Four synthetic camera streams with faults on command: the node's test and benchmark source.
 
 Publishes ``rgb/image`` (rgb8), ``depth/image`` (32FC1 metres), ``polarization/image``
-(mono8 IMX250MZR mosaic, twice the size so it decodes to the camera grid) and
+(mono8 IMX250MZR mosaic of the same size, which decodes to half of it) and
 ``thermal/image`` (mono16 FLIR TLinear counts) at a fixed rate with sensor-data QoS, like
 camera drivers. A few distinct frames per stream are encoded once (through the sensor
 layer's own encoders) and cycled, so publishing costs little even at 640x480 and 30 Hz.
@@ -64,8 +64,11 @@ def scene_frames(height: int, width: int, count: int = VARIANTS, seed: int = 0):
         depth = np.where(box, 1.5, np.where(floor, 2.0 + rows / height, 4.0)) + noise
         depth[:2] = np.nan  # a few invalid rows, as real depth has
         thermal = np.where(box, 36.0, 21.0) + 0.5 * noise
+        # One intensity per 2x2 mosaic block: the mosaic has the camera's size, as a
+        # polarization camera of that resolution publishes it.
+        half = (slice(0, height, 2), slice(0, width, 2))
         intensities = np.stack([
-            80 + 60 * box + 10 * np.cos(np.deg2rad(2 * a)) * floor + 5 * noise
+            (80 + 60 * box + 10 * np.cos(np.deg2rad(2 * a)) * floor + 5 * noise)[half]
             for a in (0, 45, 90, 135)
         ])
         frames['rgb'].append(encode_frame('rgb', rgb, 'rgb8'))
