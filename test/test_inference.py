@@ -239,3 +239,37 @@ def test_package_imports_without_torch_or_rclpy():
     result = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+# --- command-line pieces ----------------------------------------------------------------
+
+
+def test_bench_child_times_the_onnxruntime_backend(model_and_file):
+    from mmp_ros.inference.bench import report_markdown, run_child
+
+    spec = {'backend': 'onnxruntime', 'variant': 'mmp', 'device': 'cpu', 'fp16': False,
+            'threads': 1, 'warmup': 1, 'iterations': 4, 'input_size': list(INPUT_SIZE),
+            'size_label': 'model', 'onnx': str(model_and_file[2]), 'checkpoint': None}
+    result = run_child(spec)
+    assert 0 < result['p50_ms'] <= result['p95_ms']
+    assert result['throughput_fps'] == pytest.approx(1e3 / result['mean_ms'])
+    assert result['peak_rss_mib'] >= result['rss_before_load_mib'] > 0
+    baseline = {**result, 'variant': 'none', 'p50_ms': result['p50_ms'] / 2}
+    table = report_markdown([result, baseline])
+    assert '| onnxruntime cpu | mmp | 16x24 |' in table
+    assert 'vs none' in table and '+100.0%' in table
+
+
+def test_build_engine_without_tensorrt_says_what_to_install(model_and_file, capsys):
+    import argparse
+
+    from mmp_ros.inference import engine_cli
+    from mmp_ros.inference.tensorrt_backend import tensorrt_available
+
+    if tensorrt_available()[0]:
+        pytest.skip('TensorRT is usable here')
+    parser = argparse.ArgumentParser()
+    engine_cli.add_arguments(parser)
+    args = parser.parse_args(['--onnx', str(model_and_file[2]), '--fp16'])
+    assert engine_cli.run(args) == 1
+    assert 'mmp_ros build-engine: TensorRT is not installed' in capsys.readouterr().err

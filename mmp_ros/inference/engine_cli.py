@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
+from mmp_ros.inference.errors import InferenceError
 from mmp_ros.inference.tensorrt_backend import DEFAULT_WORKSPACE_BYTES
 
 
@@ -32,11 +34,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
+    log = logging.getLogger('mmp_ros.build_engine')
+    try:
+        return _build(args, log)
+    except InferenceError as exc:
+        print(f'mmp_ros build-engine: {exc}', file=sys.stderr)
+        return 1
+
+
+def _build(args: argparse.Namespace, log: logging.Logger) -> int:
     from mmp_ros.inference.onnx_file import read_onnx_file
     from mmp_ros.inference.tensorrt_backend import TensorRTBackend
 
-    logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
-    log = logging.getLogger('mmp_ros.build_engine')
     info = read_onnx_file(args.onnx)
     try:
         from mmp_ros.inference.tensorrt_ops import check_tensorrt_compatibility
