@@ -245,7 +245,7 @@ def test_package_imports_without_torch_or_rclpy():
 
 
 def test_bench_child_times_the_onnxruntime_backend(model_and_file):
-    from mmp_ros.inference.bench import report_markdown, run_child
+    from mmp_ros.inference.bench import report_markdown, run_child, run_interleaved
 
     spec = {'backend': 'onnxruntime', 'variant': 'mmp', 'device': 'cpu', 'fp16': False,
             'threads': 1, 'warmup': 1, 'iterations': 4, 'input_size': list(INPUT_SIZE),
@@ -254,10 +254,13 @@ def test_bench_child_times_the_onnxruntime_backend(model_and_file):
     assert 0 < result['p50_ms'] <= result['p95_ms']
     assert result['throughput_fps'] == pytest.approx(1e3 / result['mean_ms'])
     assert result['peak_rss_mib'] >= result['rss_before_load_mib'] > 0
-    baseline = {**result, 'variant': 'none', 'p50_ms': result['p50_ms'] / 2}
-    table = report_markdown([result, baseline])
+    paired = run_interleaved([spec, {**spec, 'variant': 'none'}])
+    assert [r['variant'] for r in paired] == ['mmp', 'none']
+    assert all(len(r) > len(spec) and r['p50_ms'] > 0 for r in paired)
+    paired[1]['p50_ms'] = paired[0]['p50_ms'] / 2
+    table = report_markdown([result], [paired])
     assert '| onnxruntime cpu | mmp | 16x24 |' in table
-    assert 'vs none' in table and '+100.0%' in table
+    assert 'mmp p50' in table and 'vs none' in table and '+100.0%' in table
 
 
 def test_build_engine_without_tensorrt_says_what_to_install(model_and_file, capsys):

@@ -77,25 +77,34 @@ def _load(spec: dict):
                         threads=spec['threads'], with_logits=False)
 
 
+def _time_once(backend, inputs, available) -> float:
+    start = time.perf_counter()
+    backend.infer(inputs, available)
+    return (time.perf_counter() - start) * 1e3
+
+
+def _latency(ms: list[float]) -> dict:
+    values = np.asarray(ms)
+    return {
+        'p50_ms': float(np.percentile(values, 50)),
+        'p95_ms': float(np.percentile(values, 95)),
+        'mean_ms': float(values.mean()),
+        'throughput_fps': float(1e3 / values.mean()),
+    }
+
+
 def run_child(spec: dict) -> dict:
+    """One configuration alone in this process: latency and peak memory."""
     rss_start = _status_mib('VmRSS')
     backend = _load(spec)
     inputs, available = _inputs(backend.metadata, backend.metadata.input_size)
     for _ in range(spec['warmup']):
         backend.infer(inputs, available)
-    times = []
-    for _ in range(spec['iterations']):
-        start = time.perf_counter()
-        backend.infer(inputs, available)
-        times.append(time.perf_counter() - start)
-    ms = np.asarray(times) * 1e3
+    ms = [_time_once(backend, inputs, available) for _ in range(spec['iterations'])]
     result = {
         **spec,
         'describe': backend.describe(),
-        'p50_ms': float(np.percentile(ms, 50)),
-        'p95_ms': float(np.percentile(ms, 95)),
-        'mean_ms': float(ms.mean()),
-        'throughput_fps': float(1e3 / ms.mean()),
+        **_latency(ms),
         'peak_rss_mib': _status_mib('VmHWM'),
         'rss_before_load_mib': rss_start,
     }
@@ -105,6 +114,28 @@ def run_child(spec: dict) -> dict:
         if torch.cuda.is_available() and spec['device'].startswith('cuda'):
             result['peak_cuda_mib'] = torch.cuda.max_memory_allocated() / 2**20
     return result
+
+
+def run_interleaved(specs: list[dict]) -> list[dict]:
+    """Several variants in one process, timed in alternation.
+
+    On a shared machine the load drifts over seconds; alternating call by call (in
+    reversed order every other round) exposes every variant to the same drift, so
+    their latency ratio stays meaningful where back-to-back runs would not.
+    """
+    loaded = []
+    for spec in specs:
+        backend = _load(spec)
+        inputs, available = _inputs(backend.metadata, backend.metadata.input_size)
+        for _ in range(spec['warmup']):
+            backend.infer(inputs, available)
+        loaded.append((backend, inputs, available))
+    times: list[list[float]] = [[] for _ in specs]
+    order = list(range(len(specs)))
+    for round_index in range(specs[0]['iterations']):
+        for i in order if round_index % 2 == 0 else order[::-1]:
+            times[i].append(_time_once(*loaded[i]))
+    return [{**spec, **_latency(ms)} for spec, ms in zip(specs, times, strict=True)]
 
 
 # --- parent: prepare models, run children, report ------------------------------------------
@@ -208,14 +239,16 @@ def run(args: argparse.Namespace) -> int:
             variants = [Variant('model', args.checkpoint, args.onnx)]
             if args.baseline_checkpoint:
                 variants.append(Variant('none', args.baseline_checkpoint, None))
-        results = []
+        results, paired = [], []
         for size_text in args.sizes.split(','):
             size = _parse_size(size_text)
             for backend in args.backends.split(','):
+                specs = []
                 for variant in variants:
                     if backend == 'torch' and variant.checkpoint is None:
                         continue
-                    spec = {
+                    onnx = None if backend == 'torch' else _onnx_for(variant, size, workdir)
+                    specs.append({
                         'backend': backend,
                         'variant': variant.method,
                         'device': args.device,
@@ -225,29 +258,32 @@ def run(args: argparse.Namespace) -> int:
                         'iterations': args.iterations,
                         'input_size': list(size or _model_input_size(variant)),
                         'size_label': size_text,
-                        'onnx': None if backend == 'torch' else str(_onnx_for(variant, size,
-                                                                               workdir)),
+                        'onnx': str(onnx) if onnx else None,
                         'checkpoint': str(variant.checkpoint) if variant.checkpoint else None,
-                    }
-                    results.append(_spawn(spec))
+                    })
+                for spec in specs:
+                    results.append(_spawn([spec])[0])
                     print(_row(results[-1]), flush=True)
+                if len(specs) > 1:
+                    paired.append(_spawn(specs))
     print()
-    print(report_markdown(results))
+    print(report_markdown(results, paired))
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        args.json.write_text(json.dumps({'alone': results, 'interleaved': paired}, indent=2))
     return 0
 
 
-def _spawn(spec: dict) -> dict:
+def _spawn(specs: list[dict]) -> list[dict]:
+    """Run specs in a fresh interpreter: one alone, several interleaved."""
     repo = Path(__file__).resolve().parents[2]
     env = {**os.environ, 'PYTHONPATH': os.pathsep.join(filter(None, [
         str(repo), os.environ.get('PYTHONPATH')]))}
     done = subprocess.run(
-        [sys.executable, '-m', 'mmp_ros.inference.bench', '--child', json.dumps(spec)],
+        [sys.executable, '-m', 'mmp_ros.inference.bench', '--child', json.dumps(specs)],
         env=env, capture_output=True, text=True, check=False,
     )
     if done.returncode != 0:
-        raise SystemExit(f'benchmark child failed for {spec}:\n{done.stderr[-3000:]}')
+        raise SystemExit(f'benchmark child failed for {specs}:\n{done.stderr[-3000:]}')
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -261,28 +297,40 @@ def _row(r: dict) -> str:
             f'{memory} |')
 
 
-def report_markdown(results: list[dict]) -> str:
+def overhead_lines(paired: list[list[dict]]) -> list[str]:
+    """MMP's latency relative to ``none`` from each interleaved measurement."""
+    lines = []
+    for group in paired:
+        by_variant = {r['variant']: r for r in group}
+        base = by_variant.get('none')
+        if base is None:
+            continue
+        for variant, r in by_variant.items():
+            if variant == 'none':
+                continue
+            ratio = r['p50_ms'] / base['p50_ms'] - 1
+            size = 'x'.join(map(str, r['input_size']))
+            lines.append(f"- {r['backend']} {r['device']}, {size}: {variant} p50 "
+                         f"{r['p50_ms']:.1f} ms vs none {base['p50_ms']:.1f} ms: {ratio:+.1%}")
+    return lines
+
+
+def report_markdown(results: list[dict], paired: list[list[dict]] = ()) -> str:
     lines = ['| backend | model | input HxW | p50 ms | p95 ms | frames/s (batch 1) | '
              'peak RSS MiB |', '| --- | --- | --- | ---: | ---: | ---: | ---: |']
     lines += [_row(r) for r in results]
-    by_key = {(r['backend'], r['size_label'], r['variant']): r for r in results}
-    overheads = []
-    for (backend, size_label, variant), r in by_key.items():
-        base = by_key.get((backend, size_label, 'none'))
-        if variant != 'none' and base is not None:
-            ratio = r['p50_ms'] / base['p50_ms'] - 1
-            overheads.append(f"- {backend}, {'x'.join(map(str, r['input_size']))}: MMP p50 "
-                             f"{r['p50_ms']:.1f} ms vs none {base['p50_ms']:.1f} ms: "
-                             f'{ratio:+.1%}')
+    overheads = overhead_lines(list(paired))
     if overheads:
-        lines += ['', 'Latency overhead of MMP over the same model trained as none:', *overheads]
+        lines += ['', 'Latency of MMP over the same architecture as none (interleaved runs):',
+                  *overheads]
     return '\n'.join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ['--child']:
-        print(json.dumps(run_child(json.loads(argv[1]))))
+        specs = json.loads(argv[1])
+        print(json.dumps([run_child(specs[0])] if len(specs) == 1 else run_interleaved(specs)))
         return 0
     parser = argparse.ArgumentParser(prog='bench_backends', description=__doc__.split('\n')[0])
     add_arguments(parser)
