@@ -124,6 +124,11 @@ class TorchBackend(InferenceBackend):
         return self._graph.output_names
 
     @property
+    def model(self) -> nn.Module:
+        """The wrapped segmentation model (what a checkpoint stores)."""
+        return self._graph.model
+
+    @property
     def torch_device(self) -> torch.device:
         return self._torch_device
 
