@@ -213,14 +213,18 @@ def run(args: argparse.Namespace) -> int:
     from mmp_ros.inference.tensorrt_ops import check_tensorrt_compatibility
 
     logging.basicConfig(level=logging.INFO, format='%(message)s')
-    path, metadata = export_checkpoint(
-        args.checkpoint,
-        args.out,
-        with_logits=args.logits,
-        input_size=tuple(args.input_size) if args.input_size else None,
-        opset=args.opset,
-        verify=not args.no_verify,
-    )
+    try:
+        path, metadata = export_checkpoint(
+            args.checkpoint,
+            args.out,
+            with_logits=args.logits,
+            input_size=tuple(args.input_size) if args.input_size else None,
+            opset=args.opset,
+            verify=not args.no_verify,
+        )
+    except (ExportError, ValueError) as exc:  # ValueError: CheckpointError, MetadataError
+        print(f'export: {exc}', file=sys.stderr)
+        return 1
     size_mib = path.stat().st_size / 2**20
     print(f'wrote {path} ({size_mib:.1f} MiB): modalities {list(metadata.modalities)}, '
           f'{metadata.num_classes} classes, method {metadata.method}')

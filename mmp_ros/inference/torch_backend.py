@@ -23,7 +23,7 @@ from mmp_ros.inference.torch_graph import DeployGraph
 from mmp_ros.metadata import MetadataError, ModelMetadata
 
 
-def _resolve_device(device: str | None) -> torch.device:
+def resolve_device(device: str | None) -> torch.device:
     name = device or 'cpu'
     try:
         resolved = torch.device(name)
@@ -85,7 +85,7 @@ class TorchBackend(InferenceBackend):
         with_logits: bool = True,
         source: str = 'module',
     ) -> None:
-        torch_device = _resolve_device(device)
+        torch_device = resolve_device(device)
         super().__init__(metadata, str(torch_device))
         if threads is not None:
             if threads < 1:
@@ -107,7 +107,7 @@ class TorchBackend(InferenceBackend):
         threads: int | None = None,
         logger: logging.Logger | None = None,
     ) -> TorchBackend:
-        torch_device = _resolve_device(device)
+        torch_device = resolve_device(device)
         model, metadata = load_checkpoint_model(path, torch_device)
         (logger or logging.getLogger(__name__)).info('torch: loaded checkpoint %s', path)
         return cls(
@@ -122,6 +122,11 @@ class TorchBackend(InferenceBackend):
     @property
     def output_names(self) -> tuple[str, ...]:
         return self._graph.output_names
+
+    @property
+    def model(self) -> nn.Module:
+        """The wrapped segmentation model (what a checkpoint stores)."""
+        return self._graph.model
 
     @property
     def torch_device(self) -> torch.device:

@@ -8,6 +8,7 @@ context that the signal handler already shut down).
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -15,20 +16,32 @@ from contextlib import contextmanager
 import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 
 from mmp_ros.dds import DdsSetup, apply_dds_profile
 
 
 @contextmanager
-def init_ros(args: Sequence[str] | None = None, *, dds_profile: bool = True) -> Iterator[DdsSetup]:
+def init_ros(
+    args: Sequence[str] | None = None, *, dds_profile: bool = True, ros_signals: bool = True
+) -> Iterator[DdsSetup]:
     """Apply the DDS profile, ``rclpy.init``; on leaving, shut down quietly.
 
     A ``KeyboardInterrupt`` or ``ExternalShutdownException`` raised in the body is the normal
     way a ROS process is asked to stop, so it ends the block without a traceback. Destroy the
     node inside the block (``finally``) so that it goes before the context.
+    ``ros_signals=False``: rclpy does not shut the context down on SIGINT/SIGTERM, for a
+    process that handles them itself and still needs ROS to finish its work (the recorder
+    takes what has already arrived before it closes the bag).
     """
     setup = apply_dds_profile(profile=dds_profile)
-    rclpy.init(args=None if args is None else list(args))
+    # args None: rclpy reads sys.argv (a node started by `ros2 run`/launch). A command with
+    # options of its own passes only its `--ros-args ...` part, else an option value such as
+    # `--remap /a:=/b` would be read as a (deprecated-syntax) ROS remapping rule.
+    rclpy.init(
+        args=None if args is None else [sys.argv[0], *args],
+        signal_handler_options=None if ros_signals else SignalHandlerOptions.NO,
+    )
     try:
         yield setup
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -106,7 +106,9 @@ def decode_frame(
 
 def _zero_non_finite(data: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """Set pixels with any non-finite channel to 0; their mask, or None if there were none."""
-    finite = np.isfinite(data).all(axis=2)
+    finite = np.isfinite(data[..., 0])
+    for channel in range(1, data.shape[2]):  # per plane: all(axis=2) is ten times slower
+        finite &= np.isfinite(data[..., channel])
     if finite.all():
         return data, None
     data[~finite] = 0.0

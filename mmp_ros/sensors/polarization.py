@@ -24,7 +24,8 @@ Resolution (``PolarizationSettings.resolution``), measured in ``scripts/bench_se
 
 Precomputed input: a 2-channel float image (``32FC2``/``64FC2``) with channel 0 = AoLP in
 radians (any real value, taken mod pi) and channel 1 = DoLP in [0, 1] (clipped), e.g. what
-a vendor driver publishes after on-camera processing.
+a vendor driver publishes after on-camera processing. It keeps its own resolution; the
+``resolution`` setting applies to mosaics only.
 """
 
 from __future__ import annotations
@@ -59,10 +60,12 @@ class PolarizationSettings:
     resolution: str = 'half'
 
     def __post_init__(self) -> None:
-        angles = sorted(a for row in self.layout for a in row)
-        if len(self.layout) != 2 or any(len(r) != 2 for r in self.layout) or (
-            angles != sorted(ANGLES)
-        ):
+        try:
+            well_formed = len(self.layout) == 2 and all(len(row) == 2 for row in self.layout)
+            angles = sorted(angle for row in self.layout for angle in row)
+        except TypeError:
+            well_formed = False
+        if not well_formed or angles != sorted(ANGLES):
             raise SensorInputError(
                 f'mosaic layout must place 0, 45, 90 and 135 deg once each in a 2x2 block, '
                 f'got {self.layout}'
@@ -113,8 +116,11 @@ def mosaic_intensities(
         stack[index] = mosaic[r::2, c::2]
     if settings.resolution == 'quarter':
         h, w = stack.shape[1] // 2 * 2, stack.shape[2] // 2 * 2
-        blocks = stack[:, :h, :w].reshape(4, h // 2, 2, w // 2, 2)
-        stack = blocks.mean(axis=(2, 4), dtype=np.float32)
+        # four strided adds: several times faster than reshape(...).mean(axis=(2, 4))
+        total = stack[:, 0:h:2, 0:w:2] + stack[:, 1:h:2, 0:w:2]
+        total += stack[:, 0:h:2, 1:w:2]
+        total += stack[:, 1:h:2, 1:w:2]
+        stack = np.multiply(total, np.float32(0.25), out=total)
     return stack
 
 
@@ -170,12 +176,8 @@ def representation_from_aolp_dolp(aolp: np.ndarray, dolp: np.ndarray) -> np.ndar
             f'AoLP and DoLP must be (H, W) arrays of one shape, got {aolp.shape} and '
             f'{dolp.shape}'
         )
-    out = np.empty((*aolp.shape, 3), dtype=np.float32)
     twice = 2.0 * aolp
-    np.multiply(dolp, np.cos(twice), out=out[..., 0])
-    np.multiply(dolp, np.sin(twice), out=out[..., 1])
-    out[..., 2] = dolp
-    return out
+    return cv2.merge([dolp * np.cos(twice), dolp * np.sin(twice), dolp])
 
 
 def aolp_dolp_from_representation(representation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -78,7 +78,8 @@ class PlanckCalibration:
     def counts_from_kelvin(self, t_kelvin: np.ndarray | float) -> np.ndarray:
         """Raw counts (float, not rounded) for object temperatures in Kelvin (> 0)."""
         t = _floating(t_kelvin)
-        return self.r1 / (self.r2 * (np.exp(self.b / t) - self.f)) - self.o
+        with np.errstate(over='ignore', divide='ignore'):  # T -> 0 K: exp overflows, S -> -O
+            return self.r1 / (self.r2 * (np.exp(self.b / t) - self.f)) - self.o
 
     def kelvin_from_counts(self, counts: np.ndarray | float) -> np.ndarray:
         """Object temperature in Kelvin for raw counts; NaN where no temperature fits.

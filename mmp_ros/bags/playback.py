@@ -1,0 +1,171 @@
+"""What to replay and when: topic selection with reasons for every skip, remaps, and the
+timing of each message on a monotonic clock.
+
+The player publishes raw CDR bytes, so it never needs a message's definition; it needs the
+Python class of the type only to create the publisher. Whether that class imports is asked
+through a callable (``mmp_ros.ros.replay`` passes one), which keeps this module free of ROS.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from mmp_ros.bags.errors import BagError
+from mmp_ros.bags.source import BagTopic, TopicQos
+
+# ROS 2 interface type names: package/msg/Name (service and action introspection topics carry
+# package/srv/Name_Event and the like, which are messages too).
+_TYPE_NAME = re.compile(r'[A-Za-z][A-Za-z0-9_]*/(msg|srv|action)/[A-Za-z][A-Za-z0-9_]*')
+
+# Sensor-data QoS (rclpy.qos.qos_profile_sensor_data): what camera drivers offer and what
+# the segmentation node subscribes with.
+SENSOR_DATA_QOS = TopicQos(reliable=False, transient_local=False, depth=5)
+DEFAULT_QOS = TopicQos(reliable=True, transient_local=False, depth=10)
+
+
+def parse_remaps(remaps: Iterable[str]) -> dict[str, str]:
+    """``['/from:=/to', ...]`` -> ``{'/from': '/to'}``; malformed entries are refused."""
+    result: dict[str, str] = {}
+    for remap in remaps:
+        source, sep, target = remap.partition(':=')
+        if not sep or not source or not target or ':=' in target:
+            raise BagError(f'remap {remap!r}: expected /from:=/to')
+        if source in result:
+            raise BagError(f'remap {remap!r}: {source} is remapped twice')
+        result[source] = target
+    return result
+
+
+@dataclass(frozen=True)
+class PlayedTopic:
+    """A topic that will be published: from the bag's name to the live one."""
+
+    bag_topic: str
+    topic: str
+    msgtype: str
+    qos: TopicQos
+
+
+@dataclass(frozen=True)
+class PlaybackPlan:
+    played: list[PlayedTopic]
+    skipped: dict[str, str]  # bag topic -> why it is not published
+
+    def describe(self) -> list[str]:
+        """One line per topic, for the log: a user must see what is skipped and why."""
+        lines = [
+            f'play {p.bag_topic}{" -> " + p.topic if p.topic != p.bag_topic else ""} '
+            f'[{p.msgtype}, {"reliable" if p.qos.reliable else "best effort"}]'
+            for p in self.played
+        ]
+        return lines + [f'skip {topic}: {reason}' for topic, reason in self.skipped.items()]
+
+
+def _skip_reason(topic: BagTopic, importable: Callable[[str], str | None]) -> str | None:
+    if topic.serialization_format != 'cdr':
+        return f'serialization format {topic.serialization_format!r} is not CDR'
+    if not _TYPE_NAME.fullmatch(topic.msgtype):
+        return f'unknown message type {topic.msgtype!r} (not a ROS 2 package/msg/Name)'
+    problem = importable(topic.msgtype)
+    if problem:
+        return f'message type {topic.msgtype} is not importable here ({problem})'
+    return None
+
+
+def plan_playback(
+    bag_name: str,
+    topics: dict[str, BagTopic],
+    *,
+    importable: Callable[[str], str | None],
+    selected: Sequence[str] = (),
+    remaps: dict[str, str] | None = None,
+    image_qos: TopicQos = SENSOR_DATA_QOS,
+    require_images: bool = True,
+) -> PlaybackPlan:
+    """Decide which bag topics are published, under which names and QoS.
+
+    ``importable(msgtype)`` returns None when the type's Python class imports, else why not.
+    Images get ``image_qos`` (sensor data by default: what the node subscribes with); other
+    topics the QoS they were recorded with, else reliable. Errors: a selected or remapped
+    topic that the bag lacks, a selected topic that must be skipped, nothing to publish, and
+    (unless ``require_images`` is off) no image topic to publish.
+    """
+    remaps = remaps or {}
+    for name in [*selected, *remaps]:
+        if name not in topics:
+            raise BagError(f'{bag_name}: no topic {name} in the bag (it has {sorted(topics)})')
+    candidates = [topics[name] for name in selected] if selected else list(topics.values())
+    played: list[PlayedTopic] = []
+    skipped: dict[str, str] = {}
+    for topic in candidates:
+        reason = _skip_reason(topic, importable)
+        if reason:
+            if selected:
+                raise BagError(f'{bag_name}: topic {topic.name} cannot be replayed: {reason}')
+            skipped[topic.name] = reason
+            continue
+        qos = image_qos if topic.is_image else (topic.offered_qos or DEFAULT_QOS)
+        played.append(PlayedTopic(topic.name, remaps.get(topic.name, topic.name),
+                                  topic.msgtype, qos))
+    targets: dict[str, PlayedTopic] = {}
+    for p in played:
+        other = targets.setdefault(p.topic, p)
+        if other.msgtype != p.msgtype:
+            raise BagError(f'{bag_name}: {other.bag_topic} ({other.msgtype}) and {p.bag_topic} '
+                           f'({p.msgtype}) would both be published on {p.topic}')
+    if not played:
+        reasons = '; '.join(f'{t}: {r}' for t, r in skipped.items()) or 'the bag has no topics'
+        raise BagError(f'{bag_name}: nothing to replay ({reasons})')
+    if require_images and not any(topics[p.bag_topic].is_image for p in played):
+        raise BagError(
+            f'{bag_name}: no sensor_msgs/msg/Image topic to replay (topics: '
+            f'{", ".join(f"{t.name} [{t.msgtype}]" for t in topics.values())})'
+        )
+    return PlaybackPlan(played, skipped)
+
+
+@dataclass(frozen=True)
+class PlaybackSchedule:
+    """When each message is due, in seconds after playback started.
+
+    Due times are absolute offsets from one start instant (``bag time - origin) / rate``), so
+    a late message delays nothing after it: sleeping "the gap since the previous message"
+    instead would add every wake-up delay to all later messages and drift.
+    """
+
+    origin_ns: int  # bag time that plays at offset 0
+    loop_period_ns: int  # bag time between the same message in two successive loops
+    rate: float
+
+    def due_s(self, timestamp_ns: int, loop: int = 0) -> float:
+        return (timestamp_ns - self.origin_ns + loop * self.loop_period_ns) / 1e9 / self.rate
+
+
+def make_schedule(
+    bag_name: str,
+    start_ns: int,
+    end_ns: int,
+    message_count: int,
+    *,
+    rate: float = 1.0,
+    start_offset_s: float = 0.0,
+) -> PlaybackSchedule:
+    """Schedule for a bag spanning ``start_ns..end_ns``, played from ``start_offset_s`` on.
+
+    A loop lasts the played span plus one mean message interval, so the first message of the
+    next loop follows the last one as it would follow its predecessor (a bag of one message
+    repeats every second).
+    """
+    if not rate > 0:
+        raise BagError(f'rate must be positive, got {rate}')
+    if start_offset_s < 0:
+        raise BagError(f'start offset must not be negative, got {start_offset_s}')
+    duration_ns = end_ns - start_ns
+    origin_ns = start_ns + round(start_offset_s * 1e9)
+    if origin_ns > end_ns:
+        raise BagError(f'{bag_name}: start offset {start_offset_s:g} s is past the end of the '
+                       f'bag ({duration_ns / 1e9:.3f} s long)')
+    mean_gap_ns = duration_ns // (message_count - 1) if message_count > 1 else 1_000_000_000
+    return PlaybackSchedule(origin_ns, end_ns - origin_ns + mean_gap_ns, rate)

@@ -1,0 +1,121 @@
+"""Write received messages (serialized CDR bytes) into a rosbag2, MCAP by default.
+
+Every connection carries the message definition and RIHS01 type hash from rosbags' ROS 2
+Kilted type store, so that rosbags, the ``mcap`` readers and ``ros2 bag`` can all open the
+result and decode it. The bag is only complete once ``close`` has written its summary and
+``metadata.yaml``: the recorder is a context manager so that every way out closes it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import TracebackType
+
+from rosbags.interfaces import (
+    Connection,
+    Qos,
+    QosDurability,
+    QosHistory,
+    QosLiveliness,
+    QosReliability,
+    QosTime,
+)
+from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.rosbag2.errors import WriterError
+from rosbags.typesys import Stores, get_typestore
+
+from mmp_ros.bags.errors import BagError
+from mmp_ros.bags.source import TopicQos
+
+STORAGES = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}
+_INFINITE = QosTime(0x7FFFFFFF, 0xFFFFFFFF)  # how rosbag2 writes "no deadline/lifespan"
+
+
+def rosbags_qos(qos: TopicQos) -> Qos:
+    """``qos`` as rosbags writes it into ``offered_qos_profiles`` (rosbag2's own defaults for
+    what ``TopicQos`` leaves out)."""
+    return Qos(
+        QosHistory.KEEP_LAST,
+        qos.depth,
+        QosReliability.RELIABLE if qos.reliable else QosReliability.BEST_EFFORT,
+        QosDurability.TRANSIENT_LOCAL if qos.transient_local else QosDurability.VOLATILE,
+        _INFINITE,
+        _INFINITE,
+        QosLiveliness.AUTOMATIC,
+        _INFINITE,
+        False,
+    )
+
+
+class BagRecorder:
+    """A new rosbag2 at ``path``; topics are added as their types become known."""
+
+    def __init__(self, path: str | Path, *, storage: str = 'mcap') -> None:
+        self.path = Path(path)
+        if self.path.exists():
+            raise BagError(f'{self.path}: exists already; a recording never overwrites')
+        if storage not in STORAGES:
+            raise BagError(f'storage {storage!r}: expected one of {sorted(STORAGES)}')
+        self._typestore = get_typestore(Stores.ROS2_KILTED)
+        self._writer = Writer(self.path, version=9, storage_plugin=STORAGES[storage])
+        self._connections: dict[str, Connection] = {}
+        self.counts: dict[str, int] = {}
+        try:
+            self._writer.open()
+        except (WriterError, OSError) as exc:
+            raise BagError(f'{self.path}: cannot create the bag: {exc}') from exc
+
+    def __enter__(self) -> BagRecorder:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def type_hash(self, msgtype: str) -> str:
+        """RIHS01 hash of ``msgtype`` as recorded; BagError if there is no definition."""
+        if msgtype not in self._typestore.fielddefs:
+            raise BagError(
+                f'{self.path}: no message definition for {msgtype} (not in the ROS 2 Kilted '
+                'type store of rosbags), so it cannot be recorded readably'
+            )
+        return self._typestore.hash_rihs01(msgtype)
+
+    def add_topic(
+        self, topic: str, msgtype: str, qos: TopicQos, *, type_hash: str | None = None
+    ) -> None:
+        """Start recording ``topic``. ``type_hash``: the live publisher's, checked if given.
+
+        A publisher whose type hash differs from the stored definition's uses another
+        version of the message; recording its bytes under this definition would make a bag
+        that decodes wrongly, so that is refused.
+        """
+        if topic in self._connections:
+            raise BagError(f'{self.path}: topic {topic} is recorded already')
+        expected = self.type_hash(msgtype)
+        if type_hash is not None and type_hash != expected:
+            raise BagError(
+                f'{self.path}: topic {topic}: the publisher\'s {msgtype} has type hash '
+                f'{type_hash}, the known definition {expected}; not recording it'
+            )
+        self._connections[topic] = self._writer.add_connection(
+            topic, msgtype, typestore=self._typestore, offered_qos_profiles=[rosbags_qos(qos)]
+        )
+        self.counts[topic] = 0
+
+    @property
+    def topics(self) -> list[str]:
+        return list(self._connections)
+
+    def write(self, topic: str, timestamp_ns: int, data: bytes) -> None:
+        self._writer.write(self._connections[topic], timestamp_ns, data)
+        self.counts[topic] += 1
+
+    def close(self) -> None:
+        """Finish the file (summary, metadata.yaml). Safe to call more than once."""
+        if self._writer.storage is not None:
+            self._writer.close()

@@ -1,0 +1,133 @@
+"""Open a rosbag2 (MCAP or sqlite3) for playback, with errors that name the file.
+
+``rosbags`` reports a bad bag in several ways (its ``ReaderError``, ``FileNotFoundError``,
+and for truncated or damaged files whatever its parser trips on: ``TypeError``,
+``struct.error``, ``sqlite3`` errors...). Playback needs one answer for all of them, saying
+which file is at fault, so they all become ``BagError`` here, when opening and while reading.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import struct
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from rosbags.interfaces import Connection, QosDurability, QosReliability
+from rosbags.rosbag2 import Reader
+from rosbags.rosbag2.errors import ReaderError
+
+from mmp_ros.bags.errors import BagError
+
+IMAGE_TYPE = 'sensor_msgs/msg/Image'
+
+# What a damaged file makes the rosbags parsers raise (besides its own ReaderError);
+# MemoryError: a damaged length field asks for an absurd buffer.
+_DAMAGE = (ReaderError, OSError, ValueError, TypeError, KeyError, IndexError, EOFError,
+           MemoryError, struct.error, sqlite3.Error)
+
+
+@dataclass(frozen=True)
+class TopicQos:
+    """The QoS a topic was published with, as far as playback needs it."""
+
+    reliable: bool
+    transient_local: bool
+    depth: int
+
+
+@dataclass(frozen=True)
+class BagTopic:
+    """One topic of a bag (all its connections together)."""
+
+    name: str
+    msgtype: str
+    count: int
+    serialization_format: str
+    offered_qos: TopicQos | None  # None: the bag did not record it
+
+    @property
+    def is_image(self) -> bool:
+        return self.msgtype == IMAGE_TYPE
+
+
+def _offered_qos(connections: list[Connection]) -> TopicQos | None:
+    """The recorded publishers' QoS: best effort if any publisher was, as rosbag2 does."""
+    profiles = [q for c in connections for q in getattr(c.ext, 'offered_qos_profiles', [])]
+    if not profiles:
+        return None
+    return TopicQos(
+        reliable=all(q.reliability == QosReliability.RELIABLE for q in profiles),
+        transient_local=all(q.durability == QosDurability.TRANSIENT_LOCAL for q in profiles),
+        depth=max(1, max(q.depth for q in profiles)),
+    )
+
+
+class Bag:
+    """An open bag: its topics and time span, and its messages as raw CDR bytes."""
+
+    def __init__(self, path: Path, reader: Reader) -> None:
+        self.path = path
+        self._reader = reader
+        by_topic: dict[str, list[Connection]] = {}
+        for connection in reader.connections:
+            by_topic.setdefault(connection.topic, []).append(connection)
+        self._connections = by_topic
+        self.topics: dict[str, BagTopic] = {}
+        for name, connections in by_topic.items():
+            types = {c.msgtype for c in connections}
+            if len(types) > 1:
+                raise BagError(f'{path}: topic {name} holds several message types {sorted(types)}')
+            self.topics[name] = BagTopic(
+                name=name,
+                msgtype=connections[0].msgtype,
+                count=sum(c.msgcount for c in connections),
+                serialization_format=getattr(connections[0].ext, 'serialization_format', 'cdr'),
+                offered_qos=_offered_qos(connections),
+            )
+
+    @property
+    def start_ns(self) -> int:
+        """Timestamp of the first message."""
+        return self._reader.start_time
+
+    @property
+    def end_ns(self) -> int:
+        """Timestamp of the last message (rosbags' ``end_time`` is one past it)."""
+        return max(self._reader.start_time, self._reader.end_time - 1)
+
+    @property
+    def message_count(self) -> int:
+        return self._reader.message_count
+
+    def messages(self, topics: Iterable[str], start_ns: int | None = None) -> Iterator[
+        tuple[str, int, bytes]
+    ]:
+        """(topic, timestamp ns, serialized message) in time order, from ``start_ns`` on."""
+        connections = [c for name in topics for c in self._connections[name]]
+        try:
+            for connection, timestamp, data in self._reader.messages(connections, start=start_ns):
+                yield connection.topic, timestamp, bytes(data)
+        except _DAMAGE as exc:
+            raise BagError(f'{self.path}: damaged bag, reading stopped: {exc}') from exc
+
+
+@contextmanager
+def open_bag(path: str | Path) -> Iterator[Bag]:
+    """Open the rosbag2 at ``path`` (a bag directory, or one .mcap/.db3 file)."""
+    path = Path(path)
+    if not path.exists():
+        raise BagError(f'{path}: no such bag (a rosbag2 directory, or a .mcap or .db3 file)')
+    try:
+        reader = Reader(path)
+        reader.open()
+    except FileNotFoundError as exc:
+        raise BagError(f'{path}: not a rosbag2 ({exc})') from exc
+    except _DAMAGE as exc:
+        raise BagError(f'{path}: cannot be read as a rosbag2: {exc}') from exc
+    try:
+        yield Bag(path, reader)
+    finally:
+        reader.close()

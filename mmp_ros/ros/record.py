@@ -1,0 +1,152 @@
+"""``mmp_ros record OUT --topics ...``: record live topics into an MCAP rosbag2.
+
+Subscriptions are raw (serialized CDR bytes straight into the bag, nothing deserialized).
+A topic is subscribed once a publisher shows up, with that publisher's type and a QoS it can
+serve (best effort if any publisher is, as rosbag2 does); its definition and type hash come
+from rosbags' Kilted type store and must match the publisher's hash. Ctrl-C (SIGINT) and
+SIGTERM stop the recording: what already arrived is written, then the bag is closed, so an
+interrupted recording is a complete, readable bag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from functools import partial
+
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
+
+from mmp_ros.bags.errors import BagError
+from mmp_ros.bags.recording import STORAGES, BagRecorder
+from mmp_ros.bags.source import TopicQos
+from mmp_ros.ros.context import init_ros
+from mmp_ros.ros.replay import import_problem, message_class, qos_profile
+
+RECORD_DEPTH = 100  # subscription queue: room for bursts while the writer is busy
+DISCOVERY_PERIOD_S = 0.25
+DRAIN_QUIET_S = 0.1  # after a stop request: take messages until none came for this long
+DRAIN_MAX_S = 2.0
+
+
+class TopicRecorder(Node):
+    """Subscribes to the requested topics as they appear and writes what arrives."""
+
+    def __init__(self, recorder: BagRecorder, topics: list[str]) -> None:
+        super().__init__('mmp_ros_record')
+        self._recorder = recorder
+        self._pending = {self.resolve_topic_name(t) for t in topics}
+        self.last_write = time.monotonic()
+        self._timer = self.create_timer(DISCOVERY_PERIOD_S, self._subscribe_new)
+        self._subscribe_new()
+
+    @property
+    def waiting_for(self) -> set[str]:
+        return set(self._pending)
+
+    def _subscribe_new(self) -> None:
+        for topic in sorted(self._pending):
+            publishers = self.get_publishers_info_by_topic(topic)
+            if not publishers:
+                continue
+            self._pending.discard(topic)
+            types = {p.topic_type for p in publishers}
+            if len(types) > 1:
+                self.get_logger().error(f'not recording {topic}: publishers disagree on its '
+                                        f'type {sorted(types)}')
+                continue
+            msgtype = types.pop()
+            qos = TopicQos(
+                reliable=all(p.qos_profile.reliability == ReliabilityPolicy.RELIABLE
+                             for p in publishers),
+                transient_local=all(p.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL
+                                    for p in publishers),
+                depth=RECORD_DEPTH,
+            )
+            problem = import_problem(msgtype)
+            try:
+                if problem:
+                    raise BagError(f'not recording {topic}: {msgtype} does not import ({problem})')
+                self._recorder.add_topic(
+                    topic, msgtype, qos, type_hash=str(publishers[0].topic_type_hash)
+                )
+            except BagError as exc:
+                self.get_logger().error(str(exc))
+                continue
+            self.create_subscription(
+                message_class(msgtype), topic, partial(self._write, topic), qos_profile(qos),
+                raw=True,
+            )
+            self.get_logger().info(
+                f'recording {topic} [{msgtype}, {"reliable" if qos.reliable else "best effort"}]'
+            )
+        if not self._pending:
+            self._timer.cancel()
+
+    def _write(self, topic: str, data: bytes) -> None:
+        self._recorder.write(topic, self.get_clock().now().nanoseconds, data)
+        self.last_write = time.monotonic()
+
+
+def record(recorder: BagRecorder, topics: list[str], ros_args: list[str],
+           duration_s: float | None = None) -> None:
+    """Record until SIGINT/SIGTERM (or ``duration_s``), then take what already arrived."""
+    stop: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, _: stop.append(signum))
+                for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with init_ros(ros_args, ros_signals=False) as setup:
+            node = TopicRecorder(recorder, topics)
+            executor = SingleThreadedExecutor()
+            executor.add_node(node)
+            try:
+                node.get_logger().info(f'{recorder.path}: {setup.describe()}')
+                end = None if duration_s is None else time.monotonic() + duration_s
+                while not stop and (end is None or time.monotonic() < end):
+                    executor.spin_once(timeout_sec=0.1)
+                # Messages that arrived before the stop are part of the recording.
+                drain_end = time.monotonic() + DRAIN_MAX_S
+                while (time.monotonic() < drain_end
+                       and time.monotonic() - node.last_write < DRAIN_QUIET_S):
+                    executor.spin_once(timeout_sec=DRAIN_QUIET_S / 2)
+                if node.waiting_for:
+                    node.get_logger().warning(
+                        f'no publisher ever appeared on {", ".join(sorted(node.waiting_for))}'
+                    )
+                counts = ', '.join(f'{t}: {n}' for t, n in recorder.counts.items()) or 'nothing'
+                node.get_logger().info(f'{recorder.path}: recorded {counts}')
+            finally:
+                executor.shutdown()
+                node.destroy_node()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('out', help='bag directory to create (must not exist)')
+    parser.add_argument('--topics', nargs='+', required=True, metavar='TOPIC',
+                        help='topics to record')
+    parser.add_argument('--storage', choices=sorted(STORAGES), default='mcap')
+    parser.add_argument('--duration', type=float, default=None, metavar='SECONDS',
+                        help='stop after this long (default: until Ctrl-C or SIGTERM)')
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        with BagRecorder(args.out, storage=args.storage) as recorder:
+            record(recorder, args.topics, args.ros_args, args.duration)
+    except BagError as exc:
+        print(f'mmp_ros record: {exc}', file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == '__main__':
+    # `python -m mmp_ros.ros.record` works where the `mmp_ros` command is not installed.
+    _parser = argparse.ArgumentParser(prog='mmp_ros record', description=__doc__.splitlines()[0])
+    add_arguments(_parser)
+    sys.exit(run(_parser.parse_args(namespace=argparse.Namespace(ros_args=[]))))

@@ -1,0 +1,188 @@
+"""``mmp_ros replay BAG``: play a rosbag2 (MCAP or sqlite3) into live topics, on time.
+
+Messages are published as the bag stores them, serialized CDR bytes (rclpy 9 publishes
+``bytes`` as they are), so nothing is deserialized and a 640x480 stream costs a copy, not a
+conversion. Each message is due at an absolute offset from one monotonic start instant
+(``mmp_ros.bags.playback.PlaybackSchedule``), so wake-up delays never accumulate. Images get
+sensor-data QoS by default, like camera drivers; other topics the QoS they were recorded with.
+Topics that cannot be published (a type that is not a ROS 2 name, or whose Python class does
+not import here) are listed with the reason and skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+from mmp_ros.bags.errors import BagError
+from mmp_ros.bags.playback import (
+    DEFAULT_QOS,
+    SENSOR_DATA_QOS,
+    PlaybackPlan,
+    PlaybackSchedule,
+    make_schedule,
+    parse_remaps,
+    plan_playback,
+)
+from mmp_ros.bags.source import Bag, TopicQos, open_bag
+from mmp_ros.bags.timing import Lateness
+from mmp_ros.ros.context import init_ros
+
+IMAGE_QOS = {'sensor_data': SENSOR_DATA_QOS, 'reliable': DEFAULT_QOS}
+_WAKE_S = 0.1  # longest sleep, so that Ctrl-C and shutdown are seen promptly
+
+
+def message_class(msgtype: str) -> type:
+    """The Python class of ``package/msg/Name`` (ImportError/AttributeError if absent)."""
+    package, kind, name = msgtype.split('/')
+    return getattr(importlib.import_module(f'{package}.{kind}'), name)
+
+
+def import_problem(msgtype: str) -> str | None:
+    """None if ``msgtype``'s Python class imports, else why not (for the skip message)."""
+    package, kind, name = msgtype.split('/')
+    try:
+        module = importlib.import_module(f'{package}.{kind}')
+    except ImportError:
+        return f'no Python module {package}.{kind}'
+    if not isinstance(getattr(module, name, None), type):
+        return f'{package}.{kind} has no {name}'
+    return None
+
+
+def qos_profile(qos: TopicQos) -> QoSProfile:
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=qos.depth,
+        reliability=ReliabilityPolicy.RELIABLE if qos.reliable else ReliabilityPolicy.BEST_EFFORT,
+        durability=(
+            DurabilityPolicy.TRANSIENT_LOCAL if qos.transient_local else DurabilityPolicy.VOLATILE
+        ),
+    )
+
+
+class BagPlayer(Node):
+    """Publishes a planned bag; ``play`` runs in the caller's thread (no executor needed)."""
+
+    def __init__(self, bag: Bag, plan: PlaybackPlan, schedule: PlaybackSchedule) -> None:
+        super().__init__('mmp_ros_replay')
+        self._bag = bag
+        self._schedule = schedule
+        self._bag_publishers = {
+            p.bag_topic: self.create_publisher(
+                message_class(p.msgtype), p.topic, qos_profile(p.qos)
+            )
+            for p in plan.played
+        }
+
+    def wait_for_subscribers(self, timeout_s: float) -> bool:
+        """Wait until every played topic has a subscriber, or ``timeout_s`` passes."""
+        deadline = time.monotonic() + timeout_s
+        while any(p.get_subscription_count() == 0 for p in self._bag_publishers.values()):
+            if time.monotonic() >= deadline:
+                return False
+            _sleep_until(min(deadline, time.monotonic() + 0.02))
+        return True
+
+    def play(self, *, loop: bool = False) -> Lateness:
+        """Publish every message at its due time; with ``loop``, until asked to stop."""
+        start: float | None = None  # set on the first message: opening the bag is not late
+        lateness = Lateness()
+        iteration = 0
+        while True:
+            messages = self._bag.messages(self._bag_publishers, self._schedule.origin_ns)
+            for topic, timestamp, data in messages:
+                if start is None:
+                    start = time.monotonic() - self._schedule.due_s(timestamp, iteration)
+                due = start + self._schedule.due_s(timestamp, iteration)
+                _sleep_until(due)
+                lateness.add(time.monotonic() - due)
+                self._bag_publishers[topic].publish(data)
+            iteration += 1
+            if not loop:
+                break
+        self.get_logger().info(lateness.describe())
+        return lateness
+
+
+def _sleep_until(deadline: float) -> None:
+    while (left := deadline - time.monotonic()) > 0:
+        if not rclpy.ok():
+            raise ExternalShutdownException
+        time.sleep(min(left, _WAKE_S))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('bag', help='rosbag2 directory, or a .mcap or .db3 file')
+    parser.add_argument('--rate', type=float, default=1.0, help='playback speed factor')
+    parser.add_argument('--loop', action='store_true', help='start over at the end, until Ctrl-C')
+    parser.add_argument(
+        '--start-offset', type=float, default=0.0, metavar='SECONDS',
+        help='skip this much of the bag from its start',
+    )
+    parser.add_argument(
+        '--topics', nargs='+', default=[], metavar='TOPIC',
+        help='bag topics to play (default: every topic that can be published)',
+    )
+    parser.add_argument(
+        '--remap', action='append', default=[], metavar='/FROM:=/TO',
+        help='publish bag topic FROM as TO (repeatable)',
+    )
+    parser.add_argument(
+        '--image-qos', choices=sorted(IMAGE_QOS), default='sensor_data',
+        help='QoS of sensor_msgs/Image publishers (sensor_data: best effort, depth 5)',
+    )
+    parser.add_argument(
+        '--allow-no-images', action='store_true',
+        help='play a bag even if it has no sensor_msgs/Image topic',
+    )
+    parser.add_argument(
+        '--wait-for-subscribers', type=float, default=0.0, metavar='SECONDS',
+        help='before playing, wait up to this long for a subscriber on every played topic',
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        with open_bag(args.bag) as bag:
+            plan = plan_playback(
+                str(bag.path), bag.topics, importable=import_problem, selected=args.topics,
+                remaps=parse_remaps(args.remap), image_qos=IMAGE_QOS[args.image_qos],
+                require_images=not args.allow_no_images,
+            )
+            schedule = make_schedule(
+                str(bag.path), bag.start_ns, bag.end_ns, bag.message_count, rate=args.rate,
+                start_offset_s=args.start_offset,
+            )
+            with init_ros(args.ros_args) as setup:
+                node = BagPlayer(bag, plan, schedule)
+                try:
+                    log = node.get_logger()
+                    log.info(f'{bag.path}: {setup.describe()}')
+                    for line in plan.describe():
+                        (log.warning if line.startswith('skip') else log.info)(line)
+                    if args.wait_for_subscribers > 0 and not node.wait_for_subscribers(
+                        args.wait_for_subscribers
+                    ):
+                        log.warning('not every topic has a subscriber; playing anyway')
+                    node.play(loop=args.loop)
+                finally:
+                    node.destroy_node()
+    except BagError as exc:
+        print(f'mmp_ros replay: {exc}', file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == '__main__':
+    # `python -m mmp_ros.ros.replay` works where the `mmp_ros` command is not installed.
+    _parser = argparse.ArgumentParser(prog='mmp_ros replay', description=__doc__.splitlines()[0])
+    add_arguments(_parser)
+    sys.exit(run(_parser.parse_args(namespace=argparse.Namespace(ros_args=[]))))

@@ -1,0 +1,160 @@
+"""``mmp_ros decode``: decode real sample files exactly as the node would, and say what they hold.
+
+Files named by the conventions of ``shared/data/real`` (``depth_mm.png``, ``rgb.png``,
+``*_IMX250MZR.png``, ...) need no options, so ``mmp_ros decode ../shared/data/real``
+walks every sample; any other file needs ``--modality`` (and ``--encoding`` where its
+pixels allow more than one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mmp_ros.sensors.decode import MODALITY_INPUTS, ModalitySettings, decode_frame
+from mmp_ros.sensors.depth import DepthSettings
+from mmp_ros.sensors.files import (
+    AOLP_FILE,
+    DOLP_FILE,
+    aolp_dolp_fields,
+    default_encoding,
+    fields_from_pixels,
+    read_array,
+    sample_kind,
+)
+from mmp_ros.sensors.frame import SensorFrame, SensorInputError
+from mmp_ros.sensors.image import ImageFields
+from mmp_ros.sensors.polarization import RESOLUTIONS, PolarizationSettings
+from mmp_ros.sensors.thermal import SEMANTICS, UNITS, PlanckCalibration, ThermalSettings
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('paths', nargs='+', type=Path, help='image/.npy files or folders')
+    parser.add_argument('--modality', choices=tuple(MODALITY_INPUTS),
+                        help='what the file holds (default: from the file name)')
+    parser.add_argument('--encoding', help='sensor_msgs/Image encoding to publish it as '
+                        '(default: from the file name or the pixels)')
+    parser.add_argument('--repeat', type=int, default=5,
+                        help='decode this many times and report the median time (default 5)')
+    depth = parser.add_argument_group('depth')
+    depth.add_argument('--min-m', type=float, default=0.0, help='nearest valid depth, m')
+    depth.add_argument('--max-m', type=float, default=float('inf'), help='farthest valid, m')
+    thermal = parser.add_argument_group('thermal')
+    thermal.add_argument('--semantics', choices=tuple(SEMANTICS),
+                         help='what a pixel means (default: counts_linear for integer '
+                         'pixels, celsius for floats)')
+    thermal.add_argument('--gain', type=float, default=0.04,
+                         help='counts_linear: units per count (default 0.04, FLIR TLinear)')
+    thermal.add_argument('--offset', type=float, default=0.0,
+                         help='counts_linear: offset in --unit (default 0)')
+    thermal.add_argument('--unit', choices=UNITS, default='kelvin',
+                         help='counts_linear: unit of gain * counts + offset (default kelvin)')
+    thermal.add_argument('--planck', type=float, nargs=5, metavar=('R1', 'R2', 'B', 'F', 'O'),
+                         help='planck: the camera\'s constants (default: typical FLIR)')
+    polar = parser.add_argument_group('polarization')
+    polar.add_argument('--layout', default='90,45,135,0',
+                       help='polarizer angles of a 2x2 block, row by row (default IMX250MZR '
+                       '90,45,135,0)')
+    polar.add_argument('--resolution', choices=RESOLUTIONS, default='half',
+                       help='output grid: 2x2 blocks, 4x4 blocks or every pixel')
+
+
+def _settings(args: argparse.Namespace, modality: str, encoding: str) -> ModalitySettings:
+    if modality == 'depth':
+        return DepthSettings(args.min_m, args.max_m)
+    if modality == 'polarization':
+        try:
+            angles = [int(a) for a in args.layout.split(',')]
+        except ValueError:
+            angles = []
+        if len(angles) != 4:
+            raise SensorInputError(f'--layout needs four integer angles, got {args.layout!r}')
+        layout = ((angles[0], angles[1]), (angles[2], angles[3]))
+        return PolarizationSettings(layout=layout, resolution=args.resolution)
+    if modality == 'thermal':
+        semantics = args.semantics or ('celsius' if 'F' in encoding else 'counts_linear')
+        planck = PlanckCalibration(*args.planck) if args.planck else PlanckCalibration()
+        return ThermalSettings(semantics, args.gain, args.offset, args.unit, planck)
+    return None
+
+
+def _jobs(args: argparse.Namespace) -> list[tuple[str, str, ImageFields]]:
+    """(label, modality, fields) for every frame the paths name."""
+    jobs = []
+    for path in args.paths:
+        if path.is_dir():
+            for file in sorted(path.iterdir()):
+                if sample_kind(file):
+                    jobs.append(_file_job(args, file, *sample_kind(file)))
+            if (path / AOLP_FILE).is_file() and (path / DOLP_FILE).is_file():
+                jobs.append((str(path / 'aolp.npy+dolp.npy'), 'polarization',
+                             aolp_dolp_fields(path)))
+        else:
+            modality, encoding = args.modality, args.encoding
+            if modality is None:
+                kind = sample_kind(path)
+                if kind is None:
+                    raise SensorInputError(f'{path}: give --modality (its name says nothing)')
+                modality, encoding = kind[0], encoding or kind[1]
+            jobs.append(_file_job(args, path, modality, encoding))
+    return jobs
+
+
+def _file_job(args, path: Path, modality: str, encoding: str | None):
+    pixels = read_array(path)
+    encoding = args.encoding or encoding or default_encoding(pixels, modality)
+    fields = fields_from_pixels(pixels, encoding, bgr_order=path.suffix != '.npy')
+    return str(path), modality, fields
+
+
+def describe(label: str, fields: ImageFields, frame: SensorFrame, seconds: float) -> str:
+    """A few lines on what one decoded frame holds."""
+    data, valid, stats = frame.data, frame.valid, frame.stats
+    lines = [
+        f'{label}: {frame.modality} {fields.encoding} {fields.width}x{fields.height} '
+        f'(step {fields.step} B)',
+        f'  data {data.shape} {data.dtype}',
+    ]
+    for channel in range(data.shape[2]):
+        values = data[..., channel] if valid is None else data[..., channel][valid]
+        if values.size:
+            lines.append(
+                f'  ch{channel}: min {values.min():.6g}  max {values.max():.6g}  '
+                f'mean {values.mean(dtype=np.float64):.6g}'
+                + ('' if valid is None else '  (valid pixels)')
+            )
+        else:
+            lines.append(f'  ch{channel}: no valid pixel')
+    lines.append(
+        f'  invalid {stats.invalid_fraction:.6g}  all_zero {stats.all_zero}  '
+        f'saturated {stats.saturated}  fingerprint {stats.fingerprint.hex()}'
+    )
+    lines.append(f'  decode {seconds * 1e3:.2f} ms (median)')
+    return '\n'.join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    failures = 0
+    try:
+        jobs = _jobs(args)
+    except SensorInputError as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        return 2
+    for label, modality, fields in jobs:
+        try:
+            settings = _settings(args, modality, fields.encoding)
+            times = []
+            for _ in range(max(1, args.repeat)):
+                start = time.perf_counter()
+                frame = decode_frame(modality, fields, settings)
+                times.append(time.perf_counter() - start)
+        except SensorInputError as exc:
+            print(f'{label}: error: {exc}', file=sys.stderr)
+            failures += 1
+            continue
+        print(describe(label, fields, frame, float(np.median(times))))
+    return 1 if failures else 0

@@ -1,0 +1,125 @@
+"""``mmp_ros record`` in a child process, stopped by a signal: the bag must be complete and
+open with rosbags and with the mcap package's reader."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mcap.reader import make_reader
+from rosbags.rosbag2 import Reader
+from rosbags.typesys import Stores, get_typestore
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def restored_environ():
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+@pytest.mark.parametrize('stop_signal', [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_recording_is_a_complete_readable_bag(stop_signal, tmp_path,
+                                                          restored_environ):
+    import rclpy
+    from rclpy.duration import Duration
+    from rclpy.qos import QoSProfile, qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import UInt32
+
+    from mmp_ros.ros.context import init_ros, spin_until
+
+    out = tmp_path / 'recording'
+    count = 10
+    with init_ros([]):
+        node = rclpy.create_node('mmp_ros_record_source')
+        try:
+            images = node.create_publisher(Image, '/rec/image', QoSProfile(depth=count))
+            numbers = node.create_publisher(UInt32, '/rec/count', QoSProfile(depth=count))
+            # A best-effort publisher: recorded with a best-effort subscription.
+            node.create_publisher(Image, '/rec/best_effort', qos_profile_sensor_data)
+            with subprocess.Popen(
+                [sys.executable, '-m', 'mmp_ros.ros.record', str(out), '--topics',
+                 '/rec/image', '/rec/count', '/rec/best_effort', '/rec/never'],
+                env=dict(os.environ, PYTHONPATH=str(REPO)), stderr=subprocess.PIPE, text=True,
+            ) as recorder:
+                try:
+                    assert spin_until(
+                        node,
+                        lambda: images.get_subscription_count() > 0
+                        and numbers.get_subscription_count() > 0,
+                        20.0,
+                    ), 'the recorder never subscribed'
+                    pixels = np.arange(48 * 64, dtype=np.uint16).astype(np.uint8)
+                    for i in range(count):
+                        msg = Image(height=48, width=64, encoding='mono8', step=64)
+                        msg.header.frame_id = f'cam{i}'
+                        msg.data = pixels.tobytes()
+                        images.publish(msg)
+                        numbers.publish(UInt32(data=i))
+                    # Reliable: acknowledged means it is in the recorder's queue.
+                    assert images.wait_for_all_acked(Duration(seconds=10))
+                    assert numbers.wait_for_all_acked(Duration(seconds=10))
+                    recorder.send_signal(stop_signal)
+                    stderr = recorder.communicate(timeout=20)[1]
+                finally:
+                    if recorder.poll() is None:
+                        recorder.kill()
+            assert recorder.returncode == 0, stderr
+        finally:
+            node.destroy_node()
+    assert 'no publisher ever appeared on /rec/never' in stderr
+
+    typestore = get_typestore(Stores.ROS2_KILTED)
+    with Reader(out) as reader:
+        topics = {name: (info.msgtype, info.msgcount) for name, info in reader.topics.items()}
+        assert topics == {
+            '/rec/image': ('sensor_msgs/msg/Image', count),
+            '/rec/count': ('std_msgs/msg/UInt32', count),
+            '/rec/best_effort': ('sensor_msgs/msg/Image', 0),
+        }
+        qos = {c.topic: c.ext.offered_qos_profiles[0].reliability.name for c in reader.connections}
+        assert qos['/rec/best_effort'] == 'BEST_EFFORT' and qos['/rec/image'] == 'RELIABLE'
+        decoded: dict[str, list] = {'/rec/image': [], '/rec/count': []}
+        for connection, _, data in reader.messages():
+            decoded[connection.topic].append(typestore.deserialize_cdr(data, connection.msgtype))
+    assert [m.data for m in decoded['/rec/count']] == list(range(count))
+    assert [m.header.frame_id for m in decoded['/rec/image']] == [f'cam{i}' for i in range(count)]
+    assert decoded['/rec/image'][0].data.tobytes() == pixels.tobytes()
+
+    (mcap_file,) = out.glob('*.mcap')
+    with mcap_file.open('rb') as stream:
+        mcap = make_reader(stream)
+        summary = mcap.get_summary()
+        schemas = {s.name for s in summary.schemas.values()}
+        assert {'sensor_msgs/msg/Image', 'std_msgs/msg/UInt32'} <= schemas
+        per_topic: dict[str, int] = {}
+        for _, channel, message in mcap.iter_messages():
+            assert channel.message_encoding == 'cdr'
+            per_topic[channel.topic] = per_topic.get(channel.topic, 0) + 1
+            assert message.log_time > 0
+    assert per_topic == {'/rec/image': count, '/rec/count': count}
+
+
+def test_an_existing_output_is_refused_without_touching_it(tmp_path, capsys):
+    from mmp_ros.ros import record
+
+    out = tmp_path / 'bag'
+    out.mkdir()
+    (out / 'keep.txt').write_text('mine')
+    args = argparse.Namespace(out=str(out), topics=['/x'], storage='mcap', duration=None,
+                              ros_args=[])
+    assert record.run(args) == 2
+    assert f'{out}: exists already' in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ['keep.txt']

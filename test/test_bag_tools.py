@@ -1,0 +1,269 @@
+"""mmp_ros.bags without ROS: opening bags, planning and timing playback, recording, and the
+BagError each bad input gives."""
+
+from __future__ import annotations
+
+import pytest
+from rosbags.rosbag2 import Reader
+from rosbags.typesys import Stores, get_typestore
+
+from mmp_ros.bags import BagError
+from mmp_ros.bags.playback import (
+    DEFAULT_QOS,
+    SENSOR_DATA_QOS,
+    make_schedule,
+    parse_remaps,
+    plan_playback,
+)
+from mmp_ros.bags.recording import BagRecorder
+from mmp_ros.bags.source import BagTopic, TopicQos, open_bag
+from mmp_ros.bags.synthetic import STUB_HASH, jittered_timestamps, write_image_bag, write_stub_bag
+from mmp_ros.bags.timing import Lateness, compare_intervals, compare_offsets
+
+TYPESTORE = get_typestore(Stores.ROS2_KILTED)
+
+
+def always_importable(msgtype: str) -> None:
+    return None
+
+
+def topic(name: str, msgtype: str, qos: TopicQos | None = None, fmt: str = 'cdr') -> BagTopic:
+    return BagTopic(name, msgtype, 1, fmt, qos)
+
+
+# --- opening -----------------------------------------------------------------------------
+
+def test_missing_bag_path_is_named(tmp_path):
+    missing = tmp_path / 'nope.mcap'
+    with pytest.raises(BagError, match=f'{missing}: no such bag'), open_bag(missing):
+        pass
+
+
+@pytest.mark.parametrize('name', ['junk.mcap', 'junk.db3'])
+def test_a_corrupt_storage_file_is_named(tmp_path, name):
+    junk = tmp_path / name
+    junk.write_bytes(bytes(range(256)) * 20)
+    with pytest.raises(BagError, match=f'{junk}: cannot be read as a rosbag2'), open_bag(junk):
+        pass
+
+
+def test_a_corrupt_metadata_file_is_named(tmp_path):
+    bag = tmp_path / 'bag'
+    bag.mkdir()
+    (bag / 'metadata.yaml').write_text('rosbag2_bagfile_information: [\n')
+    with pytest.raises(BagError, match=f'{bag}: cannot be read as a rosbag2'), open_bag(bag):
+        pass
+
+
+def test_a_folder_that_is_not_a_bag_is_named(tmp_path):
+    with pytest.raises(BagError, match=f'{tmp_path}: not a rosbag2'), open_bag(tmp_path):
+        pass
+
+
+def test_a_bag_damaged_after_its_header_fails_while_reading_with_the_file_named(tmp_path):
+    bag = write_image_bag(tmp_path / 'bag', jittered_timestamps(5, 10.0), width=32, height=8)
+    (mcap,) = bag.glob('*.mcap')
+    data = bytearray(mcap.read_bytes())
+    data[len(data) // 3: 2 * len(data) // 3] = bytes(len(data) // 3)  # zero the middle third
+    mcap.write_bytes(bytes(data))
+    # At opening or while reading, depending on where the damage falls.
+    with pytest.raises(BagError, match=str(bag)), open_bag(bag) as opened:
+        list(opened.messages(opened.topics))
+
+
+@pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
+def test_topics_span_and_raw_messages(tmp_path, storage):
+    stamps = jittered_timestamps(4, 10.0)
+    bag = write_image_bag(tmp_path / 'bag', stamps, storage=storage, width=4, height=2)
+    with open_bag(bag) as opened:
+        (image,) = opened.topics.values()
+        assert (image.name, image.msgtype, image.count, image.is_image) == (
+            '/camera/image', 'sensor_msgs/msg/Image', 4, True)
+        assert image.offered_qos == SENSOR_DATA_QOS
+        assert (opened.start_ns, opened.end_ns, opened.message_count) == (
+            stamps[0], stamps[-1], 4)
+        messages = list(opened.messages(['/camera/image'], start_ns=stamps[1]))
+    assert [t for _, t, _ in messages] == stamps[1:]
+    image = TYPESTORE.deserialize_cdr(messages[0][2], 'sensor_msgs/msg/Image')
+    assert (image.header.frame_id, image.width, image.encoding) == ('1', 4, 'rgb8')
+
+
+# --- planning ------------------------------------------------------------------------------
+
+def test_a_bag_without_image_topics_is_refused_with_its_topics_listed():
+    topics = {'/chatter': topic('/chatter', 'std_msgs/msg/String')}
+    with pytest.raises(BagError, match=r'b.mcap: no sensor_msgs/msg/Image topic .*/chatter'):
+        plan_playback('b.mcap', topics, importable=always_importable)
+    plan = plan_playback('b.mcap', topics, importable=always_importable, require_images=False)
+    assert [p.topic for p in plan.played] == ['/chatter']
+
+
+def test_unknown_and_unimportable_types_are_skipped_with_the_reason():
+    topics = {
+        '/image': topic('/image', 'sensor_msgs/msg/Image'),
+        '/ros1': topic('/ros1', 'sensor_msgs/Image'),
+        '/custom': topic('/custom', 'my_robot_msgs/msg/Thing'),
+        '/json': topic('/json', 'std_msgs/msg/String', fmt='json'),
+    }
+
+    def importable(msgtype: str) -> str | None:
+        return 'no Python module my_robot_msgs.msg' if msgtype.startswith('my_robot') else None
+
+    plan = plan_playback('b.mcap', topics, importable=importable)
+    assert [p.bag_topic for p in plan.played] == ['/image']
+    assert plan.skipped == {
+        '/ros1': "unknown message type 'sensor_msgs/Image' (not a ROS 2 package/msg/Name)",
+        '/custom': 'message type my_robot_msgs/msg/Thing is not importable here '
+                   '(no Python module my_robot_msgs.msg)',
+        '/json': "serialization format 'json' is not CDR",
+    }
+    assert 'skip /custom: message type my_robot_msgs/msg/Thing' in '\n'.join(plan.describe())
+
+
+def test_only_unknown_types_leave_nothing_to_replay():
+    topics = {'/thing': topic('/thing', 'Thing')}
+    with pytest.raises(BagError, match=r"b.mcap: nothing to replay \(/thing: unknown message"):
+        plan_playback('b.mcap', topics, importable=always_importable)
+
+
+def test_a_selected_topic_that_must_be_skipped_is_an_error_naming_it():
+    topics = {'/image': topic('/image', 'sensor_msgs/msg/Image'),
+              '/thing': topic('/thing', 'pkg/msg/Thing')}
+    with pytest.raises(BagError, match='topic /thing cannot be replayed: message type pkg'):
+        plan_playback('b.mcap', topics, importable=lambda t: 'absent' if 'pkg' in t else None,
+                      selected=['/image', '/thing'])
+
+
+def test_selecting_or_remapping_a_topic_the_bag_lacks_is_an_error():
+    topics = {'/image': topic('/image', 'sensor_msgs/msg/Image')}
+    for kwargs in ({'selected': ['/imag']}, {'remaps': {'/imag': '/x'}}):
+        with pytest.raises(BagError, match=r"no topic /imag in the bag \(it has \['/image'\]\)"):
+            plan_playback('b.mcap', topics, importable=always_importable, **kwargs)
+
+
+def test_remaps_qos_and_conflicts():
+    reliable_tl = TopicQos(reliable=True, transient_local=True, depth=1)
+    topics = {
+        '/a/image': topic('/a/image', 'sensor_msgs/msg/Image', DEFAULT_QOS),
+        '/tf_static': topic('/tf_static', 'tf2_msgs/msg/TFMessage', reliable_tl),
+        '/odom': topic('/odom', 'nav_msgs/msg/Odometry'),
+    }
+    plan = plan_playback('b.mcap', topics, importable=always_importable,
+                         remaps=parse_remaps(['/a/image:=/rgb/image']))
+    played = {p.bag_topic: (p.topic, p.qos) for p in plan.played}
+    assert played == {
+        '/a/image': ('/rgb/image', SENSOR_DATA_QOS),  # images: sensor data, whatever recorded
+        '/tf_static': ('/tf_static', reliable_tl),  # others: as recorded
+        '/odom': ('/odom', DEFAULT_QOS),  # nothing recorded: reliable
+    }
+    with pytest.raises(BagError, match='would both be published on /odom'):
+        plan_playback('b.mcap', topics, importable=always_importable,
+                      remaps={'/tf_static': '/odom'})
+
+
+@pytest.mark.parametrize('bad', ['/a', '/a:=', ':=/b', '/a:=/b:=/c'])
+def test_malformed_remaps_are_refused(bad):
+    with pytest.raises(BagError, match='expected /from:=/to'):
+        parse_remaps([bad])
+
+
+def test_a_topic_remapped_twice_is_refused():
+    with pytest.raises(BagError, match='/a is remapped twice'):
+        parse_remaps(['/a:=/b', '/a:=/c'])
+
+
+# --- schedule --------------------------------------------------------------------------------
+
+def test_due_times_follow_rate_offset_and_loops():
+    # 11 messages over 1 s (100 ms apart), played from 0.5 s at twice the speed.
+    schedule = make_schedule('b', 10**9, 2 * 10**9, 11, rate=2.0, start_offset_s=0.5)
+    assert schedule.due_s(int(1.5e9)) == pytest.approx(0.0)
+    assert schedule.due_s(2 * 10**9) == pytest.approx(0.25)
+    # The next loop starts one mean interval (100 ms) after the last message.
+    assert schedule.due_s(int(1.5e9), loop=1) == pytest.approx((0.5 + 0.1) / 2)
+    single = make_schedule('b', 10**9, 10**9, 1)
+    assert single.due_s(10**9, loop=3) == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize(('kwargs', 'message'), [
+    ({'rate': 0.0}, 'rate must be positive'),
+    ({'start_offset_s': -1.0}, 'must not be negative'),
+    ({'start_offset_s': 2.5}, r'b.mcap: start offset 2.5 s is past the end of the bag \(2.000'),
+])
+def test_schedule_errors(kwargs, message):
+    with pytest.raises(BagError, match=message):
+        make_schedule('b.mcap', 0, 2 * 10**9, 3, **kwargs)
+
+
+# --- recording -------------------------------------------------------------------------------
+
+def test_recorded_bag_has_definitions_hashes_and_qos(tmp_path):
+    out = tmp_path / 'rec'
+    string = TYPESTORE.types['std_msgs/msg/String']
+    with BagRecorder(out) as recorder:
+        recorder.add_topic('/chatter', 'std_msgs/msg/String', DEFAULT_QOS,
+                           type_hash=TYPESTORE.hash_rihs01('std_msgs/msg/String'))
+        for i, text in enumerate(['a', 'b']):
+            recorder.write('/chatter', 10 + i, TYPESTORE.serialize_cdr(string(data=text),
+                                                                       'std_msgs/msg/String'))
+        assert recorder.counts == {'/chatter': 2}
+    recorder.close()  # a second close is harmless
+    with Reader(out) as reader:
+        (connection,) = reader.connections
+        assert connection.digest == TYPESTORE.hash_rihs01('std_msgs/msg/String')
+        assert 'string data' in connection.msgdef.data
+        assert connection.ext.offered_qos_profiles[0].reliability.name == 'RELIABLE'
+        texts = [TYPESTORE.deserialize_cdr(d, c.msgtype).data for c, _, d in reader.messages()]
+    assert texts == ['a', 'b']
+
+
+def test_recording_refuses_unknown_types_mismatched_hashes_and_repeats(tmp_path):
+    with BagRecorder(tmp_path / 'rec') as recorder:
+        with pytest.raises(BagError, match='no message definition for my_msgs/msg/Thing'):
+            recorder.add_topic('/thing', 'my_msgs/msg/Thing', DEFAULT_QOS)
+        with pytest.raises(BagError, match=r"topic /chatter: the publisher's std_msgs/msg/Stri"):
+            recorder.add_topic('/chatter', 'std_msgs/msg/String', DEFAULT_QOS,
+                               type_hash=STUB_HASH)
+        recorder.add_topic('/chatter', 'std_msgs/msg/String', DEFAULT_QOS)
+        with pytest.raises(BagError, match='/chatter is recorded already'):
+            recorder.add_topic('/chatter', 'std_msgs/msg/String', DEFAULT_QOS)
+        assert recorder.topics == ['/chatter']
+
+
+def test_recording_never_overwrites_and_checks_the_storage(tmp_path):
+    with pytest.raises(BagError, match='exists already'):
+        BagRecorder(tmp_path)
+    with pytest.raises(BagError, match="storage 'zip'"):
+        BagRecorder(tmp_path / 'new', storage='zip')
+
+
+# --- timing ----------------------------------------------------------------------------------
+
+def test_gap_and_offset_errors():
+    bag = {i: i * 100_000_000 for i in range(5)}  # 100 ms apart
+    exact = {i: 50.0 + i * 0.1 for i in range(5)}
+    assert compare_intervals(bag, exact).error_max_ms == pytest.approx(0.0, abs=1e-6)
+    drifting = {i: 50.0 + i * 0.103 for i in range(5)}  # each wait 3 ms too long
+    assert compare_intervals(bag, drifting).error_max_ms == pytest.approx(3.0)
+    assert compare_offsets(bag, drifting).error_max_ms == pytest.approx(6.0)  # 12 ms spread
+    gappy = {0: 50.0, 1: 50.1, 3: 50.3}  # a gap is only compared between neighbours
+    assert compare_intervals(bag, gappy).compared == 1
+    assert compare_intervals(bag, {}).compared == 0
+
+
+def test_lateness_summary():
+    lateness = Lateness(window=3)
+    assert lateness.describe() == 'nothing published'
+    for late in (-0.001, 0.001, 0.002, 0.010):
+        lateness.add(late)
+    assert lateness.count == 4
+    assert 'published 4 messages' in lateness.describe()
+    assert 'max 10.00 ms' in lateness.describe()
+
+
+def test_stub_bags_hold_any_type_name(tmp_path):
+    bag = write_stub_bag(tmp_path / 'b', {'/chatter': 'std_msgs/msg/String',
+                                     '/thing': 'my_msgs/msg/Thing'})
+    with open_bag(bag) as opened:
+        assert {t.name: t.msgtype for t in opened.topics.values()} == {
+            '/chatter': 'std_msgs/msg/String', '/thing': 'my_msgs/msg/Thing'}

@@ -1,0 +1,63 @@
+"""``mmp_ros replay`` on bad input: exit status 2 and one clear line naming the file or topic,
+before any ROS start-up."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from mmp_ros.bags.synthetic import write_stub_bag
+from mmp_ros.ros import replay
+
+
+def run_replay(bag, capsys, *options: str) -> str:
+    parser = argparse.ArgumentParser()
+    replay.add_arguments(parser)
+    args = parser.parse_args([str(bag), *options])
+    args.ros_args = []
+    assert replay.run(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('mmp_ros replay: ') and err.count('\n') == 1, err
+    return err
+
+
+def test_missing_bag(tmp_path, capsys):
+    assert f'{tmp_path / "gone"}: no such bag' in run_replay(tmp_path / 'gone', capsys)
+
+
+def test_corrupt_bag(tmp_path, capsys):
+    junk = tmp_path / 'junk.mcap'
+    junk.write_bytes(b'\x89MCAP0\r\n' + bytes(100))
+    assert f'{junk}: cannot be read as a rosbag2' in run_replay(junk, capsys)
+
+
+def test_bag_without_image_topics(tmp_path, capsys):
+    bag = write_stub_bag(tmp_path / 'bag', {'/chatter': 'std_msgs/msg/String'})
+    err = run_replay(bag, capsys)
+    assert f'{bag}: no sensor_msgs/msg/Image topic' in err
+    assert '/chatter [std_msgs/msg/String]' in err
+
+
+@pytest.mark.parametrize(('msgtype', 'reason'), [
+    ('NotAType', "unknown message type 'NotAType'"),
+    ('no_such_pkg_msgs/msg/Thing', 'no Python module no_such_pkg_msgs.msg'),
+    ('std_msgs/msg/NoSuchThing', 'std_msgs.msg has no NoSuchThing'),
+])
+def test_unknown_message_types(tmp_path, capsys, msgtype, reason):
+    bag = write_stub_bag(tmp_path / 'bag', {'/thing': msgtype})
+    err = run_replay(bag, capsys)
+    assert f'{bag}: nothing to replay (/thing: ' in err and reason in err
+    # Asked for by name, the same topic is an error about that topic.
+    bag2 = write_stub_bag(
+        tmp_path / 'bag2', {'/thing': msgtype, '/chatter': 'std_msgs/msg/String'}
+    )
+    err = run_replay(bag2, capsys, '--topics', '/thing', '--allow-no-images')
+    assert f'{bag2}: topic /thing cannot be replayed' in err and reason in err
+
+
+def test_bad_remap_and_offset(tmp_path, capsys):
+    bag = write_stub_bag(tmp_path / 'bag', {'/chatter': 'std_msgs/msg/String'})
+    assert 'expected /from:=/to' in run_replay(bag, capsys, '--allow-no-images', '--remap', '/x')
+    assert 'past the end of the bag' in run_replay(bag, capsys, '--allow-no-images',
+                                                   '--start-offset', '5')

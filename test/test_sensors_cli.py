@@ -1,0 +1,63 @@
+"""``mmp_ros decode`` on real samples: what it prints and how it fails."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from mmp_ros.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_decode_depth_file_prints_shape_range_and_invalid_fraction(real_data, capsys):
+    path = real_data / 'tum_rgbd' / 'depth_mm.png'
+    assert main(['decode', '--modality', 'depth', '--encoding', '16UC1', str(path),
+                 '--repeat', '1']) == 0
+    out = capsys.readouterr().out
+    assert 'depth 16UC1 640x480' in out
+    assert 'data (480, 640, 1) float32' in out
+    assert 'min 1.464  max 9.331' in out
+    assert 'invalid 0.191895' in out
+
+
+def test_decode_folder_uses_the_file_name_conventions(real_data, capsys):
+    assert main(['decode', str(real_data / 'flirpy_radiometric'), '--offset', '0',
+                 '--repeat', '1']) == 0
+    out = capsys.readouterr().out
+    assert 'thermal_raw.png: thermal mono16 640x512' in out
+    assert 'thermal_celsius.npy: thermal 32FC1' in out
+    assert out.count('min -3.43') == 1 and 'min -3.42999' in out  # counts*0.04 K in float32
+
+
+def test_decode_polarization_sample_at_quarter_resolution(real_data, capsys):
+    folder = real_data / 'polanalyser_fruits'
+    assert main(['decode', str(folder / 'fruits_IMX250MZR.png'), '--resolution', 'quarter',
+                 '--repeat', '1']) == 0
+    assert 'data (512, 612, 3) float32' in capsys.readouterr().out
+
+
+def test_bad_input_is_reported_with_a_non_zero_exit(tmp_path, capsys):
+    odd = tmp_path / 'odd.npy'
+    np.save(odd, np.zeros((3, 4), np.uint8))
+    assert main(['decode', '--modality', 'polarization', str(odd), '--repeat', '1']) == 1
+    assert 'even width and height' in capsys.readouterr().err
+    assert main(['decode', str(odd)]) == 2
+    assert 'give --modality' in capsys.readouterr().err
+
+
+def test_decode_needs_neither_ros_nor_torch(real_data):
+    """A fresh process: other tests of the suite may have imported rclpy into this one."""
+    code = (
+        'import sys\n'
+        'from mmp_ros.cli import main\n'
+        f'assert main(["decode", {str(real_data / "nyu_raw")!r}, "--repeat", "1"]) == 0\n'
+        'assert "rclpy" not in sys.modules and "torch" not in sys.modules\n'
+    )
+    env = {**os.environ, 'PYTHONPATH': str(REPO)}
+    subprocess.run([sys.executable, '-c', code], check=True, capture_output=True, env=env,
+                   timeout=60)

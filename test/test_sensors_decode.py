@@ -1,0 +1,152 @@
+"""decode_frame: one entry point, one error type, and the stats the health checks use."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from mmp_ros.sensors import (
+    DepthSettings,
+    ImageFields,
+    PolarizationSettings,
+    SensorInputError,
+    ThermalSettings,
+    decode_frame,
+    default_settings,
+    encode_frame,
+)
+from mmp_ros.sensors.image import array_to_image
+
+RNG = np.random.default_rng(0)
+FRAMES = {  # modality -> (encoding, pixels)
+    'rgb': ('bgr8', RNG.integers(0, 256, (48, 64, 3), dtype=np.uint8)),
+    'depth': ('16UC1', RNG.integers(0, 6000, (48, 64), dtype=np.uint16)),
+    'polarization': ('mono8', RNG.integers(0, 256, (48, 64), dtype=np.uint8)),
+    'thermal': ('mono16', RNG.integers(6500, 7500, (48, 64), dtype=np.uint16)),
+}
+CHANNELS = {'rgb': 3, 'depth': 1, 'polarization': 3, 'thermal': 1}
+
+
+@pytest.mark.parametrize('modality', FRAMES)
+def test_every_modality_gives_its_representation(modality):
+    encoding, pixels = FRAMES[modality]
+    frame = decode_frame(modality, array_to_image(pixels, encoding))
+    assert frame.modality == modality
+    assert frame.data.dtype == np.float32 and frame.data.flags.c_contiguous
+    assert frame.data.ndim == 3 and frame.data.shape[2] == CHANNELS[modality]
+    assert frame.stats.thumbnail.shape == (16, 16)
+    assert frame.stats.thumbnail.dtype == np.float32
+    assert (frame.valid is not None) == (modality == 'depth')
+    assert frame.size == frame.data.shape[:2]
+
+
+@pytest.mark.parametrize('modality', FRAMES)
+def test_fingerprint_is_blake2b_of_the_pixels_without_padding(modality):
+    encoding, pixels = FRAMES[modality]
+    packed = decode_frame(modality, array_to_image(pixels, encoding))
+    padded = decode_frame(modality, array_to_image(pixels, encoding, step=4096))
+    expected = hashlib.blake2b(pixels.tobytes(), digest_size=16).digest()
+    assert packed.stats.fingerprint == padded.stats.fingerprint == expected
+    changed = pixels.copy()
+    changed.flat[-1] ^= 1
+    assert decode_frame(modality, array_to_image(changed, encoding)).stats.fingerprint != expected
+
+
+def test_fingerprint_covers_the_bytes_as_sent():
+    pixels = FRAMES['depth'][1]
+    big = decode_frame('depth', array_to_image(pixels, '16UC1', is_bigendian=True))
+    little = decode_frame('depth', array_to_image(pixels, '16UC1'))
+    assert big.stats.fingerprint == hashlib.blake2b(
+        pixels.astype('>u2').tobytes(), digest_size=16).digest()
+    np.testing.assert_array_equal(big.data, little.data)
+
+
+def test_thumbnail_is_an_area_average_of_channel_0():
+    metres = RNG.uniform(0.5, 5.0, (96, 128)).astype(np.float32)
+    frame = decode_frame('depth', array_to_image(metres, '32FC1'))
+    expected = metres.reshape(16, 6, 16, 8).mean(axis=(1, 3))
+    np.testing.assert_allclose(frame.stats.thumbnail, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize('encoding, top', [('rgb8', 255), ('mono8', 255), ('bgra8', 255)])
+def test_blank_and_saturated_rgb(encoding, top):
+    channels = {'rgb8': 3, 'mono8': 1, 'bgra8': 4}[encoding]
+    black = decode_frame('rgb', array_to_image(np.zeros((8, 8, channels), np.uint8), encoding))
+    white = decode_frame('rgb', array_to_image(np.full((8, 8, channels), top, np.uint8),
+                                               encoding))
+    assert black.stats.all_zero and not black.stats.saturated
+    assert white.stats.saturated and not white.stats.all_zero
+    assert white.data.min() == 1.0
+
+
+def test_saturated_needs_every_pixel_at_the_maximum():
+    counts = np.full((8, 8), 65535, np.uint16)
+    assert decode_frame('thermal', array_to_image(counts, 'mono16')).stats.saturated
+    counts[3, 3] = 65534
+    assert not decode_frame('thermal', array_to_image(counts, 'mono16')).stats.saturated
+
+
+def test_rgb_encode_round_trip_in_every_channel_order():
+    rgb = RNG.random((6, 5, 3)).astype(np.float32)
+    for encoding in ('rgb8', 'bgr8', 'rgba8', 'bgra8'):
+        frame = decode_frame('rgb', encode_frame('rgb', rgb, encoding))
+        np.testing.assert_allclose(frame.data, rgb, atol=0.5 / 255 + 1e-6)
+    grey = decode_frame('rgb', encode_frame('rgb', rgb, 'mono8')).data
+    assert np.all(grey[..., 0] == grey[..., 1]) and np.all(grey[..., 1] == grey[..., 2])
+
+
+def test_polarization_encode_from_intensities():
+    intensities = RNG.uniform(0, 4000, (4, 12, 10))
+    fields = encode_frame('polarization', intensities, 'mono16')
+    assert (fields.height, fields.width, fields.encoding) == (24, 20, 'mono16')
+    assert decode_frame('polarization', fields).data.shape == (12, 10, 3)
+
+
+def test_default_settings():
+    assert default_settings('rgb') is None
+    assert default_settings('depth') == DepthSettings()
+    assert default_settings('thermal') == ThermalSettings()
+    assert default_settings('polarization') == PolarizationSettings()
+
+
+# --- one error type for every bad input ----------------------------------------------------
+
+BAD_INPUTS = {
+    'unknown encoding': (
+        'rgb', ImageFields(2, 2, 'rgb9', False, 6, bytes(12)), None, "unknown image encoding"),
+    'truncated data': (
+        'depth', ImageFields(4, 4, '16UC1', False, 8, bytes(31)), None, 'truncated data'),
+    'step smaller than a row': (
+        'thermal', ImageFields(4, 4, 'mono16', False, 6, bytes(24)), None,
+        'smaller than one row'),
+    'odd mosaic': (
+        'polarization', ImageFields(3, 4, 'mono8', False, 4, bytes(12)), None,
+        'even width and height, got 4x3'),
+    'rgb8 on depth': (
+        'depth', ImageFields(2, 2, 'rgb8', False, 6, bytes(12)), None,
+        "encoding 'rgb8' is not accepted for depth; it takes 16UC1, 32FC1"),
+    '16UC1 on rgb': (
+        'rgb', ImageFields(2, 2, '16UC1', False, 4, bytes(8)), None,
+        "'16UC1' is not accepted for rgb"),
+    'unknown modality': (
+        'lidar', ImageFields(2, 2, 'mono8', False, 2, bytes(4)), None, "unknown modality 'lidar'"),
+    'settings of another modality': (
+        'depth', ImageFields(2, 2, '16UC1', False, 4, bytes(8)), ThermalSettings(),
+        'depth takes DepthSettings, got ThermalSettings'),
+    'settings for rgb': (
+        'rgb', ImageFields(2, 2, 'rgb8', False, 6, bytes(12)), DepthSettings(),
+        'rgb takes no settings'),
+}
+
+
+@pytest.mark.parametrize('case', BAD_INPUTS)
+def test_bad_input_raises_sensor_input_error(case):
+    modality, fields, settings, message = BAD_INPUTS[case]
+    with pytest.raises(SensorInputError, match=message):
+        decode_frame(modality, fields, settings)
+
+
+def test_sensor_input_error_is_a_value_error():
+    assert issubclass(SensorInputError, ValueError)
