@@ -28,6 +28,7 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -46,6 +47,21 @@ def child_env() -> dict[str, str]:
     return env
 
 
+def export_random_model(size: str, input_size: tuple[int, int], path: Path) -> Path:
+    """The real architecture at ``size`` with random weights, exported: for timing only."""
+    import torch
+
+    from mmp_ros.inference.testing import tiny_metadata
+    from mmp_ros.model import ModelConfig, build_model
+    from training.export import export_onnx
+
+    metadata = tiny_metadata(input_size=input_size, num_classes=8)
+    config = ModelConfig(modalities=metadata.modalities, num_classes=metadata.num_classes,
+                         size=size, method=metadata.method)
+    torch.manual_seed(0)
+    return export_onnx(build_model(config).eval(), metadata, path, verify=False)
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process, from /proc (Linux)."""
     fields = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()
@@ -55,6 +71,11 @@ def cpu_seconds(pid: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--model', help='ONNX model (default: the shipped one)')
+    parser.add_argument('--random-model', metavar='SIZE',
+                        help='instead of --model: export the architecture at this size '
+                        '(tiny, base) with random weights, for timing')
+    parser.add_argument('--input-size', type=int, nargs=2, default=(240, 320),
+                        metavar=('H', 'W'), help='input size of the --random-model')
     parser.add_argument('--backend', default='onnxruntime')
     parser.add_argument('--width', type=int, default=640)
     parser.add_argument('--height', type=int, default=480)
@@ -78,7 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     from mmp_ros.ros.qos import output_qos
     from mmp_ros.ros.segmentation_node import default_model_path
 
-    model = Path(args.model) if args.model else default_model_path()
+    if args.random_model:
+        model = export_random_model(
+            args.random_model, tuple(args.input_size),
+            Path(tempfile.mkdtemp()) / f'random_{args.random_model}.onnx',
+        )
+    else:
+        model = Path(args.model) if args.model else default_model_path()
     source = subprocess.Popen(
         [sys.executable, '-m', 'mmp_ros.ros.synthetic_streams', '--width', str(args.width),
          '--height', str(args.height), '--rate', str(args.rate)],
@@ -171,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
                 anchors = int(end_model['anchor_frames']) - int(start_model['anchor_frames'])
                 runs = int(end_model['inferences']) - int(start_model['inferences'])
                 results.update({
-                    'model': str(model),
+                    'model': f'random-weight {args.random_model} {args.input_size[0]}x'
+                    f'{args.input_size[1]}' if args.random_model else str(model),
                     'backend': end_model.get('backend'),
                     'device': end_model.get('device'),
                     'streams': f'4 x {args.width}x{args.height} at {args.rate:g} Hz',
