@@ -385,3 +385,18 @@ def test_invalid_parameters_stop_the_node_at_start_with_the_reason(tiny_model):
     )
     assert result.returncode == 1
     assert 'invalid parameters' in result.stderr and 'rate_warn_ratio' in result.stderr
+
+
+def test_mmp_ros_run_hands_the_ros_arguments_to_the_node(tiny_model):
+    code = (
+        'import argparse, sys; from mmp_ros.ros import run; '
+        'args = argparse.Namespace(no_dds_profile=False, ros_args=sys.argv[1:]); '
+        'sys.exit(run.run(args))'
+    )
+    result = subprocess.run(
+        [sys.executable, '-c', code, '--ros-args', '-p', f'model_file_path:={tiny_model}',
+         '-p', 'sensors.thermal.invalid_warn_fraction:=0.99'],
+        capture_output=True, text=True, env=child_env(), cwd=REPO, timeout=60,
+    )
+    assert result.returncode == 1
+    assert 'invalid_warn_fraction' in result.stderr

@@ -11,6 +11,7 @@ every ``diagnostics_period_s`` otherwise.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import threading
@@ -59,6 +60,7 @@ from mmp_ros.core.postprocess import (
     visualize,
 )
 from mmp_ros.core.preprocess import build_inputs
+from mmp_ros.inference import InferenceBackend, InferenceError, create_backend
 from mmp_ros.metadata import MetadataError, ModelMetadata
 from mmp_ros.modalities import MODALITIES
 from mmp_ros.ros.diagnostics import (
@@ -267,9 +269,7 @@ class SegmentationNode(Node):
     def _health_config(self, modality: str) -> HealthConfig:
         return health_config(self._values, modality)
 
-    def _create_backend(self):
-        from mmp_ros.inference import InferenceError, create_backend
-
+    def _create_backend(self) -> InferenceBackend:
         path = self._values['model_file_path'] or str(default_model_path())
         logger = logging.getLogger(f'mmp_ros.inference.{id(self)}')
         logger.setLevel(logging.INFO)
@@ -299,8 +299,6 @@ class SegmentationNode(Node):
             )
             msg.header.stamp = self.get_clock().now().to_msg()
         else:
-            import json
-
             msg = String(data=json.dumps({
                 'class_ids': list(range(meta.num_classes)),
                 'class_names': list(meta.class_names),
