@@ -87,3 +87,21 @@ def test_frames_of_a_modality_the_model_lacks_are_refused():
     meta = metadata()
     with pytest.raises(PreprocessError, match='lidar'):
         build_inputs({'lidar': SensorFrame('lidar', np.zeros((2, 2, 1)), None, STATS)}, meta)
+
+
+def test_real_depth_with_holes_gives_finite_inputs_without_hole_bleed(real_data):
+    import cv2
+
+    from mmp_ros.sensors import array_to_image, decode_frame
+
+    depth_mm = cv2.imread(str(real_data / 'tum_rgbd' / 'depth_mm.png'), cv2.IMREAD_UNCHANGED)
+    frame = decode_frame('depth', array_to_image(depth_mm, '16UC1'))
+    assert 0.0 < frame.stats.invalid_fraction < 1.0  # the sample has real holes
+    inputs, available = build_inputs({'depth': frame}, metadata(size=(60, 80)))
+    depth = inputs['depth'][0, 0] * 1.0 + 2.0  # undo (x - 2) / 1: metres again
+    assert available[0, 1] and np.isfinite(depth).all()
+    valid_mean = float(frame.data[..., 0][frame.valid].mean())
+    # Masked averaging keeps resized values on the scale of valid readings; zero-filling
+    # the holes before an area resize would drag them towards 0.
+    kept = depth[depth > 0]
+    assert abs(float(kept.mean()) - valid_mean) < 0.03 * valid_mean  # zero-filled: 6 % low

@@ -35,7 +35,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header, String
 
 from mmp_ros.core.assembler import FrameAssembler, FrameBundle
-from mmp_ros.core.health import HealthConfig, HealthMonitor, HealthStatus, Level, SensorState
+from mmp_ros.core.health import HealthMonitor, HealthStatus, Level, SensorState
 from mmp_ros.core.latency import LatencyWindow
 from mmp_ros.core.parameters import (
     DECODER_PARAMETERS,
@@ -168,76 +168,18 @@ class SegmentationNode(Node):
         super().__init__(NODE_NAME, **kwargs)
         self._lock = threading.Lock()
         self._specs = all_parameters(MODALITIES)
-        try:
-            for name, spec in self._specs.items():
-                self.declare_parameter(name, spec.default, descriptor(spec))
-            self._values = {name: self._parameter_value(name) for name in self._specs}
-            validate(self._values)
-        except (ParameterError, ParameterException) as exc:
-            raise NodeStartError(f'invalid parameters: {exc}') from exc
-
+        self._values = self._declare_parameters()
         self._backend = self._create_backend()
         self.metadata: ModelMetadata = self._backend.metadata
         self.modalities = self.metadata.modalities
-        self._palette = palette_array(self.metadata.palette)
-
-        self._monitors: dict[str, HealthMonitor] = {}
-        self._decoder_settings: dict[str, Any] = {}
-        self._frame_ids: dict[str, str] = dict.fromkeys(self.modalities, '')
-        self._camera_size: tuple[int, int] | None = None
-        for modality in self.modalities:
-            monitor = HealthMonitor(modality, self._health_config(modality))
-            if not self._values[sensor_parameter(modality, 'enabled')]:
-                monitor.disable()
-            self._monitors[modality] = monitor
-            self._decoder_settings[modality] = decoder_settings(self._values, modality)
-        if self._values['anchor'] not in (*self.modalities, 'freshest', 'timer'):
-            raise NodeStartError(
-                f"anchor {self._values['anchor']!r}: the model takes no such input"
-            )
-        self._assembler = FrameAssembler(
-            self.modalities,
-            anchor=self._values['anchor'],
-            max_age_s={m: self._values[sensor_parameter(m, 'max_age_s')] for m in self.modalities},
-            cache_depth=self._values['cache_depth'],
-        )
-        self._latency = LatencyWindow()
-        self._model = _ModelState()
-        self._callback_cpu_s = 0.0
-        self._started_wall = time.monotonic()
-
-        out = output_qos()
-        self._pub_labels = self.create_publisher(Image, 'segmentation/labels', out)
-        self._pub_color = self.create_publisher(Image, 'segmentation/color', out)
-        self._pub_overlay = self.create_publisher(Image, 'segmentation/overlay', out)
-        self._pub_confidence = self.create_publisher(Image, 'segmentation/confidence', out)
-        label_type = LabelInfo if LabelInfo is not None else String
-        self._pub_label_info = self.create_publisher(
-            label_type, 'segmentation/label_info', latched_qos()
-        )
-        self._pub_diagnostics = self.create_publisher(
-            DiagnosticArray, '/diagnostics', output_qos(10)
-        )
+        try:
+            self._build_core()
+        except NodeStartError:
+            self._backend.close()
+            raise
+        self._create_publishers()
         self._publish_label_info()
-
-        self._subscriptions_by_modality = {}
-        for modality in MODALITIES:
-            if modality not in self.modalities:
-                self.get_logger().warning(
-                    f'the model takes no {modality}: its topic is not subscribed'
-                )
-                continue
-            if not self._values[sensor_parameter(modality, 'enabled')]:
-                self.get_logger().info(f'{modality} disabled: always masked')
-                continue
-            qos = subscription_qos(
-                self._values[sensor_parameter(modality, 'qos')],
-                self._values[sensor_parameter(modality, 'qos_depth')],
-            )
-            self._subscriptions_by_modality[modality] = self.create_subscription(
-                Image, f'{modality}/image', lambda msg, m=modality: self._on_image(m, msg), qos
-            )
-
+        self._create_subscriptions()
         self._last_diagnostics_key: tuple = ()
         self._next_diagnostics = 0.0
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -260,14 +202,84 @@ class SegmentationNode(Node):
 
     # --- start-up ----------------------------------------------------------------------
 
+    def _declare_parameters(self) -> dict[str, Any]:
+        """Declare every parameter once (descriptor from the table) and validate them all."""
+        try:
+            for name, spec in self._specs.items():
+                self.declare_parameter(name, spec.default, descriptor(spec))
+            values = {name: self._parameter_value(name) for name in self._specs}
+            validate(values)
+        except (ParameterError, ParameterException) as exc:
+            raise NodeStartError(f'invalid parameters: {exc}') from exc
+        return values
+
+    def _build_core(self) -> None:
+        """Health monitors, decoder settings and the assembler, for the model's modalities."""
+        if self._values['anchor'] not in (*self.modalities, 'freshest', 'timer'):
+            raise NodeStartError(
+                f"anchor {self._values['anchor']!r}: the model takes no such input"
+            )
+        self._palette = palette_array(self.metadata.palette)
+        self._monitors: dict[str, HealthMonitor] = {}
+        self._decoder_settings: dict[str, Any] = {}
+        self._frame_ids: dict[str, str] = dict.fromkeys(self.modalities, '')
+        self._camera_size: tuple[int, int] | None = None
+        for modality in self.modalities:
+            monitor = HealthMonitor(modality, health_config(self._values, modality))
+            if not self._values[sensor_parameter(modality, 'enabled')]:
+                monitor.disable()
+            self._monitors[modality] = monitor
+            self._decoder_settings[modality] = decoder_settings(self._values, modality)
+        self._assembler = FrameAssembler(
+            self.modalities,
+            anchor=self._values['anchor'],
+            max_age_s={m: self._values[sensor_parameter(m, 'max_age_s')] for m in self.modalities},
+            cache_depth=self._values['cache_depth'],
+        )
+        self._latency = LatencyWindow()
+        self._model = _ModelState()
+        self._callback_cpu_s = 0.0
+        self._started_wall = time.monotonic()
+
+    def _create_publishers(self) -> None:
+        out = output_qos()
+        self._pub_labels = self.create_publisher(Image, 'segmentation/labels', out)
+        self._pub_color = self.create_publisher(Image, 'segmentation/color', out)
+        self._pub_overlay = self.create_publisher(Image, 'segmentation/overlay', out)
+        self._pub_confidence = self.create_publisher(Image, 'segmentation/confidence', out)
+        label_type = LabelInfo if LabelInfo is not None else String
+        self._pub_label_info = self.create_publisher(
+            label_type, 'segmentation/label_info', latched_qos()
+        )
+        self._pub_diagnostics = self.create_publisher(
+            DiagnosticArray, '/diagnostics', output_qos(10)
+        )
+
+    def _create_subscriptions(self) -> None:
+        """One subscription per enabled sensor the model takes, with its own QoS."""
+        self._image_subscriptions = {}
+        for modality in MODALITIES:
+            if modality not in self.modalities:
+                self.get_logger().warning(
+                    f'the model takes no {modality}: its topic is not subscribed'
+                )
+                continue
+            if not self._values[sensor_parameter(modality, 'enabled')]:
+                self.get_logger().info(f'{modality} disabled: always masked')
+                continue
+            qos = subscription_qos(
+                self._values[sensor_parameter(modality, 'qos')],
+                self._values[sensor_parameter(modality, 'qos_depth')],
+            )
+            self._image_subscriptions[modality] = self.create_subscription(
+                Image, f'{modality}/image', lambda msg, m=modality: self._on_image(m, msg), qos
+            )
+
     def _parameter_value(self, name: str) -> Any:
         value = self.get_parameter(name).value
         if isinstance(self._specs[name].default, list):
             return [int(v) for v in value]
         return value
-
-    def _health_config(self, modality: str) -> HealthConfig:
-        return health_config(self._values, modality)
 
     def _create_backend(self) -> InferenceBackend:
         path = self._values['model_file_path'] or str(default_model_path())
@@ -567,9 +579,7 @@ class SegmentationNode(Node):
         for thread in self._threads:
             if thread.is_alive():
                 thread.join(timeout=5.0)
-        close = getattr(self._backend, 'close', None)
-        if close is not None:
-            close()
+        self._backend.close()
         super().destroy_node()
 
 
