@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 pytest.importorskip('rclpy')
@@ -13,6 +15,8 @@ from mmp_ros.core.parameters import all_parameters
 from mmp_ros.ros.diagnostics import diagnostic_array, make_status, sensor_status
 from mmp_ros.ros.qos import latched_qos, output_qos, subscription_qos
 from mmp_ros.ros.segmentation_node import descriptor
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_sensor_data_is_best_effort_and_reliable_is_reliable():
@@ -55,3 +59,25 @@ def test_descriptors_carry_descriptions_ranges_and_choices():
     assert frames.integer_range[0].from_value == 1
     backend = descriptor(specs['backend'])
     assert backend.read_only and 'tensorrt' in backend.additional_constraints
+
+
+def test_shipped_params_file_reaches_the_node_in_any_namespace(tmp_path):
+    """rcl itself matches the YAML's node key (no launch tooling needed to check it)."""
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.node import Node
+
+    from mmp_ros.core.parameters import NODE_NAME
+
+    config = tmp_path / 'params.yaml'
+    shipped = (REPO / 'config' / 'mmp_segmentation.yaml').read_text()
+    config.write_text(shipped.replace('timeout_s: 0.5', 'timeout_s: 0.7'))
+    context = Context()
+    rclpy.init(args=['test', '--ros-args', '--params-file', str(config)], context=context)
+    try:
+        node = Node(NODE_NAME, namespace='/robot_1', context=context)
+        value = node.declare_parameter('sensors.thermal.timeout_s', 0.5).value
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)
+    assert value == 0.7

@@ -282,9 +282,11 @@ def load_params_file(path: str | Path, node_name: str = NODE_NAME) -> dict[str, 
     with open(path, encoding='utf-8') as stream:
         document = yaml.safe_load(stream) or {}
     section: dict[str, Any] = {}
-    for key in ('/**', node_name, f'/{node_name}'):
-        node_section = document.get(key)
-        if isinstance(node_section, Mapping):
+    # Keys as rcl matches them: '/**' (every node), or a node path ending in the node's name
+    # ('mmp_segmentation', '/robot/mmp_segmentation', '/**/mmp_segmentation').
+    for key, node_section in document.items():
+        matches = key == '/**' or str(key).rstrip('/').rsplit('/', 1)[-1] == node_name
+        if matches and isinstance(node_section, Mapping):
             section.update(flatten(node_section.get('ros__parameters', {})))
     if not section:
         raise ParameterError(f'{path}: no ros__parameters for node {node_name!r}')
