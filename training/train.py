@@ -232,7 +232,8 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
         'command': command or ' '.join(sys.argv), 'seed': config.seed, 'steps': config.steps,
         'method': config.method, 'size': config.size, 'dataset': config.data.dataset,
         'dataset_params': dict(config.data.params), 'commit': git_commit(),
-        'base_checkpoint': config.base_checkpoint,
+        'base_checkpoint': config.base_checkpoint, 'world_size': ddp.world_size,
+        'device': device.type,
     }
     metadata = ModelMetadata.from_dict({**metadata.to_dict(), 'provenance': provenance})
     model.to(device)
