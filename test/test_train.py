@@ -252,3 +252,20 @@ def test_adaptation_refuses_a_projection_base(tmp_path):
     with pytest.raises(ConfigError, match="base model method is 'mmp'"):
         adapt(str(mmp), overrides=[*FAST, 'steps=1', f'out_dir={tmp_path / "a"}'],
               train_dataset=CueDataset('train', 4))
+
+
+def test_a_modality_the_dataset_marks_unavailable_counts_as_missing(tmp_path):
+    class NoThermal(CueDataset):
+        """Like the package's datasets: zeros plus ``available`` False where absent."""
+
+        def __getitem__(self, index):
+            sample = super().__getitem__(index)
+            sample['thermal'] = torch.zeros_like(sample['thermal'])
+            sample['available'] = torch.tensor([True, True, True, False])
+            return sample
+
+    with pytest.raises(DatasetError, match="lacks modalities \\['thermal'\\]"):
+        run(tmp_path, data=NoThermal('train', 4))
+    # the flag itself never reaches the model: training on all real modalities works
+    assert run(tmp_path / 'ok', 'modalities=[rgb, depth, polarization]', steps=1,
+               data=NoThermal('train', 4)).losses

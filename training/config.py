@@ -32,8 +32,9 @@ class DataConfig:
     ``class_names``/``palette`` attributes or its module's ``CLASS_NAMES``/``PALETTE``.
     """
 
-    dataset: str = 'training.data:SceneDataset'
-    params: dict[str, Any] = field(default_factory=dict)
+    dataset: str = 'training.data.dataset:SyntheticDataset'
+    params: dict[str, Any] = field(default_factory=lambda: {'length': 20000,
+                                                             'size': [128, 160]})
     train_split: str = 'train'
     val_split: str = 'val'
     input_size: tuple[int, int] = (128, 160)  # (height, width) the model is trained at

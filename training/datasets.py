@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, Sampler
 
+from mmp_ros.modalities import MODALITIES
 from training.config import DataConfig
 
 IGNORE_INDEX = 255
@@ -60,11 +61,14 @@ def check_modalities(dataset: Dataset, modalities: Sequence[str], *, need_label:
     if len(dataset) == 0:
         raise DatasetError(f'{name} is empty')
     sample = dataset[0]
-    missing = [m for m in modalities if m not in sample]
+    present = [k for k in sample if k not in ('label', 'available')]
+    if 'available' in sample:  # datasets of this package: zeros where a modality is absent
+        flags = torch.as_tensor(sample['available']).tolist()
+        present = [m for m, real in zip(MODALITIES, flags, strict=True) if real]
+    missing = [m for m in modalities if m not in present]
     if missing:
-        present = sorted(k for k in sample if k != 'label')
         raise DatasetError(f'{name} lacks modalities {missing} that the config needs; it '
-                           f'provides {present}')
+                           f'provides {sorted(present)}')
     if need_label and 'label' not in sample:
         raise DatasetError(f'{name} has no "label"; method needs labels')
 
@@ -134,11 +138,15 @@ def collate(samples: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Te
     return {k: torch.stack([torch.as_tensor(s[k]) for s in samples]) for k in keys}
 
 
-def resize_batch(batch: Mapping[str, torch.Tensor], size: tuple[int, int]
-                 ) -> dict[str, torch.Tensor]:
-    """Images bilinearly, labels by nearest neighbour, to the model's input size."""
+def resize_batch(batch: Mapping[str, torch.Tensor], size: tuple[int, int],
+                 modalities: Sequence[str]) -> dict[str, torch.Tensor]:
+    """``modalities`` bilinearly and ``label`` by nearest neighbour to the model's input size;
+    other keys (e.g. the dataset's own ``available``) are left out."""
     out = {}
-    for key, value in batch.items():
+    for key in (*modalities, 'label'):
+        if key not in batch:
+            continue
+        value = batch[key]
         if tuple(value.shape[-2:]) == tuple(size):
             out[key] = value
         elif key == 'label':

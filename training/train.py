@@ -143,7 +143,7 @@ def batches_for_eval(dataset: Dataset, metadata: ModelMetadata, *, batch_size: i
     loader = DataLoader(subset, batch_size=batch_size, shuffle=False, collate_fn=collate,
                         num_workers=num_workers)
     for batch in loader:
-        batch = resize_batch(batch, metadata.input_size)
+        batch = resize_batch(batch, metadata.input_size, metadata.modalities)
         inputs = normalize({m: batch[m].to(device) for m in metadata.modalities}, metadata)
         yield inputs, batch['label'].to(device)
 
@@ -319,7 +319,7 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
     loop_started = time.perf_counter()
     step = start_step
     for step, batch in zip(range(start_step, config.steps), loader, strict=True):
-        batch = resize_batch(batch, metadata.input_size)
+        batch = resize_batch(batch, metadata.input_size, modalities)
         inputs = normalize({m: batch[m].to(device, non_blocking=True) for m in modalities},
                            metadata)
         if config.method == 'none':
