@@ -46,9 +46,10 @@ def dataset_classes(dataset: Any) -> tuple[tuple[str, ...], tuple[tuple[int, int
         owner = owner.dataset  # Subset and our wrappers
     names = getattr(owner, 'class_names', None)
     palette = getattr(owner, 'palette', None)
-    module = sys.modules.get(type(owner).__module__)
-    names = names if names is not None else getattr(module, 'CLASS_NAMES', None)
-    palette = palette if palette is not None else getattr(module, 'PALETTE', None)
+    for cls in type(owner).__mro__:  # a subclass defined elsewhere keeps its base's classes
+        module = sys.modules.get(cls.__module__)
+        if names is None and palette is None and hasattr(module, 'CLASS_NAMES'):
+            names, palette = module.CLASS_NAMES, getattr(module, 'PALETTE', None)
     if names is None or palette is None:
         raise DatasetError(f'{type(owner).__name__} declares no class_names/palette (nor does '
                            f'its module {type(owner).__module__} as CLASS_NAMES/PALETTE)')
