@@ -70,6 +70,7 @@ setup(
         'console_scripts': [
             f'{PACKAGE} = {PACKAGE}.cli:main',
             f'mmp_segmentation_node = {PACKAGE}.ros.segmentation_node:main',
+            f'mmp_dropout_node = {PACKAGE}.ros.dropout_node:main',
         ],
     },
 )

@@ -15,6 +15,10 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     'decode': ('mmp_ros.sensors.cli', 'decode a real sensor sample and print what it holds'),
     'bench-dds': ('mmp_ros.ros.bench_dds', 'measure two-process image delivery over DDS'),
+    'dropout': (
+        'mmp_ros.ros.dropout_node',
+        'make sensors fail on a schedule, between the sources and the node',
+    ),
 }
 
 

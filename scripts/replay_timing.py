@@ -24,13 +24,6 @@ os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(1, 100)))
 REPO = Path(__file__).resolve().parents[1]
 
 
-def stamp_ns(cdr: bytes) -> int:
-    """header.stamp of a serialized message that starts with a std_msgs/Header (after the
-    4-byte CDR encapsulation: int32 sec, uint32 nanosec, little-endian as rosbags writes)."""
-    return (int.from_bytes(cdr[4:8], 'little', signed=True) * 1_000_000_000
-            + int.from_bytes(cdr[8:12], 'little'))
-
-
 def receive_replay(bag: Path, stamps: list[int], rate: float) -> tuple[dict, dict]:
     """Bag index -> (source, received) timestamps in seconds, as DDS took them: the writer's
     publish time and the reader's arrival time, so Python's own delay in this receiver stays
@@ -39,6 +32,7 @@ def receive_replay(bag: Path, stamps: list[int], rate: float) -> tuple[dict, dic
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
 
+    from mmp_ros.bags.cdr import header_stamp_ns
     from mmp_ros.ros.context import init_ros, spin_until
 
     index = {s: i for i, s in enumerate(stamps)}
@@ -46,7 +40,7 @@ def receive_replay(bag: Path, stamps: list[int], rate: float) -> tuple[dict, dic
     arrived: dict[int, float] = {}
 
     def on_image(data: bytes, info: dict) -> None:
-        i = index[stamp_ns(data)]
+        i = index[header_stamp_ns(data)]
         sent[i] = info['source_timestamp'] / 1e9
         arrived[i] = info['received_timestamp'] / 1e9
 

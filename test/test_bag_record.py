@@ -29,7 +29,7 @@ def restored_environ():
 
 @pytest.mark.ros
 @pytest.mark.slow
-@pytest.mark.parametrize('stop_signal', [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize('stop_signal', [signal.SIGINT, signal.SIGTERM], ids=['SIGINT', 'SIGTERM'])
 def test_interrupted_recording_is_a_complete_readable_bag(stop_signal, tmp_path,
                                                           restored_environ):
     import rclpy

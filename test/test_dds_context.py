@@ -26,7 +26,7 @@ def test_init_ros_applies_profile_and_ends_quietly_on_ctrl_c(restored_environ):
     from mmp_ros.ros.context import init_ros
 
     os.environ.pop(PROFILE_ENV, None)
-    with init_ros() as setup:
+    with init_ros([]) as setup:
         assert os.environ[PROFILE_ENV] == str(PROFILE_PATH) == setup.profile_file
         assert rclpy.ok()
         raise KeyboardInterrupt
@@ -39,7 +39,7 @@ def test_init_ros_lets_real_errors_through_and_still_shuts_down(restored_environ
 
     from mmp_ros.ros.context import init_ros
 
-    with pytest.raises(ZeroDivisionError), init_ros():
+    with pytest.raises(ZeroDivisionError), init_ros([]):
         1 / 0  # noqa: B018
     assert not rclpy.ok()
 
@@ -53,7 +53,7 @@ def test_spin_until_returns_on_condition_or_deadline(restored_environ):
 
     from mmp_ros.ros.context import init_ros, spin_until
 
-    with init_ros():
+    with init_ros([]):
         node = rclpy.create_node('mmp_ros_spin_until')
         try:
             got = []

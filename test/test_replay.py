@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from mmp_ros.bags.cdr import header_stamp_ns
 from mmp_ros.bags.synthetic import jittered_timestamps, write_image_bag
 from mmp_ros.bags.timing import compare_intervals, compare_offsets
 
@@ -27,13 +28,6 @@ def restored_environ():
     yield
     os.environ.clear()
     os.environ.update(saved)
-
-
-def header_stamp_ns(cdr: bytes) -> int:
-    """header.stamp of a serialized message starting with std_msgs/Header (little-endian CDR:
-    4 encapsulation bytes, int32 sec, uint32 nanosec)."""
-    sec = int.from_bytes(cdr[4:8], 'little', signed=True)
-    return sec * 1_000_000_000 + int.from_bytes(cdr[8:12], 'little')
 
 
 def replay_and_receive(bag: Path, topic: str, stamps: list[int], *extra: str):
@@ -79,18 +73,19 @@ def replay_and_receive(bag: Path, topic: str, stamps: list[int], *extra: str):
 @pytest.mark.slow
 @pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
 def test_replay_keeps_the_bags_timing_within_5ms(storage, tmp_path, restored_environ):
-    stamps = jittered_timestamps(60, 30.0)  # 2 s of 640x480 rgb8, gaps 17..50 ms
+    stamps = jittered_timestamps(90, 30.0)  # 3 s of 640x480 rgb8, gaps 17..50 ms
     bag = write_image_bag(tmp_path / 'bag', stamps, storage=storage, topic='/bag/image')
     published, received = replay_and_receive(
         bag, '/live/image', stamps, '--remap', '/bag/image:=/live/image'
     )
     bag_ns = dict(enumerate(stamps))
-    assert len(received) >= 0.95 * len(stamps)
+    # Best effort: the first frames may go before this side has matched the player.
+    assert len(received) >= 0.9 * len(stamps), sorted(set(range(len(stamps))) - set(received))
     # The player keeps gaps and due times (offsets catch drift that gaps miss). p90, not the
     # maximum: a burst of load from other processes can stall any process for tens of ms,
     # which costs two gaps and the two or three messages due meanwhile, and nothing after.
     gaps = compare_intervals(bag_ns, published)
-    assert gaps.compared >= 0.9 * (len(stamps) - 1)
+    assert gaps.compared >= 0.85 * (len(stamps) - 1)
     assert gaps.error_p90_ms < 5.0, gaps
     offsets = compare_offsets(bag_ns, published)
     assert offsets.error_p90_ms < 5.0, offsets
@@ -104,17 +99,19 @@ def test_rate_factor_and_start_offset(tmp_path, restored_environ):
     stamps = jittered_timestamps(40, 20.0, jitter=0.0)  # 50 ms apart, 1.95 s
     bag = write_image_bag(tmp_path / 'bag', stamps, width=64, height=48)
     published, _ = replay_and_receive(
-        bag, '/camera/image', stamps, '--rate', '2', '--start-offset', '1.0'
+        bag, '/camera/image', stamps, '--rate', '2', '--start-offset', '0.99'
     )
-    # From 1.0 s on: messages 20..39, at twice the speed (25 ms apart).
-    assert min(published) >= 20 and len(published) >= 18
+    # From 0.99 s on: messages 20..39 (the first few may go before this side has matched the
+    # player), at twice the speed (25 ms apart).
+    assert min(published) >= 20 and max(published) == 39 and len(published) >= 15
     halved = {i: stamps[0] + (stamps[i] - stamps[0]) // 2 for i in range(len(stamps))}
     assert compare_intervals(halved, published).error_p90_ms < 5.0
 
 
 @pytest.mark.slow
-def test_loop_repeats_until_interrupted(tmp_path, restored_environ):
+def test_loop_with_restamp_repeats_with_fresh_increasing_stamps(tmp_path, restored_environ):
     import signal
+    import time
 
     import rclpy
     from rclpy.qos import qos_profile_sensor_data
@@ -122,17 +119,20 @@ def test_loop_repeats_until_interrupted(tmp_path, restored_environ):
 
     from mmp_ros.ros.context import init_ros, spin_until
 
-    stamps = jittered_timestamps(3, 20.0, jitter=0.0)
+    stamps = jittered_timestamps(3, 20.0, jitter=0.0)  # recorded in 2023
     bag = write_image_bag(tmp_path / 'bag', stamps, width=8, height=4)
-    frames: list[str] = []
+    frames: list[tuple[str, int]] = []
+
+    def on_image(msg: Image) -> None:
+        stamp = msg.header.stamp
+        frames.append((msg.header.frame_id, stamp.sec * 10**9 + stamp.nanosec))
+
     with init_ros([]):
         node = rclpy.create_node('mmp_ros_loop_probe')
         try:
-            node.create_subscription(Image, '/camera/image',
-                                     lambda m: frames.append(m.header.frame_id),
-                                     qos_profile_sensor_data)
+            node.create_subscription(Image, '/camera/image', on_image, qos_profile_sensor_data)
             with subprocess.Popen(
-                [sys.executable, '-m', 'mmp_ros.ros.replay', str(bag), '--loop',
+                [sys.executable, '-m', 'mmp_ros.ros.replay', str(bag), '--loop', '--restamp',
                  '--wait-for-subscribers', '20'],
                 env=dict(os.environ, PYTHONPATH=str(REPO)), stderr=subprocess.PIPE, text=True,
             ) as player:
@@ -147,4 +147,8 @@ def test_loop_repeats_until_interrupted(tmp_path, restored_environ):
         finally:
             node.destroy_node()
     assert player.returncode == 0 and 'Traceback' not in stderr, stderr
-    assert set(frames) == {'0', '1', '2'} and frames.count('0') >= 2  # played more than once
+    ids = [frame_id for frame_id, _ in frames]
+    assert set(ids) == {'0', '1', '2'} and ids.count('0') >= 2  # played more than once
+    received_stamps = [stamp for _, stamp in frames]
+    assert received_stamps == sorted(received_stamps)  # no jump back at the loop
+    assert abs(received_stamps[-1] - time.time_ns()) < 10 * 10**9  # now, not 2023

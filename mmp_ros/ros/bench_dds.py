@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from mmp_ros.dds import apply_dds_profile
+
 DISCOVERY_TIMEOUT_S = 20.0
 DRAIN_S = 1.0  # after the publisher's "done": how long stragglers may take
 
@@ -82,8 +84,6 @@ def measure(
     # a running graph: loopback discovery, and a domain of its own unless one is given.
     env.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     env.setdefault('ROS_DOMAIN_ID', str(random.randint(1, 100)))
-    from mmp_ros.dds import apply_dds_profile
-
     apply_dds_profile(env, profile=profile)
     prefix = f'/mmp_ros_bench_{os.getpid()}_{random.randrange(1 << 30)}'
     common = [
@@ -124,7 +124,7 @@ def _publish(args: argparse.Namespace) -> int:
 
     from mmp_ros.ros.context import init_ros, spin_until
 
-    with init_ros(dds_profile=not args.no_profile):
+    with init_ros([], dds_profile=not args.no_profile):
         node = rclpy.create_node('mmp_ros_bench_publisher')
         try:
             matched = [0]
@@ -180,7 +180,7 @@ def _receive(args: argparse.Namespace) -> int:
         stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         latencies[int(msg.header.frame_id)] = (now_ns - stamp_ns) / 1e6
 
-    with init_ros(dds_profile=not args.no_profile):
+    with init_ros([], dds_profile=not args.no_profile):
         node = rclpy.create_node('mmp_ros_bench_receiver')
         try:
             events = SubscriptionEventCallbacks(

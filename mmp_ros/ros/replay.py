@@ -6,7 +6,9 @@ conversion. Each message is due at an absolute offset from one monotonic start i
 (``mmp_ros.bags.playback.PlaybackSchedule``), so wake-up delays never accumulate. Images get
 sensor-data QoS by default, like camera drivers; other topics the QoS they were recorded with.
 Topics that cannot be published (a type that is not a ROS 2 name, or whose Python class does
-not import here) are listed with the reason and skipped.
+not import here) are listed with the reason and skipped. ``--restamp`` rewrites header stamps
+to the publish time in the CDR bytes themselves (``mmp_ros.bags.cdr``), for nodes that judge
+freshness by stamp.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
+from mmp_ros.bags.cdr import restamp
 from mmp_ros.bags.errors import BagError
 from mmp_ros.bags.playback import (
     DEFAULT_QOS,
@@ -57,6 +60,12 @@ def import_problem(msgtype: str) -> str | None:
     return None
 
 
+def starts_with_header(msgtype: str) -> bool:
+    """Whether the type's first field is a std_msgs/Header (its stamp can be rewritten)."""
+    fields = iter(message_class(msgtype).get_fields_and_field_types().values())
+    return next(fields, None) == 'std_msgs/Header'
+
+
 def qos_profile(qos: TopicQos) -> QoSProfile:
     return QoSProfile(
         history=HistoryPolicy.KEEP_LAST,
@@ -71,10 +80,16 @@ def qos_profile(qos: TopicQos) -> QoSProfile:
 class BagPlayer(Node):
     """Publishes a planned bag; ``play`` runs in the caller's thread (no executor needed)."""
 
-    def __init__(self, bag: Bag, plan: PlaybackPlan, schedule: PlaybackSchedule) -> None:
+    def __init__(
+        self, bag: Bag, plan: PlaybackPlan, schedule: PlaybackSchedule, *, restamp: bool = False
+    ) -> None:
         super().__init__('mmp_ros_replay')
         self._bag = bag
         self._schedule = schedule
+        # Topics whose header.stamp is set to the publish time (--restamp).
+        self._restamped = {
+            p.bag_topic for p in plan.played if restamp and starts_with_header(p.msgtype)
+        }
         self._bag_publishers = {
             p.bag_topic: self.create_publisher(
                 message_class(p.msgtype), p.topic, qos_profile(p.qos)
@@ -104,6 +119,8 @@ class BagPlayer(Node):
                 due = start + self._schedule.due_s(timestamp, iteration)
                 _sleep_until(due)
                 lateness.add(time.monotonic() - due)
+                if topic in self._restamped:
+                    data = restamp(data, self.get_clock().now().nanoseconds)
                 self._bag_publishers[topic].publish(data)
             iteration += 1
             if not loop:
@@ -136,6 +153,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help='publish bag topic FROM as TO (repeatable)',
     )
     parser.add_argument(
+        '--restamp', action='store_true',
+        help='set header.stamp to the publish time (messages that start with a header): a '
+        'live node then sees fresh, increasing stamps, also across --loop',
+    )
+    parser.add_argument(
         '--image-qos', choices=sorted(IMAGE_QOS), default='sensor_data',
         help='QoS of sensor_msgs/Image publishers (sensor_data: best effort, depth 5)',
     )
@@ -145,7 +167,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         '--wait-for-subscribers', type=float, default=0.0, metavar='SECONDS',
-        help='before playing, wait up to this long for a subscriber on every played topic',
+        help='before playing, wait up to this long until every played topic has matched a '
+        'subscriber (the subscriber may need a few more milliseconds to match back: see '
+        '--delay)',
+    )
+    parser.add_argument(
+        '--delay', type=float, default=0.0, metavar='SECONDS',
+        help='wait this long before the first message (after --wait-for-subscribers)',
     )
 
 
@@ -162,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
                 start_offset_s=args.start_offset,
             )
             with init_ros(args.ros_args) as setup:
-                node = BagPlayer(bag, plan, schedule)
+                node = BagPlayer(bag, plan, schedule, restamp=args.restamp)
                 try:
                     log = node.get_logger()
                     log.info(f'{bag.path}: {setup.describe()}')
@@ -172,6 +200,7 @@ def run(args: argparse.Namespace) -> int:
                         args.wait_for_subscribers
                     ):
                         log.warning('not every topic has a subscriber; playing anyway')
+                    _sleep_until(time.monotonic() + args.delay)
                     node.play(loop=args.loop)
                 finally:
                     node.destroy_node()

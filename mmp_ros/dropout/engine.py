@@ -1,0 +1,266 @@
+"""The dropout simulator's logic: which message goes out, when, and what it looks like.
+
+The node (``mmp_ros/ros/dropout_node.py``) only converts: it hands every incoming message to
+:meth:`DropoutEngine.on_message` and calls :meth:`DropoutEngine.on_tick` from a timer, passing
+the seconds elapsed since its start; it publishes what comes back and publishes the fault
+events of :meth:`DropoutEngine.take_events`. No clock is read here, so every behaviour is
+tested with plain numbers.
+
+Messages arrive as :class:`Received`: the serialized bytes, opaque to this module, plus a
+decoder that runs at most once. A message that no active fault touches goes out as the same
+:class:`Received` and the node republishes its bytes as they came; only faults that need the
+header or the pixels decode it (kill, drop and delay never do).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mmp_ros.dropout.faults import apply, withholds
+from mmp_ros.dropout.schedule import Fault, FaultKind, Schedule
+from mmp_ros.sensors.frame import SensorInputError
+from mmp_ros.sensors.image import ImageFields
+
+
+@dataclass(frozen=True)
+class StampedImage:
+    """An image message as this package rewrites it: header stamp, frame id, pixel fields."""
+
+    stamp_ns: int
+    frame_id: str
+    fields: ImageFields
+
+
+class Received:
+    """One message as it came from the source: its raw form and a once-only decoder.
+
+    ``raw`` is whatever the node can republish unchanged (serialized CDR bytes in the node);
+    ``image()`` decodes it on first use and caches the result.
+    """
+
+    __slots__ = ('_decode', '_image', 'raw')
+
+    def __init__(self, raw: object, decode: Callable[[], StampedImage]) -> None:
+        self.raw = raw
+        self._decode = decode
+        self._image: StampedImage | None = None
+
+    def image(self) -> StampedImage:
+        if self._image is None:
+            self._image = self._decode()
+        return self._image
+
+    @property
+    def decoded(self) -> bool:
+        return self._image is not None
+
+
+Outgoing = Received | StampedImage
+"""What to publish: a :class:`Received` goes out byte for byte, a StampedImage re-encoded."""
+
+
+@dataclass(frozen=True)
+class FaultEvent:
+    """A fault window opening (``start``) or closing (``end``), as the engine applied it."""
+
+    event: str  # 'start' | 'end'
+    fault: Fault
+    elapsed_s: float  # when the engine saw the boundary (>= the scheduled time, by < a tick)
+
+    @property
+    def scheduled_s(self) -> float:
+        return self.fault.start_s if self.event == 'start' else self.fault.end_s
+
+
+@dataclass
+class SensorStats:
+    """Per-sensor counters: what the simulator did, for logs and tests."""
+
+    received: int = 0
+    passed: int = 0  # published unchanged (possibly late, under a delay fault)
+    rewritten: int = 0  # published with other pixels, size, encoding, data or stamp
+    withheld: int = 0  # killed, dropped, or pushed out of a full delay queue
+    unreadable: int = 0  # a pixel fault met a message it could not read; passed unchanged
+    last_error: str = ''
+
+
+@dataclass
+class _Channel:
+    """One sensor's state: its faults in time order, the open one, freeze and delay state."""
+
+    faults: list[tuple[Fault, np.random.Generator]]
+    next_index: int = 0
+    current: tuple[Fault, np.random.Generator] | None = None
+    last: Received | None = None  # the source's most recent message (freeze's frame)
+    frozen: Received | None = None
+    delayed: deque[tuple[float, Received]] = field(default_factory=deque)
+    stats: SensorStats = field(default_factory=SensorStats)
+
+
+class DropoutEngine:
+    """Applies a :class:`Schedule` to the message streams of its sensors.
+
+    All times are seconds since the node started (``elapsed_s``), non-decreasing between
+    calls. A window is open for ``start_s <= elapsed_s < end_s``; a call that jumps over a
+    whole window still reports both of its events, so the published timeline is complete.
+    """
+
+    def __init__(self, schedule: Schedule) -> None:
+        self.schedule = schedule
+        self._channels: dict[str, _Channel] = {sensor: _Channel([]) for sensor in schedule.sensors}
+        for index, fault in enumerate(schedule.faults):
+            # One generator per fault, seeded by its place in the schedule: the corruption of
+            # one sensor does not depend on how many messages the others delivered.
+            rng = np.random.default_rng([schedule.seed, index])
+            self._channels[fault.sensor].faults.append((fault, rng))
+        self._events: list[FaultEvent] = []
+
+    @property
+    def sensors(self) -> tuple[str, ...]:
+        return self.schedule.sensors
+
+    def stats(self, sensor: str) -> SensorStats:
+        return self._channels[sensor].stats
+
+    def active(self, sensor: str) -> Fault | None:
+        """The fault open for ``sensor`` as of the last call, if any."""
+        current = self._channels[sensor].current
+        return None if current is None else current[0]
+
+    def finished(self, elapsed_s: float) -> bool:
+        """Every window has closed and nothing is held back."""
+        return elapsed_s >= self.schedule.duration_s and not any(
+            channel.delayed for channel in self._channels.values()
+        )
+
+    def take_events(self) -> list[FaultEvent]:
+        """The window boundaries crossed since the previous call, in the order applied."""
+        events, self._events = self._events, []
+        return events
+
+    def on_tick(self, elapsed_s: float) -> dict[str, list[Outgoing]]:
+        """Advance every sensor to ``elapsed_s``: open/close windows, release delayed messages."""
+        released: dict[str, list[Outgoing]] = {}
+        for sensor, channel in self._channels.items():
+            out = self._advance(channel, elapsed_s)
+            out += self._release_due(channel, elapsed_s)
+            if out:
+                released[sensor] = out
+        return released
+
+    def on_message(self, sensor: str, message: Received, elapsed_s: float) -> list[Outgoing]:
+        """What to publish now for ``message`` of ``sensor`` (possibly nothing, or more)."""
+        channel = self._channels[sensor]
+        channel.stats.received += 1
+        out = self._advance(channel, elapsed_s)
+        out += self._release_due(channel, elapsed_s)
+        if channel.current is None:
+            channel.last = message
+            channel.stats.passed += 1
+            return [*out, message]
+        fault, rng = channel.current
+        kind = fault.kind
+        if kind is FaultKind.FREEZE:
+            return out + self._freeze(channel, message)
+        channel.last = message
+        if kind is FaultKind.DELAY:
+            channel.delayed.append((elapsed_s + fault.params['delay_s'], message))
+            if len(channel.delayed) > fault.params['max_queue']:
+                channel.delayed.popleft()
+                channel.stats.withheld += 1
+            return out
+        if kind in (FaultKind.KILL, FaultKind.DROP):
+            # Decided without decoding: a killed or dropped message is never looked at.
+            if withholds(fault, rng):
+                channel.stats.withheld += 1
+                return out
+            channel.stats.passed += 1
+            return [*out, message]
+        return out + self._rewrite(channel, fault, rng, message)
+
+    def _rewrite(
+        self, channel: _Channel, fault: Fault, rng: np.random.Generator, message: Received
+    ) -> list[Outgoing]:
+        image = message.image()
+        try:
+            fields = apply(fault, image.fields, rng)
+        except SensorInputError as error:
+            channel.stats.unreadable += 1
+            channel.stats.last_error = f'{fault.describe()}: {error}'
+            channel.stats.passed += 1
+            return [message]
+        if fields is None:
+            channel.stats.withheld += 1
+            return []
+        channel.stats.rewritten += 1
+        return [StampedImage(image.stamp_ns, image.frame_id, fields)]
+
+    def _freeze(self, channel: _Channel, message: Received) -> list[Outgoing]:
+        """The frozen frame's pixels under this message's header: a stuck driver's output.
+
+        Re-publishing on each incoming message keeps the source's rate and its stamps moving,
+        as a camera whose pipeline hangs while its driver keeps publishing does. With no frame
+        seen before the window, the first one inside it becomes the frozen frame.
+        """
+        if channel.frozen is None:
+            channel.frozen = message
+            channel.stats.passed += 1
+            return [message]
+        header = message.image()
+        channel.stats.rewritten += 1
+        return [StampedImage(header.stamp_ns, header.frame_id, channel.frozen.image().fields)]
+
+    def _advance(self, channel: _Channel, elapsed_s: float) -> list[Outgoing]:
+        """Close and open windows up to ``elapsed_s``; return messages a closing delay frees."""
+        out: list[Outgoing] = []
+        while True:
+            if channel.current is not None:
+                fault = channel.current[0]
+                if elapsed_s < fault.end_s:
+                    return out
+                out += self._close(channel, elapsed_s)
+                continue
+            if channel.next_index >= len(channel.faults):
+                return out
+            fault, rng = channel.faults[channel.next_index]
+            if elapsed_s < fault.start_s:
+                return out
+            channel.next_index += 1
+            channel.current = (fault, rng)
+            if fault.kind is FaultKind.FREEZE:
+                channel.frozen = channel.last
+            self._events.append(FaultEvent('start', fault, elapsed_s))
+
+    def _close(self, channel: _Channel, elapsed_s: float) -> list[Outgoing]:
+        """End the open window; messages still held by a delay go out at once, in order."""
+        assert channel.current is not None
+        fault = channel.current[0]
+        channel.current = None
+        channel.frozen = None
+        flushed = [message for _, message in channel.delayed]
+        channel.delayed.clear()
+        channel.stats.passed += len(flushed)
+        self._events.append(FaultEvent('end', fault, elapsed_s))
+        return flushed
+
+    @staticmethod
+    def _release_due(channel: _Channel, elapsed_s: float) -> list[Outgoing]:
+        out: list[Outgoing] = []
+        while channel.delayed and channel.delayed[0][0] <= elapsed_s:
+            out.append(channel.delayed.popleft()[1])
+            channel.stats.passed += 1
+        return out
+
+
+__all__ = [
+    'DropoutEngine',
+    'FaultEvent',
+    'Outgoing',
+    'Received',
+    'SensorStats',
+    'StampedImage',
+]

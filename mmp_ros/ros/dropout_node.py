@@ -1,0 +1,274 @@
+"""``mmp_ros dropout --schedule FILE``: make sensors fail on a schedule, between source and node.
+
+For every sensor the node subscribes to ``source/<sensor>/image`` and republishes on
+``<sensor>/image`` (both remappable; sensor-data QoS on both sides, as a camera driver
+publishes). While no fault of a sensor is open, its messages are republished as the serialized
+bytes that came in, never deserialized; a fault decodes only what it rewrites. The logic lives
+in :class:`mmp_ros.dropout.DropoutEngine`; this module converts and keeps time.
+
+The node publishes its own fault timeline on ``dropout/events`` (``std_msgs/String`` JSON,
+reliable + transient local, deep enough for the whole schedule, so a late evaluator still gets
+every event): first the schedule itself, then one message per window start and end with the
+sensor, the kind, the scheduled and the applied time since start, and ROS and wall time.
+Format and examples: ``docs/dropout.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+from builtin_interfaces.msg import Time
+from rcl_interfaces.msg import IntegerRange, ParameterDescriptor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.serialization import deserialize_message
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+
+from mmp_ros.dropout import DropoutEngine, FaultEvent, Received, Schedule, ScheduleError
+from mmp_ros.dropout.engine import Outgoing, StampedImage
+from mmp_ros.modalities import MODALITIES
+from mmp_ros.ros.context import spin_node
+from mmp_ros.ros.image_msg import to_image_fields, to_image_msg
+
+INPUT_TOPIC = 'source/{sensor}/image'
+OUTPUT_TOPIC = '{sensor}/image'
+EVENTS_TOPIC = 'dropout/events'
+# Window boundaries and delayed releases are checked this often: a boundary is applied at most
+# one period late (the events say when exactly), a delayed message released at most that late.
+TICK_PERIOD_S = 0.01
+NS = 1_000_000_000
+
+
+class DropoutNode(Node):
+    """Republishes each sensor's images, failing them as the schedule says."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__('dropout', **kwargs)
+        schedule_file = self.declare_parameter(
+            'schedule_file', '',
+            ParameterDescriptor(description='YAML dropout schedule (docs/dropout.md)'),
+        ).value
+        seed = self.declare_parameter(
+            'seed', -1,
+            ParameterDescriptor(
+                description="seed of the random faults; -1 keeps the schedule's own",
+                integer_range=[IntegerRange(from_value=-1, to_value=2**31 - 1, step=1)],
+            ),
+        ).value
+        sensors = self.declare_parameter(
+            'sensors', list(MODALITIES),
+            ParameterDescriptor(description='sensors to forward; a schedule may name only these'),
+        ).value
+        if not schedule_file:
+            raise ScheduleError('parameter schedule_file is empty: give a dropout schedule')
+        schedule = Schedule.from_yaml(Path(schedule_file), sensors=tuple(sensors))
+        if seed >= 0:
+            schedule = Schedule(schedule.faults, seed, schedule.sensors, schedule.source)
+        self.schedule = schedule
+        self.engine = DropoutEngine(schedule)
+        self._fault_index = {id(f): i for i, f in enumerate(schedule.faults)}
+        self._start_ns: int | None = None
+        self._finished = not schedule.faults
+        self._unreadable_reported = dict.fromkeys(schedule.sensors, 0)
+
+        self._events = self.create_publisher(
+            String, EVENTS_TOPIC,
+            QoSProfile(
+                depth=2 * len(schedule.faults) + 1,  # the schedule and every start and end
+                reliability=ReliabilityPolicy.RELIABLE,
+                durability=DurabilityPolicy.TRANSIENT_LOCAL,
+            ),
+        )
+        self._outputs = {}
+        for sensor in schedule.sensors:
+            self._outputs[sensor] = self.create_publisher(
+                Image, OUTPUT_TOPIC.format(sensor=sensor), qos_profile_sensor_data
+            )
+            self.create_subscription(
+                Image, INPUT_TOPIC.format(sensor=sensor), partial(self._on_message, sensor),
+                qos_profile_sensor_data, raw=True,
+            )
+        self.create_timer(TICK_PERIOD_S, self._on_tick)
+        self.get_logger().info(schedule.describe())
+        self._now()  # start the schedule now, unless simulated time has not begun
+
+    def _now(self) -> tuple[float, int, float] | None:
+        """(seconds since the schedule's start, ROS time ns, wall time s); None before it.
+
+        Read once per callback, so an event carries the time at which its boundary was
+        applied. The start is the node's start; under ``use_sim_time`` the first non-zero
+        time from ``/clock``, so a schedule runs against a replayed bag's time.
+        """
+        now_ns, wall = self.get_clock().now().nanoseconds, time.time()
+        if self._start_ns is None:
+            if now_ns == 0:
+                return None
+            self._start_ns = now_ns
+            self._publish_event({
+                'event': 'schedule',
+                'source': self.schedule.source,
+                'seed': self.schedule.seed,
+                'sensors': list(self.schedule.sensors),
+                'faults': [f.as_dict() for f in self.schedule.faults],
+                'ros_time': now_ns / NS,
+                'wall_time': wall,
+            })
+        return (now_ns - self._start_ns) / NS, now_ns, wall
+
+    def _on_message(self, sensor: str, raw: bytes) -> None:
+        clock = self._now()
+        if clock is None:
+            self._outputs[sensor].publish(raw)
+            return
+        received = Received(raw, partial(_decode, raw))
+        for outgoing in self.engine.on_message(sensor, received, clock[0]):
+            self._publish(sensor, outgoing)
+        self._report(*clock)
+
+    def _on_tick(self) -> None:
+        clock = self._now()
+        if clock is None:
+            return
+        for sensor, released in self.engine.on_tick(clock[0]).items():
+            for outgoing in released:
+                self._publish(sensor, outgoing)
+        self._report(*clock)
+
+    def _publish(self, sensor: str, outgoing: Outgoing) -> None:
+        if isinstance(outgoing, Received):
+            self._outputs[sensor].publish(outgoing.raw)
+        else:
+            self._outputs[sensor].publish(_encode(outgoing))
+
+    def _report(self, elapsed: float, now_ns: int, wall: float) -> None:
+        """Publish and log the windows that opened or closed; warn about unreadable input."""
+        for event in self.engine.take_events():
+            self._publish_fault_event(event, now_ns, wall)
+        for sensor, reported in self._unreadable_reported.items():
+            stats = self.engine.stats(sensor)
+            if stats.unreadable > reported:
+                self._unreadable_reported[sensor] = stats.unreadable
+                self.get_logger().warning(
+                    f'{sensor}: {stats.unreadable} unreadable message(s) passed on unchanged '
+                    f'so far; last: {stats.last_error}',
+                    throttle_duration_sec=5.0,
+                )
+        if not self._finished and self.engine.finished(elapsed):
+            self._finished = True
+            counts = '; '.join(
+                f'{s} {st.received} in, {st.passed} passed, {st.rewritten} rewritten, '
+                f'{st.withheld} withheld'
+                for s, st in ((s, self.engine.stats(s)) for s in self.schedule.sensors)
+            )
+            self.get_logger().info(f'schedule complete, every sensor passes through ({counts})')
+
+    def _publish_fault_event(self, event: FaultEvent, now_ns: int, wall: float) -> None:
+        fault = event.fault
+        self.get_logger().info(
+            f'{event.event} {fault.describe()} at {event.elapsed_s:.3f} s'
+        )
+        self._publish_event({
+            'event': event.event,
+            'index': self._fault_index[id(fault)],
+            **fault.as_dict(),
+            'scheduled_s': event.scheduled_s,
+            'elapsed_s': event.elapsed_s,
+            'ros_time': now_ns / NS,
+            'wall_time': wall,
+        })
+
+    def _publish_event(self, payload: dict) -> None:
+        self._events.publish(String(data=json.dumps(payload)))
+
+
+def _decode(raw: bytes) -> StampedImage:
+    msg = deserialize_message(raw, Image)
+    stamp_ns = msg.header.stamp.sec * NS + msg.header.stamp.nanosec
+    return StampedImage(stamp_ns, msg.header.frame_id, to_image_fields(msg))
+
+
+def _encode(image: StampedImage) -> Image:
+    stamp = Time(sec=image.stamp_ns // NS, nanosec=image.stamp_ns % NS)
+    fields = image.fields
+    if fields.nbytes == fields.step * fields.height:
+        return to_image_msg(fields, stamp=stamp, frame_id=image.frame_id)
+    # A truncate fault's deliberately short buffer, which to_image_msg rightly refuses to
+    # build for anyone else.
+    msg = Image(
+        height=fields.height, width=fields.width, encoding=fields.encoding,
+        is_bigendian=int(fields.is_bigendian), step=fields.step,
+    )
+    msg.header.stamp = stamp
+    msg.header.frame_id = image.frame_id
+    msg.data = bytes(fields.data)
+    return msg
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        '--schedule', required=True, type=Path, help='YAML dropout schedule (docs/dropout.md)'
+    )
+    parser.add_argument(
+        '--seed', type=int, default=None, help="seed of the random faults (default: schedule's)"
+    )
+    parser.add_argument(
+        '--sensors', nargs='+', default=list(MODALITIES), metavar='SENSOR',
+        help='sensors to forward (default: %(default)s)',
+    )
+    parser.add_argument(
+        '--check', action='store_true', help='validate the schedule, print it, and exit'
+    )
+    parser.add_argument(
+        '--no-dds-profile', action='store_true',
+        help="run on Fast DDS's built-in transports instead of the package's profile",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        schedule = Schedule.from_yaml(args.schedule, sensors=tuple(args.sensors))
+    except ScheduleError as error:
+        print(f'mmp_ros dropout: {error}', file=sys.stderr)
+        return 2
+    if args.seed is not None and args.seed < 0:
+        print(f'mmp_ros dropout: --seed must be >= 0, got {args.seed}', file=sys.stderr)
+        return 2
+    if args.check:
+        print(schedule.describe())
+        return 0
+    overrides = [
+        Parameter('schedule_file', value=str(args.schedule)),
+        Parameter('sensors', value=list(args.sensors)),
+    ]
+    if args.seed is not None:
+        overrides.append(Parameter('seed', value=args.seed))
+    return spin_node(
+        lambda: DropoutNode(parameter_overrides=overrides),
+        list(getattr(args, 'ros_args', [])),
+        dds_profile=not args.no_dds_profile,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point outside the ``mmp_ros`` CLI (``python -m mmp_ros.ros.dropout_node``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ros_args: list[str] = []
+    if '--ros-args' in argv:
+        cut = argv.index('--ros-args')
+        argv, ros_args = argv[:cut], argv[cut:]
+    parser = argparse.ArgumentParser(prog='mmp_ros dropout', description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    args.ros_args = ros_args
+    return run(args)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""Per-message faults: every kind on several encodings gives what a broken sensor sends."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mmp_ros.dropout import Fault, FaultKind, apply
+from mmp_ros.sensors.frame import SensorInputError
+from mmp_ros.sensors.image import ImageFields, array_to_image, check_layout, image_to_array
+
+ENCODINGS = ('rgb8', 'mono16', '16UC1', '32FC1', 'bgra8')
+H, W = 6, 8
+
+
+def make_image(encoding: str, *, step: int | None = None, big: bool = False) -> ImageFields:
+    """A gradient that is never constant, never at the extremes, in ``encoding``."""
+    spec_dtype = {'rgb8': np.uint8, 'bgra8': np.uint8, 'mono16': np.uint16,
+                  '16UC1': np.uint16, '32FC1': np.float32}[encoding]
+    channels = {'rgb8': 3, 'bgra8': 4}.get(encoding, 1)
+    ramp = np.linspace(0.2, 0.8, H * W * channels).reshape(H, W, channels)
+    if spec_dtype is np.float32:
+        pixels = (ramp * 5.0).astype(np.float32)  # metres
+    else:
+        pixels = (ramp * np.iinfo(spec_dtype).max).astype(spec_dtype)
+    return array_to_image(pixels, encoding, step=step, is_bigendian=big)
+
+
+def fault(kind: FaultKind, **params) -> Fault:
+    return Fault('rgb', kind, 0.0, 1.0, params)
+
+
+def rng(seed: int = 0) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+@pytest.mark.parametrize('encoding', ENCODINGS)
+def test_kill_and_certain_drop_swallow_the_message(encoding):
+    image = make_image(encoding)
+    assert apply(fault(FaultKind.KILL), image, rng()) is None
+    assert apply(fault(FaultKind.DROP, fraction=1.0), image, rng()) is None
+
+
+def test_drop_keeps_about_one_minus_fraction_and_is_seeded():
+    image = make_image('rgb8')
+    drop = fault(FaultKind.DROP, fraction=0.3)
+    generator = rng(5)
+    kept = [apply(drop, image, generator) is not None for _ in range(2000)]
+    assert 0.65 < np.mean(kept) < 0.75
+    again = rng(5)
+    assert kept == [apply(drop, image, again) is not None for _ in range(2000)]
+
+
+@pytest.mark.parametrize('encoding', ENCODINGS)
+def test_blank_zero_and_max(encoding):
+    image = make_image(encoding)
+    zero = image_to_array(apply(fault(FaultKind.BLANK, fill='zero'), image, rng()))
+    assert zero.shape == image_to_array(image).shape and not zero.any()
+    full = image_to_array(apply(fault(FaultKind.BLANK, fill='max'), image, rng()))
+    expected = np.inf if full.dtype.kind == 'f' else np.iinfo(full.dtype).max
+    assert (full == expected).all()
+
+
+@pytest.mark.parametrize('encoding', ENCODINGS)
+def test_nan_flood_is_nan_for_floats_and_zero_for_integers(encoding):
+    image = make_image(encoding)
+    out = apply(fault(FaultKind.NAN, fraction=1.0), image, rng())
+    check_layout(out)
+    pixels = image_to_array(out)
+    if pixels.dtype.kind == 'f':
+        assert np.isnan(pixels).all()
+    else:
+        assert not pixels.any()
+
+
+@pytest.mark.parametrize('encoding', ['32FC1', '16UC1', 'rgb8'])
+def test_partial_nan_flood_hits_whole_pixels_and_is_seeded(encoding):
+    big = array_to_image(
+        np.full((100, 100, 3 if encoding == 'rgb8' else 1), 7,
+                dtype=image_to_array(make_image(encoding)).dtype), encoding,
+    )
+    partial = fault(FaultKind.NAN, fraction=0.25)
+    pixels = image_to_array(apply(partial, big, rng(3)))
+    hit = np.isnan(pixels) if pixels.dtype.kind == 'f' else pixels == 0
+    per_pixel = hit.all(axis=2)
+    assert (hit.any(axis=2) == per_pixel).all()  # never half a pixel
+    assert 0.2 < per_pixel.mean() < 0.3
+    assert (image_to_array(apply(partial, big, rng(3))) == pixels)[~hit].all()
+
+
+@pytest.mark.parametrize('encoding', ['rgb8', 'mono16', '32FC1'])
+def test_noise_keeps_dtype_shape_and_has_the_asked_sigma(encoding):
+    flat = {'rgb8': (np.uint8, 128, 3), 'mono16': (np.uint16, 30000, 1),
+            '32FC1': (np.float32, 2.0, 1)}
+    dtype, level, channels = flat[encoding]
+    image = array_to_image(np.full((64, 64, channels), level, dtype=dtype), encoding)
+    sigma = 0.1 if dtype is np.float32 else 10.0
+    out = apply(fault(FaultKind.NOISE, sigma=sigma), image, rng(1))
+    pixels = image_to_array(out)
+    assert pixels.dtype == dtype and pixels.shape == (64, 64, channels)
+    error = pixels.astype(np.float64) - level
+    assert abs(error.mean()) < sigma * 0.05
+    assert sigma * 0.95 < error.std() < sigma * 1.05
+    assert (image_to_array(apply(fault(FaultKind.NOISE, sigma=sigma), image, rng(1))) ==
+            pixels).all()
+
+
+def test_noise_clips_integers_and_leaves_nan_alone():
+    low = array_to_image(np.array([[[0, 255, 128]]], dtype=np.uint8), 'rgb8')
+    many = [image_to_array(apply(fault(FaultKind.NOISE, sigma=50.0), low, rng(s)))
+            for s in range(50)]
+    stack = np.stack(many).astype(int)
+    assert stack[..., 0].min() == 0 and stack[..., 1].max() == 255
+    assert (stack[..., 0] > 0).any() and (stack[..., 1] < 255).any()
+    depth = array_to_image(np.array([[np.nan, np.inf, 1.0]], dtype=np.float32), '32FC1')
+    out = image_to_array(apply(fault(FaultKind.NOISE, sigma=0.5), depth, rng()))
+    assert np.isnan(out[0, 0, 0]) and np.isposinf(out[0, 1, 0]) and np.isfinite(out[0, 2, 0])
+
+
+@pytest.mark.parametrize('encoding', ENCODINGS)
+@pytest.mark.parametrize(('height', 'width'), [(3, 5), (12, 16)])
+def test_resize_gives_a_valid_image_of_the_new_size(encoding, height, width):
+    image = make_image(encoding)
+    out = apply(fault(FaultKind.RESIZE, height=height, width=width), image, rng())
+    check_layout(out)
+    assert (out.height, out.width, out.encoding) == (height, width, encoding)
+    source, pixels = image_to_array(image), image_to_array(out)
+    assert (pixels[0, 0] == source[0, 0]).all()
+    assert pixels.dtype == source.dtype and pixels.shape[2] == source.shape[2]
+
+
+@pytest.mark.parametrize(
+    ('source', 'target'),
+    [('rgb8', 'mono8'), ('rgb8', '32FC1'), ('16UC1', 'rgb8'), ('32FC1', '16UC1'),
+     ('mono16', 'bgra8'), ('bgra8', 'mono16')],
+)
+def test_encoding_change_gives_a_valid_image_in_the_new_encoding(source, target):
+    image = make_image(source)
+    out = apply(fault(FaultKind.ENCODING, encoding=target), image, rng())
+    spec = check_layout(out)
+    assert (out.height, out.width, out.encoding) == (H, W, target)
+    pixels = image_to_array(out)
+    assert pixels.shape == (H, W, spec.channels)
+    # Still a picture of the same scene: brightness grows along the gradient.
+    brightness = pixels.astype(np.float64)[..., : min(3, spec.channels)].mean(axis=2)
+    assert brightness[-1, -1] > brightness[0, 0]
+
+
+@pytest.mark.parametrize('encoding', ENCODINGS)
+def test_truncate_keeps_the_header_and_cuts_the_data(encoding):
+    image = make_image(encoding)
+    out = apply(fault(FaultKind.TRUNCATE, keep_fraction=0.25), image, rng())
+    assert (out.height, out.width, out.encoding, out.step) == (
+        image.height, image.width, image.encoding, image.step)
+    assert out.nbytes == image.nbytes // 4
+    assert bytes(out.data) == bytes(image.data)[: out.nbytes]
+    with pytest.raises(SensorInputError, match='truncated data'):
+        check_layout(out)
+
+
+def test_row_padding_and_big_endian_are_kept_when_the_size_stays():
+    image = make_image('mono16', step=W * 2 + 6, big=True)
+    out = apply(fault(FaultKind.BLANK, fill='max'), image, rng())
+    assert out.step == image.step and out.is_bigendian
+    assert (image_to_array(out) == 65535).all()
+    noisy = apply(fault(FaultKind.NOISE, sigma=1.0), image, rng())
+    difference = image_to_array(noisy).astype(int) - image_to_array(image).astype(int)
+    assert np.abs(difference).max() < 10  # bytes were not swapped on the way
+    resized = apply(fault(FaultKind.RESIZE, height=3, width=3), image, rng())
+    assert resized.step == 3 * 2
+
+
+def test_pixel_faults_on_an_unreadable_message_raise_sensor_input_error():
+    broken = apply(fault(FaultKind.TRUNCATE, keep_fraction=0.5), make_image('rgb8'), rng())
+    for kind, params in [(FaultKind.BLANK, {'fill': 'zero'}), (FaultKind.NOISE, {'sigma': 1.0})]:
+        with pytest.raises(SensorInputError):
+            apply(fault(kind, **params), broken, rng())
+    assert apply(fault(FaultKind.TRUNCATE, keep_fraction=0.5), broken, rng()).nbytes == (
+        broken.nbytes // 2)
+
+
+@pytest.mark.parametrize('kind', [FaultKind.FREEZE, FaultKind.DELAY])
+def test_stateful_kinds_are_not_per_message(kind):
+    with pytest.raises(ValueError, match='not a per-message fault'):
+        apply(fault(kind, delay_s=1.0, max_queue=3), make_image('rgb8'), rng())
+
+
+def test_32_bit_integers_stay_exact_under_noise_and_encoding_change():
+    image = array_to_image(np.full((2, 2, 1), 2**30 + 1, dtype=np.int32), '32SC1')
+    noisy = image_to_array(apply(fault(FaultKind.NOISE, sigma=1e-3), image, rng()))
+    assert (noisy == 2**30 + 1).all()
+    full = apply(fault(FaultKind.ENCODING, encoding='32SC1'),
+                 array_to_image(np.full((2, 2, 1), 255, dtype=np.uint8), 'mono8'), rng())
+    assert (image_to_array(full) == 2**31 - 1).all()

@@ -1,0 +1,277 @@
+"""The dropout node across processes: a source, the node, and a checker on loopback DDS.
+
+A source process publishes a 48x64 rgb8 stream whose pixels and ``frame_id`` both carry the
+frame's sequence number, on a topic of its own that the node is remapped to with --ros-args;
+the node (``python -m mmp_ros.ros.dropout_node``) kills rgb for one window and freezes it for
+the next. The checker, in this process, sees a gap where the kill was and, during the freeze,
+identical pixels (an earlier frame's) under the new headers (``frame_id`` and stamps still
+advancing), then a live stream again, and the whole timeline on ``dropout/events``. It waits
+on conditions with deadlines; nothing depends on a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# Seconds after the node's start. Fast DDS discovery between a new participant and running
+# ones takes from a few ms to about 3 s here (its announcement period), so the first window
+# opens only after 4 s of live stream.
+KILL = (4.0, 5.0)
+FREEZE = (5.5, 6.5)
+MARGIN_S = 0.1  # delivery and tick slack around a window boundary
+DEADLINE_S = 20.0
+
+SOURCE = """
+import sys
+import time
+
+import numpy as np
+import rclpy
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Image
+
+from mmp_ros.ros.context import init_ros
+
+with init_ros():
+    node = rclpy.create_node('dropout_test_source')
+    publisher = node.create_publisher(Image, 'camera/color', qos_profile_sensor_data)
+    start = time.monotonic()
+    seq = 0
+    while time.monotonic() - start < 40.0:  # the test stops it long before; a safety net
+        msg = Image(height=48, width=64, encoding='rgb8', step=64 * 3)
+        msg.data = np.full(48 * 64 * 3, seq % 256, dtype=np.uint8).tobytes()
+        msg.header.frame_id = str(seq)
+        msg.header.stamp = node.get_clock().now().to_msg()
+        publisher.publish(msg)
+        seq += 1
+        time.sleep(max(0.0, start + seq / 30.0 - time.monotonic()))
+    node.destroy_node()
+"""
+
+
+def _stop(process: subprocess.Popen) -> str:
+    """SIGINT (a ROS process's normal stop), then kill past a deadline; its stderr."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=5.0)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.stderr.read() if process.stderr else ''
+
+
+def spin_for(executor, condition, processes: list[subprocess.Popen], timeout_s: float) -> None:
+    """Spin until ``condition()`` or the deadline; fail at once if a child process died."""
+    deadline = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < deadline:
+        for process in processes:
+            if process.poll() is not None:
+                pytest.fail(f'a child exited early (rc {process.returncode}): {_stop(process)}')
+        executor.spin_once(timeout_sec=0.05)
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_kill_then_freeze_across_processes(tmp_path):
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import String
+
+    from mmp_ros.dds import apply_dds_profile
+
+    schedule = tmp_path / 'schedule.yaml'
+    schedule.write_text(
+        'faults:\n'
+        f'  - {{sensor: rgb, kind: kill, start: {KILL[0]}, end: {KILL[1]}}}\n'
+        f'  - {{sensor: rgb, kind: freeze, start: {FREEZE[0]}, end: {FREEZE[1]}}}\n'
+    )
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    apply_dds_profile(env)
+    apply_dds_profile()  # the checker below too: the same transports as its peers
+
+    frames: list[tuple[int, int, int]] = []  # (stamp_ns, frame_id seq, pixel value)
+    events: list[dict] = []
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    processes = []
+    try:
+        node = rclpy.create_node('dropout_test_checker', context=context)
+        node.create_subscription(
+            Image, 'rgb/image',
+            lambda m: frames.append((
+                m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec,
+                int(m.header.frame_id), m.data[0],
+            )),
+            qos_profile_sensor_data,
+        )
+        node.create_subscription(
+            String, 'dropout/events', lambda m: events.append(json.loads(m.data)),
+            QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                       durability=DurabilityPolicy.TRANSIENT_LOCAL),
+        )
+        source_frames = []
+        node.create_subscription(
+            Image, 'camera/color', source_frames.append, qos_profile_sensor_data)
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        processes.append(subprocess.Popen(
+            [sys.executable, '-c', SOURCE], env=env, stderr=subprocess.PIPE, text=True))
+        # The schedule's clock starts with the node: start it only once the source is
+        # flowing, so that there is a live stream before the first window.
+        spin_for(executor, lambda: bool(source_frames), processes, DEADLINE_S)
+        assert source_frames, 'the source published nothing'
+        processes.append(subprocess.Popen(
+            [sys.executable, '-m', 'mmp_ros.ros.dropout_node', '--schedule', str(schedule),
+             '--sensors', 'rgb', '--ros-args', '-r', 'source/rgb/image:=camera/color'],
+            env=env, stderr=subprocess.PIPE, text=True))
+
+        def done() -> bool:
+            ends = [e for e in events if e['event'] == 'end' and e['kind'] == 'freeze']
+            return bool(ends) and sum(f[0] / 1e9 > ends[0]['ros_time'] for f in frames) >= 10
+
+        spin_for(executor, done, processes, DEADLINE_S)
+        assert done(), f'timeline incomplete after {DEADLINE_S} s: {events}, {len(frames)} frames'
+    finally:
+        logs = [_stop(p) for p in processes]
+        rclpy.try_shutdown(context=context)
+
+    # The timeline: the schedule first, then each window's start and end, once, in order.
+    assert events[0]['event'] == 'schedule' and len(events[0]['faults']) == 2
+    timeline = [(e['event'], e['kind'], e['index']) for e in events[1:]]
+    assert timeline == [('start', 'kill', 0), ('end', 'kill', 0),
+                        ('start', 'freeze', 1), ('end', 'freeze', 1)], logs
+    for event in events[1:]:
+        assert event['sensor'] == 'rgb'
+        assert event['scheduled_s'] <= event['elapsed_s'] < event['scheduled_s'] + MARGIN_S
+        assert abs(event['wall_time'] - event['ros_time']) < 1.0  # ROS time is system time
+    kill_start, kill_end, freeze_start, freeze_end = (e['ros_time'] for e in events[1:])
+
+    def between(low: float, high: float) -> list[tuple[int, int, int]]:
+        return [f for f in frames if low + MARGIN_S < f[0] / 1e9 < high - MARGIN_S]
+
+    live = [f for f in frames if f[0] / 1e9 < kill_start or f[0] / 1e9 > freeze_end]
+    assert len(live) > 20
+    assert all(value == seq % 256 for _, seq, value in live)  # untouched outside the windows
+
+    assert between(kill_start, kill_end) == [], 'frames got through the kill window'
+    before = [f for f in frames if f[0] / 1e9 < kill_start]
+    after = [f for f in frames if f[0] / 1e9 > kill_end]
+    assert len(before) >= 5 and after
+    assert after[0][0] - before[-1][0] > (kill_end - kill_start - 2 * MARGIN_S) * 1e9
+
+    frozen = between(freeze_start, freeze_end)
+    assert len(frozen) >= 10, f'only {len(frozen)} frames in a 1 s freeze of a 30 Hz stream'
+    assert len({value for _, _, value in frozen}) == 1
+    last_live = max(f for f in frames if f[0] / 1e9 < freeze_start)
+    assert frozen[0][2] == last_live[2], 'the freeze must hold the last frame before it'
+    stamps = [stamp for stamp, _, _ in frozen]
+    seqs = [seq for _, seq, _ in frozen]
+    assert stamps == sorted(set(stamps)) and seqs == sorted(set(seqs))  # new headers each time
+    assert all(seq % 256 != frozen[0][2] for seq in seqs[1:])
+
+
+def test_messages_round_trip_and_a_truncated_one_is_still_published():
+    from builtin_interfaces.msg import Time
+    from rclpy.serialization import deserialize_message, serialize_message
+    from sensor_msgs.msg import Image
+
+    from mmp_ros.dropout.faults import truncate
+    from mmp_ros.ros.dropout_node import _decode, _encode
+
+    msg = Image(height=2, width=3, encoding='mono16', is_bigendian=1, step=8)
+    msg.header.stamp = Time(sec=12, nanosec=345)
+    msg.header.frame_id = 'thermal_optical'
+    msg.data = bytes(range(16))
+    image = _decode(serialize_message(msg))
+    assert image.stamp_ns == 12_000_000_345 and image.frame_id == 'thermal_optical'
+    assert (image.fields.step, image.fields.is_bigendian) == (8, True)
+    again = _encode(image)
+    assert serialize_message(again) == serialize_message(msg)
+
+    short = _encode(type(image)(image.stamp_ns, image.frame_id, truncate(image.fields, 0.25)))
+    back = deserialize_message(serialize_message(short), Image)
+    assert (back.height, back.width, back.step, back.encoding) == (2, 3, 8, 'mono16')
+    assert bytes(back.data) == bytes(range(4))
+
+
+def test_check_prints_the_timeline_and_a_bad_schedule_exits_2(tmp_path, capsys):
+    from argparse import Namespace
+
+    from mmp_ros.ros.dropout_node import run
+
+    def args(path, **extra):
+        return Namespace(schedule=path, seed=None, sensors=['rgb', 'depth'], check=True,
+                         no_dds_profile=False, ros_args=[], **extra)
+
+    good = tmp_path / 'good.yaml'
+    good.write_text('seed: 4\nfaults:\n  - {sensor: depth, kind: nan, start: 1, end: 2}\n')
+    assert run(args(good)) == 0
+    assert 'depth nan [1, 2) s (fraction=1.0)' in capsys.readouterr().out
+    bad = tmp_path / 'bad.yaml'
+    bad.write_text('faults:\n  - {sensor: thermal, kind: kill, start: 1, end: 2}\n')
+    assert run(args(bad)) == 2  # thermal is not among --sensors
+    assert f"{bad}:2: unknown sensor 'thermal'" in capsys.readouterr().err
+
+
+@pytest.mark.ros
+def test_node_in_process_passes_bytes_through_and_truncates_on_schedule(tmp_path):
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+    from rclpy.qos import qos_profile_sensor_data
+    from rclpy.serialization import deserialize_message, serialize_message
+    from sensor_msgs.msg import Image
+
+    from mmp_ros.ros.dropout_node import DropoutNode
+
+    schedule = tmp_path / 'schedule.yaml'
+    schedule.write_text(
+        'faults:\n  - {sensor: depth, kind: truncate, start: 0, end: 600, keep_fraction: 0.5}\n')
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        dropout = DropoutNode(context=context, parameter_overrides=[
+            Parameter('schedule_file', value=str(schedule)),
+            Parameter('sensors', value=['rgb', 'depth']),
+            Parameter('seed', value=9),
+        ])
+        assert dropout.schedule.seed == 9
+        peer = rclpy.create_node('dropout_peer', context=context)
+        received: dict[str, list[bytes]] = {'rgb': [], 'depth': []}
+        for sensor in received:
+            peer.create_subscription(Image, f'{sensor}/image', received[sensor].append,
+                                     qos_profile_sensor_data, raw=True)
+        sources = {s: peer.create_publisher(Image, f'source/{s}/image', qos_profile_sensor_data)
+                   for s in received}
+        rgb = Image(height=2, width=2, encoding='rgb8', step=6, data=bytes(range(12)))
+        depth = Image(height=2, width=2, encoding='32FC1', step=8, data=bytes(16))
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(dropout)
+        executor.add_node(peer)
+        deadline = time.monotonic() + 10.0
+        while not (received['rgb'] and received['depth']) and time.monotonic() < deadline:
+            sources['rgb'].publish(rgb)
+            sources['depth'].publish(depth)
+            executor.spin_once(timeout_sec=0.02)
+        assert received['rgb'] and received['depth'], 'nothing came through the node'
+        assert received['rgb'][0] == serialize_message(rgb)  # byte for byte
+        cut = deserialize_message(received['depth'][0], Image)
+        assert (cut.height, cut.width, cut.step, len(cut.data)) == (2, 2, 8, 8)
+        assert dropout.engine.stats('depth').rewritten >= 1
+        dropout.destroy_node()
+        peer.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=context)
