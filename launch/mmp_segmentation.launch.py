@@ -6,8 +6,9 @@
 
 Parameters come from ``params_file`` (the shipped config/mmp_segmentation.yaml by default);
 the model arguments (backend, model_file_path, engine_file_path, force_engine_update,
-enable_fp16) always override the file's values, and default to the node's defaults. Where launch tooling is absent (PyPI
-wheels), ``mmp_ros run --ros-args ...`` runs the same node with the same parameters.
+enable_fp16) always override the file's values, and default to the node's defaults. Where
+launch tooling is absent (PyPI wheels), ``mmp_ros run --ros-args ...`` runs the same node
+with the same parameters.
 """
 
 from launch.actions import DeclareLaunchArgument
