@@ -1,0 +1,293 @@
+"""The node's parameters, declared once: name, default, description, range, mutability.
+
+The node declares exactly these (with descriptors built from them), ``config/
+mmp_segmentation.yaml`` sets exactly these (a test checks both directions), and
+:func:`validate` checks a full set of values at start and every run-time change, with
+errors that name the parameter and the accepted range. Nothing here imports rclpy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mmp_ros.core.assembler import ANCHOR_FRESHEST, ANCHOR_TIMER
+from mmp_ros.core.health import HealthConfig
+from mmp_ros.modalities import MODALITIES
+from mmp_ros.sensors import (
+    DepthSettings,
+    ModalitySettings,
+    PolarizationSettings,
+    SensorInputError,
+    ThermalSettings,
+)
+from mmp_ros.sensors.polarization import IMX250MZR
+from mmp_ros.sensors.polarization import RESOLUTIONS as POLARIZATION_RESOLUTIONS
+from mmp_ros.sensors.thermal import SEMANTICS as THERMAL_SEMANTICS
+from mmp_ros.sensors.thermal import UNITS as THERMAL_UNITS
+
+NODE_NAME = 'mmp_segmentation'
+BACKENDS = ('auto', 'onnxruntime', 'torch', 'tensorrt')
+QOS_PROFILES = ('sensor_data', 'reliable', 'best_effort')
+SENSOR_PREFIX = 'sensors'
+
+Value = bool | int | float | str | list[int]
+
+
+class ParameterError(ValueError):
+    """A parameter value is invalid; the message names the parameter and what is accepted."""
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """One parameter: everything needed to declare it, document it and validate it."""
+
+    name: str
+    default: Value
+    description: str
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] | None = None
+    read_only: bool = False  # fixed at start (model, subscriptions)
+
+    def check(self, value: Any) -> None:
+        """Raise :class:`ParameterError` unless ``value`` fits this parameter."""
+        kind = type(self.default)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if kind is list:
+            if not isinstance(value, (list, tuple)) or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value
+            ):
+                raise ParameterError(f'{self.name} must be a list of integers, got {value!r}')
+        elif type(value) is not kind:
+            raise ParameterError(
+                f'{self.name} must be {kind.__name__}, got {type(value).__name__} {value!r}'
+            )
+        if kind is float and not math.isfinite(value):
+            raise ParameterError(f'{self.name} must be finite, got {value!r}')
+        if self.minimum is not None and value < self.minimum:
+            raise ParameterError(f'{self.name}={value!r} is below its minimum {self.minimum:g}')
+        if self.maximum is not None and value > self.maximum:
+            raise ParameterError(f'{self.name}={value!r} is above its maximum {self.maximum:g}')
+        if self.choices is not None and value not in self.choices:
+            raise ParameterError(f'{self.name}={value!r} is not one of {list(self.choices)}')
+
+
+_H = HealthConfig()
+
+NODE_PARAMETERS: tuple[ParameterSpec, ...] = (
+    ParameterSpec('backend', 'auto', 'Inference backend; auto picks the fastest that works '
+                  'here (tensorrt, then onnxruntime) and logs which.',
+                  choices=BACKENDS, read_only=True),
+    ParameterSpec('model_file_path', '', 'Exported ONNX model (or a checkpoint for the torch '
+                  "backend); empty: the model shipped in the package's models/ folder.",
+                  read_only=True),
+    ParameterSpec('engine_file_path', '', 'TensorRT engine cache; empty: beside the ONNX '
+                  'file. Rebuilt when the ONNX, TensorRT or GPU changes.', read_only=True),
+    ParameterSpec('force_engine_update', False, 'Rebuild the TensorRT engine even when the '
+                  'cached one matches.', read_only=True),
+    ParameterSpec('enable_fp16', True, 'Build the TensorRT engine with FP16 kernels.',
+                  read_only=True),
+    ParameterSpec('anchor', 'rgb', 'Stream whose frames set the output stamp: a modality '
+                  "(the freshest usable stream takes over while it is down), 'freshest', or "
+                  "'timer' (inference at max_rate_hz on the node clock).",
+                  choices=(*MODALITIES, ANCHOR_FRESHEST, ANCHOR_TIMER)),
+    ParameterSpec('max_rate_hz', 0.0, 'Upper bound on inferences per second (the timer '
+                  "anchor's rate); 0: as fast as anchor frames arrive. Frames beyond what "
+                  'the model keeps up with are dropped, never queued.',
+                  minimum=0.0, maximum=1000.0),
+    ParameterSpec('min_confidence', 0.0, 'Pixels whose confidence is below this get label '
+                  '255 (no prediction).', minimum=0.0, maximum=1.0),
+    ParameterSpec('overlay_alpha', 0.5, 'Weight of the palette colours in the overlay.',
+                  minimum=0.0, maximum=1.0),
+    ParameterSpec('publish_color', True, 'Publish segmentation/color.'),
+    ParameterSpec('publish_overlay', True, 'Publish segmentation/overlay.'),
+    ParameterSpec('publish_confidence', True, 'Publish segmentation/confidence.'),
+    ParameterSpec('health_check_period_s', 0.02, 'How often sensor health is evaluated; a '
+                  'change of level is published on /diagnostics at once.',
+                  minimum=0.005, maximum=1.0, read_only=True),
+    ParameterSpec('diagnostics_period_s', 1.0, 'Period of the regular /diagnostics message.',
+                  minimum=0.05, maximum=60.0, read_only=True),
+    ParameterSpec('cache_depth', 5, 'Frames kept per modality to match stamps against the '
+                  'anchor.', minimum=1, maximum=100, read_only=True),
+)
+
+SENSOR_PARAMETERS: tuple[ParameterSpec, ...] = (
+    ParameterSpec('enabled', True, 'Subscribe to this sensor; a disabled sensor is always '
+                  'masked and reported OK (the robot does not have it).', read_only=True),
+    ParameterSpec('qos', 'sensor_data', 'Subscription QoS: sensor_data (best effort, '
+                  'volatile: what camera drivers publish), reliable, or best_effort.',
+                  choices=QOS_PROFILES, read_only=True),
+    ParameterSpec('qos_depth', 1, 'Subscription queue depth. 1: only the newest frame '
+                  'waits for its callback, so a busy node drops old frames instead of queueing '
+                  'them (docs/performance.md).', minimum=1, maximum=100, read_only=True),
+    ParameterSpec('max_age_s', 0.1, 'Largest stamp difference from the anchor for a frame '
+                  'to be used.', minimum=0.001, maximum=10.0),
+    ParameterSpec('timeout_s', _H.timeout_s, 'No message for this long: STALE, masked.',
+                  minimum=0.01, maximum=60.0),
+    ParameterSpec('expected_rate_hz', _H.expected_rate_hz, 'Nominal rate of the stream; 0 '
+                  'disables the rate check.', minimum=0.0, maximum=1000.0),
+    ParameterSpec('rate_window_s', _H.rate_window_s, 'Window over which the rate is '
+                  'measured.', minimum=0.1, maximum=60.0),
+    ParameterSpec('rate_warn_ratio', _H.rate_warn_ratio, 'Measured/expected rate below '
+                  'this: WARN.', minimum=0.01, maximum=1.0),
+    ParameterSpec('rate_error_ratio', _H.rate_error_ratio, 'Measured/expected rate below '
+                  'this: ERROR (frames are still used).', minimum=0.01, maximum=1.0),
+    ParameterSpec('future_tolerance_s', _H.future_tolerance_s, 'A stamp further ahead of '
+                  'the node clock than this is an ERROR.', minimum=0.0, maximum=60.0),
+    ParameterSpec('frozen_frames', _H.frozen_frames, 'This many identical frames in a row: '
+                  'FROZEN, masked.', minimum=2, maximum=10000),
+    ParameterSpec('frozen_max_difference', _H.frozen_max_difference, 'Mean absolute '
+                  'difference of 16x16 thumbnails (in the representation\'s units) up to '
+                  'which two frames count as identical.', minimum=0.0, maximum=1000.0),
+    ParameterSpec('invalid_warn_fraction', _H.invalid_warn_fraction, 'Share of invalid '
+                  'pixels (depth: NaN, 0, Inf) from which the sensor is WARN.',
+                  minimum=0.0, maximum=1.0),
+    ParameterSpec('invalid_error_fraction', _H.invalid_error_fraction, 'Share of invalid '
+                  'pixels from which a frame is rejected (ERROR, masked).',
+                  minimum=0.0, maximum=1.0),
+    ParameterSpec('recovery_frames', _H.recovery_frames, 'Consecutive good frames before a '
+                  'masked sensor is used again.', minimum=1, maximum=10000),
+)
+
+# Decoder settings (mmp_ros.sensors), only for the modality they belong to.
+DECODER_PARAMETERS: dict[str, tuple[ParameterSpec, ...]] = {
+    'depth': (
+        ParameterSpec('min_m', 0.0, 'Depth readings nearer than this (metres) are invalid.',
+                      minimum=0.0, maximum=1000.0),
+        ParameterSpec('max_m', 0.0, 'Depth readings farther than this (metres) are invalid '
+                      "(the sensor's rated range); 0: no limit.", minimum=0.0, maximum=1000.0),
+    ),
+    'thermal': (
+        ParameterSpec('semantics', 'counts_linear', 'What thermal pixels hold: counts_linear '
+                      '(T = gain * counts + offset, in unit), centikelvin, planck (radiometric '
+                      'counts, default calibration) or celsius (32FC1/64FC1).',
+                      choices=tuple(THERMAL_SEMANTICS)),
+        ParameterSpec('gain', 0.04, 'counts_linear: degrees per count (FLIR TLinear high '
+                      'resolution: 0.04).', minimum=-1e6, maximum=1e6),
+        ParameterSpec('offset', 0.0, 'counts_linear: temperature at zero counts, in unit.',
+                      minimum=-1e6, maximum=1e6),
+        ParameterSpec('unit', 'kelvin', 'counts_linear: unit of gain and offset.',
+                      choices=THERMAL_UNITS),
+    ),
+    'polarization': (
+        ParameterSpec('layout', [a for row in IMX250MZR for a in row], 'Polarizer angles '
+                      '(degrees) of the 2x2 mosaic block, row-major; Sony IMX250MZR: '
+                      '[90, 45, 135, 0].'),
+        ParameterSpec('resolution', 'half', 'Output grid of the mosaic decoder: half (one '
+                      'pixel per 2x2 block), quarter, or full (demosaiced).',
+                      choices=POLARIZATION_RESOLUTIONS),
+    ),
+}
+
+HEALTH_FIELDS = tuple(
+    s.name for s in SENSOR_PARAMETERS if s.name in HealthConfig.__dataclass_fields__
+)
+
+
+def sensor_parameter(modality: str, name: str) -> str:
+    return f'{SENSOR_PREFIX}.{modality}.{name}'
+
+
+def all_parameters(modalities: Sequence[str] = MODALITIES) -> dict[str, ParameterSpec]:
+    """Every parameter of the node, by full name."""
+    specs = {s.name: s for s in NODE_PARAMETERS}
+    for modality in modalities:
+        for spec in (*SENSOR_PARAMETERS, *DECODER_PARAMETERS.get(modality, ())):
+            full = sensor_parameter(modality, spec.name)
+            specs[full] = ParameterSpec(
+                full, spec.default, f'{modality}: {spec.description}', spec.minimum,
+                spec.maximum, spec.choices, spec.read_only,
+            )
+    return specs
+
+
+def validate(values: Mapping[str, Any], modalities: Sequence[str] = MODALITIES) -> None:
+    """Check a set of values (any subset of the parameters), including cross-field rules."""
+    specs = all_parameters(modalities)
+    unknown = sorted(set(values) - set(specs))
+    if unknown:
+        raise ParameterError(f'unknown parameters {unknown}')
+    for name, value in values.items():
+        specs[name].check(value)
+    if values.get('anchor') == ANCHOR_TIMER and not values.get('max_rate_hz', 0.0) > 0:
+        raise ParameterError("anchor 'timer' needs max_rate_hz > 0 (the timer's rate)")
+    for modality in modalities:
+        fields = {
+            f: values[sensor_parameter(modality, f)]
+            for f in HEALTH_FIELDS
+            if sensor_parameter(modality, f) in values
+        }
+        try:
+            HealthConfig(**fields)
+        except ValueError as exc:
+            raise ParameterError(f'{SENSOR_PREFIX}.{modality}: {exc}') from exc
+        names = [sensor_parameter(modality, s.name) for s in DECODER_PARAMETERS.get(modality, ())]
+        if names and all(n in values for n in names):
+            decoder_settings(values, modality)
+
+
+def health_config(values: Mapping[str, Any], modality: str) -> HealthConfig:
+    """The :class:`HealthConfig` of one sensor from full parameter values."""
+    return HealthConfig(**{f: values[sensor_parameter(modality, f)] for f in HEALTH_FIELDS})
+
+
+def decoder_settings(values: Mapping[str, Any], modality: str) -> ModalitySettings:
+    """The decoder settings of one sensor (None for rgb) from full parameter values."""
+
+    def get(name: str) -> Any:
+        return values[sensor_parameter(modality, name)]
+
+    try:
+        if modality == 'depth':
+            return DepthSettings(get('min_m'), get('max_m') or math.inf)
+        if modality == 'thermal':
+            return ThermalSettings(get('semantics'), get('gain'), get('offset'), get('unit'))
+        if modality == 'polarization':
+            layout = list(get('layout'))
+            if len(layout) != 4:
+                raise SensorInputError(f'layout needs 4 angles, got {layout}')
+            return PolarizationSettings(
+                ((layout[0], layout[1]), (layout[2], layout[3])), get('resolution')
+            )
+    except SensorInputError as exc:
+        raise ParameterError(f'{SENSOR_PREFIX}.{modality}: {exc}') from exc
+    return None
+
+
+def defaults(modalities: Sequence[str] = MODALITIES) -> dict[str, Value]:
+    return {name: spec.default for name, spec in all_parameters(modalities).items()}
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
+    """Nested YAML mappings -> dotted ROS parameter names."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f'{prefix}{key}'
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f'{name}.'))
+        else:
+            flat[name] = value
+    return flat
+
+
+def load_params_file(path: str | Path, node_name: str = NODE_NAME) -> dict[str, Any]:
+    """The flat parameter values a ROS params file sets for ``node_name``."""
+    with open(path, encoding='utf-8') as stream:
+        document = yaml.safe_load(stream) or {}
+    section: dict[str, Any] = {}
+    # Keys as rcl matches them: '/**' (every node), or a node path ending in the node's name
+    # ('mmp_segmentation', '/robot/mmp_segmentation', '/**/mmp_segmentation').
+    for key, node_section in document.items():
+        matches = key == '/**' or str(key).rstrip('/').rsplit('/', 1)[-1] == node_name
+        if matches and isinstance(node_section, Mapping):
+            section.update(flatten(node_section.get('ros__parameters', {})))
+    if not section:
+        raise ParameterError(f'{path}: no ros__parameters for node {node_name!r}')
+    return section

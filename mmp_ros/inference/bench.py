@@ -1,0 +1,341 @@
+"""``mmp_ros bench-backends``: latency, throughput and peak memory of the inference backends.
+
+For each backend × model variant × input size, a fresh child process loads the model,
+warms up and times ``backend.infer`` at batch 1 (the node's call, host copies and input
+checks included), then reports latency p50/p95, throughput and the process's peak
+resident memory (and peak CUDA memory for torch on a GPU). Separate processes keep one
+configuration's memory from being charged to the next.
+
+Variants: the model (``mmp``) and, when given, the same architecture trained as
+``none``; the ratio of their latencies is the cost of MMP's projection at inference.
+Without checkpoints, ``--random-size`` builds random-weight models of a registry size:
+latency does not depend on the values of the weights.
+
+Example (the figures in docs/performance.md)::
+
+    python scripts/bench_backends.py --random-size tiny --sizes model,480x640 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_RANDOM_INPUT_SIZE = (240, 320)
+DEFAULT_RANDOM_CLASSES = 10
+
+
+# --- child: one configuration, one process -----------------------------------------------
+
+
+def _status_mib(field: str) -> float:
+    """A memory figure of this process from /proc (VmRSS now, VmHWM its peak) in MiB.
+
+    VmHWM belongs to the address space that exec created, so unlike ``ru_maxrss`` it does
+    not inherit the parent's high-water mark through fork + exec.
+    """
+    with open('/proc/self/status') as stream:
+        for line in stream:
+            if line.startswith(field + ':'):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f'{field} not in /proc/self/status')
+
+
+def _inputs(metadata, input_size, seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    rng = np.random.default_rng(seed)
+    height, width = input_size
+    inputs = {
+        m: rng.standard_normal((1, metadata.input_channels[m], height, width)).astype(np.float32)
+        for m in metadata.modalities
+    }
+    return inputs, np.ones((1, len(metadata.modalities)), np.float32)
+
+
+def _load(spec: dict):
+    """The backend a spec describes; torch takes the checkpoint, the others the ONNX."""
+    from dataclasses import replace
+
+    from mmp_ros.inference import create_backend
+
+    if spec['backend'] != 'torch':
+        return create_backend(spec['backend'], spec['onnx'], device=spec['device'],
+                              threads=spec['threads'], enable_fp16=spec['fp16'])
+    from mmp_ros.inference.torch_backend import TorchBackend, load_checkpoint_model, resolve_device
+
+    model, metadata = load_checkpoint_model(spec['checkpoint'], resolve_device(spec['device']))
+    metadata = replace(metadata, input_size=tuple(spec['input_size']))
+    return TorchBackend(model, metadata, device=spec['device'], enable_fp16=spec['fp16'],
+                        threads=spec['threads'], with_logits=False)
+
+
+def _time_once(backend, inputs, available) -> float:
+    start = time.perf_counter()
+    backend.infer(inputs, available)
+    return (time.perf_counter() - start) * 1e3
+
+
+def _latency(ms: list[float]) -> dict:
+    values = np.asarray(ms)
+    return {
+        'p50_ms': float(np.percentile(values, 50)),
+        'p95_ms': float(np.percentile(values, 95)),
+        'mean_ms': float(values.mean()),
+        'throughput_fps': float(1e3 / values.mean()),
+    }
+
+
+def run_child(spec: dict) -> dict:
+    """One configuration alone in this process: latency and peak memory."""
+    rss_start = _status_mib('VmRSS')
+    backend = _load(spec)
+    inputs, available = _inputs(backend.metadata, backend.metadata.input_size)
+    for _ in range(spec['warmup']):
+        backend.infer(inputs, available)
+    ms = [_time_once(backend, inputs, available) for _ in range(spec['iterations'])]
+    result = {
+        **spec,
+        'describe': backend.describe(),
+        **_latency(ms),
+        'peak_rss_mib': _status_mib('VmHWM'),
+        'rss_before_load_mib': rss_start,
+    }
+    if 'torch' in sys.modules:
+        import torch
+
+        if torch.cuda.is_available() and spec['device'].startswith('cuda'):
+            result['peak_cuda_mib'] = torch.cuda.max_memory_allocated() / 2**20
+    return result
+
+
+def run_interleaved(specs: list[dict]) -> list[dict]:
+    """Several variants in one process, timed in alternation.
+
+    On a shared machine the load drifts over seconds; alternating call by call (in
+    reversed order every other round) exposes every variant to the same drift, so
+    their latency ratio stays meaningful where back-to-back runs would not.
+    """
+    loaded = []
+    for spec in specs:
+        backend = _load(spec)
+        inputs, available = _inputs(backend.metadata, backend.metadata.input_size)
+        for _ in range(spec['warmup']):
+            backend.infer(inputs, available)
+        loaded.append((backend, inputs, available))
+    times: list[list[float]] = [[] for _ in specs]
+    order = list(range(len(specs)))
+    for round_index in range(specs[0]['iterations']):
+        for i in order if round_index % 2 == 0 else order[::-1]:
+            times[i].append(_time_once(*loaded[i]))
+    return [{**spec, **_latency(ms)} for spec, ms in zip(specs, times, strict=True)]
+
+
+# --- parent: prepare models, run children, report ------------------------------------------
+
+
+@dataclass
+class Variant:
+    method: str  # 'mmp' or 'none' (or whatever the checkpoint says)
+    checkpoint: Path | None
+    onnx: Path | None
+
+
+def _parse_size(text: str) -> tuple[int, int] | None:
+    if text == 'model':
+        return None
+    height, _, width = text.partition('x')
+    return int(height), int(width)
+
+
+def _random_checkpoints(args, workdir: Path) -> list[Variant]:
+    import torch
+
+    from mmp_ros.inference.testing import tiny_metadata
+    from mmp_ros.model import ModelConfig, build_model, save_checkpoint
+
+    variants = []
+    for method in ('mmp', 'none'):
+        metadata = tiny_metadata(input_size=tuple(args.model_input_size),
+                                 num_classes=args.num_classes, method=method)
+        torch.manual_seed(0)
+        model = build_model(ModelConfig(modalities=metadata.modalities,
+                                        num_classes=metadata.num_classes,
+                                        size=args.random_size, method=method))
+        path = save_checkpoint(workdir / f'random_{args.random_size}_{method}.pt', model=model,
+                               metadata=metadata)
+        variants.append(Variant(method, path, None))
+    return variants
+
+
+def _onnx_for(variant: Variant, size: tuple[int, int] | None, workdir: Path) -> Path:
+    if size is None and variant.onnx is not None:
+        return variant.onnx
+    if variant.checkpoint is None:
+        raise SystemExit(f'--sizes {size} needs a checkpoint to re-export the {variant.method} '
+                         'model at that size')
+    from training.export import export_checkpoint
+
+    tag = 'model' if size is None else f'{size[0]}x{size[1]}'
+    target = workdir / f'{variant.checkpoint.stem}_{tag}.onnx'
+    if not target.exists():
+        export_checkpoint(variant.checkpoint, target, input_size=size, verify=False)
+    return target
+
+
+def _model_input_size(variant: Variant) -> tuple[int, int]:
+    from mmp_ros.inference.onnx_file import read_model_metadata
+
+    if variant.onnx is not None:
+        return read_model_metadata(variant.onnx).input_size
+    import torch
+
+    checkpoint = torch.load(variant.checkpoint, map_location='cpu', weights_only=True)
+    return tuple(checkpoint['metadata']['input_size'])
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_argument_group('models')
+    source.add_argument('--checkpoint', type=Path, help='the model (training checkpoint)')
+    source.add_argument('--onnx', type=Path, help='its export (default: exported here)')
+    source.add_argument('--baseline-checkpoint', type=Path,
+                        help="the same architecture trained as 'none', for MMP's overhead")
+    source.add_argument('--random-size', help='no checkpoints: random-weight mmp and none '
+                        'models of this registry size (tiny, base)')
+    source.add_argument('--model-input-size', nargs=2, type=int,
+                        default=DEFAULT_RANDOM_INPUT_SIZE, metavar=('H', 'W'),
+                        help='input size of the random models')
+    source.add_argument('--num-classes', type=int, default=DEFAULT_RANDOM_CLASSES)
+    parser.add_argument('--backends', default='onnxruntime,torch',
+                        help='comma-separated: onnxruntime, torch, tensorrt')
+    parser.add_argument('--device', default='cpu', help='cpu or cuda[:N]')
+    parser.add_argument('--fp16', action='store_true',
+                        help='FP16 (torch autocast on CUDA, TensorRT FP16)')
+    parser.add_argument('--threads', type=int, help='CPU threads (default: runtime default)')
+    parser.add_argument('--sizes', default='model,480x640',
+                        help="input sizes: 'model' and/or HxW, comma-separated")
+    parser.add_argument('--warmup', type=int, default=5)
+    parser.add_argument('--iterations', type=int, default=50)
+    parser.add_argument('--workdir', type=Path, help='where exports go (default: temporary)')
+    parser.add_argument('--json', type=Path, help='write all results here')
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.random_size is None and args.checkpoint is None and args.onnx is None:
+        raise SystemExit('give --checkpoint/--onnx (and --baseline-checkpoint), or --random-size')
+    with tempfile.TemporaryDirectory(prefix='mmp_ros_bench_') as tmp:
+        workdir = args.workdir or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        if args.random_size:
+            variants = _random_checkpoints(args, workdir)
+        else:
+            variants = [Variant('model', args.checkpoint, args.onnx)]
+            if args.baseline_checkpoint:
+                variants.append(Variant('none', args.baseline_checkpoint, None))
+        results, paired = [], []
+        for size_text in args.sizes.split(','):
+            size = _parse_size(size_text)
+            for backend in args.backends.split(','):
+                specs = []
+                for variant in variants:
+                    if backend == 'torch' and variant.checkpoint is None:
+                        continue
+                    onnx = None if backend == 'torch' else _onnx_for(variant, size, workdir)
+                    specs.append({
+                        'backend': backend,
+                        'variant': variant.method,
+                        'device': args.device,
+                        'fp16': args.fp16,
+                        'threads': args.threads,
+                        'warmup': args.warmup,
+                        'iterations': args.iterations,
+                        'input_size': list(size or _model_input_size(variant)),
+                        'size_label': size_text,
+                        'onnx': str(onnx) if onnx else None,
+                        'checkpoint': str(variant.checkpoint) if variant.checkpoint else None,
+                    })
+                for spec in specs:
+                    results.append(_spawn([spec])[0])
+                    print(_row(results[-1]), flush=True)
+                if len(specs) > 1:
+                    paired.append(_spawn(specs))
+    print()
+    print(report_markdown(results, paired))
+    if args.json:
+        args.json.write_text(json.dumps({'alone': results, 'interleaved': paired}, indent=2))
+    return 0
+
+
+def _spawn(specs: list[dict]) -> list[dict]:
+    """Run specs in a fresh interpreter: one alone, several interleaved."""
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, 'PYTHONPATH': os.pathsep.join(filter(None, [
+        str(repo), os.environ.get('PYTHONPATH')]))}
+    done = subprocess.run(
+        [sys.executable, '-m', 'mmp_ros.inference.bench', '--child', json.dumps(specs)],
+        env=env, capture_output=True, text=True, check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f'benchmark child failed for {specs}:\n{done.stderr[-3000:]}')
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _row(r: dict) -> str:
+    size = 'x'.join(map(str, r['input_size']))
+    memory = f"{r['peak_rss_mib']:.0f}"
+    if 'peak_cuda_mib' in r:
+        memory += f" (CUDA {r['peak_cuda_mib']:.0f})"
+    return (f"| {r['backend']} {r['device']}{' fp16' if r['fp16'] else ''} | {r['variant']} | "
+            f"{size} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['throughput_fps']:.1f} | "
+            f'{memory} |')
+
+
+def overhead_lines(paired: list[list[dict]]) -> list[str]:
+    """MMP's latency relative to ``none`` from each interleaved measurement."""
+    lines = []
+    for group in paired:
+        by_variant = {r['variant']: r for r in group}
+        base = by_variant.get('none')
+        if base is None:
+            continue
+        for variant, r in by_variant.items():
+            if variant == 'none':
+                continue
+            ratio = r['p50_ms'] / base['p50_ms'] - 1
+            size = 'x'.join(map(str, r['input_size']))
+            lines.append(f"- {r['backend']} {r['device']}, {size}: {variant} p50 "
+                         f"{r['p50_ms']:.1f} ms vs none {base['p50_ms']:.1f} ms: {ratio:+.1%}")
+    return lines
+
+
+def report_markdown(results: list[dict], paired: list[list[dict]] = ()) -> str:
+    lines = ['| backend | model | input HxW | p50 ms | p95 ms | frames/s (batch 1) | '
+             'peak RSS MiB |', '| --- | --- | --- | ---: | ---: | ---: | ---: |']
+    lines += [_row(r) for r in results]
+    overheads = overhead_lines(list(paired))
+    if overheads:
+        lines += ['', 'Latency of MMP over the same architecture as none (interleaved runs):',
+                  *overheads]
+    return '\n'.join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ['--child']:
+        specs = json.loads(argv[1])
+        print(json.dumps([run_child(specs[0])] if len(specs) == 1 else run_interleaved(specs)))
+        return 0
+    parser = argparse.ArgumentParser(prog='bench_backends', description=__doc__.split('\n')[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == '__main__':
+    sys.exit(main())

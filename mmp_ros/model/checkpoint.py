@@ -1,0 +1,144 @@
+"""One self-describing checkpoint format, loaded strictly and with ``weights_only=True``.
+
+A checkpoint is a ``torch.save`` of a dict of plain types::
+
+    format        'mmp_ros.checkpoint/1'
+    model_config  ModelConfig.to_dict()
+    metadata      ModelMetadata.to_dict() (modalities, normalization, classes, ...)
+    state_dict    the model's weights
+    train_config  the training configuration as a dict
+    step, metrics
+    optimizer, scheduler, scaler, rng   what a resumed run needs (may be None)
+
+Nothing in it needs unpickling of custom classes, so ``weights_only=True`` loads it
+and a file from elsewhere cannot run code.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from mmp_ros.metadata import MetadataError, ModelMetadata
+from mmp_ros.model.config import ModelConfig, ModelConfigError
+from mmp_ros.model.segmenter import MultimodalSegmenter, build_model
+
+CHECKPOINT_FORMAT = 'mmp_ros.checkpoint/1'
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, of another format, or that does not fit the model."""
+
+
+def save_checkpoint(path: str | os.PathLike, *, model: nn.Module, metadata: ModelMetadata,
+                    train_config: Mapping[str, Any] | None = None, step: int = 0,
+                    metrics: Mapping[str, Any] | None = None,
+                    optimizer: Mapping[str, Any] | None = None,
+                    scheduler: Mapping[str, Any] | None = None,
+                    scaler: Mapping[str, Any] | None = None,
+                    rng: Mapping[str, Any] | None = None) -> Path:
+    """Write a checkpoint atomically (temporary file, then rename): a crash never leaves
+    half a file where a resumable one was."""
+    model = getattr(model, 'module', model)  # unwrap DistributedDataParallel
+    if not isinstance(model, MultimodalSegmenter):
+        raise CheckpointError(f'can only save MultimodalSegmenter, got {type(model).__name__}')
+    config = model.config
+    if tuple(metadata.modalities) != config.modalities:
+        raise CheckpointError(f'metadata modalities {list(metadata.modalities)} differ from the '
+                              f'model\'s {list(config.modalities)}')
+    if metadata.num_classes != config.num_classes:
+        raise CheckpointError(f'metadata has {metadata.num_classes} classes, model '
+                              f'{config.num_classes}')
+    payload = {
+        'format': CHECKPOINT_FORMAT,
+        'model_config': config.to_dict(),
+        'metadata': metadata.to_dict(),
+        'state_dict': {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        'train_config': dict(train_config or {}),
+        'step': int(step),
+        'metrics': dict(metrics or {}),
+        'optimizer': optimizer,
+        'scheduler': scheduler,
+        'scaler': scaler,
+        'rng': rng,
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + '.tmp')
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 'cpu'
+                    ) -> dict[str, Any]:
+    """The checkpoint dict, after checking that the file exists and has our format."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f'checkpoint not found: {path}')
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for foreign or corrupt files
+        raise CheckpointError(f'{path}: not a readable mmp_ros checkpoint ({exc})') from exc
+    if not isinstance(checkpoint, dict) or checkpoint.get('format') != CHECKPOINT_FORMAT:
+        found = checkpoint.get('format') if isinstance(checkpoint, dict) else type(checkpoint)
+        raise CheckpointError(
+            f'{path}: format {found!r}, expected {CHECKPOINT_FORMAT!r} (a bare state_dict or a '
+            'checkpoint from another project is not accepted)'
+        )
+    missing = [k for k in ('model_config', 'metadata', 'state_dict') if k not in checkpoint]
+    if missing:
+        raise CheckpointError(f'{path}: checkpoint lacks {missing}')
+    return checkpoint
+
+
+def load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor],
+                 source: str = 'checkpoint', *, fresh_prefixes: tuple[str, ...] = ()) -> None:
+    """``load_state_dict(strict=True)`` with an error that lists what differs.
+
+    ``fresh_prefixes`` names the only parameters allowed to be absent from
+    ``state_dict`` (``('projection.',)`` when a projection is added to a trained model);
+    everything else must match exactly.
+    """
+    own = model.state_dict()
+    if fresh_prefixes:
+        state_dict = {**{k: v for k, v in own.items() if k.startswith(fresh_prefixes)},
+                      **state_dict}
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    shapes = sorted(k for k in set(own) & set(state_dict) if own[k].shape != state_dict[k].shape)
+    if missing or unexpected or shapes:
+        def head(keys: list[str]) -> str:
+            return f'{keys[:5]}{" ..." if len(keys) > 5 else ""} ({len(keys)})'
+        raise CheckpointError(
+            f'{source}: weights do not fit the model (another size, method or modality '
+            f'set?): missing {head(missing)}, unexpected {head(unexpected)}, '
+            f'shape mismatch {head(shapes)}'
+        )
+    model.load_state_dict(state_dict, strict=True)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 'cpu'
+                    ) -> tuple[MultimodalSegmenter, ModelMetadata, dict[str, Any]]:
+    """Rebuild the model a checkpoint describes and load its weights strictly.
+
+    Returns ``(model in eval mode, metadata, checkpoint dict)``.
+    """
+    checkpoint = read_checkpoint(path, map_location)
+    try:
+        config = ModelConfig.from_dict(checkpoint['model_config'])
+        metadata = ModelMetadata.from_dict(checkpoint['metadata'], source=str(path))
+    except (ModelConfigError, MetadataError) as exc:
+        raise CheckpointError(f'{path}: {exc}') from exc
+    if tuple(metadata.modalities) != config.modalities:
+        raise CheckpointError(f'{path}: metadata modalities {list(metadata.modalities)} differ '
+                              f'from the model config\'s {list(config.modalities)}')
+    model = build_model(config)
+    load_weights(model, checkpoint['state_dict'], source=str(path))
+    model.to(map_location).eval()
+    return model, metadata, checkpoint

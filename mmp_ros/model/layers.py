@@ -1,0 +1,80 @@
+"""Small convolutional building blocks shared by the encoders and the decoder.
+
+Only ops that ONNX (opset 17) and TensorRT handle natively: Conv, BatchNorm (folded
+at export), GELU/ReLU, bilinear Resize, AveragePool.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ConvNormAct(nn.Sequential):
+    """Conv2d -> BatchNorm2d -> activation; the bias is redundant before the norm."""
+
+    def __init__(self, in_channels: int, out_channels: int, *, kernel_size: int = 3,
+                 stride: int = 1, groups: int = 1, act_layer: type[nn.Module] = nn.GELU) -> None:
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride,
+                      padding=kernel_size // 2, groups=groups, bias=False),
+            nn.BatchNorm2d(out_channels),
+            act_layer(),
+        )
+
+
+class ResidualBlock(nn.Module):
+    """Depthwise 3x3 for space, then a 2x pointwise MLP for channels, plus the identity.
+
+    Depthwise-separable keeps the ``tiny`` model in the CPU real-time budget.
+    """
+
+    def __init__(self, dim: int, *, expansion: int = 2) -> None:
+        super().__init__()
+        self.spatial = nn.Sequential(
+            nn.Conv2d(dim, dim, 3, padding=1, groups=dim, bias=False), nn.BatchNorm2d(dim)
+        )
+        self.channel = nn.Sequential(
+            nn.Conv2d(dim, dim * expansion, 1), nn.GELU(), nn.Conv2d(dim * expansion, dim, 1)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.channel(self.spatial(x))
+
+
+class Stem(nn.Sequential):
+    """Strided 3x3 convolutions from the sensor's channels down to one token per ``stride``."""
+
+    def __init__(self, in_channels: int, width: int, stride: int) -> None:
+        steps = stride.bit_length() - 1  # stride is a power of two
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for step in range(steps):
+            out = width if step == steps - 1 else max(width // 2, 8)
+            layers.append(ConvNormAct(channels, out, stride=2))
+            channels = out
+        super().__init__(*layers)
+
+
+def resize_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize to ``size``; the identity when already there (no Resize node)."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=size, mode='bilinear', align_corners=False)
+
+
+def pool_to_grid(x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """Average ``x`` (B, C, h, w) onto a ``grid`` of cells.
+
+    An exact AveragePool when the grid divides the map (the usual case, fixed input
+    size); adaptive pooling only otherwise.
+    """
+    h, w = x.shape[-2:]
+    gh, gw = grid
+    if (h, w) == (gh, gw):
+        return x
+    if h % gh == 0 and w % gw == 0:
+        kernel = (h // gh, w // gw)
+        return F.avg_pool2d(x, kernel_size=kernel, stride=kernel)
+    return F.adaptive_avg_pool2d(x, grid)

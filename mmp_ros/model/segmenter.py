@@ -1,0 +1,251 @@
+"""The multimodal segmenter: per-modality encoders, MMP, fusion, shared encoder, MLP decoder.
+
+::
+
+    inputs[m] ─► stem_m ─► [substitute] ─► blocks_m ─► [substitute] ─► 1x1_m ─┐
+                 (stride s_m, width C_m)     (projection_stage picks one)       Σ ─► shared
+    encoder (strides 4, 8, 16, 32) ─► all-MLP decoder ─► logits (B, K, H, W)
+
+"Substitute" is where a missing modality's tokens are replaced, according to the
+method: ``none``/``dropout`` zero the missing input instead, ``mask_token`` puts a
+learned token, ``mmp``/``mmp_adapt`` the projected tokens. Every branch is computed
+for every sample and chosen with ``torch.where``: one graph serves every mask, which
+is what the ONNX/TensorRT export needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from mmp_ros.model.config import FUSED_STRIDE, ModelConfig
+from mmp_ros.model.layers import ConvNormAct, ResidualBlock, Stem, resize_to
+from mmp_ros.model.projection import MaskedModalityProjection
+
+
+@dataclass
+class TrainOutputs:
+    """What :meth:`MultimodalSegmenter.forward_train` returns besides the logits.
+
+    ``alignment`` (B, M): smooth-L1 between projected and real tokens (target detached)
+    per sample and modality, for every modality; the training loss averages it over the
+    unavailable ones. ``projected``/``real`` hold the tokens at the substitution point,
+    for the cosine-similarity report. All empty for methods without projection.
+    """
+
+    alignment: torch.Tensor | None
+    projected: dict[str, torch.Tensor]
+    real: dict[str, torch.Tensor]
+
+
+class SharedEncoder(nn.Module):
+    """Four stages on the fused map; returns every stage's output for the decoder."""
+
+    def __init__(self, widths: tuple[int, ...], depths: tuple[int, ...]) -> None:
+        super().__init__()
+        stages = []
+        for index, (width, depth) in enumerate(zip(widths, depths, strict=True)):
+            layers: list[nn.Module] = []
+            if index:
+                layers.append(ConvNormAct(widths[index - 1], width, stride=2))
+            layers.extend(ResidualBlock(width) for _ in range(depth))
+            stages.append(nn.Sequential(*layers))
+        self.stages = nn.ModuleList(stages)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        features = []
+        for stage in self.stages:
+            x = stage(x)
+            features.append(x)
+        return features
+
+
+class MLPDecoder(nn.Module):
+    """SegFormer's head: each stage -> linear -> upsample to 1/4 -> concat -> fuse -> classify."""
+
+    def __init__(self, in_widths: tuple[int, ...], width: int, num_classes: int) -> None:
+        super().__init__()
+        self.linears = nn.ModuleList(nn.Conv2d(c, width, 1) for c in in_widths)
+        self.fuse = ConvNormAct(width * len(in_widths), width, kernel_size=1, act_layer=nn.ReLU)
+        self.classify = nn.Conv2d(width, num_classes, 1)
+
+    def forward(self, features: list[torch.Tensor], image_size: tuple[int, int]) -> torch.Tensor:
+        size = tuple(features[0].shape[-2:])
+        x = torch.cat([resize_to(lin(f), size) for lin, f in zip(self.linears, features,
+                                                                   strict=True)], dim=1)
+        logits = self.classify(self.fuse(x))
+        return F.interpolate(logits, size=image_size, mode='bilinear', align_corners=False)
+
+
+class MultimodalSegmenter(nn.Module):
+    """``forward(inputs, available) -> logits``; see the module docstring for the layout."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.modalities = config.modalities
+        spec = config.spec
+        widths, strides = config.widths, config.strides
+        fused = spec.stage_widths[0]
+        self.stems = nn.ModuleDict(
+            {m: Stem(config.input_channels[m], widths[m], strides[m]) for m in self.modalities}
+        )
+        self.modality_blocks = nn.ModuleDict({
+            m: nn.Sequential(*(ResidualBlock(widths[m]) for _ in range(spec.modality_depth)))
+            for m in self.modalities
+        })
+        self.fusion = nn.ModuleDict({m: nn.Conv2d(widths[m], fused, 1) for m in self.modalities})
+        self.fusion_norm = nn.BatchNorm2d(fused)
+        self.encoder = SharedEncoder(spec.stage_widths, spec.stage_depths)
+        self.decoder = MLPDecoder(spec.stage_widths, spec.decoder_width, config.num_classes)
+        self.mask_tokens = None
+        self.projection = None
+        if config.method == 'mask_token':
+            self.mask_tokens = nn.ParameterDict(
+                {m: nn.Parameter(torch.zeros(1, widths[m], 1, 1)) for m in self.modalities}
+            )
+        if config.uses_projection:
+            self.projection = MaskedModalityProjection(
+                modalities=self.modalities, widths=widths, dim=spec.projection_dim,
+                heads=spec.projection_heads, query_stride=config.projection_stride,
+                key_stride=config.aggregate_stride,
+            )
+
+    # --- public API -------------------------------------------------------------------
+
+    def forward(self, inputs: dict[str, torch.Tensor], available: torch.Tensor) -> torch.Tensor:
+        """Logits (B, K, H, W). Unavailable inputs are ignored whatever they hold (NaN too)."""
+        logits, _ = self._run(inputs, available, zero_missing_inputs=True, with_aux=False)
+        return logits
+
+    def forward_train(self, inputs: dict[str, torch.Tensor],
+                      available: torch.Tensor) -> tuple[torch.Tensor, TrainOutputs]:
+        """Logits plus the alignment terms.
+
+        Projection methods keep the real inputs of masked modalities: their real tokens
+        are the alignment targets (detached); they never reach the logits.
+        """
+        keep_real = self.config.uses_projection
+        return self._run(inputs, available, zero_missing_inputs=not keep_real, with_aux=True)
+
+    def projection_parameters(self) -> list[nn.Parameter]:
+        return [] if self.projection is None else list(self.projection.parameters())
+
+    # --- internals --------------------------------------------------------------------
+
+    def _check(self, inputs: dict[str, torch.Tensor], available: torch.Tensor) -> torch.Tensor:
+        missing = [m for m in self.modalities if m not in inputs]
+        if missing:
+            raise KeyError(f'model inputs lack modalities {missing}; the model takes '
+                           f'{list(self.modalities)} (unavailable ones still need a tensor)')
+        if available.dim() != 2 or available.shape[1] != len(self.modalities):
+            raise ValueError(f'available must be (B, {len(self.modalities)}) in the order '
+                             f'{list(self.modalities)}, got {tuple(available.shape)}')
+        for m in self.modalities:
+            channels = self.config.input_channels[m]
+            if inputs[m].dim() != 4 or inputs[m].shape[1] != channels:
+                raise ValueError(f'{m}: expected (B, {channels}, H, W), got '
+                                 f'{tuple(inputs[m].shape)}')
+        return available if available.dtype == torch.bool else available > 0.5
+
+    def _run(self, inputs: dict[str, torch.Tensor], available: torch.Tensor, *,
+             zero_missing_inputs: bool, with_aux: bool) -> tuple[torch.Tensor, TrainOutputs]:
+        available = self._check(inputs, available)
+        first = inputs[self.modalities[0]]
+        image_size = (int(first.shape[-2]), int(first.shape[-1]))
+        fused_size = (max(1, image_size[0] // FUSED_STRIDE), max(1, image_size[1] // FUSED_STRIDE))
+        aux = TrainOutputs(alignment=None, projected={}, real={})
+        tokens = {}
+        for index, m in enumerate(self.modalities):
+            x = inputs[m]
+            if zero_missing_inputs:
+                x = torch.where(available[:, index, None, None, None], x, 0.0)
+            tokens[m] = self.stems[m](x)
+        stage = self.config.projection_stage
+        if stage == 'stem':
+            tokens = self._substitute(tokens, available, image_size, aux, with_aux)
+        tokens = {m: self.modality_blocks[m](t) for m, t in tokens.items()}
+        if stage == 'encoder' and self.projection is not None:
+            fused = self._fuse_projected(tokens, available, image_size, fused_size, aux, with_aux)
+        else:
+            if stage == 'encoder':
+                tokens = self._substitute(tokens, available, image_size, aux, with_aux)
+            fused = sum(resize_to(self.fusion[m](tokens[m]), fused_size) for m in self.modalities)
+        features = self.encoder(self.fusion_norm(fused))
+        return self.decoder(features, image_size), aux
+
+    def _project(self, tokens: dict[str, torch.Tensor], available: torch.Tensor,
+                 image_size: tuple[int, int], aux: TrainOutputs,
+                 with_aux: bool) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Projection features on the coarse grid; fills ``aux`` with the alignment terms."""
+        features, grid = self.projection(tokens, available, image_size)
+        if with_aux:
+            coarse = self.projection.to_tokens(features, grid)
+            aux.projected = {m: resize_to(p, tuple(tokens[m].shape[-2:]))
+                             for m, p in coarse.items()}
+            aux.real = {m: t.detach() for m, t in tokens.items()}
+            aux.alignment = torch.stack([
+                F.smooth_l1_loss(aux.projected[m].float(), aux.real[m].float(),
+                                 reduction='none').flatten(1).mean(1)
+                for m in self.modalities
+            ], dim=1)  # (B, M)
+        return features, grid
+
+    def _substitute(self, tokens: dict[str, torch.Tensor], available: torch.Tensor,
+                    image_size: tuple[int, int], aux: TrainOutputs,
+                    with_aux: bool) -> dict[str, torch.Tensor]:
+        """Replace unavailable modalities' tokens as the method says (token grid)."""
+        if self.mask_tokens is not None:
+            replacement = {m: self.mask_tokens[m].to(tokens[m].dtype) for m in self.modalities}
+        elif self.projection is not None:
+            features, grid = self._project(tokens, available, image_size, aux, with_aux)
+            replacement = {m: resize_to(p, tuple(tokens[m].shape[-2:]))
+                           for m, p in self.projection.to_tokens(features, grid).items()}
+        else:
+            return tokens
+        return {
+            m: torch.where(available[:, i, None, None, None], tokens[m], replacement[m])
+            for i, m in enumerate(self.modalities)
+        }
+
+    def _fuse_projected(self, tokens: dict[str, torch.Tensor], available: torch.Tensor,
+                        image_size: tuple[int, int], fused_size: tuple[int, int],
+                        aux: TrainOutputs, with_aux: bool) -> torch.Tensor:
+        """Fusion with projected tokens substituted after the modality encoders.
+
+        Equal to fusing ``where(available, real, upsample(projected))``, but as the fusion
+        is a 1x1 convolution and bilinear upsampling is linear, the projected part is
+        fused on the coarse grid and upsampled once for all modalities. This keeps the
+        projection's inference cost a few percent of the model's.
+        """
+        features, grid = self._project(tokens, available, image_size, aux, with_aux)
+        # where(a, W t + b, W p + b) summed over m equals  sum(b) + sum(a W t) + sum((1-a) W p):
+        # the real part gates the tokens (a product is safe: unavailable inputs were
+        # zero-filled, so their tokens are finite) and keeps the fusion bias; the projected
+        # part is one 1x1 convolution on the coarse grid, upsampled once for all modalities.
+        present = available.to(features.dtype)  # (B, M)
+        real = sum(
+            resize_to(self.fusion[m](tokens[m] * present[:, i, None, None, None]), fused_size)
+            for i, m in enumerate(self.modalities)
+        )
+        heads = [self.projection.heads_out[m] for m in self.modalities]
+        fusions = [self.fusion[m].weight.flatten(1) for m in self.modalities]  # (F, C_m)
+        # fusion_m(head_m(x)) as one (F, M*D) matrix, and its per-modality bias (M, F).
+        weight = torch.cat([f @ h.weight for h, f in zip(heads, fusions, strict=True)], 1)
+        bias = torch.stack([f @ h.bias for h, f in zip(heads, fusions, strict=True)])
+        absent = 1.0 - present
+        gated = features * absent[:, :, None, None]  # (B, M, G, D)
+        gated = rearrange(gated, 'b m (h w) d -> b (m d) h w', h=grid[0], w=grid[1])
+        coarse = resize_to(F.conv2d(gated, weight[:, :, None, None]), fused_size)
+        # The bias is constant over space, so it is added after the upsampling: a Conv feeding
+        # the Resize directly stays in ONNX Runtime's fast blocked layout.
+        return real + coarse + (absent @ bias)[:, :, None, None]
+
+
+def build_model(config: ModelConfig) -> MultimodalSegmenter:
+    """The model a config describes, with freshly initialized weights."""
+    return MultimodalSegmenter(config)

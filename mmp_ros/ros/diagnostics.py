@@ -1,0 +1,43 @@
+"""Health verdicts -> ``diagnostic_msgs``: one status per sensor, one for the model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+from mmp_ros.core.health import HealthStatus, Level
+
+# Sensor statuses are named 'mmp_ros: <modality>', the model's 'mmp_ros: model'.
+NAME_PREFIX = 'mmp_ros: '
+MODEL_STATUS = 'model'
+
+
+def status_name(component: str) -> str:
+    return f'{NAME_PREFIX}{component}'
+
+
+def make_status(
+    component: str, level: Level, message: str, hardware_id: str,
+    values: Mapping[str, str] | None = None,
+) -> DiagnosticStatus:
+    return DiagnosticStatus(
+        level=bytes([int(level)]),
+        name=status_name(component),
+        message=message,
+        hardware_id=hardware_id,
+        values=[KeyValue(key=k, value=str(v)) for k, v in (values or {}).items()],
+    )
+
+
+def sensor_status(status: HealthStatus, hardware_id: str) -> DiagnosticStatus:
+    """A sensor's status; ``hardware_id`` is the camera's frame_id (empty before any message)."""
+    values = {**status.values, 'masked': str(not status.usable).lower()}
+    return make_status(status.modality, status.level, status.message, hardware_id, values)
+
+
+def diagnostic_array(stamp: Time, statuses: Iterable[DiagnosticStatus]) -> DiagnosticArray:
+    msg = DiagnosticArray(status=list(statuses))
+    msg.header.stamp = stamp
+    return msg

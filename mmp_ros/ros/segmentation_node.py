@@ -1,0 +1,605 @@
+"""The ``mmp_segmentation`` node: sensor topics in, segmentation and diagnostics out.
+
+Thin glue around the pure core (DESIGN §1, §5). Sensor callbacks only convert, check and
+store: decode the image, feed the sensor's :class:`HealthMonitor`, cache the frame in the
+:class:`FrameAssembler`. Inference runs in a worker thread of its own that always takes the
+latest bundle, so a slow model never delays a health check and frames the model cannot keep
+up with are dropped, never queued. A health thread evaluates every sensor each
+``health_check_period_s`` and publishes ``/diagnostics`` at once when a level changes, and
+every ``diagnostics_period_s`` otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    SetParametersResult,
+)
+from rclpy.exceptions import ParameterException
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header, String
+
+from mmp_ros.core.assembler import FrameAssembler, FrameBundle
+from mmp_ros.core.health import HealthMonitor, HealthStatus, Level, SensorState
+from mmp_ros.core.latency import LatencyWindow
+from mmp_ros.core.parameters import (
+    DECODER_PARAMETERS,
+    HEALTH_FIELDS,
+    NODE_NAME,
+    ParameterError,
+    ParameterSpec,
+    all_parameters,
+    decoder_settings,
+    health_config,
+    sensor_parameter,
+    validate,
+)
+from mmp_ros.core.postprocess import (
+    NO_PREDICTION,
+    best_background,
+    colorize,
+    modality_marks,
+    overlay,
+    palette_array,
+    to_camera_resolution,
+    visualize,
+)
+from mmp_ros.core.preprocess import build_inputs
+from mmp_ros.inference import InferenceBackend, InferenceError, create_backend
+from mmp_ros.metadata import MetadataError, ModelMetadata
+from mmp_ros.modalities import MODALITIES
+from mmp_ros.ros.diagnostics import (
+    MODEL_STATUS,
+    diagnostic_array,
+    make_status,
+    sensor_status,
+)
+from mmp_ros.ros.image_msg import to_image_fields, to_image_msg
+from mmp_ros.ros.qos import latched_qos, output_qos, subscription_qos
+from mmp_ros.ros.spin import spin_until_shutdown
+from mmp_ros.sensors import SensorInputError, array_to_image, decode_frame
+
+try:  # vision_msgs ships with native ROS installs, not with the PyPI wheels
+    from vision_msgs.msg import LabelInfo, VisionClass
+except ImportError:
+    LabelInfo = VisionClass = None
+
+OVERLAY_PREFERENCE = ('rgb', 'thermal', 'depth', 'polarization')
+PACKAGE = 'mmp_ros'
+
+
+class NodeStartError(RuntimeError):
+    """The node cannot start (bad parameters, model file); the message says what to fix."""
+
+
+@dataclass
+class _ModelState:
+    """What the worker thread reports for the model's diagnostics (guarded by the lock)."""
+
+    inferences: int = 0
+    anchor_frames: int = 0  # frames of the anchor stream that arrived
+    last_mask: str = ''
+    last_error: str = ''
+    first_inference_at: float | None = None
+    last_inference_at: float | None = None
+
+
+def default_model_path() -> Path:
+    """The ONNX model shipped with the package (share/mmp_ros/models, or the source tree)."""
+    folders = []
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        folders.append(Path(get_package_share_directory(PACKAGE)) / 'models')
+    except (ImportError, LookupError, KeyError, ValueError):
+        pass
+    folders.append(Path(__file__).resolve().parents[2] / 'models')
+    for folder in folders:
+        models = sorted(folder.glob('*.onnx'))
+        if len(models) == 1:
+            return models[0]
+        if len(models) > 1:
+            raise NodeStartError(
+                f'{folder} holds several models {[m.name for m in models]}; choose one with '
+                'model_file_path'
+            )
+    raise NodeStartError(
+        f'no model_file_path given and no shipped model in {[str(f) for f in folders]}'
+    )
+
+
+def descriptor(spec: ParameterSpec) -> ParameterDescriptor:
+    """The ROS descriptor of one parameter: description, range, choices, read-only."""
+    desc = ParameterDescriptor(description=spec.description, read_only=spec.read_only)
+    if spec.choices:
+        desc.additional_constraints = f'one of: {", ".join(spec.choices)}'
+    if spec.minimum is not None and spec.maximum is not None:
+        if isinstance(spec.default, float):
+            desc.floating_point_range = [
+                FloatingPointRange(from_value=spec.minimum, to_value=spec.maximum, step=0.0)
+            ]
+        elif isinstance(spec.default, int) and not isinstance(spec.default, bool):
+            desc.integer_range = [
+                IntegerRange(from_value=int(spec.minimum), to_value=int(spec.maximum), step=1)
+            ]
+    return desc
+
+
+class _RclpyLogHandler(logging.Handler):
+    """Forwards the inference package's ``logging`` records to the node's logger."""
+
+    def __init__(self, node: Node) -> None:
+        super().__init__()
+        self._logger = node.get_logger()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = self.format(record)
+        if record.levelno >= logging.ERROR:
+            self._logger.error(message)
+        elif record.levelno >= logging.WARNING:
+            self._logger.warning(message)
+        else:
+            self._logger.info(message)
+
+
+def _stamp_seconds(header: Header) -> float:
+    return header.stamp.sec + header.stamp.nanosec * 1e-9
+
+
+class SegmentationNode(Node):
+    """Subscribes to the four sensors, publishes segmentation, label info and diagnostics."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        self._lock = threading.Lock()
+        self._specs = all_parameters(MODALITIES)
+        self._values = self._declare_parameters()
+        self._backend = self._create_backend()
+        self.metadata: ModelMetadata = self._backend.metadata
+        self.modalities = self.metadata.modalities
+        try:
+            self._build_core()
+        except NodeStartError:
+            self._backend.close()
+            raise
+        self._create_publishers()
+        self._publish_label_info()
+        self._create_subscriptions()
+        self._last_diagnostics_key: tuple = ()
+        self._next_diagnostics = 0.0
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        # Inference and health checks each run in a thread of their own: neither waits behind
+        # the sensor callbacks in the executor's queue, nor behind each other.
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._inference_loop, name='mmp_inference', daemon=True),
+            threading.Thread(target=self._health_loop, name='mmp_health', daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+        self.get_logger().info(
+            f'{self._backend.describe()}; model {self.metadata.method} on '
+            f'{"+".join(self.modalities)}, input {self.metadata.input_size}, '
+            f'{self.metadata.num_classes} classes'
+        )
+
+    # --- start-up ----------------------------------------------------------------------
+
+    def _declare_parameters(self) -> dict[str, Any]:
+        """Declare every parameter once (descriptor from the table) and validate them all."""
+        try:
+            for name, spec in self._specs.items():
+                self.declare_parameter(name, spec.default, descriptor(spec))
+            values = {name: self._parameter_value(name) for name in self._specs}
+            validate(values)
+        except (ParameterError, ParameterException) as exc:
+            raise NodeStartError(f'invalid parameters: {exc}') from exc
+        return values
+
+    def _build_core(self) -> None:
+        """Health monitors, decoder settings and the assembler, for the model's modalities."""
+        if self._values['anchor'] not in (*self.modalities, 'freshest', 'timer'):
+            raise NodeStartError(
+                f"anchor {self._values['anchor']!r}: the model takes no such input"
+            )
+        self._palette = palette_array(self.metadata.palette)
+        self._monitors: dict[str, HealthMonitor] = {}
+        self._decoder_settings: dict[str, Any] = {}
+        self._frame_ids: dict[str, str] = dict.fromkeys(self.modalities, '')
+        self._camera_size: tuple[int, int] | None = None
+        for modality in self.modalities:
+            monitor = HealthMonitor(modality, health_config(self._values, modality))
+            if not self._values[sensor_parameter(modality, 'enabled')]:
+                monitor.disable()
+            self._monitors[modality] = monitor
+            self._decoder_settings[modality] = decoder_settings(self._values, modality)
+        self._assembler = FrameAssembler(
+            self.modalities,
+            anchor=self._values['anchor'],
+            max_age_s={m: self._values[sensor_parameter(m, 'max_age_s')] for m in self.modalities},
+            cache_depth=self._values['cache_depth'],
+        )
+        self._latency = LatencyWindow()
+        self._model = _ModelState()
+        self._callback_cpu_s = 0.0
+        self._started_wall = time.monotonic()
+
+    def _create_publishers(self) -> None:
+        out = output_qos()
+        self._pub_labels = self.create_publisher(Image, 'segmentation/labels', out)
+        self._pub_color = self.create_publisher(Image, 'segmentation/color', out)
+        self._pub_overlay = self.create_publisher(Image, 'segmentation/overlay', out)
+        self._pub_confidence = self.create_publisher(Image, 'segmentation/confidence', out)
+        label_type = LabelInfo if LabelInfo is not None else String
+        self._pub_label_info = self.create_publisher(
+            label_type, 'segmentation/label_info', latched_qos()
+        )
+        self._pub_diagnostics = self.create_publisher(
+            DiagnosticArray, '/diagnostics', output_qos(10)
+        )
+
+    def _create_subscriptions(self) -> None:
+        """One subscription per enabled sensor the model takes, with its own QoS."""
+        self._image_subscriptions = {}
+        for modality in MODALITIES:
+            if modality not in self.modalities:
+                self.get_logger().warning(
+                    f'the model takes no {modality}: its topic is not subscribed'
+                )
+                continue
+            if not self._values[sensor_parameter(modality, 'enabled')]:
+                self.get_logger().info(f'{modality} disabled: always masked')
+                continue
+            qos = subscription_qos(
+                self._values[sensor_parameter(modality, 'qos')],
+                self._values[sensor_parameter(modality, 'qos_depth')],
+            )
+            self._image_subscriptions[modality] = self.create_subscription(
+                Image, f'{modality}/image', lambda msg, m=modality: self._on_image(m, msg), qos
+            )
+
+    def _parameter_value(self, name: str) -> Any:
+        value = self.get_parameter(name).value
+        if isinstance(self._specs[name].default, list):
+            return [int(v) for v in value]
+        return value
+
+    def _create_backend(self) -> InferenceBackend:
+        path = self._values['model_file_path'] or str(default_model_path())
+        logger = logging.getLogger(f'mmp_ros.inference.{id(self)}')
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+        logger.addHandler(_RclpyLogHandler(self))
+        try:
+            return create_backend(
+                self._values['backend'],
+                path,
+                engine_file_path=self._values['engine_file_path'] or None,
+                force_engine_update=self._values['force_engine_update'],
+                enable_fp16=self._values['enable_fp16'],
+                logger=logger,
+            )
+        except (InferenceError, MetadataError, OSError, ValueError) as exc:
+            raise NodeStartError(f'cannot load the model {path}: {exc}') from exc
+
+    def _publish_label_info(self) -> None:
+        meta = self.metadata
+        if LabelInfo is not None:
+            msg = LabelInfo(
+                class_map=[
+                    VisionClass(class_id=i, class_name=name)
+                    for i, name in enumerate(meta.class_names)
+                ],
+                threshold=float(self._values['min_confidence']),
+            )
+            msg.header.stamp = self.get_clock().now().to_msg()
+        else:
+            msg = String(data=json.dumps({
+                'class_ids': list(range(meta.num_classes)),
+                'class_names': list(meta.class_names),
+                'palette': [list(c) for c in meta.palette],
+                'no_prediction': NO_PREDICTION,
+                'threshold': float(self._values['min_confidence']),
+                'modalities': list(meta.modalities),
+                'method': meta.method,
+            }))
+        self._pub_label_info.publish(msg)
+
+    # --- sensor callbacks: convert, check, store ---------------------------------------
+
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _on_image(self, modality: str, msg: Image) -> None:
+        started = time.thread_time()
+        now = self._now()
+        stamp = _stamp_seconds(msg.header)
+        try:
+            frame = decode_frame(modality, to_image_fields(msg), self._decoder_settings[modality])
+        except SensorInputError as exc:
+            with self._lock:
+                self._monitors[modality].observe_error(now, str(exc))
+                self._assembler.clear(modality)
+                self._frame_ids[modality] = msg.header.frame_id
+        else:
+            with self._lock:
+                verdict = self._monitors[modality].observe(stamp, now, frame.stats)
+                if verdict.accepted:
+                    self._assembler.add(modality, stamp, frame, msg.header.frame_id, msg.header)
+                    if modality == 'rgb':
+                        self._camera_size = frame.size
+                else:
+                    self._assembler.clear(modality)
+                self._frame_ids[modality] = msg.header.frame_id
+                if modality == self._values['anchor']:
+                    self._model.anchor_frames += 1
+            self._wake.set()
+        self._callback_cpu_s += time.thread_time() - started
+
+    # --- inference, off the callback path ----------------------------------------------
+
+    def _inference_loop(self) -> None:
+        last_run = -np.inf
+        while not self._stop.is_set():
+            rate = self._values['max_rate_hz']
+            period = 1.0 / rate if rate > 0 else 0.0
+            if self._values['anchor'] == 'timer':
+                self._stop.wait(max(0.0, last_run + period - time.monotonic()))
+            else:
+                self._wake.wait(0.25)
+                self._wake.clear()
+                wait = last_run + period - time.monotonic()
+                if wait > 0:
+                    self._stop.wait(wait)
+            if self._stop.is_set():
+                break
+            last_run = time.monotonic()
+            try:
+                self._infer_latest()
+            except Exception as exc:  # a failed run must not end the worker
+                if not self.context.ok():
+                    break  # shutting down: publishers are gone
+                message = f'{type(exc).__name__}: {exc}'
+                with self._lock:
+                    self._model.last_error = message
+                self.get_logger().error(
+                    f'inference failed: {message}', throttle_duration_sec=5.0
+                )
+
+    def _infer_latest(self) -> None:
+        with self._lock:
+            now = self._now()
+            usable = {m: mon.status(now).usable for m, mon in self._monitors.items()}
+            bundle = self._assembler.assemble(usable, now)
+            camera_size = self._camera_size
+            values = dict(self._values)
+        if bundle is None:
+            return
+        frames = {m: stamped.frame for m, stamped in bundle.frames.items()}
+        inputs, available = build_inputs(frames, self.metadata)
+        labels, confidence = self._backend.infer(inputs, available)
+        anchor_frame = bundle.frames[bundle.anchor].frame if bundle.anchor in frames else None
+        size = camera_size or (anchor_frame or best_background(frames, OVERLAY_PREFERENCE)).size
+        seg = to_camera_resolution(
+            labels[0], confidence[0], size, num_classes=self.metadata.num_classes,
+            min_confidence=values['min_confidence'],
+        )
+        header = bundle.header
+        if header is None:
+            header = Header(frame_id=bundle.frame_id)
+            header.stamp = self.get_clock().now().to_msg()
+        self._publish_image(self._pub_labels, seg.labels, 'mono8', header)
+        published_at = self._now()
+        marks = modality_marks(self.modalities, available[0], self.metadata.method)
+        color = None
+        if values['publish_color'] and self._pub_color.get_subscription_count():
+            color = colorize(seg.labels, self._palette)
+            self._publish_image(self._pub_color, color, 'rgb8', header)
+        if values['publish_overlay'] and self._pub_overlay.get_subscription_count():
+            color = colorize(seg.labels, self._palette) if color is None else color
+            background = visualize(best_background(frames, OVERLAY_PREFERENCE))
+            image = overlay(background, color, marks, alpha=values['overlay_alpha'])
+            self._publish_image(self._pub_overlay, image, 'rgb8', header)
+        if values['publish_confidence'] and self._pub_confidence.get_subscription_count():
+            self._publish_image(self._pub_confidence, seg.confidence, '32FC1', header)
+        with self._lock:
+            self._latency.add(published_at - bundle.stamp)
+            state = self._model
+            state.inferences += 1
+            state.last_mask = ' '.join(f'{m}={mark}' for m, mark in marks.items())
+            state.last_error = ''
+            state.last_inference_at = published_at
+            if state.first_inference_at is None:
+                state.first_inference_at = published_at
+        self._log_bundle(bundle)
+
+    def _publish_image(self, publisher, array: np.ndarray, encoding: str, header: Header):
+        fields = array_to_image(array, encoding)
+        publisher.publish(to_image_msg(fields, stamp=header.stamp, frame_id=header.frame_id))
+
+    def _log_bundle(self, bundle: FrameBundle) -> None:
+        if bundle.missing:
+            reasons = '; '.join(f'{m}: {why}' for m, why in bundle.missing.items())
+            self.get_logger().info(
+                f'inferring without {reasons}', throttle_duration_sec=10.0
+            )
+
+    # --- health and diagnostics --------------------------------------------------------
+
+    def _health_loop(self) -> None:
+        period = self._values['health_check_period_s']
+        while not self._stop.wait(period):
+            try:
+                self._check_health()
+            except Exception as exc:  # diagnostics must outlive a bad status
+                if not self.context.ok():
+                    break
+                self.get_logger().error(
+                    f'health check failed: {type(exc).__name__}: {exc}',
+                    throttle_duration_sec=5.0,
+                )
+
+    def _check_health(self) -> None:
+        with self._lock:
+            now = self._now()
+            statuses = {m: mon.status(now) for m, mon in self._monitors.items()}
+            frame_ids = dict(self._frame_ids)
+            model_level, model_message, model_values = self._model_report(now, statuses)
+        key = tuple((s.level, s.state) for s in statuses.values()) + (
+            model_level, tuple(s.usable for s in statuses.values()),
+        )
+        wall = time.monotonic()
+        if key == self._last_diagnostics_key and wall < self._next_diagnostics:
+            return
+        self._last_diagnostics_key = key
+        self._next_diagnostics = wall + self._values['diagnostics_period_s']
+        messages = [sensor_status(s, frame_ids[m]) for m, s in statuses.items()]
+        messages.append(
+            make_status(MODEL_STATUS, model_level, model_message, NODE_NAME, model_values)
+        )
+        self._pub_diagnostics.publish(
+            diagnostic_array(self.get_clock().now().to_msg(), messages)
+        )
+
+    def _model_report(
+        self, now: float, statuses: dict[str, HealthStatus]
+    ) -> tuple[Level, str, dict[str, str]]:
+        """The model's diagnostic status (called with the lock held)."""
+        state = self._model
+        p50, p95 = self._latency.percentile(50), self._latency.percentile(95)
+        wall = time.monotonic() - self._started_wall
+        rate = 0.0
+        if state.first_inference_at is not None and state.last_inference_at is not None:
+            span = state.last_inference_at - state.first_inference_at
+            rate = (state.inferences - 1) / span if span > 0 else 0.0
+        values = {
+            'backend': self._backend.name,
+            'device': self._backend.device,
+            'method': self.metadata.method,
+            'latency_p50_ms': 'n/a' if p50 is None else f'{p50 * 1e3:.1f}',
+            'latency_p95_ms': 'n/a' if p95 is None else f'{p95 * 1e3:.1f}',
+            'mask': state.last_mask or 'none yet',
+            'inferences': str(state.inferences),
+            'anchor_frames': str(state.anchor_frames),
+            'anchor_frames_dropped': str(max(0, state.anchor_frames - state.inferences)),
+            'output_rate_hz': f'{rate:.2f}',
+            'callback_cpu_share': f'{self._callback_cpu_s / max(wall, 1e-9):.4f}',
+        }
+        usable = [m for m, s in statuses.items() if s.usable]
+        if not usable:
+            reasons = '; '.join(
+                f'{m}: {s.message}' for m, s in statuses.items()
+                if s.state is not SensorState.DISABLED
+            )
+            return Level.ERROR, f'no usable sensor, no segmentation published ({reasons})', values
+        if state.last_error:
+            return Level.ERROR, f'inference failing: {state.last_error}', values
+        if state.inferences == 0:
+            return Level.WARN, 'waiting for the first bundle', values
+        masked = [
+            m for m, s in statuses.items() if not s.usable and s.state is not SensorState.DISABLED
+        ]
+        if masked:
+            how = 'projected' if self.metadata.method in ('mmp', 'mmp_adapt') else 'zero-filled'
+            return Level.WARN, f'degraded: {", ".join(masked)} {how}', values
+        return Level.OK, f'running on {"+".join(usable)}', values
+
+    # --- run-time parameter changes ----------------------------------------------------
+
+    def _on_set_parameters(self, parameters) -> SetParametersResult:
+        changes = {}
+        for parameter in parameters:
+            if parameter.name not in self._specs:
+                return SetParametersResult(
+                    successful=False, reason=f'unknown parameter {parameter.name}'
+                )
+            value = parameter.value
+            if isinstance(self._specs[parameter.name].default, list):
+                value = [int(v) for v in value]
+            changes[parameter.name] = value
+        merged = {**self._values, **changes}
+        try:
+            validate(merged)
+            if 'anchor' in changes and changes['anchor'] not in (
+                *self.modalities, 'freshest', 'timer'
+            ):
+                raise ParameterError(
+                    f'anchor {changes["anchor"]!r}: the model takes no such input'
+                )
+        except ParameterError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        with self._lock:
+            self._values = merged
+            self._apply(changes)
+        self._wake.set()
+        return SetParametersResult(successful=True)
+
+    def _apply(self, changes: dict[str, Any]) -> None:
+        """Make validated changes take effect (called with the lock held)."""
+        if 'anchor' in changes:
+            self._assembler.set_anchor(changes['anchor'])
+        for modality in self.modalities:
+            names = {n.rsplit('.', 1)[1] for n in changes if n.startswith(f'sensors.{modality}.')}
+            if names & set(HEALTH_FIELDS):
+                self._monitors[modality].reconfigure(
+                    **{f: self._values[sensor_parameter(modality, f)] for f in HEALTH_FIELDS}
+                )
+            if 'max_age_s' in names:
+                self._assembler.set_max_age(
+                    {modality: self._values[sensor_parameter(modality, 'max_age_s')]}
+                )
+            if names & {s.name for s in DECODER_PARAMETERS.get(modality, ())}:
+                self._decoder_settings[modality] = decoder_settings(self._values, modality)
+        if 'min_confidence' in changes:
+            self._publish_label_info()
+
+    # --- shutdown ----------------------------------------------------------------------
+
+    def destroy_node(self) -> None:
+        """Stop the worker before the node goes, so it never publishes on a dead node."""
+        self._stop.set()
+        self._wake.set()
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(timeout=5.0)
+        self._backend.close()
+        super().destroy_node()
+
+
+def main(args: Sequence[str] | None = None, *, dds_profile: bool = True) -> int:
+    """Console entry ``mmp_segmentation_node``: run until Ctrl-C, SIGTERM or shutdown."""
+    from mmp_ros.ros.context import init_ros
+
+    try:
+        with init_ros(args, dds_profile=dds_profile) as setup:
+            node = SegmentationNode()
+            try:
+                node.get_logger().info(setup.describe())
+                spin_until_shutdown(node)
+            finally:
+                node.destroy_node()
+    except NodeStartError as exc:
+        print(f'[{NODE_NAME}] cannot start: {exc}', file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""FrameAssembler: anchor choice, max age, missing / late / early / duplicated stamps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mmp_ros.core.assembler import AssemblerConfigError, FrameAssembler
+from mmp_ros.modalities import MODALITIES
+from mmp_ros.sensors.frame import FrameStats, SensorFrame
+
+ALL_USABLE = dict.fromkeys(MODALITIES, True)
+
+
+def frame(modality: str, value: float = 0.0) -> SensorFrame:
+    channels = {'rgb': 3, 'depth': 1, 'polarization': 3, 'thermal': 1}[modality]
+    data = np.full((4, 5, channels), value, dtype=np.float32)
+    stats = FrameStats(b'', False, False, 0.0, np.zeros((16, 16), np.float32))
+    return SensorFrame(modality, data, None, stats)
+
+
+def feed(assembler: FrameAssembler, stamps: dict[str, list[float]]) -> None:
+    for modality, values in stamps.items():
+        for stamp in values:
+            assembler.add(modality, stamp, frame(modality, stamp), frame_id=f'{modality}_link')
+
+
+def test_all_present_bundle_takes_the_rgb_anchor_header():
+    assembler = FrameAssembler(MODALITIES, max_age_s=0.05)
+    feed(assembler, {'rgb': [10.0], 'depth': [10.01], 'polarization': [9.98], 'thermal': [10.0]})
+    bundle = assembler.assemble(ALL_USABLE)
+    assert bundle.anchor == 'rgb' and bundle.stamp == 10.0 and bundle.frame_id == 'rgb_link'
+    assert bundle.available.tolist() == [True, True, True, True]
+    assert bundle.frames['depth'].stamp == 10.01 and bundle.missing == {}
+
+
+def test_nearest_frame_is_chosen_among_cached_ones():
+    assembler = FrameAssembler(MODALITIES, max_age_s=0.05)
+    feed(assembler, {'depth': [9.90, 9.97, 10.02, 10.06], 'rgb': [10.0]})
+    bundle = assembler.assemble(ALL_USABLE)
+    assert bundle.frames['depth'].stamp == 10.02
+
+
+def test_missing_modality_is_reported():
+    assembler = FrameAssembler(MODALITIES)
+    feed(assembler, {'rgb': [10.0], 'depth': [10.0]})
+    bundle = assembler.assemble(ALL_USABLE)
+    assert bundle.available.tolist() == [True, True, False, False]
+    assert bundle.missing == {'polarization': 'no frame received', 'thermal': 'no frame received'}
+
+
+def test_unhealthy_modality_is_missing_even_with_fresh_frames():
+    assembler = FrameAssembler(MODALITIES)
+    feed(assembler, {'rgb': [10.0], 'thermal': [10.0]})
+    bundle = assembler.assemble({**ALL_USABLE, 'thermal': False})
+    assert 'thermal' not in bundle.frames and bundle.missing['thermal'] == 'sensor unhealthy'
+
+
+def test_late_frame_beyond_max_age_is_missing():
+    assembler = FrameAssembler(MODALITIES, max_age_s={'thermal': 0.1})
+    feed(assembler, {'rgb': [10.0], 'thermal': [9.85]})
+    bundle = assembler.assemble(ALL_USABLE)
+    assert 'thermal' not in bundle.frames
+    assert '-0.150 s from the anchor' in bundle.missing['thermal']
+
+
+def test_early_frame_within_max_age_is_used_and_beyond_it_is_not():
+    assembler = FrameAssembler(MODALITIES, max_age_s=0.05)
+    feed(assembler, {'rgb': [10.0], 'depth': [10.04], 'thermal': [10.08]})
+    bundle = assembler.assemble(ALL_USABLE)
+    assert 'depth' in bundle.frames and 'thermal' not in bundle.frames
+
+
+def test_late_arriving_frame_is_inserted_in_stamp_order():
+    assembler = FrameAssembler(MODALITIES, cache_depth=3, max_age_s=0.02)
+    feed(assembler, {'depth': [10.0, 10.2, 10.1]})  # 10.1 arrived after 10.2
+    feed(assembler, {'rgb': [10.1]})
+    assert assembler.assemble(ALL_USABLE).frames['depth'].stamp == 10.1
+
+
+def test_duplicated_stamp_is_ignored_and_anchor_is_not_reused():
+    assembler = FrameAssembler(MODALITIES)
+    assert assembler.add('rgb', 10.0, frame('rgb', 1.0))
+    assert not assembler.add('rgb', 10.0, frame('rgb', 2.0))
+    bundle = assembler.assemble(ALL_USABLE)
+    assert float(bundle.frames['rgb'].frame.data[0, 0, 0]) == 1.0
+    assert assembler.assemble(ALL_USABLE) is None  # same anchor: nothing new to infer on
+    assembler.add('rgb', 10.033, frame('rgb'))
+    assert assembler.assemble(ALL_USABLE).stamp == 10.033
+
+
+def test_cache_keeps_only_the_newest_frames():
+    assembler = FrameAssembler(MODALITIES, cache_depth=2, max_age_s=5.0)
+    feed(assembler, {'depth': [1.0, 2.0, 3.0], 'rgb': [1.0]})
+    # 1.0 was evicted: the nearest left to anchor 1.0 is 2.0.
+    assert assembler.assemble(ALL_USABLE).frames['depth'].stamp == 2.0
+
+
+def test_dead_anchor_hands_over_to_the_freshest_usable_stream():
+    assembler = FrameAssembler(MODALITIES, max_age_s=0.05)
+    feed(assembler, {'rgb': [10.0], 'depth': [10.5], 'thermal': [10.52]})
+    bundle = assembler.assemble({**ALL_USABLE, 'rgb': False})
+    assert bundle.anchor == 'thermal' and bundle.stamp == 10.52
+    assert bundle.frame_id == 'thermal_link' and 'depth' in bundle.frames
+
+
+def test_freshest_anchor():
+    assembler = FrameAssembler(MODALITIES, anchor='freshest')
+    feed(assembler, {'rgb': [10.0], 'depth': [10.03]})
+    assert assembler.assemble(ALL_USABLE).anchor == 'depth'
+
+
+def test_timer_anchor_uses_the_callers_clock_every_call():
+    assembler = FrameAssembler(MODALITIES, anchor='timer', max_age_s=0.1)
+    feed(assembler, {'rgb': [10.0], 'depth': [10.02]})
+    first = assembler.assemble(ALL_USABLE, now=10.05)
+    second = assembler.assemble(ALL_USABLE, now=10.06)
+    assert first.anchor == 'timer' and first.stamp == 10.05 and first.frame_id == 'depth_link'
+    assert second.stamp == 10.06
+    assert assembler.assemble(ALL_USABLE, now=10.5) is None  # everything too old
+
+
+def test_nothing_usable_gives_no_bundle():
+    assembler = FrameAssembler(MODALITIES)
+    feed(assembler, {'rgb': [10.0], 'depth': [10.0]})
+    assert assembler.assemble(dict.fromkeys(MODALITIES, False)) is None
+
+
+def test_clear_forgets_frames_from_before_a_fault():
+    assembler = FrameAssembler(MODALITIES, max_age_s=1.0)
+    feed(assembler, {'rgb': [10.0], 'depth': [10.0]})
+    assembler.clear('depth')
+    assert 'depth' not in assembler.assemble(ALL_USABLE).frames
+
+
+@pytest.mark.parametrize(
+    'kwargs',
+    [{'anchor': 'lidar'}, {'max_age_s': 0.0}, {'max_age_s': {'sonar': 0.1}}, {'cache_depth': 0}],
+)
+def test_bad_settings_are_refused(kwargs):
+    with pytest.raises(AssemblerConfigError):
+        FrameAssembler(MODALITIES, **kwargs)
+
+
+def test_bundle_echoes_the_anchor_header_untouched():
+    assembler = FrameAssembler(MODALITIES)
+    header = object()
+    assembler.add('rgb', 10.0, frame('rgb'), 'cam', header=header)
+    assert assembler.assemble(ALL_USABLE).header is header
+
+
+def test_latency_window_percentiles():
+    from mmp_ros.core.latency import LatencyWindow
+
+    window = LatencyWindow(size=100)
+    assert window.percentile(50) is None
+    for value in range(1, 201):  # only the last 100 (101..200) are kept
+        window.add(float(value))
+    assert len(window) == 100
+    assert window.percentile(50) == pytest.approx(150.5)
+    assert window.percentile(95) == pytest.approx(195.05)

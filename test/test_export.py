@@ -1,0 +1,176 @@
+"""ONNX export: one self-contained graph for every mask, metadata inside, parity with PyTorch."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from contract_net import ContractNet
+
+from mmp_ros.inference import create_backend, read_model_metadata
+from mmp_ros.inference.backend import AVAILABLE_INPUT
+from mmp_ros.inference.testing import tiny_metadata
+from mmp_ros.inference.torch_backend import TorchBackend
+from mmp_ros.metadata import METADATA_KEY, MetadataError, ModelMetadata
+from mmp_ros.modalities import MODALITIES, nonempty_subsets
+from training.export import example_inputs, export_onnx, mask_rows
+
+INPUT_SIZE = (24, 40)
+
+
+@pytest.fixture(scope='module')
+def contract_model():
+    metadata = tiny_metadata(input_size=INPUT_SIZE, num_classes=5)
+    torch.manual_seed(3)
+    return ContractNet(metadata).eval(), metadata
+
+
+@pytest.fixture(scope='module')
+def exported(contract_model, tmp_path_factory):
+    model, metadata = contract_model
+    path = tmp_path_factory.mktemp('export') / 'contract.onnx'
+    return export_onnx(model, metadata, path, with_logits=True, verify=False)
+
+
+@pytest.fixture(scope='module')
+def exported_without_logits(contract_model, tmp_path_factory):
+    model, metadata = contract_model
+    path = tmp_path_factory.mktemp('export_nologits') / 'contract.onnx'
+    return export_onnx(model, metadata, path, with_logits=False, verify=False)
+
+
+def _elem_type(value) -> int:
+    return value.type.tensor_type.elem_type
+
+
+def _dims(value) -> list:
+    return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+
+
+def test_export_is_one_checked_self_contained_file(exported):
+    assert sorted(p.name for p in exported.parent.iterdir()) == [exported.name]
+    proto = onnx.load(str(exported))
+    onnx.checker.check_model(proto, full_check=True)
+    assert not any(
+        t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer
+    )
+    inputs = {v.name: v for v in proto.graph.input}
+    assert list(inputs) == [*MODALITIES, AVAILABLE_INPUT]
+    for name in MODALITIES:
+        assert _elem_type(inputs[name]) == onnx.TensorProto.FLOAT
+        batch, *chw = _dims(inputs[name])
+        assert isinstance(batch, str), 'batch must be a symbolic (dynamic) dimension'
+        assert chw == [tiny_metadata().input_channels[name], *INPUT_SIZE]
+    assert _elem_type(inputs[AVAILABLE_INPUT]) == onnx.TensorProto.FLOAT
+    assert _dims(inputs[AVAILABLE_INPUT])[1] == len(MODALITIES)
+    outputs = {v.name: v for v in proto.graph.output}
+    assert list(outputs) == ['labels', 'confidence', 'logits']
+    assert _elem_type(outputs['labels']) == onnx.TensorProto.INT32
+    assert _elem_type(outputs['confidence']) == onnx.TensorProto.FLOAT
+    assert _dims(outputs['logits'])[1:] == [5, *INPUT_SIZE]
+    assert not {'If', 'Loop', 'Scan'} & {n.op_type for n in proto.graph.node}
+
+
+def test_parity_with_pytorch_for_all_15_masks(contract_model, exported):
+    model, metadata = contract_model
+    available = mask_rows(metadata.modalities)
+    assert len(available) == len(list(nonempty_subsets())) == 15
+    inputs = example_inputs(metadata, available, seed=7)
+    onnx_out = create_backend('onnxruntime', exported, threads=1).run(inputs, available)
+    torch_out = TorchBackend(model, metadata).run(inputs, available)
+    torch.testing.assert_close(
+        torch.from_numpy(onnx_out['logits']), torch.from_numpy(torch_out['logits']),
+        atol=1e-4, rtol=1e-4,
+    )
+    torch.testing.assert_close(
+        torch.from_numpy(onnx_out['confidence']), torch.from_numpy(torch_out['confidence']),
+        atol=1e-4, rtol=1e-4,
+    )
+    per_mask = (onnx_out['labels'] == torch_out['labels']).reshape(15, -1).mean(axis=1)
+    assert per_mask.min() >= 0.999, per_mask
+
+
+def test_parity_without_logits_by_label_agreement(contract_model, exported_without_logits):
+    model, metadata = contract_model
+    available = mask_rows(metadata.modalities)
+    inputs = example_inputs(metadata, available, seed=11)
+    backend = create_backend('onnxruntime', exported_without_logits, threads=1)
+    assert backend.output_names == ('labels', 'confidence')
+    labels, confidence = backend.infer(inputs, available)
+    ref_labels, ref_confidence = TorchBackend(model, metadata).infer(inputs, available)
+    assert labels.dtype == np.int32 and confidence.dtype == np.float32
+    assert (labels == ref_labels).mean() >= 0.999
+    np.testing.assert_allclose(confidence, ref_confidence, atol=1e-4)
+
+
+def test_one_graph_really_uses_the_mask(exported):
+    """Same pixels, different masks: the outputs must differ (the mask is wired in)."""
+    metadata = read_model_metadata(exported)
+    available = mask_rows(metadata.modalities)
+    one = example_inputs(metadata, available[:1], seed=5)
+    inputs = {m: np.repeat(x, len(available), axis=0) for m, x in one.items()}
+    logits = create_backend('onnxruntime', exported, threads=1).run(inputs, available)['logits']
+    flat = logits.reshape(len(available), -1)
+    distinct = {tuple(np.round(row[:64], 4)) for row in flat}
+    assert len(distinct) == len(available)
+
+
+@pytest.mark.parametrize('batch', [1, 3])
+def test_batch_is_dynamic(exported, batch):
+    metadata = read_model_metadata(exported)
+    available = np.ones((batch, len(metadata.modalities)), bool)
+    labels, confidence = create_backend('onnxruntime', exported, threads=1).infer(
+        example_inputs(metadata, available), available
+    )
+    assert labels.shape == confidence.shape == (batch, *INPUT_SIZE)
+    assert labels.min() >= 0 and labels.max() < metadata.num_classes
+    assert np.all((confidence > 0) & (confidence <= 1))
+
+
+def test_metadata_round_trip_from_the_file_alone(contract_model, exported):
+    _, metadata = contract_model
+    read = read_model_metadata(exported)
+    assert read.modalities == metadata.modalities
+    assert read.class_names == metadata.class_names
+    assert read.palette == metadata.palette
+    assert read.normalization == metadata.normalization
+    assert read.input_channels == metadata.input_channels
+    assert read.input_size == INPUT_SIZE
+    assert read.method == metadata.method
+    assert read.provenance['seed'] == metadata.provenance['seed']
+    assert read.provenance['export']['torch'] == torch.__version__
+    # Standard metadata_props: any ONNX tool sees the same document.
+    props = {p.key: p.value for p in onnx.load(str(exported)).metadata_props}
+    assert ModelMetadata.from_dict(json.loads(props[METADATA_KEY])) == read
+    assert create_backend('onnxruntime', exported).metadata == read
+
+
+def test_input_size_override_is_recorded(contract_model, tmp_path):
+    model, metadata = contract_model
+    path = export_onnx(model, metadata, tmp_path / 'wide.onnx', input_size=(16, 64), verify=False)
+    assert read_model_metadata(path).input_size == (16, 64)
+    available = np.ones((1, len(MODALITIES)), np.float32)
+    labels, _ = create_backend('onnxruntime', path).infer(
+        example_inputs(read_model_metadata(path), available), available
+    )
+    assert labels.shape == (1, 16, 64)
+
+
+def test_node_with_another_modality_order_is_refused(exported):
+    wrong = ['depth', 'rgb', 'polarization', 'thermal']
+    with pytest.raises(MetadataError) as info:
+        create_backend('onnxruntime', exported, expected_modalities=wrong)
+    message = str(info.value)
+    assert str(wrong) in message and str(list(MODALITIES)) in message
+    assert str(exported) in message
+    backend = create_backend('onnxruntime', exported, expected_modalities=list(MODALITIES))
+    assert backend.metadata.modalities == MODALITIES
+
+
+def test_verify_export_passes_on_a_faithful_export(contract_model, tmp_path):
+    model, metadata = contract_model
+    path = export_onnx(model, metadata, tmp_path / 'verified.onnx', with_logits=True, verify=True)
+    assert path.is_file()

@@ -1,0 +1,100 @@
+"""Export of the real architecture (tiny size, random weights): parity for all 15 masks.
+
+One export per module (several seconds on a CPU), shared by the tests below.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+import torch
+
+from mmp_ros.inference import create_backend, read_model_metadata
+from mmp_ros.inference.tensorrt_ops import check_tensorrt_compatibility
+from mmp_ros.inference.testing import export_tiny_random_model, tiny_metadata, tiny_random_model
+from mmp_ros.inference.torch_backend import TorchBackend
+from mmp_ros.model import save_checkpoint
+from training import export as export_cli
+from training.export import example_inputs, mask_rows
+
+pytestmark = pytest.mark.slow
+
+INPUT_SIZE = (32, 48)
+SEED = 5
+
+
+@pytest.fixture(scope='module')
+def exported(tmp_path_factory):
+    path = tmp_path_factory.mktemp('real') / 'tiny.onnx'
+    return export_tiny_random_model(path, input_size=INPUT_SIZE, num_classes=6, seed=SEED)
+
+
+@pytest.fixture(scope='module')
+def reference(exported):
+    metadata = read_model_metadata(exported)
+    return TorchBackend(tiny_random_model(metadata, seed=SEED), metadata)
+
+
+def test_tiny_random_model_is_seeded():
+    metadata = tiny_metadata()
+    one, two = tiny_random_model(metadata, seed=1), tiny_random_model(metadata, seed=1)
+    other = tiny_random_model(metadata, seed=2)
+    for (name, a), b in zip(one.state_dict().items(), two.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert any(not torch.equal(a, c) for a, c in zip(one.state_dict().values(),
+                                                     other.state_dict().values(), strict=True))
+
+
+def test_real_model_parity_for_all_15_masks(exported, reference):
+    metadata = reference.metadata
+    available = mask_rows(metadata.modalities)
+    assert len(available) == 15
+    inputs = example_inputs(metadata, available, seed=21)
+    ours = create_backend('onnxruntime', exported, threads=1).run(inputs, available)
+    ref = reference.run(inputs, available)
+    torch.testing.assert_close(torch.from_numpy(ours['logits']), torch.from_numpy(ref['logits']),
+                               atol=1e-4, rtol=1e-4)
+    per_mask = (ours['labels'] == ref['labels']).reshape(15, -1).mean(axis=1)
+    assert per_mask.min() >= 0.999, per_mask
+    # Masks change the answer: every subset gives its own logits for the same pixels.
+    one = {m: np.repeat(x[:1], 15, axis=0) for m, x in inputs.items()}
+    logits = create_backend('onnxruntime', exported, threads=1).run(one, available)['logits']
+    assert len({row.tobytes() for row in logits.reshape(15, -1)}) == 15
+
+
+def test_real_model_passes_the_tensorrt_check(exported):
+    report = check_tensorrt_compatibility(exported)
+    assert report.ok, report.summary()
+
+
+def test_checkpoint_export_cli_and_torch_backend(exported, reference, tmp_path, capsys):
+    checkpoint = save_checkpoint(tmp_path / 'tiny.pt', model=reference.model,
+                                 metadata=reference.metadata)
+    parser = argparse.ArgumentParser()
+    export_cli.add_arguments(parser)
+    out = tmp_path / 'from_checkpoint.onnx'
+    assert export_cli.run(parser.parse_args(['--checkpoint', str(checkpoint), '--out', str(out),
+                                             '--no-verify'])) == 0
+    printed = capsys.readouterr().out
+    assert 'wrote' in printed and 'TensorRT compatibility' in printed and 'PASS' in printed
+    assert read_model_metadata(out).provenance['checkpoint'] == str(checkpoint)
+    torch_backend = create_backend('torch', checkpoint, device='cpu')
+    onnx_backend = create_backend('onnxruntime', out, threads=1)
+    available = mask_rows(onnx_backend.metadata.modalities)[[0, 6, 14]]
+    inputs = example_inputs(onnx_backend.metadata, available, seed=3)
+    labels, confidence = onnx_backend.infer(inputs, available)
+    ref_labels, ref_confidence = torch_backend.infer(inputs, available)
+    assert (labels == ref_labels).mean() >= 0.999
+    np.testing.assert_allclose(confidence, ref_confidence, atol=1e-4)
+
+
+def test_export_cli_reports_a_bad_checkpoint(tmp_path, capsys):
+    bad = tmp_path / 'bad.pt'
+    bad.write_bytes(b'not a checkpoint')
+    parser = argparse.ArgumentParser()
+    export_cli.add_arguments(parser)
+    args = parser.parse_args(['--checkpoint', str(bad), '--out', str(tmp_path / 'x.onnx')])
+    assert export_cli.run(args) == 1
+    assert 'bad.pt' in capsys.readouterr().err

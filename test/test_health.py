@@ -1,0 +1,322 @@
+"""Every health rule and every transition, on a fake clock (no rclpy, no sleeps)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from mmp_ros.core.health import (
+    HealthConfig,
+    HealthConfigError,
+    HealthMonitor,
+    Level,
+    SensorState,
+)
+from mmp_ros.sensors.frame import FrameStats
+
+PERIOD = 1.0 / 30.0
+T0 = 1000.0  # node clock at the first message; stamps equal receive times unless a test says
+
+
+def stats(
+    seed: int, *, all_zero: bool = False, saturated: bool = False, invalid: float = 0.0
+) -> FrameStats:
+    """Stats of a distinct frame per ``seed`` (equal seeds: identical frames)."""
+    thumbnail = np.random.default_rng(seed).random((16, 16), dtype=np.float32)
+    return FrameStats(
+        fingerprint=hashlib.blake2b(thumbnail.tobytes(), digest_size=16).digest(),
+        all_zero=all_zero,
+        saturated=saturated,
+        invalid_fraction=invalid,
+        thumbnail=thumbnail,
+    )
+
+
+class Stream:
+    """A sensor publishing at 30 Hz into a monitor, with the clock under the test's control."""
+
+    def __init__(self, **config: float) -> None:
+        self.monitor = HealthMonitor('depth', HealthConfig(**config))
+        self.now = T0
+        self.seed = 0
+
+    def frame(self, frame_stats: FrameStats | None = None, stamp: float | None = None):
+        self.seed += 1
+        verdict = self.monitor.observe(
+            self.now if stamp is None else stamp, self.now, frame_stats or stats(self.seed)
+        )
+        self.now += PERIOD
+        return verdict
+
+    def frames(self, count: int, **kwargs) -> None:
+        for _ in range(count):
+            self.frame(**kwargs)
+
+    def status(self):
+        return self.monitor.status(self.now)
+
+
+def test_never_received_is_error_and_masked():
+    monitor = HealthMonitor('thermal')
+    status = monitor.status(T0 + 100.0)
+    assert status.state is SensorState.NEVER_SEEN
+    assert status.level is Level.ERROR and not status.usable
+    assert 'nothing received' in status.message
+
+
+def test_first_good_frame_is_used_at_once():
+    stream = Stream()
+    assert stream.frame().accepted
+    status = stream.status()
+    assert status.state is SensorState.OK and status.level is Level.OK and status.usable
+
+
+def test_ok_stale_recovering_ok():
+    stream = Stream(timeout_s=0.5, recovery_frames=3)
+    stream.frames(10)
+    assert stream.status().usable
+    last = stream.now - PERIOD
+    assert stream.monitor.status(last + 0.49).usable  # just inside the timeout
+    status = stream.monitor.status(last + 0.51)
+    assert status.state is SensorState.STALE and status.level is Level.ERROR
+    assert not status.usable and 'no message for' in status.message
+    stream.now = last + 0.6
+    # First frames after the gap: good, but the sensor has to prove itself again.
+    for count in (1, 2):
+        assert stream.frame().accepted
+        status = stream.status()
+        assert status.state is SensorState.RECOVERING and status.level is Level.WARN
+        assert not status.usable and f'{count}/3' in status.message
+    stream.frame()
+    status = stream.status()
+    assert status.state is SensorState.OK and status.usable
+    assert status.values['stale_events'] == '1' and status.values['recoveries'] == '1'
+
+
+def test_a_gap_nobody_polled_still_counts_as_stale():
+    stream = Stream(timeout_s=0.5, recovery_frames=2)
+    stream.frames(5)
+    stream.now += 2.0  # no status() call during the gap
+    stream.frame()
+    assert stream.status().state is SensorState.RECOVERING
+
+
+def test_frozen_after_n_identical_frames_then_recovers():
+    stream = Stream(frozen_frames=4, recovery_frames=2)
+    stream.frames(5)
+    same = stats(999)
+    for _ in range(3):  # identical, but not yet N in a row
+        assert stream.frame(same).accepted
+        assert stream.status().usable
+    verdict = stream.frame(same)
+    assert not verdict.accepted and verdict.reason.startswith('frozen')
+    status = stream.status()
+    assert status.state is SensorState.FROZEN and status.level is Level.ERROR
+    assert not status.usable
+    assert not stream.frame(same).accepted  # still frozen
+    stream.frame()
+    assert stream.status().state is SensorState.RECOVERING
+    stream.frame()
+    assert stream.status().state is SensorState.OK
+
+
+def test_frozen_detects_near_identical_frames_by_thumbnail():
+    stream = Stream(frozen_frames=3, frozen_max_difference=1e-3)
+    base = stats(7)
+    for i in range(3):
+        jittered = FrameStats(
+            fingerprint=bytes([i]) * 16,  # re-encoded: the bytes differ every time
+            all_zero=False,
+            saturated=False,
+            invalid_fraction=0.0,
+            thumbnail=base.thumbnail + np.float32(1e-4 * i),
+        )
+        verdict = stream.frame(jittered)
+    assert not verdict.accepted and stream.status().state is SensorState.FROZEN
+
+
+def test_a_static_scene_with_noise_is_not_frozen():
+    stream = Stream(frozen_frames=3, frozen_max_difference=1e-4)
+    base = stats(7)
+    rng = np.random.default_rng(0)
+    for i in range(10):
+        noisy = FrameStats(bytes([i]) * 16, False, False, 0.0,
+                           base.thumbnail + rng.normal(0, 0.01, (16, 16)).astype(np.float32))
+        assert stream.frame(noisy).accepted
+    assert stream.status().state is SensorState.OK
+
+
+@pytest.mark.parametrize(
+    ('kwargs', 'reason'),
+    [
+        ({'all_zero': True, 'invalid': 1.0}, 'blank'),
+        ({'saturated': True}, 'saturated'),
+        ({'invalid': 0.97}, 'invalid pixels 97%'),
+    ],
+)
+def test_blank_saturated_and_nan_flood_are_masked(kwargs, reason):
+    stream = Stream(recovery_frames=2)
+    stream.frames(3)
+    verdict = stream.frame(stats(500, **kwargs))
+    assert not verdict.accepted and reason in verdict.reason
+    status = stream.status()
+    assert status.state is SensorState.INVALID and status.level is Level.ERROR
+    assert not status.usable and reason in status.message
+    stream.frames(2)
+    assert stream.status().state is SensorState.OK
+
+
+def test_invalid_fraction_between_warn_and_error_warns_but_is_used():
+    stream = Stream(invalid_warn_fraction=0.3, invalid_error_fraction=0.9)
+    stream.frame(stats(1, invalid=0.5))
+    status = stream.status()
+    assert status.usable and status.level is Level.WARN and 'invalid pixels 50%' in status.message
+    stream.frame(stats(2, invalid=0.1))
+    assert stream.status().level is Level.OK
+
+
+def test_stamp_going_backwards_is_rejected_then_recovers():
+    stream = Stream(recovery_frames=2)
+    stream.frames(5)
+    verdict = stream.frame(stamp=stream.now - 10.0)
+    assert not verdict.accepted and 'backwards by' in verdict.reason
+    assert stream.status().state is SensorState.INVALID
+    stream.frames(2)  # stamps move forward from the new (earlier) time base: a bag loop
+    assert stream.status().state is SensorState.OK
+
+
+def test_repeated_stamp_is_rejected():
+    stream = Stream()
+    stream.frame(stamp=T0)
+    verdict = stream.frame(stamp=T0)
+    assert not verdict.accepted and 'repeated' in verdict.reason
+
+
+def test_stamp_in_the_future_and_zero_stamp_are_rejected():
+    stream = Stream(future_tolerance_s=0.2)
+    verdict = stream.frame(stamp=stream.now + 0.5)
+    assert not verdict.accepted and 'in the future' in verdict.reason
+    verdict = stream.frame(stamp=0.0)
+    assert not verdict.accepted and 'does not set header.stamp' in verdict.reason
+    assert stream.status().values['bad_stamp'] == '2'
+
+
+def test_future_stamp_within_tolerance_is_fine():
+    stream = Stream(future_tolerance_s=0.2)
+    assert stream.frame(stamp=stream.now + 0.1).accepted
+
+
+def test_bad_message_is_masked_with_its_reason():
+    stream = Stream(recovery_frames=1)
+    stream.frames(3)
+    verdict = stream.monitor.observe_error(stream.now, "encoding 'rgb8' is not a depth encoding")
+    assert not verdict.accepted
+    status = stream.status()
+    assert status.state is SensorState.INVALID and not status.usable
+    assert status.message == "bad message: encoding 'rgb8' is not a depth encoding"
+    assert status.values['bad_message'] == '1'
+    stream.frame()
+    assert stream.status().state is SensorState.OK
+
+
+def test_bad_messages_alone_keep_the_sensor_out_of_stale():
+    stream = Stream(timeout_s=0.5)
+    for _ in range(30):
+        stream.monitor.observe_error(stream.now, 'truncated data')
+        stream.now += PERIOD
+    # Messages arrive (so not stale) but none is usable.
+    status = stream.status()
+    assert status.state is SensorState.INVALID and 'truncated' in status.message
+
+
+def test_flapping_sensor_stays_masked():
+    stream = Stream(recovery_frames=3)
+    stream.frames(3)
+    for _ in range(20):  # good, good, blank, good, good, blank, ...
+        stream.frames(2)
+        stream.frame(stats(0, all_zero=True))
+        assert not stream.status().usable
+    stream.frames(3)
+    assert stream.status().usable
+
+
+def test_rate_check_warns_and_errors_but_keeps_the_sensor():
+    stream = Stream(expected_rate_hz=30.0, rate_window_s=1.0, timeout_s=1.0)
+    stream.frames(40)
+    assert stream.status().level is Level.OK
+    monitor, now = stream.monitor, stream.now
+    for i in range(60):  # 20 Hz for 3 s
+        monitor.observe(now + i * 0.05, now + i * 0.05, stats(1000 + i))
+    status = monitor.status(now + 59 * 0.05)
+    assert status.level is Level.WARN and status.usable and 'rate 20.0 Hz' in status.message
+    now += 3.0
+    for i in range(30):  # 10 Hz
+        monitor.observe(now + i * 0.1, now + i * 0.1, stats(2000 + i))
+    status = monitor.status(now + 29 * 0.1)
+    assert status.level is Level.ERROR and status.usable and status.state is SensorState.OK
+
+
+def test_no_rate_verdict_before_a_full_window():
+    stream = Stream(expected_rate_hz=30.0, rate_window_s=2.0)
+    stream.frames(3)
+    assert stream.status().level is Level.OK
+
+
+def test_rate_check_disabled_with_zero_expected_rate():
+    stream = Stream(expected_rate_hz=0.0, rate_window_s=0.5, timeout_s=2.0)
+    for i in range(10):
+        stream.monitor.observe(T0 + i, T0 + i, stats(i))
+    assert stream.monitor.status(T0 + 9.5).level is Level.OK
+
+
+def test_thresholds_change_at_run_time():
+    stream = Stream(timeout_s=0.5)
+    stream.frames(3)
+    later = stream.now + 0.6
+    assert stream.monitor.status(later).state is SensorState.STALE
+    stream.monitor.reconfigure(timeout_s=2.0)
+    assert stream.monitor.status(later).usable
+
+
+def test_disabled_sensor_is_masked_but_not_an_error():
+    monitor = HealthMonitor('polarization')
+    monitor.disable()
+    status = monitor.status(T0)
+    assert status.state is SensorState.DISABLED and status.level is Level.OK
+    assert not status.usable
+
+
+def test_status_values_carry_rate_age_stamp_and_counters():
+    stream = Stream()
+    stream.frames(4)
+    values = stream.status().values
+    assert float(values['age_s']) == pytest.approx(PERIOD, abs=1e-3)
+    assert float(values['last_stamp']) == pytest.approx(T0 + 3 * PERIOD)
+    assert values['received'] == '4' and values['accepted'] == '4'
+    assert {'rate_hz', 'expected_rate_hz', 'timeout_s', 'state'} <= set(values)
+
+
+@pytest.mark.parametrize(
+    'bad',
+    [
+        {'timeout_s': 0.0},
+        {'rate_warn_ratio': 0.3, 'rate_error_ratio': 0.5},
+        {'frozen_frames': 1},
+        {'invalid_warn_fraction': 0.99, 'invalid_error_fraction': 0.9},
+        {'recovery_frames': 0},
+    ],
+)
+def test_invalid_thresholds_are_refused_with_their_name(bad):
+    with pytest.raises(HealthConfigError, match=next(iter(bad))):
+        HealthConfig(**bad)
+
+
+def test_rate_is_measured_afresh_after_a_stale_gap():
+    stream = Stream(expected_rate_hz=30.0, rate_window_s=1.0, timeout_s=0.5, recovery_frames=2)
+    stream.frames(40)
+    stream.now += 0.8  # stale gap
+    stream.frames(10)  # recovered, 0.33 s of frames: no full window yet, so no rate verdict
+    status = stream.status()
+    assert status.state is SensorState.OK and status.level is Level.OK

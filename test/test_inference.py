@@ -1,0 +1,278 @@
+"""Backends behind one interface: input checks, bad files, backend choice, import hygiene."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from contract_net import ContractNet
+from onnx import TensorProto, helper
+
+from mmp_ros.inference import (
+    BackendUnavailableError,
+    InferenceInputError,
+    ModelFileError,
+    create_backend,
+    read_onnx_file,
+)
+from mmp_ros.inference.testing import tiny_metadata
+from mmp_ros.inference.torch_backend import TorchBackend
+from mmp_ros.modalities import MODALITIES
+from training.export import example_inputs, export_onnx
+
+REPO = Path(__file__).resolve().parents[1]
+INPUT_SIZE = (16, 24)
+
+
+@pytest.fixture(scope='module')
+def model_and_file(tmp_path_factory):
+    metadata = tiny_metadata(input_size=INPUT_SIZE, num_classes=3)
+    torch.manual_seed(1)
+    model = ContractNet(metadata).eval()
+    path = tmp_path_factory.mktemp('inference') / 'model.onnx'
+    export_onnx(model, metadata, path, with_logits=True, verify=False)
+    return model, metadata, path
+
+
+@pytest.fixture(scope='module')
+def backend(model_and_file):
+    return create_backend('onnxruntime', model_and_file[2], threads=1)
+
+
+def _batch(metadata, batch=2, seed=0):
+    available = np.ones((batch, len(metadata.modalities)), bool)
+    return example_inputs(metadata, available, seed=seed), available
+
+
+# --- bad model files ------------------------------------------------------------------
+
+
+def test_missing_file_names_it(tmp_path):
+    path = tmp_path / 'nowhere.onnx'
+    with pytest.raises(ModelFileError, match='nowhere.onnx does not exist'):
+        create_backend('onnxruntime', path)
+
+
+@pytest.mark.parametrize('keep', [0.0, 0.3, 0.999])
+def test_truncated_onnx_names_the_file(model_and_file, tmp_path, keep):
+    data = model_and_file[2].read_bytes()
+    path = tmp_path / 'truncated.onnx'
+    path.write_bytes(data[: int(len(data) * keep)])
+    with pytest.raises(ModelFileError, match=str(path)):
+        create_backend('onnxruntime', path)
+
+
+def test_corrupt_bytes_name_the_file(tmp_path):
+    path = tmp_path / 'garbage.onnx'
+    path.write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(ModelFileError, match=r'garbage\.onnx .*not an ONNX model'):
+        read_onnx_file(path)
+
+
+def test_onnx_without_mmp_ros_metadata_is_refused(tmp_path):
+    node = helper.make_node('Relu', ['x'], ['y'])
+    graph = helper.make_graph(
+        [node], 'plain',
+        [helper.make_tensor_value_info('x', TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info('y', TensorProto.FLOAT, [1])],
+    )
+    path = tmp_path / 'plain.onnx'
+    onnx.save(helper.make_model(graph), str(path))
+    with pytest.raises(ModelFileError, match=r"plain\.onnx: no 'mmp_ros' entry"):
+        create_backend('onnxruntime', path)
+
+
+def test_graph_altered_after_export_is_refused(model_and_file, tmp_path):
+    proto = onnx.load(str(model_and_file[2]))
+    proto.graph.input[0].name = 'camera'  # metadata still says rgb
+    for node in proto.graph.node:
+        node.input[:] = ['camera' if i == 'rgb' else i for i in node.input]
+    path = tmp_path / 'renamed.onnx'
+    onnx.save(proto, str(path))
+    with pytest.raises(ModelFileError, match='do not match its metadata'):
+        create_backend('onnxruntime', path)
+
+
+def test_torch_backend_refuses_an_onnx_file(model_and_file):
+    with pytest.raises(ModelFileError, match='torch backend runs a training checkpoint'):
+        create_backend('torch', model_and_file[2])
+
+
+def test_unknown_backend_kind(model_and_file):
+    with pytest.raises(ValueError, match="unknown backend 'tflite'"):
+        create_backend('tflite', model_and_file[2])
+
+
+# --- bad inputs at infer ----------------------------------------------------------------
+
+
+def test_wrong_shape_names_the_tensor(backend):
+    inputs, available = _batch(backend.metadata)
+    inputs['depth'] = inputs['depth'][:, :, :8]
+    with pytest.raises(InferenceInputError, match=r"input 'depth' has shape \(2, 1, 8, 24\)"):
+        backend.infer(inputs, available)
+
+
+def test_wrong_dtype_names_the_tensor(backend):
+    inputs, available = _batch(backend.metadata)
+    inputs['thermal'] = inputs['thermal'].astype(np.float64)
+    with pytest.raises(InferenceInputError, match="input 'thermal' has dtype float64"):
+        backend.infer(inputs, available)
+
+
+def test_batch_mismatch_between_tensors(backend):
+    inputs, available = _batch(backend.metadata, batch=2)
+    inputs['rgb'] = inputs['rgb'][:1]
+    with pytest.raises(InferenceInputError, match="input 'rgb' has shape"):
+        backend.infer(inputs, available)
+
+
+def test_bad_available(backend):
+    inputs, available = _batch(backend.metadata)
+    with pytest.raises(InferenceInputError, match=r"'available' has shape \(2, 3\)"):
+        backend.infer(inputs, available[:, :3])
+    with pytest.raises(InferenceInputError, match="'available' has dtype int64"):
+        backend.infer(inputs, available.astype(np.int64))
+
+
+def test_unknown_input_name(backend):
+    inputs, available = _batch(backend.metadata)
+    inputs['lidar'] = inputs['depth']
+    with pytest.raises(InferenceInputError, match=r"inputs \['lidar'\] are not modalities"):
+        backend.infer(inputs, available)
+
+
+def test_missing_input_must_be_masked(backend):
+    inputs, available = _batch(backend.metadata)
+    del inputs['polarization']
+    with pytest.raises(InferenceInputError, match="'polarization' is missing but marked"):
+        backend.infer(inputs, available)
+    available[:, MODALITIES.index('polarization')] = False
+    labels, confidence = backend.infer(inputs, available)  # masked: zeros are fed
+    full = {**inputs, 'polarization': np.zeros((2, 3, *INPUT_SIZE), np.float32)}
+    ref_labels, ref_confidence = backend.infer(full, available)
+    np.testing.assert_array_equal(labels, ref_labels)
+    np.testing.assert_array_equal(confidence, ref_confidence)
+
+
+def test_bool_and_float_masks_agree(backend):
+    inputs, available = _batch(backend.metadata)
+    available[0, 1:] = False
+    from_bool = backend.infer(inputs, available)
+    from_float = backend.infer(inputs, available.astype(np.float32))
+    np.testing.assert_array_equal(from_bool[0], from_float[0])
+
+
+# --- backends agree through the common interface ---------------------------------------
+
+
+def test_torch_and_onnxruntime_backends_agree(model_and_file, backend):
+    model, metadata, _ = model_and_file
+    torch_backend = TorchBackend(model, metadata, device='cpu')
+    assert (torch_backend.name, torch_backend.device) == ('torch', 'cpu')
+    assert (backend.name, backend.device) == ('onnxruntime', 'cpu')
+    inputs, available = _batch(metadata, batch=3, seed=4)
+    available[1, :2] = False
+    ort_out, torch_out = backend.run(inputs, available), torch_backend.run(inputs, available)
+    assert set(ort_out) == set(torch_out) == {'labels', 'confidence', 'logits'}
+    np.testing.assert_allclose(ort_out['logits'], torch_out['logits'], atol=1e-4, rtol=1e-4)
+    assert (ort_out['labels'] == torch_out['labels']).mean() >= 0.999
+
+
+def test_torch_backend_without_cuda_says_so(model_and_file):
+    if torch.cuda.is_available():
+        pytest.skip('a CUDA device is present')
+    model, metadata, _ = model_and_file
+    with pytest.raises(BackendUnavailableError, match='sees no CUDA device'):
+        TorchBackend(model, metadata, device='cuda')
+
+
+def test_onnxruntime_cuda_without_provider_says_so(model_and_file):
+    import onnxruntime
+
+    if 'CUDAExecutionProvider' in onnxruntime.get_available_providers():
+        pytest.skip('this onnxruntime has CUDA')
+    with pytest.raises(BackendUnavailableError, match='no CUDA provider'):
+        create_backend('onnxruntime', model_and_file[2], device='cuda')
+
+
+def test_auto_picks_the_fastest_available_and_says_why(model_and_file, caplog):
+    import onnxruntime
+
+    if 'CUDAExecutionProvider' in onnxruntime.get_available_providers():
+        pytest.skip('this machine has a GPU runtime; the CPU fallback is not what auto picks')
+    caplog.set_level(logging.INFO, logger='mmp_ros.inference')
+    chosen = create_backend('auto', model_and_file[2], threads=1)
+    assert chosen.name == 'onnxruntime' and chosen.device == 'cpu'
+    text = caplog.text
+    assert 'auto backend: onnxruntime CPU' in text
+    assert 'tensorrt:' in text and 'onnxruntime CUDA:' in text
+
+
+def test_auto_does_not_hide_a_bad_model_file(tmp_path):
+    path = tmp_path / 'bad.onnx'
+    path.write_bytes(b'\x08\x07\x12')
+    with pytest.raises(ModelFileError, match='bad.onnx'):
+        create_backend('auto', path)
+
+
+def test_threads_must_be_positive(model_and_file):
+    with pytest.raises(ValueError, match='threads must be >= 1'):
+        create_backend('onnxruntime', model_and_file[2], threads=0)
+
+
+def test_package_imports_without_torch_or_rclpy():
+    code = (
+        'import sys, mmp_ros.inference, mmp_ros.inference.tensorrt_backend, '
+        'mmp_ros.inference.onnxruntime_backend, mmp_ros.inference.engine_cache\n'
+        "bad = [m for m in ('torch', 'rclpy', 'tensorrt', 'onnx') if m in sys.modules]\n"
+        'assert not bad, bad'
+    )
+    env = {**os.environ, 'PYTHONPATH': str(REPO)}
+    result = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+# --- command-line pieces ----------------------------------------------------------------
+
+
+def test_bench_child_times_the_onnxruntime_backend(model_and_file):
+    from mmp_ros.inference.bench import report_markdown, run_child, run_interleaved
+
+    spec = {'backend': 'onnxruntime', 'variant': 'mmp', 'device': 'cpu', 'fp16': False,
+            'threads': 1, 'warmup': 1, 'iterations': 4, 'input_size': list(INPUT_SIZE),
+            'size_label': 'model', 'onnx': str(model_and_file[2]), 'checkpoint': None}
+    result = run_child(spec)
+    assert 0 < result['p50_ms'] <= result['p95_ms']
+    assert result['throughput_fps'] == pytest.approx(1e3 / result['mean_ms'])
+    assert result['peak_rss_mib'] >= result['rss_before_load_mib'] > 0
+    paired = run_interleaved([spec, {**spec, 'variant': 'none'}])
+    assert [r['variant'] for r in paired] == ['mmp', 'none']
+    assert all(len(r) > len(spec) and r['p50_ms'] > 0 for r in paired)
+    paired[1]['p50_ms'] = paired[0]['p50_ms'] / 2
+    table = report_markdown([result], [paired])
+    assert '| onnxruntime cpu | mmp | 16x24 |' in table
+    assert 'mmp p50' in table and 'vs none' in table and '+100.0%' in table
+
+
+def test_build_engine_without_tensorrt_says_what_to_install(model_and_file, capsys):
+    import argparse
+
+    from mmp_ros.inference import engine_cli
+    from mmp_ros.inference.tensorrt_backend import tensorrt_available
+
+    if tensorrt_available()[0]:
+        pytest.skip('TensorRT is usable here')
+    parser = argparse.ArgumentParser()
+    engine_cli.add_arguments(parser)
+    args = parser.parse_args(['--onnx', str(model_and_file[2]), '--fp16'])
+    assert engine_cli.run(args) == 1
+    assert 'mmp_ros build-engine: TensorRT is not installed' in capsys.readouterr().err

@@ -1,0 +1,81 @@
+"""The launch file and the aggregator config: described arguments, matching names."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mmp_ros.core.parameters import BACKENDS
+from mmp_ros.modalities import MODALITIES
+from mmp_ros.ros.diagnostics import MODEL_STATUS, status_name
+
+REPO = Path(__file__).resolve().parents[1]
+LAUNCH_FILE = REPO / 'launch' / 'mmp_segmentation.launch.py'
+ANALYZERS = REPO / 'config' / 'analyzers.yaml'
+
+
+def declared_arguments() -> dict[str, dict[str, ast.expr]]:
+    """name -> keyword expressions of every DeclareLaunchArgument call in the launch file."""
+    tree = ast.parse(LAUNCH_FILE.read_text(), filename=str(LAUNCH_FILE))
+    arguments = {}
+    for call in ast.walk(tree):
+        if isinstance(call, ast.Call) and getattr(call.func, 'id', '') == 'DeclareLaunchArgument':
+            name = ast.literal_eval(call.args[0])
+            arguments[name] = {k.arg: k.value for k in call.keywords}
+    return arguments
+
+
+def test_every_launch_argument_has_a_description():
+    arguments = declared_arguments()
+    assert {'params_file', 'backend', 'model_file_path', 'rgb_topic', 'thermal_topic'} <= set(
+        arguments
+    )
+    for name, keywords in arguments.items():
+        assert 'description' in keywords, f'{name} has no description'
+        text = ast.unparse(keywords['description'])
+        assert len(text) > 20, f'{name}: description too short: {text}'
+
+
+def test_backend_argument_offers_the_backends_as_choices():
+    choices = declared_arguments()['backend']['choices']
+    assert ast.unparse(choices) == 'list(BACKENDS)'
+
+
+def test_every_input_topic_can_be_remapped():
+    source = LAUNCH_FILE.read_text()
+    for modality in MODALITIES:
+        assert f"('{modality}/image', LaunchConfiguration('{modality}_topic'))" in source
+
+
+def test_launch_description_loads_and_validates_where_launch_ros_imports():
+    pytest.importorskip('launch_ros', reason='launch_ros is not installable from PyPI; '
+                        'this runs on native ROS 2 installs')
+    from launch import LaunchDescription
+
+    spec = importlib.util.spec_from_file_location('mmp_segmentation_launch', LAUNCH_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    description = module.generate_launch_description()
+    assert isinstance(description, LaunchDescription)
+    arguments = description.get_launch_arguments()
+    assert {a.name for a in arguments} == set(declared_arguments())
+    for argument in arguments:
+        assert argument.description and argument.description != 'no description given'
+    backend = next(a for a in arguments if a.name == 'backend')
+    assert list(backend.choices) == list(BACKENDS)
+
+
+def test_analyzers_expect_exactly_the_statuses_the_node_publishes():
+    config = yaml.safe_load(ANALYZERS.read_text())['analyzers']['ros__parameters']
+    expected = [name for group in config.values() if isinstance(group, dict)
+                for name in group['expected']]
+    assert sorted(expected) == sorted(
+        [status_name(m) for m in MODALITIES] + [status_name(MODEL_STATUS)]
+    )
+    for group in config.values():
+        if isinstance(group, dict):
+            assert group['type'] == 'diagnostic_aggregator/GenericAnalyzer'

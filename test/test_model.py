@@ -1,0 +1,203 @@
+"""The model: every mask, every method, differing widths, masking that really ignores input."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from mmp_ros.modalities import INPUT_CHANNELS, MODALITIES, nonempty_subsets
+from mmp_ros.model import (
+    MODEL_SIZES,
+    CheckpointError,
+    ModelConfig,
+    ModelConfigError,
+    build_model,
+    load_weights,
+)
+
+METHODS = ('none', 'dropout', 'mask_token', 'mmp', 'mmp_adapt')
+SIZE = 16
+
+
+@pytest.fixture(autouse=True, scope='module')
+def one_thread():
+    """Tiny tensors gain nothing from threads, and on a shared 2-core machine intra-op
+    threads wait on each other (measured 50x slower under load)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def make_inputs(batch: int, *, modalities=MODALITIES, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {m: torch.randn(batch, INPUT_CHANNELS[m], SIZE, SIZE, generator=g)
+            for m in modalities}
+
+
+def all_masks(modalities=MODALITIES) -> torch.Tensor:
+    return torch.tensor([[m in s for m in modalities] for s in nonempty_subsets(modalities)])
+
+
+@pytest.fixture(scope='module')
+def models() -> dict[str, torch.nn.Module]:
+    torch.manual_seed(0)
+    return {m: build_model(ModelConfig(modalities=MODALITIES, num_classes=5, method=m))
+            for m in METHODS}
+
+
+@pytest.mark.parametrize('method', METHODS)
+def test_every_mask_runs_forward_and_backward_with_finite_values(models, method):
+    model = models[method].train()
+    masks = all_masks()
+    assert masks.shape == (15, 4)
+    for available in masks:
+        model.zero_grad()
+        logits, aux = model.forward_train(make_inputs(2), available[None].expand(2, -1))
+        assert logits.shape == (2, 5, SIZE, SIZE)
+        loss = logits.logsumexp(1).mean()
+        if aux.alignment is not None:
+            loss = loss + aux.alignment.mean()
+        loss.backward()
+        assert torch.isfinite(logits).all()
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize('stage', ['stem', 'encoder'])
+def test_differing_widths_and_token_counts(stage):
+    config = ModelConfig(modalities=('rgb', 'depth', 'thermal'), num_classes=3, method='mmp',
+                         modality_widths={'rgb': 24, 'depth': 8, 'thermal': 12},
+                         token_strides={'rgb': 2, 'depth': 4, 'thermal': 8},
+                         projection_stage=stage, projection_stride=8, aggregate_stride=16)
+    model = build_model(config)
+    inputs = make_inputs(3, modalities=config.modalities)
+    available = torch.tensor([[True, False, True], [False, True, False], [True, True, True]])
+    logits, aux = model.forward_train(inputs, available)
+    assert logits.shape == (3, 3, SIZE, SIZE)
+    shapes = {m: tuple(t.shape[1:]) for m, t in aux.real.items()}
+    position_stride = {'stem': 1, 'encoder': 1}[stage]  # both keep the token grid
+    assert shapes == {'rgb': (24, 8 // position_stride, 8), 'depth': (8, 4, 4),
+                      'thermal': (12, 2, 2)}
+    for m, projected in aux.projected.items():
+        assert projected.shape == aux.real[m].shape
+    assert aux.alignment.shape == (3, 3)
+
+
+@pytest.mark.parametrize('method', METHODS)
+def test_unavailable_modality_input_changes_nothing(models, method):
+    model = models[method].eval()
+    inputs = make_inputs(2)
+    available = torch.tensor([[True, False, True, False], [False, True, True, False]])
+    changed = dict(inputs)
+    changed['thermal'] = torch.full_like(inputs['thermal'], math.nan)
+    changed['depth'] = inputs['depth'].clone()
+    changed['depth'][0] = 1000.0  # depth is unavailable for sample 0 only
+    with torch.no_grad():
+        reference = model(inputs, available)
+        assert torch.equal(model(changed, available), reference)
+        # and the mask does matter: an available modality's input changes the output
+        changed['rgb'] = inputs['rgb'] + 1.0
+        assert not torch.equal(model(changed, available)[0], reference[0])
+
+
+def test_projection_ignores_unavailable_tokens_but_uses_available_ones(models):
+    projection = models['mmp'].projection
+    tokens = {m: torch.randn(1, w, SIZE // 4, SIZE // 4)
+              for m, w in models['mmp'].config.widths.items()}
+    tokens['thermal'] = torch.randn(1, 16, SIZE // 8, SIZE // 8)
+    available = torch.tensor([[True, True, False, False]])
+    features, _ = projection(tokens, available, (SIZE, SIZE))
+    for name, delta in (('polarization', 50.0), ('rgb', 1.0)):
+        changed = {**tokens, name: tokens[name] + delta}
+        moved = not torch.equal(projection(changed, available, (SIZE, SIZE))[0], features)
+        assert moved == (name == 'rgb'), name
+
+
+def test_float_available_mask_is_accepted(models):
+    model = models['mmp'].eval()
+    inputs = make_inputs(1)
+    as_bool = torch.tensor([[True, False, True, True]])
+    with torch.no_grad():
+        assert torch.equal(model(inputs, as_bool), model(inputs, as_bool.float()))
+
+
+def test_folded_projection_fusion_equals_substituting_tokens():
+    """The cheap fused path equals fusing where(available, real, upsampled projection)."""
+    torch.manual_seed(1)
+    folded = build_model(ModelConfig(modalities=MODALITIES, num_classes=4, method='mmp'))
+    folded.eval()
+    inputs = make_inputs(4, seed=3)
+    masks = all_masks()[[0, 5, 10, 14]]
+    with torch.no_grad():
+        _, aux = folded.forward_train(inputs, masks)
+        substituted = {m: torch.where(masks[:, i, None, None, None], aux.real[m],
+                                      aux.projected[m])
+                       for i, m in enumerate(MODALITIES)}
+        fused_size = (SIZE // 4, SIZE // 4)
+        from mmp_ros.model.layers import resize_to
+
+        expected = sum(resize_to(folded.fusion[m](substituted[m]), fused_size)
+                       for m in MODALITIES)
+        tokens = {m: aux.real[m] for m in MODALITIES}
+        from mmp_ros.model.segmenter import TrainOutputs
+
+        got = folded._fuse_projected(tokens, masks, (SIZE, SIZE), fused_size,
+                                     TrainOutputs(None, {}, {}), False)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_adapted_model_keeps_the_base_output_with_every_modality():
+    torch.manual_seed(2)
+    base = build_model(ModelConfig(modalities=MODALITIES, num_classes=4, method='none')).eval()
+    adapted = build_model(base.config.replace(method='mmp_adapt')).eval()
+    load_weights(adapted, base.state_dict(), fresh_prefixes=('projection.',))
+    for parameter in adapted.projection.parameters():
+        torch.nn.init.normal_(parameter)  # whatever the projection learned
+    inputs = make_inputs(2)
+    full = torch.ones(2, 4, dtype=torch.bool)
+    partial = torch.tensor([[True, False, True, True]] * 2)
+    with torch.no_grad():
+        assert torch.equal(adapted(inputs, full), base(inputs, full))
+        assert not torch.equal(adapted(inputs, partial), base(inputs, partial))
+
+
+def test_load_weights_refuses_other_models_and_names_the_keys():
+    tiny = build_model(ModelConfig(modalities=MODALITIES, num_classes=4, method='none'))
+    other = build_model(ModelConfig(modalities=('rgb', 'depth'), num_classes=4, method='none'))
+    with pytest.raises(CheckpointError, match='missing .*thermal|unexpected .*thermal'):
+        load_weights(other, tiny.state_dict())
+    with pytest.raises(CheckpointError, match='missing .*projection'):
+        load_weights(build_model(tiny.config.replace(method='mmp')), tiny.state_dict())
+
+
+@pytest.mark.parametrize(('changes', 'message'), [
+    ({'modalities': ('rgb', 'lidar')}, "unknown modality \\['lidar'\\]"),
+    ({'method': 'magic'}, "unknown method 'magic'"),
+    ({'size': 'huge'}, "unknown model size 'huge'"),
+    ({'token_strides': {'rgb': 3}}, 'rgb: token stride must be a power of two'),
+    ({'modality_widths': {'thermal': 8}, 'modalities': ('rgb',)},
+     "modality_widths names modalities \\['thermal'\\]"),
+])
+def test_bad_model_config_names_the_problem(changes, message):
+    values = {'modalities': MODALITIES, 'num_classes': 3, **changes}
+    with pytest.raises(ModelConfigError, match=message):
+        ModelConfig(**values)
+
+
+def test_config_round_trips_through_plain_dict():
+    config = ModelConfig(modalities=('thermal', 'rgb'), num_classes=7, size='base',
+                         method='mask_token', modality_widths={'rgb': 40})
+    assert ModelConfig.from_dict(config.to_dict()) == config
+    assert config.widths == {'thermal': 48, 'rgb': 40}
+
+
+def test_registry_has_cpu_and_gpu_sizes_and_tiny_is_small():
+    assert {'tiny', 'base'} <= set(MODEL_SIZES)
+    count = {size: sum(p.numel() for p in build_model(
+        ModelConfig(modalities=MODALITIES, num_classes=10, size=size, method='mmp')
+    ).parameters()) for size in ('tiny', 'base')}
+    assert count['tiny'] < 1_000_000 < count['base']
+    assert count['tiny'] * 4 < 20 * 2**20  # the shipped tiny model fits the 20 MB limit

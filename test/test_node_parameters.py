@@ -1,0 +1,95 @@
+"""The parameter table, the shipped YAML and validation agree (no rclpy needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mmp_ros.core.health import HealthConfig
+from mmp_ros.core.parameters import (
+    ParameterError,
+    all_parameters,
+    defaults,
+    health_config,
+    load_params_file,
+    validate,
+)
+
+CONFIG = Path(__file__).resolve().parents[1] / 'config' / 'mmp_segmentation.yaml'
+
+
+def test_shipped_yaml_sets_exactly_the_declared_parameters_and_validates():
+    values = load_params_file(CONFIG)
+    assert set(values) == set(all_parameters())
+    validate(values)
+
+
+def test_shipped_yaml_values_are_the_declared_defaults():
+    values = load_params_file(CONFIG)
+    assert values == defaults()
+
+
+def test_every_parameter_has_a_description():
+    for spec in all_parameters().values():
+        assert len(spec.description) > 15, spec.name
+
+
+def test_defaults_validate_and_give_the_default_health_config():
+    values = defaults()
+    validate(values)
+    assert health_config(values, 'thermal') == HealthConfig()
+
+
+@pytest.mark.parametrize(
+    ('changes', 'message'),
+    [
+        ({'backend': 'cuda'}, "backend='cuda' is not one of"),
+        ({'sensors.depth.timeout_s': -1.0}, 'below its minimum'),
+        ({'sensors.depth.recovery_frames': 2.5}, 'must be int'),
+        ({'overlay_alpha': 1.5}, 'above its maximum'),
+        ({'sensors.rgb.rate_warn_ratio': 0.3}, 'sensors.rgb: rate_warn_ratio'),
+        ({'anchor': 'timer'}, 'max_rate_hz > 0'),
+        ({'sensors.lidar.timeout_s': 1.0}, 'unknown parameters'),
+        ({'min_confidence': float('nan')}, 'finite'),
+    ],
+)
+def test_invalid_values_are_refused_naming_the_parameter(changes, message):
+    with pytest.raises(ParameterError, match=message.replace('(', r'\(')):
+        validate({**defaults(), **changes})
+
+
+def test_integers_are_accepted_for_float_parameters():
+    validate({**defaults(), 'sensors.thermal.timeout_s': 2})
+
+
+def test_params_file_without_the_node_is_refused(tmp_path):
+    path = tmp_path / 'other.yaml'
+    path.write_text('other_node:\n  ros__parameters:\n    x: 1\n')
+    with pytest.raises(ParameterError, match='mmp_segmentation'):
+        load_params_file(path)
+
+
+def test_decoder_settings_come_from_the_parameters():
+    from mmp_ros.core.parameters import decoder_settings
+
+    values = {**defaults(), 'sensors.depth.max_m': 8.0, 'sensors.polarization.resolution': 'full'}
+    assert decoder_settings(values, 'depth').max_m == 8.0
+    assert decoder_settings(defaults(), 'depth').max_m == float('inf')
+    pol = decoder_settings(values, 'polarization')
+    assert pol.layout == ((90, 45), (135, 0)) and pol.resolution == 'full'
+    assert decoder_settings(values, 'thermal').semantics == 'counts_linear'
+    assert decoder_settings(values, 'rgb') is None
+
+
+@pytest.mark.parametrize(
+    ('changes', 'message'),
+    [
+        ({'sensors.polarization.layout': [0, 0, 90, 135]}, 'sensors.polarization: mosaic'),
+        ({'sensors.depth.min_m': 5.0, 'sensors.depth.max_m': 2.0}, 'sensors.depth: depth range'),
+        ({'sensors.thermal.gain': 0.0}, 'sensors.thermal: thermal gain'),
+    ],
+)
+def test_invalid_decoder_settings_are_refused(changes, message):
+    with pytest.raises(ParameterError, match=message):
+        validate({**defaults(), **changes})
