@@ -11,13 +11,13 @@ launch tooling is absent (PyPI wheels), ``mmp_ros run --ros-args ...`` runs the 
 with the same parameters.
 """
 
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
-from launch import LaunchDescription
 from mmp_ros.core.parameters import BACKENDS
 
 

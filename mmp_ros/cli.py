@@ -13,6 +13,7 @@ import sys
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    'run': ('mmp_ros.ros.run', 'run the segmentation node (arguments after --ros-args go to ROS)'),
     'decode': ('mmp_ros.sensors.cli', 'decode a real sensor sample and print what it holds'),
     'bench-dds': ('mmp_ros.ros.bench_dds', 'measure two-process image delivery over DDS'),
     'synth-dataset': (
