@@ -1,0 +1,86 @@
+"""Evaluation: metrics from a confusion matrix, every subset, reports on disk, the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+import pytest
+import torch
+from toy_data import CueDataset
+
+from training import evaluate
+from training.config import load_config
+from training.datasets import DatasetError
+from training.metrics import confusion_matrix, scores
+from training.train import train
+
+
+@pytest.fixture(autouse=True, scope='module')
+def one_thread():
+    """See test_train.py: single-threaded is faster for tiny tensors on a shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope='module')
+def mmp_checkpoint(tmp_path_factory):
+    out = tmp_path_factory.mktemp('mmp')
+    config = load_config(None, [
+        'method=mmp', 'steps=3', 'batch_size=4', 'progress=false', 'eval_every=0',
+        'data.input_size=[16,16]', 'model.projection_stride=8', 'model.aggregate_stride=16',
+        'data.dataset=toy_data:CueDataset', 'data.params={size: 8}', f'out_dir={out}',
+        'data.normalization_samples=4',
+    ])
+    return train(config, train_dataset=CueDataset('train', 8)).checkpoint
+
+
+def test_scores_from_a_known_confusion_matrix():
+    label = torch.tensor([[0, 0, 1, 1], [2, 2, 255, 255]])
+    pred = torch.tensor([[0, 1, 1, 1], [2, 0, 0, 2]])
+    confusion = confusion_matrix(pred, label, num_classes=4)
+    assert int(confusion.sum()) == 6  # ignored pixels left out
+    result = scores(confusion)
+    # IoU: class 0 = 1/3, class 1 = 2/3, class 2 = 1/2, class 3 absent (NaN, not averaged)
+    assert result.miou == pytest.approx((1 / 3 + 2 / 3 + 1 / 2) / 3 * 100)
+    assert result.pixel_accuracy == pytest.approx(4 / 6 * 100)
+    assert math.isnan(result.class_iou[3])
+
+
+def test_every_subset_is_scored_and_written(tmp_path, mmp_checkpoint):
+    report, metadata = evaluate.evaluate_checkpoint(
+        mmp_checkpoint, dataset=CueDataset('test', 4), device='cpu', batch_size=2)
+    assert len(report.subsets) == 15 and 'all' in report.subsets
+    assert report.mean_missing == pytest.approx(
+        sum(s.miou for k, s in report.subsets.items() if k != 'all') / 14)
+    assert set(report.cosine) == set(metadata.modalities)
+    assert all(-1.0 <= v <= 1.0 for v in report.cosine.values())
+    paths = evaluate.write_report({'mmp': report, 'again': report}, tmp_path, title='toy',
+                                  ceilings={'all': 100.0, 'rgb': 60.0})
+    text = paths['markdown'].read_text()
+    assert text.count('\n| ') >= 17 and 'rgb+depth+polarization' in text
+    assert 'Cosine similarity' in text and '![mIoU per subset](evaluation.png)' in text
+    data = json.loads(paths['json'].read_text())
+    assert data['mmp']['subsets']['all']['miou'] == pytest.approx(report.full)
+    assert data['_ceiling']['rgb'] == 60.0
+    assert paths['chart'].stat().st_size > 1000
+
+
+def test_evaluation_data_must_have_the_model_modalities(mmp_checkpoint):
+    with pytest.raises(DatasetError, match="lacks modalities \\['thermal'\\]"):
+        evaluate.evaluate_checkpoint(
+            mmp_checkpoint, dataset=CueDataset('test', 2, modalities=('rgb', 'depth',
+                                                                      'polarization')))
+
+
+def test_cli_reads_the_dataset_from_the_checkpoint(tmp_path, mmp_checkpoint, capsys):
+    parser = argparse.ArgumentParser()
+    evaluate.add_arguments(parser)
+    args = parser.parse_args([str(mmp_checkpoint), '--split', 'test', '--out', str(tmp_path),
+                              '--max-samples', '2', '--device', 'cpu'])
+    assert evaluate.run(args) == 0
+    assert 'mean over missing subsets' in capsys.readouterr().out
+    assert (tmp_path / 'evaluation.md').is_file()

@@ -1,0 +1,258 @@
+"""Dataset readers on tiny fixtures written in each published layout, and on malformed ones."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from mmp_ros.modalities import MODALITIES
+from training.data import cli
+from training.data.dataset import SyntheticDataset
+from training.data.layout import DatasetLayoutError
+from training.data.loaders import (
+    FMB,
+    MCUBES_CLASSES,
+    NYU40_CLASSES,
+    MCubeS,
+    MCubeSConfig,
+    NYUDv2,
+    SyntheticFolder,
+)
+
+H, W = 12, 16
+
+
+def _png(path: Path, image: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), image)
+
+
+def _rgb(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (H, W, 3), dtype=np.uint8)
+
+
+def _available(sample) -> dict[str, bool]:
+    return dict(zip(MODALITIES, sample['available'].tolist(), strict=True))
+
+
+# --- NYUDv2 -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def nyu(tmp_path) -> Path:
+    root = tmp_path / 'NYUDepthv2'
+    for i, name in enumerate(('0001', '0002')):
+        _png(root / 'RGB' / f'{name}.jpg', _rgb(i))  # NYU's published RGB is JPEG
+        depth = np.full((H, W), 1500 + i, dtype=np.uint16)
+        depth[0, 0] = 0
+        _png(root / 'Depth' / f'{name}.png', depth)
+        label = np.zeros((H, W), dtype=np.uint8)
+        label[:, 8:] = 40  # otherprop
+        label[0, :] = 1  # wall
+        _png(root / 'Label' / f'{name}.png', label)
+    (root / 'train.txt').write_text('0001\n0002\n')
+    (root / 'test.txt').write_text('0002\n')
+    return root
+
+
+def test_nyudv2_reads_rgb_depth_and_labels(nyu):
+    data = NYUDv2(nyu, 'train')
+    assert len(data) == 2 and len(data.class_names) == 40 == len(NYU40_CLASSES)
+    sample = data[1]
+    assert _available(sample) == {'rgb': True, 'depth': True, 'polarization': False,
+                                  'thermal': False}
+    assert sample['depth'][0, 0, 0] == 0
+    assert float(sample['depth'][0, 5, 5]) == pytest.approx(1.501)
+    label = sample['label']
+    assert label[0, 3] == 0 and label[5, 12] == 39 and label[5, 2] == 255  # 0 -> ignore
+    assert torch.equal(sample['polarization'], torch.zeros(3, H, W))
+    assert NYUDv2(nyu, 'train', size=(6, 8))[0]['rgb'].shape == (3, 6, 8)
+
+
+def test_nyudv2_names_the_missing_file(nyu):
+    (nyu / 'Depth' / '0002.png').unlink()
+    with pytest.raises(DatasetLayoutError, match=r'Depth/0002\.png: missing'):
+        NYUDv2(nyu, 'train')
+
+
+def test_nyudv2_rejects_8bit_depth_and_mismatched_sizes(nyu):
+    _png(nyu / 'Depth' / '0001.png', np.full((H, W), 20, dtype=np.uint8))
+    data = NYUDv2(nyu, 'train')
+    with pytest.raises(DatasetLayoutError, match=r'0001\.png: depth must be a single-channel 16'):
+        data[0]
+    _png(nyu / 'Label' / '0002.png', np.zeros((H + 2, W), dtype=np.uint8))
+    with pytest.raises(DatasetLayoutError, match=r'Label/0002\.png: size 16x14 differs'):
+        data[1]
+
+
+def test_nyudv2_rejects_label_ids_outside_its_classes(nyu):
+    _png(nyu / 'Label' / '0001.png', np.full((H, W), 41, dtype=np.uint8))
+    with pytest.raises(DatasetLayoutError, match=r'0001\.png: label id 41 is outside the 40'):
+        NYUDv2(nyu, 'train')[0]
+
+
+def test_nyudv2_names_a_missing_split_list(nyu):
+    with pytest.raises(DatasetLayoutError, match=r'val\.txt: split list missing'):
+        NYUDv2(nyu, 'val')
+
+
+# --- MCubeS -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def mcubes(tmp_path) -> Path:
+    root = tmp_path / 'multimodal_dataset'
+    aolp = np.deg2rad(30.0)
+    for i, name in enumerate(('outscene1_1', 'outscene1_2')):
+        _png(root / 'polL_color' / f'{name}.png', _rgb(10 + i))
+        for folder, value in (('polL_aolp_sin', np.sin(aolp)), ('polL_aolp_cos', np.cos(aolp)),
+                              ('polL_dolp', 0.4)):
+            (root / folder).mkdir(parents=True, exist_ok=True)
+            np.save(root / folder / f'{name}.npy', np.full((H, W), value, dtype=np.float32))
+        _png(root / 'NIR_warped' / f'{name}.png', np.full((H, W), 128, dtype=np.uint8))
+        label = np.full((H, W), 2, dtype=np.uint8)  # metal
+        label[:, :4] = 255
+        _png(root / 'GT' / f'{name}.png', label)
+    (root / 'list_folder').mkdir()
+    (root / 'list_folder' / 'train.txt').write_text('outscene1_1\noutscene1_2\n')
+    return root
+
+
+def test_mcubes_maps_aolp_and_dolp_onto_our_polarization_and_drops_nir(mcubes):
+    data = MCubeS(mcubes, 'train')
+    assert len(data.class_names) == 20 == len(MCUBES_CLASSES)
+    sample = data[0]
+    assert _available(sample) == {'rgb': True, 'depth': False, 'polarization': True,
+                                  'thermal': False}
+    pol = sample['polarization'][:, 3, 7]
+    expected = [0.4 * np.cos(np.deg2rad(60)), 0.4 * np.sin(np.deg2rad(60)), 0.4]
+    np.testing.assert_allclose(pol.numpy(), expected, atol=1e-6)
+    assert sample['label'][0, 0] == 255 and sample['label'][0, 5] == 2
+
+
+def test_mcubes_double_angle_encoding_and_nir_as_thermal_are_explicit(mcubes):
+    config = MCubeSConfig(aolp_encoding='double_angle', nir='as_thermal',
+                          nir_as_thermal_c=(10.0, 30.0))
+    sample = MCubeS(mcubes, 'train', config)[1]
+    pol = sample['polarization'][:, 0, 0].numpy()
+    np.testing.assert_allclose(pol, [0.4 * np.cos(np.deg2rad(30)), 0.4 * np.sin(np.deg2rad(30)),
+                                     0.4], atol=1e-6)
+    assert _available(sample)['thermal']
+    assert float(sample['thermal'][0, 0, 0]) == pytest.approx(10 + 20 * 128 / 255)
+    with pytest.raises(ValueError, match='nir must be'):
+        MCubeSConfig(nir='thermal')
+
+
+def test_mcubes_names_missing_and_inconsistent_files(mcubes):
+    np.save(mcubes / 'polL_dolp' / 'outscene1_2.npy', np.zeros((H, W + 1), np.float32))
+    data = MCubeS(mcubes, 'train')
+    with pytest.raises(DatasetLayoutError, match=r'polL_dolp/outscene1_2\.npy: size 17x12'):
+        data[1]
+    (mcubes / 'polL_aolp_cos' / 'outscene1_1.npy').unlink()
+    with pytest.raises(DatasetLayoutError, match=r'polL_aolp_cos/outscene1_1\.npy: missing'):
+        MCubeS(mcubes, 'train')
+    shutil.rmtree(mcubes / 'GT')
+    with pytest.raises(DatasetLayoutError, match=r'GT: folder missing'):
+        MCubeS(mcubes, 'train')
+
+
+# --- FMB ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fmb(tmp_path) -> Path:
+    root = tmp_path / 'FMB'
+    for i, name in enumerate(('00001', '00002')):
+        _png(root / 'train' / 'Visible' / f'{name}.png', _rgb(20 + i))
+        _png(root / 'train' / 'Infrared' / f'{name}.png', np.full((H, W, 3), 51, np.uint8))
+        _png(root / 'train' / 'Label' / f'{name}.png', np.full((H, W), 8, np.uint8))  # person
+    return root
+
+
+def test_fmb_reads_rgb_and_infrared_into_the_thermal_slot(fmb):
+    data = FMB(fmb, 'train')
+    assert len(data) == 2
+    sample = data[0]
+    assert _available(sample) == {'rgb': True, 'depth': False, 'polarization': False,
+                                  'thermal': True}
+    assert float(sample['thermal'][0, 2, 2]) == pytest.approx(50 * 51 / 255)
+    assert data.class_names[int(sample['label'][0, 0])] == 'person'
+    # the file holds BGR (as every PNG written by OpenCV); the loader must hand back RGB
+    bgr = _rgb(20)
+    np.testing.assert_allclose(sample['rgb'][0].numpy(), bgr[:, :, 2] / 255, atol=1e-6)
+    np.testing.assert_allclose(sample['rgb'][2].numpy(), bgr[:, :, 0] / 255, atol=1e-6)
+
+
+def test_fmb_names_the_missing_infrared_image(fmb):
+    (fmb / 'train' / 'Infrared' / '00002.png').unlink()
+    with pytest.raises(DatasetLayoutError, match=r'Infrared/00002\.png: missing'):
+        FMB(fmb, 'train')
+    with pytest.raises(DatasetLayoutError, match=r'test/Visible: folder missing'):
+        FMB(fmb, 'test')
+
+
+# --- our own written layout ---------------------------------------------------------------
+
+
+def _write(out: Path, polarization: str, depth: str = '16UC1') -> None:
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    args = parser.parse_args([str(out), '--split', 'val=2', '--size', '24', '32',
+                              '--polarization', polarization, '--depth', depth, '--quiet'])
+    assert cli.run(args) == 0
+
+
+@pytest.mark.parametrize(('polarization', 'depth'), [('intensities', '16UC1'),
+                                                     ('mosaic', '32FC1')])
+def test_written_dataset_reads_back_as_the_in_memory_samples(tmp_path, polarization, depth):
+    _write(tmp_path / 'synth', polarization, depth)
+    manifest = json.loads((tmp_path / 'synth' / 'dataset.json').read_text())
+    assert manifest['size'] == [24, 32] and len(manifest['splits']['val']) == 2
+    folder = SyntheticFolder(tmp_path / 'synth', 'val')
+    memory = SyntheticDataset('val', (24, 32), 2, polarization=polarization)
+    for index in range(2):
+        a, b = folder[index], memory[index]
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=0, msg=key)
+
+
+def test_writing_twice_gives_byte_identical_files(tmp_path):
+    _write(tmp_path / 'a', 'mosaic')
+    _write(tmp_path / 'b', 'mosaic')
+    files_a = sorted(p.relative_to(tmp_path / 'a') for p in (tmp_path / 'a').rglob('*.*'))
+    files_b = sorted(p.relative_to(tmp_path / 'b') for p in (tmp_path / 'b').rglob('*.*'))
+    assert files_a == files_b and len(files_a) == 1 + 2 * 6
+    for rel in files_a:
+        assert (tmp_path / 'a' / rel).read_bytes() == (tmp_path / 'b' / rel).read_bytes(), rel
+
+
+def test_written_dataset_names_missing_or_inconsistent_files(tmp_path):
+    root = tmp_path / 'synth'
+    _write(root, 'mosaic')
+    stem = json.loads((root / 'dataset.json').read_text())['splits']['val'][1]
+    thermal = root / 'val' / 'thermal' / f'{stem}.png'
+    _png(thermal, np.zeros((10, 10), np.uint16))
+    with pytest.raises(DatasetLayoutError, match=rf'thermal/{stem}\.png: size 10x10 differs'):
+        SyntheticFolder(root, 'val')[1]
+    thermal.unlink()
+    with pytest.raises(DatasetLayoutError, match=rf'thermal/{stem}\.png: missing'):
+        SyntheticFolder(root, 'val')
+    with pytest.raises(DatasetLayoutError, match=r"no split 'train'"):
+        SyntheticFolder(root, 'train')
+    (root / 'dataset.json').unlink()
+    with pytest.raises(DatasetLayoutError, match=r'dataset\.json: missing'):
+        SyntheticFolder(root, 'val')
+
+
+def test_cli_rejects_a_malformed_split_argument(tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    assert cli.run(parser.parse_args([str(tmp_path), '--split', 'training=3'])) == 2
+    assert 'NAME=COUNT' in capsys.readouterr().out

@@ -1,0 +1,46 @@
+"""Label-free robustification (``mmp_adapt``): the ``adapt`` command.
+
+Takes a checkpoint trained on all modalities (method ``none``), freezes it, and trains
+only a new projection module with the alignment loss on unlabelled multimodal frames,
+e.g. a robot's own healthy recordings. Projected tokens replace only missing
+modalities, so with every sensor alive the output is the base model's, bit for bit.
+The training data passes through :class:`training.datasets.UnlabelledDataset`: labels
+are never read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from training.config import load_config
+from training.train import TrainResult, train
+
+
+def adapt(base_checkpoint: str, *, config_path: str | None = None,
+          overrides: list[str] | tuple[str, ...] = (), train_dataset=None,
+          command: str = '') -> TrainResult:
+    """Run adaptation; the config's method is forced to ``mmp_adapt``.
+
+    Periodic validation is off unless the overrides ask for it (``eval_every=N``): it is
+    the one place labels (of the validation split, for reporting only) would be read.
+    """
+    defaults = ['eval_every=0']
+    forced = ['method=mmp_adapt', f'base_checkpoint={base_checkpoint}']
+    config = load_config(config_path, [*defaults, *overrides, *forced])
+    return train(config, train_dataset=train_dataset, command=command)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('base_checkpoint', help='checkpoint trained with method "none"')
+    parser.add_argument('--config', help='YAML training config (config/train_adapt.yaml)')
+    parser.add_argument('--set', dest='overrides', action='append', default=[],
+                        metavar='KEY=VALUE', help='override a config value (repeatable)')
+
+
+def run(args: argparse.Namespace) -> int:
+    result = adapt(args.base_checkpoint, config_path=args.config, overrides=args.overrides,
+                   command='mmp_ros adapt ' + ' '.join(sys.argv[2:]))
+    print(f'checkpoint: {result.checkpoint}  ({len(result.losses)} steps, '
+          f'{result.seconds:.1f} s)')
+    return 0

@@ -1,0 +1,263 @@
+"""Training configuration: dataclasses loaded from YAML, with ``key.sub=value`` overrides.
+
+Unknown keys are errors (a typo must not silently train the default), and every value
+is checked when the config is built, so a bad config stops before any data is read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, get_type_hints
+
+import yaml
+
+from mmp_ros.modalities import INPUT_CHANNELS, MODALITIES, check_modalities
+from mmp_ros.model.config import METHODS, MODEL_SIZES, PROJECTION_STAGES
+
+
+class ConfigError(ValueError):
+    """A training configuration that cannot be used; the message names the key."""
+
+
+@dataclass
+class DataConfig:
+    """Where samples come from: a ``module:callable`` called as ``factory(split=..., **params)``.
+
+    The callable returns a map-style dataset whose items are dicts of float32 tensors
+    per modality in the sensor representation, ``(C, H, W)``, plus ``label`` ``(H, W)``
+    int64 (255 = ignore). Class names and palette come from the dataset's
+    ``class_names``/``palette`` attributes or its module's ``CLASS_NAMES``/``PALETTE``.
+    """
+
+    dataset: str = 'training.data.dataset:SyntheticDataset'
+    params: dict[str, Any] = field(default_factory=lambda: {'length': 20000,
+                                                             'size': [128, 160]})
+    train_split: str = 'train'
+    val_split: str = 'val'
+    input_size: tuple[int, int] = (128, 160)  # (height, width) the model is trained at
+    num_workers: int = 0
+    normalization_samples: int = 64  # training samples the per-channel statistics use
+    val_samples: int = 64  # validation samples per periodic evaluation (0: all)
+
+
+@dataclass
+class MaskConfig:
+    """How the random non-empty modality mask of each training sample is drawn.
+
+    With probability ``full_probability`` every modality is kept; otherwise each
+    modality is dropped independently with its ``drop_probability`` and a mask that
+    came out empty is drawn again.
+    """
+
+    full_probability: float = 0.2
+    drop_probability: float | dict[str, float] = 0.5
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with linear warm-up, then polynomial decay to zero."""
+
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = 100
+    poly_power: float = 0.9
+    grad_clip: float = 1.0  # max global grad norm; 0 disables
+
+
+@dataclass
+class ModelOptions:
+    """Model settings beyond size and method (see :class:`mmp_ros.model.ModelConfig`)."""
+
+    projection_stage: str = 'encoder'
+    projection_stride: int = 32
+    aggregate_stride: int = 32
+    modality_widths: dict[str, int] = field(default_factory=dict)
+    token_strides: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class TrainConfig:
+    """One training run. ``batch_size`` is global: split evenly across DDP processes."""
+
+    method: str = 'mmp'
+    size: str = 'tiny'
+    modalities: tuple[str, ...] = MODALITIES
+    steps: int = 2000
+    batch_size: int = 16
+    seed: int = 0
+    device: str = 'auto'  # auto | cpu | cuda | cuda:N
+    amp: bool = True  # mixed precision on CUDA; ignored on CPU
+    amp_dtype: str = 'bfloat16'  # bfloat16 | float16 (float16 uses a GradScaler)
+    alignment_weight: float = 1.0
+    base_checkpoint: str = ''  # mmp_adapt: the model trained on all modalities
+    out_dir: str = 'out/train'
+    resume: bool = True  # continue from out_dir/checkpoint.pt when it exists
+    eval_every: int = 500
+    checkpoint_every: int = 500
+    log_every: int = 10
+    progress: bool = True
+    deterministic: bool = True  # deterministic algorithms (CPU exact; CUDA best effort)
+    threads: int = 0  # CPU intra-op threads; 0 keeps torch's default
+    model: ModelOptions = field(default_factory=ModelOptions)
+    mask: MaskConfig = field(default_factory=MaskConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+
+def validate(config: TrainConfig) -> None:
+    """Raise :class:`ConfigError` naming the first wrong value."""
+    try:
+        config.modalities = check_modalities(tuple(config.modalities),
+                                             known=tuple(INPUT_CHANNELS))
+    except ValueError as exc:
+        raise ConfigError(f'modalities: {exc}') from exc
+    if config.method not in METHODS:
+        raise ConfigError(f'method: unknown {config.method!r}; known: {list(METHODS)}')
+    if config.size not in MODEL_SIZES:
+        raise ConfigError(f'size: unknown {config.size!r}; known: {list(MODEL_SIZES)}')
+    if config.model.projection_stage not in PROJECTION_STAGES:
+        raise ConfigError(f'model.projection_stage must be one of {PROJECTION_STAGES}')
+    if config.method == 'mmp_adapt' and not config.base_checkpoint:
+        raise ConfigError('method mmp_adapt needs base_checkpoint (a model trained with '
+                          'method none on all modalities)')
+    for name in ('steps', 'batch_size'):
+        if getattr(config, name) <= 0:
+            raise ConfigError(f'{name} must be positive, got {getattr(config, name)}')
+    for name in ('eval_every', 'checkpoint_every', 'log_every', 'threads'):
+        if getattr(config, name) < 0:
+            raise ConfigError(f'{name} must be >= 0')
+    if config.amp_dtype not in ('bfloat16', 'float16'):
+        raise ConfigError(f'amp_dtype must be bfloat16 or float16, got {config.amp_dtype!r}')
+    if not 0.0 <= config.mask.full_probability <= 1.0:
+        raise ConfigError('mask.full_probability must be in [0, 1]')
+    drop = config.mask.drop_probability
+    if isinstance(drop, Mapping):
+        unknown = sorted(set(drop) - set(config.modalities))
+        if unknown:
+            raise ConfigError(f'mask.drop_probability names modalities {unknown} that are not '
+                              f'in modalities {list(config.modalities)}')
+        values = list(drop.values())
+    else:
+        values = [drop]
+    if any(not 0.0 <= float(p) < 1.0 for p in values):
+        raise ConfigError('mask.drop_probability must be in [0, 1)')
+    if config.alignment_weight < 0:
+        raise ConfigError('alignment_weight must be >= 0')
+    if ':' not in config.data.dataset:
+        raise ConfigError(f'data.dataset must be "module:callable", got {config.data.dataset!r}')
+    if len(config.data.input_size) != 2 or min(config.data.input_size) <= 0:
+        raise ConfigError(f'data.input_size must be (height, width), got {config.data.input_size}')
+
+
+# --- building from plain data --------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    """Tuples to lists, recursively: what YAML and ``weights_only`` checkpoints hold."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f'{where or "config"}: expected a mapping, got {type(data).__name__}')
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f'{where or "config"}: unknown keys {unknown}; known: {sorted(names)}')
+    values = {}
+    for key, value in data.items():
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            values[key] = _build(hint, value, f'{where}.{key}' if where else key)
+        else:
+            values[key] = _coerce(hint, value, f'{where}.{key}' if where else key)
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise ConfigError(f'{where or "config"}: {exc}') from exc
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    """Check a scalar against its annotation; YAML 1.1 reads ``5e-4`` as a string."""
+    if hint is float or hint == (float | None):
+        if isinstance(value, bool):
+            raise ConfigError(f'{where}: expected a number, got {value!r}')
+        try:
+            return float(value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f'{where}: expected a number, got {value!r}') from exc
+    if hint is int:
+        if isinstance(value, bool) or not (
+                isinstance(value, int) or isinstance(value, float) and value.is_integer()):
+            raise ConfigError(f'{where}: expected an integer, got {value!r}')
+        return int(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f'{where}: expected true or false, got {value!r}')
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f'{where}: expected a string, got {value!r}')
+        return value
+    if str(hint).startswith('tuple'):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f'{where}: expected a list, got {value!r}')
+        return tuple(value)
+    if hint == (float | dict[str, float]):
+        if isinstance(value, Mapping):
+            return {str(k): _coerce(float, v, f'{where}.{k}') for k, v in value.items()}
+        return _coerce(float, value, where)
+    return value
+
+
+def config_from_dict(data: Mapping[str, Any]) -> TrainConfig:
+    return _build(TrainConfig, data, '')
+
+
+def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Apply ``a.b=value`` overrides (values parsed as YAML) to nested plain data."""
+    for item in overrides:
+        if '=' not in item:
+            raise ConfigError(f'override {item!r} is not key=value')
+        key, text = item.split('=', 1)
+        value = yaml.safe_load(text) if text else ''
+        node = data
+        parts = key.strip().split('.')
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f'override {key!r}: {part!r} is not a section')
+        node[parts[-1]] = value
+    return data
+
+
+def load_config(path: str | os.PathLike | None = None,
+                overrides: Iterable[str] = ()) -> TrainConfig:
+    """Defaults, then the YAML file (if any), then the overrides, in that order."""
+    data: dict[str, Any] = {}
+    if path:
+        try:
+            with open(path, encoding='utf-8') as handle:
+                data = yaml.safe_load(handle) or {}
+        except FileNotFoundError as exc:
+            raise ConfigError(f'config file not found: {path}') from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f'{path}: not valid YAML ({exc})') from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f'{path}: top level must be a mapping')
+    return config_from_dict(apply_overrides(data, overrides))

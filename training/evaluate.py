@@ -1,0 +1,187 @@
+"""Evaluation for every modality subset: Markdown + JSON tables and a bar chart.
+
+``evaluate_checkpoint`` scores one checkpoint on every non-empty subset of its
+modalities (15 for four); ``write_report`` puts several side by side. For projection
+methods it also reports how close projected tokens are to the real ones (cosine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+
+from mmp_ros.metadata import ModelMetadata
+from mmp_ros.modalities import nonempty_subsets, subset_label
+from mmp_ros.model import load_checkpoint
+from training.config import DataConfig, config_from_dict
+from training.datasets import build_dataset, check_modalities
+from training.metrics import SubsetReport, evaluate_subsets
+from training.train import batches_for_eval, resolve_device
+
+
+def evaluate_checkpoint(path: str | Path, *, split: str = 'test',
+                        dataset: torch.utils.data.Dataset | None = None,
+                        data: DataConfig | None = None, device: str = 'auto',
+                        batch_size: int = 8, max_samples: int = 0,
+                        num_workers: int = 0) -> tuple[SubsetReport, ModelMetadata]:
+    """Scores of one checkpoint on every subset of its modalities.
+
+    The dataset defaults to the checkpoint's own training data config with ``split``.
+    """
+    model, metadata, checkpoint = load_checkpoint(path)
+    target = resolve_device(device)
+    model.to(target)
+    if dataset is None:
+        if data is None:
+            data = config_from_dict(checkpoint['train_config']).data
+        dataset = build_dataset(data, split)
+    check_modalities(dataset, metadata.modalities, need_label=True,
+                     name=f'evaluation data ({split})')
+    report = evaluate_subsets(
+        model, batches_for_eval(dataset, metadata, batch_size=batch_size, device=target,
+                                max_samples=max_samples, num_workers=num_workers),
+        modalities=metadata.modalities, num_classes=metadata.num_classes,
+        cosine=model.config.uses_projection)
+    return report, metadata
+
+
+def _cell(value: float) -> str:
+    return '–' if value is None or math.isnan(value) else f'{value:.1f}'
+
+
+def markdown_table(reports: Mapping[str, SubsetReport], *,
+                   ceilings: Mapping[str, float] | None = None,
+                   metric: str = 'miou') -> str:
+    """Rows: each subset (smallest first), then the means; columns: one per model."""
+    modalities = next(iter(reports.values())).modalities
+    names = list(reports)
+    header = ['modalities', *names] + (['ceiling'] if ceilings else [])
+    lines = ['| ' + ' | '.join(header) + ' |', '|' + ' --- |' * len(header)]
+    for subset in nonempty_subsets(modalities):
+        key = subset_label(subset, modalities)
+        row = [key] + [_cell(getattr(reports[n].subsets[key], metric)) for n in names]
+        if ceilings:
+            row.append(_cell(ceilings.get(key, math.nan)))
+        lines.append('| ' + ' | '.join(row) + ' |')
+    if metric == 'miou':
+        missing = len(list(nonempty_subsets(modalities))) - 1
+        for label, attribute in ((f'**mean, {missing} missing subsets**', 'mean_missing'),
+                                 (f'mean, all {missing + 1}', 'mean_all')):
+            row = [label] + [f'**{_cell(getattr(reports[n], attribute))}**' if 'missing' in
+                             attribute else _cell(getattr(reports[n], attribute)) for n in names]
+            if ceilings:
+                values = [ceilings.get(subset_label(s, modalities), math.nan)
+                          for s in nonempty_subsets(modalities)]
+                values = values[:-1] if attribute == 'mean_missing' else values
+                row.append(_cell(sum(values) / len(values)))
+            lines.append('| ' + ' | '.join(row) + ' |')
+    return '\n'.join(lines)
+
+
+def cosine_table(reports: Mapping[str, SubsetReport]) -> str:
+    with_cosine = {n: r for n, r in reports.items() if r.cosine}
+    if not with_cosine:
+        return ''
+    modalities = next(iter(with_cosine.values())).modalities
+    lines = ['| model | ' + ' | '.join(modalities) + ' |', '|' + ' --- |' * (len(modalities) + 1)]
+    for name, report in with_cosine.items():
+        cells = [f'{report.cosine[m]:.3f}' if m in report.cosine else '–' for m in modalities]
+        lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
+def bar_chart(reports: Mapping[str, SubsetReport], path: str | Path, *, title: str = '',
+              ceilings: Mapping[str, float] | None = None) -> Path:
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    modalities = next(iter(reports.values())).modalities
+    keys = [subset_label(s, modalities) for s in nonempty_subsets(modalities)]
+    width = 0.8 / len(reports)
+    fig, ax = plt.subplots(figsize=(max(8, len(keys) * 0.9), 4))
+    for index, (name, report) in enumerate(reports.items()):
+        xs = [k + (index - (len(reports) - 1) / 2) * width for k in range(len(keys))]
+        ax.bar(xs, [report.subsets[k].miou for k in keys], width=width, label=name)
+    if ceilings:
+        ax.scatter(range(len(keys)), [ceilings.get(k, math.nan) for k in keys], marker='_',
+                   s=300, color='black', label='information ceiling', zorder=3)
+    ax.set_xticks(range(len(keys)))
+    ax.set_xticklabels(keys, rotation=40, ha='right', fontsize=8)
+    ax.set_ylabel('mIoU (%)')
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(axis='y', alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_report(reports: Mapping[str, SubsetReport], out_dir: str | Path, *,
+                 title: str = 'Evaluation', stem: str = 'evaluation',
+                 ceilings: Mapping[str, float] | None = None) -> dict[str, Path]:
+    """``<stem>.md``, ``<stem>.json`` and ``<stem>.png`` in ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    chart = bar_chart(reports, out / f'{stem}.png', title=title, ceilings=ceilings)
+    sections = [f'# {title}', '', '## mIoU (%) per available-modality subset', '',
+                markdown_table(reports, ceilings=ceilings), '',
+                '## Pixel accuracy (%)', '', markdown_table(reports, metric='pixel_accuracy'),
+                '']
+    cosine = cosine_table(reports)
+    if cosine:
+        sections += ['## Cosine similarity of projected to real tokens', '',
+                     'Mean over token positions and over the subsets where the modality is '
+                     'missing.', '', cosine, '']
+    sections += [f'![mIoU per subset]({chart.name})', '']
+    markdown = out / f'{stem}.md'
+    markdown.write_text('\n'.join(sections), encoding='utf-8')
+    document = {name: report.to_dict() for name, report in reports.items()}
+    if ceilings:
+        document['_ceiling'] = dict(ceilings)
+    data = out / f'{stem}.json'
+    data.write_text(json.dumps(document, indent=2, sort_keys=True), encoding='utf-8')
+    return {'markdown': markdown, 'json': data, 'chart': chart}
+
+
+# --- command line --------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('checkpoints', nargs='+', metavar='CHECKPOINT',
+                        help='one or more checkpoints; reported side by side')
+    parser.add_argument('--split', default='test', help='dataset split (default: test)')
+    parser.add_argument('--out', default='out/evaluation', help='output folder')
+    parser.add_argument('--device', default='auto')
+    parser.add_argument('--batch-size', type=int, default=8)
+    parser.add_argument('--max-samples', type=int, default=0, help='0: the whole split')
+    parser.add_argument('--num-workers', type=int, default=0)
+
+
+def _names(paths: Sequence[str]) -> list[str]:
+    """Column names: the checkpoint's folder when unique, else the path."""
+    names = [Path(p).parent.name or Path(p).stem for p in paths]
+    return names if len(set(names)) == len(names) else list(paths)
+
+
+def run(args: argparse.Namespace) -> int:
+    reports = {}
+    for name, path in zip(_names(args.checkpoints), args.checkpoints, strict=True):
+        report, metadata = evaluate_checkpoint(
+            path, split=args.split, device=args.device, batch_size=args.batch_size,
+            max_samples=args.max_samples, num_workers=args.num_workers)
+        reports[f'{name} ({metadata.method})'] = report
+        print(f'{path}: all {report.full:.1f}  mean over missing subsets '
+              f'{report.mean_missing:.1f}')
+    paths = write_report(reports, args.out, title=f'Evaluation on {args.split}')
+    print(f'report: {paths["markdown"]}')
+    return 0

@@ -1,0 +1,90 @@
+"""The record of a run: a CSV log appended step by step, and loss / mIoU curves as PNG."""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+FIELDS = ('step', 'loss', 'ce', 'alignment', 'lr', 'seconds', 'val_full_miou',
+          'val_mean_missing_miou')
+
+
+class History:
+    """Rows of :data:`FIELDS`; appends to ``log.csv`` so a resumed run continues the file."""
+
+    def __init__(self, out_dir: str | Path, *, resume_step: int = 0) -> None:
+        self.path = Path(out_dir) / 'log.csv'
+        self.rows: list[dict[str, float]] = []
+        if resume_step and self.path.is_file():
+            with self.path.open(newline='') as handle:
+                for row in csv.DictReader(handle):
+                    if int(row['step']) <= resume_step:
+                        self.rows.append({k: _number(v) for k, v in row.items()})
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open('w', newline='') as handle:  # rewrite: drops rows past resume
+            writer = csv.DictWriter(handle, fieldnames=FIELDS)
+            writer.writeheader()
+            for row in self.rows:
+                writer.writerow(_row(row))
+
+    def append(self, values: Mapping[str, Any]) -> None:
+        row = {k: float(values.get(k, math.nan)) for k in FIELDS}
+        self.rows.append(row)
+        with self.path.open('a', newline='') as handle:
+            csv.DictWriter(handle, fieldnames=FIELDS).writerow(_row(row))
+
+    def plot(self) -> list[Path]:
+        """``loss.png`` and ``miou.png`` beside the CSV."""
+        import matplotlib
+
+        matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+
+        written = []
+        steps = [r['step'] for r in self.rows if not math.isnan(r['loss'])]
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        for key in ('loss', 'ce', 'alignment'):
+            points = [(r['step'], r[key]) for r in self.rows if not math.isnan(r[key])]
+            if points:
+                ax.plot(*zip(*points, strict=True), label=key)
+        ax.set_xlabel('step')
+        ax.set_ylabel('loss')
+        ax.set_yscale('log' if steps else 'linear')
+        if ax.lines:
+            ax.legend()
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        written.append(self.path.with_name('loss.png'))
+        fig.savefig(written[-1], dpi=100)
+        plt.close(fig)
+
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        for key, name in (('val_full_miou', 'all modalities'),
+                          ('val_mean_missing_miou', 'mean over missing subsets')):
+            points = [(r['step'], r[key]) for r in self.rows if not math.isnan(r[key])]
+            if points:
+                ax.plot(*zip(*points, strict=True), marker='o', label=name)
+        ax.set_xlabel('step')
+        ax.set_ylabel('validation mIoU (%)')
+        if ax.lines:
+            ax.legend()
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        written.append(self.path.with_name('miou.png'))
+        fig.savefig(written[-1], dpi=100)
+        plt.close(fig)
+        return written
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
+
+
+def _row(row: Mapping[str, float]) -> dict[str, str]:
+    return {k: ('' if math.isnan(v) else f'{v:.6g}') for k, v in row.items()}

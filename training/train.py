@@ -1,0 +1,425 @@
+"""Training: one importable function, :func:`train`, behind the thin ``train`` command.
+
+The same loop trains every method (``none``, ``dropout``, ``mask_token``, ``mmp``) and
+runs label-free adaptation (``mmp_adapt``): a frozen model trained on all modalities
+whose projection module alone learns, from the alignment loss, on frames whose labels
+are never read. Under ``torchrun`` it runs as DDP (gloo on CPU, NCCL on CUDA).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from mmp_ros.metadata import ModelMetadata
+from mmp_ros.modalities import INPUT_CHANNELS
+from mmp_ros.model import (
+    CheckpointError,
+    ModelConfig,
+    build_model,
+    load_checkpoint,
+    load_weights,
+    read_checkpoint,
+    save_checkpoint,
+)
+from training.config import ConfigError, MaskConfig, TrainConfig, load_config
+from training.datasets import (
+    IGNORE_INDEX,
+    StepBatchSampler,
+    UnlabelledDataset,
+    build_dataset,
+    check_modalities,
+    collate,
+    dataset_classes,
+    resize_batch,
+)
+from training.history import History
+from training.masking import sample_masks, step_generator
+from training.metrics import SubsetReport, evaluate_subsets
+from training.normalize import compute_normalization, normalize
+
+CHECKPOINT_NAME = 'checkpoint.pt'
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path
+    losses: list[float] = field(default_factory=list)  # total loss of each step run now
+    metrics: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    seconds_per_step: float = math.nan
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """Where this process sits in a ``torchrun`` job (world size 1 without one)."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls) -> Distributed:
+        return cls(int(os.environ.get('RANK', 0)), int(os.environ.get('LOCAL_RANK', 0)),
+                   int(os.environ.get('WORLD_SIZE', 1)))
+
+
+class TrainStep(nn.Module):
+    """``forward_train`` as a module's ``forward``, so DDP can wrap it and sync gradients."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs: dict[str, torch.Tensor], available: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        logits, aux = self.model.forward_train(inputs, available)
+        return logits, aux.alignment
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == 'auto':
+        name = 'cuda' if torch.cuda.is_available() else 'cpu'
+    if name == 'cuda':
+        name = f'cuda:{local_rank}'
+    device = torch.device(name)
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise ConfigError(f'device {name!r} requested but CUDA is not available here')
+    return device
+
+
+def lr_factor(step: int, *, total: int, warmup: int, power: float) -> float:
+    """Linear warm-up to 1 over ``warmup`` steps, then ``(1 - progress) ** power`` to 0."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return max(0.0, 1.0 - progress) ** power
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """No weight decay on norms, biases, embeddings, queries and mask tokens."""
+    exempt = ('mask_tokens', 'modality_embedding', 'queries')
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        plain = parameter.ndim <= 1 or any(part in name.split('.') for part in exempt)
+        (no_decay if plain else decay).append(parameter)
+    return [{'params': decay, 'weight_decay': weight_decay},
+            {'params': no_decay, 'weight_decay': 0.0}]
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True,
+                              text=True, check=True, cwd=Path(__file__).parent,
+                              timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ''
+
+
+def batches_for_eval(dataset: Dataset, metadata: ModelMetadata, *, batch_size: int,
+                     device: torch.device, max_samples: int = 0, num_workers: int = 0):
+    """``(normalized inputs, label)`` batches of the first ``max_samples`` (0: all) samples."""
+    count = len(dataset) if max_samples <= 0 else min(len(dataset), max_samples)
+    subset = torch.utils.data.Subset(dataset, range(count))
+    loader = DataLoader(subset, batch_size=batch_size, shuffle=False, collate_fn=collate,
+                        num_workers=num_workers)
+    for batch in loader:
+        batch = resize_batch(batch, metadata.input_size, metadata.modalities)
+        inputs = normalize({m: batch[m].to(device) for m in metadata.modalities}, metadata)
+        yield inputs, batch['label'].to(device)
+
+
+def _adapt_model(config: TrainConfig) -> tuple[nn.Module, ModelMetadata]:
+    """The base model with a fresh projection module; everything but the projection frozen."""
+    base, base_metadata, base_checkpoint = load_checkpoint(config.base_checkpoint)
+    base_config = base.config
+    if base_config.uses_projection or base_config.method == 'mask_token':
+        raise ConfigError(f'{config.base_checkpoint}: base model method is '
+                          f'{base_config.method!r}; mmp_adapt adapts a model trained with '
+                          '"none" (or "dropout") on all modalities')
+    if base_config.modalities != tuple(config.modalities):
+        raise ConfigError(f'modalities {list(config.modalities)} differ from the base model\'s '
+                          f'{list(base_config.modalities)}')
+    options = config.model
+    model_config = base_config.replace(
+        method='mmp_adapt', projection_stage=options.projection_stage,
+        projection_stride=options.projection_stride, aggregate_stride=options.aggregate_stride,
+    )
+    model = build_model(model_config)
+    load_weights(model, base_checkpoint['state_dict'], source=config.base_checkpoint,
+                 fresh_prefixes=('projection.',))
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(name.startswith('projection.'))
+    metadata = ModelMetadata.from_dict({**base_metadata.to_dict(), 'method': 'mmp_adapt',
+                                        'metrics': {}})
+    return model, metadata
+
+
+def _describe_mismatch(saved: dict[str, Any], current: dict[str, Any]) -> str:
+    keys = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+    return ', '.join(f'{k}: {saved.get(k)!r} -> {current.get(k)!r}' for k in keys)
+
+
+def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
+          val_dataset: Dataset | None = None, command: str = '') -> TrainResult:
+    """Train (or resume) the run ``config`` describes; returns where the checkpoint is.
+
+    Datasets default to ``config.data``'s splits; tests pass small ones directly.
+    """
+    started = time.perf_counter()
+    ddp = Distributed.from_env()
+    device = resolve_device(config.device, ddp.local_rank)
+    if ddp.world_size > 1 and not dist.is_initialized():
+        backend = 'nccl' if device.type == 'cuda' else 'gloo'
+        dist.init_process_group(backend=backend)
+    if device.type == 'cuda':
+        torch.cuda.set_device(device)
+    if config.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=device.type == 'cuda')
+        torch.backends.cudnn.benchmark = False
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    adapting = config.method == 'mmp_adapt'
+    modalities = tuple(config.modalities)
+
+    train_data = train_dataset if train_dataset is not None else build_dataset(
+        config.data, config.data.train_split)
+    check_modalities(train_data, modalities, need_label=not adapting,
+                     name=f'training data ({config.data.train_split})')
+    if adapting:
+        model, metadata = _adapt_model(config)
+        train_data = UnlabelledDataset(train_data, modalities)
+    else:
+        class_names, palette = dataset_classes(train_data)
+        options = config.model
+        model_config = ModelConfig(
+            modalities=modalities, num_classes=len(class_names), size=config.size,
+            method=config.method, projection_stage=options.projection_stage,
+            projection_stride=options.projection_stride,
+            aggregate_stride=options.aggregate_stride,
+            modality_widths=dict(options.modality_widths),
+            token_strides=dict(options.token_strides),
+        )
+        model = build_model(model_config)
+        metadata = ModelMetadata(
+            modalities=modalities, input_channels={m: INPUT_CHANNELS[m] for m in modalities},
+            normalization=compute_normalization(train_data, modalities,
+                                                config.data.normalization_samples),
+            input_size=tuple(config.data.input_size), class_names=class_names,
+            palette=palette, method=config.method,
+        )
+    provenance = {
+        'command': command or ' '.join(sys.argv), 'seed': config.seed, 'steps': config.steps,
+        'method': config.method, 'size': config.size, 'dataset': config.data.dataset,
+        'dataset_params': dict(config.data.params), 'commit': git_commit(),
+        'base_checkpoint': config.base_checkpoint, 'world_size': ddp.world_size,
+        'device': device.type,
+    }
+    metadata = ModelMetadata.from_dict({**metadata.to_dict(), 'provenance': provenance})
+    model.to(device)
+
+    optimizer = torch.optim.AdamW(parameter_groups(model, config.optim.weight_decay),
+                                  lr=config.optim.lr, betas=tuple(config.optim.betas))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(
+        step, total=config.steps, warmup=config.optim.warmup_steps,
+        power=config.optim.poly_power))
+    use_amp = config.amp and device.type == 'cuda'
+    amp_dtype = torch.float16 if config.amp_dtype == 'float16' else torch.bfloat16
+    scaler = torch.amp.GradScaler('cuda', enabled=use_amp and amp_dtype == torch.float16)
+
+    out_dir = Path(config.out_dir)
+    checkpoint_path = out_dir / CHECKPOINT_NAME
+    start_step, metrics = 0, {}
+    if config.resume and checkpoint_path.is_file():
+        saved = read_checkpoint(checkpoint_path)
+        current = model.config.to_dict()
+        if saved['model_config'] != current:
+            raise CheckpointError(f'{checkpoint_path}: was trained with another model '
+                                  f'({_describe_mismatch(saved["model_config"], current)}); '
+                                  'use another out_dir or resume=false')
+        load_weights(model, saved['state_dict'], source=str(checkpoint_path))
+        if saved.get('optimizer'):
+            optimizer.load_state_dict(saved['optimizer'])
+            scheduler.load_state_dict(saved['scheduler'])
+            if saved.get('scaler'):
+                scaler.load_state_dict(saved['scaler'])
+        metadata = ModelMetadata.from_dict({**saved['metadata'], 'provenance': provenance})
+        start_step, metrics = int(saved['step']), dict(saved.get('metrics') or {})
+
+    step_module: nn.Module = TrainStep(model)
+    if ddp.world_size > 1:
+        step_module = nn.parallel.DistributedDataParallel(
+            step_module, device_ids=[device.index] if device.type == 'cuda' else None)
+    history = History(out_dir, resume_step=start_step) if ddp.is_main else None
+    val_data = None
+    if config.eval_every and ddp.is_main:
+        val_data = val_dataset if val_dataset is not None else build_dataset(
+            config.data, config.data.val_split)
+        check_modalities(val_data, modalities, need_label=True,
+                         name=f'validation data ({config.data.val_split})')
+
+    def evaluate_now() -> SubsetReport:
+        report = evaluate_subsets(
+            model, batches_for_eval(val_data, metadata, batch_size=config.batch_size,
+                                    device=device, max_samples=config.data.val_samples),
+            modalities=modalities, num_classes=metadata.num_classes)
+        metrics.update({'step': step + 1, 'val_full_miou': report.full,
+                        'val_mean_missing_miou': report.mean_missing,
+                        'val_subsets': {k: s.miou for k, s in report.subsets.items()}})
+        return report
+
+    def save(step_done: int) -> None:
+        save_checkpoint(
+            checkpoint_path, model=model,
+            metadata=ModelMetadata.from_dict({**metadata.to_dict(), 'metrics': metrics}),
+            train_config=config.to_dict(), step=step_done, metrics=metrics,
+            optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+            scaler=scaler.state_dict() if scaler.is_enabled() else None)
+
+    remaining = config.steps - start_step
+    result = TrainResult(checkpoint=checkpoint_path)
+    if remaining <= 0:
+        return result
+    local_batch = config.batch_size // ddp.world_size
+    sampler = StepBatchSampler(len(train_data), config.batch_size, seed=config.seed,
+                               start_step=start_step, steps=remaining, rank=ddp.rank,
+                               world_size=ddp.world_size)
+    loader = DataLoader(train_data, batch_sampler=sampler, collate_fn=collate,
+                        num_workers=config.data.num_workers, pin_memory=device.type == 'cuda')
+    mask_config = MaskConfig(0.0, config.mask.drop_probability) if adapting else config.mask
+    model.train()
+    if adapting:
+        model.eval()  # frozen base: batch-norm statistics stay the base model's
+    progress = None
+    if config.progress and ddp.is_main:
+        from tqdm import tqdm
+
+        progress = tqdm(total=config.steps, initial=start_step, desc=config.method,
+                        dynamic_ncols=True)
+    loop_started = time.perf_counter()
+    step = start_step
+    for step, batch in zip(range(start_step, config.steps), loader, strict=True):
+        batch = resize_batch(batch, metadata.input_size, modalities)
+        inputs = normalize({m: batch[m].to(device, non_blocking=True) for m in modalities},
+                           metadata)
+        if config.method == 'none':
+            available = torch.ones(local_batch, len(modalities), dtype=torch.bool)
+        else:
+            masks = sample_masks(config.batch_size, modalities, mask_config,
+                                 step_generator(config.seed, step))
+            available = masks[ddp.rank * local_batch:(ddp.rank + 1) * local_batch]
+        available = available.to(device)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+            logits, alignment = step_module(inputs, available)
+        missing = (~available).float()
+        align = (alignment * missing).sum() / missing.sum().clamp(min=1.0) \
+            if alignment is not None else torch.zeros((), device=device)
+        if adapting:
+            ce = torch.zeros((), device=device)
+            loss = align
+        else:
+            ce = F.cross_entropy(logits.float(), batch['label'].to(device),
+                                 ignore_index=IGNORE_INDEX)
+            loss = ce + config.alignment_weight * align
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if config.optim.grad_clip > 0:
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(
+                [p for p in model.parameters() if p.requires_grad], config.optim.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+
+        values = torch.stack([loss.detach(), ce.detach(), align.detach()]).float()
+        if ddp.world_size > 1:
+            dist.all_reduce(values)
+            values /= ddp.world_size
+        loss_value, ce_value, align_value = (float(v) for v in values.cpu())
+        if not math.isfinite(loss_value):
+            raise FloatingPointError(f'loss became {loss_value} at step {step}; lower optim.lr '
+                                     'or check the data for NaN')
+        result.losses.append(loss_value)
+        if ddp.is_main:
+            done = step + 1
+            row = {'step': done, 'loss': loss_value, 'ce': ce_value, 'alignment': align_value,
+                   'lr': scheduler.get_last_lr()[0],
+                   'seconds': time.perf_counter() - loop_started}
+            if val_data is not None and (done % config.eval_every == 0 or done == config.steps):
+                evaluate_now()
+                row.update({'val_full_miou': metrics['val_full_miou'],
+                            'val_mean_missing_miou': metrics['val_mean_missing_miou']})
+            if done % max(1, config.log_every) == 0 or done == config.steps or len(row) > 6:
+                history.append(row)
+            if progress is not None:
+                progress.update(1)
+                progress.set_postfix(loss=f'{loss_value:.3f}', align=f'{align_value:.3f}')
+            if (config.checkpoint_every and done % config.checkpoint_every == 0) \
+                    or done == config.steps:
+                save(done)
+    if progress is not None:
+        progress.close()
+    loop_seconds = time.perf_counter() - loop_started
+    if ddp.is_main:
+        history.plot()
+    if ddp.world_size > 1:
+        dist.barrier()
+    result.metrics = metrics
+    result.seconds = time.perf_counter() - started
+    result.seconds_per_step = loop_seconds / max(1, len(result.losses))
+    return result
+
+
+# --- command line --------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--config', help='YAML training config (config/train_*.yaml)')
+    parser.add_argument('--set', dest='overrides', action='append', default=[],
+                        metavar='KEY=VALUE', help='override a config value, e.g. optim.lr=1e-3 '
+                        '(repeatable)')
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(args.config, args.overrides)
+    result = train(config, command='mmp_ros train ' + ' '.join(sys.argv[2:]))
+    if Distributed.from_env().is_main:
+        print(f'checkpoint: {result.checkpoint}  ({len(result.losses)} steps, '
+              f'{result.seconds:.1f} s, {result.seconds_per_step * 1000:.0f} ms/step)')
+        for key in ('val_full_miou', 'val_mean_missing_miou'):
+            if key in result.metrics:
+                print(f'{key}: {result.metrics[key]:.2f}')
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m training.train`` (what ``torchrun`` launches)."""
+    parser = argparse.ArgumentParser(prog='python -m training.train', description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == '__main__':
+    sys.exit(main())
