@@ -120,26 +120,24 @@ def default_engine_path(model_file_path: Path) -> Path:
     return model_file_path.with_suffix('.engine')
 
 
-class _TrtLogger:
-    """Routes TensorRT's messages into Python logging (subclassing ``trt.ILogger``)."""
+def _trt_logger(trt, log: logging.Logger):
+    """A ``trt.ILogger`` that routes TensorRT's messages into Python logging."""
+    levels = {
+        trt.Logger.INTERNAL_ERROR: logging.CRITICAL,
+        trt.Logger.ERROR: logging.ERROR,
+        trt.Logger.WARNING: logging.WARNING,
+        trt.Logger.INFO: logging.DEBUG,
+        trt.Logger.VERBOSE: logging.DEBUG,
+    }
 
-    def __new__(cls, trt, log: logging.Logger):
-        levels = {
-            trt.Logger.INTERNAL_ERROR: logging.CRITICAL,
-            trt.Logger.ERROR: logging.ERROR,
-            trt.Logger.WARNING: logging.WARNING,
-            trt.Logger.INFO: logging.DEBUG,
-            trt.Logger.VERBOSE: logging.DEBUG,
-        }
+    class Logger(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
 
-        class Logger(trt.ILogger):
-            def __init__(self) -> None:
-                trt.ILogger.__init__(self)
+        def log(self, severity, msg: str) -> None:
+            log.log(levels.get(severity, logging.INFO), 'TensorRT: %s', msg)
 
-            def log(self, severity, msg: str) -> None:
-                log.log(levels.get(severity, logging.INFO), 'TensorRT: %s', msg)
-
-        return Logger()
+    return Logger()
 
 
 def _fp16_onnx_for_tensorrt11(onnx_path: Path, workdir: Path, log: logging.Logger) -> Path | None:
@@ -183,7 +181,7 @@ def build_engine(
     cuda = _Cuda()
     gpu_name, capability = cuda.device_facts(_device_index(device))
     major = int(trt.__version__.split('.')[0])
-    trt_logger = _TrtLogger(trt, log)
+    trt_logger = _trt_logger(trt, log)
     builder = trt.Builder(trt_logger)
     flags = 0
     if major >= 11:  # strong typing is the only mode in 11.x; the flag is accepted and ignored
@@ -314,7 +312,7 @@ class TensorRTBackend(InferenceBackend):
         self._load(trt, engine_path, onnx.metadata, max_batch)
 
     def _load(self, trt, engine_path: Path, metadata: ModelMetadata, max_batch: int) -> None:
-        self._runtime = trt.Runtime(_TrtLogger(trt, self._log))
+        self._runtime = trt.Runtime(_trt_logger(trt, self._log))
         engine = self._runtime.deserialize_cuda_engine(engine_path.read_bytes())
         if engine is None:
             raise EngineError(
