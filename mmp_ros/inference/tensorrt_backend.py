@@ -215,13 +215,15 @@ def build_engine(
                 f'{onnx.path}: input {tensor.name!r} has dynamic dims {tuple(tensor.shape)}; '
                 'only the batch may be dynamic'
             )
-        profile.set_shape(
-            tensor.name, (1, *per_item), (1, *per_item), (max_batch, *per_item)
-        )
+        profile.set_shape(tensor.name, (1, *per_item), (1, *per_item), (max_batch, *per_item))
     config.add_optimization_profile(profile)
     cache_path = timing_cache_path or engine_path.with_name(engine_path.name + '.timing.cache')
     cache_bytes = cache_path.read_bytes() if cache_path.is_file() else b''
-    config.set_timing_cache(config.create_timing_cache(cache_bytes), ignore_mismatch=True)
+    # A cache from another GPU or TensorRT version is refused (its timings do not hold
+    # here) and replaced by a fresh one.
+    if not config.set_timing_cache(config.create_timing_cache(cache_bytes), False):
+        log.info('timing cache %s does not fit this GPU/TensorRT; starting a new one', cache_path)
+        config.set_timing_cache(config.create_timing_cache(b''), False)
     log.warning(
         'Building TensorRT %s engine for %s on %s (%s, max batch %d); this can take minutes',
         trt.__version__, onnx.path, gpu_name, precision.upper(), max_batch,
