@@ -185,8 +185,8 @@ def _onnx_for(variant: Variant, size: tuple[int, int] | None, workdir: Path) -> 
     if size is None and variant.onnx is not None:
         return variant.onnx
     if variant.checkpoint is None:
-        raise SystemExit(f'--sizes {size} needs a checkpoint to re-export the {variant.method} '
-                         'model at that size')
+        raise SystemExit(f'--sizes {size[0]}x{size[1]} needs --checkpoint: the model is '
+                         're-exported at that size from its checkpoint')
     from training.export import export_checkpoint
 
     tag = 'model' if size is None else f'{size[0]}x{size[1]}'
