@@ -22,6 +22,22 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     'replay': ('mmp_ros.ros.replay', 'play a rosbag2 (MCAP or sqlite3) into live topics, on time'),
     'record': ('mmp_ros.ros.record', 'record live topics into an MCAP rosbag2'),
+    'export': (
+        'training.export',
+        'export a checkpoint to one ONNX file serving every modality mask',
+    ),
+    'build-engine': (
+        'mmp_ros.inference.engine_cli',
+        'build the TensorRT engine for an exported model',
+    ),
+    'bench-backends': (
+        'mmp_ros.inference.bench',
+        'latency, throughput and memory of the inference backends',
+    ),
+    'check-tensorrt': (
+        'mmp_ros.inference.tensorrt_ops',
+        "check an ONNX model against TensorRT's operator support list",
+    ),
     'dropout': (
         'mmp_ros.ros.dropout_node',
         'make sensors fail on a schedule, between the sources and the node',

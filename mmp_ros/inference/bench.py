@@ -9,7 +9,8 @@ configuration's memory from being charged to the next.
 Variants: the model (``mmp``) and, when given, the same architecture trained as
 ``none``; the ratio of their latencies is the cost of MMP's projection at inference.
 Without checkpoints, ``--random-size`` builds random-weight models of a registry size:
-latency does not depend on the values of the weights.
+latency does not depend on the values of the weights. They are configured as
+training/train.py configures a model by default.
 
 Example (the figures in docs/performance.md)::
 
@@ -29,10 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-DEFAULT_RANDOM_INPUT_SIZE = (240, 320)
-DEFAULT_RANDOM_CLASSES = 10
-
 
 # --- child: one configuration, one process -----------------------------------------------
 
@@ -156,21 +153,30 @@ def _parse_size(text: str) -> tuple[int, int] | None:
 
 
 def _random_checkpoints(args, workdir: Path) -> list[Variant]:
+    """Random-weight mmp and none models configured as training/train.py configures them
+    by default (model options, input size, the synthetic dataset's classes)."""
     import torch
 
     from mmp_ros.inference.testing import tiny_metadata
     from mmp_ros.model import ModelConfig, build_model, save_checkpoint
+    from training.config import DataConfig, ModelOptions
+    from training.data.classes import CLASS_NAMES
 
+    options = ModelOptions()
+    input_size = tuple(args.model_input_size or DataConfig().input_size)
     variants = []
     for method in ('mmp', 'none'):
-        metadata = tiny_metadata(input_size=tuple(args.model_input_size),
-                                 num_classes=args.num_classes, method=method)
+        metadata = tiny_metadata(input_size=input_size, num_classes=len(CLASS_NAMES),
+                                 method=method)
+        config = ModelConfig(
+            modalities=metadata.modalities, num_classes=metadata.num_classes,
+            size=args.random_size, method=method, projection_stage=options.projection_stage,
+            projection_stride=options.projection_stride,
+            aggregate_stride=options.aggregate_stride,
+        )
         torch.manual_seed(0)
-        model = build_model(ModelConfig(modalities=metadata.modalities,
-                                        num_classes=metadata.num_classes,
-                                        size=args.random_size, method=method))
-        path = save_checkpoint(workdir / f'random_{args.random_size}_{method}.pt', model=model,
-                               metadata=metadata)
+        path = save_checkpoint(workdir / f'random_{args.random_size}_{method}.pt',
+                               model=build_model(config), metadata=metadata)
         variants.append(Variant(method, path, None))
     return variants
 
@@ -179,8 +185,8 @@ def _onnx_for(variant: Variant, size: tuple[int, int] | None, workdir: Path) -> 
     if size is None and variant.onnx is not None:
         return variant.onnx
     if variant.checkpoint is None:
-        raise SystemExit(f'--sizes {size} needs a checkpoint to re-export the {variant.method} '
-                         'model at that size')
+        raise SystemExit(f'--sizes {size[0]}x{size[1]} needs --checkpoint: the model is '
+                         're-exported at that size from its checkpoint')
     from training.export import export_checkpoint
 
     tag = 'model' if size is None else f'{size[0]}x{size[1]}'
@@ -209,10 +215,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the same architecture trained as 'none', for MMP's overhead")
     source.add_argument('--random-size', help='no checkpoints: random-weight mmp and none '
                         'models of this registry size (tiny, base)')
-    source.add_argument('--model-input-size', nargs=2, type=int,
-                        default=DEFAULT_RANDOM_INPUT_SIZE, metavar=('H', 'W'),
-                        help='input size of the random models')
-    source.add_argument('--num-classes', type=int, default=DEFAULT_RANDOM_CLASSES)
+    source.add_argument('--model-input-size', nargs=2, type=int, metavar=('H', 'W'),
+                        help="input size of the random models (default: training's)")
     parser.add_argument('--backends', default='onnxruntime,torch',
                         help='comma-separated: onnxruntime, torch, tensorrt')
     parser.add_argument('--device', default='cpu', help='cpu or cuda[:N]')

@@ -120,26 +120,24 @@ def default_engine_path(model_file_path: Path) -> Path:
     return model_file_path.with_suffix('.engine')
 
 
-class _TrtLogger:
-    """Routes TensorRT's messages into Python logging (subclassing ``trt.ILogger``)."""
+def _trt_logger(trt, log: logging.Logger):
+    """A ``trt.ILogger`` that routes TensorRT's messages into Python logging."""
+    levels = {
+        trt.Logger.INTERNAL_ERROR: logging.CRITICAL,
+        trt.Logger.ERROR: logging.ERROR,
+        trt.Logger.WARNING: logging.WARNING,
+        trt.Logger.INFO: logging.DEBUG,
+        trt.Logger.VERBOSE: logging.DEBUG,
+    }
 
-    def __new__(cls, trt, log: logging.Logger):
-        levels = {
-            trt.Logger.INTERNAL_ERROR: logging.CRITICAL,
-            trt.Logger.ERROR: logging.ERROR,
-            trt.Logger.WARNING: logging.WARNING,
-            trt.Logger.INFO: logging.DEBUG,
-            trt.Logger.VERBOSE: logging.DEBUG,
-        }
+    class Logger(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
 
-        class Logger(trt.ILogger):
-            def __init__(self) -> None:
-                trt.ILogger.__init__(self)
+        def log(self, severity, msg: str) -> None:
+            log.log(levels.get(severity, logging.INFO), 'TensorRT: %s', msg)
 
-            def log(self, severity, msg: str) -> None:
-                log.log(levels.get(severity, logging.INFO), 'TensorRT: %s', msg)
-
-        return Logger()
+    return Logger()
 
 
 def _fp16_onnx_for_tensorrt11(onnx_path: Path, workdir: Path, log: logging.Logger) -> Path | None:
@@ -183,7 +181,7 @@ def build_engine(
     cuda = _Cuda()
     gpu_name, capability = cuda.device_facts(_device_index(device))
     major = int(trt.__version__.split('.')[0])
-    trt_logger = _TrtLogger(trt, log)
+    trt_logger = _trt_logger(trt, log)
     builder = trt.Builder(trt_logger)
     flags = 0
     if major >= 11:  # strong typing is the only mode in 11.x; the flag is accepted and ignored
@@ -217,13 +215,15 @@ def build_engine(
                 f'{onnx.path}: input {tensor.name!r} has dynamic dims {tuple(tensor.shape)}; '
                 'only the batch may be dynamic'
             )
-        profile.set_shape(
-            tensor.name, (1, *per_item), (1, *per_item), (max_batch, *per_item)
-        )
+        profile.set_shape(tensor.name, (1, *per_item), (1, *per_item), (max_batch, *per_item))
     config.add_optimization_profile(profile)
     cache_path = timing_cache_path or engine_path.with_name(engine_path.name + '.timing.cache')
     cache_bytes = cache_path.read_bytes() if cache_path.is_file() else b''
-    config.set_timing_cache(config.create_timing_cache(cache_bytes), ignore_mismatch=True)
+    # A cache from another GPU or TensorRT version is refused (its timings do not hold
+    # here) and replaced by a fresh one.
+    if not config.set_timing_cache(config.create_timing_cache(cache_bytes), False):
+        log.info('timing cache %s does not fit this GPU/TensorRT; starting a new one', cache_path)
+        config.set_timing_cache(config.create_timing_cache(b''), False)
     log.warning(
         'Building TensorRT %s engine for %s on %s (%s, max batch %d); this can take minutes',
         trt.__version__, onnx.path, gpu_name, precision.upper(), max_batch,
@@ -314,7 +314,7 @@ class TensorRTBackend(InferenceBackend):
         self._load(trt, engine_path, onnx.metadata, max_batch)
 
     def _load(self, trt, engine_path: Path, metadata: ModelMetadata, max_batch: int) -> None:
-        self._runtime = trt.Runtime(_TrtLogger(trt, self._log))
+        self._runtime = trt.Runtime(_trt_logger(trt, self._log))
         engine = self._runtime.deserialize_cuda_engine(engine_path.read_bytes())
         if engine is None:
             raise EngineError(

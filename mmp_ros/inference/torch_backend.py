@@ -153,5 +153,8 @@ class TorchBackend(InferenceBackend):
         tensors = [torch.from_numpy(inputs[name]).to(device) for name in self.metadata.modalities]
         tensors.append(torch.from_numpy(available).to(device))
         outputs = self.run_tensors(tensors)
-        return {name: value.float().cpu().numpy() if value.is_floating_point()
-                else value.cpu().numpy() for name, value in outputs.items()}
+        # Float outputs may be float16 under autocast; the interface promises float32.
+        return {
+            name: (value.float() if value.is_floating_point() else value).cpu().numpy()
+            for name, value in outputs.items()
+        }

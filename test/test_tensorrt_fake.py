@@ -1,0 +1,356 @@
+"""The TensorRT backend's own logic, run against a stand-in TensorRT and CUDA runtime.
+
+TensorRT cannot be installed here, so without this its ~200 lines of orchestration
+(engine plan, build, stamp, load, buffer sizing, copies, execution) would never run
+before a robot does. The stand-in implements the slice of the TensorRT 10 Python API and
+cuda-python's runtime API that the backend calls, with their documented behaviour:
+the "engine" is the parsed ONNX executed by ONNX Runtime, "device memory" is host memory
+moved with ``memmove``. What it cannot show is TensorRT's own behaviour; the skipped
+test in test_tensorrt.py covers that on a machine with TensorRT.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+import pytest
+import torch
+from contract_net import ContractNet
+
+from mmp_ros.inference import EngineError, create_backend
+from mmp_ros.inference.engine_cache import read_stamp, stamp_path
+from mmp_ros.inference.testing import tiny_metadata
+from training.export import example_inputs, export_onnx, mask_rows
+
+FAKE_GPU = b'Fake GPU 9000'
+
+
+def _fake_cudart():
+    rt = types.SimpleNamespace()
+    rt.cudaError_t = types.SimpleNamespace(cudaSuccess=0, cudaErrorInvalidValue=1)
+    rt.cudaMemcpyKind = types.SimpleNamespace(cudaMemcpyHostToDevice=1, cudaMemcpyDeviceToHost=2)
+    rt.memory = {}  # address -> ctypes buffer (keeps allocations alive)
+    rt.freed = []
+
+    class Stream:
+        def __int__(self) -> int:
+            return 0x5EED
+
+    def malloc(size):
+        buffer = ctypes.create_string_buffer(size)
+        rt.memory[ctypes.addressof(buffer)] = buffer
+        return 0, ctypes.addressof(buffer)
+
+    def memcpy(dst, src, count, kind, stream):
+        if kind == rt.cudaMemcpyKind.cudaMemcpyHostToDevice:
+            assert dst in rt.memory and len(rt.memory[dst]) >= count, 'copy past a device buffer'
+        else:
+            assert src in rt.memory and len(rt.memory[src]) >= count, 'copy past a device buffer'
+        ctypes.memmove(dst, src, count)
+        return (0,)
+
+    rt.cudaGetDeviceCount = lambda: (0, 1)
+    rt.cudaSetDevice = lambda index: (0,)
+    rt.cudaGetDeviceProperties = lambda index: (
+        0, types.SimpleNamespace(name=FAKE_GPU, major=8, minor=6))
+    rt.cudaGetErrorString = lambda err: (0, b'invalid value')
+    rt.cudaStreamCreate = lambda: (0, Stream())
+    rt.cudaStreamSynchronize = lambda stream: (0,)
+    rt.cudaStreamDestroy = lambda stream: (0,)
+    rt.cudaMalloc = malloc
+    rt.cudaMemcpyAsync = memcpy
+    rt.cudaFree = lambda pointer: rt.freed.append(pointer) or (0,)
+    return rt
+
+
+def _fake_tensorrt(version: str):
+    trt = types.ModuleType('tensorrt')
+    trt.__version__ = version
+    trt.builds = []
+    trt.Logger = types.SimpleNamespace(INTERNAL_ERROR=0, ERROR=1, WARNING=2, INFO=3, VERBOSE=4)
+
+    class ILogger:
+        def __init__(self) -> None:
+            pass
+
+    trt.ILogger = ILogger
+    trt.NetworkDefinitionCreationFlag = types.SimpleNamespace(STRONGLY_TYPED=5)
+    trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE='workspace')
+    trt.BuilderFlag = types.SimpleNamespace(FP16='fp16')
+    trt.TensorIOMode = types.SimpleNamespace(INPUT='input', OUTPUT='output')
+    trt.DataType = types.SimpleNamespace(FLOAT='float32', INT32='int32', BOOL='bool')
+    trt.nptype = np.dtype
+    ort_types = {'tensor(float)': 'float32', 'tensor(int32)': 'int32', 'tensor(bool)': 'bool'}
+
+    class Tensor:
+        def __init__(self, name, shape):
+            self.name, self.shape = name, shape
+
+    class Network:
+        def __init__(self):
+            self.inputs, self.onnx = [], None
+
+        @property
+        def num_inputs(self):
+            return len(self.inputs)
+
+        def get_input(self, index):
+            return self.inputs[index]
+
+    class OnnxParser:
+        num_errors = 0
+
+        def __init__(self, network, logger):
+            self.network = network
+
+        def parse_from_file(self, path):
+            data = Path(path).read_bytes()
+            session = onnxruntime.InferenceSession(data, providers=['CPUExecutionProvider'])
+            self.network.onnx = data
+            self.network.inputs = [
+                Tensor(i.name, tuple(-1 if isinstance(d, str) else d for d in i.shape))
+                for i in session.get_inputs()
+            ]
+            return True
+
+    class Profile:
+        def __init__(self):
+            self.shapes = {}
+
+        def set_shape(self, name, low, optimum, high):
+            self.shapes[name] = (low, optimum, high)
+
+    class Cache:
+        def serialize(self):
+            return b'timing cache'
+
+    class Config:
+        def __init__(self):
+            self.flags, self.profiles, self.cache = set(), [], None
+
+        def set_memory_pool_limit(self, pool, size):
+            self.workspace = size
+
+        def set_flag(self, flag):
+            self.flags.add(flag)
+
+        def add_optimization_profile(self, profile):
+            self.profiles.append(profile)
+
+        def create_timing_cache(self, data):
+            return Cache()
+
+        def set_timing_cache(self, cache, ignore_mismatch):
+            self.cache = cache
+            return True
+
+        def get_timing_cache(self):
+            return self.cache
+
+    class Builder:
+        platform_has_fast_fp16 = True
+
+        def __init__(self, logger):
+            pass
+
+        def create_network(self, flags):
+            return Network()
+
+        def create_builder_config(self):
+            return Config()
+
+        def create_optimization_profile(self):
+            return Profile()
+
+        def build_serialized_network(self, network, config):
+            (profile,) = config.profiles
+            trt.builds.append({'flags': set(config.flags), 'shapes': dict(profile.shapes)})
+            return network.onnx
+
+    class Context:
+        def __init__(self, engine):
+            self.engine, self.addresses, self.shapes = engine, {}, {}
+
+        def set_tensor_address(self, name, address):
+            self.addresses[name] = address
+
+        def set_input_shape(self, name, shape):
+            self.shapes[name] = tuple(shape)
+            return True
+
+        def _output_shapes(self):
+            batch = next(iter(self.shapes.values()))[0]
+            return {o.name: (batch, *o.shape[1:]) for o in self.engine.session.get_outputs()}
+
+        def get_tensor_shape(self, name):
+            return self.shapes.get(name) or self._output_shapes()[name]
+
+        def execute_async_v3(self, stream_handle):
+            assert isinstance(stream_handle, int)
+            feeds = {}
+            for i in self.engine.session.get_inputs():
+                dtype = np.dtype(ort_types[i.type])
+                count = int(np.prod(self.shapes[i.name]))
+                raw = ctypes.string_at(self.addresses[i.name], count * dtype.itemsize)
+                feeds[i.name] = np.frombuffer(raw, dtype).reshape(self.shapes[i.name])
+            outputs = self.engine.session.run(None, feeds)
+            for meta, value in zip(self.engine.session.get_outputs(), outputs, strict=True):
+                value = np.ascontiguousarray(value)
+                ctypes.memmove(self.addresses[meta.name], value.ctypes.data, value.nbytes)
+            return True
+
+    class Engine:
+        def __init__(self, data):
+            self.session = onnxruntime.InferenceSession(data, providers=['CPUExecutionProvider'])
+            self.io = [*self.session.get_inputs(), *self.session.get_outputs()]
+            self.n_inputs = len(self.session.get_inputs())
+
+        @property
+        def num_io_tensors(self):
+            return len(self.io)
+
+        def get_tensor_name(self, index):
+            return self.io[index].name
+
+        def _meta(self, name):
+            return next(t for t in self.io if t.name == name)
+
+        def get_tensor_mode(self, name):
+            index = [t.name for t in self.io].index(name)
+            return trt.TensorIOMode.INPUT if index < self.n_inputs else trt.TensorIOMode.OUTPUT
+
+        def get_tensor_dtype(self, name):
+            return ort_types[self._meta(name).type]
+
+        def get_tensor_shape(self, name):
+            return tuple(-1 if isinstance(d, str) else d for d in self._meta(name).shape)
+
+        def create_execution_context(self):
+            return Context(self)
+
+    class Runtime:
+        def __init__(self, logger):
+            pass
+
+        def deserialize_cuda_engine(self, data):
+            try:
+                return Engine(data)
+            except Exception:  # a real runtime returns None for an engine it cannot read
+                return None
+
+    trt.Builder, trt.OnnxParser, trt.Runtime = Builder, OnnxParser, Runtime
+    return trt
+
+
+@pytest.fixture
+def fake_runtime(monkeypatch):
+    """Install the stand-ins where the backend imports them from."""
+    def install(version='10.5.0'):
+        trt = _fake_tensorrt(version)
+        rt = _fake_cudart()
+        bindings = types.ModuleType('cuda.bindings')
+        bindings.runtime = rt
+        cuda = types.ModuleType('cuda')
+        cuda.bindings = bindings
+        monkeypatch.setitem(sys.modules, 'tensorrt', trt)
+        monkeypatch.setitem(sys.modules, 'cuda', cuda)
+        monkeypatch.setitem(sys.modules, 'cuda.bindings', bindings)
+        monkeypatch.setitem(sys.modules, 'cuda.bindings.runtime', rt)
+        return trt, rt
+    return install
+
+
+@pytest.fixture(scope='module')
+def exported(tmp_path_factory):
+    metadata = tiny_metadata(input_size=(16, 24), num_classes=3)
+    torch.manual_seed(4)
+    path = tmp_path_factory.mktemp('fake_trt') / 'model.onnx'
+    return export_onnx(ContractNet(metadata).eval(), metadata, path, with_logits=True,
+                       verify=False)
+
+
+def test_build_stamp_run_and_reuse(fake_runtime, exported, tmp_path, caplog):
+    trt, rt = fake_runtime()
+    engine = tmp_path / 'model.engine'
+    caplog.set_level(logging.INFO)
+    backend = create_backend('tensorrt', exported, engine_file_path=engine, max_batch=4)
+    assert backend.engine_was_built and engine.is_file()
+    assert 'TensorRT engine rebuild: no engine at' in caplog.text
+    (build,) = trt.builds
+    assert build['flags'] == {'fp16'}  # TensorRT 10: the weak-typing FP16 flag
+    assert build['shapes']['rgb'] == ((1, 3, 16, 24), (1, 3, 16, 24), (4, 3, 16, 24))
+    stamp = read_stamp(engine)
+    assert (stamp.gpu_name, stamp.compute_capability) == (FAKE_GPU.decode(), '8.6')
+    assert stamp.precision == 'fp16' and stamp.max_batch == 4
+    assert stamp.metadata['modalities'] == list(backend.metadata.modalities)
+    assert (engine.parent / 'model.engine.timing.cache').read_bytes() == b'timing cache'
+
+    available = mask_rows(backend.metadata.modalities)[[0, 5, 10, 14]]
+    inputs = example_inputs(backend.metadata, available, seed=2)
+    ours = backend.run(inputs, available)
+    ref = create_backend('onnxruntime', exported).run(inputs, available)
+    assert set(ours) == {'labels', 'confidence', 'logits'}
+    for name in ours:
+        np.testing.assert_array_equal(ours[name], ref[name])
+    labels, _ = backend.infer({m: x[:1] for m, x in inputs.items()}, available[:1])
+    np.testing.assert_array_equal(labels, ref['labels'][:1])
+    with pytest.raises(Exception, match='exceeds the largest batch'):
+        backend.infer({m: np.repeat(x, 2, 0) for m, x in inputs.items()},
+                      np.repeat(available, 2, 0))
+    allocated = set(rt.memory)
+    backend.close()
+    assert set(rt.freed) == allocated
+
+    again = create_backend('tensorrt', exported, engine_file_path=engine, max_batch=4,
+                           allow_engine_build=False)
+    assert not again.engine_was_built and len(trt.builds) == 1
+
+
+def test_other_gpu_or_version_rebuilds_or_refuses(fake_runtime, exported, tmp_path):
+    fake_runtime('10.5.0')
+    engine = tmp_path / 'model.engine'
+    create_backend('tensorrt', exported, engine_file_path=engine).close()
+    trt, _ = fake_runtime('10.7.0')  # the machine was upgraded
+    with pytest.raises(EngineError) as info:
+        create_backend('tensorrt', exported, engine_file_path=engine, allow_engine_build=False)
+    assert str(engine) in str(info.value) and 'built with TensorRT 10.5.0' in str(info.value)
+    rebuilt = create_backend('tensorrt', exported, engine_file_path=engine)
+    assert rebuilt.engine_was_built and read_stamp(engine).tensorrt_version == '10.7.0'
+
+
+def test_corrupt_engine_with_a_matching_stamp_is_an_engine_error(fake_runtime, exported,
+                                                                 tmp_path):
+    fake_runtime()
+    engine = tmp_path / 'model.engine'
+    create_backend('tensorrt', exported, engine_file_path=engine).close()
+    engine.write_bytes(b'\x00' * 64)
+    with pytest.raises(EngineError, match=f'cannot load engine {engine}'):
+        create_backend('tensorrt', exported, engine_file_path=engine)
+
+
+def test_tensorrt11_without_modelopt_builds_fp32_and_says_so(fake_runtime, exported, tmp_path,
+                                                            caplog, monkeypatch):
+    trt, _ = fake_runtime('11.1.0')
+    monkeypatch.setitem(sys.modules, 'modelopt', None)  # import fails
+    engine = tmp_path / 'model.engine'
+    backend = create_backend('tensorrt', exported, engine_file_path=engine, enable_fp16=True)
+    assert trt.builds[0]['flags'] == set()  # no weak-typing flags in 11.x
+    assert backend.precision == 'fp32' and read_stamp(engine).fp16_requested
+    assert 'this engine is FP32' in caplog.text
+    # The same request again is not a reason to rebuild.
+    assert not create_backend('tensorrt', exported, engine_file_path=engine).engine_was_built
+    assert stamp_path(engine).is_file()
+
+
+def test_auto_prefers_tensorrt_when_it_works(fake_runtime, exported, tmp_path, caplog):
+    fake_runtime()
+    caplog.set_level(logging.INFO, logger='mmp_ros.inference')
+    chosen = create_backend('auto', exported, engine_file_path=tmp_path / 'auto.engine')
+    assert chosen.name == 'tensorrt' and chosen.device == 'cuda:0'
+    assert 'auto backend: tensorrt' in caplog.text
