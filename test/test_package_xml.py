@@ -3,7 +3,7 @@
 The official schema (package_format3.xsd) is published only on the ROS download server, which
 this project's machines cannot reach, and no package on the registries we use ships a copy, so
 the format-3 rules are checked structurally here (REP 149, REP 144 for names), plus
-well-formedness with xmllint where it is installed (.ci/run installs it).
+validation with xmllint against test/schema/package_format3_rep149.xsd (.ci/run installs xmllint).
 """
 
 from __future__ import annotations
@@ -73,13 +73,41 @@ def _depends(package: ET.Element, *tags: str) -> set[str]:
     return {e.text.strip() for tag in tags for e in package.iter(tag)}
 
 
-def test_xmllint_finds_it_well_formed():
+SCHEMA = REPO / 'test' / 'schema' / 'package_format3_rep149.xsd'
+
+
+def _xmllint_schema(path: Path) -> subprocess.CompletedProcess:
     if shutil.which('xmllint') is None:
-        pytest.skip('xmllint not installed (Debian: libxml2-utils)')
-    result = subprocess.run(
-        ['xmllint', '--noout', str(PACKAGE_XML)], capture_output=True, text=True
+        pytest.skip('xmllint not installed: apt-get install libxml2-utils (.ci/run does)')
+    return subprocess.run(
+        ['xmllint', '--noout', '--schema', str(SCHEMA), str(path)],
+        capture_output=True,
+        text=True,
     )
+
+
+def test_xmllint_validates_it_against_the_format_3_schema():
+    result = _xmllint_schema(PACKAGE_XML)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ('old', 'new', 'complaint'),
+    [
+        ('format="3"', 'format="2"', 'format'),
+        ('<maintainer email="maintainers@mmp-ros.invalid">', '<maintainer>', 'email'),
+        ('<version>0.1.0</version>', '<version>0.1</version>', 'version'),
+        ('<depend>rclpy</depend>', '<depends>rclpy</depends>', 'depends'),
+    ],
+)
+def test_the_schema_rejects_a_broken_manifest(tmp_path, old, new, complaint):
+    text = PACKAGE_XML.read_text()
+    assert old in text
+    broken = tmp_path / 'package.xml'
+    broken.write_text(text.replace(old, new, 1))
+    result = _xmllint_schema(broken)
+    assert result.returncode != 0
+    assert complaint in result.stderr
 
 
 def test_format_3_root_and_schema_reference(package):
