@@ -57,6 +57,14 @@ class DemoError(Exception):
     """The demo cannot go on; the message says what is wrong and what to do."""
 
 
+class InterruptError(Exception):
+    """Ctrl-C or SIGTERM. Not a KeyboardInterrupt: ``init_ros`` swallows that one."""
+
+
+def _interrupt(signum, _frame) -> None:
+    raise InterruptError(signal.Signals(signum).name)
+
+
 @dataclass(frozen=True)
 class DemoPaths:
     out: Path
@@ -211,12 +219,16 @@ def run_demo(args: argparse.Namespace) -> int:
     children: list[Child] = []
     timeline: dict[str, float] = {}
     interrupted = False
+    previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        interrupted = _run_processes(args, paths, schedule, model, env, children, timeline)
-    except KeyboardInterrupt:
+        _run_processes(paths, schedule, model, env, children, timeline)
+    except InterruptError as exc:
         interrupted = True
-        print('\n[demo] interrupted: stopping the processes, keeping the recording')
+        print(f'\n[demo] {exc}: stopping the processes, keeping the recording')
     finally:
+        # No second interruption while the children are stopped in order.
+        for s in previous:
+            signal.signal(s, signal.SIG_IGN)
         # Player first (no new input), recorder last (it takes what already arrived).
         for name in ('replay', 'dropout', 'node', 'record'):
             for child in children:
@@ -225,23 +237,31 @@ def run_demo(args: argparse.Namespace) -> int:
                     if status not in (0, -signal.SIGINT) and not interrupted:
                         print(f'[demo] {name} ended with status {status} (log '
                               f'{child.log_path})')
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     record = next((c for c in children if c.name == 'record'), None)
     if record is None or not paths.run_bag.exists():
         raise DemoError('nothing was recorded')
+    if interrupted:
+        print(f'[demo] the recording so far is in {paths.run_bag} (closed, readable); '
+              f'evaluate it with: mmp_ros evaluate {paths.run_bag}')
+        return 130
     from mmp_ros.evaluation.report import evaluate_run, write_report
 
     print(f'[demo] evaluating {paths.run_bag}')
-    result = evaluate_run(paths.run_bag, node_params=NODE_PARAMS, schedule=schedule)
+    result = evaluate_run(paths.run_bag, node_params=NODE_PARAMS)
     report = write_report(result, paths.report, strip=args.strip)
     print(result.summary_table())
-    wall = time.monotonic() - started
-    print(f'[demo] report: {report}; wall time {wall:.0f} s'
-          + (' (interrupted)' if interrupted else ''))
-    return 130 if interrupted else 0
+    late = timeline['replay_started'] - timeline['dropout_started']
+    if late > first_fault:
+        print(f'[demo] warning: the player started {late:.1f} s after the simulator, after '
+              f'the first fault ({first_fault:g} s): that fault met no stream')
+    print(f'[demo] report: {report}; wall time {time.monotonic() - started:.0f} s')
+    return 0
 
 
-def _run_processes(args, paths: DemoPaths, schedule: Path, model: Path, env: dict[str, str],
-                   children: list[Child], timeline: dict[str, float]) -> bool:
+def _run_processes(paths: DemoPaths, schedule: Path, model: Path, env: dict[str, str],
+                   children: list[Child], timeline: dict[str, float]) -> None:
     from mmp_ros.ros.context import init_ros
 
     with init_ros([], ros_signals=False):
@@ -260,8 +280,7 @@ def _run_processes(args, paths: DemoPaths, schedule: Path, model: Path, env: dic
 
             params = [a for p in NODE_PARAMS for a in ('--params-file', str(p))]
             children.append(Child('node', mmp_ros(
-                'run', '--ros-args', *params, '-p', f'model_file_path:={model}',
-                '--log-level', 'mmp_segmentation:=warn'), env, paths.logs))
+                'run', '--ros-args', *params, '-p', f'model_file_path:={model}'), env, paths.logs))
             children.append(Child('record', mmp_ros(
                 'record', str(paths.run_bag), '--topics', *RECORDED_TOPICS), env, paths.logs))
             took = wait_for(
@@ -287,6 +306,7 @@ def _run_processes(args, paths: DemoPaths, schedule: Path, model: Path, env: dic
             children.append(Child('replay', mmp_ros(
                 'replay', str(paths.synth_bag), *remaps, '--restamp',
                 '--wait-for-subscribers', '10', '--delay', '0.3'), env, paths.logs))
+            timeline['replay_started'] = time.monotonic()
             replay = children[-1]
             while replay.running():
                 for child in children:
@@ -302,7 +322,6 @@ def _run_processes(args, paths: DemoPaths, schedule: Path, model: Path, env: dic
                 spin()
         finally:
             watcher.destroy_node()
-    return False
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
