@@ -50,6 +50,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         'mmp_ros.demo',
         'the one-command demo: synthetic bag, dropout, node, recording, report',
     ),
+    'adapt': (
+        'training.adapt_bag',
+        'robustify a model to missing sensors on a healthy recording, without labels',
+    ),
     'dropout': (
         'mmp_ros.ros.dropout_node',
         'make sensors fail on a schedule, between the sources and the node',
