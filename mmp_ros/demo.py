@@ -8,12 +8,14 @@ simulator into the segmentation node, recorded, and evaluated.
                                       record ◄── outputs, /diagnostics, dropout/events, inputs
                                          └──► evaluate ──► report.md / report.html / plots
 
-Four child processes (node, dropout simulator, recorder, player) are started in an order
-that loses nothing: the node, then the recorder, then the simulator, each waited for on the
-ROS graph with a deadline (this process watches the graph with a node of its own), and only
-then the player. Every child runs in a session of its own, so Ctrl-C reaches this process
-only, which stops the children in order: the player first, the recorder last, so the
-recorded bag is always closed properly and readable.
+Four child processes (node, recorder, player, dropout simulator) are started in an order
+that loses nothing, each waited for on the ROS graph with a deadline (this process watches
+the graph with a node of its own): the node (loading its model), the recorder, the player
+(which holds the bag until its subscribers have matched), and last the simulator, whose
+schedule starts with it: its subscriptions release the player, so the stream reaches it a
+moment after its time 0, well before the first fault. Every child runs in a session of its
+own, so Ctrl-C reaches this process only, which stops the children in order: the player
+first, the recorder last, so the recorded bag is always closed properly and readable.
 
 DDS stays on loopback (``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``) on a random
 ``ROS_DOMAIN_ID`` unless one is set, so two demos never hear each other.
@@ -49,7 +51,7 @@ INPUT_TOPICS = tuple(f'/{m}/image' for m in MODALITIES)  # what the node receive
 RECORDED_TOPICS = (*OUTPUT_TOPICS, EVENTS_TOPIC, GROUND_TRUTH_TOPIC, *INPUT_TOPICS)
 START_DEADLINE_S = 90.0  # node start includes loading the model: slow on a busy machine
 TAIL_S = 3.0  # clean frames after the last recovery
-LEAD_S = 6.0  # bag time before the first fault covers the simulator-to-player start gap
+LEAD_S = 2.0  # covers a late start of the player against the simulator's schedule
 STOP_TIMEOUT_S = 15.0
 
 
@@ -253,9 +255,9 @@ def run_demo(args: argparse.Namespace) -> int:
     report = write_report(result, paths.report, strip=args.strip)
     print(result.summary_table())
     late = timeline['replay_started'] - timeline['dropout_started']
-    if late > first_fault:
-        print(f'[demo] warning: the player started {late:.1f} s after the simulator, after '
-              f'the first fault ({first_fault:g} s): that fault met no stream')
+    if late > first_fault - 1.0:
+        print(f'[demo] warning: the player started {late:.1f} s after the simulator, less than '
+              f'1 s before the first fault ({first_fault:g} s): the machine is slow or busy')
     print(f'[demo] report: {report}; wall time {time.monotonic() - started:.0f} s')
     return 0
 
@@ -292,6 +294,19 @@ def _run_processes(paths: DemoPaths, schedule: Path, model: Path, env: dict[str,
                      lambda: all(subscribed(t, 'mmp_ros_record')
                                  for t in ('/segmentation/labels', '/diagnostics')),
                      START_DEADLINE_S, children, spin)
+            # The player first: it waits for its subscribers (the simulator and the recorder)
+            # and plays as soon as they match, so the simulator's schedule (time 0 = its own
+            # start) meets a live stream a moment after it starts: nothing else to wait for.
+            remaps = [a for m in MODALITIES
+                      for a in ('--remap', f'/{m}/image:=/source/{m}/image')]
+            children.append(Child('replay', mmp_ros(
+                'replay', str(paths.synth_bag), *remaps, '--restamp',
+                '--wait-for-subscribers', str(START_DEADLINE_S), '--delay', '0.3'), env,
+                paths.logs))
+            replay = children[-1]
+            wait_for('the player to open the bag',
+                     lambda: all(watcher.get_publishers_info_by_topic(f'/source/{m}/image')
+                                 for m in MODALITIES), START_DEADLINE_S, children, spin)
             children.append(Child('dropout', mmp_ros(
                 'dropout', '--schedule', str(schedule)), env, paths.logs))
             timeline['dropout_started'] = time.monotonic()
@@ -300,14 +315,8 @@ def _run_processes(paths: DemoPaths, schedule: Path, model: Path, env: dict[str,
                 lambda: all(subscribed(f'/source/{m}/image', 'dropout') for m in MODALITIES)
                 and all(subscribed(t, 'mmp_ros_record') for t in (EVENTS_TOPIC, *INPUT_TOPICS)),
                 START_DEADLINE_S, children, spin)
-            print(f'[demo] dropout simulator ready after {took:.1f} s; playing the bag')
-            remaps = [a for m in MODALITIES
-                      for a in ('--remap', f'/{m}/image:=/source/{m}/image')]
-            children.append(Child('replay', mmp_ros(
-                'replay', str(paths.synth_bag), *remaps, '--restamp',
-                '--wait-for-subscribers', '10', '--delay', '0.3'), env, paths.logs))
             timeline['replay_started'] = time.monotonic()
-            replay = children[-1]
+            print(f'[demo] dropout simulator ready after {took:.1f} s; playing the bag')
             while replay.running():
                 for child in children:
                     if child is not replay:

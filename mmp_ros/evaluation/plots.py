@@ -22,7 +22,7 @@ from mmp_ros.bags.messages import deserialize_image
 from mmp_ros.bags.source import open_bag
 from mmp_ros.core.parameters import decoder_settings, defaults
 from mmp_ros.core.postprocess import colorize, palette_array, visualize
-from mmp_ros.evaluation.analysis import Evaluation, Phase
+from mmp_ros.evaluation.analysis import Evaluation, Phase, UsableTimeline, modality_set
 from mmp_ros.evaluation.run import DEFAULT_TOPICS, RunTopics
 from mmp_ros.modalities import MODALITIES
 from mmp_ros.sensors import SensorInputError, decode_frame
@@ -160,16 +160,28 @@ def _panel(image: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
     return image
 
 
+def _representative_label(ev: Evaluation, phase: Phase) -> int:
+    """The stamp of a label image typical of ``phase``: among those inferred on the phase's
+    most common modality set, the one nearest the middle of their time span."""
+    usable = UsableTimeline(ev.run.statuses)
+    inside = [f for f in ev.run.labels if phase.start_ns <= f.stamp_ns < phase.end_ns]
+    if not inside:  # a phase without output: the nearest label image after its start
+        later = [f for f in ev.run.labels if f.stamp_ns >= phase.start_ns]
+        return (later or ev.run.labels[-1:])[0].stamp_ns
+    common = ev.per_phase[phase.number].modality_sets.most_common(1)
+    if common:
+        typical = [f for f in inside
+                   if modality_set(usable.at(f.received_ns) or ()) == common[0][0]]
+        inside = typical or inside
+    middle = (inside[0].stamp_ns + inside[-1].stamp_ns) // 2
+    return min(inside, key=lambda f: abs(f.stamp_ns - middle)).stamp_ns
+
+
 def strip(ev: Evaluation, moments: Sequence[Phase], path: Path,
           topics: RunTopics = DEFAULT_TOPICS) -> None:
     """One row per chosen phase (its middle): the four inputs as received, ground truth,
     labels, overlay."""
-    stamps = [f.stamp_ns for f in ev.run.labels]
-    anchors = []
-    for phase in moments:
-        middle = (phase.start_ns + phase.end_ns) // 2
-        i = min(bisect_left(stamps, middle), len(stamps) - 1)
-        anchors.append(stamps[i])
+    anchors = [_representative_label(ev, phase) for phase in moments]
     frames = _strip_frames(ev, anchors, topics)
     palette = _palette(ev)
     values = defaults()
