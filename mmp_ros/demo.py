@@ -63,6 +63,9 @@ class InterruptError(Exception):
     """Ctrl-C or SIGTERM. Not a KeyboardInterrupt: ``init_ros`` swallows that one."""
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 def _interrupt(signum, _frame) -> None:
     raise InterruptError(signal.Signals(signum).name)
 
@@ -221,7 +224,6 @@ def run_demo(args: argparse.Namespace) -> int:
     children: list[Child] = []
     timeline: dict[str, float] = {}
     interrupted = False
-    previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         _run_processes(paths, schedule, model, env, children, timeline)
     except InterruptError as exc:
@@ -229,7 +231,7 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f'\n[demo] {exc}: stopping the processes, keeping the recording')
     finally:
         # No second interruption while the children are stopped in order.
-        for s in previous:
+        for s in STOP_SIGNALS:
             signal.signal(s, signal.SIG_IGN)
         # Player first (no new input), recorder last (it takes what already arrived).
         for name in ('replay', 'dropout', 'node', 'record'):
@@ -239,8 +241,8 @@ def run_demo(args: argparse.Namespace) -> int:
                     if status not in (0, -signal.SIGINT) and not interrupted:
                         print(f'[demo] {name} ended with status {status} (log '
                               f'{child.log_path})')
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+        for s in STOP_SIGNALS:
+            signal.signal(s, _interrupt)
     record = next((c for c in children if c.name == 'record'), None)
     if record is None or not paths.run_bag.exists():
         raise DemoError('nothing was recorded')
@@ -349,11 +351,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mmp_ros.bags.errors import BagError
+    from mmp_ros.dropout.schedule import ScheduleError
+
+    previous = {s: signal.signal(s, _interrupt) for s in STOP_SIGNALS}
     try:
         return run_demo(args)
-    except DemoError as exc:
+    except (DemoError, BagError, ScheduleError) as exc:
         print(f'mmp_ros demo: {exc}', file=sys.stderr)
         return 2
+    except InterruptError as exc:  # outside the processes' lifetime: nothing to keep
+        print(f'\n[demo] {exc}: stopped', file=sys.stderr)
+        return 130
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def main(argv: list[str] | None = None) -> int:

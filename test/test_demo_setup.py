@@ -36,3 +36,17 @@ def test_the_schedules_leave_time_to_start_the_player():
     for quick, path in demo.SCHEDULES.items():
         first, last = demo.schedule_span(path)
         assert first >= 5.0 and last <= (25.0 if quick else 45.0), path
+
+
+def test_a_bad_schedule_stops_the_demo_before_anything_starts(tmp_path, capsys):
+    model = tmp_path / 'model.onnx'
+    model.write_bytes(b'not read before the schedule is checked')
+    early = tmp_path / 'early.yaml'
+    early.write_text('faults:\n  - {sensor: rgb, kind: kill, start: 1, end: 2}\n')
+    broken = tmp_path / 'broken.yaml'
+    broken.write_text('faults:\n  - {sensor: lidar, kind: kill, start: 5, end: 6}\n')
+    for schedule, message in ((early, 'first fault starts at 1 s'), (broken, "'lidar'")):
+        args = ['--model', str(model), '--schedule', str(schedule), '--out', str(tmp_path / 'o')]
+        assert demo.main(args) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / 'o').exists()

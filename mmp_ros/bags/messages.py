@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
+import numpy as np
 from rosbags.typesys import Stores, get_typestore
 
 from mmp_ros.bags.errors import BagError
@@ -35,8 +36,6 @@ def _stamp_ns(stamp) -> int:
 
 def serialize_image(fields: ImageFields, stamp_ns: int, frame_id: str) -> bytes:
     """A ``sensor_msgs/Image`` with these pixel fields and header, as CDR bytes."""
-    import numpy as np
-
     types = typestore().types
     sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)
     header = types['std_msgs/msg/Header'](
