@@ -31,7 +31,7 @@ test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 demo: $(STAMP)
-	$(BIN)/python -m mmp_ros.demo --out out/demo
+	$(BIN)/python -m mmp_ros.demo --out out/demo $(DEMO_ARGS)
 
 # Re-resolve the lock from setup.py's extras (needs the registries).
 lock:

@@ -38,6 +38,22 @@ COMMANDS: dict[str, tuple[str, str]] = {
         'mmp_ros.inference.tensorrt_ops',
         "check an ONNX model against TensorRT's operator support list",
     ),
+    'synth-bag': (
+        'training.data.synth_bag',
+        'render a synthetic four-camera rosbag2 with ground truth (the demo\'s input)',
+    ),
+    'evaluate': (
+        'mmp_ros.evaluation.cli',
+        'score a recorded run: mIoU per dropout phase, latency, fault detection times',
+    ),
+    'demo': (
+        'mmp_ros.demo',
+        'the one-command demo: synthetic bag, dropout, node, recording, report',
+    ),
+    'adapt': (
+        'training.adapt_bag',
+        'robustify a model to missing sensors on a healthy recording, without labels',
+    ),
     'dropout': (
         'mmp_ros.ros.dropout_node',
         'make sensors fail on a schedule, between the sources and the node',

@@ -78,7 +78,7 @@ def test_decoder_settings_come_from_the_parameters():
     assert decoder_settings(defaults(), 'depth').max_m == float('inf')
     pol = decoder_settings(values, 'polarization')
     assert pol.layout == ((90, 45), (135, 0)) and pol.resolution == 'full'
-    assert decoder_settings(values, 'thermal').semantics == 'counts_linear'
+    assert decoder_settings(values, 'thermal').semantics == 'planck'
     assert decoder_settings(values, 'rgb') is None
 
 

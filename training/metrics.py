@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmp_ros.core.metrics import Scores
+from mmp_ros.core.metrics import scores as core_scores
 from mmp_ros.modalities import nonempty_subsets, subset_label
 from training.datasets import IGNORE_INDEX
 
@@ -22,23 +24,10 @@ def confusion_matrix(pred: torch.Tensor, label: torch.Tensor, num_classes: int) 
         num_classes, num_classes).cpu()
 
 
-@dataclass
-class Scores:
-    miou: float  # percent, mean over classes present in prediction or ground truth
-    pixel_accuracy: float  # percent
-    class_iou: list[float]  # percent per class, NaN where the class never occurs
-
-
 def scores(confusion: torch.Tensor) -> Scores:
-    confusion = confusion.double()
-    tp = confusion.diag()
-    union = confusion.sum(0) + confusion.sum(1) - tp
-    iou = torch.where(union > 0, tp / union.clamp(min=1), torch.full_like(tp, math.nan))
-    present = ~torch.isnan(iou)
-    miou = float(iou[present].mean()) * 100 if present.any() else math.nan
-    total = float(confusion.sum())
-    accuracy = float(tp.sum()) / total * 100 if total else math.nan
-    return Scores(miou, accuracy, [float(v) * 100 for v in iou])
+    """mIoU, pixel accuracy and per-class IoU of a (K, K) confusion matrix
+    (:func:`mmp_ros.core.metrics.scores`, shared with the evaluation of recorded runs)."""
+    return core_scores(confusion.cpu().numpy())
 
 
 @dataclass

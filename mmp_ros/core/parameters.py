@@ -165,9 +165,10 @@ DECODER_PARAMETERS: dict[str, tuple[ParameterSpec, ...]] = {
                       "(the sensor's rated range); 0: no limit.", minimum=0.0, maximum=1000.0),
     ),
     'thermal': (
-        ParameterSpec('semantics', 'counts_linear', 'What thermal pixels hold: counts_linear '
-                      '(T = gain * counts + offset, in unit), centikelvin, planck (radiometric '
-                      'counts, default calibration) or celsius (32FC1/64FC1).',
+        ParameterSpec('semantics', 'planck', 'What thermal pixels hold: planck (radiometric '
+                      'counts, default calibration: what the scene generator renders), '
+                      'counts_linear (T = gain * counts + offset, in unit), centikelvin, or '
+                      'celsius (32FC1/64FC1).',
                       choices=tuple(THERMAL_SEMANTICS)),
         ParameterSpec('gain', 0.04, 'counts_linear: degrees per count (FLIR TLinear high '
                       'resolution: 0.04).', minimum=-1e6, maximum=1e6),

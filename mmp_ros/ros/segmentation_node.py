@@ -106,8 +106,8 @@ def default_model_path() -> Path:
         from ament_index_python.packages import get_package_share_directory
 
         folders.append(Path(get_package_share_directory(PACKAGE)) / 'models')
-    except (ImportError, LookupError, KeyError, ValueError):
-        pass
+    except (ImportError, LookupError, KeyError, ValueError, OSError):
+        pass  # not installed as a ROS package (OSError: AMENT_PREFIX_PATH unset)
     folders.append(Path(__file__).resolve().parents[2] / 'models')
     for folder in folders:
         models = sorted(folder.glob('*.onnx'))

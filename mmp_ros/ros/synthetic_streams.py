@@ -2,9 +2,10 @@
 
 Publishes ``rgb/image`` (rgb8), ``depth/image`` (32FC1 metres), ``polarization/image``
 (mono8 IMX250MZR mosaic of the same size, which decodes to half of it) and
-``thermal/image`` (mono16 FLIR TLinear counts) at a fixed rate with sensor-data QoS, like
-camera drivers. A few distinct frames per stream are encoded once (through the sensor
-layer's own encoders) and cycled, so publishing costs little even at 640x480 and 30 Hz.
+``thermal/image`` (mono16 radiometric Planck counts, the node's default thermal semantics)
+at a fixed rate with sensor-data QoS, like camera drivers. A few distinct frames per stream
+are encoded once (through the sensor layer's own encoders) and cycled, so publishing costs
+little even at 640x480 and 30 Hz.
 
 Each stream's behaviour is switched at run time by a line on stdin, ``<modality> <mode>``,
 acknowledged by ``ack <modality> <mode>`` on stdout once it applies:
@@ -35,7 +36,9 @@ from sensor_msgs.msg import Image
 from mmp_ros.modalities import MODALITIES
 from mmp_ros.ros.image_msg import to_image_msg
 from mmp_ros.ros.spin import spin_until_shutdown
-from mmp_ros.sensors import array_to_image, encode_frame
+from mmp_ros.sensors import ThermalSettings, array_to_image, encode_frame
+
+PLANCK = ThermalSettings('planck')  # what the node decodes by default
 
 MODES = ('ok', 'stop', 'freeze', 'nan', 'zero', 'wrong_encoding', 'truncated')
 ENCODINGS = {'rgb': 'rgb8', 'depth': '32FC1', 'polarization': 'mono8', 'thermal': 'mono16'}
@@ -73,7 +76,8 @@ def scene_frames(height: int, width: int, count: int = VARIANTS, seed: int = 0):
         ])
         frames['rgb'].append(encode_frame('rgb', rgb, 'rgb8'))
         frames['depth'].append(encode_frame('depth', depth.astype(np.float32), '32FC1'))
-        frames['thermal'].append(encode_frame('thermal', thermal.astype(np.float32), 'mono16'))
+        frames['thermal'].append(
+            encode_frame('thermal', thermal.astype(np.float32), 'mono16', PLANCK))
         frames['polarization'].append(encode_frame('polarization', intensities, 'mono8'))
     return frames
 

@@ -1,0 +1,105 @@
+"""Images, strings and diagnostics in and out of serialized CDR bytes, without rclpy.
+
+Bag tools that look inside messages (the synthetic-bag writer, the run evaluator, adaptation
+on a recording) read and write them through rosbags' ROS 2 Kilted type store; images cross
+into the sensor layer as its ``ImageFields``, so the node's own decoders read them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+from rosbags.typesys import Stores, get_typestore
+
+from mmp_ros.bags.errors import BagError
+from mmp_ros.sensors.image import ImageFields
+
+IMAGE_TYPE = 'sensor_msgs/msg/Image'
+STRING_TYPE = 'std_msgs/msg/String'
+DIAGNOSTICS_TYPE = 'diagnostic_msgs/msg/DiagnosticArray'
+
+# diagnostic_msgs/DiagnosticStatus levels, as names for reports.
+LEVEL_NAMES = {0: 'OK', 1: 'WARN', 2: 'ERROR', 3: 'STALE'}
+
+
+@cache
+def typestore():
+    """The ROS 2 Kilted type store (built once: it parses every definition)."""
+    return get_typestore(Stores.ROS2_KILTED)
+
+
+def _stamp_ns(stamp) -> int:
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def serialize_image(fields: ImageFields, stamp_ns: int, frame_id: str) -> bytes:
+    """A ``sensor_msgs/Image`` with these pixel fields and header, as CDR bytes."""
+    types = typestore().types
+    sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    header = types['std_msgs/msg/Header'](
+        stamp=types['builtin_interfaces/msg/Time'](sec=sec, nanosec=nanosec), frame_id=frame_id
+    )
+    message = types[IMAGE_TYPE](
+        header=header, height=fields.height, width=fields.width, encoding=fields.encoding,
+        is_bigendian=int(fields.is_bigendian), step=fields.step,
+        data=np.frombuffer(fields.data, dtype=np.uint8),
+    )
+    return bytes(typestore().serialize_cdr(message, IMAGE_TYPE))
+
+
+@dataclass(frozen=True)
+class StampedImage:
+    stamp_ns: int
+    frame_id: str
+    fields: ImageFields
+
+
+def deserialize_image(data: bytes, *, where: str = 'image') -> StampedImage:
+    """CDR bytes of a ``sensor_msgs/Image`` -> header stamp, frame_id and pixel fields."""
+    try:
+        msg = typestore().deserialize_cdr(data, IMAGE_TYPE)
+    except Exception as exc:  # rosbags raises assorted errors on a damaged buffer
+        raise BagError(f'{where}: not a readable sensor_msgs/msg/Image ({exc})') from exc
+    fields = ImageFields(int(msg.height), int(msg.width), str(msg.encoding),
+                         bool(msg.is_bigendian), int(msg.step), msg.data.tobytes())
+    return StampedImage(_stamp_ns(msg.header.stamp), str(msg.header.frame_id), fields)
+
+
+def serialize_string(text: str) -> bytes:
+    store = typestore()
+    return bytes(store.serialize_cdr(store.types[STRING_TYPE](data=text), STRING_TYPE))
+
+
+def deserialize_string(data: bytes, *, where: str = 'string') -> str:
+    try:
+        return str(typestore().deserialize_cdr(data, STRING_TYPE).data)
+    except Exception as exc:
+        raise BagError(f'{where}: not a readable std_msgs/msg/String ({exc})') from exc
+
+
+@dataclass(frozen=True)
+class Status:
+    """One ``diagnostic_msgs/DiagnosticStatus`` with its array's header stamp."""
+
+    stamp_ns: int
+    name: str
+    level: int
+    message: str
+    values: dict[str, str]
+
+
+def deserialize_diagnostics(data: bytes, *, where: str = 'diagnostics') -> list[Status]:
+    try:
+        msg = typestore().deserialize_cdr(data, DIAGNOSTICS_TYPE)
+    except Exception as exc:
+        raise BagError(f'{where}: not a readable {DIAGNOSTICS_TYPE} ({exc})') from exc
+    stamp = _stamp_ns(msg.header.stamp)
+    statuses = []
+    for status in msg.status:
+        level = status.level
+        level = int(level[0] if isinstance(level, (bytes, bytearray)) else level)
+        statuses.append(Status(stamp, str(status.name), level, str(status.message),
+                               {str(kv.key): str(kv.value) for kv in status.values}))
+    return statuses

@@ -1,0 +1,379 @@
+"""The one-command demo (``make demo``): a synthetic recording replayed through the dropout
+simulator into the segmentation node, recorded, and evaluated.
+
+::
+
+    synth bag ──replay──► source/<s>/image ──dropout──► <s>/image ──► mmp_ros run
+        └── /ground_truth/labels ───────────────────────────┐            │
+                                      record ◄── outputs, /diagnostics, dropout/events, inputs
+                                         └──► evaluate ──► report.md / report.html / plots
+
+Four child processes (node, recorder, player, dropout simulator) are started in an order
+that loses nothing, each waited for on the ROS graph with a deadline (this process watches
+the graph with a node of its own): the node (loading its model), the recorder, the player
+(which holds the bag until its subscribers have matched), and last the simulator, whose
+schedule starts with it: its subscriptions release the player, so the stream reaches it a
+moment after its time 0, well before the first fault. Every child runs in a session of its
+own, so Ctrl-C reaches this process only, which stops the children in order: the player
+first, the recorder last, so the recorded bag is always closed properly and readable.
+
+DDS stays on loopback (``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``) on a random
+``ROS_DOMAIN_ID`` unless one is set, so two demos never hear each other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from mmp_ros.modalities import MODALITIES
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / 'config'
+NODE_PARAMS = (CONFIG / 'mmp_segmentation.yaml', CONFIG / 'mmp_demo.yaml')
+SCHEDULES = {False: CONFIG / 'dropout_demo.yaml', True: CONFIG / 'dropout_demo_quick.yaml'}
+OUTPUT_TOPICS = (
+    '/segmentation/labels', '/segmentation/color', '/segmentation/overlay',
+    '/segmentation/confidence', '/segmentation/label_info', '/diagnostics',
+)
+EVENTS_TOPIC = '/dropout/events'
+GROUND_TRUTH_TOPIC = '/ground_truth/labels'
+INPUT_TOPICS = tuple(f'/{m}/image' for m in MODALITIES)  # what the node received
+RECORDED_TOPICS = (*OUTPUT_TOPICS, EVENTS_TOPIC, GROUND_TRUTH_TOPIC, *INPUT_TOPICS)
+START_DEADLINE_S = 90.0  # node start includes loading the model: slow on a busy machine
+TAIL_S = 3.0  # clean frames after the last recovery
+LEAD_S = 2.0  # covers a late start of the player against the simulator's schedule
+STOP_TIMEOUT_S = 15.0
+
+
+class DemoError(Exception):
+    """The demo cannot go on; the message says what is wrong and what to do."""
+
+
+class InterruptError(Exception):
+    """Ctrl-C or SIGTERM. Not a KeyboardInterrupt: ``init_ros`` swallows that one."""
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _interrupt(signum, _frame) -> None:
+    raise InterruptError(signal.Signals(signum).name)
+
+
+@dataclass(frozen=True)
+class DemoPaths:
+    out: Path
+
+    @property
+    def synth_bag(self) -> Path:
+        return self.out / 'synth_bag'
+
+    @property
+    def run_bag(self) -> Path:
+        return self.out / 'run_bag'
+
+    @property
+    def report(self) -> Path:
+        return self.out / 'report'
+
+    @property
+    def logs(self) -> Path:
+        return self.out / 'logs'
+
+    def clear(self) -> None:
+        """Remove what an earlier demo left in ``out`` (only the demo's own entries)."""
+        for path in (self.synth_bag, self.run_bag, self.report, self.logs):
+            if path.exists():
+                shutil.rmtree(path)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir()
+
+
+def resolve_model(model: str | None) -> Path:
+    """``--model``, else the node's default (the one ONNX file in ``models/``)."""
+    if model:
+        path = Path(model)
+        if not path.is_file():
+            raise DemoError(f'--model {path}: no such file (an exported ONNX model)')
+        return path.resolve()
+    from mmp_ros.ros.segmentation_node import NodeStartError, default_model_path
+
+    try:
+        return default_model_path()
+    except NodeStartError as exc:
+        raise DemoError(
+            f'no model to run: {exc}. The demo uses the node\'s default model, the one .onnx '
+            f'file in {REPO / "models"}; put the shipped model there (or export one with '
+            '`mmp_ros export CHECKPOINT`), or pass --model PATH. For a smoke run without a '
+            'trained model: python -c "from mmp_ros.inference.testing import '
+            "export_tiny_random_model as e; e('out/tiny.onnx', input_size=(64, 80), "
+            'num_classes=14)" and --model out/tiny.onnx (its segmentation is noise).'
+        ) from exc
+
+
+def demo_environment() -> dict[str, str]:
+    """Loopback-only DDS on a random domain (unless set), and this checkout importable."""
+    env = dict(os.environ)
+    env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+    env.setdefault('ROS_DOMAIN_ID', str(random.randint(1, 100)))
+    env['PYTHONPATH'] = os.pathsep.join(p for p in (str(REPO), env.get('PYTHONPATH')) if p)
+    env.setdefault('PYTHONUNBUFFERED', '1')
+    return env
+
+
+class Child:
+    """One child process in a session of its own, its output in ``logs/<name>.log``."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], logs: Path) -> None:
+        self.name = name
+        self.argv = argv
+        self.log_path = logs / f'{name}.log'
+        self._log = open(self.log_path, 'wb')  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            argv, env=env, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def check_alive(self) -> None:
+        if not self.running():
+            raise DemoError(f'{self.name} exited with status {self.process.returncode}; '
+                            f'its log ({self.log_path}) ends with:\n{self.tail()}')
+
+    def tail(self, lines: int = 15) -> str:
+        self._log.flush()
+        text = self.log_path.read_text(errors='replace').splitlines()
+        return '\n'.join(text[-lines:])
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> int:
+        """SIGINT (what Ctrl-C would send), then SIGTERM, then SIGKILL, each with a wait."""
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+                if not self.running():
+                    break
+                self.process.send_signal(sig)
+                try:
+                    self.process.wait(timeout_s if sig != signal.SIGKILL else None)
+                except subprocess.TimeoutExpired:
+                    continue
+        finally:
+            self._log.close()
+        return self.process.returncode
+
+
+def wait_for(description: str, condition: Callable[[], bool], deadline_s: float,
+             children: list[Child], spin: Callable[[], None]) -> float:
+    """Spin until ``condition`` holds; DemoError past the deadline or if a child died."""
+    started = time.monotonic()
+    while not condition():
+        for child in children:
+            child.check_alive()
+        if time.monotonic() - started > deadline_s:
+            raise DemoError(f'gave up after {deadline_s:.0f} s waiting for {description}; '
+                            'see the logs in ' + str(children[0].log_path.parent))
+        spin()
+    return time.monotonic() - started
+
+
+def mmp_ros(*args: str) -> list[str]:
+    return [sys.executable, '-m', 'mmp_ros', *args]
+
+
+def schedule_span(path: Path) -> tuple[float, float]:
+    """(first fault start, last fault end) of a dropout schedule, in seconds."""
+    from mmp_ros.dropout.schedule import Schedule
+
+    schedule = Schedule.from_yaml(path)
+    return (min(f.start_s for f in schedule.faults), max(f.end_s for f in schedule.faults))
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    paths = DemoPaths(Path(args.out))
+    schedule = Path(args.schedule) if args.schedule else SCHEDULES[args.quick]
+    model = resolve_model(args.model)
+    first_fault, last_end = schedule_span(schedule)
+    if first_fault < 2.0:
+        raise DemoError(f'{schedule}: the first fault starts at {first_fault:g} s; the demo '
+                        'needs 2 s after the simulator starts to start the player')
+    paths.clear()
+    env = demo_environment()
+    os.environ.update({k: env[k] for k in ('ROS_AUTOMATIC_DISCOVERY_RANGE', 'ROS_DOMAIN_ID')})
+
+    from training.data.synth_bag import SynthBagConfig, write_synth_bag
+
+    bag_seconds = last_end + TAIL_S + LEAD_S
+    print(f'[demo] model {model}; schedule {schedule.name}; ROS_DOMAIN_ID '
+          f'{env["ROS_DOMAIN_ID"]}, loopback only')
+    print(f'[demo] rendering a {bag_seconds:.0f} s synthetic bag ({args.size[0]}x{args.size[1]})')
+    write_synth_bag(paths.synth_bag, SynthBagConfig(
+        duration_s=bag_seconds, scene_seconds=args.scene_seconds, size=tuple(args.size)))
+
+    children: list[Child] = []
+    timeline: dict[str, float] = {}
+    interrupted = False
+    try:
+        _run_processes(paths, schedule, model, env, children, timeline)
+    except InterruptError as exc:
+        interrupted = True
+        print(f'\n[demo] {exc}: stopping the processes, keeping the recording')
+    finally:
+        # No second interruption while the children are stopped in order.
+        for s in STOP_SIGNALS:
+            signal.signal(s, signal.SIG_IGN)
+        # Player first (no new input), recorder last (it takes what already arrived).
+        for name in ('replay', 'dropout', 'node', 'record'):
+            for child in children:
+                if child.name == name:
+                    status = child.stop()
+                    if status not in (0, -signal.SIGINT) and not interrupted:
+                        print(f'[demo] {name} ended with status {status} (log '
+                              f'{child.log_path})')
+        for s in STOP_SIGNALS:
+            signal.signal(s, _interrupt)
+    record = next((c for c in children if c.name == 'record'), None)
+    if record is None or not paths.run_bag.exists():
+        raise DemoError('nothing was recorded')
+    if interrupted:
+        print(f'[demo] the recording so far is in {paths.run_bag} (closed, readable); '
+              f'evaluate it with: mmp_ros evaluate {paths.run_bag}')
+        return 130
+    from mmp_ros.evaluation.report import evaluate_run, write_report
+
+    print(f'[demo] evaluating {paths.run_bag}')
+    result = evaluate_run(paths.run_bag, node_params=NODE_PARAMS)
+    report = write_report(result, paths.report, strip=args.strip)
+    print(result.summary_table())
+    late = timeline['replay_started'] - timeline['dropout_started']
+    if late > first_fault - 1.0:
+        print(f'[demo] warning: the player started {late:.1f} s after the simulator, less than '
+              f'1 s before the first fault ({first_fault:g} s): the machine is slow or busy')
+    print(f'[demo] report: {report}; wall time {time.monotonic() - started:.0f} s')
+    return 0
+
+
+def _run_processes(paths: DemoPaths, schedule: Path, model: Path, env: dict[str, str],
+                   children: list[Child], timeline: dict[str, float]) -> None:
+    from mmp_ros.ros.context import init_ros
+
+    with init_ros([], ros_signals=False):
+        from rclpy.node import Node
+
+        watcher = Node('mmp_demo_watcher')
+        try:
+            import rclpy
+
+            def spin() -> None:
+                rclpy.spin_once(watcher, timeout_sec=0.1)
+
+            def subscribed(topic: str, node_name: str) -> bool:
+                return any(i.node_name == node_name
+                           for i in watcher.get_subscriptions_info_by_topic(topic))
+
+            params = [a for p in NODE_PARAMS for a in ('--params-file', str(p))]
+            children.append(Child('node', mmp_ros(
+                'run', '--ros-args', *params, '-p', f'model_file_path:={model}'), env, paths.logs))
+            children.append(Child('record', mmp_ros(
+                'record', str(paths.run_bag), '--topics', *RECORDED_TOPICS), env, paths.logs))
+            took = wait_for(
+                'the node to load its model and subscribe',
+                lambda: all(subscribed(t, 'mmp_segmentation') for t in INPUT_TOPICS),
+                START_DEADLINE_S, children, spin)
+            print(f'[demo] node ready after {took:.1f} s')
+            wait_for('the recorder to subscribe to the node\'s outputs',
+                     lambda: all(subscribed(t, 'mmp_ros_record')
+                                 for t in ('/segmentation/labels', '/diagnostics')),
+                     START_DEADLINE_S, children, spin)
+            # The player first: it waits for its subscribers (the simulator and the recorder)
+            # and plays as soon as they match, so the simulator's schedule (time 0 = its own
+            # start) meets a live stream a moment after it starts: nothing else to wait for.
+            remaps = [a for m in MODALITIES
+                      for a in ('--remap', f'/{m}/image:=/source/{m}/image')]
+            children.append(Child('replay', mmp_ros(
+                'replay', str(paths.synth_bag), *remaps, '--restamp',
+                '--wait-for-subscribers', str(START_DEADLINE_S), '--delay', '0.3'), env,
+                paths.logs))
+            replay = children[-1]
+            wait_for('the player to open the bag',
+                     lambda: all(watcher.get_publishers_info_by_topic(f'/source/{m}/image')
+                                 for m in MODALITIES), START_DEADLINE_S, children, spin)
+            children.append(Child('dropout', mmp_ros(
+                'dropout', '--schedule', str(schedule)), env, paths.logs))
+            timeline['dropout_started'] = time.monotonic()
+            took = wait_for(
+                'the dropout simulator and its recording',
+                lambda: all(subscribed(f'/source/{m}/image', 'dropout') for m in MODALITIES)
+                and all(subscribed(t, 'mmp_ros_record') for t in (EVENTS_TOPIC, *INPUT_TOPICS)),
+                START_DEADLINE_S, children, spin)
+            timeline['replay_started'] = time.monotonic()
+            print(f'[demo] dropout simulator ready after {took:.1f} s; playing the bag')
+            while replay.running():
+                for child in children:
+                    if child is not replay:
+                        child.check_alive()
+                spin()
+            if replay.process.returncode != 0:
+                raise DemoError(f'replay failed with status {replay.process.returncode}:\n'
+                                f'{replay.tail()}')
+            # The node's last inferences and diagnostics reach the recorder.
+            end = time.monotonic() + 1.0
+            while time.monotonic() < end:
+                spin()
+        finally:
+            watcher.destroy_node()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--out', default='out/demo', help='output folder (default out/demo)')
+    parser.add_argument('--model', help='exported ONNX model (default: the node\'s default, '
+                        'the one .onnx file in models/)')
+    parser.add_argument('--quick', action='store_true',
+                        help='the 20 s schedule (config/dropout_demo_quick.yaml), ~1 minute')
+    parser.add_argument('--schedule', help='another dropout schedule (first fault >= 2 s)')
+    parser.add_argument('--size', type=int, nargs=2, default=(120, 160), metavar=('H', 'W'),
+                        help='image size of the synthetic cameras')
+    parser.add_argument('--scene-seconds', type=float, default=5.0,
+                        help='how long the synthetic camera holds each scene')
+    parser.add_argument('--strip', type=Path, default=None,
+                        help='also write the image strip here (e.g. docs/img/demo_strip.png)')
+
+
+def run(args: argparse.Namespace) -> int:
+    from mmp_ros.bags.errors import BagError
+    from mmp_ros.dropout.schedule import ScheduleError
+
+    previous = {s: signal.signal(s, _interrupt) for s in STOP_SIGNALS}
+    try:
+        return run_demo(args)
+    except (DemoError, BagError, ScheduleError) as exc:
+        print(f'mmp_ros demo: {exc}', file=sys.stderr)
+        return 2
+    except InterruptError as exc:  # outside the processes' lifetime: nothing to keep
+        print(f'\n[demo] {exc}: stopped', file=sys.stderr)
+        return 130
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog='python -m mmp_ros.demo',
+                                     description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,302 @@
+"""What a recorded run says: accuracy per dropout phase and per modality set, latency, how
+fast each fault was detected, and each sensor's state over time. Pure: works on
+:class:`~mmp_ros.evaluation.run.RunData`, no ROS, no plotting.
+
+Clocks. The dropout simulator stamps its events with its ROS clock (``ros_time``), the node
+its labels with the anchor frame's stamp (the player's publish time with ``--restamp``) and
+its diagnostics with its own clock, and the recorder's bag timestamps are its receive times.
+On one machine these are all the system clock, so they are compared directly.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mmp_ros.bags.errors import BagError
+from mmp_ros.bags.messages import Status
+from mmp_ros.core.health import HealthConfig
+from mmp_ros.core.metrics import Scores, confusion_matrix, scores
+from mmp_ros.evaluation.run import RunData
+from mmp_ros.modalities import MODALITIES
+
+STATUS_PREFIX = 'mmp_ros: '
+ERROR = 2
+TRUTH_TOLERANCE_NS = 25_000_000  # a label's nearest ground truth: within one 30 Hz frame
+# Faults the node can only notice by silence, and those it sees in one frame's pixels.
+SILENT_KINDS = ('kill', 'drop', 'delay')
+FRAME_KINDS = ('blank', 'nan', 'truncate', 'encoding', 'resize', 'noise')
+
+
+@dataclass(frozen=True)
+class Fault:
+    index: int
+    sensor: str
+    kind: str
+    start_ns: int
+    end_ns: int | None  # None: still open when the run ended
+
+    @property
+    def label(self) -> str:
+        return f'{self.sensor} {self.kind}'
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A stretch of the run with one set of open faults."""
+
+    number: int
+    start_ns: int
+    end_ns: int
+    faults: tuple[str, ...]  # 'sensor kind', sorted; empty: clean
+
+    @property
+    def name(self) -> str:
+        return ' + '.join(self.faults) if self.faults else 'clean'
+
+
+@dataclass
+class Accuracy:
+    frames: int = 0
+    confusion: np.ndarray | None = None
+    modality_sets: Counter = field(default_factory=Counter)
+
+    def add(self, pred: np.ndarray, truth: np.ndarray, num_classes: int, modalities: str):
+        matrix = confusion_matrix(pred, truth, num_classes)
+        self.confusion = matrix if self.confusion is None else self.confusion + matrix
+        self.frames += 1
+        self.modality_sets[modalities] += 1
+
+    @property
+    def scores(self) -> Scores | None:
+        return None if self.confusion is None else scores(self.confusion)
+
+
+@dataclass(frozen=True)
+class Detection:
+    fault: Fault
+    detected_ns: int | None  # first ERROR / masked status after the start
+    state: str  # the sensor's state in that status
+    recovered_ns: int | None  # first unmasked status after the end
+    bound_s: float | None  # what the node's health settings promise
+
+    @property
+    def detection_s(self) -> float | None:
+        return None if self.detected_ns is None else (self.detected_ns - self.fault.start_ns) / 1e9
+
+    @property
+    def recovery_s(self) -> float | None:
+        if self.recovered_ns is None or self.fault.end_ns is None:
+            return None
+        return (self.recovered_ns - self.fault.end_ns) / 1e9
+
+
+@dataclass
+class Evaluation:
+    run: RunData
+    origin_ns: int  # the dropout simulator's start (time 0 of the schedule)
+    faults: list[Fault]
+    phases: list[Phase]
+    per_phase: dict[int, Accuracy]
+    per_modality_set: dict[str, Accuracy]
+    overall: Accuracy
+    frame_miou: list[tuple[int, float]]  # (anchor stamp, that frame's mIoU %)
+    latency_ms: np.ndarray
+    detections: list[Detection]
+    timeline: dict[str, list[tuple[int, str, int]]]  # sensor -> (stamp, state, level)
+    unmatched_labels: int
+    num_classes: int
+    class_names: tuple[str, ...]
+
+    def seconds(self, stamp_ns: int) -> float:
+        """A stamp as seconds after the dropout simulator started."""
+        return (stamp_ns - self.origin_ns) / 1e9
+
+
+def faults_from_events(events: Sequence[Mapping]) -> tuple[int, list[Fault]]:
+    """(time 0 of the schedule, the fault windows as they were applied) from the events."""
+    schedule = [e for e in events if e.get('event') == 'schedule']
+    if not schedule:
+        raise BagError('dropout/events holds no "schedule" event: the simulator\'s start was '
+                       'not recorded')
+    origin_ns = round(float(schedule[0]['ros_time']) * 1e9)
+    starts: dict[int, Mapping] = {}
+    ends: dict[int, int] = {}
+    for event in events:
+        kind = event.get('event')
+        if kind == 'start':
+            starts[int(event['index'])] = event
+        elif kind == 'end':
+            ends[int(event['index'])] = round(float(event['ros_time']) * 1e9)
+    faults = [
+        Fault(i, str(e['sensor']), str(e['kind']), round(float(e['ros_time']) * 1e9), ends.get(i))
+        for i, e in sorted(starts.items())
+    ]
+    return origin_ns, faults
+
+
+def phases_of(faults: Sequence[Fault], origin_ns: int, end_ns: int) -> list[Phase]:
+    """The run cut at every fault boundary; each piece named by the faults open in it."""
+    bounds = sorted({origin_ns, end_ns, *(f.start_ns for f in faults),
+                     *(f.end_ns for f in faults if f.end_ns is not None)})
+    bounds = [b for b in bounds if origin_ns <= b <= end_ns]
+    phases: list[Phase] = []
+    for start, end in zip(bounds, bounds[1:], strict=False):
+        open_faults = tuple(sorted(
+            f.label for f in faults
+            if f.start_ns <= start and (f.end_ns is None or f.end_ns > start)
+        ))
+        if phases and phases[-1].faults == open_faults:
+            phases[-1] = Phase(phases[-1].number, phases[-1].start_ns, end, open_faults)
+        else:
+            phases.append(Phase(len(phases), start, end, open_faults))
+    return phases
+
+
+def modality_set(usable: Sequence[str]) -> str:
+    ordered = [m for m in MODALITIES if m in usable]
+    return 'all' if len(ordered) == len(MODALITIES) else ('+'.join(ordered) or 'none')
+
+
+class UsableTimeline:
+    """Which sensors the node reported usable (``masked: false``) at any time."""
+
+    def __init__(self, statuses: Sequence[Status]) -> None:
+        self._stamps: list[int] = []
+        self._sets: list[frozenset[str]] = []
+        usable: dict[str, bool] = {}
+        for status in statuses:
+            sensor = status.name.removeprefix(STATUS_PREFIX)
+            if sensor not in MODALITIES or 'masked' not in status.values:
+                continue
+            usable[sensor] = status.values['masked'] == 'false'
+            current = frozenset(m for m, ok in usable.items() if ok)
+            if self._stamps and self._stamps[-1] == status.stamp_ns:
+                self._sets[-1] = current
+            else:
+                self._stamps.append(status.stamp_ns)
+                self._sets.append(current)
+
+    def at(self, stamp_ns: int) -> frozenset[str] | None:
+        i = bisect_right(self._stamps, stamp_ns) - 1
+        return self._sets[i] if i >= 0 else None
+
+
+def detection_bound_s(kind: str, health: HealthConfig | None) -> float | None:
+    """How long the node's health settings allow it to take to notice a fault of ``kind``.
+
+    Silence (kill, drop, delay) is noticed after ``timeout_s``; a frozen stream after
+    ``frozen_frames`` frames at the expected rate; a bad frame (blank, NaN, torn, ...) at the
+    next frame, one expected period. None where no promise exists (no settings, no rate).
+    """
+    if health is None:
+        return None
+    if kind in SILENT_KINDS:
+        return health.timeout_s
+    if not health.expected_rate_hz > 0:
+        return health.timeout_s if kind == 'freeze' else None
+    period = 1.0 / health.expected_rate_hz
+    if kind == 'freeze':
+        return health.frozen_frames * period
+    if kind in FRAME_KINDS:
+        return period
+    return None
+
+
+def detections_of(faults: Sequence[Fault], statuses: Sequence[Status],
+                  health: Mapping[str, HealthConfig]) -> list[Detection]:
+    """For each fault: the first status of its sensor at ERROR or masked after the fault
+    began, and the first unmasked one after it ended."""
+    by_sensor: dict[str, list[Status]] = {}
+    for status in statuses:
+        by_sensor.setdefault(status.name.removeprefix(STATUS_PREFIX), []).append(status)
+    result = []
+    for fault in faults:
+        own = by_sensor.get(fault.sensor, [])
+        hit = next((s for s in own if s.stamp_ns > fault.start_ns and (
+            s.level >= ERROR or s.values.get('masked') == 'true')), None)
+        if hit is not None and fault.end_ns is not None and hit.stamp_ns > fault.end_ns:
+            hit = None  # noticed only after the window: not a detection of this fault
+        recovered = None
+        if fault.end_ns is not None:
+            recovered = next((s.stamp_ns for s in own if s.stamp_ns > fault.end_ns
+                              and s.values.get('masked') == 'false'), None)
+        result.append(Detection(
+            fault, None if hit is None else hit.stamp_ns,
+            '' if hit is None else hit.values.get('state', ''), recovered,
+            detection_bound_s(fault.kind, health.get(fault.sensor)),
+        ))
+    return result
+
+
+def status_timeline(statuses: Sequence[Status]) -> dict[str, list[tuple[int, str, int]]]:
+    """Per sensor, each change of state or level: (stamp, state, level)."""
+    timeline: dict[str, list[tuple[int, str, int]]] = {m: [] for m in MODALITIES}
+    for status in statuses:
+        sensor = status.name.removeprefix(STATUS_PREFIX)
+        if sensor not in timeline:
+            continue
+        entry = (status.stamp_ns, status.values.get('state', '?'), status.level)
+        if not timeline[sensor] or timeline[sensor][-1][1:] != entry[1:]:
+            timeline[sensor].append(entry)
+    return timeline
+
+
+def evaluate(run: RunData, health: Mapping[str, HealthConfig] | None = None,
+             truth_tolerance_ns: int = TRUTH_TOLERANCE_NS) -> Evaluation:
+    """Score every published label image against the ground truth nearest its stamp.
+
+    Each label image counts in the phase its anchor stamp falls in, and in the modality set
+    the node's last /diagnostics before it arrived declared usable (the node publishes
+    diagnostics at once when that set changes). A modality reported usable may still be
+    absent from a bundle whose frame of it was older than ``max_age_s``; at the demo's rates
+    that is rare.
+    """
+    origin_ns, faults = faults_from_events(run.events)
+    end_ns = max(max(f.received_ns for f in run.labels), run.truth_stamps[-1],
+                 run.statuses[-1].stamp_ns if run.statuses else 0)
+    phases = phases_of(faults, origin_ns, end_ns)
+    starts = [p.start_ns for p in phases]
+    names = tuple(run.label_info.get('class_names', ())) if run.label_info else ()
+    highest = max(int(t[t != 255].max(initial=0)) for t in run.truth)
+    num_classes = max(len(names), highest + 1)
+    usable = UsableTimeline(run.statuses)
+    per_phase = {p.number: Accuracy() for p in phases}
+    per_set: dict[str, Accuracy] = {}
+    overall = Accuracy()
+    frame_miou = []
+    unmatched = 0
+    for frame in run.labels:
+        truth = run.truth_near(frame.stamp_ns, truth_tolerance_ns)
+        if truth is None or truth.shape != frame.labels.shape:
+            unmatched += 1
+            continue
+        used = usable.at(frame.received_ns)
+        key = 'unknown' if used is None else modality_set(used)
+        overall.add(frame.labels, truth, num_classes, key)
+        per_set.setdefault(key, Accuracy()).add(frame.labels, truth, num_classes, key)
+        i = bisect_right(starts, frame.stamp_ns) - 1
+        if i >= 0:
+            per_phase[phases[i].number].add(frame.labels, truth, num_classes, key)
+        frame_miou.append(
+            (frame.stamp_ns, scores(confusion_matrix(frame.labels, truth, num_classes)).miou))
+    latency = np.array([(f.received_ns - f.stamp_ns) / 1e6 for f in run.labels])
+    return Evaluation(
+        run=run, origin_ns=origin_ns, faults=faults, phases=phases, per_phase=per_phase,
+        per_modality_set=per_set, overall=overall, frame_miou=frame_miou, latency_ms=latency,
+        detections=detections_of(faults, run.statuses, health or {}),
+        timeline=status_timeline(run.statuses), unmatched_labels=unmatched,
+        num_classes=num_classes,
+        class_names=names or tuple(f'class {k}' for k in range(num_classes)),
+    )
+
+
+def percentiles(values: np.ndarray, qs: Sequence[float] = (50, 95, 99)) -> list[float]:
+    if not values.size:
+        return [math.nan] * len(qs)
+    return [float(v) for v in np.percentile(values, qs)]

@@ -1,0 +1,44 @@
+"""``mmp_ros evaluate RUN_BAG``: score a recorded run and write its report.
+
+The run must hold the node's ``/segmentation/labels`` and ``/diagnostics``, the dropout
+simulator's ``/dropout/events`` and the synthetic bag's ``/ground_truth/labels`` (what
+``python -m mmp_ros.demo`` records). A bad bag ends the command with status 2 and one line
+naming the file and topic, as ``mmp_ros replay`` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mmp_ros.bags.errors import BagError
+from mmp_ros.core.parameters import ParameterError
+
+DEFAULT_PARAMS = [str(Path(__file__).resolve().parents[2] / 'config' / 'mmp_segmentation.yaml')]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('bag', help='recorded run (a rosbag2 directory or .mcap/.db3 file)')
+    parser.add_argument('--out', type=Path, default=None,
+                        help='report folder (default: <bag>_report beside the bag)')
+    parser.add_argument('--params', nargs='+', default=DEFAULT_PARAMS, metavar='FILE',
+                        help="the node's parameter files, in the order it loaded them (for "
+                        'the detection bounds; default: config/mmp_segmentation.yaml)')
+    parser.add_argument('--strip', type=Path, default=None,
+                        help='also write the image strip here (e.g. docs/img/demo_strip.png)')
+
+
+def run(args: argparse.Namespace) -> int:
+    from mmp_ros.evaluation.report import evaluate_run, write_report
+
+    out = args.out or Path(f'{str(args.bag).rstrip("/")}_report')
+    try:
+        report = evaluate_run(args.bag, node_params=args.params)
+        path = write_report(report, out, strip=args.strip)
+    except (BagError, ParameterError, OSError) as exc:
+        print(f'mmp_ros evaluate: {exc}', file=sys.stderr)
+        return 2
+    print(report.summary_table())
+    print(f'report: {path}')
+    return 0

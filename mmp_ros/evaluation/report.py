@@ -1,0 +1,259 @@
+"""The report of a recorded run: Markdown, a simple HTML page, JSON, and PNG plots.
+
+``evaluate_run`` reads and scores a run bag; ``write_report`` writes ``report.md``,
+``report.html``, ``report.json``, ``timeline.png`` (per-frame mIoU and each sensor's state
+over time, fault windows shaded), ``latency.png``, ``phases.png`` and ``strip.png`` (inputs
+as the node received them, ground truth, labels and overlay at a few moments of the run).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mmp_ros.core.health import HealthConfig
+from mmp_ros.core.parameters import defaults, health_config, load_params_file
+from mmp_ros.evaluation.analysis import Evaluation, Phase, evaluate, percentiles
+from mmp_ros.evaluation.run import DEFAULT_TOPICS, RunTopics, read_run
+from mmp_ros.modalities import MODALITIES
+
+
+def node_health(params_files: Sequence[str | Path]) -> dict[str, HealthConfig]:
+    """Each sensor's health settings as the node ran with these parameter files (in order,
+    later files overriding earlier ones, over the node's defaults)."""
+    values = defaults()
+    for path in params_files:
+        values.update(load_params_file(path))
+    return {m: health_config(values, m) for m in MODALITIES}
+
+
+@dataclass
+class RunReport:
+    evaluation: Evaluation
+
+    def _fmt(self, value: float | None, digits: int = 1, scale: float = 1.0) -> str:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return '—'
+        return f'{value * scale:.{digits}f}'
+
+    def phase_rows(self) -> list[list[str]]:
+        ev = self.evaluation
+        rows = []
+        for phase in ev.phases:
+            acc = ev.per_phase[phase.number]
+            sc = acc.scores
+            sets = ', '.join(f'{k} ({n})' for k, n in acc.modality_sets.most_common())
+            rows.append([
+                str(phase.number), phase.name,
+                f'{ev.seconds(phase.start_ns):.1f}–{ev.seconds(phase.end_ns):.1f}',
+                str(acc.frames), self._fmt(sc.miou if sc else None),
+                self._fmt(sc.pixel_accuracy if sc else None), sets or '—',
+            ])
+        return rows
+
+    def modality_rows(self) -> list[list[str]]:
+        ev = self.evaluation
+        rows = []
+        for key, acc in sorted(ev.per_modality_set.items(), key=lambda kv: -kv[1].frames):
+            sc = acc.scores
+            rows.append([key, str(acc.frames), self._fmt(sc.miou), self._fmt(sc.pixel_accuracy)])
+        return rows
+
+    def detection_rows(self) -> list[list[str]]:
+        rows = []
+        for d in self.evaluation.detections:
+            f = d.fault
+            window = (f'{self.evaluation.seconds(f.start_ns):.2f}–'
+                      + (f'{self.evaluation.seconds(f.end_ns):.2f}' if f.end_ns else 'end'))
+            within = '—'
+            if d.bound_s is not None and d.detection_s is not None:
+                within = 'yes' if d.detection_s <= d.bound_s + 0.1 else 'NO'
+            rows.append([
+                f'{f.index}', f.label, window,
+                self._fmt(d.detection_s, 0, 1e3) if d.detection_s is not None else 'not detected',
+                d.state or '—', self._fmt(d.bound_s, 0, 1e3), within,
+                self._fmt(d.recovery_s, 0, 1e3),
+            ])
+        return rows
+
+    def latency_row(self) -> list[str]:
+        lat = self.evaluation.latency_ms
+        p50, p95, p99 = percentiles(lat)
+        return [str(lat.size), f'{p50:.1f}', f'{p95:.1f}', f'{p99:.1f}',
+                f'{lat.max():.1f}' if lat.size else '—']
+
+    def summary_table(self) -> str:
+        """A plain-text summary for the terminal."""
+        ev = self.evaluation
+        overall = ev.overall.scores
+        lines = [f'run {ev.run.path}: {len(ev.run.labels)} label images, '
+                 f'{ev.overall.frames} scored, mIoU {self._fmt(overall.miou if overall else None)}'
+                 f' %']
+        lines += _text_table(['#', 'phase', 't (s)', 'frames', 'mIoU %', 'acc %', 'modalities'],
+                             self.phase_rows())
+        lines.append('')
+        lines += _text_table(['#', 'fault', 'window (s)', 'detected (ms)', 'as', 'bound (ms)',
+                              'in bound+100ms', 'recovered (ms)'], self.detection_rows())
+        lines.append('')
+        lines += _text_table(['labels', 'latency p50 ms', 'p95', 'p99', 'max'],
+                             [self.latency_row()])
+        return '\n'.join(lines)
+
+    def to_dict(self) -> dict:
+        ev = self.evaluation
+
+        def sc(acc):
+            s = acc.scores
+            return None if s is None else {'miou': s.miou, 'pixel_accuracy': s.pixel_accuracy,
+                                           'frames': acc.frames}
+
+        p50, p95, p99 = percentiles(ev.latency_ms)
+        return {
+            'bag': str(ev.run.path),
+            'labels': len(ev.run.labels), 'scored': ev.overall.frames,
+            'unmatched_labels': ev.unmatched_labels,
+            'overall': sc(ev.overall),
+            'phases': [{'number': p.number, 'name': p.name, 'start_s': ev.seconds(p.start_ns),
+                        'end_s': ev.seconds(p.end_ns), **(sc(ev.per_phase[p.number]) or {}),
+                        'modality_sets': dict(ev.per_phase[p.number].modality_sets)}
+                       for p in ev.phases],
+            'modality_sets': {k: sc(a) for k, a in ev.per_modality_set.items()},
+            'latency_ms': {'count': int(ev.latency_ms.size), 'p50': p50, 'p95': p95, 'p99': p99,
+                           'max': float(ev.latency_ms.max()) if ev.latency_ms.size else None},
+            'detections': [{'index': d.fault.index, 'sensor': d.fault.sensor,
+                            'kind': d.fault.kind, 'start_s': ev.seconds(d.fault.start_ns),
+                            'end_s': (ev.seconds(d.fault.end_ns)
+                                      if d.fault.end_ns is not None else None),
+                            'detection_s': d.detection_s, 'state': d.state,
+                            'bound_s': d.bound_s, 'recovery_s': d.recovery_s}
+                           for d in ev.detections],
+            'notes': ev.run.notes,
+        }
+
+
+def _text_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=False)]
+    fmt = '  '.join(f'{{:<{w}}}' for w in widths)
+    return [fmt.format(*header), fmt.format(*('-' * w for w in widths))] + [
+        fmt.format(*row) for row in rows]
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ['| ' + ' | '.join(header) + ' |', '|' + ' --- |' * len(header)]
+    lines += ['| ' + ' | '.join(row) + ' |' for row in rows]
+    return '\n'.join(lines)
+
+
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    head = ''.join(f'<th>{html.escape(h)}</th>' for h in header)
+    body = ''.join('<tr>' + ''.join(f'<td>{html.escape(c)}</td>' for c in row) + '</tr>'
+                   for row in rows)
+    return f'<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def evaluate_run(path: str | Path, *, node_params: Sequence[str | Path] = (),
+                 topics: RunTopics = DEFAULT_TOPICS) -> RunReport:
+    """Read and score the run bag at ``path``; ``node_params``: the node's parameter files,
+    for the detection bounds."""
+    health = node_health(node_params)
+    return RunReport(evaluate(read_run(path, topics), health))
+
+
+SECTIONS = (
+    ('Accuracy per dropout phase', ['#', 'phase', 't (s)', 'frames', 'mIoU %', 'pixel acc %',
+                                    'modalities used (frames)'], 'phase_rows'),
+    ('Accuracy per available-modality set', ['modalities', 'frames', 'mIoU %', 'pixel acc %'],
+     'modality_rows'),
+    ('Fault detection', ['#', 'fault', 'window (s)', 'detected after (ms)', 'state',
+                         'bound (ms)', 'within bound + 100 ms', 'unmasked after end (ms)'],
+     'detection_rows'),
+    ('Latency (label receipt - anchor stamp)', ['labels', 'p50 ms', 'p95 ms', 'p99 ms',
+                                                 'max ms'], None),
+)
+
+EXPLANATION = (
+    'Times are seconds after the dropout simulator started (time 0 of its schedule). Each '
+    'label image is scored against the ground truth nearest its header stamp (within 25 ms), '
+    'counted in the phase its stamp falls in, and in the modality set the node\'s last '
+    '/diagnostics before it declared usable. mIoU is over the classes present in the '
+    'prediction or the ground truth of the frames pooled; "no prediction" (255) counts as a '
+    'miss. Detection: from the fault\'s start event to the first /diagnostics status of that '
+    'sensor at ERROR or masked; the bound follows from the node\'s health settings (silence: '
+    'timeout_s; freeze: frozen_frames at the expected rate; a bad frame: one expected '
+    'period). Unmasked after end: from the end event to the first status with the sensor '
+    'usable again (it includes recovery_frames good frames).'
+)
+
+
+def write_report(report: RunReport, out: str | Path, *, strip: str | Path | None = None,
+                 strip_size: int = 5) -> Path:
+    """Write the report into folder ``out``; returns the Markdown file's path. ``strip``:
+    also save the image strip there (e.g. docs/img/demo_strip.png)."""
+    from mmp_ros.evaluation import plots
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ev = report.evaluation
+    plots.timeline(ev, out / 'timeline.png')
+    plots.latency(ev, out / 'latency.png')
+    plots.phases(ev, out / 'phases.png')
+    moments = strip_moments(ev.phases, strip_size)
+    plots.strip(ev, moments, out / 'strip.png')
+    if strip is not None:
+        Path(strip).parent.mkdir(parents=True, exist_ok=True)
+        plots.strip(ev, moments, Path(strip))
+    (out / 'report.json').write_text(json.dumps(report.to_dict(), indent=2) + '\n')
+
+    overall = ev.overall.scores
+    md = [f'# Run report: `{ev.run.path}`', '',
+          f'{len(ev.run.labels)} label images, {ev.overall.frames} scored against ground truth '
+          f'({ev.unmatched_labels} without one), overall mIoU '
+          f'{report._fmt(overall.miou if overall else None)} %, '
+          f'{len(ev.faults)} faults injected.', '', EXPLANATION, '']
+    body = []
+    for title, header, rows_name in SECTIONS:
+        rows = getattr(report, rows_name)() if rows_name else [report.latency_row()]
+        md += [f'## {title}', '', _md_table(header, rows), '']
+        body.append(f'<h2>{html.escape(title)}</h2>{_html_table(header, rows)}')
+    images = [('Per-frame mIoU and sensor states', 'timeline.png'),
+              ('mIoU per phase', 'phases.png'), ('Latency', 'latency.png'),
+              ('Inputs, ground truth, labels and overlay', 'strip.png')]
+    for title, name in images:
+        md += [f'## {title}', '', f'![{title}]({name})', '']
+        body.append(f'<h2>{html.escape(title)}</h2><img src="{name}" alt="{title}">')
+    if ev.run.notes:
+        md += ['## Notes', ''] + [f'- {n}' for n in ev.run.notes] + ['']
+    path = out / 'report.md'
+    path.write_text('\n'.join(md))
+    style = ('body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:'
+             'collapse}td,th{border:1px solid #bbb;padding:2px 8px}img{max-width:100%}')
+    (out / 'report.html').write_text(
+        f'<!doctype html><html><head><meta charset="utf-8"><title>Run report</title>'
+        f'<style>{style}</style></head><body><h1>Run report</h1><p>{html.escape(md[2])}</p>'
+        f'<p>{html.escape(EXPLANATION)}</p>{"".join(body)}</body></html>\n')
+    return path
+
+
+def strip_moments(phases: Sequence[Phase], count: int) -> list[Phase]:
+    """Phases to show in the strip: the first clean one, faults (the one with most sensors
+    always among them), and the last clean one; at most ``count``."""
+    faulty = [p for p in phases if p.faults]
+    clean = [p for p in phases if not p.faults]
+    chosen: list[Phase] = []
+    if clean:
+        chosen.append(clean[0])
+    room = max(0, count - len(chosen) - (1 if len(clean) > 1 else 0))
+    if faulty and room:
+        most = max(faulty, key=lambda p: (len(p.faults), p.number))
+        picks = [faulty[round(i * (len(faulty) - 1) / max(1, room - 1))]
+                 for i in range(room - 1)] if room > 1 else []
+        for p in [*picks, most]:
+            if p not in chosen:
+                chosen.append(p)
+    if len(clean) > 1:
+        chosen.append(clean[-1])
+    return sorted(chosen, key=lambda p: p.start_ns)[:count]

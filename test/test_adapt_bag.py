@@ -1,0 +1,107 @@
+"""``mmp_ros adapt BAG``: frames read as the node reads them; adaptation and export."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mmp_ros.bags.errors import BagError
+from mmp_ros.bags.synthetic import write_stub_bag
+from mmp_ros.inference.testing import tiny_metadata
+from mmp_ros.modalities import MODALITIES
+from training import adapt_bag
+from training.adapt_bag import read_bag_frames
+from training.data.synth_bag import SynthBagConfig, write_synth_bag
+
+CONFIG = Path(__file__).resolve().parents[1] / 'config'
+METADATA = tiny_metadata(input_size=(16, 24), num_classes=14, method='none')
+
+
+@pytest.fixture(scope='module')
+def healthy_bag(tmp_path_factory):
+    path = tmp_path_factory.mktemp('adapt') / 'bag'
+    write_synth_bag(path, SynthBagConfig(duration_s=1.5, size=(24, 32)))
+    return path
+
+
+def test_complete_healthy_bundles_at_the_model_input_size(healthy_bag):
+    frames = read_bag_frames(healthy_bag, METADATA)
+    assert frames.messages['rgb'] == 45 and sum(frames.rejected.values()) == 0
+    # Thermal at 9 Hz is often older than the default max_age_s (0.1 s) at an rgb anchor.
+    assert 0 < frames.incomplete < 45 and len(frames.samples) + frames.incomplete <= 45
+    sample = frames.samples[0]
+    assert {m: a.shape for m, a in sample.items()} == {
+        'rgb': (3, 16, 24), 'depth': (1, 16, 24), 'polarization': (3, 16, 24),
+        'thermal': (1, 16, 24)}
+    assert 5.0 < float(np.median(sample['thermal'])) < 35.0  # degrees Celsius, not counts
+    limited = read_bag_frames(healthy_bag, METADATA, max_frames=5)
+    assert len(limited.samples) == 5 and limited.stamps == sorted(limited.stamps)
+
+
+def test_frames_the_node_would_reject_are_not_trained_on(healthy_bag, tmp_path):
+    from mmp_ros.bags.messages import deserialize_image, serialize_image
+    from mmp_ros.bags.recording import BagRecorder
+    from mmp_ros.bags.source import open_bag
+    from mmp_ros.sensors.image import ImageFields
+
+    blanked = tmp_path / 'blank_thermal'
+    with open_bag(healthy_bag) as bag, BagRecorder(blanked) as out:
+        for topic in bag.topics.values():
+            out.add_topic(topic.name, topic.msgtype, topic.offered_qos)
+        for topic, stamp, data in bag.messages(list(bag.topics)):
+            if topic == '/thermal/image':
+                image = deserialize_image(data)
+                f = image.fields
+                zero = ImageFields(f.height, f.width, f.encoding, f.is_bigendian, f.step,
+                                   bytes(len(f.data)))
+                data = serialize_image(zero, image.stamp_ns, image.frame_id)
+            out.write(topic, stamp, data)
+    frames = read_bag_frames(blanked, METADATA)
+    assert frames.rejected['thermal'] == frames.messages['thermal'] and not frames.samples
+
+
+def test_bad_bags_are_refused_by_name(tmp_path, capsys):
+    strings = write_stub_bag(tmp_path / 'strings', {'/chatter': 'std_msgs/msg/String'})
+    with pytest.raises(BagError, match='no sensor_msgs/msg/Image'):
+        read_bag_frames(strings, METADATA)
+    with pytest.raises(BagError, match='no such bag'):
+        read_bag_frames(tmp_path / 'missing', METADATA)
+    corrupt = tmp_path / 'corrupt.mcap'
+    corrupt.write_bytes(b'\x89MCAP0\r\n' + b'\x01' * 40)
+    with pytest.raises(BagError, match='corrupt.mcap'):
+        read_bag_frames(corrupt, METADATA)
+
+
+def test_a_missing_sensor_topic_is_named(healthy_bag):
+    with pytest.raises(BagError, match='no topic /cam/thermal for thermal'):
+        read_bag_frames(healthy_bag, METADATA, topics={'thermal': '/cam/thermal'})
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_adapt_exports_a_model_and_its_card(healthy_bag, tmp_path):
+    pytest.importorskip('torch')
+    from mmp_ros.inference.onnx_file import read_model_metadata
+    from mmp_ros.inference.testing import tiny_random_model
+    from mmp_ros.model.checkpoint import save_checkpoint
+    from training.export import export_checkpoint
+
+    model = tiny_random_model(METADATA)
+    checkpoint = save_checkpoint(tmp_path / 'none.pt', model=model, metadata=METADATA)
+    onnx, _ = export_checkpoint(checkpoint, tmp_path / 'none.onnx', verify=False)
+    parser = argparse.ArgumentParser()
+    adapt_bag.add_arguments(parser)
+    args = parser.parse_args([
+        str(healthy_bag), '--model', str(onnx), '--checkpoint', str(checkpoint), '--out',
+        str(tmp_path / 'out'), '--set', 'steps=2', '--set', 'batch_size=2', '--set',
+        'progress=false', '--params', str(CONFIG / 'mmp_segmentation.yaml'),
+        str(CONFIG / 'mmp_demo.yaml')])
+    assert adapt_bag.run(args) == 0
+    adapted = tmp_path / 'out' / 'none_adapted.onnx'
+    meta = read_model_metadata(adapted)
+    assert meta.method == 'mmp_adapt' and tuple(meta.modalities) == MODALITIES
+    card = adapted.with_suffix('.md').read_text()
+    assert str(healthy_bag) in card and 'steps | 2' in card

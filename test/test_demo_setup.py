@@ -1,0 +1,52 @@
+"""The demo's set-up, without starting it: the model it runs and its environment."""
+
+from __future__ import annotations
+
+import pytest
+
+from mmp_ros import demo
+
+
+def test_a_missing_model_is_named_with_what_to_do(monkeypatch, tmp_path):
+    from mmp_ros.ros import segmentation_node
+
+    def no_model():
+        raise segmentation_node.NodeStartError(f'no shipped model in {[str(tmp_path)]}')
+
+    monkeypatch.setattr(segmentation_node, 'default_model_path', no_model)
+    with pytest.raises(demo.DemoError, match='--model PATH') as error:
+        demo.resolve_model(None)
+    assert str(tmp_path) in str(error.value) and 'export_tiny_random_model' in str(error.value)
+    with pytest.raises(demo.DemoError, match='no such file'):
+        demo.resolve_model(str(tmp_path / 'absent.onnx'))
+
+
+def test_children_stay_on_loopback_on_a_domain_of_their_own(monkeypatch):
+    monkeypatch.delenv('ROS_DOMAIN_ID', raising=False)
+    monkeypatch.setenv('ROS_AUTOMATIC_DISCOVERY_RANGE', 'SUBNET')
+    env = demo.demo_environment()
+    assert env['ROS_AUTOMATIC_DISCOVERY_RANGE'] == 'LOCALHOST'
+    assert 1 <= int(env['ROS_DOMAIN_ID']) <= 100
+    monkeypatch.setenv('ROS_DOMAIN_ID', '42')
+    assert demo.demo_environment()['ROS_DOMAIN_ID'] == '42'
+    assert str(demo.REPO) in env['PYTHONPATH']
+
+
+def test_the_schedules_leave_time_to_start_the_player():
+    for quick, path in demo.SCHEDULES.items():
+        first, last = demo.schedule_span(path)
+        assert first >= 5.0 and last <= (25.0 if quick else 45.0), path
+
+
+def test_a_bad_schedule_stops_the_demo_before_anything_starts(tmp_path, capsys):
+    model = tmp_path / 'model.onnx'
+    model.write_bytes(b'not read before the schedule is checked')
+    early = tmp_path / 'early.yaml'
+    early.write_text('faults:\n  - {sensor: rgb, kind: kill, start: 1, end: 2}\n')
+    broken = tmp_path / 'broken.yaml'
+    broken.write_text('faults:\n  - {sensor: lidar, kind: kill, start: 5, end: 6}\n')
+    for schedule, message in ((early, 'first fault starts at 1 s'), (broken, "'lidar'")):
+        args = ['--model', str(model), '--schedule', str(schedule), '--out', str(tmp_path / 'o')]
+        assert demo.main(args) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / 'o').exists()

@@ -1,0 +1,231 @@
+"""``mmp_ros evaluate``: a run bag written here, with known answers, scored and reported."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mmp_ros.bags.errors import BagError
+from mmp_ros.bags.messages import (
+    DIAGNOSTICS_TYPE,
+    IMAGE_TYPE,
+    STRING_TYPE,
+    serialize_image,
+    serialize_string,
+    typestore,
+)
+from mmp_ros.bags.playback import DEFAULT_QOS
+from mmp_ros.bags.recording import BagRecorder
+from mmp_ros.bags.synthetic import write_stub_bag
+from mmp_ros.core.health import HealthConfig
+from mmp_ros.evaluation import cli
+from mmp_ros.evaluation.analysis import detection_bound_s, phases_of
+from mmp_ros.evaluation.report import evaluate_run, node_health, strip_moments, write_report
+from mmp_ros.modalities import MODALITIES
+from mmp_ros.sensors.image import array_to_image
+
+S = 1_000_000_000
+T0 = 100 * S  # the simulator's start
+LATENCY_NS = 10_000_000
+FAULT = (2 * S, 4 * S)  # rgb kill, relative to T0
+DETECTED, RECOVERED = 2_450_000_000, 4_200_000_000
+
+
+def _diagnostics(stamp_ns: int, masked_rgb: bool) -> bytes:
+    store = typestore()
+    types = store.types
+    statuses = []
+    for m in MODALITIES:
+        masked = masked_rgb and m == 'rgb'
+        values = [types['diagnostic_msgs/msg/KeyValue'](key='state',
+                                                        value='STALE' if masked else 'OK'),
+                  types['diagnostic_msgs/msg/KeyValue'](key='masked', value=str(masked).lower())]
+        statuses.append(types['diagnostic_msgs/msg/DiagnosticStatus'](
+            level=2 if masked else 0, name=f'mmp_ros: {m}', message='', hardware_id=m,
+            values=values))
+    sec, nsec = divmod(stamp_ns, S)
+    header = types['std_msgs/msg/Header'](
+        stamp=types['builtin_interfaces/msg/Time'](sec=sec, nanosec=nsec), frame_id='')
+    array = types[DIAGNOSTICS_TYPE](header=header, status=statuses)
+    return bytes(store.serialize_cdr(array, DIAGNOSTICS_TYPE))
+
+
+def write_run(path: Path) -> Path:
+    """10 Hz labels over 6 s; rgb killed over [2, 4) s: right outside the fault, wrong inside."""
+    rng = np.random.default_rng(0)
+    with BagRecorder(path) as bag:
+        for topic in ('/segmentation/labels', '/ground_truth/labels', '/rgb/image'):
+            bag.add_topic(topic, IMAGE_TYPE, DEFAULT_QOS)
+        bag.add_topic('/diagnostics', DIAGNOSTICS_TYPE, DEFAULT_QOS)
+        bag.add_topic('/dropout/events', STRING_TYPE, DEFAULT_QOS)
+        bag.add_topic('/segmentation/label_info', STRING_TYPE, DEFAULT_QOS)
+        events = [{'event': 'schedule', 'ros_time': T0 / S},
+                  {'event': 'start', 'index': 0, 'sensor': 'rgb', 'kind': 'kill',
+                   'ros_time': (T0 + FAULT[0]) / S},
+                  {'event': 'end', 'index': 0, 'sensor': 'rgb', 'kind': 'kill',
+                   'ros_time': (T0 + FAULT[1]) / S}]
+        for event in events:
+            bag.write('/dropout/events', T0, serialize_string(json.dumps(event)))
+        info = {'class_names': ['a', 'b', 'c'], 'palette': [[255, 0, 0], [0, 255, 0],
+                                                            [0, 0, 255]]}
+        bag.write('/segmentation/label_info', T0, serialize_string(json.dumps(info)))
+        for t, masked in ((T0 + S // 2, False), (T0 + DETECTED, True), (T0 + RECOVERED, False)):
+            bag.write('/diagnostics', t, _diagnostics(t, masked))
+        for k in range(5, 60):  # 0.5 s .. 5.9 s
+            stamp = T0 + k * S // 10
+            truth = rng.integers(0, 3, (8, 8)).astype(np.uint8)
+            inside = FAULT[0] <= stamp - T0 < FAULT[1]
+            labels = (truth + 1) % 3 if inside else truth
+            bag.write('/ground_truth/labels', stamp,
+                      serialize_image(array_to_image(truth, 'mono8'), stamp, 'cam'))
+            bag.write('/rgb/image', stamp, serialize_image(
+                array_to_image(np.full((8, 8, 3), 90, np.uint8), 'rgb8'), stamp, 'cam'))
+            bag.write('/segmentation/labels', stamp + LATENCY_NS,
+                      serialize_image(array_to_image(labels.astype(np.uint8), 'mono8'),
+                                      stamp, 'cam'))
+    return path
+
+
+@pytest.fixture(scope='module')
+def run_bag(tmp_path_factory) -> Path:
+    return write_run(tmp_path_factory.mktemp('run') / 'run')
+
+
+def test_phases_accuracy_latency_and_detection_are_measured(run_bag):
+    report = evaluate_run(run_bag)
+    ev = report.evaluation
+    assert [p.name for p in ev.phases] == ['clean', 'rgb kill', 'clean']
+    assert [ev.per_phase[p.number].scores.miou for p in ev.phases] == [100.0, 0.0, 100.0]
+    assert [ev.per_phase[p.number].frames for p in ev.phases] == [15, 20, 20]
+    assert np.allclose(ev.latency_ms, 10.0)
+    (detection,) = ev.detections
+    assert detection.detection_s == pytest.approx(0.45)
+    assert detection.recovery_s == pytest.approx(0.2)
+    assert detection.state == 'STALE'
+    assert detection.bound_s == pytest.approx(HealthConfig().timeout_s)
+    # Labels received between the verdict (2.45 s) and the recovery (4.2 s) ran without rgb:
+    # stamps 2.5 .. 4.1 s, received 10 ms later.
+    sets = {k: a.frames for k, a in ev.per_modality_set.items()}
+    assert sets == {'all': 55 - 17, 'depth+polarization+thermal': 17}
+    assert ev.class_names == ('a', 'b', 'c')
+    states = [state for _, state, _ in ev.timeline['rgb']]
+    assert states == ['OK', 'STALE', 'OK']
+
+
+def test_report_files_and_summary(run_bag, tmp_path):
+    report = evaluate_run(run_bag)
+    path = write_report(report, tmp_path / 'report', strip=tmp_path / 'strip.png')
+    text = path.read_text()
+    assert '| 1 | rgb kill | 2.0–4.0 | 20 | 0.0 |' in text
+    for name in ('report.html', 'report.json', 'timeline.png', 'latency.png', 'phases.png',
+                 'strip.png'):
+        assert (path.parent / name).stat().st_size > 0, name
+    assert (tmp_path / 'strip.png').read_bytes()[:4] == b'\x89PNG'
+    data = json.loads((path.parent / 'report.json').read_text())
+    assert data['detections'][0]['detection_s'] == pytest.approx(0.45)
+    assert 'rgb kill' in report.summary_table()
+
+
+def test_detection_bounds_follow_the_health_settings():
+    health = HealthConfig(timeout_s=0.4, expected_rate_hz=20.0, frozen_frames=10)
+    assert detection_bound_s('kill', health) == 0.4
+    assert detection_bound_s('freeze', health) == pytest.approx(0.5)
+    assert detection_bound_s('blank', health) == pytest.approx(0.05)
+    assert detection_bound_s('kill', None) is None
+
+
+def test_node_health_reads_the_parameter_files_in_order():
+    config = Path(__file__).resolve().parents[1] / 'config'
+    health = node_health([config / 'mmp_segmentation.yaml', config / 'mmp_demo.yaml'])
+    assert health['thermal'].expected_rate_hz == 9.0
+    assert health['rgb'].expected_rate_hz == 30.0
+
+
+def test_overlapping_faults_make_their_own_phase():
+    from mmp_ros.evaluation.analysis import Fault
+
+    faults = [Fault(0, 'depth', 'kill', 2, 6), Fault(1, 'thermal', 'kill', 4, 8)]
+    phases = phases_of(faults, 0, 10)
+    assert [p.name for p in phases] == ['clean', 'depth kill', 'depth kill + thermal kill',
+                                        'thermal kill', 'clean']
+    chosen = strip_moments(phases, 4)
+    assert chosen[0].name == 'clean' and chosen[-1].name == 'clean'
+    assert any(p.name == 'depth kill + thermal kill' for p in chosen)
+
+
+def _cli(bag: Path, tmp_path: Path) -> int:
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    return cli.run(parser.parse_args([str(bag), '--out', str(tmp_path / 'out')]))
+
+
+def test_bad_bags_are_refused_with_the_file_named(tmp_path, capsys):
+    missing = tmp_path / 'nothing'
+    corrupt = tmp_path / 'corrupt.mcap'
+    corrupt.write_bytes(b'\x89MCAP0\r\n' + b'\x00' * 64)
+    no_images = write_stub_bag(tmp_path / 'strings', {'/chatter': STRING_TYPE})
+    unknown = write_stub_bag(tmp_path / 'unknown', {'/segmentation/labels': 'foo/msg/Bar',
+                                                    '/chatter': STRING_TYPE})
+    for bag, expected in ((missing, 'no such bag'), (corrupt, 'rosbag2'),
+                          (no_images, 'no sensor_msgs/msg/Image'),
+                          (unknown, 'no sensor_msgs/msg/Image')):
+        assert _cli(bag, tmp_path) == 2
+        err = capsys.readouterr().err
+        assert expected in err and str(bag) in err, err
+
+
+def test_a_required_topic_with_another_type_is_named(tmp_path):
+    from mmp_ros.bags.synthetic import write_image_bag
+    from mmp_ros.evaluation.run import read_run
+
+    bag = write_image_bag(tmp_path / 'images', [S, 2 * S], topic='/segmentation/labels',
+                          width=8, height=8)
+    with pytest.raises(BagError, match='no topic /ground_truth/labels'):
+        read_run(bag)
+
+
+def test_core_scores_count_no_prediction_as_a_miss():
+    from mmp_ros.core.metrics import confusion_matrix, scores
+
+    truth = np.array([[0, 0, 1, 255]])
+    pred = np.array([[0, 255, 1, 1]])
+    matrix = confusion_matrix(pred, truth, 2)
+    assert matrix.shape == (2, 3) and matrix[0, 2] == 1
+    result = scores(matrix)
+    assert result.class_iou == [50.0, 100.0]
+    assert result.miou == 75.0
+    assert math.isclose(result.pixel_accuracy, 200 / 3)
+
+
+def test_training_scores_are_the_core_scores():
+    torch = pytest.importorskip('torch')
+    from mmp_ros.core.metrics import scores as core_scores
+    from training.metrics import scores as train_scores
+
+    confusion = torch.tensor([[5, 1], [2, 7]])
+    assert train_scores(confusion) == core_scores(confusion.numpy())
+
+
+def test_an_unknown_message_type_on_a_required_topic_is_named(tmp_path, capsys):
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    from mmp_ros.bags.synthetic import STUB_HASH
+
+    path = tmp_path / 'mixed'
+    writer = Writer(path, version=9, storage_plugin=StoragePlugin.MCAP)
+    writer.open()
+    image = writer.add_connection('/rgb/image', IMAGE_TYPE, typestore=typestore())
+    writer.write(image, S, serialize_image(array_to_image(np.zeros((2, 2), np.uint8), 'mono8'),
+                                           S, 'cam'))
+    odd = writer.add_connection('/segmentation/labels', 'foo/msg/Bar', msgdef='int32 x',
+                                rihs01=STUB_HASH)
+    writer.write(odd, S, b'\x00\x01\x00\x00\x07\x00\x00\x00')
+    writer.close()
+    assert _cli(path, tmp_path) == 2
+    err = capsys.readouterr().err
+    assert 'foo/msg/Bar' in err and '/segmentation/labels' in err, err

@@ -1,0 +1,125 @@
+"""``mmp_ros synth-bag``: the generator's scenes as a camera recording the node can decode."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+
+from mmp_ros.bags.messages import deserialize_image
+from mmp_ros.bags.source import open_bag
+from mmp_ros.core.parameters import decoder_settings, defaults, load_params_file
+from mmp_ros.modalities import MODALITIES
+from mmp_ros.sensors import decode_frame
+from mmp_ros.sensors.image import image_to_array
+from training.data import synth_bag
+from training.data.synth_bag import (
+    GROUND_TRUTH_TOPIC,
+    SynthBagConfig,
+    frame_times,
+    image_topic,
+    write_synth_bag,
+)
+
+SMALL = SynthBagConfig(duration_s=2.0, scene_seconds=1.0, size=(24, 32))
+
+
+def _read(path):
+    messages: dict[str, list] = {}
+    with open_bag(path) as bag:
+        for topic, timestamp, data in bag.messages(list(bag.topics)):
+            messages.setdefault(topic, []).append((timestamp, deserialize_image(data)))
+    return messages
+
+
+@pytest.fixture(scope='module')
+def small_bag(tmp_path_factory):
+    path = tmp_path_factory.mktemp('synth') / 'bag'
+    write_synth_bag(path, SMALL)
+    return path
+
+
+def test_every_sensor_at_its_rate_with_increasing_camera_stamps(small_bag):
+    messages = _read(small_bag)
+    assert set(messages) == {*(image_topic(m) for m in MODALITIES), GROUND_TRUTH_TOPIC}
+    for m in MODALITIES:
+        stamps = np.array([image.stamp_ns for _, image in messages[image_topic(m)]])
+        bag_times = np.array([t for t, _ in messages[image_topic(m)]])
+        assert (stamps == bag_times).all()
+        gaps = np.diff(stamps) / 1e9
+        assert (gaps > 0).all()
+        rate = SMALL.rates_hz[m]
+        assert abs(len(stamps) - rate * SMALL.duration_s) <= 1
+        assert np.median(gaps) == pytest.approx(1 / rate, rel=0.05)
+        assert np.std(gaps) > 0  # jittered, not a perfect clock
+    rgb = [image.stamp_ns for _, image in messages[image_topic('rgb')]]
+    truth = [image.stamp_ns for _, image in messages[GROUND_TRUTH_TOPIC]]
+    assert truth == rgb
+
+
+def test_real_encodings_that_the_node_decodes_with_its_shipped_settings(small_bag):
+    from pathlib import Path
+
+    config = Path(__file__).resolve().parents[1] / 'config' / 'mmp_segmentation.yaml'
+    values = {**defaults(), **load_params_file(config)}
+    messages = _read(small_bag)
+    encodings = {m: messages[image_topic(m)][0][1].fields.encoding for m in MODALITIES}
+    assert encodings == {'rgb': 'rgb8', 'depth': '16UC1', 'polarization': 'mono16',
+                         'thermal': 'mono16'}
+    thermal = decode_frame('thermal', messages[image_topic('thermal')][0][1].fields,
+                           decoder_settings(values, 'thermal'))
+    # Indoor scenes: walls at room temperature, radiators and hot objects below 80 degC.
+    assert 5.0 < np.median(thermal.data) < 35.0 and thermal.data.max() < 90.0
+    pol = decode_frame('polarization', messages[image_topic('polarization')][0][1].fields,
+                       decoder_settings(values, 'polarization'))
+    assert pol.data.shape == (12, 16, 3) and pol.data[..., 2].min() >= 0.0
+    depth = decode_frame('depth', messages[image_topic('depth')][0][1].fields,
+                         decoder_settings(values, 'depth'))
+    assert 0.3 < np.median(depth.data[depth.valid]) < 8.0
+    labels = image_to_array(messages[GROUND_TRUTH_TOPIC][0][1].fields)
+    assert labels.dtype == np.uint8 and labels.max() < 14
+
+
+def test_a_held_scene_gets_fresh_noise_every_frame_and_the_next_scene_differs(small_bag):
+    messages = _read(small_bag)
+    frames = [image_to_array(image.fields) for _, image in messages[image_topic('rgb')]]
+    truth = [image_to_array(image.fields) for _, image in messages[GROUND_TRUTH_TOPIC]]
+    assert all(not np.array_equal(a, b) for a, b in zip(frames, frames[1:], strict=False))
+    scene_change = [i for i in range(1, len(truth)) if not np.array_equal(truth[i], truth[i - 1])]
+    assert len(scene_change) == 1  # two scenes of one second
+
+
+def test_options_sqlite3_32fc1_depth_and_mono8_polarization(tmp_path):
+    config = SynthBagConfig(duration_s=0.3, size=(16, 16), depth_encoding='32FC1',
+                            polarization_encoding='mono8', storage='sqlite3')
+    write_synth_bag(tmp_path / 'bag', config)
+    assert list((tmp_path / 'bag').glob('*.db3'))
+    messages = _read(tmp_path / 'bag')
+    assert messages[image_topic('depth')][0][1].fields.encoding == '32FC1'
+    assert messages[image_topic('polarization')][0][1].fields.encoding == 'mono8'
+
+
+def test_frame_times_are_deterministic_and_sorted():
+    first, second = frame_times(SMALL), frame_times(SMALL)
+    assert first == second
+    assert [f.stamp_ns for f in first] == sorted(f.stamp_ns for f in first)
+
+
+@pytest.mark.parametrize('changes, message', [
+    ({'size': (15, 32)}, 'both sides even'),
+    ({'duration_s': 0}, 'duration'),
+    ({'depth_encoding': 'mono8'}, 'depth encoding'),
+    ({'rates_hz': {'rgb': 30.0}}, 'one positive rate per sensor'),
+])
+def test_bad_settings_are_refused(changes, message):
+    with pytest.raises(ValueError, match=message):
+        SynthBagConfig(**changes)
+
+
+def test_command_refuses_an_existing_output(tmp_path, capsys):
+    (tmp_path / 'bag').mkdir()
+    parser = argparse.ArgumentParser()
+    synth_bag.add_arguments(parser)
+    assert synth_bag.run(parser.parse_args([str(tmp_path / 'bag'), '--duration', '0.2'])) == 2
+    assert 'exists already' in capsys.readouterr().err

@@ -1,0 +1,280 @@
+"""``mmp_ros adapt BAG --model M --checkpoint C``: label-free robustification on a recording.
+
+A robot's own healthy recording is the best unlabelled data for ``mmp_adapt`` (see
+``training.adapt``): it shows this robot's cameras, in this robot's places. The frames are
+read exactly as the node reads them live: each image decoded by ``mmp_ros.sensors`` with the
+node's parameters, judged by the node's ``HealthMonitor`` (a frame the node would reject is
+not trained on), put together around RGB frames by the node's ``FrameAssembler`` with its
+``max_age_s``, and resized by ``mmp_ros.core.preprocess``. Only bundles in which all four
+sensors are present and healthy are kept; normalization is the model's, applied by training.
+
+The exported model ``M`` names the model to robustify (its metadata: modalities, input size,
+classes); adaptation needs its weights as a PyTorch checkpoint (``--checkpoint``, trained with
+method ``none``), which must describe the same model. The result is a new checkpoint, an
+exported ONNX model and its model card (Markdown beside the ONNX file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mmp_ros.bags.errors import BagError
+from mmp_ros.bags.messages import IMAGE_TYPE, deserialize_image
+from mmp_ros.bags.source import open_bag
+from mmp_ros.core.assembler import FrameAssembler
+from mmp_ros.core.health import HealthMonitor
+from mmp_ros.core.parameters import (
+    decoder_settings,
+    defaults,
+    health_config,
+    load_params_file,
+    sensor_parameter,
+)
+from mmp_ros.core.preprocess import resize_representation
+from mmp_ros.metadata import ModelMetadata
+from mmp_ros.sensors import SensorInputError, decode_frame
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = REPO / 'config' / 'train_adapt.yaml'
+DEFAULT_PARAMS = REPO / 'config' / 'mmp_segmentation.yaml'
+
+
+@dataclass
+class BagFrames:
+    """The usable bundles of a recording, at the model's input size, in physical units."""
+
+    modalities: tuple[str, ...]
+    samples: list[dict[str, np.ndarray]]  # modality -> (C, H, W) float32
+    stamps: list[float]  # anchor stamps, seconds
+    messages: dict[str, int] = field(default_factory=dict)  # per modality
+    rejected: dict[str, int] = field(default_factory=dict)  # frames the health checks refused
+    incomplete: int = 0  # anchor frames without every modality healthy and in time
+
+
+def read_bag_frames(path: str | Path, metadata: ModelMetadata, *,
+                    topics: dict[str, str] | None = None,
+                    params_files: tuple[str | Path, ...] = (DEFAULT_PARAMS,),
+                    max_frames: int = 0) -> BagFrames:
+    """Decode a bag the way the node would and keep the complete, healthy bundles.
+
+    ``topics``: modality -> bag topic (default ``/<modality>/image``). ``max_frames``: keep
+    at most this many bundles, evenly spread over the recording (0: all).
+    """
+    modalities = tuple(metadata.modalities)
+    topics = {m: (topics or {}).get(m, f'/{m}/image') for m in modalities}
+    values = defaults()
+    for params in params_files:
+        values.update(load_params_file(params))
+    settings = {m: decoder_settings(values, m) for m in modalities}
+    monitors = {m: HealthMonitor(m, health_config(values, m)) for m in modalities}
+    assembler = FrameAssembler(
+        modalities, anchor='rgb' if 'rgb' in modalities else 'freshest',
+        max_age_s={m: values[sensor_parameter(m, 'max_age_s')] for m in modalities},
+        cache_depth=values['cache_depth'],
+    )
+    anchor = 'rgb' if 'rgb' in modalities else None
+    result = BagFrames(modalities, [], [], dict.fromkeys(modalities, 0),
+                       dict.fromkeys(modalities, 0))
+    bundles = []
+    with open_bag(path) as bag:
+        if not any(t.is_image for t in bag.topics.values()):
+            raise BagError(f'{bag.path}: no sensor_msgs/msg/Image topic to adapt on (topics: '
+                           f'{", ".join(f"{t.name} [{t.msgtype}]" for t in bag.topics.values())})')
+        for m, topic in topics.items():
+            if topic not in bag.topics:
+                raise BagError(f'{bag.path}: no topic {topic} for {m} (the bag has '
+                               f'{sorted(bag.topics)}); name it with --topic {m}=TOPIC')
+            if bag.topics[topic].msgtype != IMAGE_TYPE:
+                raise BagError(f'{bag.path}: topic {topic} holds {bag.topics[topic].msgtype}, '
+                               f'not {IMAGE_TYPE}')
+        by_topic = {t: m for m, t in topics.items()}
+        for topic, received_ns, data in bag.messages(list(by_topic)):
+            m = by_topic[topic]
+            now = received_ns / 1e9
+            image = deserialize_image(data, where=f'{bag.path}: {topic}')
+            result.messages[m] += 1
+            try:
+                frame = decode_frame(m, image.fields, settings[m])
+            except SensorInputError as exc:
+                monitors[m].observe_error(now, str(exc))
+                assembler.clear(m)
+                result.rejected[m] += 1
+                continue
+            if monitors[m].observe(image.stamp_ns / 1e9, now, frame.stats).accepted:
+                assembler.add(m, image.stamp_ns / 1e9, frame)
+            else:
+                assembler.clear(m)
+                result.rejected[m] += 1
+            if anchor is not None and m != anchor:
+                continue
+            usable = {k: mon.status(now).usable for k, mon in monitors.items()}
+            bundle = assembler.assemble(usable, now)
+            if bundle is None:
+                continue
+            if bundle.missing:
+                result.incomplete += 1
+                continue
+            bundles.append(bundle)
+    if max_frames and len(bundles) > max_frames:
+        keep = np.linspace(0, len(bundles) - 1, max_frames).round().astype(int)
+        bundles = [bundles[i] for i in sorted(set(keep.tolist()))]
+    size = tuple(metadata.input_size)
+    for bundle in bundles:
+        result.samples.append({
+            m: np.ascontiguousarray(resize_representation(
+                f.frame.data, f.frame.valid, size).transpose(2, 0, 1), dtype=np.float32)
+            for m, f in bundle.frames.items()
+        })
+        result.stamps.append(bundle.stamp)
+    return result
+
+
+class FramesDataset:
+    """A torch map-style dataset over :class:`BagFrames` (no labels: adaptation needs none)."""
+
+    def __init__(self, frames: BagFrames) -> None:
+        self.frames = frames
+
+    def __len__(self) -> int:
+        return len(self.frames.samples)
+
+    def __getitem__(self, index: int):
+        import torch
+
+        sample = {m: torch.from_numpy(a) for m, a in self.frames.samples[index].items()}
+        sample['available'] = torch.ones(len(self.frames.modalities), dtype=torch.bool)
+        return sample
+
+
+def check_same_model(onnx_meta: ModelMetadata, checkpoint_meta: ModelMetadata,
+                     model: str, checkpoint: str) -> None:
+    """The checkpoint must be the exported model's source: same inputs, classes, size."""
+    differences = [
+        f'{name}: {a!r} vs {b!r}' for name, a, b in (
+            ('modalities', tuple(onnx_meta.modalities), tuple(checkpoint_meta.modalities)),
+            ('class names', tuple(onnx_meta.class_names), tuple(checkpoint_meta.class_names)),
+            ('input size', tuple(onnx_meta.input_size), tuple(checkpoint_meta.input_size)),
+        ) if a != b
+    ]
+    if differences:
+        raise BagError(f'{checkpoint} is not the checkpoint of {model}: '
+                       + '; '.join(differences))
+
+
+def model_card(path: Path, *, bag: str, model: str, checkpoint: str, frames: BagFrames,
+               metadata: ModelMetadata, steps: int, losses: list[float], seconds: float,
+               command: str) -> Path:
+    """Markdown beside the exported model: what it is, what it was adapted on, and how."""
+    span = (max(frames.stamps) - min(frames.stamps)) if frames.stamps else 0.0
+    first = np.mean(losses[: max(1, len(losses) // 10)]) if losses else float('nan')
+    last = np.mean(losses[-max(1, len(losses) // 10):]) if losses else float('nan')
+    lines = [
+        f'# {path.stem}', '',
+        f'`{path.name}`: the model `{Path(model).name}` robustified to missing sensors without '
+        f'labels (method `{metadata.method}`): its weights are unchanged and a projection '
+        'module, trained with the alignment loss on the recording below, stands in for any '
+        'modality that is masked. With every sensor healthy the output is the base model\'s.',
+        '', '| | |', '| --- | --- |',
+        f'| base model | `{model}` |', f'| base checkpoint | `{checkpoint}` |',
+        f'| recording | `{bag}` |',
+        f'| frames | {len(frames.samples)} complete healthy bundles over {span:.1f} s '
+        f'({frames.incomplete} incomplete anchors skipped; frames refused by the health '
+        f'checks: {", ".join(f"{m} {n}" for m, n in frames.rejected.items())}) |',
+        f'| modalities | {", ".join(metadata.modalities)} |',
+        f'| input size | {metadata.input_size[0]}x{metadata.input_size[1]} |',
+        f'| classes | {metadata.num_classes}: {", ".join(metadata.class_names)} |',
+        f'| steps | {steps}; alignment loss {first:.4f} (first tenth) -> {last:.4f} (last '
+        'tenth) |',
+        f'| time | {seconds:.0f} s |', f'| command | `{command}` |', '',
+        'Labels were never read. Check the adapted model on a labelled run before deploying it '
+        '(`mmp_ros evaluate`).', '',
+    ]
+    card = path.with_suffix('.md')
+    card.write_text('\n'.join(lines))
+    return card
+
+
+def adapt_on_bag(bag: str, *, model: str, checkpoint: str, out: str | Path,
+                 config: str | None = None, overrides: list[str] | tuple[str, ...] = (),
+                 params_files: tuple[str | Path, ...] = (DEFAULT_PARAMS,),
+                 topics: dict[str, str] | None = None, max_frames: int = 256,
+                 min_frames: int = 8, command: str = '') -> tuple[Path, Path]:
+    """Adapt ``checkpoint`` (the source of the exported ``model``) on ``bag``; returns the
+    exported ONNX model and its card."""
+    from mmp_ros.inference.onnx_file import read_model_metadata
+    from mmp_ros.model import load_checkpoint
+    from training.adapt import adapt
+    from training.export import export_checkpoint
+
+    started = time.perf_counter()
+    metadata = read_model_metadata(model)
+    _, checkpoint_meta, _ = load_checkpoint(checkpoint)
+    check_same_model(metadata, checkpoint_meta, model, checkpoint)
+    frames = read_bag_frames(bag, metadata, topics=topics, params_files=params_files,
+                             max_frames=max_frames)
+    if len(frames.samples) < min_frames:
+        raise BagError(
+            f'{bag}: only {len(frames.samples)} bundles with all of {list(metadata.modalities)} '
+            f'healthy and in time (need {min_frames}); adaptation needs a recording in which '
+            f'every sensor works (messages: {frames.messages}, refused: {frames.rejected})')
+    out = Path(out)
+    forced = [f'out_dir={out / "train"}', 'data.num_workers=0', 'resume=false',
+              f'data.input_size=[{metadata.input_size[0]}, {metadata.input_size[1]}]',
+              f'modalities=[{", ".join(metadata.modalities)}]']
+    result = adapt(checkpoint, config_path=config or str(DEFAULT_CONFIG),
+                   overrides=[*overrides, *forced], train_dataset=FramesDataset(frames),
+                   command=command)
+    onnx_path = out / f'{Path(model).stem}_adapted.onnx'
+    export_checkpoint(result.checkpoint, onnx_path)
+    card = model_card(onnx_path, bag=str(bag), model=str(model), checkpoint=str(checkpoint),
+                      frames=frames, metadata=read_model_metadata(onnx_path),
+                      steps=len(result.losses), losses=list(result.losses),
+                      seconds=time.perf_counter() - started, command=command)
+    return onnx_path, card
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('bag', help='a recording in which all four sensors were healthy')
+    parser.add_argument('--model', required=True, help='the exported ONNX model to robustify')
+    parser.add_argument('--checkpoint', required=True,
+                        help="its PyTorch checkpoint (.pt, method none): adaptation trains "
+                        "a projection module on the frozen model")
+    parser.add_argument('--out', default='out/adapt', help='folder for the checkpoint, the '
+                        'ONNX model and its card (default out/adapt)')
+    parser.add_argument('--config', help=f'training config (default {DEFAULT_CONFIG.name})')
+    parser.add_argument('--set', dest='overrides', action='append', default=[],
+                        metavar='KEY=VALUE', help='override a config value, e.g. steps=200')
+    parser.add_argument('--params', nargs='+', default=[str(DEFAULT_PARAMS)], metavar='FILE',
+                        help="the node's parameter files (decoding, health, max_age_s)")
+    parser.add_argument('--topic', action='append', default=[], metavar='MODALITY=TOPIC',
+                        help='bag topic of a modality (default /<modality>/image)')
+    parser.add_argument('--max-frames', type=int, default=256,
+                        help='bundles kept, evenly spread over the recording (0: all)')
+
+
+def run(args: argparse.Namespace) -> int:
+    from training.config import ConfigError
+
+    try:
+        topics = {}
+        for item in args.topic:
+            name, sep, topic = item.partition('=')
+            if not sep or not topic:
+                raise BagError(f'--topic {item!r}: expected MODALITY=TOPIC')
+            topics[name] = topic
+        onnx_path, card = adapt_on_bag(
+            args.bag, model=args.model, checkpoint=args.checkpoint, out=args.out,
+            config=args.config, overrides=args.overrides, params_files=tuple(args.params),
+            topics=topics, max_frames=args.max_frames,
+            command='mmp_ros adapt ' + ' '.join(sys.argv[2:]))
+    except (BagError, ConfigError, OSError, ValueError) as exc:
+        print(f'mmp_ros adapt: {exc}', file=sys.stderr)
+        return 2
+    print(f'adapted model: {onnx_path}\nmodel card: {card}')
+    return 0
