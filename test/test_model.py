@@ -201,3 +201,15 @@ def test_registry_has_cpu_and_gpu_sizes_and_tiny_is_small():
     ).parameters()) for size in ('tiny', 'base')}
     assert count['tiny'] < 1_000_000 < count['base']
     assert count['tiny'] * 4 < 20 * 2**20  # the shipped tiny model fits the 20 MB limit
+
+
+def test_alignment_terms_match_the_full_training_forward(models):
+    model = models['mmp'].eval()
+    inputs = make_inputs(3)
+    available = all_masks()[[0, 7, 14]]
+    with torch.no_grad():
+        _, full = model.forward_train(inputs, available)
+        alone = model.alignment_terms(inputs, available)
+    torch.testing.assert_close(alone.alignment, full.alignment)
+    with pytest.raises(RuntimeError, match="'none' has no projection"):
+        models['none'].alignment_terms(inputs, available)

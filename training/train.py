@@ -82,14 +82,21 @@ class Distributed:
 
 
 class TrainStep(nn.Module):
-    """``forward_train`` as a module's ``forward``, so DDP can wrap it and sync gradients."""
+    """``forward_train`` as a module's ``forward``, so DDP can wrap it and sync gradients.
 
-    def __init__(self, model: nn.Module) -> None:
+    With ``alignment_only`` (label-free adaptation) it computes just the alignment terms
+    and returns no logits.
+    """
+
+    def __init__(self, model: nn.Module, *, alignment_only: bool = False) -> None:
         super().__init__()
         self.model = model
+        self.alignment_only = alignment_only
 
     def forward(self, inputs: dict[str, torch.Tensor], available: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+                ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        if self.alignment_only:
+            return None, self.model.alignment_terms(inputs, available).alignment
         logits, aux = self.model.forward_train(inputs, available)
         return logits, aux.alignment
 
@@ -266,7 +273,7 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
         metadata = ModelMetadata.from_dict({**saved['metadata'], 'provenance': provenance})
         start_step, metrics = int(saved['step']), dict(saved.get('metrics') or {})
 
-    step_module: nn.Module = TrainStep(model)
+    step_module: nn.Module = TrainStep(model, alignment_only=adapting)
     if ddp.world_size > 1:
         step_module = nn.parallel.DistributedDataParallel(
             step_module, device_ids=[device.index] if device.type == 'cuda' else None)
