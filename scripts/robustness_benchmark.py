@@ -18,6 +18,7 @@ ends with results on disk.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -47,7 +48,7 @@ from training.train import batches_for_eval, train  # noqa: E402
 METHODS = ('none', 'dropout', 'mask_token', 'mmp')
 # name -> (what it varies, overrides of the mmp run)
 ABLATIONS = {
-    'default': ('none: the mmp defaults, at the ablation budget', []),
+    'default': ('nothing: the defaults, at the ablation budget', []),
     'stage_stem': ('projection after the stem', ['model.projection_stage=stem']),
     'tokens_1': ('1 aggregated token per modality', ['model.aggregate_stride=0']),
     'tokens_80': ('80 aggregated tokens per modality', ['model.aggregate_stride=16']),
@@ -55,7 +56,11 @@ ABLATIONS = {
     'align_3': ('alignment weight 3', ['alignment_weight=3']),
     'drop_0.3': ('drop probability 0.3', ['mask.drop_probability=0.3']),
     'drop_0.7': ('drop probability 0.7', ['mask.drop_probability=0.7']),
+    'query_16': ('query grid stride 16 (4x the cells)', ['model.projection_stride=16']),
 }
+# The alignment weight scales the only loss of mmp_adapt: no ablation there.
+ADAPT_ABLATIONS = ('default', 'stage_stem', 'tokens_1', 'tokens_80', 'drop_0.3', 'drop_0.7',
+                   'query_16')
 
 
 # --- data ----------------------------------------------------------------------------------
@@ -97,8 +102,11 @@ def cached_split(split: str, count: int, size: tuple[int, int], cache: Path,
 
 
 class LongLabels(Dataset):
-    def __init__(self, data: CachedScenes) -> None:
+    """Cached scenes with int64 labels, as training expects."""
+
+    def __init__(self, data: CachedScenes, description: str) -> None:
         self.data = data
+        self.description = description  # what a checkpoint's provenance records
         self.class_names, self.palette = data.class_names, data.palette
 
     def __len__(self) -> int:
@@ -131,10 +139,18 @@ def planned_runs(args: argparse.Namespace) -> list[Run]:
         if args.adapt_steps and 'none' in args.methods:
             runs.append(Run(f'mmp_adapt_s{seed}', 'mmp_adapt', steps=args.adapt_steps,
                             seed=seed, base=f'none_s{seed}'))
+    seed = args.seeds[0]
     for name in args.ablations:
         varies, overrides = ABLATIONS[name]
-        runs.append(Run(f'ablation_{name}_s{args.seeds[0]}', 'mmp', list(overrides),
-                        args.ablation_steps or args.steps, args.seeds[0], varies=varies))
+        if args.ablation_method == 'mmp_adapt':
+            if name not in ADAPT_ABLATIONS:
+                continue
+            runs.append(Run(f'ablation_adapt_{name}_s{seed}', 'mmp_adapt', list(overrides),
+                            args.ablation_steps or args.adapt_steps, seed,
+                            base=f'none_s{seed}', varies=varies))
+        else:
+            runs.append(Run(f'ablation_{name}_s{seed}', 'mmp', list(overrides),
+                            args.ablation_steps or args.steps, seed, varies=varies))
     return runs
 
 
@@ -184,8 +200,12 @@ def overhead(size: tuple[int, int], repeats: int = 200) -> dict[str, dict]:
     inputs = {m: torch.randn(1, c, *size) for m, c in
               {'rgb': 3, 'depth': 1, 'polarization': 3, 'thermal': 1}.items()}
     available = torch.tensor([[True, False, True, False]])
-    models = {m: build_model(ModelConfig(modalities=MODALITIES, num_classes=len(CLASS_NAMES),
-                                         method=m)).eval() for m in ('none', 'mask_token', 'mmp')}
+    variants = {'none': {'method': 'none'}, 'mask_token': {'method': 'mask_token'},
+                'mmp': {'method': 'mmp'},
+                'mmp, query stride 16': {'method': 'mmp', 'projection_stride': 16}}
+    models = {name: build_model(ModelConfig(modalities=MODALITIES, num_classes=len(CLASS_NAMES),
+                                            **options)).eval()
+              for name, options in variants.items()}
     sessions = {name: _onnx_session(model, inputs, available) for name, model in models.items()}
     timings: dict[str, dict[str, list[float]]] = {m: {'torch': [], 'onnxruntime': []}
                                                   for m in models}
@@ -331,8 +351,9 @@ def criteria(reports: dict[str, SubsetReport], seed: int) -> list[tuple[str, str
 def write_doc(results: dict, out: Path, doc: Path) -> None:
     images = doc.parent / 'img'
     images.mkdir(parents=True, exist_ok=True)
-    seed = results['args']['seeds'][0]
-    main = [f'{m}_s{seed}' for m in (*METHODS, 'mmp_adapt')]
+    seeds = sorted({run['seed'] for name, run in results['runs'].items()
+                    if not name.startswith('ablation_')})
+    seed = seeds[0]
     ablation_names = [n for n in results['runs'] if n.startswith('ablation_')]
     ceilings = {k: v * 100 for k, v in results.get('ceiling', {}).get('test', {}).items()}
     ceilings_ood = {k: v * 100 for k, v in results.get('ceiling', {}).get('ood', {}).items()}
@@ -358,22 +379,31 @@ def write_doc(results: dict, out: Path, doc: Path) -> None:
               'Commands, in the order they ran:', '', '```', *commands, '```', '']
     for note in results.get('notes', []):
         lines += [note, '']
-    for split, title, ceil in (('test', 'Test split', ceilings), ('ood', 'OOD split',
-                                                                   ceilings_ood)):
+    for group_seed, (split, title, ceil) in itertools.product(
+            seeds, (('test', 'test split', ceilings), ('ood', 'OOD split', ceilings_ood))):
+        main = [f'{m}_s{group_seed}' for m in (*METHODS, 'mmp_adapt')]
         reports = reports_of(results, split, main)
         if not reports:
             continue
-        chart = bar_chart(reports, images / f'robustness_{split}.png',
-                          title=f'mIoU per available subset ({split})', ceilings=ceil)
-        lines += [f'## {title}: mIoU (%) per available-modality subset', '',
+        if split == 'test':
+            budgets = sorted({(results['runs'][n]['steps'], results['runs'][n].get(
+                'batch_size', a['batch_size']), results['runs'][n].get('device', '?'))
+                for n in reports})
+            lines += [f'## Seed {group_seed}: '
+                      + '; '.join(f'{steps} steps × {batch} on {device}'
+                                  for steps, batch, device in budgets), '']
+        chart = bar_chart(reports, images / f'robustness_s{group_seed}_{split}.png',
+                          title=f'mIoU per available subset ({split}, seed {group_seed})',
+                          ceilings=ceil)
+        lines += [f'### {title.capitalize()}: mIoU (%) per available-modality subset', '',
                   markdown_table(reports, ceilings=ceil), '',
                   f'![{split}](img/{chart.name})', '']
         if split == 'test':
-            lines += ['### Acceptance checks (test split, computed from the table)', '',
+            lines += ['#### Acceptance checks (test split, computed from the table)', '',
                       '| check | measured | met |', '| --- | --- | --- |']
             lines += [f'| {c} | {v} | {"yes" if ok else "**no**"} |'
-                      for c, v, ok in criteria(reports, seed)]
-            lines += ['', '### Modalities missing at once (mean mIoU over the subsets)', '',
+                      for c, v, ok in criteria(reports, group_seed)]
+            lines += ['', '#### Modalities missing at once (mean mIoU over the subsets)', '',
                       '| method | 1 missing | 2 missing | 3 missing |',
                       '| --- | --- | --- | --- |']
             for name, report in reports.items():
@@ -382,12 +412,16 @@ def write_doc(results: dict, out: Path, doc: Path) -> None:
                                                          for k in (1, 2, 3)) + ' |')
             cosine = cosine_table(reports)
             if cosine:
-                lines += ['', '### Cosine similarity of projected to real tokens', '', cosine]
+                lines += ['', '#### Cosine similarity of projected to real tokens', '', cosine]
             lines.append('')
-    if ablation_names:
-        base = reports_of(results, 'test', [f'mmp_s{seed}'])
-        reports = reports_of(results, 'test', ablation_names)
-        lines += ['## Ablations (mmp, test split)', '',
+    for prefix, method in (('ablation_adapt_', 'mmp_adapt'), ('ablation_', 'mmp')):
+        names = [n for n in ablation_names if n.startswith(prefix)]
+        ablation_names = [n for n in ablation_names if n not in names]
+        if not names:
+            continue
+        base = reports_of(results, 'test', [f'{method}_s{seed}'])
+        reports = reports_of(results, 'test', names)
+        lines += [f'## Ablations ({method}, test split)', '',
                   '| variant | changes | steps | all | mean missing | 2 missing | 3 missing |',
                   '| --- | --- | --- | --- | --- | --- | --- |']
         for name, report in {**base, **reports}.items():
@@ -407,16 +441,23 @@ def write_doc(results: dict, out: Path, doc: Path) -> None:
             lines.append(f'| {name} | {row["parameters"]:,} | {row["gflops"]:.3f} | '
                          f'{row.get("torch_ms", math.nan):.2f} | '
                          f'{row.get("onnxruntime_ms", math.nan):.2f} |')
-        none, mmp = o['models']['none'], o['models']['mmp']
-        def change(key: str) -> str:
-            if key not in mmp or key not in none:
-                return 'not measured'
-            return f'{(mmp[key] / none[key] - 1) * 100:+.1f} %'
+        none = o['models']['none']
+        lines.append('')
+        for name, mmp in o['models'].items():
+            if not name.startswith('mmp'):
+                continue
 
-        lines += ['', f'mmp vs none: parameters {change("parameters")}, FLOPs '
-                  f'{change("gflops")}, latency torch {change("torch_ms")}, ONNX Runtime '
-                  f'{change("onnxruntime_ms")} (median of {o["repeats"]} interleaved runs; '
-                  f'CPU: {o["cpu"]}, load average {o["load_average"]:.1f}).', '']
+            def change(key: str, mmp=mmp) -> str:
+                if key not in mmp or key not in none:
+                    return 'not measured'
+                return f'{(mmp[key] / none[key] - 1) * 100:+.1f} %'
+
+            lines.append(f'- {name} vs none: parameters {change("parameters")}, FLOPs '
+                         f'{change("gflops")}, latency torch {change("torch_ms")}, ONNX '
+                         f'Runtime {change("onnxruntime_ms")}')
+        lines += ['', f'Median of {o["repeats"]} interleaved runs per backend (CPU: {o["cpu"]}, '
+                  f'load average {o["load_average"]:.1f} during the measurement: other jobs '
+                  'share this machine).', '']
     if 'step_cost' in results:
         c = results['step_cost']
         lines += [f'## CPU cost of one training step (tiny, batch {c["batch"]}, '
@@ -453,7 +494,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--steps', type=int, default=1500)
     parser.add_argument('--adapt-steps', type=int, default=500)
-    parser.add_argument('--ablation-steps', type=int, default=0, help='0: same as --steps')
+    parser.add_argument('--ablation-steps', type=int, default=0,
+                        help='0: same as --steps (--adapt-steps for mmp_adapt ablations)')
+    parser.add_argument('--ablation-method', default='mmp', choices=('mmp', 'mmp_adapt'),
+                        help='ablate the projection of mmp (trained from scratch) or of '
+                        'mmp_adapt (label-free, cheap enough for a CPU)')
     parser.add_argument('--batch-size', type=int, default=32)
     parser.add_argument('--lr', type=float, default=2e-3)
     parser.add_argument('--size', type=int, nargs=2, default=(128, 160))
@@ -470,6 +515,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='rewrite the doc from results.json (measuring CPU overhead '
                         'here if the results lack it)')
     parser.add_argument('--no-overhead', action='store_true')
+    parser.add_argument('--merge', action='append', default=[], metavar='RESULTS_JSON',
+                        help='add the runs (and commands) of another results.json, e.g. one '
+                        'written on another machine')
     return parser.parse_args(argv)
 
 
@@ -483,6 +531,17 @@ def main(argv=None) -> int:
     def save() -> None:
         results_path.write_text(json.dumps(results, indent=1, sort_keys=True))
 
+    for other_path in args.merge:
+        other = json.loads(Path(other_path).read_text())
+        clash = sorted(set(other['runs']) & set(results['runs']))
+        if clash:
+            raise SystemExit(f'{other_path}: runs {clash} exist in both; give them other seeds')
+        results['runs'].update(other['runs'])
+        for command in other.get('commands', [other.get('command', '')]):
+            if command not in results.setdefault('commands', []):
+                results['commands'].append(command)
+        results['wall_seconds'] = results.get('wall_seconds', 0) + other.get('wall_seconds', 0)
+        save()
     started = time.perf_counter()
     if not args.report_only:
         results['args'] = {k: (list(v) if isinstance(v, tuple) else v)
@@ -495,11 +554,13 @@ def main(argv=None) -> int:
             f'{os.cpu_count()} cores)'
         size = tuple(args.size)
         cache = Path(args.cache) if args.cache else out / 'cache'
-        train_data = LongLabels(cached_split('train', args.train_scenes, size, cache,
-                                             args.num_workers))
-        val = LongLabels(cached_split('val', 64, size, cache, args.num_workers))
-        splits = {s: LongLabels(cached_split(s, args.eval_scenes, size, cache,
-                                             args.num_workers)) for s in ('test', 'ood')}
+        def scenes(split: str, count: int) -> LongLabels:
+            return LongLabels(cached_split(split, count, size, cache, args.num_workers),
+                              f'SyntheticDataset({split!r}, size={size}, length={count})')
+
+        train_data = scenes('train', args.train_scenes)
+        val = scenes('val', 64)
+        splits = {s: scenes(s, args.eval_scenes) for s in ('test', 'ood')}
         results['ceiling'] = {}
         for split, data in splits.items():
             counts = torch.bincount(data.data.tensors['label'].flatten().long(),

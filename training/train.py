@@ -237,8 +237,11 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
         )
     provenance = {
         'command': command or ' '.join(sys.argv), 'seed': config.seed, 'steps': config.steps,
-        'method': config.method, 'size': config.size, 'dataset': config.data.dataset,
-        'dataset_params': dict(config.data.params), 'commit': git_commit(),
+        'method': config.method, 'size': config.size,
+        'dataset': config.data.dataset if train_dataset is None else getattr(
+            train_dataset, 'description', f'{type(train_dataset).__name__} passed in'),
+        'dataset_params': dict(config.data.params) if train_dataset is None else {},
+        'train_samples': len(train_data), 'commit': git_commit(),
         'base_checkpoint': config.base_checkpoint, 'world_size': ddp.world_size,
         'device': device.type,
     }
