@@ -358,8 +358,10 @@ def write_doc(results: dict, out: Path, doc: Path) -> None:
     ceilings = {k: v * 100 for k, v in results.get('ceiling', {}).get('test', {}).items()}
     ceilings_ood = {k: v * 100 for k, v in results.get('ceiling', {}).get('ood', {}).items()}
     lines = ['# Robustness to missing modalities', '',
-             'Every method trains the `tiny` model with the same budget, data and seed; '
-             'each is then evaluated with every non-empty subset of its modalities available '
+             'Within each seed group below, the methods trained from scratch share the `tiny` '
+             'model, the training data, the seed and the step budget, and `mmp_adapt` adapts '
+             'that group\'s `none` model without labels. Every model is evaluated with every '
+             'non-empty subset of its modalities available '
              '(the others masked: zero-filled for `none`/`dropout`, a learned token for '
              '`mask_token`, projected tokens for `mmp`/`mmp_adapt`). The ceiling column is the '
              'information ceiling of the generator (pixel-weighted on the evaluation labels): '
@@ -371,8 +373,8 @@ def write_doc(results: dict, out: Path, doc: Path) -> None:
               f'scenes each, {a["size"][0]}×{a["size"][1]}, fp32; every run evaluated the '
               'same way on the same scenes',
               '- training: AdamW, lr {lr}, warm-up 5 % of the steps then poly 0.9; steps, '
-              'batch, training scenes and device of each run in [Runs](#runs); seed(s) '
-              '{seeds}'.format(lr=a['lr'], seeds=a['seeds']),
+              'batch, training scenes and device of each run in [Runs](#runs); seeds '
+              '{seeds}'.format(lr=a['lr'], seeds=', '.join(map(str, seeds))),
               f'- wall time of the benchmark: {results.get("wall_seconds", 0) / 60:.1f} min'
               + (f' here, plus {results["gpu_wall_seconds"] / 60:.1f} min on the GPU'
                  if 'gpu_wall_seconds' in results else ''), '',
@@ -477,8 +479,10 @@ def write_doc(results: dict, out: Path, doc: Path) -> None:
                      f'{run.get("device", results.get("device_name", "?"))} | '
                      f'{run.get("seconds") or math.nan:.0f} | '
                      f'{(run.get("seconds_per_step") or math.nan) * 1000:.0f} |')
-    lines += ['', 'Regenerate this page from the saved results: `PYTHONPATH=. python '
-              f'scripts/robustness_benchmark.py --report-only --out {out}`.', '']
+    lines += ['', 'All numbers above are in `docs/data/robustness_results.json` (a copy of '
+              f'`{out}/results.json`). Regenerate this page from it: copy it to '
+              '`OUT/results.json`, then `PYTHONPATH=. python scripts/robustness_benchmark.py '
+              '--report-only --out OUT`. Training curves and CSV logs: `OUT/<run>/`.', '']
     doc.write_text('\n'.join(lines), encoding='utf-8')
     print(f'wrote {doc}', flush=True)
 
