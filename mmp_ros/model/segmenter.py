@@ -152,9 +152,6 @@ class MultimodalSegmenter(nn.Module):
         self._project(tokens, available, image_size, aux, with_aux=True)
         return aux
 
-    def projection_parameters(self) -> list[nn.Parameter]:
-        return [] if self.projection is None else list(self.projection.parameters())
-
     # --- internals --------------------------------------------------------------------
 
     def _check(self, inputs: dict[str, torch.Tensor], available: torch.Tensor) -> torch.Tensor:
