@@ -89,6 +89,14 @@ def card(path: Path, checkpoint: dict, results: dict | None, run: str, base_run:
                          + (f'{theirs:.1f}' if theirs is not None else '–') + ' |')
         lines += ['', 'Full tables, every method and the measurement commands: '
                   '[docs/robustness.md](../docs/robustness.md).']
+    onnx = path.with_suffix('.onnx')
+    lines += ['', '## Files', '',
+              f'- `{path.name}`: the checkpoint (PyTorch backend, further training, export)']
+    if onnx.is_file():
+        lines.append(f'- `{onnx.name}` ({onnx.stat().st_size / 2**20:.1f} MB): the same model '
+                     'as one ONNX graph for every modality mask, the node\'s default; made '
+                     f'with `mmp_ros export --checkpoint models/{path.name} --out '
+                     f'models/{onnx.name}` (which checks it against PyTorch on all 15 masks)')
     lines += ['', '## Limits', '',
               '- Trained on synthetic scenes only (training/data); on real sensors expect a '
               'domain gap until it is fine-tuned on labelled real data.',
