@@ -78,9 +78,7 @@ def test_differing_widths_and_token_counts(stage):
     logits, aux = model.forward_train(inputs, available)
     assert logits.shape == (3, 3, SIZE, SIZE)
     shapes = {m: tuple(t.shape[1:]) for m, t in aux.real.items()}
-    position_stride = {'stem': 1, 'encoder': 1}[stage]  # both keep the token grid
-    assert shapes == {'rgb': (24, 8 // position_stride, 8), 'depth': (8, 4, 4),
-                      'thermal': (12, 2, 2)}
+    assert shapes == {'rgb': (24, 8, 8), 'depth': (8, 4, 4), 'thermal': (12, 2, 2)}
     for m, projected in aux.projected.items():
         assert projected.shape == aux.real[m].shape
     assert aux.alignment.shape == (3, 3)
@@ -201,3 +199,15 @@ def test_registry_has_cpu_and_gpu_sizes_and_tiny_is_small():
     ).parameters()) for size in ('tiny', 'base')}
     assert count['tiny'] < 1_000_000 < count['base']
     assert count['tiny'] * 4 < 20 * 2**20  # the shipped tiny model fits the 20 MB limit
+
+
+def test_alignment_terms_match_the_full_training_forward(models):
+    model = models['mmp'].eval()
+    inputs = make_inputs(3)
+    available = all_masks()[[0, 7, 14]]
+    with torch.no_grad():
+        _, full = model.forward_train(inputs, available)
+        alone = model.alignment_terms(inputs, available)
+    torch.testing.assert_close(alone.alignment, full.alignment)
+    with pytest.raises(RuntimeError, match="'none' has no projection"):
+        models['none'].alignment_terms(inputs, available)

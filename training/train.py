@@ -82,14 +82,21 @@ class Distributed:
 
 
 class TrainStep(nn.Module):
-    """``forward_train`` as a module's ``forward``, so DDP can wrap it and sync gradients."""
+    """``forward_train`` as a module's ``forward``, so DDP can wrap it and sync gradients.
 
-    def __init__(self, model: nn.Module) -> None:
+    With ``alignment_only`` (label-free adaptation) it computes just the alignment terms
+    and returns no logits.
+    """
+
+    def __init__(self, model: nn.Module, *, alignment_only: bool = False) -> None:
         super().__init__()
         self.model = model
+        self.alignment_only = alignment_only
 
     def forward(self, inputs: dict[str, torch.Tensor], available: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+                ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        if self.alignment_only:
+            return None, self.model.alignment_terms(inputs, available).alignment
         logits, aux = self.model.forward_train(inputs, available)
         return logits, aux.alignment
 
@@ -230,8 +237,11 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
         )
     provenance = {
         'command': command or ' '.join(sys.argv), 'seed': config.seed, 'steps': config.steps,
-        'method': config.method, 'size': config.size, 'dataset': config.data.dataset,
-        'dataset_params': dict(config.data.params), 'commit': git_commit(),
+        'method': config.method, 'size': config.size,
+        'dataset': config.data.dataset if train_dataset is None else getattr(
+            train_dataset, 'description', f'{type(train_dataset).__name__} passed in'),
+        'dataset_params': dict(config.data.params) if train_dataset is None else {},
+        'train_samples': len(train_data), 'commit': git_commit(),
         'base_checkpoint': config.base_checkpoint, 'world_size': ddp.world_size,
         'device': device.type,
     }
@@ -266,7 +276,7 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
         metadata = ModelMetadata.from_dict({**saved['metadata'], 'provenance': provenance})
         start_step, metrics = int(saved['step']), dict(saved.get('metrics') or {})
 
-    step_module: nn.Module = TrainStep(model)
+    step_module: nn.Module = TrainStep(model, alignment_only=adapting)
     if ddp.world_size > 1:
         step_module = nn.parallel.DistributedDataParallel(
             step_module, device_ids=[device.index] if device.type == 'cuda' else None)

@@ -132,8 +132,25 @@ class MultimodalSegmenter(nn.Module):
         keep_real = self.config.uses_projection
         return self._run(inputs, available, zero_missing_inputs=not keep_real, with_aux=True)
 
-    def projection_parameters(self) -> list[nn.Parameter]:
-        return [] if self.projection is None else list(self.projection.parameters())
+    def alignment_terms(self, inputs: dict[str, torch.Tensor],
+                        available: torch.Tensor) -> TrainOutputs:
+        """Only what the alignment loss needs: tokens up to the projection point, the
+        projection, the alignment terms. No fusion, no decoder.
+
+        Label-free adaptation trains the projection alone, so the rest of the model would
+        be computed for nothing (about two thirds of a step).
+        """
+        if self.projection is None:
+            raise RuntimeError(f'method {self.config.method!r} has no projection to align')
+        available = self._check(inputs, available)
+        first = inputs[self.modalities[0]]
+        image_size = (int(first.shape[-2]), int(first.shape[-1]))
+        tokens = {m: self.stems[m](inputs[m]) for m in self.modalities}
+        if self.config.projection_stage == 'encoder':
+            tokens = {m: self.modality_blocks[m](t) for m, t in tokens.items()}
+        aux = TrainOutputs(alignment=None, projected={}, real={})
+        self._project(tokens, available, image_size, aux, with_aux=True)
+        return aux
 
     # --- internals --------------------------------------------------------------------
 

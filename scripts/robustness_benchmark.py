@@ -1,0 +1,620 @@
+"""Robustness benchmark: every method with the same budget and seed, on the generator's data.
+
+Trains ``none``, ``dropout``, ``mask_token`` and ``mmp`` (and ``mmp_adapt`` from the
+``none`` model, label-free), then the ablations, evaluates each on the test and OOD
+splits for every modality subset, measures the projection's compute overhead on this
+CPU, and writes ``results.json`` plus ``docs/robustness.md``.
+
+Resumable run by run: a finished run is skipped, an interrupted one resumes from its
+checkpoint, and results are saved after every run. Runs go in priority order and stop
+being started when ``--time-budget-s`` would be exceeded, so a fixed device lease always
+ends with results on disk.
+
+    PYTHONPATH=. python scripts/robustness_benchmark.py --device cuda --steps 1500 \\
+        --batch-size 32 --train-scenes 4000 --num-workers 12 --out out/robustness
+    PYTHONPATH=. python scripts/robustness_benchmark.py --report-only --out out/robustness
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from mmp_ros.modalities import MODALITIES, nonempty_subsets, subset_label  # noqa: E402
+from mmp_ros.model import ModelConfig, build_model, load_checkpoint, read_checkpoint  # noqa: E402
+from training.config import load_config  # noqa: E402
+from training.data.ceiling import ceiling_table  # noqa: E402
+from training.data.classes import CLASS_NAMES, PALETTE  # noqa: E402
+from training.data.dataset import SyntheticDataset  # noqa: E402
+from training.datasets import collate  # noqa: E402
+from training.evaluate import bar_chart, cosine_table, markdown_table  # noqa: E402
+from training.metrics import Scores, SubsetReport, evaluate_subsets  # noqa: E402
+from training.train import batches_for_eval, train  # noqa: E402
+
+METHODS = ('none', 'dropout', 'mask_token', 'mmp')
+# name -> (what it varies, overrides of the mmp run)
+ABLATIONS = {
+    'default': ('nothing: the defaults, at the ablation budget', []),
+    'stage_stem': ('projection after the stem', ['model.projection_stage=stem']),
+    'tokens_1': ('1 aggregated token per modality', ['model.aggregate_stride=0']),
+    'tokens_80': ('80 aggregated tokens per modality', ['model.aggregate_stride=16']),
+    'align_0': ('alignment weight 0', ['alignment_weight=0']),
+    'align_3': ('alignment weight 3', ['alignment_weight=3']),
+    'drop_0.3': ('drop probability 0.3', ['mask.drop_probability=0.3']),
+    'drop_0.7': ('drop probability 0.7', ['mask.drop_probability=0.7']),
+    'query_16': ('query grid stride 16 (4x the cells)', ['model.projection_stride=16']),
+}
+# The alignment weight scales the only loss of mmp_adapt: no ablation there.
+ADAPT_ABLATIONS = ('default', 'stage_stem', 'tokens_1', 'tokens_80', 'drop_0.3', 'drop_0.7',
+                   'query_16')
+
+
+# --- data ----------------------------------------------------------------------------------
+
+
+class CachedScenes(Dataset):
+    """Rendered scenes held in memory: every run of the benchmark trains on the same frames
+    without paying for rendering again."""
+
+    class_names = CLASS_NAMES
+    palette = PALETTE
+
+    def __init__(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.tensors = tensors
+
+    def __len__(self) -> int:
+        return len(self.tensors['label'])
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {k: v[index] for k, v in self.tensors.items()}
+
+
+def cached_split(split: str, count: int, size: tuple[int, int], cache: Path,
+                 workers: int) -> CachedScenes:
+    path = cache / f'{split}_{count}_{size[0]}x{size[1]}.pt'
+    if path.is_file():
+        return CachedScenes(torch.load(path, weights_only=True))
+    started = time.perf_counter()
+    loader = DataLoader(SyntheticDataset(split, size=size, length=count), batch_size=32,
+                        num_workers=workers, collate_fn=collate)
+    parts = [{k: v for k, v in batch.items() if k != 'available'} for batch in loader]
+    tensors = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+    tensors['label'] = tensors['label'].to(torch.uint8)  # 14 classes and 255: a byte
+    cache.mkdir(parents=True, exist_ok=True)
+    torch.save(tensors, path)
+    print(f'rendered {count} {split} scenes in {time.perf_counter() - started:.1f} s',
+          flush=True)
+    return CachedScenes(tensors)
+
+
+class LongLabels(Dataset):
+    """Cached scenes with int64 labels, as training expects."""
+
+    def __init__(self, data: CachedScenes, description: str) -> None:
+        self.data = data
+        self.description = description  # what a checkpoint's provenance records
+        self.class_names, self.palette = data.class_names, data.palette
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        sample = self.data[index]
+        sample['label'] = sample['label'].long()
+        return sample
+
+
+# --- runs ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    name: str
+    method: str
+    overrides: list[str] = field(default_factory=list)
+    steps: int = 0
+    seed: int = 0
+    base: str = ''  # run name whose checkpoint mmp_adapt adapts
+    varies: str = ''
+
+
+def planned_runs(args: argparse.Namespace) -> list[Run]:
+    runs = []
+    for seed in args.seeds:
+        runs += [Run(f'{m}_s{seed}', m, steps=args.steps, seed=seed) for m in args.methods]
+        if args.adapt_steps and 'none' in args.methods:
+            runs.append(Run(f'mmp_adapt_s{seed}', 'mmp_adapt', steps=args.adapt_steps,
+                            seed=seed, base=f'none_s{seed}'))
+    seed = args.seeds[0]
+    for name in args.ablations:
+        varies, overrides = ABLATIONS[name]
+        if args.ablation_method == 'mmp_adapt':
+            if name not in ADAPT_ABLATIONS:
+                continue
+            runs.append(Run(f'ablation_adapt_{name}_s{seed}', 'mmp_adapt', list(overrides),
+                            args.ablation_steps or args.adapt_steps, seed,
+                            base=f'none_s{seed}', varies=varies))
+        else:
+            runs.append(Run(f'ablation_{name}_s{seed}', 'mmp', list(overrides),
+                            args.ablation_steps or args.steps, seed, varies=varies))
+    return runs
+
+
+def run_config(run: Run, args: argparse.Namespace, out: Path):
+    overrides = [
+        f'method={run.method}', f'steps={run.steps}', f'seed={run.seed}',
+        f'batch_size={args.batch_size}', f'device={args.device}', f'out_dir={out / run.name}',
+        f'data.input_size=[{args.size[0]},{args.size[1]}]', 'data.val_samples=64',
+        f'eval_every={run.steps}', f'checkpoint_every={max(1, run.steps // 4)}',
+        f'optim.warmup_steps={max(1, run.steps // 20)}', f'optim.lr={args.lr}',
+        f'deterministic={str(args.device == "cpu").lower()}', 'progress=false',
+        f'log_every={max(1, run.steps // 100)}', f'threads={args.threads}',
+        *run.overrides,
+    ]
+    if run.base:
+        overrides.append(f'base_checkpoint={out / run.base / "checkpoint.pt"}')
+    return load_config(None, overrides)
+
+
+def evaluate_run(checkpoint: Path, splits: dict[str, Dataset], args) -> dict[str, dict]:
+    model, metadata, _ = load_checkpoint(checkpoint)
+    device = torch.device('cuda' if args.device.startswith('cuda') else 'cpu')
+    model.to(device)
+    out = {}
+    for split, data in splits.items():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == 'cuda'):
+            report = evaluate_subsets(
+                model, batches_for_eval(data, metadata, batch_size=args.batch_size * 2,
+                                        device=device),
+                modalities=metadata.modalities, num_classes=metadata.num_classes,
+                cosine=model.config.uses_projection)
+        out[split] = report.to_dict()
+    return out
+
+
+# --- compute overhead ------------------------------------------------------------------------
+
+
+def overhead(size: tuple[int, int], repeats: int = 200) -> dict[str, dict]:
+    """Parameters, FLOPs and single-thread CPU latency (torch eager and ONNX Runtime) of the
+    tiny model per method, batch 1, at the training resolution."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    table = {}
+    inputs = {m: torch.randn(1, c, *size) for m, c in
+              {'rgb': 3, 'depth': 1, 'polarization': 3, 'thermal': 1}.items()}
+    available = torch.tensor([[True, False, True, False]])
+    variants = {'none': {'method': 'none'}, 'mask_token': {'method': 'mask_token'},
+                'mmp': {'method': 'mmp'},
+                'mmp, query stride 16': {'method': 'mmp', 'projection_stride': 16}}
+    models = {name: build_model(ModelConfig(modalities=MODALITIES, num_classes=len(CLASS_NAMES),
+                                            **options)).eval()
+              for name, options in variants.items()}
+    sessions = {name: _onnx_session(model, inputs, available) for name, model in models.items()}
+    timings: dict[str, dict[str, list[float]]] = {m: {'torch': [], 'onnxruntime': []}
+                                                  for m in models}
+    with torch.inference_mode():
+        for _ in range(10):
+            for model in models.values():
+                model(inputs, available)
+        for _ in range(repeats):  # interleaved: machine load hits every method alike
+            for name, model in models.items():
+                started = time.perf_counter()
+                model(inputs, available)
+                timings[name]['torch'].append(time.perf_counter() - started)
+                if sessions[name] is not None:
+                    session, feed = sessions[name]
+                    started = time.perf_counter()
+                    session.run(None, feed)
+                    timings[name]['onnxruntime'].append(time.perf_counter() - started)
+    for name, model in models.items():
+        with FlopCounterMode(display=False) as counter, torch.inference_mode():
+            model(inputs, available)
+        row = {'parameters': sum(p.numel() for p in model.parameters()),
+               'gflops': counter.get_total_flops() / 1e9}
+        for backend, values in timings[name].items():
+            if values:
+                row[f'{backend}_ms'] = sorted(values)[len(values) // 2] * 1000
+        table[name] = row
+    torch.set_num_threads(threads)
+    return table
+
+
+def _onnx_session(model, inputs, available):
+    try:
+        import contextlib
+        import io
+        import tempfile
+
+        import onnxruntime
+
+        class Named(torch.nn.Module):
+            def __init__(self, inner):
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, rgb, depth, polarization, thermal, available):
+                return self.inner({'rgb': rgb, 'depth': depth, 'polarization': polarization,
+                                   'thermal': thermal}, available)
+
+        path = Path(tempfile.mkdtemp()) / 'model.onnx'
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            torch.onnx.export(Named(model), (*inputs.values(), available), str(path),
+                              input_names=[*inputs, 'available'], dynamo=True,
+                              external_data=False)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = 1
+        session = onnxruntime.InferenceSession(str(path), options,
+                                               providers=['CPUExecutionProvider'])
+        feed = {k: v.numpy() for k, v in inputs.items()} | {'available': available.numpy()}
+        return session, feed
+    except Exception as exc:  # the export is the export helper's; here it is only a timing
+        print(f'onnx timing skipped: {exc}', flush=True)
+        return None
+
+
+def step_cost(size: tuple[int, int], batch: int, threads: int, steps: int = 4) -> dict:
+    """CPU seconds per training step (forward, backward, AdamW) of tiny, per method."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    g = torch.Generator().manual_seed(0)
+    inputs = {m: torch.randn(batch, c, *size, generator=g) for m, c in
+              {'rgb': 3, 'depth': 1, 'polarization': 3, 'thermal': 1}.items()}
+    label = torch.randint(0, len(CLASS_NAMES), (batch, *size), generator=g)
+    available = torch.rand(batch, 4, generator=g) > 0.4
+    available[:, 0] = True
+    costs = {}
+    for method in METHODS:
+        model = build_model(ModelConfig(modalities=MODALITIES, num_classes=len(CLASS_NAMES),
+                                        method=method)).train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        times = []
+        for _ in range(steps + 1):
+            started = time.perf_counter()
+            logits, aux = model.forward_train(inputs, available)
+            loss = torch.nn.functional.cross_entropy(logits, label)
+            if aux.alignment is not None:
+                loss = loss + aux.alignment.mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            times.append(time.perf_counter() - started)
+        costs[method] = sorted(times[1:])[len(times[1:]) // 2]
+    torch.set_num_threads(before)
+    return {'batch': batch, 'threads': threads, 'size': list(size), 'seconds': costs,
+            'load_average': os.getloadavg()[0]}
+
+
+# --- report --------------------------------------------------------------------------------
+
+
+def reports_of(results: dict, split: str, names: list[str]) -> dict[str, SubsetReport]:
+    out = {}
+    for name in names:
+        data = results['runs'].get(name, {}).get('eval', {}).get(split)
+        if not data:
+            continue
+        report = SubsetReport(tuple(data['modalities']))
+        report.subsets = {k: Scores(v['miou'], v['pixel_accuracy'], v['class_iou'])
+                          for k, v in data['subsets'].items()}
+        report.cosine = data.get('cosine_similarity', {})
+        out[name] = report
+    return out
+
+
+def by_missing_count(report: SubsetReport) -> dict[int, float]:
+    groups: dict[int, list[float]] = {}
+    for subset in nonempty_subsets(report.modalities):
+        missing = len(report.modalities) - len(subset)
+        groups.setdefault(missing, []).append(report.subsets[subset_label(subset)].miou)
+    return {k: sum(v) / len(v) for k, v in sorted(groups.items())}
+
+
+def criteria(reports: dict[str, SubsetReport], seed: int) -> list[tuple[str, str, bool]]:
+    get = {m: reports.get(f'{m}_s{seed}') for m in (*METHODS, 'mmp_adapt')}
+    rows = []
+    if get['mmp'] and get['none']:
+        gap = get['mmp'].mean_missing - get['none'].mean_missing
+        rows.append(('mmp mean missing-subset mIoU ≥ none + 15', f'{gap:+.1f}', gap >= 15))
+        full = get['mmp'].full - get['none'].full
+        rows.append(('mmp full-modality mIoU within 1 point of none', f'{full:+.1f}',
+                     abs(full) <= 1 or full > 0))
+    if get['mmp'] and get['dropout']:
+        gap = get['mmp'].mean_missing - get['dropout'].mean_missing
+        rows.append(('mmp mean missing-subset mIoU ≥ dropout', f'{gap:+.1f}', gap >= 0))
+    if get['mmp_adapt'] and get['none']:
+        same = get['mmp_adapt'].full - get['none'].full
+        rows.append(('mmp_adapt full-modality mIoU equal to its base (none)', f'{same:+.2f}',
+                     same == 0))
+        gap = get['mmp_adapt'].mean_missing - get['none'].mean_missing
+        rows.append(('mmp_adapt mean missing-subset mIoU above its base (label-free)',
+                     f'{gap:+.1f}', gap > 0))
+    return rows
+
+
+def write_doc(results: dict, out: Path, doc: Path) -> None:
+    images = doc.parent / 'img'
+    images.mkdir(parents=True, exist_ok=True)
+    seeds = sorted({run['seed'] for name, run in results['runs'].items()
+                    if not name.startswith('ablation_')})
+    seed = seeds[0]
+    ablation_names = [n for n in results['runs'] if n.startswith('ablation_')]
+    ceilings = {k: v * 100 for k, v in results.get('ceiling', {}).get('test', {}).items()}
+    ceilings_ood = {k: v * 100 for k, v in results.get('ceiling', {}).get('ood', {}).items()}
+    lines = ['# Robustness to missing modalities', '',
+             'Within each seed group below, the methods trained from scratch share the `tiny` '
+             'model, the training data, the seed and the step budget, and `mmp_adapt` adapts '
+             'that group\'s `none` model without labels. Every model is evaluated with every '
+             'non-empty subset of its modalities available '
+             '(the others masked: zero-filled for `none`/`dropout`, a learned token for '
+             '`mask_token`, projected tokens for `mmp`/`mmp_adapt`). The ceiling column is the '
+             'information ceiling of the generator (pixel-weighted on the evaluation labels): '
+             'what a perfect segmenter could reach with those modalities.', '']
+    a = results['args']
+    commands = results.get('commands') or [results.get('command', '')]
+    lines += ['## Setup', '',
+              f'- evaluation: `SyntheticDataset` test and OOD splits, {a["eval_scenes"]} '
+              f'scenes each, {a["size"][0]}×{a["size"][1]}, fp32; every run evaluated the '
+              'same way on the same scenes',
+              '- training: AdamW, lr {lr}, warm-up 5 % of the steps then poly 0.9; steps, '
+              'batch, training scenes and device of each run in [Runs](#runs); seeds '
+              '{seeds}'.format(lr=a['lr'], seeds=', '.join(map(str, seeds))),
+              f'- wall time of the benchmark: {results.get("wall_seconds", 0) / 60:.1f} min'
+              + (f' here, plus {results["gpu_wall_seconds"] / 60:.1f} min on the GPU'
+                 if 'gpu_wall_seconds' in results else ''), '',
+              'Commands, in the order they ran:', '', '```', *commands, '```', '']
+    for note in results.get('notes', []):
+        lines += [note, '']
+    for group_seed, (split, title, ceil) in itertools.product(
+            seeds, (('test', 'test split', ceilings), ('ood', 'OOD split', ceilings_ood))):
+        main = [f'{m}_s{group_seed}' for m in (*METHODS, 'mmp_adapt')]
+        reports = reports_of(results, split, main)
+        if not reports:
+            continue
+        if split == 'test':
+            budgets = sorted({(results['runs'][n]['steps'], results['runs'][n].get(
+                'batch_size', a['batch_size']), results['runs'][n].get('device', '?'))
+                for n in reports})
+            lines += [f'## Seed {group_seed}: '
+                      + '; '.join(f'{steps} steps × {batch} on {device}'
+                                  for steps, batch, device in budgets), '']
+        chart = bar_chart(reports, images / f'robustness_s{group_seed}_{split}.png',
+                          title=f'mIoU per available subset ({split}, seed {group_seed})',
+                          ceilings=ceil)
+        lines += [f'### {title.capitalize()}: mIoU (%) per available-modality subset', '',
+                  markdown_table(reports, ceilings=ceil), '',
+                  f'![{split}](img/{chart.name})', '']
+        if split == 'test':
+            lines += ['#### Acceptance checks (test split, computed from the table)', '',
+                      '| check | measured | met |', '| --- | --- | --- |']
+            lines += [f'| {c} | {v} | {"yes" if ok else "**no**"} |'
+                      for c, v, ok in criteria(reports, group_seed)]
+            lines += ['', '#### Modalities missing at once (mean mIoU over the subsets)', '',
+                      '| method | 1 missing | 2 missing | 3 missing |',
+                      '| --- | --- | --- | --- |']
+            for name, report in reports.items():
+                groups = by_missing_count(report)
+                lines.append(f'| {name} | ' + ' | '.join(f'{groups.get(k, math.nan):.1f}'
+                                                         for k in (1, 2, 3)) + ' |')
+            cosine = cosine_table(reports)
+            if cosine:
+                lines += ['', '#### Cosine similarity of projected to real tokens', '', cosine]
+            lines.append('')
+    for prefix, method in (('ablation_adapt_', 'mmp_adapt'), ('ablation_', 'mmp')):
+        names = [n for n in ablation_names if n.startswith(prefix)]
+        ablation_names = [n for n in ablation_names if n not in names]
+        if not names:
+            continue
+        base = reports_of(results, 'test', [f'{method}_s{seed}'])
+        reports = reports_of(results, 'test', names)
+        lines += [f'## Ablations ({method}, test split)', '',
+                  '| variant | changes | steps | all | mean missing | 2 missing | 3 missing |',
+                  '| --- | --- | --- | --- | --- | --- | --- |']
+        for name, report in {**base, **reports}.items():
+            run = results['runs'][name]
+            groups = by_missing_count(report)
+            varies = run.get('varies') or 'default: encoder, 20 tokens, weight 1, drop 0.5'
+            lines.append(f'| {name} | {varies} | {run["steps"]} | {report.full:.1f} | '
+                         f'{report.mean_missing:.1f} | {groups[2]:.1f} | {groups[3]:.1f} |')
+        lines.append('')
+    if 'overhead' in results:
+        o = results['overhead']
+        lines += ['## Compute overhead of projection (tiny, batch 1, '
+                  f'{a["size"][0]}×{a["size"][1]}, one CPU thread)', '',
+                  '| method | parameters | GFLOPs | torch eager ms | ONNX Runtime ms |',
+                  '| --- | --- | --- | --- | --- |']
+        for name, row in o['models'].items():
+            lines.append(f'| {name} | {row["parameters"]:,} | {row["gflops"]:.3f} | '
+                         f'{row.get("torch_ms", math.nan):.2f} | '
+                         f'{row.get("onnxruntime_ms", math.nan):.2f} |')
+        none = o['models']['none']
+        lines.append('')
+        for name, mmp in o['models'].items():
+            if not name.startswith('mmp'):
+                continue
+
+            def change(key: str, mmp=mmp) -> str:
+                if key not in mmp or key not in none:
+                    return 'not measured'
+                return f'{(mmp[key] / none[key] - 1) * 100:+.1f} %'
+
+            lines.append(f'- {name} vs none: parameters {change("parameters")}, FLOPs '
+                         f'{change("gflops")}, latency torch {change("torch_ms")}, ONNX '
+                         f'Runtime {change("onnxruntime_ms")}')
+        lines += ['', f'Median of {o["repeats"]} interleaved runs per backend (CPU: {o["cpu"]}, '
+                  f'load average {o["load_average"]:.1f} during the measurement: other jobs '
+                  'share this machine).', '']
+    if 'step_cost' in results:
+        c = results['step_cost']
+        lines += [f'## CPU cost of one training step (tiny, batch {c["batch"]}, '
+                  f'{c["size"][0]}×{c["size"][1]}, {c["threads"]} threads)', '',
+                  '| method | s / step | steps in 40 min |', '| --- | --- | --- |']
+        for method, seconds in c['seconds'].items():
+            lines.append(f'| {method} | {seconds:.2f} | {int(2400 / seconds)} |')
+        lines += ['', f'Measured on this 2-core machine at load average {c["load_average"]:.1f} '
+                  '(shared with other jobs); rendering data costs extra unless cached.', '']
+    runs = results['runs']
+    lines += ['## Runs', '', '| run | method | steps × batch | training scenes | device | '
+              'wall s | ms / step |', '| --- | --- | --- | --- | --- | --- | --- |']
+    for name, run in runs.items():
+        lines.append(f'| {name} | {run["method"]} | {run["steps"]} × '
+                     f'{run.get("batch_size", a["batch_size"])} | '
+                     f'{run.get("train_scenes", a["train_scenes"])} | '
+                     f'{run.get("device", results.get("device_name", "?"))} | '
+                     f'{run.get("seconds") or math.nan:.0f} | '
+                     f'{(run.get("seconds_per_step") or math.nan) * 1000:.0f} |')
+    lines += ['', 'All numbers above are in `docs/data/robustness_results.json` (a copy of '
+              f'`{out}/results.json`). Regenerate this page from it: copy it to '
+              '`OUT/results.json`, then `PYTHONPATH=. python scripts/robustness_benchmark.py '
+              '--report-only --out OUT`. Training curves and CSV logs: `OUT/<run>/`.', '']
+    doc.write_text('\n'.join(lines), encoding='utf-8')
+    print(f'wrote {doc}', flush=True)
+
+
+# --- main ----------------------------------------------------------------------------------
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--out', default='out/robustness')
+    parser.add_argument('--doc', default=str(REPO / 'docs' / 'robustness.md'))
+    parser.add_argument('--cache', default='', help='rendered scenes (default: OUT/cache)')
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--steps', type=int, default=1500)
+    parser.add_argument('--adapt-steps', type=int, default=500)
+    parser.add_argument('--ablation-steps', type=int, default=0,
+                        help='0: same as --steps (--adapt-steps for mmp_adapt ablations)')
+    parser.add_argument('--ablation-method', default='mmp', choices=('mmp', 'mmp_adapt'),
+                        help='ablate the projection of mmp (trained from scratch) or of '
+                        'mmp_adapt (label-free, cheap enough for a CPU)')
+    parser.add_argument('--batch-size', type=int, default=32)
+    parser.add_argument('--lr', type=float, default=2e-3)
+    parser.add_argument('--size', type=int, nargs=2, default=(128, 160))
+    parser.add_argument('--train-scenes', type=int, default=4000)
+    parser.add_argument('--eval-scenes', type=int, default=200)
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0])
+    parser.add_argument('--methods', nargs='+', default=list(METHODS), choices=METHODS)
+    parser.add_argument('--ablations', nargs='*', default=list(ABLATIONS),
+                        choices=list(ABLATIONS))
+    parser.add_argument('--num-workers', type=int, default=2)
+    parser.add_argument('--threads', type=int, default=0, help='CPU threads (0: default)')
+    parser.add_argument('--time-budget-s', type=float, default=0, help='0: unlimited')
+    parser.add_argument('--report-only', action='store_true',
+                        help='rewrite the doc from results.json (measuring CPU overhead '
+                        'here if the results lack it)')
+    parser.add_argument('--no-overhead', action='store_true')
+    parser.add_argument('--merge', action='append', default=[], metavar='RESULTS_JSON',
+                        help='add the runs (and commands) of another results.json, e.g. one '
+                        'written on another machine')
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results_path = out / 'results.json'
+    results = json.loads(results_path.read_text()) if results_path.is_file() else {'runs': {}}
+
+    def save() -> None:
+        results_path.write_text(json.dumps(results, indent=1, sort_keys=True))
+
+    for other_path in args.merge:
+        other = json.loads(Path(other_path).read_text())
+        clash = sorted(set(other['runs']) & set(results['runs']))
+        if clash:
+            raise SystemExit(f'{other_path}: runs {clash} exist in both; give them other seeds')
+        results['runs'].update(other['runs'])
+        for command in other.get('commands', [other.get('command', '')]):
+            if command not in results.setdefault('commands', []):
+                results['commands'].append(command)
+        results['wall_seconds'] = results.get('wall_seconds', 0) + other.get('wall_seconds', 0)
+        save()
+    started = time.perf_counter()
+    if not args.report_only:
+        results['args'] = {k: (list(v) if isinstance(v, tuple) else v)
+                           for k, v in vars(args).items()}
+        results['command'] = 'PYTHONPATH=. python scripts/robustness_benchmark.py ' + \
+            ' '.join(sys.argv[1:] if argv is None else argv)
+        results.setdefault('commands', []).append(results['command'])
+        results['device_name'] = torch.cuda.get_device_name() if args.device.startswith(
+            'cuda') else f'CPU ({platform.processor() or platform.machine()}, '\
+            f'{os.cpu_count()} cores)'
+        size = tuple(args.size)
+        cache = Path(args.cache) if args.cache else out / 'cache'
+        def scenes(split: str, count: int) -> LongLabels:
+            return LongLabels(cached_split(split, count, size, cache, args.num_workers),
+                              f'SyntheticDataset({split!r}, size={size}, length={count})')
+
+        train_data = scenes('train', args.train_scenes)
+        val = scenes('val', 64)
+        splits = {s: scenes(s, args.eval_scenes) for s in ('test', 'ood')}
+        results['ceiling'] = {}
+        for split, data in splits.items():
+            counts = torch.bincount(data.data.tensors['label'].flatten().long(),
+                                    minlength=256)[:len(CLASS_NAMES)]
+            results['ceiling'][split] = ceiling_table(counts.double().numpy())
+        save()
+        durations = []
+        for run in planned_runs(args):
+            checkpoint = out / run.name / 'checkpoint.pt'
+            record = results['runs'].get(run.name, {})
+            done = checkpoint.is_file() and read_checkpoint(checkpoint)['step'] >= run.steps
+            if done and 'eval' in record:
+                continue
+            elapsed = time.perf_counter() - started
+            estimate = max(durations) if durations else 0.0
+            if args.time_budget_s and elapsed + estimate > args.time_budget_s:
+                print(f'time budget: skipping {run.name} and the runs after it', flush=True)
+                break
+            run_started = time.perf_counter()
+            print(f'== {run.name}: {run.method} {run.steps} steps {run.overrides}', flush=True)
+            config = run_config(run, args, out)
+            result = train(config, train_dataset=train_data, val_dataset=val,
+                           command=results['command'])
+            if result.losses or not record:  # trained now; else keep how it was trained
+                record = {'method': run.method, 'steps': run.steps, 'seed': run.seed,
+                          'batch_size': args.batch_size, 'device': results['device_name'],
+                          'train_scenes': args.train_scenes, 'varies': run.varies,
+                          'overrides': run.overrides, 'seconds': result.seconds,
+                          'seconds_per_step': result.seconds_per_step}
+            record['eval'] = evaluate_run(checkpoint, splits, args)
+            results['runs'][run.name] = record
+            durations.append(time.perf_counter() - run_started)
+            test = record['eval']['test']
+            print(f'   {run.name}: {durations[-1]:.0f} s, all {test["full_miou"]:.1f}, '
+                  f'mean missing {test["mean_missing_miou"]:.1f}', flush=True)
+            save()
+        results['wall_seconds'] = results.get('wall_seconds', 0) + time.perf_counter() - started
+        save()
+    # Overhead is a CPU figure: measured by CPU runs, or by --report-only when missing.
+    wanted = 'overhead' not in results if args.report_only else args.device == 'cpu'
+    if wanted and not args.no_overhead:
+        o = {'models': overhead(tuple(results['args']['size'])), 'repeats': 200,
+             'cpu': platform.processor() or platform.machine(),
+             'load_average': os.getloadavg()[0]}
+        results['overhead'] = o
+        results['step_cost'] = step_cost(tuple(results['args']['size']), 16, 2)
+        save()
+    write_doc(results, out, Path(args.doc))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""Ship a trained checkpoint as the package's default model: weights + a model card.
+
+Drops the optimizer, scheduler and scaler states (only a resumed training needs them),
+checks the file loads strictly and stays under the size limit, and writes the model card
+from the checkpoint's own metadata and the benchmark's results, so no number in the card
+is typed by hand.
+
+    PYTHONPATH=. python scripts/ship_model.py out/robustness/mmp_adapt_s0/checkpoint.pt \\
+        --results out/robustness/results.json --run mmp_adapt_s0 --out models/tiny_mmp_adapt.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from mmp_ros.modalities import nonempty_subsets, subset_label  # noqa: E402
+from mmp_ros.model import load_checkpoint, read_checkpoint  # noqa: E402
+
+MAX_BYTES = 20 * 2**20
+
+
+def card(path: Path, checkpoint: dict, results: dict | None, run: str, base_run: str) -> str:
+    metadata = checkpoint['metadata']
+    config = checkpoint['model_config']
+    model, _, _ = load_checkpoint(path)
+    parameters = sum(p.numel() for p in model.parameters())
+    lines = [f'# Model card: `{path.name}`', '',
+             f'Multimodal semantic segmentation, `{config["size"]}` size, robustness method '
+             f'`{metadata["method"]}`, {parameters:,} parameters, '
+             f'{path.stat().st_size / 2**20:.1f} MB.', '',
+             '## Inputs and outputs', '',
+             f'- modalities, in this order: {", ".join(metadata["modalities"])} (any non-empty '
+             'subset may be missing; pass `available` (B, M) with the same order)',
+             f'- input size {metadata["input_size"][0]}×{metadata["input_size"][1]}, each '
+             'modality in its sensor representation (docs/architecture.md), normalized per '
+             'channel:', '',
+             '| modality | mean | std |', '| --- | --- | --- |']
+    for m in metadata['modalities']:
+        stats = metadata['normalization'][m]
+        lines.append(f'| {m} | {", ".join(f"{v:.4g}" for v in stats["mean"])} | '
+                     f'{", ".join(f"{v:.4g}" for v in stats["std"])} |')
+    lines += ['', f'- {len(metadata["class_names"])} classes: '
+              + ', '.join(f'`{n}`' for n in metadata['class_names']), '',
+              '## Training', '']
+    runs = (results or {}).get('runs', {})
+    if run in runs:
+        record = runs[run]
+        lines.append(f'- data: the generator\'s `train` split, first {record["train_scenes"]} '
+                     f'scenes rendered once; {record["steps"]} steps × batch '
+                     f'{record["batch_size"]} on {record["device"]}, seed {record["seed"]}')
+    else:
+        lines.append(f'- data: `{metadata["provenance"].get("dataset")}`, '
+                     f'{checkpoint["step"]} steps, seed {metadata["provenance"].get("seed")}')
+    lines.append(f'- command: `{metadata["provenance"].get("command", "")}`')
+    base = metadata['provenance'].get('base_checkpoint')
+    if metadata['method'] == 'mmp_adapt':
+        base_record = runs.get(base_run)
+        if base_record:
+            base = (f'{base}: {base_record["steps"]} steps × batch {base_record["batch_size"]} '
+                    f'on {base_record["train_scenes"]} scenes, {base_record["device"]}')
+        lines += [f'- label-free: a model trained on all modalities (`none`, {base}) was '
+                  'frozen; only the projection module learned, from the alignment loss, on '
+                  'unlabelled frames. With every modality present the output is the base '
+                  "model's, bit for bit."]
+    if results and run in results.get('runs', {}):
+        lines += ['', '## Accuracy (mIoU %, synthetic test and OOD splits)', '',
+                  f'| modalities available | {run} | {base_run} |', '| --- | --- | --- |']
+        mine = results['runs'][run]['eval']
+        other = results['runs'].get(base_run, {}).get('eval', {})
+        modalities = tuple(metadata['modalities'])
+        for split in ('test', 'ood'):
+            lines.append(f'| **{split}** | | |')
+            for subset in nonempty_subsets(modalities):
+                key = subset_label(subset, modalities)
+                theirs = other.get(split, {}).get('subsets', {}).get(key, {}).get('miou')
+                lines.append(f'| {key} | {mine[split]["subsets"][key]["miou"]:.1f} | '
+                             + (f'{theirs:.1f}' if theirs is not None else '–') + ' |')
+            theirs = other.get(split, {}).get('mean_missing_miou')
+            lines.append(f'| mean over the 14 missing subsets | '
+                         f'{mine[split]["mean_missing_miou"]:.1f} | '
+                         + (f'{theirs:.1f}' if theirs is not None else '–') + ' |')
+        lines += ['', 'Full tables, every method and the measurement commands: '
+                  '[docs/robustness.md](../docs/robustness.md).']
+    onnx = path.with_suffix('.onnx')
+    lines += ['', '## Files', '',
+              f'- `{path.name}`: the checkpoint (PyTorch backend, further training, export)']
+    if onnx.is_file():
+        lines.append(f'- `{onnx.name}` ({onnx.stat().st_size / 2**20:.1f} MB): the same model '
+                     'as one ONNX graph for every modality mask, the node\'s default; made '
+                     f'with `mmp_ros export --checkpoint models/{path.name} --out '
+                     f'models/{onnx.name}` (which checks it against PyTorch on all 15 masks)')
+    lines += ['', '## Limits', '',
+              '- Trained on synthetic scenes only (training/data); on real sensors expect a '
+              'domain gap until it is fine-tuned on labelled real data.',
+              '- Thermal is normalized in °C from the training scenes; the OOD split (other '
+              'ambient temperatures) shows how much a shifted thermal range costs.', '']
+    return '\n'.join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('checkpoint')
+    parser.add_argument('--out', required=True, help='e.g. models/tiny_mmp_adapt.pt')
+    parser.add_argument('--results', help="the benchmark's results.json, for the card")
+    parser.add_argument('--run', default='', help='this model\'s run name in the results')
+    parser.add_argument('--compare', default='none_s0', help='run shown beside it')
+    args = parser.parse_args(argv)
+    checkpoint = read_checkpoint(args.checkpoint)
+    for key in ('optimizer', 'scheduler', 'scaler'):
+        checkpoint[key] = None
+    results = json.loads(Path(args.results).read_text()) if args.results else None
+    record = (results or {}).get('runs', {}).get(args.run)
+    if record:
+        # Benchmark runs train on cached scenes handed to train(); say which, in the metadata
+        # the runtime reads, not only in the card.
+        provenance = checkpoint['metadata']['provenance']
+        height, width = results['args']['size']
+        provenance['dataset'] = (f"SyntheticDataset('train', size=({height}, {width}), "
+                                 f"length={record['train_scenes']}), rendered once and cached")
+        provenance['dataset_params'] = {}
+        provenance['benchmark_run'] = args.run
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(checkpoint, out)
+    if out.stat().st_size > MAX_BYTES:
+        raise SystemExit(f'{out}: {out.stat().st_size / 2**20:.1f} MB exceeds the 20 MB limit')
+    load_checkpoint(out)  # strict: what ships must load
+    card_path = out.with_suffix('.md')
+    card_path.write_text(card(out, checkpoint, results, args.run, args.compare),
+                         encoding='utf-8')
+    print(f'{out} ({out.stat().st_size / 2**20:.2f} MB) and {card_path}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
