@@ -27,6 +27,7 @@ ROS_WHEELS = [  # ROS 2 Kilted as PyPI wheels; a native ROS install skips this e
 ]
 TRAIN = [
     'torch==2.13.0',
+    'einops>=0.8',
     'onnx>=1.17',
     'onnxscript>=0.5',
     'tqdm>=4.66',

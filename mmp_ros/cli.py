@@ -13,6 +13,12 @@ import sys
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    'train': (
+        'training.train',
+        'train a model (YAML config, key=value overrides; torchrun for DDP)',
+    ),
+    'evaluate-model': ('training.evaluate', 'mIoU of checkpoints for every modality subset'),
+    'adapt-data': ('training.adapt', 'label-free mmp_adapt on a dataset config'),
     'run': ('mmp_ros.ros.run', 'run the segmentation node (arguments after --ros-args go to ROS)'),
     'decode': ('mmp_ros.sensors.cli', 'decode a real sensor sample and print what it holds'),
     'bench-dds': ('mmp_ros.ros.bench_dds', 'measure two-process image delivery over DDS'),
