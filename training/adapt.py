@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     result = adapt(args.base_checkpoint, config_path=args.config, overrides=args.overrides,
-                   command='mmp_ros adapt ' + ' '.join(sys.argv[2:]))
+                   command='mmp_ros adapt-data ' + ' '.join(sys.argv[2:]))
     print(f'checkpoint: {result.checkpoint}  ({len(result.losses)} steps, '
           f'{result.seconds:.1f} s)')
     return 0
