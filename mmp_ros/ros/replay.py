@@ -211,7 +211,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == '__main__':
-    # `python -m mmp_ros.ros.replay` works where the `mmp_ros` command is not installed.
-    _parser = argparse.ArgumentParser(prog='mmp_ros replay', description=__doc__.splitlines()[0])
-    add_arguments(_parser)
-    sys.exit(run(_parser.parse_args(namespace=argparse.Namespace(ros_args=[]))))
+    from mmp_ros.cli import main
+
+    sys.exit(main(['replay', *sys.argv[1:]]))

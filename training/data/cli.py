@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -124,6 +125,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == '__main__':
-    cli = argparse.ArgumentParser(prog='synth-dataset', description=__doc__.splitlines()[0])
-    add_arguments(cli)
-    raise SystemExit(run(cli.parse_args()))
+    from mmp_ros.cli import main
+
+    sys.exit(main(['synth-dataset', *sys.argv[1:]]))
