@@ -1,6 +1,7 @@
 # Two commands on a fresh Debian/Ubuntu x86_64 machine: `make demo` and `make test`.
-# Both create .venv on first use from requirements/lock.txt (exact pins) and
-# reuse it afterwards; the stamp file is rebuilt only when the lock or setup.py change.
+# Both create .venv on first use from requirements/lock.txt (exact pins, resolved on
+# CPython 3.11; other Pythons fall back to setup.py's ranges) and reuse it afterwards;
+# the stamp file is rebuilt only when the lock or setup.py change.
 
 PYTHON ?= python3
 VENV := .venv
@@ -20,7 +21,10 @@ venv: $(STAMP)
 $(STAMP): requirements/lock.txt setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements/lock.txt
+	$(BIN)/python -m pip install --quiet -r requirements/lock.txt || { \
+	  echo "requirements/lock.txt is resolved for CPython 3.11; on this Python, installing"; \
+	  echo "setup.py's ranges instead (torch stays pinned to 2.13.0)"; \
+	  $(BIN)/python -m pip install --quiet setuptools '.[ros,train,test]'; }
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
