@@ -10,6 +10,7 @@ from builtin_interfaces.msg import Time
 from sensor_msgs.msg import Image
 
 from mmp_ros.ros.image_msg import IMAGE_FIELDS, image_field_values, to_image_fields, to_image_msg
+from mmp_ros.sensors.image import ImageFields
 
 
 def _depth_fields():
@@ -55,9 +56,8 @@ def test_a_buffer_that_disagrees_with_step_and_height_is_refused():
 
 
 def test_sensor_layer_fields_are_built_from_a_message():
-    image = pytest.importorskip('mmp_ros.sensors.image', reason='sensor layer not merged yet')
     msg = Image(height=1, width=2, encoding='mono8', step=2, data=b'\x01\x02')
     fields = to_image_fields(msg)
-    assert isinstance(fields, image.ImageFields)
+    assert isinstance(fields, ImageFields)
     assert (fields.height, fields.width, fields.encoding, fields.step) == (1, 2, 'mono8', 2)
     assert bytes(fields.data) == b'\x01\x02'
