@@ -60,7 +60,8 @@ def training_inputs(sample, metadata) -> dict[str, np.ndarray]:
             for m in metadata.modalities}
 
 
-def score_paths(model: Path, scenes: int, camera_size: tuple[int, int]) -> dict:
+def score_paths(model: Path, scenes: int, camera_size: tuple[int, int],
+                overrides: dict[str, object]) -> dict:
     backend = create_backend('onnxruntime', model)
     metadata = backend.metadata
     modalities = tuple(metadata.modalities)
@@ -68,6 +69,7 @@ def score_paths(model: Path, scenes: int, camera_size: tuple[int, int]) -> dict:
     values = defaults()
     for path in NODE_PARAMS:
         values.update(load_params_file(path))
+    values.update(overrides)
     settings = {m: decoder_settings(values, m) for m in modalities}
     bag = SynthBagConfig()
     dataset = SyntheticDataset('test', size=metadata.input_size, length=scenes)
@@ -104,8 +106,17 @@ def main() -> int:
     parser.add_argument('--scenes', type=int, default=300, help='test scenes 0..N-1')
     parser.add_argument('--camera-size', type=int, nargs=2, default=(120, 160),
                         metavar=('H', 'W'), help="the node path's camera size (the demo's)")
+    parser.add_argument('--param', action='append', default=[], metavar='NAME=VALUE',
+                        help='override a node parameter of the node path, e.g. '
+                             'sensors.polarization.resolution=full')
     args = parser.parse_args()
-    result = score_paths(args.model, args.scenes, tuple(args.camera_size))
+    overrides = {}
+    for item in args.param:
+        name, sep, value = item.partition('=')
+        if not sep or name not in defaults():
+            parser.error(f'--param {item!r}: expected NAME=VALUE with a node parameter NAME')
+        overrides[name] = value
+    result = score_paths(args.model, args.scenes, tuple(args.camera_size), overrides)
     h, w = result['input_size']
     ch, cw = args.camera_size
     print(f'{args.model}, test scenes 0..{args.scenes - 1}, mIoU %')
