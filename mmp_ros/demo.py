@@ -31,7 +31,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -251,17 +252,66 @@ def run_demo(args: argparse.Namespace) -> int:
               f'evaluate it with: mmp_ros evaluate {paths.run_bag}')
         return 130
     from mmp_ros.evaluation.report import evaluate_run, write_report
+    from mmp_ros.inference import read_model_metadata
 
     print(f'[demo] evaluating {paths.run_bag}')
     result = evaluate_run(paths.run_bag, node_params=NODE_PARAMS)
     report = write_report(result, paths.report, strip=args.strip)
     print(result.summary_table())
+    print(model_comparison(result.evaluation, read_model_metadata(model).metrics))
     late = timeline['replay_started'] - timeline['dropout_started']
     if late > first_fault - 1.0:
         print(f'[demo] warning: the player started {late:.1f} s after the simulator, less than '
               f'1 s before the first fault ({first_fault:g} s): the machine is slow or busy')
     print(f'[demo] report: {report}; wall time {time.monotonic() - started:.0f} s')
     return 0
+
+
+def comparison_rows(phases: Sequence[tuple[str, float | None, Counter]],
+                    subset_miou: Mapping[str, float]) -> list[list[str]]:
+    """Per single-sensor-failure phase: its mIoU beside the model's own for that subset.
+
+    ``phases`` are ``(name, mIoU %, modality sets used -> frames)``. A phase counts when it
+    is a fault phase whose most used set lacks exactly one of the four modalities; its
+    figure to compare with is ``subset_miou`` of that set (the model's metadata metrics).
+    The stream and the offline evaluation differ (a few held scenes against hundreds, the
+    camera size, the mosaic), so the difference says how far the live figure is off, not
+    that either is wrong.
+    """
+    rows = []
+    for name, miou, sets in phases:
+        if name == 'clean' or not sets:
+            continue
+        used, _ = sets.most_common(1)[0]
+        if len(used.split('+')) != len(MODALITIES) - 1:
+            continue
+        expected = subset_miou.get(used)
+        measured = '—' if miou is None else f'{miou:.1f}'
+        rows.append([name, used, measured,
+                     '—' if expected is None else f'{expected:.1f}',
+                     '—' if miou is None or expected is None else f'{miou - expected:+.1f}'])
+    return rows
+
+
+def model_comparison(evaluation, metrics: Mapping[str, object]) -> str:
+    """The single-failure phases of a demo run against the model's validation figures
+    (``ModelMetadata.metrics['val_subsets']``, written by training), as a text table."""
+    subset_miou = metrics.get('val_subsets') or {}
+    if not isinstance(subset_miou, Mapping) or not subset_miou:
+        return '[demo] the model records no per-subset mIoU to compare the phases with'
+    phases = []
+    for phase in evaluation.phases:
+        acc = evaluation.per_phase[phase.number]
+        phases.append((phase.name, acc.scores.miou if acc.scores else None,
+                       acc.modality_sets))
+    rows = comparison_rows(phases, subset_miou)
+    header = ['phase', 'modalities used', 'mIoU %', "model's val mIoU %", 'difference']
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ['', 'single-sensor failures against the model\'s own validation figures:']
+    for row in [header, ['-' * w for w in widths], *rows]:
+        cells = (cell.ljust(w) for cell, w in zip(row, widths, strict=True))
+        lines.append('  '.join(cells).rstrip())
+    return '\n'.join(lines)
 
 
 def _run_processes(paths: DemoPaths, schedule: Path, model: Path, env: dict[str, str],

@@ -50,3 +50,21 @@ def test_a_bad_schedule_stops_the_demo_before_anything_starts(tmp_path, capsys):
         assert demo.main(args) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / 'o').exists()
+
+
+def test_single_failure_phases_are_compared_with_the_models_own_subset_figures():
+    from collections import Counter
+
+    phases = [
+        ('clean', 80.0, Counter({'rgb+depth+polarization+thermal': 100})),
+        ('rgb kill', 60.0, Counter({'depth+polarization+thermal': 140,
+                                    'rgb+depth+polarization+thermal': 5})),
+        ('depth nan', None, Counter()),
+        ('polarization freeze', 70.0, Counter({'rgb+depth+thermal': 10})),
+        ('depth kill + thermal kill', 40.0, Counter({'rgb+polarization': 200})),
+    ]
+    rows = demo.comparison_rows(phases, {'depth+polarization+thermal': 72.5})
+    assert rows == [
+        ['rgb kill', 'depth+polarization+thermal', '60.0', '72.5', '-12.5'],
+        ['polarization freeze', 'rgb+depth+thermal', '70.0', '—', '—'],
+    ]
