@@ -22,3 +22,12 @@ def real_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.fail(f'real sensor samples not found at {SHARED_DATA}; clone beside ../shared')
     return SHARED_DATA
+
+
+@pytest.fixture
+def restored_environ():
+    """For tests that write os.environ (init_ros sets the DDS profile): put it back after."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)

@@ -19,13 +19,6 @@ from rosbags.typesys import Stores, get_typestore
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def restored_environ():
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
-
 
 @pytest.mark.ros
 @pytest.mark.slow

@@ -10,15 +10,6 @@ import pytest
 from mmp_ros.dds import PROFILE_ENV, PROFILE_PATH
 
 
-@pytest.fixture
-def restored_environ():
-    """init_ros writes the profile into os.environ; put the test session's back afterwards."""
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
-
-
 @pytest.mark.ros
 def test_init_ros_applies_profile_and_ends_quietly_on_ctrl_c(restored_environ):
     import rclpy

@@ -22,13 +22,6 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.ros
 
 
-@pytest.fixture
-def restored_environ():
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
-
 
 def replay_and_receive(bag: Path, topic: str, stamps: list[int], *extra: str):
     """Run the player on ``bag``; bag index -> (published, received) time in seconds."""
