@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip('rclpy')
+pytest.importorskip('rclpy', reason='needs rclpy (ros extra or ROS 2)')
 
 from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
 

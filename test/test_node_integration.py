@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-rclpy = pytest.importorskip('rclpy')
+rclpy = pytest.importorskip('rclpy', reason='needs rclpy (ros extra or ROS 2)')
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.node import Node  # noqa: E402
@@ -52,7 +52,7 @@ def child_env() -> dict[str, str]:
 @pytest.fixture(scope='module')
 def tiny_model(tmp_path_factory) -> Path:
     """A random-weight model exported like a trained one (the real architecture if present)."""
-    pytest.importorskip('torch')
+    pytest.importorskip('torch', reason='torch: the train extra')
     path = tmp_path_factory.mktemp('model') / 'tiny.onnx'
     from mmp_ros.inference import testing
 
