@@ -31,3 +31,16 @@ def restored_environ():
     yield
     os.environ.clear()
     os.environ.update(saved)
+
+
+@pytest.fixture(scope='module')
+def torch_one_thread():
+    """Tiny tensors gain nothing from threads, and on a shared 2-core machine intra-op
+    threads wait on each other (measured 50x slower under load). Modules opt in with
+    ``pytestmark = pytest.mark.usefixtures('torch_one_thread')``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

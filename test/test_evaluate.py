@@ -16,14 +16,7 @@ from training.datasets import DatasetError
 from training.metrics import confusion_matrix, scores
 from training.train import train
 
-
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    """See test_train.py: single-threaded is faster for tiny tensors on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures('torch_one_thread')
 
 
 @pytest.fixture(scope='module')

@@ -21,14 +21,7 @@ METHODS = ('none', 'dropout', 'mask_token', 'mmp', 'mmp_adapt')
 SIZE = 16
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    """Tiny tensors gain nothing from threads, and on a shared 2-core machine intra-op
-    threads wait on each other (measured 50x slower under load)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures('torch_one_thread')
 
 
 def make_inputs(batch: int, *, modalities=MODALITIES, seed: int = 0) -> dict[str, torch.Tensor]:

@@ -23,14 +23,7 @@ FAST = ['data.input_size=[16,16]', 'batch_size=4', 'progress=false', 'eval_every
         'data.normalization_samples=8', 'log_every=1']
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    """Tiny tensors gain nothing from threads, and on a shared 2-core machine intra-op
-    threads wait on each other (measured 50x slower under load)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures('torch_one_thread')
 
 
 def run(tmp: Path, *extra: str, steps: int = 3, data: CueDataset | None = None):
