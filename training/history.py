@@ -53,13 +53,7 @@ class History:
         ax.set_xlabel('step')
         ax.set_ylabel('loss')
         ax.set_yscale('log' if steps else 'linear')
-        if ax.lines:
-            ax.legend()
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        written.append(self.path.with_name('loss.png'))
-        fig.savefig(written[-1], dpi=100)
-        plt.close(fig)
+        written.append(self._save(fig, ax, 'loss.png'))
 
         fig, ax = plt.subplots(figsize=(6, 3.5))
         for key, name in (('val_full_miou', 'all modalities'),
@@ -69,14 +63,21 @@ class History:
                 ax.plot(*zip(*points, strict=True), marker='o', label=name)
         ax.set_xlabel('step')
         ax.set_ylabel('validation mIoU (%)')
+        written.append(self._save(fig, ax, 'miou.png'))
+        return written
+
+    def _save(self, fig, ax, name: str) -> Path:
+        """Legend, grid, and the PNG beside the CSV log."""
+        import matplotlib.pyplot as plt
+
         if ax.lines:
             ax.legend()
         ax.grid(alpha=0.3)
         fig.tight_layout()
-        written.append(self.path.with_name('miou.png'))
-        fig.savefig(written[-1], dpi=100)
+        path = self.path.with_name(name)
+        fig.savefig(path, dpi=100)
         plt.close(fig)
-        return written
+        return path
 
 
 def _number(text: str) -> float:
