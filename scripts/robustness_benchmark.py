@@ -46,7 +46,8 @@ from training.metrics import Scores, SubsetReport, evaluate_subsets  # noqa: E40
 from training.train import batches_for_eval, train  # noqa: E402
 
 METHODS = ('none', 'dropout', 'mask_token', 'mmp')
-# name -> (what it varies, overrides of the mmp run)
+MASKING = ('drop', 'full')  # ablations of the masking schedule, which dropout shares
+# name -> (what it varies, overrides of the ablated run)
 ABLATIONS = {
     'default': ('nothing: the defaults, at the ablation budget', []),
     'stage_stem': ('projection after the stem', ['model.projection_stage=stem']),
@@ -56,11 +57,21 @@ ABLATIONS = {
     'align_3': ('alignment weight 3', ['alignment_weight=3']),
     'drop_0.3': ('drop probability 0.3', ['mask.drop_probability=0.3']),
     'drop_0.7': ('drop probability 0.7', ['mask.drop_probability=0.7']),
+    'full_0.5': ('full set sampled half the time', ['mask.full_probability=0.5']),
     'query_16': ('query grid stride 16 (4x the cells)', ['model.projection_stride=16']),
 }
-# The alignment weight scales the only loss of mmp_adapt: no ablation there.
-ADAPT_ABLATIONS = ('default', 'stage_stem', 'tokens_1', 'tokens_80', 'drop_0.3', 'drop_0.7',
-                   'query_16')
+ABLATION_PREFIX = {'mmp': 'ablation_', 'mmp_adapt': 'ablation_adapt_',
+                   'dropout': 'ablation_dropout_'}
+
+
+def ablation_applies(name: str, method: str) -> bool:
+    """The alignment weight scales the only loss of mmp_adapt, and dropout has no
+    projection: each is ablated only in what it has."""
+    if method == 'dropout':
+        return name == 'default' or name.split('_')[0] in MASKING
+    if method == 'mmp_adapt':
+        return not name.startswith('align_') and not name.startswith('full_')
+    return True
 
 
 # --- data ----------------------------------------------------------------------------------
@@ -84,13 +95,14 @@ class CachedScenes(Dataset):
 
 
 def cached_split(split: str, count: int, size: tuple[int, int], cache: Path,
-                 workers: int) -> CachedScenes:
-    path = cache / f'{split}_{count}_{size[0]}x{size[1]}.pt'
+                 workers: int, polarization: str) -> CachedScenes:
+    path = cache / f'{split}_{count}_{size[0]}x{size[1]}_{polarization}.pt'
     if path.is_file():
         return CachedScenes(torch.load(path, weights_only=True))
     started = time.perf_counter()
-    loader = DataLoader(SyntheticDataset(split, size=size, length=count), batch_size=32,
-                        num_workers=workers, collate_fn=collate)
+    loader = DataLoader(SyntheticDataset(split, size=size, length=count,
+                                         polarization=polarization),
+                        batch_size=32, num_workers=workers, collate_fn=collate)
     parts = [{k: v for k, v in batch.items() if k != 'available'} for batch in loader]
     tensors = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
     tensors['label'] = tensors['label'].to(torch.uint8)  # 14 classes and 255: a byte
@@ -140,17 +152,14 @@ def planned_runs(args: argparse.Namespace) -> list[Run]:
             runs.append(Run(f'mmp_adapt_s{seed}', 'mmp_adapt', steps=args.adapt_steps,
                             seed=seed, base=f'none_s{seed}'))
     seed = args.seeds[0]
-    for name in args.ablations:
+    for method, name in itertools.product(args.ablation_methods, args.ablations):
+        if not ablation_applies(name, method):
+            continue
         varies, overrides = ABLATIONS[name]
-        if args.ablation_method == 'mmp_adapt':
-            if name not in ADAPT_ABLATIONS:
-                continue
-            runs.append(Run(f'ablation_adapt_{name}_s{seed}', 'mmp_adapt', list(overrides),
-                            args.ablation_steps or args.adapt_steps, seed,
-                            base=f'none_s{seed}', varies=varies))
-        else:
-            runs.append(Run(f'ablation_{name}_s{seed}', 'mmp', list(overrides),
-                            args.ablation_steps or args.steps, seed, varies=varies))
+        adapting = method == 'mmp_adapt'
+        runs.append(Run(f'{ABLATION_PREFIX[method]}{name}_s{seed}', method, list(overrides),
+                        args.ablation_steps or (args.adapt_steps if adapting else args.steps),
+                        seed, base=f'none_s{seed}' if adapting else '', varies=varies))
     return runs
 
 
@@ -163,6 +172,8 @@ def run_config(run: Run, args: argparse.Namespace, out: Path):
         f'optim.warmup_steps={max(1, run.steps // 20)}', f'optim.lr={args.lr}',
         f'deterministic={str(args.device == "cpu").lower()}', 'progress=false',
         f'log_every={max(1, run.steps // 100)}', f'threads={args.threads}',
+        f'mask.full_probability={args.full_probability}',
+        f'mask.drop_probability={args.drop_probability}',
         *run.overrides,
     ]
     if run.base:
@@ -326,26 +337,139 @@ def by_missing_count(report: SubsetReport) -> dict[int, float]:
     return {k: sum(v) / len(v) for k, v in sorted(groups.items())}
 
 
-def criteria(reports: dict[str, SubsetReport], seed: int) -> list[tuple[str, str, bool]]:
-    get = {m: reports.get(f'{m}_s{seed}') for m in (*METHODS, 'mmp_adapt')}
+def seed_mean(reports: list[SubsetReport]) -> SubsetReport:
+    """The per-subset mean of several seeds' reports (mIoU, pixel accuracy, cosine)."""
+    mean = SubsetReport(reports[0].modalities)
+    for key in reports[0].subsets:
+        mean.subsets[key] = Scores(
+            sum(r.subsets[key].miou for r in reports) / len(reports),
+            sum(r.subsets[key].pixel_accuracy for r in reports) / len(reports), [])
+    for modality in reports[0].cosine:
+        mean.cosine[modality] = sum(r.cosine[modality] for r in reports) / len(reports)
+    return mean
+
+
+def worst(report: SubsetReport) -> tuple[str, float]:
+    key = min(report.subsets, key=lambda k: report.subsets[k].miou)
+    return key, report.subsets[key].miou
+
+
+def criteria(get: dict[str, SubsetReport | None], ceilings: dict[str, float],
+             adapt_ratio: float | None = None) -> list[tuple[str, str, bool]]:
+    """The issue's acceptance checks, computed from the tables (one seed or seed means)."""
     rows = []
-    if get['mmp'] and get['none']:
-        gap = get['mmp'].mean_missing - get['none'].mean_missing
+    mmp, none, dropout, adapt = (get.get(m) for m in ('mmp', 'none', 'dropout', 'mmp_adapt'))
+    if mmp and none:
+        gap = mmp.mean_missing - none.mean_missing
         rows.append(('mmp mean missing-subset mIoU ≥ none + 15', f'{gap:+.1f}', gap >= 15))
-        full = get['mmp'].full - get['none'].full
+        full = mmp.full - none.full
         rows.append(('mmp full-modality mIoU within 1 point of none', f'{full:+.1f}',
-                     abs(full) <= 1 or full > 0))
-    if get['mmp'] and get['dropout']:
-        gap = get['mmp'].mean_missing - get['dropout'].mean_missing
+                     full >= -1))
+    if mmp and dropout:
+        gap = mmp.mean_missing - dropout.mean_missing
         rows.append(('mmp mean missing-subset mIoU ≥ dropout', f'{gap:+.1f}', gap >= 0))
-    if get['mmp_adapt'] and get['none']:
-        same = get['mmp_adapt'].full - get['none'].full
+        deficit = min((mmp.subsets[k].miou - dropout.subsets[k].miou, k)
+                      for k in mmp.subsets)
+        rows.append(('mmp on no subset more than 1 point below dropout',
+                     f'{deficit[0]:+.1f} ({deficit[1]})', deficit[0] >= -1))
+        keys = [k for k in dropout.subsets if k != 'all']
+        if ceilings and all(k in ceilings for k in keys):
+            ceiling = sum(ceilings[k] for k in keys) / len(keys)
+            headroom = ceiling - dropout.mean_missing
+            share = (mmp.mean_missing - dropout.mean_missing) / headroom
+            rows.append(("moonshot: mmp closes half of dropout's gap to the ceiling "
+                         '(missing subsets)', f'{share * 100:.0f} % of {headroom:.1f} points',
+                         share >= 0.5))
+        for name, report in (('mmp', mmp), ('mmp_adapt', adapt)):
+            if report:
+                (key, value), (dkey, dvalue) = worst(report), worst(dropout)
+                rows.append((f"{name}'s worst subset ≥ dropout's worst",
+                             f'{value:.1f} ({key}) vs {dvalue:.1f} ({dkey})', value >= dvalue))
+    if adapt and none:
+        same = adapt.full - none.full
         rows.append(('mmp_adapt full-modality mIoU equal to its base (none)', f'{same:+.2f}',
                      same == 0))
-        gap = get['mmp_adapt'].mean_missing - get['none'].mean_missing
+    if adapt and dropout:
+        gap = adapt.mean_missing - dropout.mean_missing
+        rows.append(('mmp_adapt mean missing-subset mIoU ≥ dropout − 3', f'{gap:+.1f}',
+                     gap >= -3))
+    if adapt and none:
+        gap = adapt.mean_missing - none.mean_missing
         rows.append(('mmp_adapt mean missing-subset mIoU above its base (label-free)',
                      f'{gap:+.1f}', gap > 0))
+    if adapt_ratio is not None:
+        rows.append(("mmp_adapt training time ≤ 10 % of its base's",
+                     f'{adapt_ratio * 100:.0f} %', adapt_ratio <= 0.10))
     return rows
+
+
+def adapt_time_ratio(results: dict, seeds: list[int]) -> float | None:
+    """Adaptation wall time over its base model's training time, summed over the seeds."""
+    runs = results['runs']
+    pairs = [(runs[f'mmp_adapt_s{s}'], runs[f'none_s{s}']) for s in seeds
+             if f'mmp_adapt_s{s}' in runs and f'none_s{s}' in runs]
+    if not pairs or not all(a.get('seconds') and b.get('seconds') for a, b in pairs):
+        return None
+    return sum(a['seconds'] for a, _ in pairs) / sum(b['seconds'] for _, b in pairs)
+
+
+def criteria_lines(rows: list[tuple[str, str, bool]]) -> list[str]:
+    return (['| check | measured | met |', '| --- | --- | --- |']
+            + [f'| {c} | {v} | {"yes" if ok else "**no**"} |' for c, v, ok in rows])
+
+
+def summary_section(results: dict, seeds: list[int], images: Path) -> list[str]:
+    """Mean over the seeds of each method, its spread, and the acceptance checks."""
+    lines = []
+    for split in ('test', 'ood'):
+        ceil = {k: v * 100 for k, v in results.get('ceiling', {}).get(split, {}).items()}
+        per_method = {}
+        for method in (*METHODS, 'mmp_adapt'):
+            found = reports_of(results, split, [f'{method}_s{s}' for s in seeds])
+            if found:
+                per_method[method] = list(found.values())
+        if not per_method:
+            continue
+        counts = {len(v) for v in per_method.values()}
+        means = {m: seed_mean(v) for m, v in per_method.items()}
+        label = {m: f'{m} ({len(v)} seeds)' if len(counts) > 1 else m
+                 for m, v in per_method.items()}
+        named = {label[m]: r for m, r in means.items()}
+        chart = bar_chart(named, images / f'robustness_mean_{split}.png',
+                          title=f'mIoU per available subset ({split}, mean of seeds '
+                          f'{", ".join(map(str, seeds))})', ceilings=ceil)
+        lines += [f'### {split.upper() if split == "ood" else split.capitalize()} split, '
+                  f'mean of seeds {", ".join(map(str, seeds))}: mIoU (%) per available '
+                  'subset', '', markdown_table(named, ceilings=ceil), '',
+                  f'![{split}](img/{chart.name})', '',
+                  '| method | seeds | mean, 14 missing subsets | all modalities | worst subset '
+                  '(mean of seeds) | 1 / 2 / 3 missing |', '| --- | --- | --- | --- | --- | --- |']
+        for method, reports in per_method.items():
+            missing = [r.mean_missing for r in reports]
+            full = [r.full for r in reports]
+            key, value = worst(means[method])
+            groups = by_missing_count(means[method])
+            lines.append(f'| {method} | {len(reports)} | {_spread(missing)} | {_spread(full)} | '
+                         f'{value:.1f} ({key}) | '
+                         + ' / '.join(f'{groups.get(k, math.nan):.1f}' for k in (1, 2, 3)) + ' |')
+        lines += ['', 'mean ± half the range over the seeds (each seed\'s value in brackets).', '']
+        if split == 'test':
+            lines += ['#### Acceptance checks (mean of the seeds, test split)', '',
+                      *criteria_lines(criteria(means, ceil, adapt_time_ratio(results, seeds))),
+                      '']
+            cosine = cosine_table({label[m]: r for m, r in means.items()})
+            if cosine:
+                lines += ['#### Cosine similarity of projected to real tokens (mean of seeds)',
+                          '', cosine, '']
+    return lines
+
+
+def _spread(values: list[float]) -> str:
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return f'{mean:.1f}'
+    return (f'{mean:.1f} ± {(max(values) - min(values)) / 2:.1f} '
+            f'({" / ".join(f"{v:.1f}" for v in values)})')
 
 
 def write_doc(results: dict, out: Path, doc: Path) -> None:
@@ -379,8 +503,17 @@ def write_doc(results: dict, out: Path, doc: Path) -> None:
               + (f' here, plus {results["gpu_wall_seconds"] / 60:.1f} min on the GPU'
                  if 'gpu_wall_seconds' in results else ''), '',
               'Commands, in the order they ran:', '', '```', *commands, '```', '']
+    schedule = ('the masking schedule of `dropout`, `mask_token` and `mmp` (and of '
+                "`mmp_adapt`'s projection training): every modality kept with probability "
+                f'{a.get("full_probability", 0.2)}, otherwise each dropped with probability '
+                f'{a.get("drop_probability", 0.5)} (an empty draw is drawn again); polarization '
+                f'input: {a.get("polarization", "intensities")}')
+    lines.insert(lines.index('Commands, in the order they ran:') - 1, f'- {schedule}')
     for note in results.get('notes', []):
         lines += [note, '']
+    main_seeds = [s for s in seeds if any(f'{m}_s{s}' in results['runs'] for m in METHODS)]
+    if len(main_seeds) > 1:
+        lines += ['## All seeds', '', *summary_section(results, main_seeds, images)]
     for group_seed, (split, title, ceil) in itertools.product(
             seeds, (('test', 'test split', ceilings), ('ood', 'OOD split', ceilings_ood))):
         main = [f'{m}_s{group_seed}' for m in (*METHODS, 'mmp_adapt')]
@@ -401,10 +534,10 @@ def write_doc(results: dict, out: Path, doc: Path) -> None:
                   markdown_table(reports, ceilings=ceil), '',
                   f'![{split}](img/{chart.name})', '']
         if split == 'test':
+            get = {m: reports.get(f'{m}_s{group_seed}') for m in (*METHODS, 'mmp_adapt')}
             lines += ['#### Acceptance checks (test split, computed from the table)', '',
-                      '| check | measured | met |', '| --- | --- | --- |']
-            lines += [f'| {c} | {v} | {"yes" if ok else "**no**"} |'
-                      for c, v, ok in criteria(reports, group_seed)]
+                      *criteria_lines(criteria(get, ceil,
+                                               adapt_time_ratio(results, [group_seed])))]
             lines += ['', '#### Modalities missing at once (mean mIoU over the subsets)', '',
                       '| method | 1 missing | 2 missing | 3 missing |',
                       '| --- | --- | --- | --- |']
@@ -416,7 +549,7 @@ def write_doc(results: dict, out: Path, doc: Path) -> None:
             if cosine:
                 lines += ['', '#### Cosine similarity of projected to real tokens', '', cosine]
             lines.append('')
-    for prefix, method in (('ablation_adapt_', 'mmp_adapt'), ('ablation_', 'mmp')):
+    for method, prefix in sorted(ABLATION_PREFIX.items(), key=lambda item: -len(item[1])):
         names = [n for n in ablation_names if n.startswith(prefix)]
         ablation_names = [n for n in ablation_names if n not in names]
         if not names:
@@ -429,7 +562,9 @@ def write_doc(results: dict, out: Path, doc: Path) -> None:
         for name, report in {**base, **reports}.items():
             run = results['runs'][name]
             groups = by_missing_count(report)
-            varies = run.get('varies') or 'default: encoder, 20 tokens, weight 1, drop 0.5'
+            varies = run.get('varies') or (
+                f'default: encoder, 20 tokens, weight 1, drop {a.get("drop_probability", 0.5)}, '
+                f'full {a.get("full_probability", 0.2)}')
             lines.append(f'| {name} | {varies} | {run["steps"]} | {report.full:.1f} | '
                          f'{report.mean_missing:.1f} | {groups[2]:.1f} | {groups[3]:.1f} |')
         lines.append('')
@@ -500,9 +635,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--adapt-steps', type=int, default=500)
     parser.add_argument('--ablation-steps', type=int, default=0,
                         help='0: same as --steps (--adapt-steps for mmp_adapt ablations)')
-    parser.add_argument('--ablation-method', default='mmp', choices=('mmp', 'mmp_adapt'),
-                        help='ablate the projection of mmp (trained from scratch) or of '
-                        'mmp_adapt (label-free, cheap enough for a CPU)')
+    parser.add_argument('--ablation-methods', nargs='+', default=['mmp'],
+                        choices=tuple(ABLATION_PREFIX),
+                        help='ablate mmp (trained from scratch), mmp_adapt (label-free, cheap '
+                        'enough for a CPU) and/or dropout (its masking schedule only)')
+    parser.add_argument('--polarization', default='mosaic', choices=('mosaic', 'intensities'),
+                        help='polarization input: through the IMX250MZR mosaic and the '
+                        "node's decoder (mosaic, what the node serves) or the four clean "
+                        'polarizer planes')
+    parser.add_argument('--full-probability', type=float, default=0.2,
+                        help='masking schedule of every masked method: share of samples '
+                        'that keep every modality')
+    parser.add_argument('--drop-probability', type=float, default=0.5,
+                        help='masking schedule: drop probability of each modality otherwise')
     parser.add_argument('--batch-size', type=int, default=32)
     parser.add_argument('--lr', type=float, default=2e-3)
     parser.add_argument('--size', type=int, nargs=2, default=(128, 160))
@@ -559,8 +704,10 @@ def main(argv=None) -> int:
         size = tuple(args.size)
         cache = Path(args.cache) if args.cache else out / 'cache'
         def scenes(split: str, count: int) -> LongLabels:
-            return LongLabels(cached_split(split, count, size, cache, args.num_workers),
-                              f'SyntheticDataset({split!r}, size={size}, length={count})')
+            return LongLabels(cached_split(split, count, size, cache, args.num_workers,
+                                           args.polarization),
+                              f'SyntheticDataset({split!r}, size={size}, length={count}, '
+                              f'polarization={args.polarization!r})')
 
         train_data = scenes('train', args.train_scenes)
         val = scenes('val', 64)
