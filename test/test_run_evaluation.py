@@ -149,13 +149,25 @@ def test_node_health_reads_the_parameter_files_in_order():
 def test_overlapping_faults_make_their_own_phase():
     from mmp_ros.evaluation.analysis import Fault
 
-    faults = [Fault(0, 'depth', 'kill', 2, 6), Fault(1, 'thermal', 'kill', 4, 8)]
-    phases = phases_of(faults, 0, 10)
+    faults = [Fault(0, 'depth', 'kill', 2 * S, 6 * S), Fault(1, 'thermal', 'kill', 4 * S, 8 * S)]
+    phases = phases_of(faults, 0, 10 * S)
     assert [p.name for p in phases] == ['clean', 'depth kill', 'depth kill + thermal kill',
                                         'thermal kill', 'clean']
     chosen = strip_moments(phases, 4)
     assert chosen[0].name == 'clean' and chosen[-1].name == 'clean'
     assert any(p.name == 'depth kill + thermal kill' for p in chosen)
+
+
+def test_faults_applied_microseconds_apart_make_one_phase():
+    from mmp_ros.evaluation.analysis import Fault
+
+    # A schedule's pair starts together; the simulator applies them 40 us apart.
+    faults = [Fault(0, 'depth', 'kill', 2 * S, 6 * S),
+              Fault(1, 'thermal', 'kill', 2 * S + 40_000, 6 * S + 25_000)]
+    phases = phases_of(faults, 0, 10 * S)
+    assert [p.name for p in phases] == ['clean', 'depth kill + thermal kill', 'clean']
+    assert [p.start_ns for p in phases] == [0, 2 * S, 6 * S]
+    assert phases[-1].end_ns == 10 * S
 
 
 def _cli(bag: Path, tmp_path: Path) -> int:
@@ -229,3 +241,44 @@ def test_an_unknown_message_type_on_a_required_topic_is_named(tmp_path, capsys):
     assert _cli(path, tmp_path) == 2
     err = capsys.readouterr().err
     assert 'foo/msg/Bar' in err and '/segmentation/labels' in err, err
+
+
+def test_frames_fusing_two_scenes_are_set_apart_after_a_cut():
+    from mmp_ros.evaluation.analysis import evaluate, scene_cuts
+    from mmp_ros.evaluation.run import LabelFrame, RunData
+
+    stamps = [T0 + k * S // 10 for k in range(20)]  # 10 Hz; the scene changes at k = 10
+    truth = [np.full((4, 8), 0 if k < 10 else 1, np.uint8) for k in range(20)]
+    truth[3] = truth[3].copy()
+    truth[3][0, 0] = 2  # one pixel of 32 (3 %) moves in the scene: not a cut
+    assert scene_cuts(truth, stamps) == [stamps[10]]
+    assert scene_cuts(truth, stamps, fraction=0.01) == [stamps[3], stamps[4], stamps[10]]
+    # The node still sees the old scene in the first frame after the cut.
+    labels = [LabelFrame(s, s + LATENCY_NS, truth[k - 1 if k == 10 else k]) for k, s in
+              enumerate(stamps)]
+    events = [{'event': 'schedule', 'ros_time': T0 / S}]
+    run = RunData(Path('run'), {}, labels, stamps, truth, [], events)
+
+    everything = evaluate(run)
+    assert everything.per_phase[0].scores.miou < 100 and everything.after_cut.frames == 0
+    settled = evaluate(run, settle_ns=150_000_000)
+    assert settled.scene_cuts == 1
+    assert settled.after_cut.frames == 2  # 0 and 100 ms after the cut
+    assert settled.per_phase[0].frames == 18 and settled.per_phase[0].scores.miou == 100.0
+    assert settled.overall.frames == 20
+    assert settled.after_cut.scores.miou < 100
+
+
+def test_settle_after_cut_takes_seconds_or_auto():
+    from mmp_ros.evaluation.report import settle_after_cut_s
+
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    assert parser.parse_args(['b']).settle_after_cut == 0.0
+    assert parser.parse_args(['b', '--settle-after-cut', '0.2']).settle_after_cut == 0.2
+    assert parser.parse_args(['b', '--settle-after-cut', 'auto']).settle_after_cut == 'auto'
+    with pytest.raises(SystemExit):
+        parser.parse_args(['b', '--settle-after-cut', '-1'])
+    config = Path(__file__).resolve().parents[1] / 'config'
+    health = node_health([config / 'mmp_segmentation.yaml', config / 'mmp_demo.yaml'])
+    assert settle_after_cut_s(health) == pytest.approx(1 / 9 + 0.005)  # thermal at 9 Hz

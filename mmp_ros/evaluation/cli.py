@@ -18,6 +18,18 @@ from mmp_ros.core.parameters import ParameterError
 DEFAULT_PARAMS = [str(Path(__file__).resolve().parents[2] / 'config' / 'mmp_segmentation.yaml')]
 
 
+def _seconds_or_auto(text: str) -> float | str:
+    if text == 'auto':
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected seconds or "auto", got {text!r}') from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f'must be >= 0, got {value}')
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('bag', help='recorded run (a rosbag2 directory or .mcap/.db3 file)')
     parser.add_argument('--out', type=Path, default=None,
@@ -25,16 +37,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--params', nargs='+', default=DEFAULT_PARAMS, metavar='FILE',
                         help="the node's parameter files, in the order it loaded them (for "
                         'the detection bounds; default: config/mmp_segmentation.yaml)')
+    parser.add_argument('--settle-after-cut', type=_seconds_or_auto, default=0.0, metavar='S',
+                        help='leave out of the phase figures the label images less than S '
+                        'seconds after a scene cut in the ground truth (synthetic bags jump '
+                        'between scenes); "auto": one period of the slowest camera. Default 0')
     parser.add_argument('--strip', type=Path, default=None,
                         help='also write the image strip here (e.g. docs/img/demo_strip.png)')
 
 
 def run(args: argparse.Namespace) -> int:
-    from mmp_ros.evaluation.report import evaluate_run, write_report
+    from mmp_ros.evaluation.report import (
+        evaluate_run,
+        node_health,
+        settle_after_cut_s,
+        write_report,
+    )
 
     out = args.out or Path(f'{str(args.bag).rstrip("/")}_report')
     try:
-        report = evaluate_run(args.bag, node_params=args.params)
+        settle = args.settle_after_cut
+        if settle == 'auto':
+            settle = settle_after_cut_s(node_health(args.params))
+        report = evaluate_run(args.bag, node_params=args.params, settle_s=settle)
         path = write_report(report, out, strip=args.strip)
     except (BagError, ParameterError, OSError) as exc:
         print(f'mmp_ros evaluate: {exc}', file=sys.stderr)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,6 +86,17 @@ class RunReport:
         return [str(lat.size), f'{p50:.1f}', f'{p95:.1f}', f'{p99:.1f}',
                 f'{lat.max():.1f}' if lat.size else '—']
 
+    def cut_note(self) -> str:
+        """What the phase figures leave out (``settle_s``), or nothing."""
+        ev = self.evaluation
+        if not ev.settle_ns:
+            return ''
+        sc = ev.after_cut.scores
+        return (f'{ev.after_cut.frames} label images within {ev.settle_ns / 1e6:.0f} ms after '
+                f'one of {ev.scene_cuts} scene cuts (the node fused two scenes) are left out '
+                f'of the phase and modality-set figures; their mIoU '
+                f'{self._fmt(sc.miou if sc else None)} %, counted in the overall figure')
+
     def summary_table(self) -> str:
         """A plain-text summary for the terminal."""
         ev = self.evaluation
@@ -95,6 +106,8 @@ class RunReport:
                  f' %']
         lines += _text_table(['#', 'phase', 't (s)', 'frames', 'mIoU %', 'acc %', 'modalities'],
                              self.phase_rows())
+        if self.cut_note():
+            lines.append(self.cut_note())
         lines.append('')
         lines += _text_table(['#', 'fault', 'window (s)', 'detected (ms)', 'as', 'bound (ms)',
                               'in bound+100ms', 'recovered (ms)'], self.detection_rows())
@@ -131,6 +144,8 @@ class RunReport:
                             'detection_s': d.detection_s, 'state': d.state,
                             'bound_s': d.bound_s, 'recovery_s': d.recovery_s}
                            for d in ev.detections],
+            'after_scene_cut': {'settle_s': ev.settle_ns / 1e9, 'scene_cuts': ev.scene_cuts,
+                                **(sc(ev.after_cut) or {'frames': 0})},
             'notes': ev.run.notes,
         }
 
@@ -156,11 +171,18 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def evaluate_run(path: str | Path, *, node_params: Sequence[str | Path] = (),
-                 topics: RunTopics = DEFAULT_TOPICS) -> RunReport:
+                 topics: RunTopics = DEFAULT_TOPICS, settle_s: float = 0.0) -> RunReport:
     """Read and score the run bag at ``path``; ``node_params``: the node's parameter files,
-    for the detection bounds."""
+    for the detection bounds; ``settle_s``: set apart the label images that close after a
+    scene cut (:func:`~mmp_ros.evaluation.analysis.evaluate`)."""
     health = node_health(node_params)
-    return RunReport(evaluate(read_run(path, topics), health))
+    return RunReport(evaluate(read_run(path, topics), health, settle_ns=round(settle_s * 1e9)))
+
+
+def settle_after_cut_s(health: Mapping[str, HealthConfig]) -> float:
+    """How long after a scene cut the node may still fuse a frame of the previous scene: one
+    period of the slowest camera it expects, plus 5 ms of stamp jitter."""
+    return max(1.0 / h.expected_rate_hz for h in health.values()) + 0.005
 
 
 SECTIONS = (
@@ -217,8 +239,10 @@ def write_report(report: RunReport, out: str | Path, *, strip: str | Path | None
     body = []
     for title, header, rows_name in SECTIONS:
         rows = getattr(report, rows_name)() if rows_name else [report.latency_row()]
-        md += [f'## {title}', '', _md_table(header, rows), '']
-        body.append(f'<h2>{html.escape(title)}</h2>{_html_table(header, rows)}')
+        note = report.cut_note() if rows_name == 'phase_rows' else ''
+        md += [f'## {title}', '', _md_table(header, rows), ''] + ([note, ''] if note else [])
+        body.append(f'<h2>{html.escape(title)}</h2>{_html_table(header, rows)}'
+                    + (f'<p>{html.escape(note)}</p>' if note else ''))
     images = [('Per-frame mIoU and sensor states', 'timeline.png'),
               ('mIoU per phase', 'phases.png'), ('Latency', 'latency.png'),
               ('Inputs, ground truth, labels and overlay', 'strip.png')]

@@ -68,8 +68,9 @@ class RunData:
     label_info: dict | None = None  # the node's JSON label info, when recorded as JSON
     notes: list[str] = field(default_factory=list)  # what was skipped, and why
 
-    def truth_near(self, stamp_ns: int, tolerance_ns: int) -> np.ndarray | None:
-        """The ground truth whose stamp is nearest ``stamp_ns``, if within the tolerance."""
+    def truth_index_near(self, stamp_ns: int, tolerance_ns: int) -> int | None:
+        """Index of the ground truth whose stamp is nearest ``stamp_ns``, if within the
+        tolerance."""
         i = bisect_left(self.truth_stamps, stamp_ns)
         best = None
         for j in (i - 1, i):
@@ -77,7 +78,12 @@ class RunData:
                 gap = abs(self.truth_stamps[j] - stamp_ns)
                 if gap <= tolerance_ns and (best is None or gap < best[0]):
                     best = (gap, j)
-        return None if best is None else self.truth[best[1]]
+        return None if best is None else best[1]
+
+    def truth_near(self, stamp_ns: int, tolerance_ns: int) -> np.ndarray | None:
+        """The ground truth whose stamp is nearest ``stamp_ns``, if within the tolerance."""
+        index = self.truth_index_near(stamp_ns, tolerance_ns)
+        return None if index is None else self.truth[index]
 
 
 def _image(data: bytes, where: str) -> tuple[int, np.ndarray]:
