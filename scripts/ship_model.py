@@ -123,10 +123,18 @@ def main(argv: list[str] | None = None) -> int:
         # the runtime reads, not only in the card.
         provenance = checkpoint['metadata']['provenance']
         height, width = results['args']['size']
+        polarization = results['args'].get('polarization', 'intensities')
         provenance['dataset'] = (f"SyntheticDataset('train', size=({height}, {width}), "
-                                 f"length={record['train_scenes']}), rendered once and cached")
+                                 f"length={record['train_scenes']}, "
+                                 f"polarization={polarization!r}), rendered once and cached")
         provenance['dataset_params'] = {}
         provenance['benchmark_run'] = args.run
+        # The benchmark's test-split figure per subset: what a live run (the demo) is
+        # compared with, carried by the exported model itself.
+        test = record['eval']['test']
+        checkpoint['metadata']['metrics']['test_subsets'] = {
+            key: scores['miou'] for key, scores in test['subsets'].items()}
+        checkpoint['metadata']['metrics']['test_scenes'] = results['args']['eval_scenes']
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(checkpoint, out)

@@ -68,3 +68,11 @@ def test_single_failure_phases_are_compared_with_the_models_own_subset_figures()
         ['rgb kill', 'depth+polarization+thermal', '60.0', '72.5', '-12.5'],
         ['polarization freeze', 'rgb+depth+thermal', '70.0', '—', '—'],
     ]
+
+
+def test_the_benchmark_figures_are_preferred_to_the_validation_ones():
+    both = {'val_subsets': {'rgb': 50.0}, 'test_subsets': {'rgb': 55.0}}
+    assert demo.reference_figures(both) == ({'rgb': 55.0}, 'benchmark test-split')
+    assert demo.reference_figures({'val_subsets': {'rgb': 50.0}}) == ({'rgb': 50.0},
+                                                                       'validation')
+    assert demo.reference_figures({'step': 3}) == ({}, '')
