@@ -217,7 +217,8 @@ def overhead(size: tuple[int, int], repeats: int = 200) -> dict[str, dict]:
     models = {name: build_model(ModelConfig(modalities=MODALITIES, num_classes=len(CLASS_NAMES),
                                             **options)).eval()
               for name, options in variants.items()}
-    sessions = {name: _onnx_session(model, inputs, available) for name, model in models.items()}
+    sessions = {name: _onnx_session(model, variants[name]['method'], inputs, available)
+                for name, model in models.items()}
     timings: dict[str, dict[str, list[float]]] = {m: {'torch': [], 'onnxruntime': []}
                                                   for m in models}
     with torch.inference_mode():
@@ -229,11 +230,10 @@ def overhead(size: tuple[int, int], repeats: int = 200) -> dict[str, dict]:
                 started = time.perf_counter()
                 model(inputs, available)
                 timings[name]['torch'].append(time.perf_counter() - started)
-                if sessions[name] is not None:
-                    session, feed = sessions[name]
-                    started = time.perf_counter()
-                    session.run(None, feed)
-                    timings[name]['onnxruntime'].append(time.perf_counter() - started)
+                session, feed = sessions[name]
+                started = time.perf_counter()
+                session.run(None, feed)
+                timings[name]['onnxruntime'].append(time.perf_counter() - started)
     for name, model in models.items():
         with FlopCounterMode(display=False) as counter, torch.inference_mode():
             model(inputs, available)
@@ -247,37 +247,26 @@ def overhead(size: tuple[int, int], repeats: int = 200) -> dict[str, dict]:
     return table
 
 
-def _onnx_session(model, inputs, available):
-    try:
-        import contextlib
-        import io
-        import tempfile
+def _onnx_session(model, method: str, inputs, available):
+    """The model exported as the node runs it (``training.export``: labels and confidence,
+    every mask in one graph) in a one-thread ONNX Runtime session, with its feed."""
+    import tempfile
 
-        import onnxruntime
+    import onnxruntime
 
-        class Named(torch.nn.Module):
-            def __init__(self, inner):
-                super().__init__()
-                self.inner = inner
+    from mmp_ros.inference.testing import tiny_metadata
+    from training.export import export_onnx
 
-            def forward(self, rgb, depth, polarization, thermal, available):
-                return self.inner({'rgb': rgb, 'depth': depth, 'polarization': polarization,
-                                   'thermal': thermal}, available)
-
-        path = Path(tempfile.mkdtemp()) / 'model.onnx'
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            torch.onnx.export(Named(model), (*inputs.values(), available), str(path),
-                              input_names=[*inputs, 'available'], dynamo=True,
-                              external_data=False)
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = 1
-        session = onnxruntime.InferenceSession(str(path), options,
-                                               providers=['CPUExecutionProvider'])
-        feed = {k: v.numpy() for k, v in inputs.items()} | {'available': available.numpy()}
-        return session, feed
-    except Exception as exc:  # the export is the export helper's; here it is only a timing
-        print(f'onnx timing skipped: {exc}', flush=True)
-        return None
+    size = tuple(next(iter(inputs.values())).shape[-2:])
+    metadata = tiny_metadata(input_size=size, num_classes=len(CLASS_NAMES), method=method)
+    path = export_onnx(model, metadata, Path(tempfile.mkdtemp()) / 'model.onnx', verify=False)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = onnxruntime.InferenceSession(str(path), options,
+                                           providers=['CPUExecutionProvider'])
+    feed = {k: v.numpy() for k, v in inputs.items()} | {
+        'available': available.numpy().astype('float32')}
+    return session, feed
 
 
 def step_cost(size: tuple[int, int], batch: int, threads: int, steps: int = 4) -> dict:
