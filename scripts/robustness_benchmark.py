@@ -59,6 +59,8 @@ ABLATIONS = {
     'drop_0.7': ('drop probability 0.7', ['mask.drop_probability=0.7']),
     'full_0.5': ('full set sampled half the time', ['mask.full_probability=0.5']),
     'query_16': ('query grid stride 16 (4x the cells)', ['model.projection_stride=16']),
+    'distill_1': ("plus distillation from the frozen base's own all-modality prediction "
+                  '(label-free), weight 1', ['distillation_weight=1']),
 }
 ABLATION_PREFIX = {'mmp': 'ablation_', 'mmp_adapt': 'ablation_adapt_',
                    'dropout': 'ablation_dropout_'}
@@ -71,7 +73,7 @@ def ablation_applies(name: str, method: str) -> bool:
         return name == 'default' or name.split('_')[0] in MASKING
     if method == 'mmp_adapt':
         return not name.startswith('align_') and not name.startswith('full_')
-    return True
+    return not name.startswith('distill_')
 
 
 # --- data ----------------------------------------------------------------------------------

@@ -2,18 +2,20 @@
 """A model's test-split mIoU through training's input path and through the node's.
 
     python scripts/serve_path_accuracy.py [--model models/tiny_mmp.onnx] [--scenes 300]
-        [--camera-size 120 160]
+        [--camera-size 128 160] [--polarization mosaic]
 
 Why: the robustness benchmark scores a model on ``SyntheticDataset`` samples, rendered at
-the model's input size with polarization from the four full-resolution polarizer planes;
-the node sees each camera's ROS message (the raw IMX250MZR mosaic for polarization) at the
-camera's size, decodes it with ``mmp_ros.sensors`` under the node's parameters and resizes
-it with ``mmp_ros.core.preprocess``. The same scenes through both paths separate what the
-serving path costs from what a short replay (a few scenes per phase) shows.
+the model's input size with polarization from the raw mosaic through the node's decoder
+(``--polarization mosaic``, the benchmark's default) or from the four clean polarizer
+planes (``intensities``); the node sees each camera's ROS message at the camera's size,
+decodes it with ``mmp_ros.sensors`` under the node's parameters and resizes it with
+``mmp_ros.core.preprocess``. The same scenes through both paths separate what the serving
+path costs from what a short replay (a few scenes per phase) shows.
 
 Paths, each pooled over the same scenes and every subset with at most one sensor missing:
 
-- ``training``: ``SyntheticDataset('test', size=model input)``, the benchmark's samples;
+- ``training``: ``SyntheticDataset('test', size=model input, polarization=...)``, the
+  benchmark's samples;
 - ``node``: the scene rendered at ``--camera-size``, encoded as ``mmp_ros synth-bag``
   publishes it, decoded with ``config/mmp_segmentation.yaml`` + ``config/mmp_demo.yaml``,
   ``build_inputs``, and the labels resized back to the camera grid (nearest), as the node
@@ -61,7 +63,7 @@ def training_inputs(sample, metadata) -> dict[str, np.ndarray]:
 
 
 def score_paths(model: Path, scenes: int, camera_size: tuple[int, int],
-                overrides: dict[str, object]) -> dict:
+                overrides: dict[str, object], polarization: str = 'mosaic') -> dict:
     backend = create_backend('onnxruntime', model)
     metadata = backend.metadata
     modalities = tuple(metadata.modalities)
@@ -72,7 +74,8 @@ def score_paths(model: Path, scenes: int, camera_size: tuple[int, int],
     values.update(overrides)
     settings = {m: decoder_settings(values, m) for m in modalities}
     bag = SynthBagConfig()
-    dataset = SyntheticDataset('test', size=metadata.input_size, length=scenes)
+    dataset = SyntheticDataset('test', size=metadata.input_size, length=scenes,
+                               polarization=polarization)
     table = subsets(modalities)
     confusion = {(p, k): np.zeros((classes, classes + 1), np.int64)
                  for p in ('training', 'node') for k in table}
@@ -104,7 +107,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--model', type=Path, default=REPO / 'models' / 'tiny_mmp.onnx')
     parser.add_argument('--scenes', type=int, default=300, help='test scenes 0..N-1')
-    parser.add_argument('--camera-size', type=int, nargs=2, default=(120, 160),
+    parser.add_argument('--polarization', default='mosaic', choices=('mosaic', 'intensities'),
+                        help="the training path's polarization input (the benchmark's)")
+    parser.add_argument('--camera-size', type=int, nargs=2, default=(128, 160),
                         metavar=('H', 'W'), help="the node path's camera size (the demo's)")
     parser.add_argument('--param', action='append', default=[], metavar='NAME=VALUE',
                         help='override a node parameter of the node path, e.g. '
@@ -116,11 +121,12 @@ def main() -> int:
         if not sep or name not in defaults():
             parser.error(f'--param {item!r}: expected NAME=VALUE with a node parameter NAME')
         overrides[name] = value
-    result = score_paths(args.model, args.scenes, tuple(args.camera_size), overrides)
+    result = score_paths(args.model, args.scenes, tuple(args.camera_size), overrides,
+                         args.polarization)
     h, w = result['input_size']
     ch, cw = args.camera_size
     print(f'{args.model}, test scenes 0..{args.scenes - 1}, mIoU %')
-    print(f'| modalities | training path ({h}x{w}, polarizer planes) | '
+    print(f'| modalities | training path ({h}x{w}, polarization {args.polarization}) | '
           f'node path ({ch}x{cw}, ROS encodings, mosaic) | difference |')
     print('| --- | ---: | ---: | ---: |')
     for key in result['table']:

@@ -208,9 +208,12 @@ def base_checkpoint(tmp_path_factory) -> Path:
     return run(out, 'method=none', steps=4).checkpoint
 
 
+@pytest.mark.parametrize('loss', [[], ['distillation_weight=1']],
+                         ids=['alignment', 'alignment+distillation'])
 def test_adaptation_never_reads_labels_and_keeps_the_full_modality_output(tmp_path,
-                                                                          base_checkpoint):
-    overrides = [*FAST, 'steps=3', f'out_dir={tmp_path / "trap"}']
+                                                                          base_checkpoint,
+                                                                          loss):
+    overrides = [*FAST, *loss, 'steps=3', f'out_dir={tmp_path / "trap"}']
     trapped = adapt(str(base_checkpoint), overrides=overrides,
                     train_dataset=LabelTrap('train', 12))
     assert all(math.isfinite(v) and v > 0 for v in trapped.losses)
@@ -219,7 +222,7 @@ def test_adaptation_never_reads_labels_and_keeps_the_full_modality_output(tmp_pa
     runs = {}
     for mode in ('zeros', 'random'):
         result = adapt(str(base_checkpoint),
-                       overrides=[*FAST, 'steps=3', f'out_dir={tmp_path / mode}'],
+                       overrides=[*FAST, *loss, 'steps=3', f'out_dir={tmp_path / mode}'],
                        train_dataset=CueDataset('train', 12, label_mode=mode))
         runs[mode] = read_checkpoint(result.checkpoint)['state_dict']
     assert all(torch.equal(runs['zeros'][k], runs['random'][k]) for k in runs['zeros'])
@@ -238,6 +241,22 @@ def test_adaptation_never_reads_labels_and_keeps_the_full_modality_output(tmp_pa
     with torch.no_grad():
         full = torch.ones(3, 4, dtype=torch.bool)
         assert torch.equal(adapted(inputs, full), base(inputs, full))
+
+
+def test_distillation_differs_from_alignment_alone(tmp_path, base_checkpoint):
+    states = {}
+    for name, loss in (('align', []), ('distill', ['distillation_weight=1'])):
+        result = adapt(str(base_checkpoint),
+                       overrides=[*FAST, *loss, 'steps=2', f'out_dir={tmp_path / name}'],
+                       train_dataset=CueDataset('train', 8))
+        states[name] = read_checkpoint(result.checkpoint)['state_dict']
+    projection = [k for k in states['align'] if k.startswith('projection.')]
+    assert not all(torch.equal(states['align'][k], states['distill'][k]) for k in projection)
+
+
+def test_distillation_needs_a_frozen_base():
+    with pytest.raises(ConfigError, match='distillation_weight distills'):
+        load_config(None, ['method=mmp', 'distillation_weight=1'])
 
 
 def test_adaptation_refuses_a_projection_base(tmp_path):

@@ -93,6 +93,10 @@ class TrainConfig:
     amp: bool = True  # mixed precision on CUDA; ignored on CPU
     amp_dtype: str = 'bfloat16'  # bfloat16 | float16 (float16 uses a GradScaler)
     alignment_weight: float = 1.0
+    # mmp_adapt only: weight of the label-free distillation term, the cross-entropy of the
+    # prediction with projected tokens against the frozen base model's own soft prediction
+    # with every modality real (no label read). 0: the alignment loss alone.
+    distillation_weight: float = 0.0
     base_checkpoint: str = ''  # mmp_adapt: the model trained on all modalities
     out_dir: str = 'out/train'
     resume: bool = True  # continue from out_dir/checkpoint.pt when it exists
@@ -153,6 +157,11 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError('mask.drop_probability must be in [0, 1)')
     if config.alignment_weight < 0:
         raise ConfigError('alignment_weight must be >= 0')
+    if config.distillation_weight < 0:
+        raise ConfigError('distillation_weight must be >= 0')
+    if config.distillation_weight and config.method != 'mmp_adapt':
+        raise ConfigError('distillation_weight distills the frozen base model of mmp_adapt; '
+                          f'method {config.method!r} has none')
     if ':' not in config.data.dataset:
         raise ConfigError(f'data.dataset must be "module:callable", got {config.data.dataset!r}')
     if len(config.data.input_size) != 2 or min(config.data.input_size) <= 0:

@@ -101,6 +101,17 @@ class TrainStep(nn.Module):
         return logits, aux.alignment
 
 
+def soft_cross_entropy(logits: torch.Tensor, teacher: torch.Tensor,
+                       rows: torch.Tensor) -> torch.Tensor:
+    """Per-pixel cross-entropy of ``logits`` against the softmax of ``teacher`` (both
+    (B, K, H, W)), averaged over the samples where ``rows`` (B,) holds; 0 when none does."""
+    target = teacher.float().softmax(1)
+    per_pixel = -(target * logits.float().log_softmax(1)).sum(1)  # (B, H, W)
+    per_sample = per_pixel.flatten(1).mean(1)
+    weight = rows.float()
+    return (per_sample * weight).sum() / weight.sum().clamp(min=1.0)
+
+
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     if name == 'auto':
         name = 'cuda' if torch.cuda.is_available() else 'cpu'
@@ -276,7 +287,8 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
         metadata = ModelMetadata.from_dict({**saved['metadata'], 'provenance': provenance})
         start_step, metrics = int(saved['step']), dict(saved.get('metrics') or {})
 
-    step_module: nn.Module = TrainStep(model, alignment_only=adapting)
+    distilling = adapting and config.distillation_weight > 0
+    step_module: nn.Module = TrainStep(model, alignment_only=adapting and not distilling)
     if ddp.world_size > 1:
         step_module = nn.parallel.DistributedDataParallel(
             step_module, device_ids=[device.index] if device.type == 'cuda' else None)
@@ -344,7 +356,12 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
         missing = (~available).float()
         align = (alignment * missing).sum() / missing.sum().clamp(min=1.0) \
             if alignment is not None else torch.zeros((), device=device)
-        if adapting:
+        if distilling:  # the base model's own prediction with every modality real
+            with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                teacher = model(inputs, torch.ones_like(available))
+            ce = soft_cross_entropy(logits, teacher, rows=~available.all(1))
+            loss = align + config.distillation_weight * ce
+        elif adapting:
             ce = torch.zeros((), device=device)
             loss = align
         else:
