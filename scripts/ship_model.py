@@ -36,6 +36,12 @@ def card(path: Path, checkpoint: dict, results: dict | None, run: str, base_run:
              f'Multimodal semantic segmentation, `{config["size"]}` size, robustness method '
              f'`{metadata["method"]}`, {parameters:,} parameters, '
              f'{path.stat().st_size / 2**20:.1f} MB.', '',
+             "- License: Apache-2.0 (this project's; trained only on the project's synthetic "
+             'data)',
+             '- Size: ' + ', '.join(f'`{f.name}` {f.stat().st_size:,} bytes '
+                                    f'({f.stat().st_size / 2**20:.1f} MiB)'
+                                    for f in (path, path.with_suffix('.onnx')) if f.is_file()),
+             '',
              '## Inputs and outputs', '',
              f'- modalities, in this order: {", ".join(metadata["modalities"])} (any non-empty '
              'subset may be missing; pass `available` (B, M) with the same order)',
@@ -53,9 +59,13 @@ def card(path: Path, checkpoint: dict, results: dict | None, run: str, base_run:
     runs = (results or {}).get('runs', {})
     if run in runs:
         record = runs[run]
+        source = {'mosaic': "the raw mosaic through the node's decoder",
+                  'intensities': 'the clean polarizer planes'}[
+            results['args'].get('polarization', 'intensities')]
         lines.append(f'- data: the generator\'s `train` split, first {record["train_scenes"]} '
-                     f'scenes rendered once; {record["steps"]} steps × batch '
-                     f'{record["batch_size"]} on {record["device"]}, seed {record["seed"]}')
+                     f'scenes rendered once, polarization from {source}; {record["steps"]} '
+                     f'steps × batch {record["batch_size"]} on {record["device"]}, seed '
+                     f'{record["seed"]}')
     else:
         lines.append(f'- data: `{metadata["provenance"].get("dataset")}`, '
                      f'{checkpoint["step"]} steps, seed {metadata["provenance"].get("seed")}')
