@@ -62,6 +62,9 @@ ABLATIONS = {
     'distill_1': ("plus distillation from the frozen base's own all-modality prediction "
                   '(label-free), weight 1', ['distillation_weight=1']),
 }
+# The rows of the summary over seeds: label -> run name prefix (runs are <prefix>_s<seed>).
+SUMMARY_ROWS = {**{m: m for m in METHODS}, 'mmp_adapt': 'mmp_adapt',
+                'mmp_adapt + distillation': 'ablation_adapt_distill_1'}
 ABLATION_PREFIX = {'mmp': 'ablation_', 'mmp_adapt': 'ablation_adapt_',
                    'dropout': 'ablation_dropout_'}
 
@@ -346,10 +349,16 @@ def worst(report: SubsetReport) -> tuple[str, float]:
 
 
 def criteria(get: dict[str, SubsetReport | None], ceilings: dict[str, float],
-             adapt_ratio: float | None = None) -> list[tuple[str, str, bool]]:
-    """The issue's acceptance checks, computed from the tables (one seed or seed means)."""
+             adapt_ratios: dict[str, float | None] | None = None) -> list[tuple[str, str, bool]]:
+    """The issue's acceptance checks, computed from the tables (one seed or seed means).
+
+    ``get`` maps the rows of :data:`SUMMARY_ROWS` to their reports; every row whose name
+    starts with ``mmp_adapt`` is checked as a label-free adaptation of ``none``, with its
+    training time over the base's from ``adapt_ratios``.
+    """
     rows = []
-    mmp, none, dropout, adapt = (get.get(m) for m in ('mmp', 'none', 'dropout', 'mmp_adapt'))
+    mmp, none, dropout = (get.get(m) for m in ('mmp', 'none', 'dropout'))
+    adapted = {n: r for n, r in get.items() if n.startswith('mmp_adapt') and r}
     if mmp and none:
         gap = mmp.mean_missing - none.mean_missing
         rows.append(('mmp mean missing-subset mIoU ≥ none + 15', f'{gap:+.1f}', gap >= 15))
@@ -371,37 +380,55 @@ def criteria(get: dict[str, SubsetReport | None], ceilings: dict[str, float],
             rows.append(("moonshot: mmp closes half of dropout's gap to the ceiling "
                          '(missing subsets)', f'{share * 100:.0f} % of {headroom:.1f} points',
                          share >= 0.5))
-        for name, report in (('mmp', mmp), ('mmp_adapt', adapt)):
+    if dropout:
+        dkey, dvalue = worst(dropout)
+        for name, report in (('mmp', mmp), *adapted.items()):
             if report:
-                (key, value), (dkey, dvalue) = worst(report), worst(dropout)
-                rows.append((f"{name}'s worst subset ≥ dropout's worst",
+                key, value = worst(report)
+                rows.append((f"{name}: worst subset ≥ dropout's worst",
                              f'{value:.1f} ({key}) vs {dvalue:.1f} ({dkey})', value >= dvalue))
-    if adapt and none:
-        same = adapt.full - none.full
-        rows.append(('mmp_adapt full-modality mIoU equal to its base (none)', f'{same:+.2f}',
-                     same == 0))
-    if adapt and dropout:
-        gap = adapt.mean_missing - dropout.mean_missing
-        rows.append(('mmp_adapt mean missing-subset mIoU ≥ dropout − 3', f'{gap:+.1f}',
-                     gap >= -3))
-    if adapt and none:
-        gap = adapt.mean_missing - none.mean_missing
-        rows.append(('mmp_adapt mean missing-subset mIoU above its base (label-free)',
-                     f'{gap:+.1f}', gap > 0))
-    if adapt_ratio is not None:
-        rows.append(("mmp_adapt training time ≤ 10 % of its base's",
-                     f'{adapt_ratio * 100:.0f} %', adapt_ratio <= 0.10))
+    for name, adapt in adapted.items():
+        if none:
+            same = adapt.full - none.full
+            rows.append((f'{name}: full-modality mIoU equal to its base (none)',
+                         f'{same:+.2f}', same == 0))
+        if dropout:
+            gap = adapt.mean_missing - dropout.mean_missing
+            rows.append((f'{name}: mean missing-subset mIoU ≥ dropout − 3', f'{gap:+.1f}',
+                         gap >= -3))
+        if none:
+            gap = adapt.mean_missing - none.mean_missing
+            rows.append((f'{name}: mean missing-subset mIoU above its base (label-free)',
+                         f'{gap:+.1f}', gap > 0))
+        ratio = (adapt_ratios or {}).get(name)
+        if ratio is not None:
+            rows.append((f"{name}: training time ≤ 10 % of its base's",
+                         f'{ratio * 100:.0f} %', ratio <= 0.10))
     return rows
 
 
-def adapt_time_ratio(results: dict, seeds: list[int]) -> float | None:
-    """Adaptation wall time over its base model's training time, summed over the seeds."""
+def adapt_time_ratios(results: dict, seeds: list[int]) -> dict[str, float]:
+    """Each adaptation's wall time over its base model's training time, summed over the
+    seeds; the base's time is the median of the from-scratch runs of its seed, all of the
+    same size and budget, so that other jobs slowing one run do not decide the ratio."""
     runs = results['runs']
-    pairs = [(runs[f'mmp_adapt_s{s}'], runs[f'none_s{s}']) for s in seeds
-             if f'mmp_adapt_s{s}' in runs and f'none_s{s}' in runs]
-    if not pairs or not all(a.get('seconds') and b.get('seconds') for a, b in pairs):
-        return None
-    return sum(a['seconds'] for a, _ in pairs) / sum(b['seconds'] for _, b in pairs)
+    ratios = {}
+    for name, prefix in SUMMARY_ROWS.items():
+        if not name.startswith('mmp_adapt'):
+            continue
+        adapt_seconds = base_seconds = 0.0
+        for seed in seeds:
+            adapt = runs.get(f'{prefix}_s{seed}', {}).get('seconds')
+            scratch = sorted(runs[f'{m}_s{seed}']['seconds'] for m in METHODS
+                             if runs.get(f'{m}_s{seed}', {}).get('seconds'))
+            if not adapt or not scratch:
+                break
+            adapt_seconds += adapt
+            base_seconds += scratch[len(scratch) // 2]
+        else:
+            if base_seconds:
+                ratios[name] = adapt_seconds / base_seconds
+    return ratios
 
 
 def criteria_lines(rows: list[tuple[str, str, bool]]) -> list[str]:
@@ -415,9 +442,9 @@ def summary_section(results: dict, seeds: list[int], images: Path) -> list[str]:
     for split in ('test', 'ood'):
         ceil = {k: v * 100 for k, v in results.get('ceiling', {}).get(split, {}).items()}
         per_method = {}
-        for method in (*METHODS, 'mmp_adapt'):
-            found = reports_of(results, split, [f'{method}_s{s}' for s in seeds])
-            if found:
+        for method, prefix in SUMMARY_ROWS.items():
+            found = reports_of(results, split, [f'{prefix}_s{s}' for s in seeds])
+            if len(found) == len(seeds):
                 per_method[method] = list(found.values())
         if not per_method:
             continue
@@ -446,7 +473,7 @@ def summary_section(results: dict, seeds: list[int], images: Path) -> list[str]:
         lines += ['', 'mean ± half the range over the seeds (each seed\'s value in brackets).', '']
         if split == 'test':
             lines += ['#### Acceptance checks (mean of the seeds, test split)', '',
-                      *criteria_lines(criteria(means, ceil, adapt_time_ratio(results, seeds))),
+                      *criteria_lines(criteria(means, ceil, adapt_time_ratios(results, seeds))),
                       '']
             cosine = cosine_table({label[m]: r for m, r in means.items()})
             if cosine:
@@ -512,12 +539,16 @@ def write_doc(results: dict, out: Path, doc: Path) -> None:
         if not reports:
             continue
         if split == 'test':
-            budgets = sorted({(results['runs'][n]['steps'], results['runs'][n].get(
-                'batch_size', a['batch_size']), results['runs'][n].get('device', '?'))
-                for n in reports})
+            budgets = {}
+            for n in reports:
+                run = results['runs'][n]
+                kind = 'mmp_adapt' if run['method'] == 'mmp_adapt' else 'from scratch'
+                budgets.setdefault(kind, set()).add(
+                    (run['steps'], run.get('batch_size', a['batch_size']), run.get('device', '?')))
             lines += [f'## Seed {group_seed}: '
-                      + '; '.join(f'{steps} steps × {batch} on {device}'
-                                  for steps, batch, device in budgets), '']
+                      + '; '.join(f'{kind} ' + ', '.join(f'{steps} steps × {batch} on {device}'
+                                                         for steps, batch, device in sorted(b))
+                                  for kind, b in budgets.items()), '']
         chart = bar_chart(reports, images / f'robustness_s{group_seed}_{split}.png',
                           title=f'mIoU per available subset ({split}, seed {group_seed})',
                           ceilings=ceil)
@@ -528,7 +559,7 @@ def write_doc(results: dict, out: Path, doc: Path) -> None:
             get = {m: reports.get(f'{m}_s{group_seed}') for m in (*METHODS, 'mmp_adapt')}
             lines += ['#### Acceptance checks (test split, computed from the table)', '',
                       *criteria_lines(criteria(get, ceil,
-                                               adapt_time_ratio(results, [group_seed])))]
+                                               adapt_time_ratios(results, [group_seed])))]
             lines += ['', '#### Modalities missing at once (mean mIoU over the subsets)', '',
                       '| method | 1 missing | 2 missing | 3 missing |',
                       '| --- | --- | --- | --- |']
@@ -553,9 +584,11 @@ def write_doc(results: dict, out: Path, doc: Path) -> None:
         for name, report in {**base, **reports}.items():
             run = results['runs'][name]
             groups = by_missing_count(report)
+            schedule = (f'drop {a.get("drop_probability", 0.5)}, full '
+                        f'{a.get("full_probability", 0.2)}')
             varies = run.get('varies') or (
-                f'default: encoder, 20 tokens, weight 1, drop {a.get("drop_probability", 0.5)}, '
-                f'full {a.get("full_probability", 0.2)}')
+                f'default: {schedule}' if method == 'dropout' else
+                f'default: encoder, 20 tokens, weight 1, {schedule}')
             lines.append(f'| {name} | {varies} | {run["steps"]} | {report.full:.1f} | '
                          f'{report.mean_missing:.1f} | {groups[2]:.1f} | {groups[3]:.1f} |')
         lines.append('')
@@ -709,6 +742,11 @@ def main(argv=None) -> int:
                                     minlength=256)[:len(CLASS_NAMES)]
             results['ceiling'][split] = ceiling_table(counts.double().numpy())
         save()
+        wall_before = results.get('wall_seconds', 0)
+
+        def record_wall_time() -> None:  # after every run: a stopped benchmark keeps its time
+            results['wall_seconds'] = wall_before + time.perf_counter() - started
+
         durations = []
         for run in planned_runs(args):
             checkpoint = out / run.name / 'checkpoint.pt'
@@ -738,8 +776,9 @@ def main(argv=None) -> int:
             test = record['eval']['test']
             print(f'   {run.name}: {durations[-1]:.0f} s, all {test["full_miou"]:.1f}, '
                   f'mean missing {test["mean_missing_miou"]:.1f}', flush=True)
+            record_wall_time()
             save()
-        results['wall_seconds'] = results.get('wall_seconds', 0) + time.perf_counter() - started
+        record_wall_time()
         save()
     # Overhead is a CPU figure: measured by CPU runs, or by --report-only when missing.
     wanted = 'overhead' not in results if args.report_only else args.device == 'cpu'
