@@ -76,8 +76,11 @@ def card(path: Path, checkpoint: dict, results: dict | None, run: str, base_run:
         if base_record:
             base = (f'{base}: {base_record["steps"]} steps × batch {base_record["batch_size"]} '
                     f'on {base_record["train_scenes"]} scenes, {base_record["device"]}')
+        losses = 'the alignment loss'
+        if (checkpoint.get('train_config') or {}).get('distillation_weight'):
+            losses += " and distillation from the frozen model's own all-modality prediction"
         lines += [f'- label-free: a model trained on all modalities (`none`, {base}) was '
-                  'frozen; only the projection module learned, from the alignment loss, on '
+                  f'frozen; only the projection module learned, from {losses}, on '
                   'unlabelled frames. With every modality present the output is the base '
                   "model's, bit for bit."]
     if results and run in results.get('runs', {}):

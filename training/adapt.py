@@ -1,9 +1,10 @@
 """Label-free robustification (``mmp_adapt``): the ``adapt`` command.
 
 Takes a checkpoint trained on all modalities (method ``none``), freezes it, and trains
-only a new projection module with the alignment loss on unlabelled multimodal frames,
-e.g. a robot's own healthy recordings. Projected tokens replace only missing
-modalities, so with every sensor alive the output is the base model's, bit for bit.
+only a new projection module with the alignment loss (plus, with ``distillation_weight``,
+the cross-entropy against the frozen model's own all-modality prediction) on unlabelled
+multimodal frames, e.g. a robot's own healthy recordings. Projected tokens replace only
+missing modalities, so with every sensor alive the output is the base model's, bit for bit.
 The training data passes through :class:`training.datasets.UnlabelledDataset`: labels
 are never read.
 """

@@ -178,8 +178,10 @@ def model_card(path: Path, *, bag: str, model: str, checkpoint: str, frames: Bag
         f'# {path.stem}', '',
         f'`{path.name}`: the model `{Path(model).name}` robustified to missing sensors without '
         f'labels (method `{metadata.method}`): its weights are unchanged and a projection '
-        'module, trained with the alignment loss on the recording below, stands in for any '
-        'modality that is masked. With every sensor healthy the output is the base model\'s.',
+        'module, trained on the recording below (alignment with the real tokens, plus '
+        "distillation from the base model's own all-sensor prediction when "
+        '`distillation_weight` > 0), stands in for any modality that is masked. With every '
+        'sensor healthy the output is the base model\'s.',
         '', '| | |', '| --- | --- |',
         f'| base model | `{model}` |', f'| base checkpoint | `{checkpoint}` |',
         f'| recording | `{bag}` |',
@@ -189,7 +191,7 @@ def model_card(path: Path, *, bag: str, model: str, checkpoint: str, frames: Bag
         f'| modalities | {", ".join(metadata.modalities)} |',
         f'| input size | {metadata.input_size[0]}x{metadata.input_size[1]} |',
         f'| classes | {metadata.num_classes}: {", ".join(metadata.class_names)} |',
-        f'| steps | {steps}; alignment loss {first:.4f} (first tenth) -> {last:.4f} (last '
+        f'| steps | {steps}; training loss {first:.4f} (first tenth) -> {last:.4f} (last '
         'tenth) |',
         f'| time | {seconds:.0f} s |', f'| command | `{command}` |', '',
         'Labels were never read. Check the adapted model on a labelled run before deploying it '

@@ -2,8 +2,9 @@
 
 The same loop trains every method (``none``, ``dropout``, ``mask_token``, ``mmp``) and
 runs label-free adaptation (``mmp_adapt``): a frozen model trained on all modalities
-whose projection module alone learns, from the alignment loss, on frames whose labels
-are never read. Under ``torchrun`` it runs as DDP (gloo on CPU, NCCL on CUDA).
+whose projection module alone learns, from the alignment loss (and, with
+``distillation_weight``, from the frozen model's own all-modality prediction), on frames
+whose labels are never read. Under ``torchrun`` it runs as DDP (gloo on CPU, NCCL on CUDA).
 """
 
 from __future__ import annotations
