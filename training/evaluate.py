@@ -116,7 +116,7 @@ def bar_chart(reports: Mapping[str, SubsetReport], path: str | Path, *, title: s
     ax.set_xticklabels(keys, rotation=40, ha='right', fontsize=8)
     ax.set_ylabel('mIoU (%)')
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc='upper left', bbox_to_anchor=(1.0, 1.0))  # off the bars
     ax.grid(axis='y', alpha=0.3)
     fig.tight_layout()
     path = Path(path)
