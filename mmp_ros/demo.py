@@ -251,17 +251,11 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f'[demo] the recording so far is in {paths.run_bag} (closed, readable); '
               f'evaluate it with: mmp_ros evaluate {paths.run_bag}')
         return 130
-    from mmp_ros.evaluation.report import (
-        evaluate_run,
-        node_health,
-        settle_after_cut_s,
-        write_report,
-    )
+    from mmp_ros.evaluation.report import evaluate_run, write_report
     from mmp_ros.inference import read_model_metadata
 
     print(f'[demo] evaluating {paths.run_bag}')
-    result = evaluate_run(paths.run_bag, node_params=NODE_PARAMS,
-                          settle_s=settle_after_cut_s(node_health(NODE_PARAMS)))
+    result = evaluate_run(paths.run_bag, node_params=NODE_PARAMS, settle_s='auto')
     report = write_report(result, paths.report, strip=args.strip)
     print(result.summary_table())
     print(model_comparison(result.evaluation, read_model_metadata(model).metrics))

@@ -46,19 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mmp_ros.evaluation.report import (
-        evaluate_run,
-        node_health,
-        settle_after_cut_s,
-        write_report,
-    )
+    from mmp_ros.evaluation.report import evaluate_run, write_report
 
     out = args.out or Path(f'{str(args.bag).rstrip("/")}_report')
     try:
-        settle = args.settle_after_cut
-        if settle == 'auto':
-            settle = settle_after_cut_s(node_health(args.params))
-        report = evaluate_run(args.bag, node_params=args.params, settle_s=settle)
+        report = evaluate_run(args.bag, node_params=args.params,
+                              settle_s=args.settle_after_cut)
         path = write_report(report, out, strip=args.strip)
     except (BagError, ParameterError, OSError) as exc:
         print(f'mmp_ros evaluate: {exc}', file=sys.stderr)

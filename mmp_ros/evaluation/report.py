@@ -171,11 +171,15 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def evaluate_run(path: str | Path, *, node_params: Sequence[str | Path] = (),
-                 topics: RunTopics = DEFAULT_TOPICS, settle_s: float = 0.0) -> RunReport:
+                 topics: RunTopics = DEFAULT_TOPICS,
+                 settle_s: float | str = 0.0) -> RunReport:
     """Read and score the run bag at ``path``; ``node_params``: the node's parameter files,
-    for the detection bounds; ``settle_s``: set apart the label images that close after a
-    scene cut (:func:`~mmp_ros.evaluation.analysis.evaluate`)."""
+    for the detection bounds; ``settle_s``: set apart the label images this soon after a
+    scene cut (:func:`~mmp_ros.evaluation.analysis.evaluate`), ``'auto'`` for
+    :func:`settle_after_cut_s` of those parameters."""
     health = node_health(node_params)
+    if settle_s == 'auto':
+        settle_s = settle_after_cut_s(health)
     return RunReport(evaluate(read_run(path, topics), health, settle_ns=round(settle_s * 1e9)))
 
 
