@@ -68,8 +68,8 @@ class Accuracy:
     confusion: np.ndarray | None = None
     modality_sets: Counter = field(default_factory=Counter)
 
-    def add(self, pred: np.ndarray, truth: np.ndarray, num_classes: int, modalities: str):
-        matrix = confusion_matrix(pred, truth, num_classes)
+    def add(self, matrix: np.ndarray, modalities: str) -> None:
+        """Count one frame, given its confusion matrix (computed once, added everywhere)."""
         self.confusion = matrix if self.confusion is None else self.confusion + matrix
         self.frames += 1
         self.modality_sets[modalities] += 1
@@ -321,18 +321,18 @@ def evaluate(run: RunData, health: Mapping[str, HealthConfig] | None = None,
             continue
         used = usable.at(frame.received_ns)
         key = 'unknown' if used is None else modality_set(used)
-        overall.add(frame.labels, truth, num_classes, key)
-        frame_miou.append(
-            (frame.stamp_ns, scores(confusion_matrix(frame.labels, truth, num_classes)).miou))
+        matrix = confusion_matrix(frame.labels, truth, num_classes)
+        overall.add(matrix, key)
+        frame_miou.append((frame.stamp_ns, scores(matrix).miou))
         stamp = run.truth_stamps[index]
         cut = bisect_right(cuts, stamp) - 1
         if cut >= 0 and stamp - cuts[cut] < settle_ns:
-            after_cut.add(frame.labels, truth, num_classes, key)
+            after_cut.add(matrix, key)
             continue
-        per_set.setdefault(key, Accuracy()).add(frame.labels, truth, num_classes, key)
+        per_set.setdefault(key, Accuracy()).add(matrix, key)
         i = bisect_right(starts, frame.stamp_ns) - 1
         if i >= 0:
-            per_phase[phases[i].number].add(frame.labels, truth, num_classes, key)
+            per_phase[phases[i].number].add(matrix, key)
     latency = np.array([(f.received_ns - f.stamp_ns) / 1e6 for f in run.labels])
     return Evaluation(
         run=run, origin_ns=origin_ns, faults=faults, phases=phases, per_phase=per_phase,
