@@ -20,6 +20,7 @@ so (the stamp records the precision really used).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
 from pathlib import Path
@@ -159,6 +160,20 @@ def _fp16_onnx_for_tensorrt11(onnx_path: Path, workdir: Path, log: logging.Logge
     return target
 
 
+def requested_stamp(onnx: OnnxFileInfo, trt, gpu: tuple[str, str], *, enable_fp16: bool,
+                    max_batch: int) -> EngineStamp:
+    """What an engine for ``onnx`` on this GPU and TensorRT must match (``gpu``: name and
+    compute capability); a build adds the precision it really used and the metadata."""
+    return EngineStamp(
+        onnx_sha256=onnx.sha256,
+        tensorrt_version=trt.__version__,
+        gpu_name=gpu[0],
+        compute_capability=gpu[1],
+        fp16_requested=enable_fp16,
+        max_batch=max_batch,
+    )
+
+
 def build_engine(
     onnx: OnnxFileInfo,
     engine_path: Path,
@@ -235,15 +250,10 @@ def build_engine(
             'logged above (workspace too small? unsupported layer?)'
         )
     write_atomically(cache_path, bytes(memoryview(config.get_timing_cache().serialize())))
-    stamp = EngineStamp(
-        onnx_sha256=onnx.sha256,
-        tensorrt_version=trt.__version__,
-        gpu_name=gpu_name,
-        compute_capability=capability,
-        fp16_requested=enable_fp16,
-        max_batch=max_batch,
-        precision=precision,
-        metadata=onnx.metadata.to_dict(),
+    stamp = dataclasses.replace(
+        requested_stamp(onnx, trt, (gpu_name, capability), enable_fp16=enable_fp16,
+                        max_batch=max_batch),
+        precision=precision, metadata=onnx.metadata.to_dict(),
     )
     write_engine(engine_path, bytes(memoryview(serialized)), stamp)
     log.warning('TensorRT engine written to %s', engine_path)
@@ -280,14 +290,8 @@ class TensorRTBackend(InferenceBackend):
         engine_path = (
             Path(engine_file_path) if engine_file_path else default_engine_path(onnx.path)
         )
-        wanted = EngineStamp(
-            onnx_sha256=onnx.sha256,
-            tensorrt_version=trt.__version__,
-            gpu_name=gpu_name,
-            compute_capability=capability,
-            fp16_requested=enable_fp16,
-            max_batch=max_batch,
-        )
+        wanted = requested_stamp(onnx, trt, (gpu_name, capability), enable_fp16=enable_fp16,
+                                 max_batch=max_batch)
         plan = plan_engine(
             engine_path,
             wanted,
