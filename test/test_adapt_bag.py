@@ -83,7 +83,7 @@ def test_a_missing_sensor_topic_is_named(healthy_bag):
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_adapt_exports_a_model_and_its_card(healthy_bag, tmp_path):
-    pytest.importorskip('torch', reason='torch: the train extra')
+    pytest.importorskip('torch', reason="needs torch (pip install '.[train]')")
     from mmp_ros.inference.onnx_file import read_model_metadata
     from mmp_ros.inference.testing import tiny_random_model
     from mmp_ros.model.checkpoint import save_checkpoint

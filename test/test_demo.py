@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.slow]
 
 @pytest.fixture(scope='module')
 def model(tmp_path_factory) -> Path:
-    pytest.importorskip('torch', reason='torch: the train extra')
+    pytest.importorskip('torch', reason="needs torch (pip install '.[train]')")
     from mmp_ros.inference.testing import export_tiny_random_model
 
     return export_tiny_random_model(tmp_path_factory.mktemp('model') / 'tiny.onnx',

@@ -52,7 +52,7 @@ def child_env() -> dict[str, str]:
 @pytest.fixture(scope='module')
 def tiny_model(tmp_path_factory) -> Path:
     """A random-weight model exported like a trained one (the real architecture if present)."""
-    pytest.importorskip('torch', reason='torch: the train extra')
+    pytest.importorskip('torch', reason="needs torch (pip install '.[train]')")
     path = tmp_path_factory.mktemp('model') / 'tiny.onnx'
     from mmp_ros.inference import testing
 

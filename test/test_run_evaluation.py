@@ -215,7 +215,7 @@ def test_core_scores_count_no_prediction_as_a_miss():
 
 
 def test_training_scores_are_the_core_scores():
-    torch = pytest.importorskip('torch', reason='torch: the train extra')
+    torch = pytest.importorskip('torch', reason="needs torch (pip install '.[train]')")
     from mmp_ros.core.metrics import scores as core_scores
     from training.metrics import scores as train_scores
 
