@@ -436,7 +436,7 @@ def criteria_lines(rows: list[tuple[str, str, bool]]) -> list[str]:
             + [f'| {c} | {v} | {"yes" if ok else "**no**"} |' for c, v, ok in rows])
 
 
-def summary_section(results: dict, seeds: list[int], images: Path) -> list[str]:
+def summary_section(results: dict, seeds: list[int], images: Path, stem: str) -> list[str]:
     """Mean over the seeds of each method, its spread, and the acceptance checks."""
     lines = []
     for split in ('test', 'ood'):
@@ -453,7 +453,7 @@ def summary_section(results: dict, seeds: list[int], images: Path) -> list[str]:
         label = {m: f'{m} ({len(v)} seeds)' if len(counts) > 1 else m
                  for m, v in per_method.items()}
         named = {label[m]: r for m, r in means.items()}
-        chart = bar_chart(named, images / f'robustness_mean_{split}.png',
+        chart = bar_chart(named, images / f'{stem}_mean_{split}.png',
                           title=f'mIoU per available subset ({split}, mean of seeds '
                           f'{", ".join(map(str, seeds))})', ceilings=ceil)
         lines += [f'### {split.upper() if split == "ood" else split.capitalize()} split, '
@@ -499,7 +499,7 @@ def write_doc(results: dict, out: Path, doc: Path) -> None:
     ablation_names = [n for n in results['runs'] if n.startswith('ablation_')]
     ceilings = {k: v * 100 for k, v in results.get('ceiling', {}).get('test', {}).items()}
     ceilings_ood = {k: v * 100 for k, v in results.get('ceiling', {}).get('ood', {}).items()}
-    lines = ['# Robustness to missing modalities', '',
+    lines = [f'# {results.get("title", "Robustness to missing modalities")}', '',
              'Within each seed group below, the methods trained from scratch share the `tiny` '
              'model, the training data, the seed and the step budget, and `mmp_adapt` adapts '
              'that group\'s `none` model without labels. Every model is evaluated with every '
@@ -531,7 +531,7 @@ def write_doc(results: dict, out: Path, doc: Path) -> None:
         lines += [note, '']
     main_seeds = [s for s in seeds if any(f'{m}_s{s}' in results['runs'] for m in METHODS)]
     if len(main_seeds) > 1:
-        lines += ['## All seeds', '', *summary_section(results, main_seeds, images)]
+        lines += ['## All seeds', '', *summary_section(results, main_seeds, images, doc.stem)]
     for group_seed, (split, title, ceil) in itertools.product(
             seeds, (('test', 'test split', ceilings), ('ood', 'OOD split', ceilings_ood))):
         main = [f'{m}_s{group_seed}' for m in (*METHODS, 'mmp_adapt')]
@@ -549,7 +549,7 @@ def write_doc(results: dict, out: Path, doc: Path) -> None:
                       + '; '.join(f'{kind} ' + ', '.join(f'{steps} steps × {batch} on {device}'
                                                          for steps, batch, device in sorted(b))
                                   for kind, b in budgets.items()), '']
-        chart = bar_chart(reports, images / f'robustness_s{group_seed}_{split}.png',
+        chart = bar_chart(reports, images / f'{doc.stem}_s{group_seed}_{split}.png',
                           title=f'mIoU per available subset ({split}, seed {group_seed})',
                           ceilings=ceil)
         lines += [f'### {title.capitalize()}: mIoU (%) per available-modality subset', '',
@@ -638,10 +638,11 @@ def write_doc(results: dict, out: Path, doc: Path) -> None:
                      f'{run.get("device", results.get("device_name", "?"))} | '
                      f'{run.get("seconds") or math.nan:.0f} | '
                      f'{(run.get("seconds_per_step") or math.nan) * 1000:.0f} |')
-    lines += ['', 'All numbers above are in `docs/data/robustness_results.json` (a copy of '
+    lines += ['', f'All numbers above are in `docs/data/{doc.stem}_results.json` (a copy of '
               f'`{out}/results.json`). Regenerate this page from it: copy it to '
               '`OUT/results.json`, then `PYTHONPATH=. python scripts/robustness_benchmark.py '
-              '--report-only --out OUT`. Training curves and CSV logs: `OUT/<run>/`.', '']
+              f'--report-only --no-overhead --out OUT --doc docs/{doc.name}`. Training curves '
+              'and CSV logs: `OUT/<run>/`.', '']
     doc.write_text('\n'.join(lines), encoding='utf-8')
     print(f'wrote {doc}', flush=True)
 

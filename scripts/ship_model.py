@@ -27,7 +27,8 @@ from mmp_ros.model import load_checkpoint, read_checkpoint  # noqa: E402
 MAX_BYTES = 20 * 2**20
 
 
-def card(path: Path, checkpoint: dict, results: dict | None, run: str, base_run: str) -> str:
+def card(path: Path, checkpoint: dict, results: dict | None, run: str, base_run: str,
+         doc: str) -> str:
     metadata = checkpoint['metadata']
     config = checkpoint['model_config']
     model, _, _ = load_checkpoint(path)
@@ -101,7 +102,7 @@ def card(path: Path, checkpoint: dict, results: dict | None, run: str, base_run:
                          f'{mine[split]["mean_missing_miou"]:.1f} | '
                          + (f'{theirs:.1f}' if theirs is not None else '–') + ' |')
         lines += ['', 'Full tables, every method and the measurement commands: '
-                  '[docs/robustness.md](../docs/robustness.md).']
+                  f'[{doc}](../{doc}).']
     onnx = path.with_suffix('.onnx')
     lines += ['', '## Files', '',
               f'- `{path.name}`: the checkpoint (PyTorch backend, further training, export)']
@@ -125,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--results', help="the benchmark's results.json, for the card")
     parser.add_argument('--run', default='', help='this model\'s run name in the results')
     parser.add_argument('--compare', default='none_s0', help='run shown beside it')
+    parser.add_argument('--doc', default='docs/robustness.md',
+                        help='the benchmark page the results come from, for the card')
     args = parser.parse_args(argv)
     checkpoint = read_checkpoint(args.checkpoint)
     for key in ('optimizer', 'scheduler', 'scaler'):
@@ -155,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f'{out}: {out.stat().st_size / 2**20:.1f} MB exceeds the 20 MB limit')
     load_checkpoint(out)  # strict: what ships must load
     card_path = out.with_suffix('.md')
-    card_path.write_text(card(out, checkpoint, results, args.run, args.compare),
+    card_path.write_text(card(out, checkpoint, results, args.run, args.compare, args.doc),
                          encoding='utf-8')
     print(f'{out} ({out.stat().st_size / 2**20:.2f} MB) and {card_path}')
     return 0
