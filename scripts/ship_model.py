@@ -1,12 +1,15 @@
-"""Ship a trained checkpoint as the package's default model: weights + a model card.
+"""Ship a trained checkpoint as the package's default model: weights, ONNX graph, model card.
 
 Drops the optimizer, scheduler and scaler states (only a resumed training needs them),
-checks the file loads strictly and stays under the size limit, and writes the model card
-from the checkpoint's own metadata and the benchmark's results, so no number in the card
-is typed by hand.
+checks the file loads strictly and stays under the size limit, exports the ONNX graph the
+node runs beside it (checked against PyTorch on every modality mask, as ``mmp_ros export``
+does), and writes the model card from the checkpoint's own metadata and the benchmark's
+results, so no number in the card is typed by hand. ``test/test_shipped_model.py`` checks
+that the three files agree.
 
-    PYTHONPATH=. python scripts/ship_model.py out/robustness/mmp_adapt_s0/checkpoint.pt \\
-        --results out/robustness/results.json --run mmp_adapt_s0 --out models/tiny_mmp_adapt.pt
+    PYTHONPATH=. python scripts/ship_model.py out/robustness_gpu/mmp_s1/checkpoint.pt \\
+        --results out/robustness_gpu/results.json --run mmp_s1 --compare none_s1 \\
+        --doc docs/robustness_gpu.md --out models/tiny_mmp.pt
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ sys.path.insert(0, str(REPO))
 
 from mmp_ros.modalities import nonempty_subsets, subset_label  # noqa: E402
 from mmp_ros.model import load_checkpoint, read_checkpoint  # noqa: E402
+from training.export import export_checkpoint  # noqa: E402
 
 MAX_BYTES = 20 * 2**20
 
@@ -108,9 +112,10 @@ def card(path: Path, checkpoint: dict, results: dict | None, run: str, base_run:
               f'- `{path.name}`: the checkpoint (PyTorch backend, further training, export)']
     if onnx.is_file():
         lines.append(f'- `{onnx.name}` ({onnx.stat().st_size / 2**20:.1f} MB): the same model '
-                     'as one ONNX graph for every modality mask, the node\'s default; made '
-                     f'with `mmp_ros export --checkpoint models/{path.name} --out '
-                     f'models/{onnx.name}` (which checks it against PyTorch on all 15 masks)')
+                     'as one ONNX graph for every modality mask, the node\'s default; '
+                     'exported by `scripts/ship_model.py` as `mmp_ros export --checkpoint '
+                     f'models/{path.name} --out models/{onnx.name}` does, and checked against '
+                     'PyTorch on all 15 masks')
     lines += ['', '## Limits', '',
               '- Trained on synthetic scenes only (training/data); on real sensors expect a '
               'domain gap until it is fine-tuned on labelled real data.',
@@ -126,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--results', help="the benchmark's results.json, for the card")
     parser.add_argument('--run', default='', help='this model\'s run name in the results')
     parser.add_argument('--compare', default='none_s0', help='run shown beside it')
+    parser.add_argument('--no-onnx', action='store_true', help='skip the ONNX export')
     parser.add_argument('--doc', default='docs/robustness.md',
                         help='the benchmark page the results come from, for the card')
     args = parser.parse_args(argv)
@@ -157,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     if out.stat().st_size > MAX_BYTES:
         raise SystemExit(f'{out}: {out.stat().st_size / 2**20:.1f} MB exceeds the 20 MB limit')
     load_checkpoint(out)  # strict: what ships must load
+    if not args.no_onnx:
+        onnx, _ = export_checkpoint(out, out.with_suffix('.onnx'), verify=True)
+        print(f'{onnx} ({onnx.stat().st_size / 2**20:.2f} MB), checked against PyTorch')
     card_path = out.with_suffix('.md')
     card_path.write_text(card(out, checkpoint, results, args.run, args.compare, args.doc),
                          encoding='utf-8')
