@@ -512,8 +512,9 @@ def write_doc(results: dict, out: Path, doc: Path) -> None:
     commands = results.get('commands') or [results.get('command', '')]
     lines += ['## Setup', '',
               f'- evaluation: `SyntheticDataset` test and OOD splits, {a["eval_scenes"]} '
-              f'scenes each, {a["size"][0]}×{a["size"][1]}, fp32; every run evaluated the '
-              'same way on the same scenes',
+              f'scenes each, {a["size"][0]}×{a["size"][1]}, '
+              + ('fp32' if a['device'] == 'cpu' else 'bf16 autocast (as the runs trained)')
+              + '; every run evaluated the same way on the same scenes',
               '- training: AdamW, lr {lr}, warm-up 5 % of the steps then poly 0.9; steps, '
               'batch, training scenes and device of each run in [Runs](#runs); seeds '
               '{seeds}'.format(lr=a['lr'], seeds=', '.join(map(str, seeds))),
