@@ -409,7 +409,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "model's input size)")
     parser.add_argument('--scene-seconds', type=float, default=1.0,
                         help='how long the synthetic camera holds each scene (default 1: a '
-                        '10 s phase shows ten scenes)')
+                        '20 s phase shows twenty scenes)')
     parser.add_argument('--strip', type=Path, default=None,
                         help='also write the image strip here (e.g. docs/img/demo_strip.png)')
 
