@@ -2,8 +2,8 @@
 
 A real ONNX Runtime session on the shipped file, the PyTorch checkpoint beside it as the
 reference, real generator scenes through the node's polarization decoder. These fail when
-one of the three files is replaced without the others (re-run ``scripts/ship_model.py``
-and ``mmp_ros export``, README "Models").
+one of the three files is replaced without the others: ``scripts/ship_model.py`` writes
+all three (checkpoint, ONNX graph, card) from one trained checkpoint.
 """
 
 from __future__ import annotations
