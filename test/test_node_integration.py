@@ -244,7 +244,10 @@ def test_all_healthy_gives_every_output_at_camera_resolution_with_the_anchor_hea
         assert (msg.height, msg.width, msg.encoding) == (HEIGHT, WIDTH, encoding), name
     labels = checker.images['labels'][-1][1]
     assert labels.header.frame_id == 'rgb_optical'
-    assert (labels.header.stamp.sec, labels.header.stamp.nanosec) in checker.rgb_stamps
+    # The anchor's header: the stamp of an RGB frame this process received too. spin_once runs
+    # one callback at a time, so the labels can be handled before that RGB frame: spin on.
+    stamp = (labels.header.stamp.sec, labels.header.stamp.nanosec)
+    checker.wait(lambda: stamp in checker.rgb_stamps, 2.0, f'an RGB frame stamped {stamp}')
     assert set(bytes(labels.data)) <= set(range(CLASSES)) | {255}
     model = checker.latest('model')
     assert model['level'] == 0 and model['backend'] == 'onnxruntime'
