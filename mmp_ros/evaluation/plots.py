@@ -22,7 +22,13 @@ from mmp_ros.bags.messages import deserialize_image
 from mmp_ros.bags.source import open_bag
 from mmp_ros.core.parameters import decoder_settings, defaults
 from mmp_ros.core.postprocess import colorize, palette_array, visualize
-from mmp_ros.evaluation.analysis import Evaluation, Phase, UsableTimeline, modality_set
+from mmp_ros.evaluation.analysis import (
+    TRUTH_TOLERANCE_NS,
+    Evaluation,
+    Phase,
+    UsableTimeline,
+    modality_set,
+)
 from mmp_ros.evaluation.run import DEFAULT_TOPICS, RunTopics
 from mmp_ros.modalities import MODALITIES
 from mmp_ros.sensors import SensorInputError, decode_frame
@@ -194,7 +200,7 @@ def strip(ev: Evaluation, moments: Sequence[Phase], path: Path,
     for row, (phase, anchor) in enumerate(zip(moments, anchors, strict=True)):
         label = by_stamp[anchor]
         shape = label.labels.shape
-        truth = ev.run.truth_near(anchor, 25_000_000)
+        truth = ev.run.truth_near(anchor, TRUTH_TOLERANCE_NS)
         cells = []
         for m in MODALITIES:
             data = frames.get((m, anchor))

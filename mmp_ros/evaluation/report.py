@@ -106,8 +106,9 @@ class RunReport:
                  f' %']
         lines += _text_table(['#', 'phase', 't (s)', 'frames', 'mIoU %', 'acc %', 'modalities'],
                              self.phase_rows())
-        if self.cut_note():
-            lines.append(self.cut_note())
+        note = self.cut_note()
+        if note:
+            lines.append(note)
         lines.append('')
         lines += _text_table(['#', 'fault', 'window (s)', 'detected (ms)', 'as', 'bound (ms)',
                               'in bound+100ms', 'recovered (ms)'], self.detection_rows())
