@@ -264,11 +264,12 @@ def _onnx_session(model, method: str, inputs, available):
 
     size = tuple(next(iter(inputs.values())).shape[-2:])
     metadata = tiny_metadata(input_size=size, num_classes=len(CLASS_NAMES), method=method)
-    path = export_onnx(model, metadata, Path(tempfile.mkdtemp()) / 'model.onnx', verify=False)
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1
-    session = onnxruntime.InferenceSession(str(path), options,
-                                           providers=['CPUExecutionProvider'])
+    with tempfile.TemporaryDirectory() as tmp:  # the session holds the graph once created
+        path = export_onnx(model, metadata, Path(tmp) / 'model.onnx', verify=False)
+        session = onnxruntime.InferenceSession(str(path), options,
+                                               providers=['CPUExecutionProvider'])
     feed = {k: v.numpy() for k, v in inputs.items()} | {
         'available': available.numpy().astype('float32')}
     return session, feed
