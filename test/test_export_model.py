@@ -98,3 +98,23 @@ def test_export_cli_reports_a_bad_checkpoint(tmp_path, capsys):
     args = parser.parse_args(['--checkpoint', str(bad), '--out', str(tmp_path / 'x.onnx')])
     assert export_cli.run(args) == 1
     assert 'bad.pt' in capsys.readouterr().err
+
+
+def test_convolutional_projection_exports_with_parity_and_passes_the_tensorrt_check(tmp_path):
+    """Label-free adaptation's projection (``projection_kind: conv``) in the node's graph."""
+    from mmp_ros.model import ModelConfig, build_model
+    from training.export import export_onnx
+
+    metadata = tiny_metadata(input_size=INPUT_SIZE, num_classes=6, method='mmp_adapt')
+    torch.manual_seed(SEED)
+    model = build_model(ModelConfig(modalities=metadata.modalities, num_classes=6,
+                                    method='mmp_adapt', projection_kind='conv',
+                                    projection_stride=16)).eval()
+    path = export_onnx(model, metadata, tmp_path / 'conv.onnx', with_logits=True, verify=False)
+    assert check_tensorrt_compatibility(path).ok
+    available = mask_rows(metadata.modalities)
+    inputs = example_inputs(metadata, available, seed=22)
+    ours = create_backend('onnxruntime', path, threads=1).run(inputs, available)
+    ref = TorchBackend(model, metadata).run(inputs, available)
+    torch.testing.assert_close(torch.from_numpy(ours['logits']), torch.from_numpy(ref['logits']),
+                               atol=1e-4, rtol=1e-4)

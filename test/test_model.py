@@ -18,6 +18,10 @@ from mmp_ros.model import (
 )
 
 METHODS = ('none', 'dropout', 'mask_token', 'mmp', 'mmp_adapt')
+# Every method, and the projection methods with the convolutional projection too.
+VARIANTS = {**{m: {'method': m} for m in METHODS},
+            **{f'{m}_conv': {'method': m, 'projection_kind': 'conv', 'projection_stride': 4}
+               for m in ('mmp', 'mmp_adapt')}}
 SIZE = 16
 
 
@@ -37,11 +41,11 @@ def all_masks(modalities=MODALITIES) -> torch.Tensor:
 @pytest.fixture(scope='module')
 def models() -> dict[str, torch.nn.Module]:
     torch.manual_seed(0)
-    return {m: build_model(ModelConfig(modalities=MODALITIES, num_classes=5, method=m))
-            for m in METHODS}
+    return {name: build_model(ModelConfig(modalities=MODALITIES, num_classes=5, **options))
+            for name, options in VARIANTS.items()}
 
 
-@pytest.mark.parametrize('method', METHODS)
+@pytest.mark.parametrize('method', VARIANTS)
 def test_every_mask_runs_forward_and_backward_with_finite_values(models, method):
     model = models[method].train()
     masks = all_masks()
@@ -59,12 +63,14 @@ def test_every_mask_runs_forward_and_backward_with_finite_values(models, method)
         assert grads and all(torch.isfinite(g).all() for g in grads)
 
 
+@pytest.mark.parametrize('kind', ['attention', 'conv'])
 @pytest.mark.parametrize('stage', ['stem', 'encoder'])
-def test_differing_widths_and_token_counts(stage):
+def test_differing_widths_and_token_counts(stage, kind):
     config = ModelConfig(modalities=('rgb', 'depth', 'thermal'), num_classes=3, method='mmp',
                          modality_widths={'rgb': 24, 'depth': 8, 'thermal': 12},
                          token_strides={'rgb': 2, 'depth': 4, 'thermal': 8},
-                         projection_stage=stage, projection_stride=8, aggregate_stride=16)
+                         projection_stage=stage, projection_kind=kind, projection_stride=8,
+                         aggregate_stride=16)
     model = build_model(config)
     inputs = make_inputs(3, modalities=config.modalities)
     available = torch.tensor([[True, False, True], [False, True, False], [True, True, True]])
@@ -77,7 +83,7 @@ def test_differing_widths_and_token_counts(stage):
     assert aux.alignment.shape == (3, 3)
 
 
-@pytest.mark.parametrize('method', METHODS)
+@pytest.mark.parametrize('method', VARIANTS)
 def test_unavailable_modality_input_changes_nothing(models, method):
     model = models[method].eval()
     inputs = make_inputs(2)
@@ -94,10 +100,11 @@ def test_unavailable_modality_input_changes_nothing(models, method):
         assert not torch.equal(model(changed, available)[0], reference[0])
 
 
-def test_projection_ignores_unavailable_tokens_but_uses_available_ones(models):
-    projection = models['mmp'].projection
+@pytest.mark.parametrize('variant', ['mmp', 'mmp_conv'])
+def test_projection_ignores_unavailable_tokens_but_uses_available_ones(models, variant):
+    projection = models[variant].projection
     tokens = {m: torch.randn(1, w, SIZE // 4, SIZE // 4)
-              for m, w in models['mmp'].config.widths.items()}
+              for m, w in models[variant].config.widths.items()}
     tokens['thermal'] = torch.randn(1, 16, SIZE // 8, SIZE // 8)
     available = torch.tensor([[True, True, False, False]])
     features, _ = projection(tokens, available, (SIZE, SIZE))
@@ -115,10 +122,12 @@ def test_float_available_mask_is_accepted(models):
         assert torch.equal(model(inputs, as_bool), model(inputs, as_bool.float()))
 
 
-def test_folded_projection_fusion_equals_substituting_tokens():
+@pytest.mark.parametrize('kind', ['attention', 'conv'])
+def test_folded_projection_fusion_equals_substituting_tokens(kind):
     """The cheap fused path equals fusing where(available, real, upsampled projection)."""
     torch.manual_seed(1)
-    folded = build_model(ModelConfig(modalities=MODALITIES, num_classes=4, method='mmp'))
+    folded = build_model(ModelConfig(modalities=MODALITIES, num_classes=4, method='mmp',
+                                     projection_kind=kind, projection_stride=8))
     folded.eval()
     inputs = make_inputs(4, seed=3)
     masks = all_masks()[[0, 5, 10, 14]]
@@ -169,6 +178,7 @@ def test_load_weights_refuses_other_models_and_names_the_keys():
     ({'method': 'magic'}, "unknown method 'magic'"),
     ({'size': 'huge'}, "unknown model size 'huge'"),
     ({'token_strides': {'rgb': 3}}, 'rgb: token stride must be a power of two'),
+    ({'projection_kind': 'mlp'}, "projection_kind must be one of .*got 'mlp'"),
     ({'modality_widths': {'thermal': 8}, 'modalities': ('rgb',)},
      "modality_widths names modalities \\['thermal'\\]"),
 ])
@@ -204,3 +214,35 @@ def test_alignment_terms_match_the_full_training_forward(models):
     torch.testing.assert_close(alone.alignment, full.alignment)
     with pytest.raises(RuntimeError, match="'none' has no projection"):
         models['none'].alignment_terms(inputs, available)
+
+
+@pytest.mark.parametrize('kind', ['attention', 'conv'])
+@pytest.mark.parametrize('stage', ['stem', 'encoder'])
+def test_distillation_terms_are_the_served_predictions_at_the_decoder_resolution(stage, kind):
+    """forward_distill's student is what the model serves with that mask (whatever the
+    unavailable inputs hold), its teacher what it serves with every modality, both before
+    the final upsampling; the stems run without gradient."""
+    from mmp_ros.model.layers import resize_to
+
+    torch.manual_seed(4)
+    base = build_model(ModelConfig(modalities=MODALITIES, num_classes=4, method='none'))
+    model = build_model(base.config.replace(method='mmp_adapt', projection_stage=stage,
+                                            projection_kind=kind, projection_stride=8))
+    load_weights(model, base.state_dict(), fresh_prefixes=('projection.',))
+    base.eval(), model.eval()
+    inputs = make_inputs(3, seed=5)
+    available = all_masks()[[2, 9, 14]]
+    student, teacher, aux = model.forward_distill(inputs, available)
+    assert student.shape == teacher.shape == (3, 4, SIZE // 4, SIZE // 4)
+    assert aux.alignment.shape == (3, 4) and not teacher.requires_grad
+    zeroed = {m: torch.where(available[:, i, None, None, None], inputs[m], math.nan)
+              for i, m in enumerate(MODALITIES)}
+    with torch.no_grad():
+        torch.testing.assert_close(resize_to(student, (SIZE, SIZE)), model(zeroed, available))
+        torch.testing.assert_close(resize_to(teacher, (SIZE, SIZE)),
+                                   base(inputs, torch.ones_like(available)))
+    student.logsumexp(1).mean().backward()
+    learned = {n.split('.')[0] for n, p in model.named_parameters() if p.grad is not None}
+    assert 'projection' in learned and 'stems' not in learned
+    with pytest.raises(RuntimeError, match="'none' has no projection"):
+        base.forward_distill(inputs, available)

@@ -16,6 +16,7 @@ from mmp_ros.model.checkpoint import (
 from mmp_ros.model.config import (
     METHODS,
     MODEL_SIZES,
+    PROJECTION_KINDS,
     PROJECTION_STAGES,
     ModelConfig,
     ModelConfigError,
@@ -27,6 +28,7 @@ __all__ = [
     'CHECKPOINT_FORMAT',
     'METHODS',
     'MODEL_SIZES',
+    'PROJECTION_KINDS',
     'PROJECTION_STAGES',
     'CheckpointError',
     'ModelConfig',

@@ -20,6 +20,10 @@ PROJECTION_METHODS = ('mmp', 'mmp_adapt')
 # Where missing tokens are substituted: right after the modality's stem, or after its
 # modality-specific blocks (the last per-modality stage, just before fusion).
 PROJECTION_STAGES = ('stem', 'encoder')
+# How the projection computes the missing tokens: the paper's cross-attention of learned
+# per-modality queries to aggregated tokens, or a small convolutional network over the
+# available modalities' tokens on a grid (what label-free adaptation uses; docs/robustness.md).
+PROJECTION_KINDS = ('attention', 'conv')
 FUSED_STRIDE = 4  # stride of the fused feature map: the first shared stage
 
 
@@ -79,8 +83,9 @@ class ModelConfig:
     modality_widths: dict[str, int] = field(default_factory=dict)  # overrides of the size's
     token_strides: dict[str, int] = field(default_factory=dict)  # overrides of the size's
     projection_stage: str = 'encoder'
-    projection_stride: int = 32  # query grid of the projection, in input pixels
-    aggregate_stride: int = 32  # key grid (aggregated tokens); 0 = one token per modality
+    projection_kind: str = 'attention'
+    projection_stride: int = 32  # grid of the projected tokens (attention: queries), in pixels
+    aggregate_stride: int = 32  # attention's key grid (aggregated tokens); 0 = one per modality
 
     def __post_init__(self) -> None:
         try:
@@ -98,6 +103,9 @@ class ModelConfig:
         if self.projection_stage not in PROJECTION_STAGES:
             raise ModelConfigError(f'projection_stage must be one of {PROJECTION_STAGES}, '
                                    f'got {self.projection_stage!r}')
+        if self.projection_kind not in PROJECTION_KINDS:
+            raise ModelConfigError(f'projection_kind must be one of {PROJECTION_KINDS}, '
+                                   f'got {self.projection_kind!r}')
         if self.num_classes < 2:
             raise ModelConfigError(f'num_classes must be at least 2, got {self.num_classes}')
         for name, table in (

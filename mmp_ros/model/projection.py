@@ -1,17 +1,25 @@
 """Masked Modality Projection: estimate a missing modality's tokens from the others.
 
-For every target modality ``m`` the module holds a learned query. At each cell of a
-coarse query grid the query is the masked mean of the available modalities' pooled
-tokens plus ``m``'s query vector; it attends (cross-attention) to the aggregated
-tokens of every modality, pooled to an even coarser key grid and tagged with a
-modality embedding, with the keys of unavailable modalities masked out. A per-target
-linear head maps the result to ``m``'s token width; the segmenter upsamples it to
-``m``'s token grid, or composes the head with its fusion and upsamples once.
+Two ways to compute them (``ModelConfig.projection_kind``), with one interface:
 
-Everything runs at low resolution (query and key grids at stride 32 by default), so
-the cost stays small next to the encoders; the detail of the scene still reaches the
-decoder through the modalities that are present.
-All targets are computed at once, for every sample, whatever the mask: one graph.
+``attention`` (the paper's): for every target modality ``m`` the module holds a learned
+query. At each cell of a coarse query grid the query is the masked mean of the available
+modalities' pooled tokens plus ``m``'s query vector; it attends (cross-attention) to the
+aggregated tokens of every modality, pooled to an even coarser key grid and tagged with a
+modality embedding, with the keys of unavailable modalities masked out.
+
+``conv``: at each cell of a grid, the masked mean of the available modalities' pooled
+tokens plus an embedding of which modalities are available goes through a few residual
+3x3 convolution blocks: a local estimate, where the attention's is global. It is what
+label-free adaptation (``mmp_adapt``) uses: there the projection is the only thing that
+learns, and the local estimate serves the frozen model better (docs/robustness.md).
+
+Either way a per-target linear head maps the features to ``m``'s token width; the
+segmenter upsamples the result to ``m``'s token grid, or composes the head with its
+fusion and upsamples once. Everything runs at low resolution (stride 32 or 16), so the
+cost stays small next to the encoders; the detail of the scene still reaches the decoder
+through the modalities that are present. All targets are computed at once, for every
+sample, whatever the mask: one graph.
 """
 
 from __future__ import annotations
@@ -23,7 +31,48 @@ from torch import nn
 from mmp_ros.model.layers import pool_to_grid
 
 
-class MaskedModalityProjection(nn.Module):
+def grid_of(image_size: tuple[int, int], stride: int) -> tuple[int, int]:
+    """Cells of a grid of ``stride`` input pixels over ``image_size`` (one cell for 0)."""
+    if stride == 0:
+        return (1, 1)
+    return (max(1, image_size[0] // stride), max(1, image_size[1] // stride))
+
+
+def masked_sources(sources: nn.ModuleDict, modalities: tuple[str, ...],
+                   tokens: dict[str, torch.Tensor], available: torch.Tensor,
+                   grid: tuple[int, int]) -> torch.Tensor:
+    """(B, M, D, gh, gw): every modality pooled onto ``grid`` and mapped to the shared
+    width, zero where unavailable.
+
+    ``where()``, not a product: a NaN-filled dead sensor must not leak through 0 * NaN.
+    """
+    pooled = torch.stack([sources[m](pool_to_grid(tokens[m], grid)) for m in modalities], 1)
+    return torch.where(available[:, :, None, None, None], pooled, 0.0)
+
+
+class _ProjectionHeads(nn.Module):
+    """The per-target linear heads shared by both kinds of projection.
+
+    Being linear after the features, a head composes with the fusion's 1x1 convolution
+    into one matrix (the segmenter's cheap path).
+    """
+
+    def __init__(self, modalities: tuple[str, ...], widths: dict[str, int], dim: int) -> None:
+        super().__init__()
+        self.modalities = modalities
+        self.heads_out = nn.ModuleDict({m: nn.Linear(dim, widths[m]) for m in modalities})
+
+    def to_tokens(self, features: torch.Tensor,
+                  grid: tuple[int, int]) -> dict[str, torch.Tensor]:
+        """Each modality's projected tokens ``(B, C_m, gh, gw)`` from ``forward``'s output."""
+        return {
+            m: rearrange(self.heads_out[m](features[:, index]), 'b (h w) c -> b c h w',
+                         h=grid[0], w=grid[1])
+            for index, m in enumerate(self.modalities)
+        }
+
+
+class MaskedModalityProjection(_ProjectionHeads):
     """Projected tokens for every modality from the available ones.
 
     ``forward(tokens, available, image_size)`` takes each modality's tokens
@@ -37,8 +86,7 @@ class MaskedModalityProjection(nn.Module):
 
     def __init__(self, *, modalities: tuple[str, ...], widths: dict[str, int], dim: int,
                  heads: int, query_stride: int, key_stride: int) -> None:
-        super().__init__()
-        self.modalities = modalities
+        super().__init__(modalities, widths, dim)
         self.heads = heads
         self.query_stride = query_stride
         self.key_stride = key_stride  # 0: one aggregated token per modality
@@ -55,28 +103,15 @@ class MaskedModalityProjection(nn.Module):
         self.mlp_norm = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
         self.out_norm = nn.LayerNorm(dim)
-        # Per-target linear heads to each modality's width. Being linear after a shared
-        # norm, a head composes with the fusion's 1x1 convolution into one matrix.
-        self.heads_out = nn.ModuleDict({m: nn.Linear(dim, widths[m]) for m in modalities})
-
-    @staticmethod
-    def _grid(image_size: tuple[int, int], stride: int) -> tuple[int, int]:
-        if stride == 0:
-            return (1, 1)
-        return (max(1, image_size[0] // stride), max(1, image_size[1] // stride))
 
     def forward(self, tokens: dict[str, torch.Tensor], available: torch.Tensor,
                 image_size: tuple[int, int]) -> tuple[torch.Tensor, tuple[int, int]]:
-        query_grid = self._grid(image_size, self.query_stride)
-        key_grid = self._grid(image_size, self.key_stride)
+        query_grid = grid_of(image_size, self.query_stride)
+        key_grid = grid_of(image_size, self.key_stride)
         # Every modality onto the query grid, in the shared width.
-        pooled = torch.stack(
-            [self.sources[m](pool_to_grid(tokens[m], query_grid)) for m in self.modalities], 1
-        )  # (B, M, D, gh, gw)
-        weight = available.to(pooled.dtype)[:, :, None, None, None]  # (B, M, 1, 1, 1)
-        # where(), not a product: a NaN-filled dead sensor must not leak through 0 * NaN.
-        pooled = torch.where(weight > 0, pooled, 0.0)
-        content = pooled.sum(1) / weight.sum(1).clamp(min=1.0)  # (B, D, gh, gw)
+        pooled = masked_sources(self.sources, self.modalities, tokens, available, query_grid)
+        count = available.to(pooled.dtype).sum(1).clamp(min=1.0)[:, None, None, None]
+        content = pooled.sum(1) / count  # (B, D, gh, gw)
 
         keys = pool_to_grid(rearrange(pooled, 'b m d h w -> (b m) d h w'), key_grid)
         keys = rearrange(keys, '(b m) d h w -> b m (h w) d', m=len(self.modalities))
@@ -92,15 +127,6 @@ class MaskedModalityProjection(nn.Module):
         x = x + self.mlp(self.mlp_norm(x))
         x = self.out_norm(rearrange(x, 'b (m g) d -> b m g d', m=len(self.modalities)))
         return x, query_grid
-
-    def to_tokens(self, features: torch.Tensor,
-                  grid: tuple[int, int]) -> dict[str, torch.Tensor]:
-        """Each modality's projected tokens ``(B, C_m, gh, gw)`` from :meth:`forward`'s output."""
-        return {
-            m: rearrange(self.heads_out[m](features[:, index]), 'b (h w) c -> b c h w',
-                         h=grid[0], w=grid[1])
-            for index, m in enumerate(self.modalities)
-        }
 
     def _attend(self, queries: torch.Tensor, keys: torch.Tensor,
                 key_available: torch.Tensor) -> torch.Tensor:
@@ -119,3 +145,47 @@ class MaskedModalityProjection(nn.Module):
         weights = weights / weights.sum(dim=-1, keepdim=True).clamp(min=1e-6)
         out = torch.matmul(weights, v)  # (B, h, Nq, c)
         return self.to_out(rearrange(out, 'b h n c -> b n (h c)'))
+
+
+class ConvBlock(nn.Module):
+    """3x3 convolution, GELU, 1x1 convolution, plus the identity. No normalization: the
+    block sees one sample's masked mean, whose scale depends on the mask."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(dim, dim, 3, padding=1), nn.GELU(),
+                                  nn.Conv2d(dim, dim, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class ConvModalityProjection(_ProjectionHeads):
+    """Projected tokens for every modality from a local convolutional estimate.
+
+    Same interface as :class:`MaskedModalityProjection`: ``forward`` returns features
+    ``(B, M, G, D)`` on its grid (stride ``stride``) and the grid. The features are shared
+    by the targets (the heads tell them apart): the masked mean of the available
+    modalities' pooled tokens, plus the sum of the available modalities' embeddings (so
+    the network knows which ones it reads), through ``blocks`` residual conv blocks.
+    A projected token never depends on an unavailable modality's tokens.
+    """
+
+    def __init__(self, *, modalities: tuple[str, ...], widths: dict[str, int], dim: int,
+                 stride: int, blocks: int = 2) -> None:
+        super().__init__(modalities, widths, dim)
+        self.stride = stride
+        self.sources = nn.ModuleDict({m: nn.Conv2d(widths[m], dim, 1) for m in modalities})
+        self.available_embedding = nn.Parameter(torch.zeros(len(modalities), dim))
+        nn.init.trunc_normal_(self.available_embedding, std=0.02)
+        self.blocks = nn.Sequential(*(ConvBlock(dim) for _ in range(blocks)))
+
+    def forward(self, tokens: dict[str, torch.Tensor], available: torch.Tensor,
+                image_size: tuple[int, int]) -> tuple[torch.Tensor, tuple[int, int]]:
+        grid = grid_of(image_size, self.stride)
+        pooled = masked_sources(self.sources, self.modalities, tokens, available, grid)
+        present = available.to(pooled.dtype)  # (B, M)
+        x = pooled.sum(1) / present.sum(1).clamp(min=1.0)[:, None, None, None]
+        x = self.blocks(x + (present @ self.available_embedding)[:, :, None, None])
+        features = rearrange(x, 'b d h w -> b (h w) d')[:, None]
+        return features.expand(-1, len(self.modalities), -1, -1), grid

@@ -24,7 +24,7 @@ from torch import nn
 
 from mmp_ros.model.config import FUSED_STRIDE, ModelConfig
 from mmp_ros.model.layers import ConvNormAct, ResidualBlock, Stem, resize_to
-from mmp_ros.model.projection import MaskedModalityProjection
+from mmp_ros.model.projection import ConvModalityProjection, MaskedModalityProjection
 
 
 @dataclass
@@ -77,8 +77,7 @@ class MLPDecoder(nn.Module):
         size = tuple(features[0].shape[-2:])
         x = torch.cat([resize_to(lin(f), size) for lin, f in zip(self.linears, features,
                                                                    strict=True)], dim=1)
-        logits = self.classify(self.fuse(x))
-        return F.interpolate(logits, size=image_size, mode='bilinear', align_corners=False)
+        return resize_to(self.classify(self.fuse(x)), image_size)
 
 
 class MultimodalSegmenter(nn.Module):
@@ -108,7 +107,12 @@ class MultimodalSegmenter(nn.Module):
             self.mask_tokens = nn.ParameterDict(
                 {m: nn.Parameter(torch.zeros(1, widths[m], 1, 1)) for m in self.modalities}
             )
-        if config.uses_projection:
+        if config.uses_projection and config.projection_kind == 'conv':
+            self.projection = ConvModalityProjection(
+                modalities=self.modalities, widths=widths, dim=spec.projection_dim,
+                stride=config.projection_stride,
+            )
+        elif config.uses_projection:
             self.projection = MaskedModalityProjection(
                 modalities=self.modalities, widths=widths, dim=spec.projection_dim,
                 heads=spec.projection_heads, query_stride=config.projection_stride,
@@ -143,14 +147,41 @@ class MultimodalSegmenter(nn.Module):
         if self.projection is None:
             raise RuntimeError(f'method {self.config.method!r} has no projection to align')
         available = self._check(inputs, available)
-        first = inputs[self.modalities[0]]
-        image_size = (int(first.shape[-2]), int(first.shape[-1]))
+        image_size = _image_size(inputs, self.modalities)
         tokens = {m: self.stems[m](inputs[m]) for m in self.modalities}
         if self.config.projection_stage == 'encoder':
             tokens = {m: self.modality_blocks[m](t) for m, t in tokens.items()}
         aux = TrainOutputs(alignment=None, projected={}, real={})
         self._project(tokens, available, image_size, aux, with_aux=True)
         return aux
+
+    def forward_distill(self, inputs: dict[str, torch.Tensor], available: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor, TrainOutputs]:
+        """Label-free distillation's terms: ``(student, teacher, aux)``.
+
+        ``student`` is the prediction with the unavailable modalities' tokens projected,
+        ``teacher`` the model's own prediction with every modality real (no gradient),
+        both logits at the decoder's resolution (1/4 of the input): the final bilinear
+        upsampling is linear and the same for both, and skipping it makes the loss 16x
+        smaller to compute. The stems (and, with projection after the encoders, the
+        modality encoders) run once for both, with no gradient: only the projection
+        learns. ``aux`` holds the alignment terms, as in :meth:`forward_train`.
+        """
+        if self.projection is None:
+            raise RuntimeError(f'method {self.config.method!r} has no projection to distill')
+        available = self._check(inputs, available)
+        image_size = _image_size(inputs, self.modalities)
+        fused_size = _fused_size(image_size)
+        with torch.no_grad():
+            stems = {m: self.stems[m](inputs[m]) for m in self.modalities}
+            real = {m: self.modality_blocks[m](t) for m, t in stems.items()}
+            teacher = self._head(self._fuse(real, fused_size), fused_size)
+        aux = TrainOutputs(alignment=None, projected={}, real={})
+        if self.config.projection_stage == 'encoder':
+            fused = self._fuse_projected(real, available, image_size, fused_size, aux, True)
+        else:
+            fused = self._fuse_from_stems(stems, available, image_size, aux, True)
+        return self._head(fused, fused_size), teacher, aux
 
     # --- internals --------------------------------------------------------------------
 
@@ -172,9 +203,7 @@ class MultimodalSegmenter(nn.Module):
     def _run(self, inputs: dict[str, torch.Tensor], available: torch.Tensor, *,
              zero_missing_inputs: bool, with_aux: bool) -> tuple[torch.Tensor, TrainOutputs]:
         available = self._check(inputs, available)
-        first = inputs[self.modalities[0]]
-        image_size = (int(first.shape[-2]), int(first.shape[-1]))
-        fused_size = (max(1, image_size[0] // FUSED_STRIDE), max(1, image_size[1] // FUSED_STRIDE))
+        image_size = _image_size(inputs, self.modalities)
         aux = TrainOutputs(alignment=None, projected={}, real={})
         tokens = {}
         for index, m in enumerate(self.modalities):
@@ -182,18 +211,31 @@ class MultimodalSegmenter(nn.Module):
             if zero_missing_inputs:
                 x = torch.where(available[:, index, None, None, None], x, 0.0)
             tokens[m] = self.stems[m](x)
+        fused = self._fuse_from_stems(tokens, available, image_size, aux, with_aux)
+        return self._head(fused, image_size), aux
+
+    def _fuse_from_stems(self, tokens: dict[str, torch.Tensor], available: torch.Tensor,
+                         image_size: tuple[int, int], aux: TrainOutputs,
+                         with_aux: bool) -> torch.Tensor:
+        """The fused map from the stems' tokens, missing tokens substituted as the method
+        says at the configured stage."""
+        fused_size = _fused_size(image_size)
         stage = self.config.projection_stage
         if stage == 'stem':
             tokens = self._substitute(tokens, available, image_size, aux, with_aux)
         tokens = {m: self.modality_blocks[m](t) for m, t in tokens.items()}
         if stage == 'encoder' and self.projection is not None:
-            fused = self._fuse_projected(tokens, available, image_size, fused_size, aux, with_aux)
-        else:
-            if stage == 'encoder':
-                tokens = self._substitute(tokens, available, image_size, aux, with_aux)
-            fused = sum(resize_to(self.fusion[m](tokens[m]), fused_size) for m in self.modalities)
-        features = self.encoder(self.fusion_norm(fused))
-        return self.decoder(features, image_size), aux
+            return self._fuse_projected(tokens, available, image_size, fused_size, aux, with_aux)
+        if stage == 'encoder':
+            tokens = self._substitute(tokens, available, image_size, aux, with_aux)
+        return self._fuse(tokens, fused_size)
+
+    def _fuse(self, tokens: dict[str, torch.Tensor], fused_size: tuple[int, int]) -> torch.Tensor:
+        return sum(resize_to(self.fusion[m](tokens[m]), fused_size) for m in self.modalities)
+
+    def _head(self, fused: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Shared encoder and decoder: logits (B, K, *size) from the fused map."""
+        return self.decoder(self.encoder(self.fusion_norm(fused)), size)
 
     def _project(self, tokens: dict[str, torch.Tensor], available: torch.Tensor,
                  image_size: tuple[int, int], aux: TrainOutputs,
@@ -261,6 +303,15 @@ class MultimodalSegmenter(nn.Module):
         # The bias is constant over space, so it is added after the upsampling: a Conv feeding
         # the Resize directly stays in ONNX Runtime's fast blocked layout.
         return real + coarse + (absent @ bias)[:, :, None, None]
+
+
+def _image_size(inputs: dict[str, torch.Tensor], modalities: tuple[str, ...]) -> tuple[int, int]:
+    first = inputs[modalities[0]]
+    return (int(first.shape[-2]), int(first.shape[-1]))
+
+
+def _fused_size(image_size: tuple[int, int]) -> tuple[int, int]:
+    return (max(1, image_size[0] // FUSED_STRIDE), max(1, image_size[1] // FUSED_STRIDE))
 
 
 def build_model(config: ModelConfig) -> MultimodalSegmenter:
