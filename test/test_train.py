@@ -208,8 +208,9 @@ def base_checkpoint(tmp_path_factory) -> Path:
     return run(out, 'method=none', steps=4).checkpoint
 
 
-@pytest.mark.parametrize('loss', [[], ['distillation_weight=1']],
-                         ids=['alignment', 'alignment+distillation'])
+@pytest.mark.parametrize('loss', [[], ['distillation_weight=1'],
+                                  ['distillation_weight=1', 'model.projection_kind=conv']],
+                         ids=['alignment', 'alignment+distillation', 'conv+distillation'])
 def test_adaptation_never_reads_labels_and_keeps_the_full_modality_output(tmp_path,
                                                                           base_checkpoint,
                                                                           loss):

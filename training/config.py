@@ -15,7 +15,7 @@ from typing import Any, get_type_hints
 import yaml
 
 from mmp_ros.modalities import INPUT_CHANNELS, MODALITIES, check_modalities
-from mmp_ros.model.config import METHODS, MODEL_SIZES, PROJECTION_STAGES
+from mmp_ros.model.config import METHODS, MODEL_SIZES, PROJECTION_KINDS, PROJECTION_STAGES
 
 
 class ConfigError(ValueError):
@@ -73,10 +73,18 @@ class ModelOptions:
     """Model settings beyond size and method (see :class:`mmp_ros.model.ModelConfig`)."""
 
     projection_stage: str = 'encoder'
+    projection_kind: str = 'attention'
     projection_stride: int = 32
     aggregate_stride: int = 32
     modality_widths: dict[str, int] = field(default_factory=dict)
     token_strides: dict[str, int] = field(default_factory=dict)
+
+    def projection(self) -> dict[str, Any]:
+        """The projection's fields of :class:`~mmp_ros.model.ModelConfig`."""
+        return {'projection_stage': self.projection_stage,
+                'projection_kind': self.projection_kind,
+                'projection_stride': self.projection_stride,
+                'aggregate_stride': self.aggregate_stride}
 
 
 @dataclass
@@ -131,6 +139,8 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError(f'size: unknown {config.size!r}; known: {list(MODEL_SIZES)}')
     if config.model.projection_stage not in PROJECTION_STAGES:
         raise ConfigError(f'model.projection_stage must be one of {PROJECTION_STAGES}')
+    if config.model.projection_kind not in PROJECTION_KINDS:
+        raise ConfigError(f'model.projection_kind must be one of {PROJECTION_KINDS}')
     if config.method == 'mmp_adapt' and not config.base_checkpoint:
         raise ConfigError('method mmp_adapt needs base_checkpoint (a model trained with '
                           'method none on all modalities)')

@@ -60,8 +60,9 @@ class TrainResult:
     checkpoint: Path
     losses: list[float] = field(default_factory=list)  # total loss of each step run now
     metrics: dict[str, Any] = field(default_factory=dict)
-    seconds: float = 0.0
-    seconds_per_step: float = math.nan
+    seconds: float = 0.0  # the whole call: setup, steps, validation, checkpoints
+    train_seconds: float = 0.0  # the steps run now, validation excluded
+    seconds_per_step: float = math.nan  # train_seconds per step
 
 
 @dataclass(frozen=True)
@@ -83,23 +84,33 @@ class Distributed:
 
 
 class TrainStep(nn.Module):
-    """``forward_train`` as a module's ``forward``, so DDP can wrap it and sync gradients.
+    """One step's forward as a module's ``forward``, so DDP can wrap it and sync gradients.
 
-    With ``alignment_only`` (label-free adaptation) it computes just the alignment terms
-    and returns no logits.
+    Returns ``(logits, alignment, teacher)``. ``mode`` picks what it computes:
+    ``train`` the logits and alignment terms (``forward_train``); ``align`` (label-free
+    adaptation by the alignment loss alone) just the alignment terms; ``distill``
+    (label-free adaptation with distillation) also the frozen model's own all-modality
+    prediction, both at the decoder's resolution (``forward_distill``).
     """
 
-    def __init__(self, model: nn.Module, *, alignment_only: bool = False) -> None:
+    MODES = ('train', 'align', 'distill')
+
+    def __init__(self, model: nn.Module, mode: str = 'train') -> None:
         super().__init__()
+        if mode not in self.MODES:
+            raise ValueError(f'mode must be one of {self.MODES}, got {mode!r}')
         self.model = model
-        self.alignment_only = alignment_only
+        self.mode = mode
 
     def forward(self, inputs: dict[str, torch.Tensor], available: torch.Tensor
-                ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        if self.alignment_only:
-            return None, self.model.alignment_terms(inputs, available).alignment
+                ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+        if self.mode == 'align':
+            return None, self.model.alignment_terms(inputs, available).alignment, None
+        if self.mode == 'distill':
+            logits, teacher, aux = self.model.forward_distill(inputs, available)
+            return logits, aux.alignment, teacher
         logits, aux = self.model.forward_train(inputs, available)
-        return logits, aux.alignment
+        return logits, aux.alignment, None
 
 
 def soft_cross_entropy(logits: torch.Tensor, teacher: torch.Tensor,
@@ -178,11 +189,7 @@ def _adapt_model(config: TrainConfig) -> tuple[nn.Module, ModelMetadata]:
     if base_config.modalities != tuple(config.modalities):
         raise ConfigError(f'modalities {list(config.modalities)} differ from the base model\'s '
                           f'{list(base_config.modalities)}')
-    options = config.model
-    model_config = base_config.replace(
-        method='mmp_adapt', projection_stage=options.projection_stage,
-        projection_stride=options.projection_stride, aggregate_stride=options.aggregate_stride,
-    )
+    model_config = base_config.replace(method='mmp_adapt', **config.model.projection())
     model = build_model(model_config)
     load_weights(model, base_checkpoint['state_dict'], source=config.base_checkpoint,
                  fresh_prefixes=('projection.',))
@@ -233,9 +240,7 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
         options = config.model
         model_config = ModelConfig(
             modalities=modalities, num_classes=len(class_names), size=config.size,
-            method=config.method, projection_stage=options.projection_stage,
-            projection_stride=options.projection_stride,
-            aggregate_stride=options.aggregate_stride,
+            method=config.method, **options.projection(),
             modality_widths=dict(options.modality_widths),
             token_strides=dict(options.token_strides),
         )
@@ -289,7 +294,8 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
         start_step, metrics = int(saved['step']), dict(saved.get('metrics') or {})
 
     distilling = adapting and config.distillation_weight > 0
-    step_module: nn.Module = TrainStep(model, alignment_only=adapting and not distilling)
+    mode = ('distill' if distilling else 'align') if adapting else 'train'
+    step_module: nn.Module = TrainStep(model, mode)
     if ddp.world_size > 1:
         step_module = nn.parallel.DistributedDataParallel(
             step_module, device_ids=[device.index] if device.type == 'cuda' else None)
@@ -301,7 +307,11 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
         check_modalities(val_data, modalities, need_label=True,
                          name=f'validation data ({config.data.val_split})')
 
+    validation_seconds = 0.0
+
     def evaluate_now() -> SubsetReport:
+        nonlocal validation_seconds
+        validation_started = time.perf_counter()
         report = evaluate_subsets(
             model, batches_for_eval(val_data, metadata, batch_size=config.batch_size,
                                     device=device, max_samples=config.data.val_samples),
@@ -309,6 +319,7 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
         metrics.update({'step': step + 1, 'val_full_miou': report.full,
                         'val_mean_missing_miou': report.mean_missing,
                         'val_subsets': {k: s.miou for k, s in report.subsets.items()}})
+        validation_seconds += time.perf_counter() - validation_started
         return report
 
     def save(step_done: int) -> None:
@@ -353,13 +364,11 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
             available = masks[ddp.rank * local_batch:(ddp.rank + 1) * local_batch]
         available = available.to(device)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-            logits, alignment = step_module(inputs, available)
+            logits, alignment, teacher = step_module(inputs, available)
         missing = (~available).float()
         align = (alignment * missing).sum() / missing.sum().clamp(min=1.0) \
             if alignment is not None else torch.zeros((), device=device)
-        if distilling:  # the base model's own prediction with every modality real
-            with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                teacher = model(inputs, torch.ones_like(available))
+        if distilling:  # against the base model's own prediction with every modality real
             ce = soft_cross_entropy(logits, teacher, rows=~available.all(1))
             loss = align + config.distillation_weight * ce
         elif adapting:
@@ -414,7 +423,8 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
         dist.barrier()
     result.metrics = metrics
     result.seconds = time.perf_counter() - started
-    result.seconds_per_step = loop_seconds / max(1, len(result.losses))
+    result.train_seconds = loop_seconds - validation_seconds
+    result.seconds_per_step = result.train_seconds / max(1, len(result.losses))
     return result
 
 

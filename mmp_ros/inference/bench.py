@@ -170,9 +170,7 @@ def _random_checkpoints(args, workdir: Path) -> list[Variant]:
                                  method=method)
         config = ModelConfig(
             modalities=metadata.modalities, num_classes=metadata.num_classes,
-            size=args.random_size, method=method, projection_stage=options.projection_stage,
-            projection_stride=options.projection_stride,
-            aggregate_stride=options.aggregate_stride,
+            size=args.random_size, method=method, **options.projection(),
         )
         torch.manual_seed(0)
         path = save_checkpoint(workdir / f'random_{args.random_size}_{method}.pt',
