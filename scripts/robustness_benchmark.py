@@ -18,6 +18,7 @@ ends with results on disk.
 from __future__ import annotations
 
 import argparse
+import csv
 import itertools
 import json
 import math
@@ -47,7 +48,10 @@ from training.train import batches_for_eval, train  # noqa: E402
 
 METHODS = ('none', 'dropout', 'mask_token', 'mmp')
 MASKING = ('drop', 'full')  # ablations of the masking schedule, which dropout shares
-# name -> (what it varies, overrides of the ablated run)
+# config/train_adapt.yaml's projection and optimizer (the benchmark's defaults are training's)
+CONV_DISTILL = ('model.projection_kind=conv', 'model.projection_stride=16',
+                'distillation_weight=1', 'optim.lr=0.006')
+# name -> (what it varies, overrides of the ablated run; 'steps=N' sets its own budget)
 ABLATIONS = {
     'default': ('nothing: the defaults, at the ablation budget', []),
     'stage_stem': ('projection after the stem', ['model.projection_stage=stem']),
@@ -61,22 +65,29 @@ ABLATIONS = {
     'query_16': ('query grid stride 16 (4x the cells)', ['model.projection_stride=16']),
     'distill_1': ("plus distillation from the frozen base's own all-modality prediction "
                   '(label-free), weight 1', ['distillation_weight=1']),
+    'conv_distill': ('convolutional projection (stride 16) with distillation, lr 0.006',
+                     [*CONV_DISTILL]),
+    'conv_fast': ('convolutional projection with distillation in 100 steps',
+                  [*CONV_DISTILL, 'steps=100']),
 }
+ADAPT_ONLY = ('distill_1', 'conv_distill', 'conv_fast')  # label-free adaptation's alone
 # The rows of the summary over seeds: label -> run name prefix (runs are <prefix>_s<seed>).
 SUMMARY_ROWS = {**{m: m for m in METHODS}, 'mmp_adapt': 'mmp_adapt',
-                'mmp_adapt + distillation': 'ablation_adapt_distill_1'}
+                'mmp_adapt + distillation': 'ablation_adapt_distill_1',
+                'mmp_adapt, conv + distillation': 'ablation_adapt_conv_distill',
+                'mmp_adapt, conv + distillation, 100 steps': 'ablation_adapt_conv_fast'}
 ABLATION_PREFIX = {'mmp': 'ablation_', 'mmp_adapt': 'ablation_adapt_',
                    'dropout': 'ablation_dropout_'}
 
 
 def ablation_applies(name: str, method: str) -> bool:
-    """The alignment weight scales the only loss of mmp_adapt, and dropout has no
-    projection: each is ablated only in what it has."""
+    """The alignment weight scales the only loss of mmp_adapt, dropout has no projection,
+    and distillation needs a frozen base: each is ablated only in what it has."""
     if method == 'dropout':
         return name == 'default' or name.split('_')[0] in MASKING
     if method == 'mmp_adapt':
         return not name.startswith('align_') and not name.startswith('full_')
-    return not name.startswith('distill_')
+    return name not in ADAPT_ONLY
 
 
 # --- data ----------------------------------------------------------------------------------
@@ -162,9 +173,13 @@ def planned_runs(args: argparse.Namespace) -> list[Run]:
             continue
         varies, overrides = ABLATIONS[name]
         adapting = method == 'mmp_adapt'
-        runs.append(Run(f'{ABLATION_PREFIX[method]}{name}_s{seed}', method, list(overrides),
-                        args.ablation_steps or (args.adapt_steps if adapting else args.steps),
-                        seed, base=f'none_s{seed}' if adapting else '', varies=varies))
+        steps = args.ablation_steps or (args.adapt_steps if adapting else args.steps)
+        own = [o for o in overrides if o.startswith('steps=')]
+        if own:
+            steps = int(own[-1].split('=', 1)[1])
+        runs.append(Run(f'{ABLATION_PREFIX[method]}{name}_s{seed}', method,
+                        [o for o in overrides if o not in own], steps, seed,
+                        base=f'none_s{seed}' if adapting else '', varies=varies))
     return runs
 
 
@@ -218,7 +233,9 @@ def overhead(size: tuple[int, int], repeats: int = 200) -> dict[str, dict]:
     available = torch.tensor([[True, False, True, False]])
     variants = {'none': {'method': 'none'}, 'mask_token': {'method': 'mask_token'},
                 'mmp': {'method': 'mmp'},
-                'mmp, query stride 16': {'method': 'mmp', 'projection_stride': 16}}
+                'mmp, query stride 16': {'method': 'mmp', 'projection_stride': 16},
+                'mmp_adapt, conv projection': {'method': 'mmp_adapt', 'projection_kind': 'conv',
+                                               'projection_stride': 16}}
     models = {name: build_model(ModelConfig(modalities=MODALITIES, num_classes=len(CLASS_NAMES),
                                             **options)).eval()
               for name, options in variants.items()}
@@ -276,7 +293,10 @@ def _onnx_session(model, method: str, inputs, available):
 
 
 def step_cost(size: tuple[int, int], batch: int, threads: int, steps: int = 4) -> dict:
-    """CPU seconds per training step (forward, backward, AdamW) of tiny, per method."""
+    """CPU seconds per training step (forward, backward, AdamW) of tiny, per method, and
+    per label-free distillation step (frozen model, projection learning)."""
+    from training.train import soft_cross_entropy
+
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     g = torch.Generator().manual_seed(0)
@@ -285,23 +305,42 @@ def step_cost(size: tuple[int, int], batch: int, threads: int, steps: int = 4) -
     label = torch.randint(0, len(CLASS_NAMES), (batch, *size), generator=g)
     available = torch.rand(batch, 4, generator=g) > 0.4
     available[:, 0] = True
-    costs = {}
-    for method in METHODS:
-        model = build_model(ModelConfig(modalities=MODALITIES, num_classes=len(CLASS_NAMES),
-                                        method=method)).train()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+
+    def median_seconds(model: torch.nn.Module, loss_of) -> float:
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
+                                      lr=1e-3)
         times = []
         for _ in range(steps + 1):
             started = time.perf_counter()
-            logits, aux = model.forward_train(inputs, available)
-            loss = torch.nn.functional.cross_entropy(logits, label)
-            if aux.alignment is not None:
-                loss = loss + aux.alignment.mean()
+            loss = loss_of(model)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             times.append(time.perf_counter() - started)
-        costs[method] = sorted(times[1:])[len(times[1:]) // 2]
+        return sorted(times[1:])[len(times[1:]) // 2]
+
+    def supervised(model):
+        logits, aux = model.forward_train(inputs, available)
+        loss = torch.nn.functional.cross_entropy(logits, label)
+        return loss + aux.alignment.mean() if aux.alignment is not None else loss
+
+    def distillation(model):
+        student, teacher, aux = model.forward_distill(inputs, available)
+        return soft_cross_entropy(student, teacher, ~available.all(1)) + aux.alignment.mean()
+
+    costs = {}
+    for method in METHODS:
+        model = build_model(ModelConfig(modalities=MODALITIES, num_classes=len(CLASS_NAMES),
+                                        method=method)).train()
+        costs[method] = median_seconds(model, supervised)
+    for name, options in {'mmp_adapt, distillation': {},
+                          'mmp_adapt, conv + distillation': {'projection_kind': 'conv',
+                                                             'projection_stride': 16}}.items():
+        model = build_model(ModelConfig(modalities=MODALITIES, num_classes=len(CLASS_NAMES),
+                                        method='mmp_adapt', **options)).eval()
+        for parameter_name, parameter in model.named_parameters():
+            parameter.requires_grad_(parameter_name.startswith('projection.'))
+        costs[name] = median_seconds(model, distillation)
     torch.set_num_threads(before)
     return {'batch': batch, 'threads': threads, 'size': list(size), 'seconds': costs,
             'load_average': os.getloadavg()[0]}
@@ -409,9 +448,14 @@ def criteria(get: dict[str, SubsetReport | None], ceilings: dict[str, float],
 
 
 def adapt_time_ratios(results: dict, seeds: list[int]) -> dict[str, float]:
-    """Each adaptation's wall time over its base model's training time, summed over the
-    seeds; the base's time is the median of the from-scratch runs of its seed, all of the
-    same size and budget, so that other jobs slowing one run do not decide the ratio."""
+    """Each adaptation's training time over its base model's, summed over the seeds; the
+    base's time is the median of the from-scratch runs of its seed, all of the same size and
+    budget, so that other jobs slowing one run do not decide the ratio.
+
+    Training time is the steps' (``train_seconds``: validation, setup and the report's
+    evaluation excluded, the same for every run); runs recorded without it count their
+    whole wall time, and then every run of that seed does.
+    """
     runs = results['runs']
     ratios = {}
     for name, prefix in SUMMARY_ROWS.items():
@@ -419,17 +463,40 @@ def adapt_time_ratios(results: dict, seeds: list[int]) -> dict[str, float]:
             continue
         adapt_seconds = base_seconds = 0.0
         for seed in seeds:
-            adapt = runs.get(f'{prefix}_s{seed}', {}).get('seconds')
-            scratch = sorted(runs[f'{m}_s{seed}']['seconds'] for m in METHODS
-                             if runs.get(f'{m}_s{seed}', {}).get('seconds'))
-            if not adapt or not scratch:
+            names = [f'{m}_s{seed}' for m in METHODS if runs.get(f'{m}_s{seed}')]
+            adapt = runs.get(f'{prefix}_s{seed}', {})
+            key = 'train_seconds' if all(runs[n].get('train_seconds') for n in names) \
+                and adapt.get('train_seconds') else 'seconds'
+            scratch = sorted(runs[n][key] for n in names if runs[n].get(key))
+            if not adapt.get(key) or not scratch:
                 break
-            adapt_seconds += adapt
+            adapt_seconds += adapt[key]
             base_seconds += scratch[len(scratch) // 2]
         else:
             if base_seconds:
                 ratios[name] = adapt_seconds / base_seconds
     return ratios
+
+
+def backfill_train_seconds(results: dict, out: Path) -> None:
+    """``train_seconds`` of runs recorded before it was: the time their log.csv gives at the
+    last step, before the final validation (summed over the parts of a resumed run, whose
+    clock restarts)."""
+    for name, run in results['runs'].items():
+        log = out / name / 'log.csv'
+        if 'train_seconds' in run or not log.is_file():
+            continue
+        with log.open(newline='') as stream:
+            rows = [r for r in csv.DictReader(stream) if r.get('seconds')]
+        if not rows or int(rows[-1]['step']) != run.get('steps'):
+            continue
+        total = previous = 0.0
+        for row in rows:
+            seconds = float(row['seconds'])
+            if seconds < previous:  # resumed here
+                total += previous
+            previous = seconds
+        run['train_seconds'] = total + previous
 
 
 def criteria_lines(rows: list[tuple[str, str, bool]]) -> list[str]:
@@ -772,6 +839,7 @@ def main(argv=None) -> int:
                           'batch_size': args.batch_size, 'device': results['device_name'],
                           'train_scenes': args.train_scenes, 'varies': run.varies,
                           'overrides': run.overrides, 'seconds': result.seconds,
+                          'train_seconds': result.train_seconds,
                           'seconds_per_step': result.seconds_per_step}
             record['eval'] = evaluate_run(checkpoint, splits, args)
             results['runs'][run.name] = record
@@ -792,6 +860,8 @@ def main(argv=None) -> int:
         results['overhead'] = o
         results['step_cost'] = step_cost(tuple(results['args']['size']), 16, 2)
         save()
+    backfill_train_seconds(results, out)
+    save()
     write_doc(results, out, Path(args.doc))
     return 0
 
