@@ -163,9 +163,10 @@ class MultimodalSegmenter(nn.Module):
         ``teacher`` the model's own prediction with every modality real (no gradient),
         both logits at the decoder's resolution (1/4 of the input): the final bilinear
         upsampling is linear and the same for both, and skipping it makes the loss 16x
-        smaller to compute. The stems (and, with projection after the encoders, the
-        modality encoders) run once for both, with no gradient: only the projection
-        learns. ``aux`` holds the alignment terms, as in :meth:`forward_train`.
+        smaller to compute. The stems and modality encoders run once for both, without
+        gradient (with projection after the stem, the student's modality encoders run
+        again on the substituted tokens); the caller freezes all but the projection.
+        ``aux`` holds the alignment terms, as in :meth:`forward_train`.
         """
         if self.projection is None:
             raise RuntimeError(f'method {self.config.method!r} has no projection to distill')
