@@ -50,6 +50,8 @@ def test_yaml_then_overrides(tmp_path):
     (['optim.learning_rate=1'], "optim: unknown keys \\['learning_rate'\\]"),
     (['method=best'], "unknown 'best'"),
     (['method=mmp_adapt'], 'needs base_checkpoint'),
+    (['method=mmp_adapt', 'base_checkpoint=base.pt', 'alignment_weight=0'],
+     'no loss to learn from'),
     (['mask.drop_probability={lidar: 0.2}'], "names modalities \\['lidar'\\]"),
 ])
 def test_bad_config_stops_with_the_key(overrides, message):

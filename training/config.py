@@ -100,6 +100,8 @@ class TrainConfig:
     device: str = 'auto'  # auto | cpu | cuda | cuda:N
     amp: bool = True  # mixed precision on CUDA; ignored on CPU
     amp_dtype: str = 'bfloat16'  # bfloat16 | float16 (float16 uses a GradScaler)
+    # Weight of the alignment loss (smooth-L1 of projected to real tokens); for mmp_adapt
+    # without distillation it is the only loss, and its weight only scales the rate.
     alignment_weight: float = 1.0
     # mmp_adapt only: weight of the label-free distillation term, the cross-entropy of the
     # prediction with projected tokens against the frozen base model's own soft prediction
@@ -169,6 +171,10 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError('alignment_weight must be >= 0')
     if config.distillation_weight < 0:
         raise ConfigError('distillation_weight must be >= 0')
+    if config.method == 'mmp_adapt' and not config.alignment_weight \
+            and not config.distillation_weight:
+        raise ConfigError('mmp_adapt with alignment_weight 0 and distillation_weight 0 has '
+                          'no loss to learn from')
     if config.distillation_weight and config.method != 'mmp_adapt':
         raise ConfigError('distillation_weight distills the frozen base model of mmp_adapt; '
                           f'method {config.method!r} has none')

@@ -370,7 +370,7 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
             if alignment is not None else torch.zeros((), device=device)
         if distilling:  # against the base model's own prediction with every modality real
             ce = soft_cross_entropy(logits, teacher, rows=~available.all(1))
-            loss = align + config.distillation_weight * ce
+            loss = config.alignment_weight * align + config.distillation_weight * ce
         elif adapting:
             ce = torch.zeros((), device=device)
             loss = align
