@@ -148,8 +148,7 @@ class MaskedModalityProjection(_ProjectionHeads):
 
 
 class ConvBlock(nn.Module):
-    """3x3 convolution, GELU, 1x1 convolution, plus the identity. No normalization: the
-    block sees one sample's masked mean, whose scale depends on the mask."""
+    """3x3 convolution, GELU, 1x1 convolution, plus the identity."""
 
     def __init__(self, dim: int) -> None:
         super().__init__()
