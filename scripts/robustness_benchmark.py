@@ -63,6 +63,8 @@ ABLATIONS = {
     'drop_0.7': ('drop probability 0.7', ['mask.drop_probability=0.7']),
     'full_0.5': ('full set sampled half the time', ['mask.full_probability=0.5']),
     'query_16': ('query grid stride 16 (4x the cells)', ['model.projection_stride=16']),
+    'conv': ('convolutional projection (stride 16) instead of attention',
+             ['model.projection_kind=conv', 'model.projection_stride=16']),
     'distill_1': ("plus distillation from the frozen base's own all-modality prediction "
                   '(label-free), weight 1', ['distillation_weight=1']),
     'conv_distill': ('convolutional projection (stride 16) with distillation, lr 0.006',
