@@ -48,9 +48,9 @@ from training.train import batches_for_eval, train  # noqa: E402
 
 METHODS = ('none', 'dropout', 'mask_token', 'mmp')
 MASKING = ('drop', 'full')  # ablations of the masking schedule, which dropout shares
+CONV_PROJECTION = ('model.projection_kind=conv', 'model.projection_stride=16')
 # config/train_adapt.yaml's projection and optimizer (the benchmark's defaults are training's)
-CONV_DISTILL = ('model.projection_kind=conv', 'model.projection_stride=16',
-                'distillation_weight=1', 'optim.lr=0.006')
+CONV_DISTILL = (*CONV_PROJECTION, 'distillation_weight=1', 'optim.lr=0.006')
 # name -> (what it varies, overrides of the ablated run; 'steps=N' sets its own budget)
 ABLATIONS = {
     'default': ('nothing: the defaults, at the ablation budget', []),
@@ -63,8 +63,7 @@ ABLATIONS = {
     'drop_0.7': ('drop probability 0.7', ['mask.drop_probability=0.7']),
     'full_0.5': ('full set sampled half the time', ['mask.full_probability=0.5']),
     'query_16': ('query grid stride 16 (4x the cells)', ['model.projection_stride=16']),
-    'conv': ('convolutional projection (stride 16) instead of attention',
-             ['model.projection_kind=conv', 'model.projection_stride=16']),
+    'conv': ('convolutional projection (stride 16) instead of attention', [*CONV_PROJECTION]),
     'distill_1': ("plus distillation from the frozen base's own all-modality prediction "
                   '(label-free), weight 1', ['distillation_weight=1']),
     'conv_distill': ('convolutional projection (stride 16) with distillation, lr 0.006',
@@ -83,8 +82,9 @@ ABLATION_PREFIX = {'mmp': 'ablation_', 'mmp_adapt': 'ablation_adapt_',
 
 
 def ablation_applies(name: str, method: str) -> bool:
-    """The alignment weight scales the only loss of mmp_adapt, dropout has no projection,
-    and distillation needs a frozen base: each is ablated only in what it has."""
+    """The alignment weight only scales the loss of mmp_adapt by alignment alone, dropout
+    has no projection, and distillation needs a frozen base: each is ablated only in what
+    it has."""
     if method == 'dropout':
         return name == 'default' or name.split('_')[0] in MASKING
     if method == 'mmp_adapt':
