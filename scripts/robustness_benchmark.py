@@ -169,6 +169,11 @@ def planned_runs(args: argparse.Namespace) -> list[Run]:
         if args.adapt_steps and 'none' in args.methods:
             runs.append(Run(f'mmp_adapt_s{seed}', 'mmp_adapt', steps=args.adapt_steps,
                             seed=seed, base=f'none_s{seed}'))
+        if args.dedicated:  # the full set's dedicated model is none_s<seed>
+            runs += [Run(dedicated_name(subset, seed), 'none', [
+                f'modalities=[{",".join(subset)}]'], steps=args.steps, seed=seed,
+                varies=f'dedicated: trained on {subset_label(subset)} only')
+                for subset in nonempty_subsets(MODALITIES) if len(subset) < len(MODALITIES)]
     seed = args.seeds[0]
     for method, name in itertools.product(args.ablation_methods, args.ablations):
         if not ablation_applies(name, method):
@@ -183,6 +188,10 @@ def planned_runs(args: argparse.Namespace) -> list[Run]:
                         [o for o in overrides if o not in own], steps, seed,
                         base=f'none_s{seed}' if adapting else '', varies=varies))
     return runs
+
+
+def dedicated_name(subset: tuple[str, ...], seed: int) -> str:
+    return f'dedicated_{subset_label(subset)}_s{seed}'
 
 
 def run_config(run: Run, args: argparse.Namespace, out: Path):
@@ -203,7 +212,10 @@ def run_config(run: Run, args: argparse.Namespace, out: Path):
     return load_config(None, overrides)
 
 
-def evaluate_run(checkpoint: Path, splits: dict[str, Dataset], args) -> dict[str, dict]:
+def evaluate_run(checkpoint: Path, splits: dict[str, Dataset], args, *,
+                 full_only: bool = False) -> dict[str, dict]:
+    """Every non-empty subset of the model's modalities on each split (``full_only``: just
+    all of them, as a dedicated model is used)."""
     model, metadata, _ = load_checkpoint(checkpoint)
     device = torch.device('cuda' if args.device.startswith('cuda') else 'cpu')
     model.to(device)
@@ -214,6 +226,7 @@ def evaluate_run(checkpoint: Path, splits: dict[str, Dataset], args) -> dict[str
                 model, batches_for_eval(data, metadata, batch_size=args.batch_size * 2,
                                         device=device),
                 modalities=metadata.modalities, num_classes=metadata.num_classes,
+                subsets=[metadata.modalities] if full_only else None,
                 cosine=model.config.uses_projection)
         out[split] = report.to_dict()
     return out
@@ -560,6 +573,41 @@ def _spread(values: list[float]) -> str:
             f'({" / ".join(f"{v:.1f}" for v in values)})')
 
 
+def dedicated_section(results: dict, seed: int, ceilings: dict[str, float]) -> list[str]:
+    """One model per subset, each trained and used with exactly its modalities, against the
+    masked methods of the same seed (test split); empty until every subset has its model."""
+    subsets = [s for s in nonempty_subsets(MODALITIES) if len(s) < len(MODALITIES)]
+    names = [dedicated_name(s, seed) for s in subsets]
+    dedicated = reports_of(results, 'test', names)
+    others = reports_of(results, 'test', [f'{m}_s{seed}' for m in ('none', 'dropout', 'mmp')])
+    if len(dedicated) < len(names) or f'none_s{seed}' not in others:
+        return []
+    columns = [n.rsplit('_s', 1)[0] for n in others if not n.startswith('none_')]
+    lines = [f'## Dedicated models (seed {seed}, test split): one model per subset', '',
+             'Each proper subset has its own model, trained from scratch with the same budget '
+             'on exactly those modalities and used only with them (`--dedicated`; the full '
+             "set's is `none`): the upper bound of a robot that carries a model for every "
+             'combination of sensors, at 15 times the training cost and the storage.', '',
+             f'| modalities | dedicated | {" | ".join(columns)} | ceiling |',
+             '| --- | --- | ' + '--- | ' * len(columns) + '--- |']
+    values = {}
+    for subset, name in zip(subsets, names, strict=True):
+        label = subset_label(subset)
+        values[label] = dedicated[name].subsets['all'].miou
+    values['all'] = others[f'none_s{seed}'].subsets['all'].miou
+    for label, value in values.items():
+        row = [f'{others[f"{c}_s{seed}"].subsets[label].miou:.1f}' for c in columns]
+        lines.append(f'| {label} | {value:.1f} | {" | ".join(row)} | '
+                     f'{ceilings.get(label, math.nan):.1f} |')
+    missing = [v for k, v in values.items() if k != 'all']
+    row = [f'{others[f"{c}_s{seed}"].mean_missing:.1f}' for c in columns]
+    keys = [k for k in values if k != 'all']
+    ceiling = sum(ceilings.get(k, math.nan) for k in keys) / len(keys)
+    lines += [f'| **mean, 14 missing subsets** | **{sum(missing) / len(missing):.1f}** | '
+              f'{" | ".join(row)} | {ceiling:.1f} |', '']
+    return lines
+
+
 def write_doc(results: dict, out: Path, doc: Path) -> None:
     images = doc.parent / 'img'
     images.mkdir(parents=True, exist_ok=True)
@@ -642,6 +690,8 @@ def write_doc(results: dict, out: Path, doc: Path) -> None:
             if cosine:
                 lines += ['', '#### Cosine similarity of projected to real tokens', '', cosine]
             lines.append('')
+    for group_seed in seeds:
+        lines += dedicated_section(results, group_seed, ceilings)
     for method, prefix in sorted(ABLATION_PREFIX.items(), key=lambda item: -len(item[1])):
         names = [n for n in ablation_names if n.startswith(prefix)]
         ablation_names = [n for n in ablation_names if n not in names]
@@ -729,6 +779,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--steps', type=int, default=1500)
     parser.add_argument('--adapt-steps', type=int, default=500)
+    parser.add_argument('--dedicated', action='store_true',
+                        help='also train one `none` model per proper subset of the '
+                        'modalities (the dedicated upper bound; 14 runs per seed)')
     parser.add_argument('--ablation-steps', type=int, default=0,
                         help='0: same as --steps (--adapt-steps for mmp_adapt ablations)')
     parser.add_argument('--ablation-methods', nargs='+', default=['mmp'],
@@ -843,7 +896,8 @@ def main(argv=None) -> int:
                           'overrides': run.overrides, 'seconds': result.seconds,
                           'train_seconds': result.train_seconds,
                           'seconds_per_step': result.seconds_per_step}
-            record['eval'] = evaluate_run(checkpoint, splits, args)
+            record['eval'] = evaluate_run(checkpoint, splits, args,
+                                          full_only=run.name.startswith('dedicated_'))
             results['runs'][run.name] = record
             durations.append(time.perf_counter() - run_started)
             test = record['eval']['test']
