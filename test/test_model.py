@@ -229,16 +229,17 @@ def test_distillation_terms_are_the_served_predictions_at_the_decoder_resolution
     model = build_model(base.config.replace(method='mmp_adapt', projection_stage=stage,
                                             projection_kind=kind, projection_stride=8))
     load_weights(model, base.state_dict(), fresh_prefixes=('projection.',))
-    base.eval(), model.eval()
+    base.eval()
+    model.eval()
     inputs = make_inputs(3, seed=5)
     available = all_masks()[[2, 9, 14]]
     student, teacher, aux = model.forward_distill(inputs, available)
     assert student.shape == teacher.shape == (3, 4, SIZE // 4, SIZE // 4)
     assert aux.alignment.shape == (3, 4) and not teacher.requires_grad
-    zeroed = {m: torch.where(available[:, i, None, None, None], inputs[m], math.nan)
-              for i, m in enumerate(MODALITIES)}
+    dead = {m: torch.where(available[:, i, None, None, None], inputs[m], math.nan)
+            for i, m in enumerate(MODALITIES)}
     with torch.no_grad():
-        torch.testing.assert_close(resize_to(student, (SIZE, SIZE)), model(zeroed, available))
+        torch.testing.assert_close(resize_to(student, (SIZE, SIZE)), model(dead, available))
         torch.testing.assert_close(resize_to(teacher, (SIZE, SIZE)),
                                    base(inputs, torch.ones_like(available)))
     student.logsumexp(1).mean().backward()
