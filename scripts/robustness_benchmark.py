@@ -48,7 +48,8 @@ from training.train import batches_for_eval, train  # noqa: E402
 
 METHODS = ('none', 'dropout', 'mask_token', 'mmp')
 MASKING = ('drop', 'full')  # ablations of the masking schedule, which dropout shares
-CONV_PROJECTION = ('model.projection_kind=conv', 'model.projection_stride=16')
+CONV = {'projection_kind': 'conv', 'projection_stride': 16}  # ModelConfig fields
+CONV_PROJECTION = tuple(f'model.{key}={value}' for key, value in CONV.items())
 # config/train_adapt.yaml's projection and optimizer (the benchmark's defaults are training's)
 CONV_DISTILL = (*CONV_PROJECTION, 'distillation_weight=1', 'optim.lr=0.006')
 # name -> (what it varies, overrides of the ablated run; 'steps=N' sets its own budget)
@@ -160,6 +161,7 @@ class Run:
     seed: int = 0
     base: str = ''  # run name whose checkpoint mmp_adapt adapts
     varies: str = ''
+    full_only: bool = False  # evaluated with all its modalities only (a dedicated model)
 
 
 def planned_runs(args: argparse.Namespace) -> list[Run]:
@@ -172,7 +174,7 @@ def planned_runs(args: argparse.Namespace) -> list[Run]:
         if args.dedicated:  # the full set's dedicated model is none_s<seed>
             runs += [Run(dedicated_name(subset, seed), 'none', [
                 f'modalities=[{",".join(subset)}]'], steps=args.steps, seed=seed,
-                varies=f'dedicated: trained on {subset_label(subset)} only')
+                varies=f'dedicated: trained on {subset_label(subset)} only', full_only=True)
                 for subset in nonempty_subsets(MODALITIES) if len(subset) < len(MODALITIES)]
     seed = args.seeds[0]
     for method, name in itertools.product(args.ablation_methods, args.ablations):
@@ -249,8 +251,7 @@ def overhead(size: tuple[int, int], repeats: int = 200) -> dict[str, dict]:
     variants = {'none': {'method': 'none'}, 'mask_token': {'method': 'mask_token'},
                 'mmp': {'method': 'mmp'},
                 'mmp, query stride 16': {'method': 'mmp', 'projection_stride': 16},
-                'mmp_adapt, conv projection': {'method': 'mmp_adapt', 'projection_kind': 'conv',
-                                               'projection_stride': 16}}
+                'mmp_adapt, conv projection': {'method': 'mmp_adapt', **CONV}}
     models = {name: build_model(ModelConfig(modalities=MODALITIES, num_classes=len(CLASS_NAMES),
                                             **options)).eval()
               for name, options in variants.items()}
@@ -349,8 +350,7 @@ def step_cost(size: tuple[int, int], batch: int, threads: int, steps: int = 4) -
                                         method=method)).train()
         costs[method] = median_seconds(model, supervised)
     for name, options in {'mmp_adapt, distillation': {},
-                          'mmp_adapt, conv + distillation': {'projection_kind': 'conv',
-                                                             'projection_stride': 16}}.items():
+                          'mmp_adapt, conv + distillation': CONV}.items():
         model = build_model(ModelConfig(modalities=MODALITIES, num_classes=len(CLASS_NAMES),
                                         method='mmp_adapt', **options)).eval()
         for parameter_name, parameter in model.named_parameters():
@@ -599,11 +599,11 @@ def dedicated_section(results: dict, seed: int, ceilings: dict[str, float]) -> l
         row = [f'{others[f"{c}_s{seed}"].subsets[label].miou:.1f}' for c in columns]
         lines.append(f'| {label} | {value:.1f} | {" | ".join(row)} | '
                      f'{ceilings.get(label, math.nan):.1f} |')
-    missing = [v for k, v in values.items() if k != 'all']
-    row = [f'{others[f"{c}_s{seed}"].mean_missing:.1f}' for c in columns]
     keys = [k for k in values if k != 'all']
+    row = [f'{others[f"{c}_s{seed}"].mean_missing:.1f}' for c in columns]
     ceiling = sum(ceilings.get(k, math.nan) for k in keys) / len(keys)
-    lines += [f'| **mean, 14 missing subsets** | **{sum(missing) / len(missing):.1f}** | '
+    mean = sum(values[k] for k in keys) / len(keys)
+    lines += [f'| **mean, 14 missing subsets** | **{mean:.1f}** | '
               f'{" | ".join(row)} | {ceiling:.1f} |', '']
     return lines
 
@@ -897,12 +897,14 @@ def main(argv=None) -> int:
                           'train_seconds': result.train_seconds,
                           'seconds_per_step': result.seconds_per_step}
             record['eval'] = evaluate_run(checkpoint, splits, args,
-                                          full_only=run.name.startswith('dedicated_'))
+                                          full_only=run.full_only)
             results['runs'][run.name] = record
             durations.append(time.perf_counter() - run_started)
             test = record['eval']['test']
-            print(f'   {run.name}: {durations[-1]:.0f} s, all {test["full_miou"]:.1f}, '
-                  f'mean missing {test["mean_missing_miou"]:.1f}', flush=True)
+            missing = '' if run.full_only else \
+                f', mean missing {test["mean_missing_miou"]:.1f}'
+            print(f'   {run.name}: {durations[-1]:.0f} s, all {test["full_miou"]:.1f}{missing}',
+                  flush=True)
             record_wall_time()
             save()
         record_wall_time()
