@@ -100,17 +100,25 @@ def test_export_cli_reports_a_bad_checkpoint(tmp_path, capsys):
     assert 'bad.pt' in capsys.readouterr().err
 
 
-def test_convolutional_projection_exports_with_parity_and_passes_the_tensorrt_check(tmp_path):
-    """Label-free adaptation's projection (``projection_kind: conv``) in the node's graph."""
+@pytest.mark.parametrize('method, options', [
+    ('mmp_adapt', {'projection_kind': 'conv', 'projection_stride': 16}),
+    ('mmp', {'mask_conditioning': True}),
+], ids=['conv_projection', 'mask_conditioning'])
+def test_model_variant_exports_with_parity_and_passes_the_tensorrt_check(tmp_path, method,
+                                                                          options):
+    """Label-free adaptation's projection (``projection_kind: conv``) and the fused map
+    conditioned on the mask, in the node's graph."""
     from mmp_ros.model import ModelConfig, build_model
     from training.export import export_onnx
 
-    metadata = tiny_metadata(input_size=INPUT_SIZE, num_classes=6, method='mmp_adapt')
+    metadata = tiny_metadata(input_size=INPUT_SIZE, num_classes=6, method=method)
     torch.manual_seed(SEED)
     model = build_model(ModelConfig(modalities=metadata.modalities, num_classes=6,
-                                    method='mmp_adapt', projection_kind='conv',
-                                    projection_stride=16)).eval()
-    path = export_onnx(model, metadata, tmp_path / 'conv.onnx', with_logits=True, verify=False)
+                                    method=method, **options)).eval()
+    if model.mask_film is not None:  # zero at initialization: give it something to do
+        torch.nn.init.normal_(model.mask_film.weight, std=0.5)
+    path = export_onnx(model, metadata, tmp_path / 'variant.onnx', with_logits=True,
+                       verify=False)
     assert check_tensorrt_compatibility(path).ok
     available = mask_rows(metadata.modalities)
     inputs = example_inputs(metadata, available, seed=22)

@@ -18,10 +18,12 @@ from mmp_ros.model import (
 )
 
 METHODS = ('none', 'dropout', 'mask_token', 'mmp', 'mmp_adapt')
-# Every method, and the projection methods with the convolutional projection too.
+# Every method, the projection methods with the convolutional projection too, and two
+# masked methods with the fused map conditioned on the mask.
 VARIANTS = {**{m: {'method': m} for m in METHODS},
             **{f'{m}_conv': {'method': m, 'projection_kind': 'conv', 'projection_stride': 4}
-               for m in ('mmp', 'mmp_adapt')}}
+               for m in ('mmp', 'mmp_adapt')},
+            **{f'{m}_film': {'method': m, 'mask_conditioning': True} for m in ('dropout', 'mmp')}}
 SIZE = 16
 
 
@@ -162,6 +164,22 @@ def test_adapted_model_keeps_the_base_output_with_every_modality():
     with torch.no_grad():
         assert torch.equal(adapted(inputs, full), base(inputs, full))
         assert not torch.equal(adapted(inputs, partial), base(inputs, partial))
+
+
+def test_mask_conditioning_starts_as_the_plain_model_and_then_depends_on_the_mask():
+    """The scale and shift start at zero (a plain model's output), and once learned they
+    act on the fused map by which modalities are real."""
+    torch.manual_seed(6)
+    plain = build_model(ModelConfig(modalities=MODALITIES, num_classes=4, method='mmp')).eval()
+    conditioned = build_model(plain.config.replace(mask_conditioning=True)).eval()
+    load_weights(conditioned, plain.state_dict(), fresh_prefixes=('mask_film.',))
+    inputs = make_inputs(4, seed=7)
+    masks = all_masks()[[0, 5, 10, 14]]
+    with torch.no_grad():
+        assert torch.equal(conditioned(inputs, masks), plain(inputs, masks))
+        torch.nn.init.normal_(conditioned.mask_film.weight, std=0.5)
+        moved = (conditioned(inputs, masks) - plain(inputs, masks)).flatten(1).abs().amax(1)
+    assert bool((moved > 1e-3).all()), moved
 
 
 def test_load_weights_refuses_other_models_and_names_the_keys():

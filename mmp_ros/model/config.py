@@ -86,6 +86,7 @@ class ModelConfig:
     projection_kind: str = 'attention'
     projection_stride: int = 32  # grid of the projected tokens (attention: queries), in pixels
     aggregate_stride: int = 32  # attention's key grid (aggregated tokens); 0 = one per modality
+    mask_conditioning: bool = False  # scale and shift the fused map by which modalities are real
 
     def __post_init__(self) -> None:
         try:

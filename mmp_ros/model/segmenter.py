@@ -99,6 +99,11 @@ class MultimodalSegmenter(nn.Module):
         })
         self.fusion = nn.ModuleDict({m: nn.Conv2d(widths[m], fused, 1) for m in self.modalities})
         self.fusion_norm = nn.BatchNorm2d(fused)
+        self.mask_film = None
+        if config.mask_conditioning:
+            self.mask_film = nn.Linear(len(self.modalities), 2 * fused)
+            nn.init.zeros_(self.mask_film.weight)
+            nn.init.zeros_(self.mask_film.bias)
         self.encoder = SharedEncoder(spec.stage_widths, spec.stage_depths)
         self.decoder = MLPDecoder(spec.stage_widths, spec.decoder_width, config.num_classes)
         self.mask_tokens = None
@@ -176,13 +181,14 @@ class MultimodalSegmenter(nn.Module):
         with torch.no_grad():
             stems = {m: self.stems[m](inputs[m]) for m in self.modalities}
             real = {m: self.modality_blocks[m](t) for m, t in stems.items()}
-            teacher = self._head(self._fuse(real, fused_size), fused_size)
+            everything = torch.ones_like(available)
+            teacher = self._head(self._fuse(real, fused_size), fused_size, everything)
         aux = TrainOutputs(alignment=None, projected={}, real={})
         if self.config.projection_stage == 'encoder':
             fused = self._fuse_projected(real, available, image_size, fused_size, aux, True)
         else:
             fused = self._fuse_from_stems(stems, available, image_size, aux, True)
-        return self._head(fused, fused_size), teacher, aux
+        return self._head(fused, fused_size, available), teacher, aux
 
     # --- internals --------------------------------------------------------------------
 
@@ -213,7 +219,7 @@ class MultimodalSegmenter(nn.Module):
                 x = torch.where(available[:, index, None, None, None], x, 0.0)
             tokens[m] = self.stems[m](x)
         fused = self._fuse_from_stems(tokens, available, image_size, aux, with_aux)
-        return self._head(fused, image_size), aux
+        return self._head(fused, image_size, available), aux
 
     def _fuse_from_stems(self, tokens: dict[str, torch.Tensor], available: torch.Tensor,
                          image_size: tuple[int, int], aux: TrainOutputs,
@@ -234,9 +240,14 @@ class MultimodalSegmenter(nn.Module):
     def _fuse(self, tokens: dict[str, torch.Tensor], fused_size: tuple[int, int]) -> torch.Tensor:
         return sum(resize_to(self.fusion[m](tokens[m]), fused_size) for m in self.modalities)
 
-    def _head(self, fused: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    def _head(self, fused: torch.Tensor, size: tuple[int, int],
+              available: torch.Tensor) -> torch.Tensor:
         """Shared encoder and decoder: logits (B, K, *size) from the fused map."""
-        return self.decoder(self.encoder(self.fusion_norm(fused)), size)
+        x = self.fusion_norm(fused)
+        if self.mask_film is not None:
+            scale, shift = self.mask_film(available.to(x.dtype)).chunk(2, dim=1)
+            x = x * (1.0 + scale[:, :, None, None]) + shift[:, :, None, None]
+        return self.decoder(self.encoder(x), size)
 
     def _project(self, tokens: dict[str, torch.Tensor], available: torch.Tensor,
                  image_size: tuple[int, int], aux: TrainOutputs,
