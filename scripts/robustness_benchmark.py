@@ -64,6 +64,8 @@ ABLATIONS = {
     'drop_0.7': ('drop probability 0.7', ['mask.drop_probability=0.7']),
     'full_0.5': ('full set sampled half the time', ['mask.full_probability=0.5']),
     'query_16': ('query grid stride 16 (4x the cells)', ['model.projection_stride=16']),
+    'film': ('fused map scaled and shifted by which modalities are real',
+             ['model.mask_conditioning=true']),
     'conv': ('convolutional projection (stride 16) instead of attention', [*CONV_PROJECTION]),
     'distill_1': ("plus distillation from the frozen base's own all-modality prediction "
                   '(label-free), weight 1', ['distillation_weight=1']),
@@ -87,9 +89,9 @@ def ablation_applies(name: str, method: str) -> bool:
     has no projection, and distillation needs a frozen base: each is ablated only in what
     it has."""
     if method == 'dropout':
-        return name == 'default' or name.split('_')[0] in MASKING
+        return name in ('default', 'film') or name.split('_')[0] in MASKING
     if method == 'mmp_adapt':
-        return not name.startswith('align_') and not name.startswith('full_')
+        return not name.startswith(('align_', 'full_')) and name != 'film'
     return name not in ADAPT_ONLY
 
 
@@ -464,8 +466,8 @@ def criteria(get: dict[str, SubsetReport | None], ceilings: dict[str, float],
 
 def adapt_time_ratios(results: dict, seeds: list[int]) -> dict[str, float]:
     """Each adaptation's training time over its base model's, summed over the seeds; the
-    base's time is the median of the from-scratch runs of its seed, all of the same size and
-    budget, so that other jobs slowing one run do not decide the ratio.
+    base's time is the median of the from-scratch runs of its seed on the same device, all
+    of the same size and budget, so that other jobs slowing one run do not decide the ratio.
 
     Training time is the steps' (``train_seconds``: validation, setup and the report's
     evaluation excluded, the same for every run); runs recorded without it count their
@@ -478,8 +480,9 @@ def adapt_time_ratios(results: dict, seeds: list[int]) -> dict[str, float]:
             continue
         adapt_seconds = base_seconds = 0.0
         for seed in seeds:
-            names = [f'{m}_s{seed}' for m in METHODS if runs.get(f'{m}_s{seed}')]
             adapt = runs.get(f'{prefix}_s{seed}', {})
+            names = [f'{m}_s{seed}' for m in METHODS
+                     if runs.get(f'{m}_s{seed}', {}).get('device') == adapt.get('device')]
             key = 'train_seconds' if all(runs[n].get('train_seconds') for n in names) \
                 and adapt.get('train_seconds') else 'seconds'
             scratch = sorted(runs[n][key] for n in names if runs[n].get(key))
