@@ -269,6 +269,21 @@ def test_adaptation_refuses_a_projection_base(tmp_path):
               train_dataset=CueDataset('train', 4))
 
 
+def test_mask_conditioning_trains_into_the_checkpoint_and_adaptation_keeps_the_bases(tmp_path):
+    conditioned = run(tmp_path / 'film', 'method=dropout', 'model.mask_conditioning=true',
+                      steps=1).checkpoint
+    assert read_checkpoint(conditioned)['model_config']['mask_conditioning'] is True
+    assert any(k.startswith('mask_film.') for k in read_checkpoint(conditioned)['state_dict'])
+    adapted = adapt(str(conditioned), overrides=[*FAST, 'steps=1', f'out_dir={tmp_path / "a"}'],
+                    train_dataset=CueDataset('train', 4)).checkpoint
+    assert read_checkpoint(adapted)['model_config']['mask_conditioning'] is True
+    plain = run(tmp_path / 'plain', 'method=none', steps=1).checkpoint
+    with pytest.raises(ConfigError, match='mask_conditioning: .*trained without it'):
+        adapt(str(plain), overrides=[*FAST, 'steps=1', 'model.mask_conditioning=true',
+                                     f'out_dir={tmp_path / "b"}'],
+              train_dataset=CueDataset('train', 4))
+
+
 def test_a_modality_the_dataset_marks_unavailable_counts_as_missing(tmp_path):
     class NoThermal(CueDataset):
         """Like the package's datasets: zeros plus ``available`` False where absent."""

@@ -76,7 +76,7 @@ class ModelOptions:
     projection_kind: str = 'attention'
     projection_stride: int = 32
     aggregate_stride: int = 32
-    mask_conditioning: bool = False
+    mask_conditioning: bool = False  # label-free adaptation keeps the base model's
     modality_widths: dict[str, int] = field(default_factory=dict)
     token_strides: dict[str, int] = field(default_factory=dict)
 
@@ -85,8 +85,7 @@ class ModelOptions:
         return {'projection_stage': self.projection_stage,
                 'projection_kind': self.projection_kind,
                 'projection_stride': self.projection_stride,
-                'aggregate_stride': self.aggregate_stride,
-                'mask_conditioning': self.mask_conditioning}
+                'aggregate_stride': self.aggregate_stride}
 
 
 @dataclass

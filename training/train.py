@@ -189,6 +189,10 @@ def _adapt_model(config: TrainConfig) -> tuple[nn.Module, ModelMetadata]:
     if base_config.modalities != tuple(config.modalities):
         raise ConfigError(f'modalities {list(config.modalities)} differ from the base model\'s '
                           f'{list(base_config.modalities)}')
+    if config.model.mask_conditioning and not base_config.mask_conditioning:
+        raise ConfigError(f'model.mask_conditioning: {config.base_checkpoint} was trained '
+                          'without it, and adaptation trains the projection alone; drop '
+                          'the setting')
     model_config = base_config.replace(method='mmp_adapt', **config.model.projection())
     model = build_model(model_config)
     load_weights(model, base_checkpoint['state_dict'], source=config.base_checkpoint,
@@ -241,6 +245,7 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
         model_config = ModelConfig(
             modalities=modalities, num_classes=len(class_names), size=config.size,
             method=config.method, **options.projection(),
+            mask_conditioning=options.mask_conditioning,
             modality_widths=dict(options.modality_widths),
             token_strides=dict(options.token_strides),
         )
