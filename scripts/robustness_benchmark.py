@@ -75,6 +75,7 @@ ABLATIONS = {
                   [*CONV_DISTILL, 'steps=100']),
 }
 ADAPT_ONLY = ('distill_1', 'conv_distill', 'conv_fast')  # label-free adaptation's alone
+SHARED_MODEL = ('film',)  # change the network every method trained from scratch shares
 # The rows of the summary over seeds: label -> run name prefix (runs are <prefix>_s<seed>).
 SUMMARY_ROWS = {**{m: m for m in METHODS}, 'mmp_adapt': 'mmp_adapt',
                 'mmp_adapt + distillation': 'ablation_adapt_distill_1',
@@ -86,12 +87,12 @@ ABLATION_PREFIX = {'mmp': 'ablation_', 'mmp_adapt': 'ablation_adapt_',
 
 def ablation_applies(name: str, method: str) -> bool:
     """The alignment weight only scales the loss of mmp_adapt by alignment alone, dropout
-    has no projection, and distillation needs a frozen base: each is ablated only in what
-    it has."""
+    has no projection, distillation needs a frozen base, and a frozen base keeps its own
+    network: each is ablated only in what it has."""
     if method == 'dropout':
-        return name in ('default', 'film') or name.split('_')[0] in MASKING
+        return name == 'default' or name in SHARED_MODEL or name.split('_')[0] in MASKING
     if method == 'mmp_adapt':
-        return not name.startswith(('align_', 'full_')) and name != 'film'
+        return not name.startswith(('align_', 'full_')) and name not in SHARED_MODEL
     return name not in ADAPT_ONLY
 
 
@@ -585,7 +586,7 @@ def dedicated_section(results: dict, seed: int, ceilings: dict[str, float]) -> l
     others = reports_of(results, 'test', [f'{m}_s{seed}' for m in ('none', 'dropout', 'mmp')])
     if len(dedicated) < len(names) or f'none_s{seed}' not in others:
         return []
-    columns = [n.rsplit('_s', 1)[0] for n in others if not n.startswith('none_')]
+    columns = [m for m in ('dropout', 'mmp') if f'{m}_s{seed}' in others]
     lines = [f'## Dedicated models (seed {seed}, test split): one model per subset', '',
              'Each proper subset has its own model, trained from scratch with the same budget '
              'on exactly those modalities and used only with them (`--dedicated`; the full '
