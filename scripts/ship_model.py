@@ -93,8 +93,13 @@ def card(path: Path, checkpoint: dict, results: dict | None, run: str, base_run:
         losses = 'the alignment loss'
         if (checkpoint.get('train_config') or {}).get('distillation_weight'):
             losses += " and distillation from the frozen model's own all-modality prediction"
+        model_config = checkpoint['model_config']
+        learned = 'the projection module'
+        if model_config.get('mask_adapters'):
+            learned += (' and mask-gated adapters in the shared encoder, which act only '
+                        'where a modality is missing,')
         lines += [f'- label-free: a model trained on all modalities (`none`, {base}) was '
-                  f'frozen; only the projection module learned, from {losses}, on '
+                  f'frozen; only {learned} learned, from {losses}, on '
                   'unlabelled frames. With every modality present the output is the base '
                   "model's, bit for bit."]
     if results and run in results.get('runs', {}):

@@ -103,11 +103,12 @@ def test_export_cli_reports_a_bad_checkpoint(tmp_path, capsys):
 @pytest.mark.parametrize('method, options', [
     ('mmp_adapt', {'projection_kind': 'conv', 'projection_stride': 16}),
     ('mmp', {'mask_conditioning': True}),
-], ids=['conv_projection', 'mask_conditioning'])
+    ('mmp_adapt', {'projection_kind': 'conv', 'projection_stride': 16, 'mask_adapters': 16}),
+], ids=['conv_projection', 'mask_conditioning', 'conv_projection_mask_adapters'])
 def test_model_variant_exports_with_parity_and_passes_the_tensorrt_check(tmp_path, method,
                                                                           options):
-    """Label-free adaptation's projection (``projection_kind: conv``) and the fused map
-    conditioned on the mask, in the node's graph."""
+    """Label-free adaptation's projection (``projection_kind: conv``), the fused map
+    conditioned on the mask and the mask-gated adapters, in the node's graph."""
     from mmp_ros.model import ModelConfig, build_model
     from training.export import export_onnx
 
@@ -115,8 +116,9 @@ def test_model_variant_exports_with_parity_and_passes_the_tensorrt_check(tmp_pat
     torch.manual_seed(SEED)
     model = build_model(ModelConfig(modalities=metadata.modalities, num_classes=6,
                                     method=method, **options)).eval()
-    if model.mask_film is not None:  # zero at initialization: give it something to do
-        torch.nn.init.normal_(model.mask_film.weight, std=0.5)
+    for name, parameter in model.named_parameters():  # gates are zero at initialization:
+        if name.startswith('mask_film.') or name.endswith('gate.weight'):  # give them work
+            torch.nn.init.normal_(parameter, std=0.5)
     path = export_onnx(model, metadata, tmp_path / 'variant.onnx', with_logits=True,
                        verify=False)
     assert check_tensorrt_compatibility(path).ok

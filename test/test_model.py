@@ -19,11 +19,13 @@ from mmp_ros.model import (
 
 METHODS = ('none', 'dropout', 'mask_token', 'mmp', 'mmp_adapt')
 # Every method, the projection methods with the convolutional projection too, and two
-# masked methods with the fused map conditioned on the mask.
+# masked methods with the shared network told the mask (conditioning, adapters).
+MASK_PARTS = {'film': {'mask_conditioning': True}, 'adapters': {'mask_adapters': 8}}
 VARIANTS = {**{m: {'method': m} for m in METHODS},
             **{f'{m}_conv': {'method': m, 'projection_kind': 'conv', 'projection_stride': 4}
                for m in ('mmp', 'mmp_adapt')},
-            **{f'{m}_film': {'method': m, 'mask_conditioning': True} for m in ('dropout', 'mmp')}}
+            **{f'{m}_{part}': {'method': m, **options}
+               for m in ('dropout', 'mmp') for part, options in MASK_PARTS.items()}}
 SIZE = 16
 
 
@@ -182,6 +184,26 @@ def test_mask_conditioning_starts_as_the_plain_model_and_then_depends_on_the_mas
     assert bool((moved > 1e-3).all()), moved
 
 
+def test_mask_adapters_start_as_the_plain_model_and_act_only_where_one_is_missing():
+    """The adapters' gates start at zero (a plain model's output); once learned they act by
+    which modalities are missing, and with every modality real not at all, so that
+    adaptation can add them and keep the base model's full-modality output."""
+    torch.manual_seed(6)
+    plain = build_model(ModelConfig(modalities=MODALITIES, num_classes=4, method='mmp')).eval()
+    adapted = build_model(plain.config.replace(mask_adapters=8)).eval()
+    load_weights(adapted, plain.state_dict(), fresh_prefixes=('encoder.adapters.',))
+    inputs = make_inputs(15, seed=7)
+    masks = all_masks()
+    full = masks.all(1)
+    with torch.no_grad():
+        assert torch.equal(adapted(inputs, masks), plain(inputs, masks))
+        for adapter in adapted.encoder.adapters:
+            torch.nn.init.normal_(adapter.gate.weight, std=0.5)
+        moved = (adapted(inputs, masks) - plain(inputs, masks)).flatten(1).abs().amax(1)
+    assert bool((moved[~full] > 1e-3).all()), moved
+    assert bool((moved[full] == 0).all()), moved
+
+
 def test_load_weights_refuses_other_models_and_names_the_keys():
     tiny = build_model(ModelConfig(modalities=MODALITIES, num_classes=4, method='none'))
     other = build_model(ModelConfig(modalities=('rgb', 'depth'), num_classes=4, method='none'))
@@ -197,6 +219,7 @@ def test_load_weights_refuses_other_models_and_names_the_keys():
     ({'size': 'huge'}, "unknown model size 'huge'"),
     ({'token_strides': {'rgb': 3}}, 'rgb: token stride must be a power of two'),
     ({'projection_kind': 'mlp'}, "projection_kind must be one of .*got 'mlp'"),
+    ({'mask_adapters': -1}, 'mask_adapters must be 0 .*got -1'),
     ({'modality_widths': {'thermal': 8}, 'modalities': ('rgb',)},
      "modality_widths names modalities \\['thermal'\\]"),
 ])

@@ -16,7 +16,7 @@ from training.config import ConfigError, MaskConfig, load_config
 from training.datasets import DatasetError, StepBatchSampler
 from training.masking import sample_masks
 from training.normalize import compute_normalization, normalize
-from training.train import lr_factor, train
+from training.train import ADAPTED_PREFIXES, lr_factor, train
 
 FAST = ['data.input_size=[16,16]', 'batch_size=4', 'progress=false', 'eval_every=0',
         'optim.warmup_steps=2', 'model.projection_stride=8', 'model.aggregate_stride=16',
@@ -211,8 +211,11 @@ def base_checkpoint(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize('loss', [[], ['distillation_weight=1'],
-                                  ['distillation_weight=1', 'model.projection_kind=conv']],
-                         ids=['alignment', 'alignment+distillation', 'conv+distillation'])
+                                  ['distillation_weight=1', 'model.projection_kind=conv'],
+                                  ['distillation_weight=1', 'model.projection_kind=conv',
+                                   'model.mask_adapters=4']],
+                         ids=['alignment', 'alignment+distillation', 'conv+distillation',
+                              'conv+distillation+adapters'])
 def test_adaptation_never_reads_labels_and_keeps_the_full_modality_output(tmp_path,
                                                                           base_checkpoint,
                                                                           loss):
@@ -236,8 +239,11 @@ def test_adaptation_never_reads_labels_and_keeps_the_full_modality_output(tmp_pa
     base_state = base.state_dict()
     adapted_state = adapted.state_dict()
     assert all(torch.equal(base_state[k], adapted_state[k]) for k in base_state)
-    projection_changed = read_checkpoint(trapped.checkpoint)['state_dict']
-    assert any(k.startswith('projection.') for k in projection_changed)
+    adapted_only = {k: v for k, v in adapted_state.items() if k not in base_state}
+    assert any(k.startswith('projection.') for k in adapted_only)
+    assert all(k.startswith(ADAPTED_PREFIXES) for k in adapted_only)
+    if 'model.mask_adapters=4' in loss:  # learned, from zero
+        assert all(a.gate.weight.abs().sum() > 0 for a in adapted.encoder.adapters)
     data = CueDataset('val', 3)
     inputs = normalize({m: torch.stack([data[i][m] for i in range(3)]) for m in MODALITIES},
                        metadata)
@@ -281,6 +287,19 @@ def test_mask_conditioning_trains_into_the_checkpoint_and_adaptation_keeps_the_b
     with pytest.raises(ConfigError, match='mask_conditioning: .*trained without it'):
         adapt(str(plain), overrides=[*FAST, 'steps=1', 'model.mask_conditioning=true',
                                      f'out_dir={tmp_path / "b"}'],
+              train_dataset=CueDataset('train', 4))
+
+
+def test_adaptation_refuses_adapters_it_could_not_train(tmp_path):
+    based = run(tmp_path / 'base', 'method=none', 'model.mask_adapters=4', steps=1).checkpoint
+    with pytest.raises(ConfigError, match='mask_adapters=8: .* has adapters of rank 4'):
+        adapt(str(based), overrides=[*FAST, 'steps=1', 'distillation_weight=1',
+                                     'model.mask_adapters=8', f'out_dir={tmp_path / "a"}'],
+              train_dataset=CueDataset('train', 4))
+    # After the projection, they have no alignment target: only distillation teaches them.
+    with pytest.raises(ConfigError, match='learn from distillation alone'):
+        adapt(str(based), overrides=[*FAST, 'steps=1', f'out_dir={tmp_path / "b"}',
+                                     'model.mask_adapters=4'],
               train_dataset=CueDataset('train', 4))
 
 

@@ -77,6 +77,7 @@ class ModelOptions:
     projection_stride: int = 32
     aggregate_stride: int = 32
     mask_conditioning: bool = False  # label-free adaptation keeps the base model's
+    mask_adapters: int = 0  # rank of the mask-gated adapters (adaptation may add them); 0: none
     modality_widths: dict[str, int] = field(default_factory=dict)
     token_strides: dict[str, int] = field(default_factory=dict)
 

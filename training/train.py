@@ -53,6 +53,8 @@ from training.metrics import SubsetReport, evaluate_subsets
 from training.normalize import compute_normalization, normalize
 
 CHECKPOINT_NAME = 'checkpoint.pt'
+# What label-free adaptation trains: the parts that act only where a modality is missing.
+ADAPTED_PREFIXES = ('projection.', 'encoder.adapters.')
 
 
 @dataclass
@@ -179,7 +181,8 @@ def batches_for_eval(dataset: Dataset, metadata: ModelMetadata, *, batch_size: i
 
 
 def _adapt_model(config: TrainConfig) -> tuple[nn.Module, ModelMetadata]:
-    """The base model with a fresh projection module; everything but the projection frozen."""
+    """The base model with a fresh projection module (and mask-gated adapters, if asked);
+    everything frozen but those, which act only where a modality is missing."""
     base, base_metadata, base_checkpoint = load_checkpoint(config.base_checkpoint)
     base_config = base.config
     if base_config.uses_projection or base_config.method == 'mask_token':
@@ -191,14 +194,24 @@ def _adapt_model(config: TrainConfig) -> tuple[nn.Module, ModelMetadata]:
                           f'{list(base_config.modalities)}')
     if config.model.mask_conditioning and not base_config.mask_conditioning:
         raise ConfigError(f'model.mask_conditioning: {config.base_checkpoint} was trained '
-                          'without it, and adaptation trains the projection alone; drop '
-                          'the setting')
-    model_config = base_config.replace(method='mmp_adapt', **config.model.projection())
+                          'without it, and it would change the full-modality output; drop '
+                          'the setting (model.mask_adapters is what adaptation may add)')
+    rank = config.model.mask_adapters
+    if rank and not config.distillation_weight:
+        raise ConfigError('model.mask_adapters act after the projection and learn from '
+                          'distillation alone: set distillation_weight '
+                          '(config/train_adapt.yaml has 1)')
+    if rank and base_config.mask_adapters and rank != base_config.mask_adapters:
+        raise ConfigError(f'model.mask_adapters={rank}: {config.base_checkpoint} has adapters '
+                          f'of rank {base_config.mask_adapters}; drop the setting to train '
+                          'them on')
+    model_config = base_config.replace(method='mmp_adapt', **config.model.projection(),
+                                       mask_adapters=rank or base_config.mask_adapters)
     model = build_model(model_config)
     load_weights(model, base_checkpoint['state_dict'], source=config.base_checkpoint,
-                 fresh_prefixes=('projection.',))
+                 fresh_prefixes=ADAPTED_PREFIXES)
     for name, parameter in model.named_parameters():
-        parameter.requires_grad_(name.startswith('projection.'))
+        parameter.requires_grad_(name.startswith(ADAPTED_PREFIXES))
     metadata = ModelMetadata.from_dict({**base_metadata.to_dict(), 'method': 'mmp_adapt',
                                         'metrics': {}})
     return model, metadata
@@ -246,6 +259,7 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
             modalities=modalities, num_classes=len(class_names), size=config.size,
             method=config.method, **options.projection(),
             mask_conditioning=options.mask_conditioning,
+            mask_adapters=options.mask_adapters,
             modality_widths=dict(options.modality_widths),
             token_strides=dict(options.token_strides),
         )

@@ -87,6 +87,9 @@ class ModelConfig:
     projection_stride: int = 32  # grid of the projected tokens (attention: queries), in pixels
     aggregate_stride: int = 32  # attention's key grid (aggregated tokens); 0 = one per modality
     mask_conditioning: bool = False  # scale and shift the fused map by which modalities are real
+    # Rank of the adapter after each shared-encoder stage, gated by which modalities are
+    # missing (nothing with all real: label-free adaptation may add it); 0: none.
+    mask_adapters: int = 0
 
     def __post_init__(self) -> None:
         try:
@@ -133,6 +136,9 @@ class ModelConfig:
                     f'{name} must be a power of two (or 0 for global), got {value}')
         if self.projection_stride == 0:
             raise ModelConfigError('projection_stride must be positive')
+        if self.mask_adapters < 0:
+            raise ModelConfigError(f'mask_adapters must be 0 (none) or a positive rank, '
+                                   f'got {self.mask_adapters}')
         spec = self.spec
         if spec.projection_dim % spec.projection_heads:
             raise ModelConfigError('projection_dim must be divisible by projection_heads')

@@ -11,8 +11,8 @@ modality embedding, with the keys of unavailable modalities masked out.
 ``conv``: at each cell of a grid, the masked mean of the available modalities' pooled
 tokens plus an embedding of which modalities are available goes through a few residual
 3x3 convolution blocks: a local estimate, where the attention's is global. It is what
-label-free adaptation (``mmp_adapt``) uses: there the projection is the only thing that
-learns, and the local estimate serves the frozen model better (docs/robustness.md).
+label-free adaptation (``mmp_adapt``) uses: there the model is frozen, and the local
+estimate serves it better (docs/robustness.md).
 
 Either way a per-target linear head maps the features to ``m``'s token width; the
 segmenter upsamples the result to ``m``'s token grid, or composes the head with its

@@ -11,6 +11,13 @@ method: ``none``/``dropout`` zero the missing input instead, ``mask_token`` puts
 learned token, ``mmp``/``mmp_adapt`` the projected tokens. Every branch is computed
 for every sample and chosen with ``torch.where``: one graph serves every mask, which
 is what the ONNX/TensorRT export needs.
+
+Two optional parts tell the shared network which modalities are real.
+``mask_conditioning`` scales and shifts the fused map by a linear function of the mask.
+``mask_adapters`` adds a residual bottleneck after each shared-encoder stage, gated by a
+linear function of which modalities are missing: exactly nothing with every modality
+real, so label-free adaptation can train the adapters with the projection and keep the
+frozen model's full-modality output bit for bit.
 """
 
 from __future__ import annotations
@@ -42,10 +49,30 @@ class TrainOutputs:
     real: dict[str, torch.Tensor]
 
 
-class SharedEncoder(nn.Module):
-    """Four stages on the fused map; returns every stage's output for the decoder."""
+class MaskGatedAdapter(nn.Module):
+    """A residual 1x1 bottleneck whose hidden channels are scaled by a linear function of
+    which modalities are missing (no bias, zero at initialization): with every modality
+    real it adds exactly nothing, so a frozen model keeps its full-modality output."""
 
-    def __init__(self, widths: tuple[int, ...], depths: tuple[int, ...]) -> None:
+    def __init__(self, width: int, rank: int, modalities: int) -> None:
+        super().__init__()
+        self.down = nn.Conv2d(width, rank, 1)
+        self.gate = nn.Linear(modalities, rank, bias=False)
+        self.up = nn.Conv2d(rank, width, 1, bias=False)
+        nn.init.zeros_(self.gate.weight)
+
+    def forward(self, x: torch.Tensor, missing: torch.Tensor) -> torch.Tensor:
+        return x + self.up(F.gelu(self.down(x)) * self.gate(missing)[:, :, None, None])
+
+
+class SharedEncoder(nn.Module):
+    """Four stages on the fused map; returns every stage's output for the decoder.
+
+    With ``adapter_rank`` each stage's output passes a :class:`MaskGatedAdapter`.
+    """
+
+    def __init__(self, widths: tuple[int, ...], depths: tuple[int, ...], *,
+                 adapter_rank: int = 0, modalities: int = 0) -> None:
         super().__init__()
         stages = []
         for index, (width, depth) in enumerate(zip(widths, depths, strict=True)):
@@ -55,11 +82,18 @@ class SharedEncoder(nn.Module):
             layers.extend(ResidualBlock(width) for _ in range(depth))
             stages.append(nn.Sequential(*layers))
         self.stages = nn.ModuleList(stages)
+        self.adapters = None
+        if adapter_rank:
+            self.adapters = nn.ModuleList(MaskGatedAdapter(w, adapter_rank, modalities)
+                                          for w in widths)
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def forward(self, x: torch.Tensor, missing: torch.Tensor) -> list[torch.Tensor]:
+        """``missing`` (B, M) float: 1 where a modality is missing."""
         features = []
-        for stage in self.stages:
+        for index, stage in enumerate(self.stages):
             x = stage(x)
+            if self.adapters is not None:
+                x = self.adapters[index](x, missing)
             features.append(x)
         return features
 
@@ -104,7 +138,9 @@ class MultimodalSegmenter(nn.Module):
             self.mask_film = nn.Linear(len(self.modalities), 2 * fused)
             nn.init.zeros_(self.mask_film.weight)
             nn.init.zeros_(self.mask_film.bias)
-        self.encoder = SharedEncoder(spec.stage_widths, spec.stage_depths)
+        self.encoder = SharedEncoder(spec.stage_widths, spec.stage_depths,
+                                     adapter_rank=config.mask_adapters,
+                                     modalities=len(self.modalities))
         self.decoder = MLPDecoder(spec.stage_widths, spec.decoder_width, config.num_classes)
         self.mask_tokens = None
         self.projection = None
@@ -146,8 +182,8 @@ class MultimodalSegmenter(nn.Module):
         """Only what the alignment loss needs: tokens up to the projection point, the
         projection, the alignment terms. No fusion, no decoder.
 
-        Label-free adaptation trains the projection alone, so the rest of the model would
-        be computed for nothing (about two thirds of a step).
+        Label-free adaptation by the alignment loss alone trains the projection alone, so
+        the rest of the model would be computed for nothing (about two thirds of a step).
         """
         if self.projection is None:
             raise RuntimeError(f'method {self.config.method!r} has no projection to align')
@@ -170,7 +206,8 @@ class MultimodalSegmenter(nn.Module):
         upsampling is linear and the same for both, and skipping it makes the loss 16x
         smaller to compute. The stems and modality encoders run once for both, without
         gradient (with projection after the stem, the student's modality encoders run
-        again on the substituted tokens); the caller freezes all but the projection.
+        again on the substituted tokens); the caller freezes all but the projection and
+        the mask-gated adapters.
         ``aux`` holds the alignment terms, as in :meth:`forward_train`.
         """
         if self.projection is None:
@@ -247,7 +284,7 @@ class MultimodalSegmenter(nn.Module):
         if self.mask_film is not None:
             scale, shift = self.mask_film(available.to(x.dtype)).chunk(2, dim=1)
             x = x * (1.0 + scale[:, :, None, None]) + shift[:, :, None, None]
-        return self.decoder(self.encoder(x), size)
+        return self.decoder(self.encoder(x, (~available).to(x.dtype)), size)
 
     def _project(self, tokens: dict[str, torch.Tensor], available: torch.Tensor,
                  image_size: tuple[int, int], aux: TrainOutputs,
