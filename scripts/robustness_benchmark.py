@@ -44,7 +44,7 @@ from training.data.dataset import SyntheticDataset  # noqa: E402
 from training.datasets import collate  # noqa: E402
 from training.evaluate import bar_chart, cosine_table, markdown_table  # noqa: E402
 from training.metrics import Scores, SubsetReport, evaluate_subsets  # noqa: E402
-from training.train import batches_for_eval, train  # noqa: E402
+from training.train import ADAPTED_PREFIXES, batches_for_eval, train  # noqa: E402
 
 METHODS = ('none', 'dropout', 'mask_token', 'mmp')
 MASKING = ('drop', 'full')  # ablations of the masking schedule, which dropout shares
@@ -52,6 +52,8 @@ CONV = {'projection_kind': 'conv', 'projection_stride': 16}  # ModelConfig field
 CONV_PROJECTION = tuple(f'model.{key}={value}' for key, value in CONV.items())
 # config/train_adapt.yaml's projection and optimizer (the benchmark's defaults are training's)
 CONV_DISTILL = (*CONV_PROJECTION, 'distillation_weight=1', 'optim.lr=0.006')
+ADAPTER_FIELDS = {'mask_adapters': 64}  # ModelConfig fields
+ADAPTERS = tuple(f'model.{key}={value}' for key, value in ADAPTER_FIELDS.items())
 # name -> (what it varies, overrides of the ablated run; 'steps=N' sets its own budget)
 ABLATIONS = {
     'default': ('nothing: the defaults, at the ablation budget', []),
@@ -73,14 +75,26 @@ ABLATIONS = {
                      [*CONV_DISTILL]),
     'conv_fast': ('convolutional projection with distillation in 100 steps',
                   [*CONV_DISTILL, 'steps=100']),
+    'conv_adapters': ('convolutional projection with distillation, plus mask-gated adapters '
+                      '(rank 64) after each shared-encoder stage', [*CONV_DISTILL, *ADAPTERS]),
+    'conv_adapters_fast': ('conv_adapters in 100 steps', [*CONV_DISTILL, *ADAPTERS, 'steps=100']),
+    'conv_adapters_long': ('conv_adapters in 1000 steps',
+                           [*CONV_DISTILL, *ADAPTERS, 'steps=1000']),
 }
-ADAPT_ONLY = ('distill_1', 'conv_distill', 'conv_fast')  # label-free adaptation's alone
+# label-free adaptation's alone
+ADAPT_ONLY = ('distill_1', 'conv_distill', 'conv_fast', 'conv_adapters', 'conv_adapters_fast',
+              'conv_adapters_long')
 SHARED_MODEL = ('film',)  # change the network every method trained from scratch shares
 # The rows of the summary over seeds: label -> run name prefix (runs are <prefix>_s<seed>).
 SUMMARY_ROWS = {**{m: m for m in METHODS}, 'mmp_adapt': 'mmp_adapt',
                 'mmp_adapt + distillation': 'ablation_adapt_distill_1',
                 'mmp_adapt, conv + distillation': 'ablation_adapt_conv_distill',
-                'mmp_adapt, conv + distillation, 100 steps': 'ablation_adapt_conv_fast'}
+                'mmp_adapt, conv + distillation, 100 steps': 'ablation_adapt_conv_fast',
+                'mmp_adapt, conv + distillation + adapters': 'ablation_adapt_conv_adapters',
+                'mmp_adapt, conv + distillation + adapters, 100 steps':
+                    'ablation_adapt_conv_adapters_fast',
+                'mmp_adapt, conv + distillation + adapters, 1000 steps':
+                    'ablation_adapt_conv_adapters_long'}
 ABLATION_PREFIX = {'mmp': 'ablation_', 'mmp_adapt': 'ablation_adapt_',
                    'dropout': 'ablation_dropout_'}
 
@@ -254,7 +268,9 @@ def overhead(size: tuple[int, int], repeats: int = 200) -> dict[str, dict]:
     variants = {'none': {'method': 'none'}, 'mask_token': {'method': 'mask_token'},
                 'mmp': {'method': 'mmp'},
                 'mmp, query stride 16': {'method': 'mmp', 'projection_stride': 16},
-                'mmp_adapt, conv projection': {'method': 'mmp_adapt', **CONV}}
+                'mmp_adapt, conv projection': {'method': 'mmp_adapt', **CONV},
+                'mmp_adapt, conv projection + adapters': {'method': 'mmp_adapt', **CONV,
+                                                          **ADAPTER_FIELDS}}
     models = {name: build_model(ModelConfig(modalities=MODALITIES, num_classes=len(CLASS_NAMES),
                                             **options)).eval()
               for name, options in variants.items()}
@@ -353,11 +369,14 @@ def step_cost(size: tuple[int, int], batch: int, threads: int, steps: int = 4) -
                                         method=method)).train()
         costs[method] = median_seconds(model, supervised)
     for name, options in {'mmp_adapt, distillation': {},
-                          'mmp_adapt, conv + distillation': CONV}.items():
+                          'mmp_adapt, conv + distillation': CONV,
+                          'mmp_adapt, conv + distillation + adapters': {**CONV,
+                                                                        **ADAPTER_FIELDS}
+                          }.items():
         model = build_model(ModelConfig(modalities=MODALITIES, num_classes=len(CLASS_NAMES),
                                         method='mmp_adapt', **options)).eval()
         for parameter_name, parameter in model.named_parameters():
-            parameter.requires_grad_(parameter_name.startswith('projection.'))
+            parameter.requires_grad_(parameter_name.startswith(ADAPTED_PREFIXES))
         costs[name] = median_seconds(model, distillation)
     torch.set_num_threads(before)
     return {'batch': batch, 'threads': threads, 'size': list(size), 'seconds': costs,
