@@ -68,6 +68,8 @@ ABLATIONS = {
     'query_16': ('query grid stride 16 (4x the cells)', ['model.projection_stride=16']),
     'film': ('fused map scaled and shifted by which modalities are real',
              ['model.mask_conditioning=true']),
+    'adapters': ('mask-gated adapters (rank 64) after each shared-encoder stage',
+                 [*ADAPTERS]),
     'conv': ('convolutional projection (stride 16) instead of attention', [*CONV_PROJECTION]),
     'distill_1': ("plus distillation from the frozen base's own all-modality prediction "
                   '(label-free), weight 1', ['distillation_weight=1']),
@@ -84,7 +86,7 @@ ABLATIONS = {
 # label-free adaptation's alone
 ADAPT_ONLY = ('distill_1', 'conv_distill', 'conv_fast', 'conv_adapters', 'conv_adapters_fast',
               'conv_adapters_long')
-SHARED_MODEL = ('film',)  # change the network every method trained from scratch shares
+SHARED_MODEL = ('film', 'adapters')  # change the network every from-scratch method shares
 # The rows of the summary over seeds: label -> run name prefix (runs are <prefix>_s<seed>).
 SUMMARY_ROWS = {**{m: m for m in METHODS}, 'mmp_adapt': 'mmp_adapt',
                 'mmp_adapt + distillation': 'ablation_adapt_distill_1',
