@@ -54,6 +54,7 @@ CONV_PROJECTION = tuple(f'model.{key}={value}' for key, value in CONV.items())
 CONV_DISTILL = (*CONV_PROJECTION, 'distillation_weight=1', 'optim.lr=0.006')
 ADAPTER_FIELDS = {'mask_adapters': 64}  # ModelConfig fields
 ADAPTERS = tuple(f'model.{key}={value}' for key, value in ADAPTER_FIELDS.items())
+GATED = f"mask-gated adapters (rank {ADAPTER_FIELDS['mask_adapters']})"
 # name -> (what it varies, overrides of the ablated run; 'steps=N' sets its own budget)
 ABLATIONS = {
     'default': ('nothing: the defaults, at the ablation budget', []),
@@ -68,8 +69,7 @@ ABLATIONS = {
     'query_16': ('query grid stride 16 (4x the cells)', ['model.projection_stride=16']),
     'film': ('fused map scaled and shifted by which modalities are real',
              ['model.mask_conditioning=true']),
-    'adapters': ('mask-gated adapters (rank 64) after each shared-encoder stage',
-                 [*ADAPTERS]),
+    'adapters': (f'{GATED} after each shared-encoder stage', [*ADAPTERS]),
     'conv': ('convolutional projection (stride 16) instead of attention', [*CONV_PROJECTION]),
     'distill_1': ("plus distillation from the frozen base's own all-modality prediction "
                   '(label-free), weight 1', ['distillation_weight=1']),
@@ -77,8 +77,8 @@ ABLATIONS = {
                      [*CONV_DISTILL]),
     'conv_fast': ('convolutional projection with distillation in 100 steps',
                   [*CONV_DISTILL, 'steps=100']),
-    'conv_adapters': ('convolutional projection with distillation, plus mask-gated adapters '
-                      '(rank 64) after each shared-encoder stage', [*CONV_DISTILL, *ADAPTERS]),
+    'conv_adapters': (f'convolutional projection with distillation, plus {GATED} after each '
+                      'shared-encoder stage', [*CONV_DISTILL, *ADAPTERS]),
     'conv_adapters_fast': ('conv_adapters in 100 steps', [*CONV_DISTILL, *ADAPTERS, 'steps=100']),
     'conv_adapters_long': ('conv_adapters in 1000 steps',
                            [*CONV_DISTILL, *ADAPTERS, 'steps=1000']),
