@@ -82,10 +82,12 @@ ABLATIONS = {
     'conv_adapters_fast': ('conv_adapters in 100 steps', [*CONV_DISTILL, *ADAPTERS, 'steps=100']),
     'conv_adapters_long': ('conv_adapters in 1000 steps',
                            [*CONV_DISTILL, *ADAPTERS, 'steps=1000']),
+    'conv_adapters_r32_long': ('conv_adapters of rank 32 in 1000 steps',
+                               [*CONV_DISTILL, 'model.mask_adapters=32', 'steps=1000']),
 }
 # label-free adaptation's alone
 ADAPT_ONLY = ('distill_1', 'conv_distill', 'conv_fast', 'conv_adapters', 'conv_adapters_fast',
-              'conv_adapters_long')
+              'conv_adapters_long', 'conv_adapters_r32_long')
 SHARED_MODEL = ('film', 'adapters')  # change the network every from-scratch method shares
 # The rows of the summary over seeds: label -> run name prefix (runs are <prefix>_s<seed>).
 SUMMARY_ROWS = {**{m: m for m in METHODS}, 'mmp_adapt': 'mmp_adapt',
@@ -96,7 +98,9 @@ SUMMARY_ROWS = {**{m: m for m in METHODS}, 'mmp_adapt': 'mmp_adapt',
                 'mmp_adapt, conv + distillation + adapters, 100 steps':
                     'ablation_adapt_conv_adapters_fast',
                 'mmp_adapt, conv + distillation + adapters, 1000 steps':
-                    'ablation_adapt_conv_adapters_long'}
+                    'ablation_adapt_conv_adapters_long',
+                'mmp_adapt, conv + distillation + adapters of rank 32, 1000 steps':
+                    'ablation_adapt_conv_adapters_r32_long'}
 ABLATION_PREFIX = {'mmp': 'ablation_', 'mmp_adapt': 'ablation_adapt_',
                    'dropout': 'ablation_dropout_'}
 
@@ -272,7 +276,9 @@ def overhead(size: tuple[int, int], repeats: int = 200) -> dict[str, dict]:
                 'mmp, query stride 16': {'method': 'mmp', 'projection_stride': 16},
                 'mmp_adapt, conv projection': {'method': 'mmp_adapt', **CONV},
                 'mmp_adapt, conv projection + adapters': {'method': 'mmp_adapt', **CONV,
-                                                          **ADAPTER_FIELDS}}
+                                                          **ADAPTER_FIELDS},
+                'mmp_adapt, conv projection + adapters of rank 32': {
+                    'method': 'mmp_adapt', **CONV, 'mask_adapters': 32}}
     models = {name: build_model(ModelConfig(modalities=MODALITIES, num_classes=len(CLASS_NAMES),
                                             **options)).eval()
               for name, options in variants.items()}
