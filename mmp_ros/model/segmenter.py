@@ -87,12 +87,13 @@ class SharedEncoder(nn.Module):
             self.adapters = nn.ModuleList(MaskGatedAdapter(w, adapter_rank, modalities)
                                           for w in widths)
 
-    def forward(self, x: torch.Tensor, missing: torch.Tensor) -> list[torch.Tensor]:
-        """``missing`` (B, M) float: 1 where a modality is missing."""
+    def forward(self, x: torch.Tensor, available: torch.Tensor) -> list[torch.Tensor]:
+        """``available`` (B, M) bool; only the adapters read it."""
+        missing = None if self.adapters is None else (~available).to(x.dtype)
         features = []
         for index, stage in enumerate(self.stages):
             x = stage(x)
-            if self.adapters is not None:
+            if missing is not None:
                 x = self.adapters[index](x, missing)
             features.append(x)
         return features
@@ -284,7 +285,7 @@ class MultimodalSegmenter(nn.Module):
         if self.mask_film is not None:
             scale, shift = self.mask_film(available.to(x.dtype)).chunk(2, dim=1)
             x = x * (1.0 + scale[:, :, None, None]) + shift[:, :, None, None]
-        return self.decoder(self.encoder(x, (~available).to(x.dtype)), size)
+        return self.decoder(self.encoder(x, available), size)
 
     def _project(self, tokens: dict[str, torch.Tensor], available: torch.Tensor,
                  image_size: tuple[int, int], aux: TrainOutputs,
