@@ -48,13 +48,22 @@ from training.train import ADAPTED_PREFIXES, batches_for_eval, train  # noqa: E4
 
 METHODS = ('none', 'dropout', 'mask_token', 'mmp')
 MASKING = ('drop', 'full')  # ablations of the masking schedule, which dropout shares
-CONV = {'projection_kind': 'conv', 'projection_stride': 16}  # ModelConfig fields
-CONV_PROJECTION = tuple(f'model.{key}={value}' for key, value in CONV.items())
+
+
+def as_overrides(fields: dict) -> tuple[str, ...]:
+    """ModelConfig fields as training's command-line overrides."""
+    return tuple(f'model.{key}={value}' for key, value in fields.items())
+
+
+# ModelConfig fields of the variants ablated below
+CONV = {'projection_kind': 'conv', 'projection_stride': 16}
+ADAPTERS = {'mask_adapters': 64}  # config/train_adapt.yaml's
+SMALL_ADAPTERS = {'mask_adapters': 32}
+CONV_PROJECTION = as_overrides(CONV)
 # config/train_adapt.yaml's projection and optimizer (the benchmark's defaults are training's)
 CONV_DISTILL = (*CONV_PROJECTION, 'distillation_weight=1', 'optim.lr=0.006')
-ADAPTER_FIELDS = {'mask_adapters': 64}  # ModelConfig fields
-ADAPTERS = tuple(f'model.{key}={value}' for key, value in ADAPTER_FIELDS.items())
-GATED = f"mask-gated adapters (rank {ADAPTER_FIELDS['mask_adapters']})"
+CONV_ADAPTERS = (*CONV_DISTILL, *as_overrides(ADAPTERS))
+GATED = f"mask-gated adapters (rank {ADAPTERS['mask_adapters']})"
 # name -> (what it varies, overrides of the ablated run; 'steps=N' sets its own budget)
 ABLATIONS = {
     'default': ('nothing: the defaults, at the ablation budget', []),
@@ -69,7 +78,7 @@ ABLATIONS = {
     'query_16': ('query grid stride 16 (4x the cells)', ['model.projection_stride=16']),
     'film': ('fused map scaled and shifted by which modalities are real',
              ['model.mask_conditioning=true']),
-    'adapters': (f'{GATED} after each shared-encoder stage', [*ADAPTERS]),
+    'adapters': (f'{GATED} after each shared-encoder stage', [*as_overrides(ADAPTERS)]),
     'conv': ('convolutional projection (stride 16) instead of attention', [*CONV_PROJECTION]),
     'distill_1': ("plus distillation from the frozen base's own all-modality prediction "
                   '(label-free), weight 1', ['distillation_weight=1']),
@@ -78,12 +87,12 @@ ABLATIONS = {
     'conv_fast': ('convolutional projection with distillation in 100 steps',
                   [*CONV_DISTILL, 'steps=100']),
     'conv_adapters': (f'convolutional projection with distillation, plus {GATED} after each '
-                      'shared-encoder stage', [*CONV_DISTILL, *ADAPTERS]),
-    'conv_adapters_fast': ('conv_adapters in 100 steps', [*CONV_DISTILL, *ADAPTERS, 'steps=100']),
-    'conv_adapters_long': ('conv_adapters in 1000 steps',
-                           [*CONV_DISTILL, *ADAPTERS, 'steps=1000']),
-    'conv_adapters_r32_long': ('conv_adapters of rank 32 in 1000 steps',
-                               [*CONV_DISTILL, 'model.mask_adapters=32', 'steps=1000']),
+                      'shared-encoder stage', [*CONV_ADAPTERS]),
+    'conv_adapters_fast': ('conv_adapters in 100 steps', [*CONV_ADAPTERS, 'steps=100']),
+    'conv_adapters_long': ('conv_adapters in 1000 steps', [*CONV_ADAPTERS, 'steps=1000']),
+    'conv_adapters_r32_long': (
+        f"conv_adapters of rank {SMALL_ADAPTERS['mask_adapters']} in 1000 steps",
+        [*CONV_DISTILL, *as_overrides(SMALL_ADAPTERS), 'steps=1000']),
 }
 # label-free adaptation's alone
 ADAPT_ONLY = ('distill_1', 'conv_distill', 'conv_fast', 'conv_adapters', 'conv_adapters_fast',
@@ -276,9 +285,9 @@ def overhead(size: tuple[int, int], repeats: int = 200) -> dict[str, dict]:
                 'mmp, query stride 16': {'method': 'mmp', 'projection_stride': 16},
                 'mmp_adapt, conv projection': {'method': 'mmp_adapt', **CONV},
                 'mmp_adapt, conv projection + adapters': {'method': 'mmp_adapt', **CONV,
-                                                          **ADAPTER_FIELDS},
-                'mmp_adapt, conv projection + adapters of rank 32': {
-                    'method': 'mmp_adapt', **CONV, 'mask_adapters': 32}}
+                                                          **ADAPTERS},
+                'mmp_adapt, conv projection + adapters of rank 32': {'method': 'mmp_adapt',
+                                                                     **CONV, **SMALL_ADAPTERS}}
     models = {name: build_model(ModelConfig(modalities=MODALITIES, num_classes=len(CLASS_NAMES),
                                             **options)).eval()
               for name, options in variants.items()}
@@ -378,8 +387,7 @@ def step_cost(size: tuple[int, int], batch: int, threads: int, steps: int = 4) -
         costs[method] = median_seconds(model, supervised)
     for name, options in {'mmp_adapt, distillation': {},
                           'mmp_adapt, conv + distillation': CONV,
-                          'mmp_adapt, conv + distillation + adapters': {**CONV,
-                                                                        **ADAPTER_FIELDS}
+                          'mmp_adapt, conv + distillation + adapters': {**CONV, **ADAPTERS}
                           }.items():
         model = build_model(ModelConfig(modalities=MODALITIES, num_classes=len(CLASS_NAMES),
                                         method='mmp_adapt', **options)).eval()
