@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,6 +38,7 @@ sys.path.insert(0, str(REPO))
 
 from mmp_ros.modalities import MODALITIES, nonempty_subsets, subset_label  # noqa: E402
 from mmp_ros.model import ModelConfig, build_model, load_checkpoint, read_checkpoint  # noqa: E402
+from mmp_ros.model.segmenter import MaskGatedAdapter  # noqa: E402
 from training.config import load_config  # noqa: E402
 from training.data.ceiling import ceiling_table  # noqa: E402
 from training.data.classes import CLASS_NAMES, PALETTE  # noqa: E402
@@ -57,8 +59,8 @@ def as_overrides(fields: dict) -> tuple[str, ...]:
 
 # ModelConfig fields of the variants ablated below
 CONV = {'projection_kind': 'conv', 'projection_stride': 16}
-ADAPTERS = {'mask_adapters': 64}  # config/train_adapt.yaml's
-SMALL_ADAPTERS = {'mask_adapters': 32}
+ADAPTERS = {'mask_adapters': 32}  # config/train_adapt.yaml's
+LARGE_ADAPTERS = {'mask_adapters': 64}
 CONV_PROJECTION = as_overrides(CONV)
 # config/train_adapt.yaml's projection and optimizer (the benchmark's defaults are training's)
 CONV_DISTILL = (*CONV_PROJECTION, 'distillation_weight=1', 'optim.lr=0.006')
@@ -90,13 +92,13 @@ ABLATIONS = {
                       'shared-encoder stage', [*CONV_ADAPTERS]),
     'conv_adapters_fast': ('conv_adapters in 100 steps', [*CONV_ADAPTERS, 'steps=100']),
     'conv_adapters_long': ('conv_adapters in 1000 steps', [*CONV_ADAPTERS, 'steps=1000']),
-    'conv_adapters_r32_long': (
-        f"conv_adapters of rank {SMALL_ADAPTERS['mask_adapters']} in 1000 steps",
-        [*CONV_DISTILL, *as_overrides(SMALL_ADAPTERS), 'steps=1000']),
+    'conv_adapters_r64_long': (
+        f"conv_adapters of rank {LARGE_ADAPTERS['mask_adapters']} in 1000 steps",
+        [*CONV_DISTILL, *as_overrides(LARGE_ADAPTERS), 'steps=1000']),
 }
 # label-free adaptation's alone
 ADAPT_ONLY = ('distill_1', 'conv_distill', 'conv_fast', 'conv_adapters', 'conv_adapters_fast',
-              'conv_adapters_long', 'conv_adapters_r32_long')
+              'conv_adapters_long', 'conv_adapters_r64_long')
 SHARED_MODEL = ('film', 'adapters')  # change the network every from-scratch method shares
 # The rows of the summary over seeds: label -> run name prefix (runs are <prefix>_s<seed>).
 SUMMARY_ROWS = {**{m: m for m in METHODS}, 'mmp_adapt': 'mmp_adapt',
@@ -108,8 +110,8 @@ SUMMARY_ROWS = {**{m: m for m in METHODS}, 'mmp_adapt': 'mmp_adapt',
                     'ablation_adapt_conv_adapters_fast',
                 'mmp_adapt, conv + distillation + adapters, 1000 steps':
                     'ablation_adapt_conv_adapters_long',
-                'mmp_adapt, conv + distillation + adapters of rank 32, 1000 steps':
-                    'ablation_adapt_conv_adapters_r32_long'}
+                'mmp_adapt, conv + distillation + adapters of rank 64, 1000 steps':
+                    'ablation_adapt_conv_adapters_r64_long'}
 ABLATION_PREFIX = {'mmp': 'ablation_', 'mmp_adapt': 'ablation_adapt_',
                    'dropout': 'ablation_dropout_'}
 
@@ -269,6 +271,28 @@ def evaluate_run(checkpoint: Path, splits: dict[str, Dataset], args, *,
 # --- compute overhead ------------------------------------------------------------------------
 
 
+GELU_ROW = 'mmp_adapt, conv projection + adapters with GELU'
+
+
+class GeluAdapter(MaskGatedAdapter):
+    """The adapters' first form, with a GELU: only for the latency table, beside the ReLU."""
+
+    def forward(self, x: torch.Tensor, missing: torch.Tensor) -> torch.Tensor:
+        return x + self.up(F.gelu(self.down(x)) * self.gate(missing)[:, :, None, None])
+
+
+def as_trained(model: torch.nn.Module) -> torch.nn.Module:
+    """Small random values in the parameters initialized to zero (mask gates, mask tokens,
+    norms' shifts), as training leaves them: a graph optimizer must find no equal or zero
+    weights to elide (ONNX Runtime merged the four adapters' zero gates into one)."""
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if not parameter.any():
+                parameter.copy_(0.02 * torch.randn(parameter.shape, generator=generator))
+    return model
+
+
 def overhead(size: tuple[int, int], repeats: int = 200) -> dict[str, dict]:
     """Parameters, FLOPs and single-thread CPU latency (torch eager and ONNX Runtime) of the
     tiny model per method, batch 1, at the training resolution."""
@@ -286,11 +310,14 @@ def overhead(size: tuple[int, int], repeats: int = 200) -> dict[str, dict]:
                 'mmp_adapt, conv projection': {'method': 'mmp_adapt', **CONV},
                 'mmp_adapt, conv projection + adapters': {'method': 'mmp_adapt', **CONV,
                                                           **ADAPTERS},
-                'mmp_adapt, conv projection + adapters of rank 32': {'method': 'mmp_adapt',
-                                                                     **CONV, **SMALL_ADAPTERS}}
-    models = {name: build_model(ModelConfig(modalities=MODALITIES, num_classes=len(CLASS_NAMES),
-                                            **options)).eval()
-              for name, options in variants.items()}
+                'mmp_adapt, conv projection + adapters of rank 64': {'method': 'mmp_adapt',
+                                                                     **CONV, **LARGE_ADAPTERS},
+                GELU_ROW: {'method': 'mmp_adapt', **CONV, **ADAPTERS}}
+    models = {name: as_trained(build_model(ModelConfig(
+        modalities=MODALITIES, num_classes=len(CLASS_NAMES), **options))).eval()
+        for name, options in variants.items()}
+    for adapter in models[GELU_ROW].encoder.adapters:
+        adapter.__class__ = GeluAdapter
     sessions = {name: _onnx_session(model, variants[name]['method'], inputs, available)
                 for name, model in models.items()}
     timings: dict[str, dict[str, list[float]]] = {m: {'torch': [], 'onnxruntime': []}

@@ -52,7 +52,12 @@ class TrainOutputs:
 class MaskGatedAdapter(nn.Module):
     """A residual 1x1 bottleneck whose hidden channels are scaled by a linear function of
     which modalities are missing (no bias, zero at initialization): with every modality
-    real it adds exactly nothing, so a frozen model keeps its full-modality output."""
+    real it adds exactly nothing, so a frozen model keeps its full-modality output.
+
+    ReLU, not the GELU of the rest of the model: ONNX Runtime fuses a ReLU into the
+    convolution before it, while a GELU is exported as five element-wise operators. The
+    accuracy is the same, the latency within two points of the model's (docs/robustness.md).
+    """
 
     def __init__(self, width: int, rank: int, modalities: int) -> None:
         super().__init__()
@@ -62,7 +67,7 @@ class MaskGatedAdapter(nn.Module):
         nn.init.zeros_(self.gate.weight)
 
     def forward(self, x: torch.Tensor, missing: torch.Tensor) -> torch.Tensor:
-        return x + self.up(F.gelu(self.down(x)) * self.gate(missing)[:, :, None, None])
+        return x + self.up(F.relu(self.down(x)) * self.gate(missing)[:, :, None, None])
 
 
 class SharedEncoder(nn.Module):
