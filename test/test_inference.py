@@ -276,3 +276,21 @@ def test_build_engine_without_tensorrt_says_what_to_install(model_and_file, caps
     args = parser.parse_args(['--onnx', str(model_and_file[2]), '--fp16'])
     assert engine_cli.run(args) == 1
     assert 'mmp_ros build-engine: TensorRT is not installed' in capsys.readouterr().err
+
+
+def test_bench_exports_at_the_opset_asked_and_needs_a_checkpoint_for_it(model_and_file,
+                                                                          tmp_path):
+    from mmp_ros.inference.bench import Variant, _onnx_for
+    from mmp_ros.inference.onnx_file import read_onnx_file
+    from mmp_ros.model import ModelConfig, build_model, save_checkpoint
+
+    metadata = tiny_metadata(input_size=(32, 32), num_classes=3, method='none')
+    checkpoint = save_checkpoint(tmp_path / 'none.pt', metadata=metadata, model=build_model(
+        ModelConfig(modalities=metadata.modalities, num_classes=3, method='none')))
+    for opset in (18, 20):
+        path = _onnx_for(Variant('none', checkpoint, None), None, tmp_path, opset)
+        assert read_onnx_file(path).opsets[''] == opset
+    given = Variant('mmp', None, model_and_file[2])
+    assert _onnx_for(given, None, tmp_path, None) == model_and_file[2]
+    with pytest.raises(SystemExit, match='--opset 20 needs --checkpoint'):
+        _onnx_for(given, None, tmp_path, 20)

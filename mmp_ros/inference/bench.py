@@ -179,18 +179,25 @@ def _random_checkpoints(args, workdir: Path) -> list[Variant]:
     return variants
 
 
-def _onnx_for(variant: Variant, size: tuple[int, int] | None, workdir: Path) -> Path:
-    if size is None and variant.onnx is not None:
+def _onnx_for(variant: Variant, size: tuple[int, int] | None, workdir: Path,
+              opset: int | None) -> Path:
+    """The variant's ONNX file: the one given, or exported from its checkpoint at ``size``
+    (None: the model's) and ``opset`` (None: the exporter's default)."""
+    if size is None and opset is None and variant.onnx is not None:
         return variant.onnx
     if variant.checkpoint is None:
-        raise SystemExit(f'--sizes {size[0]}x{size[1]} needs --checkpoint: the model is '
-                         're-exported at that size from its checkpoint')
+        asked = f'--sizes {size[0]}x{size[1]}' if size else f'--opset {opset}'
+        raise SystemExit(f'{asked} needs --checkpoint: the model is re-exported from its '
+                         'checkpoint')
     from training.export import export_checkpoint
 
     tag = 'model' if size is None else f'{size[0]}x{size[1]}'
+    if opset is not None:
+        tag += f'_opset{opset}'
     target = workdir / f'{variant.checkpoint.stem}_{tag}.onnx'
     if not target.exists():
-        export_checkpoint(variant.checkpoint, target, input_size=size, verify=False)
+        options = {} if opset is None else {'opset': opset}
+        export_checkpoint(variant.checkpoint, target, input_size=size, verify=False, **options)
     return target
 
 
@@ -225,6 +232,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="input sizes: 'model' and/or HxW, comma-separated")
     parser.add_argument('--warmup', type=int, default=5)
     parser.add_argument('--iterations', type=int, default=50)
+    parser.add_argument('--opset', type=int,
+                        help="export every ONNX model at this opset (default: the exporter's, "
+                        'and --onnx as given)')
     parser.add_argument('--workdir', type=Path, help='where exports go (default: temporary)')
     parser.add_argument('--json', type=Path, help='write all results here')
 
@@ -249,7 +259,8 @@ def run(args: argparse.Namespace) -> int:
                 for variant in variants:
                     if backend == 'torch' and variant.checkpoint is None:
                         continue
-                    onnx = None if backend == 'torch' else _onnx_for(variant, size, workdir)
+                    onnx = None if backend == 'torch' else _onnx_for(variant, size, workdir,
+                                                                     args.opset)
                     specs.append({
                         'backend': backend,
                         'variant': variant.method,
