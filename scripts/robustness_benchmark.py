@@ -293,9 +293,15 @@ def as_trained(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def overhead(size: tuple[int, int], repeats: int = 200) -> dict[str, dict]:
+def overhead(size: tuple[int, int], repeats: int = 200, trials: int = 5) -> dict[str, dict]:
     """Parameters, FLOPs and single-thread CPU latency (torch eager and ONNX Runtime) of the
-    tiny model per method, batch 1, at the training resolution."""
+    tiny model per method, batch 1, at the training resolution.
+
+    ``trials`` rounds of ``repeats`` interleaved runs: the latency is the median of them all,
+    and each round's ratio to ``none`` is kept, so the page shows how far the ratios move.
+    """
+    import statistics
+
     from torch.utils.flop_counter import FlopCounterMode
 
     threads = torch.get_num_threads()
@@ -320,29 +326,37 @@ def overhead(size: tuple[int, int], repeats: int = 200) -> dict[str, dict]:
         adapter.__class__ = GeluAdapter
     sessions = {name: _onnx_session(model, variants[name]['method'], inputs, available)
                 for name, model in models.items()}
-    timings: dict[str, dict[str, list[float]]] = {m: {'torch': [], 'onnxruntime': []}
-                                                  for m in models}
+    backends = ('torch', 'onnxruntime')
+    timings = {m: {b: [] for b in backends} for m in models}
+    ratios = {m: {b: [] for b in backends} for m in models}  # per trial, over none's
     with torch.inference_mode():
         for _ in range(10):
             for model in models.values():
                 model(inputs, available)
-        for _ in range(repeats):  # interleaved: machine load hits every method alike
-            for name, model in models.items():
-                started = time.perf_counter()
-                model(inputs, available)
-                timings[name]['torch'].append(time.perf_counter() - started)
-                session, feed = sessions[name]
-                started = time.perf_counter()
-                session.run(None, feed)
-                timings[name]['onnxruntime'].append(time.perf_counter() - started)
+        for _ in range(trials):
+            trial = {m: {b: [] for b in backends} for m in models}
+            for _ in range(repeats):  # interleaved: machine load hits every method alike
+                for name, model in models.items():
+                    started = time.perf_counter()
+                    model(inputs, available)
+                    trial[name]['torch'].append(time.perf_counter() - started)
+                    session, feed = sessions[name]
+                    started = time.perf_counter()
+                    session.run(None, feed)
+                    trial[name]['onnxruntime'].append(time.perf_counter() - started)
+            for name in models:
+                for backend in backends:
+                    timings[name][backend] += trial[name][backend]
+                    ratios[name][backend].append(statistics.median(trial[name][backend]) /
+                                                 statistics.median(trial['none'][backend]))
     for name, model in models.items():
         with FlopCounterMode(display=False) as counter, torch.inference_mode():
             model(inputs, available)
         row = {'parameters': sum(p.numel() for p in model.parameters()),
                'gflops': counter.get_total_flops() / 1e9}
         for backend, values in timings[name].items():
-            if values:
-                row[f'{backend}_ms'] = sorted(values)[len(values) // 2] * 1000
+            row[f'{backend}_ms'] = statistics.median(values) * 1000
+            row[f'{backend}_trial_ratios'] = ratios[name][backend]
         table[name] = row
     torch.set_num_threads(threads)
     return table
@@ -798,14 +812,27 @@ def write_doc(results: dict, out: Path, doc: Path) -> None:
             def change(key: str, mmp=mmp) -> str:
                 if key not in mmp or key not in none:
                     return 'not measured'
-                return f'{(mmp[key] / none[key] - 1) * 100:+.1f} %'
+                text = f'{(mmp[key] / none[key] - 1) * 100:+.1f} %'
+                trials = mmp.get(key.removesuffix('_ms') + '_trial_ratios')
+                if key.endswith('_ms') and trials:
+                    text += (f' (rounds {(min(trials) - 1) * 100:+.1f} to '
+                             f'{(max(trials) - 1) * 100:+.1f})')
+                return text
 
             lines.append(f'- {name} vs none: parameters {change("parameters")}, FLOPs '
                          f'{change("gflops")}, latency torch {change("torch_ms")}, ONNX '
                          f'Runtime {change("onnxruntime_ms")}')
-        lines += ['', f'Median of {o["repeats"]} interleaved runs per backend (CPU: {o["cpu"]}, '
-                  f'load average {o["load_average"]:.1f} during the measurement: other jobs '
-                  'share this machine).', '']
+        if 'trials' in o:  # measured in rounds, zero-initialized weights made non-zero
+            lines += ['', f'Median of {o["trials"]} rounds of {o["repeats"]} interleaved runs '
+                      "per backend, each round's own ratio to none in parentheses (CPU: "
+                      f'{o["cpu"]}, load average {o["load_average"]:.1f} during the '
+                      'measurement: other jobs share this machine). Weights initialized to '
+                      "zero (mask gates and tokens, norms' shifts) are given small random "
+                      'values first, as training leaves them.', '']
+        else:
+            lines += ['', f'Median of {o["repeats"]} interleaved runs per backend (CPU: '
+                      f'{o["cpu"]}, load average {o["load_average"]:.1f} during the '
+                      'measurement: other jobs share this machine).', '']
     if 'step_cost' in results:
         c = results['step_cost']
         lines += [f'## CPU cost of one training step (tiny, batch {c["batch"]}, '
@@ -978,7 +1005,7 @@ def main(argv=None) -> int:
     # Overhead is a CPU figure: measured by CPU runs, or by --report-only when missing.
     wanted = 'overhead' not in results if args.report_only else args.device == 'cpu'
     if wanted and not args.no_overhead:
-        o = {'models': overhead(tuple(results['args']['size'])), 'repeats': 200,
+        o = {'models': overhead(tuple(results['args']['size'])), 'repeats': 200, 'trials': 5,
              'cpu': platform.processor() or platform.machine(),
              'load_average': os.getloadavg()[0]}
         results['overhead'] = o
