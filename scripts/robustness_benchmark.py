@@ -277,8 +277,8 @@ GELU_ROW = 'mmp_adapt, conv projection + adapters with GELU'
 class GeluAdapter(MaskGatedAdapter):
     """The adapters' first form, with a GELU: only for the latency table, beside the ReLU."""
 
-    def forward(self, x: torch.Tensor, missing: torch.Tensor) -> torch.Tensor:
-        return x + self.up(F.gelu(self.down(x)) * self.gate(missing)[:, :, None, None])
+    def forward(self, x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+        return x + self.up(F.gelu(self.down(x)) * gate)
 
 
 def as_trained(model: torch.nn.Module) -> torch.nn.Module:

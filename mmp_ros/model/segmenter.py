@@ -67,8 +67,10 @@ class MaskGatedAdapter(nn.Module):
         self.up = nn.Conv2d(rank, width, 1, bias=False)
         nn.init.zeros_(self.gate.weight)
 
-    def forward(self, x: torch.Tensor, missing: torch.Tensor) -> torch.Tensor:
-        return x + self.up(F.relu(self.down(x)) * self.gate(missing)[:, :, None, None])
+    def forward(self, x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+        """``gate`` (B, rank, 1, 1): ``self.gate`` applied to the missing mask, which the
+        encoder computes for all its adapters at once."""
+        return x + self.up(F.relu(self.down(x)) * gate)
 
 
 class SharedEncoder(nn.Module):
@@ -95,12 +97,19 @@ class SharedEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor, available: torch.Tensor) -> list[torch.Tensor]:
         """``available`` (B, M) bool; only the adapters read it."""
-        missing = None if self.adapters is None else (~available).to(x.dtype)
+        gates = None
+        if self.adapters is not None:
+            # Every adapter's gate in one product: one operator in the exported graph, not
+            # one per stage (a point of the adapted model's latency in ONNX Runtime).
+            weight = torch.cat([adapter.gate.weight for adapter in self.adapters])
+            missing = (~available).to(x.dtype)
+            gates = (missing @ weight.t())[:, :, None, None].split(
+                [adapter.gate.out_features for adapter in self.adapters], dim=1)
         features = []
         for index, stage in enumerate(self.stages):
             x = stage(x)
-            if missing is not None:
-                x = self.adapters[index](x, missing)
+            if gates is not None:
+                x = self.adapters[index](x, gates[index])
             features.append(x)
         return features
 
