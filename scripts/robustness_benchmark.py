@@ -281,18 +281,6 @@ class GeluAdapter(MaskGatedAdapter):
         return x + self.up(F.gelu(self.down(x)) * gate)
 
 
-def as_trained(model: torch.nn.Module) -> torch.nn.Module:
-    """Small random values in the parameters initialized to zero (mask gates, mask tokens,
-    norms' shifts), as training leaves them: a graph optimizer must find no equal or zero
-    weights to elide (ONNX Runtime merged the four adapters' zero gates into one)."""
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if not parameter.any():
-                parameter.copy_(0.02 * torch.randn(parameter.shape, generator=generator))
-    return model
-
-
 def overhead(size: tuple[int, int], repeats: int = 200, trials: int = 5) -> dict[str, dict]:
     """Parameters, FLOPs and single-thread CPU latency (torch eager and ONNX Runtime) of the
     tiny model per method, batch 1, at the training resolution.
@@ -303,6 +291,8 @@ def overhead(size: tuple[int, int], repeats: int = 200, trials: int = 5) -> dict
     import statistics
 
     from torch.utils.flop_counter import FlopCounterMode
+
+    from mmp_ros.inference.testing import fill_zero_parameters
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -319,7 +309,7 @@ def overhead(size: tuple[int, int], repeats: int = 200, trials: int = 5) -> dict
                 'mmp_adapt, conv projection + adapters of rank 64': {'method': 'mmp_adapt',
                                                                      **CONV, **LARGE_ADAPTERS},
                 GELU_ROW: {'method': 'mmp_adapt', **CONV, **ADAPTERS}}
-    models = {name: as_trained(build_model(ModelConfig(
+    models = {name: fill_zero_parameters(build_model(ModelConfig(
         modalities=MODALITIES, num_classes=len(CLASS_NAMES), **options))).eval()
         for name, options in variants.items()}
     for adapter in models[GELU_ROW].encoder.adapters:

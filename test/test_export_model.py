@@ -13,7 +13,12 @@ import torch
 
 from mmp_ros.inference import create_backend, read_model_metadata
 from mmp_ros.inference.tensorrt_ops import check_tensorrt_compatibility
-from mmp_ros.inference.testing import export_tiny_random_model, tiny_metadata, tiny_random_model
+from mmp_ros.inference.testing import (
+    export_tiny_random_model,
+    fill_zero_parameters,
+    tiny_metadata,
+    tiny_random_model,
+)
 from mmp_ros.inference.torch_backend import TorchBackend
 from mmp_ros.model import save_checkpoint
 from training import export as export_cli
@@ -114,11 +119,8 @@ def test_model_variant_exports_with_parity_and_passes_the_tensorrt_check(tmp_pat
 
     metadata = tiny_metadata(input_size=INPUT_SIZE, num_classes=6, method=method)
     torch.manual_seed(SEED)
-    model = build_model(ModelConfig(modalities=metadata.modalities, num_classes=6,
-                                    method=method, **options)).eval()
-    for name, parameter in model.named_parameters():  # gates are zero at initialization:
-        if name.startswith('mask_film.') or name.endswith('gate.weight'):  # give them work
-            torch.nn.init.normal_(parameter, std=0.5)
+    model = fill_zero_parameters(build_model(ModelConfig(  # gates start at zero: give them work
+        modalities=metadata.modalities, num_classes=6, method=method, **options)), std=0.5).eval()
     path = export_onnx(model, metadata, tmp_path / 'variant.onnx', with_logits=True,
                        verify=False)
     assert check_tensorrt_compatibility(path).ok

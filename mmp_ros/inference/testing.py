@@ -62,6 +62,21 @@ def tiny_random_model(metadata: ModelMetadata, *, seed: int = 0):
     return build_model(config).eval()
 
 
+def fill_zero_parameters(model, *, std: float = 0.02, seed: int = 0):
+    """``model`` with random values in every parameter that is all zero, as initialization
+    leaves mask gates, mask tokens and norms' shifts and training does not: so that those
+    parts do something in a test, and a graph optimizer finds no equal or zero weights to
+    elide in a benchmark (ONNX Runtime merged four zero adapter gates into one)."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if not parameter.any():
+                parameter.copy_(std * torch.randn(parameter.shape, generator=generator))
+    return model
+
+
 def export_tiny_random_model(
     path: str | Path,
     *,
