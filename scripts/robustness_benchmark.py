@@ -812,17 +812,15 @@ def write_doc(results: dict, out: Path, doc: Path) -> None:
             lines.append(f'- {name} vs none: parameters {change("parameters")}, FLOPs '
                          f'{change("gflops")}, latency torch {change("torch_ms")}, ONNX '
                          f'Runtime {change("onnxruntime_ms")}')
-        if 'trials' in o:  # measured in rounds, zero-initialized weights made non-zero
-            lines += ['', f'Median of {o["trials"]} rounds of {o["repeats"]} interleaved runs '
-                      "per backend, each round's own ratio to none in parentheses (CPU: "
-                      f'{o["cpu"]}, load average {o["load_average"]:.1f} during the '
-                      'measurement: other jobs share this machine). Weights initialized to '
-                      "zero (mask gates and tokens, norms' shifts) are given small random "
-                      'values first, as training leaves them.', '']
-        else:
-            lines += ['', f'Median of {o["repeats"]} interleaved runs per backend (CPU: '
-                      f'{o["cpu"]}, load average {o["load_average"]:.1f} during the '
-                      'measurement: other jobs share this machine).', '']
+        rounds = 'trials' in o  # measured in rounds, zero-initialized weights made non-zero
+        runs = (f'{o["trials"]} rounds of {o["repeats"]} interleaved runs per backend, each '
+                "round's own ratio to none in parentheses" if rounds else
+                f'{o["repeats"]} interleaved runs per backend')
+        lines += ['', f'Median of {runs} (CPU: {o["cpu"]}, load average '
+                  f'{o["load_average"]:.1f} during the measurement: other jobs share this '
+                  'machine).' + (" Weights initialized to zero (mask gates and tokens, norms' "
+                                 'shifts) are given small random values first, as training '
+                                 'leaves them.' if rounds else ''), '']
     if 'step_cost' in results:
         c = results['step_cost']
         lines += [f'## CPU cost of one training step (tiny, batch {c["batch"]}, '
@@ -995,7 +993,9 @@ def main(argv=None) -> int:
     # Overhead is a CPU figure: measured by CPU runs, or by --report-only when missing.
     wanted = 'overhead' not in results if args.report_only else args.device == 'cpu'
     if wanted and not args.no_overhead:
-        o = {'models': overhead(tuple(results['args']['size'])), 'repeats': 200, 'trials': 5,
+        repeats, trials = 200, 5
+        o = {'models': overhead(tuple(results['args']['size']), repeats, trials),
+             'repeats': repeats, 'trials': trials,
              'cpu': platform.processor() or platform.machine(),
              'load_average': os.getloadavg()[0]}
         results['overhead'] = o
