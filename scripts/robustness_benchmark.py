@@ -92,13 +92,14 @@ ABLATIONS = {
                       'shared-encoder stage', [*CONV_ADAPTERS]),
     'conv_adapters_fast': ('conv_adapters in 100 steps', [*CONV_ADAPTERS, 'steps=100']),
     'conv_adapters_long': ('conv_adapters in 1000 steps', [*CONV_ADAPTERS, 'steps=1000']),
+    'conv_adapters_2000': ('conv_adapters in 2000 steps', [*CONV_ADAPTERS, 'steps=2000']),
     'conv_adapters_r64_long': (
         f"conv_adapters of rank {LARGE_ADAPTERS['mask_adapters']} in 1000 steps",
         [*CONV_DISTILL, *as_overrides(LARGE_ADAPTERS), 'steps=1000']),
 }
 # label-free adaptation's alone
 ADAPT_ONLY = ('distill_1', 'conv_distill', 'conv_fast', 'conv_adapters', 'conv_adapters_fast',
-              'conv_adapters_long', 'conv_adapters_r64_long')
+              'conv_adapters_long', 'conv_adapters_2000', 'conv_adapters_r64_long')
 SHARED_MODEL = ('film', 'adapters')  # change the network every from-scratch method shares
 # The rows of the summary over seeds: label -> run name prefix (runs are <prefix>_s<seed>).
 SUMMARY_ROWS = {**{m: m for m in METHODS}, 'mmp_adapt': 'mmp_adapt',
@@ -110,6 +111,8 @@ SUMMARY_ROWS = {**{m: m for m in METHODS}, 'mmp_adapt': 'mmp_adapt',
                     'ablation_adapt_conv_adapters_fast',
                 'mmp_adapt, conv + distillation + adapters, 1000 steps':
                     'ablation_adapt_conv_adapters_long',
+                'mmp_adapt, conv + distillation + adapters, 2000 steps':
+                    'ablation_adapt_conv_adapters_2000',
                 'mmp_adapt, conv + distillation + adapters of rank 64, 1000 steps':
                     'ablation_adapt_conv_adapters_r64_long'}
 ABLATION_PREFIX = {'mmp': 'ablation_', 'mmp_adapt': 'ablation_adapt_',
