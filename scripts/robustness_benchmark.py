@@ -284,7 +284,7 @@ class GeluAdapter(MaskGatedAdapter):
         return x + self.up(F.gelu(self.down(x)) * gate)
 
 
-def overhead(size: tuple[int, int], repeats: int = 200, trials: int = 5) -> dict[str, dict]:
+def overhead(size: tuple[int, int], repeats: int, trials: int) -> dict[str, dict]:
     """Parameters, FLOPs and single-thread CPU latency (torch eager and ONNX Runtime) of the
     tiny model per method, batch 1, at the training resolution.
 
