@@ -1,0 +1,127 @@
+"""The robustness benchmark's report: its acceptance checks and the pages it renders.
+
+The benchmark itself trains for hours (a script, not a test); what it concludes is computed
+by small functions from recorded results. These tests check that arithmetic on hand-built
+reports, and that each committed page is exactly what the script renders from the results
+JSON committed beside it, so neither a page edited by hand nor a change to the renderer
+can leave the docs saying something the data do not.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from mmp_ros.modalities import MODALITIES, nonempty_subsets, subset_label
+from training.metrics import Scores, SubsetReport
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope='module')
+def rb():
+    spec = importlib.util.spec_from_file_location(
+        'robustness_benchmark', REPO / 'scripts' / 'robustness_benchmark.py')
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        del sys.modules[spec.name]
+
+
+def report(full: float, missing: float, **subsets: float) -> SubsetReport:
+    """A report with ``full`` on every modality, ``missing`` on every other subset, except
+    the subsets named (labels with '+' written as '_')."""
+    result = SubsetReport(MODALITIES)
+    for subset in nonempty_subsets(MODALITIES):
+        label = subset_label(subset)
+        value = full if label == 'all' else subsets.get(label.replace('+', '_'), missing)
+        result.subsets[label] = Scores(value, value, [])
+    return result
+
+
+def checks(rows) -> dict[str, tuple[str, bool]]:
+    return {name: (measured, met) for name, measured, met in rows}
+
+
+def test_mmp_checks_against_none_and_dropout(rb):
+    got = checks(rb.criteria({'none': report(85.0, 36.0),
+                              'dropout': report(82.5, 61.0, depth=36.0),
+                              'mmp': report(84.0, 61.2, depth=35.5)}, ceilings={}))
+    assert got['mmp mean missing-subset mIoU ≥ none + 15'][1]
+    assert got['mmp full-modality mIoU within 1 point of none'] == ('-1.0', True)
+    assert got['mmp mean missing-subset mIoU ≥ dropout'][1]
+    assert got['mmp on no subset more than 1 point below dropout'] == ('-0.5 (depth)', True)
+    assert got["mmp: worst subset ≥ dropout's worst"] == ('35.5 (depth) vs 36.0 (depth)', False)
+    assert not any(name.startswith('moonshot') for name in got)  # no ceilings, no moonshot
+
+
+def test_a_full_modality_gap_just_over_one_point_fails(rb):
+    got = checks(rb.criteria({'none': report(85.0, 36.0), 'mmp': report(83.9, 61.0)}, {}))
+    assert got['mmp full-modality mIoU within 1 point of none'] == ('-1.1', False)
+
+
+def test_moonshot_is_the_share_of_dropouts_gap_to_the_ceiling(rb):
+    ceilings = {subset_label(s): 80.0 for s in nonempty_subsets(MODALITIES)}
+    got = checks(rb.criteria({'dropout': report(82.0, 60.0), 'mmp': report(82.0, 70.0)},
+                             ceilings))
+    name = "moonshot: mmp closes half of dropout's gap to the ceiling (missing subsets)"
+    assert got[name] == ('50 % of 20.0 points', True)
+    got = checks(rb.criteria({'dropout': report(82.0, 60.0), 'mmp': report(82.0, 69.0)},
+                             ceilings))
+    assert got[name] == ('45 % of 20.0 points', False)
+
+
+def test_adaptation_checks(rb):
+    name = 'mmp_adapt, conv + distillation + adapters'
+    got = checks(rb.criteria({'none': report(85.0, 36.0), 'dropout': report(82.5, 61.0),
+                              'mmp_adapt': report(85.0, 39.0),
+                              name: report(85.0, 60.0, polarization=32.0)},  # mean 58
+                             {}, adapt_ratios={'mmp_adapt': 0.05, name: 0.88}))
+    assert got['mmp_adapt: full-modality mIoU equal to its base (none)'] == ('+0.00', True)
+    assert got['mmp_adapt: mean missing-subset mIoU ≥ dropout − 3'] == ('-22.0', False)
+    assert got["mmp_adapt: training time ≤ 10 % of its base's"] == ('5 %', True)
+    assert got[f'{name}: mean missing-subset mIoU ≥ dropout − 3'] == ('-3.0', True)
+    assert got[f'{name}: mean missing-subset mIoU above its base (label-free)'][1]
+    assert got[f"{name}: training time ≤ 10 % of its base's"] == ('88 %', False)
+    assert got[f"{name}: worst subset ≥ dropout's worst"][1] is False
+
+
+def test_an_adapted_model_that_changes_the_full_modality_output_fails(rb):
+    got = checks(rb.criteria({'none': report(85.0, 36.0), 'mmp_adapt': report(84.99, 50.0)},
+                             {}))
+    assert got['mmp_adapt: full-modality mIoU equal to its base (none)'] == ('-0.01', False)
+
+
+def test_adaptation_time_is_over_the_median_from_scratch_run_of_its_seed(rb):
+    cpu = 'CPU (x86_64, 2 cores)'
+    runs = {f'{method}_s0': {'device': cpu, 'train_seconds': seconds}
+            for method, seconds in zip(rb.METHODS, (300.0, 200.0, 210.0, 190.0), strict=True)}
+    runs['mmp_adapt_s0'] = {'device': cpu, 'train_seconds': 41.0}
+    ratios = rb.adapt_time_ratios({'runs': runs}, [0])
+    assert ratios['mmp_adapt'] == pytest.approx(41.0 / 210.0)  # upper median of four
+    assert 'mmp_adapt + distillation' not in ratios  # not run: no ratio
+
+
+def test_missing_count_groups_average_their_subsets(rb):
+    groups = rb.by_missing_count(report(90.0, 50.0, rgb=20.0))
+    assert groups[0] == 90.0
+    assert groups[3] == pytest.approx((20.0 + 3 * 50.0) / 4)
+    assert groups[1] == groups[2] == 50.0
+
+
+@pytest.mark.parametrize('page', ['robustness', 'robustness_gpu'])
+def test_committed_page_is_what_its_results_render(rb, tmp_path, page):
+    results = json.loads((REPO / 'docs' / 'data' / f'{page}_results.json').read_text())
+    rendered = tmp_path / f'{page}.md'
+    rb.write_doc(results, Path('out') / page, rendered)
+    committed = (REPO / 'docs' / f'{page}.md').read_text()
+    assert rendered.read_text() == committed, (
+        f'docs/{page}.md differs from what docs/data/{page}_results.json renders: '
+        f'regenerate it (the command is at the end of the page)')
