@@ -77,6 +77,8 @@ ABLATIONS = {
     'drop_0.3': ('drop probability 0.3', ['mask.drop_probability=0.3']),
     'drop_0.7': ('drop probability 0.7', ['mask.drop_probability=0.7']),
     'full_0.5': ('full set sampled half the time', ['mask.full_probability=0.5']),
+    'full_pass': ('every sample also passed with every modality (twice the compute of a step)',
+                  ['mask.full_pass=true']),
     'query_16': ('query grid stride 16 (4x the cells)', ['model.projection_stride=16']),
     'film': ('fused map scaled and shifted by which modalities are real',
              ['model.mask_conditioning=true']),
@@ -102,7 +104,10 @@ ADAPT_ONLY = ('distill_1', 'conv_distill', 'conv_fast', 'conv_adapters', 'conv_a
               'conv_adapters_long', 'conv_adapters_2000', 'conv_adapters_r64_long')
 SHARED_MODEL = ('film', 'adapters')  # change the network every from-scratch method shares
 # The rows of the summary over seeds: label -> run name prefix (runs are <prefix>_s<seed>).
-SUMMARY_ROWS = {**{m: m for m in METHODS}, 'mmp_adapt': 'mmp_adapt',
+SUMMARY_ROWS = {**{m: m for m in METHODS},
+                'dropout + full pass': 'ablation_dropout_full_pass',
+                'mmp + full pass': 'ablation_full_pass',
+                'mmp_adapt': 'mmp_adapt',
                 'mmp_adapt + distillation': 'ablation_adapt_distill_1',
                 'mmp_adapt, conv + distillation': 'ablation_adapt_conv_distill',
                 'mmp_adapt, conv + distillation, 100 steps': 'ablation_adapt_conv_fast',
@@ -115,6 +120,8 @@ SUMMARY_ROWS = {**{m: m for m in METHODS}, 'mmp_adapt': 'mmp_adapt',
                     'ablation_adapt_conv_adapters_2000',
                 'mmp_adapt, conv + distillation + adapters of rank 64, 1000 steps':
                     'ablation_adapt_conv_adapters_r64_long'}
+# Each projection row of the summary against the dropout row trained the same way.
+MASKED_PAIRS = {'mmp': 'dropout', 'mmp + full pass': 'dropout + full pass'}
 ABLATION_PREFIX = {'mmp': 'ablation_', 'mmp_adapt': 'ablation_adapt_',
                    'dropout': 'ablation_dropout_'}
 
@@ -484,36 +491,17 @@ def criteria(get: dict[str, SubsetReport | None], ceilings: dict[str, float],
     training time over the base's from ``adapt_ratios``.
     """
     rows = []
-    mmp, none, dropout = (get.get(m) for m in ('mmp', 'none', 'dropout'))
+    none, dropout = get.get('none'), get.get('dropout')
     adapted = {n: r for n, r in get.items() if n.startswith('mmp_adapt') and r}
-    if mmp and none:
-        gap = mmp.mean_missing - none.mean_missing
-        rows.append(('mmp mean missing-subset mIoU ≥ none + 15', f'{gap:+.1f}', gap >= 15))
-        full = mmp.full - none.full
-        rows.append(('mmp full-modality mIoU within 1 point of none', f'{full:+.1f}',
-                     full >= -1))
-    if mmp and dropout:
-        gap = mmp.mean_missing - dropout.mean_missing
-        rows.append(('mmp mean missing-subset mIoU ≥ dropout', f'{gap:+.1f}', gap >= 0))
-        deficit = min((mmp.subsets[k].miou - dropout.subsets[k].miou, k)
-                      for k in mmp.subsets)
-        rows.append(('mmp on no subset more than 1 point below dropout',
-                     f'{deficit[0]:+.1f} ({deficit[1]})', deficit[0] >= -1))
-        keys = [k for k in dropout.subsets if k != 'all']
-        if ceilings and all(k in ceilings for k in keys):
-            ceiling = sum(ceilings[k] for k in keys) / len(keys)
-            headroom = ceiling - dropout.mean_missing
-            share = (mmp.mean_missing - dropout.mean_missing) / headroom
-            rows.append(("moonshot: mmp closes half of dropout's gap to the ceiling "
-                         '(missing subsets)', f'{share * 100:.0f} % of {headroom:.1f} points',
-                         share >= 0.5))
+    for name, against in MASKED_PAIRS.items():
+        rows += _projection_checks(name, get.get(name), none, against, get.get(against),
+                                   ceilings)
     if dropout:
         dkey, dvalue = worst(dropout)
-        for name, report in (('mmp', mmp), *adapted.items()):
-            if report:
-                key, value = worst(report)
-                rows.append((f"{name}: worst subset ≥ dropout's worst",
-                             f'{value:.1f} ({key}) vs {dvalue:.1f} ({dkey})', value >= dvalue))
+        for name, report in adapted.items():
+            key, value = worst(report)
+            rows.append((f"{name}: worst subset ≥ dropout's worst",
+                         f'{value:.1f} ({key}) vs {dvalue:.1f} ({dkey})', value >= dvalue))
     for name, adapt in adapted.items():
         if none:
             same = adapt.full - none.full
@@ -531,6 +519,42 @@ def criteria(get: dict[str, SubsetReport | None], ceilings: dict[str, float],
         if ratio is not None:
             rows.append((f"{name}: training time ≤ 10 % of its base's",
                          f'{ratio * 100:.0f} %', ratio <= 0.10))
+    return rows
+
+
+def _projection_checks(name: str, report: SubsetReport | None, none: SubsetReport | None,
+                       against: str, dropout: SubsetReport | None,
+                       ceilings: dict[str, float]) -> list[tuple[str, str, bool]]:
+    """The issue's checks of a model trained from scratch with projection (``mmp``): against
+    ``none``, and against ``dropout`` trained with the same masking (named ``against``)."""
+    rows = []
+    if not report:
+        return rows
+    if none:
+        gap = report.mean_missing - none.mean_missing
+        rows.append((f'{name} mean missing-subset mIoU ≥ none + 15', f'{gap:+.1f}', gap >= 15))
+        full = report.full - none.full
+        rows.append((f'{name} full-modality mIoU within 1 point of none', f'{full:+.1f}',
+                     full >= -1))
+    if not dropout:
+        return rows
+    gap = report.mean_missing - dropout.mean_missing
+    rows.append((f'{name} mean missing-subset mIoU ≥ {against}', f'{gap:+.1f}', gap >= 0))
+    deficit = min((report.subsets[k].miou - dropout.subsets[k].miou, k) for k in report.subsets)
+    rows.append((f'{name} on no subset more than 1 point below {against}',
+                 f'{deficit[0]:+.1f} ({deficit[1]})', deficit[0] >= -1))
+    keys = [k for k in dropout.subsets if k != 'all']
+    if ceilings and all(k in ceilings for k in keys):
+        ceiling = sum(ceilings[k] for k in keys) / len(keys)
+        headroom = ceiling - dropout.mean_missing
+        share = (report.mean_missing - dropout.mean_missing) / headroom
+        rows.append((f"moonshot: {name} closes half of {against}'s gap to the ceiling "
+                     '(missing subsets)', f'{share * 100:.0f} % of {headroom:.1f} points',
+                     share >= 0.5))
+    dkey, dvalue = worst(dropout)
+    key, value = worst(report)
+    rows.append((f"{name}: worst subset ≥ {against}'s worst",
+                 f'{value:.1f} ({key}) vs {dvalue:.1f} ({dkey})', value >= dvalue))
     return rows
 
 

@@ -62,6 +62,19 @@ def test_mmp_checks_against_none_and_dropout(rb):
     assert not any(name.startswith('moonshot') for name in got)  # no ceilings, no moonshot
 
 
+def test_a_projection_variant_is_checked_against_dropout_trained_the_same_way(rb):
+    got = checks(rb.criteria({'none': report(85.0, 36.0),
+                              'dropout': report(82.5, 61.0, depth=36.0),
+                              'mmp': report(83.0, 61.2, depth=35.5),
+                              'dropout + full pass': report(84.6, 61.0, depth=33.0),
+                              'mmp + full pass': report(84.5, 61.1, depth=33.5)}, {}))
+    assert got['mmp + full pass full-modality mIoU within 1 point of none'] == ('-0.5', True)
+    assert got['mmp + full pass mean missing-subset mIoU ≥ dropout + full pass'][1]
+    assert got["mmp + full pass: worst subset ≥ dropout + full pass's worst"] == (
+        '33.5 (depth) vs 33.0 (depth)', True)
+    assert got['mmp full-modality mIoU within 1 point of none'] == ('-2.0', False)
+
+
 def test_a_full_modality_gap_just_over_one_point_fails(rb):
     got = checks(rb.criteria({'none': report(85.0, 36.0), 'mmp': report(83.9, 61.0)}, {}))
     assert got['mmp full-modality mIoU within 1 point of none'] == ('-1.1', False)

@@ -126,6 +126,27 @@ def test_same_seed_same_losses(tmp_path, method):
     assert other.losses != first.losses
 
 
+def test_full_pass_adds_the_same_samples_with_every_modality(tmp_path):
+    # Every mask full: the full pass repeats the masked pass exactly (batch-norm statistics
+    # of a batch twice over are the batch's), so the first step's loss is twice the plain one.
+    plain = run(tmp_path / 'plain', 'method=mmp', 'mask.full_probability=1', steps=1)
+    twice = run(tmp_path / 'twice', 'method=mmp', 'mask.full_probability=1',
+                'mask.full_pass=true', steps=1)
+    assert twice.losses[0] == pytest.approx(2 * plain.losses[0], rel=1e-5)
+    # With masks drawn, it is another loss, and training runs on it.
+    masked = run(tmp_path / 'masked', 'method=dropout', steps=2)
+    paired = run(tmp_path / 'paired', 'method=dropout', 'mask.full_pass=true', steps=2)
+    assert all(math.isfinite(v) for v in paired.losses) and paired.losses != masked.losses
+    saved = read_checkpoint(paired.checkpoint)['train_config']['mask']
+    assert saved['full_pass'] is True
+
+
+@pytest.mark.parametrize('method', ['none', 'mmp_adapt'])
+def test_full_pass_needs_masked_training(method):
+    with pytest.raises(ConfigError, match=f"mask.full_pass .* method '{method}'"):
+        load_config(None, [f'method={method}', 'base_checkpoint=b.pt', 'mask.full_pass=true'])
+
+
 def test_resume_continues_exactly(tmp_path):
     straight = run(tmp_path / 'straight', steps=4)
     run(tmp_path / 'resumed', steps=2)

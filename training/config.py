@@ -50,10 +50,15 @@ class MaskConfig:
     With probability ``full_probability`` every modality is kept; otherwise each
     modality is dropped independently with its ``drop_probability`` and a mask that
     came out empty is drawn again.
+
+    ``full_pass`` also passes every sample with every modality in the same step, its
+    loss added to the masked pass's: the masked methods then learn the full set from
+    every sample, as ``none`` does, at twice the compute of a step.
     """
 
     full_probability: float = 0.2
     drop_probability: float | dict[str, float] = 0.5
+    full_pass: bool = False
 
 
 @dataclass
@@ -177,6 +182,9 @@ def validate(config: TrainConfig) -> None:
             and not config.distillation_weight:
         raise ConfigError('mmp_adapt with alignment_weight 0 and distillation_weight 0 has '
                           'no loss to learn from')
+    if config.mask.full_pass and config.method in ('none', 'mmp_adapt'):
+        raise ConfigError(f'mask.full_pass adds a full-modality pass to masked training; '
+                          f'method {config.method!r} has no masked training to add it to')
     if config.distillation_weight and config.method != 'mmp_adapt':
         raise ConfigError('distillation_weight distills the frozen base model of mmp_adapt; '
                           f'method {config.method!r} has none')

@@ -381,6 +381,11 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
             masks = sample_masks(config.batch_size, modalities, mask_config,
                                  step_generator(config.seed, step))
             available = masks[ddp.rank * local_batch:(ddp.rank + 1) * local_batch]
+        labels = None if adapting else batch['label'].to(device)  # adaptation reads none
+        if config.mask.full_pass:  # the same samples again, every modality real
+            inputs = {m: torch.cat([x, x]) for m, x in inputs.items()}
+            available = torch.cat([available, torch.ones_like(available)])
+            labels = torch.cat([labels, labels])
         available = available.to(device)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
             logits, alignment, teacher = step_module(inputs, available)
@@ -394,8 +399,9 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
             ce = torch.zeros((), device=device)
             loss = align
         else:
-            ce = F.cross_entropy(logits.float(), batch['label'].to(device),
-                                 ignore_index=IGNORE_INDEX)
+            ce = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX)
+            if config.mask.full_pass:  # the masked and the full pass's losses, summed
+                ce = 2 * ce
             loss = ce + config.alignment_weight * align
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
