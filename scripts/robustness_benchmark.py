@@ -79,6 +79,8 @@ ABLATIONS = {
     'full_0.5': ('full set sampled half the time', ['mask.full_probability=0.5']),
     'full_pass': ('every sample also passed with every modality (twice the compute of a step)',
                   ['mask.full_pass=true']),
+    'film_full_pass': ('film and full_pass together',
+                       ['model.mask_conditioning=true', 'mask.full_pass=true']),
     'query_16': ('query grid stride 16 (4x the cells)', ['model.projection_stride=16']),
     'film': ('fused map scaled and shifted by which modalities are real',
              ['model.mask_conditioning=true']),
@@ -102,11 +104,14 @@ ABLATIONS = {
 # label-free adaptation's alone
 ADAPT_ONLY = ('distill_1', 'conv_distill', 'conv_fast', 'conv_adapters', 'conv_adapters_fast',
               'conv_adapters_long', 'conv_adapters_2000', 'conv_adapters_r64_long')
-SHARED_MODEL = ('film', 'adapters')  # change the network every from-scratch method shares
+# change the network every from-scratch method shares
+SHARED_MODEL = ('film', 'adapters', 'film_full_pass')
 # The rows of the summary over seeds: label -> run name prefix (runs are <prefix>_s<seed>).
 SUMMARY_ROWS = {**{m: m for m in METHODS},
                 'dropout + full pass': 'ablation_dropout_full_pass',
                 'mmp + full pass': 'ablation_full_pass',
+                'dropout + film + full pass': 'ablation_dropout_film_full_pass',
+                'mmp + film + full pass': 'ablation_film_full_pass',
                 'mmp_adapt': 'mmp_adapt',
                 'mmp_adapt + distillation': 'ablation_adapt_distill_1',
                 'mmp_adapt, conv + distillation': 'ablation_adapt_conv_distill',
@@ -121,7 +126,8 @@ SUMMARY_ROWS = {**{m: m for m in METHODS},
                 'mmp_adapt, conv + distillation + adapters of rank 64, 1000 steps':
                     'ablation_adapt_conv_adapters_r64_long'}
 # Each projection row of the summary against the dropout row trained the same way.
-MASKED_PAIRS = {'mmp': 'dropout', 'mmp + full pass': 'dropout + full pass'}
+MASKED_PAIRS = {'mmp': 'dropout', 'mmp + full pass': 'dropout + full pass',
+                'mmp + film + full pass': 'dropout + film + full pass'}
 ABLATION_PREFIX = {'mmp': 'ablation_', 'mmp_adapt': 'ablation_adapt_',
                    'dropout': 'ablation_dropout_'}
 
