@@ -65,6 +65,8 @@ CONV_PROJECTION = as_overrides(CONV)
 # config/train_adapt.yaml's projection and optimizer (the benchmark's defaults are training's)
 CONV_DISTILL = (*CONV_PROJECTION, 'distillation_weight=1', 'optim.lr=0.006')
 CONV_ADAPTERS = (*CONV_DISTILL, *as_overrides(ADAPTERS))
+FILM = as_overrides({'mask_conditioning': 'true'})
+FULL_PASS = ('mask.full_pass=true',)
 GATED = f"mask-gated adapters (rank {ADAPTERS['mask_adapters']})"
 # name -> (what it varies, overrides of the ablated run; 'steps=N' sets its own budget)
 ABLATIONS = {
@@ -78,12 +80,10 @@ ABLATIONS = {
     'drop_0.7': ('drop probability 0.7', ['mask.drop_probability=0.7']),
     'full_0.5': ('full set sampled half the time', ['mask.full_probability=0.5']),
     'full_pass': ('every sample also passed with every modality (twice the compute of a step)',
-                  ['mask.full_pass=true']),
-    'film_full_pass': ('film and full_pass together',
-                       ['model.mask_conditioning=true', 'mask.full_pass=true']),
+                  [*FULL_PASS]),
+    'film_full_pass': ('film and full_pass together', [*FILM, *FULL_PASS]),
     'query_16': ('query grid stride 16 (4x the cells)', ['model.projection_stride=16']),
-    'film': ('fused map scaled and shifted by which modalities are real',
-             ['model.mask_conditioning=true']),
+    'film': ('fused map scaled and shifted by which modalities are real', [*FILM]),
     'adapters': (f'{GATED} after each shared-encoder stage', [*as_overrides(ADAPTERS)]),
     'conv': ('convolutional projection (stride 16) instead of attention', [*CONV_PROJECTION]),
     'distill_1': ("plus distillation from the frozen base's own all-modality prediction "
@@ -125,9 +125,9 @@ SUMMARY_ROWS = {**{m: m for m in METHODS},
                     'ablation_adapt_conv_adapters_2000',
                 'mmp_adapt, conv + distillation + adapters of rank 64, 1000 steps':
                     'ablation_adapt_conv_adapters_r64_long'}
-# Each projection row of the summary against the dropout row trained the same way.
-MASKED_PAIRS = {'mmp': 'dropout', 'mmp + full pass': 'dropout + full pass',
-                'mmp + film + full pass': 'dropout + film + full pass'}
+# Each summary row of mmp trained from scratch against dropout's row trained the same way.
+MASKED_PAIRS = {name: 'dropout' + name.removeprefix('mmp') for name in SUMMARY_ROWS
+                if name == 'mmp' or name.startswith('mmp + ')}
 ABLATION_PREFIX = {'mmp': 'ablation_', 'mmp_adapt': 'ablation_adapt_',
                    'dropout': 'ablation_dropout_'}
 
@@ -503,11 +503,8 @@ def criteria(get: dict[str, SubsetReport | None], ceilings: dict[str, float],
         rows += _projection_checks(name, get.get(name), none, against, get.get(against),
                                    ceilings)
     if dropout:
-        dkey, dvalue = worst(dropout)
-        for name, report in adapted.items():
-            key, value = worst(report)
-            rows.append((f"{name}: worst subset ≥ dropout's worst",
-                         f'{value:.1f} ({key}) vs {dvalue:.1f} ({dkey})', value >= dvalue))
+        rows += [worst_check(name, report, 'dropout', dropout)
+                 for name, report in adapted.items()]
     for name, adapt in adapted.items():
         if none:
             same = adapt.full - none.full
@@ -557,11 +554,16 @@ def _projection_checks(name: str, report: SubsetReport | None, none: SubsetRepor
         rows.append((f"moonshot: {name} closes half of {against}'s gap to the ceiling "
                      '(missing subsets)', f'{share * 100:.0f} % of {headroom:.1f} points',
                      share >= 0.5))
-    dkey, dvalue = worst(dropout)
-    key, value = worst(report)
-    rows.append((f"{name}: worst subset ≥ {against}'s worst",
-                 f'{value:.1f} ({key}) vs {dvalue:.1f} ({dkey})', value >= dvalue))
+    rows.append(worst_check(name, report, against, dropout))
     return rows
+
+
+def worst_check(name: str, report: SubsetReport, against: str,
+                baseline: SubsetReport) -> tuple[str, str, bool]:
+    """No subset collapses: ``report``'s worst subset at least ``baseline``'s worst."""
+    (key, value), (bkey, bvalue) = worst(report), worst(baseline)
+    return (f"{name}: worst subset ≥ {against}'s worst",
+            f'{value:.1f} ({key}) vs {bvalue:.1f} ({bkey})', value >= bvalue)
 
 
 def adapt_time_ratios(results: dict, seeds: list[int]) -> dict[str, float]:
