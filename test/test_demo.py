@@ -82,9 +82,15 @@ def test_quick_demo_records_every_output_and_detects_every_fault(model, tmp_path
     for topic in ('/segmentation/color', '/segmentation/overlay', '/segmentation/confidence'):
         assert set(stamps[topic]) <= set(labels), topic
         assert len(stamps[topic]) >= 0.98 * len(labels), topic
-    inputs = set().union(*(stamps[f'/{m}/image'] for m in ('rgb', 'depth', 'polarization',
-                                                           'thermal')))
-    assert sum(s in inputs for s in labels) >= 0.98 * len(labels)
+    # The recorder takes the inputs best effort (their publishers are), as rosbag2 would, so on a
+    # loaded machine it loses frames the node received: CI once recorded the anchors of 92 % of
+    # the labels. A label stamped with anything but an input's header (the clock, a wrong
+    # field) would match none; 80 % tells the two apart.
+    inputs = {m: set(stamps[f'/{m}/image']) for m in ('rgb', 'depth', 'polarization', 'thermal')}
+    anchored = sum(s in set().union(*inputs.values()) for s in labels)
+    assert anchored >= 0.8 * len(labels), (
+        f'{anchored} of {len(labels)} labels carry a recorded input stamp; recorded inputs: '
+        + ', '.join(f'{m} {len(s)}' for m, s in inputs.items()))
 
     # Every injected fault was noticed within what the node's health settings promise.
     import json
