@@ -148,11 +148,17 @@ class MaskedModalityProjection(_ProjectionHeads):
 
 
 class ConvBlock(nn.Module):
-    """3x3 convolution, GELU, 1x1 convolution, plus the identity."""
+    """3x3 convolution, ReLU, 1x1 convolution, plus the identity.
+
+    ReLU for the reason of :class:`mmp_ros.model.segmenter.MaskGatedAdapter`'s: ONNX Runtime
+    fuses it into the convolution, while a GELU is five element-wise operators; with the
+    adapters, about a point and a half of the adapted model's latency over ``none``
+    (docs/robustness.md, finding 3).
+    """
 
     def __init__(self, dim: int) -> None:
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(dim, dim, 3, padding=1), nn.GELU(),
+        self.body = nn.Sequential(nn.Conv2d(dim, dim, 3, padding=1), nn.ReLU(),
                                   nn.Conv2d(dim, dim, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
