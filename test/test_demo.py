@@ -87,7 +87,8 @@ def test_quick_demo_records_every_output_and_detects_every_fault(model, tmp_path
     # the labels. A label stamped with anything but an input's header (the clock, a wrong
     # field) would match none; 80 % tells the two apart.
     inputs = {m: set(stamps[f'/{m}/image']) for m in ('rgb', 'depth', 'polarization', 'thermal')}
-    anchored = sum(s in set().union(*inputs.values()) for s in labels)
+    recorded = set().union(*inputs.values())
+    anchored = sum(s in recorded for s in labels)
     assert anchored >= 0.8 * len(labels), (
         f'{anchored} of {len(labels)} labels carry a recorded input stamp; recorded inputs: '
         + ', '.join(f'{m} {len(s)}' for m, s in inputs.items()))
