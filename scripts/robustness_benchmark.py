@@ -108,6 +108,8 @@ ADAPT_ONLY = ('distill_1', 'conv_distill', 'conv_fast', 'conv_adapters', 'conv_a
 SHARED_MODEL = ('film', 'adapters', 'film_full_pass')
 # The rows of the summary over seeds: label -> run name prefix (runs are <prefix>_s<seed>).
 SUMMARY_ROWS = {**{m: m for m in METHODS},
+                'dropout + film': 'ablation_dropout_film',
+                'mmp + film': 'ablation_film',
                 'dropout + full pass': 'ablation_dropout_full_pass',
                 'mmp + full pass': 'ablation_full_pass',
                 'dropout + film + full pass': 'ablation_dropout_film_full_pass',
@@ -628,8 +630,23 @@ def criteria_lines(rows: list[tuple[str, str, bool]]) -> list[str]:
             + [f'| {c} | {v} | {"yes" if ok else "**no**"} |' for c, v, ok in rows])
 
 
-def summary_section(results: dict, seeds: list[int], images: Path, stem: str) -> list[str]:
-    """Mean over the seeds of each method, its spread, and the acceptance checks."""
+def summary_seed_groups(results: dict, seeds: list[int]) -> list[list[int]]:
+    """The seed sets the summaries average over: ``seeds`` (every seed with a run trained
+    from scratch), then, largest first, each smaller set of two or more on which some row
+    of :data:`SUMMARY_ROWS` has all its runs while it lacks some of ``seeds``: a row is
+    summarized over every set it is complete on, so the rows of one table share seeds."""
+    groups = [seeds]
+    for prefix in SUMMARY_ROWS.values():
+        have = [s for s in seeds if f'{prefix}_s{s}' in results['runs']]
+        if len(have) > 1 and have not in groups:
+            groups.append(have)
+    return [groups[0], *sorted(groups[1:], key=len, reverse=True)]
+
+
+def summary_section(results: dict, seeds: list[int], images: Path, stem: str,
+                    tag: str = '') -> list[str]:
+    """Mean over ``seeds`` of each row complete on them, its spread, and the acceptance
+    checks; ``tag`` tells the charts of one seed set from another's."""
     lines = []
     for split in ('test', 'ood'):
         ceil = {k: v * 100 for k, v in results.get('ceiling', {}).get(split, {}).items()}
@@ -645,7 +662,7 @@ def summary_section(results: dict, seeds: list[int], images: Path, stem: str) ->
         label = {m: f'{m} ({len(v)} seeds)' if len(counts) > 1 else m
                  for m, v in per_method.items()}
         named = {label[m]: r for m, r in means.items()}
-        chart = bar_chart(named, images / f'{stem}_mean_{split}.png',
+        chart = bar_chart(named, images / f'{stem}_mean{tag}_{split}.png',
                           title=f'mIoU per available subset ({split}, mean of seeds '
                           f'{", ".join(map(str, seeds))})', ceilings=ceil)
         lines += [f'### {split.upper() if split == "ood" else split.capitalize()} split, '
@@ -759,7 +776,11 @@ def write_doc(results: dict, out: Path, doc: Path) -> None:
         lines += [note, '']
     main_seeds = [s for s in seeds if any(f'{m}_s{s}' in results['runs'] for m in METHODS)]
     if len(main_seeds) > 1:
-        lines += ['## All seeds', '', *summary_section(results, main_seeds, images, doc.stem)]
+        for group in summary_seed_groups(results, main_seeds):
+            every = group == main_seeds
+            lines += ['## All seeds' if every else '## Seeds ' + ', '.join(map(str, group)), '',
+                      *summary_section(results, group, images, doc.stem,
+                                       '' if every else '_s' + ''.join(map(str, group)))]
     for group_seed, (split, title, ceil) in itertools.product(
             seeds, (('test', 'test split', ceilings), ('ood', 'OOD split', ceilings_ood))):
         main = [f'{m}_s{group_seed}' for m in (*METHODS, 'mmp_adapt')]

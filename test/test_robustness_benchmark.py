@@ -122,6 +122,15 @@ def test_adaptation_time_is_over_the_median_from_scratch_run_of_its_seed(rb):
     assert 'mmp_adapt + distillation' not in ratios  # not run: no ratio
 
 
+def test_rows_with_fewer_seeds_get_a_summary_of_their_own(rb):
+    runs = {f'{name}_s{seed}': {} for name in rb.METHODS for seed in (0, 1, 2, 3)}
+    runs |= {f'ablation_full_pass_s{seed}': {} for seed in (0, 1)}
+    runs |= {f'ablation_film_s{seed}': {} for seed in (0, 1, 2, 3)}
+    runs['ablation_adapt_distill_1_s2'] = {}  # one seed: no mean to show
+    groups = rb.summary_seed_groups({'runs': runs}, [0, 1, 2, 3])
+    assert groups == [[0, 1, 2, 3], [0, 1]]
+
+
 def test_missing_count_groups_average_their_subsets(rb):
     groups = rb.by_missing_count(report(90.0, 50.0, rgb=20.0))
     assert groups[0] == 90.0
