@@ -657,17 +657,13 @@ def summary_section(results: dict, seeds: list[int], images: Path, stem: str,
                 per_method[method] = list(found.values())
         if not per_method:
             continue
-        counts = {len(v) for v in per_method.values()}
         means = {m: seed_mean(v) for m, v in per_method.items()}
-        label = {m: f'{m} ({len(v)} seeds)' if len(counts) > 1 else m
-                 for m, v in per_method.items()}
-        named = {label[m]: r for m, r in means.items()}
-        chart = bar_chart(named, images / f'{stem}_mean{tag}_{split}.png',
+        chart = bar_chart(means, images / f'{stem}_mean{tag}_{split}.png',
                           title=f'mIoU per available subset ({split}, mean of seeds '
                           f'{", ".join(map(str, seeds))})', ceilings=ceil)
         lines += [f'### {split.upper() if split == "ood" else split.capitalize()} split, '
                   f'mean of seeds {", ".join(map(str, seeds))}: mIoU (%) per available '
-                  'subset', '', markdown_table(named, ceilings=ceil), '',
+                  'subset', '', markdown_table(means, ceilings=ceil), '',
                   f'![{split}](img/{chart.name})', '',
                   '| method | seeds | mean, 14 missing subsets | all modalities | worst subset '
                   '(mean of seeds) | 1 / 2 / 3 missing |', '| --- | --- | --- | --- | --- | --- |']
@@ -684,7 +680,7 @@ def summary_section(results: dict, seeds: list[int], images: Path, stem: str,
             lines += ['#### Acceptance checks (mean of the seeds, test split)', '',
                       *criteria_lines(criteria(means, ceil, adapt_time_ratios(results, seeds))),
                       '']
-            cosine = cosine_table({label[m]: r for m, r in means.items()})
+            cosine = cosine_table(means)
             if cosine:
                 lines += ['#### Cosine similarity of projected to real tokens (mean of seeds)',
                           '', cosine, '']
