@@ -942,7 +942,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--seeds', type=int, nargs='+', default=[0])
     parser.add_argument('--methods', nargs='+', default=list(METHODS), choices=METHODS)
     parser.add_argument('--ablations', nargs='*', default=list(ABLATIONS),
-                        choices=list(ABLATIONS))
+                        choices=list(ABLATIONS),
+                        help='trained for the first of --seeds only: name the seeds in '
+                        'another order for another seed\'s (the page lists such pairs)')
     parser.add_argument('--num-workers', type=int, default=2)
     parser.add_argument('--threads', type=int, default=0, help='CPU threads (0: default)')
     parser.add_argument('--time-budget-s', type=float, default=0, help='0: unlimited')
