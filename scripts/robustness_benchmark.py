@@ -760,14 +760,14 @@ def write_doc(results: dict, out: Path, doc: Path) -> None:
               '{seeds}'.format(lr=a['lr'], seeds=', '.join(map(str, seeds))),
               f'- wall time of the benchmark: {results.get("wall_seconds", 0) / 60:.1f} min'
               + (f' here, plus {results["gpu_wall_seconds"] / 60:.1f} min on the GPU'
-                 if 'gpu_wall_seconds' in results else ''), '',
-              'Commands, in the order they ran:', '', '```', *commands, '```', '']
-    schedule = ('the masking schedule of `dropout`, `mask_token` and `mmp` (and of '
-                "`mmp_adapt`'s projection training): every modality kept with probability "
-                f'{a.get("full_probability", 0.2)}, otherwise each dropped with probability '
-                f'{a.get("drop_probability", 0.5)} (an empty draw is drawn again); polarization '
-                f'input: {a.get("polarization", "intensities")}')
-    lines.insert(lines.index('Commands, in the order they ran:') - 1, f'- {schedule}')
+                 if 'gpu_wall_seconds' in results else ''),
+              '- the masking schedule of `dropout`, `mask_token` and `mmp` (and of '
+              "`mmp_adapt`'s projection training): every modality kept with probability "
+              f'{a.get("full_probability", 0.2)}, otherwise each dropped with probability '
+              f'{a.get("drop_probability", 0.5)} (an empty draw is drawn again); polarization '
+              f'input: {a.get("polarization", "intensities")}',
+              '- the commands, in the order they ran, and what each session changed: '
+              '[How this page was produced](#how-this-page-was-produced)', '']
     for note in results.get('notes', []):
         lines += [note, '']
     main_seeds = [s for s in seeds if any(f'{m}_s{s}' in results['runs'] for m in METHODS)]
@@ -896,6 +896,10 @@ def write_doc(results: dict, out: Path, doc: Path) -> None:
                      f'{run.get("device", results.get("device_name", "?"))} | '
                      f'{run.get("seconds") or math.nan:.0f} | '
                      f'{(run.get("seconds_per_step") or math.nan) * 1000:.0f} |')
+    lines += ['', '## How this page was produced', '', 'Commands, in the order they ran:', '',
+              '```', *commands, '```']
+    for note in results.get('history', []):
+        lines += ['', note]
     lines += ['', f'All numbers above are in `docs/data/{doc.stem}_results.json` (a copy of '
               f'`{out}/results.json`). Regenerate this page from it: copy it to '
               '`OUT/results.json`, then `PYTHONPATH=. python scripts/robustness_benchmark.py '
@@ -940,7 +944,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--train-scenes', type=int, default=4000)
     parser.add_argument('--eval-scenes', type=int, default=200)
     parser.add_argument('--seeds', type=int, nargs='+', default=[0])
-    parser.add_argument('--methods', nargs='+', default=list(METHODS), choices=METHODS)
+    parser.add_argument('--methods', nargs='*', default=list(METHODS), choices=METHODS,
+                        help='trained from scratch for every seed; none named: only the '
+                        'ablations (an mmp_adapt ablation needs its none run in --out)')
     parser.add_argument('--ablations', nargs='*', default=list(ABLATIONS),
                         choices=list(ABLATIONS),
                         help='trained for the first of --seeds only: name the seeds in '

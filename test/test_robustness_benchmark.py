@@ -147,3 +147,10 @@ def test_committed_page_is_what_its_results_render(rb, tmp_path, page):
     assert rendered.read_text() == committed, (
         f'docs/{page}.md differs from what docs/data/{page}_results.json renders: '
         f'regenerate it (the command is at the end of the page)')
+
+
+def test_ablations_can_be_planned_without_the_methods(rb):
+    args = rb.parse_args(['--seeds', '2', '3', '--methods', '--ablation-methods', 'mmp',
+                          '--ablations', 'full_pass'])
+    assert [run.name for run in rb.planned_runs(args)] == ['ablation_full_pass_s2']
+
