@@ -153,4 +153,3 @@ def test_ablations_can_be_planned_without_the_methods(rb):
     args = rb.parse_args(['--seeds', '2', '3', '--methods', '--ablation-methods', 'mmp',
                           '--ablations', 'full_pass'])
     assert [run.name for run in rb.planned_runs(args)] == ['ablation_full_pass_s2']
-
