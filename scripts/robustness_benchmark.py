@@ -588,9 +588,11 @@ def adapt_time_ratios(results: dict, seeds: list[int]) -> dict[str, float]:
             continue
         adapt_seconds = base_seconds = 0.0
         for seed in seeds:
-            adapt = runs.get(f'{prefix}_s{seed}', {})
-            names = [f'{m}_s{seed}' for m in METHODS
-                     if runs.get(f'{m}_s{seed}', {}).get('device') == adapt.get('device')]
+            adapt = runs.get(f'{prefix}_s{seed}')
+            if not adapt:
+                break
+            names = [n for n in (f'{m}_s{seed}' for m in METHODS)
+                     if n in runs and runs[n].get('device') == adapt.get('device')]
             key = 'train_seconds' if all(runs[n].get('train_seconds') for n in names) \
                 and adapt.get('train_seconds') else 'seconds'
             scratch = sorted(runs[n][key] for n in names if runs[n].get(key))

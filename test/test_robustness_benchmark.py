@@ -122,6 +122,14 @@ def test_adaptation_time_is_over_the_median_from_scratch_run_of_its_seed(rb):
     assert 'mmp_adapt + distillation' not in ratios  # not run: no ratio
 
 
+def test_adaptation_is_timed_against_the_from_scratch_runs_there_are(rb):
+    cpu = 'CPU (x86_64, 2 cores)'
+    runs = {'none_s1': {'device': cpu, 'train_seconds': 2400.0},
+            'ablation_adapt_conv_adapters_s1': {'device': cpu, 'train_seconds': 240.0}}
+    ratios = rb.adapt_time_ratios({'runs': runs}, [1])
+    assert ratios == {'mmp_adapt, conv + distillation + adapters': pytest.approx(0.1)}
+
+
 def test_rows_with_fewer_seeds_get_a_summary_of_their_own(rb):
     runs = {f'{name}_s{seed}': {} for name in rb.METHODS for seed in (0, 1, 2, 3)}
     runs |= {f'ablation_full_pass_s{seed}': {} for seed in (0, 1)}
