@@ -751,7 +751,6 @@ def write_doc(results: dict, out: Path, doc: Path) -> None:
              'information ceiling of the generator (pixel-weighted on the evaluation labels): '
              'what a perfect segmenter could reach with those modalities.', '']
     a = results['args']
-    commands = results.get('commands') or [results.get('command', '')]
     lines += ['## Setup', '',
               f'- evaluation: `SyntheticDataset` test and OOD splits, {a["eval_scenes"]} '
               f'scenes each, {a["size"][0]}×{a["size"][1]}, '
@@ -898,6 +897,7 @@ def write_doc(results: dict, out: Path, doc: Path) -> None:
                      f'{run.get("device", results.get("device_name", "?"))} | '
                      f'{run.get("seconds") or math.nan:.0f} | '
                      f'{(run.get("seconds_per_step") or math.nan) * 1000:.0f} |')
+    commands = results.get('commands') or [results.get('command', '')]
     lines += ['', '## How this page was produced', '', 'Commands, in the order they ran:', '',
               '```', *commands, '```']
     for note in results.get('history', []):
