@@ -26,6 +26,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -494,22 +495,55 @@ def worst(report: SubsetReport) -> tuple[str, float]:
     return key, report.subsets[key].miou
 
 
+class BySeed:
+    """Each seed's reports of the rows a summary averages, to show a check's difference
+    seed by seed beside the mean's: whether a bar is met beyond the seed spread or within
+    it. Empty (no text) for one seed or a row without its seeds."""
+
+    def __init__(self, reports: dict[str, list[SubsetReport]] | None = None) -> None:
+        self.reports = reports or {}
+
+    def __call__(self, name: str, against: str,
+                 difference: Callable[[SubsetReport, SubsetReport], float]) -> str:
+        """' (by seed a / b / ...)': ``difference(report, baseline)`` seed by seed."""
+        mine, theirs = self.reports.get(name, []), self.reports.get(against, [])
+        if len(mine) < 2 or len(theirs) != len(mine):
+            return ''
+        values = (round(difference(r, b), 1) + 0.0 for r, b in zip(mine, theirs, strict=True))
+        return ' (by seed ' + ' / '.join(f'{v:+.1f}' for v in values) + ')'  # + 0.0: no -0.0
+
+
+def _mean_gap(report: SubsetReport, baseline: SubsetReport) -> float:
+    return report.mean_missing - baseline.mean_missing
+
+
+def _full_gap(report: SubsetReport, baseline: SubsetReport) -> float:
+    return report.full - baseline.full
+
+
+def _worst_gap(report: SubsetReport, baseline: SubsetReport) -> float:
+    return worst(report)[1] - worst(baseline)[1]
+
+
 def criteria(get: dict[str, SubsetReport | None], ceilings: dict[str, float],
-             adapt_ratios: dict[str, float | None] | None = None) -> list[tuple[str, str, bool]]:
+             adapt_ratios: dict[str, float | None] | None = None,
+             by_seed: BySeed | None = None) -> list[tuple[str, str, bool]]:
     """The issue's acceptance checks, computed from the tables (one seed or seed means).
 
     ``get`` maps the rows of :data:`SUMMARY_ROWS` to their reports; every row whose name
     starts with ``mmp_adapt`` is checked as a label-free adaptation of ``none``, with its
-    training time over the base's from ``adapt_ratios``.
+    training time over the base's from ``adapt_ratios``. With ``by_seed`` (seed means) each
+    difference between two rows also shows seed by seed.
     """
+    by_seed = by_seed or BySeed()
     rows = []
     none, dropout = get.get('none'), get.get('dropout')
     adapted = {n: r for n, r in get.items() if n.startswith('mmp_adapt') and r}
     for name, against in MASKED_PAIRS.items():
         rows += _projection_checks(name, get.get(name), none, against, get.get(against),
-                                   ceilings)
+                                   ceilings, by_seed)
     if dropout:
-        rows += [worst_check(name, report, 'dropout', dropout)
+        rows += [worst_check(name, report, 'dropout', dropout, by_seed)
                  for name, report in adapted.items()]
     for name, adapt in adapted.items():
         if none:
@@ -518,12 +552,12 @@ def criteria(get: dict[str, SubsetReport | None], ceilings: dict[str, float],
                          f'{same:+.2f}', same == 0))
         if dropout:
             gap = adapt.mean_missing - dropout.mean_missing
-            rows.append((f'{name}: mean missing-subset mIoU ≥ dropout − 3', f'{gap:+.1f}',
-                         gap >= -3))
+            rows.append((f'{name}: mean missing-subset mIoU ≥ dropout − 3',
+                         f'{gap:+.1f}' + by_seed(name, 'dropout', _mean_gap), gap >= -3))
         if none:
             gap = adapt.mean_missing - none.mean_missing
             rows.append((f'{name}: mean missing-subset mIoU above its base (label-free)',
-                         f'{gap:+.1f}', gap > 0))
+                         f'{gap:+.1f}' + by_seed(name, 'none', _mean_gap), gap > 0))
         ratio = (adapt_ratios or {}).get(name)
         if ratio is not None:
             rows.append((f"{name}: training time ≤ 10 % of its base's",
@@ -533,7 +567,8 @@ def criteria(get: dict[str, SubsetReport | None], ceilings: dict[str, float],
 
 def _projection_checks(name: str, report: SubsetReport | None, none: SubsetReport | None,
                        against: str, dropout: SubsetReport | None,
-                       ceilings: dict[str, float]) -> list[tuple[str, str, bool]]:
+                       ceilings: dict[str, float],
+                       by_seed: BySeed) -> list[tuple[str, str, bool]]:
     """The issue's checks of a model trained from scratch with projection (``mmp``): against
     ``none``, and against ``dropout`` trained with the same masking (named ``against``)."""
     rows = []
@@ -541,17 +576,22 @@ def _projection_checks(name: str, report: SubsetReport | None, none: SubsetRepor
         return rows
     if none:
         gap = report.mean_missing - none.mean_missing
-        rows.append((f'{name} mean missing-subset mIoU ≥ none + 15', f'{gap:+.1f}', gap >= 15))
+        rows.append((f'{name} mean missing-subset mIoU ≥ none + 15',
+                     f'{gap:+.1f}' + by_seed(name, 'none', _mean_gap), gap >= 15))
         full = report.full - none.full
-        rows.append((f'{name} full-modality mIoU within 1 point of none', f'{full:+.1f}',
-                     full >= -1))
+        rows.append((f'{name} full-modality mIoU within 1 point of none',
+                     f'{full:+.1f}' + by_seed(name, 'none', _full_gap), full >= -1))
     if not dropout:
         return rows
     gap = report.mean_missing - dropout.mean_missing
-    rows.append((f'{name} mean missing-subset mIoU ≥ {against}', f'{gap:+.1f}', gap >= 0))
-    deficit = min((report.subsets[k].miou - dropout.subsets[k].miou, k) for k in report.subsets)
+    rows.append((f'{name} mean missing-subset mIoU ≥ {against}',
+                 f'{gap:+.1f}' + by_seed(name, against, _mean_gap), gap >= 0))
+    deficit, key = min((report.subsets[k].miou - dropout.subsets[k].miou, k)
+                       for k in report.subsets)
     rows.append((f'{name} on no subset more than 1 point below {against}',
-                 f'{deficit[0]:+.1f} ({deficit[1]})', deficit[0] >= -1))
+                 f'{deficit:+.1f} ({key})' + by_seed(
+                     name, against, lambda r, b: r.subsets[key].miou - b.subsets[key].miou),
+                 deficit >= -1))
     keys = [k for k in dropout.subsets if k != 'all']
     if ceilings and all(k in ceilings for k in keys):
         ceiling = sum(ceilings[k] for k in keys) / len(keys)
@@ -560,16 +600,18 @@ def _projection_checks(name: str, report: SubsetReport | None, none: SubsetRepor
         rows.append((f"moonshot: {name} closes half of {against}'s gap to the ceiling "
                      '(missing subsets)', f'{share * 100:.0f} % of {headroom:.1f} points',
                      share >= 0.5))
-    rows.append(worst_check(name, report, against, dropout))
+    rows.append(worst_check(name, report, against, dropout, by_seed))
     return rows
 
 
-def worst_check(name: str, report: SubsetReport, against: str,
-                baseline: SubsetReport) -> tuple[str, str, bool]:
-    """No subset collapses: ``report``'s worst subset at least ``baseline``'s worst."""
+def worst_check(name: str, report: SubsetReport, against: str, baseline: SubsetReport,
+                by_seed: BySeed | None = None) -> tuple[str, str, bool]:
+    """No subset collapses: ``report``'s worst subset at least ``baseline``'s worst (seed by
+    seed, each seed's own worst subsets)."""
     (key, value), (bkey, bvalue) = worst(report), worst(baseline)
     return (f"{name}: worst subset ≥ {against}'s worst",
-            f'{value:.1f} ({key}) vs {bvalue:.1f} ({bkey})', value >= bvalue)
+            f'{value:.1f} ({key}) vs {bvalue:.1f} ({bkey})'
+            + (by_seed or BySeed())(name, against, _worst_gap), value >= bvalue)
 
 
 def adapt_time_ratios(results: dict, seeds: list[int]) -> dict[str, float]:
@@ -680,7 +722,8 @@ def summary_section(results: dict, seeds: list[int], images: Path, stem: str,
         lines += ['', 'mean ± half the range over the seeds (each seed\'s value in brackets).', '']
         if split == 'test':
             lines += ['#### Acceptance checks (mean of the seeds, test split)', '',
-                      *criteria_lines(criteria(means, ceil, adapt_time_ratios(results, seeds))),
+                      *criteria_lines(criteria(means, ceil, adapt_time_ratios(results, seeds),
+                                               BySeed(per_method))),
                       '']
             cosine = cosine_table(means)
             if cosine:

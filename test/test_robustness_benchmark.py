@@ -75,6 +75,27 @@ def test_a_projection_variant_is_checked_against_dropout_trained_the_same_way(rb
     assert got['mmp full-modality mIoU within 1 point of none'] == ('-2.0', False)
 
 
+def test_seed_means_show_each_difference_seed_by_seed(rb):
+    per_seed = {'none': [report(85.0, 36.0), report(85.0, 35.0)],
+                'dropout': [report(82.0, 61.0, depth=35.0), report(83.0, 61.0, depth=38.0)],
+                'mmp': [report(83.0, 61.5, depth=35.0), report(82.0, 60.9, depth=35.6)]}
+    means = {name: rb.seed_mean(reports) for name, reports in per_seed.items()}
+    got = checks(rb.criteria(means, {}, by_seed=rb.BySeed(per_seed)))
+    assert got['mmp mean missing-subset mIoU ≥ dropout'] == ('+0.1 (by seed +0.5 / -0.3)', True)
+    assert got['mmp full-modality mIoU within 1 point of none'] == (
+        '-2.5 (by seed -2.0 / -3.0)', False)
+    # the subset where the mean is furthest under dropout, and that subset seed by seed
+    assert got['mmp on no subset more than 1 point below dropout'] == (
+        '-1.2 (depth) (by seed +0.0 / -2.4)', False)
+    # each seed's own worst subsets (here depth for both, every seed)
+    assert got["mmp: worst subset ≥ dropout's worst"] == (
+        '35.3 (depth) vs 36.5 (depth) (by seed +0.0 / -2.4)', False)
+    # one seed: nothing to show seed by seed
+    first = rb.BySeed({name: reports[:1] for name, reports in per_seed.items()})
+    one = checks(rb.criteria(means, {}, by_seed=first))
+    assert one['mmp mean missing-subset mIoU ≥ dropout'] == ('+0.1', True)
+
+
 def test_a_full_modality_gap_just_over_one_point_fails(rb):
     got = checks(rb.criteria({'none': report(85.0, 36.0), 'mmp': report(83.9, 61.0)}, {}))
     assert got['mmp full-modality mIoU within 1 point of none'] == ('-1.1', False)
