@@ -256,12 +256,10 @@ def run_config(run: Run, args: argparse.Namespace, out: Path):
         f'data.input_size=[{args.size[0]},{args.size[1]}]', 'data.val_samples=64',
         f'eval_every={run.steps}', f'checkpoint_every={max(1, run.steps // 4)}',
         f'optim.warmup_steps={max(1, run.steps // 20)}', f'optim.lr={args.lr}',
-        f'deterministic={str(args.device == "cpu" and not args.cpu_bf16).lower()}',
-        'progress=false',
+        f'deterministic={str(args.device == "cpu").lower()}', 'progress=false',
         f'log_every={max(1, run.steps // 100)}', f'threads={args.threads}',
         f'mask.full_probability={args.full_probability}',
         f'mask.drop_probability={args.drop_probability}',
-        *(['cpu_bf16=true'] if args.cpu_bf16 else []),
         *run.overrides,
     ]
     if run.base:
@@ -1000,9 +998,6 @@ def parse_args(argv=None) -> argparse.Namespace:
                         'another order for another seed\'s (the page lists such pairs)')
     parser.add_argument('--num-workers', type=int, default=2)
     parser.add_argument('--threads', type=int, default=0, help='CPU threads (0: default)')
-    parser.add_argument('--cpu-bf16', action='store_true',
-                        help='train with bfloat16 autocast on the CPU (cpu_bf16=true, '
-                        'not deterministic); evaluation stays float32')
     parser.add_argument('--time-budget-s', type=float, default=0, help='0: unlimited')
     parser.add_argument('--report-only', action='store_true',
                         help='rewrite the doc from results.json (measuring CPU overhead '
@@ -1091,8 +1086,6 @@ def main(argv=None) -> int:
                           'overrides': run.overrides, 'seconds': result.seconds,
                           'train_seconds': result.train_seconds,
                           'seconds_per_step': result.seconds_per_step}
-                if args.cpu_bf16 and args.device == 'cpu':
-                    record['precision'] = 'bf16 autocast'
             record['eval'] = evaluate_run(checkpoint, splits, args,
                                           full_only=run.full_only)
             results['runs'][run.name] = record

@@ -105,11 +105,7 @@ class TrainConfig:
     batch_size: int = 16
     seed: int = 0
     device: str = 'auto'  # auto | cpu | cuda | cuda:N
-    amp: bool = True  # mixed precision on CUDA; on CPU see cpu_bf16
-    # bfloat16 autocast on CPU, for CPUs with AMX or AVX512-BF16 (docs/robustness_gpu.md).
-    # Not reproducible bit for bit (runs with one seed part after a few steps), so it needs
-    # deterministic=false; off by default: CPU runs stay float32 and deterministic.
-    cpu_bf16: bool = False
+    amp: bool = True  # mixed precision on CUDA; ignored on CPU
     amp_dtype: str = 'bfloat16'  # bfloat16 | float16 (float16 uses a GradScaler)
     # Weight of the alignment loss (smooth-L1 of projected to real tokens); for mmp_adapt
     # without distillation it is the only loss, and its weight only scales the rate.
@@ -163,9 +159,6 @@ def validate(config: TrainConfig) -> None:
     for name in ('eval_every', 'checkpoint_every', 'log_every', 'threads'):
         if getattr(config, name) < 0:
             raise ConfigError(f'{name} must be >= 0')
-    if config.cpu_bf16 and config.deterministic:
-        raise ConfigError('cpu_bf16=true is not deterministic (runs with one seed part after '
-                          'a few steps): set deterministic=false with it')
     if config.amp_dtype not in ('bfloat16', 'float16'):
         raise ConfigError(f'amp_dtype must be bfloat16 or float16, got {config.amp_dtype!r}')
     if not 0.0 <= config.mask.full_probability <= 1.0:

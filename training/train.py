@@ -289,9 +289,8 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(
         step, total=config.steps, warmup=config.optim.warmup_steps,
         power=config.optim.poly_power))
-    use_amp = config.amp and device.type == 'cuda' or config.cpu_bf16 and device.type == 'cpu'
-    amp_dtype = torch.float16 if config.amp_dtype == 'float16' and device.type == 'cuda' \
-        else torch.bfloat16
+    use_amp = config.amp and device.type == 'cuda'
+    amp_dtype = torch.float16 if config.amp_dtype == 'float16' else torch.bfloat16
     scaler = torch.amp.GradScaler('cuda', enabled=use_amp and amp_dtype == torch.float16)
 
     out_dir = Path(config.out_dir)
