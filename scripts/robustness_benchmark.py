@@ -513,6 +513,9 @@ class BySeed:
         return ' (by seed ' + ' / '.join(f'{v:+.1f}' for v in values) + ')'  # + 0.0: no -0.0
 
 
+NO_SEEDS = BySeed()  # one seed's tables: nothing to show seed by seed
+
+
 def _mean_gap(report: SubsetReport, baseline: SubsetReport) -> float:
     return report.mean_missing - baseline.mean_missing
 
@@ -527,7 +530,7 @@ def _worst_gap(report: SubsetReport, baseline: SubsetReport) -> float:
 
 def criteria(get: dict[str, SubsetReport | None], ceilings: dict[str, float],
              adapt_ratios: dict[str, float | None] | None = None,
-             by_seed: BySeed | None = None) -> list[tuple[str, str, bool]]:
+             by_seed: BySeed = NO_SEEDS) -> list[tuple[str, str, bool]]:
     """The issue's acceptance checks, computed from the tables (one seed or seed means).
 
     ``get`` maps the rows of :data:`SUMMARY_ROWS` to their reports; every row whose name
@@ -535,7 +538,6 @@ def criteria(get: dict[str, SubsetReport | None], ceilings: dict[str, float],
     training time over the base's from ``adapt_ratios``. With ``by_seed`` (seed means) each
     difference between two rows also shows seed by seed.
     """
-    by_seed = by_seed or BySeed()
     rows = []
     none, dropout = get.get('none'), get.get('dropout')
     adapted = {n: r for n, r in get.items() if n.startswith('mmp_adapt') and r}
@@ -605,13 +607,13 @@ def _projection_checks(name: str, report: SubsetReport | None, none: SubsetRepor
 
 
 def worst_check(name: str, report: SubsetReport, against: str, baseline: SubsetReport,
-                by_seed: BySeed | None = None) -> tuple[str, str, bool]:
+                by_seed: BySeed = NO_SEEDS) -> tuple[str, str, bool]:
     """No subset collapses: ``report``'s worst subset at least ``baseline``'s worst (seed by
     seed, each seed's own worst subsets)."""
     (key, value), (bkey, bvalue) = worst(report), worst(baseline)
     return (f"{name}: worst subset ≥ {against}'s worst",
             f'{value:.1f} ({key}) vs {bvalue:.1f} ({bkey})'
-            + (by_seed or BySeed())(name, against, _worst_gap), value >= bvalue)
+            + by_seed(name, against, _worst_gap), value >= bvalue)
 
 
 def adapt_time_ratios(results: dict, seeds: list[int]) -> dict[str, float]:
