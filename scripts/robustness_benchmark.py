@@ -98,13 +98,17 @@ ABLATIONS = {
     'conv_adapters_fast': ('conv_adapters in 100 steps', [*CONV_ADAPTERS, 'steps=100']),
     'conv_adapters_long': ('conv_adapters in 1000 steps', [*CONV_ADAPTERS, 'steps=1000']),
     'conv_adapters_2000': ('conv_adapters in 2000 steps', [*CONV_ADAPTERS, 'steps=2000']),
+    'conv_adapters_cached': ("conv_adapters with the frozen base's side of the loss computed "
+                             'once per frame (teacher_cache)',
+                             [*CONV_ADAPTERS, 'teacher_cache=true']),
     'conv_adapters_r64_long': (
         f"conv_adapters of rank {LARGE_ADAPTERS['mask_adapters']} in 1000 steps",
         [*CONV_DISTILL, *as_overrides(LARGE_ADAPTERS), 'steps=1000']),
 }
 # label-free adaptation's alone
 ADAPT_ONLY = ('distill_1', 'conv_distill', 'conv_fast', 'conv_adapters', 'conv_adapters_fast',
-              'conv_adapters_long', 'conv_adapters_2000', 'conv_adapters_r64_long')
+              'conv_adapters_long', 'conv_adapters_2000', 'conv_adapters_r64_long',
+              'conv_adapters_cached')
 # change the network every from-scratch method shares
 SHARED_MODEL = ('film', 'adapters', 'film_full_pass')
 # The rows of the summary over seeds: label -> run name prefix (runs are <prefix>_s<seed>).
@@ -1088,6 +1092,8 @@ def main(argv=None) -> int:
                           'overrides': run.overrides, 'seconds': result.seconds,
                           'train_seconds': result.train_seconds,
                           'seconds_per_step': result.seconds_per_step}
+                if result.teacher_cache_seconds:
+                    record['teacher_cache_seconds'] = result.teacher_cache_seconds
             record['eval'] = evaluate_run(checkpoint, splits, args,
                                           full_only=run.full_only)
             results['runs'][run.name] = record

@@ -86,7 +86,7 @@ def test_adapt_exports_a_model_and_its_card(healthy_bag, tmp_path):
     pytest.importorskip('torch', reason="needs torch (pip install '.[train]')")
     from mmp_ros.inference.onnx_file import read_model_metadata
     from mmp_ros.inference.testing import tiny_random_model
-    from mmp_ros.model.checkpoint import save_checkpoint
+    from mmp_ros.model.checkpoint import read_checkpoint, save_checkpoint
     from training.export import export_checkpoint
 
     model = tiny_random_model(METADATA)
@@ -105,3 +105,6 @@ def test_adapt_exports_a_model_and_its_card(healthy_bag, tmp_path):
     assert meta.method == 'mmp_adapt' and tuple(meta.modalities) == MODALITIES
     card = adapted.with_suffix('.md').read_text()
     assert str(healthy_bag) in card and 'steps | 2' in card
+    # config/train_adapt.yaml distills: the recording's frames get a teacher cache
+    trained = read_checkpoint(tmp_path / 'out' / 'train' / 'checkpoint.pt')
+    assert trained['train_config']['teacher_cache'] is True

@@ -10,12 +10,19 @@ import torch
 from toy_data import CueDataset
 
 from mmp_ros.modalities import MODALITIES
-from mmp_ros.model import CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, read_checkpoint
+from mmp_ros.model import (
+    CHECKPOINT_FORMAT,
+    CheckpointError,
+    build_model,
+    load_checkpoint,
+    read_checkpoint,
+)
 from training.adapt import adapt
 from training.config import ConfigError, MaskConfig, load_config
-from training.datasets import DatasetError, StepBatchSampler
+from training.datasets import DatasetError, StepBatchSampler, UnlabelledDataset
 from training.masking import sample_masks
 from training.normalize import compute_normalization, normalize
+from training.teacher_cache import TeacherCache
 from training.train import ADAPTED_PREFIXES, lr_factor, train
 
 FAST = ['data.input_size=[16,16]', 'batch_size=4', 'progress=false', 'eval_every=0',
@@ -53,6 +60,8 @@ def test_yaml_then_overrides(tmp_path):
     (['method=mmp_adapt', 'base_checkpoint=base.pt', 'alignment_weight=0'],
      'no loss to learn from'),
     (['mask.drop_probability={lidar: 0.2}'], "names modalities \\['lidar'\\]"),
+    (['method=mmp_adapt', 'base_checkpoint=base.pt', 'teacher_cache=true'],
+     'teacher_cache keeps the targets of distillation'),
 ])
 def test_bad_config_stops_with_the_key(overrides, message):
     with pytest.raises(ConfigError, match=message):
@@ -234,9 +243,11 @@ def base_checkpoint(tmp_path_factory) -> Path:
 @pytest.mark.parametrize('loss', [[], ['distillation_weight=1'],
                                   ['distillation_weight=1', 'model.projection_kind=conv'],
                                   ['distillation_weight=1', 'model.projection_kind=conv',
-                                   'model.mask_adapters=4']],
+                                   'model.mask_adapters=4'],
+                                  ['distillation_weight=1', 'model.projection_kind=conv',
+                                   'model.mask_adapters=4', 'teacher_cache=true']],
                          ids=['alignment', 'alignment+distillation', 'conv+distillation',
-                              'conv+distillation+adapters'])
+                              'conv+distillation+adapters', 'teacher cache'])
 def test_adaptation_never_reads_labels_and_keeps_the_full_modality_output(tmp_path,
                                                                           base_checkpoint,
                                                                           loss):
@@ -271,6 +282,37 @@ def test_adaptation_never_reads_labels_and_keeps_the_full_modality_output(tmp_pa
     with torch.no_grad():
         full = torch.ones(3, 4, dtype=torch.bool)
         assert torch.equal(adapted(inputs, full), base(inputs, full))
+
+
+@pytest.mark.parametrize('stage', ['encoder', 'stem'])
+def test_teacher_cache_trains_as_computing_the_targets_every_step(tmp_path, base_checkpoint,
+                                                                  stage):
+    # 6 frames, 4 steps of 4: frames come back, so the cache serves targets it computed
+    # in another batch than the one a step draws.
+    loss = ['distillation_weight=1', 'model.projection_kind=conv', 'model.mask_adapters=4',
+            f'model.projection_stage={stage}', 'steps=4']
+    runs = {}
+    for name, cache in (('each_step', []), ('cached', ['teacher_cache=true'])):
+        result = adapt(str(base_checkpoint),
+                       overrides=[*FAST, *loss, *cache, f'out_dir={tmp_path / name}'],
+                       train_dataset=CueDataset('train', 6))
+        runs[name] = result
+    assert runs['cached'].teacher_cache_seconds > 0
+    assert runs['each_step'].teacher_cache_seconds == 0
+    assert runs['cached'].losses == pytest.approx(runs['each_step'].losses, rel=1e-5)
+    states = {n: read_checkpoint(r.checkpoint)['state_dict'] for n, r in runs.items()}
+    for key, value in states['each_step'].items():
+        torch.testing.assert_close(states['cached'][key], value, rtol=1e-4, atol=1e-6)
+
+
+def test_teacher_cache_that_would_not_fit_stops_before_filling_memory(base_checkpoint):
+    model, metadata, _ = load_checkpoint(base_checkpoint)
+    adapted = build_model(model.config.replace(method='mmp_adapt', projection_kind='conv'))
+    with pytest.raises(ConfigError, match=r'teacher_cache: 5 frames need .* set '
+                                          r'teacher_cache=false'):
+        TeacherCache(adapted.eval(), UnlabelledDataset(CueDataset('train', 5), MODALITIES),
+                     metadata, batch_size=2,
+                     device=torch.device('cpu'), memory_limit=1000)
 
 
 def test_distillation_differs_from_alignment_alone(tmp_path, base_checkpoint):

@@ -212,6 +212,7 @@ def adapt_on_bag(bag: str, *, model: str, checkpoint: str, out: str | Path,
     from mmp_ros.inference.onnx_file import read_model_metadata
     from mmp_ros.model import load_checkpoint
     from training.adapt import adapt
+    from training.config import load_config
     from training.export import export_checkpoint
 
     started = time.perf_counter()
@@ -229,9 +230,14 @@ def adapt_on_bag(bag: str, *, model: str, checkpoint: str, out: str | Path,
     forced = [f'out_dir={out / "train"}', 'data.num_workers=0', 'resume=false',
               f'data.input_size=[{metadata.input_size[0]}, {metadata.input_size[1]}]',
               f'modalities=[{", ".join(metadata.modalities)}]']
-    result = adapt(checkpoint, config_path=config or str(DEFAULT_CONFIG),
-                   overrides=[*overrides, *forced], train_dataset=FramesDataset(frames),
-                   command=command)
+    config = config or str(DEFAULT_CONFIG)
+    # A recording's frames come back many times (2000 steps of 16 on 256 frames: 125 times
+    # each), so the frozen model's side of distillation is computed once per frame.
+    chosen = load_config(config, [*overrides, 'method=mmp_adapt',
+                                  f'base_checkpoint={checkpoint}'])
+    defaults = ['teacher_cache=true'] if chosen.distillation_weight else []
+    result = adapt(checkpoint, config_path=config, overrides=[*defaults, *overrides, *forced],
+                   train_dataset=FramesDataset(frames), command=command)
     onnx_path = out / f'{Path(model).stem}_adapted.onnx'
     export_checkpoint(result.checkpoint, onnx_path)
     card = model_card(onnx_path, bag=str(bag), model=str(model), checkpoint=str(checkpoint),

@@ -29,6 +29,7 @@ from mmp_ros.metadata import ModelMetadata
 from mmp_ros.modalities import INPUT_CHANNELS
 from mmp_ros.model import (
     CheckpointError,
+    DistillTargets,
     ModelConfig,
     build_model,
     load_checkpoint,
@@ -51,6 +52,7 @@ from training.history import History
 from training.masking import sample_masks, step_generator
 from training.metrics import SubsetReport, evaluate_subsets
 from training.normalize import compute_normalization, normalize
+from training.teacher_cache import TeacherCache
 
 CHECKPOINT_NAME = 'checkpoint.pt'
 # What label-free adaptation trains: the parts that act only where a modality is missing.
@@ -65,6 +67,7 @@ class TrainResult:
     seconds: float = 0.0  # the whole call: setup, steps, validation, checkpoints
     train_seconds: float = 0.0  # the steps run now, validation excluded
     seconds_per_step: float = math.nan  # train_seconds per step
+    teacher_cache_seconds: float = 0.0  # building the teacher cache, in train_seconds too
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,9 @@ class TrainStep(nn.Module):
     ``train`` the logits and alignment terms (``forward_train``); ``align`` (label-free
     adaptation by the alignment loss alone) just the alignment terms; ``distill``
     (label-free adaptation with distillation) also the frozen model's own all-modality
-    prediction, both at the decoder's resolution (``forward_distill``).
+    prediction, both at the decoder's resolution (``forward_distill``); given
+    :class:`~mmp_ros.model.DistillTargets` instead of inputs, the frozen model's side is
+    taken from them (``teacher_cache``).
     """
 
     MODES = ('train', 'align', 'distill')
@@ -104,11 +109,14 @@ class TrainStep(nn.Module):
         self.model = model
         self.mode = mode
 
-    def forward(self, inputs: dict[str, torch.Tensor], available: torch.Tensor
+    def forward(self, inputs: dict[str, torch.Tensor] | DistillTargets, available: torch.Tensor
                 ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
         if self.mode == 'align':
             return None, self.model.alignment_terms(inputs, available).alignment, None
         if self.mode == 'distill':
+            if isinstance(inputs, DistillTargets):  # computed before training (teacher_cache)
+                logits, aux = self.model.distill_student(inputs, available)
+                return logits, aux.alignment, inputs.teacher
             logits, teacher, aux = self.model.forward_distill(inputs, available)
             return logits, aux.alignment, teacher
         logits, aux = self.model.forward_train(inputs, available)
@@ -363,6 +371,16 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
     model.train()
     if adapting:
         model.eval()  # frozen base: batch-norm statistics stay the base model's
+    batches: Any = loader
+    if distilling and config.teacher_cache:
+        cache_started = time.perf_counter()
+        cache = TeacherCache(model, train_data, metadata, batch_size=local_batch, device=device,
+                             num_workers=config.data.num_workers)
+        batches = cache.batches(sampler)
+        result.teacher_cache_seconds = time.perf_counter() - cache_started
+        if ddp.is_main:
+            print(f'teacher cache: {len(cache)} frames, {cache.nbytes / 2**20:.0f} MiB, '
+                  f'{result.teacher_cache_seconds:.1f} s', file=sys.stderr)
     progress = None
     if config.progress and ddp.is_main:
         from tqdm import tqdm
@@ -371,10 +389,13 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
                         dynamic_ncols=True)
     loop_started = time.perf_counter()
     step = start_step
-    for step, batch in zip(range(start_step, config.steps), loader, strict=True):
-        batch = resize_batch(batch, metadata.input_size, modalities)
-        inputs = normalize({m: batch[m].to(device, non_blocking=True) for m in modalities},
-                           metadata)
+    for step, batch in zip(range(start_step, config.steps), batches, strict=True):
+        if isinstance(batch, DistillTargets):
+            inputs = batch
+        else:
+            batch = resize_batch(batch, metadata.input_size, modalities)
+            inputs = normalize({m: batch[m].to(device, non_blocking=True) for m in modalities},
+                               metadata)
         if config.method == 'none':
             available = torch.ones(local_batch, len(modalities), dtype=torch.bool)
         else:
@@ -448,7 +469,7 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
         dist.barrier()
     result.metrics = metrics
     result.seconds = time.perf_counter() - started
-    result.train_seconds = loop_seconds - validation_seconds
+    result.train_seconds = loop_seconds - validation_seconds + result.teacher_cache_seconds
     result.seconds_per_step = result.train_seconds / max(1, len(result.losses))
     return result
 

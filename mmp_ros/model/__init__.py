@@ -22,7 +22,12 @@ from mmp_ros.model.config import (
     ModelConfigError,
     SizeSpec,
 )
-from mmp_ros.model.segmenter import MultimodalSegmenter, TrainOutputs, build_model
+from mmp_ros.model.segmenter import (
+    DistillTargets,
+    MultimodalSegmenter,
+    TrainOutputs,
+    build_model,
+)
 
 __all__ = [
     'CHECKPOINT_FORMAT',
@@ -31,6 +36,7 @@ __all__ = [
     'PROJECTION_KINDS',
     'PROJECTION_STAGES',
     'CheckpointError',
+    'DistillTargets',
     'ModelConfig',
     'ModelConfigError',
     'MultimodalSegmenter',

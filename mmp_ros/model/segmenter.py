@@ -23,6 +23,7 @@ frozen model's full-modality output bit for bit.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -47,6 +48,17 @@ class TrainOutputs:
     alignment: torch.Tensor | None
     projected: dict[str, torch.Tensor]
     real: dict[str, torch.Tensor]
+
+
+class DistillTargets(NamedTuple):
+    """The frozen model's side of label-free distillation for a batch of frames:
+    ``tokens`` at the projection's stage (the stems' with projection after the stem, the
+    modality encoders' otherwise), every modality real; ``teacher``, its logits (B, K, h, w)
+    at the decoder's resolution; ``image_size``, the input's (H, W)."""
+
+    tokens: dict[str, torch.Tensor]
+    teacher: torch.Tensor
+    image_size: tuple[int, int]
 
 
 class MaskGatedAdapter(nn.Module):
@@ -226,30 +238,55 @@ class MultimodalSegmenter(nn.Module):
         the mask-gated adapters.
         ``aux`` holds the alignment terms, as in :meth:`forward_train`.
         """
+        available = self._check(inputs, available)
+        targets = self.distill_targets(inputs)
+        student, aux = self.distill_student(targets, available)
+        return student, targets.teacher, aux
+
+    @torch.no_grad()
+    def distill_targets(self, inputs: dict[str, torch.Tensor]) -> DistillTargets:
+        """What distillation takes from the frozen model; the mask does not change it, so
+        training may compute it once per frame (``teacher_cache``)."""
         if self.projection is None:
             raise RuntimeError(f'method {self.config.method!r} has no projection to distill')
-        available = self._check(inputs, available)
+        everything = self._check(inputs, None)
         image_size = _image_size(inputs, self.modalities)
         fused_size = _fused_size(image_size)
-        with torch.no_grad():
-            stems = {m: self.stems[m](inputs[m]) for m in self.modalities}
-            real = {m: self.modality_blocks[m](t) for m, t in stems.items()}
-            everything = torch.ones_like(available)
-            teacher = self._head(self._fuse(real, fused_size), fused_size, everything)
+        stems = {m: self.stems[m](inputs[m]) for m in self.modalities}
+        real = {m: self.modality_blocks[m](t) for m, t in stems.items()}
+        teacher = self._head(self._fuse(real, fused_size), fused_size, everything)
+        tokens = real if self.config.projection_stage == 'encoder' else stems
+        return DistillTargets(tokens, teacher, image_size)
+
+    def distill_student(self, targets: DistillTargets, available: torch.Tensor
+                        ) -> tuple[torch.Tensor, TrainOutputs]:
+        """The prediction with the unavailable modalities' tokens projected from
+        ``targets.tokens`` (logits at the decoder's resolution) and the alignment terms."""
+        available = available if available.dtype == torch.bool else available > 0.5
+        fused_size = _fused_size(targets.image_size)
         aux = TrainOutputs(alignment=None, projected={}, real={})
         if self.config.projection_stage == 'encoder':
-            fused = self._fuse_projected(real, available, image_size, fused_size, aux, True)
+            fused = self._fuse_projected(targets.tokens, available, targets.image_size,
+                                         fused_size, aux, True)
         else:
-            fused = self._fuse_from_stems(stems, available, image_size, aux, True)
-        return self._head(fused, fused_size, available), teacher, aux
+            fused = self._fuse_from_stems(targets.tokens, available, targets.image_size,
+                                          aux, True)
+        return self._head(fused, fused_size, available), aux
 
     # --- internals --------------------------------------------------------------------
 
-    def _check(self, inputs: dict[str, torch.Tensor], available: torch.Tensor) -> torch.Tensor:
+    def _check(self, inputs: dict[str, torch.Tensor],
+               available: torch.Tensor | None) -> torch.Tensor:
+        """``available`` as booleans, after checking it and the inputs' shapes; ``None``:
+        every modality available."""
         missing = [m for m in self.modalities if m not in inputs]
         if missing:
             raise KeyError(f'model inputs lack modalities {missing}; the model takes '
                            f'{list(self.modalities)} (unavailable ones still need a tensor)')
+        if available is None:
+            first = inputs[self.modalities[0]]
+            available = torch.ones(first.shape[0], len(self.modalities), dtype=torch.bool,
+                                   device=first.device)
         if available.dim() != 2 or available.shape[1] != len(self.modalities):
             raise ValueError(f'available must be (B, {len(self.modalities)}) in the order '
                              f'{list(self.modalities)}, got {tuple(available.shape)}')
