@@ -116,7 +116,7 @@ class TrainConfig:
     distillation_weight: float = 0.0
     base_checkpoint: str = ''  # mmp_adapt: the model trained on all modalities
     # mmp_adapt with distillation: compute the frozen model's side of the loss once per
-    # training frame and keep it in memory (about 0.4 MiB a frame at 128x160), so a step
+    # training frame and keep it in memory (0.36 MiB a frame at 128x160), so a step
     # runs only what learns and what its gradient passes through. Pays off when frames
     # come back (steps x batch_size well above the number of frames).
     teacher_cache: bool = False

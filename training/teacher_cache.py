@@ -47,8 +47,9 @@ class TeacherCache:
     """``targets(indices)``: the distillation targets of those dataset frames.
 
     Built by running ``model.distill_targets`` over ``dataset`` in order, in batches, on
-    ``device``; kept in host memory and moved to ``device`` a batch at a time. Stops with a
-    :class:`ConfigError` before filling more than half the available memory.
+    ``device`` (under the caller's autocast, as training computes them); kept in host memory
+    (each process of a DDP run keeps its own) and moved to ``device`` a batch at a time.
+    Stops with a :class:`ConfigError` before filling more than half the available memory.
     """
 
     def __init__(self, model: MultimodalSegmenter, dataset: Dataset, metadata: ModelMetadata,
@@ -62,9 +63,9 @@ class TeacherCache:
         if memory_limit is None:
             free = available_memory()
             memory_limit = None if free is None else int(free * MEMORY_SHARE)
-        self.tokens: dict[str, torch.Tensor] = {}
-        self.teacher = torch.empty(0)
-        self.image_size = tuple(metadata.input_size)
+        self.tokens: dict[str, torch.Tensor]
+        self.teacher: torch.Tensor
+        self.image_size: tuple[int, int]
         start = 0
         for batch in loader:
             batch = resize_batch(batch, metadata.input_size, modalities)

@@ -374,8 +374,9 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
     batches: Any = loader
     if distilling and config.teacher_cache:
         cache_started = time.perf_counter()
-        cache = TeacherCache(model, train_data, metadata, batch_size=local_batch, device=device,
-                             num_workers=config.data.num_workers)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+            cache = TeacherCache(model, train_data, metadata, batch_size=local_batch,
+                                 device=device, num_workers=config.data.num_workers)
         batches = cache.batches(sampler)
         result.teacher_cache_seconds = time.perf_counter() - cache_started
         if ddp.is_main:
