@@ -311,8 +311,7 @@ def test_teacher_cache_that_would_not_fit_stops_before_filling_memory(base_check
     with pytest.raises(ConfigError, match=r'teacher_cache: 5 frames need .* set '
                                           r'teacher_cache=false'):
         TeacherCache(adapted.eval(), UnlabelledDataset(CueDataset('train', 5), MODALITIES),
-                     metadata, batch_size=2,
-                     device=torch.device('cpu'), memory_limit=1000)
+                     metadata, batch_size=2, device=torch.device('cpu'), memory_limit=1000)
 
 
 def test_distillation_differs_from_alignment_alone(tmp_path, base_checkpoint):
