@@ -290,11 +290,11 @@ def test_teacher_cache_trains_as_computing_the_targets_every_step(tmp_path, base
     # 6 frames, 4 steps of 4: frames come back, so the cache serves targets it computed
     # in another batch than the one a step draws.
     loss = ['distillation_weight=1', 'model.projection_kind=conv', 'model.mask_adapters=4',
-            f'model.projection_stage={stage}', 'steps=4']
+            f'model.projection_stage={stage}']
     runs = {}
     for name, cache in (('each_step', []), ('cached', ['teacher_cache=true'])):
         result = adapt(str(base_checkpoint),
-                       overrides=[*FAST, *loss, *cache, f'out_dir={tmp_path / name}'],
+                       overrides=[*FAST, *loss, *cache, 'steps=4', f'out_dir={tmp_path / name}'],
                        train_dataset=CueDataset('train', 6))
         runs[name] = result
     assert runs['cached'].teacher_cache_seconds > 0
@@ -303,6 +303,13 @@ def test_teacher_cache_trains_as_computing_the_targets_every_step(tmp_path, base
     states = {n: read_checkpoint(r.checkpoint)['state_dict'] for n, r in runs.items()}
     for key, value in states['each_step'].items():
         torch.testing.assert_close(states['cached'][key], value, rtol=1e-4, atol=1e-6)
+    # Resumed, the cache is built again and the steps continue where they stopped.
+    cached = [*FAST, *loss, 'teacher_cache=true', f'out_dir={tmp_path / "resumed"}']
+    adapt(str(base_checkpoint), overrides=[*cached, 'steps=2'],
+          train_dataset=CueDataset('train', 6))
+    resumed = adapt(str(base_checkpoint), overrides=[*cached, 'steps=4'],
+                    train_dataset=CueDataset('train', 6))
+    assert resumed.losses == runs['cached'].losses[2:]
 
 
 def test_teacher_cache_that_would_not_fit_stops_before_filling_memory(base_checkpoint):
