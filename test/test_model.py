@@ -153,6 +153,47 @@ def test_folded_projection_fusion_equals_substituting_tokens(kind):
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize('training', [False, True])
+@pytest.mark.parametrize('size', [(32, 40), (25, 33)])
+def test_decoder_equals_segformer_concatenate_then_fuse(training, size):
+    """The decoder's factored order equals SegFormer's written out (upsample each stage's
+    linear to 1/4, concatenate, fuse, classify), at sizes the strides divide and not,
+    with batch statistics (training) and with running ones, and so do its gradients."""
+    import torch.nn.functional as F
+
+    from mmp_ros.model.segmenter import MLPDecoder
+
+    torch.manual_seed(2)
+    decoder = MLPDecoder((8, 12, 16, 20), 6, 5)
+    norm = decoder.fuse[1]
+    norm.running_mean.normal_()
+    norm.running_var.uniform_(0.5, 2.0)
+    norm.weight.data.uniform_(0.5, 1.5)
+    norm.bias.data.normal_()
+    decoder.train(training)
+    sizes = [size] + [(math.ceil(size[0] / 2 ** i), math.ceil(size[1] / 2 ** i))
+                      for i in (1, 2, 3)]
+    features = [torch.randn(3, c, *hw, requires_grad=True)
+                for c, hw in zip((8, 12, 16, 20), sizes, strict=True)]
+    image_size = (size[0] * 4, size[1] * 4)
+
+    def reference() -> torch.Tensor:
+        upsampled = [F.interpolate(linear(f), size=size, mode='bilinear', align_corners=False)
+                     for linear, f in zip(decoder.linears, features, strict=True)]
+        fused = decoder.fuse(torch.cat(upsampled, dim=1))
+        return F.interpolate(decoder.classify(fused), size=image_size, mode='bilinear',
+                             align_corners=False)
+
+    expected = reference()
+    got = decoder(features, image_size)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    weights = torch.randn_like(expected)
+    expected_grads = torch.autograd.grad((expected * weights).sum(), features)
+    got_grads = torch.autograd.grad((got * weights).sum(), features)
+    for g, e in zip(got_grads, expected_grads, strict=True):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-5)
+
+
 def test_adapted_model_keeps_the_base_output_with_every_modality():
     torch.manual_seed(2)
     base = build_model(ModelConfig(modalities=MODALITIES, num_classes=4, method='none')).eval()

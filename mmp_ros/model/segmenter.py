@@ -127,19 +127,37 @@ class SharedEncoder(nn.Module):
 
 
 class MLPDecoder(nn.Module):
-    """SegFormer's head: each stage -> linear -> upsample to 1/4 -> concat -> fuse -> classify."""
+    """SegFormer's head: each stage -> linear -> upsample to 1/4 -> concat -> fuse -> classify.
+
+    Computed in an equal, cheaper order: the fuse convolution is 1x1 and bilinear upsampling
+    is linear, so a stage's linear and its slice of the fuse are one (D, C_i) matrix applied
+    at the stage's own resolution, and the stages' D-channel results are upsampled and
+    summed, instead of concatenating 4 D upsampled channels at 1/4 and fusing them there
+    (5 % of the tiny model's inference, 7-10 % of a training step). The weights are the
+    layers above, so checkpoints are unchanged; the outputs agree to float rounding.
+    """
 
     def __init__(self, in_widths: tuple[int, ...], width: int, num_classes: int) -> None:
         super().__init__()
+        self.width = width
         self.linears = nn.ModuleList(nn.Conv2d(c, width, 1) for c in in_widths)
         self.fuse = ConvNormAct(width * len(in_widths), width, kernel_size=1, act_layer=nn.ReLU)
         self.classify = nn.Conv2d(width, num_classes, 1)
 
     def forward(self, features: list[torch.Tensor], image_size: tuple[int, int]) -> torch.Tensor:
         size = tuple(features[0].shape[-2:])
-        x = torch.cat([resize_to(lin(f), size) for lin, f in zip(self.linears, features,
-                                                                   strict=True)], dim=1)
-        return resize_to(self.classify(self.fuse(x)), image_size)
+        fuse, norm, act = self.fuse
+        slices = fuse.weight.flatten(1).split(self.width, dim=1)  # (D, D) per stage
+        x = bias = None
+        for part, linear, feature in zip(slices, self.linears, features, strict=True):
+            weight = (part @ linear.weight.flatten(1))[:, :, None, None]  # (D, C_i, 1, 1)
+            y = resize_to(F.conv2d(feature, weight), size)
+            x = y if x is None else x + y
+            b = part @ linear.bias
+            bias = b if bias is None else bias + b
+        # Bilinear upsampling keeps a constant map constant: the biases are added once, here.
+        x = x + bias[:, None, None]
+        return resize_to(self.classify(act(norm(x))), image_size)
 
 
 class MultimodalSegmenter(nn.Module):
