@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import math
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -71,3 +75,38 @@ def test_summary_counts_and_percentiles():
     assert empty.delivery == 0.0 and math.isnan(empty.latency_p95_ms)
     table = format_results([result, empty], 640, 480, 30.0)
     assert '90.0 %' in table and '0.0 %' in table and 'no profile' in table
+
+
+def _child(code: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, '-c', code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+
+
+def test_a_child_stuck_after_its_result_is_killed_and_the_result_kept(capsys):
+    from mmp_ros.ros.bench_dds import child_result
+
+    # What a bench child does when Fast DDS deadlocks in participant deletion (docs/dds.md).
+    child = _child('import json, time; print(json.dumps({"sent": 3}), flush=True); time.sleep(60)')
+    start = time.monotonic()
+    assert child_result(child, 'publisher', 1.0) == {'sent': 3}
+    assert time.monotonic() - start < 10 and child.returncode == -signal.SIGKILL
+    assert 'the publisher reported, then hung in ROS shutdown' in capsys.readouterr().err
+
+
+def test_a_child_that_reports_nothing_or_fails_is_an_error():
+    from mmp_ros.ros.bench_dds import child_result
+
+    with pytest.raises(RuntimeError, match='receiver reported nothing in 1 s'):
+        child_result(_child('import time; time.sleep(60)'), 'receiver', 1.0)
+    with pytest.raises(RuntimeError, match=r'receiver failed \(rc=2\)'):
+        child_result(_child('import sys; sys.exit(2)'), 'receiver', 10.0)
+
+
+def test_a_child_exits_when_its_stdin_closes_and_its_result_is_read():
+    from mmp_ros.ros.bench_dds import child_result
+
+    # The publisher's cue to shut down: the parent's `communicate` closes its stdin.
+    child = _child('import sys; print("{\\"sent\\": 5}", flush=True); sys.stdin.read()')
+    assert child_result(child, 'publisher', 10.0) == {'sent': 5}
+    assert child.returncode == 0
