@@ -16,8 +16,8 @@ stdin, which the parent does once the receiver has exited. Fast DDS 3.2 (the Kil
 deadlock a participant that is being deleted while it is still handling the other side's
 endpoints going away: ``rmw`` first clears the participant's listener, which waits for the
 running discovery callbacks, and one of them is blocked on a mutex (seen with gdb in 1 run of
-55 when both ended at once; docs/dds.md). A child that printed its result but does
-not exit in time is killed with a warning, and its result is kept.
+55 when both ended at once; docs/dds.md). A child that printed its result but does not exit
+in time is killed with a warning, and its result is kept.
 """
 
 from __future__ import annotations
