@@ -38,8 +38,8 @@ def available_memory() -> int | None:
     return None
 
 
-def _nbytes(tensors: Iterable[torch.Tensor]) -> int:
-    return sum(t.element_size() * t.numel() for t in tensors)
+def _nbytes(tokens: dict[str, torch.Tensor], teacher: torch.Tensor) -> int:
+    return sum(t.element_size() * t.numel() for t in (*tokens.values(), teacher))
 
 
 class TeacherCache:
@@ -71,8 +71,7 @@ class TeacherCache:
             inputs = normalize({m: batch[m].to(device) for m in modalities}, metadata)
             targets = model.distill_targets(inputs)
             if not start:  # the first batch: allocate the whole cache
-                per_frame = _nbytes([*targets.tokens.values(), targets.teacher]) \
-                    / len(targets.teacher)
+                per_frame = _nbytes(targets.tokens, targets.teacher) / len(targets.teacher)
                 if memory_limit is not None and per_frame * frames > memory_limit:
                     raise ConfigError(
                         f'teacher_cache: {frames} frames need {per_frame * frames / 2**30:.1f} '
@@ -97,7 +96,7 @@ class TeacherCache:
 
     @property
     def nbytes(self) -> int:
-        return _nbytes([*self.tokens.values(), self.teacher])
+        return _nbytes(self.tokens, self.teacher)
 
     def targets(self, indices: Iterable[int]) -> DistillTargets:
         index = torch.as_tensor(list(indices), dtype=torch.long)
