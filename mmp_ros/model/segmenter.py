@@ -209,8 +209,12 @@ class MultimodalSegmenter(nn.Module):
     # --- public API -------------------------------------------------------------------
 
     def forward(self, inputs: dict[str, torch.Tensor], available: torch.Tensor) -> torch.Tensor:
-        """Logits (B, K, H, W). Unavailable inputs are ignored whatever they hold (NaN too)."""
-        logits, _ = self._run(inputs, available, zero_missing_inputs=True, with_aux=False)
+        """Logits (B, K, H, W). Unavailable inputs are ignored whatever they hold (NaN too):
+        ``none`` and ``dropout`` zero them, as they were trained; the methods that replace a
+        missing modality's tokens select them away with ``where`` and need no zeroing, which
+        spares their graphs a full-resolution operator per modality."""
+        zero_fill = self.mask_tokens is None and self.projection is None
+        logits, _ = self._run(inputs, available, zero_missing_inputs=zero_fill, with_aux=False)
         return logits
 
     def forward_train(self, inputs: dict[str, torch.Tensor],
@@ -402,15 +406,17 @@ class MultimodalSegmenter(nn.Module):
         projection's inference cost a few percent of the model's.
         """
         features, grid = self._project(tokens, available, image_size, aux, with_aux)
-        # where(a, W t + b, W p + b) summed over m equals  sum(b) + sum(a W t) + sum((1-a) W p):
-        # the real part gates the tokens (a product is safe: unavailable inputs were
-        # zero-filled, so their tokens are finite) and keeps the fusion bias; the projected
-        # part is one 1x1 convolution on the coarse grid, upsampled once for all modalities.
-        present = available.to(features.dtype)  # (B, M)
+        # where(a, W t + b, W p + b) summed over m equals  sum(b) + sum(W where(a, t, 0))
+        # + sum((1-a) W p): the real part selects the tokens (``where``, not a product: an
+        # unavailable input is not zeroed, and may be NaN) and keeps the fusion bias; the
+        # projected part is one 1x1 convolution on the coarse grid, upsampled once for all
+        # modalities.
         real = sum(
-            resize_to(self.fusion[m](tokens[m] * present[:, i, None, None, None]), fused_size)
+            resize_to(self.fusion[m](torch.where(available[:, i, None, None, None], tokens[m],
+                                                 0.0)), fused_size)
             for i, m in enumerate(self.modalities)
         )
+        present = available.to(features.dtype)  # (B, M)
         heads = [self.projection.heads_out[m] for m in self.modalities]
         fusions = [self.fusion[m].weight.flatten(1) for m in self.modalities]  # (F, C_m)
         # fusion_m(head_m(x)) as one (F, M*D) matrix, and its per-modality bias (M, F).
