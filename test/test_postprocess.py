@@ -15,6 +15,7 @@ from mmp_ros.core.postprocess import (
     modality_marks,
     overlay,
     palette_array,
+    substitution,
     to_camera_resolution,
     visualize,
 )
@@ -56,6 +57,12 @@ def test_marks_say_projected_for_mmp_and_missing_for_zero_fill_models():
     names = ('rgb', 'depth')
     assert modality_marks(names, [True, False], 'mmp') == {'rgb': 'real', 'depth': 'projected'}
     assert modality_marks(names, [True, False], 'dropout') == {'rgb': 'real', 'depth': 'missing'}
+
+
+def test_substitution_names_what_each_method_puts_in_place_of_a_missing_modality():
+    assert substitution('mmp') == substitution('mmp_adapt') == 'projected'
+    assert substitution('mask_token') == 'replaced by the learned mask token'
+    assert substitution('none') == substitution('dropout') == 'zero-filled'
 
 
 def test_overlay_blends_and_draws_one_legend_tag_per_modality():

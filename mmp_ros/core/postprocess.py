@@ -102,10 +102,20 @@ def visualize(frame: SensorFrame) -> np.ndarray:
     return rgb
 
 
+def substitution(method: str) -> str:
+    """What a model trained with ``method`` puts in place of a missing modality, in words."""
+    if method in PROJECTING_METHODS:
+        return 'projected'
+    if method == 'mask_token':
+        return 'replaced by the learned mask token'
+    return 'zero-filled'
+
+
 def modality_marks(
     modalities: Sequence[str], available: Sequence[bool], method: str
 ) -> dict[str, str]:
-    """For each modality: 'real', 'projected' (MMP synthesized it) or 'missing' (zeros)."""
+    """For each modality: 'real', 'projected' (MMP synthesized it) or 'missing' (zeros, or
+    a learned token: nothing estimated from the other streams)."""
     absent = 'projected' if method in PROJECTING_METHODS else 'missing'
     return {m: 'real' if a else absent for m, a in zip(modalities, available, strict=True)}
 

@@ -56,6 +56,7 @@ from mmp_ros.core.postprocess import (
     modality_marks,
     overlay,
     palette_array,
+    substitution,
     to_camera_resolution,
     visualize,
 )
@@ -517,7 +518,7 @@ class SegmentationNode(Node):
             m for m, s in statuses.items() if not s.usable and s.state is not SensorState.DISABLED
         ]
         if masked:
-            how = 'projected' if self.metadata.method in ('mmp', 'mmp_adapt') else 'zero-filled'
+            how = substitution(self.metadata.method)
             return Level.WARN, f'degraded: {", ".join(masked)} {how}', values
         return Level.OK, f'running on {"+".join(usable)}', values
 
