@@ -18,6 +18,7 @@ METADATA_VERSION = 1
 METADATA_KEY = 'mmp_ros'  # the single metadata_props key holding the JSON document
 
 ROBUSTNESS_METHODS = ('none', 'dropout', 'mask_token', 'mmp', 'mmp_adapt')
+PROJECTION_METHODS = ('mmp', 'mmp_adapt')  # they synthesize a missing modality's tokens
 
 
 class MetadataError(ValueError):

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from mmp_ros.metadata import PROJECTION_METHODS
 from mmp_ros.sensors.frame import SensorFrame
 
 NO_PREDICTION = 255  # label value of a pixel without a prediction (mono8 output)
 MAX_CLASSES = NO_PREDICTION  # class ids must fit below NO_PREDICTION in mono8
-PROJECTING_METHODS = ('mmp', 'mmp_adapt')  # methods that synthesize a missing modality
 
 # Legend colours (RGB): a real stream, a projected one, a zero-filled one.
 REAL_COLOUR = (40, 200, 60)
@@ -104,7 +104,7 @@ def visualize(frame: SensorFrame) -> np.ndarray:
 
 def substitution(method: str) -> str:
     """What a model trained with ``method`` puts in place of a missing modality, in words."""
-    if method in PROJECTING_METHODS:
+    if method in PROJECTION_METHODS:
         return 'projected'
     if method == 'mask_token':
         return 'replaced by the learned mask token'
@@ -116,7 +116,7 @@ def modality_marks(
 ) -> dict[str, str]:
     """For each modality: 'real', 'projected' (MMP synthesized it) or 'missing' (zeros, or
     a learned token: nothing estimated from the other streams)."""
-    absent = 'projected' if method in PROJECTING_METHODS else 'missing'
+    absent = 'projected' if method in PROJECTION_METHODS else 'missing'
     return {m: 'real' if a else absent for m, a in zip(modalities, available, strict=True)}
 
 

@@ -12,11 +12,10 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from mmp_ros.metadata import PROJECTION_METHODS, ROBUSTNESS_METHODS
 from mmp_ros.modalities import INPUT_CHANNELS, check_modalities
 
-METHODS = ('none', 'dropout', 'mask_token', 'mmp', 'mmp_adapt')
-# Methods whose missing-modality tokens come from the projection module.
-PROJECTION_METHODS = ('mmp', 'mmp_adapt')
+METHODS = ROBUSTNESS_METHODS  # and PROJECTION_METHODS: both defined with the metadata
 # Where missing tokens are substituted: right after the modality's stem, or after its
 # modality-specific blocks (the last per-modality stage, just before fusion).
 PROJECTION_STAGES = ('stem', 'encoder')
