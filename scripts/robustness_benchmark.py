@@ -786,7 +786,6 @@ def write_doc(results: dict, out: Path, doc: Path) -> None:
     images.mkdir(parents=True, exist_ok=True)
     seeds = sorted({run['seed'] for name, run in results['runs'].items()
                     if not name.startswith('ablation_')})
-    seed = seeds[0]
     ablation_names = [n for n in results['runs'] if n.startswith('ablation_')]
     ceilings = {k: v * 100 for k, v in results.get('ceiling', {}).get('test', {}).items()}
     ceilings_ood = {k: v * 100 for k, v in results.get('ceiling', {}).get('ood', {}).items()}
@@ -873,7 +872,8 @@ def write_doc(results: dict, out: Path, doc: Path) -> None:
         ablation_names = [n for n in ablation_names if n not in names]
         if not names:
             continue
-        base = reports_of(results, 'test', [f'{method}_s{seed}'])
+        # the method's own run of the first seed, when this directory trained one
+        base = reports_of(results, 'test', [f'{method}_s{s}' for s in seeds[:1]])
         reports = reports_of(results, 'test', names)
         lines += [f'## Ablations ({method}, test split)', '',
                   '| variant | changes | steps | all | mean missing | 2 missing | 3 missing |',

@@ -178,6 +178,18 @@ def test_committed_page_is_what_its_results_render(rb, tmp_path, page):
         f'regenerate it (the command is at the end of the page)')
 
 
+def test_a_page_of_ablations_alone_renders(rb, tmp_path):
+    # `--methods` with nothing after it in a new directory: no run trained from scratch
+    results = json.loads((REPO / 'docs' / 'data' / 'robustness_results.json').read_text())
+    name = 'ablation_full_pass_s2'
+    results['runs'] = {name: results['runs'][name]}
+    rendered = tmp_path / 'page.md'
+    rb.write_doc(results, tmp_path, rendered)
+    table = rendered.read_text().split('## Ablations (mmp, test split)')[1]
+    assert f'| {name} | every sample also passed with every modality' in table
+    assert '| mmp_s' not in table
+
+
 def test_ablations_can_be_planned_without_the_methods(rb):
     args = rb.parse_args(['--seeds', '2', '3', '--methods', '--ablation-methods', 'mmp',
                           '--ablations', 'full_pass'])
