@@ -98,6 +98,8 @@ ABLATIONS = {
     'conv_adapters_fast': ('conv_adapters in 100 steps', [*CONV_ADAPTERS, 'steps=100']),
     'conv_adapters_long': ('conv_adapters in 1000 steps', [*CONV_ADAPTERS, 'steps=1000']),
     'conv_adapters_2000': ('conv_adapters in 2000 steps', [*CONV_ADAPTERS, 'steps=2000']),
+    'conv_adapters_2000_drop_0.7': ('conv_adapters in 2000 steps, drop probability 0.7',
+                                    [*CONV_ADAPTERS, 'steps=2000', 'mask.drop_probability=0.7']),
     'conv_adapters_cached': ("conv_adapters with the frozen base's side of the loss computed "
                              'once per frame (teacher_cache)',
                              [*CONV_ADAPTERS, 'teacher_cache=true']),
@@ -107,8 +109,8 @@ ABLATIONS = {
 }
 # label-free adaptation's alone
 ADAPT_ONLY = ('distill_1', 'conv_distill', 'conv_fast', 'conv_adapters', 'conv_adapters_fast',
-              'conv_adapters_long', 'conv_adapters_2000', 'conv_adapters_r64_long',
-              'conv_adapters_cached')
+              'conv_adapters_long', 'conv_adapters_2000', 'conv_adapters_2000_drop_0.7',
+              'conv_adapters_r64_long', 'conv_adapters_cached')
 # change the network every from-scratch method shares
 SHARED_MODEL = ('film', 'adapters', 'film_full_pass')
 # The rows of the summary over seeds: label -> run name prefix (runs are <prefix>_s<seed>).
@@ -130,6 +132,8 @@ SUMMARY_ROWS = {**{m: m for m in METHODS},
                     'ablation_adapt_conv_adapters_long',
                 'mmp_adapt, conv + distillation + adapters, 2000 steps':
                     'ablation_adapt_conv_adapters_2000',
+                'mmp_adapt, conv + distillation + adapters, 2000 steps, drop 0.7':
+                    'ablation_adapt_conv_adapters_2000_drop_0.7',
                 'mmp_adapt, conv + distillation + adapters of rank 64, 1000 steps':
                     'ablation_adapt_conv_adapters_r64_long'}
 # Each summary row of mmp trained from scratch against dropout's row trained the same way.
