@@ -416,13 +416,12 @@ class MultimodalSegmenter(nn.Module):
                                                  0.0)), fused_size)
             for i, m in enumerate(self.modalities)
         )
-        present = available.to(features.dtype)  # (B, M)
         heads = [self.projection.heads_out[m] for m in self.modalities]
         fusions = [self.fusion[m].weight.flatten(1) for m in self.modalities]  # (F, C_m)
         # fusion_m(head_m(x)) as one (F, M*D) matrix, and its per-modality bias (M, F).
         weight = torch.cat([f @ h.weight for h, f in zip(heads, fusions, strict=True)], 1)
         bias = torch.stack([f @ h.bias for h, f in zip(heads, fusions, strict=True)])
-        absent = 1.0 - present
+        absent = (~available).to(features.dtype)  # (B, M), as the adapters' gates take it
         gated = features * absent[:, :, None, None]  # (B, M, G, D)
         gated = rearrange(gated, 'b m (h w) d -> b (m d) h w', h=grid[0], w=grid[1])
         coarse = resize_to(F.conv2d(gated, weight[:, :, None, None]), fused_size)
