@@ -60,8 +60,8 @@ def as_overrides(fields: dict) -> tuple[str, ...]:
 
 # ModelConfig fields of the variants ablated below
 CONV = {'projection_kind': 'conv', 'projection_stride': 16}
-ADAPTERS = {'mask_adapters': 32}  # config/train_adapt.yaml's
-LARGE_ADAPTERS = {'mask_adapters': 64}
+ADAPTERS = {'mask_adapters': 32}  # config/train_adapt.yaml's until 2026-11-28
+LARGE_ADAPTERS = {'mask_adapters': 64}  # config/train_adapt.yaml's since
 CONV_PROJECTION = as_overrides(CONV)
 # config/train_adapt.yaml's projection and optimizer (the benchmark's defaults are training's)
 CONV_DISTILL = (*CONV_PROJECTION, 'distillation_weight=1', 'optim.lr=0.006')
@@ -106,11 +106,17 @@ ABLATIONS = {
     'conv_adapters_r64_long': (
         f"conv_adapters of rank {LARGE_ADAPTERS['mask_adapters']} in 1000 steps",
         [*CONV_DISTILL, *as_overrides(LARGE_ADAPTERS), 'steps=1000']),
+    'conv_adapters_r64_2000_drop_0.7': (
+        f"conv_adapters of rank {LARGE_ADAPTERS['mask_adapters']} in 2000 steps, "
+        'drop probability 0.7',
+        [*CONV_DISTILL, *as_overrides(LARGE_ADAPTERS), 'steps=2000',
+         'mask.drop_probability=0.7']),
 }
 # label-free adaptation's alone
 ADAPT_ONLY = ('distill_1', 'conv_distill', 'conv_fast', 'conv_adapters', 'conv_adapters_fast',
               'conv_adapters_long', 'conv_adapters_2000', 'conv_adapters_2000_drop_0.7',
-              'conv_adapters_r64_long', 'conv_adapters_cached')
+              'conv_adapters_r64_long', 'conv_adapters_r64_2000_drop_0.7',
+              'conv_adapters_cached')
 # change the network every from-scratch method shares
 SHARED_MODEL = ('film', 'adapters', 'film_full_pass')
 # The rows of the summary over seeds: label -> run name prefix (runs are <prefix>_s<seed>).
@@ -135,7 +141,9 @@ SUMMARY_ROWS = {**{m: m for m in METHODS},
                 'mmp_adapt, conv + distillation + adapters, 2000 steps, drop 0.7':
                     'ablation_adapt_conv_adapters_2000_drop_0.7',
                 'mmp_adapt, conv + distillation + adapters of rank 64, 1000 steps':
-                    'ablation_adapt_conv_adapters_r64_long'}
+                    'ablation_adapt_conv_adapters_r64_long',
+                'mmp_adapt, conv + distillation + adapters of rank 64, 2000 steps, drop 0.7':
+                    'ablation_adapt_conv_adapters_r64_2000_drop_0.7'}
 # Each summary row of mmp trained from scratch against dropout's row trained the same way.
 MASKED_PAIRS = {name: 'dropout' + name.removeprefix('mmp') for name in SUMMARY_ROWS
                 if name == 'mmp' or name.startswith('mmp + ')}
