@@ -66,6 +66,8 @@ CONV_PROJECTION = as_overrides(CONV)
 # config/train_adapt.yaml's projection and optimizer (the benchmark's defaults are training's)
 CONV_DISTILL = (*CONV_PROJECTION, 'distillation_weight=1', 'optim.lr=0.006')
 CONV_ADAPTERS = (*CONV_DISTILL, *as_overrides(ADAPTERS))
+# config/train_adapt.yaml's budget and masking since 2026-11-28
+ADAPT_2000_DROP_07 = ('steps=2000', 'mask.drop_probability=0.7')
 FILM = as_overrides({'mask_conditioning': 'true'})
 FULL_PASS = ('mask.full_pass=true',)
 GATED = f"mask-gated adapters (rank {ADAPTERS['mask_adapters']})"
@@ -99,7 +101,7 @@ ABLATIONS = {
     'conv_adapters_long': ('conv_adapters in 1000 steps', [*CONV_ADAPTERS, 'steps=1000']),
     'conv_adapters_2000': ('conv_adapters in 2000 steps', [*CONV_ADAPTERS, 'steps=2000']),
     'conv_adapters_2000_drop_0.7': ('conv_adapters in 2000 steps, drop probability 0.7',
-                                    [*CONV_ADAPTERS, 'steps=2000', 'mask.drop_probability=0.7']),
+                                    [*CONV_ADAPTERS, *ADAPT_2000_DROP_07]),
     'conv_adapters_cached': ("conv_adapters with the frozen base's side of the loss computed "
                              'once per frame (teacher_cache)',
                              [*CONV_ADAPTERS, 'teacher_cache=true']),
@@ -109,8 +111,7 @@ ABLATIONS = {
     'conv_adapters_r64_2000_drop_0.7': (
         f"conv_adapters of rank {LARGE_ADAPTERS['mask_adapters']} in 2000 steps, "
         'drop probability 0.7',
-        [*CONV_DISTILL, *as_overrides(LARGE_ADAPTERS), 'steps=2000',
-         'mask.drop_probability=0.7']),
+        [*CONV_DISTILL, *as_overrides(LARGE_ADAPTERS), *ADAPT_2000_DROP_07]),
 }
 # label-free adaptation's alone
 ADAPT_ONLY = ('distill_1', 'conv_distill', 'conv_fast', 'conv_adapters', 'conv_adapters_fast',
