@@ -331,3 +331,38 @@ def test_distillation_terms_are_the_served_predictions_at_the_decoder_resolution
     assert 'projection' in learned and 'stems' not in learned
     with pytest.raises(RuntimeError, match="'none' has no projection"):
         base.forward_distill(inputs, available)
+
+
+@pytest.mark.parametrize(('shape', 'size'), [
+    ((2, 3, 8, 10), (32, 40)),    # a decoder stage to 1/4 of the input
+    ((2, 3, 32, 40), (128, 160)),  # logits to the input's size
+    ((1, 2, 7, 9), (5, 13)),      # down along one axis, up along the other, no integer factor
+])
+def test_resize_to_has_interpolate_forward_and_its_gradient(shape, size):
+    """``resize_to``'s backward (two matrix products) against PyTorch's own bilinear
+    backward, and against finite differences."""
+    from mmp_ros.model.layers import resize_to
+
+    torch.manual_seed(0)
+    x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    grad = torch.randn(*shape[:2], *size, dtype=torch.float64)
+    ours = resize_to(x, size)
+    theirs = torch.nn.functional.interpolate(x, size=size, mode='bilinear', align_corners=False)
+    assert torch.equal(ours, theirs)
+    ours_grad, = torch.autograd.grad(ours, x, grad)
+    theirs_grad, = torch.autograd.grad(theirs, x, grad)
+    torch.testing.assert_close(ours_grad, theirs_grad, rtol=1e-12, atol=1e-12)
+    small = x[:1, :1].detach().clone().requires_grad_()
+    assert torch.autograd.gradcheck(lambda t: resize_to(t, size), (small,))
+
+
+def test_resize_to_without_gradient_is_plain_interpolate():
+    """No gradient wanted (inference, export): no autograd function in the way. (On a GPU
+    PyTorch's own backward stays too.)"""
+    from mmp_ros.model.layers import resize_to
+
+    x = torch.randn(1, 2, 4, 5, requires_grad=True)
+    with torch.no_grad():
+        assert resize_to(x, (8, 10)).grad_fn is None
+    assert resize_to(x.detach(), (8, 10)).grad_fn is None
+    assert type(resize_to(x, (8, 10)).grad_fn).__name__ == '_BilinearResizeBackward'

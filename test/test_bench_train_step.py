@@ -1,0 +1,42 @@
+"""scripts/bench_train_step.py: it runs, and its baseline really is PyTorch's backward."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip('torch')
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope='module')
+def bench():
+    spec = importlib.util.spec_from_file_location(
+        'bench_train_step', REPO / 'scripts' / 'bench_train_step.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_pytorch_backward_swaps_the_backward_and_restores_it(bench):
+    from mmp_ros.model.layers import resize_to
+
+    x = torch.randn(1, 2, 4, 5, requires_grad=True)
+    with bench.pytorch_backward():
+        assert type(resize_to(x, (8, 10)).grad_fn).__name__ == 'UpsampleBilinear2DBackward0'
+    assert type(resize_to(x, (8, 10)).grad_fn).__name__ == '_BilinearResizeBackward'
+
+
+def test_it_times_both_steps(bench, capsys):
+    threads = torch.get_num_threads()
+    try:
+        bench.main(['--rounds', '1', '--threads', '1', '--base-batch', '2', '--base-steps', '1',
+                    '--adapt-batch', '2', '--adapt-steps', '1'])
+    finally:
+        torch.set_num_threads(threads)  # the script sets it for its process
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[1:]] == ['base', 'adapt']
+    assert all('PyTorch backward' in line and 'matrix backward' in line for line in lines[1:])
