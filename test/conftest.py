@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import random
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -14,6 +19,20 @@ os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(1, 100)))
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / 'shared' / 'data' / 'real'
+
+
+@contextmanager
+def script_module(name: str) -> Iterator[ModuleType]:
+    """``scripts/NAME.py`` as the module ``NAME``, in ``sys.modules`` while in use (a
+    script's dataclasses look their module up there)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / 'scripts' / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        del sys.modules[name]
 
 
 @pytest.fixture(scope='session')

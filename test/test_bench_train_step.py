@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+from conftest import script_module
 
 torch = pytest.importorskip('torch')
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope='module')
 def bench():
-    spec = importlib.util.spec_from_file_location(
-        'bench_train_step', REPO / 'scripts' / 'bench_train_step.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    with script_module('bench_train_step') as module:
+        yield module
 
 
 def test_pytorch_backward_swaps_the_backward_and_restores_it(bench):

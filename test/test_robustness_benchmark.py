@@ -9,12 +9,11 @@ can leave the docs saying something the data do not.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import script_module
 
 from mmp_ros.modalities import MODALITIES, nonempty_subsets, subset_label
 from training.metrics import Scores, SubsetReport
@@ -24,15 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope='module')
 def rb():
-    spec = importlib.util.spec_from_file_location(
-        'robustness_benchmark', REPO / 'scripts' / 'robustness_benchmark.py')
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    try:
-        spec.loader.exec_module(module)
+    with script_module('robustness_benchmark') as module:
         yield module
-    finally:
-        del sys.modules[spec.name]
 
 
 def report(full: float, missing: float, **subsets: float) -> SubsetReport:
