@@ -71,7 +71,7 @@ def resize_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=size, mode='bilinear', align_corners=False)
 
 
-def interpolation_matrix(size_out: int, size_in: int, *, dtype: torch.dtype = torch.float32,
+def _interpolation_matrix(size_out: int, size_in: int, *, dtype: torch.dtype = torch.float32,
                          device: torch.device | str = 'cpu') -> torch.Tensor:
     """(size_out, size_in): linear interpolation along one axis, as ``F.interpolate`` does
     it (``align_corners=False``), taken from it by interpolating the identity's rows."""
@@ -100,8 +100,8 @@ class _BilinearResize(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         (h_in, w_in), (h_out, w_out) = ctx.in_size, ctx.out_size
-        rows = interpolation_matrix(h_out, h_in, dtype=grad.dtype, device=grad.device)
-        columns = interpolation_matrix(w_out, w_in, dtype=grad.dtype, device=grad.device)
+        rows = _interpolation_matrix(h_out, h_in, dtype=grad.dtype, device=grad.device)
+        columns = _interpolation_matrix(w_out, w_in, dtype=grad.dtype, device=grad.device)
         return rows.T @ grad @ columns, None
 
 
