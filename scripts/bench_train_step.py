@@ -27,7 +27,9 @@ import torch.nn.functional as F
 
 from mmp_ros.modalities import INPUT_CHANNELS, MODALITIES
 from mmp_ros.model import ModelConfig, build_model, layers
-from training.train import ADAPTED_PREFIXES, TrainStep, soft_cross_entropy
+from training.config import MaskConfig
+from training.masking import sample_masks
+from training.train import ADAPTED_PREFIXES, TrainStep, masked_alignment, soft_cross_entropy
 
 SIZE = (128, 160)
 NUM_CLASSES = 14
@@ -76,12 +78,12 @@ def adapt_step(batch: int, rank: int, generator: torch.Generator) -> Callable[[]
     targets = model.distill_targets(frames(batch, generator))
     train_step = TrainStep(model, 'distill')
 
+    masking = MaskConfig(0.0, 0.7)  # config/train_adapt.yaml's, as training adapts
+
     def step() -> None:
-        available = torch.rand(batch, len(MODALITIES), generator=generator) > 0.7
-        available[~available.any(1), 0] = True
+        available = sample_masks(batch, MODALITIES, masking, generator)
         logits, alignment, teacher = train_step(targets, available)
-        missing = (~available).float()
-        loss = (alignment * missing).sum() / missing.sum().clamp(min=1.0) \
+        loss = masked_alignment(alignment, available) \
             + soft_cross_entropy(logits, teacher, rows=~available.all(1))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

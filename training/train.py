@@ -123,6 +123,13 @@ class TrainStep(nn.Module):
         return logits, aux.alignment, None
 
 
+def masked_alignment(alignment: torch.Tensor, available: torch.Tensor) -> torch.Tensor:
+    """The alignment loss: the per-sample, per-modality terms ``alignment`` (B, M) averaged
+    over the modalities that are missing (``available`` (B, M) false); 0 when none is."""
+    missing = (~available).float()
+    return (alignment * missing).sum() / missing.sum().clamp(min=1.0)
+
+
 def soft_cross_entropy(logits: torch.Tensor, teacher: torch.Tensor,
                        rows: torch.Tensor) -> torch.Tensor:
     """Per-pixel cross-entropy of ``logits`` against the softmax of ``teacher`` (both
@@ -411,8 +418,7 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
         available = available.to(device)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
             logits, alignment, teacher = step_module(inputs, available)
-        missing = (~available).float()
-        align = (alignment * missing).sum() / missing.sum().clamp(min=1.0) \
+        align = masked_alignment(alignment, available) \
             if alignment is not None else torch.zeros((), device=device)
         if distilling:  # against the base model's own prediction with every modality real
             ce = soft_cross_entropy(logits, teacher, rows=~available.all(1))

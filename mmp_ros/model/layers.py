@@ -6,6 +6,8 @@ at export), GELU/ReLU, bilinear Resize, AveragePool.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -71,10 +73,12 @@ def resize_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=size, mode='bilinear', align_corners=False)
 
 
-def _interpolation_matrix(size_out: int, size_in: int, *, dtype: torch.dtype = torch.float32,
-                         device: torch.device | str = 'cpu') -> torch.Tensor:
+@functools.cache
+def _interpolation_matrix(size_out: int, size_in: int, dtype: torch.dtype,
+                          device: torch.device) -> torch.Tensor:
     """(size_out, size_in): linear interpolation along one axis, as ``F.interpolate`` does
-    it (``align_corners=False``), taken from it by interpolating the identity's rows."""
+    it (``align_corners=False``), taken from it by interpolating the identity's rows. Kept
+    once built (a model resizes between a few sizes); read only."""
     rows = torch.eye(size_in, dtype=torch.float64)[:, None, :]  # (size_in, 1, size_in)
     columns = F.interpolate(rows, size=size_out, mode='linear', align_corners=False)
     return columns[:, 0, :].T.to(device=device, dtype=dtype).contiguous()
@@ -87,7 +91,7 @@ class _BilinearResize(torch.autograd.Function):
     PyTorch's own CPU backward of bilinear upsampling costs several times these two
     products (2.3 ms against 0.4 ms for a (16, 48, 8, 10) map brought to 32 x 40, 86 against
     17 ms for batch 128's logits brought from 32 x 40 to 128 x 160; 2 threads): a training
-    step of the ``tiny`` model takes 7 to 11 % less (docs/performance.md). The GPU keeps
+    step of the ``tiny`` model takes 7 to 13 % less (docs/performance.md). The GPU keeps
     PyTorch's own backward.
     """
 
@@ -100,8 +104,8 @@ class _BilinearResize(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         (h_in, w_in), (h_out, w_out) = ctx.in_size, ctx.out_size
-        rows = _interpolation_matrix(h_out, h_in, dtype=grad.dtype, device=grad.device)
-        columns = _interpolation_matrix(w_out, w_in, dtype=grad.dtype, device=grad.device)
+        rows = _interpolation_matrix(h_out, h_in, grad.dtype, grad.device)
+        columns = _interpolation_matrix(w_out, w_in, grad.dtype, grad.device)
         return rows.T @ grad @ columns, None
 
 
