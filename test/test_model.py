@@ -333,6 +333,31 @@ def test_distillation_terms_are_the_served_predictions_at_the_decoder_resolution
         base.forward_distill(inputs, available)
 
 
+def test_distillation_targets_cut_to_a_window_on_every_maps_grid():
+    """``DistillTargets.crop`` cuts each map on its own grid (thermal's tokens at stride
+    8, the others' and the teacher's at 4) and the student runs on the window."""
+    torch.manual_seed(6)
+    model = build_model(ModelConfig(modalities=MODALITIES, num_classes=4, method='mmp_adapt',
+                                    projection_kind='conv', projection_stride=16)).eval()
+    g = torch.Generator().manual_seed(6)
+    inputs = {m: torch.randn(2, INPUT_CHANNELS[m], 64, 96, generator=g) for m in MODALITIES}
+    targets = model.distill_targets(inputs)
+    window = targets.crop(32, 32, (32, 64))
+    assert window.image_size == (32, 64)
+    assert torch.equal(window.teacher, targets.teacher[..., 8:16, 8:24])
+    assert torch.equal(window.tokens['rgb'], targets.tokens['rgb'][..., 8:16, 8:24])
+    assert torch.equal(window.tokens['thermal'], targets.tokens['thermal'][..., 4:8, 4:12])
+    student, aux = model.distill_student(window, all_masks()[[3, 11]])
+    assert student.shape == window.teacher.shape == (2, 4, 8, 16)
+    assert aux.alignment.shape == (2, 4) and torch.isfinite(student).all()
+    whole = targets.crop(0, 0, (64, 96))
+    assert all(torch.equal(whole.tokens[m], targets.tokens[m]) for m in MODALITIES)
+    with pytest.raises(ValueError, match='leaves the 64x96 frame'):
+        targets.crop(32, 64, (64, 64))
+    with pytest.raises(ValueError, match='not on the grid of a map of stride 8x8'):
+        targets.crop(4, 0, (32, 32))
+
+
 @pytest.mark.parametrize(('shape', 'size'), [
     ((2, 3, 8, 10), (32, 40)),    # a decoder stage to 1/4 of the input
     ((2, 3, 32, 40), (128, 160)),  # logits to the input's size

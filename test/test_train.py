@@ -13,6 +13,7 @@ from mmp_ros.modalities import MODALITIES
 from mmp_ros.model import (
     CHECKPOINT_FORMAT,
     CheckpointError,
+    MultimodalSegmenter,
     build_model,
     load_checkpoint,
     read_checkpoint,
@@ -23,7 +24,7 @@ from training.datasets import DatasetError, StepBatchSampler, UnlabelledDataset
 from training.masking import sample_masks
 from training.normalize import compute_normalization, normalize
 from training.teacher_cache import TeacherCache
-from training.train import ADAPTED_PREFIXES, lr_factor, train
+from training.train import ADAPTED_PREFIXES, crop_origin, lr_factor, train
 
 FAST = ['data.input_size=[16,16]', 'batch_size=4', 'progress=false', 'eval_every=0',
         'optim.warmup_steps=2', 'model.projection_stride=8', 'model.aggregate_stride=16',
@@ -62,6 +63,10 @@ def test_yaml_then_overrides(tmp_path):
     (['mask.drop_probability={lidar: 0.2}'], "names modalities \\['lidar'\\]"),
     (['method=mmp_adapt', 'base_checkpoint=base.pt', 'teacher_cache=true'],
      'teacher_cache keeps the targets of distillation'),
+    (['method=mmp_adapt', 'base_checkpoint=base.pt', 'distill_crop=[32, 32]'],
+     'distill_crop crops what distillation trains on'),
+    (['method=mmp_adapt', 'base_checkpoint=base.pt', 'distillation_weight=1',
+      'distill_crop=[48, 32]'], 'multiples of 32 pixels, got \\[48, 32\\]'),
 ])
 def test_bad_config_stops_with_the_key(overrides, message):
     with pytest.raises(ConfigError, match=message):
@@ -319,6 +324,49 @@ def test_teacher_cache_that_would_not_fit_stops_before_filling_memory(base_check
                                           r'teacher_cache=false'):
         TeacherCache(adapted.eval(), UnlabelledDataset(CueDataset('train', 5), MODALITIES),
                      metadata, batch_size=2, device=torch.device('cpu'), memory_limit=1000)
+
+
+def test_crop_origins_cover_the_grid_inside_the_frame():
+    generator = torch.Generator().manual_seed(0)
+    corners = {crop_origin((128, 160), (64, 96), generator) for _ in range(200)}
+    assert corners == {(top, left) for top in (0, 32, 64) for left in (0, 32, 64)}
+    assert crop_origin((128, 160), (128, 160), generator) == (0, 0)
+
+
+def test_distillation_on_windows_trains_alike_with_and_without_the_cache(tmp_path,
+                                                                         monkeypatch):
+    """``distill_crop``: the student runs on windows of the frame, whose targets are the
+    whole frame's cut to the window (the cache's and those computed at the step alike); a
+    window larger than the model's input stops at start."""
+    seen = []
+    student = MultimodalSegmenter.distill_student
+
+    def spy(self, targets, available):
+        seen.append((targets.image_size, tuple(targets.teacher.shape[-2:])))
+        return student(self, targets, available)
+
+    monkeypatch.setattr(MultimodalSegmenter, 'distill_student', spy)
+    base = run(tmp_path / 'base', 'method=none', 'data.input_size=[64, 64]', steps=2)
+    loss = ['distillation_weight=1', 'model.projection_kind=conv', 'model.mask_adapters=4',
+            'model.projection_stride=16']
+    runs, sizes = {}, {}
+    for name, extra in (('each_step', ['distill_crop=[32, 32]']),
+                        ('cached', ['distill_crop=[32, 32]', 'teacher_cache=true']),
+                        ('whole', [])):
+        seen.clear()
+        runs[name] = adapt(str(base.checkpoint), train_dataset=CueDataset('train', 6),
+                           overrides=[*FAST, *loss, *extra, 'steps=4',
+                                      f'out_dir={tmp_path / name}'])
+        sizes[name] = set(seen)
+    assert sizes['each_step'] == sizes['cached'] == {((32, 32), (8, 8))}
+    assert sizes['whole'] == {((64, 64), (16, 16))}
+    assert all(math.isfinite(v) for v in runs['cached'].losses)
+    assert runs['cached'].losses == pytest.approx(runs['each_step'].losses, rel=1e-5)
+    assert runs['whole'].losses != runs['each_step'].losses
+    with pytest.raises(ConfigError, match=r'distill_crop \[96, 32\]: .* the model takes '
+                                          r'\[64, 64\]'):
+        adapt(str(base.checkpoint), train_dataset=CueDataset('train', 6),
+              overrides=[*FAST, *loss, 'distill_crop=[96, 32]', f'out_dir={tmp_path / "big"}'])
 
 
 def test_distillation_differs_from_alignment_alone(tmp_path, base_checkpoint):

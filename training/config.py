@@ -17,6 +17,10 @@ import yaml
 from mmp_ros.modalities import INPUT_CHANNELS, MODALITIES, check_modalities
 from mmp_ros.model.config import METHODS, MODEL_SIZES, PROJECTION_KINDS, PROJECTION_STAGES
 
+# distill_crop's windows start and end on the shared encoder's coarsest grid (stride 32), so
+# every feature map of a window lies on the whole frame's grid.
+CROP_GRID = 32
+
 
 class ConfigError(ValueError):
     """A training configuration that cannot be used; the message names the key."""
@@ -120,6 +124,11 @@ class TrainConfig:
     # runs only what learns and what its gradient passes through. Pays off when frames
     # come back (steps x batch_size well above the number of frames).
     teacher_cache: bool = False
+    # mmp_adapt with distillation: what learns sees a random (height, width) window of each
+    # batch, on a grid of CROP_GRID pixels; the frozen model's targets are computed on the
+    # whole frame and cut to the window, so they keep the frame's context. A step costs
+    # about the window's share of the frame. Empty: the whole frame.
+    distill_crop: tuple[int, ...] = ()
     out_dir: str = 'out/train'
     resume: bool = True  # continue from out_dir/checkpoint.pt when it exists
     eval_every: int = 500
@@ -197,6 +206,15 @@ def validate(config: TrainConfig) -> None:
                                      and config.distillation_weight):
         raise ConfigError('teacher_cache keeps the targets of distillation, which needs '
                           'method mmp_adapt and distillation_weight > 0')
+    crop = config.distill_crop
+    if crop and not (config.method == 'mmp_adapt' and config.distillation_weight):
+        raise ConfigError('distill_crop crops what distillation trains on, which needs method '
+                          'mmp_adapt and distillation_weight > 0')
+    if crop and (len(crop) != 2 or any(
+            isinstance(v, bool) or not isinstance(v, int) or v <= 0 or v % CROP_GRID
+            for v in crop)):
+        raise ConfigError(f'distill_crop must be (height, width) in multiples of {CROP_GRID} '
+                          f'pixels, got {list(crop)}')
     if ':' not in config.data.dataset:
         raise ConfigError(f'data.dataset must be "module:callable", got {config.data.dataset!r}')
     if len(config.data.input_size) != 2 or min(config.data.input_size) <= 0:

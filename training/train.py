@@ -37,7 +37,7 @@ from mmp_ros.model import (
     read_checkpoint,
     save_checkpoint,
 )
-from training.config import ConfigError, MaskConfig, TrainConfig, load_config
+from training.config import CROP_GRID, ConfigError, MaskConfig, TrainConfig, load_config
 from training.datasets import (
     IGNORE_INDEX,
     StepBatchSampler,
@@ -97,7 +97,7 @@ class TrainStep(nn.Module):
     (label-free adaptation with distillation) also the frozen model's own all-modality
     prediction, both at the decoder's resolution (``forward_distill``); given
     :class:`~mmp_ros.model.DistillTargets` instead of inputs, the frozen model's side is
-    taken from them (``teacher_cache``).
+    taken from them (``teacher_cache``, ``distill_crop``).
     """
 
     MODES = ('train', 'align', 'distill')
@@ -114,7 +114,7 @@ class TrainStep(nn.Module):
         if self.mode == 'align':
             return None, self.model.alignment_terms(inputs, available).alignment, None
         if self.mode == 'distill':
-            if isinstance(inputs, DistillTargets):  # computed before training (teacher_cache)
+            if isinstance(inputs, DistillTargets):  # teacher_cache, distill_crop
                 logits, aux = self.model.distill_student(inputs, available)
                 return logits, aux.alignment, inputs.teacher
             logits, teacher, aux = self.model.forward_distill(inputs, available)
@@ -139,6 +139,16 @@ def soft_cross_entropy(logits: torch.Tensor, teacher: torch.Tensor,
     per_sample = per_pixel.flatten(1).mean(1)
     weight = rows.float()
     return (per_sample * weight).sum() / weight.sum().clamp(min=1.0)
+
+
+def crop_origin(image_size: tuple[int, int], crop: tuple[int, ...],
+                generator: torch.Generator) -> tuple[int, int]:
+    """A random top-left corner, on the grid of ``CROP_GRID`` pixels, of a ``crop`` (H, W)
+    window inside ``image_size``; each corner equally likely."""
+    top, left = (CROP_GRID * int(torch.randint((full - part) // CROP_GRID + 1, (1,),
+                                               generator=generator))
+                 for full, part in zip(image_size, crop, strict=True))
+    return top, left
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -328,6 +338,12 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
         start_step, metrics = int(saved['step']), dict(saved.get('metrics') or {})
 
     distilling = adapting and config.distillation_weight > 0
+    crop = tuple(config.distill_crop)
+    if crop and any(part > full or full % CROP_GRID
+                    for part, full in zip(crop, metadata.input_size, strict=True)):
+        raise ConfigError(f'distill_crop {list(crop)}: needs an input size of multiples of '
+                          f'{CROP_GRID} at least as large; the model takes '
+                          f'{list(metadata.input_size)}')
     mode = ('distill' if distilling else 'align') if adapting else 'train'
     step_module: nn.Module = TrainStep(model, mode)
     if ddp.world_size > 1:
@@ -404,12 +420,17 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
             batch = resize_batch(batch, metadata.input_size, modalities)
             inputs = normalize({m: batch[m].to(device, non_blocking=True) for m in modalities},
                                metadata)
+        generator = step_generator(config.seed, step)
         if config.method == 'none':
             available = torch.ones(local_batch, len(modalities), dtype=torch.bool)
         else:
-            masks = sample_masks(config.batch_size, modalities, mask_config,
-                                 step_generator(config.seed, step))
+            masks = sample_masks(config.batch_size, modalities, mask_config, generator)
             available = masks[ddp.rank * local_batch:(ddp.rank + 1) * local_batch]
+        if crop:  # the whole frame's targets, cut to a window (the same on every process)
+            if not isinstance(inputs, DistillTargets):
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                    inputs = model.distill_targets(inputs)
+            inputs = inputs.crop(*crop_origin(inputs.image_size, crop, generator), crop)
         labels = None if adapting else batch['label'].to(device)  # adaptation reads none
         if config.mask.full_pass:  # the same samples again, every modality real
             inputs = {m: torch.cat([x, x]) for m, x in inputs.items()}

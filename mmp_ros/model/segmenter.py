@@ -60,6 +60,30 @@ class DistillTargets(NamedTuple):
     teacher: torch.Tensor
     image_size: tuple[int, int]
 
+    def crop(self, top: int, left: int, size: tuple[int, int]) -> DistillTargets:
+        """The targets of the input window of ``size`` (H, W) pixels at (``top``, ``left``):
+        each tensor cut on its own grid, so the window's edges must fall on every tensor's
+        grid. The frozen model saw the whole frame: the cut keeps its full context."""
+        height, width = size
+        if top < 0 or left < 0 or top + height > self.image_size[0] \
+                or left + width > self.image_size[1]:
+            raise ValueError(f'crop {height}x{width} at ({top}, {left}) leaves the '
+                             f'{self.image_size[0]}x{self.image_size[1]} frame')
+
+        def cut(x: torch.Tensor) -> torch.Tensor:
+            rows, columns = x.shape[-2:]
+            if self.image_size[0] % rows or self.image_size[1] % columns:
+                raise ValueError(f'a {rows}x{columns} map has no whole stride in the '
+                                 f'{self.image_size[0]}x{self.image_size[1]} frame')
+            sy, sx = self.image_size[0] // rows, self.image_size[1] // columns
+            if top % sy or height % sy or left % sx or width % sx:
+                raise ValueError(f'crop {height}x{width} at ({top}, {left}) is not on the '
+                                 f'grid of a map of stride {sy}x{sx}')
+            return x[..., top // sy:(top + height) // sy, left // sx:(left + width) // sx]
+
+        return DistillTargets({m: cut(t) for m, t in self.tokens.items()}, cut(self.teacher),
+                              (height, width))
+
 
 class MaskGatedAdapter(nn.Module):
     """A residual 1x1 bottleneck whose hidden channels are scaled by a linear function of
