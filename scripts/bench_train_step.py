@@ -1,5 +1,10 @@
-"""CPU training steps of the ``tiny`` model with ``resize_to``'s backward (two matrix
-products) against PyTorch's own bilinear backward, alternated in one process.
+"""CPU training steps of the ``tiny`` model, two ways side by side.
+
+``--compare backward`` (the default): ``resize_to``'s backward (two matrix products)
+against PyTorch's own bilinear backward, alternated in one process. ``--compare
+allocator``: glibc's default ``malloc`` against ``training.allocator.keep_freed_memory``
+(what ``train`` sets on the CPU), each round a fresh process of each, alternated (the
+setting is process-wide).
 
 Two steps, random weights and frames at 128x160:
 - ``base``: a from-scratch ``none`` step (cross-entropy on full-resolution logits), batch 128
@@ -8,25 +13,32 @@ Two steps, random weights and frames at 128x160:
   teacher cache (convolutional projection, mask-gated adapters, everything else frozen;
   distillation and alignment from precomputed targets), batch 16.
 
-Each round times ``--steps`` steps of each variant in turn; the ratio of the medians and
-each round's ratio are printed (the machine is shared: compare side by side).
+Each round times ``--base-steps``/``--adapt-steps`` steps of each variant in turn (after
+a step of each to warm up); the ratio of the medians and each round's ratio are printed
+(the machine is shared: compare side by side).
 
-    PYTHONPATH=. python scripts/bench_train_step.py [--rounds 5] [--threads 2]
+    PYTHONPATH=. python scripts/bench_train_step.py [--compare allocator] [--rounds 5]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from mmp_ros.modalities import INPUT_CHANNELS, MODALITIES
 from mmp_ros.model import ModelConfig, build_model, layers
+from training.allocator import keep_freed_memory
 from training.config import MaskConfig
 from training.masking import sample_masks
 from training.train import ADAPTED_PREFIXES, TrainStep, masked_alignment, soft_cross_entropy
@@ -91,26 +103,58 @@ def adapt_step(batch: int, rank: int, generator: torch.Generator) -> Callable[[]
     return step
 
 
-def compare(step: Callable[[], None], steps: int, rounds: int) -> tuple[float, float, list]:
-    """Median seconds a step with PyTorch's backward and with the matrix one; each round's
-    ratio."""
+def timed(step: Callable[[], None], steps: int) -> float:
+    """Seconds a step, over ``steps`` steps."""
+    started = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - started) / steps
+
+
+def compare_backwards(step: Callable[[], None], steps: int, rounds: int) -> dict[str, list]:
+    """Seconds a step with PyTorch's backward and with the matrix one, round by round."""
     with pytorch_backward():
         step()
     step()
-    times: dict[str, list[float]] = {'pytorch': [], 'matrix': []}
+    times: dict[str, list[float]] = {'PyTorch backward': [], 'matrix backward': []}
     for _ in range(rounds):
         for variant in times:
-            with pytorch_backward() if variant == 'pytorch' else nullcontext():
-                started = time.perf_counter()
-                for _ in range(steps):
-                    step()
-                times[variant].append((time.perf_counter() - started) / steps)
-    ratios = [m / p for p, m in zip(times['pytorch'], times['matrix'], strict=True)]
-    return statistics.median(times['pytorch']), statistics.median(times['matrix']), ratios
+            with pytorch_backward() if variant == 'PyTorch backward' else nullcontext():
+                times[variant].append(timed(step, steps))
+    return times
+
+
+ALLOCATORS = {'glibc malloc': 'glibc', 'freed memory kept': 'kept'}
+
+
+def compare_allocators(case: str, args: argparse.Namespace) -> dict[str, list]:
+    """Seconds a step under each allocator setting, a fresh process of each per round."""
+    times: dict[str, list[float]] = {variant: [] for variant in ALLOCATORS}
+    options = [f'--threads={args.threads}', f'--base-batch={args.base_batch}',
+               f'--base-steps={args.base_steps}', f'--adapt-batch={args.adapt_batch}',
+               f'--adapt-steps={args.adapt_steps}', f'--rank={args.rank}']
+    root = str(Path(__file__).resolve().parents[1])  # the children import the package
+    env = {**os.environ, 'PYTHONPATH': os.pathsep.join(
+        part for part in (root, os.environ.get('PYTHONPATH')) if part)}
+    for _ in range(args.rounds):
+        for variant, setting in ALLOCATORS.items():
+            done = subprocess.run(
+                [sys.executable, __file__, '--child', setting, '--case', case, *options],
+                check=True, capture_output=True, text=True, env=env)
+            times[variant].append(json.loads(done.stdout.splitlines()[-1])['seconds'])
+    return times
+
+
+def build_step(case: str, args: argparse.Namespace) -> tuple[Callable[[], None], int]:
+    generator = torch.Generator().manual_seed(0)
+    if case == 'base':
+        return base_step(args.base_batch, generator), args.base_steps
+    return adapt_step(args.adapt_batch, args.rank, generator), args.adapt_steps
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--compare', choices=('backward', 'allocator'), default='backward')
     parser.add_argument('--rounds', type=int, default=5)
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--base-batch', type=int, default=128)
@@ -118,16 +162,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument('--adapt-batch', type=int, default=16)
     parser.add_argument('--adapt-steps', type=int, default=40, help='steps a round')
     parser.add_argument('--rank', type=int, default=64, help='the adapters\' rank')
+    parser.add_argument('--child', choices=tuple(ALLOCATORS.values()), help=argparse.SUPPRESS)
+    parser.add_argument('--case', choices=('base', 'adapt'), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    generator = torch.Generator().manual_seed(0)
-    cases = (('base', base_step(args.base_batch, generator), args.base_steps),
-             ('adapt', adapt_step(args.adapt_batch, args.rank, generator), args.adapt_steps))
+    if args.child:  # one round of --compare allocator: print seconds a step
+        if args.child == 'kept' and not keep_freed_memory():
+            raise SystemExit('keep_freed_memory: this C library is not glibc')
+        step, steps = build_step(args.case, args)
+        step()
+        print(json.dumps({'seconds': timed(step, steps)}))
+        return
     print(f'torch {torch.__version__}, {args.threads} threads, {args.rounds} rounds')
-    for name, step, steps in cases:
-        pytorch, matrix, ratios = compare(step, steps, args.rounds)
-        print(f'{name:5s} PyTorch backward {pytorch * 1e3:7.1f} ms, matrix backward '
-              f'{matrix * 1e3:7.1f} ms a step: {100 * (matrix / pytorch - 1):+.1f} % '
+    for case in ('base', 'adapt'):
+        if args.compare == 'allocator':
+            times = compare_allocators(case, args)
+        else:
+            times = compare_backwards(*build_step(case, args), args.rounds)
+        (old, before), (new, after) = times.items()
+        ratios = [a / b for b, a in zip(before, after, strict=True)]
+        change = statistics.median(after) / statistics.median(before) - 1
+        print(f'{case:5s} {old} {statistics.median(before) * 1e3:7.1f} ms, {new} '
+              f'{statistics.median(after) * 1e3:7.1f} ms a step: {100 * change:+.1f} % '
               f'(rounds {" ".join(f"{100 * (r - 1):+.1f}" for r in ratios)})')
 
 

@@ -1,4 +1,5 @@
-"""scripts/bench_train_step.py: it runs, and its baseline really is PyTorch's backward."""
+"""scripts/bench_train_step.py: it runs both comparisons, and the backward's baseline really
+is PyTorch's backward."""
 
 from __future__ import annotations
 
@@ -23,13 +24,18 @@ def test_pytorch_backward_swaps_the_backward_and_restores_it(bench):
     assert type(resize_to(x, (8, 10)).grad_fn).__name__ == '_BilinearResizeBackward'
 
 
-def test_it_times_both_steps(bench, capsys):
+@pytest.mark.parametrize(('compare', 'variants'), [
+    ('backward', ('PyTorch backward', 'matrix backward')),
+    ('allocator', ('glibc malloc', 'freed memory kept')),  # child processes
+])
+def test_it_times_both_steps(bench, capsys, compare, variants):
     threads = torch.get_num_threads()
     try:
-        bench.main(['--rounds', '1', '--threads', '1', '--base-batch', '2', '--base-steps', '1',
-                    '--adapt-batch', '2', '--adapt-steps', '1'])
+        bench.main(['--compare', compare, '--rounds', '1', '--threads', '1', '--base-batch',
+                    '2', '--base-steps', '1', '--adapt-batch', '2', '--adapt-steps', '1'])
     finally:
         torch.set_num_threads(threads)  # the script sets it for its process
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines[1:]] == ['base', 'adapt']
-    assert all('PyTorch backward' in line and 'matrix backward' in line for line in lines[1:])
+    assert all(all(v in line for v in variants) and ' ms a step: ' in line
+               for line in lines[1:])

@@ -333,6 +333,46 @@ def test_distillation_terms_are_the_served_predictions_at_the_decoder_resolution
         base.forward_distill(inputs, available)
 
 
+
+@pytest.mark.parametrize('stage', ['stem', 'encoder'])
+def test_alignment_false_skips_the_alignment_terms_and_nothing_else(stage):
+    """A loss that does not weigh the alignment terms need not compute them: the logits
+    (and their gradients) are the same without, for training from scratch and for
+    distillation."""
+    torch.manual_seed(8)
+    inputs = make_inputs(3, seed=8)
+    available = all_masks()[[1, 6, 12]]
+    mmp = build_model(ModelConfig(modalities=MODALITIES, num_classes=4, method='mmp',
+                                  projection_stage=stage)).eval()
+    adapt = build_model(ModelConfig(modalities=MODALITIES, num_classes=4, method='mmp_adapt',
+                                    projection_stage=stage, projection_kind='conv',
+                                    projection_stride=16)).eval()
+    targets = adapt.distill_targets(inputs)
+    runs = {
+        'train': lambda alignment: mmp.forward_train(inputs, available, alignment=alignment),
+        'student': lambda alignment: adapt.distill_student(targets, available,
+                                                           alignment=alignment),
+        'distill': lambda alignment: adapt.forward_distill(inputs, available,
+                                                           alignment=alignment)[::2],
+    }
+    for name, run in runs.items():
+        model = mmp if name == 'train' else adapt
+        gradients = []
+        for alignment in (True, False):
+            model.zero_grad()
+            logits, aux = run(alignment)
+            assert (aux.alignment is not None) == alignment, name
+            logits.square().mean().backward()
+            gradients.append({n: p.grad.clone() for n, p in model.named_parameters()
+                              if p.grad is not None})
+            if alignment:
+                reference = logits.detach()
+            else:
+                torch.testing.assert_close(logits, reference, rtol=0, atol=0)
+        assert gradients[0].keys() == gradients[1].keys(), name
+        for key, grad in gradients[0].items():
+            torch.testing.assert_close(gradients[1][key], grad, rtol=0, atol=0)
+
 def test_distillation_targets_cut_to_a_window_on_every_maps_grid():
     """``DistillTargets.crop`` cuts each map on its own grid (thermal's tokens at stride
     8, the others' and the teacher's at 4) and the student runs on the window."""

@@ -37,6 +37,7 @@ from mmp_ros.model import (
     read_checkpoint,
     save_checkpoint,
 )
+from training.allocator import keep_freed_memory
 from training.config import CROP_GRID, ConfigError, MaskConfig, TrainConfig, load_config
 from training.datasets import (
     IGNORE_INDEX,
@@ -102,12 +103,15 @@ class TrainStep(nn.Module):
 
     MODES = ('train', 'align', 'distill')
 
-    def __init__(self, model: nn.Module, mode: str = 'train') -> None:
+    def __init__(self, model: nn.Module, mode: str = 'train', *, alignment: bool = True) -> None:
         super().__init__()
         if mode not in self.MODES:
             raise ValueError(f'mode must be one of {self.MODES}, got {mode!r}')
+        if mode == 'align' and not alignment:
+            raise ValueError("mode 'align' trains by the alignment terms alone")
         self.model = model
         self.mode = mode
+        self.alignment = alignment  # False: the alignment terms are not computed (None)
 
     def forward(self, inputs: dict[str, torch.Tensor] | DistillTargets, available: torch.Tensor
                 ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
@@ -115,11 +119,13 @@ class TrainStep(nn.Module):
             return None, self.model.alignment_terms(inputs, available).alignment, None
         if self.mode == 'distill':
             if isinstance(inputs, DistillTargets):  # teacher_cache, distill_crop
-                logits, aux = self.model.distill_student(inputs, available)
+                logits, aux = self.model.distill_student(inputs, available,
+                                                         alignment=self.alignment)
                 return logits, aux.alignment, inputs.teacher
-            logits, teacher, aux = self.model.forward_distill(inputs, available)
+            logits, teacher, aux = self.model.forward_distill(inputs, available,
+                                                              alignment=self.alignment)
             return logits, aux.alignment, teacher
-        logits, aux = self.model.forward_train(inputs, available)
+        logits, aux = self.model.forward_train(inputs, available, alignment=self.alignment)
         return logits, aux.alignment, None
 
 
@@ -130,12 +136,15 @@ def masked_alignment(alignment: torch.Tensor, available: torch.Tensor) -> torch.
     return (alignment * missing).sum() / missing.sum().clamp(min=1.0)
 
 
-def soft_cross_entropy(logits: torch.Tensor, teacher: torch.Tensor,
-                       rows: torch.Tensor) -> torch.Tensor:
+def soft_cross_entropy(logits: torch.Tensor, teacher: torch.Tensor, rows: torch.Tensor,
+                       temperature: float = 1.0) -> torch.Tensor:
     """Per-pixel cross-entropy of ``logits`` against the softmax of ``teacher`` (both
-    (B, K, H, W)), averaged over the samples where ``rows`` (B,) holds; 0 when none does."""
-    target = teacher.float().softmax(1)
-    per_pixel = -(target * logits.float().log_softmax(1)).sum(1)  # (B, H, W)
+    (B, K, H, W)), averaged over the samples where ``rows`` (B,) holds; 0 when none does.
+    At a ``temperature`` T both are divided by T and the loss multiplied by T^2."""
+    target = (teacher.float() / temperature).softmax(1)
+    per_pixel = -(target * (logits.float() / temperature).log_softmax(1)).sum(1)  # (B, H, W)
+    if temperature != 1:
+        per_pixel = per_pixel * temperature ** 2
     per_sample = per_pixel.flatten(1).mean(1)
     weight = rows.float()
     return (per_sample * weight).sum() / weight.sum().clamp(min=1.0)
@@ -261,6 +270,8 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
         dist.init_process_group(backend=backend)
     if device.type == 'cuda':
         torch.cuda.set_device(device)
+    else:  # a CPU step's activations are freed and allocated again at every step
+        keep_freed_memory()
     if config.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=device.type == 'cuda')
         torch.backends.cudnn.benchmark = False
@@ -345,7 +356,9 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
                           f'{CROP_GRID} at least as large; the model takes '
                           f'{list(metadata.input_size)}')
     mode = ('distill' if distilling else 'align') if adapting else 'train'
-    step_module: nn.Module = TrainStep(model, mode)
+    # A loss that does not weigh the alignment terms does not compute them either (a tenth
+    # of a cached adaptation step).
+    step_module: nn.Module = TrainStep(model, mode, alignment=config.alignment_weight > 0)
     if ddp.world_size > 1:
         step_module = nn.parallel.DistributedDataParallel(
             step_module, device_ids=[device.index] if device.type == 'cuda' else None)
@@ -442,7 +455,8 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
         align = masked_alignment(alignment, available) \
             if alignment is not None else torch.zeros((), device=device)
         if distilling:  # against the base model's own prediction with every modality real
-            ce = soft_cross_entropy(logits, teacher, rows=~available.all(1))
+            ce = soft_cross_entropy(logits, teacher, rows=~available.all(1),
+                                    temperature=config.distillation_temperature)
             loss = config.alignment_weight * align + config.distillation_weight * ce
         elif adapting:
             ce = torch.zeros((), device=device)

@@ -241,15 +241,17 @@ class MultimodalSegmenter(nn.Module):
         logits, _ = self._run(inputs, available, zero_missing_inputs=zero_fill, with_aux=False)
         return logits
 
-    def forward_train(self, inputs: dict[str, torch.Tensor],
-                      available: torch.Tensor) -> tuple[torch.Tensor, TrainOutputs]:
-        """Logits plus the alignment terms.
+    def forward_train(self, inputs: dict[str, torch.Tensor], available: torch.Tensor,
+                      *, alignment: bool = True) -> tuple[torch.Tensor, TrainOutputs]:
+        """Logits plus the alignment terms (``alignment=False``: not computed, as for a
+        loss that does not weigh them; the logits are the same).
 
         Projection methods keep the real inputs of masked modalities: their real tokens
         are the alignment targets (detached); they never reach the logits.
         """
         keep_real = self.config.uses_projection
-        return self._run(inputs, available, zero_missing_inputs=not keep_real, with_aux=True)
+        return self._run(inputs, available, zero_missing_inputs=not keep_real,
+                         with_aux=alignment)
 
     def alignment_terms(self, inputs: dict[str, torch.Tensor],
                         available: torch.Tensor) -> TrainOutputs:
@@ -270,7 +272,8 @@ class MultimodalSegmenter(nn.Module):
         self._project(tokens, available, image_size, aux, with_aux=True)
         return aux
 
-    def forward_distill(self, inputs: dict[str, torch.Tensor], available: torch.Tensor
+    def forward_distill(self, inputs: dict[str, torch.Tensor], available: torch.Tensor,
+                        *, alignment: bool = True
                         ) -> tuple[torch.Tensor, torch.Tensor, TrainOutputs]:
         """Label-free distillation's terms: ``(student, teacher, aux)``.
 
@@ -282,11 +285,12 @@ class MultimodalSegmenter(nn.Module):
         gradient (with projection after the stem, the student's modality encoders run
         again on the substituted tokens); the caller freezes all but the projection and
         the mask-gated adapters.
-        ``aux`` holds the alignment terms, as in :meth:`forward_train`.
+        ``aux`` holds the alignment terms, as in :meth:`forward_train` (and ``alignment``
+        says whether to compute them).
         """
         available = self._check(inputs, available)
         targets = self.distill_targets(inputs)
-        student, aux = self.distill_student(targets, available)
+        student, aux = self.distill_student(targets, available, alignment=alignment)
         return student, targets.teacher, aux
 
     @torch.no_grad()
@@ -304,19 +308,20 @@ class MultimodalSegmenter(nn.Module):
         tokens = real if self.config.projection_stage == 'encoder' else stems
         return DistillTargets(tokens, teacher, image_size)
 
-    def distill_student(self, targets: DistillTargets, available: torch.Tensor
-                        ) -> tuple[torch.Tensor, TrainOutputs]:
+    def distill_student(self, targets: DistillTargets, available: torch.Tensor, *,
+                        alignment: bool = True) -> tuple[torch.Tensor, TrainOutputs]:
         """The prediction with the unavailable modalities' tokens projected from
-        ``targets.tokens`` (logits at the decoder's resolution) and the alignment terms."""
+        ``targets.tokens`` (logits at the decoder's resolution) and, with ``alignment``,
+        the alignment terms."""
         available = available if available.dtype == torch.bool else available > 0.5
         fused_size = _fused_size(targets.image_size)
         aux = TrainOutputs(alignment=None, projected={}, real={})
         if self.config.projection_stage == 'encoder':
             fused = self._fuse_projected(targets.tokens, available, targets.image_size,
-                                         fused_size, aux, True)
+                                         fused_size, aux, alignment)
         else:
             fused = self._fuse_from_stems(targets.tokens, available, targets.image_size,
-                                          aux, True)
+                                          aux, alignment)
         return self._head(fused, fused_size, available), aux
 
     # --- internals --------------------------------------------------------------------
