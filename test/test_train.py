@@ -24,14 +24,7 @@ from training.datasets import DatasetError, StepBatchSampler, UnlabelledDataset
 from training.masking import sample_masks
 from training.normalize import compute_normalization, normalize
 from training.teacher_cache import TeacherCache
-from training.train import (
-    ADAPTED_PREFIXES,
-    TrainStep,
-    crop_origin,
-    lr_factor,
-    soft_cross_entropy,
-    train,
-)
+from training.train import ADAPTED_PREFIXES, TrainStep, crop_origin, lr_factor, train
 
 FAST = ['data.input_size=[16,16]', 'batch_size=4', 'progress=false', 'eval_every=0',
         'optim.warmup_steps=2', 'model.projection_stride=8', 'model.aggregate_stride=16',
@@ -68,10 +61,6 @@ def test_yaml_then_overrides(tmp_path):
     (['method=mmp_adapt', 'base_checkpoint=base.pt', 'alignment_weight=0'],
      'no loss to learn from'),
     (['mask.drop_probability={lidar: 0.2}'], "names modalities \\['lidar'\\]"),
-    (['method=mmp_adapt', 'base_checkpoint=base.pt', 'distillation_weight=1',
-      'distillation_temperature=0'], 'distillation_temperature must be > 0'),
-    (['method=mmp_adapt', 'base_checkpoint=base.pt', 'distillation_temperature=2'],
-     'distillation_temperature softens the targets of distillation'),
     (['method=mmp_adapt', 'base_checkpoint=base.pt', 'teacher_cache=true'],
      'teacher_cache keeps the targets of distillation'),
     (['method=mmp_adapt', 'base_checkpoint=base.pt', 'distill_crop=[32, 32]'],
@@ -412,41 +401,6 @@ def test_alignment_weight_zero_skips_the_alignment_terms_and_trains_the_same(
         TrainStep(MultimodalSegmenter(load_checkpoint(base_checkpoint)[0].config), 'align',
                   alignment=False)
 
-
-def test_soft_cross_entropy_against_pytorchs_with_probability_targets():
-    """Distillation's loss, at every temperature, is PyTorch's cross-entropy with soft
-    targets at that temperature times T^2, averaged over the rows asked for."""
-    g = torch.Generator().manual_seed(0)
-    logits, teacher = torch.randn(2, 3, 5, 4, 6, generator=g)
-    rows = torch.tensor([True, False, True])
-    for temperature in (1.0, 2.0, 0.5):
-        expected = torch.nn.functional.cross_entropy(
-            logits / temperature, (teacher / temperature).softmax(1), reduction='none'
-        ).flatten(1).mean(1)[rows].mean() * temperature ** 2
-        torch.testing.assert_close(soft_cross_entropy(logits, teacher, rows, temperature),
-                                   expected)
-    assert soft_cross_entropy(logits, teacher, torch.zeros(3, dtype=torch.bool)) == 0
-
-
-def test_distillation_temperature_reaches_the_loss(tmp_path, base_checkpoint, monkeypatch):
-    import training.train as training_loop
-
-    temperatures = []
-    loss = training_loop.soft_cross_entropy
-
-    def spy(logits, teacher, rows, temperature=1.0):
-        temperatures.append(temperature)
-        return loss(logits, teacher, rows, temperature)
-
-    monkeypatch.setattr(training_loop, 'soft_cross_entropy', spy)
-    losses = {}
-    for temperature in (1, 2):
-        losses[temperature] = adapt(
-            str(base_checkpoint), train_dataset=CueDataset('train', 6),
-            overrides=[*FAST, 'distillation_weight=1', f'distillation_temperature={temperature}',
-                       'steps=2', f'out_dir={tmp_path / str(temperature)}']).losses
-    assert temperatures == [1, 1, 2, 2]
-    assert losses[1] != losses[2] and all(math.isfinite(v) for v in losses[2])
 
 def test_distillation_differs_from_alignment_alone(tmp_path, base_checkpoint):
     states = {}

@@ -119,11 +119,6 @@ class TrainConfig:
     # prediction with projected tokens against the frozen base model's own soft prediction
     # with every modality real (no label read). 0: the alignment loss alone.
     distillation_weight: float = 0.0
-    # Distillation's temperature T: the frozen model's and the student's logits divided by
-    # T before the softmax, the loss multiplied by T^2 (so its gradient keeps its scale).
-    # Above 1 the targets are softer: the student also learns the classes the frozen model
-    # ranks second.
-    distillation_temperature: float = 1.0
     base_checkpoint: str = ''  # mmp_adapt: the model trained on all modalities
     # mmp_adapt with distillation: compute the frozen model's side of the loss once per
     # training frame and keep it in memory (0.36 MiB a frame at 128x160), so a step
@@ -208,11 +203,6 @@ def validate(config: TrainConfig) -> None:
     if config.distillation_weight and config.method != 'mmp_adapt':
         raise ConfigError('distillation_weight distills the frozen base model of mmp_adapt; '
                           f'method {config.method!r} has none')
-    if config.distillation_temperature <= 0:
-        raise ConfigError('distillation_temperature must be > 0')
-    if config.distillation_temperature != 1 and not config.distillation_weight:
-        raise ConfigError('distillation_temperature softens the targets of distillation, '
-                          'which needs method mmp_adapt and distillation_weight > 0')
     if config.teacher_cache and not (config.method == 'mmp_adapt'
                                      and config.distillation_weight):
         raise ConfigError('teacher_cache keeps the targets of distillation, which needs '

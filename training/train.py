@@ -136,15 +136,12 @@ def masked_alignment(alignment: torch.Tensor, available: torch.Tensor) -> torch.
     return (alignment * missing).sum() / missing.sum().clamp(min=1.0)
 
 
-def soft_cross_entropy(logits: torch.Tensor, teacher: torch.Tensor, rows: torch.Tensor,
-                       temperature: float = 1.0) -> torch.Tensor:
+def soft_cross_entropy(logits: torch.Tensor, teacher: torch.Tensor,
+                       rows: torch.Tensor) -> torch.Tensor:
     """Per-pixel cross-entropy of ``logits`` against the softmax of ``teacher`` (both
-    (B, K, H, W)), averaged over the samples where ``rows`` (B,) holds; 0 when none does.
-    At a ``temperature`` T both are divided by T and the loss multiplied by T^2."""
-    target = (teacher.float() / temperature).softmax(1)
-    per_pixel = -(target * (logits.float() / temperature).log_softmax(1)).sum(1)  # (B, H, W)
-    if temperature != 1:
-        per_pixel = per_pixel * temperature ** 2
+    (B, K, H, W)), averaged over the samples where ``rows`` (B,) holds; 0 when none does."""
+    target = teacher.float().softmax(1)
+    per_pixel = -(target * logits.float().log_softmax(1)).sum(1)  # (B, H, W)
     per_sample = per_pixel.flatten(1).mean(1)
     weight = rows.float()
     return (per_sample * weight).sum() / weight.sum().clamp(min=1.0)
@@ -455,8 +452,7 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
         align = masked_alignment(alignment, available) \
             if alignment is not None else torch.zeros((), device=device)
         if distilling:  # against the base model's own prediction with every modality real
-            ce = soft_cross_entropy(logits, teacher, rows=~available.all(1),
-                                    temperature=config.distillation_temperature)
+            ce = soft_cross_entropy(logits, teacher, rows=~available.all(1))
             loss = config.alignment_weight * align + config.distillation_weight * ce
         elif adapting:
             ce = torch.zeros((), device=device)
