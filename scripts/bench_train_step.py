@@ -1,7 +1,8 @@
 """CPU training steps of the ``tiny`` model, two ways side by side.
 
 ``--compare backward`` (the default): ``resize_to``'s backward (two matrix products)
-against PyTorch's own bilinear backward, alternated in one process. ``--compare
+against PyTorch's own bilinear backward, alternated in one process (under glibc's default
+``malloc``, as docs/performance.md's figures were measured). ``--compare
 allocator``: glibc's default ``malloc`` against ``training.allocator.keep_freed_memory``
 (what ``train`` sets on the CPU), each round a fresh process of each, alternated (the
 setting is process-wide).
