@@ -333,7 +333,6 @@ def test_distillation_terms_are_the_served_predictions_at_the_decoder_resolution
         base.forward_distill(inputs, available)
 
 
-
 @pytest.mark.parametrize('stage', ['stem', 'encoder'])
 def test_alignment_false_skips_the_alignment_terms_and_nothing_else(stage):
     """A loss that does not weigh the alignment terms need not compute them: the logits
@@ -372,6 +371,7 @@ def test_alignment_false_skips_the_alignment_terms_and_nothing_else(stage):
         assert gradients[0].keys() == gradients[1].keys(), name
         for key, grad in gradients[0].items():
             torch.testing.assert_close(gradients[1][key], grad, rtol=0, atol=0)
+
 
 def test_distillation_targets_cut_to_a_window_on_every_maps_grid():
     """``DistillTargets.crop`` cuts each map on its own grid (thermal's tokens at stride

@@ -369,7 +369,6 @@ def test_distillation_on_windows_trains_alike_with_and_without_the_cache(tmp_pat
               overrides=[*FAST, *loss, 'distill_crop=[96, 32]', f'out_dir={tmp_path / "big"}'])
 
 
-
 def test_alignment_weight_zero_skips_the_alignment_terms_and_trains_the_same(
         tmp_path, base_checkpoint, monkeypatch):
     """With ``alignment_weight=0`` the step does not compute the alignment terms; computing

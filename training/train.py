@@ -353,8 +353,8 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
                           f'{CROP_GRID} at least as large; the model takes '
                           f'{list(metadata.input_size)}')
     mode = ('distill' if distilling else 'align') if adapting else 'train'
-    # A loss that does not weigh the alignment terms does not compute them either (a tenth
-    # of a cached adaptation step).
+    # A loss that does not weigh the alignment terms does not compute them either (about a
+    # tenth of a cached adaptation step).
     step_module: nn.Module = TrainStep(model, mode, alignment=config.alignment_weight > 0)
     if ddp.world_size > 1:
         step_module = nn.parallel.DistributedDataParallel(
