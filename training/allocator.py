@@ -18,7 +18,6 @@ it exits, which is what a training run needs.
 from __future__ import annotations
 
 import ctypes
-import sys
 
 # mallopt(3) parameters (glibc's malloc.h).
 M_TRIM_THRESHOLD = -1
@@ -33,14 +32,12 @@ def keep_freed_memory() -> bool:
     True when set; False where the C library is not glibc (macOS, musl), which keeps its
     own behaviour.
     """
-    if not sys.platform.startswith('linux'):
-        return False
     try:
-        libc = ctypes.CDLL('libc.so.6')
+        libc = ctypes.CDLL('libc.so.6')  # OSError on macOS and musl
     except OSError:
         return False
-    if not hasattr(libc, 'gnu_get_libc_version') or not hasattr(libc, 'mallopt'):
-        return False  # not glibc (musl has neither)
+    if not hasattr(libc, 'gnu_get_libc_version'):  # another C library by that name
+        return False
     mallopt = libc.mallopt
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
