@@ -1,13 +1,17 @@
 """CPU training steps of the ``tiny`` model, two ways side by side.
 
-``--compare backward`` (the default): ``resize_to``'s backward (two matrix products)
-against PyTorch's own bilinear backward, alternated in one process (under glibc's default
-``malloc``, as docs/performance.md's figures were measured). ``--compare
-allocator``: glibc's default ``malloc`` against ``training.allocator.keep_freed_memory``
-(what ``train`` sets on the CPU), each round a fresh process of each, alternated (the
-setting is process-wide).
+``--compare resize`` (the default): ``resize_to``'s bilinear resizing by matrix products,
+both passes, against PyTorch's own (``F.interpolate`` and its backward). ``--compare
+forward``: its matrix forward against ``F.interpolate``'s forward, the matrix backward in
+both (as before the forward changed, 2026-11-29). ``--compare layout``: the model all
+contiguous against ``train``'s CPU layout, channels-last past the stems (two models, the
+same weights). These alternate the variants in one process, under glibc's default
+``malloc``, as docs/performance.md's figures were measured.
+``--compare allocator``: glibc's default ``malloc`` against
+``training.allocator.keep_freed_memory`` (what ``train`` sets on the CPU), each round a
+fresh process of each, alternated (the setting is process-wide).
 
-Two steps, random weights and frames at 128x160:
+Two steps, random weights and frames at 128x160, in ``train``'s CPU layout:
 - ``base``: a from-scratch ``none`` step (cross-entropy on full-resolution logits), batch 128
   as at the GPU budget;
 - ``adapt``: a label-free adaptation step as ``config/train_adapt.yaml`` runs it with the
@@ -18,7 +22,7 @@ Each round times ``--base-steps``/``--adapt-steps`` steps of each variant in tur
 a step of each to warm up); the ratio of the medians and each round's ratio are printed
 (the machine is shared: compare side by side).
 
-    PYTHONPATH=. python scripts/bench_train_step.py [--compare allocator] [--rounds 5]
+    PYTHONPATH=. python scripts/bench_train_step.py [--compare forward|layout|allocator]
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ import time
 from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -42,22 +48,55 @@ from mmp_ros.model import ModelConfig, build_model, layers
 from training.allocator import keep_freed_memory
 from training.config import MaskConfig
 from training.masking import sample_masks
-from training.train import ADAPTED_PREFIXES, TrainStep, masked_alignment, soft_cross_entropy
+from training.train import (
+    ADAPTED_PREFIXES,
+    TrainStep,
+    channels_last_past_the_stems,
+    masked_alignment,
+    soft_cross_entropy,
+)
 
 SIZE = (128, 160)
 NUM_CLASSES = 14
 
 
 @contextmanager
-def pytorch_backward():
-    """``resize_to`` with PyTorch's own backward, as before the matrix backward."""
-    matrix = layers._BilinearResize.apply
-    layers._BilinearResize.apply = lambda x, size: F.interpolate(
-        x, size=size, mode='bilinear', align_corners=False)
+def resizing_by(function: Any):
+    """``resize_to``'s gradient path through ``function.apply(x, size)`` instead."""
+    matrix = layers._BilinearResize
+    layers._BilinearResize = function
     try:
         yield
     finally:
-        layers._BilinearResize.apply = matrix
+        layers._BilinearResize = matrix
+
+
+def pytorch_resize():
+    """``resize_to`` as PyTorch's own bilinear resizing, both passes."""
+    return resizing_by(SimpleNamespace(apply=lambda x, size: F.interpolate(
+        x, size=size, mode='bilinear', align_corners=False)))
+
+
+class _InterpolateForward(layers._BilinearResize):
+    """``F.interpolate``'s forward and the matrix backward, as before 2026-11-29."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        ctx.in_size = tuple(x.shape[-2:])
+        ctx.out_size = size
+        return F.interpolate(x, size=size, mode='bilinear', align_corners=False)
+
+
+def interpolate_forward():
+    """``resize_to`` with ``F.interpolate``'s forward, its matrix backward kept."""
+    return resizing_by(_InterpolateForward)
+
+
+LAYOUTS = {'contiguous': False, 'channels-last past the stems': True}
+IN_PROCESS = {  # --compare: (the variant before, how to get it), the current code's variant
+    'resize': (('PyTorch resize', pytorch_resize), 'matrix resize'),
+    'forward': (('interpolate forward', interpolate_forward), 'matrix forward'),
+}
 
 
 def frames(batch: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -65,8 +104,16 @@ def frames(batch: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
             for m in MODALITIES}
 
 
-def base_step(batch: int, generator: torch.Generator) -> Callable[[], None]:
-    model = build_model(ModelConfig(modalities=MODALITIES, num_classes=NUM_CLASSES)).train()
+def laid_out(model: torch.nn.Module, channels_last: bool) -> torch.nn.Module:
+    """The model in ``train``'s CPU layout (``channels_last``) or all contiguous."""
+    return channels_last_past_the_stems(model) if channels_last else model
+
+
+def base_step(batch: int, generator: torch.Generator, *,
+              channels_last: bool = True) -> Callable[[], None]:
+    torch.manual_seed(0)
+    model = laid_out(build_model(ModelConfig(modalities=MODALITIES, num_classes=NUM_CLASSES)),
+                     channels_last).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     inputs = frames(batch, generator)
     labels = torch.randint(0, NUM_CLASSES, (batch, *SIZE), generator=generator)
@@ -81,10 +128,13 @@ def base_step(batch: int, generator: torch.Generator) -> Callable[[], None]:
     return step
 
 
-def adapt_step(batch: int, rank: int, generator: torch.Generator) -> Callable[[], None]:
-    model = build_model(ModelConfig(modalities=MODALITIES, num_classes=NUM_CLASSES,
-                                    method='mmp_adapt', projection_kind='conv',
-                                    projection_stride=16, mask_adapters=rank)).eval()
+def adapt_step(batch: int, rank: int, generator: torch.Generator, *,
+               channels_last: bool = True) -> Callable[[], None]:
+    torch.manual_seed(0)
+    model = laid_out(build_model(ModelConfig(modalities=MODALITIES, num_classes=NUM_CLASSES,
+                                             method='mmp_adapt', projection_kind='conv',
+                                             projection_stride=16, mask_adapters=rank)),
+                     channels_last).eval()
     for name, parameter in model.named_parameters():
         parameter.requires_grad_(name.startswith(ADAPTED_PREFIXES))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
@@ -112,15 +162,23 @@ def timed(step: Callable[[], None], steps: int) -> float:
     return (time.perf_counter() - started) / steps
 
 
-def compare_backwards(step: Callable[[], None], steps: int, rounds: int) -> dict[str, list]:
-    """Seconds a step with PyTorch's backward and with the matrix one, round by round."""
-    with pytorch_backward():
-        step()
-    step()
-    times: dict[str, list[float]] = {'PyTorch backward': [], 'matrix backward': []}
-    for _ in range(rounds):
-        for variant in times:
-            with pytorch_backward() if variant == 'PyTorch backward' else nullcontext():
+def compare_in_process(compare: str, case: str, args: argparse.Namespace) -> dict[str, list]:
+    """Seconds a step the way before and the current way, round by round."""
+    if compare == 'layout':  # two models, one in each layout
+        variants = {name: (build_step(case, args, channels_last=channels_last)[0], nullcontext)
+                    for name, channels_last in LAYOUTS.items()}
+    else:  # one model, the old code swapped in
+        (before, setting), current = IN_PROCESS[compare]
+        step = build_step(case, args)[0]
+        variants = {before: (step, setting), current: (step, nullcontext)}
+    steps = args.base_steps if case == 'base' else args.adapt_steps
+    for step, setting in variants.values():
+        with setting():
+            step()
+    times: dict[str, list[float]] = {variant: [] for variant in variants}
+    for _ in range(args.rounds):
+        for variant, (step, setting) in variants.items():
+            with setting():
                 times[variant].append(timed(step, steps))
     return times
 
@@ -146,16 +204,20 @@ def compare_allocators(case: str, args: argparse.Namespace) -> dict[str, list]:
     return times
 
 
-def build_step(case: str, args: argparse.Namespace) -> tuple[Callable[[], None], int]:
+def build_step(case: str, args: argparse.Namespace, *,
+               channels_last: bool = True) -> tuple[Callable[[], None], int]:
     generator = torch.Generator().manual_seed(0)
     if case == 'base':
-        return base_step(args.base_batch, generator), args.base_steps
-    return adapt_step(args.adapt_batch, args.rank, generator), args.adapt_steps
+        return base_step(args.base_batch, generator, channels_last=channels_last), \
+            args.base_steps
+    return adapt_step(args.adapt_batch, args.rank, generator, channels_last=channels_last), \
+        args.adapt_steps
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--compare', choices=('backward', 'allocator'), default='backward')
+    parser.add_argument('--compare', choices=(*IN_PROCESS, 'layout', 'allocator'),
+                        default='resize')
     parser.add_argument('--rounds', type=int, default=5)
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--base-batch', type=int, default=128)
@@ -179,7 +241,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.compare == 'allocator':
             times = compare_allocators(case, args)
         else:
-            times = compare_backwards(*build_step(case, args), args.rounds)
+            times = compare_in_process(args.compare, case, args)
         (old, before), (new, after) = times.items()
         ratios = [a / b for b, a in zip(before, after, strict=True)]
         change = statistics.median(after) / statistics.median(before) - 1

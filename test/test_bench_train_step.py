@@ -1,5 +1,5 @@
-"""scripts/bench_train_step.py: it runs both comparisons, and the backward's baseline really
-is PyTorch's backward."""
+"""scripts/bench_train_step.py: it runs every comparison, and each baseline really is what
+it says."""
 
 from __future__ import annotations
 
@@ -15,17 +15,39 @@ def bench():
         yield module
 
 
-def test_pytorch_backward_swaps_the_backward_and_restores_it(bench):
+def test_pytorch_resize_swaps_both_passes_and_restores_them(bench):
     from mmp_ros.model.layers import resize_to
 
     x = torch.randn(1, 2, 4, 5, requires_grad=True)
-    with bench.pytorch_backward():
+    with bench.pytorch_resize():
         assert type(resize_to(x, (8, 10)).grad_fn).__name__ == 'UpsampleBilinear2DBackward0'
     assert type(resize_to(x, (8, 10)).grad_fn).__name__ == '_BilinearResizeBackward'
 
 
+def test_interpolate_forward_swaps_the_forward_only_and_restores_it(bench):
+    """The baseline's forward is ``F.interpolate``'s, bit for bit, and its backward the
+    matrix one; afterwards the forward is the matrix products again."""
+    from mmp_ros.model.layers import resize_to
+
+    x = torch.randn(2, 3, 5, 7, requires_grad=True)
+    interpolated = torch.nn.functional.interpolate(x, size=(16, 12), mode='bilinear',
+                                                   align_corners=False)
+    with bench.interpolate_forward():
+        y = resize_to(x, (16, 12))
+        assert torch.equal(y, interpolated)
+        assert type(y.grad_fn).__name__ == '_InterpolateForwardBackward'
+        baseline_grad, = torch.autograd.grad(y.sum(), x)
+    y = resize_to(x, (16, 12))
+    assert type(y.grad_fn).__name__ == '_BilinearResizeBackward'
+    assert not torch.equal(y, interpolated)  # the products round differently...
+    torch.testing.assert_close(y, interpolated)  # ...to float rounding
+    assert torch.equal(torch.autograd.grad(y.sum(), x)[0], baseline_grad)
+
+
 @pytest.mark.parametrize(('compare', 'variants'), [
-    ('backward', ('PyTorch backward', 'matrix backward')),
+    ('resize', ('PyTorch resize', 'matrix resize')),
+    ('forward', ('interpolate forward', 'matrix forward')),
+    ('layout', ('contiguous', 'channels-last past the stems')),
     ('allocator', ('glibc malloc', 'freed memory kept')),  # child processes
 ])
 def test_it_times_both_steps(bench, capsys, compare, variants):

@@ -403,9 +403,9 @@ def test_distillation_targets_cut_to_a_window_on_every_maps_grid():
     ((2, 3, 32, 40), (128, 160)),  # logits to the input's size
     ((1, 2, 7, 9), (5, 13)),      # down along one axis, up along the other, no integer factor
 ])
-def test_resize_to_has_interpolate_forward_and_its_gradient(shape, size):
-    """``resize_to``'s backward (two matrix products) against PyTorch's own bilinear
-    backward, and against finite differences."""
+def test_resize_to_is_interpolate_and_its_gradient(shape, size):
+    """``resize_to``'s passes (matrix products) against PyTorch's own bilinear resizing and
+    its backward, and against finite differences."""
     from mmp_ros.model.layers import resize_to
 
     torch.manual_seed(0)
@@ -413,7 +413,7 @@ def test_resize_to_has_interpolate_forward_and_its_gradient(shape, size):
     grad = torch.randn(*shape[:2], *size, dtype=torch.float64)
     ours = resize_to(x, size)
     theirs = torch.nn.functional.interpolate(x, size=size, mode='bilinear', align_corners=False)
-    assert torch.equal(ours, theirs)
+    torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
     ours_grad, = torch.autograd.grad(ours, x, grad)
     theirs_grad, = torch.autograd.grad(theirs, x, grad)
     torch.testing.assert_close(ours_grad, theirs_grad, rtol=1e-12, atol=1e-12)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from toy_data import CueDataset
 
-from mmp_ros.modalities import MODALITIES
+from mmp_ros.modalities import INPUT_CHANNELS, MODALITIES
 from mmp_ros.model import (
     CHECKPOINT_FORMAT,
     CheckpointError,
@@ -199,6 +199,53 @@ def test_checkpoint_is_self_describing_and_round_trips_strictly(tmp_path):
     again, _, _ = load_checkpoint(result.checkpoint)
     with torch.no_grad():
         assert torch.equal(model(inputs, available), again(inputs, available))
+
+
+def test_cpu_training_computes_channels_last_past_the_stems(tmp_path, monkeypatch):
+    """On the CPU ``train`` lays the model out channels-last but the stems; that changes
+    a step's rounding, not its values, and the checkpoint is the same weights."""
+    import training.train as train_module
+    from mmp_ros.model import ModelConfig
+
+    laid_out = []
+
+    def spy(model):
+        laid_out.append(model)
+        return train_module.channels_last_past_the_stems.__wrapped__(model)
+
+    spy.__wrapped__ = train_module.channels_last_past_the_stems
+    monkeypatch.setattr(train_module, 'channels_last_past_the_stems', spy)
+    result = run(tmp_path, 'method=mmp')
+    assert len(laid_out) == 1
+    trained, = laid_out
+    loaded, _, _ = load_checkpoint(result.checkpoint)
+    for name, weight in trained.state_dict().items():
+        torch.testing.assert_close(weight, loaded.state_dict()[name], rtol=0, atol=0)
+
+    torch.manual_seed(0)
+    contiguous = build_model(ModelConfig(modalities=MODALITIES, num_classes=3, method='mmp'))
+    model = spy.__wrapped__(build_model(contiguous.config))
+    model.load_state_dict(contiguous.state_dict())
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Conv2d):
+            weight = module.weight
+            if name.startswith('stems.'):
+                assert weight.is_contiguous(), name
+            else:
+                assert weight.is_contiguous(memory_format=torch.channels_last), name
+                both = weight.shape[1] == 1 or weight.shape[-2:] == (1, 1)  # layouts alike
+                assert both or not weight.is_contiguous(), name
+    inputs = {m: torch.randn(2, c, 32, 32) for m, c in INPUT_CHANNELS.items()}
+    available = torch.tensor([[True, False, True, False], [False, True, True, True]])
+    outputs = []
+    for network in (contiguous, model):
+        logits, _ = network.train().forward_train(inputs, available)
+        logits.square().mean().backward()
+        outputs.append((logits, [p.grad for p in network.parameters()]))
+    (expected, expected_grads), (logits, grads) = outputs
+    torch.testing.assert_close(logits, expected)
+    for grad, expected_grad in zip(grads, expected_grads, strict=True):  # sums rounded anew
+        assert (grad - expected_grad).norm() <= 1e-3 * expected_grad.norm() + 1e-7
 
 
 def test_load_checkpoint_errors_say_what_is_wrong(tmp_path):

@@ -248,6 +248,22 @@ def _adapt_model(config: TrainConfig) -> tuple[nn.Module, ModelMetadata]:
     return model, metadata
 
 
+def channels_last_past_the_stems(model: nn.Module) -> nn.Module:
+    """The CPU's layout for training: every convolution's weight channels-last but the
+    stems', so everything after the stems computes channels-last (a convolution's output
+    takes its weight's layout) and the stems, on the sensors' 1 to 4 channels at full
+    resolution, keep the contiguous one.
+
+    Measured on the 2-core CPU (docs/performance.md, "Channels-last past the stems"): a
+    cached adaptation step 12 % less, a from-scratch step 4 % less, where the whole model
+    channels-last makes a from-scratch step 10 % slower. The values, checkpoints and
+    exported graphs are the same; only the rounding of a step's sums moves.
+    """
+    model.to(memory_format=torch.channels_last)
+    model.stems.to(memory_format=torch.contiguous_format)
+    return model
+
+
 def _describe_mismatch(saved: dict[str, Any], current: dict[str, Any]) -> str:
     keys = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
     return ', '.join(f'{k}: {saved.get(k)!r} -> {current.get(k)!r}' for k in keys)
@@ -316,6 +332,8 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
     }
     metadata = ModelMetadata.from_dict({**metadata.to_dict(), 'provenance': provenance})
     model.to(device)
+    if device.type == 'cpu':
+        channels_last_past_the_stems(model)
 
     optimizer = torch.optim.AdamW(parameter_groups(model, config.optim.weight_decay),
                                   lr=config.optim.lr, betas=tuple(config.optim.betas))

@@ -62,8 +62,9 @@ class Stem(nn.Sequential):
 def resize_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Bilinear resize to ``size``; the identity when already there (no Resize node).
 
-    When a gradient is wanted on the CPU (training) the backward pass is two small matrix
-    products (:class:`_BilinearResize`); the forward pass is always ``F.interpolate``'s.
+    When a gradient is wanted on the CPU (training) both passes are two small matrix
+    products (:class:`_BilinearResize`); otherwise (inference, export, the GPU) it is
+    ``F.interpolate``, a Resize node in the exported graphs.
     """
     if tuple(x.shape[-2:]) == tuple(size):
         return x
@@ -85,21 +86,25 @@ def _interpolation_matrix(size_out: int, size_in: int, dtype: torch.dtype,
 
 
 class _BilinearResize(torch.autograd.Function):
-    """``F.interpolate(x, size, mode='bilinear', align_corners=False)`` whose backward is
-    ``A_h^T @ grad @ A_w`` (bilinear resizing is separable: ``y = A_h @ x @ A_w^T``).
+    """``F.interpolate(x, size, mode='bilinear', align_corners=False)`` as two matrix
+    products (bilinear resizing is separable: ``y = A_h @ x @ A_w^T``), and its backward
+    ``A_h^T @ grad @ A_w``; equal to ``F.interpolate`` and its gradient to float rounding.
 
-    PyTorch's own CPU backward of bilinear upsampling costs several times these two
-    products (2.3 ms against 0.4 ms for a (16, 48, 8, 10) map brought to 32 x 40, 86 against
-    17 ms for batch 128's logits brought from 32 x 40 to 128 x 160; 2 threads): a training
-    step of the ``tiny`` model takes 7 to 13 % less (docs/performance.md). The GPU keeps
-    PyTorch's own backward.
+    PyTorch's own CPU bilinear upsampling costs several times these products at training's
+    sizes (2 threads): its backward 2.3 ms against 0.4 ms for a (16, 48, 8, 10) map brought
+    to 32 x 40, 86 against 17 ms for batch 128's logits brought from 32 x 40 to 128 x 160;
+    its forward 0.43-0.64 ms against 0.07-0.19 ms for the (16, C, h, w) maps a cached
+    adaptation step brings to 32 x 32. Matrices are dense, so only CPU training, at its
+    small sizes, takes this path (docs/performance.md). The GPU keeps PyTorch's own.
     """
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         ctx.in_size = tuple(x.shape[-2:])
         ctx.out_size = size
-        return F.interpolate(x, size=size, mode='bilinear', align_corners=False)
+        rows = _interpolation_matrix(size[0], x.shape[-2], x.dtype, x.device)
+        columns = _interpolation_matrix(size[1], x.shape[-1], x.dtype, x.device)
+        return rows @ (x @ columns.T)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
