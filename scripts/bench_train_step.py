@@ -5,13 +5,15 @@ both passes, against PyTorch's own (``F.interpolate`` and its backward). ``--com
 forward``: its matrix forward against ``F.interpolate``'s forward, the matrix backward in
 both (as before the forward changed, 2026-11-29). ``--compare layout``: the model all
 contiguous against ``train``'s CPU layout, channels-last past the stems (two models, the
-same weights). These alternate the variants in one process, under glibc's default
-``malloc``, as docs/performance.md's figures were measured.
+same weights). ``--compare fill``: deterministic mode with its NaN fill of every new tensor
+against without (what ``train`` sets). These alternate the variants in one process, under
+glibc's default ``malloc``, as docs/performance.md's figures were measured.
 ``--compare allocator``: glibc's default ``malloc`` against
 ``training.allocator.keep_freed_memory`` (what ``train`` sets on the CPU), each round a
 fresh process of each, alternated (the setting is process-wide).
 
-Two steps, random weights and frames at 128x160, in ``train``'s CPU layout:
+Two steps, random weights and frames at 128x160, in ``train``'s CPU layout and deterministic
+mode (since 2026-11-29; before, the script left deterministic mode off):
 - ``base``: a from-scratch ``none`` step (cross-entropy on full-resolution logits), batch 128
   as at the GPU budget;
 - ``adapt``: a label-free adaptation step as ``config/train_adapt.yaml`` runs it with the
@@ -22,7 +24,7 @@ Each round times ``--base-steps``/``--adapt-steps`` steps of each variant in tur
 a step of each to warm up); the ratio of the medians and each round's ratio are printed
 (the machine is shared: compare side by side).
 
-    PYTHONPATH=. python scripts/bench_train_step.py [--compare forward|layout|allocator]
+    PYTHONPATH=. python scripts/bench_train_step.py [--compare forward|layout|fill|allocator]
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from training.train import (
     channels_last_past_the_stems,
     masked_alignment,
     soft_cross_entropy,
+    use_deterministic_algorithms,
 )
 
 SIZE = (128, 160)
@@ -92,10 +95,22 @@ def interpolate_forward():
     return resizing_by(_InterpolateForward)
 
 
+@contextmanager
+def nan_fill():
+    """Deterministic mode's NaN fill of every new tensor, as ``train`` had it before
+    2026-11-29."""
+    torch.utils.deterministic.fill_uninitialized_memory = True
+    try:
+        yield
+    finally:
+        torch.utils.deterministic.fill_uninitialized_memory = False
+
+
 LAYOUTS = {'contiguous': False, 'channels-last past the stems': True}
 IN_PROCESS = {  # --compare: (the variant before, how to get it), the current code's variant
     'resize': (('PyTorch resize', pytorch_resize), 'matrix resize'),
     'forward': (('interpolate forward', interpolate_forward), 'matrix forward'),
+    'fill': (('NaN fill', nan_fill), 'no fill'),
 }
 
 
@@ -229,6 +244,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument('--case', choices=('base', 'adapt'), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    use_deterministic_algorithms(torch.device('cpu'))  # as ``train`` runs
     if args.child:  # one round of --compare allocator: print seconds a step
         if args.child == 'kept' and not keep_freed_memory():
             raise SystemExit('keep_freed_memory: this C library is not glibc')

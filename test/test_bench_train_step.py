@@ -48,6 +48,7 @@ def test_interpolate_forward_swaps_the_forward_only_and_restores_it(bench):
     ('resize', ('PyTorch resize', 'matrix resize')),
     ('forward', ('interpolate forward', 'matrix forward')),
     ('layout', ('contiguous', 'channels-last past the stems')),
+    ('fill', ('NaN fill', 'no fill')),
     ('allocator', ('glibc malloc', 'freed memory kept')),  # child processes
 ])
 def test_it_times_both_steps(bench, capsys, compare, variants):

@@ -140,6 +140,33 @@ def test_same_seed_same_losses(tmp_path, method):
     assert other.losses != first.losses
 
 
+@pytest.mark.parametrize('extra', [('method=none',), ('method=mmp',), (
+    'method=dropout', 'model.mask_adapters=8', 'model.mask_conditioning=true')])
+def test_training_reads_no_memory_it_did_not_write(tmp_path, monkeypatch, extra):
+    """``train`` turns off deterministic mode's NaN fill of new tensors. Kept on, every
+    tensor an operator did not write would hold NaN: the losses and weights are the same bit
+    for bit, so none does."""
+    import training.train as train_module
+
+    def with_fill(device):
+        use = train_module.use_deterministic_algorithms.__wrapped__
+        use(device)
+        assert not torch.utils.deterministic.fill_uninitialized_memory
+        torch.utils.deterministic.fill_uninitialized_memory = True
+
+    without = run(tmp_path / 'without', *extra)
+    with_fill.__wrapped__ = train_module.use_deterministic_algorithms
+    monkeypatch.setattr(train_module, 'use_deterministic_algorithms', with_fill)
+    try:
+        filled = run(tmp_path / 'with', *extra)
+    finally:
+        torch.utils.deterministic.fill_uninitialized_memory = False
+    assert filled.losses == without.losses and all(map(math.isfinite, without.losses))
+    weights = [torch.load(r.checkpoint, weights_only=True)['state_dict']
+               for r in (without, filled)]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
 def test_full_pass_adds_the_same_samples_with_every_modality(tmp_path):
     # Every mask full: the full pass repeats the masked pass exactly (batch-norm statistics
     # of a batch twice over are the batch's), so the first step's loss is twice the plain one.
@@ -245,7 +272,7 @@ def test_cpu_training_computes_channels_last_past_the_stems(tmp_path, monkeypatc
     (expected, expected_grads), (logits, grads) = outputs
     torch.testing.assert_close(logits, expected)
     for grad, expected_grad in zip(grads, expected_grads, strict=True):  # sums rounded anew
-        assert (grad - expected_grad).norm() <= 1e-3 * expected_grad.norm() + 1e-7
+        assert (grad - expected_grad).norm() <= 1e-3 * expected_grad.norm() + 1e-5
 
 
 def test_load_checkpoint_errors_say_what_is_wrong(tmp_path):

@@ -248,6 +248,20 @@ def _adapt_model(config: TrainConfig) -> tuple[nn.Module, ModelMetadata]:
     return model, metadata
 
 
+def use_deterministic_algorithms(device: torch.device) -> None:
+    """Deterministic algorithms (exact on the CPU; best effort on CUDA, which warns), without
+    the NaN that PyTorch's deterministic mode otherwise writes into every new tensor.
+
+    That fill exists in case an operator reads memory it did not write; none of training's
+    does (``test/test_train.py`` trains alike with and without it), and on the 2-core CPU it
+    took 11 to 13 % of a step, from scratch and in adaptation alike (docs/performance.md,
+    "Deterministic without the NaN fill"). Process-wide, as the mode is.
+    """
+    torch.use_deterministic_algorithms(True, warn_only=device.type == 'cuda')
+    torch.utils.deterministic.fill_uninitialized_memory = False
+    torch.backends.cudnn.benchmark = False
+
+
 def channels_last_past_the_stems(model: nn.Module) -> nn.Module:
     """The CPU's layout for training: every convolution's weight channels-last but the
     stems', so everything after the stems computes channels-last (a convolution's output
@@ -286,8 +300,7 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
     else:  # a CPU step's activations are freed and allocated again at every step
         keep_freed_memory()
     if config.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=device.type == 'cuda')
-        torch.backends.cudnn.benchmark = False
+        use_deterministic_algorithms(device)
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
@@ -439,6 +452,7 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
 
         progress = tqdm(total=config.steps, initial=start_step, desc=config.method,
                         dynamic_ncols=True)
+    trained = [p for p in model.parameters() if p.requires_grad]
     loop_started = time.perf_counter()
     step = start_step
     for step, batch in zip(range(start_step, config.steps), batches, strict=True):
@@ -484,8 +498,7 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
         scaler.scale(loss).backward()
         if config.optim.grad_clip > 0:
             scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(
-                [p for p in model.parameters() if p.requires_grad], config.optim.grad_clip)
+            nn.utils.clip_grad_norm_(trained, config.optim.grad_clip)
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
