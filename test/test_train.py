@@ -148,14 +148,14 @@ def test_training_reads_no_memory_it_did_not_write(tmp_path, monkeypatch, extra)
     for bit, so none does."""
     import training.train as train_module
 
+    use_deterministic_algorithms = train_module.use_deterministic_algorithms
+
     def with_fill(device):
-        use = train_module.use_deterministic_algorithms.__wrapped__
-        use(device)
+        use_deterministic_algorithms(device)
         assert not torch.utils.deterministic.fill_uninitialized_memory
         torch.utils.deterministic.fill_uninitialized_memory = True
 
     without = run(tmp_path / 'without', *extra)
-    with_fill.__wrapped__ = train_module.use_deterministic_algorithms
     monkeypatch.setattr(train_module, 'use_deterministic_algorithms', with_fill)
     try:
         filled = run(tmp_path / 'with', *extra)
@@ -234,24 +234,23 @@ def test_cpu_training_computes_channels_last_past_the_stems(tmp_path, monkeypatc
     import training.train as train_module
     from mmp_ros.model import ModelConfig
 
+    lay_out = train_module.channels_last_past_the_stems
     laid_out = []
 
     def spy(model):
         laid_out.append(model)
-        return train_module.channels_last_past_the_stems.__wrapped__(model)
+        return lay_out(model)
 
-    spy.__wrapped__ = train_module.channels_last_past_the_stems
     monkeypatch.setattr(train_module, 'channels_last_past_the_stems', spy)
     result = run(tmp_path, 'method=mmp')
     assert len(laid_out) == 1
     trained, = laid_out
-    loaded, _, _ = load_checkpoint(result.checkpoint)
-    for name, weight in trained.state_dict().items():
-        torch.testing.assert_close(weight, loaded.state_dict()[name], rtol=0, atol=0)
+    saved = load_checkpoint(result.checkpoint)[0].state_dict()
+    assert all(torch.equal(weight, saved[name]) for name, weight in trained.state_dict().items())
 
     torch.manual_seed(0)
     contiguous = build_model(ModelConfig(modalities=MODALITIES, num_classes=3, method='mmp'))
-    model = spy.__wrapped__(build_model(contiguous.config))
+    model = lay_out(build_model(contiguous.config))
     model.load_state_dict(contiguous.state_dict())
     for name, module in model.named_modules():
         if isinstance(module, torch.nn.Conv2d):
