@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from mmp_ros.modalities import INPUT_CHANNELS, MODALITIES
-from mmp_ros.model import ModelConfig, build_model, layers
+from mmp_ros.model import ModelConfig, MultimodalSegmenter, build_model, layers
 from training.allocator import keep_freed_memory
 from training.config import MaskConfig
 from training.masking import sample_masks
@@ -119,7 +119,7 @@ def frames(batch: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
             for m in MODALITIES}
 
 
-def laid_out(model: torch.nn.Module, channels_last: bool) -> torch.nn.Module:
+def laid_out(model: MultimodalSegmenter, channels_last: bool) -> MultimodalSegmenter:
     """The model in ``train``'s CPU layout (``channels_last``) or all contiguous."""
     return channels_last_past_the_stems(model) if channels_last else model
 

@@ -31,6 +31,7 @@ from mmp_ros.model import (
     CheckpointError,
     DistillTargets,
     ModelConfig,
+    MultimodalSegmenter,
     build_model,
     load_checkpoint,
     load_weights,
@@ -262,7 +263,7 @@ def use_deterministic_algorithms(device: torch.device) -> None:
     torch.backends.cudnn.benchmark = False
 
 
-def channels_last_past_the_stems(model: nn.Module) -> nn.Module:
+def channels_last_past_the_stems(model: MultimodalSegmenter) -> MultimodalSegmenter:
     """The CPU's layout for training: every convolution's weight channels-last but the
     stems', so everything after the stems computes channels-last (a convolution's output
     takes its weight's layout) and the stems, on the sensors' 1 to 4 channels at full
