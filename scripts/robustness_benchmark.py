@@ -68,6 +68,10 @@ CONV_DISTILL = (*CONV_PROJECTION, 'distillation_weight=1', 'optim.lr=0.006')
 CONV_ADAPTERS = (*CONV_DISTILL, *as_overrides(ADAPTERS))
 # config/train_adapt.yaml's budget and masking since 2026-11-28
 ADAPT_2000_DROP_07 = ('steps=2000', 'mask.drop_probability=0.7')
+# How the GPU-budget bases (batches of 128) are adapted on this CPU: the teacher cache, batches
+# of 16 on 128x128 windows of the frame, no alignment loss (docs/robustness.md, "Windows of the
+# frame, and the base timed again" and after); the steps are --ablation-steps.
+WINDOWS = ('batch_size=16', 'teacher_cache=true', 'distill_crop=[128,128]', 'alignment_weight=0')
 FILM = as_overrides({'mask_conditioning': 'true'})
 FULL_PASS = ('mask.full_pass=true',)
 GATED = f"mask-gated adapters (rank {ADAPTERS['mask_adapters']})"
@@ -112,12 +116,17 @@ ABLATIONS = {
         f"conv_adapters of rank {LARGE_ADAPTERS['mask_adapters']} in 2000 steps, "
         'drop probability 0.7',
         [*CONV_DISTILL, *as_overrides(LARGE_ADAPTERS), *ADAPT_2000_DROP_07]),
+    'conv_adapters_r64_windows': (
+        f"conv_adapters of rank {LARGE_ADAPTERS['mask_adapters']}, drop probability 0.7, in "
+        'batches of 16 on cached 128x128 windows, without the alignment loss',
+        [*CONV_DISTILL, *as_overrides(LARGE_ADAPTERS), 'mask.drop_probability=0.7',
+         *WINDOWS]),
 }
 # label-free adaptation's alone
 ADAPT_ONLY = ('distill_1', 'conv_distill', 'conv_fast', 'conv_adapters', 'conv_adapters_fast',
               'conv_adapters_long', 'conv_adapters_2000', 'conv_adapters_2000_drop_0.7',
               'conv_adapters_r64_long', 'conv_adapters_r64_2000_drop_0.7',
-              'conv_adapters_cached')
+              'conv_adapters_cached', 'conv_adapters_r64_windows')
 # change the network every from-scratch method shares
 SHARED_MODEL = ('film', 'adapters', 'film_full_pass')
 # The rows of the summary over seeds: label -> run name prefix (runs are <prefix>_s<seed>).

@@ -186,3 +186,21 @@ def test_ablations_can_be_planned_without_the_methods(rb):
     args = rb.parse_args(['--seeds', '2', '3', '--methods', '--ablation-methods', 'mmp',
                           '--ablations', 'full_pass'])
     assert [run.name for run in rb.planned_runs(args)] == ['ablation_full_pass_s2']
+
+
+def test_the_gpu_budget_bases_adaptation_is_an_ablation_of_its_own(rb, tmp_path):
+    args = rb.parse_args(['--seeds', '1', '--methods', 'none', '--adapt-steps', '0',
+                          '--batch-size', '128', '--ablation-methods', 'mmp_adapt',
+                          '--ablations', 'conv_adapters_r64_windows', '--ablation-steps', '2400',
+                          '--out', str(tmp_path)])
+    base, adapt = rb.planned_runs(args)
+    assert (base.name, adapt.name) == ('none_s1', 'ablation_adapt_conv_adapters_r64_windows_s1')
+    assert (adapt.steps, adapt.base) == (2400, 'none_s1')
+    config = rb.run_config(adapt, args, tmp_path)
+    # the base's batches of 128 are the benchmark's; the adaptation's own are 16
+    assert (config.batch_size, config.model.mask_adapters, config.mask.drop_probability) == \
+        (16, 64, 0.7)
+    assert config.teacher_cache and tuple(config.distill_crop) == (128, 128)
+    assert (config.alignment_weight, config.distillation_weight, config.optim.lr) == \
+        (0.0, 1.0, 0.006)
+    assert config.base_checkpoint == str(tmp_path / 'none_s1' / 'checkpoint.pt')
