@@ -67,7 +67,8 @@ CONV_PROJECTION = as_overrides(CONV)
 CONV_DISTILL = (*CONV_PROJECTION, 'distillation_weight=1', 'optim.lr=0.006')
 CONV_ADAPTERS = (*CONV_DISTILL, *as_overrides(ADAPTERS))
 # config/train_adapt.yaml's budget and masking since 2026-11-28
-ADAPT_2000_DROP_07 = ('steps=2000', 'mask.drop_probability=0.7')
+DROP_07 = ('mask.drop_probability=0.7',)
+ADAPT_2000_DROP_07 = ('steps=2000', *DROP_07)
 # How the GPU-budget bases (batches of 128) are adapted on this CPU: the teacher cache, batches
 # of 16 on 128x128 windows of the frame, no alignment loss (docs/robustness.md, "Windows of the
 # frame, and the base timed again" and after); the steps are --ablation-steps.
@@ -119,8 +120,7 @@ ABLATIONS = {
     'conv_adapters_r64_windows': (
         f"conv_adapters of rank {LARGE_ADAPTERS['mask_adapters']}, drop probability 0.7, in "
         'batches of 16 on cached 128x128 windows, without the alignment loss',
-        [*CONV_DISTILL, *as_overrides(LARGE_ADAPTERS), 'mask.drop_probability=0.7',
-         *WINDOWS]),
+        [*CONV_DISTILL, *as_overrides(LARGE_ADAPTERS), *DROP_07, *WINDOWS]),
 }
 # label-free adaptation's alone
 ADAPT_ONLY = ('distill_1', 'conv_distill', 'conv_fast', 'conv_adapters', 'conv_adapters_fast',
