@@ -99,6 +99,17 @@ class ModelOptions:
 
 
 @dataclass
+class ProjectionFitConfig:
+    """mmp_adapt with the teacher cache: before distillation, fit the projection alone to
+    the missing modalities' share of the frozen model's fused map, on the cached tokens
+    (training/projection_fit.py). 0 steps: no fit."""
+
+    steps: int = 0
+    batch_size: int = 64
+    lr: float = 3e-3
+
+
+@dataclass
 class TrainConfig:
     """One training run. ``batch_size`` is global: split evenly across DDP processes."""
 
@@ -142,6 +153,7 @@ class TrainConfig:
     mask: MaskConfig = field(default_factory=MaskConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    projection_fit: ProjectionFitConfig = field(default_factory=ProjectionFitConfig)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -216,6 +228,16 @@ def validate(config: TrainConfig) -> None:
             for v in crop)):
         raise ConfigError(f'distill_crop must be (height, width) in multiples of {CROP_GRID} '
                           f'pixels, got {list(crop)}')
+    fit = config.projection_fit
+    if fit.steps < 0 or fit.batch_size <= 0 or fit.lr <= 0:
+        raise ConfigError('projection_fit: steps must be >= 0, batch_size and lr positive, got '
+                          f'{fit.steps}, {fit.batch_size}, {fit.lr}')
+    if fit.steps and not config.teacher_cache:
+        raise ConfigError('projection_fit fits the projection on the teacher cache\'s tokens: '
+                          'set teacher_cache=true (mmp_adapt with distillation_weight > 0)')
+    if fit.steps and config.model.projection_stage != 'encoder':
+        raise ConfigError('projection_fit fits the tokens the fusion takes: it needs '
+                          "model.projection_stage 'encoder'")
     if ':' not in config.data.dataset:
         raise ConfigError(f'data.dataset must be "module:callable", got {config.data.dataset!r}')
     if len(config.data.input_size) != 2 or min(config.data.input_size) <= 0:

@@ -54,6 +54,7 @@ from training.history import History
 from training.masking import sample_masks, step_generator
 from training.metrics import SubsetReport, evaluate_subsets
 from training.normalize import compute_normalization, normalize
+from training.projection_fit import fit_projection
 from training.teacher_cache import TeacherCache
 
 CHECKPOINT_NAME = 'checkpoint.pt'
@@ -70,6 +71,7 @@ class TrainResult:
     train_seconds: float = 0.0  # the steps run now, validation excluded
     seconds_per_step: float = math.nan  # train_seconds per step
     teacher_cache_seconds: float = 0.0  # building the teacher cache, in train_seconds too
+    projection_fit_seconds: float = 0.0  # the projection's fit (projection_fit), likewise
 
 
 @dataclass(frozen=True)
@@ -447,6 +449,18 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
         if ddp.is_main:
             print(f'teacher cache: {len(cache)} frames, {cache.nbytes / 2**20:.0f} MiB, '
                   f'{result.teacher_cache_seconds:.1f} s', file=sys.stderr)
+        if config.projection_fit.steps and not start_step:
+            fit = fit_projection(model, cache, steps=config.projection_fit.steps,
+                                 batch_size=config.projection_fit.batch_size,
+                                 lr=config.projection_fit.lr, mask=mask_config,
+                                 generator=torch.Generator().manual_seed(config.seed))
+            if ddp.world_size > 1:  # every process fitted the same; keep rank 0's exactly
+                for parameter in model.projection.parameters():
+                    dist.broadcast(parameter.data, 0)
+            result.projection_fit_seconds = fit.seconds
+            if ddp.is_main:
+                print(f'projection fit: {len(fit.losses)} steps, loss {fit.losses[0]:.4f} -> '
+                      f'{fit.losses[-1]:.4f}, {fit.seconds:.1f} s', file=sys.stderr)
     progress = None
     if config.progress and ddp.is_main:
         from tqdm import tqdm
@@ -539,7 +553,8 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
         dist.barrier()
     result.metrics = metrics
     result.seconds = time.perf_counter() - started
-    result.train_seconds = loop_seconds - validation_seconds + result.teacher_cache_seconds
+    result.train_seconds = (loop_seconds - validation_seconds + result.teacher_cache_seconds
+                            + result.projection_fit_seconds)
     result.seconds_per_step = result.train_seconds / max(1, len(result.losses))
     return result
 

@@ -104,9 +104,13 @@ class MaskedModalityProjection(_ProjectionHeads):
         self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
         self.out_norm = nn.LayerNorm(dim)
 
+    def grid(self, image_size: tuple[int, int]) -> tuple[int, int]:
+        """The query grid: where ``forward``'s features are, and what it pools tokens to."""
+        return grid_of(image_size, self.query_stride)
+
     def forward(self, tokens: dict[str, torch.Tensor], available: torch.Tensor,
                 image_size: tuple[int, int]) -> tuple[torch.Tensor, tuple[int, int]]:
-        query_grid = grid_of(image_size, self.query_stride)
+        query_grid = self.grid(image_size)
         key_grid = grid_of(image_size, self.key_stride)
         # Every modality onto the query grid, in the shared width.
         pooled = masked_sources(self.sources, self.modalities, tokens, available, query_grid)
@@ -185,9 +189,13 @@ class ConvModalityProjection(_ProjectionHeads):
         nn.init.trunc_normal_(self.available_embedding, std=0.02)
         self.blocks = nn.Sequential(*(ConvBlock(dim) for _ in range(blocks)))
 
+    def grid(self, image_size: tuple[int, int]) -> tuple[int, int]:
+        """Where ``forward``'s features are, and what it pools tokens to."""
+        return grid_of(image_size, self.stride)
+
     def forward(self, tokens: dict[str, torch.Tensor], available: torch.Tensor,
                 image_size: tuple[int, int]) -> tuple[torch.Tensor, tuple[int, int]]:
-        grid = grid_of(image_size, self.stride)
+        grid = self.grid(image_size)
         pooled = masked_sources(self.sources, self.modalities, tokens, available, grid)
         present = available.to(pooled.dtype)  # (B, M)
         x = pooled.sum(1) / present.sum(1).clamp(min=1.0)[:, None, None, None]
