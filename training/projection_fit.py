@@ -4,12 +4,13 @@ Distillation trains the projection through the whole frozen network, so each of 
 costs a shared encoder's and a decoder's forward and backward pass. Before it starts, the
 projection can already learn most of what it has to from the teacher cache's tokens alone:
 the frozen model fuses a modality's tokens by a 1x1 convolution (its ``fusion``), so a
-missing modality's share of the fused map, pooled onto the projection's grid, is that
-convolution applied to its pooled tokens, and the projection's estimate of it is the same
-convolution applied to the projected tokens on that grid. Fitting one to the other by
-least squares, weighted as the frozen batch norm after the fusion weighs the
-channels, needs only the projection's own small network on the coarse grid: on the 2-core
-CPU a step of 64 frames costs about a third of a distillation step of 16
+missing modality's share of the fused map, at its tokens' resolution and pooled onto the
+projection's grid, is that convolution applied to its pooled tokens, and the projection's
+estimate of it is what the segmenter adds for it on that grid
+(:meth:`MultimodalSegmenter.projected_share`). Fitting one to the other by least squares,
+each channel weighted as the frozen batch norm after the fusion weighs it, needs only the
+projection's own small network on the coarse grid: on the 2-core CPU a step of 64 frames
+costs about a third of a distillation step of 16
 (docs/robustness.md, "A head start from the cached tokens").
 
 What it fits is the projection's parameters only, with its own optimizer; the adapters
@@ -84,7 +85,6 @@ def fit_projection(model: MultimodalSegmenter, cache: TeacherCache, *, steps: in
         norm = model.fusion_norm
         scale = (norm.weight / torch.sqrt(norm.running_var + norm.eps)).float()
         scale = scale[None, :, None, None]
-        fusions = [model.fusion[m].weight.float() for m in modalities]  # (F, C_m, 1, 1)
     parameters = [p for p in projection.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=0.0)
     warmup = min(20, steps)
@@ -98,9 +98,8 @@ def fit_projection(model: MultimodalSegmenter, cache: TeacherCache, *, steps: in
         tokens = {m: pooled[m].index_select(0, index) for m in modalities}
         target = (absent[:, :, None, None, None] * contributions.index_select(0, index)).sum(1)
         features, _ = projection(tokens, available, cache.image_size)  # (B, M, G, D)
-        projected = projection.to_tokens(features, grid)
-        estimate = sum(absent[:, i, None, None, None] * F.conv2d(projected[m], fusions[i])
-                       for i, m in enumerate(modalities))
+        share, bias = model.projected_share(features, available, grid)
+        estimate = share + bias[:, :, None, None]
         loss = (scale * (estimate - target)).pow(2).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -445,6 +445,20 @@ class MultimodalSegmenter(nn.Module):
                                                  0.0)), fused_size)
             for i, m in enumerate(self.modalities)
         )
+        share, bias = self.projected_share(features, available, grid)
+        # The bias is constant over space, so it is added after the upsampling: a Conv feeding
+        # the Resize directly stays in ONNX Runtime's fast blocked layout.
+        return real + resize_to(share, fused_size) + bias[:, :, None, None]
+
+    def projected_share(self, features: torch.Tensor, available: torch.Tensor,
+                        grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The unavailable modalities' share of the fused map as the projection estimates
+        it, on its grid: ``(share (B, F, gh, gw), bias (B, F))``, the heads' bias apart
+        (constant over space). ``features`` ``(B, M, G, D)`` are the projection's output.
+
+        Each modality's head and its fusion (both linear) are one ``(F, D)`` matrix, so
+        every target is one 1x1 convolution over their gated features.
+        """
         heads = [self.projection.heads_out[m] for m in self.modalities]
         fusions = [self.fusion[m].weight.flatten(1) for m in self.modalities]  # (F, C_m)
         # fusion_m(head_m(x)) as one (F, M*D) matrix, and its per-modality bias (M, F).
@@ -453,10 +467,7 @@ class MultimodalSegmenter(nn.Module):
         absent = (~available).to(features.dtype)  # (B, M), as the adapters' gates take it
         gated = features * absent[:, :, None, None]  # (B, M, G, D)
         gated = rearrange(gated, 'b m (h w) d -> b (m d) h w', h=grid[0], w=grid[1])
-        coarse = resize_to(F.conv2d(gated, weight[:, :, None, None]), fused_size)
-        # The bias is constant over space, so it is added after the upsampling: a Conv feeding
-        # the Resize directly stays in ONNX Runtime's fast blocked layout.
-        return real + coarse + (absent @ bias)[:, :, None, None]
+        return F.conv2d(gated, weight[:, :, None, None]), absent @ bias
 
 
 def _image_size(inputs: dict[str, torch.Tensor], modalities: tuple[str, ...]) -> tuple[int, int]:
