@@ -105,5 +105,6 @@ def fit_projection(model: MultimodalSegmenter, cache: TeacherCache, *, steps: in
         loss.backward()
         optimizer.step()
         schedule.step()
-        losses.append(loss.item())
-    return FitResult(losses, time.perf_counter() - started)
+        losses.append(loss.detach())  # read once at the end: no device sync a step
+    return FitResult(torch.stack(losses).tolist() if losses else [],
+                     time.perf_counter() - started)
