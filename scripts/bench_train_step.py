@@ -6,14 +6,20 @@ forward``: its matrix forward against ``F.interpolate``'s forward, the matrix ba
 both (as before the forward changed, 2026-11-29). ``--compare layout``: the model all
 contiguous against ``train``'s CPU layout, channels-last past the stems (two models, the
 same weights). ``--compare fill``: deterministic mode with its NaN fill of every new tensor
-against without (what ``train`` sets). These alternate the variants in one process, under
-glibc's default ``malloc``, as docs/performance.md's figures were measured.
+against without (what ``train`` sets). ``--compare optimizer``: AdamW's loop over the
+parameters one tensor at a time against its fused kernel (what ``train`` uses since
+2026-11-29, two optimizers). ``--compare fold``: the adaptation step on the frozen model as
+it is against its batch norms folded into the convolutions before them
+(``frozen_norms_folded``, what ``train`` adapts since 2026-11-29; the adaptation step only).
+These alternate the variants in one process, under glibc's default ``malloc``, as
+docs/performance.md's figures were measured.
 ``--compare allocator``: glibc's default ``malloc`` against
 ``training.allocator.keep_freed_memory`` (what ``train`` sets on the CPU), each round a
 fresh process of each, alternated (the setting is process-wide).
 
 Two steps, random weights and frames at 128x160, in ``train``'s CPU layout and deterministic
-mode (since 2026-11-29; before, the script left deterministic mode off):
+mode (since 2026-11-29; before, the script left deterministic mode off), with ``train``'s
+optimizer, and for adaptation its folded frozen norms, unless compared:
 - ``base``: a from-scratch ``none`` step (cross-entropy on full-resolution logits), batch 128
   as at the GPU budget;
 - ``adapt``: a label-free adaptation step as ``config/train_adapt.yaml`` runs it with the
@@ -24,7 +30,8 @@ Each round times ``--base-steps``/``--adapt-steps`` steps of each variant in tur
 a step of each to warm up); the ratio of the medians and each round's ratio are printed
 (the machine is shared: compare side by side).
 
-    PYTHONPATH=. python scripts/bench_train_step.py [--compare forward|layout|fill|allocator]
+    PYTHONPATH=. python scripts/bench_train_step.py \
+        [--compare forward|layout|fill|optimizer|fold|allocator]
 """
 
 from __future__ import annotations
@@ -54,6 +61,7 @@ from training.train import (
     ADAPTED_PREFIXES,
     TrainStep,
     channels_last_past_the_stems,
+    frozen_norms_folded,
     masked_alignment,
     soft_cross_entropy,
     use_deterministic_algorithms,
@@ -106,7 +114,12 @@ def nan_fill():
         torch.utils.deterministic.fill_uninitialized_memory = False
 
 
-LAYOUTS = {'contiguous': False, 'channels-last past the stems': True}
+# --compare: the option of build_step it sets, and the two ways, the current one last
+TWO_BUILDS = {
+    'layout': ('channels_last', {'contiguous': False, 'channels-last past the stems': True}),
+    'optimizer': ('fused', {'AdamW per tensor': False, 'AdamW fused': True}),
+    'fold': ('fold', {'frozen norms kept': False, 'frozen norms folded': True}),
+}
 IN_PROCESS = {  # --compare: (the variant before, how to get it), the current code's variant
     'resize': (('PyTorch resize', pytorch_resize), 'matrix resize'),
     'forward': (('interpolate forward', interpolate_forward), 'matrix forward'),
@@ -124,12 +137,12 @@ def laid_out(model: MultimodalSegmenter, channels_last: bool) -> MultimodalSegme
     return channels_last_past_the_stems(model) if channels_last else model
 
 
-def base_step(batch: int, generator: torch.Generator, *,
-              channels_last: bool = True) -> Callable[[], None]:
+def base_step(batch: int, generator: torch.Generator, *, channels_last: bool = True,
+              fused: bool = True) -> Callable[[], None]:
     torch.manual_seed(0)
     model = laid_out(build_model(ModelConfig(modalities=MODALITIES, num_classes=NUM_CLASSES)),
                      channels_last).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=fused)
     inputs = frames(batch, generator)
     labels = torch.randint(0, NUM_CLASSES, (batch, *SIZE), generator=generator)
     available = torch.ones(batch, len(MODALITIES), dtype=torch.bool)
@@ -143,8 +156,8 @@ def base_step(batch: int, generator: torch.Generator, *,
     return step
 
 
-def adapt_step(batch: int, rank: int, generator: torch.Generator, *,
-               channels_last: bool = True) -> Callable[[], None]:
+def adapt_step(batch: int, rank: int, generator: torch.Generator, *, channels_last: bool = True,
+               fused: bool = True, fold: bool = True) -> Callable[[], None]:
     torch.manual_seed(0)
     model = laid_out(build_model(ModelConfig(modalities=MODALITIES, num_classes=NUM_CLASSES,
                                              method='mmp_adapt', projection_kind='conv',
@@ -152,9 +165,10 @@ def adapt_step(batch: int, rank: int, generator: torch.Generator, *,
                      channels_last).eval()
     for name, parameter in model.named_parameters():
         parameter.requires_grad_(name.startswith(ADAPTED_PREFIXES))
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3,
+                                  fused=fused)
     targets = model.distill_targets(frames(batch, generator))
-    train_step = TrainStep(model, 'distill')
+    train_step = TrainStep(frozen_norms_folded(model) if fold else model, 'distill')
 
     masking = MaskConfig(0.0, 0.7)  # config/train_adapt.yaml's, as training adapts
 
@@ -179,9 +193,10 @@ def timed(step: Callable[[], None], steps: int) -> float:
 
 def compare_in_process(compare: str, case: str, args: argparse.Namespace) -> dict[str, list]:
     """Seconds a step the way before and the current way, round by round."""
-    if compare == 'layout':  # two models, one in each layout
-        variants = {name: (build_step(case, args, channels_last=channels_last)[0], nullcontext)
-                    for name, channels_last in LAYOUTS.items()}
+    if compare in TWO_BUILDS:  # two steps built, one each way
+        option, ways = TWO_BUILDS[compare]
+        variants = {name: (build_step(case, args, **{option: value})[0], nullcontext)
+                    for name, value in ways.items()}
     else:  # one model, the old code swapped in
         (before, setting), current = IN_PROCESS[compare]
         step = build_step(case, args)[0]
@@ -219,19 +234,19 @@ def compare_allocators(case: str, args: argparse.Namespace) -> dict[str, list]:
     return times
 
 
-def build_step(case: str, args: argparse.Namespace, *,
-               channels_last: bool = True) -> tuple[Callable[[], None], int]:
+def build_step(case: str, args: argparse.Namespace, **options: bool
+               ) -> tuple[Callable[[], None], int]:
+    """``case``'s step with ``options`` (``channels_last``, ``fused``, and for ``adapt``
+    ``fold``; each True unless given: as ``train`` runs) and its steps a round."""
     generator = torch.Generator().manual_seed(0)
     if case == 'base':
-        return base_step(args.base_batch, generator, channels_last=channels_last), \
-            args.base_steps
-    return adapt_step(args.adapt_batch, args.rank, generator, channels_last=channels_last), \
-        args.adapt_steps
+        return base_step(args.base_batch, generator, **options), args.base_steps
+    return adapt_step(args.adapt_batch, args.rank, generator, **options), args.adapt_steps
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--compare', choices=(*IN_PROCESS, 'layout', 'allocator'),
+    parser.add_argument('--compare', choices=(*IN_PROCESS, *TWO_BUILDS, 'allocator'),
                         default='resize')
     parser.add_argument('--rounds', type=int, default=5)
     parser.add_argument('--threads', type=int, default=2)
@@ -254,6 +269,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     print(f'torch {torch.__version__}, {args.threads} threads, {args.rounds} rounds')
     for case in ('base', 'adapt'):
+        if args.compare == 'fold' and case == 'base':
+            continue  # a step from scratch trains its batch norms: nothing to fold
         if args.compare == 'allocator':
             times = compare_allocators(case, args)
         else:

@@ -49,6 +49,8 @@ def test_interpolate_forward_swaps_the_forward_only_and_restores_it(bench):
     ('forward', ('interpolate forward', 'matrix forward')),
     ('layout', ('contiguous', 'channels-last past the stems')),
     ('fill', ('NaN fill', 'no fill')),
+    ('optimizer', ('AdamW per tensor', 'AdamW fused')),
+    ('fold', ('frozen norms kept', 'frozen norms folded')),  # adaptation only
     ('allocator', ('glibc malloc', 'freed memory kept')),  # child processes
 ])
 def test_it_times_both_steps(bench, capsys, compare, variants):
@@ -59,6 +61,33 @@ def test_it_times_both_steps(bench, capsys, compare, variants):
     finally:
         torch.set_num_threads(threads)  # the script sets it for its process
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines[1:]] == ['base', 'adapt']
+    cases = ['adapt'] if compare == 'fold' else ['base', 'adapt']
+    assert [line.split()[0] for line in lines[1:]] == cases
     assert all(all(v in line for v in variants) and ' ms a step: ' in line
                for line in lines[1:])
+
+
+def test_each_two_way_comparison_builds_the_steps_it_names(bench, monkeypatch):
+    """``--compare optimizer`` and ``fold`` time steps that differ in that alone: the
+    optimizer fused or not, the adaptation's frozen norms folded or not."""
+    import training.train as train_module
+
+    optimizers, folded = [], []
+    adamw = torch.optim.AdamW
+
+    def spy_adamw(*args, **kwargs):
+        optimizers.append(kwargs['fused'])
+        return adamw(*args, **kwargs)
+
+    fold = train_module.frozen_norms_folded
+    monkeypatch.setattr(bench.torch.optim, 'AdamW', spy_adamw)
+    monkeypatch.setattr(bench, 'frozen_norms_folded', lambda m: folded.append(m) or fold(m))
+    args = bench.argparse.Namespace(base_batch=2, base_steps=1, adapt_batch=2, adapt_steps=1,
+                                    rank=4)
+    for case in ('base', 'adapt'):
+        for fused in (False, True):
+            bench.build_step(case, args, fused=fused)
+    assert optimizers == [False, True, False, True]
+    assert len(folded) == 2  # the adaptation steps, folded unless told otherwise
+    bench.build_step('adapt', args, fold=False)
+    assert len(folded) == 2

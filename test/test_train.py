@@ -493,6 +493,54 @@ def test_projection_fit_runs_once_before_the_steps_and_not_again_on_resume(tmp_p
     assert resumed.losses == whole.losses[2:]
 
 
+def test_adaptation_steps_run_the_frozen_norms_folded_and_train_the_models_own_modules(
+        tmp_path, trained_base, monkeypatch):
+    """``frozen_norms_folded``: the same function to float rounding, without the frozen
+    batch norms but the two it cannot fold (after a sum), the trained modules the model's
+    own objects; ``train`` adapts through it and saves the model, every norm in it."""
+    import training.train as train_module
+
+    adapted, cache = _adapted_and_cache(trained_base)
+    for name, parameter in adapted.named_parameters():  # frozen as train freezes it
+        parameter.requires_grad_(name.startswith(ADAPTED_PREFIXES))
+    for adapter in adapted.encoder.adapters:  # as trained: an output that is not zero
+        torch.nn.init.normal_(adapter.gate.weight, std=0.5)
+    with pytest.raises(ValueError, match='call model.eval'):
+        train_module.frozen_norms_folded(adapted.train())
+    twin = train_module.frozen_norms_folded(adapted.eval())
+    norms = {name for name, m in twin.named_modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    assert norms == {'fusion_norm', 'decoder.fuse.1'}
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in adapted.modules()) > 10
+    twins = dict(twin.named_parameters())
+    trained = {n for n, p in adapted.named_parameters() if p.requires_grad}
+    assert trained == {n for n, p in twins.items() if p.requires_grad}
+    assert all(twins[n] is p for n, p in adapted.named_parameters() if n in trained)
+    targets = cache.targets(range(len(cache)))
+    available = sample_masks(len(cache), MODALITIES, MaskConfig(0.0, 0.7),
+                             torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(twin.distill_student(targets, available)[0],
+                                   adapted.distill_student(targets, available)[0])
+        frames = {m: torch.randn(2, c, 16, 16) for m, c in INPUT_CHANNELS.items()}
+        expected = adapted.distill_targets(frames)
+        for got, want in zip(twin.distill_targets(frames)[:2], expected[:2], strict=True):
+            torch.testing.assert_close(got, want)
+
+    fold, students = train_module.frozen_norms_folded, []
+    monkeypatch.setattr(train_module, 'frozen_norms_folded',
+                        lambda model: students.append(fold(model)) or students[-1])
+    result = adapt(str(trained_base), train_dataset=CueDataset('train', 6), overrides=[
+        *FAST, 'distillation_weight=1', 'model.projection_kind=conv', 'model.mask_adapters=4',
+        'steps=3', f'out_dir={tmp_path / "adapted"}'])
+    student, = students
+    saved = read_checkpoint(result.checkpoint)['state_dict']
+    assert all(torch.equal(saved[name], parameter) for name, parameter
+               in student.named_parameters() if parameter.requires_grad)
+    assert saved.keys() == adapted.state_dict().keys()  # every norm, as the base has them
+    run(tmp_path / 'scratch', 'method=mmp')  # from scratch the norms train: nothing folded
+    assert len(students) == 1
+
+
 def test_crop_origins_cover_the_grid_inside_the_frame():
     generator = torch.Generator().manual_seed(0)
     corners = {crop_origin((128, 160), (64, 96), generator) for _ in range(200)}

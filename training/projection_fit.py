@@ -86,7 +86,8 @@ def fit_projection(model: MultimodalSegmenter, cache: TeacherCache, *, steps: in
         scale = (norm.weight / torch.sqrt(norm.running_var + norm.eps)).float()
         scale = scale[None, :, None, None]
     parameters = [p for p in projection.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=0.0,
+                                  fused=device.type in ('cpu', 'cuda'))  # as train's
     warmup = max(1, min(20, steps))
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min(1.0, (step + 1) / warmup) * (1 - step / steps) ** 0.9)
