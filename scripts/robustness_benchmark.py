@@ -1124,6 +1124,8 @@ def main(argv=None) -> int:
                           'seconds_per_step': result.seconds_per_step}
                 if result.teacher_cache_seconds:
                     record['teacher_cache_seconds'] = result.teacher_cache_seconds
+                if result.projection_fit_seconds:
+                    record['projection_fit_seconds'] = result.projection_fit_seconds
             record['eval'] = evaluate_run(checkpoint, splits, args,
                                           full_only=run.full_only)
             results['runs'][run.name] = record
