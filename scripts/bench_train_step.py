@@ -12,7 +12,9 @@ parameters one tensor at a time against its fused kernel (what ``train`` uses si
 it is against its batch norms folded into the convolutions before them
 (``frozen_norms_folded``, what ``train`` adapts since 2026-11-29; the adaptation step only).
 These alternate the variants in one process, under glibc's default ``malloc``, as
-docs/performance.md's figures were measured.
+docs/performance.md's figures were measured. ``--ratio`` instead alternates a GPU-budget
+adaptation step (cached 128x128 windows, no alignment terms) with a from-scratch step and
+prints their ratio: what the robustness issue's bar on adaptation time divides, side by side.
 ``--compare allocator``: glibc's default ``malloc`` against
 ``training.allocator.keep_freed_memory`` (what ``train`` sets on the CPU), each round a
 fresh process of each, alternated (the setting is process-wide).
@@ -31,7 +33,7 @@ a step of each to warm up); the ratio of the medians and each round's ratio are 
 (the machine is shared: compare side by side).
 
     PYTHONPATH=. python scripts/bench_train_step.py \
-        [--compare forward|layout|fill|optimizer|fold|allocator]
+        [--compare forward|layout|fill|optimizer|fold|allocator | --ratio]
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ from training.train import (
     ADAPTED_PREFIXES,
     TrainStep,
     channels_last_past_the_stems,
+    crop_origin,
     frozen_norms_folded,
     masked_alignment,
     soft_cross_entropy,
@@ -69,6 +72,7 @@ from training.train import (
 
 SIZE = (128, 160)
 NUM_CLASSES = 14
+WINDOW = (128, 128)  # distill_crop of the GPU-budget bases' adaptation
 
 
 @contextmanager
@@ -157,7 +161,11 @@ def base_step(batch: int, generator: torch.Generator, *, channels_last: bool = T
 
 
 def adapt_step(batch: int, rank: int, generator: torch.Generator, *, channels_last: bool = True,
-               fused: bool = True, fold: bool = True) -> Callable[[], None]:
+               fused: bool = True, fold: bool = True, windows: bool = False
+               ) -> Callable[[], None]:
+    """``windows``: as the GPU-budget bases are adapted (docs/robustness.md), on 128x128
+    windows of the cached targets and without the alignment terms; otherwise as
+    ``config/train_adapt.yaml`` adapts, whole frames with them."""
     torch.manual_seed(0)
     model = laid_out(build_model(ModelConfig(modalities=MODALITIES, num_classes=NUM_CLASSES,
                                              method='mmp_adapt', projection_kind='conv',
@@ -167,16 +175,20 @@ def adapt_step(batch: int, rank: int, generator: torch.Generator, *, channels_la
         parameter.requires_grad_(name.startswith(ADAPTED_PREFIXES))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3,
                                   fused=fused)
-    targets = model.distill_targets(frames(batch, generator))
-    train_step = TrainStep(frozen_norms_folded(model) if fold else model, 'distill')
+    student = frozen_norms_folded(model) if fold else model
+    targets = student.distill_targets(frames(batch, generator))
+    train_step = TrainStep(student, 'distill', alignment=not windows)
 
     masking = MaskConfig(0.0, 0.7)  # config/train_adapt.yaml's, as training adapts
 
     def step() -> None:
         available = sample_masks(batch, MODALITIES, masking, generator)
-        logits, alignment, teacher = train_step(targets, available)
-        loss = masked_alignment(alignment, available) \
-            + soft_cross_entropy(logits, teacher, rows=~available.all(1))
+        cut = targets.crop(*crop_origin(targets.image_size, WINDOW, generator), WINDOW) \
+            if windows else targets
+        logits, alignment, teacher = train_step(cut, available)
+        loss = soft_cross_entropy(logits, teacher, rows=~available.all(1))
+        if alignment is not None:
+            loss = loss + masked_alignment(alignment, available)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -234,6 +246,32 @@ def compare_allocators(case: str, args: argparse.Namespace) -> dict[str, list]:
     return times
 
 
+def step_ratio(args: argparse.Namespace) -> None:
+    """``--ratio``: a GPU-budget adaptation step (cached 128x128 windows, no alignment
+    terms) against a from-scratch step, alternated round by round; the ratio of their
+    medians, and what ``--adapt-total`` steps of the one cost against ``--base-total`` of
+    the other (the adaptation's teacher cache and projection fit not counted). Under
+    ``train``'s conditions: freed memory kept, as both kinds of run keep it."""
+    keep_freed_memory()
+    generator = torch.Generator().manual_seed(0)
+    steps = {'base': (base_step(args.base_batch, generator), args.base_steps),
+             'adapt': (adapt_step(args.adapt_batch, args.rank, generator, windows=True),
+                       args.adapt_steps)}
+    times: dict[str, list[float]] = {case: [] for case in steps}
+    for step, _ in steps.values():
+        step()
+    for _ in range(args.rounds):
+        for case, (step, count) in steps.items():
+            times[case].append(timed(step, count))
+    base, adapt = (statistics.median(times[case]) for case in steps)
+    paired = [a / b for b, a in zip(*times.values(), strict=True)]
+    print(f'base {base * 1e3:.0f} ms, adaptation on windows {adapt * 1e3:.1f} ms a step: '
+          f'{100 * adapt / base:.2f} % (rounds {" ".join(f"{100 * r:.2f}" for r in paired)}; '
+          f'their median {100 * statistics.median(paired):.2f} %)')
+    print(f'{args.adapt_total} adaptation steps against {args.base_total} base steps: '
+          f'{100 * args.adapt_total * adapt / (args.base_total * base):.2f} %')
+
+
 def build_step(case: str, args: argparse.Namespace, **options: bool
                ) -> tuple[Callable[[], None], int]:
     """``case``'s step with ``options`` (``channels_last``, ``fused``, and for ``adapt``
@@ -255,6 +293,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument('--adapt-batch', type=int, default=16)
     parser.add_argument('--adapt-steps', type=int, default=40, help='steps a round')
     parser.add_argument('--rank', type=int, default=64, help='the adapters\' rank')
+    parser.add_argument('--ratio', action='store_true',
+                        help='time the GPU-budget adaptation step against the base step '
+                             'instead of comparing two ways of one')
+    parser.add_argument('--base-total', type=int, default=1200, help='with --ratio')
+    parser.add_argument('--adapt-total', type=int, default=1800, help='with --ratio')
     parser.add_argument('--child', choices=tuple(ALLOCATORS.values()), help=argparse.SUPPRESS)
     parser.add_argument('--case', choices=('base', 'adapt'), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -268,6 +311,9 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps({'seconds': timed(step, steps)}))
         return
     print(f'torch {torch.__version__}, {args.threads} threads, {args.rounds} rounds')
+    if args.ratio:
+        step_ratio(args)
+        return
     for case in ('base', 'adapt'):
         if args.compare == 'fold' and case == 'base':
             continue  # a step from scratch trains its batch norms: nothing to fold

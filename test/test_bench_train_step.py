@@ -91,3 +91,17 @@ def test_each_two_way_comparison_builds_the_steps_it_names(bench, monkeypatch):
     assert len(folded) == 2  # the adaptation steps, folded unless told otherwise
     bench.build_step('adapt', args, fold=False)
     assert len(folded) == 2
+
+
+def test_ratio_times_the_windowed_adaptation_step_against_the_base_step(bench, capsys):
+    threads = torch.get_num_threads()
+    try:
+        bench.main(['--ratio', '--rounds', '2', '--threads', '1', '--base-batch', '2',
+                    '--base-steps', '1', '--adapt-batch', '2', '--adapt-steps', '1',
+                    '--base-total', '10', '--adapt-total', '5'])
+    finally:
+        torch.set_num_threads(threads)
+    step, total = capsys.readouterr().out.splitlines()[1:]
+    assert step.startswith('base ') and 'adaptation on windows' in step
+    ratio = float(step.split(': ')[1].split(' %')[0])
+    assert float(total.split(': ')[1].split(' %')[0]) == pytest.approx(ratio / 2, abs=0.01)
