@@ -493,10 +493,10 @@ def test_projection_fit_runs_once_before_the_steps_and_not_again_on_resume(tmp_p
     assert resumed.losses == whole.losses[2:]
 
 
-def test_adaptation_steps_run_the_frozen_norms_folded_and_train_the_models_own_modules(
+def test_adaptation_steps_run_the_frozen_norms_folded_and_train_the_models_own_parameters(
         tmp_path, trained_base, monkeypatch):
     """``frozen_norms_folded``: the same function to float rounding, without the frozen
-    batch norms but the two it cannot fold (after a sum), the trained modules the model's
+    batch norms but the two it cannot fold (after a sum), the trained parameters the model's
     own objects; ``train`` adapts through it and saves the model, every norm in it."""
     import training.train as train_module
 

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from mmp_ros.model import MultimodalSegmenter
 from mmp_ros.model.layers import pool_to_grid
 from training.masking import MaskConfig, sample_masks
+from training.optim import adamw
 from training.teacher_cache import TeacherCache
 
 # Frames pooled at a time (bounds the memory of pooling the cache's tokens).
@@ -86,8 +87,7 @@ def fit_projection(model: MultimodalSegmenter, cache: TeacherCache, *, steps: in
         scale = (norm.weight / torch.sqrt(norm.running_var + norm.eps)).float()
         scale = scale[None, :, None, None]
     parameters = [p for p in projection.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=0.0,
-                                  fused=device.type in ('cpu', 'cuda'))  # as train's
+    optimizer = adamw(parameters, device, lr=lr)
     warmup = max(1, min(20, steps))
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min(1.0, (step + 1) / warmup) * (1 - step / steps) ** 0.9)

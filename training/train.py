@@ -55,6 +55,7 @@ from training.history import History
 from training.masking import sample_masks, step_generator
 from training.metrics import SubsetReport, evaluate_subsets
 from training.normalize import compute_normalization, normalize
+from training.optim import adamw
 from training.projection_fit import fit_projection
 from training.teacher_cache import TeacherCache
 
@@ -252,15 +253,6 @@ def _adapt_model(config: TrainConfig) -> tuple[nn.Module, ModelMetadata]:
     return model, metadata
 
 
-def fused_optimizer(device: torch.device) -> bool:
-    """Whether AdamW runs as one fused kernel over every parameter (CPU and CUDA) instead of
-    a loop of small operators per tensor: the same update to float rounding, on the 2-core
-    CPU 1.2 ms a step against 3.2 for an adaptation's 41 tensors (gradient clipping
-    included), 2.0 against 9.0 for a from-scratch step's 122 (docs/performance.md,
-    "AdamW fused")."""
-    return device.type in ('cpu', 'cuda')
-
-
 def use_deterministic_algorithms(device: torch.device) -> None:
     """Deterministic algorithms (exact on the CPU; best effort on CUDA, which warns), without
     the NaN that PyTorch's deterministic mode otherwise writes into every new tensor.
@@ -295,8 +287,9 @@ def frozen_norms_folded(model: MultimodalSegmenter) -> MultimodalSegmenter:
     """What an adaptation's steps run: a copy of the adapted ``model`` (in eval mode) in
     which each frozen convolution and the batch norm after it are one convolution
     (``torch.nn.utils.fuse_conv_bn_eval``), in the stems, the modality encoders and the
-    shared encoder's stages. The projection and the adapters are ``model``'s own modules, so
-    what the steps train is what ``model`` holds, evaluates and saves.
+    shared encoder's stages. Its trained parameters (the projection's and the adapters')
+    are ``model``'s own, so what the steps train is what ``model`` holds, evaluates and
+    saves.
 
     A frozen batch norm is a fixed per-channel affine map, yet costs a pass over its map
     forward and another backward: on the 2-core CPU about 5 % of a cached adaptation step
@@ -307,10 +300,8 @@ def frozen_norms_folded(model: MultimodalSegmenter) -> MultimodalSegmenter:
     """
     if model.training:
         raise ValueError('frozen_norms_folded folds batch-norm statistics: call model.eval()')
-    twin = copy.deepcopy(model)
-    twin.projection = model.projection
-    if model.encoder.adapters is not None:
-        twin.encoder.adapters = model.encoder.adapters
+    # the trained parameters (the projection's, the adapters') are shared, not copied
+    twin = copy.deepcopy(model, {id(p): p for p in model.parameters() if p.requires_grad})
     folded = [*twin.stems.values(), *twin.modality_blocks.values(), *twin.encoder.stages]
     for sequence in (m for part in folded for m in part.modules()
                      if isinstance(m, nn.Sequential)):
@@ -396,9 +387,8 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
     if device.type == 'cpu':
         channels_last_past_the_stems(model)
 
-    optimizer = torch.optim.AdamW(parameter_groups(model, config.optim.weight_decay),
-                                  lr=config.optim.lr, betas=tuple(config.optim.betas),
-                                  fused=fused_optimizer(device))
+    optimizer = adamw(parameter_groups(model, config.optim.weight_decay), device,
+                      lr=config.optim.lr, betas=tuple(config.optim.betas))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(
         step, total=config.steps, warmup=config.optim.warmup_steps,
         power=config.optim.poly_power))
@@ -436,7 +426,7 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
     # A loss that does not weigh the alignment terms does not compute them either (about a
     # tenth of a cached adaptation step).
     # Adaptation steps run the frozen network with its batch norms folded (a copy sharing
-    # the trained modules); evaluation and checkpoints keep ``model`` itself.
+    # the trained parameters); evaluation and checkpoints keep ``model`` itself.
     student = frozen_norms_folded(model.eval()) if adapting else model
     step_module: nn.Module = TrainStep(student, mode, alignment=config.alignment_weight > 0)
     if ddp.world_size > 1:
