@@ -74,8 +74,12 @@ ADAPT_2000_DROP_07 = ('steps=2000', *DROP_07)
 # frame, and the base timed again" and after); the steps are --ablation-steps.
 WINDOWS = ('batch_size=16', 'teacher_cache=true', 'distill_crop=[128,128]', 'alignment_weight=0')
 # ... and since the twenty-second session, with a head start: the projection fitted alone on
-# the teacher cache's tokens before distillation (training/projection_fit.py)
-PROJECTION_FIT = ('projection_fit.steps=1000',)
+# the teacher cache's tokens before distillation (training/projection_fit.py), at the
+# learning rate the fit had until the twenty-fourth session ...
+PROJECTION_FIT = ('projection_fit.steps=1000', 'projection_fit.lr=0.003')
+# ... and since the twenty-fourth: the fit at 0.01 (its default since), and every batch's
+# masks spread over the subsets as evenly as their probabilities allow (mask.stratified)
+EVEN_FIT = ('projection_fit.steps=1000', 'projection_fit.lr=0.01', 'mask.stratified=true')
 FILM = as_overrides({'mask_conditioning': 'true'})
 FULL_PASS = ('mask.full_pass=true',)
 GATED = f"mask-gated adapters (rank {ADAPTERS['mask_adapters']})"
@@ -128,13 +132,17 @@ ABLATIONS = {
         'conv_adapters_r64_windows with the projection first fitted on the cached tokens '
         f'({PROJECTION_FIT[0]})',
         [*CONV_DISTILL, *as_overrides(LARGE_ADAPTERS), *DROP_07, *WINDOWS, *PROJECTION_FIT]),
+    'conv_adapters_r64_windows_even_fit': (
+        'conv_adapters_r64_windows with the projection fitted first at learning rate 0.01, '
+        "and every batch's masks spread over the subsets by their probabilities (stratified)",
+        [*CONV_DISTILL, *as_overrides(LARGE_ADAPTERS), *DROP_07, *WINDOWS, *EVEN_FIT]),
 }
 # label-free adaptation's alone
 ADAPT_ONLY = ('distill_1', 'conv_distill', 'conv_fast', 'conv_adapters', 'conv_adapters_fast',
               'conv_adapters_long', 'conv_adapters_2000', 'conv_adapters_2000_drop_0.7',
               'conv_adapters_r64_long', 'conv_adapters_r64_2000_drop_0.7',
               'conv_adapters_cached', 'conv_adapters_r64_windows',
-              'conv_adapters_r64_windows_fit')
+              'conv_adapters_r64_windows_fit', 'conv_adapters_r64_windows_even_fit')
 # change the network every from-scratch method shares
 SHARED_MODEL = ('film', 'adapters', 'film_full_pass')
 # The rows of the summary over seeds: label -> run name prefix (runs are <prefix>_s<seed>).

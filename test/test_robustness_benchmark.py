@@ -206,11 +206,21 @@ def test_the_gpu_budget_bases_adaptation_is_an_ablation_of_its_own(rb, tmp_path)
     assert config.base_checkpoint == str(tmp_path / 'none_s1' / 'checkpoint.pt')
     assert config.projection_fit.steps == 0
     # the same with the projection fitted first, and nothing else changed
-    fitted = rb.planned_runs(rb.parse_args([
-        '--seeds', '1', '--methods', 'none', '--adapt-steps', '0', '--batch-size', '128',
-        '--ablation-methods', 'mmp_adapt', '--ablations', 'conv_adapters_r64_windows_fit',
-        '--ablation-steps', '2400', '--out', str(tmp_path)]))[1]
-    fitted_config = rb.run_config(fitted, args, tmp_path).to_dict()
-    assert fitted_config['projection_fit'] == {'steps': 1000, 'batch_size': 64, 'lr': 0.003}
-    assert {**fitted_config, 'projection_fit': config.to_dict()['projection_fit'],
-            'out_dir': config.out_dir} == config.to_dict()
+    def planned(ablation):
+        run = rb.planned_runs(rb.parse_args([
+            '--seeds', '1', '--methods', 'none', '--adapt-steps', '0', '--batch-size', '128',
+            '--ablation-methods', 'mmp_adapt', '--ablations', ablation,
+            '--ablation-steps', '2400', '--out', str(tmp_path)]))[1]
+        return rb.run_config(run, args, tmp_path).to_dict()
+
+    unfitted = config.to_dict()
+    fitted = planned('conv_adapters_r64_windows_fit')
+    assert fitted['projection_fit'] == {'steps': 1000, 'batch_size': 64, 'lr': 0.003}
+    assert {**fitted, 'projection_fit': unfitted['projection_fit'],
+            'out_dir': config.out_dir} == unfitted
+    # ... and since the twenty-fourth session: the fit at 0.01, the masks stratified
+    even = planned('conv_adapters_r64_windows_even_fit')
+    assert even['projection_fit'] == {'steps': 1000, 'batch_size': 64, 'lr': 0.01}
+    assert even['mask'] == {**unfitted['mask'], 'stratified': True}
+    assert {**even, 'projection_fit': unfitted['projection_fit'], 'mask': unfitted['mask'],
+            'out_dir': config.out_dir} == unfitted

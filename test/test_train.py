@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from mmp_ros.model import (
 from training.adapt import adapt
 from training.config import ConfigError, MaskConfig, load_config
 from training.datasets import DatasetError, StepBatchSampler, UnlabelledDataset
-from training.masking import sample_masks
+from training.masking import sample_masks, subset_distribution
 from training.normalize import compute_normalization, normalize
 from training.projection_fit import fit_projection
 from training.teacher_cache import TeacherCache
@@ -109,6 +110,45 @@ def test_masks_are_never_empty_and_follow_the_probabilities():
     assert rate[0] > 0.85 and rate[3] < 0.2 and 0.45 < rate[1] < 0.6
     always = sample_masks(50, MODALITIES, MaskConfig(1.0, 0.5), g)
     assert always.all()
+
+
+def test_subset_distribution_is_what_independent_draws_give():
+    config = MaskConfig(0.2, {'rgb': 0.1, 'depth': 0.5, 'polarization': 0.7, 'thermal': 0.9})
+    masks, probabilities = subset_distribution(config, MODALITIES)
+    assert masks.shape == (15, 4) and masks.any(1).all()
+    assert len(set(map(tuple, masks.tolist()))) == 15
+    assert probabilities.sum().item() == pytest.approx(1.0)
+    drawn = sample_masks(40_000, MODALITIES, config, torch.Generator().manual_seed(0))
+    frequencies = (drawn[:, None, :] == masks[None]).all(2).double().mean(0)
+    assert torch.allclose(frequencies, probabilities, atol=0.006)
+    # with every modality kept: the full set's own probability, plus full_probability
+    full = masks.all(1)
+    alone = 0.9 * 0.5 * 0.3 * 0.1 / (1 - 0.1 * 0.5 * 0.7 * 0.9)
+    assert probabilities[full].item() == pytest.approx(0.2 + 0.8 * alone)
+
+
+@pytest.mark.parametrize('config', [MaskConfig(0.0, 0.7), MaskConfig(0.2, 0.5),
+                                    MaskConfig(0.0, {'rgb': 0.0, 'thermal': 0.9})])
+def test_stratified_masks_give_each_subset_its_share_of_every_batch(config):
+    config = replace(config, stratified=True)
+    masks, probabilities = subset_distribution(config, MODALITIES)
+    g = torch.Generator().manual_seed(1)
+    batches = [sample_masks(16, MODALITIES, config, g) for _ in range(3000)]
+    counts = torch.stack([(b[:, None, :] == masks[None]).all(2).sum(0) for b in batches])
+    expected = 16 * probabilities
+    # within one row of its expected count, in every batch (independent draws: not so)
+    assert (counts >= expected.floor()).all() and (counts <= expected.ceil()).all()
+    # unbiased: over the batches, each subset as often as its probability
+    assert torch.allclose(counts.double().mean(0), expected, atol=0.02)
+    assert (counts[:, probabilities == 0] == 0).all()
+    # rows in random order, not sorted by subset; the same generator, the same masks
+    assert len({str(b.tolist()) for b in batches[:50]}) > 10
+    again = torch.Generator().manual_seed(1)
+    assert torch.equal(sample_masks(16, MODALITIES, config, again), batches[0])
+    independent = [sample_masks(16, MODALITIES, replace(config, stratified=False), g)
+                   for _ in range(300)]
+    spread = torch.stack([(b[:, None, :] == masks[None]).all(2).sum(0) for b in independent])
+    assert ((spread < expected.floor()) | (spread > expected.ceil())).any()
 
 
 def test_lr_warms_up_then_decays_to_zero():

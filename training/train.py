@@ -16,7 +16,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ from mmp_ros.model import (
     save_checkpoint,
 )
 from training.allocator import keep_freed_memory
-from training.config import CROP_GRID, ConfigError, MaskConfig, TrainConfig, load_config
+from training.config import CROP_GRID, ConfigError, TrainConfig, load_config
 from training.datasets import (
     IGNORE_INDEX,
     StepBatchSampler,
@@ -473,7 +473,7 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
                                world_size=ddp.world_size)
     loader = DataLoader(train_data, batch_sampler=sampler, collate_fn=collate,
                         num_workers=config.data.num_workers, pin_memory=device.type == 'cuda')
-    mask_config = MaskConfig(0.0, config.mask.drop_probability) if adapting else config.mask
+    mask_config = replace(config.mask, full_probability=0.0) if adapting else config.mask
     model.train()
     if adapting:
         model.eval()  # frozen base: batch-norm statistics stay the base model's
