@@ -133,8 +133,12 @@ def test_stratified_masks_give_each_subset_its_share_of_every_batch(config):
     config = replace(config, stratified=True)
     masks, probabilities = subset_distribution(config, MODALITIES)
     g = torch.Generator().manual_seed(1)
+
+    def subset_counts(batches):  # (batches, S): how many rows of each batch hold each subset
+        return torch.stack([(b[:, None, :] == masks[None]).all(2).sum(0) for b in batches])
+
     batches = [sample_masks(16, MODALITIES, config, g) for _ in range(3000)]
-    counts = torch.stack([(b[:, None, :] == masks[None]).all(2).sum(0) for b in batches])
+    counts = subset_counts(batches)
     expected = 16 * probabilities
     # within one row of its expected count, in every batch (independent draws: not so)
     assert (counts >= expected.floor()).all() and (counts <= expected.ceil()).all()
@@ -147,7 +151,7 @@ def test_stratified_masks_give_each_subset_its_share_of_every_batch(config):
     assert torch.equal(sample_masks(16, MODALITIES, config, again), batches[0])
     independent = [sample_masks(16, MODALITIES, replace(config, stratified=False), g)
                    for _ in range(300)]
-    spread = torch.stack([(b[:, None, :] == masks[None]).all(2).sum(0) for b in independent])
+    spread = subset_counts(independent)
     assert ((spread < expected.floor()) | (spread > expected.ceil())).any()
 
 
