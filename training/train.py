@@ -284,25 +284,30 @@ def channels_last_past_the_stems(model: MultimodalSegmenter) -> MultimodalSegmen
 
 
 def frozen_norms_folded(model: MultimodalSegmenter) -> MultimodalSegmenter:
-    """What an adaptation's steps run: a copy of the adapted ``model`` (in eval mode) in
-    which each frozen convolution and the batch norm after it are one convolution
-    (``torch.nn.utils.fuse_conv_bn_eval``), in the stems, the modality encoders and the
-    shared encoder's stages. Its trained parameters (the projection's and the adapters')
-    are ``model``'s own, so what the steps train is what ``model`` holds, evaluates and
-    saves.
+    """What an adaptation's steps run: a copy of the adapted ``model`` (in eval mode)
+    without its frozen batch norms. Each frozen convolution and the batch norm after it
+    are one convolution (``torch.nn.utils.fuse_conv_bn_eval``), in the stems, the modality
+    encoders, the shared encoder's stages and the decoder (whose forward adds the folded
+    bias); the fused map's norm, which follows a sum, goes into every modality's fusion
+    convolution (``_fold_fusion_norm``). Its trained parameters (the projection's and the
+    adapters') are ``model``'s own, so what the steps train is what ``model`` holds,
+    evaluates and saves.
 
     A frozen batch norm is a fixed per-channel affine map, yet costs a pass over its map
     forward and another backward: on the 2-core CPU about 5 % of a cached adaptation step
-    in the profiler, and folding them took 2.7 % off it side by side (docs/performance.md,
-    "Frozen batch norms folded"). The function is the same to float rounding. Two norms
-    stay: the fused map's (after a sum) and the decoder's (its forward reads the
-    convolution's weight alone, ``MLPDecoder``).
+    in the profiler. Folding all but the last two took 2.7 % off it side by side, those
+    two (the fused map's and the decoder's) another 4 % (docs/performance.md, "Frozen
+    batch norms folded"). The function is the same to float rounding.
     """
     if model.training:
         raise ValueError('frozen_norms_folded folds batch-norm statistics: call model.eval()')
     # the trained parameters (the projection's, the adapters') are shared, not copied
     twin = copy.deepcopy(model, {id(p): p for p in model.parameters() if p.requires_grad})
-    folded = [*twin.stems.values(), *twin.modality_blocks.values(), *twin.encoder.stages]
+    if not any(p.requires_grad for p in (*twin.fusion.parameters(),
+                                          *twin.fusion_norm.parameters())):
+        _fold_fusion_norm(twin)
+    folded = [*twin.stems.values(), *twin.modality_blocks.values(), *twin.encoder.stages,
+              twin.decoder]
     for sequence in (m for part in folded for m in part.modules()
                      if isinstance(m, nn.Sequential)):
         for index in range(len(sequence) - 1):
@@ -315,6 +320,24 @@ def frozen_norms_folded(model: MultimodalSegmenter) -> MultimodalSegmenter:
                 fused.weight.data = torch.empty_like(conv.weight).copy_(fused.weight.data)
                 sequence[index], sequence[index + 1] = fused, nn.Identity()
     return twin
+
+
+@torch.no_grad()
+def _fold_fusion_norm(model: MultimodalSegmenter) -> None:
+    """The fused map's frozen batch norm folded into the fusion convolutions whose sum it
+    follows (in place; the norm becomes an identity). Each is scaled as the norm scales;
+    the norm's shift joins the first one's bias, as every modality's bias is summed,
+    available or not. The projected share composes the heads with the scaled weights, so
+    it is scaled alike."""
+    norm = model.fusion_norm
+    scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+    shift = norm.bias - norm.running_mean * scale
+    for index, conv in enumerate(model.fusion.values()):
+        conv.weight.mul_(scale[:, None, None, None])  # in place: keeps the weight's layout
+        conv.bias.mul_(scale)
+        if index == 0:  # every modality's bias is summed, whichever are available
+            conv.bias.add_(shift)
+    model.fusion_norm = nn.Identity()
 
 
 def _describe_mismatch(saved: dict[str, Any], current: dict[str, Any]) -> str:

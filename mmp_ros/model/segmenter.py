@@ -179,6 +179,8 @@ class MLPDecoder(nn.Module):
             x = y if x is None else x + y
             b = part @ linear.bias
             bias = b if bias is None else bias + b
+        if fuse.bias is not None:  # its norm folded into it (adaptation's frozen twin)
+            bias = bias + fuse.bias
         # Bilinear upsampling keeps a constant map constant: the biases are added once, here.
         x = x + bias[:, None, None]
         return resize_to(self.classify(act(norm(x))), image_size)
