@@ -403,22 +403,26 @@ def test_distillation_targets_cut_to_a_window_on_every_maps_grid():
     ((2, 3, 32, 40), (128, 160)),  # logits to the input's size
     ((1, 2, 7, 9), (5, 13)),      # down along one axis, up along the other, no integer factor
 ])
-def test_resize_to_is_interpolate_and_its_gradient(shape, size):
+@pytest.mark.parametrize('layout', [torch.contiguous_format, torch.channels_last])
+def test_resize_to_is_interpolate_and_its_gradient(shape, size, layout):
     """``resize_to``'s passes (matrix products) against PyTorch's own bilinear resizing and
-    its backward, and against finite differences."""
+    its backward, and against finite differences; a channels-last map (as training's CPU
+    layout computes) comes out channels-last, and its gradient goes back so."""
     from mmp_ros.model.layers import resize_to
 
     torch.manual_seed(0)
-    x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
-    grad = torch.randn(*shape[:2], *size, dtype=torch.float64)
+    x = torch.randn(*shape, dtype=torch.float64).to(memory_format=layout).requires_grad_()
+    grad = torch.randn(*shape[:2], *size, dtype=torch.float64).to(memory_format=layout)
     ours = resize_to(x, size)
     theirs = torch.nn.functional.interpolate(x, size=size, mode='bilinear', align_corners=False)
     torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
     ours_grad, = torch.autograd.grad(ours, x, grad)
     theirs_grad, = torch.autograd.grad(theirs, x, grad)
     torch.testing.assert_close(ours_grad, theirs_grad, rtol=1e-12, atol=1e-12)
-    small = x[:1, :1].detach().clone().requires_grad_()
-    assert torch.autograd.gradcheck(lambda t: resize_to(t, size), (small,))
+    assert ours.is_contiguous(memory_format=layout)
+    assert ours_grad.is_contiguous(memory_format=layout)
+    small = x[:1, :2].detach().clone().requires_grad_()  # two channels: a layout of its own
+    assert torch.autograd.gradcheck(lambda t: resize_to(t, size), (small,), fast_mode=True)
 
 
 def test_resize_to_without_gradient_is_plain_interpolate():

@@ -328,6 +328,7 @@ def test_cpu_training_computes_channels_last_past_the_stems(tmp_path, monkeypatc
         outputs.append((logits, [p.grad for p in network.parameters()]))
     (expected, expected_grads), (logits, grads) = outputs
     torch.testing.assert_close(logits, expected)
+    assert logits.is_contiguous()  # brought to full resolution so, for the loss
     # Sums rounded anew. A bias just before a batch norm has a gradient of zero in exact
     # arithmetic, so both of its gradients are rounding noise (norms up to 3e-7 here): hence
     # the absolute term.

@@ -24,6 +24,10 @@ from training.normalize import normalize
 
 # The cache may take at most this share of the memory available when it starts.
 MEMORY_SHARE = 0.5
+# Frames a forward pass takes at least while the cache is built (training's own batch when
+# larger): on the 2-core CPU 64 build it 13 to 17 % faster than adaptation's batches of 16,
+# and 128 no faster than 16 (docs/performance.md, "The teacher cache in larger batches").
+FORWARD_BATCH = 64
 
 
 def available_memory() -> int | None:

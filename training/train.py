@@ -57,7 +57,7 @@ from training.metrics import SubsetReport, evaluate_subsets
 from training.normalize import compute_normalization, normalize
 from training.optim import adamw
 from training.projection_fit import fit_projection
-from training.teacher_cache import TeacherCache
+from training.teacher_cache import FORWARD_BATCH, TeacherCache
 
 CHECKPOINT_NAME = 'checkpoint.pt'
 # What label-free adaptation trains: the parts that act only where a modality is missing.
@@ -504,7 +504,8 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
     if distilling and config.teacher_cache:
         cache_started = time.perf_counter()
         with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-            cache = TeacherCache(student, train_data, metadata, batch_size=local_batch,
+            cache = TeacherCache(student, train_data, metadata,
+                                 batch_size=max(local_batch, FORWARD_BATCH),
                                  device=device, num_workers=config.data.num_workers)
         batches = cache.batches(sampler)
         result.teacher_cache_seconds = time.perf_counter() - cache_started

