@@ -3,18 +3,22 @@
 ``--compare resize`` (the default): ``resize_to``'s bilinear resizing by matrix products,
 both passes, against PyTorch's own (``F.interpolate`` and its backward). ``--compare
 forward``: its matrix forward against ``F.interpolate``'s forward, the matrix backward in
-both (as before the forward changed, 2026-11-29). ``--compare layout``: the model all
-contiguous against ``train``'s CPU layout, channels-last past the stems (two models, the
-same weights). ``--compare fill``: deterministic mode with its NaN fill of every new tensor
-against without (what ``train`` sets). ``--compare optimizer``: AdamW's loop over the
-parameters one tensor at a time against its fused kernel (what ``train`` uses since
-2026-11-29, two optimizers). ``--compare fold``: the adaptation step on the frozen model as
-it is against its batch norms folded into the convolutions before them
-(``frozen_norms_folded``, what ``train`` adapts since 2026-11-29; the adaptation step only).
-These alternate the variants in one process, under glibc's default ``malloc``, as
-docs/performance.md's figures were measured. ``--ratio`` instead alternates a GPU-budget
-adaptation step (cached 128x128 windows, no alignment terms) with a from-scratch step and
-prints their ratio: what the robustness issue's bar on adaptation time divides, side by side.
+both (as before the forward changed, 2026-11-29). ``--compare resize-layout``: its
+products on the contiguous layout whatever the map's (a channels-last map copied into it,
+the result contiguous, as until 2026-11-29) against in the map's own layout. ``--compare
+layout``: the model all contiguous against ``train``'s CPU layout, channels-last past the
+stems (two models, the same weights). ``--compare fill``: deterministic mode with its NaN
+fill of every new tensor against without (what ``train`` sets). ``--compare optimizer``:
+AdamW's loop over the parameters one tensor at a time against its fused kernel (what
+``train`` uses since 2026-11-29, two optimizers). ``--compare fold``: the adaptation step
+on the frozen model as it is against its batch norms folded into the convolutions before
+them (``frozen_norms_folded``, what ``train`` adapts since 2026-11-29; the adaptation step
+only). These alternate the variants in one process, under glibc's default ``malloc``, as
+docs/performance.md's earlier figures were measured, or with ``--keep-freed-memory`` as
+``train`` runs; ``--case`` times one kind of step alone, ``--windows`` the adaptation step
+as ``--ratio`` has it. ``--ratio`` instead alternates a GPU-budget adaptation step (cached
+128x128 windows, no alignment terms) with a from-scratch step and prints their ratio: what
+the robustness issue's bar on adaptation time divides, side by side.
 ``--compare allocator``: glibc's default ``malloc`` against
 ``training.allocator.keep_freed_memory`` (what ``train`` sets on the CPU), each round a
 fresh process of each, alternated (the setting is process-wide).
@@ -33,7 +37,8 @@ a step of each to warm up); the ratio of the medians and each round's ratio are 
 (the machine is shared: compare side by side).
 
     PYTHONPATH=. python scripts/bench_train_step.py \
-        [--compare forward|layout|fill|optimizer|fold|allocator | --ratio]
+        [--compare forward|resize-layout|layout|fill|optimizer|fold|allocator | --ratio]
+        [--case base|adapt] [--windows] [--keep-freed-memory]
 """
 
 from __future__ import annotations
@@ -107,6 +112,31 @@ def interpolate_forward():
     return resizing_by(_InterpolateForward)
 
 
+class _ContiguousProducts(layers._BilinearResize):
+    """The matrix products on the contiguous layout whatever the map's, as until
+    2026-11-29: a channels-last map is copied into it and comes out contiguous."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        ctx.in_size = tuple(x.shape[-2:])
+        ctx.out_size = size
+        rows = layers._interpolation_matrix(size[0], x.shape[-2], x.dtype, x.device)
+        columns = layers._interpolation_matrix(size[1], x.shape[-1], x.dtype, x.device)
+        return rows @ (x @ columns.T)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (h_in, w_in), (h_out, w_out) = ctx.in_size, ctx.out_size
+        rows = layers._interpolation_matrix(h_out, h_in, grad.dtype, grad.device)
+        columns = layers._interpolation_matrix(w_out, w_in, grad.dtype, grad.device)
+        return rows.T @ grad @ columns, None
+
+
+def contiguous_products():
+    """``resize_to``'s products on the contiguous layout only."""
+    return resizing_by(_ContiguousProducts)
+
+
 @contextmanager
 def nan_fill():
     """Deterministic mode's NaN fill of every new tensor, as ``train`` had it before
@@ -128,6 +158,7 @@ IN_PROCESS = {  # --compare: (the variant before, how to get it), the current co
     'resize': (('PyTorch resize', pytorch_resize), 'matrix resize'),
     'forward': (('interpolate forward', interpolate_forward), 'matrix forward'),
     'fill': (('NaN fill', nan_fill), 'no fill'),
+    'resize-layout': (('contiguous products', contiguous_products), 'layout kept'),
 }
 
 
@@ -233,7 +264,8 @@ def compare_allocators(case: str, args: argparse.Namespace) -> dict[str, list]:
     times: dict[str, list[float]] = {variant: [] for variant in ALLOCATORS}
     options = [f'--threads={args.threads}', f'--base-batch={args.base_batch}',
                f'--base-steps={args.base_steps}', f'--adapt-batch={args.adapt_batch}',
-               f'--adapt-steps={args.adapt_steps}', f'--rank={args.rank}']
+               f'--adapt-steps={args.adapt_steps}', f'--rank={args.rank}',
+               *(['--windows'] if args.windows else [])]
     root = str(Path(__file__).resolve().parents[1])  # the children import the package
     env = {**os.environ, 'PYTHONPATH': os.pathsep.join(
         part for part in (root, os.environ.get('PYTHONPATH')) if part)}
@@ -279,7 +311,8 @@ def build_step(case: str, args: argparse.Namespace, **options: bool
     generator = torch.Generator().manual_seed(0)
     if case == 'base':
         return base_step(args.base_batch, generator, **options), args.base_steps
-    return adapt_step(args.adapt_batch, args.rank, generator, **options), args.adapt_steps
+    return (adapt_step(args.adapt_batch, args.rank, generator, windows=args.windows, **options),
+            args.adapt_steps)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -298,11 +331,24 @@ def main(argv: list[str] | None = None) -> None:
                              'instead of comparing two ways of one')
     parser.add_argument('--base-total', type=int, default=1200, help='with --ratio')
     parser.add_argument('--adapt-total', type=int, default=1800, help='with --ratio')
+    parser.add_argument('--case', choices=('base', 'adapt'),
+                        help='--compare: time this kind of step alone (default: both)')
+    parser.add_argument('--windows', action='store_true',
+                        help="--compare: the adaptation step on cached 128x128 windows "
+                             "without the alignment terms, as --ratio's (the GPU-budget "
+                             "bases' adaptation)")
+    parser.add_argument('--keep-freed-memory', action='store_true',
+                        help="--compare: with freed memory kept, as train runs (the "
+                             "comparisons otherwise run under glibc's default malloc)")
     parser.add_argument('--child', choices=tuple(ALLOCATORS.values()), help=argparse.SUPPRESS)
-    parser.add_argument('--case', choices=('base', 'adapt'), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     use_deterministic_algorithms(torch.device('cpu'))  # as ``train`` runs
+    if args.keep_freed_memory and not args.child:
+        if args.compare == 'allocator':
+            parser.error('--keep-freed-memory: --compare allocator compares it')
+        if not keep_freed_memory():
+            raise SystemExit('keep_freed_memory: this C library is not glibc')
     if args.child:  # one round of --compare allocator: print seconds a step
         if args.child == 'kept' and not keep_freed_memory():
             raise SystemExit('keep_freed_memory: this C library is not glibc')
@@ -314,7 +360,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.ratio:
         step_ratio(args)
         return
-    for case in ('base', 'adapt'):
+    for case in (args.case,) if args.case else ('base', 'adapt'):
         if args.compare == 'fold' and case == 'base':
             continue  # a step from scratch trains its batch norms: nothing to fold
         if args.compare == 'allocator':

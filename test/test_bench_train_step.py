@@ -44,9 +44,29 @@ def test_interpolate_forward_swaps_the_forward_only_and_restores_it(bench):
     assert torch.equal(torch.autograd.grad(y.sum(), x)[0], baseline_grad)
 
 
+def test_contiguous_products_take_a_channels_last_map_contiguous_and_restore(bench):
+    """The baseline computes the same resizing on the contiguous layout, a channels-last
+    map's result and gradient coming out contiguous; afterwards they keep its layout."""
+    from mmp_ros.model.layers import resize_to
+
+    x = torch.randn(2, 3, 5, 7).to(memory_format=torch.channels_last).requires_grad_()
+    grad = torch.randn(2, 3, 16, 12).to(memory_format=torch.channels_last)
+    with bench.contiguous_products():
+        before = resize_to(x, (16, 12))
+        before_grad, = torch.autograd.grad(before, x, grad)
+    after = resize_to(x, (16, 12))
+    after_grad, = torch.autograd.grad(after, x, grad)
+    assert before.is_contiguous() and before_grad.is_contiguous()
+    assert not after.is_contiguous() and not after_grad.is_contiguous()
+    assert after.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(after, before)
+    torch.testing.assert_close(after_grad, before_grad)
+
+
 @pytest.mark.parametrize(('compare', 'variants'), [
     ('resize', ('PyTorch resize', 'matrix resize')),
     ('forward', ('interpolate forward', 'matrix forward')),
+    ('resize-layout', ('contiguous products', 'layout kept')),
     ('layout', ('contiguous', 'channels-last past the stems')),
     ('fill', ('NaN fill', 'no fill')),
     ('optimizer', ('AdamW per tensor', 'AdamW fused')),
@@ -67,6 +87,30 @@ def test_it_times_both_steps(bench, capsys, compare, variants):
                for line in lines[1:])
 
 
+def test_a_comparison_can_time_the_windowed_adaptation_alone_as_train_runs(bench, capsys,
+                                                                            monkeypatch):
+    """``--case adapt --windows --keep-freed-memory``: the adaptation step alone, on windows
+    as ``--ratio``'s, with freed memory kept (set before any step is built)."""
+    built, kept = [], []
+    adapt_step = bench.adapt_step
+    monkeypatch.setattr(bench, 'adapt_step',
+                        lambda *a, **k: built.append(k['windows']) or adapt_step(*a, **k))
+    monkeypatch.setattr(bench, 'keep_freed_memory', lambda: kept.append(built[:]) or True)
+    threads = torch.get_num_threads()
+    try:
+        bench.main(['--compare', 'resize-layout', '--case', 'adapt', '--windows',
+                    '--keep-freed-memory', '--rounds', '1', '--threads', '1',
+                    '--adapt-batch', '2', '--adapt-steps', '1'])
+    finally:
+        torch.set_num_threads(threads)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[1:]] == ['adapt']
+    assert built == [True]
+    assert kept == [[]]
+    with pytest.raises(SystemExit):
+        bench.main(['--compare', 'allocator', '--keep-freed-memory'])
+
+
 def test_each_two_way_comparison_builds_the_steps_it_names(bench, monkeypatch):
     """``--compare optimizer`` and ``fold`` time steps that differ in that alone: the
     optimizer fused or not, the adaptation's frozen norms folded or not."""
@@ -83,7 +127,7 @@ def test_each_two_way_comparison_builds_the_steps_it_names(bench, monkeypatch):
     monkeypatch.setattr(bench.torch.optim, 'AdamW', spy_adamw)
     monkeypatch.setattr(bench, 'frozen_norms_folded', lambda m: folded.append(m) or fold(m))
     args = bench.argparse.Namespace(base_batch=2, base_steps=1, adapt_batch=2, adapt_steps=1,
-                                    rank=4)
+                                    rank=4, windows=False)
     for case in ('base', 'adapt'):
         for fused in (False, True):
             bench.build_step(case, args, fused=fused)
