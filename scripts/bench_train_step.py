@@ -342,13 +342,12 @@ def main(argv: list[str] | None = None) -> None:
                              "comparisons otherwise run under glibc's default malloc)")
     parser.add_argument('--child', choices=tuple(ALLOCATORS.values()), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.keep_freed_memory and args.compare == 'allocator':
+        parser.error('--keep-freed-memory: --compare allocator compares it')
     torch.set_num_threads(args.threads)
     use_deterministic_algorithms(torch.device('cpu'))  # as ``train`` runs
-    if args.keep_freed_memory and not args.child:
-        if args.compare == 'allocator':
-            parser.error('--keep-freed-memory: --compare allocator compares it')
-        if not keep_freed_memory():
-            raise SystemExit('keep_freed_memory: this C library is not glibc')
+    if args.keep_freed_memory and not args.child and not keep_freed_memory():
+        raise SystemExit('keep_freed_memory: this C library is not glibc')
     if args.child:  # one round of --compare allocator: print seconds a step
         if args.child == 'kept' and not keep_freed_memory():
             raise SystemExit('keep_freed_memory: this C library is not glibc')
