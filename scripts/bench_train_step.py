@@ -112,24 +112,20 @@ def interpolate_forward():
     return resizing_by(_InterpolateForward)
 
 
-class _ContiguousProducts(layers._BilinearResize):
+_MatrixResize = layers._BilinearResize  # resizing_by swaps the module's name, not this
+
+
+class _ContiguousProducts(_MatrixResize):
     """The matrix products on the contiguous layout whatever the map's, as until
     2026-11-29: a channels-last map is copied into it and comes out contiguous."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        ctx.in_size = tuple(x.shape[-2:])
-        ctx.out_size = size
-        rows = layers._interpolation_matrix(size[0], x.shape[-2], x.dtype, x.device)
-        columns = layers._interpolation_matrix(size[1], x.shape[-1], x.dtype, x.device)
-        return rows @ (x @ columns.T)
+        return _MatrixResize.forward(ctx, x.contiguous(), size)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        (h_in, w_in), (h_out, w_out) = ctx.in_size, ctx.out_size
-        rows = layers._interpolation_matrix(h_out, h_in, grad.dtype, grad.device)
-        columns = layers._interpolation_matrix(w_out, w_in, grad.dtype, grad.device)
-        return rows.T @ grad @ columns, None
+        return _MatrixResize.backward(ctx, grad.contiguous())
 
 
 def contiguous_products():

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from mmp_ros.model import MultimodalSegmenter
-from mmp_ros.model.layers import pool_to_grid
+from mmp_ros.model.layers import frozen_norm_scale, pool_to_grid
 from training.masking import MaskConfig, sample_masks
 from training.optim import adamw
 from training.teacher_cache import TeacherCache
@@ -83,9 +83,7 @@ def fit_projection(model: MultimodalSegmenter, cache: TeacherCache, *, steps: in
     device = model.fusion_norm.weight.device
     with torch.no_grad():
         pooled, contributions = fused_contributions(model, cache, grid)
-        norm = model.fusion_norm
-        scale = (norm.weight / torch.sqrt(norm.running_var + norm.eps)).float()
-        scale = scale[None, :, None, None]
+        scale = frozen_norm_scale(model.fusion_norm).float()[None, :, None, None]
     parameters = [p for p in projection.parameters() if p.requires_grad]
     optimizer = adamw(parameters, device, lr=lr)
     warmup = max(1, min(20, steps))

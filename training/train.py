@@ -39,6 +39,7 @@ from mmp_ros.model import (
     read_checkpoint,
     save_checkpoint,
 )
+from mmp_ros.model.layers import frozen_norm_scale
 from training.allocator import keep_freed_memory
 from training.config import CROP_GRID, ConfigError, TrainConfig, load_config
 from training.datasets import (
@@ -330,7 +331,7 @@ def _fold_fusion_norm(model: MultimodalSegmenter) -> None:
     available or not. The projected share composes the heads with the scaled weights, so
     it is scaled alike."""
     norm = model.fusion_norm
-    scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+    scale = frozen_norm_scale(norm)
     shift = norm.bias - norm.running_mean * scale
     for index, conv in enumerate(model.fusion.values()):
         conv.weight.mul_(scale[:, None, None, None])  # in place: keeps the weight's layout

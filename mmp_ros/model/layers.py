@@ -138,6 +138,12 @@ def _resize_channels_last(x: torch.Tensor, rows: torch.Tensor,
     return y.view(b, height, width, c).permute(0, 3, 1, 2)
 
 
+def frozen_norm_scale(norm: nn.BatchNorm2d) -> torch.Tensor:
+    """The per-channel factor a batch norm in eval mode multiplies its input by (its shift
+    is ``norm.bias - norm.running_mean * scale``)."""
+    return norm.weight / torch.sqrt(norm.running_var + norm.eps)
+
+
 def pool_to_grid(x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
     """Average ``x`` (B, C, h, w) onto a ``grid`` of cells.
 
