@@ -10,10 +10,11 @@ import pytest
 import torch
 from toy_data import CueDataset
 
+from mmp_ros.modalities import nonempty_subsets, subset_label
 from training import evaluate
 from training.config import load_config
 from training.datasets import DatasetError
-from training.metrics import confusion_matrix, scores
+from training.metrics import Scores, SubsetReport, confusion_matrix, scores
 from training.train import train
 
 pytestmark = pytest.mark.usefixtures('torch_one_thread')
@@ -60,6 +61,27 @@ def test_every_subset_is_scored_and_written(tmp_path, mmp_checkpoint):
     assert data['mmp']['subsets']['all']['miou'] == pytest.approx(report.full)
     assert data['_ceiling']['rgb'] == 60.0
     assert paths['chart'].stat().st_size > 1000
+
+
+@pytest.mark.parametrize('series', [2, 12, 22, 45])
+def test_a_chart_of_many_models_keeps_its_legend_in_the_image_and_its_colors_apart(series):
+    from matplotlib.colors import to_rgba
+
+    modalities = ('rgb', 'depth', 'polarization', 'thermal')
+    reports = {}
+    for index in range(series):
+        report = SubsetReport(modalities)
+        for subset in nonempty_subsets(modalities):
+            report.subsets[subset_label(subset, modalities)] = Scores(50.0 + index, 90.0, [])
+        reports[f'model {index}, a long descriptive name'] = report
+    fig = evaluate.bar_figure(reports, title='toy', ceilings={'all': 100.0})
+    fig.canvas.draw()
+    legend = fig.axes[0].get_legend()
+    inside = legend.get_window_extent().transformed(fig.transFigure.inverted())
+    assert inside.y0 >= 0.0 and inside.y1 <= 1.0  # every row of the legend is drawn
+    colors = {to_rgba(bar.get_facecolor()) for container in fig.axes[0].containers
+              for bar in container[:1]}
+    assert len(colors) == series  # no two models share a color
 
 
 def test_evaluation_data_must_have_the_model_modalities(mmp_checkpoint):

@@ -95,8 +95,37 @@ def cosine_table(reports: Mapping[str, SubsetReport]) -> str:
     return '\n'.join(lines)
 
 
+LEGEND_ROW_INCHES = 0.19  # one legend row at font size 8
+
+
+def series_colors(count: int) -> list:
+    """``count`` colors, no two alike: matplotlib's default ten, then the 40 of ``tab20`` and
+    ``tab20b``, then as many as needed spread over ``turbo``, so that every series of a chart
+    can be told apart."""
+    from matplotlib import colormaps
+
+    if count <= 10:
+        return [f'C{i}' for i in range(count)]
+    if count <= 40:
+        return [colormaps['tab20' if i < 20 else 'tab20b'](i % 20) for i in range(count)]
+    return [colormaps['turbo'](i / (count - 1)) for i in range(count)]
+
+
 def bar_chart(reports: Mapping[str, SubsetReport], path: str | Path, *, title: str = '',
               ceilings: Mapping[str, float] | None = None) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig = bar_figure(reports, title=title, ceilings=ceilings)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def bar_figure(reports: Mapping[str, SubsetReport], *, title: str = '',
+               ceilings: Mapping[str, float] | None = None):
+    """mIoU per available subset, one bar per model, the legend beside the bars."""
     import matplotlib
 
     matplotlib.use('Agg')
@@ -105,10 +134,14 @@ def bar_chart(reports: Mapping[str, SubsetReport], path: str | Path, *, title: s
     modalities = next(iter(reports.values())).modalities
     keys = [subset_label(s, modalities) for s in nonempty_subsets(modalities)]
     width = 0.8 / len(reports)
-    fig, ax = plt.subplots(figsize=(max(8, len(keys) * 0.9), 4))
+    # tall enough for the legend beside the bars: one row per series and the ceiling
+    height = max(4.0, LEGEND_ROW_INCHES * (len(reports) + 1) + 0.8)
+    fig, ax = plt.subplots(figsize=(max(8, len(keys) * 0.9), height))
+    colors = series_colors(len(reports))
     for index, (name, report) in enumerate(reports.items()):
         xs = [k + (index - (len(reports) - 1) / 2) * width for k in range(len(keys))]
-        ax.bar(xs, [report.subsets[k].miou for k in keys], width=width, label=name)
+        ax.bar(xs, [report.subsets[k].miou for k in keys], width=width, label=name,
+               color=colors[index])
     if ceilings:
         ax.scatter(range(len(keys)), [ceilings.get(k, math.nan) for k in keys], marker='_',
                    s=300, color='black', label='information ceiling', zorder=3)
@@ -119,11 +152,7 @@ def bar_chart(reports: Mapping[str, SubsetReport], path: str | Path, *, title: s
     ax.legend(fontsize=8, loc='upper left', bbox_to_anchor=(1.0, 1.0))  # off the bars
     ax.grid(axis='y', alpha=0.3)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig
 
 
 def write_report(reports: Mapping[str, SubsetReport], out_dir: str | Path, *,
