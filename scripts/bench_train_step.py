@@ -342,11 +342,9 @@ def main(argv: list[str] | None = None) -> None:
         parser.error('--keep-freed-memory: --compare allocator compares it')
     torch.set_num_threads(args.threads)
     use_deterministic_algorithms(torch.device('cpu'))  # as ``train`` runs
-    if args.keep_freed_memory and not args.child and not keep_freed_memory():
+    if (args.keep_freed_memory or args.child == 'kept') and not keep_freed_memory():
         raise SystemExit('keep_freed_memory: this C library is not glibc')
     if args.child:  # one round of --compare allocator: print seconds a step
-        if args.child == 'kept' and not keep_freed_memory():
-            raise SystemExit('keep_freed_memory: this C library is not glibc')
         step, steps = build_step(args.case, args)
         step()
         print(json.dumps({'seconds': timed(step, steps)}))
