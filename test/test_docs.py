@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,12 @@ def heading_ids(markdown: str) -> set[str]:
     return ids
 
 
+@cache
+def page_heading_ids(path: Path) -> frozenset[str]:
+    """A page's heading ids, read once however many links point into it."""
+    return frozenset(heading_ids(path.read_text(encoding='utf-8')))
+
+
 def strip_code(markdown: str) -> str:
     """Without fenced blocks and inline code, where brackets and hashes are not Markdown."""
     markdown = re.sub(r'^```.*?^```', '', markdown, flags=re.S | re.M)
@@ -44,8 +51,7 @@ def broken_links(page: Path) -> list[str]:
         path = (page.parent / target).resolve() if target else page
         if not path.exists():
             broken.append(f'{link}: no file {target}')
-        elif anchor and path.suffix == '.md' \
-                and anchor not in heading_ids(path.read_text(encoding='utf-8')):
+        elif anchor and path.suffix == '.md' and anchor not in page_heading_ids(path):
             broken.append(f'{link}: no heading with id {anchor!r} in {path.name}')
     return broken
 

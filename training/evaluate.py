@@ -113,9 +113,9 @@ def series_colors(count: int) -> list:
 
 def bar_chart(reports: Mapping[str, SubsetReport], path: str | Path, *, title: str = '',
               ceilings: Mapping[str, float] | None = None) -> Path:
+    fig = bar_figure(reports, title=title, ceilings=ceilings)  # selects the Agg backend
     import matplotlib.pyplot as plt
 
-    fig = bar_figure(reports, title=title, ceilings=ceilings)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
