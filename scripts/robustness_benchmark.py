@@ -97,6 +97,8 @@ ABLATIONS = {
     'full_0.8': ('full set sampled 8 times in 10', ['mask.full_probability=0.8']),
     'full_pass': ('every sample also passed with every modality (twice the compute of a step)',
                   [*FULL_PASS]),
+    'full_tail_0.1': ('every modality in the last tenth of the steps', ['mask.full_tail=0.1']),
+    'full_tail_0.2': ('every modality in the last fifth of the steps', ['mask.full_tail=0.2']),
     'full_pass_half': ('full_pass in 500 steps: about the compute of 1000 steps without it',
                        [*FULL_PASS, 'steps=500']),
     'film_full_pass': ('film and full_pass together', [*FILM, *FULL_PASS]),

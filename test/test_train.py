@@ -240,6 +240,38 @@ def test_full_pass_adds_the_same_samples_with_every_modality(tmp_path):
     assert saved['full_pass'] is True
 
 
+def test_full_tail_ends_masked_training_with_every_modality(tmp_path, monkeypatch):
+    import training.train as train_module
+
+    seen = []
+    forward = train_module.TrainStep.forward
+
+    def recording(self, inputs, available):
+        seen.append(available.clone())
+        return forward(self, inputs, available)
+
+    monkeypatch.setattr(train_module.TrainStep, 'forward', recording)
+    masked = run(tmp_path / 'masked', 'method=dropout', 'mask.full_probability=0', steps=8)
+    drawn, seen[:] = list(seen), []
+    tail = run(tmp_path / 'tail', 'method=dropout', 'mask.full_probability=0',
+               'mask.full_tail=0.25', steps=8)
+    # the first 6 steps draw the same masks and learn the same; the last 2 keep every modality
+    assert all(torch.equal(a, b) for a, b in zip(seen[:6], drawn[:6], strict=True))
+    assert tail.losses[:6] == masked.losses[:6]
+    assert not all(bool(m.all()) for m in drawn[6:])
+    assert all(bool(m.all()) for m in seen[6:])
+    assert read_checkpoint(tail.checkpoint)['train_config']['mask']['full_tail'] == 0.25
+
+
+@pytest.mark.parametrize(('extra', 'message'), [
+    (['method=none'], "mask.full_tail ends masked training .* method 'none'"),
+    (['method=mmp_adapt', 'base_checkpoint=b.pt'], "method 'mmp_adapt'"),
+    (['method=mmp', 'mask.full_tail=1'], r'fraction of the steps in \[0, 1\), got 1')])
+def test_full_tail_needs_masked_training_and_a_fraction(extra, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, ['mask.full_tail=0.1', *extra])
+
+
 @pytest.mark.parametrize('method', ['none', 'mmp_adapt'])
 def test_full_pass_needs_masked_training(method):
     with pytest.raises(ConfigError, match=f"mask.full_pass .* method '{method}'"):

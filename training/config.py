@@ -63,12 +63,17 @@ class MaskConfig:
     batch as evenly as it allows (systematic sampling over the subsets): each subset
     comes as often as its probability says to within one sample in every batch, instead
     of by chance (``training.masking.sample_masks``).
+
+    ``full_tail`` keeps every modality of every sample in the last ``full_tail`` of the
+    steps (a fraction): masked training, then a short phase at the end of the learning
+    rate's decay in which the model learns the full set alone, as ``none`` does.
     """
 
     full_probability: float = 0.2
     drop_probability: float | dict[str, float] = 0.5
     full_pass: bool = False
     stratified: bool = False
+    full_tail: float = 0.0
 
 
 @dataclass
@@ -220,6 +225,12 @@ def validate(config: TrainConfig) -> None:
     if config.mask.full_pass and config.method in ('none', 'mmp_adapt'):
         raise ConfigError(f'mask.full_pass adds a full-modality pass to masked training; '
                           f'method {config.method!r} has no masked training to add it to')
+    if not 0.0 <= config.mask.full_tail < 1.0:
+        raise ConfigError(f'mask.full_tail is a fraction of the steps in [0, 1), got '
+                          f'{config.mask.full_tail}')
+    if config.mask.full_tail and config.method in ('none', 'mmp_adapt'):
+        raise ConfigError(f'mask.full_tail ends masked training with every modality; method '
+                          f'{config.method!r} has no masked training to end')
     if config.distillation_weight and config.method != 'mmp_adapt':
         raise ConfigError('distillation_weight distills the frozen base model of mmp_adapt; '
                           f'method {config.method!r} has none')

@@ -498,6 +498,8 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
     loader = DataLoader(train_data, batch_sampler=sampler, collate_fn=collate,
                         num_workers=config.data.num_workers, pin_memory=device.type == 'cuda')
     mask_config = replace(config.mask, full_probability=0.0) if adapting else config.mask
+    # the first step of mask.full_tail, in which every sample keeps every modality
+    full_from = config.steps - round(config.mask.full_tail * config.steps)
     model.train()
     if adapting:
         model.eval()  # frozen base: batch-norm statistics stay the base model's
@@ -542,7 +544,7 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
             inputs = normalize({m: batch[m].to(device, non_blocking=True) for m in modalities},
                                metadata)
         generator = step_generator(config.seed, step)
-        if config.method == 'none':
+        if config.method == 'none' or step >= full_from:
             available = torch.ones(local_batch, len(modalities), dtype=torch.bool)
         else:
             masks = sample_masks(config.batch_size, modalities, mask_config, generator)
