@@ -2,7 +2,8 @@
 
 Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
 ``run(args) -> int``; modules are imported only when their command runs, so
-``mmp_ros --help`` needs neither torch nor rclpy.
+``mmp_ros --help`` needs neither torch nor rclpy. An error in what the user gave
+(:class:`mmp_ros.errors.InputError`) is printed as its message alone, with exit status 2.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+
+from mmp_ros.errors import InputError
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -92,7 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     module.add_arguments(command_parser)
     args = command_parser.parse_args(rest)
     args.ros_args = ros_args
-    return int(module.run(args) or 0)
+    try:
+        return int(module.run(args) or 0)
+    except InputError as exc:  # the input is wrong, not the program: its message alone
+        print(f'mmp_ros {known.command}: {exc}', file=sys.stderr)
+        return 2
 
 
 if __name__ == '__main__':

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from mmp_ros.errors import InputError
 from mmp_ros.modalities import INPUT_CHANNELS, check_modalities
 
 METADATA_VERSION = 1
@@ -21,7 +22,7 @@ ROBUSTNESS_METHODS = ('none', 'dropout', 'mask_token', 'mmp', 'mmp_adapt')
 PROJECTION_METHODS = ('mmp', 'mmp_adapt')  # they synthesize a missing modality's tokens
 
 
-class MetadataError(ValueError):
+class MetadataError(InputError, ValueError):
     """A model's metadata is missing, malformed, or contradicts what the user asked for."""
 
 

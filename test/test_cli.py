@@ -1,7 +1,9 @@
 import subprocess
 import sys
 
-from mmp_ros.cli import COMMANDS, build_parser
+import pytest
+
+from mmp_ros.cli import COMMANDS, build_parser, main
 
 
 def test_every_command_module_imports_and_has_its_hooks():
@@ -26,3 +28,32 @@ def test_cli_help_runs_without_torch_or_rclpy():
         'assert "torch" not in sys.modules and "rclpy" not in sys.modules, sorted(sys.modules)'
     )
     subprocess.run([sys.executable, '-c', code], check=True, capture_output=True)
+
+
+@pytest.mark.parametrize(('argv', 'message'), [
+    (['train', '--config', '{tmp}/missing.yaml'], 'config file not found: {tmp}/missing.yaml'),
+    (['train', '--set', 'method=best'], "method: unknown 'best'"),
+    (['evaluate-model', '{tmp}/missing.pt'], 'checkpoint not found: {tmp}/missing.pt'),
+    (['adapt-data', '{tmp}/missing.pt'], 'checkpoint not found: {tmp}/missing.pt'),
+    (['check-tensorrt', '--onnx', '{tmp}/missing.onnx'],
+     'model file {tmp}/missing.onnx does not exist'),
+    (['check-tensorrt', '--onnx', '{tmp}/empty.onnx'], 'model file {tmp}/empty.onnx is empty'),
+])
+def test_a_bad_input_is_reported_by_its_message_alone(tmp_path, capsys, argv, message):
+    (tmp_path / 'empty.onnx').touch()
+    argv = [part.format(tmp=tmp_path) for part in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f'mmp_ros {argv[0]}: {message.format(tmp=tmp_path)}'), err
+    assert err.count('\n') == 1  # one line: no traceback
+
+
+def test_a_program_error_keeps_its_traceback(monkeypatch):
+    import training.evaluate
+
+    def broken(args):
+        raise ValueError('a bug, not an input')
+
+    monkeypatch.setattr(training.evaluate, 'run', broken)
+    with pytest.raises(ValueError, match='a bug'):
+        main(['evaluate-model', 'any.pt'])

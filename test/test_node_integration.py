@@ -380,14 +380,24 @@ def test_ctrl_c_shuts_the_node_down_cleanly(system):
     assert 'Traceback' not in stderr
 
 
-def test_invalid_parameters_stop_the_node_at_start_with_the_reason(tiny_model):
+@pytest.mark.parametrize(('parameters', 'reasons'), [
+    (['sensors.depth.rate_warn_ratio:=0.3'], ['invalid parameters', 'rate_warn_ratio']),
+    (['model_file_path:=missing.onnx'],
+     ['cannot load the model missing.onnx (parameter model_file_path)', 'does not exist']),
+    (['model_file_path:=package.xml'], ['cannot load the model package.xml']),
+])
+def test_a_bad_start_stops_the_node_with_the_reason_alone(tiny_model, parameters, reasons):
+    # The half-built node is destroyed at once: no traceback after the reason (rclpy's context
+    # used to destroy it again at shutdown, before its threads existed).
+    arguments = [f'model_file_path:={tiny_model}', *parameters]
     result = subprocess.run(
         [sys.executable, '-m', 'mmp_ros.ros.segmentation_node', '--ros-args',
-         '-p', f'model_file_path:={tiny_model}', '-p', 'sensors.depth.rate_warn_ratio:=0.3'],
+         *[part for argument in arguments for part in ('-p', argument)]],
         capture_output=True, text=True, env=child_env(), cwd=REPO, timeout=60,
     )
     assert result.returncode == 1
-    assert 'invalid parameters' in result.stderr and 'rate_warn_ratio' in result.stderr
+    assert all(reason in result.stderr for reason in reasons), result.stderr
+    assert 'Traceback' not in result.stderr, result.stderr
 
 
 def test_mmp_ros_run_hands_the_ros_arguments_to_the_node(tiny_model):

@@ -14,6 +14,7 @@ from typing import Any, get_type_hints
 
 import yaml
 
+from mmp_ros.errors import InputError
 from mmp_ros.modalities import INPUT_CHANNELS, MODALITIES, check_modalities
 from mmp_ros.model.config import METHODS, MODEL_SIZES, PROJECTION_KINDS, PROJECTION_STAGES
 
@@ -22,7 +23,7 @@ from mmp_ros.model.config import METHODS, MODEL_SIZES, PROJECTION_KINDS, PROJECT
 CROP_GRID = 32
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError, ValueError):
     """A training configuration that cannot be used; the message names the key."""
 
 

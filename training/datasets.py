@@ -16,13 +16,14 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, Sampler
 
+from mmp_ros.errors import InputError
 from mmp_ros.modalities import MODALITIES
 from training.config import DataConfig
 
 IGNORE_INDEX = 255
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError, ValueError):
     """A dataset that cannot serve this configuration; the message says what is missing."""
 
 

@@ -223,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
             verify=not args.no_verify,
         )
     except (ExportError, ValueError) as exc:  # ValueError: CheckpointError, MetadataError
-        print(f'export: {exc}', file=sys.stderr)
+        print(f'mmp_ros export: {exc}', file=sys.stderr)
         return 1
     size_mib = path.stat().st_size / 2**20
     print(f'wrote {path} ({size_mib:.1f} MiB): modalities {list(metadata.modalities)}, '

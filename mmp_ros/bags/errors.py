@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from mmp_ros.errors import InputError
 
-class BagError(Exception):
+
+class BagError(InputError):
     """A bag that cannot be used as asked; the message names the file and, where one is at
     fault, the topic.
 

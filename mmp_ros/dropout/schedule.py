@@ -21,11 +21,12 @@ from typing import Any
 
 import yaml
 
+from mmp_ros.errors import InputError
 from mmp_ros.modalities import MODALITIES
 from mmp_ros.sensors.image import ENCODINGS
 
 
-class ScheduleError(ValueError):
+class ScheduleError(InputError, ValueError):
     """A schedule that cannot be run; the message names the file, line and fault."""
 
 

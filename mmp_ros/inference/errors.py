@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from mmp_ros.errors import InputError
+
 
 class InferenceError(RuntimeError):
     """Base of every error raised by :mod:`mmp_ros.inference`."""
 
 
-class ModelFileError(InferenceError):
+class ModelFileError(InputError, InferenceError):
     """A model file (ONNX, checkpoint) is missing, unreadable, truncated or not what it claims."""
 
 

@@ -115,7 +115,7 @@ def read_onnx_file(path: str | Path) -> OnnxFileInfo:
     """
     path = Path(path)
     if not path.exists():
-        raise ModelFileError(f'model file {path} does not exist; check model_file_path')
+        raise ModelFileError(f'model file {path} does not exist; check the path')
     if not path.is_file():
         raise ModelFileError(f'model file {path} is not a regular file')
     if path.stat().st_size == 0:

@@ -21,6 +21,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mmp_ros.inference.onnx_file import read_onnx_file
+
 TENSORRT_LIST_VERSION = 'TensorRT 10.1 (onnx-tensorrt 10.1-GA docs/operators.md)'
 MIN_OPSET, MAX_OPSET = 9, 20
 
@@ -160,6 +162,7 @@ def check_tensorrt_compatibility(model_or_path) -> CompatibilityReport:
 
     if isinstance(model_or_path, (str, Path)):
         source = str(model_or_path)
+        read_onnx_file(source)  # a missing or broken file: ModelFileError, naming it
         model = onnx.load(source, load_external_data=False)
     else:
         source, model = 'model', model_or_path

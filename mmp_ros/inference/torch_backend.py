@@ -45,7 +45,7 @@ def load_checkpoint_model(
     """Model and metadata from a self-describing training checkpoint, with clear errors."""
     path = Path(path)
     if not path.is_file():
-        raise ModelFileError(f'checkpoint {path} does not exist; check model_file_path')
+        raise ModelFileError(f'checkpoint {path} does not exist; check the path')
     if path.suffix.lower() == '.onnx':
         raise ModelFileError(
             f'{path} is an ONNX file; the torch backend runs a training checkpoint (.pt). '

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from mmp_ros.errors import InputError
 from mmp_ros.metadata import MetadataError, ModelMetadata
 from mmp_ros.model.config import ModelConfig, ModelConfigError
 from mmp_ros.model.segmenter import MultimodalSegmenter, build_model
@@ -31,7 +32,7 @@ from mmp_ros.model.segmenter import MultimodalSegmenter, build_model
 CHECKPOINT_FORMAT = 'mmp_ros.checkpoint/1'
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError, ValueError):
     """A checkpoint that is missing, of another format, or that does not fit the model."""
 
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from mmp_ros.errors import InputError
 from mmp_ros.metadata import PROJECTION_METHODS, ROBUSTNESS_METHODS
 from mmp_ros.modalities import INPUT_CHANNELS, check_modalities
 
@@ -26,7 +27,7 @@ PROJECTION_KINDS = ('attention', 'conv')
 FUSED_STRIDE = 4  # stride of the fused feature map: the first shared stage
 
 
-class ModelConfigError(ValueError):
+class ModelConfigError(InputError, ValueError):
     """A model configuration that cannot build a model; the message names the field."""
 
 

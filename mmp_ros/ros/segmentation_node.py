@@ -167,17 +167,26 @@ class SegmentationNode(Node):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
+        # What destroy_node releases, there from the start: a start that fails destroys the
+        # node at once (rclpy's context would otherwise destroy it at shutdown, half built).
+        self._backend: InferenceBackend | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        try:
+            self._start()
+        except BaseException:
+            self.destroy_node()
+            raise
+
+    def _start(self) -> None:
         self._lock = threading.Lock()
         self._specs = all_parameters(MODALITIES)
         self._values = self._declare_parameters()
         self._backend = self._create_backend()
         self.metadata: ModelMetadata = self._backend.metadata
         self.modalities = self.metadata.modalities
-        try:
-            self._build_core()
-        except NodeStartError:
-            self._backend.close()
-            raise
+        self._build_core()
         self._create_publishers()
         self._publish_label_info()
         self._create_subscriptions()
@@ -187,8 +196,6 @@ class SegmentationNode(Node):
 
         # Inference and health checks each run in a thread of their own: neither waits behind
         # the sensor callbacks in the executor's queue, nor behind each other.
-        self._wake = threading.Event()
-        self._stop = threading.Event()
         self._threads = [
             threading.Thread(target=self._inference_loop, name='mmp_inference', daemon=True),
             threading.Thread(target=self._health_loop, name='mmp_health', daemon=True),
@@ -298,7 +305,8 @@ class SegmentationNode(Node):
                 logger=logger,
             )
         except (InferenceError, MetadataError, OSError, ValueError) as exc:
-            raise NodeStartError(f'cannot load the model {path}: {exc}') from exc
+            raise NodeStartError(f'cannot load the model {path} (parameter model_file_path): '
+                                 f'{exc}') from exc
 
     def _publish_label_info(self) -> None:
         meta = self.metadata
@@ -580,7 +588,9 @@ class SegmentationNode(Node):
         for thread in self._threads:
             if thread.is_alive():
                 thread.join(timeout=5.0)
-        self._backend.close()
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
         super().destroy_node()
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from mmp_ros.errors import InputError
 from training.data.classes import CLASS_NAMES, CLASSES, PALETTE
 from training.data.physics import KELVIN
 from training.data.render import (
@@ -42,7 +43,7 @@ FOLDERS = ('rgb', 'depth', 'polarization', 'thermal', 'label', 'meta')
 PNG_FAST = [cv2.IMWRITE_PNG_COMPRESSION, 1]
 
 
-class DatasetLayoutError(ValueError):
+class DatasetLayoutError(InputError, ValueError):
     """A dataset folder that does not match its documented layout; says which file is wrong."""
 
 
