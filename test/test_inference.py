@@ -76,6 +76,14 @@ def test_corrupt_bytes_name_the_file(tmp_path):
         read_onnx_file(path)
 
 
+def test_a_pytorch_checkpoint_given_as_onnx_is_named_as_one(tmp_path):
+    path = tmp_path / 'model.onnx'
+    torch.save({'state_dict': {}}, path)
+    with pytest.raises(ModelFileError, match=r'model\.onnx is a PyTorch checkpoint, not an '
+                       r'ONNX model: export it with `mmp_ros export`'):
+        read_onnx_file(path)
+
+
 def test_onnx_without_mmp_ros_metadata_is_refused(tmp_path):
     node = helper.make_node('Relu', ['x'], ['y'])
     graph = helper.make_graph(

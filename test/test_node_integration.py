@@ -385,6 +385,8 @@ def test_ctrl_c_shuts_the_node_down_cleanly(system):
     (['model_file_path:=missing.onnx'],
      ['cannot load the model missing.onnx (parameter model_file_path)', 'does not exist']),
     (['model_file_path:=package.xml'], ['cannot load the model package.xml']),
+    (['backend:=onnxruntime', 'model_file_path:=models/tiny_mmp.pt'],
+     ['models/tiny_mmp.pt is a PyTorch checkpoint, not an ONNX model']),
 ])
 def test_a_bad_start_stops_the_node_with_the_reason_alone(tiny_model, parameters, reasons):
     # The half-built node is destroyed at once: no traceback after the reason (rclpy's context

@@ -107,6 +107,9 @@ class OnnxFileInfo:
             raise ModelFileError(str(exc)) from exc
 
 
+_ZIP_MAGIC = b'PK\x03\x04'
+
+
 def read_onnx_file(path: str | Path) -> OnnxFileInfo:
     """Check that ``path`` is a complete ONNX model and read its top-level facts.
 
@@ -127,6 +130,11 @@ def read_onnx_file(path: str | Path) -> OnnxFileInfo:
         data = path.read_bytes()
     except OSError as exc:
         raise ModelFileError(f'model file {path} cannot be read: {exc}') from exc
+    if data.startswith(_ZIP_MAGIC):  # what torch.save writes
+        raise ModelFileError(
+            f'model file {path} is a PyTorch checkpoint, not an ONNX model: export it with '
+            '`mmp_ros export`, or run it with the torch backend'
+        )
     try:
         for number, wire_type, value in _fields(memoryview(data)):
             if number == _IR_VERSION and wire_type == _VARINT:

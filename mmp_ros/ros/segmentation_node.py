@@ -61,7 +61,12 @@ from mmp_ros.core.postprocess import (
     visualize,
 )
 from mmp_ros.core.preprocess import build_inputs
-from mmp_ros.inference import InferenceBackend, InferenceError, create_backend
+from mmp_ros.inference import (
+    BackendUnavailableError,
+    InferenceBackend,
+    InferenceError,
+    create_backend,
+)
 from mmp_ros.metadata import MetadataError, ModelMetadata
 from mmp_ros.modalities import MODALITIES
 from mmp_ros.ros.diagnostics import (
@@ -304,6 +309,9 @@ class SegmentationNode(Node):
                 enable_fp16=self._values['enable_fp16'],
                 logger=logger,
             )
+        except BackendUnavailableError as exc:
+            raise NodeStartError(f"backend {self._values['backend']!r} cannot run here "
+                                 f'(parameter backend): {exc}') from exc
         except (InferenceError, MetadataError, OSError, ValueError) as exc:
             raise NodeStartError(f'cannot load the model {path} (parameter model_file_path): '
                                  f'{exc}') from exc
