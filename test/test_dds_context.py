@@ -40,6 +40,20 @@ def test_init_ros_lets_real_errors_through_and_still_shuts_down(restored_environ
 
 
 @pytest.mark.ros
+def test_init_ros_ends_quietly_when_a_signal_shut_the_context_down_during_start_up(
+        restored_environ):
+    import rclpy
+    from rclpy.node import Node
+
+    from mmp_ros.ros.context import init_ros
+
+    with init_ros([]):
+        rclpy.get_default_context().shutdown()  # what rclpy's SIGINT handler does
+        Node('starting_up')  # raises: the context is invalid
+    assert not rclpy.ok()
+
+
+@pytest.mark.ros
 def test_spin_until_returns_on_condition_or_deadline(restored_environ):
     import time
 

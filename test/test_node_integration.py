@@ -369,7 +369,9 @@ def test_thresholds_change_at_run_time_and_bad_values_are_refused(healthy):
 
 
 def test_ctrl_c_shuts_the_node_down_cleanly(system):
-    _, node, _ = system
+    source, node, checker = system
+    source.set('all', 'ok')  # running, not starting up, even when this test runs alone
+    checker.wait(lambda: all_healthy(checker), 60.0, 'all four sensors OK')
     node.send_signal(signal.SIGINT)
     try:
         code = node.wait(15)
@@ -378,6 +380,27 @@ def test_ctrl_c_shuts_the_node_down_cleanly(system):
     stderr = node.stderr.read()
     assert code == 0, stderr
     assert 'Traceback' not in stderr
+
+
+@pytest.mark.parametrize('delay_s', [0.0, 0.3, 0.6, 1.0])
+def test_ctrl_c_during_start_up_ends_quietly(tiny_model, delay_s):
+    # Whether it lands in the imports, in rclpy.init, while the node creates its publishers
+    # or after the start, the process ends at once, without a traceback.
+    node = subprocess.Popen(
+        [sys.executable, '-m', 'mmp_ros.cli', 'run', '--ros-args',
+         '-p', f'model_file_path:={tiny_model}'],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=child_env(), cwd=REPO,
+    )
+    time.sleep(delay_s)
+    node.send_signal(signal.SIGINT)
+    try:
+        _, stderr = node.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        node.kill()
+        pytest.fail(f'the node did not stop within 20 s of SIGINT {delay_s} s after its start')
+    # 0: stopped as asked; 130: Ctrl-C during the imports; -SIGINT: before Python's handler
+    assert node.returncode in (0, 130, -signal.SIGINT), stderr
+    assert 'Traceback' not in stderr, stderr
 
 
 @pytest.mark.parametrize(('parameters', 'reasons'), [

@@ -28,7 +28,9 @@ def init_ros(
     """Apply the DDS profile, ``rclpy.init``; on leaving, shut down quietly.
 
     A ``KeyboardInterrupt`` or ``ExternalShutdownException`` raised in the body is the normal
-    way a ROS process is asked to stop, so it ends the block without a traceback. Destroy the
+    way a ROS process is asked to stop, so it ends the block without a traceback; so does any
+    error raised once the context has been shut down (a signal during start-up makes the
+    next node or publisher creation fail). Destroy the
     node inside the block (``finally``) so that it goes before the context.
     ``ros_signals=False``: rclpy does not shut the context down on SIGINT/SIGTERM, for a
     process that handles them itself and still needs ROS to finish its work (the recorder
@@ -46,6 +48,11 @@ def init_ros(
         yield setup
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        # Ctrl-C or SIGTERM shut the context down while the body was still starting up
+        # (creating a node, a publisher): what failed for that reason is the stop asked for.
+        if rclpy.ok():
+            raise
     finally:
         rclpy.try_shutdown()
 
