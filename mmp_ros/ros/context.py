@@ -30,8 +30,8 @@ def init_ros(
     A ``KeyboardInterrupt`` or ``ExternalShutdownException`` raised in the body is the normal
     way a ROS process is asked to stop, so it ends the block without a traceback; so does any
     error raised once the context has been shut down (a signal during start-up makes the
-    next node or publisher creation fail). Destroy the
-    node inside the block (``finally``) so that it goes before the context.
+    next node or publisher creation fail). Destroy the node inside the block (``finally``)
+    so that it goes before the context.
     ``ros_signals=False``: rclpy does not shut the context down on SIGINT/SIGTERM, for a
     process that handles them itself and still needs ROS to finish its work (the recorder
     takes what has already arrived before it closes the bag).
