@@ -81,3 +81,21 @@ def test_shipped_params_file_reaches_the_node_in_any_namespace(tmp_path):
     finally:
         rclpy.shutdown(context=context)
     assert value == 0.7
+
+
+def test_the_shipped_model_is_found_and_an_absent_or_ambiguous_one_says_what_to_do(tmp_path):
+    from mmp_ros.ros.segmentation_node import NodeStartError, default_model_path
+
+    empty, one, two = (tmp_path / name for name in ('empty', 'one', 'two'))
+    for folder, models in ((empty, ()), (one, ('a.onnx',)), (two, ('a.onnx', 'b.onnx'))):
+        folder.mkdir()
+        for model in models:
+            (folder / model).touch()
+    assert default_model_path([empty, one, two]) == one / 'a.onnx'
+    with pytest.raises(NodeStartError, match=r"several models \['a.onnx', 'b.onnx'\]; choose "
+                       'one with model_file_path'):
+        default_model_path([empty, two, one])
+    with pytest.raises(NodeStartError, match='no shipped model in .*; set model_file_path to '
+                       'an ONNX model exported by `mmp_ros export`'):
+        default_model_path([empty])
+    assert default_model_path().name == 'tiny_mmp.onnx'  # the repository's own

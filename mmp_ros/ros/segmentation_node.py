@@ -105,8 +105,8 @@ class _ModelState:
     last_inference_at: float | None = None
 
 
-def default_model_path() -> Path:
-    """The ONNX model shipped with the package (share/mmp_ros/models, or the source tree)."""
+def model_folders() -> list[Path]:
+    """Where the package ships its model: share/mmp_ros/models, then the source tree's."""
     folders = []
     try:
         from ament_index_python.packages import get_package_share_directory
@@ -115,6 +115,13 @@ def default_model_path() -> Path:
     except (ImportError, LookupError, KeyError, ValueError, OSError):
         pass  # not installed as a ROS package (OSError: AMENT_PREFIX_PATH unset)
     folders.append(Path(__file__).resolve().parents[2] / 'models')
+    return folders
+
+
+def default_model_path(folders: Sequence[Path] | None = None) -> Path:
+    """The one ONNX model of the first of ``folders`` (default :func:`model_folders`) that
+    holds any."""
+    folders = model_folders() if folders is None else list(folders)
     for folder in folders:
         models = sorted(folder.glob('*.onnx'))
         if len(models) == 1:
@@ -125,7 +132,8 @@ def default_model_path() -> Path:
                 'model_file_path'
             )
     raise NodeStartError(
-        f'no model_file_path given and no shipped model in {[str(f) for f in folders]}'
+        f'no model_file_path given and no shipped model in {[str(f) for f in folders]}; set '
+        'model_file_path to an ONNX model exported by `mmp_ros export`'
     )
 
 
