@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import sys
 
 from mmp_ros.errors import InputError
@@ -68,6 +69,28 @@ COMMANDS: dict[str, tuple[str, str]] = {
         'make sensors fail on a schedule, between the sources and the node',
     ),
 }
+
+
+def positive_float(text: str) -> float:
+    """argparse ``type`` of a finite number above 0 (seconds, rates)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected a number, got {text!r}') from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f'must be a positive number, got {text}')
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse ``type`` of a whole number above 0 (pixels, counts)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected a whole number, got {text!r}') from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f'must be positive, got {value}')
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -57,3 +57,19 @@ def test_a_program_error_keeps_its_traceback(monkeypatch):
     monkeypatch.setattr(training.evaluate, 'run', broken)
     with pytest.raises(ValueError, match='a bug'):
         main(['evaluate-model', 'any.pt'])
+
+
+@pytest.mark.parametrize(('argv', 'message'), [
+    (['bench-dds', '--duration', '0'], 'argument --duration: must be a positive number, got 0'),
+    (['bench-dds', '--rate', 'nan'], 'argument --rate: must be a positive number, got nan'),
+    (['bench-dds', '--rate', 'fast'], "argument --rate: expected a number, got 'fast'"),
+    (['bench-dds', '--width', '0'], 'argument --width: must be positive, got 0'),
+    (['bench-dds', '--height', '1.5'], "argument --height: expected a whole number, got '1.5'"),
+    (['record', 'out', '--topics', '/a', '--duration', '-1'],
+     'argument --duration: must be a positive number, got -1'),
+])
+def test_numbers_that_cannot_be_right_are_refused_before_anything_runs(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from mmp_ros.cli import positive_float, positive_int
 from mmp_ros.dds import apply_dds_profile
 
 DISCOVERY_TIMEOUT_S = 20.0
@@ -246,16 +247,17 @@ def _latched():
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('--duration', type=float, default=10.0, help='seconds of publishing')
-    parser.add_argument('--rate', type=float, default=30.0, help='frames per second')
-    parser.add_argument('--width', type=int, default=640)
-    parser.add_argument('--height', type=int, default=480)
+    parser.add_argument('--duration', type=positive_float, default=10.0,
+                        help='seconds of publishing')
+    parser.add_argument('--rate', type=positive_float, default=30.0, help='frames per second')
+    parser.add_argument('--width', type=positive_int, default=640)
+    parser.add_argument('--height', type=positive_int, default=480)
     parser.add_argument(
         '--no-profile', action='store_true',
         help="also run on Fast DDS's built-in transports and print both side by side",
     )
     parser.add_argument(
-        '--discovery-timeout', type=float, default=DISCOVERY_TIMEOUT_S,
+        '--discovery-timeout', type=positive_float, default=DISCOVERY_TIMEOUT_S,
         help='seconds the two processes may take to find each other',
     )
 

@@ -23,6 +23,7 @@ from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
 from mmp_ros.bags.errors import BagError
 from mmp_ros.bags.recording import STORAGES, BagRecorder
 from mmp_ros.bags.source import TopicQos
+from mmp_ros.cli import positive_float
 from mmp_ros.ros.context import init_ros
 from mmp_ros.ros.replay import import_problem, message_class, qos_profile
 
@@ -131,7 +132,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--topics', nargs='+', required=True, metavar='TOPIC',
                         help='topics to record')
     parser.add_argument('--storage', choices=sorted(STORAGES), default='mcap')
-    parser.add_argument('--duration', type=float, default=None, metavar='SECONDS',
+    parser.add_argument('--duration', type=positive_float, default=None, metavar='SECONDS',
                         help='stop after this long (default: until Ctrl-C or SIGTERM)')
 
 
