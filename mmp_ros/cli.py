@@ -84,13 +84,25 @@ def positive_float(text: str) -> float:
 
 def positive_int(text: str) -> int:
     """argparse ``type`` of a whole number above 0 (pixels, counts)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'expected a whole number, got {text!r}') from None
+    value = _whole_number(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f'must be positive, got {value}')
     return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse ``type`` of a whole number of at least 0 (a count where 0 means all)."""
+    value = _whole_number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f'must be 0 or more, got {value}')
+    return value
+
+
+def _whole_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected a whole number, got {text!r}') from None
 
 
 def build_parser() -> argparse.ArgumentParser:

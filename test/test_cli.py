@@ -67,6 +67,10 @@ def test_a_program_error_keeps_its_traceback(monkeypatch):
     (['bench-dds', '--height', '1.5'], "argument --height: expected a whole number, got '1.5'"),
     (['record', 'out', '--topics', '/a', '--duration', '-1'],
      'argument --duration: must be a positive number, got -1'),
+    (['adapt', 'bag', '--model', 'm.onnx', '--checkpoint', 'm.pt', '--max-frames', '-1'],
+     'argument --max-frames: must be 0 or more, got -1'),
+    (['dropout', '--schedule', 's.yaml', '--seed', '-2'],
+     'argument --seed: must be 0 or more, got -2'),
 ])
 def test_numbers_that_cannot_be_right_are_refused_before_anything_runs(capsys, argv, message):
     with pytest.raises(SystemExit) as exit_info:

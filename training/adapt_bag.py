@@ -27,6 +27,7 @@ import numpy as np
 from mmp_ros.bags.errors import BagError
 from mmp_ros.bags.messages import IMAGE_TYPE, deserialize_image
 from mmp_ros.bags.source import open_bag
+from mmp_ros.cli import non_negative_int
 from mmp_ros.core.assembler import FrameAssembler
 from mmp_ros.core.health import HealthMonitor
 from mmp_ros.core.parameters import (
@@ -262,7 +263,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the node's parameter files (decoding, health, max_age_s)")
     parser.add_argument('--topic', action='append', default=[], metavar='MODALITY=TOPIC',
                         help='bag topic of a modality (default /<modality>/image)')
-    parser.add_argument('--max-frames', type=int, default=256,
+    parser.add_argument('--max-frames', type=non_negative_int, default=256,
                         help='bundles kept, evenly spread over the recording (0: all)')
 
 

@@ -31,6 +31,7 @@ from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
+from mmp_ros.cli import non_negative_int
 from mmp_ros.dropout import DropoutEngine, FaultEvent, Received, Schedule, ScheduleError
 from mmp_ros.dropout.engine import Outgoing, StampedImage
 from mmp_ros.modalities import MODALITIES
@@ -216,7 +217,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         '--schedule', required=True, type=Path, help='YAML dropout schedule (docs/dropout.md)'
     )
     parser.add_argument(
-        '--seed', type=int, default=None, help="seed of the random faults (default: schedule's)"
+        '--seed', type=non_negative_int, default=None,
+        help="seed of the random faults (default: schedule's)"
     )
     parser.add_argument(
         '--sensors', nargs='+', default=list(MODALITIES), metavar='SENSOR',
@@ -236,9 +238,6 @@ def run(args: argparse.Namespace) -> int:
         schedule = Schedule.from_yaml(args.schedule, sensors=tuple(args.sensors))
     except ScheduleError as error:
         print(f'mmp_ros dropout: {error}', file=sys.stderr)
-        return 2
-    if args.seed is not None and args.seed < 0:
-        print(f'mmp_ros dropout: --seed must be >= 0, got {args.seed}', file=sys.stderr)
         return 2
     if args.check:
         print(schedule.describe())
