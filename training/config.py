@@ -200,6 +200,23 @@ def validate(config: TrainConfig) -> None:
     for name in ('eval_every', 'checkpoint_every', 'log_every', 'threads'):
         if getattr(config, name) < 0:
             raise ConfigError(f'{name} must be >= 0')
+    # what torch would otherwise refuse with a traceback, or silently misuse
+    optim, data = config.optim, config.data
+    for name, value, ok, allowed in (
+            ('optim.lr', optim.lr, optim.lr > 0, '> 0'),
+            ('optim.betas', list(optim.betas),
+             len(optim.betas) == 2 and all(0 <= b < 1 for b in optim.betas),
+             'two values in [0, 1)'),
+            ('optim.weight_decay', optim.weight_decay, optim.weight_decay >= 0, '>= 0'),
+            ('optim.warmup_steps', optim.warmup_steps, optim.warmup_steps >= 0, '>= 0'),
+            ('optim.poly_power', optim.poly_power, optim.poly_power > 0, '> 0'),
+            ('optim.grad_clip', optim.grad_clip, optim.grad_clip >= 0, '>= 0; 0: no clipping'),
+            ('data.num_workers', data.num_workers, data.num_workers >= 0, '>= 0'),
+            ('data.normalization_samples', data.normalization_samples,
+             data.normalization_samples > 0, '> 0'),
+            ('data.val_samples', data.val_samples, data.val_samples >= 0, '>= 0; 0: all')):
+        if not ok:
+            raise ConfigError(f'{name}: {value} is out of range ({allowed})')
     if config.amp_dtype not in ('bfloat16', 'float16'):
         raise ConfigError(f'amp_dtype must be bfloat16 or float16, got {config.amp_dtype!r}')
     if not 0.0 <= config.mask.full_probability <= 1.0:
