@@ -20,6 +20,7 @@ from mmp_ros.sensors.depth import DepthSettings
 from mmp_ros.sensors.files import (
     AOLP_FILE,
     DOLP_FILE,
+    SAMPLE_FILES,
     aolp_dolp_fields,
     default_encoding,
     fields_from_pixels,
@@ -98,7 +99,9 @@ def _jobs(args: argparse.Namespace) -> list[tuple[str, str, ImageFields]]:
             if modality is None:
                 kind = sample_kind(path)
                 if kind is None:
-                    raise SensorInputError(f'{path}: give --modality (its name says nothing)')
+                    raise SensorInputError(
+                        f'{path}: give --modality (rgb, depth, polarization or thermal); '
+                        f'the name is none of the sample names {list(SAMPLE_FILES)}')
                 modality, encoding = kind[0], encoding or kind[1]
             jobs.append(_file_job(args, path, modality, encoding))
     return jobs
@@ -142,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         jobs = _jobs(args)
     except SensorInputError as exc:
-        print(f'error: {exc}', file=sys.stderr)
+        print(f'mmp_ros decode: {exc}', file=sys.stderr)
         return 2
     for label, modality, fields in jobs:
         try:
