@@ -209,18 +209,22 @@ def run_demo(args: argparse.Namespace) -> int:
     if first_fault < 2.0:
         raise DemoError(f'{schedule}: the first fault starts at {first_fault:g} s; the demo '
                         'needs 2 s after the simulator starts to start the player')
+    from training.data.synth_bag import SynthBagConfig, write_synth_bag
+
+    bag_seconds = last_end + TAIL_S + LEAD_S
+    try:  # checked before anything of an earlier demo is removed
+        bag_config = SynthBagConfig(duration_s=bag_seconds, scene_seconds=args.scene_seconds,
+                                    size=tuple(args.size))
+    except ValueError as exc:
+        raise DemoError(f'--size/--scene-seconds: {exc}') from None
     paths.clear()
     env = demo_environment()
     os.environ.update({k: env[k] for k in ('ROS_AUTOMATIC_DISCOVERY_RANGE', 'ROS_DOMAIN_ID')})
 
-    from training.data.synth_bag import SynthBagConfig, write_synth_bag
-
-    bag_seconds = last_end + TAIL_S + LEAD_S
     print(f'[demo] model {model}; schedule {schedule.name}; ROS_DOMAIN_ID '
           f'{env["ROS_DOMAIN_ID"]}, loopback only')
     print(f'[demo] rendering a {bag_seconds:.0f} s synthetic bag ({args.size[0]}x{args.size[1]})')
-    write_synth_bag(paths.synth_bag, SynthBagConfig(
-        duration_s=bag_seconds, scene_seconds=args.scene_seconds, size=tuple(args.size)))
+    write_synth_bag(paths.synth_bag, bag_config)
 
     children: list[Child] = []
     timeline: dict[str, float] = {}

@@ -78,3 +78,16 @@ def test_the_benchmark_figures_are_preferred_to_the_validation_ones():
     assert demo.reference_figures({'val_subsets': {'rgb': 50.0}}) == ({'rgb': 50.0},
                                                                        'validation')
     assert demo.reference_figures({'step': 3}) == ({}, '')
+
+
+def test_a_bad_camera_size_stops_the_demo_and_keeps_the_last_one(tmp_path, capsys):
+    model = tmp_path / 'model.onnx'
+    model.write_bytes(b'not read before the bag is configured')
+    out = tmp_path / 'o'
+    (out / 'report').mkdir(parents=True)  # an earlier demo's report
+    for flags, message in ((['--size', '0', '0'], 'size 0x0'),
+                           (['--size', '121', '160'], 'both sides even'),
+                           (['--scene-seconds', '-1'], 'must be positive')):
+        assert demo.main(['--model', str(model), '--out', str(out), *flags]) == 2
+        assert message in capsys.readouterr().err
+    assert (out / 'report').is_dir()
