@@ -93,11 +93,17 @@ class DemoPaths:
 
     def clear(self) -> None:
         """Remove what an earlier demo left in ``out`` (only the demo's own entries)."""
-        for path in (self.synth_bag, self.run_bag, self.report, self.logs):
-            if path.exists():
-                shutil.rmtree(path)
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.logs.mkdir()
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            for path in (self.synth_bag, self.run_bag, self.report, self.logs):
+                if path.is_dir():
+                    shutil.rmtree(path)
+                elif path.exists():
+                    path.unlink()
+            self.logs.mkdir()
+        except OSError as exc:
+            raise DemoError(f'--out {self.out}: {exc.strerror or exc}: the demo writes its '
+                            'bags, logs and report in this folder') from None
 
 
 def resolve_model(model: str | None) -> Path:

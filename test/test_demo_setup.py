@@ -91,3 +91,13 @@ def test_a_bad_camera_size_stops_the_demo_and_keeps_the_last_one(tmp_path, capsy
         assert demo.main(['--model', str(model), '--out', str(out), *flags]) == 2
         assert message in capsys.readouterr().err
     assert (out / 'report').is_dir()
+
+
+def test_an_output_folder_that_is_a_file_is_named(tmp_path, capsys):
+    model = tmp_path / 'model.onnx'
+    model.write_bytes(b'not read before the output folder is made')
+    out = tmp_path / 'out'
+    out.write_text('a file, not a folder')
+    assert demo.main(['--model', str(model), '--out', str(out), '--quick']) == 2
+    assert f'--out {out}' in capsys.readouterr().err
+    assert out.read_text() == 'a file, not a folder'
