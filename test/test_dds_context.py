@@ -40,6 +40,26 @@ def test_init_ros_lets_real_errors_through_and_still_shuts_down(restored_environ
 
 
 @pytest.mark.ros
+@pytest.mark.parametrize('args, reason', [
+    (['--ros-args', '--params-file', 'absent.yaml'],
+     "Couldn't parse params file: '--params-file absent.yaml'. Error: Error opening YAML file"),
+    (['--ros-args', '-p'], "Couldn't parse trailing -p flag"),
+    (['--ros-args', '-r'], "Couldn't parse trailing -r flag"),
+])
+def test_init_ros_names_ros_arguments_it_cannot_use(restored_environ, args, reason):
+    import rclpy
+
+    from mmp_ros.errors import InputError
+    from mmp_ros.ros.context import init_ros
+
+    with pytest.raises(InputError) as error, init_ros(args):
+        pass
+    message = str(error.value)
+    assert message.startswith(f'cannot initialize ROS 2: {reason}') and ', at /' not in message
+    assert not rclpy.ok()
+
+
+@pytest.mark.ros
 def test_init_ros_ends_quietly_when_a_signal_shut_the_context_down_during_start_up(
         restored_environ):
     import rclpy

@@ -425,6 +425,18 @@ def test_a_bad_start_stops_the_node_with_the_reason_alone(tiny_model, parameters
     assert 'Traceback' not in result.stderr, result.stderr
 
 
+def test_a_params_file_that_is_not_there_stops_the_node_with_its_name(tmp_path):
+    result = subprocess.run(
+        [sys.executable, '-m', 'mmp_ros.ros.segmentation_node', '--ros-args',
+         '--params-file', str(tmp_path / 'absent.yaml')],
+        capture_output=True, text=True, env=child_env(), cwd=REPO, timeout=60,
+    )
+    assert result.returncode == 1
+    assert 'cannot start: cannot initialize ROS 2' in result.stderr
+    assert str(tmp_path / 'absent.yaml') in result.stderr
+    assert 'Traceback' not in result.stderr, result.stderr
+
+
 def test_mmp_ros_run_hands_the_ros_arguments_to_the_node(tiny_model):
     code = (
         'import argparse, sys; from mmp_ros.ros import run; '

@@ -8,17 +8,32 @@ context that the signal handler already shut down).
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import rclpy
+from rclpy._rclpy_pybind11 import RCLError
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
 from mmp_ros.dds import DdsSetup, apply_dds_profile
+from mmp_ros.errors import InputError
+
+
+class RosInitError(InputError, RuntimeError):
+    """``rclpy.init`` refused the process's ROS arguments or environment: a params file that
+    is missing or not YAML, a ``-p`` or ``-r`` without its rule, a ``ROS_DOMAIN_ID`` that is
+    not a number."""
+
+
+def _rcl_reason(error: RCLError) -> str:
+    """rcl's message without its prefix and the C source locations it appends."""
+    text = str(error).removeprefix('failed to initialize rcl: ')
+    return re.sub(r', at [^,]+:\d+', '', text)
 
 
 @contextmanager
@@ -40,10 +55,13 @@ def init_ros(
     # args None: rclpy reads sys.argv (a node started by `ros2 run`/launch). A command with
     # options of its own passes only its `--ros-args ...` part, else an option value such as
     # `--remap /a:=/b` would be read as a (deprecated-syntax) ROS remapping rule.
-    rclpy.init(
-        args=None if args is None else [sys.argv[0], *args],
-        signal_handler_options=None if ros_signals else SignalHandlerOptions.NO,
-    )
+    try:
+        rclpy.init(
+            args=None if args is None else [sys.argv[0], *args],
+            signal_handler_options=None if ros_signals else SignalHandlerOptions.NO,
+        )
+    except RCLError as exc:
+        raise RosInitError(f'cannot initialize ROS 2: {_rcl_reason(exc)}') from None
     try:
         yield setup
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -34,6 +34,7 @@ from std_msgs.msg import String
 from mmp_ros.cli import non_negative_int
 from mmp_ros.dropout import DropoutEngine, FaultEvent, Received, Schedule, ScheduleError
 from mmp_ros.dropout.engine import Outgoing, StampedImage
+from mmp_ros.errors import InputError
 from mmp_ros.modalities import MODALITIES
 from mmp_ros.ros.context import spin_node
 from mmp_ros.ros.image_msg import to_image_fields, to_image_msg
@@ -266,7 +267,11 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(parser)
     args = parser.parse_args(argv)
     args.ros_args = ros_args
-    return run(args)
+    try:
+        return run(args)
+    except InputError as exc:  # as the mmp_ros CLI reports it
+        print(f'mmp_ros dropout: {exc}', file=sys.stderr)
+        return 2
 
 
 if __name__ == '__main__':

@@ -612,7 +612,7 @@ class SegmentationNode(Node):
 
 def main(args: Sequence[str] | None = None, *, dds_profile: bool = True) -> int:
     """Console entry ``mmp_segmentation_node``: run until Ctrl-C, SIGTERM or shutdown."""
-    from mmp_ros.ros.context import init_ros
+    from mmp_ros.ros.context import RosInitError, init_ros
 
     try:
         with init_ros(args, dds_profile=dds_profile) as setup:
@@ -622,7 +622,7 @@ def main(args: Sequence[str] | None = None, *, dds_profile: bool = True) -> int:
                 spin_until_shutdown(node)
             finally:
                 node.destroy_node()
-    except NodeStartError as exc:
+    except (NodeStartError, RosInitError) as exc:
         print(f'[{NODE_NAME}] cannot start: {exc}', file=sys.stderr)
         return 1
     return 0
