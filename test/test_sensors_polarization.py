@@ -151,6 +151,14 @@ def test_odd_mosaic_is_refused():
         decode_frame('polarization', array_to_image(np.zeros((4, 5), np.uint8), 'mono8'))
 
 
+@pytest.mark.parametrize('shape', [(2, 2), (2, 8), (8, 2)])
+def test_mosaic_too_small_for_quarter_resolution_is_refused(shape):
+    fields = array_to_image(np.full(shape, 60, np.uint8), 'mono8')
+    with pytest.raises(SensorInputError, match='at least 4x4 pixels, got '
+                       f'{shape[1]}x{shape[0]}'):
+        decode_frame('polarization', fields, PolarizationSettings(resolution='quarter'))
+
+
 def test_bad_layout_and_encoding_are_refused():
     with pytest.raises(SensorInputError, match='0, 45, 90 and 135 deg once each'):
         PolarizationSettings(layout=((0, 45), (90, 90)))

@@ -104,7 +104,7 @@ def mosaic_intensities(
     """(H, W) mosaic -> (4, H', W') float32 intensities in :data:`ANGLES` order.
 
     H' x W' is H/2 x W/2 ('half'), H/4 x W/4 ('quarter'; odd leftover 2x2 blocks at the
-    bottom/right edge are dropped) or H x W ('full').
+    bottom/right edge are dropped; a mosaic under 4x4 is refused) or H x W ('full').
     """
     settings = settings or PolarizationSettings()
     mosaic = _check_mosaic(mosaic)
@@ -116,6 +116,11 @@ def mosaic_intensities(
         stack[index] = mosaic[r::2, c::2]
     if settings.resolution == 'quarter':
         h, w = stack.shape[1] // 2 * 2, stack.shape[2] // 2 * 2
+        if h == 0 or w == 0:
+            raise SensorInputError(
+                f'quarter resolution needs a mosaic of at least 4x4 pixels, got '
+                f'{mosaic.shape[1]}x{mosaic.shape[0]}'
+            )
         # four strided adds: several times faster than reshape(...).mean(axis=(2, 4))
         total = stack[:, 0:h:2, 0:w:2] + stack[:, 1:h:2, 0:w:2]
         total += stack[:, 0:h:2, 1:w:2]
