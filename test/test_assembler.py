@@ -133,6 +133,29 @@ def test_clear_forgets_frames_from_before_a_fault():
     assert 'depth' not in assembler.assemble(ALL_USABLE).frames
 
 
+def test_streams_whose_clock_went_back_are_used_again_after_their_fault():
+    """A bag loop or a driver restart: every stream jumps back; its health check rejects the
+    first frame (the cache is cleared) and, once it recovers, bundles resume at the new time."""
+    assembler = FrameAssembler(MODALITIES, max_age_s=0.05)
+    feed(assembler, {'rgb': [100.0], 'depth': [100.0]})
+    assert assembler.assemble(ALL_USABLE).stamp == 100.0
+    for modality in ('rgb', 'depth'):
+        assembler.clear(modality)  # the node's reaction to 'stamp went backwards'
+    feed(assembler, {'rgb': [1.0], 'depth': [1.0]})
+    bundle = assembler.assemble(ALL_USABLE)
+    assert bundle.stamp == 1.0 and bundle.available.tolist() == [True, True, False, False]
+    assert assembler.assemble(ALL_USABLE) is None  # still used once
+    feed(assembler, {'rgb': [1.033]})
+    assert assembler.assemble(ALL_USABLE).stamp == 1.033
+
+
+def test_an_older_frame_of_a_stream_that_did_not_fail_is_not_used_after_a_newer_anchor():
+    assembler = FrameAssembler(MODALITIES, max_age_s=0.05)
+    feed(assembler, {'rgb': [10.0], 'thermal': [10.02]})
+    assert assembler.assemble({**ALL_USABLE, 'rgb': False}).stamp == 10.02
+    assert assembler.assemble(ALL_USABLE) is None  # rgb 10.0 is older than the last output
+
+
 @pytest.mark.parametrize(
     'kwargs',
     [{'anchor': 'lidar'}, {'max_age_s': 0.0}, {'max_age_s': {'sonar': 0.1}}, {'cache_depth': 0}],

@@ -76,6 +76,9 @@ class FrameAssembler:
         self.set_anchor(anchor)
         self.set_max_age(max_age_s)
         self._last_anchor_stamp = -np.inf
+        # Streams cleared after a fault: their clock may have restarted (a bag loop, a driver
+        # restart), so their next anchor frame is not held against earlier outputs' stamps.
+        self._restarted: set[str] = set()
 
     # --- configuration -----------------------------------------------------------------
 
@@ -117,6 +120,7 @@ class FrameAssembler:
     def clear(self, modality: str) -> None:
         """Forget a modality's frames (its sensor failed: nothing before the fault is reused)."""
         self._caches[modality].clear()
+        self._restarted.add(modality)
 
     def latest(self, modality: str) -> StampedFrame | None:
         cache = self._caches[modality]
@@ -148,7 +152,7 @@ class FrameAssembler:
                 anchor = max(candidates, key=lambda m: candidates[m].stamp)
             chosen = candidates[anchor]
             stamp, frame_id, header = chosen.stamp, chosen.frame_id, chosen.header
-            if stamp <= self._last_anchor_stamp:
+            if stamp <= self._last_anchor_stamp and anchor not in self._restarted:
                 return None
         frames: dict[str, StampedFrame] = {}
         missing: dict[str, str] = {}
@@ -168,6 +172,7 @@ class FrameAssembler:
                 frames[m] = nearest
         if not frames:
             return None
+        self._restarted.discard(anchor)
         self._last_anchor_stamp = stamp
         return FrameBundle(self.modalities, anchor, stamp, frame_id, frames, missing, header)
 
