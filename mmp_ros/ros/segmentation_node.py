@@ -184,6 +184,7 @@ class SegmentationNode(Node):
         # node at once (rclpy's context would otherwise destroy it at shutdown, half built).
         self._backend: InferenceBackend | None = None
         self._wake = threading.Event()
+        self._retime = threading.Event()  # max_rate_hz or anchor changed: recompute the wait
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         try:
@@ -383,16 +384,10 @@ class SegmentationNode(Node):
     def _inference_loop(self) -> None:
         last_run = -np.inf
         while not self._stop.is_set():
-            rate = self._values['max_rate_hz']
-            period = 1.0 / rate if rate > 0 else 0.0
-            if self._values['anchor'] == 'timer':
-                self._stop.wait(max(0.0, last_run + period - time.monotonic()))
-            else:
+            if self._values['anchor'] != 'timer':
                 self._wake.wait(0.25)
                 self._wake.clear()
-                wait = last_run + period - time.monotonic()
-                if wait > 0:
-                    self._stop.wait(wait)
+            self._wait_for_rate(last_run)
             if self._stop.is_set():
                 break
             last_run = time.monotonic()
@@ -407,6 +402,20 @@ class SegmentationNode(Node):
                 self.get_logger().error(
                     f'inference failed: {message}', throttle_duration_sec=5.0
                 )
+
+    def _wait_for_rate(self, last_run: float) -> None:
+        """Wait until ``max_rate_hz`` allows the next run, or the node stops.
+
+        The wait is recomputed whenever the rate or the anchor changes at run time: a node
+        switched from a very low rate back to a normal one must not sleep out the old period.
+        """
+        while not self._stop.is_set():
+            rate = self._values['max_rate_hz']
+            wait = last_run + (1.0 / rate if rate > 0 else 0.0) - time.monotonic()
+            if wait <= 0:
+                return
+            self._retime.wait(wait)
+            self._retime.clear()
 
     def _infer_latest(self) -> None:
         with self._lock:
@@ -574,6 +583,7 @@ class SegmentationNode(Node):
             self._values = merged
             self._apply(changes)
         self._wake.set()
+        self._retime.set()
         return SetParametersResult(successful=True)
 
     def _apply(self, changes: dict[str, Any]) -> None:
@@ -601,6 +611,7 @@ class SegmentationNode(Node):
         """Stop the worker before the node goes, so it never publishes on a dead node."""
         self._stop.set()
         self._wake.set()
+        self._retime.set()
         for thread in self._threads:
             if thread.is_alive():
                 thread.join(timeout=5.0)

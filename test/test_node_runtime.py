@@ -1,0 +1,107 @@
+"""The node in this process: run-time behaviour that needs its threads, not other processes.
+
+The node and a small driver node share one private context and one executor; the driver
+publishes sensor frames and collects the labels. Waits are on conditions with deadlines.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip('rclpy', reason='needs rclpy (ros extra or ROS 2)')
+
+from rclpy.context import Context  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import qos_profile_sensor_data  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+
+from mmp_ros.ros.image_msg import to_image_msg  # noqa: E402
+from mmp_ros.ros.qos import output_qos  # noqa: E402
+from mmp_ros.ros.segmentation_node import SegmentationNode  # noqa: E402
+from mmp_ros.sensors import encode_frame  # noqa: E402
+
+pytestmark = pytest.mark.ros
+
+HEIGHT, WIDTH = 24, 32
+
+
+class Driver(Node):
+    """Publishes frames to the node's inputs and keeps the labels it publishes."""
+
+    def __init__(self, context: Context) -> None:
+        super().__init__('mmp_test_driver', context=context)
+        self.publishers_ = {
+            m: self.create_publisher(Image, f'{m}/image', qos_profile_sensor_data)
+            for m in ('rgb', 'depth', 'polarization', 'thermal')
+        }
+        self.labels: list[Image] = []
+        self.create_subscription(
+            Image, 'segmentation/labels', self.labels.append, output_qos()
+        )
+
+    def send(self, modality: str, fields) -> None:
+        stamp = self.get_clock().now().to_msg()
+        self.publishers_[modality].publish(
+            to_image_msg(fields, stamp=stamp, frame_id=f'{modality}_optical')
+        )
+
+
+@pytest.fixture
+def run_node():
+    """run_node(**parameters) -> (node, driver, spin_until); torn down after the test."""
+    context = Context()
+    rclpy.init(context=context)
+    executor = SingleThreadedExecutor(context=context)
+    nodes: list[Node] = []
+
+    def start(**parameters):
+        overrides = [Parameter('backend', value='onnxruntime')] + [
+            Parameter(name.replace('__', '.'), value=value) for name, value in parameters.items()
+        ]
+        node = SegmentationNode(context=context, parameter_overrides=overrides)
+        driver = Driver(context)
+        nodes.extend((node, driver))
+        executor.add_node(node)
+        executor.add_node(driver)
+
+        def spin_until(condition, timeout_s: float, feed=None) -> bool:
+            deadline = time.monotonic() + timeout_s
+            while not condition():
+                if time.monotonic() > deadline:
+                    return False
+                if feed is not None:
+                    feed()
+                executor.spin_once(timeout_sec=0.02)
+            return True
+
+        return node, driver, spin_until
+
+    try:
+        yield start
+    finally:
+        for node in nodes:
+            executor.remove_node(node)
+            node.destroy_node()
+        executor.shutdown(timeout_sec=0.0)
+        rclpy.shutdown(context=context)
+
+
+def rgb_frame(seed: int):
+    return encode_frame('rgb', np.random.default_rng(seed).random((HEIGHT, WIDTH, 3)), 'rgb8')
+
+
+def test_a_higher_max_rate_takes_effect_at_once_after_a_very_low_one(run_node):
+    node, driver, spin_until = run_node(anchor='timer', max_rate_hz=0.01)
+    frames = iter(range(10**6))
+    # The timer has run once (nothing to infer on) and waits 100 s for the next run.
+    assert spin_until(lambda: node.count_subscribers('rgb/image') > 0, 10.0)
+    result = node.set_parameters([Parameter('max_rate_hz', value=20.0)])
+    assert result[0].successful, result[0].reason
+    arrived = spin_until(lambda: driver.labels, 5.0,
+                         feed=lambda: driver.send('rgb', rgb_frame(next(frames))))
+    assert arrived, 'no segmentation within 5 s of raising max_rate_hz from 0.01 to 20'
