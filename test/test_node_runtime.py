@@ -105,3 +105,16 @@ def test_a_higher_max_rate_takes_effect_at_once_after_a_very_low_one(run_node):
     arrived = spin_until(lambda: driver.labels, 5.0,
                          feed=lambda: driver.send('rgb', rgb_frame(next(frames))))
     assert arrived, 'no segmentation within 5 s of raising max_rate_hz from 0.01 to 20'
+
+
+def test_without_rgb_the_labels_have_the_anchor_cameras_resolution(run_node):
+    """A polarization mosaic decodes at half its size; the labels keep the camera's grid."""
+    node, driver, spin_until = run_node(sensors__rgb__enabled=False, anchor='polarization')
+    rng = np.random.default_rng(0)
+
+    def mosaic():
+        intensities = 50 + 100 * rng.random((4, HEIGHT // 2, WIDTH // 2))
+        driver.send('polarization', encode_frame('polarization', intensities, 'mono8'))
+
+    assert spin_until(lambda: driver.labels, 10.0, feed=mosaic), 'no segmentation'
+    assert (driver.labels[-1].height, driver.labels[-1].width) == (HEIGHT, WIDTH)

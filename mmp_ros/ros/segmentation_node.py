@@ -245,7 +245,9 @@ class SegmentationNode(Node):
         self._monitors: dict[str, HealthMonitor] = {}
         self._decoder_settings: dict[str, Any] = {}
         self._frame_ids: dict[str, str] = dict.fromkeys(self.modalities, '')
-        self._camera_size: tuple[int, int] | None = None
+        # (height, width) of each stream's last accepted message: its camera's pixel grid,
+        # which a decoded frame need not keep (a polarization mosaic decodes at half size).
+        self._image_sizes: dict[str, tuple[int, int]] = {}
         for modality in self.modalities:
             monitor = HealthMonitor(modality, health_config(self._values, modality))
             if not self._values[sensor_parameter(modality, 'enabled')]:
@@ -369,8 +371,7 @@ class SegmentationNode(Node):
                 verdict = self._monitors[modality].observe(stamp, now, frame.stats)
                 if verdict.accepted:
                     self._assembler.add(modality, stamp, frame, msg.header.frame_id, msg.header)
-                    if modality == 'rgb':
-                        self._camera_size = frame.size
+                    self._image_sizes[modality] = (msg.height, msg.width)
                 else:
                     self._assembler.clear(modality)
                 self._frame_ids[modality] = msg.header.frame_id
@@ -422,15 +423,18 @@ class SegmentationNode(Node):
             now = self._now()
             usable = {m: mon.status(now).usable for m, mon in self._monitors.items()}
             bundle = self._assembler.assemble(usable, now)
-            camera_size = self._camera_size
+            image_sizes = dict(self._image_sizes)
             values = dict(self._values)
         if bundle is None:
             return
         frames = {m: stamped.frame for m, stamped in bundle.frames.items()}
         inputs, available = build_inputs(frames, self.metadata)
         labels, confidence = self._backend.infer(inputs, available)
-        anchor_frame = bundle.frames[bundle.anchor].frame if bundle.anchor in frames else None
-        size = camera_size or (anchor_frame or best_background(frames, OVERLAY_PREFERENCE)).size
+        # The RGB camera's resolution; without RGB, that of the stream which set the stamp.
+        source = bundle.anchor
+        if source not in frames:
+            source = best_background(frames, OVERLAY_PREFERENCE).modality
+        size = image_sizes.get('rgb') or image_sizes[source]
         seg = to_camera_resolution(
             labels[0], confidence[0], size, num_classes=self.metadata.num_classes,
             min_confidence=values['min_confidence'],
