@@ -13,7 +13,9 @@ import pytest
 
 rclpy = pytest.importorskip('rclpy', reason='needs rclpy (ros extra or ROS 2)')
 
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.context import Context  # noqa: E402
+from rclpy.duration import Duration  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
@@ -23,7 +25,7 @@ from sensor_msgs.msg import Image  # noqa: E402
 from mmp_ros.ros.image_msg import to_image_msg  # noqa: E402
 from mmp_ros.ros.qos import output_qos  # noqa: E402
 from mmp_ros.ros.segmentation_node import SegmentationNode  # noqa: E402
-from mmp_ros.sensors import encode_frame  # noqa: E402
+from mmp_ros.sensors import ThermalSettings, encode_frame  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
@@ -31,7 +33,7 @@ HEIGHT, WIDTH = 24, 32
 
 
 class Driver(Node):
-    """Publishes frames to the node's inputs and keeps the labels it publishes."""
+    """Publishes frames to the node's inputs and keeps the labels and model statuses."""
 
     def __init__(self, context: Context) -> None:
         super().__init__('mmp_test_driver', context=context)
@@ -43,9 +45,20 @@ class Driver(Node):
         self.create_subscription(
             Image, 'segmentation/labels', self.labels.append, output_qos()
         )
+        self.model_statuses: list[dict[str, str]] = []
+        self.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics,
+                                 output_qos(10))
 
-    def send(self, modality: str, fields) -> None:
-        stamp = self.get_clock().now().to_msg()
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name == 'mmp_ros: model':
+                self.model_statuses.append({
+                    'level': status.level[0], 'message': status.message,
+                    **{kv.key: kv.value for kv in status.values},
+                })
+
+    def send(self, modality: str, fields, age_s: float = 0.0) -> None:
+        stamp = (self.get_clock().now() - Duration(seconds=age_s)).to_msg()
         self.publishers_[modality].publish(
             to_image_msg(fields, stamp=stamp, frame_id=f'{modality}_optical')
         )
@@ -118,3 +131,28 @@ def test_without_rgb_the_labels_have_the_anchor_cameras_resolution(run_node):
 
     assert spin_until(lambda: driver.labels, 10.0, feed=mosaic), 'no segmentation'
     assert (driver.labels[-1].height, driver.labels[-1].width) == (HEIGHT, WIDTH)
+
+
+def test_a_healthy_stream_never_within_max_age_of_the_anchor_degrades_the_model_status(run_node):
+    """Thermal stamped 0.3 s behind RGB (driver latency, an unsynchronized clock): every
+    bundle projects it, and the model status must say so instead of 'running on' all."""
+    node, driver, spin_until = run_node(
+        sensors__thermal__max_age_s=0.1, sensors__depth__enabled=False,
+        sensors__polarization__enabled=False,
+    )
+    frames = iter(range(10**6))
+
+    def feed():
+        seed = next(frames)
+        driver.send('rgb', rgb_frame(seed))
+        celsius = 20.0 + 5.0 * np.random.default_rng(seed).random((HEIGHT, WIDTH))
+        driver.send('thermal', encode_frame('thermal', celsius, 'mono16', ThermalSettings()),
+                    age_s=0.3)
+
+    def thermal_projected():
+        return any('thermal=projected' in s.get('mask', '') for s in driver.model_statuses)
+
+    assert spin_until(thermal_projected, 10.0, feed=feed), 'no inference without thermal'
+    status = next(s for s in driver.model_statuses if 'thermal=projected' in s['mask'])
+    assert status['level'] == 1, status['message']
+    assert 'thermal' in status['message'] and 'max_age_s 0.1' in status['message']

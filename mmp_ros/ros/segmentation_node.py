@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +100,7 @@ class _ModelState:
     inferences: int = 0
     anchor_frames: int = 0  # frames of the anchor stream that arrived
     last_mask: str = ''
+    last_missing: dict[str, str] = field(default_factory=dict)  # of the last bundle, and why
     last_error: str = ''
     first_inference_at: float | None = None
     last_inference_at: float | None = None
@@ -462,6 +463,7 @@ class SegmentationNode(Node):
             state = self._model
             state.inferences += 1
             state.last_mask = ' '.join(f'{m}={mark}' for m, mark in marks.items())
+            state.last_missing = dict(bundle.missing)
             state.last_error = ''
             state.last_inference_at = published_at
             if state.first_inference_at is None:
@@ -554,9 +556,17 @@ class SegmentationNode(Node):
         masked = [
             m for m, s in statuses.items() if not s.usable and s.state is not SensorState.DISABLED
         ]
-        if masked:
+        # Healthy, but left out of the last bundle: no frame within max_age_s of the anchor.
+        unmatched = {
+            m: why for m, why in state.last_missing.items()
+            if m not in masked and statuses[m].usable
+        }
+        if masked or unmatched:
             how = substitution(self.metadata.method)
-            return Level.WARN, f'degraded: {", ".join(masked)} {how}', values
+            message = f'degraded: {", ".join([*masked, *unmatched])} {how}'
+            if unmatched:
+                message += ' (' + '; '.join(f'{m}: {why}' for m, why in unmatched.items()) + ')'
+            return Level.WARN, message, values
         return Level.OK, f'running on {"+".join(usable)}', values
 
     # --- run-time parameter changes ----------------------------------------------------
