@@ -149,6 +149,19 @@ def test_streams_whose_clock_went_back_are_used_again_after_their_fault():
     assert assembler.assemble(ALL_USABLE).stamp == 1.033
 
 
+def test_a_stream_back_from_a_fault_on_the_same_clock_does_not_anchor_an_earlier_output():
+    # rgb froze; depth anchored 10.05; rgb's first good frame, 10.04, is older than that output
+    assembler = FrameAssembler(MODALITIES, max_age_s=0.05)
+    feed(assembler, {'rgb': [10.0], 'depth': [10.0, 10.05]})
+    assert assembler.assemble(ALL_USABLE).stamp == 10.0
+    assembler.clear('rgb')
+    assert assembler.assemble({**ALL_USABLE, 'rgb': False}).stamp == 10.05
+    feed(assembler, {'rgb': [10.04]})
+    assert assembler.assemble(ALL_USABLE) is None
+    feed(assembler, {'rgb': [10.07]})
+    assert assembler.assemble(ALL_USABLE).stamp == 10.07
+
+
 def test_an_older_frame_of_a_stream_that_did_not_fail_is_not_used_after_a_newer_anchor():
     assembler = FrameAssembler(MODALITIES, max_age_s=0.05)
     feed(assembler, {'rgb': [10.0], 'thermal': [10.02]})

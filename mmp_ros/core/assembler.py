@@ -76,8 +76,10 @@ class FrameAssembler:
         self.set_anchor(anchor)
         self.set_max_age(max_age_s)
         self._last_anchor_stamp = -np.inf
-        # Streams cleared after a fault: their clock may have restarted (a bag loop, a driver
-        # restart), so their next anchor frame is not held against earlier outputs' stamps.
+        # Each stream's newest stamp ever cached, and the streams whose clock went back behind
+        # it after a fault (a bag loop, a driver restart): their next anchor frame is not held
+        # against the earlier outputs' stamps.
+        self._newest: dict[str, float] = {}
         self._restarted: set[str] = set()
 
     # --- configuration -----------------------------------------------------------------
@@ -109,6 +111,10 @@ class FrameAssembler:
     ) -> bool:
         """Cache a frame; a stamp already cached for that modality is ignored (False)."""
         cache = self._caches[modality]
+        newest = self._newest.get(modality, -np.inf)
+        if not cache and stamp < newest:  # cleared after a fault, and on an earlier clock
+            self._restarted.add(modality)
+        self._newest[modality] = max(newest, stamp)
         stamps = [f.stamp for f in cache]
         index = bisect.bisect_left(stamps, stamp)
         if index < len(cache) and cache[index].stamp == stamp:
@@ -120,7 +126,6 @@ class FrameAssembler:
     def clear(self, modality: str) -> None:
         """Forget a modality's frames (its sensor failed: nothing before the fault is reused)."""
         self._caches[modality].clear()
-        self._restarted.add(modality)
 
     def latest(self, modality: str) -> StampedFrame | None:
         cache = self._caches[modality]
