@@ -119,6 +119,22 @@ def main(argv: list[str] | None = None) -> int:
         return _main(argv)
     except KeyboardInterrupt:  # Ctrl-C before a command took over its signals (its imports)
         return 130
+    except ImportError as exc:
+        # Ctrl-C while a C extension initialized (rclpy's): the import fails with an
+        # ImportError caused by the KeyboardInterrupt, and rpyutils wraps that in another.
+        if _caused_by_interrupt(exc):
+            return 130
+        raise
+
+
+def _caused_by_interrupt(error: BaseException | None) -> bool:
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def _main(argv: list[str] | None) -> int:

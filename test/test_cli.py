@@ -77,3 +77,26 @@ def test_numbers_that_cannot_be_right_are_refused_before_anything_runs(capsys, a
         main(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('raised', ['interrupt', 'import_interrupted', 'import_broken'])
+def test_ctrl_c_during_a_commands_imports_exits_130(monkeypatch, raised):
+    # A C extension interrupted while it initializes (rclpy's, seen under load) fails with
+    # an ImportError caused by the KeyboardInterrupt, which rpyutils wraps in another one.
+    import mmp_ros.cli as cli
+
+    def interrupted_main(argv):
+        if raised == 'interrupt':
+            raise KeyboardInterrupt
+        cause = KeyboardInterrupt() if raised == 'import_interrupted' else None
+        try:
+            raise ImportError('initialization failed') from cause
+        except ImportError:
+            raise ImportError("The C extension '_rclpy_pybind11' isn't present")  # noqa: B904
+
+    monkeypatch.setattr(cli, '_main', interrupted_main)
+    if raised == 'import_broken':  # a real import failure keeps its traceback
+        with pytest.raises(ImportError):
+            main(['run'])
+    else:
+        assert main(['run']) == 130
