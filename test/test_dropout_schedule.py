@@ -138,6 +138,10 @@ def test_file_errors_name_the_file(tmp_path):
         Schedule.from_yaml(str(path))
     with pytest.raises(ScheduleError, match='cannot read schedule'):
         Schedule.from_yaml(tmp_path / 'missing.yaml')
+    binary = tmp_path / 'schedule.bag'
+    binary.write_bytes(b'\xff\xfe\x00 not text')
+    with pytest.raises(ScheduleError, match=rf"^cannot read schedule {binary}: 'utf-8' codec"):
+        Schedule.from_yaml(binary)
 
 
 def test_fault_built_in_code_is_checked_too():

@@ -219,7 +219,7 @@ class Schedule:
             path = Path(text_or_path)
             try:
                 text = path.read_text(encoding='utf-8')
-            except OSError as error:
+            except (OSError, UnicodeDecodeError) as error:
                 raise ScheduleError(f'cannot read schedule {path}: {error}') from None
             return parse_schedule(text, sensors=sensors, source=str(path))
         return parse_schedule(text_or_path, sensors=sensors)
