@@ -79,6 +79,10 @@ def test_empty_schedule_is_valid_and_seed_defaults_to_zero():
         ('{kind: kill, start: 0, end: 1}', r"missing 'sensor'"),
         ('{sensor: [rgb, rgb], kind: kill, start: 0, end: 1}', r'listed twice'),
         ('{sensor: rgb, kind: kill, start: soon, end: 1}', r'start must be a number'),
+        ('{sensor: rgb, kind: kill, start: 0, end: 1' + '0' * 400 + '}',
+         r'end must be finite, got a number of 401 digits'),
+        ('{sensor: rgb, kind: noise, start: 0, end: 1, sigma: 1' + '0' * 400 + '}',
+         r'sigma must be finite'),
     ],
 )
 def test_bad_entries_are_named_with_their_line(entry, expected):

@@ -80,9 +80,13 @@ def _positive_int(value: Any) -> int:
 def _finite_float(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f'must be a number, got {value!r}')
-    if not math.isfinite(value):
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond float range: YAML reads any number of digits
+        raise ValueError(f'must be finite, got a number of {len(str(value))} digits') from None
+    if not math.isfinite(number):
         raise ValueError(f'must be finite, got {value!r}')
-    return float(value)
+    return number
 
 
 def _fill(value: Any) -> str:
