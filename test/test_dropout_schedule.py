@@ -72,6 +72,8 @@ def test_empty_schedule_is_valid_and_seed_defaults_to_zero():
         ('{sensor: rgb, kind: kill, start: 0, end: 1, sigma: 2}', r"unknown parameter.*'sigma'"),
         ('{sensor: rgb, kind: drop, start: 0, end: 1, fraction: 1.5}', r'fraction must be in'),
         ('{sensor: rgb, kind: encoding, start: 0, end: 1, encoding: rgb9}', r'image encoding'),
+        ('{sensor: rgb, kind: encoding, start: 0, end: 1, encoding: [mono8]}',
+         r"encoding must be an image encoding .*got \['mono8'\]"),
         ('{sensor: rgb, kind: resize, start: 0, end: 1, height: 0, width: 4}', r'height must'),
         ('{sensor: rgb, kind: kill, start: 0}', r"exactly one of 'end' and 'duration'"),
         ('{sensor: rgb, kind: kill, start: -1, end: 1}', r'before the start'),

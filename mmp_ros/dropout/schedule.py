@@ -96,7 +96,7 @@ def _fill(value: Any) -> str:
 
 
 def _encoding(value: Any) -> str:
-    if value not in ENCODINGS:
+    if not isinstance(value, str) or value not in ENCODINGS:
         raise ValueError(f'must be an image encoding such as rgb8, mono8, 16UC1, got {value!r}')
     return value
 
