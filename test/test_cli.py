@@ -71,6 +71,8 @@ def test_a_program_error_keeps_its_traceback(monkeypatch):
      'argument --max-frames: must be 0 or more, got -1'),
     (['dropout', '--schedule', 's.yaml', '--seed', '-2'],
      'argument --seed: must be 0 or more, got -2'),
+    (['dropout', '--schedule', 's.yaml', '--seed', '3000000000'],
+     'argument --seed: must be at most 2147483647, got 3000000000'),
 ])
 def test_numbers_that_cannot_be_right_are_refused_before_anything_runs(capsys, argv, message):
     with pytest.raises(SystemExit) as exit_info:

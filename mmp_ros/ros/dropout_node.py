@@ -46,6 +46,7 @@ EVENTS_TOPIC = 'dropout/events'
 # one period late (the events say when exactly), a delayed message released at most that late.
 TICK_PERIOD_S = 0.01
 NS = 1_000_000_000
+SEED_MAX = 2**31 - 1  # the seed parameter's range; --seed is checked against it before ROS
 
 
 class DropoutNode(Node):
@@ -61,7 +62,7 @@ class DropoutNode(Node):
             'seed', -1,
             ParameterDescriptor(
                 description="seed of the random faults; -1 keeps the schedule's own",
-                integer_range=[IntegerRange(from_value=-1, to_value=2**31 - 1, step=1)],
+                integer_range=[IntegerRange(from_value=-1, to_value=SEED_MAX, step=1)],
             ),
         ).value
         sensors = self.declare_parameter(
@@ -218,7 +219,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         '--schedule', required=True, type=Path, help='YAML dropout schedule (docs/dropout.md)'
     )
     parser.add_argument(
-        '--seed', type=non_negative_int, default=None,
+        '--seed', type=_seed, default=None,
         help="seed of the random faults (default: schedule's)"
     )
     parser.add_argument(
@@ -232,6 +233,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         '--no-dds-profile', action='store_true',
         help="run on Fast DDS's built-in transports instead of the package's profile",
     )
+
+
+def _seed(text: str) -> int:
+    """argparse ``type`` of ``--seed``: a whole number the ``seed`` parameter can hold."""
+    value = non_negative_int(text)
+    if value > SEED_MAX:
+        raise argparse.ArgumentTypeError(f'must be at most {SEED_MAX}, got {value}')
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
