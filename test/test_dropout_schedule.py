@@ -116,6 +116,9 @@ def test_sensor_set_is_the_callers():
     assert Schedule.from_yaml(text, sensors=('lidar',)).faults[0].sensor == 'lidar'
     with pytest.raises(ScheduleError, match=r"known sensors are \['rgb'\]"):
         Schedule.from_yaml(text, sensors=('rgb',))
+    # Two channels of one name would forward each message twice.
+    with pytest.raises(ScheduleError, match=r"\['rgb'\] listed twice"):
+        Schedule.from_yaml('faults: []\n', sensors=('rgb', 'depth', 'rgb'))
 
 
 @pytest.mark.parametrize(

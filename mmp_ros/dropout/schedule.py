@@ -171,6 +171,12 @@ class Schedule:
     source: str = '<schedule>'
 
     def __post_init__(self) -> None:
+        twice = sorted({s for s in self.sensors if self.sensors.count(s) > 1})
+        if twice:
+            raise ScheduleError(
+                f'sensors {list(self.sensors)}: {twice} listed twice; each sensor is forwarded '
+                'once'
+            )
         for fault in self.faults:
             if fault.sensor not in self.sensors:
                 raise ScheduleError(
