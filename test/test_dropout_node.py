@@ -212,9 +212,9 @@ def test_check_prints_the_timeline_and_a_bad_schedule_exits_2(tmp_path, capsys):
 
     from mmp_ros.ros.dropout_node import run
 
-    def args(path, **extra):
-        return Namespace(schedule=path, seed=None, sensors=['rgb', 'depth'], check=True,
-                         no_dds_profile=False, ros_args=[], **extra)
+    def args(path, sensors=('rgb', 'depth')):
+        return Namespace(schedule=path, seed=None, sensors=list(sensors), check=True,
+                         no_dds_profile=False, ros_args=[])
 
     good = tmp_path / 'good.yaml'
     good.write_text('seed: 4\nfaults:\n  - {sensor: depth, kind: nan, start: 1, end: 2}\n')
@@ -224,6 +224,10 @@ def test_check_prints_the_timeline_and_a_bad_schedule_exits_2(tmp_path, capsys):
     bad.write_text('faults:\n  - {sensor: thermal, kind: kill, start: 1, end: 2}\n')
     assert run(args(bad)) == 2  # thermal is not among --sensors
     assert f"{bad}:2: unknown sensor 'thermal'" in capsys.readouterr().err
+    # A sensor name becomes part of two topic names; rclpy would refuse them with a traceback.
+    for name in ('left cam', '', '3d'):
+        assert run(args(good, sensors=['rgb', 'depth', name])) == 2
+        assert f'sensor {name!r} makes the invalid topic name' in capsys.readouterr().err
 
 
 @pytest.mark.ros

@@ -19,15 +19,19 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
 from builtin_interfaces.msg import Time
 from rcl_interfaces.msg import IntegerRange, ParameterDescriptor
+from rclpy.exceptions import InvalidTopicNameException
+from rclpy.expand_topic_name import expand_topic_name
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.serialization import deserialize_message
+from rclpy.validate_full_topic_name import validate_full_topic_name
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
@@ -71,6 +75,7 @@ class DropoutNode(Node):
         ).value
         if not schedule_file:
             raise ScheduleError('parameter schedule_file is empty: give a dropout schedule')
+        check_sensor_names(sensors)
         schedule = Schedule.from_yaml(Path(schedule_file), sensors=tuple(sensors))
         if seed >= 0:
             schedule = Schedule(schedule.faults, seed, schedule.sensors, schedule.source)
@@ -191,6 +196,19 @@ class DropoutNode(Node):
         self._events.publish(String(data=json.dumps(payload)))
 
 
+def check_sensor_names(sensors: Sequence[str]) -> None:
+    """Refuse a sensor name that does not make valid topic names, before any topic is made."""
+    for sensor in sensors:
+        for topic in (INPUT_TOPIC.format(sensor=sensor), OUTPUT_TOPIC.format(sensor=sensor)):
+            try:
+                validate_full_topic_name(expand_topic_name(topic, 'dropout', '/'))
+            except (ValueError, InvalidTopicNameException):
+                raise ScheduleError(
+                    f'sensor {sensor!r} makes the invalid topic name {topic!r}; a sensor name '
+                    "is letters, digits and '_', not starting with a digit"
+                ) from None
+
+
 def _decode(raw: bytes) -> StampedImage:
     msg = deserialize_message(raw, Image)
     stamp_ns = msg.header.stamp.sec * NS + msg.header.stamp.nanosec
@@ -245,6 +263,7 @@ def _seed(text: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     try:
+        check_sensor_names(args.sensors)
         schedule = Schedule.from_yaml(args.schedule, sensors=tuple(args.sensors))
     except ScheduleError as error:
         print(f'mmp_ros dropout: {error}', file=sys.stderr)
