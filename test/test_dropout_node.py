@@ -279,3 +279,26 @@ def test_node_in_process_passes_bytes_through_and_truncates_on_schedule(tmp_path
         peer.destroy_node()
     finally:
         rclpy.try_shutdown(context=context)
+
+
+@pytest.mark.ros
+@pytest.mark.timeout(60)
+def test_sensors_and_schedule_file_parameters_are_the_nodes_when_no_option_overrides_them(
+    tmp_path,
+):
+    # A launch file sets the node's parameters, not its options. A schedule naming depth
+    # against a sensors parameter of [rgb] shows that the parameter, not a default, was used.
+    schedule = tmp_path / 'depth.yaml'
+    schedule.write_text('faults:\n  - {sensor: depth, kind: kill, start: 1, end: 2}\n')
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    node = [sys.executable, '-m', 'mmp_ros.ros.dropout_node']
+    parameters = ['--ros-args', '-p', 'sensors:=[rgb]']
+    for argv in (
+        [*node, *parameters, '-p', f'schedule_file:={schedule}'],
+        [*node, '--schedule', str(schedule), *parameters],
+    ):
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith('mmp_ros dropout: '), done.stderr
+        assert "unknown sensor 'depth'" in done.stderr and "are ['rgb']" in done.stderr
+        assert 'Traceback' not in done.stderr

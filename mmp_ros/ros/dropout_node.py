@@ -232,17 +232,20 @@ def _encode(image: StampedImage) -> Image:
     return msg
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, *, schedule_required: bool = True) -> None:
+    """The command's options; an option left out leaves its ROS parameter as it was set."""
     parser.add_argument(
-        '--schedule', required=True, type=Path, help='YAML dropout schedule (docs/dropout.md)'
+        '--schedule', required=schedule_required, type=Path,
+        help='YAML dropout schedule (docs/dropout.md)'
+        + ('' if schedule_required else "; default: the schedule_file parameter"),
     )
     parser.add_argument(
         '--seed', type=_seed, default=None,
         help="seed of the random faults (default: schedule's)"
     )
     parser.add_argument(
-        '--sensors', nargs='+', default=list(MODALITIES), metavar='SENSOR',
-        help='sensors to forward (default: %(default)s)',
+        '--sensors', nargs='+', default=None, metavar='SENSOR',
+        help=f'sensors to forward (default: the sensors parameter, {list(MODALITIES)})',
     )
     parser.add_argument(
         '--check', action='store_true', help='validate the schedule, print it, and exit'
@@ -262,19 +265,26 @@ def _seed(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Only the options given override the node's parameters: a launch file or --ros-args -p
+    # sets the others (the node checks the schedule again against them).
+    overrides = []
     try:
-        check_sensor_names(args.sensors)
-        schedule = Schedule.from_yaml(args.schedule, sensors=tuple(args.sensors))
+        if args.sensors is not None:
+            check_sensor_names(args.sensors)
+            overrides.append(Parameter('sensors', value=list(args.sensors)))
+        if args.schedule is not None:
+            schedule = Schedule.from_yaml(
+                args.schedule, sensors=tuple(args.sensors or MODALITIES)
+            )
+            if args.check:
+                print(schedule.describe())
+                return 0
+            overrides.append(Parameter('schedule_file', value=str(args.schedule)))
+        elif args.check:
+            raise ScheduleError('--check needs --schedule')
     except ScheduleError as error:
         print(f'mmp_ros dropout: {error}', file=sys.stderr)
         return 2
-    if args.check:
-        print(schedule.describe())
-        return 0
-    overrides = [
-        Parameter('schedule_file', value=str(args.schedule)),
-        Parameter('sensors', value=list(args.sensors)),
-    ]
     if args.seed is not None:
         overrides.append(Parameter('seed', value=args.seed))
     return spin_node(
@@ -292,13 +302,13 @@ def main(argv: list[str] | None = None) -> int:
         cut = argv.index('--ros-args')
         argv, ros_args = argv[:cut], argv[cut:]
     parser = argparse.ArgumentParser(prog='mmp_ros dropout', description=__doc__.splitlines()[0])
-    add_arguments(parser)
+    add_arguments(parser, schedule_required=False)
     args = parser.parse_args(argv)
     args.ros_args = ros_args
     try:
         return run(args)
-    except InputError as exc:  # as the mmp_ros CLI reports it
-        print(f'mmp_ros dropout: {exc}', file=sys.stderr)
+    except InputError as error:  # a schedule_file or sensors parameter the node refused
+        print(f'mmp_ros dropout: {error}', file=sys.stderr)
         return 2
 
 
