@@ -124,7 +124,10 @@ def test_sensor_set_is_the_callers():
 @pytest.mark.parametrize(
     ('text', 'expected'),
     [
-        ('faults: [\n', 'not valid YAML'),
+        ('faults: [\n', r'^<schedule>:2: not valid YAML: while parsing a flow node: '
+                        r"expected the node content, but found '<stream end>'$"),
+        ('faults:\n  - {sensor: rgb, [a]: 1}\n', r'^<schedule>:2: not valid YAML: while '
+                                                  r'constructing a mapping: found unhashable'),
         ('- 1\n', "a mapping with a 'faults' list"),
         ('fault: []\n', "unknown top-level keys \\['fault'\\]"),
         ('seed: -2\nfaults: []\n', 'seed must be a whole number'),

@@ -243,7 +243,12 @@ def parse_schedule(
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         document = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise ScheduleError(f'{source}: not valid YAML: {error}') from None
+        # One line, at the line where the parser gave up (str(error) spans several).
+        mark = getattr(error, 'problem_mark', None)
+        where = f'{source}:{mark.line + 1}' if mark else source
+        parts = (getattr(error, 'context', None), getattr(error, 'problem', None))
+        what = ': '.join(filter(None, parts)) or ' '.join(str(error).split())
+        raise ScheduleError(f'{where}: not valid YAML: {what}') from None
     if not isinstance(document, dict):
         raise ScheduleError(
             f"{source}: a schedule is a mapping with a 'faults' list (and optionally 'seed')"
