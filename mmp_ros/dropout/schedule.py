@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,7 +78,23 @@ def _positive_int(value: Any) -> int:
     return value
 
 
+_DOTLESS_EXPONENT = re.compile(r'[-+]?\d+[eE][-+]?\d+')
+# Largest side a resize fault makes: above any camera mode (8192 x 8192 rgb8 is 192 MiB).
+MAX_IMAGE_SIDE = 8192
+
+
+def _image_side(value: Any) -> int:
+    side = _positive_int(value)
+    if side > MAX_IMAGE_SIDE:
+        raise ValueError(f'must be at most {MAX_IMAGE_SIDE} pixels, got {side}')
+    return side
+
+
 def _finite_float(value: Any) -> float:
+    if isinstance(value, str) and _DOTLESS_EXPONENT.fullmatch(value.strip()):
+        # YAML 1.1 (PyYAML) reads an exponent without a dot, 5e-2, as text.
+        raise ValueError(f'must be a number, got the text {value!r}: YAML reads an exponent '
+                         'as a number only with a dot in the mantissa (5.0e-2) or as 0.05')
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f'must be a number, got {value!r}')
     try:
@@ -109,7 +126,7 @@ PARAMETERS: dict[FaultKind, dict[str, tuple[Any, Any]]] = {
     FaultKind.NOISE: {'sigma': (REQUIRED, _positive_float)},
     FaultKind.DELAY: {'delay_s': (REQUIRED, _positive_float), 'max_queue': (100, _positive_int)},
     FaultKind.DROP: {'fraction': (REQUIRED, _fraction)},
-    FaultKind.RESIZE: {'height': (REQUIRED, _positive_int), 'width': (REQUIRED, _positive_int)},
+    FaultKind.RESIZE: {'height': (REQUIRED, _image_side), 'width': (REQUIRED, _image_side)},
     FaultKind.ENCODING: {'encoding': (REQUIRED, _encoding)},
     FaultKind.TRUNCATE: {'keep_fraction': (0.5, _keep_fraction)},
 }
