@@ -3,6 +3,8 @@ BagError each bad input gives."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_typestore
@@ -189,6 +191,9 @@ def test_due_times_follow_rate_offset_and_loops():
     ({'rate': 0.0}, 'rate must be positive'),
     ({'start_offset_s': -1.0}, 'must not be negative'),
     ({'start_offset_s': 2.5}, r'b.mcap: start offset 2.5 s is past the end of the bag \(2.000'),
+    ({'start_offset_s': math.nan}, 'must not be negative, got nan'),
+    ({'start_offset_s': math.inf}, 'start offset inf s is past the end'),
+    ({'start_offset_s': 1e300}, 'start offset 1e\\+300 s is past the end'),
 ])
 def test_schedule_errors(kwargs, message):
     with pytest.raises(BagError, match=message):

@@ -160,12 +160,12 @@ def make_schedule(
     """
     if not rate > 0:
         raise BagError(f'rate must be positive, got {rate}')
-    if start_offset_s < 0:
+    if not start_offset_s >= 0:
         raise BagError(f'start offset must not be negative, got {start_offset_s}')
     duration_ns = end_ns - start_ns
-    origin_ns = start_ns + round(start_offset_s * 1e9)
-    if origin_ns > end_ns:
+    if start_offset_s * 1e9 > duration_ns:  # before rounding: inf has no nanosecond count
         raise BagError(f'{bag_name}: start offset {start_offset_s:g} s is past the end of the '
                        f'bag ({duration_ns / 1e9:.3f} s long)')
+    origin_ns = start_ns + round(start_offset_s * 1e9)
     mean_gap_ns = duration_ns // (message_count - 1) if message_count > 1 else 1_000_000_000
     return PlaybackSchedule(origin_ns, end_ns - origin_ns + mean_gap_ns, rate)
