@@ -145,3 +145,14 @@ def test_loop_with_restamp_repeats_with_fresh_increasing_stamps(tmp_path, restor
     received_stamps = [stamp for _, stamp in frames]
     assert received_stamps == sorted(received_stamps)  # no jump back at the loop
     assert abs(received_stamps[-1] - time.time_ns()) < 10 * 10**9  # now, not 2023
+
+
+def test_loop_over_a_bag_without_messages_ends_at_once(tmp_path, restored_environ):
+    # Every pass publishes nothing; looping on would spin forever, deaf to SIGTERM.
+    bag = write_image_bag(tmp_path / 'bag', [])
+    player = subprocess.run(
+        [sys.executable, '-m', 'mmp_ros.ros.replay', str(bag), '--loop'],
+        env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=60,
+    )
+    assert player.returncode == 0, player.stderr
+    assert 'nothing published' in player.stderr

@@ -123,7 +123,9 @@ class BagPlayer(Node):
                     data = restamp(data, self.get_clock().now().nanoseconds)
                 self._bag_publishers[topic].publish(data)
             iteration += 1
-            if not loop:
+            # A pass that published nothing (no message in the played span) would repeat at
+            # once, forever: a busy loop that never sleeps, so never sees a shutdown.
+            if not loop or start is None:
                 break
         self.get_logger().info(lateness.describe())
         return lateness
