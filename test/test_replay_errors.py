@@ -59,5 +59,9 @@ def test_unknown_message_types(tmp_path, capsys, msgtype, reason):
 def test_bad_remap_and_offset(tmp_path, capsys):
     bag = write_stub_bag(tmp_path / 'bag', {'/chatter': 'std_msgs/msg/String'})
     assert 'expected /from:=/to' in run_replay(bag, capsys, '--allow-no-images', '--remap', '/x')
+    for target, reason in (('123', 'must not start with a number'),
+                           ('/a//b', "must not contain repeated '/'")):
+        err = run_replay(bag, capsys, '--allow-no-images', '--remap', f'/chatter:={target}')
+        assert f'remap /chatter:={target}: ' in err and reason in err
     assert 'past the end of the bag' in run_replay(bag, capsys, '--allow-no-images',
                                                    '--start-offset', '5')

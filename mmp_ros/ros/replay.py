@@ -19,9 +19,12 @@ import sys
 import time
 
 import rclpy
+from rclpy.exceptions import InvalidTopicNameException
 from rclpy.executors import ExternalShutdownException
+from rclpy.expand_topic_name import expand_topic_name
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.validate_full_topic_name import validate_full_topic_name
 
 from mmp_ros.bags.cdr import restamp
 from mmp_ros.bags.errors import BagError
@@ -38,6 +41,7 @@ from mmp_ros.bags.source import Bag, TopicQos, open_bag
 from mmp_ros.bags.timing import Lateness
 from mmp_ros.ros.context import init_ros
 
+NODE_NAME = 'mmp_ros_replay'
 IMAGE_QOS = {'sensor_data': SENSOR_DATA_QOS, 'reliable': DEFAULT_QOS}
 _WAKE_S = 0.1  # longest sleep, so that Ctrl-C and shutdown are seen promptly
 
@@ -57,6 +61,16 @@ def import_problem(msgtype: str) -> str | None:
         return f'no Python module {package}.{kind}'
     if not isinstance(getattr(module, name, None), type):
         return f'{package}.{kind} has no {name}'
+    return None
+
+
+def topic_name_problem(name: str, node_name: str) -> str | None:
+    """None if ``name`` is a valid topic name for node ``node_name`` (relative names as in
+    the root namespace), else rcl's reason in one line: checked before any ROS start-up."""
+    try:
+        validate_full_topic_name(expand_topic_name(name, node_name, '/'))
+    except (ValueError, InvalidTopicNameException) as exc:
+        return str(exc).splitlines()[0].split(', at /')[0].rstrip(':')
     return None
 
 
@@ -83,7 +97,7 @@ class BagPlayer(Node):
     def __init__(
         self, bag: Bag, plan: PlaybackPlan, schedule: PlaybackSchedule, *, restamp: bool = False
     ) -> None:
-        super().__init__('mmp_ros_replay')
+        super().__init__(NODE_NAME)
         self._bag = bag
         self._schedule = schedule
         # Topics whose header.stamp is set to the publish time (--restamp).
@@ -181,10 +195,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
+        remaps = parse_remaps(args.remap)
+        for source, target in remaps.items():
+            if problem := topic_name_problem(target, NODE_NAME):
+                raise BagError(f'remap {source}:={target}: {problem}')
         with open_bag(args.bag) as bag:
             plan = plan_playback(
                 str(bag.path), bag.topics, importable=import_problem, selected=args.topics,
-                remaps=parse_remaps(args.remap), image_qos=IMAGE_QOS[args.image_qos],
+                remaps=remaps, image_qos=IMAGE_QOS[args.image_qos],
                 require_images=not args.allow_no_images,
             )
             schedule = make_schedule(
