@@ -116,3 +116,16 @@ def test_an_existing_output_is_refused_without_touching_it(tmp_path, capsys):
     assert record.run(args) == 2
     assert f'{out}: exists already' in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ['keep.txt']
+
+
+def test_an_invalid_topic_name_is_refused_before_the_bag_exists(tmp_path, capsys):
+    from mmp_ros.ros import record
+
+    out = tmp_path / 'bag'
+    args = argparse.Namespace(out=str(out), topics=['/fine', 'bad topic'], storage='mcap',
+                              duration=1.0, ros_args=[])
+    assert record.run(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mmp_ros record: --topics bad topic: topic name 'bad topic' is "
+                          'invalid') and err.count('\n') == 1, err
+    assert not out.exists()

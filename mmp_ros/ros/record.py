@@ -25,8 +25,9 @@ from mmp_ros.bags.recording import STORAGES, BagRecorder
 from mmp_ros.bags.source import TopicQos
 from mmp_ros.cli import positive_float
 from mmp_ros.ros.context import init_ros
-from mmp_ros.ros.replay import import_problem, message_class, qos_profile
+from mmp_ros.ros.replay import import_problem, message_class, qos_profile, topic_name_problem
 
+NODE_NAME = 'mmp_ros_record'
 RECORD_DEPTH = 100  # subscription queue: room for bursts while the writer is busy
 DISCOVERY_PERIOD_S = 0.25
 DRAIN_QUIET_S = 0.1  # after a stop request: take messages until none came for this long
@@ -37,7 +38,7 @@ class TopicRecorder(Node):
     """Subscribes to the requested topics as they appear and writes what arrives."""
 
     def __init__(self, recorder: BagRecorder, topics: list[str]) -> None:
-        super().__init__('mmp_ros_record')
+        super().__init__(NODE_NAME)
         self._recorder = recorder
         self._pending = {self.resolve_topic_name(t) for t in topics}
         self.last_write = time.monotonic()
@@ -138,6 +139,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
+        # Before the bag exists: a bad name must not leave an empty recording behind.
+        for topic in args.topics:
+            if problem := topic_name_problem(topic, NODE_NAME):
+                raise BagError(f'--topics {topic}: {problem}')
         with BagRecorder(args.out, storage=args.storage) as recorder:
             record(recorder, args.topics, args.ros_args, args.duration)
     except BagError as exc:
