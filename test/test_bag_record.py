@@ -129,3 +129,30 @@ def test_an_invalid_topic_name_is_refused_before_the_bag_exists(tmp_path, capsys
     assert err.startswith("mmp_ros record: --topics bad topic: topic name 'bad topic' is "
                           'invalid') and err.count('\n') == 1, err
     assert not out.exists()
+
+
+@pytest.mark.ros
+def test_ctrl_c_while_the_bag_is_closing_still_leaves_a_readable_bag(tmp_path, monkeypatch,
+                                                                       restored_environ):
+    from rosbags.rosbag2 import Writer
+
+    from mmp_ros.bags.recording import BagRecorder
+    from mmp_ros.ros.record import record
+
+    finish = Writer.close
+
+    def impatient_close(writer):  # the user presses Ctrl-C again as the bag is written
+        os.kill(os.getpid(), signal.SIGINT)
+        finish(writer)
+
+    monkeypatch.setattr(Writer, 'close', impatient_close)
+    out = tmp_path / 'bag'
+    interrupted = False
+    try:
+        with BagRecorder(out) as recorder:
+            record(recorder, ['/rec/never'], [], duration_s=0.1)
+    except KeyboardInterrupt:
+        interrupted = True
+    assert not interrupted, 'the Ctrl-C cut the closing of the bag short'
+    with Reader(out) as reader:
+        assert reader.message_count == 0

@@ -95,7 +95,8 @@ class TopicRecorder(Node):
 
 def record(recorder: BagRecorder, topics: list[str], ros_args: list[str],
            duration_s: float | None = None) -> None:
-    """Record until SIGINT/SIGTERM (or ``duration_s``), then take what already arrived."""
+    """Record until SIGINT/SIGTERM (or ``duration_s``), take what already arrived, then close
+    the bag."""
     stop: list[int] = []
     previous = {s: signal.signal(s, lambda signum, _: stop.append(signum))
                 for s in (signal.SIGINT, signal.SIGTERM)}
@@ -124,6 +125,9 @@ def record(recorder: BagRecorder, topics: list[str], ros_args: list[str],
                 executor.shutdown()
                 node.destroy_node()
     finally:
+        # Closed while a second Ctrl-C is still only a stop request: one that interrupted the
+        # summary and metadata.yaml would leave a bag no reader opens.
+        recorder.close()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 
