@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from mmp_ros.sensors import decode_frame
 from mmp_ros.sensors.image import image_to_array
 from training.data import synth_bag
 from training.data.synth_bag import (
+    DEFAULT_RATES_HZ,
     GROUND_TRUTH_TOPIC,
     SynthBagConfig,
     frame_times,
@@ -110,7 +112,10 @@ def test_frame_times_are_deterministic_and_sorted():
     ({'size': (15, 32)}, 'both sides even'),
     ({'duration_s': 0}, 'duration'),
     ({'depth_encoding': 'mono8'}, 'depth encoding'),
-    ({'rates_hz': {'rgb': 30.0}}, 'one positive rate per sensor'),
+    ({'rates_hz': {'rgb': 30.0}}, 'one positive, finite rate per sensor'),
+    ({'duration_s': math.inf}, 'duration inf s must be positive and finite'),
+    ({'scene_seconds': math.inf}, 'scene_seconds inf must be positive and finite'),
+    ({'rates_hz': {**DEFAULT_RATES_HZ, 'rgb': math.inf}}, 'one positive, finite rate'),
 ])
 def test_bad_settings_are_refused(changes, message):
     with pytest.raises(ValueError, match=message):

@@ -72,16 +72,18 @@ class SynthBagConfig:
     def __post_init__(self) -> None:
         height, width = self.size
         problems = []
-        if not self.duration_s > 0:
-            problems.append(f'duration {self.duration_s} s must be positive')
-        if not self.scene_seconds > 0:
-            problems.append(f'scene_seconds {self.scene_seconds} must be positive')
+        # Finite too: an infinite duration, scene or rate has no frame count.
+        if not 0 < self.duration_s < math.inf:
+            problems.append(f'duration {self.duration_s} s must be positive and finite')
+        if not 0 < self.scene_seconds < math.inf:
+            problems.append(f'scene_seconds {self.scene_seconds} must be positive and finite')
         if height < 8 or width < 8 or height % 2 or width % 2:
             problems.append(f'size {height}x{width}: both sides even (the polarization '
                             'mosaic has 2x2 blocks) and at least 8')
         if set(self.rates_hz) != set(MODALITIES) or not all(
-                r > 0 for r in self.rates_hz.values()):
-            problems.append(f'rates {self.rates_hz}: one positive rate per sensor {MODALITIES}')
+                0 < r < math.inf for r in self.rates_hz.values()):
+            problems.append(f'rates {self.rates_hz}: one positive, finite rate per sensor '
+                            f'{MODALITIES}')
         if self.depth_encoding not in DEPTH_ENCODINGS:
             problems.append(f'depth encoding {self.depth_encoding!r}: one of {DEPTH_ENCODINGS}')
         if self.polarization_encoding not in POLARIZATION_ENCODINGS:
