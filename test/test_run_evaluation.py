@@ -277,8 +277,9 @@ def test_settle_after_cut_takes_seconds_or_auto():
     assert parser.parse_args(['b']).settle_after_cut == 0.0
     assert parser.parse_args(['b', '--settle-after-cut', '0.2']).settle_after_cut == 0.2
     assert parser.parse_args(['b', '--settle-after-cut', 'auto']).settle_after_cut == 'auto'
-    with pytest.raises(SystemExit):
-        parser.parse_args(['b', '--settle-after-cut', '-1'])
+    for bad in ('-1', 'nan', 'inf', '1e300'):
+        with pytest.raises(SystemExit):
+            parser.parse_args(['b', '--settle-after-cut', bad])
     config = Path(__file__).resolve().parents[1] / 'config'
     health = node_health([config / 'mmp_segmentation.yaml', config / 'mmp_demo.yaml'])
     assert settle_after_cut_s(health) == pytest.approx(1 / 9 + 0.005)  # thermal at 9 Hz

@@ -9,6 +9,7 @@ naming the file and topic, as ``mmp_ros replay`` does.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -25,8 +26,8 @@ def _seconds_or_auto(text: str) -> float | str:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f'expected seconds or "auto", got {text!r}') from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f'must be >= 0, got {value}')
+    if not (value >= 0 and math.isfinite(value * 1e9)):  # it becomes whole nanoseconds
+        raise argparse.ArgumentTypeError(f'must be a finite number >= 0, got {value}')
     return value
 
 
