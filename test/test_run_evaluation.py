@@ -191,6 +191,19 @@ def test_bad_bags_are_refused_with_the_file_named(tmp_path, capsys):
         assert expected in err and str(bag) in err, err
 
 
+@pytest.mark.parametrize('text', ['a: [1\n', '- a list\n'], ids=['broken', 'list'])
+def test_a_bad_parameters_file_is_named(run_bag, tmp_path, capsys, text):
+    params = tmp_path / 'params.yaml'
+    params.write_text(text)
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    args = parser.parse_args([str(run_bag), '--out', str(tmp_path / 'out'),
+                              '--params', str(params)])
+    assert cli.run(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f'mmp_ros evaluate: {params}: not a') and err.count('\n') == 1, err
+
+
 def test_a_required_topic_with_another_type_is_named(tmp_path):
     from mmp_ros.bags.synthetic import write_image_bag
     from mmp_ros.evaluation.run import read_run

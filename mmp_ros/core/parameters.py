@@ -281,7 +281,13 @@ def flatten(tree: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
 def load_params_file(path: str | Path, node_name: str = NODE_NAME) -> dict[str, Any]:
     """The flat parameter values a ROS params file sets for ``node_name``."""
     with open(path, encoding='utf-8') as stream:
-        document = yaml.safe_load(stream) or {}
+        try:
+            document = yaml.safe_load(stream) or {}
+        except yaml.YAMLError as exc:
+            reason = ' '.join(str(exc).split())  # the parser's report spans several lines
+            raise ParameterError(f'{path}: not a YAML parameters file ({reason})') from exc
+    if not isinstance(document, Mapping):
+        raise ParameterError(f'{path}: not a ROS parameters file (a mapping of node names)')
     section: dict[str, Any] = {}
     # Keys as rcl matches them: '/**' (every node), or a node path ending in the node's name
     # ('mmp_segmentation', '/robot/mmp_segmentation', '/**/mmp_segmentation').
