@@ -126,7 +126,8 @@ def open_bag(path: str | Path) -> Iterator[Bag]:
     except FileNotFoundError as exc:
         raise BagError(f'{path}: not a rosbag2 ({exc})') from exc
     except _DAMAGE as exc:
-        raise BagError(f'{path}: cannot be read as a rosbag2: {exc}') from exc
+        reason = ' '.join(str(exc).split())  # a YAML parser's report spans several lines
+        raise BagError(f'{path}: cannot be read as a rosbag2: {reason}') from exc
     try:
         yield Bag(path, reader)
     finally:
