@@ -108,3 +108,14 @@ def test_adapt_exports_a_model_and_its_card(healthy_bag, tmp_path):
     # config/train_adapt.yaml distills: the recording's frames get a teacher cache
     trained = read_checkpoint(tmp_path / 'out' / 'train' / 'checkpoint.pt')
     assert trained['train_config']['teacher_cache'] is True
+
+
+def test_max_frames_below_what_adaptation_needs_is_named(tmp_path, capsys):
+    from mmp_ros.cli import main
+
+    # Not "only 2 bundles healthy": the recording is not what is wrong.
+    assert main(['adapt', str(tmp_path / 'bag'), '--model', 'm.onnx', '--checkpoint', 'c.pt',
+                 '--max-frames', '2']) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('mmp_ros adapt: --max-frames 2 keeps fewer bundles than adaptation '
+                          'needs (8)'), err

@@ -216,6 +216,9 @@ def adapt_on_bag(bag: str, *, model: str, checkpoint: str, out: str | Path,
     from training.config import load_config
     from training.export import export_checkpoint
 
+    if 0 < max_frames < min_frames:  # else refused below as if the recording were bad
+        raise BagError(f'--max-frames {max_frames} keeps fewer bundles than adaptation needs '
+                       f'({min_frames}); give at least {min_frames}, or 0 for all')
     started = time.perf_counter()
     metadata = read_model_metadata(model)
     _, checkpoint_meta, _ = load_checkpoint(checkpoint)
