@@ -25,13 +25,10 @@ from pathlib import Path
 
 from builtin_interfaces.msg import Time
 from rcl_interfaces.msg import IntegerRange, ParameterDescriptor
-from rclpy.exceptions import InvalidTopicNameException
-from rclpy.expand_topic_name import expand_topic_name
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.serialization import deserialize_message
-from rclpy.validate_full_topic_name import validate_full_topic_name
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
@@ -42,10 +39,12 @@ from mmp_ros.errors import InputError
 from mmp_ros.modalities import MODALITIES
 from mmp_ros.ros.context import spin_node
 from mmp_ros.ros.image_msg import to_image_fields, to_image_msg
+from mmp_ros.ros.names import topic_name_problem
 
 INPUT_TOPIC = 'source/{sensor}/image'
 OUTPUT_TOPIC = '{sensor}/image'
 EVENTS_TOPIC = 'dropout/events'
+NODE_NAME = 'dropout'
 # Window boundaries and delayed releases are checked this often: a boundary is applied at most
 # one period late (the events say when exactly), a delayed message released at most that late.
 TICK_PERIOD_S = 0.01
@@ -57,7 +56,7 @@ class DropoutNode(Node):
     """Republishes each sensor's images, failing them as the schedule says."""
 
     def __init__(self, **kwargs) -> None:
-        super().__init__('dropout', **kwargs)
+        super().__init__(NODE_NAME, **kwargs)
         schedule_file = self.declare_parameter(
             'schedule_file', '',
             ParameterDescriptor(description='YAML dropout schedule (docs/dropout.md)'),
@@ -200,13 +199,11 @@ def check_sensor_names(sensors: Sequence[str]) -> None:
     """Refuse a sensor name that does not make valid topic names, before any topic is made."""
     for sensor in sensors:
         for topic in (INPUT_TOPIC.format(sensor=sensor), OUTPUT_TOPIC.format(sensor=sensor)):
-            try:
-                validate_full_topic_name(expand_topic_name(topic, 'dropout', '/'))
-            except (ValueError, InvalidTopicNameException):
+            if topic_name_problem(topic, NODE_NAME):
                 raise ScheduleError(
                     f'sensor {sensor!r} makes the invalid topic name {topic!r}; a sensor name '
                     "is letters, digits and '_', not starting with a digit"
-                ) from None
+                )
 
 
 def _decode(raw: bytes) -> StampedImage:

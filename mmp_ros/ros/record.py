@@ -25,7 +25,8 @@ from mmp_ros.bags.recording import STORAGES, BagRecorder
 from mmp_ros.bags.source import TopicQos
 from mmp_ros.cli import positive_float
 from mmp_ros.ros.context import init_ros
-from mmp_ros.ros.replay import import_problem, message_class, qos_profile, topic_name_problem
+from mmp_ros.ros.names import topic_name_problem
+from mmp_ros.ros.replay import import_problem, message_class, qos_profile
 
 NODE_NAME = 'mmp_ros_record'
 RECORD_DEPTH = 100  # subscription queue: room for bursts while the writer is busy

@@ -19,12 +19,9 @@ import sys
 import time
 
 import rclpy
-from rclpy.exceptions import InvalidTopicNameException
 from rclpy.executors import ExternalShutdownException
-from rclpy.expand_topic_name import expand_topic_name
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.validate_full_topic_name import validate_full_topic_name
 
 from mmp_ros.bags.cdr import restamp
 from mmp_ros.bags.errors import BagError
@@ -40,6 +37,7 @@ from mmp_ros.bags.playback import (
 from mmp_ros.bags.source import Bag, TopicQos, open_bag
 from mmp_ros.bags.timing import Lateness
 from mmp_ros.ros.context import init_ros
+from mmp_ros.ros.names import topic_name_problem
 
 NODE_NAME = 'mmp_ros_replay'
 IMAGE_QOS = {'sensor_data': SENSOR_DATA_QOS, 'reliable': DEFAULT_QOS}
@@ -61,16 +59,6 @@ def import_problem(msgtype: str) -> str | None:
         return f'no Python module {package}.{kind}'
     if not isinstance(getattr(module, name, None), type):
         return f'{package}.{kind} has no {name}'
-    return None
-
-
-def topic_name_problem(name: str, node_name: str) -> str | None:
-    """None if ``name`` is a valid topic name for node ``node_name`` (relative names as in
-    the root namespace), else rcl's reason in one line: checked before any ROS start-up."""
-    try:
-        validate_full_topic_name(expand_topic_name(name, node_name, '/'))
-    except (ValueError, InvalidTopicNameException) as exc:
-        return str(exc).splitlines()[0].split(', at /')[0].rstrip(':')
     return None
 
 

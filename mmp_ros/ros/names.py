@@ -1,0 +1,17 @@
+"""Topic names checked as rcl checks them, before a process starts ROS or writes anything."""
+
+from __future__ import annotations
+
+from rclpy.exceptions import InvalidTopicNameException
+from rclpy.expand_topic_name import expand_topic_name
+from rclpy.validate_full_topic_name import validate_full_topic_name
+
+
+def topic_name_problem(name: str, node_name: str) -> str | None:
+    """None if ``name`` is a valid topic name for node ``node_name`` (relative names as in
+    the root namespace), else rcl's reason in one line."""
+    try:
+        validate_full_topic_name(expand_topic_name(name, node_name, '/'))
+    except (ValueError, InvalidTopicNameException) as exc:
+        return str(exc).splitlines()[0].split(', at /')[0].rstrip(':')
+    return None
