@@ -80,6 +80,15 @@ def test_a_missing_sensor_topic_is_named(healthy_bag):
         read_bag_frames(healthy_bag, METADATA, topics={'thermal': '/cam/thermal'})
 
 
+@pytest.mark.parametrize(('topics', 'message'), [
+    ({'rgb': '/depth/image'}, 'topic /depth/image named for rgb and depth: each modality'),
+    ({'lidar': '/lidar/image'}, r'--topic lidar: not a modality of the model \(rgb, depth'),
+])
+def test_topics_that_cannot_be_the_models_sensors_are_named(healthy_bag, topics, message):
+    with pytest.raises(BagError, match=message):
+        read_bag_frames(healthy_bag, METADATA, topics=topics)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_adapt_exports_a_model_and_its_card(healthy_bag, tmp_path):

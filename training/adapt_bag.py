@@ -68,7 +68,16 @@ def read_bag_frames(path: str | Path, metadata: ModelMetadata, *,
     at most this many bundles, evenly spread over the recording (0: all).
     """
     modalities = tuple(metadata.modalities)
+    unknown = sorted(set(topics or {}) - set(modalities))
+    if unknown:
+        raise BagError(f'--topic {", ".join(unknown)}: not a modality of the model '
+                       f'({", ".join(modalities)})')
     topics = {m: (topics or {}).get(m, f'/{m}/image') for m in modalities}
+    shared = sorted({t for t in topics.values() if list(topics.values()).count(t) > 1})
+    if shared:
+        raise BagError(f'topic {", ".join(shared)} named for '
+                       f'{" and ".join(m for m, t in topics.items() if t in shared)}: each '
+                       'modality needs a topic of its own (--topic MODALITY=TOPIC)')
     values = defaults()
     for params in params_files:
         values.update(load_params_file(params))
