@@ -116,6 +116,9 @@ def test_frame_times_are_deterministic_and_sorted():
     ({'duration_s': math.inf}, 'duration inf s must be positive and finite'),
     ({'scene_seconds': math.inf}, 'scene_seconds inf must be positive and finite'),
     ({'rates_hz': {**DEFAULT_RATES_HZ, 'rgb': math.inf}}, 'one positive, finite rate'),
+    ({'size': (100_000, 100_000)}, 'at most 4096'),
+    ({'duration_s': 1e12}, r'8\.9e\+13 frames .* at most 1,000,000; shorten the duration'),
+    ({'rates_hz': {**DEFAULT_RATES_HZ, 'rgb': 1e9}}, 'at most 1,000,000'),
 ])
 def test_bad_settings_are_refused(changes, message):
     with pytest.raises(ValueError, match=message):

@@ -48,6 +48,10 @@ FRAME_IDS = {m: f'{m}_camera_optical_frame' for m in MODALITIES}
 DEPTH_ENCODINGS = ('16UC1', '32FC1')
 POLARIZATION_ENCODINGS = ('mono16', 'mono8')
 START_NS = 1_700_000_000 * 1_000_000_000  # stamps of the first scene (any fixed epoch)
+# Bounds that keep a bag's frame list and one rendered frame in memory: 10^6 frames is over
+# two hours of the four default streams, 4096 a side beyond any camera the node serves.
+MAX_FRAMES = 1_000_000
+MAX_SIDE = 4096
 
 
 def image_topic(modality: str) -> str:
@@ -77,13 +81,19 @@ class SynthBagConfig:
             problems.append(f'duration {self.duration_s} s must be positive and finite')
         if not 0 < self.scene_seconds < math.inf:
             problems.append(f'scene_seconds {self.scene_seconds} must be positive and finite')
-        if height < 8 or width < 8 or height % 2 or width % 2:
+        if not (8 <= height <= MAX_SIDE and 8 <= width <= MAX_SIDE) or height % 2 or width % 2:
             problems.append(f'size {height}x{width}: both sides even (the polarization '
-                            'mosaic has 2x2 blocks) and at least 8')
+                            f'mosaic has 2x2 blocks), at least 8 and at most {MAX_SIDE}')
         if set(self.rates_hz) != set(MODALITIES) or not all(
                 0 < r < math.inf for r in self.rates_hz.values()):
             problems.append(f'rates {self.rates_hz}: one positive, finite rate per sensor '
                             f'{MODALITIES}')
+        elif 0 < self.duration_s < math.inf:
+            frames = self.duration_s * sum(self.rates_hz.values())
+            if frames > MAX_FRAMES:
+                problems.append(f'{frames:.3g} frames ({self.duration_s:g} s at '
+                                f'{sum(self.rates_hz.values()):g} frames/s in all): at most '
+                                f'{MAX_FRAMES:,}; shorten the duration or lower the rates')
         if self.depth_encoding not in DEPTH_ENCODINGS:
             problems.append(f'depth encoding {self.depth_encoding!r}: one of {DEPTH_ENCODINGS}')
         if self.polarization_encoding not in POLARIZATION_ENCODINGS:
