@@ -92,6 +92,12 @@ def test_bad_config_stops_with_the_key(overrides, message):
         load_config(None, overrides)
 
 
+@pytest.mark.parametrize('device', ['gpu', 'cuda:x', ''])
+def test_a_device_torch_does_not_know_is_named(tmp_path, device):
+    with pytest.raises(ConfigError, match=f"device '{device}': expected auto, cpu, cuda or"):
+        run(tmp_path, f'device="{device}"')
+
+
 def test_shipped_configs_load():
     for path in sorted(Path(__file__).parents[1].glob('config/train_*.yaml')):
         load_config(path, ['base_checkpoint=x.pt'])

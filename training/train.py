@@ -168,7 +168,10 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
         name = 'cuda' if torch.cuda.is_available() else 'cpu'
     if name == 'cuda':
         name = f'cuda:{local_rank}'
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:  # torch lists every device type it knows, most of them not ours
+        raise ConfigError(f'device {name!r}: expected auto, cpu, cuda or cuda:N') from None
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise ConfigError(f'device {name!r} requested but CUDA is not available here')
     return device
