@@ -103,6 +103,17 @@ def test_shipped_configs_load():
         load_config(path, ['base_checkpoint=x.pt'])
 
 
+@pytest.mark.parametrize(('overrides', 'message'), [
+    (['data.params.bogus=1'], "unexpected keyword argument 'bogus'"),
+    (['data.train_split=nope'], "refuses split 'nope' .* unknown split 'nope'"),
+    (['data.params.length=0'], r'do not fit split capacity'),
+])
+def test_dataset_that_refuses_its_params_or_split_names_them(tmp_path, overrides, message):
+    config = load_config(None, [*FAST, 'steps=1', f'out_dir={tmp_path}', *overrides])
+    with pytest.raises(DatasetError, match=message):
+        train(config)
+
+
 def test_dataset_without_a_needed_modality_is_named(tmp_path):
     data = CueDataset('train', 4, modalities=('rgb', 'depth'))
     with pytest.raises(DatasetError, match="lacks modalities \\['polarization', 'thermal'\\]"):

@@ -37,7 +37,13 @@ def build_dataset(config: DataConfig, split: str) -> Dataset:
     factory = getattr(module, attribute, None)
     if factory is None:
         raise DatasetError(f'data.dataset: {module_name!r} has no {attribute!r}')
-    return factory(split=split, **config.params)
+    try:
+        return factory(split=split, **config.params)
+    except InputError:  # the dataset's own message already names what is wrong
+        raise
+    except (TypeError, ValueError) as exc:  # a parameter or split the dataset does not take
+        raise DatasetError(f'data.dataset {config.dataset} refuses split {split!r} with '
+                           f'data.params {dict(config.params)}: {exc}') from exc
 
 
 def dataset_classes(dataset: Any) -> tuple[tuple[str, ...], tuple[tuple[int, int, int], ...]]:
