@@ -86,6 +86,10 @@ def test_yaml_then_overrides(tmp_path):
       'teacher_cache=true', 'projection_fit.steps=10', 'model.projection_stage=stem'],
      "projection_fit .* needs model.projection_stage 'encoder'"),
     (['projection_fit.batch_size=0'], 'projection_fit: steps must be >= 0, batch_size and lr'),
+    (['data.params=5'], 'data.params: expected a mapping, got 5'),
+    (['model.modality_widths=5'], 'model.modality_widths: expected a mapping, got 5'),
+    (['model.modality_widths.rgb=abc'], "modality_widths.rgb: expected an integer, got 'abc'"),
+    (['model.token_strides.depth=2.5'], 'token_strides.depth: expected an integer, got 2.5'),
 ])
 def test_bad_config_stops_with_the_key(overrides, message):
     with pytest.raises(ConfigError, match=message):

@@ -10,7 +10,7 @@ import dataclasses
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, get_type_hints
+from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -344,6 +344,11 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         if isinstance(value, Mapping):
             return {str(k): _coerce(float, v, f'{where}.{k}') for k, v in value.items()}
         return _coerce(float, value, where)
+    if get_origin(hint) is dict:  # data.params, model.modality_widths, model.token_strides
+        if not isinstance(value, Mapping):
+            raise ConfigError(f'{where}: expected a mapping, got {value!r}')
+        value_hint = get_args(hint)[1]
+        return {str(k): _coerce(value_hint, v, f'{where}.{k}') for k, v in value.items()}
     return value
 
 
