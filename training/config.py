@@ -7,6 +7,7 @@ is checked when the config is built, so a bad config stops before any data is re
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -320,9 +321,12 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         if isinstance(value, bool):
             raise ConfigError(f'{where}: expected a number, got {value!r}')
         try:
-            return float(value)
+            number = float(value)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f'{where}: expected a number, got {value!r}') from exc
+        if not math.isfinite(number):  # .inf and .nan pass every range check below
+            raise ConfigError(f'{where}: expected a finite number, got {value!r}')
+        return number
     if hint is int:
         if isinstance(value, bool) or not (
                 isinstance(value, int) or isinstance(value, float) and value.is_integer()):
