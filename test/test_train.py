@@ -306,6 +306,14 @@ def test_full_pass_needs_masked_training(method):
         load_config(None, [f'method={method}', 'base_checkpoint=b.pt', 'mask.full_pass=true'])
 
 
+@pytest.mark.parametrize('where', ['file', 'file/run'])
+def test_out_dir_that_cannot_be_a_folder_stops_before_training(tmp_path, where):
+    (tmp_path / 'file').write_text('notes')
+    with pytest.raises(ConfigError, match=f'out_dir {tmp_path / where}: cannot be a folder'):
+        run(tmp_path / where)
+    assert (tmp_path / 'file').read_text() == 'notes'
+
+
 def test_resume_continues_exactly(tmp_path):
     straight = run(tmp_path / 'straight', steps=4)
     run(tmp_path / 'resumed', steps=2)

@@ -358,6 +358,11 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
     started = time.perf_counter()
     ddp = Distributed.from_env()
     device = resolve_device(config.device, ddp.local_rank)
+    out_dir = Path(config.out_dir)
+    try:  # before any data is read: a file in its place, or no permission, stops here
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f'out_dir {out_dir}: cannot be a folder ({exc.strerror})') from exc
     if ddp.world_size > 1 and not dist.is_initialized():
         backend = 'nccl' if device.type == 'cuda' else 'gloo'
         dist.init_process_group(backend=backend)
@@ -423,7 +428,6 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
     amp_dtype = torch.float16 if config.amp_dtype == 'float16' else torch.bfloat16
     scaler = torch.amp.GradScaler('cuda', enabled=use_amp and amp_dtype == torch.float16)
 
-    out_dir = Path(config.out_dir)
     checkpoint_path = out_dir / CHECKPOINT_NAME
     start_step, metrics = 0, {}
     if config.resume and checkpoint_path.is_file():
