@@ -16,7 +16,7 @@ from mmp_ros.inference.testing import tiny_metadata
 from mmp_ros.inference.torch_backend import TorchBackend
 from mmp_ros.metadata import METADATA_KEY, MetadataError, ModelMetadata
 from mmp_ros.modalities import MODALITIES, nonempty_subsets
-from training.export import example_inputs, export_onnx, mask_rows
+from training.export import ExportError, example_inputs, export_onnx, mask_rows
 
 INPUT_SIZE = (24, 40)
 
@@ -174,3 +174,11 @@ def test_verify_export_passes_on_a_faithful_export(contract_model, tmp_path):
     model, metadata = contract_model
     path = export_onnx(model, metadata, tmp_path / 'verified.onnx', with_logits=True, verify=True)
     assert path.is_file()
+
+
+def test_an_opset_the_exporter_does_not_write_is_refused_not_recorded(contract_model, tmp_path):
+    model, metadata = contract_model
+    path = tmp_path / 'old.onnx'
+    with pytest.raises(ExportError, match=r'opset 13: torch .* exports at opset 18 and above'):
+        export_onnx(model, metadata, path, opset=13, verify=False)
+    assert not path.exists()

@@ -161,6 +161,11 @@ def export_onnx(
         except Exception as exc:  # the exporter raises many untyped errors
             raise ExportError(f'torch.onnx.export of the model to {path} failed: {exc}') from exc
     proto = onnx.load(str(path), load_external_data=False)
+    written = next(o.version for o in proto.opset_import if o.domain in ('', 'ai.onnx'))
+    if written != opset:  # below its own opset the exporter keeps its own, with a log line
+        path.unlink()
+        raise ExportError(f'opset {opset}: torch {torch.__version__} exports at opset '
+                          f'{written} and above; ask for one of those')
     del proto.metadata_props[:]
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, metadata.to_json()
