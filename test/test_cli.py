@@ -73,6 +73,11 @@ def test_a_program_error_keeps_its_traceback(monkeypatch):
      'argument --seed: must be 0 or more, got -2'),
     (['dropout', '--schedule', 's.yaml', '--seed', '3000000000'],
      'argument --seed: must be at most 2147483647, got 3000000000'),
+    (['evaluate-model', 'm.pt', '--batch-size', '0'], 'argument --batch-size: must be positive'),
+    (['evaluate-model', 'm.pt', '--num-workers', '-1'],
+     'argument --num-workers: must be 0 or more, got -1'),
+    (['evaluate-model', 'm.pt', '--max-samples', '-5'],
+     'argument --max-samples: must be 0 or more, got -5'),
 ])
 def test_numbers_that_cannot_be_right_are_refused_before_anything_runs(capsys, argv, message):
     with pytest.raises(SystemExit) as exit_info:

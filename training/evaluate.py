@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from mmp_ros.cli import non_negative_int, positive_int
 from mmp_ros.metadata import ModelMetadata
 from mmp_ros.modalities import nonempty_subsets, subset_label
 from mmp_ros.model import load_checkpoint
@@ -191,9 +192,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--split', default='test', help='dataset split (default: test)')
     parser.add_argument('--out', default='out/evaluation', help='output folder')
     parser.add_argument('--device', default='auto')
-    parser.add_argument('--batch-size', type=int, default=8)
-    parser.add_argument('--max-samples', type=int, default=0, help='0: the whole split')
-    parser.add_argument('--num-workers', type=int, default=0)
+    parser.add_argument('--batch-size', type=positive_int, default=8)
+    parser.add_argument('--max-samples', type=non_negative_int, default=0,
+                        help='0: the whole split')
+    parser.add_argument('--num-workers', type=non_negative_int, default=0)
 
 
 def _names(paths: Sequence[str]) -> list[str]:
