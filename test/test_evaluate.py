@@ -11,6 +11,7 @@ import torch
 from toy_data import CueDataset
 
 from mmp_ros.modalities import nonempty_subsets, subset_label
+from mmp_ros.model import CheckpointError
 from training import evaluate
 from training.config import load_config
 from training.datasets import DatasetError
@@ -99,3 +100,20 @@ def test_cli_reads_the_dataset_from_the_checkpoint(tmp_path, mmp_checkpoint, cap
     assert evaluate.run(args) == 0
     assert 'mean over missing subsets' in capsys.readouterr().out
     assert (tmp_path / 'evaluation.md').is_file()
+
+
+def test_cli_refuses_checkpoints_of_different_modalities_before_evaluating(tmp_path,
+                                                                          mmp_checkpoint):
+    config = load_config(None, [
+        'modalities=[rgb, depth]', 'steps=1', 'batch_size=4', 'progress=false', 'eval_every=0',
+        'data.input_size=[16,16]', 'model.projection_stride=8', 'model.aggregate_stride=16',
+        'data.normalization_samples=4', f'out_dir={tmp_path / "rgbd"}',
+        'data.dataset=toy_data:CueDataset', 'data.params={size: 8, modalities: [rgb, depth]}',
+    ])
+    rgbd = train(config, train_dataset=CueDataset('train', 8, modalities=('rgb', 'depth')))
+    parser = argparse.ArgumentParser()
+    evaluate.add_arguments(parser)
+    args = parser.parse_args([str(mmp_checkpoint), str(rgbd.checkpoint), '--out', str(tmp_path),
+                              '--max-samples', '2', '--device', 'cpu'])
+    with pytest.raises(CheckpointError, match=r"different modalities .*\['rgb', 'depth'\]"):
+        evaluate.run(args)

@@ -18,7 +18,7 @@ import torch
 from mmp_ros.cli import non_negative_int, positive_int
 from mmp_ros.metadata import ModelMetadata
 from mmp_ros.modalities import nonempty_subsets, subset_label
-from mmp_ros.model import load_checkpoint
+from mmp_ros.model import CheckpointError, load_checkpoint, read_checkpoint
 from training.config import DataConfig, config_from_dict
 from training.datasets import build_dataset, check_modalities
 from training.metrics import SubsetReport, evaluate_subsets
@@ -205,6 +205,13 @@ def _names(paths: Sequence[str]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    modalities = {path: read_checkpoint(path)['metadata']['modalities']
+                  for path in args.checkpoints}
+    if len({tuple(m) for m in modalities.values()}) > 1:  # before hours of evaluation
+        listed = ', '.join(f'{path} {list(m)}' for path, m in modalities.items())
+        raise CheckpointError(f'the checkpoints take different modalities ({listed}); a '
+                              'report compares models on the same subsets: evaluate them '
+                              'separately')
     reports = {}
     for name, path in zip(_names(args.checkpoints), args.checkpoints, strict=True):
         report, metadata = evaluate_checkpoint(
