@@ -256,3 +256,15 @@ def test_cli_rejects_a_malformed_split_argument(tmp_path, capsys):
     cli.add_arguments(parser)
     assert cli.run(parser.parse_args([str(tmp_path), '--split', 'training=3'])) == 2
     assert 'NAME=COUNT' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(('extra', 'message'), [
+    (['--size', '9', '11'], 'needs an even height and width'),
+])
+def test_cli_refuses_what_it_could_not_write_or_read_back(tmp_path, capsys, extra, message):
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    args = parser.parse_args([str(tmp_path / 'synth'), '--size', '24', '32', '--quiet', *extra])
+    assert cli.run(args) == 2
+    assert message in capsys.readouterr().out
+    assert not (tmp_path / 'synth').exists()

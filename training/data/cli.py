@@ -109,6 +109,10 @@ def run(args: argparse.Namespace) -> int:
     if min(height, width) < 8:
         print(f'synth-dataset: --size must be at least 8x8, got {height}x{width}')
         return 2
+    if args.polarization == 'mosaic' and (height % 2 or width % 2):
+        print(f'synth-dataset: --size {height} {width}: the 2x2 polarizer mosaic needs an even '
+              'height and width (or --polarization intensities)')
+        return 2
     write_dataset(
         args.out,
         splits,
