@@ -260,6 +260,8 @@ def test_cli_rejects_a_malformed_split_argument(tmp_path, capsys):
 
 @pytest.mark.parametrize(('extra', 'message'), [
     (['--size', '9', '11'], 'needs an even height and width'),
+    (['--start', '-5'], 'numbered from 0 to 9999999'),
+    (['--start', '9999999', '--split', 'val=2'], 'numbered from 0 to 9999999'),
 ])
 def test_cli_refuses_what_it_could_not_write_or_read_back(tmp_path, capsys, extra, message):
     parser = argparse.ArgumentParser()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from training.data.layout import FOLDERS, MANIFEST, manifest, write_frame
 from training.data.render import render
-from training.data.scene import SPLITS, make_split, sample_scene
+from training.data.scene import SPLIT_CAPACITY, SPLITS, make_split, sample_scene
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -112,6 +112,10 @@ def run(args: argparse.Namespace) -> int:
     if args.polarization == 'mosaic' and (height % 2 or width % 2):
         print(f'synth-dataset: --size {height} {width}: the 2x2 polarizer mosaic needs an even '
               'height and width (or --polarization intensities)')
+        return 2
+    if not 0 <= args.start <= SPLIT_CAPACITY - max(splits.values()):
+        print(f'synth-dataset: --start {args.start}: the scenes of a split are numbered from 0 '
+              f'to {SPLIT_CAPACITY - 1}')
         return 2
     write_dataset(
         args.out,
