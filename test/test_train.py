@@ -448,6 +448,17 @@ def base_checkpoint(tmp_path_factory) -> Path:
     return run(out, 'method=none', steps=4).checkpoint
 
 
+@pytest.mark.parametrize('folder', ['run #2', 'a: b'])
+def test_adaptation_takes_a_base_path_yaml_would_read_otherwise(tmp_path, base_checkpoint,
+                                                                folder):
+    (tmp_path / folder).mkdir()
+    base = tmp_path / folder / 'base.pt'
+    base.write_bytes(base_checkpoint.read_bytes())
+    result = adapt(str(base), overrides=[*FAST, 'steps=1', f'out_dir={tmp_path / "out"}'],
+                   train_dataset=CueDataset('train', 4))
+    assert read_checkpoint(result.checkpoint)['train_config']['base_checkpoint'] == str(base)
+
+
 @pytest.mark.parametrize('loss', [[], ['distillation_weight=1'],
                                   ['distillation_weight=1', 'model.projection_kind=conv'],
                                   ['distillation_weight=1', 'model.projection_kind=conv',

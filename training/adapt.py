@@ -12,6 +12,7 @@ are never read.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from training.config import load_config
@@ -27,7 +28,8 @@ def adapt(base_checkpoint: str, *, config_path: str | None = None,
     the one place labels (of the validation split, for reporting only) would be read.
     """
     defaults = ['eval_every=0']
-    forced = ['method=mmp_adapt', f'base_checkpoint={base_checkpoint}']
+    # quoted: overrides are YAML, where ' #' starts a comment and ': ' a mapping
+    forced = ['method=mmp_adapt', f'base_checkpoint={json.dumps(str(base_checkpoint))}']
     config = load_config(config_path, [*defaults, *overrides, *forced])
     return train(config, train_dataset=train_dataset, command=command)
 
