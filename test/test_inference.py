@@ -302,3 +302,25 @@ def test_bench_exports_at_the_opset_asked_and_needs_a_checkpoint_for_it(model_an
     assert _onnx_for(given, None, tmp_path, None) == model_and_file[2]
     with pytest.raises(SystemExit, match='--opset 20 needs --checkpoint'):
         _onnx_for(given, None, tmp_path, 20)
+
+
+@pytest.mark.parametrize(('backends', 'message'), [
+    ('onnxruntime,tensorrt', '--backends tensorrt cannot run here: TensorRT is not installed'),
+    ('onnxruntime,openvino', "--backends: unknown ['openvino']"),
+])
+def test_bench_stops_on_a_backend_that_cannot_run_before_measuring_any(tmp_path, monkeypatch,
+                                                                        backends, message):
+    import argparse
+
+    from mmp_ros.inference import bench, tensorrt_backend
+
+    monkeypatch.setattr(tensorrt_backend, 'tensorrt_available',
+                        lambda: (False, 'TensorRT is not installed'))
+    monkeypatch.setattr(bench, '_spawn', lambda specs: pytest.fail('measured before stopping'))
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    args = parser.parse_args(['--random-size', 'tiny', '--backends', backends, '--sizes', 'model',
+                              '--workdir', str(tmp_path)])
+    with pytest.raises(SystemExit, match=message.replace('[', r'\[').replace(']', r'\]')):
+        bench.run(args)
+    assert not list(tmp_path.iterdir())

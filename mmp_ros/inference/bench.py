@@ -239,9 +239,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--json', type=Path, help='write all results here')
 
 
+def _check_backends(backends: list[str]) -> None:
+    """Stop before any export or measurement on a backend that cannot run here: a child
+    failing half-way through lost the results measured before it."""
+    unknown = [b for b in backends if b not in ('onnxruntime', 'torch', 'tensorrt')]
+    if unknown:
+        raise SystemExit(f'--backends: unknown {unknown}; choose from onnxruntime, torch, '
+                         'tensorrt')
+    if 'tensorrt' in backends:
+        from mmp_ros.inference.tensorrt_backend import tensorrt_available
+
+        usable, why = tensorrt_available()
+        if not usable:
+            raise SystemExit(f'--backends tensorrt cannot run here: {why}')
+
+
 def run(args: argparse.Namespace) -> int:
     if args.random_size is None and args.checkpoint is None and args.onnx is None:
         raise SystemExit('give --checkpoint/--onnx (and --baseline-checkpoint), or --random-size')
+    _check_backends(args.backends.split(','))
     with tempfile.TemporaryDirectory(prefix='mmp_ros_bench_') as tmp:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
