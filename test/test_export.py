@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import onnx
+import onnxruntime
 import pytest
 import torch
 from contract_net import ContractNet
@@ -14,9 +15,16 @@ from mmp_ros.inference import create_backend, read_model_metadata
 from mmp_ros.inference.backend import AVAILABLE_INPUT
 from mmp_ros.inference.testing import tiny_metadata
 from mmp_ros.inference.torch_backend import TorchBackend
+from mmp_ros.inference.torch_graph import DeployGraph
 from mmp_ros.metadata import METADATA_KEY, MetadataError, ModelMetadata
 from mmp_ros.modalities import MODALITIES, nonempty_subsets
-from training.export import ExportError, example_inputs, export_onnx, mask_rows
+from training.export import (
+    ExportError,
+    example_inputs,
+    export_onnx,
+    mask_rows,
+    verify_export,
+)
 
 INPUT_SIZE = (24, 40)
 
@@ -182,3 +190,29 @@ def test_an_opset_the_exporter_does_not_write_is_refused_not_recorded(contract_m
     with pytest.raises(ExportError, match=r'opset 13: torch .* exports at opset 18 and above'):
         export_onnx(model, metadata, path, opset=13, verify=False)
     assert not path.exists()
+
+
+def test_verify_runs_the_masks_one_at_a_time_and_names_a_run_that_fails(contract_model, tmp_path,
+                                                                        monkeypatch):
+    model, metadata = contract_model
+    path = export_onnx(model, metadata, tmp_path / 'm.onnx', with_logits=True, verify=False)
+    graph = DeployGraph(model, metadata.modalities, with_logits=True).eval()
+    batches = []
+
+    class Recording(onnxruntime.InferenceSession):
+        def run(self, names, feeds, *args, **kwargs):
+            batches.append(len(feeds['available']))
+            return super().run(names, feeds, *args, **kwargs)
+
+    monkeypatch.setattr(onnxruntime, 'InferenceSession', Recording)
+    report = verify_export(graph, metadata, path)
+    assert batches == [1] * 15  # all 15 in one batch took 28 GB at 2000x2000
+    assert report['masks'] == 15 and report['max_abs_logit_diff'] < 1e-4
+
+    class OutOfMemory(onnxruntime.InferenceSession):
+        def run(self, names, feeds, *args, **kwargs):
+            raise onnxruntime.capi.onnxruntime_pybind11_state.Fail('Failed to allocate memory')
+
+    monkeypatch.setattr(onnxruntime, 'InferenceSession', OutOfMemory)
+    with pytest.raises(ExportError, match='could not run the check .*allocate.* --no-verify'):
+        verify_export(graph, metadata, path)
