@@ -35,6 +35,8 @@ def test_cli_help_runs_without_torch_or_rclpy():
     (['train', '--set', 'method=best'], "method: unknown 'best'"),
     (['evaluate-model', '{tmp}/missing.pt'], 'checkpoint not found: {tmp}/missing.pt'),
     (['adapt-data', '{tmp}/missing.pt'], 'checkpoint not found: {tmp}/missing.pt'),
+    (['export', '--checkpoint', '{tmp}/missing.pt', '--out', '{tmp}/m.onnx'],
+     'checkpoint not found: {tmp}/missing.pt'),
     (['check-tensorrt', '--onnx', '{tmp}/missing.onnx'],
      'model file {tmp}/missing.onnx does not exist'),
     (['check-tensorrt', '--onnx', '{tmp}/empty.onnx'], 'model file {tmp}/empty.onnx is empty'),

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from mmp_ros.cli import main
 from mmp_ros.inference import create_backend, read_model_metadata
 from mmp_ros.inference.tensorrt_ops import check_tensorrt_compatibility
 from mmp_ros.inference.testing import (
@@ -98,11 +99,9 @@ def test_checkpoint_export_cli_and_torch_backend(exported, reference, tmp_path, 
 def test_export_cli_reports_a_bad_checkpoint(tmp_path, capsys):
     bad = tmp_path / 'bad.pt'
     bad.write_bytes(b'not a checkpoint')
-    parser = argparse.ArgumentParser()
-    export_cli.add_arguments(parser)
-    args = parser.parse_args(['--checkpoint', str(bad), '--out', str(tmp_path / 'x.onnx')])
-    assert export_cli.run(args) == 1
-    assert 'bad.pt' in capsys.readouterr().err
+    assert main(['export', '--checkpoint', str(bad), '--out', str(tmp_path / 'x.onnx')]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f'mmp_ros export: {bad}: not a readable')
 
 
 @pytest.mark.parametrize('method, options', [

@@ -238,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
             opset=args.opset,
             verify=not args.no_verify,
         )
-    except (ExportError, ValueError) as exc:  # ValueError: CheckpointError, MetadataError
+    except ExportError as exc:  # an input error (checkpoint, size) goes to the CLI: status 2
         print(f'mmp_ros export: {exc}', file=sys.stderr)
         return 1
     size_mib = path.stat().st_size / 2**20
