@@ -334,6 +334,20 @@ def test_resume_refuses_a_checkpoint_of_another_model(tmp_path):
         run(tmp_path, 'method=mmp', steps=2)
 
 
+def test_resume_refuses_other_data_than_the_checkpoint_learned_from(tmp_path):
+    run(tmp_path, steps=1)
+    with pytest.raises(CheckpointError, match=r'other data \(input_size: \[16, 16\] -> '
+                       r'\[24, 32\]\); use another out_dir'):
+        run(tmp_path, 'data.input_size=[24, 32]', steps=2)
+
+
+def test_a_run_resumed_at_its_last_step_trains_nothing_and_keeps_its_metrics(tmp_path):
+    done = run(tmp_path, 'eval_every=2', 'data.val_samples=4', steps=2)
+    again = run(tmp_path, 'eval_every=2', 'data.val_samples=4', steps=2)
+    assert again.losses == [] and again.start_step == 2
+    assert again.metrics['val_full_miou'] == done.metrics['val_full_miou']
+
+
 def test_checkpoint_is_self_describing_and_round_trips_strictly(tmp_path):
     result = run(tmp_path, 'method=mmp', 'eval_every=3', 'data.val_samples=4')
     raw = torch.load(result.checkpoint, weights_only=True)

@@ -68,6 +68,7 @@ ADAPTED_PREFIXES = ('projection.', 'encoder.adapters.')
 @dataclass
 class TrainResult:
     checkpoint: Path
+    start_step: int = 0  # the step the run started from (the checkpoint's when resumed)
     losses: list[float] = field(default_factory=list)  # total loss of each step run now
     metrics: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0  # the whole call: setup, steps, validation, checkpoints
@@ -437,6 +438,16 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
             raise CheckpointError(f'{checkpoint_path}: was trained with another model '
                                   f'({_describe_mismatch(saved["model_config"], current)}); '
                                   'use another out_dir or resume=false')
+        # What the model learned from is the saved run's: a resumed run cannot change it.
+        saved_meta = saved['metadata']
+        changed = [f'{key}: {saved_meta[key]!r} -> {now!r}' for key, now in (
+            ('input_size', list(config.data.input_size)),
+            ('class_names', None if adapting else list(metadata.class_names)),
+        ) if now is not None and list(saved_meta[key]) != now]
+        if changed:
+            raise CheckpointError(f'{checkpoint_path}: was trained on other data '
+                                  f'({"; ".join(changed)}); use another out_dir or '
+                                  'resume=false')
         load_weights(model, saved['state_dict'], source=str(checkpoint_path))
         if saved.get('optimizer'):
             optimizer.load_state_dict(saved['optimizer'])
@@ -495,8 +506,8 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
             scaler=scaler.state_dict() if scaler.is_enabled() else None)
 
     remaining = config.steps - start_step
-    result = TrainResult(checkpoint=checkpoint_path)
-    if remaining <= 0:
+    result = TrainResult(checkpoint=checkpoint_path, start_step=start_step, metrics=metrics)
+    if remaining <= 0:  # resumed at or past config.steps: nothing to train
         return result
     local_batch = config.batch_size // ddp.world_size
     sampler = StepBatchSampler(len(train_data), config.batch_size, seed=config.seed,
@@ -646,8 +657,12 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
     result = train(config, command='mmp_ros train ' + ' '.join(sys.argv[2:]))
     if Distributed.from_env().is_main:
-        print(f'checkpoint: {result.checkpoint}  ({len(result.losses)} steps, '
-              f'{result.seconds:.1f} s, {result.seconds_per_step * 1000:.0f} ms/step)')
+        if result.losses:
+            print(f'checkpoint: {result.checkpoint}  ({len(result.losses)} steps, '
+                  f'{result.seconds:.1f} s, {result.seconds_per_step * 1000:.0f} ms/step)')
+        else:
+            print(f'checkpoint: {result.checkpoint} is already at step {result.start_step} of '
+                  f'steps={config.steps}: nothing to train (raise steps to train further)')
         for key in ('val_full_miou', 'val_mean_missing_miou'):
             if key in result.metrics:
                 print(f'{key}: {result.metrics[key]:.2f}')

@@ -189,15 +189,18 @@ def _onnx_for(variant: Variant, size: tuple[int, int] | None, workdir: Path,
         asked = f'--sizes {size[0]}x{size[1]}' if size else f'--opset {opset}'
         raise SystemExit(f'{asked} needs --checkpoint: the model is re-exported from its '
                          'checkpoint')
-    from training.export import DEFAULT_OPSET, export_checkpoint
+    from training.export import DEFAULT_OPSET, ExportError, export_checkpoint
 
     tag = 'model' if size is None else f'{size[0]}x{size[1]}'
     if opset is not None:
         tag += f'_opset{opset}'
     target = workdir / f'{variant.checkpoint.stem}_{tag}.onnx'
     if not target.exists():
-        export_checkpoint(variant.checkpoint, target, input_size=size, verify=False,
-                          opset=DEFAULT_OPSET if opset is None else opset)
+        try:
+            export_checkpoint(variant.checkpoint, target, input_size=size, verify=False,
+                              opset=DEFAULT_OPSET if opset is None else opset)
+        except ExportError as exc:
+            raise SystemExit(f'mmp_ros bench-backends: {exc}') from None
     return target
 
 
