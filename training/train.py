@@ -438,12 +438,14 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
             raise CheckpointError(f'{checkpoint_path}: was trained with another model '
                                   f'({_describe_mismatch(saved["model_config"], current)}); '
                                   'use another out_dir or resume=false')
-        # What the model learned from is the saved run's: a resumed run cannot change it.
+        # What the model learned from is the saved run's: a resumed run cannot change it
+        # (an adapted model takes both from its base, whatever data.input_size says).
         saved_meta = saved['metadata']
-        changed = [f'{key}: {saved_meta[key]!r} -> {now!r}' for key, now in (
-            ('input_size', list(config.data.input_size)),
-            ('class_names', None if adapting else list(metadata.class_names)),
-        ) if now is not None and list(saved_meta[key]) != now]
+        changed = [] if adapting else [
+            f'{key}: {saved_meta[key]!r} -> {now!r}' for key, now in (
+                ('input_size', list(config.data.input_size)),
+                ('class_names', list(metadata.class_names)))
+            if list(saved_meta[key]) != now]
         if changed:
             raise CheckpointError(f'{checkpoint_path}: was trained on other data '
                                   f'({"; ".join(changed)}); use another out_dir or '
