@@ -251,22 +251,34 @@ def test_written_dataset_names_missing_or_inconsistent_files(tmp_path):
         SyntheticFolder(root, 'val')
 
 
-def test_cli_rejects_a_malformed_split_argument(tmp_path, capsys):
+def test_cli_rejects_a_malformed_split_argument(tmp_path):
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser)
-    assert cli.run(parser.parse_args([str(tmp_path), '--split', 'training=3'])) == 2
-    assert 'NAME=COUNT' in capsys.readouterr().out
+    with pytest.raises(cli.SynthDatasetError, match='NAME=COUNT'):
+        cli.run(parser.parse_args([str(tmp_path), '--split', 'training=3']))
 
 
 @pytest.mark.parametrize(('extra', 'message'), [
     (['--size', '9', '11'], 'needs an even height and width'),
     (['--start', '-5'], 'numbered from 0 to 9999999'),
     (['--start', '9999999', '--split', 'val=2'], 'numbered from 0 to 9999999'),
+    (['--size', '4', '32'], 'at least 8x8'),
 ])
-def test_cli_refuses_what_it_could_not_write_or_read_back(tmp_path, capsys, extra, message):
+def test_cli_refuses_what_it_could_not_write_or_read_back(tmp_path, extra, message):
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser)
     args = parser.parse_args([str(tmp_path / 'synth'), '--size', '24', '32', '--quiet', *extra])
-    assert cli.run(args) == 2
-    assert message in capsys.readouterr().out
+    with pytest.raises(cli.SynthDatasetError, match=message):
+        cli.run(args)
     assert not (tmp_path / 'synth').exists()
+
+
+def test_cli_names_an_output_that_is_a_file(tmp_path, capsys):
+    from mmp_ros.cli import main
+
+    (tmp_path / 'synth').write_text('notes')
+    assert main(['synth-dataset', str(tmp_path / 'synth'), '--size', '24', '32', '--quiet',
+                 '--split', 'val=1']) == 2
+    assert capsys.readouterr().err == f'mmp_ros synth-dataset: {tmp_path / "synth"}: exists ' \
+        'and is not a folder\n'
+    assert (tmp_path / 'synth').read_text() == 'notes'

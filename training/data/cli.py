@@ -12,6 +12,7 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from mmp_ros.errors import InputError
 from training.data.layout import FOLDERS, MANIFEST, manifest, write_frame
 from training.data.render import render
 from training.data.scene import SPLIT_CAPACITY, SPLITS, make_split, sample_scene
@@ -38,6 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
 
 
+class SynthDatasetError(InputError, ValueError):
+    """Arguments of ``synth-dataset`` that cannot give a dataset that reads back."""
+
+
 def _parse_splits(items: list[str] | None) -> dict[str, int]:
     if not items:
         return {'train': 200, 'val': 50, 'test': 50, 'ood': 50}
@@ -45,7 +50,7 @@ def _parse_splits(items: list[str] | None) -> dict[str, int]:
     for item in items:
         name, sep, count = item.partition('=')
         if not sep or name not in SPLITS or not count.isdigit() or int(count) <= 0:
-            raise ValueError(
+            raise SynthDatasetError(
                 f'--split expects NAME=COUNT with NAME in {list(SPLITS)}, got {item!r}'
             )
         splits[name] = int(count)
@@ -100,23 +105,20 @@ def write_dataset(
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        splits = _parse_splits(args.split)
-    except ValueError as exc:
-        print(f'synth-dataset: {exc}')
-        return 2
+    """Check every argument before anything is written; a bad one is a
+    :class:`SynthDatasetError`, which ``mmp_ros`` prints as one line (exit status 2)."""
+    splits = _parse_splits(args.split)
     height, width = args.size
     if min(height, width) < 8:
-        print(f'synth-dataset: --size must be at least 8x8, got {height}x{width}')
-        return 2
+        raise SynthDatasetError(f'--size must be at least 8x8, got {height}x{width}')
     if args.polarization == 'mosaic' and (height % 2 or width % 2):
-        print(f'synth-dataset: --size {height} {width}: the 2x2 polarizer mosaic needs an even '
-              'height and width (or --polarization intensities)')
-        return 2
+        raise SynthDatasetError(f'--size {height} {width}: the 2x2 polarizer mosaic needs an '
+                                'even height and width (or --polarization intensities)')
     if not 0 <= args.start <= SPLIT_CAPACITY - max(splits.values()):
-        print(f'synth-dataset: --start {args.start}: the scenes of a split are numbered from 0 '
-              f'to {SPLIT_CAPACITY - 1}')
-        return 2
+        raise SynthDatasetError(f'--start {args.start}: the scenes of a split are numbered '
+                                f'from 0 to {SPLIT_CAPACITY - 1}')
+    if args.out.exists() and not args.out.is_dir():
+        raise SynthDatasetError(f'{args.out}: exists and is not a folder')
     write_dataset(
         args.out,
         splits,
