@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -431,6 +432,12 @@ def test_load_checkpoint_errors_say_what_is_wrong(tmp_path):
     torch.save(tampered, tmp_path / 'tampered.pt')
     with pytest.raises(CheckpointError, match='weights do not fit the model'):
         load_checkpoint(tmp_path / 'tampered.pt')
+    pickled = tmp_path / 'pickled.pt'  # a pickle of more than tensors: one line, no advice
+    torch.save({'format': CHECKPOINT_FORMAT, 'config': argparse.Namespace()}, pickled)
+    with pytest.raises(CheckpointError) as error:
+        load_checkpoint(pickled)
+    assert 'holds more than tensors and plain values' in str(error.value)
+    assert '\n' not in str(error.value) and 'weights_only' not in str(error.value)
 
 
 # --- label-free adaptation ------------------------------------------------------------------

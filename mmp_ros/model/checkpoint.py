@@ -76,6 +76,18 @@ def save_checkpoint(path: str | os.PathLike, *, model: nn.Module, metadata: Mode
     return path
 
 
+def _load_failure(error: Exception) -> str:
+    """torch.load's reason on one line. A weights-only refusal keeps only the unpickler's
+    detail: its advice to load with ``weights_only=False`` is not for a file that was never
+    a checkpoint of ours."""
+    text = str(error)
+    if 'WeightsUnpickler error:' in text:
+        detail = text.split('WeightsUnpickler error:', 1)[1].split('Check the documentation')[0]
+        return (f'holds more than tensors and plain values: {" ".join(detail.split())}; '
+                'damaged, or not written by mmp_ros')
+    return ' '.join(text.split())
+
+
 def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 'cpu'
                     ) -> dict[str, Any]:
     """The checkpoint dict, after checking that the file exists and has our format."""
@@ -85,7 +97,8 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for foreign or corrupt files
-        raise CheckpointError(f'{path}: not a readable mmp_ros checkpoint ({exc})') from exc
+        raise CheckpointError(
+            f'{path}: not a readable mmp_ros checkpoint ({_load_failure(exc)})') from exc
     if not isinstance(checkpoint, dict) or checkpoint.get('format') != CHECKPOINT_FORMAT:
         found = checkpoint.get('format') if isinstance(checkpoint, dict) else type(checkpoint)
         raise CheckpointError(
