@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class InputError(Exception):
     """A file, config or parameter the user gave cannot be used; the message names it and
@@ -11,3 +13,20 @@ class InputError(Exception):
     bags, dropout schedules) derive from it, beside their own base, and ``mmp_ros`` prints
     their message alone: it is the input that is wrong, not the program.
     """
+
+
+class OutputFolderError(InputError, OSError):
+    """An output folder a command cannot create or write into (a file in its place, a
+    folder without permission)."""
+
+
+def output_folder(path: str | Path, option: str) -> Path:
+    """Create ``path`` (and its parents) for a command's output, before any work is done:
+    a path that cannot be a folder is an :class:`OutputFolderError` naming ``option``."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputFolderError(f'{option} {path}: cannot be a folder '
+                                f'({exc.strerror or exc})') from None
+    return path

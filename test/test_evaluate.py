@@ -10,6 +10,7 @@ import pytest
 import torch
 from toy_data import CueDataset
 
+from mmp_ros.errors import OutputFolderError
 from mmp_ros.modalities import nonempty_subsets, subset_label
 from mmp_ros.model import CheckpointError
 from training import evaluate
@@ -116,4 +117,15 @@ def test_cli_refuses_checkpoints_of_different_modalities_before_evaluating(tmp_p
     args = parser.parse_args([str(mmp_checkpoint), str(rgbd.checkpoint), '--out', str(tmp_path),
                               '--max-samples', '2', '--device', 'cpu'])
     with pytest.raises(CheckpointError, match=r"different modalities .*\['rgb', 'depth'\]"):
+        evaluate.run(args)
+
+
+def test_cli_refuses_an_output_that_cannot_be_a_folder_before_evaluating(tmp_path,
+                                                                        mmp_checkpoint):
+    (tmp_path / 'report').write_text('notes')
+    parser = argparse.ArgumentParser()
+    evaluate.add_arguments(parser)
+    args = parser.parse_args([str(mmp_checkpoint), '--out', str(tmp_path / 'report'),
+                              '--max-samples', '2', '--device', 'cpu'])
+    with pytest.raises(OutputFolderError, match=f'--out {tmp_path / "report"}: cannot be a'):
         evaluate.run(args)

@@ -11,6 +11,7 @@ import pytest
 import torch
 from toy_data import CueDataset
 
+from mmp_ros.errors import OutputFolderError
 from mmp_ros.modalities import INPUT_CHANNELS, MODALITIES
 from mmp_ros.model import (
     CHECKPOINT_FORMAT,
@@ -310,7 +311,8 @@ def test_full_pass_needs_masked_training(method):
 @pytest.mark.parametrize('where', ['file', 'file/run'])
 def test_out_dir_that_cannot_be_a_folder_stops_before_training(tmp_path, where):
     (tmp_path / 'file').write_text('notes')
-    with pytest.raises(ConfigError, match=f'out_dir {tmp_path / where}: cannot be a folder'):
+    with pytest.raises(OutputFolderError, match=f'out_dir {tmp_path / where}: cannot be a '
+                       'folder'):
         run(tmp_path / where)
     assert (tmp_path / 'file').read_text() == 'notes'
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from mmp_ros.cli import non_negative_int, positive_int
+from mmp_ros.errors import output_folder
 from mmp_ros.metadata import ModelMetadata
 from mmp_ros.modalities import nonempty_subsets, subset_label
 from mmp_ros.model import CheckpointError, load_checkpoint, read_checkpoint
@@ -205,6 +206,7 @@ def _names(paths: Sequence[str]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    output_folder(args.out, '--out')  # before any evaluation
     modalities = {path: read_checkpoint(path)['metadata']['modalities']
                   for path in args.checkpoints}
     if len({tuple(m) for m in modalities.values()}) > 1:  # before hours of evaluation

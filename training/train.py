@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from mmp_ros.errors import output_folder
 from mmp_ros.metadata import ModelMetadata
 from mmp_ros.modalities import INPUT_CHANNELS
 from mmp_ros.model import (
@@ -359,11 +360,7 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
     started = time.perf_counter()
     ddp = Distributed.from_env()
     device = resolve_device(config.device, ddp.local_rank)
-    out_dir = Path(config.out_dir)
-    try:  # before any data is read: a file in its place, or no permission, stops here
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f'out_dir {out_dir}: cannot be a folder ({exc.strerror})') from exc
+    out_dir = output_folder(config.out_dir, 'out_dir')  # before any data is read
     if ddp.world_size > 1 and not dist.is_initialized():
         backend = 'nccl' if device.type == 'cuda' else 'gloo'
         dist.init_process_group(backend=backend)

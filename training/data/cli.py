@@ -12,7 +12,7 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from mmp_ros.errors import InputError
+from mmp_ros.errors import InputError, output_folder
 from training.data.layout import FOLDERS, MANIFEST, manifest, write_frame
 from training.data.render import render
 from training.data.scene import SPLIT_CAPACITY, SPLITS, make_split, sample_scene
@@ -117,8 +117,7 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.start <= SPLIT_CAPACITY - max(splits.values()):
         raise SynthDatasetError(f'--start {args.start}: the scenes of a split are numbered '
                                 f'from 0 to {SPLIT_CAPACITY - 1}')
-    if args.out.exists() and not args.out.is_dir():
-        raise SynthDatasetError(f'{args.out}: exists and is not a folder')
+    output_folder(args.out, 'out')
     write_dataset(
         args.out,
         splits,
