@@ -11,6 +11,7 @@ import pytest
 import torch
 from contract_net import ContractNet
 
+import training.export as export_module
 from mmp_ros.inference import create_backend, read_model_metadata
 from mmp_ros.inference.backend import AVAILABLE_INPUT
 from mmp_ros.inference.testing import tiny_metadata
@@ -190,6 +191,22 @@ def test_an_opset_the_exporter_does_not_write_is_refused_not_recorded(contract_m
     with pytest.raises(ExportError, match=r'opset 13: torch .* exports at opset 18 and above'):
         export_onnx(model, metadata, path, opset=13, verify=False)
     assert not path.exists()
+
+
+def test_a_failed_export_leaves_the_earlier_file_as_it_was(contract_model, tmp_path,
+                                                          monkeypatch):
+    model, metadata = contract_model
+    path = export_onnx(model, metadata, tmp_path / 'model.onnx', verify=False)
+    good = path.read_bytes()
+
+    def disagreeing(graph, metadata, checked, seed=0):
+        raise ExportError(f'{checked}: labels disagree with PyTorch')
+
+    monkeypatch.setattr(export_module, 'verify_export', disagreeing)
+    with pytest.raises(ExportError, match=f'^{path}: labels disagree'):
+        export_onnx(model, metadata, path, with_logits=True, verify=True)  # another graph
+    assert path.read_bytes() == good
+    assert sorted(tmp_path.iterdir()) == [path]  # nothing staged is left behind
 
 
 def test_verify_runs_the_masks_one_at_a_time_and_names_a_run_that_fails(contract_model, tmp_path,

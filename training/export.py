@@ -21,9 +21,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
+import tempfile
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -154,6 +157,23 @@ def export_onnx(
     weight_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     external = weight_bytes > EXTERNAL_DATA_THRESHOLD
     path.parent.mkdir(parents=True, exist_ok=True)
+    # Written and checked in a folder beside ``path``, then moved over it: a failed export
+    # or check leaves an earlier file at ``path`` as it was.
+    with tempfile.TemporaryDirectory(prefix=f'.{path.name}.', dir=path.parent) as staging:
+        staged = Path(staging) / path.name
+        try:
+            _export_checked(graph, metadata, args, staged, batch=batch, opset=opset,
+                            external=external, verify=verify)
+        except ExportError as exc:  # named after the file asked for, not the staged one
+            raise ExportError(str(exc).replace(str(staged), str(path))) from exc.__cause__
+        for file in Path(staging).iterdir():  # the model, and its weights when external
+            os.replace(file, path.parent / file.name)
+    return path
+
+
+def _export_checked(graph: DeployGraph, metadata: ModelMetadata, args: tuple, path: Path, *,
+                    batch: Any, opset: int, external: bool, verify: bool) -> None:
+    """Export ``graph`` to ``path``, stamp its metadata, and check the file."""
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # the exporter's deprecation chatter, not ours to fix
         try:
@@ -174,7 +194,6 @@ def export_onnx(
     proto = onnx.load(str(path), load_external_data=False)
     written = next(o.version for o in proto.opset_import if o.domain in ('', 'ai.onnx'))
     if written != opset:  # below its own opset the exporter keeps its own, with a log line
-        path.unlink()
         raise ExportError(f'opset {opset}: torch {torch.__version__} exports at opset '
                           f'{written} and above; ask for one of those')
     del proto.metadata_props[:]
@@ -193,7 +212,6 @@ def export_onnx(
     if verify:
         report = verify_export(graph, metadata, path)
         log.info('verified %s against PyTorch: %s', path, report)
-    return path
 
 
 def export_checkpoint(
