@@ -11,6 +11,7 @@ from rosbags.typesys import Stores, get_typestore
 
 from mmp_ros.bags import BagError
 from mmp_ros.bags.playback import (
+    BagClock,
     DEFAULT_QOS,
     SENSOR_DATA_QOS,
     make_schedule,
@@ -200,6 +201,36 @@ def test_due_times_follow_rate_offset_and_loops():
 def test_schedule_errors(kwargs, message):
     with pytest.raises(BagError, match=message):
         make_schedule('b.mcap', 0, 2 * 10**9, 3, **kwargs)
+
+
+def test_the_clock_reads_each_messages_timestamp_when_it_is_due():
+    # 11 messages over 1 s, played from 0.5 s at twice the speed, looped.
+    schedule = make_schedule('b', 10**9, 2 * 10**9, 11, rate=2.0, start_offset_s=0.5)
+    clock = BagClock(schedule, hz=100.0, loop=True)
+    assert clock.bag_time_ns(0.0) == schedule.origin_ns == int(1.5e9)
+    for loop in range(3):
+        for stamp in range(int(1.5e9), 2 * 10**9 + 1, 10**8):
+            assert clock.bag_time_ns(schedule.due_s(stamp, loop)) == stamp
+    # Half a loop period (600 ms of bag, 300 ms of wall) into the second loop.
+    assert clock.bag_time_ns(0.3 + 0.15) == int(1.5e9) + 3 * 10**8
+
+
+def test_without_loop_the_clock_runs_on_and_it_never_reads_before_the_origin():
+    schedule = make_schedule('b', 10**9, 2 * 10**9, 11)
+    clock = BagClock(schedule, hz=10.0)
+    assert clock.bag_time_ns(1.6) == int(2.6e9)  # past the end and its loop period
+    assert clock.bag_time_ns(-0.5) == 10**9  # before the start instant (--delay)
+
+
+def test_ticks_are_due_on_a_fixed_grid_and_missed_ones_are_dropped():
+    clock = BagClock(make_schedule('b', 0, 10**9, 2), hz=100.0)
+    assert clock.tick_s(0) == 0.0 and clock.tick_s(25) == pytest.approx(0.25)
+    assert clock.next_tick(0, 0.0) == 1
+    # Woken a little late, or a hair early by rounding: the next tick, never the same again.
+    assert clock.next_tick(3, 0.0312) == 4
+    assert clock.next_tick(3, 0.0299999) == 4
+    # After a 95 ms stall: straight to the first tick still ahead.
+    assert clock.next_tick(4, 0.135) == 14
 
 
 # --- recording -------------------------------------------------------------------------------

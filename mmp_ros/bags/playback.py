@@ -1,5 +1,5 @@
-"""What to replay and when: topic selection with reasons for every skip, remaps, and the
-timing of each message on a monotonic clock.
+"""What to replay and when: topic selection with reasons for every skip, remaps, the
+timing of each message on a monotonic clock, and the bag time that ``/clock`` carries.
 
 The player publishes raw CDR bytes, so it never needs a message's definition; it needs the
 Python class of the type only to create the publisher. Whether that class imports is asked
@@ -8,6 +8,7 @@ through a callable (``mmp_ros.ros.replay`` passes one), which keeps this module 
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -169,3 +170,35 @@ def make_schedule(
     origin_ns = start_ns + round(start_offset_s * 1e9)
     mean_gap_ns = duration_ns // (message_count - 1) if message_count > 1 else 1_000_000_000
     return PlaybackSchedule(origin_ns, end_ns - origin_ns + mean_gap_ns, rate)
+
+
+@dataclass(frozen=True)
+class BagClock:
+    """The bag time of the playback position, published on ``/clock`` by ``replay --clock``.
+
+    The inverse of :meth:`PlaybackSchedule.due_s`: ``elapsed_s`` after the start instant the
+    position is ``origin + elapsed_s * rate``, and with ``loop`` it goes back to the origin
+    every loop period, as the messages do. So a message is published when the clock reads
+    its bag timestamp. Ticks are due at ``index / hz`` after the start instant: absolute, like
+    the messages, so late wake-ups do not accumulate.
+    """
+
+    schedule: PlaybackSchedule
+    hz: float
+    loop: bool = False
+
+    def bag_time_ns(self, elapsed_s: float) -> int:
+        position_ns = max(0, round(elapsed_s * self.schedule.rate * 1e9))
+        if self.loop:
+            position_ns %= self.schedule.loop_period_ns
+        return self.schedule.origin_ns + position_ns
+
+    def tick_s(self, index: int) -> float:
+        """When tick ``index`` is due, in seconds after the start instant."""
+        return index / self.hz
+
+    def next_tick(self, published: int, elapsed_s: float) -> int:
+        """The tick to publish after tick ``published`` went out at ``elapsed_s``: the next
+        one, or after a stall the first one still ahead (missed ticks are dropped, not sent
+        in a burst of stale times)."""
+        return max(published + 1, math.floor(elapsed_s * self.hz) + 1)
