@@ -11,9 +11,9 @@ from rosbags.typesys import Stores, get_typestore
 
 from mmp_ros.bags import BagError
 from mmp_ros.bags.playback import (
-    BagClock,
     DEFAULT_QOS,
     SENSOR_DATA_QOS,
+    BagClock,
     make_schedule,
     parse_remaps,
     plan_playback,

@@ -67,6 +67,7 @@ def test_a_program_error_keeps_its_traceback(monkeypatch):
     (['bench-dds', '--rate', 'fast'], "argument --rate: expected a number, got 'fast'"),
     (['bench-dds', '--width', '0'], 'argument --width: must be positive, got 0'),
     (['bench-dds', '--height', '1.5'], "argument --height: expected a whole number, got '1.5'"),
+    (['replay', 'bag', '--clock', '0'], 'argument --clock: must be a positive number, got 0'),
     (['record', 'out', '--topics', '/a', '--duration', '-1'],
      'argument --duration: must be a positive number, got -1'),
     (['adapt', 'bag', '--model', 'm.onnx', '--checkpoint', 'm.pt', '--max-frames', '-1'],

@@ -156,3 +156,52 @@ def test_loop_over_a_bag_without_messages_ends_at_once(tmp_path, restored_enviro
     )
     assert player.returncode == 0, player.stderr
     assert 'nothing published' in player.stderr
+
+
+@pytest.mark.slow
+def test_clock_gives_a_sim_time_node_the_bag_time_of_each_message(tmp_path, restored_environ):
+    import numpy as np
+    import rclpy
+    from rclpy.parameter import Parameter
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+
+    from mmp_ros.ros.context import init_ros, spin_until
+
+    stamps = jittered_timestamps(60, 30.0)  # 2 s recorded in 2023, gaps 17..50 ms
+    bag = write_image_bag(tmp_path / 'bag', stamps, width=8, height=4)
+    seen: list[tuple[int, int]] = []  # (header stamp, the node's now when it arrived), ns
+
+    def on_image(msg: Image) -> None:
+        stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+        seen.append((stamp, node.get_clock().now().nanoseconds))
+
+    with init_ros([]):
+        node = rclpy.create_node(
+            'mmp_ros_sim_time_probe', parameter_overrides=[Parameter('use_sim_time', value=True)]
+        )
+        try:
+            node.create_subscription(Image, '/camera/image', on_image, qos_profile_sensor_data)
+            with subprocess.Popen(
+                [sys.executable, '-m', 'mmp_ros.ros.replay', str(bag), '--clock', '100',
+                 '--wait-for-subscribers', '20'],
+                env=dict(os.environ, PYTHONPATH=str(REPO)), stderr=subprocess.PIPE, text=True,
+            ) as player:
+                try:
+                    finished = spin_until(node, lambda: player.poll() is not None, 60.0)
+                    spin_until(node, lambda: len(seen) >= len(stamps), 1.0)
+                finally:
+                    if player.poll() is None:
+                        player.kill()
+                    stderr = player.communicate()[1]
+            assert finished and player.returncode == 0, stderr
+        finally:
+            node.destroy_node()
+    assert len(seen) >= 0.9 * len(stamps)
+    # The first tick (the bag's start) goes out before the first message: never time zero.
+    assert all(now > 0 for _, now in seen), seen[:3]
+    # The clock ticks every 10 ms of bag time, so it trails a message by up to 10 ms; a stall
+    # of this process can put it a few ms either way. Not wall time (2023), not frozen.
+    lag_ms = np.array([(stamp - now) / 1e6 for stamp, now in seen])
+    assert np.all(np.abs(lag_ms) < 50.0), lag_ms
+    assert np.percentile(np.abs(lag_ms), 90) < 15.0, lag_ms

@@ -65,3 +65,10 @@ def test_bad_remap_and_offset(tmp_path, capsys):
         assert f'remap /chatter:={target}: ' in err and reason in err
     assert 'past the end of the bag' in run_replay(bag, capsys, '--allow-no-images',
                                                    '--start-offset', '5')
+
+
+def test_restamp_and_clock_are_refused_together(tmp_path, capsys):
+    # Wall-time stamps against a /clock of bag time: a sim-time node would refuse every frame.
+    bag = write_stub_bag(tmp_path / 'bag', {'/chatter': 'std_msgs/msg/String'})
+    err = run_replay(bag, capsys, '--allow-no-images', '--restamp', '--clock', '100')
+    assert '--restamp and --clock do not go together' in err

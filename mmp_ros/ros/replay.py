@@ -8,7 +8,9 @@ sensor-data QoS by default, like camera drivers; other topics the QoS they were 
 Topics that cannot be published (a type that is not a ROS 2 name, or whose Python class does
 not import here) are listed with the reason and skipped. ``--restamp`` rewrites header stamps
 to the publish time in the CDR bytes themselves (``mmp_ros.bags.cdr``), for nodes that judge
-freshness by stamp.
+freshness by stamp. ``--clock HZ`` publishes the bag time of the playback position on
+``/clock`` instead (``mmp_ros.bags.playback.BagClock``), for nodes run with
+``use_sim_time:=true``.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rosgraph_msgs.msg import Clock
 
 from mmp_ros.bags.cdr import restamp
 from mmp_ros.bags.errors import BagError
 from mmp_ros.bags.playback import (
     DEFAULT_QOS,
     SENSOR_DATA_QOS,
+    BagClock,
     PlaybackPlan,
     PlaybackSchedule,
     make_schedule,
@@ -36,12 +40,16 @@ from mmp_ros.bags.playback import (
 )
 from mmp_ros.bags.source import Bag, TopicQos, open_bag
 from mmp_ros.bags.timing import Lateness
+from mmp_ros.cli import positive_float
 from mmp_ros.ros.context import init_ros
 from mmp_ros.ros.names import topic_name_problem
 
 NODE_NAME = 'mmp_ros_replay'
 IMAGE_QOS = {'sensor_data': SENSOR_DATA_QOS, 'reliable': DEFAULT_QOS}
 _WAKE_S = 0.1  # longest sleep, so that Ctrl-C and shutdown are seen promptly
+CLOCK_TOPIC = '/clock'
+# What rclpy's TimeSource subscribes /clock with (and rclcpp's ClockQoS offers).
+CLOCK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
 
 
 def message_class(msgtype: str) -> type:
@@ -83,11 +91,22 @@ class BagPlayer(Node):
     """Publishes a planned bag; ``play`` runs in the caller's thread (no executor needed)."""
 
     def __init__(
-        self, bag: Bag, plan: PlaybackPlan, schedule: PlaybackSchedule, *, restamp: bool = False
+        self,
+        bag: Bag,
+        plan: PlaybackPlan,
+        schedule: PlaybackSchedule,
+        *,
+        restamp: bool = False,
+        clock: BagClock | None = None,
     ) -> None:
         super().__init__(NODE_NAME)
         self._bag = bag
         self._schedule = schedule
+        self._bag_clock = clock  # not _clock: rclpy.node.Node keeps its own clock there
+        self._clock_publisher = (
+            self.create_publisher(Clock, CLOCK_TOPIC, CLOCK_QOS) if clock else None
+        )
+        self._next_tick = 0  # index of the next /clock tick of playback (BagClock.tick_s)
         # Topics whose header.stamp is set to the publish time (--restamp).
         self._restamped = {
             p.bag_topic for p in plan.played if restamp and starts_with_header(p.msgtype)
@@ -100,13 +119,31 @@ class BagPlayer(Node):
         }
 
     def wait_for_subscribers(self, timeout_s: float) -> bool:
-        """Wait until every played topic has a subscriber, or ``timeout_s`` passes."""
+        """Wait until every played topic (and ``/clock`` with a clock) has a subscriber, or
+        ``timeout_s`` passes."""
         deadline = time.monotonic() + timeout_s
-        while any(p.get_subscription_count() == 0 for p in self._bag_publishers.values()):
+        publishers = [*self._bag_publishers.values()]
+        if self._clock_publisher is not None:
+            publishers.append(self._clock_publisher)
+        while any(p.get_subscription_count() == 0 for p in publishers):
             if time.monotonic() >= deadline:
                 return False
             _sleep_until(min(deadline, time.monotonic() + 0.02))
         return True
+
+    def hold(self, seconds: float) -> None:
+        """Wait before playing; with a clock, ``/clock`` reads the origin meanwhile, so that a
+        sim-time node has the bag's time before the first message."""
+        held = time.monotonic()
+        if self._bag_clock is None:
+            _sleep_until(held + seconds)
+            return
+        tick = 0
+        while (due := held + self._bag_clock.tick_s(tick)) < held + seconds:
+            _sleep_until(due)
+            self._publish_clock(self._schedule.origin_ns)
+            tick = self._bag_clock.next_tick(tick, time.monotonic() - held)
+        _sleep_until(held + seconds)
 
     def play(self, *, loop: bool = False) -> Lateness:
         """Publish every message at its due time; with ``loop``, until asked to stop."""
@@ -119,7 +156,7 @@ class BagPlayer(Node):
                 if start is None:
                     start = time.monotonic() - self._schedule.due_s(timestamp, iteration)
                 due = start + self._schedule.due_s(timestamp, iteration)
-                _sleep_until(due)
+                self._wait_until(due, start)
                 lateness.add(time.monotonic() - due)
                 if topic in self._restamped:
                     data = restamp(data, self.get_clock().now().nanoseconds)
@@ -131,6 +168,22 @@ class BagPlayer(Node):
                 break
         self.get_logger().info(lateness.describe())
         return lateness
+
+    def _wait_until(self, due: float, start: float) -> None:
+        """Sleep until ``due``; with a clock, publish every tick due until then (a tick due
+        with the message goes first: tick 0, due at the start, precedes the first message)."""
+        if self._bag_clock is not None:
+            while (tick := start + self._bag_clock.tick_s(self._next_tick)) <= due:
+                _sleep_until(tick)
+                elapsed = time.monotonic() - start
+                self._publish_clock(self._bag_clock.bag_time_ns(elapsed))
+                self._next_tick = self._bag_clock.next_tick(self._next_tick, elapsed)
+        _sleep_until(due)
+
+    def _publish_clock(self, bag_time_ns: int) -> None:
+        message = Clock()
+        message.clock.sec, message.clock.nanosec = divmod(bag_time_ns, 1_000_000_000)
+        self._clock_publisher.publish(message)
 
 
 def _sleep_until(deadline: float) -> None:
@@ -162,6 +215,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         'live node then sees fresh, increasing stamps, also across --loop',
     )
     parser.add_argument(
+        '--clock', type=positive_float, metavar='HZ',
+        help='publish the bag time of the playback position on /clock at HZ (rosgraph_msgs/'
+        'Clock), for nodes run with use_sim_time:=true',
+    )
+    parser.add_argument(
         '--image-qos', choices=sorted(IMAGE_QOS), default='sensor_data',
         help='QoS of sensor_msgs/Image publishers (sensor_data: best effort, depth 5)',
     )
@@ -182,6 +240,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.clock and args.restamp:
+        # Restamped headers carry the wall time, /clock the bag's: a sim-time node would judge
+        # every message as far in the future or the past.
+        print('mmp_ros replay: --restamp and --clock do not go together (stamps would be wall '
+              'time, /clock bag time); a node on sim time wants the bag stamps: drop --restamp',
+              file=sys.stderr)
+        return 2
     try:
         remaps = parse_remaps(args.remap)
         for source, target in remaps.items():
@@ -197,8 +262,9 @@ def run(args: argparse.Namespace) -> int:
                 str(bag.path), bag.start_ns, bag.end_ns, bag.message_count, rate=args.rate,
                 start_offset_s=args.start_offset,
             )
+            clock = BagClock(schedule, args.clock, loop=args.loop) if args.clock else None
             with init_ros(args.ros_args) as setup:
-                node = BagPlayer(bag, plan, schedule, restamp=args.restamp)
+                node = BagPlayer(bag, plan, schedule, restamp=args.restamp, clock=clock)
                 try:
                     log = node.get_logger()
                     log.info(f'{bag.path}: {setup.describe()}')
@@ -208,7 +274,7 @@ def run(args: argparse.Namespace) -> int:
                         args.wait_for_subscribers
                     ):
                         log.warning('not every topic has a subscriber; playing anyway')
-                    _sleep_until(time.monotonic() + args.delay)
+                    node.hold(args.delay)
                     node.play(loop=args.loop)
                 finally:
                     node.destroy_node()
