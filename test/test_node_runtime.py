@@ -156,3 +156,88 @@ def test_a_healthy_stream_never_within_max_age_of_the_anchor_degrades_the_model_
     status = next(s for s in driver.model_statuses if 'thermal=projected' in s['mask'])
     assert status['level'] == 1, status['message']
     assert 'thermal' in status['message'] and 'max_age_s 0.1' in status['message']
+
+
+class SimClock:
+    """Plays a bag's role for a node on ``use_sim_time``: publishes ``/clock`` and frames
+    stamped with it, as ``mmp_ros replay --clock`` does."""
+
+    def __init__(self, driver: Driver, start_ns: int = 1_700_000_000 * 10**9) -> None:
+        from rosgraph_msgs.msg import Clock
+
+        from mmp_ros.ros.replay import CLOCK_QOS, CLOCK_TOPIC
+
+        self._clock_type = Clock
+        self._publisher = driver.create_publisher(Clock, CLOCK_TOPIC, CLOCK_QOS)
+        self._driver = driver
+        self.now_ns = start_ns
+        self.frames = iter(range(10**6))
+
+    def tick(self, step_ns: int = 33_000_000) -> None:
+        self.now_ns += step_ns
+        msg = self._clock_type()
+        msg.clock.sec, msg.clock.nanosec = divmod(self.now_ns, 10**9)
+        self._publisher.publish(msg)
+
+    def send_rgb(self) -> None:
+        fields = rgb_frame(next(self.frames))
+        stamp = rclpy.time.Time(nanoseconds=self.now_ns).to_msg()
+        self._driver.publishers_['rgb'].publish(to_image_msg(fields, stamp=stamp,
+                                                             frame_id='rgb_optical'))
+
+
+def rgb_only(**parameters):
+    return dict(sensors__depth__enabled=False, sensors__polarization__enabled=False,
+                sensors__thermal__enabled=False, **parameters)
+
+
+def label_stamp_ns(image: Image) -> int:
+    return image.header.stamp.sec * 10**9 + image.header.stamp.nanosec
+
+
+def test_on_sim_time_frames_before_the_first_clock_message_are_not_judged(run_node):
+    # Without a clock the node's time is zero: a 2023 stamp looked 53 years in the future,
+    # masked the camera, and cost it recovery_frames frames once the clock came.
+    node, driver, spin_until = run_node(**rgb_only(use_sim_time=True))
+    bag = SimClock(driver)
+    assert spin_until(lambda: node.count_subscribers('rgb/image') > 0, 10.0)
+    for _ in range(3):
+        bag.send_rgb()
+        spin_until(lambda: False, 0.1)
+    assert not driver.labels
+
+    def feed():
+        bag.tick()
+        bag.send_rgb()
+
+    assert spin_until(lambda: driver.labels, 10.0, feed=feed), 'no segmentation on sim time'
+    assert label_stamp_ns(driver.labels[0]) > 1_700_000_000 * 10**9
+    assert not [s for s in driver.model_statuses if 'future' in s['message']]
+
+
+def test_on_sim_time_a_jump_back_of_the_clock_starts_sensor_health_afresh(run_node):
+    # A bag replayed with --loop --clock: at each loop the clock and the stamps go back to
+    # the bag's start. That is not a camera whose stamps went backwards.
+    node, driver, spin_until = run_node(**rgb_only(use_sim_time=True))
+    bag = SimClock(driver)
+    assert spin_until(lambda: node.count_subscribers('rgb/image') > 0, 10.0)
+
+    def feed():
+        bag.tick()
+        bag.send_rgb()
+
+    assert spin_until(lambda: len(driver.labels) >= 3, 10.0, feed=feed)
+    jumped_to = bag.now_ns - 5 * 10**9
+    bag.tick(jumped_to - bag.now_ns)
+    assert spin_until(lambda: node.get_clock().now().nanoseconds == jumped_to, 5.0)
+    before = len(driver.labels)
+    # Fewer frames than recovery_frames (5): a masked camera would publish nothing.
+    for _ in range(4):
+        feed()
+        spin_until(lambda: False, 0.05)
+
+    def stamped_after_the_jump() -> bool:
+        return any(label_stamp_ns(label) < jumped_to + 10**9 for label in driver.labels[before:])
+
+    assert spin_until(stamped_after_the_jump, 2.0), 'no segmentation after the clock went back'
+    assert not [s for s in driver.model_statuses if 'backwards' in s['message']]

@@ -29,6 +29,8 @@ from rcl_interfaces.msg import (
     ParameterDescriptor,
     SetParametersResult,
 )
+from rclpy.clock import JumpThreshold, TimeJump
+from rclpy.duration import Duration
 from rclpy.exceptions import ParameterException
 from rclpy.node import Node
 from sensor_msgs.msg import Image
@@ -188,6 +190,7 @@ class SegmentationNode(Node):
         self._retime = threading.Event()  # max_rate_hz or anchor changed: recompute the wait
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._time_jump_handle = None
         try:
             self._start()
         except BaseException:
@@ -208,6 +211,12 @@ class SegmentationNode(Node):
         self._last_diagnostics_key: tuple = ()
         self._next_diagnostics = 0.0
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        # Any jump back of the node's clock (use_sim_time with a looped bag or a simulator
+        # reset), or a switch between wall and sim time.
+        self._time_jump_handle = self.get_clock().create_jump_callback(
+            JumpThreshold(min_forward=None, min_backward=Duration(nanoseconds=-1)),
+            post_callback=self._on_time_jump,
+        )
 
         # Inference and health checks each run in a thread of their own: neither waits behind
         # the sensor callbacks in the executor's queue, nor behind each other.
@@ -359,6 +368,15 @@ class SegmentationNode(Node):
     def _on_image(self, modality: str, msg: Image) -> None:
         started = time.thread_time()
         now = self._now()
+        if now == 0.0:
+            # use_sim_time before the first /clock message: there is no time to judge the
+            # stamp by (every stamp would be years in the future, and the sensor masked).
+            self.get_logger().warning(
+                'use_sim_time is true and nothing has come on /clock yet: sensor frames are '
+                'ignored until it does (mmp_ros replay --clock HZ publishes it)',
+                throttle_duration_sec=5.0,
+            )
+            return
         stamp = _stamp_seconds(msg.header)
         try:
             frame = decode_frame(modality, to_image_fields(msg), self._decoder_settings[modality])
@@ -380,6 +398,25 @@ class SegmentationNode(Node):
                     self._model.anchor_frames += 1
             self._wake.set()
         self._callback_cpu_s += time.thread_time() - started
+
+    def _on_time_jump(self, jump: TimeJump) -> None:
+        """The clock went back: every stamp from now on would look stale or to go backwards,
+        and rates and latencies would span the jump. Health, cached frames and the model's
+        figures start afresh, as at start-up, instead of masking every sensor until it has
+        recovered."""
+        with self._lock:
+            for modality, monitor in self._monitors.items():
+                fresh = HealthMonitor(modality, monitor.config)
+                if not monitor.enabled:
+                    fresh.disable()
+                self._monitors[modality] = fresh
+                self._assembler.clear(modality)
+            self._latency = LatencyWindow()
+            self._model = _ModelState()
+        self.get_logger().info(
+            f'the clock jumped by {jump.delta.nanoseconds / 1e9:+.3f} s: sensor health and '
+            'model figures start afresh'
+        )
 
     # --- inference, off the callback path ----------------------------------------------
 
@@ -632,6 +669,9 @@ class SegmentationNode(Node):
         if self._backend is not None:
             self._backend.close()
             self._backend = None
+        if self._time_jump_handle is not None:
+            self._time_jump_handle.unregister()
+            self._time_jump_handle = None
         super().destroy_node()
 
 
