@@ -8,6 +8,7 @@ reader's received timestamp: when it arrived), so this process's own Python dela
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -103,7 +104,6 @@ def test_rate_factor_and_start_offset(tmp_path, restored_environ):
 
 @pytest.mark.slow
 def test_loop_with_restamp_repeats_with_fresh_increasing_stamps(tmp_path, restored_environ):
-    import signal
     import time
 
     import rclpy
@@ -205,3 +205,81 @@ def test_clock_gives_a_sim_time_node_the_bag_time_of_each_message(tmp_path, rest
     lag_ms = np.array([(stamp - now) / 1e6 for stamp, now in seen])
     assert np.all(np.abs(lag_ms) < 50.0), lag_ms
     assert np.percentile(np.abs(lag_ms), 90) < 15.0, lag_ms
+
+
+@pytest.mark.slow
+def test_the_node_on_sim_time_segments_a_bag_played_with_clock_on_its_own_stamps(
+    tmp_path, restored_environ
+):
+    """The sim-time workflow end to end: ``mmp_ros run`` with ``use_sim_time:=true`` (shipped
+    model) fed by ``replay --clock`` without ``--restamp``: labels carry the bag's stamps and
+    every sensor is reported OK on the bag's time."""
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from sensor_msgs.msg import Image
+
+    from mmp_ros.bags.source import open_bag
+    from mmp_ros.ros.context import init_ros, spin_until
+    from mmp_ros.ros.qos import output_qos
+    from training.data.synth_bag import SynthBagConfig, write_synth_bag
+
+    cameras = ['/rgb/image', '/depth/image', '/polarization/image', '/thermal/image']
+    bag = tmp_path / 'bag'
+    write_synth_bag(bag, SynthBagConfig(duration_s=3.0, scene_seconds=1.5))
+    with open_bag(bag) as reader:
+        rgb_stamps = {header_stamp_ns(data) for _, _, data in reader.messages(['/rgb/image'])}
+        start_ns, end_ns = reader.start_ns, reader.end_ns
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    labels: list[int] = []
+    diagnostics: list[DiagnosticArray] = []
+
+    def on_labels(msg: Image) -> None:
+        labels.append(msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec)
+
+    def all_ok() -> bool:
+        return bool(diagnostics) and len(diagnostics[-1].status) == 5 and all(
+            s.level == b'\x00' for s in diagnostics[-1].status
+        )
+
+    with init_ros([]):
+        probe = rclpy.create_node('mmp_ros_sim_time_checker')
+        node = player = None
+        try:
+            probe.create_subscription(Image, '/segmentation/labels', on_labels, output_qos(10))
+            probe.create_subscription(DiagnosticArray, '/diagnostics', diagnostics.append,
+                                      output_qos(10))
+            node = subprocess.Popen(
+                [sys.executable, '-m', 'mmp_ros', 'run', '--ros-args',
+                 '--params-file', 'config/mmp_segmentation.yaml',
+                 '--params-file', 'config/mmp_demo.yaml',
+                 '-p', 'backend:=onnxruntime', '-p', 'use_sim_time:=true'],
+                cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            )
+            # The player waits for the node's subscriptions; this side must hear the node too.
+            assert spin_until(
+                probe, lambda: probe.count_publishers('/segmentation/labels') > 0, 60.0
+            ), 'the node did not start'
+            player = subprocess.Popen(
+                [sys.executable, '-m', 'mmp_ros', 'replay', str(bag), '--clock', '100',
+                 '--topics', *cameras, '--wait-for-subscribers', '60'],
+                cwd=REPO, env=env, stderr=subprocess.PIPE, text=True,
+            )
+            assert spin_until(probe, lambda: player.poll() is not None, 90.0)
+            assert player.returncode == 0, player.communicate()[1]
+            # The node's clock stops with the bag: its last verdicts stand, on the bag's time.
+            assert spin_until(probe, all_ok, 10.0), [
+                (s.name, s.message) for s in diagnostics[-1].status
+            ] if diagnostics else 'no diagnostics'
+        finally:
+            for process in (player, node):
+                if process is not None and process.poll() is None:
+                    process.send_signal(signal.SIGINT)
+                    try:
+                        process.communicate(timeout=20)
+                    except subprocess.TimeoutExpired:
+                        process.kill()
+            probe.destroy_node()
+    assert len(labels) >= 0.8 * len(rgb_stamps)  # the model may skip a frame under load
+    assert set(labels) <= rgb_stamps  # the bag's own stamps, none of the node's making
+    stamp = diagnostics[-1].header.stamp
+    assert start_ns <= stamp.sec * 10**9 + stamp.nanosec <= end_ns  # bag time, not wall time
