@@ -6,7 +6,8 @@
 
 Parameters come from ``params_file`` (the shipped config/mmp_segmentation.yaml by default);
 the model arguments (backend, model_file_path, engine_file_path, force_engine_update,
-enable_fp16) always override the file's values, and default to the node's defaults. Where
+enable_fp16) and use_sim_time always override the file's values, and default to the node's
+defaults. Where
 launch tooling is absent (PyPI wheels), ``mmp_ros run --ros-args ...`` runs the same node
 with the same parameters.
 """
@@ -62,6 +63,13 @@ def generate_launch_description() -> LaunchDescription:
             description='Build the TensorRT engine with FP16 kernels.',
         ),
         DeclareLaunchArgument(
+            'use_sim_time',
+            default_value='false',
+            choices=['true', 'false'],
+            description='Run on /clock (a bag replayed with mmp_ros replay --clock or '
+            'ros2 bag play --clock, a simulator) instead of the system clock.',
+        ),
+        DeclareLaunchArgument(
             'namespace', default_value='', description='Namespace of the node and its topics.'
         ),
         DeclareLaunchArgument(
@@ -93,6 +101,7 @@ def generate_launch_description() -> LaunchDescription:
             LaunchConfiguration('force_engine_update'), value_type=bool
         ),
         'enable_fp16': ParameterValue(LaunchConfiguration('enable_fp16'), value_type=bool),
+        'use_sim_time': ParameterValue(LaunchConfiguration('use_sim_time'), value_type=bool),
     }
     node = Node(
         package='mmp_ros',

@@ -120,6 +120,16 @@ def test_a_higher_max_rate_takes_effect_at_once_after_a_very_low_one(run_node):
     assert arrived, 'no segmentation within 5 s of raising max_rate_hz from 0.01 to 20'
 
 
+def test_use_sim_time_can_be_switched_at_run_time(run_node):
+    # rclpy declares it on every node; the node's own parameter callback must let it through.
+    node, driver, spin_until = run_node()
+    assert not node.get_clock().ros_time_is_active
+    result = node.set_parameters([Parameter('use_sim_time', value=True)])
+    assert result[0].successful, result[0].reason
+    assert node.get_clock().ros_time_is_active
+    assert not node.set_parameters([Parameter('max_rate_hz', value=-1.0)])[0].successful
+
+
 def test_without_rgb_the_labels_have_the_anchor_cameras_resolution(run_node):
     """A polarization mosaic decodes at half its size; the labels keep the camera's grid."""
     node, driver, spin_until = run_node(sensors__rgb__enabled=False, anchor='polarization')

@@ -612,9 +612,9 @@ class SegmentationNode(Node):
         changes = {}
         for parameter in parameters:
             if parameter.name not in self._specs:
-                return SetParametersResult(
-                    successful=False, reason=f'unknown parameter {parameter.name}'
-                )
+                # One rclpy declares for every node (use_sim_time, qos_overrides.*): its own
+                # callbacks take it; a name declared by no one never gets this far.
+                continue
             value = parameter.value
             if isinstance(self._specs[parameter.name].default, list):
                 value = [int(v) for v in value]
