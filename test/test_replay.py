@@ -279,7 +279,9 @@ def test_the_node_on_sim_time_segments_a_bag_played_with_clock_on_its_own_stamps
                     except subprocess.TimeoutExpired:
                         process.kill()
             probe.destroy_node()
-    assert len(labels) >= 0.8 * len(rgb_stamps)  # the model may skip a frame under load
+    # Frames that come while the model runs are replaced by newer ones: under load (two busy
+    # processes beside it) 41 to 65 of 90 got labels, unloaded about 90.
+    assert len(labels) >= 0.25 * len(rgb_stamps)
     assert set(labels) <= rgb_stamps  # the bag's own stamps, none of the node's making
     stamp = diagnostics[-1].header.stamp
     assert start_ns <= stamp.sec * 10**9 + stamp.nanosec <= end_ns  # bag time, not wall time
