@@ -230,6 +230,21 @@ def test_check_prints_the_timeline_and_a_bad_schedule_exits_2(tmp_path, capsys):
         assert f'sensor {name!r} makes the invalid topic name' in capsys.readouterr().err
 
 
+
+def test_check_prints_the_seed_that_seed_overrides_it_with(tmp_path, capsys):
+    """``--check --seed N`` shows the run that ``--seed N`` starts: seed N, not the file's."""
+    from argparse import Namespace
+
+    from mmp_ros.ros.dropout_node import run
+
+    path = tmp_path / 'seeded.yaml'
+    path.write_text('seed: 42\nfaults:\n  - {sensor: rgb, kind: drop, start: 1, end: 2, '
+                    'fraction: 0.5}\n')
+    for seed, shown in ((None, 42), (3, 3)):
+        assert run(Namespace(schedule=path, seed=seed, sensors=None, check=True,
+                             no_dds_profile=False, ros_args=[])) == 0
+        assert capsys.readouterr().out.splitlines()[0] == f'{path}: 1 faults, seed {shown}'
+
 @pytest.mark.ros
 def test_node_in_process_passes_bytes_through_and_truncates_on_schedule(tmp_path):
     import rclpy

@@ -274,6 +274,9 @@ def run(args: argparse.Namespace) -> int:
                 args.schedule, sensors=tuple(args.sensors or MODALITIES)
             )
             if args.check:
+                if args.seed is not None:  # the run --seed starts, as the node builds it
+                    schedule = Schedule(schedule.faults, args.seed, schedule.sensors,
+                                        schedule.source)
                 print(schedule.describe())
                 return 0
             overrides.append(Parameter('schedule_file', value=str(args.schedule)))
