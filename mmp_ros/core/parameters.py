@@ -167,8 +167,8 @@ DECODER_PARAMETERS: dict[str, tuple[ParameterSpec, ...]] = {
     'thermal': (
         ParameterSpec('semantics', 'planck', 'What thermal pixels hold: planck (radiometric '
                       'counts, default calibration: what the scene generator renders), '
-                      'counts_linear (T = gain * counts + offset, in unit), centikelvin, or '
-                      'celsius (32FC1/64FC1).',
+                      'counts_linear (T = gain * counts + offset, in unit), centikelvin, '
+                      'celsius or kelvin (32FC1/64FC1).',
                       choices=tuple(THERMAL_SEMANTICS)),
         ParameterSpec('gain', 0.04, 'counts_linear: degrees per count (FLIR TLinear high '
                       'resolution: 0.04).', minimum=-1e6, maximum=1e6),
