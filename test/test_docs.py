@@ -1,8 +1,13 @@
 """The documentation's relative links lead somewhere: every linked file exists, and every
-``#anchor`` names a heading of its page (GitHub's heading ids)."""
+``#anchor`` names a heading of its page (GitHub's heading ids). Every ``mmp_ros COMMAND
+--option`` quoted in code is a command of the CLI and an option of that command, and every
+``sensors.<modality>.<name>`` a parameter of the node."""
 
 from __future__ import annotations
 
+import argparse
+import difflib
+import importlib
 import re
 from functools import cache
 from pathlib import Path
@@ -81,3 +86,100 @@ def test_a_broken_link_is_found(tmp_path):
 @pytest.mark.parametrize('page', PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_relative_link_resolves(page):
     assert broken_links(page) == []
+
+
+CODE = re.compile(r'^```[^\n]*\n(.*?)^```|`([^`\n]+)`', re.S | re.M)
+# `mmp_ros COMMAND ...` (or `python -m mmp_ros.demo ...`) up to the end of the line, with
+# backslash continuations; not `ros2 launch mmp_ros ...` or a path ending in mmp_ros.
+COMMAND_LINE = re.compile(
+    r'(?<![\w./-])(?:mmp_ros|python -m mmp_ros\.(demo))[ \t]+((?:[^\n\\]|\\\n)*)')
+
+
+@cache
+def command_options(command: str) -> frozenset[str]:
+    from mmp_ros.cli import COMMANDS
+
+    parser = argparse.ArgumentParser()
+    importlib.import_module(COMMANDS[command][0]).add_arguments(parser)
+    return frozenset(parser._option_string_actions)
+
+
+def command_mismatches(page: Path) -> list[str]:
+    """``mmp_ros X --flag`` in the page's code where X is no command or has no --flag. A word
+    after ``mmp_ros`` that is not close to a command name is prose or output, not a typo."""
+    from mmp_ros.cli import COMMANDS
+
+    text, found = page.read_text(encoding='utf-8'), []
+    for block in CODE.finditer(text):
+        group = 1 if block.group(1) is not None else 2
+        for match in COMMAND_LINE.finditer(block.group(group)):
+            line = text[:block.start(group) + match.start()].count('\n') + 1
+            words = match.group(2).replace('\\\n', ' ').split()
+            if match.group(1):
+                command = 'demo'
+            elif words:
+                command, words = words[0], words[1:]
+            else:
+                continue
+            if command.endswith(':'):  # a command's error message: `mmp_ros dropout: ...`
+                continue
+            if command not in COMMANDS:
+                if difflib.get_close_matches(command, COMMANDS, cutoff=0.8):
+                    found.append(f'line {line}: no command {command!r}')
+                continue
+            for word in words:
+                if word == '--ros-args':  # the rest is rclpy's
+                    break
+                flag = word.split('=')[0]
+                if flag.startswith('--') and flag not in command_options(command):
+                    found.append(f'line {line}: mmp_ros {command} has no {flag}')
+    return found
+
+
+def test_a_wrong_command_or_option_is_found(tmp_path):
+    page = tmp_path / 'page.md'
+    page.write_text('Run `mmp_ros replay BAG --rate 2 --loop`, then\n\n```\n'
+                    'mmp_ros dropout --schedule s.yaml --seeds 3 \\\n'
+                    '    --chek --ros-args --foo\n'
+                    'mmp_ros replya BAG\nmmp_ros dropout: s.yaml:3: unknown sensor\n```\n'
+                    '`ros2 launch mmp_ros x.launch.py --show-args`, and\n'
+                    '`python -m mmp_ros.demo --fast`\n')
+    assert command_mismatches(page) == [
+        'line 4: mmp_ros dropout has no --seeds', 'line 4: mmp_ros dropout has no --chek',
+        "line 6: no command 'replya'", 'line 10: mmp_ros demo has no --fast',
+    ]
+
+
+@pytest.mark.parametrize('page', PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_quoted_command_and_option_exists(page):
+    assert command_mismatches(page) == []
+
+
+SENSOR_PARAMETER = re.compile(r'(?<![\w.])(sensors\.(?:[a-z]+|<m>|<modality>)\.[a-z_0-9]+)\b')
+
+
+def unknown_sensor_parameters(page: Path) -> list[str]:
+    """``sensors.thermal.timeout_s`` or ``sensors.<m>.qos`` that the node does not declare."""
+    from mmp_ros.core.parameters import all_parameters
+    from mmp_ros.modalities import MODALITIES
+
+    declared = set(all_parameters())
+    found = []
+    for name in SENSOR_PARAMETER.findall(page.read_text(encoding='utf-8')):
+        _, modality, field = name.split('.')
+        modalities = MODALITIES if modality.startswith('<') else (modality,)
+        if not any(f'sensors.{m}.{field}' in declared for m in modalities):
+            found.append(name)
+    return found
+
+
+def test_an_unknown_sensor_parameter_is_found(tmp_path):
+    page = tmp_path / 'page.md'
+    page.write_text('`sensors.<m>.qos`, `sensors.thermal.semantics`, `sensors.rgb.semantics`, '
+                    '`sensors.<modality>.*`, `ros2 param set /node sensors.<m>.timeout 1.0`\n')
+    assert unknown_sensor_parameters(page) == ['sensors.rgb.semantics', 'sensors.<m>.timeout']
+
+
+@pytest.mark.parametrize('page', PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_quoted_sensor_parameter_is_declared(page):
+    assert unknown_sensor_parameters(page) == []
