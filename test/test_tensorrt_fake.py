@@ -354,3 +354,17 @@ def test_auto_prefers_tensorrt_when_it_works(fake_runtime, exported, tmp_path, c
     chosen = create_backend('auto', exported, engine_file_path=tmp_path / 'auto.engine')
     assert chosen.name == 'tensorrt' and chosen.device == 'cuda:0'
     assert 'auto backend: tensorrt' in caplog.text
+
+
+@pytest.mark.parametrize('where', ['under_a_file', 'a_directory'])
+def test_an_unwritable_engine_path_is_refused_before_the_build(fake_runtime, exported, tmp_path,
+                                                               where):
+    """The default engine path is beside the ONNX, read-only in an installed package: that is
+    an EngineError naming engine_file_path before minutes of building, not an OSError after."""
+    trt, _ = fake_runtime()
+    blocker = tmp_path / 'not_a_folder'
+    blocker.write_text('')
+    engine = blocker / 'model.engine' if where == 'under_a_file' else tmp_path
+    with pytest.raises(EngineError, match='engine'):
+        create_backend('tensorrt', exported, engine_file_path=engine)
+    assert trt.builds == []

@@ -94,8 +94,37 @@ def write_atomically(path: Path, data: bytes) -> None:
 
 
 def write_engine(engine_path: Path, engine: bytes, stamp: EngineStamp) -> None:
-    write_atomically(engine_path, engine)
-    write_atomically(stamp_path(engine_path), stamp.to_json().encode())
+    try:
+        write_atomically(engine_path, engine)
+        write_atomically(stamp_path(engine_path), stamp.to_json().encode())
+    except OSError as exc:
+        raise EngineError(f'cannot write the TensorRT engine {engine_path}: {exc}') from exc
+
+
+def check_engine_writable(engine_path: Path) -> None:
+    """Refuse, before a build that takes minutes, an engine path that cannot be written.
+
+    The default engine path is beside the ONNX, which in an installed package
+    (``share/mmp_ros/models``) is usually read-only; that must be said up front, not
+    after the build as an ``OSError``.
+    """
+    if engine_path.is_dir():
+        raise EngineError(
+            f'engine_file_path {engine_path} is a directory; give a file path such as '
+            f'{engine_path / "model.engine"}'
+        )
+    probe = engine_path.with_name(engine_path.name + '.partial')
+    try:
+        engine_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(probe, 'ab'):
+            pass
+        probe.unlink()
+    except OSError as exc:
+        raise EngineError(
+            f'cannot write a TensorRT engine at {engine_path} ({exc.strerror or exc}); set '
+            'engine_file_path to a file in a writable folder (the default is beside the '
+            'ONNX model, read-only in an installed package)'
+        ) from exc
 
 
 @dataclass(frozen=True)

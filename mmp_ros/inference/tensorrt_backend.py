@@ -30,6 +30,7 @@ import numpy as np
 from mmp_ros.inference.backend import InferenceBackend
 from mmp_ros.inference.engine_cache import (
     EngineStamp,
+    check_engine_writable,
     plan_engine,
     read_stamp,
     write_atomically,
@@ -192,6 +193,7 @@ def build_engine(
     ``<engine>.timing.cache``) makes rebuilds after an ONNX change much faster.
     """
     log = logger or logging.getLogger(__name__)
+    check_engine_writable(engine_path)
     trt = _import_tensorrt()
     cuda = _Cuda()
     gpu_name, capability = cuda.device_facts(_device_index(device))
@@ -249,7 +251,10 @@ def build_engine(
             f'TensorRT failed to build an engine from {onnx.path}; see the TensorRT errors '
             'logged above (workspace too small? unsupported layer?)'
         )
-    write_atomically(cache_path, bytes(memoryview(config.get_timing_cache().serialize())))
+    try:
+        write_atomically(cache_path, bytes(memoryview(config.get_timing_cache().serialize())))
+    except OSError as exc:  # the cache only speeds up the next build; the engine matters
+        log.warning('timing cache %s not written: %s', cache_path, exc)
     stamp = dataclasses.replace(
         requested_stamp(onnx, trt, (gpu_name, capability), enable_fp16=enable_fp16,
                         max_batch=max_batch),
