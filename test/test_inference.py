@@ -108,6 +108,24 @@ def test_graph_altered_after_export_is_refused(model_and_file, tmp_path):
         create_backend('onnxruntime', path)
 
 
+def test_metadata_modality_order_other_than_the_graphs_is_refused(model_and_file, tmp_path):
+    """Column i of 'available' masks the graph's i-th input: metadata listing the same
+    modalities in another order would mask the wrong streams, silently."""
+    import json
+
+    from mmp_ros.metadata import METADATA_KEY
+
+    proto = onnx.load(str(model_and_file[2]))
+    (entry,) = [p for p in proto.metadata_props if p.key == METADATA_KEY]
+    data = json.loads(entry.value)
+    data['modalities'] = data['modalities'][::-1]
+    entry.value = json.dumps(data)
+    path = tmp_path / 'reordered.onnx'
+    onnx.save(proto, str(path))
+    with pytest.raises(ModelFileError, match='in the order'):
+        create_backend('onnxruntime', path)
+
+
 def test_torch_backend_refuses_an_onnx_file(model_and_file):
     with pytest.raises(ModelFileError, match='torch backend runs a training checkpoint'):
         create_backend('torch', model_and_file[2])

@@ -118,6 +118,15 @@ class OnnxRuntimeBackend(InferenceBackend):
                 f'{self.model_file_path}: graph inputs {sorted(inputs)} do not match its '
                 f'metadata ({sorted(wanted)}); the file was altered after export'
             )
+        order = [name for name in inputs if name != AVAILABLE_INPUT]
+        if order != list(meta.modalities):
+            # The graph reads column i of 'available' as its i-th modality input: a metadata
+            # order that differs would silently mask the wrong streams.
+            raise ModelFileError(
+                f'{self.model_file_path}: graph inputs are in the order {order} but its '
+                f'metadata lists the modalities as {list(meta.modalities)}; the columns of '
+                "'available' would mask the wrong inputs. The file was altered after export"
+            )
         for name, chw in expected.items():
             shape = tuple(inputs[name].shape[1:])
             if shape != chw:
