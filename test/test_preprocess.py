@@ -105,3 +105,45 @@ def test_real_depth_with_holes_gives_finite_inputs_without_hole_bleed(real_data)
     # the holes before an area resize would drag them towards 0.
     kept = depth[depth > 0]
     assert abs(float(kept.mean()) - valid_mean) < 0.03 * valid_mean  # zero-filled: 6 % low
+
+
+def _area_weights(source: int, target: int) -> np.ndarray:
+    """Exact box-filter weights: output j averages input [j*s, (j+1)*s), s = source/target."""
+    scale = source / target
+    weights = np.zeros((target, source))
+    for j in range(target):
+        low, high = j * scale, (j + 1) * scale
+        for i in range(int(np.floor(low)), min(int(np.ceil(high)), source)):
+            weights[j, i] = max(0.0, min(high, i + 1) - max(low, i))
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
+def _linear_weights(source: int, target: int) -> np.ndarray:
+    """Half-pixel-centre linear interpolation weights, edges clamped."""
+    weights = np.zeros((target, source))
+    for j in range(target):
+        x = min(max((j + 0.5) * source / target - 0.5, 0.0), source - 1)
+        low = int(np.floor(x))
+        weights[j, low] += 1 - (x - low)
+        weights[j, min(low + 1, source - 1)] += x - low
+    return weights
+
+
+@pytest.mark.parametrize('shape', [(120, 1600), (1, 1000), (1000, 1), (100, 3000)])
+def test_a_frame_shrunk_along_one_axis_and_grown_along_the_other_is_averaged_not_sampled(shape):
+    """One cv2.resize call point-sampled the shrinking axis of such a frame: column stripes
+    of mean 0.5 in a 120x1600 frame came out as a flat 0.1."""
+    height, width = shape
+    size = (128, 160)
+    data = np.zeros((height, width, 1), np.float32)
+    data[:, ::2] = 1.0
+    data += np.random.default_rng(0).random(data.shape).astype(np.float32) * 0.1
+
+    def weights(source, target):
+        return (_area_weights if target < source else _linear_weights)(source, target)
+
+    expected = weights(height, size[0]) @ data[..., 0] @ weights(width, size[1]).T
+    out = resize_representation(data, None, size)
+    np.testing.assert_allclose(out[..., 0], expected, atol=1e-5)
+    valid = np.ones((height, width), bool)
+    np.testing.assert_allclose(resize_representation(data, valid, size), out, atol=1e-5)

@@ -22,14 +22,42 @@ class PreprocessError(ValueError):
     """A frame does not fit the model (channel count, shape); the message says which."""
 
 
+def _interpolation(source: int, target: int) -> int:
+    return cv2.INTER_AREA if target < source else cv2.INTER_LINEAR
+
+
+def _resize(data: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``(H, W, C)`` float32 to ``size``: area average along an axis that shrinks, linear
+    interpolation along one that grows.
+
+    One ``cv2.resize`` call takes one interpolation for both axes, and its INTER_AREA
+    averages only when neither axis grows: a frame shrunk along one axis and grown along
+    the other (120x1600 to 128x160) was point-sampled along the shrinking axis, aliasing
+    fine detail into wrong values. Such a frame is resized one axis at a time.
+    """
+    height, width = size
+    source_h, source_w, channels = data.shape
+    grows = height > source_h or width > source_w
+    shrinks = height < source_h or width < source_w
+    if grows and shrinks:
+        rows = cv2.resize(data, (source_w, height),
+                          interpolation=_interpolation(source_h, height))
+        rows = rows.reshape(height, source_w, channels)
+        out = cv2.resize(rows, (width, height), interpolation=_interpolation(source_w, width))
+    else:
+        interpolation = cv2.INTER_AREA if shrinks else cv2.INTER_LINEAR
+        out = cv2.resize(data, (width, height), interpolation=interpolation)
+    return out.reshape(height, width, channels)
+
+
 def resize_representation(
     data: np.ndarray, valid: np.ndarray | None, size: tuple[int, int]
 ) -> np.ndarray:
     """Resize ``(H, W, C)`` float32 to ``size = (height, width)``, respecting ``valid``.
 
-    Downscaling averages (INTER_AREA) and upscaling interpolates (INTER_LINEAR). With a
-    validity mask the resampling is normalized by the resampled mask, so an output pixel
-    is the mean of the valid inputs under it, and 0 where none was valid.
+    Downscaling averages (INTER_AREA) and upscaling interpolates (INTER_LINEAR), per axis.
+    With a validity mask the resampling is normalized by the resampled mask, so an output
+    pixel is the mean of the valid inputs under it, and 0 where none was valid.
     """
     if data.ndim != 3:
         raise PreprocessError(f'expected (H, W, C) data, got shape {data.shape}')
@@ -39,16 +67,12 @@ def resize_representation(
         if valid is not None:
             out[~valid] = 0.0
         return out
-    shrinking = height * width < data.shape[0] * data.shape[1]
-    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
     if valid is None:
-        out = cv2.resize(data.astype(np.float32), (width, height), interpolation=interpolation)
-        return out.reshape(height, width, data.shape[2])
-    weight = valid.astype(np.float32)
+        return _resize(data.astype(np.float32), size)
+    weight = valid.astype(np.float32)[..., None]
     masked = np.where(valid[..., None], data, 0.0).astype(np.float32)
-    summed = cv2.resize(masked, (width, height), interpolation=interpolation)
-    summed = summed.reshape(height, width, data.shape[2])
-    coverage = cv2.resize(weight, (width, height), interpolation=interpolation)
+    summed = _resize(masked, size)
+    coverage = _resize(weight, size)[..., 0]
     out = np.zeros_like(summed)
     covered = coverage > 1e-6
     out[covered] = summed[covered] / coverage[covered][:, None]
