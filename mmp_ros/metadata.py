@@ -8,6 +8,7 @@ nothing about the model is duplicated by hand in the node's configuration.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -36,6 +37,10 @@ class Normalization:
     def __post_init__(self) -> None:
         if len(self.mean) != len(self.std):
             raise MetadataError(f'normalization mean {self.mean} and std {self.std} differ')
+        if not all(math.isfinite(v) for v in (*self.mean, *self.std)):
+            raise MetadataError(
+                f'normalization mean {self.mean} and std {self.std} must be finite'
+            )
         if any(s <= 0 for s in self.std):
             raise MetadataError(f'normalization std must be positive, got {self.std}')
 
@@ -70,6 +75,12 @@ class ModelMetadata:
             raise MetadataError(
                 f'{len(self.class_names)} class names but {len(self.palette)} palette colours'
             )
+        for index, colour in enumerate(self.palette):
+            if len(colour) != 3 or not all(0 <= c <= 255 for c in colour):
+                raise MetadataError(
+                    f'palette colour {index} ({self.class_names[index]!r}) is {list(colour)}; '
+                    'each colour is three integers 0..255 (R, G, B)'
+                )
         if self.method not in ROBUSTNESS_METHODS:
             raise MetadataError(f'unknown method {self.method!r}; known: {ROBUSTNESS_METHODS}')
         if len(self.input_size) != 2 or min(self.input_size) <= 0:

@@ -342,3 +342,27 @@ def test_bench_stops_on_a_backend_that_cannot_run_before_measuring_any(tmp_path,
     with pytest.raises(SystemExit, match=message.replace('[', r'\[').replace(']', r'\]')):
         bench.run(args)
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize('edit, match', [
+    (lambda d: d['palette'].__setitem__(0, [300, -5, 0]), 'palette colour 0'),
+    (lambda d: d['palette'].__setitem__(1, [1, 2]), 'palette colour 1'),
+    (lambda d: d['normalization']['rgb'].__setitem__('std', [float('nan')] * 3), 'finite'),
+])
+def test_metadata_with_a_bad_palette_or_normalization_is_a_model_file_error(
+        model_and_file, tmp_path, edit, match):
+    """Such metadata loaded, then failed at node start in palette_array with a bare
+    OverflowError/ValueError (or fed NaN inputs to the model)."""
+    import json
+
+    from mmp_ros.metadata import METADATA_KEY
+
+    proto = onnx.load(str(model_and_file[2]))
+    (entry,) = [p for p in proto.metadata_props if p.key == METADATA_KEY]
+    data = json.loads(entry.value)
+    edit(data)
+    entry.value = json.dumps(data)
+    path = tmp_path / 'bad_meta.onnx'
+    onnx.save(proto, str(path))
+    with pytest.raises(ModelFileError, match=match):
+        create_backend('onnxruntime', path)
