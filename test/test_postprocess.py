@@ -98,3 +98,14 @@ def test_visualize_every_modality_as_rgb8():
         assert image.any()
     depth = frames[1]
     assert not visualize(depth)[~depth.valid].any()  # holes stay black
+
+
+def test_labels_are_sampled_at_pixel_centres_so_a_symmetric_map_stays_symmetric():
+    """cv2.INTER_NEAREST takes source floor(x * scale): 3 labels to 5 pixels gave
+    [0, 0, 1, 1, 2], half a camera pixel right of the confidence (sampled at centres)."""
+    labels = np.array([[0, 1, 2]], np.int32)
+    confidence = np.full((1, 3), 0.9, np.float32)
+    seg = to_camera_resolution(labels, confidence, (1, 5), num_classes=3)
+    assert seg.labels.tolist() == [[0, 0, 1, 2, 2]]
+    column = to_camera_resolution(labels.T.copy(), confidence.T.copy(), (5, 1), num_classes=3)
+    assert column.labels[:, 0].tolist() == [0, 0, 1, 2, 2]

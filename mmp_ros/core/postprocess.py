@@ -59,7 +59,10 @@ def to_camera_resolution(
     conf = np.clip(np.nan_to_num(confidence.astype(np.float32), nan=0.0), 0.0, 1.0)
     height, width = size
     if ids.shape != (height, width):
-        ids = cv2.resize(ids, (width, height), interpolation=cv2.INTER_NEAREST)
+        # INTER_NEAREST_EXACT samples at pixel centres, like INTER_LINEAR for the confidence
+        # and the input resize; INTER_NEAREST takes floor(x * scale) and shifts the labels
+        # by half a camera pixel towards the bottom right.
+        ids = cv2.resize(ids, (width, height), interpolation=cv2.INTER_NEAREST_EXACT)
         conf = cv2.resize(conf, (width, height), interpolation=cv2.INTER_LINEAR)
     out = np.where(conf < min_confidence, NO_PREDICTION, ids).astype(np.uint8)
     return Segmentation(out, conf)
