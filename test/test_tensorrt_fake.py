@@ -390,3 +390,17 @@ def test_metadata_modality_order_other_than_the_graphs_is_refused_at_build(fake_
     with pytest.raises(ModelFileError, match='in the order'):
         create_backend('tensorrt', path, engine_file_path=tmp_path / 'x.engine')
     assert trt.builds == []
+
+
+@pytest.mark.parametrize('options, error, match', [
+    ({'device': 'cuda:x'}, 'BackendUnavailableError', "cuda\\[:N\\]"),
+    ({'max_batch': 0}, 'ValueError', 'max_batch must be >= 1'),
+])
+def test_bad_device_or_max_batch_is_a_clear_error_before_any_build(fake_runtime, exported,
+                                                                   tmp_path, options, error,
+                                                                   match):
+    trt, _ = fake_runtime()
+    with pytest.raises(Exception, match=match) as info:
+        create_backend('tensorrt', exported, engine_file_path=tmp_path / 'x.engine', **options)
+    assert type(info.value).__name__ == error
+    assert trt.builds == []

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     log = logging.getLogger('mmp_ros.build_engine')
     try:
         return _build(args, log)
-    except InferenceError as exc:
+    except (InferenceError, ValueError) as exc:  # ValueError: --max-batch below 1
         print(f'mmp_ros build-engine: {exc}', file=sys.stderr)
         return 1
 

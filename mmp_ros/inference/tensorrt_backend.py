@@ -113,7 +113,7 @@ class _Cuda:
 def _device_index(device: str | None) -> int:
     name = device or 'cuda:0'
     kind, _, index = name.partition(':')
-    if kind != 'cuda':
+    if kind != 'cuda' or (index and not index.isdigit()):
         raise BackendUnavailableError(f"the TensorRT backend runs on 'cuda[:N]', not {name!r}")
     return int(index) if index else 0
 
@@ -291,6 +291,8 @@ class TensorRTBackend(InferenceBackend):
         device: str | None = None,
         logger: logging.Logger | None = None,
     ) -> None:
+        if max_batch < 1:
+            raise ValueError(f'max_batch must be >= 1, got {max_batch}')
         self._log = logger or logging.getLogger(__name__)
         self._buffers: dict[str, int] = {}
         self._stream = None
@@ -386,7 +388,11 @@ class TensorRTBackend(InferenceBackend):
         feeds = {**inputs, 'available': available}
         for name in self._inputs:
             array = np.ascontiguousarray(feeds[name], dtype=self._dtypes[name])
-            self._context.set_input_shape(name, array.shape)
+            if not self._context.set_input_shape(name, array.shape):
+                raise EngineError(
+                    f'TensorRT refused input {name!r} of shape {array.shape} for engine '
+                    f'{self.engine_file_path} (outside its optimization profile?)'
+                )
             call(
                 rt.cudaMemcpyAsync(
                     self._buffers[name], array.ctypes.data, array.nbytes, to_device, self._stream
