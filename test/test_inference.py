@@ -366,3 +366,10 @@ def test_metadata_with_a_bad_palette_or_normalization_is_a_model_file_error(
     onnx.save(proto, str(path))
     with pytest.raises(ModelFileError, match=match):
         create_backend('onnxruntime', path)
+
+
+def test_torch_device_cpu_with_an_index_loads_the_checkpoint():
+    """'cpu:0' is a valid torch device; torch.load could not map to it and the error said
+    the checkpoint was truncated or from another version."""
+    backend = TorchBackend.from_checkpoint(REPO / 'models' / 'tiny_mmp.pt', device='cpu:0')
+    assert backend.device == 'cpu'

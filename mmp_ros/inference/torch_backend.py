@@ -36,6 +36,9 @@ def resolve_device(device: str | None) -> torch.device:
         )
     if resolved.type not in ('cpu', 'cuda'):
         raise BackendUnavailableError(f"torch device {name!r}: use 'cpu' or 'cuda[:N]'")
+    if resolved.type == 'cpu':
+        # torch.load cannot map storages to 'cpu:0' and blamed the checkpoint for it.
+        return torch.device('cpu')
     return resolved
 
 
