@@ -95,8 +95,8 @@ def score_paths(model: Path, scenes: int, camera_size: tuple[int, int],
             confusion['training', key] += confusion_matrix(labels[0], train_label, classes)
             node_in, node_available = build_inputs({m: frames[m] for m in kept}, metadata)
             labels, _ = backend.infer(node_in, node_available)
-            pred = cv2.resize(labels[0].astype(np.uint8), (width, height),
-                              interpolation=cv2.INTER_NEAREST)
+            pred = cv2.resize(labels[0].astype(np.uint8), (width, height),  # as the node
+                              interpolation=cv2.INTER_NEAREST_EXACT)
             confusion['node', key] += confusion_matrix(pred, images.label.astype(np.int64),
                                                        classes)
     return {'table': table, 'miou': {pk: scores(c).miou for pk, c in confusion.items()},

@@ -168,6 +168,14 @@ def test_bad_available(backend):
         backend.infer(inputs, available.astype(np.int64))
 
 
+def test_a_batch_item_with_no_modality_is_refused(backend):
+    # The model would give confident-looking labels made of nothing (confidence up to 0.99).
+    inputs, available = _batch(backend.metadata)
+    available[1] = False
+    with pytest.raises(InferenceInputError, match='batch item 1 has no modality available'):
+        backend.infer(inputs, available)
+
+
 def test_unknown_input_name(backend):
     inputs, available = _batch(backend.metadata)
     inputs['lidar'] = inputs['depth']

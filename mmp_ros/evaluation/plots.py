@@ -162,7 +162,7 @@ def _panel(image: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
     if image.shape[:2] != shape:
         import cv2
 
-        image = cv2.resize(image, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+        image = cv2.resize(image, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST_EXACT)
     return image
 
 

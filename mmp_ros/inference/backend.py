@@ -56,6 +56,12 @@ def check_inputs(
             f'batch {batch} exceeds the largest batch this backend was built for ({max_batch})'
         )
     available_f = np.ascontiguousarray(available, dtype=np.float32)
+    empty = np.flatnonzero(~available_f.astype(bool).any(axis=1))
+    if empty.size:  # the model would answer with confident labels made of nothing
+        raise InferenceInputError(
+            f'batch item {int(empty[0])} has no modality available; a segmentation needs at '
+            f'least one of {list(modalities)}'
+        )
     unknown = sorted(set(inputs) - set(modalities))
     if unknown:
         raise InferenceInputError(

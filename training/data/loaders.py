@@ -150,19 +150,17 @@ class FolderDataset(Dataset):
     def _finish(self, rep: dict[str, np.ndarray], label: np.ndarray) -> dict[str, torch.Tensor]:
         if self.size is not None and label.shape != self.size:
             h, w = self.size
+            # Depth and labels by the nearest pixel centre (INTER_NEAREST_EXACT, aligned with
+            # INTER_LINEAR's grid; INTER_NEAREST is half a pixel off), the rest linearly.
+            nearest = {'depth': cv2.INTER_NEAREST_EXACT}
             rep = {
-                k: np.stack(
-                    [
-                        cv2.resize(
-                            ch, (w, h),
-                            interpolation=cv2.INTER_NEAREST if k == 'depth' else cv2.INTER_LINEAR,
-                        )
-                        for ch in v
-                    ]
-                )
+                k: np.stack([cv2.resize(ch, (w, h),
+                                        interpolation=nearest.get(k, cv2.INTER_LINEAR))
+                             for ch in v])
                 for k, v in rep.items()
             }
-            label = cv2.resize(label.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
+            label = cv2.resize(label.astype(np.uint8), (w, h),
+                               interpolation=cv2.INTER_NEAREST_EXACT)
         return to_sample(rep, label, label.shape)
 
 
