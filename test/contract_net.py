@@ -41,3 +41,21 @@ class ContractNet(nn.Module):
         fused = F.gelu(self.fuse(torch.cat(features, dim=1)))
         logits = self.classify(fused)
         return F.interpolate(logits, size=size, mode='bilinear', align_corners=False)
+
+
+def with_modalities_reversed(model_file, out):
+    """A copy of an exported model whose metadata lists its modalities in reverse: the
+    graph's inputs keep their order, so the file no longer agrees with itself."""
+    import json
+
+    import onnx
+
+    from mmp_ros.metadata import METADATA_KEY
+
+    proto = onnx.load(str(model_file))
+    (entry,) = [p for p in proto.metadata_props if p.key == METADATA_KEY]
+    data = json.loads(entry.value)
+    data['modalities'] = data['modalities'][::-1]
+    entry.value = json.dumps(data)
+    onnx.save(proto, str(out))
+    return out

@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from contract_net import ContractNet
+from contract_net import ContractNet, with_modalities_reversed
 from onnx import TensorProto, helper
 
 from mmp_ros.inference import (
@@ -111,17 +111,7 @@ def test_graph_altered_after_export_is_refused(model_and_file, tmp_path):
 def test_metadata_modality_order_other_than_the_graphs_is_refused(model_and_file, tmp_path):
     """Column i of 'available' masks the graph's i-th input: metadata listing the same
     modalities in another order would mask the wrong streams, silently."""
-    import json
-
-    from mmp_ros.metadata import METADATA_KEY
-
-    proto = onnx.load(str(model_and_file[2]))
-    (entry,) = [p for p in proto.metadata_props if p.key == METADATA_KEY]
-    data = json.loads(entry.value)
-    data['modalities'] = data['modalities'][::-1]
-    entry.value = json.dumps(data)
-    path = tmp_path / 'reordered.onnx'
-    onnx.save(proto, str(path))
+    path = with_modalities_reversed(model_and_file[2], tmp_path / 'reordered.onnx')
     with pytest.raises(ModelFileError, match='in the order'):
         create_backend('onnxruntime', path)
 

@@ -30,7 +30,7 @@ def replay_and_receive(bag: Path, topic: str, stamps: list[int], *extra: str):
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
 
-    from mmp_ros.ros.context import init_ros, spin_until
+    from mmp_ros.ros.context import init_ros
 
     index = {stamp: i for i, stamp in enumerate(stamps)}
     published: dict[int, float] = {}
@@ -45,23 +45,30 @@ def replay_and_receive(bag: Path, topic: str, stamps: list[int], *extra: str):
         node = rclpy.create_node('mmp_ros_replay_probe')
         try:
             node.create_subscription(Image, topic, on_image, qos_profile_sensor_data, raw=True)
-            with subprocess.Popen(
-                [sys.executable, '-m', 'mmp_ros.ros.replay', str(bag),
-                 '--wait-for-subscribers', '20', *extra],
-                env=dict(os.environ, PYTHONPATH=str(REPO)), stderr=subprocess.PIPE, text=True,
-            ) as player:
-                try:
-                    finished = spin_until(node, lambda: player.poll() is not None, 60.0)
-                    # Stragglers still in flight when the player exits.
-                    spin_until(node, lambda: len(received) >= len(stamps), 1.0)
-                finally:
-                    if player.poll() is None:
-                        player.kill()
-                    stderr = player.communicate()[1]
-            assert finished and player.returncode == 0, stderr
+            play_into(node, bag, extra, lambda: len(received) >= len(stamps))
         finally:
             node.destroy_node()
     return published, received
+
+
+def play_into(node, bag: Path, extra, all_arrived) -> None:
+    """Replay ``bag`` in a child process while ``node`` spins, until the player has exited
+    (and the stragglers still in flight have arrived, or a second has passed)."""
+    from mmp_ros.ros.context import spin_until
+
+    with subprocess.Popen(
+        [sys.executable, '-m', 'mmp_ros.ros.replay', str(bag), '--wait-for-subscribers', '20',
+         *extra],
+        env=dict(os.environ, PYTHONPATH=str(REPO)), stderr=subprocess.PIPE, text=True,
+    ) as player:
+        try:
+            finished = spin_until(node, lambda: player.poll() is not None, 60.0)
+            spin_until(node, all_arrived, 1.0)
+        finally:
+            if player.poll() is None:
+                player.kill()
+            stderr = player.communicate()[1]
+    assert finished and player.returncode == 0, stderr
 
 
 @pytest.mark.slow
@@ -166,7 +173,7 @@ def test_clock_gives_a_sim_time_node_the_bag_time_of_each_message(tmp_path, rest
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
 
-    from mmp_ros.ros.context import init_ros, spin_until
+    from mmp_ros.ros.context import init_ros
 
     stamps = jittered_timestamps(60, 30.0)  # 2 s recorded in 2023, gaps 17..50 ms
     bag = write_image_bag(tmp_path / 'bag', stamps, width=8, height=4)
@@ -182,19 +189,7 @@ def test_clock_gives_a_sim_time_node_the_bag_time_of_each_message(tmp_path, rest
         )
         try:
             node.create_subscription(Image, '/camera/image', on_image, qos_profile_sensor_data)
-            with subprocess.Popen(
-                [sys.executable, '-m', 'mmp_ros.ros.replay', str(bag), '--clock', '100',
-                 '--wait-for-subscribers', '20'],
-                env=dict(os.environ, PYTHONPATH=str(REPO)), stderr=subprocess.PIPE, text=True,
-            ) as player:
-                try:
-                    finished = spin_until(node, lambda: player.poll() is not None, 60.0)
-                    spin_until(node, lambda: len(seen) >= len(stamps), 1.0)
-                finally:
-                    if player.poll() is None:
-                        player.kill()
-                    stderr = player.communicate()[1]
-            assert finished and player.returncode == 0, stderr
+            play_into(node, bag, ['--clock', '100'], lambda: len(seen) >= len(stamps))
         finally:
             node.destroy_node()
     assert len(seen) >= 0.9 * len(stamps)

@@ -372,21 +372,12 @@ def test_an_unwritable_engine_path_is_refused_before_the_build(fake_runtime, exp
 
 def test_metadata_modality_order_other_than_the_graphs_is_refused_at_build(fake_runtime,
                                                                            exported, tmp_path):
-    import json
-
-    import onnx
+    from contract_net import with_modalities_reversed
 
     from mmp_ros.inference import ModelFileError
-    from mmp_ros.metadata import METADATA_KEY
 
     trt, _ = fake_runtime()
-    proto = onnx.load(str(exported))
-    (entry,) = [p for p in proto.metadata_props if p.key == METADATA_KEY]
-    data = json.loads(entry.value)
-    data['modalities'] = data['modalities'][::-1]
-    entry.value = json.dumps(data)
-    path = tmp_path / 'reordered.onnx'
-    onnx.save(proto, str(path))
+    path = with_modalities_reversed(exported, tmp_path / 'reordered.onnx')
     with pytest.raises(ModelFileError, match='in the order'):
         create_backend('tensorrt', path, engine_file_path=tmp_path / 'x.engine')
     assert trt.builds == []
