@@ -128,3 +128,28 @@ def test_max_frames_below_what_adaptation_needs_is_named(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith('mmp_ros adapt: --max-frames 2 keeps fewer bundles than adaptation '
                           'needs (8)'), err
+
+
+def test_projection_fit_is_taken_with_the_default_teacher_cache(healthy_bag, tmp_path,
+                                                                monkeypatch):
+    # docs/bags.md: `--set projection_fit.steps=1000` runs with the cache the command turns
+    # on for a distilling config; it was refused for the cache's absence before that default.
+    import mmp_ros.inference.onnx_file
+    import mmp_ros.model
+    import training.adapt
+
+    class StopError(Exception):
+        pass
+
+    def fake_adapt(checkpoint, *, overrides, **kwargs):
+        seen.extend(overrides)
+        raise StopError
+
+    seen: list[str] = []
+    monkeypatch.setattr(mmp_ros.inference.onnx_file, 'read_model_metadata', lambda p: METADATA)
+    monkeypatch.setattr(mmp_ros.model, 'load_checkpoint', lambda p: (None, METADATA, {}))
+    monkeypatch.setattr(training.adapt, 'adapt', fake_adapt)
+    with pytest.raises(StopError):
+        adapt_bag.adapt_on_bag(str(healthy_bag), model='m.onnx', checkpoint='c.pt',
+                               out=tmp_path, overrides=['projection_fit.steps=5'])
+    assert seen[0] == 'teacher_cache=true' and 'projection_fit.steps=5' in seen

@@ -17,6 +17,7 @@ exported ONNX model and its model card (Markdown beside the ONNX file).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -246,8 +247,11 @@ def adapt_on_bag(bag: str, *, model: str, checkpoint: str, out: str | Path,
     config = config or str(DEFAULT_CONFIG)
     # A recording's frames come back many times (2000 steps of 16 on 256 frames: 125 times
     # each), so the frozen model's side of distillation is computed once per frame.
+    # Read with the cache off: whether to default it on is what is being decided, and
+    # projection_fit (which needs the cache) must not be refused for the default's absence.
     chosen = load_config(config, [*overrides, 'method=mmp_adapt',
-                                  f'base_checkpoint={checkpoint}'])
+                                  f'base_checkpoint={json.dumps(str(checkpoint))}',
+                                  'teacher_cache=false', 'projection_fit.steps=0'])
     defaults = ['teacher_cache=true'] if chosen.distillation_weight else []
     result = adapt(checkpoint, config_path=config, overrides=[*defaults, *overrides, *forced],
                    train_dataset=FramesDataset(frames), command=command)
