@@ -296,3 +296,18 @@ def test_settle_after_cut_takes_seconds_or_auto():
     config = Path(__file__).resolve().parents[1] / 'config'
     health = node_health([config / 'mmp_segmentation.yaml', config / 'mmp_demo.yaml'])
     assert settle_after_cut_s(health) == pytest.approx(1 / 9 + 0.005)  # thermal at 9 Hz
+
+
+def test_settle_auto_without_an_expected_rate_is_named(run_bag, tmp_path, capsys):
+    # expected_rate_hz 0 turns the rate check off: auto divided by it (ZeroDivisionError).
+    params = tmp_path / 'no_rate.yaml'
+    params.write_text('mmp_segmentation:\n  ros__parameters:\n    sensors:\n      thermal:\n'
+                      '        expected_rate_hz: 0.0\n')
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    args = parser.parse_args([str(run_bag), '--out', str(tmp_path / 'r'), '--params',
+                              str(params), '--settle-after-cut', 'auto'])
+    assert cli.run(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('mmp_ros evaluate: --settle-after-cut auto: expected_rate_hz of '
+                          'thermal is 0'), err

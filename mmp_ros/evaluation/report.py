@@ -16,7 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmp_ros.core.health import HealthConfig
-from mmp_ros.core.parameters import defaults, health_config, load_params_file
+from mmp_ros.core.parameters import (
+    ParameterError,
+    defaults,
+    health_config,
+    load_params_file,
+)
 from mmp_ros.evaluation.analysis import Evaluation, Phase, evaluate, percentiles
 from mmp_ros.evaluation.run import DEFAULT_TOPICS, RunTopics, read_run
 from mmp_ros.modalities import MODALITIES
@@ -186,7 +191,15 @@ def evaluate_run(path: str | Path, *, node_params: Sequence[str | Path] = (),
 
 def settle_after_cut_s(health: Mapping[str, HealthConfig]) -> float:
     """How long after a scene cut the node may still fuse a frame of the previous scene: one
-    period of the slowest camera it expects, plus 5 ms of stamp jitter."""
+    period of the slowest camera it expects, plus 5 ms of stamp jitter.
+
+    ParameterError where a sensor's ``expected_rate_hz`` is 0 (the rate check off): its
+    period is unknown, and it may be the slowest."""
+    unknown = sorted(m for m, h in health.items() if not h.expected_rate_hz > 0)
+    if unknown:
+        raise ParameterError(
+            f'--settle-after-cut auto: expected_rate_hz of {", ".join(unknown)} is 0 (rate '
+            'check off), so the slowest camera\'s period is unknown; give it in seconds')
     return max(1.0 / h.expected_rate_hz for h in health.values()) + 0.005
 
 
