@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -55,8 +56,21 @@ def _diagnostics(stamp_ns: int, masked_rgb: bool) -> bytes:
     return bytes(store.serialize_cdr(array, DIAGNOSTICS_TYPE))
 
 
-def write_run(path: Path) -> Path:
-    """10 Hz labels over 6 s; rgb killed over [2, 4) s: right outside the fault, wrong inside."""
+EVENTS = [{'event': 'schedule', 'ros_time': T0 / S},
+          {'event': 'start', 'index': 0, 'sensor': 'rgb', 'kind': 'kill',
+           'ros_time': (T0 + FAULT[0]) / S},
+          {'event': 'end', 'index': 0, 'sensor': 'rgb', 'kind': 'kill',
+           'ros_time': (T0 + FAULT[1]) / S}]
+DIAGNOSTICS = ((T0 + S // 2, False), (T0 + DETECTED, True), (T0 + RECOVERED, False))
+
+
+def write_run(path: Path, *, events=EVENTS, diagnostics=DIAGNOSTICS,
+              label_size: int = 8) -> Path:
+    """10 Hz labels over 6 s; rgb killed over [2, 4) s: right outside the fault, wrong inside.
+
+    ``events``: the dropout/events documents (a string is written as it is);
+    ``diagnostics``: (stamp, rgb masked); ``label_size``: the labels' side (ground truth: 8).
+    """
     rng = np.random.default_rng(0)
     with BagRecorder(path) as bag:
         for topic in ('/segmentation/labels', '/ground_truth/labels', '/rgb/image'):
@@ -64,23 +78,20 @@ def write_run(path: Path) -> Path:
         bag.add_topic('/diagnostics', DIAGNOSTICS_TYPE, DEFAULT_QOS)
         bag.add_topic('/dropout/events', STRING_TYPE, DEFAULT_QOS)
         bag.add_topic('/segmentation/label_info', STRING_TYPE, DEFAULT_QOS)
-        events = [{'event': 'schedule', 'ros_time': T0 / S},
-                  {'event': 'start', 'index': 0, 'sensor': 'rgb', 'kind': 'kill',
-                   'ros_time': (T0 + FAULT[0]) / S},
-                  {'event': 'end', 'index': 0, 'sensor': 'rgb', 'kind': 'kill',
-                   'ros_time': (T0 + FAULT[1]) / S}]
         for event in events:
-            bag.write('/dropout/events', T0, serialize_string(json.dumps(event)))
+            text = event if isinstance(event, str) else json.dumps(event)
+            bag.write('/dropout/events', T0, serialize_string(text))
         info = {'class_names': ['a', 'b', 'c'], 'palette': [[255, 0, 0], [0, 255, 0],
                                                             [0, 0, 255]]}
         bag.write('/segmentation/label_info', T0, serialize_string(json.dumps(info)))
-        for t, masked in ((T0 + S // 2, False), (T0 + DETECTED, True), (T0 + RECOVERED, False)):
+        for t, masked in diagnostics:
             bag.write('/diagnostics', t, _diagnostics(t, masked))
         for k in range(5, 60):  # 0.5 s .. 5.9 s
             stamp = T0 + k * S // 10
             truth = rng.integers(0, 3, (8, 8)).astype(np.uint8)
             inside = FAULT[0] <= stamp - T0 < FAULT[1]
             labels = (truth + 1) % 3 if inside else truth
+            labels = np.resize(labels, (label_size, label_size))
             bag.write('/ground_truth/labels', stamp,
                       serialize_image(array_to_image(truth, 'mono8'), stamp, 'cam'))
             bag.write('/rgb/image', stamp, serialize_image(
@@ -311,3 +322,19 @@ def test_settle_auto_without_an_expected_rate_is_named(run_bag, tmp_path, capsys
     err = capsys.readouterr().err
     assert err.startswith('mmp_ros evaluate: --settle-after-cut auto: expected_rate_hz of '
                           'thermal is 0'), err
+
+
+@pytest.mark.parametrize(('event', 'message'), [
+    ({'event': 'start', 'index': 0, 'sensor': 'rgb', 'kind': 'kill'},
+     "event 'start' without a valid 'ros_time'"),
+    ({'event': 'end', 'index': 'first', 'ros_time': 101.0}, "event 'end' without a valid "
+     "'index'"),
+    ('[1, 2]', r'not a JSON dropout event \(a list, not an object\)'),
+])
+def test_a_damaged_dropout_event_is_named(tmp_path, capsys, event, message):
+    # These ended in a KeyError / AttributeError traceback.
+    bag = write_run(tmp_path / 'run', events=[EVENTS[0], event])
+    assert _cli(bag, tmp_path) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('mmp_ros evaluate: ') and len(err.strip().splitlines()) == 1, err
+    assert re.search(message, err), err

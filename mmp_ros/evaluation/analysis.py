@@ -10,6 +10,7 @@ On one machine these are all the system clock, so they are compared directly.
 
 from __future__ import annotations
 
+import json
 import math
 from bisect import bisect_right
 from collections import Counter
@@ -131,20 +132,38 @@ def faults_from_events(events: Sequence[Mapping]) -> tuple[int, list[Fault]]:
     if not schedule:
         raise BagError('dropout/events holds no "schedule" event: the simulator\'s start was '
                        'not recorded')
-    origin_ns = round(float(schedule[0]['ros_time']) * 1e9)
+    origin_ns = _event_field(schedule[0], 'ros_time', _seconds_to_ns)
     starts: dict[int, Mapping] = {}
     ends: dict[int, int] = {}
     for event in events:
         kind = event.get('event')
         if kind == 'start':
-            starts[int(event['index'])] = event
+            starts[_event_field(event, 'index', int)] = event
         elif kind == 'end':
-            ends[int(event['index'])] = round(float(event['ros_time']) * 1e9)
+            ends[_event_field(event, 'index', int)] = _event_field(event, 'ros_time',
+                                                                    _seconds_to_ns)
     faults = [
-        Fault(i, str(e['sensor']), str(e['kind']), round(float(e['ros_time']) * 1e9), ends.get(i))
+        Fault(i, _event_field(e, 'sensor', str), _event_field(e, 'kind', str),
+              _event_field(e, 'ros_time', _seconds_to_ns), ends.get(i))
         for i, e in sorted(starts.items())
     ]
     return origin_ns, faults
+
+
+def _seconds_to_ns(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f'not a finite number of seconds: {value!r}')
+    return round(value * 1e9)
+
+
+def _event_field(event: Mapping, key: str, convert):
+    """``convert(event[key])``; BagError naming the event where it is missing or invalid (a
+    damaged recording, or one not written by the dropout simulator)."""
+    try:
+        return convert(event[key])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BagError(f'dropout/events: event {event.get("event")!r} without a valid '
+                       f'{key!r} ({json.dumps(event)[:200]})') from exc
 
 
 def phases_of(faults: Sequence[Fault], origin_ns: int, end_ns: int,

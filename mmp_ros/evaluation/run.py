@@ -131,9 +131,13 @@ def read_run(path: str | Path, topics: RunTopics = DEFAULT_TOPICS) -> RunData:
                 run.statuses.extend(deserialize_diagnostics(data, where=where))
             elif topic == topics.events:
                 try:
-                    run.events.append(json.loads(deserialize_string(data, where=where)))
+                    event = json.loads(deserialize_string(data, where=where))
                 except json.JSONDecodeError as exc:
                     raise BagError(f'{where}: not a JSON dropout event ({exc})') from exc
+                if not isinstance(event, dict):
+                    raise BagError(f'{where}: not a JSON dropout event (a '
+                                   f'{type(event).__name__}, not an object)')
+                run.events.append(event)
             else:
                 try:
                     run.label_info = json.loads(deserialize_string(data, where=where))
