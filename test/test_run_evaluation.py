@@ -338,3 +338,18 @@ def test_a_damaged_dropout_event_is_named(tmp_path, capsys, event, message):
     err = capsys.readouterr().err
     assert err.startswith('mmp_ros evaluate: ') and len(err.strip().splitlines()) == 1, err
     assert re.search(message, err), err
+
+
+def test_labels_of_another_size_than_the_ground_truth_are_named(tmp_path):
+    # They went unscored as if they had no ground truth ("55 without one"), sizes unsaid.
+    bag = write_run(tmp_path / 'run', label_size=4)
+    report = evaluate_run(bag)
+    assert report.evaluation.overall.frames == 0 and report.evaluation.unmatched_labels == 55
+    note = ('not scored: 55 of another size than their ground truth (labels 4x4 against '
+            'ground truth 8x8 (55))')
+    assert note in report.summary_table()
+    path = write_report(report, tmp_path / 'report')
+    assert note in path.read_text()
+    data = json.loads((path.parent / 'report.json').read_text())
+    assert data['other_size_labels'] == [{'labels': [4, 4], 'ground_truth': [8, 8],
+                                          'count': 55}]

@@ -112,7 +112,7 @@ class Evaluation:
     latency_ms: np.ndarray
     detections: list[Detection]
     timeline: dict[str, list[tuple[int, str, int]]]  # sensor -> (stamp, state, level)
-    unmatched_labels: int
+    unmatched_labels: int  # not scored: no ground truth near, or one of another size
     num_classes: int
     class_names: tuple[str, ...]
     # Label images anchored within ``settle_ns`` after a scene cut, left out of the phase and
@@ -120,6 +120,9 @@ class Evaluation:
     after_cut: Accuracy = field(default_factory=Accuracy)
     settle_ns: int = 0
     scene_cuts: int = 0
+    # Of the unmatched: (label shape, ground-truth shape) -> label images with a ground truth
+    # near their stamp but of another size (the node's output at another resolution).
+    other_size: Counter = field(default_factory=Counter)
 
     def seconds(self, stamp_ns: int) -> float:
         """A stamp as seconds after the dropout simulator started."""
@@ -332,11 +335,14 @@ def evaluate(run: RunData, health: Mapping[str, HealthConfig] | None = None,
     cuts = scene_cuts(run.truth, run.truth_stamps) if settle_ns > 0 else []
     frame_miou = []
     unmatched = 0
+    other_size: Counter = Counter()
     for frame in run.labels:
         index = run.truth_index_near(frame.stamp_ns, truth_tolerance_ns)
         truth = None if index is None else run.truth[index]
         if truth is None or truth.shape != frame.labels.shape:
             unmatched += 1
+            if truth is not None:
+                other_size[frame.labels.shape, truth.shape] += 1
             continue
         used = usable.at(frame.received_ns)
         key = 'unknown' if used is None else modality_set(used)
@@ -360,7 +366,7 @@ def evaluate(run: RunData, health: Mapping[str, HealthConfig] | None = None,
         timeline=status_timeline(run.statuses), unmatched_labels=unmatched,
         num_classes=num_classes,
         class_names=names or tuple(f'class {k}' for k in range(num_classes)),
-        after_cut=after_cut, settle_ns=settle_ns, scene_cuts=len(cuts),
+        after_cut=after_cut, settle_ns=settle_ns, scene_cuts=len(cuts), other_size=other_size,
     )
 
 

@@ -22,7 +22,13 @@ from mmp_ros.core.parameters import (
     health_config,
     load_params_file,
 )
-from mmp_ros.evaluation.analysis import Evaluation, Phase, evaluate, percentiles
+from mmp_ros.evaluation.analysis import (
+    TRUTH_TOLERANCE_NS,
+    Evaluation,
+    Phase,
+    evaluate,
+    percentiles,
+)
 from mmp_ros.evaluation.run import DEFAULT_TOPICS, RunTopics, read_run
 from mmp_ros.modalities import MODALITIES
 
@@ -102,6 +108,22 @@ class RunReport:
                 f'of the phase and modality-set figures; their mIoU '
                 f'{self._fmt(sc.miou if sc else None)} %, counted in the overall figure')
 
+    def unscored_note(self) -> str:
+        """Why label images were not scored, or nothing."""
+        ev = self.evaluation
+        if not ev.unmatched_labels:
+            return ''
+        resized = sum(ev.other_size.values())
+        parts = []
+        if ev.unmatched_labels > resized:
+            parts.append(f'{ev.unmatched_labels - resized} without a ground truth within '
+                         f'{TRUTH_TOLERANCE_NS / 1e6:.0f} ms of their stamp')
+        if resized:
+            sizes = ', '.join(f'labels {lab[0]}x{lab[1]} against ground truth {gt[0]}x{gt[1]}'
+                              f' ({n})' for (lab, gt), n in ev.other_size.most_common())
+            parts.append(f'{resized} of another size than their ground truth ({sizes})')
+        return f'not scored: {"; ".join(parts)}'
+
     def summary_table(self) -> str:
         """A plain-text summary for the terminal."""
         ev = self.evaluation
@@ -109,6 +131,8 @@ class RunReport:
         lines = [f'run {ev.run.path}: {len(ev.run.labels)} label images, '
                  f'{ev.overall.frames} scored, mIoU {self._fmt(overall.miou if overall else None)}'
                  f' %']
+        if self.unscored_note():
+            lines.append(self.unscored_note())
         lines += _text_table(['#', 'phase', 't (s)', 'frames', 'mIoU %', 'acc %', 'modalities'],
                              self.phase_rows())
         note = self.cut_note()
@@ -135,6 +159,8 @@ class RunReport:
             'bag': str(ev.run.path),
             'labels': len(ev.run.labels), 'scored': ev.overall.frames,
             'unmatched_labels': ev.unmatched_labels,
+            'other_size_labels': [{'labels': list(lab), 'ground_truth': list(gt), 'count': n}
+                                  for (lab, gt), n in ev.other_size.most_common()],
             'overall': sc(ev.overall),
             'phases': [{'number': p.number, 'name': p.name, 'start_s': ev.seconds(p.start_ns),
                         'end_s': ev.seconds(p.end_ns), **(sc(ev.per_phase[p.number]) or {}),
@@ -250,8 +276,8 @@ def write_report(report: RunReport, out: str | Path, *, strip: str | Path | None
 
     overall = ev.overall.scores
     md = [f'# Run report: `{ev.run.path}`', '',
-          f'{len(ev.run.labels)} label images, {ev.overall.frames} scored against ground truth '
-          f'({ev.unmatched_labels} without one), overall mIoU '
+          f'{len(ev.run.labels)} label images, {ev.overall.frames} scored against ground truth'
+          f'{f" ({report.unscored_note()})" if ev.unmatched_labels else ""}, overall mIoU '
           f'{report._fmt(overall.miou if overall else None)} %, '
           f'{len(ev.faults)} faults injected.', '', EXPLANATION, '']
     body = []
