@@ -353,3 +353,22 @@ def test_labels_of_another_size_than_the_ground_truth_are_named(tmp_path):
     data = json.loads((path.parent / 'report.json').read_text())
     assert data['other_size_labels'] == [{'labels': [4, 4], 'ground_truth': [8, 8],
                                           'count': 55}]
+
+
+def test_a_fault_on_a_sensor_still_masked_from_the_window_before_has_no_detection_time(
+        tmp_path):
+    # Adjacent windows of one sensor are allowed (docs/dropout.md): rgb killed over [2, 4) s,
+    # frozen over [4, 5) s, and masked from 2.45 s to 5.3 s. The freeze was "detected" by the
+    # next periodic status of the kill's STALE rgb, 800 ms after its start, outside its bound.
+    events = [*EVENTS, {'event': 'start', 'index': 1, 'sensor': 'rgb', 'kind': 'freeze',
+                        'ros_time': (T0 + 4 * S) / S},
+              {'event': 'end', 'index': 1, 'sensor': 'rgb', 'kind': 'freeze',
+               'ros_time': (T0 + 5 * S) / S}]
+    diagnostics = ((T0 + S // 2, False), (T0 + DETECTED, True), (T0 + 4_800_000_000, True),
+                   (T0 + 5_300_000_000, False))
+    report = evaluate_run(write_run(tmp_path / 'run', events=events, diagnostics=diagnostics))
+    kill, freeze = report.evaluation.detections
+    assert kill.detection_s == pytest.approx(0.45) and not kill.already_masked
+    assert freeze.detection_s is None and freeze.already_masked and freeze.state == 'STALE'
+    row = report.detection_rows()[1]
+    assert row[3:5] == ['already masked', 'STALE'] and row[6] == '—'

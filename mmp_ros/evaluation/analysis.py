@@ -87,6 +87,9 @@ class Detection:
     state: str  # the sensor's state in that status
     recovered_ns: int | None  # first unmasked status after the end
     bound_s: float | None  # what the node's health settings promise
+    # The sensor's last status before the start was already at ERROR or masked (a window
+    # right after another of the same sensor): no detection to time; ``state`` is that one's.
+    already_masked: bool = False
 
     @property
     def detection_s(self) -> float | None:
@@ -248,28 +251,37 @@ def detection_bound_s(kind: str, health: HealthConfig | None) -> float | None:
     return None
 
 
+def _flagged(status: Status) -> bool:
+    return status.level >= ERROR or status.values.get('masked') == 'true'
+
+
 def detections_of(faults: Sequence[Fault], statuses: Sequence[Status],
                   health: Mapping[str, HealthConfig]) -> list[Detection]:
     """For each fault: the first status of its sensor at ERROR or masked after the fault
-    began, and the first unmasked one after it ended."""
+    began, and the first unmasked one after it ended. A sensor already at ERROR or masked
+    when the fault began (still down from the window before) gives no detection time."""
     by_sensor: dict[str, list[Status]] = {}
     for status in statuses:
         by_sensor.setdefault(status.name.removeprefix(STATUS_PREFIX), []).append(status)
     result = []
     for fault in faults:
         own = by_sensor.get(fault.sensor, [])
-        hit = next((s for s in own if s.stamp_ns > fault.start_ns and (
-            s.level >= ERROR or s.values.get('masked') == 'true')), None)
+        before = [s for s in own if s.stamp_ns <= fault.start_ns]
+        already = bool(before) and _flagged(before[-1])
+        hit = next((s for s in own if s.stamp_ns > fault.start_ns and _flagged(s)), None)
         if hit is not None and fault.end_ns is not None and hit.stamp_ns > fault.end_ns:
             hit = None  # noticed only after the window: not a detection of this fault
+        if already:
+            hit = None
         recovered = None
         if fault.end_ns is not None:
             recovered = next((s.stamp_ns for s in own if s.stamp_ns > fault.end_ns
                               and s.values.get('masked') == 'false'), None)
+        state = before[-1] if already else hit
         result.append(Detection(
             fault, None if hit is None else hit.stamp_ns,
-            '' if hit is None else hit.values.get('state', ''), recovered,
-            detection_bound_s(fault.kind, health.get(fault.sensor)),
+            '' if state is None else state.values.get('state', ''), recovered,
+            detection_bound_s(fault.kind, health.get(fault.sensor)), already,
         ))
     return result
 

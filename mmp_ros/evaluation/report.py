@@ -83,9 +83,10 @@ class RunReport:
             within = '—'
             if d.bound_s is not None and d.detection_s is not None:
                 within = 'yes' if d.detection_s <= d.bound_s + 0.1 else 'NO'
+            detected = ('already masked' if d.already_masked else 'not detected'
+                        if d.detection_s is None else self._fmt(d.detection_s, 0, 1e3))
             rows.append([
-                f'{f.index}', f.label, window,
-                self._fmt(d.detection_s, 0, 1e3) if d.detection_s is not None else 'not detected',
+                f'{f.index}', f.label, window, detected,
                 d.state or '—', self._fmt(d.bound_s, 0, 1e3), within,
                 self._fmt(d.recovery_s, 0, 1e3),
             ])
@@ -174,6 +175,7 @@ class RunReport:
                             'end_s': (ev.seconds(d.fault.end_ns)
                                       if d.fault.end_ns is not None else None),
                             'detection_s': d.detection_s, 'state': d.state,
+                            'already_masked': d.already_masked,
                             'bound_s': d.bound_s, 'recovery_s': d.recovery_s}
                            for d in ev.detections],
             'after_scene_cut': {'settle_s': ev.settle_ns / 1e9, 'scene_cuts': ev.scene_cuts,
@@ -248,7 +250,8 @@ EXPLANATION = (
     '/diagnostics before it declared usable. mIoU is over the classes present in the '
     'prediction or the ground truth of the frames pooled; "no prediction" (255) counts as a '
     'miss. Detection: from the fault\'s start event to the first /diagnostics status of that '
-    'sensor at ERROR or masked; the bound follows from the node\'s health settings (silence: '
+    'sensor at ERROR or masked ("already masked": it was so at the start, still down from '
+    'the window before); the bound follows from the node\'s health settings (silence: '
     'timeout_s; freeze: frozen_frames at the expected rate; a bad frame: one expected '
     'period). Unmasked after end: from the end event to the first status with the sensor '
     'usable again (it includes recovery_frames good frames).'
