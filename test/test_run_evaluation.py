@@ -372,3 +372,12 @@ def test_a_fault_on_a_sensor_still_masked_from_the_window_before_has_no_detectio
     assert freeze.detection_s is None and freeze.already_masked and freeze.state == 'STALE'
     row = report.detection_rows()[1]
     assert row[3:5] == ['already masked', 'STALE'] and row[6] == '—'
+
+
+def test_a_run_without_diagnostics_messages_says_so(tmp_path):
+    # Every fault read "not detected", every frame's modalities "unknown", with no word why.
+    report = evaluate_run(write_run(tmp_path / 'run', diagnostics=()))
+    note = '/diagnostics holds no message: no fault could be seen detected'
+    assert report.evaluation.detections[0].detection_s is None
+    assert note in report.summary_table()
+    assert note in write_report(report, tmp_path / 'report').read_text()

@@ -145,6 +145,7 @@ class RunReport:
         lines.append('')
         lines += _text_table(['labels', 'latency p50 ms', 'p95', 'p99', 'max'],
                              [self.latency_row()])
+        lines += [f'note: {n}' for n in ev.run.notes]
         return '\n'.join(lines)
 
     def to_dict(self) -> dict:

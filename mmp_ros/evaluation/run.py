@@ -147,6 +147,9 @@ def read_run(path: str | Path, topics: RunTopics = DEFAULT_TOPICS) -> RunData:
     run.truth_stamps = [s for s, _ in truth]
     run.truth = [t for _, t in truth]
     run.statuses.sort(key=lambda s: s.stamp_ns)
+    if not run.statuses:
+        run.notes.append(f'{topics.diagnostics} holds no message: no fault could be seen '
+                         'detected, and the modalities each label image used are unknown')
     if not run.labels:
         raise BagError(f'{path}: {topics.labels} holds no message: the node published nothing')
     if not run.truth:
