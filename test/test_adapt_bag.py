@@ -153,3 +153,19 @@ def test_projection_fit_is_taken_with_the_default_teacher_cache(healthy_bag, tmp
         adapt_bag.adapt_on_bag(str(healthy_bag), model='m.onnx', checkpoint='c.pt',
                                out=tmp_path, overrides=['projection_fit.steps=5'])
     assert seen[0] == 'teacher_cache=true' and 'projection_fit.steps=5' in seen
+
+
+def test_a_bad_setting_is_named_before_the_recording_is_read(tmp_path, monkeypatch):
+    import mmp_ros.inference.onnx_file
+    import mmp_ros.model
+    from training.config import ConfigError
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError('the recording was read before the config was checked')
+
+    monkeypatch.setattr(mmp_ros.inference.onnx_file, 'read_model_metadata', lambda p: METADATA)
+    monkeypatch.setattr(mmp_ros.model, 'load_checkpoint', lambda p: (None, METADATA, {}))
+    monkeypatch.setattr(adapt_bag, 'read_bag_frames', no_reading)
+    with pytest.raises(ConfigError, match='stepz'):
+        adapt_bag.adapt_on_bag(str(tmp_path / 'bag'), model='m.onnx', checkpoint='c.pt',
+                               out=tmp_path, overrides=['stepz=5'])

@@ -233,13 +233,6 @@ def adapt_on_bag(bag: str, *, model: str, checkpoint: str, out: str | Path,
     metadata = read_model_metadata(model)
     _, checkpoint_meta, _ = load_checkpoint(checkpoint)
     check_same_model(metadata, checkpoint_meta, model, checkpoint)
-    frames = read_bag_frames(bag, metadata, topics=topics, params_files=params_files,
-                             max_frames=max_frames)
-    if len(frames.samples) < min_frames:
-        raise BagError(
-            f'{bag}: only {len(frames.samples)} bundles with all of {list(metadata.modalities)} '
-            f'healthy and in time (need {min_frames}); adaptation needs a recording in which '
-            f'every sensor works (messages: {frames.messages}, refused: {frames.rejected})')
     out = Path(out)
     forced = [f'out_dir={out / "train"}', 'data.num_workers=0', 'resume=false',
               f'data.input_size=[{metadata.input_size[0]}, {metadata.input_size[1]}]',
@@ -253,6 +246,14 @@ def adapt_on_bag(bag: str, *, model: str, checkpoint: str, out: str | Path,
                                   f'base_checkpoint={json.dumps(str(checkpoint))}',
                                   'teacher_cache=false', 'projection_fit.steps=0'])
     defaults = ['teacher_cache=true'] if chosen.distillation_weight else []
+    # The config is checked above, before the recording (which may take minutes) is read.
+    frames = read_bag_frames(bag, metadata, topics=topics, params_files=params_files,
+                             max_frames=max_frames)
+    if len(frames.samples) < min_frames:
+        raise BagError(
+            f'{bag}: only {len(frames.samples)} bundles with all of {list(metadata.modalities)} '
+            f'healthy and in time (need {min_frames}); adaptation needs a recording in which '
+            f'every sensor works (messages: {frames.messages}, refused: {frames.rejected})')
     result = adapt(checkpoint, config_path=config, overrides=[*defaults, *overrides, *forced],
                    train_dataset=FramesDataset(frames), command=command)
     onnx_path = out / f'{Path(model).stem}_adapted.onnx'
