@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import math
+import os
 import sys
 
 from mmp_ros.errors import InputError
@@ -125,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         if _caused_by_interrupt(exc):
             return 130
         raise
+    except BrokenPipeError:  # the reader went away (mmp_ros evaluate RUN | head)
+        # Python flushes stdout again at exit: point it at /dev/null so that this is quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 def _caused_by_interrupt(error: BaseException | None) -> bool:

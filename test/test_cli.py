@@ -110,3 +110,14 @@ def test_ctrl_c_during_a_commands_imports_exits_130(monkeypatch, raised):
             main(['run'])
     else:
         assert main(['run']) == 130
+
+
+def test_a_reader_that_goes_away_ends_the_command_without_a_traceback():
+    # mmp_ros evaluate RUN | head: the pipe closes before the command has printed everything.
+    process = subprocess.Popen(
+        [sys.executable, '-m', 'mmp_ros', 'dropout', '--schedule', 'config/dropout_demo.yaml',
+         '--check'], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process.stdout.close()
+    stderr = process.stderr.read()
+    assert process.wait(timeout=60) == 1
+    assert 'Traceback' not in stderr and 'BrokenPipeError' not in stderr, stderr

@@ -381,3 +381,11 @@ def test_a_run_without_diagnostics_messages_says_so(tmp_path):
     assert report.evaluation.detections[0].detection_s is None
     assert note in report.summary_table()
     assert note in write_report(report, tmp_path / 'report').read_text()
+
+
+def test_report_json_writes_null_where_a_figure_is_not_a_number():
+    from mmp_ros.evaluation.report import _nan_as_none
+
+    data = {'phases': [{'miou': math.nan, 'frames': 3}, {'miou': 71.5}], 'p99': math.inf}
+    assert json.loads(json.dumps(_nan_as_none(data), allow_nan=False)) == {
+        'phases': [{'miou': None, 'frames': 3}, {'miou': 71.5}], 'p99': None}

@@ -180,7 +180,7 @@ def check_same_model(onnx_meta: ModelMetadata, checkpoint_meta: ModelMetadata,
 
 def model_card(path: Path, *, bag: str, model: str, checkpoint: str, frames: BagFrames,
                metadata: ModelMetadata, steps: int, losses: list[float], seconds: float,
-               command: str) -> Path:
+               command: str, fit_steps: int = 0) -> Path:
     """Markdown beside the exported model: what it is, what it was adapted on, and how."""
     span = (max(frames.stamps) - min(frames.stamps)) if frames.stamps else 0.0
     first = np.mean(losses[: max(1, len(losses) // 10)]) if losses else float('nan')
@@ -203,7 +203,8 @@ def model_card(path: Path, *, bag: str, model: str, checkpoint: str, frames: Bag
         f'| input size | {metadata.input_size[0]}x{metadata.input_size[1]} |',
         f'| classes | {metadata.num_classes}: {", ".join(metadata.class_names)} |',
         f'| steps | {steps}; training loss {first:.4f} (first tenth) -> {last:.4f} (last '
-        'tenth) |',
+        'tenth)' + (f'; after {fit_steps} steps fitting the projection to the cached tokens'
+                    if fit_steps else '') + ' |',
         f'| time | {seconds:.0f} s |', f'| command | `{command}` |', '',
         'Labels were never read. Check the adapted model on a labelled run before deploying it '
         '(`mmp_ros evaluate`).', '',
@@ -221,7 +222,7 @@ def adapt_on_bag(bag: str, *, model: str, checkpoint: str, out: str | Path,
     """Adapt ``checkpoint`` (the source of the exported ``model``) on ``bag``; returns the
     exported ONNX model and its card."""
     from mmp_ros.inference.onnx_file import read_model_metadata
-    from mmp_ros.model import load_checkpoint
+    from mmp_ros.model import load_checkpoint, read_checkpoint
     from training.adapt import adapt
     from training.config import load_config
     from training.export import export_checkpoint
@@ -261,7 +262,9 @@ def adapt_on_bag(bag: str, *, model: str, checkpoint: str, out: str | Path,
     card = model_card(onnx_path, bag=str(bag), model=str(model), checkpoint=str(checkpoint),
                       frames=frames, metadata=read_model_metadata(onnx_path),
                       steps=len(result.losses), losses=list(result.losses),
-                      seconds=time.perf_counter() - started, command=command)
+                      seconds=time.perf_counter() - started, command=command,
+                      fit_steps=read_checkpoint(result.checkpoint)['train_config']
+                      ['projection_fit']['steps'])
     return onnx_path, card
 
 
