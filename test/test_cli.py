@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -115,8 +116,9 @@ def test_ctrl_c_during_a_commands_imports_exits_130(monkeypatch, raised):
 def test_a_reader_that_goes_away_ends_the_command_without_a_traceback():
     # mmp_ros evaluate RUN | head: the pipe closes before the command has printed everything.
     process = subprocess.Popen(
-        [sys.executable, '-m', 'mmp_ros', 'dropout', '--schedule', 'config/dropout_demo.yaml',
-         '--check'], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [sys.executable, '-m', 'mmp_ros', 'dropout', '--schedule',
+         str(Path(__file__).resolve().parents[1] / 'config' / 'dropout_demo.yaml'), '--check'],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     process.stdout.close()
     stderr = process.stderr.read()
     assert process.wait(timeout=60) == 1
