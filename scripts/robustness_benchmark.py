@@ -197,6 +197,14 @@ def ablation_applies(name: str, method: str) -> bool:
     return name not in ADAPT_ONLY
 
 
+def save_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """``write`` to a temporary file beside ``path``, then the rename: a benchmark stopped
+    while saving leaves the file as it was, never half of it."""
+    partial = path.with_name(path.name + '.partial')
+    write(partial)
+    os.replace(partial, path)
+
+
 # --- data ----------------------------------------------------------------------------------
 
 
@@ -1070,7 +1078,8 @@ def main(argv=None) -> int:
     results = json.loads(results_path.read_text()) if results_path.is_file() else {'runs': {}}
 
     def save() -> None:
-        results_path.write_text(json.dumps(results, indent=1, sort_keys=True))
+        text = json.dumps(results, indent=1, sort_keys=True)
+        save_atomically(results_path, lambda path: path.write_text(text))
 
     for other_path in args.merge:
         other = json.loads(Path(other_path).read_text())

@@ -224,3 +224,24 @@ def test_the_gpu_budget_bases_adaptation_is_an_ablation_of_its_own(rb, tmp_path)
     assert even['mask'] == {**unfitted['mask'], 'stratified': True}
     assert {**even, 'projection_fit': unfitted['projection_fit'], 'mask': unfitted['mask'],
             'out_dir': config.out_dir} == unfitted
+
+
+class Killed(BaseException):
+    """The process stopped mid-write (SIGKILL, a full disk): nothing after it runs."""
+
+
+def test_a_benchmark_stopped_while_saving_keeps_its_results(rb, tmp_path, monkeypatch):
+    saved = json.dumps({'runs': {'none_s0': {'method': 'none', 'seed': 0, 'steps': 20}}})
+    (tmp_path / 'results.json').write_text(saved)
+
+    def half_then_killed(path, text, *args, **kwargs):
+        with open(path, 'w') as stream:
+            stream.write(text[:len(text) // 2])
+        raise Killed
+
+    monkeypatch.setattr(Path, 'write_text', half_then_killed)
+    with pytest.raises(Killed):
+        rb.main(['--report-only', '--no-overhead', '--out', str(tmp_path),
+                 '--doc', str(tmp_path / 'doc.md')])
+    monkeypatch.undo()
+    assert (tmp_path / 'results.json').read_text() == saved  # as it was, not half of it
