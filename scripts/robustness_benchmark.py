@@ -238,7 +238,7 @@ def cached_split(split: str, count: int, size: tuple[int, int], cache: Path,
     tensors = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
     tensors['label'] = tensors['label'].to(torch.uint8)  # 14 classes and 255: a byte
     cache.mkdir(parents=True, exist_ok=True)
-    torch.save(tensors, path)
+    save_atomically(path, lambda partial: torch.save(tensors, partial))
     print(f'rendered {count} {split} scenes in {time.perf_counter() - started:.1f} s',
           flush=True)
     return CachedScenes(tensors)

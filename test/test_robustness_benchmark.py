@@ -245,3 +245,17 @@ def test_a_benchmark_stopped_while_saving_keeps_its_results(rb, tmp_path, monkey
                  '--doc', str(tmp_path / 'doc.md')])
     monkeypatch.undo()
     assert (tmp_path / 'results.json').read_text() == saved  # as it was, not half of it
+
+
+def test_a_render_stopped_while_caching_is_rendered_again(rb, tmp_path, monkeypatch):
+    def half_then_killed(tensors, path, *args, **kwargs):
+        Path(path).write_bytes(b'PK\x03\x04')  # the start of a zip, as torch.save begins
+        raise Killed
+
+    monkeypatch.setattr(rb.torch, 'save', half_then_killed)
+    with pytest.raises(Killed):
+        rb.cached_split('val', 2, (32, 32), tmp_path, 0, 'mosaic')
+    monkeypatch.undo()
+    scenes = rb.cached_split('val', 2, (32, 32), tmp_path, 0, 'mosaic')  # not EOFError
+    assert len(scenes) == 2
+    assert len(rb.cached_split('val', 2, (32, 32), tmp_path, 0, 'mosaic')) == 2  # from the file
