@@ -1072,6 +1072,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    try:
+        return benchmark(args, argv)
+    except KeyboardInterrupt:  # Ctrl-C: what is saved stays, and the same command resumes
+        print(f'interrupted: the same command resumes from {args.out}', file=sys.stderr)
+        return 130
+
+
+def benchmark(args: argparse.Namespace, argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / 'results.json'

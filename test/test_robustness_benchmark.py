@@ -259,3 +259,13 @@ def test_a_render_stopped_while_caching_is_rendered_again(rb, tmp_path, monkeypa
     scenes = rb.cached_split('val', 2, (32, 32), tmp_path, 0, 'mosaic')  # not EOFError
     assert len(scenes) == 2
     assert len(rb.cached_split('val', 2, (32, 32), tmp_path, 0, 'mosaic')) == 2  # from the file
+
+
+def test_ctrl_c_ends_the_benchmark_with_a_line_not_a_traceback(rb, tmp_path, monkeypatch,
+                                                                 capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rb, 'cached_split', interrupted)
+    assert rb.main(['--out', str(tmp_path), '--doc', str(tmp_path / 'doc.md')]) == 130
+    assert 'the same command resumes' in capsys.readouterr().err
