@@ -1160,9 +1160,12 @@ def benchmark(args: argparse.Namespace, argv=None) -> int:
                     record['teacher_cache_seconds'] = result.teacher_cache_seconds
                 if result.projection_fit_seconds:
                     record['projection_fit_seconds'] = result.projection_fit_seconds
+            # saved before evaluating: a rerun after a stop in evaluation only evaluates, and
+            # the times are the training's, not those of a call that had nothing to train
+            results['runs'][run.name] = record
+            save()
             record['eval'] = evaluate_run(checkpoint, splits, args,
                                           full_only=run.full_only)
-            results['runs'][run.name] = record
             durations.append(time.perf_counter() - run_started)
             test = record['eval']['test']
             missing = '' if run.full_only else \

@@ -269,3 +269,39 @@ def test_ctrl_c_ends_the_benchmark_with_a_line_not_a_traceback(rb, tmp_path, mon
     monkeypatch.setattr(rb, 'cached_split', interrupted)
     assert rb.main(['--out', str(tmp_path), '--doc', str(tmp_path / 'doc.md')]) == 130
     assert 'the same command resumes' in capsys.readouterr().err
+
+
+# A benchmark of seconds: one method, a few steps on a few small scenes.
+TINY = ['--steps', '4', '--adapt-steps', '0', '--batch-size', '2', '--train-scenes', '4',
+        '--eval-scenes', '2', '--size', '32', '32', '--threads', '1', '--num-workers', '0',
+        '--no-overhead', '--ablations', '--methods', 'none']
+
+
+@pytest.fixture(scope='module')
+def scenes(tmp_path_factory):
+    """A scene cache the tiny benchmarks share (rendering costs more than their training)."""
+    return tmp_path_factory.mktemp('scenes')
+
+
+def tiny_benchmark(rb, out: Path, cache: Path, *extra: str) -> dict:
+    assert rb.main([*TINY, '--out', str(out), '--cache', str(cache),
+                    '--doc', str(out / 'doc.md'), *extra]) == 0
+    return json.loads((out / 'results.json').read_text())['runs']
+
+
+def test_a_run_stopped_in_evaluation_keeps_its_training_times(rb, tmp_path, scenes,
+                                                              monkeypatch):
+    evaluate = rb.evaluate_run
+
+    def killed(*args, **kwargs):
+        raise Killed
+
+    monkeypatch.setattr(rb, 'evaluate_run', killed)
+    with pytest.raises(Killed):
+        tiny_benchmark(rb, tmp_path, scenes)
+    monkeypatch.setattr(rb, 'evaluate_run', evaluate)
+    trained = json.loads((tmp_path / 'results.json').read_text())['runs']['none_s0']
+    assert trained['train_seconds'] > 0
+    run = tiny_benchmark(rb, tmp_path, scenes)['none_s0']  # evaluates, trains nothing
+    assert 'eval' in run
+    assert {k: v for k, v in run.items() if k != 'eval'} == trained
