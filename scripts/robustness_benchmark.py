@@ -717,17 +717,28 @@ def backfill_train_seconds(results: dict, out: Path) -> None:
         log = out / name / 'log.csv'
         if 'train_seconds' in run or not log.is_file():
             continue
-        with log.open(newline='') as stream:
-            rows = [r for r in csv.DictReader(stream) if r.get('seconds')]
-        if not rows or int(rows[-1]['step']) != run.get('steps'):
-            continue
-        total = previous = 0.0
-        for row in rows:
-            seconds = float(row['seconds'])
-            if seconds < previous:  # resumed here
-                total += previous
-            previous = seconds
-        run['train_seconds'] = total + previous
+        rows = logged_rows(log, run.get('steps', 0))
+        if rows and int(rows[-1]['step']) == run.get('steps'):
+            run['train_seconds'] = logged_seconds(rows)
+
+
+def logged_rows(log: Path, until: int) -> list[dict[str, str]]:
+    """The timed rows of a run's log.csv up to step ``until``."""
+    with log.open(newline='') as stream:
+        return [r for r in csv.DictReader(stream)
+                if r.get('seconds') and int(r['step']) <= until]
+
+
+def logged_seconds(rows: list[dict[str, str]]) -> float:
+    """The steps' seconds at the last of ``rows``, summed over the parts of a resumed run
+    (whose clock restarts)."""
+    total = previous = 0.0
+    for row in rows:
+        seconds = float(row['seconds'])
+        if seconds < previous:  # resumed here
+            total += previous
+        previous = seconds
+    return total + previous
 
 
 def criteria_lines(rows: list[tuple[str, str, bool]]) -> list[str]:
@@ -1150,11 +1161,16 @@ def benchmark(args: argparse.Namespace, argv=None) -> int:
             result = train(config, train_dataset=train_data, val_dataset=val,
                            command=results['command'])
             if result.losses or not record:  # trained now; else keep how it was trained
+                # resumed: the parts before the stop, as its log timed them up to the step
+                # it resumed from (the steps redone after that are counted once)
+                before = logged_seconds(logged_rows(out / run.name / 'log.csv',
+                                                    result.start_step)) \
+                    if result.start_step else 0.0
                 record = {'method': run.method, 'steps': run.steps, 'seed': run.seed,
                           'batch_size': args.batch_size, 'device': results['device_name'],
                           'train_scenes': args.train_scenes, 'varies': run.varies,
-                          'overrides': run.overrides, 'seconds': result.seconds,
-                          'train_seconds': result.train_seconds,
+                          'overrides': run.overrides, 'seconds': before + result.seconds,
+                          'train_seconds': before + result.train_seconds,
                           'seconds_per_step': result.seconds_per_step}
                 if result.teacher_cache_seconds:
                     record['teacher_cache_seconds'] = result.teacher_cache_seconds

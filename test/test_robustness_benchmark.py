@@ -9,6 +9,7 @@ can leave the docs saying something the data do not.
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -305,3 +306,27 @@ def test_a_run_stopped_in_evaluation_keeps_its_training_times(rb, tmp_path, scen
     run = tiny_benchmark(rb, tmp_path, scenes)['none_s0']  # evaluates, trains nothing
     assert 'eval' in run
     assert {k: v for k, v in run.items() if k != 'eval'} == trained
+
+
+def test_a_resumed_run_is_timed_over_all_its_parts(rb, tmp_path, scenes, monkeypatch):
+    from training.history import History
+
+    append = History.append
+
+    def killed_at_step_5(history, values):
+        if values['step'] == 5:  # after step 4's checkpoint
+            raise Killed
+        append(history, values)
+
+    monkeypatch.setattr(History, 'append', killed_at_step_5)
+    with pytest.raises(Killed):
+        tiny_benchmark(rb, tmp_path, scenes, '--steps', '8')
+    monkeypatch.setattr(History, 'append', append)
+    with (tmp_path / 'none_s0' / 'log.csv').open(newline='') as stream:
+        before = float([r for r in csv.DictReader(stream) if r['step'] == '4'][0]['seconds'])
+    train, resumed = rb.train, []
+    monkeypatch.setattr(rb, 'train', lambda *a, **k: resumed.append(train(*a, **k)) or resumed[0])
+    run = tiny_benchmark(rb, tmp_path, scenes, '--steps', '8')['none_s0']
+    assert (resumed[0].start_step, len(resumed[0].losses)) == (4, 4)
+    assert run['train_seconds'] == pytest.approx(before + resumed[0].train_seconds)
+    assert run['seconds'] == pytest.approx(before + resumed[0].seconds)
