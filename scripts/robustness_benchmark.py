@@ -6,7 +6,9 @@ splits for every modality subset, measures the projection's compute overhead on 
 CPU, and writes ``results.json`` plus ``docs/robustness.md``.
 
 Resumable run by run: a finished run is skipped, an interrupted one resumes from its
-checkpoint, and results are saved after every run. Runs go in priority order and stop
+checkpoint, and results are saved after every run. A run in ``--out`` begun with other
+settings (steps, batch, scenes, size, learning rate, masking) is refused, not resumed or
+kept: another budget goes in another ``--out``. Runs go in priority order and stop
 being started when ``--time-budget-s`` would be exceeded, so a fixed device lease always
 ends with results on disk.
 
@@ -205,6 +207,10 @@ def save_atomically(path: Path, write: Callable[[Path], object]) -> None:
     os.replace(partial, path)
 
 
+def save_text(path: Path, text: str) -> None:
+    save_atomically(path, lambda partial: partial.write_text(text))
+
+
 # --- data ----------------------------------------------------------------------------------
 
 
@@ -302,6 +308,34 @@ def planned_runs(args: argparse.Namespace) -> list[Run]:
                         [o for o in overrides if o not in own], steps, seed,
                         base=f'none_s{seed}' if adapting else '', varies=varies))
     return runs
+
+
+SETTINGS_NAME = 'benchmark_settings.json'  # in each run's folder, written as it starts
+
+
+def run_settings(run: Run, args: argparse.Namespace) -> dict:
+    """What a run's numbers depend on besides the code: a run in ``--out`` begun with other
+    settings is another run, neither to resume nor to keep."""
+    return {'method': run.method, 'steps': run.steps, 'seed': run.seed,
+            'batch_size': args.batch_size, 'train_scenes': args.train_scenes,
+            'overrides': run.overrides, 'size': list(args.size), 'lr': args.lr,
+            'polarization': args.polarization, 'full_probability': args.full_probability,
+            'drop_probability': args.drop_probability, 'eval_scenes': args.eval_scenes}
+
+
+def changed_settings(run: Run, args: argparse.Namespace, out: Path,
+                     record: dict) -> list[str]:
+    """How ``run`` differs from the one with a checkpoint in ``out``: from the settings it
+    began with, or for a run older than them from what its record gives. A run without a
+    checkpoint trains afresh."""
+    folder = out / run.name
+    if not (folder / 'checkpoint.pt').is_file():
+        return []
+    path = folder / SETTINGS_NAME
+    saved = json.loads(path.read_text()) if path.is_file() else record
+    return [f'{key} {saved[key]!r} -> {value!r}'
+            for key, value in run_settings(run, args).items()
+            if key in saved and saved[key] != value]
 
 
 def dedicated_name(subset: tuple[str, ...], seed: int) -> str:
@@ -1097,8 +1131,7 @@ def benchmark(args: argparse.Namespace, argv=None) -> int:
     results = json.loads(results_path.read_text()) if results_path.is_file() else {'runs': {}}
 
     def save() -> None:
-        text = json.dumps(results, indent=1, sort_keys=True)
-        save_atomically(results_path, lambda path: path.write_text(text))
+        save_text(results_path, json.dumps(results, indent=1, sort_keys=True))
 
     for other_path in args.merge:
         other = json.loads(Path(other_path).read_text())
@@ -1113,6 +1146,13 @@ def benchmark(args: argparse.Namespace, argv=None) -> int:
         save()
     started = time.perf_counter()
     if not args.report_only:
+        changed = {run.name: changes for run in planned_runs(args)
+                   if (changes := changed_settings(run, args, out,
+                                                   results['runs'].get(run.name, {})))}
+        if changed:
+            raise SystemExit(f'{out} holds runs begun with other settings: ' + '; '.join(
+                f'{name} ({", ".join(changes)})' for name, changes in changed.items())
+                + ": use another --out, or delete those runs' folders to train them again")
         results['args'] = {k: (list(v) if isinstance(v, tuple) else v)
                            for k, v in vars(args).items()}
         results['command'] = 'PYTHONPATH=. python scripts/robustness_benchmark.py ' + \
@@ -1158,6 +1198,9 @@ def benchmark(args: argparse.Namespace, argv=None) -> int:
             run_started = time.perf_counter()
             print(f'== {run.name}: {run.method} {run.steps} steps {run.overrides}', flush=True)
             config = run_config(run, args, out)
+            settings = run_settings(run, args)
+            (out / run.name).mkdir(exist_ok=True)
+            save_text(out / run.name / SETTINGS_NAME, json.dumps(settings))
             result = train(config, train_dataset=train_data, val_dataset=val,
                            command=results['command'])
             if result.losses or not record:  # trained now; else keep how it was trained
@@ -1166,10 +1209,8 @@ def benchmark(args: argparse.Namespace, argv=None) -> int:
                 before = logged_seconds(logged_rows(out / run.name / 'log.csv',
                                                     result.start_step)) \
                     if result.start_step else 0.0
-                record = {'method': run.method, 'steps': run.steps, 'seed': run.seed,
-                          'batch_size': args.batch_size, 'device': results['device_name'],
-                          'train_scenes': args.train_scenes, 'varies': run.varies,
-                          'overrides': run.overrides, 'seconds': before + result.seconds,
+                record = {**settings, 'device': results['device_name'],
+                          'varies': run.varies, 'seconds': before + result.seconds,
                           'train_seconds': before + result.train_seconds,
                           'seconds_per_step': result.seconds_per_step}
                 if result.teacher_cache_seconds:

@@ -278,10 +278,19 @@ TINY = ['--steps', '4', '--adapt-steps', '0', '--batch-size', '2', '--train-scen
         '--no-overhead', '--ablations', '--methods', 'none']
 
 
-@pytest.fixture(scope='module')
-def scenes(tmp_path_factory):
-    """A scene cache the tiny benchmarks share (rendering costs more than their training)."""
-    return tmp_path_factory.mktemp('scenes')
+@pytest.fixture
+def scenes(tmp_path_factory, rb, monkeypatch):
+    """A scene cache the tiny benchmarks share (rendering costs more than their training),
+    and their validation on 2 of the 64 scenes (it costs more still)."""
+    run_config = rb.run_config
+
+    def validating_less(*args, **kwargs):
+        config = run_config(*args, **kwargs)
+        config.data.val_samples = 2
+        return config
+
+    monkeypatch.setattr(rb, 'run_config', validating_less)
+    return tmp_path_factory.getbasetemp() / 'scenes'
 
 
 def tiny_benchmark(rb, out: Path, cache: Path, *extra: str) -> dict:
@@ -330,3 +339,35 @@ def test_a_resumed_run_is_timed_over_all_its_parts(rb, tmp_path, scenes, monkeyp
     assert (resumed[0].start_step, len(resumed[0].losses)) == (4, 4)
     assert run['train_seconds'] == pytest.approx(before + resumed[0].train_seconds)
     assert run['seconds'] == pytest.approx(before + resumed[0].seconds)
+
+
+def test_runs_of_other_settings_in_the_same_out_are_refused_not_reused(rb, tmp_path, scenes):
+    finished = tiny_benchmark(rb, tmp_path, scenes)['none_s0']
+    for changed in (['--steps', '6'], ['--eval-scenes', '3'], ['--lr', '0.001'],
+                    ['--drop-probability', '0.7']):
+        with pytest.raises(SystemExit, match=r'none_s0 \(.*: use another --out'):
+            tiny_benchmark(rb, tmp_path, scenes, *changed)
+    # another seed is the same run in all but its seed; the first's is kept, not retrained
+    runs = tiny_benchmark(rb, tmp_path, scenes, '--seeds', '0', '1')
+    assert set(runs) == {'none_s0', 'none_s1'}
+    assert runs['none_s0'] == finished
+
+
+def test_a_run_stopped_in_training_resumes_only_with_its_settings(rb, tmp_path, scenes,
+                                                                   monkeypatch):
+    from training.history import History
+
+    append = History.append
+
+    def killed_at_step_3(history, values):
+        if values['step'] == 3:
+            raise Killed
+        append(history, values)
+
+    monkeypatch.setattr(History, 'append', killed_at_step_3)
+    with pytest.raises(Killed):
+        tiny_benchmark(rb, tmp_path, scenes)
+    monkeypatch.setattr(History, 'append', append)
+    with pytest.raises(SystemExit, match=r"none_s0 \(batch_size 2 -> 3\)"):
+        tiny_benchmark(rb, tmp_path, scenes, '--batch-size', '3')
+    assert 'eval' in tiny_benchmark(rb, tmp_path, scenes)['none_s0']
