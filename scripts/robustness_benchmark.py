@@ -1144,6 +1144,9 @@ def benchmark(args: argparse.Namespace, argv=None) -> int:
                 results['commands'].append(command)
         results['wall_seconds'] = results.get('wall_seconds', 0) + other.get('wall_seconds', 0)
         save()
+    if args.report_only and 'args' not in results:  # what the page describes the runs by
+        raise SystemExit(f'{results_path}: no benchmark has run into {out} yet; --report-only '
+                         'writes the page from the results of one')
     started = time.perf_counter()
     if not args.report_only:
         changed = {run.name: changes for run in planned_runs(args)

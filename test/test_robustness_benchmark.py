@@ -232,7 +232,8 @@ class Killed(BaseException):
 
 
 def test_a_benchmark_stopped_while_saving_keeps_its_results(rb, tmp_path, monkeypatch):
-    saved = json.dumps({'runs': {'none_s0': {'method': 'none', 'seed': 0, 'steps': 20}}})
+    saved = json.dumps({'runs': {'none_s0': {'method': 'none', 'seed': 0, 'steps': 20}},
+                        'args': {}})
     (tmp_path / 'results.json').write_text(saved)
 
     def half_then_killed(path, text, *args, **kwargs):
@@ -371,3 +372,9 @@ def test_a_run_stopped_in_training_resumes_only_with_its_settings(rb, tmp_path, 
     with pytest.raises(SystemExit, match=r"none_s0 \(batch_size 2 -> 3\)"):
         tiny_benchmark(rb, tmp_path, scenes, '--batch-size', '3')
     assert 'eval' in tiny_benchmark(rb, tmp_path, scenes)['none_s0']
+
+
+def test_report_only_on_an_empty_out_says_there_is_nothing_to_report(rb, tmp_path):
+    with pytest.raises(SystemExit, match='no benchmark has run into'):
+        rb.main(['--report-only', '--no-overhead', '--out', str(tmp_path / 'new'),
+                 '--doc', str(tmp_path / 'doc.md')])
