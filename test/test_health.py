@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
+import cv2
 import numpy as np
 import pytest
 
@@ -14,7 +15,9 @@ from mmp_ros.core.health import (
     Level,
     SensorState,
 )
+from mmp_ros.sensors.decode import decode_frame
 from mmp_ros.sensors.frame import FrameStats
+from mmp_ros.sensors.image import array_to_image
 
 PERIOD = 1.0 / 30.0
 T0 = 1000.0  # node clock at the first message; stamps equal receive times unless a test says
@@ -320,3 +323,42 @@ def test_rate_is_measured_afresh_after_a_stale_gap():
     stream.frames(10)  # recovered, 0.33 s of frames: no full window yet, so no rate verdict
     status = stream.status()
     assert status.state is SensorState.OK and status.level is Level.OK
+
+
+@pytest.mark.parametrize(
+    ('sample', 'file', 'modality', 'encoding', 'sigma'),
+    [
+        ('tum_rgbd', 'depth_mm.png', 'depth', '16UC1', 2.0),  # 2 mm: a depth camera at 1 m
+        ('tum_rgbd', 'rgb.png', 'rgb', 'rgb8', 0.5),  # half a count: a denoised 8-bit camera
+    ],
+)
+def test_a_real_camera_facing_a_still_scene_is_not_frozen_by_default(
+    real_data, sample, file, modality, encoding, sigma
+):
+    """Each frame a fresh noise draw of one real frame, decoded as the node does: the
+    thumbnails differ by 6e-5 (depth, metres) and 7e-5 (rgb), well inside what averaging
+    over a 16x16 cell leaves of the noise; the frames themselves are never identical."""
+    pixels = cv2.imread(str(real_data / sample / file), cv2.IMREAD_UNCHANGED)
+    if pixels.ndim == 3:
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
+    rng = np.random.default_rng(0)
+    stream = Stream()
+    for _ in range(2 * stream.monitor.config.frozen_frames):
+        noisy = pixels + rng.normal(0.0, sigma, pixels.shape)
+        if modality == 'depth':
+            noisy[pixels == 0] = 0  # no return stays no return
+        top = np.iinfo(pixels.dtype).max
+        noisy = np.clip(np.rint(noisy), 0, top).astype(pixels.dtype)
+        frame = decode_frame(modality, array_to_image(noisy, encoding))
+        assert stream.frame(frame.stats).accepted
+    assert stream.status().state is SensorState.OK
+
+
+def test_a_repeated_real_frame_is_frozen_by_default(real_data):
+    depth_mm = cv2.imread(str(real_data / 'tum_rgbd' / 'depth_mm.png'), cv2.IMREAD_UNCHANGED)
+    frame = decode_frame('depth', array_to_image(depth_mm, '16UC1'))
+    stream = Stream()
+    for _ in range(stream.monitor.config.frozen_frames - 1):
+        assert stream.frame(frame.stats).accepted
+    verdict = stream.frame(frame.stats)
+    assert not verdict.accepted and stream.status().state is SensorState.FROZEN

@@ -74,7 +74,9 @@ class HealthConfig:
     rate_error_ratio: float = 0.5  # below this: ERROR (frames are still used)
     future_tolerance_s: float = 0.5  # stamp ahead of the node's clock by more: ERROR
     frozen_frames: int = 10  # this many identical frames in a row: FROZEN
-    frozen_max_difference: float = 1e-4  # mean |thumbnail difference| counted as identical
+    # Mean |thumbnail difference| counted as identical; 0: identical only. A live camera facing
+    # a still scene differs by as little as 1e-5 (its noise averaged over a cell, docs/node.md).
+    frozen_max_difference: float = 0.0
     invalid_warn_fraction: float = 0.5
     invalid_error_fraction: float = 0.95
     recovery_frames: int = 5

@@ -145,7 +145,9 @@ SENSOR_PARAMETERS: tuple[ParameterSpec, ...] = (
                   'FROZEN, masked.', minimum=2, maximum=10000),
     ParameterSpec('frozen_max_difference', _H.frozen_max_difference, 'Mean absolute '
                   'difference of 16x16 thumbnails (in the representation\'s units) up to '
-                  'which two frames count as identical.', minimum=0.0, maximum=1000.0),
+                  'which two frames count as identical; 0: only identical ones. Keep it below '
+                  'the sensor\'s noise averaged over a thumbnail cell, or a live camera facing '
+                  'a still scene is FROZEN (docs/node.md).', minimum=0.0, maximum=1000.0),
     ParameterSpec('invalid_warn_fraction', _H.invalid_warn_fraction, 'Share of invalid '
                   'pixels (depth: NaN, 0, Inf) from which the sensor is WARN.',
                   minimum=0.0, maximum=1.0),
