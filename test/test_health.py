@@ -261,6 +261,22 @@ def test_rate_check_warns_and_errors_but_keeps_the_sensor():
     assert status.level is Level.ERROR and status.usable and status.state is SensorState.OK
 
 
+def test_a_slow_stream_with_arrival_jitter_is_at_its_rate():
+    """2 Hz, each message up to 20 ms early or late: a 2 s window holds 3 to 5 of them, so
+    counting them read 1.5 Hz half the time (WARN against the 2 Hz expected)."""
+    monitor = HealthMonitor('thermal', HealthConfig(expected_rate_hz=2.0, timeout_s=1.0))
+    rng = np.random.default_rng(0)
+    stamps = T0 + np.arange(40) * 0.5
+    arrivals = stamps + rng.uniform(-0.02, 0.02, stamps.size)
+    levels = set()
+    for now in np.arange(T0 - 0.04, arrivals[-1], 0.02):  # the node's health period
+        for i in np.flatnonzero((arrivals > now - 0.02) & (arrivals <= now)):
+            monitor.observe(stamps[i], arrivals[i], stats(i))
+        if now > arrivals[0]:
+            levels.add(monitor.status(now).level)
+    assert levels == {Level.OK}
+
+
 def test_no_rate_verdict_before_a_full_window():
     stream = Stream(expected_rate_hz=30.0, rate_window_s=2.0)
     stream.frames(3)

@@ -302,9 +302,13 @@ class HealthMonitor:
 
     def _rate(self, now: float) -> float:
         window = self.config.rate_window_s
-        recent = sum(1 for t in self._receive_times if t > now - window)
+        recent = [t for t in self._receive_times if t > now - window]
+        if len(recent) >= 2 and recent[-1] > recent[0]:
+            # Intervals, not a count: a count over the window gains or loses a whole frame
+            # with arrival jitter (-25 % at 2 Hz in a 2 s window). Silence is timeout_s's.
+            return (len(recent) - 1) / (recent[-1] - recent[0])
         span = min(window, now - self._first_receive) if self._first_receive is not None else 0
-        return recent / span if span > 0 else 0.0
+        return len(recent) / span if span > 0 else 0.0
 
     # --- transitions -------------------------------------------------------------------
 
