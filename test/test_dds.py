@@ -3,6 +3,7 @@ that camera-sized frames reach another process with it."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -17,7 +18,9 @@ from mmp_ros.dds import (
     PROFILE_ENV,
     PROFILE_PATH,
     RMW_ENV,
+    STALE_AFTER_S,
     apply_dds_profile,
+    remove_stale_shm_segments,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -143,3 +146,57 @@ def test_two_processes_deliver_99_percent_of_640x480_frames_with_the_profile(mon
     result = measure(profile=True, duration_s=5.0, rate_hz=30.0)
     assert result.sent == 150
     assert result.delivery >= 0.99, result
+
+
+def _fake_segment(shm_dir: Path, name: str, age_s: float) -> Path:
+    (shm_dir / name).write_bytes(b'segment')
+    lock = shm_dir / f'{name}_el'
+    lock.touch()
+    os.utime(lock, (1000.0 - age_s, 1000.0 - age_s))
+    return lock
+
+
+def test_removes_only_segments_whose_owner_is_gone(tmp_path):
+    dead = _fake_segment(tmp_path, 'fastdds_00000000000000aa', age_s=60)
+    alive = _fake_segment(tmp_path, 'fastdds_00000000000000bb', age_s=60)
+    starting = _fake_segment(tmp_path, 'fastdds_00000000000000cc', age_s=STALE_AFTER_S / 2)
+    (tmp_path / 'fastdds_port7000_el').touch()  # ports: Fast DDS reuses them itself
+    with open(alive, 'ab') as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert remove_stale_shm_segments(tmp_path, now=1000.0) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        'fastdds_00000000000000bb', 'fastdds_00000000000000bb_el',
+        'fastdds_00000000000000cc', 'fastdds_00000000000000cc_el', 'fastdds_port7000_el',
+    ]
+    assert not dead.exists() and alive.exists() and starting.exists()
+
+
+# A participant that stays up until its stdin closes; prints the segment it maps.
+_LIVE_CHILD = """
+import sys
+from mmp_ros.ros.context import init_ros
+import rclpy
+with init_ros([]):
+    node = rclpy.create_node('mmp_ros_segment_owner')
+    maps = open('/proc/self/maps').read().split()
+    print(next(w for w in maps if w.startswith('/dev/shm/fastdds_') and len(w) == 33), flush=True)
+    sys.stdin.read()
+    node.destroy_node()
+"""
+
+
+@pytest.mark.ros
+def test_a_killed_participants_segment_is_removed_and_a_live_ones_kept():
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    with subprocess.Popen(
+        [sys.executable, '-c', _LIVE_CHILD], env=env, stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, text=True,
+    ) as child:
+        segment = Path(child.stdout.readline().strip())
+        lock = segment.with_name(segment.name + '_el')
+        os.utime(lock, (0, 0))  # old enough to be judged
+        remove_stale_shm_segments()
+        assert segment.exists() and lock.exists()  # its owner holds the lock
+        child.kill()
+    remove_stale_shm_segments()
+    assert not segment.exists() and not lock.exists()
