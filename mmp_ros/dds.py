@@ -24,6 +24,10 @@ PROFILE_ENV = 'FASTDDS_DEFAULT_PROFILES_FILE'
 LEGACY_PROFILE_ENV = 'FASTRTPS_DEFAULT_PROFILES_FILE'
 RMW_ENV = 'RMW_IMPLEMENTATION'
 DEFAULT_RMW = 'rmw_fastrtps_cpp'
+DOMAIN_ENV = 'ROS_DOMAIN_ID'
+# Fast DDS's UDP ports are 7400 + 250 * domain + small offsets: past domain 232 they exceed
+# 65535, and the process exits (status 1, one Fast DDS log line) at its first node.
+MAX_DOMAIN_ID = 232
 
 # Installed inside the package (setup.py package_data), never zipped: Fast DDS needs a real
 # file path.
@@ -81,6 +85,24 @@ def apply_dds_profile(
     env[PROFILE_ENV] = str(PROFILE_PATH)
     return DdsSetup(env[RMW_ENV], rmw_set_by_us, str(PROFILE_PATH), profile_set_by_us=True)
 
+
+
+def domain_id_problem(env: MutableMapping[str, str] | None = None) -> str | None:
+    """Why Fast DDS cannot run on ``env``'s ``ROS_DOMAIN_ID``; None if it can.
+
+    A value that is not a whole number is left to rcl, which names it.
+    """
+    env = os.environ if env is None else env
+    try:
+        domain = int(env.get(DOMAIN_ENV) or 0)
+    except ValueError:
+        return None
+    if env.get(RMW_ENV, DEFAULT_RMW) != DEFAULT_RMW or 0 <= domain <= MAX_DOMAIN_ID:
+        return None
+    return (
+        f'{DOMAIN_ENV}={domain} is outside 0..{MAX_DOMAIN_ID}, the domains whose UDP ports '
+        'Fast DDS can compute (7400 + 250 x domain)'
+    )
 
 
 def remove_stale_shm_segments(shm_dir: Path = SHM_DIR, *, now: float | None = None) -> int:

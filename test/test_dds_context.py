@@ -60,6 +60,39 @@ def test_init_ros_names_ros_arguments_it_cannot_use(restored_environ, args, reas
 
 
 @pytest.mark.ros
+@pytest.mark.parametrize('domain', ['233', '300', '-1'])
+def test_init_ros_names_a_domain_fast_dds_cannot_use(restored_environ, domain):
+    import rclpy
+
+    from mmp_ros.errors import InputError
+    from mmp_ros.ros.context import init_ros
+
+    # Past 232 the process exited, status 1, when it created its first node.
+    os.environ['ROS_DOMAIN_ID'] = domain
+    with pytest.raises(InputError, match=f'ROS_DOMAIN_ID={domain} is outside 0..232'), \
+            init_ros([]):
+        pass
+    assert not rclpy.ok()
+
+
+@pytest.mark.parametrize('domain, ok', [('0', True), ('232', True), ('233', False), ('', True)])
+def test_domain_ids_fast_dds_can_use(domain, ok):
+    from mmp_ros.dds import domain_id_problem
+
+    assert (domain_id_problem({'ROS_DOMAIN_ID': domain}) is None) == ok
+
+
+def test_bench_dds_names_a_domain_fast_dds_cannot_use(monkeypatch):
+    from mmp_ros.errors import InputError
+    from mmp_ros.ros.bench_dds import measure
+
+    # Its children failed with a traceback each, and then so did bench-dds.
+    monkeypatch.setenv('ROS_DOMAIN_ID', '300')
+    with pytest.raises(InputError, match='ROS_DOMAIN_ID=300 is outside 0..232'):
+        measure(profile=True, duration_s=1.0, rate_hz=30.0)
+
+
+@pytest.mark.ros
 def test_init_ros_ends_quietly_when_a_signal_shut_the_context_down_during_start_up(
         restored_environ):
     import rclpy

@@ -34,7 +34,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from mmp_ros.cli import positive_float, positive_int
-from mmp_ros.dds import apply_dds_profile
+from mmp_ros.dds import apply_dds_profile, domain_id_problem
+from mmp_ros.errors import InputError
 
 DISCOVERY_TIMEOUT_S = 20.0
 DRAIN_S = 1.0  # after the publisher's "done": how long stragglers may take
@@ -95,6 +96,9 @@ def measure(
     env.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     env.setdefault('ROS_DOMAIN_ID', str(random.randint(1, 100)))
     apply_dds_profile(env, profile=profile)
+    problem = domain_id_problem(env)
+    if problem:
+        raise InputError(problem)
     prefix = f'/mmp_ros_bench_{os.getpid()}_{random.randrange(1 << 30)}'
     common = [
         '--prefix', prefix, '--rate', str(rate_hz), '--duration', str(duration_s),

@@ -20,7 +20,13 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
-from mmp_ros.dds import DEFAULT_RMW, DdsSetup, apply_dds_profile, remove_stale_shm_segments
+from mmp_ros.dds import (
+    DEFAULT_RMW,
+    DdsSetup,
+    apply_dds_profile,
+    domain_id_problem,
+    remove_stale_shm_segments,
+)
 from mmp_ros.errors import InputError
 
 
@@ -52,6 +58,9 @@ def init_ros(
     takes what has already arrived before it closes the bag).
     """
     setup = apply_dds_profile(profile=dds_profile)
+    problem = domain_id_problem()
+    if problem:
+        raise RosInitError(f'cannot initialize ROS 2: {problem}')
     if setup.rmw_implementation == DEFAULT_RMW:
         remove_stale_shm_segments()  # killed processes' segments, which Fast DDS never frees
     # args None: rclpy reads sys.argv (a node started by `ros2 run`/launch). A command with
