@@ -144,6 +144,18 @@ def test_summary_counts_and_percentiles():
     assert '90.0 %' in table and '0.0 %' in table and 'no profile' in table
 
 
+def test_bench_dds_refuses_a_run_that_sends_no_frame():
+    import argparse
+
+    from mmp_ros.errors import InputError
+    from mmp_ros.ros.bench_dds import add_arguments, run
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    with pytest.raises(InputError, match='sends no frame'):
+        run(parser.parse_args(['--duration', '0.01']))
+
+
 def _child(code: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, '-c', code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True

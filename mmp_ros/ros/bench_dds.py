@@ -267,6 +267,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if round(args.duration * args.rate) < 1:
+        # Nothing would be sent, and the table would say 0 of 0 frames, 0.0 % delivery.
+        raise InputError(
+            f'--duration {args.duration:g} s at --rate {args.rate:g} Hz sends no frame'
+        )
     runs = [True, False] if args.no_profile else [True]
     results = [
         measure(
