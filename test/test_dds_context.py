@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -142,6 +143,41 @@ def test_summary_counts_and_percentiles():
     assert empty.delivery == 0.0 and math.isnan(empty.latency_p95_ms)
     table = format_results([result, empty], 640, 480, 30.0)
     assert '90.0 %' in table and '0.0 %' in table and 'no profile' in table
+    assert 'mmp_ros profile' in table
+
+
+def test_a_run_on_the_users_profile_is_not_labelled_as_the_packages(monkeypatch, capsys):
+    from mmp_ros.ros import bench_dds
+
+    # The children are not started: only the environment measure gives them matters here.
+    monkeypatch.setenv(PROFILE_ENV, '/nonexistent/mine.xml')
+    monkeypatch.setattr(bench_dds.subprocess, 'Popen', _FakeChild)
+    result = bench_dds.measure(profile=True, duration_s=1.0, rate_hz=30.0)
+    assert result.user_profile
+    assert 'user profile' in bench_dds.format_results([result], 640, 480, 30.0)
+    assert 'profile /nonexistent/mine.xml (user) -- FILE NOT FOUND' in capsys.readouterr().err
+
+
+class _FakeChild:
+    """A bench child that reports at once: 30 sent, or 30 latencies of 1 ms."""
+
+    def __init__(self, command, **kwargs):
+        self.returncode = 0
+        role = command[command.index('--role') + 1]
+        report = {'sent': 30} if role == 'publish' else {'latencies_ms': [1.0] * 30}
+        self._out = json.dumps(report)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def communicate(self, timeout=None):
+        return self._out, None
+
+    def poll(self):
+        return 0
 
 
 def test_bench_dds_refuses_a_run_that_sends_no_frame():

@@ -29,7 +29,7 @@ import random
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -51,6 +51,7 @@ class DeliveryResult:
     received: int
     latency_p50_ms: float
     latency_p95_ms: float
+    user_profile: bool = False  # the profile run used the user's profile, not the package's
 
     @property
     def delivery(self) -> float:
@@ -66,7 +67,10 @@ def summarize(profile: bool, sent: int, latencies_ms: list[float]) -> DeliveryRe
 
 def format_results(results: list[DeliveryResult], width: int, height: int, rate: float) -> str:
     """A side-by-side table, one column per run."""
-    names = ['mmp_ros profile' if r.profile else 'no profile' for r in results]
+    names = [
+        ('user profile' if r.user_profile else 'mmp_ros profile') if r.profile else 'no profile'
+        for r in results
+    ]
     rows = [
         ('frames sent', [f'{r.sent}' for r in results]),
         ('frames received', [f'{r.received}' for r in results]),
@@ -95,7 +99,8 @@ def measure(
     # a running graph: loopback discovery, and a domain of its own unless one is given.
     env.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     env.setdefault('ROS_DOMAIN_ID', str(random.randint(1, 100)))
-    apply_dds_profile(env, profile=profile)
+    setup = apply_dds_profile(env, profile=profile)
+    print(f'bench-dds: {setup.describe()}', file=sys.stderr)
     problem = domain_id_problem(env)
     if problem:
         raise InputError(problem)
@@ -121,7 +126,8 @@ def measure(
             for proc in (publisher, receiver):
                 if proc.poll() is None:
                     proc.kill()
-    return summarize(profile, sent['sent'], received['latencies_ms'])
+    result = summarize(profile, sent['sent'], received['latencies_ms'])
+    return replace(result, user_profile=profile and not setup.profile_set_by_us)
 
 
 def child_result(child: subprocess.Popen, role: str, timeout_s: float) -> dict:
