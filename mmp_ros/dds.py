@@ -86,7 +86,6 @@ def apply_dds_profile(
     return DdsSetup(env[RMW_ENV], rmw_set_by_us, str(PROFILE_PATH), profile_set_by_us=True)
 
 
-
 def domain_id_problem(env: MutableMapping[str, str] | None = None) -> str | None:
     """Why Fast DDS cannot run on ``env``'s ``ROS_DOMAIN_ID``; None if it can.
 
