@@ -49,6 +49,9 @@ class DdsSetup:
     rmw_set_by_us: bool
     profile_file: str | None  # the profile Fast DDS will load; None: Fast DDS defaults
     profile_set_by_us: bool
+    # Other machines asked for (ROS_AUTOMATIC_DISCOVERY_RANGE, ROS_STATIC_PEERS) that the
+    # package's loopback profile will not reach; '' when none.
+    unreached: str = ''
 
     def describe(self) -> str:
         rmw = f'{self.rmw_implementation} ({"mmp_ros default" if self.rmw_set_by_us else "user"})'
@@ -58,7 +61,10 @@ class DdsSetup:
             return f'DDS: {rmw}, Fast DDS default transports (no profile)'
         origin = 'mmp_ros shared-memory/loopback profile' if self.profile_set_by_us else 'user'
         missing = '' if Path(self.profile_file).is_file() else ' -- FILE NOT FOUND'
-        return f'DDS: {rmw}, profile {self.profile_file} ({origin}){missing}'
+        unreached = (f'; {self.unreached} asks for other machines, but this profile keeps '
+                     'UDP on 127.0.0.1: give a profile of your own (docs/dds.md)'
+                     if self.unreached else '')
+        return f'DDS: {rmw}, profile {self.profile_file} ({origin}){missing}{unreached}'
 
 
 def apply_dds_profile(
@@ -83,7 +89,12 @@ def apply_dds_profile(
     if user_profile:
         return DdsSetup(env[RMW_ENV], rmw_set_by_us, user_profile, profile_set_by_us=False)
     env[PROFILE_ENV] = str(PROFILE_PATH)
-    return DdsSetup(env[RMW_ENV], rmw_set_by_us, str(PROFILE_PATH), profile_set_by_us=True)
+    reach, peers = env.get('ROS_AUTOMATIC_DISCOVERY_RANGE'), env.get('ROS_STATIC_PEERS')
+    asked = [*([f'ROS_AUTOMATIC_DISCOVERY_RANGE={reach}']
+               if reach in ('SUBNET', 'SYSTEM_DEFAULT') else []),
+             *([f'ROS_STATIC_PEERS={peers}'] if peers else [])]
+    return DdsSetup(env[RMW_ENV], rmw_set_by_us, str(PROFILE_PATH), profile_set_by_us=True,
+                    unreached=' and '.join(asked))
 
 
 def domain_id_problem(env: MutableMapping[str, str] | None = None) -> str | None:

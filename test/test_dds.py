@@ -35,6 +35,19 @@ def test_defaults_profile_and_middleware_when_unset():
     assert 'mmp_ros shared-memory/loopback profile' in setup.describe()
 
 
+@pytest.mark.parametrize(('env', 'named'), [
+    ({'ROS_AUTOMATIC_DISCOVERY_RANGE': 'SUBNET'}, 'ROS_AUTOMATIC_DISCOVERY_RANGE=SUBNET'),
+    ({'ROS_STATIC_PEERS': '192.168.1.5'}, 'ROS_STATIC_PEERS=192.168.1.5'),
+    ({'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST'}, None),
+])
+def test_other_machines_asked_for_are_named_as_out_of_the_profiles_reach(env, named):
+    setup = apply_dds_profile(env)
+    if named is None:
+        assert 'other machines' not in setup.describe()
+    else:
+        assert f'{named} asks for other machines' in setup.describe()
+
+
 @pytest.mark.parametrize('variable', [PROFILE_ENV, LEGACY_PROFILE_ENV])
 def test_never_overrides_a_users_profile(variable, tmp_path):
     mine = tmp_path / 'mine.xml'
