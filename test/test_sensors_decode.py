@@ -89,6 +89,17 @@ def test_saturated_needs_every_pixel_at_the_maximum():
     assert not decode_frame('thermal', array_to_image(counts, 'mono16')).stats.saturated
 
 
+@pytest.mark.parametrize('top', [1023, 4095, 16383])
+def test_a_narrower_sensor_at_full_scale_in_mono16_is_saturated(top):
+    # A 12-bit polarization camera publishes mono16; saturated, every pixel reads 4095.
+    mosaic = np.full((8, 8), top, np.uint16)
+    assert decode_frame('polarization', array_to_image(mosaic, 'mono16')).stats.saturated
+    mosaic[0, 0] = top - 1
+    assert not decode_frame('polarization', array_to_image(mosaic, 'mono16')).stats.saturated
+    uniform = np.full((8, 8), 4000, np.uint16)  # uniform, but no sensor's full scale
+    assert not decode_frame('thermal', array_to_image(uniform, 'mono16')).stats.saturated
+
+
 def test_rgb_encode_round_trip_in_every_channel_order():
     rgb = RNG.random((6, 5, 3)).astype(np.float32)
     for encoding in ('rgb8', 'bgr8', 'rgba8', 'bgra8'):

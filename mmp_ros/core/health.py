@@ -269,7 +269,7 @@ class HealthMonitor:
             return 'blank: every pixel is zero'
         if stats.saturated:
             self._counters.saturated += 1
-            return 'saturated: every pixel is at the maximum'
+            return 'saturated: every pixel is at full scale'
         if stats.invalid_fraction >= cfg.invalid_error_fraction:
             self._counters.invalid += 1
             return (f'invalid pixels {stats.invalid_fraction:.0%} '

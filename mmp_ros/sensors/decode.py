@@ -115,6 +115,21 @@ def _zero_non_finite(data: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     return data, finite
 
 
+# Sensor bit depths whose full scale a wider integer image may carry: a 12-bit camera
+# publishes mono16 with 4095 at saturation, never 65535.
+SENSOR_BITS = (8, 10, 12, 14, 16)
+
+
+def _at_full_scale(raw: np.ndarray, spec: EncodingSpec) -> bool:
+    """Every raw pixel at the full scale of the encoding or of a narrower sensor in it."""
+    top = spec.max_value
+    if top is None or raw.size == 0:
+        return False
+    value = int(raw.max())
+    return int(raw.min()) == value and value in {
+        2**bits - 1 for bits in SENSOR_BITS if 2**bits - 1 <= top}
+
+
 def frame_stats(
     fields: ImageFields,
     spec: EncodingSpec,
@@ -126,12 +141,11 @@ def frame_stats(
     digest = hashlib.blake2b(digest_size=FINGERPRINT_BYTES)
     for row in pixel_bytes_without_padding(fields):
         digest.update(row)
-    top = spec.max_value
     invalid = 0.0 if valid is None else 1.0 - np.count_nonzero(valid) / valid.size
     return FrameStats(
         fingerprint=digest.digest(),
         all_zero=not raw.any(),
-        saturated=top is not None and raw.min() == top,
+        saturated=_at_full_scale(raw, spec),
         invalid_fraction=float(invalid),
         thumbnail=thumbnail(data),
     )

@@ -21,7 +21,7 @@ class FrameStats:
 
     fingerprint: bytes  # digest of the raw pixel bytes (row padding excluded): frozen streams
     all_zero: bool  # every raw pixel is zero: blank
-    saturated: bool  # every raw pixel is at the encoding's maximum
+    saturated: bool  # every raw pixel at full scale: the encoding's, or a 10/12/14-bit sensor's
     invalid_fraction: float  # share of invalid pixels (depth: NaN, 0, ±Inf); 0.0 elsewhere
     thumbnail: np.ndarray  # (16, 16) float32 of the representation: near-identical frames
 
