@@ -148,6 +148,11 @@ def test_detection_bounds_follow_the_health_settings():
     assert detection_bound_s('freeze', health) == pytest.approx(0.5)
     assert detection_bound_s('blank', health) == pytest.approx(0.05)
     assert detection_bound_s('kill', None) is None
+    # Without an expected rate, frozen_frames frames take no known time, and a frozen stream
+    # keeps arriving, so timeout_s is no bound either.
+    unknown_rate = HealthConfig(timeout_s=0.4, expected_rate_hz=0.0)
+    assert detection_bound_s('freeze', unknown_rate) is None
+    assert detection_bound_s('kill', unknown_rate) == 0.4
 
 
 def test_node_health_reads_the_parameter_files_in_order():

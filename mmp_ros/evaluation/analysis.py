@@ -241,8 +241,8 @@ def detection_bound_s(kind: str, health: HealthConfig | None) -> float | None:
         return None
     if kind in SILENT_KINDS:
         return health.timeout_s
-    if not health.expected_rate_hz > 0:
-        return health.timeout_s if kind == 'freeze' else None
+    if not health.expected_rate_hz > 0:  # a frozen stream keeps arriving: no timeout fires
+        return None
     period = 1.0 / health.expected_rate_hz
     if kind == 'freeze':
         return health.frozen_frames * period
