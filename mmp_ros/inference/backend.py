@@ -10,11 +10,11 @@ runtime errors.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from mmp_ros.inference.errors import InferenceInputError
+from mmp_ros.inference.errors import InferenceInputError, ModelFileError
 from mmp_ros.metadata import ModelMetadata
 
 # Names of the exported graph's tensors besides the modalities (DESIGN §4).
@@ -22,6 +22,19 @@ AVAILABLE_INPUT = 'available'
 LABELS_OUTPUT = 'labels'
 CONFIDENCE_OUTPUT = 'confidence'
 LOGITS_OUTPUT = 'logits'
+
+
+def check_input_order(model_file: object, graph_inputs: Sequence[str],
+                      metadata: ModelMetadata) -> None:
+    """The graph reads column i of ``available`` as its i-th modality input: metadata that
+    lists the modalities in another order would silently mask the wrong streams."""
+    order = [name for name in graph_inputs if name != AVAILABLE_INPUT]
+    if order != list(metadata.modalities):
+        raise ModelFileError(
+            f'{model_file}: graph inputs are in the order {order} but its metadata lists the '
+            f"modalities as {list(metadata.modalities)}; the columns of '{AVAILABLE_INPUT}' "
+            'would mask the wrong inputs. The file was altered after export'
+        )
 
 
 def check_inputs(

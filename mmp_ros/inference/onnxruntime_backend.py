@@ -12,6 +12,7 @@ from mmp_ros.inference.backend import (
     CONFIDENCE_OUTPUT,
     LABELS_OUTPUT,
     InferenceBackend,
+    check_input_order,
 )
 from mmp_ros.inference.errors import BackendUnavailableError, ModelFileError
 from mmp_ros.inference.onnx_file import read_onnx_file
@@ -118,15 +119,7 @@ class OnnxRuntimeBackend(InferenceBackend):
                 f'{self.model_file_path}: graph inputs {sorted(inputs)} do not match its '
                 f'metadata ({sorted(wanted)}); the file was altered after export'
             )
-        order = [name for name in inputs if name != AVAILABLE_INPUT]
-        if order != list(meta.modalities):
-            # The graph reads column i of 'available' as its i-th modality input: a metadata
-            # order that differs would silently mask the wrong streams.
-            raise ModelFileError(
-                f'{self.model_file_path}: graph inputs are in the order {order} but its '
-                f'metadata lists the modalities as {list(meta.modalities)}; the columns of '
-                "'available' would mask the wrong inputs. The file was altered after export"
-            )
+        check_input_order(self.model_file_path, list(inputs), meta)
         for name, chw in expected.items():
             shape = tuple(inputs[name].shape[1:])
             if shape != chw:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmp_ros.inference.backend import InferenceBackend
+from mmp_ros.inference.backend import InferenceBackend, check_input_order
 from mmp_ros.inference.engine_cache import (
     EngineStamp,
     check_engine_writable,
@@ -223,14 +223,8 @@ def build_engine(
             precision = 'fp16'
         else:
             log.warning('%s has no fast FP16; building an FP32 engine', gpu_name)
-    order = [network.get_input(i).name for i in range(network.num_inputs)]
-    order = [name for name in order if name != 'available']
-    if order != list(onnx.metadata.modalities):
-        raise ModelFileError(
-            f'{onnx.path}: graph inputs are in the order {order} but its metadata lists the '
-            f"modalities as {list(onnx.metadata.modalities)}; the columns of 'available' "
-            'would mask the wrong inputs. The file was altered after export'
-        )
+    check_input_order(onnx.path, [network.get_input(i).name for i in range(network.num_inputs)],
+                      onnx.metadata)
     profile = builder.create_optimization_profile()
     for i in range(network.num_inputs):
         tensor = network.get_input(i)
