@@ -172,6 +172,13 @@ class HealthMonitor:
         """A sensor this robot does not have: always masked, never an error."""
         self.enabled = False
 
+    def restart(self) -> None:
+        """Forget every frame and verdict, as at start-up (the node's clock jumped back);
+        the settings stay."""
+        enabled = self.enabled
+        self.__init__(self.modality, self.config)
+        self.enabled = enabled
+
     # --- input -------------------------------------------------------------------------
 
     def observe(self, stamp: float, now: float, stats: FrameStats) -> FrameVerdict:

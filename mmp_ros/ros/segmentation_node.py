@@ -406,10 +406,7 @@ class SegmentationNode(Node):
         recovered."""
         with self._lock:
             for modality, monitor in self._monitors.items():
-                fresh = HealthMonitor(modality, monitor.config)
-                if not monitor.enabled:
-                    fresh.disable()
-                self._monitors[modality] = fresh
+                monitor.restart()
                 self._assembler.clear(modality)
             self._latency = LatencyWindow()
             self._model = _ModelState()

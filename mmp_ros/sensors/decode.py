@@ -117,7 +117,7 @@ def _zero_non_finite(data: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
 
 # Sensor bit depths whose full scale a wider integer image may carry: a 12-bit camera
 # publishes mono16 with 4095 at saturation, never 65535.
-SENSOR_BITS = (8, 10, 12, 14, 16)
+FULL_SCALES = frozenset(2**bits - 1 for bits in (8, 10, 12, 14, 16))
 
 
 def _at_full_scale(raw: np.ndarray, spec: EncodingSpec) -> bool:
@@ -125,9 +125,8 @@ def _at_full_scale(raw: np.ndarray, spec: EncodingSpec) -> bool:
     top = spec.max_value
     if top is None or raw.size == 0:
         return False
-    value = int(raw.max())
-    return int(raw.min()) == value and value in {
-        2**bits - 1 for bits in SENSOR_BITS if 2**bits - 1 <= top}
+    low = int(raw.min())  # a live frame's minimum is no full scale: one pass, no max
+    return (low == top or low in FULL_SCALES) and int(raw.max()) == low
 
 
 def frame_stats(
