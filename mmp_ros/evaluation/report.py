@@ -133,8 +133,8 @@ class RunReport:
         lines = [f'run {ev.run.path}: {len(ev.run.labels)} label images, '
                  f'{ev.overall.frames} scored, mIoU {self._fmt(overall.miou if overall else None)}'
                  f' %']
-        if self.unscored_note():
-            lines.append(self.unscored_note())
+        if unscored := self.unscored_note():
+            lines.append(unscored)
         lines += _text_table(['#', 'phase', 't (s)', 'frames', 'mIoU %', 'acc %', 'modalities'],
                              self.phase_rows())
         note = self.cut_note()

@@ -245,10 +245,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _check_backends(backends: list[str]) -> None:
     """Stop before any export or measurement on a backend that cannot run here: a child
     failing half-way through lost the results measured before it."""
-    unknown = [b for b in backends if b not in ('onnxruntime', 'torch', 'tensorrt')]
+    from mmp_ros.core.parameters import BACKENDS
+
+    known = [b for b in BACKENDS if b != 'auto']  # a benchmark measures named backends
+    unknown = [b for b in backends if b not in known]
     if unknown:
-        raise SystemExit(f'--backends: unknown {unknown}; choose from onnxruntime, torch, '
-                         'tensorrt')
+        raise SystemExit(f'--backends: unknown {unknown}; choose from {", ".join(known)}')
     if 'tensorrt' in backends:
         from mmp_ros.inference.tensorrt_backend import tensorrt_available
 
