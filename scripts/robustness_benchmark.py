@@ -39,6 +39,7 @@ from torch.utils.data import DataLoader, Dataset
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from mmp_ros.atomic import replace_atomically  # noqa: E402
 from mmp_ros.modalities import MODALITIES, nonempty_subsets, subset_label  # noqa: E402
 from mmp_ros.model import ModelConfig, build_model, load_checkpoint, read_checkpoint  # noqa: E402
 from mmp_ros.model.segmenter import MaskGatedAdapter  # noqa: E402
@@ -199,16 +200,9 @@ def ablation_applies(name: str, method: str) -> bool:
     return name not in ADAPT_ONLY
 
 
-def save_atomically(path: Path, write: Callable[[Path], object]) -> None:
-    """``write`` to a temporary file beside ``path``, then the rename: a benchmark stopped
-    while saving leaves the file as it was, never half of it."""
-    partial = path.with_name(path.name + '.partial')
-    write(partial)
-    os.replace(partial, path)
-
-
 def save_text(path: Path, text: str) -> None:
-    save_atomically(path, lambda partial: partial.write_text(text))
+    """A benchmark stopped while saving leaves the file as it was, never half of it."""
+    replace_atomically(path, lambda partial: partial.write_text(text))
 
 
 # --- data ----------------------------------------------------------------------------------
@@ -244,7 +238,7 @@ def cached_split(split: str, count: int, size: tuple[int, int], cache: Path,
     tensors = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
     tensors['label'] = tensors['label'].to(torch.uint8)  # 14 classes and 255: a byte
     cache.mkdir(parents=True, exist_ok=True)
-    save_atomically(path, lambda partial: torch.save(tensors, partial))
+    replace_atomically(path, lambda partial: torch.save(tensors, partial))
     print(f'rendered {count} {split} scenes in {time.perf_counter() - started:.1f} s',
           flush=True)
     return CachedScenes(tensors)

@@ -10,11 +10,11 @@ TensorRT, no CUDA), so the rules are tested everywhere.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mmp_ros.atomic import replace_atomically
 from mmp_ros.inference.errors import EngineError
 
 STAMP_VERSION = 1
@@ -87,10 +87,7 @@ def read_stamp(engine_path: Path) -> EngineStamp | None:
 
 def write_atomically(path: Path, data: bytes) -> None:
     """Write via a temporary file and rename, so a crash never leaves half an engine."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + '.partial')
-    partial.write_bytes(data)
-    os.replace(partial, path)
+    replace_atomically(path, lambda partial: partial.write_bytes(data))
 
 
 def write_engine(engine_path: Path, engine: bytes, stamp: EngineStamp) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from mmp_ros.atomic import replace_atomically
 from mmp_ros.errors import InputError
 from mmp_ros.metadata import MetadataError, ModelMetadata
 from mmp_ros.model.config import ModelConfig, ModelConfigError
@@ -68,12 +69,7 @@ def save_checkpoint(path: str | os.PathLike, *, model: nn.Module, metadata: Mode
         'scaler': scaler,
         'rng': rng,
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + '.tmp')
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    return path
+    return replace_atomically(path, lambda partial: torch.save(payload, partial))
 
 
 def _load_failure(error: Exception) -> str:

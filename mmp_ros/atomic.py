@@ -1,0 +1,22 @@
+"""Files written whole or not at all: a temporary file beside the target, then a rename.
+
+A process killed while writing (SIGKILL, a crash, Ctrl-C) leaves the target as it was; a
+half-written checkpoint, engine or results file would break every later run that reads it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+
+def replace_atomically(path: str | Path, write: Callable[[Path], object]) -> Path:
+    """``write(partial)`` to ``<path>.partial`` in the same folder, then rename it to ``path``
+    (made with its parents); returns ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + '.partial')
+    write(partial)
+    os.replace(partial, path)
+    return path
