@@ -317,3 +317,11 @@ def test_sensors_and_schedule_file_parameters_are_the_nodes_when_no_option_overr
         assert done.stderr.startswith('mmp_ros dropout: '), done.stderr
         assert "unknown sensor 'depth'" in done.stderr and "are ['rgb']" in done.stderr
         assert 'Traceback' not in done.stderr
+    # A sensor outside the defaults is the node's to judge against its parameter, not refused
+    # against the defaults before the node starts.
+    lidar = tmp_path / 'lidar.yaml'
+    lidar.write_text('faults:\n  - {sensor: lidar, kind: kill, start: 1, end: 2}\n')
+    done = subprocess.run([*node, '--schedule', str(lidar), *parameters], env=env,
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2, done.stderr
+    assert "unknown sensor 'lidar'" in done.stderr and "are ['rgb']" in done.stderr, done.stderr

@@ -261,6 +261,11 @@ def _seed(text: str) -> int:
     return value
 
 
+def sets_parameters(ros_args: Sequence[str]) -> bool:
+    """Whether ROS arguments set a node parameter (``-p``/``--param``, ``--params-file``)."""
+    return any(arg in ('-p', '--param', '--params-file') for arg in ros_args)
+
+
 def run(args: argparse.Namespace) -> int:
     # Only the options given override the node's parameters: a launch file or --ros-args -p
     # sets the others (the node checks the schedule again against them).
@@ -270,9 +275,12 @@ def run(args: argparse.Namespace) -> int:
             check_sensor_names(args.sensors)
             overrides.append(Parameter('sensors', value=list(args.sensors)))
         if args.schedule is not None:
-            schedule = Schedule.from_yaml(
-                args.schedule, sensors=tuple(args.sensors or MODALITIES)
-            )
+            if args.check or not sets_parameters(getattr(args, 'ros_args', [])):
+                # checked before ROS starts; else the node checks it against its own
+                # sensors parameter, which the ROS arguments may set
+                schedule = Schedule.from_yaml(
+                    args.schedule, sensors=tuple(args.sensors or MODALITIES)
+                )
             if args.check:
                 if args.seed is not None:  # the run --seed starts, as the node builds it
                     schedule = Schedule(schedule.faults, args.seed, schedule.sensors,
