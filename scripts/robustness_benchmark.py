@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import itertools
 import json
 import math
@@ -307,14 +308,31 @@ def planned_runs(args: argparse.Namespace) -> list[Run]:
 SETTINGS_NAME = 'benchmark_settings.json'  # in each run's folder, written as it starts
 
 
-def run_settings(run: Run, args: argparse.Namespace) -> dict:
+def run_settings(run: Run, args: argparse.Namespace, out: Path) -> dict:
     """What a run's numbers depend on besides the code: a run in ``--out`` begun with other
-    settings is another run, neither to resume nor to keep."""
-    return {'method': run.method, 'steps': run.steps, 'seed': run.seed,
-            'batch_size': args.batch_size, 'train_scenes': args.train_scenes,
-            'overrides': run.overrides, 'size': list(args.size), 'lr': args.lr,
-            'polarization': args.polarization, 'full_probability': args.full_probability,
-            'drop_probability': args.drop_probability, 'eval_scenes': args.eval_scenes}
+    settings is another run, neither to resume nor to keep. An adaptation's include the
+    weights of its base as they are in ``out`` now: a base trained again since (its folder
+    deleted) makes the adaptation another run too."""
+    settings = {'method': run.method, 'steps': run.steps, 'seed': run.seed,
+                'batch_size': args.batch_size, 'train_scenes': args.train_scenes,
+                'overrides': run.overrides, 'size': list(args.size), 'lr': args.lr,
+                'polarization': args.polarization, 'full_probability': args.full_probability,
+                'drop_probability': args.drop_probability, 'eval_scenes': args.eval_scenes}
+    if run.base:
+        settings['base_weights'] = weights_digest(out / run.base / 'checkpoint.pt')
+    return settings
+
+
+def weights_digest(checkpoint: Path) -> str:
+    """A short digest of a checkpoint's weights (not of its file, which a resumed run that had
+    nothing left to train writes again); 'none' where there is no checkpoint."""
+    if not checkpoint.is_file():
+        return 'none'
+    digest = hashlib.sha256()
+    for name, tensor in sorted(read_checkpoint(checkpoint)['state_dict'].items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def changed_settings(run: Run, args: argparse.Namespace, out: Path,
@@ -328,7 +346,7 @@ def changed_settings(run: Run, args: argparse.Namespace, out: Path,
     path = folder / SETTINGS_NAME
     saved = json.loads(path.read_text()) if path.is_file() else record
     return [f'{key} {saved[key]!r} -> {value!r}'
-            for key, value in run_settings(run, args).items()
+            for key, value in run_settings(run, args, out).items()
             if key in saved and saved[key] != value]
 
 
@@ -1181,21 +1199,24 @@ def benchmark(args: argparse.Namespace, argv=None) -> int:
             results['wall_seconds'] = wall_before + time.perf_counter() - started
 
         durations = []
-        for run in planned_runs(args):
+
+        def train_and_evaluate(run: Run) -> bool:
+            """Train, record and evaluate ``run``, or resume it; False: the time budget has no
+            room left for it."""
             checkpoint = out / run.name / 'checkpoint.pt'
             record = results['runs'].get(run.name, {})
             done = checkpoint.is_file() and read_checkpoint(checkpoint)['step'] >= run.steps
             if done and 'eval' in record:
-                continue
+                return True
             elapsed = time.perf_counter() - started
             estimate = max(durations) if durations else 0.0
             if args.time_budget_s and elapsed + estimate > args.time_budget_s:
                 print(f'time budget: skipping {run.name} and the runs after it', flush=True)
-                break
+                return False
             run_started = time.perf_counter()
             print(f'== {run.name}: {run.method} {run.steps} steps {run.overrides}', flush=True)
             config = run_config(run, args, out)
-            settings = run_settings(run, args)
+            settings = run_settings(run, args, out)
             (out / run.name).mkdir(exist_ok=True)
             save_text(out / run.name / SETTINGS_NAME, json.dumps(settings))
             result = train(config, train_dataset=train_data, val_dataset=val,
@@ -1228,8 +1249,15 @@ def benchmark(args: argparse.Namespace, argv=None) -> int:
                   flush=True)
             record_wall_time()
             save()
-        record_wall_time()
-        save()
+            return True
+
+        try:
+            for run in planned_runs(args):
+                if not train_and_evaluate(run):
+                    break
+        finally:  # stopped too (Ctrl-C, an error): the time until then is the benchmark's
+            record_wall_time()
+            save()
     # Overhead is a CPU figure: measured by CPU runs, or by --report-only when missing.
     wanted = 'overhead' not in results if args.report_only else args.device == 'cpu'
     if wanted and not args.no_overhead:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -378,3 +380,25 @@ def test_report_only_on_an_empty_out_says_there_is_nothing_to_report(rb, tmp_pat
     with pytest.raises(SystemExit, match='no benchmark has run into'):
         rb.main(['--report-only', '--no-overhead', '--out', str(tmp_path / 'new'),
                  '--doc', str(tmp_path / 'doc.md')])
+
+
+def test_an_adaptation_whose_base_was_trained_again_is_refused_not_kept(rb, tmp_path, scenes):
+    adapting = ['--adapt-steps', '2']
+    first = tiny_benchmark(rb, tmp_path, scenes, *adapting)
+    assert tiny_benchmark(rb, tmp_path, scenes, *adapting) == first  # the same base: kept
+    shutil.rmtree(tmp_path / 'none_s0')  # to train the base again
+    with pytest.raises(SystemExit,
+                       match=r"mmp_adapt_s0 \(base_weights '[0-9a-f]{16}' -> 'none'\)"):
+        tiny_benchmark(rb, tmp_path, scenes, *adapting)
+
+
+def test_a_benchmark_stopped_in_a_run_counts_the_time_until_the_stop(rb, tmp_path, scenes,
+                                                                     monkeypatch):
+    def trained_a_while_then_stopped(*args, **kwargs):
+        time.sleep(0.5)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rb, 'train', trained_a_while_then_stopped)
+    assert rb.main([*TINY, '--out', str(tmp_path), '--cache', str(scenes),
+                    '--doc', str(tmp_path / 'doc.md')]) == 130
+    assert json.loads((tmp_path / 'results.json').read_text())['wall_seconds'] >= 0.5
