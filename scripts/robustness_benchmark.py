@@ -146,12 +146,22 @@ ABLATIONS = {
         "and every batch's masks spread over the subsets by their probabilities (stratified)",
         [*CONV_DISTILL, *as_overrides(LARGE_ADAPTERS), *DROP_07, *WINDOWS, *EVEN_FIT]),
 }
+# conv_adapters_r64_windows_even_fit scaled down to this page's budget (a thirty-fourth
+# session): its fixed 1000 fit steps alone are over a tenth of a 170 s base; each of these
+# splits about 14 s between the fit and the window steps.
+ABLATIONS.update({
+    f'conv_adapters_r64_windows_even_fit_{fit}_{steps}': (
+        f'conv_adapters_r64_windows_even_fit with {fit} fit steps, then {steps} window steps',
+        [*CONV_DISTILL, *as_overrides(LARGE_ADAPTERS), *DROP_07, *WINDOWS, *EVEN_FIT,
+         f'projection_fit.steps={fit}', f'steps={steps}'])
+    for fit, steps in ((200, 200), (300, 150), (500, 100))})
 # label-free adaptation's alone
 ADAPT_ONLY = ('distill_1', 'conv_distill', 'conv_fast', 'conv_adapters', 'conv_adapters_fast',
               'conv_adapters_long', 'conv_adapters_2000', 'conv_adapters_2000_drop_0.7',
               'conv_adapters_r64_long', 'conv_adapters_r64_2000_drop_0.7',
               'conv_adapters_cached', 'conv_adapters_r64_windows',
-              'conv_adapters_r64_windows_fit', 'conv_adapters_r64_windows_even_fit')
+              'conv_adapters_r64_windows_fit', 'conv_adapters_r64_windows_even_fit',
+              *(n for n in ABLATIONS if n.startswith('conv_adapters_r64_windows_even_fit_')))
 # change the network every from-scratch method shares
 SHARED_MODEL = ('film', 'adapters', 'film_full_pass')
 # The rows of the summary over seeds: label -> run name prefix (runs are <prefix>_s<seed>).
