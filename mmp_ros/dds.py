@@ -115,6 +115,35 @@ def domain_id_problem(env: MutableMapping[str, str] | None = None) -> str | None
     )
 
 
+def rmw_problem(env: MutableMapping[str, str] | None = None) -> str | None:
+    """Why ``env``'s ``RMW_IMPLEMENTATION`` cannot load; None if it can or this cannot tell.
+
+    The ROS 2 PyPI wheels link rcl to rmw_fastrtps_cpp directly, without the
+    rmw_implementation library that loads the middleware a user names. rcl checks the
+    variable when its library loads, that is at ``import rclpy``, and ends the process there
+    (status 102) with a line that names the middleware it found, not what to do. So the check
+    comes first: where the ``librcl.so`` on ``LD_LIBRARY_PATH`` has no
+    ``librmw_implementation.so`` beside it, any other middleware is refused with the way out.
+    A native install (rmw_implementation present) is left to rcl.
+    """
+    env = os.environ if env is None else env
+    wanted = env.get(RMW_ENV) or DEFAULT_RMW
+    if wanted == DEFAULT_RMW:
+        return None
+    for folder in filter(None, env.get('LD_LIBRARY_PATH', '').split(os.pathsep)):
+        lib = Path(folder)
+        if (lib / 'librcl.so').is_file():
+            if (lib / 'librmw_implementation.so').is_file():
+                return None
+            return (
+                f'{RMW_ENV}={wanted}, but the ROS 2 installed here ({lib}) is built with '
+                f'{DEFAULT_RMW} alone (the PyPI wheels): unset {RMW_ENV} or set it to '
+                f'{DEFAULT_RMW} for mmp_ros, or run it on a native ROS 2 install that has '
+                f'{wanted}'
+            )
+    return None
+
+
 def remove_stale_shm_segments(shm_dir: Path = SHM_DIR, *, now: float | None = None) -> int:
     """Delete the shared-memory segments of Fast DDS participants that died; how many.
 

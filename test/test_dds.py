@@ -21,6 +21,7 @@ from mmp_ros.dds import (
     STALE_AFTER_S,
     apply_dds_profile,
     remove_stale_shm_segments,
+    rmw_problem,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,6 +78,45 @@ def test_another_middleware_is_kept_and_said_to_ignore_the_profile():
     setup = apply_dds_profile(env)
     assert env[RMW_ENV] == 'rmw_cyclonedds_cpp'
     assert 'does not apply' in setup.describe()
+
+
+def _ros_lib(tmp_path: Path, *libraries: str) -> str:
+    lib = tmp_path / 'lib'
+    lib.mkdir()
+    for name in ('librcl.so', *libraries):
+        (lib / name).touch()
+    return str(lib)
+
+
+def test_a_middleware_the_wheels_cannot_load_is_named_with_the_way_out(tmp_path):
+    wheels = _ros_lib(tmp_path, 'librmw_fastrtps_cpp.so')
+    problem = rmw_problem({RMW_ENV: 'rmw_cyclonedds_cpp',
+                           'LD_LIBRARY_PATH': f'/nowhere:{wheels}'})
+    assert problem.startswith('RMW_IMPLEMENTATION=rmw_cyclonedds_cpp, but the ROS 2 installed '
+                              f'here ({wheels}) is built with rmw_fastrtps_cpp alone')
+    assert 'unset RMW_IMPLEMENTATION' in problem
+    for fine in ({}, {RMW_ENV: ''}, {RMW_ENV: DEFAULT_RMW}):
+        assert rmw_problem({**fine, 'LD_LIBRARY_PATH': wheels}) is None
+
+
+def test_a_native_install_or_an_unknown_one_is_left_to_rcl(tmp_path):
+    native = _ros_lib(tmp_path, 'librmw_implementation.so')
+    assert rmw_problem({RMW_ENV: 'rmw_cyclonedds_cpp', 'LD_LIBRARY_PATH': native}) is None
+    assert rmw_problem({RMW_ENV: 'rmw_cyclonedds_cpp'}) is None  # no librcl.so to judge
+
+
+@pytest.mark.ros
+def test_a_ros_command_under_a_middleware_the_wheels_lack_stops_with_the_reason():
+    # rcl ended such a process at `import rclpy` with status 102 and "found rmw_fastrtps_cpp"
+    env = dict(os.environ, RMW_IMPLEMENTATION='rmw_cyclonedds_cpp')
+    if rmw_problem(env) is None:
+        pytest.skip('the ROS 2 here can load another middleware (a native install)')
+    for argv in (['-m', 'mmp_ros', 'run', '--help'], ['-m', 'mmp_ros.ros.dropout_node']):
+        done = subprocess.run([sys.executable, *argv], env=env, capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith('mmp_ros: cannot start ROS 2: RMW_IMPLEMENTATION='
+                                      'rmw_cyclonedds_cpp, but'), done.stderr
 
 
 def test_opting_out_removes_every_profile_variable():
