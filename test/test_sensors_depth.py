@@ -77,3 +77,20 @@ def test_encode_16uc1_and_32fc1_round_trip():
     assert np.isnan(stored[[0, 1, 4]]).all()  # invalid written as NaN (REP 117)
     back = decode_frame('depth', floats)
     np.testing.assert_array_equal(back.data[0, [2, 3, 5], 0], metres[0, [2, 3, 5]])
+
+
+@pytest.mark.parametrize('millimetres', [700, 1300, 4100, 7000])
+def test_16uc1_reading_at_the_range_limit_is_valid(millimetres):
+    """0.001 in float32 times 7000 is 7.0000005 m: a reading of exactly max_m was dropped."""
+    raw = np.array([[millimetres]], dtype=np.uint16)
+    metres = millimetres / 1000
+    for settings in (DepthSettings(max_m=metres), DepthSettings(min_m=metres)):
+        frame = decode_frame('depth', array_to_image(raw, '16UC1'), settings)
+        assert frame.valid.tolist() == [[True]]
+        assert frame.data[0, 0, 0] == np.float32(metres)
+
+
+def test_16uc1_metres_are_the_nearest_float32_to_millimetres_over_1000():
+    raw = np.arange(65536, dtype=np.uint16).reshape(256, 256)
+    frame = decode_frame('depth', array_to_image(raw, '16UC1'))
+    np.testing.assert_array_equal(frame.data[..., 0], (raw / 1000).astype(np.float32))

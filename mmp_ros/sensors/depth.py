@@ -44,7 +44,9 @@ def decode_depth(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(H, W, 1) raw depth -> ((H, W, 1) float32 metres with invalid = 0, (H, W) bool valid)."""
     if encoding == '16UC1':
-        metres = np.multiply(raw, np.float32(1.0 / MM_PER_M), dtype=np.float32)
+        # a division, not * 0.001: it gives the float32 nearest to mm / 1000, so a reading
+        # of exactly max_m (7000 mm against 7.0 m) is not 1 ulp above it and dropped
+        metres = np.divide(raw, np.float32(MM_PER_M), dtype=np.float32)
         valid = raw[..., 0] != 0
     elif encoding == '32FC1':
         metres = np.array(raw, dtype=np.float32)  # our own copy: invalid pixels get zeroed
