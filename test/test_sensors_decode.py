@@ -197,3 +197,18 @@ def test_no_message_raises_anything_but_sensor_input_error():
                         except SensorInputError:
                             pass
     assert cases > 20_000
+
+
+@pytest.mark.parametrize('encoding', ['rgba8', 'bgra8'])
+@pytest.mark.parametrize('alpha', [0, 255])
+def test_blank_and_saturated_ignore_alpha(encoding, alpha):
+    """A capped bgra8 camera (ZED, simulators) sends black with alpha 255: it was not blank."""
+    pixels = np.zeros((8, 8, 4), np.uint8)
+    pixels[..., 3] = alpha
+    black = decode_frame('rgb', array_to_image(pixels, encoding))
+    assert black.stats.all_zero and not black.stats.saturated
+    pixels[..., :3] = 255
+    white = decode_frame('rgb', array_to_image(pixels, encoding))
+    assert white.stats.saturated and not white.stats.all_zero
+    pixels[0, 0, 1] = 254
+    assert not decode_frame('rgb', array_to_image(pixels, encoding)).stats.saturated

@@ -118,6 +118,7 @@ def _zero_non_finite(data: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
 # Sensor bit depths whose full scale a wider integer image may carry: a 12-bit camera
 # publishes mono16 with 4095 at saturation, never 65535.
 FULL_SCALES = frozenset(2**bits - 1 for bits in (8, 10, 12, 14, 16))
+ALPHA_ENCODINGS = frozenset({'rgba8', 'bgra8'})  # blank / saturated look at colour alone
 
 
 def _at_full_scale(raw: np.ndarray, spec: EncodingSpec) -> bool:
@@ -141,10 +142,12 @@ def frame_stats(
     for row in pixel_bytes_without_padding(fields):
         digest.update(row)
     invalid = 0.0 if valid is None else 1.0 - np.count_nonzero(valid) / valid.size
+    # alpha is no measurement: a capped bgra8 camera sends black pixels with alpha 255
+    pixels = raw[..., :3] if fields.encoding in ALPHA_ENCODINGS else raw
     return FrameStats(
         fingerprint=digest.digest(),
-        all_zero=not raw.any(),
-        saturated=_at_full_scale(raw, spec),
+        all_zero=not pixels.any(),
+        saturated=_at_full_scale(pixels, spec),
         invalid_fraction=float(invalid),
         thumbnail=thumbnail(data),
     )
