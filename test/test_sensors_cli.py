@@ -63,3 +63,20 @@ def test_decode_needs_neither_ros_nor_torch(real_data):
     env = {**os.environ, 'PYTHONPATH': str(REPO)}
     subprocess.run([sys.executable, '-c', code], check=True, capture_output=True, env=env,
                    timeout=60)
+
+
+def test_unreadable_npy_files_are_reported_in_one_line(tmp_path, capsys):
+    """A 1-D array ended in an IndexError, a pickled, truncated or .npz file in a ValueError
+    traceback from numpy."""
+    files = {'vector.npy': 'got shape (10,)', 'pickled.npy': 'is not a .npy array numpy',
+             'truncated.npy': 'is not a .npy array numpy', 'archive.npy': 'is an .npz archive'}
+    np.save(tmp_path / 'vector.npy', np.arange(10, dtype=np.uint16))
+    np.save(tmp_path / 'pickled.npy', np.array([{'a': 1}], dtype=object), allow_pickle=True)
+    (tmp_path / 'truncated.npy').write_bytes((tmp_path / 'vector.npy').read_bytes()[:90])
+    with open(tmp_path / 'archive.npy', 'wb') as archive:
+        np.savez(archive, depth=np.zeros((4, 4), np.uint16))
+    for name, message in files.items():
+        assert main(['decode', '--modality', 'depth', str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f'mmp_ros decode: {tmp_path / name}') and message in err, err
+        assert err.count('\n') == 1, err

@@ -36,10 +36,25 @@ def read_array(path: Path | str) -> np.ndarray:
     if not path.is_file():
         raise SensorInputError(f'no such file: {path}')
     if path.suffix == '.npy':
-        return np.load(path, allow_pickle=False)
-    pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if pixels is None:
-        raise SensorInputError(f'{path} is not an image OpenCV can read')
+        try:
+            pixels = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:  # truncated, pickled, not .npy at all
+            # numpy calls anything without the .npy magic pickled and suggests unpickling it
+            reason = 'no .npy file, or pickled objects' if 'pickle' in str(exc) else exc
+            raise SensorInputError(
+                f'{path} is not a .npy array numpy can read: {reason}'
+            ) from None
+        if not isinstance(pixels, np.ndarray):  # an .npz archive under a .npy name
+            pixels.close()
+            raise SensorInputError(f'{path} is an .npz archive, not one .npy array')
+    else:
+        pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if pixels is None:
+            raise SensorInputError(f'{path} is not an image OpenCV can read')
+    if pixels.ndim not in (2, 3):
+        raise SensorInputError(
+            f'{path}: an image is an (H, W) or (H, W, C) array, got shape {pixels.shape}'
+        )
     return pixels
 
 
