@@ -80,3 +80,15 @@ def test_unreadable_npy_files_are_reported_in_one_line(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith(f'mmp_ros decode: {tmp_path / name}') and message in err, err
         assert err.count('\n') == 1, err
+
+
+def test_folder_without_sample_files_is_an_error(tmp_path, capsys):
+    """It printed nothing and exited 0, --modality or not: nothing was decoded."""
+    np.save(tmp_path / 'frame0001.npy', np.zeros((4, 4), np.uint16))
+    for extra in ([], ['--modality', 'thermal']):
+        assert main(['decode', str(tmp_path), *extra]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == ''
+        assert captured.err.startswith(
+            f'mmp_ros decode: {tmp_path}: no file in this folder has a sample name (rgb.png, '
+        ), captured.err

@@ -36,7 +36,8 @@ from mmp_ros.sensors.thermal import SEMANTICS, UNITS, PlanckCalibration, Thermal
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('paths', nargs='+', type=Path, help='image/.npy files or folders')
     parser.add_argument('--modality', choices=tuple(MODALITY_INPUTS),
-                        help='what the file holds (default: from the file name)')
+                        help='what the file holds (default: from the file name; the files '
+                        'of a folder always go by their names)')
     parser.add_argument('--encoding', help='sensor_msgs/Image encoding to publish it as '
                         '(default: from the file name or the pixels)')
     parser.add_argument('--repeat', type=int, default=5,
@@ -88,12 +89,18 @@ def _jobs(args: argparse.Namespace) -> list[tuple[str, str, ImageFields]]:
     jobs = []
     for path in args.paths:
         if path.is_dir():
+            found = len(jobs)
             for file in sorted(path.iterdir()):
                 if sample_kind(file):
                     jobs.append(_file_job(args, file, *sample_kind(file)))
             if (path / AOLP_FILE).is_file() and (path / DOLP_FILE).is_file():
                 jobs.append((str(path / 'aolp.npy+dolp.npy'), 'polarization',
                              aolp_dolp_fields(path)))
+            if len(jobs) == found:
+                raise SensorInputError(
+                    f'{path}: no file in this folder has a sample name '
+                    f'({", ".join(SAMPLE_FILES)}, {AOLP_FILE} + {DOLP_FILE}); name the '
+                    'files themselves, with --modality')
         else:
             modality, encoding = args.modality, args.encoding
             if modality is None:
