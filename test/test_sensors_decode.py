@@ -89,8 +89,9 @@ def test_saturated_needs_every_pixel_at_the_maximum():
     assert not decode_frame('thermal', array_to_image(counts, 'mono16')).stats.saturated
 
 
-@pytest.mark.parametrize('top', [1023, 4095, 16383])
+@pytest.mark.parametrize('top', [1023, 4095, 16383, 0xFFC0, 0xFFF0, 0xFFFC])
 def test_a_narrower_sensor_at_full_scale_in_mono16_is_saturated(top):
+    # 0xFFC0, 0xFFF0, 0xFFFC: 10-, 12- and 14-bit values in the top bits of the word
     # A 12-bit polarization camera publishes mono16; saturated, every pixel reads 4095.
     mosaic = np.full((8, 8), top, np.uint16)
     assert decode_frame('polarization', array_to_image(mosaic, 'mono16')).stats.saturated

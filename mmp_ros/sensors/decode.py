@@ -116,8 +116,10 @@ def _zero_non_finite(data: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 # Sensor bit depths whose full scale a wider integer image may carry: a 12-bit camera
-# publishes mono16 with 4095 at saturation, never 65535.
-FULL_SCALES = frozenset(2**bits - 1 for bits in (8, 10, 12, 14, 16))
+# publishes mono16 with 4095 at saturation, never 65535, or with its bits in the top of the
+# word (MSB-aligned, as many machine-vision drivers unpack Mono12) 65520.
+FULL_SCALES = frozenset({*(2**bits - 1 for bits in (8, 10, 12, 14, 16)),
+                         *((2**bits - 1) << (16 - bits) for bits in (10, 12, 14))})
 ALPHA_ENCODINGS = frozenset({'rgba8', 'bgra8'})  # blank / saturated look at colour alone
 
 
