@@ -99,3 +99,17 @@ def test_the_shipped_model_is_found_and_an_absent_or_ambiguous_one_says_what_to_
                        'an ONNX model exported by `mmp_ros export`'):
         default_model_path([empty])
     assert default_model_path().name == 'tiny_mmp.onnx'  # the repository's own
+
+
+def test_the_torch_backend_finds_the_shipped_checkpoint_not_the_onnx_file(tmp_path):
+    # backend:=torch without model_file_path used to take models/tiny_mmp.onnx, which the
+    # torch backend refuses, although the package ships tiny_mmp.pt beside it.
+    from mmp_ros.ros.segmentation_node import NodeStartError, default_model_path
+
+    (tmp_path / 'a.onnx').touch()
+    with pytest.raises(NodeStartError, match=r'set model_file_path to a checkpoint \(\.pt\)'):
+        default_model_path([tmp_path], backend='torch')
+    (tmp_path / 'a.pt').touch()
+    assert default_model_path([tmp_path], backend='torch') == tmp_path / 'a.pt'
+    assert default_model_path([tmp_path], backend='auto') == tmp_path / 'a.onnx'
+    assert default_model_path(backend='torch').name == 'tiny_mmp.pt'  # the repository's own

@@ -121,12 +121,13 @@ def model_folders() -> list[Path]:
     return folders
 
 
-def default_model_path(folders: Sequence[Path] | None = None) -> Path:
-    """The one ONNX model of the first of ``folders`` (default :func:`model_folders`) that
-    holds any."""
+def default_model_path(folders: Sequence[Path] | None = None, backend: str = 'auto') -> Path:
+    """The one model of the first of ``folders`` (default :func:`model_folders`) that holds
+    any: the ONNX file, or for the torch backend the checkpoint (.pt)."""
     folders = model_folders() if folders is None else list(folders)
+    torch = backend == 'torch'
     for folder in folders:
-        models = sorted(folder.glob('*.onnx'))
+        models = sorted(folder.glob('*.pt' if torch else '*.onnx'))
         if len(models) == 1:
             return models[0]
         if len(models) > 1:
@@ -134,9 +135,12 @@ def default_model_path(folders: Sequence[Path] | None = None) -> Path:
                 f'{folder} holds several models {[m.name for m in models]}; choose one with '
                 'model_file_path'
             )
+    what = 'a checkpoint (.pt) written by training' if torch else (
+        'an ONNX model exported by `mmp_ros export`'
+    )
     raise NodeStartError(
         f'no model_file_path given and no shipped model in {[str(f) for f in folders]}; set '
-        'model_file_path to an ONNX model exported by `mmp_ros export`'
+        f'model_file_path to {what}'
     )
 
 
@@ -316,7 +320,9 @@ class SegmentationNode(Node):
         return value
 
     def _create_backend(self) -> InferenceBackend:
-        path = self._values['model_file_path'] or str(default_model_path())
+        path = self._values['model_file_path'] or str(
+            default_model_path(backend=self._values['backend'])
+        )
         logger = logging.getLogger(f'mmp_ros.inference.{id(self)}')
         logger.setLevel(logging.INFO)
         logger.propagate = False
