@@ -13,6 +13,7 @@ from mmp_ros.core.parameters import (
     defaults,
     health_config,
     load_params_file,
+    unknown_parameters,
     validate,
 )
 
@@ -93,3 +94,11 @@ def test_decoder_settings_come_from_the_parameters():
 def test_invalid_decoder_settings_are_refused(changes, message):
     with pytest.raises(ParameterError, match=message):
         validate({**defaults(), **changes})
+
+
+def test_unknown_parameters_are_named_with_the_nearest_declared_one():
+    known = all_parameters()
+    assert unknown_parameters(['anchor', 'sensors.rgb.timeout_s'], known) == []
+    assert unknown_parameters(['max_rate', 'zzz', 'anchor'], known) == [
+        'max_rate (did you mean max_rate_hz?)', 'zzz',
+    ]

@@ -130,6 +130,17 @@ def test_use_sim_time_can_be_switched_at_run_time(run_node):
     assert not node.set_parameters([Parameter('max_rate_hz', value=-1.0)])[0].successful
 
 
+def test_a_misspelt_parameter_is_named_at_start_with_the_nearest_one(run_node, capfd):
+    # rclpy drops a value given for a parameter the node does not declare: a typo in a params
+    # file or -p used to leave the default in force without a word.
+    run_node(min_confidance=0.5, sensors__thermal__timeout=2.0, use_sim_time=False)
+    err = capfd.readouterr().err
+    assert ('ignoring values for parameters this node does not have: min_confidance (did '
+            'you mean min_confidence?), sensors.thermal.timeout (did you mean '
+            'sensors.thermal.timeout_s?)') in err, err
+    assert 'use_sim_time' not in err
+
+
 def test_without_rgb_the_labels_have_the_anchor_cameras_resolution(run_node):
     """A polarization mosaic decodes at half its size; the labels keep the camera's grid."""
     node, driver, spin_until = run_node(sensors__rgb__enabled=False, anchor='polarization')

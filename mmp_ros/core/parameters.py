@@ -8,8 +8,9 @@ errors that name the parameter and the accepted range. Nothing here imports rclp
 
 from __future__ import annotations
 
+import difflib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -234,6 +235,18 @@ def validate(values: Mapping[str, Any], modalities: Sequence[str] = MODALITIES) 
         names = [sensor_parameter(modality, s.name) for s in DECODER_PARAMETERS.get(modality, ())]
         if names and all(n in values for n in names):
             decoder_settings(values, modality)
+
+
+def unknown_parameters(names: Iterable[str], known: Iterable[str]) -> list[str]:
+    """Each of ``names`` that is not in ``known``, sorted, with the nearest known name when
+    one is close (``'min_confidance (did you mean min_confidence?)'``): ROS ignores a value
+    set for a parameter the node does not declare, so a misspelt one would go unnoticed."""
+    known = list(known)
+    hints = []
+    for name in sorted(set(names) - set(known)):
+        close = difflib.get_close_matches(name, known, n=1)
+        hints.append(f'{name} (did you mean {close[0]}?)' if close else name)
+    return hints
 
 
 def health_config(values: Mapping[str, Any], modality: str) -> HealthConfig:

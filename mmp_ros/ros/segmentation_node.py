@@ -49,6 +49,7 @@ from mmp_ros.core.parameters import (
     decoder_settings,
     health_config,
     sensor_parameter,
+    unknown_parameters,
     validate,
 )
 from mmp_ros.core.postprocess import (
@@ -247,6 +248,18 @@ class SegmentationNode(Node):
             validate(values)
         except (ParameterError, ParameterException) as exc:
             raise NodeStartError(f'invalid parameters: {exc}') from exc
+        # Values given (-p, --params-file) for names nobody declared: rclpy drops them without
+        # a word. qos_overrides.* are rclpy's, declared with a publisher that asks for them.
+        overrides = getattr(self, '_parameter_overrides', {})
+        unknown = unknown_parameters(
+            (n for n in overrides
+             if not self.has_parameter(n) and not n.startswith('qos_overrides.')),
+            self._specs,
+        )
+        if unknown:
+            self.get_logger().warning(
+                f'ignoring values for parameters this node does not have: {", ".join(unknown)}'
+            )
         return values
 
     def _build_core(self) -> None:
