@@ -141,6 +141,18 @@ def test_a_misspelt_parameter_is_named_at_start_with_the_nearest_one(run_node, c
     assert 'use_sim_time' not in err
 
 
+def test_a_start_with_every_sensor_disabled_is_refused(run_node):
+    # It used to start, subscribe to nothing and never publish a segmentation.
+    from mmp_ros.ros.segmentation_node import NodeStartError
+
+    disabled = {f'sensors__{m}__enabled': False for m in ('rgb', 'depth', 'polarization')}
+    with pytest.raises(NodeStartError, match=r'every sensor the model takes is disabled \('
+                       r'sensors.rgb.enabled, .*sensors.thermal.enabled all false\)'):
+        run_node(**disabled, sensors__thermal__enabled=False)
+    node, _, _ = run_node(**disabled)  # one left is enough
+    assert node.count_publishers('segmentation/labels') == 1
+
+
 def test_without_rgb_the_labels_have_the_anchor_cameras_resolution(run_node):
     """A polarization mosaic decodes at half its size; the labels keep the camera's grid."""
     node, driver, spin_until = run_node(sensors__rgb__enabled=False, anchor='polarization')

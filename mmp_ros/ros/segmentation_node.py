@@ -268,6 +268,12 @@ class SegmentationNode(Node):
             raise NodeStartError(
                 f"anchor {self._values['anchor']!r}: the model takes no such input"
             )
+        if not any(self._values[sensor_parameter(m, 'enabled')] for m in self.modalities):
+            switches = ', '.join(sensor_parameter(m, 'enabled') for m in self.modalities)
+            raise NodeStartError(
+                f'every sensor the model takes is disabled ({switches} all false), so nothing '
+                'could ever be segmented; enable at least one'
+            )
         self._palette = palette_array(self.metadata.palette)
         self._monitors: dict[str, HealthMonitor] = {}
         self._decoder_settings: dict[str, Any] = {}
