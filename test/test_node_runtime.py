@@ -153,6 +153,47 @@ def test_a_start_with_every_sensor_disabled_is_refused(run_node):
     assert node.count_publishers('segmentation/labels') == 1
 
 
+def thermal_only_model(path):
+    """A hand-built ONNX graph with a thermal-only model's inputs, outputs and metadata."""
+    onnx = pytest.importorskip('onnx', reason="needs onnx (pip install '.[train]')")
+    from onnx import TensorProto, helper
+
+    from mmp_ros.inference.testing import tiny_metadata
+    from mmp_ros.metadata import METADATA_KEY
+
+    graph = helper.make_graph(
+        [helper.make_node('Identity', ['thermal'], ['confidence']),
+         helper.make_node('Cast', ['thermal'], ['labels'], to=TensorProto.UINT8)],
+        'thermal_only',
+        [helper.make_tensor_value_info('thermal', TensorProto.FLOAT, ['B', 1, 8, 8]),
+         helper.make_tensor_value_info('available', TensorProto.BOOL, ['B', 1])],
+        [helper.make_tensor_value_info('labels', TensorProto.UINT8, ['B', 1, 8, 8]),
+         helper.make_tensor_value_info('confidence', TensorProto.FLOAT, ['B', 1, 8, 8])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)])
+    metadata = tiny_metadata(modalities=('thermal',), input_size=(8, 8))
+    helper.set_model_props(model, {METADATA_KEY: metadata.to_json()})
+    onnx.save(model, str(path))
+    return path
+
+
+def test_an_anchor_the_model_does_not_take_names_the_model_and_the_choices(run_node, tmp_path):
+    # The default anchor (rgb) with a model without rgb used to stop the node with "anchor
+    # 'rgb': the model takes no such input", naming neither the model nor what would do.
+    from mmp_ros.ros.segmentation_node import NodeStartError
+
+    model = thermal_only_model(tmp_path / 'thermal.onnx')
+    with pytest.raises(NodeStartError, match=(
+        rf"anchor 'rgb': the model {model} takes no rgb input \(it takes thermal\); set the "
+        r"parameter anchor to one of \['thermal', 'freshest', 'timer'\]"
+    )):
+        run_node(model_file_path=str(model))
+    node, _, _ = run_node(model_file_path=str(model), anchor='thermal')
+    result = node.set_parameters([Parameter('anchor', value='depth')])[0]
+    assert not result.successful
+    assert "takes no depth input (it takes thermal); set the parameter anchor" in result.reason
+
+
 def test_without_rgb_the_labels_have_the_anchor_cameras_resolution(run_node):
     """A polarization mosaic decodes at half its size; the labels keep the camera's grid."""
     node, driver, spin_until = run_node(sensors__rgb__enabled=False, anchor='polarization')

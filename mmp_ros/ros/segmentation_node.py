@@ -264,10 +264,9 @@ class SegmentationNode(Node):
 
     def _build_core(self) -> None:
         """Health monitors, decoder settings and the assembler, for the model's modalities."""
-        if self._values['anchor'] not in (*self.modalities, 'freshest', 'timer'):
-            raise NodeStartError(
-                f"anchor {self._values['anchor']!r}: the model takes no such input"
-            )
+        problem = self._anchor_problem(self._values['anchor'])
+        if problem:
+            raise NodeStartError(problem)
         if not any(self._values[sensor_parameter(m, 'enabled')] for m in self.modalities):
             switches = ', '.join(sensor_parameter(m, 'enabled') for m in self.modalities)
             raise NodeStartError(
@@ -297,6 +296,16 @@ class SegmentationNode(Node):
         self._model = _ModelState()
         self._callback_cpu_s = 0.0
         self._started_wall = time.monotonic()
+
+    def _anchor_problem(self, anchor: str) -> str:
+        """Why ``anchor`` cannot work with the loaded model ('' when it can)."""
+        choices = [*self.modalities, 'freshest', 'timer']
+        if anchor in choices:
+            return ''
+        return (
+            f'anchor {anchor!r}: the model {self._model_path} takes no {anchor} input (it '
+            f'takes {"+".join(self.modalities)}); set the parameter anchor to one of {choices}'
+        )
 
     def _create_publishers(self) -> None:
         out = output_qos()
@@ -342,6 +351,7 @@ class SegmentationNode(Node):
         path = self._values['model_file_path'] or str(
             default_model_path(backend=self._values['backend'])
         )
+        self._model_path = path
         logger = logging.getLogger(f'mmp_ros.inference.{id(self)}')
         logger.setLevel(logging.INFO)
         logger.propagate = False
@@ -644,12 +654,9 @@ class SegmentationNode(Node):
         merged = {**self._values, **changes}
         try:
             validate(merged)
-            if 'anchor' in changes and changes['anchor'] not in (
-                *self.modalities, 'freshest', 'timer'
-            ):
-                raise ParameterError(
-                    f'anchor {changes["anchor"]!r}: the model takes no such input'
-                )
+            problem = self._anchor_problem(changes['anchor']) if 'anchor' in changes else ''
+            if problem:
+                raise ParameterError(problem)
         except ParameterError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         with self._lock:
