@@ -194,6 +194,21 @@ def test_an_anchor_the_model_does_not_take_names_the_model_and_the_choices(run_n
     assert "takes no depth input (it takes thermal); set the parameter anchor" in result.reason
 
 
+def test_a_whole_number_for_a_float_parameter_is_taken_at_start_and_at_run_time(run_node):
+    # rclpy refused it for its type: at start ("expecting type 'DOUBLE'") and from ros2 param
+    # set ("Wrong parameter type, expected '3' got '2'").
+    node, _, _ = run_node(max_rate_hz=5, sensors__thermal__expected_rate_hz=9)
+    assert node.get_parameter('max_rate_hz').value == 5.0
+    assert node._values['sensors.thermal.expected_rate_hz'] == 9.0
+    result = node.set_parameters([Parameter('sensors.thermal.timeout_s', value=2)])[0]
+    assert result.successful, result.reason
+    assert node.get_parameter('sensors.thermal.timeout_s').value == 2.0
+    assert type(node._values['sensors.thermal.timeout_s']) is float
+    result = node.set_parameters([Parameter('sensors.thermal.timeout_s', value=100)])[0]
+    assert not result.successful and 'out of range' in result.reason
+    assert not node.set_parameters([Parameter('cache_depth', value=2.0)])[0].successful
+
+
 def test_without_rgb_the_labels_have_the_anchor_cameras_resolution(run_node):
     """A polarization mosaic decodes at half its size; the labels keep the camera's grid."""
     node, driver, spin_until = run_node(sensors__rgb__enabled=False, anchor='polarization')

@@ -33,6 +33,7 @@ from rclpy.clock import JumpThreshold, TimeJump
 from rclpy.duration import Duration
 from rclpy.exceptions import ParameterException
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header, String
 
@@ -215,6 +216,7 @@ class SegmentationNode(Node):
         self._create_subscriptions()
         self._last_diagnostics_key: tuple = ()
         self._next_diagnostics = 0.0
+        self.add_pre_set_parameters_callback(self._integers_as_floats)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         # Any jump back of the node's clock (use_sim_time with a looped bag or a simulator
         # reset), or a switch between wall and sim time.
@@ -241,6 +243,8 @@ class SegmentationNode(Node):
 
     def _declare_parameters(self) -> dict[str, Any]:
         """Declare every parameter once (descriptor from the table) and validate them all."""
+        overrides = getattr(self, '_parameter_overrides', {})
+        overrides.update((p.name, p) for p in self._integers_as_floats(list(overrides.values())))
         try:
             for name, spec in self._specs.items():
                 self.declare_parameter(name, spec.default, descriptor(spec))
@@ -250,7 +254,6 @@ class SegmentationNode(Node):
             raise NodeStartError(f'invalid parameters: {exc}') from exc
         # Values given (-p, --params-file) for names nobody declared: rclpy drops them without
         # a word. qos_overrides.* are rclpy's, declared with a publisher that asks for them.
-        overrides = getattr(self, '_parameter_overrides', {})
         unknown = unknown_parameters(
             (n for n in overrides
              if not self.has_parameter(n) and not n.startswith('qos_overrides.')),
@@ -261,6 +264,18 @@ class SegmentationNode(Node):
                 f'ignoring values for parameters this node does not have: {", ".join(unknown)}'
             )
         return values
+
+    def _integers_as_floats(self, parameters: list[Parameter]) -> list[Parameter]:
+        """A whole number for a float parameter (``-p max_rate_hz:=5``, ``expected_rate_hz:
+        30`` in a params file, ``ros2 param set ... timeout_s 1``) is taken as that float,
+        where rclpy would refuse it for its type."""
+        return [
+            Parameter(p.name, value=float(p.value))
+            if p.type_ == Parameter.Type.INTEGER and p.name in self._specs
+            and isinstance(self._specs[p.name].default, float)
+            else p
+            for p in parameters
+        ]
 
     def _build_core(self) -> None:
         """Health monitors, decoder settings and the assembler, for the model's modalities."""
