@@ -102,3 +102,26 @@ def test_unknown_parameters_are_named_with_the_nearest_declared_one():
     assert unknown_parameters(['max_rate', 'zzz', 'anchor'], known) == [
         'max_rate (did you mean max_rate_hz?)', 'zzz',
     ]
+
+
+@pytest.mark.parametrize(('body', 'message'), [
+    ('ros__parameters:\n', r"ros__parameters of 'mmp_segmentation' is not a mapping .*None"),
+    ('ros__parameters: [1, 2]\n', r'ros__parameters of .* is not a mapping of parameter names'),
+    ('ros__parameters:\n    sensors:\n      thermal:\n        timeout_s: fast\n',
+     r"sensors.thermal.timeout_s must be float, got str 'fast'"),
+    ('ros__parameters:\n    cache_depth: 0\n', r'cache_depth=0 is below its minimum 1'),
+])
+def test_a_malformed_params_file_is_refused_naming_it(tmp_path, body, message):
+    # These ended in AttributeError / TypeError tracebacks (mmp_ros evaluate --params FILE).
+    path = tmp_path / 'params.yaml'
+    path.write_text('mmp_segmentation:\n  ' + body.replace('\n', '\n  ').rstrip() + '\n')
+    with pytest.raises(ParameterError, match=rf'{path.name}: {message}'):
+        load_params_file(path)
+
+
+def test_a_params_file_may_set_other_nodes_parameters_and_whole_numbers(tmp_path):
+    # use_sim_time is rclpy's; a whole number for a float parameter is taken as the node does.
+    path = tmp_path / 'params.yaml'
+    path.write_text("'/**':\n  ros__parameters:\n    use_sim_time: true\n"
+                    'mmp_segmentation:\n  ros__parameters:\n    max_rate_hz: 5\n')
+    assert load_params_file(path) == {'use_sim_time': True, 'max_rate_hz': 5}

@@ -309,7 +309,22 @@ def load_params_file(path: str | Path, node_name: str = NODE_NAME) -> dict[str, 
     for key, node_section in document.items():
         matches = key == '/**' or str(key).rstrip('/').rsplit('/', 1)[-1] == node_name
         if matches and isinstance(node_section, Mapping):
-            section.update(flatten(node_section.get('ros__parameters', {})))
+            parameters = node_section.get('ros__parameters', {})
+            if not isinstance(parameters, Mapping):
+                raise ParameterError(
+                    f'{path}: ros__parameters of {key!r} is not a mapping of parameter names '
+                    f'to values (got {parameters!r})'
+                )
+            section.update(flatten(parameters))
     if not section:
         raise ParameterError(f'{path}: no ros__parameters for node {node_name!r}')
+    # Each value on its own, as rcl would refuse it (names of other nodes' parameters pass);
+    # rules between values hold only for the merged set, which the caller checks.
+    specs = all_parameters()
+    for name, value in section.items():
+        if name in specs:
+            try:
+                specs[name].check(value)
+            except ParameterError as exc:
+                raise ParameterError(f'{path}: {exc}') from exc
     return section
