@@ -25,7 +25,7 @@ from sensor_msgs.msg import Image  # noqa: E402
 from mmp_ros.ros.image_msg import to_image_msg  # noqa: E402
 from mmp_ros.ros.qos import output_qos  # noqa: E402
 from mmp_ros.ros.segmentation_node import SegmentationNode  # noqa: E402
-from mmp_ros.sensors import ThermalSettings, encode_frame  # noqa: E402
+from mmp_ros.sensors import PlanckCalibration, ThermalSettings, encode_frame  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
@@ -207,6 +207,21 @@ def test_a_whole_number_for_a_float_parameter_is_taken_at_start_and_at_run_time(
     result = node.set_parameters([Parameter('sensors.thermal.timeout_s', value=100)])[0]
     assert not result.successful and 'out of range' in result.reason
     assert not node.set_parameters([Parameter('cache_depth', value=2.0)])[0].successful
+
+
+def test_the_thermal_cameras_planck_calibration_is_a_parameter(run_node):
+    # A radiometric camera's own constants (exiftool -Planck*), at start and at run time;
+    # the node had no parameter for them and decoded every camera with the default ones.
+    calibration = [17000.0, 0.05, 1400.0, 1.0, -300.0]
+    node, _, _ = run_node(sensors__thermal__planck=calibration)
+    assert node._decoder_settings['thermal'].planck == PlanckCalibration(*calibration)
+    whole = [17096, 1, 1428, 1, -342]  # what `ros2 param set` sends for whole numbers
+    result = node.set_parameters([Parameter('sensors.thermal.planck', value=whole)])[0]
+    assert result.successful, result.reason
+    assert node._decoder_settings['thermal'].planck == PlanckCalibration(*map(float, whole))
+    for wrong in ([1.0, 2.0], [0.0, 1.0, 1.0, 1.0, 1.0]):
+        result = node.set_parameters([Parameter('sensors.thermal.planck', value=wrong)])[0]
+        assert not result.successful and 'sensors.thermal' in result.reason
 
 
 def test_without_rgb_the_labels_have_the_anchor_cameras_resolution(run_node):

@@ -11,7 +11,8 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from mmp_ros.modalities import MODALITIES
 from mmp_ros.sensors import (
     DepthSettings,
     ModalitySettings,
+    PlanckCalibration,
     PolarizationSettings,
     SensorInputError,
     ThermalSettings,
@@ -56,16 +58,29 @@ class ParameterSpec:
     choices: tuple[str, ...] | None = None
     read_only: bool = False  # fixed at start (model, subscriptions)
 
+    @property
+    def is_float_list(self) -> bool:
+        return isinstance(self.default, list) and any(isinstance(v, float) for v in self.default)
+
+    def plain(self, value: Any) -> Any:
+        """``value`` as this table holds it: rclpy gives an array type as ``array.array``."""
+        if isinstance(self.default, list):
+            return [(float if self.is_float_list else int)(v) for v in value]
+        return value
+
     def check(self, value: Any) -> None:
         """Raise :class:`ParameterError` unless ``value`` fits this parameter."""
         kind = type(self.default)
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if kind is list:
+            floats = self.is_float_list  # else integers
             if not isinstance(value, (list, tuple)) or not all(
-                isinstance(v, int) and not isinstance(v, bool) for v in value
+                isinstance(v, (float, int) if floats else int) and not isinstance(v, bool)
+                and (not floats or math.isfinite(v)) for v in value
             ):
-                raise ParameterError(f'{self.name} must be a list of integers, got {value!r}')
+                what = 'finite numbers' if floats else 'integers'
+                raise ParameterError(f'{self.name} must be a list of {what}, got {value!r}')
         elif type(value) is not kind:
             raise ParameterError(
                 f'{self.name} must be {kind.__name__}, got {type(value).__name__} {value!r}'
@@ -179,6 +194,10 @@ DECODER_PARAMETERS: dict[str, tuple[ParameterSpec, ...]] = {
                       minimum=-1e6, maximum=1e6),
         ParameterSpec('unit', 'kelvin', 'counts_linear: unit of gain and offset.',
                       choices=THERMAL_UNITS),
+        ParameterSpec('planck', list(astuple(PlanckCalibration())), "planck: the camera's "
+                      'radiometric calibration [R1, R2, B, F, O] (exiftool -PlanckR1 -PlanckR2 '
+                      '-PlanckB -PlanckF -PlanckO on one of its radiometric images); default: '
+                      "typical FLIR values, the scene generator's."),
     ),
     'polarization': (
         ParameterSpec('layout', [a for row in IMX250MZR for a in row], 'Polarizer angles '
@@ -264,7 +283,11 @@ def decoder_settings(values: Mapping[str, Any], modality: str) -> ModalitySettin
         if modality == 'depth':
             return DepthSettings(get('min_m'), get('max_m') or math.inf)
         if modality == 'thermal':
-            return ThermalSettings(get('semantics'), get('gain'), get('offset'), get('unit'))
+            planck = [float(v) for v in get('planck')]
+            if len(planck) != len(dataclass_fields(PlanckCalibration)):
+                raise SensorInputError(f'planck needs [R1, R2, B, F, O], got {planck}')
+            return ThermalSettings(get('semantics'), get('gain'), get('offset'), get('unit'),
+                                   PlanckCalibration(*planck))
         if modality == 'polarization':
             layout = list(get('layout'))
             if len(layout) != 4:

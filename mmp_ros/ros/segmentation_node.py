@@ -267,15 +267,20 @@ class SegmentationNode(Node):
 
     def _integers_as_floats(self, parameters: list[Parameter]) -> list[Parameter]:
         """A whole number for a float parameter (``-p max_rate_hz:=5``, ``expected_rate_hz:
-        30`` in a params file, ``ros2 param set ... timeout_s 1``) is taken as that float,
-        where rclpy would refuse it for its type."""
-        return [
-            Parameter(p.name, value=float(p.value))
-            if p.type_ == Parameter.Type.INTEGER and p.name in self._specs
-            and isinstance(self._specs[p.name].default, float)
-            else p
-            for p in parameters
-        ]
+        30`` in a params file, ``ros2 param set ... timeout_s 1``), or whole numbers for a
+        list of floats, are taken as floats, where rclpy would refuse them for their type."""
+
+        def as_floats(p: Parameter) -> Parameter:
+            spec = self._specs.get(p.name)
+            if spec is None:
+                return p
+            if p.type_ == Parameter.Type.INTEGER and isinstance(spec.default, float):
+                return Parameter(p.name, value=float(p.value))
+            if p.type_ == Parameter.Type.INTEGER_ARRAY and spec.is_float_list:
+                return Parameter(p.name, value=[float(v) for v in p.value])
+            return p
+
+        return [as_floats(p) for p in parameters]
 
     def _build_core(self) -> None:
         """Health monitors, decoder settings and the assembler, for the model's modalities."""
@@ -357,10 +362,7 @@ class SegmentationNode(Node):
             )
 
     def _parameter_value(self, name: str) -> Any:
-        value = self.get_parameter(name).value
-        if isinstance(self._specs[name].default, list):
-            return [int(v) for v in value]
-        return value
+        return self._specs[name].plain(self.get_parameter(name).value)
 
     def _create_backend(self) -> InferenceBackend:
         path = self._values['model_file_path'] or str(
@@ -662,10 +664,7 @@ class SegmentationNode(Node):
                 # One rclpy declares for every node (use_sim_time, qos_overrides.*): its own
                 # callbacks take it; a name declared by no one never gets this far.
                 continue
-            value = parameter.value
-            if isinstance(self._specs[parameter.name].default, list):
-                value = [int(v) for v in value]
-            changes[parameter.name] = value
+            changes[parameter.name] = self._specs[parameter.name].plain(parameter.value)
         merged = {**self._values, **changes}
         try:
             validate(merged)
