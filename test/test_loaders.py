@@ -282,3 +282,24 @@ def test_cli_names_an_output_that_is_a_file(tmp_path, capsys):
     assert capsys.readouterr().err.startswith(
         f'mmp_ros synth-dataset: out {tmp_path / "synth"}: cannot be a folder (')
     assert (tmp_path / 'synth').read_text() == 'notes'
+
+
+def test_every_loader_gives_training_a_palette_for_its_classes(tmp_path, nyu, fmb):
+    from training.config import load_config
+    from training.data.classes import CLASS_NAMES, PALETTE
+    from training.datasets import dataset_classes
+    from training.train import train
+
+    for data in (NYUDv2(nyu, 'train'), FMB(fmb, 'train')):
+        names, palette = dataset_classes(data)
+        assert names == data.class_names and len(set(palette)) == len(names)
+    _write(tmp_path / 'synth', 'mosaic')
+    assert dataset_classes(SyntheticFolder(tmp_path / 'synth', 'val')) == (CLASS_NAMES, PALETTE)
+    # ``mmp_ros train`` on the folder synth-dataset wrote (it stopped on the palette before)
+    config = load_config(None, [
+        'data.dataset=training.data.loaders:SyntheticFolder',
+        f'data.params={{root: {tmp_path / "synth"}}}', 'data.train_split=val',
+        'data.input_size=[24,32]', 'data.normalization_samples=2', 'batch_size=2', 'steps=1',
+        'eval_every=0', 'progress=false', 'device=cpu', 'model.projection_stride=8',
+        'model.aggregate_stride=16', f'out_dir={tmp_path / "run"}'])
+    assert len(train(config).losses) == 1

@@ -22,6 +22,7 @@ them):
 
 from __future__ import annotations
 
+import colorsys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +60,16 @@ FMB_CLASSES = (
     'background', 'road', 'sidewalk', 'building', 'lamp', 'sign', 'vegetation', 'sky', 'person',
     'car', 'truck', 'bus', 'motorcycle', 'bicycle', 'pole',
 )  # fmt: skip
+
+
+def distinct_palette(count: int) -> tuple[tuple[int, int, int], ...]:
+    """``count`` RGB colours, hues a golden angle apart at two brightnesses: the palette of
+    a dataset that publishes none (a trained model keeps it beside the class names)."""
+    return tuple(
+        tuple(round(255 * c) for c in colorsys.hsv_to_rgb((k * 0.618034) % 1.0, 0.75,
+                                                            0.95 if k % 2 else 0.7))
+        for k in range(count)
+    )
 
 
 def _read_image(path: Path, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarray:
@@ -99,6 +110,11 @@ class FolderDataset(Dataset):
     """Shared checks and sample assembly for datasets stored as one file per modality."""
 
     class_names: tuple[str, ...] = ()
+
+    @property
+    def palette(self) -> tuple[tuple[int, int, int], ...]:
+        """One colour per class, which training stores with the class names."""
+        return distinct_palette(len(self.class_names))
 
     def __init__(self, root: str | Path, size: tuple[int, int] | None = None) -> None:
         self.root = Path(root)
@@ -369,6 +385,8 @@ class SyntheticFolder(FolderDataset):
         super().__init__(root, size)
         self.manifest = read_manifest(self.root)
         self.class_names = tuple(self.manifest['class_names'])
+        self._palette = tuple(tuple(int(c) for c in rgb) for rgb in (
+            self.manifest.get('palette') or distinct_palette(len(self.class_names))))
         if split not in self.manifest['splits']:
             raise DatasetLayoutError(
                 f'{self.root / "dataset.json"}: no split {split!r} (has '
@@ -384,6 +402,10 @@ class SyntheticFolder(FolderDataset):
         p = enc['thermal']['planck']
         self.calibration = PlanckCalibration(p['r1'], p['r2'], p['b'], p['f'], p['o'])
         self._require_files(lambda n: self._paths(n).values())
+
+    @property
+    def palette(self) -> tuple[tuple[int, int, int], ...]:
+        return self._palette
 
     def _paths(self, name: str) -> dict[str, Path]:
         d = self.split_dir
