@@ -23,6 +23,7 @@ from training.data.loaders import (
     MCubeS,
     MCubeSConfig,
     NYUDv2,
+    NYUDv2Config,
     SyntheticFolder,
 )
 
@@ -303,3 +304,23 @@ def test_every_loader_gives_training_a_palette_for_its_classes(tmp_path, nyu, fm
         'eval_every=0', 'progress=false', 'device=cpu', 'model.projection_stride=8',
         'model.aggregate_stride=16', f'out_dir={tmp_path / "run"}'])
     assert len(train(config).losses) == 1
+
+
+def test_a_loaders_config_comes_from_yaml_as_a_mapping(nyu, mcubes):
+    from training.config import load_config
+    from training.datasets import DatasetError, build_dataset
+
+    def build(name, root, config):
+        data = load_config(None, [f'data.dataset=training.data.loaders:{name}',
+                                  f'data.params={{root: {root}, config: {config}}}']).data
+        return build_dataset(data, 'train')
+
+    data = build('NYUDv2', nyu, '{depth_scale_m: 0.002}')
+    assert data.config == NYUDv2Config(depth_scale_m=0.002)
+    assert float(data[0]['depth'][0, 1, 1]) == pytest.approx(3.0)  # 1500 counts of 2 mm
+    assert build('MCubeS', mcubes, '{nir: as_thermal}').config.nir == 'as_thermal'
+    # a traceback (AttributeError: 'dict' object has no attribute ...) before
+    with pytest.raises(DatasetError, match="unexpected keyword argument 'rgb_extension'"):
+        build('NYUDv2', nyu, '{rgb_extension: .png}')
+    with pytest.raises(DatasetError, match="nir must be 'drop' or 'as_thermal'"):
+        build('MCubeS', mcubes, '{nir: thermal}')

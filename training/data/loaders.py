@@ -23,6 +23,7 @@ them):
 from __future__ import annotations
 
 import colorsys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +71,12 @@ def distinct_palette(count: int) -> tuple[tuple[int, int, int], ...]:
                                                             0.95 if k % 2 else 0.7))
         for k in range(count)
     )
+
+
+def _options(cls: type, config):
+    """``config`` as the dataclass ``cls``: ``data.params`` in YAML gives its fields as a
+    mapping (an unknown field is the TypeError that ``build_dataset`` names)."""
+    return cls(**config) if isinstance(config, Mapping) else config
 
 
 def _read_image(path: Path, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarray:
@@ -202,7 +209,7 @@ class NYUDv2(FolderDataset):
         self, root, split: str = 'train', config: NYUDv2Config = NYUDv2Config(), size=None
     ) -> None:
         super().__init__(root, size)
-        c = self.config = config
+        c = self.config = _options(NYUDv2Config, config)
         self._require_dirs(self.root / c.rgb_dir, self.root / c.depth_dir, self.root / c.label_dir)
         self.names = _read_names(self.root / f'{split}.txt')
         self._require_files(lambda n: self._paths(n).values())
@@ -275,7 +282,7 @@ class MCubeS(FolderDataset):
         self, root, split: str = 'train', config: MCubeSConfig = MCubeSConfig(), size=None
     ) -> None:
         super().__init__(root, size)
-        c = self.config = config
+        c = self.config = _options(MCubeSConfig, config)
         dirs = [c.rgb_dir, c.aolp_sin_dir, c.aolp_cos_dir, c.dolp_dir, c.label_dir]
         if c.nir == 'as_thermal':
             dirs.append(c.nir_dir)
@@ -346,7 +353,7 @@ class FMB(FolderDataset):
 
     def __init__(self, root, split: str = 'train', config: FMBConfig = FMBConfig(), size=None):
         super().__init__(root, size)
-        c = self.config = config
+        c = self.config = _options(FMBConfig, config)
         self.split_dir = self.root / split
         visible = self.split_dir / c.visible_dir
         self._require_dirs(visible, self.split_dir / c.infrared_dir, self.split_dir / c.label_dir)
