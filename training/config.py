@@ -343,7 +343,8 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     if str(hint).startswith('tuple'):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f'{where}: expected a list, got {value!r}')
-        return tuple(value)
+        item = get_args(hint)[0]  # every tuple here holds one type: (int, int), (str, ...)
+        return tuple(_coerce(item, v, f'{where}[{i}]') for i, v in enumerate(value))
     if hint == (float | dict[str, float]):
         if isinstance(value, Mapping):
             return {str(k): _coerce(float, v, f'{where}.{k}') for k, v in value.items()}
