@@ -312,6 +312,17 @@ def test_full_pass_needs_masked_training(method):
         load_config(None, [f'method={method}', 'base_checkpoint=b.pt', 'mask.full_pass=true'])
 
 
+def test_a_batch_that_does_not_split_over_the_processes_stops_before_anything(tmp_path,
+                                                                               monkeypatch):
+    """Under torchrun (WORLD_SIZE 2) each process ended in a ValueError's traceback, after
+    reading the data for the normalization."""
+    monkeypatch.setenv('WORLD_SIZE', '2')
+    with pytest.raises(ConfigError, match='batch_size 5 is global: it must split evenly over '
+                       'the 2 processes'):
+        run(tmp_path / 'out', 'batch_size=5')
+    assert not (tmp_path / 'out').exists()
+
+
 @pytest.mark.parametrize('where', ['file', 'file/run'])
 def test_out_dir_that_cannot_be_a_folder_stops_before_training(tmp_path, where):
     (tmp_path / 'file').write_text('notes')

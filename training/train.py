@@ -359,6 +359,9 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
     """
     started = time.perf_counter()
     ddp = Distributed.from_env()
+    if config.batch_size % ddp.world_size:
+        raise ConfigError(f'batch_size {config.batch_size} is global: it must split evenly over '
+                          f'the {ddp.world_size} processes')
     device = resolve_device(config.device, ddp.local_rank)
     out_dir = output_folder(config.out_dir, 'out_dir')  # before any data is read
     if ddp.world_size > 1 and not dist.is_initialized():
