@@ -323,6 +323,22 @@ def test_a_batch_that_does_not_split_over_the_processes_stops_before_anything(tm
     assert not (tmp_path / 'out').exists()
 
 
+def test_python_m_training_train_prints_an_input_error_alone_and_records_its_command(
+        tmp_path, capsys):
+    """``python -m training.train`` is what torchrun launches: a wrong setting was a traceback
+    in every process, and the checkpoint recorded the command without its first argument."""
+    from training.train import main
+
+    assert main(['--set', 'steps=-1']) == 2
+    assert capsys.readouterr().err == 'python -m training.train: steps must be positive, got -1\n'
+    argv = [arg for option in [*FAST, 'steps=1', 'data.dataset=toy_data:CueDataset',
+                               'data.params={size: 4}', f'out_dir={tmp_path}']
+            for arg in ('--set', option)]
+    assert main(argv) == 0
+    _, metadata, _ = load_checkpoint(tmp_path / 'checkpoint.pt')
+    assert metadata.provenance['command'] == ' '.join(['python -m training.train', *argv])
+
+
 @pytest.mark.parametrize('where', ['file', 'file/run'])
 def test_out_dir_that_cannot_be_a_folder_stops_before_training(tmp_path, where):
     (tmp_path / 'file').write_text('notes')

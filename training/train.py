@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from mmp_ros.errors import output_folder
+from mmp_ros.errors import InputError, output_folder
 from mmp_ros.metadata import ModelMetadata
 from mmp_ros.modalities import INPUT_CHANNELS
 from mmp_ros.model import (
@@ -657,7 +657,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
-    result = train(config, command='mmp_ros train ' + ' '.join(sys.argv[2:]))
+    command = getattr(args, 'command_line', None) or 'mmp_ros train ' + ' '.join(sys.argv[2:])
+    result = train(config, command=command)
     if Distributed.from_env().is_main:
         if result.losses:
             print(f'checkpoint: {result.checkpoint}  ({len(result.losses)} steps, '
@@ -677,7 +678,14 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m training.train`` (what ``torchrun`` launches)."""
     parser = argparse.ArgumentParser(prog='python -m training.train', description=__doc__)
     add_arguments(parser)
-    return run(parser.parse_args(argv))
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser.parse_args(argv)
+    args.command_line = ' '.join([parser.prog, *argv])  # what the checkpoint records
+    try:
+        return run(args)
+    except InputError as exc:  # as ``mmp_ros train`` prints it: the message alone
+        print(f'{parser.prog}: {exc}', file=sys.stderr)
+        return 2
 
 
 if __name__ == '__main__':
