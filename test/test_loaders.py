@@ -324,3 +324,25 @@ def test_a_loaders_config_comes_from_yaml_as_a_mapping(nyu, mcubes):
         build('NYUDv2', nyu, '{rgb_extension: .png}')
     with pytest.raises(DatasetError, match="nir must be 'drop' or 'as_thermal'"):
         build('MCubeS', mcubes, '{nir: thermal}')
+
+
+def test_writing_more_splits_or_scenes_into_a_dataset_keeps_what_it_held(tmp_path):
+    """dataset.json listed the last command's splits alone: a val split written beside a
+    train split, or a split continued with --start, lost the scenes written before."""
+    root = tmp_path / 'synth'
+    _write(root, 'mosaic')  # val: scenes 0, 1
+
+    def write(*extra):
+        parser = argparse.ArgumentParser()
+        cli.add_arguments(parser)
+        return cli.run(parser.parse_args([str(root), '--size', '24', '32', '--quiet', *extra]))
+
+    assert write('--split', 'train=1') == 0
+    assert write('--split', 'val=1', '--start', '2') == 0
+    assert len(SyntheticFolder(root, 'train')) == 1
+    assert [int(n) for n in SyntheticFolder(root, 'val').names] == [10000000, 10000001, 10000002]
+    manifest = (root / 'dataset.json').read_text()
+    with pytest.raises(cli.SynthDatasetError, match=r'written otherwise \(encodings.depth: '
+                       "'16UC1' -> '32FC1'\\): write into another folder"):
+        write('--split', 'test=1', '--depth', '32FC1')
+    assert (root / 'dataset.json').read_text() == manifest and not (root / 'test').exists()

@@ -13,7 +13,14 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from mmp_ros.errors import InputError, output_folder
-from training.data.layout import FOLDERS, MANIFEST, manifest, write_frame
+from training.data.layout import (
+    FOLDERS,
+    MANIFEST,
+    DatasetLayoutError,
+    manifest,
+    read_manifest,
+    write_frame,
+)
 from training.data.render import render
 from training.data.scene import SPLIT_CAPACITY, SPLITS, make_split, sample_scene
 
@@ -57,6 +64,34 @@ def _parse_splits(items: list[str] | None) -> dict[str, int]:
     return splits
 
 
+def _merged_splits(out: Path, fresh: dict) -> dict[str, list[str]]:
+    """``fresh``'s splits, and those a ``dataset.json`` already in ``out`` lists (the same
+    split's scenes joined): writing more scenes into a dataset folder keeps what it holds.
+    A folder of another size, encoding or generator version is refused."""
+    if not (out / MANIFEST).is_file():
+        return fresh['splits']
+    try:
+        old = read_manifest(out)
+    except DatasetLayoutError as exc:
+        raise SynthDatasetError(f'{exc}; write into another folder') from None
+    fresh = json.loads(json.dumps(fresh))  # tuples as the file holds them: lists
+    differ = []
+    for key in ('generator_version', 'size', 'encodings', 'class_names'):
+        was, now = old.get(key), fresh[key]
+        if isinstance(was, dict) and isinstance(now, dict):  # encodings: name the modality
+            differ += [f'{key}.{k}: {was.get(k)!r} -> {now.get(k)!r}'
+                       for k in sorted(set(was) | set(now)) if was.get(k) != now.get(k)]
+        elif was != now:
+            differ.append(f'{key}: {was!r} -> {now!r}')
+    if differ:
+        raise SynthDatasetError(f'{out} holds a dataset written otherwise ({"; ".join(differ)}): '
+                                'write into another folder')
+    splits = {name: list(stems) for name, stems in old['splits'].items()}
+    for name, stems in fresh['splits'].items():
+        splits[name] = sorted(set(splits.get(name, ())) | set(stems))
+    return splits
+
+
 def _write_one(job: tuple[Path, str, int, int, int, str, str]) -> None:
     split_dir, split, seed, height, width, polarization, depth = job
     scene = sample_scene(seed, width, height, split)
@@ -74,9 +109,12 @@ def write_dataset(
     jobs: int = 1,
     progress: bool = False,
 ) -> dict:
-    """Render and write every split; returns the manifest written to ``dataset.json``."""
+    """Render and write every split; returns the manifest written to ``dataset.json``, which
+    lists the splits and scenes ``out`` held before too."""
     height, width = size
     seeds = {name: [make_split(name, start + i) for i in range(n)] for name, n in splits.items()}
+    data = manifest(size, seeds, polarization, depth)
+    data['splits'] = _merged_splits(out, data)
     work = []
     for name, split_seeds in seeds.items():
         for folder in FOLDERS:
@@ -99,7 +137,6 @@ def write_dataset(
                 bar.update()
     if bar is not None:
         bar.close()
-    data = manifest(size, seeds, polarization, depth)
     (out / MANIFEST).write_text(json.dumps(data, indent=1, sort_keys=True))
     return data
 
