@@ -193,8 +193,9 @@ def sample_scene(
 ) -> Scene:
     """Draw the scene of ``seed`` for a camera of ``width`` x ``height`` pixels.
 
-    The image size only scales the intrinsics: the same seed shows the same scene at any
-    resolution.
+    The room, camera pose, lighting and temperatures are the same at any resolution; the
+    objects are placed along rays through pixels and differ a little (docs/generator.md,
+    "Splits and determinism").
     """
     split = split_of_seed(seed) if split is None else split
     ranges = OUT_OF_DISTRIBUTION if split == 'ood' else IN_DISTRIBUTION
