@@ -274,6 +274,15 @@ def test_cli_refuses_what_it_could_not_write_or_read_back(tmp_path, extra, messa
     assert not (tmp_path / 'synth').exists()
 
 
+@pytest.mark.parametrize('jobs', ['0', '-2'])
+def test_cli_refuses_a_worker_count_under_one(jobs, capsys):
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    with pytest.raises(SystemExit):  # it wrote the dataset with one process, saying nothing
+        parser.parse_args(['out', '--jobs', jobs])
+    assert 'must be positive' in capsys.readouterr().err
+
+
 def test_cli_names_an_output_that_is_a_file(tmp_path, capsys):
     from mmp_ros.cli import main
 

@@ -12,6 +12,7 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from mmp_ros.cli import positive_int
 from mmp_ros.errors import InputError, output_folder
 from training.data.layout import (
     FOLDERS,
@@ -42,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         '--depth', choices=('16UC1', '32FC1'), default='16UC1',
         help='depth as 16-bit millimetre PNG or float32 metre .npy',
     )  # fmt: skip
-    parser.add_argument('--jobs', type=int, default=1, help='worker processes')
+    parser.add_argument('--jobs', type=positive_int, default=1, help='worker processes')
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
 
 
