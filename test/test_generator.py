@@ -125,6 +125,13 @@ def test_geometry_buffers_are_consistent():
     assert (geo.incidence >= 0).all() and (geo.incidence <= np.pi / 2 + 1e-6).all()
 
 
+def test_a_mosaic_of_odd_size_is_refused_when_the_dataset_is_built():
+    # it was built, and failed at its first sample with the decoder's message
+    with pytest.raises(ValueError, match=r"polarization 'mosaic' .* even height and width"):
+        SyntheticDataset('train', (33, 40), 2, polarization='mosaic')
+    assert len(SyntheticDataset('train', (33, 40), 2)) == 2  # intensities: any size
+
+
 def test_sample_dict_matches_the_model_contract():
     dataset = SyntheticDataset('train', (40, 56), 2, polarization='mosaic')
     sample = dataset[1]

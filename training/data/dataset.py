@@ -72,6 +72,9 @@ class SyntheticDataset(Dataset):
             raise ValueError(
                 f"polarization must be 'intensities' or 'mosaic', not {polarization!r}"
             )
+        if polarization == 'mosaic' and (size[0] % 2 or size[1] % 2):
+            raise ValueError(f"polarization 'mosaic' (2x2 polarizer blocks) needs an even "
+                             f'height and width, got size {tuple(size)}')
         make_split(split, start)  # validates the split name
         self.split = split
         self.size = (int(size[0]), int(size[1]))
