@@ -139,7 +139,9 @@ def demo_environment() -> dict[str, str]:
 
 
 class Child:
-    """One child process in a session of its own, its output in ``logs/<name>.log``."""
+    """One child process in a session of its own, its output in ``logs/<name>.log``, in this
+    process's working directory: the paths it is given (``--out``, ``--schedule``) may be
+    relative to it."""
 
     def __init__(self, name: str, argv: list[str], env: dict[str, str], logs: Path) -> None:
         self.name = name
@@ -147,7 +149,7 @@ class Child:
         self.log_path = logs / f'{name}.log'
         self._log = open(self.log_path, 'wb')  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            argv, env=env, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT,
+            argv, env=env, stdout=self._log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import pytest
 
 from mmp_ros import demo
@@ -30,6 +33,19 @@ def test_children_stay_on_loopback_on_a_domain_of_their_own(monkeypatch):
     monkeypatch.setenv('ROS_DOMAIN_ID', '42')
     assert demo.demo_environment()['ROS_DOMAIN_ID'] == '42'
     assert str(demo.REPO) in env['PYTHONPATH']
+
+
+def test_children_run_where_the_demo_was_started(monkeypatch, tmp_path):
+    # `mmp_ros demo --out out/demo` from anywhere but the checkout: the recorder wrote its
+    # bag into the checkout's out/demo and the player found no synthetic bag.
+    logs = tmp_path / 'logs'
+    logs.mkdir()
+    monkeypatch.chdir(tmp_path)
+    child = demo.Child('cwd', [sys.executable, '-c', 'import os; print(os.getcwd())'],
+                       dict(os.environ), logs)
+    assert child.process.wait(timeout=30) == 0
+    child.stop()
+    assert (logs / 'cwd.log').read_text().strip() == str(tmp_path)
 
 
 def test_the_schedules_leave_time_to_start_the_player():
