@@ -37,11 +37,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmp_ros.modalities import MODALITIES
+from mmp_ros.share import share_file
 
-REPO = Path(__file__).resolve().parents[1]
-CONFIG = REPO / 'config'
-NODE_PARAMS = (CONFIG / 'mmp_segmentation.yaml', CONFIG / 'mmp_demo.yaml')
-SCHEDULES = {False: CONFIG / 'dropout_demo.yaml', True: CONFIG / 'dropout_demo_quick.yaml'}
+REPO = Path(__file__).resolve().parents[1]  # what the children import: this code
+NODE_PARAMS = (share_file('config', 'mmp_segmentation.yaml'),
+               share_file('config', 'mmp_demo.yaml'))
+SCHEDULES = {False: share_file('config', 'dropout_demo.yaml'),
+             True: share_file('config', 'dropout_demo_quick.yaml')}
 OUTPUT_TOPICS = (
     '/segmentation/labels', '/segmentation/color', '/segmentation/overlay',
     '/segmentation/confidence', '/segmentation/label_info', '/diagnostics',
@@ -120,8 +122,8 @@ def resolve_model(model: str | None) -> Path:
     except NodeStartError as exc:
         raise DemoError(
             f'no model to run: {exc}. The demo uses the node\'s default model, the one .onnx '
-            f'file in {REPO / "models"}; put the shipped model there (or export one with '
-            '`mmp_ros export CHECKPOINT`), or pass --model PATH. For a smoke run without a '
+            'file in the package\'s models/ folder; put the shipped model there (or export one '
+            'with `mmp_ros export CHECKPOINT`), or pass --model PATH. For a smoke run without a '
             'trained model: python -c "from mmp_ros.inference.testing import '
             "export_tiny_random_model as e; e('out/tiny.onnx', input_size=(64, 80), "
             'num_classes=14)" and --model out/tiny.onnx (its segmentation is noise).'

@@ -41,10 +41,10 @@ from mmp_ros.core.parameters import (
 from mmp_ros.core.preprocess import resize_representation
 from mmp_ros.metadata import ModelMetadata
 from mmp_ros.sensors import SensorInputError, decode_frame
+from mmp_ros.share import share_file
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG = REPO / 'config' / 'train_adapt.yaml'
-DEFAULT_PARAMS = REPO / 'config' / 'mmp_segmentation.yaml'
+DEFAULT_CONFIG = share_file('config', 'train_adapt.yaml')
+DEFAULT_PARAMS = share_file('config', 'mmp_segmentation.yaml')
 
 
 @dataclass

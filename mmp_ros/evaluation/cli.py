@@ -15,8 +15,9 @@ from pathlib import Path
 
 from mmp_ros.bags.errors import BagError
 from mmp_ros.core.parameters import ParameterError
+from mmp_ros.share import share_file
 
-DEFAULT_PARAMS = [str(Path(__file__).resolve().parents[2] / 'config' / 'mmp_segmentation.yaml')]
+DEFAULT_PARAMS = [str(share_file('config', 'mmp_segmentation.yaml'))]
 
 
 def _seconds_or_auto(text: str) -> float | str:

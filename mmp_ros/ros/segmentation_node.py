@@ -83,6 +83,7 @@ from mmp_ros.ros.image_msg import to_image_fields, to_image_msg
 from mmp_ros.ros.qos import latched_qos, output_qos, subscription_qos
 from mmp_ros.ros.spin import spin_until_shutdown
 from mmp_ros.sensors import SensorInputError, array_to_image, decode_frame
+from mmp_ros.share import share_folders
 
 try:  # vision_msgs ships with native ROS installs, not with the PyPI wheels
     from vision_msgs.msg import LabelInfo, VisionClass
@@ -90,7 +91,6 @@ except ImportError:
     LabelInfo = VisionClass = None
 
 OVERLAY_PREFERENCE = ('rgb', 'thermal', 'depth', 'polarization')
-PACKAGE = 'mmp_ros'
 
 
 class NodeStartError(RuntimeError):
@@ -111,16 +111,9 @@ class _ModelState:
 
 
 def model_folders() -> list[Path]:
-    """Where the package ships its model: share/mmp_ros/models, then the source tree's."""
-    folders = []
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        folders.append(Path(get_package_share_directory(PACKAGE)) / 'models')
-    except (ImportError, LookupError, KeyError, ValueError, OSError):
-        pass  # not installed as a ROS package (OSError: AMENT_PREFIX_PATH unset)
-    folders.append(Path(__file__).resolve().parents[2] / 'models')
-    return folders
+    """Where the package ships its model: share/mmp_ros/models (of the ament index, of this
+    interpreter's prefix), then the source tree's."""
+    return share_folders('models')
 
 
 def default_model_path(folders: Sequence[Path] | None = None, backend: str = 'auto') -> Path:
