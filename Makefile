@@ -1,7 +1,9 @@
 # Two commands on a fresh Debian/Ubuntu x86_64 machine: `make demo` and `make test`.
 # Both create .venv on first use from requirements/lock.txt (exact pins, resolved on
 # CPython 3.11; other Pythons fall back to setup.py's ranges) and reuse it afterwards;
-# the stamp file is rebuilt only when the lock or setup.py change.
+# the stamp file is rebuilt only when the lock or setup.py change. A bootstrap stopped
+# half way (Ctrl-C) goes on where it stopped at the next make: a venv without pip (stopped
+# while it was created) is made again.
 
 PYTHON ?= python3
 VENV := .venv
@@ -19,7 +21,7 @@ PYTEST_ARGS ?=
 venv: $(STAMP)
 
 $(STAMP): requirements/lock.txt setup.py
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip --version >/dev/null 2>&1 || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements/lock.txt || { \
 	  echo "requirements/lock.txt is resolved for CPython 3.11; on this Python, installing"; \

@@ -1,0 +1,76 @@
+"""The Makefile's bootstrap of .venv, run by make itself against a stand-in interpreter: a
+Python script that logs what it is asked and plays a venv (a marker file for pip), so that
+each case takes a second instead of a full install."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+FAKE_PYTHON = """#!{python}
+import json, os, shutil, sys
+from pathlib import Path
+
+args = sys.argv[1:]
+with open(os.environ['FAKE_LOG'], 'a') as log:
+    log.write(json.dumps(args) + '\\n')
+if args[:2] == ['-m', 'venv']:  # a venv: this script as its python, pip marked present
+    venv = Path(args[-1])
+    (venv / 'bin').mkdir(parents=True, exist_ok=True)
+    shutil.copy(sys.argv[0], venv / 'bin' / 'python')
+    (venv / 'has-pip').touch()
+elif args[:2] == ['-m', 'pip']:
+    if not (Path(sys.argv[0]).parents[1] / 'has-pip').exists():
+        sys.exit('No module named pip')
+    if 'requirements/lock.txt' in args:
+        sys.exit(int(os.environ.get('FAKE_LOCK_STATUS', '0')))
+elif args[0] == '-c':
+    sys.version_info = (*map(int, os.environ['FAKE_VERSION'].split('.')), 0, 'final', 0)
+    exec(args[1])
+"""
+
+
+def _make(tmp_path: Path, version: str = '3.11', lock_status: int = 0) -> tuple[int, list]:
+    """``make venv`` with the stand-in as python3; (status, the stand-in's calls)."""
+    if shutil.which('make') is None:
+        pytest.skip('make is not installed')
+    fake = tmp_path / 'python3'
+    fake.write_text(FAKE_PYTHON.format(python=sys.executable))
+    fake.chmod(0o755)
+    log = tmp_path / 'calls.jsonl'
+    log.unlink(missing_ok=True)
+    env = {**os.environ, 'FAKE_LOG': str(log), 'FAKE_VERSION': version,
+           'FAKE_LOCK_STATUS': str(lock_status)}
+    done = subprocess.run(['make', '--no-print-directory', 'venv', f'PYTHON={fake}',
+                           f'VENV={tmp_path / "venv"}'], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=60)
+    calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    return done.returncode, calls
+
+
+def test_a_venv_left_without_pip_is_made_again(tmp_path):
+    # Ctrl-C while `python3 -m venv` ran ensurepip: bin/python exists, pip does not. Every
+    # later make stopped at 'No module named pip' until `make clean`.
+    (tmp_path / 'venv' / 'bin').mkdir(parents=True)
+    fake_venv_python = tmp_path / 'venv' / 'bin' / 'python'
+    fake_venv_python.write_text(FAKE_PYTHON.format(python=sys.executable))
+    fake_venv_python.chmod(0o755)
+    status, calls = _make(tmp_path)
+    assert status == 0
+    assert ['-m', 'venv', str(tmp_path / 'venv')] in calls
+    assert (tmp_path / 'venv' / '.installed').exists()
+
+
+def test_a_working_venv_is_kept(tmp_path):
+    assert _make(tmp_path)[0] == 0
+    (tmp_path / 'venv' / '.installed').unlink()  # as after a change of the lock
+    status, calls = _make(tmp_path)
+    assert status == 0 and not any(call[:2] == ['-m', 'venv'] for call in calls)
