@@ -1,6 +1,7 @@
 # Two commands on a fresh Debian/Ubuntu x86_64 machine: `make demo` and `make test`.
 # Both create .venv on first use from requirements/lock.txt (exact pins, resolved on
-# CPython 3.11; other Pythons fall back to setup.py's ranges) and reuse it afterwards;
+# CPython 3.11; on other Pythons, where a pin does not install, setup.py's ranges; on
+# 3.11 a pin that does not install stops the bootstrap) and reuse it afterwards;
 # the stamp file is rebuilt only when the lock or setup.py change. A bootstrap stopped
 # half way (Ctrl-C) goes on where it stopped at the next make: a venv without pip (stopped
 # while it was created) is made again.
@@ -24,6 +25,7 @@ $(STAMP): requirements/lock.txt setup.py
 	$(BIN)/python -m pip --version >/dev/null 2>&1 || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements/lock.txt || { \
+	  $(BIN)/python -c 'import sys; sys.exit(sys.version_info[:2] == (3, 11))' || exit 1; \
 	  echo "requirements/lock.txt is resolved for CPython 3.11; on this Python, installing"; \
 	  echo "setup.py's ranges instead (torch stays pinned to 2.13.0)"; \
 	  $(BIN)/python -m pip install --quiet setuptools '.[ros,train,test]'; }

@@ -38,8 +38,8 @@ elif args[0] == '-c':
 """
 
 
-def _make(tmp_path: Path, version: str = '3.11', lock_status: int = 0) -> tuple[int, list]:
-    """``make venv`` with the stand-in as python3; (status, the stand-in's calls)."""
+def _make(tmp_path: Path, version: str = '3.11', lock_status: int = 0) -> tuple[int, list, str]:
+    """``make venv`` with the stand-in as python3; (status, the stand-in's calls, output)."""
     if shutil.which('make') is None:
         pytest.skip('make is not installed')
     fake = tmp_path / 'python3'
@@ -53,7 +53,7 @@ def _make(tmp_path: Path, version: str = '3.11', lock_status: int = 0) -> tuple[
                            f'VENV={tmp_path / "venv"}'], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=60)
     calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-    return done.returncode, calls
+    return done.returncode, calls, done.stdout + done.stderr
 
 
 def test_a_venv_left_without_pip_is_made_again(tmp_path):
@@ -63,7 +63,7 @@ def test_a_venv_left_without_pip_is_made_again(tmp_path):
     fake_venv_python = tmp_path / 'venv' / 'bin' / 'python'
     fake_venv_python.write_text(FAKE_PYTHON.format(python=sys.executable))
     fake_venv_python.chmod(0o755)
-    status, calls = _make(tmp_path)
+    status, calls, _ = _make(tmp_path)
     assert status == 0
     assert ['-m', 'venv', str(tmp_path / 'venv')] in calls
     assert (tmp_path / 'venv' / '.installed').exists()
@@ -72,5 +72,34 @@ def test_a_venv_left_without_pip_is_made_again(tmp_path):
 def test_a_working_venv_is_kept(tmp_path):
     assert _make(tmp_path)[0] == 0
     (tmp_path / 'venv' / '.installed').unlink()  # as after a change of the lock
-    status, calls = _make(tmp_path)
+    status, calls, _ = _make(tmp_path)
     assert status == 0 and not any(call[:2] == ['-m', 'venv'] for call in calls)
+
+
+def _installs_ranges(calls: list) -> bool:
+    return any(call[:3] == ['-m', 'pip', 'install'] and '.[ros,train,test]' in call
+               for call in calls)
+
+
+def _says_it_falls_back(output: str) -> bool:  # make echoes the recipe: its echo lines too
+    return any(line.startswith('requirements/lock.txt is resolved for CPython 3.11; on this')
+               for line in output.splitlines())
+
+
+def test_on_the_locks_python_a_pin_that_does_not_install_stops_the_bootstrap(tmp_path):
+    # On 3.11 a failed lock install (a network error, a Ctrl-C that pip turns into status 1)
+    # said "on this Python, installing setup.py's ranges", installed them and wrote the
+    # stamp: an unpinned venv, never retried until the lock changed.
+    status, calls, output = _make(tmp_path, version='3.11', lock_status=1)
+    assert status != 0 and not _installs_ranges(calls), output
+    assert not _says_it_falls_back(output)
+    assert not (tmp_path / 'venv' / '.installed').exists()
+
+
+def test_another_python_falls_back_to_the_ranges_and_says_so(tmp_path):
+    status, calls, output = _make(tmp_path, version='3.12', lock_status=1)
+    assert status == 0 and _installs_ranges(calls), output
+    assert _says_it_falls_back(output)
+    (tmp_path / 'pinned').mkdir()  # where the pins install, they are kept on any Python
+    status, calls, _ = _make(tmp_path / 'pinned', version='3.12')
+    assert status == 0 and not _installs_ranges(calls)
