@@ -347,3 +347,38 @@ def test_on_sim_time_a_jump_back_of_the_clock_starts_sensor_health_afresh(run_no
 
     assert spin_until(stamped_after_the_jump, 2.0), 'no segmentation after the clock went back'
     assert not [s for s in driver.model_statuses if 'backwards' in s['message']]
+
+
+def test_the_timer_anchor_stamps_each_output_with_the_instant_its_frames_were_matched_at(
+    run_node,
+):
+    """An output's stamp is its bundle's anchor stamp, the instant whose frames within
+    max_age_s it was inferred on; it was the time after inference, 0.3 s later here."""
+    node, driver, spin_until = run_node(**rgb_only(
+        anchor='timer', max_rate_hz=20.0, sensors__rgb__max_age_s=0.05,
+        sensors__rgb__timeout_s=5.0, sensors__rgb__expected_rate_hz=0.0,
+    ))
+    infer = node._backend.infer
+
+    def slow_infer(*args):  # a model that takes 0.3 s (a big one on a CPU)
+        time.sleep(0.3)
+        return infer(*args)
+
+    node._backend.infer = slow_infer
+    assert spin_until(lambda: node.count_subscribers('rgb/image') > 0, 10.0)
+    sent: list[int] = []
+    frames = iter(range(10**6))
+
+    def feed():  # one frame every 0.6 s: only outputs matched near one can use it
+        if sent and node.get_clock().now().nanoseconds - sent[-1] < 600_000_000:
+            return
+        stamp = node.get_clock().now()
+        driver.publishers_['rgb'].publish(
+            to_image_msg(rgb_frame(next(frames)), stamp=stamp.to_msg(), frame_id='rgb_optical')
+        )
+        sent.append(stamp.nanoseconds)
+
+    assert spin_until(lambda: len(driver.labels) >= 3, 10.0, feed=feed), 'no segmentation'
+    for label in driver.labels:
+        offset = min(abs(label_stamp_ns(label) - s) for s in sent) / 1e9
+        assert offset <= 0.05, f'output stamped {offset:.3f} s from the frame it used'

@@ -500,7 +500,8 @@ class SegmentationNode(Node):
 
     def _infer_latest(self) -> None:
         with self._lock:
-            now = self._now()
+            clock_now = self.get_clock().now()
+            now = clock_now.nanoseconds * 1e-9
             usable = {m: mon.status(now).usable for m, mon in self._monitors.items()}
             bundle = self._assembler.assemble(usable, now)
             image_sizes = dict(self._image_sizes)
@@ -520,9 +521,8 @@ class SegmentationNode(Node):
             min_confidence=values['min_confidence'],
         )
         header = bundle.header
-        if header is None:
-            header = Header(frame_id=bundle.frame_id)
-            header.stamp = self.get_clock().now().to_msg()
+        if header is None:  # the timer anchor: the instant the frames were matched at
+            header = Header(frame_id=bundle.frame_id, stamp=clock_now.to_msg())
         self._publish_image(self._pub_labels, seg.labels, 'mono8', header)
         published_at = self._now()
         marks = modality_marks(self.modalities, available[0], self.metadata.method)
