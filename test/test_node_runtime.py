@@ -382,3 +382,27 @@ def test_the_timer_anchor_stamps_each_output_with_the_instant_its_frames_were_ma
     for label in driver.labels:
         offset = min(abs(label_stamp_ns(label) - s) for s in sent) / 1e9
         assert offset <= 0.05, f'output stamped {offset:.3f} s from the frame it used'
+
+
+def test_a_sensor_the_model_does_not_take_has_an_ok_status_for_the_aggregator(run_node, tmp_path):
+    """config/analyzers.yaml expects a status for each of the four sensors; a thermal-only
+    model published none for the other three, which diagnostic_aggregator then listed as
+    missing, its Sensors group at ERROR for good."""
+    node, driver, spin_until = run_node(
+        model_file_path=str(thermal_only_model(tmp_path / 'thermal.onnx')), anchor='thermal',
+        diagnostics_period_s=0.05,
+    )
+    arrays: list[DiagnosticArray] = []
+    driver.create_subscription(DiagnosticArray, '/diagnostics', arrays.append, output_qos(10))
+    assert spin_until(lambda: arrays, 5.0), 'no /diagnostics'
+    statuses = {s.name: s for s in arrays[-1].status}
+    assert sorted(statuses) == sorted(
+        ['mmp_ros: rgb', 'mmp_ros: depth', 'mmp_ros: polarization', 'mmp_ros: thermal',
+         'mmp_ros: model']
+    )
+    for modality in ('rgb', 'depth', 'polarization'):
+        status = statuses[f'mmp_ros: {modality}']
+        values = {kv.key: kv.value for kv in status.values}
+        assert status.level == b'\x00', status.message
+        assert f'the model takes no {modality} input' in status.message
+        assert values['state'] == 'DISABLED' and values['masked'] == 'true'

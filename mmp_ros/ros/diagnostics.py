@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
-from mmp_ros.core.health import HealthStatus, Level
+from mmp_ros.core.health import HealthStatus, Level, SensorState
 
 # Sensor statuses are named 'mmp_ros: <modality>', the model's 'mmp_ros: model'.
 NAME_PREFIX = 'mmp_ros: '
@@ -35,6 +35,15 @@ def sensor_status(status: HealthStatus, hardware_id: str) -> DiagnosticStatus:
     """A sensor's status; ``hardware_id`` is the camera's frame_id (empty before any message)."""
     values = {**status.values, 'masked': str(not status.usable).lower()}
     return make_status(status.modality, status.level, status.message, hardware_id, values)
+
+
+def not_in_model_status(modality: str) -> DiagnosticStatus:
+    """A sensor the model takes no input from: not subscribed, reported OK like a disabled one,
+    so an aggregator expecting every sensor's status (config/analyzers.yaml) finds it."""
+    values = {'state': SensorState.DISABLED.value, 'masked': 'true'}
+    return make_status(
+        modality, Level.OK, f'the model takes no {modality} input: not subscribed', '', values
+    )
 
 
 def diagnostic_array(stamp: Time, statuses: Iterable[DiagnosticStatus]) -> DiagnosticArray:

@@ -77,6 +77,7 @@ from mmp_ros.ros.diagnostics import (
     MODEL_STATUS,
     diagnostic_array,
     make_status,
+    not_in_model_status,
     sensor_status,
 )
 from mmp_ros.ros.image_msg import to_image_fields, to_image_msg
@@ -589,7 +590,10 @@ class SegmentationNode(Node):
             return
         self._last_diagnostics_key = key
         self._next_diagnostics = wall + self._values['diagnostics_period_s']
-        messages = [sensor_status(s, frame_ids[m]) for m, s in statuses.items()]
+        messages = [
+            sensor_status(statuses[m], frame_ids[m]) if m in statuses else not_in_model_status(m)
+            for m in MODALITIES
+        ]
         messages.append(
             make_status(MODEL_STATUS, model_level, model_message, NODE_NAME, model_values)
         )
