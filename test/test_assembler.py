@@ -195,3 +195,19 @@ def test_latency_window_percentiles():
     assert len(window) == 100
     assert window.percentile(50) == pytest.approx(150.5)
     assert window.percentile(95) == pytest.approx(195.05)
+
+
+def test_a_stream_back_from_a_clock_jump_with_the_anchor_does_not_anchor_an_earlier_output():
+    """A bag loop: every stream's clock went back. RGB anchors the outputs at the new time with
+    depth's frames in them; when RGB goes down, depth's newest frame, already used and older
+    than the last output, must not anchor an output stamped back in time."""
+    assembler = FrameAssembler(MODALITIES, max_age_s=0.05)
+    feed(assembler, {'rgb': [100.0], 'depth': [100.0]})
+    assert assembler.assemble(ALL_USABLE).stamp == 100.0
+    for modality in ('rgb', 'depth'):
+        assembler.clear(modality)
+    feed(assembler, {'depth': [1.02], 'rgb': [1.033]})
+    assert assembler.assemble(ALL_USABLE).frames['depth'].stamp == 1.02
+    assert assembler.assemble({**ALL_USABLE, 'rgb': False}) is None
+    feed(assembler, {'depth': [1.053]})
+    assert assembler.assemble({**ALL_USABLE, 'rgb': False}).stamp == 1.053

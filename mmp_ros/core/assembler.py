@@ -78,7 +78,7 @@ class FrameAssembler:
         self._last_anchor_stamp = -np.inf
         # Each stream's newest stamp ever cached, and the streams whose clock went back behind
         # it after a fault (a bag loop, a driver restart): their next anchor frame is not held
-        # against the earlier outputs' stamps.
+        # against the earlier outputs' stamps, until one of their frames is in an output.
         self._newest: dict[str, float] = {}
         self._restarted: set[str] = set()
 
@@ -177,7 +177,8 @@ class FrameAssembler:
                 frames[m] = nearest
         if not frames:
             return None
-        self._restarted.discard(anchor)
+        # A stream in this bundle is on the outputs' time now, whether it anchored it or not.
+        self._restarted.difference_update(frames)
         self._last_anchor_stamp = stamp
         return FrameBundle(self.modalities, anchor, stamp, frame_id, frames, missing, header)
 
