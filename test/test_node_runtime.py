@@ -406,3 +406,28 @@ def test_a_sensor_the_model_does_not_take_has_an_ok_status_for_the_aggregator(ru
         assert status.level == b'\x00', status.message
         assert f'the model takes no {modality} input' in status.message
         assert values['state'] == 'DISABLED' and values['masked'] == 'true'
+
+
+def test_a_camera_publishing_with_incompatible_qos_is_named_in_the_sensors_status(run_node):
+    """A best-effort camera and sensors.rgb.qos reliable: nothing arrives. The status said only
+    'nothing received since start'; rclpy's one log line was the only hint why."""
+    node, driver, spin_until = run_node(**rgb_only(sensors__rgb__qos='reliable',
+                                                   diagnostics_period_s=0.05))
+    arrays: list[DiagnosticArray] = []
+    driver.create_subscription(DiagnosticArray, '/diagnostics', arrays.append, output_qos(10))
+
+    def rgb_status():
+        statuses = [s for a in arrays[-1:] for s in a.status if s.name == 'mmp_ros: rgb']
+        return statuses[0] if statuses else None
+
+    def named() -> bool:
+        status = rgb_status()
+        return status is not None and 'incompatible QoS' in status.message
+
+    assert spin_until(named, 5.0), rgb_status()
+    status = rgb_status()
+    assert status.level == b'\x02'
+    assert status.message.startswith('nothing received since start; a publisher on /rgb/image')
+    assert 'RELIABILITY' in status.message and 'sensors.rgb.qos is reliable' in status.message
+    values = {kv.key: kv.value for kv in status.values}
+    assert 'RELIABILITY' in values['qos']

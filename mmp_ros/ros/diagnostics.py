@@ -31,10 +31,21 @@ def make_status(
     )
 
 
-def sensor_status(status: HealthStatus, hardware_id: str) -> DiagnosticStatus:
-    """A sensor's status; ``hardware_id`` is the camera's frame_id (empty before any message)."""
+def sensor_status(
+    status: HealthStatus, hardware_id: str, qos_problem: str = '',
+) -> DiagnosticStatus:
+    """A sensor's status; ``hardware_id`` is the camera's frame_id (empty before any message).
+
+    ``qos_problem`` says that a publisher on its topic offers incompatible QoS: a value, and
+    the reason in the message too while nothing arrives (never seen, or stale).
+    """
     values = {**status.values, 'masked': str(not status.usable).lower()}
-    return make_status(status.modality, status.level, status.message, hardware_id, values)
+    message = status.message
+    if qos_problem:
+        values['qos'] = qos_problem
+        if status.state in (SensorState.NEVER_SEEN, SensorState.STALE):
+            message = f'{message}; {qos_problem}'
+    return make_status(status.modality, status.level, message, hardware_id, values)
 
 
 def not_in_model_status(modality: str) -> DiagnosticStatus:

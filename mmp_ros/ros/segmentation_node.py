@@ -31,9 +31,11 @@ from rcl_interfaces.msg import (
 )
 from rclpy.clock import JumpThreshold, TimeJump
 from rclpy.duration import Duration
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.exceptions import ParameterException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.qos import qos_policy_name_from_kind
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header, String
 
@@ -294,6 +296,8 @@ class SegmentationNode(Node):
         # (height, width) of each stream's last accepted message: its camera's pixel grid,
         # which a decoded frame need not keep (a polarization mosaic decodes at half size).
         self._image_sizes: dict[str, tuple[int, int]] = {}
+        # Why a sensor may hear nothing: a publisher on its topic with incompatible QoS.
+        self._qos_problems: dict[str, str] = {}
         for modality in self.modalities:
             monitor = HealthMonitor(modality, health_config(self._values, modality))
             if not self._values[sensor_parameter(modality, 'enabled')]:
@@ -351,9 +355,27 @@ class SegmentationNode(Node):
                 self._values[sensor_parameter(modality, 'qos')],
                 self._values[sensor_parameter(modality, 'qos_depth')],
             )
-            self._image_subscriptions[modality] = self.create_subscription(
-                Image, f'{modality}/image', lambda msg, m=modality: self._on_image(m, msg), qos
+            events = SubscriptionEventCallbacks(
+                incompatible_qos=lambda info, m=modality: self._on_incompatible_qos(m, info)
             )
+            self._image_subscriptions[modality] = self.create_subscription(
+                Image, f'{modality}/image', lambda msg, m=modality: self._on_image(m, msg), qos,
+                event_callbacks=events,
+            )
+
+    def _on_incompatible_qos(self, modality: str, info) -> None:
+        """A publisher on a sensor's topic offers QoS its subscription cannot take: said in
+        the log, as rclpy does, and in the sensor's status while nothing arrives."""
+        topic = self._image_subscriptions[modality].topic_name
+        policy = qos_policy_name_from_kind(info.last_policy_kind)
+        setting = self._values[sensor_parameter(modality, 'qos')]
+        problem = (
+            f'a publisher on {topic} offers incompatible QoS ({policy}), nothing is received '
+            f'from it (sensors.{modality}.qos is {setting})'
+        )
+        with self._lock:
+            self._qos_problems[modality] = problem
+        self.get_logger().warning(problem)
 
     def _parameter_value(self, name: str) -> Any:
         return self._specs[name].plain(self.get_parameter(name).value)
@@ -581,6 +603,7 @@ class SegmentationNode(Node):
             now = self._now()
             statuses = {m: mon.status(now) for m, mon in self._monitors.items()}
             frame_ids = dict(self._frame_ids)
+            qos_problems = dict(self._qos_problems)
             model_level, model_message, model_values = self._model_report(now, statuses)
         key = tuple((s.level, s.state) for s in statuses.values()) + (
             model_level, tuple(s.usable for s in statuses.values()),
@@ -591,7 +614,8 @@ class SegmentationNode(Node):
         self._last_diagnostics_key = key
         self._next_diagnostics = wall + self._values['diagnostics_period_s']
         messages = [
-            sensor_status(statuses[m], frame_ids[m]) if m in statuses else not_in_model_status(m)
+            sensor_status(statuses[m], frame_ids[m], qos_problems.get(m, ''))
+            if m in statuses else not_in_model_status(m)
             for m in MODALITIES
         ]
         messages.append(
