@@ -211,3 +211,91 @@ def test_a_stream_back_from_a_clock_jump_with_the_anchor_does_not_anchor_an_earl
     assert assembler.assemble({**ALL_USABLE, 'rgb': False}) is None
     feed(assembler, {'depth': [1.053]})
     assert assembler.assemble({**ALL_USABLE, 'rgb': False}).stamp == 1.053
+
+
+def reference_bundle(received, usable, anchor, ages, depth, last_stamp):
+    """Brute force: each cache is the ``depth`` newest distinct stamps received; the anchor is
+    the preferred stream's newest, else the freshest usable stream's; every other usable stream
+    gives its cached stamp nearest to it, if within its max age. None: no new anchor."""
+    caches = {m: sorted(received[m])[-depth:] for m in MODALITIES}
+    newest = {m: caches[m][-1] for m in MODALITIES if usable[m] and caches[m]}
+    if not newest:
+        return None
+    chosen = anchor if anchor in newest else max(newest, key=newest.get)
+    stamp = newest[chosen]
+    if stamp <= last_stamp:
+        return None
+    frames = {}
+    for m in MODALITIES:
+        if usable[m] and caches[m]:
+            distance = min(abs(s - stamp) for s in caches[m])
+            if distance <= ages[m]:
+                frames[m] = distance
+    return chosen, stamp, frames
+
+
+@pytest.mark.parametrize('seed', range(40))
+def test_bundles_match_a_brute_force_reference_on_jittered_dropped_reordered_stamps(seed):
+    rng = np.random.default_rng(seed)
+    depth = int(rng.integers(1, 7))
+    anchor = str(rng.choice(['rgb', 'depth', 'freshest']))
+    ages = {m: float(rng.choice([0.01, 0.03, 0.05, 0.2])) for m in MODALITIES}
+    assembler = FrameAssembler(MODALITIES, anchor=anchor, max_age_s=ages, cache_depth=depth)
+    arrivals = []
+    for m in MODALITIES:
+        period, t = 1 / float(rng.choice([5, 10, 30, 60])), rng.random() * 0.05
+        while t < 2:
+            if rng.random() > 0.2:  # 20 % dropped
+                stamp = round(t + rng.normal(0, 0.003), int(rng.choice([2, 3])))  # ties too
+                arrivals.append((t + abs(rng.normal(0.01, 0.02)), m, stamp))  # reordered
+            t += period
+    received = {m: set() for m in MODALITIES}
+    last_stamp, anchors_used = -np.inf, set()
+    for _, modality, stamp in sorted(arrivals):
+        assembler.add(modality, stamp, frame(modality, stamp), f'{modality}_link')
+        received[modality].add(stamp)
+        usable = {m: bool(rng.random() > 0.1) for m in MODALITIES}
+        bundle = assembler.assemble(usable)
+        expected = reference_bundle(received, usable, anchor, ages, depth, last_stamp)
+        if expected is None:
+            assert bundle is None
+            continue
+        chosen, stamp_, frames = expected
+        assert (bundle.anchor, bundle.stamp, bundle.frame_id) == (chosen, stamp_, f'{chosen}_link')
+        assert (chosen, stamp_) not in anchors_used
+        assert {m: abs(f.stamp - stamp_) for m, f in bundle.frames.items()} == frames
+        anchors_used.add((chosen, stamp_))
+        last_stamp = stamp_
+
+
+@pytest.mark.parametrize('seed', range(40))
+def test_outputs_go_back_in_time_only_after_the_anchoring_streams_own_stamps_did(seed):
+    """Random faults (a cleared cache) and clock jumps back, of one stream or all (a bag loop):
+    an output stamp at or before the last one needs an anchor whose stamps went back since its
+    frames were last in an output."""
+    rng = np.random.default_rng(seed)
+    assembler = FrameAssembler(MODALITIES, anchor=str(rng.choice(['rgb', 'depth', 'freshest'])),
+                               max_age_s=0.05, cache_depth=3)
+    offset = dict.fromkeys(MODALITIES, 0.0)
+    newest: dict[str, float] = {}
+    went_back: set[str] = set()
+    last_stamp = -np.inf
+    for step in range(300):
+        modality = MODALITIES[int(rng.integers(0, 4))]
+        if rng.random() < 0.01:
+            for m in (MODALITIES if rng.random() < 0.5 else [modality]):
+                offset[m] -= 5.0
+                assembler.clear(m)
+        if rng.random() < 0.03:
+            assembler.clear(modality)
+        stamp = round(0.01 * step + offset[modality] + rng.normal(0, 0.01), 3)
+        if stamp < newest.get(modality, -np.inf):
+            went_back.add(modality)
+        newest[modality] = max(newest.get(modality, -np.inf), stamp)
+        assembler.add(modality, stamp, frame(modality, stamp))
+        bundle = assembler.assemble({m: bool(rng.random() > 0.2) for m in MODALITIES})
+        if bundle is None:
+            continue
+        assert bundle.stamp > last_stamp or bundle.anchor in went_back, (step, bundle.anchor)
+        went_back -= set(bundle.frames)
+        last_stamp = bundle.stamp
