@@ -192,3 +192,17 @@ def test_32_bit_integers_stay_exact_under_noise_and_encoding_change():
     full = apply(fault(FaultKind.ENCODING, encoding='32SC1'),
                  array_to_image(np.full((2, 2, 1), 255, dtype=np.uint8), 'mono8'), rng())
     assert (image_to_array(full) == 2**31 - 1).all()
+
+
+@pytest.mark.parametrize(('source', 'target'), [('rgb8', 'bgr8'), ('bgr8', 'rgb8'),
+                                                ('rgb8', 'bgra8'), ('bgra8', 'rgba8')])
+def test_encoding_change_keeps_the_colours_in_the_targets_channel_order(source, target):
+    # A pure red picture, stored in the source's channel order.
+    red = np.zeros((2, 3, 4 if source.endswith('a8') else 3), dtype=np.uint8)
+    red[..., 0 if source.startswith('rgb') else 2] = 200
+    red[..., 3:] = 255
+    out = apply(fault(FaultKind.ENCODING, encoding=target), array_to_image(red, source), rng())
+    pixels = image_to_array(out).astype(np.float64) / np.iinfo(image_to_array(out).dtype).max
+    stored_red = 0 if target.startswith('rgb') else 2
+    assert np.allclose(pixels[..., stored_red], 200 / 255, atol=1e-3)
+    assert not pixels[..., 2 - stored_red].any() and not pixels[..., 1].any()

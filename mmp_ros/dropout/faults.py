@@ -136,12 +136,15 @@ def change_encoding(fields: ImageFields, encoding: str) -> ImageFields:
 
     Channels are averaged (to fewer) or repeated (to more, alpha opaque); values are rescaled
     from the source's range to the target's so the image still looks like itself (integer
-    types by their full scale, float frames by their finite min..max to [0, 1]). The point is
-    the unexpected encoding, not the values.
+    types by their full scale, float frames by their finite min..max to [0, 1]); colour is
+    stored in the target's order (``bgr8`` as B, G, R). The point is the unexpected encoding,
+    not the values.
     """
     source = image_to_array(fields)
     target = encoding_spec(encoding)
     unit = _to_unit(source)  # (H, W, C) float32 in [0, 1], NaN kept
+    if _blue_first(fields.encoding):  # colour channels in R, G, B order from here on
+        unit = _swap_red_blue(unit)
     channels = unit.shape[2]
     if target.channels < channels:
         unit = unit[:, :, : min(channels, 3)].mean(axis=2, keepdims=True)  # alpha left out
@@ -150,6 +153,8 @@ def change_encoding(fields: ImageFields, encoding: str) -> ImageFields:
         colour = np.repeat(unit[:, :, :1], 3, axis=2) if channels < 3 else unit[:, :, :3]
         alpha = np.ones(unit.shape[:2] + (1,), dtype=unit.dtype)
         unit = np.concatenate([colour, alpha], axis=2)[:, :, : target.channels]
+    if _blue_first(encoding):
+        unit = _swap_red_blue(unit)
     if target.dtype.kind == 'f':
         converted = unit
     else:
@@ -159,6 +164,16 @@ def change_encoding(fields: ImageFields, encoding: str) -> ImageFields:
         scaled = np.nan_to_num(unit, nan=0.0).astype(work, copy=False) * work(info.max)
         converted = np.rint(scaled).clip(info.min, info.max)
     return _repack(converted, fields, encoding=encoding)
+
+
+def _blue_first(encoding: str) -> bool:
+    """Whether ``encoding`` stores its colour channels as B, G, R (bgr8, bgra16, ...)."""
+    return encoding.startswith('bgr')
+
+
+def _swap_red_blue(pixels: np.ndarray) -> np.ndarray:
+    """R, G, B (+ alpha) <-> B, G, R (+ alpha)."""
+    return pixels[:, :, [2, 1, 0, *range(3, pixels.shape[2])]]
 
 
 def _to_unit(pixels: np.ndarray) -> np.ndarray:
