@@ -195,7 +195,8 @@ def test_32_bit_integers_stay_exact_under_noise_and_encoding_change():
 
 
 @pytest.mark.parametrize(('source', 'target'), [('rgb8', 'bgr8'), ('bgr8', 'rgb8'),
-                                                ('rgb8', 'bgra8'), ('bgra8', 'rgba8')])
+                                                ('rgb8', 'bgra8'), ('bgra8', 'rgba8'),
+                                                ('bgra8', 'rgb16'), ('rgba8', 'bgr8')])
 def test_encoding_change_keeps_the_colours_in_the_targets_channel_order(source, target):
     # A pure red picture, stored in the source's channel order.
     red = np.zeros((2, 3, 4 if source.endswith('a8') else 3), dtype=np.uint8)

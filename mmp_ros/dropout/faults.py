@@ -134,7 +134,8 @@ def resize(fields: ImageFields, height: int, width: int) -> ImageFields:
 def change_encoding(fields: ImageFields, encoding: str) -> ImageFields:
     """The same picture in another encoding, e.g. ``mono8`` where ``rgb8`` was expected.
 
-    Channels are averaged (to fewer) or repeated (to more, alpha opaque); values are rescaled
+    Colour channels are averaged (to fewer: grey) or repeated (to more, alpha opaque), alpha
+    dropped where the target has none (rgba8 -> rgb8 keeps the colour); values are rescaled
     from the source's range to the target's so the image still looks like itself (integer
     types by their full scale, float frames by their finite min..max to [0, 1]); colour is
     stored in the target's order (``bgr8`` as B, G, R). The point is the unexpected encoding,
@@ -146,9 +147,11 @@ def change_encoding(fields: ImageFields, encoding: str) -> ImageFields:
     if _blue_first(fields.encoding):  # colour channels in R, G, B order from here on
         unit = _swap_red_blue(unit)
     channels = unit.shape[2]
-    if target.channels < channels:
-        unit = unit[:, :, : min(channels, 3)].mean(axis=2, keepdims=True)  # alpha left out
+    if target.channels < min(channels, 3):  # fewer colour channels: grey, alpha left out
+        unit = unit[:, :, : min(channels, 3)].mean(axis=2, keepdims=True)
         unit = np.repeat(unit, target.channels, axis=2)
+    elif target.channels == 3 and channels == 4:  # alpha dropped, colour kept
+        unit = unit[:, :, :3]
     elif target.channels > channels:
         colour = np.repeat(unit[:, :, :1], 3, axis=2) if channels < 3 else unit[:, :, :3]
         alpha = np.ones(unit.shape[:2] + (1,), dtype=unit.dtype)
