@@ -177,3 +177,38 @@ def test_the_pure_part_imports_no_ros():
             'assert not any(m.split(".")[0] in ("rclpy", "sensor_msgs") for m in sys.modules)')
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     subprocess.run([sys.executable, '-c', code], check=True, env=env)
+
+
+def test_schedule_clock_starts_at_the_first_nonzero_reading_and_never_runs_back():
+    from mmp_ros.dropout.engine import ScheduleClock
+
+    clock = ScheduleClock()
+    assert clock.elapsed(0) is None  # use_sim_time before the first /clock
+    assert clock.elapsed(100_000_000_000) == 0.0
+    assert clock.elapsed(104_000_000_000) == 4.0
+    # A looping replay's clock goes back to the bag's start: the schedule goes on.
+    assert clock.elapsed(100_000_000_000) == 4.0
+    assert clock.elapsed(101_500_000_000) == 5.5
+    assert clock.start_ns == 100_000_000_000
+
+
+def test_a_window_open_when_a_looping_bag_starts_over_still_closes_and_later_ones_open():
+    # Bag time of a 3 s bag replayed with --loop: 0..3 s, 0..3 s, ... The kill is open at the
+    # first jump back; before, it stayed open for good and the depth window never came.
+    from mmp_ros.dropout.engine import ScheduleClock
+
+    dropout = engine('  - {sensor: rgb, kind: kill, start: 2, end: 4}\n'
+                     '  - {sensor: depth, kind: blank, start: 5, end: 6}\n')
+    clock = ScheduleClock()
+    sent = []
+    for lap in range(3):
+        for index in range(60):
+            elapsed = clock.elapsed(50_000_000_000 + index * 50_000_000)
+            dropout.on_tick(elapsed)
+            sent += [(lap, index) for _ in dropout.on_message('rgb', undecodable(index), elapsed)]
+    events = [(e.event, e.fault.sensor, e.scheduled_s) for e in dropout.take_events()]
+    assert events == [('start', 'rgb', 2.0), ('end', 'rgb', 4.0),
+                      ('start', 'depth', 5.0), ('end', 'depth', 6.0)]
+    # Killed: 2 to 2.95 s in lap 0, then 2.95 (the jump counts as no time) to 4 s in lap 1.
+    assert len(sent) == 180 - 20 - 21
+    assert [i for lap, i in sent if lap == 2] == list(range(60))

@@ -325,3 +325,74 @@ def test_sensors_and_schedule_file_parameters_are_the_nodes_when_no_option_overr
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 2, done.stderr
     assert "unknown sensor 'lidar'" in done.stderr and "are ['rgb']" in done.stderr, done.stderr
+
+
+@pytest.mark.ros
+@pytest.mark.timeout(60)
+def test_on_sim_time_a_looping_replays_jump_back_does_not_rewind_the_schedule(tmp_path):
+    # mmp_ros replay --loop --clock sends /clock back to the bag's start at each pass. A kill
+    # open at the jump must still end 1 s of bag time later; it stayed open until the clock
+    # reached its end again, which a bag shorter than the window's end never does.
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+    from rclpy.qos import qos_profile_sensor_data
+    from rosgraph_msgs.msg import Clock
+    from sensor_msgs.msg import Image
+
+    from mmp_ros.ros.dropout_node import DropoutNode
+
+    schedule = tmp_path / 'schedule.yaml'
+    schedule.write_text('faults:\n  - {sensor: rgb, kind: kill, start: 2, end: 3}\n')
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        dropout = DropoutNode(context=context, parameter_overrides=[
+            Parameter('schedule_file', value=str(schedule)),
+            Parameter('sensors', value=['rgb']),
+            Parameter('use_sim_time', value=True),
+        ])
+        peer = rclpy.create_node('dropout_clock_peer', context=context)
+        received: list[bytes] = []
+        peer.create_subscription(Image, 'rgb/image', received.append, qos_profile_sensor_data,
+                                 raw=True)
+        source = peer.create_publisher(Image, 'source/rgb/image', qos_profile_sensor_data)
+        clock = peer.create_publisher(Clock, '/clock', qos_profile_sensor_data)
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(dropout)
+        executor.add_node(peer)
+        def bag_time(seconds: float, *, expect_frames: bool) -> None:
+            """Set /clock, wait until the node reads it, then send frames; check delivery.
+
+            The frames' one pixel is the step's number: one still in flight from the step
+            before is not taken for this step's.
+            """
+            step = len(steps)
+            steps.append(seconds)
+            frame = Image(height=1, width=1, encoding='mono8', step=1, data=bytes([step]))
+            target = Clock()
+            target.clock.sec, target.clock.nanosec = 100 + int(seconds), int(seconds % 1 * 1e9)
+            wanted = (100 + seconds) * 1e9
+            deadline = time.monotonic() + 10.0
+            while dropout.get_clock().now().nanoseconds != round(wanted):
+                assert time.monotonic() < deadline, 'the node never read the /clock sent'
+                clock.publish(target)
+                executor.spin_once(timeout_sec=0.02)
+            deadline = time.monotonic() + (10.0 if expect_frames else 1.0)
+            while time.monotonic() < deadline:
+                if any(raw[-1] == step for raw in received):
+                    break
+                source.publish(frame)
+                executor.spin_once(timeout_sec=0.02)
+            delivered = any(raw[-1] == step for raw in received)
+            assert delivered == expect_frames, (seconds, dropout.engine.active('rgb'))
+
+        steps: list[float] = []
+        bag_time(0.0, expect_frames=True)  # time 0 of the schedule
+        bag_time(2.5, expect_frames=False)  # killed
+        bag_time(0.0, expect_frames=False)  # the loop starts over: 2.5 s of schedule time
+        bag_time(0.6, expect_frames=True)  # 3.1 s: the kill has ended
+        dropout.destroy_node()
+        peer.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=context)

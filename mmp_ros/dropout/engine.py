@@ -76,6 +76,33 @@ class FaultEvent:
         return self.fault.start_s if self.event == 'start' else self.fault.end_s
 
 
+class ScheduleClock:
+    """Seconds since the schedule's start, from the node clock's readings in nanoseconds.
+
+    The start is the first non-zero reading (a node on ``use_sim_time`` reads 0 until the
+    first ``/clock``). A reading before the previous one (simulated time jumping back when
+    ``mmp_ros replay --loop --clock`` starts over, or the system clock stepped back) does not
+    rewind the schedule: the elapsed time goes on from where it was, so an open window still
+    closes on time and the later ones still open, once each.
+    """
+
+    def __init__(self) -> None:
+        self.start_ns: int | None = None  # the first reading: time 0 of the schedule
+        self._offset_ns = 0  # how far the clock has jumped back, in all
+        self._last_ns = 0
+
+    def elapsed(self, now_ns: int) -> float | None:
+        """Seconds since the start (never decreasing); None while the clock reads 0."""
+        if self.start_ns is None:
+            if now_ns == 0:
+                return None
+            self.start_ns = now_ns
+        elif now_ns < self._last_ns:
+            self._offset_ns += self._last_ns - now_ns
+        self._last_ns = now_ns
+        return (now_ns + self._offset_ns - self.start_ns) / 1e9
+
+
 @dataclass
 class SensorStats:
     """Per-sensor counters: what the simulator did, for logs and tests."""
@@ -261,6 +288,7 @@ __all__ = [
     'FaultEvent',
     'Outgoing',
     'Received',
+    'ScheduleClock',
     'SensorStats',
     'StampedImage',
 ]

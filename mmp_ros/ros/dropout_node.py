@@ -34,7 +34,7 @@ from std_msgs.msg import String
 
 from mmp_ros.cli import non_negative_int
 from mmp_ros.dropout import DropoutEngine, FaultEvent, Received, Schedule, ScheduleError
-from mmp_ros.dropout.engine import Outgoing, StampedImage
+from mmp_ros.dropout.engine import Outgoing, ScheduleClock, StampedImage
 from mmp_ros.errors import InputError
 from mmp_ros.modalities import MODALITIES
 from mmp_ros.ros.context import spin_node
@@ -81,7 +81,7 @@ class DropoutNode(Node):
         self.schedule = schedule
         self.engine = DropoutEngine(schedule)
         self._fault_index = {id(f): i for i, f in enumerate(schedule.faults)}
-        self._start_ns: int | None = None
+        self._schedule_clock = ScheduleClock()
         self._finished = not schedule.faults
         self._unreadable_reported = dict.fromkeys(schedule.sensors, 0)
 
@@ -111,13 +111,15 @@ class DropoutNode(Node):
 
         Read once per callback, so an event carries the time at which its boundary was
         applied. The start is the node's start; under ``use_sim_time`` the first non-zero
-        time from ``/clock``, so a schedule runs against a replayed bag's time.
+        time from ``/clock``, so a schedule runs against a replayed bag's time (and goes on
+        counting when a looping replay's clock jumps back: :class:`ScheduleClock`).
         """
         now_ns, wall = self.get_clock().now().nanoseconds, time.time()
-        if self._start_ns is None:
-            if now_ns == 0:
-                return None
-            self._start_ns = now_ns
+        started = self._schedule_clock.start_ns is not None
+        elapsed = self._schedule_clock.elapsed(now_ns)
+        if elapsed is None:
+            return None
+        if not started:
             self._publish_event({
                 'event': 'schedule',
                 'source': self.schedule.source,
@@ -127,7 +129,7 @@ class DropoutNode(Node):
                 'ros_time': now_ns / NS,
                 'wall_time': wall,
             })
-        return (now_ns - self._start_ns) / NS, now_ns, wall
+        return elapsed, now_ns, wall
 
     def _on_message(self, sensor: str, raw: bytes) -> None:
         clock = self._now()
