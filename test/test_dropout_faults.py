@@ -207,3 +207,17 @@ def test_encoding_change_keeps_the_colours_in_the_targets_channel_order(source, 
     stored_red = 0 if target.startswith('rgb') else 2
     assert np.allclose(pixels[..., stored_red], 200 / 255, atol=1e-3)
     assert not pixels[..., 2 - stored_red].any() and not pixels[..., 1].any()
+
+
+def test_noise_keeps_the_holes_of_16uc1_depth_as_it_keeps_nan_in_32fc1():
+    # Before, about half of the no-reading pixels (0) of 16UC1 depth became readings of a few
+    # millimetres to centimetres, valid to a consumer, while 32FC1's NaN holes stayed holes.
+    depth = np.tile(np.array([0, 1500], dtype=np.uint16), (50, 50))
+    out = image_to_array(apply(fault(FaultKind.NOISE, sigma=20.0),
+                               array_to_image(depth, '16UC1'), rng()))[..., 0]
+    assert (out[depth == 0] == 0).all()
+    assert 15 < (out[depth != 0].astype(float) - 1500).std() < 25
+    # Elsewhere 0 is a value like any other: black mono16 gets its noise.
+    black = image_to_array(apply(fault(FaultKind.NOISE, sigma=20.0),
+                                 array_to_image(np.zeros((50, 50), np.uint16), 'mono16'), rng()))
+    assert (black > 0).mean() > 0.4

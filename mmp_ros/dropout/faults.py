@@ -102,7 +102,9 @@ def add_noise(fields: ImageFields, sigma: float, rng: np.random.Generator) -> Im
 
     Counts for integer encodings (sigma 20 on rgb8 is strong, on mono16 invisible), the stored
     unit for float ones (metres for 32FC1 depth). Integer results are rounded and clipped to
-    the type's range; NaN and Inf stay what they were.
+    the type's range; NaN and Inf stay what they were, and so do the zeros of ``16UC1``
+    (REP 118 depth: 0 = no reading): noise does not make a depth camera see where it saw
+    nothing, in either of its encodings.
     """
     pixels = image_to_array(fields)
     # float32 and in place: drawing the normals is most of the cost (about 10 ms for a
@@ -117,6 +119,8 @@ def add_noise(fields: ImageFields, sigma: float, rng: np.random.Generator) -> Im
     noise += pixels
     np.rint(noise, out=noise)
     np.clip(noise, info.min, info.max, out=noise)
+    if fields.encoding == '16UC1':
+        noise[pixels == 0] = 0
     return _repack(noise, fields)
 
 
