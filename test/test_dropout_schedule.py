@@ -43,6 +43,14 @@ def test_valid_schedule_sorted_by_start_with_a_pair_expanded_and_defaults_filled
     assert [f.kind for f in schedule.for_sensor('rgb')] == [FaultKind.KILL, FaultKind.FREEZE]
 
 
+def test_the_order_the_sensors_are_listed_in_does_not_change_the_faults_order():
+    # a fault's place seeds its randomness: --sensors thermal depth ... drew other drops
+    listed = ('thermal', 'polarization', 'depth', 'rgb')
+    mine = Schedule.from_yaml(VALID, sensors=listed)
+    assert [(f.sensor, f.start_s) for f in mine.faults] == \
+        [(f.sensor, f.start_s) for f in Schedule.from_yaml(VALID).faults]
+
+
 def test_every_kind_parses_with_its_parameters():
     values = {
         'fill': 'max', 'fraction': 0.25, 'sigma': 3, 'delay_s': 0.2, 'max_queue': 4,

@@ -211,7 +211,12 @@ class Schedule:
                     + ' has ended; a sensor has one fault at a time'
                 )
             earlier.append(fault)
-        ordered = sorted(self.faults, key=lambda f: (f.start_s, self.sensors.index(f.sensor)))
+        # Faults that start together in the canonical sensor order (others after, by name),
+        # not --sensors': a fault's place seeds its randomness, which the order the sensors
+        # are listed in must not change.
+        ordered = sorted(self.faults, key=lambda f: (
+            f.start_s, MODALITIES.index(f.sensor) if f.sensor in MODALITIES else len(MODALITIES),
+            f.sensor))
         object.__setattr__(self, 'faults', tuple(ordered))
 
     def _where(self, fault: Fault) -> str:
