@@ -153,7 +153,7 @@ def test_a_start_with_every_sensor_disabled_is_refused(run_node):
     assert node.count_publishers('segmentation/labels') == 1
 
 
-def thermal_only_model(path):
+def thermal_only_model(path, num_classes: int = 4):
     """A hand-built ONNX graph with a thermal-only model's inputs, outputs and metadata."""
     onnx = pytest.importorskip('onnx', reason="needs onnx (pip install '.[train]')")
     from onnx import TensorProto, helper
@@ -171,7 +171,7 @@ def thermal_only_model(path):
          helper.make_tensor_value_info('confidence', TensorProto.FLOAT, ['B', 1, 8, 8])],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)])
-    metadata = tiny_metadata(modalities=('thermal',), input_size=(8, 8))
+    metadata = tiny_metadata(modalities=('thermal',), input_size=(8, 8), num_classes=num_classes)
     helper.set_model_props(model, {METADATA_KEY: metadata.to_json()})
     onnx.save(model, str(path))
     return path
@@ -192,6 +192,24 @@ def test_an_anchor_the_model_does_not_take_names_the_model_and_the_choices(run_n
     result = node.set_parameters([Parameter('anchor', value='depth')])[0]
     assert not result.successful
     assert "takes no depth input (it takes thermal); set the parameter anchor" in result.reason
+
+
+def test_a_model_with_more_classes_than_mono8_labels_hold_is_refused_with_the_reason(
+    run_node, tmp_path
+):
+    # A model of 256 or more classes (training allows them) stopped the start with a
+    # PostprocessError traceback from the palette; 255 classes (ids 0..254) start.
+    from mmp_ros.ros.segmentation_node import NodeStartError
+
+    model = thermal_only_model(tmp_path / 'many.onnx', num_classes=256)
+    with pytest.raises(NodeStartError, match=(
+        rf'cannot serve the model {model} \(parameter model_file_path\): 256 classes do not '
+        r'fit mono8 labels \(at most 255: 255 means no prediction\)'
+    )):
+        run_node(model_file_path=str(model), anchor='thermal')
+    model = thermal_only_model(tmp_path / 'most.onnx', num_classes=255)
+    node, _, _ = run_node(model_file_path=str(model), anchor='thermal')
+    assert node.metadata.num_classes == 255
 
 
 def test_a_whole_number_for_a_float_parameter_is_taken_at_start_and_at_run_time(run_node):

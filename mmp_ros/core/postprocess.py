@@ -72,7 +72,10 @@ def palette_array(palette: Sequence[Sequence[int]]) -> np.ndarray:
     """(256, 3) uint8 lookup table: class colours, black for :data:`NO_PREDICTION`."""
     table = np.zeros((256, 3), dtype=np.uint8)
     if len(palette) > MAX_CLASSES:
-        raise PostprocessError(f'{len(palette)} palette colours do not fit mono8 labels')
+        raise PostprocessError(
+            f'{len(palette)} classes do not fit mono8 labels (at most {MAX_CLASSES}: '
+            f'{NO_PREDICTION} means no prediction)'
+        )
     table[: len(palette)] = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
     return table
 

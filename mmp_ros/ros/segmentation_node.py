@@ -57,6 +57,7 @@ from mmp_ros.core.parameters import (
 )
 from mmp_ros.core.postprocess import (
     NO_PREDICTION,
+    PostprocessError,
     best_background,
     colorize,
     modality_marks,
@@ -289,7 +290,12 @@ class SegmentationNode(Node):
                 f'every sensor the model takes is disabled ({switches} all false), so nothing '
                 'could ever be segmented; enable at least one'
             )
-        self._palette = palette_array(self.metadata.palette)
+        try:
+            self._palette = palette_array(self.metadata.palette)
+        except PostprocessError as exc:  # more classes than mono8 labels can carry
+            raise NodeStartError(
+                f'cannot serve the model {self._model_path} (parameter model_file_path): {exc}'
+            ) from exc
         self._monitors: dict[str, HealthMonitor] = {}
         self._decoder_settings: dict[str, Any] = {}
         self._frame_ids: dict[str, str] = dict.fromkeys(self.modalities, '')
