@@ -243,6 +243,17 @@ def test_core_scores_count_no_prediction_as_a_miss():
     assert math.isclose(result.pixel_accuracy, 200 / 3)
 
 
+def test_core_confusion_names_the_ground_truth_class_that_is_out_of_range():
+    # A negative class (a signed label image's -1) was reported as the largest class,
+    # 'ground-truth class 0 outside 3 classes'.
+    from mmp_ros.core.metrics import confusion_matrix
+
+    with pytest.raises(ValueError, match='ground-truth class -1 outside 3 classes'):
+        confusion_matrix(np.array([[0, 1]]), np.array([[0, -1]]), 3)
+    with pytest.raises(ValueError, match='ground-truth class 7 outside 3 classes'):
+        confusion_matrix(np.array([[0, 1]]), np.array([[0, 7]]), 3)
+
+
 def test_training_scores_are_the_core_scores():
     torch = pytest.importorskip('torch', reason="needs torch (pip install '.[train]')")
     from mmp_ros.core.metrics import scores as core_scores

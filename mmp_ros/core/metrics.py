@@ -30,7 +30,8 @@ def confusion_matrix(pred: np.ndarray, label: np.ndarray, num_classes: int) -> n
     truth = label[valid].astype(np.int64)
     guess = pred[valid].astype(np.int64)
     if truth.size and (truth.max() >= num_classes or truth.min() < 0):
-        raise ValueError(f'ground-truth class {int(truth.max())} outside {num_classes} classes')
+        wrong = int(truth.min()) if truth.min() < 0 else int(truth.max())
+        raise ValueError(f'ground-truth class {wrong} outside {num_classes} classes')
     guess = np.where((guess >= 0) & (guess < num_classes), guess, num_classes)
     columns = num_classes + 1
     return np.bincount(truth * columns + guess, minlength=num_classes * columns).reshape(
