@@ -109,3 +109,15 @@ def test_labels_are_sampled_at_pixel_centres_so_a_symmetric_map_stays_symmetric(
     assert seg.labels.tolist() == [[0, 0, 1, 2, 2]]
     column = to_camera_resolution(labels.T.copy(), confidence.T.copy(), (5, 1), num_classes=3)
     assert column.labels[:, 0].tolist() == [0, 0, 1, 2, 2]
+
+
+def test_a_nan_confidence_is_no_prediction_even_with_min_confidence_zero():
+    # NaN logits (an FP16 overflow) give a NaN softmax and an arbitrary argmax; the pixel
+    # kept that class with confidence 0, since nothing is below min_confidence 0.
+    labels = np.array([[0, 1], [2, 1]], np.int32)
+    confidence = np.array([[np.nan, 0.9], [0.8, np.nan]], np.float32)
+    seg = to_camera_resolution(labels, confidence, (2, 2), num_classes=3)
+    assert seg.labels.tolist() == [[NO_PREDICTION, 1], [2, NO_PREDICTION]]
+    assert seg.confidence.tolist() == [[0.0, pytest.approx(0.9)], [pytest.approx(0.8), 0.0]]
+    grown = to_camera_resolution(labels, confidence, (4, 4), num_classes=3)
+    assert grown.labels[0, 0] == NO_PREDICTION and grown.labels[3, 3] == NO_PREDICTION

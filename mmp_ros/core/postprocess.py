@@ -54,9 +54,12 @@ def to_camera_resolution(
         )
     if num_classes > MAX_CLASSES:
         raise PostprocessError(f'{num_classes} classes do not fit mono8 labels (max 255)')
-    ids = np.where((labels < 0) | (labels >= num_classes), NO_PREDICTION, labels)
-    ids = ids.astype(np.uint8)
-    conf = np.clip(np.nan_to_num(confidence.astype(np.float32), nan=0.0), 0.0, 1.0)
+    conf = confidence.astype(np.float32)
+    # A NaN confidence comes from NaN logits (an FP16 overflow, say): their argmax is no
+    # prediction, whatever min_confidence is (0 keeps every other pixel).
+    unknown = (labels < 0) | (labels >= num_classes) | np.isnan(conf)
+    ids = np.where(unknown, NO_PREDICTION, labels).astype(np.uint8)
+    conf = np.clip(np.nan_to_num(conf, nan=0.0), 0.0, 1.0)
     height, width = size
     if ids.shape != (height, width):
         # INTER_NEAREST_EXACT samples at pixel centres, like INTER_LINEAR for the confidence
