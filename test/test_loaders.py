@@ -315,6 +315,15 @@ def test_every_loader_gives_training_a_palette_for_its_classes(tmp_path, nyu, fm
     assert len(train(config).losses) == 1
 
 
+def test_a_dataset_of_more_classes_than_label_255_leaves_is_refused(nyu):
+    from training.datasets import DatasetError, dataset_classes
+
+    data = NYUDv2(nyu, 'train')
+    data.class_names = tuple(f'class_{k}' for k in range(256))  # class 255: the ignore index
+    with pytest.raises(DatasetError, match='256 classes; at most 255'):
+        dataset_classes(data)
+
+
 def test_a_loaders_config_comes_from_yaml_as_a_mapping(nyu, mcubes):
     from training.config import load_config
     from training.datasets import DatasetError, build_dataset

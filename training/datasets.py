@@ -60,6 +60,10 @@ def dataset_classes(dataset: Any) -> tuple[tuple[str, ...], tuple[tuple[int, int
     if names is None or palette is None:
         raise DatasetError(f'{type(owner).__name__} declares no class_names/palette (nor does '
                            f'its module {type(owner).__module__} as CLASS_NAMES/PALETTE)')
+    if len(names) > IGNORE_INDEX:
+        raise DatasetError(f'{type(owner).__name__} has {len(names)} classes; at most '
+                           f'{IGNORE_INDEX}: label {IGNORE_INDEX} is what training ignores and '
+                           "the node's mono8 labels use for no prediction")
     return tuple(str(n) for n in names), tuple(tuple(int(c) for c in rgb) for rgb in palette)
 
 
