@@ -4,7 +4,8 @@
 # 3.11 a pin that does not install stops the bootstrap) and reuse it afterwards;
 # the stamp file is rebuilt only when the lock or setup.py change. A bootstrap stopped
 # half way (Ctrl-C) goes on where it stopped at the next make: a venv without pip (stopped
-# while it was created) is made again.
+# while it was created) is made again, and so is one whose interpreter no longer runs (the
+# Python that made it removed or upgraded), however new its stamp.
 
 PYTHON ?= python3
 VENV := .venv
@@ -17,12 +18,15 @@ export ROS_DOMAIN_ID ?= $(shell $(PYTHON) -c 'import random; print(random.randin
 export AMENT_PREFIX_PATH ?= $(abspath $(VENV))
 PYTEST_ARGS ?=
 
-.PHONY: venv test lint unit demo lock clean
+.PHONY: venv test lint demo lock clean
+ifneq ($(shell $(BIN)/python -c 'print("runs")' 2>/dev/null),runs)
+.PHONY: $(STAMP)
+endif
 
 venv: $(STAMP)
 
 $(STAMP): requirements/lock.txt setup.py
-	$(BIN)/python -m pip --version >/dev/null 2>&1 || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip --version >/dev/null 2>&1 || $(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements/lock.txt || { \
 	  $(BIN)/python -c 'import sys; sys.exit(sys.version_info[:2] == (3, 11))' || exit 1; \

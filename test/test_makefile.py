@@ -65,8 +65,18 @@ def test_a_venv_left_without_pip_is_made_again(tmp_path):
     fake_venv_python.chmod(0o755)
     status, calls, _ = _make(tmp_path)
     assert status == 0
-    assert ['-m', 'venv', str(tmp_path / 'venv')] in calls
+    assert ['-m', 'venv', '--clear', str(tmp_path / 'venv')] in calls
     assert (tmp_path / 'venv' / '.installed').exists()
+
+
+def test_a_venv_whose_interpreter_no_longer_runs_is_made_again(tmp_path):
+    # The Python that made it removed or upgraded: its stamp was still newer than the lock,
+    # so make took the venv as built and every command failed on its interpreter.
+    assert _make(tmp_path)[0] == 0
+    (tmp_path / 'venv' / 'bin' / 'python').write_text('#!/nonexistent/python3.11\n')
+    status, calls, output = _make(tmp_path)
+    assert status == 0, output
+    assert ['-m', 'venv', '--clear', str(tmp_path / 'venv')] in calls
 
 
 def test_a_working_venv_is_kept(tmp_path):
