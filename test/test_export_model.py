@@ -104,6 +104,28 @@ def test_export_cli_reports_a_bad_checkpoint(tmp_path, capsys):
     assert err.startswith(f'mmp_ros export: {bad}: not a readable')
 
 
+@pytest.mark.parametrize('where', ['folder', 'under_a_file'])
+def test_export_cli_refuses_an_out_that_cannot_be_a_file_before_exporting(tmp_path, capsys,
+                                                                          where):
+    metadata = tiny_metadata(input_size=INPUT_SIZE, num_classes=3)
+    checkpoint = save_checkpoint(tmp_path / 'tiny.pt', model=tiny_random_model(metadata),
+                                 metadata=metadata)
+    if where == 'folder':  # was an IsADirectoryError traceback after the whole export
+        out = tmp_path / 'models'
+        out.mkdir()
+        expected = f'{out} is a folder; the export writes one ONNX file'
+    else:  # was a FileExistsError traceback
+        (tmp_path / 'notes').write_text('')
+        out = tmp_path / 'notes' / 'model.onnx'
+        expected = f'{out}: its folder {out.parent} cannot be created'
+    assert main(['export', '--checkpoint', str(checkpoint), '--out', str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f'mmp_ros export: {expected}') and len(err.splitlines()) == 1
+    # refused before the export's work: nothing written, no staging folder left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(['tiny.pt', out.name if
+                                                                 where == 'folder' else 'notes'])
+
+
 @pytest.mark.parametrize('method, options', [
     ('mmp_adapt', {'projection_kind': 'conv', 'projection_stride': 16}),
     ('mmp', {'mask_conditioning': True}),

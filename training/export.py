@@ -33,6 +33,7 @@ import onnx
 import torch
 from torch import nn
 
+from mmp_ros.errors import OutputFolderError
 from mmp_ros.inference.torch_graph import DeployGraph
 from mmp_ros.metadata import METADATA_KEY, ModelMetadata
 from mmp_ros.modalities import nonempty_subsets
@@ -137,6 +138,7 @@ def export_onnx(
     several sizes (benchmarks at camera resolution); the file records the size it has.
     """
     path = Path(path)
+    _check_output(path)
     if input_size is not None:
         metadata = dataclasses.replace(metadata, input_size=tuple(int(v) for v in input_size))
     metadata = dataclasses.replace(
@@ -156,7 +158,6 @@ def export_onnx(
     batch = torch.export.Dim('batch', min=1, max=1024)
     weight_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     external = weight_bytes > EXTERNAL_DATA_THRESHOLD
-    path.parent.mkdir(parents=True, exist_ok=True)
     # Written and checked in a folder beside ``path``, then moved over it: a failed export
     # or check leaves an earlier file at ``path`` as it was.
     with tempfile.TemporaryDirectory(prefix=f'.{path.name}.', dir=path.parent) as staging:
@@ -169,6 +170,19 @@ def export_onnx(
         for file in Path(staging).iterdir():  # the model, and its weights when external
             os.replace(file, path.parent / file.name)
     return path
+
+
+def _check_output(path: Path) -> None:
+    """Before the export's work: ``path`` must be able to become a file (its folder is
+    created here)."""
+    if path.is_dir():
+        raise OutputFolderError(f'{path} is a folder; the export writes one ONNX file: give '
+                                f'its path, e.g. {path / "model.onnx"}')
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputFolderError(f'{path}: its folder {path.parent} cannot be created '
+                                f'({exc.strerror or exc})') from None
 
 
 def _export_checked(graph: DeployGraph, metadata: ModelMetadata, args: tuple, path: Path, *,
