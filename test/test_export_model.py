@@ -6,6 +6,7 @@ One export per module (several seconds on a CPU), shared by the tests below.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -102,6 +103,19 @@ def test_export_cli_reports_a_bad_checkpoint(tmp_path, capsys):
     assert main(['export', '--checkpoint', str(bad), '--out', str(tmp_path / 'x.onnx')]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f'mmp_ros export: {bad}: not a readable')
+
+
+@pytest.mark.parametrize('command', ['export', 'evaluate-model'])
+def test_an_onnx_file_given_for_a_checkpoint_is_named_as_such(tmp_path, capsys, command):
+    shipped = Path(__file__).resolve().parents[1] / 'models' / 'tiny_mmp.onnx'
+    args = (['export', '--checkpoint', str(shipped), '--out', str(tmp_path / 'x.onnx')]
+            if command == 'export' else
+            ['evaluate-model', str(shipped), '--out', str(tmp_path / 'evaluation')])
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    # was "not a readable mmp_ros checkpoint (...); damaged, or not written by mmp_ros"
+    assert err == (f'mmp_ros {command}: {shipped} is an exported ONNX model, not a training '
+                   'checkpoint: give the checkpoint (.pt) it was exported from\n')
 
 
 @pytest.mark.parametrize('where', ['folder', 'under_a_file'])

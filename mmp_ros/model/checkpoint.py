@@ -93,6 +93,10 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for foreign or corrupt files
+        if path.suffix.lower() == '.onnx':  # the export, not its source
+            raise CheckpointError(
+                f'{path} is an exported ONNX model, not a training checkpoint: give the '
+                'checkpoint (.pt) it was exported from') from exc
         raise CheckpointError(
             f'{path}: not a readable mmp_ros checkpoint ({_load_failure(exc)})') from exc
     if not isinstance(checkpoint, dict) or checkpoint.get('format') != CHECKPOINT_FORMAT:
