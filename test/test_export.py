@@ -191,6 +191,11 @@ def test_an_opset_the_exporter_does_not_write_is_refused_not_recorded(contract_m
     with pytest.raises(ExportError, match=r'opset 13: torch .* exports at opset 18 and above'):
         export_onnx(model, metadata, path, opset=13, verify=False)
     assert not path.exists()
+    # one it does not know yet: was "opset 99: torch ... exports at opset 18 and above"
+    with pytest.raises(ExportError, match=r'opset 99: torch .* cannot convert the model to it '
+                                          r'\(it wrote opset 18\); ask for an opset it knows'):
+        export_onnx(model, metadata, path, opset=99, verify=False)
+    assert not path.exists()
 
 
 def test_a_failed_export_leaves_the_earlier_file_as_it_was(contract_model, tmp_path,

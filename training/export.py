@@ -207,6 +207,10 @@ def _export_checked(graph: DeployGraph, metadata: ModelMetadata, args: tuple, pa
             raise ExportError(f'torch.onnx.export of the model to {path} failed: {exc}') from exc
     proto = onnx.load(str(path), load_external_data=False)
     written = next(o.version for o in proto.opset_import if o.domain in ('', 'ai.onnx'))
+    if written < opset:  # beyond its converter's opsets the exporter keeps its own too
+        raise ExportError(f'opset {opset}: torch {torch.__version__} cannot convert the model '
+                          f'to it (it wrote opset {written}); ask for an opset it knows '
+                          f'(TensorRT 10 reads up to 20)')
     if written != opset:  # below its own opset the exporter keeps its own, with a log line
         raise ExportError(f'opset {opset}: torch {torch.__version__} exports at opset '
                           f'{written} and above; ask for one of those')
