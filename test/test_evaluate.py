@@ -93,6 +93,20 @@ def test_evaluation_data_must_have_the_model_modalities(mmp_checkpoint):
                                                                       'polarization')))
 
 
+class OtherClasses(CueDataset):
+    """The same scenes, labelled with other classes."""
+
+    class_names = ('floor', 'wall', 'door')
+    palette = ((128, 64, 128), (70, 70, 70), (0, 0, 255))
+
+
+def test_evaluation_data_must_have_the_model_classes(mmp_checkpoint):
+    # was scored without a word: 'door' pixels counted as the model's 'person'
+    with pytest.raises(DatasetError, match=r"evaluation data \(test\) has the classes \['floor', "
+                       r"'wall', 'door'\], the model \['floor', 'wall', 'person'\]"):
+        evaluate.evaluate_checkpoint(mmp_checkpoint, dataset=OtherClasses('test', 2))
+
+
 def test_cli_reads_the_dataset_from_the_checkpoint(tmp_path, mmp_checkpoint, capsys):
     parser = argparse.ArgumentParser()
     evaluate.add_arguments(parser)

@@ -21,7 +21,7 @@ from mmp_ros.metadata import ModelMetadata
 from mmp_ros.modalities import nonempty_subsets, subset_label
 from mmp_ros.model import CheckpointError, load_checkpoint, read_checkpoint
 from training.config import DataConfig, config_from_dict
-from training.datasets import build_dataset, check_modalities
+from training.datasets import DatasetError, build_dataset, check_modalities, dataset_classes
 from training.metrics import SubsetReport, evaluate_subsets
 from training.train import batches_for_eval, resolve_device
 
@@ -44,6 +44,14 @@ def evaluate_checkpoint(path: str | Path, *, split: str = 'test',
         dataset = build_dataset(data, split)
     check_modalities(dataset, metadata.modalities, need_label=True,
                      name=f'evaluation data ({split})')
+    try:
+        class_names, _ = dataset_classes(dataset)
+    except DatasetError:  # a dataset that declares none: its labels are the model's classes
+        class_names = metadata.class_names
+    if class_names != metadata.class_names:
+        raise DatasetError(f'evaluation data ({split}) has the classes {list(class_names)}, '
+                           f'the model {list(metadata.class_names)}: its labels would be '
+                           'scored as other classes')
     report = evaluate_subsets(
         model, batches_for_eval(dataset, metadata, batch_size=batch_size, device=target,
                                 max_samples=max_samples, num_workers=num_workers),
