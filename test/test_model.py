@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
 
+from mmp_ros.inference.testing import tiny_metadata
 from mmp_ros.modalities import INPUT_CHANNELS, MODALITIES, nonempty_subsets
 from mmp_ros.model import (
     MODEL_SIZES,
@@ -14,7 +16,9 @@ from mmp_ros.model import (
     ModelConfig,
     ModelConfigError,
     build_model,
+    load_checkpoint,
     load_weights,
+    save_checkpoint,
 )
 
 METHODS = ('none', 'dropout', 'mask_token', 'mmp', 'mmp_adapt')
@@ -254,6 +258,28 @@ def test_load_weights_refuses_other_models_and_names_the_keys():
         load_weights(other, tiny.state_dict())
     with pytest.raises(CheckpointError, match='missing .*projection'):
         load_weights(build_model(tiny.config.replace(method='mmp')), tiny.state_dict())
+
+
+@pytest.mark.parametrize(('edit', 'message'), [
+    ({'class_names': ['floor', 'wall'], 'palette': [[0, 0, 0], [1, 1, 1]]},
+     'metadata names 2 classes, the model config has 3'),
+    ({'input_channels': {'rgb': 3, 'thermal': 3},
+      'normalization': {'rgb': {'mean': [0] * 3, 'std': [1] * 3},
+                        'thermal': {'mean': [0] * 3, 'std': [1] * 3}}},
+     "metadata input channels {'rgb': 3, 'thermal': 3} differ from the model config's "
+     "{'rgb': 3, 'thermal': 1}"),
+])
+def test_load_checkpoint_refuses_metadata_that_contradicts_the_model(tmp_path, edit, message):
+    # Both loaded before, and the export carried the wrong metadata into the ONNX file (a
+    # palette one colour short of the labels the graph gives, inputs of the wrong shape).
+    metadata = tiny_metadata(modalities=('rgb', 'thermal'), input_size=(16, 16), num_classes=3)
+    model = build_model(ModelConfig(modalities=('rgb', 'thermal'), num_classes=3))
+    path = save_checkpoint(tmp_path / 'model.pt', model=model, metadata=metadata)
+    saved = torch.load(path, weights_only=True)
+    saved['metadata'].update(edit)
+    torch.save(saved, path)
+    with pytest.raises(CheckpointError, match=f'^{path}: {re.escape(message)}$'):
+        load_checkpoint(path)
 
 
 @pytest.mark.parametrize(('changes', 'message'), [

@@ -152,6 +152,13 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if tuple(metadata.modalities) != config.modalities:
         raise CheckpointError(f'{path}: metadata modalities {list(metadata.modalities)} differ '
                               f'from the model config\'s {list(config.modalities)}')
+    if metadata.num_classes != config.num_classes:
+        raise CheckpointError(f'{path}: metadata names {metadata.num_classes} classes, the '
+                              f'model config has {config.num_classes}')
+    channels = {m: metadata.input_channels[m] for m in metadata.modalities}
+    if channels != config.input_channels:
+        raise CheckpointError(f'{path}: metadata input channels {channels} differ from the '
+                              f'model config\'s {config.input_channels}')
     model = build_model(config)
     load_weights(model, checkpoint['state_dict'], source=str(path))
     model.to(map_location).eval()
