@@ -105,6 +105,15 @@ def test_export_cli_reports_a_bad_checkpoint(tmp_path, capsys):
     assert err.startswith(f'mmp_ros export: {bad}: not a readable')
 
 
+def test_python_m_training_export_prints_a_wrong_input_as_one_line(tmp_path, capsys):
+    missing = tmp_path / 'missing.pt'
+    # was a CheckpointError traceback, exit status 1 (the docs: "the same" as mmp_ros export)
+    assert export_cli.main(['--checkpoint', str(missing), '--out',
+                            str(tmp_path / 'x.onnx')]) == 2
+    assert capsys.readouterr().err == (f'python -m training.export: checkpoint not found: '
+                                       f'{missing}\n')
+
+
 @pytest.mark.parametrize('command', ['export', 'evaluate-model'])
 def test_an_onnx_file_given_for_a_checkpoint_is_named_as_such(tmp_path, capsys, command):
     shipped = Path(__file__).resolve().parents[1] / 'models' / 'tiny_mmp.onnx'

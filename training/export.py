@@ -33,7 +33,7 @@ import onnx
 import torch
 from torch import nn
 
-from mmp_ros.errors import OutputFolderError
+from mmp_ros.errors import InputError, OutputFolderError
 from mmp_ros.inference.torch_graph import DeployGraph
 from mmp_ros.metadata import METADATA_KEY, ModelMetadata
 from mmp_ros.modalities import nonempty_subsets
@@ -289,7 +289,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog='python -m training.export', description=__doc__.split(
         '\n')[0])
     add_arguments(parser)
-    return run(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except InputError as exc:  # as ``mmp_ros export`` prints it: the message alone
+        print(f'{parser.prog}: {exc}', file=sys.stderr)
+        return 2
 
 
 if __name__ == '__main__':
