@@ -164,6 +164,14 @@ def test_a_batch_item_with_no_modality_is_refused(backend):
     available[1] = False
     with pytest.raises(InferenceInputError, match='batch item 1 has no modality available'):
         backend.infer(inputs, available)
+    # Nor one that the graph reads as all masked (it takes a value above 0.5 as real): a
+    # mask of 0.4 or NaN passed the check before and was answered with such labels.
+    for value in (0.4, np.nan):
+        available = np.ones((2, len(backend.metadata.modalities)), np.float32)
+        available[0] = value
+        with pytest.raises(InferenceInputError, match=r'batch item 0 has no modality available '
+                                                      r'\(the model takes a value above 0.5'):
+            backend.infer(inputs, available)
 
 
 def test_unknown_input_name(backend):

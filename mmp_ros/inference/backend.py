@@ -69,11 +69,12 @@ def check_inputs(
             f'batch {batch} exceeds the largest batch this backend was built for ({max_batch})'
         )
     available_f = np.ascontiguousarray(available, dtype=np.float32)
-    empty = np.flatnonzero(~available_f.astype(bool).any(axis=1))
+    real = available_f > 0.5  # as the graph reads it: 0.4 or NaN is masked
+    empty = np.flatnonzero(~real.any(axis=1))
     if empty.size:  # the model would answer with confident labels made of nothing
         raise InferenceInputError(
-            f'batch item {int(empty[0])} has no modality available; a segmentation needs at '
-            f'least one of {list(modalities)}'
+            f'batch item {int(empty[0])} has no modality available (the model takes a value '
+            f'above 0.5 as available); a segmentation needs at least one of {list(modalities)}'
         )
     unknown = sorted(set(inputs) - set(modalities))
     if unknown:
@@ -86,7 +87,7 @@ def check_inputs(
         channels = metadata.input_channels[name]
         expected = (batch, channels, height, width)
         if name not in inputs:
-            if available_f[:, index].any():
+            if real[:, index].any():
                 raise InferenceInputError(
                     f'input {name!r} is missing but marked available; pass a float32 tensor '
                     f'of shape {expected} or mark it unavailable'
