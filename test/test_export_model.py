@@ -105,6 +105,20 @@ def test_export_cli_reports_a_bad_checkpoint(tmp_path, capsys):
     assert err.startswith(f'mmp_ros export: {bad}: not a readable')
 
 
+def test_export_cli_refuses_to_write_over_the_checkpoint_it_exports(tmp_path, capsys):
+    metadata = tiny_metadata(input_size=INPUT_SIZE, num_classes=3)
+    checkpoint = save_checkpoint(tmp_path / 'tiny.pt', model=tiny_random_model(metadata),
+                                 metadata=metadata)
+    saved = checkpoint.read_bytes()
+    # was: exported, and the checkpoint replaced by the ONNX file
+    assert main(['export', '--checkpoint', str(checkpoint), '--out', str(checkpoint),
+                 '--no-verify']) == 2
+    assert capsys.readouterr().err == (f'mmp_ros export: {checkpoint} is the checkpoint being '
+                                       'exported: the ONNX file would replace it; give another '
+                                       'output path\n')
+    assert checkpoint.read_bytes() == saved
+
+
 def test_python_m_training_export_prints_a_wrong_input_as_one_line(tmp_path, capsys):
     missing = tmp_path / 'missing.pt'
     # was a CheckpointError traceback, exit status 1 (the docs: "the same" as mmp_ros export)

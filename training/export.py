@@ -236,8 +236,11 @@ def export_checkpoint(
     checkpoint: str | Path, out: str | Path, **options
 ) -> tuple[Path, ModelMetadata]:
     """Load a training checkpoint and export it; ``options`` as for :func:`export_onnx`."""
-    from mmp_ros.model import load_checkpoint
+    from mmp_ros.model import CheckpointError, load_checkpoint
 
+    if Path(out).resolve() == Path(checkpoint).resolve():
+        raise CheckpointError(f'{out} is the checkpoint being exported: the ONNX file would '
+                              'replace it; give another output path')
     model, metadata, _ = load_checkpoint(checkpoint, map_location='cpu')
     metadata = dataclasses.replace(
         metadata, provenance={**metadata.provenance, 'checkpoint': str(checkpoint)}
