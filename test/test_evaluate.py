@@ -65,6 +65,22 @@ def test_every_subset_is_scored_and_written(tmp_path, mmp_checkpoint):
     assert paths['chart'].stat().st_size > 1000
 
 
+def test_the_json_report_is_json_with_a_class_seen_nowhere(tmp_path):
+    # A class absent from the labels and the predictions (a few samples) has no IoU: the
+    # file held the bare token NaN, which strict JSON readers (jq, JavaScript) refuse.
+    report = SubsetReport(('rgb', 'depth'))
+    confusion = torch.tensor([[5, 1, 0], [2, 7, 0], [0, 0, 0]])
+    report.subsets = {k: scores(confusion) for k in ('rgb', 'depth', 'all')}
+    paths = evaluate.write_report({'few samples': report}, tmp_path)
+
+    def refuse(token):
+        raise ValueError(f'not JSON: {token}')
+
+    data = json.loads(paths['json'].read_text(), parse_constant=refuse)
+    assert data['few samples']['subsets']['all']['class_iou'][2] is None
+    assert data['few samples']['full_miou'] == pytest.approx(report.full)
+
+
 @pytest.mark.parametrize('series', [2, 12, 22, 45])
 def test_a_chart_of_many_models_keeps_its_legend_in_the_image_and_its_colors_apart(series):
     from matplotlib.colors import to_rgba

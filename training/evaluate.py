@@ -188,8 +188,20 @@ def write_report(reports: Mapping[str, SubsetReport], out_dir: str | Path, *,
     if ceilings:
         document['_ceiling'] = dict(ceilings)
     data = out / f'{stem}.json'
-    data.write_text(json.dumps(document, indent=2, sort_keys=True), encoding='utf-8')
+    # NaN (a class absent from the labels and the predictions) is no JSON: null instead.
+    data.write_text(json.dumps(_nan_as_none(document), indent=2, sort_keys=True,
+                               allow_nan=False), encoding='utf-8')
     return {'markdown': markdown, 'json': data, 'chart': chart}
+
+
+def _nan_as_none(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_as_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_nan_as_none(v) for v in value]
+    return value
 
 
 # --- command line --------------------------------------------------------------------------
