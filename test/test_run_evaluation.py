@@ -400,8 +400,8 @@ def test_a_run_without_diagnostics_messages_says_so(tmp_path):
 
 
 def test_report_json_writes_null_where_a_figure_is_not_a_number():
-    from mmp_ros.evaluation.report import _nan_as_none
+    from mmp_ros import json_text
 
     data = {'phases': [{'miou': math.nan, 'frames': 3}, {'miou': 71.5}], 'p99': math.inf}
-    assert json.loads(json.dumps(_nan_as_none(data), allow_nan=False)) == {
+    assert json.loads(json_text.dumps(data)) == {
         'phases': [{'miou': None, 'frames': 3}, {'miou': 71.5}], 'p99': None}

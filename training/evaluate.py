@@ -8,13 +8,13 @@ methods it also reports how close projected tokens are to the real ones (cosine)
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
 
+from mmp_ros import json_text
 from mmp_ros.cli import non_negative_int, positive_int
 from mmp_ros.errors import output_folder
 from mmp_ros.metadata import ModelMetadata
@@ -189,19 +189,8 @@ def write_report(reports: Mapping[str, SubsetReport], out_dir: str | Path, *,
         document['_ceiling'] = dict(ceilings)
     data = out / f'{stem}.json'
     # NaN (a class absent from the labels and the predictions) is no JSON: null instead.
-    data.write_text(json.dumps(_nan_as_none(document), indent=2, sort_keys=True,
-                               allow_nan=False), encoding='utf-8')
+    data.write_text(json_text.dumps(document, indent=2, sort_keys=True), encoding='utf-8')
     return {'markdown': markdown, 'json': data, 'chart': chart}
-
-
-def _nan_as_none(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _nan_as_none(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_nan_as_none(v) for v in value]
-    return value
 
 
 # --- command line --------------------------------------------------------------------------

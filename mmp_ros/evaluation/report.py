@@ -9,13 +9,12 @@ as the node received them, ground truth, labels and overlay at a few moments of 
 from __future__ import annotations
 
 import html
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from mmp_ros import json_text
 from mmp_ros.core.health import HealthConfig
 from mmp_ros.core.parameters import (
     ParameterError,
@@ -279,7 +278,7 @@ def write_report(report: RunReport, out: str | Path, *, strip: str | Path | None
         plots.strip(ev, moments, Path(strip))
     # NaN (a phase whose ground truth holds no class) is no JSON: null instead.
     (out / 'report.json').write_text(
-        json.dumps(_nan_as_none(report.to_dict()), indent=2, allow_nan=False) + '\n')
+        json_text.dumps(report.to_dict(), indent=2) + '\n')
 
     overall = ev.overall.scores
     md = [f'# Run report: `{ev.run.path}`', '',
@@ -311,16 +310,6 @@ def write_report(report: RunReport, out: str | Path, *, strip: str | Path | None
         f'<style>{style}</style></head><body><h1>Run report</h1><p>{html.escape(md[2])}</p>'
         f'<p>{html.escape(EXPLANATION)}</p>{"".join(body)}</body></html>\n')
     return path
-
-
-def _nan_as_none(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _nan_as_none(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_nan_as_none(v) for v in value]
-    return value
 
 
 def strip_moments(phases: Sequence[Phase], count: int) -> list[Phase]:
