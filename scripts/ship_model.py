@@ -28,7 +28,7 @@ from mmp_ros.modalities import nonempty_subsets, subset_label  # noqa: E402
 from mmp_ros.model import load_checkpoint, read_checkpoint  # noqa: E402
 from training.export import export_checkpoint  # noqa: E402
 
-MAX_BYTES = 20 * 2**20
+MAX_BYTES = 20 * 10**6  # the issue's 20 MB
 
 
 def card(path: Path, checkpoint: dict, results: dict | None, run: str, base_run: str,
@@ -40,7 +40,7 @@ def card(path: Path, checkpoint: dict, results: dict | None, run: str, base_run:
     lines = [f'# Model card: `{path.name}`', '',
              f'Multimodal semantic segmentation, `{config["size"]}` size, robustness method '
              f'`{metadata["method"]}`, {parameters:,} parameters, '
-             f'{path.stat().st_size / 2**20:.1f} MB.', '',
+             f'{path.stat().st_size / 2**20:.1f} MiB.', '',
              "- License: Apache-2.0 (this project's; trained only on the project's synthetic "
              'data)',
              '- Size: ' + ', '.join(f'`{f.name}` {f.stat().st_size:,} bytes '
@@ -125,7 +125,7 @@ def card(path: Path, checkpoint: dict, results: dict | None, run: str, base_run:
     lines += ['', '## Files', '',
               f'- `{path.name}`: the checkpoint (PyTorch backend, further training, export)']
     if onnx.is_file():
-        lines.append(f'- `{onnx.name}` ({onnx.stat().st_size / 2**20:.1f} MB): the same model '
+        lines.append(f'- `{onnx.name}` ({onnx.stat().st_size / 2**20:.1f} MiB): the same model '
                      'as one ONNX graph for every modality mask, the node\'s default; '
                      'exported by `scripts/ship_model.py` as `mmp_ros export --checkpoint '
                      f'models/{path.name} --out models/{onnx.name}` does, and checked against '
@@ -175,15 +175,15 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(checkpoint, out)
     if out.stat().st_size > MAX_BYTES:
-        raise SystemExit(f'{out}: {out.stat().st_size / 2**20:.1f} MB exceeds the 20 MB limit')
+        raise SystemExit(f'{out}: {out.stat().st_size / 1e6:.1f} MB exceeds the 20 MB limit')
     load_checkpoint(out)  # strict: what ships must load
     if not args.no_onnx:
         onnx, _ = export_checkpoint(out, out.with_suffix('.onnx'), verify=True)
-        print(f'{onnx} ({onnx.stat().st_size / 2**20:.2f} MB), checked against PyTorch')
+        print(f'{onnx} ({onnx.stat().st_size / 2**20:.2f} MiB), checked against PyTorch')
     card_path = out.with_suffix('.md')
     card_path.write_text(card(out, checkpoint, results, args.run, args.compare, args.doc),
                          encoding='utf-8')
-    print(f'{out} ({out.stat().st_size / 2**20:.2f} MB) and {card_path}')
+    print(f'{out} ({out.stat().st_size / 2**20:.2f} MiB) and {card_path}')
     return 0
 
 

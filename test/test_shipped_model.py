@@ -59,7 +59,7 @@ def test_models_folder_holds_the_checkpoint_and_card_beside_the_onnx(onnx_path):
     for suffix in ('.pt', '.md'):
         assert onnx_path.with_suffix(suffix).is_file(), f'{onnx_path.with_suffix(suffix)}'
     for path in (onnx_path, onnx_path.with_suffix('.pt')):
-        assert path.stat().st_size <= 20 * 2**20, f'{path} is over the 20 MB limit'
+        assert path.stat().st_size <= 20 * 10**6, f'{path} is over the 20 MB limit'
 
 
 def test_card_states_the_sizes_of_the_files_it_describes(onnx_path):
