@@ -350,6 +350,31 @@ def test_bench_stops_on_a_backend_that_cannot_run_before_measuring_any(tmp_path,
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize(('options', 'message'), [
+    (['--random-size', 'tiny', '--checkpoint', 'mmp.pt'],
+     '--random-size builds its own models: not with --checkpoint'),
+    (['--checkpoint', 'mmp.pt', '--model-input-size', '64', '64'],
+     '--model-input-size is the size of the --random-size models'),
+    (['--onnx', 'mmp.onnx', '--backends', 'torch', '--sizes', 'model'],
+     '--backends torch needs --checkpoint'),
+    (['--onnx', 'mmp.onnx'], '--sizes 480x640 needs --checkpoint'),
+    (['--onnx', 'mmp.onnx', '--sizes', 'model', '--opset', '20'], '--opset 20 needs --checkpoint'),
+])
+def test_bench_stops_on_options_it_would_ignore_or_fail_on_before_measuring_any(
+        tmp_path, monkeypatch, options, message):
+    import argparse
+
+    from mmp_ros.inference import bench
+
+    monkeypatch.setattr(bench, '_spawn', lambda specs: pytest.fail('measured before stopping'))
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    args = parser.parse_args(['--backends', 'onnxruntime', *options, '--workdir', str(tmp_path)])
+    with pytest.raises(SystemExit, match=message):
+        bench.run(args)
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize('edit, match', [
     (lambda d: d['palette'].__setitem__(0, [300, -5, 0]), 'palette colour 0'),
     (lambda d: d['palette'].__setitem__(1, [1, 2]), 'palette colour 1'),

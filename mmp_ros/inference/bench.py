@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mmp_ros.cli import non_negative_int, positive_int
+
 # --- child: one configuration, one process -----------------------------------------------
 
 
@@ -152,6 +154,17 @@ def _parse_size(text: str) -> tuple[int, int] | None:
     return int(height), int(width)
 
 
+def input_sizes(text: str) -> str:
+    """argparse ``type`` of ``--sizes``: 'model' and/or HxW, comma-separated."""
+    for item in text.split(','):
+        height, sep, width = item.partition('x')
+        if item != 'model' and not (sep and height.isdigit() and width.isdigit()
+                                    and int(height) > 0 and int(width) > 0):
+            raise argparse.ArgumentTypeError(
+                f"expected 'model' or HxW (e.g. model,480x640), got {item!r}")
+    return text
+
+
 def _random_checkpoints(args, workdir: Path) -> list[Variant]:
     """Random-weight mmp and none models configured as training/train.py configures them
     by default (model options, input size, the synthetic dataset's classes)."""
@@ -223,18 +236,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the same architecture trained as 'none', for MMP's overhead")
     source.add_argument('--random-size', help='no checkpoints: random-weight mmp and none '
                         'models of this registry size (tiny, base)')
-    source.add_argument('--model-input-size', nargs=2, type=int, metavar=('H', 'W'),
+    source.add_argument('--model-input-size', nargs=2, type=positive_int, metavar=('H', 'W'),
                         help="input size of the random models (default: training's)")
     parser.add_argument('--backends', default='onnxruntime,torch',
                         help='comma-separated: onnxruntime, torch, tensorrt')
     parser.add_argument('--device', default='cpu', help='cpu or cuda[:N]')
     parser.add_argument('--fp16', action='store_true',
                         help='FP16 (torch autocast on CUDA, TensorRT FP16)')
-    parser.add_argument('--threads', type=int, help='CPU threads (default: runtime default)')
-    parser.add_argument('--sizes', default='model,480x640',
+    parser.add_argument('--threads', type=positive_int,
+                        help='CPU threads (default: runtime default)')
+    parser.add_argument('--sizes', type=input_sizes, default='model,480x640',
                         help="input sizes: 'model' and/or HxW, comma-separated")
-    parser.add_argument('--warmup', type=int, default=5)
-    parser.add_argument('--iterations', type=int, default=50)
+    parser.add_argument('--warmup', type=non_negative_int, default=5)
+    parser.add_argument('--iterations', type=positive_int, default=50)
     parser.add_argument('--opset', type=int,
                         help="export every ONNX model at this opset (default: the exporter's, "
                         'and --onnx as given)')
@@ -259,10 +273,34 @@ def _check_backends(backends: list[str]) -> None:
             raise SystemExit(f'--backends tensorrt cannot run here: {why}')
 
 
+def _check_models(args: argparse.Namespace) -> None:
+    """Stop before any measurement on options that would be ignored, measure nothing, or
+    fail at a later size (the sizes measured before it lost)."""
+    if args.random_size:
+        given = [option for option, value in (
+            ('--checkpoint', args.checkpoint), ('--onnx', args.onnx),
+            ('--baseline-checkpoint', args.baseline_checkpoint)) if value is not None]
+        if given:
+            raise SystemExit(f'--random-size builds its own models: not with {", ".join(given)}')
+        return
+    if args.model_input_size:
+        raise SystemExit('--model-input-size is the size of the --random-size models')
+    if args.checkpoint is not None:
+        return
+    if set(args.backends.split(',')) == {'torch'}:
+        raise SystemExit('--backends torch needs --checkpoint: it runs the checkpoint')
+    resized = [s for s in args.sizes.split(',') if s != 'model']
+    if resized or args.opset is not None:
+        asked = f'--sizes {resized[0]}' if resized else f'--opset {args.opset}'
+        raise SystemExit(f'{asked} needs --checkpoint: the model is re-exported from its '
+                         "checkpoint (or give --sizes model)")
+
+
 def run(args: argparse.Namespace) -> int:
     if args.random_size is None and args.checkpoint is None and args.onnx is None:
         raise SystemExit('give --checkpoint/--onnx (and --baseline-checkpoint), or --random-size')
     _check_backends(args.backends.split(','))
+    _check_models(args)
     with tempfile.TemporaryDirectory(prefix='mmp_ros_bench_') as tmp:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
