@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mmp_ros.cli import non_negative_int, positive_float, positive_int
+
 REPO = Path(__file__).resolve().parents[1]
 MODALITIES = ('rgb', 'depth', 'polarization', 'thermal')
 
@@ -68,24 +70,40 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
 
 
+def stale_figures(detections_ms: list[float], timeout_s: float) -> dict:
+    """The stale detection times of the trials, and their maximum when there were any."""
+    figures: dict = {'stale_detection_ms': [round(d, 1) for d in detections_ms]}
+    if detections_ms:
+        figures['stale_detection_ms_max'] = round(max(detections_ms), 1)
+    return {**figures, 'timeout_s': timeout_s}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--model', help='ONNX model (default: the shipped one)')
     parser.add_argument('--random-model', metavar='SIZE',
                         help='instead of --model: export the architecture at this size '
                         '(tiny, base) with random weights, for timing')
-    parser.add_argument('--input-size', type=int, nargs=2, default=(240, 320),
+    parser.add_argument('--input-size', type=positive_int, nargs=2, default=(240, 320),
                         metavar=('H', 'W'), help='input size of the --random-model')
     parser.add_argument('--backend', default='onnxruntime')
-    parser.add_argument('--width', type=int, default=640)
-    parser.add_argument('--height', type=int, default=480)
-    parser.add_argument('--rate', type=float, default=30.0)
-    parser.add_argument('--seconds', type=float, default=20.0, help='measurement window')
-    parser.add_argument('--timeout-s', type=float, default=0.5, help="sensors' timeout_s")
-    parser.add_argument('--stale-trials', type=int, default=5)
-    parser.add_argument('--qos-depth', type=int, help="inputs' queue depth (default: the node's)")
+    parser.add_argument('--width', type=positive_int, default=640)
+    parser.add_argument('--height', type=positive_int, default=480)
+    parser.add_argument('--rate', type=positive_float, default=30.0)
+    parser.add_argument('--seconds', type=positive_float, default=20.0,
+                        help='measurement window')
+    parser.add_argument('--timeout-s', type=positive_float, default=0.5,
+                        help="sensors' timeout_s")
+    parser.add_argument('--stale-trials', type=non_negative_int, default=5,
+                        help='0: no stale detection measured')
+    parser.add_argument('--qos-depth', type=positive_int,
+                        help="inputs' queue depth (default: the node's)")
     parser.add_argument('--out', type=Path, help='write the figures as JSON here')
     args = parser.parse_args(argv)
+    if args.random_model and args.model:
+        parser.error('--model or --random-model, not both')
+    if args.model and not Path(args.model).is_file():
+        parser.error(f'--model {args.model}: no such file')
 
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(101, 200)))
@@ -236,9 +254,7 @@ def main(argv: list[str] | None = None) -> int:
                     command('thermal ok')
                     probe.spin_until(lambda: probe.latest('thermal').get('state') == 'OK', 20,
                                      'thermal OK')
-                results['stale_detection_ms'] = [round(d, 1) for d in detections]
-                results['stale_detection_ms_max'] = round(max(detections), 1)
-                results['timeout_s'] = args.timeout_s
+                results.update(stale_figures(detections, args.timeout_s))
                 results['load_average_1min_after'] = round(os.getloadavg()[0], 2)
                 results['cpu_cores'] = os.cpu_count()
             finally:

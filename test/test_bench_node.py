@@ -1,0 +1,35 @@
+"""scripts/bench_node.py: its options are checked before any process starts, and a run
+without stale trials still reports its figures."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import script_module
+
+
+@pytest.fixture(scope='module')
+def bench():
+    with script_module('bench_node') as module:
+        yield module
+
+
+def test_a_run_without_stale_trials_reports_no_maximum(bench):
+    assert bench.stale_figures([], 0.5) == {'stale_detection_ms': [], 'timeout_s': 0.5}
+    assert bench.stale_figures([509.14, 530.06], 0.5) == {
+        'stale_detection_ms': [509.1, 530.1], 'stale_detection_ms_max': 530.1, 'timeout_s': 0.5}
+
+
+@pytest.mark.parametrize(('argv', 'message'), [
+    (['--seconds', '0'], 'argument --seconds: must be a positive number, got 0'),
+    (['--rate', '-30'], 'argument --rate: must be a positive number, got -30'),
+    (['--stale-trials', '-1'], 'argument --stale-trials: must be 0 or more, got -1'),
+    (['--model', 'no/such/model.onnx'], '--model no/such/model.onnx: no such file'),
+    (['--model', 'm.onnx', '--random-model', 'tiny'], '--model or --random-model, not both'),
+])
+def test_options_that_cannot_be_right_are_refused_before_any_process_starts(
+        bench, capsys, monkeypatch, argv, message):
+    monkeypatch.setattr(bench.subprocess, 'Popen', lambda *a, **k: pytest.fail('started'))
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
