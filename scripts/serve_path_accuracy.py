@@ -30,11 +30,19 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from mmp_ros.cli import positive_int
 from mmp_ros.core.metrics import confusion_matrix, scores
-from mmp_ros.core.parameters import decoder_settings, defaults, load_params_file
+from mmp_ros.core.parameters import (
+    ParameterError,
+    all_parameters,
+    decoder_settings,
+    defaults,
+    load_params_file,
+)
 from mmp_ros.core.preprocess import build_inputs, normalize
 from mmp_ros.inference import create_backend
 from mmp_ros.sensors import decode_frame
@@ -54,6 +62,27 @@ def subsets(modalities: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
         kept = tuple(m for m in modalities if m != missing)
         out['+'.join(kept)] = kept
     return out
+
+
+def node_parameter(item: str) -> tuple[str, object]:
+    """argparse ``type`` of ``--param NAME=VALUE``: the value read as YAML, as ROS reads
+    ``-p NAME:=VALUE`` (``5`` a number, ``[0, 45, 90, 135]`` a list), and checked."""
+    name, sep, text = item.partition('=')
+    spec = all_parameters().get(name)
+    if not sep or spec is None:
+        raise argparse.ArgumentTypeError(f'{item!r}: expected NAME=VALUE with a node parameter '
+                                         'NAME')
+    try:
+        value = yaml.safe_load(text) if text else ''
+    except yaml.YAMLError:
+        value = text
+    if isinstance(spec.default, float) and type(value) is int:
+        value = float(value)
+    try:
+        spec.check(value)
+    except ParameterError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return name, value
 
 
 def training_inputs(sample, metadata) -> dict[str, np.ndarray]:
@@ -106,22 +135,19 @@ def score_paths(model: Path, scenes: int, camera_size: tuple[int, int],
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--model', type=Path, default=REPO / 'models' / 'tiny_mmp.onnx')
-    parser.add_argument('--scenes', type=int, default=300, help='test scenes 0..N-1')
+    parser.add_argument('--scenes', type=positive_int, default=300, help='test scenes 0..N-1')
     parser.add_argument('--polarization', default='mosaic', choices=('mosaic', 'intensities'),
                         help="the training path's polarization input (the benchmark's)")
-    parser.add_argument('--camera-size', type=int, nargs=2, default=(128, 160),
+    parser.add_argument('--camera-size', type=positive_int, nargs=2, default=(128, 160),
                         metavar=('H', 'W'), help="the node path's camera size (the demo's)")
-    parser.add_argument('--param', action='append', default=[], metavar='NAME=VALUE',
+    parser.add_argument('--param', type=node_parameter, action='append', default=[],
+                        metavar='NAME=VALUE',
                         help='override a node parameter of the node path, e.g. '
-                             'sensors.polarization.resolution=full')
+                             'sensors.polarization.resolution=full or sensors.depth.max_m=8')
     args = parser.parse_args()
-    overrides = {}
-    for item in args.param:
-        name, sep, value = item.partition('=')
-        if not sep or name not in defaults():
-            parser.error(f'--param {item!r}: expected NAME=VALUE with a node parameter NAME')
-        overrides[name] = value
-    result = score_paths(args.model, args.scenes, tuple(args.camera_size), overrides,
+    if not args.model.is_file():
+        parser.error(f'--model {args.model}: no such file')
+    result = score_paths(args.model, args.scenes, tuple(args.camera_size), dict(args.param),
                          args.polarization)
     h, w = result['input_size']
     ch, cw = args.camera_size

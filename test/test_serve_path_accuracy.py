@@ -1,0 +1,38 @@
+"""scripts/serve_path_accuracy.py: --param reads a value as ROS reads ``-p NAME:=VALUE``."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+from conftest import script_module
+
+
+@pytest.fixture(scope='module')
+def script():
+    with script_module('serve_path_accuracy') as module:
+        yield module
+
+
+@pytest.mark.parametrize(('item', 'expected'), [
+    ('sensors.depth.max_m=5', ('sensors.depth.max_m', 5.0)),
+    ('sensors.depth.min_m=0.5', ('sensors.depth.min_m', 0.5)),
+    ('sensors.polarization.layout=[0, 45, 90, 135]',
+     ('sensors.polarization.layout', [0, 45, 90, 135])),
+    ('sensors.polarization.resolution=full', ('sensors.polarization.resolution', 'full')),
+])
+def test_a_parameter_value_is_read_as_yaml(script, item, expected):
+    name, value = script.node_parameter(item)
+    assert (name, value) == expected
+    assert type(value) is type(expected[1])
+    script.decoder_settings({**script.defaults(), name: value}, name.split('.')[1])
+
+
+@pytest.mark.parametrize(('item', 'message'), [
+    ('sensors.depth.max_m=far', "sensors.depth.max_m must be float, got str 'far'"),
+    ('sensors.polarization.resolution=double', "is not one of ['half', 'quarter', 'full']"),
+    ('sensors.depth.range=5', 'expected NAME=VALUE with a node parameter NAME'),
+])
+def test_a_parameter_value_that_cannot_be_right_is_refused(script, item, message):
+    with pytest.raises(argparse.ArgumentTypeError, match=message.replace('[', r'\[')):
+        script.node_parameter(item)
