@@ -17,6 +17,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from mmp_ros.cli import positive_float  # no ROS: the environment below is set in time
+
 # Loopback only, a domain of its own (set before rclpy is imported).
 os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
 os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(1, 100)))
@@ -65,12 +67,17 @@ def receive_replay(bag: Path, stamps: list[int], rate: float) -> tuple[dict, dic
     return sent, arrived
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--seconds', type=float, default=10.0)
-    parser.add_argument('--rate-hz', type=float, default=30.0, help='mean frame rate of the bag')
-    parser.add_argument('--play-rate', type=float, default=1.0, help='replay speed factor')
-    args = parser.parse_args()
+    parser.add_argument('--seconds', type=positive_float, default=10.0)
+    parser.add_argument('--rate-hz', type=positive_float, default=30.0,
+                        help='mean frame rate of the bag')
+    parser.add_argument('--play-rate', type=positive_float, default=1.0,
+                        help='replay speed factor')
+    args = parser.parse_args(argv)
+    if round(args.seconds * args.rate_hz) < 2:
+        parser.error(f'--seconds {args.seconds:g} at --rate-hz {args.rate_hz:g} is fewer than '
+                     'the 2 frames a gap needs')
 
     from mmp_ros.bags.synthetic import jittered_timestamps, write_image_bag
     from mmp_ros.bags.timing import compare_intervals, compare_offsets
