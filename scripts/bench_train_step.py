@@ -59,6 +59,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from mmp_ros.cli import positive_int
 from mmp_ros.modalities import INPUT_CHANNELS, MODALITIES
 from mmp_ros.model import ModelConfig, MultimodalSegmenter, build_model, layers
 from training.allocator import keep_freed_memory
@@ -314,19 +315,19 @@ def build_step(case: str, args: argparse.Namespace, **options: bool
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--compare', choices=(*IN_PROCESS, *TWO_BUILDS, 'allocator'),
-                        default='resize')
-    parser.add_argument('--rounds', type=int, default=5)
-    parser.add_argument('--threads', type=int, default=2)
-    parser.add_argument('--base-batch', type=int, default=128)
-    parser.add_argument('--base-steps', type=int, default=4, help='steps a round')
-    parser.add_argument('--adapt-batch', type=int, default=16)
-    parser.add_argument('--adapt-steps', type=int, default=40, help='steps a round')
-    parser.add_argument('--rank', type=int, default=64, help='the adapters\' rank')
+                        help='default: resize')
+    parser.add_argument('--rounds', type=positive_int, default=5)
+    parser.add_argument('--threads', type=positive_int, default=2)
+    parser.add_argument('--base-batch', type=positive_int, default=128)
+    parser.add_argument('--base-steps', type=positive_int, default=4, help='steps a round')
+    parser.add_argument('--adapt-batch', type=positive_int, default=16)
+    parser.add_argument('--adapt-steps', type=positive_int, default=40, help='steps a round')
+    parser.add_argument('--rank', type=positive_int, default=64, help='the adapters\' rank')
     parser.add_argument('--ratio', action='store_true',
                         help='time the GPU-budget adaptation step against the base step '
                              'instead of comparing two ways of one')
-    parser.add_argument('--base-total', type=int, default=1200, help='with --ratio')
-    parser.add_argument('--adapt-total', type=int, default=1800, help='with --ratio')
+    parser.add_argument('--base-total', type=positive_int, default=1200, help='with --ratio')
+    parser.add_argument('--adapt-total', type=positive_int, default=1800, help='with --ratio')
     parser.add_argument('--case', choices=('base', 'adapt'),
                         help='--compare: time this kind of step alone (default: both)')
     parser.add_argument('--windows', action='store_true',
@@ -338,8 +339,14 @@ def main(argv: list[str] | None = None) -> None:
                              "comparisons otherwise run under glibc's default malloc)")
     parser.add_argument('--child', choices=tuple(ALLOCATORS.values()), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.ratio and (args.compare or args.case):
+        parser.error('--ratio times its own two steps: not with --compare or --case')
+    args.compare = args.compare or 'resize'
     if args.keep_freed_memory and args.compare == 'allocator':
         parser.error('--keep-freed-memory: --compare allocator compares it')
+    if args.compare == 'fold' and args.case == 'base':
+        parser.error('--compare fold times the adaptation step (a step from scratch has no '
+                     'frozen norms to fold): not with --case base')
     torch.set_num_threads(args.threads)
     use_deterministic_algorithms(torch.device('cpu'))  # as ``train`` runs
     if (args.keep_freed_memory or args.child == 'kept') and not keep_freed_memory():

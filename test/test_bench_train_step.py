@@ -149,3 +149,25 @@ def test_ratio_times_the_windowed_adaptation_step_against_the_base_step(bench, c
     assert step.startswith('base ') and 'adaptation on windows' in step
     ratio = float(step.split(': ')[1].split(' %')[0])
     assert float(total.split(': ')[1].split(' %')[0]) == pytest.approx(ratio / 2, abs=0.01)
+
+
+@pytest.mark.parametrize(('argv', 'message'), [
+    (['--rounds', '0'], 'argument --rounds: must be positive, got 0'),
+    (['--threads', '0'], 'argument --threads: must be positive, got 0'),
+    (['--adapt-steps', '-1'], 'argument --adapt-steps: must be positive, got -1'),
+    (['--compare', 'fold', '--case', 'base'], '--compare fold times the adaptation step'),
+    (['--ratio', '--compare', 'layout'], '--ratio times its own two steps'),
+    (['--ratio', '--case', 'base'], '--ratio times its own two steps'),
+])
+def test_options_that_would_fail_or_time_nothing_are_refused_before_any_step(
+        bench, capsys, monkeypatch, argv, message):
+    monkeypatch.setattr(bench, 'build_step', lambda *a, **k: pytest.fail('built a step'))
+    monkeypatch.setattr(bench, 'step_ratio', lambda args: pytest.fail('timed the ratio'))
+    threads = torch.get_num_threads()
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            bench.main(argv)
+    finally:
+        torch.set_num_threads(threads)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
