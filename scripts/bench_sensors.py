@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mmp_ros.cli import positive_int
 from mmp_ros.sensors import (
     DepthSettings,
     PolarizationSettings,
@@ -114,11 +115,20 @@ def ours_representation(mosaic: np.ndarray, resolution: str) -> np.ndarray:
         mosaic_intensities(mosaic, settings)))
 
 
-def main() -> int:
+SAMPLES = ('tum_rgbd/rgb.png', 'tum_rgbd/depth_mm.png', 'tum_rgbd/depth_m.npy',
+           'flirpy_radiometric/thermal_raw.png', 'polanalyser_fruits/fruits_IMX250MZR.png',
+           'polanalyser_fruits/aolp.npy', 'polanalyser_fruits/dolp.npy')
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--repeat', type=int, default=50)
+    parser.add_argument('--repeat', type=positive_int, default=50)
     parser.add_argument('--data', type=Path, default=REPO.parent / 'shared' / 'data' / 'real')
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    missing = [name for name in SAMPLES if not (args.data / name).is_file()]
+    if missing:
+        parser.error(f'--data {args.data}: no {", ".join(missing)} (the real samples of '
+                     'shared/data/real)')
 
     print(f'decode_frame at {WIDTH}x{HEIGHT}, median of {args.repeat} (ms):')
     for label, modality, fields, settings in decode_cases(args.data):

@@ -1,0 +1,24 @@
+"""scripts/bench_sensors.py: options it cannot time with are refused in one line."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import script_module
+
+
+@pytest.fixture(scope='module')
+def bench():
+    with script_module('bench_sensors') as module:
+        yield module
+
+
+@pytest.mark.parametrize(('argv', 'message'), [
+    (['--repeat', '0'], 'argument --repeat: must be positive, got 0'),
+    (['--data', '{tmp}'], '--data {tmp}: no tum_rgbd/rgb.png, tum_rgbd/depth_mm.png'),
+])
+def test_options_it_cannot_time_with_are_refused(bench, capsys, tmp_path, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main([a.format(tmp=tmp_path) for a in argv])
+    assert exit_info.value.code == 2
+    assert message.format(tmp=tmp_path) in capsys.readouterr().err
+
