@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mmp_ros.cli import positive_int
 from training.data.dataset import SyntheticDataset
 from training.data.render import render
 from training.data.scene import make_split, sample_scene
@@ -40,11 +41,11 @@ def time_frames(size: tuple[int, int], frames: int, stage: str) -> list[float]:
     return times
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--frames', type=int, default=60)
+    parser.add_argument('--frames', type=positive_int, default=60)
     parser.add_argument('--json', type=Path, default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     cores = len(os.sched_getaffinity(0))
     results = []
     for size, target in TARGETS.items():

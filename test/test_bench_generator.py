@@ -1,0 +1,21 @@
+"""scripts/bench_generator.py: a frame count that times nothing is refused in one line."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import script_module
+
+
+@pytest.fixture(scope='module')
+def bench():
+    with script_module('bench_generator') as module:
+        yield module
+
+
+@pytest.mark.parametrize('frames', ['0', '-3'])
+def test_no_frames_is_refused_before_any_rendering(bench, capsys, monkeypatch, frames):
+    monkeypatch.setattr(bench, 'time_frames', lambda *a: pytest.fail('rendered'))
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(['--frames', frames])
+    assert exit_info.value.code == 2
+    assert f'argument --frames: must be positive, got {frames}' in capsys.readouterr().err
