@@ -21,6 +21,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from mmp_ros.cli import positive_int
+from mmp_ros.errors import InputError
 from mmp_ros.inference import create_backend
 from mmp_ros.inference.torch_backend import TorchBackend, load_checkpoint_model, resolve_device
 from mmp_ros.modalities import nonempty_subsets, subset_label
@@ -68,13 +70,21 @@ def compare(checkpoint: Path, onnx_path: Path, seed: int, threads: int | None) -
     return ok
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--checkpoint', required=True, type=Path)
     parser.add_argument('--onnx', type=Path, help='its export (default: export it now)')
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--threads', type=int)
-    args = parser.parse_args()
+    parser.add_argument('--threads', type=positive_int)
+    args = parser.parse_args(argv)
+    try:
+        return check(args)
+    except InputError as exc:  # a missing or unusable file: its message alone
+        print(f'check_parity: {exc}', file=sys.stderr)
+        return 2
+
+
+def check(args: argparse.Namespace) -> int:
     if args.onnx:
         return 0 if compare(args.checkpoint, args.onnx, args.seed, args.threads) else 1
     with tempfile.TemporaryDirectory(prefix='mmp_ros_parity_') as tmp:

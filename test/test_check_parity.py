@@ -1,0 +1,32 @@
+"""scripts/check_parity.py: a file it cannot use is reported in one line, not a traceback."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import script_module
+
+pytest.importorskip('torch')
+
+
+@pytest.fixture(scope='module')
+def script():
+    with script_module('check_parity') as module:
+        yield module
+
+
+@pytest.mark.parametrize(('argv', 'message'), [
+    (['--checkpoint', '{tmp}/none.pt'], 'check_parity: checkpoint not found: {tmp}/none.pt'),
+    (['--checkpoint', '{tmp}/none.pt', '--onnx', '{tmp}/none.onnx'],
+     'check_parity: model file {tmp}/none.onnx does not exist'),
+])
+def test_a_missing_file_is_one_line(script, capsys, tmp_path, argv, message):
+    assert script.main([a.format(tmp=tmp_path) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message.format(tmp=tmp_path)) and err.count('\n') == 1, err
+
+
+def test_threads_must_be_positive(script, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        script.main(['--checkpoint', 'model.pt', '--threads', '0'])
+    assert exit_info.value.code == 2
+    assert 'argument --threads: must be positive, got 0' in capsys.readouterr().err
