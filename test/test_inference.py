@@ -295,6 +295,18 @@ def test_bench_child_times_the_onnxruntime_backend(model_and_file):
     assert 'mmp p50' in table and 'vs none' in table and '+100.0%' in table
 
 
+def test_bench_reports_a_device_that_cannot_run_in_one_line(model_and_file):
+    from mmp_ros.inference.bench import _spawn
+
+    spec = {'backend': 'onnxruntime', 'variant': 'mmp', 'device': 'gpu', 'fp16': False,
+            'threads': 1, 'warmup': 0, 'iterations': 1, 'input_size': list(INPUT_SIZE),
+            'size_label': 'model', 'onnx': str(model_and_file[2]), 'checkpoint': None}
+    with pytest.raises(SystemExit) as exit_info:
+        _spawn([spec])
+    assert str(exit_info.value) == ("mmp_ros bench-backends: onnxruntime device 'gpu': use "
+                                    "'cpu' or 'cuda[:N]'")
+
+
 def test_build_engine_without_tensorrt_says_what_to_install(model_and_file, capsys):
     import argparse
 

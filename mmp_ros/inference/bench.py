@@ -345,6 +345,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+CHILD_INPUT_ERROR = 3  # a child's exit status: what it was given cannot run here
+
+
 def _spawn(specs: list[dict]) -> list[dict]:
     """Run specs in a fresh interpreter: one alone, several interleaved."""
     repo = Path(__file__).resolve().parents[2]
@@ -354,6 +357,8 @@ def _spawn(specs: list[dict]) -> list[dict]:
         [sys.executable, '-m', 'mmp_ros.inference.bench', '--child', json.dumps(specs)],
         env=env, capture_output=True, text=True, check=False,
     )
+    if done.returncode == CHILD_INPUT_ERROR:  # the device or backend cannot run: its message
+        raise SystemExit(f'mmp_ros bench-backends: {done.stderr.strip().splitlines()[-1]}')
     if done.returncode != 0:
         raise SystemExit(f'benchmark child failed for {specs}:\n{done.stderr[-3000:]}')
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -401,8 +406,16 @@ def report_markdown(results: list[dict], paired: list[list[dict]] = ()) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ['--child']:
+        from mmp_ros.errors import InputError
+        from mmp_ros.inference.errors import BackendUnavailableError
+
         specs = json.loads(argv[1])
-        print(json.dumps([run_child(specs[0])] if len(specs) == 1 else run_interleaved(specs)))
+        try:
+            results = [run_child(specs[0])] if len(specs) == 1 else run_interleaved(specs)
+        except (BackendUnavailableError, InputError) as exc:  # one line for the parent
+            print(' '.join(str(exc).split()), file=sys.stderr)
+            return CHILD_INPUT_ERROR
+        print(json.dumps(results))
         return 0
     parser = argparse.ArgumentParser(prog='bench_backends', description=__doc__.split('\n')[0])
     add_arguments(parser)
