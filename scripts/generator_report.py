@@ -19,6 +19,7 @@ import cv2
 import matplotlib.pyplot as plt
 import numpy as np
 
+from mmp_ros.cli import positive_int
 from mmp_ros.modalities import MODALITIES, nonempty_subsets, subset_label
 from training.data.ceiling import (
     class_ceiling,
@@ -30,7 +31,7 @@ from training.data.ceiling import (
 from training.data.classes import CLASS_NAMES
 from training.data.decode import polarization_from_intensities
 from training.data.render import IMX250MZR_LAYOUT, POLARIZATION_ANGLES, render
-from training.data.scene import make_split, sample_scene
+from training.data.scene import SPLITS, make_split, sample_scene
 
 
 def pixel_counts(split: str, scenes: int, size: tuple[int, int]) -> np.ndarray:
@@ -165,17 +166,18 @@ def markdown(report: dict) -> str:
     return '\n'.join(lines)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--split', default='test')
-    parser.add_argument('--scenes', type=int, default=300)
-    parser.add_argument('--size', type=int, nargs=2, default=(120, 160), metavar=('H', 'W'))
+    parser.add_argument('--split', default='test', choices=SPLITS)
+    parser.add_argument('--scenes', type=positive_int, default=300)
+    parser.add_argument('--size', type=positive_int, nargs=2, default=(120, 160),
+                        metavar=('H', 'W'))
     parser.add_argument('--json', type=Path, default=Path('docs/generator_ceiling.json'))
     parser.add_argument('--figure', type=Path, default=Path('docs/img/generator_information.png'))
     parser.add_argument('--real', type=Path,
                         default=Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'real',
                         help='the shared real sensor samples, for the statistics beside ours')
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     counts = pixel_counts(args.split, args.scenes, tuple(args.size))
     report = build_report(counts, args.split, args.scenes, tuple(args.size))
     report['statistics'] = statistics(args.split, 60, args.real)
