@@ -16,10 +16,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 from PIL import Image
 
+from mmp_ros.cli import non_negative_int, positive_int
 from training.data.classes import CLASS_NAMES, PALETTE
 from training.data.decode import decode_frame
 from training.data.render import render
-from training.data.scene import make_split, sample_scene
+from training.data.scene import SPLITS, make_split, sample_scene
 
 
 def polarization_colour(pol: np.ndarray) -> np.ndarray:
@@ -30,13 +31,14 @@ def polarization_colour(pol: np.ndarray) -> np.ndarray:
     return matplotlib.colors.hsv_to_rgb(hsv)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--out', type=Path, default=Path('docs/img/generator_gallery.png'))
-    parser.add_argument('--split', default='train')
-    parser.add_argument('--scenes', type=int, nargs='+', default=[0, 3, 7, 11])
-    parser.add_argument('--size', type=int, nargs=2, default=[480, 640], metavar=('H', 'W'))
-    args = parser.parse_args()
+    parser.add_argument('--split', default='train', choices=SPLITS)
+    parser.add_argument('--scenes', type=non_negative_int, nargs='+', default=[0, 3, 7, 11])
+    parser.add_argument('--size', type=positive_int, nargs=2, default=[480, 640],
+                        metavar=('H', 'W'))
+    args = parser.parse_args(argv)
 
     height, width = args.size
     palette = np.array(PALETTE, dtype=np.uint8)

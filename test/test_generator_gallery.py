@@ -1,0 +1,26 @@
+"""scripts/generator_gallery.py: scenes that do not exist are refused in one line."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import script_module
+
+
+@pytest.fixture(scope='module')
+def script():
+    with script_module('generator_gallery') as module:
+        yield module
+
+
+@pytest.mark.parametrize(('argv', 'message'), [
+    (['--scenes', '-1'], 'argument --scenes: must be 0 or more, got -1'),
+    (['--size', '480', '0'], 'argument --size: must be positive, got 0'),
+    (['--split', 'bogus'], "argument --split: invalid choice: 'bogus'"),
+])
+def test_scenes_that_do_not_exist_are_refused(script, capsys, tmp_path, argv, message):
+    out = tmp_path / 'gallery.png'
+    with pytest.raises(SystemExit) as exit_info:
+        script.main([*argv, '--out', str(out)])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
