@@ -149,10 +149,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--doc', default='docs/robustness.md',
                         help='the benchmark page the results come from, for the card')
     args = parser.parse_args(argv)
+    results = json.loads(Path(args.results).read_text()) if args.results else None
+    runs = sorted((results or {}).get('runs', {}))
+    for option, name in (('--run', args.run), ('--compare', args.compare)):
+        if results is not None and name not in runs:
+            # Else the card would lack its provenance and accuracy table, or show '–' beside.
+            parser.error(f'{option} {name!r} is not a run of {args.results}: {", ".join(runs)}')
     checkpoint = read_checkpoint(args.checkpoint)
     for key in ('optimizer', 'scheduler', 'scaler'):
         checkpoint[key] = None
-    results = json.loads(Path(args.results).read_text()) if args.results else None
     record = (results or {}).get('runs', {}).get(args.run)
     if record:
         # Benchmark runs train on cached scenes handed to train(); say which, in the metadata
