@@ -70,6 +70,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
 
 
+def check_running(processes: dict[str, subprocess.Popen]) -> None:
+    """Stop when a child process has exited: waiting for what it would publish only times
+    out (the node refuses parameters or a model file at start, then exits)."""
+    for name, process in processes.items():
+        if process.poll() is not None:
+            raise SystemExit(f'bench_node: the {name} exited with status {process.returncode} '
+                             '(its message is above)')
+
+
 def stale_figures(detections_ms: list[float], timeout_s: float) -> dict:
     """The stale detection times of the trials, and their maximum when there were any."""
     figures: dict = {'stale_detection_ms': [round(d, 1) for d in detections_ms]}
@@ -190,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         def spin_until(self, condition, timeout_s: float, what: str) -> None:
             deadline = time.monotonic() + timeout_s
             while not condition():
+                check_running({'node': node, 'synthetic source': source})
                 if time.monotonic() > deadline:
                     raise TimeoutError(f'no {what} within {timeout_s} s')
                 rclpy.spin_once(self, timeout_sec=0.02)

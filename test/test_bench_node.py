@@ -33,3 +33,19 @@ def test_options_that_cannot_be_right_are_refused_before_any_process_starts(
         bench.main(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_child_that_exited_stops_the_benchmark_instead_of_a_timeout(bench):
+    import subprocess
+    import sys
+
+    running = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)'])
+    failed = subprocess.Popen([sys.executable, '-c', 'raise SystemExit(3)'])
+    try:
+        failed.wait(10)
+        bench.check_running({'synthetic source': running})
+        with pytest.raises(SystemExit, match=r'^bench_node: the node exited with status 3 '):
+            bench.check_running({'synthetic source': running, 'node': failed})
+    finally:
+        running.kill()
+        running.wait()
