@@ -35,9 +35,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mmp_ros.cli import non_negative_int, positive_float, positive_int
-
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the package of this checkout, as its children get it
+
+from mmp_ros.cli import non_negative_int, positive_float, positive_int  # noqa: E402
+
 MODALITIES = ('rgb', 'depth', 'polarization', 'thermal')
 
 

@@ -49,3 +49,20 @@ def test_a_child_that_exited_stops_the_benchmark_instead_of_a_timeout(bench):
     finally:
         running.kill()
         running.wait()
+
+
+@pytest.mark.parametrize('script', ['bench_node', 'replay_timing'])
+def test_the_documented_command_finds_this_checkouts_package_without_pythonpath(tmp_path,
+                                                                               script):
+    # docs/performance.md runs 'python scripts/bench_node.py ...' without PYTHONPATH=.
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / 'scripts' / f'{script}.py'
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+    done = subprocess.run([sys.executable, str(path), '--seconds', '0'], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert 'argument --seconds: must be a positive number, got 0' in done.stderr
