@@ -39,6 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the package of this checkout, as its children get it
 
 from mmp_ros.cli import non_negative_int, positive_float, positive_int  # noqa: E402
+from mmp_ros.errors import InputError, output_folder  # noqa: E402
 
 MODALITIES = ('rgb', 'depth', 'polarization', 'thermal')
 
@@ -115,6 +116,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error('--model or --random-model, not both')
     if args.model and not Path(args.model).is_file():
         parser.error(f'--model {args.model}: no such file')
+    if args.out:  # its folder now: not after the measurements
+        try:
+            output_folder(args.out.parent, '--out')
+        except InputError as exc:
+            parser.error(str(exc))
 
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(101, 200)))

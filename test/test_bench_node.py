@@ -66,3 +66,21 @@ def test_the_documented_command_finds_this_checkouts_package_without_pythonpath(
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2, done.stderr
     assert 'argument --seconds: must be a positive number, got 0' in done.stderr
+
+
+def test_the_out_folder_is_made_before_the_measurements(bench, capsys, monkeypatch, tmp_path):
+    # docs/performance.md writes --out out/bench_node.json; a fresh checkout has no out/.
+    model = tmp_path / 'model.onnx'
+    model.write_bytes(b'')
+
+    def started(*args, **kwargs):
+        raise RuntimeError('started')
+
+    monkeypatch.setattr(bench.subprocess, 'Popen', started)
+    with pytest.raises(RuntimeError, match='started'):
+        bench.main(['--model', str(model), '--out', str(tmp_path / 'out' / 'bench.json')])
+    assert (tmp_path / 'out').is_dir()
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(['--model', str(model), '--out', str(model / 'bench.json')])
+    assert exit_info.value.code == 2
+    assert f'--out {model}: cannot be a folder' in capsys.readouterr().err

@@ -307,6 +307,26 @@ def test_bench_reports_a_device_that_cannot_run_in_one_line(model_and_file):
                                     "'cpu' or 'cuda[:N]'")
 
 
+def test_bench_makes_the_json_folder_before_measuring(tmp_path, monkeypatch):
+    import argparse
+
+    from mmp_ros.errors import OutputFolderError
+    from mmp_ros.inference import bench
+
+    monkeypatch.setattr(bench, '_random_checkpoints', lambda *a: pytest.fail('built models'))
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    blocked = tmp_path / 'file'
+    blocked.write_text('')
+    args = parser.parse_args(['--random-size', 'tiny', '--json', str(blocked / 'b.json')])
+    with pytest.raises(OutputFolderError, match=f'--json {blocked}: cannot be a folder'):
+        bench.run(args)
+    args = parser.parse_args(['--random-size', 'tiny', '--json', str(tmp_path / 'out' / 'b.json')])
+    with pytest.raises(pytest.fail.Exception, match='built models'):
+        bench.run(args)
+    assert (tmp_path / 'out').is_dir()
+
+
 def test_build_engine_without_tensorrt_says_what_to_install(model_and_file, capsys):
     import argparse
 
