@@ -196,7 +196,8 @@ DECODER_PARAMETERS: dict[str, tuple[ParameterSpec, ...]] = {
                       choices=THERMAL_UNITS),
         ParameterSpec('planck', list(astuple(PlanckCalibration())), "planck: the camera's "
                       'radiometric calibration [R1, R2, B, F, O] (exiftool -PlanckR1 -PlanckR2 '
-                      '-PlanckB -PlanckF -PlanckO on one of its radiometric images); default: '
+                      '-PlanckB -PlanckF -PlanckO on one of its radiometric images), each with a '
+                      'decimal point (ROS refuses a list mixing 1428 and 0.0466); default: '
                       "typical FLIR values, the scene generator's."),
     ),
     'polarization': (
