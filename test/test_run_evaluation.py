@@ -405,3 +405,30 @@ def test_report_json_writes_null_where_a_figure_is_not_a_number():
     data = {'phases': [{'miou': math.nan, 'frames': 3}, {'miou': 71.5}], 'p99': math.inf}
     assert json.loads(json_text.dumps(data)) == {
         'phases': [{'miou': None, 'frames': 3}, {'miou': 71.5}], 'p99': None}
+
+
+def _applied(event: str, index: int, sensor: str, elapsed_s: float, ros_time: float) -> dict:
+    return {'event': event, 'index': index, 'sensor': sensor, 'kind': 'kill',
+            'scheduled_s': elapsed_s, 'elapsed_s': elapsed_s, 'ros_time': ros_time}
+
+
+def test_a_run_whose_clock_jumped_back_is_refused(tmp_path, capsys):
+    # replay --loop --clock of a 6 s bag: the simulator's schedule goes on counting, its
+    # events' ros_time, the stamps and the ground truth start over. A depth kill 8 s into the
+    # schedule (2 s into the second pass) was scored as 'depth kill + rgb kill' over the rgb
+    # kill of the first pass, timed against the first pass's statuses.
+    origin = T0 / S + 0.512  # as a recorded ros_time: not a round number
+    events = [{'event': 'schedule', 'ros_time': origin},
+              _applied('start', 0, 'rgb', 2.004, origin + 2.004),
+              _applied('end', 0, 'rgb', 4.003, origin + 4.003),
+              _applied('start', 1, 'depth', 8.002, origin + 8.002 - 6.1),
+              _applied('end', 1, 'depth', 10.001, origin + 10.001 - 6.1)]
+    bag = write_run(tmp_path / 'looped', events=events)
+    assert _cli(bag, tmp_path) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mmp_ros evaluate: dropout/events: the simulator's clock had gone "
+                          "back 6.100 s by event 'start' of fault 1"), err
+    assert len(err.strip().splitlines()) == 1, err
+    # One pass, its events carrying elapsed_s, is scored.
+    report = evaluate_run(write_run(tmp_path / 'one_pass', events=events[:3]))
+    assert [p.name for p in report.evaluation.phases] == ['clean', 'rgb kill', 'clean']

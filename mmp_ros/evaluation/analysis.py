@@ -30,6 +30,7 @@ STATUS_PREFIX = 'mmp_ros: '
 ERROR = 2
 TRUTH_TOLERANCE_NS = 25_000_000  # a label's nearest ground truth: within one 30 Hz frame
 SIMULTANEOUS_NS = 20_000_000  # fault boundaries this close were scheduled together
+JUMP_TOLERANCE_NS = 1_000_000  # ros_time - elapsed_s further below time 0: the clock went back
 CUT_FRACTION = 0.05  # a ground-truth image this different from the previous: a scene cut
 # Faults the node can only notice by silence, and those it sees in one frame's pixels.
 SILENT_KINDS = ('kill', 'drop', 'delay')
@@ -143,6 +144,8 @@ def faults_from_events(events: Sequence[Mapping]) -> tuple[int, list[Fault]]:
     ends: dict[int, int] = {}
     for event in events:
         kind = event.get('event')
+        if kind in ('start', 'end') and 'elapsed_s' in event:
+            _check_no_jump_back(event, origin_ns)
         if kind == 'start':
             starts[_event_field(event, 'index', int)] = event
         elif kind == 'end':
@@ -154,6 +157,28 @@ def faults_from_events(events: Sequence[Mapping]) -> tuple[int, list[Fault]]:
         for i, e in sorted(starts.items())
     ]
     return origin_ns, faults
+
+
+def _check_no_jump_back(event: Mapping, origin_ns: int) -> None:
+    """BagError where the simulator's clock had gone back by the time of ``event``.
+
+    ``ros_time`` and ``elapsed_s`` are one reading of the simulator's clock, so ``ros_time -
+    elapsed_s`` is time 0 of the schedule while its clock runs on. When the clock jumps back
+    (``mmp_ros replay --loop --clock`` starting the bag over) the schedule goes on counting
+    but ``ros_time``, the node's stamps and the ground truth's start over: the passes' fault
+    windows, statuses and label images overlap in time and cannot be told apart, and every
+    figure would mix them (a phase of two faults that never met, a detection in another pass).
+    """
+    ros_ns = _event_field(event, 'ros_time', _seconds_to_ns)
+    back_ns = origin_ns + _event_field(event, 'elapsed_s', _seconds_to_ns) - ros_ns
+    if back_ns > JUMP_TOLERANCE_NS:
+        raise BagError(
+            f'dropout/events: the simulator\'s clock had gone back {back_ns / 1e9:.3f} s by '
+            f'event {event.get("event")!r} of fault {event.get("index")!r} (ros_time '
+            f'{ros_ns / 1e9:.3f}, {event["elapsed_s"]} s into the schedule): a looping replay '
+            'with --clock starts the stamps over (as does a system clock stepped back), so its '
+            'passes overlap in time and cannot be scored; record one pass, or loop with '
+            '--restamp instead of --clock')
 
 
 def _seconds_to_ns(value) -> int:
