@@ -432,3 +432,20 @@ def test_a_run_whose_clock_jumped_back_is_refused(tmp_path, capsys):
     # One pass, its events carrying elapsed_s, is scored.
     report = evaluate_run(write_run(tmp_path / 'one_pass', events=events[:3]))
     assert [p.name for p in report.evaluation.phases] == ['clean', 'rgb kill', 'clean']
+
+
+@pytest.mark.parametrize(('events', 'message'), [
+    ([EVENTS[0], EVENTS[2]], r'fault 0 ends at 104\.000 s \(ros_time\) but its start event '
+     'was not recorded'),
+    ([EVENTS[0], {**EVENTS[1], 'ros_time': (T0 + FAULT[1]) / S},
+      {**EVENTS[2], 'ros_time': (T0 + FAULT[0]) / S}],
+     r'fault 0 \(rgb kill\) ends at 102\.000 s \(ros_time\), before it starts at 104\.000 s'),
+], ids=['no start', 'end before start'])
+def test_a_fault_window_without_a_valid_start_is_refused(tmp_path, capsys, events, message):
+    # An end without its start was dropped: the rgb kill's frames were scored in a 'clean'
+    # phase (mIoU 46.6 %) and the fault left out of the detection table, without a word. An
+    # end before its start was reported as window '4.00–2.00', 'already masked'.
+    assert _cli(write_run(tmp_path / 'run', events=events), tmp_path) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('mmp_ros evaluate: dropout/events: ') and err.count('\n') == 1, err
+    assert re.search(message, err), err

@@ -156,6 +156,19 @@ def faults_from_events(events: Sequence[Mapping]) -> tuple[int, list[Fault]]:
               _event_field(e, 'ros_time', _seconds_to_ns), ends.get(i))
         for i, e in sorted(starts.items())
     ]
+    # A window whose start is missing would be scored as clean; one that ends before it
+    # starts was timed on a clock that went back.
+    for index, end_ns in sorted(ends.items()):
+        if index not in starts:
+            raise BagError(f'dropout/events: fault {index} ends at {end_ns / 1e9:.3f} s '
+                           '(ros_time) but its start event was not recorded: the timeline is '
+                           'incomplete, and its window would be scored as clean')
+    for fault in faults:
+        if fault.end_ns is not None and fault.end_ns < fault.start_ns:
+            raise BagError(f'dropout/events: fault {fault.index} ({fault.label}) ends at '
+                           f'{fault.end_ns / 1e9:.3f} s (ros_time), before it starts at '
+                           f'{fault.start_ns / 1e9:.3f} s: the simulator\'s clock went back '
+                           '(a looping replay with --clock?), so the run cannot be scored')
     return origin_ns, faults
 
 
