@@ -449,3 +449,16 @@ def test_a_fault_window_without_a_valid_start_is_refused(tmp_path, capsys, event
     err = capsys.readouterr().err
     assert err.startswith('mmp_ros evaluate: dropout/events: ') and err.count('\n') == 1, err
     assert re.search(message, err), err
+
+
+def test_a_recording_of_two_simulator_runs_is_refused(tmp_path, capsys):
+    # The simulator restarted at 3 s during the recording: its second run's schedule was
+    # ignored and its fault 0 would have replaced the first run's (same index), silently.
+    restart = {'event': 'schedule', 'ros_time': (T0 + 3 * S) / S}
+    assert _cli(write_run(tmp_path / 'two', events=[*EVENTS, restart]), tmp_path) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('mmp_ros evaluate: dropout/events holds 2 "schedule" events '
+                          '(ros_time 100.000, 103.000)') and err.count('\n') == 1, err
+    # The same schedule event recorded twice is one start.
+    report = evaluate_run(write_run(tmp_path / 'twice', events=[EVENTS[0], *EVENTS]))
+    assert [p.name for p in report.evaluation.phases] == ['clean', 'rgb kill', 'clean']

@@ -140,6 +140,12 @@ def faults_from_events(events: Sequence[Mapping]) -> tuple[int, list[Fault]]:
         raise BagError('dropout/events holds no "schedule" event: the simulator\'s start was '
                        'not recorded')
     origin_ns = _event_field(schedule[0], 'ros_time', _seconds_to_ns)
+    others = sorted({_event_field(e, 'ros_time', _seconds_to_ns) for e in schedule} - {origin_ns})
+    if others:  # the same document twice (recorded twice) is one start
+        raise BagError(f'dropout/events holds {len(others) + 1} "schedule" events (ros_time '
+                       f'{", ".join(f"{t / 1e9:.3f}" for t in [origin_ns, *others])}): the '
+                       'simulator was started more than once during the recording, and the '
+                       'fault indexes of its runs collide; record one simulator run per bag')
     starts: dict[int, Mapping] = {}
     ends: dict[int, int] = {}
     for event in events:
