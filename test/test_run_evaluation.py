@@ -462,3 +462,22 @@ def test_a_recording_of_two_simulator_runs_is_refused(tmp_path, capsys):
     # The same schedule event recorded twice is one start.
     report = evaluate_run(write_run(tmp_path / 'twice', events=[EVENTS[0], *EVENTS]))
     assert [p.name for p in report.evaluation.phases] == ['clean', 'rgb kill', 'clean']
+
+
+def test_label_images_before_the_simulator_started_are_said_to_be_in_no_phase(tmp_path):
+    # The node and recorder ran before the simulator: the 25 label images stamped before its
+    # schedule event (3 s) were scored overall but in no phase, and the phase table's frames
+    # (30) did not add up to the scored (55) without a word.
+    events = [{'event': 'schedule', 'ros_time': (T0 + 3 * S) / S},
+              {**EVENTS[1], 'ros_time': (T0 + 3.5 * S) / S},
+              {**EVENTS[2], 'ros_time': (T0 + 4 * S) / S}]
+    report = evaluate_run(write_run(tmp_path / 'run', events=events))
+    ev = report.evaluation
+    assert ev.overall.frames == 55 and ev.before_schedule == 25
+    assert sum(a.frames for a in ev.per_phase.values()) == 30
+    note = '25 scored label images stamped before the dropout simulator started (time 0)'
+    assert note in report.summary_table()
+    path = write_report(report, tmp_path / 'report')
+    assert note in path.read_text()
+    assert json.loads((path.parent / 'report.json').read_text())['before_schedule_labels'] == 25
+    assert 'before the dropout' not in evaluate_run(write_run(tmp_path / 'b')).summary_table()

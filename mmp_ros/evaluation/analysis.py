@@ -127,6 +127,9 @@ class Evaluation:
     # Of the unmatched: (label shape, ground-truth shape) -> label images with a ground truth
     # near their stamp but of another size (the node's output at another resolution).
     other_size: Counter = field(default_factory=Counter)
+    # Scored label images anchored before the simulator's start: in no phase (the node and
+    # the recorder ran before the simulator did).
+    before_schedule: int = 0
 
     def seconds(self, stamp_ns: int) -> float:
         """A stamp as seconds after the dropout simulator started."""
@@ -391,6 +394,7 @@ def evaluate(run: RunData, health: Mapping[str, HealthConfig] | None = None,
     cuts = scene_cuts(run.truth, run.truth_stamps) if settle_ns > 0 else []
     frame_miou = []
     unmatched = 0
+    before_schedule = 0
     other_size: Counter = Counter()
     for frame in run.labels:
         index = run.truth_index_near(frame.stamp_ns, truth_tolerance_ns)
@@ -414,6 +418,8 @@ def evaluate(run: RunData, health: Mapping[str, HealthConfig] | None = None,
         i = bisect_right(starts, frame.stamp_ns) - 1
         if i >= 0:
             per_phase[phases[i].number].add(matrix, key)
+        else:
+            before_schedule += 1
     latency = np.array([(f.received_ns - f.stamp_ns) / 1e6 for f in run.labels])
     return Evaluation(
         run=run, origin_ns=origin_ns, faults=faults, phases=phases, per_phase=per_phase,
@@ -423,6 +429,7 @@ def evaluate(run: RunData, health: Mapping[str, HealthConfig] | None = None,
         num_classes=num_classes,
         class_names=names or tuple(f'class {k}' for k in range(num_classes)),
         after_cut=after_cut, settle_ns=settle_ns, scene_cuts=len(cuts), other_size=other_size,
+        before_schedule=before_schedule,
     )
 
 

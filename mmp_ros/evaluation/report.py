@@ -99,15 +99,20 @@ class RunReport:
                 f'{lat.max():.1f}' if lat.size else '—']
 
     def cut_note(self) -> str:
-        """What the phase figures leave out (``settle_s``), or nothing."""
+        """What the phase figures leave out (``settle_s``, label images before the simulator's
+        start), or nothing."""
         ev = self.evaluation
+        before = (f'{ev.before_schedule} scored label images stamped before the dropout '
+                  'simulator started (time 0) are in no phase; they count in the overall and '
+                  'modality-set figures' if ev.before_schedule else '')
         if not ev.settle_ns:
-            return ''
+            return before
         sc = ev.after_cut.scores
-        return (f'{ev.after_cut.frames} label images within {ev.settle_ns / 1e6:.0f} ms after '
-                f'one of {ev.scene_cuts} scene cuts (the node fused two scenes) are left out '
-                f'of the phase and modality-set figures; their mIoU '
-                f'{self._fmt(sc.miou if sc else None)} %, counted in the overall figure')
+        cut = (f'{ev.after_cut.frames} label images within {ev.settle_ns / 1e6:.0f} ms after '
+               f'one of {ev.scene_cuts} scene cuts (the node fused two scenes) are left out '
+               f'of the phase and modality-set figures; their mIoU '
+               f'{self._fmt(sc.miou if sc else None)} %, counted in the overall figure')
+        return f'{before}; {cut}' if before else cut
 
     def unscored_note(self) -> str:
         """Why label images were not scored, or nothing."""
@@ -179,6 +184,7 @@ class RunReport:
                             'already_masked': d.already_masked,
                             'bound_s': d.bound_s, 'recovery_s': d.recovery_s}
                            for d in ev.detections],
+            'before_schedule_labels': ev.before_schedule,
             'after_scene_cut': {'settle_s': ev.settle_ns / 1e9, 'scene_cuts': ev.scene_cuts,
                                 **(sc(ev.after_cut) or {'frames': 0})},
             'notes': ev.run.notes,
