@@ -352,7 +352,7 @@ def test_a_damaged_dropout_event_is_named(tmp_path, capsys, event, message):
     bag = write_run(tmp_path / 'run', events=[EVENTS[0], event])
     assert _cli(bag, tmp_path) == 2
     err = capsys.readouterr().err
-    assert err.startswith('mmp_ros evaluate: ') and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f'mmp_ros evaluate: {bag}: ') and len(err.strip().splitlines()) == 1
     assert re.search(message, err), err
 
 
@@ -426,8 +426,8 @@ def test_a_run_whose_clock_jumped_back_is_refused(tmp_path, capsys):
     bag = write_run(tmp_path / 'looped', events=events)
     assert _cli(bag, tmp_path) == 2
     err = capsys.readouterr().err
-    assert err.startswith("mmp_ros evaluate: dropout/events: the simulator's clock had gone "
-                          "back 6.100 s by event 'start' of fault 1"), err
+    assert err.startswith(f"mmp_ros evaluate: {bag}: dropout/events: the simulator's clock "
+                          "had gone back 6.100 s by event 'start' of fault 1"), err
     assert len(err.strip().splitlines()) == 1, err
     # One pass, its events carrying elapsed_s, is scored.
     report = evaluate_run(write_run(tmp_path / 'one_pass', events=events[:3]))
@@ -447,7 +447,8 @@ def test_a_fault_window_without_a_valid_start_is_refused(tmp_path, capsys, event
     # end before its start was reported as window '4.00–2.00', 'already masked'.
     assert _cli(write_run(tmp_path / 'run', events=events), tmp_path) == 2
     err = capsys.readouterr().err
-    assert err.startswith('mmp_ros evaluate: dropout/events: ') and err.count('\n') == 1, err
+    assert err.startswith(f'mmp_ros evaluate: {tmp_path}/run: dropout/events: '), err
+    assert err.count('\n') == 1, err
     assert re.search(message, err), err
 
 
@@ -457,7 +458,8 @@ def test_a_recording_of_two_simulator_runs_is_refused(tmp_path, capsys):
     restart = {'event': 'schedule', 'ros_time': (T0 + 3 * S) / S}
     assert _cli(write_run(tmp_path / 'two', events=[*EVENTS, restart]), tmp_path) == 2
     err = capsys.readouterr().err
-    assert err.startswith('mmp_ros evaluate: dropout/events holds 2 "schedule" events '
+    assert err.startswith(f'mmp_ros evaluate: {tmp_path}/two: dropout/events holds 2 "schedule" '
+                          'events '
                           '(ros_time 100.000, 103.000)') and err.count('\n') == 1, err
     # The same schedule event recorded twice is one start.
     report = evaluate_run(write_run(tmp_path / 'twice', events=[EVENTS[0], *EVENTS]))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmp_ros import json_text
+from mmp_ros.bags.errors import BagError
 from mmp_ros.core.health import HealthConfig
 from mmp_ros.core.parameters import (
     ParameterError,
@@ -221,7 +222,11 @@ def evaluate_run(path: str | Path, *, node_params: Sequence[str | Path] = (),
     health = node_health(node_params)
     if settle_s == 'auto':
         settle_s = settle_after_cut_s(health)
-    return RunReport(evaluate(read_run(path, topics), health, settle_ns=round(settle_s * 1e9)))
+    run = read_run(path, topics)
+    try:
+        return RunReport(evaluate(run, health, settle_ns=round(settle_s * 1e9)))
+    except BagError as exc:  # the fault timeline's: name the bag, as read_run's errors do
+        raise BagError(f'{path}: {exc}') from exc
 
 
 def settle_after_cut_s(health: Mapping[str, HealthConfig]) -> float:
