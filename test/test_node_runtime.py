@@ -449,3 +449,29 @@ def test_a_camera_publishing_with_incompatible_qos_is_named_in_the_sensors_statu
     assert 'RELIABILITY' in status.message and 'sensors.rgb.qos is reliable' in status.message
     values = {kv.key: kv.value for kv in status.values}
     assert 'RELIABILITY' in values['qos']
+
+
+def test_a_node_leaves_no_logger_behind_in_the_process():
+    # Each node registered a logger 'mmp_ros.inference.<id(node)>' with logging, which keeps
+    # every logger for the life of the process: one more per node started (by tests, or
+    # launch_testing), and a later node that reused an id forwarded the backend's lines twice.
+    import logging
+
+    def inference_loggers() -> set[str]:
+        return {name for name in logging.Logger.manager.loggerDict
+                if name.startswith('mmp_ros.inference.')}
+
+    before = inference_loggers()
+    context = Context()
+    rclpy.init(context=context)
+    try:
+        for _ in range(3):
+            node = SegmentationNode(
+                context=context, parameter_overrides=[Parameter('backend', value='onnxruntime')]
+            )
+            handlers = node._backend._log.handlers
+            node.destroy_node()
+            assert len(handlers) == 1
+    finally:
+        rclpy.shutdown(context=context)
+    assert inference_loggers() <= before

@@ -391,7 +391,10 @@ class SegmentationNode(Node):
             default_model_path(backend=self._values['backend'])
         )
         self._model_path = path
-        logger = logging.getLogger(f'mmp_ros.inference.{id(self)}')
+        # The node's own logger, not one of logging's registry: getLogger keeps every logger
+        # for the life of the process, so each node started in it left one behind, and one
+        # whose id a later node reused forwarded that node's lines twice.
+        logger = logging.Logger('mmp_ros.inference')
         logger.setLevel(logging.INFO)
         logger.propagate = False
         logger.addHandler(_RclpyLogHandler(self))
