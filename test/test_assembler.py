@@ -197,6 +197,39 @@ def test_latency_window_percentiles():
     assert window.percentile(95) == pytest.approx(195.05)
 
 
+def test_the_recent_output_rate_follows_a_slowdown_hours_into_a_run_and_stays_small():
+    # An hour at 30 Hz, then 12 s at 3 Hz: an average since start read 29.9 Hz.
+    from mmp_ros.core.latency import RecentRate
+
+    rate = RecentRate(window_s=10.0)
+    for i in range(30 * 3600):
+        rate.add(i / 30)
+    assert rate.rate(3600.0) == pytest.approx(30.0)
+    assert len(rate) <= 301
+    for i in range(1, 37):
+        rate.add(3600.0 + i / 3)
+    assert rate.rate(3612.0) == pytest.approx(3.0)
+    assert len(rate) <= 31
+    assert rate.rate(3700.0) == 0.0  # nothing published for 88 s
+    assert len(rate) == 0
+
+
+def test_the_recent_cpu_share_follows_a_change_hours_into_a_run_and_stays_small():
+    from mmp_ros.core.latency import RecentShare
+
+    share = RecentShare(0.0, window_s=10.0)
+    total = 0.0
+    for i in range(1, 50 * 3600 + 1):  # an hour, read every 20 ms, 1 % busy
+        total += 0.0002
+        share.update(i / 50, total)
+    assert len(share) <= 502
+    for i in range(1, 50 * 12 + 1):  # then 12 s at 50 % busy
+        total += 0.01
+        last = share.update(3600.0 + i / 50, total)
+    assert last == pytest.approx(0.5)
+    assert len(share) <= 502
+
+
 def test_a_stream_back_from_a_clock_jump_with_the_anchor_does_not_anchor_an_earlier_output():
     """A bag loop: every stream's clock went back. RGB anchors the outputs at the new time with
     depth's frames in them; when RGB goes down, depth's newest frame, already used and older

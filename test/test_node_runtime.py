@@ -475,3 +475,23 @@ def test_a_node_leaves_no_logger_behind_in_the_process():
     finally:
         rclpy.shutdown(context=context)
     assert inference_loggers() <= before
+
+
+def test_the_output_rate_in_the_model_status_is_the_recent_one(run_node):
+    # It was averaged since the first output: 2 s at 30 Hz then 10.4 s at 2.5 Hz read
+    # 6.9 Hz, and hours into a run a model slowed to a third hardly moved it.
+    node, driver, spin_until = run_node(**rgb_only(
+        use_sim_time=True, sensors__rgb__timeout_s=2.0, diagnostics_period_s=0.05))
+    bag = SimClock(driver)
+    assert spin_until(lambda: node.count_subscribers('rgb/image') > 0, 10.0)
+    for step_ns, frames in ((33_333_333, 60), (400_000_000, 26)):
+        for _ in range(frames):
+            bag.tick(step_ns)
+            assert spin_until(lambda: node.get_clock().now().nanoseconds == bag.now_ns, 5.0)
+            wanted = len(driver.labels) + 1
+            bag.send_rgb()
+            assert spin_until(lambda n=wanted: len(driver.labels) >= n, 5.0), 'no segmentation'
+    total = str(len(driver.labels))
+    assert spin_until(lambda: driver.model_statuses
+                      and driver.model_statuses[-1]['inferences'] == total, 5.0)
+    assert float(driver.model_statuses[-1]['output_rate_hz']) == pytest.approx(2.5, rel=0.01)

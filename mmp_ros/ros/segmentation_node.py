@@ -41,7 +41,7 @@ from std_msgs.msg import Header, String
 
 from mmp_ros.core.assembler import FrameAssembler, FrameBundle
 from mmp_ros.core.health import HealthMonitor, HealthStatus, Level, SensorState
-from mmp_ros.core.latency import LatencyWindow
+from mmp_ros.core.latency import LatencyWindow, RecentRate, RecentShare
 from mmp_ros.core.parameters import (
     DECODER_PARAMETERS,
     HEALTH_FIELDS,
@@ -110,8 +110,7 @@ class _ModelState:
     last_mask: str = ''
     last_missing: dict[str, str] = field(default_factory=dict)  # of the last bundle, and why
     last_error: str = ''
-    first_inference_at: float | None = None
-    last_inference_at: float | None = None
+    outputs: RecentRate = field(default_factory=RecentRate)  # publication times, last 10 s
 
 
 def model_folders() -> list[Path]:
@@ -319,7 +318,7 @@ class SegmentationNode(Node):
         self._latency = LatencyWindow()
         self._model = _ModelState()
         self._callback_cpu_s = 0.0
-        self._started_wall = time.monotonic()
+        self._callback_share = RecentShare(time.monotonic())
 
     def _anchor_problem(self, anchor: str) -> str:
         """Why ``anchor`` cannot work with the loaded model ('' when it can)."""
@@ -576,9 +575,7 @@ class SegmentationNode(Node):
             state.last_mask = ' '.join(f'{m}={mark}' for m, mark in marks.items())
             state.last_missing = dict(bundle.missing)
             state.last_error = ''
-            state.last_inference_at = published_at
-            if state.first_inference_at is None:
-                state.first_inference_at = published_at
+            state.outputs.add(published_at)
         self._log_bundle(bundle)
 
     def _publish_image(self, publisher, array: np.ndarray, encoding: str, header: Header):
@@ -640,11 +637,7 @@ class SegmentationNode(Node):
         """The model's diagnostic status (called with the lock held)."""
         state = self._model
         p50, p95 = self._latency.percentile(50), self._latency.percentile(95)
-        wall = time.monotonic() - self._started_wall
-        rate = 0.0
-        if state.first_inference_at is not None and state.last_inference_at is not None:
-            span = state.last_inference_at - state.first_inference_at
-            rate = (state.inferences - 1) / span if span > 0 else 0.0
+        cpu_share = self._callback_share.update(time.monotonic(), self._callback_cpu_s)
         values = {
             'backend': self._backend.name,
             'device': self._backend.device,
@@ -655,8 +648,8 @@ class SegmentationNode(Node):
             'inferences': str(state.inferences),
             'anchor_frames': str(state.anchor_frames),
             'anchor_frames_dropped': str(max(0, state.anchor_frames - state.inferences)),
-            'output_rate_hz': f'{rate:.2f}',
-            'callback_cpu_share': f'{self._callback_cpu_s / max(wall, 1e-9):.4f}',
+            'output_rate_hz': f'{state.outputs.rate(now):.2f}',
+            'callback_cpu_share': f'{cpu_share:.4f}',
         }
         usable = [m for m, s in statuses.items() if s.usable]
         if not usable:
