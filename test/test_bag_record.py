@@ -156,3 +156,28 @@ def test_ctrl_c_while_the_bag_is_closing_still_leaves_a_readable_bag(tmp_path, m
     assert not interrupted, 'the Ctrl-C cut the closing of the bag short'
     with Reader(out) as reader:
         assert reader.message_count == 0
+
+
+def test_a_killed_sqlite3_recording_keeps_what_it_recorded_but_the_last_second(tmp_path):
+    # rosbags' sqlite3 writer commits only when it closes: a recording killed (SIGKILL, out of
+    # memory, power lost) before that was rolled back to an empty database on the next open.
+    out = tmp_path / 'run'
+    script = f'''
+import os, time
+from mmp_ros.bags.recording import BagRecorder
+from mmp_ros.bags.source import TopicQos
+recorder = BagRecorder({str(out)!r}, storage='sqlite3')
+recorder.add_topic('/count', 'std_msgs/msg/UInt32', TopicQos(True, False, 10))
+for i in range(51):
+    if i == 50:
+        time.sleep(1.1)  # a second of recording later
+    recorder.write('/count', 10**9 + i * 10**7, bytes([0, 1, 0, 0, i, 0, 0, 0]))
+os._exit(0)  # as a kill: nothing closed
+'''
+    subprocess.run([sys.executable, '-c', script], check=True,
+                   env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert not (out / 'metadata.yaml').exists()
+    from mmp_ros.bags.source import open_bag
+
+    with open_bag(out / 'run.db3') as bag:
+        assert bag.message_count == 51  # committed (COMMIT_PERIOD_S) with the last one

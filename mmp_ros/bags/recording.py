@@ -4,10 +4,16 @@ Every connection carries the message definition and RIHS01 type hash from rosbag
 Kilted type store, so that rosbags, the ``mcap`` readers and ``ros2 bag`` can all open the
 result and decode it. The bag is only complete once ``close`` has written its summary and
 ``metadata.yaml``: the recorder is a context manager so that every way out closes it.
+
+The sqlite3 storage commits every ``COMMIT_PERIOD_S``, so that a recording that never gets
+there (killed, out of memory, power lost) keeps its messages but the last second's: rosbags'
+writer commits only when it closes, and the rollback of the open transaction on the next
+open emptied such a database, however long it had recorded.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from types import TracebackType
 
@@ -29,6 +35,7 @@ from mmp_ros.bags.source import TopicQos
 
 STORAGES = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}
 _INFINITE = QosTime(0x7FFFFFFF, 0xFFFFFFFF)  # how rosbag2 writes "no deadline/lifespan"
+COMMIT_PERIOD_S = 1.0  # sqlite3: at most this much recording is lost to a crash
 
 
 def rosbags_qos(qos: TopicQos) -> Qos:
@@ -58,6 +65,8 @@ class BagRecorder:
             raise BagError(f'storage {storage!r}: expected one of {sorted(STORAGES)}')
         self._typestore = get_typestore(Stores.ROS2_KILTED)
         self._writer = Writer(self.path, version=9, storage_plugin=STORAGES[storage])
+        self._commit = storage == 'sqlite3'
+        self._committed = time.monotonic()
         self._connections: dict[str, Connection] = {}
         self.counts: dict[str, int] = {}
         try:
@@ -114,6 +123,9 @@ class BagRecorder:
     def write(self, topic: str, timestamp_ns: int, data: bytes) -> None:
         self._writer.write(self._connections[topic], timestamp_ns, data)
         self.counts[topic] += 1
+        if self._commit and time.monotonic() - self._committed >= COMMIT_PERIOD_S:
+            self._writer.storage.conn.commit()
+            self._committed = time.monotonic()
 
     def close(self) -> None:
         """Finish the file (summary, metadata.yaml). Safe to call more than once."""
