@@ -451,6 +451,25 @@ def test_a_camera_publishing_with_incompatible_qos_is_named_in_the_sensors_statu
     assert 'RELIABILITY' in values['qos']
 
 
+def test_a_publisher_with_incompatible_qos_that_has_gone_is_no_longer_named(run_node):
+    # The problem was kept for the life of the node: hours after a best-effort tool had
+    # published on the topic, a camera that stopped was reported 'stale: ...; a publisher on
+    # /rgb/image offers incompatible QoS', naming a publisher long gone.
+    node, driver, spin_until = run_node(**rgb_only(sensors__rgb__qos='reliable',
+                                                   diagnostics_period_s=0.05))
+    arrays: list[DiagnosticArray] = []
+    driver.create_subscription(DiagnosticArray, '/diagnostics', arrays.append, output_qos(10))
+
+    def qos_value():
+        statuses = [s for a in arrays[-1:] for s in a.status if s.name == 'mmp_ros: rgb']
+        values = {kv.key: kv.value for s in statuses for kv in s.values}
+        return values.get('qos') if statuses else 'no status yet'
+
+    assert spin_until(lambda: qos_value() not in (None, 'no status yet'), 5.0)
+    driver.destroy_publisher(driver.publishers_['rgb'])  # the best-effort one
+    assert spin_until(lambda: qos_value() is None, 5.0), qos_value()
+
+
 def test_a_node_leaves_no_logger_behind_in_the_process():
     # Each node registered a logger 'mmp_ros.inference.<id(node)>' with logging, which keeps
     # every logger for the life of the process: one more per node started (by tests, or

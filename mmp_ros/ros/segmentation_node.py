@@ -35,7 +35,7 @@ from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.exceptions import ParameterException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import qos_policy_name_from_kind
+from rclpy.qos import QoSCompatibility, qos_check_compatible, qos_policy_name_from_kind
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header, String
 
@@ -303,6 +303,7 @@ class SegmentationNode(Node):
         self._image_sizes: dict[str, tuple[int, int]] = {}
         # Why a sensor may hear nothing: a publisher on its topic with incompatible QoS.
         self._qos_problems: dict[str, str] = {}
+        self._qos_seen: set[str] = set()  # problems whose publisher the graph has listed
         for modality in self.modalities:
             monitor = HealthMonitor(modality, health_config(self._values, modality))
             if not self._values[sensor_parameter(modality, 'enabled')]:
@@ -381,6 +382,16 @@ class SegmentationNode(Node):
         with self._lock:
             self._qos_problems[modality] = problem
         self.get_logger().warning(problem)
+
+    def _incompatible_publisher(self, modality: str) -> bool:
+        """Whether the graph lists a publisher on a sensor's topic whose QoS its subscription
+        cannot take (rclpy tells when one appears, never when it has gone)."""
+        subscription = self._image_subscriptions[modality]
+        return any(
+            qos_check_compatible(info.qos_profile, subscription.qos_profile)[0]
+            == QoSCompatibility.ERROR  # pybind11 enum values: not unique objects
+            for info in self.get_publishers_info_by_topic(subscription.topic_name)
+        )
 
     def _parameter_value(self, name: str) -> Any:
         return self._specs[name].plain(self.get_parameter(name).value)
@@ -619,6 +630,16 @@ class SegmentationNode(Node):
             return
         self._last_diagnostics_key = key
         self._next_diagnostics = wall + self._values['diagnostics_period_s']
+        for modality in list(qos_problems):
+            # The event can come before the graph lists the publisher: a problem goes once its
+            # publisher has been seen there and is gone.
+            if self._incompatible_publisher(modality):
+                self._qos_seen.add(modality)
+            elif modality in self._qos_seen:
+                self._qos_seen.discard(modality)
+                with self._lock:
+                    self._qos_problems.pop(modality, None)
+                del qos_problems[modality]
         messages = [
             sensor_status(statuses[m], frame_ids[m], qos_problems.get(m, ''))
             if m in statuses else not_in_model_status(m)
