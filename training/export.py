@@ -259,7 +259,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--input-size', nargs=2, type=int, metavar=('HEIGHT', 'WIDTH'),
                         help="override the model's input size (fully convolutional models)")
     parser.add_argument('--opset', type=int, default=DEFAULT_OPSET,
-                        help=f'ONNX opset (default {DEFAULT_OPSET}; TensorRT 10 reads 9..20)')
+                        help=f'ONNX opset (default {DEFAULT_OPSET}; torch writes 18 and above, '
+                        'TensorRT 10 reads up to 20)')
     parser.add_argument('--no-verify', action='store_true',
                         help='skip the ONNX Runtime vs PyTorch check over all masks')
 

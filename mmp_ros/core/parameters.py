@@ -118,8 +118,8 @@ NODE_PARAMETERS: tuple[ParameterSpec, ...] = (
                   "anchor's rate); 0: as fast as anchor frames arrive. Frames beyond what "
                   'the model keeps up with are dropped, never queued.',
                   minimum=0.0, maximum=1000.0),
-    ParameterSpec('min_confidence', 0.0, 'Pixels whose confidence is below this get label '
-                  '255 (no prediction).', minimum=0.0, maximum=1.0),
+    ParameterSpec('min_confidence', 0.0, 'Pixels whose confidence is below this (or not a '
+                  'number) get label 255 (no prediction).', minimum=0.0, maximum=1.0),
     ParameterSpec('overlay_alpha', 0.5, 'Weight of the palette colours in the overlay.',
                   minimum=0.0, maximum=1.0),
     ParameterSpec('publish_color', True, 'Publish segmentation/color.'),
