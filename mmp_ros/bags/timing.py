@@ -48,8 +48,9 @@ class Lateness:
         if not self._late_ms:
             return 'nothing published'
         p50, p95 = np.percentile(self._late_ms, [50, 95])
+        over = f' (over the last {len(self._late_ms)})' if self.count > len(self._late_ms) else ''
         return (f'published {self.count} messages, late by p50 {p50:.2f} ms, p95 {p95:.2f} ms, '
-                f'max {max(self._late_ms):.2f} ms')
+                f'max {max(self._late_ms):.2f} ms{over}')
 
 
 def compare_offsets(bag_ns: Mapping[int, int], times_s: Mapping[int, float]) -> TimingReport:

@@ -150,23 +150,25 @@ class BagPlayer(Node):
         start: float | None = None  # set on the first message: opening the bag is not late
         lateness = Lateness()
         iteration = 0
-        while True:
-            messages = self._bag.messages(self._bag_publishers, self._schedule.origin_ns)
-            for topic, timestamp, data in messages:
-                if start is None:
-                    start = time.monotonic() - self._schedule.due_s(timestamp, iteration)
-                due = start + self._schedule.due_s(timestamp, iteration)
-                self._wait_until(due, start)
-                lateness.add(time.monotonic() - due)
-                if topic in self._restamped:
-                    data = restamp(data, self.get_clock().now().nanoseconds)
-                self._bag_publishers[topic].publish(data)
-            iteration += 1
-            # A pass that published nothing (no message in the played span) would repeat at
-            # once, forever: a busy loop that never sleeps, so never sees a shutdown.
-            if not loop or start is None:
-                break
-        self.get_logger().info(lateness.describe())
+        try:
+            while True:
+                messages = self._bag.messages(self._bag_publishers, self._schedule.origin_ns)
+                for topic, timestamp, data in messages:
+                    if start is None:
+                        start = time.monotonic() - self._schedule.due_s(timestamp, iteration)
+                    due = start + self._schedule.due_s(timestamp, iteration)
+                    self._wait_until(due, start)
+                    lateness.add(time.monotonic() - due)
+                    if topic in self._restamped:
+                        data = restamp(data, self.get_clock().now().nanoseconds)
+                    self._bag_publishers[topic].publish(data)
+                iteration += 1
+                # A pass that published nothing (no message in the played span) would repeat
+                # at once, forever: a busy loop that never sleeps, so never sees a shutdown.
+                if not loop or start is None:
+                    break
+        finally:  # a --loop ends with Ctrl-C: what it published is still summed up
+            self.get_logger().info(lateness.describe())
         return lateness
 
     def _wait_until(self, due: float, start: float) -> None:
