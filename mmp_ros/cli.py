@@ -33,6 +33,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     'replay': ('mmp_ros.ros.replay', 'play a rosbag2 (MCAP or sqlite3) into live topics, on time'),
     'record': ('mmp_ros.ros.record', 'record live topics into an MCAP rosbag2'),
+    'recover-bag': (
+        'mmp_ros.bags.recovery',
+        'a complete rosbag2 from an MCAP recording that was killed before it closed',
+    ),
     'export': (
         'training.export',
         'export a checkpoint to one ONNX file serving every modality mask',

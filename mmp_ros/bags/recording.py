@@ -95,9 +95,10 @@ class BagRecorder:
         return self._typestore.hash_rihs01(msgtype)
 
     def add_topic(
-        self, topic: str, msgtype: str, qos: TopicQos, *, type_hash: str | None = None
+        self, topic: str, msgtype: str, qos: TopicQos | None, *, type_hash: str | None = None
     ) -> None:
         """Start recording ``topic``. ``type_hash``: the live publisher's, checked if given.
+        ``qos`` None: no offered QoS is recorded (a recovered bag's channel had none).
 
         A publisher whose type hash differs from the stored definition's uses another
         version of the message; recording its bytes under this definition would make a bag
@@ -111,8 +112,9 @@ class BagRecorder:
                 f'{self.path}: topic {topic}: the publisher\'s {msgtype} has type hash '
                 f'{type_hash}, the known definition {expected}; not recording it'
             )
+        profiles = [] if qos is None else [rosbags_qos(qos)]
         self._connections[topic] = self._writer.add_connection(
-            topic, msgtype, typestore=self._typestore, offered_qos_profiles=[rosbags_qos(qos)]
+            topic, msgtype, typestore=self._typestore, offered_qos_profiles=profiles
         )
         self.counts[topic] = 0
 

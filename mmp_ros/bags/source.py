@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from rosbags.interfaces import Connection, QosDurability, QosReliability
+from rosbags.interfaces import Connection, Qos, QosDurability, QosReliability
 from rosbags.rosbag2 import Reader
 from rosbags.rosbag2.errors import ReaderError
 
@@ -55,7 +55,13 @@ class BagTopic:
 
 def _offered_qos(connections: list[Connection]) -> TopicQos | None:
     """The recorded publishers' QoS: best effort if any publisher was, as rosbag2 does."""
-    profiles = [q for c in connections for q in getattr(c.ext, 'offered_qos_profiles', [])]
+    return offered_qos(
+        [q for c in connections for q in getattr(c.ext, 'offered_qos_profiles', [])]
+    )
+
+
+def offered_qos(profiles: list[Qos]) -> TopicQos | None:
+    """``TopicQos`` of rosbag2's offered QoS profiles (None if there are none)."""
     if not profiles:
         return None
     return TopicQos(

@@ -1,0 +1,158 @@
+"""``mmp_ros recover-bag``: an MCAP recording that never closed (killed, or cut off at any
+byte) becomes a complete bag holding exactly the messages written before the cut."""
+
+from __future__ import annotations
+
+import os
+import signal
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mmp_ros.bags.errors import BagError
+from mmp_ros.bags.recording import BagRecorder
+from mmp_ros.bags.recovery import recover_mcap
+from mmp_ros.bags.source import TopicQos, open_bag
+from mmp_ros.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+TOPICS = {  # topic -> (type, offered QoS)
+    '/rec/text': ('std_msgs/msg/String', TopicQos(reliable=True, transient_local=False, depth=7)),
+    '/rec/more': ('std_msgs/msg/String', TopicQos(reliable=False, transient_local=True, depth=3)),
+}
+WRITER = """
+import os, sys
+from test_bag_recover import write_messages
+from mmp_ros.bags.recording import BagRecorder
+recorder = BagRecorder(sys.argv[1])
+write_messages(recorder, int(sys.argv[2]))
+print('written', flush=True)
+sys.stdin.read()  # killed here, the bag never closed
+"""
+
+
+def message(i: int) -> tuple[str, int, bytes]:
+    """The i-th message written: (topic, stamp, CDR of a std_msgs/String of 60 kB)."""
+    text = bytes([65 + i % 26]) * 60_000 + str(i).encode()
+    cdr = b'\x00\x01\x00\x00' + struct.pack('<I', len(text) + 1) + text + b'\x00'
+    return ('/rec/text' if i % 3 else '/rec/more'), 1_000_000_000 + i * 33_000_000 + i % 7, cdr
+
+
+def write_messages(recorder: BagRecorder, count: int) -> None:
+    for topic, (msgtype, qos) in TOPICS.items():
+        recorder.add_topic(topic, msgtype, qos)
+    for i in range(count):
+        recorder.write(*message(i))
+
+
+def assert_prefix_recovered(out: Path, at_least: int, written: int) -> int:
+    """``out`` opens and holds messages 0..n-1 exactly (n >= at_least); returns n."""
+    with open_bag(out) as bag:
+        got = list(bag.messages(list(bag.topics)))
+        n = len(got)
+        assert at_least <= n <= written
+        assert got == [message(i) for i in range(n)]
+        assert bag.message_count == n
+        for topic, (msgtype, qos) in TOPICS.items():
+            if topic in bag.topics:
+                assert bag.topics[topic].msgtype == msgtype
+                assert bag.topics[topic].offered_qos == qos
+    assert (out / 'metadata.yaml').exists()
+    return n
+
+
+@pytest.fixture(scope='module')
+def closed_bag(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp('closed') / 'bag'
+    with BagRecorder(path) as recorder:
+        write_messages(recorder, 100)  # 6 MB: five 1 MiB chunks and the rest
+    return path / 'bag.mcap'
+
+
+def test_sigkilled_recording_is_recovered(tmp_path):
+    src = tmp_path / 'killed'
+    with subprocess.Popen([sys.executable, '-c', WRITER, str(src), '60'],
+                          env=dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{REPO / 'test'}"),
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as writer:
+        try:
+            assert writer.stdout.readline() == 'written\n'
+        finally:
+            writer.send_signal(signal.SIGKILL)
+    with pytest.raises(BagError, match='File end magic is invalid'), open_bag(src / 'killed.mcap'):
+        pass
+    result = recover_mcap(src, tmp_path / 'out')
+    n = assert_prefix_recovered(tmp_path / 'out', 34, 60)  # 3 of the chunks reached the disk
+    assert result.message_count == n and not result.complete
+    assert result.bytes_read == result.file_size  # the kill left whole chunks only
+
+
+@pytest.mark.parametrize('keep', [0.95, 0.6, 0.35, 0.2])
+def test_bag_cut_off_at_any_byte_is_recovered(closed_bag, keep, tmp_path):
+    src = tmp_path / 'cut.mcap'
+    data = closed_bag.read_bytes()
+    src.write_bytes(data[:int(len(data) * keep)])
+    result = recover_mcap(src, tmp_path / 'out')
+    # Every chunk (18 messages: rosbags closes one past 1 MiB) wholly before the cut is kept,
+    # none after it.
+    whole_chunks = int(len(data) * keep) // (18 * 60_100)
+    n = assert_prefix_recovered(tmp_path / 'out', 18 * (whole_chunks - 1), 100)
+    assert n % 18 == 0 and result.message_count == n
+    assert not result.complete and 'cut-off record' in result.stopped
+
+
+def test_complete_bag_is_copied(closed_bag, tmp_path):
+    result = recover_mcap(closed_bag.parent, tmp_path / 'out')
+    assert result.complete and assert_prefix_recovered(tmp_path / 'out', 100, 100) == 100
+
+
+def test_topic_of_unknown_type_is_skipped_and_missing_qos_stays_missing(tmp_path, capsys):
+    from mcap.writer import Writer
+
+    src = tmp_path / 'other.mcap'
+    with src.open('wb') as file:
+        writer = Writer(file, chunk_size=1)  # zstd chunks with CRCs, one message each
+        writer.start(profile='ros2')
+        known = writer.register_schema('std_msgs/msg/String', 'ros2msg', b'string data')
+        unknown = writer.register_schema('my_pkg/msg/Thing', 'ros2msg', b'int32 x')
+        text = writer.register_channel('/text', 'cdr', known)  # no offered_qos_profiles
+        thing = writer.register_channel('/thing', 'cdr', unknown)
+        for i in range(3):
+            writer.add_message(text, log_time=10 + i, data=message(i)[2], publish_time=10 + i)
+            writer.add_message(thing, log_time=10 + i, data=b'\0\1\0\0\5\0\0\0',
+                               publish_time=10 + i)
+        file.flush()  # never finished: no summary, no footer
+    assert main(['recover-bag', str(src), str(tmp_path / 'out')]) == 0
+    out, err = capsys.readouterr()
+    assert 'recovered 3 messages (/text: 3)' in out
+    assert err.startswith('not recovered: topic /thing: no message definition for my_pkg')
+    with open_bag(tmp_path / 'out') as bag:
+        assert list(bag.topics) == ['/text'] and bag.topics['/text'].offered_qos is None
+        assert list(bag.messages(['/text'])) == [
+            ('/text', 10 + i, message(i)[2]) for i in range(3)
+        ]
+
+
+def test_refusals_are_one_line_and_create_nothing(closed_bag, tmp_path, capsys):
+    text = tmp_path / 'notes.mcap'
+    text.write_text('not a bag\n')
+    head = tmp_path / 'head.mcap'
+    head.write_bytes(closed_bag.read_bytes()[:500_000])  # cut inside the first chunk
+    exists = tmp_path / 'exists'
+    exists.mkdir()
+    cases = [
+        (text, 'not an MCAP file'),
+        (tmp_path / 'missing.mcap', 'no such file'),
+        (head, 'holds no complete message'),
+        (tmp_path, 'expected one .mcap file in the bag directory, found head.mcap, notes'),
+    ]
+    for src, reason in cases:
+        assert main(['recover-bag', str(src), str(tmp_path / 'out')]) == 2
+        err = capsys.readouterr().err
+        assert reason in err and err.count('\n') == 1, err
+        assert not (tmp_path / 'out').exists()
+    assert main(['recover-bag', str(closed_bag), str(exists)]) == 2
+    assert 'exists already' in capsys.readouterr().err
+    assert list(exists.iterdir()) == []
