@@ -120,6 +120,14 @@ class Bag:
             raise BagError(f'{self.path}: damaged bag, reading stopped: {exc}') from exc
 
 
+def _recovery_hint(path: Path) -> str:
+    """For an MCAP bag that does not open: how to get a recording that never closed back."""
+    if path.suffix == '.mcap' or (path.is_dir() and any(path.glob('*.mcap'))):
+        return (f'; if its recording was killed before it closed: '
+                f'mmp_ros recover-bag {path} OUT')
+    return ''
+
+
 @contextmanager
 def open_bag(path: str | Path) -> Iterator[Bag]:
     """Open the rosbag2 at ``path`` (a bag directory, or one .mcap/.db3 file)."""
@@ -130,10 +138,12 @@ def open_bag(path: str | Path) -> Iterator[Bag]:
         reader = Reader(path)
         reader.open()
     except FileNotFoundError as exc:
-        raise BagError(f'{path}: not a rosbag2 ({exc})') from exc
+        raise BagError(f'{path}: not a rosbag2 ({exc}){_recovery_hint(path)}') from exc
     except _DAMAGE as exc:
         reason = ' '.join(str(exc).split())  # a YAML parser's report spans several lines
-        raise BagError(f'{path}: cannot be read as a rosbag2: {reason}') from exc
+        raise BagError(
+            f'{path}: cannot be read as a rosbag2: {reason}{_recovery_hint(path)}'
+        ) from exc
     try:
         yield Bag(path, reader)
     finally:
