@@ -100,6 +100,21 @@ def test_visualize_every_modality_as_rgb8():
     assert not visualize(depth)[~depth.valid].any()  # holes stay black
 
 
+def test_a_weakly_polarized_scene_is_seen_with_its_angles_in_colour():
+    # DoLP of a few percent, as real scenes have: as raw brightness it was nearly black
+    from mmp_ros.sensors.polarization import representation_from_aolp_dolp
+
+    aolp = np.zeros((8, 8), np.float32)
+    aolp[:, 4:] = np.pi / 2  # two surfaces polarized at right angles
+    dolp = np.full((8, 8), 0.03, np.float32)
+    frame = SensorFrame('polarization', representation_from_aolp_dolp(aolp, dolp), None, STATS)
+    image = visualize(frame)
+    assert image.max(axis=2).min() >= 250  # bright where polarized
+    assert not np.array_equal(image[0, 0], image[0, 7])  # angles told apart by hue
+    unpolarized = SensorFrame('polarization', np.zeros((8, 8, 3), np.float32), None, STATS)
+    assert not visualize(unpolarized).any()
+
+
 def test_labels_are_sampled_at_pixel_centres_so_a_symmetric_map_stays_symmetric():
     """cv2.INTER_NEAREST takes source floor(x * scale): 3 labels to 5 pixels gave
     [0, 0, 1, 1, 2], half a camera pixel right of the confidence (sampled at centres)."""

@@ -94,9 +94,15 @@ def visualize(frame: SensorFrame) -> np.ndarray:
     if frame.modality == 'rgb':
         return (np.clip(data, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     if frame.modality == 'polarization':
-        # DoLP (degree of polarization) as brightness: what stands out to the eye.
-        gray = np.clip(data[..., 2], 0.0, 1.0)
-        return np.repeat((gray * 255.0 + 0.5).astype(np.uint8)[..., None], 3, axis=2)
+        # AoLP as hue, DoLP as brightness up to the frame's 98th percentile: a scene's DoLP is
+        # mostly a few percent, and as raw brightness the picture was nearly black.
+        two_aolp = np.arctan2(data[..., 1], data[..., 0]) % (2.0 * np.pi)
+        hue = np.minimum(two_aolp * (90.0 / np.pi), 179.0)  # OpenCV: hue 0..179, AoLP 0..180°
+        dolp = np.clip(data[..., 2], 0.0, 1.0)
+        value = np.clip(dolp / max(float(np.percentile(dolp, 98)), 1e-6), 0.0, 1.0)
+        hsv = cv2.merge([hue.astype(np.uint8), np.full(hue.shape, 255, np.uint8),
+                         (value * 255.0 + 0.5).astype(np.uint8)])
+        return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
     channel = data[..., 0]
     valid = np.isfinite(channel) if frame.valid is None else frame.valid & np.isfinite(channel)
     if not valid.any():
