@@ -378,3 +378,13 @@ def test_a_repeated_real_frame_is_frozen_by_default(real_data):
         assert stream.frame(frame.stats).accepted
     verdict = stream.frame(frame.stats)
     assert not verdict.accepted and stream.status().state is SensorState.FROZEN
+
+
+def test_the_rate_window_stays_bounded_when_the_clock_stops_while_frames_arrive():
+    # a paused simulation's clock: nothing is ever older than the window, and the arrival
+    # times grew by one a frame for as long as it lasted
+    monitor = HealthMonitor('depth', HealthConfig())
+    frame = stats(1)
+    for k in range(65_000):
+        monitor.observe(T0 - 1.0 + k * 1e-6, T0, frame)  # stamps advance, the clock does not
+    assert len(monitor._receive_times) <= 60_000  # 60 s at 1000 Hz: the parameters' largest

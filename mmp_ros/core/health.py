@@ -38,6 +38,11 @@ import numpy as np
 
 from mmp_ros.sensors.frame import FrameStats
 
+# Arrival times the rate is measured from: the window prunes them by the clock, and a clock
+# that stops while frames still arrive (a paused simulation) would let them grow without end.
+# The parameters' largest window and rate (60 s at 1000 Hz) fit.
+MAX_RATE_SAMPLES = 60_000
+
 
 class Level(IntEnum):
     """Severity, with the byte values of ``diagnostic_msgs/DiagnosticStatus``."""
@@ -157,7 +162,7 @@ class HealthMonitor:
         self._last_fingerprint: bytes | None = None
         self._last_thumbnail: np.ndarray | None = None
         self._identical_run = 1
-        self._receive_times: deque[float] = deque()
+        self._receive_times: deque[float] = deque(maxlen=MAX_RATE_SAMPLES)
         self._first_receive: float | None = None
         self._stale_reported = False
         self._counters = _Counters()
