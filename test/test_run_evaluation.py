@@ -24,7 +24,7 @@ from mmp_ros.bags.playback import DEFAULT_QOS
 from mmp_ros.bags.recording import BagRecorder
 from mmp_ros.bags.synthetic import write_stub_bag
 from mmp_ros.core.health import HealthConfig
-from mmp_ros.evaluation import cli
+from mmp_ros.evaluation import cli, plots
 from mmp_ros.evaluation.analysis import detection_bound_s, phases_of
 from mmp_ros.evaluation.report import evaluate_run, node_health, strip_moments, write_report
 from mmp_ros.modalities import MODALITIES
@@ -65,25 +65,27 @@ DIAGNOSTICS = ((T0 + S // 2, False), (T0 + DETECTED, True), (T0 + RECOVERED, Fal
 
 
 def write_run(path: Path, *, events=EVENTS, diagnostics=DIAGNOSTICS,
-              label_size: int = 8) -> Path:
+              label_size: int = 8, namespace: str = '') -> Path:
     """10 Hz labels over 6 s; rgb killed over [2, 4) s: right outside the fault, wrong inside.
 
     ``events``: the dropout/events documents (a string is written as it is);
-    ``diagnostics``: (stamp, rgb masked); ``label_size``: the labels' side (ground truth: 8).
+    ``diagnostics``: (stamp, rgb masked); ``label_size``: the labels' side (ground truth: 8);
+    ``namespace``: every topic under it but /diagnostics, as a node started in it records.
     """
     rng = np.random.default_rng(0)
     with BagRecorder(path) as bag:
         for topic in ('/segmentation/labels', '/ground_truth/labels', '/rgb/image'):
-            bag.add_topic(topic, IMAGE_TYPE, DEFAULT_QOS)
+            bag.add_topic(namespace + topic, IMAGE_TYPE, DEFAULT_QOS)
         bag.add_topic('/diagnostics', DIAGNOSTICS_TYPE, DEFAULT_QOS)
-        bag.add_topic('/dropout/events', STRING_TYPE, DEFAULT_QOS)
-        bag.add_topic('/segmentation/label_info', STRING_TYPE, DEFAULT_QOS)
+        bag.add_topic(namespace + '/dropout/events', STRING_TYPE, DEFAULT_QOS)
+        bag.add_topic(namespace + '/segmentation/label_info', STRING_TYPE, DEFAULT_QOS)
         for event in events:
             text = event if isinstance(event, str) else json.dumps(event)
-            bag.write('/dropout/events', T0, serialize_string(text))
+            bag.write(namespace + '/dropout/events', T0, serialize_string(text))
         info = {'class_names': ['a', 'b', 'c'], 'palette': [[255, 0, 0], [0, 255, 0],
                                                             [0, 0, 255]]}
-        bag.write('/segmentation/label_info', T0, serialize_string(json.dumps(info)))
+        bag.write(namespace + '/segmentation/label_info', T0,
+                  serialize_string(json.dumps(info)))
         for t, masked in diagnostics:
             bag.write('/diagnostics', t, _diagnostics(t, masked))
         for k in range(5, 60):  # 0.5 s .. 5.9 s
@@ -92,11 +94,11 @@ def write_run(path: Path, *, events=EVENTS, diagnostics=DIAGNOSTICS,
             inside = FAULT[0] <= stamp - T0 < FAULT[1]
             labels = (truth + 1) % 3 if inside else truth
             labels = np.resize(labels, (label_size, label_size))
-            bag.write('/ground_truth/labels', stamp,
+            bag.write(namespace + '/ground_truth/labels', stamp,
                       serialize_image(array_to_image(truth, 'mono8'), stamp, 'cam'))
-            bag.write('/rgb/image', stamp, serialize_image(
+            bag.write(namespace + '/rgb/image', stamp, serialize_image(
                 array_to_image(np.full((8, 8, 3), 90, np.uint8), 'rgb8'), stamp, 'cam'))
-            bag.write('/segmentation/labels', stamp + LATENCY_NS,
+            bag.write(namespace + '/segmentation/labels', stamp + LATENCY_NS,
                       serialize_image(array_to_image(labels.astype(np.uint8), 'mono8'),
                                       stamp, 'cam'))
     return path
@@ -483,3 +485,74 @@ def test_label_images_before_the_simulator_started_are_said_to_be_in_no_phase(tm
     assert note in path.read_text()
     assert json.loads((path.parent / 'report.json').read_text())['before_schedule_labels'] == 25
     assert 'before the dropout' not in evaluate_run(write_run(tmp_path / 'b')).summary_table()
+
+
+def test_a_run_recorded_in_a_namespace_is_read_with_namespace(tmp_path, capsys):
+    bag = write_run(tmp_path / 'run', namespace='/robot1')
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    assert cli.run(parser.parse_args([str(bag), '--out', str(tmp_path / 'a')])) == 2
+    (err,) = capsys.readouterr().err.splitlines()
+    assert 'no topic /segmentation/labels' in err
+    assert err.endswith('; it holds them under /robot1: --namespace /robot1')
+    for namespace in ('/robot1', 'robot1'):  # relative as the launch file's namespace
+        args = parser.parse_args([str(bag), '--out', str(tmp_path / namespace.strip('/')),
+                                  '--namespace', namespace])
+        assert cli.run(args) == 0, capsys.readouterr().err
+        assert '| 1 | rgb kill | 2.0–4.0 | 20 | 0.0 |' in (
+            tmp_path / 'robot1' / 'report.md').read_text()
+    ev = evaluate_run(bag, topics=cli.run_topics('/robot1', [])).evaluation
+    run = ev.run
+    assert run.names.labels == '/robot1/segmentation/labels'
+    assert run.names.diagnostics == '/diagnostics'
+    anchor = run.labels[0].stamp_ns  # the strip shows the inputs the node received
+    assert ('rgb', anchor) in plots._strip_frames(ev, [anchor], run.names)
+    assert run.label_info['class_names'] == ['a', 'b', 'c']
+
+
+def test_a_namespace_hint_needs_exactly_one_namespace_holding_the_run(tmp_path, capsys):
+    bag = write_run(tmp_path / 'run', namespace='/robot1')
+    with BagRecorder(tmp_path / 'two') as two, BagRecorder(tmp_path / 'one') as one:
+        for out in (two, one):
+            for topic in ('/robot1/segmentation/labels', '/robot1/ground_truth/labels'):
+                out.add_topic(topic, IMAGE_TYPE, DEFAULT_QOS)
+            out.add_topic('/diagnostics', DIAGNOSTICS_TYPE, DEFAULT_QOS)
+        for topic in ('/robot1/dropout/events', '/robot2/dropout/events'):
+            two.add_topic(topic, STRING_TYPE, DEFAULT_QOS)
+        for topic in ('/robot2/segmentation/labels', '/robot2/ground_truth/labels'):
+            two.add_topic(topic, IMAGE_TYPE, DEFAULT_QOS)
+    for path, hint in ((bag, True), (tmp_path / 'two', False), (tmp_path / 'one', False)):
+        with pytest.raises(BagError, match='no topic /segmentation/labels') as info:
+            evaluate_run(path)
+        assert ('--namespace /robot1' in str(info.value)) == hint, str(info.value)
+
+
+def test_topics_are_named_one_by_one_and_checked():
+    topics = cli.run_topics('/robot1', ['ground_truth=/ground_truth/labels',
+                                        'events=sim/events', 'labels=/robot1/seg'])
+    assert (topics.labels, topics.ground_truth, topics.events, topics.diagnostics,
+            topics.overlay) == ('/robot1/seg', '/ground_truth/labels', '/robot1/sim/events',
+                                '/diagnostics', '/robot1/segmentation/overlay')
+    assert cli.run_topics(None, ['labels=seg']).labels == '/seg'
+    assert cli.run_topics('/', []).labels == '/segmentation/labels'
+    for namespace, overrides, message in (
+            ('/robot1/', [], "--namespace /robot1/: .*must not end with a '/'"),
+            ('/1robot', [], '--namespace /1robot: .*must not have a token that starts with a '
+             'number'),
+            (None, ['labels=/a b'], "--topic labels=/a b: topic name '/a b' is invalid"),
+            (None, ['labels'], "--topic 'labels': expected NAME=TOPIC"),
+            (None, ['truth=/x'], "--topic truth=/x: 'truth' is none of labels, ground_truth"),
+            (None, ['events=/diagnostics'], '--topic: /diagnostics named for two streams')):
+        with pytest.raises(BagError, match=message):
+            cli.run_topics(namespace, overrides)
+
+
+def test_a_bad_namespace_ends_the_command_with_one_line(run_bag, tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    args = parser.parse_args([str(run_bag), '--out', str(tmp_path / 'out'),
+                              '--namespace', '/robot 1'])
+    assert cli.run(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('mmp_ros evaluate: --namespace /robot 1: ') and err.count('\n') == 1
+    assert not (tmp_path / 'out').exists()

@@ -2,8 +2,9 @@
 
 The run must hold the node's ``/segmentation/labels`` and ``/diagnostics``, the dropout
 simulator's ``/dropout/events`` and the synthetic bag's ``/ground_truth/labels`` (what
-``python -m mmp_ros.demo`` records). A bad bag ends the command with status 2 and one line
-naming the file and topic, as ``mmp_ros replay`` does.
+``python -m mmp_ros.demo`` records); ``--namespace /robot1`` reads all but ``/diagnostics``
+under a namespace, ``--topic NAME=TOPIC`` names one topic. A bad bag ends the command with
+status 2 and one line naming the file and topic, as ``mmp_ros replay`` does.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from mmp_ros.bags.errors import BagError
@@ -32,6 +34,43 @@ def _seconds_or_auto(text: str) -> float | str:
     return value
 
 
+# --topic NAME=TOPIC: the RunTopics fields a run's topics are read from
+TOPIC_NAMES = ('labels', 'ground_truth', 'events', 'diagnostics', 'label_info', 'overlay')
+
+
+def run_topics(namespace: str | None, overrides: list[str]):
+    """The topics to read: the demo's, under ``namespace`` (all but ``/diagnostics``), with
+    ``NAME=TOPIC`` overrides (a relative TOPIC is in the namespace, as for a node in it).
+    BagError for an invalid namespace or topic name, or an unknown NAME."""
+    from mmp_ros.evaluation.run import DEFAULT_TOPICS
+    from mmp_ros.ros.names import namespace_problem, topic_name_problem
+
+    topics = DEFAULT_TOPICS
+    prefix = ''
+    if namespace is not None:
+        namespace = namespace if namespace.startswith('/') else f'/{namespace}'  # as launch's
+        if problem := namespace_problem(namespace):
+            raise BagError(f'--namespace {namespace}: {problem}')
+        topics, prefix = topics.in_namespace(namespace), namespace.rstrip('/')
+    chosen = {}
+    for item in overrides:
+        name, sep, topic = item.partition('=')
+        if not sep or not topic:
+            raise BagError(f'--topic {item!r}: expected NAME=TOPIC')
+        if name not in TOPIC_NAMES:
+            raise BagError(f'--topic {item}: {name!r} is none of {", ".join(TOPIC_NAMES)}')
+        topic = topic if topic.startswith('/') else f'{prefix}/{topic}'
+        if problem := topic_name_problem(topic, 'evaluate'):
+            raise BagError(f'--topic {item}: {problem}')
+        chosen[name] = topic
+    topics = replace(topics, **chosen)
+    required = [topics.labels, topics.ground_truth, topics.events, topics.diagnostics]
+    if shared := sorted({t for t in required if required.count(t) > 1}):
+        raise BagError(f'--topic: {", ".join(shared)} named for two streams; each needs a '
+                       'topic of its own')
+    return topics
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('bag', help='recorded run (a rosbag2 directory or .mcap/.db3 file)')
     parser.add_argument('--out', type=Path, default=None,
@@ -43,6 +82,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='leave out of the phase figures the label images less than S '
                         'seconds after a scene cut in the ground truth (synthetic bags jump '
                         'between scenes); "auto": one period of the slowest camera. Default 0')
+    parser.add_argument('--namespace', default=None, metavar='NS',
+                        help='namespace the run was recorded in (-r __ns:=/robot1, the launch '
+                        "file's namespace): every topic read under it but /diagnostics")
+    parser.add_argument('--topic', action='append', default=[], metavar='NAME=TOPIC',
+                        help=f'read one stream from another topic ({", ".join(TOPIC_NAMES)}; '
+                        'a relative TOPIC is under --namespace), e.g. '
+                        'ground_truth=/ground_truth/labels')
     parser.add_argument('--strip', type=Path, default=None,
                         help='also write the image strip here (e.g. docs/img/demo_strip.png)')
 
@@ -52,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
 
     out = args.out or Path(f'{str(args.bag).rstrip("/")}_report')
     try:
-        report = evaluate_run(args.bag, node_params=args.params,
+        topics = run_topics(args.namespace, args.topic)
+        report = evaluate_run(args.bag, node_params=args.params, topics=topics,
                               settle_s=args.settle_after_cut)
         path = write_report(report, out, strip=args.strip)
     except (BagError, ParameterError, OSError) as exc:

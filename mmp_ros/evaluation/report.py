@@ -283,10 +283,10 @@ def write_report(report: RunReport, out: str | Path, *, strip: str | Path | None
     plots.latency(ev, out / 'latency.png')
     plots.phases(ev, out / 'phases.png')
     moments = strip_moments(ev.phases, strip_size)
-    plots.strip(ev, moments, out / 'strip.png')
+    plots.strip(ev, moments, out / 'strip.png', ev.run.names)
     if strip is not None:
         Path(strip).parent.mkdir(parents=True, exist_ok=True)
-        plots.strip(ev, moments, Path(strip))
+        plots.strip(ev, moments, Path(strip), ev.run.names)
     # NaN (a phase whose ground truth holds no class) is no JSON: null instead.
     (out / 'report.json').write_text(
         json_text.dumps(report.to_dict(), indent=2) + '\n')

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from bisect import bisect_left
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +45,14 @@ class RunTopics:
         return {self.labels: IMAGE_TYPE, self.ground_truth: IMAGE_TYPE,
                 self.diagnostics: DIAGNOSTICS_TYPE, self.events: STRING_TYPE}
 
+    def in_namespace(self, namespace: str) -> RunTopics:
+        """These names as nodes started in ``namespace`` (``/robot1``; ``-r __ns:=``, the
+        launch file's ``namespace``) have them: all under it but ``/diagnostics``, which is
+        absolute in ROS."""
+        prefix = namespace.rstrip('/')
+        return replace(self, **{f.name: prefix + getattr(self, f.name) for f in fields(self)
+                                if f.name != 'diagnostics'})
+
 
 DEFAULT_TOPICS = RunTopics()
 
@@ -67,6 +75,7 @@ class RunData:
     events: list[dict]  # dropout/events documents in arrival order
     label_info: dict | None = None  # the node's JSON label info, when recorded as JSON
     notes: list[str] = field(default_factory=list)  # what was skipped, and why
+    names: RunTopics = DEFAULT_TOPICS  # the topics it was read from
 
     def truth_index_near(self, stamp_ns: int, tolerance_ns: int) -> int | None:
         """Index of the ground truth whose stamp is nearest ``stamp_ns``, if within the
@@ -93,6 +102,18 @@ def _image(data: bytes, where: str) -> tuple[int, np.ndarray]:
     return image.stamp_ns, np.array(image_to_array(image.fields)[..., 0])
 
 
+def _namespace_hint(topics: RunTopics, types: dict[str, str]) -> str:
+    """Where the demo's names were looked for and the bag holds them under exactly one
+    namespace: the option that reads them there."""
+    if topics != DEFAULT_TOPICS:
+        return ''
+    suffix = DEFAULT_TOPICS.labels
+    spaces = [name[:-len(suffix)] for name in types if name.endswith(suffix)]
+    found = [ns for ns in spaces if ns.startswith('/')
+             and all(t in types for t in DEFAULT_TOPICS.in_namespace(ns).required())]
+    return f'; it holds them under {found[0]}: --namespace {found[0]}' if len(found) == 1 else ''
+
+
 def read_run(path: str | Path, topics: RunTopics = DEFAULT_TOPICS) -> RunData:
     """Load the labels, ground truth, diagnostics and events of a recorded run.
 
@@ -108,11 +129,12 @@ def read_run(path: str | Path, topics: RunTopics = DEFAULT_TOPICS) -> RunData:
         for topic, expected in topics.required().items():
             if topic not in types:
                 raise BagError(f'{bag.path}: no topic {topic} ({expected}); a run must be '
-                               f'recorded with it (recorded: {sorted(types)})')
+                               f'recorded with it (recorded: {sorted(types)})'
+                               f'{_namespace_hint(topics, types)}')
             if types[topic] != expected:
                 raise BagError(f'{bag.path}: topic {topic} holds {types[topic]}, expected '
                                f'{expected}')
-        run = RunData(Path(path), types, [], [], [], [], [])
+        run = RunData(Path(path), types, [], [], [], [], [], names=topics)
         truth: list[tuple[int, np.ndarray]] = []
         wanted = [*topics.required()]
         if types.get(topics.label_info) == STRING_TYPE:

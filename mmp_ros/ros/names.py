@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from rclpy.exceptions import InvalidTopicNameException
+from rclpy.exceptions import InvalidNamespaceException, InvalidTopicNameException
 from rclpy.expand_topic_name import expand_topic_name
 from rclpy.validate_full_topic_name import validate_full_topic_name
+from rclpy.validate_namespace import validate_namespace
 
 
 def topic_name_problem(name: str, node_name: str) -> str | None:
@@ -13,5 +14,15 @@ def topic_name_problem(name: str, node_name: str) -> str | None:
     try:
         validate_full_topic_name(expand_topic_name(name, node_name, '/'))
     except (ValueError, InvalidTopicNameException) as exc:
+        return str(exc).splitlines()[0].split(', at /')[0].rstrip(':')
+    return None
+
+
+def namespace_problem(namespace: str) -> str | None:
+    """None if ``namespace`` is a valid node namespace (``/robot1``), else rcl's reason in
+    one line."""
+    try:
+        validate_namespace(namespace)
+    except (ValueError, InvalidNamespaceException) as exc:
         return str(exc).splitlines()[0].split(', at /')[0].rstrip(':')
     return None
