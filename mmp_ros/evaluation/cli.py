@@ -43,9 +43,13 @@ def run_topics(namespace: str | None, overrides: list[str]):
     ``NAME=TOPIC`` overrides (a relative TOPIC is in the namespace, as for a node in it).
     BagError for an invalid namespace or topic name, or an unknown NAME."""
     from mmp_ros.evaluation.run import DEFAULT_TOPICS
-    from mmp_ros.ros.names import namespace_problem, topic_name_problem
 
     topics = DEFAULT_TOPICS
+    if namespace is None and not overrides:
+        return topics
+    # rclpy's name checks: only for names given (evaluate itself needs no ROS)
+    from mmp_ros.ros.names import namespace_problem, topic_name_problem
+
     prefix = ''
     if namespace is not None:
         namespace = namespace if namespace.startswith('/') else f'/{namespace}'  # as launch's
