@@ -146,7 +146,7 @@ ABLATIONS = {
         "and every batch's masks spread over the subsets by their probabilities (stratified)",
         [*CONV_DISTILL, *as_overrides(LARGE_ADAPTERS), *DROP_07, *WINDOWS, *EVEN_FIT]),
 }
-# conv_adapters_r64_windows_even_fit scaled down to this page's budget (a thirty-fourth
+# conv_adapters_r64_windows_even_fit scaled down to this page's budget (a thirty-first
 # session): its fixed 1000 fit steps alone are over a tenth of a 170 s base; each of these
 # splits about 14 s between the fit and the window steps.
 ABLATIONS.update({
