@@ -35,6 +35,18 @@ def script_module(name: str) -> Iterator[ModuleType]:
         del sys.modules[name]
 
 
+def script_fixture(name: str):
+    """A module-scoped fixture of ``scripts/NAME.py`` as a module, named by the attribute it
+    is assigned to in a test file (``bench = script_fixture('bench_node')``)."""
+
+    @pytest.fixture(scope='module')
+    def script() -> Iterator[ModuleType]:
+        with script_module(name) as module:
+            yield module
+
+    return script
+
+
 @pytest.fixture(scope='session')
 def real_data() -> Path:
     """The real sensor samples shipped beside the checkout (DESIGN: ../shared/data/real)."""

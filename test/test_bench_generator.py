@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from conftest import script_module
+from conftest import script_fixture
 
-
-@pytest.fixture(scope='module')
-def bench():
-    with script_module('bench_generator') as module:
-        yield module
+bench = script_fixture('bench_generator')
 
 
 @pytest.mark.parametrize('frames', ['0', '-3'])

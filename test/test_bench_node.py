@@ -4,13 +4,9 @@ without stale trials still reports its figures."""
 from __future__ import annotations
 
 import pytest
-from conftest import script_module
+from conftest import script_fixture
 
-
-@pytest.fixture(scope='module')
-def bench():
-    with script_module('bench_node') as module:
-        yield module
+bench = script_fixture('bench_node')
 
 
 def test_a_run_without_stale_trials_reports_no_maximum(bench):

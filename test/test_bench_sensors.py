@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from conftest import script_module
+from conftest import script_fixture
 
-
-@pytest.fixture(scope='module')
-def bench():
-    with script_module('bench_sensors') as module:
-        yield module
+bench = script_fixture('bench_sensors')
 
 
 @pytest.mark.parametrize(('argv', 'message'), [

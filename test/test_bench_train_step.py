@@ -4,15 +4,12 @@ it says."""
 from __future__ import annotations
 
 import pytest
-from conftest import script_module
+from conftest import script_fixture
 
 torch = pytest.importorskip('torch')
 
 
-@pytest.fixture(scope='module')
-def bench():
-    with script_module('bench_train_step') as module:
-        yield module
+bench = script_fixture('bench_train_step')
 
 
 def test_pytorch_resize_swaps_both_passes_and_restores_them(bench):

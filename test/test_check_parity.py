@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from conftest import script_module
+from conftest import script_fixture
 
 pytest.importorskip('torch')
 
 
-@pytest.fixture(scope='module')
-def script():
-    with script_module('check_parity') as module:
-        yield module
+script = script_fixture('check_parity')
 
 
 @pytest.mark.parametrize(('argv', 'message'), [

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from conftest import script_module
+from conftest import script_fixture
 
-
-@pytest.fixture(scope='module')
-def script():
-    with script_module('generator_report') as module:
-        yield module
+script = script_fixture('generator_report')
 
 
 @pytest.mark.parametrize(('argv', 'message'), [

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from conftest import script_module
+from conftest import script_fixture
 
-
-@pytest.fixture(scope='module')
-def script():
-    with script_module('replay_timing') as module:
-        yield module
+script = script_fixture('replay_timing')
 
 
 @pytest.mark.parametrize(('argv', 'message'), [

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import script_module
+from conftest import script_fixture
 
 from mmp_ros.modalities import MODALITIES, nonempty_subsets, subset_label
 from training.metrics import Scores, SubsetReport
@@ -24,10 +24,7 @@ from training.metrics import Scores, SubsetReport
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope='module')
-def rb():
-    with script_module('robustness_benchmark') as module:
-        yield module
+rb = script_fixture('robustness_benchmark')
 
 
 def report(full: float, missing: float, **subsets: float) -> SubsetReport:

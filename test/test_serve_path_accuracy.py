@@ -5,13 +5,9 @@ from __future__ import annotations
 import argparse
 
 import pytest
-from conftest import script_module
+from conftest import script_fixture
 
-
-@pytest.fixture(scope='module')
-def script():
-    with script_module('serve_path_accuracy') as module:
-        yield module
+script = script_fixture('serve_path_accuracy')
 
 
 @pytest.mark.parametrize(('item', 'expected'), [

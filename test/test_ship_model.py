@@ -5,15 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import script_module
+from conftest import script_fixture
 
 pytest.importorskip('torch')
 
 
-@pytest.fixture(scope='module')
-def script():
-    with script_module('ship_model') as module:
-        yield module
+script = script_fixture('ship_model')
 
 
 @pytest.mark.parametrize(('argv', 'message'), [
