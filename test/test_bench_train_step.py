@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from conftest import script_fixture
 
-torch = pytest.importorskip('torch')
+torch = pytest.importorskip('torch', reason="needs torch (pip install '.[train]')")
 
 
 bench = script_fixture('bench_train_step')

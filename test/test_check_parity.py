@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import script_fixture
 
-pytest.importorskip('torch')
+pytest.importorskip('torch', reason="needs torch (pip install '.[train]')")
 
 
 script = script_fixture('check_parity')

@@ -110,7 +110,8 @@ def test_a_ros_command_under_a_middleware_the_wheels_lack_stops_with_the_reason(
     # rcl ended such a process at `import rclpy` with status 102 and "found rmw_fastrtps_cpp"
     env = dict(os.environ, RMW_IMPLEMENTATION='rmw_cyclonedds_cpp')
     if rmw_problem(env) is None:
-        pytest.skip('the ROS 2 here can load another middleware (a native install)')
+        pytest.skip('not the PyPI wheels (a native install loads the middleware named, or no '
+                    'librcl.so on LD_LIBRARY_PATH): rcl judges RMW_IMPLEMENTATION itself')
     for argv in (['-m', 'mmp_ros', 'run', '--help'], ['-m', 'mmp_ros.ros.dropout_node']):
         done = subprocess.run([sys.executable, *argv], env=env, capture_output=True, text=True,
                               timeout=60)

@@ -7,7 +7,7 @@ import json
 import pytest
 from conftest import script_fixture
 
-pytest.importorskip('torch')
+pytest.importorskip('torch', reason="needs torch (pip install '.[train]')")
 
 
 script = script_fixture('ship_model')
