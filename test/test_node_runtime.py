@@ -46,10 +46,18 @@ class Driver(Node):
             Image, 'segmentation/labels', self.labels.append, output_qos()
         )
         self.model_statuses: list[dict[str, str]] = []
+        self.diagnostics: list[DiagnosticArray] = []
         self.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics,
                                  output_qos(10))
 
+    def latest_status(self, modality: str):
+        """The sensor's status in the newest /diagnostics message, None before one."""
+        statuses = [s for a in self.diagnostics[-1:] for s in a.status
+                    if s.name == f'mmp_ros: {modality}']
+        return statuses[0] if statuses else None
+
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        self.diagnostics.append(msg)
         for status in msg.status:
             if status.name == 'mmp_ros: model':
                 self.model_statuses.append({
@@ -410,10 +418,8 @@ def test_a_sensor_the_model_does_not_take_has_an_ok_status_for_the_aggregator(ru
         model_file_path=str(thermal_only_model(tmp_path / 'thermal.onnx')), anchor='thermal',
         diagnostics_period_s=0.05,
     )
-    arrays: list[DiagnosticArray] = []
-    driver.create_subscription(DiagnosticArray, '/diagnostics', arrays.append, output_qos(10))
-    assert spin_until(lambda: arrays, 5.0), 'no /diagnostics'
-    statuses = {s.name: s for s in arrays[-1].status}
+    assert spin_until(lambda: driver.diagnostics, 5.0), 'no /diagnostics'
+    statuses = {s.name: s for s in driver.diagnostics[-1].status}
     assert sorted(statuses) == sorted(
         ['mmp_ros: rgb', 'mmp_ros: depth', 'mmp_ros: polarization', 'mmp_ros: thermal',
          'mmp_ros: model']
@@ -431,19 +437,13 @@ def test_a_camera_publishing_with_incompatible_qos_is_named_in_the_sensors_statu
     'nothing received since start'; rclpy's one log line was the only hint why."""
     node, driver, spin_until = run_node(**rgb_only(sensors__rgb__qos='reliable',
                                                    diagnostics_period_s=0.05))
-    arrays: list[DiagnosticArray] = []
-    driver.create_subscription(DiagnosticArray, '/diagnostics', arrays.append, output_qos(10))
-
-    def rgb_status():
-        statuses = [s for a in arrays[-1:] for s in a.status if s.name == 'mmp_ros: rgb']
-        return statuses[0] if statuses else None
 
     def named() -> bool:
-        status = rgb_status()
+        status = driver.latest_status('rgb')
         return status is not None and 'incompatible QoS' in status.message
 
-    assert spin_until(named, 5.0), rgb_status()
-    status = rgb_status()
+    assert spin_until(named, 5.0), driver.latest_status('rgb')
+    status = driver.latest_status('rgb')
     assert status.level == b'\x02'
     assert status.message.startswith('nothing received since start; a publisher on /rgb/image')
     assert 'RELIABILITY' in status.message and 'sensors.rgb.qos is reliable' in status.message
@@ -457,13 +457,12 @@ def test_a_publisher_with_incompatible_qos_that_has_gone_is_no_longer_named(run_
     # /rgb/image offers incompatible QoS', naming a publisher long gone.
     node, driver, spin_until = run_node(**rgb_only(sensors__rgb__qos='reliable',
                                                    diagnostics_period_s=0.05))
-    arrays: list[DiagnosticArray] = []
-    driver.create_subscription(DiagnosticArray, '/diagnostics', arrays.append, output_qos(10))
 
     def qos_value():
-        statuses = [s for a in arrays[-1:] for s in a.status if s.name == 'mmp_ros: rgb']
-        values = {kv.key: kv.value for s in statuses for kv in s.values}
-        return values.get('qos') if statuses else 'no status yet'
+        status = driver.latest_status('rgb')
+        if status is None:
+            return 'no status yet'
+        return {kv.key: kv.value for kv in status.values}.get('qos')
 
     assert spin_until(lambda: qos_value() not in (None, 'no status yet'), 5.0)
     driver.destroy_publisher(driver.publishers_['rgb'])  # the best-effort one
