@@ -263,27 +263,19 @@ def _seed(text: str) -> int:
     return value
 
 
-def sets_parameters(ros_args: Sequence[str]) -> bool:
-    """Whether ROS arguments set a node parameter (``-p``/``--param``, ``--params-file``)."""
-    return any(arg in ('-p', '--param', '--params-file') for arg in ros_args)
-
-
 def run(args: argparse.Namespace) -> int:
     # Only the options given override the node's parameters: a launch file or --ros-args -p
-    # sets the others (the node checks the schedule again against them).
+    # sets the others, and the node reads the schedule against its sensors parameter.
     overrides = []
     try:
         if args.sensors is not None:
             check_sensor_names(args.sensors)
             overrides.append(Parameter('sensors', value=list(args.sensors)))
         if args.schedule is not None:
-            if args.check or not sets_parameters(getattr(args, 'ros_args', [])):
-                # checked before ROS starts; else the node checks it against its own
-                # sensors parameter, which the ROS arguments may set
+            if args.check:  # no node: checked here, against --sensors or the defaults
                 schedule = Schedule.from_yaml(
                     args.schedule, sensors=tuple(args.sensors or MODALITIES)
                 )
-            if args.check:
                 if args.seed is not None:  # the run --seed starts, as the node builds it
                     schedule = Schedule(schedule.faults, args.seed, schedule.sensors,
                                         schedule.source)
