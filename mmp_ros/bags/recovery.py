@@ -107,6 +107,7 @@ def recover_mcap(src: str | Path, out: str | Path) -> Recovery:
     schemas: dict[int, Schema] = {}
     channels: dict[int, Channel] = {}
     writable: dict[int, str] = {}  # channel id -> topic, for channels added to the recorder
+    recorder_types: dict[str, str] = {}  # topic -> the message type it was added with
     recorder: BagRecorder | None = None
 
     def add(channel: Channel) -> None:
@@ -120,7 +121,7 @@ def recover_mcap(src: str | Path, out: str | Path) -> Recovery:
                 raise BagError(f'topic {topic}: its channel names no message type')
             if channel.message_encoding != 'cdr':
                 raise BagError(f'topic {topic}: encoded {channel.message_encoding!r}, not CDR')
-            if topic in recorder.counts:  # another channel of the same topic
+            if topic in recorder_types:  # another channel of the same topic
                 if recorder_types[topic] != msgtype:
                     raise BagError(f'topic {topic} holds several message types '
                                    f'{sorted({recorder_types[topic], msgtype})}')
@@ -134,7 +135,6 @@ def recover_mcap(src: str | Path, out: str | Path) -> Recovery:
             return
         writable[channel.id] = topic
 
-    recorder_types: dict[str, str] = {}
     with path.open('rb') as file:
         reader = StreamReader(_ExactReads(file), emit_chunks=True)
         records = reader.records
