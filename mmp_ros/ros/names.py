@@ -14,7 +14,7 @@ def topic_name_problem(name: str, node_name: str) -> str | None:
     try:
         validate_full_topic_name(expand_topic_name(name, node_name, '/'))
     except (ValueError, InvalidTopicNameException) as exc:
-        return str(exc).splitlines()[0].split(', at /')[0].rstrip(':')
+        return _reason(exc)
     return None
 
 
@@ -24,5 +24,10 @@ def namespace_problem(namespace: str) -> str | None:
     try:
         validate_namespace(namespace)
     except (ValueError, InvalidNamespaceException) as exc:
-        return str(exc).splitlines()[0].split(', at /')[0].rstrip(':')
+        return _reason(exc)
     return None
+
+
+def _reason(error: Exception) -> str:
+    """rcl's message on one line, without the C source location it appends."""
+    return str(error).splitlines()[0].split(', at /')[0].rstrip(':')
