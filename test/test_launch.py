@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mmp_ros.core.parameters import BACKENDS
+from mmp_ros.core.parameters import BACKENDS, NODE_NAME
 from mmp_ros.modalities import MODALITIES
-from mmp_ros.ros.diagnostics import MODEL_STATUS, status_name
+from mmp_ros.ros.diagnostics import MODEL_STATUS, status_name, status_node
 
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = REPO / 'launch' / 'mmp_segmentation.launch.py'
@@ -73,8 +73,9 @@ def test_analyzers_expect_exactly_the_statuses_the_node_publishes():
     config = yaml.safe_load(ANALYZERS.read_text())['analyzers']['ros__parameters']
     expected = [name for group in config.values() if isinstance(group, dict)
                 for name in group['expected']]
+    node = status_node(NODE_NAME)  # the node under its default name, as launched
     assert sorted(expected) == sorted(
-        [status_name(m) for m in MODALITIES] + [status_name(MODEL_STATUS)]
+        [status_name(node, m) for m in MODALITIES] + [status_name(node, MODEL_STATUS)]
     )
     for group in config.values():
         if isinstance(group, dict):

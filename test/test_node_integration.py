@@ -450,3 +450,44 @@ def test_mmp_ros_run_hands_the_ros_arguments_to_the_node(tiny_model):
     )
     assert result.returncode == 1
     assert 'invalid_warn_fraction' in result.stderr
+
+
+def test_a_node_renamed_with_ros_arguments_names_its_statuses_after_itself(tiny_model):
+    # Two nodes (one per robot) on one /diagnostics are told apart by their names, as
+    # diagnostic_updater's statuses are; every node used to publish 'mmp_ros: <component>'.
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+
+    context = Context()
+    rclpy.init(context=context)
+    executor = SingleThreadedExecutor(context=context)
+    probe = Node('mmp_test_diagnostics_probe', context=context)
+    executor.add_node(probe)
+    names: list[set[str]] = []
+    probe.create_subscription(DiagnosticArray, '/diagnostics',
+                              lambda msg: names.append({s.name for s in msg.status}),
+                              output_qos(10))
+    node = subprocess.Popen(
+        [sys.executable, '-m', 'mmp_ros.cli', 'run', '--ros-args', '-r', '__ns:=/front',
+         '-r', '__node:=mmp_front', '-p', f'model_file_path:={tiny_model}'],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=child_env(), cwd=REPO,
+    )
+    try:
+        deadline = time.monotonic() + 60.0
+        while not any('mmp_front: rgb' in n for n in names) and time.monotonic() < deadline:
+            assert node.poll() is None, node.stderr.read()
+            executor.spin_once(timeout_sec=0.05)
+    finally:
+        node.send_signal(signal.SIGINT)
+        try:
+            node.wait(10)
+        except subprocess.TimeoutExpired:
+            node.kill()
+        executor.remove_node(probe)
+        probe.destroy_node()
+        executor.shutdown(timeout_sec=0.0)
+        rclpy.shutdown(context=context)
+    ours = [n for n in names if 'mmp_front: rgb' in n]
+    assert ours, f'no status named "mmp_front: rgb" within 60 s (names: {names[-1:]})'
+    components = ('rgb', 'depth', 'polarization', 'thermal', 'model')
+    assert ours[-1] == {f'mmp_front: {c}' for c in components}
