@@ -37,7 +37,7 @@ FAULT = (2 * S, 4 * S)  # rgb kill, relative to T0
 DETECTED, RECOVERED = 2_450_000_000, 4_200_000_000
 
 
-def _diagnostics(stamp_ns: int, masked_rgb: bool) -> bytes:
+def _diagnostics(stamp_ns: int, masked_rgb: bool, node: str = 'mmp_ros') -> bytes:
     store = typestore()
     types = store.types
     statuses = []
@@ -47,7 +47,7 @@ def _diagnostics(stamp_ns: int, masked_rgb: bool) -> bytes:
                                                         value='STALE' if masked else 'OK'),
                   types['diagnostic_msgs/msg/KeyValue'](key='masked', value=str(masked).lower())]
         statuses.append(types['diagnostic_msgs/msg/DiagnosticStatus'](
-            level=2 if masked else 0, name=f'mmp_ros: {m}', message='', hardware_id=m,
+            level=2 if masked else 0, name=f'{node}: {m}', message='', hardware_id=m,
             values=values))
     sec, nsec = divmod(stamp_ns, S)
     header = types['std_msgs/msg/Header'](
@@ -65,11 +65,12 @@ DIAGNOSTICS = ((T0 + S // 2, False), (T0 + DETECTED, True), (T0 + RECOVERED, Fal
 
 
 def write_run(path: Path, *, events=EVENTS, diagnostics=DIAGNOSTICS,
-              label_size: int = 8, namespace: str = '') -> Path:
+              label_size: int = 8, namespace: str = '', nodes=None) -> Path:
     """10 Hz labels over 6 s; rgb killed over [2, 4) s: right outside the fault, wrong inside.
 
     ``events``: the dropout/events documents (a string is written as it is);
-    ``diagnostics``: (stamp, rgb masked); ``label_size``: the labels' side (ground truth: 8);
+    ``diagnostics``: (stamp, rgb masked) of node mmp_ros, or ``nodes``: node name -> those
+    of that node; ``label_size``: the labels' side (ground truth: 8);
     ``namespace``: every topic under it but /diagnostics, as a node started in it records.
     """
     rng = np.random.default_rng(0)
@@ -86,8 +87,9 @@ def write_run(path: Path, *, events=EVENTS, diagnostics=DIAGNOSTICS,
                                                             [0, 0, 255]]}
         bag.write(namespace + '/segmentation/label_info', T0,
                   serialize_string(json.dumps(info)))
-        for t, masked in diagnostics:
-            bag.write('/diagnostics', t, _diagnostics(t, masked))
+        for node, its in (nodes or {'mmp_ros': diagnostics}).items():
+            for t, masked in its:
+                bag.write('/diagnostics', t, _diagnostics(t, masked, node))
         for k in range(5, 60):  # 0.5 s .. 5.9 s
             stamp = T0 + k * S // 10
             truth = rng.integers(0, 3, (8, 8)).astype(np.uint8)
@@ -556,3 +558,72 @@ def test_a_bad_namespace_ends_the_command_with_one_line(run_bag, tmp_path, capsy
     err = capsys.readouterr().err
     assert err.startswith('mmp_ros evaluate: --namespace /robot 1: ') and err.count('\n') == 1
     assert not (tmp_path / 'out').exists()
+
+
+def _status(stamp_ns: int, name: str, **values: str):
+    from mmp_ros.bags.messages import Status
+
+    return Status(stamp_ns, name, 0, '', values)
+
+
+def test_the_statuses_read_are_those_of_one_node_named_by_component():
+    from mmp_ros.evaluation.analysis import of_node
+    from mmp_ros.evaluation.run import RunData
+
+    def run_of(*names):
+        statuses = [_status(S, 'aggregator: rgb'),  # no sensor status of ours: no values
+                    *[_status(S, f'{n}: {c}', state='OK', masked='false')
+                      for n in names for c in ('rgb', 'depth')],
+                    *[_status(S, f'{n}: model', inferences='3') for n in names]]
+        return RunData(Path('run'), {}, [], [], [], statuses, [])
+
+    both = run_of('mmp_front', 'mmp_back')
+    with pytest.raises(BagError, match=r'^/diagnostics holds the statuses of 2 segmentation '
+                       r'nodes \(mmp_back, mmp_front\): name the one to evaluate with --node'):
+        of_node(both)
+    back = of_node(both, 'mmp_back')
+    assert back.node == 'mmp_back'
+    assert [s.name for s in back.statuses] == ['rgb', 'depth', 'model']
+    assert len(both.statuses) == 7  # the run read is left as it was
+    alone = of_node(run_of('mmp_front'))  # found without --node
+    assert alone.node == 'mmp_front' and [s.name for s in alone.statuses] == [
+        'rgb', 'depth', 'model']
+    assert of_node(run_of('mmp_ros')).node == 'mmp_ros'  # the default name's, as recorded
+    with pytest.raises(BagError, match=r'^--node mmp_side: /diagnostics holds no sensor status '
+                       r'of a segmentation node named so \(those of mmp_back, mmp_front\)'):
+        of_node(both, 'mmp_side')
+    nothing = of_node(run_of())
+    assert nothing.node is None and not nothing.statuses
+    assert 'holds no sensor status of the segmentation node' in nothing.notes[0]
+
+
+def test_a_run_of_two_nodes_is_evaluated_for_the_node_named(tmp_path, capsys):
+    # Two robots' nodes, renamed to be told apart on /diagnostics: the front one's rgb is
+    # masked during the kill, the back one's never. Their statuses used to be mixed (both
+    # 'mmp_ros: rgb'), or, renamed, not read at all.
+    bag = write_run(tmp_path / 'run', nodes={
+        'mmp_front': DIAGNOSTICS, 'mmp_back': [(t, False) for t, _ in DIAGNOSTICS]})
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    assert cli.run(parser.parse_args([str(bag), '--out', str(tmp_path / 'out')])) == 2
+    err = capsys.readouterr().err
+    assert err == (f'mmp_ros evaluate: {bag}: /diagnostics holds the statuses of 2 '
+                   'segmentation nodes (mmp_back, mmp_front): name the one to evaluate with '
+                   '--node NAME\n')
+    assert not (tmp_path / 'out').exists()
+    args = parser.parse_args([str(bag), '--out', str(tmp_path / 'front'), '--node', 'mmp_front'])
+    assert cli.run(args) == 0, capsys.readouterr().err
+    front = json.loads((tmp_path / 'front' / 'report.json').read_text())
+    assert front['node'] == 'mmp_front'
+    assert front['detections'][0]['detection_s'] == pytest.approx(0.45)
+    (detection,) = evaluate_run(bag, node='mmp_back').evaluation.detections
+    assert detection.detected_ns is None  # the back node's rgb was never masked
+
+
+def test_a_single_renamed_node_is_found_without_node(tmp_path):
+    bag = write_run(tmp_path / 'run', nodes={'mmp_front': DIAGNOSTICS})
+    ev = evaluate_run(bag).evaluation
+    assert ev.run.node == 'mmp_front'
+    (detection,) = ev.detections
+    assert detection.detection_s == pytest.approx(0.45)
+    assert [state for _, state, _ in ev.timeline['rgb']] == ['OK', 'STALE', 'OK']

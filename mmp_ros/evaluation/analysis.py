@@ -15,7 +15,7 @@ import math
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -26,7 +26,10 @@ from mmp_ros.core.metrics import Scores, confusion_matrix, scores
 from mmp_ros.evaluation.run import RunData
 from mmp_ros.modalities import MODALITIES
 
-STATUS_PREFIX = 'mmp_ros: '
+# The segmentation node names its statuses '<node>: <component>' (diagnostic_updater's
+# convention; <node> is 'mmp_ros' under its default name). Its sensor statuses, '<node>:
+# <modality>' holding these values, are what tells its statuses from other nodes'.
+SENSOR_VALUES = ('state', 'masked')
 ERROR = 2
 TRUTH_TOLERANCE_NS = 25_000_000  # a label's nearest ground truth: within one 30 Hz frame
 SIMULTANEOUS_NS = 20_000_000  # fault boundaries this close were scheduled together
@@ -219,6 +222,46 @@ def _event_field(event: Mapping, key: str, convert):
                        f'{key!r} ({json.dumps(event)[:200]})') from exc
 
 
+def sensor_status_node(status: Status) -> str | None:
+    """The node whose sensor status ``status`` is: named '<node>: <modality>', with
+    :data:`SENSOR_VALUES` among its values, as the segmentation node writes it; None for any
+    other status."""
+    node, sep, component = status.name.partition(': ')
+    if sep and component in MODALITIES and all(k in status.values for k in SENSOR_VALUES):
+        return node
+    return None
+
+
+def of_node(run: RunData, node: str | None = None) -> RunData:
+    """``run`` with the statuses of segmentation node ``node`` alone, each named by its
+    component ('rgb', 'model'). ``node`` None: the one node whose sensor statuses
+    (:func:`sensor_status_node`) the run holds, if any.
+
+    BagError where ``node`` is None and the run holds sensor statuses of several nodes (two
+    robots recorded together), or ``node`` is none of those it holds.
+    """
+    found = sorted({n for s in run.statuses if (n := sensor_status_node(s)) is not None})
+    topic = run.names.diagnostics
+    if node is None and len(found) > 1:
+        raise BagError(f'{topic} holds the statuses of {len(found)} segmentation nodes '
+                       f'({", ".join(found)}): name the one to evaluate with --node NAME')
+    if node is not None and node not in found:
+        held = f'those of {", ".join(found)}' if found else 'none of any'
+        raise BagError(f'--node {node}: {topic} holds no sensor status of a segmentation node '
+                       f'named so ({held}); its statuses are named "{node}: <modality>"')
+    notes = run.notes
+    if node is None and found:
+        node = found[0]
+    elif node is None and run.statuses:
+        notes = [*notes, f'{topic} holds no sensor status of the segmentation node ("<node>: '
+                 f'<modality>" with values {" and ".join(SENSOR_VALUES)}): no fault could be '
+                 'seen detected, and the modalities each label image used are unknown']
+    prefix = f'{node}: '
+    statuses = [replace(s, name=s.name[len(prefix):]) for s in run.statuses
+                if node is not None and s.name.startswith(prefix)]
+    return replace(run, statuses=statuses, notes=notes, node=node)
+
+
 def phases_of(faults: Sequence[Fault], origin_ns: int, end_ns: int,
               merge_ns: int = SIMULTANEOUS_NS) -> list[Phase]:
     """The run cut at every fault boundary; each piece named by the faults open in it.
@@ -254,14 +297,15 @@ def modality_set(usable: Sequence[str]) -> str:
 
 
 class UsableTimeline:
-    """Which sensors the node reported usable (``masked: false``) at any time."""
+    """Which sensors the node reported usable (``masked: false``) at any time; ``statuses``:
+    one node's, named by component (:func:`of_node`)."""
 
     def __init__(self, statuses: Sequence[Status]) -> None:
         self._stamps: list[int] = []
         self._sets: list[frozenset[str]] = []
         usable: dict[str, bool] = {}
         for status in statuses:
-            sensor = status.name.removeprefix(STATUS_PREFIX)
+            sensor = status.name
             if sensor not in MODALITIES or 'masked' not in status.values:
                 continue
             usable[sensor] = status.values['masked'] == 'false'
@@ -306,10 +350,11 @@ def detections_of(faults: Sequence[Fault], statuses: Sequence[Status],
                   health: Mapping[str, HealthConfig]) -> list[Detection]:
     """For each fault: the first status of its sensor at ERROR or masked after the fault
     began, and the first unmasked one after it ended. A sensor already at ERROR or masked
-    when the fault began (still down from the window before) gives no detection time."""
+    when the fault began (still down from the window before) gives no detection time.
+    ``statuses``: one node's, named by component (:func:`of_node`)."""
     by_sensor: dict[str, list[Status]] = {}
     for status in statuses:
-        by_sensor.setdefault(status.name.removeprefix(STATUS_PREFIX), []).append(status)
+        by_sensor.setdefault(status.name, []).append(status)
     result = []
     for fault in faults:
         own = by_sensor.get(fault.sensor, [])
@@ -334,10 +379,11 @@ def detections_of(faults: Sequence[Fault], statuses: Sequence[Status],
 
 
 def status_timeline(statuses: Sequence[Status]) -> dict[str, list[tuple[int, str, int]]]:
-    """Per sensor, each change of state or level: (stamp, state, level)."""
+    """Per sensor, each change of state or level: (stamp, state, level); ``statuses``: one
+    node's, named by component (:func:`of_node`)."""
     timeline: dict[str, list[tuple[int, str, int]]] = {m: [] for m in MODALITIES}
     for status in statuses:
-        sensor = status.name.removeprefix(STATUS_PREFIX)
+        sensor = status.name
         if sensor not in timeline:
             continue
         entry = (status.stamp_ns, status.values.get('state', '?'), status.level)
@@ -363,8 +409,12 @@ def scene_cuts(truth: Sequence[np.ndarray], stamps: Sequence[int],
 
 
 def evaluate(run: RunData, health: Mapping[str, HealthConfig] | None = None,
-             truth_tolerance_ns: int = TRUTH_TOLERANCE_NS, settle_ns: int = 0) -> Evaluation:
+             truth_tolerance_ns: int = TRUTH_TOLERANCE_NS, settle_ns: int = 0,
+             node: str | None = None) -> Evaluation:
     """Score every published label image against the ground truth nearest its stamp.
+
+    The statuses read are those of the segmentation node ``node`` (:func:`of_node`: by
+    default the only one in the run); the evaluation's ``run`` holds them alone.
 
     Each label image counts in the phase its anchor stamp falls in, and in the modality set
     the node's last /diagnostics before it arrived declared usable (the node publishes
@@ -378,6 +428,7 @@ def evaluate(run: RunData, health: Mapping[str, HealthConfig] | None = None,
     different scenes, which no real rig does. They still count in the overall figure and are
     reported on their own (``after_cut``).
     """
+    run = of_node(run, node)
     origin_ns, faults = faults_from_events(run.events)
     end_ns = max(max(f.received_ns for f in run.labels), run.truth_stamps[-1],
                  run.statuses[-1].stamp_ns if run.statuses else 0)

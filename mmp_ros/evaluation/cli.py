@@ -3,7 +3,8 @@
 The run must hold the node's ``/segmentation/labels`` and ``/diagnostics``, the dropout
 simulator's ``/dropout/events`` and the synthetic bag's ``/ground_truth/labels`` (what
 ``python -m mmp_ros.demo`` records); ``--namespace /robot1`` reads all but ``/diagnostics``
-under a namespace, ``--topic NAME=TOPIC`` names one topic. A bad bag ends the command with
+under a namespace, ``--topic NAME=TOPIC`` names one topic, ``--node NAME`` the node whose
+statuses to read where /diagnostics holds those of several. A bad bag ends the command with
 status 2 and one line naming the file and topic, as ``mmp_ros replay`` does.
 """
 
@@ -88,11 +89,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         'between scenes); "auto": one period of the slowest camera. Default 0')
     parser.add_argument('--namespace', default=None, metavar='NS',
                         help='namespace the run was recorded in (-r __ns:=/robot1, the launch '
-                        "file's namespace): every topic read under it but /diagnostics")
+                        "file's namespace): every topic read under it but /diagnostics "
+                        '(whose statuses --node chooses)')
     parser.add_argument('--topic', action='append', default=[], metavar='NAME=TOPIC',
                         help=f'read one stream from another topic ({", ".join(TOPIC_NAMES)}; '
                         'a relative TOPIC is under --namespace), e.g. '
                         'ground_truth=/ground_truth/labels')
+    parser.add_argument('--node', default=None, metavar='NAME',
+                        help='the segmentation node whose /diagnostics statuses to read: they '
+                        'are named "NAME: <modality>" (NAME: mmp_ros under the default node '
+                        'name, else the name given with -r __node:=NAME). Default: the only '
+                        'node whose statuses the bag holds; needed where it holds several')
     parser.add_argument('--strip', type=Path, default=None,
                         help='also write the image strip here (e.g. docs/img/demo_strip.png)')
 
@@ -104,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         topics = run_topics(args.namespace, args.topic)
         report = evaluate_run(args.bag, node_params=args.params, topics=topics,
-                              settle_s=args.settle_after_cut)
+                              settle_s=args.settle_after_cut, node=args.node)
         path = write_report(report, out, strip=args.strip)
     except (BagError, ParameterError, OSError) as exc:
         print(f'mmp_ros evaluate: {exc}', file=sys.stderr)

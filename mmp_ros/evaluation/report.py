@@ -165,6 +165,7 @@ class RunReport:
         p50, p95, p99 = percentiles(ev.latency_ms)
         return {
             'bag': str(ev.run.path),
+            'node': ev.run.node,
             'labels': len(ev.run.labels), 'scored': ev.overall.frames,
             'unmatched_labels': ev.unmatched_labels,
             'other_size_labels': [{'labels': list(lab), 'ground_truth': list(gt), 'count': n}
@@ -214,17 +215,18 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
 
 def evaluate_run(path: str | Path, *, node_params: Sequence[str | Path] = (),
                  topics: RunTopics = DEFAULT_TOPICS,
-                 settle_s: float | str = 0.0) -> RunReport:
+                 settle_s: float | str = 0.0, node: str | None = None) -> RunReport:
     """Read and score the run bag at ``path``; ``node_params``: the node's parameter files,
     for the detection bounds; ``settle_s``: set apart the label images this soon after a
     scene cut (:func:`~mmp_ros.evaluation.analysis.evaluate`), ``'auto'`` for
-    :func:`settle_after_cut_s` of those parameters."""
+    :func:`settle_after_cut_s` of those parameters; ``node``: the segmentation node whose
+    statuses to read (:func:`~mmp_ros.evaluation.analysis.of_node`; None: the only one)."""
     health = node_health(node_params)
     if settle_s == 'auto':
         settle_s = settle_after_cut_s(health)
     run = read_run(path, topics)
     try:
-        return RunReport(evaluate(run, health, settle_ns=round(settle_s * 1e9)))
+        return RunReport(evaluate(run, health, settle_ns=round(settle_s * 1e9), node=node))
     except BagError as exc:  # the fault timeline's: name the bag, as read_run's errors do
         raise BagError(f'{path}: {exc}') from exc
 

@@ -71,11 +71,14 @@ class RunData:
     labels: list[LabelFrame]
     truth_stamps: list[int]  # sorted
     truth: list[np.ndarray]  # in truth_stamps order
-    statuses: list[Status]  # every status of every /diagnostics message, by stamp
+    # Every status of every /diagnostics message, by stamp; in an evaluation, those of the
+    # node evaluated alone, named by component (analysis.of_node).
+    statuses: list[Status]
     events: list[dict]  # dropout/events documents in arrival order
     label_info: dict | None = None  # the node's JSON label info, when recorded as JSON
     notes: list[str] = field(default_factory=list)  # what was skipped, and why
     names: RunTopics = DEFAULT_TOPICS  # the topics it was read from
+    node: str | None = None  # the segmentation node whose statuses these are, once chosen
 
     def truth_index_near(self, stamp_ns: int, tolerance_ns: int) -> int | None:
         """Index of the ground truth whose stamp is nearest ``stamp_ns``, if within the
