@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def _on_diag(self, msg: DiagnosticArray) -> None:
             self.diagnostics.append((time.monotonic(), {
-                s.name.removeprefix('mmp_ros: '): {
+                s.name.removeprefix('mmp_segmentation: '): {
                     'level': s.level[0], **{kv.key: kv.value for kv in s.values}
                 } for s in msg.status
             }))

@@ -11,7 +11,7 @@ import yaml
 
 from mmp_ros.core.parameters import BACKENDS, NODE_NAME
 from mmp_ros.modalities import MODALITIES
-from mmp_ros.ros.diagnostics import MODEL_STATUS, status_name, status_node
+from mmp_ros.ros.diagnostics import MODEL_STATUS, status_name
 
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = REPO / 'launch' / 'mmp_segmentation.launch.py'
@@ -73,9 +73,8 @@ def test_analyzers_expect_exactly_the_statuses_the_node_publishes():
     config = yaml.safe_load(ANALYZERS.read_text())['analyzers']['ros__parameters']
     expected = [name for group in config.values() if isinstance(group, dict)
                 for name in group['expected']]
-    node = status_node(NODE_NAME)  # the node under its default name, as launched
-    assert sorted(expected) == sorted(
-        [status_name(node, m) for m in MODALITIES] + [status_name(node, MODEL_STATUS)]
+    assert sorted(expected) == sorted(  # the node under its default name, as launched
+        [status_name(NODE_NAME, m) for m in MODALITIES] + [status_name(NODE_NAME, MODEL_STATUS)]
     )
     for group in config.values():
         if isinstance(group, dict):

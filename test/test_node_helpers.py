@@ -12,7 +12,7 @@ from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
 
 from mmp_ros.core.health import HealthStatus, Level, SensorState
 from mmp_ros.core.parameters import all_parameters
-from mmp_ros.ros.diagnostics import diagnostic_array, make_status, sensor_status, status_node
+from mmp_ros.ros.diagnostics import diagnostic_array, make_status, sensor_status
 from mmp_ros.ros.qos import latched_qos, output_qos, subscription_qos
 from mmp_ros.ros.segmentation_node import descriptor
 
@@ -35,8 +35,8 @@ def test_outputs_are_reliable_and_label_info_is_transient_local():
 def test_sensor_status_carries_level_name_hardware_id_and_values():
     status = HealthStatus('thermal', SensorState.STALE, Level.ERROR, 'stale: no message', False,
                           {'age_s': '0.612'})
-    msg = sensor_status('mmp_ros', status, 'thermal_optical')
-    assert msg.level == bytes([2]) and msg.name == 'mmp_ros: thermal'
+    msg = sensor_status('mmp_segmentation', status, 'thermal_optical')
+    assert msg.level == bytes([2]) and msg.name == 'mmp_segmentation: thermal'
     assert msg.hardware_id == 'thermal_optical' and msg.message == 'stale: no message'
     values = {kv.key: kv.value for kv in msg.values}
     assert values == {'age_s': '0.612', 'masked': 'true'}
@@ -45,15 +45,10 @@ def test_sensor_status_carries_level_name_hardware_id_and_values():
 def test_diagnostic_array_holds_every_status():
     from builtin_interfaces.msg import Time
 
-    statuses = [make_status('mmp_ros', 'model', Level.WARN, 'degraded', 'mmp_segmentation',
-                            {'a': '1'})]
+    statuses = [make_status('mmp_segmentation', 'model', Level.WARN, 'degraded',
+                            'mmp_segmentation', {'a': '1'})]
     array = diagnostic_array(Time(sec=5), statuses)
-    assert array.header.stamp.sec == 5 and array.status[0].name == 'mmp_ros: model'
-
-
-def test_statuses_begin_with_the_node_name_and_mmp_ros_under_the_default_one():
-    assert status_node('mmp_segmentation') == 'mmp_ros'  # config/analyzers.yaml's names
-    assert status_node('mmp_front') == 'mmp_front'  # -r __node:=mmp_front
+    assert array.header.stamp.sec == 5 and array.status[0].name == 'mmp_segmentation: model'
 
 
 def test_descriptors_carry_descriptions_ranges_and_choices():

@@ -149,7 +149,7 @@ class Checker(Node):
 
     def _on_diag(self, msg: DiagnosticArray) -> None:
         statuses = {
-            s.name.removeprefix('mmp_ros: '): {
+            s.name.removeprefix('mmp_segmentation: '): {
                 'level': s.level[0] if isinstance(s.level, bytes) else int(s.level),
                 'message': s.message,
                 'hardware_id': s.hardware_id,

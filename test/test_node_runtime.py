@@ -53,13 +53,13 @@ class Driver(Node):
     def latest_status(self, modality: str):
         """The sensor's status in the newest /diagnostics message, None before one."""
         statuses = [s for a in self.diagnostics[-1:] for s in a.status
-                    if s.name == f'mmp_ros: {modality}']
+                    if s.name == f'mmp_segmentation: {modality}']
         return statuses[0] if statuses else None
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         self.diagnostics.append(msg)
         for status in msg.status:
-            if status.name == 'mmp_ros: model':
+            if status.name == 'mmp_segmentation: model':
                 self.model_statuses.append({
                     'level': status.level[0], 'message': status.message,
                     **{kv.key: kv.value for kv in status.values},
@@ -421,11 +421,10 @@ def test_a_sensor_the_model_does_not_take_has_an_ok_status_for_the_aggregator(ru
     assert spin_until(lambda: driver.diagnostics, 5.0), 'no /diagnostics'
     statuses = {s.name: s for s in driver.diagnostics[-1].status}
     assert sorted(statuses) == sorted(
-        ['mmp_ros: rgb', 'mmp_ros: depth', 'mmp_ros: polarization', 'mmp_ros: thermal',
-         'mmp_ros: model']
+        [f'mmp_segmentation: {c}' for c in ('rgb', 'depth', 'polarization', 'thermal', 'model')]
     )
     for modality in ('rgb', 'depth', 'polarization'):
-        status = statuses[f'mmp_ros: {modality}']
+        status = statuses[f'mmp_segmentation: {modality}']
         values = {kv.key: kv.value for kv in status.values}
         assert status.level == b'\x00', status.message
         assert f'the model takes no {modality} input' in status.message

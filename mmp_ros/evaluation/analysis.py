@@ -27,8 +27,9 @@ from mmp_ros.evaluation.run import RunData
 from mmp_ros.modalities import MODALITIES
 
 # The segmentation node names its statuses '<node>: <component>' (diagnostic_updater's
-# convention; <node> is 'mmp_ros' under its default name). Its sensor statuses, '<node>:
-# <modality>' holding these values, are what tells its statuses from other nodes'.
+# convention; <node> is its name, 'mmp_segmentation' by default, 'mmp_ros' in earlier runs).
+# Its sensor statuses, '<node>: <modality>' holding these values, are what tells its statuses
+# from other nodes'.
 SENSOR_VALUES = ('state', 'masked')
 ERROR = 2
 TRUTH_TOLERANCE_NS = 25_000_000  # a label's nearest ground truth: within one 30 Hz frame

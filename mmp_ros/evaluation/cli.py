@@ -97,9 +97,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         'ground_truth=/ground_truth/labels')
     parser.add_argument('--node', default=None, metavar='NAME',
                         help='the segmentation node whose /diagnostics statuses to read: they '
-                        'are named "NAME: <modality>" (NAME: mmp_ros under the default node '
-                        'name, else the name given with -r __node:=NAME). Default: the only '
-                        'node whose statuses the bag holds; needed where it holds several')
+                        'are named "NAME: <modality>" (NAME: mmp_segmentation under the '
+                        'default node name, else the name given with -r __node:=NAME). '
+                        'Default: the only node whose statuses the bag holds; needed where it '
+                        'holds several')
     parser.add_argument('--strip', type=Path, default=None,
                         help='also write the image strip here (e.g. docs/img/demo_strip.png)')
 

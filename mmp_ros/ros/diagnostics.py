@@ -8,20 +8,12 @@ from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
 from mmp_ros.core.health import HealthStatus, Level, SensorState
-from mmp_ros.core.parameters import NODE_NAME
 
 # Statuses are named '<node>: <component>', as diagnostic_updater names them: the sensors'
 # '<node>: <modality>', the model's '<node>: model'. <node> is the node's own name (no
-# namespace), so that nodes given names of their own (-r __node:=mmp_front) can be told apart
-# on /diagnostics; under its default name the node keeps the prefix it has always published,
-# 'mmp_ros' (config/analyzers.yaml expects it).
-DEFAULT_STATUS_NODE = 'mmp_ros'
+# namespace; 'mmp_segmentation' by default), so that nodes given names of their own
+# (-r __node:=mmp_front) can be told apart on /diagnostics.
 MODEL_STATUS = 'model'
-
-
-def status_node(node_name: str) -> str:
-    """What the statuses of the node named ``node_name`` begin with."""
-    return DEFAULT_STATUS_NODE if node_name == NODE_NAME else node_name
 
 
 def status_name(node: str, component: str) -> str:
@@ -32,7 +24,7 @@ def make_status(
     node: str, component: str, level: Level, message: str, hardware_id: str,
     values: Mapping[str, str] | None = None,
 ) -> DiagnosticStatus:
-    """``node``: what the names begin with (:func:`status_node`)."""
+    """``node``: the node's name, what the status's name begins with."""
     return DiagnosticStatus(
         level=bytes([int(level)]),
         name=status_name(node, component),

@@ -82,7 +82,6 @@ from mmp_ros.ros.diagnostics import (
     make_status,
     not_in_model_status,
     sensor_status,
-    status_node,
 )
 from mmp_ros.ros.image_msg import to_image_fields, to_image_msg
 from mmp_ros.ros.qos import latched_qos, output_qos, subscription_qos
@@ -186,7 +185,6 @@ class SegmentationNode(Node):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
-        self._status_node = status_node(self.get_name())  # -r __node:= renames its statuses
         # What destroy_node releases, there from the start: a start that fails destroys the
         # node at once (rclpy's context would otherwise destroy it at shutdown, half built).
         self._backend: InferenceBackend | None = None
@@ -642,14 +640,14 @@ class SegmentationNode(Node):
                 with self._lock:
                     self._qos_problems.pop(modality, None)
                 del qos_problems[modality]
+        node = self.get_name()
         messages = [
-            sensor_status(self._status_node, statuses[m], frame_ids[m], qos_problems.get(m, ''))
-            if m in statuses else not_in_model_status(self._status_node, m)
+            sensor_status(node, statuses[m], frame_ids[m], qos_problems.get(m, ''))
+            if m in statuses else not_in_model_status(node, m)
             for m in MODALITIES
         ]
         messages.append(
-            make_status(self._status_node, MODEL_STATUS, model_level, model_message, NODE_NAME,
-                        model_values)
+            make_status(node, MODEL_STATUS, model_level, model_message, node, model_values)
         )
         self._pub_diagnostics.publish(
             diagnostic_array(self.get_clock().now().to_msg(), messages)
