@@ -19,7 +19,7 @@ from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
-from mmp_ros.core.parameters import BACKENDS
+from mmp_ros.core.parameters import BACKENDS, NODE_NAME
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -73,6 +73,11 @@ def generate_launch_description() -> LaunchDescription:
             'namespace', default_value='', description='Namespace of the node and its topics.'
         ),
         DeclareLaunchArgument(
+            'node_name', default_value=NODE_NAME,
+            description='Name of the node, and of its /diagnostics statuses ("<name>: rgb"): '
+            'give each of two nodes its own to tell them apart there.',
+        ),
+        DeclareLaunchArgument(
             'rgb_topic', default_value='rgb/image', description='RGB image topic to subscribe.'
         ),
         DeclareLaunchArgument(
@@ -106,7 +111,7 @@ def generate_launch_description() -> LaunchDescription:
     node = Node(
         package='mmp_ros',
         executable='mmp_segmentation_node',
-        name='mmp_segmentation',
+        name=LaunchConfiguration('node_name'),
         namespace=LaunchConfiguration('namespace'),
         parameters=[LaunchConfiguration('params_file'), overrides],
         remappings=[

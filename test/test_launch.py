@@ -51,6 +51,13 @@ def test_every_input_topic_can_be_remapped():
         assert f"('{modality}/image', LaunchConfiguration('{modality}_topic'))" in source
 
 
+def test_the_node_can_be_renamed():
+    # Two launched nodes shared the name mmp_segmentation, and with it their /diagnostics
+    # statuses' names.
+    assert ast.unparse(declared_arguments()['node_name']['default_value']) == 'NODE_NAME'
+    assert "name=LaunchConfiguration('node_name')" in LAUNCH_FILE.read_text()
+
+
 def test_launch_description_loads_and_validates_where_launch_ros_imports():
     pytest.importorskip('launch_ros', reason='launch_ros is not installable from PyPI; '
                         'this runs on native ROS 2 installs')

@@ -31,6 +31,14 @@ def test_shipped_yaml_values_are_the_declared_defaults():
     assert values == defaults()
 
 
+def test_shipped_params_files_apply_to_the_node_under_any_name():
+    # A node renamed to be told apart on /diagnostics (-r __node:=mmp_front, the launch file's
+    # node_name) ran on the defaults: the files were keyed /**/mmp_segmentation.
+    for path in (CONFIG, CONFIG.with_name('mmp_demo.yaml')):
+        values = load_params_file(path)
+        assert values and load_params_file(path, node_name='mmp_front') == values, path
+
+
 def test_every_parameter_has_a_description():
     for spec in all_parameters().values():
         assert len(spec.description) > 15, spec.name
