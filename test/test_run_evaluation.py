@@ -65,17 +65,20 @@ DIAGNOSTICS = ((T0 + S // 2, False), (T0 + DETECTED, True), (T0 + RECOVERED, Fal
 
 
 def write_run(path: Path, *, events=EVENTS, diagnostics=DIAGNOSTICS,
-              label_size: int = 8, namespace: str = '', nodes=None) -> Path:
+              label_size: int = 8, namespace: str = '', nodes=None,
+              inputs: bool = True) -> Path:
     """10 Hz labels over 6 s; rgb killed over [2, 4) s: right outside the fault, wrong inside.
 
     ``events``: the dropout/events documents (a string is written as it is);
     ``diagnostics``: (stamp, rgb masked) of node mmp_ros, or ``nodes``: node name -> those
     of that node; ``label_size``: the labels' side (ground truth: 8);
-    ``namespace``: every topic under it but /diagnostics, as a node started in it records.
+    ``namespace``: every topic under it but /diagnostics, as a node started in it records;
+    ``inputs``: record the node's input (/rgb/image).
     """
     rng = np.random.default_rng(0)
     with BagRecorder(path) as bag:
-        for topic in ('/segmentation/labels', '/ground_truth/labels', '/rgb/image'):
+        images = ('/segmentation/labels', '/ground_truth/labels', '/rgb/image')
+        for topic in images if inputs else images[:2]:
             bag.add_topic(namespace + topic, IMAGE_TYPE, DEFAULT_QOS)
         bag.add_topic('/diagnostics', DIAGNOSTICS_TYPE, DEFAULT_QOS)
         bag.add_topic(namespace + '/dropout/events', STRING_TYPE, DEFAULT_QOS)
@@ -98,8 +101,9 @@ def write_run(path: Path, *, events=EVENTS, diagnostics=DIAGNOSTICS,
             labels = np.resize(labels, (label_size, label_size))
             bag.write(namespace + '/ground_truth/labels', stamp,
                       serialize_image(array_to_image(truth, 'mono8'), stamp, 'cam'))
-            bag.write(namespace + '/rgb/image', stamp, serialize_image(
-                array_to_image(np.full((8, 8, 3), 90, np.uint8), 'rgb8'), stamp, 'cam'))
+            if inputs:
+                bag.write(namespace + '/rgb/image', stamp, serialize_image(
+                    array_to_image(np.full((8, 8, 3), 90, np.uint8), 'rgb8'), stamp, 'cam'))
             bag.write(namespace + '/segmentation/labels', stamp + LATENCY_NS,
                       serialize_image(array_to_image(labels.astype(np.uint8), 'mono8'),
                                       stamp, 'cam'))
@@ -144,6 +148,15 @@ def test_report_files_and_summary(run_bag, tmp_path):
     data = json.loads((path.parent / 'report.json').read_text())
     assert data['detections'][0]['detection_s'] == pytest.approx(0.45)
     assert 'rgb kill' in report.summary_table()
+
+
+def test_a_run_recorded_without_inputs_or_overlay_is_reported(tmp_path):
+    # The strip read its inputs and overlay with an empty topic list, which rosbags reads as
+    # every topic: KeyError '/segmentation/labels', a traceback instead of the report.
+    report = evaluate_run(write_run(tmp_path / 'run', inputs=False))
+    path = write_report(report, tmp_path / 'report')
+    assert (path.parent / 'strip.png').read_bytes()[:4] == b'\x89PNG'
+    assert '| 1 | rgb kill | 2.0–4.0 | 20 | 0.0 |' in path.read_text()
 
 
 def test_detection_bounds_follow_the_health_settings():

@@ -113,6 +113,8 @@ class Bag:
     ]:
         """(topic, timestamp ns, serialized message) in time order, from ``start_ns`` on."""
         connections = [c for name in topics for c in self._connections[name]]
+        if not connections:  # rosbags reads every topic for none
+            return
         try:
             for connection, timestamp, data in self._reader.messages(connections, start=start_ns):
                 yield connection.topic, timestamp, bytes(data)
