@@ -302,7 +302,7 @@ def test_an_unknown_message_type_on_a_required_topic_is_named(tmp_path, capsys):
 
 def test_frames_fusing_two_scenes_are_set_apart_after_a_cut():
     from mmp_ros.evaluation.analysis import evaluate, scene_cuts
-    from mmp_ros.evaluation.run import LabelFrame, RunData
+    from mmp_ros.evaluation.run import RunData
 
     stamps = [T0 + k * S // 10 for k in range(20)]  # 10 Hz; the scene changes at k = 10
     truth = [np.full((4, 8), 0 if k < 10 else 1, np.uint8) for k in range(20)]
@@ -311,10 +311,11 @@ def test_frames_fusing_two_scenes_are_set_apart_after_a_cut():
     assert scene_cuts(truth, stamps) == [stamps[10]]
     assert scene_cuts(truth, stamps, fraction=0.01) == [stamps[3], stamps[4], stamps[10]]
     # The node still sees the old scene in the first frame after the cut.
-    labels = [LabelFrame(s, s + LATENCY_NS, truth[k - 1 if k == 10 else k]) for k, s in
+    labels = [(s, s + LATENCY_NS, truth[k - 1 if k == 10 else k]) for k, s in
               enumerate(stamps)]
     events = [{'event': 'schedule', 'ros_time': T0 / S}]
-    run = RunData(Path('run'), {}, labels, stamps, truth, [], events)
+    run = RunData.from_images(Path('run'), labels, list(zip(stamps, truth, strict=True)), [],
+                              events)
 
     everything = evaluate(run)
     assert everything.per_phase[0].scores.miou < 100 and everything.after_cut.frames == 0
@@ -324,6 +325,64 @@ def test_frames_fusing_two_scenes_are_set_apart_after_a_cut():
     assert settled.per_phase[0].frames == 18 and settled.per_phase[0].scores.miou == 100.0
     assert settled.overall.frames == 20
     assert settled.after_cut.scores.miou < 100
+
+
+def test_scoring_streams_the_images_holding_a_few(run_bag):
+    # Every label and ground-truth image of the run was read into memory before scoring: an
+    # hour at 10 Hz did not fit. Now the scoring reads them one at a time from the bag, and
+    # lets each go once scored.
+    import weakref
+
+    from mmp_ros.evaluation.analysis import evaluate
+    from mmp_ros.evaluation.run import read_run
+
+    run = read_run(run_bag)
+    assert not any(isinstance(v, np.ndarray) for f in run.labels for v in vars(f).values())
+    stream, alive, most = run.images, [0], []
+
+    def counted(only=None):
+        for kind, index, image in stream(only):
+            alive[0] += 1
+            weakref.finalize(image, lambda: alive.__setitem__(0, alive[0] - 1))
+            most.append(alive[0])
+            yield kind, index, image
+
+    run.images = counted
+    ev = evaluate(run, settle_ns=150_000_000)
+    assert len(most) == 110 and max(most) <= 3, most
+    # Each random ground truth is a cut: all but the first label image follow one.
+    assert ev.overall.frames == 55 and ev.scene_cuts == 54 and ev.after_cut.frames == 54
+
+
+def test_images_in_any_order_are_scored_as_in_order():
+    # The scoring pairs each label image with its ground truth, and each ground truth with
+    # its neighbours for the scene cuts, as they arrive: in any order, with the same figures.
+    from mmp_ros.evaluation.analysis import evaluate
+    from mmp_ros.evaluation.run import RunData
+
+    rng = np.random.default_rng(1)
+    stamps = [T0 + k * S // 10 for k in range(40)]
+    truth = [np.full((4, 8), k // 10, np.uint8) for k in range(40)]  # a cut every 10 frames
+    labels = [(s + 3_000_000, s + LATENCY_NS, np.where(rng.random((4, 8)) < 0.2, 1, t))
+              for s, t in zip(stamps, truth, strict=True)]
+    labels.insert(5, (T0 - S, T0, truth[0]))  # no ground truth near
+    labels.insert(9, (stamps[8], stamps[8], np.zeros((2, 2), np.uint8)))  # another size
+    events = [{'event': 'schedule', 'ros_time': T0 / S}]
+    truth = list(zip(stamps, truth, strict=True))
+    run = RunData.from_images(Path('run'), labels, truth[::-1], [], events)
+    ordered = evaluate(run, settle_ns=150_000_000)
+    items = list(run.images())
+    for _ in range(5):
+        rng.shuffle(items)
+        run.images = lambda only=None, items=items[:]: iter(items)
+        shuffled = evaluate(run, settle_ns=150_000_000)
+        for ev in (ordered, shuffled):
+            assert ev.scene_cuts == 3 and ev.after_cut.frames == 6
+            assert ev.unmatched_labels == 2 and sum(ev.other_size.values()) == 1
+        assert shuffled.frame_miou == ordered.frame_miou
+        for a, b in ((shuffled.overall, ordered.overall), (shuffled.after_cut, ordered.after_cut),
+                     (shuffled.per_phase[0], ordered.per_phase[0])):
+            assert a.frames == b.frames and (a.confusion == b.confusion).all()
 
 
 def test_settle_after_cut_takes_seconds_or_auto():

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import json
 import math
-from bisect import bisect_right
+from bisect import bisect_right, insort
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -397,16 +397,98 @@ def scene_cuts(truth: Sequence[np.ndarray], stamps: Sequence[int],
                fraction: float = CUT_FRACTION) -> list[int]:
     """Stamps of the ground-truth images that differ from the previous one in more than
     ``fraction`` of the pixels labelled in either: where the view changed at once."""
-    cuts = []
-    for previous, current, stamp in zip(truth, truth[1:], stamps[1:], strict=False):
-        if previous.shape != current.shape:
-            cuts.append(stamp)
-            continue
-        labelled = (previous != 255) | (current != 255)
-        changed = np.count_nonzero((previous != current) & labelled)
-        if changed > fraction * max(1, np.count_nonzero(labelled)):
-            cuts.append(stamp)
-    return cuts
+    return [stamp for previous, current, stamp in zip(truth, truth[1:], stamps[1:], strict=False)
+            if _is_cut(previous, current, fraction)]
+
+
+def _is_cut(previous: np.ndarray, current: np.ndarray, fraction: float) -> bool:
+    if previous.shape != current.shape:
+        return True
+    labelled = (previous != 255) | (current != 255)
+    changed = np.count_nonzero((previous != current) & labelled)
+    return changed > fraction * max(1, np.count_nonzero(labelled))
+
+
+# A label image scored: its confusion matrix; or not: (its shape, its ground truth's) where
+# that is of another size, None where it has no ground truth near.
+Outcome = np.ndarray | tuple[tuple[int, ...], tuple[int, ...]] | None
+
+
+def _outcomes(run: RunData, matches: Sequence[int | None], num_classes: int,
+              cuts: list[int] | None) -> Iterator[tuple[int, Outcome]]:
+    """(index in ``run.labels``, outcome) of every label image, in that order, from one pass
+    over ``run.images()``; label image k is scored against ground truth ``matches[k]``.
+
+    The images may arrive in any order (a label image before its ground truth). A label image
+    is held until its ground truth arrives, a ground truth until its label images and (with
+    ``cuts``) its neighbours in stamp order have arrived, an outcome until those before it
+    are known: with images in arrival order, a few. ``cuts``: filled with the stamps of the
+    scene cuts (:func:`scene_cuts`) in order; when an outcome is yielded it holds every cut
+    up to its ground truth's stamp.
+    """
+    stamps = run.truth_stamps
+    needed = [0] * len(stamps)  # uses of each ground truth still to come
+    for i in matches:
+        if i is not None:
+            needed[i] += 1
+    if cuts is not None:
+        for i in range(len(stamps)):
+            needed[i] += (i > 0) + (i + 1 < len(stamps))
+    compared = [True] + [cuts is None] * (len(stamps) - 1)  # i: with i - 1
+    known = 0  # every comparison up to ground truth ``known`` made: its cuts are in ``cuts``
+    truth: dict[int, np.ndarray] = {}
+    waiting: dict[int, list[tuple[int, np.ndarray]]] = {}  # label images before their truth
+    outcomes: dict[int, Outcome] = {}
+    turn = 0
+
+    def used(i: int) -> None:
+        needed[i] -= 1
+        if not needed[i]:
+            del truth[i]
+
+    for kind, index, image in run.images():
+        if kind == 'labels':
+            i = matches[index]
+            if i is None:
+                outcomes[index] = None
+            elif i in truth:
+                outcomes[index] = _outcome(image, truth[i], num_classes)
+                used(i)
+            else:
+                waiting.setdefault(i, []).append((index, image))
+        else:
+            i = index
+            if needed[i]:
+                truth[i] = image
+            for k, labels in waiting.pop(i, ()):
+                outcomes[k] = _outcome(labels, image, num_classes)
+                used(i)
+            if cuts is not None:
+                for j in (i - 1, i + 1):
+                    if j in truth and i in truth and not compared[max(i, j)]:
+                        low, high = min(i, j), max(i, j)
+                        if _is_cut(truth[low], truth[high], CUT_FRACTION):
+                            insort(cuts, stamps[high])
+                        compared[high] = True
+                        used(j)
+                        used(i)
+                while known + 1 < len(stamps) and compared[known + 1]:
+                    known += 1
+        while turn in outcomes:
+            i = matches[turn]
+            if cuts is not None and i is not None and known < bisect_right(stamps, stamps[i]) - 1:
+                break
+            yield turn, outcomes.pop(turn)
+            turn += 1
+    if turn != len(run.labels):
+        raise BagError(f'{run.names.labels}: label image {turn} of {len(run.labels)} not '
+                       'found on reading the bag again: it changed while it was read')
+
+
+def _outcome(labels: np.ndarray, truth: np.ndarray, num_classes: int) -> Outcome:
+    if truth.shape != labels.shape:
+        return labels.shape, truth.shape
+    return confusion_matrix(labels, truth, num_classes)
 
 
 def evaluate(run: RunData, health: Mapping[str, HealthConfig] | None = None,
@@ -436,33 +518,32 @@ def evaluate(run: RunData, health: Mapping[str, HealthConfig] | None = None,
     phases = phases_of(faults, origin_ns, end_ns)
     starts = [p.start_ns for p in phases]
     names = tuple(run.label_info.get('class_names', ())) if run.label_info else ()
-    highest = max(int(t[t != 255].max(initial=0)) for t in run.truth)
-    num_classes = max(len(names), highest + 1)
+    num_classes = max(len(names), run.truth_highest + 1)
     usable = UsableTimeline(run.statuses)
     per_phase = {p.number: Accuracy() for p in phases}
     per_set: dict[str, Accuracy] = {}
     overall = Accuracy()
     after_cut = Accuracy()
-    cuts = scene_cuts(run.truth, run.truth_stamps) if settle_ns > 0 else []
+    cuts: list[int] | None = [] if settle_ns > 0 else None
+    matches = [run.truth_index_near(f.stamp_ns, truth_tolerance_ns) for f in run.labels]
     frame_miou = []
     unmatched = 0
     before_schedule = 0
     other_size: Counter = Counter()
-    for frame in run.labels:
-        index = run.truth_index_near(frame.stamp_ns, truth_tolerance_ns)
-        truth = None if index is None else run.truth[index]
-        if truth is None or truth.shape != frame.labels.shape:
+    for k, outcome in _outcomes(run, matches, num_classes, cuts):
+        frame = run.labels[k]
+        if not isinstance(outcome, np.ndarray):
             unmatched += 1
-            if truth is not None:
-                other_size[frame.labels.shape, truth.shape] += 1
+            if outcome is not None:
+                other_size[outcome] += 1
             continue
         used = usable.at(frame.received_ns)
         key = 'unknown' if used is None else modality_set(used)
-        matrix = confusion_matrix(frame.labels, truth, num_classes)
+        matrix = outcome
         overall.add(matrix, key)
         frame_miou.append((frame.stamp_ns, scores(matrix).miou))
-        stamp = run.truth_stamps[index]
-        cut = bisect_right(cuts, stamp) - 1
+        stamp = run.truth_stamps[matches[k]]
+        cut = bisect_right(cuts, stamp) - 1 if cuts else -1
         if cut >= 0 and stamp - cuts[cut] < settle_ns:
             after_cut.add(matrix, key)
             continue
@@ -480,7 +561,8 @@ def evaluate(run: RunData, health: Mapping[str, HealthConfig] | None = None,
         timeline=status_timeline(run.statuses), unmatched_labels=unmatched,
         num_classes=num_classes,
         class_names=names or tuple(f'class {k}' for k in range(num_classes)),
-        after_cut=after_cut, settle_ns=settle_ns, scene_cuts=len(cuts), other_size=other_size,
+        after_cut=after_cut, settle_ns=settle_ns, scene_cuts=len(cuts or ()),
+        other_size=other_size,
         before_schedule=before_schedule,
     )
 

@@ -192,15 +192,18 @@ def strip(ev: Evaluation, moments: Sequence[Phase], path: Path,
     palette = _palette(ev)
     values = defaults()
     settings = {m: decoder_settings(values, m) for m in MODALITIES}
-    by_stamp = {f.stamp_ns: f for f in ev.run.labels}
+    by_stamp = {f.stamp_ns: k for k, f in enumerate(ev.run.labels)}
+    truths = {a: ev.run.truth_index_near(a, TRUTH_TOLERANCE_NS) for a in anchors}
+    images = ev.run.images_at([by_stamp[a] for a in anchors],
+                              [i for i in truths.values() if i is not None])
     columns = [*MODALITIES, 'ground truth', 'labels', 'overlay']
     fig, axes = plt.subplots(len(anchors), len(columns),
                              figsize=(1.6 * len(columns), 1.35 * len(anchors) + 0.4),
                              squeeze=False)
     for row, (phase, anchor) in enumerate(zip(moments, anchors, strict=True)):
-        label = by_stamp[anchor]
-        shape = label.labels.shape
-        truth = ev.run.truth_near(anchor, TRUTH_TOLERANCE_NS)
+        label = images['labels', by_stamp[anchor]]
+        shape = label.shape
+        truth = None if truths[anchor] is None else images['truth', truths[anchor]]
         cells = []
         for m in MODALITIES:
             data = frames.get((m, anchor))
@@ -214,7 +217,7 @@ def strip(ev: Evaluation, moments: Sequence[Phase], path: Path,
                     note = f'undecodable: {exc}'[:30]
             cells.append((_panel(picture, shape), note))
         cells.append((_panel(None if truth is None else colorize(truth, palette), shape), ''))
-        cells.append((colorize(label.labels, palette), ''))
+        cells.append((colorize(label, palette), ''))
         overlay_image = frames.get(('overlay', anchor))
         cells.append((_panel(None if overlay_image is None else
                              np.array(image_to_array(overlay_image.fields)), shape),

@@ -4,12 +4,17 @@ A run bag holds the node's ``segmentation/labels``, ``/diagnostics``, the dropou
 simulator's ``dropout/events`` timeline and the synthetic bag's ``/ground_truth/labels``;
 optionally ``segmentation/label_info``, the overlay and the node's inputs. Each message's
 bag timestamp is the recorder's receive time; header stamps are the senders'.
+
+An hour's label images and ground truth do not fit in memory: :func:`read_run` keeps the
+stamps of each (and the highest class of the ground truth), and :attr:`RunData.images`
+streams the images from the bag again, one at a time, for the scoring.
 """
 
 from __future__ import annotations
 
 import json
 from bisect import bisect_left
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -59,22 +64,32 @@ DEFAULT_TOPICS = RunTopics()
 
 @dataclass
 class LabelFrame:
+    """A label image ((H, W) uint8, 255 = no prediction) as its stamps; its pixels come
+    from :attr:`RunData.images`."""
+
     stamp_ns: int  # header stamp: the anchor frame's
     received_ns: int  # when the recorder got it
-    labels: np.ndarray  # (H, W) uint8, 255 = no prediction
+
+
+# ('labels', index in RunData.labels, image) or ('truth', index in truth_stamps, image)
+Images = Iterator[tuple[str, int, np.ndarray]]
 
 
 @dataclass
 class RunData:
     path: Path
     topics: dict[str, str]  # every topic of the bag -> its type
-    labels: list[LabelFrame]
+    labels: list[LabelFrame]  # in arrival order
     truth_stamps: list[int]  # sorted
-    truth: list[np.ndarray]  # in truth_stamps order
+    truth_highest: int  # the highest class in any ground-truth image
     # Every status of every /diagnostics message, by stamp; in an evaluation, those of the
     # node evaluated alone, named by component (analysis.of_node).
     statuses: list[Status]
     events: list[dict]  # dropout/events documents in arrival order
+    # Every label and ground-truth image once, in the order they arrived, each read when
+    # its turn comes: a new pass over the bag at each call; images(only) yields those of
+    # the set ``only`` of (kind, index), and reads no other.
+    images: Callable[..., Images] = field(repr=False)
     label_info: dict | None = None  # the node's JSON label info, when recorded as JSON
     notes: list[str] = field(default_factory=list)  # what was skipped, and why
     names: RunTopics = DEFAULT_TOPICS  # the topics it was read from
@@ -92,10 +107,31 @@ class RunData:
                     best = (gap, j)
         return None if best is None else best[1]
 
-    def truth_near(self, stamp_ns: int, tolerance_ns: int) -> np.ndarray | None:
-        """The ground truth whose stamp is nearest ``stamp_ns``, if within the tolerance."""
-        index = self.truth_index_near(stamp_ns, tolerance_ns)
-        return None if index is None else self.truth[index]
+    def images_at(self, labels: Collection[int], truth: Collection[int]) -> dict[
+        tuple[str, int], np.ndarray
+    ]:
+        """The label images and ground-truth images of these indexes, by ('labels', index)
+        and ('truth', index): one pass over :attr:`images`."""
+        only = {('labels', k) for k in labels} | {('truth', i) for i in truth}
+        return {(kind, i): image for kind, i, image in self.images(only)}
+
+    @classmethod
+    def from_images(cls, path: Path, labels: Sequence[tuple[int, int, np.ndarray]],
+                    truth: Sequence[tuple[int, np.ndarray]], statuses: list[Status],
+                    events: list[dict], **others) -> RunData:
+        """A run held in memory: label images as (stamp, received, image) in arrival order,
+        ground truth as (stamp, image), streamed ground truth first."""
+        order = sorted(range(len(truth)), key=lambda j: truth[j][0])
+
+        def images(only: Collection[tuple[str, int]] | None = None) -> Images:
+            every = [*(('truth', i, truth[j][1]) for i, j in enumerate(order)),
+                     *(('labels', k, image) for k, (_, _, image) in enumerate(labels))]
+            return (item for item in every if only is None or item[:2] in only)
+
+        return cls(path, {}, [LabelFrame(s, r) for s, r, _ in labels],
+                   [truth[j][0] for j in order], max(map(_highest, (t for _, t in truth)),
+                                                     default=0),
+                   statuses, events, images, **others)
 
 
 def _image(data: bytes, where: str) -> tuple[int, np.ndarray]:
@@ -103,6 +139,10 @@ def _image(data: bytes, where: str) -> tuple[int, np.ndarray]:
     if image.fields.encoding not in ('mono8', '8UC1'):
         raise BagError(f'{where}: encoding {image.fields.encoding!r}, expected mono8 labels')
     return image.stamp_ns, np.array(image_to_array(image.fields)[..., 0])
+
+
+def _highest(truth: np.ndarray) -> int:
+    return int(truth[truth != 255].max(initial=0))
 
 
 def _namespace_hint(topics: RunTopics, types: dict[str, str]) -> str:
@@ -118,7 +158,8 @@ def _namespace_hint(topics: RunTopics, types: dict[str, str]) -> str:
 
 
 def read_run(path: str | Path, topics: RunTopics = DEFAULT_TOPICS) -> RunData:
-    """Load the labels, ground truth, diagnostics and events of a recorded run.
+    """Load the diagnostics and events of a recorded run, the stamps of its label and
+    ground-truth images, and a way to stream the images (:attr:`RunData.images`).
 
     BagError (naming the file and topic) for a missing or unreadable bag, a bag without image
     topics, a required topic that is missing or recorded with another type, and a message that
@@ -137,8 +178,10 @@ def read_run(path: str | Path, topics: RunTopics = DEFAULT_TOPICS) -> RunData:
             if types[topic] != expected:
                 raise BagError(f'{bag.path}: topic {topic} holds {types[topic]}, expected '
                                f'{expected}')
-        run = RunData(Path(path), types, [], [], [], [], [], names=topics)
-        truth: list[tuple[int, np.ndarray]] = []
+        truth_stamps: list[int] = []  # in arrival order
+        highest = 0
+        run = RunData(Path(path), types, [], [], 0, [], [], lambda: iter(()),  # set below
+                      names=topics)
         wanted = [*topics.required()]
         if types.get(topics.label_info) == STRING_TYPE:
             wanted.append(topics.label_info)
@@ -148,10 +191,11 @@ def read_run(path: str | Path, topics: RunTopics = DEFAULT_TOPICS) -> RunData:
         for topic, received, data in bag.messages(wanted):
             where = f'{bag.path}: {topic} message at {received} ns'
             if topic == topics.labels:
-                stamp, labels = _image(data, where)
-                run.labels.append(LabelFrame(stamp, received, labels))
+                run.labels.append(LabelFrame(_image(data, where)[0], received))
             elif topic == topics.ground_truth:
-                truth.append(_image(data, where))
+                stamp, truth = _image(data, where)
+                truth_stamps.append(stamp)
+                highest = max(highest, _highest(truth))
             elif topic == topics.diagnostics:
                 run.statuses.extend(deserialize_diagnostics(data, where=where))
             elif topic == topics.events:
@@ -168,15 +212,32 @@ def read_run(path: str | Path, topics: RunTopics = DEFAULT_TOPICS) -> RunData:
                     run.label_info = json.loads(deserialize_string(data, where=where))
                 except json.JSONDecodeError:
                     run.notes.append(f'{topics.label_info}: not JSON; ignored')
-    truth.sort(key=lambda item: item[0])
-    run.truth_stamps = [s for s, _ in truth]
-    run.truth = [t for _, t in truth]
+    order = sorted(range(len(truth_stamps)), key=lambda j: truth_stamps[j])
+    run.truth_stamps = [truth_stamps[j] for j in order]
+    run.truth_highest = highest
+    place = [0] * len(order)  # arrival -> stamp order
+    for i, j in enumerate(order):
+        place[j] = i
+
+    def images(only: Collection[tuple[str, int]] | None = None) -> Images:
+        arrived = {topics.labels: 0, topics.ground_truth: 0}
+        with open_bag(path) as bag:
+            for topic, received, data in bag.messages(wanted):  # in the same order
+                if topic in arrived:
+                    j = arrived[topic]
+                    arrived[topic] += 1
+                    key = ('labels', j) if topic == topics.labels else ('truth', place[j])
+                    if only is None or key in only:
+                        where = f'{bag.path}: {topic} message at {received} ns'
+                        yield *key, _image(data, where)[1]
+
+    run.images = images
     run.statuses.sort(key=lambda s: s.stamp_ns)
     if not run.statuses:
         run.notes.append(f'{topics.diagnostics} holds no message: no fault could be seen '
                          'detected, and the modalities each label image used are unknown')
     if not run.labels:
         raise BagError(f'{path}: {topics.labels} holds no message: the node published nothing')
-    if not run.truth:
+    if not run.truth_stamps:
         raise BagError(f'{path}: {topics.ground_truth} holds no message')
     return run
