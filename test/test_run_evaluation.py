@@ -647,7 +647,7 @@ def test_the_statuses_read_are_those_of_one_node_named_by_component():
                     *[_status(S, f'{n}: {c}', state='OK', masked='false')
                       for n in names for c in ('rgb', 'depth')],
                     *[_status(S, f'{n}: model', inferences='3') for n in names]]
-        return RunData(Path('run'), {}, [], [], [], statuses, [])
+        return RunData.from_images(Path('run'), [], [], statuses, [])
 
     both = run_of('mmp_front', 'mmp_back')
     with pytest.raises(BagError, match=r'^/diagnostics holds the statuses of 2 segmentation '
