@@ -310,12 +310,16 @@ def comparison_rows(phases: Sequence[tuple[str, float | None, Counter]],
 def reference_figures(metrics: Mapping[str, object]) -> tuple[Mapping[str, float], str]:
     """The model's own per-subset mIoU and where it comes from: the robustness benchmark's
     test split (``metrics['test_subsets']``, written by ``scripts/ship_model.py``), else
-    training's validation figures (``'val_subsets'``); empty when it carries neither."""
+    training's validation figures (``'val_subsets'``); empty when it carries neither. A model
+    exported at another input size than it was measured at says so in ``source``."""
+    measured_at = metrics.get('measured_at_input_size')
+    at = (f' ({measured_at[0]}x{measured_at[1]} input)'
+          if isinstance(measured_at, Sequence) and len(measured_at) == 2 else '')
     for key, source in (('test_subsets', 'benchmark test-split'),
                         ('val_subsets', 'validation')):
         subset_miou = metrics.get(key)
         if isinstance(subset_miou, Mapping) and subset_miou:
-            return subset_miou, source
+            return subset_miou, source + at
     return {}, ''
 
 

@@ -94,6 +94,10 @@ def test_the_benchmark_figures_are_preferred_to_the_validation_ones():
     assert demo.reference_figures({'val_subsets': {'rgb': 50.0}}) == ({'rgb': 50.0},
                                                                        'validation')
     assert demo.reference_figures({'step': 3}) == ({}, '')
+    # a model exported at another input size than its figures were measured at says so
+    assert demo.reference_figures({'test_subsets': {'rgb': 55.0},
+                                   'measured_at_input_size': [128, 160]}) == (
+        {'rgb': 55.0}, 'benchmark test-split (128x160 input)')
 
 
 def test_a_bad_camera_size_stops_the_demo_and_keeps_the_last_one(tmp_path, capsys):

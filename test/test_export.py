@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -166,6 +167,24 @@ def test_input_size_override_is_recorded(contract_model, tmp_path):
         example_inputs(read_model_metadata(path), available), available
     )
     assert labels.shape == (1, 16, 64)
+
+
+def test_input_size_override_labels_the_figures_measured_at_the_training_size(contract_model,
+                                                                               tmp_path):
+    model, metadata = contract_model
+    measured = dataclasses.replace(metadata, metrics={'val_subsets': {'rgb': 50.0}, 'step': 3})
+    path = export_onnx(model, measured, tmp_path / 'wide.onnx', input_size=(16, 64),
+                       verify=False)
+    # was: the 16x64 file claimed the 24x40 figures as its own, unlabelled
+    metrics = read_model_metadata(path).metrics
+    assert metrics == {'val_subsets': {'rgb': 50.0}, 'step': 3,
+                       'measured_at_input_size': list(INPUT_SIZE)}
+    same = export_onnx(model, measured, tmp_path / 'same.onnx', input_size=INPUT_SIZE,
+                       verify=False)
+    assert read_model_metadata(same).metrics == measured.metrics
+    bare = export_onnx(model, metadata, tmp_path / 'bare.onnx', input_size=(16, 64),
+                       verify=False)
+    assert read_model_metadata(bare).metrics == {}
 
 
 def test_node_with_another_modality_order_is_refused(exported):

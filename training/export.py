@@ -136,11 +136,17 @@ def export_onnx(
 
     ``input_size`` overrides the metadata's (height, width) for a model that runs at
     several sizes (benchmarks at camera resolution); the file records the size it has.
+    Its metrics were measured at the metadata's size, not this one: they are kept, with
+    that size under ``metrics['measured_at_input_size']``.
     """
     path = Path(path)
     _check_output(path)
     if input_size is not None:
-        metadata = dataclasses.replace(metadata, input_size=tuple(int(v) for v in input_size))
+        size = tuple(int(v) for v in input_size)
+        metrics = metadata.metrics
+        if size != tuple(metadata.input_size) and metrics:
+            metrics = {'measured_at_input_size': list(metadata.input_size), **metrics}
+        metadata = dataclasses.replace(metadata, input_size=size, metrics=metrics)
     metadata = dataclasses.replace(
         metadata,
         provenance={
