@@ -116,6 +116,48 @@ def test_metadata_modality_order_other_than_the_graphs_is_refused(model_and_file
         create_backend('onnxruntime', path)
 
 
+def _with_classes(model_file, out, count):
+    """A copy of an exported model whose metadata names ``count`` classes."""
+    import json
+
+    from mmp_ros.metadata import METADATA_KEY
+
+    proto = onnx.load(str(model_file))
+    (entry,) = [p for p in proto.metadata_props if p.key == METADATA_KEY]
+    data = json.loads(entry.value)
+    data['class_names'] = [f'name_{k}' for k in range(count)]
+    data['palette'] = [[k, k, k] for k in range(count)]
+    entry.value = json.dumps(data)
+    onnx.save(proto, str(out))
+    return out
+
+
+@pytest.mark.parametrize('with_logits', [True, False])
+def test_metadata_naming_other_classes_than_the_graph_is_refused(model_and_file, tmp_path,
+                                                                  with_logits):
+    """Such a file loaded and ran: the labels of classes it did not name became 'no
+    prediction' in the node, silently (or names it never predicted were published)."""
+    model, metadata, exported = model_and_file
+    if not with_logits:  # labels and confidence only: the count is behind the ArgMax
+        exported = export_onnx(model, metadata, tmp_path / 'labels_only.onnx',
+                               with_logits=False, verify=False)
+        assert read_onnx_file(exported).graph_classes == metadata.num_classes
+    for count in (2, 5):
+        path = _with_classes(exported, tmp_path / f'classes_{count}.onnx', count)
+        with pytest.raises(ModelFileError) as info:
+            create_backend('onnxruntime', path)
+        assert str(info.value).startswith(f'{path}: its graph labels 3 classes but its '
+                                          f'metadata names {count}')
+        assert 'Re-export it with `mmp_ros export`' in str(info.value)
+    # A graph whose shape information was stripped cannot say: it is not refused for that.
+    proto = onnx.load(str(exported))
+    del proto.graph.value_info[:]
+    for output in proto.graph.output:
+        output.type.tensor_type.ClearField('shape')
+    onnx.save(proto, str(tmp_path / 'no_shapes.onnx'))
+    assert read_onnx_file(tmp_path / 'no_shapes.onnx').metadata.num_classes == 3
+
+
 def test_torch_backend_refuses_an_onnx_file(model_and_file):
     with pytest.raises(ModelFileError, match='torch backend runs a training checkpoint'):
         create_backend('torch', model_and_file[2])

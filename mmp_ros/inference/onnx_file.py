@@ -7,7 +7,10 @@ the :class:`~mmp_ros.metadata.ModelMetadata` under the ``metadata_props`` key
 weight, so this module walks only the top level of the protobuf wire format
 (``ModelProto``): a handful of fields, with every length checked against the
 bytes that are really there. A truncated or foreign file is caught here, with a
-message naming it, instead of deep inside a backend.
+message naming it, instead of deep inside a backend. In the graph it reads only the
+nodes and shape information (never the weights), for the one fact about the model
+that no input or output shape shows: how many classes ``labels`` range over, which
+the metadata's class names must match.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from mmp_ros.inference.backend import LABELS_OUTPUT, LOGITS_OUTPUT
 from mmp_ros.inference.errors import ModelFileError
 from mmp_ros.metadata import METADATA_KEY, MetadataError, ModelMetadata
 
@@ -28,6 +32,13 @@ _METADATA_PROPS = 14
 # OperatorSetIdProto and StringStringEntryProto field numbers.
 _OPSET_DOMAIN, _OPSET_VERSION = 1, 2
 _ENTRY_KEY, _ENTRY_VALUE = 1, 2
+# GraphProto, NodeProto, AttributeProto, ValueInfoProto, TypeProto, TypeProto.Tensor,
+# TensorShapeProto and its Dimension field numbers.
+_GRAPH_NODE, _GRAPH_OUTPUT, _GRAPH_VALUE_INFO = 1, 12, 13
+_NODE_INPUT, _NODE_OUTPUT, _NODE_OP_TYPE, _NODE_ATTRIBUTE = 1, 2, 4, 5
+_ATTRIBUTE_NAME, _ATTRIBUTE_INT = 1, 3
+_VALUE_NAME, _VALUE_TYPE = 1, 2
+_TYPE_TENSOR, _TENSOR_SHAPE, _SHAPE_DIM, _DIM_VALUE = 1, 2, 1, 1
 
 _VARINT, _FIXED64, _LENGTH_DELIMITED, _FIXED32 = 0, 1, 2, 5
 
@@ -80,6 +91,69 @@ def _text(value: memoryview) -> str:
     return bytes(value).decode('utf-8')
 
 
+def _field(message: memoryview | None, number: int):
+    """The value of field ``number`` in ``message`` (the last, as protobuf reads it), or None."""
+    found = None
+    for n, _, value in _fields(message) if message is not None else ():
+        if n == number:
+            found = value
+    return found
+
+
+def _dims(value_info: memoryview) -> tuple[str, tuple[int | None, ...]]:
+    """A ValueInfoProto's name and its tensor's dims (None where not a fixed size)."""
+    name = _field(value_info, _VALUE_NAME)
+    tensor = _field(_field(value_info, _VALUE_TYPE), _TYPE_TENSOR)
+    dims = []
+    for number, _, dim in _fields(_field(tensor, _TENSOR_SHAPE) or memoryview(b'')):
+        if number == _SHAPE_DIM:
+            size = _field(dim, _DIM_VALUE)
+            dims.append(size if isinstance(size, int) else None)
+    return (_text(name) if name is not None else ''), tuple(dims)
+
+
+def _graph_classes(graph: memoryview) -> int | None:
+    """How many classes the graph's ``labels`` are the argmax over: the ArgMax behind
+    ``labels`` (through casts and squeezes), its input's size along its axis as the file's
+    shape information records it, else the ``logits`` output's second dim; None where the
+    file does not say."""
+    producers: dict[str, tuple[str, list[str], int]] = {}  # output -> op, inputs, axis
+    shapes: dict[str, tuple[int | None, ...]] = {}
+    for number, wire_type, value in _fields(graph):
+        if wire_type != _LENGTH_DELIMITED:
+            continue
+        if number == _GRAPH_NODE:
+            op, inputs, outputs, axis = '', [], [], 0  # ArgMax's axis defaults to 0
+            for n, _, v in _fields(value):
+                if n == _NODE_INPUT:
+                    inputs.append(_text(v))
+                elif n == _NODE_OUTPUT:
+                    outputs.append(_text(v))
+                elif n == _NODE_OP_TYPE:
+                    op = _text(v)
+                elif n == _NODE_ATTRIBUTE and _text(_field(v, _ATTRIBUTE_NAME) or b'') == 'axis':
+                    axis = _field(v, _ATTRIBUTE_INT) or 0
+                    axis = axis - (1 << 64) if axis >= 1 << 63 else axis  # int64 as a varint
+            for output in outputs:
+                producers[output] = (op, inputs, axis)
+        elif number in (_GRAPH_OUTPUT, _GRAPH_VALUE_INFO):
+            name, dims = _dims(value)
+            shapes[name] = dims
+    name = LABELS_OUTPUT
+    for _ in range(8):  # labels = Cast(Squeeze(ArgMax(logits))) in an mmp_ros export
+        op, inputs, axis = producers.get(name, ('', [], 0))
+        if op == 'ArgMax' and inputs:
+            dims = shapes.get(inputs[0], ())
+            if -len(dims) <= axis < len(dims) and dims[axis] is not None:
+                return dims[axis]
+            break
+        if op not in ('Cast', 'Squeeze', 'Unsqueeze', 'Identity') or not inputs:
+            break
+        name = inputs[0]
+    logits = shapes.get(LOGITS_OUTPUT, ())
+    return logits[1] if len(logits) > 1 else None
+
+
 @dataclass(frozen=True)
 class OnnxFileInfo:
     """What the runtime learns from an ONNX file's top level."""
@@ -90,6 +164,8 @@ class OnnxFileInfo:
     producer: str
     opsets: dict[str, int]  # domain ('' = ai.onnx) -> version
     metadata_props: dict[str, str]
+    graph_classes: int | None = None  # classes the graph's labels range over, where it says
+
 
     @property
     def metadata(self) -> ModelMetadata:
@@ -102,9 +178,16 @@ class OnnxFileInfo:
                 '`mmp_ros export`.'
             )
         try:
-            return ModelMetadata.from_json(text, source=str(self.path))
+            metadata = ModelMetadata.from_json(text, source=str(self.path))
         except MetadataError as exc:
             raise ModelFileError(str(exc)) from exc
+        if self.graph_classes is not None and self.graph_classes != metadata.num_classes:
+            raise ModelFileError(
+                f'{self.path}: its graph labels {self.graph_classes} classes but its metadata '
+                f'names {metadata.num_classes} ({", ".join(metadata.class_names)}); the file '
+                'was altered after export. Re-export it with `mmp_ros export`.'
+            )
+        return metadata
 
 
 _ZIP_MAGIC = b'PK\x03\x04'
@@ -123,7 +206,7 @@ def read_onnx_file(path: str | Path) -> OnnxFileInfo:
         raise ModelFileError(f'model file {path} is not a regular file')
     if path.stat().st_size == 0:
         raise ModelFileError(f'model file {path} is empty (an interrupted copy or export?)')
-    ir_version, producer, has_graph = 0, '', False
+    ir_version, producer, graph = 0, '', None
     opsets: dict[str, int] = {}
     props: dict[str, str] = {}
     try:
@@ -142,7 +225,7 @@ def read_onnx_file(path: str | Path) -> OnnxFileInfo:
             elif number == _PRODUCER_NAME and wire_type == _LENGTH_DELIMITED:
                 producer = _text(value)
             elif number == _GRAPH and wire_type == _LENGTH_DELIMITED:
-                has_graph = True
+                graph = value
             elif number == _OPSET_IMPORT and wire_type == _LENGTH_DELIMITED:
                 entry = {n: v for n, _, v in _fields(value)}
                 domain = _text(entry[_OPSET_DOMAIN]) if _OPSET_DOMAIN in entry else ''
@@ -151,12 +234,13 @@ def read_onnx_file(path: str | Path) -> OnnxFileInfo:
                 entry = {n: v for n, _, v in _fields(value)}
                 key = _text(entry[_ENTRY_KEY]) if _ENTRY_KEY in entry else ''
                 props[key] = _text(entry[_ENTRY_VALUE]) if _ENTRY_VALUE in entry else ''
+        graph_classes = _graph_classes(graph) if graph is not None else None
     except (_WireError, UnicodeDecodeError) as exc:
         raise ModelFileError(
             f'model file {path} ({len(data)} bytes) is truncated or not an ONNX model: {exc}. '
             'Re-copy or re-export it.'
         ) from exc
-    if not has_graph or ir_version == 0 or not opsets:
+    if graph is None or ir_version == 0 or not opsets:
         raise ModelFileError(
             f'model file {path} is not a complete ONNX model (graph, IR version or opset '
             'missing); re-copy or re-export it'
@@ -168,6 +252,7 @@ def read_onnx_file(path: str | Path) -> OnnxFileInfo:
         producer=producer,
         opsets=opsets,
         metadata_props=props,
+        graph_classes=graph_classes,
     )
 
 
