@@ -30,3 +30,13 @@ def output_folder(path: str | Path, option: str) -> Path:
         raise OutputFolderError(f'{option} {path}: cannot be a folder '
                                 f'({exc.strerror or exc})') from None
     return path
+
+
+def found_in(folder: Path, suffix: str) -> str:
+    """For a message about a folder given where a file was wanted: '' or ' (it holds
+    <file>, ...)' naming up to three files in ``folder`` whose names end in ``suffix``."""
+    try:
+        names = sorted(str(f) for f in folder.glob(f'*{suffix}') if f.is_file())
+    except OSError:
+        return ''
+    return f' (it holds {", ".join(names[:3])})' if names else ''

@@ -60,6 +60,32 @@ def test_missing_file_names_it(tmp_path):
         create_backend('onnxruntime', path)
 
 
+@pytest.mark.parametrize('kind, suffix', [('onnxruntime', '.onnx'), ('auto', '.onnx'),
+                                          ('torch', '.pt')])
+def test_a_folder_given_as_the_model_says_so_and_what_it_holds(tmp_path, kind, suffix):
+    """The torch backend (and the export's checkpoint) said a folder 'does not exist'; the
+    ONNX backends said 'not a regular file', with nothing to do."""
+    folder = tmp_path / f'models{suffix}'
+    folder.mkdir()
+    with pytest.raises(ModelFileError) as info:
+        create_backend(kind, folder)
+    assert str(info.value).endswith(f'{folder} is a folder; give the '
+                                    + ('exported .onnx file itself' if suffix == '.onnx'
+                                       else 'checkpoint file (.pt) itself'))
+    (folder / f'model{suffix}').write_bytes(b'')
+    with pytest.raises(ModelFileError, match=rf' \(it holds {folder / "model"}\{suffix}\)$'):
+        create_backend(kind, folder)
+
+
+def test_a_folder_given_as_the_checkpoint_to_export_says_so(tmp_path):
+    from mmp_ros.model import CheckpointError
+    from training.export import export_checkpoint
+
+    with pytest.raises(CheckpointError, match=f'^checkpoint {tmp_path} is a folder; give the '
+                                              r'checkpoint file \(\.pt\) itself$'):
+        export_checkpoint(tmp_path, tmp_path / 'model.onnx')
+
+
 @pytest.mark.parametrize('keep', [0.0, 0.3, 0.999])
 def test_truncated_onnx_names_the_file(model_and_file, tmp_path, keep):
     data = model_and_file[2].read_bytes()

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mmp_ros.errors import found_in
 from mmp_ros.inference.backend import InferenceBackend
 from mmp_ros.inference.errors import BackendUnavailableError, ModelFileError
 from mmp_ros.inference.torch_graph import DeployGraph
@@ -47,6 +48,9 @@ def load_checkpoint_model(
 ) -> tuple[nn.Module, ModelMetadata]:
     """Model and metadata from a self-describing training checkpoint, with clear errors."""
     path = Path(path)
+    if path.is_dir():
+        raise ModelFileError(f'checkpoint {path} is a folder; give the checkpoint file (.pt) '
+                             f'itself{found_in(path, ".pt")}')
     if not path.is_file():
         raise ModelFileError(f'checkpoint {path} does not exist; check the path')
     if path.suffix.lower() == '.onnx':

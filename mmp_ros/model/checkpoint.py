@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from mmp_ros.atomic import replace_atomically
-from mmp_ros.errors import InputError
+from mmp_ros.errors import InputError, found_in
 from mmp_ros.metadata import MetadataError, ModelMetadata
 from mmp_ros.model.config import ModelConfig, ModelConfigError
 from mmp_ros.model.segmenter import MultimodalSegmenter, build_model
@@ -88,6 +88,9 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
                     ) -> dict[str, Any]:
     """The checkpoint dict, after checking that the file exists and has our format."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f'checkpoint {path} is a folder; give the checkpoint file (.pt) '
+                              f'itself{found_in(path, ".pt")}')
     if not path.is_file():
         raise CheckpointError(f'checkpoint not found: {path}')
     try:
