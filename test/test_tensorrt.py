@@ -193,6 +193,10 @@ def test_engine_without_stamp_is_stale(tmp_path):
     assert plan.build and str(stamp_path(path)) in plan.reason
     stamp_path(path).write_text('{not json')
     assert _plan(path).build
+    for text in ('[]', 'null', '"stamp"'):  # JSON, but no object: was an AttributeError
+        stamp_path(path).write_text(text)
+        assert read_stamp(path) is None
+        assert _plan(path).build
 
 
 def test_missing_engine_refused_when_building_is_disabled(tmp_path):

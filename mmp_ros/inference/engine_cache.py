@@ -40,6 +40,8 @@ class EngineStamp:
     @classmethod
     def from_json(cls, text: str) -> EngineStamp:
         data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError(f'a stamp is a JSON object, not {type(data).__name__}')
         if data.get('stamp_version') != STAMP_VERSION:
             raise ValueError(f'stamp version {data.get("stamp_version")!r}')
         return cls(**data)
