@@ -395,3 +395,22 @@ def test_bad_device_or_max_batch_is_a_clear_error_before_any_build(fake_runtime,
         create_backend('tensorrt', exported, engine_file_path=tmp_path / 'x.engine', **options)
     assert type(info.value).__name__ == error
     assert trt.builds == []
+
+
+def test_an_engine_path_that_is_the_onnx_itself_is_refused(fake_runtime, exported, tmp_path):
+    """engine_file_path (or build-engine --engine) naming the ONNX: the engine was built and
+    written over the model, and its stamp beside it; the next start had no model."""
+    trt, _ = fake_runtime()
+    model = tmp_path / 'model.onnx'
+    model.write_bytes(exported.read_bytes())
+    with pytest.raises(EngineError) as info:
+        create_backend('tensorrt', model, engine_file_path=tmp_path / '.' / 'model.onnx')
+    assert str(info.value).startswith(f'engine_file_path {tmp_path / "." / "model.onnx"} is '
+                                      'the ONNX model itself')
+    assert trt.builds == [] and model.read_bytes() == exported.read_bytes()
+    # A model named like an engine gets its default engine beside it, not over it.
+    named = tmp_path / 'model.engine'
+    named.write_bytes(exported.read_bytes())
+    backend = create_backend('tensorrt', named)
+    assert backend.engine_file_path == tmp_path / 'model.engine.engine'
+    assert named.read_bytes() == exported.read_bytes()

@@ -119,6 +119,9 @@ def _device_index(device: str | None) -> int:
 
 
 def default_engine_path(model_file_path: Path) -> Path:
+    """``<model>.engine`` beside the ONNX (``<model>.engine.engine`` for a model named so)."""
+    if model_file_path.suffix == '.engine':
+        return model_file_path.with_name(model_file_path.name + '.engine')
     return model_file_path.with_suffix('.engine')
 
 
@@ -299,6 +302,11 @@ class TensorRTBackend(InferenceBackend):
         engine_path = (
             Path(engine_file_path) if engine_file_path else default_engine_path(onnx.path)
         )
+        if engine_path.resolve() == onnx.path.resolve():
+            raise EngineError(
+                f'engine_file_path {engine_path} is the ONNX model itself: the engine would '
+                f'replace it; give another file, e.g. {default_engine_path(onnx.path)}'
+            )
         wanted = requested_stamp(onnx, trt, (gpu_name, capability), enable_fp16=enable_fp16,
                                  max_batch=max_batch)
         plan = plan_engine(
