@@ -198,10 +198,13 @@ def test_node_with_another_modality_order_is_refused(exported):
     assert backend.metadata.modalities == MODALITIES
 
 
-def test_verify_export_passes_on_a_faithful_export(contract_model, tmp_path):
+def test_verify_export_passes_on_a_faithful_export(contract_model, tmp_path, caplog):
     model, metadata = contract_model
+    caplog.set_level('INFO', logger='training.export')
     path = export_onnx(model, metadata, tmp_path / 'verified.onnx', with_logits=True, verify=True)
     assert path.is_file()
+    # was 'verified <tmp>/.verified.onnx.<random>/verified.onnx', a folder since removed
+    assert f'verified {path} against PyTorch: ' in caplog.text
 
 
 def test_an_opset_the_exporter_does_not_write_is_refused_not_recorded(contract_model, tmp_path):

@@ -169,12 +169,14 @@ def export_onnx(
     with tempfile.TemporaryDirectory(prefix=f'.{path.name}.', dir=path.parent) as staging:
         staged = Path(staging) / path.name
         try:
-            _export_checked(graph, metadata, args, staged, batch=batch, opset=opset,
-                            external=external, verify=verify)
+            report = _export_checked(graph, metadata, args, staged, batch=batch, opset=opset,
+                                     external=external, verify=verify)
         except ExportError as exc:  # named after the file asked for, not the staged one
             raise ExportError(str(exc).replace(str(staged), str(path))) from exc.__cause__
         for file in Path(staging).iterdir():  # the model, and its weights when external
             os.replace(file, path.parent / file.name)
+    if report is not None:
+        log.info('verified %s against PyTorch: %s', path, report)
     return path
 
 
@@ -192,8 +194,10 @@ def _check_output(path: Path) -> None:
 
 
 def _export_checked(graph: DeployGraph, metadata: ModelMetadata, args: tuple, path: Path, *,
-                    batch: Any, opset: int, external: bool, verify: bool) -> None:
-    """Export ``graph`` to ``path``, stamp its metadata, and check the file."""
+                    batch: Any, opset: int, external: bool,
+                    verify: bool) -> dict[str, float] | None:
+    """Export ``graph`` to ``path``, stamp its metadata, and check the file; the report of
+    :func:`verify_export` when ``verify``."""
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # the exporter's deprecation chatter, not ours to fix
         try:
@@ -233,9 +237,7 @@ def _export_checked(graph: DeployGraph, metadata: ModelMetadata, args: tuple, pa
         onnx.checker.check_model(str(path), full_check=True)
     except onnx.checker.ValidationError as exc:
         raise ExportError(f'exported {path} fails onnx.checker: {exc}') from exc
-    if verify:
-        report = verify_export(graph, metadata, path)
-        log.info('verified %s against PyTorch: %s', path, report)
+    return verify_export(graph, metadata, path) if verify else None
 
 
 def export_checkpoint(
