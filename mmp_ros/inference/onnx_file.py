@@ -167,7 +167,6 @@ class OnnxFileInfo:
     metadata_props: dict[str, str]
     graph_classes: int | None = None  # classes the graph's labels range over, where it says
 
-
     @property
     def metadata(self) -> ModelMetadata:
         """The model's :class:`ModelMetadata`; :class:`ModelFileError` if it is absent or bad."""
