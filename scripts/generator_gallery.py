@@ -1,6 +1,8 @@
 """Draw a gallery of synthetic scenes: every modality and the labels, one scene per row.
 
-    PYTHONPATH=. python scripts/generator_gallery.py --out docs/img/generator_gallery.png
+    PYTHONPATH=. python scripts/generator_gallery.py --scenes 11 13 1 15 14
+
+redraws docs/img/generator_gallery.png, the default --out.
 """
 
 from __future__ import annotations
