@@ -21,10 +21,11 @@ HEADING = re.compile(r'^#{1,6}\s+(.*?)\s*$')
 
 
 def heading_ids(markdown: str) -> set[str]:
-    """The ids GitHub gives a page's headings: lower case, punctuation dropped, spaces as
-    hyphens, ``-1``, ``-2``... after a repeated one."""
+    """The ids GitHub gives a page's headings: lower case, punctuation dropped (the backticks
+    of inline code too, not its text), spaces as hyphens, ``-1``, ``-2``... after a repeated
+    one."""
     ids, seen = set(), {}
-    for line in strip_code(markdown).splitlines():
+    for line in strip_code(markdown, inline=False).splitlines():
         match = HEADING.match(line)
         if not match:
             continue
@@ -41,10 +42,11 @@ def page_heading_ids(path: Path) -> frozenset[str]:
     return frozenset(heading_ids(path.read_text(encoding='utf-8')))
 
 
-def strip_code(markdown: str) -> str:
-    """Without fenced blocks and inline code, where brackets and hashes are not Markdown."""
+def strip_code(markdown: str, *, inline: bool = True) -> str:
+    """Without fenced blocks and (``inline``) inline code, where brackets and hashes are not
+    Markdown."""
     markdown = re.sub(r'^```.*?^```', '', markdown, flags=re.S | re.M)
-    return re.sub(r'`[^`\n]*`', '', markdown)
+    return re.sub(r'`[^`\n]*`', '', markdown) if inline else markdown
 
 
 def broken_links(page: Path) -> list[str]:
@@ -66,12 +68,14 @@ def test_heading_ids_follow_github():
             '### Test split, mean of seeds 0, 1: mIoU (%) per available subset\n'
             '## Seed 0: from scratch 1000 steps × 16\n'
             '## Runs\n## Runs\n'
+            '## `mmp_ros replay BAG`\n## The synthetic bag (`mmp_ros synth-bag`)\n'
             '```\n# not a heading\n```\n')
     assert heading_ids(page) == {
         'robustness-to-missing-modalities',
         'test-split-mean-of-seeds-0-1-miou--per-available-subset',
         'seed-0-from-scratch-1000-steps--16',
         'runs', 'runs-1',
+        'mmp_ros-replay-bag', 'the-synthetic-bag-mmp_ros-synth-bag',
     }
 
 
