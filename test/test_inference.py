@@ -410,6 +410,23 @@ def test_build_engine_without_tensorrt_says_what_to_install(model_and_file, caps
     assert 'mmp_ros build-engine: TensorRT is not installed' in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(('argv', 'message'), [
+    (['--onnx', 'missing.onnx'], 'mmp_ros build-engine: model file missing.onnx does not exist'),
+    (['--onnx', 'model.onnx', '--max-batch', '0'], 'argument --max-batch: must be positive'),
+])
+def test_build_engine_refuses_a_bad_input_with_status_2(argv, message, capsys):
+    # As every command does (docs/node.md), before TensorRT is needed.
+    from mmp_ros.cli import main
+
+    try:
+        status = main(['build-engine', *argv])
+    except SystemExit as exit_info:  # argparse
+        status = exit_info.code
+    assert status == 2
+    err = capsys.readouterr().err
+    assert message in err and 'Traceback' not in err
+
+
 def test_bench_exports_at_the_opset_asked_and_needs_a_checkpoint_for_it(model_and_file,
                                                                           tmp_path):
     from mmp_ros.inference.bench import Variant, _onnx_for

@@ -14,6 +14,8 @@ import logging
 import sys
 from pathlib import Path
 
+from mmp_ros.cli import positive_int
+from mmp_ros.errors import InputError
 from mmp_ros.inference.errors import InferenceError
 from mmp_ros.inference.tensorrt_backend import DEFAULT_WORKSPACE_BYTES
 
@@ -24,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--engine', type=Path,
                         help='engine file to write (engine_file_path; default: beside the ONNX)')
     parser.add_argument('--fp16', action='store_true', help='build with FP16 (enable_fp16)')
-    parser.add_argument('--max-batch', type=int, default=1,
+    parser.add_argument('--max-batch', type=positive_int, default=1,
                         help='largest batch of the optimization profile (default 1)')
     parser.add_argument('--workspace-mib', type=int, default=DEFAULT_WORKSPACE_BYTES >> 20,
                         help='builder workspace limit in MiB')
@@ -38,7 +40,9 @@ def run(args: argparse.Namespace) -> int:
     log = logging.getLogger('mmp_ros.build_engine')
     try:
         return _build(args, log)
-    except (InferenceError, ValueError) as exc:  # ValueError: --max-batch below 1
+    except InputError:  # a missing or damaged ONNX: exit status 2, as every command
+        raise
+    except (InferenceError, ValueError) as exc:
         print(f'mmp_ros build-engine: {exc}', file=sys.stderr)
         return 1
 
