@@ -207,6 +207,9 @@ def schedule_span(path: Path) -> tuple[float, float]:
     from mmp_ros.dropout.schedule import Schedule
 
     schedule = Schedule.from_yaml(path)
+    if not schedule.faults:
+        raise DemoError(f'{path}: the schedule has no faults; the demo shows sensors failing '
+                        'and recovering (config/dropout_demo.yaml)')
     return (min(f.start_s for f in schedule.faults), max(f.end_s for f in schedule.faults))
 
 

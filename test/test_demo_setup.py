@@ -63,7 +63,10 @@ def test_a_bad_schedule_stops_the_demo_before_anything_starts(tmp_path, capsys):
     early.write_text('faults:\n  - {sensor: rgb, kind: kill, start: 1, end: 2}\n')
     broken = tmp_path / 'broken.yaml'
     broken.write_text('faults:\n  - {sensor: lidar, kind: kill, start: 5, end: 6}\n')
-    for schedule, message in ((early, 'first fault starts at 1 s'), (broken, "'lidar'")):
+    empty = tmp_path / 'empty.yaml'  # valid for the simulator; the demo has nothing to show
+    empty.write_text('faults: []\n')
+    for schedule, message in ((early, 'first fault starts at 1 s'), (broken, "'lidar'"),
+                              (empty, 'has no faults')):
         args = ['--model', str(model), '--schedule', str(schedule), '--out', str(tmp_path / 'o')]
         assert demo.main(args) == 2
         assert message in capsys.readouterr().err
