@@ -87,6 +87,17 @@ def positive_float(text: str) -> float:
     return value
 
 
+def non_negative_float(text: str) -> float:
+    """argparse ``type`` of a finite number of at least 0 (a wait where 0 means none)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected a number, got {text!r}') from None
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f'must be 0 or more, got {text}')
+    return value
+
+
 def positive_int(text: str) -> int:
     """argparse ``type`` of a whole number above 0 (pixels, counts)."""
     value = _whole_number(text)

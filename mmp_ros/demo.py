@@ -422,9 +422,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--out', default='out/demo', help='output folder (default out/demo)')
     parser.add_argument('--model', help='exported ONNX model (default: the node\'s default, '
                         'the one .onnx file in models/)')
-    parser.add_argument('--quick', action='store_true',
-                        help='the 21 s schedule (config/dropout_demo_quick.yaml), about 45 s')
-    parser.add_argument('--schedule', help='another dropout schedule (first fault >= 2 s)')
+    schedules = parser.add_mutually_exclusive_group()
+    schedules.add_argument('--quick', action='store_true',
+                           help='the 21 s schedule (config/dropout_demo_quick.yaml), about 45 s')
+    schedules.add_argument('--schedule', help='another dropout schedule (first fault >= 2 s)')
     parser.add_argument('--size', type=int, nargs=2, default=(128, 160), metavar=('H', 'W'),
                         help="image size of the synthetic cameras (default: the shipped "
                         "model's input size)")

@@ -41,6 +41,8 @@ def test_cli_help_runs_without_torch_or_rclpy():
     (['check-tensorrt', '--onnx', '{tmp}/missing.onnx'],
      'model file {tmp}/missing.onnx does not exist'),
     (['check-tensorrt', '--onnx', '{tmp}/empty.onnx'], 'model file {tmp}/empty.onnx is empty'),
+    (['bench-backends', '--random-size', 'tiny', '--backends', 'onnxruntime,openvino'],
+     "--backends: unknown ['openvino']"),
 ])
 def test_a_bad_input_is_reported_by_its_message_alone(tmp_path, capsys, argv, message):
     (tmp_path / 'empty.onnx').touch()
@@ -79,6 +81,12 @@ def test_a_program_error_keeps_its_traceback(monkeypatch):
     (['bench-backends', '--random-size', 'tiny', '--warmup', '-1'],
      'argument --warmup: must be 0 or more, got -1'),
     (['replay', 'bag', '--clock', '0'], 'argument --clock: must be a positive number, got 0'),
+    (['replay', 'bag', '--delay', '-1'], 'argument --delay: must be 0 or more, got -1'),
+    (['replay', 'bag', '--wait-for-subscribers', 'inf'],
+     'argument --wait-for-subscribers: must be 0 or more, got inf'),
+    (['decode', 'x.png', '--repeat', '0'], 'argument --repeat: must be positive, got 0'),
+    (['build-engine', '--onnx', 'm.onnx', '--workspace-mib', '0'],
+     'argument --workspace-mib: must be positive, got 0'),
     (['record', 'out', '--topics', '/a', '--duration', '-1'],
      'argument --duration: must be a positive number, got -1'),
     (['adapt', 'bag', '--model', 'm.onnx', '--checkpoint', 'm.pt', '--max-frames', '-1'],

@@ -73,6 +73,14 @@ def test_a_bad_schedule_stops_the_demo_before_anything_starts(tmp_path, capsys):
     assert not (tmp_path / 'o').exists()
 
 
+def test_quick_and_another_schedule_are_refused_together(capsys):
+    # --quick was ignored without a word where --schedule was given.
+    with pytest.raises(SystemExit) as exit_info:
+        demo.main(['--quick', '--schedule', 'mine.yaml'])
+    assert exit_info.value.code == 2
+    assert 'argument --schedule: not allowed with argument --quick' in capsys.readouterr().err
+
+
 def test_single_failure_phases_are_compared_with_the_models_own_subset_figures():
     from collections import Counter
 

@@ -15,6 +15,7 @@ import torch
 from contract_net import ContractNet, with_modalities_reversed
 from onnx import TensorProto, helper
 
+from mmp_ros.errors import InputError
 from mmp_ros.inference import (
     BackendUnavailableError,
     InferenceInputError,
@@ -462,7 +463,7 @@ def test_bench_stops_on_a_backend_that_cannot_run_before_measuring_any(tmp_path,
     bench.add_arguments(parser)
     args = parser.parse_args(['--random-size', 'tiny', '--backends', backends, '--sizes', 'model',
                               '--workdir', str(tmp_path)])
-    with pytest.raises(SystemExit, match=message.replace('[', r'\[').replace(']', r'\]')):
+    with pytest.raises(InputError, match=message.replace('[', r'\[').replace(']', r'\]')):
         bench.run(args)
     assert not list(tmp_path.iterdir())
 
@@ -487,7 +488,7 @@ def test_bench_stops_on_options_it_would_ignore_or_fail_on_before_measuring_any(
     parser = argparse.ArgumentParser()
     bench.add_arguments(parser)
     args = parser.parse_args(['--backends', 'onnxruntime', *options, '--workdir', str(tmp_path)])
-    with pytest.raises(SystemExit, match=message):
+    with pytest.raises(InputError, match=message):
         bench.run(args)
     assert not list(tmp_path.iterdir())
 

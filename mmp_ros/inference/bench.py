@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from mmp_ros.cli import non_negative_int, positive_int
-from mmp_ros.errors import output_folder
+from mmp_ros.errors import InputError, output_folder
 
 # --- child: one configuration, one process -----------------------------------------------
 
@@ -265,13 +265,13 @@ def _check_backends(backends: list[str]) -> None:
     known = [b for b in BACKENDS if b != 'auto']  # a benchmark measures named backends
     unknown = [b for b in backends if b not in known]
     if unknown:
-        raise SystemExit(f'--backends: unknown {unknown}; choose from {", ".join(known)}')
+        raise InputError(f'--backends: unknown {unknown}; choose from {", ".join(known)}')
     if 'tensorrt' in backends:
         from mmp_ros.inference.tensorrt_backend import tensorrt_available
 
         usable, why = tensorrt_available()
         if not usable:
-            raise SystemExit(f'--backends tensorrt cannot run here: {why}')
+            raise InputError(f'--backends tensorrt cannot run here: {why}')
 
 
 def _check_models(args: argparse.Namespace) -> None:
@@ -282,24 +282,24 @@ def _check_models(args: argparse.Namespace) -> None:
             ('--checkpoint', args.checkpoint), ('--onnx', args.onnx),
             ('--baseline-checkpoint', args.baseline_checkpoint)) if value is not None]
         if given:
-            raise SystemExit(f'--random-size builds its own models: not with {", ".join(given)}')
+            raise InputError(f'--random-size builds its own models: not with {", ".join(given)}')
         return
     if args.model_input_size:
-        raise SystemExit('--model-input-size is the size of the --random-size models')
+        raise InputError('--model-input-size is the size of the --random-size models')
     if args.checkpoint is not None:
         return
     if set(args.backends.split(',')) == {'torch'}:
-        raise SystemExit('--backends torch needs --checkpoint: it runs the checkpoint')
+        raise InputError('--backends torch needs --checkpoint: it runs the checkpoint')
     resized = [s for s in args.sizes.split(',') if s != 'model']
     if resized or args.opset is not None:
         asked = f'--sizes {resized[0]}' if resized else f'--opset {args.opset}'
-        raise SystemExit(f'{asked} needs --checkpoint: the model is re-exported from its '
+        raise InputError(f'{asked} needs --checkpoint: the model is re-exported from its '
                          "checkpoint (or give --sizes model)")
 
 
 def run(args: argparse.Namespace) -> int:
     if args.random_size is None and args.checkpoint is None and args.onnx is None:
-        raise SystemExit('give --checkpoint/--onnx (and --baseline-checkpoint), or --random-size')
+        raise InputError('give --checkpoint/--onnx (and --baseline-checkpoint), or --random-size')
     _check_backends(args.backends.split(','))
     _check_models(args)
     if args.json:  # its folder now: not after the measurements, which it would lose

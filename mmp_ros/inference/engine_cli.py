@@ -28,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--fp16', action='store_true', help='build with FP16 (enable_fp16)')
     parser.add_argument('--max-batch', type=positive_int, default=1,
                         help='largest batch of the optimization profile (default 1)')
-    parser.add_argument('--workspace-mib', type=int, default=DEFAULT_WORKSPACE_BYTES >> 20,
+    parser.add_argument('--workspace-mib', type=positive_int,
+                        default=DEFAULT_WORKSPACE_BYTES >> 20,
                         help='builder workspace limit in MiB')
     parser.add_argument('--device', default='cuda:0', help='CUDA device to build for')
     parser.add_argument('--if-stale', action='store_true',

@@ -40,7 +40,7 @@ from mmp_ros.bags.playback import (
 )
 from mmp_ros.bags.source import Bag, TopicQos, open_bag
 from mmp_ros.bags.timing import Lateness
-from mmp_ros.cli import positive_float
+from mmp_ros.cli import non_negative_float, positive_float
 from mmp_ros.ros.context import init_ros
 from mmp_ros.ros.names import topic_name_problem
 
@@ -230,13 +230,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help='play a bag even if it has no sensor_msgs/Image topic',
     )
     parser.add_argument(
-        '--wait-for-subscribers', type=float, default=0.0, metavar='SECONDS',
+        '--wait-for-subscribers', type=non_negative_float, default=0.0, metavar='SECONDS',
         help='before playing, wait up to this long until every played topic has matched a '
         'subscriber (the subscriber may need a few more milliseconds to match back: see '
         '--delay)',
     )
     parser.add_argument(
-        '--delay', type=float, default=0.0, metavar='SECONDS',
+        '--delay', type=non_negative_float, default=0.0, metavar='SECONDS',
         help='wait this long before the first message (after --wait-for-subscribers)',
     )
 

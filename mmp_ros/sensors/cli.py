@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mmp_ros.cli import positive_int
 from mmp_ros.sensors.decode import MODALITY_INPUTS, ModalitySettings, decode_frame
 from mmp_ros.sensors.depth import DepthSettings
 from mmp_ros.sensors.files import (
@@ -40,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         'of a folder always go by their names)')
     parser.add_argument('--encoding', help='sensor_msgs/Image encoding to publish it as '
                         '(default: from the file name or the pixels)')
-    parser.add_argument('--repeat', type=int, default=5,
+    parser.add_argument('--repeat', type=positive_int, default=5,
                         help='decode this many times and report the median time (default 5)')
     depth = parser.add_argument_group('depth')
     depth.add_argument('--min-m', type=float, default=0.0, help='nearest valid depth, m')
