@@ -6,7 +6,8 @@ from __future__ import annotations
 import math
 
 import pytest
-from rosbags.rosbag2 import Reader
+from rosbags.rosbag2 import Reader, Writer
+from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
 from rosbags.typesys import Stores, get_typestore
 
 from mmp_ros.bags import BagError
@@ -18,7 +19,7 @@ from mmp_ros.bags.playback import (
     parse_remaps,
     plan_playback,
 )
-from mmp_ros.bags.recording import BagRecorder
+from mmp_ros.bags.recording import STORAGES, BagRecorder
 from mmp_ros.bags.source import BagTopic, TopicQos, open_bag
 from mmp_ros.bags.synthetic import STUB_HASH, jittered_timestamps, write_image_bag, write_stub_bag
 from mmp_ros.bags.timing import Lateness, compare_intervals, compare_offsets
@@ -91,6 +92,32 @@ def test_topics_span_and_raw_messages(tmp_path, storage):
     assert [t for _, t, _ in messages] == stamps[1:]
     image = TYPESTORE.deserialize_cdr(messages[0][2], 'sensor_msgs/msg/Image')
     assert (image.header.frame_id, image.width, image.encoding) == ('1', 4, 'rgb8')
+
+
+def _compressed_string_bag(path, storage: str, mode: CompressionMode):
+    """What ``ros2 bag record --compression-mode file|message --compression-format zstd``
+    writes: two std_msgs/String messages."""
+    writer = Writer(path, version=8, storage_plugin=STORAGES[storage])
+    writer.set_compression(mode, CompressionFormat.ZSTD)
+    writer.open()
+    connection = writer.add_connection('/chatter', 'std_msgs/msg/String', typestore=TYPESTORE)
+    for i, text in enumerate(['one', 'two']):
+        message = TYPESTORE.types['std_msgs/msg/String'](data=text)
+        writer.write(connection, 1_000 + i, TYPESTORE.serialize_cdr(message,
+                                                                    'std_msgs/msg/String'))
+    writer.close()
+    return path
+
+
+@pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
+def test_a_message_compressed_bags_file_opened_by_itself_gives_its_messages(tmp_path, storage):
+    bag = _compressed_string_bag(tmp_path / 'bag', storage, CompressionMode.MESSAGE)
+    (file,) = bag.glob('bag*.*')  # the .mcap/.db3 itself: the metadata.yaml is not read
+    for path in (bag, file):
+        with open_bag(path) as opened:
+            texts = [TYPESTORE.deserialize_cdr(data, 'std_msgs/msg/String').data
+                     for _, _, data in opened.messages(['/chatter'])]
+        assert texts == ['one', 'two'], path  # was: the zstd frames, as if they were CDR
 
 
 # --- planning ------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from pathlib import Path
 from rosbags.interfaces import Connection, Qos, QosDurability, QosReliability
 from rosbags.rosbag2 import Reader
 from rosbags.rosbag2.errors import ReaderError
+from zstandard import ZstdDecompressor, ZstdError
 
 from mmp_ros.bags.errors import BagError
 
@@ -26,7 +27,12 @@ IMAGE_TYPE = 'sensor_msgs/msg/Image'
 # What a damaged file makes the rosbags parsers raise (besides its own ReaderError);
 # MemoryError: a damaged length field asks for an absurd buffer.
 _DAMAGE = (ReaderError, OSError, ValueError, TypeError, KeyError, IndexError, EOFError,
-           MemoryError, struct.error, sqlite3.Error)
+           MemoryError, struct.error, sqlite3.Error, ZstdError)
+
+# A zstd frame starts with these bytes, a CDR message with its encapsulation (00 0x): a bag
+# recorded with ``--compression-mode message`` stores each message as a zstd frame, and
+# rosbags decompresses them only where the bag's metadata.yaml says so (a bag directory).
+_ZSTD_MAGIC = b'\x28\xb5\x2f\xfd'
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,8 @@ class Bag:
             return
         try:
             for connection, timestamp, data in self._reader.messages(connections, start=start_ns):
+                if data[:4] == _ZSTD_MAGIC:  # its .mcap/.db3 file opened by itself
+                    data = ZstdDecompressor().decompressobj().decompress(data)
                 yield connection.topic, timestamp, bytes(data)
         except _DAMAGE as exc:
             raise BagError(f'{self.path}: damaged bag, reading stopped: {exc}') from exc
