@@ -120,6 +120,29 @@ def test_a_message_compressed_bags_file_opened_by_itself_gives_its_messages(tmp_
         assert texts == ['one', 'two'], path  # was: the zstd frames, as if they were CDR
 
 
+def test_a_topic_with_several_types_is_skipped_and_the_others_are_read(tmp_path):
+    bag = tmp_path / 'bag'
+    writer = Writer(bag, version=9, storage_plugin=STORAGES['mcap'])
+    writer.open()
+    string = TYPESTORE.serialize_cdr(TYPESTORE.types['std_msgs/msg/String'](data='x'),
+                                     'std_msgs/msg/String')
+    chatter = writer.add_connection('/chatter', 'std_msgs/msg/String', typestore=TYPESTORE)
+    writer.add_connection('/status', 'std_msgs/msg/String', typestore=TYPESTORE)
+    writer.add_connection('/status', 'std_msgs/msg/Header', typestore=TYPESTORE)
+    writer.write(chatter, 1_000, string)
+    writer.close()
+    # Was: BagError at opening, so no topic of the bag could be replayed or evaluated.
+    with open_bag(bag) as opened:
+        plan = plan_playback('b', opened.topics, importable=always_importable,
+                             require_images=False)
+        assert [p.bag_topic for p in plan.played] == ['/chatter']
+        assert plan.skipped == {'/status': "it holds several message types "
+                                "['std_msgs/msg/Header', 'std_msgs/msg/String']"}
+        assert [t for _, t, _ in opened.messages(['/chatter'])] == [1_000]
+        with pytest.raises(BagError, match='/status holds several message types'):
+            list(opened.messages(['/status']))
+
+
 # --- planning ------------------------------------------------------------------------------
 
 def test_a_bag_without_image_topics_is_refused_with_its_topics_listed():

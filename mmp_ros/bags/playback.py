@@ -65,6 +65,8 @@ class PlaybackPlan:
 
 
 def _skip_reason(topic: BagTopic, importable: Callable[[str], str | None]) -> str | None:
+    if topic.msgtypes:
+        return f'it holds several message types {list(topic.msgtypes)}'
     if topic.serialization_format != 'cdr':
         return f'serialization format {topic.serialization_format!r} is not CDR'
     if not _TYPE_NAME.fullmatch(topic.msgtype):

@@ -53,6 +53,7 @@ class BagTopic:
     count: int
     serialization_format: str
     offered_qos: TopicQos | None  # None: the bag did not record it
+    msgtypes: tuple[str, ...] = ()  # where the topic holds several types: all of them
 
     @property
     def is_image(self) -> bool:
@@ -89,15 +90,14 @@ class Bag:
         self._connections = by_topic
         self.topics: dict[str, BagTopic] = {}
         for name, connections in by_topic.items():
-            types = {c.msgtype for c in connections}
-            if len(types) > 1:
-                raise BagError(f'{path}: topic {name} holds several message types {sorted(types)}')
+            types = sorted({c.msgtype for c in connections})
             self.topics[name] = BagTopic(
                 name=name,
                 msgtype=connections[0].msgtype,
                 count=sum(c.msgcount for c in connections),
                 serialization_format=getattr(connections[0].ext, 'serialization_format', 'cdr'),
                 offered_qos=_offered_qos(connections),
+                msgtypes=tuple(types) if len(types) > 1 else (),
             )
 
     @property
@@ -117,7 +117,16 @@ class Bag:
     def messages(self, topics: Iterable[str], start_ns: int | None = None) -> Iterator[
         tuple[str, int, bytes]
     ]:
-        """(topic, timestamp ns, serialized message) in time order, from ``start_ns`` on."""
+        """(topic, timestamp ns, serialized message) in time order, from ``start_ns`` on.
+
+        BagError for a topic that holds several message types: its messages would not all be
+        what its readers expect (the bag's other topics remain readable).
+        """
+        topics = list(topics)
+        for name in topics:
+            if self.topics[name].msgtypes:
+                raise BagError(f'{self.path}: topic {name} holds several message types '
+                               f'{list(self.topics[name].msgtypes)}')
         connections = [c for name in topics for c in self._connections[name]]
         if not connections:  # rosbags reads every topic for none
             return
