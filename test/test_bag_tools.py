@@ -66,6 +66,17 @@ def test_a_folder_that_is_not_a_bag_is_named(tmp_path):
         pass
 
 
+@pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
+def test_a_bag_directory_without_its_metadata_file_is_read_from_its_storage_file(
+        tmp_path, storage):
+    stamps = jittered_timestamps(3, 10.0)
+    bag = write_image_bag(tmp_path / 'bag', stamps, storage=storage, width=4, height=2)
+    (bag / 'metadata.yaml').unlink()  # was: "not a rosbag2 (Expected metadata file ...)"
+    with open_bag(bag) as opened:
+        assert opened.topics['/camera/image'].count == 3
+        assert [t for _, t, _ in opened.messages(['/camera/image'])] == stamps
+
+
 def test_a_bag_damaged_after_its_header_fails_while_reading_with_the_file_named(tmp_path):
     bag = write_image_bag(tmp_path / 'bag', jittered_timestamps(5, 10.0), width=32, height=8)
     (mcap,) = bag.glob('*.mcap')

@@ -147,6 +147,17 @@ def _recovery_hint(path: Path) -> str:
     return ''
 
 
+def _storage_file(path: Path) -> Path:
+    """The file to open for ``path``: for a bag directory without its metadata.yaml (a
+    recording that never closed, a bag copied without it) its one .mcap or .db3 file, which
+    carries its own topics and time span; else ``path`` itself."""
+    if path.is_dir() and not (path / 'metadata.yaml').exists():
+        files = [*path.glob('*.mcap'), *path.glob('*.db3')]
+        if len(files) == 1:
+            return files[0]
+    return path
+
+
 @contextmanager
 def open_bag(path: str | Path) -> Iterator[Bag]:
     """Open the rosbag2 at ``path`` (a bag directory, or one .mcap/.db3 file)."""
@@ -154,7 +165,7 @@ def open_bag(path: str | Path) -> Iterator[Bag]:
     if not path.exists():
         raise BagError(f'{path}: no such bag (a rosbag2 directory, or a .mcap or .db3 file)')
     try:
-        reader = Reader(path)
+        reader = Reader(_storage_file(path))
         reader.open()
     except FileNotFoundError as exc:
         raise BagError(f'{path}: not a rosbag2 ({exc}){_recovery_hint(path)}') from exc
