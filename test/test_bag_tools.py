@@ -77,6 +77,18 @@ def test_a_bag_directory_without_its_metadata_file_is_read_from_its_storage_file
         assert [t for _, t, _ in opened.messages(['/camera/image'])] == stamps
 
 
+def test_a_ros1_bag_and_a_compressed_bags_file_say_what_to_give_instead(tmp_path):
+    ros1 = tmp_path / 'run.bag'
+    ros1.write_bytes(b'#ROSBAG V2.0\n')
+    with pytest.raises(BagError, match=f'a ROS 1 bag: convert it first, e.g. rosbags-convert '
+                       f'--src {ros1} --dst DIR$'), open_bag(ros1):
+        pass  # was: only "Unrecognized storage format '.bag'"
+    bag = _compressed_string_bag(tmp_path / 'bag', 'mcap', CompressionMode.FILE)
+    (file,) = bag.glob('*.zstd')
+    with pytest.raises(BagError, match=f'give its bag directory \\({bag}\\)'), open_bag(file):
+        pass
+
+
 def test_a_bag_damaged_after_its_header_fails_while_reading_with_the_file_named(tmp_path):
     bag = write_image_bag(tmp_path / 'bag', jittered_timestamps(5, 10.0), width=32, height=8)
     (mcap,) = bag.glob('*.mcap')

@@ -147,6 +147,16 @@ def _recovery_hint(path: Path) -> str:
     return ''
 
 
+def _format_hint(path: Path) -> str:
+    """For a file that is no rosbag2 storage file: what the user most likely has."""
+    if path.suffix == '.bag':
+        return f'; a ROS 1 bag: convert it first, e.g. rosbags-convert --src {path} --dst DIR'
+    if path.suffix == '.zstd':
+        return (f'; the file of a bag recorded with --compression-mode file: give its bag '
+                f'directory ({path.parent}), whose metadata.yaml says how to read it')
+    return ''
+
+
 def _storage_file(path: Path) -> Path:
     """The file to open for ``path``: for a bag directory without its metadata.yaml (a
     recording that never closed, a bag copied without it) its one .mcap or .db3 file, which
@@ -173,6 +183,7 @@ def open_bag(path: str | Path) -> Iterator[Bag]:
         reason = ' '.join(str(exc).split())  # a YAML parser's report spans several lines
         raise BagError(
             f'{path}: cannot be read as a rosbag2: {reason}{_recovery_hint(path)}'
+            f'{_format_hint(path)}'
         ) from exc
     try:
         yield Bag(path, reader)
