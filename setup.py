@@ -55,6 +55,7 @@ setup(
         'onnxruntime>=1.18',
         'rosbags>=0.10',
         'mcap>=1.1',
+        'zstandard>=0.19',  # mcap's own; mmp_ros.bags reads message-compressed files
     ],
     extras_require={
         'ros': ROS_WHEELS,

@@ -49,6 +49,7 @@ PYPI_TO_ROSDEP = {
     'onnxruntime': None,
     'rosbags': None,
     'mcap': None,
+    'zstandard': None,  # comes with mcap
 }
 
 
