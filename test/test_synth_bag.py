@@ -119,6 +119,12 @@ def test_frame_times_are_deterministic_and_sorted():
     ({'size': (100_000, 100_000)}, 'at most 4096'),
     ({'duration_s': 1e12}, r'8\.9e\+13 frames .* at most 1,000,000; shorten the duration'),
     ({'rates_hz': {**DEFAULT_RATES_HZ, 'rgb': 1e9}}, 'at most 1,000,000'),
+    # Checked before the bag is created: these failed once part of it was written.
+    ({'seed': -1}, 'seed -1 must not be negative'),
+    ({'first_scene': -1}, r'first scene -1 and 9 scenes \(the last 7\): .* from 0 to 9999999'),
+    ({'first_scene': 9_999_999, 'scene_seconds': 1.0, 'duration_s': 3.0},
+     r'first scene 9999999 and 3 scenes \(the last 10000001\)'),
+    ({'scene_seconds': 1e-6}, r'first scene 0 and 45000000 scenes'),
 ])
 def test_bad_settings_are_refused(changes, message):
     with pytest.raises(ValueError, match=message):

@@ -40,7 +40,7 @@ from mmp_ros.modalities import MODALITIES
 from mmp_ros.sensors.image import array_to_image
 from training.data.geometry import cast
 from training.data.render import SensorImages, render
-from training.data.scene import SPLITS, make_split, sample_scene
+from training.data.scene import SPLIT_CAPACITY, SPLITS, make_split, sample_scene
 
 GROUND_TRUTH_TOPIC = '/ground_truth/labels'
 DEFAULT_RATES_HZ = {'rgb': 30.0, 'depth': 30.0, 'polarization': 20.0, 'thermal': 9.0}
@@ -103,6 +103,14 @@ class SynthBagConfig:
             problems.append(f'jitter {self.jitter_ms} ms must not be negative')
         if self.split not in SPLITS:
             problems.append(f'split {self.split!r}: one of {list(SPLITS)}')
+        if self.seed < 0:
+            problems.append(f'seed {self.seed} must not be negative')
+        if 0 < self.duration_s < math.inf and 0 < self.scene_seconds < math.inf:
+            last = self.first_scene + self.scene_count - 1
+            if self.first_scene < 0 or last >= SPLIT_CAPACITY:
+                problems.append(f'first scene {self.first_scene} and {self.scene_count} scenes '
+                                f'(the last {last}): a split\'s scenes are numbered from 0 to '
+                                f'{SPLIT_CAPACITY - 1}')
         if self.storage not in STORAGES:
             problems.append(f'storage {self.storage!r}: one of {sorted(STORAGES)}')
         if problems:
