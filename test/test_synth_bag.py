@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import signal
 
 import numpy as np
 import pytest
@@ -137,3 +138,22 @@ def test_command_refuses_an_existing_output(tmp_path, capsys):
     synth_bag.add_arguments(parser)
     assert synth_bag.run(parser.parse_args([str(tmp_path / 'bag'), '--duration', '0.2'])) == 2
     assert 'exists already' in capsys.readouterr().err
+
+
+def test_an_interrupted_bag_is_removed_not_left_as_a_shorter_recording(tmp_path):
+    path = tmp_path / 'bag'
+
+    def ctrl_c(_signum, _frame):  # Ctrl-C once the bag is being written
+        if path.exists():
+            raise KeyboardInterrupt
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+
+    previous = signal.signal(signal.SIGALRM, ctrl_c)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        with pytest.raises(KeyboardInterrupt):
+            write_synth_bag(path, SynthBagConfig(duration_s=60.0, size=(24, 32)))
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert not path.exists()

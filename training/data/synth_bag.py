@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import shutil
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -220,14 +221,23 @@ def messages(config: SynthBagConfig) -> Iterator[tuple[str, int, bytes]]:
 
 
 def write_synth_bag(path: str | Path, config: SynthBagConfig) -> dict[str, int]:
-    """Write the bag; returns the number of messages per topic."""
+    """Write the bag; returns the number of messages per topic.
+
+    A bag not written to its end (Ctrl-C, an error) is removed: closed, it would read as a
+    complete recording of a shorter duration. ``path`` did not exist before (BagRecorder
+    refuses one that does), so nothing else is removed."""
     topics = [image_topic(m) for m in MODALITIES] + [GROUND_TRUTH_TOPIC]
-    with BagRecorder(path, storage=config.storage) as recorder:
-        for topic in topics:
-            recorder.add_topic(topic, IMAGE_TYPE, SENSOR_DATA_QOS)
-        for topic, stamp, data in messages(config):
-            recorder.write(topic, stamp, data)
-        return dict(recorder.counts)
+    recorder = BagRecorder(path, storage=config.storage)
+    try:
+        with recorder:
+            for topic in topics:
+                recorder.add_topic(topic, IMAGE_TYPE, SENSOR_DATA_QOS)
+            for topic, stamp, data in messages(config):
+                recorder.write(topic, stamp, data)
+            return dict(recorder.counts)
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
