@@ -294,6 +294,19 @@ def test_cli_names_an_output_that_is_a_file(tmp_path, capsys):
     assert (tmp_path / 'synth').read_text() == 'notes'
 
 
+def test_cli_names_what_blocks_writing_inside_the_output(tmp_path, capsys):
+    from mmp_ros.cli import main
+
+    (tmp_path / 'synth').mkdir()
+    (tmp_path / 'synth' / 'val').write_text('notes')  # where the split's folders go
+    assert main(['synth-dataset', str(tmp_path / 'synth'), '--size', '16', '16', '--quiet',
+                 '--split', 'val=1']) == 2  # it was a NotADirectoryError traceback
+    err = capsys.readouterr().err
+    assert err.startswith(f'mmp_ros synth-dataset: out {tmp_path / "synth"}: cannot write the '
+                          'dataset ([Errno 20] Not a directory:')
+    assert len(err.splitlines()) == 1
+
+
 def test_every_loader_gives_training_a_palette_for_its_classes(tmp_path, nyu, fmb):
     from training.config import load_config
     from training.data.classes import CLASS_NAMES, PALETTE

@@ -13,7 +13,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from mmp_ros.cli import positive_int
-from mmp_ros.errors import InputError, output_folder
+from mmp_ros.errors import InputError, OutputFolderError, output_folder
 from training.data.layout import (
     FOLDERS,
     MANIFEST,
@@ -156,16 +156,21 @@ def run(args: argparse.Namespace) -> int:
         raise SynthDatasetError(f'--start {args.start}: the scenes of a split are numbered '
                                 f'from 0 to {SPLIT_CAPACITY - 1}')
     output_folder(args.out, 'out')
-    write_dataset(
-        args.out,
-        splits,
-        (height, width),
-        start=args.start,
-        polarization=args.polarization,
-        depth=args.depth,
-        jobs=args.jobs,
-        progress=not args.quiet,
-    )
+    try:
+        write_dataset(
+            args.out,
+            splits,
+            (height, width),
+            start=args.start,
+            polarization=args.polarization,
+            depth=args.depth,
+            jobs=args.jobs,
+            progress=not args.quiet,
+        )
+    except OSError as exc:  # a file where a split's folder goes, a full disk, no permission
+        if isinstance(exc, InputError):
+            raise
+        raise OutputFolderError(f'out {args.out}: cannot write the dataset ({exc})') from None
     total = sum(splits.values())
     print(f'synth-dataset: wrote {total} scenes of {height}x{width} to {args.out}')
     return 0
