@@ -264,6 +264,8 @@ def test_cli_rejects_a_malformed_split_argument(tmp_path):
     (['--start', '-5'], 'numbered from 0 to 9999999'),
     (['--start', '9999999', '--split', 'val=2'], 'numbered from 0 to 9999999'),
     (['--size', '4', '32'], 'at least 8x8'),
+    # rendered until numpy ran out of memory, a traceback after the folders were made
+    (['--size', '100000', '100000'], 'at most 4096 a side, got 100000x100000'),
 ])
 def test_cli_refuses_what_it_could_not_write_or_read_back(tmp_path, extra, message):
     parser = argparse.ArgumentParser()

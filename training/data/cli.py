@@ -24,6 +24,7 @@ from training.data.layout import (
 )
 from training.data.render import render
 from training.data.scene import SPLIT_CAPACITY, SPLITS, make_split, sample_scene
+from training.data.synth_bag import MAX_SIDE
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -147,8 +148,9 @@ def run(args: argparse.Namespace) -> int:
     :class:`SynthDatasetError`, which ``mmp_ros`` prints as one line (exit status 2)."""
     splits = _parse_splits(args.split)
     height, width = args.size
-    if min(height, width) < 8:
-        raise SynthDatasetError(f'--size must be at least 8x8, got {height}x{width}')
+    if min(height, width) < 8 or max(height, width) > MAX_SIDE:
+        raise SynthDatasetError(f'--size must be at least 8x8 and at most {MAX_SIDE} a side, '
+                                f'got {height}x{width}')
     if args.polarization == 'mosaic' and (height % 2 or width % 2):
         raise SynthDatasetError(f'--size {height} {width}: the 2x2 polarizer mosaic needs an '
                                 'even height and width (or --polarization intensities)')
