@@ -263,6 +263,9 @@ def test_cli_rejects_a_malformed_split_argument(tmp_path):
     (['--size', '9', '11'], 'needs an even height and width'),
     (['--start', '-5'], 'numbered from 0 to 9999999'),
     (['--start', '9999999', '--split', 'val=2'], 'numbered from 0 to 9999999'),
+    # a start inside the range with too many scenes after it: the message said only the range
+    (['--start', '9999996', '--split', 'train=5'],
+     '--start 9999996: scenes 9999996 to 10000000 asked for, but .* from 0 to 9999999'),
     (['--size', '4', '32'], 'at least 8x8'),
     # rendered until numpy ran out of memory, a traceback after the folders were made
     (['--size', '100000', '100000'], 'at most 4096 a side, got 100000x100000'),

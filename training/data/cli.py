@@ -155,8 +155,10 @@ def run(args: argparse.Namespace) -> int:
         raise SynthDatasetError(f'--size {height} {width}: the 2x2 polarizer mosaic needs an '
                                 'even height and width (or --polarization intensities)')
     if not 0 <= args.start <= SPLIT_CAPACITY - max(splits.values()):
-        raise SynthDatasetError(f'--start {args.start}: the scenes of a split are numbered '
-                                f'from 0 to {SPLIT_CAPACITY - 1}')
+        last = args.start + max(splits.values()) - 1
+        raise SynthDatasetError(f'--start {args.start}: scenes {args.start} to {last} asked '
+                                'for, but the scenes of a split are numbered from 0 to '
+                                f'{SPLIT_CAPACITY - 1}')
     output_folder(args.out, 'out')
     try:
         write_dataset(
