@@ -263,6 +263,9 @@ def test_cli_rejects_a_malformed_split_argument(tmp_path):
     (['--size', '9', '11'], 'needs an even height and width'),
     (['--start', '-5'], 'numbered from 0 to 9999999'),
     (['--start', '9999999', '--split', 'val=2'], 'numbered from 0 to 9999999'),
+    # the first was dropped without a word: two train scenes written, not five
+    (['--split', 'train=5', '--split', 'train=2'], r'--split train given twice \(train=5, '
+     r'train=2\): give each split once'),
     # a start inside the range with too many scenes after it: the message said only the range
     (['--start', '9999996', '--split', 'train=5'],
      '--start 9999996: scenes 9999996 to 10000000 asked for, but .* from 0 to 9999999'),

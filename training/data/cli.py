@@ -62,6 +62,9 @@ def _parse_splits(items: list[str] | None) -> dict[str, int]:
             raise SynthDatasetError(
                 f'--split expects NAME=COUNT with NAME in {list(SPLITS)}, got {item!r}'
             )
+        if name in splits:
+            raise SynthDatasetError(f'--split {name} given twice ({name}={splits[name]}, '
+                                    f'{item}): give each split once')
         splits[name] = int(count)
     return splits
 
