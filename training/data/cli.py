@@ -23,8 +23,7 @@ from training.data.layout import (
     write_frame,
 )
 from training.data.render import render
-from training.data.scene import SPLIT_CAPACITY, SPLITS, make_split, sample_scene
-from training.data.synth_bag import MAX_SIDE
+from training.data.scene import MAX_SIDE, SPLIT_CAPACITY, SPLITS, make_split, sample_scene
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -17,6 +17,7 @@ from training.data.physics import KELVIN
 
 SPLITS: tuple[str, ...] = ('train', 'val', 'test', 'ood')
 SPLIT_CAPACITY = 10_000_000  # scenes per split; split k owns seeds [k * cap, (k + 1) * cap)
+MAX_SIDE = 4096  # a rendered frame's largest side: beyond any camera the node serves
 GENERATOR_VERSION = 1  # bump when a change alters the images a seed produces
 
 CONDITIONS: tuple[str, ...] = ('normal', 'dark', 'glare', 'haze')

@@ -41,7 +41,7 @@ from mmp_ros.modalities import MODALITIES
 from mmp_ros.sensors.image import array_to_image
 from training.data.geometry import cast
 from training.data.render import SensorImages, render
-from training.data.scene import SPLIT_CAPACITY, SPLITS, make_split, sample_scene
+from training.data.scene import MAX_SIDE, SPLIT_CAPACITY, SPLITS, make_split, sample_scene
 
 GROUND_TRUTH_TOPIC = '/ground_truth/labels'
 DEFAULT_RATES_HZ = {'rgb': 30.0, 'depth': 30.0, 'polarization': 20.0, 'thermal': 9.0}
@@ -49,10 +49,9 @@ FRAME_IDS = {m: f'{m}_camera_optical_frame' for m in MODALITIES}
 DEPTH_ENCODINGS = ('16UC1', '32FC1')
 POLARIZATION_ENCODINGS = ('mono16', 'mono8')
 START_NS = 1_700_000_000 * 1_000_000_000  # stamps of the first scene (any fixed epoch)
-# Bounds that keep a bag's frame list and one rendered frame in memory: 10^6 frames is over
-# two hours of the four default streams, 4096 a side beyond any camera the node serves.
+# A bound that keeps a bag's frame list in memory: 10^6 frames is over two hours of the four
+# default streams (and scene.MAX_SIDE one rendered frame).
 MAX_FRAMES = 1_000_000
-MAX_SIDE = 4096
 
 
 def image_topic(modality: str) -> str:
