@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,15 +17,22 @@ from mcap.reader import make_reader
 from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_typestore
 
+from mmp_ros.bags.recording import COMMIT_PERIOD_S
+from mmp_ros.bags.recovery import recover_mcap
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 
 @pytest.mark.ros
 @pytest.mark.slow
-@pytest.mark.parametrize('stop_signal', [signal.SIGINT, signal.SIGTERM], ids=['SIGINT', 'SIGTERM'])
+@pytest.mark.parametrize('stop_signal', [signal.SIGINT, signal.SIGTERM, signal.SIGKILL],
+                         ids=['SIGINT', 'SIGTERM', 'SIGKILL'])
 def test_interrupted_recording_is_a_complete_readable_bag(stop_signal, tmp_path,
                                                           restored_environ):
+    # SIGKILL: the bag never closes; recover-bag makes it complete, and it must hold every
+    # message that arrived more than COMMIT_PERIOD_S before the kill (the MCAP writer kept
+    # them all in memory, its chunk being far from 1 MiB: nothing came back).
     import rclpy
     from rclpy.duration import Duration
     from rclpy.qos import QoSProfile, qos_profile_sensor_data
@@ -64,15 +72,23 @@ def test_interrupted_recording_is_a_complete_readable_bag(stop_signal, tmp_path,
                     # Reliable: acknowledged means it is in the recorder's queue.
                     assert images.wait_for_all_acked(Duration(seconds=10))
                     assert numbers.wait_for_all_acked(Duration(seconds=10))
+                    if stop_signal == signal.SIGKILL:  # the topics fall silent a while
+                        time.sleep(COMMIT_PERIOD_S + 1.0)
                     recorder.send_signal(stop_signal)
                     stderr = recorder.communicate(timeout=20)[1]
                 finally:
                     if recorder.poll() is None:
                         recorder.kill()
-            assert recorder.returncode == 0, stderr
+            killed = stop_signal == signal.SIGKILL
+            assert recorder.returncode == (-stop_signal if killed else 0), stderr
         finally:
             node.destroy_node()
-    assert 'no publisher ever appeared on /rec/never' in stderr
+    if killed:
+        assert not (out / 'metadata.yaml').exists()
+        recover_mcap(out, tmp_path / 'recovered')
+        out = tmp_path / 'recovered'
+    else:
+        assert 'no publisher ever appeared on /rec/never' in stderr
 
     typestore = get_typestore(Stores.ROS2_KILTED)
     with Reader(out) as reader:
@@ -158,15 +174,17 @@ def test_ctrl_c_while_the_bag_is_closing_still_leaves_a_readable_bag(tmp_path, m
         assert reader.message_count == 0
 
 
-def test_a_killed_sqlite3_recording_keeps_what_it_recorded_but_the_last_second(tmp_path):
+@pytest.mark.parametrize('storage', ['sqlite3', 'mcap'])
+def test_a_killed_recording_keeps_what_it_recorded_but_the_last_second(storage, tmp_path):
     # rosbags' sqlite3 writer commits only when it closes: a recording killed (SIGKILL, out of
     # memory, power lost) before that was rolled back to an empty database on the next open.
+    # Its MCAP writer keeps messages in memory until its chunk passes 1 MiB: all 51 were lost.
     out = tmp_path / 'run'
     script = f'''
 import os, time
 from mmp_ros.bags.recording import BagRecorder
 from mmp_ros.bags.source import TopicQos
-recorder = BagRecorder({str(out)!r}, storage='sqlite3')
+recorder = BagRecorder({str(out)!r}, storage={storage!r})
 recorder.add_topic('/count', 'std_msgs/msg/UInt32', TopicQos(True, False, 10))
 for i in range(51):
     if i == 50:
@@ -177,7 +195,10 @@ os._exit(0)  # as a kill: nothing closed
     subprocess.run([sys.executable, '-c', script], check=True,
                    env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert not (out / 'metadata.yaml').exists()
+    from mmp_ros.bags.recovery import recover_mcap
     from mmp_ros.bags.source import open_bag
 
-    with open_bag(out / 'run.db3') as bag:
+    if storage == 'mcap':
+        recover_mcap(out, tmp_path / 'recovered')
+    with open_bag(out / 'run.db3' if storage == 'sqlite3' else tmp_path / 'recovered') as bag:
         assert bag.message_count == 51  # committed (COMMIT_PERIOD_S) with the last one

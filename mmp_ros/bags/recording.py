@@ -5,14 +5,19 @@ Kilted type store, so that rosbags, the ``mcap`` readers and ``ros2 bag`` can al
 result and decode it. The bag is only complete once ``close`` has written its summary and
 ``metadata.yaml``: the recorder is a context manager so that every way out closes it.
 
-The sqlite3 storage commits every ``COMMIT_PERIOD_S``, so that a recording that never gets
-there (killed, out of memory, power lost) keeps its messages but the last second's: rosbags'
-writer commits only when it closes, and the rollback of the open transaction on the next
-open emptied such a database, however long it had recorded.
+What was written is put on disk every ``COMMIT_PERIOD_S`` (``commit``), so that a recording
+that never gets to ``close`` (killed, out of memory, power lost) keeps its messages but the
+last second's. rosbags' sqlite3 writer commits only when it closes (the rollback of the open
+transaction on the next open emptied such a database, however long it had recorded), and its
+MCAP writer keeps messages in memory until its chunk passes 1 MiB (a slow topic's whole
+recording); so the sqlite3 transaction is committed, and the pending MCAP chunk is closed
+(``McapWriter.close_chunk``, what its own size limit calls), flushed and synced.
+``mmp_ros recover-bag`` reads the chunks of an MCAP file that has no summary.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from types import TracebackType
@@ -28,6 +33,8 @@ from rosbags.interfaces import (
 )
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.rosbag2.errors import WriterError
+from rosbags.rosbag2.storage_mcap import McapWriter
+from rosbags.rosbag2.storage_sqlite3 import Sqlite3Writer
 from rosbags.typesys import Stores, get_typestore
 
 from mmp_ros.bags.errors import BagError
@@ -35,7 +42,7 @@ from mmp_ros.bags.source import TopicQos
 
 STORAGES = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}
 _INFINITE = QosTime(0x7FFFFFFF, 0xFFFFFFFF)  # how rosbag2 writes "no deadline/lifespan"
-COMMIT_PERIOD_S = 1.0  # sqlite3: at most this much recording is lost to a crash
+COMMIT_PERIOD_S = 1.0  # at most this much recording is lost to a crash
 
 
 def rosbags_qos(qos: TopicQos) -> Qos:
@@ -65,7 +72,6 @@ class BagRecorder:
             raise BagError(f'storage {storage!r}: expected one of {sorted(STORAGES)}')
         self._typestore = get_typestore(Stores.ROS2_KILTED)
         self._writer = Writer(self.path, version=9, storage_plugin=STORAGES[storage])
-        self._commit = storage == 'sqlite3'
         self._committed = time.monotonic()
         self._connections: dict[str, Connection] = {}
         self.counts: dict[str, int] = {}
@@ -125,9 +131,21 @@ class BagRecorder:
     def write(self, topic: str, timestamp_ns: int, data: bytes) -> None:
         self._writer.write(self._connections[topic], timestamp_ns, data)
         self.counts[topic] += 1
-        if self._commit and time.monotonic() - self._committed >= COMMIT_PERIOD_S:
-            self._writer.storage.conn.commit()
-            self._committed = time.monotonic()
+        if time.monotonic() - self._committed >= COMMIT_PERIOD_S:
+            self.commit()
+
+    def commit(self) -> None:
+        """Put every message written so far on disk, where a recording that is never closed
+        keeps it (``write`` does this every ``COMMIT_PERIOD_S``; a recorder whose topics fall
+        silent calls it itself)."""
+        storage = self._writer.storage
+        if isinstance(storage, Sqlite3Writer):
+            storage.conn.commit()
+        elif isinstance(storage, McapWriter) and storage.chunk.msgs:
+            storage.close_chunk()
+            storage.bio.flush()
+            os.fsync(storage.bio.fileno())
+        self._committed = time.monotonic()
 
     def close(self) -> None:
         """Finish the file (summary, metadata.yaml). Safe to call more than once."""

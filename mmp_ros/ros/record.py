@@ -5,7 +5,8 @@ A topic is subscribed once a publisher shows up, with that publisher's type and 
 serve (best effort if any publisher is, as rosbag2 does); its definition and type hash come
 from rosbags' Kilted type store and must match the publisher's hash. Ctrl-C (SIGINT) and
 SIGTERM stop the recording: what already arrived is written, then the bag is closed, so an
-interrupted recording is a complete, readable bag.
+interrupted recording is a complete, readable bag. One killed outright keeps all but its last
+second (``BagRecorder.commit``; MCAP: through ``mmp_ros recover-bag``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
 
 from mmp_ros.bags.errors import BagError
-from mmp_ros.bags.recording import STORAGES, BagRecorder
+from mmp_ros.bags.recording import COMMIT_PERIOD_S, STORAGES, BagRecorder
 from mmp_ros.bags.source import TopicQos
 from mmp_ros.cli import positive_float
 from mmp_ros.ros.context import init_ros
@@ -44,6 +45,8 @@ class TopicRecorder(Node):
         self._pending = {self.resolve_topic_name(t) for t in topics}
         self.last_write = time.monotonic()
         self._timer = self.create_timer(DISCOVERY_PERIOD_S, self._subscribe_new)
+        # Also when the topics fall silent: what they sent last reaches the disk.
+        self.create_timer(COMMIT_PERIOD_S, recorder.commit)
         self._subscribe_new()
 
     @property
