@@ -202,3 +202,51 @@ os._exit(0)  # as a kill: nothing closed
         recover_mcap(out, tmp_path / 'recovered')
     with open_bag(out / 'run.db3' if storage == 'sqlite3' else tmp_path / 'recovered') as bag:
         assert bag.message_count == 51  # committed (COMMIT_PERIOD_S) with the last one
+
+
+@pytest.mark.parametrize('storage', ['sqlite3', 'mcap'])
+def test_a_full_disk_ends_the_recording_with_one_line_and_keeps_what_was_committed(storage,
+                                                                                   tmp_path):
+    # A write that failed (here a file size limit, as a full disk) was a traceback, and so was
+    # the close that followed it, which tried to write the rest.
+    out = tmp_path / 'run'
+    script = f'''
+import resource, signal
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (3_000_000, resource.RLIM_INFINITY))
+from test_bag_recover import TOPICS, message
+from mmp_ros.bags.errors import BagError
+from mmp_ros.bags.recording import BagRecorder
+try:
+    with BagRecorder({str(out)!r}, storage={storage!r}) as recorder:
+        recorder.add_topic('/rec/text', *TOPICS['/rec/text'])
+        for i in range(100):  # 60 kB each
+            recorder.write('/rec/text', *message(3 * i + 1)[1:])
+            if i % 10 == 9:
+                recorder.commit()  # as every second
+except BagError as exc:
+    print(exc)
+'''
+    done = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{REPO / 'test'}"))
+    assert done.returncode == 0 and not done.stderr, done.stderr
+    from test_bag_recover import message
+
+    from mmp_ros.bags.source import open_bag
+
+    if storage == 'mcap':
+        assert done.stdout == (f'{out}: cannot write the bag: File too large; what reached the '
+                               f'disk (all but the last second) can be recovered: mmp_ros '
+                               f'recover-bag {out} OUT\n')
+        from mmp_ros.bags.recovery import recover_mcap
+
+        recover_mcap(out, tmp_path / 'recovered')
+        kept = tmp_path / 'recovered'
+    else:
+        assert done.stdout == (f'{out}: cannot write the bag: disk I/O error; {out}/run.db3 '
+                               'holds what was committed (a second ago and before)\n')
+        kept = out / 'run.db3'
+    with open_bag(kept) as bag:
+        got = list(bag.messages(['/rec/text']))
+    assert len(got) >= 40 and len(got) % 10 == 0, len(got)  # every commit under 3 MB
+    assert [data for _, _, data in got] == [message(3 * i + 1)[2] for i in range(len(got))]

@@ -18,7 +18,10 @@ recording); so the sqlite3 transaction is committed, and the pending MCAP chunk 
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import TracebackType
 
@@ -43,6 +46,8 @@ from mmp_ros.bags.source import TopicQos
 STORAGES = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}
 _INFINITE = QosTime(0x7FFFFFFF, 0xFFFFFFFF)  # how rosbag2 writes "no deadline/lifespan"
 COMMIT_PERIOD_S = 1.0  # at most this much recording is lost to a crash
+# What a full disk, a file size limit or a failing drive make the storages raise.
+_WRITE_FAILED = (OSError, sqlite3.Error)
 
 
 def rosbags_qos(qos: TopicQos) -> Qos:
@@ -129,7 +134,8 @@ class BagRecorder:
         return list(self._connections)
 
     def write(self, topic: str, timestamp_ns: int, data: bytes) -> None:
-        self._writer.write(self._connections[topic], timestamp_ns, data)
+        with self._failing('cannot write the bag'):
+            self._writer.write(self._connections[topic], timestamp_ns, data)
         self.counts[topic] += 1
         if time.monotonic() - self._committed >= COMMIT_PERIOD_S:
             self.commit()
@@ -139,15 +145,35 @@ class BagRecorder:
         keeps it (``write`` does this every ``COMMIT_PERIOD_S``; a recorder whose topics fall
         silent calls it itself)."""
         storage = self._writer.storage
-        if isinstance(storage, Sqlite3Writer):
-            storage.conn.commit()
-        elif isinstance(storage, McapWriter) and storage.chunk.msgs:
-            storage.close_chunk()
-            storage.bio.flush()
-            os.fsync(storage.bio.fileno())
+        with self._failing('cannot write the bag'):
+            if isinstance(storage, Sqlite3Writer):
+                storage.conn.commit()
+            elif isinstance(storage, McapWriter) and storage.chunk.msgs:
+                storage.close_chunk()
+                storage.bio.flush()
+                os.fsync(storage.bio.fileno())
         self._committed = time.monotonic()
+
+    @contextmanager
+    def _failing(self, what: str) -> Iterator[None]:
+        """A storage error (disk full...) as a BagError saying what is left; the writer is
+        given up, as one that failed halfway through a record cannot finish the file."""
+        storage = self._writer.storage
+        try:
+            yield
+        except _WRITE_FAILED as exc:
+            with suppress(Exception):
+                self._writer.abort()
+            if isinstance(storage, Sqlite3Writer):
+                left = f'{storage.path} holds what was committed (a second ago and before)'
+            else:
+                left = ('what reached the disk (all but the last second) can be recovered: '
+                        f'mmp_ros recover-bag {self.path} OUT')
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise BagError(f'{self.path}: {what}: {reason}; {left}') from exc
 
     def close(self) -> None:
         """Finish the file (summary, metadata.yaml). Safe to call more than once."""
         if self._writer.storage is not None:
-            self._writer.close()
+            with self._failing('cannot finish the bag'):
+                self._writer.close()
