@@ -10,8 +10,9 @@ that never gets to ``close`` (killed, out of memory, power lost) keeps its messa
 last second's. rosbags' sqlite3 writer commits only when it closes (the rollback of the open
 transaction on the next open emptied such a database, however long it had recorded), and its
 MCAP writer keeps messages in memory until its chunk passes 1 MiB (a slow topic's whole
-recording); so the sqlite3 transaction is committed, and the pending MCAP chunk is closed
-(``McapWriter.close_chunk``, what its own size limit calls), flushed and synced.
+recording); so the sqlite3 transaction is committed (and held in memory until then, below),
+and the pending MCAP chunk is closed (``McapWriter.close_chunk``, what its own size limit
+calls), flushed and synced.
 ``mmp_ros recover-bag`` reads the chunks of an MCAP file that has no summary.
 """
 
@@ -84,6 +85,13 @@ class BagRecorder:
             self._writer.open()
         except (WriterError, OSError) as exc:
             raise BagError(f'{self.path}: cannot create the bag: {exc}') from exc
+        if isinstance(self._writer.storage, Sqlite3Writer):
+            # A transaction that outgrows the page cache would be written into the database
+            # file before its commit, the old pages kept in a rollback journal: rosbags'
+            # reader (immutable) ignores that journal, and a kill then left a database it read
+            # wrongly. Kept in memory instead (a second of messages), the file changes only
+            # at a commit.
+            self._writer.storage.conn.execute('PRAGMA cache_spill = OFF')
 
     def __enter__(self) -> BagRecorder:
         return self
