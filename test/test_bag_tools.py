@@ -4,6 +4,10 @@ BagError each bad input gives."""
 from __future__ import annotations
 
 import math
+import sqlite3
+import subprocess
+import sys
+from contextlib import closing
 
 import pytest
 from rosbags.rosbag2 import Reader, Writer
@@ -98,6 +102,35 @@ def test_a_bag_damaged_after_its_header_fails_while_reading_with_the_file_named(
     # At opening or while reading, depending on where the damage falls.
     with pytest.raises(BagError, match=str(bag)), open_bag(bag) as opened:
         list(opened.messages(opened.topics))
+
+
+def test_a_database_with_a_journal_to_roll_back_is_refused_until_it_is_rolled_back(tmp_path):
+    # A recording killed while it committed: pages of the transaction are in the database,
+    # their old contents in the journal. rosbags reads the database without it: 907 of 1000.
+    with BagRecorder(tmp_path / 'run', storage='sqlite3') as recorder:
+        recorder.add_topic('/t', 'std_msgs/msg/String', TopicQos(True, False, 10))
+        for i in range(1000):
+            recorder.write('/t', 10**9 + i, b'\0\1\0\0\xd1\7\0\0' + bytes(2001))
+    db = tmp_path / 'run' / 'run.db3'
+    killed = '''
+import os, sqlite3, sys
+conn = sqlite3.connect(sys.argv[1])
+conn.execute('PRAGMA cache_size = 10')  # pages: the transaction goes into the file
+for i in range(2000):
+    conn.execute('INSERT INTO messages (topic_id, timestamp, data) VALUES (1, ?, ?)',
+                 (2 * 10**9 + i, bytes(2009)))
+os._exit(0)
+'''
+    subprocess.run([sys.executable, '-c', killed, str(db)], check=True)
+    for path in (db, db.parent):
+        with pytest.raises(BagError, match=f'{db}: its rollback journal run.db3-journal is '
+                           'left') as error, open_bag(path):
+            pass
+        assert f'sqlite3 {db} "PRAGMA integrity_check"' in str(error.value)
+    with closing(sqlite3.connect(db)) as conn:  # rolls the journal back
+        assert conn.execute('PRAGMA integrity_check').fetchone() == ('ok',)
+    with open_bag(db.parent) as opened:
+        assert len(list(opened.messages(['/t']))) == opened.message_count == 1000
 
 
 @pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])

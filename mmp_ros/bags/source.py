@@ -168,12 +168,38 @@ def _storage_file(path: Path) -> Path:
     return path
 
 
+# The first bytes of a rollback journal that sqlite would play back (a journal left with its
+# header zeroed changed nothing in the database).
+_JOURNAL_MAGIC = bytes.fromhex('d9d505f920a163d7')
+
+
+def _check_no_hot_journal(path: Path) -> None:
+    """BagError if a .db3 of ``path`` has a rollback journal to play back: rosbags opens the
+    database as immutable, without it, and reads the half-written file (messages silently
+    missing or damaged)."""
+    for db in [path] if path.suffix == '.db3' else sorted(path.glob('*.db3')):
+        journal = db.with_name(f'{db.name}-journal')
+        try:
+            with journal.open('rb') as file:
+                hot = file.read(len(_JOURNAL_MAGIC)) == _JOURNAL_MAGIC
+        except OSError:
+            continue
+        if hot:
+            raise BagError(
+                f'{db}: its rollback journal {journal.name} is left from a write that never '
+                f'finished (a recording killed while it committed), and the database is not '
+                f'readable without it: open it once with sqlite3 to roll it back, e.g. '
+                f'sqlite3 {db} "PRAGMA integrity_check"'
+            )
+
+
 @contextmanager
 def open_bag(path: str | Path) -> Iterator[Bag]:
     """Open the rosbag2 at ``path`` (a bag directory, or one .mcap/.db3 file)."""
     path = Path(path)
     if not path.exists():
         raise BagError(f'{path}: no such bag (a rosbag2 directory, or a .mcap or .db3 file)')
+    _check_no_hot_journal(path)
     try:
         reader = Reader(_storage_file(path))
         reader.open()
