@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -163,6 +164,31 @@ def test_loop_over_a_bag_without_messages_ends_at_once(tmp_path, restored_enviro
     )
     assert player.returncode == 0, player.stderr
     assert 'nothing published' in player.stderr
+
+
+
+@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM])
+def test_a_stopped_loop_sums_up_without_an_rcl_error(tmp_path, sig):
+    # The summary used to be logged by the live node after the signal had shut the context
+    # down: its /rosout publisher failed with "Failed to publish log message to rosout".
+    bag = write_image_bag(tmp_path / 'bag', jittered_timestamps(10, 20.0), width=8, height=4)
+    player = subprocess.Popen(
+        [sys.executable, '-m', 'mmp_ros.ros.replay', str(bag), '--loop'],
+        env=dict(os.environ, PYTHONPATH=str(REPO)), stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        lines = []
+        while not any(line.startswith('[INFO]') and ' play ' in line for line in lines[-1:]):
+            lines.append(player.stderr.readline())
+            assert lines[-1], ''.join(lines)  # stderr closed before it played
+        time.sleep(0.5)  # past the start-up lines, a pass or so into playing
+        player.send_signal(sig)
+        stderr = ''.join(lines) + player.communicate(timeout=20)[1]
+    finally:
+        if player.poll() is None:
+            player.kill()
+    assert player.returncode == 0, stderr
+    assert 'published ' in stderr and 'Failed to publish' not in stderr, stderr
 
 
 @pytest.mark.slow

@@ -107,6 +107,7 @@ class BagPlayer(Node):
             self.create_publisher(Clock, CLOCK_TOPIC, CLOCK_QOS) if clock else None
         )
         self._next_tick = 0  # index of the next /clock tick of playback (BagClock.tick_s)
+        self.lateness: Lateness | None = None  # of play, summed up by run() after a stop too
         # Topics whose header.stamp is set to the publish time (--restamp).
         self._restamped = {
             p.bag_topic for p in plan.played if restamp and starts_with_header(p.msgtype)
@@ -148,27 +149,24 @@ class BagPlayer(Node):
     def play(self, *, loop: bool = False) -> Lateness:
         """Publish every message at its due time; with ``loop``, until asked to stop."""
         start: float | None = None  # set on the first message: opening the bag is not late
-        lateness = Lateness()
+        lateness = self.lateness = Lateness()
         iteration = 0
-        try:
-            while True:
-                messages = self._bag.messages(self._bag_publishers, self._schedule.origin_ns)
-                for topic, timestamp, data in messages:
-                    if start is None:
-                        start = time.monotonic() - self._schedule.due_s(timestamp, iteration)
-                    due = start + self._schedule.due_s(timestamp, iteration)
-                    self._wait_until(due, start)
-                    lateness.add(time.monotonic() - due)
-                    if topic in self._restamped:
-                        data = restamp(data, self.get_clock().now().nanoseconds)
-                    self._bag_publishers[topic].publish(data)
-                iteration += 1
-                # A pass that published nothing (no message in the played span) would repeat
-                # at once, forever: a busy loop that never sleeps, so never sees a shutdown.
-                if not loop or start is None:
-                    break
-        finally:  # a --loop ends with Ctrl-C: what it published is still summed up
-            self.get_logger().info(lateness.describe())
+        while True:
+            messages = self._bag.messages(self._bag_publishers, self._schedule.origin_ns)
+            for topic, timestamp, data in messages:
+                if start is None:
+                    start = time.monotonic() - self._schedule.due_s(timestamp, iteration)
+                due = start + self._schedule.due_s(timestamp, iteration)
+                self._wait_until(due, start)
+                lateness.add(time.monotonic() - due)
+                if topic in self._restamped:
+                    data = restamp(data, self.get_clock().now().nanoseconds)
+                self._bag_publishers[topic].publish(data)
+            iteration += 1
+            # A pass that published nothing (no message in the played span) would repeat
+            # at once, forever: a busy loop that never sleeps, so never sees a shutdown.
+            if not loop or start is None:
+                break
         return lateness
 
     def _wait_until(self, due: float, start: float) -> None:
@@ -280,6 +278,11 @@ def run(args: argparse.Namespace) -> int:
                     node.play(loop=args.loop)
                 finally:
                     node.destroy_node()
+                    # What was published, also when a --loop ends with Ctrl-C; logged once the
+                    # node is gone: a live node's logger also publishes on /rosout, which fails
+                    # with rcl's error line once a signal has shut the context down.
+                    if node.lateness is not None:
+                        log.info(node.lateness.describe())
     except BagError as exc:
         print(f'mmp_ros replay: {exc}', file=sys.stderr)
         return 2
