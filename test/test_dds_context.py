@@ -107,6 +107,28 @@ def test_init_ros_ends_quietly_when_a_signal_shut_the_context_down_during_start_
     assert not rclpy.ok()
 
 
+
+@pytest.mark.ros
+def test_sigterm_stops_a_long_start_up_step_as_ctrl_c_does():
+    # rclpy's SIGTERM handler only shut the context down: a step that never looks at it (a
+    # model loading, a TensorRT engine building) ran on to its end, logging on a dead context.
+    code = (
+        'import os, signal, time\n'
+        'from mmp_ros.ros.context import init_ros\n'
+        'with init_ros([]):\n'
+        '    sent = time.monotonic()\n'
+        '    os.kill(os.getpid(), signal.SIGTERM)\n'
+        '    time.sleep(5)\n'
+        '    print("ran on")\n'
+        'print("stopped", signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)\n'
+        'print(time.monotonic() - sent < 2.0)\n'
+    )
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ['stopped', 'True', 'True'], result.stdout
+
+
 @pytest.mark.ros
 def test_spin_until_returns_on_condition_or_deadline(restored_environ):
     import time

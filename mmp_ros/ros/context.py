@@ -9,7 +9,9 @@ context that the signal handler already shut down).
 from __future__ import annotations
 
 import re
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -63,6 +65,14 @@ def init_ros(
         raise RosInitError(f'cannot initialize ROS 2: {problem}')
     if setup.rmw_implementation == DEFAULT_RMW:
         remove_stale_shm_segments()  # killed processes' segments, which Fast DDS never frees
+    # SIGTERM stops the body as Ctrl-C does. rclpy's SIGINT handler chains to Python's, which
+    # raises KeyboardInterrupt; its SIGTERM handler only shuts the context down, so a start-up
+    # step that never looks at the context (loading a model, building a TensorRT engine) ran
+    # on to its end. rclpy chains to a Python handler installed before its own.
+    previous_sigterm = None
+    if (ros_signals and threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL):
+        previous_sigterm = signal.signal(signal.SIGTERM, _interrupt)
     # args None: rclpy reads sys.argv (a node started by `ros2 run`/launch). A command with
     # options of its own passes only its `--ros-args ...` part, else an option value such as
     # `--remap /a:=/b` would be read as a (deprecated-syntax) ROS remapping rule.
@@ -72,6 +82,7 @@ def init_ros(
             signal_handler_options=None if ros_signals else SignalHandlerOptions.NO,
         )
     except RCLError as exc:
+        _restore_sigterm(previous_sigterm)
         raise RosInitError(f'cannot initialize ROS 2: {_rcl_reason(exc)}') from None
     try:
         yield setup
@@ -83,7 +94,17 @@ def init_ros(
         if rclpy.ok():
             raise
     finally:
-        rclpy.try_shutdown()
+        rclpy.try_shutdown()  # puts back the handlers rclpy replaced: ours, then the previous
+        _restore_sigterm(previous_sigterm)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _restore_sigterm(previous: object) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def spin_node(
