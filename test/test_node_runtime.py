@@ -138,6 +138,17 @@ def test_use_sim_time_can_be_switched_at_run_time(run_node):
     assert not node.set_parameters([Parameter('max_rate_hz', value=-1.0)])[0].successful
 
 
+def test_a_switch_of_use_sim_time_is_logged_as_a_switch(run_node, capfd):
+    # rclpy reports the switch as a jump of 0 s: the log said 'the clock jumped by +0.000 s'.
+    node, _, _ = run_node()
+    node.set_parameters([Parameter('use_sim_time', value=True)])
+    node.set_parameters([Parameter('use_sim_time', value=False)])
+    err = capfd.readouterr().err
+    assert 'the clock switched to sim time (/clock)' in err, err
+    assert 'the clock switched to wall time' in err, err
+    assert 'jumped by' not in err, err
+
+
 def test_a_misspelt_parameter_is_named_at_start_with_the_nearest_one(run_node, capfd):
     # rclpy drops a value given for a parameter the node does not declare: a typo in a params
     # file or -p used to leave the default in force without a word.

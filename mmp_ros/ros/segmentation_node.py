@@ -29,7 +29,7 @@ from rcl_interfaces.msg import (
     ParameterDescriptor,
     SetParametersResult,
 )
-from rclpy.clock import JumpThreshold, TimeJump
+from rclpy.clock import ClockChange, JumpThreshold, TimeJump
 from rclpy.duration import Duration
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.exceptions import ParameterException
@@ -497,10 +497,14 @@ class SegmentationNode(Node):
                 self._assembler.clear(modality)
             self._latency = LatencyWindow()
             self._model = _ModelState()
-        self.get_logger().info(
-            f'the clock jumped by {jump.delta.nanoseconds / 1e9:+.3f} s: sensor health and '
-            'model figures start afresh'
-        )
+        # A switch of use_sim_time comes with a delta of 0, whatever the two clocks read.
+        if jump.clock_change == ClockChange.ROS_TIME_ACTIVATED:  # pybind11 enums: not `is`
+            what = 'the clock switched to sim time (/clock)'
+        elif jump.clock_change == ClockChange.ROS_TIME_DEACTIVATED:
+            what = 'the clock switched to wall time'
+        else:
+            what = f'the clock jumped by {jump.delta.nanoseconds / 1e9:+.3f} s'
+        self.get_logger().info(f'{what}: sensor health and model figures start afresh')
 
     # --- inference, off the callback path ----------------------------------------------
 
