@@ -21,6 +21,7 @@ import sys
 import time
 
 import rclpy
+from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -47,6 +48,11 @@ from mmp_ros.ros.names import topic_name_problem
 NODE_NAME = 'mmp_ros_replay'
 IMAGE_QOS = {'sensor_data': SENSOR_DATA_QOS, 'reliable': DEFAULT_QOS}
 _WAKE_S = 0.1  # longest sleep, so that Ctrl-C and shutdown are seen promptly
+# After the last message, before the publishers go: reliable ones wait for their subscribers'
+# acknowledgements up to this long; best-effort ones give them this long to take it (a
+# publisher destroyed at once lost the last message now and then: its shared-memory buffer
+# went with it).
+DRAIN_S = 0.25
 CLOCK_TOPIC = '/clock'
 # What rclpy's TimeSource subscribes /clock with (and rclcpp's ClockQoS offers).
 CLOCK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
@@ -167,7 +173,19 @@ class BagPlayer(Node):
             # at once, forever: a busy loop that never sleeps, so never sees a shutdown.
             if not loop or start is None:
                 break
+        self._drain()
         return lateness
+
+    def _drain(self) -> None:
+        """Let the subscribers take the last messages before the publishers go."""
+        deadline = time.monotonic() + DRAIN_S
+        reliable = [p for p in self._bag_publishers.values()
+                    if p.qos_profile.reliability == ReliabilityPolicy.RELIABLE]
+        for publisher in reliable:
+            left = max(0.0, deadline - time.monotonic())
+            publisher.wait_for_all_acked(Duration(nanoseconds=int(left * 1e9)))
+        if len(reliable) < len(self._bag_publishers):
+            _sleep_until(deadline)
 
     def _wait_until(self, due: float, start: float) -> None:
         """Sleep until ``due``; with a clock, publish every tick due until then (a tick due
