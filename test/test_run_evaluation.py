@@ -27,6 +27,7 @@ from mmp_ros.core.health import HealthConfig
 from mmp_ros.evaluation import cli, plots
 from mmp_ros.evaluation.analysis import detection_bound_s, phases_of
 from mmp_ros.evaluation.report import evaluate_run, node_health, strip_moments, write_report
+from mmp_ros.evaluation.run import LabelFrame, RunData
 from mmp_ros.modalities import MODALITIES
 from mmp_ros.sensors.image import array_to_image
 
@@ -35,6 +36,21 @@ T0 = 100 * S  # the simulator's start
 LATENCY_NS = 10_000_000
 FAULT = (2 * S, 4 * S)  # rgb kill, relative to T0
 DETECTED, RECOVERED = 2_450_000_000, 4_200_000_000
+
+
+def run_in_memory(path: Path, labels, truth, statuses, events, **others) -> RunData:
+    """A run held in memory: label images as (stamp, received, image) in arrival order,
+    ground truth as (stamp, image), streamed ground truth first."""
+    order = sorted(range(len(truth)), key=lambda j: truth[j][0])
+
+    def images(only=None):
+        every = [*(('truth', i, truth[j][1]) for i, j in enumerate(order)),
+                 *(('labels', k, image) for k, (_, _, image) in enumerate(labels))]
+        return (item for item in every if only is None or item[:2] in only)
+
+    highest = max((int(t[t != 255].max(initial=0)) for _, t in truth), default=0)
+    return RunData(path, {}, [LabelFrame(s, r) for s, r, _ in labels],
+                   [truth[j][0] for j in order], highest, statuses, events, images, **others)
 
 
 def _diagnostics(stamp_ns: int, masked_rgb: bool, node: str = 'mmp_ros') -> bytes:
@@ -302,8 +318,6 @@ def test_an_unknown_message_type_on_a_required_topic_is_named(tmp_path, capsys):
 
 def test_frames_fusing_two_scenes_are_set_apart_after_a_cut():
     from mmp_ros.evaluation.analysis import evaluate, scene_cuts
-    from mmp_ros.evaluation.run import RunData
-
     stamps = [T0 + k * S // 10 for k in range(20)]  # 10 Hz; the scene changes at k = 10
     truth = [np.full((4, 8), 0 if k < 10 else 1, np.uint8) for k in range(20)]
     truth[3] = truth[3].copy()
@@ -314,7 +328,7 @@ def test_frames_fusing_two_scenes_are_set_apart_after_a_cut():
     labels = [(s, s + LATENCY_NS, truth[k - 1 if k == 10 else k]) for k, s in
               enumerate(stamps)]
     events = [{'event': 'schedule', 'ros_time': T0 / S}]
-    run = RunData.from_images(Path('run'), labels, list(zip(stamps, truth, strict=True)), [],
+    run = run_in_memory(Path('run'), labels, list(zip(stamps, truth, strict=True)), [],
                               events)
 
     everything = evaluate(run)
@@ -358,7 +372,6 @@ def test_images_in_any_order_are_scored_as_in_order():
     # The scoring pairs each label image with its ground truth, and each ground truth with
     # its neighbours for the scene cuts, as they arrive: in any order, with the same figures.
     from mmp_ros.evaluation.analysis import evaluate
-    from mmp_ros.evaluation.run import RunData
 
     rng = np.random.default_rng(1)
     stamps = [T0 + k * S // 10 for k in range(40)]
@@ -369,7 +382,7 @@ def test_images_in_any_order_are_scored_as_in_order():
     labels.insert(9, (stamps[8], stamps[8], np.zeros((2, 2), np.uint8)))  # another size
     events = [{'event': 'schedule', 'ros_time': T0 / S}]
     truth = list(zip(stamps, truth, strict=True))
-    run = RunData.from_images(Path('run'), labels, truth[::-1], [], events)
+    run = run_in_memory(Path('run'), labels, truth[::-1], [], events)
     ordered = evaluate(run, settle_ns=150_000_000)
     items = list(run.images())
     for _ in range(5):
@@ -640,14 +653,13 @@ def _status(stamp_ns: int, name: str, **values: str):
 
 def test_the_statuses_read_are_those_of_one_node_named_by_component():
     from mmp_ros.evaluation.analysis import of_node
-    from mmp_ros.evaluation.run import RunData
 
     def run_of(*names):
         statuses = [_status(S, 'aggregator: rgb'),  # no sensor status of ours: no values
                     *[_status(S, f'{n}: {c}', state='OK', masked='false')
                       for n in names for c in ('rgb', 'depth')],
                     *[_status(S, f'{n}: model', inferences='3') for n in names]]
-        return RunData.from_images(Path('run'), [], [], statuses, [])
+        return run_in_memory(Path('run'), [], [], statuses, [])
 
     both = run_of('mmp_front', 'mmp_back')
     with pytest.raises(BagError, match=r'^/diagnostics holds the statuses of 2 segmentation '

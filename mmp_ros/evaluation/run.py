@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from bisect import bisect_left
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -114,24 +114,6 @@ class RunData:
         and ('truth', index): one pass over :attr:`images`."""
         only = {('labels', k) for k in labels} | {('truth', i) for i in truth}
         return {(kind, i): image for kind, i, image in self.images(only)}
-
-    @classmethod
-    def from_images(cls, path: Path, labels: Sequence[tuple[int, int, np.ndarray]],
-                    truth: Sequence[tuple[int, np.ndarray]], statuses: list[Status],
-                    events: list[dict], **others) -> RunData:
-        """A run held in memory: label images as (stamp, received, image) in arrival order,
-        ground truth as (stamp, image), streamed ground truth first."""
-        order = sorted(range(len(truth)), key=lambda j: truth[j][0])
-
-        def images(only: Collection[tuple[str, int]] | None = None) -> Images:
-            every = [*(('truth', i, truth[j][1]) for i, j in enumerate(order)),
-                     *(('labels', k, image) for k, (_, _, image) in enumerate(labels))]
-            return (item for item in every if only is None or item[:2] in only)
-
-        return cls(path, {}, [LabelFrame(s, r) for s, r, _ in labels],
-                   [truth[j][0] for j in order], max(map(_highest, (t for _, t in truth)),
-                                                     default=0),
-                   statuses, events, images, **others)
 
 
 def _image(data: bytes, where: str) -> tuple[int, np.ndarray]:
