@@ -101,7 +101,8 @@ def decode_cases(data: Path) -> list[tuple[str, str, ImageFields, object]]:
 
 
 def polanalyser_aolp_dolp(mosaic: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """polanalyser's documented pipeline: bilinear demosaic, Stokes, DoLP, AoLP."""
+    """polanalyser's documented pipeline (bilinear demosaic, Stokes, AoLP, DoLP): the
+    independent reference the package's own decoder is timed and compared against."""
     import polanalyser as pa
 
     intensities = pa.demosaicing(mosaic, pa.COLOR_PolarMono)
