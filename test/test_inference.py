@@ -135,6 +135,20 @@ def test_graph_altered_after_export_is_refused(model_and_file, tmp_path):
         create_backend('onnxruntime', path)
 
 
+def test_an_input_of_dynamic_height_and_width_is_named_as_such(model_and_file, tmp_path):
+    # It was refused as "altered after export", which a model exported by another tool with
+    # dynamic axes is not.
+    proto = onnx.load(str(model_and_file[2]))
+    for value in proto.graph.input[:1]:
+        dims = value.type.tensor_type.shape.dim
+        dims[2].dim_param, dims[3].dim_param = 'height', 'width'
+    path = tmp_path / 'dynamic.onnx'
+    onnx.save(proto, str(path))
+    with pytest.raises(ModelFileError, match=r"dynamic\.onnx: input 'rgb' has dynamic "
+                       r"dimensions \['height', 'width'\].*export the model with"):
+        create_backend('onnxruntime', path)
+
+
 def test_metadata_modality_order_other_than_the_graphs_is_refused(model_and_file, tmp_path):
     """Column i of 'available' masks the graph's i-th input: metadata listing the same
     modalities in another order would mask the wrong streams, silently."""

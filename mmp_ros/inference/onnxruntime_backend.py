@@ -122,6 +122,14 @@ class OnnxRuntimeBackend(InferenceBackend):
         check_input_order(self.model_file_path, list(inputs), meta)
         for name, chw in expected.items():
             shape = tuple(inputs[name].shape[1:])
+            dynamic = [d for d in shape if not isinstance(d, int)]
+            if dynamic:
+                raise ModelFileError(
+                    f'{self.model_file_path}: input {name!r} has dynamic dimensions '
+                    f'{dynamic} (shape {shape} per item); the node feeds the fixed size its '
+                    f'metadata says, {chw}: export the model with `mmp_ros export` (its '
+                    '--input-size fixes another size)'
+                )
             if shape != chw:
                 raise ModelFileError(
                     f'{self.model_file_path}: input {name!r} has shape {shape} per item but '
