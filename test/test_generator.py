@@ -57,6 +57,15 @@ def test_dataset_samples_are_reproducible_across_instances():
         assert torch.equal(a[key], b[key]), key
 
 
+def test_negative_indexes_count_from_the_end_as_in_the_folder_datasets():
+    # SyntheticDataset[-1] raised IndexError where SyntheticFolder[-1] gave the last scene.
+    dataset = SyntheticDataset('test', (48, 64), 3, start=5)
+    assert dataset.seed(-1) == dataset.seed(2) and dataset.seed(-3) == dataset.seed(0)
+    for index in (3, -4):
+        with pytest.raises(IndexError, match=f'index {index} out of range for 3 scenes'):
+            dataset.seed(index)
+
+
 def test_splits_own_disjoint_seed_ranges():
     seen: dict[int, str] = {}
     for split in SPLITS:

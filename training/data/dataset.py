@@ -86,9 +86,10 @@ class SyntheticDataset(Dataset):
         return self.length
 
     def seed(self, index: int) -> int:
-        if not 0 <= index < self.length:
+        """The seed of scene ``index``; negative indexes count from the end, as a list's."""
+        if not -self.length <= index < self.length:
             raise IndexError(f'index {index} out of range for {self.length} scenes')
-        return make_split(self.split, self.start + index)
+        return make_split(self.split, self.start + index % self.length)
 
     def scene(self, index: int) -> Scene:
         height, width = self.size
