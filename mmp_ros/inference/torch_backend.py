@@ -17,7 +17,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from mmp_ros.errors import found_in
 from mmp_ros.inference.backend import InferenceBackend
 from mmp_ros.inference.errors import BackendUnavailableError, ModelFileError
 from mmp_ros.inference.torch_graph import DeployGraph
@@ -48,20 +47,19 @@ def load_checkpoint_model(
 ) -> tuple[nn.Module, ModelMetadata]:
     """Model and metadata from a self-describing training checkpoint, with clear errors."""
     path = Path(path)
-    if path.is_dir():
-        raise ModelFileError(f'checkpoint {path} is a folder; give the checkpoint file (.pt) '
-                             f'itself{found_in(path, ".pt")}')
-    if not path.is_file():
+    if not path.exists():
         raise ModelFileError(f'checkpoint {path} does not exist; check the path')
     if path.suffix.lower() == '.onnx':
         raise ModelFileError(
             f'{path} is an ONNX file; the torch backend runs a training checkpoint (.pt). '
             'Use backend onnxruntime or tensorrt for ONNX files.'
         )
-    from mmp_ros.model import load_checkpoint
+    from mmp_ros.model import CheckpointError, load_checkpoint
 
     try:
         model, metadata, _ = load_checkpoint(path, map_location=device)
+    except CheckpointError as exc:  # a folder, another format: its own message says which
+        raise ModelFileError(str(exc)) from exc
     except MetadataError as exc:
         raise ModelFileError(f'checkpoint {path}: {exc}') from exc
     except (RuntimeError, OSError, EOFError, KeyError, ValueError) as exc:
