@@ -98,6 +98,20 @@ def test_ok_stale_recovering_ok():
     assert status.values['stale_events'] == '1' and status.values['recoveries'] == '1'
 
 
+def test_a_stale_sensors_reason_is_the_silence_not_an_earlier_fault():
+    # The reason value named the fault of an earlier state: 'nothing received since start'
+    # for a camera that sent frames then stopped, or a bad stamp it had recovered from.
+    for first in ({}, {'stamp': 0.0}):
+        stream = Stream(recovery_frames=1)
+        stream.frame(**first)
+        stream.frames(3)
+        stream.now += 2.0
+        status = stream.status()
+        assert status.state is SensorState.STALE
+        assert status.values['reason'] == status.message
+        assert status.message.startswith('stale: no message for')
+
+
 def test_a_gap_nobody_polled_still_counts_as_stale():
     stream = Stream(timeout_s=0.5, recovery_frames=2)
     stream.frames(5)

@@ -352,16 +352,21 @@ class HealthMonitor:
     def _status(
         self, now: float, state: SensorState, level: Level, message: str, usable: bool = False
     ) -> HealthStatus:
-        return HealthStatus(self.modality, state, level, message, usable, self._values(now, state))
+        values = self._values(now, state, message)
+        return HealthStatus(self.modality, state, level, message, usable, values)
 
-    def _values(self, now: float, state: SensorState) -> dict[str, str]:
+    def _values(self, now: float, state: SensorState, message: str) -> dict[str, str]:
         values = {'state': state.value}
         if self._last_receive is not None:
             values['age_s'] = f'{now - self._last_receive:.3f}'
             values['rate_hz'] = f'{self._rate(now):.2f}'
         if self._last_stamp is not None:
             values['last_stamp'] = f'{self._last_stamp:.6f}'
-        if state is not SensorState.OK and self._fault:
+        if state is SensorState.STALE:
+            # Silence is decided here, not by a message: the fault of an earlier state (one
+            # recovered from long ago, or 'nothing received since start') is not why.
+            values['reason'] = message
+        elif state is not SensorState.OK and self._fault:
             values['reason'] = self._fault
         if self._warning:
             values['warning'] = self._warning
