@@ -55,7 +55,7 @@ def test_defaults_validate_and_give_the_default_health_config():
     [
         ({'backend': 'cuda'}, "backend='cuda' is not one of"),
         ({'sensors.depth.timeout_s': -1.0}, 'below its minimum'),
-        ({'sensors.depth.recovery_frames': 2.5}, 'must be int'),
+        ({'sensors.depth.recovery_frames': 2.5}, 'must be an integer, got a floating-point'),
         ({'overlay_alpha': 1.5}, 'above its maximum'),
         ({'sensors.rgb.rate_warn_ratio': 0.3}, 'sensors.rgb: rate_warn_ratio'),
         ({'anchor': 'timer'}, 'max_rate_hz > 0'),
@@ -116,7 +116,7 @@ def test_unknown_parameters_are_named_with_the_nearest_declared_one():
     ('ros__parameters:\n', r"ros__parameters of 'mmp_segmentation' is not a mapping .*None"),
     ('ros__parameters: [1, 2]\n', r'ros__parameters of .* is not a mapping of parameter names'),
     ('ros__parameters:\n    sensors:\n      thermal:\n        timeout_s: fast\n',
-     r"sensors.thermal.timeout_s must be float, got str 'fast'"),
+     r"sensors.thermal.timeout_s must be a number, got a string 'fast'"),
     ('ros__parameters:\n    cache_depth: 0\n', r'cache_depth=0 is below its minimum 1'),
 ])
 def test_a_malformed_params_file_is_refused_naming_it(tmp_path, body, message):

@@ -246,6 +246,34 @@ def test_a_whole_number_for_a_float_parameter_is_taken_at_start_and_at_run_time(
     assert not node.set_parameters([Parameter('cache_depth', value=2.0)])[0].successful
 
 
+def test_a_value_of_the_wrong_type_is_refused_naming_both_types_in_words(run_node):
+    # rclpy's refusals: at start "Trying to set parameter 'max_rate_hz' to 'abc' of type
+    # 'STRING', expecting type 'DOUBLE': max_rate_hz", at run time (ros2 param set) "Wrong
+    # parameter type, expected '3' got '4'", the type enum's numbers.
+    from mmp_ros.ros.segmentation_node import NodeStartError
+
+    with pytest.raises(NodeStartError, match="max_rate_hz must be a number, got a string 'abc'"):
+        run_node(max_rate_hz='abc')
+    with pytest.raises(NodeStartError, match='cache_depth must be an integer, got a floating'):
+        run_node(cache_depth=1.5)
+    node, _, _ = run_node()
+    for parameter, reason in (
+        (Parameter('max_rate_hz', value='abc'), "max_rate_hz must be a number, got a string"),
+        (Parameter('publish_color', value='yes'), 'publish_color must be true or false'),
+        (Parameter('sensors.polarization.layout', value=[90.5, 45.0, 135.0, 0.0]),
+         'sensors.polarization.layout must be a list of integers, got a list of floating-point'),
+    ):
+        result = node.set_parameters([parameter])[0]
+        assert not result.successful and result.reason.startswith(reason), result.reason
+    result = node.set_parameters_atomically(  # what `ros2 param set` calls
+        [Parameter('overlay_alpha', value=0.2), Parameter('min_confidence', value='high')]
+    )
+    assert result.reason == "min_confidence must be a number, got a string 'high'"
+    assert node.get_parameter('overlay_alpha').value == 0.5
+    result = node.set_parameters([Parameter('cache_depth', value=2.5)])[0]
+    assert 'read-only' in result.reason  # rclpy's word stands: no change at all is taken
+
+
 def test_the_thermal_cameras_planck_calibration_is_a_parameter(run_node):
     # A radiometric camera's own constants (exiftool -Planck*), at start and at run time;
     # the node had no parameter for them and decoded every camera with the default ones.

@@ -25,7 +25,7 @@ def test_a_parameter_value_is_read_as_yaml(script, item, expected):
 
 
 @pytest.mark.parametrize(('item', 'message'), [
-    ('sensors.depth.max_m=far', "sensors.depth.max_m must be float, got str 'far'"),
+    ('sensors.depth.max_m=far', "sensors.depth.max_m must be a number, got a string 'far'"),
     ('sensors.polarization.resolution=double', "is not one of ['half', 'quarter', 'full']"),
     ('sensors.depth.range=5', 'expected NAME=VALUE with a node parameter NAME'),
 ])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import math
+from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import astuple, dataclass
 from dataclasses import fields as dataclass_fields
@@ -68,23 +69,43 @@ class ParameterSpec:
             return [(float if self.is_float_list else int)(v) for v in value]
         return value
 
+    @property
+    def expected_type(self) -> str:
+        """This parameter's type in words, for messages that refuse a value of another."""
+        if isinstance(self.default, list):
+            return 'a list of numbers' if self.is_float_list else 'a list of integers'
+        return _EXPECTED[type(self.default)]
+
+    def type_problem(self, value: Any) -> str:
+        """Why ``value`` is of the wrong type for this parameter ('' when it is not), naming
+        the parameter, the type it takes and the type given, in words. A whole number is a
+        number, as the node takes it for a float parameter."""
+        kind = type(self.default)
+        if kind is list:
+            item = (float, int) if self.is_float_list else int
+            if isinstance(value, (list, tuple, array)) and all(
+                isinstance(v, item) and not isinstance(v, bool) for v in value
+            ):
+                return ''
+        elif type(value) is kind or (
+            kind is float and isinstance(value, int) and not isinstance(value, bool)
+        ):
+            return ''
+        if isinstance(value, array):
+            value = value.tolist()
+        given = 'no value' if value is None else f'{_kind(value)} {value!r}'
+        return f'{self.name} must be {self.expected_type}, got {given}'
+
     def check(self, value: Any) -> None:
         """Raise :class:`ParameterError` unless ``value`` fits this parameter."""
+        problem = self.type_problem(value)
+        if problem:
+            raise ParameterError(problem)
         kind = type(self.default)
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        if kind is float:
             value = float(value)
-        if kind is list:
-            floats = self.is_float_list  # else integers
-            if not isinstance(value, (list, tuple)) or not all(
-                isinstance(v, (float, int) if floats else int) and not isinstance(v, bool)
-                and (not floats or math.isfinite(v)) for v in value
-            ):
-                what = 'finite numbers' if floats else 'integers'
-                raise ParameterError(f'{self.name} must be a list of {what}, got {value!r}')
-        elif type(value) is not kind:
-            raise ParameterError(
-                f'{self.name} must be {kind.__name__}, got {type(value).__name__} {value!r}'
-            )
+        if kind is list and self.is_float_list and not all(math.isfinite(v) for v in value):
+            raise ParameterError(f'{self.name} must be a list of finite numbers, got {value!r}')
         if kind is float and not math.isfinite(value):
             raise ParameterError(f'{self.name} must be finite, got {value!r}')
         if self.minimum is not None and value < self.minimum:
@@ -93,6 +114,30 @@ class ParameterSpec:
             raise ParameterError(f'{self.name}={value!r} is above its maximum {self.maximum:g}')
         if self.choices is not None and value not in self.choices:
             raise ParameterError(f'{self.name}={value!r} is not one of {list(self.choices)}')
+
+
+# Python types in words: (a value of it, values of it).
+_KINDS: dict[type, tuple[str, str]] = {
+    bool: ('a boolean', 'booleans'),
+    int: ('an integer', 'integers'),
+    float: ('a floating-point number', 'floating-point numbers'),
+    str: ('a string', 'strings'),
+    bytes: ('bytes', 'bytes'),
+}
+# What a parameter takes, by the type of its default: an integer is a number too.
+_EXPECTED: dict[type, str] = {
+    bool: 'true or false', int: 'an integer', float: 'a number', str: 'a string',
+}
+
+
+def _kind(value: Any) -> str:
+    """The type of a parameter value in words: 'a string', 'a list of integers'."""
+    if isinstance(value, (list, tuple)):
+        kinds = {type(v) for v in value}
+        if len(kinds) == 1 and kinds <= set(_KINDS):
+            return f'a list of {_KINDS[kinds.pop()][1]}'
+        return 'a list'
+    return _KINDS.get(type(value), (f'a {type(value).__name__}',))[0]
 
 
 _H = HealthConfig()

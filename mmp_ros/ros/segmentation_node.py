@@ -16,7 +16,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -241,6 +241,9 @@ class SegmentationNode(Node):
         """Declare every parameter once (descriptor from the table) and validate them all."""
         overrides = getattr(self, '_parameter_overrides', {})
         overrides.update((p.name, p) for p in self._integers_as_floats(list(overrides.values())))
+        problem = self._type_problem(overrides.values())
+        if problem:  # rclpy's refusal says 'expecting type 'DOUBLE'' and the name twice
+            raise NodeStartError(f'invalid parameters: {problem}')
         try:
             for name, spec in self._specs.items():
                 self.declare_parameter(name, spec.default, descriptor(spec))
@@ -277,6 +280,43 @@ class SegmentationNode(Node):
             return p
 
         return [as_floats(p) for p in parameters]
+
+    def _type_problem(self, parameters: Iterable[Parameter]) -> str:
+        """Why one of ``parameters`` (whole numbers already taken as floats) is of a type its
+        parameter does not take, in words ('' when none is): rclpy refuses it first, and at
+        run time with the type enum's numbers ("Wrong parameter type, expected '3' got
+        '4'"). A read-only parameter is left to rclpy, which refuses any run-time change."""
+        for parameter in parameters:
+            spec = self._specs.get(parameter.name)
+            if spec is None or parameter.type_ == Parameter.Type.NOT_SET:
+                continue  # not ours, or a request to undeclare: rclpy's own answers
+            if parameter.type_ != Parameter.Type.from_parameter_value(spec.default):
+                return spec.type_problem(parameter.value) or (
+                    f'{parameter.name} must be {spec.expected_type}, got '
+                    f'{parameter.type_.name.lower().replace("_", " ")} {parameter.value!r}'
+                )
+        return ''
+
+    def _type_refusal(self, parameters: list[Parameter]) -> SetParametersResult | None:
+        specs = getattr(self, '_specs', {})  # empty while rclpy's Node.__init__ runs
+        ours = [p for p in parameters if p.name in specs and not specs[p.name].read_only]
+        problem = self._type_problem(self._integers_as_floats(ours)) if ours else ''
+        return SetParametersResult(successful=False, reason=problem) if problem else None
+
+    def set_parameters(self, parameter_list: list[Parameter]) -> list[SetParametersResult]:
+        """rclpy's, with a value of the wrong type refused in words (:meth:`_type_problem`)."""
+        results = []
+        for parameter in parameter_list:
+            refusal = self._type_refusal([parameter])
+            results.append(refusal or super().set_parameters([parameter])[0])
+        return results
+
+    def set_parameters_atomically(self, parameter_list: list[Parameter]) -> SetParametersResult:
+        """rclpy's (``ros2 param set`` calls it), with a value of the wrong type refused in
+        words (:meth:`_type_problem`)."""
+        return self._type_refusal(parameter_list) or super().set_parameters_atomically(
+            parameter_list
+        )
 
     def _build_core(self) -> None:
         """Health monitors, decoder settings and the assembler, for the model's modalities."""
