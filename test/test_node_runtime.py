@@ -302,6 +302,29 @@ def test_without_rgb_the_labels_have_the_anchor_cameras_resolution(run_node):
     assert (driver.labels[-1].height, driver.labels[-1].width) == (HEIGHT, WIDTH)
 
 
+def test_once_rgb_is_down_the_labels_have_the_new_anchor_cameras_resolution(run_node):
+    """They kept the size of RGB's last frame, under the thermal camera's frame_id."""
+    node, driver, spin_until = run_node(
+        sensors__depth__enabled=False, sensors__polarization__enabled=False,
+        sensors__rgb__timeout_s=0.1,
+    )
+    rgb_on, frames = [True], iter(range(10**6))
+
+    def feed():
+        seed = next(frames)
+        if rgb_on[0]:
+            driver.send('rgb', rgb_frame(seed))
+        celsius = 20.0 + 5.0 * np.random.default_rng(seed).random((12, 16))
+        driver.send('thermal', encode_frame('thermal', celsius, 'mono16', ThermalSettings()))
+
+    assert spin_until(lambda: driver.labels, 10.0, feed=feed), 'no segmentation'
+    assert (driver.labels[-1].height, driver.labels[-1].width) == (HEIGHT, WIDTH)
+    rgb_on[0] = False
+    assert spin_until(lambda: driver.labels[-1].header.frame_id == 'thermal_optical', 10.0,
+                      feed=feed), 'thermal never anchored'
+    assert (driver.labels[-1].height, driver.labels[-1].width) == (12, 16)
+
+
 def test_a_healthy_stream_never_within_max_age_of_the_anchor_degrades_the_model_status(run_node):
     """Thermal stamped 0.3 s behind RGB (driver latency, an unsynchronized clock): every
     bundle projects it, and the model status must say so instead of 'running on' all."""
