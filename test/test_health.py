@@ -220,6 +220,16 @@ def test_stamp_in_the_future_and_zero_stamp_are_rejected():
     assert stream.status().values['bad_stamp'] == '2'
 
 
+def test_negative_stamp_is_called_negative_not_zero():
+    """A driver that writes sec < 0 (an unsynchronised clock, a signed overflow) does set the
+    stamp: 'stamp is zero' sent its user looking for a missing assignment."""
+    stream = Stream()
+    verdict = stream.frame(stamp=-1.5)
+    assert not verdict.accepted
+    assert verdict.reason == 'stamp is negative: header.stamp is -1.500000000 s'
+    assert stream.status().values['bad_stamp'] == '1'
+
+
 def test_future_stamp_within_tolerance_is_fine():
     stream = Stream(future_tolerance_s=0.2)
     assert stream.frame(stamp=stream.now + 0.1).accepted

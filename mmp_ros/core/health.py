@@ -262,6 +262,10 @@ class HealthMonitor:
     def _stamp_fault(self, stamp: float, now: float) -> str:
         if not math.isfinite(stamp) or stamp <= 0.0:
             self._counters.bad_stamp += 1
+            if stamp < 0.0:
+                return f'stamp is negative: header.stamp is {stamp:.9f} s'
+            if stamp != 0.0:
+                return f'stamp is not finite: header.stamp is {stamp}'
             return 'stamp is zero: the driver does not set header.stamp'
         if stamp - now > self.config.future_tolerance_s:
             self._counters.bad_stamp += 1
