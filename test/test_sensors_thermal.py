@@ -116,6 +116,20 @@ def test_semantics_and_encoding_must_match():
         decode(np.zeros((2, 2, 3), np.uint8), 'rgb8', ThermalSettings())
 
 
+def test_a_mismatch_names_the_setting_and_the_semantics_that_take_the_encoding():
+    """An AGC'd mono8 camera under the node's default 'planck' was told only what planck
+    takes: the message names the parameter to change and the semantics that reads mono8."""
+    with pytest.raises(SensorInputError) as caught:
+        decode(np.zeros((2, 2), np.uint8), 'mono8', ThermalSettings('planck'))
+    assert str(caught.value) == (
+        "thermal semantics 'planck' takes mono16, 16UC1, got 'mono8': set "
+        'sensors.thermal.semantics (mmp_ros decode: --semantics) to counts_linear, with gain, '
+        "offset and unit for the image's span"
+    )
+    with pytest.raises(SensorInputError, match=r"--semantics\) to celsius or kelvin$"):
+        decode(np.zeros((2, 2), np.float32), '32FC1', ThermalSettings('planck'))
+
+
 def test_bad_settings_are_refused():
     with pytest.raises(SensorInputError, match='unknown thermal semantics'):
         ThermalSettings('fahrenheit')

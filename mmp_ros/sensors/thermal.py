@@ -143,9 +143,17 @@ class ThermalSettings:
     def check_encoding(self, encoding: str) -> None:
         accepted = SEMANTICS[self.semantics]
         if encoding not in accepted:
+            taking = [name for name, encodings in SEMANTICS.items() if encoding in encodings]
+            hint = ''
+            if taking:  # decode_frame refuses the others first, naming what thermal takes
+                names = (f'{", ".join(taking[:-1])} or {taking[-1]}' if len(taking) > 1
+                         else taking[0])
+                hint = f': set sensors.thermal.semantics (mmp_ros decode: --semantics) to {names}'
+            if taking == ['counts_linear']:  # 8-bit: an AGC'd image, its span is the scale
+                hint += ", with gain, offset and unit for the image's span"
             raise SensorInputError(
                 f'thermal semantics {self.semantics!r} takes {", ".join(accepted)}, got '
-                f'{encoding!r}'
+                f'{encoding!r}{hint}'
             )
 
 
