@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from mmp_ros.cli import main
@@ -39,6 +40,18 @@ def test_decode_polarization_sample_at_quarter_resolution(real_data, capsys):
     assert main(['decode', str(folder / 'fruits_IMX250MZR.png'), '--resolution', 'quarter',
                  '--repeat', '1']) == 0
     assert 'data (512, 612, 3) float32' in capsys.readouterr().out
+
+
+def test_decode_a_raw_bayer_file(tmp_path, capsys):
+    """A colour camera's raw mosaic saved as a grey PNG decodes as the node would."""
+    mosaic = np.tile(np.array([[200, 100], [100, 30]], np.uint8), (5, 6))[:9, :11]
+    path = tmp_path / 'raw.png'
+    cv2.imwrite(str(path), mosaic)
+    assert main(['decode', '--modality', 'rgb', '--encoding', 'bayer_rggb8', str(path),
+                 '--repeat', '1']) == 0
+    out = capsys.readouterr().out
+    assert 'rgb bayer_rggb8 11x9' in out and 'data (9, 11, 3) float32' in out
+    assert 'ch0: min 0.784314  max 0.784314' in out and 'ch2: min 0.117647' in out
 
 
 def test_bad_input_is_reported_with_a_non_zero_exit(tmp_path, capsys):

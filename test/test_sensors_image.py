@@ -125,13 +125,18 @@ def test_agrees_with_rosbags_image(encoding, is_bigendian):
                                   np.asarray(theirs).view(np.uint8))
 
 
-@pytest.mark.parametrize('encoding', ['rgb8', 'bgr8', 'rgba8', 'bgra8', 'mono8'])
+@pytest.mark.parametrize('encoding', [
+    'rgb8', 'bgr8', 'rgba8', 'bgra8', 'mono8',
+    *(f'bayer_{pattern}{bits}' for bits in (8, 16) for pattern in ('rggb', 'bggr', 'gbrg',
+                                                                   'grbg')),
+])  # fmt: skip
 def test_rgb_order_agrees_with_rosbags_image(encoding):
-    pixels = random_pixels(encoding, shape=(6, 4), seed=2)
+    pixels = random_pixels(encoding, shape=(7, 6), seed=2)
     fields = array_to_image(pixels, encoding)
-    theirs = np.asarray(image_to_cvimage(to_rosbags(fields), 'rgb8'))
+    top, target = (65535.0, 'rgb16') if encoding.endswith('16') else (255.0, 'rgb8')
+    theirs = np.asarray(image_to_cvimage(to_rosbags(fields), target))
     ours = decode_frame('rgb', fields).data
-    np.testing.assert_allclose(ours, theirs.reshape(ours.shape) / 255.0, atol=1e-7)
+    np.testing.assert_allclose(ours, theirs.reshape(ours.shape) / top, atol=1e-7)
 
 
 # --- bad input ------------------------------------------------------------------------------

@@ -33,6 +33,10 @@ _NAMED: dict[str, tuple[str, int]] = {
     'rgba16': ('u2', 4),
     'bgra16': ('u2', 4),
     'mono16': ('u2', 1),
+} | {
+    f'bayer_{pattern}{bits}': (code, 1)  # a colour camera's raw mosaic, one value a pixel
+    for bits, code in ((8, 'u1'), (16, 'u2'))
+    for pattern in ('rggb', 'bggr', 'gbrg', 'grbg')
 }
 # The OpenCV-style generic encodings: <depth>C<n>.
 _DEPTHS: dict[str, str] = {

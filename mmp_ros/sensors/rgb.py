@@ -1,4 +1,9 @@
-"""Colour images to RGB in [0, 1], whatever channel order the camera publishes."""
+"""Colour images to RGB in [0, 1], whatever channel order the camera publishes.
+
+A Bayer mosaic (``bayer_rggb8`` ... ``bayer_grbg16``, the raw output of many machine-vision
+cameras) is demosaiced bilinearly by OpenCV, as cv_bridge does; 16-bit values are scaled
+by the full 16-bit range (65535 is 1.0), as cv_bridge's conversion to 8 bits does.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,20 @@ TO_RGB: dict[str, int | None] = {
     'bgra8': cv2.COLOR_BGRA2RGB,
     'mono8': cv2.COLOR_GRAY2RGB,
 }
+# ROS names a Bayer pattern by the first two pixels of the first two rows; OpenCV by the
+# second and third pixels of the second row: ROS's RGGB is OpenCV's BG.
+BAYER: dict[str, int] = {
+    f'bayer_{pattern}{bits}': code
+    for bits in (8, 16)
+    for pattern, code in (
+        ('rggb', cv2.COLOR_BayerBG2RGB),
+        ('bggr', cv2.COLOR_BayerRG2RGB),
+        ('gbrg', cv2.COLOR_BayerGR2RGB),
+        ('grbg', cv2.COLOR_BayerGB2RGB),
+    )
+}
+TO_RGB |= BAYER
+BAYER_MIN_SIZE = 3  # OpenCV's bilinear demosaicing returns black below 3x3
 # encoding -> indices of its stored channels in an (H, W, 3) RGB array
 FROM_RGB: dict[str, list[int]] = {
     'rgb8': [0, 1, 2],
@@ -24,7 +43,8 @@ FROM_RGB: dict[str, list[int]] = {
     'bgra8': [2, 1, 0],
 }
 ACCEPTED_ENCODINGS = tuple(TO_RGB)
-_SCALE = np.float32(1.0 / 255.0)
+_SCALE = {np.dtype(np.uint8): np.float32(1.0 / 255.0),
+          np.dtype(np.uint16): np.float32(1.0 / 65535.0)}
 
 
 def _check(encoding: str) -> None:
@@ -33,25 +53,34 @@ def _check(encoding: str) -> None:
 
 
 def to_rgb_order(raw: np.ndarray, encoding: str) -> np.ndarray:
-    """(H, W, C) stored uint8 pixels -> (H, W, 3) uint8 in R, G, B order."""
+    """(H, W, C) stored pixels -> (H, W, 3) in R, G, B order, of the same type."""
     _check(encoding)
     code = TO_RGB[encoding]
+    if encoding in BAYER and min(raw.shape[:2]) < BAYER_MIN_SIZE:
+        height, width = raw.shape[:2]
+        raise SensorInputError(
+            f'{encoding} is {width}x{height} pixels: demosaicing needs at least '
+            f'{BAYER_MIN_SIZE}x{BAYER_MIN_SIZE}'
+        )
     return raw if code is None else cv2.cvtColor(raw, code)
 
 
 def decode_rgb(raw: np.ndarray, encoding: str) -> np.ndarray:
-    """(H, W, C) uint8 pixels -> (H, W, 3) float32 RGB in [0, 1] (C-contiguous)."""
-    return np.multiply(to_rgb_order(raw, encoding), _SCALE, dtype=np.float32)
+    """(H, W, C) uint8 (uint16 for 16-bit Bayer) pixels -> (H, W, 3) float32 RGB in [0, 1]."""
+    return np.multiply(to_rgb_order(raw, encoding), _SCALE[raw.dtype], dtype=np.float32)
 
 
 def encode_rgb(rgb: np.ndarray, encoding: str = 'rgb8') -> np.ndarray:
-    """(H, W, 3) RGB, float in [0, 1] or uint8 -> (H, W, C) uint8 pixels of ``encoding``.
+    """(H, W, 3) RGB, float in [0, 1] or uint8 -> (H, W, C) pixels of ``encoding``.
 
-    Alpha is written opaque (255); ``mono8`` takes the ITU-R BT.601 luma.
+    Alpha is written opaque (255); ``mono8`` takes the ITU-R BT.601 luma; a Bayer encoding
+    keeps at each pixel the channel its colour filter passes.
     """
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise SensorInputError(f'rgb needs (H, W, 3) pixels, got {rgb.shape}')
+    if encoding in BAYER:
+        return _mosaic(rgb, encoding)
     if rgb.dtype != np.uint8:
         rgb = np.clip(np.rint(np.asarray(rgb, dtype=np.float32) * 255.0), 0, 255).astype(
             np.uint8
@@ -65,3 +94,18 @@ def encode_rgb(rgb: np.ndarray, encoding: str = 'rgb8') -> np.ndarray:
         alpha = np.full((*rgb.shape[:2], 1), 255, dtype=np.uint8)
         stored = np.concatenate([stored, alpha], axis=2)
     return np.ascontiguousarray(stored)
+
+
+def _mosaic(rgb: np.ndarray, encoding: str) -> np.ndarray:
+    """(H, W, 3) RGB -> (H, W, 1) Bayer mosaic: at each pixel the channel its filter passes."""
+    pattern, bits = encoding[len('bayer_') : len('bayer_rggb')], encoding[len('bayer_rggb') :]
+    dtype = np.dtype(np.uint8 if bits == '8' else np.uint16)
+    top = np.iinfo(dtype).max
+    if rgb.dtype == np.uint8:
+        values = rgb.astype(dtype) * dtype.type(top // 255)
+    else:
+        values = np.clip(np.rint(np.asarray(rgb, dtype=np.float64) * top), 0, top).astype(dtype)
+    mosaic = np.empty((*rgb.shape[:2], 1), dtype)
+    for (row, col), colour in zip(((0, 0), (0, 1), (1, 0), (1, 1)), pattern, strict=True):
+        mosaic[row::2, col::2, 0] = values[row::2, col::2, 'rgb'.index(colour)]
+    return mosaic
