@@ -7,6 +7,11 @@ from rosbags' Kilted type store and must match the publisher's hash. Ctrl-C (SIG
 SIGTERM stop the recording: what already arrived is written, then the bag is closed, so an
 interrupted recording is a complete, readable bag. One killed outright keeps all but its last
 second (``BagRecorder.commit``; MCAP: through ``mmp_ros recover-bag``).
+
+Messages that never reach the recorder (its queue full while it cannot keep up: the oldest are
+dropped, even on reliable topics; best effort losing them) are counted from the gaps in each
+publisher's sequence numbers (``MissedMessages``), warned about every second and in the
+summary at the end.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from functools import partial
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
+from rclpy.subscription import MessageInfo
 
 from mmp_ros.bags.errors import BagError
 from mmp_ros.bags.recording import COMMIT_PERIOD_S, STORAGES, BagRecorder
@@ -36,6 +42,38 @@ DRAIN_QUIET_S = 0.1  # after a stop request: take messages until none came for t
 DRAIN_MAX_S = 2.0
 
 
+class MissedMessages:
+    """Messages published but never received, per topic, from the gaps in the sequence
+    numbers DDS gives every message a publisher sends (reliable topics included: the
+    subscription's queue keeps its last ``RECORD_DEPTH`` and drops older ones that were not yet
+    taken). What a publisher sent after the last message received from it cannot be seen."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self._last: dict[tuple[str, bytes], int] = {}
+
+    def received(self, topic: str, publisher: bytes | None, sequence: int | None) -> None:
+        """One message of ``topic`` taken; ``None``: the middleware did not say."""
+        if publisher is None or sequence is None:
+            return
+        last = self._last.get((topic, publisher))
+        if last is not None and sequence > last + 1:
+            self.counts[topic] = self.counts.get(topic, 0) + sequence - last - 1
+        self._last[(topic, publisher)] = sequence
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def summary(counts: dict[str, int], missed: dict[str, int]) -> str:
+    """What was recorded per topic, with what was missed."""
+    return ', '.join(
+        f'{t}: {n}' + (f' ({missed[t]} missed)' if missed.get(t) else '')
+        for t, n in counts.items()
+    ) or 'nothing'
+
+
 class TopicRecorder(Node):
     """Subscribes to the requested topics as they appear and writes what arrives."""
 
@@ -44,9 +82,11 @@ class TopicRecorder(Node):
         self._recorder = recorder
         self._pending = {self.resolve_topic_name(t) for t in topics}
         self.last_write = time.monotonic()
+        self.missed = MissedMessages()
+        self._missed_reported = 0
         self._timer = self.create_timer(DISCOVERY_PERIOD_S, self._subscribe_new)
         # Also when the topics fall silent: what they sent last reaches the disk.
-        self.create_timer(COMMIT_PERIOD_S, recorder.commit)
+        self.create_timer(COMMIT_PERIOD_S, self._every_second)
         self._subscribe_new()
 
     @property
@@ -92,9 +132,27 @@ class TopicRecorder(Node):
         if not self._pending:
             self._timer.cancel()
 
-    def _write(self, topic: str, data: bytes) -> None:
+    def _write(self, topic: str, data: bytes, info: MessageInfo) -> None:
         self._recorder.write(topic, self.get_clock().now().nanoseconds, data)
         self.last_write = time.monotonic()
+        gid = info['publisher_gid']
+        self.missed.received(topic, None if gid is None else bytes(gid['data']),
+                             info['publication_sequence_number'])
+
+    def _every_second(self) -> None:
+        self._recorder.commit()
+        self.report_missed()
+
+    def report_missed(self) -> None:
+        """Warn about the messages missed since the last warning."""
+        if self.missed.total > self._missed_reported:
+            self.get_logger().warning(
+                f'{self.missed.total - self._missed_reported} messages published were never '
+                f'received (missed so far: {summary(self.missed.counts, {})}): the recorder '
+                f'did not keep up (its queue keeps the last {RECORD_DEPTH} of a topic), or a '
+                'best-effort topic lost them'
+            )
+            self._missed_reported = self.missed.total
 
 
 def record(recorder: BagRecorder, topics: list[str], ros_args: list[str],
@@ -123,8 +181,8 @@ def record(recorder: BagRecorder, topics: list[str], ros_args: list[str],
                     node.get_logger().warning(
                         f'no publisher ever appeared on {", ".join(sorted(node.waiting_for))}'
                     )
-                counts = ', '.join(f'{t}: {n}' for t, n in recorder.counts.items()) or 'nothing'
-                node.get_logger().info(f'{recorder.path}: recorded {counts}')
+                log = node.get_logger().warning if node.missed.total else node.get_logger().info
+                log(f'{recorder.path}: recorded {summary(recorder.counts, node.missed.counts)}')
             finally:
                 executor.shutdown()
                 node.destroy_node()
