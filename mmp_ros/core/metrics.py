@@ -28,14 +28,21 @@ def confusion_matrix(pred: np.ndarray, label: np.ndarray, num_classes: int) -> n
         raise ValueError(f'prediction {pred.shape} and label {label.shape} differ in shape')
     valid = label != IGNORE_INDEX
     truth = label[valid].astype(np.int64)
-    guess = pred[valid].astype(np.int64)
+    guess = pred[valid]
+    if not np.can_cast(guess.dtype, np.int64):  # floats, uint64: as integers (truncated)
+        guess = guess.astype(np.int64)
     if truth.size and (truth.max() >= num_classes or truth.min() < 0):
         wrong = int(truth.min()) if truth.min() < 0 else int(truth.max())
         raise ValueError(f'ground-truth class {wrong} outside {num_classes} classes')
-    guess = np.where((guess >= 0) & (guess < num_classes), guess, num_classes)
     columns = num_classes + 1
-    return np.bincount(truth * columns + guess, minlength=num_classes * columns).reshape(
-        num_classes, columns)
+    # One array of 8-byte indexes, made in place, the prediction kept in its own type: with
+    # five (2 MB alive at once at 240 x 320), glibc gave the memory back after each label image
+    # and faulted it in again for the next (6 s of 24 in the kernel evaluating 8000 frames).
+    known = (guess >= 0) & (guess < num_classes)
+    truth *= columns
+    np.add(truth, guess, out=truth, where=known)
+    np.add(truth, num_classes, out=truth, where=~known)
+    return np.bincount(truth, minlength=num_classes * columns).reshape(num_classes, columns)
 
 
 @dataclass
