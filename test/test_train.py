@@ -513,6 +513,22 @@ def test_adaptation_takes_a_base_path_yaml_would_read_otherwise(tmp_path, base_c
     assert read_checkpoint(result.checkpoint)['train_config']['base_checkpoint'] == str(base)
 
 
+def test_adaptation_resumed_from_another_base_is_refused(tmp_path, base_checkpoint):
+    """Its frozen weights were the saved base's: adapt-data on base B in the out_dir of an
+    adaptation of base A went on with A's weights and recorded B as the base."""
+    other = run(tmp_path / 'other', 'method=none', 'seed=1', steps=1).checkpoint
+    overrides = [*FAST, f'out_dir={tmp_path / "adapted"}']
+    adapt(str(base_checkpoint), overrides=[*overrides, 'steps=1'],
+          train_dataset=CueDataset('train', 4))
+    with pytest.raises(CheckpointError, match=f'adapts another base model than {other} '
+                       r'\(its frozen weights differ'):
+        adapt(str(other), overrides=[*overrides, 'steps=2'],
+              train_dataset=CueDataset('train', 4))
+    resumed = adapt(str(base_checkpoint), overrides=[*overrides, 'steps=2'],
+                    train_dataset=CueDataset('train', 4))
+    assert resumed.start_step == 1 and len(resumed.losses) == 1
+
+
 @pytest.mark.parametrize('loss', [[], ['distillation_weight=1'],
                                   ['distillation_weight=1', 'model.projection_kind=conv'],
                                   ['distillation_weight=1', 'model.projection_kind=conv',

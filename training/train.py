@@ -450,6 +450,16 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
             raise CheckpointError(f'{checkpoint_path}: was trained on other data '
                                   f'({"; ".join(changed)}); use another out_dir or '
                                   'resume=false')
+        # An adaptation's frozen weights are its base's: a run of another base (one trained
+        # again at the same path, too) would otherwise go on with the saved base's.
+        frozen = [name for name, value in model.state_dict().items()
+                  if not name.startswith(ADAPTED_PREFIXES)
+                  and not torch.equal(value.cpu(), saved['state_dict'][name])] \
+            if adapting else []
+        if frozen:
+            raise CheckpointError(f'{checkpoint_path}: adapts another base model than '
+                                  f'{config.base_checkpoint} (its frozen weights differ, '
+                                  f'{frozen[0]} first); use another out_dir or resume=false')
         load_weights(model, saved['state_dict'], source=str(checkpoint_path))
         if saved.get('optimizer'):
             optimizer.load_state_dict(saved['optimizer'])
