@@ -362,6 +362,21 @@ def test_resume_continues_exactly(tmp_path):
         assert (tmp_path / 'resumed' / plot).stat().st_size > 0
 
 
+def test_resume_takes_the_optimizer_settings_of_its_config(tmp_path):
+    """The saved optimizer's learning rate, betas and weight decay were kept on resume
+    whatever the config said (optim.lr=1e-5 went on at 2e-3, and was recorded as 1e-5), and
+    the first step after it kept the rate of the saved run's schedule."""
+    run(tmp_path, 'optim.warmup_steps=0', 'optim.poly_power=1', steps=2)
+    run(tmp_path, 'optim.warmup_steps=0', 'optim.poly_power=1', 'optim.lr=1e-5',
+        'optim.betas=[0.8, 0.99]', 'optim.weight_decay=0.5', steps=4)
+    log = (tmp_path / 'log.csv').read_text().splitlines()
+    assert [float(line.split(',')[4]) for line in log[1:]] == [1e-3, 0, 2.5e-6, 0]
+    optimizer = read_checkpoint(tmp_path / 'checkpoint.pt')['optimizer']
+    assert [(g['initial_lr'], g['betas'], g['weight_decay'])
+            for g in optimizer['param_groups']] == [(1e-5, (0.8, 0.99), 0.5),
+                                                    (1e-5, (0.8, 0.99), 0.0)]
+
+
 def test_resume_refuses_a_checkpoint_of_another_model(tmp_path):
     run(tmp_path, 'method=none', steps=1)
     with pytest.raises(CheckpointError, match="method: 'none' -> 'mmp'"):

@@ -462,8 +462,19 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
                                   f'{frozen[0]} first); use another out_dir or resume=false')
         load_weights(model, saved['state_dict'], source=str(checkpoint_path))
         if saved.get('optimizer'):
+            # The moments and the step count are the saved run's; the settings (optim.lr,
+            # betas, weight_decay) and the schedule's place are this run's, as its config says
+            # (loaded, the saved ones were kept whatever the config asked).
+            settings = [{k: v for k, v in group.items() if k != 'params'}
+                        for group in optimizer.param_groups]
             optimizer.load_state_dict(saved['optimizer'])
             scheduler.load_state_dict(saved['scheduler'])
+            for group, own in zip(optimizer.param_groups, settings, strict=True):
+                group.update(own)
+                group['lr'] = group['initial_lr'] * lr_factor(
+                    int(saved['step']), total=config.steps, warmup=config.optim.warmup_steps,
+                    power=config.optim.poly_power)
+            scheduler.base_lrs = [group['initial_lr'] for group in optimizer.param_groups]
             if saved.get('scaler'):
                 scaler.load_state_dict(saved['scaler'])
         metadata = ModelMetadata.from_dict({**saved['metadata'], 'provenance': provenance})
