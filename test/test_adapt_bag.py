@@ -169,3 +169,25 @@ def test_a_bad_setting_is_named_before_the_recording_is_read(tmp_path, monkeypat
     with pytest.raises(ConfigError, match='stepz'):
         adapt_bag.adapt_on_bag(str(tmp_path / 'bag'), model='m.onnx', checkpoint='c.pt',
                                out=tmp_path, overrides=['stepz=5'])
+
+
+def test_an_out_that_cannot_be_a_folder_is_named_before_the_recording_is_read(tmp_path,
+                                                                             monkeypatch):
+    """It was found by training, once the whole recording had been read, and named as
+    out_dir <out>/train."""
+    import mmp_ros.inference.onnx_file
+    import mmp_ros.model
+    from mmp_ros.errors import OutputFolderError
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError('the recording was read before --out was checked')
+
+    (tmp_path / 'notes').write_text('notes')
+    monkeypatch.setattr(mmp_ros.inference.onnx_file, 'read_model_metadata', lambda p: METADATA)
+    monkeypatch.setattr(mmp_ros.model, 'load_checkpoint', lambda p: (None, METADATA, {}))
+    monkeypatch.setattr(adapt_bag, 'read_bag_frames', no_reading)
+    with pytest.raises(OutputFolderError, match=f'--out {tmp_path / "notes"}: cannot be a '
+                       'folder'):
+        adapt_bag.adapt_on_bag(str(tmp_path / 'bag'), model='m.onnx', checkpoint='c.pt',
+                               out=tmp_path / 'notes')
+    assert (tmp_path / 'notes').read_text() == 'notes'

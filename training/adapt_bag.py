@@ -39,6 +39,7 @@ from mmp_ros.core.parameters import (
     sensor_parameter,
 )
 from mmp_ros.core.preprocess import resize_representation
+from mmp_ros.errors import output_folder
 from mmp_ros.metadata import ModelMetadata
 from mmp_ros.sensors import SensorInputError, decode_frame
 from mmp_ros.share import share_file
@@ -234,7 +235,7 @@ def adapt_on_bag(bag: str, *, model: str, checkpoint: str, out: str | Path,
     metadata = read_model_metadata(model)
     _, checkpoint_meta, _ = load_checkpoint(checkpoint)
     check_same_model(metadata, checkpoint_meta, model, checkpoint)
-    out = Path(out)
+    out = output_folder(out, '--out')  # before the recording (minutes) is read
     forced = [f'out_dir={out / "train"}', 'data.num_workers=0', 'resume=false',
               f'data.input_size=[{metadata.input_size[0]}, {metadata.input_size[1]}]',
               f'modalities=[{", ".join(metadata.modalities)}]']
