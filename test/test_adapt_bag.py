@@ -191,3 +191,22 @@ def test_an_out_that_cannot_be_a_folder_is_named_before_the_recording_is_read(tm
         adapt_bag.adapt_on_bag(str(tmp_path / 'bag'), model='m.onnx', checkpoint='c.pt',
                                out=tmp_path / 'notes')
     assert (tmp_path / 'notes').read_text() == 'notes'
+
+
+@pytest.mark.parametrize(('override', 'why'), [
+    ('out_dir=elsewhere', 'it trains in OUT/train: give --out'),
+    ('resume=true', 'every run starts afresh'),
+    ('data.input_size=[32, 48]', "it is the model's"),
+])
+def test_a_setting_the_command_makes_itself_is_refused(tmp_path, capsys, override, why):
+    """--set out_dir=... or resume=true was replaced by the command's own without a word
+    (a run 'resumed' after Ctrl-C started over, into --out/train)."""
+    from mmp_ros.cli import main
+
+    assert main(['adapt', str(tmp_path / 'bag'), '--model', 'm.onnx', '--checkpoint', 'c.pt',
+                 '--set', 'steps=2', '--set', override]) == 2
+    err = capsys.readouterr().err
+    key = override.partition('=')[0]
+    assert err.startswith(f'mmp_ros adapt: --set {override}: mmp_ros adapt sets {key} itself '
+                          f'({why}'), err
+    assert not (tmp_path / 'bag').exists()

@@ -46,6 +46,14 @@ from mmp_ros.share import share_file
 
 DEFAULT_CONFIG = share_file('config', 'train_adapt.yaml')
 DEFAULT_PARAMS = share_file('config', 'mmp_segmentation.yaml')
+# What the command sets itself, whatever --set says: refused there rather than ignored.
+SET_BY_ADAPT = {
+    'out_dir': 'it trains in OUT/train: give --out',
+    'resume': 'every run starts afresh',
+    'modalities': "they are the model's (--model)",
+    'data.input_size': "it is the model's (--model)",
+    'data.num_workers': "the recording's frames are read into memory",
+}
 
 
 @dataclass
@@ -225,12 +233,17 @@ def adapt_on_bag(bag: str, *, model: str, checkpoint: str, out: str | Path,
     from mmp_ros.inference.onnx_file import read_model_metadata
     from mmp_ros.model import load_checkpoint, read_checkpoint
     from training.adapt import adapt
-    from training.config import load_config
+    from training.config import ConfigError, load_config
     from training.export import export_checkpoint
 
     if 0 < max_frames < min_frames:  # else refused below as if the recording were bad
         raise BagError(f'--max-frames {max_frames} keeps fewer bundles than adaptation needs '
                        f'({min_frames}); give at least {min_frames}, or 0 for all')
+    for item in overrides:
+        key = item.partition('=')[0].strip()
+        if key in SET_BY_ADAPT:
+            raise ConfigError(f'--set {item}: mmp_ros adapt sets {key} itself '
+                              f'({SET_BY_ADAPT[key]})')
     started = time.perf_counter()
     metadata = read_model_metadata(model)
     _, checkpoint_meta, _ = load_checkpoint(checkpoint)
