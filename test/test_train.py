@@ -99,6 +99,8 @@ def test_yaml_then_overrides(tmp_path):
     (['model.modality_widths=5'], 'model.modality_widths: expected a mapping, got 5'),
     (['model.modality_widths.rgb=abc'], "modality_widths.rgb: expected an integer, got 'abc'"),
     (['model.token_strides.depth=2.5'], 'token_strides.depth: expected an integer, got 2.5'),
+    (['out_dir='], 'out_dir is empty'),  # trained into the current folder
+    (['out_dir=""'], 'out_dir is empty'),
 ])
 def test_bad_config_stops_with_the_key(overrides, message):
     with pytest.raises(ConfigError, match=message):

@@ -276,6 +276,8 @@ def validate(config: TrainConfig) -> None:
     if fit.steps and config.model.projection_stage != 'encoder':
         raise ConfigError('projection_fit fits the tokens the fusion takes: it needs '
                           "model.projection_stage 'encoder'")
+    if not config.out_dir.strip():  # an unset shell variable: not the current folder
+        raise ConfigError('out_dir is empty: name the folder for the checkpoint and its log')
     if ':' not in config.data.dataset:
         raise ConfigError(f'data.dataset must be "module:callable", got {config.data.dataset!r}')
     if len(config.data.input_size) != 2 or min(config.data.input_size) <= 0:
