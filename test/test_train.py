@@ -99,6 +99,10 @@ def test_yaml_then_overrides(tmp_path):
     (['model.modality_widths=5'], 'model.modality_widths: expected a mapping, got 5'),
     (['model.modality_widths.rgb=abc'], "modality_widths.rgb: expected an integer, got 'abc'"),
     (['model.token_strides.depth=2.5'], 'token_strides.depth: expected an integer, got 2.5'),
+    # each was torch's traceback ('Overflow when unpacking long long', or in the sampler)
+    (['seed=99999999999999999999'], r'seed: 99999999999999999999 is out of range'),
+    (['seed=20000000000000'], r'seed: 20000000000000 is out of range'),
+    (['seed=-20000000000000'], r'seed: -20000000000000 is out of range'),
     (['out_dir='], 'out_dir is empty'),  # trained into the current folder
     (['out_dir=""'], 'out_dir is empty'),
 ])

@@ -198,6 +198,8 @@ def validate(config: TrainConfig) -> None:
     for name in ('steps', 'batch_size'):
         if getattr(config, name) <= 0:
             raise ConfigError(f'{name} must be positive, got {getattr(config, name)}')
+    if abs(config.seed) >= 2**32:  # the samplers' generators take seed * 1_000_003 + epoch
+        raise ConfigError(f'seed: {config.seed} is out of range (below 2**32 in magnitude)')
     for name in ('eval_every', 'checkpoint_every', 'log_every', 'threads'):
         if getattr(config, name) < 0:
             raise ConfigError(f'{name} must be >= 0')
