@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 
@@ -22,12 +23,19 @@ class OutputFolderError(InputError, OSError):
 
 def output_folder(path: str | Path, option: str) -> Path:
     """Create ``path`` (and its parents) for a command's output, before any work is done:
-    a path that cannot be a folder is an :class:`OutputFolderError` naming ``option``."""
+    a path that cannot be a folder, or a folder that takes no file (read-only, without
+    permission), is an :class:`OutputFolderError` naming ``option``."""
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputFolderError(f'{option} {path}: cannot be a folder '
+                                f'({exc.strerror or exc})') from None
+    try:
+        with tempfile.NamedTemporaryFile(dir=path, prefix='.write-test-'):
+            pass
+    except OSError as exc:
+        raise OutputFolderError(f'{option} {path}: cannot write into it '
                                 f'({exc.strerror or exc})') from None
     return path
 

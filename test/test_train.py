@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -352,6 +353,19 @@ def test_out_dir_that_cannot_be_a_folder_stops_before_training(tmp_path, where):
                        'folder'):
         run(tmp_path / where)
     assert (tmp_path / 'file').read_text() == 'notes'
+
+
+@pytest.mark.parametrize('folder', ['read-only', '/proc/self'])
+def test_out_dir_that_takes_no_file_stops_before_training(tmp_path, folder):
+    """A folder that exists but cannot be written into (read-only, another user's) passed
+    the check: the log's OSError traceback came after the data and model were set up."""
+    if folder == 'read-only':
+        if os.geteuid() == 0:
+            pytest.skip('root writes into a read-only folder')
+        folder = tmp_path / 'read-only'
+        folder.mkdir(mode=0o555)
+    with pytest.raises(OutputFolderError, match=f'out_dir {folder}: cannot write into it'):
+        run(Path(folder))
 
 
 def test_resume_continues_exactly(tmp_path):
