@@ -112,6 +112,16 @@ def test_bad_config_stops_with_the_key(overrides, message):
         load_config(None, overrides)
 
 
+def test_a_config_that_is_no_yaml_text_is_named(tmp_path, base_checkpoint):
+    """A folder, or a checkpoint given for the config, was IsADirectoryError's or
+    UnicodeDecodeError's traceback."""
+    with pytest.raises(ConfigError, match=f'config {tmp_path} is a folder; give the YAML file'):
+        load_config(tmp_path)
+    with pytest.raises(ConfigError, match=f'{base_checkpoint}: not a YAML text file '
+                       r'\(invalid start byte at byte \d+\)'):
+        load_config(base_checkpoint)
+
+
 @pytest.mark.parametrize('device', ['gpu', 'cuda:x', ''])
 def test_a_device_torch_does_not_know_is_named(tmp_path, device):
     with pytest.raises(ConfigError, match=f"device '{device}': expected auto, cpu, cuda or"):

@@ -392,6 +392,13 @@ def load_config(path: str | os.PathLike | None = None,
                 data = yaml.safe_load(handle) or {}
         except FileNotFoundError as exc:
             raise ConfigError(f'config file not found: {path}') from exc
+        except IsADirectoryError as exc:
+            raise ConfigError(f'config {path} is a folder; give the YAML file itself') from exc
+        except OSError as exc:
+            raise ConfigError(f'config {path}: cannot be read ({exc.strerror or exc})') from exc
+        except UnicodeDecodeError as exc:  # a checkpoint given for its config, say
+            raise ConfigError(f'{path}: not a YAML text file ({exc.reason} at byte '
+                              f'{exc.start})') from exc
         except yaml.YAMLError as exc:
             raise ConfigError(f'{path}: not valid YAML ({exc})') from exc
         if not isinstance(data, dict):
