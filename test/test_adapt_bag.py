@@ -155,7 +155,14 @@ def test_projection_fit_is_taken_with_the_default_teacher_cache(healthy_bag, tmp
     assert seen[0] == 'teacher_cache=true' and 'projection_fit.steps=5' in seen
 
 
-def test_a_bad_setting_is_named_before_the_recording_is_read(tmp_path, monkeypatch):
+@pytest.mark.parametrize(('overrides', 'message'), [
+    (['stepz=5'], 'stepz'),
+    # checked with the cache off only: refused once the recording had been read
+    (['teacher_cache=false', 'projection_fit.steps=100'], 'set teacher_cache=true'),
+    (['distillation_weight=0', 'teacher_cache=true'], 'teacher_cache keeps the targets'),
+])
+def test_a_bad_setting_is_named_before_the_recording_is_read(tmp_path, monkeypatch,
+                                                             overrides, message):
     import mmp_ros.inference.onnx_file
     import mmp_ros.model
     from training.config import ConfigError
@@ -166,9 +173,9 @@ def test_a_bad_setting_is_named_before_the_recording_is_read(tmp_path, monkeypat
     monkeypatch.setattr(mmp_ros.inference.onnx_file, 'read_model_metadata', lambda p: METADATA)
     monkeypatch.setattr(mmp_ros.model, 'load_checkpoint', lambda p: (None, METADATA, {}))
     monkeypatch.setattr(adapt_bag, 'read_bag_frames', no_reading)
-    with pytest.raises(ConfigError, match='stepz'):
+    with pytest.raises(ConfigError, match=message):
         adapt_bag.adapt_on_bag(str(tmp_path / 'bag'), model='m.onnx', checkpoint='c.pt',
-                               out=tmp_path, overrides=['stepz=5'])
+                               out=tmp_path, overrides=overrides)
 
 
 def test_an_out_that_cannot_be_a_folder_is_named_before_the_recording_is_read(tmp_path,

@@ -15,7 +15,7 @@ import argparse
 import json
 import sys
 
-from training.config import load_config
+from training.config import TrainConfig, load_config
 from training.train import TrainResult, train
 
 
@@ -27,11 +27,17 @@ def adapt(base_checkpoint: str, *, config_path: str | None = None,
     Periodic validation is off unless the overrides ask for it (``eval_every=N``): it is
     the one place labels (of the validation split, for reporting only) would be read.
     """
+    config = adapt_config(base_checkpoint, config_path=config_path, overrides=overrides)
+    return train(config, train_dataset=train_dataset, command=command)
+
+
+def adapt_config(base_checkpoint: str, *, config_path: str | None = None,
+                 overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
+    """The config :func:`adapt` trains with (checked, as loading checks it)."""
     defaults = ['eval_every=0']
     # quoted: overrides are YAML, where ' #' starts a comment and ': ' a mapping
     forced = ['method=mmp_adapt', f'base_checkpoint={json.dumps(str(base_checkpoint))}']
-    config = load_config(config_path, [*defaults, *overrides, *forced])
-    return train(config, train_dataset=train_dataset, command=command)
+    return load_config(config_path, [*defaults, *overrides, *forced])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

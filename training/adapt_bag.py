@@ -232,7 +232,7 @@ def adapt_on_bag(bag: str, *, model: str, checkpoint: str, out: str | Path,
     exported ONNX model and its card."""
     from mmp_ros.inference.onnx_file import read_model_metadata
     from mmp_ros.model import load_checkpoint, read_checkpoint
-    from training.adapt import adapt
+    from training.adapt import adapt, adapt_config
     from training.config import ConfigError, load_config
     from training.export import export_checkpoint
 
@@ -261,7 +261,9 @@ def adapt_on_bag(bag: str, *, model: str, checkpoint: str, out: str | Path,
                                   f'base_checkpoint={json.dumps(str(checkpoint))}',
                                   'teacher_cache=false', 'projection_fit.steps=0'])
     defaults = ['teacher_cache=true'] if chosen.distillation_weight else []
-    # The config is checked above, before the recording (which may take minutes) is read.
+    # Checked as adaptation will take it (projection_fit without the cache, say) before the
+    # recording, which may take minutes, is read.
+    adapt_config(checkpoint, config_path=config, overrides=[*defaults, *overrides, *forced])
     frames = read_bag_frames(bag, metadata, topics=topics, params_files=params_files,
                              max_frames=max_frames)
     if len(frames.samples) < min_frames:
