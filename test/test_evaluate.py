@@ -133,6 +133,19 @@ def test_cli_reads_the_dataset_from_the_checkpoint(tmp_path, mmp_checkpoint, cap
     assert (tmp_path / 'evaluation.md').is_file()
 
 
+def test_a_checkpoint_is_evaluated_on_its_data_whatever_its_other_settings(tmp_path,
+                                                                           mmp_checkpoint):
+    """Only the data section of its train_config is read: one that today's rules refuse
+    (base_checkpoint beside method mmp, as training took without a word before) is no
+    reason to refuse the model."""
+    checkpoint = torch.load(mmp_checkpoint, weights_only=True)
+    checkpoint['train_config']['base_checkpoint'] = 'old/base.pt'
+    torch.save(checkpoint, tmp_path / 'older.pt')
+    report, metadata = evaluate.evaluate_checkpoint(tmp_path / 'older.pt', split='test',
+                                                    max_samples=2, device='cpu')
+    assert metadata.method == 'mmp' and report.subsets
+
+
 def test_cli_refuses_checkpoints_of_different_modalities_before_evaluating(tmp_path,
                                                                           mmp_checkpoint):
     config = load_config(None, [

@@ -72,6 +72,8 @@ def test_yaml_then_overrides(tmp_path):
     (['method=mmp_adapt'], 'needs base_checkpoint'),
     (['method=mmp_adapt', 'base_checkpoint=base.pt', 'alignment_weight=0'],
      'no loss to learn from'),
+    # trained from scratch without a word, the path recorded as its base in the provenance
+    (['method=none', 'base_checkpoint=base.pt'], "method 'none' trains from scratch"),
     (['mask.drop_probability={lidar: 0.2}'], "names modalities \\['lidar'\\]"),
     (['optim.lr=-1'], r'optim.lr: -1.0 is out of range \(> 0\)'),
     (['optim.betas=[2, 0.9]'], r'optim.betas: \[2.0, 0.9\] is out of range \(two values in'),
@@ -130,7 +132,8 @@ def test_a_device_torch_does_not_know_is_named(tmp_path, device):
 
 def test_shipped_configs_load():
     for path in sorted(Path(__file__).parents[1].glob('config/train_*.yaml')):
-        load_config(path, ['base_checkpoint=x.pt'])
+        adapting = 'method: mmp_adapt' in path.read_text()
+        load_config(path, ['base_checkpoint=x.pt'] if adapting else [])
 
 
 @pytest.mark.parametrize(('overrides', 'message'), [
@@ -326,7 +329,8 @@ def test_full_tail_needs_masked_training_and_a_fraction(extra, message):
 @pytest.mark.parametrize('method', ['none', 'mmp_adapt'])
 def test_full_pass_needs_masked_training(method):
     with pytest.raises(ConfigError, match=f"mask.full_pass .* method '{method}'"):
-        load_config(None, [f'method={method}', 'base_checkpoint=b.pt', 'mask.full_pass=true'])
+        load_config(None, [f'method={method}', 'mask.full_pass=true',
+                           *(['base_checkpoint=b.pt'] if method == 'mmp_adapt' else [])])
 
 
 def test_a_batch_that_does_not_split_over_the_processes_stops_before_anything(tmp_path,

@@ -195,6 +195,9 @@ def validate(config: TrainConfig) -> None:
     if config.method == 'mmp_adapt' and not config.base_checkpoint:
         raise ConfigError('method mmp_adapt needs base_checkpoint (a model trained with '
                           'method none on all modalities)')
+    if config.base_checkpoint and config.method != 'mmp_adapt':
+        raise ConfigError(f'base_checkpoint is the frozen model that mmp_adapt adapts; method '
+                          f'{config.method!r} trains from scratch and would not read it')
     for name in ('steps', 'batch_size'):
         if getattr(config, name) <= 0:
             raise ConfigError(f'{name} must be positive, got {getattr(config, name)}')
@@ -363,6 +366,12 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
 
 def config_from_dict(data: Mapping[str, Any]) -> TrainConfig:
     return _build(TrainConfig, data, '')
+
+
+def data_config_from_dict(train_config: Mapping[str, Any]) -> DataConfig:
+    """The ``data`` section of a checkpoint's ``train_config`` alone: evaluation needs no
+    more, and a run's other settings were checked by the rules of the day it ran."""
+    return _build(DataConfig, train_config.get('data') or {}, 'data')
 
 
 def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:

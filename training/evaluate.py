@@ -20,7 +20,7 @@ from mmp_ros.errors import output_folder
 from mmp_ros.metadata import ModelMetadata
 from mmp_ros.modalities import nonempty_subsets, subset_label
 from mmp_ros.model import CheckpointError, load_checkpoint, read_checkpoint
-from training.config import DataConfig, config_from_dict
+from training.config import DataConfig, data_config_from_dict
 from training.datasets import DatasetError, build_dataset, check_modalities, dataset_classes
 from training.metrics import SubsetReport, evaluate_subsets
 from training.train import batches_for_eval, resolve_device
@@ -40,7 +40,7 @@ def evaluate_checkpoint(path: str | Path, *, split: str = 'test',
     model.to(target)
     if dataset is None:
         if data is None:
-            data = config_from_dict(checkpoint['train_config']).data
+            data = data_config_from_dict(checkpoint['train_config'])
         dataset = build_dataset(data, split)
     check_modalities(dataset, metadata.modalities, need_label=True,
                      name=f'evaluation data ({split})')
