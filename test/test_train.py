@@ -562,6 +562,21 @@ def test_adaptation_takes_a_base_path_yaml_would_read_otherwise(tmp_path, base_c
     assert read_checkpoint(result.checkpoint)['train_config']['base_checkpoint'] == str(base)
 
 
+def test_adapt_data_says_when_its_run_is_already_done(tmp_path, base_checkpoint, capsys):
+    """It printed '(0 steps, 0.0 s)', as if the run had failed to train."""
+    import training.adapt
+
+    args = argparse.Namespace(base_checkpoint=str(base_checkpoint), config=None, overrides=[
+        *FAST, 'steps=1', f'out_dir={tmp_path}', 'data.dataset=toy_data:CueDataset',
+        'data.params={size: 4}'])
+    assert training.adapt.run(args) == 0
+    assert '(1 steps, ' in capsys.readouterr().out
+    assert training.adapt.run(args) == 0
+    assert capsys.readouterr().out == (f'checkpoint: {tmp_path / "checkpoint.pt"} is already '
+                                       'at step 1: nothing to train (raise steps to train '
+                                       'further)\n')
+
+
 def test_adaptation_resumed_from_another_base_is_refused(tmp_path, base_checkpoint):
     """Its frozen weights were the saved base's: adapt-data on base B in the out_dir of an
     adaptation of base A went on with A's weights and recorded B as the base."""

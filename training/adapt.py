@@ -50,6 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     result = adapt(args.base_checkpoint, config_path=args.config, overrides=args.overrides,
                    command='mmp_ros adapt-data ' + ' '.join(sys.argv[2:]))
-    print(f'checkpoint: {result.checkpoint}  ({len(result.losses)} steps, '
-          f'{result.seconds:.1f} s)')
+    if result.losses:
+        print(f'checkpoint: {result.checkpoint}  ({len(result.losses)} steps, '
+              f'{result.seconds:.1f} s)')
+    else:  # as train says it
+        print(f'checkpoint: {result.checkpoint} is already at step {result.start_step}: '
+              'nothing to train (raise steps to train further)')
     return 0
