@@ -383,6 +383,33 @@ def test_metadata_modality_order_other_than_the_graphs_is_refused_at_build(fake_
     assert trt.builds == []
 
 
+@pytest.mark.parametrize('batch, max_batch', [(1, 2), (4, 4)])
+def test_an_input_of_a_fixed_batch_the_profile_cannot_cover_is_refused_before_the_build(
+        fake_runtime, exported, tmp_path, batch, max_batch):
+    """One profile covers batches 1..max_batch: a graph whose batch another exporter fixed
+    made TensorRT fail inside its build, after its parse, with an error about the profile."""
+    import onnx
+
+    from mmp_ros.inference import ModelFileError
+
+    trt, _ = fake_runtime()
+    proto = onnx.load(str(exported))
+    for value in proto.graph.input:
+        value.type.tensor_type.shape.dim[0].dim_value = batch
+    path = tmp_path / 'fixed.onnx'
+    onnx.save(proto, str(path))
+    with pytest.raises(ModelFileError, match=rf"fixed\.onnx: input 'rgb' has a fixed batch of "
+                       rf'{batch}, but the engine is built for batches 1 to {max_batch}.*'
+                       r'export the model again'):
+        create_backend('tensorrt', path, engine_file_path=tmp_path / 'x.engine',
+                       max_batch=max_batch)
+    assert trt.builds == []
+    # A batch fixed at 1 is the node's own: built for it, it is taken.
+    if batch == 1:
+        create_backend('tensorrt', path, engine_file_path=tmp_path / 'x.engine', max_batch=1)
+        assert len(trt.builds) == 1
+
+
 @pytest.mark.parametrize('options, error, match', [
     ({'device': 'cuda:x'}, 'BackendUnavailableError', "cuda\\[:N\\]"),
     ({'max_batch': 0}, 'ValueError', 'max_batch must be >= 1'),

@@ -16,7 +16,7 @@ the metadata's class names must match.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mmp_ros.errors import found_in
@@ -35,7 +35,7 @@ _OPSET_DOMAIN, _OPSET_VERSION = 1, 2
 _ENTRY_KEY, _ENTRY_VALUE = 1, 2
 # GraphProto, NodeProto, AttributeProto, ValueInfoProto, TypeProto, TypeProto.Tensor,
 # TensorShapeProto and its Dimension field numbers.
-_GRAPH_NODE, _GRAPH_OUTPUT, _GRAPH_VALUE_INFO = 1, 12, 13
+_GRAPH_NODE, _GRAPH_INPUT, _GRAPH_OUTPUT, _GRAPH_VALUE_INFO = 1, 11, 12, 13
 _NODE_INPUT, _NODE_OUTPUT, _NODE_OP_TYPE, _NODE_ATTRIBUTE = 1, 2, 4, 5
 _ATTRIBUTE_NAME, _ATTRIBUTE_INT = 1, 3
 _VALUE_NAME, _VALUE_TYPE = 1, 2
@@ -113,6 +113,12 @@ def _dims(value_info: memoryview) -> tuple[str, tuple[int | None, ...]]:
     return (_text(name) if name is not None else ''), tuple(dims)
 
 
+def _input_dims(graph: memoryview) -> dict[str, tuple[int | None, ...]]:
+    """Each graph input's dims (None where not a fixed size), in the graph's order."""
+    return dict(_dims(value) for number, wire_type, value in _fields(graph)
+                if number == _GRAPH_INPUT and wire_type == _LENGTH_DELIMITED)
+
+
 def _graph_classes(graph: memoryview) -> int | None:
     """How many classes the graph's ``labels`` are the argmax over: the ArgMax behind
     ``labels`` (through casts and squeezes), its input's size along its axis as the file's
@@ -166,6 +172,7 @@ class OnnxFileInfo:
     opsets: dict[str, int]  # domain ('' = ai.onnx) -> version
     metadata_props: dict[str, str]
     graph_classes: int | None = None  # classes the graph's labels range over, where it says
+    input_dims: dict[str, tuple[int | None, ...]] = field(default_factory=dict)  # None: dynamic
 
     @property
     def metadata(self) -> ModelMetadata:
@@ -238,6 +245,7 @@ def read_onnx_file(path: str | Path) -> OnnxFileInfo:
                 key = _text(entry[_ENTRY_KEY]) if _ENTRY_KEY in entry else ''
                 props[key] = _text(entry[_ENTRY_VALUE]) if _ENTRY_VALUE in entry else ''
         graph_classes = _graph_classes(graph) if graph is not None else None
+        input_dims = _input_dims(graph) if graph is not None else {}
     except (_WireError, UnicodeDecodeError) as exc:
         raise ModelFileError(
             f'model file {path} ({len(data)} bytes) is truncated or not an ONNX model: {exc}. '
@@ -256,6 +264,7 @@ def read_onnx_file(path: str | Path) -> OnnxFileInfo:
         opsets=opsets,
         metadata_props=props,
         graph_classes=graph_classes,
+        input_dims=input_dims,
     )
 
 

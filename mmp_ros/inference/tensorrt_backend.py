@@ -178,6 +178,21 @@ def requested_stamp(onnx: OnnxFileInfo, trt, gpu: tuple[str, str], *, enable_fp1
     )
 
 
+def check_batch(onnx: OnnxFileInfo, max_batch: int) -> None:
+    """Refuse, before TensorRT is asked, an input of a fixed batch that the engine's one
+    optimization profile (batch 1..``max_batch``, optimal at 1) cannot cover: TensorRT would
+    fail inside its build with an error about the profile. ``mmp_ros export`` writes a
+    dynamic batch; a file from another exporter may have fixed it."""
+    for name, dims in onnx.input_dims.items():
+        if dims and dims[0] is not None and not dims[0] == max_batch == 1:
+            raise ModelFileError(
+                f'{onnx.path}: input {name!r} has a fixed batch of {dims[0]}, but the engine '
+                f'is built for batches 1 to {max_batch}; '
+                + ('build it with a max batch of 1, or ' if dims[0] == 1 else '')
+                + 'export the model again with `mmp_ros export` (a dynamic batch)'
+            )
+
+
 def build_engine(
     onnx: OnnxFileInfo,
     engine_path: Path,
@@ -197,6 +212,7 @@ def build_engine(
     """
     log = logger or logging.getLogger(__name__)
     check_engine_writable(engine_path)
+    check_batch(onnx, max_batch)
     trt = _import_tensorrt()
     cuda = _Cuda()
     gpu_name, capability = cuda.device_facts(_device_index(device))
