@@ -102,6 +102,7 @@ def test_dead_anchor_hands_over_to_the_freshest_usable_stream():
     bundle = assembler.assemble({**ALL_USABLE, 'rgb': False})
     assert bundle.anchor == 'thermal' and bundle.stamp == 10.52
     assert bundle.frame_id == 'thermal_link' and 'depth' in bundle.frames
+    assert bundle.camera == 'thermal'
 
 
 def test_freshest_anchor():
@@ -116,6 +117,7 @@ def test_timer_anchor_uses_the_callers_clock_every_call():
     first = assembler.assemble(ALL_USABLE, now=10.05)
     second = assembler.assemble(ALL_USABLE, now=10.06)
     assert first.anchor == 'timer' and first.stamp == 10.05 and first.frame_id == 'depth_link'
+    assert first.camera == 'depth'  # the stream whose frame_id it carries
     assert second.stamp == 10.06
     assert assembler.assemble(ALL_USABLE, now=10.5) is None  # everything too old
 

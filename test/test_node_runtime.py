@@ -325,6 +325,33 @@ def test_once_rgb_is_down_the_labels_have_the_new_anchor_cameras_resolution(run_
     assert (driver.labels[-1].height, driver.labels[-1].width) == (12, 16)
 
 
+@pytest.mark.parametrize('anchor', ['thermal', 'freshest', 'timer'])
+def test_the_labels_have_the_resolution_of_the_camera_whose_frame_id_they_carry(
+    run_node, anchor
+):
+    """With RGB in the bundle, the labels took RGB's size under the thermal camera's
+    frame_id (anchor thermal, or freshest and timer when thermal's frame came last)."""
+    node, driver, spin_until = run_node(
+        anchor=anchor, max_rate_hz=20.0,
+        sensors__depth__enabled=False, sensors__polarization__enabled=False,
+    )
+    frames = iter(range(10**6))
+
+    def feed():
+        seed = next(frames)
+        driver.send('rgb', rgb_frame(seed))
+        celsius = 20.0 + 5.0 * np.random.default_rng(seed).random((12, 16))
+        driver.send('thermal', encode_frame('thermal', celsius, 'mono16', ThermalSettings()))
+
+    assert spin_until(
+        lambda: any(image.header.frame_id == 'thermal_optical' for image in driver.labels),
+        10.0, feed=feed,
+    ), 'thermal never gave the outputs their frame_id'
+    sizes = {'rgb_optical': (HEIGHT, WIDTH), 'thermal_optical': (12, 16)}
+    for image in driver.labels:
+        assert (image.height, image.width) == sizes[image.header.frame_id]
+
+
 def test_a_healthy_stream_never_within_max_age_of_the_anchor_degrades_the_model_status(run_node):
     """Thermal stamped 0.3 s behind RGB (driver latency, an unsynchronized clock): every
     bundle projects it, and the model status must say so instead of 'running on' all."""

@@ -46,6 +46,7 @@ class FrameBundle:
     anchor: str  # the modality whose frame set the stamp, or 'timer'
     stamp: float  # the anchor stamp: the header stamp of every output
     frame_id: str  # the anchor frame's frame_id: the header frame_id of every output
+    camera: str  # the modality whose frame gave frame_id: the outputs are on its image grid
     frames: dict[str, StampedFrame]  # only the available modalities
     missing: dict[str, str]  # modality -> why it is not in this bundle
     header: Any = None  # the anchor frame's header; None for the timer anchor
@@ -149,13 +150,14 @@ class FrameAssembler:
             if now is None:
                 raise AssemblerConfigError("the 'timer' anchor needs now")
             anchor, stamp, header = ANCHOR_TIMER, now, None
-            frame_id = max(candidates.values(), key=lambda f: f.stamp).frame_id
+            camera = max(candidates, key=lambda m: candidates[m].stamp)
+            frame_id = candidates[camera].frame_id
         else:
             if self.anchor in candidates:
                 anchor = self.anchor
             else:  # the preferred anchor is down: the freshest usable stream takes over
                 anchor = max(candidates, key=lambda m: candidates[m].stamp)
-            chosen = candidates[anchor]
+            camera, chosen = anchor, candidates[anchor]
             stamp, frame_id, header = chosen.stamp, chosen.frame_id, chosen.header
             if stamp <= self._last_anchor_stamp and anchor not in self._restarted:
                 return None
@@ -180,7 +182,9 @@ class FrameAssembler:
         # A stream in this bundle is on the outputs' time now, whether it anchored it or not.
         self._restarted.difference_update(frames)
         self._last_anchor_stamp = stamp
-        return FrameBundle(self.modalities, anchor, stamp, frame_id, frames, missing, header)
+        return FrameBundle(
+            self.modalities, anchor, stamp, frame_id, camera, frames, missing, header
+        )
 
     def _nearest(self, modality: str, stamp: float) -> StampedFrame | None:
         cache = self._caches[modality]

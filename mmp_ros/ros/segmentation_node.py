@@ -597,12 +597,9 @@ class SegmentationNode(Node):
         frames = {m: stamped.frame for m, stamped in bundle.frames.items()}
         inputs, available = build_inputs(frames, self.metadata)
         labels, confidence = self._backend.infer(inputs, available)
-        # The RGB camera's resolution; without RGB in this bundle (disabled, or down), that of
-        # the stream which set the stamp, whose frame_id the outputs carry.
-        source = bundle.anchor
-        if source not in frames:
-            source = best_background(frames, OVERLAY_PREFERENCE).modality
-        size = image_sizes['rgb'] if 'rgb' in frames else image_sizes[source]
+        # The resolution of the camera whose frame_id the outputs carry: labels at one
+        # camera's size under another's frame would not line up with either.
+        size = image_sizes[bundle.camera]
         seg = to_camera_resolution(
             labels[0], confidence[0], size, num_classes=self.metadata.num_classes,
             min_confidence=values['min_confidence'],
