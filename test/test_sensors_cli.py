@@ -54,6 +54,16 @@ def test_decode_a_raw_bayer_file(tmp_path, capsys):
     assert 'ch0: min 0.784314  max 0.784314' in out and 'ch2: min 0.117647' in out
 
 
+def test_decode_a_16_bit_colour_file(tmp_path, capsys):
+    """A 16-bit colour PNG (an HDR camera's frame) decodes as bgr16; it was refused."""
+    blue = np.zeros((5, 6, 3), np.uint16)
+    blue[..., 0] = 65535  # OpenCV stores B, G, R
+    cv2.imwrite(str(tmp_path / 'hdr.png'), blue)
+    assert main(['decode', '--modality', 'rgb', str(tmp_path / 'hdr.png'), '--repeat', '1']) == 0
+    out = capsys.readouterr().out
+    assert 'rgb bgr16 6x5' in out and 'ch0: min 0  max 0' in out and 'ch2: min 1  max 1' in out
+
+
 def test_bad_input_is_reported_with_a_non_zero_exit(tmp_path, capsys):
     odd = tmp_path / 'odd.npy'
     np.save(odd, np.zeros((3, 4), np.uint8))

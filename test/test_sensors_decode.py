@@ -106,6 +106,9 @@ def test_rgb_encode_round_trip_in_every_channel_order():
     for encoding in ('rgb8', 'bgr8', 'rgba8', 'bgra8'):
         frame = decode_frame('rgb', encode_frame('rgb', rgb, encoding))
         np.testing.assert_allclose(frame.data, rgb, atol=0.5 / 255 + 1e-6)
+    for encoding in ('rgb16', 'bgr16', 'rgba16', 'bgra16'):  # HDR, machine-vision drivers
+        frame = decode_frame('rgb', encode_frame('rgb', rgb, encoding))
+        np.testing.assert_allclose(frame.data, rgb, atol=0.5 / 65535 + 1e-6)
     grey = decode_frame('rgb', encode_frame('rgb', rgb, 'mono8')).data
     assert np.all(grey[..., 0] == grey[..., 1]) and np.all(grey[..., 1] == grey[..., 2])
 
@@ -243,16 +246,18 @@ def test_no_message_raises_anything_but_sensor_input_error():
     assert cases > 20_000
 
 
-@pytest.mark.parametrize('encoding', ['rgba8', 'bgra8'])
-@pytest.mark.parametrize('alpha', [0, 255])
+@pytest.mark.parametrize('encoding', ['rgba8', 'bgra8', 'rgba16', 'bgra16'])
+@pytest.mark.parametrize('alpha', ['none', 'full'])
 def test_blank_and_saturated_ignore_alpha(encoding, alpha):
     """A capped bgra8 camera (ZED, simulators) sends black with alpha 255: it was not blank."""
-    pixels = np.zeros((8, 8, 4), np.uint8)
-    pixels[..., 3] = alpha
+    dtype = np.uint16 if encoding.endswith('16') else np.uint8
+    top = np.iinfo(dtype).max
+    pixels = np.zeros((8, 8, 4), dtype)
+    pixels[..., 3] = top if alpha == 'full' else 0
     black = decode_frame('rgb', array_to_image(pixels, encoding))
     assert black.stats.all_zero and not black.stats.saturated
-    pixels[..., :3] = 255
+    pixels[..., :3] = top
     white = decode_frame('rgb', array_to_image(pixels, encoding))
     assert white.stats.saturated and not white.stats.all_zero
-    pixels[0, 0, 1] = 254
+    pixels[0, 0, 1] = top - 1
     assert not decode_frame('rgb', array_to_image(pixels, encoding)).stats.saturated

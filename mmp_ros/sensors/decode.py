@@ -120,7 +120,7 @@ def _zero_non_finite(data: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
 # word (MSB-aligned, as many machine-vision drivers unpack Mono12) 65520.
 FULL_SCALES = frozenset({*(2**bits - 1 for bits in (8, 10, 12, 14, 16)),
                          *((2**bits - 1) << (16 - bits) for bits in (10, 12, 14))})
-ALPHA_ENCODINGS = frozenset({'rgba8', 'bgra8'})  # blank / saturated look at colour alone
+ALPHA_ENCODINGS = frozenset(rgb.ALPHA_ENCODINGS)  # blank / saturated look at colour alone
 
 
 def _at_full_scale(raw: np.ndarray, spec: EncodingSpec) -> bool:

@@ -72,7 +72,8 @@ def default_encoding(pixels: np.ndarray, modality: str) -> str:
     channels = 1 if pixels.ndim == 2 else pixels.shape[2]
     kind = (pixels.dtype.str[1:], channels)
     if modality == 'rgb':
-        table = {('u1', 3): 'bgr8', ('u1', 4): 'bgra8', ('u1', 1): 'mono8'}
+        table = {('u1', 3): 'bgr8', ('u1', 4): 'bgra8', ('u1', 1): 'mono8',
+                 ('u2', 3): 'bgr16', ('u2', 4): 'bgra16'}
     elif modality == 'depth':
         table = {('u2', 1): '16UC1', ('f4', 1): '32FC1'}
     elif modality == 'polarization':
@@ -90,7 +91,7 @@ def default_encoding(pixels: np.ndarray, modality: str) -> str:
 def fields_from_pixels(pixels: np.ndarray, encoding: str, *, bgr_order: bool) -> ImageFields:
     """Wrap pixels as ``encoding``; ``bgr_order``: colour channels are stored B, G, R(, A)."""
     if bgr_order and pixels.ndim == 3 and pixels.shape[2] in (3, 4) and encoding in (
-        'rgb8', 'rgba8'
+        'rgb8', 'rgba8', 'rgb16', 'rgba16'
     ):
         pixels = np.concatenate([pixels[..., 2::-1], pixels[..., 3:]], axis=2)
     return array_to_image(pixels, encoding)

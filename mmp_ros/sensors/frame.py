@@ -19,8 +19,9 @@ class SensorInputError(ValueError):
 class FrameStats:
     """Cheap facts about the raw pixels that the health checks need (DESIGN §5).
 
-    ``all_zero`` and ``saturated`` look at the colour channels of ``rgba8``/``bgra8``
-    alone: alpha is no measurement (a capped camera sends black with alpha 255).
+    ``all_zero`` and ``saturated`` look at the colour channels of ``rgba8``/``bgra8`` (and
+    their 16-bit forms) alone: alpha is no measurement (a capped camera sends black with
+    alpha 255).
     """
 
     fingerprint: bytes  # digest of the raw pixel bytes (row padding excluded): frozen streams

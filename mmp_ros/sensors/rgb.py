@@ -1,8 +1,9 @@
 """Colour images to RGB in [0, 1], whatever channel order the camera publishes.
 
 A Bayer mosaic (``bayer_rggb8`` ... ``bayer_grbg16``, the raw output of many machine-vision
-cameras) is demosaiced bilinearly by OpenCV, as cv_bridge does; 16-bit values are scaled
-by the full 16-bit range (65535 is 1.0), as cv_bridge's conversion to 8 bits does.
+cameras) is demosaiced bilinearly by OpenCV, as cv_bridge does; 16-bit values (``rgb16`` ...
+``bgra16`` and the 16-bit mosaics) are scaled by the full 16-bit range (65535 is 1.0), as
+cv_bridge's conversion to 8 bits does.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ TO_RGB: dict[str, int | None] = {
     'rgba8': cv2.COLOR_RGBA2RGB,
     'bgra8': cv2.COLOR_BGRA2RGB,
     'mono8': cv2.COLOR_GRAY2RGB,
+    'rgb16': None,
+    'bgr16': cv2.COLOR_BGR2RGB,
+    'rgba16': cv2.COLOR_RGBA2RGB,
+    'bgra16': cv2.COLOR_BGRA2RGB,
 }
 # ROS names a Bayer pattern by the first two pixels of the first two rows; OpenCV by the
 # second and third pixels of the second row: ROS's RGGB is OpenCV's BG.
@@ -41,7 +46,12 @@ FROM_RGB: dict[str, list[int]] = {
     'bgr8': [2, 1, 0],
     'rgba8': [0, 1, 2],
     'bgra8': [2, 1, 0],
+    'rgb16': [0, 1, 2],
+    'bgr16': [2, 1, 0],
+    'rgba16': [0, 1, 2],
+    'bgra16': [2, 1, 0],
 }
+ALPHA_ENCODINGS = ('rgba8', 'bgra8', 'rgba16', 'bgra16')
 ACCEPTED_ENCODINGS = tuple(TO_RGB)
 _SCALE = {np.dtype(np.uint8): np.float32(1.0 / 255.0),
           np.dtype(np.uint16): np.float32(1.0 / 65535.0)}
@@ -66,45 +76,53 @@ def to_rgb_order(raw: np.ndarray, encoding: str) -> np.ndarray:
 
 
 def decode_rgb(raw: np.ndarray, encoding: str) -> np.ndarray:
-    """(H, W, C) uint8 (uint16 for 16-bit Bayer) pixels -> (H, W, 3) float32 RGB in [0, 1]."""
+    """(H, W, C) uint8 (uint16 for 16-bit encodings) pixels -> (H, W, 3) float32 RGB in
+    [0, 1]."""
     return np.multiply(to_rgb_order(raw, encoding), _SCALE[raw.dtype], dtype=np.float32)
 
 
 def encode_rgb(rgb: np.ndarray, encoding: str = 'rgb8') -> np.ndarray:
     """(H, W, 3) RGB, float in [0, 1] or uint8 -> (H, W, C) pixels of ``encoding``.
 
-    Alpha is written opaque (255); ``mono8`` takes the ITU-R BT.601 luma; a Bayer encoding
-    keeps at each pixel the channel its colour filter passes.
+    Alpha is written opaque (full scale); ``mono8`` takes the ITU-R BT.601 luma; a Bayer
+    encoding keeps at each pixel the channel its colour filter passes. uint8 input to a
+    16-bit encoding is scaled by 257 (255 becomes 65535).
     """
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise SensorInputError(f'rgb needs (H, W, 3) pixels, got {rgb.shape}')
     if encoding in BAYER:
         return _mosaic(rgb, encoding)
-    if rgb.dtype != np.uint8:
+    _check(encoding)
+    if encoding.endswith('16'):
+        rgb = _stored_values(rgb, np.dtype(np.uint16))
+    elif rgb.dtype != np.uint8:
         rgb = np.clip(np.rint(np.asarray(rgb, dtype=np.float32) * 255.0), 0, 255).astype(
             np.uint8
         )
-    _check(encoding)
     if encoding == 'mono8':
         luma = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
         return np.clip(np.rint(luma), 0, 255).astype(np.uint8)[..., np.newaxis]
     stored = rgb[..., FROM_RGB[encoding]]
-    if encoding in ('rgba8', 'bgra8'):
-        alpha = np.full((*rgb.shape[:2], 1), 255, dtype=np.uint8)
+    if encoding in ALPHA_ENCODINGS:
+        alpha = np.full((*rgb.shape[:2], 1), np.iinfo(rgb.dtype).max, dtype=rgb.dtype)
         stored = np.concatenate([stored, alpha], axis=2)
     return np.ascontiguousarray(stored)
+
+
+def _stored_values(rgb: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """(H, W, 3) RGB, float in [0, 1] or uint8 -> the same in ``dtype``'s full range."""
+    top = np.iinfo(dtype).max
+    if rgb.dtype == np.uint8:
+        return rgb.astype(dtype) * dtype.type(top // 255)
+    return np.clip(np.rint(np.asarray(rgb, dtype=np.float64) * top), 0, top).astype(dtype)
 
 
 def _mosaic(rgb: np.ndarray, encoding: str) -> np.ndarray:
     """(H, W, 3) RGB -> (H, W, 1) Bayer mosaic: at each pixel the channel its filter passes."""
     pattern, bits = encoding[len('bayer_') : len('bayer_rggb')], encoding[len('bayer_rggb') :]
     dtype = np.dtype(np.uint8 if bits == '8' else np.uint16)
-    top = np.iinfo(dtype).max
-    if rgb.dtype == np.uint8:
-        values = rgb.astype(dtype) * dtype.type(top // 255)
-    else:
-        values = np.clip(np.rint(np.asarray(rgb, dtype=np.float64) * top), 0, top).astype(dtype)
+    values = _stored_values(rgb, dtype)
     mosaic = np.empty((*rgb.shape[:2], 1), dtype)
     for (row, col), colour in zip(((0, 0), (0, 1), (1, 0), (1, 1)), pattern, strict=True):
         mosaic[row::2, col::2, 0] = values[row::2, col::2, 'rgb'.index(colour)]
