@@ -274,6 +274,22 @@ def test_a_value_of_the_wrong_type_is_refused_naming_both_types_in_words(run_nod
     assert 'read-only' in result.reason  # rclpy's word stands: no change at all is taken
 
 
+def test_a_value_out_of_range_at_start_is_refused_in_words(run_node):
+    # rclpy's refusal: "Invalid parameter value (5000.0) for parameter. Reason: Parameter
+    # max_rate_hz out of range Min: 0.0, Max: 1000.0, value: 5000.0: max_rate_hz".
+    from mmp_ros.ros.segmentation_node import NodeStartError
+
+    for parameters, message in (
+        ({'max_rate_hz': 5000.0}, 'invalid parameters: max_rate_hz=5000.0 is above its maximum '
+                                  '1000$'),
+        ({'sensors__rgb__recovery_frames': -3},
+         'invalid parameters: sensors.rgb.recovery_frames=-3 is below its minimum 1$'),
+        ({'overlay_alpha': float('nan')}, 'invalid parameters: overlay_alpha must be finite'),
+    ):
+        with pytest.raises(NodeStartError, match=message):
+            run_node(**parameters)
+
+
 def test_the_thermal_cameras_planck_calibration_is_a_parameter(run_node):
     # A radiometric camera's own constants (exiftool -Planck*), at start and at run time;
     # the node had no parameter for them and decoded every camera with the default ones.

@@ -245,6 +245,13 @@ class SegmentationNode(Node):
         if problem:  # rclpy's refusal says 'expecting type 'DOUBLE'' and the name twice
             raise NodeStartError(f'invalid parameters: {problem}')
         try:
+            # Out of range, rclpy's refusal names the parameter twice and the value as 'for
+            # parameter' ('Invalid parameter value (5000.0) for parameter. Reason: ...'). The
+            # types are right from here on.
+            for parameter in overrides.values():
+                spec = self._specs.get(parameter.name)
+                if spec is not None and parameter.type_ != Parameter.Type.NOT_SET:
+                    spec.check(spec.plain(parameter.value))
             for name, spec in self._specs.items():
                 self.declare_parameter(name, spec.default, descriptor(spec))
             values = {name: self._parameter_value(name) for name in self._specs}
