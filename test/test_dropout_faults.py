@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from mmp_ros.dropout import Fault, FaultKind, apply
+from mmp_ros.sensors import decode_frame, encode_frame
 from mmp_ros.sensors.frame import SensorInputError
 from mmp_ros.sensors.image import ImageFields, array_to_image, check_layout, image_to_array
 
@@ -221,3 +222,34 @@ def test_noise_keeps_the_holes_of_16uc1_depth_as_it_keeps_nan_in_32fc1():
     black = image_to_array(apply(fault(FaultKind.NOISE, sigma=20.0),
                                  array_to_image(np.zeros((50, 50), np.uint16), 'mono16'), rng()))
     assert (black > 0).mean() > 0.4
+
+
+def red_scene(encoding: str, height: int = 8, width: int = 12) -> ImageFields:
+    red = np.zeros((height, width, 3))
+    red[..., 0] = 0.8
+    return encode_frame('rgb', red, encoding)
+
+
+@pytest.mark.parametrize('pattern', ['rggb', 'bggr', 'gbrg', 'grbg'])
+@pytest.mark.parametrize(('height', 'width'), [(6, 10), (12, 15), (5, 3)])
+def test_resize_keeps_a_bayer_mosaics_colour_filter_pattern(pattern, height, width):
+    # Rows and columns were picked one by one, so a red scene came out magenta or blue: the
+    # red pixels of the mosaic landed under green and blue filters.
+    out = apply(fault(FaultKind.RESIZE, height=height, width=width),
+                red_scene(f'bayer_{pattern}8'), rng())
+    assert (out.height, out.width, out.encoding) == (height, width, f'bayer_{pattern}8')
+    np.testing.assert_allclose(decode_frame('rgb', out).data, np.broadcast_to(
+        [0.8, 0.0, 0.0], (height, width, 3)), atol=0.5 / 255 + 1e-6)
+
+
+@pytest.mark.parametrize(('source', 'target'), [('rgb8', 'bayer_rggb8'),
+                                                ('bgra8', 'bayer_gbrg16'),
+                                                ('bayer_grbg8', 'rgb8'),
+                                                ('bayer_bggr16', 'bayer_rggb8')])
+def test_encoding_change_into_or_out_of_bayer_keeps_the_colours(source, target):
+    # Into a Bayer encoding the colours were averaged to a grey mosaic; out of one, its raw
+    # values were read as grey, a red scene becoming a grey checkerboard.
+    out = apply(fault(FaultKind.ENCODING, encoding=target), red_scene(source), rng())
+    assert out.encoding == target
+    np.testing.assert_allclose(decode_frame('rgb', out).data, np.broadcast_to(
+        [0.8, 0.0, 0.0], (8, 12, 3)), atol=1 / 255)

@@ -16,6 +16,7 @@ import numpy as np
 
 from mmp_ros.dropout.schedule import Fault, FaultKind
 from mmp_ros.sensors.image import ImageFields, array_to_image, encoding_spec, image_to_array
+from mmp_ros.sensors.rgb import BAYER, encode_rgb, to_rgb_order
 
 STATEFUL_KINDS = frozenset({FaultKind.FREEZE, FaultKind.DELAY})
 
@@ -125,14 +126,24 @@ def add_noise(fields: ImageFields, sigma: float, rng: np.random.Generator) -> Im
 
 
 def resize(fields: ImageFields, height: int, width: int) -> ImageFields:
-    """The same picture at ``height`` x ``width`` (nearest neighbour: any dtype, any channels).
+    """The same picture at ``height`` x ``width`` (nearest neighbour: any dtype, any channels;
+    a Bayer mosaic in 2x2 cells, so that each pixel keeps its colour filter).
 
     A camera switched to another mode: well-formed, just not the size the consumer expects.
     """
     pixels = image_to_array(fields)
-    rows = (np.arange(height) * pixels.shape[0]) // height
-    cols = (np.arange(width) * pixels.shape[1]) // width
+    cell = 2 if fields.encoding in BAYER else 1
+    rows = _nearest(pixels.shape[0], height, cell)
+    cols = _nearest(pixels.shape[1], width, cell)
     return _repack(pixels[rows][:, cols], fields)
+
+
+def _nearest(source: int, target: int, cell: int) -> np.ndarray:
+    """For each of ``target`` indices, the source index nearest in place, picked cell by cell
+    (``cell`` indices at a time) with each index keeping its place in its cell."""
+    index = np.arange(target)
+    cells = (index // cell) * max(source // cell, 1) // -(-target // cell)
+    return np.minimum(cells * cell + index % cell, source - 1)
 
 
 def change_encoding(fields: ImageFields, encoding: str) -> ImageFields:
@@ -142,24 +153,30 @@ def change_encoding(fields: ImageFields, encoding: str) -> ImageFields:
     dropped where the target has none (rgba8 -> rgb8 keeps the colour); values are rescaled
     from the source's range to the target's so the image still looks like itself (integer
     types by their full scale, float frames by their finite min..max to [0, 1]); colour is
-    stored in the target's order (``bgr8`` as B, G, R). The point is the unexpected encoding,
-    not the values.
+    stored in the target's order (``bgr8`` as B, G, R). A Bayer mosaic is demosaiced first,
+    and a Bayer target keeps at each pixel the colour its filter passes. The point is the
+    unexpected encoding, not the values.
     """
     source = image_to_array(fields)
+    if fields.encoding in BAYER:  # colour, not the mosaic's raw values read as grey
+        source = to_rgb_order(source, fields.encoding)
     target = encoding_spec(encoding)
     unit = _to_unit(source)  # (H, W, C) float32 in [0, 1], NaN kept
     if _blue_first(fields.encoding):  # colour channels in R, G, B order from here on
         unit = _swap_red_blue(unit)
     channels = unit.shape[2]
-    if target.channels < min(channels, 3):  # fewer colour channels: grey, alpha left out
+    target_channels = 3 if encoding in BAYER else target.channels
+    if target_channels < min(channels, 3):  # fewer colour channels: grey, alpha left out
         unit = unit[:, :, : min(channels, 3)].mean(axis=2, keepdims=True)
-        unit = np.repeat(unit, target.channels, axis=2)
-    elif target.channels == 3 and channels == 4:  # alpha dropped, colour kept
+        unit = np.repeat(unit, target_channels, axis=2)
+    elif target_channels == 3 and channels == 4:  # alpha dropped, colour kept
         unit = unit[:, :, :3]
-    elif target.channels > channels:
+    elif target_channels > channels:
         colour = np.repeat(unit[:, :, :1], 3, axis=2) if channels < 3 else unit[:, :, :3]
         alpha = np.ones(unit.shape[:2] + (1,), dtype=unit.dtype)
-        unit = np.concatenate([colour, alpha], axis=2)[:, :, : target.channels]
+        unit = np.concatenate([colour, alpha], axis=2)[:, :, :target_channels]
+    if encoding in BAYER:
+        return _repack(encode_rgb(np.nan_to_num(unit, nan=0.0), encoding), fields, encoding)
     if _blue_first(encoding):
         unit = _swap_red_blue(unit)
     if target.dtype.kind == 'f':
