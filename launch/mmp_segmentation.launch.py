@@ -6,20 +6,21 @@
 
 Parameters come from ``params_file`` (the shipped config/mmp_segmentation.yaml by default);
 the model arguments (backend, model_file_path, engine_file_path, force_engine_update,
-enable_fp16) and use_sim_time always override the file's values, and default to the node's
-defaults. Where
-launch tooling is absent (PyPI wheels), ``mmp_ros run --ros-args ...`` runs the same node
-with the same parameters.
+enable_fp16) and use_sim_time override the file's values when given, and are empty by
+default: the file's value stands, else the node's default. Where launch tooling is absent
+(PyPI wheels), ``mmp_ros run --ros-args ...`` runs the same node with the same parameters.
 """
 
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch import LaunchContext, LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
-from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
-from mmp_ros.core.parameters import BACKENDS, NODE_NAME
+from mmp_ros.core.parameters import BACKENDS, LAUNCH_OVERRIDES, NODE_NAME, launch_overrides
+
+# An empty value of the LAUNCH_OVERRIDES arguments: the params file's value stands.
+FROM_FILE = ' Empty: the value in params_file, else the node default'
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -34,40 +35,42 @@ def generate_launch_description() -> LaunchDescription:
         ),
         DeclareLaunchArgument(
             'backend',
-            default_value='auto',
-            choices=list(BACKENDS),
+            default_value='',
+            choices=['', *BACKENDS],
             description='Inference backend; auto takes the fastest that works here '
-            '(tensorrt, then onnxruntime) and logs which.',
+            '(tensorrt, then onnxruntime) and logs which.' + FROM_FILE + ' (auto).',
         ),
         DeclareLaunchArgument(
             'model_file_path',
             default_value='',
-            description='Exported ONNX model (a checkpoint for the torch backend); empty: '
-            'the model shipped in share/mmp_ros/models.',
+            description='Exported ONNX model (a checkpoint for the torch backend).' + FROM_FILE
+            + ' (empty: the model shipped in share/mmp_ros/models).',
         ),
         DeclareLaunchArgument(
             'engine_file_path',
             default_value='',
-            description='TensorRT engine cache; empty: beside the ONNX file.',
+            description='TensorRT engine cache.' + FROM_FILE + ' (empty: beside the ONNX file).',
         ),
         DeclareLaunchArgument(
             'force_engine_update',
-            default_value='false',
-            choices=['true', 'false'],
-            description='Rebuild the TensorRT engine even when the cached one matches.',
+            default_value='',
+            choices=['', 'true', 'false'],
+            description='Rebuild the TensorRT engine even when the cached one matches.'
+            + FROM_FILE + ' (false).',
         ),
         DeclareLaunchArgument(
             'enable_fp16',
-            default_value='true',
-            choices=['true', 'false'],
-            description='Build the TensorRT engine with FP16 kernels.',
+            default_value='',
+            choices=['', 'true', 'false'],
+            description='Build the TensorRT engine with FP16 kernels.' + FROM_FILE + ' (true).',
         ),
         DeclareLaunchArgument(
             'use_sim_time',
-            default_value='false',
-            choices=['true', 'false'],
+            default_value='',
+            choices=['', 'true', 'false'],
             description='Run on /clock (a bag replayed with mmp_ros replay --clock or '
-            'ros2 bag play --clock, a simulator) instead of the system clock.',
+            'ros2 bag play --clock, a simulator) instead of the system clock.' + FROM_FILE
+            + ' (false).',
         ),
         DeclareLaunchArgument(
             'namespace', default_value='', description='Namespace of the node and its topics.'
@@ -98,22 +101,20 @@ def generate_launch_description() -> LaunchDescription:
             description='Logging level of the node.',
         ),
     ]
-    overrides = {
-        'backend': LaunchConfiguration('backend'),
-        'model_file_path': LaunchConfiguration('model_file_path'),
-        'engine_file_path': LaunchConfiguration('engine_file_path'),
-        'force_engine_update': ParameterValue(
-            LaunchConfiguration('force_engine_update'), value_type=bool
-        ),
-        'enable_fp16': ParameterValue(LaunchConfiguration('enable_fp16'), value_type=bool),
-        'use_sim_time': ParameterValue(LaunchConfiguration('use_sim_time'), value_type=bool),
-    }
+    return LaunchDescription([*arguments, OpaqueFunction(function=segmentation_node)])
+
+
+def segmentation_node(context: LaunchContext) -> list[Node]:
+    """The node, with the LAUNCH_OVERRIDES arguments given a value on top of params_file (an
+    argument left empty must not replace the file's value with the node's default)."""
+    given = {name: LaunchConfiguration(name).perform(context) for name in LAUNCH_OVERRIDES}
+    overrides = launch_overrides(given)
     node = Node(
         package='mmp_ros',
         executable='mmp_segmentation_node',
         name=LaunchConfiguration('node_name'),
         namespace=LaunchConfiguration('namespace'),
-        parameters=[LaunchConfiguration('params_file'), overrides],
+        parameters=[LaunchConfiguration('params_file'), *([overrides] if overrides else [])],
         remappings=[
             ('rgb/image', LaunchConfiguration('rgb_topic')),
             ('depth/image', LaunchConfiguration('depth_topic')),
@@ -124,4 +125,4 @@ def generate_launch_description() -> LaunchDescription:
         output='screen',
         emulate_tty=True,
     )
-    return LaunchDescription([*arguments, node])
+    return [node]

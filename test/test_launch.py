@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mmp_ros.core.parameters import BACKENDS, NODE_NAME
+from mmp_ros.core.parameters import BACKENDS, LAUNCH_OVERRIDES, NODE_NAME, launch_overrides
 from mmp_ros.modalities import MODALITIES
 from mmp_ros.ros.diagnostics import MODEL_STATUS, status_name
 
@@ -42,7 +42,22 @@ def test_every_launch_argument_has_a_description():
 
 def test_backend_argument_offers_the_backends_as_choices():
     choices = declared_arguments()['backend']['choices']
-    assert ast.unparse(choices) == 'list(BACKENDS)'
+    assert ast.unparse(choices) == "['', *BACKENDS]"
+
+
+def test_override_arguments_leave_the_params_file_values_unless_given():
+    # They defaulted to the node's defaults and always overrode params_file: a params file's
+    # model_file_path, backend or use_sim_time was silently replaced (the shipped model ran).
+    arguments = declared_arguments()
+    for name in LAUNCH_OVERRIDES:
+        assert ast.literal_eval(arguments[name]['default_value']) == '', name
+    assert launch_overrides(dict.fromkeys(LAUNCH_OVERRIDES, '')) == {}
+    assert launch_overrides({'model_file_path': 'm.onnx', 'backend': 'auto',
+                             'enable_fp16': 'false', 'use_sim_time': 'true',
+                             'force_engine_update': ''}) == {
+        'model_file_path': 'm.onnx', 'backend': 'auto', 'enable_fp16': False,
+        'use_sim_time': True,
+    }
 
 
 def test_every_input_topic_can_be_remapped():
@@ -73,7 +88,27 @@ def test_launch_description_loads_and_validates_where_launch_ros_imports():
     for argument in arguments:
         assert argument.description and argument.description != 'no description given'
     backend = next(a for a in arguments if a.name == 'backend')
-    assert list(backend.choices) == list(BACKENDS)
+    assert list(backend.choices) == ['', *BACKENDS]
+
+    from launch import LaunchContext
+    from launch.actions import OpaqueFunction
+    from launch_ros.actions import Node
+    from launch_ros.utilities import evaluate_parameters
+
+    def node_parameters(**given: str) -> list:
+        context = LaunchContext()
+        for argument in arguments:  # the override arguments' defaults: empty
+            context.launch_configurations[argument.name] = given.get(argument.name, '')
+        context.launch_configurations['params_file'] = 'p.yaml'
+        (function,) = [e for e in description.entities if isinstance(e, OpaqueFunction)]
+        (node,) = function.execute(context)
+        assert isinstance(node, Node)
+        return list(evaluate_parameters(context, node._Node__parameters))
+
+    assert node_parameters() == [Path('p.yaml')]  # the file's values stand
+    assert node_parameters(model_file_path='m.onnx', use_sim_time='true') == [
+        Path('p.yaml'), {'model_file_path': 'm.onnx', 'use_sim_time': True}
+    ]
 
 
 def test_analyzers_expect_exactly_the_statuses_the_node_publishes():

@@ -302,6 +302,27 @@ def validate(values: Mapping[str, Any], modalities: Sequence[str] = MODALITIES) 
             decoder_settings(values, modality)
 
 
+# The launch file's arguments that set a node parameter of the same name, only when given a
+# value: left empty they leave the params file's value, else the node's default, in place.
+LAUNCH_OVERRIDES = ('backend', 'model_file_path', 'engine_file_path', 'force_engine_update',
+                    'enable_fp16', 'use_sim_time')
+
+
+def launch_overrides(arguments: Mapping[str, str]) -> dict[str, Value]:
+    """The parameters that the launch file's :data:`LAUNCH_OVERRIDES` arguments (strings, as
+    launch gives them) set: those given a non-empty value, 'true'/'false' as booleans for the
+    boolean parameters (use_sim_time among them, rclpy's own)."""
+    specs = all_parameters()
+    overrides: dict[str, Value] = {}
+    for name in LAUNCH_OVERRIDES:
+        value = arguments.get(name, '')
+        if value == '':
+            continue
+        boolean = name == 'use_sim_time' or isinstance(specs[name].default, bool)
+        overrides[name] = value.lower() == 'true' if boolean else value
+    return overrides
+
+
 def unknown_parameters(names: Iterable[str], known: Iterable[str]) -> list[str]:
     """Each of ``names`` that is not in ``known``, sorted, with the nearest known name when
     one is close (``'min_confidance (did you mean min_confidence?)'``): ROS ignores a value
