@@ -8,7 +8,9 @@ validation with xmllint against test/schema/package_format3_rep149.xsd (.ci/run 
 
 from __future__ import annotations
 
+import ast
 import configparser
+import importlib.metadata
 import re
 import runpy
 import shutil
@@ -175,6 +177,24 @@ def test_ros_wheels_are_declared_as_ros_dependencies(package, setup_kwargs):
         name = _requirement_name(spec)
         assert name.startswith('ros-'), spec
         assert name[4:].replace('-', '_') in runtime, f'{spec} has no <depend>/<exec_depend>'
+
+
+def test_every_ros_package_the_code_imports_is_a_dependency(package):
+    # rcl_interfaces (parameter descriptors), rosgraph_msgs (/clock of replay) and
+    # ament_index_python (share/ lookup) were imported but came only through rclpy's own.
+    distributions = importlib.metadata.packages_distributions()
+    runtime = _depends(package, 'depend', 'exec_depend')
+    imported = set()
+    for source in [*REPO.glob('mmp_ros/**/*.py'), *REPO.glob('launch/*.py')]:
+        for node in ast.walk(ast.parse(source.read_text(), filename=str(source))):
+            if isinstance(node, ast.Import):
+                imported.update(alias.name.split('.')[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                imported.add(node.module.split('.')[0])
+    ros = {name for name in imported
+           if any(d.lower().startswith('ros-') for d in distributions.get(name, ()))}
+    assert {'rclpy', 'sensor_msgs', 'diagnostic_msgs'} <= ros
+    assert ros <= runtime, f'imported, not in package.xml: {sorted(ros - runtime)}'
 
 
 def test_python_requirements_have_a_rosdep_decision(package, setup_kwargs):
