@@ -767,8 +767,8 @@ def adapt_time_ratios(results: dict, seeds: list[int]) -> dict[str, float]:
 
 def backfill_train_seconds(results: dict, out: Path) -> None:
     """``train_seconds`` of runs recorded before it was: the time their log.csv gives at the
-    last step, before the final validation (summed over the parts of a resumed run, whose
-    clock restarts)."""
+    last step, before the final validation (summed over the parts of a resumed run, as
+    :func:`logged_seconds` does)."""
     for name, run in results['runs'].items():
         log = out / name / 'log.csv'
         if 'train_seconds' in run or not log.is_file():
@@ -786,8 +786,9 @@ def logged_rows(log: Path, until: int) -> list[dict[str, str]]:
 
 
 def logged_seconds(rows: list[dict[str, str]]) -> float:
-    """The steps' seconds at the last of ``rows``, summed over the parts of a resumed run
-    (whose clock restarts)."""
+    """The steps' seconds at the last of ``rows``, summed over the parts of a resumed run:
+    the log counts on over them, but restarted from 0 at each resume in logs written before
+    it did."""
     total = previous = 0.0
     for row in rows:
         seconds = float(row['seconds'])

@@ -353,6 +353,19 @@ def test_runs_of_other_settings_in_the_same_out_are_refused_not_reused(rb, tmp_p
     assert runs['none_s0'] == finished
 
 
+def test_a_log_timed_over_its_parts_or_restarted_at_each_gives_the_same_total(rb):
+    """Three parts of 10, 5 and 3 s: the log counts on over them; logs written before it
+    did restarted at each resume, and an older run resumed now has both."""
+    def rows(*seconds):
+        return [{'step': str(step), 'seconds': str(s)}
+                for step, s in enumerate(seconds, start=1)]
+
+    counted_on = rows(4, 10, 12, 15, 16, 18)
+    restarted = rows(4, 10, 2, 5, 1, 3)
+    older_then_now = rows(4, 10, 2, 5, 6, 8)
+    assert {rb.logged_seconds(r) for r in (counted_on, restarted, older_then_now)} == {18}
+
+
 def test_a_run_stopped_in_training_resumes_only_with_its_settings(rb, tmp_path, scenes,
                                                                    monkeypatch):
     from training.history import History

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import math
 import os
 from dataclasses import replace
@@ -394,6 +395,15 @@ def test_resume_continues_exactly(tmp_path):
     assert [line.split(',')[0] for line in log[1:]] == ['1', '2', '3', '4']
     for plot in ('loss.png', 'miou.png'):
         assert (tmp_path / 'resumed' / plot).stat().st_size > 0
+
+
+def test_the_logged_seconds_count_on_over_a_resumed_run(tmp_path):
+    """The seconds column restarted from 0 on resume: the time curve was a sawtooth."""
+    run(tmp_path, steps=3)
+    run(tmp_path, steps=4)
+    with (tmp_path / 'log.csv').open(newline='') as stream:
+        seconds = [float(row['seconds']) for row in csv.DictReader(stream)]
+    assert len(seconds) == 4 and seconds == sorted(seconds) and seconds[3] > seconds[2]
 
 
 def test_resume_takes_the_optimizer_settings_of_its_config(tmp_path):

@@ -13,7 +13,11 @@ FIELDS = ('step', 'loss', 'ce', 'alignment', 'lr', 'seconds', 'val_full_miou',
 
 
 class History:
-    """Rows of :data:`FIELDS`; appends to ``log.csv`` so a resumed run continues the file."""
+    """Rows of :data:`FIELDS`; appends to ``log.csv`` so a resumed run continues the file.
+
+    ``seconds`` counts on over a resumed run's parts: :attr:`seconds_before` is where the
+    kept rows left it, for the resumed part to add its own time to.
+    """
 
     def __init__(self, out_dir: str | Path, *, resume_step: int = 0) -> None:
         self.path = Path(out_dir) / 'log.csv'
@@ -23,6 +27,9 @@ class History:
                 for row in csv.DictReader(handle):
                     if int(row['step']) <= resume_step:
                         self.rows.append({k: _number(v) for k, v in row.items()})
+        # the seconds of the last kept row (0 without one): a resumed part's clock starts there
+        self.seconds_before = next((r['seconds'] for r in reversed(self.rows)
+                                    if not math.isnan(r['seconds'])), 0.0)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open('w', newline='') as handle:  # rewrite: drops rows past resume
             writer = csv.DictWriter(handle, fieldnames=FIELDS)

@@ -638,7 +638,7 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
             done = step + 1
             row = {'step': done, 'loss': loss_value, 'ce': ce_value, 'alignment': align_value,
                    'lr': scheduler.get_last_lr()[0],
-                   'seconds': time.perf_counter() - loop_started}
+                   'seconds': history.seconds_before + time.perf_counter() - loop_started}
             if val_data is not None and (done % config.eval_every == 0 or done == config.steps):
                 evaluate_now()
                 row.update({'val_full_miou': metrics['val_full_miou'],
