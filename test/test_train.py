@@ -26,6 +26,7 @@ from mmp_ros.model import (
 from training.adapt import adapt
 from training.config import ConfigError, MaskConfig, load_config
 from training.datasets import DatasetError, StepBatchSampler, UnlabelledDataset
+from training.history import History
 from training.masking import sample_masks, subset_distribution
 from training.normalize import compute_normalization, normalize
 from training.projection_fit import fit_projection
@@ -404,6 +405,24 @@ def test_the_logged_seconds_count_on_over_a_resumed_run(tmp_path):
     with (tmp_path / 'log.csv').open(newline='') as stream:
         seconds = [float(row['seconds']) for row in csv.DictReader(stream)]
     assert len(seconds) == 4 and seconds == sorted(seconds) and seconds[3] > seconds[2]
+
+
+def test_the_log_keeps_steps_from_a_million_whole_and_resumes_past_them(tmp_path):
+    """Steps were written with 6 significant digits, 1000000 as 1e+06 and 1234567 as
+    1.23457e+06, and resuming past them ended in int()'s ValueError."""
+    history = History(tmp_path)
+    for step in (999_999, 1_000_000, 1_234_567):
+        history.append({'step': step, 'loss': 1.0, 'seconds': 2.0})
+    with (tmp_path / 'log.csv').open(newline='') as stream:
+        assert [row['step'] for row in csv.DictReader(stream)] == \
+            ['999999', '1000000', '1234567']
+    assert [r['step'] for r in History(tmp_path, resume_step=1_234_567).rows] == \
+        [999_999, 1_000_000, 1_234_567]
+    header, first, second, _ = (tmp_path / 'log.csv').read_text().splitlines()
+    older = [header, first, second.replace('1000000,', '1e+06,', 1), '']
+    (tmp_path / 'log.csv').write_text('\n'.join(older))  # as the log was written before
+    assert [r['step'] for r in History(tmp_path, resume_step=1_000_000).rows] == \
+        [999_999, 1_000_000]
 
 
 def test_resume_takes_the_optimizer_settings_of_its_config(tmp_path):

@@ -25,7 +25,7 @@ class History:
         if resume_step and self.path.is_file():
             with self.path.open(newline='') as handle:
                 for row in csv.DictReader(handle):
-                    if int(row['step']) <= resume_step:
+                    if float(row['step']) <= resume_step:  # '1e+06' in older logs
                         self.rows.append({k: _number(v) for k, v in row.items()})
         # the seconds of the last kept row (0 without one): a resumed part's clock starts there
         self.seconds_before = next((r['seconds'] for r in reversed(self.rows)
@@ -95,4 +95,6 @@ def _number(text: str) -> float:
 
 
 def _row(row: Mapping[str, float]) -> dict[str, str]:
-    return {k: ('' if math.isnan(v) else f'{v:.6g}') for k, v in row.items()}
+    """The values as text: 6 significant digits, the step whole (not 1e+06 nor 1.23457e+06)."""
+    return {k: ('' if math.isnan(v) else f'{v:.0f}' if k == 'step' else f'{v:.6g}')
+            for k, v in row.items()}
