@@ -132,6 +132,14 @@ def test_a_device_torch_does_not_know_is_named(tmp_path, device):
         run(tmp_path, f'device="{device}"')
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason='needs a machine without CUDA')
+@pytest.mark.parametrize('device', ['cuda', 'cuda:1'])
+def test_a_cuda_device_without_cuda_is_named_as_written(tmp_path, device):
+    """device=cuda was reported as 'cuda:0', a name the user never wrote."""
+    with pytest.raises(ConfigError, match=f"^device '{device}' requested but CUDA is not"):
+        run(tmp_path, f'device={device}')
+
+
 def test_shipped_configs_load():
     for path in sorted(Path(__file__).parents[1].glob('config/train_*.yaml')):
         adapting = 'method: mmp_adapt' in path.read_text()

@@ -166,6 +166,7 @@ def crop_origin(image_size: tuple[int, int], crop: tuple[int, ...],
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    requested = name  # what messages name: 'cuda', not the 'cuda:0' it stands for
     if name == 'auto':
         name = 'cuda' if torch.cuda.is_available() else 'cpu'
     if name == 'cuda':
@@ -175,7 +176,7 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     except RuntimeError:  # torch lists every device type it knows, most of them not ours
         raise ConfigError(f'device {name!r}: expected auto, cpu, cuda or cuda:N') from None
     if device.type == 'cuda' and not torch.cuda.is_available():
-        raise ConfigError(f'device {name!r} requested but CUDA is not available here')
+        raise ConfigError(f'device {requested!r} requested but CUDA is not available here')
     return device
 
 
