@@ -614,6 +614,15 @@ def test_adapt_data_says_when_its_run_is_already_done(tmp_path, base_checkpoint,
                                        'further)\n')
 
 
+def test_adaptation_names_a_missing_base_before_reading_any_data(tmp_path):
+    """The dataset was built (and read) first: a missing base was reported only after
+    any dataset error, and after the dataset's work."""
+    with pytest.raises(CheckpointError, match=f'checkpoint not found: {tmp_path}/base.pt'):
+        adapt(str(tmp_path / 'base.pt'),
+              overrides=[*FAST, 'steps=1', f'out_dir={tmp_path / "out"}',
+                         'data.train_split=nope'])
+
+
 def test_adaptation_resumed_from_another_base_is_refused(tmp_path, base_checkpoint):
     """Its frozen weights were the saved base's: adapt-data on base B in the out_dir of an
     adaptation of base A went on with A's weights and recorded B as the base."""

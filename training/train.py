@@ -380,12 +380,13 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
     adapting = config.method == 'mmp_adapt'
     modalities = tuple(config.modalities)
 
+    if adapting:  # the base first: one missing or unfit is named before any data is read
+        model, metadata = _adapt_model(config)
     train_data = train_dataset if train_dataset is not None else build_dataset(
         config.data, config.data.train_split)
     check_modalities(train_data, modalities, need_label=not adapting,
                      name=f'training data ({config.data.train_split})')
     if adapting:
-        model, metadata = _adapt_model(config)
         train_data = UnlabelledDataset(train_data, modalities)
     else:
         class_names, palette = dataset_classes(train_data)
