@@ -163,6 +163,23 @@ def test_cli_refuses_checkpoints_of_different_modalities_before_evaluating(tmp_p
         evaluate.run(args)
 
 
+def test_cli_refuses_a_checkpoint_given_twice_before_evaluating(tmp_path, mmp_checkpoint,
+                                                               monkeypatch):
+    """It was evaluated twice into a report of a single column."""
+    parser = argparse.ArgumentParser()
+    evaluate.add_arguments(parser)
+    monkeypatch.chdir(mmp_checkpoint.parent)
+    for paths, message in (([str(mmp_checkpoint)] * 2, f'checkpoint {mmp_checkpoint} is given '
+                            'twice: give each once'),
+                           ([mmp_checkpoint.name, f'./{mmp_checkpoint.name}'],
+                            f'checkpoints {mmp_checkpoint.name} and ./{mmp_checkpoint.name} '
+                            'are the same file')):
+        args = parser.parse_args([*paths, '--out', str(tmp_path), '--device', 'cpu'])
+        with pytest.raises(CheckpointError, match=f'^{message}'):
+            evaluate.run(args)
+    assert not list(tmp_path.iterdir())
+
+
 def test_cli_refuses_an_output_that_cannot_be_a_folder_before_evaluating(tmp_path,
                                                                         mmp_checkpoint):
     (tmp_path / 'report').write_text('notes')

@@ -216,6 +216,14 @@ def _names(paths: Sequence[str]) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     output_folder(args.out, '--out')  # before any evaluation
+    given: dict[Path, str] = {}
+    for path in args.checkpoints:  # the report has one column per checkpoint
+        resolved = Path(path).resolve()
+        if resolved in given:
+            twice = (f'checkpoint {path} is given twice' if given[resolved] == path else
+                     f'checkpoints {given[resolved]} and {path} are the same file')
+            raise CheckpointError(f'{twice}: give each once')
+        given[resolved] = path
     modalities = {path: read_checkpoint(path)['metadata']['modalities']
                   for path in args.checkpoints}
     if len({tuple(m) for m in modalities.values()}) > 1:  # before hours of evaluation
