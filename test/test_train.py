@@ -433,6 +433,32 @@ def test_the_log_keeps_steps_from_a_million_whole_and_resumes_past_them(tmp_path
         [999_999, 1_000_000]
 
 
+def test_ctrl_c_says_what_the_checkpoint_keeps_and_draws_the_curves(tmp_path, monkeypatch,
+                                                                    capsys):
+    """Ctrl-C stopped train without a word, and without the curves of the steps run."""
+    append = History.append
+
+    def interrupted_at_step_3(history, values):
+        if values['step'] == 3:
+            raise KeyboardInterrupt
+        append(history, values)
+
+    monkeypatch.setattr(History, 'append', interrupted_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, 'checkpoint_every=2', steps=4)
+    assert capsys.readouterr().err == (f'interrupted at step 3: {tmp_path / "checkpoint.pt"} '
+                                       'holds step 2; the same command resumes from there\n')
+    assert (tmp_path / 'loss.png').is_file() and (tmp_path / 'miou.png').is_file()
+    from training.train import main  # what torchrun launches: the line, no traceback after
+
+    assert main([arg for option in [*FAST, 'steps=4', 'data.dataset=toy_data:CueDataset',
+                                    'data.params={size: 4}', f'out_dir={tmp_path / "none"}']
+                 for arg in ('--set', option)]) == 130
+    assert capsys.readouterr().err == ('interrupted at step 3: no checkpoint saved yet '
+                                       '(checkpoint_every=500); the same command starts again '
+                                       'from step 0\n')
+
+
 def test_resume_takes_the_optimizer_settings_of_its_config(tmp_path):
     """The saved optimizer's learning rate, betas and weight decay were kept on resume
     whatever the config said (optim.lr=1e-5 went on at 2e-3, and was recorded as 1e-5), and

@@ -522,13 +522,17 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
         validation_seconds += time.perf_counter() - validation_started
         return report
 
+    saved_step = start_step if start_step else None  # the step checkpoint_path holds
+
     def save(step_done: int) -> None:
+        nonlocal saved_step
         save_checkpoint(
             checkpoint_path, model=model,
             metadata=ModelMetadata.from_dict({**metadata.to_dict(), 'metrics': metrics}),
             train_config=config.to_dict(), step=step_done, metrics=metrics,
             optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
             scaler=scaler.state_dict() if scaler.is_enabled() else None)
+        saved_step = step_done
 
     remaining = config.steps - start_step
     result = TrainResult(checkpoint=checkpoint_path, start_step=start_step, metrics=metrics)
@@ -546,113 +550,123 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
     model.train()
     if adapting:
         model.eval()  # frozen base: batch-norm statistics stay the base model's
-    batches: Any = loader
-    if distilling and config.teacher_cache:
-        cache_started = time.perf_counter()
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-            cache = TeacherCache(student, train_data, metadata,
-                                 batch_size=max(local_batch, FORWARD_BATCH),
-                                 device=device, num_workers=config.data.num_workers)
-        batches = cache.batches(sampler)
-        result.teacher_cache_seconds = time.perf_counter() - cache_started
-        if ddp.is_main:
-            print(f'teacher cache: {len(cache)} frames, {cache.nbytes / 2**20:.0f} MiB, '
-                  f'{result.teacher_cache_seconds:.1f} s', file=sys.stderr)
-        if config.projection_fit.steps and not start_step:
-            fit = fit_projection(model, cache, steps=config.projection_fit.steps,
-                                 batch_size=config.projection_fit.batch_size,
-                                 lr=config.projection_fit.lr, mask=mask_config,
-                                 generator=torch.Generator().manual_seed(config.seed))
-            if ddp.world_size > 1:  # every process fitted the same; keep rank 0's exactly
-                for parameter in model.projection.parameters():
-                    dist.broadcast(parameter.data, 0)
-            result.projection_fit_seconds = fit.seconds
-            if ddp.is_main:
-                print(f'projection fit: {len(fit.losses)} steps, loss {fit.losses[0]:.4f} -> '
-                      f'{fit.losses[-1]:.4f}, {fit.seconds:.1f} s', file=sys.stderr)
     progress = None
-    if config.progress and ddp.is_main:
-        from tqdm import tqdm
+    try:
+        batches: Any = loader
+        if distilling and config.teacher_cache:
+            cache_started = time.perf_counter()
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                cache = TeacherCache(student, train_data, metadata,
+                                     batch_size=max(local_batch, FORWARD_BATCH),
+                                     device=device, num_workers=config.data.num_workers)
+            batches = cache.batches(sampler)
+            result.teacher_cache_seconds = time.perf_counter() - cache_started
+            if ddp.is_main:
+                print(f'teacher cache: {len(cache)} frames, {cache.nbytes / 2**20:.0f} MiB, '
+                      f'{result.teacher_cache_seconds:.1f} s', file=sys.stderr)
+            if config.projection_fit.steps and not start_step:
+                fit = fit_projection(model, cache, steps=config.projection_fit.steps,
+                                     batch_size=config.projection_fit.batch_size,
+                                     lr=config.projection_fit.lr, mask=mask_config,
+                                     generator=torch.Generator().manual_seed(config.seed))
+                if ddp.world_size > 1:  # every process fitted the same; keep rank 0's exactly
+                    for parameter in model.projection.parameters():
+                        dist.broadcast(parameter.data, 0)
+                result.projection_fit_seconds = fit.seconds
+                if ddp.is_main:
+                    print(f'projection fit: {len(fit.losses)} steps, loss {fit.losses[0]:.4f} -> '
+                          f'{fit.losses[-1]:.4f}, {fit.seconds:.1f} s', file=sys.stderr)
+        if config.progress and ddp.is_main:
+            from tqdm import tqdm
 
-        progress = tqdm(total=config.steps, initial=start_step, desc=config.method,
-                        dynamic_ncols=True)
-    trained = [p for p in model.parameters() if p.requires_grad]
-    loop_started = time.perf_counter()
-    step = start_step
-    for step, batch in zip(range(start_step, config.steps), batches, strict=True):
-        if isinstance(batch, DistillTargets):
-            inputs = batch
-        else:
-            batch = resize_batch(batch, metadata.input_size, modalities)
-            inputs = normalize({m: batch[m].to(device, non_blocking=True) for m in modalities},
-                               metadata)
-        generator = step_generator(config.seed, step)
-        if config.method == 'none' or step >= full_from:
-            available = torch.ones(local_batch, len(modalities), dtype=torch.bool)
-        else:
-            masks = sample_masks(config.batch_size, modalities, mask_config, generator)
-            available = masks[ddp.rank * local_batch:(ddp.rank + 1) * local_batch]
-        if crop:  # the whole frame's targets, cut to a window (the same on every process)
-            if not isinstance(inputs, DistillTargets):
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                    inputs = student.distill_targets(inputs)
-            inputs = inputs.crop(*crop_origin(inputs.image_size, crop, generator), crop)
-        labels = None if adapting else batch['label'].to(device)  # adaptation reads none
-        if config.mask.full_pass:  # the same samples again, every modality real
-            inputs = {m: torch.cat([x, x]) for m, x in inputs.items()}
-            available = torch.cat([available, torch.ones_like(available)])
-            labels = torch.cat([labels, labels])
-        available = available.to(device)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-            logits, alignment, teacher = step_module(inputs, available)
-        align = masked_alignment(alignment, available) \
-            if alignment is not None else torch.zeros((), device=device)
-        if distilling:  # against the base model's own prediction with every modality real
-            ce = soft_cross_entropy(logits, teacher, rows=~available.all(1))
-            loss = config.alignment_weight * align + config.distillation_weight * ce
-        elif adapting:
-            ce = torch.zeros((), device=device)
-            loss = align
-        else:
-            ce = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX)
-            if config.mask.full_pass:  # the masked and the full pass's losses, summed
-                ce = 2 * ce
-            loss = ce + config.alignment_weight * align
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if config.optim.grad_clip > 0:
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(trained, config.optim.grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
+            progress = tqdm(total=config.steps, initial=start_step, desc=config.method,
+                            dynamic_ncols=True)
+        trained = [p for p in model.parameters() if p.requires_grad]
+        loop_started = time.perf_counter()
+        step = start_step
+        for step, batch in zip(range(start_step, config.steps), batches, strict=True):
+            if isinstance(batch, DistillTargets):
+                inputs = batch
+            else:
+                batch = resize_batch(batch, metadata.input_size, modalities)
+                inputs = normalize({m: batch[m].to(device, non_blocking=True) for m in modalities},
+                                   metadata)
+            generator = step_generator(config.seed, step)
+            if config.method == 'none' or step >= full_from:
+                available = torch.ones(local_batch, len(modalities), dtype=torch.bool)
+            else:
+                masks = sample_masks(config.batch_size, modalities, mask_config, generator)
+                available = masks[ddp.rank * local_batch:(ddp.rank + 1) * local_batch]
+            if crop:  # the whole frame's targets, cut to a window (the same on every process)
+                if not isinstance(inputs, DistillTargets):
+                    with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                        inputs = student.distill_targets(inputs)
+                inputs = inputs.crop(*crop_origin(inputs.image_size, crop, generator), crop)
+            labels = None if adapting else batch['label'].to(device)  # adaptation reads none
+            if config.mask.full_pass:  # the same samples again, every modality real
+                inputs = {m: torch.cat([x, x]) for m, x in inputs.items()}
+                available = torch.cat([available, torch.ones_like(available)])
+                labels = torch.cat([labels, labels])
+            available = available.to(device)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                logits, alignment, teacher = step_module(inputs, available)
+            align = masked_alignment(alignment, available) \
+                if alignment is not None else torch.zeros((), device=device)
+            if distilling:  # against the base model's own prediction with every modality real
+                ce = soft_cross_entropy(logits, teacher, rows=~available.all(1))
+                loss = config.alignment_weight * align + config.distillation_weight * ce
+            elif adapting:
+                ce = torch.zeros((), device=device)
+                loss = align
+            else:
+                ce = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX)
+                if config.mask.full_pass:  # the masked and the full pass's losses, summed
+                    ce = 2 * ce
+                loss = ce + config.alignment_weight * align
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if config.optim.grad_clip > 0:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(trained, config.optim.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
 
-        values = torch.stack([loss.detach(), ce.detach(), align.detach()]).float()
-        if ddp.world_size > 1:
-            dist.all_reduce(values)
-            values /= ddp.world_size
-        loss_value, ce_value, align_value = (float(v) for v in values.cpu())
-        if not math.isfinite(loss_value):
-            raise FloatingPointError(f'loss became {loss_value} at step {step}; lower optim.lr '
-                                     'or check the data for NaN')
-        result.losses.append(loss_value)
+            values = torch.stack([loss.detach(), ce.detach(), align.detach()]).float()
+            if ddp.world_size > 1:
+                dist.all_reduce(values)
+                values /= ddp.world_size
+            loss_value, ce_value, align_value = (float(v) for v in values.cpu())
+            if not math.isfinite(loss_value):
+                raise FloatingPointError(f'loss became {loss_value} at step {step}; lower '
+                                         'optim.lr or check the data for NaN')
+            result.losses.append(loss_value)
+            if ddp.is_main:
+                done = step + 1
+                row = {'step': done, 'loss': loss_value, 'ce': ce_value, 'alignment': align_value,
+                       'lr': scheduler.get_last_lr()[0],
+                       'seconds': history.seconds_before + time.perf_counter() - loop_started}
+                if val_data is not None and (done % config.eval_every == 0
+                                             or done == config.steps):
+                    evaluate_now()
+                    row.update({'val_full_miou': metrics['val_full_miou'],
+                                'val_mean_missing_miou': metrics['val_mean_missing_miou']})
+                if done % max(1, config.log_every) == 0 or done == config.steps or len(row) > 6:
+                    history.append(row)
+                if progress is not None:
+                    progress.update(1)
+                    progress.set_postfix(loss=f'{loss_value:.3f}', align=f'{align_value:.3f}')
+                if (config.checkpoint_every and done % config.checkpoint_every == 0) \
+                        or done == config.steps:
+                    save(done)
+    except KeyboardInterrupt:  # Ctrl-C: say what is kept, draw the curves so far
+        if progress is not None:
+            progress.close()
         if ddp.is_main:
-            done = step + 1
-            row = {'step': done, 'loss': loss_value, 'ce': ce_value, 'alignment': align_value,
-                   'lr': scheduler.get_last_lr()[0],
-                   'seconds': history.seconds_before + time.perf_counter() - loop_started}
-            if val_data is not None and (done % config.eval_every == 0 or done == config.steps):
-                evaluate_now()
-                row.update({'val_full_miou': metrics['val_full_miou'],
-                            'val_mean_missing_miou': metrics['val_mean_missing_miou']})
-            if done % max(1, config.log_every) == 0 or done == config.steps or len(row) > 6:
-                history.append(row)
-            if progress is not None:
-                progress.update(1)
-                progress.set_postfix(loss=f'{loss_value:.3f}', align=f'{align_value:.3f}')
-            if (config.checkpoint_every and done % config.checkpoint_every == 0) \
-                    or done == config.steps:
-                save(done)
+            print(interrupted_message(config, checkpoint_path, saved_step,
+                                      start_step + len(result.losses)), file=sys.stderr)
+            history.plot()
+        raise
     if progress is not None:
         progress.close()
     loop_seconds = time.perf_counter() - loop_started
@@ -666,6 +680,18 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
                             + result.projection_fit_seconds)
     result.seconds_per_step = result.train_seconds / max(1, len(result.losses))
     return result
+
+
+def interrupted_message(config: TrainConfig, checkpoint_path: Path, saved_step: int | None,
+                        done: int) -> str:
+    """What a run stopped after ``done`` steps keeps, and how to go on from it."""
+    if saved_step is None:
+        return (f'interrupted at step {done}: no checkpoint saved yet (checkpoint_every='
+                f'{config.checkpoint_every}); the same command starts again from step 0')
+    again = 'the same command resumes' if config.resume else \
+        'the same command with resume=true resumes'
+    return (f'interrupted at step {done}: {checkpoint_path} holds step {saved_step}; {again} '
+            'from there')
 
 
 # --- command line --------------------------------------------------------------------------
@@ -709,6 +735,8 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:  # as ``mmp_ros train`` prints it: the message alone
         print(f'{parser.prog}: {exc}', file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: train said what is kept; no traceback after it
+        return 130
 
 
 if __name__ == '__main__':
