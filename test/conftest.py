@@ -47,6 +47,26 @@ def script_fixture(name: str):
     return script
 
 
+@contextmanager
+def training_stopped_at(step: int, error: type[BaseException]) -> Iterator[None]:
+    """Inside it, training raises ``error`` as it logs ``step``: a kill or Ctrl-C there,
+    after the checkpoints of the steps before it."""
+    from training.history import History
+
+    append = History.append
+
+    def stopping(history, values):
+        if values['step'] == step:
+            raise error
+        append(history, values)
+
+    History.append = stopping
+    try:
+        yield
+    finally:
+        History.append = append
+
+
 @pytest.fixture(scope='session')
 def real_data() -> Path:
     """The real sensor samples shipped beside the checkout (DESIGN: ../shared/data/real)."""

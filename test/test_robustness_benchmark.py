@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import script_fixture
+from conftest import script_fixture, training_stopped_at
 
 from mmp_ros.modalities import MODALITIES, nonempty_subsets, subset_label
 from training.metrics import Scores, SubsetReport
@@ -318,19 +318,8 @@ def test_a_run_stopped_in_evaluation_keeps_its_training_times(rb, tmp_path, scen
 
 
 def test_a_resumed_run_is_timed_over_all_its_parts(rb, tmp_path, scenes, monkeypatch):
-    from training.history import History
-
-    append = History.append
-
-    def killed_at_step_5(history, values):
-        if values['step'] == 5:  # after step 4's checkpoint
-            raise Killed
-        append(history, values)
-
-    monkeypatch.setattr(History, 'append', killed_at_step_5)
-    with pytest.raises(Killed):
+    with training_stopped_at(5, Killed), pytest.raises(Killed):  # after step 4's checkpoint
         tiny_benchmark(rb, tmp_path, scenes, '--steps', '8')
-    monkeypatch.setattr(History, 'append', append)
     with (tmp_path / 'none_s0' / 'log.csv').open(newline='') as stream:
         before = float([r for r in csv.DictReader(stream) if r['step'] == '4'][0]['seconds'])
     train, resumed = rb.train, []
@@ -366,21 +355,9 @@ def test_a_log_timed_over_its_parts_or_restarted_at_each_gives_the_same_total(rb
     assert {rb.logged_seconds(r) for r in (counted_on, restarted, older_then_now)} == {18}
 
 
-def test_a_run_stopped_in_training_resumes_only_with_its_settings(rb, tmp_path, scenes,
-                                                                   monkeypatch):
-    from training.history import History
-
-    append = History.append
-
-    def killed_at_step_3(history, values):
-        if values['step'] == 3:
-            raise Killed
-        append(history, values)
-
-    monkeypatch.setattr(History, 'append', killed_at_step_3)
-    with pytest.raises(Killed):
+def test_a_run_stopped_in_training_resumes_only_with_its_settings(rb, tmp_path, scenes):
+    with training_stopped_at(3, Killed), pytest.raises(Killed):
         tiny_benchmark(rb, tmp_path, scenes)
-    monkeypatch.setattr(History, 'append', append)
     with pytest.raises(SystemExit, match=r"none_s0 \(batch_size 2 -> 3\)"):
         tiny_benchmark(rb, tmp_path, scenes, '--batch-size', '3')
     assert 'eval' in tiny_benchmark(rb, tmp_path, scenes)['none_s0']

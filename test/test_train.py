@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import training_stopped_at
 from toy_data import CueDataset
 
 from mmp_ros.errors import OutputFolderError
@@ -433,27 +434,20 @@ def test_the_log_keeps_steps_from_a_million_whole_and_resumes_past_them(tmp_path
         [999_999, 1_000_000]
 
 
-def test_ctrl_c_says_what_the_checkpoint_keeps_and_draws_the_curves(tmp_path, monkeypatch,
-                                                                    capsys):
+def test_ctrl_c_says_what_the_checkpoint_keeps_and_draws_the_curves(tmp_path, capsys):
     """Ctrl-C stopped train without a word, and without the curves of the steps run."""
-    append = History.append
-
-    def interrupted_at_step_3(history, values):
-        if values['step'] == 3:
-            raise KeyboardInterrupt
-        append(history, values)
-
-    monkeypatch.setattr(History, 'append', interrupted_at_step_3)
-    with pytest.raises(KeyboardInterrupt):
-        run(tmp_path, 'checkpoint_every=2', steps=4)
-    assert capsys.readouterr().err == (f'interrupted at step 3: {tmp_path / "checkpoint.pt"} '
-                                       'holds step 2; the same command resumes from there\n')
-    assert (tmp_path / 'loss.png').is_file() and (tmp_path / 'miou.png').is_file()
     from training.train import main  # what torchrun launches: the line, no traceback after
 
-    assert main([arg for option in [*FAST, 'steps=4', 'data.dataset=toy_data:CueDataset',
-                                    'data.params={size: 4}', f'out_dir={tmp_path / "none"}']
-                 for arg in ('--set', option)]) == 130
+    with training_stopped_at(3, KeyboardInterrupt):
+        with pytest.raises(KeyboardInterrupt):
+            run(tmp_path, 'checkpoint_every=2', steps=4)
+        assert capsys.readouterr().err == (
+            f'interrupted at step 3: {tmp_path / "checkpoint.pt"} holds step 2; the same '
+            'command resumes from there\n')
+        assert (tmp_path / 'loss.png').is_file() and (tmp_path / 'miou.png').is_file()
+        assert main([arg for option in [*FAST, 'steps=4', 'data.dataset=toy_data:CueDataset',
+                                        'data.params={size: 4}', f'out_dir={tmp_path / "none"}']
+                     for arg in ('--set', option)]) == 130
     assert capsys.readouterr().err == ('interrupted at step 3: no checkpoint saved yet '
                                        '(checkpoint_every=500); the same command starts again '
                                        'from step 0\n')
