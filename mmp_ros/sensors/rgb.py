@@ -42,16 +42,12 @@ TO_RGB |= BAYER
 BAYER_MIN_SIZE = 3  # OpenCV's bilinear demosaicing returns black below 3x3
 # encoding -> indices of its stored channels in an (H, W, 3) RGB array
 FROM_RGB: dict[str, list[int]] = {
-    'rgb8': [0, 1, 2],
-    'bgr8': [2, 1, 0],
-    'rgba8': [0, 1, 2],
-    'bgra8': [2, 1, 0],
-    'rgb16': [0, 1, 2],
-    'bgr16': [2, 1, 0],
-    'rgba16': [0, 1, 2],
-    'bgra16': [2, 1, 0],
+    f'{order}{bits}': channels
+    for order, channels in (('rgb', [0, 1, 2]), ('bgr', [2, 1, 0]),
+                            ('rgba', [0, 1, 2]), ('bgra', [2, 1, 0]))
+    for bits in (8, 16)
 }
-ALPHA_ENCODINGS = ('rgba8', 'bgra8', 'rgba16', 'bgra16')
+ALPHA_ENCODINGS = tuple(e for e in FROM_RGB if e.startswith(('rgba', 'bgra')))
 ACCEPTED_ENCODINGS = tuple(TO_RGB)
 _SCALE = {np.dtype(np.uint8): np.float32(1.0 / 255.0),
           np.dtype(np.uint16): np.float32(1.0 / 65535.0)}
