@@ -156,6 +156,9 @@ def test_mcubes_names_missing_and_inconsistent_files(mcubes):
     data = MCubeS(mcubes, 'train')
     with pytest.raises(DatasetLayoutError, match=r'polL_dolp/outscene1_2\.npy: size 17x12'):
         data[1]
+    np.save(mcubes / 'polL_dolp' / 'outscene1_2.npy', np.zeros(W, np.float32))  # IndexError
+    with pytest.raises(DatasetLayoutError, match=r'outscene1_2\.npy: size of shape \(16,\)'):
+        data[1]
     (mcubes / 'polL_aolp_cos' / 'outscene1_1.npy').unlink()
     with pytest.raises(DatasetLayoutError, match=r'polL_aolp_cos/outscene1_1\.npy: missing'):
         MCubeS(mcubes, 'train')
@@ -250,6 +253,29 @@ def test_written_dataset_names_missing_or_inconsistent_files(tmp_path):
     (root / 'dataset.json').unlink()
     with pytest.raises(DatasetLayoutError, match=r'dataset\.json: missing'):
         SyntheticFolder(root, 'val')
+
+
+@pytest.mark.parametrize(('depth', 'modality', 'image', 'message'), [
+    ('16UC1', 'depth', np.full((24, 32), 200, np.uint8), r'16-bit PNG of millimetres, got uint8'),
+    ('16UC1', 'depth', np.full((24, 32, 3), 2000, np.uint16), r'got uint16 \(24, 32, 3\)'),
+    ('16UC1', 'thermal', np.full((24, 32), 120, np.uint8), r'radiometric counts .* got uint8'),
+    ('32FC1', 'depth', np.full((24, 32), 2000, np.int32), r'float array of metres, got int32'),
+    ('32FC1', 'depth', np.ones(24, np.float32), r'float array of metres, got float32 \(24,\)'),
+])
+def test_written_dataset_names_a_file_of_the_wrong_format(tmp_path, depth, modality, image,
+                                                           message):
+    # an 8-bit thermal PNG decoded to NaN degrees, an 8-bit depth PNG to at most 0.255 m, a
+    # colour depth PNG to a (1, H, W, 3) tensor, integer .npy depth to kilometres: all taken
+    root = tmp_path / 'synth'
+    _write(root, 'mosaic', depth)
+    stem = json.loads((root / 'dataset.json').read_text())['splits']['val'][0]
+    if depth == '32FC1':
+        np.save(root / 'val' / 'depth' / f'{stem}.npy', image)
+    else:
+        _png(root / 'val' / modality / f'{stem}.png', image)
+    match = rf'{modality}/{stem}\.(png|npy): expected .*{message}'
+    with pytest.raises(DatasetLayoutError, match=match):
+        SyntheticFolder(root, 'val')[0]
 
 
 def test_cli_rejects_a_malformed_split_argument(tmp_path):

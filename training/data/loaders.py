@@ -166,9 +166,20 @@ class FolderDataset(Dataset):
     @staticmethod
     def _check_shape(path: Path, got: tuple[int, ...], want: tuple[int, int]) -> None:
         if tuple(got[:2]) != tuple(want):
+            size = f'{got[1]}x{got[0]}' if len(got) >= 2 else f'of shape {tuple(got)}'
             raise DatasetLayoutError(
-                f'{path}: size {got[1]}x{got[0]} differs from its RGB image {want[1]}x{want[0]}'
+                f'{path}: size {size} differs from its RGB image {want[1]}x{want[0]}'
             )
+
+    @staticmethod
+    def _check_plane(path: Path, image: np.ndarray, kind: str, expected: str) -> None:
+        """``image`` must be one plane (2-D) of dtype ``kind``: 'uint16', or 'float' for any
+        float; another (an 8-bit or colour PNG, an integer array) would decode to wrong values."""
+        dtype_ok = (np.issubdtype(image.dtype, np.floating) if kind == 'float'
+                    else image.dtype == np.dtype(kind))
+        if image.ndim != 2 or not dtype_ok:
+            raise DatasetLayoutError(f'{path}: expected {expected}, got {image.dtype} '
+                                     f'{image.shape}')
 
     def _finish(self, rep: dict[str, np.ndarray], label: np.ndarray) -> dict[str, torch.Tensor]:
         if self.size is not None and label.shape != self.size:
@@ -430,10 +441,13 @@ class SyntheticFolder(FolderDataset):
         shape = rgb.shape[1:]
         if self.depth_ext == '.png':
             raw = _read_image(paths['depth'])
+            self._check_plane(paths['depth'], raw, 'uint16',
+                              'depth as a single-channel 16-bit PNG of millimetres')
             self._check_shape(paths['depth'], raw.shape, shape)
             depth = decode_depth_mm(raw)
         else:
             raw = _read_npy(paths['depth'])
+            self._check_plane(paths['depth'], raw, 'float', 'depth as a 2-D float array of metres')
             self._check_shape(paths['depth'], raw.shape, shape)
             depth = decode_depth_m(raw)
         pol_raw = read_polarization(paths['polarization'], self.polarization_format)
@@ -443,6 +457,8 @@ class SyntheticFolder(FolderDataset):
         else:
             pol = polarization_from_intensities(pol_raw)
         counts = _read_image(paths['thermal'])
+        self._check_plane(paths['thermal'], counts, 'uint16',
+                          'radiometric counts as a single-channel 16-bit PNG')
         self._check_shape(paths['thermal'], counts.shape, shape)
         rep = {
             'rgb': rgb,
