@@ -255,6 +255,25 @@ def test_written_dataset_names_missing_or_inconsistent_files(tmp_path):
         SyntheticFolder(root, 'val')
 
 
+
+@pytest.mark.parametrize(('edit', 'message'), [
+    (lambda m: [m], r'a JSON object expected, got list'),
+    (lambda m: m | {'splits': ['val']}, r'"splits" must map each split to a list'),
+    (lambda m: m | {'encodings': {}}, r"\"encodings\" is not as .*KeyError: 'depth'"),
+    (lambda m: m | {'encodings': m['encodings'] | {'thermal': 'mono16'}},
+     r'"encodings" .*TypeError'),
+    (lambda m: m | {'encodings': m['encodings'] | {'depth': '16UC2'}}, r"encodings depth '16UC2'"),
+])
+def test_a_garbled_dataset_json_is_named(tmp_path, edit, message):
+    # a hand-edited dataset.json ended in AttributeError, TypeError or KeyError tracebacks
+    # (or, with an unknown depth encoding, looked for .npy files)
+    root = tmp_path / 'synth'
+    _write(root, 'mosaic')
+    path = root / 'dataset.json'
+    path.write_text(json.dumps(edit(json.loads(path.read_text()))))
+    with pytest.raises(DatasetLayoutError, match=rf'dataset\.json: {message}'):
+        SyntheticFolder(root, 'val')
+
 @pytest.mark.parametrize(('depth', 'modality', 'image', 'message'), [
     ('16UC1', 'depth', np.full((24, 32), 200, np.uint8), r'16-bit PNG of millimetres, got uint8'),
     ('16UC1', 'depth', np.full((24, 32, 3), 2000, np.uint16), r'got uint16 \(24, 32, 3\)'),

@@ -143,6 +143,8 @@ def read_manifest(root: Path) -> dict[str, Any]:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise DatasetLayoutError(f'{path}: not valid JSON ({exc})') from exc
+    if not isinstance(data, dict):
+        raise DatasetLayoutError(f'{path}: a JSON object expected, got {type(data).__name__}')
     if data.get('layout_version') != LAYOUT_VERSION:
         raise DatasetLayoutError(
             f'{path}: layout_version {data.get("layout_version")!r}, this reader reads '
@@ -151,6 +153,25 @@ def read_manifest(root: Path) -> dict[str, Any]:
     for key in ('size', 'class_names', 'encodings', 'splits'):
         if key not in data:
             raise DatasetLayoutError(f'{path}: lacks the {key!r} entry')
+    splits, enc = data['splits'], data['encodings']
+    if not isinstance(splits, dict) or not all(isinstance(v, list) for v in splits.values()):
+        raise DatasetLayoutError(f'{path}: "splits" must map each split to a list of file stems, '
+                                 f'got {splits!r:.80}')
+    if not isinstance(data['class_names'], list):
+        raise DatasetLayoutError(f'{path}: "class_names" must be a list')
+    try:  # what a reader decodes by: a hand-edited file must not end in a KeyError
+        depth, polarization = enc['depth'], enc['polarization']['format']
+        for key in ('r1', 'r2', 'b', 'f', 'o'):
+            float(enc['thermal']['planck'][key])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DatasetLayoutError(f'{path}: "encodings" is not as synth-dataset writes it '
+                                 f'({type(exc).__name__}: {exc}); it needs depth, '
+                                 'polarization.format and thermal.planck r1, r2, b, f, o'
+                                 ) from None
+    if depth not in ('16UC1', '32FC1') or polarization not in ('mosaic', 'intensities'):
+        raise DatasetLayoutError(f'{path}: encodings depth {depth!r}, polarization format '
+                                 f'{polarization!r}; known: 16UC1 or 32FC1, mosaic or '
+                                 'intensities')
     return data
 
 
