@@ -68,6 +68,31 @@ def test_yaml_then_overrides(tmp_path):
     assert load_config(None, []).to_dict()['data']['input_size'] == [128, 160]
 
 
+
+def test_data_params_overrides_edit_the_params_of_the_dataset_in_force(tmp_path):
+    # without a config file, data.params.size=... replaced the default params, so length fell
+    # to SyntheticDataset's own 1000; and another dataset named alone was handed the default
+    # dataset's length and size, which toy_data:CueDataset refused
+    synthetic = {'length': 20000, 'size': [128, 160]}
+    assert load_config(None, []).data.params == synthetic
+    assert load_config(None, ['data.params.size=[64, 64]']).data.params == \
+        {'length': 20000, 'size': [64, 64]}
+    assert load_config(None, ['data.params={size: [64, 64]}']).data.params == {'size': [64, 64]}
+    assert load_config(None, ['data.params={size: [64, 64]}', 'data.params.length=5']) \
+        .data.params == {'size': [64, 64], 'length': 5}
+    folder = 'data.dataset=training.data.loaders:SyntheticFolder'
+    assert load_config(None, [folder, 'data.params.root=out/synth']).data.params == \
+        {'root': 'out/synth'}
+    assert load_config(None, ['data.dataset=toy_data:CueDataset']).data.params == {}
+    path = tmp_path / 'c.yaml'  # a file's params are what the dotted overrides edit
+    path.write_text('data:\n  params: {length: 7}\n')
+    assert load_config(path, ['data.params.size=[64, 64]']).data.params == \
+        {'length': 7, 'size': [64, 64]}
+    path.write_text('data:\n  dataset: toy_data:CueDataset\n')
+    assert load_config(path, ['data.params.size=4']).data.params == {'size': 4}
+    path.write_text('data:\n  num_workers: 1\n')
+    assert load_config(path, ['data.params.length=9']).data.params == synthetic | {'length': 9}
+
 @pytest.mark.parametrize(('overrides', 'message'), [
     (['modalities=[rgb, sonar]'], "unknown modality \\['sonar'\\]"),
     (['optim.learning_rate=1'], "optim: unknown keys \\['learning_rate'\\]"),

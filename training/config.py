@@ -28,6 +28,12 @@ class ConfigError(InputError, ValueError):
     """A training configuration that cannot be used; the message names the key."""
 
 
+# The default dataset and its default params: they are that dataset's keywords, so a
+# config that names another dataset and no params passes it none (load_config).
+SYNTHETIC_DATASET = 'training.data.dataset:SyntheticDataset'
+SYNTHETIC_PARAMS = {'length': 20000, 'size': [128, 160]}
+
+
 @dataclass
 class DataConfig:
     """Where samples come from: a ``module:callable`` called as ``factory(split=..., **params)``.
@@ -38,9 +44,8 @@ class DataConfig:
     ``class_names``/``palette`` attributes or its module's ``CLASS_NAMES``/``PALETTE``.
     """
 
-    dataset: str = 'training.data.dataset:SyntheticDataset'
-    params: dict[str, Any] = field(default_factory=lambda: {'length': 20000,
-                                                             'size': [128, 160]})
+    dataset: str = SYNTHETIC_DATASET
+    params: dict[str, Any] = field(default_factory=lambda: dict(SYNTHETIC_PARAMS))
     train_split: str = 'train'
     val_split: str = 'val'
     input_size: tuple[int, int] = (128, 160)  # (height, width) the model is trained at
@@ -391,9 +396,26 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
     return data
 
 
+def _default_params(data: dict[str, Any]) -> None:
+    """``data.params`` where the file gives none: ``SYNTHETIC_PARAMS`` for the default dataset,
+    nothing for another (whose keywords they are not), with the ``data.params.KEY`` overrides
+    already in ``data`` applied on top."""
+    section = data.get('data')
+    if not isinstance(section, dict) or not isinstance(section.get('params', {}), dict):
+        return  # not a mapping: _build names it
+    defaults = SYNTHETIC_PARAMS if section.get('dataset', SYNTHETIC_DATASET) == \
+        SYNTHETIC_DATASET else {}
+    section['params'] = {**defaults, **section.get('params', {})}
+
+
 def load_config(path: str | os.PathLike | None = None,
                 overrides: Iterable[str] = ()) -> TrainConfig:
-    """Defaults, then the YAML file (if any), then the overrides, in that order."""
+    """Defaults, then the YAML file (if any), then the overrides, in that order.
+
+    ``data.params.KEY=value`` edits the params in force: the file's, or the default dataset's
+    defaults (``data.params.size=[64, 64]`` keeps ``length``); ``data.params={...}`` replaces
+    them. A dataset other than the default gets no params but those given.
+    """
     data: dict[str, Any] = {}
     if path:
         try:
@@ -412,4 +434,11 @@ def load_config(path: str | os.PathLike | None = None,
             raise ConfigError(f'{path}: not valid YAML ({exc})') from exc
         if not isinstance(data, dict):
             raise ConfigError(f'{path}: top level must be a mapping')
-    return config_from_dict(apply_overrides(data, overrides))
+    overrides = list(overrides)
+    section = data.get('data')
+    given = isinstance(section, dict) and 'params' in section or any(
+        item.split('=', 1)[0].strip() == 'data.params' for item in overrides)
+    data = apply_overrides(data, overrides)
+    if not given:
+        _default_params(data)
+    return config_from_dict(data)
