@@ -24,6 +24,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from mmp_ros.errors import InputError, output_folder  # noqa: E402
 from mmp_ros.modalities import nonempty_subsets, subset_label  # noqa: E402
 from mmp_ros.model import load_checkpoint, read_checkpoint  # noqa: E402
 from training.export import export_checkpoint  # noqa: E402
@@ -149,12 +150,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--doc', default='docs/robustness.md',
                         help='the benchmark page the results come from, for the card')
     args = parser.parse_args(argv)
-    results = json.loads(Path(args.results).read_text()) if args.results else None
+    try:
+        return ship(parser, args)
+    except InputError as exc:  # a missing or unusable file: its message alone
+        print(f'ship_model: {exc}', file=sys.stderr)
+        return 2
+
+
+def read_results(path: str) -> dict:
+    """The benchmark's results.json; a file that is not one is an :class:`InputError`."""
+    try:
+        results = json.loads(Path(path).read_text(encoding='utf-8'))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f'--results {path}: cannot read it as JSON '
+                         f'({getattr(exc, "strerror", None) or exc})') from None
+    if not isinstance(results, dict):
+        raise InputError(f"--results {path}: not a benchmark's results.json (no 'runs')")
+    return results
+
+
+def ship(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    results = read_results(args.results) if args.results else None
     runs = sorted((results or {}).get('runs', {}))
     for option, name in (('--run', args.run), ('--compare', args.compare)):
         if results is not None and name not in runs:
             # Else the card would lack its provenance and accuracy table, or show '–' beside.
             parser.error(f'{option} {name!r} is not a run of {args.results}: {", ".join(runs)}')
+    out = Path(args.out)
+    if out.is_dir():
+        raise InputError(f'--out {out} is a folder; give the checkpoint file to write, e.g. '
+                         f'{out / Path(args.checkpoint).name}')
+    output_folder(out.parent, '--out')  # before the export's work
     checkpoint = read_checkpoint(args.checkpoint)
     for key in ('optimizer', 'scheduler', 'scaler'):
         checkpoint[key] = None
@@ -176,8 +202,6 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint['metadata']['metrics']['test_subsets'] = {
             key: scores['miou'] for key, scores in test['subsets'].items()}
         checkpoint['metadata']['metrics']['test_scenes'] = results['args']['eval_scenes']
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(checkpoint, out)
     if out.stat().st_size > MAX_BYTES:
         raise SystemExit(f'{out}: {out.stat().st_size / 1e6:.1f} MB exceeds the 20 MB limit')

@@ -28,3 +28,22 @@ def test_a_run_missing_from_the_results_is_refused(script, capsys, tmp_path, arg
     assert exit_info.value.code == 2
     assert message.format(results=results) in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(('argv', 'message'), [
+    (['{tmp}/none.pt', '--out', '{tmp}/m.pt'], 'ship_model: checkpoint not found: {tmp}/none.pt'),
+    (['{tmp}/none.pt', '--out', '{tmp}/m.pt', '--results', '{tmp}/none.json'],
+     'ship_model: --results {tmp}/none.json: cannot read it as JSON (No such file'),
+    (['{tmp}/bad.json', '--out', '{tmp}/m.pt', '--results', '{tmp}/bad.json'],
+     'ship_model: --results {tmp}/bad.json: cannot read it as JSON (Expecting value'),
+    (['{tmp}/none.pt', '--out', '{tmp}/bad.json/m.pt'], 'ship_model: --out {tmp}/bad.json: cannot '
+     'be a folder'),
+    (['{tmp}/none.pt', '--out', '{tmp}'], 'ship_model: --out {tmp} is a folder; give the '
+     'checkpoint file to write'),
+])
+def test_a_file_it_cannot_use_is_one_line(script, capsys, tmp_path, argv, message):
+    (tmp_path / 'bad.json').write_text('not json')
+    assert script.main([a.format(tmp=tmp_path) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message.format(tmp=tmp_path)) and err.count('\n') == 1, err
+    assert not (tmp_path / 'm.pt').exists()
