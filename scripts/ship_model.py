@@ -33,7 +33,9 @@ MAX_BYTES = 20 * 10**6  # the issue's 20 MB
 
 
 def card(path: Path, checkpoint: dict, results: dict | None, run: str, base_run: str,
-         doc: str) -> str:
+         doc: str, onnx: Path | None = None) -> str:
+    """The model card of ``path``; ``onnx``: its export written beside it now (a file of that
+    name that was not is not this checkpoint's, and the card does not vouch for it)."""
     metadata = checkpoint['metadata']
     config = checkpoint['model_config']
     model, _, _ = load_checkpoint(path)
@@ -46,7 +48,7 @@ def card(path: Path, checkpoint: dict, results: dict | None, run: str, base_run:
              'data)',
              '- Size: ' + ', '.join(f'`{f.name}` {f.stat().st_size:,} bytes '
                                     f'({f.stat().st_size / 2**20:.1f} MiB)'
-                                    for f in (path, path.with_suffix('.onnx')) if f.is_file()),
+                                    for f in (path, onnx) if f is not None),
              '',
              '## Inputs and outputs', '',
              f'- modalities, in this order: {", ".join(metadata["modalities"])} (any non-empty '
@@ -122,10 +124,9 @@ def card(path: Path, checkpoint: dict, results: dict | None, run: str, base_run:
                          + (f'{theirs:.1f}' if theirs is not None else '–') + ' |')
         lines += ['', 'Full tables, every method and the measurement commands: '
                   f'[{doc}](../{doc}).']
-    onnx = path.with_suffix('.onnx')
     lines += ['', '## Files', '',
               f'- `{path.name}`: the checkpoint (PyTorch backend, further training, export)']
-    if onnx.is_file():
+    if onnx is not None:
         lines.append(f'- `{onnx.name}` ({onnx.stat().st_size / 2**20:.1f} MiB): the same model '
                      'as one ONNX graph for every modality mask, the node\'s default; '
                      'exported by `scripts/ship_model.py` as `mmp_ros export --checkpoint '
@@ -206,11 +207,15 @@ def ship(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if out.stat().st_size > MAX_BYTES:
         raise SystemExit(f'{out}: {out.stat().st_size / 1e6:.1f} MB exceeds the 20 MB limit')
     load_checkpoint(out)  # strict: what ships must load
+    onnx = None
     if not args.no_onnx:
         onnx, _ = export_checkpoint(out, out.with_suffix('.onnx'), verify=True)
         print(f'{onnx} ({onnx.stat().st_size / 2**20:.2f} MiB), checked against PyTorch')
+    elif out.with_suffix('.onnx').is_file():
+        print(f'note: {out.with_suffix(".onnx")} is left as it was, and out of the card: it is '
+              f'not the export of this {out.name}')
     card_path = out.with_suffix('.md')
-    card_path.write_text(card(out, checkpoint, results, args.run, args.compare, args.doc),
+    card_path.write_text(card(out, checkpoint, results, args.run, args.compare, args.doc, onnx),
                          encoding='utf-8')
     print(f'{out} ({out.stat().st_size / 2**20:.2f} MiB) and {card_path}')
     return 0

@@ -47,3 +47,17 @@ def test_a_file_it_cannot_use_is_one_line(script, capsys, tmp_path, argv, messag
     err = capsys.readouterr().err
     assert err.startswith(message.format(tmp=tmp_path)) and err.count('\n') == 1, err
     assert not (tmp_path / 'm.pt').exists()
+
+
+def test_without_onnx_the_card_does_not_vouch_for_an_old_onnx_beside_it(script, capsys,
+                                                                        tmp_path):
+    from pathlib import Path
+
+    shipped = Path(__file__).resolve().parents[1] / 'models' / 'tiny_mmp.pt'
+    old = tmp_path / 'model.onnx'
+    old.write_bytes(b'an earlier model')
+    assert script.main([str(shipped), '--out', str(tmp_path / 'model.pt'), '--no-onnx']) == 0
+    assert f'note: {old} is left as it was' in capsys.readouterr().out
+    model_card = (tmp_path / 'model.md').read_text()
+    assert 'model.onnx' not in model_card and 'checked against PyTorch' not in model_card
+    assert old.read_bytes() == b'an earlier model'
