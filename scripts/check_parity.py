@@ -37,6 +37,9 @@ def compare(checkpoint: Path, onnx_path: Path, seed: int, threads: int | None) -
     metadata = candidate.metadata
     model, trained = load_checkpoint_model(checkpoint, resolve_device('cpu'))
     trained.check_modality_order(metadata.modalities, source=str(onnx_path))
+    if tuple(trained.class_names) != tuple(metadata.class_names):
+        raise InputError(f'{onnx_path} has classes {list(metadata.class_names)}, {checkpoint} '
+                         f'{list(trained.class_names)}: it is not an export of this checkpoint')
     if trained.input_size != metadata.input_size:
         print(f'note: {onnx_path} is at {metadata.input_size}, the checkpoint at '
               f'{trained.input_size}; comparing at the ONNX size')

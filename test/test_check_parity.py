@@ -27,3 +27,26 @@ def test_threads_must_be_positive(script, capsys):
         script.main(['--checkpoint', 'model.pt', '--threads', '0'])
     assert exit_info.value.code == 2
     assert 'argument --threads: must be positive, got 0' in capsys.readouterr().err
+
+
+def test_an_onnx_of_another_model_is_named_not_compared(script, capsys, tmp_path):
+    # Before, its logits (5 classes against the checkpoint's 14) failed to broadcast: a
+    # traceback; without logits, 15 rows of FAIL that did not say why.
+    from pathlib import Path
+
+    import torch
+    from contract_net import ContractNet
+
+    from mmp_ros.inference.testing import tiny_metadata
+    from training.export import export_onnx
+
+    checkpoint = Path(__file__).resolve().parents[1] / 'models' / 'tiny_mmp.pt'
+    metadata = tiny_metadata(input_size=(32, 32), num_classes=5)
+    torch.manual_seed(3)
+    onnx = export_onnx(ContractNet(metadata).eval(), metadata, tmp_path / 'other.onnx',
+                       with_logits=True, verify=False)
+    assert script.main(['--checkpoint', str(checkpoint), '--onnx', str(onnx)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"check_parity: {onnx} has classes ['class_0', ") and err.count(
+        '\n') == 1, err
+    assert 'it is not an export of this checkpoint' in err
