@@ -44,8 +44,10 @@ from mmp_ros.core.parameters import (
     load_params_file,
 )
 from mmp_ros.core.preprocess import build_inputs, normalize
+from mmp_ros.errors import InputError
 from mmp_ros.inference import create_backend
 from mmp_ros.sensors import decode_frame
+from training.data.classes import CLASS_NAMES
 from training.data.dataset import SyntheticDataset
 from training.data.render import render
 from training.data.scene import make_split, sample_scene
@@ -96,6 +98,12 @@ def score_paths(model: Path, scenes: int, camera_size: tuple[int, int],
     backend = create_backend('onnxruntime', model)
     metadata = backend.metadata
     modalities = tuple(metadata.modalities)
+    if tuple(metadata.class_names) != tuple(CLASS_NAMES):
+        raise InputError(f'{model} labels {list(metadata.class_names)}, not the synthetic '
+                         f"scenes' classes {list(CLASS_NAMES)}: its mIoU on them means nothing")
+    if 'polarization' in modalities and any(n % 2 for n in camera_size):
+        raise InputError(f'--camera-size {camera_size[0]} {camera_size[1]}: the polarization '
+                         "camera's 2x2 mosaic needs an even height and width")
     classes = len(metadata.class_names)
     values = defaults()
     for path in NODE_PARAMS:
@@ -132,7 +140,7 @@ def score_paths(model: Path, scenes: int, camera_size: tuple[int, int],
             'input_size': metadata.input_size}
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--model', type=Path, default=REPO / 'models' / 'tiny_mmp.onnx')
     parser.add_argument('--scenes', type=positive_int, default=300, help='test scenes 0..N-1')
@@ -144,11 +152,15 @@ def main() -> int:
                         metavar='NAME=VALUE',
                         help='override a node parameter of the node path, e.g. '
                              'sensors.polarization.resolution=full or sensors.depth.max_m=8')
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if not args.model.is_file():
         parser.error(f'--model {args.model}: no such file')
-    result = score_paths(args.model, args.scenes, tuple(args.camera_size), dict(args.param),
-                         args.polarization)
+    try:
+        result = score_paths(args.model, args.scenes, tuple(args.camera_size),
+                             dict(args.param), args.polarization)
+    except InputError as exc:  # a model file or camera size it cannot score: the message alone
+        print(f'serve_path_accuracy: {exc}', file=sys.stderr)
+        return 2
     h, w = result['input_size']
     ch, cw = args.camera_size
     print(f'{args.model}, test scenes 0..{args.scenes - 1}, mIoU %')

@@ -32,3 +32,19 @@ def test_a_parameter_value_is_read_as_yaml(script, item, expected):
 def test_a_parameter_value_that_cannot_be_right_is_refused(script, item, message):
     with pytest.raises(argparse.ArgumentTypeError, match=message.replace('[', r'\[')):
         script.node_parameter(item)
+
+
+@pytest.mark.parametrize(('argv', 'message'), [
+    (['--model', 'models/tiny_mmp.pt'], 'serve_path_accuracy: model file models/tiny_mmp.pt is '
+     'a PyTorch checkpoint, not an ONNX model'),
+    (['--camera-size', '127', '161'], "serve_path_accuracy: --camera-size 127 161: the "
+     "polarization camera's 2x2 mosaic needs an even height and width"),
+])
+def test_a_model_or_camera_it_cannot_score_is_one_line(script, capsys, monkeypatch, argv,
+                                                       message):
+    from pathlib import Path
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    assert script.main(['--scenes', '1', *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count('\n') == 1, err
