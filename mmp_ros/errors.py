@@ -40,6 +40,17 @@ def output_folder(path: str | Path, option: str) -> Path:
     return path
 
 
+def output_file(path: str | Path, option: str) -> Path:
+    """Check, before any work is done, that ``path`` can take the file a command writes when
+    its work is over: not a folder, and its folder made and writable (:func:`output_folder`)."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputFolderError(f'{option} {path} is a folder; give the file to write, e.g. '
+                                f'{path / "results.json"}')
+    output_folder(path.parent, option)
+    return path
+
+
 def found_in(folder: Path, suffix: str) -> str:
     """For a message about a folder given where a file was wanted: '' or ' (it holds
     <file>, ...)' naming up to three files in ``folder`` whose names end in ``suffix``."""

@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the package of this checkout, as its children get it
 
 from mmp_ros.cli import non_negative_int, positive_float, positive_int  # noqa: E402
-from mmp_ros.errors import InputError, output_folder  # noqa: E402
+from mmp_ros.errors import InputError, output_file  # noqa: E402
 
 MODALITIES = ('rgb', 'depth', 'polarization', 'thermal')
 
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f'--model {args.model}: no such file')
     if args.out:  # its folder now: not after the measurements
         try:
-            output_folder(args.out.parent, '--out')
+            output_file(args.out, '--out')
         except InputError as exc:
             parser.error(str(exc))
 

@@ -80,3 +80,8 @@ def test_the_out_folder_is_made_before_the_measurements(bench, capsys, monkeypat
         bench.main(['--model', str(model), '--out', str(model / 'bench.json')])
     assert exit_info.value.code == 2
     assert f'--out {model}: cannot be a folder' in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # a folder: the figures would be lost at the end
+        bench.main(['--model', str(model), '--out', str(tmp_path / 'out')])
+    assert exit_info.value.code == 2
+    assert f'--out {tmp_path / "out"} is a folder; give the file to write' in capsys.readouterr(
+    ).err

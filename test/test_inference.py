@@ -408,6 +408,10 @@ def test_bench_makes_the_json_folder_before_measuring(tmp_path, monkeypatch):
     with pytest.raises(pytest.fail.Exception, match='built models'):
         bench.run(args)
     assert (tmp_path / 'out').is_dir()
+    args = parser.parse_args(['--random-size', 'tiny', '--json', str(tmp_path / 'out')])
+    with pytest.raises(OutputFolderError, match=f'--json {tmp_path / "out"} is a folder; give '
+                       'the file to write'):
+        bench.run(args)
 
 
 def test_build_engine_without_tensorrt_says_what_to_install(model_and_file, capsys):

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from mmp_ros.cli import non_negative_int, positive_int
-from mmp_ros.errors import InputError, output_folder
+from mmp_ros.errors import InputError, output_file
 
 # --- child: one configuration, one process -----------------------------------------------
 
@@ -303,7 +303,7 @@ def run(args: argparse.Namespace) -> int:
     _check_backends(args.backends.split(','))
     _check_models(args)
     if args.json:  # its folder now: not after the measurements, which it would lose
-        output_folder(args.json.parent, '--json')
+        output_file(args.json, '--json')
     with tempfile.TemporaryDirectory(prefix='mmp_ros_bench_') as tmp:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
