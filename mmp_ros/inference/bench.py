@@ -223,10 +223,9 @@ def _model_input_size(variant: Variant) -> tuple[int, int]:
 
     if variant.onnx is not None:
         return read_model_metadata(variant.onnx).input_size
-    import torch
+    from mmp_ros.model import read_checkpoint
 
-    checkpoint = torch.load(variant.checkpoint, map_location='cpu', weights_only=True)
-    return tuple(checkpoint['metadata']['input_size'])
+    return tuple(read_checkpoint(variant.checkpoint)['metadata']['input_size'])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -409,7 +408,6 @@ def report_markdown(results: list[dict], paired: list[list[dict]] = ()) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ['--child']:
-        from mmp_ros.errors import InputError
         from mmp_ros.inference.errors import BackendUnavailableError
 
         specs = json.loads(argv[1])
@@ -422,7 +420,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     parser = argparse.ArgumentParser(prog='bench_backends', description=__doc__.split('\n')[0])
     add_arguments(parser)
-    return run(parser.parse_args(argv))
+    try:
+        return run(parser.parse_args(argv))
+    except InputError as exc:  # as `mmp_ros bench-backends` prints it: the message alone
+        print(f'bench_backends: {exc}', file=sys.stderr)
+        return 2
 
 
 if __name__ == '__main__':
