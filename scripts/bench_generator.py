@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from mmp_ros.cli import positive_int
+from mmp_ros.errors import InputError, output_file
 from training.data.dataset import SyntheticDataset
 from training.data.render import render
 from training.data.scene import make_split, sample_scene
@@ -46,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--frames', type=positive_int, default=60)
     parser.add_argument('--json', type=Path, default=None)
     args = parser.parse_args(argv)
+    if args.json is not None:  # its folder now: not after the frames it would lose
+        try:
+            output_file(args.json, '--json')
+        except InputError as exc:
+            parser.error(str(exc))
     cores = len(os.sched_getaffinity(0))
     results = []
     for size, target in TARGETS.items():
@@ -76,7 +82,6 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(f'cores available to this process: {cores}')
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=1) + '\n')
         print(f'wrote {args.json}')
     return 0 if all(r['meets_target'] for r in results) else 1

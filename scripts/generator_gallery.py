@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from mmp_ros.cli import non_negative_int, positive_int
+from mmp_ros.errors import InputError, output_file
 from training.data.classes import CLASS_NAMES, PALETTE
 from training.data.decode import decode_frame
 from training.data.render import render
@@ -41,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--size', type=positive_int, nargs=2, default=[480, 640],
                         metavar=('H', 'W'))
     args = parser.parse_args(argv)
+    try:  # before the scenes are rendered
+        output_file(args.out, '--out')
+    except InputError as exc:
+        parser.error(str(exc))
 
     height, width = args.size
     palette = np.array(PALETTE, dtype=np.uint8)
@@ -80,7 +85,6 @@ def main(argv: list[str] | None = None) -> int:
     ]
     fig.legend(handles=handles, loc='lower center', ncol=7, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     fig.savefig(buffer, dpi=72, format='png')
     # sensor noise compresses badly: a 256-colour palette keeps the README light

@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from mmp_ros.cli import positive_int
+from mmp_ros.errors import InputError, output_file
 from mmp_ros.modalities import MODALITIES, nonempty_subsets, subset_label
 from training.data.ceiling import (
     class_ceiling,
@@ -147,7 +148,6 @@ def draw(report: dict, out: Path) -> None:
     ax_b.legend(fontsize=8, loc='lower right')
     ax_b.grid(axis='y', alpha=0.3)
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=90)
 
 
@@ -178,10 +178,14 @@ def main(argv: list[str] | None = None) -> int:
                         default=Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'real',
                         help='the shared real sensor samples, for the statistics beside ours')
     args = parser.parse_args(argv)
+    try:  # both before the scenes: not the JSON written and the figure failing after them
+        for path, option in ((args.json, '--json'), (args.figure, '--figure')):
+            output_file(path, option)
+    except InputError as exc:
+        parser.error(str(exc))
     counts = pixel_counts(args.split, args.scenes, tuple(args.size))
     report = build_report(counts, args.split, args.scenes, tuple(args.size))
     report['statistics'] = statistics(args.split, 60, args.real)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=1) + '\n')
     draw(report, args.figure)
     print(markdown(report))

@@ -15,3 +15,12 @@ def test_no_frames_is_refused_before_any_rendering(bench, capsys, monkeypatch, f
         bench.main(['--frames', frames])
     assert exit_info.value.code == 2
     assert f'argument --frames: must be positive, got {frames}' in capsys.readouterr().err
+
+
+def test_a_json_path_that_is_a_folder_is_refused_before_any_rendering(bench, capsys,
+                                                                       monkeypatch, tmp_path):
+    monkeypatch.setattr(bench, 'time_frames', lambda *a: pytest.fail('rendered'))
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(['--frames', '1', '--json', str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert f'--json {tmp_path} is a folder; give the file to write' in capsys.readouterr().err

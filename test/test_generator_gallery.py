@@ -20,3 +20,14 @@ def test_scenes_that_do_not_exist_are_refused(script, capsys, tmp_path, argv, me
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_an_out_that_cannot_be_the_file_is_refused_before_rendering(script, capsys, tmp_path):
+    blocked = tmp_path / 'file'
+    blocked.write_text('')
+    for out, message in ((blocked / 'g.png', f'--out {blocked}: cannot be a folder'),
+                         (tmp_path, f'--out {tmp_path} is a folder; give the file to write')):
+        with pytest.raises(SystemExit) as exit_info:
+            script.main(['--scenes', '0', '--size', '24', '32', '--out', str(out)])
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err

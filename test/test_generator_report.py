@@ -20,3 +20,19 @@ def test_no_report_of_nothing_is_written(script, capsys, tmp_path, argv, message
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize('option', ['--json', '--figure'])
+def test_an_output_that_cannot_be_written_is_refused_before_the_scenes(script, capsys, tmp_path,
+                                                                       option):
+    # Before, the scenes were rendered first, then the JSON written and the figure failed.
+    blocked = tmp_path / 'file'
+    blocked.write_text('')
+    paths = {'--json': tmp_path / 'ceiling.json', '--figure': tmp_path / 'f.png'}
+    paths[option] = blocked / 'out'
+    with pytest.raises(SystemExit) as exit_info:
+        script.main(['--scenes', '1', '--size', '24', '32',
+                     *(str(a) for item in paths.items() for a in item)])
+    assert exit_info.value.code == 2
+    assert f'{option} {blocked}: cannot be a folder' in capsys.readouterr().err
+    assert not (tmp_path / 'ceiling.json').exists()
