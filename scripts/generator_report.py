@@ -55,6 +55,12 @@ def block_dolp(mosaic: np.ndarray) -> np.ndarray:
     return polarization_from_intensities(np.stack(planes))[2]
 
 
+REAL_DEPTH = ('nyu_raw', 'tum_rgbd', 'sunrgbd')  # their depth_mm.png
+REAL_POLARIZATION = ('polanalyser_fruits', 'polanalyser_camera')  # their dolp.npy
+REAL_SAMPLES = (*(f'{s}/depth_mm.png' for s in REAL_DEPTH),
+                *(f'{s}/dolp.npy' for s in REAL_POLARIZATION))
+
+
 def statistics(split: str, scenes: int, real: Path) -> dict:
     """Depth holes and DoLP of generated frames beside the real samples of ../shared/data/real."""
     invalid, dolp = [], []
@@ -70,11 +76,11 @@ def statistics(split: str, scenes: int, real: Path) -> dict:
         'size': [240, 320],
     }
     measured = {}
-    for sample in ('nyu_raw', 'tum_rgbd', 'sunrgbd'):
+    for sample in REAL_DEPTH:
         depth = cv2.imread(str(real / sample / 'depth_mm.png'), cv2.IMREAD_UNCHANGED)
         if depth is not None:
             measured[f'{sample}_depth_invalid_fraction'] = round(float((depth == 0).mean()), 4)
-    for sample in ('polanalyser_fruits', 'polanalyser_camera'):
+    for sample in REAL_POLARIZATION:
         path = real / sample / 'dolp.npy'
         if path.is_file():
             measured[f'{sample}_dolp_p10_p50_p90'] = np.percentile(
@@ -183,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
             output_file(path, option)
     except InputError as exc:
         parser.error(str(exc))
+    missing = [name for name in REAL_SAMPLES if not (args.real / name).is_file()]
+    if missing:  # else the report's real-sample figures would be left out without a word
+        parser.error(f'--real {args.real}: no {", ".join(missing)} (the real samples of '
+                     'shared/data/real)')
     counts = pixel_counts(args.split, args.scenes, tuple(args.size))
     report = build_report(counts, args.split, args.scenes, tuple(args.size))
     report['statistics'] = statistics(args.split, 60, args.real)

@@ -36,3 +36,14 @@ def test_an_output_that_cannot_be_written_is_refused_before_the_scenes(script, c
     assert exit_info.value.code == 2
     assert f'{option} {blocked}: cannot be a folder' in capsys.readouterr().err
     assert not (tmp_path / 'ceiling.json').exists()
+
+
+def test_real_samples_that_are_not_there_are_refused_not_left_out(script, capsys, tmp_path):
+    # Before, the report was written with 'real_samples': {} and no word about it.
+    out = tmp_path / 'ceiling.json'
+    with pytest.raises(SystemExit) as exit_info:
+        script.main(['--scenes', '1', '--size', '24', '32', '--json', str(out),
+                     '--figure', str(tmp_path / 'f.png'), '--real', str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert f'--real {tmp_path}: no nyu_raw/depth_mm.png, ' in capsys.readouterr().err
+    assert not out.exists()
