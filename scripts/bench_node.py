@@ -135,10 +135,13 @@ def main(argv: list[str] | None = None) -> int:
     from mmp_ros.ros.segmentation_node import default_model_path
 
     if args.random_model:
-        model = export_random_model(
-            args.random_model, tuple(args.input_size),
-            Path(tempfile.mkdtemp()) / f'random_{args.random_model}.onnx',
-        )
+        try:
+            model = export_random_model(
+                args.random_model, tuple(args.input_size),
+                Path(tempfile.mkdtemp()) / f'random_{args.random_model}.onnx',
+            )
+        except InputError as exc:  # an unknown size: before any process starts
+            parser.error(f'--random-model: {exc}')
     else:
         model = Path(args.model) if args.model else default_model_path()
     source = subprocess.Popen(

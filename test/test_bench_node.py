@@ -21,6 +21,7 @@ def test_a_run_without_stale_trials_reports_no_maximum(bench):
     (['--stale-trials', '-1'], 'argument --stale-trials: must be 0 or more, got -1'),
     (['--model', 'no/such/model.onnx'], '--model no/such/model.onnx: no such file'),
     (['--model', 'm.onnx', '--random-model', 'tiny'], '--model or --random-model, not both'),
+    (['--random-model', 'huge'], "--random-model: unknown model size 'huge'; known: "),
 ])
 def test_options_that_cannot_be_right_are_refused_before_any_process_starts(
         bench, capsys, monkeypatch, argv, message):
