@@ -18,3 +18,12 @@ def test_options_it_cannot_time_with_are_refused(bench, capsys, tmp_path, argv, 
     assert exit_info.value.code == 2
     assert message.format(tmp=tmp_path) in capsys.readouterr().err
 
+
+
+def test_the_decoder_agrees_with_polanalyser_on_the_real_mosaic(bench, real_data):
+    """What the script prints beside the times: the package's full-resolution AoLP/DoLP
+    against polanalyser's on the real IMX250MZR sample."""
+    mosaic = bench.read(real_data / 'polanalyser_fruits' / 'fruits_IMX250MZR.png')
+    dolp_error, aolp_error = bench.disagreement(bench.crop(mosaic))
+    assert dolp_error < 1e-4
+    assert aolp_error < 0.01
