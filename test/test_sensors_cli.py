@@ -64,6 +64,14 @@ def test_decode_a_16_bit_colour_file(tmp_path, capsys):
     assert 'rgb bgr16 6x5' in out and 'ch0: min 0  max 0' in out and 'ch2: min 1  max 1' in out
 
 
+def test_decode_a_16_bit_grey_file_as_rgb(tmp_path, capsys):
+    """A monochrome 16-bit camera's frame on the colour topic decodes as mono16 (refused)."""
+    cv2.imwrite(str(tmp_path / 'mono.png'), np.full((5, 6), 65535, np.uint16))
+    assert main(['decode', '--modality', 'rgb', str(tmp_path / 'mono.png'), '--repeat', '1']) == 0
+    out = capsys.readouterr().out
+    assert 'rgb mono16 6x5' in out and 'ch0: min 1  max 1' in out and 'ch2: min 1  max 1' in out
+
+
 def test_bad_input_is_reported_with_a_non_zero_exit(tmp_path, capsys):
     odd = tmp_path / 'odd.npy'
     np.save(odd, np.zeros((3, 4), np.uint8))

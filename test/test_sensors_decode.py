@@ -113,6 +113,20 @@ def test_rgb_encode_round_trip_in_every_channel_order():
     assert np.all(grey[..., 0] == grey[..., 1]) and np.all(grey[..., 1] == grey[..., 2])
 
 
+def test_rgb_from_a_mono16_camera_is_its_grey_in_all_three_channels():
+    # a monochrome machine-vision camera publishes mono16 on the colour topic
+    rgb = RNG.random((6, 5, 3)).astype(np.float32)
+    fields = encode_frame('rgb', rgb, 'mono16')
+    assert (fields.encoding, len(fields.data)) == ('mono16', 6 * 5 * 2)
+    grey = decode_frame('rgb', fields).data
+    luma = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    for channel in range(3):
+        np.testing.assert_allclose(grey[..., channel], luma, atol=0.5 / 65535 + 1e-6)
+    # a 12-bit camera at saturation (4095 in every pixel) is reported saturated
+    full = decode_frame('rgb', array_to_image(np.full((4, 4), 4095, np.uint16), 'mono16'))
+    assert full.stats.saturated
+
+
 BAYER_PATTERNS = ('rggb', 'bggr', 'gbrg', 'grbg')  # ROS names: the top-left 2x2 block
 
 

@@ -126,7 +126,7 @@ def test_agrees_with_rosbags_image(encoding, is_bigendian):
 
 
 @pytest.mark.parametrize('encoding', [
-    'rgb8', 'bgr8', 'rgba8', 'bgra8', 'mono8', 'rgb16', 'bgr16', 'rgba16', 'bgra16',
+    'rgb8', 'bgr8', 'rgba8', 'bgra8', 'mono8', 'rgb16', 'bgr16', 'rgba16', 'bgra16', 'mono16',
     *(f'bayer_{pattern}{bits}' for bits in (8, 16) for pattern in ('rggb', 'bggr', 'gbrg',
                                                                    'grbg')),
 ])  # fmt: skip

@@ -73,7 +73,7 @@ def default_encoding(pixels: np.ndarray, modality: str) -> str:
     kind = (pixels.dtype.str[1:], channels)
     if modality == 'rgb':
         table = {('u1', 3): 'bgr8', ('u1', 4): 'bgra8', ('u1', 1): 'mono8',
-                 ('u2', 3): 'bgr16', ('u2', 4): 'bgra16'}
+                 ('u2', 3): 'bgr16', ('u2', 4): 'bgra16', ('u2', 1): 'mono16'}
     elif modality == 'depth':
         table = {('u2', 1): '16UC1', ('f4', 1): '32FC1'}
     elif modality == 'polarization':

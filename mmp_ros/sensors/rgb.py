@@ -2,8 +2,8 @@
 
 A Bayer mosaic (``bayer_rggb8`` ... ``bayer_grbg16``, the raw output of many machine-vision
 cameras) is demosaiced bilinearly by OpenCV, as cv_bridge does; 16-bit values (``rgb16`` ...
-``bgra16`` and the 16-bit mosaics) are scaled by the full 16-bit range (65535 is 1.0), as
-cv_bridge's conversion to 8 bits does.
+``bgra16``, ``mono16`` and the 16-bit mosaics) are scaled by the full 16-bit range (65535 is
+1.0), as cv_bridge's conversion to 8 bits does.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ TO_RGB: dict[str, int | None] = {
     'bgr16': cv2.COLOR_BGR2RGB,
     'rgba16': cv2.COLOR_RGBA2RGB,
     'bgra16': cv2.COLOR_BGRA2RGB,
+    'mono16': cv2.COLOR_GRAY2RGB,  # a monochrome (machine-vision, HDR) camera's 16 bits
 }
 # ROS names a Bayer pattern by the first two pixels of the first two rows; OpenCV by the
 # second and third pixels of the second row: ROS's RGGB is OpenCV's BG.
@@ -80,9 +81,9 @@ def decode_rgb(raw: np.ndarray, encoding: str) -> np.ndarray:
 def encode_rgb(rgb: np.ndarray, encoding: str = 'rgb8') -> np.ndarray:
     """(H, W, 3) RGB, float in [0, 1] or uint8 -> (H, W, C) pixels of ``encoding``.
 
-    Alpha is written opaque (full scale); ``mono8`` takes the ITU-R BT.601 luma; a Bayer
-    encoding keeps at each pixel the channel its colour filter passes. uint8 input to a
-    16-bit encoding is scaled by 257 (255 becomes 65535).
+    Alpha is written opaque (full scale); ``mono8`` and ``mono16`` take the ITU-R BT.601
+    luma; a Bayer encoding keeps at each pixel the channel its colour filter passes. uint8
+    input to a 16-bit encoding is scaled by 257 (255 becomes 65535).
     """
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3:
@@ -96,9 +97,10 @@ def encode_rgb(rgb: np.ndarray, encoding: str = 'rgb8') -> np.ndarray:
         rgb = np.clip(np.rint(np.asarray(rgb, dtype=np.float32) * 255.0), 0, 255).astype(
             np.uint8
         )
-    if encoding == 'mono8':
+    if encoding in ('mono8', 'mono16'):
         luma = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-        return np.clip(np.rint(luma), 0, 255).astype(np.uint8)[..., np.newaxis]
+        top = np.iinfo(rgb.dtype).max
+        return np.clip(np.rint(luma), 0, top).astype(rgb.dtype)[..., np.newaxis]
     stored = rgb[..., FROM_RGB[encoding]]
     if encoding in ALPHA_ENCODINGS:
         alpha = np.full((*rgb.shape[:2], 1), np.iinfo(rgb.dtype).max, dtype=rgb.dtype)
