@@ -37,6 +37,7 @@ from training.train import (
     TrainStep,
     crop_origin,
     lr_factor,
+    resolve_device,
     soft_cross_entropy,
     train,
 )
@@ -152,8 +153,10 @@ def test_a_config_that_is_no_yaml_text_is_named(tmp_path, base_checkpoint):
         load_config(base_checkpoint)
 
 
-@pytest.mark.parametrize('device', ['gpu', 'cuda:x', ''])
+@pytest.mark.parametrize('device', ['gpu', 'cuda:x', '', 'mps', 'xla', 'meta'])
 def test_a_device_torch_does_not_know_is_named(tmp_path, device):
+    """mps and xla (torch knows them, this build has neither) ended in a traceback from
+    model.to; meta 'trained' weights that hold no values."""
     with pytest.raises(ConfigError, match=f"device '{device}': expected auto, cpu, cuda or"):
         run(tmp_path, f'device="{device}"')
 
@@ -164,6 +167,24 @@ def test_a_cuda_device_without_cuda_is_named_as_written(tmp_path, device):
     """device=cuda was reported as 'cuda:0', a name the user never wrote."""
     with pytest.raises(ConfigError, match=f"^device '{device}' requested but CUDA is not"):
         run(tmp_path, f'device={device}')
+
+
+def test_a_cuda_device_beyond_the_machines_is_refused_in_words():
+    """cuda:3 on a one-GPU machine ended in torch's 'invalid device ordinal' traceback, as did
+    device=cuda (or auto) in a torchrun process whose local rank had no GPU of its own."""
+    with pytest.raises(ConfigError, match=r"^device 'cuda:3': this machine has 1 CUDA device "
+                       r'\(cuda:0\)$'):
+        resolve_device('cuda:3', cuda_devices=1)
+    with pytest.raises(ConfigError, match=r"^device 'cuda' is cuda:2 for the process of local "
+                       r'rank 2, but this machine has 2 CUDA devices \(cuda:0 to cuda:1\): '
+                       'start at most 2 processes per machine$'):
+        resolve_device('cuda', local_rank=2, cuda_devices=2)
+    with pytest.raises(ConfigError, match="^device 'auto' is cuda:1 for the process of local"):
+        resolve_device('auto', local_rank=1, cuda_devices=1)
+    assert resolve_device('cuda:1', cuda_devices=2) == torch.device('cuda:1')
+    assert resolve_device('cuda', local_rank=1, cuda_devices=2) == torch.device('cuda:1')
+    assert resolve_device('auto', local_rank=1, cuda_devices=0) == torch.device('cpu')
+    assert resolve_device('cpu:0', cuda_devices=0).type == 'cpu'
 
 
 def test_shipped_configs_load():

@@ -165,18 +165,33 @@ def crop_origin(image_size: tuple[int, int], crop: tuple[int, ...],
     return top, left
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+def resolve_device(name: str, local_rank: int = 0, cuda_devices: int | None = None
+                   ) -> torch.device:
+    """The device ``name`` (auto, cpu, cuda, cuda:N) stands for in the process of
+    ``local_rank``; ``cuda_devices``: how many this machine has (None: as torch counts)."""
     requested = name  # what messages name: 'cuda', not the 'cuda:0' it stands for
+    if cuda_devices is None:
+        cuda_devices = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if name == 'auto':
-        name = 'cuda' if torch.cuda.is_available() else 'cpu'
+        name = 'cuda' if cuda_devices else 'cpu'
     if name == 'cuda':
         name = f'cuda:{local_rank}'
     try:
         device = torch.device(name)
     except RuntimeError:  # torch lists every device type it knows, most of them not ours
-        raise ConfigError(f'device {name!r}: expected auto, cpu, cuda or cuda:N') from None
-    if device.type == 'cuda' and not torch.cuda.is_available():
+        device = None
+    if device is None or device.type not in ('cpu', 'cuda'):  # mps, xla, meta: not trained on
+        raise ConfigError(f'device {name!r}: expected auto, cpu, cuda or cuda:N')
+    if device.type == 'cuda' and not cuda_devices:
         raise ConfigError(f'device {requested!r} requested but CUDA is not available here')
+    if device.type == 'cuda' and device.index >= cuda_devices:
+        have = 'cuda:0' if cuda_devices == 1 else f'cuda:0 to cuda:{cuda_devices - 1}'
+        have = f'this machine has {cuda_devices} CUDA device{"s" * (cuda_devices > 1)} ({have})'
+        if requested == name:
+            raise ConfigError(f'device {requested!r}: {have}')
+        raise ConfigError(f'device {requested!r} is {name} for the process of local rank '
+                          f'{local_rank}, but {have}: start at most {cuda_devices} processes '
+                          'per machine')
     return device
 
 
