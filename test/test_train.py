@@ -401,6 +401,24 @@ def test_a_batch_that_does_not_split_over_the_processes_stops_before_anything(tm
     assert not (tmp_path / 'out').exists()
 
 
+def test_every_process_checks_the_validation_data(tmp_path, monkeypatch):
+    """Only rank 0 built the validation data: under torchrun the other processes went on
+    into the first step's collective and ended in a gloo 'Connection closed by peer'
+    traceback each after rank 0's one-line refusal."""
+    import torch.distributed as dist
+
+    monkeypatch.setenv('RANK', '1')  # rank 1 of 2, its collectives in a group of one
+    monkeypatch.setenv('WORLD_SIZE', '2')
+    dist.init_process_group('gloo', store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        with pytest.raises(DatasetError, match=r'validation data \(val\) has no "label"'):
+            train(load_config(None, [*FAST, 'steps=1', 'eval_every=1', f'out_dir={tmp_path}']),
+                  train_dataset=CueDataset('train', 4),
+                  val_dataset=UnlabelledDataset(CueDataset('val', 4), MODALITIES))
+    finally:
+        dist.destroy_process_group()
+
+
 def test_python_m_training_train_prints_an_input_error_alone_and_records_its_command(
         tmp_path, capsys):
     """``python -m training.train`` is what torchrun launches: a wrong setting was a traceback

@@ -516,7 +516,9 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
             step_module, device_ids=[device.index] if device.type == 'cuda' else None)
     history = History(out_dir, resume_step=start_step) if ddp.is_main else None
     val_data = None
-    if config.eval_every and ddp.is_main:
+    # Rank 0 alone evaluates, but every process checks the data: one that rank 0 alone
+    # refused left the others to fail in a collective, each with a traceback.
+    if config.eval_every:
         val_data = val_dataset if val_dataset is not None else build_dataset(
             config.data, config.data.val_split)
         check_modalities(val_data, modalities, need_label=True,
