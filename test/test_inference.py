@@ -309,6 +309,20 @@ def test_torch_backend_without_cuda_says_so(model_and_file):
         TorchBackend(model, metadata, device='cuda')
 
 
+def test_torch_backend_names_a_cuda_device_beyond_the_machines():
+    from mmp_ros.inference.torch_backend import resolve_device
+
+    with pytest.raises(BackendUnavailableError, match=r"'cuda:3': this machine has 1 CUDA "
+                                                      r'device \(cuda:0\)$'):
+        resolve_device('cuda:3', cuda_devices=1)
+    with pytest.raises(BackendUnavailableError, match=r'2 CUDA devices \(cuda:0 to cuda:1\)'):
+        resolve_device('cuda:2', cuda_devices=2)
+    with pytest.raises(BackendUnavailableError, match='sees no CUDA device'):
+        resolve_device('cuda', cuda_devices=0)
+    assert resolve_device('cuda:1', cuda_devices=2) == torch.device('cuda:1')
+    assert resolve_device('cuda', cuda_devices=1) == torch.device('cuda')
+
+
 def test_onnxruntime_cuda_without_provider_says_so(model_and_file):
     import onnxruntime
 

@@ -23,19 +23,29 @@ from mmp_ros.inference.torch_graph import DeployGraph
 from mmp_ros.metadata import MetadataError, ModelMetadata
 
 
-def resolve_device(device: str | None) -> torch.device:
+def resolve_device(device: str | None, cuda_devices: int | None = None) -> torch.device:
+    """The torch device ``device`` names (None: cpu); ``cuda_devices``: how many this machine
+    has (None: as torch counts them)."""
     name = device or 'cpu'
+    if cuda_devices is None:
+        cuda_devices = torch.cuda.device_count() if torch.cuda.is_available() else 0
     try:
         resolved = torch.device(name)
     except RuntimeError as exc:
         raise BackendUnavailableError(f"torch device {name!r}: use 'cpu' or 'cuda[:N]'") from exc
-    if resolved.type == 'cuda' and not torch.cuda.is_available():
+    if resolved.type == 'cuda' and not cuda_devices:
         raise BackendUnavailableError(
             f'torch device {name!r} asked for, but this torch {torch.__version__} sees no CUDA '
             'device; use device cpu'
         )
     if resolved.type not in ('cpu', 'cuda'):
         raise BackendUnavailableError(f"torch device {name!r}: use 'cpu' or 'cuda[:N]'")
+    if resolved.type == 'cuda' and (resolved.index or 0) >= cuda_devices:
+        # Else torch.load failed on the device ordinal and the checkpoint took the blame.
+        have = 'cuda:0' if cuda_devices == 1 else f'cuda:0 to cuda:{cuda_devices - 1}'
+        raise BackendUnavailableError(
+            f'torch device {name!r}: this machine has {cuda_devices} CUDA device'
+            f'{"s" * (cuda_devices > 1)} ({have})')
     if resolved.type == 'cpu':
         # torch.load cannot map storages to 'cpu:0' and blamed the checkpoint for it.
         return torch.device('cpu')
