@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -512,6 +513,10 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
     student = frozen_norms_folded(model.eval()) if adapting else model
     step_module: nn.Module = TrainStep(student, mode, alignment=config.alignment_weight > 0)
     if ddp.world_size > 1:
+        # On the CPU the 1x1 convolutions' channels-last gradients are copied into DDP's
+        # contiguous buckets, which is what its 'Grad strides do not match bucket view
+        # strides' warning says, on every process; that copy is in the measured step.
+        warnings.filterwarnings('ignore', message='Grad strides do not match bucket view')
         step_module = nn.parallel.DistributedDataParallel(
             step_module, device_ids=[device.index] if device.type == 'cuda' else None)
     history = History(out_dir, resume_step=start_step) if ddp.is_main else None
