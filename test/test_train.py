@@ -185,6 +185,8 @@ def test_a_cuda_device_beyond_the_machines_is_refused_in_words():
     assert resolve_device('cuda', local_rank=1, cuda_devices=2) == torch.device('cuda:1')
     assert resolve_device('auto', local_rank=1, cuda_devices=0) == torch.device('cpu')
     assert resolve_device('cpu:0', cuda_devices=0).type == 'cpu'
+    with pytest.raises(ConfigError, match="^device 'cuda:1' names one GPU for every process"):
+        resolve_device('cuda:1', local_rank=1, cuda_devices=2)  # rank 0 took cuda:1 as well
 
 
 def test_shipped_configs_load():

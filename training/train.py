@@ -185,6 +185,11 @@ def resolve_device(name: str, local_rank: int = 0, cuda_devices: int | None = No
         raise ConfigError(f'device {name!r}: expected auto, cpu, cuda or cuda:N')
     if device.type == 'cuda' and not cuda_devices:
         raise ConfigError(f'device {requested!r} requested but CUDA is not available here')
+    if device.type == 'cuda' and requested == name and local_rank > 0:
+        # Every process of the machine would take that one GPU, which NCCL refuses.
+        raise ConfigError(f'device {requested!r} names one GPU for every process torchrun '
+                          'starts on this machine; use device=cuda (each process takes '
+                          'cuda:<its local rank>) and CUDA_VISIBLE_DEVICES to choose the GPUs')
     if device.type == 'cuda' and device.index >= cuda_devices:
         have = 'cuda:0' if cuda_devices == 1 else f'cuda:0 to cuda:{cuda_devices - 1}'
         have = f'this machine has {cuda_devices} CUDA device{"s" * (cuda_devices > 1)} ({have})'
