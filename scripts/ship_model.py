@@ -24,6 +24,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from mmp_ros.atomic import replace_atomically  # noqa: E402
 from mmp_ros.errors import InputError, output_folder  # noqa: E402
 from mmp_ros.modalities import nonempty_subsets, subset_label  # noqa: E402
 from mmp_ros.model import load_checkpoint, read_checkpoint  # noqa: E402
@@ -170,6 +171,22 @@ def read_results(path: str) -> dict:
     return results
 
 
+def checked(checkpoint: dict, partial: Path, out: Path) -> None:
+    """Save ``checkpoint`` to ``partial`` and check it: under the size limit and loading
+    strictly; else ``partial`` is removed, and what ``out`` held (and its ONNX file and card
+    beside it) is left as it was."""
+    try:
+        torch.save(checkpoint, partial)
+        size = partial.stat().st_size
+        if size > MAX_BYTES:
+            raise InputError(f'{out}: {size / 1e6:.1f} MB exceeds the {MAX_BYTES / 1e6:g} MB '
+                             'limit; nothing was written')
+        load_checkpoint(partial)  # strict: what ships must load
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
 def ship(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     results = read_results(args.results) if args.results else None
     runs = sorted((results or {}).get('runs', {}))
@@ -203,10 +220,7 @@ def ship(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         checkpoint['metadata']['metrics']['test_subsets'] = {
             key: scores['miou'] for key, scores in test['subsets'].items()}
         checkpoint['metadata']['metrics']['test_scenes'] = results['args']['eval_scenes']
-    torch.save(checkpoint, out)
-    if out.stat().st_size > MAX_BYTES:
-        raise SystemExit(f'{out}: {out.stat().st_size / 1e6:.1f} MB exceeds the 20 MB limit')
-    load_checkpoint(out)  # strict: what ships must load
+    replace_atomically(out, lambda partial: checked(checkpoint, partial, out))
     onnx = None
     if not args.no_onnx:
         onnx, _ = export_checkpoint(out, out.with_suffix('.onnx'), verify=True)

@@ -61,3 +61,30 @@ def test_without_onnx_the_card_does_not_vouch_for_an_old_onnx_beside_it(script, 
     model_card = (tmp_path / 'model.md').read_text()
     assert 'model.onnx' not in model_card and 'checked against PyTorch' not in model_card
     assert old.read_bytes() == b'an earlier model'
+
+
+def small_checkpoint(path, modalities=('rgb', 'depth')):
+    from mmp_ros.inference.testing import tiny_metadata, tiny_random_model
+    from mmp_ros.model import save_checkpoint
+
+    metadata = tiny_metadata(modalities=modalities, num_classes=3)
+    return save_checkpoint(path, model=tiny_random_model(metadata), metadata=metadata)
+
+
+def test_a_model_over_the_size_limit_leaves_the_shipped_files_as_they_were(script, capsys,
+                                                                           tmp_path,
+                                                                           monkeypatch):
+    trained = small_checkpoint(tmp_path / 'trained.pt')
+    shipped = {tmp_path / f'model.{suffix}': f'the shipped {suffix}'.encode()
+               for suffix in ('pt', 'onnx', 'md')}
+    for path, data in shipped.items():
+        path.write_bytes(data)
+    monkeypatch.setattr(script, 'MAX_BYTES', 1000)
+    # was: model.pt replaced by the oversized model, then a SystemExit beside the old card
+    assert script.main([str(trained), '--out', str(tmp_path / 'model.pt')]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f'ship_model: {tmp_path / "model.pt"}: ') and err.count('\n') == 1
+    assert err.endswith(' MB exceeds the 0.001 MB limit; nothing was written\n'), err
+    assert {path: path.read_bytes() for path in shipped} == shipped
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['model.md', 'model.onnx', 'model.pt',
+                                                          'trained.pt']
