@@ -40,6 +40,7 @@ def card(path: Path, checkpoint: dict, results: dict | None, run: str, base_run:
     metadata = checkpoint['metadata']
     config = checkpoint['model_config']
     model, _, _ = load_checkpoint(path)
+    masks = 2 ** len(metadata['modalities']) - 1  # the non-empty subsets; all but one miss some
     parameters = sum(p.numel() for p in model.parameters())
     lines = [f'# Model card: `{path.name}`', '',
              f'Multimodal semantic segmentation, `{config["size"]}` size, robustness method '
@@ -86,7 +87,7 @@ def card(path: Path, checkpoint: dict, results: dict | None, run: str, base_run:
         lines.append(f'- the same recipe again on {again["device"]}: trained in '
                      f'{again["run"]["seconds"] / 60:.0f} min, test split '
                      f'{test["full_miou"]:.1f} with every modality and '
-                     f'{test["mean_missing_miou"]:.1f} over the 14 missing subsets '
+                     f'{test["mean_missing_miou"]:.1f} over the {masks - 1} missing subsets '
                      f'(`{again["command"]}`)')
     base = metadata['provenance'].get('base_checkpoint')
     if metadata['method'] == 'mmp_adapt':
@@ -120,7 +121,7 @@ def card(path: Path, checkpoint: dict, results: dict | None, run: str, base_run:
                 lines.append(f'| {key} | {mine[split]["subsets"][key]["miou"]:.1f} | '
                              + (f'{theirs:.1f}' if theirs is not None else '–') + ' |')
             theirs = other.get(split, {}).get('mean_missing_miou')
-            lines.append(f'| mean over the 14 missing subsets | '
+            lines.append(f'| mean over the {masks - 1} missing subsets | '
                          f'{mine[split]["mean_missing_miou"]:.1f} | '
                          + (f'{theirs:.1f}' if theirs is not None else '–') + ' |')
         lines += ['', 'Full tables, every method and the measurement commands: '
@@ -132,12 +133,14 @@ def card(path: Path, checkpoint: dict, results: dict | None, run: str, base_run:
                      'as one ONNX graph for every modality mask, the node\'s default; '
                      'exported by `scripts/ship_model.py` as `mmp_ros export --checkpoint '
                      f'models/{path.name} --out models/{onnx.name}` does, and checked against '
-                     'PyTorch on all 15 masks')
+                     f'PyTorch on all {masks} masks')
     lines += ['', '## Limits', '',
               '- Trained on synthetic scenes only (training/data); on real sensors expect a '
-              'domain gap until it is fine-tuned on labelled real data.',
-              '- Thermal is normalized in °C from the training scenes; the OOD split (other '
-              'ambient temperatures) shows how much a shifted thermal range costs.', '']
+              'domain gap until it is fine-tuned on labelled real data.']
+    if 'thermal' in metadata['modalities']:
+        lines.append('- Thermal is normalized in °C from the training scenes; the OOD split '
+                     '(other ambient temperatures) shows how much a shifted thermal range costs.')
+    lines.append('')
     return '\n'.join(lines)
 
 

@@ -88,3 +88,25 @@ def test_a_model_over_the_size_limit_leaves_the_shipped_files_as_they_were(scrip
     assert {path: path.read_bytes() for path in shipped} == shipped
     assert sorted(p.name for p in tmp_path.iterdir()) == ['model.md', 'model.onnx', 'model.pt',
                                                           'trained.pt']
+
+
+def test_the_card_counts_the_subsets_and_masks_of_the_model_s_own_modalities(script, tmp_path):
+    from mmp_ros.model import read_checkpoint
+
+    path = small_checkpoint(tmp_path / 'model.pt', modalities=('rgb', 'depth'))
+    onnx = tmp_path / 'model.onnx'
+    onnx.write_bytes(b'its export')
+    scores = {'subsets': {key: {'miou': 50.0} for key in ('rgb', 'depth', 'all')},
+              'mean_missing_miou': 40.0, 'full_miou': 60.0}
+    record = {'method': 'mmp', 'seed': 1, 'steps': 10, 'batch_size': 2, 'train_scenes': 4,
+              'device': 'cpu', 'eval': {'test': scores, 'ood': scores}}
+    results = {'args': {}, 'runs': {'mmp_s1': record},
+               'cpu_reproduction': {'device': 'cpu', 'command': 'again',
+                                    'run': {**record, 'seconds': 60}}}
+    text = script.card(path, read_checkpoint(path), results, 'mmp_s1', 'none_s1',
+                       'docs/robustness.md', onnx)
+    # was: 'the 14 missing subsets' and 'all 15 masks' whatever the model's modalities
+    assert '14 missing' not in text and '15 masks' not in text
+    assert text.count('over the 2 missing subsets') == 3
+    assert 'checked against PyTorch on all 3 masks' in text
+    assert 'Thermal' not in text
