@@ -262,7 +262,7 @@ def compare_allocators(case: str, args: argparse.Namespace) -> dict[str, list]:
     options = [f'--threads={args.threads}', f'--base-batch={args.base_batch}',
                f'--base-steps={args.base_steps}', f'--adapt-batch={args.adapt_batch}',
                f'--adapt-steps={args.adapt_steps}', f'--rank={args.rank}',
-               *(['--windows'] if args.windows else [])]
+               *(['--windows'] if args.windows and case == 'adapt' else [])]
     root = str(Path(__file__).resolve().parents[1])  # the children import the package
     env = {**os.environ, 'PYTHONPATH': os.pathsep.join(
         part for part in (root, os.environ.get('PYTHONPATH')) if part)}
@@ -326,8 +326,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument('--ratio', action='store_true',
                         help='time the GPU-budget adaptation step against the base step '
                              'instead of comparing two ways of one')
-    parser.add_argument('--base-total', type=positive_int, default=1200, help='with --ratio')
-    parser.add_argument('--adapt-total', type=positive_int, default=1800, help='with --ratio')
+    parser.add_argument('--base-total', type=positive_int,
+                        help='with --ratio: base steps a run (default 1200)')
+    parser.add_argument('--adapt-total', type=positive_int,
+                        help='with --ratio: adaptation steps a run (default 1800)')
     parser.add_argument('--case', choices=('base', 'adapt'),
                         help='--compare: time this kind of step alone (default: both)')
     parser.add_argument('--windows', action='store_true',
@@ -341,6 +343,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.ratio and (args.compare or args.case):
         parser.error('--ratio times its own two steps: not with --compare or --case')
+    if not args.ratio and (args.base_total or args.adapt_total):
+        parser.error('--base-total and --adapt-total: only with --ratio (what its runs of '
+                     'each step cost)')
+    args.base_total, args.adapt_total = args.base_total or 1200, args.adapt_total or 1800
+    if args.windows and args.case == 'base':
+        parser.error('--windows: the adaptation step on windows; not with --case base')
     args.compare = args.compare or 'resize'
     if args.keep_freed_memory and args.compare == 'allocator':
         parser.error('--keep-freed-memory: --compare allocator compares it')

@@ -155,6 +155,10 @@ def test_ratio_times_the_windowed_adaptation_step_against_the_base_step(bench, c
     (['--compare', 'fold', '--case', 'base'], '--compare fold times the adaptation step'),
     (['--ratio', '--compare', 'layout'], '--ratio times its own two steps'),
     (['--ratio', '--case', 'base'], '--ratio times its own two steps'),
+    # were ignored: the totals only weigh --ratio's steps, the windows only the adaptation's
+    (['--adapt-total', '1600'], '--base-total and --adapt-total: only with --ratio'),
+    (['--compare', 'fold', '--base-total', '1000'], '--base-total and --adapt-total: only wi'),
+    (['--case', 'base', '--windows'], '--windows: the adaptation step on windows; not with'),
 ])
 def test_options_that_would_fail_or_time_nothing_are_refused_before_any_step(
         bench, capsys, monkeypatch, argv, message):
