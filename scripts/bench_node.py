@@ -121,7 +121,14 @@ def main(argv: list[str] | None = None) -> int:
             output_file(args.out, '--out')
         except InputError as exc:
             parser.error(str(exc))
+    # The --random-model's export: removed when the benchmark ends, whichever way it ends.
+    with tempfile.TemporaryDirectory(prefix='bench_node_') as scratch:
+        return bench(parser, args, Path(scratch))
 
+
+def bench(parser: argparse.ArgumentParser, args: argparse.Namespace, scratch: Path) -> int:
+    """The benchmark of ``main``'s checked ``args``; ``scratch``: a folder for the
+    --random-model's export."""
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(101, 200)))
     import rclpy
@@ -138,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             model = export_random_model(
                 args.random_model, tuple(args.input_size),
-                Path(tempfile.mkdtemp()) / f'random_{args.random_model}.onnx',
+                scratch / f'random_{args.random_model}.onnx',
             )
         except InputError as exc:  # an unknown size: before any process starts
             parser.error(f'--random-model: {exc}')

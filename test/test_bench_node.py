@@ -86,3 +86,27 @@ def test_the_out_folder_is_made_before_the_measurements(bench, capsys, monkeypat
     assert exit_info.value.code == 2
     assert f'--out {tmp_path / "out"} is a folder; give the file to write' in capsys.readouterr(
     ).err
+
+
+def test_the_random_model_s_folder_is_removed_however_the_benchmark_ends(bench, monkeypatch,
+                                                                        tmp_path):
+    import tempfile
+
+    def exported(size, input_size, path):  # the real export takes 15 s on a CPU
+        path.write_bytes(b'onnx')
+        return path
+
+    def started(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C as the processes start
+
+    monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path))
+    monkeypatch.setattr(bench, 'export_random_model', exported)
+    monkeypatch.setattr(bench.subprocess, 'Popen', started)
+    with pytest.raises(KeyboardInterrupt):
+        bench.main(['--random-model', 'tiny'])
+    monkeypatch.undo()
+    monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path))
+    with pytest.raises(SystemExit):  # an unknown size, refused after the folder was made
+        bench.main(['--random-model', 'huge'])
+    # was: a folder holding random_tiny.onnx, and an empty one, left in the temporary folder
+    assert list(tmp_path.iterdir()) == []
