@@ -50,7 +50,7 @@ from mmp_ros.sensors import decode_frame
 from training.data.classes import CLASS_NAMES
 from training.data.dataset import SyntheticDataset
 from training.data.render import render
-from training.data.scene import make_split, sample_scene
+from training.data.scene import frame_size_problem, make_split, sample_scene
 from training.data.synth_bag import SynthBagConfig, sensor_pixels
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,6 +95,8 @@ def training_inputs(sample, metadata) -> dict[str, np.ndarray]:
 
 def score_paths(model: Path, scenes: int, camera_size: tuple[int, int],
                 overrides: dict[str, object], polarization: str = 'mosaic') -> dict:
+    if problem := frame_size_problem(*camera_size):  # the scenes are rendered at it
+        raise InputError(f'--camera-size {problem}')
     backend = create_backend('onnxruntime', model)
     metadata = backend.metadata
     modalities = tuple(metadata.modalities)

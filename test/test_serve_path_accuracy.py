@@ -39,6 +39,10 @@ def test_a_parameter_value_that_cannot_be_right_is_refused(script, item, message
      'a PyTorch checkpoint, not an ONNX model'),
     (['--camera-size', '127', '161'], "serve_path_accuracy: --camera-size 127 161: the "
      "polarization camera's 2x2 mosaic needs an even height and width"),
+    # were rendered (a 5000x5000 scene, or 2x2) beyond what the generator renders
+    (['--camera-size', '5000', '5000'], 'serve_path_accuracy: --camera-size must be at least '
+     '8x8 and at most 4096 a side, got 5000x5000'),
+    (['--camera-size', '2', '2'], 'serve_path_accuracy: --camera-size must be at least 8x8'),
 ])
 def test_a_model_or_camera_it_cannot_score_is_one_line(script, capsys, monkeypatch, argv,
                                                        message):

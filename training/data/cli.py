@@ -23,7 +23,13 @@ from training.data.layout import (
     write_frame,
 )
 from training.data.render import render
-from training.data.scene import MAX_SIDE, SPLIT_CAPACITY, SPLITS, make_split, sample_scene
+from training.data.scene import (
+    SPLIT_CAPACITY,
+    SPLITS,
+    frame_size_problem,
+    make_split,
+    sample_scene,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -150,9 +156,8 @@ def run(args: argparse.Namespace) -> int:
     :class:`SynthDatasetError`, which ``mmp_ros`` prints as one line (exit status 2)."""
     splits = _parse_splits(args.split)
     height, width = args.size
-    if min(height, width) < 8 or max(height, width) > MAX_SIDE:
-        raise SynthDatasetError(f'--size must be at least 8x8 and at most {MAX_SIDE} a side, '
-                                f'got {height}x{width}')
+    if problem := frame_size_problem(height, width):
+        raise SynthDatasetError(f'--size {problem}')
     if args.polarization == 'mosaic' and (height % 2 or width % 2):
         raise SynthDatasetError(f'--size {height} {width}: the 2x2 polarizer mosaic needs an '
                                 'even height and width (or --polarization intensities)')

@@ -27,6 +27,13 @@ class SceneError(ValueError):
     """A scene request that cannot be met (unknown split, index out of range)."""
 
 
+def frame_size_problem(height: int, width: int) -> str:
+    """What keeps the generator from rendering a ``height`` x ``width`` frame, or ''."""
+    if min(height, width) < 8 or max(height, width) > MAX_SIDE:
+        return f'must be at least 8x8 and at most {MAX_SIDE} a side, got {height}x{width}'
+    return ''
+
+
 def make_split(split: str, index: int) -> int:
     """The seed of scene ``index`` of ``split``: disjoint ranges, so splits never share one."""
     if split not in SPLITS:
