@@ -23,7 +23,7 @@ from mmp_ros.errors import InputError, output_file
 from training.data.classes import CLASS_NAMES, PALETTE
 from training.data.decode import decode_frame
 from training.data.render import render
-from training.data.scene import SPLITS, make_split, sample_scene
+from training.data.scene import SPLITS, frame_size_problem, make_split, sample_scene
 
 
 def polarization_colour(pol: np.ndarray) -> np.ndarray:
@@ -48,6 +48,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
 
     height, width = args.size
+    if problem := frame_size_problem(height, width):
+        parser.error(f'--size {problem}')
+    if height % 2 or width % 2:  # the polarization panel decodes the mosaic
+        parser.error(f'--size {height} {width}: the 2x2 polarizer mosaic needs an even height '
+                     'and width')
     palette = np.array(PALETTE, dtype=np.uint8)
     columns = ('RGB', 'depth (m)', 'polarization: AoLP hue, DoLP', 'thermal (°C)', 'labels')
     fig, axes = plt.subplots(

@@ -32,7 +32,7 @@ from training.data.ceiling import (
 from training.data.classes import CLASS_NAMES
 from training.data.decode import polarization_from_intensities
 from training.data.render import IMX250MZR_LAYOUT, POLARIZATION_ANGLES, render
-from training.data.scene import SPLITS, make_split, sample_scene
+from training.data.scene import SPLITS, frame_size_problem, make_split, sample_scene
 
 
 def pixel_counts(split: str, scenes: int, size: tuple[int, int]) -> np.ndarray:
@@ -184,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
                         default=Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'real',
                         help='the shared real sensor samples, for the statistics beside ours')
     args = parser.parse_args(argv)
+    if problem := frame_size_problem(*args.size):
+        parser.error(f'--size {problem}')
     try:  # both before the scenes: not the JSON written and the figure failing after them
         for path, option in ((args.json, '--json'), (args.figure, '--figure')):
             output_file(path, option)

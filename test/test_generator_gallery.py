@@ -12,6 +12,11 @@ script = script_fixture('generator_gallery')
     (['--scenes', '-1'], 'argument --scenes: must be 0 or more, got -1'),
     (['--size', '480', '0'], 'argument --size: must be positive, got 0'),
     (['--split', 'bogus'], "argument --split: invalid choice: 'bogus'"),
+    # were rendered: beyond the generator's sizes, or to a traceback at the mosaic's decode
+    (['--size', '5000', '5000'], '--size must be at least 8x8 and at most 4096 a side, got '
+     '5000x5000'),
+    (['--size', '2', '2'], '--size must be at least 8x8'),
+    (['--size', '9', '11'], '--size 9 11: the 2x2 polarizer mosaic needs an even height and'),
 ])
 def test_scenes_that_do_not_exist_are_refused(script, capsys, tmp_path, argv, message):
     out = tmp_path / 'gallery.png'

@@ -12,6 +12,10 @@ script = script_fixture('generator_report')
     (['--scenes', '0'], 'argument --scenes: must be positive, got 0'),
     (['--size', '0', '160'], 'argument --size: must be positive, got 0'),
     (['--split', 'bogus'], "argument --split: invalid choice: 'bogus'"),
+    # were rendered beyond the generator's sizes
+    (['--size', '5000', '5000'], '--size must be at least 8x8 and at most 4096 a side, got '
+     '5000x5000'),
+    (['--size', '2', '2'], '--size must be at least 8x8'),
 ])
 def test_no_report_of_nothing_is_written(script, capsys, tmp_path, argv, message):
     out = tmp_path / 'ceiling.json'
