@@ -48,6 +48,7 @@ from training.config import load_config  # noqa: E402
 from training.data.ceiling import ceiling_table  # noqa: E402
 from training.data.classes import CLASS_NAMES, PALETTE  # noqa: E402
 from training.data.dataset import SyntheticDataset  # noqa: E402
+from training.data.scene import frame_size_problem  # noqa: E402
 from training.datasets import collate  # noqa: E402
 from training.evaluate import bar_chart, cosine_table, markdown_table  # noqa: E402
 from training.metrics import Scores, SubsetReport, evaluate_subsets  # noqa: E402
@@ -1135,7 +1136,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--merge', action='append', default=[], metavar='RESULTS_JSON',
                         help='add the runs (and commands) of another results.json, e.g. one '
                         'written on another machine')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if problem := frame_size_problem(*args.size):  # before the out folder and the renders
+        parser.error(f'--size {problem}')
+    if args.polarization == 'mosaic' and (args.size[0] % 2 or args.size[1] % 2):
+        parser.error(f'--size {args.size[0]} {args.size[1]}: the 2x2 polarizer mosaic needs an '
+                     'even height and width (or --polarization intensities)')
+    return args
 
 
 def main(argv=None) -> int:

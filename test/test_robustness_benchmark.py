@@ -272,6 +272,23 @@ def test_ctrl_c_ends_the_benchmark_with_a_line_not_a_traceback(rb, tmp_path, mon
     assert 'the same command resumes' in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(('size', 'message'), [
+    (['4', '4'], '--size must be at least 8x8 and at most 4096 a side, got 4x4'),
+    (['5000', '5000'], '--size must be at least 8x8 and at most 4096 a side, got 5000x5000'),
+    (['33', '32'], '--size 33 32: the 2x2 polarizer mosaic needs an even height and width'),
+])
+def test_a_size_the_generator_does_not_render_is_refused_before_the_out_folder(
+        rb, tmp_path, capsys, size, message):
+    # was: the out folder made, then a ValueError traceback from SyntheticDataset (4x4, 33x32),
+    # or thousands of scenes rendered at 5000x5000
+    out = tmp_path / 'out'
+    with pytest.raises(SystemExit) as exit_info:
+        rb.main(['--size', *size, '--out', str(out), '--doc', str(out / 'doc.md')])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
 # A benchmark of seconds: one method, a few steps on a few small scenes.
 TINY = ['--steps', '4', '--adapt-steps', '0', '--batch-size', '2', '--train-scenes', '4',
         '--eval-scenes', '2', '--size', '32', '32', '--threads', '1', '--num-workers', '0',
