@@ -201,6 +201,10 @@ def ship(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if out.is_dir():
         raise InputError(f'--out {out} is a folder; give the checkpoint file to write, e.g. '
                          f'{out / Path(args.checkpoint).name}')
+    if out.suffix in ('.onnx', '.md'):  # the names of the export and the card beside it
+        raise InputError(f'--out {out}: the ONNX graph and the model card are written beside '
+                         f'the checkpoint as {out.stem}.onnx and {out.stem}.md; give the '
+                         f'checkpoint file to write, e.g. {out.with_suffix(".pt")}')
     output_folder(out.parent, '--out')  # before the export's work
     checkpoint = read_checkpoint(args.checkpoint)
     for key in ('optimizer', 'scheduler', 'scaler'):

@@ -40,6 +40,13 @@ def test_a_run_missing_from_the_results_is_refused(script, capsys, tmp_path, arg
      'be a folder'),
     (['{tmp}/none.pt', '--out', '{tmp}'], 'ship_model: --out {tmp} is a folder; give the '
      'checkpoint file to write'),
+    # was: the checkpoint written as m.onnx, then refused by the export, or written as m.md,
+    # then overwritten by the card
+    (['{tmp}/none.pt', '--out', '{tmp}/m.onnx'], 'ship_model: --out {tmp}/m.onnx: the ONNX '
+     'graph and the model card are written beside the checkpoint as m.onnx and m.md; give the '
+     'checkpoint file to write, e.g. {tmp}/m.pt'),
+    (['{tmp}/none.pt', '--out', '{tmp}/m.md', '--no-onnx'], 'ship_model: --out {tmp}/m.md: the '
+     'ONNX graph'),
 ])
 def test_a_file_it_cannot_use_is_one_line(script, capsys, tmp_path, argv, message):
     (tmp_path / 'bad.json').write_text('not json')
