@@ -197,6 +197,10 @@ def ship(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         if results is not None and name not in runs:
             # Else the card would lack its provenance and accuracy table, or show '–' beside.
             parser.error(f'{option} {name!r} is not a run of {args.results}: {", ".join(runs)}')
+    if results is not None and 'eval' not in results['runs'][args.run]:
+        # saved before its evaluation: the benchmark stopped in it
+        raise InputError(f'--run {args.run}: not evaluated in {args.results} (the benchmark '
+                         'stopped before it was); its command again evaluates it')
     out = Path(args.out)
     if out.is_dir():
         raise InputError(f'--out {out} is a folder; give the checkpoint file to write, e.g. '

@@ -56,6 +56,21 @@ def test_a_file_it_cannot_use_is_one_line(script, capsys, tmp_path, argv, messag
     assert not (tmp_path / 'm.pt').exists()
 
 
+def test_a_run_the_benchmark_did_not_evaluate_is_one_line(script, capsys, tmp_path):
+    results = tmp_path / 'results.json'
+    results.write_text(json.dumps({'args': {'size': [32, 48], 'eval_scenes': 2},
+                                   'runs': {'mmp_s1': {'steps': 10, 'train_scenes': 4},
+                                            'none_s1': {}}}))
+    trained = small_checkpoint(tmp_path / 'trained.pt')
+    # was: a KeyError 'eval' traceback
+    assert script.main([str(trained), '--out', str(tmp_path / 'model.pt'), '--results',
+                        str(results), '--run', 'mmp_s1', '--compare', 'none_s1']) == 2
+    assert capsys.readouterr().err == (f'ship_model: --run mmp_s1: not evaluated in {results} '
+                                       '(the benchmark stopped before it was); its command '
+                                       'again evaluates it\n')
+    assert not (tmp_path / 'model.pt').exists()
+
+
 def test_without_onnx_the_card_does_not_vouch_for_an_old_onnx_beside_it(script, capsys,
                                                                         tmp_path):
     from pathlib import Path
