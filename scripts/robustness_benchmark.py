@@ -41,6 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from mmp_ros.atomic import replace_atomically  # noqa: E402
+from mmp_ros.cli import non_negative_int, positive_int  # noqa: E402
 from mmp_ros.modalities import MODALITIES, nonempty_subsets, subset_label  # noqa: E402
 from mmp_ros.model import ModelConfig, build_model, load_checkpoint, read_checkpoint  # noqa: E402
 from mmp_ros.model.segmenter import MaskGatedAdapter  # noqa: E402
@@ -1093,12 +1094,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--doc', default=str(REPO / 'docs' / 'robustness.md'))
     parser.add_argument('--cache', default='', help='rendered scenes (default: OUT/cache)')
     parser.add_argument('--device', default='cpu')
-    parser.add_argument('--steps', type=int, default=1500)
-    parser.add_argument('--adapt-steps', type=int, default=500)
+    parser.add_argument('--steps', type=positive_int, default=1500)
+    parser.add_argument('--adapt-steps', type=non_negative_int, default=500,
+                        help='0: no mmp_adapt run')
     parser.add_argument('--dedicated', action='store_true',
                         help='also train one `none` model per proper subset of the '
                         'modalities (the dedicated upper bound; 14 runs per seed)')
-    parser.add_argument('--ablation-steps', type=int, default=0,
+    parser.add_argument('--ablation-steps', type=non_negative_int, default=0,
                         help='0: same as --steps (--adapt-steps for mmp_adapt ablations)')
     parser.add_argument('--ablation-methods', nargs='+', default=['mmp'],
                         choices=tuple(ABLATION_PREFIX),
@@ -1113,12 +1115,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                         'that keep every modality')
     parser.add_argument('--drop-probability', type=float, default=0.5,
                         help='masking schedule: drop probability of each modality otherwise')
-    parser.add_argument('--batch-size', type=int, default=32)
+    parser.add_argument('--batch-size', type=positive_int, default=32)
     parser.add_argument('--lr', type=float, default=2e-3)
     parser.add_argument('--size', type=int, nargs=2, default=(128, 160))
-    parser.add_argument('--train-scenes', type=int, default=4000)
-    parser.add_argument('--eval-scenes', type=int, default=200)
-    parser.add_argument('--seeds', type=int, nargs='+', default=[0])
+    parser.add_argument('--train-scenes', type=positive_int, default=4000)
+    parser.add_argument('--eval-scenes', type=positive_int, default=200)
+    parser.add_argument('--seeds', type=non_negative_int, nargs='+', default=[0])
     parser.add_argument('--methods', nargs='*', default=list(METHODS), choices=METHODS,
                         help='trained from scratch for every seed; none named: only the '
                         'ablations (an mmp_adapt ablation needs its none run in --out)')
@@ -1126,8 +1128,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         choices=list(ABLATIONS),
                         help='trained for the first of --seeds only: name the seeds in '
                         'another order for another seed\'s (the page lists such pairs)')
-    parser.add_argument('--num-workers', type=int, default=2)
-    parser.add_argument('--threads', type=int, default=0, help='CPU threads (0: default)')
+    parser.add_argument('--num-workers', type=non_negative_int, default=2)
+    parser.add_argument('--threads', type=non_negative_int, default=0,
+                        help='CPU threads (0: default)')
     parser.add_argument('--time-budget-s', type=float, default=0, help='0: unlimited')
     parser.add_argument('--report-only', action='store_true',
                         help='rewrite the doc from results.json (measuring CPU overhead '

@@ -289,6 +289,21 @@ def test_a_size_the_generator_does_not_render_is_refused_before_the_out_folder(
     assert not out.exists()
 
 
+@pytest.mark.parametrize(('option', 'value'), [
+    ('--steps', '0'), ('--batch-size', '0'), ('--train-scenes', '-1'), ('--eval-scenes', '0'),
+    ('--seeds', '-2'), ('--adapt-steps', '-1'), ('--threads', '-1'), ('--num-workers', '-1'),
+])
+def test_a_count_that_cannot_be_is_refused_before_the_out_folder(rb, tmp_path, capsys, option,
+                                                                  value):
+    # was: accepted; --steps 0 or --eval-scenes 0 trained or scored nothing, then failed deep
+    out = tmp_path / 'out'
+    with pytest.raises(SystemExit) as exit_info:
+        rb.main([option, value, '--out', str(out), '--doc', str(out / 'doc.md')])
+    assert exit_info.value.code == 2
+    assert f'argument {option}: must be' in capsys.readouterr().err
+    assert not out.exists()
+
+
 # A benchmark of seconds: one method, a few steps on a few small scenes.
 TINY = ['--steps', '4', '--adapt-steps', '0', '--batch-size', '2', '--train-scenes', '4',
         '--eval-scenes', '2', '--size', '32', '32', '--threads', '1', '--num-workers', '0',
