@@ -1157,17 +1157,29 @@ def main(argv=None) -> int:
         return 130
 
 
+def read_results(path: Path) -> dict:
+    """A benchmark's results.json; another file stops the benchmark with one line."""
+    try:
+        results = json.loads(path.read_text(encoding='utf-8'))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SystemExit(f'{path}: cannot read it as JSON '
+                         f'({getattr(exc, "strerror", None) or exc})') from None
+    if not isinstance(results, dict) or not isinstance(results.get('runs'), dict):
+        raise SystemExit(f"{path}: not a benchmark's results.json (no 'runs' mapping)")
+    return results
+
+
 def benchmark(args: argparse.Namespace, argv=None) -> int:
+    merged = [(path, read_results(Path(path))) for path in args.merge]  # before the out folder
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / 'results.json'
-    results = json.loads(results_path.read_text()) if results_path.is_file() else {'runs': {}}
+    results = read_results(results_path) if results_path.is_file() else {'runs': {}}
 
     def save() -> None:
         save_text(results_path, json.dumps(results, indent=1, sort_keys=True))
 
-    for other_path in args.merge:
-        other = json.loads(Path(other_path).read_text())
+    for other_path, other in merged:
         clash = sorted(set(other['runs']) & set(results['runs']))
         if clash:
             raise SystemExit(f'{other_path}: runs {clash} exist in both; give them other seeds')

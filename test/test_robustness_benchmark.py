@@ -304,6 +304,20 @@ def test_a_count_that_cannot_be_is_refused_before_the_out_folder(rb, tmp_path, c
     assert not out.exists()
 
 
+@pytest.mark.parametrize(('text', 'message'), [
+    ('not json', 'cannot read it as JSON'),
+    ('[1, 2]', "not a benchmark's results.json (no 'runs' mapping)"),
+])
+def test_a_merge_of_what_is_not_a_results_file_is_one_line(rb, tmp_path, text, message):
+    # was: a JSONDecodeError or TypeError traceback, after the out folder was made
+    other, out = tmp_path / 'other.json', tmp_path / 'out'
+    other.write_text(text)
+    with pytest.raises(SystemExit) as exit_info:
+        rb.main(['--merge', str(other), '--out', str(out), '--doc', str(out / 'doc.md')])
+    assert str(exit_info.value).startswith(f'{other}: {message}')
+    assert not out.exists()
+
+
 # A benchmark of seconds: one method, a few steps on a few small scenes.
 TINY = ['--steps', '4', '--adapt-steps', '0', '--batch-size', '2', '--train-scenes', '4',
         '--eval-scenes', '2', '--size', '32', '32', '--threads', '1', '--num-workers', '0',
