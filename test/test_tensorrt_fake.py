@@ -70,9 +70,14 @@ def _fake_cudart():
 
 
 def _fake_tensorrt(version: str):
+    """TensorRT ``version``'s Python API as far as the backend uses it. What a major version
+    removed is absent here too, so code that calls it fails as it would on a robot: 11.x has
+    no ``BuilderFlag.FP16`` and no ``Builder.platform_has_fast_fp16`` (both removed with weak
+    typing, TensorRT 10.x-to-11.x migration guide), and its ``STRONGLY_TYPED`` is value 0."""
     trt = types.ModuleType('tensorrt')
     trt.__version__ = version
     trt.builds = []
+    major = int(version.split('.')[0])
     trt.Logger = types.SimpleNamespace(INTERNAL_ERROR=0, ERROR=1, WARNING=2, INFO=3, VERBOSE=4)
 
     class ILogger:
@@ -80,9 +85,13 @@ def _fake_tensorrt(version: str):
             pass
 
     trt.ILogger = ILogger
-    trt.NetworkDefinitionCreationFlag = types.SimpleNamespace(STRONGLY_TYPED=5)
+    trt.NetworkDefinitionCreationFlag = (
+        types.SimpleNamespace(STRONGLY_TYPED=0) if major >= 11
+        else types.SimpleNamespace(EXPLICIT_BATCH=0, STRONGLY_TYPED=1)
+    )
     trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE='workspace')
-    trt.BuilderFlag = types.SimpleNamespace(FP16='fp16')
+    trt.BuilderFlag = (types.SimpleNamespace() if major >= 11
+                       else types.SimpleNamespace(FP16='fp16'))
     trt.TensorIOMode = types.SimpleNamespace(INPUT='input', OUTPUT='output')
     trt.DataType = types.SimpleNamespace(FLOAT='float32', INT32='int32', BOOL='bool')
     trt.nptype = np.dtype
@@ -93,8 +102,8 @@ def _fake_tensorrt(version: str):
             self.name, self.shape = name, shape
 
     class Network:
-        def __init__(self):
-            self.inputs, self.onnx = [], None
+        def __init__(self, flags):
+            self.inputs, self.onnx, self.flags = [], None, flags
 
         @property
         def num_inputs(self):
@@ -154,13 +163,12 @@ def _fake_tensorrt(version: str):
             return self.cache
 
     class Builder:
-        platform_has_fast_fp16 = True
-
         def __init__(self, logger):
-            pass
+            if major < 11:
+                self.platform_has_fast_fp16 = True
 
-        def create_network(self, flags):
-            return Network()
+        def create_network(self, flags=0):
+            return Network(flags)
 
         def create_builder_config(self):
             return Config()
@@ -170,7 +178,8 @@ def _fake_tensorrt(version: str):
 
         def build_serialized_network(self, network, config):
             (profile,) = config.profiles
-            trt.builds.append({'flags': set(config.flags), 'shapes': dict(profile.shapes)})
+            trt.builds.append({'flags': set(config.flags), 'shapes': dict(profile.shapes),
+                               'network_flags': network.flags})
             return network.onnx
 
     class Context:
@@ -178,7 +187,10 @@ def _fake_tensorrt(version: str):
             self.engine, self.addresses, self.shapes = engine, {}, {}
 
         def set_tensor_address(self, name, address):
+            if not isinstance(address, int):  # the binding takes a size_t, not a pointer object
+                raise TypeError(f'set_tensor_address(): incompatible arguments: {address!r}')
             self.addresses[name] = address
+            return True
 
         def set_input_shape(self, name, shape):
             self.shapes[name] = tuple(shape)
@@ -284,6 +296,7 @@ def test_build_stamp_run_and_reuse(fake_runtime, exported, tmp_path, caplog):
     assert 'TensorRT engine rebuild: no engine at' in caplog.text
     (build,) = trt.builds
     assert build['flags'] == {'fp16'}  # TensorRT 10: the weak-typing FP16 flag
+    assert build['network_flags'] == 0  # explicit batch is the only mode; no flag needed
     assert build['shapes']['rgb'] == ((1, 3, 16, 24), (1, 3, 16, 24), (4, 3, 16, 24))
     stamp = read_stamp(engine)
     assert (stamp.gpu_name, stamp.compute_capability) == (FAKE_GPU.decode(), '8.6')
@@ -341,11 +354,43 @@ def test_tensorrt11_without_modelopt_builds_fp32_and_says_so(fake_runtime, expor
     engine = tmp_path / 'model.engine'
     backend = create_backend('tensorrt', exported, engine_file_path=engine, enable_fp16=True)
     assert trt.builds[0]['flags'] == set()  # no weak-typing flags in 11.x
+    assert trt.builds[0]['network_flags'] == 1 << 0  # STRONGLY_TYPED, accepted and ignored
     assert backend.precision == 'fp32' and read_stamp(engine).fp16_requested
     assert 'this engine is FP32' in caplog.text
     # The same request again is not a reason to rebuild.
     assert not create_backend('tensorrt', exported, engine_file_path=engine).engine_was_built
     assert stamp_path(engine).is_file()
+
+
+def test_tensorrt11_fp16_goes_through_modelopt_autocast(fake_runtime, exported, tmp_path,
+                                                        monkeypatch):
+    """TensorRT 11 has no BuilderFlag.FP16 (the stand-in lacks it too): FP16 is a
+    mixed-precision ONNX from ModelOpt's documented ``convert_to_mixed_precision(onnx_path=,
+    low_precision_type=, keep_io_types=)``, which the build parses instead of the model."""
+    import onnx
+
+    trt, _ = fake_runtime('11.1.0')
+    assert not hasattr(trt.BuilderFlag, 'FP16')
+    calls = []
+
+    def convert_to_mixed_precision(*, onnx_path, low_precision_type='fp16', keep_io_types=False,
+                                   **options):
+        calls.append((onnx_path, low_precision_type, keep_io_types))
+        return onnx.load(onnx_path)  # a stand-in: the same graph, as a ModelProto
+
+    autocast = types.ModuleType('modelopt.onnx.autocast')
+    autocast.convert_to_mixed_precision = convert_to_mixed_precision
+    for name, module in (('modelopt', types.ModuleType('modelopt')),
+                         ('modelopt.onnx', types.ModuleType('modelopt.onnx')),
+                         ('modelopt.onnx.autocast', autocast)):
+        monkeypatch.setitem(sys.modules, name, module)
+    sys.modules['modelopt'].onnx = sys.modules['modelopt.onnx']
+    sys.modules['modelopt.onnx'].autocast = autocast
+    engine = tmp_path / 'model.engine'
+    backend = create_backend('tensorrt', exported, engine_file_path=engine, enable_fp16=True)
+    assert calls == [(str(exported), 'fp16', True)]
+    assert trt.builds[0]['flags'] == set() and backend.precision == 'fp16'
+    assert read_stamp(engine).precision == 'fp16'
 
 
 def test_auto_prefers_tensorrt_when_it_works(fake_runtime, exported, tmp_path, caplog):
