@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import sys
+import threading
 import types
 from pathlib import Path
 
@@ -29,16 +30,32 @@ from mmp_ros.inference.testing import tiny_metadata
 from training.export import example_inputs, export_onnx, mask_rows
 
 FAKE_GPU = b'Fake GPU 9000'
+FAKE_GPU_COUNT = 2
 
 
 def _fake_cudart():
     rt = types.SimpleNamespace()
-    rt.cudaError_t = types.SimpleNamespace(cudaSuccess=0, cudaErrorInvalidValue=1)
+    rt.cudaError_t = types.SimpleNamespace(cudaSuccess=0, cudaErrorInvalidValue=1,
+                                           cudaErrorInvalidDevice=101)
     rt.cudaMemcpyKind = types.SimpleNamespace(cudaMemcpyHostToDevice=1, cudaMemcpyDeviceToHost=2)
     rt.memory = {}  # address -> ctypes buffer (keeps allocations alive)
     rt.freed = []
+    # The CUDA runtime's current device belongs to the calling host thread; a new thread
+    # starts on device 0 (cudaSetDevice: "Sets device as the current device for the calling
+    # host thread").
+    rt.thread = threading.local()
+    rt.current_device = lambda: getattr(rt.thread, 'device', 0)
+
+    def set_device(index):
+        if not 0 <= index < FAKE_GPU_COUNT:
+            return (rt.cudaError_t.cudaErrorInvalidDevice,)
+        rt.thread.device = index
+        return (0,)
 
     class Stream:
+        def __init__(self) -> None:
+            self.device = rt.current_device()
+
         def __int__(self) -> int:
             return 0x5EED
 
@@ -55,8 +72,8 @@ def _fake_cudart():
         ctypes.memmove(dst, src, count)
         return (0,)
 
-    rt.cudaGetDeviceCount = lambda: (0, 1)
-    rt.cudaSetDevice = lambda index: (0,)
+    rt.cudaGetDeviceCount = lambda: (0, FAKE_GPU_COUNT)
+    rt.cudaSetDevice = set_device
     rt.cudaGetDeviceProperties = lambda index: (
         0, types.SimpleNamespace(name=FAKE_GPU, major=8, minor=6))
     rt.cudaGetErrorString = lambda err: (0, b'invalid value')
@@ -205,6 +222,11 @@ def _fake_tensorrt(version: str):
 
         def execute_async_v3(self, stream_handle):
             assert isinstance(stream_handle, int)
+            if trt.cudart.current_device() != self.engine.device:
+                # An engine is bound to the GPU current when it was deserialized; enqueued
+                # from a thread on another device, TensorRT logs a CUDA error ("invalid
+                # resource handle") and returns False.
+                return False
             feeds = {}
             for i in self.engine.session.get_inputs():
                 dtype = np.dtype(ort_types[i.type])
@@ -220,6 +242,7 @@ def _fake_tensorrt(version: str):
     class Engine:
         def __init__(self, data):
             self.session = onnxruntime.InferenceSession(data, providers=['CPUExecutionProvider'])
+            self.device = trt.cudart.current_device()
             self.io = [*self.session.get_inputs(), *self.session.get_outputs()]
             self.n_inputs = len(self.session.get_inputs())
 
@@ -266,6 +289,7 @@ def fake_runtime(monkeypatch):
     def install(version='10.5.0'):
         trt = _fake_tensorrt(version)
         rt = _fake_cudart()
+        trt.cudart = rt  # the stand-in engine asks which device is current
         bindings = types.ModuleType('cuda.bindings')
         bindings.runtime = rt
         cuda = types.ModuleType('cuda')
@@ -399,6 +423,34 @@ def test_auto_prefers_tensorrt_when_it_works(fake_runtime, exported, tmp_path, c
     chosen = create_backend('auto', exported, engine_file_path=tmp_path / 'auto.engine')
     assert chosen.name == 'tensorrt' and chosen.device == 'cuda:0'
     assert 'auto backend: tensorrt' in caplog.text
+
+
+def test_a_backend_on_a_second_gpu_runs_from_another_thread(fake_runtime, exported, tmp_path):
+    """The node builds its backend in its main thread and infers in its 'mmp_inference'
+    thread. CUDA's current device is per host thread, so on device='cuda:1' every run failed
+    ('TensorRT execution ... failed') until the backend selected its device in the thread
+    that runs it."""
+    fake_runtime()
+    backend = create_backend('tensorrt', exported, engine_file_path=tmp_path / 'm.engine',
+                             device='cuda:1')
+    available = mask_rows(backend.metadata.modalities)[[3]]
+    inputs = example_inputs(backend.metadata, available, seed=5)
+    results = []
+
+    def worker():
+        try:
+            results.append(backend.run(inputs, available))
+        except Exception as exc:  # handed to the test thread
+            results.append(exc)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    (ours,) = results
+    assert not isinstance(ours, Exception), ours
+    ref = create_backend('onnxruntime', exported).run(inputs, available)
+    np.testing.assert_array_equal(ours['labels'], ref['labels'])
+    backend.close()
 
 
 @pytest.mark.parametrize('where', ['under_a_file', 'a_directory'])

@@ -100,11 +100,17 @@ class _Cuda:
             raise EngineError(f'CUDA {what} failed: {text.decode(errors="replace")}')
         return values[0] if len(values) == 1 else values
 
+    def use_device(self, index: int) -> None:
+        """Make ``index`` the current device of the calling thread. CUDA keeps the current
+        device per host thread and a new thread starts on device 0, while an engine, its
+        buffers and its stream belong to the device that was current when they were made."""
+        self.call(self.rt.cudaSetDevice(index), 'cudaSetDevice')
+
     def device_facts(self, index: int) -> tuple[str, str]:
         count = self.call(self.rt.cudaGetDeviceCount(), 'cudaGetDeviceCount')
         if index >= count:
             raise BackendUnavailableError(f'CUDA device {index} asked for, {count} present')
-        self.call(self.rt.cudaSetDevice(index), 'cudaSetDevice')
+        self.use_device(index)
         props = self.call(self.rt.cudaGetDeviceProperties(index), 'cudaGetDeviceProperties')
         name = props.name.decode(errors='replace') if isinstance(props.name, bytes) else props.name
         return name.rstrip('\x00'), f'{props.major}.{props.minor}'
@@ -314,6 +320,7 @@ class TensorRTBackend(InferenceBackend):
         self._cuda = _Cuda()
         index = _device_index(device)
         gpu_name, capability = self._cuda.device_facts(index)
+        self._device_index = index
         super().__init__(onnx.metadata, f'cuda:{index}')
         engine_path = (
             Path(engine_file_path) if engine_file_path else default_engine_path(onnx.path)
@@ -403,6 +410,8 @@ class TensorRTBackend(InferenceBackend):
         rt, call = self._cuda.rt, self._cuda.call
         to_device = rt.cudaMemcpyKind.cudaMemcpyHostToDevice
         to_host = rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        # The node infers in a thread of its own, not the one that loaded the engine.
+        self._cuda.use_device(self._device_index)
         feeds = {**inputs, 'available': available}
         for name in self._inputs:
             array = np.ascontiguousarray(feeds[name], dtype=self._dtypes[name])
@@ -437,6 +446,7 @@ class TensorRTBackend(InferenceBackend):
         if not self._buffers and self._stream is None:
             return
         rt = self._cuda.rt
+        rt.cudaSetDevice(self._device_index)  # maybe another thread than the one that loaded
         for pointer in self._buffers.values():
             rt.cudaFree(pointer)
         self._buffers.clear()
