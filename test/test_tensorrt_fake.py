@@ -94,6 +94,7 @@ def _fake_tensorrt(version: str):
     trt = types.ModuleType('tensorrt')
     trt.__version__ = version
     trt.builds = []
+    trt.context_fails = False
     major = int(version.split('.')[0])
     trt.Logger = types.SimpleNamespace(INTERNAL_ERROR=0, ERROR=1, WARNING=2, INFO=3, VERBOSE=4)
 
@@ -267,7 +268,9 @@ def _fake_tensorrt(version: str):
             return tuple(-1 if isinstance(d, str) else d for d in self._meta(name).shape)
 
         def create_execution_context(self):
-            return Context(self)
+            # None where TensorRT cannot make one (e.g. no device memory left for the
+            # activations); NVIDIA's own samples check for it.
+            return None if trt.context_fails else Context(self)
 
     class Runtime:
         def __init__(self, logger):
@@ -451,6 +454,21 @@ def test_a_backend_on_a_second_gpu_runs_from_another_thread(fake_runtime, export
     ref = create_backend('onnxruntime', exported).run(inputs, available)
     np.testing.assert_array_equal(ours['labels'], ref['labels'])
     backend.close()
+
+
+def test_an_execution_context_tensorrt_cannot_make_is_an_engine_error(fake_runtime, exported,
+                                                                       tmp_path):
+    """create_execution_context() gives None when TensorRT cannot make a context (its
+    activation memory does not fit on the GPU): that was an AttributeError traceback about
+    'NoneType' and 'set_tensor_address'; now an EngineError naming the engine."""
+    trt, rt = fake_runtime()
+    engine = tmp_path / 'model.engine'
+    create_backend('tensorrt', exported, engine_file_path=engine).close()
+    trt.context_fails = True
+    allocated = set(rt.memory)
+    with pytest.raises(EngineError, match=f'cannot create an execution context for {engine}'):
+        create_backend('tensorrt', exported, engine_file_path=engine)
+    assert set(rt.memory) == allocated  # nothing allocated for it
 
 
 @pytest.mark.parametrize('where', ['under_a_file', 'a_directory'])

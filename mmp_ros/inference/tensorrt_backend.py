@@ -367,6 +367,11 @@ class TensorRTBackend(InferenceBackend):
             )
         self._engine = engine
         self._context = engine.create_execution_context()
+        if self._context is None:
+            raise EngineError(
+                f'TensorRT cannot create an execution context for {engine_path} (not enough '
+                'free GPU memory for its activations?); see the TensorRT errors logged above'
+            )
         rt = self._cuda.rt
         self._stream = self._cuda.call(rt.cudaStreamCreate(), 'cudaStreamCreate')
         self._inputs: list[str] = []
