@@ -16,7 +16,6 @@ import logging
 import sys
 import threading
 import types
-from pathlib import Path
 
 import numpy as np
 import onnxruntime
@@ -24,7 +23,7 @@ import pytest
 import torch
 from contract_net import ContractNet
 
-from mmp_ros.inference import EngineError, create_backend
+from mmp_ros.inference import EngineError, ModelFileError, create_backend
 from mmp_ros.inference.engine_cache import read_stamp, stamp_path
 from mmp_ros.inference.testing import tiny_metadata
 from training.export import example_inputs, export_onnx, mask_rows
@@ -137,7 +136,11 @@ def _fake_tensorrt(version: str):
             self.network = network
 
         def parse_from_file(self, path):
-            data = Path(path).read_bytes()
+            import onnx
+
+            # Like TensorRT's parser, read external weights from beside the file; the
+            # "engine" carries them inside, as a real one does.
+            data = onnx.load(path).SerializeToString()
             session = onnxruntime.InferenceSession(data, providers=['CPUExecutionProvider'])
             self.network.onnx = data
             self.network.inputs = [
@@ -469,6 +472,41 @@ def test_an_execution_context_tensorrt_cannot_make_is_an_engine_error(fake_runti
     with pytest.raises(EngineError, match=f'cannot create an execution context for {engine}'):
         create_backend('tensorrt', exported, engine_file_path=engine)
     assert set(rt.memory) == allocated  # nothing allocated for it
+
+
+def test_new_external_weights_rebuild_the_engine(fake_runtime, exported, tmp_path):
+    """A model whose weights are external data (`mmp_ros export` writes them so near
+    protobuf's 2 GiB limit) keeps only their offsets in the .onnx: new weights of the same
+    shapes leave the .onnx byte for byte the same. The stamp hashed the .onnx alone, so the
+    engine of the old weights was loaded as fresh."""
+    import onnx
+    from onnx import numpy_helper
+
+    trt, _ = fake_runtime()
+    model = tmp_path / 'model.onnx'
+
+    def save(scale):
+        proto = onnx.load(str(exported))
+        for tensor in proto.graph.initializer:
+            if tensor.data_type == onnx.TensorProto.FLOAT:
+                tensor.CopyFrom(numpy_helper.from_array(
+                    numpy_helper.to_array(tensor) * scale, tensor.name))
+        (tmp_path / 'model.onnx.data').unlink(missing_ok=True)  # onnx.save appends to it
+        onnx.save(proto, str(model), save_as_external_data=True, location='model.onnx.data',
+                  size_threshold=0)
+
+    save(1.0)
+    engine = tmp_path / 'model.engine'
+    create_backend('tensorrt', model, engine_file_path=engine).close()
+    graph_bytes = model.read_bytes()
+    save(-1.0)
+    assert model.read_bytes() == graph_bytes  # only model.onnx.data changed
+    again = create_backend('tensorrt', model, engine_file_path=engine)
+    assert again.engine_was_built and len(trt.builds) == 2
+    again.close()
+    (tmp_path / 'model.onnx.data').unlink()
+    with pytest.raises(ModelFileError, match=r"external data file .*model\.onnx\.data"):
+        create_backend('tensorrt', model, engine_file_path=engine)
 
 
 @pytest.mark.parametrize('where', ['under_a_file', 'a_directory'])

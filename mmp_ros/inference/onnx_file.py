@@ -40,6 +40,8 @@ _NODE_INPUT, _NODE_OUTPUT, _NODE_OP_TYPE, _NODE_ATTRIBUTE = 1, 2, 4, 5
 _ATTRIBUTE_NAME, _ATTRIBUTE_INT = 1, 3
 _VALUE_NAME, _VALUE_TYPE = 1, 2
 _TYPE_TENSOR, _TENSOR_SHAPE, _SHAPE_DIM, _DIM_VALUE = 1, 2, 1, 1
+# GraphProto.initializer; TensorProto.external_data and data_location (EXTERNAL = 1).
+_GRAPH_INITIALIZER, _TENSOR_EXTERNAL_DATA, _TENSOR_DATA_LOCATION, _EXTERNAL = 5, 13, 14, 1
 
 _VARINT, _FIXED64, _LENGTH_DELIMITED, _FIXED32 = 0, 1, 2, 5
 
@@ -119,6 +121,44 @@ def _input_dims(graph: memoryview) -> dict[str, tuple[int | None, ...]]:
                 if number == _GRAPH_INPUT and wire_type == _LENGTH_DELIMITED)
 
 
+def _external_files(graph: memoryview) -> list[str]:
+    """The files (``location``, relative to the model) that hold the weights of initializers
+    stored as external data, in sorted order."""
+    locations = set()
+    for number, wire_type, tensor in _fields(graph):
+        if number != _GRAPH_INITIALIZER or wire_type != _LENGTH_DELIMITED:
+            continue
+        entries, external = [], False
+        for n, _, value in _fields(tensor):
+            if n == _TENSOR_DATA_LOCATION:
+                external = value == _EXTERNAL
+            elif n == _TENSOR_EXTERNAL_DATA:
+                entries.append({k: v for k, _, v in _fields(value)})
+        for entry in entries if external else ():
+            if _text(entry.get(_ENTRY_KEY, b'')) == 'location' and _ENTRY_VALUE in entry:
+                locations.add(_text(entry[_ENTRY_VALUE]))
+    return sorted(locations)
+
+
+def _sha256(path: Path, data: bytes, external: list[str]) -> str:
+    """SHA-256 of the model file, and of its external weight files where it has any (new
+    weights of the same shapes change only those)."""
+    digest = hashlib.sha256(data)
+    for location in external:
+        file = path.parent / location
+        digest.update(b'\0' + location.encode() + b'\0')
+        try:
+            with open(file, 'rb') as stream:
+                while chunk := stream.read(1 << 24):
+                    digest.update(chunk)
+        except OSError as exc:
+            raise ModelFileError(
+                f'model file {path}: its external data file {file} (holding its weights) '
+                f'cannot be read ({exc.strerror or exc}); copy it beside the model'
+            ) from exc
+    return digest.hexdigest()
+
+
 def _graph_classes(graph: memoryview) -> int | None:
     """How many classes the graph's ``labels`` are the argmax over: the ArgMax behind
     ``labels`` (through casts and squeezes), its input's size along its axis as the file's
@@ -166,7 +206,7 @@ class OnnxFileInfo:
     """What the runtime learns from an ONNX file's top level."""
 
     path: Path
-    sha256: str
+    sha256: str  # of the file, and of its external data files where it has any
     ir_version: int
     producer: str
     opsets: dict[str, int]  # domain ('' = ai.onnx) -> version
@@ -246,6 +286,7 @@ def read_onnx_file(path: str | Path) -> OnnxFileInfo:
                 props[key] = _text(entry[_ENTRY_VALUE]) if _ENTRY_VALUE in entry else ''
         graph_classes = _graph_classes(graph) if graph is not None else None
         input_dims = _input_dims(graph) if graph is not None else {}
+        external = _external_files(graph) if graph is not None else []
     except (_WireError, UnicodeDecodeError) as exc:
         raise ModelFileError(
             f'model file {path} ({len(data)} bytes) is truncated or not an ONNX model: {exc}. '
@@ -258,7 +299,7 @@ def read_onnx_file(path: str | Path) -> OnnxFileInfo:
         )
     return OnnxFileInfo(
         path=path,
-        sha256=hashlib.sha256(data).hexdigest(),
+        sha256=_sha256(path, data, external),
         ir_version=ir_version,
         producer=producer,
         opsets=opsets,
