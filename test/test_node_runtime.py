@@ -617,3 +617,30 @@ def test_the_output_rate_in_the_model_status_is_the_recent_one(run_node):
     assert spin_until(lambda: driver.model_statuses
                       and driver.model_statuses[-1]['inferences'] == total, 5.0)
     assert float(driver.model_statuses[-1]['output_rate_hz']) == pytest.approx(2.5, rel=0.01)
+
+
+def test_a_backend_still_running_at_destroy_is_not_closed_under_it(monkeypatch):
+    # destroy_node joined the worker threads for 5 s, then closed the backend whether or not
+    # they had stopped: an inference still under way (TensorRT's device buffers) had its
+    # resources freed under it. Now the backend is left for the process exit to release.
+    import threading
+
+    monkeypatch.setattr(SegmentationNode, 'JOIN_TIMEOUT_S', 0.05)
+    context = Context()
+    rclpy.init(context=context)
+    release = threading.Event()
+    try:
+        node = SegmentationNode(
+            context=context, parameter_overrides=[Parameter('backend', value='onnxruntime')]
+        )
+        backend, closed = node._backend, []
+        backend.close = lambda: closed.append(True)
+        busy = threading.Thread(target=release.wait, name='mmp_inference_busy', daemon=True)
+        busy.start()
+        node._threads.append(busy)  # stands for an inference that outlasts the join
+        node.destroy_node()
+        assert closed == []
+        assert node._backend is backend
+    finally:
+        release.set()
+        rclpy.shutdown(context=context)

@@ -183,6 +183,8 @@ def _stamp_seconds(header: Header) -> float:
 class SegmentationNode(Node):
     """Subscribes to the four sensors, publishes segmentation, label info and diagnostics."""
 
+    JOIN_TIMEOUT_S = 5.0  # how long destroy_node waits for the worker threads to stop
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
         # What destroy_node releases, there from the start: a start that fails destroys the
@@ -802,8 +804,13 @@ class SegmentationNode(Node):
         self._retime.set()
         for thread in self._threads:
             if thread.is_alive():
-                thread.join(timeout=5.0)
-        if self._backend is not None:
+                thread.join(timeout=self.JOIN_TIMEOUT_S)
+        running = [thread.name for thread in self._threads if thread.is_alive()]
+        if running:  # an inference still under way: its device buffers must outlive it
+            self.get_logger().warning(
+                f'{", ".join(running)} still running {self.JOIN_TIMEOUT_S:g} s after the stop; '
+                'the inference backend is left open for the process exit to release')
+        elif self._backend is not None:
             self._backend.close()
             self._backend = None
         if self._time_jump_handle is not None:
