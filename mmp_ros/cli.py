@@ -4,6 +4,8 @@ Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
 ``run(args) -> int``; modules are imported only when their command runs, so
 ``mmp_ros --help`` needs neither torch nor rclpy. An error in what the user gave
 (:class:`mmp_ros.errors.InputError`) is printed as its message alone, with exit status 2.
+SIGTERM (what ``docker stop``, systemd and ``ros2 launch`` send) stops every command as Ctrl-C
+does, its clean-up included; a command stopped before its work was done exits with status 130.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import argparse
 import importlib
 import math
 import os
+import signal
 import sys
+import threading
 
 from mmp_ros.errors import InputError
 
@@ -131,6 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Without this, SIGTERM killed a command outright: `synth-bag` left its half-written bag,
+    # `evaluate` a half-written report, and `bench-dds` its two child processes publishing on.
+    previous_sigterm = None
+    if (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL):
+        previous_sigterm = signal.signal(signal.SIGTERM, _terminate)
     try:
         return _main(argv)
     except KeyboardInterrupt:  # Ctrl-C before a command took over its signals (its imports)
@@ -145,6 +155,13 @@ def main(argv: list[str] | None = None) -> int:
         # Python flushes stdout again at exit: point it at /dev/null so that this is quiet.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    finally:
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _caused_by_interrupt(error: BaseException | None) -> bool:

@@ -141,3 +141,25 @@ def test_a_reader_that_goes_away_ends_the_command_without_a_traceback():
     stderr = process.stderr.read()
     assert process.wait(timeout=60) == 1
     assert 'Traceback' not in stderr and 'BrokenPipeError' not in stderr, stderr
+
+
+def test_sigterm_stops_a_command_as_ctrl_c_does_with_its_clean_up(tmp_path):
+    # SIGTERM (docker stop, systemd) killed a command outright: synth-bag left the bag it was
+    # writing, without metadata.yaml, where a rerun refuses to write ('exists already').
+    import os
+    import signal
+    import time
+
+    bag = tmp_path / 'bag'
+    process = subprocess.Popen(
+        [sys.executable, '-m', 'mmp_ros', 'synth-bag', str(bag), '--duration', '600',
+         '--size', '24', '32'], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while not (bag / 'bag.mcap').exists() and process.poll() is None \
+            and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(process.pid, signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stderr
+    assert 'Traceback' not in stderr, stderr
+    assert not bag.exists()
