@@ -263,6 +263,9 @@ def run_demo(args: argparse.Namespace) -> int:
             signal.signal(s, _interrupt)
     record = next((c for c in children if c.name == 'record'), None)
     if record is None or not paths.run_bag.exists():
+        if interrupted:  # before the recorder had created its bag: a stop, not a failure
+            print('[demo] stopped before anything was recorded')
+            return 130
         raise DemoError('nothing was recorded')
     if interrupted:
         print(f'[demo] the recording so far is in {paths.run_bag} (closed, readable); '

@@ -35,11 +35,11 @@ def model(tmp_path_factory) -> Path:
                                     input_size=(32, 48), num_classes=14)
 
 
-def _demo(model: Path, out: Path) -> subprocess.Popen:
+def _demo(model: Path, out: Path, *options: str) -> subprocess.Popen:
     env = {**os.environ, 'PYTHONPATH': str(REPO)}
     return subprocess.Popen(
         [sys.executable, '-m', 'mmp_ros.demo', '--quick', '--model', str(model), '--out',
-         str(out)], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+         str(out), *options], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True)
 
 
@@ -134,3 +134,22 @@ def test_ctrl_c_stops_every_process_and_leaves_a_readable_bag(model, tmp_path):
     # No child left behind: the logs say each one stopped (the recorder closed the bag).
     record_log = (tmp_path / 'demo' / 'logs' / 'record.log').read_text()
     assert 'recorded' in record_log
+
+
+@pytest.mark.timeout(120)
+def test_ctrl_c_before_the_recorder_has_its_bag_is_a_stop_not_an_error(model, tmp_path):
+    # Ctrl-C in the half second after the children started (the recorder still importing)
+    # ended with 'mmp_ros demo: nothing was recorded', exit status 2, as if the demo had
+    # failed.
+    out = tmp_path / 'demo'
+    demo = _demo(model, out, '--size', '16', '24')
+    deadline = time.monotonic() + 60
+    while not (out / 'logs' / 'record.log').exists() and demo.poll() is None \
+            and time.monotonic() < deadline:
+        time.sleep(0.005)
+    demo.send_signal(signal.SIGINT)
+    output, _ = demo.communicate(timeout=60)
+    assert not (out / 'run_bag').exists()  # the moment this test is about
+    assert demo.returncode == 130, output
+    assert 'stopped before anything was recorded' in output
+    assert 'nothing was recorded' not in output.replace('before anything was recorded', '')
