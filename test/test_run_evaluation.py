@@ -166,6 +166,39 @@ def test_report_files_and_summary(run_bag, tmp_path):
     assert 'rgb kill' in report.summary_table()
 
 
+
+def test_an_interrupted_report_leaves_the_folder_as_it_was(run_bag, tmp_path):
+    # Ctrl-C while the plots were drawn left an earlier report's report.md/.html/.json beside
+    # this run's first plots, read as one report; a new folder was left half full.
+    import signal
+
+    report = evaluate_run(run_bag)
+    out = tmp_path / 'report'
+    write_report(report, out)
+    before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.iterdir()}
+
+    def drawn(path):  # this run's timeline.png is on disk, wherever it is written
+        return path.exists() and path.stat().st_mtime_ns != before['timeline.png'][0]
+
+    def ctrl_c(_signum, _frame):
+        if drawn(folder / 'timeline.png') or drawn(folder / '.report.partial' / 'timeline.png'):
+            raise KeyboardInterrupt
+        signal.setitimer(signal.ITIMER_REAL, 0.002)
+
+    previous = signal.signal(signal.SIGALRM, ctrl_c)
+    try:
+        for folder in (out, tmp_path / 'new'):
+            signal.setitimer(signal.ITIMER_REAL, 0.002)
+            with pytest.raises(KeyboardInterrupt):
+                write_report(report, folder)
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.iterdir()} == before
+    assert not (tmp_path / 'new').exists()
+
+
 def test_a_run_recorded_without_inputs_or_overlay_is_reported(tmp_path):
     # The strip read its inputs and overlay with an empty topic list, which rosbags reads as
     # every topic: KeyError '/segmentation/labels', a traceback instead of the report.

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import html
 import math
+import os
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from mmp_ros import json_text
+from mmp_ros.atomic import replace_atomically
 from mmp_ros.bags.errors import BagError
 from mmp_ros.core.health import HealthConfig
 from mmp_ros.core.parameters import (
@@ -275,20 +278,42 @@ EXPLANATION = (
 def write_report(report: RunReport, out: str | Path, *, strip: str | Path | None = None,
                  strip_size: int = 5) -> Path:
     """Write the report into folder ``out``; returns the Markdown file's path. ``strip``:
-    also save the image strip there (e.g. docs/img/demo_strip.png)."""
+    also save the image strip there (e.g. docs/img/demo_strip.png).
+
+    The files are written into ``out/.report.partial`` and moved into ``out`` once all of them
+    are there: a report stopped half way (Ctrl-C, an error) leaves ``out`` as it was, not
+    new plots beside an earlier run's ``report.md``; a folder it created is removed again.
+    """
+    out = Path(out)
+    created = not out.exists()
+    partial = out / '.report.partial'
+    try:
+        if partial.exists():  # left by a process killed outright
+            shutil.rmtree(partial)
+        partial.mkdir(parents=True)
+        _write_report_files(report, partial, strip_size)
+        for name in sorted(p.name for p in partial.iterdir()):
+            os.replace(partial / name, out / name)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    partial.rmdir()
+    if strip is not None:
+        replace_atomically(strip, lambda path: shutil.copyfile(out / 'strip.png', path))
+    return out / 'report.md'
+
+
+def _write_report_files(report: RunReport, out: Path, strip_size: int) -> None:
     from mmp_ros.evaluation import plots
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     ev = report.evaluation
     plots.timeline(ev, out / 'timeline.png')
     plots.latency(ev, out / 'latency.png')
     plots.phases(ev, out / 'phases.png')
     moments = strip_moments(ev.phases, strip_size)
     plots.strip(ev, moments, out / 'strip.png', ev.run.names)
-    if strip is not None:
-        Path(strip).parent.mkdir(parents=True, exist_ok=True)
-        plots.strip(ev, moments, Path(strip), ev.run.names)
     # NaN (a phase whose ground truth holds no class) is no JSON: null instead.
     (out / 'report.json').write_text(
         json_text.dumps(report.to_dict(), indent=2) + '\n')
@@ -314,15 +339,13 @@ def write_report(report: RunReport, out: str | Path, *, strip: str | Path | None
         body.append(f'<h2>{html.escape(title)}</h2><img src="{name}" alt="{title}">')
     if ev.run.notes:
         md += ['## Notes', ''] + [f'- {n}' for n in ev.run.notes] + ['']
-    path = out / 'report.md'
-    path.write_text('\n'.join(md))
+    (out / 'report.md').write_text('\n'.join(md))
     style = ('body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:'
              'collapse}td,th{border:1px solid #bbb;padding:2px 8px}img{max-width:100%}')
     (out / 'report.html').write_text(
         f'<!doctype html><html><head><meta charset="utf-8"><title>Run report</title>'
         f'<style>{style}</style></head><body><h1>Run report</h1><p>{html.escape(md[2])}</p>'
         f'<p>{html.escape(EXPLANATION)}</p>{"".join(body)}</body></html>\n')
-    return path
 
 
 def strip_moments(phases: Sequence[Phase], count: int) -> list[Phase]:
