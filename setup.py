@@ -71,8 +71,8 @@ setup(
     entry_points={
         'console_scripts': [
             f'{PACKAGE} = {PACKAGE}.cli:main',
-            f'mmp_segmentation_node = {PACKAGE}.ros.segmentation_node:main',
-            f'mmp_dropout_node = {PACKAGE}.ros.dropout_node:main',
+            f'mmp_segmentation_node = {PACKAGE}.cli:segmentation_node',
+            f'mmp_dropout_node = {PACKAGE}.cli:dropout_node',
         ],
     },
 )

@@ -137,10 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     # Without this, SIGTERM killed a command outright: `synth-bag` left its half-written bag,
     # `evaluate` a half-written report, and `bench-dds` its two child processes publishing on.
-    previous_sigterm = None
-    if (threading.current_thread() is threading.main_thread()
-            and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL):
-        previous_sigterm = signal.signal(signal.SIGTERM, _terminate)
+    previous_sigterm = _sigterm_as_interrupt()
     try:
         return _main(argv)
     except KeyboardInterrupt:  # Ctrl-C before a command took over its signals (its imports)
@@ -160,8 +157,44 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, previous_sigterm)
 
 
+def _sigterm_as_interrupt() -> object:
+    """SIGTERM raises KeyboardInterrupt from now on; the handler to put back, or None."""
+    if (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL):
+        return signal.signal(signal.SIGTERM, _terminate)
+    return None
+
+
 def _terminate(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
+
+
+def segmentation_node() -> int:
+    """Console entry ``mmp_segmentation_node`` (what ``ros2 run`` and the launch file start)."""
+    return _node_entry('mmp_ros.ros.segmentation_node')
+
+
+def dropout_node() -> int:
+    """Console entry ``mmp_dropout_node``."""
+    return _node_entry('mmp_ros.ros.dropout_node')
+
+
+def _node_entry(module: str) -> int:
+    """The node's ``main``, imported here: a console script that imported the node's module
+    itself (rclpy, numpy: most of a second) printed a KeyboardInterrupt traceback for a
+    Ctrl-C, or a launch shutting down, in that time (and SIGTERM killed it outright)."""
+    previous_sigterm = _sigterm_as_interrupt()
+    try:
+        return importlib.import_module(module).main()
+    except KeyboardInterrupt:
+        return 130
+    except ImportError as exc:
+        if _caused_by_interrupt(exc):
+            return 130
+        raise
+    finally:
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
 
 
 def _caused_by_interrupt(error: BaseException | None) -> bool:

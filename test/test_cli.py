@@ -163,3 +163,26 @@ def test_sigterm_stops_a_command_as_ctrl_c_does_with_its_clean_up(tmp_path):
     assert process.returncode == 130, stderr
     assert 'Traceback' not in stderr, stderr
     assert not bag.exists()
+
+
+@pytest.mark.parametrize('entry', ['segmentation_node', 'dropout_node'])
+def test_ctrl_c_while_a_node_console_script_imports_its_node_exits_130(entry):
+    # The console scripts imported the node's module (rclpy, numpy) before its main could
+    # catch anything: Ctrl-C in that time, or a launch shut down at once, printed a traceback.
+    import re
+
+    setup = (Path(__file__).resolve().parents[1] / 'setup.py').read_text()
+    assert re.search(rf"mmp_{entry} = {{PACKAGE}}\.cli:{entry}'", setup)
+    code = (
+        'import signal, sys\n'
+        'def ctrl_c(signum, frame):\n'
+        '    raise KeyboardInterrupt\n'
+        'signal.signal(signal.SIGALRM, ctrl_c)\n'
+        f'from mmp_ros.cli import {entry}\n'
+        'signal.setitimer(signal.ITIMER_REAL, 0.02)  # the node module takes far longer\n'
+        f'sys.exit({entry}())\n'
+    )
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 130, result.stderr
+    assert 'Traceback' not in result.stderr, result.stderr
