@@ -155,7 +155,8 @@ def test_sigterm_stops_a_command_as_ctrl_c_does_with_its_clean_up(tmp_path):
         [sys.executable, '-m', 'mmp_ros', 'synth-bag', str(bag), '--duration', '600',
          '--size', '24', '32'], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 20
-    while not (bag / 'bag.mcap').exists() and process.poll() is None \
+    mcap = bag / 'bag.mcap'  # messages written (a chunk on disk), not just the file opened
+    while not (mcap.exists() and mcap.stat().st_size > 4096) and process.poll() is None \
             and time.monotonic() < deadline:
         time.sleep(0.01)
     os.kill(process.pid, signal.SIGTERM)
