@@ -73,6 +73,23 @@ def _interrupt(signum, _frame) -> None:
     raise InterruptError(signal.Signals(signum).name)
 
 
+def start_child(children: list[Child], *args) -> Child:
+    """``Child(*args)``, appended to ``children`` with Ctrl-C and SIGTERM held back until it
+    is: one raised between the child's start and the append left a child that was never
+    stopped (a recorder waiting for its topics forever)."""
+    pending: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, _: pending.append(signum))
+                for s in STOP_SIGNALS}
+    try:
+        children.append(Child(*args))
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if pending:
+        _interrupt(pending[0], None)
+    return children[-1]
+
+
 @dataclass(frozen=True)
 class DemoPaths:
     out: Path
@@ -369,10 +386,10 @@ def _run_processes(paths: DemoPaths, schedule: Path, model: Path, env: dict[str,
                            for i in watcher.get_subscriptions_info_by_topic(topic))
 
             params = [a for p in NODE_PARAMS for a in ('--params-file', str(p))]
-            children.append(Child('node', mmp_ros(
-                'run', '--ros-args', *params, '-p', f'model_file_path:={model}'), env, paths.logs))
-            children.append(Child('record', mmp_ros(
-                'record', str(paths.run_bag), '--topics', *RECORDED_TOPICS), env, paths.logs))
+            start_child(children, 'node', mmp_ros(
+                'run', '--ros-args', *params, '-p', f'model_file_path:={model}'), env, paths.logs)
+            start_child(children, 'record', mmp_ros(
+                'record', str(paths.run_bag), '--topics', *RECORDED_TOPICS), env, paths.logs)
             took = wait_for(
                 'the node to load its model and subscribe',
                 lambda: all(subscribed(t, 'mmp_segmentation') for t in INPUT_TOPICS),
@@ -387,16 +404,15 @@ def _run_processes(paths: DemoPaths, schedule: Path, model: Path, env: dict[str,
             # start) meets a live stream a moment after it starts: nothing else to wait for.
             remaps = [a for m in MODALITIES
                       for a in ('--remap', f'/{m}/image:=/source/{m}/image')]
-            children.append(Child('replay', mmp_ros(
+            replay = start_child(children, 'replay', mmp_ros(
                 'replay', str(paths.synth_bag), *remaps, '--restamp',
                 '--wait-for-subscribers', str(START_DEADLINE_S), '--delay', '0.3'), env,
-                paths.logs))
-            replay = children[-1]
+                paths.logs)
             wait_for('the player to open the bag',
                      lambda: all(watcher.get_publishers_info_by_topic(f'/source/{m}/image')
                                  for m in MODALITIES), START_DEADLINE_S, children, spin)
-            children.append(Child('dropout', mmp_ros(
-                'dropout', '--schedule', str(schedule)), env, paths.logs))
+            start_child(children, 'dropout', mmp_ros(
+                'dropout', '--schedule', str(schedule)), env, paths.logs)
             timeline['dropout_started'] = time.monotonic()
             took = wait_for(
                 'the dropout simulator and its recording',

@@ -153,3 +153,13 @@ def test_ctrl_c_before_the_recorder_has_its_bag_is_a_stop_not_an_error(model, tm
     assert demo.returncode == 130, output
     assert 'stopped before anything was recorded' in output
     assert 'nothing was recorded' not in output.replace('before anything was recorded', '')
+    # A Ctrl-C between a child's start and its listing left that child running for ever.
+    time.sleep(0.5)
+    left = []
+    for cmdline in Path('/proc').glob('[0-9]*/cmdline'):
+        try:
+            if str(out).encode() in cmdline.read_bytes():
+                left.append(cmdline.read_bytes())
+        except OSError:  # it ended meanwhile
+            pass
+    assert not left, left
