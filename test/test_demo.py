@@ -149,9 +149,11 @@ def test_ctrl_c_before_the_recorder_has_its_bag_is_a_stop_not_an_error(model, tm
         time.sleep(0.005)
     demo.send_signal(signal.SIGINT)
     output, _ = demo.communicate(timeout=60)
-    assert not (out / 'run_bag').exists()  # the moment this test is about
     assert demo.returncode == 130, output
-    assert 'stopped before anything was recorded' in output
+    if (out / 'run_bag').exists():  # a busy machine: the recorder was quicker than usual
+        assert 'closed, readable' in output, output
+    else:  # the moment this test is about
+        assert 'stopped before anything was recorded' in output, output
     assert 'nothing was recorded' not in output.replace('before anything was recorded', '')
     # A Ctrl-C between a child's start and its listing left that child running for ever.
     time.sleep(0.5)
