@@ -141,6 +141,19 @@ def test_a_mosaic_of_odd_size_is_refused_when_the_dataset_is_built():
     assert len(SyntheticDataset('train', (33, 40), 2)) == 2  # intensities: any size
 
 
+@pytest.mark.parametrize(('kwargs', 'message'), [
+    # truncated without a word: 2 scenes, a 64-pixel height
+    ({'length': 2.5}, 'length must be a whole number of scenes, got 2.5'),
+    ({'start': 1.5}, 'start must be a whole number of scenes, got 1.5'),
+    ({'size': (64.5, 64)}, r'size must be whole numbers of pixels, got 64.5x64'),
+    # rendered, though synth-dataset --size 5000 64 is refused
+    ({'size': (5000, 64)}, 'size must be at least 8x8 and at most 4096 a side, got 5000x64'),
+])
+def test_a_fraction_or_a_side_synth_dataset_refuses_is_refused(kwargs, message):
+    with pytest.raises(SceneError, match=message):
+        SyntheticDataset('train', **{'size': (16, 16), 'length': 2, **kwargs})
+
+
 def test_sample_dict_matches_the_model_contract():
     dataset = SyntheticDataset('train', (40, 56), 2, polarization='mosaic')
     sample = dataset[1]

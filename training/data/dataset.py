@@ -13,6 +13,8 @@ Every dataset in this package yields the same sample dict (``training.data`` doc
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -21,7 +23,14 @@ from mmp_ros.modalities import INPUT_CHANNELS, MODALITIES
 from training.data.classes import CLASS_NAMES, PALETTE
 from training.data.decode import decode_frame
 from training.data.render import SensorImages, render
-from training.data.scene import SPLIT_CAPACITY, Scene, SceneError, make_split, sample_scene
+from training.data.scene import (
+    SPLIT_CAPACITY,
+    Scene,
+    SceneError,
+    frame_size_problem,
+    make_split,
+    sample_scene,
+)
 
 
 def to_sample(
@@ -62,12 +71,17 @@ class SyntheticDataset(Dataset):
         start: int = 0,
         polarization: str = 'intensities',
     ) -> None:
+        for name, value in (('length', length), ('start', start)):
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+                raise SceneError(f'{name} must be a whole number of scenes, got {value!r}')
         if length <= 0 or start < 0 or start + length > SPLIT_CAPACITY:
             raise SceneError(
                 f'scenes [{start}, {start + length}) do not fit split capacity {SPLIT_CAPACITY}'
             )
-        if len(size) != 2 or min(size) < 8:
-            raise ValueError(f'size must be (height, width) of at least 8 pixels, got {size}')
+        if len(size) != 2:
+            raise SceneError(f'size must be (height, width), got {size}')
+        if problem := frame_size_problem(*size):
+            raise SceneError(f'size {problem}')
         if polarization not in ('intensities', 'mosaic'):
             raise ValueError(
                 f"polarization must be 'intensities' or 'mosaic', not {polarization!r}"

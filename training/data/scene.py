@@ -8,6 +8,7 @@ from ranges the other splits never use.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,8 +28,12 @@ class SceneError(ValueError):
     """A scene request that cannot be met (unknown split, index out of range)."""
 
 
-def frame_size_problem(height: int, width: int) -> str:
-    """What keeps the generator from rendering a ``height`` x ``width`` frame, or ''."""
+def frame_size_problem(height, width) -> str:
+    """What keeps the generator from rendering a ``height`` x ``width`` frame, as words that
+    follow the option's name, or '': sides are whole pixel counts from 8 to ``MAX_SIDE``."""
+    if not all(isinstance(s, numbers.Integral) and not isinstance(s, bool)
+               for s in (height, width)):
+        return f'must be whole numbers of pixels, got {height}x{width}'
     if min(height, width) < 8 or max(height, width) > MAX_SIDE:
         return f'must be at least 8x8 and at most {MAX_SIDE} a side, got {height}x{width}'
     return ''
