@@ -297,6 +297,19 @@ def test_written_dataset_names_a_file_of_the_wrong_format(tmp_path, depth, modal
         SyntheticFolder(root, 'val')[0]
 
 
+def test_written_dataset_names_a_hand_made_mosaic_of_odd_size(tmp_path):
+    # every file cropped alike, so the sizes agree: the decoder's SensorInputError named no file
+    root = tmp_path / 'synth'
+    _write(root, 'mosaic')
+    stem = json.loads((root / 'dataset.json').read_text())['splits']['val'][0]
+    for folder in ('rgb', 'depth', 'polarization', 'thermal', 'label'):
+        path = root / 'val' / folder / f'{stem}.png'
+        _png(path, cv2.imread(str(path), cv2.IMREAD_UNCHANGED)[:23])
+    with pytest.raises(DatasetLayoutError,
+                       match=rf'polarization/{stem}\.png: a 2x2 polarizer mosaic needs even'):
+        SyntheticFolder(root, 'val')[0]
+
+
 def test_cli_rejects_a_malformed_split_argument(tmp_path):
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser)

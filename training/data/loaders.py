@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from mmp_ros.sensors import SensorInputError
 from training.data.classes import IGNORE_LABEL
 from training.data.dataset import to_sample
 from training.data.decode import (
@@ -453,7 +454,10 @@ class SyntheticFolder(FolderDataset):
         pol_raw = read_polarization(paths['polarization'], self.polarization_format)
         self._check_shape(paths['polarization'], pol_raw.shape[-2:], shape)
         if self.polarization_format == 'mosaic':
-            pol = decode_polarization_mosaic(pol_raw)
+            try:
+                pol = decode_polarization_mosaic(pol_raw)
+            except SensorInputError as exc:  # an odd-sized mosaic: the decoder names no file
+                raise DatasetLayoutError(f"{paths['polarization']}: {exc}") from None
         else:
             pol = polarization_from_intensities(pol_raw)
         counts = _read_image(paths['thermal'])
