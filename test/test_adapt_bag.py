@@ -202,12 +202,11 @@ def test_an_out_that_cannot_be_a_folder_is_named_before_the_recording_is_read(tm
 
 @pytest.mark.parametrize(('override', 'why'), [
     ('out_dir=elsewhere', 'it trains in OUT/train: give --out'),
-    ('resume=true', 'every run starts afresh'),
     ('data.input_size=[32, 48]', "it is the model's"),
 ])
 def test_a_setting_the_command_makes_itself_is_refused(tmp_path, capsys, override, why):
-    """--set out_dir=... or resume=true was replaced by the command's own without a word
-    (a run 'resumed' after Ctrl-C started over, into --out/train)."""
+    """--set out_dir=... was replaced by the command's own without a word (a run trained
+    into --out/train)."""
     from mmp_ros.cli import main
 
     assert main(['adapt', str(tmp_path / 'bag'), '--model', 'm.onnx', '--checkpoint', 'c.pt',
@@ -217,3 +216,43 @@ def test_a_setting_the_command_makes_itself_is_refused(tmp_path, capsys, overrid
     assert err.startswith(f'mmp_ros adapt: --set {override}: mmp_ros adapt sets {key} itself '
                           f'({why}'), err
     assert not (tmp_path / 'bag').exists()
+
+
+@pytest.mark.parametrize(('overrides', 'resume'), [([], False), (['resume=true'], True)])
+def test_a_run_stopped_by_ctrl_c_resumes_with_set_resume_true(healthy_bag, tmp_path,
+                                                              monkeypatch, overrides, resume):
+    # Ctrl-C printed 'the same command with resume=true resumes from there', and
+    # --set resume=true was refused ('every run starts afresh'): the steps done were lost
+    import mmp_ros.inference.onnx_file
+    import mmp_ros.model
+    import training.adapt
+
+    class StopError(Exception):
+        pass
+
+    def config_only(checkpoint, *, config_path, overrides, **kwargs):
+        taken.append(training.adapt.adapt_config(checkpoint, config_path=config_path,
+                                                 overrides=overrides).resume)
+        raise StopError
+
+    taken: list[bool] = []
+    monkeypatch.setattr(mmp_ros.inference.onnx_file, 'read_model_metadata', lambda p: METADATA)
+    monkeypatch.setattr(mmp_ros.model, 'load_checkpoint', lambda p: (None, METADATA, {}))
+    monkeypatch.setattr(training.adapt, 'adapt', config_only)
+    with pytest.raises(StopError):
+        adapt_bag.adapt_on_bag(str(healthy_bag), model='m.onnx', checkpoint='c.pt',
+                               out=tmp_path, overrides=overrides)
+    assert taken == [resume]
+
+
+def test_the_card_of_a_resumed_run_counts_every_step(healthy_bag, tmp_path):
+    # it counted the steps run since the resume (all 0 where the run had been complete)
+    frames = read_bag_frames(healthy_bag, METADATA, max_frames=8)
+    kwargs = dict(bag='bag', model='m.onnx', checkpoint='c.pt', frames=frames,
+                  metadata=METADATA, seconds=1.0, command='mmp_ros adapt')
+    card = adapt_bag.model_card(tmp_path / 'a.onnx', steps=5, losses=[2.0, 1.0, 1.0],
+                                start_step=2, **kwargs).read_text()
+    assert '| steps | 5; resumed at step 2; training loss 2.0000 (first tenth)' in card
+    card = adapt_bag.model_card(tmp_path / 'b.onnx', steps=5, losses=[], start_step=5,
+                                **kwargs).read_text()
+    assert '| steps | 5; resumed at step 5 |' in card

@@ -49,7 +49,6 @@ DEFAULT_PARAMS = share_file('config', 'mmp_segmentation.yaml')
 # What the command sets itself, whatever --set says: refused there rather than ignored.
 SET_BY_ADAPT = {
     'out_dir': 'it trains in OUT/train: give --out',
-    'resume': 'every run starts afresh',
     'modalities': "they are the model's (--model)",
     'data.input_size': "it is the model's (--model)",
     'data.num_workers': "the recording's frames are read into memory",
@@ -189,7 +188,7 @@ def check_same_model(onnx_meta: ModelMetadata, checkpoint_meta: ModelMetadata,
 
 def model_card(path: Path, *, bag: str, model: str, checkpoint: str, frames: BagFrames,
                metadata: ModelMetadata, steps: int, losses: list[float], seconds: float,
-               command: str, fit_steps: int = 0) -> Path:
+               command: str, fit_steps: int = 0, start_step: int = 0) -> Path:
     """Markdown beside the exported model: what it is, what it was adapted on, and how."""
     span = (max(frames.stamps) - min(frames.stamps)) if frames.stamps else 0.0
     first = np.mean(losses[: max(1, len(losses) // 10)]) if losses else float('nan')
@@ -211,9 +210,10 @@ def model_card(path: Path, *, bag: str, model: str, checkpoint: str, frames: Bag
         f'| modalities | {", ".join(metadata.modalities)} |',
         f'| input size | {metadata.input_size[0]}x{metadata.input_size[1]} |',
         f'| classes | {metadata.num_classes}: {", ".join(metadata.class_names)} |',
-        f'| steps | {steps}; training loss {first:.4f} (first tenth) -> {last:.4f} (last '
-        'tenth)' + (f'; after {fit_steps} steps fitting the projection to the cached tokens'
-                    if fit_steps else '') + ' |',
+        f'| steps | {steps}' + (f'; resumed at step {start_step}' if start_step else '')
+        + (f'; training loss {first:.4f} (first tenth) -> {last:.4f} (last tenth)'
+           if losses else '') + (f'; after {fit_steps} steps fitting the projection to the '
+                                 'cached tokens' if fit_steps else '') + ' |',
         f'| time | {seconds:.0f} s |', f'| command | `{command}` |', '',
         'Labels were never read. Check the adapted model on a labelled run before deploying it '
         '(`mmp_ros evaluate`).', '',
@@ -249,7 +249,7 @@ def adapt_on_bag(bag: str, *, model: str, checkpoint: str, out: str | Path,
     _, checkpoint_meta, _ = load_checkpoint(checkpoint)
     check_same_model(metadata, checkpoint_meta, model, checkpoint)
     out = output_folder(out, '--out')  # before the recording (minutes) is read
-    forced = [f'out_dir={out / "train"}', 'data.num_workers=0', 'resume=false',
+    forced = [f'out_dir={out / "train"}', 'data.num_workers=0',
               f'data.input_size=[{metadata.input_size[0]}, {metadata.input_size[1]}]',
               f'modalities=[{", ".join(metadata.modalities)}]']
     config = config or str(DEFAULT_CONFIG)
@@ -260,7 +260,8 @@ def adapt_on_bag(bag: str, *, model: str, checkpoint: str, out: str | Path,
     chosen = load_config(config, [*overrides, 'method=mmp_adapt',
                                   f'base_checkpoint={json.dumps(str(checkpoint))}',
                                   'teacher_cache=false', 'projection_fit.steps=0'])
-    defaults = ['teacher_cache=true'] if chosen.distillation_weight else []
+    # Every run starts afresh unless --set resume=true continues OUT/train's (after Ctrl-C).
+    defaults = [*(['teacher_cache=true'] if chosen.distillation_weight else []), 'resume=false']
     # Checked as adaptation will take it (projection_fit without the cache, say) before the
     # recording, which may take minutes, is read.
     adapt_config(checkpoint, config_path=config, overrides=[*defaults, *overrides, *forced])
@@ -277,7 +278,8 @@ def adapt_on_bag(bag: str, *, model: str, checkpoint: str, out: str | Path,
     export_checkpoint(result.checkpoint, onnx_path)
     card = model_card(onnx_path, bag=str(bag), model=str(model), checkpoint=str(checkpoint),
                       frames=frames, metadata=read_model_metadata(onnx_path),
-                      steps=len(result.losses), losses=list(result.losses),
+                      steps=result.start_step + len(result.losses),
+                      losses=list(result.losses), start_step=result.start_step,
                       seconds=time.perf_counter() - started, command=command,
                       fit_steps=read_checkpoint(result.checkpoint)['train_config']
                       ['projection_fit']['steps'])
