@@ -256,3 +256,24 @@ def test_the_card_of_a_resumed_run_counts_every_step(healthy_bag, tmp_path):
     card = adapt_bag.model_card(tmp_path / 'b.onnx', steps=5, losses=[], start_step=5,
                                 **kwargs).read_text()
     assert '| steps | 5; resumed at step 5 |' in card
+
+
+def test_an_exported_model_of_another_training_run_is_refused():
+    # the shipped tiny_mmp.onnx with another run's none checkpoint was adapted: the checkpoint's
+    # model came out as tiny_mmp_adapted.onnx, its card calling it tiny_mmp robustified
+    from dataclasses import replace
+
+    run = {'command': 'mmp_ros train --set seed=0', 'seed': 0, 'method': 'none'}
+    exported = replace(METADATA, provenance={**run, 'checkpoint': 'out/a.pt',
+                                             'export': {'onnx_opset': 18}})
+    adapt_bag.check_same_model(exported, replace(METADATA, provenance=run), 'm.onnx', 'c.pt')
+    other = replace(METADATA, provenance={**run, 'command': 'mmp_ros train --set seed=1',
+                                          'seed': 1})
+    with pytest.raises(BagError, match=r'c\.pt is not the checkpoint of m\.onnx: another '
+                       r'training run \(command, seed differ\); give the checkpoint it was '
+                       r'exported from \(out/a\.pt\)'):
+        adapt_bag.check_same_model(exported, other, 'm.onnx', 'c.pt')
+    with pytest.raises(BagError, match=r"c\.pt is not the checkpoint of m\.onnx: method: "
+                       r"'mmp' vs 'none'; give the checkpoint"):
+        adapt_bag.check_same_model(replace(exported, method='mmp'), replace(METADATA),
+                                   'm.onnx', 'c.pt')

@@ -173,17 +173,28 @@ class FramesDataset:
 
 def check_same_model(onnx_meta: ModelMetadata, checkpoint_meta: ModelMetadata,
                      model: str, checkpoint: str) -> None:
-    """The checkpoint must be the exported model's source: same inputs, classes, size."""
+    """The checkpoint must be the exported model's source: same inputs, classes, size,
+    method, normalization and training run (the provenance export copied from it)."""
     differences = [
         f'{name}: {a!r} vs {b!r}' for name, a, b in (
             ('modalities', tuple(onnx_meta.modalities), tuple(checkpoint_meta.modalities)),
             ('class names', tuple(onnx_meta.class_names), tuple(checkpoint_meta.class_names)),
             ('input size', tuple(onnx_meta.input_size), tuple(checkpoint_meta.input_size)),
+            ('method', onnx_meta.method, checkpoint_meta.method),
         ) if a != b
     ]
+    if onnx_meta.normalization != checkpoint_meta.normalization:
+        differences.append('normalization differs')
+    exported = onnx_meta.provenance
+    run = sorted(k for k, v in checkpoint_meta.provenance.items()
+                 if k not in ('checkpoint', 'export', 'method') and exported.get(k, v) != v)
+    if run:
+        differences.append(f'another training run ({", ".join(run)} differ)')
     if differences:
+        source = exported.get('checkpoint')
         raise BagError(f'{checkpoint} is not the checkpoint of {model}: '
-                       + '; '.join(differences))
+                       + '; '.join(differences) + ('; give the checkpoint it was exported from'
+                                                   + (f' ({source})' if source else '')))
 
 
 def model_card(path: Path, *, bag: str, model: str, checkpoint: str, frames: BagFrames,
