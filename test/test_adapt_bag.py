@@ -277,3 +277,20 @@ def test_an_exported_model_of_another_training_run_is_refused():
                        r"'mmp' vs 'none'; give the checkpoint"):
         adapt_bag.check_same_model(replace(exported, method='mmp'), replace(METADATA),
                                    'm.onnx', 'c.pt')
+
+
+def test_params_are_taken_as_the_node_takes_them(healthy_bag, tmp_path, capsys):
+    # thermal.max_age_s (sensors. left out) was ignored without a word, where the node warns
+    typo = tmp_path / 'typo.yaml'
+    typo.write_text('/**:\n  ros__parameters:\n    thermal:\n      max_age_s: 0.3\n')
+    read_bag_frames(healthy_bag, METADATA, params_files=(CONFIG / 'mmp_segmentation.yaml', typo),
+                    max_frames=8)
+    assert capsys.readouterr().err == (
+        'mmp_ros adapt: ignoring values for parameters the node does not have: '
+        'thermal.max_age_s (did you mean sensors.thermal.max_age_s?)\n')
+    rules = tmp_path / 'rules.yaml'
+    rules.write_text('/**:\n  ros__parameters:\n    sensors:\n      thermal:\n'
+                     '        rate_warn_ratio: 0.3\n        rate_error_ratio: 0.5\n')
+    with pytest.raises(BagError, match=rf'--params {rules}: the node would not start with them '
+                       r'\(sensors\.thermal: rate_warn_ratio=0\.3 must be'):
+        read_bag_frames(healthy_bag, METADATA, params_files=(rules,))

@@ -32,11 +32,15 @@ from mmp_ros.cli import non_negative_int
 from mmp_ros.core.assembler import FrameAssembler
 from mmp_ros.core.health import HealthMonitor
 from mmp_ros.core.parameters import (
+    ParameterError,
+    all_parameters,
     decoder_settings,
     defaults,
     health_config,
     load_params_file,
     sensor_parameter,
+    unknown_parameters,
+    validate,
 )
 from mmp_ros.core.preprocess import resize_representation
 from mmp_ros.errors import output_folder
@@ -90,6 +94,18 @@ def read_bag_frames(path: str | Path, metadata: ModelMetadata, *,
     values = defaults()
     for params in params_files:
         values.update(load_params_file(params))
+    # As the node takes them: values for names it does not declare are ignored with a warning
+    # (a misspelt one would go unnoticed), and the merged set must meet the rules between values.
+    specs = all_parameters()
+    unknown = unknown_parameters(values, specs)
+    if unknown:
+        print(f'mmp_ros adapt: ignoring values for parameters the node does not have: '
+              f'{", ".join(unknown)}', file=sys.stderr)
+    try:
+        validate({k: v for k, v in values.items() if k in specs})
+    except ParameterError as exc:
+        raise BagError(f'--params {" ".join(map(str, params_files))}: the node would not '
+                       f'start with them ({exc})') from None
     settings = {m: decoder_settings(values, m) for m in modalities}
     monitors = {m: HealthMonitor(m, health_config(values, m)) for m in modalities}
     assembler = FrameAssembler(
