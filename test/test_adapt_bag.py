@@ -294,3 +294,15 @@ def test_params_are_taken_as_the_node_takes_them(healthy_bag, tmp_path, capsys):
     with pytest.raises(BagError, match=rf'--params {rules}: the node would not start with them '
                        r'\(sensors\.thermal: rate_warn_ratio=0\.3 must be'):
         read_bag_frames(healthy_bag, METADATA, params_files=(rules,))
+
+
+def test_a_model_exported_at_another_input_size_says_how_to_adapt_it():
+    # 'c.pt is not the checkpoint of m.onnx: input size ...', though it was, exported with
+    # mmp_ros export --input-size: the message neither said so nor what to do
+    from dataclasses import replace
+
+    with pytest.raises(BagError, match=r'm\.onnx was exported at input size 32x48, its '
+                       r'checkpoint c\.pt is at 16x24: give a --model exported at 16x24, then '
+                       r'export OUT/train/checkpoint\.pt with mmp_ros export --input-size 32 48'):
+        adapt_bag.check_same_model(replace(METADATA, input_size=(32, 48)), METADATA, 'm.onnx',
+                                   'c.pt')

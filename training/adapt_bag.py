@@ -195,7 +195,6 @@ def check_same_model(onnx_meta: ModelMetadata, checkpoint_meta: ModelMetadata,
         f'{name}: {a!r} vs {b!r}' for name, a, b in (
             ('modalities', tuple(onnx_meta.modalities), tuple(checkpoint_meta.modalities)),
             ('class names', tuple(onnx_meta.class_names), tuple(checkpoint_meta.class_names)),
-            ('input size', tuple(onnx_meta.input_size), tuple(checkpoint_meta.input_size)),
             ('method', onnx_meta.method, checkpoint_meta.method),
         ) if a != b
     ]
@@ -206,11 +205,18 @@ def check_same_model(onnx_meta: ModelMetadata, checkpoint_meta: ModelMetadata,
                  if k not in ('checkpoint', 'export', 'method') and exported.get(k, v) != v)
     if run:
         differences.append(f'another training run ({", ".join(run)} differ)')
+    (h, w), (ch, cw) = onnx_meta.input_size, checkpoint_meta.input_size
     if differences:
+        if (h, w) != (ch, cw):
+            differences.append(f'input size: {(h, w)!r} vs {(ch, cw)!r}')
         source = exported.get('checkpoint')
         raise BagError(f'{checkpoint} is not the checkpoint of {model}: '
                        + '; '.join(differences) + ('; give the checkpoint it was exported from'
                                                    + (f' ({source})' if source else '')))
+    if (h, w) != (ch, cw):  # the same model, exported for another size (export --input-size)
+        raise BagError(f'{model} was exported at input size {h}x{w}, its checkpoint {checkpoint} '
+                       f'is at {ch}x{cw}: give a --model exported at {ch}x{cw}, then export '
+                       f'OUT/train/checkpoint.pt with mmp_ros export --input-size {h} {w}')
 
 
 def model_card(path: Path, *, bag: str, model: str, checkpoint: str, frames: BagFrames,
