@@ -18,6 +18,7 @@ from onnx import TensorProto, helper
 from mmp_ros.errors import InputError
 from mmp_ros.inference import (
     BackendUnavailableError,
+    InferenceError,
     InferenceInputError,
     ModelFileError,
     create_backend,
@@ -283,6 +284,20 @@ def test_bool_and_float_masks_agree(backend):
     from_bool = backend.infer(inputs, available)
     from_float = backend.infer(inputs, available.astype(np.float32))
     np.testing.assert_array_equal(from_bool[0], from_float[0])
+
+
+def test_run_after_close_is_refused_and_close_twice_is_harmless(model_and_file):
+    """The TensorRT backend answered run() after close() with a KeyError traceback (its
+    device buffers were gone); the others ran on. Now every backend says it was closed."""
+    model, metadata, path = model_and_file
+    inputs, available = _batch(metadata)
+    for backend in (create_backend('onnxruntime', path, threads=1),
+                    TorchBackend(model, metadata, device='cpu')):
+        backend.infer(inputs, available)
+        backend.close()
+        backend.close()
+        with pytest.raises(InferenceError, match=f'the {backend.name} backend was closed'):
+            backend.infer(inputs, available)
 
 
 # --- backends agree through the common interface ---------------------------------------

@@ -23,7 +23,7 @@ import pytest
 import torch
 from contract_net import ContractNet
 
-from mmp_ros.inference import EngineError, ModelFileError, create_backend
+from mmp_ros.inference import EngineError, InferenceError, ModelFileError, create_backend
 from mmp_ros.inference.engine_cache import read_stamp, stamp_path
 from mmp_ros.inference.testing import tiny_metadata
 from training.export import example_inputs, export_onnx, mask_rows
@@ -349,6 +349,10 @@ def test_build_stamp_run_and_reuse(fake_runtime, exported, tmp_path, caplog):
     allocated = set(rt.memory)
     backend.close()
     assert set(rt.freed) == allocated
+    backend.close()  # a second close frees nothing twice
+    assert sorted(rt.freed) == sorted(allocated)
+    with pytest.raises(InferenceError, match='the tensorrt backend was closed'):
+        backend.run(inputs, available)  # was a KeyError traceback (the buffers were gone)
 
     again = create_backend('tensorrt', exported, engine_file_path=engine, max_batch=4,
                            allow_engine_build=False)

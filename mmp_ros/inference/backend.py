@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from mmp_ros.inference.errors import InferenceInputError, ModelFileError
+from mmp_ros.inference.errors import InferenceError, InferenceInputError, ModelFileError
 from mmp_ros.metadata import ModelMetadata
 
 # Names of the exported graph's tensors besides the modalities (DESIGN §4).
@@ -119,6 +119,7 @@ class InferenceBackend(abc.ABC):
 
     #: Short backend name: 'onnxruntime', 'torch' or 'tensorrt'.
     name: str = ''
+    _closed = False  # a class default: close() may run on a backend whose __init__ failed
 
     def __init__(self, metadata: ModelMetadata, device: str) -> None:
         self._metadata = metadata
@@ -151,6 +152,10 @@ class InferenceBackend(abc.ABC):
         self, inputs: Mapping[str, np.ndarray], available: np.ndarray
     ) -> dict[str, np.ndarray]:
         """Every output of the model, by name (``labels``, ``confidence``, maybe ``logits``)."""
+        if self._closed:
+            raise InferenceError(
+                f'the {self.name} backend was closed; create a new one to run the model again'
+            )
         checked, available_f = check_inputs(
             self._metadata, inputs, available, max_batch=self.max_batch
         )
@@ -172,8 +177,15 @@ class InferenceBackend(abc.ABC):
     def _run(self, inputs: dict[str, np.ndarray], available: np.ndarray) -> dict[str, np.ndarray]:
         """Run checked, contiguous float32 tensors; return outputs as numpy arrays."""
 
-    def close(self) -> None:  # noqa: B027 - backends without resources need nothing here
-        """Release runtime resources (sessions, device buffers)."""
+    def close(self) -> None:
+        """Release runtime resources (sessions, device buffers); :meth:`run` is refused from
+        then on. A second call does nothing."""
+        if not self._closed:
+            self._closed = True
+            self._release()
+
+    def _release(self) -> None:  # noqa: B027 - backends without resources need nothing here
+        """Release what the backend holds; called once, by :meth:`close`."""
 
     def __enter__(self) -> InferenceBackend:
         return self

@@ -447,7 +447,7 @@ class TensorRTBackend(InferenceBackend):
         call(rt.cudaStreamSynchronize(self._stream), 'cudaStreamSynchronize')
         return outputs
 
-    def close(self) -> None:
+    def _release(self) -> None:
         if not self._buffers and self._stream is None:
             return
         rt = self._cuda.rt
