@@ -94,6 +94,7 @@ def _fake_tensorrt(version: str):
     trt.__version__ = version
     trt.builds = []
     trt.context_fails = False
+    trt.damaged_cache_raises = False
     major = int(version.split('.')[0])
     trt.Logger = types.SimpleNamespace(INTERNAL_ERROR=0, ERROR=1, WARNING=2, INFO=3, VERBOSE=4)
 
@@ -174,9 +175,18 @@ def _fake_tensorrt(version: str):
             self.profiles.append(profile)
 
         def create_timing_cache(self, data):
+            # C++ createTimingCache is noexcept and returns a pointer: null (None here) for
+            # a blob it cannot read. Whether the binding raises instead is not documented;
+            # trt.damaged_cache_raises makes it raise.
+            if data and not bytes(data).startswith(Cache().serialize()):
+                if trt.damaged_cache_raises:
+                    raise RuntimeError('timing cache is corrupted')
+                return None
             return Cache()
 
         def set_timing_cache(self, cache, ignore_mismatch):
+            if not isinstance(cache, Cache):  # the binding takes an ITimingCache reference
+                raise TypeError(f'set_timing_cache(): incompatible arguments: {cache!r}')
             self.cache = cache
             return True
 
@@ -598,3 +608,22 @@ def test_an_engine_path_that_is_the_onnx_itself_is_refused(fake_runtime, exporte
     backend = create_backend('tensorrt', named)
     assert backend.engine_file_path == tmp_path / 'model.engine.engine'
     assert named.read_bytes() == exported.read_bytes()
+
+
+@pytest.mark.parametrize('raises', [False, True], ids=['none', 'exception'])
+def test_a_damaged_timing_cache_is_replaced_by_a_fresh_one(fake_runtime, exported, tmp_path,
+                                                          caplog, raises):
+    """A timing cache TensorRT cannot read (cut short by a full disk, another file saved
+    under its name) made create_timing_cache give None, which set_timing_cache refused with
+    a TypeError traceback (or raised itself): no engine was built. Now it is set aside with
+    a warning, the build uses a fresh cache and writes it over the damaged one."""
+    trt, _ = fake_runtime()
+    trt.damaged_cache_raises = raises
+    engine = tmp_path / 'model.engine'
+    cache = tmp_path / 'model.engine.timing.cache'
+    cache.write_bytes(b'\x00garbage')
+    backend = create_backend('tensorrt', exported, engine_file_path=engine)
+    assert backend.engine_was_built and len(trt.builds) == 1
+    assert f'timing cache {cache} cannot be read by TensorRT' in caplog.text
+    assert cache.read_bytes() == b'timing cache'
+    backend.close()

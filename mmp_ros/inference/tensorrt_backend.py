@@ -199,6 +199,27 @@ def check_batch(onnx: OnnxFileInfo, max_batch: int) -> None:
             )
 
 
+def _set_timing_cache(config, cache_path: Path, log: logging.Logger) -> None:
+    """Give the build the timing cache at ``cache_path``, or a fresh one where that file is
+    missing, damaged, or from another GPU or TensorRT version (its timings do not hold
+    here); the build writes its cache over it."""
+    data = cache_path.read_bytes() if cache_path.is_file() else b''
+    if data:
+        try:  # C++ createTimingCache gives null for a blob it cannot read: None here
+            cache = config.create_timing_cache(data)
+        except Exception:  # the binding's error for such a blob, if any, is not documented
+            cache = None
+        if cache is None:
+            log.warning('timing cache %s cannot be read by TensorRT (damaged?); starting a '
+                        'new one, written over it after the build', cache_path)
+        elif config.set_timing_cache(cache, False):
+            return
+        else:
+            log.info('timing cache %s does not fit this GPU/TensorRT; starting a new one',
+                     cache_path)
+    config.set_timing_cache(config.create_timing_cache(b''), False)
+
+
 def build_engine(
     onnx: OnnxFileInfo,
     engine_path: Path,
@@ -262,12 +283,7 @@ def build_engine(
         profile.set_shape(tensor.name, (1, *per_item), (1, *per_item), (max_batch, *per_item))
     config.add_optimization_profile(profile)
     cache_path = timing_cache_path or engine_path.with_name(engine_path.name + '.timing.cache')
-    cache_bytes = cache_path.read_bytes() if cache_path.is_file() else b''
-    # A cache from another GPU or TensorRT version is refused (its timings do not hold
-    # here) and replaced by a fresh one.
-    if not config.set_timing_cache(config.create_timing_cache(cache_bytes), False):
-        log.info('timing cache %s does not fit this GPU/TensorRT; starting a new one', cache_path)
-        config.set_timing_cache(config.create_timing_cache(b''), False)
+    _set_timing_cache(config, cache_path, log)
     log.warning(
         'Building TensorRT %s engine for %s on %s (%s, max batch %d); this can take minutes',
         trt.__version__, onnx.path, gpu_name, precision.upper(), max_batch,
