@@ -406,6 +406,18 @@ def test_tensorrt11_without_modelopt_builds_fp32_and_says_so(fake_runtime, expor
     assert stamp_path(engine).is_file()
 
 
+def _install_autocast(monkeypatch, convert_to_mixed_precision):
+    """A stand-in ``modelopt.onnx.autocast`` offering ``convert_to_mixed_precision``."""
+    autocast = types.ModuleType('modelopt.onnx.autocast')
+    autocast.convert_to_mixed_precision = convert_to_mixed_precision
+    for name, module in (('modelopt', types.ModuleType('modelopt')),
+                         ('modelopt.onnx', types.ModuleType('modelopt.onnx')),
+                         ('modelopt.onnx.autocast', autocast)):
+        monkeypatch.setitem(sys.modules, name, module)
+    sys.modules['modelopt'].onnx = sys.modules['modelopt.onnx']
+    sys.modules['modelopt.onnx'].autocast = autocast
+
+
 def test_tensorrt11_fp16_goes_through_modelopt_autocast(fake_runtime, exported, tmp_path,
                                                         monkeypatch):
     """TensorRT 11 has no BuilderFlag.FP16 (the stand-in lacks it too): FP16 is a
@@ -422,19 +434,35 @@ def test_tensorrt11_fp16_goes_through_modelopt_autocast(fake_runtime, exported, 
         calls.append((onnx_path, low_precision_type, keep_io_types))
         return onnx.load(onnx_path)  # a stand-in: the same graph, as a ModelProto
 
-    autocast = types.ModuleType('modelopt.onnx.autocast')
-    autocast.convert_to_mixed_precision = convert_to_mixed_precision
-    for name, module in (('modelopt', types.ModuleType('modelopt')),
-                         ('modelopt.onnx', types.ModuleType('modelopt.onnx')),
-                         ('modelopt.onnx.autocast', autocast)):
-        monkeypatch.setitem(sys.modules, name, module)
-    sys.modules['modelopt'].onnx = sys.modules['modelopt.onnx']
-    sys.modules['modelopt.onnx'].autocast = autocast
+    _install_autocast(monkeypatch, convert_to_mixed_precision)
     engine = tmp_path / 'model.engine'
     backend = create_backend('tensorrt', exported, engine_file_path=engine, enable_fp16=True)
     assert calls == [(str(exported), 'fp16', True)]
     assert trt.builds[0]['flags'] == set() and backend.precision == 'fp16'
     assert read_stamp(engine).precision == 'fp16'
+
+
+def test_tensorrt11_fp16_conversion_that_fails_is_an_engine_error(fake_runtime, exported,
+                                                                  tmp_path, monkeypatch):
+    """An exception inside ModelOpt AutoCast (an operator it has no rule for, say) came out
+    of the node's start or `mmp_ros build-engine --fp16` as a raw traceback; now it is an
+    EngineError naming the ONNX and the conversion, and how to build without it."""
+    trt, _ = fake_runtime('11.1.0')
+
+    def convert_to_mixed_precision(*, onnx_path, **options):
+        raise RuntimeError('no precision rule for node /head/Foo')
+
+    _install_autocast(monkeypatch, convert_to_mixed_precision)
+    engine = tmp_path / 'model.engine'
+    with pytest.raises(EngineError) as info:
+        create_backend('tensorrt', exported, engine_file_path=engine, enable_fp16=True)
+    assert str(info.value) == (
+        f'ModelOpt AutoCast could not convert {exported} to FP16 mixed precision for '
+        'TensorRT 11 (RuntimeError: no precision rule for node /head/Foo); build an FP32 '
+        'engine instead: enable_fp16:=false, or `mmp_ros build-engine` without --fp16')
+    assert trt.builds == [] and not engine.exists()
+    create_backend('tensorrt', exported, engine_file_path=engine, enable_fp16=False).close()
+    assert len(trt.builds) == 1
 
 
 def test_auto_prefers_tensorrt_when_it_works(fake_runtime, exported, tmp_path, caplog):

@@ -162,11 +162,18 @@ def _fp16_onnx_for_tensorrt11(onnx_path: Path, workdir: Path, log: logging.Logge
             '(`pip install nvidia-modelopt[onnx]`) is not installed, so this engine is FP32'
         )
         return None
-    converted = autocast.convert_to_mixed_precision(
-        onnx_path=str(onnx_path), low_precision_type='fp16', keep_io_types=True
-    )
     target = workdir / f'{onnx_path.stem}.fp16.onnx'
-    onnx.save(converted, str(target))
+    try:
+        converted = autocast.convert_to_mixed_precision(
+            onnx_path=str(onnx_path), low_precision_type='fp16', keep_io_types=True
+        )
+        onnx.save(converted, str(target))
+    except Exception as exc:  # ModelOpt's errors are not typed; any of them stops the build
+        raise EngineError(
+            f'ModelOpt AutoCast could not convert {onnx_path} to FP16 mixed precision for '
+            f'TensorRT 11 ({type(exc).__name__}: {exc}); build an FP32 engine instead: '
+            'enable_fp16:=false, or `mmp_ros build-engine` without --fp16'
+        ) from exc
     return target
 
 
