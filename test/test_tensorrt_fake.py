@@ -95,6 +95,7 @@ def _fake_tensorrt(version: str):
     trt.builds = []
     trt.context_fails = False
     trt.damaged_cache_raises = False
+    trt.unparsable = ''  # the parser fails on a path containing it
     major = int(version.split('.')[0])
     trt.Logger = types.SimpleNamespace(INTERNAL_ERROR=0, ERROR=1, WARNING=2, INFO=3, VERBOSE=4)
 
@@ -136,8 +137,15 @@ def _fake_tensorrt(version: str):
         def __init__(self, network, logger):
             self.network = network
 
+        def get_error(self, index):
+            return 'In node 7 (Foo): UNSUPPORTED_NODE'
+
         def parse_from_file(self, path):
             import onnx
+
+            if trt.unparsable and trt.unparsable in path:
+                self.num_errors = 1
+                return False
 
             # Like TensorRT's parser, read external weights from beside the file; the
             # "engine" carries them inside, as a real one does.
@@ -461,6 +469,25 @@ def test_tensorrt11_fp16_conversion_that_fails_is_an_engine_error(fake_runtime, 
         'TensorRT 11 (RuntimeError: no precision rule for node /head/Foo); build an FP32 '
         'engine instead: enable_fp16:=false, or `mmp_ros build-engine` without --fp16')
     assert trt.builds == [] and not engine.exists()
+    create_backend('tensorrt', exported, engine_file_path=engine, enable_fp16=False).close()
+    assert len(trt.builds) == 1
+
+
+def test_tensorrt11_fp16_conversion_tensorrt_cannot_parse_does_not_blame_the_model(
+        fake_runtime, exported, tmp_path, monkeypatch):
+    """AutoCast's output that TensorRT's parser refused was reported as 'TensorRT cannot
+    parse model.onnx', a ModelFileError (exit status 2, "re-export"), though the model
+    itself parses; now an EngineError says the FP16 conversion is what failed."""
+    import onnx
+
+    trt, _ = fake_runtime('11.1.0')
+    trt.unparsable = '.fp16.onnx'
+    _install_autocast(monkeypatch, lambda *, onnx_path, **options: onnx.load(onnx_path))
+    engine = tmp_path / 'model.engine'
+    with pytest.raises(EngineError, match=(
+            f'^TensorRT cannot parse the FP16 conversion of {exported} by ModelOpt AutoCast: '
+            r'In node 7 \(Foo\): UNSUPPORTED_NODE; build an FP32 engine instead')):
+        create_backend('tensorrt', exported, engine_file_path=engine, enable_fp16=True)
     create_backend('tensorrt', exported, engine_file_path=engine, enable_fp16=False).close()
     assert len(trt.builds) == 1
 

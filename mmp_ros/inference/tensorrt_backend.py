@@ -267,6 +267,12 @@ def build_engine(
                 source, precision = converted, 'fp16'
         if not parser.parse_from_file(str(source)):
             errors = '; '.join(str(parser.get_error(i)) for i in range(parser.num_errors))
+            if source != onnx.path:  # the model is not at fault, its conversion is
+                raise EngineError(
+                    f'TensorRT cannot parse the FP16 conversion of {onnx.path} by ModelOpt '
+                    f'AutoCast: {errors}; build an FP32 engine instead: enable_fp16:=false, '
+                    'or `mmp_ros build-engine` without --fp16'
+                )
             raise ModelFileError(f'TensorRT cannot parse {onnx.path}: {errors}')
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
