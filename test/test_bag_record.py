@@ -327,3 +327,28 @@ except BagError as exc:
         got = list(bag.messages(['/rec/text']))
     assert len(got) >= 40 and len(got) % 10 == 0, len(got)  # every commit under 3 MB
     assert [data for _, _, data in got] == [message(3 * i + 1)[2] for i in range(len(got))]
+
+
+@pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
+def test_ctrl_c_while_the_bag_is_created_leaves_nothing(tmp_path, monkeypatch, storage):
+    # A Ctrl-C inside BagRecorder(...), once its .mcap or .db3 was opened, came before the
+    # `with` that closes the bag: `mmp_ros record` left a bag without metadata.yaml.
+    from rosbags.rosbag2 import Writer
+
+    from mmp_ros.bags.recording import STORAGES
+    from mmp_ros.ros import record
+
+    plugin = Writer.STORAGE_PLUGINS[STORAGES[storage]]
+    create = plugin.__init__
+
+    def impatient_init(self, *args, **kwargs):  # the user presses Ctrl-C as the file opens
+        create(self, *args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(plugin, '__init__', impatient_init)
+    out = tmp_path / 'bag'
+    args = argparse.Namespace(out=str(out), topics=['/x'], storage=storage, duration=None,
+                              ros_args=[])
+    with pytest.raises(KeyboardInterrupt):
+        record.run(args)
+    assert not out.exists()

@@ -19,6 +19,7 @@ calls), flushed and synced.
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -83,15 +84,31 @@ class BagRecorder:
         self.counts: dict[str, int] = {}
         try:
             self._writer.open()
-        except (WriterError, OSError) as exc:
+            if isinstance(self._writer.storage, Sqlite3Writer):
+                # A transaction that outgrows the page cache would be written into the
+                # database file before its commit, the old pages kept in a rollback journal:
+                # rosbags' reader (immutable) ignores that journal, and a kill then left a
+                # database it read wrongly. Kept in memory instead (a second of messages),
+                # the file changes only at a commit.
+                self._writer.storage.conn.execute('PRAGMA cache_spill = OFF')
+        except WriterError as exc:  # the directory appeared since the check: not ours
             raise BagError(f'{self.path}: cannot create the bag: {exc}') from exc
-        if isinstance(self._writer.storage, Sqlite3Writer):
-            # A transaction that outgrows the page cache would be written into the database
-            # file before its commit, the old pages kept in a rollback journal: rosbags'
-            # reader (immutable) ignores that journal, and a kill then left a database it read
-            # wrongly. Kept in memory instead (a second of messages), the file changes only
-            # at a commit.
-            self._writer.storage.conn.execute('PRAGMA cache_spill = OFF')
+        except BaseException as exc:
+            # Ctrl-C or SIGTERM (or a failure) once the directory was made, its .mcap or .db3
+            # perhaps opened: the caller's clean-up (closing or removing the bag) is armed
+            # only once this returns, so what was made is removed here. Left, it was a bag
+            # without metadata.yaml: an empty recording that looked like a killed one.
+            self._discard()
+            if isinstance(exc, (OSError, sqlite3.Error)):
+                raise BagError(f'{self.path}: cannot create the bag: {exc}') from exc
+            raise
+
+    def _discard(self) -> None:
+        """Give up the bag being created and remove its directory (made by ``__init__``,
+        which refuses a path that exists)."""
+        with suppress(Exception):
+            self._writer.abort()
+        shutil.rmtree(self.path, ignore_errors=True)
 
     def __enter__(self) -> BagRecorder:
         return self
