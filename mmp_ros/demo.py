@@ -15,7 +15,8 @@ the graph with a node of its own): the node (loading its model), the recorder, t
 schedule starts with it: its subscriptions release the player, so the stream reaches it a
 moment after its time 0, well before the first fault. Every child runs in a session of its
 own, so Ctrl-C reaches this process only, which stops the children in order: the player
-first, the recorder last, so the recorded bag is always closed properly and readable.
+first, the recorder last, so the recorded bag is always closed properly and readable. A
+second Ctrl-C (or SIGTERM) while they stop kills those left at once.
 
 DDS stays on loopback (``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``) on a random
 ``ROS_DOMAIN_ID`` unless one is set, so two demos never hear each other.
@@ -64,6 +65,10 @@ class DemoError(Exception):
 
 class InterruptError(Exception):
     """Ctrl-C or SIGTERM. Not a KeyboardInterrupt: ``init_ros`` swallows that one."""
+
+
+class KillError(Exception):
+    """Ctrl-C or SIGTERM again while the children were stopped: those left were killed."""
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -185,6 +190,13 @@ class Child:
         text = self.log_path.read_text(errors='replace').splitlines()
         return '\n'.join(text[-lines:])
 
+    def kill(self) -> None:
+        """SIGKILL, now."""
+        if self.running():
+            self.process.kill()
+        self.process.wait()
+        self._log.close()
+
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> int:
         """SIGINT (what Ctrl-C would send), then SIGTERM, then SIGKILL, each with a wait."""
         try:
@@ -199,6 +211,47 @@ class Child:
         finally:
             self._log.close()
         return self.process.returncode
+
+
+def stop_children(children: list[Child], interrupted: bool, recording: Path,
+                  timeout_s: float = STOP_TIMEOUT_S) -> bool:
+    """Stop the children in order: the player first (no new input), the recorder last (it
+    takes what already arrived, and closes ``recording``). Returns whether a Ctrl-C or
+    SIGTERM came, before (``interrupted``) or meanwhile. One that comes while the demo was
+    already interrupted kills the children left at once (KillError): a child stuck in its
+    shutdown held the demo for ``2 * timeout_s``, and only SIGKILL cut that short."""
+    requests = ['before'] if interrupted else []
+
+    def stop_request(signum: int, _frame) -> None:
+        requests.append(signal.Signals(signum).name)
+        if len(requests) > 1:
+            raise KillError(requests[-1])
+
+    previous = {s: signal.signal(s, stop_request) for s in STOP_SIGNALS}
+    try:
+        for name in ('replay', 'dropout', 'node', 'record'):
+            for child in children:
+                if child.name == name:
+                    status = child.stop(timeout_s)
+                    if status not in (0, -signal.SIGINT) and not requests:
+                        print(f'[demo] {name} ended with status {status} (log '
+                              f'{child.log_path})')
+    except KillError as exc:
+        for s in STOP_SIGNALS:
+            signal.signal(s, signal.SIG_IGN)
+        left = [c for c in children if c.running()]
+        for child in children:
+            child.kill()
+        message = (f'{exc} again while the processes stopped: killed '
+                   f'{", ".join(c.name for c in left) or "none (all had stopped)"}')
+        if any(c.name == 'record' for c in left):
+            message += (f'; the recording was not closed: mmp_ros recover-bag {recording} OUT '
+                        'gets back all but its last second')
+        raise KillError(message) from None
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return bool(requests)
 
 
 def wait_for(description: str, condition: Callable[[], bool], deadline_s: float,
@@ -265,19 +318,7 @@ def run_demo(args: argparse.Namespace) -> int:
         interrupted = True
         print(f'\n[demo] {exc}: stopping the processes, keeping the recording')
     finally:
-        # No second interruption while the children are stopped in order.
-        for s in STOP_SIGNALS:
-            signal.signal(s, signal.SIG_IGN)
-        # Player first (no new input), recorder last (it takes what already arrived).
-        for name in ('replay', 'dropout', 'node', 'record'):
-            for child in children:
-                if child.name == name:
-                    status = child.stop()
-                    if status not in (0, -signal.SIGINT) and not interrupted:
-                        print(f'[demo] {name} ended with status {status} (log '
-                              f'{child.log_path})')
-        for s in STOP_SIGNALS:
-            signal.signal(s, _interrupt)
+        interrupted = stop_children(children, interrupted, paths.run_bag)
     record = next((c for c in children if c.name == 'record'), None)
     if record is None or not paths.run_bag.exists():
         if interrupted:  # before the recorder had created its bag: a stop, not a failure
@@ -467,6 +508,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     except InterruptError as exc:  # outside the processes' lifetime: nothing to keep
         print(f'\n[demo] {exc}: stopped', file=sys.stderr)
+        return 130
+    except KillError as exc:
+        print(f'[demo] {exc}', file=sys.stderr)
         return 130
     finally:
         for s, handler in previous.items():

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
+import time
 
 import pytest
 
@@ -132,3 +135,66 @@ def test_an_output_folder_that_is_a_file_is_named(tmp_path, capsys):
     assert demo.main(['--model', str(model), '--out', str(out), '--quick']) == 2
     assert f'--out {out}' in capsys.readouterr().err
     assert out.read_text() == 'a file, not a folder'
+
+
+def _stuck_child(tmp_path, name: str) -> demo.Child:
+    """A child that ignores SIGINT and SIGTERM (one stuck in its shutdown), once it does."""
+    logs = tmp_path / 'logs'
+    logs.mkdir(exist_ok=True)
+    child = demo.Child(name, [sys.executable, '-c', (
+        'import signal, time\n'
+        'signal.signal(signal.SIGINT, signal.SIG_IGN)\n'
+        'signal.signal(signal.SIGTERM, signal.SIG_IGN)\n'
+        "print('ready', flush=True)\n"
+        'time.sleep(60)\n')], dict(os.environ), logs)
+    deadline = time.monotonic() + 20
+    while 'ready' not in child.log_path.read_text() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return child
+
+
+def _signals_later(*steps: tuple[float, int]) -> list[threading.Timer]:
+    timers = [threading.Timer(delay, os.kill, (os.getpid(), sig)) for delay, sig in steps]
+    for timer in timers:
+        timer.start()
+    return timers
+
+
+@pytest.mark.parametrize('interrupted', [True, False])
+def test_another_ctrl_c_while_the_children_stop_kills_them_at_once(tmp_path, interrupted):
+    # The demo ignored Ctrl-C and SIGTERM while it stopped its children: one stuck in its
+    # shutdown held it for 15 s per step (SIGINT, SIGTERM) and child; only SIGKILL helped.
+    player, recorder = _stuck_child(tmp_path, 'replay'), _stuck_child(tmp_path, 'record')
+    # Interrupted already: the next Ctrl-C kills. Not yet (the demo stopping at its end): the
+    # first is the stop under way, the second kills.
+    steps = [(0.3, signal.SIGTERM)] if interrupted else [(0.3, signal.SIGINT),
+                                                         (0.6, signal.SIGINT)]
+    started = time.monotonic()
+    timers = _signals_later(*steps)
+    try:
+        with pytest.raises(demo.KillError) as error:
+            demo.stop_children([player, recorder], interrupted, tmp_path / 'run_bag')
+    finally:
+        for timer in timers:
+            timer.cancel()
+    assert time.monotonic() - started < 5
+    assert player.process.returncode == recorder.process.returncode == -signal.SIGKILL
+    message = str(error.value)
+    assert message.startswith(f'{steps[-1][1].name} again') and 'replay, record' in message
+    assert f'mmp_ros recover-bag {tmp_path / "run_bag"} OUT' in message
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_kill_ends_the_demo_with_status_130_and_says_what_was_killed(tmp_path, monkeypatch,
+                                                                      capsys):
+    def stopping_a_stuck_recorder(args):  # what run_demo does once interrupted
+        demo.stop_children([_stuck_child(tmp_path, 'record')], True, tmp_path / 'run_bag')
+
+    monkeypatch.setattr(demo, 'run_demo', stopping_a_stuck_recorder)
+    timers = _signals_later((0.3, signal.SIGINT))
+    try:
+        assert demo.main([]) == 130
+    finally:
+        timers[0].cancel()
+    assert 'SIGINT again while the processes stopped: killed record; the recording was not ' \
+        'closed' in capsys.readouterr().err
