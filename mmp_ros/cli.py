@@ -5,7 +5,10 @@ Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
 ``mmp_ros --help`` needs neither torch nor rclpy. An error in what the user gave
 (:class:`mmp_ros.errors.InputError`) is printed as its message alone, with exit status 2.
 SIGTERM (what ``docker stop``, systemd and ``ros2 launch`` send) stops every command as Ctrl-C
-does, its clean-up included; a command stopped before its work was done exits with status 130.
+does, its clean-up included. The ROS processes (``RUN_UNTIL_STOPPED``: the nodes, ``record``,
+``replay``) then exit with status 0 whenever the stop comes, during their start-up too, as ROS 2
+nodes do: ``ros2 launch`` reports any other status as 'process has died'. Any other command
+stopped before its work was done exits with status 130, for SIGTERM too.
 """
 
 from __future__ import annotations
@@ -78,6 +81,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
         'make sensors fail on a schedule, between the sources and the node',
     ),
 }
+
+# Stopping them is how they end: a stop at any moment is a clean exit (status 0).
+RUN_UNTIL_STOPPED = frozenset({'run', 'dropout', 'record', 'replay'})
 
 
 def positive_float(text: str) -> float:
@@ -182,15 +188,16 @@ def dropout_node() -> int:
 def _node_entry(module: str) -> int:
     """The node's ``main``, imported here: a console script that imported the node's module
     itself (rclpy, numpy: most of a second) printed a KeyboardInterrupt traceback for a
-    Ctrl-C, or a launch shutting down, in that time (and SIGTERM killed it outright)."""
+    Ctrl-C, or a launch shutting down, in that time (and SIGTERM killed it outright). Stopped
+    then, the node exits with status 0, as when it is stopped later."""
     previous_sigterm = _sigterm_as_interrupt()
     try:
         return importlib.import_module(module).main()
     except KeyboardInterrupt:
-        return 130
+        return 0
     except ImportError as exc:
         if _caused_by_interrupt(exc):
-            return 130
+            return 0
         raise
     finally:
         if previous_sigterm is not None:
@@ -216,6 +223,17 @@ def _main(argv: list[str] | None) -> int:
         cut = argv.index('--ros-args')
         argv, ros_args = argv[:cut], argv[cut:]
     known, rest = parser.parse_known_args(argv)
+    try:
+        return _run_command(known, rest, ros_args)
+    except (KeyboardInterrupt, ImportError) as exc:
+        # Stopped in its start-up (its imports, opening its bag): a ROS process exits with 0
+        # then too, not 130 (a launch shut down at once logged 'process has died').
+        if known.command in RUN_UNTIL_STOPPED and _caused_by_interrupt(exc):
+            return 0
+        raise
+
+
+def _run_command(known: argparse.Namespace, rest: list[str], ros_args: list[str]) -> int:
     module = importlib.import_module(known._module)
     command_parser = argparse.ArgumentParser(
         prog=f'mmp_ros {known.command}', description=COMMANDS[known.command][1]

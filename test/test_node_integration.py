@@ -398,8 +398,8 @@ def test_ctrl_c_during_start_up_ends_quietly(tiny_model, delay_s):
     except subprocess.TimeoutExpired:
         node.kill()
         pytest.fail(f'the node did not stop within 20 s of SIGINT {delay_s} s after its start')
-    # 0: stopped as asked; 130: Ctrl-C during the imports; -SIGINT: before Python's handler
-    assert node.returncode in (0, 130, -signal.SIGINT), stderr
+    # 0: stopped as asked (in its imports too); -SIGINT: before Python's handler
+    assert node.returncode in (0, -signal.SIGINT), stderr
     assert 'Traceback' not in stderr, stderr
 
 
