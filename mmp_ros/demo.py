@@ -75,6 +75,10 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def _interrupt(signum, _frame) -> None:
+    # Until stop_children arms its own handler: a second signal on the way there would leave
+    # run_demo's finally, and the children (in sessions of their own) would run on.
+    for s in STOP_SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
     raise InterruptError(signal.Signals(signum).name)
 
 

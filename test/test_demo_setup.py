@@ -198,3 +198,16 @@ def test_a_kill_ends_the_demo_with_status_130_and_says_what_was_killed(tmp_path,
         timers[0].cancel()
     assert 'SIGINT again while the processes stopped: killed record; the recording was not ' \
         'closed' in capsys.readouterr().err
+
+
+def test_the_first_stop_signal_holds_off_a_second_until_the_children_are_stopped():
+    # A second Ctrl-C between the first's InterruptError and stop_children arming its own
+    # handler left run_demo's finally before the children (in sessions of their own) stopped.
+    previous = {s: signal.signal(s, demo._interrupt) for s in demo.STOP_SIGNALS}
+    try:
+        with pytest.raises(demo.InterruptError, match='SIGINT'):
+            demo._interrupt(signal.SIGINT, None)
+        assert all(signal.getsignal(s) is signal.SIG_IGN for s in demo.STOP_SIGNALS)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
