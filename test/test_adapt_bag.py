@@ -296,6 +296,16 @@ def test_params_are_taken_as_the_node_takes_them(healthy_bag, tmp_path, capsys):
         read_bag_frames(healthy_bag, METADATA, params_files=(rules,))
 
 
+def test_a_params_file_that_cannot_be_read_is_named(tmp_path, capsys):
+    # mmp_ros adapt --params missing.yaml: "[Errno 2] No such file or directory: ..." alone
+    from mmp_ros.core.parameters import ParameterError
+
+    missing = tmp_path / 'missing.yaml'
+    with pytest.raises(ParameterError, match=rf'^--params {missing}: cannot read it \(No such '
+                       r'file or directory\)$'):
+        read_bag_frames(tmp_path / 'bag', METADATA, params_files=(missing,))
+
+
 def test_a_model_exported_at_another_input_size_says_how_to_adapt_it():
     # 'c.pt is not the checkpoint of m.onnx: input size ...', though it was, exported with
     # mmp_ros export --input-size: the message neither said so nor what to do

@@ -133,3 +133,13 @@ def test_a_params_file_may_set_other_nodes_parameters_and_whole_numbers(tmp_path
     path.write_text("'/**':\n  ros__parameters:\n    use_sim_time: true\n"
                     'mmp_segmentation:\n  ros__parameters:\n    max_rate_hz: 5\n')
     assert load_params_file(path) == {'use_sim_time': True, 'max_rate_hz': 5}
+
+
+def test_a_params_file_that_cannot_be_read_is_named_with_its_option(tmp_path):
+    # `mmp_ros adapt/evaluate --params missing.yaml` printed "[Errno 2] No such file or
+    # directory: 'missing.yaml'", naming neither the option nor what the file was for
+    with pytest.raises(ParameterError, match=rf'^--params {tmp_path / "missing.yaml"}: cannot '
+                       r'read it \(No such file or directory\)$'):
+        load_params_file(tmp_path / 'missing.yaml', option='--params')
+    with pytest.raises(ParameterError, match=rf'^{tmp_path}: cannot read it \(Is a directory\)$'):
+        load_params_file(tmp_path)

@@ -283,7 +283,19 @@ def test_a_bad_parameters_file_is_named(run_bag, tmp_path, capsys, text):
                               '--params', str(params)])
     assert cli.run(args) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f'mmp_ros evaluate: {params}: not a') and err.count('\n') == 1, err
+    assert err.startswith(f'mmp_ros evaluate: --params {params}: not a'), err
+    assert err.count('\n') == 1, err
+
+
+def test_a_params_file_that_cannot_be_read_is_named(tmp_path, capsys):
+    # '[Errno 2] No such file or directory: ...' alone: neither --params nor what it was for
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    missing = tmp_path / 'missing.yaml'
+    args = parser.parse_args([str(tmp_path / 'run'), '--params', str(missing)])
+    assert cli.run(args) == 2
+    assert capsys.readouterr().err == (f'mmp_ros evaluate: --params {missing}: cannot read it '
+                                       '(No such file or directory)\n')
 
 
 def test_a_required_topic_with_another_type_is_named(tmp_path):

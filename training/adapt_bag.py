@@ -93,7 +93,7 @@ def read_bag_frames(path: str | Path, metadata: ModelMetadata, *,
                        'modality needs a topic of its own (--topic MODALITY=TOPIC)')
     values = defaults()
     for params in params_files:
-        values.update(load_params_file(params))
+        values.update(load_params_file(params, option='--params'))
     # As the node takes them: values for names it does not declare are ignored with a warning
     # (a misspelt one would go unnoticed), and the merged set must meet the rules between values.
     specs = all_parameters()

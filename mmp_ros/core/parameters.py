@@ -383,16 +383,22 @@ def flatten(tree: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
     return flat
 
 
-def load_params_file(path: str | Path, node_name: str = NODE_NAME) -> dict[str, Any]:
-    """The flat parameter values a ROS params file sets for ``node_name``."""
-    with open(path, encoding='utf-8') as stream:
-        try:
-            document = yaml.safe_load(stream) or {}
-        except yaml.YAMLError as exc:
-            reason = ' '.join(str(exc).split())  # the parser's report spans several lines
-            raise ParameterError(f'{path}: not a YAML parameters file ({reason})') from exc
+def load_params_file(path: str | Path, node_name: str = NODE_NAME, *,
+                     option: str = '') -> dict[str, Any]:
+    """The flat parameter values a ROS params file sets for ``node_name``; ``option``: the
+    command-line option that gave ``path`` (``--params``), named with it in every error."""
+    where = f'{option} {path}' if option else f'{path}'
+    try:
+        with open(path, encoding='utf-8') as stream:
+            try:
+                document = yaml.safe_load(stream) or {}
+            except yaml.YAMLError as exc:
+                reason = ' '.join(str(exc).split())  # the parser's report spans several lines
+                raise ParameterError(f'{where}: not a YAML parameters file ({reason})') from exc
+    except OSError as exc:  # missing, a folder, unreadable
+        raise ParameterError(f'{where}: cannot read it ({exc.strerror or exc})') from None
     if not isinstance(document, Mapping):
-        raise ParameterError(f'{path}: not a ROS parameters file (a mapping of node names)')
+        raise ParameterError(f'{where}: not a ROS parameters file (a mapping of node names)')
     section: dict[str, Any] = {}
     # Keys as rcl matches them: '/**' (every node), or a node path ending in the node's name
     # ('mmp_segmentation', '/robot/mmp_segmentation', '/**/mmp_segmentation').
@@ -402,12 +408,12 @@ def load_params_file(path: str | Path, node_name: str = NODE_NAME) -> dict[str, 
             parameters = node_section.get('ros__parameters', {})
             if not isinstance(parameters, Mapping):
                 raise ParameterError(
-                    f'{path}: ros__parameters of {key!r} is not a mapping of parameter names '
+                    f'{where}: ros__parameters of {key!r} is not a mapping of parameter names '
                     f'to values (got {parameters!r})'
                 )
             section.update(flatten(parameters))
     if not section:
-        raise ParameterError(f'{path}: no ros__parameters for node {node_name!r}')
+        raise ParameterError(f'{where}: no ros__parameters for node {node_name!r}')
     # Each value on its own, as rcl would refuse it (names of other nodes' parameters pass);
     # rules between values hold only for the merged set, which the caller checks.
     specs = all_parameters()
@@ -416,5 +422,5 @@ def load_params_file(path: str | Path, node_name: str = NODE_NAME) -> dict[str, 
             try:
                 specs[name].check(value)
             except ParameterError as exc:
-                raise ParameterError(f'{path}: {exc}') from exc
+                raise ParameterError(f'{where}: {exc}') from exc
     return section

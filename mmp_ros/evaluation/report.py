@@ -42,7 +42,7 @@ def node_health(params_files: Sequence[str | Path]) -> dict[str, HealthConfig]:
     later files overriding earlier ones, over the node's defaults)."""
     values = defaults()
     for path in params_files:
-        values.update(load_params_file(path))
+        values.update(load_params_file(path, option='--params'))
     return {m: health_config(values, m) for m in MODALITIES}
 
 
