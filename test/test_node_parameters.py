@@ -143,3 +143,12 @@ def test_a_params_file_that_cannot_be_read_is_named_with_its_option(tmp_path):
         load_params_file(tmp_path / 'missing.yaml', option='--params')
     with pytest.raises(ParameterError, match=rf'^{tmp_path}: cannot read it \(Is a directory\)$'):
         load_params_file(tmp_path)
+
+
+def test_a_params_file_that_is_not_text_is_named(tmp_path):
+    # mmp_ros evaluate --params run.mcap ended in a UnicodeDecodeError traceback
+    path = tmp_path / 'run.mcap'
+    path.write_bytes(b'\x89MCAP0\r\n\xab\xff')
+    with pytest.raises(ParameterError, match=rf'^--params {path}: not a YAML parameters file '
+                       r"\('utf-8' codec can't decode"):
+        load_params_file(path, option='--params')

@@ -392,7 +392,7 @@ def load_params_file(path: str | Path, node_name: str = NODE_NAME, *,
         with open(path, encoding='utf-8') as stream:
             try:
                 document = yaml.safe_load(stream) or {}
-            except yaml.YAMLError as exc:
+            except (yaml.YAMLError, UnicodeDecodeError) as exc:  # or not text (a bag, a model)
                 reason = ' '.join(str(exc).split())  # the parser's report spans several lines
                 raise ParameterError(f'{where}: not a YAML parameters file ({reason})') from exc
     except OSError as exc:  # missing, a folder, unreadable
