@@ -245,6 +245,45 @@ def test_a_run_stopped_by_ctrl_c_resumes_with_set_resume_true(healthy_bag, tmp_p
     assert taken == [resume]
 
 
+def test_resuming_the_adaptation_of_another_base_is_refused_before_the_recording_is_read(
+        tmp_path, monkeypatch):
+    # found by training, once the whole recording had been read, and told to 'use another
+    # out_dir', which adapt refuses in --set
+    pytest.importorskip('torch', reason="needs torch (pip install '.[train]')")
+    import mmp_ros.inference.onnx_file
+    from mmp_ros.inference.testing import tiny_random_model
+    from mmp_ros.model import CheckpointError
+    from mmp_ros.model.checkpoint import save_checkpoint
+    from training.adapt import adapt_config
+    from training.train import _adapt_model
+
+    class StopError(Exception):
+        pass
+
+    def stop(*args, **kwargs):
+        raise StopError
+
+    bases = [save_checkpoint(tmp_path / f'none{seed}.pt', metadata=METADATA,
+                             model=tiny_random_model(METADATA, seed=seed)) for seed in (0, 1)]
+    out = tmp_path / 'out'
+    config = adapt_config(str(bases[0]), config_path=str(adapt_bag.DEFAULT_CONFIG),
+                          overrides=[f'out_dir={out / "train"}'])
+    model, metadata = _adapt_model(config)
+    save_checkpoint(out / 'train' / 'checkpoint.pt', model=model, metadata=metadata)
+    monkeypatch.setattr(mmp_ros.inference.onnx_file, 'read_model_metadata', lambda p: METADATA)
+    monkeypatch.setattr(adapt_bag, 'read_bag_frames', stop)
+    with pytest.raises(CheckpointError, match=rf'^{out / "train" / "checkpoint.pt"}: adapts '
+                       rf'another base model than {bases[1]} \(its frozen weights differ, .*\); '
+                       r'give another --out, or leave out --set resume=true to start afresh '
+                       r'there \(replacing that run\)$'):
+        adapt_bag.adapt_on_bag('bag', model='m.onnx', checkpoint=str(bases[1]), out=out,
+                               overrides=['resume=true'])
+    for base, overrides in ((bases[1], []), (bases[0], ['resume=true'])):
+        with pytest.raises(StopError):  # afresh, or the same base: on to the recording
+            adapt_bag.adapt_on_bag('bag', model='m.onnx', checkpoint=str(base), out=out,
+                                   overrides=overrides)
+
+
 def test_the_card_of_a_resumed_run_counts_every_step(healthy_bag, tmp_path):
     # it counted the steps run since the resume (all 0 where the run had been complete)
     frames = read_bag_frames(healthy_bag, METADATA, max_frames=8)

@@ -264,10 +264,11 @@ def adapt_on_bag(bag: str, *, model: str, checkpoint: str, out: str | Path,
     """Adapt ``checkpoint`` (the source of the exported ``model``) on ``bag``; returns the
     exported ONNX model and its card."""
     from mmp_ros.inference.onnx_file import read_model_metadata
-    from mmp_ros.model import load_checkpoint, read_checkpoint
+    from mmp_ros.model import CheckpointError, load_checkpoint, read_checkpoint
     from training.adapt import adapt, adapt_config
     from training.config import ConfigError, load_config
     from training.export import export_checkpoint
+    from training.train import adaptation_resume_problem
 
     if 0 < max_frames < min_frames:  # else refused below as if the recording were bad
         raise BagError(f'--max-frames {max_frames} keeps fewer bundles than adaptation needs '
@@ -297,7 +298,14 @@ def adapt_on_bag(bag: str, *, model: str, checkpoint: str, out: str | Path,
     defaults = [*(['teacher_cache=true'] if chosen.distillation_weight else []), 'resume=false']
     # Checked as adaptation will take it (projection_fit without the cache, say) before the
     # recording, which may take minutes, is read.
-    adapt_config(checkpoint, config_path=config, overrides=[*defaults, *overrides, *forced])
+    taken = adapt_config(checkpoint, config_path=config,
+                         overrides=[*defaults, *overrides, *forced])
+    # --set resume=true on OUT/train of another base: said before the recording is read, and
+    # with what adapt takes (--out, not out_dir)
+    saved, problem = adaptation_resume_problem(taken)
+    if problem:
+        raise CheckpointError(f'{saved}: {problem}; give another --out, or leave out --set '
+                              'resume=true to start afresh there (replacing that run)')
     frames = read_bag_frames(bag, metadata, topics=topics, params_files=params_files,
                              max_frames=max_frames)
     if len(frames.samples) < min_frames:

@@ -281,6 +281,49 @@ def _adapt_model(config: TrainConfig) -> tuple[nn.Module, ModelMetadata]:
     return model, metadata
 
 
+def resume_problem(config: TrainConfig, model: nn.Module, metadata: ModelMetadata,
+                   saved: dict[str, Any]) -> str:
+    """Why the run ``config`` describes (its ``model`` and ``metadata`` as built, not yet
+    trained) cannot go on from ``saved``, the checkpoint in its out_dir; '' where it can."""
+    current = model.config.to_dict()
+    if saved['model_config'] != current:
+        return (f'was trained with another model '
+                f'({_describe_mismatch(saved["model_config"], current)})')
+    # What the model learned from is the saved run's: a resumed run cannot change it
+    # (an adapted model takes both from its base, whatever data.input_size says).
+    adapting = config.method == 'mmp_adapt'
+    saved_meta = saved['metadata']
+    changed = [] if adapting else [
+        f'{key}: {saved_meta[key]!r} -> {now!r}' for key, now in (
+            ('input_size', list(config.data.input_size)),
+            ('class_names', list(metadata.class_names)))
+        if list(saved_meta[key]) != now]
+    if changed:
+        return f'was trained on other data ({"; ".join(changed)})'
+    # An adaptation's frozen weights are its base's: a run of another base (one trained
+    # again at the same path, too) would otherwise go on with the saved base's.
+    frozen = [name for name, value in model.state_dict().items()
+              if not name.startswith(ADAPTED_PREFIXES)
+              and not torch.equal(value.cpu(), saved['state_dict'][name])] \
+        if adapting else []
+    if frozen:
+        return (f'adapts another base model than {config.base_checkpoint} (its frozen weights '
+                f'differ, {frozen[0]} first)')
+    return ''
+
+
+def adaptation_resume_problem(config: TrainConfig) -> tuple[Path, str]:
+    """For an adaptation (``method`` mmp_adapt) that resumes from the checkpoint in its
+    out_dir: that checkpoint and :func:`resume_problem`'s answer, told from the base alone,
+    before any data is read; ``''`` where there is nothing to resume."""
+    checkpoint_path = Path(config.out_dir) / CHECKPOINT_NAME
+    if not (config.resume and checkpoint_path.is_file()):
+        return checkpoint_path, ''
+    model, metadata = _adapt_model(config)
+    return checkpoint_path, resume_problem(config, model, metadata,
+                                           read_checkpoint(checkpoint_path))
+
+
 def use_deterministic_algorithms(device: torch.device) -> None:
     """Deterministic algorithms (exact on the CPU; best effort on CUDA, which warns), without
     the NaN that PyTorch's deterministic mode otherwise writes into every new tensor.
@@ -456,33 +499,10 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
     start_step, metrics = 0, {}
     if config.resume and checkpoint_path.is_file():
         saved = read_checkpoint(checkpoint_path)
-        current = model.config.to_dict()
-        if saved['model_config'] != current:
-            raise CheckpointError(f'{checkpoint_path}: was trained with another model '
-                                  f'({_describe_mismatch(saved["model_config"], current)}); '
-                                  'use another out_dir or resume=false')
-        # What the model learned from is the saved run's: a resumed run cannot change it
-        # (an adapted model takes both from its base, whatever data.input_size says).
-        saved_meta = saved['metadata']
-        changed = [] if adapting else [
-            f'{key}: {saved_meta[key]!r} -> {now!r}' for key, now in (
-                ('input_size', list(config.data.input_size)),
-                ('class_names', list(metadata.class_names)))
-            if list(saved_meta[key]) != now]
-        if changed:
-            raise CheckpointError(f'{checkpoint_path}: was trained on other data '
-                                  f'({"; ".join(changed)}); use another out_dir or '
+        problem = resume_problem(config, model, metadata, saved)
+        if problem:
+            raise CheckpointError(f'{checkpoint_path}: {problem}; use another out_dir or '
                                   'resume=false')
-        # An adaptation's frozen weights are its base's: a run of another base (one trained
-        # again at the same path, too) would otherwise go on with the saved base's.
-        frozen = [name for name, value in model.state_dict().items()
-                  if not name.startswith(ADAPTED_PREFIXES)
-                  and not torch.equal(value.cpu(), saved['state_dict'][name])] \
-            if adapting else []
-        if frozen:
-            raise CheckpointError(f'{checkpoint_path}: adapts another base model than '
-                                  f'{config.base_checkpoint} (its frozen weights differ, '
-                                  f'{frozen[0]} first); use another out_dir or resume=false')
         load_weights(model, saved['state_dict'], source=str(checkpoint_path))
         if saved.get('optimizer'):
             # The moments and the step count are the saved run's; the settings (optim.lr,
