@@ -80,6 +80,19 @@ def test_a_missing_sensor_topic_is_named(healthy_bag):
         read_bag_frames(healthy_bag, METADATA, topics={'thermal': '/cam/thermal'})
 
 
+def test_a_recording_without_a_sensor_of_the_model_says_adaptation_needs_them_all(tmp_path):
+    # it said only '--topic thermal=TOPIC', as if the sensor had merely another topic
+    bag = write_stub_bag(tmp_path / 'three', {f'/{m}/image': 'sensor_msgs/msg/Image'
+                                              for m in MODALITIES if m != 'thermal'})
+    with pytest.raises(BagError, match=r"no topic /thermal/image for thermal \(the bag has "
+                       r"\['/depth/image', '/polarization/image', '/rgb/image'\]\); if thermal "
+                       r'was recorded under another topic, name it with --topic '
+                       r'thermal=TOPIC; else this recording cannot be adapted on: adaptation '
+                       r'needs every sensor the model uses \(rgb, depth, polarization, '
+                       r'thermal\) recorded, and healthy$'):
+        read_bag_frames(bag, METADATA)
+
+
 @pytest.mark.parametrize(('topics', 'message'), [
     ({'rgb': '/depth/image'}, 'topic /depth/image named for rgb and depth: each modality'),
     ({'lidar': '/lidar/image'}, r'--topic lidar: not a modality of the model \(rgb, depth'),

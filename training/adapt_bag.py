@@ -124,7 +124,10 @@ def read_bag_frames(path: str | Path, metadata: ModelMetadata, *,
         for m, topic in topics.items():
             if topic not in bag.topics:
                 raise BagError(f'{bag.path}: no topic {topic} for {m} (the bag has '
-                               f'{sorted(bag.topics)}); name it with --topic {m}=TOPIC')
+                               f'{sorted(bag.topics)}); if {m} was recorded under another '
+                               f'topic, name it with --topic {m}=TOPIC; else this recording '
+                               'cannot be adapted on: adaptation needs every sensor the model '
+                               f'uses ({", ".join(modalities)}) recorded, and healthy')
             if bag.topics[topic].msgtype != IMAGE_TYPE:
                 raise BagError(f'{bag.path}: topic {topic} holds {bag.topics[topic].msgtype}, '
                                f'not {IMAGE_TYPE}')
