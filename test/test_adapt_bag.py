@@ -297,6 +297,34 @@ def test_resuming_the_adaptation_of_another_base_is_refused_before_the_recording
                                    overrides=overrides)
 
 
+@pytest.mark.parametrize(('overrides', 'again'), [
+    ([], 'the same command with --set resume=true'), (['resume=true'], 'the same command')])
+def test_ctrl_c_while_exporting_says_what_is_kept(healthy_bag, tmp_path, monkeypatch, capsys,
+                                                  overrides, again):
+    # it exited 130 without a word, and the same command then trained again from step 0
+    import mmp_ros.inference.onnx_file
+    import mmp_ros.model
+    import training.adapt
+    import training.export
+    from training.train import TrainResult
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    kept = tmp_path / 'train' / 'checkpoint.pt'
+    monkeypatch.setattr(mmp_ros.inference.onnx_file, 'read_model_metadata', lambda p: METADATA)
+    monkeypatch.setattr(mmp_ros.model, 'load_checkpoint', lambda p: (None, METADATA, {}))
+    monkeypatch.setattr(training.adapt, 'adapt', lambda *a, **k: TrainResult(
+        kept, start_step=3, losses=[1.0, 0.5]))
+    monkeypatch.setattr(training.export, 'export_checkpoint', interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        adapt_bag.adapt_on_bag(str(healthy_bag), model='m.onnx', checkpoint='c.pt',
+                               out=tmp_path, overrides=overrides, max_frames=8)
+    assert capsys.readouterr().err == (
+        f'interrupted while exporting: {kept} holds the finished adaptation (step 5); {again} '
+        'exports it and writes its card without training again\n')
+
+
 def test_the_card_of_a_resumed_run_counts_every_step(healthy_bag, tmp_path):
     # it counted the steps run since the resume (all 0 where the run had been complete)
     frames = read_bag_frames(healthy_bag, METADATA, max_frames=8)

@@ -319,14 +319,21 @@ def adapt_on_bag(bag: str, *, model: str, checkpoint: str, out: str | Path,
     result = adapt(checkpoint, config_path=config, overrides=[*defaults, *overrides, *forced],
                    train_dataset=FramesDataset(frames), command=command)
     onnx_path = out / f'{Path(model).stem}_adapted.onnx'
-    export_checkpoint(result.checkpoint, onnx_path)
-    card = model_card(onnx_path, bag=str(bag), model=str(model), checkpoint=str(checkpoint),
-                      frames=frames, metadata=read_model_metadata(onnx_path),
-                      steps=result.start_step + len(result.losses),
-                      losses=list(result.losses), start_step=result.start_step,
-                      seconds=time.perf_counter() - started, command=command,
-                      fit_steps=read_checkpoint(result.checkpoint)['train_config']
-                      ['projection_fit']['steps'])
+    steps = result.start_step + len(result.losses)
+    try:
+        export_checkpoint(result.checkpoint, onnx_path)
+        card = model_card(onnx_path, bag=str(bag), model=str(model), checkpoint=str(checkpoint),
+                          frames=frames, metadata=read_model_metadata(onnx_path), steps=steps,
+                          losses=list(result.losses), start_step=result.start_step,
+                          seconds=time.perf_counter() - started, command=command,
+                          fit_steps=read_checkpoint(result.checkpoint)['train_config']
+                          ['projection_fit']['steps'])
+    except KeyboardInterrupt:  # Ctrl-C after training: say what is kept, as training does
+        again = 'the same command' if taken.resume else 'the same command with --set resume=true'
+        print(f'interrupted while exporting: {result.checkpoint} holds the finished adaptation '
+              f'(step {steps}); {again} exports it and writes its card without training again',
+              file=sys.stderr)
+        raise
     return onnx_path, card
 
 
