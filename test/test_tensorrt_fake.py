@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
 import sys
 import threading
 import types
+from pathlib import Path
 
 import numpy as np
 import onnxruntime
@@ -681,4 +683,34 @@ def test_a_damaged_timing_cache_is_replaced_by_a_fresh_one(fake_runtime, exporte
     assert backend.engine_was_built and len(trt.builds) == 1
     assert f'timing cache {cache} cannot be read by TensorRT' in caplog.text
     assert cache.read_bytes() == b'timing cache'
+    backend.close()
+
+
+@pytest.mark.parametrize('how', ['folder', 'unreadable', 'permission'])
+def test_a_timing_cache_that_cannot_be_read_is_replaced_by_a_fresh_one(fake_runtime, exported,
+                                                                      tmp_path, caplog, how):
+    """A cache file that exists but cannot be read (another user's, mode 600; here also a
+    file whose read fails, for root) ended in the OSError traceback of read_bytes(), and no
+    engine was built. Now it is set aside with a warning, like a damaged one."""
+    trt, _ = fake_runtime()
+    engine = tmp_path / 'model.engine'
+    cache = tmp_path / 'model.engine.timing.cache'
+    if how == 'folder':  # not a file: a fresh cache, which cannot be written over it
+        cache.mkdir()
+    elif how == 'unreadable':  # a file even root cannot read (EIO)
+        if not Path('/proc/self/mem').is_file():
+            pytest.skip('needs /proc/self/mem (Linux)')
+        cache.symlink_to('/proc/self/mem')
+    else:
+        if os.geteuid() == 0:
+            pytest.skip('root reads a file of mode 000')
+        cache.write_bytes(b'timing cache')
+        cache.chmod(0)
+    backend = create_backend('tensorrt', exported, engine_file_path=engine)
+    assert backend.engine_was_built and len(trt.builds) == 1
+    if how == 'folder':
+        assert f'timing cache {cache} not written' in caplog.text
+    else:
+        assert f'timing cache {cache} cannot be read (' in caplog.text
+        assert cache.read_bytes() == b'timing cache' and not cache.is_symlink()
     backend.close()

@@ -208,9 +208,14 @@ def check_batch(onnx: OnnxFileInfo, max_batch: int) -> None:
 
 def _set_timing_cache(config, cache_path: Path, log: logging.Logger) -> None:
     """Give the build the timing cache at ``cache_path``, or a fresh one where that file is
-    missing, damaged, or from another GPU or TensorRT version (its timings do not hold
-    here); the build writes its cache over it."""
-    data = cache_path.read_bytes() if cache_path.is_file() else b''
+    missing, unreadable, damaged, or from another GPU or TensorRT version (its timings do
+    not hold here); the build writes its cache over it."""
+    try:
+        data = cache_path.read_bytes() if cache_path.is_file() else b''
+    except OSError as exc:  # another user's (mode 600), say: the cache only saves time
+        log.warning('timing cache %s cannot be read (%s); starting a new one, written over it '
+                    'after the build', cache_path, exc.strerror or exc)
+        data = b''
     if data:
         try:  # C++ createTimingCache gives null for a blob it cannot read: None here
             cache = config.create_timing_cache(data)
