@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import random
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -65,6 +66,23 @@ def training_stopped_at(step: int, error: type[BaseException]) -> Iterator[None]
         yield
     finally:
         History.append = append
+
+
+def ctrl_c_as_the_bag_file_opens(monkeypatch: pytest.MonkeyPatch, storage: str) -> None:
+    """From now on, a real SIGINT reaches this process right after rosbags opens the file of a
+    new bag in ``storage`` ('mcap' or 'sqlite3'): the user pressing Ctrl-C as a bag is made."""
+    from rosbags.rosbag2 import Writer
+
+    from mmp_ros.bags.recording import STORAGES
+
+    plugin = Writer.STORAGE_PLUGINS[STORAGES[storage]]
+    create = plugin.__init__
+
+    def impatient_init(self, *args, **kwargs):
+        create(self, *args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(plugin, '__init__', impatient_init)
 
 
 @pytest.fixture(scope='session')

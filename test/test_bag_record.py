@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ctrl_c_as_the_bag_file_opens
 from mcap.reader import make_reader
 from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_typestore
@@ -333,19 +334,9 @@ except BagError as exc:
 def test_ctrl_c_while_the_bag_is_created_leaves_nothing(tmp_path, monkeypatch, storage):
     # A Ctrl-C inside BagRecorder(...), once its .mcap or .db3 was opened, came before the
     # `with` that closes the bag: `mmp_ros record` left a bag without metadata.yaml.
-    from rosbags.rosbag2 import Writer
-
-    from mmp_ros.bags.recording import STORAGES
     from mmp_ros.ros import record
 
-    plugin = Writer.STORAGE_PLUGINS[STORAGES[storage]]
-    create = plugin.__init__
-
-    def impatient_init(self, *args, **kwargs):  # the user presses Ctrl-C as the file opens
-        create(self, *args, **kwargs)
-        os.kill(os.getpid(), signal.SIGINT)
-
-    monkeypatch.setattr(plugin, '__init__', impatient_init)
+    ctrl_c_as_the_bag_file_opens(monkeypatch, storage)
     out = tmp_path / 'bag'
     args = argparse.Namespace(out=str(out), topics=['/x'], storage=storage, duration=None,
                               ros_args=[])

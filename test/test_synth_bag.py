@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import os
 import signal
 
 import numpy as np
 import pytest
+from conftest import ctrl_c_as_the_bag_file_opens
 
 from mmp_ros.bags.messages import deserialize_image
-from mmp_ros.bags.recording import STORAGES
 from mmp_ros.bags.source import open_bag
 from mmp_ros.core.parameters import decoder_settings, defaults, load_params_file
 from mmp_ros.modalities import MODALITIES
@@ -166,16 +165,7 @@ def test_an_interrupted_bag_is_removed_not_left_as_a_shorter_recording(tmp_path)
 def test_ctrl_c_while_the_bag_is_created_leaves_nothing(tmp_path, monkeypatch, storage):
     # A Ctrl-C inside BagRecorder(...), its .mcap or .db3 just opened, came before the clean-up
     # of write_synth_bag was armed: the directory was left, a bag without metadata.yaml.
-    from rosbags.rosbag2 import Writer
-
-    plugin = Writer.STORAGE_PLUGINS[STORAGES[storage]]
-    create = plugin.__init__
-
-    def impatient_init(self, *args, **kwargs):  # the user presses Ctrl-C as the file opens
-        create(self, *args, **kwargs)
-        os.kill(os.getpid(), signal.SIGINT)
-
-    monkeypatch.setattr(plugin, '__init__', impatient_init)
+    ctrl_c_as_the_bag_file_opens(monkeypatch, storage)
     path = tmp_path / 'bag'
     with pytest.raises(KeyboardInterrupt):
         write_synth_bag(path, dataclasses.replace(SMALL, storage=storage))
