@@ -143,10 +143,9 @@ def test_max_frames_below_what_adaptation_needs_is_named(tmp_path, capsys):
                           'needs (8)'), err
 
 
-def test_projection_fit_is_taken_with_the_default_teacher_cache(healthy_bag, tmp_path,
-                                                                monkeypatch):
-    # docs/bags.md: `--set projection_fit.steps=1000` runs with the cache the command turns
-    # on for a distilling config; it was refused for the cache's absence before that default.
+def training_call(monkeypatch, bag, out, overrides: list[str]) -> dict:
+    """The keyword arguments ``adapt_on_bag`` calls training (``training.adapt.adapt``) with,
+    for a model and checkpoint of METADATA, stopped there."""
     import mmp_ros.inference.onnx_file
     import mmp_ros.model
     import training.adapt
@@ -154,18 +153,27 @@ def test_projection_fit_is_taken_with_the_default_teacher_cache(healthy_bag, tmp
     class StopError(Exception):
         pass
 
-    def fake_adapt(checkpoint, *, overrides, **kwargs):
-        seen.extend(overrides)
+    def stop(checkpoint, **kwargs):
+        seen.update(kwargs)
         raise StopError
 
-    seen: list[str] = []
+    seen: dict = {}
     monkeypatch.setattr(mmp_ros.inference.onnx_file, 'read_model_metadata', lambda p: METADATA)
     monkeypatch.setattr(mmp_ros.model, 'load_checkpoint', lambda p: (None, METADATA, {}))
-    monkeypatch.setattr(training.adapt, 'adapt', fake_adapt)
+    monkeypatch.setattr(training.adapt, 'adapt', stop)
     with pytest.raises(StopError):
-        adapt_bag.adapt_on_bag(str(healthy_bag), model='m.onnx', checkpoint='c.pt',
-                               out=tmp_path, overrides=['projection_fit.steps=5'])
-    assert seen[0] == 'teacher_cache=true' and 'projection_fit.steps=5' in seen
+        adapt_bag.adapt_on_bag(str(bag), model='m.onnx', checkpoint='c.pt', out=out,
+                               overrides=overrides)
+    return seen
+
+
+def test_projection_fit_is_taken_with_the_default_teacher_cache(healthy_bag, tmp_path,
+                                                                monkeypatch):
+    # docs/bags.md: `--set projection_fit.steps=1000` runs with the cache the command turns
+    # on for a distilling config; it was refused for the cache's absence before that default.
+    seen = training_call(monkeypatch, healthy_bag, tmp_path, ['projection_fit.steps=5'])
+    assert seen['overrides'][0] == 'teacher_cache=true'
+    assert 'projection_fit.steps=5' in seen['overrides']
 
 
 @pytest.mark.parametrize(('overrides', 'message'), [
@@ -236,26 +244,11 @@ def test_a_run_stopped_by_ctrl_c_resumes_with_set_resume_true(healthy_bag, tmp_p
                                                               monkeypatch, overrides, resume):
     # Ctrl-C printed 'the same command with resume=true resumes from there', and
     # --set resume=true was refused ('every run starts afresh'): the steps done were lost
-    import mmp_ros.inference.onnx_file
-    import mmp_ros.model
-    import training.adapt
+    from training.adapt import adapt_config
 
-    class StopError(Exception):
-        pass
-
-    def config_only(checkpoint, *, config_path, overrides, **kwargs):
-        taken.append(training.adapt.adapt_config(checkpoint, config_path=config_path,
-                                                 overrides=overrides).resume)
-        raise StopError
-
-    taken: list[bool] = []
-    monkeypatch.setattr(mmp_ros.inference.onnx_file, 'read_model_metadata', lambda p: METADATA)
-    monkeypatch.setattr(mmp_ros.model, 'load_checkpoint', lambda p: (None, METADATA, {}))
-    monkeypatch.setattr(training.adapt, 'adapt', config_only)
-    with pytest.raises(StopError):
-        adapt_bag.adapt_on_bag(str(healthy_bag), model='m.onnx', checkpoint='c.pt',
-                               out=tmp_path, overrides=overrides)
-    assert taken == [resume]
+    seen = training_call(monkeypatch, healthy_bag, tmp_path, overrides)
+    assert adapt_config('c.pt', config_path=seen['config_path'],
+                        overrides=seen['overrides']).resume is resume
 
 
 def test_resuming_the_adaptation_of_another_base_is_refused_before_the_recording_is_read(
