@@ -4,6 +4,7 @@
 data share; ``encode_frame`` goes the other way. Nothing here imports rclpy.
 """
 
+from mmp_ros.sensors.compressed import compress_image, decompress_image
 from mmp_ros.sensors.decode import (
     MODALITY_INPUTS,
     ModalitySettings,
@@ -30,7 +31,9 @@ __all__ = [
     'SensorInputError',
     'ThermalSettings',
     'array_to_image',
+    'compress_image',
     'decode_frame',
+    'decompress_image',
     'default_settings',
     'encode_frame',
     'image_to_array',

@@ -1,0 +1,423 @@
+"""``sensor_msgs/CompressedImage`` (image_transport's ``compressed`` and ``compressedDepth``
+transports) <-> the fields of the equivalent raw ``sensor_msgs/Image``, without ROS.
+
+Cameras are often published and recorded through image_transport: ``<base>/compressed``
+carries JPEG or PNG, ``<base>/compressedDepth`` carries depth. A ``CompressedImage`` has no
+size or encoding fields; everything is in its ``format`` string and its ``data``:
+
+``compressed``
+    ``"<encoding>; <jpeg|png> compressed <inner>"``, e.g. ``"bgr8; jpeg compressed bgr8"``,
+    ``"rgb8; png compressed bgr8"``, ``"mono16; png compressed "``. The publisher stores a
+    colour image as BGR (``<inner>``) and the receiver converts back to ``<encoding>``
+    (an alpha channel is not stored: it comes back as full opacity). Old publishers send
+    just ``"jpeg"`` or ``"png"``; the encoding is then what the pixels are (``mono8``,
+    ``bgr8``, ``mono16``, ...).
+``compressedDepth``
+    ``"<encoding>; compressedDepth [png|rvl]"`` (plain ``"; compressedDepth"`` is the older
+    PNG form). ``data`` starts with a 12-byte header, little-endian: int32 format (0 =
+    inverse depth), float32 ``depthQuantA``, float32 ``depthQuantB``. ``16UC1`` (and other
+    16-bit single-channel encodings) store the raw values; ``32FC1`` stores the quantized
+    inverse depth ``q = A / d + B`` as 16 bits (0 = no reading) and decodes to
+    ``d = A / (q - B)``, so it is exact only to about ``d**2 / A`` metres. The image after
+    the header is a 16-bit PNG, or for ``rvl`` two uint32 (width, height) and the RVL
+    stream (Wilson, "Fast Lossless Depth Image Compression", ISS 2017).
+
+:func:`decompress_image` raises :class:`SensorInputError` (and only that) for anything
+wrong with a message, so the node marks the sensor unhealthy instead of failing.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import struct
+
+import cv2
+import numpy as np
+
+from mmp_ros.sensors.frame import SensorInputError
+from mmp_ros.sensors.image import ImageFields, array_to_image, encoding_spec, image_to_array
+
+TRANSPORTS = ('raw', 'compressed', 'compressedDepth')
+"""image_transport transports a sensor can be read through (topic suffix = the name)."""
+COMPRESSED_FORMATS = ('jpeg', 'png')
+DEPTH_FORMATS = ('png', 'rvl')
+DEPTH_HEADER = struct.Struct('<iff')  # format (0 = inverse depth), depthQuantA, depthQuantB
+INV_DEPTH = 0
+# compressed_depth_image_transport's defaults (parameters depth_max, depth_quantization)
+DEFAULT_DEPTH_MAX_M = 10.0
+DEFAULT_DEPTH_QUANTIZATION = 100.0
+# The colour encodings, which the compressed publisher stores as BGR: name -> (channel
+# order, has alpha). Every other encoding is stored as it is.
+_COLOUR = {
+    'rgb8': ('rgb', False), 'bgr8': ('bgr', False), 'rgba8': ('rgb', True),
+    'bgra8': ('bgr', True), 'rgb16': ('rgb', False), 'bgr16': ('bgr', False),
+    'rgba16': ('rgb', True), 'bgra16': ('bgr', True),
+}
+_COMPRESSED = re.compile(r'\s*(jpeg|png)\s+compressed(?:\s+(\w*))?\s*')
+_DEPTH = re.compile(r'\s*compressedDepth(?:\s+(\w+))?\s*')
+_RVL_SIZE = struct.Struct('<II')
+_MAX_RVL_RATIO = 10  # RVL's best case is 4x smaller than raw; more claimed = corrupt size
+_JPEG_END = b'\xff\xd9'
+
+
+def decompress_image(format: str, data) -> ImageFields:
+    """The raw ``sensor_msgs/Image`` fields that a ``CompressedImage`` stands for.
+
+    ``format`` and ``data`` are the message's fields; the transport (``compressed`` or
+    ``compressedDepth``) is read from ``format``. The encoding is the one ``format`` names,
+    else what the decoded pixels are. Raises SensorInputError with a one-line reason for
+    empty or undecodable data, an unknown format, or a format or header that does not
+    match the pixels.
+    """
+    if not isinstance(format, str):
+        raise SensorInputError(f'CompressedImage format must be a string, got {format!r}')
+    buffer = np.frombuffer(data, dtype=np.uint8) if memoryview(data).nbytes else None
+    if buffer is None:
+        raise SensorInputError(f'empty CompressedImage data (format {format!r})')
+    encoding, sep, rest = format.partition(';')
+    encoding = encoding.strip()
+    depth = _DEPTH.fullmatch(rest) if sep else None
+    if depth is not None:
+        return _decompress_depth(encoding, depth.group(1) or 'png', buffer, format)
+    if not sep:  # an old publisher: "jpeg", "png" or nothing; the pixels say what they are
+        if encoding.lower() not in ('', 'jpeg', 'jpg', 'png'):
+            raise _unknown_format(format)
+        return _to_fields(_imdecode(buffer, format), None, format)
+    match = _COMPRESSED.fullmatch(rest)
+    if match is None:
+        raise _unknown_format(format)
+    encoding_spec(encoding)  # an unknown encoding name is refused before decoding
+    pixels = _imdecode(buffer, format)
+    inner = (match.group(2) or '').lower()
+    return _to_fields(pixels, (encoding, inner), format)
+
+
+def compress_image(
+    fields: ImageFields,
+    format: str,
+    *,
+    jpeg_quality: int = 95,
+    png_level: int = 3,
+    depth_max_m: float = DEFAULT_DEPTH_MAX_M,
+    depth_quantization: float = DEFAULT_DEPTH_QUANTIZATION,
+) -> tuple[str, bytes]:
+    """The ``(format, data)`` a publisher of the ``compressed`` or ``compressedDepth``
+    transport sends for the image ``fields``.
+
+    ``format``: ``'jpeg'`` or ``'png'`` (the ``compressed`` transport), or
+    ``'compressedDepth'``, ``'compressedDepth png'``, ``'compressedDepth rvl'``.
+    ``depth_max_m`` and ``depth_quantization`` are compressed_depth_image_transport's
+    parameters of the same names (``32FC1``: readings at or beyond ``depth_max_m`` and
+    non-finite or non-positive ones are stored as "no reading"; ``16UC1`` values above
+    ``depth_max_m`` in millimetres are stored as 0, as that publisher does).
+    """
+    raw = image_to_array(fields)
+    encoding = fields.encoding
+    kind = format.split()
+    if kind and kind[0] == 'compressedDepth' and len(kind) <= 2:
+        method = kind[1] if len(kind) == 2 else 'png'
+        if method not in DEPTH_FORMATS:
+            raise SensorInputError(f'compressedDepth stores {"/".join(DEPTH_FORMATS)}, got '
+                                   f'{method!r}')
+        return _compress_depth(raw, encoding, method, png_level, depth_max_m,
+                               depth_quantization)
+    if format not in COMPRESSED_FORMATS:
+        raise SensorInputError(
+            f'unknown compression {format!r}; known: jpeg, png, compressedDepth, '
+            'compressedDepth png, compressedDepth rvl'
+        )
+    inner = ''
+    if encoding in _COLOUR:  # stored as BGR, alpha dropped (as the publisher does)
+        order, _ = _COLOUR[encoding]
+        pixels = raw[..., :3]
+        if order == 'rgb':
+            pixels = pixels[..., ::-1]
+        inner = 'bgr8' if raw.dtype == np.uint8 else 'bgr16'
+    else:
+        pixels = raw
+    if format == 'jpeg':
+        if pixels.dtype != np.uint8 or pixels.shape[2] not in (1, 3):
+            raise SensorInputError(f'JPEG stores 8-bit mono or colour images, not {encoding}')
+        params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]
+    else:
+        if pixels.dtype not in (np.uint8, np.uint16) or pixels.shape[2] not in (1, 3, 4):
+            raise SensorInputError(
+                f'PNG stores 8- or 16-bit images of 1, 3 or 4 channels, not {encoding}'
+            )
+        params = [cv2.IMWRITE_PNG_COMPRESSION, int(png_level)]
+    ok, encoded = cv2.imencode(f'.{"jpg" if format == "jpeg" else "png"}',
+                               np.ascontiguousarray(pixels), params)
+    if not ok:  # pragma: no cover - OpenCV refuses only what is checked above
+        raise SensorInputError(f'OpenCV could not encode {encoding} as {format}')
+    return f'{encoding}; {format} compressed {inner}', encoded.tobytes()
+
+
+def _unknown_format(format: str) -> SensorInputError:
+    return SensorInputError(
+        f'unknown CompressedImage format {format!r}; known: "<encoding>; jpeg compressed '
+        '<bgr8|...>", "<encoding>; png compressed ...", "<encoding>; compressedDepth '
+        '[png|rvl]", or a bare "jpeg"/"png"'
+    )
+
+
+def _ends_like_jpeg(buffer: np.ndarray) -> bool:
+    """False for a truncated JPEG: it starts with SOI but its end is no EOI marker (some
+    cameras pad zero bytes after it). libjpeg would decode the first rows and fill the
+    rest with grey."""
+    if buffer[:2].tobytes() != b'\xff\xd8':
+        return True  # no JPEG: PNG checks its own chunks
+    tail = buffer[-64:].tobytes().rstrip(b'\x00')
+    return tail.endswith(_JPEG_END)
+
+
+def _imdecode(buffer: np.ndarray, format: str) -> np.ndarray:
+    if not _ends_like_jpeg(buffer):
+        raise SensorInputError(
+            f'truncated JPEG: the data ({buffer.size} B) does not end with the end-of-image '
+            f'marker (format {format!r})'
+        )
+    try:
+        pixels = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        pixels = None
+    if pixels is None or pixels.size == 0:
+        raise SensorInputError(
+            f'CompressedImage data ({buffer.size} B) is no decodable JPEG or PNG image '
+            f'(format {format!r}): corrupt or truncated'
+        )
+    return pixels if pixels.ndim == 3 else pixels[:, :, np.newaxis]
+
+
+def _pixel_encoding(pixels: np.ndarray) -> str | None:
+    """The encoding image_transport gives decoded pixels that the format does not name."""
+    names = {1: 'mono', 3: 'bgr', 4: 'bgra'}
+    bits = {np.dtype(np.uint8): '8', np.dtype(np.uint16): '16'}.get(pixels.dtype)
+    name = names.get(pixels.shape[2])
+    return None if bits is None or name is None else f'{name}{bits}'
+
+
+def _to_fields(
+    pixels: np.ndarray, named: tuple[str, str] | None, format: str
+) -> ImageFields:
+    if named is None:
+        encoding = _pixel_encoding(pixels)
+        if encoding is None:
+            raise SensorInputError(
+                f'decoded {pixels.shape[2]}-channel {pixels.dtype.name} pixels, and format '
+                f'{format!r} names no encoding for them'
+            )
+        return array_to_image(pixels, encoding)
+    encoding, inner = named
+    spec = encoding_spec(encoding)
+    if encoding in _COLOUR and pixels.shape[2] in (3, 4):
+        order, alpha = _COLOUR[encoding]
+        stored = 'rgb' if inner.startswith('rgb') else 'bgr'  # "compressed bgr8" or "rgb8"
+        colour = pixels[..., :3]
+        if stored != order:
+            colour = colour[..., ::-1]
+        if alpha:
+            opaque = np.iinfo(pixels.dtype).max
+            alpha_plane = pixels[..., 3:] if pixels.shape[2] == 4 else np.full(
+                colour.shape[:2] + (1,), opaque, dtype=pixels.dtype)
+            colour = np.concatenate([colour, alpha_plane], axis=2)
+        pixels = colour
+    if pixels.shape[2] != spec.channels or pixels.dtype != spec.dtype:
+        raise SensorInputError(
+            f'format {format!r} names {encoding} ({spec.channels} x {spec.dtype.name}), but '
+            f'the data decodes to {pixels.shape[2]} x {pixels.dtype.name} pixels'
+        )
+    return array_to_image(np.ascontiguousarray(pixels), encoding)
+
+
+# --- compressedDepth -------------------------------------------------------------------
+
+
+def _decompress_depth(
+    encoding: str, method: str, buffer: np.ndarray, format: str
+) -> ImageFields:
+    if method not in DEPTH_FORMATS:
+        raise SensorInputError(
+            f'compressedDepth {method!r} is not supported (format {format!r}); known: '
+            f'{", ".join(DEPTH_FORMATS)}'
+        )
+    spec = encoding_spec(encoding)
+    if spec.channels != 1 or spec.dtype not in (np.dtype(np.uint16), np.dtype(np.float32)):
+        raise SensorInputError(
+            f'compressedDepth carries single-channel 16-bit or 32FC1 depth, but format '
+            f'{format!r} names {encoding}'
+        )
+    if buffer.size <= DEPTH_HEADER.size:
+        raise SensorInputError(
+            f'compressedDepth data of {buffer.size} B holds no image after its '
+            f'{DEPTH_HEADER.size}-byte header (format {format!r})'
+        )
+    kind, quant_a, quant_b = DEPTH_HEADER.unpack_from(buffer)
+    body = buffer[DEPTH_HEADER.size:]
+    if method == 'png':
+        stored = _imdecode(body, format)
+        if stored.dtype != np.uint16 or stored.shape[2] != 1:
+            raise SensorInputError(
+                f'compressedDepth PNG holds {stored.shape[2]} x {stored.dtype.name} pixels, '
+                f'not the single 16-bit channel it must (format {format!r})'
+            )
+        stored = stored[..., 0]
+    else:
+        stored = _rvl_decode(body, format)
+    if spec.dtype == np.uint16:  # raw values; the header's parameters are unused
+        return array_to_image(stored, encoding)
+    if kind != INV_DEPTH or not (math.isfinite(quant_a) and quant_a > 0.0
+                                 and math.isfinite(quant_b) and quant_b < 1.0):
+        raise SensorInputError(
+            f'compressedDepth {encoding} header is no inverse-depth quantization: format '
+            f'{kind}, depthQuantA {quant_a}, depthQuantB {quant_b} (need format 0, A > 0, '
+            'B < 1)'
+        )
+    # float32 arithmetic as the reference decoder; B < 1 keeps every stored q >= 1 positive
+    a, b = np.float32(quant_a), np.float32(quant_b)
+    with np.errstate(divide='ignore'):
+        metres = a / (stored.astype(np.float32) - b)
+    metres[stored == 0] = np.nan
+    return array_to_image(metres.astype(np.float32), encoding)
+
+
+def _compress_depth(
+    raw: np.ndarray,
+    encoding: str,
+    method: str,
+    png_level: int,
+    depth_max_m: float,
+    depth_quantization: float,
+) -> tuple[str, bytes]:
+    if raw.shape[2] != 1 or raw.dtype not in (np.uint16, np.float32):
+        raise SensorInputError(
+            f'compressedDepth stores single-channel 16-bit or 32FC1 depth, not {encoding}'
+        )
+    if not (depth_max_m > 0.0 and depth_quantization > 0.0):
+        raise SensorInputError(
+            f'compressedDepth needs depth_max_m > 0 and depth_quantization > 0, got '
+            f'{depth_max_m} and {depth_quantization}'
+        )
+    plane = raw[..., 0]
+    quant_a = quant_b = 0.0
+    if plane.dtype == np.uint16:
+        stored = plane.copy()
+        stored[stored > np.uint16(min(int(depth_max_m * 1000.0), 65535))] = 0
+    else:
+        a = np.float32(depth_quantization) * (np.float32(depth_quantization) + np.float32(1))
+        b = np.float32(1) - a / np.float32(depth_max_m)
+        quant_a, quant_b = float(a), float(b)
+        good = np.isfinite(plane) & (plane > 0.0) & (plane < np.float32(depth_max_m))
+        with np.errstate(divide='ignore', invalid='ignore'):
+            q = np.where(good, a / np.where(good, plane, 1) + b, 0)
+        stored = np.clip(np.trunc(q), 0, 65535).astype(np.uint16)  # C's float -> ushort
+    if method == 'png':
+        ok, encoded = cv2.imencode('.png', stored, [cv2.IMWRITE_PNG_COMPRESSION, png_level])
+        if not ok:  # pragma: no cover
+            raise SensorInputError(f'OpenCV could not encode {encoding} as PNG')
+        body = encoded.tobytes()
+    else:
+        body = _rvl_encode(stored)
+    header = DEPTH_HEADER.pack(INV_DEPTH, quant_a, quant_b)
+    return f'{encoding}; compressedDepth {method}', header + body
+
+
+# --- RVL -------------------------------------------------------------------------------
+
+
+def _rvl_decode(body: np.ndarray, format: str) -> np.ndarray:
+    """(H, W) uint16 from ``uint32 width, uint32 height`` + an RVL stream."""
+    if body.size < _RVL_SIZE.size + 4:
+        raise SensorInputError(f'RVL data of {body.size} B is too short (format {format!r})')
+    width, height = _RVL_SIZE.unpack_from(body)
+    pixels = width * height
+    if pixels == 0:
+        raise SensorInputError(f'RVL image of {width}x{height} pixels is empty')
+    stream = body[_RVL_SIZE.size:]
+    if pixels > _MAX_RVL_RATIO * stream.size:
+        raise SensorInputError(
+            f'RVL header claims {width}x{height} pixels, impossible from {stream.size} B of '
+            f'data: corrupt size (format {format!r})'
+        )
+    words = np.frombuffer(stream[: stream.size // 4 * 4].tobytes(), dtype='<u4')
+    # nibbles in stream order: each 32-bit word holds 8, the first in its top bits
+    shifts = np.arange(28, -4, -4, dtype=np.uint32)
+    nibbles = ((words[:, np.newaxis] >> shifts) & 0xF).astype(np.uint8).ravel()
+    ends = np.flatnonzero((nibbles & 0x8) == 0)  # a value's last nibble has no continuation
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    lengths = ends - starts + 1
+    if lengths.size and lengths.max() > 11:  # 33 bits: no count or delta of 16-bit data
+        raise SensorInputError(f'corrupt RVL stream: a value over 32 bits (format {format!r})')
+    if ends.size == 0:
+        raise SensorInputError(f'corrupt RVL stream: no complete value (format {format!r})')
+    position = np.arange(ends[-1] + 1) - np.repeat(starts, lengths)
+    payload = (nibbles[: ends[-1] + 1] & 0x7).astype(np.int64) << (3 * position)
+    values = np.add.reduceat(payload, starts)
+    out = np.zeros(pixels, dtype=np.uint16)
+    deltas: list[np.ndarray] = []
+    places: list[np.ndarray] = []
+    at = index = 0
+    while at < pixels:
+        if index + 2 > values.size:
+            raise SensorInputError(
+                f'truncated RVL stream: {at} of {width}x{height} pixels decoded '
+                f'(format {format!r})'
+            )
+        zeros, nonzeros = int(values[index]), int(values[index + 1])
+        at += zeros
+        if at + nonzeros > pixels or index + 2 + nonzeros > values.size:
+            raise SensorInputError(
+                f'corrupt RVL stream: runs overrun the {width}x{height} image or the data '
+                f'(format {format!r})'
+            )
+        deltas.append(values[index + 2 : index + 2 + nonzeros])
+        places.append(np.arange(at, at + nonzeros))
+        at += nonzeros
+        index += 2 + nonzeros
+    if values[index:].any() or values.size - index > 8:  # only the last word's padding
+        raise SensorInputError(
+            f'corrupt RVL stream: it holds more than the {width}x{height} pixels its size '
+            f'says (format {format!r})'
+        )
+    if deltas:
+        zigzag = np.concatenate(deltas)
+        delta = (zigzag >> 1) ^ -(zigzag & 1)
+        out[np.concatenate(places)] = (np.cumsum(delta) & 0xFFFF).astype(np.uint16)
+    return out.reshape(height, width)
+
+
+def _rvl_encode(stored: np.ndarray) -> bytes:
+    """``uint32 width, uint32 height`` + the RVL stream of (H, W) uint16 ``stored``."""
+    flat = stored.ravel()
+    nonzero = flat != 0
+    # runs of zeros and of nonzeros, alternating, starting with zeros (possibly none)
+    change = np.flatnonzero(nonzero[1:] != nonzero[:-1]) + 1
+    runs = np.diff(np.concatenate(([0], change, [flat.size])))
+    if nonzero[0]:
+        runs = np.concatenate(([0], runs))
+    if runs.size % 2:
+        runs = np.concatenate((runs, [0]))  # the stream ends with zeros: no nonzeros follow
+    zeros, nonzeros = runs[0::2], runs[1::2]
+    # each pair is written as: zeros, nonzeros, then one zigzag delta per nonzero value
+    # (against the previous nonzero value, across zero runs; the first against 0)
+    delta = np.diff(flat[nonzero].astype(np.int64), prepend=0)
+    slots = 2 + nonzeros
+    offsets = np.cumsum(slots) - slots
+    values = np.zeros(int(slots.sum()), dtype=np.int64)
+    header = np.zeros(values.size, dtype=bool)
+    header[offsets] = header[offsets + 1] = True
+    values[offsets], values[offsets + 1] = zeros, nonzeros
+    values[~header] = (delta << 1) ^ (delta >> 63)
+    # VLE: 3 payload bits a nibble, lowest first, bit 3 set on all but a value's last one
+    counts = 1 + sum((values >> (3 * k) > 0).astype(np.int64) for k in range(1, 12))
+    owner = np.repeat(np.arange(values.size), counts)
+    position = np.arange(owner.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    nibbles = ((values[owner] >> (3 * position)) & 0x7) | np.where(
+        position < counts[owner] - 1, 0x8, 0)
+    padded = np.zeros(-(-nibbles.size // 8) * 8, dtype=np.uint32)  # last word: 0 nibbles
+    padded[: nibbles.size] = nibbles
+    words = np.zeros(padded.size // 8, dtype='<u4')
+    for k in range(8):  # the first nibble of a word in its top bits
+        words |= padded[k::8] << np.uint32(28 - 4 * k)
+    height, width = stored.shape
+    return _RVL_SIZE.pack(width, height) + words.tobytes()

@@ -1,0 +1,326 @@
+"""CompressedImage (image_transport's compressed / compressedDepth) <-> raw Image fields:
+round trips, agreement with rosbags-image's decoder, and every malformed message refused."""
+
+from __future__ import annotations
+
+import struct
+
+import cv2
+import numpy as np
+import pytest
+from rosbags.image import compressed_image_to_cvimage
+from rosbags.typesys import Stores, get_typestore
+
+from mmp_ros.sensors import ENCODINGS, SensorInputError, decode_frame
+from mmp_ros.sensors.compressed import (
+    DEPTH_HEADER,
+    compress_image,
+    decompress_image,
+)
+from mmp_ros.sensors.image import array_to_image, image_to_array
+
+TYPESTORE = get_typestore(Stores.LATEST)
+RosCompressed = TYPESTORE.types['sensor_msgs/msg/CompressedImage']
+Header = TYPESTORE.types['std_msgs/msg/Header']
+Time = TYPESTORE.types['builtin_interfaces/msg/Time']
+
+
+def pixels(encoding: str, shape=(19, 23), seed=0) -> np.ndarray:
+    dtype, channels = ENCODINGS[encoding]
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, np.iinfo(dtype).max, (*shape, channels), dtype=dtype, endpoint=True)
+
+
+def smooth_rgb(shape=(48, 64)) -> np.ndarray:
+    """A smooth colour picture: what JPEG is for (noise would not be close after it)."""
+    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]]
+    planes = [rows * 4, cols * 3, (rows + cols) * 2]
+    return np.clip(np.stack(planes, axis=2), 0, 255).astype(np.uint8)
+
+
+def ros_message(format_: str, data: bytes):
+    header = Header(stamp=Time(sec=0, nanosec=0), frame_id='camera')
+    return RosCompressed(header=header, format=format_, data=np.frombuffer(data, np.uint8))
+
+
+# --- compressed: PNG lossless, JPEG close ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ('encoding', 'inner'),
+    [
+        ('bgr8', 'bgr8'), ('rgb8', 'bgr8'), ('mono8', ''), ('mono16', ''), ('16UC1', ''),
+        ('bgr16', 'bgr16'), ('rgb16', 'bgr16'), ('8UC1', ''), ('8UC3', ''),
+    ],
+)  # fmt: skip
+def test_png_round_trip_is_exact(encoding, inner):
+    raw = pixels(encoding)
+    format_, data = compress_image(array_to_image(raw, encoding), 'png')
+    assert format_ == f'{encoding}; png compressed {inner}'  # image_transport's format
+    fields = decompress_image(format_, data)
+    assert (fields.encoding, fields.height, fields.width) == (encoding, 19, 23)
+    assert fields.step == 23 * raw.shape[2] * raw.itemsize and not fields.is_bigendian
+    np.testing.assert_array_equal(image_to_array(fields), raw)
+
+
+@pytest.mark.parametrize('encoding', ['rgba8', 'bgra8', 'rgba16'])
+def test_png_colour_with_alpha_comes_back_opaque(encoding):
+    """The compressed publisher stores colour as BGR: alpha is lost, the subscriber adds it."""
+    raw = pixels(encoding)
+    fields = decompress_image(*compress_image(array_to_image(raw, encoding), 'png'))
+    back = image_to_array(fields)
+    assert fields.encoding == encoding
+    np.testing.assert_array_equal(back[..., :3], raw[..., :3])
+    assert (back[..., 3] == np.iinfo(raw.dtype).max).all()
+
+
+@pytest.mark.parametrize('encoding', ['bgr8', 'rgb8'])
+def test_jpeg_round_trip_is_close_in_the_named_channel_order(encoding):
+    rgb = smooth_rgb()
+    raw = rgb[..., ::-1] if encoding == 'bgr8' else rgb
+    format_, data = compress_image(array_to_image(raw, encoding), 'jpeg')
+    assert format_ == f'{encoding}; jpeg compressed bgr8'
+    back = image_to_array(decompress_image(format_, data))
+    assert back.shape == raw.shape
+    assert np.abs(back.astype(int) - raw).mean() < 2.0  # quality 95 on a smooth picture
+
+
+def test_jpeg_mono_round_trip_is_close():
+    raw = smooth_rgb()[..., :1].copy()
+    format_, data = compress_image(array_to_image(raw, 'mono8'), 'jpeg')
+    assert format_ == 'mono8; jpeg compressed '
+    fields = decompress_image(format_, data)
+    assert fields.encoding == 'mono8'
+    assert np.abs(image_to_array(fields).astype(int) - raw).mean() < 2.0
+
+
+def test_jpeg_of_a_real_photo_decodes_to_rgb(real_data):
+    """TUM RGB-D's colour frame through JPEG: close to the original, RGB in the right order."""
+    bgr = cv2.imread(str(real_data / 'tum_rgbd' / 'TUM_color.png'), cv2.IMREAD_COLOR)
+    format_, data = compress_image(array_to_image(bgr[..., ::-1].copy(), 'rgb8'), 'jpeg')
+    frame = decode_frame('rgb', decompress_image(format_, data))
+    reference = bgr[..., ::-1].astype(np.float32) / 255.0
+    assert np.abs(frame.data - reference).mean() < 0.02
+
+
+@pytest.mark.parametrize('format_', ['jpeg', 'png'])
+def test_agrees_with_rosbags_image(format_):
+    """rosbags-image decodes the same message to the same bgr8 pixels."""
+    raw = smooth_rgb()[..., ::-1].copy()
+    format_string, data = compress_image(array_to_image(raw, 'bgr8'), format_)
+    reference = compressed_image_to_cvimage(ros_message(format_string, data))
+    np.testing.assert_array_equal(image_to_array(decompress_image(format_string, data)),
+                                  reference)
+    mono = smooth_rgb()[..., 1].copy()
+    format_string, data = compress_image(array_to_image(mono, 'mono8'), format_)
+    reference = compressed_image_to_cvimage(ros_message(format_string, data))
+    np.testing.assert_array_equal(image_to_array(decompress_image(format_string, data))[..., 0],
+                                  reference)
+
+
+@pytest.mark.parametrize(('format_', 'channels', 'dtype', 'encoding'), [
+    ('jpeg', 3, np.uint8, 'bgr8'), ('png', 1, np.uint8, 'mono8'), ('png', 1, np.uint16, 'mono16'),
+    ('', 3, np.uint16, 'bgr16'), ('png', 4, np.uint8, 'bgra8'),
+])  # fmt: skip
+def test_old_format_without_encoding_takes_the_pixels_encoding(format_, channels, dtype,
+                                                                 encoding):
+    """Old publishers sent just "jpeg" or "png": the encoding is what the pixels are."""
+    rng = np.random.default_rng(3)
+    raw = rng.integers(0, 200, (8, 9, channels)).astype(dtype)
+    ok, data = cv2.imencode('.jpg' if format_ == 'jpeg' else '.png', raw)
+    fields = decompress_image(format_, data.tobytes())
+    assert fields.encoding == encoding
+    if format_ != 'jpeg':
+        np.testing.assert_array_equal(image_to_array(fields), raw)
+
+
+def test_rgb_stored_as_rgb_is_not_swapped():
+    """A publisher that says "compressed rgb8" stored RGB: decoding keeps it RGB."""
+    raw = pixels('rgb8')
+    ok, data = cv2.imencode('.png', raw)  # OpenCV writes the array's channels as they are
+    fields = decompress_image('rgb8; png compressed rgb8', data.tobytes())
+    np.testing.assert_array_equal(image_to_array(fields), raw)
+    fields = decompress_image('bgr8; png compressed rgb8', data.tobytes())
+    np.testing.assert_array_equal(image_to_array(fields), raw[..., ::-1])
+
+
+def test_decompress_takes_rclpy_and_memoryview_buffers():
+    import array
+
+    format_, data = compress_image(array_to_image(pixels('mono8'), 'mono8'), 'png')
+    for buffer in (array.array('B', data), memoryview(data).toreadonly(), bytearray(data)):
+        assert decompress_image(format_, buffer).encoding == 'mono8'
+
+
+# --- compressedDepth ---------------------------------------------------------------------
+
+
+def depth_mm(shape=(48, 64), seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    values = rng.integers(0, 9000, shape).astype(np.uint16)
+    values[values < 1500] = 0  # holes: no reading
+    values[0, :7] = 0  # a run at the start
+    values[-1, -5:] = 0  # and at the end
+    return values
+
+
+@pytest.mark.parametrize('method', ['png', 'rvl'])
+def test_compressed_depth_16uc1_round_trip_is_exact(method):
+    raw = depth_mm()
+    format_, data = compress_image(array_to_image(raw, '16UC1'), f'compressedDepth {method}')
+    assert format_ == f'16UC1; compressedDepth {method}'
+    fields = decompress_image(format_, data)
+    assert (fields.encoding, fields.height, fields.width) == ('16UC1', 48, 64)
+    np.testing.assert_array_equal(image_to_array(fields)[..., 0], raw)
+
+
+@pytest.mark.parametrize('raw', [
+    [[0]], [[1]], [[65535]], [[0, 0, 0, 0]], [[7, 7, 7, 7, 7, 7, 7, 7, 7]],
+    [[65535, 1, 65535, 0, 1, 0, 0, 65535]], [[1, 2], [3, 0]], [[0] * 40 + [9] * 40],
+])  # fmt: skip
+def test_rvl_edge_images_round_trip(raw):
+    """Starting or ending with either run kind, one pixel, full-scale jumps both ways."""
+    raw = np.array(raw, dtype=np.uint16)
+    format_, data = compress_image(array_to_image(raw, '16UC1'), 'compressedDepth rvl',
+                                   depth_max_m=65.535)
+    np.testing.assert_array_equal(image_to_array(decompress_image(format_, data))[..., 0], raw)
+
+
+def test_compressed_depth_of_a_real_kinect_frame_is_exact(real_data):
+    raw = cv2.imread(str(real_data / 'tum_rgbd' / 'depth_mm.png'), cv2.IMREAD_UNCHANGED)
+    assert raw.dtype == np.uint16
+    for method in ('png', 'rvl'):
+        format_, data = compress_image(array_to_image(raw, '16UC1'),
+                                       f'compressedDepth {method}', depth_max_m=65.0)
+        np.testing.assert_array_equal(image_to_array(decompress_image(format_, data))[..., 0],
+                                      raw)
+
+
+def test_compressed_depth_16uc1_drops_readings_beyond_depth_max_as_the_publisher_does():
+    raw = np.array([[500, 9999, 10000, 10001, 40000]], dtype=np.uint16)
+    format_, data = compress_image(array_to_image(raw, '16UC1'), 'compressedDepth')
+    assert format_ == '16UC1; compressedDepth png'
+    back = image_to_array(decompress_image(format_, data))[..., 0]
+    np.testing.assert_array_equal(back, [[500, 9999, 10000, 0, 0]])
+
+
+@pytest.mark.parametrize('method', ['png', 'rvl'])
+def test_compressed_depth_32fc1_is_within_its_quantization(method):
+    rng = np.random.default_rng(1)
+    metres = rng.uniform(0.2, 12.0, (40, 50)).astype(np.float32)
+    metres[0, :4] = [np.nan, np.inf, -np.inf, 0.0]
+    format_, data = compress_image(array_to_image(metres, '32FC1'), f'compressedDepth {method}')
+    assert format_ == f'32FC1; compressedDepth {method}'
+    kind, quant_a, quant_b = DEPTH_HEADER.unpack_from(data)
+    assert kind == 0 and quant_a == 100 * 101 and quant_b == pytest.approx(1 - 10100 / 10)
+    back = image_to_array(decompress_image(format_, data))[..., 0]
+    stored = np.isfinite(metres) & (metres > 0) & (metres < 10.0)  # depth_max 10 m
+    assert np.isnan(back[~stored]).all()
+    # one step of the 16-bit inverse depth is d**2 / A metres at depth d
+    step = metres[stored].astype(np.float64) ** 2 / quant_a
+    assert (np.abs(back[stored] - metres[stored]) <= step * 1.001 + 1e-6).all()
+    frame = decode_frame('depth', decompress_image(format_, data))
+    np.testing.assert_array_equal(frame.valid, stored)
+
+
+def test_compressed_depth_decodes_the_reference_publishers_bytes():
+    """A message built by hand the way compressed_depth_image_transport builds it."""
+    quant_a, quant_b = 10100.0, 1.0 - 10100.0 / 10.0
+    inverse = np.array([[0, 2020, 11109]], dtype=np.uint16)  # no reading, 3.3 m, 0.83 m
+    ok, png = cv2.imencode('.png', inverse)
+    data = struct.pack('<iff', 0, quant_a, quant_b) + png.tobytes()
+    back = image_to_array(decompress_image('32FC1; compressedDepth', data))[..., 0]
+    expected = np.float32(quant_a) / (inverse[0, 1:].astype(np.float32) - np.float32(quant_b))
+    assert np.isnan(back[0, 0])
+    np.testing.assert_array_equal(back[0, 1:], expected)
+
+
+# --- malformed messages: one SensorInputError each, with its reason ---------------------
+
+
+def good_jpeg() -> bytes:
+    return compress_image(array_to_image(smooth_rgb(), 'rgb8'), 'jpeg')[1]
+
+
+def good_depth(method='png', encoding='16UC1') -> bytes:
+    raw = depth_mm() if encoding == '16UC1' else depth_mm().astype(np.float32) / 1000
+    return compress_image(array_to_image(raw, encoding), f'compressedDepth {method}')[1]
+
+
+MALFORMED = {
+    'empty data': ('rgb8; jpeg compressed bgr8', b'', 'empty'),
+    'garbage bytes': ('rgb8; jpeg compressed bgr8', b'\xff\xd8 not a jpeg \xff\xd9',
+                      'no decodable'),
+    'garbage png': ('mono8; png compressed ', b'\x89PNG\r\n\x1a\n garbage', 'no decodable'),
+    'truncated jpeg': ('rgb8; jpeg compressed bgr8', good_jpeg()[:-300], 'truncated JPEG'),
+    'truncated jpeg, old format': ('jpeg', good_jpeg()[:-300], 'truncated JPEG'),
+    'unknown compression': ('rgb8; webp compressed bgr8', good_jpeg(), 'unknown'),
+    'unknown bare format': ('tiff', good_jpeg(), 'unknown'),
+    'unknown encoding': ('rgb9; jpeg compressed bgr8', good_jpeg(), 'unknown image encoding'),
+    'encoding that lies about channels': ('mono8; jpeg compressed ', good_jpeg(),
+                                          'names mono8'),
+    'encoding that lies about depth': ('mono16; jpeg compressed ', good_jpeg(),
+                                       'names mono16'),
+    'depth header only': ('16UC1; compressedDepth png', good_depth()[:12], 'no image after'),
+    'depth header that lies (NaN quantization)': (
+        '32FC1; compressedDepth png',
+        struct.pack('<iff', 0, float('nan'), 0.0) + good_depth()[12:],
+        'no inverse-depth quantization'),
+    'depth header that lies (format)': (
+        '32FC1; compressedDepth png', struct.pack('<iff', 7, 10100.0, -1009.0)
+        + good_depth()[12:], 'no inverse-depth quantization'),
+    'depth png that is 8-bit': (
+        '16UC1; compressedDepth png',
+        bytes(12) + cv2.imencode('.png', np.zeros((4, 4), np.uint8))[1].tobytes(),
+        'single 16-bit channel'),
+    'depth of a colour encoding': ('rgb8; compressedDepth png', good_depth(),
+                                   'single-channel 16-bit or 32FC1'),
+    'unknown depth method': ('16UC1; compressedDepth zstd', good_depth(), "'zstd'"),
+    'rvl size that lies': (
+        '16UC1; compressedDepth rvl',
+        good_depth('rvl')[:12] + struct.pack('<II', 64000, 48000) + good_depth('rvl')[20:],
+        'corrupt size'),
+    'rvl zero size': (
+        '16UC1; compressedDepth rvl',
+        good_depth('rvl')[:12] + struct.pack('<II', 0, 48) + good_depth('rvl')[20:], 'empty'),
+    'rvl truncated': ('16UC1; compressedDepth rvl', good_depth('rvl')[:-400], 'RVL stream'),
+    'rvl too short': ('16UC1; compressedDepth rvl', good_depth('rvl')[:22], 'too short'),
+    'not a string format': (None, good_jpeg(), 'must be a string'),
+}
+
+
+@pytest.mark.parametrize('case', list(MALFORMED))
+def test_malformed_message_is_one_sensor_input_error(case):
+    format_, data, reason = MALFORMED[case]
+    with pytest.raises(SensorInputError, match=reason) as raised:
+        decompress_image(format_, data)
+    assert '\n' not in str(raised.value)
+
+
+def test_rvl_runs_that_overrun_the_image_are_refused():
+    """A stream whose counts say more pixels than the size: refused, not written past."""
+    data = bytearray(good_depth('rvl'))
+    for height in (1, 4, 47):  # 48 in truth: the stream holds more than the size says
+        data[16:20] = struct.pack('<I', height)
+        with pytest.raises(SensorInputError, match='overrun|more than'):
+            decompress_image('16UC1; compressedDepth rvl', bytes(data))
+    one_long_run = struct.pack('<II', 4, 1) + struct.pack('<I', 0x7_0000000)  # 7 zeros, of 4
+    with pytest.raises(SensorInputError, match='overrun'):
+        decompress_image('16UC1; compressedDepth rvl', bytes(12) + one_long_run)
+
+
+@pytest.mark.parametrize(('encoding', 'format_', 'reason'), [
+    ('mono16', 'jpeg', 'JPEG stores 8-bit'),
+    ('32FC1', 'png', 'PNG stores 8- or 16-bit'),
+    ('rgb8', 'compressedDepth', 'single-channel 16-bit or 32FC1'),
+    ('16UC1', 'compressedDepth lz4', 'png/rvl'),
+    ('mono8', 'webp', 'unknown compression'),
+])  # fmt: skip
+def test_compress_refuses_what_the_transport_cannot_carry(encoding, format_, reason):
+    raw = np.zeros((4, 4, 1), np.float32 if encoding == '32FC1' else np.uint8)
+    if encoding in ('mono16', '16UC1'):
+        raw = raw.astype(np.uint16)
+    if encoding == 'rgb8':
+        raw = np.zeros((4, 4, 3), np.uint8)
+    with pytest.raises(SensorInputError, match=reason):
+        compress_image(array_to_image(raw, encoding), format_)
