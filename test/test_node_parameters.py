@@ -152,3 +152,18 @@ def test_a_params_file_that_is_not_text_is_named(tmp_path):
     with pytest.raises(ParameterError, match=rf'^--params {path}: not a YAML parameters file '
                        r"\('utf-8' codec can't decode"):
         load_params_file(path, option='--params')
+
+
+def test_transport_takes_image_transports_and_compressed_depth_only_for_depth():
+    values = defaults()
+    values['sensors.rgb.transport'] = 'compressed'
+    values['sensors.depth.transport'] = 'compressedDepth'
+    validate(values)
+    for name, value, allowed in (
+        ('sensors.rgb.transport', 'compressedDepth', "['raw', 'compressed']"),
+        ('sensors.thermal.transport', 'theora', "['raw', 'compressed']"),
+        ('sensors.depth.transport', 'zstd', "['raw', 'compressed', 'compressedDepth']"),
+    ):
+        with pytest.raises(ParameterError) as raised:
+            validate({**values, name: value})
+        assert str(raised.value) == f'{name}={value!r} is not one of {allowed}'

@@ -20,12 +20,18 @@ from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
+from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
 from mmp_ros.ros.image_msg import to_image_msg  # noqa: E402
 from mmp_ros.ros.qos import output_qos  # noqa: E402
 from mmp_ros.ros.segmentation_node import SegmentationNode  # noqa: E402
-from mmp_ros.sensors import PlanckCalibration, ThermalSettings, encode_frame  # noqa: E402
+from mmp_ros.sensors import (  # noqa: E402
+    PlanckCalibration,
+    ThermalSettings,
+    array_to_image,
+    compress_image,
+    encode_frame,
+)
 
 pytestmark = pytest.mark.ros
 
@@ -643,4 +649,134 @@ def test_a_backend_still_running_at_destroy_is_not_closed_under_it(monkeypatch):
         assert node._backend is backend
     finally:
         release.set()
+        rclpy.shutdown(context=context)
+
+
+def compressed_msg(format_: str, data: bytes, frame_id: str, stamp) -> CompressedImage:
+    msg = CompressedImage(format=format_, data=data)
+    msg.header.stamp, msg.header.frame_id = stamp, frame_id
+    return msg
+
+
+def test_a_camera_on_the_compressed_transport_is_decoded_like_a_raw_one(run_node):
+    """sensors.rgb.transport compressed: CompressedImage on rgb/image/compressed (JPEG), the
+    labels at the camera's size with its stamp and frame_id; the node took only Image."""
+    node, driver, spin_until = run_node(**rgb_only(sensors__rgb__transport='compressed',
+                                                   diagnostics_period_s=0.05))
+    assert node._image_subscriptions['rgb'].topic_name == '/rgb/image/compressed'
+    publisher = driver.create_publisher(CompressedImage, 'rgb/image/compressed',
+                                        qos_profile_sensor_data)
+    frames = iter(range(10**6))
+    sent = []
+
+    def feed():
+        stamp = driver.get_clock().now().to_msg()
+        sent.append(stamp)
+        format_, data = compress_image(rgb_frame(next(frames)), 'jpeg')
+        publisher.publish(compressed_msg(format_, data, 'rgb_optical', stamp))
+
+    assert spin_until(lambda: driver.labels, 10.0, feed=feed), 'no segmentation'
+    label = driver.labels[-1]
+    assert (label.height, label.width) == (HEIGHT, WIDTH)
+    assert label.header.frame_id == 'rgb_optical' and label.header.stamp in sent
+
+    def ok() -> bool:
+        status = driver.latest_status('rgb')
+        return status is not None and status.level == b'\x00'
+
+    assert spin_until(ok, 5.0, feed=feed), driver.latest_status('rgb')
+
+
+def test_a_malformed_compressed_frame_makes_its_sensor_invalid_with_the_reason(run_node):
+    node, driver, spin_until = run_node(**rgb_only(sensors__rgb__transport='compressed',
+                                                   diagnostics_period_s=0.05))
+    publisher = driver.create_publisher(CompressedImage, 'rgb/image/compressed',
+                                        qos_profile_sensor_data)
+    _, data = compress_image(rgb_frame(0), 'jpeg')
+
+    def feed():
+        stamp = driver.get_clock().now().to_msg()
+        publisher.publish(compressed_msg('rgb8; jpeg compressed bgr8', data[:-40], 'rgb_optical',
+                                         stamp))
+
+    def invalid() -> bool:
+        status = driver.latest_status('rgb')
+        return status is not None and 'truncated JPEG' in status.message
+
+    assert spin_until(invalid, 10.0, feed=feed), driver.latest_status('rgb')
+    status = driver.latest_status('rgb')
+    assert status.level == b'\x02' and status.hardware_id == 'rgb_optical'
+    assert {kv.key: kv.value for kv in status.values}['state'] == 'INVALID'
+
+
+def test_depth_on_the_compressed_depth_transport_is_decoded_in_metres(run_node):
+    """32FC1 through compressedDepth rvl: the decoded frame is the quantized depth, valid
+    where the camera had readings."""
+    node, driver, spin_until = run_node(sensors__polarization__enabled=False,
+                                        sensors__thermal__enabled=False,
+                                        sensors__depth__transport='compressedDepth')
+    assert node._image_subscriptions['depth'].topic_name == '/depth/image/compressedDepth'
+    publisher = driver.create_publisher(CompressedImage, 'depth/image/compressedDepth',
+                                        qos_profile_sensor_data)
+    frames = iter(range(10**6))
+
+    def feed():
+        stamp = driver.get_clock().now().to_msg()
+        k = next(frames)
+        driver.send('rgb', rgb_frame(k))
+        metres = np.full((HEIGHT, WIDTH), 2.0 + 0.01 * (k % 50), np.float32)  # not frozen
+        metres[:, :8] = np.nan
+        format_, data = compress_image(array_to_image(metres, '32FC1'), 'compressedDepth rvl')
+        publisher.publish(compressed_msg(format_, data, 'depth_optical', stamp))
+
+    def depth_status():
+        return driver.latest_status('depth')
+
+    assert spin_until(lambda: driver.labels and depth_status() is not None, 10.0, feed=feed)
+    values = {kv.key: kv.value for kv in depth_status().values}
+    assert depth_status().hardware_id == 'depth_optical', depth_status().message
+    assert values['state'] not in ('INVALID', 'STALE'), depth_status().message
+    with node._lock:
+        latest = node._assembler.latest('depth')
+    assert latest is not None and latest.frame_id == 'depth_optical'
+    decoded = latest.frame.data[:, 8:, 0]  # one depth a frame, within a quantization step
+    assert decoded.min() >= 2.0 - 0.001 and decoded.max() <= 2.5 + 0.001
+    assert decoded.max() - decoded.min() <= 2.5**2 / 10100
+    np.testing.assert_array_equal(latest.frame.valid[:, :8], False)
+    assert latest.frame.valid[:, 8:].all()
+
+
+def test_a_transport_out_of_the_set_is_refused_in_words(run_node):
+    from mmp_ros.ros.segmentation_node import NodeStartError
+
+    for parameters, message in (
+        ({'sensors__rgb__transport': 'compressedDepth'},
+         r"sensors.rgb.transport='compressedDepth' is not one of \['raw', 'compressed'\]"),
+        ({'sensors__depth__transport': 'theora'},
+         r"sensors.depth.transport='theora' is not one of \['raw', 'compressed', "
+         r"'compressedDepth'\]"),
+    ):
+        with pytest.raises(NodeStartError, match=message):
+            run_node(**parameters)
+
+
+def test_a_remap_of_the_base_topic_applies_to_the_transport_topic():
+    """As image_transport: -r depth/image:=/camera/depth/image_raw with compressedDepth
+    subscribes to /camera/depth/image_raw/compressedDepth."""
+    context = Context()
+    rclpy.init(context=context, args=['--ros-args', '-r', 'depth/image:=/camera/depth/raw'])
+    try:
+        node = SegmentationNode(context=context, parameter_overrides=[
+            Parameter('backend', value='onnxruntime'),
+            Parameter('sensors.depth.transport', value='compressedDepth'),
+            Parameter('sensors.rgb.transport', value='compressed'),
+        ])
+        try:
+            topics = {m: s.topic_name for m, s in node._image_subscriptions.items()}
+            assert topics['depth'] == '/camera/depth/raw/compressedDepth'
+            assert topics['rgb'] == '/rgb/image/compressed'
+            assert topics['thermal'] == '/thermal/image'
+        finally:
+            node.destroy_node()
+    finally:
         rclpy.shutdown(context=context)

@@ -30,6 +30,7 @@ from mmp_ros.sensors import (
     SensorInputError,
     ThermalSettings,
 )
+from mmp_ros.sensors.compressed import TRANSPORTS
 from mmp_ros.sensors.polarization import IMX250MZR
 from mmp_ros.sensors.polarization import RESOLUTIONS as POLARIZATION_RESOLUTIONS
 from mmp_ros.sensors.thermal import SEMANTICS as THERMAL_SEMANTICS
@@ -188,6 +189,10 @@ SENSOR_PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec('qos_depth', 1, 'Subscription queue depth. 1: only the newest frame '
                   'waits for its callback, so a busy node drops old frames instead of queueing '
                   'them (docs/performance.md).', minimum=1, maximum=100, read_only=True),
+    ParameterSpec('transport', 'raw', 'How the images arrive (image_transport): raw '
+                  '(sensor_msgs/Image on <m>/image), compressed (sensor_msgs/CompressedImage, '
+                  'JPEG or PNG, on <m>/image/compressed) or, for depth only, compressedDepth '
+                  '(on depth/image/compressedDepth).', choices=TRANSPORTS, read_only=True),
     ParameterSpec('max_age_s', 0.1, 'Largest stamp difference from the anchor for a frame '
                   'to be used.', minimum=0.001, maximum=10.0),
     ParameterSpec('timeout_s', _H.timeout_s, 'No message for this long: STALE, masked.',
@@ -264,15 +269,24 @@ def sensor_parameter(modality: str, name: str) -> str:
     return f'{SENSOR_PREFIX}.{modality}.{name}'
 
 
+def transports(modality: str) -> tuple[str, ...]:
+    """The image_transport transports a sensor can be read through: compressedDepth is
+    depth's alone (it carries 16UC1 or 32FC1 depth only)."""
+    return TRANSPORTS if modality == 'depth' else tuple(
+        t for t in TRANSPORTS if t != 'compressedDepth'
+    )
+
+
 def all_parameters(modalities: Sequence[str] = MODALITIES) -> dict[str, ParameterSpec]:
     """Every parameter of the node, by full name."""
     specs = {s.name: s for s in NODE_PARAMETERS}
     for modality in modalities:
         for spec in (*SENSOR_PARAMETERS, *DECODER_PARAMETERS.get(modality, ())):
             full = sensor_parameter(modality, spec.name)
+            choices = transports(modality) if spec.name == 'transport' else spec.choices
             specs[full] = ParameterSpec(
                 full, spec.default, f'{modality}: {spec.description}', spec.minimum,
-                spec.maximum, spec.choices, spec.read_only,
+                spec.maximum, choices, spec.read_only,
             )
     return specs
 

@@ -1,4 +1,5 @@
-"""sensor_msgs/Image <-> the sensor layer's ``ImageFields`` (``mmp_ros.sensors.image``).
+"""sensor_msgs/Image (and CompressedImage) <-> the sensor layer's ``ImageFields``
+(``mmp_ros.sensors.image``).
 
 The sensor layer decodes images from six plain fields (``height, width, encoding,
 is_bigendian, step, data``) so that it never imports a message type; this module is the only
@@ -11,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from builtin_interfaces.msg import Time
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 
 IMAGE_FIELDS = ('height', 'width', 'encoding', 'is_bigendian', 'step', 'data')
 
@@ -49,6 +50,18 @@ def to_image_fields(msg: Image):
     from mmp_ros.sensors.image import ImageFields
 
     return ImageFields(**image_field_values(msg))
+
+
+def compressed_image_fields(msg: CompressedImage):
+    """The ``ImageFields`` of the raw image a ``sensor_msgs/CompressedImage`` carries
+    (image_transport's compressed or compressedDepth transport, told by its ``format``).
+
+    Raises ``SensorInputError`` for a message that does not decode, as a malformed
+    ``Image`` does in :func:`mmp_ros.sensors.decode_frame`.
+    """
+    from mmp_ros.sensors.compressed import decompress_image
+
+    return decompress_image(msg.format, memoryview(msg.data).toreadonly())
 
 
 def to_image_msg(fields: ImageFieldsLike, *, stamp: Time, frame_id: str) -> Image:

@@ -16,7 +16,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ from rclpy.exceptions import ParameterException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSCompatibility, qos_check_compatible, qos_policy_name_from_kind
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header, String
 
 from mmp_ros.core.assembler import FrameAssembler, FrameBundle
@@ -83,10 +83,10 @@ from mmp_ros.ros.diagnostics import (
     not_in_model_status,
     sensor_status,
 )
-from mmp_ros.ros.image_msg import to_image_fields, to_image_msg
+from mmp_ros.ros.image_msg import compressed_image_fields, to_image_fields, to_image_msg
 from mmp_ros.ros.qos import latched_qos, output_qos, subscription_qos
 from mmp_ros.ros.spin import spin_until_shutdown
-from mmp_ros.sensors import SensorInputError, array_to_image, decode_frame
+from mmp_ros.sensors import ImageFields, SensorInputError, array_to_image, decode_frame
 from mmp_ros.share import share_folders
 
 try:  # vision_msgs ships with native ROS installs, not with the PyPI wheels
@@ -397,6 +397,7 @@ class SegmentationNode(Node):
     def _create_subscriptions(self) -> None:
         """One subscription per enabled sensor the model takes, with its own QoS."""
         self._image_subscriptions = {}
+        self._fields_of: dict[str, Callable[[Any], ImageFields]] = {}
         for modality in MODALITIES:
             if modality not in self.modalities:
                 self.get_logger().warning(
@@ -413,8 +414,18 @@ class SegmentationNode(Node):
             events = SubscriptionEventCallbacks(
                 incompatible_qos=lambda info, m=modality: self._on_incompatible_qos(m, info)
             )
+            transport = self._values[sensor_parameter(modality, 'transport')]
+            topic, message_type = f'{modality}/image', Image
+            if transport != 'raw':
+                # image_transport's naming: the base topic, remapped (-r depth/image:=...),
+                # then the transport's name; so a remap of the base topic applies here too
+                topic = f'{self.resolve_topic_name(topic)}/{transport}'
+                message_type = CompressedImage
+            self._fields_of[modality] = (
+                to_image_fields if transport == 'raw' else compressed_image_fields
+            )
             self._image_subscriptions[modality] = self.create_subscription(
-                Image, f'{modality}/image', lambda msg, m=modality: self._on_image(m, msg), qos,
+                message_type, topic, lambda msg, m=modality: self._on_image(m, msg), qos,
                 event_callbacks=events,
             )
 
@@ -501,7 +512,7 @@ class SegmentationNode(Node):
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
-    def _on_image(self, modality: str, msg: Image) -> None:
+    def _on_image(self, modality: str, msg: Image | CompressedImage) -> None:
         started = time.thread_time()
         now = self._now()
         if now == 0.0:
@@ -515,7 +526,8 @@ class SegmentationNode(Node):
             return
         stamp = _stamp_seconds(msg.header)
         try:
-            frame = decode_frame(modality, to_image_fields(msg), self._decoder_settings[modality])
+            fields = self._fields_of[modality](msg)
+            frame = decode_frame(modality, fields, self._decoder_settings[modality])
         except SensorInputError as exc:
             with self._lock:
                 self._monitors[modality].observe_error(now, str(exc))
@@ -526,7 +538,7 @@ class SegmentationNode(Node):
                 verdict = self._monitors[modality].observe(stamp, now, frame.stats)
                 if verdict.accepted:
                     self._assembler.add(modality, stamp, frame, msg.header.frame_id, msg.header)
-                    self._image_sizes[modality] = (msg.height, msg.width)
+                    self._image_sizes[modality] = (fields.height, fields.width)
                 else:
                     self._assembler.clear(modality)
                 self._frame_ids[modality] = msg.header.frame_id
