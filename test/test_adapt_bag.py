@@ -65,7 +65,7 @@ def test_frames_the_node_would_reject_are_not_trained_on(healthy_bag, tmp_path):
 
 def test_bad_bags_are_refused_by_name(tmp_path, capsys):
     strings = write_stub_bag(tmp_path / 'strings', {'/chatter': 'std_msgs/msg/String'})
-    with pytest.raises(BagError, match='no sensor_msgs/msg/Image'):
+    with pytest.raises(BagError, match='no sensor_msgs/msg/Image or CompressedImage topic'):
         read_bag_frames(strings, METADATA)
     with pytest.raises(BagError, match='no such bag'):
         read_bag_frames(tmp_path / 'missing', METADATA)
@@ -84,7 +84,8 @@ def test_a_recording_without_a_sensor_of_the_model_says_adaptation_needs_them_al
     # it said only '--topic thermal=TOPIC', as if the sensor had merely another topic
     bag = write_stub_bag(tmp_path / 'three', {f'/{m}/image': 'sensor_msgs/msg/Image'
                                               for m in MODALITIES if m != 'thermal'})
-    with pytest.raises(BagError, match=r"no topic /thermal/image for thermal \(the bag has "
+    with pytest.raises(BagError, match=r"no topic /thermal/image for thermal \(nor "
+                       r'/thermal/image/compressedDepth, /thermal/image/compressed; the bag has '
                        r"\['/depth/image', '/polarization/image', '/rgb/image'\]\); if thermal "
                        r'was recorded under another topic, name it with --topic '
                        r'thermal=TOPIC; else this recording cannot be adapted on: adaptation '
@@ -389,3 +390,111 @@ def test_a_model_exported_at_another_input_size_says_how_to_adapt_it():
                        r'export OUT/train/checkpoint\.pt with mmp_ros export --input-size 32 48'):
         adapt_bag.check_same_model(replace(METADATA, input_size=(32, 48)), METADATA, 'm.onnx',
                                    'c.pt')
+
+
+# How image_transport publishers carry each sensor of the synthetic bag: colour as JPEG,
+# depth through compressedDepth, the 16-bit mosaic and radiometric counts as PNG (lossless).
+TRANSPORTED = {'rgb': ('compressed', 'jpeg'), 'depth': ('compressedDepth', 'compressedDepth'),
+               'polarization': ('compressed', 'png'), 'thermal': ('compressed', 'png')}
+
+
+def compressed_copy(source: Path, out: Path, *, storage: str = 'mcap', damage=None,
+                    transports=None) -> Path:
+    """``source`` with each camera's raw images on /<m>/image replaced by CompressedImage on
+    /<m>/image/<transport>, as a recording made through image_transport has them.
+    ``damage(topic, index, data)``: the payload to store instead (None: as compressed)."""
+    from mmp_ros.bags.messages import deserialize_image, serialize_compressed
+    from mmp_ros.bags.recording import BagRecorder
+    from mmp_ros.bags.source import COMPRESSED_TYPE, open_bag
+    from mmp_ros.sensors.compressed import compress_image
+
+    transports = transports or TRANSPORTED
+    names = {f'/{m}/image': (f'/{m}/image/{t}', fmt) for m, (t, fmt) in transports.items()}
+    counts: dict[str, int] = {}
+    with open_bag(source) as bag, BagRecorder(out, storage=storage) as recorder:
+        for topic in bag.topics.values():
+            if topic.name in names:
+                recorder.add_topic(names[topic.name][0], COMPRESSED_TYPE, topic.offered_qos)
+            else:
+                recorder.add_topic(topic.name, topic.msgtype, topic.offered_qos)
+        for topic, stamp, data in bag.messages(list(bag.topics)):
+            if topic in names:
+                image = deserialize_image(data)
+                fmt, payload = compress_image(image.fields, names[topic][1])
+                index = counts[topic] = counts.get(topic, -1) + 1
+                if damage is not None:
+                    payload = damage(topic, index, payload)
+                topic = names[topic][0]
+                data = serialize_compressed(fmt, payload, image.stamp_ns, image.frame_id)
+            recorder.write(topic, stamp, data)
+    return out
+
+
+@pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
+def test_a_recording_through_image_transport_is_read_as_its_raw_images(healthy_bag, tmp_path,
+                                                                        storage):
+    # 'no sensor_msgs/msg/Image topic to adapt on' for a bag of CompressedImage topics
+    compressed = compressed_copy(healthy_bag, tmp_path / 'compressed', storage=storage)
+    raw = read_bag_frames(healthy_bag, METADATA)
+    frames = read_bag_frames(compressed, METADATA)  # /<m>/image found on its transport topic
+    assert frames.messages == raw.messages and frames.rejected == raw.rejected
+    assert frames.stamps == raw.stamps and frames.incomplete == raw.incomplete
+    for got, expected in zip(frames.samples, raw.samples, strict=True):
+        for m in ('depth', 'polarization', 'thermal'):  # PNG: exact
+            np.testing.assert_array_equal(got[m], expected[m])
+        # JPEG (quality 95) of a noisy render: close, not equal
+        assert np.abs(got['rgb'] - expected['rgb']).mean() < 0.03
+        assert not np.array_equal(got['rgb'], expected['rgb'])
+    # Named as the transport topic itself, too.
+    named = read_bag_frames(compressed, METADATA, topics={'rgb': '/rgb/image/compressed'})
+    assert named.stamps == raw.stamps
+
+
+def test_a_compressed_frame_that_does_not_decode_is_refused_like_a_bad_raw_one(healthy_bag,
+                                                                                tmp_path):
+    def truncate(topic, index, payload):
+        return payload[: len(payload) // 2] if topic == '/thermal/image' and index % 2 else payload
+
+    damaged = compressed_copy(healthy_bag, tmp_path / 'damaged', damage=truncate)
+    frames = read_bag_frames(damaged, METADATA)
+    assert frames.rejected['thermal'] == frames.messages['thermal'] // 2 > 0
+    assert sum(frames.rejected.values()) == frames.rejected['thermal']
+
+
+def test_bytes_that_are_no_compressed_image_are_named(tmp_path):
+    from mmp_ros.bags.recording import BagRecorder
+    from mmp_ros.bags.source import COMPRESSED_TYPE
+
+    bag = tmp_path / 'bag'
+    with BagRecorder(bag) as recorder:
+        for m in MODALITIES:
+            recorder.add_topic(f'/{m}/image/compressed', COMPRESSED_TYPE, None)
+        recorder.write('/rgb/image/compressed', 1, b'\x00\x01\x00\x00\x07')
+    with pytest.raises(BagError, match=rf'^{bag}: /rgb/image/compressed: not a readable '
+                       r'sensor_msgs/msg/CompressedImage \('):
+        read_bag_frames(bag, METADATA)
+
+
+def test_of_the_transport_topics_that_ros2_bag_record_a_makes_the_one_with_messages_is_read():
+    # ros2 bag record -a records every transport of a camera; those whose publisher could
+    # not compress the image (JPEG of 16-bit depth, compressedDepth of colour) stay empty
+    from mmp_ros.bags.source import COMPRESSED_TYPE, IMAGE_TYPE, BagTopic, camera_topic
+
+    def topic(name, msgtype, count):
+        return name, BagTopic(name, msgtype, count, 'cdr', None)
+
+    topics = dict([topic('/depth/image/compressed', COMPRESSED_TYPE, 0),
+                   topic('/depth/image/compressedDepth', COMPRESSED_TYPE, 30),
+                   topic('/rgb/image/compressed', COMPRESSED_TYPE, 30),
+                   topic('/rgb/image/compressedDepth', COMPRESSED_TYPE, 0),
+                   topic('/thermal/image', IMAGE_TYPE, 9),
+                   topic('/thermal/image/compressed', COMPRESSED_TYPE, 9),
+                   topic('/polarization/image/compressed', 'std_msgs/msg/String', 3)])
+    assert camera_topic(topics, '/depth/image') == '/depth/image/compressedDepth'
+    assert camera_topic(topics, '/rgb/image') == '/rgb/image/compressed'
+    assert camera_topic(topics, '/thermal/image') == '/thermal/image'  # raw first
+    assert camera_topic(topics, '/rgb/image/compressed') == '/rgb/image/compressed'
+    assert camera_topic(topics, '/polarization/image') is None  # not a CompressedImage
+    assert camera_topic(topics, '/lidar/image') is None
+    del topics['/depth/image/compressedDepth']
+    assert camera_topic(topics, '/depth/image') == '/depth/image/compressed'  # none else

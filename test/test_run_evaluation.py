@@ -16,12 +16,14 @@ from mmp_ros.bags.messages import (
     DIAGNOSTICS_TYPE,
     IMAGE_TYPE,
     STRING_TYPE,
+    serialize_compressed,
     serialize_image,
     serialize_string,
     typestore,
 )
 from mmp_ros.bags.playback import DEFAULT_QOS
 from mmp_ros.bags.recording import BagRecorder
+from mmp_ros.bags.source import COMPRESSED_TYPE
 from mmp_ros.bags.synthetic import write_stub_bag
 from mmp_ros.core.health import HealthConfig
 from mmp_ros.evaluation import cli, plots
@@ -29,6 +31,7 @@ from mmp_ros.evaluation.analysis import detection_bound_s, phases_of
 from mmp_ros.evaluation.report import evaluate_run, node_health, strip_moments, write_report
 from mmp_ros.evaluation.run import LabelFrame, RunData
 from mmp_ros.modalities import MODALITIES
+from mmp_ros.sensors.compressed import compress_image
 from mmp_ros.sensors.image import array_to_image
 
 S = 1_000_000_000
@@ -82,20 +85,26 @@ DIAGNOSTICS = ((T0 + S // 2, False), (T0 + DETECTED, True), (T0 + RECOVERED, Fal
 
 def write_run(path: Path, *, events=EVENTS, diagnostics=DIAGNOSTICS,
               label_size: int = 8, namespace: str = '', nodes=None,
-              inputs: bool = True) -> Path:
+              inputs: bool = True, input_format: str | None = None) -> Path:
     """10 Hz labels over 6 s; rgb killed over [2, 4) s: right outside the fault, wrong inside.
 
     ``events``: the dropout/events documents (a string is written as it is);
     ``diagnostics``: (stamp, rgb masked) of node mmp_ros, or ``nodes``: node name -> those
     of that node; ``label_size``: the labels' side (ground truth: 8);
     ``namespace``: every topic under it but /diagnostics, as a node started in it records;
-    ``inputs``: record the node's input (/rgb/image).
+    ``inputs``: record the node's input (/rgb/image), or with ``input_format`` (jpeg, png)
+    what a node subscribed through image_transport's compressed transport received
+    (/rgb/image/compressed).
     """
     rng = np.random.default_rng(0)
+    rgb = '/rgb/image' + ('/compressed' if input_format else '')
     with BagRecorder(path) as bag:
-        images = ('/segmentation/labels', '/ground_truth/labels', '/rgb/image')
-        for topic in images if inputs else images[:2]:
+        images = ('/segmentation/labels', '/ground_truth/labels')
+        for topic in images:
             bag.add_topic(namespace + topic, IMAGE_TYPE, DEFAULT_QOS)
+        if inputs:
+            bag.add_topic(namespace + rgb, COMPRESSED_TYPE if input_format else IMAGE_TYPE,
+                          DEFAULT_QOS)
         bag.add_topic('/diagnostics', DIAGNOSTICS_TYPE, DEFAULT_QOS)
         bag.add_topic(namespace + '/dropout/events', STRING_TYPE, DEFAULT_QOS)
         bag.add_topic(namespace + '/segmentation/label_info', STRING_TYPE, DEFAULT_QOS)
@@ -118,8 +127,10 @@ def write_run(path: Path, *, events=EVENTS, diagnostics=DIAGNOSTICS,
             bag.write(namespace + '/ground_truth/labels', stamp,
                       serialize_image(array_to_image(truth, 'mono8'), stamp, 'cam'))
             if inputs:
-                bag.write(namespace + '/rgb/image', stamp, serialize_image(
-                    array_to_image(np.full((8, 8, 3), 90, np.uint8), 'rgb8'), stamp, 'cam'))
+                pixels = array_to_image(np.full((8, 8, 3), 90, np.uint8), 'rgb8')
+                bag.write(namespace + rgb, stamp, serialize_compressed(
+                    *compress_image(pixels, input_format), stamp, 'cam') if input_format
+                    else serialize_image(pixels, stamp, 'cam'))
             bag.write(namespace + '/segmentation/labels', stamp + LATENCY_NS,
                       serialize_image(array_to_image(labels.astype(np.uint8), 'mono8'),
                                       stamp, 'cam'))
@@ -677,6 +688,24 @@ def test_a_run_recorded_in_a_namespace_is_read_with_namespace(tmp_path, capsys):
     anchor = run.labels[0].stamp_ns  # the strip shows the inputs the node received
     assert ('rgb', anchor) in plots._strip_frames(ev, [anchor], run.names)
     assert run.label_info['class_names'] == ['a', 'b', 'c']
+
+
+@pytest.mark.parametrize('input_format', ['png', 'jpeg'])
+def test_the_strip_shows_inputs_the_node_received_through_image_transport(tmp_path,
+                                                                          input_format):
+    # the strip looked for /rgb/image only: 'no signal' for an input recorded compressed
+    from mmp_ros.bags.messages import deserialize_camera_image
+
+    ev = evaluate_run(write_run(tmp_path / 'run', input_format=input_format)).evaluation
+    anchor = ev.run.labels[0].stamp_ns
+    msgtype, data = plots._strip_frames(ev, [anchor], ev.run.names)[('rgb', anchor)]
+    assert msgtype == COMPRESSED_TYPE
+    image = deserialize_camera_image(data, msgtype)
+    assert (image.fields.encoding, image.fields.height, image.fields.width) == ('rgb8', 8, 8)
+    assert np.abs(np.frombuffer(image.fields.data, np.uint8).astype(int) - 90).max() <= (
+        0 if input_format == 'png' else 2)
+    plots.strip(ev, [ev.phases[0]], tmp_path / 'strip.png')
+    assert (tmp_path / 'strip.png').read_bytes()[:4] == b'\x89PNG'
 
 
 def test_a_namespace_hint_needs_exactly_one_namespace_holding_the_run(tmp_path, capsys):

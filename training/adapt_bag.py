@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from mmp_ros.bags.errors import BagError
-from mmp_ros.bags.messages import IMAGE_TYPE, deserialize_image
-from mmp_ros.bags.source import open_bag
+from mmp_ros.bags.messages import deserialize_camera_image
+from mmp_ros.bags.source import CAMERA_TYPES, COMPRESSED_TRANSPORTS, camera_topic, open_bag
 from mmp_ros.cli import non_negative_int
 from mmp_ros.core.assembler import FrameAssembler
 from mmp_ros.core.health import HealthMonitor
@@ -77,8 +77,10 @@ def read_bag_frames(path: str | Path, metadata: ModelMetadata, *,
                     max_frames: int = 0) -> BagFrames:
     """Decode a bag the way the node would and keep the complete, healthy bundles.
 
-    ``topics``: modality -> bag topic (default ``/<modality>/image``). ``max_frames``: keep
-    at most this many bundles, evenly spread over the recording (0: all).
+    ``topics``: modality -> bag topic (default ``/<modality>/image``); a camera recorded
+    through image_transport is found on ``TOPIC/compressed`` or ``TOPIC/compressedDepth``
+    too, and decompressed as the node does. ``max_frames``: keep at most this many bundles,
+    evenly spread over the recording (0: all).
     """
     modalities = tuple(metadata.modalities)
     unknown = sorted(set(topics or {}) - set(modalities))
@@ -118,24 +120,29 @@ def read_bag_frames(path: str | Path, metadata: ModelMetadata, *,
                        dict.fromkeys(modalities, 0))
     bundles = []
     with open_bag(path) as bag:
-        if not any(t.is_image for t in bag.topics.values()):
-            raise BagError(f'{bag.path}: no sensor_msgs/msg/Image topic to adapt on (topics: '
+        if not any(t.is_camera for t in bag.topics.values()):
+            raise BagError(f'{bag.path}: no sensor_msgs/msg/Image or CompressedImage topic to '
+                           f'adapt on (topics: '
                            f'{", ".join(f"{t.name} [{t.msgtype}]" for t in bag.topics.values())})')
-        for m, topic in topics.items():
-            if topic not in bag.topics:
-                raise BagError(f'{bag.path}: no topic {topic} for {m} (the bag has '
-                               f'{sorted(bag.topics)}); if {m} was recorded under another '
-                               f'topic, name it with --topic {m}=TOPIC; else this recording '
-                               'cannot be adapted on: adaptation needs every sensor the model '
-                               f'uses ({", ".join(modalities)}) recorded, and healthy')
-            if bag.topics[topic].msgtype != IMAGE_TYPE:
+        for m, name in topics.items():
+            topic = camera_topic(bag.topics, name)
+            if topic is None:
+                transported = ', '.join(f'{name}/{t}' for t in COMPRESSED_TRANSPORTS)
+                raise BagError(f'{bag.path}: no topic {name} for {m} (nor {transported}; the '
+                               f'bag has {sorted(bag.topics)}); if {m} was recorded under '
+                               f'another topic, name it with --topic {m}=TOPIC; else this '
+                               'recording cannot be adapted on: adaptation needs every sensor '
+                               f'the model uses ({", ".join(modalities)}) recorded, and healthy')
+            if not bag.topics[topic].is_camera:
                 raise BagError(f'{bag.path}: topic {topic} holds {bag.topics[topic].msgtype}, '
-                               f'not {IMAGE_TYPE}')
+                               f'not {" or ".join(CAMERA_TYPES)}')
+            topics[m] = topic
         by_topic = {t: m for m, t in topics.items()}
         for topic, received_ns, data in bag.messages(list(by_topic)):
             m = by_topic[topic]
             now = received_ns / 1e9
-            image = deserialize_image(data, where=f'{bag.path}: {topic}')
+            image = deserialize_camera_image(data, bag.topics[topic].msgtype,
+                                             where=f'{bag.path}: {topic}')
             result.messages[m] += 1
             try:
                 frame = decode_frame(m, image.fields, settings[m])
@@ -351,7 +358,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--params', nargs='+', default=[str(DEFAULT_PARAMS)], metavar='FILE',
                         help="the node's parameter files (decoding, health, max_age_s)")
     parser.add_argument('--topic', action='append', default=[], metavar='MODALITY=TOPIC',
-                        help='bag topic of a modality (default /<modality>/image)')
+                        help='bag topic of a modality (default /<modality>/image; '
+                        'TOPIC/compressed or TOPIC/compressedDepth when the bag has that '
+                        'instead)')
     parser.add_argument('--max-frames', type=non_negative_int, default=256,
                         help='bundles kept, evenly spread over the recording (0: all)')
 

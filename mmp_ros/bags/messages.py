@@ -8,12 +8,14 @@ into the sensor layer as its ``ImageFields``, so the node's own decoders read th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 
 import numpy as np
 from rosbags.typesys import Stores, get_typestore
 
 from mmp_ros.bags.errors import BagError
+from mmp_ros.bags.source import COMPRESSED_TYPE
+from mmp_ros.sensors.compressed import decompress_image
 from mmp_ros.sensors.image import ImageFields
 
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
@@ -34,13 +36,18 @@ def _stamp_ns(stamp) -> int:
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
+def _header(stamp_ns: int, frame_id: str):
+    types = typestore().types
+    sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    return types['std_msgs/msg/Header'](
+        stamp=types['builtin_interfaces/msg/Time'](sec=sec, nanosec=nanosec), frame_id=frame_id
+    )
+
+
 def serialize_image(fields: ImageFields, stamp_ns: int, frame_id: str) -> bytes:
     """A ``sensor_msgs/Image`` with these pixel fields and header, as CDR bytes."""
     types = typestore().types
-    sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)
-    header = types['std_msgs/msg/Header'](
-        stamp=types['builtin_interfaces/msg/Time'](sec=sec, nanosec=nanosec), frame_id=frame_id
-    )
+    header = _header(stamp_ns, frame_id)
     message = types[IMAGE_TYPE](
         header=header, height=fields.height, width=fields.width, encoding=fields.encoding,
         is_bigendian=int(fields.is_bigendian), step=fields.step,
@@ -65,6 +72,50 @@ def deserialize_image(data: bytes, *, where: str = 'image') -> StampedImage:
     fields = ImageFields(int(msg.height), int(msg.width), str(msg.encoding),
                          bool(msg.is_bigendian), int(msg.step), msg.data.tobytes())
     return StampedImage(_stamp_ns(msg.header.stamp), str(msg.header.frame_id), fields)
+
+
+def serialize_compressed(format: str, data: bytes, stamp_ns: int, frame_id: str) -> bytes:
+    """A ``sensor_msgs/CompressedImage`` (``format`` as image_transport writes it, e.g.
+    ``rgb8; jpeg compressed bgr8``) with this header, as CDR bytes."""
+    message = typestore().types[COMPRESSED_TYPE](
+        header=_header(stamp_ns, frame_id), format=format,
+        data=np.frombuffer(data, dtype=np.uint8),
+    )
+    return bytes(typestore().serialize_cdr(message, COMPRESSED_TYPE))
+
+
+@dataclass(frozen=True)
+class StampedCompressed:
+    """A ``sensor_msgs/CompressedImage``: its header, and the raw image it stands for as
+    ``fields``, decompressed when first asked for (SensorInputError if its payload does not
+    decode: a camera's bad frame, like raw fields the sensor decoders refuse)."""
+
+    stamp_ns: int
+    frame_id: str
+    format: str
+    data: bytes
+
+    @cached_property
+    def fields(self) -> ImageFields:
+        return decompress_image(self.format, self.data)
+
+
+def deserialize_camera_image(data: bytes, msgtype: str, *,
+                             where: str = 'image') -> StampedImage | StampedCompressed:
+    """CDR bytes of a camera topic's message (``sensor_msgs/Image`` or ``CompressedImage``,
+    ``msgtype``) -> its header stamp, frame_id and ``fields``: the raw image either way.
+
+    BagError for bytes that are not such a message; a compressed payload that does not
+    decode raises SensorInputError where ``fields`` is read, as the node meets it live.
+    """
+    if msgtype != COMPRESSED_TYPE:
+        return deserialize_image(data, where=where)
+    try:
+        msg = typestore().deserialize_cdr(data, COMPRESSED_TYPE)
+    except Exception as exc:  # rosbags raises assorted errors on a damaged buffer
+        raise BagError(f'{where}: not a readable {COMPRESSED_TYPE} ({exc})') from exc
+    return StampedCompressed(_stamp_ns(msg.header.stamp), str(msg.header.frame_id),
+                             str(msg.format), msg.data.tobytes())
 
 
 def serialize_string(text: str) -> bytes:

@@ -23,6 +23,11 @@ from zstandard import ZstdDecompressor, ZstdError
 from mmp_ros.bags.errors import BagError
 
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
+COMPRESSED_TYPE = 'sensor_msgs/msg/CompressedImage'
+# What a camera topic holds: raw images, or what image_transport's ``compressed`` (JPEG, PNG)
+# and ``compressedDepth`` (PNG of depth) transports publish on ``<base>/<transport>``.
+CAMERA_TYPES = (IMAGE_TYPE, COMPRESSED_TYPE)
+COMPRESSED_TRANSPORTS = ('compressedDepth', 'compressed')
 
 # What a damaged file makes the rosbags parsers raise (besides its own ReaderError);
 # MemoryError: a damaged length field asks for an absurd buffer.
@@ -58,6 +63,30 @@ class BagTopic:
     @property
     def is_image(self) -> bool:
         return self.msgtype == IMAGE_TYPE
+
+    @property
+    def is_camera(self) -> bool:
+        """A camera's images, raw or compressed by image_transport."""
+        return self.msgtype in CAMERA_TYPES and not self.msgtypes
+
+
+def camera_topic(topics: dict[str, BagTopic], name: str) -> str | None:
+    """The bag topic that holds the camera ``name``: ``name`` itself, or where a recording
+    made through image_transport has it, ``name/compressedDepth`` or ``name/compressed``
+    (sensor_msgs/msg/CompressedImage); None if the bag has none of them.
+
+    ``ros2 bag record -a`` records every transport's topic, also those the publisher could
+    not fill (JPEG of a 16-bit depth image, compressedDepth of a colour image): the first
+    that holds messages is taken, the raw images before the compressed ones. ``name``
+    present under another type is returned as it is, for the caller to name its type.
+    """
+    present = [t for t in [name, *(f'{name}/{suffix}' for suffix in COMPRESSED_TRANSPORTS)]
+               if t in topics and (t == name or topics[t].msgtype == COMPRESSED_TYPE)]
+    if not present:
+        return None
+    if present[0] == name and not topics[name].is_camera:
+        return name
+    return next((t for t in present if topics[t].count), present[0])
 
 
 def _offered_qos(connections: list[Connection]) -> TopicQos | None:

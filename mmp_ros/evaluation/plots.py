@@ -18,8 +18,8 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt
 import numpy as np
 
-from mmp_ros.bags.messages import deserialize_image
-from mmp_ros.bags.source import open_bag
+from mmp_ros.bags.messages import deserialize_camera_image, deserialize_image
+from mmp_ros.bags.source import camera_topic, open_bag
 from mmp_ros.core.parameters import decoder_settings, defaults
 from mmp_ros.core.postprocess import colorize, palette_array, visualize
 from mmp_ros.evaluation.analysis import (
@@ -133,12 +133,15 @@ def _palette(ev: Evaluation) -> np.ndarray:
 
 def _strip_frames(ev: Evaluation, anchors: Sequence[int], topics: RunTopics):
     """For each anchor label stamp: the node's inputs (newest received before the label,
-    within INPUT_WINDOW_NS) and the overlay published with that stamp."""
+    within INPUT_WINDOW_NS; an input recorded through image_transport, on
+    ``<input>/compressed`` or ``<input>/compressedDepth``, as its message type and bytes)
+    and the overlay published with that stamp."""
     received = {f.stamp_ns: f.received_ns for f in ev.run.labels}
-    inputs = {topics.inputs.format(modality=m): m for m in MODALITIES}
     found: dict[tuple[str, int], object] = {}
     wanted_overlay = set(anchors)
     with open_bag(ev.run.path) as bag:
+        inputs = {camera_topic(bag.topics, topics.inputs.format(modality=m)): m
+                  for m in MODALITIES}
         names = [t for t in (*inputs, topics.overlay) if t in bag.topics]
         deadlines = sorted((received[a], a) for a in anchors)
         keys = [d for d, _ in deadlines]
@@ -152,7 +155,7 @@ def _strip_frames(ev: Evaluation, anchors: Sequence[int], topics: RunTopics):
             for deadline, anchor in deadlines[i:]:
                 if deadline - stamp_received > INPUT_WINDOW_NS:
                     break
-                found[(inputs[topic], anchor)] = data
+                found[(inputs[topic], anchor)] = (bag.topics[topic].msgtype, data)
     return found
 
 
@@ -206,11 +209,11 @@ def strip(ev: Evaluation, moments: Sequence[Phase], path: Path,
         truth = None if truths[anchor] is None else images['truth', truths[anchor]]
         cells = []
         for m in MODALITIES:
-            data = frames.get((m, anchor))
+            recorded = frames.get((m, anchor))
             picture, note = None, 'no signal'
-            if data is not None:
+            if recorded is not None:
                 try:
-                    image = deserialize_image(data)
+                    image = deserialize_camera_image(recorded[1], recorded[0])
                     picture = visualize(decode_frame(m, image.fields, settings[m]))
                     note = ''
                 except SensorInputError as exc:
