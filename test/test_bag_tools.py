@@ -203,10 +203,27 @@ def test_a_topic_with_several_types_is_skipped_and_the_others_are_read(tmp_path)
 
 def test_a_bag_without_image_topics_is_refused_with_its_topics_listed():
     topics = {'/chatter': topic('/chatter', 'std_msgs/msg/String')}
-    with pytest.raises(BagError, match=r'b.mcap: no sensor_msgs/msg/Image topic .*/chatter'):
+    with pytest.raises(BagError, match=r'b.mcap: no sensor_msgs/msg/Image or CompressedImage '
+                       r'topic .*/chatter'):
         plan_playback('b.mcap', topics, importable=always_importable)
     plan = plan_playback('b.mcap', topics, importable=always_importable, require_images=False)
     assert [p.topic for p in plan.played] == ['/chatter']
+
+
+def test_a_bag_of_compressed_camera_topics_plays_them_as_camera_topics():
+    # was refused: 'no sensor_msgs/msg/Image topic to replay'
+    reliable = TopicQos(reliable=True, transient_local=False, depth=10)
+    topics = {
+        '/rgb/image/compressed': topic('/rgb/image/compressed',
+                                       'sensor_msgs/msg/CompressedImage', reliable),
+        '/depth/image/compressedDepth': topic('/depth/image/compressedDepth',
+                                              'sensor_msgs/msg/CompressedImage', reliable),
+        '/chatter': topic('/chatter', 'std_msgs/msg/String', reliable),
+    }
+    plan = plan_playback('b.mcap', topics, importable=always_importable)
+    qos = {p.topic: p.qos for p in plan.played}
+    assert qos == {'/rgb/image/compressed': SENSOR_DATA_QOS,  # the node's camera QoS
+                   '/depth/image/compressedDepth': SENSOR_DATA_QOS, '/chatter': reliable}
 
 
 def test_unknown_and_unimportable_types_are_skipped_with_the_reason():

@@ -162,6 +162,57 @@ def test_loop_with_restamp_repeats_with_fresh_increasing_stamps(tmp_path, restor
     assert abs(received_stamps[-1] - time.time_ns()) < 10 * 10**9  # now, not 2023
 
 
+@pytest.mark.parametrize(('storage', 'compression', 'restamp'),
+                         [('mcap', 'jpeg', False), ('sqlite3', 'png', True)])
+def test_compressed_camera_topics_are_published_as_compressed_images_on_time(
+        tmp_path, restored_environ, storage, compression, restamp):
+    # A bag of image_transport's compressed topics only was refused ('no sensor_msgs/msg/Image
+    # topic to replay'); now each goes out as the CompressedImage it is, on its own name and
+    # with the camera QoS, for a node subscribed with transport compressed.
+    import rclpy
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import CompressedImage
+
+    from mmp_ros.bags.messages import deserialize_camera_image
+    from mmp_ros.bags.source import COMPRESSED_TYPE, open_bag
+    from mmp_ros.ros.context import init_ros
+
+    stamps = jittered_timestamps(20, 20.0)  # 1 s, recorded in 2023
+    bag = write_image_bag(tmp_path / 'bag', stamps, storage=storage, width=32, height=24,
+                          topic='/rgb/image/compressed', compression=compression)
+    with open_bag(bag) as opened:
+        recorded = [data for _, _, data in opened.messages(['/rgb/image/compressed'])]
+    published: dict[int, float] = {}
+    received: dict[int, bytes] = {}
+
+    def on_image(data: bytes, info: dict) -> None:
+        i = int(deserialize_camera_image(data, COMPRESSED_TYPE).frame_id)  # the bag index
+        published[i] = info['source_timestamp'] / 1e9
+        received[i] = data
+
+    with init_ros([]):
+        node = rclpy.create_node('mmp_ros_compressed_probe')
+        try:
+            node.create_subscription(CompressedImage, '/live/image/compressed', on_image,
+                                     qos_profile_sensor_data, raw=True)
+            play_into(node, bag, ['--remap', '/rgb/image/compressed:=/live/image/compressed',
+                                  *(['--restamp'] if restamp else [])],
+                      lambda: len(received) >= len(stamps))
+        finally:
+            node.destroy_node()
+    assert len(received) >= 0.9 * len(stamps)
+    for i, data in received.items():  # the bag's message, as recorded
+        got, sent = (deserialize_camera_image(d, COMPRESSED_TYPE) for d in (data, recorded[i]))
+        assert (got.format, got.data) == (sent.format, sent.data)
+    assert (got.fields.encoding, got.fields.height, got.fields.width) == ('rgb8', 24, 32)
+    assert compare_intervals(dict(enumerate(stamps)), published).error_p90_ms < 5.0
+    stamped = [header_stamp_ns(received[i]) for i in sorted(received)]
+    if restamp:  # --restamp applies to them as to Image: fresh increasing stamps, not 2023's
+        assert stamped == sorted(stamped) and abs(stamped[-1] - time.time_ns()) < 10 * 10**9
+    else:
+        assert stamped == [stamps[i] for i in sorted(received)]
+
+
 def test_loop_over_a_bag_without_messages_ends_at_once(tmp_path, restored_environ):
     # Every pass publishes nothing; looping on would spin forever, deaf to SIGTERM.
     bag = write_image_bag(tmp_path / 'bag', [])

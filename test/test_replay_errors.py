@@ -35,7 +35,7 @@ def test_corrupt_bag(tmp_path, capsys):
 def test_bag_without_image_topics(tmp_path, capsys):
     bag = write_stub_bag(tmp_path / 'bag', {'/chatter': 'std_msgs/msg/String'})
     err = run_replay(bag, capsys)
-    assert f'{bag}: no sensor_msgs/msg/Image topic' in err
+    assert f'{bag}: no sensor_msgs/msg/Image or CompressedImage topic' in err
     assert '/chatter [std_msgs/msg/String]' in err
 
 

@@ -90,10 +90,12 @@ def plan_playback(
     """Decide which bag topics are published, under which names and QoS.
 
     ``importable(msgtype)`` returns None when the type's Python class imports, else why not.
-    Images get ``image_qos`` (sensor data by default: what the node subscribes with); other
-    topics the QoS they were recorded with, else reliable. Errors: a selected or remapped
-    topic that the bag lacks, a selected topic that must be skipped, nothing to publish, and
-    (unless ``require_images`` is off) no image topic to publish.
+    Camera topics (``sensor_msgs/Image``, and ``CompressedImage`` as image_transport's
+    ``compressed`` and ``compressedDepth`` transports publish it) get ``image_qos`` (sensor
+    data by default: what the node subscribes with); other topics the QoS they were recorded
+    with, else reliable. Errors: a selected or remapped topic that the bag lacks, a selected
+    topic that must be skipped, nothing to publish, and (unless ``require_images`` is off) no
+    camera topic to publish.
     """
     remaps = remaps or {}
     for name in [*selected, *remaps]:
@@ -109,7 +111,7 @@ def plan_playback(
                 raise BagError(f'{bag_name}: topic {topic.name} cannot be replayed: {reason}')
             skipped[topic.name] = reason
             continue
-        qos = image_qos if topic.is_image else (topic.offered_qos or DEFAULT_QOS)
+        qos = image_qos if topic.is_camera else (topic.offered_qos or DEFAULT_QOS)
         played.append(PlayedTopic(topic.name, remaps.get(topic.name, topic.name),
                                   topic.msgtype, qos))
     targets: dict[str, PlayedTopic] = {}
@@ -121,9 +123,9 @@ def plan_playback(
     if not played:
         reasons = '; '.join(f'{t}: {r}' for t, r in skipped.items()) or 'the bag has no topics'
         raise BagError(f'{bag_name}: nothing to replay ({reasons})')
-    if require_images and not any(topics[p.bag_topic].is_image for p in played):
+    if require_images and not any(topics[p.bag_topic].is_camera for p in played):
         raise BagError(
-            f'{bag_name}: no sensor_msgs/msg/Image topic to replay (topics: '
+            f'{bag_name}: no sensor_msgs/msg/Image or CompressedImage topic to replay (topics: '
             f'{", ".join(f"{t.name} [{t.msgtype}]" for t in topics.values())})'
         )
     return PlaybackPlan(played, skipped)

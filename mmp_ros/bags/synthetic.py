@@ -1,8 +1,9 @@
 """Bags written directly with ``rosbags`` (not by our recorder): test and benchmark input.
 
-Image bags: each image's ``header.frame_id`` carries its index and ``header.stamp`` equals the
-bag timestamp, so a receiver can tell which bag message it got. Stub bags: one message per
-topic under any type name, for the bad-input cases.
+Image bags (raw, or compressed as image_transport publishes them): each image's
+``header.frame_id`` carries its index and ``header.stamp`` equals the bag timestamp, so a
+receiver can tell which bag message it got. Stub bags: one message per topic under any type
+name, for the bad-input cases.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from rosbags.typesys import Stores, get_typestore
 
 from mmp_ros.bags.playback import SENSOR_DATA_QOS
 from mmp_ros.bags.recording import STORAGES, rosbags_qos
-from mmp_ros.bags.source import IMAGE_TYPE
+from mmp_ros.bags.source import COMPRESSED_TYPE, IMAGE_TYPE
+from mmp_ros.sensors.compressed import compress_image
+from mmp_ros.sensors.image import array_to_image
 
 STUB_HASH = 'RIHS01_' + '0' * 64  # stand-in type hash of stub types
 
@@ -29,16 +32,26 @@ def write_image_bag(
     topic: str = '/camera/image',
     width: int = 640,
     height: int = 480,
+    compression: str | None = None,
 ) -> Path:
-    """An rgb8 ``width x height`` image at each timestamp on ``topic``; returns ``path``."""
+    """An rgb8 ``width x height`` image at each timestamp on ``topic``; returns ``path``.
+
+    ``compression`` (``jpeg``, ``png``): the image as image_transport's ``compressed``
+    transport publishes it, a ``sensor_msgs/CompressedImage`` (``topic`` should then end in
+    ``/compressed``).
+    """
     typestore = get_typestore(Stores.ROS2_KILTED)
     types = typestore.types
     pixels = np.random.default_rng(0).integers(0, 256, height * width * 3, dtype=np.uint8)
+    msgtype = IMAGE_TYPE if compression is None else COMPRESSED_TYPE
+    if compression is not None:
+        format, payload = compress_image(
+            array_to_image(pixels.reshape(height, width, 3), 'rgb8'), compression)
     writer = Writer(path, version=9, storage_plugin=STORAGES[storage])
     writer.open()
     try:
         connection = writer.add_connection(
-            topic, IMAGE_TYPE, typestore=typestore,
+            topic, msgtype, typestore=typestore,
             offered_qos_profiles=[rosbags_qos(SENSOR_DATA_QOS)],
         )
         for index, stamp in enumerate(timestamps_ns):
@@ -48,11 +61,15 @@ def write_image_bag(
                 ),
                 frame_id=str(index),
             )
-            image = types[IMAGE_TYPE](
-                header=header, height=height, width=width, encoding='rgb8', is_bigendian=0,
-                step=3 * width, data=pixels,
-            )
-            writer.write(connection, stamp, typestore.serialize_cdr(image, IMAGE_TYPE))
+            if compression is None:
+                image = types[IMAGE_TYPE](
+                    header=header, height=height, width=width, encoding='rgb8',
+                    is_bigendian=0, step=3 * width, data=pixels,
+                )
+            else:
+                image = types[COMPRESSED_TYPE](
+                    header=header, format=format, data=np.frombuffer(payload, np.uint8))
+            writer.write(connection, stamp, typestore.serialize_cdr(image, msgtype))
     finally:
         writer.close()
     return Path(path)

@@ -4,7 +4,10 @@ Messages are published as the bag stores them, serialized CDR bytes (rclpy 9 pub
 ``bytes`` as they are), so nothing is deserialized and a 640x480 stream costs a copy, not a
 conversion. Each message is due at an absolute offset from one monotonic start instant
 (``mmp_ros.bags.playback.PlaybackSchedule``), so wake-up delays never accumulate. Images get
-sensor-data QoS by default, like camera drivers; other topics the QoS they were recorded with.
+sensor-data QoS by default, like camera drivers, and so do the ``CompressedImage`` topics of a
+camera recorded through image_transport (``<base>/compressed``, ``<base>/compressedDepth``),
+published as they are on their own names, for a node subscribed with that transport; other
+topics the QoS they were recorded with.
 Topics that cannot be published (a type that is not a ROS 2 name, or whose Python class does
 not import here) are listed with the reason and skipped. ``--restamp`` rewrites header stamps
 to the publish time in the CDR bytes themselves (``mmp_ros.bags.cdr``), for nodes that judge
@@ -239,11 +242,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         '--image-qos', choices=sorted(IMAGE_QOS), default='sensor_data',
-        help='QoS of sensor_msgs/Image publishers (sensor_data: best effort, depth 5)',
+        help='QoS of sensor_msgs/Image and CompressedImage publishers (sensor_data: best '
+        'effort, depth 5)',
     )
     parser.add_argument(
         '--allow-no-images', action='store_true',
-        help='play a bag even if it has no sensor_msgs/Image topic',
+        help='play a bag even if it has no sensor_msgs/Image or CompressedImage topic',
     )
     parser.add_argument(
         '--wait-for-subscribers', type=non_negative_float, default=0.0, metavar='SECONDS',
