@@ -128,6 +128,9 @@ def test_frame_times_are_deterministic_and_sorted():
     ({'first_scene': 9_999_999, 'scene_seconds': 1.0, 'duration_s': 3.0},
      r'first scene 9999999 and 3 scenes \(the last 10000001\)'),
     ({'scene_seconds': 1e-6}, r'first scene 0 and 45000000 scenes'),
+    ({'transport': 'theora'}, r"transport 'theora': one of \('raw', 'compressed'\)"),
+    ({'transport': 'compressed', 'rgb_format': 'webp'}, "rgb format 'webp': one of"),
+    ({'rgb_format': 'png'}, 'rgb format png: only with transport compressed'),
 ])
 def test_bad_settings_are_refused(changes, message):
     with pytest.raises(ValueError, match=message):
@@ -170,3 +173,67 @@ def test_ctrl_c_while_the_bag_is_created_leaves_nothing(tmp_path, monkeypatch, s
     with pytest.raises(KeyboardInterrupt):
         write_synth_bag(path, dataclasses.replace(SMALL, storage=storage))
     assert not path.exists()
+
+
+def _camera_images(path):
+    """Topic -> [(bag time, StampedImage or StampedCompressed)] of every topic."""
+    from mmp_ros.bags.messages import deserialize_camera_image
+
+    messages: dict[str, list] = {}
+    with open_bag(path) as bag:
+        for topic, timestamp, data in bag.messages(list(bag.topics)):
+            image = deserialize_camera_image(data, bag.topics[topic].msgtype)
+            messages.setdefault(topic, []).append((timestamp, image))
+    return messages
+
+
+@pytest.mark.parametrize(('storage', 'depth_encoding', 'rgb_format'),
+                         [('mcap', '16UC1', None), ('sqlite3', '32FC1', 'png')])
+def test_transport_compressed_records_the_cameras_as_image_transport_publishes_them(
+        small_bag, tmp_path, storage, depth_encoding, rgb_format):
+    from mmp_ros.bags.source import COMPRESSED_TYPE, IMAGE_TYPE
+
+    raw_config = dataclasses.replace(SMALL, storage=storage, depth_encoding=depth_encoding)
+    raw_bag = small_bag if storage == 'mcap' else tmp_path / 'raw'
+    if raw_bag != small_bag:
+        write_synth_bag(raw_bag, raw_config)
+    parser = argparse.ArgumentParser()
+    synth_bag.add_arguments(parser)
+    args = parser.parse_args([
+        str(tmp_path / 'bag'), '--duration', '2', '--scene-seconds', '1', '--size', '24', '32',
+        '--storage', storage, '--depth-encoding', depth_encoding, '--transport', 'compressed',
+        *(['--rgb-format', rgb_format] if rgb_format else [])])
+    assert synth_bag.run(args) == 0
+    with open_bag(tmp_path / 'bag') as bag:
+        types = {name: t.msgtype for name, t in bag.topics.items()}
+    assert types == {'/rgb/image/compressed': COMPRESSED_TYPE,
+                     '/depth/image/compressedDepth': COMPRESSED_TYPE,
+                     '/polarization/image/compressed': COMPRESSED_TYPE,
+                     '/thermal/image/compressed': COMPRESSED_TYPE,
+                     GROUND_TRUTH_TOPIC: IMAGE_TYPE}
+    raw, compressed = _camera_images(raw_bag), _camera_images(tmp_path / 'bag')
+    formats = {'rgb': f'rgb8; {rgb_format or "jpeg"} compressed bgr8',
+               'depth': f'{depth_encoding}; compressedDepth png',
+               'polarization': 'mono16; png compressed ', 'thermal': 'mono16; png compressed '}
+    for m in MODALITIES:
+        expected = raw[image_topic(m)]
+        got = compressed[synth_bag.camera_topic(m, 'compressed')]
+        assert [(t, i.stamp_ns, i.frame_id) for t, i in got] == [
+            (t, i.stamp_ns, i.frame_id) for t, i in expected]
+        assert {i.format for _, i in got} == {formats[m]}
+        for (_, a), (_, b) in zip(got, expected, strict=True):
+            assert a.fields.encoding == b.fields.encoding
+            pixels, original = image_to_array(a.fields), image_to_array(b.fields)
+            if m == 'rgb' and rgb_format is None:  # JPEG: close
+                error = np.abs(pixels.astype(int) - original.astype(int))
+                assert error.mean() < 4.0 and not np.array_equal(pixels, original)
+            elif m == 'depth' and depth_encoding == '32FC1':  # quantized inverse depth
+                a_quant = 100.0 * 101.0  # compressed_depth_image_transport's defaults
+                assert np.array_equal(np.isnan(pixels), np.isnan(original))
+                valid = ~np.isnan(original)
+                assert (np.abs(pixels - original)[valid]
+                        <= original[valid] ** 2 / a_quant + 1e-4).all()
+            else:  # PNG: exact
+                np.testing.assert_array_equal(pixels, original)
+    assert [i.fields for _, i in compressed[GROUND_TRUTH_TOPIC]] == [
+        i.fields for _, i in raw[GROUND_TRUTH_TOPIC]]

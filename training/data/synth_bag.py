@@ -18,6 +18,12 @@ Encodings are the drivers': ``rgb8``; depth ``16UC1`` millimetres (0 = no return
 or ``mono8`` (the top 8 bits); thermal ``mono16`` radiometric counts of
 :class:`mmp_ros.sensors.thermal.PlanckCalibration`'s default calibration, which the node
 decodes with ``sensors.thermal.semantics: planck`` (its default).
+
+With ``transport='compressed'`` the cameras are recorded as image_transport publishes them
+(``sensor_msgs/CompressedImage``, by :func:`mmp_ros.sensors.compressed.compress_image`):
+RGB on ``/rgb/image/compressed`` as JPEG (or PNG), depth on ``/depth/image/compressedDepth``
+(PNG), polarization and thermal on ``/<m>/image/compressed`` as PNG, lossless (JPEG holds
+neither 16-bit values nor a polarization mosaic's neighbours). The ground truth stays raw.
 """
 
 from __future__ import annotations
@@ -34,10 +40,12 @@ from pathlib import Path
 import numpy as np
 
 from mmp_ros.bags.errors import BagError
-from mmp_ros.bags.messages import IMAGE_TYPE, serialize_image
+from mmp_ros.bags.messages import IMAGE_TYPE, serialize_compressed, serialize_image
 from mmp_ros.bags.playback import SENSOR_DATA_QOS
 from mmp_ros.bags.recording import STORAGES, BagRecorder
+from mmp_ros.bags.source import COMPRESSED_TYPE
 from mmp_ros.modalities import MODALITIES
+from mmp_ros.sensors.compressed import compress_image
 from mmp_ros.sensors.image import array_to_image
 from training.data.geometry import cast
 from training.data.render import SensorImages, render
@@ -48,6 +56,8 @@ DEFAULT_RATES_HZ = {'rgb': 30.0, 'depth': 30.0, 'polarization': 20.0, 'thermal':
 FRAME_IDS = {m: f'{m}_camera_optical_frame' for m in MODALITIES}
 DEPTH_ENCODINGS = ('16UC1', '32FC1')
 POLARIZATION_ENCODINGS = ('mono16', 'mono8')
+TRANSPORTS = ('raw', 'compressed')  # image_transport's, as the cameras are recorded
+RGB_FORMATS = ('jpeg', 'png')  # of the compressed transport
 START_NS = 1_700_000_000 * 1_000_000_000  # stamps of the first scene (any fixed epoch)
 # A bound that keeps a bag's frame list in memory: 10^6 frames is over two hours of the four
 # default streams (and scene.MAX_SIDE one rendered frame).
@@ -57,6 +67,14 @@ MAX_FRAMES = 1_000_000
 def image_topic(modality: str) -> str:
     """The bag topic of a sensor: the node's default input name, absolute."""
     return f'/{modality}/image'
+
+
+def camera_topic(modality: str, transport: str = 'raw') -> str:
+    """The bag topic of a sensor recorded through ``transport``: its image topic, or the
+    topic image_transport publishes it on (``compressedDepth`` for depth)."""
+    if transport == 'raw':
+        return image_topic(modality)
+    return f'{image_topic(modality)}/{"compressedDepth" if modality == "depth" else transport}'
 
 
 @dataclass(frozen=True)
@@ -72,6 +90,8 @@ class SynthBagConfig:
     first_scene: int = 0
     seed: int = 0  # phases and jitter
     storage: str = 'mcap'
+    transport: str = 'raw'  # or 'compressed': CompressedImage, as image_transport publishes
+    rgb_format: str | None = None  # the compressed transport's for RGB: jpeg (None) or png
 
     def __post_init__(self) -> None:
         height, width = self.size
@@ -113,12 +133,24 @@ class SynthBagConfig:
                                 f'{SPLIT_CAPACITY - 1}')
         if self.storage not in STORAGES:
             problems.append(f'storage {self.storage!r}: one of {sorted(STORAGES)}')
+        if self.transport not in TRANSPORTS:
+            problems.append(f'transport {self.transport!r}: one of {TRANSPORTS}')
+        if self.rgb_format is not None and self.rgb_format not in RGB_FORMATS:
+            problems.append(f'rgb format {self.rgb_format!r}: one of {RGB_FORMATS}')
+        elif self.rgb_format is not None and self.transport == 'raw':
+            problems.append(f'rgb format {self.rgb_format}: only with transport compressed '
+                            '(raw images are not compressed)')
         if problems:
             raise ValueError('; '.join(problems))
 
     @property
     def scene_count(self) -> int:
         return math.ceil(self.duration_s / self.scene_seconds)
+
+    def compression(self, modality: str) -> str:
+        """What ``compress_image`` makes of a sensor's images with transport compressed."""
+        return {'rgb': self.rgb_format or 'jpeg', 'depth': 'compressedDepth'}.get(modality,
+                                                                                   'png')
 
 
 @dataclass(frozen=True)
@@ -211,8 +243,13 @@ def messages(config: SynthBagConfig) -> Iterator[tuple[str, int, bytes]]:
             current, current_index = SceneFrames(seed, config.size, config.split), frame.scene
         images = current.draw(frame.index)
         fields = sensor_pixels(images, frame.modality, config)
-        yield (image_topic(frame.modality), frame.stamp_ns,
-               serialize_image(fields, frame.stamp_ns, FRAME_IDS[frame.modality]))
+        frame_id = FRAME_IDS[frame.modality]
+        if config.transport == 'raw':
+            data = serialize_image(fields, frame.stamp_ns, frame_id)
+        else:
+            format, payload = compress_image(fields, config.compression(frame.modality))
+            data = serialize_compressed(format, payload, frame.stamp_ns, frame_id)
+        yield camera_topic(frame.modality, config.transport), frame.stamp_ns, data
         if frame.modality == 'rgb':
             truth = array_to_image(images.label, 'mono8')
             yield (GROUND_TRUTH_TOPIC, frame.stamp_ns,
@@ -225,12 +262,14 @@ def write_synth_bag(path: str | Path, config: SynthBagConfig) -> dict[str, int]:
     A bag not written to its end (Ctrl-C, an error) is removed: closed, it would read as a
     complete recording of a shorter duration. ``path`` did not exist before (BagRecorder
     refuses one that does), so nothing else is removed."""
-    topics = [image_topic(m) for m in MODALITIES] + [GROUND_TRUTH_TOPIC]
+    camera = IMAGE_TYPE if config.transport == 'raw' else COMPRESSED_TYPE
+    topics = {camera_topic(m, config.transport): camera for m in MODALITIES}
+    topics[GROUND_TRUTH_TOPIC] = IMAGE_TYPE
     recorder = BagRecorder(path, storage=config.storage)
     try:
         with recorder:
-            for topic in topics:
-                recorder.add_topic(topic, IMAGE_TYPE, SENSOR_DATA_QOS)
+            for topic, msgtype in topics.items():
+                recorder.add_topic(topic, msgtype, SENSOR_DATA_QOS)
             for topic, stamp, data in messages(config):
                 recorder.write(topic, stamp, data)
             return dict(recorder.counts)
@@ -263,6 +302,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--first-scene', type=int, default=0, help='index of the first scene')
     parser.add_argument('--seed', type=int, default=0, help='seed of phases and jitter')
     parser.add_argument('--storage', choices=sorted(STORAGES), default='mcap')
+    parser.add_argument('--transport', choices=TRANSPORTS, default=defaults.transport,
+                        help='compressed: the cameras as image_transport publishes them, '
+                        'sensor_msgs/CompressedImage on /<m>/image/compressed (RGB JPEG, '
+                        'polarization and thermal PNG) and /depth/image/compressedDepth')
+    parser.add_argument('--rgb-format', choices=RGB_FORMATS,
+                        help='with --transport compressed: RGB as jpeg (default) or png')
 
 
 def config_from_args(args: argparse.Namespace) -> SynthBagConfig:
@@ -271,7 +316,8 @@ def config_from_args(args: argparse.Namespace) -> SynthBagConfig:
         rates_hz={m: getattr(args, f'{m}_rate') for m in MODALITIES},
         depth_encoding=args.depth_encoding, polarization_encoding=args.polarization_encoding,
         jitter_ms=args.jitter_ms, split=args.split, first_scene=args.first_scene,
-        seed=args.seed, storage=args.storage,
+        seed=args.seed, storage=args.storage, transport=args.transport,
+        rgb_format=args.rgb_format,
     )
 
 
