@@ -247,6 +247,14 @@ def good_depth(method='png', encoding='16UC1') -> bytes:
     return compress_image(array_to_image(raw, encoding), f'compressedDepth {method}')[1]
 
 
+def huge_header(data: bytes, tag: bytes, layout: str) -> bytes:
+    """``data`` with the size after its first ``tag`` (a PNG's IHDR, a JPEG's SOF0) raised
+    to 20000 x 20000: under OpenCV's own limit of 2**30 pixels, so it would allocate them
+    (1.2 GB for colour) before finding the data short."""
+    at = data.index(tag) + (4 if tag == b'IHDR' else 5)
+    return data[:at] + struct.pack(layout, 20000, 20000) + data[at + struct.calcsize(layout):]
+
+
 MALFORMED = {
     'empty data': ('rgb8; jpeg compressed bgr8', b'', 'empty'),
     'garbage bytes': ('rgb8; jpeg compressed bgr8', b'\xff\xd8 not a jpeg \xff\xd9',
@@ -286,6 +294,12 @@ MALFORMED = {
     'rvl truncated': ('16UC1; compressedDepth rvl', good_depth('rvl')[:-400], 'RVL stream'),
     'rvl too short': ('16UC1; compressedDepth rvl', good_depth('rvl')[:22], 'too short'),
     'not a string format': (None, good_jpeg(), 'must be a string'),
+    'png header declaring a huge image': (
+        'mono8; png compressed ', huge_header(cv2.imencode('.png', np.zeros((4, 4), np.uint8))
+                                              [1].tobytes(), b'IHDR', '>II'), 'declares'),
+    'jpeg frame header declaring a huge image': (
+        'rgb8; jpeg compressed bgr8', huge_header(good_jpeg(), b'\xff\xc0', '>HH'),
+        'declares'),
 }
 
 

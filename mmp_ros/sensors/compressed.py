@@ -171,7 +171,38 @@ def _ends_like_jpeg(buffer: np.ndarray) -> bool:
     return tail.endswith(_JPEG_END)
 
 
+MAX_PIXELS = 1 << 26  # 67 Mpx (8192 x 8192): far above any camera's frame
+_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+_JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE,
+                       0xCF})
+
+
+def _declared_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) a PNG's IHDR or a JPEG's start-of-frame declares, read before
+    decoding; None where the header does not say (then OpenCV's decode decides)."""
+    if data.startswith(_PNG_SIGNATURE) and data[12:16] == b'IHDR' and len(data) >= 24:
+        return struct.unpack('>II', data[16:24])
+    at = 2 if data.startswith(b'\xff\xd8') else len(data)
+    while at + 9 <= len(data) and data[at] == 0xFF:
+        marker = data[at + 1]
+        if marker in _JPEG_SOF:
+            height, width = struct.unpack('>HH', data[at + 5:at + 9])
+            return width, height
+        if marker == 0xDA:  # start of scan: no frame header before it
+            return None
+        at += 2 + struct.unpack('>H', data[at + 2:at + 4])[0]
+    return None
+
+
 def _imdecode(buffer: np.ndarray, format: str) -> np.ndarray:
+    # A header that declares a huge image (a corrupt or hostile message) would have OpenCV
+    # allocate it, up to 2**30 pixels, before it finds the data short: refused first.
+    size = _declared_size(buffer[:65536].tobytes())
+    if size is not None and size[0] * size[1] > MAX_PIXELS:
+        raise SensorInputError(
+            f'CompressedImage declares {size[0]}x{size[1]} pixels, over the {MAX_PIXELS:,} '
+            f'this decoder takes: a corrupt header (format {format!r})'
+        )
     if not _ends_like_jpeg(buffer):
         raise SensorInputError(
             f'truncated JPEG: the data ({buffer.size} B) does not end with the end-of-image '
