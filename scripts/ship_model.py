@@ -176,18 +176,14 @@ def read_results(path: str) -> dict:
 
 def checked(checkpoint: dict, partial: Path, out: Path) -> None:
     """Save ``checkpoint`` to ``partial`` and check it: under the size limit and loading
-    strictly; else ``partial`` is removed, and what ``out`` held (and its ONNX file and card
-    beside it) is left as it was."""
-    try:
-        torch.save(checkpoint, partial)
-        size = partial.stat().st_size
-        if size > MAX_BYTES:
-            raise InputError(f'{out}: {size / 1e6:.1f} MB exceeds the {MAX_BYTES / 1e6:g} MB '
-                             'limit; nothing was written')
-        load_checkpoint(partial)  # strict: what ships must load
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+    strictly. Raised inside :func:`replace_atomically`, which then removes ``partial``: what
+    ``out`` held (and its ONNX file and card beside it) is left as it was."""
+    torch.save(checkpoint, partial)
+    size = partial.stat().st_size
+    if size > MAX_BYTES:
+        raise InputError(f'{out}: {size / 1e6:.1f} MB exceeds the {MAX_BYTES / 1e6:g} MB '
+                         'limit; nothing was written')
+    load_checkpoint(partial)  # strict: what ships must load
 
 
 def ship(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
