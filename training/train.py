@@ -28,6 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from mmp_ros.errors import InputError, output_folder
+from mmp_ros.inference.torch_backend import cuda_device_count, cuda_devices_text
 from mmp_ros.metadata import ModelMetadata
 from mmp_ros.modalities import INPUT_CHANNELS
 from mmp_ros.model import (
@@ -172,7 +173,7 @@ def resolve_device(name: str, local_rank: int = 0, cuda_devices: int | None = No
     ``local_rank``; ``cuda_devices``: how many this machine has (None: as torch counts)."""
     requested = name  # what messages name: 'cuda', not the 'cuda:0' it stands for
     if cuda_devices is None:
-        cuda_devices = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        cuda_devices = cuda_device_count()
     if name == 'auto':
         name = 'cuda' if cuda_devices else 'cpu'
     if name == 'cuda':
@@ -191,8 +192,7 @@ def resolve_device(name: str, local_rank: int = 0, cuda_devices: int | None = No
                           'starts on this machine; use device=cuda (each process takes '
                           'cuda:<its local rank>) and CUDA_VISIBLE_DEVICES to choose the GPUs')
     if device.type == 'cuda' and device.index >= cuda_devices:
-        have = 'cuda:0' if cuda_devices == 1 else f'cuda:0 to cuda:{cuda_devices - 1}'
-        have = f'this machine has {cuda_devices} CUDA device{"s" * (cuda_devices > 1)} ({have})'
+        have = cuda_devices_text(cuda_devices)
         if requested == name:
             raise ConfigError(f'device {requested!r}: {have}')
         raise ConfigError(f'device {requested!r} is {name} for the process of local rank '

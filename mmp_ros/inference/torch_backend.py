@@ -23,12 +23,23 @@ from mmp_ros.inference.torch_graph import DeployGraph
 from mmp_ros.metadata import MetadataError, ModelMetadata
 
 
+def cuda_device_count() -> int:
+    """How many CUDA devices this torch can use (0 without CUDA)."""
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def cuda_devices_text(count: int) -> str:
+    """'this machine has 2 CUDA devices (cuda:0 to cuda:1)': for a message refusing an index."""
+    have = 'cuda:0' if count == 1 else f'cuda:0 to cuda:{count - 1}'
+    return f'this machine has {count} CUDA device{"s" * (count > 1)} ({have})'
+
+
 def resolve_device(device: str | None, cuda_devices: int | None = None) -> torch.device:
     """The torch device ``device`` names (None: cpu); ``cuda_devices``: how many this machine
     has (None: as torch counts them)."""
     name = device or 'cpu'
     if cuda_devices is None:
-        cuda_devices = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        cuda_devices = cuda_device_count()
     try:
         resolved = torch.device(name)
     except RuntimeError as exc:
@@ -42,10 +53,7 @@ def resolve_device(device: str | None, cuda_devices: int | None = None) -> torch
         raise BackendUnavailableError(f"torch device {name!r}: use 'cpu' or 'cuda[:N]'")
     if resolved.type == 'cuda' and (resolved.index or 0) >= cuda_devices:
         # Else torch.load failed on the device ordinal and the checkpoint took the blame.
-        have = 'cuda:0' if cuda_devices == 1 else f'cuda:0 to cuda:{cuda_devices - 1}'
-        raise BackendUnavailableError(
-            f'torch device {name!r}: this machine has {cuda_devices} CUDA device'
-            f'{"s" * (cuda_devices > 1)} ({have})')
+        raise BackendUnavailableError(f'torch device {name!r}: {cuda_devices_text(cuda_devices)}')
     if resolved.type == 'cpu':
         # torch.load cannot map storages to 'cpu:0' and blamed the checkpoint for it.
         return torch.device('cpu')
