@@ -80,15 +80,7 @@ def card(path: Path, checkpoint: dict, results: dict | None, run: str, base_run:
         lines.append(f'- data: `{metadata["provenance"].get("dataset")}`, '
                      f'{checkpoint["step"]} steps, seed {metadata["provenance"].get("seed")}')
     lines.append(f'- command: `{metadata["provenance"].get("command", "")}`')
-    again = (results or {}).get('cpu_reproduction', {})
-    if run in runs and all(again.get('run', {}).get(k) == runs[run][k]
-                           for k in ('method', 'seed', 'steps', 'batch_size', 'train_scenes')):
-        test = again['run']['eval']['test']
-        lines.append(f'- the same recipe again on {again["device"]}: trained in '
-                     f'{again["run"]["seconds"] / 60:.0f} min, test split '
-                     f'{test["full_miou"]:.1f} with every modality and '
-                     f'{test["mean_missing_miou"]:.1f} over the {masks - 1} missing subsets '
-                     f'(`{again["command"]}`)')
+    lines += reproductions(results or {}, runs.get(run), masks - 1)
     base = metadata['provenance'].get('base_checkpoint')
     if metadata['method'] == 'mmp_adapt':
         base_record = runs.get(base_run)
@@ -142,6 +134,27 @@ def card(path: Path, checkpoint: dict, results: dict | None, run: str, base_run:
                      '(other ambient temperatures) shows how much a shifted thermal range costs.')
     lines.append('')
     return '\n'.join(lines)
+
+
+def reproductions(results: dict, record: dict | None, missing: int) -> list[str]:
+    """A line for each rerun of ``record``'s recipe that ``results`` holds: the records named
+    in its ``cpu_reproductions``, in that order (``cpu_reproduction`` alone by default), each
+    with the ``note`` that says what differed; one of another recipe is left out."""
+    lines = []
+    for key in results.get('cpu_reproductions', ['cpu_reproduction']):
+        again = results.get(key, {})
+        if record is None or any(again.get('run', {}).get(k) != record[k] for k in
+                                 ('method', 'seed', 'steps', 'batch_size', 'train_scenes')):
+            continue
+        seconds = again['run'].get('train_seconds', again['run']['seconds'])
+        test = again['run']['eval']['test']
+        lead = (f'and again, {again["note"]}' if lines and again.get('note') else
+                f'the same recipe again on {again["device"]}')
+        lines.append(f'- {lead}: trained in {seconds / 60:.1f} min, test split '
+                     f'{test["full_miou"]:.1f} with every modality and '
+                     f'{test["mean_missing_miou"]:.1f} over the {missing} missing subsets '
+                     f'(`{again["command"]}`)')
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -132,3 +132,33 @@ def test_the_card_counts_the_subsets_and_masks_of_the_model_s_own_modalities(scr
     assert text.count('over the 2 missing subsets') == 3
     assert 'checked against PyTorch on all 3 masks' in text
     assert 'Thermal' not in text
+
+
+def test_the_card_lists_every_rerun_of_the_recipe_that_the_results_name_in_their_order(
+        script, tmp_path):
+    from mmp_ros.model import read_checkpoint
+
+    path = small_checkpoint(tmp_path / 'model.pt', modalities=('rgb', 'depth'))
+    scores = {'subsets': {key: {'miou': 50.0} for key in ('rgb', 'depth', 'all')},
+              'mean_missing_miou': 40.0, 'full_miou': 60.0}
+    record = {'method': 'mmp', 'seed': 1, 'steps': 10, 'batch_size': 2, 'train_scenes': 4,
+              'device': 'cpu', 'eval': {'test': scores, 'ood': scores}}
+
+    def rerun(command, seconds, **changed):
+        return {'device': 'cpu', 'command': command, 'note': f'note of {command}',
+                'run': {**record, **changed, 'seconds': seconds + 5, 'train_seconds': seconds}}
+
+    results = {'args': {}, 'runs': {'mmp_s1': record},
+               'cpu_reproductions': ['first', 'other_seed', 'later'],
+               'later': rerun('later', 60), 'first': rerun('first', 120),
+               'other_seed': rerun('other_seed', 90, seed=2)}
+    lines = [line for line in script.card(path, read_checkpoint(path), results, 'mmp_s1',
+                                          'none_s1', 'docs/robustness.md').splitlines()
+             if 'trained in' in line]
+    # was: only 'cpu_reproduction' was written; later reruns were added to the card by hand
+    # and lost whenever the card was written again
+    assert lines == [
+        '- the same recipe again on cpu: trained in 2.0 min, test split 60.0 with every '
+        'modality and 40.0 over the 2 missing subsets (`first`)',
+        '- and again, note of later: trained in 1.0 min, test split 60.0 with every modality '
+        'and 40.0 over the 2 missing subsets (`later`)']
