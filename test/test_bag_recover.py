@@ -147,7 +147,7 @@ def test_refusals_are_one_line_and_create_nothing(closed_bag, tmp_path, capsys):
         (text, 'not an MCAP file'),
         (tmp_path / 'missing.mcap', 'no such file'),
         (head, 'holds no complete message'),
-        (tmp_path, 'expected one .mcap file in the bag directory, found head.mcap, notes'),
+        (tmp_path, 'of a split recording), found head.mcap, notes'),
     ]
     for src, reason in cases:
         assert main(['recover-bag', str(src), str(tmp_path / 'out')]) == 2
@@ -157,3 +157,38 @@ def test_refusals_are_one_line_and_create_nothing(closed_bag, tmp_path, capsys):
     assert main(['recover-bag', str(closed_bag), str(exists)]) == 2
     assert 'exists already' in capsys.readouterr().err
     assert list(exists.iterdir()) == []
+
+
+def test_split_recording_killed_in_its_last_file_is_recovered_in_file_order(tmp_path, capsys):
+    # Recorded with -b/-d, killed: NAME_0..NAME_11.mcap, the last without summary or footer,
+    # no metadata.yaml (rosbag2 writes it at close). NAME_10 comes after NAME_9, not NAME_1.
+    from split_bags import end_of_chunks, image_cdr, write_split_bag
+
+    start = 1_700_000_000 * 10**9
+    files = [[('/cam', start + i * 10**8) for i in range(k * 5, k * 5 + 5)] for k in range(12)]
+    src = write_split_bag(tmp_path / 'run', files)
+    (src / 'metadata.yaml').unlink()
+    last = src / 'run_11.mcap'
+    last.write_bytes(last.read_bytes()[:end_of_chunks(last) + 10])
+    assert main(['recover-bag', str(src), str(tmp_path / 'out')]) == 0
+    out = capsys.readouterr().out
+    assert 'recovered 60 messages (/cam: 60)' in out
+    assert 'run_11.mcap: the last 10 bytes are a cut-off record' in out
+    with open_bag(tmp_path / 'out') as bag:
+        assert bag.message_count == 60
+        assert list(bag.messages(['/cam'])) == [
+            ('/cam', start + i * 10**8, image_cdr(i, start + i * 10**8)) for i in range(60)]
+
+
+def test_split_recording_killed_as_it_opened_a_file_is_recovered(tmp_path):
+    from split_bags import write_split_bag
+
+    files = [[('/cam', 10**9 + i)] for i in range(3)]
+    src = write_split_bag(tmp_path / 'run', files)
+    (src / 'metadata.yaml').unlink()
+    (src / 'run_3.mcap').write_bytes(b'')  # opened at the split, killed before its header
+    result = recover_mcap(src, tmp_path / 'out')
+    assert result.counts == {'/cam': 3} and not result.complete
+    assert result.stopped == 'run_3.mcap: not an MCAP file, or cut off before its first record'
+    (src / 'run_3.mcap').unlink()  # three complete files: a copy
+    assert recover_mcap(src, tmp_path / 'copy').complete

@@ -8,7 +8,10 @@ every complete message into a new bag through ``BagRecorder``, so that the resul
 ``metadata.yaml``, message definitions, type hashes and QoS like any bag recorded here.
 
 Reading stops at the first record that is cut off or damaged (a chunk with a wrong CRC
-included): the messages of a chunk are only kept once the whole chunk is there. Topic names,
+included): the messages of a chunk are only kept once the whole chunk is there. A recording
+split by size or duration (``NAME_0.mcap``, ``NAME_1.mcap``, ...: rosbag2 writes
+``metadata.yaml`` only when it closes) is read file after file, in the order of their index,
+into one bag. Topic names,
 types, message timestamps (the log time) and the offered QoS stored in each channel's
 metadata are kept; a topic whose type the recorder cannot write (no definition in the type
 store, another type hash, not CDR) is skipped and named.
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import struct
 import sys
 from dataclasses import dataclass, field
@@ -79,40 +83,103 @@ class _ExactReads:
         return data
 
 
-def mcap_file(src: str | Path) -> Path:
-    """The .mcap of ``src``: that file, or the one .mcap in a bag directory."""
+# A storage file of a split bag: rosbag2 names file i of bag directory NAME ``NAME_i``.
+_SPLIT_FILE = re.compile(r'(.*)_(\d+)')
+
+
+def mcap_files(src: str | Path) -> list[Path]:
+    """The .mcap files of ``src`` in recording order: that file; or in a bag directory its one
+    .mcap, or the files of a recording split by size or duration (``ros2 bag record -b/-d``):
+    ``NAME_0.mcap``, ``NAME_1.mcap``, ... ordered by that index (``NAME_10`` after
+    ``NAME_9``)."""
     src = Path(src)
     if src.is_dir():
         files = sorted(src.glob('*.mcap'))
+        split = [_SPLIT_FILE.fullmatch(f.stem) for f in files]
+        if len(files) > 1 and all(split) and len({m[1] for m in split}) == 1:
+            return sorted(files, key=lambda f: int(_SPLIT_FILE.fullmatch(f.stem)[2]))
         if len(files) != 1:
             found = ', '.join(f.name for f in files) if files else 'none'
-            raise BagError(f'{src}: expected one .mcap file in the bag directory, found {found}')
-        return files[0]
+            raise BagError(f'{src}: expected one .mcap file in the bag directory (or the '
+                           f'NAME_0.mcap, NAME_1.mcap, ... of a split recording), found {found}')
+        return files
     if not src.exists():
         raise BagError(f'{src}: no such file (an .mcap file, or a bag directory holding one)')
-    return src
+    return [src]
 
 
 def recover_mcap(src: str | Path, out: str | Path) -> Recovery:
     """Write every complete message of the MCAP recording ``src`` into a new bag ``out``.
 
-    BagError if ``out`` exists, ``src`` is not MCAP, or it holds no message that can be
-    written; then ``out`` is not created.
+    A split recording's files are read one after the other, each up to its first cut-off or
+    damaged record; a file of it that holds no record (the one just opened when the
+    recording was killed) is noted and passed over. BagError if ``out`` exists, ``src`` (the
+    only file) is not MCAP, or it holds no message that can be written; then ``out`` is not
+    created.
     """
-    path = mcap_file(src)
+    paths = mcap_files(src)
     out = Path(out)
     if out.exists():
         raise BagError(f'{out}: exists already; a recovery never overwrites')
-    result = Recovery(file_size=path.stat().st_size)
+    result = Recovery(file_size=sum(p.stat().st_size for p in paths), complete=True)
+    target = _Target(out, result.skipped)
+    stops: list[str] = []
+    try:
+        for path in paths:
+            try:
+                read, complete, stopped = _recover_file(path, target)
+            except BagError as exc:
+                if len(paths) == 1:
+                    raise
+                read, complete, stopped = 0, False, str(exc).removeprefix(f'{path}: ')
+            result.bytes_read += read
+            result.complete = result.complete and complete
+            if stopped:
+                stops.append(f'{path.name}: {stopped}' if len(paths) > 1 else stopped)
+    finally:
+        if target.recorder is not None:
+            target.recorder.close()
+    result.stopped = '; '.join(stops)
+    recorder = target.recorder
+    if recorder is None or not any(recorder.counts.values()):
+        reason = f'; {result.stopped}' if result.stopped else ''
+        skipped = ''.join(f'; {why}' for why in result.skipped.values())
+        if recorder is not None:
+            _remove_bag(out)
+        raise BagError(f'{paths[0] if len(paths) == 1 else src}: holds no complete message '
+                       f'that can be recovered{reason}'
+                       f'{skipped}')
+    result.counts = {t: n for t, n in recorder.counts.items() if n}
+    return result
+
+
+@dataclass
+class _Target:
+    """The bag being written, over the files of a recording."""
+
+    out: Path
+    skipped: dict[str, str]  # topic -> why it is not written (Recovery.skipped)
+    recorder: BagRecorder | None = None  # created at the first message
+    types: dict[str, str] = field(default_factory=dict)  # topic -> the type it was added with
+
+
+def _recover_file(path: Path, target: _Target) -> tuple[int, bool, str]:
+    """Write the complete messages of one .mcap into ``target``. Returns the bytes read up
+    to the end of the last record kept, whether the file had its footer, and why reading
+    stopped before it ('' if it did not)."""
+    out, skipped, recorder_types = target.out, target.skipped, target.types
+    recorder = target.recorder
     schemas: dict[int, Schema] = {}
     channels: dict[int, Channel] = {}
     writable: dict[int, str] = {}  # channel id -> topic, for channels added to the recorder
-    recorder_types: dict[str, str] = {}  # topic -> the message type it was added with
-    recorder: BagRecorder | None = None
+    size = path.stat().st_size
+    read = 0
+    complete = False
+    stopped = ''
 
     def add(channel: Channel) -> None:
         topic = channel.topic
-        if topic in result.skipped:
+        if topic in skipped:
             return
         schema = schemas.get(channel.schema_id)
         msgtype = schema.name if schema is not None else ''
@@ -131,68 +198,54 @@ def recover_mcap(src: str | Path, out: str | Path) -> Recovery:
                 recorder_types[topic] = msgtype
         except BagError as exc:
             why = str(exc).removeprefix(f'{out}: ')
-            result.skipped[topic] = why if why.startswith('topic ') else f'topic {topic}: {why}'
+            skipped[topic] = why if why.startswith('topic ') else f'topic {topic}: {why}'
             return
         writable[channel.id] = topic
 
     with path.open('rb') as file:
         reader = StreamReader(_ExactReads(file), emit_chunks=True)
         records = reader.records
-        try:
-            while True:
-                try:
-                    record = next(records)
-                    inner = (breakup_chunk(record, validate_crc=True)
-                             if isinstance(record, Chunk) else [record])
-                except StopIteration:
-                    break
-                except EndOfFile as exc:
-                    if result.bytes_read == 0:
-                        raise BagError(f'{path}: not an MCAP file, or cut off before its first '
-                                       'record') from exc
-                    result.stopped = (
-                        'the file ends without its summary and footer'
-                        if result.bytes_read == result.file_size else
-                        f'the last {result.file_size - result.bytes_read} bytes are a cut-off '
-                        'record'
-                    )
-                    break
-                except _CUT as exc:
-                    if result.bytes_read == 0 and not schemas and not channels:
-                        raise BagError(f'{path}: not an MCAP file ({exc})') from exc
-                    result.stopped = (f'damaged record after byte {result.bytes_read}: '
-                                      f'{" ".join(str(exc).split())}')
-                    break
-                result.bytes_read = file.tell()
-                for item in inner:
-                    if isinstance(item, Schema):
-                        schemas[item.id] = item
-                    elif isinstance(item, Channel):
-                        channels[item.id] = item
-                        if recorder is not None:
-                            add(item)
-                    elif isinstance(item, Message) and item.channel_id in channels:
-                        if recorder is None:
-                            # Created at the first message: nothing recoverable, no bag.
-                            recorder = BagRecorder(out)
-                            for channel in channels.values():
-                                add(channel)
-                        if topic := writable.get(item.channel_id):
-                            recorder.write(topic, item.log_time, item.data)
-                if isinstance(record, Footer):
-                    result.complete = True
-        finally:
-            if recorder is not None:
-                recorder.close()
-    if recorder is None or not any(recorder.counts.values()):
-        reason = f'; {result.stopped}' if result.stopped else ''
-        skipped = ''.join(f'; {why}' for why in result.skipped.values())
-        if recorder is not None:
-            _remove_bag(out)
-        raise BagError(f'{path}: holds no complete message that can be recovered{reason}'
-                       f'{skipped}')
-    result.counts = {t: n for t, n in recorder.counts.items() if n}
-    return result
+        while True:
+            try:
+                record = next(records)
+                inner = (breakup_chunk(record, validate_crc=True)
+                         if isinstance(record, Chunk) else [record])
+            except StopIteration:
+                break
+            except EndOfFile as exc:
+                if read == 0:
+                    raise BagError(f'{path}: not an MCAP file, or cut off before its first '
+                                   'record') from exc
+                stopped = (
+                    'the file ends without its summary and footer'
+                    if read == size else
+                    f'the last {size - read} bytes are a cut-off record'
+                )
+                break
+            except _CUT as exc:
+                if read == 0 and not schemas and not channels:
+                    raise BagError(f'{path}: not an MCAP file ({exc})') from exc
+                stopped = f'damaged record after byte {read}: {" ".join(str(exc).split())}'
+                break
+            read = file.tell()
+            for item in inner:
+                if isinstance(item, Schema):
+                    schemas[item.id] = item
+                elif isinstance(item, Channel):
+                    channels[item.id] = item
+                    if recorder is not None:
+                        add(item)
+                elif isinstance(item, Message) and item.channel_id in channels:
+                    if recorder is None:
+                        # Created at the first message: nothing recoverable, no bag.
+                        recorder = target.recorder = BagRecorder(out)
+                        for channel in channels.values():
+                            add(channel)
+                    if topic := writable.get(item.channel_id):
+                        recorder.write(topic, item.log_time, item.data)
+            if isinstance(record, Footer):
+                complete = True
+    return read, complete, stopped
 
 
 def _remove_bag(out: Path) -> None:
@@ -212,7 +265,7 @@ def _channel_qos(channel: Channel) -> TopicQos | None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('src', help='the .mcap file of a recording that never closed, or its '
-                        'bag directory')
+                        'bag directory (also one split into NAME_0.mcap, NAME_1.mcap, ...)')
     parser.add_argument('out', help='bag directory to create (must not exist)')
 
 
