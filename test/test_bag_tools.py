@@ -81,6 +81,24 @@ def test_a_bag_directory_without_its_metadata_file_is_read_from_its_storage_file
         assert [t for _, t, _ in opened.messages(['/camera/image'])] == stamps
 
 
+@pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
+def test_a_split_bag_without_its_metadata_file_says_what_to_do(tmp_path, storage):
+    from split_bags import write_split_bag
+
+    bag = write_split_bag(tmp_path / 'run', [[('/cam', 10**9)], [('/cam', 2 * 10**9)]],
+                          storage=storage)
+    (bag / 'metadata.yaml').unlink()  # a split recording killed: rosbag2 writes it at close
+    what = (f'recover-bag {bag} OUT' if storage == 'mcap' else
+            f'each file opens by itself, e.g. {bag}/run_0.db3')
+    # Was: "not a rosbag2 (Expected metadata file '{bag}' does not exist.)".
+    with pytest.raises(BagError, match=f'{bag}: no metadata.yaml, and 2 storage files '
+                       f'.*a recording split by size or duration that never closed.*{what}$'), \
+            open_bag(bag):
+        pass
+    with open_bag(bag / f'run_1{".mcap" if storage == "mcap" else ".db3"}') as one:
+        assert [t for _, t, _ in one.messages(['/cam'])] == [2 * 10**9]
+
+
 def test_a_ros1_bag_and_a_compressed_bags_file_say_what_to_give_instead(tmp_path):
     ros1 = tmp_path / 'run.bag'
     ros1.write_bytes(b'#ROSBAG V2.0\n')

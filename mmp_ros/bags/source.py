@@ -189,11 +189,25 @@ def _format_hint(path: Path) -> str:
 def _storage_file(path: Path) -> Path:
     """The file to open for ``path``: for a bag directory without its metadata.yaml (a
     recording that never closed, a bag copied without it) its one .mcap or .db3 file, which
-    carries its own topics and time span; else ``path`` itself."""
+    carries its own topics and time span; else ``path`` itself.
+
+    BagError for such a directory with several: a recording split by size or duration
+    (rosbag2 writes metadata.yaml only when it closes), which no reader opens as one bag.
+    """
     if path.is_dir() and not (path / 'metadata.yaml').exists():
-        files = [*path.glob('*.mcap'), *path.glob('*.db3')]
+        files = sorted([*path.glob('*.mcap'), *path.glob('*.db3')])
         if len(files) == 1:
             return files[0]
+        if len(files) > 1:
+            if all(f.suffix == '.mcap' for f in files):
+                what = f'recover them into one bag: mmp_ros recover-bag {path} OUT'
+            else:
+                what = f'each file opens by itself, e.g. {files[0]}'
+            raise BagError(
+                f'{path}: no metadata.yaml, and {len(files)} storage files ({files[0].name}, '
+                f'...): a recording split by size or duration that never closed (its '
+                f'metadata.yaml is written at the end); {what}'
+            )
     return path
 
 
