@@ -82,6 +82,23 @@ def test_a_bag_directory_without_its_metadata_file_is_read_from_its_storage_file
 
 
 @pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
+def test_a_split_bag_is_read_as_one_bag(tmp_path, storage):
+    # ros2 bag record -b/-d: run_0..run_11 and one metadata.yaml listing them all.
+    from split_bags import image_cdr, write_split_bag
+
+    start = 1_700_000_000 * 10**9
+    files = [[('/cam', start + i * 10**8) for i in range(k * 3, k * 3 + 3)] for k in range(12)]
+    bag = write_split_bag(tmp_path / 'run', files, storage=storage)
+    with open_bag(bag) as opened:
+        assert opened.topics['/cam'].count == opened.message_count == 36
+        assert (opened.start_ns, opened.end_ns) == (start, start + 35 * 10**8)
+        assert list(opened.messages(['/cam'])) == [
+            ('/cam', start + i * 10**8, image_cdr(i, start + i * 10**8)) for i in range(36)]
+        later = [t for _, t, _ in opened.messages(['/cam'], start + 20 * 10**8)]
+        assert later == [start + i * 10**8 for i in range(20, 36)]
+
+
+@pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
 def test_a_split_bag_without_its_metadata_file_says_what_to_do(tmp_path, storage):
     from split_bags import write_split_bag
 
