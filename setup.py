@@ -31,7 +31,6 @@ TRAIN = [
     'onnx>=1.17',
     'onnxscript>=0.5',
     'tqdm>=4.66',
-    'matplotlib>=3.8',
 ]
 TEST = ['pytest>=8', 'pytest-timeout>=2.3', 'ruff>=0.6', 'rosbags-image>=0.10', 'polanalyser>=3.0']
 
@@ -56,6 +55,7 @@ setup(
         'rosbags>=0.10',
         'mcap>=1.1',
         'zstandard>=0.19',  # mcap's own; mmp_ros.bags reads message-compressed files
+        'matplotlib>=3.8',  # the plots of every run report (mmp_ros evaluate, demo)
     ],
     extras_require={
         'ros': ROS_WHEELS,

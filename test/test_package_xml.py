@@ -15,6 +15,7 @@ import re
 import runpy
 import shutil
 import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from unittest import mock
@@ -52,6 +53,7 @@ PYPI_TO_ROSDEP = {
     'rosbags': None,
     'mcap': None,
     'zstandard': None,  # comes with mcap
+    'matplotlib': 'python3-matplotlib',
 }
 
 
@@ -244,3 +246,23 @@ def test_scripts_go_where_ros2_run_looks(setup_kwargs):
     expected = f'$base/lib/{setup_kwargs["name"]}'
     assert config['develop']['script_dir'] == expected
     assert config['install']['install_scripts'] == expected
+
+
+def test_the_ros_route_commands_need_no_extra(setup_kwargs):
+    # `mmp_ros demo` on a native ROS install (rosdep + README's pip line) ran its whole
+    # schedule and then died on `import matplotlib`: the run report's plots need it, and it
+    # came only with the train extra. With every module of the extras unimportable, the
+    # nodes, demo and evaluate (its plots included) must still import.
+    required = {_requirement_name(spec) for spec in setup_kwargs['install_requires']}
+    extras = {_requirement_name(spec) for specs in setup_kwargs['extras_require'].values()
+              for spec in specs} - required
+    blocked = sorted(module for module, dists in importlib.metadata.packages_distributions()
+                     .items() if {d.lower() for d in dists} <= extras and module.isidentifier())
+    assert 'torch' in blocked
+    modules = ('mmp_ros.ros.segmentation_node', 'mmp_ros.ros.dropout_node', 'mmp_ros.demo',
+               'mmp_ros.evaluation.cli', 'mmp_ros.evaluation.plots')
+    code = (f'import sys\nfor name in {blocked!r}:\n    sys.modules[name] = None\n'
+            f'for name in {modules!r}:\n    __import__(name)\n')
+    done = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
