@@ -85,6 +85,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
 # Stopping them is how they end: a stop at any moment is a clean exit (status 0).
 RUN_UNTIL_STOPPED = frozenset({'run', 'dropout', 'record', 'replay'})
 
+# What setup.py's train extra brings (import names): a native ROS install (rosdep) or a plain
+# `pip install` has none of them, and the commands that train or export say so in one line.
+TRAIN_MODULES = frozenset({'torch', 'einops', 'onnx', 'onnxscript', 'tqdm'})
+
 
 def positive_float(text: str) -> float:
     """argparse ``type`` of a finite number above 0 (seconds, rates)."""
@@ -234,6 +238,19 @@ def _main(argv: list[str] | None) -> int:
 
 
 def _run_command(known: argparse.Namespace, rest: list[str], ros_args: list[str]) -> int:
+    try:
+        return _run_module(known, rest, ros_args)
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or '').split('.')[0]
+        if missing not in TRAIN_MODULES or _caused_by_interrupt(exc):
+            raise
+        print(f'mmp_ros {known.command}: needs {missing}, which is not installed here: install '
+              "setup.py's train extra (pip install '.[train]' in the source folder)",
+              file=sys.stderr)
+        return 1
+
+
+def _run_module(known: argparse.Namespace, rest: list[str], ros_args: list[str]) -> int:
     module = importlib.import_module(known._module)
     command_parser = argparse.ArgumentParser(
         prog=f'mmp_ros {known.command}', description=COMMANDS[known.command][1]

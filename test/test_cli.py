@@ -64,6 +64,24 @@ def test_a_program_error_keeps_its_traceback(monkeypatch):
         main(['evaluate-model', 'any.pt'])
 
 
+@pytest.mark.parametrize('argv', [['train', '--help'], ['export', '--help'],
+                                  ['evaluate-model', 'any.pt']])
+def test_a_command_of_the_train_extra_without_it_says_so_in_one_line(argv):
+    # On a native ROS install (rosdep, README's pip line) they died with a
+    # ModuleNotFoundError traceback, even for --help.
+    code = ('import sys\nfrom mmp_ros.cli import main\n'
+            "for name in ('torch', 'einops', 'onnx', 'onnxscript', 'tqdm'):\n"
+            '    sys.modules[name] = None\n'
+            f'sys.exit(main({argv!r}))\n')
+    done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 1, done.stderr
+    missing = 'onnx' if argv[0] == 'export' else 'torch'
+    assert done.stderr == (f'mmp_ros {argv[0]}: needs {missing}, which is not installed here: '
+                           "install setup.py's train extra (pip install '.[train]' in the "
+                           'source folder)\n')
+
+
 @pytest.mark.parametrize(('argv', 'message'), [
     (['bench-dds', '--duration', '0'], 'argument --duration: must be a positive number, got 0'),
     (['bench-dds', '--rate', 'nan'], 'argument --rate: must be a positive number, got nan'),

@@ -266,3 +266,16 @@ def test_the_ros_route_commands_need_no_extra(setup_kwargs):
     done = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_the_cli_knows_the_modules_of_the_train_extra(setup_kwargs):
+    from mmp_ros.cli import TRAIN_MODULES
+
+    train = {_requirement_name(spec) for spec in setup_kwargs['extras_require']['train']}
+    provided: dict[str, set[str]] = {}
+    for module, dists in importlib.metadata.packages_distributions().items():
+        for dist in dists:
+            provided.setdefault(dist.lower(), set()).add(module)
+    for dist in train:
+        assert provided[dist] & TRAIN_MODULES, f'{dist}: add its module to cli.TRAIN_MODULES'
+    assert set().union(*(provided[d] for d in train)) >= TRAIN_MODULES
