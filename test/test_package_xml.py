@@ -279,3 +279,19 @@ def test_the_cli_knows_the_modules_of_the_train_extra(setup_kwargs):
     for dist in train:
         assert provided[dist] & TRAIN_MODULES, f'{dist}: add its module to cli.TRAIN_MODULES'
     assert set().union(*(provided[d] for d in train)) >= TRAIN_MODULES
+
+
+def test_test_depends_are_what_the_tests_use(package):
+    # ament_copyright, ament_flake8 and launch_testing_ros (the package template's) were
+    # declared, so `rosdep install` installed them, but no test runs or imports them.
+    imported = set()
+    for source in REPO.glob('test/*.py'):
+        for node in ast.walk(ast.parse(source.read_text(), filename=str(source))):
+            if isinstance(node, ast.Import):
+                imported.update(alias.name.split('.')[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                imported.add(node.module.split('.')[0])
+    test_depends = _depends(package, 'test_depend')
+    assert 'python3-pytest' in test_depends  # what colcon test runs them with
+    unused = test_depends - {'python3-pytest'} - imported
+    assert not unused, sorted(unused)
