@@ -210,7 +210,7 @@ def test_messages_round_trip_and_a_truncated_one_is_still_published():
 def test_check_prints_the_timeline_and_a_bad_schedule_exits_2(tmp_path, capsys):
     from argparse import Namespace
 
-    from mmp_ros.ros.dropout_node import run
+    from mmp_ros.ros.dropout_node import main, run
 
     def args(path, sensors=('rgb', 'depth')):
         return Namespace(schedule=path, seed=None, sensors=list(sensors), check=True,
@@ -222,11 +222,14 @@ def test_check_prints_the_timeline_and_a_bad_schedule_exits_2(tmp_path, capsys):
     assert 'depth nan [1, 2) s (fraction=1.0)' in capsys.readouterr().out
     bad = tmp_path / 'bad.yaml'
     bad.write_text('faults:\n  - {sensor: thermal, kind: kill, start: 1, end: 2}\n')
-    assert run(args(bad)) == 2  # thermal is not among --sensors
-    assert f"{bad}:2: unknown sensor 'thermal'" in capsys.readouterr().err
+    assert main(['--schedule', str(bad), '--sensors', 'rgb', 'depth', '--check']) == 2
+    # thermal is not among --sensors
+    assert capsys.readouterr().err.startswith(f"mmp_dropout_node: {bad}:2: unknown sensor "
+                                              "'thermal'")
     # A sensor name becomes part of two topic names; rclpy would refuse them with a traceback.
     for name in ('left cam', '', '3d'):
-        assert run(args(good, sensors=['rgb', 'depth', name])) == 2
+        assert main(['--schedule', str(good), '--sensors', 'rgb', 'depth', name,
+                     '--check']) == 2
         assert f'sensor {name!r} makes the invalid topic name' in capsys.readouterr().err
 
 
@@ -314,9 +317,12 @@ def test_sensors_and_schedule_file_parameters_are_the_nodes_when_no_option_overr
     ):
         done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30)
         assert done.returncode == 2, done.stderr
-        assert done.stderr.startswith('mmp_ros dropout: '), done.stderr
+        assert done.stderr.startswith('mmp_dropout_node: '), done.stderr
         assert "unknown sensor 'depth'" in done.stderr and "are ['rgb']" in done.stderr
         assert 'Traceback' not in done.stderr
+    # was: 'usage: mmp_ros dropout', the name of another command than the one started
+    done = subprocess.run([*node, '--help'], env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0 and done.stdout.startswith('usage: mmp_dropout_node '), done
     # A sensor outside the defaults is the node's to judge against its parameter, not refused
     # against the defaults before the node starts.
     lidar = tmp_path / 'lidar.yaml'

@@ -265,28 +265,25 @@ def _seed(text: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     # Only the options given override the node's parameters: a launch file or --ros-args -p
-    # sets the others, and the node reads the schedule against its sensors parameter.
+    # sets the others, and the node reads the schedule against its sensors parameter. A
+    # schedule refused (ScheduleError) is printed by the caller, under its own name.
     overrides = []
-    try:
-        if args.sensors is not None:
-            check_sensor_names(args.sensors)
-            overrides.append(Parameter('sensors', value=list(args.sensors)))
-        if args.schedule is not None:
-            if args.check:  # no node: checked here, against --sensors or the defaults
-                schedule = Schedule.from_yaml(
-                    args.schedule, sensors=tuple(args.sensors or MODALITIES)
-                )
-                if args.seed is not None:  # the run --seed starts, as the node builds it
-                    schedule = Schedule(schedule.faults, args.seed, schedule.sensors,
-                                        schedule.source)
-                print(schedule.describe())
-                return 0
-            overrides.append(Parameter('schedule_file', value=str(args.schedule)))
-        elif args.check:
-            raise ScheduleError('--check needs --schedule')
-    except ScheduleError as error:
-        print(f'mmp_ros dropout: {error}', file=sys.stderr)
-        return 2
+    if args.sensors is not None:
+        check_sensor_names(args.sensors)
+        overrides.append(Parameter('sensors', value=list(args.sensors)))
+    if args.schedule is not None:
+        if args.check:  # no node: checked here, against --sensors or the defaults
+            schedule = Schedule.from_yaml(
+                args.schedule, sensors=tuple(args.sensors or MODALITIES)
+            )
+            if args.seed is not None:  # the run --seed starts, as the node builds it
+                schedule = Schedule(schedule.faults, args.seed, schedule.sensors,
+                                    schedule.source)
+            print(schedule.describe())
+            return 0
+        overrides.append(Parameter('schedule_file', value=str(args.schedule)))
+    elif args.check:
+        raise ScheduleError('--check needs --schedule')
     if args.seed is not None:
         overrides.append(Parameter('seed', value=args.seed))
     return spin_node(
@@ -296,21 +293,25 @@ def run(args: argparse.Namespace) -> int:
     )
 
 
+PROG = 'mmp_dropout_node'  # usage and errors name the program that was started
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point outside the ``mmp_ros`` CLI (``python -m mmp_ros.ros.dropout_node``)."""
+    """Entry point outside the ``mmp_ros`` CLI: the console script ``mmp_dropout_node`` (what
+    ``ros2 run mmp_ros mmp_dropout_node`` starts) and ``python -m mmp_ros.ros.dropout_node``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     ros_args: list[str] = []
     if '--ros-args' in argv:
         cut = argv.index('--ros-args')
         argv, ros_args = argv[:cut], argv[cut:]
-    parser = argparse.ArgumentParser(prog='mmp_ros dropout', description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     add_arguments(parser, schedule_required=False)
     args = parser.parse_args(argv)
     args.ros_args = ros_args
     try:
         return run(args)
     except InputError as error:  # a schedule_file or sensors parameter the node refused
-        print(f'mmp_ros dropout: {error}', file=sys.stderr)
+        print(f'{PROG}: {error}', file=sys.stderr)
         return 2
 
 
