@@ -64,6 +64,20 @@ def compressed_image_fields(msg: CompressedImage):
     return decompress_image(msg.format, memoryview(msg.data).toreadonly())
 
 
+def transport_topic(node: Any, base: str, transport: str) -> tuple[str, type]:
+    """(topic, message type) of the image topic ``base`` read or written through an
+    image_transport ``transport`` (``raw``, ``compressed``, ``compressedDepth``).
+
+    image_transport's naming: ``base`` itself for raw; else ``base`` as the node resolves it
+    (after remapping: ``-r depth/image:=/camera/depth/image_raw``) plus ``/<transport>``, a
+    ``sensor_msgs/CompressedImage`` topic, so that a remap of the base topic applies to every
+    transport.
+    """
+    if transport == 'raw':
+        return base, Image
+    return f'{node.resolve_topic_name(base)}/{transport}', CompressedImage
+
+
 def to_image_msg(fields: ImageFieldsLike, *, stamp: Time, frame_id: str) -> Image:
     """A ``sensor_msgs/Image`` carrying ``fields`` under the given header.
 

@@ -83,7 +83,12 @@ from mmp_ros.ros.diagnostics import (
     not_in_model_status,
     sensor_status,
 )
-from mmp_ros.ros.image_msg import compressed_image_fields, to_image_fields, to_image_msg
+from mmp_ros.ros.image_msg import (
+    compressed_image_fields,
+    to_image_fields,
+    to_image_msg,
+    transport_topic,
+)
 from mmp_ros.ros.qos import latched_qos, output_qos, subscription_qos
 from mmp_ros.ros.spin import spin_until_shutdown
 from mmp_ros.sensors import ImageFields, SensorInputError, array_to_image, decode_frame
@@ -415,12 +420,7 @@ class SegmentationNode(Node):
                 incompatible_qos=lambda info, m=modality: self._on_incompatible_qos(m, info)
             )
             transport = self._values[sensor_parameter(modality, 'transport')]
-            topic, message_type = f'{modality}/image', Image
-            if transport != 'raw':
-                # image_transport's naming: the base topic, remapped (-r depth/image:=...),
-                # then the transport's name; so a remap of the base topic applies here too
-                topic = f'{self.resolve_topic_name(topic)}/{transport}'
-                message_type = CompressedImage
+            topic, message_type = transport_topic(self, f'{modality}/image', transport)
             self._fields_of[modality] = (
                 to_image_fields if transport == 'raw' else compressed_image_fields
             )
