@@ -16,6 +16,7 @@ from mmp_ros.sensors.compressed import (
     DEPTH_HEADER,
     compress_image,
     decompress_image,
+    recompression,
 )
 from mmp_ros.sensors.image import array_to_image, image_to_array
 
@@ -338,3 +339,49 @@ def test_compress_refuses_what_the_transport_cannot_carry(encoding, format_, rea
         raw = np.zeros((4, 4, 3), np.uint8)
     with pytest.raises(SensorInputError, match=reason):
         compress_image(array_to_image(raw, encoding), format_)
+
+
+@pytest.mark.parametrize('encoding, format_, settings', [
+    ('rgb8', 'jpeg', {'format': 'jpeg'}),
+    ('mono16', 'png', {'format': 'png'}),
+    ('16UC1', 'compressedDepth rvl', {'format': 'compressedDepth rvl', 'depth_max_m': 65.535}),
+])
+def test_recompression_encodes_as_the_message_came(encoding, format_, settings):
+    channels = 3 if encoding == 'rgb8' else 1
+    dtype = np.uint8 if encoding == 'rgb8' else np.uint16
+    pixels = np.full((4, 6, channels), 200, dtype)
+    format_out, data = compress_image(array_to_image(pixels, encoding), format_)
+    assert recompression(format_out, data) == settings
+    again = compress_image(decompress_image(format_out, data), **recompression(format_out, data))
+    assert again[0] == format_out
+
+
+def test_recompression_keeps_a_32fc1_depth_publishers_quantization_and_16uc1_far_values():
+    metres = np.linspace(0.5, 3.9, 24, dtype=np.float32).reshape(4, 6, 1)
+    format_, data = compress_image(array_to_image(metres, '32FC1'), 'compressedDepth',
+                                   depth_max_m=4.0, depth_quantization=50.0)
+    settings = recompression(format_, data)
+    assert settings['depth_max_m'] == pytest.approx(4.0)
+    assert settings['depth_quantization'] == pytest.approx(50.0)
+    decoded = decompress_image(format_, data)
+    _, again = compress_image(decoded, **settings)
+    assert again[:DEPTH_HEADER.size] == data[:DEPTH_HEADER.size]  # same quantization
+    step = metres[..., 0] ** 2 / (50.0 * 51.0)  # one quantization step, d**2 / A
+    assert (np.abs(image_to_array(decompress_image(format_, again)) - metres) < 2 * step[
+        ..., None]).all()
+    # 16UC1: the publisher already cut what it cut; a 20 m reading its settings kept stays.
+    far = np.full((2, 2, 1), 20000, np.uint16)
+    format_, data = compress_image(array_to_image(far, '16UC1'), 'compressedDepth',
+                                   depth_max_m=30.0)
+    _, again = compress_image(decompress_image(format_, data), **recompression(format_, data))
+    assert (image_to_array(decompress_image(format_, again)) == 20000).all()
+
+
+@pytest.mark.parametrize('format_, data, expected', [
+    ('jpeg', b'', 'jpeg'), ('png', b'', 'png'), ('', b'\x89PNG\r\n\x1a\n', 'png'),
+    ('', b'\xff\xd8', 'jpeg'),
+])
+def test_recompression_of_an_old_publishers_bare_format(format_, data, expected):
+    assert recompression(format_, data) == {'format': expected}
+    with pytest.raises(SensorInputError, match='unknown CompressedImage format'):
+        recompression('rgb8; webp compressed', data)

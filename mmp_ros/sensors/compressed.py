@@ -153,6 +153,39 @@ def compress_image(
     return f'{encoding}; {format} compressed {inner}', encoded.tobytes()
 
 
+def recompression(format: str, data) -> dict:
+    """The :func:`compress_image` keyword arguments that encode an image as the publisher of
+    this ``CompressedImage`` did: its transport and method, and for ``compressedDepth`` of
+    ``32FC1`` its quantization (``depth_max_m``, ``depth_quantization`` from the header).
+
+    For a message :func:`decompress_image` reads: a tool that decodes a message, changes its
+    pixels and sends it on (the dropout simulator) re-encodes it with these. ``16UC1`` depth
+    is re-encoded with nothing cut off (its publisher already cut what it cut), JPEG at
+    :func:`compress_image`'s quality (the message does not say the publisher's).
+    Raises SensorInputError for a format :func:`decompress_image` refuses.
+    """
+    encoding, sep, rest = format.partition(';')
+    depth = _DEPTH.fullmatch(rest) if sep else None
+    if depth is None:
+        match = _COMPRESSED.fullmatch(rest) if sep else None
+        if match is not None:
+            return {'format': match.group(1)}
+        bare = encoding.strip().lower()
+        if not sep and bare in ('', 'jpeg', 'jpg', 'png'):  # an old publisher's format
+            png = bare == 'png' or (not bare and bytes(data[:8]) == _PNG_SIGNATURE)
+            return {'format': 'png' if png else 'jpeg'}
+        raise _unknown_format(format)
+    settings: dict = {'format': f'compressedDepth {depth.group(1) or "png"}'}
+    if encoding_spec(encoding.strip()).dtype == np.float32:
+        _, quant_a, quant_b = DEPTH_HEADER.unpack_from(np.frombuffer(data, np.uint8))
+        # depthQuantA = q (q + 1), depthQuantB = 1 - A / depth_max (compress_image)
+        settings['depth_quantization'] = (math.sqrt(1.0 + 4.0 * quant_a) - 1.0) / 2.0
+        settings['depth_max_m'] = quant_a / (1.0 - quant_b)
+    else:
+        settings['depth_max_m'] = 65.535  # every 16-bit value kept
+    return settings
+
+
 def _unknown_format(format: str) -> SensorInputError:
     return SensorInputError(
         f'unknown CompressedImage format {format!r}; known: "<encoding>; jpeg compressed '
