@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from mmp_ros.dropout import DropoutEngine, Received, Schedule, StampedImage
+from mmp_ros.dropout.engine import Restamped, Truncated
+from mmp_ros.sensors.frame import SensorInputError
 from mmp_ros.sensors.image import array_to_image, image_to_array
 
 RATE_HZ = 20.0
@@ -66,9 +68,9 @@ def test_freeze_repeats_the_last_frame_under_new_stamps():
     dropout = engine('  - {sensor: rgb, kind: freeze, start: 0.5, end: 1.0}\n')
     out = feed(dropout, 'rgb', 30)
     frozen = [o for i, o in out if 10 <= i < 20]
-    assert len(frozen) == 10 and all(isinstance(o, StampedImage) for o in frozen)
+    assert len(frozen) == 10 and all(isinstance(o, Restamped) for o in frozen)
     assert [o.stamp_ns for o in frozen] == [int(i / RATE_HZ * 1e9) for i in range(10, 20)]
-    assert all((image_to_array(o.fields) == 9).all() for o in frozen)  # frame 9's pixels
+    assert all(o.message.raw == ('raw', 9) for o in frozen)  # frame 9, as it came
     assert all(o.frame_id == 'camera' for o in frozen)
     after = [o for i, o in out if i >= 20]
     assert [o.raw[1] for o in after] == list(range(20, 30))  # live again, untouched
@@ -78,7 +80,7 @@ def test_freeze_from_the_start_holds_the_first_frame_it_sees():
     dropout = engine('  - {sensor: rgb, kind: freeze, start: 0, end: 1}\n')
     out = feed(dropout, 'rgb', 5)
     assert out[0][1].raw == ('raw', 0)
-    assert all((image_to_array(o.fields) == 0).all() for _, o in out[1:])
+    assert all(o.message.raw == ('raw', 0) for _, o in out[1:])
 
 
 def test_a_freeze_right_after_a_kill_holds_the_last_frame_the_source_sent():
@@ -86,7 +88,47 @@ def test_a_freeze_right_after_a_kill_holds_the_last_frame_the_source_sent():
                      '  - {sensor: rgb, kind: freeze, start: 1.0, end: 1.5}\n')
     out = feed(dropout, 'rgb', 30)
     frozen = [o for i, o in out if 20 <= i < 30]
-    assert all((image_to_array(o.fields) == 19).all() for o in frozen)
+    assert all(o.message.raw == ('raw', 19) for o in frozen)
+
+
+def headers_only(index: int) -> Received:
+    """Frame ``index`` whose header reads without its pixels, which refuse to decode (a
+    compressed message whose payload is corrupt)."""
+    def refuse() -> StampedImage:
+        raise SensorInputError('truncated JPEG')
+
+    return Received(raw=('raw', index), decode=refuse,
+                    header=lambda: (int(index / RATE_HZ * 1e9), f'camera{index}'))
+
+
+def test_freeze_and_truncate_never_decode_pixels():
+    # Freeze reads the headers only, truncate nothing: both work on a message type whose
+    # pixels the engine never sees (or that would not decode), compressed or raw.
+    dropout = engine('  - {sensor: rgb, kind: freeze, start: 0.5, end: 1.0}\n'
+                     '  - {sensor: rgb, kind: truncate, start: 1.0, end: 1.5, '
+                     'keep_fraction: 0.25}\n')
+    out = feed(dropout, 'rgb', 30, make=headers_only)
+    frozen = [o for i, o in out if 10 <= i < 20]
+    assert [(o.message.raw, o.stamp_ns, o.frame_id) for o in frozen] == [
+        (('raw', 9), int(i / RATE_HZ * 1e9), f'camera{i}') for i in range(10, 20)]
+    cut = [o for i, o in out if 20 <= i < 30]
+    assert all(isinstance(o, Truncated) and o.keep_fraction == 0.25 for o in cut)
+    assert [o.message.raw for o in cut] == [('raw', i) for i in range(20, 30)]
+    stats = dropout.stats('rgb')
+    assert (stats.rewritten, stats.unreadable) == (20, 0)
+
+
+def test_a_pixel_fault_keeps_the_compression_and_passes_what_does_not_decode():
+    dropout = engine('  - {sensor: rgb, kind: blank, start: 0, end: 1}\n')
+    image = StampedImage(5, 'camera', array_to_image(np.ones((2, 2, 3), np.uint8), 'rgb8'),
+                         compression={'format': 'jpeg'})
+    [out] = dropout.on_message('rgb', Received(raw='jpeg', decode=lambda: image), 0.1)
+    assert (out.stamp_ns, out.frame_id, out.compression) == (5, 'camera', {'format': 'jpeg'})
+    assert not image_to_array(out.fields).any()
+    corrupt = headers_only(3)
+    assert dropout.on_message('rgb', corrupt, 0.2) == [corrupt]  # as a raw one: on, unchanged
+    stats = dropout.stats('rgb')
+    assert stats.unreadable == 1 and 'truncated JPEG' in stats.last_error
 
 
 def test_delay_releases_each_message_delay_s_later_and_flushes_at_the_end():

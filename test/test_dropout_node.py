@@ -188,8 +188,9 @@ def test_messages_round_trip_and_a_truncated_one_is_still_published():
     from rclpy.serialization import deserialize_message, serialize_message
     from sensor_msgs.msg import Image
 
-    from mmp_ros.dropout.faults import truncate
-    from mmp_ros.ros.dropout_node import _decode, _encode
+    from mmp_ros.dropout import Received
+    from mmp_ros.dropout.engine import Truncated
+    from mmp_ros.ros.dropout_node import _decode, _encode, to_message
 
     msg = Image(height=2, width=3, encoding='mono16', is_bigendian=1, step=8)
     msg.header.stamp = Time(sec=12, nanosec=345)
@@ -201,8 +202,10 @@ def test_messages_round_trip_and_a_truncated_one_is_still_published():
     again = _encode(image)
     assert serialize_message(again) == serialize_message(msg)
 
-    short = _encode(type(image)(image.stamp_ns, image.frame_id, truncate(image.fields, 0.25)))
+    raw = serialize_message(msg)
+    short = to_message(Truncated(Received(raw, lambda: _decode(raw)), 0.25), Image)
     back = deserialize_message(serialize_message(short), Image)
+    assert back.header == msg.header
     assert (back.height, back.width, back.step, back.encoding) == (2, 3, 8, 'mono16')
     assert bytes(back.data) == bytes(range(4))
 

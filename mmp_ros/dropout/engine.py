@@ -9,14 +9,17 @@ tested with plain numbers.
 Messages arrive as :class:`Received`: the serialized bytes, opaque to this module, plus a
 decoder that runs at most once. A message that no active fault touches goes out as the same
 :class:`Received` and the node republishes its bytes as they came; only faults that need the
-header or the pixels decode it (kill, drop and delay never do).
+header or the pixels decode it (kill, drop and delay never do; freeze reads headers only, and
+truncate nothing: both go out as the message they came as, re-stamped or cut, so they work
+alike on every message type the node forwards, raw or compressed).
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -28,25 +31,39 @@ from mmp_ros.sensors.image import ImageFields
 
 @dataclass(frozen=True)
 class StampedImage:
-    """An image message as this package rewrites it: header stamp, frame id, pixel fields."""
+    """An image message as this package rewrites it: header stamp, frame id, pixel fields.
+
+    ``compression``: how the message came compressed, for the node to encode the rewritten
+    fields the same way (opaque here, carried over to the rewritten image); None for a raw
+    ``sensor_msgs/Image``.
+    """
 
     stamp_ns: int
     frame_id: str
     fields: ImageFields
+    compression: Any = None
 
 
 class Received:
     """One message as it came from the source: its raw form and a once-only decoder.
 
     ``raw`` is whatever the node can republish unchanged (serialized CDR bytes in the node);
-    ``image()`` decodes it on first use and caches the result.
+    ``image()`` decodes it on first use and caches the result. ``header``, when given, reads
+    just ``(stamp_ns, frame_id)``, more cheaply than ``image()`` (which a compressed
+    message's pixels make slow, and a corrupt payload makes fail).
     """
 
-    __slots__ = ('_decode', '_image', 'raw')
+    __slots__ = ('_decode', '_header', '_image', 'raw')
 
-    def __init__(self, raw: object, decode: Callable[[], StampedImage]) -> None:
+    def __init__(
+        self,
+        raw: object,
+        decode: Callable[[], StampedImage],
+        header: Callable[[], tuple[int, str]] | None = None,
+    ) -> None:
         self.raw = raw
         self._decode = decode
+        self._header = header
         self._image: StampedImage | None = None
 
     def image(self) -> StampedImage:
@@ -54,13 +71,39 @@ class Received:
             self._image = self._decode()
         return self._image
 
+    def header(self) -> tuple[int, str]:
+        """``(stamp_ns, frame_id)`` of the message."""
+        if self._image is None and self._header is not None:
+            return self._header()
+        image = self.image()
+        return image.stamp_ns, image.frame_id
+
     @property
     def decoded(self) -> bool:
         return self._image is not None
 
 
-Outgoing = Received | StampedImage
-"""What to publish: a :class:`Received` goes out byte for byte, a StampedImage re-encoded."""
+@dataclass(frozen=True)
+class Restamped:
+    """``message`` as it came, under another header: a frozen frame, never decoded."""
+
+    message: Received
+    stamp_ns: int
+    frame_id: str
+
+
+@dataclass(frozen=True)
+class Truncated:
+    """``message`` with its header unchanged and its ``data`` cut to ``keep_fraction`` of its
+    bytes (:func:`mmp_ros.dropout.faults.truncate`), never decoded."""
+
+    message: Received
+    keep_fraction: float
+
+
+Outgoing = Received | StampedImage | Restamped | Truncated
+"""What to publish: a :class:`Received` goes out byte for byte, a StampedImage re-encoded,
+a :class:`Restamped` or :class:`Truncated` as its message with the one change."""
 
 
 @dataclass(frozen=True)
@@ -212,8 +255,11 @@ class DropoutEngine:
     def _rewrite(
         self, channel: _Channel, fault: Fault, rng: np.random.Generator, message: Received
     ) -> list[Outgoing]:
-        image = message.image()
+        if fault.kind is FaultKind.TRUNCATE:  # needs no readable pixels, nor any decoding
+            channel.stats.rewritten += 1
+            return [Truncated(message, fault.params['keep_fraction'])]
         try:
+            image = message.image()  # a compressed message's pixels may not decode
             fields = apply(fault, image.fields, rng)
         except SensorInputError as error:
             channel.stats.unreadable += 1
@@ -224,22 +270,24 @@ class DropoutEngine:
             channel.stats.withheld += 1
             return []
         channel.stats.rewritten += 1
-        return [StampedImage(image.stamp_ns, image.frame_id, fields)]
+        return [replace(image, fields=fields)]
 
     def _freeze(self, channel: _Channel, message: Received) -> list[Outgoing]:
-        """The frozen frame's pixels under this message's header: a stuck driver's output.
+        """The frozen frame under this message's header: a stuck driver's output.
 
         Re-publishing on each incoming message keeps the source's rate and its stamps moving,
         as a camera whose pipeline hangs while its driver keeps publishing does. With no frame
-        seen before the window, the first one inside it becomes the frozen frame.
+        seen before the window, the first one inside it becomes the frozen frame. Only the
+        incoming headers are read: the frozen frame goes out as it came (the same pixels, or
+        the same compressed bytes), also one whose pixels would not decode.
         """
         if channel.frozen is None:
             channel.frozen = message
             channel.stats.passed += 1
             return [message]
-        header = message.image()
+        stamp_ns, frame_id = message.header()
         channel.stats.rewritten += 1
-        return [StampedImage(header.stamp_ns, header.frame_id, channel.frozen.image().fields)]
+        return [Restamped(channel.frozen, stamp_ns, frame_id)]
 
     def _advance(self, channel: _Channel, elapsed_s: float) -> list[Outgoing]:
         """Close and open windows up to ``elapsed_s``; return messages a closing delay frees."""
@@ -288,7 +336,9 @@ __all__ = [
     'FaultEvent',
     'Outgoing',
     'Received',
+    'Restamped',
     'ScheduleClock',
     'SensorStats',
     'StampedImage',
+    'Truncated',
 ]

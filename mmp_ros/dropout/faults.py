@@ -218,12 +218,17 @@ def truncate(fields: ImageFields, keep_fraction: float) -> ImageFields:
     A torn transfer or a buggy driver: the one fault whose output is not a valid image.
     Needs no readable pixels, so it also applies to a message that was already malformed.
     """
-    data = bytes(memoryview(fields.data).cast('B'))
-    keep = int(len(data) * keep_fraction)
     return ImageFields(
         fields.height, fields.width, fields.encoding, fields.is_bigendian, fields.step,
-        data[:keep],
+        truncated_bytes(fields.data, keep_fraction),
     )
+
+
+def truncated_bytes(data, keep_fraction: float) -> bytes:
+    """The first ``keep_fraction`` of the bytes of ``data`` (any bytes-like): a torn
+    transfer, of a raw image's pixels or of a compressed image's JPEG, PNG or RVL stream."""
+    data = bytes(memoryview(data).cast('B'))
+    return data[:int(len(data) * keep_fraction)]
 
 
 __all__ = [
@@ -235,5 +240,6 @@ __all__ = [
     'nan_flood',
     'resize',
     'truncate',
+    'truncated_bytes',
     'withholds',
 ]

@@ -34,7 +34,14 @@ from std_msgs.msg import String
 
 from mmp_ros.cli import non_negative_int
 from mmp_ros.dropout import DropoutEngine, FaultEvent, Received, Schedule, ScheduleError
-from mmp_ros.dropout.engine import Outgoing, ScheduleClock, StampedImage
+from mmp_ros.dropout.engine import (
+    Outgoing,
+    Restamped,
+    ScheduleClock,
+    StampedImage,
+    Truncated,
+)
+from mmp_ros.dropout.faults import truncated_bytes
 from mmp_ros.errors import InputError
 from mmp_ros.modalities import MODALITIES
 from mmp_ros.ros.context import spin_node
@@ -154,7 +161,7 @@ class DropoutNode(Node):
         if isinstance(outgoing, Received):
             self._outputs[sensor].publish(outgoing.raw)
         else:
-            self._outputs[sensor].publish(_encode(outgoing))
+            self._outputs[sensor].publish(to_message(outgoing, Image))
 
     def _report(self, elapsed: float, now_ns: int, wall: float) -> None:
         """Publish and log the windows that opened or closed; warn about unreadable input."""
@@ -214,20 +221,26 @@ def _decode(raw: bytes) -> StampedImage:
     return StampedImage(stamp_ns, msg.header.frame_id, to_image_fields(msg))
 
 
+def _stamp(stamp_ns: int) -> Time:
+    return Time(sec=stamp_ns // NS, nanosec=stamp_ns % NS)
+
+
 def _encode(image: StampedImage) -> Image:
-    stamp = Time(sec=image.stamp_ns // NS, nanosec=image.stamp_ns % NS)
-    fields = image.fields
-    if fields.nbytes == fields.step * fields.height:
-        return to_image_msg(fields, stamp=stamp, frame_id=image.frame_id)
-    # A truncate fault's deliberately short buffer, which to_image_msg rightly refuses to
-    # build for anyone else.
-    msg = Image(
-        height=fields.height, width=fields.width, encoding=fields.encoding,
-        is_bigendian=int(fields.is_bigendian), step=fields.step,
-    )
-    msg.header.stamp = stamp
-    msg.header.frame_id = image.frame_id
-    msg.data = bytes(fields.data)
+    return to_image_msg(image.fields, stamp=_stamp(image.stamp_ns), frame_id=image.frame_id)
+
+
+def to_message(outgoing: StampedImage | Restamped | Truncated, message_type: type):
+    """The message to publish for what the engine returned, of the sensor's
+    ``message_type``. A frozen frame and a cut one are the message that came, deserialized,
+    with a new header or a shorter ``data``: no pixel is decoded."""
+    if isinstance(outgoing, StampedImage):
+        return _encode(outgoing)
+    msg = deserialize_message(outgoing.message.raw, message_type)
+    if isinstance(outgoing, Restamped):
+        msg.header.stamp = _stamp(outgoing.stamp_ns)
+        msg.header.frame_id = outgoing.frame_id
+    else:
+        msg.data = truncated_bytes(msg.data, outgoing.keep_fraction)
     return msg
 
 
