@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -405,3 +406,299 @@ def test_on_sim_time_a_looping_replays_jump_back_does_not_rewind_the_schedule(tm
         peer.destroy_node()
     finally:
         rclpy.try_shutdown(context=context)
+
+
+COMPRESSED_SOURCE = """
+import time
+
+import numpy as np
+import rclpy
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CompressedImage
+
+from mmp_ros.ros.context import init_ros
+from mmp_ros.sensors.compressed import compress_image
+from mmp_ros.sensors.image import array_to_image
+
+with init_ros():
+    node = rclpy.create_node('dropout_test_compressed_source')
+    # image_transport's topics of the bases camera/color and camera/depth
+    rgb = node.create_publisher(CompressedImage, 'camera/color/compressed',
+                                qos_profile_sensor_data)
+    depth = node.create_publisher(CompressedImage, 'camera/depth/compressedDepth',
+                                  qos_profile_sensor_data)
+    start = time.monotonic()
+    seq = 0
+    while time.monotonic() - start < 40.0:  # the test stops it long before; a safety net
+        stamp = node.get_clock().now().to_msg()
+        value = 100 + seq % 100
+        for publisher, fields, format in (
+            (rgb, array_to_image(np.full((48, 64, 3), value, np.uint8), 'rgb8'), 'jpeg'),
+            (depth, array_to_image(np.full((48, 64, 1), 1000 + seq, np.uint16), '16UC1'),
+             'compressedDepth'),
+        ):
+            msg = CompressedImage()
+            msg.format, data = compress_image(fields, format)
+            if publisher is rgb and seq % 10 == 7:
+                data = data[: len(data) // 2]  # a torn JPEG, for the node to pass on
+            msg.data = data
+            msg.header.frame_id = str(seq)
+            msg.header.stamp = stamp
+            publisher.publish(msg)
+        seq += 1
+        time.sleep(max(0.0, start + seq / 30.0 - time.monotonic()))
+    node.destroy_node()
+"""
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_compressed_rgb_and_depth_through_pixel_faults_across_processes(tmp_path):
+    # A JPEG rgb stream on camera/color/compressed and a compressedDepth 16UC1 stream on
+    # camera/depth/compressedDepth, remapped by their base topics as image_transport does.
+    # During the window rgb comes out blank and depth NaN-flooded (16UC1: 0, no reading),
+    # still compressed as they came, under the source's stamps and frame_ids; outside it the
+    # messages are the source's, byte for byte, and a torn JPEG passes unchanged.
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+    from sensor_msgs.msg import CompressedImage
+    from std_msgs.msg import String
+
+    from mmp_ros.dds import apply_dds_profile
+    from mmp_ros.sensors.compressed import decompress_image
+    from mmp_ros.sensors.frame import SensorInputError
+    from mmp_ros.sensors.image import image_to_array
+
+    window = KILL
+    schedule = tmp_path / 'schedule.yaml'
+    schedule.write_text(
+        'faults:\n'
+        f'  - {{sensor: rgb, kind: blank, start: {window[0]}, end: {window[1]}}}\n'
+        f'  - {{sensor: depth, kind: nan, start: {window[0]}, end: {window[1]}}}\n'
+    )
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    apply_dds_profile(env)
+    apply_dds_profile()
+
+    out: dict[str, list] = {'rgb': [], 'depth': []}
+    source: dict[str, dict[str, tuple]] = {'rgb': {}, 'depth': {}}  # frame_id -> _content
+    events: list[dict] = []
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    processes = []
+    try:
+        node = rclpy.create_node('dropout_test_compressed_checker', context=context)
+        for sensor, topic in (('rgb', 'rgb/image/compressed'),
+                              ('depth', 'depth/image/compressedDepth')):
+            node.create_subscription(CompressedImage, topic, out[sensor].append,
+                                     qos_profile_sensor_data)
+        for sensor, topic in (('rgb', 'camera/color/compressed'),
+                              ('depth', 'camera/depth/compressedDepth')):
+            node.create_subscription(
+                CompressedImage, topic,
+                lambda m, s=sensor: source[s].__setitem__(m.header.frame_id, _content(m)),
+                qos_profile_sensor_data)
+        node.create_subscription(
+            String, 'dropout/events', lambda m: events.append(json.loads(m.data)),
+            QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                       durability=DurabilityPolicy.TRANSIENT_LOCAL),
+        )
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        processes.append(subprocess.Popen(
+            [sys.executable, '-c', COMPRESSED_SOURCE], env=env, stderr=subprocess.PIPE,
+            text=True))
+        spin_for(executor, lambda: source['rgb'] and source['depth'], processes, DEADLINE_S)
+        processes.append(subprocess.Popen(
+            [sys.executable, '-m', 'mmp_ros.ros.dropout_node', '--schedule', str(schedule),
+             '--sensors', 'rgb', 'depth', '--transport', 'rgb=compressed',
+             'depth=compressedDepth', '--ros-args', '-r', 'source/rgb/image:=camera/color',
+             '-r', 'source/depth/image:=camera/depth'],
+            env=env, stderr=subprocess.PIPE, text=True))
+
+        def done() -> bool:
+            ends = [e for e in events if e['event'] == 'end']
+            return len(ends) == 2 and all(
+                sum(_stamp_s(m) > ends[0]['ros_time'] for m in out[s]) >= 10 for s in out)
+
+        spin_for(executor, done, processes, DEADLINE_S)
+        assert done(), f'timeline incomplete after {DEADLINE_S} s: {events}'
+        assert all(p.poll() is None for p in processes)  # the torn JPEGs crashed nothing
+    finally:
+        logs = [_stop(p) for p in processes]
+        rclpy.try_shutdown(context=context)
+
+    start = min(e['ros_time'] for e in events if e['event'] == 'start')
+    end = min(e['ros_time'] for e in events if e['event'] == 'end')
+    torn = rewritten = live = 0
+    for sensor, messages in out.items():
+        for msg in messages:
+            seq, stamp = int(msg.header.frame_id), _stamp_s(msg)
+            if msg.header.frame_id not in source[sensor]:  # best effort: the checker missed it
+                continue
+            assert msg.header.stamp == source[sensor][msg.header.frame_id][0]
+            inside = start + MARGIN_S < stamp < end - MARGIN_S
+            outside = stamp < start - MARGIN_S or stamp > end + MARGIN_S
+            if sensor == 'rgb' and seq % 10 == 7:
+                torn += 1
+                assert _content(msg) == source[sensor][msg.header.frame_id]
+                with pytest.raises(SensorInputError, match='truncated JPEG'):
+                    decompress_image(msg.format, msg.data)
+            elif inside:
+                rewritten += 1
+                pixels = image_to_array(decompress_image(msg.format, msg.data))
+                assert msg.format == ('rgb8; jpeg compressed bgr8' if sensor == 'rgb'
+                                      else '16UC1; compressedDepth png')
+                assert not pixels.any(), (sensor, seq)  # blank; NaN in 16UC1 = 0
+            elif outside:
+                live += 1
+                assert _content(msg) == source[sensor][msg.header.frame_id], (sensor, seq)
+    assert torn >= 3 and rewritten >= 30 and live >= 40, (torn, rewritten, live, logs)
+
+
+def _stamp_s(msg) -> float:
+    return msg.header.stamp.sec + msg.header.stamp.nanosec / 1e9
+
+
+def _content(msg) -> tuple:
+    """A message's fields (its serialized bytes differ in CDR padding, which is not cleared)."""
+    return msg.header.stamp, msg.header.frame_id, msg.format, bytes(msg.data)
+
+
+def _compressed(pixels, encoding: str, format_: str, *, seq: int = 7, **settings) -> bytes:
+    """A serialized ``CompressedImage`` of ``pixels``, stamped 12 s + ``seq`` ns."""
+    from builtin_interfaces.msg import Time
+    from rclpy.serialization import serialize_message
+    from sensor_msgs.msg import CompressedImage
+
+    from mmp_ros.sensors.compressed import compress_image
+    from mmp_ros.sensors.image import array_to_image
+
+    msg = CompressedImage()
+    msg.format, msg.data = compress_image(array_to_image(pixels, encoding), format_, **settings)
+    msg.header.stamp = Time(sec=12, nanosec=seq)
+    msg.header.frame_id = f'cam{seq}'
+    return serialize_message(msg)
+
+
+def _through(fault: str, raw: bytes):
+    """What the node publishes for the compressed message ``raw`` under ``fault``."""
+    from functools import partial
+
+    from sensor_msgs.msg import CompressedImage
+
+    from mmp_ros.dropout import DropoutEngine, Received, Schedule
+    from mmp_ros.ros.dropout_node import _decode_compressed, _read_header, to_message
+
+    engine = DropoutEngine(Schedule.from_yaml(
+        f'faults:\n  - {{sensor: rgb, start: 0, end: 10, {fault}}}\n'))
+    received = Received(raw, partial(_decode_compressed, raw),
+                        partial(_read_header, raw, CompressedImage))
+    [out] = engine.on_message('rgb', received, 1.0)
+    return out if out is received else to_message(out, CompressedImage)
+
+
+@pytest.mark.parametrize('encoding, format_, fault, expected', [
+    ('rgb8', 'jpeg', 'kind: blank', 0),
+    ('rgb8', 'jpeg', 'kind: nan', 0),  # integer encodings: 0, as raw
+    ('16UC1', 'compressedDepth', 'kind: nan', 0),  # 0: no reading
+    ('16UC1', 'compressedDepth rvl', 'kind: blank, fill: max', 65535),  # not cut at 10 m
+    ('32FC1', 'compressedDepth', 'kind: nan', np.nan),  # stored as no reading: NaN back
+    ('mono16', 'png', 'kind: blank, fill: max', 65535),
+])
+def test_a_pixel_fault_on_a_compressed_message_is_compressed_again_as_it_came(
+        encoding, format_, fault, expected):
+    from rclpy.serialization import deserialize_message
+    from sensor_msgs.msg import CompressedImage
+
+    from mmp_ros.sensors.compressed import decompress_image
+    from mmp_ros.sensors.image import image_to_array
+
+    dtype = {'rgb8': np.uint8, '16UC1': np.uint16, 'mono16': np.uint16, '32FC1': np.float32}
+    channels = 3 if encoding == 'rgb8' else 1
+    pixels = np.full((6, 8, channels), 2, dtype[encoding])
+    raw = _compressed(pixels, encoding, format_)
+    source = deserialize_message(raw, CompressedImage)
+    out = _through(fault, raw)
+    assert (out.header, out.format) == (source.header, source.format)
+    result = image_to_array(decompress_image(out.format, out.data))
+    assert result.shape == pixels.shape
+    assert np.array_equal(result, np.full(pixels.shape, expected, result.dtype), equal_nan=True)
+
+
+def test_noise_resize_and_encoding_faults_on_jpeg_and_what_jpeg_cannot_carry():
+    from mmp_ros.sensors.compressed import decompress_image
+    from mmp_ros.sensors.frame import SensorInputError
+    from mmp_ros.sensors.image import image_to_array
+
+    raw = _compressed(np.full((48, 64, 3), 128, np.uint8), 'rgb8', 'jpeg')
+    noisy = image_to_array(decompress_image(*_fields(_through('kind: noise, sigma: 20', raw))))
+    assert 10 < noisy.astype(float).std() < 30 and abs(noisy.mean() - 128) < 3
+    small = _through('kind: resize, height: 24, width: 32', raw)
+    assert image_to_array(decompress_image(small.format, small.data)).shape == (24, 32, 3)
+    grey = _through('kind: encoding, encoding: mono8', raw)
+    assert grey.format == 'mono8; jpeg compressed '
+    with pytest.raises(SensorInputError, match='JPEG stores 8-bit'):  # the node: logs, drops
+        _through('kind: encoding, encoding: 32FC1', raw)
+
+
+def _fields(msg) -> tuple:
+    return msg.format, msg.data
+
+
+def test_freeze_and_truncate_keep_a_compressed_message_as_it_came_and_corrupt_ones_pass():
+    from rclpy.serialization import deserialize_message, serialize_message
+    from sensor_msgs.msg import CompressedImage
+
+    from mmp_ros.dropout import DropoutEngine, Received, Schedule
+    from mmp_ros.ros.dropout_node import _read_header, to_message
+
+    frames = [_compressed(np.full((6, 8, 3), 10 * i, np.uint8), 'rgb8', 'jpeg', seq=i)
+              for i in range(3)]
+    engine = DropoutEngine(Schedule.from_yaml(
+        'faults:\n  - {sensor: rgb, kind: freeze, start: 1, end: 2}\n'
+        '  - {sensor: rgb, kind: truncate, start: 2, end: 3, keep_fraction: 0.5}\n'))
+
+    def send(raw: bytes, elapsed: float):
+        received = Received(raw, lambda: pytest.fail('decoded'),
+                            lambda: _read_header(raw, CompressedImage))
+        return [o if isinstance(o, Received) else to_message(o, CompressedImage)
+                for o in engine.on_message('rgb', received, elapsed)]
+
+    send(frames[0], 0.5)
+    [frozen] = send(frames[1], 1.5)
+    first, second = (deserialize_message(f, CompressedImage) for f in frames[:2])
+    assert frozen.header == second.header
+    assert (frozen.format, bytes(frozen.data)) == (first.format, bytes(first.data))
+    [cut] = send(frames[2], 2.5)
+    third = deserialize_message(frames[2], CompressedImage)
+    assert cut.header == third.header and bytes(cut.data) == bytes(third.data)[
+        :len(third.data) // 2]
+    # A payload that does not decode, under a pixel fault: on unchanged, counted, no raise.
+    torn = CompressedImage(format='rgb8; jpeg compressed bgr8', data=bytes(third.data)[:100])
+    out = _through('kind: noise, sigma: 3', serialize_message(torn))
+    assert out.raw == serialize_message(torn)
+
+
+@pytest.mark.ros
+def test_transport_options_and_parameters_are_checked_as_the_segmentation_nodes(
+        tmp_path, capsys, restored_environ):
+    from mmp_ros.ros.dropout_node import main
+
+    schedule = tmp_path / 'kill.yaml'
+    schedule.write_text('faults:\n  - {sensor: rgb, kind: kill, start: 1, end: 2}\n')
+    given = ['--schedule', str(schedule), '--sensors', 'rgb']
+    for argv, message in (
+        ([*given, '--transport', 'thermal=compressed'],
+         "--transport thermal=compressed: 'thermal' is not among the sensors forwarded"),
+        ([*given, '--ros-args', '-p', 'sensors.rgb.transport:=compressedDepth'],
+         "sensors.rgb.transport='compressedDepth' is not one of ['raw', 'compressed']"),
+    ):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f'mmp_ros dropout: {message}') and err.count('\n') == 1, err
+    with pytest.raises(SystemExit):  # argparse: usage and one line
+        main([*given, '--transport', 'rgb=compressedDepth'])
+    assert "rgb: transport 'compressedDepth' is not one of" in capsys.readouterr().err

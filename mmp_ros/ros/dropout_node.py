@@ -2,9 +2,13 @@
 
 For every sensor the node subscribes to ``source/<sensor>/image`` and republishes on
 ``<sensor>/image`` (both remappable; sensor-data QoS on both sides, as a camera driver
-publishes). While no fault of a sensor is open, its messages are republished as the serialized
-bytes that came in, never deserialized; a fault decodes only what it rewrites. The logic lives
-in :class:`mmp_ros.dropout.DropoutEngine`; this module converts and keeps time.
+publishes); with ``sensors.<sensor>.transport`` ``compressed`` or ``compressedDepth``, as the
+segmentation node names it, image_transport's ``sensor_msgs/CompressedImage`` topics
+``<base>/<transport>`` of both instead. While no fault of a sensor is open, its messages are
+republished as the serialized bytes that came in, never deserialized; a fault decodes only what
+it rewrites (a compressed message's pixels are decompressed, changed and compressed again as
+they came). The logic lives in :class:`mmp_ros.dropout.DropoutEngine`; this module converts
+and keeps time.
 
 The node publishes its own fault timeline on ``dropout/events`` (``std_msgs/String`` JSON,
 reliable + transient local, deep enough for the whole schedule, so a late evaluator still gets
@@ -25,14 +29,21 @@ from pathlib import Path
 
 from builtin_interfaces.msg import Time
 from rcl_interfaces.msg import IntegerRange, ParameterDescriptor
+from rclpy.exceptions import ParameterException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.serialization import deserialize_message
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
 from mmp_ros.cli import non_negative_int
+from mmp_ros.core.parameters import (
+    ParameterError,
+    ParameterSpec,
+    sensor_parameter,
+    transports,
+)
 from mmp_ros.dropout import DropoutEngine, FaultEvent, Received, Schedule, ScheduleError
 from mmp_ros.dropout.engine import (
     Outgoing,
@@ -45,8 +56,15 @@ from mmp_ros.dropout.faults import truncated_bytes
 from mmp_ros.errors import InputError
 from mmp_ros.modalities import MODALITIES
 from mmp_ros.ros.context import spin_node
-from mmp_ros.ros.image_msg import to_image_fields, to_image_msg
+from mmp_ros.ros.image_msg import (
+    compressed_image_fields,
+    to_image_fields,
+    to_image_msg,
+    transport_topic,
+)
 from mmp_ros.ros.names import topic_name_problem
+from mmp_ros.sensors.compressed import compress_image, recompression
+from mmp_ros.sensors.frame import SensorInputError
 
 INPUT_TOPIC = 'source/{sensor}/image'
 OUTPUT_TOPIC = '{sensor}/image'
@@ -57,6 +75,10 @@ NODE_NAME = 'dropout'
 TICK_PERIOD_S = 0.01
 NS = 1_000_000_000
 SEED_MAX = 2**31 - 1  # the seed parameter's range; --seed is checked against it before ROS
+
+
+class TransportError(InputError, ValueError):
+    """A ``sensors.<sensor>.transport`` (``--transport``) the node cannot take."""
 
 
 class DropoutNode(Node):
@@ -83,6 +105,17 @@ class DropoutNode(Node):
             raise ScheduleError('parameter schedule_file is empty: give a dropout schedule')
         check_sensor_names(sensors)
         schedule = Schedule.from_yaml(Path(schedule_file), sensors=tuple(sensors))
+        self._transports = {
+            sensor: self._declare_transport(sensor) for sensor in schedule.sensors
+        }
+        for override in kwargs.get('parameter_overrides') or ():  # --transport of another
+            sensor = override.name.removeprefix('sensors.').removesuffix('.transport')
+            if override.name == sensor_parameter(sensor, 'transport') and (
+                    sensor not in schedule.sensors):
+                raise TransportError(
+                    f'--transport {sensor}={override.value}: {sensor!r} is not among the '
+                    f'sensors forwarded, {list(schedule.sensors)}'
+                )
         if seed >= 0:
             schedule = Schedule(schedule.faults, seed, schedule.sensors, schedule.source)
         self.schedule = schedule
@@ -101,17 +134,47 @@ class DropoutNode(Node):
             ),
         )
         self._outputs = {}
+        self._types: dict[str, type] = {}
         for sensor in schedule.sensors:
+            transport = self._transports[sensor]
+            output, self._types[sensor] = transport_topic(
+                self, OUTPUT_TOPIC.format(sensor=sensor), transport)
+            source, _ = transport_topic(self, INPUT_TOPIC.format(sensor=sensor), transport)
             self._outputs[sensor] = self.create_publisher(
-                Image, OUTPUT_TOPIC.format(sensor=sensor), qos_profile_sensor_data
+                self._types[sensor], output, qos_profile_sensor_data
             )
             self.create_subscription(
-                Image, INPUT_TOPIC.format(sensor=sensor), partial(self._on_message, sensor),
+                self._types[sensor], source, partial(self._on_message, sensor),
                 qos_profile_sensor_data, raw=True,
             )
+            if transport != 'raw':
+                self.get_logger().info(f'{sensor}: {transport} transport, {source} -> {output}')
         self.create_timer(TICK_PERIOD_S, self._on_tick)
         self.get_logger().info(schedule.describe())
         self._now()  # start the schedule now, unless simulated time has not begun
+
+    def _declare_transport(self, sensor: str) -> str:
+        """The ``sensors.<sensor>.transport`` parameter: the segmentation node's, of the same
+        name and choices (compressedDepth for depth only, as it carries depth only; any
+        transport for a sensor the segmentation node does not know)."""
+        spec = ParameterSpec(
+            sensor_parameter(sensor, 'transport'), 'raw',
+            f'how {sensor} images arrive and leave (image_transport): raw '
+            f'(sensor_msgs/Image on source/{sensor}/image and {sensor}/image), compressed or '
+            'compressedDepth (sensor_msgs/CompressedImage on <base>/<transport>)',
+            choices=transports(sensor if sensor in MODALITIES else 'depth'), read_only=True,
+        )
+        try:
+            transport = self.declare_parameter(
+                spec.name, spec.default,
+                ParameterDescriptor(description=spec.description, read_only=True),
+            ).value
+            spec.check(transport)
+        except ParameterError as error:
+            raise TransportError(str(error)) from None
+        except ParameterException as error:  # a value of another type (-p ...:=3)
+            raise TransportError(f'{spec.name}: {error}') from None
+        return transport
 
     def _now(self) -> tuple[float, int, float] | None:
         """(seconds since the schedule's start, ROS time ns, wall time s); None before it.
@@ -143,7 +206,11 @@ class DropoutNode(Node):
         if clock is None:
             self._outputs[sensor].publish(raw)
             return
-        received = Received(raw, partial(_decode, raw))
+        if self._types[sensor] is Image:
+            received = Received(raw, partial(_decode, raw))
+        else:
+            received = Received(raw, partial(_decode_compressed, raw),
+                                partial(_read_header, raw, CompressedImage))
         for outgoing in self.engine.on_message(sensor, received, clock[0]):
             self._publish(sensor, outgoing)
         self._report(*clock)
@@ -160,8 +227,16 @@ class DropoutNode(Node):
     def _publish(self, sensor: str, outgoing: Outgoing) -> None:
         if isinstance(outgoing, Received):
             self._outputs[sensor].publish(outgoing.raw)
-        else:
-            self._outputs[sensor].publish(to_message(outgoing, Image))
+            return
+        try:
+            msg = to_message(outgoing, self._types[sensor])
+        except SensorInputError as error:  # a rewritten image its transport cannot carry
+            self.get_logger().warning(
+                f'{sensor}: a rewritten image was not published: {error}',
+                throttle_duration_sec=5.0,
+            )
+            return
+        self._outputs[sensor].publish(msg)
 
     def _report(self, elapsed: float, now_ns: int, wall: float) -> None:
         """Publish and log the windows that opened or closed; warn about unreadable input."""
@@ -221,18 +296,40 @@ def _decode(raw: bytes) -> StampedImage:
     return StampedImage(stamp_ns, msg.header.frame_id, to_image_fields(msg))
 
 
+def _decode_compressed(raw: bytes) -> StampedImage:
+    """The raw image a ``CompressedImage`` carries, and how to compress it again; raises
+    SensorInputError for a payload that does not decode."""
+    msg = deserialize_message(raw, CompressedImage)
+    stamp_ns = msg.header.stamp.sec * NS + msg.header.stamp.nanosec
+    return StampedImage(stamp_ns, msg.header.frame_id, compressed_image_fields(msg),
+                        recompression(msg.format, msg.data))
+
+
+def _read_header(raw: bytes, message_type: type) -> tuple[int, str]:
+    msg = deserialize_message(raw, message_type)
+    return msg.header.stamp.sec * NS + msg.header.stamp.nanosec, msg.header.frame_id
+
+
 def _stamp(stamp_ns: int) -> Time:
     return Time(sec=stamp_ns // NS, nanosec=stamp_ns % NS)
 
 
-def _encode(image: StampedImage) -> Image:
-    return to_image_msg(image.fields, stamp=_stamp(image.stamp_ns), frame_id=image.frame_id)
+def _encode(image: StampedImage) -> Image | CompressedImage:
+    """The message of a rewritten image: raw, or compressed as it came (SensorInputError
+    where that compression cannot hold the new pixels, e.g. JPEG of 32FC1)."""
+    if image.compression is None:
+        return to_image_msg(image.fields, stamp=_stamp(image.stamp_ns), frame_id=image.frame_id)
+    format, data = compress_image(image.fields, **image.compression)
+    msg = CompressedImage(format=format, data=data)
+    msg.header.stamp = _stamp(image.stamp_ns)
+    msg.header.frame_id = image.frame_id
+    return msg
 
 
 def to_message(outgoing: StampedImage | Restamped | Truncated, message_type: type):
-    """The message to publish for what the engine returned, of the sensor's
-    ``message_type``. A frozen frame and a cut one are the message that came, deserialized,
-    with a new header or a shorter ``data``: no pixel is decoded."""
+    """The message to publish for what the engine returned, of the sensor's ``message_type``
+    (``Image`` or ``CompressedImage``). A frozen frame and a cut one are the message that
+    came, deserialized, with a new header or a shorter ``data``: no pixel is decoded."""
     if isinstance(outgoing, StampedImage):
         return _encode(outgoing)
     msg = deserialize_message(outgoing.message.raw, message_type)
@@ -260,12 +357,32 @@ def add_arguments(parser: argparse.ArgumentParser, *, schedule_required: bool = 
         help=f'sensors to forward (default: the sensors parameter, {list(MODALITIES)})',
     )
     parser.add_argument(
+        '--transport', nargs='+', type=_transport, default=None, metavar='SENSOR=TRANSPORT',
+        help='read and publish SENSOR through an image_transport transport, as the '
+        "segmentation node's sensors.<m>.transport: raw, compressed (sensor_msgs/"
+        'CompressedImage, JPEG or PNG, on source/<m>/image/compressed -> <m>/image/compressed)'
+        ' or compressedDepth (depth only, .../compressedDepth); e.g. rgb=compressed '
+        'depth=compressedDepth. Default: the sensors.<m>.transport parameters, raw',
+    )
+    parser.add_argument(
         '--check', action='store_true', help='validate the schedule, print it, and exit'
     )
     parser.add_argument(
         '--no-dds-profile', action='store_true',
         help="run on Fast DDS's built-in transports instead of the package's profile",
     )
+
+
+def _transport(text: str) -> tuple[str, str]:
+    """argparse ``type`` of ``--transport``: ``SENSOR=TRANSPORT``."""
+    sensor, sep, transport = text.partition('=')
+    if not sep or not sensor:
+        raise argparse.ArgumentTypeError(f'expected SENSOR=TRANSPORT, got {text!r}')
+    choices = transports(sensor if sensor in MODALITIES else 'depth')
+    if transport not in choices:
+        raise argparse.ArgumentTypeError(
+            f'{sensor}: transport {transport!r} is not one of {list(choices)}')
+    return sensor, transport
 
 
 def _seed(text: str) -> int:
@@ -299,6 +416,8 @@ def run(args: argparse.Namespace) -> int:
         raise ScheduleError('--check needs --schedule')
     if args.seed is not None:
         overrides.append(Parameter('seed', value=args.seed))
+    for sensor, transport in getattr(args, 'transport', None) or ():
+        overrides.append(Parameter(sensor_parameter(sensor, 'transport'), value=transport))
     return spin_node(
         lambda: DropoutNode(parameter_overrides=overrides),
         list(getattr(args, 'ros_args', [])),
@@ -323,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     args.ros_args = ros_args
     try:
         return run(args)
-    except InputError as error:  # a schedule_file or sensors parameter the node refused
+    except InputError as error:  # a schedule_file, sensors or transport the node refused
         print(f'{PROG}: {error}', file=sys.stderr)
         return 2
 
