@@ -698,7 +698,7 @@ def test_transport_options_and_parameters_are_checked_as_the_segmentation_nodes(
     ):
         assert main(argv) == 2
         err = capsys.readouterr().err
-        assert err.startswith(f'mmp_ros dropout: {message}') and err.count('\n') == 1, err
+        assert err.startswith(f'mmp_dropout_node: {message}') and err.count('\n') == 1, err
     with pytest.raises(SystemExit):  # argparse: usage and one line
         main([*given, '--transport', 'rgb=compressedDepth'])
     assert "rgb: transport 'compressedDepth' is not one of" in capsys.readouterr().err
