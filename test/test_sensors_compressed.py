@@ -312,6 +312,17 @@ def test_malformed_message_is_one_sensor_input_error(case):
     assert '\n' not in str(raised.value)
 
 
+@pytest.mark.parametrize('extension', ['.webp', '.bmp', '.tiff', '.pgm'])
+def test_an_image_of_another_format_is_refused_before_opencv_decodes_it(extension):
+    """The transports carry JPEG and PNG; OpenCV reads more. A lossless WebP of 5.5 kB
+    decoded to 12000x12000 (144 Mpx, 8.7 s, past the 67 Mpx guard, which reads JPEG and PNG
+    headers only): any other format is refused by its signature."""
+    data = cv2.imencode(extension, np.zeros((8, 8), np.uint8))[1].tobytes()
+    for format_ in ('mono8; png compressed ', 'jpeg', ''):
+        with pytest.raises(SensorInputError, match='no decodable JPEG or PNG.*signature'):
+            decompress_image(format_, data)
+
+
 def test_rvl_runs_that_overrun_the_image_are_refused():
     """A stream whose counts say more pixels than the size: refused, not written past."""
     data = bytearray(good_depth('rvl'))

@@ -206,6 +206,7 @@ def _ends_like_jpeg(buffer: np.ndarray) -> bool:
 
 MAX_PIXELS = 1 << 26  # 67 Mpx (8192 x 8192): far above any camera's frame
 _PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+_JPEG_SOI = b'\xff\xd8'
 _JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE,
                        0xCF})
 
@@ -228,6 +229,14 @@ def _declared_size(data: bytes) -> tuple[int, int] | None:
 
 
 def _imdecode(buffer: np.ndarray, format: str) -> np.ndarray:
+    # OpenCV decodes whatever it recognises (WebP, TIFF, BMP, ...), and a few bytes of those
+    # may declare and fill a picture of 2**30 pixels: the transports carry JPEG and PNG alone.
+    head = buffer[:8].tobytes()
+    if not (head.startswith(_PNG_SIGNATURE) or head.startswith(_JPEG_SOI)):
+        raise SensorInputError(
+            f'CompressedImage data ({buffer.size} B) is no decodable JPEG or PNG image '
+            f'(format {format!r}): it starts with {head!r}, the signature of neither'
+        )
     # A header that declares a huge image (a corrupt or hostile message) would have OpenCV
     # allocate it, up to 2**30 pixels, before it finds the data short: refused first.
     size = _declared_size(buffer[:65536].tobytes())
