@@ -312,6 +312,23 @@ def test_malformed_message_is_one_sensor_input_error(case):
     assert '\n' not in str(raised.value)
 
 
+@pytest.mark.parametrize(('before_frame_header', 'layout'), [
+    (b'\xff\xe1\xff\xff' + bytes(65533), '64 kB APP1 segment (EXIF)'),
+    (b'\xff\xe2\xff\xff' + bytes(65533) + b'\xff\xe2\x00\x10' + bytes(14), 'two APP2 segments'),
+    (b'\xff\xff\xff', 'fill bytes'),
+    (b'\x00\x00', 'stray bytes between segments'),
+])  # fmt: skip
+def test_a_huge_frame_header_is_found_where_libjpeg_finds_it(before_frame_header, layout):
+    """The size guard read the first 64 kB, and stopped at the first byte that was no
+    marker: behind a 64 kB APP segment, or one fill byte, a JPEG declaring 16000x16000
+    decoded (2.2 GB, 18-24 s) and was accepted as a camera frame."""
+    data = huge_header(good_jpeg(), b'\xff\xc0', '>HH')
+    at = data.index(b'\xff\xc0')
+    data = data[:at] + before_frame_header + data[at:]
+    with pytest.raises(SensorInputError, match='declares 20000x20000'):
+        decompress_image('rgb8; jpeg compressed bgr8', data)
+
+
 @pytest.mark.parametrize('extension', ['.webp', '.bmp', '.tiff', '.pgm'])
 def test_an_image_of_another_format_is_refused_before_opencv_decodes_it(extension):
     """The transports carry JPEG and PNG; OpenCV reads more. A lossless WebP of 5.5 kB

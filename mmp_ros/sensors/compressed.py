@@ -207,24 +207,37 @@ def _ends_like_jpeg(buffer: np.ndarray) -> bool:
 MAX_PIXELS = 1 << 26  # 67 Mpx (8192 x 8192): far above any camera's frame
 _PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 _JPEG_SOI = b'\xff\xd8'
+_JPEG_MARKER = re.compile(rb'\xff+([^\xff])')  # fill bytes, then the marker's code
 _JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE,
                        0xCF})
 
 
 def _declared_size(data: bytes) -> tuple[int, int] | None:
     """(width, height) a PNG's IHDR or a JPEG's start-of-frame declares, read before
-    decoding; None where the header does not say (then OpenCV's decode decides)."""
+    decoding; None where the header does not say (then OpenCV's decode decides).
+
+    A JPEG's markers are found as libjpeg finds them: anywhere after the segments before
+    them (APPn, COM: up to 64 kB each, any number), past fill bytes (0xFF repeated) and
+    stray bytes between segments."""
     if data.startswith(_PNG_SIGNATURE) and data[12:16] == b'IHDR' and len(data) >= 24:
         return struct.unpack('>II', data[16:24])
-    at = 2 if data.startswith(b'\xff\xd8') else len(data)
-    while at + 9 <= len(data) and data[at] == 0xFF:
-        marker = data[at + 1]
+    if not data.startswith(_JPEG_SOI):
+        return None
+    at = len(_JPEG_SOI)
+    while (found := _JPEG_MARKER.search(data, at)) is not None:
+        marker, at = found[1][0], found.end()
         if marker in _JPEG_SOF:
-            height, width = struct.unpack('>HH', data[at + 5:at + 9])
+            if at + 7 > len(data):
+                return None
+            height, width = struct.unpack_from('>HH', data, at + 3)
             return width, height
-        if marker == 0xDA:  # start of scan: no frame header before it
+        if marker in (0xDA, 0xD9):  # start of scan, end of image: no frame header before
             return None
-        at += 2 + struct.unpack('>H', data[at + 2:at + 4])[0]
+        if marker == 0x00 or marker == 0x01 or 0xD0 <= marker <= 0xD8:
+            continue  # a stuffed 0xFF, TEM, RSTn, SOI: no length follows
+        if at + 2 > len(data):
+            return None
+        at += max(struct.unpack_from('>H', data, at)[0], 2)  # libjpeg skips at least the length
     return None
 
 
@@ -239,7 +252,7 @@ def _imdecode(buffer: np.ndarray, format: str) -> np.ndarray:
         )
     # A header that declares a huge image (a corrupt or hostile message) would have OpenCV
     # allocate it, up to 2**30 pixels, before it finds the data short: refused first.
-    size = _declared_size(buffer[:65536].tobytes())
+    size = _declared_size(buffer.tobytes())
     if size is not None and size[0] * size[1] > MAX_PIXELS:
         raise SensorInputError(
             f'CompressedImage declares {size[0]}x{size[1]} pixels, over the {MAX_PIXELS:,} '
