@@ -329,6 +329,26 @@ def test_a_huge_frame_header_is_found_where_libjpeg_finds_it(before_frame_header
         decompress_image('rgb8; jpeg compressed bgr8', data)
 
 
+# A 14x2 rgba8 PNG (182 B) from the fuzzer: two bits flipped in its IDAT length, which says
+# 1082130557 B. OpenCV allocated and zeroed that (1 GB, 3 s) before finding the data short.
+FLIPPED_IDAT_LENGTH = bytes.fromhex(
+    '89504e470d0a1a0a0000000d494844520000000e000000020806000000688aedaa4080007d4944415408'
+    '1d0172008dff0141df106986268827046774f76ef0abe89ca9a1d2f3184918b90c57287b7d4f98ef0323'
+    '8cfcdbad4db4655d0c6574e9af62e56b899becc519013faa6282851b7f782a5ce1185f320813cc18cfd9'
+    '059584274a72cc336356cb55ac7773f94ca7dcebcb5d37f208c9512ef4572ef969010890f75c358c1518'
+    '264d0000000049454e44ae426002'
+)
+
+
+def test_a_png_chunk_longer_than_the_data_is_refused_before_opencv_allocates_it():
+    with pytest.raises(SensorInputError, match=r"b'IDAT' chunk at byte 33 declares 1082130557 B"):
+        decompress_image('bgra16; png compressed bgra16', FLIPPED_IDAT_LENGTH)
+    data = bytearray(cv2.imencode('.png', np.zeros((29, 26, 3), np.uint8))[1].tobytes())
+    data[33:37] = struct.pack('>I', 2**32 - 2)
+    with pytest.raises(SensorInputError, match='corrupt length or truncated data'):
+        decompress_image('16UC1; compressedDepth', bytes(12) + bytes(data))
+
+
 @pytest.mark.parametrize('extension', ['.webp', '.bmp', '.tiff', '.pgm'])
 def test_an_image_of_another_format_is_refused_before_opencv_decodes_it(extension):
     """The transports carry JPEG and PNG; OpenCV reads more. A lossless WebP of 5.5 kB

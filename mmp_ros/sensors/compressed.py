@@ -206,6 +206,7 @@ def _ends_like_jpeg(buffer: np.ndarray) -> bool:
 
 MAX_PIXELS = 1 << 26  # 67 Mpx (8192 x 8192): far above any camera's frame
 _PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+_PNG_CHUNK = struct.Struct('>I4s')  # a chunk's length (of its data) and type
 _JPEG_SOI = b'\xff\xd8'
 _JPEG_MARKER = re.compile(rb'\xff+([^\xff])')  # fill bytes, then the marker's code
 _JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE,
@@ -241,6 +242,25 @@ def _declared_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+def _check_png_chunks(data: bytes, format: str) -> None:
+    """Refuse a PNG with a chunk longer than the data left for it: OpenCV allocates (and
+    zeroes) the length a chunk declares before reading it, so one flipped bit in an IDAT
+    length cost a gigabyte."""
+    at = len(_PNG_SIGNATURE)
+    while at + 8 <= len(data):
+        length, kind = _PNG_CHUNK.unpack_from(data, at)
+        left = len(data) - at - _PNG_CHUNK.size - 4  # its data, then a 4-byte CRC
+        if length > left:
+            raise SensorInputError(
+                f'CompressedImage data ({len(data)} B) is no decodable PNG image (format '
+                f'{format!r}): its {kind!r} chunk at byte {at} declares {length} B, and '
+                f'{max(left, 0)} B follow: a corrupt length or truncated data'
+            )
+        if kind == b'IEND':
+            return
+        at += _PNG_CHUNK.size + length + 4
+
+
 def _imdecode(buffer: np.ndarray, format: str) -> np.ndarray:
     # OpenCV decodes whatever it recognises (WebP, TIFF, BMP, ...), and a few bytes of those
     # may declare and fill a picture of 2**30 pixels: the transports carry JPEG and PNG alone.
@@ -250,9 +270,12 @@ def _imdecode(buffer: np.ndarray, format: str) -> np.ndarray:
             f'CompressedImage data ({buffer.size} B) is no decodable JPEG or PNG image '
             f'(format {format!r}): it starts with {head!r}, the signature of neither'
         )
+    data = buffer.tobytes()
+    if head.startswith(_PNG_SIGNATURE):
+        _check_png_chunks(data, format)
     # A header that declares a huge image (a corrupt or hostile message) would have OpenCV
     # allocate it, up to 2**30 pixels, before it finds the data short: refused first.
-    size = _declared_size(buffer.tobytes())
+    size = _declared_size(data)
     if size is not None and size[0] * size[1] > MAX_PIXELS:
         raise SensorInputError(
             f'CompressedImage declares {size[0]}x{size[1]} pixels, over the {MAX_PIXELS:,} '
