@@ -197,6 +197,26 @@ def test_compressed_depth_of_a_real_kinect_frame_is_exact(real_data):
                                       raw)
 
 
+@pytest.mark.parametrize('no_reading_rows', [480, 400])  # a covered lens; sky above a floor
+def test_rvl_of_a_frame_mostly_without_readings_decodes(no_reading_rows):
+    """Zero runs of any length are one RVL value each: 640x480 without readings is a 4-byte
+    stream. A bound of 10 pixels a byte refused such frames as a 'corrupt size'."""
+    raw = np.full((480, 640), 1500, np.uint16)
+    raw[:no_reading_rows] = 0
+    format_, data = compress_image(array_to_image(raw, '16UC1'), 'compressedDepth rvl')
+    np.testing.assert_array_equal(image_to_array(decompress_image(format_, data))[..., 0], raw)
+
+
+def test_rvl_of_a_real_frame_beyond_the_publishers_depth_max_decodes(real_data):
+    """TUM's own depth PNG (5000 counts a metre) through the publisher's default depth_max
+    of 10 m: most readings are stored as 0, and the 19.6 kB message was refused."""
+    raw = cv2.imread(str(real_data / 'tum_rgbd' / 'TUM_depth.png'), cv2.IMREAD_UNCHANGED)
+    format_, data = compress_image(array_to_image(raw, '16UC1'), 'compressedDepth rvl')
+    expected = np.where(raw > 10000, 0, raw)
+    np.testing.assert_array_equal(image_to_array(decompress_image(format_, data))[..., 0],
+                                  expected)
+
+
 def test_compressed_depth_16uc1_drops_readings_beyond_depth_max_as_the_publisher_does():
     raw = np.array([[500, 9999, 10000, 10001, 40000]], dtype=np.uint16)
     format_, data = compress_image(array_to_image(raw, '16UC1'), 'compressedDepth')

@@ -57,7 +57,6 @@ _COLOUR = {
 _COMPRESSED = re.compile(r'\s*(jpeg|png)\s+compressed(?:\s+(\w*))?\s*')
 _DEPTH = re.compile(r'\s*compressedDepth(?:\s+(\w+))?\s*')
 _RVL_SIZE = struct.Struct('<II')
-_MAX_RVL_RATIO = 10  # RVL's best case is 4x smaller than raw; more claimed = corrupt size
 _JPEG_END = b'\xff\xd9'
 
 
@@ -443,10 +442,12 @@ def _rvl_decode(body: np.ndarray, format: str) -> np.ndarray:
     if pixels == 0:
         raise SensorInputError(f'RVL image of {width}x{height} pixels is empty')
     stream = body[_RVL_SIZE.size:]
-    if pixels > _MAX_RVL_RATIO * stream.size:
+    # No ratio to the stream's size bounds the image: a run of zeros (no reading: sky, beyond
+    # the publisher's depth_max) of any length is one value, an empty frame 4 bytes.
+    if pixels > MAX_PIXELS:
         raise SensorInputError(
-            f'RVL header claims {width}x{height} pixels, impossible from {stream.size} B of '
-            f'data: corrupt size (format {format!r})'
+            f'RVL header claims {width}x{height} pixels, over the {MAX_PIXELS:,} this decoder '
+            f'takes: corrupt size (format {format!r})'
         )
     words = np.frombuffer(stream[: stream.size // 4 * 4].tobytes(), dtype='<u4')
     # nibbles in stream order: each 32-bit word holds 8, the first in its top bits
