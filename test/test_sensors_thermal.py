@@ -51,6 +51,16 @@ def test_float_thermal_non_finite_pixels_are_masked():
     assert frame.stats.invalid_fraction == pytest.approx(2 / 3)
 
 
+@pytest.mark.parametrize('semantics, offset', [('celsius', 0.0), ('kelvin', 273.15)])
+def test_float_thermal_below_absolute_zero_is_masked(semantics, offset):
+    # was: -300 degC (a garbage float) passed as a valid pixel without a word
+    values = np.array([[-300.0, -273.15, 20.0, -1e30]], dtype=np.float64) + offset
+    frame = decode(values.astype(np.float32), '32FC1', ThermalSettings(semantics))
+    assert frame.valid.tolist() == [[False, True, True, False]]
+    np.testing.assert_allclose(frame.data[0, :, 0], [0.0, -273.15, 20.0, 0.0], atol=1e-4)
+    assert frame.stats.invalid_fraction == pytest.approx(0.5)
+
+
 def test_mono8_is_a_linear_range():
     settings = ThermalSettings.linear_range(-10.0, 40.0)
     frame = decode(np.array([[0, 51, 255]], dtype=np.uint8), 'mono8', settings)

@@ -95,7 +95,10 @@ def decode_frame(
         data, valid = depth.decode_depth(raw, fields.encoding, settings)
     elif modality == 'thermal':
         data = thermal.decode_thermal(raw, fields.encoding, settings)
-        if spec.dtype.kind == 'f' or settings.semantics == 'planck':
+        if spec.dtype.kind == 'f':  # a float below absolute zero is no temperature either
+            data, valid = _zero_invalid(data, np.isfinite(data[..., 0])
+                                        & (data[..., 0] >= -thermal.KELVIN_AT_0C))
+        elif settings.semantics == 'planck':
             data, valid = _zero_non_finite(data)
     else:
         data = polarization.decode_polarization(raw, fields.encoding, settings)
@@ -109,10 +112,15 @@ def _zero_non_finite(data: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     finite = np.isfinite(data[..., 0])
     for channel in range(1, data.shape[2]):  # per plane: all(axis=2) is ten times slower
         finite &= np.isfinite(data[..., channel])
-    if finite.all():
+    return _zero_invalid(data, finite)
+
+
+def _zero_invalid(data: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Set the pixels outside ``valid`` (H, W) to 0; ``valid``, or None if all are."""
+    if valid.all():
         return data, None
-    data[~finite] = 0.0
-    return data, finite
+    data[~valid] = 0.0
+    return data, valid
 
 
 # Sensor bit depths whose full scale a wider integer image may carry: a 12-bit camera
