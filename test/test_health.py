@@ -412,3 +412,19 @@ def test_the_rate_window_stays_bounded_when_the_clock_stops_while_frames_arrive(
     for k in range(65_000):
         monitor.observe(T0 - 1.0 + k * 1e-6, T0, frame)  # stamps advance, the clock does not
     assert len(monitor._receive_times) <= 60_000  # 60 s at 1000 Hz: the parameters' largest
+
+
+def test_a_bad_message_s_long_reason_is_cut():
+    from mmp_ros.core.health import MAX_REASON_CHARS
+
+    stream = Stream()
+    # was: a 1 MB encoding string quoted in the reason went out whole in every diagnostics
+    # period (the decoders quote what the sender wrote)
+    reason = f"encoding {'x' * 1_000_000!r} is not an rgb encoding"
+    stream.monitor.observe_error(stream.now, reason)
+    message = stream.status().message
+    assert message.startswith("bad message: encoding 'xxx")
+    assert message.endswith(f'... ({len(reason):,} characters)')
+    assert len(message) < MAX_REASON_CHARS + 50
+    stream.monitor.observe_error(stream.now, 'truncated data')
+    assert stream.status().message == 'bad message: truncated data'

@@ -42,6 +42,7 @@ from mmp_ros.sensors.frame import FrameStats
 # that stops while frames still arrive (a paused simulation) would let them grow without end.
 # The parameters' largest window and rate (60 s at 1000 Hz) fit.
 MAX_RATE_SAMPLES = 60_000
+MAX_REASON_CHARS = 500  # a bad message's reason, as /diagnostics and the log carry it
 
 
 class Level(IntEnum):
@@ -199,9 +200,16 @@ class HealthMonitor:
         return FrameVerdict(True, '')
 
     def observe_error(self, now: float, reason: str) -> FrameVerdict:
-        """A message that could not be decoded (wrong encoding, size, truncated data)."""
+        """A message that could not be decoded (wrong encoding, size, truncated data).
+
+        A reason over ``MAX_REASON_CHARS`` is cut there: it may quote what the sender wrote
+        (an encoding or format string of any length), and goes out in every diagnostics
+        period and log line.
+        """
         self._note_arrival(now)
         self._counters.bad_message += 1
+        if len(reason) > MAX_REASON_CHARS:
+            reason = f'{reason[:MAX_REASON_CHARS]}... ({len(reason):,} characters)'
         return self._reject(f'bad message: {reason}')
 
     # --- output ------------------------------------------------------------------------
