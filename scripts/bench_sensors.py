@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Median decode times of the sensor layer, and polarization against polanalyser.
+"""Median decode times of the sensor layer, compressedDepth, and polarization against
+polanalyser.
 
 Budget (issue #2): 640x480 at 30 Hz per stream on a 2-core machine, so each decode should
 stay around 1-2 ms. Inputs are the real samples of ../shared/data/real, cropped to
@@ -29,6 +30,7 @@ from mmp_ros.sensors import (
     encode_frame,
     image_to_array,
 )
+from mmp_ros.sensors.compressed import compress_image, decompress_image
 from mmp_ros.sensors.image import ImageFields, array_to_image
 from mmp_ros.sensors.polarization import (
     aolp_dolp_from_representation,
@@ -130,6 +132,51 @@ def disagreement(mosaic: np.ndarray) -> tuple[float, float]:
             float(np.degrees(angle.max())) if angle.size else 0.0)
 
 
+def depth_frames(data: Path) -> list[tuple[str, np.ndarray]]:
+    """(label, uint16 millimetres) at 640x480: the real Kinect frame, and random depth with
+    20 % holes scattered one by one (RVL's worst case: a run pair per hole)."""
+    rng = np.random.default_rng(0)
+    holes = rng.integers(500, 9000, (HEIGHT, WIDTH)).astype(np.uint16)
+    holes[rng.random(holes.shape) < 0.2] = 0
+    return [('real TUM depth', crop(read(data / 'tum_rgbd' / 'depth_mm.png'))),
+            ('random, 20 % holes', holes)]
+
+
+def scalar_rvl_decode() -> Callable[[np.ndarray, str], np.ndarray] | None:
+    """The RVL decoder as it was before it was vectorized, kept in the tests as their
+    reference; None where the tests are not beside the script."""
+    path = REPO / 'test' / 'test_sensors_compressed.py'
+    if not path.is_file():
+        return None
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location('test_sensors_compressed', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.reference_rvl_decode
+
+
+def print_compressed_depth(data: Path, repeat: int) -> None:
+    scalar = scalar_rvl_decode()
+    print(f'\ncompressedDepth 16UC1 decompress_image at {WIDTH}x{HEIGHT}, median of {repeat} '
+          '(ms):')
+    for label, millimetres in depth_frames(data):
+        fields = array_to_image(millimetres, '16UC1')
+        calls = {}
+        for method in ('png', 'rvl'):
+            format_, message = compress_image(fields, f'compressedDepth {method}',
+                                              depth_max_m=65.535)
+            calls[f'{method} ({len(message) // 1024} KiB)'] = (
+                lambda f=format_, m=message: image_to_array(decompress_image(f, m)))
+        if scalar is not None:  # the RVL image after the 12-byte header, as the decoder gets
+            body = np.frombuffer(message, np.uint8)[12:]
+            calls['rvl before vectorizing'] = lambda b=body: scalar(b, '')
+        for call in calls.values():  # every one once first: the same malloc state for all
+            assert (call().reshape(millimetres.shape) == millimetres).all()
+        line = [f'{name} {median_ms(call, repeat):6.2f}' for name, call in calls.items()]
+        print(f'  {label:20s}', ',  '.join(line))
+
+
 SAMPLES = ('tum_rgbd/rgb.png', 'tum_rgbd/depth_mm.png', 'tum_rgbd/depth_m.npy',
            'flirpy_radiometric/thermal_raw.png', 'polanalyser_fruits/fruits_IMX250MZR.png',
            'polanalyser_fruits/aolp.npy', 'polanalyser_fruits/dolp.npy')
@@ -155,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f'  {label:38s} {total:6.2f}   (image_to_array {unpack:5.2f}, '
               f'blake2b {digest:5.2f})')
+
+    print_compressed_depth(args.data, args.repeat)
 
     full = read(args.data / 'polanalyser_fruits' / 'fruits_IMX250MZR.png')
     print('\npolarization mosaic -> AoLP/DoLP representation, median (ms):')

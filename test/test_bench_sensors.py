@@ -27,3 +27,15 @@ def test_the_decoder_agrees_with_polanalyser_on_the_real_mosaic(bench, real_data
     dolp_error, aolp_error = bench.disagreement(bench.crop(mosaic))
     assert dolp_error < 1e-4
     assert aolp_error < 0.01
+
+
+def test_compressed_depth_times_png_rvl_and_the_scalar_rvl_side_by_side(bench, capsys,
+                                                                         real_data):
+    """The compressedDepth lines: PNG, RVL and the scalar RVL decoder the tests keep as
+    their reference, on the real frame and on scattered holes (each checked exact first)."""
+    bench.print_compressed_depth(real_data, 1)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[:3] for line in lines[2:]] == [['real', 'TUM', 'depth'],
+                                                        ['random,', '20', '%']]
+    assert all('png (' in line and 'rvl (' in line and 'rvl before vectorizing' in line
+               for line in lines[2:])

@@ -433,8 +433,44 @@ def _compress_depth(
 # --- RVL -------------------------------------------------------------------------------
 
 
+def _rvl_nibbles(stream: np.ndarray) -> np.ndarray:
+    """The 4-bit codes of an RVL stream in order: each little-endian 32-bit word holds 8,
+    the first in its top bits (a partial last word is ignored)."""
+    octets = stream[: stream.size // 4 * 4].reshape(-1, 4)[:, ::-1].ravel()
+    nibbles = np.empty(2 * octets.size, dtype=np.uint8)
+    nibbles[0::2] = octets >> 4
+    nibbles[1::2] = octets & 0xF
+    return nibbles
+
+
+def _rvl_values(nibbles: np.ndarray, ends: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Every variable-length value of the stream (3 payload bits a code, lowest first; a
+    value's last code, at ``ends``, has no continuation bit), as int64.
+
+    ``window[j]`` holds the payloads of codes ``j-3 .. j``, code ``j`` in its top bits;
+    joining the windows ending at a value's last code gives its codes with the last one on
+    top, and shifting out the codes below its first leaves the value.
+    """
+    payload = nibbles & 0x7
+    pair = payload << 3
+    pair[1:] |= payload[:-1]
+    window = pair.astype(np.uint16) << 6
+    window[2:] |= pair[:-2]
+    groups = -(-int(lengths.max()) // 4)
+    values = window[ends].astype(np.int64)
+    for group in range(1, groups):  # codes before a value's first (or clamped at 0) shift out
+        values = (values << 12) | window[np.maximum(ends - 4 * group, 0)]
+    return values >> (3 * (4 * groups - lengths))
+
+
 def _rvl_decode(body: np.ndarray, format: str) -> np.ndarray:
-    """(H, W) uint16 from ``uint32 width, uint32 height`` + an RVL stream."""
+    """(H, W) uint16 from ``uint32 width, uint32 height`` + an RVL stream.
+
+    The stream is pairs of run lengths (zeros, nonzeros), each followed by one zig-zag delta
+    per nonzero pixel against the previous nonzero pixel (across zero runs), all as
+    variable-length values. Every value is decoded at once; only the walk from one pair to
+    the next is a loop, one step per run pair.
+    """
     if body.size < _RVL_SIZE.size + 4:
         raise SensorInputError(f'RVL data of {body.size} B is too short (format {format!r})')
     width, height = _RVL_SIZE.unpack_from(body)
@@ -449,50 +485,57 @@ def _rvl_decode(body: np.ndarray, format: str) -> np.ndarray:
             f'RVL header claims {width}x{height} pixels, over the {MAX_PIXELS:,} this decoder '
             f'takes: corrupt size (format {format!r})'
         )
-    words = np.frombuffer(stream[: stream.size // 4 * 4].tobytes(), dtype='<u4')
-    # nibbles in stream order: each 32-bit word holds 8, the first in its top bits
-    shifts = np.arange(28, -4, -4, dtype=np.uint32)
-    nibbles = ((words[:, np.newaxis] >> shifts) & 0xF).astype(np.uint8).ravel()
-    ends = np.flatnonzero((nibbles & 0x8) == 0)  # a value's last nibble has no continuation
-    starts = np.concatenate(([0], ends[:-1] + 1))
-    lengths = ends - starts + 1
+    nibbles = _rvl_nibbles(stream)
+    ends = np.flatnonzero(nibbles < 0x8)  # a value's last code has no continuation bit
+    lengths = np.diff(ends, prepend=-1)
     if lengths.size and lengths.max() > 11:  # 33 bits: no count or delta of 16-bit data
         raise SensorInputError(f'corrupt RVL stream: a value over 32 bits (format {format!r})')
     if ends.size == 0:
         raise SensorInputError(f'corrupt RVL stream: no complete value (format {format!r})')
-    position = np.arange(ends[-1] + 1) - np.repeat(starts, lengths)
-    payload = (nibbles[: ends[-1] + 1] & 0x7).astype(np.int64) << (3 * position)
-    values = np.add.reduceat(payload, starts)
-    out = np.zeros(pixels, dtype=np.uint16)
-    deltas: list[np.ndarray] = []
-    places: list[np.ndarray] = []
+    values = _rvl_values(nibbles, ends, lengths)
+    # the pairs: each starts 2 + its nonzeros after the one before; checked below
+    count = values.size
+    lookup = memoryview(values)
+    pairs: list[int] = []
+    append = pairs.append
     at = index = 0
-    while at < pixels:
-        if index + 2 > values.size:
-            raise SensorInputError(
-                f'truncated RVL stream: {at} of {width}x{height} pixels decoded '
-                f'(format {format!r})'
-            )
-        zeros, nonzeros = int(values[index]), int(values[index + 1])
-        at += zeros
-        if at + nonzeros > pixels or index + 2 + nonzeros > values.size:
-            raise SensorInputError(
-                f'corrupt RVL stream: runs overrun the {width}x{height} image or the data '
-                f'(format {format!r})'
-            )
-        deltas.append(values[index + 2 : index + 2 + nonzeros])
-        places.append(np.arange(at, at + nonzeros))
-        at += nonzeros
+    while at < pixels and index < count - 1:
+        append(index)
+        nonzeros = lookup[index + 1]
+        at += lookup[index] + nonzeros
         index += 2 + nonzeros
-    if values[index:].any() or values.size - index > 8:  # only the last word's padding
+    starts = np.array(pairs, dtype=np.int64)
+    zeros, nonzeros = values[starts], values[starts + 1]
+    reached = np.cumsum(zeros + nonzeros)  # pixels decoded after each pair
+    after = starts + 2 + nonzeros
+    stop = np.flatnonzero((reached >= pixels) | (after > count))
+    if stop.size == 0:
+        done = int(reached[-1]) if reached.size else 0
+        raise SensorInputError(
+            f'truncated RVL stream: {done} of {width}x{height} pixels decoded '
+            f'(format {format!r})'
+        )
+    last = int(stop[0])
+    if reached[last] > pixels or after[last] > count:
+        raise SensorInputError(
+            f'corrupt RVL stream: runs overrun the {width}x{height} image or the data '
+            f'(format {format!r})'
+        )
+    index = int(after[last])
+    if values[index:].any() or count - index > 8:  # only the last word's padding
         raise SensorInputError(
             f'corrupt RVL stream: it holds more than the {width}x{height} pixels its size '
             f'says (format {format!r})'
         )
-    if deltas:
-        zigzag = np.concatenate(deltas)
-        delta = (zigzag >> 1) ^ -(zigzag & 1)
-        out[np.concatenate(places)] = (np.cumsum(delta) & 0xFFFF).astype(np.uint16)
+    runs = np.empty(2 * (last + 1), dtype=np.int64)
+    runs[0::2], runs[1::2] = zeros[: last + 1], nonzeros[: last + 1]
+    filled = np.repeat(np.tile(np.array([False, True]), last + 1), runs)
+    is_count = np.zeros(index, dtype=bool)
+    is_count[starts[: last + 1]] = is_count[starts[: last + 1] + 1] = True
+    zigzag = values[:index][~is_count]
+    delta = (zigzag >> 1) ^ -(zigzag & 1)
+    out = np.zeros(pixels, dtype=np.uint16)
+    out[filled] = (np.cumsum(delta) & 0xFFFF).astype(np.uint16)
     return out.reshape(height, width)
 
 
@@ -518,16 +561,20 @@ def _rvl_encode(stored: np.ndarray) -> bytes:
     header[offsets] = header[offsets + 1] = True
     values[offsets], values[offsets + 1] = zeros, nonzeros
     values[~header] = (delta << 1) ^ (delta >> 63)
-    # VLE: 3 payload bits a nibble, lowest first, bit 3 set on all but a value's last one
-    counts = 1 + sum((values >> (3 * k) > 0).astype(np.int64) for k in range(1, 12))
-    owner = np.repeat(np.arange(values.size), counts)
-    position = np.arange(owner.size) - np.repeat(np.cumsum(counts) - counts, counts)
-    nibbles = ((values[owner] >> (3 * position)) & 0x7) | np.where(
-        position < counts[owner] - 1, 0x8, 0)
-    padded = np.zeros(-(-nibbles.size // 8) * 8, dtype=np.uint32)  # last word: 0 nibbles
-    padded[: nibbles.size] = nibbles
-    words = np.zeros(padded.size // 8, dtype='<u4')
-    for k in range(8):  # the first nibble of a word in its top bits
-        words |= padded[k::8] << np.uint32(28 - 4 * k)
+    # VLE: 3 payload bits a code, lowest first, bit 3 set on all but a value's last one;
+    # written one code position at a time for the values that long (values < 2**32: the
+    # counts of an image under 4 G pixels and the deltas of 16-bit data)
+    bits = np.frexp(values.astype(np.float64))[1]  # bit length (0 for 0)
+    counts = np.maximum((bits + 2) // 3, 1).astype(np.uint8)
+    first = np.cumsum(counts, dtype=np.int64) - counts
+    nibbles = np.zeros(-(-int(first[-1] + counts[-1]) // 8) * 8, dtype=np.uint8)  # last word: 0s
+    small = values.astype(np.uint32)
+    which = np.arange(values.size)
+    for code in range(int(counts.max())):
+        more = counts[which] > code + 1
+        payload = ((small[which] >> np.uint32(3 * code)) & 0x7).astype(np.uint8)
+        nibbles[first[which] + code] = payload | (more.view(np.uint8) << np.uint8(3))
+        which = which[more]
+    octets = (nibbles[0::2] << 4) | nibbles[1::2]  # the first code of a word in its top bits
     height, width = stored.shape
-    return _RVL_SIZE.pack(width, height) + words.tobytes()
+    return _RVL_SIZE.pack(width, height) + octets.reshape(-1, 4)[:, ::-1].tobytes()
