@@ -14,6 +14,7 @@ from rosbags.typesys import Stores, get_typestore
 from mmp_ros.sensors import ENCODINGS, SensorInputError, decode_frame
 from mmp_ros.sensors.compressed import (
     DEPTH_HEADER,
+    MAX_PIXELS,
     _rvl_decode,
     _rvl_encode,
     compress_image,
@@ -264,7 +265,6 @@ def test_compressed_depth_decodes_the_reference_publishers_bytes():
 # pixels and the same bytes, and refuse the same streams.
 
 RVL_SIZE = struct.Struct('<II')
-MAX_RVL_RATIO = 10
 
 
 def reference_rvl_decode(body: np.ndarray, format: str) -> np.ndarray:
@@ -276,10 +276,10 @@ def reference_rvl_decode(body: np.ndarray, format: str) -> np.ndarray:
     if pixels == 0:
         raise SensorInputError(f'RVL image of {width}x{height} pixels is empty')
     stream = body[RVL_SIZE.size:]
-    if pixels > MAX_RVL_RATIO * stream.size:
+    if pixels > MAX_PIXELS:  # the package's size limit, which is no part of the codec
         raise SensorInputError(
-            f'RVL header claims {width}x{height} pixels, impossible from {stream.size} B of '
-            f'data: corrupt size (format {format!r})'
+            f'RVL header claims {width}x{height} pixels, over the {MAX_PIXELS:,} this decoder '
+            f'takes: corrupt size (format {format!r})'
         )
     words = np.frombuffer(stream[: stream.size // 4 * 4].tobytes(), dtype='<u4')
     # nibbles in stream order: each 32-bit word holds 8, the first in its top bits
@@ -372,7 +372,7 @@ def rvl_cases(real_data) -> dict[str, np.ndarray]:
     odd = rng.integers(0, 4, (37, 53)).astype(np.uint16) * rng.integers(0, 65536, (37, 53))
     cases = {
         'random with 20 % holes': holes,
-        'all zeros': np.zeros((4, 6), np.uint16),
+        'all zeros': np.zeros((480, 640), np.uint16),
         'no zeros': rng.integers(1, 65536, (48, 64)).astype(np.uint16),
         'max uint16': np.full((30, 40), 65535, np.uint16),
         'max uint16 and zeros': np.tile(np.array([65535, 0, 0, 65535, 1], np.uint16), (5, 3)),
@@ -400,6 +400,33 @@ def test_rvl_codec_matches_the_reference_bit_for_bit(real_data):
         np.testing.assert_array_equal(back, reference_rvl_decode(stream, 'test'), err_msg=name)
         np.testing.assert_array_equal(back, raw, err_msg=name)
         assert back.dtype == np.uint16 and back.shape == raw.shape
+
+
+@pytest.mark.parametrize('patch', [(0, 0), (1, 1), (40, 60)])
+def test_rvl_depth_frame_with_few_readings_decodes(patch):
+    """A depth camera that sees little (sky, a covered lens, all out of range) sends long
+    zero runs, which RVL stores in a few bytes: 640x480 in 4 B when all are zero. Such
+    frames were refused as "impossible from N B of data: corrupt size"."""
+    raw = np.zeros((480, 640), np.uint16)
+    raw[200 : 200 + patch[0], 300 : 300 + patch[1]] = 1500
+    format_, data = compress_image(array_to_image(raw, '16UC1'), 'compressedDepth rvl')
+    assert len(data) - 20 < raw.size / 10  # what the old check took for a corrupt size
+    np.testing.assert_array_equal(image_to_array(decompress_image(format_, data))[..., 0], raw)
+    frame = decode_frame('depth', decompress_image(format_, data))
+    assert frame.valid.sum() == patch[0] * patch[1]
+
+
+def test_rvl_size_over_the_pixel_limit_is_refused_before_allocating():
+    """Not refused by the data's size any more: the same 67 Mpx limit as PNG and JPEG, and
+    a size the stream does not fill is found before anything of that size is allocated."""
+    zeros = struct.pack('<I', 0)  # one word: zero zeros, zero nonzeros, ...
+    for width, height in [(8193, 8192), (2**32 - 1, 2**32 - 1)]:
+        with pytest.raises(SensorInputError, match='over the 67,108,864 .*corrupt size'):
+            decompress_image('16UC1; compressedDepth rvl',
+                             bytes(12) + struct.pack('<II', width, height) + zeros)
+    with pytest.raises(SensorInputError, match='truncated RVL stream: 0 of 8192x8192'):
+        decompress_image('16UC1; compressedDepth rvl',
+                         bytes(12) + struct.pack('<II', 8192, 8192) + zeros)
 
 
 def outcome(decode, stream: np.ndarray):

@@ -478,8 +478,8 @@ def _rvl_decode(body: np.ndarray, format: str) -> np.ndarray:
     if pixels == 0:
         raise SensorInputError(f'RVL image of {width}x{height} pixels is empty')
     stream = body[_RVL_SIZE.size:]
-    # No ratio to the stream's size bounds the image: a run of zeros (no reading: sky, beyond
-    # the publisher's depth_max) of any length is one value, an empty frame 4 bytes.
+    # A run of zeros of any length is one value, so the data bounds no size: one the stream
+    # does not fill is found by the walk below, before anything of that size is allocated.
     if pixels > MAX_PIXELS:
         raise SensorInputError(
             f'RVL header claims {width}x{height} pixels, over the {MAX_PIXELS:,} this decoder '
