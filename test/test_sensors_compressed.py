@@ -156,6 +156,47 @@ def test_decompress_takes_rclpy_and_memoryview_buffers():
         assert decompress_image(format_, buffer).encoding == 'mono8'
 
 
+@pytest.mark.parametrize('encoding', [
+    'mono8', 'mono16', '16UC1', '32FC1', 'bgr8', 'rgb8', 'rgba8', 'bgra16', 'rgb16', '8UC3',
+    '8SC4', '16SC1', '32SC1', '32FC3',
+])  # fmt: skip
+def test_tiff_round_trip_is_exact(encoding):
+    """Newer compressed publishers' TIFF stores the image as it is: alpha, 16-bit, signed
+    and float depth (NaN and infinities included) come back bit for bit."""
+    dtype, channels = ENCODINGS[encoding]
+    if dtype.kind == 'f':
+        raw = np.random.default_rng(2).uniform(-5, 50, (19, 23, channels)).astype(dtype)
+        raw[0, :3, 0] = [np.nan, np.inf, -np.inf]
+    else:
+        raw = pixels(encoding)
+    format_, data = compress_image(array_to_image(raw, encoding), 'tiff')
+    assert format_ == f'{encoding}; tiff compressed '  # the publisher's format
+    assert data[:4] == b'II*\x00'
+    fields = decompress_image(format_, data)
+    assert (fields.encoding, fields.height, fields.width) == (encoding, 19, 23)
+    np.testing.assert_array_equal(image_to_array(fields), raw)
+
+
+@pytest.mark.parametrize('encoding', ['rgb8', 'bgr8', 'bgra8'])
+def test_tiff_colour_keeps_the_order_the_publisher_stored(encoding):
+    """The publisher hands the message's pixels to OpenCV as they are, channel order and
+    all, and writes an empty inner encoding: decoding gives them back unswapped."""
+    raw = pixels(encoding)
+    data = cv2.imencode('.tiff', raw)[1].tobytes()
+    back = image_to_array(decompress_image(f'{encoding}; tiff compressed ', data))
+    np.testing.assert_array_equal(back, raw)
+
+
+def test_tiff_32fc1_depth_decodes_with_its_holes():
+    metres = depth_mm().astype(np.float32) / 1000
+    metres[metres == 0] = np.nan
+    frame = decode_frame('depth', decompress_image(*compress_image(
+        array_to_image(metres, '32FC1'), 'tiff')))
+    np.testing.assert_array_equal(frame.valid, np.isfinite(metres))
+    np.testing.assert_array_equal(frame.data.reshape(metres.shape)[frame.valid],
+                                  metres[np.isfinite(metres)])
+
+
 # --- compressedDepth ---------------------------------------------------------------------
 
 
@@ -486,6 +527,30 @@ def good_depth(method='png', encoding='16UC1') -> bytes:
     return compress_image(array_to_image(raw, encoding), f'compressedDepth {method}')[1]
 
 
+def good_tiff() -> bytes:
+    return compress_image(array_to_image(depth_mm(), '16UC1'), 'tiff')[1]
+
+
+def tiff_declaring(width: int, height: int, layout: str) -> bytes:
+    """A TIFF header and directory that declare width x height, by hand: little-endian
+    from OpenCV with its size patched, big-endian (a SHORT's value sits in its field's
+    first bytes), or a BigTIFF with LONG8 sizes."""
+    if layout == 'little':
+        data = bytearray(good_tiff())
+        (start,) = struct.unpack_from('<I', data, 4)
+        for at in range(start + 2, start + 2 + 12 * data[start], 12):
+            if struct.unpack_from('<H', data, at)[0] in (256, 257):
+                struct.pack_into('<HII', data, at + 2, 4, 1,
+                                 width if data[at] == 0 else height)
+        return bytes(data)
+    if layout == 'big':
+        return (b'MM\x00*' + struct.pack('>IH', 8, 2) + struct.pack('>HHII', 256, 4, 1, width)
+                + struct.pack('>HHIHH', 257, 3, 1, height, 0) + bytes(4 + 64))
+    return (b'II+\x00' + struct.pack('<HHQQ', 8, 0, 16, 2)
+            + struct.pack('<HHQQ', 256, 16, 1, width)
+            + struct.pack('<HHQQ', 257, 16, 1, height) + bytes(8 + 64))
+
+
 def huge_header(data: bytes, tag: bytes, layout: str) -> bytes:
     """``data`` with the size after its first ``tag`` (a PNG's IHDR, a JPEG's SOF0) raised
     to 20000 x 20000: under OpenCV's own limit of 2**30 pixels, so it would allocate them
@@ -536,6 +601,20 @@ MALFORMED = {
     'png header declaring a huge image': (
         'mono8; png compressed ', huge_header(cv2.imencode('.png', np.zeros((4, 4), np.uint8))
                                               [1].tobytes(), b'IHDR', '>II'), 'declares'),
+    'tiff cut short': ('16UC1; tiff compressed ', good_tiff()[:-300], 'no decodable'),
+    'tiff with garbage after its signature': ('16UC1; tiff compressed ',
+                                              b'II*\x00' + bytes(range(200)), 'no decodable'),
+    'tiff whose directory is past its end': (
+        '16UC1; tiff compressed ', good_tiff()[:4] + struct.pack('<I', 10**9)
+        + good_tiff()[8:], 'no decodable'),
+    'tiff that lies about its encoding': ('mono8; tiff compressed ', good_tiff(),
+                                          'names mono8'),
+    'tiff directory declaring a huge image': (
+        '16UC1; tiff compressed ', tiff_declaring(20000, 20000, 'little'), 'declares'),
+    'big-endian tiff declaring a huge image': (
+        '16UC1; tiff compressed ', tiff_declaring(20000, 20000, 'big'), 'declares'),
+    'bigtiff declaring a huge image': (
+        '16UC1; tiff compressed ', tiff_declaring(2**40, 3, 'bigtiff'), 'declares'),
     'jpeg frame header declaring a huge image': (
         'rgb8; jpeg compressed bgr8', huge_header(good_jpeg(), b'\xff\xc0', '>HH'),
         'declares'),
@@ -587,15 +666,16 @@ def test_a_png_chunk_longer_than_the_data_is_refused_before_opencv_allocates_it(
         decompress_image('16UC1; compressedDepth', bytes(12) + bytes(data))
 
 
-@pytest.mark.parametrize('extension', ['.webp', '.bmp', '.tiff', '.pgm'])
+@pytest.mark.parametrize('extension', ['.webp', '.bmp', '.jp2', '.pgm'])
 def test_an_image_of_another_format_is_refused_before_opencv_decodes_it(extension):
-    """The transports carry JPEG and PNG; OpenCV reads more. A lossless WebP of 5.5 kB
-    decoded to 12000x12000 (144 Mpx, 8.7 s, past the 67 Mpx guard, which reads JPEG and PNG
-    headers only): any other format is refused by its signature."""
-    data = cv2.imencode(extension, np.zeros((8, 8), np.uint8))[1].tobytes()
-    for format_ in ('mono8; png compressed ', 'jpeg', ''):
-        with pytest.raises(SensorInputError, match='no decodable JPEG or PNG.*signature'):
-            decompress_image(format_, data)
+    """The transports carry JPEG, PNG and TIFF; OpenCV reads more. A lossless WebP of 5.5 kB
+    decoded to 12000x12000 (144 Mpx, 8.7 s, past the 67 Mpx guard, which reads JPEG, PNG
+    and TIFF headers only): any other format is refused by its signature."""
+    data = cv2.imencode(extension, np.zeros((64, 64), np.uint8))[1].tobytes()
+    for format_, prefix in (('mono8; png compressed ', b''), ('jpeg', b''), ('', b''),
+                            ('16UC1; compressedDepth png', bytes(12))):
+        with pytest.raises(SensorInputError, match='no decodable JPEG, PNG or TIFF.*signature'):
+            decompress_image(format_, prefix + data)
 
 
 def test_rvl_runs_that_overrun_the_image_are_refused():
@@ -616,6 +696,8 @@ def test_rvl_runs_that_overrun_the_image_are_refused():
     ('rgb8', 'compressedDepth', 'single-channel 16-bit or 32FC1'),
     ('16UC1', 'compressedDepth lz4', 'png/rvl'),
     ('mono8', 'webp', 'unknown compression'),
+    ('64FC1', 'tiff', 'TIFF stores 8-, 16- or 32-bit images of 1, 3 or 4'),
+    ('32FC2', 'tiff', 'TIFF stores 8-, 16- or 32-bit images of 1, 3 or 4'),
 ])  # fmt: skip
 def test_compress_refuses_what_the_transport_cannot_carry(encoding, format_, reason):
     raw = np.zeros((4, 4, 1), np.float32 if encoding == '32FC1' else np.uint8)
@@ -623,6 +705,8 @@ def test_compress_refuses_what_the_transport_cannot_carry(encoding, format_, rea
         raw = raw.astype(np.uint16)
     if encoding == 'rgb8':
         raw = np.zeros((4, 4, 3), np.uint8)
+    if encoding in ('64FC1', '32FC2'):
+        raw = np.zeros((4, 4, int(encoding[-1])), np.float64 if encoding[0] == '6' else np.float32)
     with pytest.raises(SensorInputError, match=reason):
         compress_image(array_to_image(raw, encoding), format_)
 

@@ -191,8 +191,9 @@ SENSOR_PARAMETERS: tuple[ParameterSpec, ...] = (
                   'them (docs/performance.md).', minimum=1, maximum=100, read_only=True),
     ParameterSpec('transport', 'raw', 'How the images arrive (image_transport): raw '
                   '(sensor_msgs/Image on <m>/image), compressed (sensor_msgs/CompressedImage, '
-                  'JPEG or PNG, on <m>/image/compressed) or, for depth only, compressedDepth '
-                  '(on depth/image/compressedDepth).', choices=TRANSPORTS, read_only=True),
+                  'JPEG, PNG or TIFF, on <m>/image/compressed) or, for depth only, '
+                  'compressedDepth (on depth/image/compressedDepth).', choices=TRANSPORTS,
+                  read_only=True),
     ParameterSpec('max_age_s', 0.1, 'Largest stamp difference from the anchor for a frame '
                   'to be used.', minimum=0.001, maximum=10.0),
     ParameterSpec('timeout_s', _H.timeout_s, 'No message for this long: STALE, masked.',

@@ -2,16 +2,18 @@
 transports) <-> the fields of the equivalent raw ``sensor_msgs/Image``, without ROS.
 
 Cameras are often published and recorded through image_transport: ``<base>/compressed``
-carries JPEG or PNG, ``<base>/compressedDepth`` carries depth. A ``CompressedImage`` has no
+carries JPEG, PNG or TIFF, ``<base>/compressedDepth`` carries depth. A ``CompressedImage`` has no
 size or encoding fields; everything is in its ``format`` string and its ``data``:
 
 ``compressed``
-    ``"<encoding>; <jpeg|png> compressed <inner>"``, e.g. ``"bgr8; jpeg compressed bgr8"``,
-    ``"rgb8; png compressed bgr8"``, ``"mono16; png compressed "``. The publisher stores a
-    colour image as BGR (``<inner>``) and the receiver converts back to ``<encoding>``
-    (an alpha channel is not stored: it comes back as full opacity). Old publishers send
-    just ``"jpeg"`` or ``"png"``; the encoding is then what the pixels are (``mono8``,
-    ``bgr8``, ``mono16``, ...).
+    ``"<encoding>; <jpeg|png|tiff> compressed <inner>"``, e.g. ``"bgr8; jpeg compressed
+    bgr8"``, ``"rgb8; png compressed bgr8"``, ``"mono16; png compressed "``. For JPEG and
+    PNG the publisher stores a colour image as BGR (``<inner>``) and the receiver converts
+    back to ``<encoding>`` (an alpha channel is not stored: it comes back as full opacity).
+    TIFF (newer publishers, ``"32FC1; tiff compressed "``) stores the image as it is: any
+    8-, 16- or 32-bit encoding of 1, 3 or 4 channels, alpha and float depth included, with
+    an empty ``<inner>``. Old publishers send just ``"jpeg"`` or ``"png"``; the encoding is
+    then what the pixels are (``mono8``, ``bgr8``, ``mono16``, ...).
 ``compressedDepth``
     ``"<encoding>; compressedDepth [png|rvl]"`` (plain ``"; compressedDepth"`` is the older
     PNG form). ``data`` starts with a 12-byte header, little-endian: int32 format (0 =
@@ -40,7 +42,7 @@ from mmp_ros.sensors.image import ImageFields, array_to_image, encoding_spec, im
 
 TRANSPORTS = ('raw', 'compressed', 'compressedDepth')
 """image_transport transports a sensor can be read through (topic suffix = the name)."""
-COMPRESSED_FORMATS = ('jpeg', 'png')
+COMPRESSED_FORMATS = ('jpeg', 'png', 'tiff')
 DEPTH_FORMATS = ('png', 'rvl')
 DEPTH_HEADER = struct.Struct('<iff')  # format (0 = inverse depth), depthQuantA, depthQuantB
 INV_DEPTH = 0
@@ -54,7 +56,7 @@ _COLOUR = {
     'bgra8': ('bgr', True), 'rgb16': ('rgb', False), 'bgr16': ('bgr', False),
     'rgba16': ('rgb', True), 'bgra16': ('bgr', True),
 }
-_COMPRESSED = re.compile(r'\s*(jpeg|png)\s+compressed(?:\s+(\w*))?\s*')
+_COMPRESSED = re.compile(r'\s*(jpeg|png|tiff)\s+compressed(?:\s+(\w*))?\s*')
 _DEPTH = re.compile(r'\s*compressedDepth(?:\s+(\w+))?\s*')
 _RVL_SIZE = struct.Struct('<II')
 _JPEG_END = b'\xff\xd9'
@@ -89,6 +91,8 @@ def decompress_image(format: str, data) -> ImageFields:
     encoding_spec(encoding)  # an unknown encoding name is refused before decoding
     pixels = _imdecode(buffer, format)
     inner = (match.group(2) or '').lower()
+    if match.group(1) == 'tiff' and not inner:  # stored as it is, in the encoding's order
+        inner = encoding.lower()
     return _to_fields(pixels, (encoding, inner), format)
 
 
@@ -104,7 +108,7 @@ def compress_image(
     """The ``(format, data)`` a publisher of the ``compressed`` or ``compressedDepth``
     transport sends for the image ``fields``.
 
-    ``format``: ``'jpeg'`` or ``'png'`` (the ``compressed`` transport), or
+    ``format``: ``'jpeg'``, ``'png'`` or ``'tiff'`` (the ``compressed`` transport), or
     ``'compressedDepth'``, ``'compressedDepth png'``, ``'compressedDepth rvl'``.
     ``depth_max_m`` and ``depth_quantization`` are compressed_depth_image_transport's
     parameters of the same names (``32FC1``: readings at or beyond ``depth_max_m`` and
@@ -123,9 +127,18 @@ def compress_image(
                                depth_quantization)
     if format not in COMPRESSED_FORMATS:
         raise SensorInputError(
-            f'unknown compression {format!r}; known: jpeg, png, compressedDepth, '
+            f'unknown compression {format!r}; known: jpeg, png, tiff, compressedDepth, '
             'compressedDepth png, compressedDepth rvl'
         )
+    if format == 'tiff':  # stored as it is (OpenCV writes no 2-channel TIFF)
+        if raw.dtype.itemsize not in (1, 2, 4) or raw.shape[2] not in (1, 3, 4):
+            raise SensorInputError(
+                f'TIFF stores 8-, 16- or 32-bit images of 1, 3 or 4 channels, not {encoding}'
+            )
+        ok, encoded = cv2.imencode('.tiff', np.ascontiguousarray(raw))
+        if not ok:  # pragma: no cover - OpenCV refuses only what is checked above
+            raise SensorInputError(f'OpenCV could not encode {encoding} as tiff')
+        return f'{encoding}; tiff compressed ', encoded.tobytes()
     inner = ''
     if encoding in _COLOUR:  # stored as BGR, alpha dropped (as the publisher does)
         order, _ = _COLOUR[encoding]
@@ -188,8 +201,8 @@ def recompression(format: str, data) -> dict:
 def _unknown_format(format: str) -> SensorInputError:
     return SensorInputError(
         f'unknown CompressedImage format {format!r}; known: "<encoding>; jpeg compressed '
-        '<bgr8|...>", "<encoding>; png compressed ...", "<encoding>; compressedDepth '
-        '[png|rvl]", or a bare "jpeg"/"png"'
+        '<bgr8|...>", "<encoding>; png compressed ...", "<encoding>; tiff compressed ", '
+        '"<encoding>; compressedDepth [png|rvl]", or a bare "jpeg"/"png"'
     )
 
 
@@ -260,21 +273,61 @@ def _check_png_chunks(data: bytes, format: str) -> None:
         at += _PNG_CHUNK.size + length + 4
 
 
+# little- and big-endian TIFF, then BigTIFF
+_TIFF_SIGNATURES = (b'II*\x00', b'MM\x00*', b'II+\x00', b'MM\x00+')
+_TIFF_SIZE_TAGS = (256, 257)  # ImageWidth, ImageLength
+_TIFF_INTEGERS = {3: 'u2', 4: 'u4', 16: 'u8'}  # SHORT, LONG, LONG8 (BigTIFF)
+
+
+def _tiff_declared_size(buffer: np.ndarray) -> tuple[int, int] | None:
+    """(width, height) the first directory of a TIFF declares (the image OpenCV decodes),
+    read before decoding; None where the data holds no such directory (then OpenCV fails).
+    The directory is anywhere in the file, usually after the image data."""
+    order = '<' if buffer[0] == ord('I') else '>'
+    big = buffer[2:4].tobytes() in (b'+\x00', b'\x00+')
+    word, entry_size = ('u8', 20) if big else ('u4', 12)
+    count_type = 'u8' if big else 'u2'
+    field_at = 12 if big else 8  # where an entry's value (or its offset) starts
+    if buffer.size < 16:
+        return None
+    start = int(np.frombuffer(buffer, order + word, 1, 8 if big else 4)[0])
+    first = start + np.dtype(count_type).itemsize
+    if first > buffer.size:
+        return None
+    declared = int(np.frombuffer(buffer, order + count_type, 1, start)[0])
+    count = min(declared, (buffer.size - first) // entry_size)
+    entries = np.frombuffer(buffer, np.uint8, count * entry_size, first).reshape(count,
+                                                                                  entry_size)
+    tags = entries[:, :2].copy().view(order + 'u2')[:, 0]
+    types = entries[:, 2:4].copy().view(order + 'u2')[:, 0]
+    size = []
+    for tag in _TIFF_SIZE_TAGS:
+        found = np.flatnonzero(tags == tag)
+        if found.size == 0 or int(types[found[0]]) not in _TIFF_INTEGERS:
+            return None
+        kind = np.dtype(order + _TIFF_INTEGERS[int(types[found[0]])])
+        value = entries[found[0], field_at : field_at + kind.itemsize].copy().view(kind)[0]
+        size.append(int(value))
+    return size[0], size[1]
+
+
 def _imdecode(buffer: np.ndarray, format: str) -> np.ndarray:
-    # OpenCV decodes whatever it recognises (WebP, TIFF, BMP, ...), and a few bytes of those
-    # may declare and fill a picture of 2**30 pixels: the transports carry JPEG and PNG alone.
+    # OpenCV decodes whatever it recognises (WebP, BMP, JPEG 2000, ...), and a few bytes of
+    # those may declare and fill a picture of 2**30 pixels: the transports carry JPEG, PNG and
+    # TIFF alone, whose declared sizes are checked below.
     head = buffer[:8].tobytes()
-    if not (head.startswith(_PNG_SIGNATURE) or head.startswith(_JPEG_SOI)):
+    tiff = head.startswith(_TIFF_SIGNATURES)
+    if not (head.startswith((_PNG_SIGNATURE, _JPEG_SOI)) or tiff):
         raise SensorInputError(
-            f'CompressedImage data ({buffer.size} B) is no decodable JPEG or PNG image '
-            f'(format {format!r}): it starts with {head!r}, the signature of neither'
+            f'CompressedImage data ({buffer.size} B) is no decodable JPEG, PNG or TIFF image '
+            f'(format {format!r}): it starts with {head!r}, the signature of none of them'
         )
     data = buffer.tobytes()
     if head.startswith(_PNG_SIGNATURE):
         _check_png_chunks(data, format)
     # A header that declares a huge image (a corrupt or hostile message) would have OpenCV
     # allocate it, up to 2**30 pixels, before it finds the data short: refused first.
-    size = _declared_size(data)
+    size = _tiff_declared_size(buffer) if tiff else _declared_size(data)
     if size is not None and size[0] * size[1] > MAX_PIXELS:
         raise SensorInputError(
             f'CompressedImage declares {size[0]}x{size[1]} pixels, over the {MAX_PIXELS:,} '
@@ -291,7 +344,7 @@ def _imdecode(buffer: np.ndarray, format: str) -> np.ndarray:
         pixels = None
     if pixels is None or pixels.size == 0:
         raise SensorInputError(
-            f'CompressedImage data ({buffer.size} B) is no decodable JPEG or PNG image '
+            f'CompressedImage data ({buffer.size} B) is no decodable JPEG, PNG or TIFF image '
             f'(format {format!r}): corrupt or truncated'
         )
     return pixels if pixels.ndim == 3 else pixels[:, :, np.newaxis]
