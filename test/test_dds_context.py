@@ -109,6 +109,31 @@ def test_init_ros_ends_quietly_when_a_signal_shut_the_context_down_during_start_
 
 
 @pytest.mark.ros
+def test_a_ros_process_leaves_opencv_s_lines_for_frames_it_cannot_decode_out_of_its_log():
+    # was: two libtiff lines on stderr for every corrupt TIFF frame, at the camera's rate,
+    # beside the one-line reason the node puts in /diagnostics
+    code = (
+        'import numpy as np\n'
+        'from mmp_ros.ros.context import init_ros\n'
+        'from mmp_ros.sensors import SensorInputError\n'
+        'from mmp_ros.sensors.compressed import compress_image, decompress_image\n'
+        'from mmp_ros.sensors.image import array_to_image\n'
+        'format, data = compress_image(array_to_image(np.zeros((48, 64, 3), np.uint8), '
+        '"bgr8"), "tiff")\n'
+        'with init_ros([]):\n'
+        '    try:\n'
+        '        decompress_image(format, data[:len(data) // 2])\n'
+        '    except SensorInputError as error:\n'
+        '        print(error)\n'
+    )
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert 'no decodable JPEG, PNG or TIFF image' in result.stdout
+    assert 'TIFF' not in result.stderr, result.stderr
+
+
+@pytest.mark.ros
 def test_sigterm_stops_a_long_start_up_step_as_ctrl_c_does():
     # rclpy's SIGTERM handler only shut the context down: a step that never looks at it (a
     # model loading, a TensorRT engine building) ran on to its end, logging on a dead context.

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
+import cv2
 import rclpy
 from rclpy._rclpy_pybind11 import RCLError
 from rclpy.executors import ExternalShutdownException
@@ -60,6 +61,10 @@ def init_ros(
     takes what has already arrived before it closes the bag).
     """
     setup = apply_dds_profile(profile=dds_profile)
+    # A frame OpenCV cannot decode is the node's to report, once, in /diagnostics; OpenCV's
+    # own lines for it (libtiff's, libpng's: two or three a frame) would fill the log at the
+    # camera's rate.
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     problem = domain_id_problem()
     if problem:
         raise RosInitError(f'cannot initialize ROS 2: {problem}')
