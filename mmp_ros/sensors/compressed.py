@@ -538,6 +538,14 @@ def _rvl_decode(body: np.ndarray, format: str) -> np.ndarray:
             f'RVL header claims {width}x{height} pixels, over the {MAX_PIXELS:,} this decoder '
             f'takes: corrupt size (format {format!r})'
         )
+    # At most 4 B a pixel: a pair of one-nibble counts per pixel, and a nonzero pixel's
+    # delta in 6 nibbles (16 bits zig-zagged), then the last word's padding. A longer stream
+    # is corrupt; decoding it first cost seconds and about 100 B of memory a byte.
+    if stream.size > 4 * pixels + 8:
+        raise SensorInputError(
+            f'corrupt RVL stream: {stream.size} B, more than any RVL of {width}x{height} '
+            f'pixels takes (format {format!r})'
+        )
     nibbles = _rvl_nibbles(stream)
     ends = np.flatnonzero(nibbles < 0x8)  # a value's last code has no continuation bit
     lengths = np.diff(ends, prepend=-1)
