@@ -563,6 +563,8 @@ def _rvl_decode(body: np.ndarray, format: str) -> np.ndarray:
     while at < pixels and index < count - 1:
         append(index)
         nonzeros = lookup[index + 1]
+        if not (nonzeros or lookup[index]):  # an encoder's pairs each cover a pixel or more
+            break  # corrupt (zero-filled data): found below, without walking it to its end
         at += lookup[index] + nonzeros
         index += 2 + nonzeros
     starts = np.array(pairs, dtype=np.int64)
