@@ -46,6 +46,9 @@ def test_init_ros_lets_real_errors_through_and_still_shuts_down(restored_environ
      "Couldn't parse params file: '--params-file absent.yaml'. Error: Error opening YAML file"),
     (['--ros-args', '-p'], "Couldn't parse trailing -p flag"),
     (['--ros-args', '-r'], "Couldn't parse trailing -r flag"),
+    # A second parameter without its -p ended in an UnknownROSArgsError traceback.
+    (['--ros-args', '-p', 'anchor:=rgb', 'max_rate_hz:=2'],
+     "unknown ROS arguments ['max_rate_hz:=2'] after --ros-args (a parameter takes -p"),
 ])
 def test_init_ros_names_ros_arguments_it_cannot_use(restored_environ, args, reason):
     import rclpy

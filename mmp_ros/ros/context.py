@@ -18,7 +18,7 @@ from contextlib import contextmanager
 
 import cv2
 import rclpy
-from rclpy._rclpy_pybind11 import RCLError
+from rclpy._rclpy_pybind11 import RCLError, UnknownROSArgsError
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
@@ -89,6 +89,12 @@ def init_ros(
     except RCLError as exc:
         _restore_sigterm(previous_sigterm)
         raise RosInitError(f'cannot initialize ROS 2: {_rcl_reason(exc)}') from None
+    except UnknownROSArgsError as exc:  # its message: the list of arguments, nothing more
+        _restore_sigterm(previous_sigterm)
+        raise RosInitError(
+            f'cannot initialize ROS 2: unknown ROS arguments {exc} after --ros-args (a '
+            'parameter takes -p NAME:=VALUE, a remapping -r FROM:=TO)'
+        ) from None
     try:
         yield setup
     except (KeyboardInterrupt, ExternalShutdownException):
