@@ -64,6 +64,28 @@ def test_init_ros_names_ros_arguments_it_cannot_use(restored_environ, args, reas
 
 
 @pytest.mark.ros
+@pytest.mark.parametrize('rule, reason', [
+    # rcl took it, and the node's creation ended in an RCLError traceback
+    ('__ns:=/robot1/', "namespace must not end with a '/'"),
+    # rcl refused it in its lexer's words: 'Expected lexeme type (1) not found'
+    ('__ns:=/1robot', 'namespace must not have a token that starts with a number'),
+    ('mmp_test_namespaced:__ns:=robot1', "namespace must be absolute, it must lead with a '/'"),
+])
+def test_init_ros_names_a_namespace_the_node_cannot_take(restored_environ, rule, reason):
+    import rclpy
+    from rclpy.node import Node
+
+    from mmp_ros.errors import InputError
+    from mmp_ros.ros.context import init_ros
+
+    with pytest.raises(InputError) as error, init_ros(['--ros-args', '-r', rule]):
+        Node('mmp_test_namespaced').destroy_node()
+    message = str(error.value).removesuffix(", unless only a '/'")
+    assert message == f'cannot initialize ROS 2: -r {rule}: Invalid namespace: {reason}'
+    assert not rclpy.ok()
+
+
+@pytest.mark.ros
 @pytest.mark.parametrize('domain', ['233', '300', '-1'])
 def test_init_ros_names_a_domain_fast_dds_cannot_use(restored_environ, domain):
     import rclpy

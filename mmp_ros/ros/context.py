@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from itertools import pairwise
 
 import cv2
 import rclpy
@@ -31,6 +32,7 @@ from mmp_ros.dds import (
     remove_stale_shm_segments,
 )
 from mmp_ros.errors import InputError
+from mmp_ros.ros.names import namespace_problem
 
 
 class RosInitError(InputError, RuntimeError):
@@ -65,7 +67,7 @@ def init_ros(
     # own lines for it (libtiff's, libpng's: two or three a frame) would fill the log at the
     # camera's rate.
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-    problem = domain_id_problem()
+    problem = domain_id_problem() or namespace_rule_problem(sys.argv if args is None else args)
     if problem:
         raise RosInitError(f'cannot initialize ROS 2: {problem}')
     if setup.rmw_implementation == DEFAULT_RMW:
@@ -107,6 +109,27 @@ def init_ros(
     finally:
         rclpy.try_shutdown()  # puts back the handlers rclpy replaced: ours, then the previous
         _restore_sigterm(previous_sigterm)
+
+
+def namespace_rule_problem(args: Sequence[str]) -> str | None:
+    """Why a namespace remapping among the ROS arguments (``-r __ns:=/robot1``, also one for
+    a single node, ``-r node:__ns:=...``) names no valid namespace, None if none does.
+
+    rcl lexes some invalid ones (``/robot1/``, with its trailing slash) and leaves them to the
+    node's creation, which fails with an RCLError traceback and rclpy's RuntimeWarning;
+    others it refuses with only its lexer's words ('Expected lexeme type 19, got 18').
+    """
+    ros = False
+    for flag, rule in pairwise([*args, '']):
+        if flag in ('--ros-args', '--'):
+            ros = flag == '--ros-args'
+        elif ros and flag in ('-r', '--remap'):
+            target = re.fullmatch(r'(?:[^:=]+:)?__ns:=(.*)', rule)
+            if target:
+                problem = namespace_problem(target.group(1))
+                if problem:
+                    return f'{flag} {rule}: {problem}'
+    return None
 
 
 def _interrupt(signum: int, frame: object) -> None:
