@@ -149,6 +149,18 @@ def test_an_invalid_topic_name_is_refused_before_the_bag_exists(tmp_path, capsys
 
 
 @pytest.mark.ros
+def test_ros_arguments_that_are_refused_leave_no_bag(tmp_path, capsys, restored_environ):
+    # The empty bag was left, and the rerun with the arguments corrected said 'exists already'.
+    from mmp_ros.cli import main
+
+    out = tmp_path / 'bag'
+    assert main(['record', str(out), '--topics', '/x', '--ros-args', '-p']) == 2
+    assert "mmp_ros record: cannot initialize ROS 2: Couldn't parse trailing -p flag" in (
+        capsys.readouterr().err)
+    assert not out.exists()
+
+
+@pytest.mark.ros
 def test_ctrl_c_while_the_bag_is_closing_still_leaves_a_readable_bag(tmp_path, monkeypatch,
                                                                        restored_environ):
     from rosbags.rosbag2 import Writer

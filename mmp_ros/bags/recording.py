@@ -98,14 +98,14 @@ class BagRecorder:
             # perhaps opened: the caller's clean-up (closing or removing the bag) is armed
             # only once this returns, so what was made is removed here. Left, it was a bag
             # without metadata.yaml: an empty recording that looked like a killed one.
-            self._discard()
+            self.discard()
             if isinstance(exc, (OSError, sqlite3.Error)):
                 raise BagError(f'{self.path}: cannot create the bag: {exc}') from exc
             raise
 
-    def _discard(self) -> None:
-        """Give up the bag being created and remove its directory (made by ``__init__``,
-        which refuses a path that exists)."""
+    def discard(self) -> None:
+        """Give up the bag and remove its directory (made by ``__init__``, which refuses a
+        path that exists): one being created, or one that nothing could be recorded into."""
         with suppress(Exception):
             self._writer.abort()
         shutil.rmtree(self.path, ignore_errors=True)

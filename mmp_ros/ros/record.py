@@ -31,7 +31,7 @@ from mmp_ros.bags.errors import BagError
 from mmp_ros.bags.recording import COMMIT_PERIOD_S, STORAGES, BagRecorder
 from mmp_ros.bags.source import TopicQos
 from mmp_ros.cli import positive_float
-from mmp_ros.ros.context import init_ros
+from mmp_ros.ros.context import RosInitError, init_ros
 from mmp_ros.ros.names import topic_name_problem
 from mmp_ros.ros.replay import import_problem, message_class, qos_profile
 
@@ -186,6 +186,11 @@ def record(recorder: BagRecorder, topics: list[str], ros_args: list[str],
             finally:
                 executor.shutdown()
                 node.destroy_node()
+    except RosInitError:
+        # ROS never started (its arguments refused): left, the empty bag made a corrected
+        # rerun fail with 'exists already'.
+        recorder.discard()
+        raise
     finally:
         # Closed while a second Ctrl-C is still only a stop request: one that interrupted the
         # summary and metadata.yaml would leave a bag no reader opens.
