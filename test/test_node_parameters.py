@@ -135,6 +135,48 @@ def test_a_params_file_may_set_other_nodes_parameters_and_whole_numbers(tmp_path
     assert load_params_file(path) == {'use_sim_time': True, 'max_rate_hz': 5}
 
 
+SECTIONS = """
+/**:
+  ros__parameters: {max_rate_hz: 1.0}
+/robot1/*:
+  ros__parameters: {max_rate_hz: 2.0}
+/**/mmp_front:
+  ros__parameters: {min_confidence: 0.5}
+robot2/mmp_front:
+  ros__parameters: {max_rate_hz: 9.0}
+mmp_front:
+  ros__parameters: {overlay_alpha: 0.25}
+"""
+
+
+@pytest.mark.ros
+@pytest.mark.parametrize(('node', 'namespace'), [
+    ('mmp_front', '/robot1'), ('mmp_front', '/robot2'), ('mmp_front', '/'),
+    ('mmp_segmentation', '/robot1'), ('mmp_segmentation', '/robot2/arm'),
+])
+def test_a_params_file_applies_to_a_node_as_rclpy_applies_it(tmp_path, node, namespace):
+    # Its sections were matched by the key's last name alone: '/**/mmp_front' and
+    # '/robot1/*' never applied (evaluate --node mmp_front read the defaults' bounds, or
+    # refused the file), and 'mmp_front' applied in any namespace.
+    from rclpy.context import Context
+    from rclpy.node import Node
+
+    path = tmp_path / 'params.yaml'
+    path.write_text(SECTIONS)
+    context = Context()
+    context.init(['--ros-args', '-r', f'__ns:={namespace}', '-r', f'__node:={node}',
+                  '--params-file', str(path)])
+    try:
+        probe = Node('probe', context=context,
+                     automatically_declare_parameters_from_overrides=True)
+        applied = {name: p.value for name, p in probe.get_parameters_by_prefix('').items()
+                   if name not in ('use_sim_time', 'start_type_description_service')}
+        probe.destroy_node()
+    finally:
+        context.shutdown()
+    assert load_params_file(path, node, namespace=namespace) == applied
+
+
 def test_a_params_file_that_cannot_be_read_is_named_with_its_option(tmp_path):
     # `mmp_ros adapt/evaluate --params missing.yaml` printed "[Errno 2] No such file or
     # directory: 'missing.yaml'", naming neither the option nor what the file was for

@@ -815,6 +815,28 @@ def test_a_run_of_two_nodes_is_evaluated_for_the_node_named(tmp_path, capsys):
     assert detection.detected_ns is None  # the back node's rgb was never masked
 
 
+def test_the_params_sections_of_the_node_evaluated_give_its_bounds(tmp_path, capsys):
+    # The file's sections were chosen for 'mmp_segmentation' whatever --node and --namespace
+    # said: the renamed node's own '/**/mmp_front:' was refused ('no ros__parameters for node
+    # mmp_segmentation') or, beside a '/**:' section, silently left out of the bounds.
+    bag = write_run(tmp_path / 'run', namespace='/robot1', nodes={'mmp_front': DIAGNOSTICS})
+    params = tmp_path / 'front.yaml'
+    params.write_text('/**/mmp_front:\n  ros__parameters:\n    sensors.rgb.timeout_s: 0.3\n')
+    both = tmp_path / 'both.yaml'
+    both.write_text('/**:\n  ros__parameters:\n    sensors.rgb.timeout_s: 1.0\n'
+                    '/robot1/mmp_front:\n  ros__parameters:\n    sensors.rgb.timeout_s: 0.4\n'
+                    '/robot2/mmp_front:\n  ros__parameters:\n    sensors.rgb.timeout_s: 2.0\n')
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    for path, bound in ((params, 0.3), (both, 0.4)):
+        out = tmp_path / path.stem
+        args = parser.parse_args([str(bag), '--out', str(out), '--namespace', '/robot1',
+                                  '--node', 'mmp_front', '--params', str(path)])
+        assert cli.run(args) == 0, capsys.readouterr().err
+        (detection,) = json.loads((out / 'report.json').read_text())['detections']
+        assert detection['bound_s'] == pytest.approx(bound)
+
+
 def test_a_single_renamed_node_is_found_without_node(tmp_path):
     bag = write_run(tmp_path / 'run', nodes={'mmp_front': DIAGNOSTICS})
     ev = evaluate_run(bag).evaluation

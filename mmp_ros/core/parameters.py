@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import astuple, dataclass
@@ -398,10 +399,33 @@ def flatten(tree: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
     return flat
 
 
+def node_section_applies(key: Any, node_name: str, namespace: str | None = None) -> bool:
+    """Whether a params file's section ``key`` applies to node ``node_name`` in ``namespace``,
+    as rclpy matches it: a key is absolute ('mmp_segmentation' is '/mmp_segmentation'), '/*'
+    stands for one name and '/**' for any number ('/**', '/**/mmp_front', '/robot1/*').
+    ``namespace`` None: in any namespace (the key's last name is the node's, or a wildcard)."""
+    key = str(key)
+    if namespace is None:
+        return key.rstrip('/').rsplit('/', 1)[-1] in (node_name, '*', '**')
+    pattern = re.escape(key if key.startswith('/') else f'/{key}')
+    pattern = pattern.replace(r'/\*\*', r'(/\w+)*').replace(r'/\*', r'(/\w+)')
+    return re.fullmatch(pattern, node_full_name(node_name, namespace)) is not None
+
+
+def node_full_name(node_name: str, namespace: str | None = None) -> str:
+    """'/robot1/mmp_front' of node 'mmp_front' in namespace '/robot1' (or 'robot1', as the
+    launch file takes it); ``namespace`` None: the name alone."""
+    if namespace is None:
+        return node_name
+    return '/' + '/'.join([*filter(None, namespace.split('/')), node_name])
+
+
 def load_params_file(path: str | Path, node_name: str = NODE_NAME, *,
-                     option: str = '') -> dict[str, Any]:
-    """The flat parameter values a ROS params file sets for ``node_name``; ``option``: the
-    command-line option that gave ``path`` (``--params``), named with it in every error."""
+                     option: str = '', namespace: str | None = None) -> dict[str, Any]:
+    """The flat parameter values a ROS params file sets for node ``node_name`` in
+    ``namespace`` (None: any, :func:`node_section_applies`), its sections applied in the
+    file's order, as rclpy does; ``option``: the command-line option that gave ``path``
+    (``--params``), named with it in every error."""
     where = f'{option} {path}' if option else f'{path}'
     try:
         with open(path, encoding='utf-8') as stream:
@@ -415,11 +439,8 @@ def load_params_file(path: str | Path, node_name: str = NODE_NAME, *,
     if not isinstance(document, Mapping):
         raise ParameterError(f'{where}: not a ROS parameters file (a mapping of node names)')
     section: dict[str, Any] = {}
-    # Keys as rcl matches them: '/**' (every node), or a node path ending in the node's name
-    # ('mmp_segmentation', '/robot/mmp_segmentation', '/**/mmp_segmentation').
     for key, node_section in document.items():
-        matches = key == '/**' or str(key).rstrip('/').rsplit('/', 1)[-1] == node_name
-        if matches and isinstance(node_section, Mapping):
+        if node_section_applies(key, node_name, namespace) and isinstance(node_section, Mapping):
             parameters = node_section.get('ros__parameters', {})
             if not isinstance(parameters, Mapping):
                 raise ParameterError(
@@ -428,7 +449,9 @@ def load_params_file(path: str | Path, node_name: str = NODE_NAME, *,
                 )
             section.update(flatten(parameters))
     if not section:
-        raise ParameterError(f'{where}: no ros__parameters for node {node_name!r}')
+        raise ParameterError(
+            f'{where}: no ros__parameters for node {node_full_name(node_name, namespace)!r}'
+        )
     # Each value on its own, as rcl would refuse it (names of other nodes' parameters pass);
     # rules between values hold only for the merged set, which the caller checks.
     specs = all_parameters()

@@ -82,7 +82,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='report folder (default: <bag>_report beside the bag)')
     parser.add_argument('--params', nargs='+', default=DEFAULT_PARAMS, metavar='FILE',
                         help="the node's parameter files, in the order it loaded them (for "
-                        'the detection bounds; default: config/mmp_segmentation.yaml)')
+                        'the detection bounds; default: config/mmp_segmentation.yaml); their '
+                        'sections that ROS applies to the node (--node, --namespace) are read')
     parser.add_argument('--settle-after-cut', type=_seconds_or_auto, default=0.0, metavar='S',
                         help='leave out of the phase figures the label images less than S '
                         'seconds after a scene cut in the ground truth (synthetic bags jump '
@@ -112,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         topics = run_topics(args.namespace, args.topic)
         report = evaluate_run(args.bag, node_params=args.params, topics=topics,
-                              settle_s=args.settle_after_cut, node=args.node)
+                              settle_s=args.settle_after_cut, node=args.node,
+                              namespace=args.namespace)
         path = write_report(report, out, strip=args.strip)
     except (BagError, ParameterError, OSError) as exc:
         print(f'mmp_ros evaluate: {exc}', file=sys.stderr)

@@ -21,6 +21,7 @@ from mmp_ros.atomic import replace_atomically
 from mmp_ros.bags.errors import BagError
 from mmp_ros.core.health import HealthConfig
 from mmp_ros.core.parameters import (
+    NODE_NAME,
     ParameterError,
     defaults,
     health_config,
@@ -37,12 +38,14 @@ from mmp_ros.evaluation.run import DEFAULT_TOPICS, RunTopics, read_run
 from mmp_ros.modalities import MODALITIES
 
 
-def node_health(params_files: Sequence[str | Path]) -> dict[str, HealthConfig]:
-    """Each sensor's health settings as the node ran with these parameter files (in order,
-    later files overriding earlier ones, over the node's defaults)."""
+def node_health(params_files: Sequence[str | Path], node: str = NODE_NAME,
+                namespace: str | None = None) -> dict[str, HealthConfig]:
+    """Each sensor's health settings as node ``node`` in ``namespace`` (None: any) ran with
+    these parameter files (in order, later files overriding earlier ones, over the node's
+    defaults)."""
     values = defaults()
     for path in params_files:
-        values.update(load_params_file(path, option='--params'))
+        values.update(load_params_file(path, node, option='--params', namespace=namespace))
     return {m: health_config(values, m) for m in MODALITIES}
 
 
@@ -218,13 +221,16 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
 
 def evaluate_run(path: str | Path, *, node_params: Sequence[str | Path] = (),
                  topics: RunTopics = DEFAULT_TOPICS,
-                 settle_s: float | str = 0.0, node: str | None = None) -> RunReport:
+                 settle_s: float | str = 0.0, node: str | None = None,
+                 namespace: str | None = None) -> RunReport:
     """Read and score the run bag at ``path``; ``node_params``: the node's parameter files,
     for the detection bounds; ``settle_s``: set apart the label images this soon after a
     scene cut (:func:`~mmp_ros.evaluation.analysis.evaluate`), ``'auto'`` for
     :func:`settle_after_cut_s` of those parameters; ``node``: the segmentation node whose
-    statuses to read (:func:`~mmp_ros.evaluation.analysis.of_node`; None: the only one)."""
-    health = node_health(node_params)
+    statuses to read (:func:`~mmp_ros.evaluation.analysis.of_node`; None: the only one);
+    ``namespace``: the node's (None: any). The sections of the parameter files read are those
+    ROS applies to ``node`` (None: ``mmp_segmentation``) in ``namespace``."""
+    health = node_health(node_params, node or NODE_NAME, namespace)
     if settle_s == 'auto':
         settle_s = settle_after_cut_s(health)
     run = read_run(path, topics)
