@@ -166,6 +166,18 @@ def test_a_misspelt_parameter_is_named_at_start_with_the_nearest_one(run_node, c
     assert 'use_sim_time' not in err
 
 
+def test_a_qos_override_is_named_at_start_with_the_parameters_that_set_the_qos(run_node,
+                                                                             capfd):
+    # rclpy applies qos_overrides.* only to a publisher or subscription created to take them,
+    # which none of the node's is: -p qos_overrides./rgb/image.subscription.reliability:=
+    # reliable left the input best effort without a word.
+    node, _, _ = run_node(**{'qos_overrides./rgb/image.subscription.reliability': 'reliable'})
+    err = capfd.readouterr().err
+    assert ('ignoring values for parameters this node does not have: qos_overrides./rgb/image.'
+            "subscription.reliability (this node takes no QoS overrides; its inputs' QoS is "
+            'sensors.<modality>.qos and qos_depth)') in err, err
+
+
 def test_a_start_with_every_sensor_disabled_is_refused(run_node):
     # It used to start, subscribe to nothing and never publish a segmentation.
     from mmp_ros.ros.segmentation_node import NodeStartError

@@ -266,11 +266,9 @@ class SegmentationNode(Node):
         except (ParameterError, ParameterException) as exc:
             raise NodeStartError(f'invalid parameters: {exc}') from exc
         # Values given (-p, --params-file) for names nobody declared: rclpy drops them without
-        # a word. qos_overrides.* are rclpy's, declared with a publisher that asks for them.
+        # a word (qos_overrides.* too: no publisher or subscription of the node asks for them).
         unknown = unknown_parameters(
-            (n for n in overrides
-             if not self.has_parameter(n) and not n.startswith('qos_overrides.')),
-            self._specs,
+            (n for n in overrides if not self.has_parameter(n)), self._specs
         )
         if unknown:
             self.get_logger().warning(
