@@ -292,6 +292,23 @@ def test_a_value_of_the_wrong_type_is_refused_naming_both_types_in_words(run_nod
     assert 'read-only' in result.reason  # rclpy's word stands: no change at all is taken
 
 
+def test_a_parameter_the_node_does_not_have_is_named_in_the_refusal(run_node):
+    # rclpy's reason, which `ros2 param set /mmp_segmentation max_rate 5.0` printed, named
+    # no parameter: 'Invalid access to undeclared parameter(s): []'.
+    from rclpy.parameter_client import AsyncParameterClient
+
+    node, driver, spin_until = run_node()
+    client = AsyncParameterClient(driver, node.get_fully_qualified_name())
+    assert spin_until(client.services_are_ready, 10.0)
+    future = client.set_parameters([Parameter('max_rate', value=5.0),
+                                    Parameter('max_rate_hz', value=5.0)])
+    assert spin_until(future.done, 10.0)
+    refused, taken = future.result().results
+    assert not refused.successful and refused.reason == (
+        "Invalid access to undeclared parameter(s): ['max_rate (did you mean max_rate_hz?)']")
+    assert taken.successful and node.get_parameter('max_rate_hz').value == 5.0
+
+
 def test_a_value_out_of_range_at_start_is_refused_in_words(run_node):
     # rclpy's refusal: "Invalid parameter value (5000.0) for parameter. Reason: Parameter
     # max_rate_hz out of range Min: 0.0, Max: 1000.0, value: 5000.0: max_rate_hz".

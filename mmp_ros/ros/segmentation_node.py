@@ -32,7 +32,7 @@ from rcl_interfaces.msg import (
 from rclpy.clock import ClockChange, JumpThreshold, TimeJump
 from rclpy.duration import Duration
 from rclpy.event_handler import SubscriptionEventCallbacks
-from rclpy.exceptions import ParameterException
+from rclpy.exceptions import ParameterException, ParameterNotDeclaredException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSCompatibility, qos_check_compatible, qos_policy_name_from_kind
@@ -325,7 +325,14 @@ class SegmentationNode(Node):
 
     def set_parameters_atomically(self, parameter_list: list[Parameter]) -> SetParametersResult:
         """rclpy's (``ros2 param set`` calls it), with a value of the wrong type refused in
-        words (:meth:`_type_problem`)."""
+        words (:meth:`_type_problem`), and a name the node does not have named in the
+        ParameterNotDeclaredException, with the nearest one: rclpy's names none ('Invalid
+        access to undeclared parameter(s): []', the reason ``ros2 param set`` printed)."""
+        undeclared = [p.name for p in parameter_list if not self.has_parameter(p.name)]
+        if undeclared:
+            raise ParameterNotDeclaredException(
+                unknown_parameters(undeclared, getattr(self, '_specs', {}))
+            )
         return self._type_refusal(parameter_list) or super().set_parameters_atomically(
             parameter_list
         )
