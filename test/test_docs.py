@@ -187,3 +187,36 @@ def test_an_unknown_sensor_parameter_is_found(tmp_path):
 @pytest.mark.parametrize('page', PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_quoted_sensor_parameter_is_declared(page):
     assert unknown_sensor_parameters(page) == []
+
+
+def ceiling_table_mismatches(page: Path, report: Path) -> list[str]:
+    """Rows of the page's ceiling table (``| subset | equal | pixel-weighted | groups |``)
+    whose figures are not the report's, rounded as scripts/generator_report.py prints them."""
+    import json
+
+    subsets = json.loads(report.read_text(encoding='utf-8'))['subsets']
+    found = []
+    for line in page.read_text(encoding='utf-8').splitlines():
+        cells = [cell.strip() for cell in line.strip('|').split('|')]
+        if len(cells) != 4 or cells[0] not in subsets:
+            continue
+        entry = subsets[cells[0]]
+        expected = [f"{entry['ceiling_miou']:.3f}", f"{entry['ceiling_miou_pixel_weighted']:.3f}"]
+        if cells[1:3] != expected:
+            found.append(f'{cells[0]}: {cells[1:3]} in the page, {expected} in {report.name}')
+    return found
+
+
+def test_a_ceiling_that_differs_from_the_report_is_found(tmp_path):
+    report = tmp_path / 'ceiling.json'
+    report.write_text('{"subsets": {"rgb": {"ceiling_miou": 0.7333, '
+                      '"ceiling_miou_pixel_weighted": 0.82855}}}')
+    page = tmp_path / 'page.md'
+    page.write_text('| subset | a | b | c |\n| rgb | 0.733 | 0.828 | {x, y} |\n')
+    assert ceiling_table_mismatches(page, report) == [
+        "rgb: ['0.733', '0.828'] in the page, ['0.733', '0.829'] in ceiling.json"]
+
+
+def test_the_generator_page_quotes_the_ceiling_report():
+    assert ceiling_table_mismatches(ROOT / 'docs/generator.md',
+                                    ROOT / 'docs/generator_ceiling.json') == []
