@@ -148,8 +148,9 @@ def resolve_model(model: str | None) -> Path:
     except NodeStartError as exc:
         raise DemoError(
             f'no model to run: {exc}. The demo uses the node\'s default model, the one .onnx '
-            'file in the package\'s models/ folder; put the shipped model there (or export one '
-            'with `mmp_ros export CHECKPOINT`), or pass --model PATH. For a smoke run without a '
+            'file in the package\'s models/ folder; put the shipped model there, or pass '
+            '--model PATH (a model of your own: `mmp_ros export --checkpoint CHECKPOINT --out '
+            'MODEL.onnx`, then --model MODEL.onnx). For a smoke run without a '
             'trained model: python -c "from mmp_ros.inference.testing import '
             "export_tiny_random_model as e; e('out/tiny.onnx', input_size=(64, 80), "
             'num_classes=14)" and --model out/tiny.onnx (its segmentation is noise).'

@@ -27,6 +27,27 @@ def test_a_missing_model_is_named_with_what_to_do(monkeypatch, tmp_path):
         demo.resolve_model(str(tmp_path / 'absent.onnx'))
 
 
+def test_the_export_command_the_missing_model_message_gives_runs_as_written(monkeypatch):
+    import argparse
+    import importlib
+    import re
+
+    from mmp_ros.cli import COMMANDS
+    from mmp_ros.ros import segmentation_node
+
+    def no_model():
+        raise segmentation_node.NodeStartError('no shipped model')
+
+    monkeypatch.setattr(segmentation_node, 'default_model_path', no_model)
+    with pytest.raises(demo.DemoError) as error:
+        demo.resolve_model(None)
+    command = re.search(r'`mmp_ros export ([^`]*)`', str(error.value))
+    assert command, str(error.value)
+    parser = argparse.ArgumentParser(prog='mmp_ros export')
+    importlib.import_module(COMMANDS['export'][0]).add_arguments(parser)
+    parser.parse_args(command.group(1).split())  # SystemExit on a missing or unknown argument
+
+
 def test_children_stay_on_loopback_on_a_domain_of_their_own(monkeypatch):
     monkeypatch.delenv('ROS_DOMAIN_ID', raising=False)
     monkeypatch.setenv('ROS_AUTOMATIC_DISCOVERY_RANGE', 'SUBNET')
