@@ -519,6 +519,22 @@ def test_ctrl_c_says_what_the_checkpoint_keeps_and_draws_the_curves(tmp_path, ca
                                        'from step 0\n')
 
 
+def test_the_resume_hint_of_a_run_without_resume_is_an_option_train_takes(tmp_path):
+    """A run with resume=false, stopped, said 'the same command with resume=true resumes';
+    `mmp_ros train ... resume=true` is refused ('unrecognized arguments'): it is --set."""
+    import re
+
+    from training.train import add_arguments, interrupted_message
+
+    config = load_config(None, [*FAST, 'resume=false', f'out_dir={tmp_path}'])
+    message = interrupted_message(config, tmp_path / 'checkpoint.pt', 2, 3)
+    hint = re.search(r'the same command with (.*) resumes', message)
+    assert hint, message
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert parser.parse_args(hint.group(1).split()).overrides == ['resume=true']
+
+
 def test_resume_takes_the_optimizer_settings_of_its_config(tmp_path):
     """The saved optimizer's learning rate, betas and weight decay were kept on resume
     whatever the config said (optim.lr=1e-5 went on at 2e-3, and was recorded as 1e-5), and

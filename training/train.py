@@ -736,7 +736,7 @@ def interrupted_message(config: TrainConfig, checkpoint_path: Path, saved_step: 
         return (f'interrupted at step {done}: no checkpoint saved yet (checkpoint_every='
                 f'{config.checkpoint_every}); the same command starts again from step 0')
     again = 'the same command resumes' if config.resume else \
-        'the same command with resume=true resumes'
+        'the same command with --set resume=true resumes'
     return (f'interrupted at step {done}: {checkpoint_path} holds step {saved_step}; {again} '
             'from there')
 
