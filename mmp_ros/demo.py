@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shlex
 import shutil
 import signal
 import subprocess
@@ -155,6 +156,13 @@ def resolve_model(model: str | None) -> Path:
             "export_tiny_random_model as e; e('out/tiny.onnx', input_size=(64, 80), "
             'num_classes=14)" and --model out/tiny.onnx (its segmentation is noise).'
         ) from exc
+
+
+def evaluate_command(paths: DemoPaths) -> str:
+    """The ``mmp_ros evaluate`` command that scores ``paths.run_bag`` as the demo itself does:
+    the node's parameter files (for the detection bounds) and scene cuts set apart."""
+    return shlex.join(['mmp_ros', 'evaluate', str(paths.run_bag), '--out', str(paths.report),
+                       '--params', *map(str, NODE_PARAMS), '--settle-after-cut', 'auto'])
 
 
 def demo_environment() -> dict[str, str]:
@@ -332,7 +340,7 @@ def run_demo(args: argparse.Namespace) -> int:
         raise DemoError('nothing was recorded')
     if interrupted:
         print(f'[demo] the recording so far is in {paths.run_bag} (closed, readable); '
-              f'evaluate it with: mmp_ros evaluate {paths.run_bag}')
+              f'evaluate it as the demo does with: {evaluate_command(paths)}')
         return 130
     from mmp_ros.evaluation.report import evaluate_run, write_report
     from mmp_ros.inference import read_model_metadata

@@ -48,6 +48,25 @@ def test_the_export_command_the_missing_model_message_gives_runs_as_written(monk
     parser.parse_args(command.group(1).split())  # SystemExit on a missing or unknown argument
 
 
+def test_the_evaluate_command_of_a_stopped_demo_scores_it_as_the_demo_does(tmp_path):
+    """A stopped demo said 'evaluate it with: mmp_ros evaluate RUN_BAG', which scores it on
+    config/mmp_segmentation.yaml alone (30 Hz detection bounds for the 20 and 9 Hz cameras)
+    and without setting the scene cuts apart: another report than the demo's."""
+    import argparse
+    import shlex
+
+    from mmp_ros.evaluation import cli
+
+    paths = demo.DemoPaths(tmp_path / 'my demo')
+    words = shlex.split(demo.evaluate_command(paths))
+    assert words[:3] == ['mmp_ros', 'evaluate', str(paths.run_bag)]
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    args = parser.parse_args(words[2:])
+    assert args.params == [str(p) for p in demo.NODE_PARAMS]
+    assert args.settle_after_cut == 'auto' and args.out == paths.report
+
+
 def test_children_stay_on_loopback_on_a_domain_of_their_own(monkeypatch):
     monkeypatch.delenv('ROS_DOMAIN_ID', raising=False)
     monkeypatch.setenv('ROS_AUTOMATIC_DISCOVERY_RANGE', 'SUBNET')
