@@ -39,6 +39,19 @@ def test_bag_without_image_topics(tmp_path, capsys):
     assert '/chatter [std_msgs/msg/String]' in err
 
 
+def test_a_selection_without_image_topics_names_the_selection_and_the_option(tmp_path, capsys):
+    """--topics /chatter on a bag with a camera topic said 'no sensor_msgs/msg/Image or
+    CompressedImage topic to replay (topics: /chatter [...], /camera [sensor_msgs/msg/Image])',
+    naming the camera it said was not there, and not --allow-no-images."""
+    bag = write_stub_bag(tmp_path / 'bag', {'/chatter': 'std_msgs/msg/String',
+                                            '/camera': 'sensor_msgs/msg/Image'})
+    err = run_replay(bag, capsys, '--topics', '/chatter')
+    assert f'{bag}: --topics selects no sensor_msgs/msg/Image or CompressedImage topic' in err
+    assert '/camera [sensor_msgs/msg/Image]' in err and '--allow-no-images' in err
+    bag2 = write_stub_bag(tmp_path / 'bag2', {'/chatter': 'std_msgs/msg/String'})
+    assert '--allow-no-images' in run_replay(bag2, capsys)
+
+
 @pytest.mark.parametrize(('msgtype', 'reason'), [
     ('NotAType', "unknown message type 'NotAType'"),
     ('no_such_pkg_msgs/msg/Thing', 'no Python module no_such_pkg_msgs.msg'),

@@ -247,7 +247,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         '--allow-no-images', action='store_true',
-        help='play a bag even if it has no sensor_msgs/Image or CompressedImage topic',
+        help='play a bag (or a --topics selection) even if it has no sensor_msgs/Image or '
+        'CompressedImage topic',
     )
     parser.add_argument(
         '--wait-for-subscribers', type=non_negative_float, default=0.0, metavar='SECONDS',
