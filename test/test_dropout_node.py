@@ -252,6 +252,33 @@ def test_check_prints_the_seed_that_seed_overrides_it_with(tmp_path, capsys):
                              no_dds_profile=False, ros_args=[])) == 0
         assert capsys.readouterr().out.splitlines()[0] == f'{path}: 1 faults, seed {shown}'
 
+def test_check_refuses_ros_arguments_it_cannot_read(tmp_path, capsys):
+    """``--check --ros-args -p sensors:=[rgb]`` checked against the default sensors and passed
+    a schedule that the same command without --check refused at start ('unknown sensor')."""
+    from argparse import Namespace
+
+    from mmp_ros.ros.dropout_node import run
+
+    path = tmp_path / 'depth.yaml'
+    path.write_text('faults:\n  - {sensor: depth, kind: kill, start: 1, end: 2}\n')
+
+    def check(*ros_args, sensors=None, seed=None):
+        return run(Namespace(schedule=path, seed=seed, sensors=sensors, check=True,
+                             no_dds_profile=False, ros_args=['--ros-args', *ros_args]))
+
+    for given in (('-p', 'sensors:=[rgb]'), ('--param', 'seed:=3'), ('-p', 'dropout:seed:=3'),
+                  ('--params-file', 'robot.yaml')):
+        assert check(*given) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f'mmp_ros dropout: --check cannot read {" ".join(given)}'), err
+        assert '--sensors' in err and '--seed' in err
+    # What --check does not need, or what its own options set, is no reason to refuse.
+    assert check('-r', 'source/rgb/image:=/camera', '-p', 'use_sim_time:=true') == 0
+    assert check('--params-file', 'robot.yaml', sensors=['rgb', 'depth'], seed=1) == 0
+    assert check('-p', 'sensors:=[rgb]', sensors=['rgb']) == 2
+    assert "unknown sensor 'depth'" in capsys.readouterr().err
+
+
 @pytest.mark.ros
 def test_node_in_process_passes_bytes_through_and_truncates_on_schedule(tmp_path):
     import rclpy

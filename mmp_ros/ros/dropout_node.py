@@ -403,6 +403,12 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(Parameter('sensors', value=list(args.sensors)))
     if args.schedule is not None:
         if args.check:  # no node: checked here, against --sensors or the defaults
+            unread = _unread_by_check(args)
+            if unread:
+                raise ScheduleError(
+                    f'--check cannot read {" and ".join(unread)} (it starts no ROS): it '
+                    'checks against --sensors and --seed; give those instead'
+                )
             schedule = Schedule.from_yaml(
                 args.schedule, sensors=tuple(args.sensors or MODALITIES)
             )
@@ -423,6 +429,20 @@ def run(args: argparse.Namespace) -> int:
         list(getattr(args, 'ros_args', [])),
         dds_profile=not args.no_dds_profile,
     )
+
+
+def _unread_by_check(args: argparse.Namespace) -> list[str]:
+    """The ROS arguments that would set the sensors or seed ``--check`` shows, where no option
+    of its own does: ``-p sensors:=...``, ``-p seed:=...``, a ``--params-file``. Read only by a
+    started node, they would be ignored."""
+    unset = {name for name in ('sensors', 'seed') if getattr(args, name) is None}
+    ros_args = list(getattr(args, 'ros_args', []))
+    unread = []
+    for flag, value in zip(ros_args, ros_args[1:], strict=False):
+        name = value.partition(':=')[0].rpartition(':')[2]  # 'dropout:seed:=3' names seed
+        if unset and (flag == '--params-file' or (flag in ('-p', '--param') and name in unset)):
+            unread.append(f'{flag} {value}')
+    return unread
 
 
 PROG = 'mmp_dropout_node'  # usage and errors name the program that was started
