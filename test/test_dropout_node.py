@@ -255,16 +255,16 @@ def test_check_prints_the_seed_that_seed_overrides_it_with(tmp_path, capsys):
 def test_check_refuses_ros_arguments_it_cannot_read(tmp_path, capsys):
     """``--check --ros-args -p sensors:=[rgb]`` checked against the default sensors and passed
     a schedule that the same command without --check refused at start ('unknown sensor')."""
-    from argparse import Namespace
-
-    from mmp_ros.ros.dropout_node import run
+    from mmp_ros.cli import main
 
     path = tmp_path / 'depth.yaml'
     path.write_text('faults:\n  - {sensor: depth, kind: kill, start: 1, end: 2}\n')
 
     def check(*ros_args, sensors=None, seed=None):
-        return run(Namespace(schedule=path, seed=seed, sensors=sensors, check=True,
-                             no_dds_profile=False, ros_args=['--ros-args', *ros_args]))
+        options = [*(['--sensors', *sensors] if sensors else []),
+                   *(['--seed', str(seed)] if seed is not None else [])]
+        return main(['dropout', '--schedule', str(path), '--check', *options,
+                     '--ros-args', *ros_args])
 
     for given in (('-p', 'sensors:=[rgb]'), ('--param', 'seed:=3'), ('-p', 'dropout:seed:=3'),
                   ('--params-file', 'robot.yaml')):
