@@ -185,62 +185,99 @@ def _stamp_seconds(header: Header) -> float:
     return header.stamp.sec + header.stamp.nanosec * 1e-9
 
 
-class SegmentationNode(Node):
-    """Subscribes to the four sensors, publishes segmentation, label info and diagnostics."""
+class SegmentationCore:
+    """The node's work, in the phases of a managed node's transitions (configure, activate,
+    deactivate, cleanup): mixed into a plain :class:`~rclpy.node.Node`, which goes through
+    configure and activate as it is constructed (:class:`SegmentationNode`), or into a
+    :class:`~rclpy.lifecycle.LifecycleNode` whose transitions run them
+    (:class:`ManagedSegmentationNode`)."""
 
     JOIN_TIMEOUT_S = 5.0  # how long destroy_node waits for the worker threads to stop
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(NODE_NAME, **kwargs)
-        # What destroy_node releases, there from the start: a start that fails destroys the
-        # node at once (rclpy's context would otherwise destroy it at shutdown, half built).
+    def _init_core(self) -> None:
+        """What destroy_node and cleanup release, there from the start: a start that fails
+        destroys the node at once (rclpy's context would otherwise destroy it at shutdown,
+        half built)."""
         self._backend: InferenceBackend | None = None
         self._wake = threading.Event()
         self._retime = threading.Event()  # max_rate_hz or anchor changed: recompute the wait
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._time_jump_handle = None
-        try:
-            self._start()
-        except BaseException:
-            self.destroy_node()
-            raise
+        self._parameter_callbacks = False
+        self._configured = False  # the model and the state of the sensors exist
 
-    def _start(self) -> None:
+    def _configure(self) -> None:
+        """Parameters, the model and the core state, publishers: everything but the input
+        and the worker threads. Raises :class:`NodeStartError` for what the user must fix."""
         self._lock = threading.Lock()
         self._specs = all_parameters(MODALITIES)
         self._values = self._declare_parameters()
+        if not self._parameter_callbacks:  # parameters stay declared through a cleanup
+            self._parameter_callbacks = True
+            self.add_pre_set_parameters_callback(self._integers_as_floats)
+            self.add_on_set_parameters_callback(self._on_set_parameters)
         self._backend = self._create_backend()
         self.metadata: ModelMetadata = self._backend.metadata
         self.modalities = self.metadata.modalities
         self._build_core()
         self._create_publishers()
-        self._publish_label_info()
-        self._create_subscriptions()
-        self._last_diagnostics_key: tuple = ()
-        self._next_diagnostics = 0.0
-        self.add_pre_set_parameters_callback(self._integers_as_floats)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
         # Any jump back of the node's clock (use_sim_time with a looped bag or a simulator
         # reset), or a switch between wall and sim time.
         self._time_jump_handle = self.get_clock().create_jump_callback(
             JumpThreshold(min_forward=None, min_backward=Duration(nanoseconds=-1)),
             post_callback=self._on_time_jump,
         )
-
-        # Inference and health checks each run in a thread of their own: neither waits behind
-        # the sensor callbacks in the executor's queue, nor behind each other.
-        self._threads = [
-            threading.Thread(target=self._inference_loop, name='mmp_inference', daemon=True),
-            threading.Thread(target=self._health_loop, name='mmp_health', daemon=True),
-        ]
-        for thread in self._threads:
-            thread.start()
         self.get_logger().info(
             f'{self._backend.describe()}; model {self.metadata.method} on '
             f'{"+".join(self.modalities)}, input {self.metadata.input_size}, '
             f'{self.metadata.num_classes} classes'
         )
+        self._configured = True
+
+    def _activate(self) -> None:
+        """Label info, the sensor subscriptions and the worker threads: the node at work."""
+        self._publish_label_info()
+        self._create_subscriptions()
+        self._last_diagnostics_key: tuple = ()
+        self._next_diagnostics = 0.0
+        # Inference and health checks each run in a thread of their own: neither waits behind
+        # the sensor callbacks in the executor's queue, nor behind each other. Each activation
+        # has its own stop event: a thread of the last one still finishing an inference stops.
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._inference_loop, args=(self._stop,),
+                             name='mmp_inference', daemon=True),
+            threading.Thread(target=self._health_loop, args=(self._stop,),
+                             name='mmp_health', daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _stop_threads(self) -> list[str]:
+        """Stop the worker threads; the names of those still running after JOIN_TIMEOUT_S."""
+        self._stop.set()
+        self._wake.set()
+        self._retime.set()
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(timeout=self.JOIN_TIMEOUT_S)
+        return [thread.name for thread in self._threads if thread.is_alive()]
+
+    def _release(self) -> None:
+        """Stop the threads, close the backend and drop the clock callback (destroy_node,
+        cleanup): nothing of the last configure is left running."""
+        running = self._stop_threads()
+        if running:  # an inference still under way: its device buffers must outlive it
+            self.get_logger().warning(
+                f'{", ".join(running)} still running {self.JOIN_TIMEOUT_S:g} s after the stop; '
+                'the inference backend is left open for the process exit to release')
+        elif self._backend is not None:
+            self._backend.close()
+            self._backend = None
+        if self._time_jump_handle is not None:
+            self._time_jump_handle.unregister()
+            self._time_jump_handle = None
 
     # --- start-up ----------------------------------------------------------------------
 
@@ -248,6 +285,8 @@ class SegmentationNode(Node):
         """Declare every parameter once (descriptor from the table) and validate them all."""
         overrides = getattr(self, '_parameter_overrides', {})
         overrides.update((p.name, p) for p in self._integers_as_floats(list(overrides.values())))
+        # A configure after a cleanup finds them declared, with their current values.
+        overrides = {n: p for n, p in overrides.items() if not self.has_parameter(n)}
         problem = self._type_problem(overrides.values())
         if problem:  # rclpy's refusal says 'expecting type 'DOUBLE'' and the name twice
             raise NodeStartError(f'invalid parameters: {problem}')
@@ -260,7 +299,8 @@ class SegmentationNode(Node):
                 if spec is not None and parameter.type_ != Parameter.Type.NOT_SET:
                     spec.check(spec.plain(parameter.value))
             for name, spec in self._specs.items():
-                self.declare_parameter(name, spec.default, descriptor(spec))
+                if not self.has_parameter(name):
+                    self.declare_parameter(name, spec.default, descriptor(spec))
             values = {name: self._parameter_value(name) for name in self._specs}
             validate(values)
         except (ParameterError, ParameterException) as exc:
@@ -392,17 +432,17 @@ class SegmentationNode(Node):
 
     def _create_publishers(self) -> None:
         out = output_qos()
-        self._pub_labels = self.create_publisher(Image, 'segmentation/labels', out)
-        self._pub_color = self.create_publisher(Image, 'segmentation/color', out)
-        self._pub_overlay = self.create_publisher(Image, 'segmentation/overlay', out)
-        self._pub_confidence = self.create_publisher(Image, 'segmentation/confidence', out)
+        create = self._create_output_publisher
+        self._pub_labels = create(Image, 'segmentation/labels', out)
+        self._pub_color = create(Image, 'segmentation/color', out)
+        self._pub_overlay = create(Image, 'segmentation/overlay', out)
+        self._pub_confidence = create(Image, 'segmentation/confidence', out)
         label_type = LabelInfo if LabelInfo is not None else String
-        self._pub_label_info = self.create_publisher(
-            label_type, 'segmentation/label_info', latched_qos()
-        )
-        self._pub_diagnostics = self.create_publisher(
-            DiagnosticArray, '/diagnostics', output_qos(10)
-        )
+        self._pub_label_info = create(label_type, 'segmentation/label_info', latched_qos())
+        self._pub_diagnostics = create(DiagnosticArray, '/diagnostics', output_qos(10))
+
+    def _create_output_publisher(self, msg_type, topic: str, qos):
+        return self.create_publisher(msg_type, topic, qos)
 
     def _create_subscriptions(self) -> None:
         """One subscription per enabled sensor the model takes, with its own QoS."""
@@ -557,12 +597,7 @@ class SegmentationNode(Node):
         and rates and latencies would span the jump. Health, cached frames and the model's
         figures start afresh, as at start-up, instead of masking every sensor until it has
         recovered."""
-        with self._lock:
-            for modality, monitor in self._monitors.items():
-                monitor.restart()
-                self._assembler.clear(modality)
-            self._latency = LatencyWindow()
-            self._model = _ModelState()
+        self._start_afresh()
         # A switch of use_sim_time comes with a delta of 0, whatever the two clocks read.
         if jump.clock_change == ClockChange.ROS_TIME_ACTIVATED:  # pybind11 enums: not `is`
             what = 'the clock switched to sim time (/clock)'
@@ -572,16 +607,25 @@ class SegmentationNode(Node):
             what = f'the clock jumped by {jump.delta.nanoseconds / 1e9:+.3f} s'
         self.get_logger().info(f'{what}: sensor health and model figures start afresh')
 
+    def _start_afresh(self) -> None:
+        """Health, cached frames and the model's figures as at start-up."""
+        with self._lock:
+            for modality, monitor in self._monitors.items():
+                monitor.restart()
+                self._assembler.clear(modality)
+            self._latency = LatencyWindow()
+            self._model = _ModelState()
+
     # --- inference, off the callback path ----------------------------------------------
 
-    def _inference_loop(self) -> None:
+    def _inference_loop(self, stop: threading.Event) -> None:
         last_run = -np.inf
-        while not self._stop.is_set():
+        while not stop.is_set():
             if self._values['anchor'] != 'timer':
                 self._wake.wait(0.25)
                 self._wake.clear()
-            self._wait_for_rate(last_run)
-            if self._stop.is_set():
+            self._wait_for_rate(last_run, stop)
+            if stop.is_set():
                 break
             last_run = time.monotonic()
             try:
@@ -596,13 +640,13 @@ class SegmentationNode(Node):
                     f'inference failed: {message}', throttle_duration_sec=5.0
                 )
 
-    def _wait_for_rate(self, last_run: float) -> None:
+    def _wait_for_rate(self, last_run: float, stop: threading.Event) -> None:
         """Wait until ``max_rate_hz`` allows the next run, or the node stops.
 
         The wait is recomputed whenever the rate or the anchor changes at run time: a node
         switched from a very low rate back to a normal one must not sleep out the old period.
         """
-        while not self._stop.is_set():
+        while not stop.is_set():
             rate = self._values['max_rate_hz']
             wait = last_run + (1.0 / rate if rate > 0 else 0.0) - time.monotonic()
             if wait <= 0:
@@ -670,9 +714,9 @@ class SegmentationNode(Node):
 
     # --- health and diagnostics --------------------------------------------------------
 
-    def _health_loop(self) -> None:
+    def _health_loop(self, stop: threading.Event) -> None:
         period = self._values['health_check_period_s']
-        while not self._stop.wait(period):
+        while not stop.wait(period):
             try:
                 self._check_health()
             except Exception as exc:  # diagnostics must outlive a bad status
@@ -781,11 +825,15 @@ class SegmentationNode(Node):
         merged = {**self._values, **changes}
         try:
             validate(merged)
-            problem = self._anchor_problem(changes['anchor']) if 'anchor' in changes else ''
+            problem = self._anchor_problem(changes['anchor']) if (
+                'anchor' in changes and self._configured) else ''
             if problem:
                 raise ParameterError(problem)
         except ParameterError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
+        if not self._configured:  # unconfigured (managed node): the next configure reads it
+            self._values = merged
+            return SetParametersResult(successful=True)
         with self._lock:
             self._values = merged
             self._apply(changes)
@@ -816,25 +864,23 @@ class SegmentationNode(Node):
 
     def destroy_node(self) -> None:
         """Stop the worker before the node goes, so it never publishes on a dead node."""
-        self._stop.set()
-        self._wake.set()
-        self._retime.set()
-        for thread in self._threads:
-            if thread.is_alive():
-                thread.join(timeout=self.JOIN_TIMEOUT_S)
-        running = [thread.name for thread in self._threads if thread.is_alive()]
-        if running:  # an inference still under way: its device buffers must outlive it
-            self.get_logger().warning(
-                f'{", ".join(running)} still running {self.JOIN_TIMEOUT_S:g} s after the stop; '
-                'the inference backend is left open for the process exit to release')
-        elif self._backend is not None:
-            self._backend.close()
-            self._backend = None
-        if self._time_jump_handle is not None:
-            self._time_jump_handle.unregister()
-            self._time_jump_handle = None
+        self._release()
         super().destroy_node()
 
+
+class SegmentationNode(SegmentationCore, Node):
+    """Subscribes to the four sensors, publishes segmentation, label info and diagnostics:
+    configured and active from its construction on."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        self._init_core()
+        try:
+            self._configure()
+            self._activate()
+        except BaseException:
+            self.destroy_node()
+            raise
 
 def main(args: Sequence[str] | None = None, *, dds_profile: bool = True) -> int:
     """Console entry ``mmp_segmentation_node``: run until Ctrl-C, SIGTERM or shutdown."""
