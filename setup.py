@@ -72,6 +72,7 @@ setup(
         'console_scripts': [
             f'{PACKAGE} = {PACKAGE}.cli:main',
             f'mmp_segmentation_node = {PACKAGE}.cli:segmentation_node',
+            f'mmp_segmentation_managed_node = {PACKAGE}.cli:segmentation_managed_node',
             f'mmp_dropout_node = {PACKAGE}.cli:dropout_node',
         ],
     },

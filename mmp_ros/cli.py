@@ -184,19 +184,25 @@ def segmentation_node() -> int:
     return _node_entry('mmp_ros.ros.segmentation_node')
 
 
+def segmentation_managed_node() -> int:
+    """Console entry ``mmp_segmentation_managed_node``: the managed (lifecycle) segmentation
+    node, which starts unconfigured (``launch ... managed:=true`` starts it)."""
+    return _node_entry('mmp_ros.ros.segmentation_node', 'managed_main')
+
+
 def dropout_node() -> int:
     """Console entry ``mmp_dropout_node``."""
     return _node_entry('mmp_ros.ros.dropout_node')
 
 
-def _node_entry(module: str) -> int:
-    """The node's ``main``, imported here: a console script that imported the node's module
-    itself (rclpy, numpy: most of a second) printed a KeyboardInterrupt traceback for a
-    Ctrl-C, or a launch shutting down, in that time (and SIGTERM killed it outright). Stopped
-    then, the node exits with status 0, as when it is stopped later."""
+def _node_entry(module: str, function: str = 'main') -> int:
+    """The node's ``main`` (or ``function``), imported here: a console script that imported
+    the node's module itself (rclpy, numpy: most of a second) printed a KeyboardInterrupt
+    traceback for a Ctrl-C, or a launch shutting down, in that time (and SIGTERM killed it
+    outright). Stopped then, the node exits with status 0, as when it is stopped later."""
     previous_sigterm = _sigterm_as_interrupt()
     try:
-        return importlib.import_module(module).main()
+        return getattr(importlib.import_module(module), function)()
     except KeyboardInterrupt:
         return 0
     except ImportError as exc:

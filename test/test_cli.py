@@ -212,7 +212,8 @@ def test_sigterm_in_a_commands_start_up_exits_0_for_a_ros_process_else_130(tmp_p
     assert 'Traceback' not in result.stderr, result.stderr
 
 
-@pytest.mark.parametrize('entry', ['segmentation_node', 'dropout_node'])
+@pytest.mark.parametrize('entry', ['segmentation_node', 'segmentation_managed_node',
+                                   'dropout_node'])
 def test_ctrl_c_while_a_node_console_script_imports_its_node_exits_0(entry):
     # The console scripts imported the node's module (rclpy, numpy) before its main could
     # catch anything: Ctrl-C in that time, or a launch shut down at once, printed a traceback.

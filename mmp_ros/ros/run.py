@@ -4,6 +4,8 @@ Everything after ``--ros-args`` goes to rclpy unchanged, as with ``ros2 run``::
 
     mmp_ros run --ros-args --params-file config/mmp_segmentation.yaml \\
         -p model_file_path:=model.onnx -r rgb/image:=/camera/color/image_raw
+
+``--managed`` runs the managed (lifecycle) node instead (docs/node.md).
 """
 
 from __future__ import annotations
@@ -22,10 +24,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="run on Fast DDS's built-in transports instead of the package's loopback/"
         'shared-memory profile (which delivers camera-sized frames across processes)',
     )
+    parser.add_argument(
+        '--managed',
+        action='store_true',
+        help='run the managed (lifecycle) node: it starts unconfigured and waits for its '
+        'configure and activate transitions (ros2 lifecycle set, a lifecycle manager)',
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from mmp_ros.ros.segmentation_node import main
 
     ros_args = list(getattr(args, 'ros_args', []) or [])
-    return main(['mmp_ros', *ros_args], dds_profile=not args.no_dds_profile)
+    return main(['mmp_ros', *ros_args], dds_profile=not args.no_dds_profile,
+                managed=getattr(args, 'managed', False))

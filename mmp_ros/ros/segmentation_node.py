@@ -33,6 +33,7 @@ from rclpy.clock import ClockChange, JumpThreshold, TimeJump
 from rclpy.duration import Duration
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.exceptions import ParameterException, ParameterNotDeclaredException
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSCompatibility, qos_check_compatible, qos_policy_name_from_kind
@@ -882,15 +883,156 @@ class SegmentationNode(SegmentationCore, Node):
             self.destroy_node()
             raise
 
-def main(args: Sequence[str] | None = None, *, dds_profile: bool = True) -> int:
-    """Console entry ``mmp_segmentation_node``: run until Ctrl-C, SIGTERM or shutdown."""
+class ManagedSegmentationNode(SegmentationCore, LifecycleNode):
+    """The segmentation node as a managed (lifecycle) node, for lifecycle managers and
+    ``ros2 lifecycle set``; docs/node.md says what each transition does.
+
+    It starts unconfigured, with no parameters declared and nothing loaded. configure:
+    parameters, the model, the publishers (lifecycle publishers: they drop what is published
+    while the node is not active); a model or parameter problem fails the transition with its
+    reason logged, and the node stays unconfigured. activate: label info, the sensor
+    subscriptions and the worker threads, sensor health starting afresh. deactivate: the
+    threads stop, the subscriptions go, one last /diagnostics says so, and nothing more is
+    published. cleanup: the publishers and the backend go, so that configure can run again
+    (the parameters stay declared, with their values). shutdown: whatever of that applies.
+    """
+
+    INACTIVE = 'inactive (lifecycle): sensors not subscribed, nothing published until activated'
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        self._init_core()
+        self._image_subscriptions: dict[str, Any] = {}
+        self._lifecycle_publishers: list[Any] = []
+
+    def _create_output_publisher(self, msg_type, topic: str, qos):
+        publisher = self.create_lifecycle_publisher(msg_type, topic, qos)
+        self._lifecycle_publishers.append(publisher)
+        return publisher
+
+    # --- transitions -------------------------------------------------------------------
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self._configure()
+        except NodeStartError as exc:  # the user's to fix: the reason, and unconfigured
+            self.get_logger().error(f'cannot configure: {exc}')
+            self._cleanup()
+            return TransitionCallbackReturn.FAILURE
+        except Exception as exc:  # rclpy turns it into ERROR without a word
+            self.get_logger().error(f'configure failed: {type(exc).__name__}: {exc}')
+            return TransitionCallbackReturn.ERROR
+        self.get_logger().info('configured, inactive: activate it to segment')
+        return super().on_configure(state)
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        result = super().on_activate(state)  # enables the lifecycle publishers
+        if result != TransitionCallbackReturn.SUCCESS:
+            return result
+        return self._guarded('activate', self._resume)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        result = self._guarded('deactivate', self._pause)
+        if result != TransitionCallbackReturn.SUCCESS:
+            return result
+        return super().on_deactivate(state)  # disables them
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        result = self._guarded('cleanup', self._cleanup)
+        if result != TransitionCallbackReturn.SUCCESS:
+            return result
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        result = self._guarded('shutdown', self._tear_down)
+        self.get_logger().info('finalized: everything released; the process runs until stopped')
+        return result
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        # A transition raised: release everything and go back to unconfigured.
+        return self._guarded('error processing', self._tear_down)
+
+    def _guarded(self, what: str, action: Callable[[], None]) -> TransitionCallbackReturn:
+        try:
+            action()
+        except Exception as exc:  # rclpy turns it into ERROR without a word
+            self.get_logger().error(f'{what} failed: {type(exc).__name__}: {exc}')
+            return TransitionCallbackReturn.ERROR
+        return TransitionCallbackReturn.SUCCESS
+
+    # --- what they do ------------------------------------------------------------------
+
+    def _resume(self) -> None:
+        self._start_afresh()
+        self._activate()
+        self.get_logger().info('active: segmenting')
+
+    def _pause(self) -> None:
+        running = self._stop_threads()
+        if running:
+            self.get_logger().warning(
+                f'{", ".join(running)} still running {self.JOIN_TIMEOUT_S:g} s after the stop; '
+                'what it publishes is dropped')
+        for subscription in self._image_subscriptions.values():
+            self.destroy_subscription(subscription)
+        self._image_subscriptions = {}
+        with self._lock:
+            self._qos_problems.clear()
+            self._qos_seen.clear()
+        self._publish_inactive_diagnostics()
+        self.get_logger().info('inactive: sensors unsubscribed, nothing published')
+
+    def _publish_inactive_diagnostics(self) -> None:
+        """One last /diagnostics: every status says the node is inactive, not failing."""
+        node = self.get_name()
+        values = {'lifecycle_state': 'inactive'}
+        messages = [
+            make_status(node, m, Level.OK, self.INACTIVE, self._frame_ids.get(m, ''), values)
+            for m in MODALITIES
+        ]
+        messages.append(make_status(node, MODEL_STATUS, Level.OK, self.INACTIVE, node, values))
+        self._pub_diagnostics.publish(
+            diagnostic_array(self.get_clock().now().to_msg(), messages)
+        )
+
+    def _cleanup(self) -> None:
+        """Everything configure made but the declared parameters: configure can run again."""
+        self._release()
+        for publisher in self._lifecycle_publishers:
+            self.destroy_lifecycle_publisher(publisher)
+        self._lifecycle_publishers = []
+        self._configured = False
+
+    def _tear_down(self) -> None:
+        """From whichever state: deactivate if active, then clean up."""
+        if self._image_subscriptions or any(t.is_alive() for t in self._threads):
+            self._pause()
+        self._cleanup()
+
+    def destroy_node(self) -> None:
+        for subscription in self._image_subscriptions.values():
+            self.destroy_subscription(subscription)
+        self._image_subscriptions = {}
+        super().destroy_node()
+
+
+def main(
+    args: Sequence[str] | None = None, *, dds_profile: bool = True, managed: bool = False
+) -> int:
+    """Console entry ``mmp_segmentation_node``: run until Ctrl-C, SIGTERM or shutdown.
+    ``managed``: the :class:`ManagedSegmentationNode`, which starts unconfigured."""
     from mmp_ros.ros.context import RosInitError, init_ros
 
     try:
         with init_ros(args, dds_profile=dds_profile) as setup:
-            node = SegmentationNode()
+            node = ManagedSegmentationNode() if managed else SegmentationNode()
             try:
                 node.get_logger().info(setup.describe())
+                if managed:
+                    node.get_logger().info(
+                        'managed node, unconfigured: configure and activate it (ros2 lifecycle '
+                        f'set {node.get_fully_qualified_name()} configure, then activate)'
+                    )
                 spin_until_shutdown(node)
             finally:
                 node.destroy_node()
@@ -899,6 +1041,10 @@ def main(args: Sequence[str] | None = None, *, dds_profile: bool = True) -> int:
         return 1
     return 0
 
+
+def managed_main(args: Sequence[str] | None = None, *, dds_profile: bool = True) -> int:
+    """Console entry ``mmp_segmentation_managed_node``: the managed node until stopped."""
+    return main(args, dds_profile=dds_profile, managed=True)
 
 if __name__ == '__main__':
     sys.exit(main())

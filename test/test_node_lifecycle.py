@@ -1,0 +1,227 @@
+"""The managed (lifecycle) segmentation node across processes, with real rclpy: this process
+publishes RGB frames, watches the outputs and drives the node's transitions through its
+/<node>/change_state and /<node>/get_state services, as ``ros2 lifecycle set`` and lifecycle
+managers do. Waits are on conditions with deadlines; the only fixed windows are those that
+prove an absence (no labels while the node is not active)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip('rclpy', reason='needs rclpy (ros extra or ROS 2)')
+
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from lifecycle_msgs.msg import Transition  # noqa: E402
+from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
+from rclpy.context import Context  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from rclpy.qos import qos_profile_sensor_data  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+
+from mmp_ros.ros.image_msg import to_image_msg  # noqa: E402
+from mmp_ros.ros.qos import output_qos  # noqa: E402
+from mmp_ros.sensors import encode_frame  # noqa: E402
+
+pytestmark = pytest.mark.ros
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED_MODEL = REPO / 'models' / 'tiny_mmp.onnx'
+NODE = 'mmp_segmentation'
+RGB_ONLY = ['-p', 'backend:=onnxruntime', '-p', 'sensors.depth.enabled:=false',
+            '-p', 'sensors.polarization.enabled:=false', '-p', 'sensors.thermal.enabled:=false']
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env['PYTHONPATH'] = str(REPO)
+    env.setdefault('AMENT_PREFIX_PATH', sys.prefix)
+    env['PYTHONUNBUFFERED'] = '1'
+    return env
+
+
+class Stream:
+    """A process's stderr, collected line by line while it runs."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self.lines: list[str] = []
+        threading.Thread(target=lambda: self.lines.extend(process.stderr), daemon=True).start()
+
+    @property
+    def text(self) -> str:
+        return ''.join(self.lines)
+
+
+class Operator(Node):
+    """Publishes RGB frames, keeps the labels and diagnostics, calls the lifecycle services."""
+
+    def __init__(self, context: Context) -> None:
+        super().__init__('mmp_test_operator', context=context)
+        self.executor_ = SingleThreadedExecutor(context=context)
+        self.executor_.add_node(self)
+        self.rgb = self.create_publisher(Image, 'rgb/image', qos_profile_sensor_data)
+        self.labels: list[float] = []
+        self.create_subscription(Image, 'segmentation/labels',
+                                 lambda _: self.labels.append(time.monotonic()), output_qos())
+        self.diagnostics: list[dict[str, str]] = []
+        self.create_subscription(
+            DiagnosticArray, '/diagnostics',
+            lambda msg: self.diagnostics.append({s.name: s.message for s in msg.status}),
+            output_qos(10))
+        self.change = self.create_client(ChangeState, f'/{NODE}/change_state')
+        self.get = self.create_client(GetState, f'/{NODE}/get_state')
+        self.frame = encode_frame('rgb', np.random.default_rng(0).random((24, 32, 3)), 'rgb8')
+        self._next_frame = 0.0
+
+    def spin(self, seconds: float = 0.02) -> None:
+        """Spin once, and publish an RGB frame every 50 ms: input keeps flowing."""
+        if time.monotonic() >= self._next_frame:
+            self._next_frame = time.monotonic() + 0.05
+            self.rgb.publish(to_image_msg(self.frame, stamp=self.get_clock().now().to_msg(),
+                                          frame_id='rgb_optical'))
+        self.executor_.spin_once(timeout_sec=seconds)
+
+    def wait(self, condition, timeout_s: float, what: str, process=None) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not condition():
+            if process is not None and process.poll() is not None:
+                pytest.fail(f'the node exited ({process.returncode}) waiting for {what}')
+            if time.monotonic() > deadline:
+                pytest.fail(f'timed out after {timeout_s} s waiting for {what}')
+            self.spin()
+
+    def spin_for(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.spin()
+
+    def call(self, client, request):
+        future = client.call_async(request)
+        self.wait(future.done, 20.0, f'a reply of {client.srv_name}')
+        return future.result()
+
+    def state(self) -> str:
+        return self.call(self.get, GetState.Request()).current_state.label
+
+    def transition(self, transition_id: int) -> bool:
+        request = ChangeState.Request()
+        request.transition.id = transition_id
+        return self.call(self.change, request).success
+
+    def labels_since(self, t: float) -> int:
+        return sum(1 for arrived in self.labels if arrived >= t)
+
+
+@pytest.fixture
+def operator():
+    context = Context()
+    rclpy.init(context=context)
+    node = Operator(context)
+    try:
+        yield node
+    finally:
+        node.executor_.remove_node(node)
+        node.destroy_node()
+        node.executor_.shutdown(timeout_sec=0.0)
+        rclpy.shutdown(context=context)
+
+
+def start(command: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, env=child_env(), cwd=REPO)
+
+
+def stop(process: subprocess.Popen, signum: int = signal.SIGINT) -> int:
+    if process.poll() is None:
+        process.send_signal(signum)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            pytest.fail(f'the node did not stop within 15 s of signal {signum}')
+    return process.returncode
+
+
+def test_the_managed_node_segments_only_while_active_and_configures_again_after_a_cleanup(
+    operator, tmp_path
+):
+    model = tmp_path / 'model.onnx'  # not there yet: the first configure must fail
+    process = start([sys.executable, '-c', 'import sys; from mmp_ros.cli import '
+                     'segmentation_managed_node as entry; sys.exit(entry())',
+                     '--ros-args', '-p', f'model_file_path:={model}', *RGB_ONLY])
+    stderr = Stream(process)
+    try:
+        operator.wait(lambda: operator.get.service_is_ready(), 30.0, 'the get_state service',
+                      process)
+        assert operator.state() == 'unconfigured'
+        # A missing model fails configure with the reason, as the plain node's start; the
+        # node stays unconfigured and alive.
+        assert not operator.transition(Transition.TRANSITION_CONFIGURE)
+        assert operator.state() == 'unconfigured'
+        operator.wait(lambda: 'cannot configure: cannot load the model' in stderr.text, 5.0,
+                      'the reason in the log', process)
+        assert f'{model} does not exist' in stderr.text
+        assert 'Traceback' not in stderr.text, stderr.text
+
+        shutil.copy(SHIPPED_MODEL, model)  # fixed: configure again
+        assert operator.transition(Transition.TRANSITION_CONFIGURE), stderr.text
+        assert operator.state() == 'inactive'
+        quiet_from = time.monotonic()
+        operator.spin_for(1.0)  # frames flowing, nothing segmented
+        assert operator.labels_since(quiet_from) == 0
+        assert operator.count_subscribers('rgb/image') == 0  # not even subscribed
+
+        assert operator.transition(Transition.TRANSITION_ACTIVATE)
+        assert operator.state() == 'active'
+        operator.wait(lambda: len(operator.labels) >= 3, 10.0, 'labels once active', process)
+
+        assert operator.transition(Transition.TRANSITION_DEACTIVATE)
+        assert operator.state() == 'inactive'
+        operator.wait(lambda: any(d.get(f'{NODE}: model', '').startswith('inactive')
+                                  for d in operator.diagnostics), 5.0,
+                      'the model status to say inactive', process)
+        operator.spin_for(0.3)  # what was on its way before the deactivation
+        quiet_from, statuses = time.monotonic(), len(operator.diagnostics)
+        operator.spin_for(1.0)
+        assert operator.labels_since(quiet_from) == 0
+        assert len(operator.diagnostics) == statuses  # no /diagnostics either
+
+        assert operator.transition(Transition.TRANSITION_CLEANUP)
+        assert operator.state() == 'unconfigured'
+        assert operator.transition(Transition.TRANSITION_CONFIGURE), stderr.text
+        assert operator.transition(Transition.TRANSITION_ACTIVATE)
+        resumed = time.monotonic()
+        operator.wait(lambda: operator.labels_since(resumed) >= 3, 10.0,
+                      'labels after cleanup, configure, activate', process)
+    finally:
+        code = stop(process)
+    assert code == 0, stderr.text
+    assert 'Traceback' not in stderr.text, stderr.text
+
+
+def test_mmp_ros_run_managed_starts_it_unconfigured_and_sigterm_stops_it(operator):
+    process = start([sys.executable, '-m', 'mmp_ros.cli', 'run', '--managed', '--ros-args',
+                     '-p', f'model_file_path:={SHIPPED_MODEL}', *RGB_ONLY])
+    stderr = Stream(process)
+    try:
+        operator.wait(lambda: operator.get.service_is_ready(), 30.0, 'the get_state service',
+                      process)
+        assert operator.state() == 'unconfigured'
+        assert operator.transition(Transition.TRANSITION_CONFIGURE), stderr.text
+        assert operator.transition(Transition.TRANSITION_ACTIVATE)
+        operator.wait(lambda: operator.labels, 10.0, 'labels', process)
+    finally:
+        code = stop(process, signal.SIGTERM)
+    assert code == 0, stderr.text
+    assert 'Traceback' not in stderr.text, stderr.text
