@@ -9,13 +9,21 @@ the model arguments (backend, model_file_path, engine_file_path, force_engine_up
 enable_fp16) and use_sim_time override the file's values when given, and are empty by
 default: the file's value stands, else the node's default. Where launch tooling is absent
 (PyPI wheels), ``mmp_ros run --ros-args ...`` runs the same node with the same parameters.
+
+``managed:=true`` starts the managed (lifecycle) node instead, unconfigured, for a lifecycle
+manager or ``ros2 lifecycle set``; with ``autostart:=true`` too, the launch configures and
+activates it (docs/node.md).
 """
 
 from launch import LaunchContext, LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
+from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode, Node
+from launch_ros.event_handlers import OnStateTransition
+from launch_ros.events.lifecycle import ChangeState
 from launch_ros.substitutions import FindPackageShare
+from lifecycle_msgs.msg import Transition
 
 from mmp_ros.core.parameters import BACKENDS, LAUNCH_OVERRIDES, NODE_NAME, launch_overrides
 
@@ -96,6 +104,17 @@ def generate_launch_description() -> LaunchDescription:
             description='Thermal camera topic (mono16 counts, mono8 or 32FC1).',
         ),
         DeclareLaunchArgument(
+            'managed', default_value='false', choices=['true', 'false'],
+            description='Start the managed (lifecycle) node, mmp_segmentation_managed_node: '
+            'it waits unconfigured for configure and activate (a lifecycle manager, '
+            'ros2 lifecycle set), and segments only while active.',
+        ),
+        DeclareLaunchArgument(
+            'autostart', default_value='false', choices=['true', 'false'],
+            description='With managed:=true: the launch itself configures the node, then '
+            'activates it once it is inactive (no lifecycle manager needed).',
+        ),
+        DeclareLaunchArgument(
             'log_level', default_value='info',
             choices=['debug', 'info', 'warn', 'error', 'fatal'],
             description='Logging level of the node.',
@@ -104,14 +123,14 @@ def generate_launch_description() -> LaunchDescription:
     return LaunchDescription([*arguments, OpaqueFunction(function=segmentation_node)])
 
 
-def segmentation_node(context: LaunchContext) -> list[Node]:
+def segmentation_node(context: LaunchContext) -> list:
     """The node, with the LAUNCH_OVERRIDES arguments given a value on top of params_file (an
-    argument left empty must not replace the file's value with the node's default)."""
+    argument left empty must not replace the file's value with the node's default); managed,
+    the lifecycle node, and with autostart the events that configure and activate it."""
     given = {name: LaunchConfiguration(name).perform(context) for name in LAUNCH_OVERRIDES}
     overrides = launch_overrides(given)
-    node = Node(
+    settings = dict(
         package='mmp_ros',
-        executable='mmp_segmentation_node',
         name=LaunchConfiguration('node_name'),
         namespace=LaunchConfiguration('namespace'),
         parameters=[LaunchConfiguration('params_file'), *([overrides] if overrides else [])],
@@ -125,4 +144,23 @@ def segmentation_node(context: LaunchContext) -> list[Node]:
         output='screen',
         emulate_tty=True,
     )
-    return [node]
+    if LaunchConfiguration('managed').perform(context) != 'true':
+        return [Node(executable='mmp_segmentation_node', **settings)]
+    node = LifecycleNode(executable='mmp_segmentation_managed_node', **settings)
+    if LaunchConfiguration('autostart').perform(context) != 'true':
+        return [node]
+
+    def transition(transition_id: int) -> EmitEvent:
+        return EmitEvent(event=ChangeState(
+            lifecycle_node_matcher=matches_action(node), transition_id=transition_id,
+        ))
+
+    return [
+        node,
+        # Once, after the configure: a deactivation later (active -> inactive) stays.
+        RegisterEventHandler(OnStateTransition(
+            target_lifecycle_node=node, start_state='configuring', goal_state='inactive',
+            entities=[transition(Transition.TRANSITION_ACTIVATE)], handle_once=True,
+        )),
+        transition(Transition.TRANSITION_CONFIGURE),
+    ]

@@ -121,3 +121,48 @@ def test_analyzers_expect_exactly_the_statuses_the_node_publishes():
     for group in config.values():
         if isinstance(group, dict):
             assert group['type'] == 'diagnostic_aggregator/GenericAnalyzer'
+
+
+def test_managed_starts_the_lifecycle_node_and_autostart_configures_and_activates_it():
+    arguments = declared_arguments()
+    for name in ('managed', 'autostart'):
+        assert ast.literal_eval(arguments[name]['default_value']) == 'false', name
+        assert ast.literal_eval(arguments[name]['choices']) == ['true', 'false'], name
+    # Both executables are console scripts of setup.py.
+    source = LAUNCH_FILE.read_text()
+    setup = (REPO / 'setup.py').read_text()
+    for executable in ('mmp_segmentation_node', 'mmp_segmentation_managed_node'):
+        assert f"executable='{executable}'" in source
+        assert f"'{executable} = {{PACKAGE}}.cli:" in setup
+
+
+def test_the_managed_node_is_launched_where_launch_ros_imports():
+    pytest.importorskip('launch_ros', reason='launch_ros is not installable from PyPI; '
+                        'this runs on native ROS 2 installs')
+    from launch import LaunchContext
+    from launch.actions import EmitEvent, OpaqueFunction, RegisterEventHandler
+    from launch_ros.actions import LifecycleNode, Node
+    from lifecycle_msgs.msg import Transition
+
+    spec = importlib.util.spec_from_file_location('mmp_segmentation_launch', LAUNCH_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    description = module.generate_launch_description()
+
+    def entities(**given: str) -> list:
+        context = LaunchContext()
+        for argument in description.get_launch_arguments():
+            context.launch_configurations[argument.name] = given.get(argument.name, '')
+        (function,) = [e for e in description.entities if isinstance(e, OpaqueFunction)]
+        return list(function.execute(context))
+
+    (plain,) = entities(managed='false')
+    assert type(plain) is Node and plain.node_executable == 'mmp_segmentation_node'
+    (managed,) = entities(managed='true')
+    assert isinstance(managed, LifecycleNode)
+    assert managed.node_executable == 'mmp_segmentation_managed_node'
+    node, handler, configure = entities(managed='true', autostart='true')
+    assert isinstance(node, LifecycleNode) and isinstance(handler, RegisterEventHandler)
+    assert isinstance(configure, EmitEvent)
+    assert configure.event.transition_id == Transition.TRANSITION_CONFIGURE
+    assert configure.event.lifecycle_node_matcher(node)
