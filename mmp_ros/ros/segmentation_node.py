@@ -883,6 +883,7 @@ class SegmentationNode(SegmentationCore, Node):
             self.destroy_node()
             raise
 
+
 class ManagedSegmentationNode(SegmentationCore, LifecycleNode):
     """The segmentation node as a managed (lifecycle) node, for lifecycle managers and
     ``ros2 lifecycle set``; docs/node.md says what each transition does.
@@ -1045,6 +1046,7 @@ def main(
 def managed_main(args: Sequence[str] | None = None, *, dds_profile: bool = True) -> int:
     """Console entry ``mmp_segmentation_managed_node``: the managed node until stopped."""
     return main(args, dds_profile=dds_profile, managed=True)
+
 
 if __name__ == '__main__':
     sys.exit(main())
