@@ -844,3 +844,16 @@ def test_a_single_renamed_node_is_found_without_node(tmp_path):
     (detection,) = ev.detections
     assert detection.detection_s == pytest.approx(0.45)
     assert [state for _, state, _ in ev.timeline['rgb']] == ['OK', 'STALE', 'OK']
+
+
+def test_the_default_report_folder_is_beside_the_bag_also_for_its_storage_file(tmp_path,
+                                                                               capsys):
+    bag = write_run(tmp_path / 'run')
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    assert cli.run(parser.parse_args([str(bag / 'run.mcap')])) == 0
+    assert capsys.readouterr().out.endswith(f'report: {tmp_path / "run_report/report.md"}\n')
+    assert sorted(p.name for p in bag.iterdir()) == ['metadata.yaml', 'run.mcap']
+    assert cli.default_out(bag) == cli.default_out(f'{bag}/') == tmp_path / 'run_report'
+    alone = tmp_path / 'alone.mcap'  # a file of no bag directory: beside it
+    assert cli.default_out(alone) == tmp_path / 'alone.mcap_report'

@@ -76,10 +76,22 @@ def run_topics(namespace: str | None, overrides: list[str]):
     return topics
 
 
+def default_out(bag: str | Path) -> Path:
+    """``<bag>_report`` beside the bag: for a storage file of a bag directory (one with its
+    metadata.yaml) beside that directory, not in it among the bag's files."""
+    path = Path(bag)
+    if path.suffix in ('.mcap', '.db3') and (path.parent / 'metadata.yaml').is_file():
+        path = path.parent
+    if path.name in ('', '..'):  # '.', '..', 'run.mcap' in the bag directory: its name
+        path = path.resolve()
+    return Path(f'{path}_report')
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('bag', help='recorded run (a rosbag2 directory or .mcap/.db3 file)')
     parser.add_argument('--out', type=Path, default=None,
-                        help='report folder (default: <bag>_report beside the bag)')
+                        help='report folder (default: <bag>_report beside the bag, also for a '
+                        'storage file of a bag directory)')
     parser.add_argument('--params', nargs='+', default=DEFAULT_PARAMS, metavar='FILE',
                         help="the node's parameter files, in the order it loaded them (for "
                         'the detection bounds; default: config/mmp_segmentation.yaml); their '
@@ -109,7 +121,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from mmp_ros.evaluation.report import evaluate_run, write_report
 
-    out = args.out or Path(f'{str(args.bag).rstrip("/")}_report')
+    out = args.out or default_out(args.bag)
     try:
         topics = run_topics(args.namespace, args.topic)
         report = evaluate_run(args.bag, node_params=args.params, topics=topics,
