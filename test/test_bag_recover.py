@@ -159,6 +159,30 @@ def test_refusals_are_one_line_and_create_nothing(closed_bag, tmp_path, capsys):
     assert list(exists.iterdir()) == []
 
 
+def test_a_sqlite3_recording_is_said_to_need_no_recovery(tmp_path, capsys):
+    bag = tmp_path / 'run1'
+    with BagRecorder(bag, storage='sqlite3') as recorder:
+        write_messages(recorder, 3)
+    database = bag / 'run1.db3'
+    for src in (bag, database, 'killed'):
+        if src == 'killed':  # a killed recording: no metadata.yaml
+            (bag / 'metadata.yaml').unlink()
+            src = bag
+        assert main(['recover-bag', str(src), str(tmp_path / 'out')]) == 2
+        err = capsys.readouterr().err
+        assert err == (f'mmp_ros recover-bag: {src}: a sqlite3 recording, which needs no '
+                       'recovery (its database is committed as it records, also when killed): '
+                       f'open it as it is, e.g. mmp_ros replay {database}\n'), err
+        assert not (tmp_path / 'out').exists()
+    with open_bag(database) as opened:  # what it says to open opens
+        assert opened.message_count == 3
+    database.rename(bag / 'run1_0.db3')
+    (bag / 'run1_1.db3').write_bytes((bag / 'run1_0.db3').read_bytes())
+    assert main(['recover-bag', str(bag), str(tmp_path / 'out')]) == 2
+    assert ('open it as it is (each file of a split recording by itself), e.g. mmp_ros replay '
+            f'{bag / "run1_0.db3"}\n') in capsys.readouterr().err
+
+
 def test_split_recording_killed_in_its_last_file_is_recovered_in_file_order(tmp_path, capsys):
     # Recorded with -b/-d, killed: NAME_0..NAME_11.mcap, the last without summary or footer,
     # no metadata.yaml (rosbag2 writes it at close). NAME_10 comes after NAME_9, not NAME_1.

@@ -95,6 +95,8 @@ def mcap_files(src: str | Path) -> list[Path]:
     src = Path(src)
     if src.is_dir():
         files = sorted(src.glob('*.mcap'))
+        if not files and (databases := sorted(src.glob('*.db3'))):
+            _refuse_sqlite3(src, databases)
         split = [_SPLIT_FILE.fullmatch(f.stem) for f in files]
         if len(files) > 1 and all(split) and len({m[1] for m in split}) == 1:
             return sorted(files, key=lambda f: int(_SPLIT_FILE.fullmatch(f.stem)[2]))
@@ -105,7 +107,18 @@ def mcap_files(src: str | Path) -> list[Path]:
         return files
     if not src.exists():
         raise BagError(f'{src}: no such file (an .mcap file, or a bag directory holding one)')
+    if src.suffix == '.db3':
+        _refuse_sqlite3(src, [src])
     return [src]
+
+
+def _refuse_sqlite3(src: Path, databases: list[Path]) -> None:
+    """BagError for a sqlite3 recording: committed as it records, it opens as it is (also
+    one that was killed, without metadata.yaml), where to recover is nothing."""
+    each = ' (each file of a split recording by itself)' if len(databases) > 1 else ''
+    raise BagError(f'{src}: a sqlite3 recording, which needs no recovery (its database is '
+                   f'committed as it records, also when killed): open it as it is{each}, '
+                   f'e.g. mmp_ros replay {databases[0]}')
 
 
 def recover_mcap(src: str | Path, out: str | Path) -> Recovery:
