@@ -437,6 +437,33 @@ def test_a_params_file_that_is_not_there_stops_the_node_with_its_name(tmp_path):
     assert 'Traceback' not in result.stderr, result.stderr
 
 
+@pytest.mark.parametrize('failure', [['-p', 'backend:=xx'], ['--params-file', 'absent.yaml']],
+                         ids=['node', 'ros-init'])
+def test_a_renamed_node_that_cannot_start_says_so_under_its_name(failure):
+    # Its own name, given by the remapping, before the node exists too; it said
+    # '[mmp_segmentation] cannot start: ...' whatever the name.
+    result = subprocess.run(
+        [sys.executable, '-m', 'mmp_ros.ros.segmentation_node', '--ros-args',
+         '-r', 'other:__node:=rear', '-r', 'mmp_segmentation:__node:=front', *failure],
+        capture_output=True, text=True, env=child_env(), cwd=REPO, timeout=60,
+    )
+    assert result.returncode == 1
+    assert '\n[front] cannot start: ' in f'\n{result.stderr}', result.stderr
+
+
+def test_the_node_name_rule_is_found_as_rcl_applies_it():
+    from mmp_ros.ros.context import node_name_rule
+
+    def name(*args: str) -> str:
+        return node_name_rule(['mmp_ros', *args], 'mmp_segmentation')
+
+    assert name() == name('-r', '__ns:=/robot1') == 'mmp_segmentation'
+    assert name('--ros-args', '-r', '__node:=a', '--remap', '__node:=b') == 'a'
+    assert name('--ros-args', '--remap', 'other:__node:=a', '-r', '__name:=b') == 'b'
+    assert name('-r', '__node:=a', '--ros-args', '-p', 'x:=1', '--', '-r', '__node:=b') == (
+        'mmp_segmentation')
+
+
 def test_mmp_ros_run_hands_the_ros_arguments_to_the_node(tiny_model):
     code = (
         'import argparse, sys; from mmp_ros.ros import run; '

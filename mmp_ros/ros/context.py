@@ -132,6 +132,22 @@ def namespace_rule_problem(args: Sequence[str]) -> str | None:
     return None
 
 
+def node_name_rule(args: Sequence[str], name: str) -> str:
+    """The name that the ROS arguments give a node created as ``name``: that of the first
+    ``-r __node:=NEW`` among them (also one for that node alone, ``-r name:__node:=NEW``, or
+    with rcl's older ``__name``), as rcl applies them; ``name`` where none does. Read from
+    the arguments, it is there also for a start that fails before the node exists."""
+    ros = False
+    for flag, rule in pairwise([*args, '']):
+        if flag in ('--ros-args', '--'):
+            ros = flag == '--ros-args'
+        elif ros and flag in ('-r', '--remap'):
+            target = re.fullmatch(r'(?:([^:=]+):)?__(?:node|name):=(.+)', rule)
+            if target and target.group(1) in (None, name):
+                return target.group(2)
+    return name
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 

@@ -1022,7 +1022,7 @@ def main(
 ) -> int:
     """Console entry ``mmp_segmentation_node``: run until Ctrl-C, SIGTERM or shutdown.
     ``managed``: the :class:`ManagedSegmentationNode`, which starts unconfigured."""
-    from mmp_ros.ros.context import RosInitError, init_ros
+    from mmp_ros.ros.context import RosInitError, init_ros, node_name_rule
 
     try:
         with init_ros(args, dds_profile=dds_profile) as setup:
@@ -1038,7 +1038,8 @@ def main(
             finally:
                 node.destroy_node()
     except (NodeStartError, RosInitError) as exc:
-        print(f'[{NODE_NAME}] cannot start: {exc}', file=sys.stderr)
+        name = node_name_rule(sys.argv if args is None else args, NODE_NAME)
+        print(f'[{name}] cannot start: {exc}', file=sys.stderr)
         return 1
     return 0
 
