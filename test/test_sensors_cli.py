@@ -123,3 +123,37 @@ def test_folder_without_sample_files_is_an_error(tmp_path, capsys):
         assert captured.err.startswith(
             f'mmp_ros decode: {tmp_path}: no file in this folder has a sample name (rgb.png, '
         ), captured.err
+
+
+def test_an_option_for_frames_of_which_none_is_decoded_is_refused(real_data, tmp_path,
+                                                                  capsys):
+    # It was ignored without a word: decode depth_mm.png --semantics planck printed the
+    # depth frame and exited 0, as did --planck on counts read as counts_linear.
+    thermal = real_data / 'flirpy_radiometric'
+    for name in ('aolp.npy', 'dolp.npy'):
+        (tmp_path / name).write_bytes((real_data / 'polanalyser_fruits' / name).read_bytes())
+    cases = [
+        ([real_data / 'tum_rgbd' / 'depth_mm.png', '--semantics', 'planck'],
+         '--semantics is an option for thermal frames, and none is decoded here (the frames: '
+         'depth)'),
+        ([thermal / 'thermal_raw.png', '--min-m', '1'],
+         '--min-m is an option for depth frames, and none is decoded here (the frames: '
+         'thermal (counts_linear))'),
+        ([thermal / 'thermal_raw.png', '--planck', '1', '2', '3', '4', '5'],
+         '--planck is an option for thermal frames decoded as planck (--semantics planck), '
+         'and none is decoded here (the frames: thermal (counts_linear))'),
+        ([thermal / 'thermal_celsius.npy', '--gain', '1'],
+         '--gain is an option for thermal frames decoded as counts_linear (--semantics '
+         'counts_linear), and none is decoded here (the frames: thermal (celsius))'),
+        ([tmp_path, '--resolution', 'full'],
+         '--resolution is an option for polarization mosaics, and none is decoded here (the '
+         'frames: polarization (32FC2))'),
+    ]
+    for arguments, message in cases:
+        assert main(['decode', *map(str, arguments), '--repeat', '1']) == 2
+        captured = capsys.readouterr()
+        assert captured.err == f'mmp_ros decode: {message}\n' and captured.out == ''
+    # For some of the frames decoded, it is for those: the folder's counts, not its celsius
+    assert main(['decode', str(thermal), '--unit', 'celsius', '--repeat', '1']) == 0
+    assert main(['decode', str(thermal / 'thermal_raw.png'), '--semantics', 'planck',
+                 '--planck', '17000', '1', '1430', '1', '0', '--repeat', '1']) == 0

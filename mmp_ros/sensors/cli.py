@@ -30,8 +30,20 @@ from mmp_ros.sensors.files import (
 )
 from mmp_ros.sensors.frame import SensorFrame, SensorInputError
 from mmp_ros.sensors.image import ImageFields
-from mmp_ros.sensors.polarization import RESOLUTIONS, PolarizationSettings
+from mmp_ros.sensors.polarization import MOSAIC_ENCODINGS, RESOLUTIONS, PolarizationSettings
 from mmp_ros.sensors.thermal import SEMANTICS, UNITS, PlanckCalibration, ThermalSettings
+
+# The decoders' options (their parser default is None, to tell one given): flag -> (modality,
+# what a frame of it must be decoded as for the option to change it, None for any). One
+# given where no frame decoded is such would change nothing: it is refused.
+FRAME_OPTIONS = {
+    '--min-m': ('depth', None), '--max-m': ('depth', None), '--semantics': ('thermal', None),
+    '--gain': ('thermal', 'counts_linear'), '--offset': ('thermal', 'counts_linear'),
+    '--unit': ('thermal', 'counts_linear'), '--planck': ('thermal', 'planck'),
+    '--layout': ('polarization', 'mosaic'), '--resolution': ('polarization', 'mosaic'),
+}
+DEFAULTS = {'min_m': 0.0, 'max_m': float('inf'), 'gain': 0.04, 'offset': 0.0, 'unit': 'kelvin',
+            'layout': '90,45,135,0', 'resolution': 'half'}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,44 +56,81 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--repeat', type=positive_int, default=5,
                         help='decode this many times and report the median time (default 5)')
     depth = parser.add_argument_group('depth')
-    depth.add_argument('--min-m', type=float, default=0.0, help='nearest valid depth, m')
-    depth.add_argument('--max-m', type=float, default=float('inf'), help='farthest valid, m')
+    depth.add_argument('--min-m', type=float, help='nearest valid depth, m')
+    depth.add_argument('--max-m', type=float, help='farthest valid, m')
     thermal = parser.add_argument_group('thermal')
     thermal.add_argument('--semantics', choices=tuple(SEMANTICS),
                          help='what a pixel means (default: counts_linear for integer '
                          'pixels, celsius for floats)')
-    thermal.add_argument('--gain', type=float, default=0.04,
+    thermal.add_argument('--gain', type=float,
                          help='counts_linear: units per count (default 0.04, FLIR TLinear)')
-    thermal.add_argument('--offset', type=float, default=0.0,
+    thermal.add_argument('--offset', type=float,
                          help='counts_linear: offset in --unit (default 0)')
-    thermal.add_argument('--unit', choices=UNITS, default='kelvin',
+    thermal.add_argument('--unit', choices=UNITS,
                          help='counts_linear: unit of gain * counts + offset (default kelvin)')
     thermal.add_argument('--planck', type=float, nargs=5, metavar=('R1', 'R2', 'B', 'F', 'O'),
                          help='planck: the camera\'s constants (default: typical FLIR)')
     polar = parser.add_argument_group('polarization')
-    polar.add_argument('--layout', default='90,45,135,0',
+    polar.add_argument('--layout',
                        help='polarizer angles of a 2x2 block, row by row (default IMX250MZR '
                        '90,45,135,0)')
-    polar.add_argument('--resolution', choices=RESOLUTIONS, default='half',
+    polar.add_argument('--resolution', choices=RESOLUTIONS,
                        help='output grid: 2x2 blocks, 4x4 blocks or every pixel')
+
+
+def _option(args: argparse.Namespace, name: str):
+    value = getattr(args, name)
+    return DEFAULTS[name] if value is None else value
+
+
+def _semantics(args: argparse.Namespace, encoding: str) -> str:
+    return args.semantics or ('celsius' if 'F' in encoding else 'counts_linear')
+
+
+def _decoded_as(args: argparse.Namespace, modality: str, encoding: str) -> str | None:
+    """What FRAME_OPTIONS says a frame is decoded as: a thermal frame's semantics, mosaic for
+    a polarization mosaic (else its encoding), None for the others."""
+    if modality == 'thermal':
+        return _semantics(args, encoding)
+    if modality == 'polarization':
+        return 'mosaic' if encoding in MOSAIC_ENCODINGS else encoding
+    return None
+
+
+def unused_option(args: argparse.Namespace, jobs) -> str | None:
+    """Why an option given is for no frame of ``jobs`` (it would be ignored), None if each
+    given is for one."""
+    frames = {(modality, _decoded_as(args, modality, fields.encoding))
+              for _, modality, fields in jobs}
+    for flag, (modality, kind) in FRAME_OPTIONS.items():
+        if getattr(args, flag[2:].replace('-', '_')) is None:
+            continue
+        if not any(m == modality and kind in (None, k) for m, k in frames):
+            frames_for = {None: f'{modality} frames', 'mosaic': 'polarization mosaics'}.get(
+                kind, f'{modality} frames decoded as {kind} (--semantics {kind})')
+            decoded = ', '.join(sorted(f'{m} ({k})' if k else m for m, k in frames))
+            return (f'{flag} is an option for {frames_for}, and none is decoded here (the '
+                    f'frames: {decoded})')
+    return None
 
 
 def _settings(args: argparse.Namespace, modality: str, encoding: str) -> ModalitySettings:
     if modality == 'depth':
-        return DepthSettings(args.min_m, args.max_m)
+        return DepthSettings(_option(args, 'min_m'), _option(args, 'max_m'))
     if modality == 'polarization':
+        text = _option(args, 'layout')
         try:
-            angles = [int(a) for a in args.layout.split(',')]
+            angles = [int(a) for a in text.split(',')]
         except ValueError:
             angles = []
         if len(angles) != 4:
-            raise SensorInputError(f'--layout needs four integer angles, got {args.layout!r}')
+            raise SensorInputError(f'--layout needs four integer angles, got {text!r}')
         layout = ((angles[0], angles[1]), (angles[2], angles[3]))
-        return PolarizationSettings(layout=layout, resolution=args.resolution)
+        return PolarizationSettings(layout=layout, resolution=_option(args, 'resolution'))
     if modality == 'thermal':
-        semantics = args.semantics or ('celsius' if 'F' in encoding else 'counts_linear')
         planck = PlanckCalibration(*args.planck) if args.planck else PlanckCalibration()
-        return ThermalSettings(semantics, args.gain, args.offset, args.unit, planck)
+        return ThermalSettings(_semantics(args, encoding), _option(args, 'gain'),
+                               _option(args, 'offset'), _option(args, 'unit'), planck)
     return None
 
 
@@ -154,6 +203,9 @@ def run(args: argparse.Namespace) -> int:
         jobs = _jobs(args)
     except SensorInputError as exc:
         print(f'mmp_ros decode: {exc}', file=sys.stderr)
+        return 2
+    if unused := unused_option(args, jobs):
+        print(f'mmp_ros decode: {unused}', file=sys.stderr)
         return 2
     for label, modality, fields in jobs:
         try:
