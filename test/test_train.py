@@ -557,10 +557,14 @@ def test_resume_refuses_a_checkpoint_of_another_model(tmp_path):
 
 
 def test_resume_refuses_other_data_than_the_checkpoint_learned_from(tmp_path):
+    # What it says to do is options of mmp_ros train (--set KEY=VALUE), and they work; it said
+    # 'use another out_dir or resume=false', and mmp_ros train ... resume=false is refused.
     run(tmp_path, steps=1)
     with pytest.raises(CheckpointError, match=r'other data \(input_size: \[16, 16\] -> '
-                       r'\[24, 32\]\); use another out_dir'):
+                       r'\[24, 32\]\); give another out_dir \(--set out_dir=DIR\), or --set '
+                       r'resume=false to start afresh there \(replacing that run\)$'):
         run(tmp_path, 'data.input_size=[24, 32]', steps=2)
+    assert run(tmp_path, 'data.input_size=[24, 32]', 'resume=false', steps=1).losses
 
 
 def test_a_run_resumed_at_its_last_step_trains_nothing_and_keeps_its_metrics(tmp_path):

@@ -501,8 +501,9 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
         saved = read_checkpoint(checkpoint_path)
         problem = resume_problem(config, model, metadata, saved)
         if problem:
-            raise CheckpointError(f'{checkpoint_path}: {problem}; use another out_dir or '
-                                  'resume=false')
+            raise CheckpointError(f'{checkpoint_path}: {problem}; give another out_dir '
+                                  '(--set out_dir=DIR), or --set resume=false to start '
+                                  'afresh there (replacing that run)')
         load_weights(model, saved['state_dict'], source=str(checkpoint_path))
         if saved.get('optimizer'):
             # The moments and the step count are the saved run's; the settings (optim.lr,
