@@ -809,3 +809,36 @@ def test_a_remap_of_the_base_topic_applies_to_the_transport_topic():
             node.destroy_node()
     finally:
         rclpy.shutdown(context=context)
+
+
+def test_nodes_of_one_name_in_two_namespaces_give_their_model_status_their_full_name():
+    # Their statuses share their names ('mmp_segmentation: model', as diagnostic_updater
+    # names them); the model's hardware_id was the node's name alone, the same for both.
+    context = Context()
+    rclpy.init(context=context)
+    executor = SingleThreadedExecutor(context=context)
+    probe = Node('mmp_test_diagnostics_probe', context=context)
+    hardware_ids: set[str] = set()
+    probe.create_subscription(
+        DiagnosticArray, '/diagnostics',
+        lambda msg: hardware_ids.update(s.hardware_id for s in msg.status
+                                        if s.name == 'mmp_segmentation: model'),
+        output_qos(10))
+    overrides = [Parameter('backend', value='onnxruntime'),
+                 Parameter('diagnostics_period_s', value=0.05)]
+    nodes = [probe, *(SegmentationNode(context=context, namespace=namespace,
+                                       parameter_overrides=overrides)
+                      for namespace in ('/robot1', '/robot2'))]
+    try:
+        for node in nodes:
+            executor.add_node(node)
+        deadline = time.monotonic() + 10.0
+        while len(hardware_ids) < 2 and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.02)
+    finally:
+        for node in nodes:
+            executor.remove_node(node)
+            node.destroy_node()
+        executor.shutdown(timeout_sec=0.0)
+        rclpy.shutdown(context=context)
+    assert hardware_ids == {'/robot1/mmp_segmentation', '/robot2/mmp_segmentation'}

@@ -12,7 +12,9 @@ from mmp_ros.core.health import HealthStatus, Level, SensorState
 # Statuses are named '<node>: <component>', as diagnostic_updater names them: the sensors'
 # '<node>: <modality>', the model's '<node>: model'. <node> is the node's own name (no
 # namespace; 'mmp_segmentation' by default), so that nodes given names of their own
-# (-r __node:=mmp_front) can be told apart on /diagnostics.
+# (-r __node:=mmp_front) can be told apart on /diagnostics. The model's hardware_id is the
+# node's fully qualified name ('/robot1/mmp_segmentation'), which tells apart the statuses of
+# nodes of one name in different namespaces.
 MODEL_STATUS = 'model'
 
 

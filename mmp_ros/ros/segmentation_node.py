@@ -759,9 +759,10 @@ class SegmentationCore:
             if m in statuses else not_in_model_status(node, m)
             for m in MODALITIES
         ]
-        messages.append(
-            make_status(node, MODEL_STATUS, model_level, model_message, node, model_values)
-        )
+        # hardware_id: the node's fully qualified name, which nodes of one name in two
+        # namespaces (whose statuses have the same names) do not share.
+        messages.append(make_status(node, MODEL_STATUS, model_level, model_message,
+                                    self.get_fully_qualified_name(), model_values))
         self._pub_diagnostics.publish(
             diagnostic_array(self.get_clock().now().to_msg(), messages)
         )
