@@ -364,6 +364,27 @@ def test_sensors_and_schedule_file_parameters_are_the_nodes_when_no_option_overr
     assert "unknown sensor 'lidar'" in done.stderr and "are ['rgb']" in done.stderr, done.stderr
 
 
+def test_mmp_ros_dropout_takes_its_schedule_from_the_schedule_file_parameter(tmp_path):
+    # As python -m mmp_ros.ros.dropout_node does; mmp_ros dropout required --schedule
+    # ('the following arguments are required: --schedule') whatever the ROS arguments gave.
+    schedule = tmp_path / 'depth.yaml'
+    schedule.write_text('faults:\n  - {sensor: depth, kind: kill, start: 1, end: 2}\n')
+    params = tmp_path / 'dropout.yaml'
+    params.write_text(f'/**:\n  ros__parameters:\n    schedule_file: {schedule}\n')
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    command = [sys.executable, '-m', 'mmp_ros', 'dropout', '--ros-args', '-p', 'sensors:=[rgb]']
+    # The schedule names depth, the sensors parameter only rgb: refused, so it was read.
+    for given in (['-p', f'schedule_file:={schedule}'], ['--params-file', str(params)]):
+        done = subprocess.run([*command, *given], env=env, capture_output=True, text=True,
+                              timeout=30)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith(f"mmp_ros dropout: {schedule}:2: unknown sensor 'depth'"), (
+            done.stderr)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=30)
+    assert (done.returncode, done.stderr) == (
+        2, 'mmp_ros dropout: parameter schedule_file is empty: give a dropout schedule\n')
+
+
 @pytest.mark.ros
 @pytest.mark.timeout(60)
 def test_on_sim_time_a_looping_replays_jump_back_does_not_rewind_the_schedule(tmp_path):

@@ -341,12 +341,13 @@ def to_message(outgoing: StampedImage | Restamped | Truncated, message_type: typ
     return msg
 
 
-def add_arguments(parser: argparse.ArgumentParser, *, schedule_required: bool = True) -> None:
-    """The command's options; an option left out leaves its ROS parameter as it was set."""
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command's options; an option left out leaves its ROS parameter as it was set (the
+    schedule too: --ros-args -p schedule_file:=FILE or a --params-file may give it, and the
+    node refuses to start where nothing does)."""
     parser.add_argument(
-        '--schedule', required=schedule_required, type=Path,
-        help='YAML dropout schedule (docs/dropout.md)'
-        + ('' if schedule_required else "; default: the schedule_file parameter"),
+        '--schedule', type=Path,
+        help='YAML dropout schedule (docs/dropout.md); default: the schedule_file parameter',
     )
     parser.add_argument(
         '--seed', type=_seed, default=None,
@@ -457,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
         cut = argv.index('--ros-args')
         argv, ros_args = argv[:cut], argv[cut:]
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
-    add_arguments(parser, schedule_required=False)
+    add_arguments(parser)
     args = parser.parse_args(argv)
     args.ros_args = ros_args
     try:
