@@ -992,7 +992,8 @@ class ManagedSegmentationNode(SegmentationCore, LifecycleNode):
             make_status(node, m, Level.OK, self.INACTIVE, self._frame_ids.get(m, ''), values)
             for m in MODALITIES
         ]
-        messages.append(make_status(node, MODEL_STATUS, Level.OK, self.INACTIVE, node, values))
+        messages.append(make_status(node, MODEL_STATUS, Level.OK, self.INACTIVE,
+                                    self.get_fully_qualified_name(), values))
         self._pub_diagnostics.publish(
             diagnostic_array(self.get_clock().now().to_msg(), messages)
         )
