@@ -52,8 +52,38 @@ OUTPUT_TOPICS = (
 )
 EVENTS_TOPIC = '/dropout/events'
 GROUND_TRUTH_TOPIC = '/ground_truth/labels'
-INPUT_TOPICS = tuple(f'/{m}/image' for m in MODALITIES)  # what the node received
-RECORDED_TOPICS = (*OUTPUT_TOPICS, EVENTS_TOPIC, GROUND_TRUTH_TOPIC, *INPUT_TOPICS)
+# How the cameras travel, as `mmp_ros synth-bag --transport` records them: raw
+# sensor_msgs/Image, or image_transport's compressed topics (depth on compressedDepth).
+TRANSPORTS = ('raw', 'compressed')
+
+
+def sensor_transports(transport: str = 'raw') -> dict[str, str]:
+    """The image_transport transport of each sensor's topics in a demo over ``transport``:
+    every one raw, or ``compressed`` with depth on ``compressedDepth``, as ``mmp_ros
+    synth-bag --transport compressed`` records them; the node's and the simulator's
+    ``sensors.<m>.transport``."""
+    return {m: 'compressedDepth' if m == 'depth' and transport != 'raw' else transport
+            for m in MODALITIES}
+
+
+def camera_topics(base: str, transport: str = 'raw') -> dict[str, str]:
+    """Each sensor's topic under ``base`` (``'/{m}/image'``) through its transport:
+    ``base`` itself for raw, else ``base/<transport>`` (image_transport's naming)."""
+    return {m: base.format(m=m) + ('' if t == 'raw' else f'/{t}')
+            for m, t in sensor_transports(transport).items()}
+
+
+def input_topics(transport: str = 'raw') -> tuple[str, ...]:
+    """What the node subscribes to (and the demo records: the inputs it received)."""
+    return tuple(camera_topics('/{m}/image', transport).values())
+
+
+def recorded_topics(transport: str = 'raw') -> tuple[str, ...]:
+    return (*OUTPUT_TOPICS, EVENTS_TOPIC, GROUND_TRUTH_TOPIC, *input_topics(transport))
+
+
+INPUT_TOPICS = input_topics()  # what the node received, in the raw demo
+RECORDED_TOPICS = recorded_topics()
 START_DEADLINE_S = 90.0  # node start includes loading the model: slow on a busy machine
 TAIL_S = 3.0  # clean frames after the last recovery
 LEAD_S = 2.0  # covers a late start of the player against the simulator's schedule
@@ -285,6 +315,33 @@ def mmp_ros(*args: str) -> list[str]:
     return [sys.executable, '-m', 'mmp_ros', *args]
 
 
+def child_commands(paths: DemoPaths, schedule: Path, model: Path,
+                   transport: str = 'raw') -> dict[str, list[str]]:
+    """The argv of each child, by name (``node``, ``record``, ``replay``, ``dropout``), for
+    a demo whose cameras travel through ``transport`` (:data:`TRANSPORTS`): the player
+    publishes the bag's camera topics on ``/source/...``, the simulator and the node read and
+    write each sensor through its transport (:func:`sensor_transports`), and the recorder
+    takes the node's inputs on the topics it read them from."""
+    transports = sensor_transports(transport)
+    params = [a for p in NODE_PARAMS for a in ('--params-file', str(p))]
+    if transport != 'raw':
+        params += [a for m, t in transports.items() for a in ('-p', f'sensors.{m}.transport:={t}')]
+    sources = camera_topics('/source/{m}/image', transport)
+    remaps = [a for m, topic in camera_topics('/{m}/image', transport).items()
+              for a in ('--remap', f'{topic}:={sources[m]}')]
+    dropout = ['dropout', '--schedule', str(schedule)]
+    if transport != 'raw':
+        dropout += ['--transport', *(f'{m}={t}' for m, t in transports.items())]
+    return {
+        'node': mmp_ros('run', '--ros-args', *params, '-p', f'model_file_path:={model}'),
+        'record': mmp_ros('record', str(paths.run_bag), '--topics',
+                          *recorded_topics(transport)),
+        'replay': mmp_ros('replay', str(paths.synth_bag), *remaps, '--restamp',
+                          '--wait-for-subscribers', str(START_DEADLINE_S), '--delay', '0.3'),
+        'dropout': mmp_ros(*dropout),
+    }
+
+
 def schedule_span(path: Path) -> tuple[float, float]:
     """(first fault start, last fault end) of a dropout schedule, in seconds."""
     from mmp_ros.dropout.schedule import Schedule
@@ -310,7 +367,7 @@ def run_demo(args: argparse.Namespace) -> int:
     bag_seconds = last_end + TAIL_S + LEAD_S
     try:  # checked before anything of an earlier demo is removed
         bag_config = SynthBagConfig(duration_s=bag_seconds, scene_seconds=args.scene_seconds,
-                                    size=tuple(args.size))
+                                    size=tuple(args.size), transport=args.transport)
     except ValueError as exc:
         raise DemoError(f'--size/--scene-seconds: {exc}') from None
     paths.clear()
@@ -319,14 +376,15 @@ def run_demo(args: argparse.Namespace) -> int:
 
     print(f'[demo] model {model}; schedule {schedule.name}; ROS_DOMAIN_ID '
           f'{env["ROS_DOMAIN_ID"]}, loopback only')
-    print(f'[demo] rendering a {bag_seconds:.0f} s synthetic bag ({args.size[0]}x{args.size[1]})')
+    print(f'[demo] rendering a {bag_seconds:.0f} s synthetic bag ({args.size[0]}x{args.size[1]}'
+          f'{"" if args.transport == "raw" else ", image_transport compressed topics"})')
     write_synth_bag(paths.synth_bag, bag_config)
 
     children: list[Child] = []
     timeline: dict[str, float] = {}
     interrupted = False
     try:
-        _run_processes(paths, schedule, model, env, children, timeline)
+        _run_processes(paths, schedule, model, env, children, timeline, args.transport)
     except InterruptError as exc:
         interrupted = True
         print(f'\n[demo] {exc}: stopping the processes, keeping the recording')
@@ -422,8 +480,13 @@ def model_comparison(evaluation, metrics: Mapping[str, object]) -> str:
 
 
 def _run_processes(paths: DemoPaths, schedule: Path, model: Path, env: dict[str, str],
-                   children: list[Child], timeline: dict[str, float]) -> None:
+                   children: list[Child], timeline: dict[str, float],
+                   transport: str = 'raw') -> None:
     from mmp_ros.ros.context import init_ros
+
+    commands = child_commands(paths, schedule, model, transport)
+    inputs = input_topics(transport)
+    sources = tuple(camera_topics('/source/{m}/image', transport).values())
 
     with init_ros([], ros_signals=False):
         from rclpy.node import Node
@@ -439,14 +502,11 @@ def _run_processes(paths: DemoPaths, schedule: Path, model: Path, env: dict[str,
                 return any(i.node_name == node_name
                            for i in watcher.get_subscriptions_info_by_topic(topic))
 
-            params = [a for p in NODE_PARAMS for a in ('--params-file', str(p))]
-            start_child(children, 'node', mmp_ros(
-                'run', '--ros-args', *params, '-p', f'model_file_path:={model}'), env, paths.logs)
-            start_child(children, 'record', mmp_ros(
-                'record', str(paths.run_bag), '--topics', *RECORDED_TOPICS), env, paths.logs)
+            start_child(children, 'node', commands['node'], env, paths.logs)
+            start_child(children, 'record', commands['record'], env, paths.logs)
             took = wait_for(
                 'the node to load its model and subscribe',
-                lambda: all(subscribed(t, 'mmp_segmentation') for t in INPUT_TOPICS),
+                lambda: all(subscribed(t, 'mmp_segmentation') for t in inputs),
                 START_DEADLINE_S, children, spin)
             print(f'[demo] node ready after {took:.1f} s')
             wait_for('the recorder to subscribe to the node\'s outputs',
@@ -456,22 +516,16 @@ def _run_processes(paths: DemoPaths, schedule: Path, model: Path, env: dict[str,
             # The player first: it waits for its subscribers (the simulator and the recorder)
             # and plays as soon as they match, so the simulator's schedule (time 0 = its own
             # start) meets a live stream a moment after it starts: nothing else to wait for.
-            remaps = [a for m in MODALITIES
-                      for a in ('--remap', f'/{m}/image:=/source/{m}/image')]
-            replay = start_child(children, 'replay', mmp_ros(
-                'replay', str(paths.synth_bag), *remaps, '--restamp',
-                '--wait-for-subscribers', str(START_DEADLINE_S), '--delay', '0.3'), env,
-                paths.logs)
+            replay = start_child(children, 'replay', commands['replay'], env, paths.logs)
             wait_for('the player to open the bag',
-                     lambda: all(watcher.get_publishers_info_by_topic(f'/source/{m}/image')
-                                 for m in MODALITIES), START_DEADLINE_S, children, spin)
-            start_child(children, 'dropout', mmp_ros(
-                'dropout', '--schedule', str(schedule)), env, paths.logs)
+                     lambda: all(watcher.get_publishers_info_by_topic(t) for t in sources),
+                     START_DEADLINE_S, children, spin)
+            start_child(children, 'dropout', commands['dropout'], env, paths.logs)
             timeline['dropout_started'] = time.monotonic()
             took = wait_for(
                 'the dropout simulator and its recording',
-                lambda: all(subscribed(f'/source/{m}/image', 'dropout') for m in MODALITIES)
-                and all(subscribed(t, 'mmp_ros_record') for t in (EVENTS_TOPIC, *INPUT_TOPICS)),
+                lambda: all(subscribed(t, 'dropout') for t in sources)
+                and all(subscribed(t, 'mmp_ros_record') for t in (EVENTS_TOPIC, *inputs)),
                 START_DEADLINE_S, children, spin)
             timeline['replay_started'] = time.monotonic()
             print(f'[demo] dropout simulator ready after {took:.1f} s; playing the bag')
@@ -505,6 +559,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--scene-seconds', type=float, default=1.0,
                         help='how long the synthetic camera holds each scene (default 1: a '
                         '20 s phase shows twenty scenes)')
+    parser.add_argument('--transport', choices=TRANSPORTS, default='raw',
+                        help='compressed: the cameras as image_transport publishes them, from '
+                        'the bag (mmp_ros synth-bag --transport compressed) through the '
+                        'simulator to the node and the recording: /<m>/image/compressed '
+                        '(RGB JPEG, polarization and thermal PNG) and '
+                        '/depth/image/compressedDepth (default raw)')
     parser.add_argument('--strip', type=Path, default=None,
                         help='also write the image strip here (e.g. docs/img/demo_strip.png)')
 

@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -251,3 +252,83 @@ def test_the_first_stop_signal_holds_off_a_second_until_the_children_are_stopped
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def _ros_params(argv: list[str]) -> dict[str, str]:
+    """``-p NAME:=VALUE`` of a command's ROS arguments."""
+    return dict(value.split(':=', 1) for flag, value in zip(argv, argv[1:], strict=False)
+                if flag == '-p')
+
+
+def test_the_demo_carries_every_transport_synth_bag_records():
+    from training.data import synth_bag
+
+    assert demo.TRANSPORTS == synth_bag.TRANSPORTS
+    for transport in demo.TRANSPORTS:
+        topics = demo.camera_topics('/{m}/image', transport)
+        assert topics == {m: synth_bag.camera_topic(m, transport) for m in topics}
+    assert tuple(f'/{m}/image' for m in topics) == demo.INPUT_TOPICS
+
+
+@pytest.mark.parametrize('transport', demo.TRANSPORTS)
+def test_each_child_takes_the_cameras_through_the_transport_of_the_bag(tmp_path, transport):
+    # The player publishes the bag's camera topics on /source/...; the simulator reads them
+    # there and writes each sensor where the node reads it; the recorder takes what the node
+    # read. One link off and a stream silently reaches nobody (the demo waits, then times out).
+    import argparse
+
+    from mmp_ros.bags.playback import parse_remaps, plan_playback
+    from mmp_ros.bags.source import open_bag
+    from mmp_ros.core.parameters import transports
+    from mmp_ros.ros import dropout_node, record, replay
+    from training.data.synth_bag import SynthBagConfig, write_synth_bag
+
+    paths = demo.DemoPaths(tmp_path / 'out')
+    commands = demo.child_commands(paths, Path('sched.yaml'), Path('m.onnx'), transport)
+    assert all(argv[:3] == [sys.executable, '-m', 'mmp_ros'] for argv in commands.values())
+    expected = demo.sensor_transports(transport)
+    assert set(expected.values()) == ({'raw'} if transport == 'raw'
+                                      else {'compressed', 'compressedDepth'})
+
+    def parse(add_arguments, argv):
+        parser = argparse.ArgumentParser()
+        add_arguments(parser)
+        return parser.parse_args(argv)
+
+    # the player, on the bag synth-bag writes for this transport
+    args = parse(replay.add_arguments, commands['replay'][4:])
+    assert args.bag == str(paths.synth_bag) and args.restamp
+    write_synth_bag(paths.synth_bag, SynthBagConfig(duration_s=0.2, scene_seconds=1.0,
+                                                    size=(16, 24), transport=transport))
+    with open_bag(paths.synth_bag) as bag:
+        plan = plan_playback(str(bag.path), bag.topics, importable=replay.import_problem,
+                             remaps=parse_remaps(args.remap))
+    played = {t.topic for t in plan.played}
+    assert not plan.skipped
+    sources = demo.camera_topics('/source/{m}/image', transport)
+    assert played == {*sources.values(), demo.GROUND_TRUTH_TOPIC}
+
+    # the simulator reads source/<m>/image[/<t>] and writes <m>/image[/<t>]
+    args = parse(dropout_node.add_arguments, commands['dropout'][4:])
+    assert str(args.schedule) == 'sched.yaml'
+    assert dict(args.transport or ()) == ({} if transport == 'raw' else expected)
+
+    # the node reads each sensor through a transport it takes for that sensor
+    node = commands['node']
+    assert node[3:5] == ['run', '--ros-args']
+    params = _ros_params(node)
+    assert params['model_file_path'] == 'm.onnx'
+    for m, t in expected.items():
+        assert params.get(f'sensors.{m}.transport', 'raw') == t
+        assert t in transports(m)
+    assert [node[i + 1] for i, a in enumerate(node) if a == '--params-file'] == [
+        str(p) for p in demo.NODE_PARAMS]
+
+    # the recorder takes the node's inputs where it read them, and the ground truth
+    args = parse(record.add_arguments, commands['record'][4:])
+    assert args.out == str(paths.run_bag)
+    assert set(args.topics) == set(demo.recorded_topics(transport))
+    assert set(demo.input_topics(transport)) == {
+        f'/{m}/image' + ('' if t == 'raw' else f'/{t}') for m, t in expected.items()}
+    assert set(demo.input_topics(transport)) <= set(args.topics)
+    assert demo.GROUND_TRUTH_TOPIC in args.topics
