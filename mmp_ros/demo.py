@@ -52,6 +52,10 @@ OUTPUT_TOPICS = (
 )
 EVENTS_TOPIC = '/dropout/events'
 GROUND_TRUTH_TOPIC = '/ground_truth/labels'
+START_DEADLINE_S = 90.0  # node start includes loading the model: slow on a busy machine
+TAIL_S = 3.0  # clean frames after the last recovery
+LEAD_S = 2.0  # covers a late start of the player against the simulator's schedule
+STOP_TIMEOUT_S = 15.0
 # How the cameras travel, as `mmp_ros synth-bag --transport` records them: raw
 # sensor_msgs/Image, or image_transport's compressed topics (depth on compressedDepth).
 TRANSPORTS = ('raw', 'compressed')
@@ -80,14 +84,6 @@ def input_topics(transport: str = 'raw') -> tuple[str, ...]:
 
 def recorded_topics(transport: str = 'raw') -> tuple[str, ...]:
     return (*OUTPUT_TOPICS, EVENTS_TOPIC, GROUND_TRUTH_TOPIC, *input_topics(transport))
-
-
-INPUT_TOPICS = input_topics()  # what the node received, in the raw demo
-RECORDED_TOPICS = recorded_topics()
-START_DEADLINE_S = 90.0  # node start includes loading the model: slow on a busy machine
-TAIL_S = 3.0  # clean frames after the last recovery
-LEAD_S = 2.0  # covers a late start of the player against the simulator's schedule
-STOP_TIMEOUT_S = 15.0
 
 
 class DemoError(Exception):

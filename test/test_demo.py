@@ -19,7 +19,7 @@ import pytest
 
 from mmp_ros.bags.cdr import header_stamp_ns
 from mmp_ros.bags.source import open_bag
-from mmp_ros.demo import NODE_PARAMS, OUTPUT_TOPICS, RECORDED_TOPICS
+from mmp_ros.demo import NODE_PARAMS, OUTPUT_TOPICS, TRANSPORTS, camera_topics, recorded_topics
 from mmp_ros.evaluation.report import node_health
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,8 +56,12 @@ def _mcap_counts(bag: Path) -> Counter:
 
 
 @pytest.mark.timeout(300)
-def test_quick_demo_records_every_output_and_detects_every_fault(model, tmp_path):
-    demo = _demo(model, tmp_path / 'demo')
+@pytest.mark.parametrize('transport', TRANSPORTS)
+def test_quick_demo_records_every_output_and_detects_every_fault(model, tmp_path, transport):
+    # compressed: every camera through image_transport's compressed topics, from the bag
+    # through the simulator (which re-encodes what a fault rewrites) to the node and the
+    # recording; the report reads the inputs back from there.
+    demo = _demo(model, tmp_path / 'demo', '--transport', transport)
     output, _ = demo.communicate(timeout=280)
     assert demo.returncode == 0, output
     assert (tmp_path / 'demo' / 'report' / 'report.md').is_file(), output
@@ -66,9 +70,12 @@ def test_quick_demo_records_every_output_and_detects_every_fault(model, tmp_path
     bag = tmp_path / 'demo' / 'run_bag'
     stamps: dict[str, list[int]] = {}
     with open_bag(bag) as reader:
-        assert set(RECORDED_TOPICS) <= set(reader.topics), sorted(reader.topics)
+        assert set(recorded_topics(transport)) <= set(reader.topics), sorted(reader.topics)
         counts = {name: t.count for name, t in reader.topics.items()}
-        images = [t for t in RECORDED_TOPICS if reader.topics[t].is_image]
+        images = [t for t in recorded_topics(transport) if reader.topics[t].is_camera]
+        inputs = camera_topics('/{m}/image', transport)
+        assert {reader.topics[t].msgtype for t in inputs.values()} == {
+            'sensor_msgs/msg/Image' if transport == 'raw' else 'sensor_msgs/msg/CompressedImage'}
         for topic, _, data in reader.messages(images):
             stamps.setdefault(topic, []).append(header_stamp_ns(data))
     assert _mcap_counts(bag) == Counter(counts)
@@ -86,12 +93,12 @@ def test_quick_demo_records_every_output_and_detects_every_fault(model, tmp_path
     # loaded machine it loses frames the node received: CI once recorded the anchors of 92 % of
     # the labels. A label stamped with anything but an input's header (the clock, a wrong
     # field) would match none; 80 % tells the two apart.
-    inputs = {m: set(stamps[f'/{m}/image']) for m in ('rgb', 'depth', 'polarization', 'thermal')}
-    recorded = set().union(*inputs.values())
+    received = {m: set(stamps[topic]) for m, topic in inputs.items()}
+    recorded = set().union(*received.values())
     anchored = sum(s in recorded for s in labels)
     assert anchored >= 0.8 * len(labels), (
         f'{anchored} of {len(labels)} labels carry a recorded input stamp; recorded inputs: '
-        + ', '.join(f'{m} {len(s)}' for m, s in inputs.items()))
+        + ', '.join(f'{m} {len(s)}' for m, s in received.items()))
 
     # Every injected fault was noticed within what the node's health settings promise.
     import json
