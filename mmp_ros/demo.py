@@ -8,6 +8,10 @@ simulator into the segmentation node, recorded, and evaluated.
                                       record ◄── outputs, /diagnostics, dropout/events, inputs
                                          └──► evaluate ──► report.md / report.html / plots
 
+With ``--transport compressed`` every camera travels as image_transport publishes it,
+``<s>/image/compressed`` (depth ``compressedDepth``), from the bag to the recording
+(:func:`child_commands`).
+
 Four child processes (node, recorder, player, dropout simulator) are started in an order
 that loses nothing, each waited for on the ROS graph with a deadline (this process watches
 the graph with a node of its own): the node (loading its model), the recorder, the player
