@@ -119,16 +119,12 @@ def namespace_rule_problem(args: Sequence[str]) -> str | None:
     node's creation, which fails with an RCLError traceback and rclpy's RuntimeWarning;
     others it refuses with only its lexer's words ('Expected lexeme type 19, got 18').
     """
-    ros = False
-    for flag, rule in pairwise([*args, '']):
-        if flag in ('--ros-args', '--'):
-            ros = flag == '--ros-args'
-        elif ros and flag in ('-r', '--remap'):
-            target = re.fullmatch(r'(?:[^:=]+:)?__ns:=(.*)', rule)
-            if target:
-                problem = namespace_problem(target.group(1))
-                if problem:
-                    return f'{flag} {rule}: {problem}'
+    for flag, rule in _remap_rules(args):
+        target = re.fullmatch(r'(?:[^:=]+:)?__ns:=(.*)', rule)
+        if target:
+            problem = namespace_problem(target.group(1))
+            if problem:
+                return f'{flag} {rule}: {problem}'
     return None
 
 
@@ -137,15 +133,22 @@ def node_name_rule(args: Sequence[str], name: str) -> str:
     ``-r __node:=NEW`` among them (also one for that node alone, ``-r name:__node:=NEW``, or
     with rcl's older ``__name``), as rcl applies them; ``name`` where none does. Read from
     the arguments, it is there also for a start that fails before the node exists."""
+    for _, rule in _remap_rules(args):
+        target = re.fullmatch(r'(?:([^:=]+):)?__(?:node|name):=(.+)', rule)
+        if target and target.group(1) in (None, name):
+            return target.group(2)
+    return name
+
+
+def _remap_rules(args: Sequence[str]) -> Iterator[tuple[str, str]]:
+    """``(flag, rule)`` of each remapping (``-r``/``--remap RULE``) among the ROS arguments:
+    those between ``--ros-args`` and its closing ``--`` (or the end)."""
     ros = False
     for flag, rule in pairwise([*args, '']):
         if flag in ('--ros-args', '--'):
             ros = flag == '--ros-args'
         elif ros and flag in ('-r', '--remap'):
-            target = re.fullmatch(r'(?:([^:=]+):)?__(?:node|name):=(.+)', rule)
-            if target and target.group(1) in (None, name):
-                return target.group(2)
-    return name
+            yield flag, rule
 
 
 def _interrupt(signum: int, frame: object) -> None:
