@@ -6,7 +6,6 @@ prove an absence (no labels while the node is not active)."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
@@ -28,6 +27,7 @@ from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
+from test_node_integration import child_env  # noqa: E402
 
 from mmp_ros.ros.image_msg import to_image_msg  # noqa: E402
 from mmp_ros.ros.qos import output_qos  # noqa: E402
@@ -40,14 +40,6 @@ SHIPPED_MODEL = REPO / 'models' / 'tiny_mmp.onnx'
 NODE = 'mmp_segmentation'
 RGB_ONLY = ['-p', 'backend:=onnxruntime', '-p', 'sensors.depth.enabled:=false',
             '-p', 'sensors.polarization.enabled:=false', '-p', 'sensors.thermal.enabled:=false']
-
-
-def child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env['PYTHONPATH'] = str(REPO)
-    env.setdefault('AMENT_PREFIX_PATH', sys.prefix)
-    env['PYTHONUNBUFFERED'] = '1'
-    return env
 
 
 class Stream:
