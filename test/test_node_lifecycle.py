@@ -217,3 +217,29 @@ def test_mmp_ros_run_managed_starts_it_unconfigured_and_sigterm_stops_it(operato
         code = stop(process, signal.SIGTERM)
     assert code == 0, stderr.text
     assert 'Traceback' not in stderr.text, stderr.text
+
+
+def test_a_destroyed_managed_node_leaves_the_graph_at_once():
+    """rclpy leaves a lifecycle node's state machine (and its transition_event publisher) to
+    the garbage collector: destroyed, the node stayed on the graph until then, and at exit
+    its state machine could be finalized after the context it needs (the process once died
+    of SIGSEGV on Ctrl-C)."""
+    from mmp_ros.ros.segmentation_node import ManagedSegmentationNode
+
+    context = Context()
+    rclpy.init(context=context)
+    try:
+        probe = Node('lifecycle_probe', context=context)
+        node = ManagedSegmentationNode(context=context)
+        events = f'/{NODE}/transition_event'
+        assert probe.count_publishers(events) == 1
+        node.destroy_node()
+        deadline = time.monotonic() + 2.0
+        while (NODE in probe.get_node_names() or probe.count_publishers(events)) and (
+                time.monotonic() < deadline):
+            time.sleep(0.05)
+        assert NODE not in probe.get_node_names()
+        assert probe.count_publishers(events) == 0
+        probe.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)

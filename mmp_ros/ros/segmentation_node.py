@@ -1013,10 +1013,12 @@ class ManagedSegmentationNode(SegmentationCore, LifecycleNode):
         self._cleanup()
 
     def destroy_node(self) -> None:
-        for subscription in self._image_subscriptions.values():
-            self.destroy_subscription(subscription)
-        self._image_subscriptions = {}
+        """The worker threads stop before anything of the node goes (the sensor
+        subscriptions with the rest), and the lifecycle state machine goes with the node:
+        rclpy leaves it (and its transition-event publisher) to the garbage collector, which
+        at exit may come after the context's own teardown."""
         super().destroy_node()
+        self._state_machine.destroy_when_not_in_use()
 
 
 def main(
