@@ -29,6 +29,27 @@ def declared_arguments() -> dict[str, dict[str, ast.expr]]:
     return arguments
 
 
+def launch_description():
+    """The launch file's LaunchDescription (launch_ros must import)."""
+    spec = importlib.util.spec_from_file_location('mmp_segmentation_launch', LAUNCH_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.generate_launch_description()
+
+
+def launched(description, **given: str) -> tuple:
+    """(context, entities) the launch file's OpaqueFunction gives with the arguments
+    ``given`` and every other argument empty (the override arguments' defaults)."""
+    from launch import LaunchContext
+    from launch.actions import OpaqueFunction
+
+    context = LaunchContext()
+    for argument in description.get_launch_arguments():
+        context.launch_configurations[argument.name] = given.get(argument.name, '')
+    (function,) = [e for e in description.entities if isinstance(e, OpaqueFunction)]
+    return context, list(function.execute(context))
+
+
 def test_every_launch_argument_has_a_description():
     arguments = declared_arguments()
     assert {'params_file', 'backend', 'model_file_path', 'rgb_topic', 'thermal_topic'} <= set(
@@ -78,10 +99,7 @@ def test_launch_description_loads_and_validates_where_launch_ros_imports():
                         'this runs on native ROS 2 installs')
     from launch import LaunchDescription
 
-    spec = importlib.util.spec_from_file_location('mmp_segmentation_launch', LAUNCH_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    description = module.generate_launch_description()
+    description = launch_description()
     assert isinstance(description, LaunchDescription)
     arguments = description.get_launch_arguments()
     assert {a.name for a in arguments} == set(declared_arguments())
@@ -90,18 +108,11 @@ def test_launch_description_loads_and_validates_where_launch_ros_imports():
     backend = next(a for a in arguments if a.name == 'backend')
     assert list(backend.choices) == ['', *BACKENDS]
 
-    from launch import LaunchContext
-    from launch.actions import OpaqueFunction
     from launch_ros.actions import Node
     from launch_ros.utilities import evaluate_parameters
 
     def node_parameters(**given: str) -> list:
-        context = LaunchContext()
-        for argument in arguments:  # the override arguments' defaults: empty
-            context.launch_configurations[argument.name] = given.get(argument.name, '')
-        context.launch_configurations['params_file'] = 'p.yaml'
-        (function,) = [e for e in description.entities if isinstance(e, OpaqueFunction)]
-        (node,) = function.execute(context)
+        context, (node,) = launched(description, params_file='p.yaml', **given)
         assert isinstance(node, Node)
         return list(evaluate_parameters(context, node._Node__parameters))
 
@@ -139,22 +150,14 @@ def test_managed_starts_the_lifecycle_node_and_autostart_configures_and_activate
 def test_the_managed_node_is_launched_where_launch_ros_imports():
     pytest.importorskip('launch_ros', reason='launch_ros is not installable from PyPI; '
                         'this runs on native ROS 2 installs')
-    from launch import LaunchContext
-    from launch.actions import EmitEvent, OpaqueFunction, RegisterEventHandler
+    from launch.actions import EmitEvent, RegisterEventHandler
     from launch_ros.actions import LifecycleNode, Node
     from lifecycle_msgs.msg import Transition
 
-    spec = importlib.util.spec_from_file_location('mmp_segmentation_launch', LAUNCH_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    description = module.generate_launch_description()
+    description = launch_description()
 
     def entities(**given: str) -> list:
-        context = LaunchContext()
-        for argument in description.get_launch_arguments():
-            context.launch_configurations[argument.name] = given.get(argument.name, '')
-        (function,) = [e for e in description.entities if isinstance(e, OpaqueFunction)]
-        return list(function.execute(context))
+        return launched(description, **given)[1]
 
     (plain,) = entities(managed='false')
     assert type(plain) is Node and plain.node_executable == 'mmp_segmentation_node'
