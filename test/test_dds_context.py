@@ -132,6 +132,13 @@ def test_init_ros_ends_quietly_when_a_signal_shut_the_context_down_during_start_
     assert not rclpy.ok()
 
 
+def run_python(code: str) -> subprocess.CompletedProcess:
+    """``code`` run by this interpreter in a process of its own, which must exit 0."""
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 0, result.stderr
+    return result
+
 
 @pytest.mark.ros
 def test_a_ros_process_leaves_opencv_s_lines_for_frames_it_cannot_decode_out_of_its_log():
@@ -151,9 +158,7 @@ def test_a_ros_process_leaves_opencv_s_lines_for_frames_it_cannot_decode_out_of_
         '    except SensorInputError as error:\n'
         '        print(error)\n'
     )
-    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
-                            timeout=30)
-    assert result.returncode == 0, result.stderr
+    result = run_python(code)
     assert 'no decodable JPEG, PNG or TIFF image' in result.stdout
     assert 'TIFF' not in result.stderr, result.stderr
 
@@ -173,9 +178,7 @@ def test_sigterm_stops_a_long_start_up_step_as_ctrl_c_does():
         'print("stopped", signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)\n'
         'print(time.monotonic() - sent < 2.0)\n'
     )
-    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
-                            timeout=30)
-    assert result.returncode == 0, result.stderr
+    result = run_python(code)
     assert result.stdout.split() == ['stopped', 'True', 'True'], result.stdout
 
 
