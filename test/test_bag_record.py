@@ -355,3 +355,221 @@ def test_ctrl_c_while_the_bag_is_created_leaves_nothing(tmp_path, monkeypatch, s
     with pytest.raises(KeyboardInterrupt):
         record.run(args)
     assert not out.exists()
+
+
+def _text(i: int) -> bytes:
+    """A serialized std_msgs/msg/String of 2 kB, told apart by ``i``."""
+    return b'\0\1\0\0\xd1\7\0\0' + i.to_bytes(4, 'little') + bytes(1997)
+
+
+def test_split_limits_start_a_file_before_a_message_once_the_current_one_is_full():
+    from mmp_ros.bags.recording import SplitLimits
+
+    size, duration = SplitLimits(max_bytes=1000), SplitLimits(max_duration_ns=10)
+    assert not size.split_before(999, 0, 5) and size.split_before(1000, 0, 5)
+    assert not size.split_before(10**9, None, 5)  # an empty file takes the message
+    assert not duration.split_before(10**9, 100, 110) and duration.split_before(0, 100, 111)
+    assert not duration.split_before(0, None, 10**9)
+    both = SplitLimits(max_bytes=1000, max_duration_ns=10)
+    assert both.split_before(1000, 100, 100) and both.split_before(0, 100, 111)
+    assert not both.split_before(999, 100, 110)
+    assert SplitLimits(max_bytes=1023).problem('mcap') == (
+        '--max-bag-size 1023: a mcap file must be allowed at least 1024 bytes')
+    assert SplitLimits(max_bytes=1024).problem('mcap') == ''
+    assert 'at least 86016 bytes' in SplitLimits(max_bytes=86015).problem('sqlite3')
+    assert SplitLimits(max_duration_ns=0).problem('mcap')
+
+
+def test_split_bag_metadata_lists_every_file_and_adds_up_the_topics():
+    from mmp_ros.bags.recording import split_bag_metadata
+
+    def file(name, start, duration, topics):
+        count = sum(topics.values())
+        return {
+            'version': 9, 'storage_identifier': 'mcap', 'relative_file_paths': [name],
+            'duration': {'nanoseconds': duration},
+            'starting_time': {'nanoseconds_since_epoch': start}, 'message_count': count,
+            'topics_with_message_count': [{'topic_metadata': {'name': t, 'type': 'x/msg/Y'},
+                                           'message_count': n} for t, n in topics.items()],
+            'files': [{'path': name, 'starting_time': {'nanoseconds_since_epoch': start},
+                       'duration': {'nanoseconds': duration}, 'message_count': count}],
+            'ros_distro': 'rosbags',
+        }
+
+    files = [file('b_0.mcap', 100, 50, {'/a': 3}), file('b_1.mcap', 160, 40, {'/a': 1, '/b': 2})]
+    merged = split_bag_metadata(files)
+    assert merged['relative_file_paths'] == ['b_0.mcap', 'b_1.mcap']
+    assert merged['files'] == files[0]['files'] + files[1]['files']
+    assert merged['starting_time'] == {'nanoseconds_since_epoch': 100}
+    assert merged['duration'] == {'nanoseconds': 100} and merged['message_count'] == 6
+    assert [(t['topic_metadata']['name'], t['message_count'])
+            for t in merged['topics_with_message_count']] == [('/a', 4), ('/b', 2)]
+    assert files[0]['topics_with_message_count'][0]['message_count'] == 3  # not changed
+    assert merged['version'] == 9 and merged['ros_distro'] == 'rosbags'
+    empty = split_bag_metadata([file('b_0.mcap', 2**63 - 1, 0, {'/a': 0})])
+    assert empty['starting_time'] == {'nanoseconds_since_epoch': 2**63 - 1}
+    assert empty['duration'] == {'nanoseconds': 0}
+
+
+@pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
+def test_a_recording_split_by_size_is_rosbag2s_layout_and_reads_as_one_bag(storage, tmp_path):
+    from ruamel.yaml import YAML
+
+    from mmp_ros.bags.recording import BagRecorder, SplitLimits
+    from mmp_ros.bags.source import TopicQos, open_bag
+
+    out, limit, suffix = tmp_path / 'run', 100_000, {'mcap': '.mcap', 'sqlite3': '.db3'}[storage]
+    sent = []
+    with BagRecorder(out, storage=storage, split=SplitLimits(max_bytes=limit)) as recorder:
+        recorder.add_topic('/text', 'std_msgs/msg/String', TopicQos(True, False, 10))
+        for i in range(200):
+            if i == 120:  # a topic that appears in the third file only
+                recorder.add_topic('/late', 'std_msgs/msg/String', TopicQos(False, False, 5))
+            topic = '/late' if i >= 120 and i % 2 else '/text'
+            recorder.write(topic, 10**9 + i * 10**6, _text(i))
+            sent.append((topic, 10**9 + i * 10**6, _text(i)))
+        assert recorder.file_count == 5 if storage == 'mcap' else recorder.file_count > 5
+    names = [f'run_{i}{suffix}' for i in range(len(list(out.glob(f'*{suffix}'))))]
+    assert sorted(p.name for p in out.iterdir()) == sorted([*names, 'metadata.yaml'])
+    for name in names[:-1]:  # a file ends with the message that took it past the limit
+        assert limit <= (out / name).stat().st_size < limit + 8 * 2048 + 20_000, name
+    info = YAML(typ='safe').load((out / 'metadata.yaml').read_text())[
+        'rosbag2_bagfile_information']
+    assert info['relative_file_paths'] == names and [f['path'] for f in info['files']] == names
+    assert sum(f['message_count'] for f in info['files']) == info['message_count'] == 200
+    assert info['files'][0]['starting_time'] == {'nanoseconds_since_epoch': 10**9}
+    assert info['duration'] == {'nanoseconds': 199 * 10**6}
+    # Back to back, in order.
+    for entry, following in zip(info['files'], info['files'][1:], strict=False):
+        end = entry['starting_time']['nanoseconds_since_epoch'] + entry['duration'][
+            'nanoseconds']
+        assert following['starting_time']['nanoseconds_since_epoch'] == end + 10**6
+
+    with Reader(out) as reader:  # rosbags: one bag, every message in order
+        assert [(c.topic, t, bytes(d)) for c, t, d in reader.messages()] == sent
+        assert {n: t.msgcount for n, t in reader.topics.items()} == {'/text': 160, '/late': 40}
+    with open_bag(out) as bag:  # what replay, adapt and evaluate read
+        assert list(bag.messages(['/text', '/late'])) == sent
+        assert (bag.start_ns, bag.end_ns, bag.message_count) == (10**9, 10**9 + 199 * 10**6, 200)
+        assert bag.topics['/late'].offered_qos == TopicQos(False, False, 5)
+    with open_bag(out / names[1]) as bag:  # each file is complete by itself
+        assert bag.message_count == info['files'][1]['message_count']
+
+
+def test_a_split_recording_that_was_killed_is_recovered_into_one_bag(tmp_path):
+    # Every file but the last was closed; the last lacks its summary, the directory its
+    # metadata.yaml: recover-bag reads them in order into one bag.
+    out = tmp_path / 'run'
+    script = f'''
+import os
+from mmp_ros.bags.recording import BagRecorder, SplitLimits
+from mmp_ros.bags.source import TopicQos
+from test_bag_record import _text
+recorder = BagRecorder({str(out)!r}, split=SplitLimits(max_bytes=50_000))
+recorder.add_topic('/text', 'std_msgs/msg/String', TopicQos(True, False, 10))
+for i in range(100):
+    recorder.write('/text', 10**9 + i * 10**6, _text(i))
+recorder.commit()
+for i in range(100, 110):
+    recorder.write('/text', 10**9 + i * 10**6, _text(i))
+os._exit(0)  # as a kill: the last 10 messages not on disk
+'''
+    subprocess.run([sys.executable, '-c', script], check=True,
+                   env=dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{REPO / 'test'}"))
+    assert sorted(p.name for p in out.iterdir()) == [f'run_{i}.mcap' for i in range(5)]
+    from mmp_ros.bags.source import open_bag
+
+    recovery = recover_mcap(out, tmp_path / 'recovered')
+    assert recovery.counts == {'/text': 100}
+    with open_bag(tmp_path / 'recovered') as bag:
+        assert [(t, d) for _, t, d in bag.messages(['/text'])] == [
+            (10**9 + i * 10**6, _text(i)) for i in range(100)]
+
+
+@pytest.mark.parametrize(('option', 'error'), [
+    (['--max-bag-size', '0'], 'argument --max-bag-size: must be positive, got 0'),
+    (['--max-bag-size', '-5'], 'argument --max-bag-size: must be positive, got -5'),
+    (['--max-bag-size', '1e6'], "argument --max-bag-size: expected a whole number, got '1e6'"),
+    (['--max-bag-duration', '0'], 'argument --max-bag-duration: must be a positive number, '
+                                  'got 0'),
+    (['--max-bag-duration', '-1'], 'argument --max-bag-duration: must be a positive number, '
+                                   'got -1'),
+    (['--max-bag-duration', 'inf'], 'argument --max-bag-duration: must be a positive number, '
+                                    'got inf'),
+    (['--max-bag-size', '1000'], 'mmp_ros record: --max-bag-size 1000: a mcap file must be '
+                                 'allowed at least 1024 bytes'),
+    (['--max-bag-size', '80000', '--storage', 'sqlite3'],
+     'mmp_ros record: --max-bag-size 80000: a sqlite3 file must be allowed at least 86016 '
+     'bytes'),
+])
+def test_split_limits_that_make_no_sense_are_refused_in_one_line(option, error, tmp_path,
+                                                                  capsys):
+    from mmp_ros.cli import main
+
+    out = tmp_path / 'bag'
+    try:
+        status = main(['record', str(out), '--topics', '/x', *option])
+    except SystemExit as exc:  # argparse
+        status = exc.code
+    assert status == 2
+    err = capsys.readouterr().err
+    assert err.rstrip('\n').splitlines()[-1].endswith(error), err
+    assert not out.exists()
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_a_recording_split_by_duration_reads_back_as_one_bag(tmp_path, restored_environ):
+    # Three bursts of messages 0.7 s apart, recorded with --max-bag-duration 0.2: one file
+    # each, and the bag reads back whole, in order, through rosbags and our own reader.
+    import rclpy
+    from rclpy.duration import Duration
+    from rclpy.qos import QoSProfile
+    from ruamel.yaml import YAML
+    from std_msgs.msg import UInt32
+
+    from mmp_ros.bags.source import open_bag
+    from mmp_ros.ros.context import init_ros, spin_until
+
+    out, bursts, size = tmp_path / 'run', 3, 5
+    with init_ros([]):
+        node = rclpy.create_node('mmp_ros_split_source')
+        try:
+            numbers = node.create_publisher(UInt32, '/split/count', QoSProfile(depth=100))
+            with subprocess.Popen(
+                [sys.executable, '-m', 'mmp_ros.ros.record', str(out), '--topics',
+                 '/split/count', '--max-bag-duration', '0.2'],
+                env=dict(os.environ, PYTHONPATH=str(REPO)), stderr=subprocess.PIPE, text=True,
+            ) as recorder:
+                try:
+                    assert spin_until(node, lambda: numbers.get_subscription_count() > 0,
+                                      20.0), 'the recorder never subscribed'
+                    for burst in range(bursts):
+                        if burst:
+                            time.sleep(0.7)  # the recorder takes a message within ms
+                        for i in range(size):
+                            numbers.publish(UInt32(data=burst * size + i))
+                    assert numbers.wait_for_all_acked(Duration(seconds=10))
+                    recorder.send_signal(signal.SIGINT)
+                    stderr = recorder.communicate(timeout=20)[1]
+                finally:
+                    if recorder.poll() is None:
+                        recorder.kill()
+            assert recorder.returncode == 0, stderr
+        finally:
+            node.destroy_node()
+    assert f'recorded /split/count: {bursts * size} in {bursts} files' in stderr
+    names = [f'run_{i}.mcap' for i in range(bursts)]
+    assert sorted(p.name for p in out.iterdir()) == sorted([*names, 'metadata.yaml'])
+    info = YAML(typ='safe').load((out / 'metadata.yaml').read_text())[
+        'rosbag2_bagfile_information']
+    assert info['relative_file_paths'] == names
+    assert [f['message_count'] for f in info['files']] == [size] * bursts
+    typestore = get_typestore(Stores.ROS2_KILTED)
+    with Reader(out) as reader:
+        got = [(t, typestore.deserialize_cdr(d, c.msgtype).data)
+               for c, t, d in reader.messages()]
+    assert [n for _, n in got] == list(range(bursts * size))
+    assert [t for t, _ in got] == sorted(t for t, _ in got)
+    with open_bag(out) as bag:
+        assert [t for _, t, _ in bag.messages(['/split/count'])] == [t for t, _ in got]

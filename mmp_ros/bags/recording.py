@@ -14,6 +14,11 @@ recording); so the sqlite3 transaction is committed (and held in memory until th
 and the pending MCAP chunk is closed (``McapWriter.close_chunk``, what its own size limit
 calls), flushed and synced.
 ``mmp_ros recover-bag`` reads the chunks of an MCAP file that has no summary.
+
+A recording can be split by size or duration as ``ros2 bag record -b/-d`` splits one
+(``SplitLimits``): the bag directory ``NAME`` then holds ``NAME_0.mcap``, ``NAME_1.mcap``, ...
+(or ``.db3``), each written by a rosbags Writer of its own, and one ``metadata.yaml`` listing
+them all (``split_bag_metadata``), written when the recording closes, as rosbag2 does.
 """
 
 from __future__ import annotations
@@ -24,8 +29,11 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from io import StringIO
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from rosbags.interfaces import (
     Connection,
@@ -41,6 +49,7 @@ from rosbags.rosbag2.errors import WriterError
 from rosbags.rosbag2.storage_mcap import McapWriter
 from rosbags.rosbag2.storage_sqlite3 import Sqlite3Writer
 from rosbags.typesys import Stores, get_typestore
+from ruamel.yaml import YAML
 
 from mmp_ros.bags.errors import BagError
 from mmp_ros.bags.source import TopicQos
@@ -50,6 +59,70 @@ _INFINITE = QosTime(0x7FFFFFFF, 0xFFFFFFFF)  # how rosbag2 writes "no deadline/l
 COMMIT_PERIOD_S = 1.0  # at most this much recording is lost to a crash
 # What a full disk, a file size limit or a failing drive make the storages raise.
 _WRITE_FAILED = (OSError, sqlite3.Error)
+# The smallest file a split by size may make: rosbag2's storage plugins refuse less for
+# ``ros2 bag record -b`` (an empty sqlite3 database alone is 84 kiB).
+MIN_SPLIT_BYTES = {'mcap': 1024, 'sqlite3': 86016}
+
+
+@dataclass(frozen=True)
+class SplitLimits:
+    """When a recording goes on in a new storage file, as ``ros2 bag record -b/-d`` splits:
+    before a message, once the current file has reached ``max_bytes`` or the message comes more
+    than ``max_duration_ns`` after the file's first message. A file always takes the message
+    that starts it (never an empty file), so it ends a message (and its summary) past
+    ``max_bytes``. None: no limit of that kind."""
+
+    max_bytes: int | None = None
+    max_duration_ns: int | None = None
+
+    def problem(self, storage: str) -> str:
+        """Why these limits cannot be used with ``storage`` ('' if they can)."""
+        if self.max_bytes is not None and self.max_bytes < MIN_SPLIT_BYTES[storage]:
+            return (f'--max-bag-size {self.max_bytes}: a {storage} file must be allowed at least '
+                    f'{MIN_SPLIT_BYTES[storage]} bytes')
+        if self.max_duration_ns is not None and self.max_duration_ns <= 0:
+            return f'--max-bag-duration: must be positive, got {self.max_duration_ns} ns'
+        return ''
+
+    def split_before(self, file_bytes: int, file_start_ns: int | None,
+                     timestamp_ns: int) -> bool:
+        """Whether the message at ``timestamp_ns`` starts a new file, the current one being
+        ``file_bytes`` long and its first message at ``file_start_ns`` (None: it has none)."""
+        if file_start_ns is None:
+            return False
+        return ((self.max_bytes is not None and file_bytes >= self.max_bytes)
+                or (self.max_duration_ns is not None
+                    and timestamp_ns - file_start_ns > self.max_duration_ns))
+
+
+def split_bag_metadata(files: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ``rosbag2_bagfile_information`` of a bag made of ``files``, each that of one file as
+    its own Writer wrote it, in recording order: every file in ``relative_file_paths`` and
+    ``files`` (its path, starting time, duration and message count), the topics' counts
+    summed, the bag's time span from its first message to its last."""
+    topics: dict[str, dict[str, Any]] = {}
+    for file in files:
+        for topic in file['topics_with_message_count']:
+            name = topic['topic_metadata']['name']
+            if name in topics:
+                topics[name]['message_count'] += topic['message_count']
+            else:
+                topics[name] = {'topic_metadata': topic['topic_metadata'],
+                                'message_count': topic['message_count']}
+    spans = [(f['starting_time']['nanoseconds_since_epoch'], f['duration']['nanoseconds'])
+             for f in files if f['message_count']]
+    start = min((s for s, _ in spans), default=files[0]['starting_time'][
+        'nanoseconds_since_epoch'])
+    end = max((s + d for s, d in spans), default=start)
+    return {
+        **files[0],
+        'relative_file_paths': [p for f in files for p in f['relative_file_paths']],
+        'duration': {'nanoseconds': end - start},
+        'starting_time': {'nanoseconds_since_epoch': start},
+        'message_count': sum(f['message_count'] for f in files),
+        'topics_with_message_count': list(topics.values()),
+        'files': [entry for f in files for entry in f['files']],
+    }
 
 
 def rosbags_qos(qos: TopicQos) -> Qos:
@@ -69,28 +142,39 @@ def rosbags_qos(qos: TopicQos) -> Qos:
 
 
 class BagRecorder:
-    """A new rosbag2 at ``path``; topics are added as their types become known."""
+    """A new rosbag2 at ``path``; topics are added as their types become known.
 
-    def __init__(self, path: str | Path, *, storage: str = 'mcap') -> None:
+    ``split``: split into several files (``SplitLimits``); without it the bag is one file,
+    named as rosbags names it (``NAME/NAME.mcap``)."""
+
+    def __init__(self, path: str | Path, *, storage: str = 'mcap',
+                 split: SplitLimits | None = None) -> None:
         self.path = Path(path)
-        if self.path.exists():
-            raise BagError(f'{self.path}: exists already; a recording never overwrites')
         if storage not in STORAGES:
             raise BagError(f'storage {storage!r}: expected one of {sorted(STORAGES)}')
+        if split is not None and (problem := split.problem(storage)):
+            raise BagError(problem)
+        if self.path.exists():
+            raise BagError(f'{self.path}: exists already; a recording never overwrites')
         self._typestore = get_typestore(Stores.ROS2_KILTED)
+        self._storage = storage
+        self._split = split if split is not None and split != SplitLimits() else None
+        self._files: list[dict[str, Any]] = []  # split: each closed file's metadata
         self._writer = Writer(self.path, version=9, storage_plugin=STORAGES[storage])
         self._committed = time.monotonic()
         self._connections: dict[str, Connection] = {}
+        self._topics: dict[str, tuple[str, list[Qos]]] = {}  # topic -> type, offered QoS
         self.counts: dict[str, int] = {}
         try:
-            self._writer.open()
-            if isinstance(self._writer.storage, Sqlite3Writer):
-                # A transaction that outgrows the page cache would be written into the
-                # database file before its commit, the old pages kept in a rollback journal:
-                # rosbags' reader (immutable) ignores that journal, and a kill then left a
-                # database it read wrongly. Kept in memory instead (a second of messages),
-                # the file changes only at a commit.
-                self._writer.storage.conn.execute('PRAGMA cache_spill = OFF')
+            if self._split is None:
+                self._writer.open()
+                self._keep_transactions_in_memory()
+            else:
+                try:
+                    self.path.mkdir(mode=0o755, parents=True)
+                except FileExistsError:
+                    raise WriterError(f'{self.path} exists already, not overwriting.') from None
+                self._open_file()
         except WriterError as exc:  # the directory appeared since the check: not ours
             raise BagError(f'{self.path}: cannot create the bag: {exc}') from exc
         except BaseException as exc:
@@ -102,6 +186,69 @@ class BagRecorder:
             if isinstance(exc, (OSError, sqlite3.Error)):
                 raise BagError(f'{self.path}: cannot create the bag: {exc}') from exc
             raise
+
+    def _keep_transactions_in_memory(self) -> None:
+        if isinstance(self._writer.storage, Sqlite3Writer):
+            # A transaction that outgrows the page cache would be written into the database
+            # file before its commit, the old pages kept in a rollback journal: rosbags'
+            # reader (immutable) ignores that journal, and a kill then left a database it
+            # read wrongly. Kept in memory instead (a second of messages), the file changes
+            # only at a commit.
+            self._writer.storage.conn.execute('PRAGMA cache_spill = OFF')
+
+    def _open_file(self) -> None:
+        """Start file ``NAME_<i>`` of a split recording, with every topic recorded so far
+        (rosbag2 registers them all again in each file).
+
+        rosbags names the file after the directory its Writer makes (``NAME/NAME_<i>/
+        NAME_<i>.mcap``): it is moved into the bag directory at once, before any message, so
+        that a recording killed at any time has its files where rosbag2 has them, for
+        ``mmp_ros recover-bag``. sqlite3 names its rollback journal after the file it opened:
+        the database (its tables, committed as they are created) is opened again there."""
+        staging = self.path / f'{self.path.name}_{len(self._files)}'
+        self._writer = Writer(staging, version=9, storage_plugin=STORAGES[self._storage])
+        self._writer.open()
+        storage = self._writer.storage
+        target = self.path / storage.path.name
+        if isinstance(storage, Sqlite3Writer):
+            storage.conn.close()
+        storage.path.rename(target)
+        staging.rmdir()
+        storage.path = target
+        if isinstance(storage, Sqlite3Writer):
+            storage.conn = sqlite3.connect(f'file:{target}', uri=True)
+            storage.cursor = storage.conn.cursor()
+        self._keep_transactions_in_memory()
+        self._connections = {
+            topic: self._writer.add_connection(topic, msgtype, typestore=self._typestore,
+                                               offered_qos_profiles=profiles)
+            for topic, (msgtype, profiles) in self._topics.items()
+        }
+
+    def _close_file(self) -> None:
+        """Finish the current file of a split recording (its summary), keeping the metadata
+        rosbags writes of it for the bag's ``metadata.yaml``."""
+        staging = self._writer.path
+        staging.mkdir()  # where rosbags writes the file's own metadata.yaml
+        self._writer.close()
+        metadata = self._writer.metapath
+        self._files.append(YAML(typ='safe').load(metadata.read_text())[
+            'rosbag2_bagfile_information'])
+        metadata.unlink()
+        staging.rmdir()
+
+    def _file_size(self) -> int:
+        """Bytes of the current file, the messages not yet on disk included."""
+        storage = self._writer.storage
+        if isinstance(storage, Sqlite3Writer):  # pages of the open transaction included
+            pages = storage.conn.execute('PRAGMA page_count').fetchone()[0]
+            return pages * storage.conn.execute('PRAGMA page_size').fetchone()[0]
+        return storage.bio.tell() + storage.chunk.bio.tell()
+
+    @property
+    def file_count(self) -> int:
+        """Storage files the recording has (split: those closed and the one being written)."""
+        return len(self._files) + (self._writer.storage is not None)
 
     def discard(self) -> None:
         """Give up the bag and remove its directory (made by ``__init__``, which refuses a
@@ -152,6 +299,7 @@ class BagRecorder:
         self._connections[topic] = self._writer.add_connection(
             topic, msgtype, typestore=self._typestore, offered_qos_profiles=profiles
         )
+        self._topics[topic] = (msgtype, profiles)
         self.counts[topic] = 0
 
     @property
@@ -159,6 +307,14 @@ class BagRecorder:
         return list(self._connections)
 
     def write(self, topic: str, timestamp_ns: int, data: bytes) -> None:
+        if self._split is not None:
+            writer = self._writer
+            start = writer.min_timestamp if any(writer.counts.values()) else None
+            with self._failing('cannot start the next file of the bag'):
+                if self._split.split_before(self._file_size(), start, timestamp_ns):
+                    self._close_file()
+                    self._open_file()
+                    self._committed = time.monotonic()
         with self._failing('cannot write the bag'):
             self._writer.write(self._connections[topic], timestamp_ns, data)
         self.counts[topic] += 1
@@ -199,6 +355,17 @@ class BagRecorder:
 
     def close(self) -> None:
         """Finish the file (summary, metadata.yaml). Safe to call more than once."""
-        if self._writer.storage is not None:
-            with self._failing('cannot finish the bag'):
+        if self._writer.storage is None:
+            return
+        with self._failing('cannot finish the bag'):
+            if self._split is None:
                 self._writer.close()
+                return
+            self._close_file()
+            yaml = YAML(typ='safe')
+            yaml.default_flow_style = False
+            text = StringIO()
+            yaml.dump({'rosbag2_bagfile_information': split_bag_metadata(self._files)}, text)
+            written = self.path / 'metadata.yaml.tmp'
+            written.write_text(text.getvalue(), 'utf8')
+            written.replace(self.path / 'metadata.yaml')

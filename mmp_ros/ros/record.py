@@ -6,7 +6,9 @@ serve (best effort if any publisher is, as rosbag2 does); its definition and typ
 from rosbags' Kilted type store and must match the publisher's hash. Ctrl-C (SIGINT) and
 SIGTERM stop the recording: what already arrived is written, then the bag is closed, so an
 interrupted recording is a complete, readable bag. One killed outright keeps all but its last
-second (``BagRecorder.commit``; MCAP: through ``mmp_ros recover-bag``).
+second (``BagRecorder.commit``; MCAP: through ``mmp_ros recover-bag``). ``--max-bag-size`` and
+``--max-bag-duration`` split the recording into several files as ``ros2 bag record -b/-d``
+does (``SplitLimits``).
 
 Messages that never reach the recorder (its queue full while it cannot keep up: the oldest are
 dropped, even on reliable topics; best effort losing them) are counted from the gaps in each
@@ -28,9 +30,9 @@ from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
 from rclpy.subscription import MessageInfo
 
 from mmp_ros.bags.errors import BagError
-from mmp_ros.bags.recording import COMMIT_PERIOD_S, STORAGES, BagRecorder
+from mmp_ros.bags.recording import COMMIT_PERIOD_S, STORAGES, BagRecorder, SplitLimits
 from mmp_ros.bags.source import TopicQos
-from mmp_ros.cli import positive_float
+from mmp_ros.cli import positive_float, positive_int
 from mmp_ros.ros.context import RosInitError, init_ros
 from mmp_ros.ros.names import topic_name_problem
 from mmp_ros.ros.replay import import_problem, message_class, qos_profile
@@ -182,7 +184,9 @@ def record(recorder: BagRecorder, topics: list[str], ros_args: list[str],
                         f'no publisher ever appeared on {", ".join(sorted(node.waiting_for))}'
                     )
                 log = node.get_logger().warning if node.missed.total else node.get_logger().info
-                log(f'{recorder.path}: recorded {summary(recorder.counts, node.missed.counts)}')
+                files = f' in {recorder.file_count} files' if recorder.file_count > 1 else ''
+                log(f'{recorder.path}: recorded {summary(recorder.counts, node.missed.counts)}'
+                    f'{files}')
             finally:
                 executor.shutdown()
                 node.destroy_node()
@@ -206,6 +210,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--storage', choices=sorted(STORAGES), default='mcap')
     parser.add_argument('--duration', type=positive_float, default=None, metavar='SECONDS',
                         help='stop after this long (default: until Ctrl-C or SIGTERM)')
+    parser.add_argument('--max-bag-size', type=positive_int, default=None, metavar='BYTES',
+                        help='split the bag: start the next file (OUT_1.mcap, ...) before a '
+                        'message once the current one has this many bytes, as ros2 bag record '
+                        '-b (at least 1024 for mcap, 86016 for sqlite3)')
+    parser.add_argument('--max-bag-duration', type=positive_float, default=None,
+                        metavar='SECONDS',
+                        help='split the bag: start the next file before a message that comes '
+                        'more than this long after the current file\'s first, as ros2 bag '
+                        'record -d')
 
 
 def run(args: argparse.Namespace) -> int:
@@ -214,7 +227,12 @@ def run(args: argparse.Namespace) -> int:
         for topic in args.topics:
             if problem := topic_name_problem(topic, NODE_NAME):
                 raise BagError(f'--topics {topic}: {problem}')
-        with BagRecorder(args.out, storage=args.storage) as recorder:
+        split = SplitLimits(
+            max_bytes=getattr(args, 'max_bag_size', None),
+            max_duration_ns=(None if getattr(args, 'max_bag_duration', None) is None
+                             else round(args.max_bag_duration * 1e9)),
+        )
+        with BagRecorder(args.out, storage=args.storage, split=split) as recorder:
             record(recorder, args.topics, args.ros_args, args.duration)
     except BagError as exc:
         print(f'mmp_ros record: {exc}', file=sys.stderr)
