@@ -750,3 +750,39 @@ def test_transport_options_and_parameters_are_checked_as_the_segmentation_nodes(
     with pytest.raises(SystemExit):  # argparse: usage and one line
         main([*given, '--transport', 'rgb=compressedDepth'])
     assert "rgb: transport 'compressedDepth' is not one of" in capsys.readouterr().err
+
+
+def test_a_misspelt_parameter_is_named_at_start_with_the_nearest_one(tmp_path, capfd):
+    # rclpy drops a value given for a parameter the node does not declare: -p sede:=3 or a
+    # params file's 'schedul_file' left the default in force without a word. Named as the
+    # segmentation node names them; a transport of a forwarded sensor is no typo.
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    from mmp_ros.dropout import ScheduleError
+    from mmp_ros.ros.dropout_node import DropoutNode
+
+    schedule = tmp_path / 'kill.yaml'
+    schedule.write_text('faults:\n  - {sensor: rgb, kind: kill, start: 1, end: 2}\n')
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        node = DropoutNode(context=context, parameter_overrides=[
+            Parameter('schedule_file', value=str(schedule)), Parameter('sede', value=3),
+            Parameter('sensors', value=['rgb']),
+            Parameter('sensors.rgb.transport', value='compressed'),
+            Parameter('qos_overrides./rgb/image.publisher.reliability', value='reliable')])
+        node.destroy_node()
+        err = capfd.readouterr().err
+        assert ('ignoring values for parameters this node does not have: qos_overrides./rgb/'
+                'image.publisher.reliability (this node takes no QoS overrides; its topics are '
+                'sensor-data QoS, as a camera driver publishes), sede (did you mean seed?)\n'
+                ) in err, err
+        with pytest.raises(ScheduleError, match='schedule_file is empty'):
+            DropoutNode(context=context,
+                        parameter_overrides=[Parameter('schedul_file', value=str(schedule))])
+        err = capfd.readouterr().err
+        assert ('ignoring values for parameters this node does not have: schedul_file (did '
+                'you mean schedule_file?)') in err, err
+    finally:
+        rclpy.try_shutdown(context=context)

@@ -339,20 +339,23 @@ def launch_overrides(arguments: Mapping[str, str]) -> dict[str, Value]:
     return overrides
 
 
-def unknown_parameters(names: Iterable[str], known: Iterable[str]) -> list[str]:
+QOS_HINT = f"its inputs' QoS is {sensor_parameter('<modality>', 'qos')} and qos_depth"
+
+
+def unknown_parameters(names: Iterable[str], known: Iterable[str],
+                       qos_hint: str = QOS_HINT) -> list[str]:
     """Each of ``names`` that is not in ``known``, sorted, with the nearest known name when
     one is close (``'min_confidance (did you mean min_confidence?)'``): ROS ignores a value
     set for a parameter the node does not declare, so a misspelt one would go unnoticed.
     A ROS QoS override (``qos_overrides./rgb/image.subscription.reliability``) is named with
-    the parameters that do its work: the node takes none (rclpy declares them only for the
-    publishers and subscriptions created to take them)."""
+    ``qos_hint``, what sets the node's QoS instead: the node takes none (rclpy declares them
+    only for the publishers and subscriptions created to take them)."""
     known = list(known)
     hints = []
     for name in sorted(set(names) - set(known)):
         close = difflib.get_close_matches(name, known, n=1)
         if name.startswith('qos_overrides.'):
-            hints.append(f'{name} (this node takes no QoS overrides; its inputs\' QoS is '
-                         f'{sensor_parameter("<modality>", "qos")} and qos_depth)')
+            hints.append(f'{name} (this node takes no QoS overrides; {qos_hint})')
         else:
             hints.append(f'{name} (did you mean {close[0]}?)' if close else name)
     return hints

@@ -43,6 +43,7 @@ from mmp_ros.core.parameters import (
     ParameterSpec,
     sensor_parameter,
     transports,
+    unknown_parameters,
 )
 from mmp_ros.dropout import DropoutEngine, FaultEvent, Received, Schedule, ScheduleError
 from mmp_ros.dropout.engine import (
@@ -101,6 +102,8 @@ class DropoutNode(Node):
             'sensors', list(MODALITIES),
             ParameterDescriptor(description='sensors to forward; a schedule may name only these'),
         ).value
+        self._warn_unknown_parameters(
+            [*self._parameters, *(sensor_parameter(s, 'transport') for s in sensors)])
         if not schedule_file:
             raise ScheduleError('parameter schedule_file is empty: give a dropout schedule')
         check_sensor_names(sensors)
@@ -152,6 +155,18 @@ class DropoutNode(Node):
         self.create_timer(TICK_PERIOD_S, self._on_tick)
         self.get_logger().info(schedule.describe())
         self._now()  # start the schedule now, unless simulated time has not begun
+
+    def _warn_unknown_parameters(self, known: list[str]) -> None:
+        """Name the values given (-p, --params-file) for parameters the node does not have, as
+        the segmentation node does: rclpy drops them without a word, so a misspelt
+        ``schedul_file`` or ``sede`` left the default in force unnoticed."""
+        unknown = unknown_parameters(
+            self._parameter_overrides, known,
+            qos_hint='its topics are sensor-data QoS, as a camera driver publishes')
+        if unknown:
+            self.get_logger().warning(
+                f'ignoring values for parameters this node does not have: {", ".join(unknown)}'
+            )
 
     def _declare_transport(self, sensor: str) -> str:
         """The ``sensors.<sensor>.transport`` parameter: the segmentation node's, of the same
