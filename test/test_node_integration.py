@@ -481,7 +481,8 @@ def test_mmp_ros_run_hands_the_ros_arguments_to_the_node(tiny_model):
 
 def test_a_node_renamed_with_ros_arguments_names_its_statuses_after_itself(tiny_model):
     # Two nodes (one per robot) on one /diagnostics are told apart by their names, as
-    # diagnostic_updater's statuses are; every node used to publish 'mmp_ros: <component>'.
+    # diagnostic_updater's statuses are, fully qualified outside the root namespace; every
+    # node used to publish 'mmp_ros: <component>'.
     from rclpy.context import Context
     from rclpy.executors import SingleThreadedExecutor
 
@@ -501,7 +502,8 @@ def test_a_node_renamed_with_ros_arguments_names_its_statuses_after_itself(tiny_
     )
     try:
         deadline = time.monotonic() + 60.0
-        while not any('mmp_front: rgb' in n for n in names) and time.monotonic() < deadline:
+        while not any('/front/mmp_front: rgb' in n for n in names) and (
+                time.monotonic() < deadline):
             assert node.poll() is None, node.stderr.read()
             executor.spin_once(timeout_sec=0.05)
     finally:
@@ -514,7 +516,7 @@ def test_a_node_renamed_with_ros_arguments_names_its_statuses_after_itself(tiny_
         probe.destroy_node()
         executor.shutdown(timeout_sec=0.0)
         rclpy.shutdown(context=context)
-    ours = [n for n in names if 'mmp_front: rgb' in n]
-    assert ours, f'no status named "mmp_front: rgb" within 60 s (names: {names[-1:]})'
+    ours = [n for n in names if '/front/mmp_front: rgb' in n]
+    assert ours, f'no status named "/front/mmp_front: rgb" within 60 s (names: {names[-1:]})'
     components = ('rgb', 'depth', 'polarization', 'thermal', 'model')
-    assert ours[-1] == {f'mmp_front: {c}' for c in components}
+    assert ours[-1] == {f'/front/mmp_front: {c}' for c in components}

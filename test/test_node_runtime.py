@@ -811,18 +811,19 @@ def test_a_remap_of_the_base_topic_applies_to_the_transport_topic():
         rclpy.shutdown(context=context)
 
 
-def test_nodes_of_one_name_in_two_namespaces_give_their_model_status_their_full_name():
-    # Their statuses share their names ('mmp_segmentation: model', as diagnostic_updater
-    # names them); the model's hardware_id was the node's name alone, the same for both.
+def test_nodes_of_one_name_in_two_namespaces_name_their_statuses_with_their_full_name():
+    # Their statuses used to share their names ('mmp_segmentation: rgb', as diagnostic_updater
+    # names them by default): rqt_robot_monitor and diagnostic_aggregator, which key statuses
+    # by name, showed one robot's rgb for both. The model's hardware_id was the node's name
+    # alone, the same for both, too.
     context = Context()
     rclpy.init(context=context)
     executor = SingleThreadedExecutor(context=context)
     probe = Node('mmp_test_diagnostics_probe', context=context)
-    hardware_ids: set[str] = set()
+    hardware_ids: dict[str, str] = {}
     probe.create_subscription(
         DiagnosticArray, '/diagnostics',
-        lambda msg: hardware_ids.update(s.hardware_id for s in msg.status
-                                        if s.name == 'mmp_segmentation: model'),
+        lambda msg: hardware_ids.update((s.name, s.hardware_id) for s in msg.status),
         output_qos(10))
     overrides = [Parameter('backend', value='onnxruntime'),
                  Parameter('diagnostics_period_s', value=0.05)]
@@ -833,7 +834,7 @@ def test_nodes_of_one_name_in_two_namespaces_give_their_model_status_their_full_
         for node in nodes:
             executor.add_node(node)
         deadline = time.monotonic() + 10.0
-        while len(hardware_ids) < 2 and time.monotonic() < deadline:
+        while len(hardware_ids) < 10 and time.monotonic() < deadline:
             executor.spin_once(timeout_sec=0.02)
     finally:
         for node in nodes:
@@ -841,4 +842,8 @@ def test_nodes_of_one_name_in_two_namespaces_give_their_model_status_their_full_
             node.destroy_node()
         executor.shutdown(timeout_sec=0.0)
         rclpy.shutdown(context=context)
-    assert hardware_ids == {'/robot1/mmp_segmentation', '/robot2/mmp_segmentation'}
+    components = ('rgb', 'depth', 'polarization', 'thermal', 'model')
+    assert set(hardware_ids) == {f'/{robot}/mmp_segmentation: {c}'
+                                 for robot in ('robot1', 'robot2') for c in components}
+    for robot in ('robot1', 'robot2'):
+        assert hardware_ids[f'/{robot}/mmp_segmentation: model'] == f'/{robot}/mmp_segmentation'

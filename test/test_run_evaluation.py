@@ -792,6 +792,36 @@ def test_the_statuses_read_are_those_of_one_node_named_by_component():
     assert 'holds no sensor status of the segmentation node' in nothing.notes[0]
 
 
+def test_nodes_of_one_name_in_two_namespaces_are_told_apart_by_namespace():
+    # Outside the root namespace a node's statuses begin with its fully qualified name; two
+    # robots' 'mmp_segmentation: rgb' used to be read as one node's.
+    from mmp_ros.core.health import status_node
+    from mmp_ros.evaluation.analysis import of_node
+
+    assert status_node('mmp_segmentation', '/') == 'mmp_segmentation'
+    assert status_node('mmp_front', '/robot1') == '/robot1/mmp_front'
+    nodes = ('/robot1/mmp_segmentation', '/robot2/mmp_segmentation')
+    statuses = [_status(S, f'{n}: {c}', state='OK', masked='false')
+                for n in nodes for c in ('rgb', 'depth')]
+    both = run_in_memory(Path('run'), [], [], statuses, [])
+    with pytest.raises(BagError, match='statuses of 2 segmentation nodes'):
+        of_node(both)
+    with pytest.raises(BagError, match=r'^--node mmp_segmentation: .* in several namespaces '
+                       r'\(/robot1/mmp_segmentation, /robot2/mmp_segmentation\): give '
+                       r'--namespace'):
+        of_node(both, 'mmp_segmentation')
+    for node, namespace in (('mmp_segmentation', '/robot2'), ('/robot2/mmp_segmentation', None)):
+        robot2 = of_node(both, node, namespace)
+        assert robot2.node == '/robot2/mmp_segmentation'
+        assert [s.name for s in robot2.statuses] == ['rgb', 'depth']
+    alone = run_in_memory(Path('run'), [], [], statuses[2:], [])
+    assert of_node(alone, 'mmp_segmentation').node == '/robot2/mmp_segmentation'
+    # recorded before statuses carried the namespace: the name alone, in any namespace
+    old = run_in_memory(Path('run'), [], [], [_status(S, 'mmp_front: rgb', state='OK',
+                                                      masked='false')], [])
+    assert of_node(old, 'mmp_front', '/front').node == 'mmp_front'
+
+
 def test_a_run_of_two_nodes_is_evaluated_for_the_node_named(tmp_path, capsys):
     # Two robots' nodes, renamed to be told apart on /diagnostics: the front one's rgb is
     # masked during the kill, the back one's never. Their statuses used to be mixed (both
@@ -835,6 +865,17 @@ def test_the_params_sections_of_the_node_evaluated_give_its_bounds(tmp_path, cap
         assert cli.run(args) == 0, capsys.readouterr().err
         (detection,) = json.loads((out / 'report.json').read_text())['detections']
         assert detection['bound_s'] == pytest.approx(bound)
+    # Statuses named as the node names them in a namespace, '/robot1/mmp_front: rgb': found
+    # by --namespace and --node, or by the fully qualified name, with the sections of
+    # /robot1/mmp_front either way.
+    bag = write_run(tmp_path / 'fq', namespace='/robot1', nodes={'/robot1/mmp_front': DIAGNOSTICS})
+    topics = cli.run_topics('/robot1', [])
+    for node, namespace in (('mmp_front', '/robot1'), ('/robot1/mmp_front', None)):
+        ev = evaluate_run(bag, node_params=[both], topics=topics, node=node,
+                          namespace=namespace).evaluation
+        assert ev.run.node == '/robot1/mmp_front'
+        (detection,) = ev.detections
+        assert detection.bound_s == pytest.approx(0.4)
 
 
 def test_a_single_renamed_node_is_found_without_node(tmp_path):

@@ -45,6 +45,18 @@ MAX_RATE_SAMPLES = 60_000
 MAX_REASON_CHARS = 500  # a bad message's reason, as /diagnostics and the log carry it
 
 
+def status_node(name: str, namespace: str) -> str:
+    """What the /diagnostics statuses of node ``name`` in ``namespace`` begin with
+    ('<node>: rgb'): the node's name in the root namespace ('mmp_segmentation', as
+    diagnostic_updater names statuses), its fully qualified name in any other
+    ('/robot1/mmp_segmentation', as diagnostic_updater's use_fqn does). Nodes of one name in
+    two namespaces share the absolute /diagnostics, and rqt_robot_monitor and
+    diagnostic_aggregator key statuses by name: without the namespace two robots' rgb
+    statuses were one."""
+    namespace = namespace.rstrip('/')
+    return f'{namespace}/{name}' if namespace else name
+
+
 class Level(IntEnum):
     """Severity, with the byte values of ``diagnostic_msgs/DiagnosticStatus``."""
 

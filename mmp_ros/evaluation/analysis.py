@@ -21,7 +21,7 @@ import numpy as np
 
 from mmp_ros.bags.errors import BagError
 from mmp_ros.bags.messages import Status
-from mmp_ros.core.health import HealthConfig
+from mmp_ros.core.health import HealthConfig, status_node
 from mmp_ros.core.metrics import Scores, confusion_matrix, scores
 from mmp_ros.evaluation.run import RunData
 from mmp_ros.modalities import MODALITIES
@@ -233,23 +233,34 @@ def sensor_status_node(status: Status) -> str | None:
     return None
 
 
-def of_node(run: RunData, node: str | None = None) -> RunData:
+def of_node(run: RunData, node: str | None = None, namespace: str | None = None) -> RunData:
     """``run`` with the statuses of segmentation node ``node`` alone, each named by its
     component ('rgb', 'model'). ``node`` None: the one node whose sensor statuses
-    (:func:`sensor_status_node`) the run holds, if any.
+    (:func:`sensor_status_node`) the run holds, if any. Outside the root namespace a node's
+    statuses begin with its fully qualified name (:func:`status_node`): ``node`` is found in
+    ``namespace``, or with ``namespace`` None in the one namespace that has a node so named
+    (or a fully qualified name itself); runs recorded by earlier versions name it alone.
 
     BagError where ``node`` is None and the run holds sensor statuses of several nodes (two
-    robots recorded together), or ``node`` is none of those it holds.
+    robots recorded together), or ``node`` is none of those it holds, or several.
     """
     found = sorted({n for s in run.statuses if (n := sensor_status_node(s)) is not None})
     topic = run.names.diagnostics
+    if node is not None:
+        named = [f for f in found if f == status_node(node, namespace or '/')] or [
+            f for f in found if f == node or (namespace is None and f.endswith(f'/{node}'))]
+        if len(named) > 1:
+            raise BagError(f'--node {node}: {topic} holds the statuses of nodes of that name '
+                           f'in several namespaces ({", ".join(named)}): give --namespace')
+        node = named[0] if named else node
     if node is None and len(found) > 1:
         raise BagError(f'{topic} holds the statuses of {len(found)} segmentation nodes '
                        f'({", ".join(found)}): name the one to evaluate with --node NAME')
     if node is not None and node not in found:
         held = f'those of {", ".join(found)}' if found else 'none of any'
         raise BagError(f'--node {node}: {topic} holds no sensor status of a segmentation node '
-                       f'named so ({held}); its statuses are named "{node}: <modality>"')
+                       f'named so ({held}); its statuses are named "{node}: <modality>", '
+                       'in a namespace "/<namespace>/{node}: <modality>"')
     notes = run.notes
     if node is None and found:
         node = found[0]
@@ -493,11 +504,12 @@ def _outcome(labels: np.ndarray, truth: np.ndarray, num_classes: int) -> Outcome
 
 def evaluate(run: RunData, health: Mapping[str, HealthConfig] | None = None,
              truth_tolerance_ns: int = TRUTH_TOLERANCE_NS, settle_ns: int = 0,
-             node: str | None = None) -> Evaluation:
+             node: str | None = None, namespace: str | None = None) -> Evaluation:
     """Score every published label image against the ground truth nearest its stamp.
 
-    The statuses read are those of the segmentation node ``node`` (:func:`of_node`: by
-    default the only one in the run); the evaluation's ``run`` holds them alone.
+    The statuses read are those of the segmentation node ``node`` in ``namespace``
+    (:func:`of_node`: by default the only one in the run); the evaluation's ``run`` holds
+    them alone.
 
     Each label image counts in the phase its anchor stamp falls in, and in the modality set
     the node's last /diagnostics before it arrived declared usable (the node publishes
@@ -511,7 +523,7 @@ def evaluate(run: RunData, health: Mapping[str, HealthConfig] | None = None,
     different scenes, which no real rig does. They still count in the overall figure and are
     reported on their own (``after_cut``).
     """
-    run = of_node(run, node)
+    run = of_node(run, node, namespace)
     origin_ns, faults = faults_from_events(run.events)
     end_ns = max(max(f.received_ns for f in run.labels), run.truth_stamps[-1],
                  run.statuses[-1].stamp_ns if run.statuses else 0)

@@ -111,7 +111,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--node', default=None, metavar='NAME',
                         help='the segmentation node whose /diagnostics statuses to read: they '
                         'are named "NAME: <modality>" (NAME: mmp_segmentation under the '
-                        'default node name, else the name given with -r __node:=NAME). '
+                        'default node name, else the name given with -r __node:=NAME), '
+                        'outside the root namespace "/NS/NAME: <modality>" (found in '
+                        '--namespace, or in the one namespace that has a node NAME). '
                         'Default: the only node whose statuses the bag holds; needed where it '
                         'holds several')
     parser.add_argument('--strip', type=Path, default=None,

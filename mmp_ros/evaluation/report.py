@@ -229,13 +229,19 @@ def evaluate_run(path: str | Path, *, node_params: Sequence[str | Path] = (),
     :func:`settle_after_cut_s` of those parameters; ``node``: the segmentation node whose
     statuses to read (:func:`~mmp_ros.evaluation.analysis.of_node`; None: the only one);
     ``namespace``: the node's (None: any). The sections of the parameter files read are those
-    ROS applies to ``node`` (None: ``mmp_segmentation``) in ``namespace``."""
-    health = node_health(node_params, node or NODE_NAME, namespace)
+    ROS applies to ``node`` (None: ``mmp_segmentation``) in ``namespace``, or in the namespace
+    of a fully qualified ``node`` ('/robot1/mmp_front')."""
+    name, node_namespace = node or NODE_NAME, namespace
+    if namespace is None and name.startswith('/'):
+        node_namespace, _, name = name.rpartition('/')
+        node_namespace = node_namespace or '/'
+    health = node_health(node_params, name, node_namespace)
     if settle_s == 'auto':
         settle_s = settle_after_cut_s(health)
     run = read_run(path, topics)
     try:
-        return RunReport(evaluate(run, health, settle_ns=round(settle_s * 1e9), node=node))
+        return RunReport(evaluate(run, health, settle_ns=round(settle_s * 1e9), node=node,
+                                         namespace=namespace))
     except BagError as exc:  # the fault timeline's: name the bag, as read_run's errors do
         raise BagError(f'{path}: {exc}') from exc
 

@@ -10,11 +10,11 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from mmp_ros.core.health import HealthStatus, Level, SensorState
 
 # Statuses are named '<node>: <component>', as diagnostic_updater names them: the sensors'
-# '<node>: <modality>', the model's '<node>: model'. <node> is the node's own name (no
-# namespace; 'mmp_segmentation' by default), so that nodes given names of their own
-# (-r __node:=mmp_front) can be told apart on /diagnostics. The model's hardware_id is the
-# node's fully qualified name ('/robot1/mmp_segmentation'), which tells apart the statuses of
-# nodes of one name in different namespaces.
+# '<node>: <modality>', the model's '<node>: model'. <node> is the node's own name in the root
+# namespace ('mmp_segmentation' by default), its fully qualified name in any other
+# ('/robot1/mmp_segmentation': mmp_ros.core.health.status_node), so that nodes of one name
+# in different namespaces, or given names of their own (-r __node:=mmp_front), can be told
+# apart on /diagnostics. The model's hardware_id is the node's fully qualified name.
 MODEL_STATUS = 'model'
 
 
@@ -26,7 +26,7 @@ def make_status(
     node: str, component: str, level: Level, message: str, hardware_id: str,
     values: Mapping[str, str] | None = None,
 ) -> DiagnosticStatus:
-    """``node``: the node's name, what the status's name begins with."""
+    """``node``: what the status's name begins with (:func:`~mmp_ros.core.health.status_node`)."""
     return DiagnosticStatus(
         level=bytes([int(level)]),
         name=status_name(node, component),

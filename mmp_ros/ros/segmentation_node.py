@@ -41,7 +41,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header, String
 
 from mmp_ros.core.assembler import FrameAssembler, FrameBundle
-from mmp_ros.core.health import HealthMonitor, HealthStatus, Level, SensorState
+from mmp_ros.core.health import HealthMonitor, HealthStatus, Level, SensorState, status_node
 from mmp_ros.core.latency import LatencyWindow, RecentRate, RecentShare
 from mmp_ros.core.parameters import (
     DECODER_PARAMETERS,
@@ -753,14 +753,13 @@ class SegmentationCore:
                 with self._lock:
                     self._qos_problems.pop(modality, None)
                 del qos_problems[modality]
-        node = self.get_name()
+        node = status_node(self.get_name(), self.get_namespace())
         messages = [
             sensor_status(node, statuses[m], frame_ids[m], qos_problems.get(m, ''))
             if m in statuses else not_in_model_status(node, m)
             for m in MODALITIES
         ]
-        # hardware_id: the node's fully qualified name, which nodes of one name in two
-        # namespaces (whose statuses have the same names) do not share.
+        # hardware_id: the node's fully qualified name, also in the root namespace.
         messages.append(make_status(node, MODEL_STATUS, model_level, model_message,
                                     self.get_fully_qualified_name(), model_values))
         self._pub_diagnostics.publish(
@@ -986,7 +985,7 @@ class ManagedSegmentationNode(SegmentationCore, LifecycleNode):
 
     def _publish_inactive_diagnostics(self) -> None:
         """One last /diagnostics: every status says the node is inactive, not failing."""
-        node = self.get_name()
+        node = status_node(self.get_name(), self.get_namespace())
         values = {'lifecycle_state': 'inactive'}
         messages = [
             make_status(node, m, Level.OK, self.INACTIVE, self._frame_ids.get(m, ''), values)
