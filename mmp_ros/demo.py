@@ -63,6 +63,10 @@ STOP_TIMEOUT_S = 15.0
 # How the cameras travel, as `mmp_ros synth-bag --transport` records them: raw
 # sensor_msgs/Image, or image_transport's compressed topics (depth on compressedDepth).
 TRANSPORTS = ('raw', 'compressed')
+# `mmp_ros synth-bag --rgb-format` (the compressed transport's for RGB; default jpeg) and
+# `--depth-encoding` (default 16UC1).
+RGB_FORMATS = ('jpeg', 'png')
+DEPTH_ENCODINGS = ('16UC1', '32FC1')
 
 
 def sensor_transports(transport: str = 'raw') -> dict[str, str]:
@@ -353,6 +357,22 @@ def schedule_span(path: Path) -> tuple[float, float]:
     return (min(f.start_s for f in schedule.faults), max(f.end_s for f in schedule.faults))
 
 
+def synth_bag_config(args: argparse.Namespace, duration_s: float):
+    """The synthetic bag's ``SynthBagConfig`` from the demo's options; DemoError naming the
+    option where it cannot be made."""
+    from training.data.synth_bag import SynthBagConfig
+
+    if args.rgb_format is not None and args.transport == 'raw':
+        raise DemoError(f'--rgb-format {args.rgb_format}: only with --transport compressed '
+                        '(raw images are not compressed)')
+    try:
+        return SynthBagConfig(duration_s=duration_s, scene_seconds=args.scene_seconds,
+                              size=tuple(args.size), transport=args.transport,
+                              rgb_format=args.rgb_format, depth_encoding=args.depth_encoding)
+    except ValueError as exc:
+        raise DemoError(f'--size/--scene-seconds: {exc}') from None
+
+
 def run_demo(args: argparse.Namespace) -> int:
     started = time.monotonic()
     paths = DemoPaths(Path(args.out))
@@ -362,22 +382,20 @@ def run_demo(args: argparse.Namespace) -> int:
     if first_fault < 2.0:
         raise DemoError(f'{schedule}: the first fault starts at {first_fault:g} s; the demo '
                         'needs 2 s after the simulator starts to start the player')
-    from training.data.synth_bag import SynthBagConfig, write_synth_bag
+    from training.data.synth_bag import write_synth_bag
 
     bag_seconds = last_end + TAIL_S + LEAD_S
-    try:  # checked before anything of an earlier demo is removed
-        bag_config = SynthBagConfig(duration_s=bag_seconds, scene_seconds=args.scene_seconds,
-                                    size=tuple(args.size), transport=args.transport)
-    except ValueError as exc:
-        raise DemoError(f'--size/--scene-seconds: {exc}') from None
+    bag_config = synth_bag_config(args, bag_seconds)  # before an earlier demo is removed
     paths.clear()
     env = demo_environment()
     os.environ.update({k: env[k] for k in ('ROS_AUTOMATIC_DISCOVERY_RANGE', 'ROS_DOMAIN_ID')})
 
     print(f'[demo] model {model}; schedule {schedule.name}; ROS_DOMAIN_ID '
           f'{env["ROS_DOMAIN_ID"]}, loopback only')
+    compressed = (f', image_transport compressed topics (RGB {bag_config.compression("rgb")})'
+                  if args.transport != 'raw' else '')
     print(f'[demo] rendering a {bag_seconds:.0f} s synthetic bag ({args.size[0]}x{args.size[1]}'
-          f'{"" if args.transport == "raw" else ", image_transport compressed topics"})')
+          f', depth {args.depth_encoding}{compressed})')
     write_synth_bag(paths.synth_bag, bag_config)
 
     children: list[Child] = []
@@ -565,6 +583,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         'simulator to the node and the recording: /<m>/image/compressed '
                         '(RGB JPEG, polarization and thermal PNG) and '
                         '/depth/image/compressedDepth (default raw)')
+    parser.add_argument('--rgb-format', choices=RGB_FORMATS, default=None,
+                        help='with --transport compressed: RGB as jpeg (default) or png '
+                        '(lossless), as mmp_ros synth-bag --rgb-format')
+    parser.add_argument('--depth-encoding', choices=DEPTH_ENCODINGS, default='16UC1',
+                        help='depth as 16UC1 (millimetres, 0: no reading; default) or 32FC1 '
+                        '(metres, NaN: no reading), as mmp_ros synth-bag --depth-encoding; '
+                        'over --transport compressed both travel as compressedDepth PNG')
     parser.add_argument('--strip', type=Path, default=None,
                         help='also write the image strip here (e.g. docs/img/demo_strip.png)')
 

@@ -168,6 +168,33 @@ def test_a_bad_camera_size_stops_the_demo_and_keeps_the_last_one(tmp_path, capsy
     assert (out / 'report').is_dir()
 
 
+def test_the_bag_takes_the_rgb_format_and_depth_encoding_synth_bag_offers(tmp_path, capsys):
+    # synth-bag --rgb-format png / --depth-encoding 32FC1 had no way through the demo: its
+    # bag was always RGB JPEG and depth 16UC1.
+    import argparse
+
+    from training.data import synth_bag
+
+    assert (demo.RGB_FORMATS, demo.DEPTH_ENCODINGS) == (synth_bag.RGB_FORMATS,
+                                                         synth_bag.DEPTH_ENCODINGS)
+    parser = argparse.ArgumentParser()
+    demo.add_arguments(parser)
+    args = parser.parse_args(['--transport', 'compressed', '--rgb-format', 'png',
+                              '--depth-encoding', '32FC1'])
+    config = demo.synth_bag_config(args, 2.0)
+    assert (config.compression('rgb'), config.depth_encoding) == ('png', '32FC1')
+    default = demo.synth_bag_config(parser.parse_args([]), 2.0)
+    assert (default.rgb_format, default.depth_encoding) == (None, '16UC1')
+    model = tmp_path / 'model.onnx'
+    model.write_bytes(b'not read before the bag is configured')
+    out = tmp_path / 'o'
+    (out / 'report').mkdir(parents=True)  # an earlier demo's report
+    assert demo.main(['--model', str(model), '--out', str(out), '--rgb-format', 'png']) == 2
+    assert capsys.readouterr().err == ('mmp_ros demo: --rgb-format png: only with --transport '
+                                       'compressed (raw images are not compressed)\n')
+    assert (out / 'report').is_dir()
+
+
 def test_an_output_folder_that_is_a_file_is_named(tmp_path, capsys):
     model = tmp_path / 'model.onnx'
     model.write_bytes(b'not read before the output folder is made')
