@@ -11,10 +11,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Loopback-only DDS and a random domain per run: runs never hear each other and
-# nothing leaves this machine (DESIGN §7).
+# Loopback-only DDS: nothing leaves this machine (DESIGN §7). The tests and the demo each
+# hold a ROS_DOMAIN_ID of their own unless one is set (mmp_ros.dds.reserve_domain_id), so
+# runs never hear each other.
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
-export ROS_DOMAIN_ID ?= $(shell $(PYTHON) -c 'import random; print(random.randint(1, 100))')
 export AMENT_PREFIX_PATH ?= $(abspath $(VENV))
 PYTEST_ARGS ?=
 

@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import fcntl
 import os
+import random
 import re
+import tempfile
 import time
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from mmp_ros.errors import InputError
 
 PROFILE_ENV = 'FASTDDS_DEFAULT_PROFILES_FILE'
 # Fast DDS 2.x name; Fast DDS 3 still honours it (with a deprecation warning), so a user who
@@ -28,6 +32,12 @@ DOMAIN_ENV = 'ROS_DOMAIN_ID'
 # Fast DDS's UDP ports are 7400 + 250 * domain + small offsets: past domain 232 they exceed
 # 65535, and the process exits (status 1, one Fast DDS log line) at its first node.
 MAX_DOMAIN_ID = 232
+# The domains a process that needs one of its own picks from: those whose Fast DDS ports stay
+# clear of Linux's ephemeral ports (32768-60999), 1..101 and 215..232; not 0, every ROS
+# graph's default.
+OWN_DOMAINS = (*range(1, 102), *range(215, MAX_DOMAIN_ID + 1))
+DOMAIN_LOCK = 'mmp_ros_domain_{}.lock'
+_reserved: dict[int, int] = {}  # domain -> the descriptor whose lock reserves it
 
 # Installed inside the package (setup.py package_data), never zipped: Fast DDS needs a real
 # file path.
@@ -113,6 +123,43 @@ def domain_id_problem(env: MutableMapping[str, str] | None = None) -> str | None
         f'{DOMAIN_ENV}={domain} is outside 0..{MAX_DOMAIN_ID}, the domains whose UDP ports '
         'Fast DDS can compute (7400 + 250 x domain)'
     )
+
+
+def reserve_domain_id(env: MutableMapping[str, str] | None = None, *,
+                      domains: tuple[int, ...] = OWN_DOMAINS,
+                      lock_dir: str | Path | None = None) -> str:
+    """``env``'s ``ROS_DOMAIN_ID``: the user's where set, else one of ``domains`` that no
+    other process on this machine holds, set in ``env`` (``os.environ`` unless given).
+
+    A domain is held by an exclusive lock (``flock``) on ``<lock_dir>/mmp_ros_domain_<id>.lock``
+    (``lock_dir``: the temporary folder) that this process keeps until it exits, however it
+    ends; the children it starts with ``env`` share it. Test sessions, demos and benchmarks
+    started at once picked a random domain each, and two could pick the same one and hear
+    each other's nodes. InputError where every one of ``domains`` is held.
+    """
+    env = os.environ if env is None else env
+    if env.get(DOMAIN_ENV):
+        return env[DOMAIN_ENV]
+    folder = Path(tempfile.gettempdir() if lock_dir is None else lock_dir)
+    held = [d for d in _reserved if d in domains]  # this process's: it shares it
+    for domain in held or random.sample(domains, len(domains)):
+        if domain not in _reserved:
+            try:
+                fd = os.open(folder / DOMAIN_LOCK.format(domain), os.O_RDONLY | os.O_CREAT,
+                             0o644)
+            except OSError:  # another user's, unreadable
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # held by another process
+                os.close(fd)
+                continue
+            _reserved[domain] = fd
+        env[DOMAIN_ENV] = str(domain)
+        return env[DOMAIN_ENV]
+    raise InputError(
+        f'all {len(domains)} ROS domains mmp_ros picks from are held by other processes '
+        f'({folder / DOMAIN_LOCK.format("*")}): set {DOMAIN_ENV} to one of your own')
 
 
 def rmw_problem(env: MutableMapping[str, str] | None = None) -> str | None:

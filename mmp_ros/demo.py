@@ -22,15 +22,15 @@ own, so Ctrl-C reaches this process only, which stops the children in order: the
 first, the recorder last, so the recorded bag is always closed properly and readable. A
 second Ctrl-C (or SIGTERM) while they stop kills those left at once.
 
-DDS stays on loopback (``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``) on a random
-``ROS_DOMAIN_ID`` unless one is set, so two demos never hear each other.
+DDS stays on loopback (``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``) on a ``ROS_DOMAIN_ID``
+that no other demo or test run on this machine holds, unless one is set, so two demos never
+hear each other.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import random
 import shlex
 import shutil
 import signal
@@ -42,6 +42,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from mmp_ros.dds import reserve_domain_id
 from mmp_ros.modalities import MODALITIES
 from mmp_ros.share import share_file
 
@@ -200,10 +201,11 @@ def evaluate_command(paths: DemoPaths) -> str:
 
 
 def demo_environment() -> dict[str, str]:
-    """Loopback-only DDS on a random domain (unless set), and this checkout importable."""
+    """Loopback-only DDS on a domain this process holds (unless set: :func:`reserve_domain_id`),
+    and this checkout importable."""
     env = dict(os.environ)
     env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
-    env.setdefault('ROS_DOMAIN_ID', str(random.randint(1, 100)))
+    reserve_domain_id(env)
     env['PYTHONPATH'] = os.pathsep.join(p for p in (str(REPO), env.get('PYTHONPATH')) if p)
     env.setdefault('PYTHONUNBUFFERED', '1')
     return env

@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import queue
-import random
 import signal
 import subprocess
 import sys
@@ -39,6 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the package of this checkout, as its children get it
 
 from mmp_ros.cli import non_negative_int, positive_float, positive_int  # noqa: E402
+from mmp_ros.dds import reserve_domain_id  # noqa: E402
 from mmp_ros.errors import InputError, output_file  # noqa: E402
 
 MODALITIES = ('rgb', 'depth', 'polarization', 'thermal')
@@ -130,7 +130,7 @@ def bench(parser: argparse.ArgumentParser, args: argparse.Namespace, scratch: Pa
     """The benchmark of ``main``'s checked ``args``; ``scratch``: a folder for the
     --random-model's export."""
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
-    os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(101, 200)))
+    reserve_domain_id()
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.node import Node

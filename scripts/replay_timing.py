@@ -11,20 +11,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-# Loopback only, a domain of its own (set before rclpy is imported).
-os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
-os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(1, 100)))
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the package of this checkout, as the player child gets it
 
 from mmp_ros.cli import positive_float  # noqa: E402
+from mmp_ros.dds import reserve_domain_id  # noqa: E402
+
+# Loopback only, a domain of its own (set before rclpy is imported).
+os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+reserve_domain_id()
 
 
 def receive_replay(bag: Path, stamps: list[int], rate: float) -> tuple[dict, dict]:

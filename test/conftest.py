@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import random
 import signal
 import sys
 from collections.abc import Iterator
@@ -14,9 +13,12 @@ from types import ModuleType
 
 import pytest
 
-# Before anything imports rclpy: never leave loopback, never hear another run.
+from mmp_ros.dds import reserve_domain_id
+
+# Before anything imports rclpy: never leave loopback, never hear another run (a domain this
+# session holds for itself, unless ROS_DOMAIN_ID is set).
 os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
-os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(1, 100)))
+reserve_domain_id()
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / 'shared' / 'data' / 'real'

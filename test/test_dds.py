@@ -7,6 +7,7 @@ import fcntl
 import os
 import subprocess
 import sys
+import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -21,11 +22,24 @@ from mmp_ros.dds import (
     STALE_AFTER_S,
     apply_dds_profile,
     remove_stale_shm_segments,
+    reserve_domain_id,
     rmw_problem,
 )
 
 REPO = Path(__file__).resolve().parents[1]
 NS = {'f': 'http://www.eprosima.com'}
+# A process that reserves a domain of 7 and 8 in a lock folder, prints it, and holds it until
+# its stdin closes.
+RESERVE = """
+import sys
+from mmp_ros.dds import reserve_domain_id
+env = {}
+try:
+    print(reserve_domain_id(env, domains=(7, 8), lock_dir=sys.argv[1]), flush=True)
+except Exception as exc:
+    print(exc, flush=True)
+sys.stdin.read()
+"""
 
 
 def test_defaults_profile_and_middleware_when_unset():
@@ -254,3 +268,48 @@ def test_a_killed_participants_segment_is_removed_and_a_live_ones_kept():
         child.kill()
     remove_stale_shm_segments()
     assert not segment.exists() and not lock.exists()
+
+
+def test_processes_reserving_a_domain_at_once_get_different_ones(tmp_path):
+    # Each test session, demo and benchmark picked random.randint(1, 100): two started at once
+    # could pick the same domain and hear each other's nodes (cross-talk was seen in CI).
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+
+    def start() -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, '-c', RESERVE, str(tmp_path)], env=env,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    first, second = start(), start()  # at once
+    try:
+        assert {first.stdout.readline().strip(), second.stdout.readline().strip()} == {'7', '8'}
+        third = start()
+        message = third.communicate('', timeout=30)[0]
+        assert message.startswith('all 2 ROS domains mmp_ros picks from are held by other '
+                                  'processes'), message
+        first.communicate('', timeout=30)  # its end releases its domain
+        fourth = start()
+        taken = fourth.stdout.readline().strip()
+        fourth.communicate('', timeout=30)
+        assert taken in ('7', '8')
+    finally:
+        for process in (first, second):
+            if process.poll() is None:
+                process.communicate('', timeout=30)
+
+
+def test_a_domain_the_user_set_is_kept_and_the_range_is_fast_ddss_portable_one(tmp_path):
+    from mmp_ros.dds import OWN_DOMAINS
+
+    env = {'ROS_DOMAIN_ID': '42'}
+    assert reserve_domain_id(env, lock_dir=tmp_path) == '42' and not list(tmp_path.iterdir())
+    assert set(OWN_DOMAINS) == {*range(1, 102), *range(215, 233)}
+    # this session's own, held by it unless set by the user: another process cannot take it
+    domain = int(os.environ['ROS_DOMAIN_ID'])
+    from mmp_ros import dds
+
+    if domain in dds._reserved:
+        held = subprocess.run(
+            [sys.executable, '-c', RESERVE.replace('(7, 8)', f'({domain},)'),
+             tempfile.gettempdir()], env=dict(os.environ, PYTHONPATH=str(REPO)), input='',
+            capture_output=True, text=True, timeout=30)
+        assert held.stdout.startswith('all 1 ROS domains'), held.stdout

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from mmp_ros.cli import positive_float, positive_int
-from mmp_ros.dds import apply_dds_profile, domain_id_problem
+from mmp_ros.dds import apply_dds_profile, domain_id_problem, reserve_domain_id
 from mmp_ros.errors import InputError
 
 DISCOVERY_TIMEOUT_S = 20.0
@@ -98,7 +98,7 @@ def measure(
     # A benchmark between two local processes must neither reach other machines nor disturb
     # a running graph: loopback discovery, and a domain of its own unless one is given.
     env.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
-    env.setdefault('ROS_DOMAIN_ID', str(random.randint(1, 100)))
+    reserve_domain_id(env)
     setup = apply_dds_profile(env, profile=profile)
     print(f'bench-dds: {setup.describe()}', file=sys.stderr)
     problem = domain_id_problem(env)
