@@ -243,3 +243,41 @@ def test_a_destroyed_managed_node_leaves_the_graph_at_once():
         probe.destroy_node()
     finally:
         rclpy.shutdown(context=context)
+
+
+def test_the_managed_node_has_its_parameters_while_unconfigured_and_configure_reads_them():
+    """They were declared at the first configure: unconfigured, `ros2 param list` showed
+    none of them and `ros2 param get/set` were refused (undeclared), so a lifecycle manager's
+    bringup could not look at or tune the node before configuring it."""
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.parameter import Parameter
+
+    from mmp_ros.ros.segmentation_node import ManagedSegmentationNode, NodeStartError
+
+    def managed(**given):
+        given = {'backend': 'onnxruntime', 'model_file_path': str(SHIPPED_MODEL), **given}
+        return ManagedSegmentationNode(context=context, parameter_overrides=[
+            Parameter(name, value=value) for name, value in given.items()])
+
+    context = Context()
+    rclpy.init(context=context)
+    try:
+        node = managed(max_rate_hz=5)
+        try:
+            assert node.get_parameter('max_rate_hz').value == 5.0  # from --ros-args
+            assert node.get_parameter('model_file_path').value == str(SHIPPED_MODEL)
+            assert node.get_parameter('sensors.thermal.enabled').value is True  # the default
+            assert node.set_parameters_atomically(  # what `ros2 param set` calls
+                [Parameter('max_rate_hz', value=7.5)]).successful
+            refused = node.set_parameters_atomically(
+                [Parameter('sensors.rgb.rate_warn_ratio', value=0.1)])
+            assert not refused.successful and 'rate_warn_ratio' in refused.reason
+            assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+            assert node._values['max_rate_hz'] == 7.5  # configure read the value set
+        finally:
+            node.destroy_node()
+        # A value given at start that is invalid: refused as the plain node refuses it.
+        with pytest.raises(NodeStartError, match="max_rate_hz must be a number, got a string"):
+            managed(max_rate_hz='abc')
+    finally:
+        rclpy.shutdown(context=context)

@@ -205,19 +205,24 @@ class SegmentationCore:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._time_jump_handle = None
-        self._parameter_callbacks = False
         self._configured = False  # the model and the state of the sensors exist
 
-    def _configure(self) -> None:
-        """Parameters, the model and the core state, publishers: everything but the input
-        and the worker threads. Raises :class:`NodeStartError` for what the user must fix."""
-        self._lock = threading.Lock()
+    def _declare(self) -> None:
+        """Declare and validate the parameters, with the callbacks that check each change:
+        as the node is constructed, the managed node's too (unconfigured, ``ros2 param``
+        lists, gets and sets them). Raises :class:`NodeStartError` for a value given at
+        start (-p, --params-file) that is invalid."""
         self._specs = all_parameters(MODALITIES)
         self._values = self._declare_parameters()
-        if not self._parameter_callbacks:  # parameters stay declared through a cleanup
-            self._parameter_callbacks = True
-            self.add_pre_set_parameters_callback(self._integers_as_floats)
-            self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.add_pre_set_parameters_callback(self._integers_as_floats)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+    def _configure(self) -> None:
+        """The parameters' values, the model and the core state, publishers: everything but
+        the input and the worker threads. Raises :class:`NodeStartError` for what the user
+        must fix."""
+        self._lock = threading.Lock()
+        self._values = {name: self._parameter_value(name) for name in self._specs}
         self._backend = self._create_backend()
         self.metadata: ModelMetadata = self._backend.metadata
         self.modalities = self.metadata.modalities
@@ -286,7 +291,7 @@ class SegmentationCore:
         """Declare every parameter once (descriptor from the table) and validate them all."""
         overrides = getattr(self, '_parameter_overrides', {})
         overrides.update((p.name, p) for p in self._integers_as_floats(list(overrides.values())))
-        # A configure after a cleanup finds them declared, with their current values.
+        # Those rclpy declares for every node (use_sim_time) are its own to check.
         overrides = {n: p for n, p in overrides.items() if not self.has_parameter(n)}
         problem = self._type_problem(overrides.values())
         if problem:  # rclpy's refusal says 'expecting type 'DOUBLE'' and the name twice
@@ -877,6 +882,7 @@ class SegmentationNode(SegmentationCore, Node):
         super().__init__(NODE_NAME, **kwargs)
         self._init_core()
         try:
+            self._declare()
             self._configure()
             self._activate()
         except BaseException:
@@ -888,8 +894,9 @@ class ManagedSegmentationNode(SegmentationCore, LifecycleNode):
     """The segmentation node as a managed (lifecycle) node, for lifecycle managers and
     ``ros2 lifecycle set``; docs/node.md says what each transition does.
 
-    It starts unconfigured, with no parameters declared and nothing loaded. configure:
-    parameters, the model, the publishers (lifecycle publishers: they drop what is published
+    It starts unconfigured, with its parameters declared (and a value given at start that is
+    invalid refused, as by the plain node) and nothing loaded. configure: the parameters'
+    values, the model, the publishers (lifecycle publishers: they drop what is published
     while the node is not active); a model or parameter problem fails the transition with its
     reason logged, and the node stays unconfigured. activate: label info, the sensor
     subscriptions and the worker threads, sensor health starting afresh. deactivate: the
@@ -905,6 +912,11 @@ class ManagedSegmentationNode(SegmentationCore, LifecycleNode):
         self._init_core()
         self._image_subscriptions: dict[str, Any] = {}
         self._lifecycle_publishers: list[Any] = []
+        try:
+            self._declare()
+        except BaseException:
+            self.destroy_node()
+            raise
 
     def _create_output_publisher(self, msg_type, topic: str, qos):
         publisher = self.create_lifecycle_publisher(msg_type, topic, qos)
