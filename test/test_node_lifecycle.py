@@ -281,3 +281,51 @@ def test_the_managed_node_has_its_parameters_while_unconfigured_and_configure_re
             managed(max_rate_hz='abc')
     finally:
         rclpy.shutdown(context=context)
+
+
+def test_a_parameter_the_plain_node_takes_only_at_start_is_set_while_unconfigured(tmp_path):
+    """model_file_path, backend, qos, ... were read-only in every state: a lifecycle
+    reconfigure (cleanup, set, configure) could not run another model or change a sensor's
+    QoS, only a restart of the process. Configured, they are refused with the way to do it."""
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.parameter import Parameter
+    from rclpy.qos import ReliabilityPolicy
+
+    from mmp_ros.ros.segmentation_node import ManagedSegmentationNode
+
+    other = tmp_path / 'other.onnx'
+    shutil.copy(SHIPPED_MODEL, other)
+    context = Context()
+    rclpy.init(context=context)
+    try:
+        node = ManagedSegmentationNode(context=context, parameter_overrides=[
+            Parameter('backend', value='onnxruntime'),
+            Parameter('model_file_path', value=str(tmp_path / 'missing.onnx'))])
+        try:
+            assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+            # Unconfigured: fixed, in words for a wrong type, and taken by the next configure.
+            assert node.set_parameters_atomically(
+                [Parameter('model_file_path', value=str(other))]).successful
+            refused = node.set_parameters_atomically([Parameter('cache_depth', value=2.5)])
+            assert refused.reason == (
+                'cache_depth must be an integer, got a floating-point number 2.5')
+            assert node.set_parameters_atomically(
+                [Parameter('sensors.rgb.qos', value='reliable')]).successful
+            assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+            assert node._model_path == str(other)
+            assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+            assert node._image_subscriptions['rgb'].qos_profile.reliability == (
+                ReliabilityPolicy.RELIABLE)
+            # Configured: refused, saying how.
+            refused = node.set_parameters_atomically(
+                [Parameter('model_file_path', value=str(SHIPPED_MODEL))])
+            assert not refused.successful
+            assert refused.reason.startswith('model_file_path: read by configure, settable only '
+                                             'while the node is unconfigured (ros2 lifecycle set')
+            assert node.get_parameter('model_file_path').value == str(other)
+            assert node.set_parameters_atomically(  # the run-time ones as before
+                [Parameter('max_rate_hz', value=3.0)]).successful
+        finally:
+            node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)

@@ -306,7 +306,7 @@ class SegmentationCore:
                     spec.check(spec.plain(parameter.value))
             for name, spec in self._specs.items():
                 if not self.has_parameter(name):
-                    self.declare_parameter(name, spec.default, descriptor(spec))
+                    self.declare_parameter(name, spec.default, self._descriptor(spec))
             values = {name: self._parameter_value(name) for name in self._specs}
             validate(values)
         except (ParameterError, ParameterException) as exc:
@@ -321,6 +321,9 @@ class SegmentationCore:
                 f'ignoring values for parameters this node does not have: {", ".join(unknown)}'
             )
         return values
+
+    def _descriptor(self, spec: ParameterSpec) -> ParameterDescriptor:
+        return descriptor(spec)
 
     def _integers_as_floats(self, parameters: list[Parameter]) -> list[Parameter]:
         """A whole number for a float parameter (``-p max_rate_hz:=5``, ``expected_rate_hz:
@@ -357,7 +360,8 @@ class SegmentationCore:
 
     def _type_refusal(self, parameters: list[Parameter]) -> SetParametersResult | None:
         specs = getattr(self, '_specs', {})  # empty while rclpy's Node.__init__ runs
-        ours = [p for p in parameters if p.name in specs and not specs[p.name].read_only]
+        ours = [p for p in parameters if p.name in specs and self.has_parameter(p.name)
+                and not self.describe_parameter(p.name).read_only]
         problem = self._type_problem(self._integers_as_floats(ours)) if ours else ''
         return SetParametersResult(successful=False, reason=problem) if problem else None
 
@@ -828,6 +832,12 @@ class SegmentationCore:
                 # callbacks take it; a name declared by no one never gets this far.
                 continue
             changes[parameter.name] = self._specs[parameter.name].plain(parameter.value)
+        fixed = [name for name in changes if self._specs[name].read_only]
+        if fixed and self._configured:  # the managed node's: rclpy refuses the plain node's
+            return SetParametersResult(successful=False, reason=(
+                f'{", ".join(fixed)}: read by configure, settable only while the node is '
+                f'unconfigured (ros2 lifecycle set {self.get_fully_qualified_name()} '
+                'deactivate, cleanup; set it; configure, activate)'))
         merged = {**self._values, **changes}
         try:
             validate(merged)
@@ -902,7 +912,8 @@ class ManagedSegmentationNode(SegmentationCore, LifecycleNode):
     subscriptions and the worker threads, sensor health starting afresh. deactivate: the
     threads stop, the subscriptions go, one last /diagnostics says so, and nothing more is
     published. cleanup: the publishers and the backend go, so that configure can run again
-    (the parameters stay declared, with their values). shutdown: whatever of that applies.
+    (the parameters stay declared, with their values; those the plain node takes only at
+    start can be set while unconfigured). shutdown: whatever of that applies.
     """
 
     INACTIVE = 'inactive (lifecycle): sensors not subscribed, nothing published until activated'
@@ -917,6 +928,16 @@ class ManagedSegmentationNode(SegmentationCore, LifecycleNode):
         except BaseException:
             self.destroy_node()
             raise
+
+    def _descriptor(self, spec: ParameterSpec) -> ParameterDescriptor:
+        """A parameter fixed at the plain node's start is read by configure here: settable
+        while unconfigured, so that a lifecycle reconfigure (cleanup, set, configure) can
+        change it, and refused by _on_set_parameters once configured."""
+        desc = descriptor(spec)
+        if spec.read_only:
+            desc.read_only = False
+            desc.description += ' Settable only while unconfigured (managed node).'
+        return desc
 
     def _create_output_publisher(self, msg_type, topic: str, qos):
         publisher = self.create_lifecycle_publisher(msg_type, topic, qos)
