@@ -329,3 +329,47 @@ def test_a_parameter_the_plain_node_takes_only_at_start_is_set_while_unconfigure
             node.destroy_node()
     finally:
         rclpy.shutdown(context=context)
+
+
+def test_an_inference_that_outlasts_deactivate_publishes_nothing_after_it(operator, monkeypatch):
+    """deactivate waits JOIN_TIMEOUT_S (5 s) for the inference in flight: with the shipped
+    model at most about 0.15 s on two CPU cores. A run that outlasted it (a model taking
+    longer than that per frame) published its labels once the node was active again, stamped
+    before the deactivation, though the log said that what it publishes is dropped."""
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.parameter import Parameter
+
+    from mmp_ros.ros.segmentation_node import ManagedSegmentationNode
+
+    monkeypatch.setattr(ManagedSegmentationNode, 'JOIN_TIMEOUT_S', 0.1)
+    node = ManagedSegmentationNode(context=operator.context, parameter_overrides=[
+        Parameter('backend', value='onnxruntime'),
+        Parameter('model_file_path', value=str(SHIPPED_MODEL)),
+        *(Parameter(f'sensors.{m}.enabled', value=False)
+          for m in ('depth', 'polarization', 'thermal'))])
+    operator.executor_.add_node(node)
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        infer, started, release = node._backend.infer, threading.Event(), threading.Event()
+
+        def slow_first(*args):  # the first run outlasts the deactivation
+            if not started.is_set():
+                started.set()
+                release.wait(5.0)
+            return infer(*args)
+
+        node._backend.infer = slow_first
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        operator.wait(started.is_set, 10.0, 'the first inference')
+        assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        reactivated = time.monotonic()
+        release.set()  # it ends while the node is active again; no frame comes since
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            operator.executor_.spin_once(timeout_sec=0.02)
+        assert operator.labels_since(reactivated) == 0
+    finally:
+        release.set()
+        operator.executor_.remove_node(node)
+        node.destroy_node()

@@ -639,7 +639,7 @@ class SegmentationCore:
                 break
             last_run = time.monotonic()
             try:
-                self._infer_latest()
+                self._infer_latest(stop)
             except Exception as exc:  # a failed run must not end the worker
                 if not self.context.ok():
                     break  # shutting down: publishers are gone
@@ -664,7 +664,7 @@ class SegmentationCore:
             self._retime.wait(wait)
             self._retime.clear()
 
-    def _infer_latest(self) -> None:
+    def _infer_latest(self, stop: threading.Event) -> None:
         with self._lock:
             clock_now = self.get_clock().now()
             now = clock_now.nanoseconds * 1e-9
@@ -677,6 +677,8 @@ class SegmentationCore:
         frames = {m: stamped.frame for m, stamped in bundle.frames.items()}
         inputs, available = build_inputs(frames, self.metadata)
         labels, confidence = self._backend.infer(inputs, available)
+        if stop.is_set():  # stopped meanwhile: not for a later activation (or configuration)
+            return
         # The resolution of the camera whose frame_id the outputs carry: labels at one
         # camera's size under another's frame would not line up with either.
         size = image_sizes[bundle.camera]
