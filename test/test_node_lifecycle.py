@@ -6,6 +6,7 @@ prove an absence (no labels while the node is not active)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -37,17 +38,19 @@ pytestmark = pytest.mark.ros
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED_MODEL = REPO / 'models' / 'tiny_mmp.onnx'
+LAUNCH_FILE = 'mmp_segmentation.launch.py'
 NODE = 'mmp_segmentation'
 RGB_ONLY = ['-p', 'backend:=onnxruntime', '-p', 'sensors.depth.enabled:=false',
             '-p', 'sensors.polarization.enabled:=false', '-p', 'sensors.thermal.enabled:=false']
 
 
 class Stream:
-    """A process's stderr, collected line by line while it runs."""
+    """A process's stderr (or ``pipe``), collected line by line while it runs."""
 
-    def __init__(self, process: subprocess.Popen) -> None:
+    def __init__(self, process: subprocess.Popen, pipe=None) -> None:
         self.lines: list[str] = []
-        threading.Thread(target=lambda: self.lines.extend(process.stderr), daemon=True).start()
+        pipe = process.stderr if pipe is None else pipe
+        threading.Thread(target=lambda: self.lines.extend(pipe), daemon=True).start()
 
     @property
     def text(self) -> str:
@@ -373,3 +376,60 @@ def test_an_inference_that_outlasts_deactivate_publishes_nothing_after_it(operat
         release.set()
         operator.executor_.remove_node(node)
         node.destroy_node()
+
+
+def launch_prefix(root: Path) -> Path:
+    """An install prefix of this checkout as setup.py's data_files and console scripts lay
+    it out (ament index entry, share/mmp_ros, lib/mmp_ros/<executable>), for launch_ros to
+    find the package and its executables in."""
+    (root / 'share' / 'ament_index' / 'resource_index' / 'packages').mkdir(parents=True)
+    (root / 'share' / 'ament_index' / 'resource_index' / 'packages' / 'mmp_ros').touch()
+    share = root / 'share' / 'mmp_ros'
+    share.mkdir()
+    for folder in ('launch', 'config', 'models'):
+        (share / folder).symlink_to(REPO / folder)
+    (root / 'lib' / 'mmp_ros').mkdir(parents=True)
+    for executable, entry in (('mmp_segmentation_node', 'segmentation_node'),
+                              ('mmp_segmentation_managed_node', 'segmentation_managed_node')):
+        script = root / 'lib' / 'mmp_ros' / executable
+        script.write_text(f'#!{sys.executable}\nimport sys\nfrom mmp_ros.cli import {entry}\n'
+                          f'sys.exit({entry}())\n')
+        script.chmod(0o755)
+    return root
+
+
+def test_ros2_launch_with_autostart_configures_and_activates_the_managed_node(operator, tmp_path):
+    """The launch file's autostart events, run by launch's LaunchService with launch_ros's
+    LifecycleNode: the node reaches active and segments, and Ctrl-C stops it cleanly."""
+    pytest.importorskip('launch_ros', reason='launch_ros is not installable from PyPI; '
+                        'this runs on native ROS 2 installs')
+    env = child_env()
+    env['PYTHONPATH'] = os.pathsep.join(filter(None, [str(REPO), os.environ.get('PYTHONPATH')]))
+    env['AMENT_PREFIX_PATH'] = str(launch_prefix(tmp_path / 'install'))
+    # What `ros2 launch mmp_ros mmp_segmentation.launch.py managed:=true autostart:=true` runs.
+    launch = (
+        'import sys\n'
+        'from launch import LaunchService\n'
+        'from launch.actions import IncludeLaunchDescription\n'
+        'from launch.launch_description_sources import PythonLaunchDescriptionSource\n'
+        'service = LaunchService()\n'
+        'service.include_launch_description(IncludeLaunchDescription(\n'
+        '    PythonLaunchDescriptionSource(sys.argv[1]),\n'
+        '    launch_arguments=[a.split(":=", 1) for a in sys.argv[2:]]))\n'
+        'sys.exit(service.run())\n'
+    )
+    process = subprocess.Popen(
+        [sys.executable, '-c', launch,
+         str(tmp_path / 'install' / 'share' / 'mmp_ros' / 'launch' / LAUNCH_FILE),
+         'managed:=true', 'autostart:=true', 'backend:=onnxruntime'],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path)
+    output = Stream(process, process.stdout)  # launch's log and the node's (output='screen')
+    try:
+        operator.wait(lambda: len(operator.labels) >= 3, 60.0, 'labels of the launched node',
+                      process)
+        assert operator.state() == 'active'
+    finally:
+        code = stop(process)
+    assert code == 0, output.text
+    assert 'process has finished cleanly' in output.text, output.text
+    assert 'Traceback' not in output.text, output.text
