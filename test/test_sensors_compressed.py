@@ -15,6 +15,7 @@ from rosbags.typesys import Stores, get_typestore
 from mmp_ros.sensors import ENCODINGS, SensorInputError, decode_frame
 from mmp_ros.sensors.compressed import (
     DEPTH_HEADER,
+    MAX_JPEG_SCANS,
     MAX_PIXELS,
     _rvl_decode,
     _rvl_encode,
@@ -659,6 +660,31 @@ FLIPPED_IDAT_LENGTH = bytes.fromhex(
     '059584274a72cc336356cb55ac7773f94ca7dcebcb5d37f208c9512ef4572ef969010890f75c358c1518'
     '264d0000000049454e44ae426002'
 )
+
+
+def test_a_jpeg_of_more_scans_than_an_encoder_writes_is_refused_before_it_is_decoded():
+    """libjpeg decodes every scan over the whole image: a progressive 4096x4096 JPEG whose
+    last scan (33 B) was repeated 1000 times, 99 kB, took 14 s to decode and was accepted."""
+    pixels = smooth_rgb()
+    progressive = cv2.imencode('.jpg', pixels, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
+    scans = progressive.count(b'\xff\xda')
+    assert 6 <= scans <= 10  # libjpeg's own script
+    last = progressive.rindex(b'\xff\xda')
+    body, end = progressive[:-2], progressive[-2:]
+    assert end == b'\xff\xd9'
+    for repeats, refused in ((MAX_JPEG_SCANS - scans, False), (MAX_JPEG_SCANS - scans + 1, True)):
+        data = body + body[last:] * repeats + end
+        if refused:
+            with pytest.raises(SensorInputError, match=f'JPEG of {MAX_JPEG_SCANS + 1} scans'):
+                decompress_image('bgr8; jpeg compressed bgr8', data)
+        else:
+            assert image_to_array(decompress_image('bgr8; jpeg compressed bgr8',
+                                                   data)).shape == pixels.shape
+    # a baseline JPEG is decoded in its first scan (libjpeg takes no other): not counted
+    baseline = cv2.imencode('.jpg', pixels)[1].tobytes()
+    first = baseline.index(b'\xff\xda')
+    data = baseline[:-2] + baseline[first:-2] * MAX_JPEG_SCANS + baseline[-2:]
+    assert decompress_image('bgr8; jpeg compressed bgr8', data).width == pixels.shape[1]
 
 
 def test_a_png_chunk_longer_than_the_data_is_refused_before_opencv_allocates_it():

@@ -223,35 +223,71 @@ _JPEG_SOI = b'\xff\xd8'
 _JPEG_MARKER = re.compile(rb'\xff+([^\xff])')  # fill bytes, then the marker's code
 _JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE,
                        0xCF})
+_JPEG_SOS = 0xDA  # start of scan: entropy-coded data stuffs every 0xFF, so never there
+# libjpeg decodes every scan over the whole image: a progressive JPEG of 4096x4096 with its
+# last 33-byte scan repeated 1000 times (99 kB) took 14 s. Encoders write 1 to 3 scans
+# (baseline) or 6 to 10 (libjpeg's progressive scripts), a few more with an EXIF thumbnail.
+# A sequential JPEG whose first scan holds every component is decoded in that one scan
+# (libjpeg refuses another after it): its scans are not counted.
+MAX_JPEG_SCANS = 100
+_JPEG_SEQUENTIAL = frozenset({0xC0, 0xC1})  # baseline, extended sequential (Huffman)
+
+
+def _jpeg_headers(data: bytes):
+    """(marker, where its segment's length starts) of each marker of a JPEG up to its first
+    start of scan, found as libjpeg finds them: anywhere after the segments before them
+    (APPn, COM: up to 64 kB each, any number), past fill bytes (0xFF repeated) and stray
+    bytes between segments."""
+    at = len(_JPEG_SOI)
+    while (found := _JPEG_MARKER.search(data, at)) is not None:
+        marker, at = found[1][0], found.end()
+        yield marker, at
+        if marker in (0xDA, 0xD9):  # start of scan, end of image
+            return
+        if marker == 0x00 or marker == 0x01 or 0xD0 <= marker <= 0xD8:
+            continue  # a stuffed 0xFF, TEM, RSTn, SOI: no length follows
+        if at + 2 > len(data):
+            return
+        at += max(struct.unpack_from('>H', data, at)[0], 2)  # libjpeg skips at least the length
+
+
+def _jpeg_one_scan(data: bytes) -> bool:
+    """Whether a JPEG is sequential with every component in its first scan: libjpeg then
+    decodes it in that scan, whatever follows."""
+    components = None
+    for marker, at in _jpeg_headers(data):
+        if marker in _JPEG_SOF:
+            if marker not in _JPEG_SEQUENTIAL or at + 8 > len(data):
+                return False
+            components = data[at + 7]
+        elif marker == 0xDA:
+            return components is not None and at + 3 <= len(data) and data[at + 2] == components
+    return False
 
 
 def _declared_size(data: bytes) -> tuple[int, int] | None:
     """(width, height) a PNG's IHDR or a JPEG's start-of-frame declares, read before
     decoding; None where the header does not say (then OpenCV's decode decides).
 
-    A JPEG's markers are found as libjpeg finds them: anywhere after the segments before
-    them (APPn, COM: up to 64 kB each, any number), past fill bytes (0xFF repeated) and
-    stray bytes between segments."""
+    A JPEG's frame header is found as libjpeg finds it (:func:`_jpeg_headers`)."""
     if data.startswith(_PNG_SIGNATURE) and data[12:16] == b'IHDR' and len(data) >= 24:
         return struct.unpack('>II', data[16:24])
     if not data.startswith(_JPEG_SOI):
         return None
-    at = len(_JPEG_SOI)
-    while (found := _JPEG_MARKER.search(data, at)) is not None:
-        marker, at = found[1][0], found.end()
+    for marker, at in _jpeg_headers(data):
         if marker in _JPEG_SOF:
             if at + 7 > len(data):
                 return None
             height, width = struct.unpack_from('>HH', data, at + 3)
             return width, height
-        if marker in (0xDA, 0xD9):  # start of scan, end of image: no frame header before
-            return None
-        if marker == 0x00 or marker == 0x01 or 0xD0 <= marker <= 0xD8:
-            continue  # a stuffed 0xFF, TEM, RSTn, SOI: no length follows
-        if at + 2 > len(data):
-            return None
-        at += max(struct.unpack_from('>H', data, at)[0], 2)  # libjpeg skips at least the length
-    return None
+    return None  # a start of scan or the end of the image, with no frame header before
+
+
+def _jpeg_scans(buffer: np.ndarray) -> int:
+    """How many start-of-scan markers a JPEG holds (a few more where an APP segment holds
+    a thumbnail). 50 us for 230 kB: bytes.count of the two bytes took 230 us."""
+    fill = np.flatnonzero(buffer[:-1] == 0xFF)
+    return int(np.count_nonzero(buffer[fill + 1] == _JPEG_SOS))
 
 
 def _check_png_chunks(data: bytes, format: str) -> None:
@@ -337,6 +373,12 @@ def _imdecode(buffer: np.ndarray, format: str) -> np.ndarray:
         raise SensorInputError(
             f'truncated JPEG: the data ({buffer.size} B) does not end with the end-of-image '
             f'marker (format {format!r})'
+        )
+    if (head.startswith(_JPEG_SOI) and not _jpeg_one_scan(data)
+            and (scans := _jpeg_scans(buffer)) > MAX_JPEG_SCANS):
+        raise SensorInputError(
+            f'JPEG of {scans} scans, over the {MAX_JPEG_SCANS} this decoder takes: libjpeg '
+            f'decodes each over the whole image (format {format!r})'
         )
     try:
         pixels = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
