@@ -12,8 +12,10 @@ import pytest
 from rosbags.image import compressed_image_to_cvimage
 from rosbags.typesys import Stores, get_typestore
 
+from mmp_ros.core.parameters import DEFAULT_MAX_PIXELS
 from mmp_ros.sensors import ENCODINGS, SensorInputError, decode_frame
 from mmp_ros.sensors.compressed import (
+    DEPTH_FORMATS,
     DEPTH_HEADER,
     MAX_JPEG_SCANS,
     MAX_PIXELS,
@@ -23,7 +25,7 @@ from mmp_ros.sensors.compressed import (
     decompress_image,
     recompression,
 )
-from mmp_ros.sensors.image import array_to_image, image_to_array
+from mmp_ros.sensors.image import array_to_image, check_pixel_count, image_to_array
 
 TYPESTORE = get_typestore(Stores.LATEST)
 RosCompressed = TYPESTORE.types['sensor_msgs/msg/CompressedImage']
@@ -319,11 +321,8 @@ def reference_rvl_decode(body: np.ndarray, format: str) -> np.ndarray:
     if pixels == 0:
         raise SensorInputError(f'RVL image of {width}x{height} pixels is empty')
     stream = body[RVL_SIZE.size:]
-    if pixels > MAX_PIXELS:  # the package's size limit, which is no part of the codec
-        raise SensorInputError(
-            f'RVL header claims {width}x{height} pixels, over the {MAX_PIXELS:,} this decoder '
-            f'takes: corrupt size (format {format!r})'
-        )
+    # the package's size limit, which is no part of the codec
+    check_pixel_count(width, height, MAX_PIXELS, f'RVL header (format {format!r}) claims')
     words = np.frombuffer(stream[: stream.size // 4 * 4].tobytes(), dtype='<u4')
     # nibbles in stream order: each 32-bit word holds 8, the first in its top bits
     shifts = np.arange(28, -4, -4, dtype=np.uint32)
@@ -464,12 +463,31 @@ def test_rvl_size_over_the_pixel_limit_is_refused_before_allocating():
     a size the stream does not fill is found before anything of that size is allocated."""
     zeros = struct.pack('<I', 0)  # one word: zero zeros, zero nonzeros, ...
     for width, height in [(8193, 8192), (2**32 - 1, 2**32 - 1)]:
-        with pytest.raises(SensorInputError, match='over the 67,108,864 .*corrupt size'):
+        with pytest.raises(SensorInputError, match='over max_pixels 67,108,864: a corrupt'):
             decompress_image('16UC1; compressedDepth rvl',
                              bytes(12) + struct.pack('<II', width, height) + zeros)
     with pytest.raises(SensorInputError, match='truncated RVL stream: 0 of 8192x8192'):
         decompress_image('16UC1; compressedDepth rvl',
                          bytes(12) + struct.pack('<II', 8192, 8192) + zeros)
+
+
+def test_a_frame_over_max_pixels_is_refused_before_decoding_and_4k_decodes_by_default():
+    """max_pixels (the node's sensors.<m>.max_pixels) bounds what a header may declare, for
+    every compressed format; the default takes a 4K UHD camera (decoded, then resized to the
+    model's input by the node)."""
+    uhd = np.zeros((2160, 3840, 3), np.uint8)
+    fields = decompress_image(*compress_image(array_to_image(uhd, 'bgr8'), 'jpeg'),
+                              max_pixels=DEFAULT_MAX_PIXELS)
+    assert (fields.height, fields.width) == (2160, 3840)
+    depth = array_to_image(depth_mm(), '16UC1')  # 64x48
+    messages = [compress_image(array_to_image(smooth_rgb(), 'rgb8'), format_)
+                for format_ in ('jpeg', 'png', 'tiff')]
+    messages += [compress_image(depth, f'compressedDepth {method}') for method in DEPTH_FORMATS]
+    for format_, data in messages:
+        assert decompress_image(format_, data, max_pixels=64 * 48).width == 64
+        with pytest.raises(SensorInputError,
+                           match=r'64x48 pixels, over max_pixels 3,071: a corrupt header'):
+            decompress_image(format_, data, max_pixels=64 * 48 - 1)
 
 
 def outcome(decode, stream: np.ndarray):
@@ -596,7 +614,7 @@ MALFORMED = {
     'rvl size that lies': (
         '16UC1; compressedDepth rvl',
         good_depth('rvl')[:12] + struct.pack('<II', 64000, 48000) + good_depth('rvl')[20:],
-        'corrupt size'),
+        'over max_pixels'),
     'rvl zero size': (
         '16UC1; compressedDepth rvl',
         good_depth('rvl')[:12] + struct.pack('<II', 0, 48) + good_depth('rvl')[20:], 'empty'),

@@ -32,6 +32,7 @@ from mmp_ros.sensors import (
     ThermalSettings,
 )
 from mmp_ros.sensors.compressed import TRANSPORTS
+from mmp_ros.sensors.image import MAX_PIXELS
 from mmp_ros.sensors.polarization import IMX250MZR
 from mmp_ros.sensors.polarization import RESOLUTIONS as POLARIZATION_RESOLUTIONS
 from mmp_ros.sensors.thermal import SEMANTICS as THERMAL_SEMANTICS
@@ -41,6 +42,9 @@ NODE_NAME = 'mmp_segmentation'
 BACKENDS = ('auto', 'onnxruntime', 'torch', 'tensorrt')
 QOS_PROFILES = ('sensor_data', 'reliable', 'best_effort')
 SENSOR_PREFIX = 'sensors'
+# 4096 x 4096: above a 4K UHD camera (8.3 Mpx) and 12 MP machine-vision and polarization
+# sensors (IMX253MZR: 12.4 Mpx); a quarter of the decoders' own limit (MAX_PIXELS)
+DEFAULT_MAX_PIXELS = 1 << 24
 
 Value = bool | int | float | str | list[int]
 
@@ -195,6 +199,12 @@ SENSOR_PARAMETERS: tuple[ParameterSpec, ...] = (
                   'JPEG, PNG or TIFF, on <m>/image/compressed) or, for depth only, '
                   'compressedDepth (on depth/image/compressedDepth).', choices=TRANSPORTS,
                   read_only=True),
+    ParameterSpec('max_pixels', DEFAULT_MAX_PIXELS, 'Largest frame (width * height) taken '
+                  'from this sensor; a larger one is refused (INVALID, with the size in '
+                  '/diagnostics) before it is decoded: a corrupt or hostile header costs no '
+                  "more than a frame of this size. Default 4096 x 4096; set it a little above "
+                  "the camera's own size to bound a bad frame to the cost of a good one.",
+                  minimum=1, maximum=MAX_PIXELS),
     ParameterSpec('max_age_s', 0.1, 'Largest stamp difference from the anchor for a frame '
                   'to be used.', minimum=0.001, maximum=10.0),
     ParameterSpec('timeout_s', _H.timeout_s, 'No message for this long: STALE, masked.',

@@ -45,23 +45,31 @@ def image_field_values(msg: Image) -> dict[str, Any]:
     }
 
 
-def to_image_fields(msg: Image):
-    """The sensor layer's ``ImageFields`` for ``msg`` (imported here, on first use)."""
-    from mmp_ros.sensors.image import ImageFields
+def to_image_fields(msg: Image, *, max_pixels: int | None = None):
+    """The sensor layer's ``ImageFields`` for ``msg`` (imported here, on first use).
 
+    With ``max_pixels``, a message of more pixels raises ``SensorInputError``.
+    """
+    from mmp_ros.sensors.image import ImageFields, check_pixel_count
+
+    if max_pixels is not None:
+        check_pixel_count(msg.width, msg.height, max_pixels, 'Image of')
     return ImageFields(**image_field_values(msg))
 
 
-def compressed_image_fields(msg: CompressedImage):
+def compressed_image_fields(msg: CompressedImage, *, max_pixels: int | None = None):
     """The ``ImageFields`` of the raw image a ``sensor_msgs/CompressedImage`` carries
     (image_transport's compressed or compressedDepth transport, told by its ``format``).
 
     Raises ``SensorInputError`` for a message that does not decode, as a malformed
-    ``Image`` does in :func:`mmp_ros.sensors.decode_frame`.
+    ``Image`` does in :func:`mmp_ros.sensors.decode_frame`, and for one whose header
+    declares more than ``max_pixels`` (default: the decoder's own limit).
     """
     from mmp_ros.sensors.compressed import decompress_image
+    from mmp_ros.sensors.image import MAX_PIXELS
 
-    return decompress_image(msg.format, memoryview(msg.data).toreadonly())
+    return decompress_image(msg.format, memoryview(msg.data).toreadonly(),
+                            max_pixels=MAX_PIXELS if max_pixels is None else max_pixels)
 
 
 def transport_topic(node: Any, base: str, transport: str) -> tuple[str, type]:

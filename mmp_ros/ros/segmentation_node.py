@@ -581,7 +581,10 @@ class SegmentationCore:
             return
         stamp = _stamp_seconds(msg.header)
         try:
-            fields = self._fields_of[modality](msg)
+            # refused on the size its header declares, before anything of it is decoded
+            fields = self._fields_of[modality](
+                msg, max_pixels=self._values[sensor_parameter(modality, 'max_pixels')]
+            )
             frame = decode_frame(modality, fields, self._decoder_settings[modality])
         except SensorInputError as exc:
             with self._lock:

@@ -38,7 +38,14 @@ import cv2
 import numpy as np
 
 from mmp_ros.sensors.frame import SensorInputError
-from mmp_ros.sensors.image import ImageFields, array_to_image, encoding_spec, image_to_array
+from mmp_ros.sensors.image import (
+    MAX_PIXELS,
+    ImageFields,
+    array_to_image,
+    check_pixel_count,
+    encoding_spec,
+    image_to_array,
+)
 
 TRANSPORTS = ('raw', 'compressed', 'compressedDepth')
 """image_transport transports a sensor can be read through (topic suffix = the name)."""
@@ -62,14 +69,15 @@ _RVL_SIZE = struct.Struct('<II')
 _JPEG_END = b'\xff\xd9'
 
 
-def decompress_image(format: str, data) -> ImageFields:
+def decompress_image(format: str, data, *, max_pixels: int = MAX_PIXELS) -> ImageFields:
     """The raw ``sensor_msgs/Image`` fields that a ``CompressedImage`` stands for.
 
     ``format`` and ``data`` are the message's fields; the transport (``compressed`` or
     ``compressedDepth``) is read from ``format``. The encoding is the one ``format`` names,
     else what the decoded pixels are. Raises SensorInputError with a one-line reason for
-    empty or undecodable data, an unknown format, or a format or header that does not
-    match the pixels.
+    empty or undecodable data, an unknown format, a format or header that does not match
+    the pixels, or a header declaring more than ``max_pixels`` pixels (refused before
+    anything of that size is decoded or allocated).
     """
     if not isinstance(format, str):
         raise SensorInputError(f'CompressedImage format must be a string, got {format!r}')
@@ -80,16 +88,17 @@ def decompress_image(format: str, data) -> ImageFields:
     encoding = encoding.strip()
     depth = _DEPTH.fullmatch(rest) if sep else None
     if depth is not None:
-        return _decompress_depth(encoding, depth.group(1) or 'png', buffer, format)
+        return _decompress_depth(encoding, depth.group(1) or 'png', buffer, format,
+                                 max_pixels)
     if not sep:  # an old publisher: "jpeg", "png" or nothing; the pixels say what they are
         if encoding.lower() not in ('', 'jpeg', 'jpg', 'png'):
             raise _unknown_format(format)
-        return _to_fields(_imdecode(buffer, format), None, format)
+        return _to_fields(_imdecode(buffer, format, max_pixels), None, format)
     match = _COMPRESSED.fullmatch(rest)
     if match is None:
         raise _unknown_format(format)
     encoding_spec(encoding)  # an unknown encoding name is refused before decoding
-    pixels = _imdecode(buffer, format)
+    pixels = _imdecode(buffer, format, max_pixels)
     inner = (match.group(2) or '').lower()
     if match.group(1) == 'tiff' and not inner:  # stored as it is, in the encoding's order
         inner = encoding.lower()
@@ -216,7 +225,6 @@ def _ends_like_jpeg(buffer: np.ndarray) -> bool:
     return tail.endswith(_JPEG_END)
 
 
-MAX_PIXELS = 1 << 26  # 67 Mpx (8192 x 8192): far above any camera's frame
 _PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 _PNG_CHUNK = struct.Struct('>I4s')  # a chunk's length (of its data) and type
 _JPEG_SOI = b'\xff\xd8'
@@ -347,7 +355,7 @@ def _tiff_declared_size(buffer: np.ndarray) -> tuple[int, int] | None:
     return size[0], size[1]
 
 
-def _imdecode(buffer: np.ndarray, format: str) -> np.ndarray:
+def _imdecode(buffer: np.ndarray, format: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     # OpenCV decodes whatever it recognises (WebP, BMP, JPEG 2000, ...), and a few bytes of
     # those may declare and fill a picture of 2**30 pixels: the transports carry JPEG, PNG and
     # TIFF alone, whose declared sizes are checked below.
@@ -364,11 +372,9 @@ def _imdecode(buffer: np.ndarray, format: str) -> np.ndarray:
     # A header that declares a huge image (a corrupt or hostile message) would have OpenCV
     # allocate it, up to 2**30 pixels, before it finds the data short: refused first.
     size = _tiff_declared_size(buffer) if tiff else _declared_size(data)
-    if size is not None and size[0] * size[1] > MAX_PIXELS:
-        raise SensorInputError(
-            f'CompressedImage declares {size[0]}x{size[1]} pixels, over the {MAX_PIXELS:,} '
-            f'this decoder takes: a corrupt header (format {format!r})'
-        )
+    if size is not None:
+        check_pixel_count(size[0], size[1], max_pixels,
+                          f'CompressedImage (format {format!r}) declares')
     if not _ends_like_jpeg(buffer):
         raise SensorInputError(
             f'truncated JPEG: the data ({buffer.size} B) does not end with the end-of-image '
@@ -437,7 +443,7 @@ def _to_fields(
 
 
 def _decompress_depth(
-    encoding: str, method: str, buffer: np.ndarray, format: str
+    encoding: str, method: str, buffer: np.ndarray, format: str, max_pixels: int
 ) -> ImageFields:
     if method not in DEPTH_FORMATS:
         raise SensorInputError(
@@ -458,7 +464,7 @@ def _decompress_depth(
     kind, quant_a, quant_b = DEPTH_HEADER.unpack_from(buffer)
     body = buffer[DEPTH_HEADER.size:]
     if method == 'png':
-        stored = _imdecode(body, format)
+        stored = _imdecode(body, format, max_pixels)
         if stored.dtype != np.uint16 or stored.shape[2] != 1:
             raise SensorInputError(
                 f'compressedDepth PNG holds {stored.shape[2]} x {stored.dtype.name} pixels, '
@@ -466,7 +472,7 @@ def _decompress_depth(
             )
         stored = stored[..., 0]
     else:
-        stored = _rvl_decode(body, format)
+        stored = _rvl_decode(body, format, max_pixels)
     if spec.dtype == np.uint16:  # raw values; the header's parameters are unused
         return array_to_image(stored, encoding)
     if kind != INV_DEPTH or not (math.isfinite(quant_a) and quant_a > 0.0
@@ -558,7 +564,7 @@ def _rvl_values(nibbles: np.ndarray, ends: np.ndarray, lengths: np.ndarray) -> n
     return values >> (3 * (4 * groups - lengths))
 
 
-def _rvl_decode(body: np.ndarray, format: str) -> np.ndarray:
+def _rvl_decode(body: np.ndarray, format: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """(H, W) uint16 from ``uint32 width, uint32 height`` + an RVL stream.
 
     The stream is pairs of run lengths (zeros, nonzeros), each followed by one zig-zag delta
@@ -575,11 +581,7 @@ def _rvl_decode(body: np.ndarray, format: str) -> np.ndarray:
     stream = body[_RVL_SIZE.size:]
     # A run of zeros of any length is one value, so the data bounds no size: one the stream
     # does not fill is found by the walk below, before anything of that size is allocated.
-    if pixels > MAX_PIXELS:
-        raise SensorInputError(
-            f'RVL header claims {width}x{height} pixels, over the {MAX_PIXELS:,} this decoder '
-            f'takes: corrupt size (format {format!r})'
-        )
+    check_pixel_count(width, height, max_pixels, f'RVL header (format {format!r}) claims')
     # At most 4 B a pixel: a pair of one-nibble counts per pixel, and a nonzero pixel's
     # delta in 6 nibbles (16 bits zig-zagged), then the last word's padding. A longer stream
     # is corrupt; decoding it first cost seconds and about 100 B of memory a byte.

@@ -59,6 +59,23 @@ ENCODINGS: dict[str, tuple[np.dtype, int]] = {
 }
 """Every encoding this package reads and writes: name -> (dtype, channels)."""
 
+MAX_PIXELS = 1 << 26  # 67 Mpx (8192 x 8192): far above any camera's frame
+"""The most pixels a frame may have: the largest ``max_pixels`` a decoder takes."""
+
+
+def check_pixel_count(width: int, height: int, max_pixels: int, what: str) -> None:
+    """SensorInputError where a frame of ``width`` x ``height`` is over ``max_pixels``.
+
+    Checked on the size a header declares, before anything of that size is decoded or
+    allocated: a corrupt or hostile header costs no more than a frame of ``max_pixels``.
+    ``what`` starts the message (``'Image of'``, ``'CompressedImage declares'``).
+    """
+    if width * height > max_pixels:
+        raise SensorInputError(
+            f'{what} {width}x{height} pixels, over max_pixels {max_pixels:,}: a corrupt '
+            'header, or a camera larger than max_pixels allows'
+        )
+
 @dataclass(frozen=True)
 class EncodingSpec:
     """What one encoding name means for the bytes: element type and channel count."""
