@@ -773,6 +773,27 @@ def test_a_frame_over_the_sensors_max_pixels_is_refused_in_its_status(run_node, 
     assert spin_until(status_says('', b'\x00'), 10.0, feed=feed), driver.latest_status('rgb')
 
 
+def test_a_compressed_frame_of_an_encoding_the_sensor_does_not_take_is_refused_undecoded(
+        run_node):
+    node, driver, spin_until = run_node(**rgb_only(sensors__rgb__transport='compressed',
+                                                   diagnostics_period_s=0.05))
+    publisher = driver.create_publisher(CompressedImage, 'rgb/image/compressed',
+                                        qos_profile_sensor_data)
+    format_, data = compress_image(array_to_image(np.zeros((HEIGHT, WIDTH, 4), np.float32),
+                                                  '32FC4'), 'tiff')
+
+    def feed():
+        stamp = driver.get_clock().now().to_msg()
+        publisher.publish(compressed_msg(format_, data, 'rgb_optical', stamp))
+
+    def refused() -> bool:
+        status = driver.latest_status('rgb')
+        return status is not None and 'names 32FC4, which this sensor does not take' in (
+            status.message)
+
+    assert spin_until(refused, 10.0, feed=feed), driver.latest_status('rgb')
+
+
 def test_depth_on_the_compressed_depth_transport_is_decoded_in_metres(run_node):
     """32FC1 through compressedDepth rvl: the decoded frame is the quantized depth, valid
     where the camera had readings."""

@@ -490,6 +490,21 @@ def test_a_frame_over_max_pixels_is_refused_before_decoding_and_4k_decodes_by_de
             decompress_image(format_, data, max_pixels=64 * 48 - 1)
 
 
+def test_a_format_naming_an_encoding_the_sensor_does_not_take_is_refused_before_decoding():
+    """encodings= (the node's: those the sensor's modality takes): a 1.3 MB TIFF of 32FC4
+    sent to the rgb sensor was decoded first (67 Mpx: 20-29 s, 2.1 GB) and only then
+    refused for its encoding."""
+    not_decoded = b'II*\x00' + bytes(200)  # would be refused as undecodable if decoded
+    for format_ in ('32FC4; tiff compressed ', '32FC1; compressedDepth rvl'):
+        with pytest.raises(SensorInputError, match=r"names 32FC\d, which this sensor does "
+                           'not take; it takes rgb8, bgr8'):
+            decompress_image(format_, not_decoded, encodings=('rgb8', 'bgr8'))
+    format_, data = compress_image(array_to_image(smooth_rgb(), 'rgb8'), 'jpeg')
+    assert decompress_image(format_, data, encodings=('rgb8', 'bgr8')).encoding == 'rgb8'
+    # an old publisher's bare format names no encoding: the decoded pixels say it
+    assert decompress_image('jpeg', data, encodings=('rgb8',)).encoding == 'bgr8'
+
+
 def outcome(decode, stream: np.ndarray):
     try:
         return decode(stream, 'test')

@@ -57,19 +57,22 @@ def to_image_fields(msg: Image, *, max_pixels: int | None = None):
     return ImageFields(**image_field_values(msg))
 
 
-def compressed_image_fields(msg: CompressedImage, *, max_pixels: int | None = None):
+def compressed_image_fields(msg: CompressedImage, *, max_pixels: int | None = None,
+                            encodings=None):
     """The ``ImageFields`` of the raw image a ``sensor_msgs/CompressedImage`` carries
     (image_transport's compressed or compressedDepth transport, told by its ``format``).
 
     Raises ``SensorInputError`` for a message that does not decode, as a malformed
     ``Image`` does in :func:`mmp_ros.sensors.decode_frame`, and for one whose header
-    declares more than ``max_pixels`` (default: the decoder's own limit).
+    declares more than ``max_pixels`` (default: the decoder's own limit) or whose format
+    names an encoding not in ``encodings`` (before decoding it).
     """
     from mmp_ros.sensors.compressed import decompress_image
     from mmp_ros.sensors.image import MAX_PIXELS
 
     return decompress_image(msg.format, memoryview(msg.data).toreadonly(),
-                            max_pixels=MAX_PIXELS if max_pixels is None else max_pixels)
+                            max_pixels=MAX_PIXELS if max_pixels is None else max_pixels,
+                            encodings=encodings)
 
 
 def transport_topic(node: Any, base: str, transport: str) -> tuple[str, type]:

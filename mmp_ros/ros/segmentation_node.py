@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +93,13 @@ from mmp_ros.ros.image_msg import (
 )
 from mmp_ros.ros.qos import latched_qos, output_qos, subscription_qos
 from mmp_ros.ros.spin import spin_until_shutdown
-from mmp_ros.sensors import ImageFields, SensorInputError, array_to_image, decode_frame
+from mmp_ros.sensors import (
+    MODALITY_INPUTS,
+    ImageFields,
+    SensorInputError,
+    array_to_image,
+    decode_frame,
+)
 from mmp_ros.share import share_folders
 
 try:  # vision_msgs ships with native ROS installs, not with the PyPI wheels
@@ -476,8 +483,10 @@ class SegmentationCore:
             )
             transport = self._values[sensor_parameter(modality, 'transport')]
             topic, message_type = transport_topic(self, f'{modality}/image', transport)
-            self._fields_of[modality] = (
-                to_image_fields if transport == 'raw' else compressed_image_fields
+            # a compressed frame naming an encoding the sensor does not take is refused
+            # before it is decoded (a raw one is, by decode_frame, before any work)
+            self._fields_of[modality] = to_image_fields if transport == 'raw' else partial(
+                compressed_image_fields, encodings=MODALITY_INPUTS[modality][1]
             )
             self._image_subscriptions[modality] = self.create_subscription(
                 message_type, topic, lambda msg, m=modality: self._on_image(m, msg), qos,

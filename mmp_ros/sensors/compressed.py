@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 import re
 import struct
+from collections.abc import Collection
 
 import cv2
 import numpy as np
@@ -69,7 +70,9 @@ _RVL_SIZE = struct.Struct('<II')
 _JPEG_END = b'\xff\xd9'
 
 
-def decompress_image(format: str, data, *, max_pixels: int = MAX_PIXELS) -> ImageFields:
+def decompress_image(
+    format: str, data, *, max_pixels: int = MAX_PIXELS, encodings: Collection[str] | None = None
+) -> ImageFields:
     """The raw ``sensor_msgs/Image`` fields that a ``CompressedImage`` stands for.
 
     ``format`` and ``data`` are the message's fields; the transport (``compressed`` or
@@ -77,7 +80,8 @@ def decompress_image(format: str, data, *, max_pixels: int = MAX_PIXELS) -> Imag
     else what the decoded pixels are. Raises SensorInputError with a one-line reason for
     empty or undecodable data, an unknown format, a format or header that does not match
     the pixels, or a header declaring more than ``max_pixels`` pixels (refused before
-    anything of that size is decoded or allocated).
+    anything of that size is decoded or allocated). With ``encodings`` (those the sensor
+    takes), a format naming another encoding is refused before decoding too.
     """
     if not isinstance(format, str):
         raise SensorInputError(f'CompressedImage format must be a string, got {format!r}')
@@ -86,6 +90,11 @@ def decompress_image(format: str, data, *, max_pixels: int = MAX_PIXELS) -> Imag
         raise SensorInputError(f'empty CompressedImage data (format {format!r})')
     encoding, sep, rest = format.partition(';')
     encoding = encoding.strip()
+    if sep and encodings is not None and encoding not in encodings:
+        raise SensorInputError(
+            f'format {format!r} names {encoding or "no encoding"}, which this sensor does not '
+            f'take; it takes {", ".join(encodings)}'
+        )
     depth = _DEPTH.fullmatch(rest) if sep else None
     if depth is not None:
         return _decompress_depth(encoding, depth.group(1) or 'png', buffer, format,
