@@ -64,9 +64,10 @@ STOP_TIMEOUT_S = 15.0
 # How the cameras travel, as `mmp_ros synth-bag --transport` records them: raw
 # sensor_msgs/Image, or image_transport's compressed topics (depth on compressedDepth).
 TRANSPORTS = ('raw', 'compressed')
-# `mmp_ros synth-bag --rgb-format` (the compressed transport's for RGB; default jpeg) and
-# `--depth-encoding` (default 16UC1).
+# `mmp_ros synth-bag --rgb-format` (the compressed transport's for RGB; default jpeg),
+# `--depth-format` (compressedDepth's; default png) and `--depth-encoding` (default 16UC1).
 RGB_FORMATS = ('jpeg', 'png')
+DEPTH_FORMATS = ('png', 'rvl')
 DEPTH_ENCODINGS = ('16UC1', '32FC1')
 
 
@@ -364,13 +365,16 @@ def synth_bag_config(args: argparse.Namespace, duration_s: float):
     option where it cannot be made."""
     from training.data.synth_bag import SynthBagConfig
 
-    if args.rgb_format is not None and args.transport == 'raw':
-        raise DemoError(f'--rgb-format {args.rgb_format}: only with --transport compressed '
-                        '(raw images are not compressed)')
+    for option, value in (('--rgb-format', args.rgb_format),
+                          ('--depth-format', args.depth_format)):
+        if value is not None and args.transport == 'raw':
+            raise DemoError(f'{option} {value}: only with --transport compressed '
+                            '(raw images are not compressed)')
     try:
         return SynthBagConfig(duration_s=duration_s, scene_seconds=args.scene_seconds,
                               size=tuple(args.size), transport=args.transport,
-                              rgb_format=args.rgb_format, depth_encoding=args.depth_encoding)
+                              rgb_format=args.rgb_format, depth_format=args.depth_format,
+                              depth_encoding=args.depth_encoding)
     except ValueError as exc:
         raise DemoError(f'--size/--scene-seconds: {exc}') from None
 
@@ -394,7 +398,8 @@ def run_demo(args: argparse.Namespace) -> int:
 
     print(f'[demo] model {model}; schedule {schedule.name}; ROS_DOMAIN_ID '
           f'{env["ROS_DOMAIN_ID"]}, loopback only')
-    compressed = (f', image_transport compressed topics (RGB {bag_config.compression("rgb")})'
+    compressed = (f', image_transport compressed topics (RGB {bag_config.compression("rgb")}'
+                  f', depth {bag_config.compression("depth")})'
                   if args.transport != 'raw' else '')
     print(f'[demo] rendering a {bag_seconds:.0f} s synthetic bag ({args.size[0]}x{args.size[1]}'
           f', depth {args.depth_encoding}{compressed})')
@@ -591,7 +596,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--depth-encoding', choices=DEPTH_ENCODINGS, default='16UC1',
                         help='depth as 16UC1 (millimetres, 0: no reading; default) or 32FC1 '
                         '(metres, NaN: no reading), as mmp_ros synth-bag --depth-encoding; '
-                        'over --transport compressed both travel as compressedDepth PNG')
+                        'over --transport compressed both travel as compressedDepth '
+                        '(--depth-format)')
+    parser.add_argument('--depth-format', choices=DEPTH_FORMATS, default=None,
+                        help='with --transport compressed: depth as compressedDepth png '
+                        '(default) or rvl, as mmp_ros synth-bag --depth-format')
     parser.add_argument('--strip', type=Path, default=None,
                         help='also write the image strip here (e.g. docs/img/demo_strip.png)')
 

@@ -196,6 +196,28 @@ def test_the_bag_takes_the_rgb_format_and_depth_encoding_synth_bag_offers(tmp_pa
     assert (out / 'report').is_dir()
 
 
+def test_the_bag_takes_the_depth_format_synth_bag_offers(tmp_path, capsys):
+    # The demo's compressed bag carried depth as compressedDepth PNG alone: no --depth-format.
+    import argparse
+
+    from training.data import synth_bag
+
+    assert demo.DEPTH_FORMATS == synth_bag.DEPTH_FORMATS
+    parser = argparse.ArgumentParser()
+    demo.add_arguments(parser)
+    args = parser.parse_args(['--transport', 'compressed', '--depth-format', 'rvl'])
+    assert demo.synth_bag_config(args, 2.0).compression('depth') == 'compressedDepth rvl'
+    default = parser.parse_args(['--transport', 'compressed'])
+    assert demo.synth_bag_config(default, 2.0).compression('depth') == 'compressedDepth png'
+    model = tmp_path / 'model.onnx'
+    model.write_bytes(b'not read before the bag is configured')
+    out = tmp_path / 'o'
+    assert demo.main(['--model', str(model), '--out', str(out), '--depth-format', 'rvl']) == 2
+    assert capsys.readouterr().err == ('mmp_ros demo: --depth-format rvl: only with '
+                                       '--transport compressed (raw images are not '
+                                       'compressed)\n')
+
+
 def test_an_output_folder_that_is_a_file_is_named(tmp_path, capsys):
     model = tmp_path / 'model.onnx'
     model.write_bytes(b'not read before the output folder is made')

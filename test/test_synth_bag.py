@@ -131,6 +131,8 @@ def test_frame_times_are_deterministic_and_sorted():
     ({'transport': 'theora'}, r"transport 'theora': one of \('raw', 'compressed'\)"),
     ({'transport': 'compressed', 'rgb_format': 'webp'}, "rgb format 'webp': one of"),
     ({'rgb_format': 'png'}, 'rgb format png: only with transport compressed'),
+    ({'transport': 'compressed', 'depth_format': 'zstd'}, "depth format 'zstd': one of"),
+    ({'depth_format': 'rvl'}, 'depth format rvl: only with transport compressed'),
 ])
 def test_bad_settings_are_refused(changes, message):
     with pytest.raises(ValueError, match=message):
@@ -187,10 +189,12 @@ def _camera_images(path):
     return messages
 
 
-@pytest.mark.parametrize(('storage', 'depth_encoding', 'rgb_format'),
-                         [('mcap', '16UC1', None), ('sqlite3', '32FC1', 'png')])
+# --depth-format rvl: depth was written as compressedDepth PNG alone (the option did not
+# exist), though image_transport's compressedDepth has RVL too.
+@pytest.mark.parametrize(('storage', 'depth_encoding', 'rgb_format', 'depth_format'),
+                         [('mcap', '16UC1', None, 'rvl'), ('sqlite3', '32FC1', 'png', None)])
 def test_transport_compressed_records_the_cameras_as_image_transport_publishes_them(
-        small_bag, tmp_path, storage, depth_encoding, rgb_format):
+        small_bag, tmp_path, storage, depth_encoding, rgb_format, depth_format):
     from mmp_ros.bags.source import COMPRESSED_TYPE, IMAGE_TYPE
 
     raw_config = dataclasses.replace(SMALL, storage=storage, depth_encoding=depth_encoding)
@@ -202,7 +206,8 @@ def test_transport_compressed_records_the_cameras_as_image_transport_publishes_t
     args = parser.parse_args([
         str(tmp_path / 'bag'), '--duration', '2', '--scene-seconds', '1', '--size', '24', '32',
         '--storage', storage, '--depth-encoding', depth_encoding, '--transport', 'compressed',
-        *(['--rgb-format', rgb_format] if rgb_format else [])])
+        *(['--rgb-format', rgb_format] if rgb_format else []),
+        *(['--depth-format', depth_format] if depth_format else [])])
     assert synth_bag.run(args) == 0
     with open_bag(tmp_path / 'bag') as bag:
         types = {name: t.msgtype for name, t in bag.topics.items()}
@@ -213,7 +218,7 @@ def test_transport_compressed_records_the_cameras_as_image_transport_publishes_t
                      GROUND_TRUTH_TOPIC: IMAGE_TYPE}
     raw, compressed = _camera_images(raw_bag), _camera_images(tmp_path / 'bag')
     formats = {'rgb': f'rgb8; {rgb_format or "jpeg"} compressed bgr8',
-               'depth': f'{depth_encoding}; compressedDepth png',
+               'depth': f'{depth_encoding}; compressedDepth {depth_format or "png"}',
                'polarization': 'mono16; png compressed ', 'thermal': 'mono16; png compressed '}
     for m in MODALITIES:
         expected = raw[image_topic(m)]
@@ -233,7 +238,7 @@ def test_transport_compressed_records_the_cameras_as_image_transport_publishes_t
                 valid = ~np.isnan(original)
                 assert (np.abs(pixels - original)[valid]
                         <= original[valid] ** 2 / a_quant + 1e-4).all()
-            else:  # PNG: exact
+            else:  # PNG, RVL: exact
                 np.testing.assert_array_equal(pixels, original)
     assert [i.fields for _, i in compressed[GROUND_TRUTH_TOPIC]] == [
         i.fields for _, i in raw[GROUND_TRUTH_TOPIC]]

@@ -22,7 +22,7 @@ decodes with ``sensors.thermal.semantics: planck`` (its default).
 With ``transport='compressed'`` the cameras are recorded as image_transport publishes them
 (``sensor_msgs/CompressedImage``, by :func:`mmp_ros.sensors.compressed.compress_image`):
 RGB on ``/rgb/image/compressed`` as JPEG (or PNG), depth on ``/depth/image/compressedDepth``
-(PNG), polarization and thermal on ``/<m>/image/compressed`` as PNG, lossless (JPEG holds
+(PNG, or RVL), polarization and thermal on ``/<m>/image/compressed`` as PNG, lossless (JPEG holds
 neither 16-bit values nor a polarization mosaic's neighbours). The ground truth stays raw.
 """
 
@@ -58,6 +58,7 @@ DEPTH_ENCODINGS = ('16UC1', '32FC1')
 POLARIZATION_ENCODINGS = ('mono16', 'mono8')
 TRANSPORTS = ('raw', 'compressed')  # image_transport's, as the cameras are recorded
 RGB_FORMATS = ('jpeg', 'png')  # of the compressed transport
+DEPTH_FORMATS = ('png', 'rvl')  # of the compressedDepth transport
 START_NS = 1_700_000_000 * 1_000_000_000  # stamps of the first scene (any fixed epoch)
 # A bound that keeps a bag's frame list in memory: 10^6 frames is over two hours of the four
 # default streams (and scene.MAX_SIDE one rendered frame).
@@ -92,6 +93,7 @@ class SynthBagConfig:
     storage: str = 'mcap'
     transport: str = 'raw'  # or 'compressed': CompressedImage, as image_transport publishes
     rgb_format: str | None = None  # the compressed transport's for RGB: jpeg (None) or png
+    depth_format: str | None = None  # compressedDepth's: png (None) or rvl
 
     def __post_init__(self) -> None:
         height, width = self.size
@@ -140,6 +142,11 @@ class SynthBagConfig:
         elif self.rgb_format is not None and self.transport == 'raw':
             problems.append(f'rgb format {self.rgb_format}: only with transport compressed '
                             '(raw images are not compressed)')
+        if self.depth_format is not None and self.depth_format not in DEPTH_FORMATS:
+            problems.append(f'depth format {self.depth_format!r}: one of {DEPTH_FORMATS}')
+        elif self.depth_format is not None and self.transport == 'raw':
+            problems.append(f'depth format {self.depth_format}: only with transport compressed '
+                            '(raw images are not compressed)')
         if problems:
             raise ValueError('; '.join(problems))
 
@@ -149,8 +156,8 @@ class SynthBagConfig:
 
     def compression(self, modality: str) -> str:
         """What ``compress_image`` makes of a sensor's images with transport compressed."""
-        return {'rgb': self.rgb_format or 'jpeg', 'depth': 'compressedDepth'}.get(modality,
-                                                                                   'png')
+        return {'rgb': self.rgb_format or 'jpeg',
+                'depth': f'compressedDepth {self.depth_format or "png"}'}.get(modality, 'png')
 
 
 @dataclass(frozen=True)
@@ -308,6 +315,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         'polarization and thermal PNG) and /depth/image/compressedDepth')
     parser.add_argument('--rgb-format', choices=RGB_FORMATS,
                         help='with --transport compressed: RGB as jpeg (default) or png')
+    parser.add_argument('--depth-format', choices=DEPTH_FORMATS,
+                        help='with --transport compressed: compressedDepth as png (default) or '
+                        'rvl')
 
 
 def config_from_args(args: argparse.Namespace) -> SynthBagConfig:
@@ -317,7 +327,7 @@ def config_from_args(args: argparse.Namespace) -> SynthBagConfig:
         depth_encoding=args.depth_encoding, polarization_encoding=args.polarization_encoding,
         jitter_ms=args.jitter_ms, split=args.split, first_scene=args.first_scene,
         seed=args.seed, storage=args.storage, transport=args.transport,
-        rgb_format=args.rgb_format,
+        rgb_format=args.rgb_format, depth_format=args.depth_format,
     )
 
 
