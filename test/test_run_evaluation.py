@@ -822,6 +822,24 @@ def test_nodes_of_one_name_in_two_namespaces_are_told_apart_by_namespace():
     assert of_node(old, 'mmp_front', '/front').node == 'mmp_front'
 
 
+def test_namespace_alone_chooses_the_one_node_in_it():
+    # --namespace /robot1 without --node stopped with "name the one to evaluate with --node"
+    # though /robot1 has one node; --namespace robot1 (as launch takes it) found no node.
+    from mmp_ros.evaluation.analysis import of_node
+
+    nodes = ('/robot1/mmp_segmentation', '/robot2/mmp_segmentation', '/robot2/mmp_rear',
+             'mmp_front')
+    statuses = [_status(S, f'{n}: rgb', state='OK', masked='false') for n in nodes]
+    run = run_in_memory(Path('run'), [], [], statuses, [])
+    for node, namespace in ((None, '/robot1'), (None, 'robot1'), (None, '/robot1/'),
+                            ('mmp_segmentation', 'robot1')):
+        assert of_node(run, node, namespace).node == '/robot1/mmp_segmentation'
+    assert of_node(run, None, '/').node == 'mmp_front'
+    for namespace in ('/robot2', '/robot3'):  # two nodes in it, or none
+        with pytest.raises(BagError, match='statuses of 4 segmentation nodes'):
+            of_node(run, None, namespace)
+
+
 def test_a_run_of_two_nodes_is_evaluated_for_the_node_named(tmp_path, capsys):
     # Two robots' nodes, renamed to be told apart on /diagnostics: the front one's rgb is
     # masked during the kill, the back one's never. Their statuses used to be mixed (both

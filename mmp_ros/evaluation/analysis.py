@@ -236,16 +236,23 @@ def sensor_status_node(status: Status) -> str | None:
 def of_node(run: RunData, node: str | None = None, namespace: str | None = None) -> RunData:
     """``run`` with the statuses of segmentation node ``node`` alone, each named by its
     component ('rgb', 'model'). ``node`` None: the one node whose sensor statuses
-    (:func:`sensor_status_node`) the run holds, if any. Outside the root namespace a node's
-    statuses begin with its fully qualified name (:func:`status_node`): ``node`` is found in
-    ``namespace``, or with ``namespace`` None in the one namespace that has a node so named
-    (or a fully qualified name itself); runs recorded by earlier versions name it alone.
+    (:func:`sensor_status_node`) the run holds, if any, else the one it holds in
+    ``namespace`` ('/robot1' or 'robot1', as the launch file takes it). Outside the root
+    namespace a node's statuses begin with its fully qualified name (:func:`status_node`):
+    ``node`` is found in ``namespace``, or with ``namespace`` None in the one namespace that
+    has a node so named (or a fully qualified name itself); runs recorded by earlier versions
+    name it alone.
 
     BagError where ``node`` is None and the run holds sensor statuses of several nodes (two
     robots recorded together), or ``node`` is none of those it holds, or several.
     """
     found = sorted({n for s in run.statuses if (n := sensor_status_node(s)) is not None})
     topic = run.names.diagnostics
+    if namespace is not None:
+        namespace = '/' + namespace.strip('/')
+    if node is None and namespace is not None and len(found) > 1:
+        inside = [f for f in found if f.rpartition('/')[0] == namespace.rstrip('/')]
+        node = inside[0] if len(inside) == 1 else None
     if node is not None:
         named = [f for f in found if f == status_node(node, namespace or '/')] or [
             f for f in found if f == node or (namespace is None and f.endswith(f'/{node}'))]

@@ -114,8 +114,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         'default node name, else the name given with -r __node:=NAME), '
                         'outside the root namespace "/NS/NAME: <modality>" (found in '
                         '--namespace, or in the one namespace that has a node NAME). '
-                        'Default: the only node whose statuses the bag holds; needed where it '
-                        'holds several')
+                        'Default: the only node whose statuses the bag holds, else the only '
+                        'one in --namespace; needed where it holds several')
     parser.add_argument('--strip', type=Path, default=None,
                         help='also write the image strip here (e.g. docs/img/demo_strip.png)')
 
