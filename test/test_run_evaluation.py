@@ -785,7 +785,9 @@ def test_the_statuses_read_are_those_of_one_node_named_by_component():
         'rgb', 'depth', 'model']
     assert of_node(run_of('mmp_ros')).node == 'mmp_ros'  # the default name's, as recorded
     with pytest.raises(BagError, match=r'^--node mmp_side: /diagnostics holds no sensor status '
-                       r'of a segmentation node named so \(those of mmp_back, mmp_front\)'):
+                       r'of a segmentation node named so \(those of mmp_back, mmp_front\); its '
+                       r'statuses are named "mmp_side: <modality>", in a namespace '
+                       r'"/<namespace>/mmp_side: <modality>"$'):  # was a literal "{node}"
         of_node(both, 'mmp_side')
     nothing = of_node(run_of())
     assert nothing.node is None and not nothing.statuses

@@ -267,7 +267,7 @@ def of_node(run: RunData, node: str | None = None, namespace: str | None = None)
         held = f'those of {", ".join(found)}' if found else 'none of any'
         raise BagError(f'--node {node}: {topic} holds no sensor status of a segmentation node '
                        f'named so ({held}); its statuses are named "{node}: <modality>", '
-                       'in a namespace "/<namespace>/{node}: <modality>"')
+                       f'in a namespace "/<namespace>/{node}: <modality>"')
     notes = run.notes
     if node is None and found:
         node = found[0]
