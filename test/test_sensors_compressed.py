@@ -3,6 +3,7 @@ round trips, agreement with rosbags-image's decoder, and every malformed message
 
 from __future__ import annotations
 
+import re
 import struct
 import time
 
@@ -657,6 +658,42 @@ MALFORMED = {
         'rgb8; jpeg compressed bgr8', huge_header(good_jpeg(), b'\xff\xc0', '>HH'),
         'declares'),
 }
+
+
+def _tiff(shape, dtype, *, layout: str = 'little') -> bytes:
+    """A deflated TIFF of zeros from OpenCV; ``'big'``: its first directory's entries for
+    size, samples and bits alone, rewritten big-endian (no image data: never decoded)."""
+    data = cv2.imencode('.tiff', np.zeros(shape, dtype), [cv2.IMWRITE_TIFF_COMPRESSION, 8])[1]
+    if layout == 'little':
+        return data.tobytes()
+    height, width, samples = shape
+    bits = np.dtype(dtype).itemsize * 8
+    entries = [(256, 4, 1, width), (257, 4, 1, height), (258, 3, 1, bits << 16),
+               (277, 3, 1, samples << 16)]
+    return (b'MM\x00*' + struct.pack('>IH', 8, len(entries))
+            + b''.join(struct.pack('>HHII', *e) for e in entries) + bytes(4 + 64))
+
+
+@pytest.mark.parametrize(('format_', 'data', 'declared'), [
+    ('mono8; tiff compressed ', _tiff((64, 64, 4), np.float32), '4 x 32-bit'),
+    ('rgb8; tiff compressed ', _tiff((8, 8, 3), np.uint16), '3 x 16-bit'),  # bits at an offset
+    ('mono16; tiff compressed ', _tiff((8, 8, 3), np.uint16), '3 x 16-bit'),
+    ('bgr8; tiff compressed ', _tiff((8, 8, 1), np.float64), '1 x 64-bit'),
+    ('mono8; tiff compressed ', _tiff((8, 8, 4), np.float32, layout='big'), '4 x 32-bit'),
+])
+def test_a_tiff_whose_samples_the_format_does_not_name_is_refused_before_decoding(
+        format_, data, declared):
+    # A mono8 frame whose TIFF holds 4 x 32-bit float was decoded at full size before it was
+    # refused: 8.8 s and 512 MB for a 377 kB deflated one of 4096 x 4096.
+    encoding = format_.split(';')[0]
+    with pytest.raises(SensorInputError, match=rf'^format {re.escape(repr(format_))} names '
+                       rf'{encoding} \(.*\), but its TIFF header declares {declared} samples a '
+                       r'pixel$'):
+        decompress_image(format_, data)
+    # what a colour encoding's decoding adds or drops: alpha
+    for format_, data in (('rgba8; tiff compressed ', _tiff((8, 8, 3), np.uint8)),
+                          ('rgb16; tiff compressed ', _tiff((8, 8, 4), np.uint16))):
+        assert decompress_image(format_, data).width == 8
 
 
 @pytest.mark.parametrize('case', list(MALFORMED))

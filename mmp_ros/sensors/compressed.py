@@ -107,7 +107,7 @@ def decompress_image(
     if match is None:
         raise _unknown_format(format)
     encoding_spec(encoding)  # an unknown encoding name is refused before decoding
-    pixels = _imdecode(buffer, format, max_pixels)
+    pixels = _imdecode(buffer, format, max_pixels, encoding)
     inner = (match.group(2) or '').lower()
     if match.group(1) == 'tiff' and not inner:  # stored as it is, in the encoding's order
         inner = encoding.lower()
@@ -340,13 +340,15 @@ def _check_png_chunks(data: bytes, format: str) -> None:
 # little- and big-endian TIFF, then BigTIFF
 _TIFF_SIGNATURES = (b'II*\x00', b'MM\x00*', b'II+\x00', b'MM\x00+')
 _TIFF_SIZE_TAGS = (256, 257)  # ImageWidth, ImageLength
+_TIFF_SAMPLES, _TIFF_BITS = 277, 258  # SamplesPerPixel, BitsPerSample (one per sample)
 _TIFF_INTEGERS = {3: 'u2', 4: 'u4', 16: 'u8'}  # SHORT, LONG, LONG8 (BigTIFF)
 
 
-def _tiff_declared_size(buffer: np.ndarray) -> tuple[int, int] | None:
-    """(width, height) the first directory of a TIFF declares (the image OpenCV decodes),
-    read before decoding; None where the data holds no such directory (then OpenCV fails).
-    The directory is anywhere in the file, usually after the image data."""
+def _tiff_declared_size(buffer: np.ndarray) -> tuple[int, int, int | None, int | None] | None:
+    """(width, height, samples per pixel, bits of the first sample) the first directory of a
+    TIFF declares (the image OpenCV decodes), read before decoding; None where the data
+    holds no such directory (then OpenCV fails), and None for samples or bits that it does
+    not state. The directory is anywhere in the file, usually after the image data."""
     order = '<' if buffer[0] == ord('I') else '>'
     big = buffer[2:4].tobytes() in (b'+\x00', b'\x00+')
     word, entry_size = ('u8', 20) if big else ('u4', 12)
@@ -364,18 +366,49 @@ def _tiff_declared_size(buffer: np.ndarray) -> tuple[int, int] | None:
                                                                                   entry_size)
     tags = entries[:, :2].copy().view(order + 'u2')[:, 0]
     types = entries[:, 2:4].copy().view(order + 'u2')[:, 0]
-    size = []
-    for tag in _TIFF_SIZE_TAGS:
+
+    def first_value(tag: int, one_per_sample: bool = False) -> int | None:
+        """The tag's first value: in the entry's field, or for a value per sample that does
+        not fit it (BitsPerSample of 3 samples) where the field points."""
         found = np.flatnonzero(tags == tag)
         if found.size == 0 or int(types[found[0]]) not in _TIFF_INTEGERS:
             return None
         kind = np.dtype(order + _TIFF_INTEGERS[int(types[found[0]])])
-        value = entries[found[0], field_at : field_at + kind.itemsize].copy().view(kind)[0]
-        size.append(int(value))
-    return size[0], size[1]
+        entry = entries[found[0]]
+        count = int(entry[4:field_at].copy().view(order + word)[0])
+        if one_per_sample and count * kind.itemsize > entry_size - field_at:
+            at = int(entry[field_at:].copy().view(order + word)[0])
+            if at + kind.itemsize > buffer.size:
+                return None
+            return int(np.frombuffer(buffer, kind, 1, at)[0])
+        return int(entry[field_at : field_at + kind.itemsize].copy().view(kind)[0])
+
+    width, height = (first_value(tag) for tag in _TIFF_SIZE_TAGS)
+    if width is None or height is None:
+        return None
+    return width, height, first_value(_TIFF_SAMPLES), first_value(_TIFF_BITS, True)
 
 
-def _imdecode(buffer: np.ndarray, format: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+def _check_tiff_samples(samples: int | None, bits: int | None, encoding: str,
+                        format: str) -> None:
+    """Refuse a TIFF whose samples cannot decode to ``encoding``: wider ones (OpenCV decodes
+    8-, 16-, 32- and 64-bit samples at their width) or more of them than it takes (a colour
+    encoding 3 or 4, its alpha added or dropped). A mono8 frame holding 4 x 32-bit float
+    at 4096 x 4096 was decoded (2.5-8.8 s, 510 MB) before it was refused."""
+    spec = encoding_spec(encoding)
+    most = 4 if encoding in _COLOUR else spec.channels
+    wrong_bits = bits in (8, 16, 32, 64) and bits != 8 * spec.dtype.itemsize
+    if wrong_bits or (samples is not None and samples > most):
+        raise SensorInputError(
+            f'format {format!r} names {encoding} ({spec.channels} x {spec.dtype.name}), but '
+            f'its TIFF header declares {samples or 1} x {bits or 1}-bit samples a pixel'
+        )
+
+
+def _imdecode(buffer: np.ndarray, format: str, max_pixels: int = MAX_PIXELS,
+              encoding: str | None = None) -> np.ndarray:
+    """The pixels of a JPEG, PNG or TIFF; ``encoding``: what the format names, which a
+    TIFF's declared samples are checked against before decoding."""
     # OpenCV decodes whatever it recognises (WebP, BMP, JPEG 2000, ...), and a few bytes of
     # those may declare and fill a picture of 2**30 pixels: the transports carry JPEG, PNG and
     # TIFF alone, whose declared sizes are checked below.
@@ -395,6 +428,8 @@ def _imdecode(buffer: np.ndarray, format: str, max_pixels: int = MAX_PIXELS) -> 
     if size is not None:
         check_pixel_count(size[0], size[1], max_pixels,
                           f'CompressedImage (format {format!r}) declares')
+    if tiff and size is not None and encoding is not None:
+        _check_tiff_samples(size[2], size[3], encoding, format)
     if not _ends_like_jpeg(buffer):
         raise SensorInputError(
             f'truncated JPEG: the data ({buffer.size} B) does not end with the end-of-image '
