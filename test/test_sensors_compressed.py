@@ -598,6 +598,20 @@ def huge_header(data: bytes, tag: bytes, layout: str) -> bytes:
     return data[:at] + struct.pack(layout, 20000, 20000) + data[at + struct.calcsize(layout):]
 
 
+def _tiff(shape, dtype, *, layout: str = 'little') -> bytes:
+    """A deflated TIFF of zeros from OpenCV; ``'big'``: its first directory's entries for
+    size, samples and bits alone, rewritten big-endian (no image data: never decoded)."""
+    data = cv2.imencode('.tiff', np.zeros(shape, dtype), [cv2.IMWRITE_TIFF_COMPRESSION, 8])[1]
+    if layout == 'little':
+        return data.tobytes()
+    height, width, samples = shape
+    bits = np.dtype(dtype).itemsize * 8
+    entries = [(256, 4, 1, width), (257, 4, 1, height), (258, 3, 1, bits << 16),
+               (277, 3, 1, samples << 16)]
+    return (b'MM\x00*' + struct.pack('>IH', 8, len(entries))
+            + b''.join(struct.pack('>HHII', *e) for e in entries) + bytes(4 + 64))
+
+
 MALFORMED = {
     'empty data': ('rgb8; jpeg compressed bgr8', b'', 'empty'),
     'garbage bytes': ('rgb8; jpeg compressed bgr8', b'\xff\xd8 not a jpeg \xff\xd9',
@@ -624,6 +638,11 @@ MALFORMED = {
         '16UC1; compressedDepth png',
         bytes(12) + cv2.imencode('.png', np.zeros((4, 4), np.uint8))[1].tobytes(),
         'single 16-bit channel'),
+    # was decoded: a deflated 4 x float32 TIFF of 4096 x 4096 took 5 s before it was refused
+    'depth png that is a tiff': (
+        '16UC1; compressedDepth png', bytes(12) + _tiff((8, 8, 4), np.float32),
+        r"compressedDepth png data is no PNG after its 12-byte header: it starts with b'II\*"),
+    'depth png that is a jpeg': ('16UC1; compressedDepth', bytes(12) + good_jpeg(), 'no PNG'),
     'depth of a colour encoding': ('rgb8; compressedDepth png', good_depth(),
                                    'single-channel 16-bit or 32FC1'),
     'unknown depth method': ('16UC1; compressedDepth zstd', good_depth(), "'zstd'"),
@@ -658,20 +677,6 @@ MALFORMED = {
         'rgb8; jpeg compressed bgr8', huge_header(good_jpeg(), b'\xff\xc0', '>HH'),
         'declares'),
 }
-
-
-def _tiff(shape, dtype, *, layout: str = 'little') -> bytes:
-    """A deflated TIFF of zeros from OpenCV; ``'big'``: its first directory's entries for
-    size, samples and bits alone, rewritten big-endian (no image data: never decoded)."""
-    data = cv2.imencode('.tiff', np.zeros(shape, dtype), [cv2.IMWRITE_TIFF_COMPRESSION, 8])[1]
-    if layout == 'little':
-        return data.tobytes()
-    height, width, samples = shape
-    bits = np.dtype(dtype).itemsize * 8
-    entries = [(256, 4, 1, width), (257, 4, 1, height), (258, 3, 1, bits << 16),
-               (277, 3, 1, samples << 16)]
-    return (b'MM\x00*' + struct.pack('>IH', 8, len(entries))
-            + b''.join(struct.pack('>HHII', *e) for e in entries) + bytes(4 + 64))
 
 
 @pytest.mark.parametrize(('format_', 'data', 'declared'), [
@@ -785,10 +790,11 @@ def test_an_image_of_another_format_is_refused_before_opencv_decodes_it(extensio
     decoded to 12000x12000 (144 Mpx, 8.7 s, past the 67 Mpx guard, which reads JPEG, PNG
     and TIFF headers only): any other format is refused by its signature."""
     data = cv2.imencode(extension, np.zeros((64, 64), np.uint8))[1].tobytes()
-    for format_, prefix in (('mono8; png compressed ', b''), ('jpeg', b''), ('', b''),
-                            ('16UC1; compressedDepth png', bytes(12))):
+    for format_, prefix in (('mono8; png compressed ', b''), ('jpeg', b''), ('', b'')):
         with pytest.raises(SensorInputError, match='no decodable JPEG, PNG or TIFF.*signature'):
             decompress_image(format_, prefix + data)
+    with pytest.raises(SensorInputError, match='compressedDepth png data is no PNG'):
+        decompress_image('16UC1; compressedDepth png', bytes(12) + data)
 
 
 def test_rvl_runs_that_overrun_the_image_are_refused():

@@ -519,6 +519,11 @@ def _decompress_depth(
     kind, quant_a, quant_b = DEPTH_HEADER.unpack_from(buffer)
     body = buffer[DEPTH_HEADER.size:]
     if method == 'png':
+        if not body[:8].tobytes().startswith(_PNG_SIGNATURE):  # OpenCV decodes JPEG, TIFF too
+            raise SensorInputError(
+                f'compressedDepth png data is no PNG after its {DEPTH_HEADER.size}-byte header: '
+                f'it starts with {body[:8].tobytes()!r} (format {format!r})'
+            )
         stored = _imdecode(body, format, max_pixels)
         if stored.dtype != np.uint16 or stored.shape[2] != 1:
             raise SensorInputError(
