@@ -298,12 +298,13 @@ def test_a_bad_parameters_file_is_named(run_bag, tmp_path, capsys, text):
     assert err.count('\n') == 1, err
 
 
-def test_a_params_file_that_cannot_be_read_is_named(tmp_path, capsys):
+def test_a_params_file_that_cannot_be_read_is_named(run_bag, tmp_path, capsys):
     # '[Errno 2] No such file or directory: ...' alone: neither --params nor what it was for
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser)
     missing = tmp_path / 'missing.yaml'
-    args = parser.parse_args([str(tmp_path / 'run'), '--params', str(missing)])
+    args = parser.parse_args([str(run_bag), '--out', str(tmp_path / 'r'), '--params',
+                              str(missing)])
     assert cli.run(args) == 2
     assert capsys.readouterr().err == (f'mmp_ros evaluate: --params {missing}: cannot read it '
                                        '(No such file or directory)\n')
@@ -510,7 +511,7 @@ def test_settle_after_cut_takes_seconds_or_auto():
 def test_settle_auto_without_an_expected_rate_is_named(run_bag, tmp_path, capsys):
     # expected_rate_hz 0 turns the rate check off: auto divided by it (ZeroDivisionError).
     params = tmp_path / 'no_rate.yaml'
-    params.write_text('mmp_segmentation:\n  ros__parameters:\n    sensors:\n      thermal:\n'
+    params.write_text('/**:\n  ros__parameters:\n    sensors:\n      thermal:\n'
                       '        expected_rate_hz: 0.0\n')
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser)
@@ -892,6 +893,21 @@ def test_the_params_sections_of_the_node_evaluated_give_its_bounds(tmp_path, cap
     topics = cli.run_topics('/robot1', [])
     for node, namespace in (('mmp_front', '/robot1'), ('/robot1/mmp_front', None)):
         ev = evaluate_run(bag, node_params=[both], topics=topics, node=node,
+                          namespace=namespace).evaluation
+        assert ev.run.node == '/robot1/mmp_front'
+        (detection,) = ev.detections
+        assert detection.bound_s == pytest.approx(0.4)
+
+
+def test_the_node_found_without_node_gives_the_params_sections_read(tmp_path):
+    # Found without --node, /robot1/mmp_front's bounds came from the sections of the default
+    # name, mmp_segmentation: the '/**:' section's 1.0 s, not its own 0.4 s.
+    both = tmp_path / 'both.yaml'
+    both.write_text('/**:\n  ros__parameters:\n    sensors.rgb.timeout_s: 1.0\n'
+                    '/robot1/mmp_front:\n  ros__parameters:\n    sensors.rgb.timeout_s: 0.4\n')
+    bag = write_run(tmp_path / 'fq', namespace='/robot1', nodes={'/robot1/mmp_front': DIAGNOSTICS})
+    for namespace in (None, '/robot1'):
+        ev = evaluate_run(bag, node_params=[both], topics=cli.run_topics('/robot1', []),
                           namespace=namespace).evaluation
         assert ev.run.node == '/robot1/mmp_front'
         (detection,) = ev.detections

@@ -32,6 +32,7 @@ from mmp_ros.evaluation.analysis import (
     Evaluation,
     Phase,
     evaluate,
+    of_node,
     percentiles,
 )
 from mmp_ros.evaluation.run import DEFAULT_TOPICS, RunTopics, read_run
@@ -229,19 +230,20 @@ def evaluate_run(path: str | Path, *, node_params: Sequence[str | Path] = (),
     :func:`settle_after_cut_s` of those parameters; ``node``: the segmentation node whose
     statuses to read (:func:`~mmp_ros.evaluation.analysis.of_node`; None: the only one);
     ``namespace``: the node's (None: any). The sections of the parameter files read are those
-    ROS applies to ``node`` (None: ``mmp_segmentation``) in ``namespace``, or in the namespace
-    of a fully qualified ``node`` ('/robot1/mmp_front')."""
-    name, node_namespace = node or NODE_NAME, namespace
-    if namespace is None and name.startswith('/'):
-        node_namespace, _, name = name.rpartition('/')
-        node_namespace = node_namespace or '/'
-    health = node_health(node_params, name, node_namespace)
-    if settle_s == 'auto':
-        settle_s = settle_after_cut_s(health)
+    ROS applies to ``node`` (None: the node found, else ``mmp_segmentation``) in
+    ``namespace``, or in the namespace of a fully qualified ``node`` ('/robot1/mmp_front')."""
     run = read_run(path, topics)
     try:
+        # the node found where none is named: its sections give the bounds, not the default's
+        name, node_namespace = node or of_node(run, None, namespace).node or NODE_NAME, namespace
+        if name.startswith('/'):
+            node_namespace, _, name = name.rpartition('/')
+            node_namespace = node_namespace or '/'
+        health = node_health(node_params, name, node_namespace)
+        if settle_s == 'auto':
+            settle_s = settle_after_cut_s(health)
         return RunReport(evaluate(run, health, settle_ns=round(settle_s * 1e9), node=node,
-                                         namespace=namespace))
+                                  namespace=namespace))
     except BagError as exc:  # the fault timeline's: name the bag, as read_run's errors do
         raise BagError(f'{path}: {exc}') from exc
 
