@@ -515,6 +515,41 @@ def test_on_sim_time_a_jump_back_of_the_clock_starts_sensor_health_afresh(run_no
     assert not [s for s in driver.model_statuses if 'backwards' in s['message']]
 
 
+def test_a_run_under_way_when_the_clock_jumps_back_stays_out_of_the_fresh_figures(run_node):
+    # replay --loop --clock: the clock went back while the model ran on the last frame of the
+    # pass; that run, timed on the new clock, put -4 s into the fresh latency window (the model
+    # status read latency_p50_ms -3959.4, inferences 1 before any frame of the new pass).
+    import threading
+
+    node, driver, spin_until = run_node(**rgb_only(use_sim_time=True))
+    bag = SimClock(driver)
+    assert spin_until(lambda: node.count_subscribers('rgb/image') > 0, 10.0)
+
+    def feed():
+        bag.tick()
+        bag.send_rgb()
+
+    assert spin_until(lambda: len(driver.labels) >= 2, 10.0, feed=feed)
+    infer, running, go_on = node._backend.infer, threading.Event(), threading.Event()
+
+    def held_infer(*args):  # the real model, held until the clock has jumped
+        running.set()
+        go_on.wait(10.0)
+        return infer(*args)
+
+    node._backend.infer = held_infer
+    assert spin_until(running.is_set, 10.0, feed=feed)
+    jumped_to = bag.now_ns - 5 * 10**9
+    bag.tick(jumped_to - bag.now_ns)
+    assert spin_until(lambda: node.get_clock().now().nanoseconds == jumped_to, 5.0)
+    node._backend.infer = infer
+    before = len(driver.labels)
+    go_on.set()
+    assert spin_until(lambda: len(driver.labels) > before, 5.0)
+    spin_until(lambda: False, 0.2)
+    assert node._model.inferences == 0 and len(node._latency) == 0
+
+
 def test_the_timer_anchor_stamps_each_output_with_the_instant_its_frames_were_matched_at(
     run_node,
 ):

@@ -684,6 +684,11 @@ class SegmentationCore:
             bundle = self._assembler.assemble(usable, now)
             image_sizes = dict(self._image_sizes)
             values = dict(self._values)
+            # The figures of this run go where they were taken from: a clock that jumps back
+            # while the model runs starts fresh ones (_start_afresh), which a run on frames
+            # from before the jump, timed after it, would start with a latency of minus the
+            # jump (-3959 ms at a 4 s bag's loop) and an inference that is not theirs.
+            latency, state = self._latency, self._model
         if bundle is None:
             return
         frames = {m: stamped.frame for m, stamped in bundle.frames.items()}
@@ -716,8 +721,7 @@ class SegmentationCore:
         if values['publish_confidence'] and self._pub_confidence.get_subscription_count():
             self._publish_image(self._pub_confidence, seg.confidence, '32FC1', header)
         with self._lock:
-            self._latency.add(published_at - bundle.stamp)
-            state = self._model
+            latency.add(published_at - bundle.stamp)
             state.inferences += 1
             state.last_mask = ' '.join(f'{m}={mark}' for m, mark in marks.items())
             state.last_missing = dict(bundle.missing)
