@@ -204,6 +204,36 @@ def test_stamp_going_backwards_is_rejected_then_recovers():
     assert stream.status().state is SensorState.OK
 
 
+def test_frames_under_way_when_the_clock_jumps_back_are_dropped_unjudged():
+    """replay --loop --clock: the clock goes back 4 s to the bag's start, and a frame sent
+    just before, stamped on the old time, arrives after it. It was '3.960 s in the future':
+    the sensor masked for recovery_frames frames at the loop, which the restart is for."""
+    stream = Stream(recovery_frames=5)
+    stream.frames(10)
+    jumped_from, stamp = stream.now, stream.now - PERIOD
+    stream.now -= 4.0
+    stream.monitor.restart(jumped_from)
+    verdict = stream.frame(stamp=stamp)
+    assert not verdict.accepted and 'before the clock jumped back' in verdict.reason
+    assert stream.status().state is SensorState.NEVER_SEEN
+    assert stream.status().values['bad_stamp'] == '0'
+    assert stream.frame().accepted and stream.status().usable  # the new pass: used at once
+    # From its first frame on the new time on, a stamp in the future is one again.
+    verdict = stream.frame(stamp=jumped_from - PERIOD)
+    assert not verdict.accepted and 'in the future' in verdict.reason
+
+
+def test_after_a_jump_back_a_camera_stamping_ahead_is_still_caught():
+    # Its stamps are in the future on the new time too, nowhere near the old one.
+    stream = Stream()
+    stream.frames(10)
+    jumped_from = stream.now
+    stream.now -= 30.0
+    stream.monitor.restart(jumped_from)
+    verdict = stream.frame(stamp=stream.now + 2.0)
+    assert not verdict.accepted and 'in the future' in verdict.reason
+
+
 def test_repeated_stamp_is_rejected():
     stream = Stream()
     stream.frame(stamp=T0)

@@ -515,6 +515,34 @@ def test_on_sim_time_a_jump_back_of_the_clock_starts_sensor_health_afresh(run_no
     assert not [s for s in driver.model_statuses if 'backwards' in s['message']]
 
 
+def test_on_sim_time_a_frame_under_way_at_a_jump_back_does_not_mask_its_camera(run_node):
+    # At a --loop --clock pass's end a frame of the old pass can arrive after the jump: it was
+    # 'stamp 3.960 s in the future', and the camera masked for recovery_frames (5) frames.
+    node, driver, spin_until = run_node(**rgb_only(use_sim_time=True))
+    bag = SimClock(driver)
+    assert spin_until(lambda: node.count_subscribers('rgb/image') > 0, 10.0)
+
+    def feed():
+        bag.tick()
+        bag.send_rgb()
+
+    assert spin_until(lambda: len(driver.labels) >= 3, 10.0, feed=feed)
+    old_ns = bag.now_ns
+    jumped_to = old_ns - 5 * 10**9
+    bag.tick(jumped_to - old_ns)
+    assert spin_until(lambda: node.get_clock().now().nanoseconds == jumped_to, 5.0)
+    bag.now_ns = old_ns  # the old pass's last frame, sent before the jump
+    bag.send_rgb()
+    bag.now_ns = jumped_to
+    spin_until(lambda: False, 0.1)
+    before = len(driver.labels)
+    for _ in range(2):  # fewer than recovery_frames
+        feed()
+        spin_until(lambda: False, 0.05)
+    assert spin_until(lambda: len(driver.labels) > before, 2.0), 'the camera was masked'
+    assert not [s for s in driver.model_statuses if 'future' in s['message']]
+
+
 def test_a_run_under_way_when_the_clock_jumps_back_stays_out_of_the_fresh_figures(run_node):
     # replay --loop --clock: the clock went back while the model ran on the last frame of the
     # pass; that run, timed on the new clock, put -4 s into the fresh latency window (the model

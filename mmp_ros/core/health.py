@@ -179,6 +179,7 @@ class HealthMonitor:
         self._first_receive: float | None = None
         self._stale_reported = False
         self._counters = _Counters()
+        self._jumped_from: float | None = None  # the clock's reading before it jumped back
 
     # --- configuration -----------------------------------------------------------------
 
@@ -190,17 +191,27 @@ class HealthMonitor:
         """A sensor this robot does not have: always masked, never an error."""
         self.enabled = False
 
-    def restart(self) -> None:
-        """Forget every frame and verdict, as at start-up (the node's clock jumped back);
-        the settings stay."""
+    def restart(self, jumped_from: float | None = None) -> None:
+        """Forget every frame and verdict, as at start-up (the node's clock jumped back, from
+        ``jumped_from`` when given); the settings stay.
+
+        Frames that were under way at the jump still carry the old time: judged by the new
+        clock they would be in the future, and mask the sensor for ``recovery_frames``. Until
+        the stream's first frame on the new time, one stamped ahead of the clock but within
+        ``timeout_s`` before ``jumped_from`` (or ``future_tolerance_s`` after it) is dropped
+        unjudged.
+        """
         enabled = self.enabled
         self.__init__(self.modality, self.config)
         self.enabled = enabled
+        self._jumped_from = jumped_from
 
     # --- input -------------------------------------------------------------------------
 
     def observe(self, stamp: float, now: float, stats: FrameStats) -> FrameVerdict:
         """Judge one decoded frame with header stamp ``stamp`` received at ``now``."""
+        if self._from_before_jump(stamp, now):
+            return FrameVerdict(False, 'stamped before the clock jumped back: not judged')
         self._note_arrival(now)
         fault = self._stamp_fault(stamp, now) or self._content_fault(stats)
         if fault:
@@ -278,6 +289,16 @@ class HealthMonitor:
         self._receive_times.append(now)
         while self._receive_times and self._receive_times[0] <= now - cfg.rate_window_s:
             self._receive_times.popleft()
+
+    def _from_before_jump(self, stamp: float, now: float) -> bool:
+        jumped_from, cfg = self._jumped_from, self.config
+        if jumped_from is None:
+            return False
+        if (stamp - now > cfg.future_tolerance_s
+                and jumped_from - cfg.timeout_s <= stamp <= jumped_from + cfg.future_tolerance_s):
+            return True
+        self._jumped_from = None  # a frame on the new time: every frame is judged from here
+        return False
 
     def _stamp_fault(self, stamp: float, now: float) -> str:
         if not math.isfinite(stamp) or stamp <= 0.0:

@@ -619,7 +619,10 @@ class SegmentationCore:
         and rates and latencies would span the jump. Health, cached frames and the model's
         figures start afresh, as at start-up, instead of masking every sensor until it has
         recovered."""
-        self._start_afresh()
+        # Frames under way at a jump back carry the time before it: not a fault (restart).
+        jumped_from = self._now() - jump.delta.nanoseconds * 1e-9 if (
+            jump.delta.nanoseconds < 0) else None
+        self._start_afresh(jumped_from)
         # A switch of use_sim_time comes with a delta of 0, whatever the two clocks read.
         if jump.clock_change == ClockChange.ROS_TIME_ACTIVATED:  # pybind11 enums: not `is`
             what = 'the clock switched to sim time (/clock)'
@@ -629,11 +632,12 @@ class SegmentationCore:
             what = f'the clock jumped by {jump.delta.nanoseconds / 1e9:+.3f} s'
         self.get_logger().info(f'{what}: sensor health and model figures start afresh')
 
-    def _start_afresh(self) -> None:
-        """Health, cached frames and the model's figures as at start-up."""
+    def _start_afresh(self, jumped_from: float | None = None) -> None:
+        """Health, cached frames and the model's figures as at start-up (the clock jumped
+        back from ``jumped_from``, when given)."""
         with self._lock:
             for modality, monitor in self._monitors.items():
-                monitor.restart()
+                monitor.restart(jumped_from)
                 self._assembler.clear(modality)
             self._latency = LatencyWindow()
             self._model = _ModelState()
