@@ -380,6 +380,21 @@ def test_without_loop_the_clock_runs_on_and_it_never_reads_before_the_origin():
     assert clock.bag_time_ns(-0.5) == 10**9  # before the start instant (--delay)
 
 
+def test_a_clock_too_coarse_for_a_sim_time_node_is_warned_about():
+    # replay --clock 1: the node's now moved in 1 s steps; half the frames were 'stamp 0.53 s
+    # in the future' and every sensor went STALE between ticks, without a word from replay.
+    schedule = make_schedule('b', 0, 10**9, 2)
+    warning = BagClock(schedule, hz=1.0).lag_warning()
+    assert '--clock 1 at --rate 1: /clock advances 1 s of bag time per tick' in warning
+    assert 'future_tolerance_s' in warning and 'timeout_s' in warning
+    assert '--clock 40 ticks every 25 ms' in warning
+    assert BagClock(schedule, hz=100.0).lag_warning() == ''
+    assert BagClock(schedule, hz=5.0).lag_warning() == ''  # 0.2 s a tick
+    fast = make_schedule('b', 0, 10**9, 2, rate=4.0)
+    assert '1 s of bag time per tick' in BagClock(fast, hz=4.0).lag_warning()
+    assert '--clock 160 ' in BagClock(fast, hz=4.0).lag_warning()
+
+
 def test_ticks_are_due_on_a_fixed_grid_and_missed_ones_are_dropped():
     clock = BagClock(make_schedule('b', 0, 10**9, 2), hz=100.0)
     assert clock.tick_s(0) == 0.0 and clock.tick_s(25) == pytest.approx(0.25)

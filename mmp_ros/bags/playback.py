@@ -24,6 +24,10 @@ _TYPE_NAME = re.compile(r'[A-Za-z][A-Za-z0-9_]*/(msg|srv|action)/[A-Za-z][A-Za-z
 # the segmentation node subscribes with.
 SENSOR_DATA_QOS = TopicQos(reliable=False, transient_local=False, depth=5)
 DEFAULT_QOS = TopicQos(reliable=True, transient_local=False, depth=10)
+# Bag time per /clock tick above which a sim-time node misjudges fresh frames: half the
+# segmentation node's default future_tolerance_s and timeout_s (0.5 s), leaving the other half
+# for frame intervals and delivery.
+COARSE_TICK_S = 0.25
 
 
 def parse_remaps(remaps: Iterable[str]) -> dict[str, str]:
@@ -198,6 +202,23 @@ class BagClock:
         if self.loop:
             position_ns %= self.schedule.loop_period_ns
         return self.schedule.origin_ns + position_ns
+
+    def lag_warning(self) -> str:
+        """Why a node on this clock would misjudge fresh frames ('' when it would not).
+
+        Between ticks the clock stands still, so a node's now trails the stamps of the
+        messages published meanwhile by up to one tick's worth of bag time (``rate / hz``),
+        and the age of its last message grows by that much at each tick.
+        """
+        step_s = self.schedule.rate / self.hz
+        if step_s <= COARSE_TICK_S:
+            return ''
+        return (f'--clock {self.hz:g} at --rate {self.schedule.rate:g}: /clock advances '
+                f'{step_s:.3g} s of bag time per tick, so a node on use_sim_time sees stamps '
+                f'up to that far in its future and the age of its last frame jump by as much '
+                f'(the segmentation node rejects stamps over future_tolerance_s ahead and calls '
+                f'a sensor stale after timeout_s, 0.5 s each by default); --clock '
+                f'{math.ceil(40 * self.schedule.rate)} ticks every 25 ms of bag time')
 
     def tick_s(self, index: int) -> float:
         """When tick ``index`` is due, in seconds after the start instant."""

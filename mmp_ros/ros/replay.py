@@ -293,6 +293,8 @@ def run(args: argparse.Namespace) -> int:
                     log.info(f'{bag.path}: {setup.describe()}')
                     for line in plan.describe():
                         (log.warning if line.startswith('skip') else log.info)(line)
+                    if clock is not None and (warning := clock.lag_warning()):
+                        log.warning(warning)
                     if args.wait_for_subscribers > 0 and not node.wait_for_subscribers(
                         args.wait_for_subscribers
                     ):
