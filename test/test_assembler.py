@@ -122,6 +122,19 @@ def test_timer_anchor_uses_the_callers_clock_every_call():
     assert assembler.assemble(ALL_USABLE, now=10.5) is None  # everything too old
 
 
+def test_the_timer_anchor_gives_nothing_while_the_clock_stands_still():
+    # A paused simulation, or a bag on /clock that has ended: the node published the same
+    # bundle under the same stamp at max_rate_hz (19 labels in 1 s, 2 distinct stamps).
+    assembler = FrameAssembler(MODALITIES, anchor='timer', max_age_s=0.1)
+    feed(assembler, {'rgb': [10.0]})
+    assert assembler.assemble(ALL_USABLE, now=10.05).stamp == 10.05
+    assert assembler.assemble(ALL_USABLE, now=10.05) is None
+    assert assembler.assemble(ALL_USABLE, now=10.06).stamp == 10.06
+    # A clock that went back (a looping bag): bundles at the new time.
+    feed(assembler, {'rgb': [5.0]})
+    assert assembler.assemble(ALL_USABLE, now=5.01).stamp == 5.01
+
+
 def test_nothing_usable_gives_no_bundle():
     assembler = FrameAssembler(MODALITIES)
     feed(assembler, {'rgb': [10.0], 'depth': [10.0]})

@@ -139,7 +139,8 @@ class FrameAssembler:
 
         ``usable`` holds each sensor's health verdict; ``now`` is needed only by the timer
         anchor. A frame anchor is used once: asking again before a newer anchor frame
-        arrives returns None, so the model never runs twice on the same input.
+        arrives returns None, so the model never runs twice on the same input; so is a timer
+        instant (a clock that has not moved since the last bundle gives None).
         """
         candidates = {
             m: self._caches[m][-1] for m in self.modalities if usable.get(m) and self._caches[m]
@@ -149,6 +150,10 @@ class FrameAssembler:
         if self.anchor == ANCHOR_TIMER:
             if now is None:
                 raise AssemblerConfigError("the 'timer' anchor needs now")
+            if now == self._last_anchor_stamp:
+                # The clock stands still (a paused simulation, the end of a bag on /clock):
+                # the same instant again would be the same bundle, under the same stamp.
+                return None
             anchor, stamp, header = ANCHOR_TIMER, now, None
             camera = max(candidates, key=lambda m: candidates[m].stamp)
             frame_id = candidates[camera].frame_id
