@@ -578,6 +578,32 @@ def test_a_run_under_way_when_the_clock_jumps_back_stays_out_of_the_fresh_figure
     assert node._model.inferences == 0 and len(node._latency) == 0
 
 
+def test_on_sim_time_the_timer_anchor_keeps_its_rate_on_the_simulated_clock(run_node):
+    # A bag on /clock at a fifth of real time: max_rate_hz was paced on the monotonic clock,
+    # five times the outputs per second of bag time, 20 to 30 ms apart in their stamps.
+    node, driver, spin_until = run_node(**rgb_only(
+        use_sim_time=True, anchor='timer', max_rate_hz=10.0,
+        sensors__rgb__timeout_s=5.0, sensors__rgb__expected_rate_hz=0.0,
+    ))
+    bag = SimClock(driver)
+    assert spin_until(lambda: node.count_subscribers('rgb/image') > 0, 10.0)
+    last_feed = [0.0]
+
+    def slow_feed():  # 10 ms of bag time every 50 ms
+        if time.monotonic() - last_feed[0] >= 0.05:
+            last_feed[0] = time.monotonic()
+            bag.tick(10_000_000)
+            bag.send_rgb()
+
+    assert spin_until(lambda: len(driver.labels) >= 1, 10.0, feed=slow_feed)
+    first = len(driver.labels)
+    spin_until(lambda: False, 2.5, feed=slow_feed)  # 0.5 s of bag time
+    stamps = [label_stamp_ns(label) for label in driver.labels[first - 1:]]
+    gaps_ms = np.diff(stamps) / 1e6
+    assert 3 <= len(gaps_ms) <= 7, gaps_ms
+    assert gaps_ms.min() >= 90.0, gaps_ms
+
+
 def test_the_timer_anchor_stamps_each_output_with_the_instant_its_frames_were_matched_at(
     run_node,
 ):

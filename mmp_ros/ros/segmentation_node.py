@@ -108,6 +108,7 @@ except ImportError:
     LabelInfo = VisionClass = None
 
 OVERLAY_PREFERENCE = ('rgb', 'thermal', 'depth', 'polarization')
+SIM_TIME_POLL_S = 0.005  # how often the timer anchor looks at a simulated clock
 
 
 class NodeStartError(RuntimeError):
@@ -645,7 +646,7 @@ class SegmentationCore:
     # --- inference, off the callback path ----------------------------------------------
 
     def _inference_loop(self, stop: threading.Event) -> None:
-        last_run = -np.inf
+        last_run = (-np.inf, -np.inf)  # (monotonic, node clock) of the last run's start
         while not stop.is_set():
             if self._values['anchor'] != 'timer':
                 self._wake.wait(0.25)
@@ -653,7 +654,7 @@ class SegmentationCore:
             self._wait_for_rate(last_run, stop)
             if stop.is_set():
                 break
-            last_run = time.monotonic()
+            last_run = (time.monotonic(), self._now())
             try:
                 self._infer_latest(stop)
             except Exception as exc:  # a failed run must not end the worker
@@ -666,15 +667,29 @@ class SegmentationCore:
                     f'inference failed: {message}', throttle_duration_sec=5.0
                 )
 
-    def _wait_for_rate(self, last_run: float, stop: threading.Event) -> None:
+    def _wait_for_rate(self, last_run: tuple[float, float], stop: threading.Event) -> None:
         """Wait until ``max_rate_hz`` allows the next run, or the node stops.
+
+        ``last_run``: the last run's start on the monotonic clock and on the node clock. The
+        timer anchor's rate is on the node clock, as its stamps are: on ``use_sim_time``, bag
+        or simulator time (a bag at ``--rate 0.5`` gave twice the outputs per second of bag
+        time on the monotonic clock); a clock gone back is a due run. The node clock's pace
+        is unknown then, so the wait is polled. As a cap for frame anchors the rate is the
+        monotonic clock's: a bound on the work done.
 
         The wait is recomputed whenever the rate or the anchor changes at run time: a node
         switched from a very low rate back to a normal one must not sleep out the old period.
         """
         while not stop.is_set():
             rate = self._values['max_rate_hz']
-            wait = last_run + (1.0 / rate if rate > 0 else 0.0) - time.monotonic()
+            period = 1.0 / rate if rate > 0 else 0.0
+            if self._values['anchor'] == 'timer':
+                now = self._now()
+                wait = last_run[1] + period - now if now >= last_run[1] else 0.0
+                if self.get_clock().ros_time_is_active:
+                    wait = min(wait, SIM_TIME_POLL_S)
+            else:
+                wait = last_run[0] + period - time.monotonic()
             if wait <= 0:
                 return
             self._retime.wait(wait)
