@@ -169,8 +169,8 @@ def make_schedule(
     next loop follows the last one as it would follow its predecessor (a bag of one message
     repeats every second).
     """
-    if not rate > 0:
-        raise BagError(f'rate must be positive, got {rate}')
+    if not 0 < rate < math.inf:  # inf: every message at once, and no bag time for /clock
+        raise BagError(f'rate must be positive and finite, got {rate}')
     if not start_offset_s >= 0:
         raise BagError(f'start offset must not be negative, got {start_offset_s}')
     duration_ns = end_ns - start_ns
