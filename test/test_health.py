@@ -223,6 +223,49 @@ def test_frames_under_way_when_the_clock_jumps_back_are_dropped_unjudged():
     assert not verdict.accepted and 'in the future' in verdict.reason
 
 
+def test_after_a_jump_back_a_sensor_heard_before_is_not_an_error_until_it_falls_silent():
+    """At each pass of replay --loop --clock every sensor was ERROR 'nothing received since
+    start' until its first frame of the new pass (a 9 Hz camera for up to 110 ms), and the
+    model 'no usable sensor': /diagnostics went to ERROR at every loop."""
+    stream = Stream(timeout_s=0.5)
+    stream.frames(10)
+    jumped_from = stream.now
+    stream.now -= 4.0
+    stream.monitor.restart(jumped_from, stream.now)
+    status = stream.status()
+    assert status.level is Level.OK and status.state is SensorState.OK, status
+    assert 'since start' not in status.message
+    stream.now += 0.6  # nothing on the new time within timeout_s: silent, as it is
+    status = stream.status()
+    assert status.state is SensorState.STALE and 'no message for 0.60 s' in status.message
+    assert stream.frame().accepted  # then it is back, after a stale gap
+    stream.frames(5)
+    assert stream.status().usable
+    # Its first frame within timeout_s of the jump is used at once.
+    stream.monitor.restart(stream.now + 4.0, stream.now)
+    assert stream.frame().accepted and stream.status().usable
+    # A sensor never heard before the jump is still 'nothing received since start'.
+    silent = HealthMonitor('thermal')
+    silent.restart(T0 + 4.0, T0)
+    status = silent.status(T0 + 0.1)
+    assert status.level is Level.ERROR and 'nothing received since start' in status.message
+
+
+@pytest.mark.parametrize('fault', ['blank', 'stale'])
+def test_after_a_jump_back_a_sensor_at_fault_then_is_not_called_ok(fault):
+    stream = Stream(timeout_s=0.5)
+    stream.frames(10)
+    if fault == 'blank':
+        stream.frames(3, frame_stats=stats(0, all_zero=True))
+    else:
+        stream.now += 1.0
+    jumped_from = stream.now
+    stream.now -= 4.0
+    stream.monitor.restart(jumped_from, stream.now)
+    assert stream.status().level is Level.ERROR and not stream.status().usable
+    assert stream.frame().accepted and stream.status().usable  # judged afresh
+
+
 def test_after_a_jump_back_a_camera_stamping_ahead_is_still_caught():
     # Its stamps are in the future on the new time too, nowhere near the old one.
     stream = Stream()

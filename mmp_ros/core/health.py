@@ -191,9 +191,16 @@ class HealthMonitor:
         """A sensor this robot does not have: always masked, never an error."""
         self.enabled = False
 
-    def restart(self, jumped_from: float | None = None) -> None:
-        """Forget every frame and verdict, as at start-up (the node's clock jumped back, from
-        ``jumped_from`` when given); the settings stay.
+    def restart(self, jumped_from: float | None = None, now: float | None = None) -> None:
+        """Forget every frame and verdict, as at start-up; the settings stay. With
+        ``jumped_from`` and ``now``: the node's clock jumped back from the one to the other.
+
+        A sensor healthy at the jump (OK or recovering, not stale) is not 'nothing received
+        since start' until its first frame on the new time (every sensor ERROR, and the model
+        'no usable sensor', at each pass of a looping bag): it is OK, as if its last message
+        had come at the jump, and stale if none comes within ``timeout_s``. Its first frame is
+        used at once. One at fault then is judged afresh from its next frame, at ERROR
+        meanwhile, as at start-up.
 
         Frames that were under way at the jump still carry the old time: judged by the new
         clock they would be in the future, and mask the sensor for ``recovery_frames``. Until
@@ -201,10 +208,17 @@ class HealthMonitor:
         ``timeout_s`` before ``jumped_from`` (or ``future_tolerance_s`` after it) is dropped
         unjudged.
         """
+        healthy = (
+            jumped_from is not None and now is not None
+            and self._state in (SensorState.OK, SensorState.RECOVERING)
+            and jumped_from - self._last_receive <= self.config.timeout_s
+        )
         enabled = self.enabled
         self.__init__(self.modality, self.config)
         self.enabled = enabled
         self._jumped_from = jumped_from
+        if healthy:
+            self._state, self._fault, self._last_receive = SensorState.OK, '', now
 
     # --- input -------------------------------------------------------------------------
 

@@ -621,9 +621,9 @@ class SegmentationCore:
         figures start afresh, as at start-up, instead of masking every sensor until it has
         recovered."""
         # Frames under way at a jump back carry the time before it: not a fault (restart).
-        jumped_from = self._now() - jump.delta.nanoseconds * 1e-9 if (
-            jump.delta.nanoseconds < 0) else None
-        self._start_afresh(jumped_from)
+        now = self._now()
+        jumped_from = now - jump.delta.nanoseconds * 1e-9 if jump.delta.nanoseconds < 0 else None
+        self._start_afresh(jumped_from, now)
         # A switch of use_sim_time comes with a delta of 0, whatever the two clocks read.
         if jump.clock_change == ClockChange.ROS_TIME_ACTIVATED:  # pybind11 enums: not `is`
             what = 'the clock switched to sim time (/clock)'
@@ -633,12 +633,12 @@ class SegmentationCore:
             what = f'the clock jumped by {jump.delta.nanoseconds / 1e9:+.3f} s'
         self.get_logger().info(f'{what}: sensor health and model figures start afresh')
 
-    def _start_afresh(self, jumped_from: float | None = None) -> None:
+    def _start_afresh(self, jumped_from: float | None = None, now: float | None = None) -> None:
         """Health, cached frames and the model's figures as at start-up (the clock jumped
-        back from ``jumped_from``, when given)."""
+        back from ``jumped_from`` to ``now``, when given: HealthMonitor.restart)."""
         with self._lock:
             for modality, monitor in self._monitors.items():
-                monitor.restart(jumped_from)
+                monitor.restart(jumped_from, now)
                 self._assembler.clear(modality)
             self._latency = LatencyWindow()
             self._model = _ModelState()
