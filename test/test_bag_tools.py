@@ -377,6 +377,15 @@ def test_the_clock_reads_each_messages_timestamp_when_it_is_due():
     assert clock.bag_time_ns(0.3 + 0.15) == int(1.5e9) + 3 * 10**8
 
 
+def test_the_clock_says_which_pass_over_the_bag_it_reads():
+    # replay --loop --clock publishes a pass's first message only once /clock reads that pass.
+    schedule = make_schedule('b', 10**9, 2 * 10**9, 11, rate=2.0)  # a pass: 1.1 s, 0.55 s
+    looped, once = BagClock(schedule, hz=100.0, loop=True), BagClock(schedule, hz=100.0)
+    assert [looped.pass_index(t) for t in (0.0, 0.549, 0.55, 1.2)] == [0, 0, 1, 2]
+    assert looped.pass_index(schedule.due_s(10**9, 3)) == 3
+    assert once.pass_index(5.0) == 0
+
+
 def test_without_loop_the_clock_runs_on_and_it_never_reads_before_the_origin():
     schedule = make_schedule('b', 10**9, 2 * 10**9, 11)
     clock = BagClock(schedule, hz=10.0)

@@ -287,6 +287,48 @@ def test_clock_gives_a_sim_time_node_the_bag_time_of_each_message(tmp_path, rest
 
 
 @pytest.mark.slow
+def test_with_loop_the_clock_reads_each_pass_before_its_first_message(tmp_path, restored_environ):
+    """The ticks' grid rarely meets a pass's boundary: the first message of each new pass went
+    out while /clock still read the end of the last (1 s before it here, in about every
+    pass), so the segmentation node rejected it as 'stamp went backwards' before it heard
+    the clock jump."""
+    import rclpy
+    from rclpy.parameter import Parameter
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+
+    from mmp_ros.ros.context import init_ros, spin_until
+
+    stamps = jittered_timestamps(30, 30.0)  # 1 s, a pass every 0.5 s at --rate 2
+    bag = write_image_bag(tmp_path / 'bag', stamps, width=8, height=4)
+    seen: list[tuple[int, int]] = []  # (header stamp, the node's now when it arrived), ns
+
+    def on_image(msg: Image) -> None:
+        stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+        seen.append((stamp, node.get_clock().now().nanoseconds))
+
+    with init_ros([]):
+        node = rclpy.create_node(
+            'mmp_ros_sim_time_probe', parameter_overrides=[Parameter('use_sim_time', value=True)]
+        )
+        player = subprocess.Popen(
+            [sys.executable, '-m', 'mmp_ros.ros.replay', str(bag), '--wait-for-subscribers',
+             '20', '--clock', '100', '--loop', '--rate', '2'],
+            env=dict(os.environ, PYTHONPATH=str(REPO)), stderr=subprocess.PIPE, text=True,
+        )
+        try:
+            node.create_subscription(Image, '/camera/image', on_image, qos_profile_sensor_data)
+            assert spin_until(node, lambda: len(seen) >= 5 * len(stamps), 30.0)
+        finally:
+            player.send_signal(signal.SIGINT)
+            stderr = player.communicate(timeout=20)[1]
+            node.destroy_node()
+    assert player.returncode == 0, stderr
+    behind_ms = [(now - stamp) / 1e6 for stamp, now in seen if now - stamp > 0.5e9]
+    assert not behind_ms, behind_ms
+
+
+@pytest.mark.slow
 def test_the_node_on_sim_time_segments_a_bag_played_with_clock_on_its_own_stamps(
     tmp_path, restored_environ
 ):

@@ -203,6 +203,13 @@ class BagClock:
             position_ns %= self.schedule.loop_period_ns
         return self.schedule.origin_ns + position_ns
 
+    def pass_index(self, elapsed_s: float) -> int:
+        """Which pass over the bag the clock reads at ``elapsed_s`` (0 without ``loop``)."""
+        if not self.loop:
+            return 0
+        position_ns = max(0, round(elapsed_s * self.schedule.rate * 1e9))
+        return position_ns // self.schedule.loop_period_ns
+
     def lag_warning(self) -> str:
         """Why a node on this clock would misjudge fresh frames ('' when it would not).
 

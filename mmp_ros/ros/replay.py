@@ -116,6 +116,7 @@ class BagPlayer(Node):
             self.create_publisher(Clock, CLOCK_TOPIC, CLOCK_QOS) if clock else None
         )
         self._next_tick = 0  # index of the next /clock tick of playback (BagClock.tick_s)
+        self._clock_pass = 0  # the pass over the bag (--loop) the last /clock reading is in
         self.lateness: Lateness | None = None  # of play, summed up by run() after a stop too
         # Topics whose header.stamp is set to the publish time (--restamp).
         self._restamped = {
@@ -167,6 +168,13 @@ class BagPlayer(Node):
                     start = time.monotonic() - self._schedule.due_s(timestamp, iteration)
                 due = start + self._schedule.due_s(timestamp, iteration)
                 self._wait_until(due, start)
+                if self._bag_clock is not None and self._clock_pass < iteration:
+                    # A new pass, and no tick has gone back to its start yet (the ticks' grid
+                    # rarely meets the boundary): the clock reads its first message's time
+                    # before that goes out. Else a sim-time node had it ~one pass before its
+                    # clock (a stamp gone backwards), and only then heard the clock jump.
+                    self._publish_clock(timestamp)
+                    self._clock_pass = iteration
                 lateness.add(time.monotonic() - due)
                 if topic in self._restamped:
                     data = restamp(data, self.get_clock().now().nanoseconds)
@@ -198,6 +206,7 @@ class BagPlayer(Node):
                 _sleep_until(tick)
                 elapsed = time.monotonic() - start
                 self._publish_clock(self._bag_clock.bag_time_ns(elapsed))
+                self._clock_pass = self._bag_clock.pass_index(elapsed)
                 self._next_tick = self._bag_clock.next_tick(self._next_tick, elapsed)
         _sleep_until(due)
 
