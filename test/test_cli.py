@@ -31,6 +31,21 @@ def test_cli_help_runs_without_torch_or_rclpy():
     subprocess.run([sys.executable, '-c', code], check=True, capture_output=True)
 
 
+def test_replay_clock_without_a_value_ticks_at_ros2_bag_plays_rate():
+    # 'replay bag --clock' stopped with 'expected one argument'; ros2 bag play's --clock
+    # alone publishes at 40 Hz.
+    pytest.importorskip('rclpy', reason='needs rclpy (ros extra or ROS 2)')
+    import argparse
+
+    from mmp_ros.ros import replay
+
+    parser = argparse.ArgumentParser()
+    replay.add_arguments(parser)
+    assert parser.parse_args(['bag', '--clock']).clock == 40.0
+    assert parser.parse_args(['bag', '--clock', '100']).clock == 100.0
+    assert parser.parse_args(['bag']).clock is None
+
+
 @pytest.mark.parametrize(('argv', 'message'), [
     (['train', '--config', '{tmp}/missing.yaml'], 'config file not found: {tmp}/missing.yaml'),
     (['train', '--set', 'method=best'], "method: unknown 'best'"),

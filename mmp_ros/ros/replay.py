@@ -57,6 +57,7 @@ _WAKE_S = 0.1  # longest sleep, so that Ctrl-C and shutdown are seen promptly
 # went with it).
 DRAIN_S = 0.25
 CLOCK_TOPIC = '/clock'
+CLOCK_HZ = 40.0  # --clock without a value: ros2 bag play's
 # What rclpy's TimeSource subscribes /clock with (and rclcpp's ClockQoS offers).
 CLOCK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
 
@@ -245,9 +246,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         'live node then sees fresh, increasing stamps, also across --loop',
     )
     parser.add_argument(
-        '--clock', type=positive_float, metavar='HZ',
+        '--clock', type=positive_float, nargs='?', const=CLOCK_HZ, metavar='HZ',
         help='publish the bag time of the playback position on /clock at HZ (rosgraph_msgs/'
-        'Clock), for nodes run with use_sim_time:=true',
+        f'Clock; {CLOCK_HZ:g} without a value, as ros2 bag play --clock), for nodes run with '
+        'use_sim_time:=true',
     )
     parser.add_argument(
         '--image-qos', choices=sorted(IMAGE_QOS), default='sensor_data',
