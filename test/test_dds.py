@@ -205,6 +205,62 @@ def test_probe_sees_a_profile_that_fast_dds_rejects(tmp_path):
     assert int(result.stdout.split()[-1]) < 32 * 1024 * 1024
 
 
+# A child: our start-up, one reliable publisher; once matched, one small message, then whether
+# and in how many seconds the other process acknowledged it.
+_ACK_CHILD = """
+import time
+import rclpy
+from rclpy.duration import Duration
+from rclpy.qos import QoSProfile
+from std_msgs.msg import UInt32
+from mmp_ros.ros.context import init_ros, spin_until
+with init_ros([]):
+    node = rclpy.create_node('mmp_ros_ack_probe')
+    publisher = node.create_publisher(UInt32, '/mmp_ros_ack_probe', QoSProfile(depth=10))
+    assert spin_until(node, lambda: publisher.get_subscription_count() > 0, 20.0)
+    time.sleep(0.2)  # the subscriber matches back
+    publisher.publish(UInt32(data=7))
+    start = time.monotonic()
+    acked = publisher.wait_for_all_acked(Duration(seconds=5))
+    print(acked, time.monotonic() - start, flush=True)
+    node.destroy_node()
+"""
+
+
+@pytest.mark.ros
+def test_a_reliable_message_to_another_process_is_acknowledged_within_a_second():
+    # Fast DDS's default heartbeat period (3 s) made wait_for_all_acked take 2.5-3 s after a
+    # few small messages, though the reader had them (mmp_ros replay's drain, the tests).
+    import rclpy
+    from rclpy.qos import QoSProfile
+    from std_msgs.msg import UInt32
+
+    from mmp_ros.ros.context import init_ros, spin_until
+
+    got = []
+    with init_ros([]):
+        node = rclpy.create_node('mmp_ros_ack_reader')
+        try:
+            node.create_subscription(UInt32, '/mmp_ros_ack_probe', got.append,
+                                     QoSProfile(depth=10))
+            env = dict(os.environ, PYTHONPATH=str(REPO))
+            with subprocess.Popen([sys.executable, '-c', _ACK_CHILD], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True) as child:
+                try:
+                    assert spin_until(node, lambda: got, 20.0), 'nothing arrived'
+                    out, err = child.communicate(timeout=30)
+                finally:
+                    if child.poll() is None:
+                        child.kill()
+        finally:
+            node.destroy_node()
+    assert child.returncode == 0, err
+    acked, seconds = out.split()
+    assert [m.data for m in got] == [7]
+    assert acked == 'True' and float(seconds) < 1.0, out
+
+
 @pytest.mark.ros
 @pytest.mark.slow
 def test_two_processes_deliver_99_percent_of_640x480_frames_with_the_profile(monkeypatch):
