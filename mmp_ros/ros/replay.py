@@ -206,8 +206,11 @@ class BagPlayer(Node):
             while (tick := start + self._bag_clock.tick_s(self._next_tick)) <= due:
                 _sleep_until(tick)
                 elapsed = time.monotonic() - start
-                self._publish_clock(self._bag_clock.bag_time_ns(elapsed))
-                self._clock_pass = self._bag_clock.pass_index(elapsed)
+                # A tick woken late reads no further than the message it precedes: the clock
+                # never runs ahead of what was played (nor past the bag's end).
+                reading = min(elapsed, due - start)
+                self._publish_clock(self._bag_clock.bag_time_ns(reading))
+                self._clock_pass = self._bag_clock.pass_index(reading)
                 self._next_tick = self._bag_clock.next_tick(self._next_tick, elapsed)
         _sleep_until(due)
 
