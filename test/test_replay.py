@@ -205,7 +205,10 @@ def test_compressed_camera_topics_are_published_as_compressed_images_on_time(
         got, sent = (deserialize_camera_image(d, COMPRESSED_TYPE) for d in (data, recorded[i]))
         assert (got.format, got.data) == (sent.format, sent.data)
     assert (got.fields.encoding, got.fields.height, got.fields.width) == ('rgb8', 24, 32)
-    assert compare_intervals(dict(enumerate(stamps)), published).error_p90_ms < 5.0
+    # On time: a player ignoring the stamps would be off by the gaps (about 50 ms). Of 19
+    # gaps p90 is the second worst, which one stall of a loaded host costs: 9.1 ms was seen
+    # under load; test_replay_keeps_the_bags_timing_within_5ms holds the 5 ms bound.
+    assert compare_intervals(dict(enumerate(stamps)), published).error_p90_ms < 15.0
     stamped = [header_stamp_ns(received[i]) for i in sorted(received)]
     if restamp:  # --restamp applies to them as to Image: fresh increasing stamps, not 2023's
         assert stamped == sorted(stamped) and abs(stamped[-1] - time.time_ns()) < 10 * 10**9
