@@ -352,6 +352,7 @@ def test_the_node_on_sim_time_segments_a_bag_played_with_clock_on_its_own_stamps
     write_synth_bag(bag, SynthBagConfig(duration_s=3.0, scene_seconds=1.5))
     with open_bag(bag) as reader:
         rgb_stamps = {header_stamp_ns(data) for _, _, data in reader.messages(['/rgb/image'])}
+        camera_stamps = {header_stamp_ns(data) for _, _, data in reader.messages(cameras)}
         start_ns, end_ns = reader.start_ns, reader.end_ns
     env = dict(os.environ, PYTHONPATH=str(REPO))
     labels: list[int] = []
@@ -406,6 +407,9 @@ def test_the_node_on_sim_time_segments_a_bag_played_with_clock_on_its_own_stamps
     # Frames that come while the model runs are replaced by newer ones: under load (two busy
     # processes beside it) 41 to 65 of 90 got labels, unloaded about 90.
     assert len(labels) >= 0.25 * len(rgb_stamps)
-    assert set(labels) <= rgb_stamps  # the bag's own stamps, none of the node's making
+    # The bag's own stamps, none of the node's making: rgb's, or while rgb is not usable
+    # (not heard yet, or late on a loaded host) the freshest other camera's, which anchors
+    # then (seen once under load: a depth stamp).
+    assert set(labels) <= camera_stamps
     stamp = diagnostics[-1].header.stamp
     assert start_ns <= stamp.sec * 10**9 + stamp.nanosec <= end_ns  # bag time, not wall time
