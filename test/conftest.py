@@ -24,6 +24,20 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / 'shared' / 'data' / 'real'
 
 
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    """Without pytest-timeout (``colcon test`` on a native ROS 2 install may have pytest alone)
+    its ``timeout`` ini setting is accepted and does nothing, instead of a warning."""
+    if not pluginmanager.hasplugin('timeout'):
+        parser.addini('timeout', "pytest-timeout's; without it, no timeout applies")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """... and so is its mark, which --strict-markers would make a collection error."""
+    if not config.pluginmanager.hasplugin('timeout'):
+        config.addinivalue_line('markers', "timeout(seconds): pytest-timeout's; without it, "
+                                'no timeout applies')
+
+
 @contextmanager
 def script_module(name: str) -> Iterator[ModuleType]:
     """``scripts/NAME.py`` as the module ``NAME``, in ``sys.modules`` while in use (a
