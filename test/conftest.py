@@ -38,6 +38,33 @@ def pytest_configure(config: pytest.Config) -> None:
                                 'no timeout applies')
 
 
+# The modules of setup.py's train and test extras that tests import, with the package that
+# provides each and its extra. make test has them all; colcon test on a native ROS 2 install
+# (rosdep, and pip's onnxruntime rosbags mcap) has none.
+EXTRA_MODULES = {
+    'torch': ('torch', 'train'),
+    'einops': ('einops', 'train'),
+    'onnx': ('onnx', 'train'),
+    'polanalyser': ('polanalyser', 'test'),
+    'rosbags.image': ('rosbags-image', 'test'),
+}
+
+
+def needs(module: str) -> ModuleType:
+    """``module`` (a key of EXTRA_MODULES), imported; where it is not installed, the test (or,
+    called before a test module's imports, the whole module) is skipped with the package and
+    the extra to install, rather than failing or the module failing to collect. An installed
+    one that does not import (a module of its own missing) is an error, never a skip."""
+    __tracebackhide__ = True  # the skip's location: the test or module that needs it
+    package, extra = EXTRA_MODULES[module]
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as error:
+        if error.name is None or not f'{module}.'.startswith(f'{error.name}.'):
+            raise
+    pytest.skip(f"needs {package} (pip install '.[{extra}]')", allow_module_level=True)
+
+
 @contextmanager
 def script_module(name: str) -> Iterator[ModuleType]:
     """``scripts/NAME.py`` as the module ``NAME``, in ``sys.modules`` while in use (a

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import pytest
-import torch
+from conftest import needs
 
-from mmp_ros.atomic import replace_atomically
+needs('torch')
+
+import torch  # noqa: E402
+
+from mmp_ros.atomic import replace_atomically  # noqa: E402
 
 
 @pytest.mark.parametrize('interruption', [KeyboardInterrupt, OSError])

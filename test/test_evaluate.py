@@ -7,17 +7,22 @@ import json
 import math
 
 import pytest
-import torch
-from toy_data import CueDataset
+from conftest import needs
 
-from mmp_ros.errors import OutputFolderError
-from mmp_ros.modalities import nonempty_subsets, subset_label
-from mmp_ros.model import CheckpointError
-from training import evaluate
-from training.config import load_config
-from training.datasets import DatasetError
-from training.metrics import Scores, SubsetReport, confusion_matrix, scores
-from training.train import train
+needs('torch')
+needs('einops')
+
+import torch  # noqa: E402
+from toy_data import CueDataset  # noqa: E402
+
+from mmp_ros.errors import OutputFolderError  # noqa: E402
+from mmp_ros.modalities import nonempty_subsets, subset_label  # noqa: E402
+from mmp_ros.model import CheckpointError  # noqa: E402
+from training import evaluate  # noqa: E402
+from training.config import load_config  # noqa: E402
+from training.datasets import DatasetError  # noqa: E402
+from training.metrics import Scores, SubsetReport, confusion_matrix, scores  # noqa: E402
+from training.train import train  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures('torch_one_thread')
 

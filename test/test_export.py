@@ -6,21 +6,26 @@ import dataclasses
 import json
 
 import numpy as np
-import onnx
 import onnxruntime
 import pytest
-import torch
-from contract_net import ContractNet
+from conftest import needs
 
-import training.export as export_module
-from mmp_ros.inference import create_backend, read_model_metadata
-from mmp_ros.inference.backend import AVAILABLE_INPUT
-from mmp_ros.inference.testing import tiny_metadata
-from mmp_ros.inference.torch_backend import TorchBackend
-from mmp_ros.inference.torch_graph import DeployGraph
-from mmp_ros.metadata import METADATA_KEY, MetadataError, ModelMetadata
-from mmp_ros.modalities import MODALITIES, nonempty_subsets
-from training.export import (
+needs('torch')
+needs('onnx')
+
+import onnx  # noqa: E402
+import torch  # noqa: E402
+from contract_net import ContractNet  # noqa: E402
+
+import training.export as export_module  # noqa: E402
+from mmp_ros.inference import create_backend, read_model_metadata  # noqa: E402
+from mmp_ros.inference.backend import AVAILABLE_INPUT  # noqa: E402
+from mmp_ros.inference.testing import tiny_metadata  # noqa: E402
+from mmp_ros.inference.torch_backend import TorchBackend  # noqa: E402
+from mmp_ros.inference.torch_graph import DeployGraph  # noqa: E402
+from mmp_ros.metadata import METADATA_KEY, MetadataError, ModelMetadata  # noqa: E402
+from mmp_ros.modalities import MODALITIES, nonempty_subsets  # noqa: E402
+from training.export import (  # noqa: E402
     ExportError,
     example_inputs,
     export_onnx,

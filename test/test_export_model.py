@@ -10,21 +10,27 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from conftest import needs
 
-from mmp_ros.cli import main
-from mmp_ros.inference import create_backend, read_model_metadata
-from mmp_ros.inference.tensorrt_ops import check_tensorrt_compatibility
-from mmp_ros.inference.testing import (
+needs('torch')
+needs('einops')
+needs('onnx')
+
+import torch  # noqa: E402
+
+from mmp_ros.cli import main  # noqa: E402
+from mmp_ros.inference import create_backend, read_model_metadata  # noqa: E402
+from mmp_ros.inference.tensorrt_ops import check_tensorrt_compatibility  # noqa: E402
+from mmp_ros.inference.testing import (  # noqa: E402
     export_tiny_random_model,
     fill_zero_parameters,
     tiny_metadata,
     tiny_random_model,
 )
-from mmp_ros.inference.torch_backend import TorchBackend
-from mmp_ros.model import save_checkpoint
-from training import export as export_cli
-from training.export import example_inputs, mask_rows
+from mmp_ros.inference.torch_backend import TorchBackend  # noqa: E402
+from mmp_ros.model import save_checkpoint  # noqa: E402
+from training import export as export_cli  # noqa: E402
+from training.export import example_inputs, mask_rows  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

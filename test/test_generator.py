@@ -6,10 +6,14 @@ import dataclasses
 
 import numpy as np
 import pytest
-import torch
+from conftest import needs
 
-from mmp_ros.modalities import INPUT_CHANNELS, MODALITIES, nonempty_subsets
-from training.data.ceiling import (
+needs('torch')
+
+import torch  # noqa: E402
+
+from mmp_ros.modalities import INPUT_CHANNELS, MODALITIES, nonempty_subsets  # noqa: E402
+from training.data.ceiling import (  # noqa: E402
     ceiling_table,
     class_ceiling,
     confusion_groups,
@@ -17,13 +21,13 @@ from training.data.ceiling import (
     identifiable_classes,
     information_ceiling,
 )
-from training.data.classes import CLASS_INDEX, CLASS_NAMES, CUES, PALETTE
-from training.data.dataset import SyntheticDataset
-from training.data.decode import decode_frame
-from training.data.geometry import cast
-from training.data.physics import KELVIN
-from training.data.render import POLARIZATION_BITS, render
-from training.data.scene import (
+from training.data.classes import CLASS_INDEX, CLASS_NAMES, CUES, PALETTE  # noqa: E402
+from training.data.dataset import SyntheticDataset  # noqa: E402
+from training.data.decode import decode_frame  # noqa: E402
+from training.data.geometry import cast  # noqa: E402
+from training.data.physics import KELVIN  # noqa: E402
+from training.data.render import POLARIZATION_BITS, render  # noqa: E402
+from training.data.scene import (  # noqa: E402
     FLUSH_OFFSET,
     IN_DISTRIBUTION,
     SPLIT_CAPACITY,

@@ -9,14 +9,19 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-import torch
-from contract_net import ContractNet, with_modalities_reversed
-from onnx import TensorProto, helper
+from conftest import needs
 
-from mmp_ros.errors import InputError
-from mmp_ros.inference import (
+needs('torch')
+needs('onnx')
+
+import onnx  # noqa: E402
+import torch  # noqa: E402
+from contract_net import ContractNet, with_modalities_reversed  # noqa: E402
+from onnx import TensorProto, helper  # noqa: E402
+
+from mmp_ros.errors import InputError  # noqa: E402
+from mmp_ros.inference import (  # noqa: E402
     BackendUnavailableError,
     InferenceError,
     InferenceInputError,
@@ -24,10 +29,10 @@ from mmp_ros.inference import (
     create_backend,
     read_onnx_file,
 )
-from mmp_ros.inference.testing import tiny_metadata
-from mmp_ros.inference.torch_backend import TorchBackend
-from mmp_ros.modalities import MODALITIES
-from training.export import example_inputs, export_onnx
+from mmp_ros.inference.testing import tiny_metadata  # noqa: E402
+from mmp_ros.inference.torch_backend import TorchBackend  # noqa: E402
+from mmp_ros.modalities import MODALITIES  # noqa: E402
+from training.export import example_inputs, export_onnx  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 INPUT_SIZE = (16, 24)

@@ -10,13 +10,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
+from conftest import needs
 
-from mmp_ros.modalities import MODALITIES
-from training.data import cli
-from training.data.dataset import SyntheticDataset
-from training.data.layout import DatasetLayoutError
-from training.data.loaders import (
+needs('torch')
+
+import torch  # noqa: E402
+
+from mmp_ros.modalities import MODALITIES  # noqa: E402
+from training.data import cli  # noqa: E402
+from training.data.dataset import SyntheticDataset  # noqa: E402
+from training.data.layout import DatasetLayoutError  # noqa: E402
+from training.data.loaders import (  # noqa: E402
     FMB,
     MCUBES_CLASSES,
     NYU40_CLASSES,

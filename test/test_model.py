@@ -6,11 +6,16 @@ import math
 import re
 
 import pytest
-import torch
+from conftest import needs
 
-from mmp_ros.inference.testing import tiny_metadata
-from mmp_ros.modalities import INPUT_CHANNELS, MODALITIES, nonempty_subsets
-from mmp_ros.model import (
+needs('torch')
+needs('einops')
+
+import torch  # noqa: E402
+
+from mmp_ros.inference.testing import tiny_metadata  # noqa: E402
+from mmp_ros.modalities import INPUT_CHANNELS, MODALITIES, nonempty_subsets  # noqa: E402
+from mmp_ros.model import (  # noqa: E402
     MODEL_SIZES,
     CheckpointError,
     ModelConfig,

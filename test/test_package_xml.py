@@ -320,3 +320,78 @@ def test_with_pytest_timeout_every_test_has_300_s():
     done = _pytest('--collect-only', 'test/test_demo.py')
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert 'timeout: 300.0s' in done.stdout.splitlines(), done.stdout[:2000]
+
+
+# pytest (its arguments the process's) where the modules {blocked} and theirs are not installed.
+PYTEST_WITHOUT = """
+import sys
+
+
+class NotInstalled:
+    def find_spec(self, name, path=None, target=None):
+        if any(name == b or name.startswith(b + '.') for b in {blocked!r}):
+            raise ModuleNotFoundError(f'No module named {{name!r}}', name=name)
+
+
+sys.meta_path.insert(0, NotInstalled())
+
+import pytest
+
+sys.exit(pytest.main(sys.argv[1:]))
+"""
+
+
+def _extra_modules(setup_kwargs, *keep: str) -> list[str]:
+    """The modules that only setup.py's train, test and tensorrt extras provide (a native ROS 2
+    install has none of them; pytest, its test_depend, stays), less those of ``keep``."""
+    extras = {_requirement_name(spec) for extra in ('train', 'test', 'tensorrt')
+              for spec in setup_kwargs['extras_require'][extra]}
+    required = {_requirement_name(spec) for spec in setup_kwargs['install_requires']}
+    missing = extras - required - {'pytest', *keep}
+    modules = [module for module, dists in importlib.metadata.packages_distributions().items()
+               if {d.lower() for d in dists} <= missing and module.isidentifier()]
+    # rosbags-image installs into rosbags' (a runtime dependency) namespace
+    return sorted([*modules, *(['rosbags.image'] if 'rosbags-image' in missing else [])])
+
+
+@pytest.mark.slow
+def test_without_the_extras_the_modules_that_need_them_are_skipped_and_say_why(setup_kwargs):
+    # colcon test on a native install (rosdep's packages and the README's pip line): 18
+    # modules failed to collect, on `import torch`, onnx, polanalyser or rosbags.image, and
+    # then no test ran. Each that needs the train extra now skips, the reason naming the
+    # package to install and its extra; the others are collected.
+    blocked = _extra_modules(setup_kwargs)
+    assert {'torch', 'einops', 'onnx', 'polanalyser', 'rosbags.image'} <= set(blocked)
+    done = subprocess.run([sys.executable, '-c', PYTEST_WITHOUT.format(blocked=blocked),
+                           '-p', 'no:timeout', '-p', 'no:cacheprovider', '--collect-only', '-q',
+                           '-rs'], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    reasons = [(module, reason) for module, reason
+               in re.findall(r'^SKIPPED \[\d+\] (test/\w+\.py):\d+: (.*)$', done.stdout, re.M)
+               if not reason.startswith('needs rclpy ')]  # no extra's: ROS 2's
+    assert reasons, done.stdout[-3000:]
+    for module, reason in reasons:
+        match = re.fullmatch(r"needs (\S+) \(pip install '\.\[(\w+)\]'\)", reason)
+        assert match, (module, reason)
+        package, extra = match.groups()
+        assert package in {_requirement_name(s) for s in setup_kwargs['extras_require'][extra]}
+    assert re.search(r'^\d+ tests? collected', done.stdout, re.M), done.stdout[-3000:]
+
+
+def test_without_the_test_extra_only_the_comparisons_with_its_packages_skip(setup_kwargs):
+    # polanalyser and rosbags-image are the references a few decoder tests compare with; the
+    # other tests of those modules need neither and run.
+    blocked = _extra_modules(setup_kwargs, *(_requirement_name(spec) for spec
+                                             in setup_kwargs['extras_require']['train']))
+    modules = ('test/test_sensors_compressed.py', 'test/test_sensors_image.py',
+               'test/test_sensors_polarization.py')
+    done = subprocess.run([sys.executable, '-c', PYTEST_WITHOUT.format(blocked=blocked),
+                           '-p', 'no:timeout', '-p', 'no:cacheprovider', '-q', '-rs', *modules],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    skipped = re.findall(r'^SKIPPED \[(\d+)\] test/\w+\.py:\d+: (.*)$', done.stdout, re.M)
+    assert {reason for _, reason in skipped} == {
+        "needs polanalyser (pip install '.[test]')", "needs rosbags-image (pip install '.[test]')"}
+    count = sum(int(n) for n, _ in skipped)
+    summary = re.search(r'^(\d+) passed, (\d+) skipped in ', done.stdout, re.M)
+    assert summary and int(summary[2]) == count and int(summary[1]) > count, done.stdout

@@ -16,10 +16,13 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import script_fixture, training_stopped_at
+from conftest import needs, script_fixture, training_stopped_at
 
-from mmp_ros.modalities import MODALITIES, nonempty_subsets, subset_label
-from training.metrics import Scores, SubsetReport
+needs('torch')
+needs('einops')
+
+from mmp_ros.modalities import MODALITIES, nonempty_subsets, subset_label  # noqa: E402
+from training.metrics import Scores, SubsetReport  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

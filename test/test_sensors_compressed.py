@@ -10,7 +10,7 @@ import time
 import cv2
 import numpy as np
 import pytest
-from rosbags.image import compressed_image_to_cvimage
+from conftest import needs
 from rosbags.typesys import Stores, get_typestore
 
 from mmp_ros.core.parameters import DEFAULT_MAX_PIXELS
@@ -115,6 +115,7 @@ def test_jpeg_of_a_real_photo_decodes_to_rgb(real_data):
 @pytest.mark.parametrize('format_', ['jpeg', 'png'])
 def test_agrees_with_rosbags_image(format_):
     """rosbags-image decodes the same message to the same bgr8 pixels."""
+    compressed_image_to_cvimage = needs('rosbags.image').compressed_image_to_cvimage
     raw = smooth_rgb()[..., ::-1].copy()
     format_string, data = compress_image(array_to_image(raw, 'bgr8'), format_)
     reference = compressed_image_to_cvimage(ros_message(format_string, data))

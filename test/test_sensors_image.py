@@ -6,7 +6,7 @@ import array
 
 import numpy as np
 import pytest
-from rosbags.image import image_to_cvimage
+from conftest import needs
 from rosbags.typesys import Stores, get_typestore
 
 from mmp_ros.sensors import ENCODINGS, ImageFields, SensorInputError, decode_frame
@@ -117,6 +117,7 @@ def test_bytes_without_padding_are_the_pixels():
 @pytest.mark.parametrize('is_bigendian', [False, True], ids=['le', 'be'])
 def test_agrees_with_rosbags_image(encoding, is_bigendian):
     """rosbags-image reads packed messages only (it ignores step), so compare those."""
+    image_to_cvimage = needs('rosbags.image').image_to_cvimage
     pixels = random_pixels(encoding, seed=1)
     fields = array_to_image(pixels, encoding, is_bigendian=is_bigendian)
     theirs = image_to_cvimage(to_rosbags(fields))
@@ -131,6 +132,7 @@ def test_agrees_with_rosbags_image(encoding, is_bigendian):
                                                                    'grbg')),
 ])  # fmt: skip
 def test_rgb_order_agrees_with_rosbags_image(encoding):
+    image_to_cvimage = needs('rosbags.image').image_to_cvimage
     pixels = random_pixels(encoding, shape=(7, 6), seed=2)
     fields = array_to_image(pixels, encoding)
     top, target = (65535.0, 'rgb16') if encoding.endswith('16') else (255.0, 'rgb8')

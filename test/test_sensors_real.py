@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-import polanalyser as pa
 import pytest
 import yaml
+from conftest import needs
 
 from mmp_ros.sensors import (
     DepthSettings,
@@ -111,6 +111,7 @@ def test_half_resolution_dolp_mean_matches_meta(real_data, sample):
 
 
 def test_full_resolution_agrees_with_polanalyser_on_real_pixels(real_data):
+    pa = needs('polanalyser')
     mosaic = cv2.imread(str(real_data / 'polanalyser_fruits' / 'fruits_IMX250MZR.png'),
                         cv2.IMREAD_UNCHANGED)[800:1056, 1000:1320]
     frame = decode_frame('polarization', array_to_image(mosaic, 'mono8'),

@@ -13,14 +13,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from conftest import needs
 
-from mmp_ros.core.metrics import confusion_matrix, scores
-from mmp_ros.inference import create_backend, read_model_metadata
-from mmp_ros.inference.torch_backend import TorchBackend, load_checkpoint_model, resolve_device
-from mmp_ros.modalities import nonempty_subsets, subset_label
-from training.data.dataset import SyntheticDataset
-from training.normalize import normalize
+needs('torch')
+
+import torch  # noqa: E402
+
+from mmp_ros.core.metrics import confusion_matrix, scores  # noqa: E402
+from mmp_ros.inference import create_backend, read_model_metadata  # noqa: E402
+from mmp_ros.inference.torch_backend import TorchBackend, load_checkpoint_model, resolve_device  # noqa: E402
+from mmp_ros.modalities import nonempty_subsets, subset_label  # noqa: E402
+from training.data.dataset import SyntheticDataset  # noqa: E402
+from training.normalize import normalize  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

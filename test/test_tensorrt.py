@@ -6,22 +6,27 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-import torch
-from contract_net import ContractNet
-from onnx import TensorProto, helper
+from conftest import needs
 
-from mmp_ros.inference import EngineError, create_backend
-from mmp_ros.inference.engine_cache import (
+needs('torch')
+needs('onnx')
+
+import onnx  # noqa: E402
+import torch  # noqa: E402
+from contract_net import ContractNet  # noqa: E402
+from onnx import TensorProto, helper  # noqa: E402
+
+from mmp_ros.inference import EngineError, create_backend  # noqa: E402
+from mmp_ros.inference.engine_cache import (  # noqa: E402
     EngineStamp,
     plan_engine,
     read_stamp,
     stamp_path,
     write_engine,
 )
-from mmp_ros.inference.tensorrt_backend import tensorrt_available
-from mmp_ros.inference.tensorrt_ops import (
+from mmp_ros.inference.tensorrt_backend import tensorrt_available  # noqa: E402
+from mmp_ros.inference.tensorrt_ops import (  # noqa: E402
     CONTROL_FLOW_OPS,
     MAX_OPSET,
     SUPPORTED_OPS,
@@ -29,8 +34,8 @@ from mmp_ros.inference.tensorrt_ops import (
     UNSUPPORTED_OPS,
     check_tensorrt_compatibility,
 )
-from mmp_ros.inference.testing import tiny_metadata
-from training.export import example_inputs, export_onnx, mask_rows
+from mmp_ros.inference.testing import tiny_metadata  # noqa: E402
+from training.export import example_inputs, export_onnx, mask_rows  # noqa: E402
 
 # Imports tensorrt and cuda-python and looks for a GPU; the reason is the skip message.
 TENSORRT_USABLE, TENSORRT_WHY = tensorrt_available()

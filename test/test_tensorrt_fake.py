@@ -22,13 +22,18 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 import pytest
-import torch
-from contract_net import ContractNet
+from conftest import needs
 
-from mmp_ros.inference import EngineError, InferenceError, ModelFileError, create_backend
-from mmp_ros.inference.engine_cache import read_stamp, stamp_path
-from mmp_ros.inference.testing import tiny_metadata
-from training.export import example_inputs, export_onnx, mask_rows
+needs('torch')
+needs('onnx')
+
+import torch  # noqa: E402
+from contract_net import ContractNet  # noqa: E402
+
+from mmp_ros.inference import EngineError, InferenceError, ModelFileError, create_backend  # noqa: E402
+from mmp_ros.inference.engine_cache import read_stamp, stamp_path  # noqa: E402
+from mmp_ros.inference.testing import tiny_metadata  # noqa: E402
+from training.export import example_inputs, export_onnx, mask_rows  # noqa: E402
 
 FAKE_GPU = b'Fake GPU 9000'
 FAKE_GPU_COUNT = 2

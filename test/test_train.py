@@ -10,13 +10,17 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import torch
-from conftest import training_stopped_at
-from toy_data import CueDataset
+from conftest import needs, training_stopped_at
 
-from mmp_ros.errors import OutputFolderError
-from mmp_ros.modalities import INPUT_CHANNELS, MODALITIES
-from mmp_ros.model import (
+needs('torch')
+needs('einops')
+
+import torch  # noqa: E402
+from toy_data import CueDataset  # noqa: E402
+
+from mmp_ros.errors import OutputFolderError  # noqa: E402
+from mmp_ros.modalities import INPUT_CHANNELS, MODALITIES  # noqa: E402
+from mmp_ros.model import (  # noqa: E402
     CHECKPOINT_FORMAT,
     CheckpointError,
     MultimodalSegmenter,
@@ -24,15 +28,15 @@ from mmp_ros.model import (
     load_checkpoint,
     read_checkpoint,
 )
-from training.adapt import adapt
-from training.config import ConfigError, MaskConfig, load_config
-from training.datasets import DatasetError, StepBatchSampler, UnlabelledDataset
-from training.history import History
-from training.masking import sample_masks, subset_distribution
-from training.normalize import compute_normalization, normalize
-from training.projection_fit import fit_projection
-from training.teacher_cache import TeacherCache
-from training.train import (
+from training.adapt import adapt  # noqa: E402
+from training.config import ConfigError, MaskConfig, load_config  # noqa: E402
+from training.datasets import DatasetError, StepBatchSampler, UnlabelledDataset  # noqa: E402
+from training.history import History  # noqa: E402
+from training.masking import sample_masks, subset_distribution  # noqa: E402
+from training.normalize import compute_normalization, normalize  # noqa: E402
+from training.projection_fit import fit_projection  # noqa: E402
+from training.teacher_cache import TeacherCache  # noqa: E402
+from training.train import (  # noqa: E402
     ADAPTED_PREFIXES,
     TrainStep,
     crop_origin,

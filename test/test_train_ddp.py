@@ -9,9 +9,14 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
+from conftest import needs
 
-from mmp_ros.model import load_checkpoint
+needs('torch')
+needs('einops')
+
+import torch  # noqa: E402
+
+from mmp_ros.model import load_checkpoint  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
