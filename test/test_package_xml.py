@@ -293,8 +293,16 @@ def test_test_depends_are_what_the_tests_use(package):
                 imported.add(node.module.split('.')[0])
     test_depends = _depends(package, 'test_depend')
     assert 'python3-pytest' in test_depends  # what colcon test runs them with
-    unused = test_depends - {'python3-pytest'} - imported
+    unused = test_depends - {'python3-pytest', 'python3-pytest-timeout'} - imported
     assert not unused, sorted(unused)
+
+
+def test_the_timeout_plugin_pyproject_configures_is_a_test_depend(package):
+    # pytest-timeout came only with the test extra, so rosdep left it out and colcon test
+    # ran the tests of a native install without pyproject's 300 s timeout: a test that hangs
+    # would hang the run.
+    assert re.search(r'^timeout = 300$', (REPO / 'pyproject.toml').read_text(), re.M)
+    assert 'python3-pytest-timeout' in _depends(package, 'test_depend')
 
 
 def _pytest(*args: str) -> subprocess.CompletedProcess:
