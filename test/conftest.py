@@ -20,6 +20,13 @@ from mmp_ros.dds import reserve_domain_id
 os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
 reserve_domain_id()
 
+# A run started with SIGINT ignored (a script's background job, `colcon test &` or nohup) has
+# no Python Ctrl-C handler: the tests that press Ctrl-C on this process got no
+# KeyboardInterrupt, and `mmp_ros record` under test recorded forever. Such a run gets the
+# handler a run from a terminal has.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / 'shared' / 'data' / 'real'
 

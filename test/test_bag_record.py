@@ -573,3 +573,14 @@ def test_a_recording_split_by_duration_reads_back_as_one_bag(tmp_path, restored_
     assert [t for t, _ in got] == sorted(t for t, _ in got)
     with open_bag(out) as bag:
         assert [t for _, t, _ in bag.messages(['/split/count'])] == [t for t, _ in got]
+
+
+def test_a_test_run_started_with_sigint_ignored_still_gets_the_ctrl_c():
+    # A script's background job (`colcon test &`, nohup) starts with SIGINT ignored: the
+    # test above then got no KeyboardInterrupt and `mmp_ros record` recorded forever.
+    done = subprocess.run(
+        [sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider',
+         'test/test_bag_record.py::test_ctrl_c_while_the_bag_is_created_leaves_nothing'],
+        cwd=REPO, capture_output=True, text=True, timeout=30,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
