@@ -72,6 +72,26 @@ def needs(module: str) -> ModuleType:
     pytest.skip(f"needs {package} (pip install '.[{extra}]')", allow_module_level=True)
 
 
+def skip_where_an_extra_is_missing(error: ModuleNotFoundError) -> None:
+    """Skipped as needs() skips where ``error`` is that of a module of EXTRA_MODULES that is
+    not installed; any other is for the caller to raise."""
+    __tracebackhide__ = True
+    for module in EXTRA_MODULES:
+        if error.name is not None and f'{module}.'.startswith(f'{error.name}.'):
+            needs(module)
+
+
+def needs_importable(name: str) -> ModuleType:
+    """The project's module ``name`` (a command's) imported, or skipped where it needs a
+    module of EXTRA_MODULES that is not installed."""
+    __tracebackhide__ = True
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as error:
+        skip_where_an_extra_is_missing(error)
+        raise
+
+
 @contextmanager
 def script_module(name: str) -> Iterator[ModuleType]:
     """``scripts/NAME.py`` as the module ``NAME``, in ``sys.modules`` while in use (a
@@ -80,7 +100,11 @@ def script_module(name: str) -> Iterator[ModuleType]:
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except ModuleNotFoundError as error:  # a script that needs an extra skips
+            skip_where_an_extra_is_missing(error)
+            raise
         yield module
     finally:
         del sys.modules[name]

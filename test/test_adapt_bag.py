@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import needs
 
 from mmp_ros.bags.errors import BagError
 from mmp_ros.bags.synthetic import write_stub_bag
@@ -134,6 +135,7 @@ def test_adapt_exports_a_model_and_its_card(healthy_bag, tmp_path):
 
 
 def test_max_frames_below_what_adaptation_needs_is_named(tmp_path, capsys):
+    needs('torch')
     from mmp_ros.cli import main
 
     # Not "only 2 bundles healthy": the recording is not what is wrong.
@@ -170,6 +172,7 @@ def training_call(monkeypatch, bag, out, overrides: list[str]) -> dict:
 
 def test_projection_fit_is_taken_with_the_default_teacher_cache(healthy_bag, tmp_path,
                                                                 monkeypatch):
+    needs('torch')
     # docs/bags.md: `--set projection_fit.steps=1000` runs with the cache the command turns
     # on for a distilling config; it was refused for the cache's absence before that default.
     seen = training_call(monkeypatch, healthy_bag, tmp_path, ['projection_fit.steps=5'])
@@ -185,6 +188,7 @@ def test_projection_fit_is_taken_with_the_default_teacher_cache(healthy_bag, tmp
 ])
 def test_a_bad_setting_is_named_before_the_recording_is_read(tmp_path, monkeypatch,
                                                              overrides, message):
+    needs('torch')
     import mmp_ros.inference.onnx_file
     import mmp_ros.model
     from training.config import ConfigError
@@ -204,6 +208,7 @@ def test_an_out_that_cannot_be_a_folder_is_named_before_the_recording_is_read(tm
                                                                              monkeypatch):
     """It was found by training, once the whole recording had been read, and named as
     out_dir <out>/train."""
+    needs('torch')
     import mmp_ros.inference.onnx_file
     import mmp_ros.model
     from mmp_ros.errors import OutputFolderError
@@ -229,6 +234,7 @@ def test_an_out_that_cannot_be_a_folder_is_named_before_the_recording_is_read(tm
 def test_a_setting_the_command_makes_itself_is_refused(tmp_path, capsys, override, why):
     """--set out_dir=... was replaced by the command's own without a word (a run trained
     into --out/train)."""
+    needs('torch')
     from mmp_ros.cli import main
 
     assert main(['adapt', str(tmp_path / 'bag'), '--model', 'm.onnx', '--checkpoint', 'c.pt',
@@ -243,6 +249,7 @@ def test_a_setting_the_command_makes_itself_is_refused(tmp_path, capsys, overrid
 @pytest.mark.parametrize(('overrides', 'resume'), [([], False), (['resume=true'], True)])
 def test_a_run_stopped_by_ctrl_c_resumes_with_set_resume_true(healthy_bag, tmp_path,
                                                               monkeypatch, overrides, resume):
+    needs('torch')
     # Ctrl-C printed 'the same command with resume=true resumes from there', and
     # --set resume=true was refused ('every run starts afresh'): the steps done were lost
     from training.adapt import adapt_config
@@ -295,6 +302,7 @@ def test_resuming_the_adaptation_of_another_base_is_refused_before_the_recording
     ([], 'the same command with --set resume=true'), (['resume=true'], 'the same command')])
 def test_ctrl_c_while_exporting_says_what_is_kept(healthy_bag, tmp_path, monkeypatch, capsys,
                                                   overrides, again):
+    needs('torch')
     # it exited 130 without a word, and the same command then trained again from step 0
     import mmp_ros.inference.onnx_file
     import mmp_ros.model

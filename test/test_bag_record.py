@@ -582,5 +582,6 @@ def test_a_test_run_started_with_sigint_ignored_still_gets_the_ctrl_c():
         [sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider',
          'test/test_bag_record.py::test_ctrl_c_while_the_bag_is_created_leaves_nothing'],
         cwd=REPO, capture_output=True, text=True, timeout=30,
+        env={name: value for name, value in os.environ.items() if name != 'PYTEST_ADDOPTS'},
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]

@@ -4,7 +4,7 @@ without stale trials still reports its figures."""
 from __future__ import annotations
 
 import pytest
-from conftest import script_fixture
+from conftest import needs, script_fixture
 
 bench = script_fixture('bench_node')
 
@@ -25,6 +25,8 @@ def test_a_run_without_stale_trials_reports_no_maximum(bench):
 ])
 def test_options_that_cannot_be_right_are_refused_before_any_process_starts(
         bench, capsys, monkeypatch, argv, message):
+    if argv == ['--random-model', 'huge']:  # the known sizes are the model's
+        needs('torch')
     monkeypatch.setattr(bench.subprocess, 'Popen', lambda *a, **k: pytest.fail('started'))
     with pytest.raises(SystemExit) as exit_info:
         bench.main(argv)
@@ -91,6 +93,8 @@ def test_the_out_folder_is_made_before_the_measurements(bench, capsys, monkeypat
 def test_the_random_model_s_folder_is_removed_however_the_benchmark_ends(bench, monkeypatch,
                                                                         tmp_path):
     import tempfile
+
+    needs('torch')  # the random model's input size is the model's
 
     def exported(size, input_size, path):  # the real export takes 15 s on a CPU
         path.write_bytes(b'onnx')

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import script_fixture
+from conftest import needs, script_fixture
 
 bench = script_fixture('bench_sensors')
 
@@ -23,6 +23,7 @@ def test_options_it_cannot_time_with_are_refused(bench, capsys, tmp_path, argv, 
 def test_the_decoder_agrees_with_polanalyser_on_the_real_mosaic(bench, real_data):
     """What the script prints beside the times: the package's full-resolution AoLP/DoLP
     against polanalyser's on the real IMX250MZR sample."""
+    needs('polanalyser')
     mosaic = bench.read(real_data / 'polanalyser_fruits' / 'fruits_IMX250MZR.png')
     dolp_error, aolp_error = bench.disagreement(bench.crop(mosaic))
     assert dolp_error < 1e-4

@@ -3,15 +3,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import needs, needs_importable
 
 from mmp_ros.cli import COMMANDS, build_parser, main
 
 
 def test_every_command_module_imports_and_has_its_hooks():
-    import importlib
-
     for name, (module_name, _) in COMMANDS.items():
-        module = importlib.import_module(module_name)
+        module = needs_importable(module_name)
         assert callable(module.add_arguments), name
         assert callable(module.run), name
 
@@ -60,6 +59,9 @@ def test_replay_clock_without_a_value_ticks_at_ros2_bag_plays_rate():
      "--backends: unknown ['openvino']"),
 ])
 def test_a_bad_input_is_reported_by_its_message_alone(tmp_path, capsys, argv, message):
+    needs_importable(COMMANDS[argv[0]][0])
+    if argv[0] == 'check-tensorrt':  # reads the model with onnx
+        needs('onnx')
     (tmp_path / 'empty.onnx').touch()
     argv = [part.format(tmp=tmp_path) for part in argv]
     assert main(argv) == 2
@@ -69,6 +71,7 @@ def test_a_bad_input_is_reported_by_its_message_alone(tmp_path, capsys, argv, me
 
 
 def test_a_program_error_keeps_its_traceback(monkeypatch):
+    needs('torch')
     import training.evaluate
 
     def broken(args):
@@ -135,6 +138,7 @@ def test_a_command_of_the_train_extra_without_it_says_so_in_one_line(argv):
      'argument --max-samples: must be 0 or more, got -5'),
 ])
 def test_numbers_that_cannot_be_right_are_refused_before_anything_runs(capsys, argv, message):
+    needs_importable(COMMANDS[argv[0]][0])
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 2

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import needs_importable
 
 from mmp_ros import demo
 from mmp_ros.dds import OWN_DOMAINS
@@ -36,6 +37,8 @@ def test_the_export_command_the_missing_model_message_gives_runs_as_written(monk
 
     from mmp_ros.cli import COMMANDS
     from mmp_ros.ros import segmentation_node
+
+    needs_importable(COMMANDS['export'][0])
 
     def no_model():
         raise segmentation_node.NodeStartError('no shipped model')

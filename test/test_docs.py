@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import importlib
 import re
 from functools import cache
 from pathlib import Path
 
 import pytest
+from conftest import needs_importable
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = sorted([ROOT / 'README.md', *ROOT.glob('docs/*.md'), *ROOT.glob('models/*.md')])
@@ -104,7 +104,7 @@ def command_options(command: str) -> frozenset[str]:
     from mmp_ros.cli import COMMANDS
 
     parser = argparse.ArgumentParser()
-    importlib.import_module(COMMANDS[command][0]).add_arguments(parser)
+    needs_importable(COMMANDS[command][0]).add_arguments(parser)
     return frozenset(parser._option_string_actions)
 
 
