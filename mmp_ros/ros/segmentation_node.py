@@ -121,6 +121,9 @@ class _ModelState:
 
     inferences: int = 0
     anchor_frames: int = 0  # frames of the anchor stream that arrived
+    # Inferences on one of those frames: not those another stream anchored while the anchor
+    # stream was down, nor the timer's, which never make up for an anchor frame dropped.
+    anchored: int = 0
     last_mask: str = ''
     last_missing: dict[str, str] = field(default_factory=dict)  # of the last bundle, and why
     last_error: str = ''
@@ -742,6 +745,8 @@ class SegmentationCore:
         with self._lock:
             latency.add(published_at - bundle.stamp)
             state.inferences += 1
+            if bundle.anchor == values['anchor']:
+                state.anchored += 1
             state.last_mask = ' '.join(f'{m}={mark}' for m, mark in marks.items())
             state.last_missing = dict(bundle.missing)
             state.last_error = ''
@@ -828,7 +833,7 @@ class SegmentationCore:
             'mask': state.last_mask or 'none yet',
             'inferences': str(state.inferences),
             'anchor_frames': str(state.anchor_frames),
-            'anchor_frames_dropped': str(max(0, state.anchor_frames - state.inferences)),
+            'anchor_frames_dropped': str(max(0, state.anchor_frames - state.anchored)),
             'output_rate_hz': f'{state.outputs.rate(now):.2f}',
             'callback_cpu_share': f'{cpu_share:.4f}',
         }
