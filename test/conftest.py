@@ -31,6 +31,17 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / 'shared' / 'data' / 'real'
 
 
+def repo_env(*folders: Path, **variables: str) -> dict[str, str]:
+    """os.environ (and ``variables``) for a child process that imports this checkout: REPO,
+    then ``folders`` (``REPO / 'test'`` for the test helpers), put before the PYTHONPATH this
+    process has. A native ROS 2 install (setup.bash) finds rclpy and the message packages on
+    PYTHONPATH: a child started with PYTHONPATH=REPO alone could not import them."""
+    env = dict(os.environ, **variables)
+    env['PYTHONPATH'] = os.pathsep.join(
+        filter(None, [str(REPO), *map(str, folders), os.environ.get('PYTHONPATH')]))
+    return env
+
+
 def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
     """Without pytest-timeout (``colcon test`` on a native ROS 2 install may have pytest alone)
     its ``timeout`` ini setting is accepted and does nothing, instead of a warning."""

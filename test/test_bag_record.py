@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ctrl_c_as_the_bag_file_opens
+from conftest import ctrl_c_as_the_bag_file_opens, repo_env
 from mcap.reader import make_reader
 from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_typestore
@@ -54,7 +54,7 @@ def test_interrupted_recording_is_a_complete_readable_bag(stop_signal, tmp_path,
             with subprocess.Popen(
                 [sys.executable, '-m', 'mmp_ros.ros.record', str(out), '--topics',
                  '/rec/image', '/rec/count', '/rec/best_effort', '/rec/never'],
-                env=dict(os.environ, PYTHONPATH=str(REPO)), stderr=subprocess.PIPE, text=True,
+                env=repo_env(), stderr=subprocess.PIPE, text=True,
             ) as recorder:
                 try:
                     assert spin_until(
@@ -280,7 +280,7 @@ for i in range(3001):  # 2 kB each
 os._exit(0)  # as a kill: nothing closed, 2000 messages (4 MB) of this second not committed
 '''
     subprocess.run([sys.executable, '-c', script], check=True,
-                   env=dict(os.environ, PYTHONPATH=str(REPO)))
+                   env=repo_env())
     assert not (out / 'metadata.yaml').exists()
     from mmp_ros.bags.recovery import recover_mcap
     from mmp_ros.bags.source import open_bag
@@ -318,7 +318,7 @@ except BagError as exc:
     print(exc)
 '''
     done = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{REPO / 'test'}"))
+                          env=repo_env(REPO / 'test'))
     assert done.returncode == 0 and not done.stderr, done.stderr
     from test_bag_recover import message
 
@@ -475,7 +475,7 @@ for i in range(100, 110):
 os._exit(0)  # as a kill: the last 10 messages not on disk
 '''
     subprocess.run([sys.executable, '-c', script], check=True,
-                   env=dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{REPO / 'test'}"))
+                   env=repo_env(REPO / 'test'))
     assert sorted(p.name for p in out.iterdir()) == [f'run_{i}.mcap' for i in range(5)]
     from mmp_ros.bags.source import open_bag
 
@@ -539,7 +539,7 @@ def test_a_recording_split_by_duration_reads_back_as_one_bag(tmp_path, restored_
             with subprocess.Popen(
                 [sys.executable, '-m', 'mmp_ros.ros.record', str(out), '--topics',
                  '/split/count', '--max-bag-duration', '0.2'],
-                env=dict(os.environ, PYTHONPATH=str(REPO)), stderr=subprocess.PIPE, text=True,
+                env=repo_env(), stderr=subprocess.PIPE, text=True,
             ) as recorder:
                 try:
                     assert spin_until(node, lambda: numbers.get_subscription_count() > 0,

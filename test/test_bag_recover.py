@@ -3,7 +3,6 @@ byte) becomes a complete bag holding exactly the messages written before the cut
 
 from __future__ import annotations
 
-import os
 import signal
 import struct
 import subprocess
@@ -11,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import repo_env
 
 from mmp_ros.bags.errors import BagError
 from mmp_ros.bags.recording import BagRecorder
@@ -75,7 +75,7 @@ def closed_bag(tmp_path_factory) -> Path:
 def test_sigkilled_recording_is_recovered(tmp_path):
     src = tmp_path / 'killed'
     with subprocess.Popen([sys.executable, '-c', WRITER, str(src), '60'],
-                          env=dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{REPO / 'test'}"),
+                          env=repo_env(REPO / 'test'),
                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as writer:
         try:
             assert writer.stdout.readline() == 'written\n'

@@ -12,6 +12,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from conftest import repo_env
 
 from mmp_ros.dds import (
     DEFAULT_RMW,
@@ -178,7 +179,7 @@ with init_ros([]) as setup:
 
 
 def _probe(env_update: dict[str, str]) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = repo_env()
     env.pop(PROFILE_ENV, None)
     env.pop(LEGACY_PROFILE_ENV, None)
     env.update(env_update)
@@ -243,7 +244,7 @@ def test_a_reliable_message_to_another_process_is_acknowledged_within_a_second()
         try:
             node.create_subscription(UInt32, '/mmp_ros_ack_probe', got.append,
                                      QoSProfile(depth=10))
-            env = dict(os.environ, PYTHONPATH=str(REPO))
+            env = repo_env()
             with subprocess.Popen([sys.executable, '-c', _ACK_CHILD], env=env,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True) as child:
@@ -266,7 +267,7 @@ def test_a_reliable_message_to_another_process_is_acknowledged_within_a_second()
 def test_two_processes_deliver_99_percent_of_640x480_frames_with_the_profile(monkeypatch):
     from mmp_ros.ros.bench_dds import measure
 
-    monkeypatch.setenv('PYTHONPATH', str(REPO))  # the two children import mmp_ros
+    monkeypatch.setenv('PYTHONPATH', repo_env()['PYTHONPATH'])  # the children import mmp_ros
     result = measure(profile=True, duration_s=5.0, rate_hz=30.0)
     assert result.sent == 150
     assert result.delivery >= 0.99, result
@@ -311,7 +312,7 @@ with init_ros([]):
 
 @pytest.mark.ros
 def test_a_killed_participants_segment_is_removed_and_a_live_ones_kept():
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = repo_env()
     with subprocess.Popen(
         [sys.executable, '-c', _LIVE_CHILD], env=env, stdin=subprocess.PIPE,
         stdout=subprocess.PIPE, text=True,
@@ -329,7 +330,7 @@ def test_a_killed_participants_segment_is_removed_and_a_live_ones_kept():
 def test_processes_reserving_a_domain_at_once_get_different_ones(tmp_path):
     # Each test session, demo and benchmark picked random.randint(1, 100): two started at once
     # could pick the same domain and hear each other's nodes (cross-talk was seen in CI).
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = repo_env()
 
     def start() -> subprocess.Popen:
         return subprocess.Popen([sys.executable, '-c', RESERVE, str(tmp_path)], env=env,
@@ -366,6 +367,6 @@ def test_a_domain_the_user_set_is_kept_and_the_range_is_fast_ddss_portable_one(t
     if domain in dds._reserved:
         held = subprocess.run(
             [sys.executable, '-c', RESERVE.replace('(7, 8)', f'({domain},)'),
-             tempfile.gettempdir()], env=dict(os.environ, PYTHONPATH=str(REPO)), input='',
+             tempfile.gettempdir()], env=repo_env(), input='',
             capture_output=True, text=True, timeout=30)
         assert held.stdout.startswith('all 1 ROS domains'), held.stdout

@@ -7,7 +7,6 @@ random-weight model: the segmentation is noise, the plumbing is real.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from conftest import repo_env
 
 from mmp_ros.bags.cdr import header_stamp_ns
 from mmp_ros.bags.source import open_bag
@@ -36,7 +36,7 @@ def model(tmp_path_factory) -> Path:
 
 
 def _demo(model: Path, out: Path, *options: str) -> subprocess.Popen:
-    env = {**os.environ, 'PYTHONPATH': str(REPO)}
+    env = repo_env()
     return subprocess.Popen(
         [sys.executable, '-m', 'mmp_ros.demo', '--quick', '--model', str(model), '--out',
          str(out), *options], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

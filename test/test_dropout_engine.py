@@ -210,15 +210,14 @@ def test_windows_of_one_sensor_leave_the_others_alone(sensor):
 
 
 def test_the_pure_part_imports_no_ros():
-    import os
     import subprocess
     import sys
-    from pathlib import Path
+
+    from conftest import repo_env
 
     code = ('import sys, mmp_ros.dropout\n'
             'assert not any(m.split(".")[0] in ("rclpy", "sensor_msgs") for m in sys.modules)')
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-    subprocess.run([sys.executable, '-c', code], check=True, env=env)
+    subprocess.run([sys.executable, '-c', code], check=True, env=repo_env())
 
 
 def test_schedule_clock_starts_at_the_first_nonzero_reading_and_never_runs_back():

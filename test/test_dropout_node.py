@@ -12,7 +12,6 @@ on conditions with deadlines; nothing depends on a fixed sleep.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import repo_env
 
 REPO = Path(__file__).resolve().parents[1]
 # Seconds after the node's start. Fast DDS discovery between a new participant and running
@@ -99,7 +99,7 @@ def test_kill_then_freeze_across_processes(tmp_path):
         f'  - {{sensor: rgb, kind: kill, start: {KILL[0]}, end: {KILL[1]}}}\n'
         f'  - {{sensor: rgb, kind: freeze, start: {FREEZE[0]}, end: {FREEZE[1]}}}\n'
     )
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = repo_env()
     apply_dds_profile(env)
     apply_dds_profile()  # the checker below too: the same transports as its peers
 
@@ -339,7 +339,7 @@ def test_sensors_and_schedule_file_parameters_are_the_nodes_when_no_option_overr
     # against a sensors parameter of [rgb] shows that the parameter, not a default, was used.
     schedule = tmp_path / 'depth.yaml'
     schedule.write_text('faults:\n  - {sensor: depth, kind: kill, start: 1, end: 2}\n')
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = repo_env()
     node = [sys.executable, '-m', 'mmp_ros.ros.dropout_node']
     parameters = ['--ros-args', '-p', 'sensors:=[rgb]']
     for argv in (
@@ -371,7 +371,7 @@ def test_mmp_ros_dropout_takes_its_schedule_from_the_schedule_file_parameter(tmp
     schedule.write_text('faults:\n  - {sensor: depth, kind: kill, start: 1, end: 2}\n')
     params = tmp_path / 'dropout.yaml'
     params.write_text(f'/**:\n  ros__parameters:\n    schedule_file: {schedule}\n')
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = repo_env()
     command = [sys.executable, '-m', 'mmp_ros', 'dropout', '--ros-args', '-p', 'sensors:=[rgb]']
     # The schedule names depth, the sensors parameter only rgb: refused, so it was read.
     for given in (['-p', f'schedule_file:={schedule}'], ['--params-file', str(params)]):
@@ -526,7 +526,7 @@ def test_compressed_rgb_and_depth_through_pixel_faults_across_processes(tmp_path
         f'  - {{sensor: rgb, kind: blank, start: {window[0]}, end: {window[1]}}}\n'
         f'  - {{sensor: depth, kind: nan, start: {window[0]}, end: {window[1]}}}\n'
     )
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = repo_env()
     apply_dds_profile(env)
     apply_dds_profile()
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import needs
+from conftest import needs, repo_env
 
 needs('torch')
 needs('onnx')
@@ -384,7 +383,7 @@ def test_package_imports_without_torch_or_rclpy():
         "bad = [m for m in ('torch', 'rclpy', 'tensorrt', 'onnx') if m in sys.modules]\n"
         'assert not bad, bad'
     )
-    env = {**os.environ, 'PYTHONPATH': str(REPO)}
+    env = repo_env()
     result = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr

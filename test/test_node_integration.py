@@ -9,7 +9,6 @@ is the one that proves an absence (no labels while every sensor is dead).
 from __future__ import annotations
 
 import json
-import os
 import queue
 import signal
 import subprocess
@@ -19,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import repo_env
 
 rclpy = pytest.importorskip('rclpy', reason='needs rclpy (ros extra or ROS 2)')
 
@@ -42,8 +42,7 @@ CLASSES = 4
 
 
 def child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env['PYTHONPATH'] = str(REPO)
+    env = repo_env()
     env.setdefault('AMENT_PREFIX_PATH', sys.prefix)
     env['PYTHONUNBUFFERED'] = '1'
     return env

@@ -6,7 +6,6 @@ prove an absence (no labels while the node is not active)."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
@@ -404,7 +403,6 @@ def test_ros2_launch_with_autostart_configures_and_activates_the_managed_node(op
     pytest.importorskip('launch_ros', reason='launch_ros is not installable from PyPI; '
                         'this runs on native ROS 2 installs')
     env = child_env()
-    env['PYTHONPATH'] = os.pathsep.join(filter(None, [str(REPO), os.environ.get('PYTHONPATH')]))
     env['AMENT_PREFIX_PATH'] = str(launch_prefix(tmp_path / 'install'))
     # What `ros2 launch mmp_ros mmp_segmentation.launch.py managed:=true autostart:=true` runs.
     launch = (

@@ -7,7 +7,6 @@ reader's received timestamp: when it arrived), so this process's own Python dela
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import repo_env
 
 from mmp_ros.bags.cdr import header_stamp_ns
 from mmp_ros.bags.synthetic import jittered_timestamps, write_image_bag
@@ -60,7 +60,7 @@ def play_into(node, bag: Path, extra, all_arrived) -> None:
     with subprocess.Popen(
         [sys.executable, '-m', 'mmp_ros.ros.replay', str(bag), '--wait-for-subscribers', '20',
          *extra],
-        env=dict(os.environ, PYTHONPATH=str(REPO)), stderr=subprocess.PIPE, text=True,
+        env=repo_env(), stderr=subprocess.PIPE, text=True,
     ) as player:
         try:
             finished = spin_until(node, lambda: player.poll() is not None, 60.0)
@@ -142,7 +142,7 @@ def test_loop_with_restamp_repeats_with_fresh_increasing_stamps(tmp_path, restor
             with subprocess.Popen(
                 [sys.executable, '-m', 'mmp_ros.ros.replay', str(bag), '--loop', '--restamp',
                  '--wait-for-subscribers', '20'],
-                env=dict(os.environ, PYTHONPATH=str(REPO)), stderr=subprocess.PIPE, text=True,
+                env=repo_env(), stderr=subprocess.PIPE, text=True,
             ) as player:
                 try:
                     # Three passes of a 3-message bag: 9 frames in about 0.45 s.
@@ -221,7 +221,7 @@ def test_loop_over_a_bag_without_messages_ends_at_once(tmp_path, restored_enviro
     bag = write_image_bag(tmp_path / 'bag', [])
     player = subprocess.run(
         [sys.executable, '-m', 'mmp_ros.ros.replay', str(bag), '--loop'],
-        env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=60,
+        env=repo_env(), capture_output=True, text=True, timeout=60,
     )
     assert player.returncode == 0, player.stderr
     assert 'nothing published' in player.stderr
@@ -235,7 +235,7 @@ def test_a_stopped_loop_sums_up_without_an_rcl_error(tmp_path, sig):
     bag = write_image_bag(tmp_path / 'bag', jittered_timestamps(10, 20.0), width=8, height=4)
     player = subprocess.Popen(
         [sys.executable, '-m', 'mmp_ros.ros.replay', str(bag), '--loop'],
-        env=dict(os.environ, PYTHONPATH=str(REPO)), stderr=subprocess.PIPE, text=True,
+        env=repo_env(), stderr=subprocess.PIPE, text=True,
     )
     try:
         lines = []
@@ -317,7 +317,7 @@ def test_with_loop_the_clock_reads_each_pass_before_its_first_message(tmp_path, 
         player = subprocess.Popen(
             [sys.executable, '-m', 'mmp_ros.ros.replay', str(bag), '--wait-for-subscribers',
              '20', '--clock', '100', '--loop', '--rate', '2'],
-            env=dict(os.environ, PYTHONPATH=str(REPO)), stderr=subprocess.PIPE, text=True,
+            env=repo_env(), stderr=subprocess.PIPE, text=True,
         )
         try:
             node.create_subscription(Image, '/camera/image', on_image, qos_profile_sensor_data)
@@ -354,7 +354,7 @@ def test_the_node_on_sim_time_segments_a_bag_played_with_clock_on_its_own_stamps
         rgb_stamps = {header_stamp_ns(data) for _, _, data in reader.messages(['/rgb/image'])}
         camera_stamps = {header_stamp_ns(data) for _, _, data in reader.messages(cameras)}
         start_ns, end_ns = reader.start_ns, reader.end_ns
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = repo_env()
     labels: list[int] = []
     diagnostics: list[DiagnosticArray] = []
 

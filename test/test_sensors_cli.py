@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
+from conftest import repo_env
 
 from mmp_ros.cli import main
 
@@ -91,7 +91,7 @@ def test_decode_needs_neither_ros_nor_torch(real_data):
         f'assert main(["decode", {str(real_data / "nyu_raw")!r}, "--repeat", "1"]) == 0\n'
         'assert "rclpy" not in sys.modules and "torch" not in sys.modules\n'
     )
-    env = {**os.environ, 'PYTHONPATH': str(REPO)}
+    env = repo_env()
     subprocess.run([sys.executable, '-c', code], check=True, capture_output=True, env=env,
                    timeout=60)
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import needs
+from conftest import needs, repo_env
 
 needs('torch')
 needs('einops')
@@ -29,8 +28,7 @@ def free_port() -> int:
 
 @pytest.mark.slow
 def test_torchrun_two_gloo_processes_train_one_model(tmp_path):
-    env = {**os.environ, 'PYTHONPATH': f'{REPO}{os.pathsep}{REPO / "test"}',
-           'OMP_NUM_THREADS': '1'}
+    env = repo_env(REPO / 'test', OMP_NUM_THREADS='1')
     command = [
         sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
         '--master_addr=127.0.0.1', f'--master_port={free_port()}',
@@ -73,8 +71,7 @@ def test_torchrun_two_gloo_processes_adapt_with_the_cache_and_the_projection_fit
     base = train(load_config(None, [*options, 'method=none', 'steps=2',
                                     f'out_dir={tmp_path / "base"}']),
                  train_dataset=CueDataset('train', 8)).checkpoint
-    env = {**os.environ, 'PYTHONPATH': f'{REPO}{os.pathsep}{REPO / "test"}',
-           'OMP_NUM_THREADS': '1'}
+    env = repo_env(REPO / 'test', OMP_NUM_THREADS='1')
     adapted_dir = tmp_path / 'adapted'
     command = [
         sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
