@@ -55,7 +55,9 @@ def receive_replay(bag: Path, stamps: list[int], rate: float) -> tuple[dict, dic
             )
             command = [sys.executable, '-m', 'mmp_ros.ros.replay', str(bag),
                        '--wait-for-subscribers', '20', '--rate', str(rate)]
-            env = dict(os.environ, PYTHONPATH=str(REPO))
+            # the checkout first, the PYTHONPATH that finds rclpy on a native install kept
+            env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+                filter(None, [str(REPO), os.environ.get('PYTHONPATH')])))
             with subprocess.Popen(command, env=env) as player:
                 try:
                     spin_until(node, lambda: player.poll() is not None, 600.0)

@@ -73,3 +73,13 @@ def test_every_test_child_gets_its_pythonpath_from_repo_env():
              if path.name not in ('conftest.py', 'test_child_env.py')
              for node in ast.walk(ast.parse(path.read_text())) if _sets_pythonpath(node)]
     assert not found, found
+
+
+def test_the_scripts_and_the_package_keep_the_users_pythonpath_for_their_children():
+    # scripts/replay_timing.py started its player with PYTHONPATH=REPO alone: on a native
+    # install that child could not import rclpy. Each that sets one keeps the user's.
+    sources = [*sorted((REPO / 'scripts').glob('*.py')), *sorted(REPO.glob('mmp_ros/**/*.py'))]
+    found = [f'{path.relative_to(REPO)}:{node.lineno}' for path in sources
+             for node in ast.walk(ast.parse(path.read_text()))
+             if _sets_pythonpath(node) and "get('PYTHONPATH'" not in ast.unparse(node)]
+    assert not found, found
