@@ -776,6 +776,38 @@ def test_anchor_frames_dropped_counts_drops_after_another_stream_anchored(run_no
         k: v for k, v in driver.model_statuses[-1].items() if k.startswith(('anchor', 'inf'))}
 
 
+def test_anchor_frames_dropped_counts_drops_after_the_timer_anchored(run_node):
+    # The timer's runs were counted as runs on anchor frames while anchor was 'timer': once
+    # switched to rgb at run time, they outnumbered rgb's frames and anchor_frames_dropped
+    # read 0 however many rgb frames max_rate_hz dropped.
+    node, driver, spin_until = run_node(
+        sensors__depth__enabled=False, sensors__polarization__enabled=False,
+        anchor='timer', max_rate_hz=20.0, diagnostics_period_s=0.05,
+    )
+    frames = iter(range(10**6))
+
+    def thermal():
+        celsius = 20.0 + 5.0 * np.random.default_rng(next(frames)).random((HEIGHT, WIDTH))
+        driver.send('thermal', encode_frame('thermal', celsius, 'mono16', ThermalSettings()))
+
+    assert spin_until(lambda: node.count_subscribers('thermal/image') > 0, 10.0)
+    assert spin_until(lambda: len(driver.labels) >= 30, 10.0, feed=thermal), 'no segmentation'
+    result = node.set_parameters_atomically([Parameter('anchor', value='rgb'),
+                                             Parameter('max_rate_hz', value=1.0)])
+    assert result.successful, result.reason
+    for _ in range(20):  # 20 rgb frames in about 1 s: the model may run on two of them
+        driver.send('rgb', rgb_frame(next(frames)))
+        thermal()
+        spin_until(lambda: False, 0.05)
+
+    def dropped() -> int:
+        status = driver.model_statuses[-1]
+        return int(status['anchor_frames']) == 20 and int(status['anchor_frames_dropped'])
+
+    assert spin_until(lambda: driver.model_statuses and dropped() >= 15, 5.0), {
+        k: v for k, v in driver.model_statuses[-1].items() if k.startswith(('anchor', 'inf'))}
+
+
 def test_a_backend_still_running_at_destroy_is_not_closed_under_it(monkeypatch):
     # destroy_node joined the worker threads for 5 s, then closed the backend whether or not
     # they had stopped: an inference still under way (TensorRT's device buffers) had its

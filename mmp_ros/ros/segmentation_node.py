@@ -41,7 +41,7 @@ from rclpy.qos import QoSCompatibility, qos_check_compatible, qos_policy_name_fr
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header, String
 
-from mmp_ros.core.assembler import FrameAssembler, FrameBundle
+from mmp_ros.core.assembler import ANCHOR_TIMER, FrameAssembler, FrameBundle
 from mmp_ros.core.health import HealthMonitor, HealthStatus, Level, SensorState, status_node
 from mmp_ros.core.latency import LatencyWindow, RecentRate, RecentShare
 from mmp_ros.core.parameters import (
@@ -745,7 +745,7 @@ class SegmentationCore:
         with self._lock:
             latency.add(published_at - bundle.stamp)
             state.inferences += 1
-            if bundle.anchor == values['anchor']:
+            if bundle.anchor == values['anchor'] != ANCHOR_TIMER:  # on an anchor frame
                 state.anchored += 1
             state.last_mask = ' '.join(f'{m}={mark}' for m, mark in marks.items())
             state.last_missing = dict(bundle.missing)
