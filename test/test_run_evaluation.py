@@ -843,6 +843,22 @@ def test_namespace_alone_chooses_the_one_node_in_it():
             of_node(run, None, namespace)
 
 
+def test_namespace_alone_refuses_a_run_whose_nodes_are_all_in_others():
+    # --namespace /robot1 on a run of /robot2's node alone scored /robot2's node, unsaid.
+    from mmp_ros.evaluation.analysis import of_node
+
+    run = run_in_memory(Path('run'), [], [], [
+        _status(S, '/robot2/mmp_segmentation: rgb', state='OK', masked='false')], [])
+    with pytest.raises(BagError, match='--namespace /robot1: .* no sensor status of a '
+                       r'segmentation node in it \(those of /robot2/mmp_segmentation\)'):
+        of_node(run, None, '/robot1')
+    assert of_node(run, None, 'robot2').node == '/robot2/mmp_segmentation'
+    # A run recorded before statuses carried the namespace names the node alone: kept.
+    old = run_in_memory(Path('run'), [], [], [
+        _status(S, 'mmp_segmentation: rgb', state='OK', masked='false')], [])
+    assert of_node(old, None, '/robot1').node == 'mmp_segmentation'
+
+
 def test_a_run_of_two_nodes_is_evaluated_for_the_node_named(tmp_path, capsys):
     # Two robots' nodes, renamed to be told apart on /diagnostics: the front one's rgb is
     # masked during the kill, the back one's never. Their statuses used to be mixed (both

@@ -244,14 +244,18 @@ def of_node(run: RunData, node: str | None = None, namespace: str | None = None)
     name it alone.
 
     BagError where ``node`` is None and the run holds sensor statuses of several nodes (two
-    robots recorded together), or ``node`` is none of those it holds, or several.
+    robots recorded together) or only of nodes outside ``namespace``, or ``node`` is none of
+    those it holds, or several.
     """
     found = sorted({n for s in run.statuses if (n := sensor_status_node(s)) is not None})
     topic = run.names.diagnostics
     if namespace is not None:
         namespace = '/' + namespace.strip('/')
-    if node is None and namespace is not None and len(found) > 1:
+    if node is None and namespace is not None and found:
         inside = [f for f in found if f.rpartition('/')[0] == namespace.rstrip('/')]
+        if not inside and all(f.startswith('/') for f in found):  # each in another namespace
+            raise BagError(f'--namespace {namespace}: {topic} holds no sensor status of a '
+                           f'segmentation node in it (those of {", ".join(found)})')
         node = inside[0] if len(inside) == 1 else None
     if node is not None:
         named = [f for f in found if f == status_node(node, namespace or '/')] or [
