@@ -85,3 +85,22 @@ def test_restamp_and_clock_are_refused_together(tmp_path, capsys):
     bag = write_stub_bag(tmp_path / 'bag', {'/chatter': 'std_msgs/msg/String'})
     err = run_replay(bag, capsys, '--allow-no-images', '--restamp', '--clock', '100')
     assert '--restamp and --clock do not go together' in err
+
+
+def test_a_bag_given_after_clock_says_to_put_it_first(tmp_path, capsys):
+    # `mmp_ros replay --clock BAG` (--clock takes an optional rate): "argument --clock:
+    # expected a number, got 'BAG'", which did not say what to do
+    bag = write_stub_bag(tmp_path / 'bag', {'/chatter': 'std_msgs/msg/String'})
+    parser = argparse.ArgumentParser(prog='mmp_ros replay')
+    replay.add_arguments(parser)
+    with pytest.raises(SystemExit):
+        parser.parse_args(['--clock', str(bag)])
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"mmp_ros replay: error: argument --clock: expected a number, got '{bag}', a path: "
+        'put the bag before --clock, or give --clock a rate (e.g. --clock 40)')
+    # Not a path: as any other number option; and the bag first takes --clock's default.
+    with pytest.raises(SystemExit):
+        parser.parse_args(['--clock', 'fast', str(bag)])
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "mmp_ros replay: error: argument --clock: expected a number, got 'fast'")
+    assert parser.parse_args([str(bag), '--clock']).clock == replay.CLOCK_HZ

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import time
 
@@ -227,6 +228,20 @@ def _sleep_until(deadline: float) -> None:
         time.sleep(min(left, _WAKE_S))
 
 
+def clock_rate(text: str) -> float:
+    """argparse ``type`` of ``--clock``'s optional rate: a positive number, as
+    ``positive_float``; a path there is a bag put after ``--clock``, and said so."""
+    try:
+        float(text)
+    except ValueError:
+        if os.path.exists(text):
+            raise argparse.ArgumentTypeError(
+                f'expected a number, got {text!r}, a path: put the bag before --clock, or '
+                f'give --clock a rate (e.g. --clock {CLOCK_HZ:g})'
+            ) from None
+    return positive_float(text)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('bag', help='rosbag2 directory, or a .mcap or .db3 file')
     parser.add_argument('--rate', type=float, default=1.0, help='playback speed factor')
@@ -249,7 +264,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         'live node then sees fresh, increasing stamps, also across --loop',
     )
     parser.add_argument(
-        '--clock', type=positive_float, nargs='?', const=CLOCK_HZ, metavar='HZ',
+        '--clock', type=clock_rate, nargs='?', const=CLOCK_HZ, metavar='HZ',
         help='publish the bag time of the playback position on /clock at HZ (rosgraph_msgs/'
         f'Clock; {CLOCK_HZ:g} without a value, as ros2 bag play --clock), for nodes run with '
         'use_sim_time:=true',
