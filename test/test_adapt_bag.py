@@ -506,3 +506,20 @@ def test_of_the_transport_topics_that_ros2_bag_record_a_makes_the_one_with_messa
     assert camera_topic(topics, '/lidar/image') is None
     del topics['/depth/image/compressedDepth']
     assert camera_topic(topics, '/depth/image') == '/depth/image/compressed'  # none else
+
+
+@pytest.mark.parametrize('compressed', [False, True])
+def test_a_frame_over_the_nodes_max_pixels_is_refused_as_the_node_refuses_it(healthy_bag,
+                                                                             tmp_path, compressed):
+    # sensors.<m>.max_pixels of --params was ignored: every frame was taken up to the
+    # decoders' 67 Mpx, where the node refuses one over the parameter (4096 x 4096 by default)
+    bag = compressed_copy(healthy_bag, tmp_path / 'c') if compressed else healthy_bag
+    small = tmp_path / 'small.yaml'
+    small.write_text('/**:\n  ros__parameters:\n    sensors:\n      thermal:\n'
+                     '        max_pixels: 767\n')  # the bag's frames are 24 x 32 = 768
+    frames = read_bag_frames(bag, METADATA, params_files=(CONFIG / 'mmp_segmentation.yaml', small))
+    assert frames.rejected == {'rgb': 0, 'depth': 0, 'polarization': 0,
+                               'thermal': frames.messages['thermal']} and not frames.samples
+    small.write_text(small.read_text().replace('767', '768'))
+    frames = read_bag_frames(bag, METADATA, params_files=(CONFIG / 'mmp_segmentation.yaml', small))
+    assert sum(frames.rejected.values()) == 0 and frames.samples

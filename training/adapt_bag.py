@@ -45,7 +45,7 @@ from mmp_ros.core.parameters import (
 from mmp_ros.core.preprocess import resize_representation
 from mmp_ros.errors import output_folder
 from mmp_ros.metadata import ModelMetadata
-from mmp_ros.sensors import SensorInputError, decode_frame
+from mmp_ros.sensors import MODALITY_INPUTS, SensorInputError, decode_frame
 from mmp_ros.share import share_file
 
 DEFAULT_CONFIG = share_file('config', 'train_adapt.yaml')
@@ -145,7 +145,10 @@ def read_bag_frames(path: str | Path, metadata: ModelMetadata, *,
                                              where=f'{bag.path}: {topic}')
             result.messages[m] += 1
             try:
-                frame = decode_frame(m, image.fields, settings[m])
+                fields = image.sensor_fields(
+                    max_pixels=values[sensor_parameter(m, 'max_pixels')],
+                    encodings=MODALITY_INPUTS[m][1])
+                frame = decode_frame(m, fields, settings[m])
             except SensorInputError as exc:
                 monitors[m].observe_error(now, str(exc))
                 assembler.clear(m)

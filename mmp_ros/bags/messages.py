@@ -16,7 +16,7 @@ from rosbags.typesys import Stores, get_typestore
 from mmp_ros.bags.errors import BagError
 from mmp_ros.bags.source import COMPRESSED_TYPE
 from mmp_ros.sensors.compressed import decompress_image
-from mmp_ros.sensors.image import ImageFields
+from mmp_ros.sensors.image import ImageFields, check_pixel_count
 
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
 STRING_TYPE = 'std_msgs/msg/String'
@@ -62,6 +62,12 @@ class StampedImage:
     frame_id: str
     fields: ImageFields
 
+    def sensor_fields(self, *, max_pixels: int, encodings=None) -> ImageFields:
+        """``fields``, refused (SensorInputError) as the node refuses the message live: over
+        ``max_pixels`` (its ``sensors.<m>.max_pixels``). ``encodings``: for a compressed one."""
+        check_pixel_count(self.fields.width, self.fields.height, max_pixels, 'Image of')
+        return self.fields
+
 
 def deserialize_image(data: bytes, *, where: str = 'image') -> StampedImage:
     """CDR bytes of a ``sensor_msgs/Image`` -> header stamp, frame_id and pixel fields."""
@@ -98,6 +104,13 @@ class StampedCompressed:
     @cached_property
     def fields(self) -> ImageFields:
         return decompress_image(self.format, self.data)
+
+    def sensor_fields(self, *, max_pixels: int, encodings=None) -> ImageFields:
+        """``fields`` decompressed as the node decompresses the message live: a header over
+        ``max_pixels`` (its ``sensors.<m>.max_pixels``), or a format naming an encoding not in
+        ``encodings`` (those the sensor takes), refused before decoding (SensorInputError)."""
+        return decompress_image(self.format, self.data, max_pixels=max_pixels,
+                                encodings=encodings)
 
 
 def deserialize_camera_image(data: bytes, msgtype: str, *,
