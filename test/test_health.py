@@ -215,12 +215,13 @@ def test_frames_under_way_when_the_clock_jumps_back_are_dropped_unjudged():
     stream.monitor.restart(jumped_from)
     verdict = stream.frame(stamp=stamp)
     assert not verdict.accepted and 'before the clock jumped back' in verdict.reason
+    assert not verdict.judged  # the node does not count it as a frame (anchor_frames)
     assert stream.status().state is SensorState.NEVER_SEEN
     assert stream.status().values['bad_stamp'] == '0'
     assert stream.frame().accepted and stream.status().usable  # the new pass: used at once
     # From its first frame on the new time on, a stamp in the future is one again.
     verdict = stream.frame(stamp=jumped_from - PERIOD)
-    assert not verdict.accepted and 'in the future' in verdict.reason
+    assert not verdict.accepted and 'in the future' in verdict.reason and verdict.judged
 
 
 def test_after_a_jump_back_a_sensor_heard_before_is_not_an_error_until_it_falls_silent():

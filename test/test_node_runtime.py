@@ -543,6 +543,30 @@ def test_on_sim_time_a_frame_under_way_at_a_jump_back_does_not_mask_its_camera(r
     assert not [s for s in driver.model_statuses if 'future' in s['message']]
 
 
+def test_a_frame_under_way_at_a_jump_back_is_not_counted_as_an_anchor_frame(run_node):
+    # The health monitor drops it unjudged, but it was counted in anchor_frames: with nothing
+    # to run on, it read as one of anchor_frames_dropped, as if max_rate_hz had dropped it.
+    node, driver, spin_until = run_node(**rgb_only(use_sim_time=True))
+    bag = SimClock(driver)
+    assert spin_until(lambda: node.count_subscribers('rgb/image') > 0, 10.0)
+
+    def feed():
+        bag.tick()
+        bag.send_rgb()
+
+    assert spin_until(lambda: len(driver.labels) >= 3, 10.0, feed=feed)
+    old_ns = bag.now_ns
+    jumped_to = old_ns - 5 * 10**9
+    bag.tick(jumped_to - old_ns)
+    assert spin_until(lambda: node.get_clock().now().nanoseconds == jumped_to, 5.0)
+    stamp = rclpy.time.Time(nanoseconds=old_ns).to_msg()  # the old pass's last frame
+    driver.publishers_['rgb'].publish(to_image_msg(rgb_frame(0), stamp=stamp, frame_id='old'))
+    assert spin_until(lambda: node._frame_ids['rgb'] == 'old', 5.0)
+    assert node._model.anchor_frames == 0 and node._model.anchored == 0
+    feed()
+    assert spin_until(lambda: node._model.anchor_frames == 1, 2.0)
+
+
 def test_a_run_under_way_when_the_clock_jumps_back_stays_out_of_the_fresh_figures(run_node):
     # replay --loop --clock: the clock went back while the model ran on the last frame of the
     # pass; that run, timed on the new clock, put -4 s into the fresh latency window (the model

@@ -143,6 +143,7 @@ class FrameVerdict:
 
     accepted: bool  # the frame itself is sound and may be cached for the assembler
     reason: str  # why not, or '' when accepted
+    judged: bool = True  # False: under way at a jump back of the clock, dropped unjudged
 
 
 @dataclass
@@ -225,7 +226,8 @@ class HealthMonitor:
     def observe(self, stamp: float, now: float, stats: FrameStats) -> FrameVerdict:
         """Judge one decoded frame with header stamp ``stamp`` received at ``now``."""
         if self._from_before_jump(stamp, now):
-            return FrameVerdict(False, 'stamped before the clock jumped back: not judged')
+            return FrameVerdict(False, 'stamped before the clock jumped back: not judged',
+                                judged=False)
         self._note_arrival(now)
         fault = self._stamp_fault(stamp, now) or self._content_fault(stats)
         if fault:

@@ -120,7 +120,9 @@ class _ModelState:
     """What the worker thread reports for the model's diagnostics (guarded by the lock)."""
 
     inferences: int = 0
-    anchor_frames: int = 0  # frames of the anchor stream that arrived
+    # Frames of the anchor stream that arrived and were judged (not those under way at a
+    # jump back of the clock, dropped unjudged: they were never the model's to run on).
+    anchor_frames: int = 0
     # Inferences on one of those frames: not those another stream anchored while the anchor
     # stream was down, nor the timer's, which never make up for an anchor frame dropped.
     anchored: int = 0
@@ -613,7 +615,7 @@ class SegmentationCore:
                 else:
                     self._assembler.clear(modality)
                 self._frame_ids[modality] = msg.header.frame_id
-                if modality == self._values['anchor']:
+                if modality == self._values['anchor'] and verdict.judged:
                     self._model.anchor_frames += 1
             self._wake.set()
         self._callback_cpu_s += time.thread_time() - started
