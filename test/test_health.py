@@ -502,3 +502,43 @@ def test_a_bad_message_s_long_reason_is_cut():
     assert len(message) < MAX_REASON_CHARS + 50
     stream.monitor.observe_error(stream.now, 'truncated data')
     assert stream.status().message == 'bad message: truncated data'
+
+
+def test_on_sim_time_a_frame_stamped_zero_is_the_first_frame_of_the_simulation():
+    """Gazebo and Isaac Sim start /clock at 0 and stamp their cameras' first frame 0.0: it was
+    'stamp is zero' (INVALID), the camera masked for recovery_frames frames and the model
+    'no usable sensor' at every simulation start. A zero stamp on wall time stays refused."""
+    monitor = HealthMonitor('rgb', HealthConfig(recovery_frames=5))
+    assert monitor.observe(0.0, 0.005, stats(1), sim_time=True).accepted
+    assert monitor.status(0.005).state is SensorState.OK
+    assert monitor.observe(PERIOD, PERIOD + 0.005, stats(2), sim_time=True).accepted
+    status = monitor.status(PERIOD + 0.005)
+    assert status.state is SensorState.OK and status.usable
+    assert status.values['bad_stamp'] == '0' and status.values['last_stamp'] == f'{PERIOD:.6f}'
+    wall = HealthMonitor('rgb')
+    verdict = wall.observe(0.0, 0.005, stats(1))
+    assert not verdict.accepted and 'does not set header.stamp' in verdict.reason
+
+
+def test_on_sim_time_a_zero_stamp_is_refused_past_the_start_or_when_repeated():
+    # A driver that does not set the stamp, in a simulation that runs for a while.
+    late = HealthMonitor('rgb', HealthConfig(timeout_s=0.5))
+    verdict = late.observe(0.0, 0.6, stats(1), sim_time=True)
+    assert not verdict.accepted and verdict.reason.startswith('stamp is zero')
+    early = HealthMonitor('rgb')
+    assert early.observe(0.0, 0.01, stats(1), sim_time=True).accepted
+    verdict = early.observe(0.0, 0.01 + PERIOD, stats(2), sim_time=True)
+    assert not verdict.accepted and 'repeated' in verdict.reason
+    for bad in (-0.001, float('nan')):
+        assert not HealthMonitor('rgb').observe(bad, 0.01, stats(1), sim_time=True).accepted
+
+
+def test_after_a_simulator_reset_its_first_frame_stamped_zero_is_used():
+    # The reset takes /clock back to 0 (a jump back): the camera's next frame is stamped 0.
+    monitor = HealthMonitor('rgb')
+    for i in range(30):
+        monitor.observe(1.0 + i * PERIOD, 1.0 + i * PERIOD, stats(i), sim_time=True)
+    jumped_from = 1.0 + 30 * PERIOD
+    monitor.restart(jumped_from, 0.0)
+    assert monitor.observe(0.0, 0.004, stats(100), sim_time=True).accepted
+    assert monitor.status(0.004).usable

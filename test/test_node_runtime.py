@@ -487,6 +487,24 @@ def test_on_sim_time_frames_before_the_first_clock_message_are_not_judged(run_no
     assert not [s for s in driver.model_statuses if 'future' in s['message']]
 
 
+def test_on_sim_time_a_simulation_s_first_frame_stamped_zero_is_segmented(run_node):
+    # Gazebo / Isaac Sim: /clock starts at 0 and the camera's first frame, stamped 0.0, comes
+    # a few ms later. It was 'stamp is zero': rgb INVALID, then RECOVERING for 4 frames, the
+    # model ERROR 'no usable sensor' and the first 5 frames not segmented.
+    node, driver, spin_until = run_node(**rgb_only(use_sim_time=True))
+    bag = SimClock(driver, start_ns=0)
+    assert spin_until(lambda: node.count_subscribers('rgb/image') > 0, 10.0)
+    bag.tick(5_000_000)
+    assert spin_until(lambda: node.get_clock().now().nanoseconds == bag.now_ns, 5.0,
+                      feed=lambda: bag.tick(0))
+    bag.now_ns = 0
+    bag.send_rgb()
+    bag.now_ns = 5_000_000
+    assert spin_until(lambda: driver.labels, 5.0), 'the frame stamped 0 was not segmented'
+    assert label_stamp_ns(driver.labels[0]) == 0
+    assert not [s for s in driver.model_statuses if 'stamp is zero' in s['message']]
+
+
 def test_on_sim_time_a_jump_back_of_the_clock_starts_sensor_health_afresh(run_node):
     # A bag replayed with --loop --clock: at each loop the clock and the stamps go back to
     # the bag's start. That is not a camera whose stamps went backwards.

@@ -223,13 +223,22 @@ class HealthMonitor:
 
     # --- input -------------------------------------------------------------------------
 
-    def observe(self, stamp: float, now: float, stats: FrameStats) -> FrameVerdict:
-        """Judge one decoded frame with header stamp ``stamp`` received at ``now``."""
+    def observe(
+        self, stamp: float, now: float, stats: FrameStats, sim_time: bool = False
+    ) -> FrameVerdict:
+        """Judge one decoded frame with header stamp ``stamp`` received at ``now``.
+
+        ``sim_time``: the node's clock is a simulator's (or a bag's) ``/clock``. A simulation
+        starts at time 0, and its cameras stamp their first frame 0.0 (Gazebo, Isaac Sim): on
+        sim time a zero stamp is that first instant while the clock is within ``timeout_s``
+        of it. On wall time, or later on sim time, a zero stamp is a driver that does not
+        set it, and refused.
+        """
         if self._from_before_jump(stamp, now):
             return FrameVerdict(False, 'stamped before the clock jumped back: not judged',
                                 judged=False)
         self._note_arrival(now)
-        fault = self._stamp_fault(stamp, now) or self._content_fault(stats)
+        fault = self._stamp_fault(stamp, now, sim_time) or self._content_fault(stats)
         if fault:
             return self._reject(fault)
         warning = ''
@@ -316,8 +325,9 @@ class HealthMonitor:
         self._jumped_from = None  # a frame on the new time: every frame is judged from here
         return False
 
-    def _stamp_fault(self, stamp: float, now: float) -> str:
-        if not math.isfinite(stamp) or stamp <= 0.0:
+    def _stamp_fault(self, stamp: float, now: float, sim_time: bool) -> str:
+        simulation_start = sim_time and stamp == 0.0 and now <= self.config.timeout_s
+        if not math.isfinite(stamp) or (stamp <= 0.0 and not simulation_start):
             self._counters.bad_stamp += 1
             if stamp < 0.0:
                 return f'stamp is negative: header.stamp is {stamp:.9f} s'

@@ -588,9 +588,11 @@ class SegmentationCore:
         if now == 0.0:
             # use_sim_time before the first /clock message: there is no time to judge the
             # stamp by (every stamp would be years in the future, and the sensor masked).
+            # A /clock that reads 0 (a simulation's first instant) cannot be told from it.
             self.get_logger().warning(
-                'use_sim_time is true and nothing has come on /clock yet: sensor frames are '
-                'ignored until it does (mmp_ros replay --clock HZ publishes it)',
+                'use_sim_time is true and the clock reads 0 (nothing has come on /clock yet, '
+                'or a simulation at its first instant): sensor frames are ignored until it '
+                'moves on (mmp_ros replay --clock HZ publishes it)',
                 throttle_duration_sec=5.0,
             )
             return
@@ -608,7 +610,9 @@ class SegmentationCore:
                 self._frame_ids[modality] = msg.header.frame_id
         else:
             with self._lock:
-                verdict = self._monitors[modality].observe(stamp, now, frame.stats)
+                verdict = self._monitors[modality].observe(
+                    stamp, now, frame.stats, sim_time=self.get_clock().ros_time_is_active
+                )
                 if verdict.accepted:
                     self._assembler.add(modality, stamp, frame, msg.header.frame_id, msg.header)
                     self._image_sizes[modality] = (fields.height, fields.width)
