@@ -30,6 +30,7 @@ from rcl_interfaces.msg import (
     ParameterDescriptor,
     SetParametersResult,
 )
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import ClockChange, JumpThreshold, TimeJump
 from rclpy.duration import Duration
 from rclpy.event_handler import SubscriptionEventCallbacks
@@ -468,9 +469,15 @@ class SegmentationCore:
         return self.create_publisher(msg_type, topic, qos)
 
     def _create_subscriptions(self) -> None:
-        """One subscription per enabled sensor the model takes, with its own QoS."""
+        """One subscription per enabled sensor the model takes, with its own QoS.
+
+        They and their event handlers are in a callback group of their own, made afresh at
+        each activation: rclpy's groups keep a weak reference to every entity ever added,
+        dead or not (ros2/rclpy#1356), and in the node's default group each deactivate left
+        12 behind (about 2.4 KiB a cycle, for good)."""
         self._image_subscriptions = {}
         self._fields_of: dict[str, Callable[[Any], ImageFields]] = {}
+        group = MutuallyExclusiveCallbackGroup()
         for modality in MODALITIES:
             if modality not in self.modalities:
                 self.get_logger().warning(
@@ -496,7 +503,7 @@ class SegmentationCore:
             )
             self._image_subscriptions[modality] = self.create_subscription(
                 message_type, topic, lambda msg, m=modality: self._on_image(m, msg), qos,
-                event_callbacks=events,
+                callback_group=group, event_callbacks=events,
             )
 
     def _on_incompatible_qos(self, modality: str, info) -> None:
