@@ -301,6 +301,53 @@ def test_activate_deactivate_cycles_leave_nothing_in_rclpy_and_the_sensors_still
         rclpy.shutdown(context=context)
 
 
+def test_configure_cleanup_cycles_leave_nothing_in_rclpy_and_the_outputs_events_work(capfd):
+    """The publishers' QoS event handlers were in the node's default callback group, which
+    keeps a reference to each (ros2/rclpy#1356): 12 more at each configure and cleanup, for
+    the life of the process. Those of the last configure still report an incompatible
+    subscriber."""
+    from rclpy.parameter import Parameter
+    from rclpy.qos import DurabilityPolicy, QoSProfile
+
+    from mmp_ros.ros.segmentation_node import ManagedSegmentationNode
+
+    context = Context()
+    rclpy.init(context=context)
+    executor = SingleThreadedExecutor(context=context)
+    node = ManagedSegmentationNode(context=context, parameter_overrides=[
+        Parameter('backend', value='onnxruntime'),
+        Parameter('model_file_path', value=str(SHIPPED_MODEL))])
+    viewer = Node('viewer', context=context)
+    try:
+        executor.add_node(node)
+        executor.add_node(viewer)
+        node.trigger_configure()
+        node.trigger_cleanup()
+        entities = len(node.default_callback_group.entities)
+        for _ in range(5):
+            node.trigger_configure()
+            executor.spin_once(timeout_sec=0.0)
+            node.trigger_cleanup()
+        assert len(node.default_callback_group.entities) == entities
+        node.trigger_configure()
+        capfd.readouterr()
+        # transient local: what the volatile labels publisher cannot offer
+        viewer.create_subscription(Image, 'segmentation/labels', lambda msg: None, QoSProfile(
+            depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        deadline = time.monotonic() + 5.0
+        err = ''
+        said = f'[{NODE}]: New subscription discovered on topic'
+        while said not in err and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.05)
+            err += capfd.readouterr().err
+        assert said in err, err
+    finally:
+        executor.shutdown(timeout_sec=0.0)
+        node.destroy_node()
+        viewer.destroy_node()
+        rclpy.shutdown(context=context)
+
+
 def test_the_managed_node_has_its_parameters_while_unconfigured_and_configure_reads_them():
     """They were declared at the first configure: unconfigured, `ros2 param list` showed
     none of them and `ros2 param get/set` were refused (undeclared), so a lifecycle manager's

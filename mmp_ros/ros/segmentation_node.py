@@ -455,8 +455,14 @@ class SegmentationCore:
         )
 
     def _create_publishers(self) -> None:
+        """The outputs; their QoS event handlers in a callback group of their own, new at each
+        configure (the managed node's cleanup destroys them: _create_subscriptions says why)."""
         out = output_qos()
-        create = self._create_output_publisher
+        group = MutuallyExclusiveCallbackGroup()
+
+        def create(msg_type, topic: str, qos):
+            return self._create_output_publisher(msg_type, topic, qos, group)
+
         self._pub_labels = create(Image, 'segmentation/labels', out)
         self._pub_color = create(Image, 'segmentation/color', out)
         self._pub_overlay = create(Image, 'segmentation/overlay', out)
@@ -465,8 +471,8 @@ class SegmentationCore:
         self._pub_label_info = create(label_type, 'segmentation/label_info', latched_qos())
         self._pub_diagnostics = create(DiagnosticArray, '/diagnostics', output_qos(10))
 
-    def _create_output_publisher(self, msg_type, topic: str, qos):
-        return self.create_publisher(msg_type, topic, qos)
+    def _create_output_publisher(self, msg_type, topic: str, qos, group):
+        return self.create_publisher(msg_type, topic, qos, callback_group=group)
 
     def _create_subscriptions(self) -> None:
         """One subscription per enabled sensor the model takes, with its own QoS.
@@ -994,8 +1000,8 @@ class ManagedSegmentationNode(SegmentationCore, LifecycleNode):
             desc.description += ' Settable only while unconfigured (managed node).'
         return desc
 
-    def _create_output_publisher(self, msg_type, topic: str, qos):
-        publisher = self.create_lifecycle_publisher(msg_type, topic, qos)
+    def _create_output_publisher(self, msg_type, topic: str, qos, group):
+        publisher = self.create_lifecycle_publisher(msg_type, topic, qos, callback_group=group)
         self._lifecycle_publishers.append(publisher)
         return publisher
 
