@@ -463,6 +463,30 @@ def rgb_only(**parameters):
                 sensors__thermal__enabled=False, **parameters)
 
 
+def segmenting_on_sim_time(run_node, labels: int = 3):
+    """A node on sim time (rgb alone) fed by a SimClock until it has published ``labels``
+    labels: (node, driver, spin_until, bag, feed), ``feed`` sending one tick and one frame."""
+    node, driver, spin_until = run_node(**rgb_only(use_sim_time=True))
+    bag = SimClock(driver)
+    assert spin_until(lambda: node.count_subscribers('rgb/image') > 0, 10.0)
+
+    def feed():
+        bag.tick()
+        bag.send_rgb()
+
+    assert spin_until(lambda: len(driver.labels) >= labels, 10.0, feed=feed)
+    return node, driver, spin_until, bag, feed
+
+
+def jump_back(node, bag: SimClock, spin_until, seconds: int = 5) -> int:
+    """Send the clock ``seconds`` back, as a looped bag does; what it reads then, once the
+    node has heard it."""
+    jumped_to = bag.now_ns - seconds * 10**9
+    bag.tick(jumped_to - bag.now_ns)
+    assert spin_until(lambda: node.get_clock().now().nanoseconds == jumped_to, 5.0)
+    return jumped_to
+
+
 def label_stamp_ns(image: Image) -> int:
     return image.header.stamp.sec * 10**9 + image.header.stamp.nanosec
 
@@ -508,18 +532,8 @@ def test_on_sim_time_a_simulation_s_first_frame_stamped_zero_is_segmented(run_no
 def test_on_sim_time_a_jump_back_of_the_clock_starts_sensor_health_afresh(run_node):
     # A bag replayed with --loop --clock: at each loop the clock and the stamps go back to
     # the bag's start. That is not a camera whose stamps went backwards.
-    node, driver, spin_until = run_node(**rgb_only(use_sim_time=True))
-    bag = SimClock(driver)
-    assert spin_until(lambda: node.count_subscribers('rgb/image') > 0, 10.0)
-
-    def feed():
-        bag.tick()
-        bag.send_rgb()
-
-    assert spin_until(lambda: len(driver.labels) >= 3, 10.0, feed=feed)
-    jumped_to = bag.now_ns - 5 * 10**9
-    bag.tick(jumped_to - bag.now_ns)
-    assert spin_until(lambda: node.get_clock().now().nanoseconds == jumped_to, 5.0)
+    node, driver, spin_until, bag, feed = segmenting_on_sim_time(run_node)
+    jumped_to = jump_back(node, bag, spin_until)
     before = len(driver.labels)
     # Fewer frames than recovery_frames (5): a masked camera would publish nothing.
     for _ in range(4):
@@ -536,19 +550,9 @@ def test_on_sim_time_a_jump_back_of_the_clock_starts_sensor_health_afresh(run_no
 def test_on_sim_time_a_frame_under_way_at_a_jump_back_does_not_mask_its_camera(run_node):
     # At a --loop --clock pass's end a frame of the old pass can arrive after the jump: it was
     # 'stamp 3.960 s in the future', and the camera masked for recovery_frames (5) frames.
-    node, driver, spin_until = run_node(**rgb_only(use_sim_time=True))
-    bag = SimClock(driver)
-    assert spin_until(lambda: node.count_subscribers('rgb/image') > 0, 10.0)
-
-    def feed():
-        bag.tick()
-        bag.send_rgb()
-
-    assert spin_until(lambda: len(driver.labels) >= 3, 10.0, feed=feed)
+    node, driver, spin_until, bag, feed = segmenting_on_sim_time(run_node)
     old_ns = bag.now_ns
-    jumped_to = old_ns - 5 * 10**9
-    bag.tick(jumped_to - old_ns)
-    assert spin_until(lambda: node.get_clock().now().nanoseconds == jumped_to, 5.0)
+    jumped_to = jump_back(node, bag, spin_until)
     bag.now_ns = old_ns  # the old pass's last frame, sent before the jump
     bag.send_rgb()
     bag.now_ns = jumped_to
@@ -564,19 +568,9 @@ def test_on_sim_time_a_frame_under_way_at_a_jump_back_does_not_mask_its_camera(r
 def test_a_frame_under_way_at_a_jump_back_is_not_counted_as_an_anchor_frame(run_node):
     # The health monitor drops it unjudged, but it was counted in anchor_frames: with nothing
     # to run on, it read as one of anchor_frames_dropped, as if max_rate_hz had dropped it.
-    node, driver, spin_until = run_node(**rgb_only(use_sim_time=True))
-    bag = SimClock(driver)
-    assert spin_until(lambda: node.count_subscribers('rgb/image') > 0, 10.0)
-
-    def feed():
-        bag.tick()
-        bag.send_rgb()
-
-    assert spin_until(lambda: len(driver.labels) >= 3, 10.0, feed=feed)
+    node, driver, spin_until, bag, feed = segmenting_on_sim_time(run_node)
     old_ns = bag.now_ns
-    jumped_to = old_ns - 5 * 10**9
-    bag.tick(jumped_to - old_ns)
-    assert spin_until(lambda: node.get_clock().now().nanoseconds == jumped_to, 5.0)
+    jump_back(node, bag, spin_until)
     stamp = rclpy.time.Time(nanoseconds=old_ns).to_msg()  # the old pass's last frame
     driver.publishers_['rgb'].publish(to_image_msg(rgb_frame(0), stamp=stamp, frame_id='old'))
     assert spin_until(lambda: node._frame_ids['rgb'] == 'old', 5.0)
@@ -591,15 +585,7 @@ def test_a_run_under_way_when_the_clock_jumps_back_stays_out_of_the_fresh_figure
     # status read latency_p50_ms -3959.4, inferences 1 before any frame of the new pass).
     import threading
 
-    node, driver, spin_until = run_node(**rgb_only(use_sim_time=True))
-    bag = SimClock(driver)
-    assert spin_until(lambda: node.count_subscribers('rgb/image') > 0, 10.0)
-
-    def feed():
-        bag.tick()
-        bag.send_rgb()
-
-    assert spin_until(lambda: len(driver.labels) >= 2, 10.0, feed=feed)
+    node, driver, spin_until, bag, feed = segmenting_on_sim_time(run_node, labels=2)
     infer, running, go_on = node._backend.infer, threading.Event(), threading.Event()
 
     def held_infer(*args):  # the real model, held until the clock has jumped
@@ -609,9 +595,7 @@ def test_a_run_under_way_when_the_clock_jumps_back_stays_out_of_the_fresh_figure
 
     node._backend.infer = held_infer
     assert spin_until(running.is_set, 10.0, feed=feed)
-    jumped_to = bag.now_ns - 5 * 10**9
-    bag.tick(jumped_to - bag.now_ns)
-    assert spin_until(lambda: node.get_clock().now().nanoseconds == jumped_to, 5.0)
+    jump_back(node, bag, spin_until)
     node._backend.infer = infer
     before = len(driver.labels)
     go_on.set()
