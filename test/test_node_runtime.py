@@ -769,46 +769,16 @@ def test_the_output_rate_in_the_model_status_is_the_recent_one(run_node):
     assert float(driver.model_statuses[-1]['output_rate_hz']) == pytest.approx(2.5, rel=0.01)
 
 
-def test_anchor_frames_dropped_counts_drops_after_another_stream_anchored(run_node):
+@pytest.mark.parametrize('first_anchor', ['thermal', 'timer'])
+def test_anchor_frames_dropped_counts_drops_after_another_anchor(run_node, first_anchor):
     # It was anchor frames minus every inference: the runs thermal anchored while rgb was
-    # down outnumbered rgb's frames for good, and it read 0 for the rest of the run however
-    # many rgb frames max_rate_hz dropped.
+    # down (rgb never seen), or the timer's while anchor was 'timer' (then switched to rgb at
+    # run time), outnumbered rgb's frames for good, and it read 0 for the rest of the run
+    # however many rgb frames max_rate_hz dropped.
+    timer = {'anchor': 'timer', 'max_rate_hz': 20.0} if first_anchor == 'timer' else {}
     node, driver, spin_until = run_node(
         sensors__depth__enabled=False, sensors__polarization__enabled=False,
-        diagnostics_period_s=0.05,
-    )
-    frames = iter(range(10**6))
-
-    def thermal():
-        celsius = 20.0 + 5.0 * np.random.default_rng(next(frames)).random((HEIGHT, WIDTH))
-        driver.send('thermal', encode_frame('thermal', celsius, 'mono16', ThermalSettings()))
-
-    assert spin_until(lambda: node.count_subscribers('thermal/image') > 0, 10.0)
-    for n in range(1, 31):  # rgb never seen: thermal anchors
-        thermal()
-        assert spin_until(lambda n=n: len(driver.labels) >= n, 5.0), 'no segmentation'
-    result = node.set_parameters([Parameter('max_rate_hz', value=1.0)])
-    assert result[0].successful, result[0].reason
-    for _ in range(20):  # 20 rgb frames in about 1 s: the model may run on two of them
-        driver.send('rgb', rgb_frame(next(frames)))
-        thermal()
-        spin_until(lambda: False, 0.05)
-
-    def dropped() -> int:
-        status = driver.model_statuses[-1]
-        return int(status['anchor_frames']) == 20 and int(status['anchor_frames_dropped'])
-
-    assert spin_until(lambda: driver.model_statuses and dropped() >= 15, 5.0), {
-        k: v for k, v in driver.model_statuses[-1].items() if k.startswith(('anchor', 'inf'))}
-
-
-def test_anchor_frames_dropped_counts_drops_after_the_timer_anchored(run_node):
-    # The timer's runs were counted as runs on anchor frames while anchor was 'timer': once
-    # switched to rgb at run time, they outnumbered rgb's frames and anchor_frames_dropped
-    # read 0 however many rgb frames max_rate_hz dropped.
-    node, driver, spin_until = run_node(
-        sensors__depth__enabled=False, sensors__polarization__enabled=False,
-        anchor='timer', max_rate_hz=20.0, diagnostics_period_s=0.05,
+        diagnostics_period_s=0.05, **timer,
     )
     frames = iter(range(10**6))
 
