@@ -523,3 +523,41 @@ def test_a_frame_over_the_nodes_max_pixels_is_refused_as_the_node_refuses_it(hea
     small.write_text(small.read_text().replace('767', '768'))
     frames = read_bag_frames(bag, METADATA, params_files=(CONFIG / 'mmp_segmentation.yaml', small))
     assert sum(frames.rejected.values()) == 0 and frames.samples
+
+
+def retimed_copy(source: Path, out: Path, *, first_stamp_ns: int, latency_ns: int) -> Path:
+    """``source`` with every stamp moved so that its first message is stamped
+    ``first_stamp_ns``, each logged ``latency_ns`` after its stamp (a simulator's recording
+    made with ``ros2 bag record --use-sim-time``: its clock, and stamps, start at 0)."""
+    from mmp_ros.bags.messages import deserialize_image, serialize_image
+    from mmp_ros.bags.recording import BagRecorder
+    from mmp_ros.bags.source import open_bag
+
+    with open_bag(source) as bag, BagRecorder(out) as recorder:
+        for topic in bag.topics.values():
+            recorder.add_topic(topic.name, topic.msgtype, topic.offered_qos)
+        shift = bag.start_ns - first_stamp_ns
+        for topic, _, data in bag.messages(list(bag.topics)):
+            image = deserialize_image(data)
+            data = serialize_image(image.fields, image.stamp_ns - shift, image.frame_id)
+            recorder.write(topic, image.stamp_ns - shift + latency_ns, data)
+    return out
+
+
+def test_a_simulators_recording_on_sim_time_keeps_its_first_frame_stamped_zero(healthy_bag,
+                                                                               tmp_path):
+    # Its log times are the simulator's /clock from 0: the frame stamped 0 was refused 'stamp
+    # is zero' (as on wall time), and its sensor masked for recovery_frames more frames, where
+    # the node on use_sim_time takes it
+    simulated = retimed_copy(healthy_bag, tmp_path / 'sim', first_stamp_ns=0,
+                             latency_ns=5_000_000)
+    later = retimed_copy(healthy_bag, tmp_path / 'later', first_stamp_ns=10**9,
+                         latency_ns=5_000_000)
+    frames, expected = read_bag_frames(simulated, METADATA), read_bag_frames(later, METADATA)
+    assert sum(frames.rejected.values()) == 0 and frames.messages == expected.messages
+    assert frames.incomplete == expected.incomplete
+    assert [s + 1.0 for s in frames.stamps] == pytest.approx(expected.stamps)
+    # On wall time a stamp of 0 is a driver that does not set it, and refused
+    wall = retimed_copy(healthy_bag, tmp_path / 'wall', first_stamp_ns=0,
+                        latency_ns=1_700_000_000 * 10**9)
+    assert sum(read_bag_frames(wall, METADATA).rejected.values()) == 1

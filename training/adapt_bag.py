@@ -57,6 +57,9 @@ SET_BY_ADAPT = {
     'data.input_size': "it is the model's (--model)",
     'data.num_workers': "the recording's frames are read into memory",
 }
+# A recording whose log times begin before this was made on sim time (``ros2 bag record
+# --use-sim-time``: a simulator's /clock starts at 0); on wall time they are years past it.
+SIM_TIME_BEFORE_NS = 946_684_800 * 10**9  # 2000-01-01
 
 
 @dataclass
@@ -138,6 +141,9 @@ def read_bag_frames(path: str | Path, metadata: ModelMetadata, *,
                                f'not {" or ".join(CAMERA_TYPES)}')
             topics[m] = topic
         by_topic = {t: m for m, t in topics.items()}
+        # Each frame is judged at its log time, on the recorder's clock: on sim time, as the
+        # node's is on use_sim_time (a simulation's first frame, stamped 0, is used).
+        sim_time = bag.start_ns < SIM_TIME_BEFORE_NS
         for topic, received_ns, data in bag.messages(list(by_topic)):
             m = by_topic[topic]
             now = received_ns / 1e9
@@ -154,7 +160,8 @@ def read_bag_frames(path: str | Path, metadata: ModelMetadata, *,
                 assembler.clear(m)
                 result.rejected[m] += 1
                 continue
-            if monitors[m].observe(image.stamp_ns / 1e9, now, frame.stats).accepted:
+            if monitors[m].observe(image.stamp_ns / 1e9, now, frame.stats,
+                                   sim_time=sim_time).accepted:
                 assembler.add(m, image.stamp_ns / 1e9, frame)
             else:
                 assembler.clear(m)
