@@ -8,6 +8,8 @@ which file is at fault, so they all become ``BagError`` here, when opening and w
 
 from __future__ import annotations
 
+import copy
+import heapq
 import sqlite3
 import struct
 from collections.abc import Iterable, Iterator
@@ -148,6 +150,9 @@ class Bag:
     ]:
         """(topic, timestamp ns, serialized message) in time order, from ``start_ns`` on.
 
+        The storage files of a split bag are merged by timestamp (``_in_time_order``), also
+        where their times overlap; messages of equal timestamps come in file order.
+
         BagError for a topic that holds several message types: its messages would not all be
         what its readers expect (the bag's other topics remain readable).
         """
@@ -160,12 +165,59 @@ class Bag:
         if not connections:  # rosbags reads every topic for none
             return
         try:
-            for connection, timestamp, data in self._reader.messages(connections, start=start_ns):
+            for connection, timestamp, data in _in_time_order(self._reader, connections,
+                                                              start_ns):
                 if data[:4] == _ZSTD_MAGIC:  # its .mcap/.db3 file opened by itself
                     data = ZstdDecompressor().decompressobj().decompress(data)
                 yield connection.topic, timestamp, bytes(data)
         except _DAMAGE as exc:
             raise BagError(f'{self.path}: damaged bag, reading stopped: {exc}') from exc
+
+
+def _in_time_order(reader: Reader, connections: list[Connection],
+                   start_ns: int | None) -> Iterator[tuple[Connection, int, bytes]]:
+    """``reader``'s messages on ``connections`` from ``start_ns`` on, by timestamp across the
+    storage files of a split bag.
+
+    rosbags reads a split bag's files one after the other, each in time order; but their
+    times may overlap (a message logged before a split and written after it, rosbag2 issue
+    857; a merge or conversion), and then the bag's time went back at each such boundary.
+    Each file is read in the same way, by itself, and the files merged by timestamp (ties in
+    file order). A file is opened only once the merge has reached its first message's time
+    (from its own index), so a long recording's files are not all read at once.
+    """
+    directory = reader.storage
+    storages = getattr(directory, 'storages', [])
+    if len(storages) < 2:  # one file, or a storage file opened by itself
+        yield from reader.messages(connections, start=start_ns)
+        return
+
+    def messages_of(storage) -> Iterator[tuple[Connection, int, bytes]]:
+        one = copy.copy(directory)  # rosbags' reading of one file, connections and all
+        one.storages = [storage]
+        return one.messages(connections, start_ns, None)
+
+    waiting = sorted(range(len(storages)), key=lambda i: (storages[i].metadata.start_time, i))
+    streams: dict[int, Iterator[tuple[Connection, int, bytes]]] = {}
+    heap: list[tuple[int, int, Connection, bytes]] = []  # (timestamp, file, ...): one a file
+
+    def take(index: int) -> None:
+        message = next(streams[index], None)
+        if message is None:
+            del streams[index]
+        else:
+            heapq.heappush(heap, (message[1], index, message[0], message[2]))
+
+    while heap or waiting:
+        while waiting and (not heap or storages[waiting[0]].metadata.start_time <= heap[0][0]):
+            index = waiting.pop(0)
+            streams[index] = messages_of(storages[index])
+            take(index)
+        if not heap:
+            continue
+        timestamp, index, connection, data = heapq.heappop(heap)
+        yield connection, timestamp, data
+        take(index)
 
 
 def _recovery_hint(path: Path) -> str:
