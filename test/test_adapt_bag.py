@@ -525,10 +525,14 @@ def test_a_frame_over_the_nodes_max_pixels_is_refused_as_the_node_refuses_it(hea
     assert sum(frames.rejected.values()) == 0 and frames.samples
 
 
-def retimed_copy(source: Path, out: Path, *, first_stamp_ns: int, latency_ns: int) -> Path:
+def retimed_copy(source: Path, out: Path, *, first_stamp_ns: int, latency_ns: int,
+                 clock_from_ns: int = 0, unclocked: str = 'log at 0') -> Path:
     """``source`` with every stamp moved so that its first message is stamped
     ``first_stamp_ns``, each logged ``latency_ns`` after its stamp (a simulator's recording
-    made with ``ros2 bag record --use-sim-time``: its clock, and stamps, start at 0)."""
+    made with ``ros2 bag record --use-sim-time``: its clock, and stamps, start at 0).
+    Messages stamped before ``clock_from_ns`` came before the recorder's first /clock message:
+    logged at time 0 (as rosbag2 before Iron wrote them), or with ``unclocked='drop'`` left
+    out."""
     from mmp_ros.bags.messages import deserialize_image, serialize_image
     from mmp_ros.bags.recording import BagRecorder
     from mmp_ros.bags.source import open_bag
@@ -539,8 +543,11 @@ def retimed_copy(source: Path, out: Path, *, first_stamp_ns: int, latency_ns: in
         shift = bag.start_ns - first_stamp_ns
         for topic, _, data in bag.messages(list(bag.topics)):
             image = deserialize_image(data)
-            data = serialize_image(image.fields, image.stamp_ns - shift, image.frame_id)
-            recorder.write(topic, image.stamp_ns - shift + latency_ns, data)
+            stamp = image.stamp_ns - shift
+            logged = stamp + latency_ns if stamp >= clock_from_ns else 0
+            if logged or unclocked != 'drop':
+                recorder.write(topic, logged, serialize_image(image.fields, stamp,
+                                                              image.frame_id))
     return out
 
 
@@ -561,3 +568,18 @@ def test_a_simulators_recording_on_sim_time_keeps_its_first_frame_stamped_zero(h
     wall = retimed_copy(healthy_bag, tmp_path / 'wall', first_stamp_ns=0,
                         latency_ns=1_700_000_000 * 10**9)
     assert sum(read_bag_frames(wall, METADATA).rejected.values()) == 1
+
+
+def test_frames_logged_before_the_recorders_first_clock_message_are_not_judged(healthy_bag,
+                                                                               tmp_path):
+    # ros2 bag record --use-sim-time before Iron logged what came before its first /clock
+    # message at time 0: judged at 0 they were refused 'in the future' (27 frames), and every
+    # sensor masked for recovery_frames more. The node on use_sim_time passes over frames
+    # while its clock reads 0.
+    simulated = dict(first_stamp_ns=3 * 10**9, latency_ns=5_000_000, clock_from_ns=3_300_000_000)
+    unclocked = retimed_copy(healthy_bag, tmp_path / 'unclocked', **simulated)
+    without = retimed_copy(healthy_bag, tmp_path / 'without', **simulated, unclocked='drop')
+    frames, expected = read_bag_frames(unclocked, METADATA), read_bag_frames(without, METADATA)
+    assert sum(frames.rejected.values()) == 0
+    assert frames.stamps == expected.stamps and frames.incomplete == expected.incomplete
+    assert sum(frames.messages.values()) > sum(expected.messages.values())

@@ -150,6 +150,11 @@ def read_bag_frames(path: str | Path, metadata: ModelMetadata, *,
             image = deserialize_camera_image(data, bag.topics[topic].msgtype,
                                              where=f'{bag.path}: {topic}')
             result.messages[m] += 1
+            if received_ns == 0:
+                # Logged before the recorder's first /clock message (ros2 bag record
+                # --use-sim-time before Iron): the node passes over frames while its clock
+                # reads 0, there is no time to judge them by.
+                continue
             try:
                 fields = image.sensor_fields(
                     max_pixels=values[sensor_parameter(m, 'max_pixels')],
