@@ -183,10 +183,21 @@ def test_ros_wheels_are_declared_as_ros_dependencies(package, setup_kwargs):
         assert name[4:].replace('-', '_') in runtime, f'{spec} has no <depend>/<exec_depend>'
 
 
+def _is_ros_package(module: str) -> bool:
+    """Whether the top-level ``module`` is installed as a ROS package: the prefix it is
+    installed in (/opt/ros/<distro>, or the venv of the PyPI wheels) lists it in its ament
+    index. A native install's rclpy and message packages come as egg-info distributions named
+    as the packages (``rclpy``, not the wheels' ``ros-rclpy``)."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        return False
+    return any((prefix / 'share/ament_index/resource_index/packages' / module).is_file()
+               for prefix in Path(spec.origin).resolve().parents)
+
+
 def test_every_ros_package_the_code_imports_is_a_dependency(package):
     # rcl_interfaces (parameter descriptors), rosgraph_msgs (/clock of replay) and
     # ament_index_python (share/ lookup) were imported but came only through rclpy's own.
-    distributions = importlib.metadata.packages_distributions()
     runtime = _depends(package, 'depend', 'exec_depend')
     imported = set()
     for source in [*REPO.glob('mmp_ros/**/*.py'), *REPO.glob('launch/*.py')]:
@@ -195,8 +206,7 @@ def test_every_ros_package_the_code_imports_is_a_dependency(package):
                 imported.update(alias.name.split('.')[0] for alias in node.names)
             elif isinstance(node, ast.ImportFrom) and node.level == 0:
                 imported.add(node.module.split('.')[0])
-    ros = {name for name in imported
-           if any(d.lower().startswith('ros-') for d in distributions.get(name, ()))}
+    ros = {name for name in imported if _is_ros_package(name)}
     assert {'rclpy', 'sensor_msgs', 'diagnostic_msgs'} <= ros
     assert ros <= runtime, f'imported, not in package.xml: {sorted(ros - runtime)}'
 
