@@ -3,6 +3,8 @@ installs it, finds the config files and the model that setup.py's data_files shi
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import json
 import os
 import shutil
@@ -38,6 +40,12 @@ print(json.dumps({
 @pytest.fixture(scope='module')
 def installed(tmp_path_factory) -> Path:
     """A venv holding only the built wheel; the other packages come from this one's."""
+    # pip wheel --no-build-isolation builds with this Python's own pip and pyproject's build
+    # requirements; wheel is part of setuptools from 70.1 (Debian's python3-pip brings it).
+    setuptools = tuple(map(int, importlib.metadata.version('setuptools').split('.')[:2]))
+    if importlib.util.find_spec('pip') is None or (
+            importlib.util.find_spec('wheel') is None and setuptools < (70, 1)):
+        pytest.skip('building the wheel needs pip and wheel: apt-get install python3-pip')
     tmp = tmp_path_factory.mktemp('install')
     source = tmp / 'source'  # a copy: building in the checkout would leave build/ there
     source.mkdir()
