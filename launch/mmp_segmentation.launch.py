@@ -23,9 +23,18 @@ from launch_ros.actions import LifecycleNode, Node
 from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
 from launch_ros.substitutions import FindPackageShare
+from launch_ros.utilities import make_namespace_absolute, prefix_namespace
 from lifecycle_msgs.msg import Transition
+from rclpy.validate_namespace import validate_namespace
+from rclpy.validate_node_name import validate_node_name
 
-from mmp_ros.core.parameters import BACKENDS, LAUNCH_OVERRIDES, NODE_NAME, launch_overrides
+from mmp_ros.core.parameters import (
+    BACKENDS,
+    LAUNCH_OVERRIDES,
+    NODE_NAME,
+    launch_overrides,
+    load_params_file,
+)
 
 # An empty value of the LAUNCH_OVERRIDES arguments: the params file's value stands.
 FROM_FILE = ' Empty: the value in params_file, else the node default'
@@ -127,6 +136,19 @@ def segmentation_node(context: LaunchContext) -> list:
     """The node, with the LAUNCH_OVERRIDES arguments given a value on top of params_file (an
     argument left empty must not replace the file's value with the node's default); managed,
     the lifecycle node, and with autostart the events that configure and activate it."""
+    # launch_ros passes over a params_file that is not a file with a warning, and rclpy applies
+    # none of a file keyed for another node: either way the node ran on its defaults. The
+    # namespace as launch_ros makes it (under an including launch file's PushRosNamespace).
+    # Name and namespace first checked as launch_ros checks them, for its message.
+    name = LaunchConfiguration('node_name').perform(context)
+    namespace = make_namespace_absolute(prefix_namespace(
+        context.launch_configurations.get('ros_namespace'),
+        LaunchConfiguration('namespace').perform(context),
+    ))
+    validate_node_name(name)
+    validate_namespace(namespace)
+    load_params_file(LaunchConfiguration('params_file').perform(context), name,
+                     option='params_file', namespace=namespace)
     given = {name: LaunchConfiguration(name).perform(context) for name in LAUNCH_OVERRIDES}
     overrides = launch_overrides(given)
     settings = dict(

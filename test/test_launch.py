@@ -37,13 +37,16 @@ def launch_description():
     return module.generate_launch_description()
 
 
-def launched(description, **given: str) -> tuple:
+def launched(description, context=None, **given: str) -> tuple:
     """(context, entities) the launch file's OpaqueFunction gives with the arguments
-    ``given`` and every other argument empty (the override arguments' defaults)."""
+    ``given`` and every other argument empty (the override arguments' defaults), but
+    params_file (the shipped one) and node_name (the default); in ``context`` if given."""
     from launch import LaunchContext
     from launch.actions import OpaqueFunction
 
-    context = LaunchContext()
+    context = context or LaunchContext()
+    given = {'params_file': str(REPO / 'config' / 'mmp_segmentation.yaml'),
+             'node_name': NODE_NAME, **given}
     for argument in description.get_launch_arguments():
         context.launch_configurations[argument.name] = given.get(argument.name, '')
     (function,) = [e for e in description.entities if isinstance(e, OpaqueFunction)]
@@ -94,7 +97,7 @@ def test_the_node_can_be_renamed():
     assert "name=LaunchConfiguration('node_name')" in LAUNCH_FILE.read_text()
 
 
-def test_launch_description_loads_and_validates_where_launch_ros_imports():
+def test_launch_description_loads_and_validates_where_launch_ros_imports(tmp_path):
     pytest.importorskip('launch_ros', reason='launch_ros is not installable from PyPI; '
                         'this runs on native ROS 2 installs')
     from launch import LaunchDescription
@@ -111,15 +114,54 @@ def test_launch_description_loads_and_validates_where_launch_ros_imports():
     from launch_ros.actions import Node
     from launch_ros.utilities import evaluate_parameters
 
+    params = tmp_path / 'p.yaml'
+    params.write_text('/**:\n  ros__parameters:\n    max_rate_hz: 5.0\n')
+
     def node_parameters(**given: str) -> list:
-        context, (node,) = launched(description, params_file='p.yaml', **given)
+        context, (node,) = launched(description, params_file=str(params), **given)
         assert isinstance(node, Node)
         return list(evaluate_parameters(context, node._Node__parameters))
 
-    assert node_parameters() == [Path('p.yaml')]  # the file's values stand
+    assert node_parameters() == [params]  # the file's values stand
     assert node_parameters(model_file_path='m.onnx', use_sim_time='true') == [
-        Path('p.yaml'), {'model_file_path': 'm.onnx', 'use_sim_time': True}
+        params, {'model_file_path': 'm.onnx', 'use_sim_time': True}
     ]
+
+
+def test_a_params_file_the_node_would_not_get_stops_the_launch_naming_it(tmp_path):
+    # launch_ros passed over a params_file that is not there with a warning, and rclpy
+    # applied none of a file keyed for another node: the node ran on its defaults (the
+    # shipped model, the default topics' settings) as if the launch had succeeded.
+    pytest.importorskip('launch_ros', reason='launch_ros is not installable from PyPI; '
+                        'this runs on native ROS 2 installs')
+    from launch import LaunchContext
+    from launch_ros.actions import PushRosNamespace
+
+    from mmp_ros.core.parameters import ParameterError
+
+    description = launch_description()
+    missing = tmp_path / 'missing.yaml'
+    with pytest.raises(ParameterError, match=rf'^params_file {missing}: cannot read it \('):
+        launched(description, params_file=str(missing))
+    named = tmp_path / 'named.yaml'
+    named.write_text('/robot1/front/mmp_segmentation:\n  ros__parameters:\n'
+                     '    max_rate_hz: 5.0\n')
+    for given in ({}, {'namespace': 'front', 'node_name': 'mmp_front'}):
+        with pytest.raises(ParameterError, match=rf"^params_file {named}: no ros__parameters "
+                           r"for node '/(front/mmp_front|mmp_segmentation)'$"):
+            launched(description, params_file=str(named), **given)
+    # A name or namespace launch_ros refuses is named as launch_ros names it.
+    from rclpy.exceptions import InvalidNamespaceException, InvalidNodeNameException
+
+    with pytest.raises(InvalidNodeNameException, match="must not contain characters"):
+        launched(description, node_name='bad-name')
+    with pytest.raises(InvalidNamespaceException, match="must not contain characters"):
+        launched(description, namespace='bad-ns')
+    # The node is /robot1/front/mmp_segmentation under an including launch file's
+    # PushRosNamespace('robot1').
+    context = LaunchContext()
+    PushRosNamespace('robot1').execute(context)
+    assert launched(description, context, params_file=str(named), namespace='front')[1]
 
 
 def test_analyzers_expect_exactly_the_statuses_the_node_publishes():
