@@ -6,6 +6,7 @@ prove an absence (no labels while the node is not active)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -498,37 +499,102 @@ def launch_prefix(root: Path) -> Path:
     return root
 
 
-def test_ros2_launch_with_autostart_configures_and_activates_the_managed_node(operator, tmp_path):
-    """The launch file's autostart events, run by launch's LaunchService with launch_ros's
-    LifecycleNode: the node reaches active and segments, and Ctrl-C stops it cleanly."""
+# What `ros2 launch mmp_ros mmp_segmentation.launch.py NAME:=VALUE ...` runs.
+LAUNCH = (
+    'import sys\n'
+    'from launch import LaunchService\n'
+    'from launch.actions import IncludeLaunchDescription\n'
+    'from launch.launch_description_sources import PythonLaunchDescriptionSource\n'
+    'service = LaunchService()\n'
+    'service.include_launch_description(IncludeLaunchDescription(\n'
+    '    PythonLaunchDescriptionSource(sys.argv[1]),\n'
+    '    launch_arguments=[a.split(":=", 1) for a in sys.argv[2:]]))\n'
+    'sys.exit(service.run())\n'
+)
+
+
+def ros2_launch(tmp_path: Path, *arguments: str) -> tuple[subprocess.Popen, Stream]:
+    """The launch file run by launch's LaunchService from an install prefix in ``tmp_path``,
+    in a process group of its own (as a terminal's), and its output (launch's log and the
+    node's, output='screen')."""
     pytest.importorskip('launch_ros', reason='launch_ros is not installable from PyPI; '
                         'this runs on native ROS 2 installs')
     env = child_env()
     env['AMENT_PREFIX_PATH'] = str(launch_prefix(tmp_path / 'install'))
-    # What `ros2 launch mmp_ros mmp_segmentation.launch.py managed:=true autostart:=true` runs.
-    launch = (
-        'import sys\n'
-        'from launch import LaunchService\n'
-        'from launch.actions import IncludeLaunchDescription\n'
-        'from launch.launch_description_sources import PythonLaunchDescriptionSource\n'
-        'service = LaunchService()\n'
-        'service.include_launch_description(IncludeLaunchDescription(\n'
-        '    PythonLaunchDescriptionSource(sys.argv[1]),\n'
-        '    launch_arguments=[a.split(":=", 1) for a in sys.argv[2:]]))\n'
-        'sys.exit(service.run())\n'
-    )
     process = subprocess.Popen(
-        [sys.executable, '-c', launch,
-         str(tmp_path / 'install' / 'share' / 'mmp_ros' / 'launch' / LAUNCH_FILE),
-         'managed:=true', 'autostart:=true', 'backend:=onnxruntime'],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path)
-    output = Stream(process, process.stdout)  # launch's log and the node's (output='screen')
+        [sys.executable, '-c', LAUNCH,
+         str(tmp_path / 'install' / 'share' / 'mmp_ros' / 'launch' / LAUNCH_FILE), *arguments],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path,
+        start_new_session=True)
+    return process, Stream(process, process.stdout)
+
+
+def ctrl_c(process: subprocess.Popen, output: Stream) -> None:
+    """Ctrl-C in the launch's terminal: SIGINT to its process group, launch and node (launch
+    passes on no SIGINT of its own then, and SIGTERMs a node still running 5 s later)."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            pytest.fail(f'the launch did not stop within 15 s of Ctrl-C: {output.text}')
+    assert process.returncode == 0, output.text
+    assert 'process has finished cleanly' in output.text, output.text
+    assert 'escalating' not in output.text, output.text
+    assert 'Traceback' not in output.text, output.text
+
+
+def test_ros2_launch_with_autostart_configures_and_activates_the_managed_node(operator, tmp_path):
+    """The launch file's autostart events, run by launch's LaunchService with launch_ros's
+    LifecycleNode: the node reaches active and segments, and Ctrl-C stops it cleanly."""
+    process, output = ros2_launch(tmp_path, 'managed:=true', 'autostart:=true',
+                                  'backend:=onnxruntime')
     try:
         operator.wait(lambda: len(operator.labels) >= 3, 60.0, 'labels of the launched node',
                       process)
         assert operator.state() == 'active'
     finally:
-        code = stop(process)
-    assert code == 0, output.text
-    assert 'process has finished cleanly' in output.text, output.text
-    assert 'Traceback' not in output.text, output.text
+        ctrl_c(process, output)
+
+
+@pytest.mark.parametrize('managed', [False, True])
+def test_ros2_launch_arguments_reach_the_running_node(operator, tmp_path, managed):
+    """Every other argument of the launch file, as the running node has it: its fully
+    qualified name, parameters (the params file's, under the overrides), subscriptions, log
+    level and lifecycle state."""
+    from rclpy.parameter import parameter_value_to_python
+    from rclpy.parameter_client import AsyncParameterClient
+
+    params = tmp_path / 'params.yaml'
+    params.write_text('/**:\n  ros__parameters:\n    max_rate_hz: 7.0\n    use_sim_time: true\n')
+    overrides = {'backend': 'onnxruntime', 'model_file_path': str(SHIPPED_MODEL),
+                 'engine_file_path': str(tmp_path / 'e.engine'), 'force_engine_update': True,
+                 'enable_fp16': False, 'use_sim_time': False}
+    process, output = ros2_launch(
+        tmp_path, f'params_file:={params}', 'namespace:=front', 'node_name:=mmp_front',
+        'rgb_topic:=/camera/color/image_raw', 'depth_topic:=cam/depth',
+        f'managed:={str(managed).lower()}', f'log_level:={"debug" if managed else "warn"}',
+        *(f'{name}:={str(value).lower() if isinstance(value, bool) else value}'
+          for name, value in overrides.items()))
+    try:
+        client = AsyncParameterClient(operator, '/front/mmp_front')
+        operator.wait(client.services_are_ready, 30.0, 'the parameter services', process)
+        names = ['max_rate_hz', *overrides]
+        future = client.get_parameters(names)
+        operator.wait(future.done, 10.0, 'the parameters')
+        values = map(parameter_value_to_python, future.result().values)
+        assert dict(zip(names, values, strict=True)) == {'max_rate_hz': 7.0, **overrides}
+        if managed:
+            operator.get = operator.create_client(GetState, '/front/mmp_front/get_state')
+            assert operator.state() == 'unconfigured'
+            assert '[DEBUG]' in output.text
+        else:
+            operator.wait(lambda: {'/camera/color/image_raw', '/front/cam/depth'} <= {
+                topic for topic, _ in operator.get_subscriber_names_and_types_by_node(
+                    'mmp_front', '/front')}, 10.0, 'the remapped subscriptions', process)
+            assert '[INFO]' not in output.text.replace('[INFO] [launch]', '').replace(
+                '[INFO] [mmp_segmentation_node-1]', '')
+    finally:
+        ctrl_c(process, output)
