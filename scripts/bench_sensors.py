@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -152,7 +153,13 @@ def scalar_rvl_decode() -> Callable[[np.ndarray, str], np.ndarray] | None:
 
     spec = importlib.util.spec_from_file_location('test_sensors_compressed', path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    # The tests import their helpers (conftest) from their folder, which pytest puts on
+    # sys.path and a run of this script does not.
+    sys.path.insert(0, str(path.parent))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(path.parent))
     return module.reference_rvl_decode
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
-from conftest import needs, script_fixture
+from conftest import REPO, needs, repo_env, script_fixture
 
 bench = script_fixture('bench_sensors')
 
@@ -40,3 +43,21 @@ def test_compressed_depth_times_png_rvl_and_the_scalar_rvl_side_by_side(bench, c
                                                         ['random,', '20', '%']]
     assert all('png (' in line and 'rvl (' in line and 'rvl before vectorizing' in line
                for line in lines[2:])
+
+
+def test_run_as_documented_it_loads_the_tests_scalar_rvl_decoder():
+    """Run as its docstring says (PYTHONPATH=. python scripts/bench_sensors.py), the test
+    folder is not on sys.path as under pytest: loading the tests' reference RVL decoder,
+    whose module imports conftest, stopped the script with ModuleNotFoundError after the
+    decode_frame lines."""
+    check = ('import numpy as np, bench_sensors\n'
+             'from mmp_ros.sensors.compressed import compress_image\n'
+             'from mmp_ros.sensors.image import array_to_image\n'
+             'depth = np.arange(12, dtype=np.uint16).reshape(3, 4)\n'
+             "_, data = compress_image(array_to_image(depth, '16UC1'), 'compressedDepth rvl')\n"
+             'body = np.frombuffer(data, np.uint8)[12:]\n'
+             "print((bench_sensors.scalar_rvl_decode()(body, '') == depth).all())\n")
+    done = subprocess.run([sys.executable, '-c', check], cwd=REPO / 'scripts', env=repo_env(),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ['True']
