@@ -604,24 +604,42 @@ def _rvl_nibbles(stream: np.ndarray) -> np.ndarray:
     return nibbles
 
 
-def _rvl_values(nibbles: np.ndarray, ends: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+def _rvl_values(stream: np.ndarray, format: str) -> np.ndarray:
     """Every variable-length value of the stream (3 payload bits a code, lowest first; a
     value's last code, at ``ends``, has no continuation bit), as int64.
 
     ``window[j]`` holds the payloads of codes ``j-3 .. j``, code ``j`` in its top bits;
     joining the windows ending at a value's last code gives its codes with the last one on
-    top, and shifting out the codes below its first leaves the value.
+    top, and shifting out the codes below its first leaves the value. Built in place, and
+    the code positions freed on return: a temporary of the values' size is memory the
+    allocator may hand back and the next frame fault in again (docs/sensors.md).
     """
+    nibbles = _rvl_nibbles(stream)
+    ends = np.flatnonzero(nibbles < 0x8)  # a value's last code has no continuation bit
+    if ends.size == 0:
+        raise SensorInputError(f'corrupt RVL stream: no complete value (format {format!r})')
+    lengths = np.empty_like(ends)
+    lengths[0] = ends[0] + 1
+    np.subtract(ends[1:], ends[:-1], out=lengths[1:])
+    if lengths.max() > 11:  # 33 bits: no count or delta of 16-bit data
+        raise SensorInputError(f'corrupt RVL stream: a value over 32 bits (format {format!r})')
+    groups = -(-int(lengths.max()) // 4)
+    lengths = lengths.astype(np.uint8)  # 11 at most: the int64 ones freed before the values
     payload = nibbles & 0x7
     pair = payload << 3
     pair[1:] |= payload[:-1]
-    window = pair.astype(np.uint16) << 6
+    # zero windows before the first code: the codes before a value's first shift out
+    padded = np.zeros(4 * (groups - 1) + nibbles.size, dtype=np.uint16)
+    window = padded[4 * (groups - 1):]
+    window[:] = pair
+    window <<= 6
     window[2:] |= pair[:-2]
-    groups = -(-int(lengths.max()) // 4)
     values = window[ends].astype(np.int64)
-    for group in range(1, groups):  # codes before a value's first (or clamped at 0) shift out
-        values = (values << 12) | window[np.maximum(ends - 4 * group, 0)]
-    return values >> (3 * (4 * groups - lengths))
+    for group in range(1, groups):
+        values <<= 12
+        values |= padded[4 * (groups - 1 - group):][ends]  # the windows 4 codes earlier
+    values >>= 3 * (4 * groups - lengths)  # 3 bits for each code short of the groups' 4
+    return values
 
 
 def _rvl_decode(body: np.ndarray, format: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
@@ -650,14 +668,7 @@ def _rvl_decode(body: np.ndarray, format: str, max_pixels: int = MAX_PIXELS) -> 
             f'corrupt RVL stream: {stream.size} B, more than any RVL of {width}x{height} '
             f'pixels takes (format {format!r})'
         )
-    nibbles = _rvl_nibbles(stream)
-    ends = np.flatnonzero(nibbles < 0x8)  # a value's last code has no continuation bit
-    lengths = np.diff(ends, prepend=-1)
-    if lengths.size and lengths.max() > 11:  # 33 bits: no count or delta of 16-bit data
-        raise SensorInputError(f'corrupt RVL stream: a value over 32 bits (format {format!r})')
-    if ends.size == 0:
-        raise SensorInputError(f'corrupt RVL stream: no complete value (format {format!r})')
-    values = _rvl_values(nibbles, ends, lengths)
+    values = _rvl_values(stream, format)
     # the pairs: each starts 2 + its nonzeros after the one before; checked below
     count = values.size
     lookup = memoryview(values)
@@ -700,9 +711,16 @@ def _rvl_decode(body: np.ndarray, format: str, max_pixels: int = MAX_PIXELS) -> 
     is_count = np.zeros(index, dtype=bool)
     is_count[starts[: last + 1]] = is_count[starts[: last + 1] + 1] = True
     zigzag = values[:index][~is_count]
-    delta = (zigzag >> 1) ^ -(zigzag & 1)
+    # the pixels are the deltas' running sum modulo 2**16: only their low 16 bits count, so
+    # the zig-zag is undone and summed in uint16, which wraps
+    sign = zigzag.astype(np.uint16)
+    sign &= 1
+    np.negative(sign, out=sign)
+    zigzag >>= 1
+    delta = zigzag.astype(np.uint16)
+    delta ^= sign
     out = np.zeros(pixels, dtype=np.uint16)
-    out[filled] = (np.cumsum(delta) & 0xFFFF).astype(np.uint16)
+    out[filled] = np.cumsum(delta, dtype=np.uint16)
     return out.reshape(height, width)
 
 
