@@ -279,36 +279,27 @@ def _jpeg_headers(data: bytes, format: str):
     )
 
 
-def _jpeg_one_scan(data: bytes, format: str) -> bool:
-    """Whether a JPEG is sequential with every component in its first scan: libjpeg then
-    decodes it in that scan, whatever follows."""
-    components = None
-    for marker, at in _jpeg_headers(data, format):
-        if marker in _JPEG_SOF:
-            if marker not in _JPEG_SEQUENTIAL or at + 8 > len(data):
-                return False
-            components = data[at + 7]
-        elif marker == 0xDA:
-            return components is not None and at + 3 <= len(data) and data[at + 2] == components
-    return False
-
-
-def _declared_size(data: bytes, format: str) -> tuple[int, int] | None:
-    """(width, height) a PNG's IHDR or a JPEG's start-of-frame declares, read before
-    decoding; None where the header does not say (then OpenCV's decode decides).
-
-    A JPEG's frame header is found as libjpeg finds it (:func:`_jpeg_headers`)."""
-    if data.startswith(_PNG_SIGNATURE) and data[12:16] == b'IHDR' and len(data) >= 24:
-        return struct.unpack('>II', data[16:24])
-    if not data.startswith(_JPEG_SOI):
-        return None
+def _jpeg_frame(data: bytes, format: str) -> tuple[tuple[int, int] | None, bool]:
+    """From one walk of a JPEG's headers (:func:`_jpeg_headers`, as libjpeg finds them): the
+    (width, height) its start-of-frame declares, read before decoding (None where it has
+    none before its first scan: then OpenCV's decode decides), and whether it is sequential
+    with every component in its first scan (libjpeg then decodes it in that scan, whatever
+    follows)."""
+    size, components = None, None
     for marker, at in _jpeg_headers(data, format):
         if marker in _JPEG_SOF:
             if at + 7 > len(data):
-                return None
-            height, width = struct.unpack_from('>HH', data, at + 3)
-            return width, height
-    return None  # a start of scan or the end of the image, with no frame header before
+                return size, False
+            if size is None:
+                height, width = struct.unpack_from('>HH', data, at + 3)
+                size = width, height
+            if marker not in _JPEG_SEQUENTIAL or at + 8 > len(data):
+                return size, False
+            components = data[at + 7]
+        elif marker == _JPEG_SOS:
+            one_scan = components is not None and at + 3 <= len(data)
+            return size, one_scan and data[at + 2] == components
+    return size, False  # the end of the image, or of the data, before a scan
 
 
 def _jpeg_scans(buffer: np.ndarray) -> int:
@@ -424,7 +415,14 @@ def _imdecode(buffer: np.ndarray, format: str, max_pixels: int = MAX_PIXELS,
         _check_png_chunks(data, format)
     # A header that declares a huge image (a corrupt or hostile message) would have OpenCV
     # allocate it, up to 2**30 pixels, before it finds the data short: refused first.
-    size = _tiff_declared_size(buffer) if tiff else _declared_size(data, format)
+    one_scan = False
+    if tiff:
+        size = _tiff_declared_size(buffer)
+    elif head.startswith(_JPEG_SOI):
+        size, one_scan = _jpeg_frame(data, format)
+    else:  # PNG: its IHDR
+        ihdr = data[12:16] == b'IHDR' and len(data) >= 24
+        size = struct.unpack('>II', data[16:24]) if ihdr else None
     if size is not None:
         check_pixel_count(size[0], size[1], max_pixels,
                           f'CompressedImage (format {format!r}) declares')
@@ -435,7 +433,7 @@ def _imdecode(buffer: np.ndarray, format: str, max_pixels: int = MAX_PIXELS,
             f'truncated JPEG: the data ({buffer.size} B) does not end with the end-of-image '
             f'marker (format {format!r})'
         )
-    if (head.startswith(_JPEG_SOI) and not _jpeg_one_scan(data, format)
+    if (head.startswith(_JPEG_SOI) and not one_scan
             and (scans := _jpeg_scans(buffer)) > MAX_JPEG_SCANS):
         raise SensorInputError(
             f'JPEG of {scans} scans, over the {MAX_JPEG_SCANS} this decoder takes: libjpeg '
