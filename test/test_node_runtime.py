@@ -967,7 +967,11 @@ def test_depth_on_the_compressed_depth_transport_is_decoded_in_metres(run_node):
     def depth_status():
         return driver.latest_status('depth')
 
-    assert spin_until(lambda: driver.labels and depth_status() is not None, 10.0, feed=feed)
+    def depth_heard() -> bool:  # a status from before the first depth frame has no hardware_id
+        status = depth_status()
+        return bool(driver.labels) and status is not None and status.hardware_id != ''
+
+    assert spin_until(depth_heard, 10.0, feed=feed), depth_status()
     values = {kv.key: kv.value for kv in depth_status().values}
     assert depth_status().hardware_id == 'depth_optical', depth_status().message
     assert values['state'] not in ('INVALID', 'STALE'), depth_status().message
