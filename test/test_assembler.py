@@ -184,6 +184,32 @@ def test_an_older_frame_of_a_stream_that_did_not_fail_is_not_used_after_a_newer_
     assert assembler.assemble(ALL_USABLE) is None  # rgb 10.0 is older than the last output
 
 
+def test_a_camera_whose_stamps_lag_the_others_by_seconds_anchors_again_at_once_after_an_outage():
+    """RGB's clock 3 s behind depth's: while RGB was down depth anchored the outputs at its
+    time, and RGB back, its frames were 3 s behind them: no output for 3 s, until RGB's
+    stamps passed depth's, with depth live all along. Its frames anchor again at once."""
+    assembler = FrameAssembler(MODALITIES, max_age_s=0.1)
+    feed(assembler, {'rgb': [7.0], 'depth': [10.0]})
+    assert assembler.assemble(ALL_USABLE).stamp == 7.0
+    feed(assembler, {'depth': [10.033]})
+    assert assembler.assemble({**ALL_USABLE, 'rgb': False}).stamp == 10.033
+    feed(assembler, {'rgb': [7.066], 'depth': [10.066]})
+    bundle = assembler.assemble(ALL_USABLE)
+    assert (bundle.anchor, bundle.stamp) == ('rgb', 7.066)
+    # the offset said in the model's status: depth's nearest frame is seconds from the anchor
+    assert bundle.missing['depth'] == 'nearest frame +2.934 s from the anchor (max_age_s 0.1)'
+    assert assembler.assemble(ALL_USABLE) is None  # each anchor frame once
+    # The other way round: depth 3 s behind RGB takes over at once when RGB goes down.
+    feed(assembler, {'rgb': [7.1], 'depth': [10.1]})
+    assert assembler.assemble(ALL_USABLE).stamp == 7.1
+    assembler = FrameAssembler(MODALITIES, max_age_s=0.1)
+    feed(assembler, {'rgb': [10.0], 'depth': [7.0]})
+    assert assembler.assemble(ALL_USABLE).stamp == 10.0
+    feed(assembler, {'depth': [7.033]})
+    assert assembler.assemble({**ALL_USABLE, 'rgb': False}).stamp == 7.033
+    assert assembler.assemble({**ALL_USABLE, 'rgb': False}) is None
+
+
 @pytest.mark.parametrize(
     'kwargs',
     [{'anchor': 'lidar'}, {'max_age_s': 0.0}, {'max_age_s': {'sonar': 0.1}}, {'cache_depth': 0}],
@@ -261,17 +287,18 @@ def test_a_stream_back_from_a_clock_jump_with_the_anchor_does_not_anchor_an_earl
     assert assembler.assemble({**ALL_USABLE, 'rgb': False}).stamp == 1.053
 
 
-def reference_bundle(received, usable, anchor, ages, depth, last_stamp):
+def reference_bundle(received, usable, anchor, ages, depth, last_stamp, anchored):
     """Brute force: each cache is the ``depth`` newest distinct stamps received; the anchor is
     the preferred stream's newest, else the freshest usable stream's; every other usable stream
-    gives its cached stamp nearest to it, if within its max age. None: no new anchor."""
+    gives its cached stamp nearest to it, if within its max age. None: no new anchor (one at
+    or before the last output by at most its max age, or one the stream anchored already)."""
     caches = {m: sorted(received[m])[-depth:] for m in MODALITIES}
     newest = {m: caches[m][-1] for m in MODALITIES if usable[m] and caches[m]}
     if not newest:
         return None
     chosen = anchor if anchor in newest else max(newest, key=newest.get)
     stamp = newest[chosen]
-    if stamp <= last_stamp:
+    if 0 <= last_stamp - stamp <= ages[chosen] or stamp <= anchored.get(chosen, -np.inf):
         return None
     frames = {}
     for m in MODALITIES:
@@ -298,13 +325,13 @@ def test_bundles_match_a_brute_force_reference_on_jittered_dropped_reordered_sta
                 arrivals.append((t + abs(rng.normal(0.01, 0.02)), m, stamp))  # reordered
             t += period
     received = {m: set() for m in MODALITIES}
-    last_stamp, anchors_used = -np.inf, set()
+    last_stamp, anchors_used, anchored = -np.inf, set(), {}
     for _, modality, stamp in sorted(arrivals):
         assembler.add(modality, stamp, frame(modality, stamp), f'{modality}_link')
         received[modality].add(stamp)
         usable = {m: bool(rng.random() > 0.1) for m in MODALITIES}
         bundle = assembler.assemble(usable)
-        expected = reference_bundle(received, usable, anchor, ages, depth, last_stamp)
+        expected = reference_bundle(received, usable, anchor, ages, depth, last_stamp, anchored)
         if expected is None:
             assert bundle is None
             continue
@@ -313,21 +340,22 @@ def test_bundles_match_a_brute_force_reference_on_jittered_dropped_reordered_sta
         assert (chosen, stamp_) not in anchors_used
         assert {m: abs(f.stamp - stamp_) for m, f in bundle.frames.items()} == frames
         anchors_used.add((chosen, stamp_))
-        last_stamp = stamp_
+        last_stamp = anchored[chosen] = stamp_
 
 
 @pytest.mark.parametrize('seed', range(40))
-def test_outputs_go_back_in_time_only_after_the_anchoring_streams_own_stamps_did(seed):
+def test_outputs_go_back_in_time_only_for_an_anchor_whose_stamps_went_back_or_lag_them(seed):
     """Random faults (a cleared cache) and clock jumps back, of one stream or all (a bag loop):
     an output stamp at or before the last one needs an anchor whose stamps went back since its
-    frames were last in an output."""
+    frames were last in an output, or whose newest frame is further than its max_age_s behind
+    the last output (waiting for it would stall the outputs as long); never one it anchored."""
     rng = np.random.default_rng(seed)
     assembler = FrameAssembler(MODALITIES, anchor=str(rng.choice(['rgb', 'depth', 'freshest'])),
                                max_age_s=0.05, cache_depth=3)
     offset = dict.fromkeys(MODALITIES, 0.0)
     newest: dict[str, float] = {}
     went_back: set[str] = set()
-    last_stamp = -np.inf
+    last_stamp, anchored = -np.inf, set()
     for step in range(300):
         modality = MODALITIES[int(rng.integers(0, 4))]
         if rng.random() < 0.01:
@@ -344,6 +372,11 @@ def test_outputs_go_back_in_time_only_after_the_anchoring_streams_own_stamps_did
         bundle = assembler.assemble({m: bool(rng.random() > 0.2) for m in MODALITIES})
         if bundle is None:
             continue
-        assert bundle.stamp > last_stamp or bundle.anchor in went_back, (step, bundle.anchor)
+        assert (
+            bundle.stamp > last_stamp or bundle.anchor in went_back
+            or last_stamp - bundle.stamp > 0.05
+        ), (step, bundle.anchor)
+        assert (bundle.anchor, bundle.stamp) not in anchored or bundle.anchor in went_back
         went_back -= set(bundle.frames)
         last_stamp = bundle.stamp
+        anchored.add((bundle.anchor, bundle.stamp))

@@ -82,6 +82,7 @@ class FrameAssembler:
         # against the earlier outputs' stamps, until one of their frames is in an output.
         self._newest: dict[str, float] = {}
         self._restarted: set[str] = set()
+        self._anchored: dict[str, float] = {}  # each stream's newest frame that anchored a bundle
 
     # --- configuration -----------------------------------------------------------------
 
@@ -115,6 +116,7 @@ class FrameAssembler:
         newest = self._newest.get(modality, -np.inf)
         if not cache and stamp < newest:  # cleared after a fault, and on an earlier clock
             self._restarted.add(modality)
+            self._anchored.pop(modality, None)
         self._newest[modality] = max(newest, stamp)
         stamps = [f.stamp for f in cache]
         index = bisect.bisect_left(stamps, stamp)
@@ -164,7 +166,15 @@ class FrameAssembler:
                 anchor = max(candidates, key=lambda m: candidates[m].stamp)
             camera, chosen = anchor, candidates[anchor]
             stamp, frame_id, header = chosen.stamp, chosen.frame_id, chosen.header
-            if stamp <= self._last_anchor_stamp and anchor not in self._restarted:
+            # Its newest frame at or before the last output: within its max_age_s, the next
+            # one is due (wait); further, its clock is off the one that anchored the last
+            # output (a camera whose stamps lag the others' by seconds), and waiting for it
+            # to catch up would stall the outputs as long: it anchors at its own time.
+            behind = self._last_anchor_stamp - stamp
+            if anchor not in self._restarted and (
+                0 <= behind <= self._max_age[anchor]
+                or stamp <= self._anchored.get(anchor, -np.inf)
+            ):
                 return None
         frames: dict[str, StampedFrame] = {}
         missing: dict[str, str] = {}
@@ -187,6 +197,8 @@ class FrameAssembler:
         # A stream in this bundle is on the outputs' time now, whether it anchored it or not.
         self._restarted.difference_update(frames)
         self._last_anchor_stamp = stamp
+        if anchor != ANCHOR_TIMER:
+            self._anchored[anchor] = stamp
         return FrameBundle(
             self.modalities, anchor, stamp, frame_id, camera, frames, missing, header
         )
