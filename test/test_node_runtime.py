@@ -1057,3 +1057,24 @@ def test_nodes_of_one_name_in_two_namespaces_name_their_statuses_with_their_full
                                  for robot in ('robot1', 'robot2') for c in components}
     for robot in ('robot1', 'robot2'):
         assert hardware_ids[f'/{robot}/mmp_segmentation: model'] == f'/{robot}/mmp_segmentation'
+
+
+def test_on_sim_time_the_latency_figures_never_read_below_zero(run_node):
+    # The node's now is the last /clock tick, which trails the bag's time by up to a tick: a
+    # frame stamped between two ticks and segmented before the next one read a latency of
+    # minus its distance to the tick (latency_p50_ms -10.0 at 10 ms past the tick).
+    node, driver, spin_until = run_node(**rgb_only(use_sim_time=True,
+                                                   diagnostics_period_s=0.05))
+    bag = SimClock(driver)
+    assert spin_until(lambda: node.count_subscribers('rgb/image') > 0, 10.0)
+    for _ in range(5):
+        bag.tick()
+        assert spin_until(lambda: node.get_clock().now().nanoseconds == bag.now_ns, 5.0)
+        bag.now_ns += 10_000_000  # the frame's time, 10 ms past the tick the node heard
+        wanted = len(driver.labels) + 1
+        bag.send_rgb()
+        assert spin_until(lambda n=wanted: len(driver.labels) >= n, 5.0), 'no segmentation'
+    assert spin_until(lambda: driver.model_statuses
+                      and driver.model_statuses[-1]['inferences'] == '5', 5.0)
+    status = driver.model_statuses[-1]
+    assert float(status['latency_p50_ms']) == 0.0 and float(status['latency_p95_ms']) == 0.0

@@ -761,8 +761,14 @@ class SegmentationCore:
             self._publish_image(self._pub_overlay, image, 'rgb8', header)
         if values['publish_confidence'] and self._pub_confidence.get_subscription_count():
             self._publish_image(self._pub_confidence, seg.confidence, '32FC1', header)
+        elapsed = published_at - bundle.stamp
+        if self.get_clock().ros_time_is_active:
+            # The node's sim time is the last /clock tick, up to a tick behind the bag's or
+            # simulator's: a frame segmented before the next tick read minus its distance to
+            # the last one. The reading is a lower bound; so is zero.
+            elapsed = max(0.0, elapsed)
         with self._lock:
-            latency.add(published_at - bundle.stamp)
+            latency.add(elapsed)
             state.inferences += 1
             if bundle.anchor == values['anchor'] != ANCHOR_TIMER:  # on an anchor frame
                 state.anchored += 1
