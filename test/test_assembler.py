@@ -255,6 +255,19 @@ def test_the_recent_output_rate_follows_a_slowdown_hours_into_a_run_and_stays_sm
     assert len(rate) == 0
 
 
+def test_the_recent_output_rate_is_measured_afresh_after_the_clock_steps_back():
+    # An NTP step of the wall clock 60 s back: the outputs of the 10 s before the step, later
+    # than every one after it, read 0.00 Hz for 55 s, then hundreds of Hz.
+    from mmp_ros.core.latency import RecentRate
+
+    rate = RecentRate(window_s=10.0)
+    for i in range(30 * 20):
+        rate.add(1000.0 + i / 30)
+    for i in range(30 * 5):
+        rate.add(960.0 + i / 30)
+    assert rate.rate(965.0) == pytest.approx(30.0)
+
+
 def test_the_recent_cpu_share_follows_a_change_hours_into_a_run_and_stays_small():
     from mmp_ros.core.latency import RecentShare
 

@@ -439,6 +439,22 @@ def test_rate_is_measured_afresh_after_a_stale_gap():
     assert status.state is SensorState.OK and status.level is Level.OK
 
 
+def test_rate_is_measured_afresh_after_the_clock_steps_back():
+    # An NTP step of the wall clock 60 s back, the camera stamping on the new time: the
+    # arrivals of the last 2 s before the step stayed in the window for a minute, and a
+    # camera slowed to 20 Hz read 50 Hz, at OK.
+    stream = Stream(expected_rate_hz=30.0, rate_window_s=2.0)
+    stream.frames(90)
+    now = stream.now - 60.0
+    monitor = stream.monitor
+    for i in range(80):  # 20 Hz for 4 s
+        monitor.observe(now + i * 0.05, now + i * 0.05, stats(1000 + i))
+    status = monitor.status(now + 79 * 0.05)
+    assert status.state is SensorState.OK and status.usable  # recovered from the step
+    assert status.level is Level.WARN and 'rate 20.0 Hz' in status.message
+    assert status.values['rate_hz'] == '20.00'
+
+
 @pytest.mark.parametrize(
     ('sample', 'file', 'modality', 'encoding', 'sigma'),
     [

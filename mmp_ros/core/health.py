@@ -307,6 +307,12 @@ class HealthMonitor:
             # The rate describes a live stream: measure it afresh, not across the gap.
             self._receive_times.clear()
             self._first_receive = None
+        elif self._last_receive is not None and now < self._last_receive:
+            # The clock stepped back (NTP on wall time, which fires no jump callback): the
+            # arrivals before the step, later than every one after it, counted in the window
+            # for as long as the step (60 Hz for a minute, at 30 Hz and a 60 s step).
+            self._receive_times.clear()
+            self._first_receive = None
         self._stale_reported = False
         self._last_receive = now
         if self._first_receive is None:

@@ -40,6 +40,10 @@ class RecentRate:
         self._times: deque[float] = deque()
 
     def add(self, now: float) -> None:
+        if self._times and now < self._times[-1]:
+            # The clock stepped back (NTP on wall time): events from before the step read
+            # 0 Hz for as long as it, measured across it.
+            self._times.clear()
         self._times.append(now)
         self._forget(now)
 
