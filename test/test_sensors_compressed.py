@@ -702,6 +702,40 @@ def test_a_tiff_whose_samples_the_format_does_not_name_is_refused_before_decodin
         assert decompress_image(format_, data).width == 8
 
 
+def _png_header(shape, dtype) -> bytes:
+    """The signature and IHDR of an OpenCV PNG of zeros, then IEND: no image data, so refused
+    as undecodable if it is decoded."""
+    data = cv2.imencode('.png', np.zeros(shape, dtype))[1].tobytes()
+    return data[:33] + data[-12:]
+
+
+@pytest.mark.parametrize(('format_', 'shape', 'dtype', 'declared'), [
+    ('mono8; png compressed ', (8, 8, 4), np.uint16, '16-bit RGB \\+ alpha'),
+    ('mono16; png compressed ', (8, 8, 3), np.uint8, '8-bit RGB'),
+    ('rgb8; png compressed bgr8', (8, 8, 3), np.uint16, '16-bit RGB'),
+    ('rgb16; png compressed bgr16', (8, 8, 1), np.uint16, '16-bit grey'),
+    ('32FC1; png compressed ', (8, 8, 1), np.uint16, '16-bit grey'),
+])
+def test_a_png_whose_bit_depth_or_colour_type_the_format_does_not_name_is_refused_unread(
+        format_, shape, dtype, declared):
+    # A mono8 frame holding a 130 kB PNG of 16-bit RGBA at 4096 x 4096 was decoded before it
+    # was refused: 1.8 s and 256 MB; a compressedDepth one 1.6 s.
+    encoding = format_.split(';')[0]
+    with pytest.raises(SensorInputError, match=rf'^format {re.escape(repr(format_))} names '
+                       rf'{encoding} \(.*\), but its PNG header declares {declared} pixels$'):
+        decompress_image(format_, _png_header(shape, dtype))
+    with pytest.raises(SensorInputError, match=r'^compressedDepth PNG header declares 8-bit '
+                       'RGB pixels, not the single 16-bit channel it must'):
+        decompress_image('16UC1; compressedDepth png', bytes(12) + _png_header((8, 8, 3),
+                                                                                np.uint8))
+    # what a colour encoding's decoding adds or drops: alpha
+    for format_, shape, dtype in (('rgba8; png compressed bgr8', (8, 8, 3), np.uint8),
+                                  ('bgr16; png compressed bgr16', (8, 8, 4), np.uint16),
+                                  ('mono16; png compressed ', (8, 8, 1), np.uint16)):
+        data = cv2.imencode('.png', np.zeros(shape, dtype))[1].tobytes()
+        assert decompress_image(format_, data).width == 8
+
+
 @pytest.mark.parametrize('case', list(MALFORMED))
 def test_malformed_message_is_one_sensor_input_error(case):
     format_, data, reason = MALFORMED[case]
@@ -779,7 +813,7 @@ def test_a_jpeg_of_more_header_markers_than_a_camera_writes_is_refused_unwalked(
 def test_a_png_chunk_longer_than_the_data_is_refused_before_opencv_allocates_it():
     with pytest.raises(SensorInputError, match=r"b'IDAT' chunk at byte 33 declares 1082130557 B"):
         decompress_image('bgra16; png compressed bgra16', FLIPPED_IDAT_LENGTH)
-    data = bytearray(cv2.imencode('.png', np.zeros((29, 26, 3), np.uint8))[1].tobytes())
+    data = bytearray(cv2.imencode('.png', np.zeros((29, 26), np.uint16))[1].tobytes())
     data[33:37] = struct.pack('>I', 2**32 - 2)
     with pytest.raises(SensorInputError, match='corrupt length or truncated data'):
         decompress_image('16UC1; compressedDepth', bytes(12) + bytes(data))

@@ -328,6 +328,35 @@ def _check_png_chunks(data: bytes, format: str) -> None:
         at += _PNG_CHUNK.size + length + 4
 
 
+# What OpenCV decodes a PNG colour type to (IMREAD_UNCHANGED): its channels (a tRNS chunk adds
+# alpha to RGB and palette), 16-bit for a bit depth of 16, else 8-bit (1, 2, 4 expanded).
+_PNG_CHANNELS = {0: (1,), 2: (3, 4), 3: (3, 4), 4: (4,), 6: (4,)}
+_PNG_COLOURS = {0: 'grey', 2: 'RGB', 3: 'palette', 4: 'grey + alpha', 6: 'RGB + alpha'}
+
+
+def _png_samples(data: bytes) -> tuple[int, int] | None:
+    """(bit depth, colour type) a PNG's IHDR declares, None without one or for a colour
+    type PNG has not (then libpng refuses it)."""
+    if data[12:16] != b'IHDR' or len(data) < 26 or data[25] not in _PNG_CHANNELS:
+        return None
+    return data[24], data[25]
+
+
+def _check_png_samples(samples: tuple[int, int], encoding: str, format: str) -> None:
+    """Refuse a PNG whose bit depth or colour type cannot decode to ``encoding`` (a colour
+    encoding takes 3 or 4 channels, alpha added or dropped). A mono8 frame holding a 16-bit
+    RGBA PNG of 4096 x 4096 was decoded (1.8 s, 256 MB) before it was refused."""
+    bits, colour = samples
+    spec = encoding_spec(encoding)
+    takes = (3, 4) if encoding in _COLOUR else (spec.channels,)
+    dtype = np.dtype(np.uint16 if bits == 16 else np.uint8)
+    if dtype != spec.dtype or not set(_PNG_CHANNELS[colour]) & set(takes):
+        raise SensorInputError(
+            f'format {format!r} names {encoding} ({spec.channels} x {spec.dtype.name}), but '
+            f'its PNG header declares {bits}-bit {_PNG_COLOURS[colour]} pixels'
+        )
+
+
 # little- and big-endian TIFF, then BigTIFF
 _TIFF_SIGNATURES = (b'II*\x00', b'MM\x00*', b'II+\x00', b'MM\x00+')
 _TIFF_SIZE_TAGS = (256, 257)  # ImageWidth, ImageLength
@@ -399,7 +428,8 @@ def _check_tiff_samples(samples: int | None, bits: int | None, encoding: str,
 def _imdecode(buffer: np.ndarray, format: str, max_pixels: int = MAX_PIXELS,
               encoding: str | None = None) -> np.ndarray:
     """The pixels of a JPEG, PNG or TIFF; ``encoding``: what the format names, which a
-    TIFF's declared samples are checked against before decoding."""
+    TIFF's declared samples and a PNG's bit depth and colour type are checked against before
+    decoding."""
     # OpenCV decodes whatever it recognises (WebP, BMP, JPEG 2000, ...), and a few bytes of
     # those may declare and fill a picture of 2**30 pixels: the transports carry JPEG, PNG and
     # TIFF alone, whose declared sizes are checked below.
@@ -428,6 +458,8 @@ def _imdecode(buffer: np.ndarray, format: str, max_pixels: int = MAX_PIXELS,
                           f'CompressedImage (format {format!r}) declares')
     if tiff and size is not None and encoding is not None:
         _check_tiff_samples(size[2], size[3], encoding, format)
+    if encoding is not None and (samples := _png_samples(data)) is not None:
+        _check_png_samples(samples, encoding, format)
     if not _ends_like_jpeg(buffer):
         raise SensorInputError(
             f'truncated JPEG: the data ({buffer.size} B) does not end with the end-of-image '
@@ -521,6 +553,13 @@ def _decompress_depth(
             raise SensorInputError(
                 f'compressedDepth png data is no PNG after its {DEPTH_HEADER.size}-byte header: '
                 f'it starts with {body[:8].tobytes()!r} (format {format!r})'
+            )
+        declared = _png_samples(body[:26].tobytes())
+        if declared is not None and declared != (16, 0):  # refused before decoding
+            raise SensorInputError(
+                f'compressedDepth PNG header declares {declared[0]}-bit '
+                f'{_PNG_COLOURS[declared[1]]} pixels, not the single 16-bit channel it must '
+                f'(format {format!r})'
             )
         stored = _imdecode(body, format, max_pixels)
         if stored.dtype != np.uint16 or stored.shape[2] != 1:
