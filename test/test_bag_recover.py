@@ -14,7 +14,7 @@ from conftest import repo_env
 
 from mmp_ros.bags.errors import BagError
 from mmp_ros.bags.recording import BagRecorder
-from mmp_ros.bags.recovery import recover_mcap
+from mmp_ros.bags.recovery import recover_mcap, split_leftovers
 from mmp_ros.bags.source import TopicQos, open_bag
 from mmp_ros.cli import main
 
@@ -216,3 +216,54 @@ def test_split_recording_killed_as_it_opened_a_file_is_recovered(tmp_path):
     assert result.stopped == 'run_3.mcap: not an MCAP file, or cut off before its first record'
     (src / 'run_3.mcap').unlink()  # three complete files: a copy
     assert recover_mcap(src, tmp_path / 'copy').complete
+
+
+# A split recording (one 60 kB message a file) SIGKILLed at a split: at the given call of
+# a Path method, when the recorder starts file 1 or finishes file 0 in rosbags' NAME_i/.
+KILLED_AT_SPLIT = """
+import os, signal, sys
+from pathlib import Path
+from test_bag_recover import write_messages
+from mmp_ros.bags.recording import BagRecorder, SplitLimits
+method, at = sys.argv[2], int(sys.argv[3])
+original, calls = getattr(Path, method), []
+def killed(self, *args):
+    calls.append(self)
+    if len(calls) == at:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return original(self, *args)
+setattr(Path, method, killed)
+write_messages(BagRecorder(sys.argv[1], split=SplitLimits(max_bytes=1024)), 3)
+"""
+
+
+@pytest.mark.parametrize(('method', 'at', 'left'), [
+    ('rename', 2, ['run/run_1', 'run/run_1/run_1.mcap']),  # file 1 not moved yet
+    ('rmdir', 3, ['run/run_1', 'run/run_1.mcap']),  # moved, its folder not removed yet
+    ('unlink', 1, ['run/run_0', 'run/run_0/metadata.yaml']),  # file 0's own metadata
+])
+def test_a_split_recording_killed_at_a_split_is_recovered_and_its_folder_removed(
+        method, at, left, tmp_path, capsys):
+    src = tmp_path / 'run'
+    killed = subprocess.run([sys.executable, '-c', KILLED_AT_SPLIT, str(src), method, str(at)],
+                            env=repo_env(REPO / 'test'))
+    assert killed.returncode == -signal.SIGKILL
+    assert set(left) <= {str(p.relative_to(tmp_path)) for p in src.rglob('*')}
+    assert main(['recover-bag', str(src), str(tmp_path / 'out')]) == 0
+    assert (f'{src / left[0].removeprefix("run/")}: removed, a folder the recording left as '
+            'it was killed at a split (it held no message)\n') in capsys.readouterr().out
+    assert all(p.is_file() for p in src.iterdir())  # run_0.mcap (and run_1.mcap) alone
+    assert_prefix_recovered(tmp_path / 'out', 1, 1)
+
+
+def test_a_folder_holding_a_recorded_file_is_not_taken_for_a_leftover(tmp_path):
+    from split_bags import write_split_bag
+
+    src = write_split_bag(tmp_path / 'run', [[('/cam', 10**9 + i)] for i in range(2)])
+    (src / 'metadata.yaml').unlink()
+    (src / 'run_2').mkdir()
+    (src / 'run_1.mcap').rename(src / 'run_2' / 'run_2.mcap')  # holds a message
+    (src / 'run_3').mkdir()
+    (src / 'run_3' / 'notes.txt').write_text('mine')
+    (src / 'other_4').mkdir()
+    assert split_leftovers(src) == []

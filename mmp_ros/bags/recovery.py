@@ -11,7 +11,8 @@ Reading stops at the first record that is cut off or damaged (a chunk with a wro
 included): the messages of a chunk are only kept once the whole chunk is there. A recording
 split by size or duration (``NAME_0.mcap``, ``NAME_1.mcap``, ...: rosbag2 writes
 ``metadata.yaml`` only when it closes) is read file after file, in the order of their index,
-into one bag. Topic names,
+into one bag, and the folder a kill at a split can leave in its directory (``NAME_i/``,
+where the recorder starts a file) is removed. Topic names,
 types, message timestamps (the log time) and the offered QoS stored in each channel's
 metadata are kept; a topic whose type the recorder cannot write (no definition in the type
 store, another type hash, not CDR) is skipped and named.
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import struct
 import sys
 from dataclasses import dataclass, field
@@ -59,6 +61,7 @@ class Recovery:
     stopped: str = ''  # why reading stopped before a footer
     bytes_read: int = 0  # up to the end of the last record kept
     file_size: int = 0
+    removed: list[Path] = field(default_factory=list)  # split_leftovers, removed
 
     @property
     def message_count(self) -> int:
@@ -112,6 +115,40 @@ def mcap_files(src: str | Path) -> list[Path]:
     return [src]
 
 
+def split_leftovers(src: str | Path) -> list[Path]:
+    """The folders a split recording killed at a split leaves in its bag directory ``src``:
+    ``NAME_i/``, where ``BagRecorder`` starts file i and writes the closed file's own
+    metadata.yaml (rosbags' Writer makes it), removing it again at once. Killed then, it
+    holds nothing, that metadata.yaml, or file i before its first message (not moved yet)."""
+    src = Path(src)
+    if not src.is_dir():
+        return []
+    names = {src.name} | {m[1] for f in src.glob('*.mcap') if (m := _SPLIT_FILE.fullmatch(f.stem))}
+    found = []
+    for folder in sorted(src.iterdir()):
+        split = _SPLIT_FILE.fullmatch(folder.name)
+        if folder.is_symlink() or not folder.is_dir() or not split or split[1] not in names:
+            continue
+        kept = {'metadata.yaml', 'metadata.yaml.tmp', f'{folder.name}.mcap'}
+        children = list(folder.iterdir())
+        if all(c.name in kept and c.is_file() and not c.is_symlink()
+               and not (c.suffix == '.mcap' and _holds_a_message(c)) for c in children):
+            found.append(folder)
+    return found
+
+
+def _holds_a_message(path: Path) -> bool:
+    """False for an MCAP file that ends (cut off or not) before any message; True for one
+    with a message or damaged before one."""
+    with path.open('rb') as file:
+        try:
+            return any(isinstance(r, Message) for r in StreamReader(_ExactReads(file)).records)
+        except EndOfFile:
+            return False
+        except _CUT:
+            return True
+
+
 def _refuse_sqlite3(src: Path, databases: list[Path]) -> None:
     """BagError for a sqlite3 recording: committed as it records, it opens as it is (also
     one that was killed, without metadata.yaml), where to recover is nothing."""
@@ -163,6 +200,9 @@ def recover_mcap(src: str | Path, out: str | Path) -> Recovery:
                        f'that can be recovered{reason}'
                        f'{skipped}')
     result.counts = {t: n for t, n in recorder.counts.items() if n}
+    for folder in split_leftovers(src):
+        shutil.rmtree(folder)
+        result.removed.append(folder)
     return result
 
 
@@ -291,6 +331,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f'{args.src}: read {result.bytes_read} of {result.file_size} bytes; '
               f'{result.stopped or "the file ends without a footer"}')
+    for folder in result.removed:
+        print(f'{folder}: removed, a folder the recording left as it was killed at a split '
+              '(it held no message)')
     for why in result.skipped.values():
         print(f'not recovered: {why}', file=sys.stderr)
     return 0
