@@ -13,6 +13,11 @@ Measured:
 - stale detection: from a stream's last message (as seen here) to its ERROR status,
   repeated ``--stale-trials`` times on the thermal stream.
 
+``--transport compressed`` sends the streams as image_transport does (RGB ``--rgb-format``,
+jpeg by default; polarization and thermal PNG; depth ``compressedDepth`` ``--depth-format``,
+png by default) and subscribes the node with the matching transports, so that the figures
+include decoding them.
+
 Usage::
 
     python scripts/bench_node.py --model models/<model>.onnx --seconds 20 --out bench.json
@@ -39,6 +44,7 @@ sys.path.insert(0, str(REPO))  # the package of this checkout, as its children g
 
 from mmp_ros.cli import non_negative_int, positive_float, positive_int  # noqa: E402
 from mmp_ros.dds import reserve_domain_id  # noqa: E402
+from mmp_ros.demo import DEPTH_FORMATS, RGB_FORMATS, TRANSPORTS, sensor_transports  # noqa: E402
 from mmp_ros.errors import InputError, output_file  # noqa: E402
 
 MODALITIES = ('rgb', 'depth', 'polarization', 'thermal')
@@ -82,6 +88,13 @@ def check_running(processes: dict[str, subprocess.Popen]) -> None:
                              '(its message is above)')
 
 
+def transport_figure(args: argparse.Namespace) -> str:
+    if args.transport == 'raw':
+        return 'raw'
+    return (f'compressed: rgb {args.rgb_format}, depth compressedDepth {args.depth_format} '
+            '(32FC1), polarization and thermal png')
+
+
 def stale_figures(detections_ms: list[float], timeout_s: float) -> dict:
     """The stale detection times of the trials, and their maximum when there were any."""
     figures: dict = {'stale_detection_ms': [round(d, 1) for d in detections_ms]}
@@ -110,8 +123,22 @@ def main(argv: list[str] | None = None) -> int:
                         help='0: no stale detection measured')
     parser.add_argument('--qos-depth', type=positive_int,
                         help="inputs' queue depth (default: the node's)")
+    parser.add_argument('--transport', choices=TRANSPORTS, default='raw',
+                        help='compressed: the streams as image_transport sends them, the node '
+                        'subscribed through the matching transports (module docstring)')
+    parser.add_argument('--rgb-format', choices=RGB_FORMATS,
+                        help='with --transport compressed: jpeg (default) or png')
+    parser.add_argument('--depth-format', choices=DEPTH_FORMATS,
+                        help='with --transport compressed: compressedDepth png (default) or rvl')
     parser.add_argument('--out', type=Path, help='write the figures as JSON here')
     args = parser.parse_args(argv)
+    for option, value in (('--rgb-format', args.rgb_format),
+                          ('--depth-format', args.depth_format)):
+        if value is not None and args.transport == 'raw':
+            parser.error(f'{option} {value}: only with --transport compressed (raw images are '
+                         'not compressed)')
+    args.rgb_format = args.rgb_format or RGB_FORMATS[0]
+    args.depth_format = args.depth_format or DEPTH_FORMATS[0]
     if args.random_model and args.model:
         parser.error('--model or --random-model, not both')
     if args.model and not Path(args.model).is_file():
@@ -135,7 +162,7 @@ def bench(parser: argparse.ArgumentParser, args: argparse.Namespace, scratch: Pa
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.node import Node
     from rclpy.qos import qos_profile_sensor_data
-    from sensor_msgs.msg import Image
+    from sensor_msgs.msg import CompressedImage, Image
 
     from mmp_ros.ros.context import init_ros
     from mmp_ros.ros.qos import output_qos
@@ -153,13 +180,15 @@ def bench(parser: argparse.ArgumentParser, args: argparse.Namespace, scratch: Pa
         model = Path(args.model) if args.model else default_model_path()
     source = subprocess.Popen(
         [sys.executable, '-m', 'mmp_ros.ros.synthetic_streams', '--width', str(args.width),
-         '--height', str(args.height), '--rate', str(args.rate)],
+         '--height', str(args.height), '--rate', str(args.rate), '--transport', args.transport,
+         '--rgb-format', args.rgb_format, '--depth-format', args.depth_format],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=child_env(), cwd=REPO,
     )
     sensor_params = [
         arg for m in MODALITIES for arg in (
             '-p', f'sensors.{m}.expected_rate_hz:={args.rate}',
             '-p', f'sensors.{m}.timeout_s:={args.timeout_s}',
+            '-p', f'sensors.{m}.transport:={sensor_transports(args.transport)[m]}',
         ) + (('-p', f'sensors.{m}.qos_depth:={args.qos_depth}') if args.qos_depth else ())
     ]
     node = subprocess.Popen(
@@ -190,15 +219,17 @@ def bench(parser: argparse.ArgumentParser, args: argparse.Namespace, scratch: Pa
             self.create_subscription(Image, 'segmentation/labels', self._on_labels, output_qos())
             self.create_subscription(DiagnosticArray, '/diagnostics', self._on_diag,
                                      output_qos(10))
-            self.create_subscription(Image, 'thermal/image', self._on_thermal,
-                                     qos_profile_sensor_data)
+            self.create_subscription(
+                *((Image, 'thermal/image') if args.transport == 'raw' else
+                  (CompressedImage, 'thermal/image/compressed')),
+                self._on_thermal, qos_profile_sensor_data)
 
         def _on_labels(self, msg: Image) -> None:
             now = self.get_clock().now().nanoseconds * 1e-9
             stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
             self.labels.append((time.monotonic(), now - stamp))
 
-        def _on_thermal(self, msg: Image) -> None:
+        def _on_thermal(self, msg: Image | CompressedImage) -> None:
             self.last_thermal = time.monotonic()
 
         def _on_diag(self, msg: DiagnosticArray) -> None:
@@ -249,6 +280,7 @@ def bench(parser: argparse.ArgumentParser, args: argparse.Namespace, scratch: Pa
                     'backend': end_model.get('backend'),
                     'device': end_model.get('device'),
                     'streams': f'4 x {args.width}x{args.height} at {args.rate:g} Hz',
+                    'transport': transport_figure(args),
                     'qos_depth': args.qos_depth or 'node default',
                     'load_average_1min_before': load_before,
                     'window_s': round(wall1 - wall0, 2),

@@ -22,6 +22,9 @@ def test_a_run_without_stale_trials_reports_no_maximum(bench):
     (['--model', 'no/such/model.onnx'], '--model no/such/model.onnx: no such file'),
     (['--model', 'm.onnx', '--random-model', 'tiny'], '--model or --random-model, not both'),
     (['--random-model', 'huge'], "--random-model: unknown model size 'huge'; known: "),
+    (['--depth-format', 'rvl'], '--depth-format rvl: only with --transport compressed'),
+    (['--transport', 'compressed', '--rgb-format', 'tiff'],
+     "argument --rgb-format: invalid choice: 'tiff'"),
 ])
 def test_options_that_cannot_be_right_are_refused_before_any_process_starts(
         bench, capsys, monkeypatch, argv, message):
@@ -114,3 +117,31 @@ def test_the_random_model_s_folder_is_removed_however_the_benchmark_ends(bench, 
         bench.main(['--random-model', 'huge'])
     # was: a folder holding random_tiny.onnx, and an empty one, left in the temporary folder
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.ros
+def test_the_compressed_source_sends_what_the_node_subscribes_to_and_decodes(restored_environ):
+    # --transport compressed: the node's sensors.<m>.transport topics, each frame decoding to
+    # the source's encoding and size as the node decodes it.
+    from mmp_ros.demo import sensor_transports
+    from mmp_ros.ros.context import init_ros
+    from mmp_ros.ros.synthetic_streams import ENCODINGS, SyntheticStreams
+    from mmp_ros.sensors import decompress_image
+
+    with init_ros([]):
+        source = SyntheticStreams(48, 64, 30.0, 'compressed', 'png', 'rvl')
+        try:
+            for modality, transport in sensor_transports('compressed').items():
+                publisher = source._image_publishers[modality]
+                assert publisher.topic_name == f'/{modality}/image/{transport}'
+                for msg in source._messages[modality]:
+                    fields = decompress_image(msg.format, bytes(msg.data))
+                    assert fields.encoding == ENCODINGS[modality]
+                    assert (fields.height, fields.width) == (48, 64)
+            assert source._messages['rgb'][0].format == 'rgb8; png compressed bgr8'
+            assert source._messages['depth'][0].format == '32FC1; compressedDepth rvl'
+            with pytest.raises(ValueError, match='mode nan is for the raw transport only'):
+                source.set_mode('depth', 'nan')
+            source.set_mode('thermal', 'stop')
+        finally:
+            source.destroy_node()

@@ -19,6 +19,13 @@ acknowledged by ``ack <modality> <mode>`` on stdout once it applies:
 ``truncated``     a message whose data is shorter than ``step * height``
 
 ``all <mode>`` switches every stream. Stamps are the publisher's clock at publication.
+
+``--transport compressed`` publishes the streams as image_transport does instead, a
+``sensor_msgs/CompressedImage`` on ``<m>/image/compressed`` (RGB ``--rgb-format``, jpeg by
+default; polarization and thermal PNG) and depth on ``depth/image/compressedDepth``
+(``--depth-format``, png by default), each frame compressed once as the others are encoded;
+the modes that send a malformed message (``nan``, ``zero``, ``wrong_encoding``,
+``truncated``) are then refused.
 """
 
 from __future__ import annotations
@@ -31,12 +38,13 @@ from collections.abc import Sequence
 import numpy as np
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 
+from mmp_ros.demo import DEPTH_FORMATS, RGB_FORMATS, TRANSPORTS
 from mmp_ros.modalities import MODALITIES
-from mmp_ros.ros.image_msg import to_image_msg
+from mmp_ros.ros.image_msg import to_image_msg, transport_topic
 from mmp_ros.ros.spin import spin_until_shutdown
-from mmp_ros.sensors import ThermalSettings, array_to_image, encode_frame
+from mmp_ros.sensors import ThermalSettings, array_to_image, compress_image, encode_frame
 
 PLANCK = ThermalSettings('planck')  # what the node decodes by default
 
@@ -48,6 +56,7 @@ WRONG_PIXELS = {
     'rgb8': lambda h, w: np.full((h, w, 3), 128, np.uint8),
 }
 VARIANTS = 6  # distinct frames cycled per stream
+COMPRESSED_MODES = ('ok', 'stop', 'freeze')  # the others send malformed raw images
 
 
 def scene_frames(height: int, width: int, count: int = VARIANTS, seed: int = 0):
@@ -85,22 +94,32 @@ def scene_frames(height: int, width: int, count: int = VARIANTS, seed: int = 0):
 class SyntheticStreams(Node):
     """Publishes the four streams; :meth:`set_mode` changes one stream's behaviour."""
 
-    def __init__(self, height: int, width: int, rate_hz: float) -> None:
+    def __init__(self, height: int, width: int, rate_hz: float, transport: str = 'raw',
+                 rgb_format: str = 'jpeg', depth_format: str = 'png') -> None:
         super().__init__('mmp_synthetic_streams')
         self._frames = scene_frames(height, width)
         self._modes = dict.fromkeys(MODALITIES, 'ok')
         self._index = dict.fromkeys(MODALITIES, 0)
         self._lock = threading.Lock()
-        self._image_publishers = {
-            m: self.create_publisher(Image, f'{m}/image', qos_profile_sensor_data)
-            for m in MODALITIES
-        }
+        self.transport = transport
+        self._image_publishers = {}
+        for m in MODALITIES:  # image_transport's topic: depth on compressedDepth
+            topic, msgtype = transport_topic(self, f'{m}/image', 'compressedDepth' if (
+                m == 'depth' and transport != 'raw') else transport)
+            self._image_publishers[m] = self.create_publisher(msgtype, topic,
+                                                              qos_profile_sensor_data)
         self._messages = {
             m: [to_image_msg(f, stamp=self.get_clock().now().to_msg(), frame_id=f'{m}_optical')
                 for f in fields]
             for m, fields in self._frames.items()
         }
         self._special = {m: self._special_messages(m, height, width) for m in MODALITIES}
+        if transport != 'raw':
+            formats = {'rgb': rgb_format, 'depth': f'compressedDepth {depth_format}'}
+            self._messages = {
+                m: [_compressed_msg(f, formats.get(m, 'png'), f'{m}_optical') for f in fields]
+                for m, fields in self._frames.items()
+            }
         self.published = dict.fromkeys(MODALITIES, 0)
         self._timer = self.create_timer(1.0 / rate_hz, self._tick)
 
@@ -133,6 +152,9 @@ class SyntheticStreams(Node):
             raise ValueError(f'unknown mode {mode!r}; known: {MODES}')
         if mode == 'nan' and modality != 'depth':
             raise ValueError('mode nan is for depth only')
+        if self.transport != 'raw' and mode not in COMPRESSED_MODES:
+            raise ValueError(f'mode {mode} is for the raw transport only; with '
+                             f'{self.transport}: {", ".join(COMPRESSED_MODES)}')
         with self._lock:
             for m in MODALITIES if modality == 'all' else [modality]:
                 self._modes[m] = mode
@@ -156,6 +178,15 @@ class SyntheticStreams(Node):
             self.published[modality] += 1
 
 
+def _compressed_msg(fields, format: str, frame_id: str) -> CompressedImage:
+    """The ``CompressedImage`` an image_transport publisher sends for ``fields``."""
+    msg = CompressedImage()
+    msg.format, data = compress_image(fields, format)
+    msg.data = data
+    msg.header.frame_id = frame_id
+    return msg
+
+
 def _read_commands(node: SyntheticStreams) -> None:
     for line in sys.stdin:
         parts = line.split()
@@ -174,11 +205,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument('--height', type=int, default=480)
     parser.add_argument('--width', type=int, default=640)
     parser.add_argument('--rate', type=float, default=30.0, help='frames per second per stream')
+    parser.add_argument('--transport', choices=TRANSPORTS, default='raw',
+                        help='compressed: as image_transport publishes them (module docstring)')
+    parser.add_argument('--rgb-format', choices=RGB_FORMATS, default='jpeg',
+                        help='with --transport compressed')
+    parser.add_argument('--depth-format', choices=DEPTH_FORMATS, default='png',
+                        help='with --transport compressed: compressedDepth png or rvl')
     args, ros_args = parser.parse_known_args(argv)
     from mmp_ros.ros.context import init_ros
 
     with init_ros(['synthetic_streams', *ros_args]):
-        node = SyntheticStreams(args.height, args.width, args.rate)
+        node = SyntheticStreams(args.height, args.width, args.rate, args.transport,
+                                args.rgb_format, args.depth_format)
         threading.Thread(target=_read_commands, args=(node,), daemon=True).start()
         print('ready', flush=True)
         try:
