@@ -736,6 +736,18 @@ def test_a_png_whose_bit_depth_or_colour_type_the_format_does_not_name_is_refuse
         assert decompress_image(format_, data).width == 8
 
 
+def test_a_jpeg_is_never_read_as_a_png_header():
+    """Bytes 12 to 16 of a JPEG can read 'IHDR' (here in an APP1 segment): the PNG header
+    check applies to a PNG alone."""
+    payload = bytearray(24)
+    payload[6:10], payload[18], payload[19] = b'IHDR', 16, 6  # at 12..16, 24 and 25
+    app1 = b'\xff\xe1' + struct.pack('>H', len(payload) + 2) + bytes(payload)
+    jpeg = cv2.imencode('.jpg', np.full((8, 8), 90, np.uint8))[1].tobytes()
+    data = jpeg[:2] + app1 + jpeg[2:]
+    assert data[12:16] == b'IHDR'
+    assert decompress_image('mono8; jpeg compressed mono8', data).width == 8
+
+
 @pytest.mark.parametrize('case', list(MALFORMED))
 def test_malformed_message_is_one_sensor_input_error(case):
     format_, data, reason = MALFORMED[case]

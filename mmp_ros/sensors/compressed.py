@@ -458,7 +458,8 @@ def _imdecode(buffer: np.ndarray, format: str, max_pixels: int = MAX_PIXELS,
                           f'CompressedImage (format {format!r}) declares')
     if tiff and size is not None and encoding is not None:
         _check_tiff_samples(size[2], size[3], encoding, format)
-    if encoding is not None and (samples := _png_samples(data)) is not None:
+    if (encoding is not None and head.startswith(_PNG_SIGNATURE)
+            and (samples := _png_samples(data)) is not None):
         _check_png_samples(samples, encoding, format)
     if not _ends_like_jpeg(buffer):
         raise SensorInputError(
