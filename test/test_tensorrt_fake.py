@@ -42,7 +42,12 @@ FAKE_GPU_COUNT = 2
 def _fake_cudart():
     rt = types.SimpleNamespace()
     rt.cudaError_t = types.SimpleNamespace(cudaSuccess=0, cudaErrorInvalidValue=1,
-                                           cudaErrorInvalidDevice=101)
+                                           cudaErrorInsufficientDriver=35,
+                                           cudaErrorNoDevice=100, cudaErrorInvalidDevice=101)
+    # cudaGetErrorString's text for each code, as the CUDA runtime gives it.
+    error_strings = {1: b'invalid argument',
+                     35: b'CUDA driver version is insufficient for CUDA runtime version',
+                     100: b'no CUDA-capable device is detected', 101: b'invalid device ordinal'}
     rt.cudaMemcpyKind = types.SimpleNamespace(cudaMemcpyHostToDevice=1, cudaMemcpyDeviceToHost=2)
     rt.memory = {}  # address -> ctypes buffer (keeps allocations alive)
     rt.freed = []
@@ -78,11 +83,14 @@ def _fake_cudart():
         ctypes.memmove(dst, src, count)
         return (0,)
 
-    rt.cudaGetDeviceCount = lambda: (0, FAKE_GPU_COUNT)
+    # cudaGetDeviceCount: cudaErrorNoDevice without a GPU, cudaErrorInsufficientDriver without
+    # a driver or with one older than the runtime's CUDA (a test sets rt.device_count).
+    rt.device_count = (0, FAKE_GPU_COUNT)
+    rt.cudaGetDeviceCount = lambda: rt.device_count
     rt.cudaSetDevice = set_device
     rt.cudaGetDeviceProperties = lambda index: (
         0, types.SimpleNamespace(name=FAKE_GPU, major=8, minor=6))
-    rt.cudaGetErrorString = lambda err: (0, b'invalid value')
+    rt.cudaGetErrorString = lambda err: (0, error_strings.get(err, b'unknown error'))
     rt.cudaStreamCreate = lambda: (0, Stream())
     rt.cudaStreamSynchronize = lambda stream: (0,)
     rt.cudaStreamDestroy = lambda stream: (0,)
@@ -505,6 +513,31 @@ def test_auto_prefers_tensorrt_when_it_works(fake_runtime, exported, tmp_path, c
     chosen = create_backend('auto', exported, engine_file_path=tmp_path / 'auto.engine')
     assert chosen.name == 'tensorrt' and chosen.device == 'cuda:0'
     assert 'auto backend: tensorrt' in caplog.text
+
+
+@pytest.mark.parametrize('error, words', [
+    ('cudaErrorInsufficientDriver', 'CUDA cannot list the GPUs: CUDA driver version is '
+     'insufficient for CUDA runtime version (cudaGetDeviceCount)'),
+    ('cudaErrorNoDevice', 'CUDA cannot list the GPUs: no CUDA-capable device is detected '
+     '(cudaGetDeviceCount)'),
+])
+def test_auto_says_why_cuda_lists_no_gpu(fake_runtime, exported, caplog, error, words):
+    """A driver older than cuda-python's CUDA (cuda-python 13 on a JetPack 6 / R535 driver)
+    makes cudaGetDeviceCount fail with cudaErrorInsufficientDriver: `auto` passed TensorRT
+    over with 'no CUDA device is visible', on a machine whose GPU is right there. Now the
+    reason is CUDA's own error string."""
+    from mmp_ros.inference.tensorrt_backend import tensorrt_available
+
+    _, rt = fake_runtime()
+    rt.device_count = (getattr(rt.cudaError_t, error), 0)
+    assert tensorrt_available() == (False, f'TensorRT 10.5.0 is installed but {words}')
+    caplog.set_level(logging.INFO, logger='mmp_ros.inference')
+    chosen = create_backend('auto', exported)
+    assert chosen.name == 'onnxruntime'
+    assert f'passed over tensorrt: TensorRT 10.5.0 is installed but {words}' in caplog.text
+    rt.device_count = (0, 0)
+    assert tensorrt_available() == (
+        False, 'TensorRT 10.5.0 is installed but no CUDA device is visible')
 
 
 def test_a_backend_on_a_second_gpu_runs_from_another_thread(fake_runtime, exported, tmp_path):

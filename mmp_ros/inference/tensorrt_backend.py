@@ -82,7 +82,11 @@ def tensorrt_available() -> tuple[bool, str]:
     except BackendUnavailableError as exc:
         return False, str(exc)
     err, count = cudart.cudaGetDeviceCount()
-    if err != cudart.cudaError_t.cudaSuccess or count == 0:
+    if err != cudart.cudaError_t.cudaSuccess:  # no driver, or one older than cuda-python's CUDA
+        _, text = cudart.cudaGetErrorString(err)
+        return False, (f'TensorRT {trt.__version__} is installed but CUDA cannot list the GPUs: '
+                       f'{text.decode(errors="replace")} (cudaGetDeviceCount)')
+    if count == 0:
         return False, f'TensorRT {trt.__version__} is installed but no CUDA device is visible'
     return True, f'TensorRT {trt.__version__} with {count} CUDA device(s)'
 
