@@ -404,6 +404,34 @@ def test_other_gpu_or_version_rebuilds_or_refuses(fake_runtime, exported, tmp_pa
     assert rebuilt.engine_was_built and read_stamp(engine).tensorrt_version == '10.7.0'
 
 
+@pytest.mark.parametrize('installed', [True, False])
+def test_a_tensorrt_that_is_installed_but_does_not_import_says_why(tmp_path, monkeypatch,
+                                                                   installed):
+    """A tensorrt package whose libnvinfer is not on the library path (or whose bindings are
+    for another Python) raises ImportError at `import tensorrt`: that read 'TensorRT is not
+    installed', the error itself lost. Now it is named; a missing package reads as before."""
+    from mmp_ros.inference.errors import BackendUnavailableError
+    from mmp_ros.inference.tensorrt_backend import _import_tensorrt, tensorrt_available
+
+    monkeypatch.delitem(sys.modules, 'tensorrt', raising=False)
+    monkeypatch.setattr(sys, 'path', [p for p in sys.path if not (Path(p) / 'tensorrt').exists()])
+    if installed:  # what the bindings' `from .tensorrt import *` raises without libnvinfer
+        (tmp_path / 'tensorrt').mkdir()
+        (tmp_path / 'tensorrt' / '__init__.py').write_text(
+            "raise ImportError('libnvinfer.so.10: cannot open shared object file: No such file "
+            "or directory', name='tensorrt.tensorrt')\n")
+        monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(BackendUnavailableError) as info:
+        _import_tensorrt()
+    if installed:
+        assert str(info.value).startswith(
+            'TensorRT is installed but `import tensorrt` failed: libnvinfer.so.10: cannot open '
+            'shared object file')
+    else:
+        assert str(info.value).startswith('TensorRT is not installed (`import tensorrt` failed)')
+    assert tensorrt_available() == (False, str(info.value))
+
+
 def test_corrupt_engine_with_a_matching_stamp_is_an_engine_error(fake_runtime, exported,
                                                                  tmp_path):
     fake_runtime()

@@ -48,6 +48,12 @@ def _import_tensorrt():
     try:
         import tensorrt as trt
     except ImportError as exc:
+        if exc.name != 'tensorrt':  # the package is there; a library or module it needs is not
+            raise BackendUnavailableError(
+                f'TensorRT is installed but `import tensorrt` failed: {exc}; check that its '
+                'libraries (libnvinfer) are on the library path and match its Python bindings, '
+                'or use the onnxruntime backend'
+            ) from exc
         raise BackendUnavailableError(
             'TensorRT is not installed (`import tensorrt` failed); install TensorRT 10.x/11.x '
             'with its Python bindings, or use the onnxruntime backend'
