@@ -176,6 +176,11 @@ NODE_PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec('publish_color', True, 'Publish segmentation/color.'),
     ParameterSpec('publish_overlay', True, 'Publish segmentation/overlay.'),
     ParameterSpec('publish_confidence', True, 'Publish segmentation/confidence.'),
+    ParameterSpec('publish_camera_info', True, "Subscribe to each camera's camera_info "
+                  '(beside its image topic) and publish segmentation/camera_info with '
+                  'the labels: the CameraInfo of the camera whose grid they are on, under '
+                  'their header, when it describes images of their size.',
+                  read_only=True),
     ParameterSpec('health_check_period_s', 0.02, 'How often sensor health is evaluated; a '
                   'change of level is published on /diagnostics at once.',
                   minimum=0.005, maximum=1.0, read_only=True),

@@ -39,10 +39,11 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSCompatibility, qos_check_compatible, qos_policy_name_from_kind
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header, String
 
 from mmp_ros.core.assembler import ANCHOR_TIMER, FrameAssembler, FrameBundle
+from mmp_ros.core.camera_info import camera_info_topic, described_size, size_problem
 from mmp_ros.core.health import HealthMonitor, HealthStatus, Level, SensorState, status_node
 from mmp_ros.core.latency import LatencyWindow, RecentRate, RecentShare
 from mmp_ros.core.parameters import (
@@ -130,6 +131,7 @@ class _ModelState:
     last_mask: str = ''
     last_missing: dict[str, str] = field(default_factory=dict)  # of the last bundle, and why
     last_error: str = ''
+    camera_info: str = ''  # what became of segmentation/camera_info at the last output
     outputs: RecentRate = field(default_factory=RecentRate)  # publication times, last 10 s
 
 
@@ -424,6 +426,12 @@ class SegmentationCore:
         # (height, width) of each stream's last accepted message: its camera's pixel grid,
         # which a decoded frame need not keep (a polarization mosaic decodes at half size).
         self._image_sizes: dict[str, tuple[int, int]] = {}
+        # The latest CameraInfo of each camera, with the (height, width) of the images it
+        # describes; kept across deactivate (a driver that publishes it once, latched, does not
+        # publish it again to a new volatile subscription).
+        self._camera_infos: dict[str, tuple[CameraInfo, tuple[int, int]]] = {}
+        self._camera_info_warned: set[str] = set()  # size mismatches said in the log
+        self._info_topics: dict[str, str] = {}  # each camera's camera_info topic, remapped
         # Why a sensor may hear nothing: a publisher on its topic with incompatible QoS.
         self._qos_problems: dict[str, str] = {}
         self._qos_seen: set[str] = set()  # problems whose publisher the graph has listed
@@ -467,6 +475,13 @@ class SegmentationCore:
         self._pub_color = create(Image, 'segmentation/color', out)
         self._pub_overlay = create(Image, 'segmentation/overlay', out)
         self._pub_confidence = create(Image, 'segmentation/confidence', out)
+        self._pub_camera_info = None
+        if self._values['publish_camera_info']:
+            # image_transport's sibling of the labels' topic as remapped, with their QoS
+            # (CameraPublisher's rule): a remap of segmentation/labels moves it along.
+            self._pub_camera_info = create(
+                CameraInfo, camera_info_topic(self.resolve_topic_name('segmentation/labels')),
+                out)
         label_type = LabelInfo if LabelInfo is not None else String
         self._pub_label_info = create(label_type, 'segmentation/label_info', latched_qos())
         self._pub_diagnostics = create(DiagnosticArray, '/diagnostics', output_qos(10))
@@ -482,6 +497,7 @@ class SegmentationCore:
         dead or not (ros2/rclpy#1356), and in the node's default group each deactivate left
         12 behind (about 2.4 KiB a cycle, for good)."""
         self._image_subscriptions = {}
+        self._info_subscriptions: dict[str, Any] = {}
         self._fields_of: dict[str, Callable[[Any], ImageFields]] = {}
         group = MutuallyExclusiveCallbackGroup()
         for modality in MODALITIES:
@@ -511,6 +527,18 @@ class SegmentationCore:
                 message_type, topic, lambda msg, m=modality: self._on_image(m, msg), qos,
                 callback_group=group, event_callbacks=events,
             )
+            if self._values['publish_camera_info']:
+                # Beside the base image topic as remapped, whatever the transport
+                # (image_transport's CameraSubscriber). Best effort: it hears a driver's
+                # camera_info whether that is published reliable (CameraPublisher's default) or
+                # best effort (sensor data QoS, the image's).
+                subscription = self.create_subscription(
+                    CameraInfo, camera_info_topic(self.resolve_topic_name(f'{modality}/image')),
+                    lambda msg, m=modality: self._on_camera_info(m, msg),
+                    subscription_qos('best_effort', 1), callback_group=group,
+                )
+                self._info_subscriptions[modality] = subscription
+                self._info_topics[modality] = subscription.topic_name
 
     def _on_incompatible_qos(self, modality: str, info) -> None:
         """A publisher on a sensor's topic offers QoS its subscription cannot take: said in
@@ -637,6 +665,17 @@ class SegmentationCore:
             self._wake.set()
         self._callback_cpu_s += time.thread_time() - started
 
+    def _on_camera_info(self, modality: str, msg: CameraInfo) -> None:
+        """Keep a camera's latest CameraInfo, with the size of the images it describes."""
+        started = time.thread_time()
+        size = described_size(
+            msg.height, msg.width, binning_x=msg.binning_x, binning_y=msg.binning_y,
+            roi_height=msg.roi.height, roi_width=msg.roi.width,
+        )
+        with self._lock:
+            self._camera_infos[modality] = (msg, size)
+        self._callback_cpu_s += time.thread_time() - started
+
     def _on_time_jump(self, jump: TimeJump) -> None:
         """The clock went back: every stamp from now on would look stale or to go backwards,
         and rates and latencies would span the jump. Health, cached frames and the model's
@@ -749,6 +788,7 @@ class SegmentationCore:
             header = Header(frame_id=bundle.frame_id, stamp=clock_now.to_msg())
         self._publish_image(self._pub_labels, seg.labels, 'mono8', header)
         published_at = self._now()
+        camera_info = self._publish_camera_info(bundle.camera, size, header)
         marks = modality_marks(self.modalities, available[0], self.metadata.method)
         color = None
         if values['publish_color'] and self._pub_color.get_subscription_count():
@@ -775,8 +815,37 @@ class SegmentationCore:
             state.last_mask = ' '.join(f'{m}={mark}' for m, mark in marks.items())
             state.last_missing = dict(bundle.missing)
             state.last_error = ''
+            state.camera_info = camera_info
             state.outputs.add(published_at)
         self._log_bundle(bundle)
+
+    def _publish_camera_info(self, camera: str, size: tuple[int, int], header: Header) -> str:
+        """Publish ``camera``'s latest CameraInfo under the labels' ``header`` when someone
+        subscribes and it describes images of the labels' ``size``; what became of it, for the
+        model's status. A size mismatch is also logged, once for each."""
+        if self._pub_camera_info is None:
+            return 'off (publish_camera_info false)'
+        if not self._pub_camera_info.get_subscription_count():
+            return 'no subscriber'
+        with self._lock:
+            topic = self._info_topics.get(camera, f'{camera}/camera_info')
+            known = self._camera_infos.get(camera)
+        if known is None:
+            return f'none: nothing received on {topic}'
+        info, described = known
+        problem = size_problem(topic, described, size)
+        if problem:
+            if problem not in self._camera_info_warned:
+                self._camera_info_warned.add(problem)
+                self.get_logger().warning(problem)
+            return f'none: {problem}'
+        self._pub_camera_info.publish(CameraInfo(
+            header=Header(stamp=header.stamp, frame_id=header.frame_id),
+            height=info.height, width=info.width, distortion_model=info.distortion_model,
+            d=info.d, k=info.k, r=info.r, p=info.p, binning_x=info.binning_x,
+            binning_y=info.binning_y, roi=info.roi,
+        ))
+        return f'{camera} ({topic})'
 
     def _publish_image(self, publisher, array: np.ndarray, encoding: str, header: Header):
         fields = array_to_image(array, encoding)
@@ -860,6 +929,7 @@ class SegmentationCore:
             'anchor_frames': str(state.anchor_frames),
             'anchor_frames_dropped': str(max(0, state.anchor_frames - state.anchored)),
             'output_rate_hz': f'{state.outputs.rate(now):.2f}',
+            'camera_info': state.camera_info or 'none yet',
             'callback_cpu_share': f'{cpu_share:.4f}',
         }
         usable = [m for m, s in statuses.items() if s.usable]
@@ -989,6 +1059,7 @@ class ManagedSegmentationNode(SegmentationCore, LifecycleNode):
         super().__init__(NODE_NAME, **kwargs)
         self._init_core()
         self._image_subscriptions: dict[str, Any] = {}
+        self._info_subscriptions: dict[str, Any] = {}
         self._lifecycle_publishers: list[Any] = []
         try:
             self._declare()
@@ -1074,9 +1145,11 @@ class ManagedSegmentationNode(SegmentationCore, LifecycleNode):
             self.get_logger().warning(
                 f'{", ".join(running)} still running {self.JOIN_TIMEOUT_S:g} s after the stop; '
                 'what it publishes is dropped')
-        for subscription in self._image_subscriptions.values():
+        for subscription in [*self._image_subscriptions.values(),
+                             *self._info_subscriptions.values()]:
             self.destroy_subscription(subscription)
         self._image_subscriptions = {}
+        self._info_subscriptions = {}
         with self._lock:
             self._qos_problems.clear()
             self._qos_seen.clear()
