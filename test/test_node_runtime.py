@@ -20,7 +20,7 @@ from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
-from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
 
 from mmp_ros.ros.image_msg import to_image_msg  # noqa: E402
 from mmp_ros.ros.qos import output_qos  # noqa: E402
@@ -1078,3 +1078,189 @@ def test_on_sim_time_the_latency_figures_never_read_below_zero(run_node):
                       and driver.model_statuses[-1]['inferences'] == '5', 5.0)
     status = driver.model_statuses[-1]
     assert float(status['latency_p50_ms']) == 0.0 and float(status['latency_p95_ms']) == 0.0
+
+
+# --- segmentation/camera_info -------------------------------------------------------------
+
+def camera_info(height: int, width: int, fx: float, **fields) -> CameraInfo:
+    """A pinhole calibration of a height x width camera, focal length ``fx``."""
+    cx, cy = width / 2, height / 2
+    return CameraInfo(
+        height=height, width=width, distortion_model='plumb_bob', d=[0.1, -0.2, 0.0, 0.0, 0.0],
+        k=[fx, 0.0, cx, 0.0, fx, cy, 0.0, 0.0, 1.0], r=[1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0],
+        p=[fx, 0.0, cx, 0.0, 0.0, fx, cy, 0.0, 0.0, 0.0, 1.0, 0.0], **fields,
+    )
+
+
+class CameraInfoDriver:
+    """The driver's camera_info side: publishes each camera's calibration beside its image
+    (rgb reliable, as image_transport's CameraPublisher by default; the others best effort, as
+    sensor-data drivers) and keeps what comes on segmentation/camera_info."""
+
+    def __init__(self, driver, infos: dict[str, CameraInfo]) -> None:
+        self.infos = infos
+        self.publishers = {
+            m: driver.create_publisher(
+                CameraInfo, f'{m}/camera_info',
+                output_qos(5) if m == 'rgb' else qos_profile_sensor_data)
+            for m in infos
+        }
+        self.received: list[CameraInfo] = []
+        driver.create_subscription(CameraInfo, 'segmentation/camera_info',
+                                   self.received.append, output_qos())
+        self._driver = driver
+
+    def send(self, modality: str, fields, frame_id: str) -> None:
+        """One image and, when the camera has one, its CameraInfo, under one header."""
+        stamp = self._driver.get_clock().now().to_msg()
+        self._driver.publishers_[modality].publish(
+            to_image_msg(fields, stamp=stamp, frame_id=frame_id))
+        if modality in self.infos:
+            info = self.infos[modality]
+            info.header.stamp, info.header.frame_id = stamp, frame_id
+            self.publishers[modality].publish(info)
+
+
+def header_key(msg) -> tuple[int, int, str]:
+    return msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id
+
+
+def assert_goes_with_the_labels(info: CameraInfo, labels: list[Image]) -> None:
+    """``info`` has the header of a labels image, and describes images of its size."""
+    matching = [image for image in labels if header_key(image) == header_key(info)]
+    assert matching, f'no labels under the header of {header_key(info)}'
+    assert (info.height, info.width) == (matching[0].height, matching[0].width)
+
+
+def test_camera_info_goes_with_the_labels_and_follows_the_anchor_to_another_camera(run_node):
+    """segmentation/camera_info: the calibration of the camera whose grid the labels are on,
+    under the labels' header; RGB down, thermal anchors at its own size, with its own."""
+    node, driver, spin_until = run_node(
+        sensors__depth__enabled=False, sensors__polarization__enabled=False,
+        sensors__rgb__timeout_s=0.1,
+    )
+    cameras = CameraInfoDriver(driver, {'rgb': camera_info(HEIGHT, WIDTH, 30.0),
+                                        'thermal': camera_info(12, 16, 11.0)})
+    rgb_on, frames = [True], iter(range(10**6))
+
+    def feed():
+        seed = next(frames)
+        if rgb_on[0]:
+            cameras.send('rgb', rgb_frame(seed), 'rgb_optical')
+        celsius = 20.0 + 5.0 * np.random.default_rng(seed).random((12, 16))
+        cameras.send('thermal', encode_frame('thermal', celsius, 'mono16', ThermalSettings()),
+                     'thermal_optical')
+
+    assert spin_until(lambda: len(cameras.received) >= 3, 10.0, feed=feed), (
+        'no segmentation/camera_info')
+    for info in cameras.received:
+        assert info.header.frame_id == 'rgb_optical' and info.k[0] == 30.0
+        assert_goes_with_the_labels(info, driver.labels)
+    rgb_on[0] = False
+    assert spin_until(lambda: cameras.received[-1].header.frame_id == 'thermal_optical', 10.0,
+                      feed=feed), 'thermal never anchored the camera_info'
+    info = cameras.received[-1]
+    assert (info.height, info.width, info.k[0]) == (12, 16, 11.0)
+    assert list(info.d) == [0.1, -0.2, 0.0, 0.0, 0.0] and info.distortion_model == 'plumb_bob'
+    assert_goes_with_the_labels(info, driver.labels)
+
+
+def test_with_the_timer_anchor_camera_info_has_the_labels_header(run_node):
+    """The timer stamps outputs with the node's clock: the camera_info carries that stamp too,
+    and the frame_id of the camera whose grid the labels are on."""
+    node, driver, spin_until = run_node(**rgb_only(anchor='timer', max_rate_hz=20.0))
+    cameras = CameraInfoDriver(driver, {'rgb': camera_info(HEIGHT, WIDTH, 30.0)})
+    frames = iter(range(10**6))
+    assert spin_until(lambda: len(cameras.received) >= 3, 10.0,
+                      feed=lambda: cameras.send('rgb', rgb_frame(next(frames)), 'rgb_optical'))
+    spin_until(lambda: False, 0.2)  # the labels of the last camera_info
+    sent = {header_key(image) for image in driver.labels}
+    for info in cameras.received:
+        assert header_key(info) in sent
+        assert_goes_with_the_labels(info, driver.labels)
+
+
+def test_a_polarization_camera_s_info_goes_with_its_mosaic_sized_labels(run_node):
+    """Its outputs are at the mosaic's full size, which its driver's CameraInfo describes;
+    a camera_info binned 2x2 describes the half-size AoLP/DoLP images, and is refused."""
+    node, driver, spin_until = run_node(sensors__rgb__enabled=False, anchor='polarization',
+                                        diagnostics_period_s=0.05)
+    cameras = CameraInfoDriver(driver, {'polarization': camera_info(HEIGHT, WIDTH, 40.0)})
+    rng = np.random.default_rng(0)
+
+    def mosaic():
+        intensities = 50 + 100 * rng.random((4, HEIGHT // 2, WIDTH // 2))
+        cameras.send('polarization', encode_frame('polarization', intensities, 'mono8'),
+                     'polarization_optical')
+
+    assert spin_until(lambda: cameras.received, 10.0, feed=mosaic), 'no camera_info'
+    assert (cameras.received[-1].height, cameras.received[-1].width) == (HEIGHT, WIDTH)
+    assert_goes_with_the_labels(cameras.received[-1], driver.labels)
+    cameras.infos['polarization'] = camera_info(HEIGHT, WIDTH, 40.0, binning_x=2, binning_y=2)
+    assert spin_until(
+        lambda: driver.model_statuses and driver.model_statuses[-1]['camera_info'].startswith(
+            'none: /polarization/camera_info describes 16x12 images, the outputs are 32x24'),
+        10.0, feed=mosaic), driver.model_statuses[-1:]
+
+
+def test_no_camera_info_is_published_before_the_camera_s_is_known(run_node):
+    node, driver, spin_until = run_node(**rgb_only(diagnostics_period_s=0.05))
+    cameras = CameraInfoDriver(driver, {})
+    frames = iter(range(10**6))
+    assert spin_until(
+        lambda: driver.model_statuses and driver.model_statuses[-1]['camera_info']
+        == 'none: nothing received on /rgb/camera_info', 10.0,
+        feed=lambda: cameras.send('rgb', rgb_frame(next(frames)), 'rgb_optical'),
+    ), driver.model_statuses[-1:]
+    assert driver.labels and not cameras.received
+
+
+def test_a_camera_info_of_another_size_is_not_published_and_is_reported_once(run_node, capfd):
+    node, driver, spin_until = run_node(**rgb_only(diagnostics_period_s=0.05))
+    cameras = CameraInfoDriver(driver, {'rgb': camera_info(2 * HEIGHT, 2 * WIDTH, 60.0)})
+    frames = iter(range(10**6))
+    problem = ('/rgb/camera_info describes 64x48 images, the outputs are 32x24: no '
+               'segmentation/camera_info is published with them')
+    assert spin_until(
+        lambda: len(driver.labels) >= 5 and driver.model_statuses
+        and driver.model_statuses[-1]['camera_info'] == f'none: {problem}', 10.0,
+        feed=lambda: cameras.send('rgb', rgb_frame(next(frames)), 'rgb_optical'),
+    ), driver.model_statuses[-1:]
+    assert not cameras.received
+    assert capfd.readouterr().err.count(problem) == 1
+
+
+def test_camera_info_topics_are_the_siblings_of_the_image_topics_as_remapped():
+    """As image_transport: -r rgb/image:=/camera/color/image_raw reads
+    /camera/color/camera_info, -r segmentation/labels:=/seg/labels writes /seg/camera_info,
+    and a remap of a camera_info topic itself applies."""
+    context = Context()
+    rclpy.init(context=context, args=[
+        '--ros-args', '-r', 'rgb/image:=/camera/color/image_raw',
+        '-r', 'segmentation/labels:=/seg/labels', '-r', 'thermal/camera_info:=/boson/info',
+        '-r', '__ns:=/robot'])
+    try:
+        node = SegmentationNode(context=context, parameter_overrides=[
+            Parameter('backend', value='onnxruntime'),
+            Parameter('sensors.depth.transport', value='compressedDepth'),
+        ])
+        try:
+            topics = {m: s.topic_name for m, s in node._info_subscriptions.items()}
+            assert topics == {'rgb': '/camera/color/camera_info',
+                              'depth': '/robot/depth/camera_info',
+                              'polarization': '/robot/polarization/camera_info',
+                              'thermal': '/boson/info'}
+            assert node.count_publishers('/seg/camera_info') == 1
+        finally:
+            node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)
+
+
+def test_publish_camera_info_false_neither_subscribes_nor_publishes_it(run_node):
+    node, driver, spin_until = run_node(publish_camera_info=False)
+    assert node.get_parameter('publish_camera_info').value is False
+    assert node.describe_parameter('publish_camera_info').read_only
+    assert node.count_publishers('segmentation/camera_info') == 0
+    assert node.count_subscribers('rgb/camera_info') == 0
+    assert node.count_subscribers('rgb/image') == 1
