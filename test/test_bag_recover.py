@@ -250,8 +250,14 @@ def test_a_split_recording_killed_at_a_split_is_recovered_and_its_folder_removed
     assert killed.returncode == -signal.SIGKILL
     assert set(left) <= {str(p.relative_to(tmp_path)) for p in src.rglob('*')}
     assert main(['recover-bag', str(src), str(tmp_path / 'out')]) == 0
+    out = capsys.readouterr().out
     assert (f'{src / left[0].removeprefix("run/")}: removed, a folder the recording left as '
-            'it was killed at a split (it held no message)\n') in capsys.readouterr().out
+            'it was killed at a split (it held no message)\n') in out
+    # Killed, never a copy: the files it left complete (run_1 not moved, run_0's metadata)
+    # say so; run_1.mcap moved empty is where reading stopped.
+    assert 'this is a copy' not in out
+    assert (f'{src}: killed at a split, after its last message: every file was complete (it '
+            'has its footer), all its messages are kept\n' in out) == (method != 'rmdir')
     assert all(p.is_file() for p in src.iterdir())  # run_0.mcap (and run_1.mcap) alone
     assert_prefix_recovered(tmp_path / 'out', 1, 1)
 

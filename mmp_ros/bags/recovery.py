@@ -326,7 +326,10 @@ def run(args: argparse.Namespace) -> int:
     result = recover_mcap(args.src, args.out)
     counts = ', '.join(f'{t}: {n}' for t, n in result.counts.items())
     print(f'{args.out}: recovered {result.message_count} messages ({counts})')
-    if result.complete:
+    if result.complete and result.removed:  # its files were closed, the recording was not
+        print(f'{args.src}: killed at a split, after its last message: every file was complete '
+              '(it has its footer), all its messages are kept')
+    elif result.complete:
         print(f'{args.src}: the file was complete (it has its footer); this is a copy')
     else:
         print(f'{args.src}: read {result.bytes_read} of {result.file_size} bytes; '
