@@ -748,6 +748,49 @@ def test_a_jpeg_is_never_read_as_a_png_header():
     assert decompress_image('mono8; jpeg compressed mono8', data).width == 8
 
 
+def _cmyk_jpeg() -> bytes:
+    """An 8x8 JPEG of 4 components (CMYK; OpenCV writes none): one flat block each, every
+    Huffman code one bit (DC difference 0, end of block)."""
+    def segment(marker: int, body: bytes) -> bytes:
+        return bytes([0xFF, marker]) + struct.pack('>H', len(body) + 2) + body
+
+    one_code = bytes([1] + [0] * 15) + b'\0'
+    return (b'\xff\xd8' + segment(0xDB, b'\0' + b'\1' * 64)
+            + segment(0xC4, b'\x00' + one_code) + segment(0xC4, b'\x10' + one_code)
+            + segment(0xC0, struct.pack('>BHHB', 8, 8, 8, 4) + b'\1\x11\0\2\x11\0\3\x11\0\4\x11\0')
+            + segment(0xDA, b'\4\1\0\2\0\3\0\4\0\0\x3f\0') + b'\0\xff\xd9')
+
+
+@pytest.mark.parametrize(('format_', 'components', 'declared'), [
+    ('mono8; jpeg compressed mono8', 3, 'colour'),
+    ('mono8; jpeg compressed mono8', 4, 'CMYK/YCCK'),
+    ('bgr8; jpeg compressed bgr8', 1, 'grey'),
+    ('mono16; jpeg compressed mono16', 1, 'grey'),
+    ('8UC4; jpeg compressed ', 3, 'colour'),
+    ('rgb16; jpeg compressed bgr8', 3, 'colour'),
+])
+def test_a_jpeg_whose_components_the_format_does_not_name_is_refused_before_decoding(
+        format_, components, declared):
+    # A mono8 frame holding a colour JPEG of 4096 x 4096 was decoded (0.15 s) before it was
+    # refused ('decodes to 3 x uint8 pixels').
+    jpegs = {1: cv2.imencode('.jpg', np.zeros((8, 8), np.uint8))[1].tobytes(),
+             3: cv2.imencode('.jpg', np.zeros((8, 8, 3), np.uint8))[1].tobytes(),
+             4: _cmyk_jpeg()}
+    encoding = format_.split(';')[0]
+    with pytest.raises(SensorInputError, match=rf'^format {re.escape(repr(format_))} names '
+                       rf'{encoding} \(.*\), but its JPEG header declares 8-bit {declared} '
+                       'pixels$'):
+        decompress_image(format_, jpegs[components])
+    # what OpenCV decodes them to: grey, or BGR (CMYK converted), alpha added
+    for format_, components, channels in (('mono8; jpeg compressed mono8', 1, 1),
+                                          ('8UC1; jpeg compressed ', 1, 1),
+                                          ('bgr8; jpeg compressed bgr8', 4, 3),
+                                          ('rgba8; jpeg compressed bgr8', 3, 4),
+                                          ('8UC3; jpeg compressed ', 4, 3)):
+        fields = decompress_image(format_, jpegs[components])
+        assert (fields.width, fields.step) == (8, 8 * channels)
+
+
 @pytest.mark.parametrize('case', list(MALFORMED))
 def test_malformed_message_is_one_sensor_input_error(case):
     format_, data, reason = MALFORMED[case]

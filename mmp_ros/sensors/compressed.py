@@ -279,27 +279,53 @@ def _jpeg_headers(data: bytes, format: str):
     )
 
 
-def _jpeg_frame(data: bytes, format: str) -> tuple[tuple[int, int] | None, bool]:
+def _jpeg_frame(data: bytes, format: str
+                ) -> tuple[tuple[int, int] | None, bool, tuple[int, int] | None]:
     """From one walk of a JPEG's headers (:func:`_jpeg_headers`, as libjpeg finds them): the
     (width, height) its start-of-frame declares, read before decoding (None where it has
-    none before its first scan: then OpenCV's decode decides), and whether it is sequential
+    none before its first scan: then OpenCV's decode decides), whether it is sequential
     with every component in its first scan (libjpeg then decodes it in that scan, whatever
-    follows)."""
-    size, components = None, None
+    follows), and the (sample precision, component count) that frame declares (None where
+    it has none; libjpeg refuses a second one)."""
+    size, components, samples = None, None, None
     for marker, at in _jpeg_headers(data, format):
         if marker in _JPEG_SOF:
             if at + 7 > len(data):
-                return size, False
+                return size, False, samples
             if size is None:
                 height, width = struct.unpack_from('>HH', data, at + 3)
                 size = width, height
+                if at + 8 <= len(data):
+                    samples = data[at + 2], data[at + 7]
             if marker not in _JPEG_SEQUENTIAL or at + 8 > len(data):
-                return size, False
+                return size, False, samples
             components = data[at + 7]
         elif marker == _JPEG_SOS:
             one_scan = components is not None and at + 3 <= len(data)
-            return size, one_scan and data[at + 2] == components
-    return size, False  # the end of the image, or of the data, before a scan
+            return size, one_scan and data[at + 2] == components, samples
+    return size, False, samples  # the end of the image, or of the data, before a scan
+
+
+# What OpenCV decodes an 8-bit JPEG of 1, 3 or 4 components to (IMREAD_UNCHANGED): grey, or
+# BGR (4: CMYK or YCCK, converted); libjpeg's other component counts it does not decode.
+_JPEG_CHANNELS = {1: 1, 3: 3, 4: 3}
+_JPEG_COLOURS = {1: 'grey', 3: 'colour', 4: 'CMYK/YCCK'}
+
+
+def _check_jpeg_samples(samples: tuple[int, int], encoding: str, format: str) -> None:
+    """Refuse an 8-bit JPEG whose components cannot decode to ``encoding`` (a colour
+    encoding takes the 3 channels, alpha added). A mono8 frame holding a colour JPEG of
+    4096 x 4096 was decoded (0.15 s) before it was refused."""
+    bits, components = samples
+    if bits != 8 or components not in _JPEG_CHANNELS:
+        return  # another precision (12-bit, lossless) or component count: OpenCV decides
+    spec = encoding_spec(encoding)
+    takes = (3, 4) if encoding in _COLOUR else (spec.channels,)
+    if spec.dtype != np.uint8 or _JPEG_CHANNELS[components] not in takes:
+        raise SensorInputError(
+            f'format {format!r} names {encoding} ({spec.channels} x {spec.dtype.name}), but '
+            f'its JPEG header declares 8-bit {_JPEG_COLOURS[components]} pixels'
+        )
 
 
 def _jpeg_scans(buffer: np.ndarray) -> int:
@@ -428,8 +454,8 @@ def _check_tiff_samples(samples: int | None, bits: int | None, encoding: str,
 def _imdecode(buffer: np.ndarray, format: str, max_pixels: int = MAX_PIXELS,
               encoding: str | None = None) -> np.ndarray:
     """The pixels of a JPEG, PNG or TIFF; ``encoding``: what the format names, which a
-    TIFF's declared samples and a PNG's bit depth and colour type are checked against before
-    decoding."""
+    TIFF's declared samples, a PNG's bit depth and colour type and a JPEG's components are
+    checked against before decoding."""
     # OpenCV decodes whatever it recognises (WebP, BMP, JPEG 2000, ...), and a few bytes of
     # those may declare and fill a picture of 2**30 pixels: the transports carry JPEG, PNG and
     # TIFF alone, whose declared sizes are checked below.
@@ -445,11 +471,11 @@ def _imdecode(buffer: np.ndarray, format: str, max_pixels: int = MAX_PIXELS,
         _check_png_chunks(data, format)
     # A header that declares a huge image (a corrupt or hostile message) would have OpenCV
     # allocate it, up to 2**30 pixels, before it finds the data short: refused first.
-    one_scan = False
+    one_scan, jpeg_samples = False, None
     if tiff:
         size = _tiff_declared_size(buffer)
     elif head.startswith(_JPEG_SOI):
-        size, one_scan = _jpeg_frame(data, format)
+        size, one_scan, jpeg_samples = _jpeg_frame(data, format)
     else:  # PNG: its IHDR
         ihdr = data[12:16] == b'IHDR' and len(data) >= 24
         size = struct.unpack('>II', data[16:24]) if ihdr else None
@@ -461,6 +487,8 @@ def _imdecode(buffer: np.ndarray, format: str, max_pixels: int = MAX_PIXELS,
     if (encoding is not None and head.startswith(_PNG_SIGNATURE)
             and (samples := _png_samples(data)) is not None):
         _check_png_samples(samples, encoding, format)
+    if encoding is not None and jpeg_samples is not None:
+        _check_jpeg_samples(jpeg_samples, encoding, format)
     if not _ends_like_jpeg(buffer):
         raise SensorInputError(
             f'truncated JPEG: the data ({buffer.size} B) does not end with the end-of-image '
