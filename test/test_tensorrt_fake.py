@@ -543,6 +543,53 @@ def test_auto_prefers_tensorrt_when_it_works(fake_runtime, exported, tmp_path, c
     assert 'auto backend: tensorrt' in caplog.text
 
 
+@pytest.mark.parametrize('failure', ['corrupt engine', 'no execution context'])
+def test_auto_falls_back_to_onnxruntime_when_the_tensorrt_engine_fails(
+        fake_runtime, exported, tmp_path, caplog, failure):
+    """`auto` stopped at an EngineError (an engine TensorRT cannot load or run, a failed
+    build), where it falls back for a TensorRT that is not there. Now the failure is a
+    warning naming the engine and the reason, and onnxruntime runs; `tensorrt` still fails."""
+    trt, rt = fake_runtime()
+    engine = tmp_path / 'model.engine'
+    create_backend('tensorrt', exported, engine_file_path=engine).close()
+    if failure == 'corrupt engine':
+        engine.write_bytes(b'\x00' * 64)
+        reason = f'TensorRT cannot load engine {engine}'
+    else:
+        trt.context_fails = True
+        reason = f'TensorRT cannot create an execution context for {engine}'
+    with pytest.raises(EngineError, match=reason):
+        create_backend('tensorrt', exported, engine_file_path=engine)
+    caplog.set_level(logging.INFO, logger='mmp_ros.inference')
+    caplog.clear()
+    chosen = create_backend('auto', exported, engine_file_path=engine)
+    assert chosen.name == 'onnxruntime'
+    (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning.getMessage().startswith(
+        f'auto backend: TensorRT engine {engine} failed, falling back to onnxruntime: {reason}')
+    assert f'passed over tensorrt: engine {engine}: {reason}' in caplog.text
+    assert set(rt.freed) == set(rt.memory)  # nothing the failed one allocated is kept
+    # A failure after device buffers were allocated (a cudaMalloc out of memory) frees them.
+    malloc, allocations = rt.cudaMalloc, []
+
+    def second_malloc_fails(size):
+        allocations.append(size)
+        return (2, None) if len(allocations) == 2 else malloc(size)  # cudaErrorMemoryAllocation
+
+    rt.cudaMalloc = second_malloc_fails
+    trt.context_fails = False
+    engine.unlink()
+    assert create_backend('auto', exported, engine_file_path=engine).name == 'onnxruntime'
+    assert len(allocations) == 2 and set(rt.freed) == set(rt.memory)
+    if trt.context_fails:  # the engine beside the ONNX (built, then failing): named too
+        caplog.clear()
+        model = tmp_path / 'beside' / 'model.onnx'
+        model.parent.mkdir()
+        model.write_bytes(exported.read_bytes())
+        assert create_backend('auto', model).name == 'onnxruntime'
+        assert f'TensorRT engine {model.with_suffix(".engine")} failed' in caplog.text
+
+
 @pytest.mark.parametrize('error, words', [
     ('cudaErrorInsufficientDriver', 'CUDA cannot list the GPUs: CUDA driver version is '
      'insufficient for CUDA runtime version (cudaGetDeviceCount)'),

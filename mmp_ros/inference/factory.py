@@ -2,8 +2,9 @@
 
 ``auto`` tries the fastest backend that can work here — TensorRT, then ONNX Runtime
 with CUDA, then ONNX Runtime on CPU — and logs which one it took and why the faster
-ones were passed over. It never swallows a problem with the model file itself: a
-missing or corrupt ONNX fails the same way on every backend.
+ones were passed over (a TensorRT engine that fails to build or load as a warning). It
+never swallows a problem with the model file itself: a missing or corrupt ONNX fails the
+same way on every backend.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mmp_ros.inference.backend import InferenceBackend
-from mmp_ros.inference.errors import BackendUnavailableError
+from mmp_ros.inference.errors import BackendUnavailableError, EngineError
 from mmp_ros.inference.onnx_file import read_onnx_file
 from mmp_ros.metadata import MetadataError
 
@@ -34,9 +35,9 @@ def _tensorrt(model_file_path, device, logger, **engine_options):
 
 def _auto(model_file_path, threads, logger, engine_options) -> InferenceBackend:
     from mmp_ros.inference.onnxruntime_backend import CUDA_PROVIDER, available_providers
-    from mmp_ros.inference.tensorrt_backend import tensorrt_available
+    from mmp_ros.inference.tensorrt_backend import default_engine_path, tensorrt_available
 
-    read_onnx_file(model_file_path)  # a bad model file is the user's problem, not a fallback
+    onnx = read_onnx_file(model_file_path)  # a bad model file is the user's, not a fallback
     passed_over = []
     usable, why = tensorrt_available()
     if usable:
@@ -45,6 +46,11 @@ def _auto(model_file_path, threads, logger, engine_options) -> InferenceBackend:
                                 **engine_options)
         except BackendUnavailableError as exc:
             passed_over.append(f'tensorrt: {exc}')
+        except EngineError as exc:  # failing to build or load: TensorRT's, not the model's
+            engine = engine_options['engine_file_path'] or default_engine_path(onnx.path)
+            logger.warning('auto backend: TensorRT engine %s failed, falling back to '
+                           'onnxruntime: %s', engine, exc)
+            passed_over.append(f'tensorrt: engine {engine}: {exc}')
         else:
             logger.info('auto backend: tensorrt (%s)', why)
             return backend

@@ -399,7 +399,11 @@ class TensorRTBackend(InferenceBackend):
             self._log.info('TensorRT: %s', plan.reason)
         self.engine_file_path = engine_path
         self.precision = stamp.precision
-        self._load(trt, engine_path, onnx.metadata, max_batch)
+        try:
+            self._load(trt, engine_path, onnx.metadata, max_batch)
+        except BaseException:  # what was allocated before the failure (auto then goes on)
+            self.close()
+            raise
 
     def _load(self, trt, engine_path: Path, metadata: ModelMetadata, max_batch: int) -> None:
         self._runtime = trt.Runtime(_trt_logger(trt, self._log))
