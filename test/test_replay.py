@@ -17,7 +17,7 @@ import pytest
 from conftest import repo_env
 
 from mmp_ros.bags.cdr import header_stamp_ns
-from mmp_ros.bags.synthetic import jittered_timestamps, write_image_bag
+from mmp_ros.bags.synthetic import jittered_timestamps, write_image_bag, write_stub_bag
 from mmp_ros.bags.timing import compare_intervals, compare_offsets
 
 REPO = Path(__file__).resolve().parents[1]
@@ -226,6 +226,22 @@ def test_loop_over_a_bag_without_messages_ends_at_once(tmp_path, restored_enviro
     assert player.returncode == 0, player.stderr
     assert 'nothing published' in player.stderr
 
+
+
+def test_a_topic_that_cannot_be_published_is_skipped_beside_one_that_plays(tmp_path):
+    # A robot's bag with a message type not installed here: the player logged "play
+    # /rgb/image" at INFO, then the skip at WARN from the same line, and rclpy raised
+    # "Logger severity cannot be changed between calls" (a traceback, exit status 1).
+    bag = write_stub_bag(tmp_path / 'bag', {'/chatter': 'std_msgs/msg/String',
+                                            '/state': 'no_such_robot_msgs/msg/State'})
+    player = subprocess.run(
+        [sys.executable, '-m', 'mmp_ros.ros.replay', str(bag), '--allow-no-images'],
+        env=repo_env(), capture_output=True, text=True, timeout=60,
+    )
+    assert player.returncode == 0, player.stderr
+    assert 'play /chatter' in player.stderr, player.stderr
+    assert '[WARN]' in player.stderr and 'skip /state: ' in player.stderr, player.stderr
+    assert 'published 1 messages' in player.stderr, player.stderr
 
 
 @pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM])

@@ -321,7 +321,12 @@ def run(args: argparse.Namespace) -> int:
                     log = node.get_logger()
                     log.info(f'{bag.path}: {setup.describe()}')
                     for line in plan.describe():
-                        (log.warning if line.startswith('skip') else log.info)(line)
+                        # One call site per severity: rclpy refuses a second severity from
+                        # the same line ('Logger severity cannot be changed between calls').
+                        if line.startswith('skip'):
+                            log.warning(line)
+                        else:
+                            log.info(line)
                     if clock is not None and (warning := clock.lag_warning()):
                         log.warning(warning)
                     if args.wait_for_subscribers > 0 and not node.wait_for_subscribers(
