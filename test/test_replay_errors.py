@@ -80,6 +80,15 @@ def test_bad_remap_and_offset(tmp_path, capsys):
                                                    '--start-offset', '5')
 
 
+def test_a_remap_of_a_topic_left_out_of_the_selection_is_refused(tmp_path, capsys):
+    # --topics /rgb --remap /depth:=/x played /rgb alone and said nothing of the remap, which
+    # renamed nothing: the depth a node waited for never came.
+    bag = write_stub_bag(tmp_path / 'bag', {'/rgb': 'sensor_msgs/msg/Image',
+                                            '/depth': 'sensor_msgs/msg/Image'})
+    err = run_replay(bag, capsys, '--topics', '/rgb', '--remap', '/depth:=/x')
+    assert f'{bag}: --remap /depth:=/x: /depth is not played (--topics /rgb)' in err
+
+
 def test_restamp_and_clock_are_refused_together(tmp_path, capsys):
     # Wall-time stamps against a /clock of bag time: a sim-time node would refuse every frame.
     bag = write_stub_bag(tmp_path / 'bag', {'/chatter': 'std_msgs/msg/String'})

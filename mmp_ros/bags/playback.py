@@ -97,14 +97,19 @@ def plan_playback(
     Camera topics (``sensor_msgs/Image``, and ``CompressedImage`` as image_transport's
     ``compressed`` and ``compressedDepth`` transports publish it) get ``image_qos`` (sensor
     data by default: what the node subscribes with); other topics the QoS they were recorded
-    with, else reliable. Errors: a selected or remapped topic that the bag lacks, a selected
-    topic that must be skipped, nothing to publish, and (unless ``require_images`` is off) no
-    camera topic to publish.
+    with, else reliable. Errors: a selected or remapped topic that the bag lacks, a remapped
+    topic that ``selected`` leaves out, a selected topic that must be skipped, nothing to
+    publish, and (unless ``require_images`` is off) no camera topic to publish.
     """
     remaps = remaps or {}
     for name in [*selected, *remaps]:
         if name not in topics:
             raise BagError(f'{bag_name}: no topic {name} in the bag (it has {sorted(topics)})')
+    # A remap of a topic that --topics leaves out would rename nothing, silently.
+    for name, target in remaps.items():
+        if selected and name not in selected:
+            raise BagError(f'{bag_name}: --remap {name}:={target}: {name} is not played '
+                           f'(--topics {" ".join(selected)}); add it to --topics')
     candidates = [topics[name] for name in selected] if selected else list(topics.values())
     played: list[PlayedTopic] = []
     skipped: dict[str, str] = {}
