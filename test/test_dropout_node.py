@@ -11,6 +11,7 @@ on conditions with deadlines; nothing depends on a fixed sleep.
 
 from __future__ import annotations
 
+import argparse
 import json
 import signal
 import subprocess
@@ -750,6 +751,24 @@ def test_transport_options_and_parameters_are_checked_as_the_segmentation_nodes(
     with pytest.raises(SystemExit):  # argparse: usage and one line
         main([*given, '--transport', 'rgb=compressedDepth'])
     assert "rgb: transport 'compressedDepth' is not one of" in capsys.readouterr().err
+
+
+def test_transport_and_sensors_given_twice_add_up(capsys):
+    # argparse kept the last of two --transport (or --sensors) alone: '--transport
+    # rgb=compressed --transport depth=compressedDepth' read rgb raw, which the player did not
+    # publish, and said nothing.
+    from mmp_ros.ros.dropout_node import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(['--transport', 'rgb=compressed', '--transport',
+                              'depth=compressedDepth', '--sensors', 'rgb', '--sensors', 'depth'])
+    assert args.transport == [('rgb', 'compressed'), ('depth', 'compressedDepth')]
+    assert args.sensors == ['rgb', 'depth']
+    assert parser.parse_args([]).transport is None and parser.parse_args([]).sensors is None
+    with pytest.raises(SystemExit):
+        parser.parse_args(['--transport', 'rgb=compressed', '--transport', 'rgb=raw'])
+    assert 'rgb given two transports, compressed and raw' in capsys.readouterr().err
 
 
 def test_a_misspelt_parameter_is_named_at_start_with_the_nearest_one(tmp_path, capfd):

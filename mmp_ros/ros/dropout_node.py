@@ -368,17 +368,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         '--seed', type=_seed, default=None,
         help="seed of the random faults (default: schedule's)"
     )
+    # Both repeatable ('extend'): a second --transport or --sensors adds to the first, where
+    # argparse's default kept the last alone, without a word.
     parser.add_argument(
-        '--sensors', nargs='+', default=None, metavar='SENSOR',
+        '--sensors', nargs='+', action='extend', default=None, metavar='SENSOR',
         help=f'sensors to forward (default: the sensors parameter, {list(MODALITIES)})',
     )
     parser.add_argument(
-        '--transport', nargs='+', type=_transport, default=None, metavar='SENSOR=TRANSPORT',
+        '--transport', nargs='+', action=_Transports, type=_transport, default=None,
+        metavar='SENSOR=TRANSPORT',
         help='read and publish SENSOR through an image_transport transport, as the '
         "segmentation node's sensors.<m>.transport: raw, compressed (sensor_msgs/"
         'CompressedImage, JPEG or PNG, on source/<m>/image/compressed -> <m>/image/compressed)'
         ' or compressedDepth (depth only, .../compressedDepth); e.g. rgb=compressed '
-        'depth=compressedDepth. Default: the sensors.<m>.transport parameters, raw',
+        'depth=compressedDepth (repeatable). Default: the sensors.<m>.transport parameters, raw',
     )
     parser.add_argument(
         '--check', action='store_true', help='validate the schedule, print it, and exit'
@@ -387,6 +390,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         '--no-dds-profile', action='store_true',
         help="run on Fast DDS's built-in transports instead of the package's profile",
     )
+
+
+class _Transports(argparse.Action):
+    """``--transport``'s pairs, added to those of an earlier ``--transport``; a sensor given
+    two transports is refused."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        given = dict(getattr(namespace, self.dest) or ())
+        for sensor, transport in values:
+            if given.get(sensor, transport) != transport:
+                raise argparse.ArgumentError(
+                    self, f'{sensor} given two transports, {given[sensor]} and {transport}')
+            given[sensor] = transport
+        setattr(namespace, self.dest, list(given.items()))
 
 
 def _transport(text: str) -> tuple[str, str]:
