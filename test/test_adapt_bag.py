@@ -28,6 +28,16 @@ def healthy_bag(tmp_path_factory):
     return path
 
 
+def test_params_given_twice_are_all_read():
+    # '--params a.yaml --params b.yaml' decoded the recording with b.yaml alone.
+    parser = argparse.ArgumentParser()
+    adapt_bag.add_arguments(parser)
+    argv = ['bag', '--model', 'm.onnx', '--checkpoint', 'c.pt']
+    assert parser.parse_args([*argv, '--params', 'a.yaml', '--params', 'b.yaml']).params == [
+        'a.yaml', 'b.yaml']
+    assert parser.parse_args(argv).params is None  # run() reads DEFAULT_PARAMS
+
+
 def test_complete_healthy_bundles_at_the_model_input_size(healthy_bag):
     frames = read_bag_frames(healthy_bag, METADATA)
     assert frames.messages['rgb'] == 45 and sum(frames.rejected.values()) == 0

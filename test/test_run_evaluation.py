@@ -310,6 +310,21 @@ def test_a_params_file_that_cannot_be_read_is_named(run_bag, tmp_path, capsys):
                                        '(No such file or directory)\n')
 
 
+def test_params_given_twice_are_all_read(run_bag, tmp_path, capsys):
+    # '--params a.yaml --params b.yaml', as the node's --params-file is given, read b.yaml
+    # alone: argparse kept the last --params, and a.yaml (here, one that is not there) was
+    # passed over without a word.
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    missing = tmp_path / 'missing.yaml'
+    args = parser.parse_args([str(run_bag), '--out', str(tmp_path / 'r'), '--params',
+                              str(missing), '--params', str(cli.DEFAULT_PARAMS[0])])
+    assert args.params == [str(missing), cli.DEFAULT_PARAMS[0]]
+    assert cli.run(args) == 2
+    assert f'--params {missing}: cannot read it' in capsys.readouterr().err
+    assert parser.parse_args([str(run_bag)]).params is None  # run() reads DEFAULT_PARAMS
+
+
 def test_a_required_topic_with_another_type_is_named(tmp_path):
     from mmp_ros.bags.synthetic import write_image_bag
     from mmp_ros.evaluation.run import read_run

@@ -370,7 +370,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--config', help=f'training config (default {DEFAULT_CONFIG.name})')
     parser.add_argument('--set', dest='overrides', action='append', default=[],
                         metavar='KEY=VALUE', help='override a config value, e.g. steps=200')
-    parser.add_argument('--params', nargs='+', default=[str(DEFAULT_PARAMS)], metavar='FILE',
+    # Repeatable ('extend'), as the node's --params-file: a second --params adds its files.
+    parser.add_argument('--params', nargs='+', action='extend', default=None, metavar='FILE',
                         help="the node's parameter files (decoding, health, max_age_s)")
     parser.add_argument('--topic', action='append', default=[], metavar='MODALITY=TOPIC',
                         help='bag topic of a modality (default /<modality>/image; '
@@ -392,8 +393,9 @@ def run(args: argparse.Namespace) -> int:
             topics[name] = topic
         onnx_path, card = adapt_on_bag(
             args.bag, model=args.model, checkpoint=args.checkpoint, out=args.out,
-            config=args.config, overrides=args.overrides, params_files=tuple(args.params),
-            topics=topics, max_frames=args.max_frames,
+            config=args.config, overrides=args.overrides,
+            params_files=tuple(args.params or [DEFAULT_PARAMS]), topics=topics,
+            max_frames=args.max_frames,
             command='mmp_ros adapt ' + ' '.join(sys.argv[2:]))
     except (BagError, ConfigError, OSError, ValueError) as exc:
         print(f'mmp_ros adapt: {exc}', file=sys.stderr)

@@ -92,7 +92,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--out', type=Path, default=None,
                         help='report folder (default: <bag>_report beside the bag, also for a '
                         'storage file of a bag directory)')
-    parser.add_argument('--params', nargs='+', default=DEFAULT_PARAMS, metavar='FILE',
+    # Repeatable ('extend'), as the node's --params-file: a second --params adds its files.
+    parser.add_argument('--params', nargs='+', action='extend', default=None, metavar='FILE',
                         help="the node's parameter files, in the order it loaded them (for "
                         'the detection bounds; default: config/mmp_segmentation.yaml); their '
                         'sections that ROS applies to the node (--node, --namespace) are read')
@@ -126,8 +127,8 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or default_out(args.bag)
     try:
         topics = run_topics(args.namespace, args.topic)
-        report = evaluate_run(args.bag, node_params=args.params, topics=topics,
-                              settle_s=args.settle_after_cut, node=args.node,
+        report = evaluate_run(args.bag, node_params=args.params or DEFAULT_PARAMS,
+                              topics=topics, settle_s=args.settle_after_cut, node=args.node,
                               namespace=args.namespace)
         path = write_report(report, out, strip=args.strip)
     except (BagError, ParameterError, OSError) as exc:
