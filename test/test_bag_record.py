@@ -135,6 +135,21 @@ def test_an_existing_output_is_refused_without_touching_it(tmp_path, capsys):
     assert [p.name for p in out.iterdir()] == ['keep.txt']
 
 
+def test_topics_given_twice_are_all_recorded(tmp_path, capsys):
+    # argparse kept the last --topics alone: '--topics /rgb/image --topics /diagnostics'
+    # recorded /diagnostics and passed over /rgb/image without a word.
+    from mmp_ros.ros import record
+
+    parser = argparse.ArgumentParser()
+    record.add_arguments(parser)
+    args = parser.parse_args([str(tmp_path / 'bag'), '--topics', 'bad topic', '--topics', '/a',
+                              '/b'])
+    assert args.topics == ['bad topic', '/a', '/b']
+    args.ros_args = []
+    assert record.run(args) == 2  # the first --topics is checked, before the bag exists
+    assert "--topics bad topic: topic name 'bad topic' is invalid" in capsys.readouterr().err
+
+
 def test_an_invalid_topic_name_is_refused_before_the_bag_exists(tmp_path, capsys):
     from mmp_ros.ros import record
 

@@ -89,6 +89,13 @@ def test_a_remap_of_a_topic_left_out_of_the_selection_is_refused(tmp_path, capsy
     assert f'{bag}: --remap /depth:=/x: /depth is not played (--topics /rgb)' in err
 
 
+def test_topics_given_twice_are_all_played(tmp_path, capsys):
+    # argparse kept the last --topics alone: '--topics /rgb --topics /depth' played /depth.
+    bag = write_stub_bag(tmp_path / 'bag', {'/rgb': 'sensor_msgs/msg/Image'})
+    err = run_replay(bag, capsys, '--topics', '/nope', '--topics', '/rgb')
+    assert f'{bag}: no topic /nope in the bag' in err
+
+
 def test_restamp_and_clock_are_refused_together(tmp_path, capsys):
     # Wall-time stamps against a /clock of bag time: a sim-time node would refuse every frame.
     bag = write_stub_bag(tmp_path / 'bag', {'/chatter': 'std_msgs/msg/String'})

@@ -205,7 +205,8 @@ def record(recorder: BagRecorder, topics: list[str], ros_args: list[str],
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('out', help='bag directory to create (must not exist)')
-    parser.add_argument('--topics', nargs='+', required=True, metavar='TOPIC',
+    # Repeatable ('extend'): a second --topics adds to the first, not replaces it.
+    parser.add_argument('--topics', nargs='+', action='extend', required=True, metavar='TOPIC',
                         help='topics to record')
     parser.add_argument('--storage', choices=sorted(STORAGES), default='mcap')
     parser.add_argument('--duration', type=positive_float, default=None, metavar='SECONDS',

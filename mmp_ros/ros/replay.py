@@ -251,7 +251,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help='skip this much of the bag from its start',
     )
     parser.add_argument(
-        '--topics', nargs='+', default=[], metavar='TOPIC',
+        # Repeatable ('extend'): a second --topics adds to the first, not replaces it.
+        '--topics', nargs='+', action='extend', default=[], metavar='TOPIC',
         help='bag topics to play (default: every topic that can be published)',
     )
     parser.add_argument(
