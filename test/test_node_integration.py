@@ -436,6 +436,23 @@ def test_a_params_file_that_is_not_there_stops_the_node_with_its_name(tmp_path):
     assert 'Traceback' not in result.stderr, result.stderr
 
 
+@pytest.mark.parametrize('arguments', [['-p', 'max_rate_hz:=5.0'],
+                                       ['--ros-args', '-r', '__node:=front', '--', '--managed']],
+                         ids=['before-ros-args', 'after-its-end'])
+def test_an_argument_outside_the_ros_arguments_stops_the_node_with_its_name(arguments):
+    # rclpy passes over what is not a ROS argument: 'mmp_segmentation_node -p
+    # max_rate_hz:=5.0' (no --ros-args) ran on the defaults without a word.
+    result = subprocess.run(
+        [sys.executable, '-m', 'mmp_ros.ros.segmentation_node', *arguments],
+        capture_output=True, text=True, env=child_env(), cwd=REPO, timeout=30,
+    )
+    assert result.returncode == 1
+    extra = arguments[:2] if arguments[0] == '-p' else ['--managed']
+    assert (f'cannot start: unknown arguments {extra}: the node takes ROS arguments alone, '
+            'after --ros-args') in result.stderr, result.stderr
+    assert 'Traceback' not in result.stderr, result.stderr
+
+
 @pytest.mark.parametrize('failure', [['-p', 'backend:=xx'], ['--params-file', 'absent.yaml']],
                          ids=['node', 'ros-init'])
 def test_a_renamed_node_that_cannot_start_says_so_under_its_name(failure):

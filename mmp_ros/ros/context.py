@@ -140,6 +140,18 @@ def node_name_rule(args: Sequence[str], name: str) -> str:
     return name
 
 
+def non_ros_arguments(args: Sequence[str]) -> list[str]:
+    """The arguments after the program name that are outside every ``--ros-args ... [--]``:
+    rclpy passes them over, so a node that takes none of its own would run without them."""
+    extra, ros = [], False
+    for arg in args[1:]:
+        if arg in ('--ros-args', '--') and (ros or arg == '--ros-args'):
+            ros = arg == '--ros-args'
+        elif not ros:
+            extra.append(arg)
+    return extra
+
+
 def _remap_rules(args: Sequence[str]) -> Iterator[tuple[str, str]]:
     """``(flag, rule)`` of each remapping (``-r``/``--remap RULE``) among the ROS arguments:
     those between ``--ros-args`` and its closing ``--`` (or the end)."""

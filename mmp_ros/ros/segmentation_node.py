@@ -1198,9 +1198,16 @@ def main(
 ) -> int:
     """Console entry ``mmp_segmentation_node``: run until Ctrl-C, SIGTERM or shutdown.
     ``managed``: the :class:`ManagedSegmentationNode`, which starts unconfigured."""
-    from mmp_ros.ros.context import RosInitError, init_ros, node_name_rule
+    from mmp_ros.ros.context import RosInitError, init_ros, node_name_rule, non_ros_arguments
 
     try:
+        # rclpy passes over what is not a ROS argument: 'mmp_segmentation_node -p
+        # max_rate_hz:=5.0' (no --ros-args) ran on the default without a word.
+        extra = non_ros_arguments(sys.argv if args is None else args)
+        if extra:
+            raise NodeStartError(
+                f'unknown arguments {extra}: the node takes ROS arguments alone, after '
+                '--ros-args (--ros-args -p NAME:=VALUE, -r FROM:=TO, --params-file FILE)')
         with init_ros(args, dds_profile=dds_profile) as setup:
             node = ManagedSegmentationNode() if managed else SegmentationNode()
             try:
