@@ -38,6 +38,17 @@ def test_params_given_twice_are_all_read():
     assert parser.parse_args(argv).params is None  # run() reads DEFAULT_PARAMS
 
 
+def test_a_modality_given_two_topics_is_refused(capsys):
+    # '--topic rgb=/a --topic rgb=/b' read /b alone, without a word.
+    parser = argparse.ArgumentParser()
+    adapt_bag.add_arguments(parser)
+    args = parser.parse_args(['bag', '--model', 'm.onnx', '--checkpoint', 'c.pt', '--topic',
+                              'rgb=/a', '--topic', 'rgb=/b'])
+    assert adapt_bag.run(args) == 2
+    err = capsys.readouterr().err
+    assert err == 'mmp_ros adapt: --topic rgb=/b: rgb is given twice (/a, /b)\n'
+
+
 def test_complete_healthy_bundles_at_the_model_input_size(healthy_bag):
     frames = read_bag_frames(healthy_bag, METADATA)
     assert frames.messages['rgb'] == 45 and sum(frames.rejected.values()) == 0

@@ -756,7 +756,10 @@ def test_topics_are_named_one_by_one_and_checked():
             (None, ['labels=/a b'], "--topic labels=/a b: topic name '/a b' is invalid"),
             (None, ['labels'], "--topic 'labels': expected NAME=TOPIC"),
             (None, ['truth=/x'], "--topic truth=/x: 'truth' is none of labels, ground_truth"),
-            (None, ['events=/diagnostics'], '--topic: /diagnostics named for two streams')):
+            (None, ['events=/diagnostics'], '--topic: /diagnostics named for two streams'),
+            # The last one was read, without a word.
+            (None, ['labels=/a', 'labels=/b'], r'--topic labels=/b: labels is given twice '
+             r'\(/a, /b\)')):
         with pytest.raises(BagError, match=message):
             cli.run_topics(namespace, overrides)
 

@@ -390,6 +390,9 @@ def run(args: argparse.Namespace) -> int:
             name, sep, topic = item.partition('=')
             if not sep or not topic:
                 raise BagError(f'--topic {item!r}: expected MODALITY=TOPIC')
+            if topics.get(name, topic) != topic:  # the last would win, without a word
+                raise BagError(f'--topic {item}: {name} is given twice ({topics[name]}, '
+                               f'{topic})')
             topics[name] = topic
         onnx_path, card = adapt_on_bag(
             args.bag, model=args.model, checkpoint=args.checkpoint, out=args.out,

@@ -67,6 +67,8 @@ def run_topics(namespace: str | None, overrides: list[str]):
         topic = topic if topic.startswith('/') else f'{prefix}/{topic}'
         if problem := topic_name_problem(topic, 'evaluate'):
             raise BagError(f'--topic {item}: {problem}')
+        if chosen.get(name, topic) != topic:  # the last would win, without a word
+            raise BagError(f'--topic {item}: {name} is given twice ({chosen[name]}, {topic})')
         chosen[name] = topic
     topics = replace(topics, **chosen)
     required = [topics.labels, topics.ground_truth, topics.events, topics.diagnostics]
