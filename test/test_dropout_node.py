@@ -771,6 +771,41 @@ def test_transport_and_sensors_given_twice_add_up(capsys):
     assert 'rgb given two transports, compressed and raw' in capsys.readouterr().err
 
 
+def test_unreadable_messages_are_warned_about_for_each_sensor(tmp_path, capfd):
+    # The warning was throttled per line of code (rclpy's throttle_duration_sec), not per
+    # sensor: rgb's warning kept depth's from being logged for 5 s, and depth's torn frames
+    # were never named while rgb's kept coming.
+    import rclpy
+    from rclpy.parameter import Parameter
+    from rclpy.serialization import serialize_message
+    from sensor_msgs.msg import Image
+
+    from mmp_ros.ros.dropout_node import DropoutNode
+
+    schedule = tmp_path / 'noise.yaml'
+    schedule.write_text('faults:\n  - {sensor: [rgb, depth], kind: noise, start: 0, end: 100, '
+                        'sigma: 3}\n')
+    torn = serialize_message(Image(height=4, width=4, encoding='rgb8', step=12, data=[0] * 20))
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        node = DropoutNode(context=context, parameter_overrides=[
+            Parameter('schedule_file', value=str(schedule)),
+            Parameter('sensors', value=['rgb', 'depth'])])
+        try:
+            for sensor in ('rgb', 'depth', 'rgb', 'depth'):
+                node._on_message(sensor, torn)
+        finally:
+            node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=context)
+    err = capfd.readouterr().err
+    # Each sensor once: its second torn message came within the period of its first.
+    assert err.count('unreadable message(s) passed on unchanged') == 2, err
+    for sensor in ('rgb', 'depth'):
+        assert f'{sensor}: 1 unreadable message(s) passed on unchanged' in err, err
+
+
 def test_a_misspelt_parameter_is_named_at_start_with_the_nearest_one(tmp_path, capfd):
     # rclpy drops a value given for a parameter the node does not declare: -p sede:=3 or a
     # params file's 'schedul_file' left the default in force without a word. Named as the

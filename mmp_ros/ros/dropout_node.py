@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -74,6 +75,8 @@ NODE_NAME = 'dropout'
 # Window boundaries and delayed releases are checked this often: a boundary is applied at most
 # one period late (the events say when exactly), a delayed message released at most that late.
 TICK_PERIOD_S = 0.01
+# Unreadable messages under a pixel fault are warned about at most this often, per sensor.
+UNREADABLE_WARN_PERIOD_S = 5.0
 NS = 1_000_000_000
 SEED_MAX = 2**31 - 1  # the seed parameter's range; --seed is checked against it before ROS
 
@@ -127,6 +130,7 @@ class DropoutNode(Node):
         self._schedule_clock = ScheduleClock()
         self._finished = not schedule.faults
         self._unreadable_reported = dict.fromkeys(schedule.sensors, 0)
+        self._unreadable_warned_at = dict.fromkeys(schedule.sensors, -math.inf)  # monotonic
 
         self._events = self.create_publisher(
             String, EVENTS_TOPIC,
@@ -259,12 +263,15 @@ class DropoutNode(Node):
             self._publish_fault_event(event, now_ns, wall)
         for sensor, reported in self._unreadable_reported.items():
             stats = self.engine.stats(sensor)
-            if stats.unreadable > reported:
+            # Throttled per sensor: rclpy's throttle is per line of code, so one sensor's
+            # warnings kept another's from ever being logged.
+            if (stats.unreadable > reported and time.monotonic()
+                    >= self._unreadable_warned_at[sensor] + UNREADABLE_WARN_PERIOD_S):
                 self._unreadable_reported[sensor] = stats.unreadable
+                self._unreadable_warned_at[sensor] = time.monotonic()
                 self.get_logger().warning(
                     f'{sensor}: {stats.unreadable} unreadable message(s) passed on unchanged '
-                    f'so far; last: {stats.last_error}',
-                    throttle_duration_sec=5.0,
+                    f'so far; last: {stats.last_error}'
                 )
         if not self._finished and self.engine.finished(elapsed):
             self._finished = True
