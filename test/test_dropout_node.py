@@ -806,6 +806,51 @@ def test_unreadable_messages_are_warned_about_for_each_sensor(tmp_path, capfd):
         assert f'{sensor}: 1 unreadable message(s) passed on unchanged' in err, err
 
 
+def test_rewritten_images_a_transport_cannot_carry_are_warned_about_for_each_sensor(
+        tmp_path, capfd):
+    # As the unreadable ones: rgb's warning (mono16 is no JPEG) kept depth's (rgb8 is no
+    # compressedDepth) from being logged.
+    import rclpy
+    from rclpy.parameter import Parameter
+    from rclpy.serialization import serialize_message
+    from sensor_msgs.msg import CompressedImage
+
+    from mmp_ros.ros.dropout_node import DropoutNode
+    from mmp_ros.sensors.compressed import compress_image
+    from mmp_ros.sensors.image import array_to_image
+
+    schedule = tmp_path / 'encoding.yaml'
+    schedule.write_text('faults:\n'
+                        '  - {sensor: rgb, kind: encoding, encoding: mono16, start: 0, end: 99}\n'
+                        '  - {sensor: depth, kind: encoding, encoding: rgb8, start: 0, end: 99}\n')
+    messages = {}
+    for sensor, encoding, transport in (('rgb', 'rgb8', 'jpeg'),
+                                        ('depth', '16UC1', 'compressedDepth')):
+        pixels = np.full((8, 8, 3 if encoding == 'rgb8' else 1), 100,
+                         np.uint8 if encoding == 'rgb8' else np.uint16)
+        format_, data = compress_image(array_to_image(pixels, encoding), transport)
+        messages[sensor] = serialize_message(CompressedImage(format=format_, data=data))
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        node = DropoutNode(context=context, parameter_overrides=[
+            Parameter('schedule_file', value=str(schedule)),
+            Parameter('sensors', value=['rgb', 'depth']),
+            Parameter('sensors.rgb.transport', value='compressed'),
+            Parameter('sensors.depth.transport', value='compressedDepth')])
+        try:
+            for sensor in ('rgb', 'depth', 'rgb', 'depth'):
+                node._on_message(sensor, messages[sensor])
+        finally:
+            node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=context)
+    err = capfd.readouterr().err
+    assert err.count('a rewritten image was not published') == 2, err
+    for sensor in ('rgb', 'depth'):
+        assert f'{sensor}: a rewritten image was not published' in err, err
+
+
 def test_a_misspelt_parameter_is_named_at_start_with_the_nearest_one(tmp_path, capfd):
     # rclpy drops a value given for a parameter the node does not declare: -p sede:=3 or a
     # params file's 'schedul_file' left the default in force without a word. Named as the

@@ -75,8 +75,9 @@ NODE_NAME = 'dropout'
 # Window boundaries and delayed releases are checked this often: a boundary is applied at most
 # one period late (the events say when exactly), a delayed message released at most that late.
 TICK_PERIOD_S = 0.01
-# Unreadable messages under a pixel fault are warned about at most this often, per sensor.
-UNREADABLE_WARN_PERIOD_S = 5.0
+# A sensor's repeated warnings (unreadable input, rewritten images its transport cannot
+# carry) are logged at most this often, per sensor and kind of warning.
+WARN_PERIOD_S = 5.0
 NS = 1_000_000_000
 SEED_MAX = 2**31 - 1  # the seed parameter's range; --seed is checked against it before ROS
 
@@ -130,7 +131,7 @@ class DropoutNode(Node):
         self._schedule_clock = ScheduleClock()
         self._finished = not schedule.faults
         self._unreadable_reported = dict.fromkeys(schedule.sensors, 0)
-        self._unreadable_warned_at = dict.fromkeys(schedule.sensors, -math.inf)  # monotonic
+        self._warned_at: dict[tuple[str, str], float] = {}  # (sensor, kind): monotonic time
 
         self._events = self.create_publisher(
             String, EVENTS_TOPIC,
@@ -250,12 +251,21 @@ class DropoutNode(Node):
         try:
             msg = to_message(outgoing, self._types[sensor])
         except SensorInputError as error:  # a rewritten image its transport cannot carry
-            self.get_logger().warning(
-                f'{sensor}: a rewritten image was not published: {error}',
-                throttle_duration_sec=5.0,
-            )
+            self._warn(sensor, 'not published',
+                       f'{sensor}: a rewritten image was not published: {error}')
             return
         self._outputs[sensor].publish(msg)
+
+    def _warn(self, sensor: str, kind: str, message: str) -> bool:
+        """Log ``message`` unless this sensor's warning of this kind was logged less than
+        WARN_PERIOD_S ago; whether it was logged. rclpy's ``throttle_duration_sec`` is per line
+        of code: one sensor's warnings kept another's from being logged at all."""
+        now = time.monotonic()
+        if now < self._warned_at.get((sensor, kind), -math.inf) + WARN_PERIOD_S:
+            return False
+        self._warned_at[sensor, kind] = now
+        self.get_logger().warning(message)
+        return True
 
     def _report(self, elapsed: float, now_ns: int, wall: float) -> None:
         """Publish and log the windows that opened or closed; warn about unreadable input."""
@@ -263,16 +273,12 @@ class DropoutNode(Node):
             self._publish_fault_event(event, now_ns, wall)
         for sensor, reported in self._unreadable_reported.items():
             stats = self.engine.stats(sensor)
-            # Throttled per sensor: rclpy's throttle is per line of code, so one sensor's
-            # warnings kept another's from ever being logged.
-            if (stats.unreadable > reported and time.monotonic()
-                    >= self._unreadable_warned_at[sensor] + UNREADABLE_WARN_PERIOD_S):
+            if stats.unreadable > reported and self._warn(
+                sensor, 'unreadable',
+                f'{sensor}: {stats.unreadable} unreadable message(s) passed on unchanged so '
+                f'far; last: {stats.last_error}',
+            ):
                 self._unreadable_reported[sensor] = stats.unreadable
-                self._unreadable_warned_at[sensor] = time.monotonic()
-                self.get_logger().warning(
-                    f'{sensor}: {stats.unreadable} unreadable message(s) passed on unchanged '
-                    f'so far; last: {stats.last_error}'
-                )
         if not self._finished and self.engine.finished(elapsed):
             self._finished = True
             counts = '; '.join(
