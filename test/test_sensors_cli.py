@@ -72,11 +72,16 @@ def test_decode_a_16_bit_grey_file_as_rgb(tmp_path, capsys):
     assert 'rgb mono16 6x5' in out and 'ch0: min 1  max 1' in out and 'ch2: min 1  max 1' in out
 
 
-def test_bad_input_is_reported_with_a_non_zero_exit(tmp_path, capsys):
+def test_bad_input_is_reported_with_a_non_zero_exit(tmp_path, capsys, real_data):
+    # A frame or a setting the decoder refuses is bad input: exit status 2, as README's
+    # Exit status says (it was 1, a failure of the command's own).
     odd = tmp_path / 'odd.npy'
     np.save(odd, np.zeros((3, 4), np.uint8))
-    assert main(['decode', '--modality', 'polarization', str(odd), '--repeat', '1']) == 1
+    assert main(['decode', '--modality', 'polarization', str(odd), '--repeat', '1']) == 2
     assert 'even width and height' in capsys.readouterr().err
+    depth = real_data / 'tum_rgbd' / 'depth_mm.png'
+    assert main(['decode', str(depth), '--min-m', '5', '--max-m', '1', '--repeat', '1']) == 2
+    assert 'depth range needs 0 <= min_m < max_m' in capsys.readouterr().err
     assert main(['decode', str(odd)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f'mmp_ros decode: {odd}: give --modality (rgb, depth, polarization '

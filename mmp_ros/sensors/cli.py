@@ -220,4 +220,4 @@ def run(args: argparse.Namespace) -> int:
             failures += 1
             continue
         print(describe(label, fields, frame, float(np.median(times))))
-    return 1 if failures else 0
+    return 2 if failures else 0  # a frame, or a setting, the decoder refused: bad input
