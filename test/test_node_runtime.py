@@ -419,13 +419,24 @@ def test_a_healthy_stream_never_within_max_age_of_the_anchor_degrades_the_model_
         driver.send('thermal', encode_frame('thermal', celsius, 'mono16', ThermalSettings()),
                     age_s=0.3)
 
-    def unmatched(status):  # not the first bundles, before thermal's first frame arrived
-        return 'thermal=projected' in status.get('mask', '') and \
+    def model_statuses():  # each beside thermal's own status of the same /diagnostics
+        for array in driver.diagnostics:
+            statuses = {s.name.removeprefix('mmp_segmentation: '): s for s in array.status}
+            model = statuses['model']
+            yield ({kv.key: kv.value for kv in statuses['thermal'].values},
+                   {'level': model.level[0], 'message': model.message,
+                    **{kv.key: kv.value for kv in model.values}})
+
+    def unmatched(thermal_and_model) -> bool:
+        # Thermal healthy, and the last bundle left it out. Not one from before thermal's
+        # first frame (thermal masked, never seen), nor the first bundles made then.
+        thermal, status = thermal_and_model
+        return thermal['masked'] == 'false' and 'thermal=projected' in status['mask'] and \
             'sensor unhealthy' not in status['message']
 
-    assert spin_until(lambda: any(map(unmatched, driver.model_statuses)), 10.0, feed=feed), \
+    assert spin_until(lambda: any(map(unmatched, model_statuses())), 10.0, feed=feed), \
         [s['message'] for s in driver.model_statuses[-3:]]
-    status = next(filter(unmatched, driver.model_statuses))
+    _, status = next(filter(unmatched, model_statuses()))
     assert status['level'] == 1, status['message']
     assert 'thermal' in status['message'] and 'max_age_s 0.1' in status['message']
 
