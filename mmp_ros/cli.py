@@ -147,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     # Without this, SIGTERM killed a command outright: `synth-bag` left its half-written bag,
     # `evaluate` a half-written report, and `bench-dds` its two child processes publishing on.
-    previous_sigterm = _sigterm_as_interrupt()
+    previous_handlers = _stops_as_interrupt()
     try:
         return _main(argv)
     except KeyboardInterrupt:  # Ctrl-C before a command took over its signals (its imports)
@@ -163,19 +163,36 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     finally:
-        if previous_sigterm is not None:
-            signal.signal(signal.SIGTERM, previous_sigterm)
+        _restore_handlers(previous_handlers)
 
 
-def _sigterm_as_interrupt() -> object:
-    """SIGTERM raises KeyboardInterrupt from now on; the handler to put back, or None."""
-    if (threading.current_thread() is threading.main_thread()
-            and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL):
-        return signal.signal(signal.SIGTERM, _terminate)
-    return None
+# The stop signals that came since the command or node started. An extension interrupted in
+# its initialization can fail with an ImportError that does not carry the KeyboardInterrupt:
+# numpy's imports datetime through PyCapsule_Import, which replaces any error with
+# 'PyCapsule_Import could not import module "datetime"'.
+_stops_received: list[int] = []
 
 
-def _terminate(signum: int, frame: object) -> None:
+def _stops_as_interrupt() -> dict[int, object]:
+    """SIGTERM, and SIGINT while Python's own handler has it, raise KeyboardInterrupt from
+    now on and are remembered (:func:`_caused_by_interrupt`); the handlers to put back."""
+    _stops_received.clear()
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum, default in ((signal.SIGTERM, signal.SIG_DFL),
+                                (signal.SIGINT, signal.default_int_handler)):
+            if signal.getsignal(signum) is default:
+                previous[signum] = signal.signal(signum, _interrupt)
+    return previous
+
+
+def _restore_handlers(previous: dict[int, object]) -> None:
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    _stops_received.append(signum)
     raise KeyboardInterrupt
 
 
@@ -200,7 +217,7 @@ def _node_entry(module: str, function: str = 'main') -> int:
     the node's module itself (rclpy, numpy: most of a second) printed a KeyboardInterrupt
     traceback for a Ctrl-C, or a launch shutting down, in that time (and SIGTERM killed it
     outright). Stopped then, the node exits with status 0, as when it is stopped later."""
-    previous_sigterm = _sigterm_as_interrupt()
+    previous_handlers = _stops_as_interrupt()
     try:
         return getattr(importlib.import_module(module), function)()
     except KeyboardInterrupt:
@@ -210,11 +227,14 @@ def _node_entry(module: str, function: str = 'main') -> int:
             return 0
         raise
     finally:
-        if previous_sigterm is not None:
-            signal.signal(signal.SIGTERM, previous_sigterm)
+        _restore_handlers(previous_handlers)
 
 
 def _caused_by_interrupt(error: BaseException | None) -> bool:
+    """Whether ``error`` is a stop's: Ctrl-C or SIGTERM came, or a KeyboardInterrupt is
+    among its causes."""
+    if _stops_received:
+        return True
     seen = set()
     while error is not None and id(error) not in seen:
         if isinstance(error, KeyboardInterrupt):

@@ -168,6 +168,28 @@ def test_ctrl_c_during_a_commands_imports_exits_130(monkeypatch, raised):
         assert main(['evaluate']) == 130
 
 
+@pytest.mark.parametrize('command, status', [('run', 0), ('evaluate', 130)])
+def test_ctrl_c_that_an_extension_turns_into_a_bare_import_error_is_a_stop(
+        tmp_path, monkeypatch, command, status):
+    # numpy's C module imports datetime through PyCapsule_Import, which replaces the
+    # KeyboardInterrupt of a Ctrl-C in that import with ImportError('PyCapsule_Import could
+    # not import module "datetime"'), nothing chained: `mmp_ros run` stopped there (seen under
+    # load in test_ctrl_c_during_start_up_ends_quietly) printed that traceback, exit status 1.
+    import mmp_ros.cli as cli
+
+    (tmp_path / 'mmp_test_ctrl_c.py').write_text(
+        'import os, signal, time\n'
+        'os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while this module imports\n'
+        'time.sleep(5)\n')
+    (tmp_path / 'mmp_test_extension.py').write_text(  # CPython's own PyCapsule_Import
+        'import ctypes\n'
+        'ctypes.pythonapi.PyCapsule_Import.restype = ctypes.c_void_p\n'
+        "ctypes.pythonapi.PyCapsule_Import(b'mmp_test_ctrl_c.capsule', 0)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(cli.COMMANDS, command, ('mmp_test_extension', 'imports like numpy'))
+    assert main([command]) == status
+
+
 def test_a_reader_that_goes_away_ends_the_command_without_a_traceback():
     # mmp_ros evaluate RUN | head: the pipe closes before the command has printed everything.
     process = subprocess.Popen(
@@ -241,9 +263,9 @@ def test_ctrl_c_while_a_node_console_script_imports_its_node_exits_0(entry):
     setup = (Path(__file__).resolve().parents[1] / 'setup.py').read_text()
     assert re.search(rf"mmp_{entry} = {{PACKAGE}}\.cli:{entry}'", setup)
     code = (
-        'import signal, sys\n'
+        'import os, signal, sys\n'
         'def ctrl_c(signum, frame):\n'
-        '    raise KeyboardInterrupt\n'
+        '    os.kill(os.getpid(), signal.SIGINT)\n'
         'signal.signal(signal.SIGALRM, ctrl_c)\n'
         f'from mmp_ros.cli import {entry}\n'
         'signal.setitimer(signal.ITIMER_REAL, 0.02)  # the node module takes far longer\n'
