@@ -107,13 +107,19 @@ def test_replay_keeps_the_bags_timing_within_5ms(storage, tmp_path, restored_env
 def test_rate_factor_and_start_offset(tmp_path, restored_environ):
     stamps = jittered_timestamps(40, 20.0, jitter=0.0)  # 50 ms apart, 1.95 s
     bag = write_image_bag(tmp_path / 'bag', stamps, width=64, height=48)
-    published, _ = replay_and_receive(
-        bag, '/camera/image', stamps, '--rate', '2', '--start-offset', '0.99'
-    )
+    halved = {i: stamps[0] + (stamps[i] - stamps[0]) // 2 for i in range(len(stamps))}
+    # Of 19 gaps p90 is the second worst, which one stall of the player on a loaded host
+    # costs (two gaps): a second run then, as test_replay_keeps_the_bags_timing_within_5ms
+    # has; a player that ignores or misapplies the rate misses in both.
+    for _ in range(2):
+        published, _ = replay_and_receive(
+            bag, '/camera/image', stamps, '--rate', '2', '--start-offset', '0.99'
+        )
+        if compare_intervals(halved, published).error_p90_ms < 5.0:
+            break
     # From 0.99 s on: messages 20..39 (the first few may go before this side has matched the
     # player), at twice the speed (25 ms apart).
     assert min(published) >= 20 and max(published) == 39 and len(published) >= 15
-    halved = {i: stamps[0] + (stamps[i] - stamps[0]) // 2 for i in range(len(stamps))}
     assert compare_intervals(halved, published).error_p90_ms < 5.0
 
 
