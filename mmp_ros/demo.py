@@ -10,7 +10,8 @@ simulator into the segmentation node, recorded, and evaluated.
 
 With ``--transport compressed`` every camera travels as image_transport publishes it,
 ``<s>/image/compressed`` (depth ``compressedDepth``), from the bag to the recording
-(:func:`child_commands`).
+(:func:`child_commands`). Each camera's ``<s>/camera_info`` goes from the bag to the node on
+its own name, past the simulator, for the node's ``segmentation/camera_info``.
 
 Four child processes (node, recorder, player, dropout simulator) are started in an order
 that loses nothing, each waited for on the ROS graph with a deadline (this process watches
@@ -53,7 +54,8 @@ SCHEDULES = {False: share_file('config', 'dropout_demo.yaml'),
              True: share_file('config', 'dropout_demo_quick.yaml')}
 OUTPUT_TOPICS = (
     '/segmentation/labels', '/segmentation/color', '/segmentation/overlay',
-    '/segmentation/confidence', '/segmentation/label_info', '/diagnostics',
+    '/segmentation/confidence', '/segmentation/camera_info', '/segmentation/label_info',
+    '/diagnostics',
 )
 EVENTS_TOPIC = '/dropout/events'
 GROUND_TRUTH_TOPIC = '/ground_truth/labels'

@@ -554,15 +554,16 @@ def retimed_copy(source: Path, out: Path, *, first_stamp_ns: int, latency_ns: in
     Messages stamped before ``clock_from_ns`` came before the recorder's first /clock message:
     logged at time 0 (as rosbag2 before Iron wrote them), or with ``unclocked='drop'`` left
     out."""
-    from mmp_ros.bags.messages import deserialize_image, serialize_image
+    from mmp_ros.bags.messages import IMAGE_TYPE, deserialize_image, serialize_image
     from mmp_ros.bags.recording import BagRecorder
     from mmp_ros.bags.source import open_bag
 
     with open_bag(source) as bag, BagRecorder(out) as recorder:
-        for topic in bag.topics.values():
+        images = [t for t in bag.topics.values() if t.msgtype == IMAGE_TYPE]  # no camera_info
+        for topic in images:
             recorder.add_topic(topic.name, topic.msgtype, topic.offered_qos)
         shift = bag.start_ns - first_stamp_ns
-        for topic, _, data in bag.messages(list(bag.topics)):
+        for topic, _, data in bag.messages([t.name for t in images]):
             image = deserialize_image(data)
             stamp = image.stamp_ns - shift
             logged = stamp + latency_ns if stamp >= clock_from_ns else 0

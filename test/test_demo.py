@@ -76,17 +76,19 @@ def test_quick_demo_records_every_output_and_detects_every_fault(model, tmp_path
         inputs = camera_topics('/{m}/image', transport)
         assert {reader.topics[t].msgtype for t in inputs.values()} == {
             'sensor_msgs/msg/Image' if transport == 'raw' else 'sensor_msgs/msg/CompressedImage'}
-        for topic, _, data in reader.messages(images):
+        for topic, _, data in reader.messages([*images, '/segmentation/camera_info']):
             stamps.setdefault(topic, []).append(header_stamp_ns(data))
     assert _mcap_counts(bag) == Counter(counts)
     for topic in OUTPUT_TOPICS:
         assert counts[topic] > 0, topic
 
-    # Consistent stamps: every coloured, overlay and confidence image is stamped like a label
-    # image; every label image carries the stamp of an input frame (its anchor).
+    # Consistent stamps: every coloured, overlay and confidence image, and every camera_info
+    # (from the bag's, through the node), is stamped like a label image; every label image
+    # carries the stamp of an input frame (its anchor).
     labels = stamps['/segmentation/labels']
     assert labels == sorted(labels) and len(set(labels)) == len(labels)
-    for topic in ('/segmentation/color', '/segmentation/overlay', '/segmentation/confidence'):
+    for topic in ('/segmentation/color', '/segmentation/overlay', '/segmentation/confidence',
+                  '/segmentation/camera_info'):
         assert set(stamps[topic]) <= set(labels), topic
         assert len(stamps[topic]) >= 0.98 * len(labels), topic
     # The recorder takes the inputs best effort (their publishers are), as rosbag2 would, so on a

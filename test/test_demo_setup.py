@@ -332,6 +332,7 @@ def test_each_child_takes_the_cameras_through_the_transport_of_the_bag(tmp_path,
 
     from mmp_ros.bags.playback import parse_remaps, plan_playback
     from mmp_ros.bags.source import open_bag
+    from mmp_ros.core.camera_info import camera_info_topic
     from mmp_ros.core.parameters import transports
     from mmp_ros.ros import dropout_node, record, replay
     from training.data.synth_bag import SynthBagConfig, write_synth_bag
@@ -359,7 +360,11 @@ def test_each_child_takes_the_cameras_through_the_transport_of_the_bag(tmp_path,
     played = {t.topic for t in plan.played}
     assert not plan.skipped
     sources = demo.camera_topics('/source/{m}/image', transport)
-    assert played == {*sources.values(), demo.GROUND_TRUTH_TOPIC}
+    # each camera's camera_info on its own name, where the node subscribes to it (beside its
+    # base image topic, whatever the transport): straight to the node, for segmentation/
+    # camera_info
+    infos = {camera_info_topic(f'/{m}/image') for m in expected}
+    assert played == {*sources.values(), *infos, demo.GROUND_TRUTH_TOPIC}
 
     # the simulator reads source/<m>/image[/<t>] and writes <m>/image[/<t>]
     args = parse(dropout_node.add_arguments, commands['dropout'][4:])
@@ -385,3 +390,5 @@ def test_each_child_takes_the_cameras_through_the_transport_of_the_bag(tmp_path,
         f'/{m}/image' + ('' if t == 'raw' else f'/{t}') for m, t in expected.items()}
     assert set(demo.input_topics(transport)) <= set(args.topics)
     assert demo.GROUND_TRUTH_TOPIC in args.topics
+    # and segmentation/camera_info: recorded, so the node publishes it (only to a subscriber)
+    assert '/segmentation/camera_info' in args.topics

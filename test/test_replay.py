@@ -359,10 +359,11 @@ def test_the_node_on_sim_time_segments_a_bag_played_with_clock_on_its_own_stamps
 ):
     """The sim-time workflow end to end: ``mmp_ros run`` with ``use_sim_time:=true`` (shipped
     model) fed by ``replay --clock`` without ``--restamp``: labels carry the bag's stamps and
-    every sensor is reported OK on the bag's time."""
+    every sensor is reported OK on the bag's time; the bag's camera_info comes back as
+    segmentation/camera_info under the labels' headers."""
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
-    from sensor_msgs.msg import Image
+    from sensor_msgs.msg import CameraInfo, Image
 
     from mmp_ros.bags.source import open_bag
     from mmp_ros.ros.context import init_ros, spin_until
@@ -370,6 +371,7 @@ def test_the_node_on_sim_time_segments_a_bag_played_with_clock_on_its_own_stamps
     from training.data.synth_bag import SynthBagConfig, write_synth_bag
 
     cameras = ['/rgb/image', '/depth/image', '/polarization/image', '/thermal/image']
+    infos = [topic.replace('/image', '/camera_info') for topic in cameras]
     bag = tmp_path / 'bag'
     write_synth_bag(bag, SynthBagConfig(duration_s=3.0, scene_seconds=1.5))
     with open_bag(bag) as reader:
@@ -378,10 +380,13 @@ def test_the_node_on_sim_time_segments_a_bag_played_with_clock_on_its_own_stamps
         start_ns, end_ns = reader.start_ns, reader.end_ns
     env = repo_env()
     labels: list[int] = []
+    label_headers: set[tuple[int, str]] = set()
+    camera_infos: list[CameraInfo] = []
     diagnostics: list[DiagnosticArray] = []
 
     def on_labels(msg: Image) -> None:
         labels.append(msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec)
+        label_headers.add((labels[-1], msg.header.frame_id))
 
     def all_ok() -> bool:
         return bool(diagnostics) and len(diagnostics[-1].status) == 5 and all(
@@ -395,6 +400,8 @@ def test_the_node_on_sim_time_segments_a_bag_played_with_clock_on_its_own_stamps
             probe.create_subscription(Image, '/segmentation/labels', on_labels, output_qos(10))
             probe.create_subscription(DiagnosticArray, '/diagnostics', diagnostics.append,
                                       output_qos(10))
+            probe.create_subscription(CameraInfo, '/segmentation/camera_info',
+                                      camera_infos.append, output_qos(10))
             node = subprocess.Popen(
                 [sys.executable, '-m', 'mmp_ros', 'run', '--ros-args',
                  '--params-file', 'config/mmp_segmentation.yaml',
@@ -408,7 +415,7 @@ def test_the_node_on_sim_time_segments_a_bag_played_with_clock_on_its_own_stamps
             ), 'the node did not start'
             player = subprocess.Popen(
                 [sys.executable, '-m', 'mmp_ros', 'replay', str(bag), '--clock', '100',
-                 '--topics', *cameras, '--wait-for-subscribers', '60'],
+                 '--topics', *cameras, *infos, '--wait-for-subscribers', '60'],
                 cwd=REPO, env=env, stderr=subprocess.PIPE, text=True,
             )
             assert spin_until(probe, lambda: player.poll() is not None, 90.0)
@@ -435,3 +442,9 @@ def test_the_node_on_sim_time_segments_a_bag_played_with_clock_on_its_own_stamps
     assert set(labels) <= camera_stamps
     stamp = diagnostics[-1].header.stamp
     assert start_ns <= stamp.sec * 10**9 + stamp.nanosec <= end_ns  # bag time, not wall time
+    # The bag's camera_info reached the node: the anchor camera's, under the labels' headers.
+    assert len(camera_infos) >= 0.9 * len(labels)
+    assert {(i.header.stamp.sec * 10**9 + i.header.stamp.nanosec, i.header.frame_id)
+            for i in camera_infos} <= label_headers
+    assert {(i.height, i.width, i.distortion_model) for i in camera_infos} == {
+        (120, 160, 'plumb_bob')}

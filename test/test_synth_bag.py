@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import ctrl_c_as_the_bag_file_opens
 
-from mmp_ros.bags.messages import deserialize_image
+from mmp_ros.bags.messages import CAMERA_INFO_TYPE, deserialize_image, typestore
 from mmp_ros.bags.source import open_bag
 from mmp_ros.core.parameters import decoder_settings, defaults, load_params_file
 from mmp_ros.modalities import MODALITIES
@@ -24,6 +24,7 @@ from training.data.synth_bag import (
     SynthBagConfig,
     frame_times,
     image_topic,
+    info_topic,
     write_synth_bag,
 )
 
@@ -31,9 +32,11 @@ SMALL = SynthBagConfig(duration_s=2.0, scene_seconds=1.0, size=(24, 32))
 
 
 def _read(path):
+    """Topic -> [(bag time, StampedImage)] of every image topic."""
     messages: dict[str, list] = {}
     with open_bag(path) as bag:
-        for topic, timestamp, data in bag.messages(list(bag.topics)):
+        images = [name for name, t in bag.topics.items() if t.msgtype != CAMERA_INFO_TYPE]
+        for topic, timestamp, data in bag.messages(images):
             messages.setdefault(topic, []).append((timestamp, deserialize_image(data)))
     return messages
 
@@ -48,6 +51,10 @@ def small_bag(tmp_path_factory):
 def test_every_sensor_at_its_rate_with_increasing_camera_stamps(small_bag):
     messages = _read(small_bag)
     assert set(messages) == {*(image_topic(m) for m in MODALITIES), GROUND_TRUTH_TOPIC}
+    with open_bag(small_bag) as bag:
+        assert {name: t.msgtype for name, t in bag.topics.items()
+                if t.msgtype == CAMERA_INFO_TYPE} == {
+            f'/{m}/camera_info': CAMERA_INFO_TYPE for m in MODALITIES}
     for m in MODALITIES:
         stamps = np.array([image.stamp_ns for _, image in messages[image_topic(m)]])
         bag_times = np.array([t for t, _ in messages[image_topic(m)]])
@@ -183,7 +190,8 @@ def _camera_images(path):
 
     messages: dict[str, list] = {}
     with open_bag(path) as bag:
-        for topic, timestamp, data in bag.messages(list(bag.topics)):
+        cameras = [name for name, t in bag.topics.items() if t.msgtype != CAMERA_INFO_TYPE]
+        for topic, timestamp, data in bag.messages(cameras):
             image = deserialize_camera_image(data, bag.topics[topic].msgtype)
             messages.setdefault(topic, []).append((timestamp, image))
     return messages
@@ -215,6 +223,7 @@ def test_transport_compressed_records_the_cameras_as_image_transport_publishes_t
                      '/depth/image/compressedDepth': COMPRESSED_TYPE,
                      '/polarization/image/compressed': COMPRESSED_TYPE,
                      '/thermal/image/compressed': COMPRESSED_TYPE,
+                     **{f'/{m}/camera_info': CAMERA_INFO_TYPE for m in MODALITIES},
                      GROUND_TRUTH_TOPIC: IMAGE_TYPE}
     raw, compressed = _camera_images(raw_bag), _camera_images(tmp_path / 'bag')
     formats = {'rgb': f'rgb8; {rgb_format or "jpeg"} compressed bgr8',
@@ -242,3 +251,54 @@ def test_transport_compressed_records_the_cameras_as_image_transport_publishes_t
                 np.testing.assert_array_equal(pixels, original)
     assert [i.fields for _, i in compressed[GROUND_TRUTH_TOPIC]] == [
         i.fields for _, i in raw[GROUND_TRUTH_TOPIC]]
+
+
+def _camera_infos(path):
+    """Topic -> [(bag time, CameraInfo)] of every camera_info topic."""
+    infos: dict[str, list] = {}
+    with open_bag(path) as bag:
+        topics = [name for name, t in bag.topics.items() if t.msgtype == CAMERA_INFO_TYPE]
+        for topic, timestamp, data in bag.messages(topics):
+            msg = typestore().deserialize_cdr(data, CAMERA_INFO_TYPE)
+            infos.setdefault(topic, []).append((timestamp, msg))
+    return infos
+
+
+# The bag had no camera_info: the node's segmentation/camera_info (which needs its input
+# camera's) was never published in the demo, nor by anything replaying a synthetic bag.
+@pytest.mark.parametrize('transport', synth_bag.TRANSPORTS)
+def test_each_frame_has_its_cameras_camera_info_under_the_images_header(
+        small_bag, tmp_path, transport):
+    from mmp_ros.core.camera_info import camera_info_topic
+    from training.data.scene import make_split, sample_scene
+
+    config = dataclasses.replace(SMALL, transport=transport)
+    bag = small_bag
+    if transport != 'raw':
+        bag = tmp_path / 'bag'
+        write_synth_bag(bag, config)
+    images, infos = _camera_images(bag), _camera_infos(bag)
+    height, width = config.size
+    scenes = {f.stamp_ns: f.scene for f in frame_times(config)}
+    intrinsics = {s: sample_scene(make_split('test', s), width, height, 'test').camera.intrinsics
+                  for s in set(scenes.values())}
+    for m in MODALITIES:
+        # where the node subscribes to it, whatever the transport
+        topic = info_topic(m)
+        assert topic == camera_info_topic(image_topic(m)) == f'/{m}/camera_info'
+        got, frames = infos[topic], images[synth_bag.camera_topic(m, transport)]
+        assert [(t, i.header.stamp.sec * 10**9 + i.header.stamp.nanosec, i.header.frame_id)
+                for t, i in got] == [(t, f.stamp_ns, f.frame_id) for t, f in frames]
+        for (_, info), (_, frame) in zip(got, frames, strict=True):
+            # the polarization camera's: the mosaic its images are, not a demosaiced grid
+            assert (info.height, info.width) == (frame.fields.height, frame.fields.width) == (
+                height, width)
+            assert (info.binning_x, info.binning_y, info.roi.height, info.roi.width) == (
+                0, 0, 0, 0)
+            k = intrinsics[scenes[frame.stamp_ns]]
+            assert k[0, 0] > 0 and (k[0, 2], k[1, 2]) == ((width - 1) / 2, (height - 1) / 2)
+            np.testing.assert_array_equal(info.k, k.ravel())
+            np.testing.assert_array_equal(info.p, np.hstack([k, np.zeros((3, 1))]).ravel())
+            np.testing.assert_array_equal(info.r, np.eye(3).ravel())
+            assert info.distortion_model == 'plumb_bob' and not info.d.any()
+    assert len({tuple(k.ravel()) for k in intrinsics.values()}) == 2  # per scene

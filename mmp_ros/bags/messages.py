@@ -19,6 +19,7 @@ from mmp_ros.sensors.compressed import decompress_image
 from mmp_ros.sensors.image import ImageFields, check_pixel_count
 
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
+CAMERA_INFO_TYPE = 'sensor_msgs/msg/CameraInfo'
 STRING_TYPE = 'std_msgs/msg/String'
 DIAGNOSTICS_TYPE = 'diagnostic_msgs/msg/DiagnosticArray'
 
@@ -54,6 +55,23 @@ def serialize_image(fields: ImageFields, stamp_ns: int, frame_id: str) -> bytes:
         data=np.frombuffer(fields.data, dtype=np.uint8),
     )
     return bytes(typestore().serialize_cdr(message, IMAGE_TYPE))
+
+
+def serialize_camera_info(height: int, width: int, intrinsics, stamp_ns: int,
+                          frame_id: str) -> bytes:
+    """A ``sensor_msgs/CameraInfo`` of an undistorted pinhole camera, as CDR bytes: images of
+    ``height`` x ``width``, K the 3x3 ``intrinsics``, P = [K | 0], R identity, ``plumb_bob``
+    with zero distortion, no binning and no region of interest (the whole image)."""
+    types = typestore().types
+    k = np.asarray(intrinsics, dtype=np.float64).reshape(3, 3)
+    message = types[CAMERA_INFO_TYPE](
+        header=_header(stamp_ns, frame_id), height=int(height), width=int(width),
+        distortion_model='plumb_bob', d=np.zeros(5), k=k.ravel(), r=np.eye(3).ravel(),
+        p=np.hstack([k, np.zeros((3, 1))]).ravel(), binning_x=0, binning_y=0,
+        roi=types['sensor_msgs/msg/RegionOfInterest'](
+            x_offset=0, y_offset=0, height=0, width=0, do_rectify=False),
+    )
+    return bytes(typestore().serialize_cdr(message, CAMERA_INFO_TYPE))
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,13 @@ carries a little Gaussian jitter (the bag time is the stamp). All images are reg
 the RGB camera's pixel grid, as the generator renders them. The ground truth is published on
 its own topic with the stamps of the RGB frames it belongs to.
 
+Each camera's calibration goes with each of its frames, as a driver's image_transport
+``CameraPublisher`` publishes it: a ``sensor_msgs/CameraInfo`` on ``/<m>/camera_info`` (the
+sibling of its base image topic, whatever the transport) right after the image, under the
+image's header, describing the image's size (the polarization camera's: the full mosaic) with
+the scene's pinhole intrinsics as K and P, R identity and ``plumb_bob`` with zero distortion.
+All four cameras share the RGB camera's intrinsics, their images being registered to its grid.
+
 Encodings are the drivers': ``rgb8``; depth ``16UC1`` millimetres (0 = no return) or
 ``32FC1`` metres (NaN); polarization the raw IMX250MZR mosaic in ``mono16`` (12-bit values)
 or ``mono8`` (the top 8 bits); thermal ``mono16`` radiometric counts of
@@ -40,10 +47,17 @@ from pathlib import Path
 import numpy as np
 
 from mmp_ros.bags.errors import BagError
-from mmp_ros.bags.messages import IMAGE_TYPE, serialize_compressed, serialize_image
+from mmp_ros.bags.messages import (
+    CAMERA_INFO_TYPE,
+    IMAGE_TYPE,
+    serialize_camera_info,
+    serialize_compressed,
+    serialize_image,
+)
 from mmp_ros.bags.playback import SENSOR_DATA_QOS
 from mmp_ros.bags.recording import STORAGES, BagRecorder
 from mmp_ros.bags.source import COMPRESSED_TYPE
+from mmp_ros.core.camera_info import camera_info_topic
 from mmp_ros.modalities import MODALITIES
 from mmp_ros.sensors.compressed import compress_image
 from mmp_ros.sensors.image import array_to_image
@@ -76,6 +90,12 @@ def camera_topic(modality: str, transport: str = 'raw') -> str:
     if transport == 'raw':
         return image_topic(modality)
     return f'{image_topic(modality)}/{"compressedDepth" if modality == "depth" else transport}'
+
+
+def info_topic(modality: str) -> str:
+    """The bag topic of a sensor's ``CameraInfo``: image_transport's sibling of its base image
+    topic (``/<m>/camera_info``), whatever the transport; where the node subscribes to it."""
+    return camera_info_topic(image_topic(modality))
 
 
 @dataclass(frozen=True)
@@ -257,6 +277,8 @@ def messages(config: SynthBagConfig) -> Iterator[tuple[str, int, bytes]]:
             format, payload = compress_image(fields, config.compression(frame.modality))
             data = serialize_compressed(format, payload, frame.stamp_ns, frame_id)
         yield camera_topic(frame.modality, config.transport), frame.stamp_ns, data
+        yield info_topic(frame.modality), frame.stamp_ns, serialize_camera_info(
+            fields.height, fields.width, images.intrinsics, frame.stamp_ns, frame_id)
         if frame.modality == 'rgb':
             truth = array_to_image(images.label, 'mono8')
             yield (GROUND_TRUTH_TOPIC, frame.stamp_ns,
@@ -270,7 +292,10 @@ def write_synth_bag(path: str | Path, config: SynthBagConfig) -> dict[str, int]:
     complete recording of a shorter duration. ``path`` did not exist before (BagRecorder
     refuses one that does), so nothing else is removed."""
     camera = IMAGE_TYPE if config.transport == 'raw' else COMPRESSED_TYPE
-    topics = {camera_topic(m, config.transport): camera for m in MODALITIES}
+    topics = {}
+    for m in MODALITIES:
+        topics[camera_topic(m, config.transport)] = camera
+        topics[info_topic(m)] = CAMERA_INFO_TYPE
     topics[GROUND_TRUTH_TOPIC] = IMAGE_TYPE
     recorder = BagRecorder(path, storage=config.storage)
     try:
