@@ -775,6 +775,21 @@ def test_a_bad_namespace_ends_the_command_with_one_line(run_bag, tmp_path, capsy
     assert not (tmp_path / 'out').exists()
 
 
+def test_an_out_that_is_a_file_is_named_before_the_run_is_read(run_bag, tmp_path, capsys):
+    # The report is written into OUT/.report.partial: a file at --out (or above it) failed
+    # once the run was scored, with "[Errno 20] Not a directory: '.../.report.partial'" alone.
+    file = tmp_path / 'report.md'
+    file.write_text('kept')
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    for out, where in ((file, 'it'), (file / 'report', f'{file} above it')):
+        assert cli.run(parser.parse_args([str(run_bag), '--out', str(out)])) == 2
+        assert capsys.readouterr().err == (
+            f'mmp_ros evaluate: --out {out}: {where} is a file, not a folder; give the folder '
+            'to write the report into (made if missing)\n')
+    assert file.read_text() == 'kept'
+
+
 def _status(stamp_ns: int, name: str, **values: str):
     from mmp_ros.bags.messages import Status
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from mmp_ros.bags.errors import BagError
 from mmp_ros.core.parameters import ParameterError
+from mmp_ros.errors import OutputFolderError
 from mmp_ros.share import share_file
 
 DEFAULT_PARAMS = [str(share_file('config', 'mmp_segmentation.yaml'))]
@@ -89,6 +90,21 @@ def default_out(bag: str | Path) -> Path:
     return Path(f'{path}_report')
 
 
+def check_out(out: Path) -> None:
+    """Before the run is read: ``out`` is a folder or can become one. A file in its place
+    (or in place of a folder above it) is an OutputFolderError naming --out; the report's
+    files are written into ``out/.report.partial``, and a file there failed only once the
+    run was scored, with '[Errno 20] Not a directory' alone."""
+    for folder in (out, *out.parents):
+        if folder.is_dir():
+            return
+        if folder.exists() or folder.is_symlink():
+            where = 'it' if folder == out else f'{folder} above it'
+            what = 'a file' if folder.exists() else 'a link to nothing'
+            raise OutputFolderError(f'--out {out}: {where} is {what}, not a folder; give the '
+                                    'folder to write the report into (made if missing)')
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('bag', help='recorded run (a rosbag2 directory or .mcap/.db3 file)')
     parser.add_argument('--out', type=Path, default=None,
@@ -128,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
 
     out = args.out or default_out(args.bag)
     try:
+        check_out(out)
         topics = run_topics(args.namespace, args.topic)
         report = evaluate_run(args.bag, node_params=args.params or DEFAULT_PARAMS,
                               topics=topics, settle_s=args.settle_after_cut, node=args.node,
