@@ -435,6 +435,51 @@ def test_a_parameter_the_plain_node_takes_only_at_start_is_set_while_unconfigure
         rclpy.shutdown(context=context)
 
 
+def test_a_start_only_parameter_refused_while_inactive_says_to_clean_up(tmp_path):
+    """Inactive (configured, not active), the refusal said 'deactivate, cleanup; ...', but
+    deactivate is no transition from inactive: ros2 lifecycle set refuses it. It says what
+    applies in the state the node is in."""
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.parameter import Parameter
+
+    from mmp_ros.ros.segmentation_node import ManagedSegmentationNode
+
+    other = tmp_path / 'other.onnx'
+    shutil.copy(SHIPPED_MODEL, other)
+    context = Context()
+    rclpy.init(context=context)
+    try:
+        node = ManagedSegmentationNode(context=context, parameter_overrides=[
+            Parameter('backend', value='onnxruntime'),
+            Parameter('model_file_path', value=str(SHIPPED_MODEL))])
+        try:
+            assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+            refused = node.set_parameters_atomically(
+                [Parameter('model_file_path', value=str(other))])
+            assert refused.reason == (
+                'model_file_path: read by configure, settable only while the node is '
+                'unconfigured (ros2 lifecycle set /mmp_segmentation cleanup; set it; '
+                'configure)')
+            assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+            refused = node.set_parameters_atomically(
+                [Parameter('model_file_path', value=str(other))])
+            assert refused.reason == (
+                'model_file_path: read by configure, settable only while the node is '
+                'unconfigured (ros2 lifecycle set /mmp_segmentation deactivate, cleanup; set '
+                'it; configure, activate)')
+            # What the inactive refusal says, done, sets it.
+            assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+            assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+            assert node.set_parameters_atomically(
+                [Parameter('model_file_path', value=str(other))]).successful
+            assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+            assert node._model_path == str(other)
+        finally:
+            node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)
+
+
 def test_an_inference_that_outlasts_deactivate_publishes_nothing_after_it(operator, monkeypatch):
     """deactivate waits JOIN_TIMEOUT_S (5 s) for the inference in flight: with the shipped
     model at most about 0.15 s on two CPU cores. A run that outlasted it (a model taking

@@ -974,7 +974,7 @@ class SegmentationCore:
             return SetParametersResult(successful=False, reason=(
                 f'{", ".join(fixed)}: read by configure, settable only while the node is '
                 f'unconfigured (ros2 lifecycle set {self.get_fully_qualified_name()} '
-                'deactivate, cleanup; set it; configure, activate)'))
+                f'{self._reconfigure_steps()})'))
         merged = {**self._values, **changes}
         try:
             validate(merged)
@@ -1076,6 +1076,13 @@ class ManagedSegmentationNode(SegmentationCore, LifecycleNode):
             desc.read_only = False
             desc.description += ' Settable only while unconfigured (managed node).'
         return desc
+
+    def _reconfigure_steps(self) -> str:
+        """The transitions around setting a parameter configure reads, from the state the
+        node is in: inactive, cleanup alone (deactivate is no transition from there)."""
+        if self._state_machine.current_state[1] == 'inactive':
+            return 'cleanup; set it; configure'
+        return 'deactivate, cleanup; set it; configure, activate'
 
     def _create_output_publisher(self, msg_type, topic: str, qos, group):
         publisher = self.create_lifecycle_publisher(msg_type, topic, qos, callback_group=group)
