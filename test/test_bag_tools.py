@@ -322,6 +322,16 @@ def test_a_selected_topic_that_must_be_skipped_is_an_error_naming_it():
                       selected=['/image', '/thing'])
 
 
+def test_a_topic_selected_twice_is_played_and_logged_once():
+    # --topics /image /image logged 'play /image ...' twice (its messages went out once).
+    topics = {'/image': topic('/image', 'sensor_msgs/msg/Image'),
+              '/chatter': topic('/chatter', 'std_msgs/msg/String')}
+    plan = plan_playback('b.mcap', topics, importable=always_importable,
+                         selected=['/chatter', '/image', '/chatter', '/image'])
+    assert [p.bag_topic for p in plan.played] == ['/chatter', '/image']
+    assert [line.split()[1] for line in plan.describe()] == ['/chatter', '/image']
+
+
 def test_selecting_or_remapping_a_topic_the_bag_lacks_is_an_error():
     topics = {'/image': topic('/image', 'sensor_msgs/msg/Image')}
     for kwargs in ({'selected': ['/imag']}, {'remaps': {'/imag': '/x'}}):

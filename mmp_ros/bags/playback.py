@@ -102,6 +102,7 @@ def plan_playback(
     publish, and (unless ``require_images`` is off) no camera topic to publish.
     """
     remaps = remaps or {}
+    selected = list(dict.fromkeys(selected))  # --topics /a /a: /a once, in the order given
     for name in [*selected, *remaps]:
         if name not in topics:
             raise BagError(f'{bag_name}: no topic {name} in the bag (it has {sorted(topics)})')
