@@ -39,7 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         'render a synthetic RGB + depth + polarization + thermal dataset to disk',
     ),
     'replay': ('mmp_ros.ros.replay', 'play a rosbag2 (MCAP or sqlite3) into live topics, on time'),
-    'record': ('mmp_ros.ros.record', 'record live topics into an MCAP rosbag2'),
+    'record': ('mmp_ros.ros.record', 'record live topics into a rosbag2 (MCAP or sqlite3)'),
     'recover-bag': (
         'mmp_ros.bags.recovery',
         'a complete rosbag2 from an MCAP recording that was killed before it closed',

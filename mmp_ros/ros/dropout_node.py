@@ -392,8 +392,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar='SENSOR=TRANSPORT',
         help='read and publish SENSOR through an image_transport transport, as the '
         "segmentation node's sensors.<m>.transport: raw, compressed (sensor_msgs/"
-        'CompressedImage, JPEG or PNG, on source/<m>/image/compressed -> <m>/image/compressed)'
-        ' or compressedDepth (depth only, .../compressedDepth); e.g. rgb=compressed '
+        'CompressedImage: JPEG, PNG or TIFF, each sent on in the format it came in; '
+        'source/<m>/image/compressed -> <m>/image/compressed) or compressedDepth (depth only, '
+        'PNG or RVL; .../compressedDepth); e.g. rgb=compressed '
         'depth=compressedDepth (repeatable). Default: the sensors.<m>.transport parameters, raw',
     )
     parser.add_argument(

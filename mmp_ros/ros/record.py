@@ -1,4 +1,4 @@
-"""``mmp_ros record OUT --topics ...``: record live topics into an MCAP rosbag2.
+"""``mmp_ros record OUT --topics ...``: record live topics into a rosbag2 (MCAP or sqlite3).
 
 Subscriptions are raw (serialized CDR bytes straight into the bag, nothing deserialized).
 A topic is subscribed once a publisher shows up, with that publisher's type and a QoS it can
@@ -208,13 +208,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     # Repeatable ('extend'): a second --topics adds to the first, not replaces it.
     parser.add_argument('--topics', nargs='+', action='extend', required=True, metavar='TOPIC',
                         help='topics to record')
-    parser.add_argument('--storage', choices=sorted(STORAGES), default='mcap')
+    parser.add_argument('--storage', choices=sorted(STORAGES), default='mcap',
+                        help='rosbag2 storage: mcap (default; OUT/OUT.mcap) or sqlite3 '
+                        '(OUT/OUT.db3)')
     parser.add_argument('--duration', type=positive_float, default=None, metavar='SECONDS',
                         help='stop after this long (default: until Ctrl-C or SIGTERM)')
     parser.add_argument('--max-bag-size', type=positive_int, default=None, metavar='BYTES',
-                        help='split the bag: start the next file (OUT_1.mcap, ...) before a '
-                        'message once the current one has this many bytes, as ros2 bag record '
-                        '-b (at least 1024 for mcap, 86016 for sqlite3)')
+                        help='split the bag: start the next file (OUT_1.mcap or .db3, ...) '
+                        'before a message once the current one has this many bytes, as ros2 bag '
+                        'record -b (at least 1024 for mcap, 86016 for sqlite3)')
     parser.add_argument('--max-bag-duration', type=positive_float, default=None,
                         metavar='SECONDS',
                         help='split the bag: start the next file before a message that comes '

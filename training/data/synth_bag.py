@@ -324,16 +324,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             default=DEFAULT_RATES_HZ[modality], metavar='HZ',
                             help=f'{modality} frame rate')
     parser.add_argument('--depth-encoding', choices=DEPTH_ENCODINGS,
-                        default=defaults.depth_encoding)
+                        default=defaults.depth_encoding,
+                        help='depth image encoding: 16UC1 millimetres with 0 as "no reading" '
+                        '(default) or 32FC1 metres with NaN')
     parser.add_argument('--polarization-encoding', choices=POLARIZATION_ENCODINGS,
-                        default=defaults.polarization_encoding)
+                        default=defaults.polarization_encoding,
+                        help='polarization mosaic encoding: mono16 with its 12-bit values '
+                        '(default) or mono8 with their top 8 bits')
     parser.add_argument('--jitter-ms', type=float, default=defaults.jitter_ms,
                         help='standard deviation of the stamp jitter')
     parser.add_argument('--split', choices=SPLITS, default=defaults.split,
                         help='generator split the scenes come from')
     parser.add_argument('--first-scene', type=int, default=0, help='index of the first scene')
     parser.add_argument('--seed', type=int, default=0, help='seed of phases and jitter')
-    parser.add_argument('--storage', choices=sorted(STORAGES), default='mcap')
+    parser.add_argument('--storage', choices=sorted(STORAGES), default='mcap',
+                        help='rosbag2 storage: mcap (default) or sqlite3 (a .db3 file)')
     parser.add_argument('--transport', choices=TRANSPORTS, default=defaults.transport,
                         help='compressed: the cameras as image_transport publishes them, '
                         'sensor_msgs/CompressedImage on /<m>/image/compressed (RGB JPEG, '
