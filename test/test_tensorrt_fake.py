@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import re
 import sys
 import threading
 import types
@@ -588,6 +589,41 @@ def test_auto_falls_back_to_onnxruntime_when_the_tensorrt_engine_fails(
         model.write_bytes(exported.read_bytes())
         assert create_backend('auto', model).name == 'onnxruntime'
         assert f'TensorRT engine {model.with_suffix(".engine")} failed' in caplog.text
+
+
+def test_auto_falls_back_to_onnxruntime_when_tensorrt_cannot_parse_the_model(
+        fake_runtime, exported, tmp_path, caplog):
+    """A valid ONNX that TensorRT's parser refuses (an operator it does not support) stopped
+    `auto` with TensorRT's ModelFileError, though onnxruntime runs it. Now a warning names
+    the ONNX and the parser's errors, and onnxruntime runs; `tensorrt` still fails, and a
+    model onnxruntime cannot run either still fails `auto`."""
+    import onnx
+
+    trt, _ = fake_runtime()
+    trt.unparsable = exported.name
+    engine = tmp_path / 'model.engine'
+    reason = f'TensorRT cannot parse {exported}: In node 7 (Foo): UNSUPPORTED_NODE'
+    with pytest.raises(ModelFileError, match=re.escape(reason)):
+        create_backend('tensorrt', exported, engine_file_path=engine)
+    caplog.set_level(logging.INFO, logger='mmp_ros.inference')
+    caplog.clear()
+    chosen = create_backend('auto', exported, engine_file_path=engine)
+    assert chosen.name == 'onnxruntime'
+    chosen.close()
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
+                  and r.getMessage().startswith('auto backend')]
+    assert warning == f'auto backend: {reason}; falling back to onnxruntime'
+    assert f'passed over tensorrt: {reason}' in caplog.text
+    assert trt.builds == [] and not engine.exists()
+    # An operator no backend knows: onnxruntime's refusal ends auto as it ends onnxruntime.
+    proto = onnx.load(str(exported))
+    proto.graph.node[-1].op_type = 'NoSuchOperator'
+    unknown = tmp_path / exported.name
+    onnx.save(proto, str(unknown))
+    with pytest.raises(ModelFileError) as refused:
+        create_backend('onnxruntime', unknown)
+    with pytest.raises(ModelFileError, match=re.escape(str(refused.value))):
+        create_backend('auto', unknown, engine_file_path=engine)
 
 
 @pytest.mark.parametrize('error, words', [

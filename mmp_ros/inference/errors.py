@@ -13,6 +13,11 @@ class ModelFileError(InputError, InferenceError):
     """A model file (ONNX, checkpoint) is missing, unreadable, truncated or not what it claims."""
 
 
+class UnparsableModelError(ModelFileError):
+    """TensorRT's parser refuses a valid ONNX (an operator it does not support): TensorRT
+    cannot run it, another backend may (``auto`` falls back)."""
+
+
 class EngineError(InferenceError):
     """A TensorRT engine cannot be used: stale, built elsewhere, or failing to build or load."""
 

@@ -2,9 +2,10 @@
 
 ``auto`` tries the fastest backend that can work here — TensorRT, then ONNX Runtime
 with CUDA, then ONNX Runtime on CPU — and logs which one it took and why the faster
-ones were passed over (a TensorRT engine that fails to build or load as a warning). It
-never swallows a problem with the model file itself: a missing or corrupt ONNX fails the
-same way on every backend.
+ones were passed over (a TensorRT engine that fails to build or load, and a valid ONNX
+that TensorRT's parser refuses, as a warning). It never swallows a problem with the model
+file itself: a missing or corrupt ONNX fails the same way on every backend, and one that
+TensorRT cannot parse still fails where ONNX Runtime cannot run it either.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mmp_ros.inference.backend import InferenceBackend
-from mmp_ros.inference.errors import BackendUnavailableError, EngineError
+from mmp_ros.inference.errors import BackendUnavailableError, EngineError, UnparsableModelError
 from mmp_ros.inference.onnx_file import read_onnx_file
 from mmp_ros.metadata import MetadataError
 
@@ -51,6 +52,9 @@ def _auto(model_file_path, threads, logger, engine_options) -> InferenceBackend:
             logger.warning('auto backend: TensorRT engine %s failed, falling back to '
                            'onnxruntime: %s', engine, exc)
             passed_over.append(f'tensorrt: engine {engine}: {exc}')
+        except UnparsableModelError as exc:  # a valid ONNX TensorRT's parser refuses
+            logger.warning('auto backend: %s; falling back to onnxruntime', exc)
+            passed_over.append(f'tensorrt: {exc}')
         else:
             logger.info('auto backend: tensorrt (%s)', why)
             return backend

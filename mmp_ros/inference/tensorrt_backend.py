@@ -36,7 +36,12 @@ from mmp_ros.inference.engine_cache import (
     write_atomically,
     write_engine,
 )
-from mmp_ros.inference.errors import BackendUnavailableError, EngineError, ModelFileError
+from mmp_ros.inference.errors import (
+    BackendUnavailableError,
+    EngineError,
+    ModelFileError,
+    UnparsableModelError,
+)
 from mmp_ros.inference.onnx_file import OnnxFileInfo, read_onnx_file
 from mmp_ros.metadata import ModelMetadata
 
@@ -288,7 +293,7 @@ def build_engine(
                     f'AutoCast: {errors}; build an FP32 engine instead: enable_fp16:=false, '
                     'or `mmp_ros build-engine` without --fp16'
                 )
-            raise ModelFileError(f'TensorRT cannot parse {onnx.path}: {errors}')
+            raise UnparsableModelError(f'TensorRT cannot parse {onnx.path}: {errors}')
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
     if enable_fp16 and major < 11:
