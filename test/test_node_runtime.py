@@ -1176,11 +1176,17 @@ def test_camera_info_goes_with_the_labels_and_follows_the_anchor_to_another_came
         cameras.send('thermal', encode_frame('thermal', celsius, 'mono16', ThermalSettings()),
                      'thermal_optical')
 
-    assert spin_until(lambda: len(cameras.received) >= 3, 10.0, feed=feed), (
-        'no segmentation/camera_info')
+    def from_rgb() -> int:
+        return sum(info.header.frame_id == 'rgb_optical' for info in cameras.received)
+
+    assert spin_until(lambda: from_rgb() >= 3, 10.0, feed=feed), 'no segmentation/camera_info'
     spin_until(cameras.labelled, 5.0)  # not asserted: the check below names what is missing
+    # Each the calibration of the camera whose frame the labels under its header have. Thermal
+    # may anchor some while RGB is up: a stall of this loop past RGB's 0.1 s timeout (thermal's
+    # 0.5 s) masks RGB until its next frame (a 0.3 s stall here did so in 2 runs of 3).
     for info in cameras.received:
-        assert info.header.frame_id == 'rgb_optical' and info.k[0] == 30.0
+        assert (info.header.frame_id, info.k[0]) in {('rgb_optical', 30.0),
+                                                    ('thermal_optical', 11.0)}, info
         assert_goes_with_the_labels(info, cameras.labels)
     rgb_on[0] = False
     assert spin_until(lambda: cameras.received[-1].header.frame_id == 'thermal_optical', 10.0,
