@@ -82,6 +82,26 @@ def sensor_transports(transport: str = 'raw') -> dict[str, str]:
             for m in MODALITIES}
 
 
+def compressed_format(modality: str, rgb_format: str | None = None,
+                      depth_format: str | None = None) -> str:
+    """The ``compress_image`` format of a sensor's frames over the compressed transport, as
+    ``mmp_ros synth-bag`` records them: RGB ``rgb_format`` (jpeg), depth ``compressedDepth``
+    ``depth_format`` (png), polarization and thermal png."""
+    return {'rgb': rgb_format or RGB_FORMATS[0],
+            'depth': f'compressedDepth {depth_format or DEPTH_FORMATS[0]}'}.get(modality, 'png')
+
+
+def format_options_problem(transport: str, rgb_format: str | None,
+                           depth_format: str | None) -> str:
+    """Why ``--rgb-format`` / ``--depth-format`` cannot go with ``transport`` ('' if they can):
+    raw images are not compressed."""
+    for option, value in (('--rgb-format', rgb_format), ('--depth-format', depth_format)):
+        if value is not None and transport == 'raw':
+            return f'{option} {value}: only with --transport compressed (raw images are not ' \
+                'compressed)'
+    return ''
+
+
 def camera_topics(base: str, transport: str = 'raw') -> dict[str, str]:
     """Each sensor's topic under ``base`` (``'/{m}/image'``) through its transport:
     ``base`` itself for raw, else ``base/<transport>`` (image_transport's naming)."""
@@ -367,11 +387,8 @@ def synth_bag_config(args: argparse.Namespace, duration_s: float):
     option where it cannot be made."""
     from training.data.synth_bag import SynthBagConfig
 
-    for option, value in (('--rgb-format', args.rgb_format),
-                          ('--depth-format', args.depth_format)):
-        if value is not None and args.transport == 'raw':
-            raise DemoError(f'{option} {value}: only with --transport compressed '
-                            '(raw images are not compressed)')
+    if problem := format_options_problem(args.transport, args.rgb_format, args.depth_format):
+        raise DemoError(problem)
     try:
         return SynthBagConfig(duration_s=duration_s, scene_seconds=args.scene_seconds,
                               size=tuple(args.size), transport=args.transport,

@@ -44,7 +44,13 @@ sys.path.insert(0, str(REPO))  # the package of this checkout, as its children g
 
 from mmp_ros.cli import non_negative_int, positive_float, positive_int  # noqa: E402
 from mmp_ros.dds import reserve_domain_id  # noqa: E402
-from mmp_ros.demo import DEPTH_FORMATS, RGB_FORMATS, TRANSPORTS, sensor_transports  # noqa: E402
+from mmp_ros.demo import (  # noqa: E402
+    DEPTH_FORMATS,
+    RGB_FORMATS,
+    TRANSPORTS,
+    format_options_problem,
+    sensor_transports,
+)
 from mmp_ros.errors import InputError, output_file  # noqa: E402
 
 MODALITIES = ('rgb', 'depth', 'polarization', 'thermal')
@@ -132,11 +138,8 @@ def main(argv: list[str] | None = None) -> int:
                         help='with --transport compressed: compressedDepth png (default) or rvl')
     parser.add_argument('--out', type=Path, help='write the figures as JSON here')
     args = parser.parse_args(argv)
-    for option, value in (('--rgb-format', args.rgb_format),
-                          ('--depth-format', args.depth_format)):
-        if value is not None and args.transport == 'raw':
-            parser.error(f'{option} {value}: only with --transport compressed (raw images are '
-                         'not compressed)')
+    if problem := format_options_problem(args.transport, args.rgb_format, args.depth_format):
+        parser.error(problem)
     args.rgb_format = args.rgb_format or RGB_FORMATS[0]
     args.depth_format = args.depth_format or DEPTH_FORMATS[0]
     if args.random_model and args.model:

@@ -40,7 +40,13 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 
-from mmp_ros.demo import DEPTH_FORMATS, RGB_FORMATS, TRANSPORTS
+from mmp_ros.demo import (
+    DEPTH_FORMATS,
+    RGB_FORMATS,
+    TRANSPORTS,
+    compressed_format,
+    sensor_transports,
+)
 from mmp_ros.modalities import MODALITIES
 from mmp_ros.ros.image_msg import to_image_msg, transport_topic
 from mmp_ros.ros.spin import spin_until_shutdown
@@ -103,23 +109,26 @@ class SyntheticStreams(Node):
         self._lock = threading.Lock()
         self.transport = transport
         self._image_publishers = {}
-        for m in MODALITIES:  # image_transport's topic: depth on compressedDepth
-            topic, msgtype = transport_topic(self, f'{m}/image', 'compressedDepth' if (
-                m == 'depth' and transport != 'raw') else transport)
+        transports = sensor_transports(transport)  # image_transport's: depth compressedDepth
+        for m in MODALITIES:
+            topic, msgtype = transport_topic(self, f'{m}/image', transports[m])
             self._image_publishers[m] = self.create_publisher(msgtype, topic,
                                                               qos_profile_sensor_data)
-        self._messages = {
-            m: [to_image_msg(f, stamp=self.get_clock().now().to_msg(), frame_id=f'{m}_optical')
-                for f in fields]
-            for m, fields in self._frames.items()
-        }
-        self._special = {m: self._special_messages(m, height, width) for m in MODALITIES}
-        if transport != 'raw':
-            formats = {'rgb': rgb_format, 'depth': f'compressedDepth {depth_format}'}
+        if transport == 'raw':
             self._messages = {
-                m: [_compressed_msg(f, formats.get(m, 'png'), f'{m}_optical') for f in fields]
+                m: [to_image_msg(f, stamp=self.get_clock().now().to_msg(),
+                                 frame_id=f'{m}_optical') for f in fields]
                 for m, fields in self._frames.items()
             }
+        else:
+            self._messages = {
+                m: [_compressed_msg(f, compressed_format(m, rgb_format, depth_format),
+                                    f'{m}_optical') for f in fields]
+                for m, fields in self._frames.items()
+            }
+        self._special = {  # the malformed raw images; COMPRESSED_MODES send none
+            m: self._special_messages(m, height, width) for m in MODALITIES
+        } if transport == 'raw' else {}
         self.published = dict.fromkeys(MODALITIES, 0)
         self._timer = self.create_timer(1.0 / rate_hz, self._tick)
 

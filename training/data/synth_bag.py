@@ -58,6 +58,7 @@ from mmp_ros.bags.playback import SENSOR_DATA_QOS
 from mmp_ros.bags.recording import STORAGES, BagRecorder
 from mmp_ros.bags.source import COMPRESSED_TYPE
 from mmp_ros.core.camera_info import camera_info_topic
+from mmp_ros.demo import compressed_format
 from mmp_ros.modalities import MODALITIES
 from mmp_ros.sensors.compressed import compress_image
 from mmp_ros.sensors.image import array_to_image
@@ -176,8 +177,7 @@ class SynthBagConfig:
 
     def compression(self, modality: str) -> str:
         """What ``compress_image`` makes of a sensor's images with transport compressed."""
-        return {'rgb': self.rgb_format or 'jpeg',
-                'depth': f'compressedDepth {self.depth_format or "png"}'}.get(modality, 'png')
+        return compressed_format(modality, self.rgb_format, self.depth_format)
 
 
 @dataclass(frozen=True)
