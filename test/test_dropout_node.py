@@ -886,3 +886,34 @@ def test_a_misspelt_parameter_is_named_at_start_with_the_nearest_one(tmp_path, c
                 'you mean schedule_file?)') in err, err
     finally:
         rclpy.try_shutdown(context=context)
+
+
+def test_the_parameters_read_at_start_are_read_only(tmp_path):
+    # schedule_file, seed and sensors are read once, at start: 'ros2 param set /dropout seed 5'
+    # said 'Set parameter successful', and 'ros2 param get' then showed 5, while the schedule
+    # running (and the one on dropout/events) kept its seed, file and sensors.
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    from mmp_ros.ros.dropout_node import DropoutNode
+
+    schedule = tmp_path / 'kill.yaml'
+    schedule.write_text('faults:\n  - {sensor: rgb, kind: kill, start: 1, end: 2}\n')
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        node = DropoutNode(context=context, parameter_overrides=[
+            Parameter('schedule_file', value=str(schedule)), Parameter('seed', value=3)])
+        try:
+            names = ['schedule_file', 'seed', 'sensors', 'sensors.rgb.transport']
+            assert all(d.read_only for d in node.describe_parameters(names))
+            for parameter in (Parameter('seed', value=5), Parameter('sensors', value=['rgb']),
+                              Parameter('schedule_file', value=str(tmp_path / 'other.yaml'))):
+                result = node.set_parameters([parameter])[0]
+                assert not result.successful, parameter.name
+                assert 'read-only' in result.reason, result.reason
+            assert node.get_parameter('seed').value == 3 == node.schedule.seed
+        finally:
+            node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=context)

@@ -93,18 +93,21 @@ class DropoutNode(Node):
         super().__init__(NODE_NAME, **kwargs)
         schedule_file = self.declare_parameter(
             'schedule_file', '',
-            ParameterDescriptor(description='YAML dropout schedule (docs/dropout.md)'),
+            ParameterDescriptor(description='YAML dropout schedule (docs/dropout.md)',
+                                read_only=True),
         ).value
         seed = self.declare_parameter(
             'seed', -1,
             ParameterDescriptor(
                 description="seed of the random faults; -1 keeps the schedule's own",
                 integer_range=[IntegerRange(from_value=-1, to_value=SEED_MAX, step=1)],
+                read_only=True,
             ),
         ).value
         sensors = self.declare_parameter(
             'sensors', list(MODALITIES),
-            ParameterDescriptor(description='sensors to forward; a schedule may name only these'),
+            ParameterDescriptor(description='sensors to forward; a schedule may name only these',
+                                read_only=True),
         ).value
         self._warn_unknown_parameters(
             [*self._parameters, *(sensor_parameter(s, 'transport') for s in sensors)])
