@@ -735,6 +735,43 @@ def test_a_publisher_with_incompatible_qos_that_has_gone_is_no_longer_named(run_
     assert spin_until(lambda: qos_value() is None, 5.0), qos_value()
 
 
+def test_a_publisher_of_another_message_type_on_a_sensor_topic_is_named_in_its_status(
+        run_node, capfd):
+    """-r rgb/image:=/camera/image_raw/compressed (a CompressedImage topic) left RGB at
+    'nothing received since start', with not a word in the log either: DDS never matches a
+    publisher of another type, and Fast DDS raises no incompatible-type event."""
+    node, driver, spin_until = run_node(**rgb_only(diagnostics_period_s=0.05))
+    other = Context()  # a participant of its own: Fast DDS refuses two types in one
+    rclpy.init(context=other)
+    try:
+        camera = rclpy.create_node('compressed_camera', context=other)
+        camera.create_publisher(CompressedImage, 'rgb/image', qos_profile_sensor_data)
+
+        def named() -> bool:
+            status = driver.latest_status('rgb')
+            return status is not None and 'CompressedImage' in status.message
+
+        assert spin_until(named, 5.0), driver.latest_status('rgb')
+        status = driver.latest_status('rgb')
+        assert status.level == b'\x02'
+        assert status.message == (
+            'nothing received since start; a publisher on /rgb/image sends '
+            'sensor_msgs/msg/CompressedImage, not sensor_msgs/msg/Image: nothing is received '
+            'from it (sensors.rgb.transport is raw)')
+        values = {kv.key: kv.value for kv in status.values}
+        assert values['type'].startswith('a publisher on /rgb/image sends')
+        assert capfd.readouterr().err.count('sends sensor_msgs/msg/CompressedImage') == 1
+        camera.destroy_node()
+
+        def gone() -> bool:
+            status = driver.latest_status('rgb')
+            return 'type' not in {kv.key for kv in status.values}
+
+        assert spin_until(gone, 5.0), driver.latest_status('rgb')
+    finally:
+        rclpy.shutdown(context=other)
+
+
 def test_a_node_leaves_no_logger_behind_in_the_process():
     # Each node registered a logger 'mmp_ros.inference.<id(node)>' with logging, which keeps
     # every logger for the life of the process: one more per node started (by tests, or

@@ -38,18 +38,21 @@ def make_status(
 
 def sensor_status(
     node: str, status: HealthStatus, hardware_id: str, qos_problem: str = '',
+    type_problem: str = '',
 ) -> DiagnosticStatus:
     """A sensor's status; ``hardware_id`` is the camera's frame_id (empty before any message).
 
-    ``qos_problem`` says that a publisher on its topic offers incompatible QoS: a value, and
-    the reason in the message too while nothing arrives (never seen, or stale).
+    ``qos_problem`` says that a publisher on its topic offers incompatible QoS, and
+    ``type_problem`` that one publishes another message type there: each a value (``qos``,
+    ``type``), and the reason in the message too while nothing arrives (never seen, or stale).
     """
     values = {**status.values, 'masked': str(not status.usable).lower()}
     message = status.message
-    if qos_problem:
-        values['qos'] = qos_problem
-        if status.state in (SensorState.NEVER_SEEN, SensorState.STALE):
-            message = f'{message}; {qos_problem}'
+    for key, problem in (('qos', qos_problem), ('type', type_problem)):
+        if problem:
+            values[key] = problem
+            if status.state in (SensorState.NEVER_SEEN, SensorState.STALE):
+                message = f'{message}; {problem}'
     return make_status(node, status.modality, status.level, message, hardware_id, values)
 
 

@@ -89,6 +89,11 @@ def transport_topic(node: Any, base: str, transport: str) -> tuple[str, type]:
     return f'{node.resolve_topic_name(base)}/{transport}', CompressedImage
 
 
+def message_type_name(message_type: type) -> str:
+    """A message class's type as the ROS graph names it: ``sensor_msgs/msg/Image``."""
+    return f'{message_type.__module__.split(".")[0]}/msg/{message_type.__name__}'
+
+
 def to_image_msg(fields: ImageFieldsLike, *, stamp: Time, frame_id: str) -> Image:
     """A ``sensor_msgs/Image`` carrying ``fields`` under the given header.
 

@@ -89,6 +89,7 @@ from mmp_ros.ros.diagnostics import (
 )
 from mmp_ros.ros.image_msg import (
     compressed_image_fields,
+    message_type_name,
     to_image_fields,
     to_image_msg,
     transport_topic,
@@ -435,6 +436,7 @@ class SegmentationCore:
         # Why a sensor may hear nothing: a publisher on its topic with incompatible QoS.
         self._qos_problems: dict[str, str] = {}
         self._qos_seen: set[str] = set()  # problems whose publisher the graph has listed
+        self._type_warned: set[str] = set()  # publishers of another type, said in the log
         for modality in self.modalities:
             monitor = HealthMonitor(modality, health_config(self._values, modality))
             if not self._values[sensor_parameter(modality, 'enabled')]:
@@ -563,6 +565,31 @@ class SegmentationCore:
             == QoSCompatibility.ERROR  # pybind11 enum values: not unique objects
             for info in self.get_publishers_info_by_topic(subscription.topic_name)
         )
+
+    def _message_type_problem(self, modality: str) -> str:
+        """Why a sensor hears nothing when a publisher on its topic sends another message
+        type ('' if none does): DDS never matches the two, and Fast DDS raises no event for it
+        (rclpy's incompatible_type callback never runs), so the graph is asked. Logged once
+        for each."""
+        subscription = self._image_subscriptions.get(modality)
+        if subscription is None:
+            return ''
+        expected = message_type_name(subscription.msg_type)
+        others = sorted({
+            info.topic_type for info in self.get_publishers_info_by_topic(subscription.topic_name)
+        } - {expected})
+        if not others:
+            return ''
+        transport = self._values[sensor_parameter(modality, 'transport')]
+        problem = (
+            f'a publisher on {subscription.topic_name} sends {", ".join(others)}, not '
+            f'{expected}: nothing is received from it (sensors.{modality}.transport is '
+            f'{transport})'
+        )
+        if problem not in self._type_warned:
+            self._type_warned.add(problem)
+            self.get_logger().warning(problem)
+        return problem
 
     def _parameter_value(self, name: str) -> Any:
         return self._specs[name].plain(self.get_parameter(name).value)
@@ -898,9 +925,14 @@ class SegmentationCore:
                 with self._lock:
                     self._qos_problems.pop(modality, None)
                 del qos_problems[modality]
+        type_problems = {
+            m: self._message_type_problem(m) for m, status in statuses.items()
+            if status.state in (SensorState.NEVER_SEEN, SensorState.STALE)
+        }
         node = status_node(self.get_name(), self.get_namespace())
         messages = [
-            sensor_status(node, statuses[m], frame_ids[m], qos_problems.get(m, ''))
+            sensor_status(node, statuses[m], frame_ids[m], qos_problems.get(m, ''),
+                          type_problems.get(m, ''))
             if m in statuses else not_in_model_status(node, m)
             for m in MODALITIES
         ]
