@@ -403,6 +403,9 @@ def test_disabled_sensor_is_masked_but_not_an_error():
     status = monitor.status(T0)
     assert status.state is SensorState.DISABLED and status.level is Level.OK
     assert not status.usable
+    # in /diagnostics as every other state is, and as a sensor the model takes no input from
+    # is ('state: DISABLED'); a disabled camera's status had no 'state' value at all
+    assert status.values == {'state': 'DISABLED'}
 
 
 def test_status_values_carry_rate_age_stamp_and_counters():

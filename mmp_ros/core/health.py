@@ -265,7 +265,8 @@ class HealthMonitor:
     def status(self, now: float) -> HealthStatus:
         """The verdict at ``now``; staleness is a matter of time, so it is decided here."""
         if not self.enabled:
-            return HealthStatus(self.modality, SensorState.DISABLED, Level.OK, 'disabled', False)
+            return HealthStatus(self.modality, SensorState.DISABLED, Level.OK, 'disabled', False,
+                                {'state': SensorState.DISABLED.value})
         if self._state is SensorState.NEVER_SEEN:
             return self._status(now, self._state, Level.ERROR, self._fault)
         age = now - self._last_receive
