@@ -90,9 +90,6 @@ class ModelMetadata:
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    def modality_index(self, name: str) -> int:
-        return self.modalities.index(name)
-
     def check_modality_order(self, configured: Sequence[str], source: str = 'the model') -> None:
         """Refuse a configuration whose modality order differs from the model's."""
         if tuple(configured) != self.modalities:
