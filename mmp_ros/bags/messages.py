@@ -23,9 +23,6 @@ CAMERA_INFO_TYPE = 'sensor_msgs/msg/CameraInfo'
 STRING_TYPE = 'std_msgs/msg/String'
 DIAGNOSTICS_TYPE = 'diagnostic_msgs/msg/DiagnosticArray'
 
-# diagnostic_msgs/DiagnosticStatus levels, as names for reports.
-LEVEL_NAMES = {0: 'OK', 1: 'WARN', 2: 'ERROR', 3: 'STALE'}
-
 
 @cache
 def typestore():
