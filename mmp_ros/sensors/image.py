@@ -13,7 +13,6 @@ byte order) the array is a read-only view of the message buffer: no copy at all.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,7 +47,6 @@ _DEPTHS: dict[str, str] = {
     '32F': 'f4',
     '64F': 'f8',
 }
-_GENERIC = re.compile(r'(8U|8S|16U|16S|32S|32F|64F)C([1-4])')
 
 ENCODINGS: dict[str, tuple[np.dtype, int]] = {
     name: (np.dtype(code), channels) for name, (code, channels) in _NAMED.items()
