@@ -40,7 +40,6 @@ def test_valid_schedule_sorted_by_start_with_a_pair_expanded_and_defaults_filled
     assert schedule.faults[3].params == {'sigma': 20.0}
     assert schedule.faults[1].line == 3
     assert schedule.duration_s == 6.5
-    assert [f.kind for f in schedule.for_sensor('rgb')] == [FaultKind.KILL, FaultKind.FREEZE]
 
 
 def test_the_order_the_sensors_are_listed_in_does_not_change_the_faults_order():

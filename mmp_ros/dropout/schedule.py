@@ -222,9 +222,6 @@ class Schedule:
     def _where(self, fault: Fault) -> str:
         return f'{self.source}:{fault.line}: ' if fault.line else f'{self.source}: '
 
-    def for_sensor(self, sensor: str) -> tuple[Fault, ...]:
-        return tuple(f for f in self.faults if f.sensor == sensor)
-
     @property
     def duration_s(self) -> float:
         """When the last fault ends (0 for an empty schedule)."""
