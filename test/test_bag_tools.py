@@ -199,7 +199,7 @@ def test_topics_span_and_raw_messages(tmp_path, storage):
     bag = write_image_bag(tmp_path / 'bag', stamps, storage=storage, width=4, height=2)
     with open_bag(bag) as opened:
         (image,) = opened.topics.values()
-        assert (image.name, image.msgtype, image.count, image.is_image) == (
+        assert (image.name, image.msgtype, image.count, image.is_camera) == (
             '/camera/image', 'sensor_msgs/msg/Image', 4, True)
         assert image.offered_qos == SENSOR_DATA_QOS
         assert (opened.start_ns, opened.end_ns, opened.message_count) == (

@@ -63,10 +63,6 @@ class BagTopic:
     msgtypes: tuple[str, ...] = ()  # where the topic holds several types: all of them
 
     @property
-    def is_image(self) -> bool:
-        return self.msgtype == IMAGE_TYPE
-
-    @property
     def is_camera(self) -> bool:
         """A camera's images, raw or compressed by image_transport."""
         return self.msgtype in CAMERA_TYPES and not self.msgtypes
