@@ -14,8 +14,6 @@ from typing import Any, Protocol
 from builtin_interfaces.msg import Time
 from sensor_msgs.msg import CompressedImage, Image
 
-IMAGE_FIELDS = ('height', 'width', 'encoding', 'is_bigendian', 'step', 'data')
-
 
 class ImageFieldsLike(Protocol):
     """Anything with the six image fields (``mmp_ros.sensors.image.ImageFields`` is one)."""
