@@ -182,6 +182,18 @@ class FolderDataset(Dataset):
             raise DatasetLayoutError(f'{path}: expected {expected}, got {image.dtype} '
                                      f'{image.shape}')
 
+    def _linear_plane(self, path: Path, shape: tuple[int, int],
+                      span: tuple[float, float]) -> np.ndarray:
+        """An 8- or 16-bit image's first channel as (1, H, W) float32, its full scale mapped
+        linearly onto ``span`` (MCubeS's NIR, FMB's display-scaled infrared)."""
+        image = _read_image(path, cv2.IMREAD_UNCHANGED)
+        if image.ndim == 3:
+            image = image[..., 0]
+        self._check_shape(path, image.shape, shape)
+        scale = 65535.0 if image.dtype == np.uint16 else 255.0
+        lo, hi = span
+        return (lo + (hi - lo) * image.astype(np.float32) / scale)[None]
+
     def _finish(self, rep: dict[str, np.ndarray], label: np.ndarray) -> dict[str, torch.Tensor]:
         if self.size is not None and label.shape != self.size:
             h, w = self.size
@@ -333,13 +345,7 @@ class MCubeS(FolderDataset):
             cos2, sin2 = cos, sin
         rep = {'rgb': rgb, 'polarization': np.stack([dolp * cos2, dolp * sin2, dolp])}
         if self.config.nir == 'as_thermal':
-            nir = _read_image(paths['nir'], cv2.IMREAD_UNCHANGED)
-            if nir.ndim == 3:
-                nir = nir[..., 0]
-            self._check_shape(paths['nir'], nir.shape, shape)
-            scale = 65535.0 if nir.dtype == np.uint16 else 255.0
-            lo, hi = self.config.nir_as_thermal_c
-            rep['thermal'] = (lo + (hi - lo) * nir.astype(np.float32) / scale)[None]
+            rep['thermal'] = self._linear_plane(paths['nir'], shape, self.config.nir_as_thermal_c)
         return self._finish(rep, self._label(paths['label'], shape))
 
 
@@ -386,13 +392,7 @@ class FMB(FolderDataset):
         paths = self._paths(self.names[index])
         rgb = _rgb_from_file(paths['rgb'])
         shape = rgb.shape[1:]
-        ir = _read_image(paths['thermal'], cv2.IMREAD_UNCHANGED)
-        if ir.ndim == 3:
-            ir = ir[..., 0]
-        self._check_shape(paths['thermal'], ir.shape, shape)
-        scale = 65535.0 if ir.dtype == np.uint16 else 255.0
-        lo, hi = self.config.infrared_c
-        thermal = (lo + (hi - lo) * ir.astype(np.float32) / scale)[None]
+        thermal = self._linear_plane(paths['thermal'], shape, self.config.infrared_c)
         label = self._label(paths['label'], shape)
         return self._finish({'rgb': rgb, 'thermal': thermal}, label)
 
