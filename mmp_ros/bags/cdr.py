@@ -17,12 +17,19 @@ _BYTE_ORDER = {b'\x00\x00': 'big', b'\x00\x01': 'little', b'\x00\x02': 'big',
                b'\x00\x03': 'little'}
 
 
-def restamp(data: bytes, stamp_ns: int) -> bytes:
-    """``data`` (a message that starts with a Header) with its stamp set to ``stamp_ns``."""
+def _header_byte_order(data: bytes) -> str:
+    """'big' or 'little': the byte order of ``data``, a CDR message long enough to start
+    with a Header's stamp."""
     order = _BYTE_ORDER.get(bytes(data[:2]))
     if order is None or len(data) < 12:
         raise BagError(f'not a CDR message with a header (encapsulation {bytes(data[:2])!r}, '
                        f'{len(data)} bytes)')
+    return order
+
+
+def restamp(data: bytes, stamp_ns: int) -> bytes:
+    """``data`` (a message that starts with a Header) with its stamp set to ``stamp_ns``."""
+    order = _header_byte_order(data)
     sec, nanosec = divmod(stamp_ns, 1_000_000_000)
     return b''.join((data[:4], sec.to_bytes(4, order, signed=True),
                      nanosec.to_bytes(4, order), data[12:]))
@@ -30,9 +37,6 @@ def restamp(data: bytes, stamp_ns: int) -> bytes:
 
 def header_stamp_ns(data: bytes) -> int:
     """The ``header.stamp`` of a serialized message that starts with a Header."""
-    order = _BYTE_ORDER.get(bytes(data[:2]))
-    if order is None or len(data) < 12:
-        raise BagError(f'not a CDR message with a header (encapsulation {bytes(data[:2])!r}, '
-                       f'{len(data)} bytes)')
+    order = _header_byte_order(data)
     sec = int.from_bytes(data[4:8], order, signed=True)
     return sec * 1_000_000_000 + int.from_bytes(data[8:12], order)
