@@ -92,10 +92,7 @@ TRAIN_MODULES = frozenset({'torch', 'einops', 'onnx', 'onnxscript', 'tqdm'})
 
 def positive_float(text: str) -> float:
     """argparse ``type`` of a finite number above 0 (seconds, rates)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'expected a number, got {text!r}') from None
+    value = _number(text)
     if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f'must be a positive number, got {text}')
     return value
@@ -103,10 +100,7 @@ def positive_float(text: str) -> float:
 
 def non_negative_float(text: str) -> float:
     """argparse ``type`` of a finite number of at least 0 (a wait where 0 means none)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'expected a number, got {text!r}') from None
+    value = _number(text)
     if not (value >= 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f'must be 0 or more, got {text}')
     return value
@@ -126,6 +120,13 @@ def non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f'must be 0 or more, got {value}')
     return value
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected a number, got {text!r}') from None
 
 
 def _whole_number(text: str) -> int:
