@@ -286,17 +286,23 @@ def _auto_exposure(
     return exposure, max(exposure / base, 1.0)
 
 
+def _add_sensor_noise(signal: np.ndarray, gain: float, full_well: float,
+                      rng: np.random.Generator) -> None:
+    """Add to ``signal`` (float32, 1 = a full well at the base gain) in place Poisson shot noise
+    (variance ~ signal) and read noise, both amplified by the gain."""
+    std = np.sqrt(
+        np.maximum(signal, 0) * np.float32(gain / full_well)
+        + np.float32((RGB_READ_NOISE * gain / full_well) ** 2)
+    )
+    signal += std * rng.standard_normal(signal.shape, dtype=np.float32)
+
+
 def _rgb_camera(radiance: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Auto-exposure, Poisson-Gaussian sensor noise, clipping, sRGB gamma, 8 bits."""
     luminance = LUMA[0] * radiance[0] + LUMA[1] * radiance[1] + LUMA[2] * radiance[2]
     exposure, gain = _auto_exposure(luminance, RGB_MAX_GAIN)
     x = radiance * np.float32(exposure)
-    # Poisson shot noise (variance ~ signal) and read noise, both amplified by the gain
-    std = np.sqrt(
-        np.maximum(x, 0) * np.float32(gain / RGB_FULL_WELL)
-        + np.float32((RGB_READ_NOISE * gain / RGB_FULL_WELL) ** 2)
-    )
-    x += std * rng.standard_normal(x.shape, dtype=np.float32)
+    _add_sensor_noise(x, gain, RGB_FULL_WELL, rng)
     index = np.clip(x * 4095 + 0.5, 0, 4095).astype(np.int16)
     return np.ascontiguousarray(_SRGB[index].transpose(1, 2, 0))
 
@@ -354,11 +360,7 @@ def _polarization_camera(
     exposure, gain = _auto_exposure(s0 * np.float32(0.5), RGB_MAX_GAIN, POLARIZATION_TARGET)
     half = np.float32(0.5 * exposure)
     planes = np.stack([s0 + s1, s0 + s2, s0 - s1, s0 - s2]) * half  # 0, 45, 90, 135 deg
-    std = np.sqrt(
-        np.maximum(planes, 0) * np.float32(gain / POLARIZATION_FULL_WELL)
-        + np.float32((RGB_READ_NOISE * gain / POLARIZATION_FULL_WELL) ** 2)
-    )
-    planes += std * rng.standard_normal(planes.shape, dtype=np.float32)
+    _add_sensor_noise(planes, gain, POLARIZATION_FULL_WELL, rng)
     top = 2**POLARIZATION_BITS - 1
     return np.clip(planes * top + 0.5, 0, top).astype(np.uint16)
 
