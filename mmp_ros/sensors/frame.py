@@ -27,7 +27,9 @@ class FrameStats:
     fingerprint: bytes  # digest of the raw pixel bytes (row padding excluded): frozen streams
     all_zero: bool  # every raw pixel is zero: blank
     saturated: bool  # every raw pixel at full scale: the encoding's, or a 10/12/14-bit sensor's
-    invalid_fraction: float  # share of invalid pixels (depth: NaN, 0, ±Inf); 0.0 elsewhere
+    # share of pixels outside ``valid``: depth NaN, 0, ±Inf or out of range; float thermal
+    # non-finite or below absolute zero; Planck thermal and float polarization non-finite
+    invalid_fraction: float
     thumbnail: np.ndarray  # (16, 16) float32 of the representation: near-identical frames
 
 
