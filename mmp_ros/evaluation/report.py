@@ -262,6 +262,8 @@ def settle_after_cut_s(health: Mapping[str, HealthConfig]) -> float:
     return max(1.0 / h.expected_rate_hz for h in health.values()) + 0.005
 
 
+STRIP_PHASES = 5  # the image strip shows at most this many phases
+
 SECTIONS = (
     ('Accuracy per dropout phase', ['#', 'phase', 't (s)', 'frames', 'mIoU %', 'pixel acc %',
                                     'modalities used (frames)'], 'phase_rows'),
@@ -289,8 +291,7 @@ EXPLANATION = (
 )
 
 
-def write_report(report: RunReport, out: str | Path, *, strip: str | Path | None = None,
-                 strip_size: int = 5) -> Path:
+def write_report(report: RunReport, out: str | Path, *, strip: str | Path | None = None) -> Path:
     """Write the report into folder ``out``; returns the Markdown file's path. ``strip``:
     also save the image strip there (e.g. docs/img/demo_strip.png).
 
@@ -305,7 +306,7 @@ def write_report(report: RunReport, out: str | Path, *, strip: str | Path | None
         if partial.exists():  # left by a process killed outright
             shutil.rmtree(partial)
         partial.mkdir(parents=True)
-        _write_report_files(report, partial, strip_size)
+        _write_report_files(report, partial)
         for name in sorted(p.name for p in partial.iterdir()):
             os.replace(partial / name, out / name)
     except BaseException:
@@ -319,14 +320,14 @@ def write_report(report: RunReport, out: str | Path, *, strip: str | Path | None
     return out / 'report.md'
 
 
-def _write_report_files(report: RunReport, out: Path, strip_size: int) -> None:
+def _write_report_files(report: RunReport, out: Path) -> None:
     from mmp_ros.evaluation import plots
 
     ev = report.evaluation
     plots.timeline(ev, out / 'timeline.png')
     plots.latency(ev, out / 'latency.png')
     plots.phases(ev, out / 'phases.png')
-    moments = strip_moments(ev.phases, strip_size)
+    moments = strip_moments(ev.phases, STRIP_PHASES)
     plots.strip(ev, moments, out / 'strip.png', ev.run.names)
     # NaN (a phase whose ground truth holds no class) is no JSON: null instead.
     (out / 'report.json').write_text(
