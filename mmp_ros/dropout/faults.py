@@ -103,9 +103,10 @@ def add_noise(fields: ImageFields, sigma: float, rng: np.random.Generator) -> Im
 
     Counts for integer encodings (sigma 20 on rgb8 is strong, on mono16 invisible), the stored
     unit for float ones (metres for 32FC1 depth). Integer results are rounded and clipped to
-    the type's range; NaN and Inf stay what they were, and so do the zeros of ``16UC1``
-    (REP 118 depth: 0 = no reading): noise does not make a depth camera see where it saw
-    nothing, in either of its encodings.
+    the type's range; NaN and Inf stay what they were (REP 117: 32FC1 depth's no reading),
+    and so do the zeros of ``16UC1`` (REP 118 depth: 0 = no reading). A 32FC1 zero is noised
+    like any value: 32FC1 is thermal's encoding too, where 0 is 0 °C, so depth holes written
+    as 0.0 get readings.
     """
     pixels = image_to_array(fields)
     # float32 and in place: drawing the normals is most of the cost (about 10 ms for a
