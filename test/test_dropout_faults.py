@@ -224,6 +224,21 @@ def test_noise_keeps_the_holes_of_16uc1_depth_as_it_keeps_nan_in_32fc1():
     assert (black > 0).mean() > 0.4
 
 
+
+def test_noise_keeps_the_zero_holes_of_32fc1_depth_but_not_a_thermal_zero():
+    # Drivers write 32FC1 depth holes as 0.0 as well as NaN, and the node reads both as no
+    # reading; noise gave every 0.0 hole a reading (a frame half holes went from 0.5 to 0.30
+    # invalid). 0.0 in 32FC1 thermal is 0 degC, a value that gets its noise.
+    depth = np.tile(np.array([0.0, 1.5], dtype=np.float32), (50, 50))
+    noisy = Fault('depth', FaultKind.NOISE, 0.0, 1.0, {'sigma': 0.05})
+    out = image_to_array(apply(noisy, array_to_image(depth, '32FC1'), rng()))[..., 0]
+    assert (out[depth == 0] == 0).all()
+    assert 0.04 < (out[depth != 0] - 1.5).std() < 0.06
+    thermal = Fault('thermal', FaultKind.NOISE, 0.0, 1.0, {'sigma': 0.05})
+    out = image_to_array(apply(thermal, array_to_image(np.zeros((50, 50), np.float32), '32FC1'),
+                               rng()))
+    assert (out != 0).mean() > 0.99
+
 def red_scene(encoding: str, height: int = 8, width: int = 12) -> ImageFields:
     red = np.zeros((height, width, 3))
     red[..., 0] = 0.8

@@ -39,7 +39,7 @@ def apply(fault: Fault, fields: ImageFields, rng: np.random.Generator) -> ImageF
     if kind is FaultKind.NAN:
         return nan_flood(fields, fault.params['fraction'], rng)
     if kind is FaultKind.NOISE:
-        return add_noise(fields, fault.params['sigma'], rng)
+        return add_noise(fields, fault.params['sigma'], rng, depth=fault.sensor == 'depth')
     if kind is FaultKind.RESIZE:
         return resize(fields, fault.params['height'], fault.params['width'])
     if kind is FaultKind.ENCODING:
@@ -98,15 +98,17 @@ def nan_flood(fields: ImageFields, fraction: float, rng: np.random.Generator) ->
     return _repack(pixels, fields)
 
 
-def add_noise(fields: ImageFields, sigma: float, rng: np.random.Generator) -> ImageFields:
+def add_noise(fields: ImageFields, sigma: float, rng: np.random.Generator, *,
+              depth: bool = False) -> ImageFields:
     """Additive Gaussian noise of ``sigma`` in the encoding's raw units.
 
     Counts for integer encodings (sigma 20 on rgb8 is strong, on mono16 invisible), the stored
     unit for float ones (metres for 32FC1 depth). Integer results are rounded and clipped to
     the type's range; NaN and Inf stay what they were (REP 117: 32FC1 depth's no reading),
-    and so do the zeros of ``16UC1`` (REP 118 depth: 0 = no reading). A 32FC1 zero is noised
-    like any value: 32FC1 is thermal's encoding too, where 0 is 0 °C, so depth holes written
-    as 0.0 get readings.
+    and so do the zeros of ``16UC1`` (REP 118 depth: 0 = no reading) and, for a ``depth``
+    camera, those of any encoding (drivers write 32FC1 holes as 0.0 too, and the node reads
+    them as holes): noise does not make a depth camera see where it saw nothing. Elsewhere 0
+    is a value like any other (0 °C in 32FC1 thermal, black in mono16).
     """
     pixels = image_to_array(fields)
     # float32 and in place: drawing the normals is most of the cost (about 10 ms for a
@@ -116,12 +118,13 @@ def add_noise(fields: ImageFields, sigma: float, rng: np.random.Generator) -> Im
     noise = rng.standard_normal(pixels.shape, dtype=work)
     noise *= work(sigma)
     if pixels.dtype.kind == 'f':
-        return _repack(pixels + noise.astype(pixels.dtype, copy=False), fields)
-    info = np.iinfo(pixels.dtype)
-    noise += pixels
-    np.rint(noise, out=noise)
-    np.clip(noise, info.min, info.max, out=noise)
-    if fields.encoding == '16UC1':
+        noise = pixels + noise.astype(pixels.dtype, copy=False)
+    else:
+        info = np.iinfo(pixels.dtype)
+        noise += pixels
+        np.rint(noise, out=noise)
+        np.clip(noise, info.min, info.max, out=noise)
+    if depth or fields.encoding == '16UC1':
         noise[pixels == 0] = 0
     return _repack(noise, fields)
 
