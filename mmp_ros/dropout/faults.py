@@ -85,7 +85,7 @@ def blank(fields: ImageFields, *, fill: str = 'zero') -> ImageFields:
 def nan_flood(fields: ImageFields, fraction: float, rng: np.random.Generator) -> ImageFields:
     """NaN in a ``fraction`` of the pixels (all channels of each chosen pixel).
 
-    Integer encodings have no NaN; their invalid value is 0 (REP 117: 16UC1 depth 0 = no
+    Integer encodings have no NaN; their invalid value is 0 (REP 118: 16UC1 depth 0 = no
     return), so the chosen pixels become 0 there.
     """
     pixels = np.array(image_to_array(fields))
