@@ -318,6 +318,12 @@ def validate(values: Mapping[str, Any], modalities: Sequence[str] = MODALITIES) 
         specs[name].check(value)
     if values.get('anchor') == ANCHOR_TIMER and not values.get('max_rate_hz', 0.0) > 0:
         raise ParameterError("anchor 'timer' needs max_rate_hz > 0 (the timer's rate)")
+    diagnostics, health = values.get('diagnostics_period_s'), values.get('health_check_period_s')
+    if diagnostics is not None and health is not None and diagnostics < health:
+        # the health check publishes the regular message: it cannot come more often
+        raise ParameterError(
+            f'diagnostics_period_s ({diagnostics}) is shorter than health_check_period_s '
+            f'({health}), which /diagnostics is published from: set it to at least that')
     for modality in modalities:
         fields = {
             f: values[sensor_parameter(modality, f)]
