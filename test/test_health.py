@@ -458,6 +458,19 @@ def test_rate_is_measured_afresh_after_the_clock_steps_back():
     assert status.values['rate_hz'] == '20.00'
 
 
+def test_arrivals_are_timed_on_their_own_clock_across_a_step_of_the_stamps_clock():
+    # The node's wall clock (stamps) stepped 2 s forward; the monotonic clock (arrivals) did
+    # not: a 30 Hz camera stays OK, neither stale nor slow.
+    monitor = HealthMonitor('rgb', HealthConfig(timeout_s=0.5))
+    for i in range(120):
+        wall = T0 + i * PERIOD + (2.0 if i >= 60 else 0.0)
+        verdict = monitor.observe(wall, wall, stats(i), arrival=i * PERIOD)
+        assert verdict.accepted, (i, verdict.reason)
+        status = monitor.status(i * PERIOD + 0.02)
+        assert status.state is SensorState.OK and status.level is Level.OK, (i, status.message)
+    assert monitor.status(119 * PERIOD).values['stale_events'] == '0'
+
+
 @pytest.mark.parametrize(
     ('sample', 'file', 'modality', 'encoding', 'sigma'),
     [

@@ -615,6 +615,46 @@ def test_a_run_under_way_when_the_clock_jumps_back_stays_out_of_the_fresh_figure
     assert node._model.inferences == 0 and len(node._latency) == 0
 
 
+class SteppedClock:
+    """A node's wall clock, stepped by ``step`` as NTP steps the system clock (no jump
+    callback: rclpy calls none for the system clock)."""
+
+    def __init__(self, clock) -> None:
+        self._clock, self.offset_ns = clock, 0
+
+    def now(self):
+        return rclpy.time.Time(nanoseconds=self._clock.now().nanoseconds + self.offset_ns,
+                               clock_type=self._clock.clock_type)
+
+    def step(self, seconds: float) -> None:
+        self.offset_ns += int(seconds * 1e9)
+
+    def __getattr__(self, name):
+        return getattr(self._clock, name)
+
+
+def test_a_step_forward_of_the_wall_clock_makes_no_camera_look_silent(run_node):
+    # NTP stepped the system clock 3 s forward, the camera stamping on it as the node: the
+    # next frame, 33 ms after the last, was 'stale: messages stopped for 3.03 s' (STALE
+    # meanwhile), masked for recovery_frames (5) frames, and nothing was segmented.
+    node, driver, spin_until = run_node(**rgb_only(sensors__rgb__timeout_s=1.0))
+    frames = iter(range(10**6))
+
+    def feed():
+        driver.send('rgb', rgb_frame(next(frames)))
+
+    assert spin_until(lambda: driver.labels, 10.0, feed=feed)
+    node._clock, driver._clock = SteppedClock(node._clock), SteppedClock(driver._clock)
+    heard = len(driver.diagnostics)
+    for clock in (node._clock, driver._clock):
+        clock.step(3.0)
+    stepped_ns = node.get_clock().now().nanoseconds
+    assert spin_until(lambda: label_stamp_ns(driver.labels[-1]) > stepped_ns, 5.0, feed=feed)
+    said = [s.message for a in driver.diagnostics[heard:] for s in a.status
+            if s.name == 'mmp_segmentation: rgb']
+    assert not [m for m in said if 'stale' in m], said
+
+
 def test_on_sim_time_the_timer_anchor_keeps_its_rate_on_the_simulated_clock(run_node):
     # A bag on /clock at a fifth of real time: max_rate_hz was paced on the monotonic clock,
     # five times the outputs per second of bag time, 20 to 30 ms apart in their stamps.

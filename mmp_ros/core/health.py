@@ -224,7 +224,8 @@ class HealthMonitor:
     # --- input -------------------------------------------------------------------------
 
     def observe(
-        self, stamp: float, now: float, stats: FrameStats, sim_time: bool = False
+        self, stamp: float, now: float, stats: FrameStats, sim_time: bool = False,
+        arrival: float | None = None,
     ) -> FrameVerdict:
         """Judge one decoded frame with header stamp ``stamp`` received at ``now``.
 
@@ -233,11 +234,16 @@ class HealthMonitor:
         sim time a zero stamp is that first instant while the clock is within ``timeout_s``
         of it. On wall time, or later on sim time, a zero stamp is a driver that does not
         set it, and refused.
+
+        ``arrival``: the instant it came on the clock arrivals are timed on (the age, the
+        stale rule and the rate; ``status`` takes that clock's time too), when that is not
+        the one stamps are judged by: the node's wall clock, which NTP steps, judges the
+        stamps, and the monotonic clock times the arrivals. Default ``now``.
         """
         if self._from_before_jump(stamp, now):
             return FrameVerdict(False, 'stamped before the clock jumped back: not judged',
                                 judged=False)
-        self._note_arrival(now)
+        self._note_arrival(now if arrival is None else arrival)
         fault = self._stamp_fault(stamp, now, sim_time) or self._content_fault(stats)
         if fault:
             return self._reject(fault)
@@ -248,7 +254,8 @@ class HealthMonitor:
         return FrameVerdict(True, '')
 
     def observe_error(self, now: float, reason: str) -> FrameVerdict:
-        """A message that could not be decoded (wrong encoding, size, truncated data).
+        """A message that could not be decoded (wrong encoding, size, truncated data),
+        received at ``now`` on the clock arrivals are timed on (``observe``'s ``arrival``).
 
         A reason over ``MAX_REASON_CHARS`` is cut there: it may quote what the sender wrote
         (an encoding or format string of any length), and goes out in every diagnostics
@@ -263,7 +270,8 @@ class HealthMonitor:
     # --- output ------------------------------------------------------------------------
 
     def status(self, now: float) -> HealthStatus:
-        """The verdict at ``now``; staleness is a matter of time, so it is decided here."""
+        """The verdict at ``now``; staleness is a matter of time, so it is decided here.
+        ``now`` is on the clock arrivals are timed on (``observe``'s ``arrival``)."""
         if not self.enabled:
             return HealthStatus(self.modality, SensorState.DISABLED, Level.OK, 'disabled', False,
                                 {'state': SensorState.DISABLED.value})

@@ -650,6 +650,16 @@ class SegmentationCore:
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
+    def _arrival_time(self, now: float) -> float:
+        """The time of an arrival or output at node-clock time ``now``, on the clock that
+        times them (the sensors' age, staleness and rate, the output rate): on sim time the
+        node's clock (a paused simulation makes no sensor stale); on wall time the monotonic
+        clock, which a step of the system clock (NTP) does not move. On the system clock a
+        step forward of more than ``timeout_s`` made every camera look silent for as long:
+        STALE, then masked for ``recovery_frames`` frames ('stale: messages stopped for
+        1.04 s' at a 1 s step), and no segmentation published meanwhile."""
+        return now if self.get_clock().ros_time_is_active else time.monotonic()
+
     def _on_image(self, modality: str, msg: Image | CompressedImage) -> None:
         started = time.thread_time()
         now = self._now()
@@ -664,6 +674,7 @@ class SegmentationCore:
                 throttle_duration_sec=5.0,
             )
             return
+        arrival = self._arrival_time(now)
         stamp = _stamp_seconds(msg.header)
         try:
             # refused on the size its header declares, before anything of it is decoded
@@ -673,13 +684,14 @@ class SegmentationCore:
             frame = decode_frame(modality, fields, self._decoder_settings[modality])
         except SensorInputError as exc:
             with self._lock:
-                self._monitors[modality].observe_error(now, str(exc))
+                self._monitors[modality].observe_error(arrival, str(exc))
                 self._assembler.clear(modality)
                 self._frame_ids[modality] = msg.header.frame_id
         else:
             with self._lock:
                 verdict = self._monitors[modality].observe(
-                    stamp, now, frame.stats, sim_time=self.get_clock().ros_time_is_active
+                    stamp, now, frame.stats, sim_time=self.get_clock().ros_time_is_active,
+                    arrival=arrival,
                 )
                 if verdict.accepted:
                     self._assembler.add(modality, stamp, frame, msg.header.frame_id, msg.header)
@@ -787,7 +799,8 @@ class SegmentationCore:
         with self._lock:
             clock_now = self.get_clock().now()
             now = clock_now.nanoseconds * 1e-9
-            usable = {m: mon.status(now).usable for m, mon in self._monitors.items()}
+            arrival = self._arrival_time(now)
+            usable = {m: mon.status(arrival).usable for m, mon in self._monitors.items()}
             bundle = self._assembler.assemble(usable, now)
             image_sizes = dict(self._image_sizes)
             values = dict(self._values)
@@ -843,7 +856,7 @@ class SegmentationCore:
             state.last_missing = dict(bundle.missing)
             state.last_error = ''
             state.camera_info = camera_info
-            state.outputs.add(published_at)
+            state.outputs.add(self._arrival_time(published_at))
         self._log_bundle(bundle)
 
     def _publish_camera_info(self, camera: str, size: tuple[int, int], header: Header) -> str:
@@ -902,7 +915,7 @@ class SegmentationCore:
 
     def _check_health(self) -> None:
         with self._lock:
-            now = self._now()
+            now = self._arrival_time(self._now())
             statuses = {m: mon.status(now) for m, mon in self._monitors.items()}
             frame_ids = dict(self._frame_ids)
             qos_problems = dict(self._qos_problems)
@@ -946,7 +959,8 @@ class SegmentationCore:
     def _model_report(
         self, now: float, statuses: dict[str, HealthStatus]
     ) -> tuple[Level, str, dict[str, str]]:
-        """The model's diagnostic status (called with the lock held)."""
+        """The model's diagnostic status (called with the lock held; ``now`` on the clock of
+        arrivals and outputs, :meth:`_arrival_time`)."""
         state = self._model
         p50, p95 = self._latency.percentile(50), self._latency.percentile(95)
         cpu_share = self._callback_share.update(time.monotonic(), self._callback_cpu_s)
