@@ -135,6 +135,24 @@ def test_the_timer_anchor_gives_nothing_while_the_clock_stands_still():
     assert assembler.assemble(ALL_USABLE, now=5.01).stamp == 5.01
 
 
+def test_the_timer_anchor_says_why_its_instants_matched_no_frame_and_since_when():
+    # Cameras stamping an hour behind the node's clock (a replay without --restamp): no
+    # bundle ever, and nothing said why (the model status read 'waiting for the first bundle').
+    assembler = FrameAssembler(MODALITIES, anchor='timer', max_age_s=0.1)
+    feed(assembler, {'rgb': [6400.0]})
+    assert assembler.assemble(ALL_USABLE, now=10000.0) is None
+    assert assembler.assemble(ALL_USABLE, now=10000.1) is None
+    assert assembler.unmatched_since == 10000.0
+    assert assembler.unmatched['rgb'] == (
+        'nearest frame -3600.100 s from the anchor (max_age_s 0.1)')
+    assert assembler.unmatched['depth'] == 'no frame received'
+    feed(assembler, {'rgb': [10000.15]})
+    assert assembler.assemble(ALL_USABLE, now=10000.2) is not None
+    assert assembler.unmatched == {}
+    assert assembler.assemble(ALL_USABLE, now=10000.4) is None
+    assert assembler.unmatched_since == 10000.4
+
+
 def test_nothing_usable_gives_no_bundle():
     assembler = FrameAssembler(MODALITIES)
     feed(assembler, {'rgb': [10.0], 'depth': [10.0]})

@@ -655,6 +655,23 @@ def test_a_step_forward_of_the_wall_clock_makes_no_camera_look_silent(run_node):
     assert not [m for m in said if 'stale' in m], said
 
 
+def test_the_timer_anchor_says_why_frames_stamped_on_another_clock_give_no_output(run_node):
+    # A camera stamping an hour behind the node (a replay without --restamp on wall time):
+    # nothing was published, the model status WARN 'waiting for the first bundle' for good.
+    node, driver, spin_until = run_node(**rgb_only(anchor='timer', max_rate_hz=20.0))
+    frames = iter(range(10**6))
+
+    def said() -> bool:
+        return any('max_age_s' in s['message'] for s in driver.model_statuses)
+
+    assert spin_until(said, 10.0, feed=lambda: driver.send('rgb', rgb_frame(next(frames)),
+                                                            age_s=3600.0))
+    status = next(s for s in driver.model_statuses if 'max_age_s' in s['message'])
+    assert status['level'] == 2 and 'no segmentation published' in status['message']
+    assert 'rgb: nearest frame -3600.' in status['message'], status['message']
+    assert not driver.labels
+
+
 def test_on_sim_time_the_timer_anchor_keeps_its_rate_on_the_simulated_clock(run_node):
     # A bag on /clock at a fifth of real time: max_rate_hz was paced on the monotonic clock,
     # five times the outputs per second of bag time, 20 to 30 ms apart in their stamps.

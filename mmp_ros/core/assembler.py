@@ -83,6 +83,11 @@ class FrameAssembler:
         self._newest: dict[str, float] = {}
         self._restarted: set[str] = set()
         self._anchored: dict[str, float] = {}  # each stream's newest frame that anchored a bundle
+        # Why the timer's last instant gave no bundle though some sensor was usable: no frame
+        # within its max_age_s (cameras on a clock off the node's, a replay's old stamps), by
+        # modality, and the first such instant since the last bundle; empty once one is made.
+        self.unmatched: dict[str, str] = {}
+        self.unmatched_since = 0.0
 
     # --- configuration -----------------------------------------------------------------
 
@@ -91,6 +96,7 @@ class FrameAssembler:
         if anchor not in known:
             raise AssemblerConfigError(f'anchor {anchor!r} is not one of {list(known)}')
         self.anchor = anchor
+        self.unmatched = {}
 
     def set_max_age(self, max_age_s: float | Mapping[str, float]) -> None:
         if isinstance(max_age_s, Mapping):
@@ -192,8 +198,12 @@ class FrameAssembler:
                 )
             else:
                 frames[m] = nearest
-        if not frames:
+        if not frames:  # the timer's instant alone: a frame anchor is in its own bundle
+            if not self.unmatched or stamp < self.unmatched_since:  # or the clock went back
+                self.unmatched_since = stamp
+            self.unmatched = missing
             return None
+        self.unmatched = {}
         # A stream in this bundle is on the outputs' time now, whether it anchored it or not.
         self._restarted.difference_update(frames)
         self._last_anchor_stamp = stamp

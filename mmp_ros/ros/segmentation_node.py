@@ -915,11 +915,13 @@ class SegmentationCore:
 
     def _check_health(self) -> None:
         with self._lock:
-            now = self._arrival_time(self._now())
+            clock_now = self._now()
+            now = self._arrival_time(clock_now)
             statuses = {m: mon.status(now) for m, mon in self._monitors.items()}
             frame_ids = dict(self._frame_ids)
             qos_problems = dict(self._qos_problems)
-            model_level, model_message, model_values = self._model_report(now, statuses)
+            model_level, model_message, model_values = self._model_report(
+                now, statuses, clock_now)
         key = tuple((s.level, s.state) for s in statuses.values()) + (
             model_level, tuple(s.usable for s in statuses.values()),
         )
@@ -957,10 +959,10 @@ class SegmentationCore:
         )
 
     def _model_report(
-        self, now: float, statuses: dict[str, HealthStatus]
+        self, now: float, statuses: dict[str, HealthStatus], clock_now: float
     ) -> tuple[Level, str, dict[str, str]]:
         """The model's diagnostic status (called with the lock held; ``now`` on the clock of
-        arrivals and outputs, :meth:`_arrival_time`)."""
+        arrivals and outputs, :meth:`_arrival_time`, ``clock_now`` on the node's)."""
         state = self._model
         p50, p95 = self._latency.percentile(50), self._latency.percentile(95)
         cpu_share = self._callback_share.update(time.monotonic(), self._callback_cpu_s)
@@ -987,6 +989,16 @@ class SegmentationCore:
             return Level.ERROR, f'no usable sensor, no segmentation published ({reasons})', values
         if state.last_error:
             return Level.ERROR, f'inference failing: {state.last_error}', values
+        # The timer anchor's instants have matched no frame for longer than a sensor may be
+        # silent: nothing is published. (A slow camera missed by every other instant is not.)
+        unmatched_s = clock_now - self._assembler.unmatched_since
+        if self._assembler.unmatched and unmatched_s > max(
+                self._monitors[m].config.timeout_s for m in self._assembler.unmatched):
+            reasons = '; '.join(f'{m}: {why}' for m, why in self._assembler.unmatched.items()
+                                if statuses[m].state is not SensorState.DISABLED)
+            return Level.ERROR, (
+                'no frame within its max_age_s of the timer anchor\'s instant, no segmentation '
+                f'published ({reasons})'), values
         if state.inferences == 0:
             return Level.WARN, 'waiting for the first bundle', values
         masked = [
