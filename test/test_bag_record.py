@@ -273,6 +273,41 @@ def test_messages_the_recorder_queue_dropped_are_counted_and_reported(tmp_path, 
                      f'(missed so far: /rec/burst: {extra})') == 1, err
 
 
+@pytest.mark.ros
+def test_on_sim_time_a_topic_that_appears_before_the_first_clock_is_recorded(tmp_path,
+                                                                            restored_environ):
+    # record --ros-args -p use_sim_time:=true: its discovery and commit timers ran on the
+    # node's clock, which stands at 0 until /clock comes (and while a simulation is paused):
+    # a topic whose publisher appeared after the start was never subscribed, and what it sent
+    # was lost without a word.
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile
+    from std_msgs.msg import UInt32
+
+    from mmp_ros.bags.recording import BagRecorder
+    from mmp_ros.ros.context import init_ros
+    from mmp_ros.ros.record import TopicRecorder
+
+    with init_ros(['--ros-args', '-p', 'use_sim_time:=true']), \
+            BagRecorder(tmp_path / 'bag') as recorder:
+        node = TopicRecorder(recorder, ['/rec/late'])
+        source = rclpy.create_node('mmp_ros_record_source')
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        try:
+            assert node.get_clock().ros_time_is_active
+            publisher = source.create_publisher(UInt32, '/rec/late', QoSProfile(depth=10))
+            deadline = time.monotonic() + 10.0
+            while not publisher.get_subscription_count() and time.monotonic() < deadline:
+                executor.spin_once(timeout_sec=0.05)
+            assert publisher.get_subscription_count(), 'the late topic was never subscribed'
+        finally:
+            executor.shutdown()
+            node.destroy_node()
+            source.destroy_node()
+
+
 @pytest.mark.parametrize('storage', ['sqlite3', 'mcap'])
 def test_a_killed_recording_keeps_what_it_recorded_but_the_last_second(storage, tmp_path):
     # rosbags' sqlite3 writer commits only when it closes: a recording killed (SIGKILL, out of

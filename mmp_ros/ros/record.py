@@ -24,6 +24,7 @@ import sys
 import time
 from functools import partial
 
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
@@ -86,9 +87,13 @@ class TopicRecorder(Node):
         self.last_write = time.monotonic()
         self.missed = MissedMessages()
         self._missed_reported = 0
-        self._timer = self.create_timer(DISCOVERY_PERIOD_S, self._subscribe_new)
+        # On the steady clock: the node's, with use_sim_time, stands at 0 until /clock comes
+        # and while a simulation is paused (no topic was subscribed after the start meanwhile),
+        # and the system clock steps back with NTP.
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self._timer = self.create_timer(DISCOVERY_PERIOD_S, self._subscribe_new, clock=steady)
         # Also when the topics fall silent: what they sent last reaches the disk.
-        self.create_timer(COMMIT_PERIOD_S, self._every_second)
+        self.create_timer(COMMIT_PERIOD_S, self._every_second, clock=steady)
         self._subscribe_new()
 
     @property
