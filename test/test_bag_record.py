@@ -308,6 +308,60 @@ def test_on_sim_time_a_topic_that_appears_before_the_first_clock_is_recorded(tmp
             source.destroy_node()
 
 
+@pytest.mark.ros
+def test_on_sim_time_messages_before_the_first_clock_are_not_recorded_at_time_zero(
+        tmp_path, restored_environ):
+    # They were written at bag time 0, the later ones at the simulation's: a replay of the
+    # bag waited from the one to the other (1000 s of nothing for a clock started at 1000 s).
+    import rclpy
+    from rclpy.duration import Duration
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile
+    from rosgraph_msgs.msg import Clock
+    from std_msgs.msg import UInt32
+
+    from mmp_ros.bags.recording import BagRecorder
+    from mmp_ros.ros.context import init_ros
+    from mmp_ros.ros.record import TopicRecorder
+    from mmp_ros.ros.replay import CLOCK_QOS, CLOCK_TOPIC
+
+    with init_ros(['--ros-args', '-p', 'use_sim_time:=true']), \
+            BagRecorder(tmp_path / 'bag') as recorder:
+        source = rclpy.create_node('mmp_ros_record_source')
+        publisher = source.create_publisher(UInt32, '/rec/sim', QoSProfile(depth=10))
+        clock = source.create_publisher(Clock, CLOCK_TOPIC, CLOCK_QOS)
+        node = TopicRecorder(recorder, ['/rec/sim'])
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+
+        def spin_until(condition) -> bool:
+            deadline = time.monotonic() + 10.0
+            while not condition() and time.monotonic() < deadline:
+                executor.spin_once(timeout_sec=0.05)
+            return condition()
+
+        try:
+            assert spin_until(lambda: publisher.get_subscription_count() > 0)
+            publisher.publish(UInt32(data=0))
+            assert publisher.wait_for_all_acked(Duration(seconds=10))
+            for _ in range(10):  # the recorder takes it
+                executor.spin_once(timeout_sec=0.02)
+            assert not recorder.counts.get('/rec/sim')
+            assert spin_until(lambda: clock.get_subscription_count() > 0)
+            tick = Clock()
+            tick.clock.sec = 1000
+            clock.publish(tick)
+            assert spin_until(lambda: node.get_clock().now().nanoseconds == 1000 * 10**9)
+            publisher.publish(UInt32(data=1))
+            assert spin_until(lambda: recorder.counts.get('/rec/sim') == 1)
+        finally:
+            executor.shutdown()
+            node.destroy_node()
+            source.destroy_node()
+    with Reader(tmp_path / 'bag') as reader:
+        assert [t for _, t, _ in reader.messages()] == [1000 * 10**9]
+
+
 @pytest.mark.parametrize('storage', ['sqlite3', 'mcap'])
 def test_a_killed_recording_keeps_what_it_recorded_but_the_last_second(storage, tmp_path):
     # rosbags' sqlite3 writer commits only when it closes: a recording killed (SIGKILL, out of

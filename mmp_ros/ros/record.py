@@ -140,11 +140,20 @@ class TopicRecorder(Node):
             self._timer.cancel()
 
     def _write(self, topic: str, data: bytes, info: MessageInfo) -> None:
-        self._recorder.write(topic, self.get_clock().now().nanoseconds, data)
-        self.last_write = time.monotonic()
         gid = info['publisher_gid']
         self.missed.received(topic, None if gid is None else bytes(gid['data']),
                              info['publication_sequence_number'])
+        now_ns = self.get_clock().now().nanoseconds
+        if now_ns == 0 and self.get_clock().ros_time_is_active:
+            # Bag time 0, and then the simulation's: a replay waited from one to the other
+            # (1000 s of nothing for a clock that started at 1000 s). ros2 bag record
+            # --use-sim-time waits for /clock too (ros2/rosbag2#1378).
+            self.get_logger().warning(
+                'use_sim_time is true and nothing has come on /clock yet: messages are not '
+                'recorded until it does (their bag time would be 0)', throttle_duration_sec=5.0)
+            return
+        self._recorder.write(topic, now_ns, data)
+        self.last_write = time.monotonic()
 
     def _every_second(self) -> None:
         self._recorder.commit()
