@@ -637,7 +637,7 @@ def test_a_step_forward_of_the_wall_clock_makes_no_camera_look_silent(run_node):
     # NTP stepped the system clock 3 s forward, the camera stamping on it as the node: the
     # next frame, 33 ms after the last, was 'stale: messages stopped for 3.03 s' (STALE
     # meanwhile), masked for recovery_frames (5) frames, and nothing was segmented.
-    node, driver, spin_until = run_node(**rgb_only(sensors__rgb__timeout_s=1.0))
+    node, driver, spin_until = run_node(**rgb_only(sensors__rgb__timeout_s=2.0))
     frames = iter(range(10**6))
 
     def feed():
