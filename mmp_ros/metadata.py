@@ -115,6 +115,9 @@ class ModelMetadata:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = 'metadata') -> ModelMetadata:
+        if not isinstance(data, Mapping):  # JSON null, a list: .get below was an AttributeError
+            raise MetadataError(f'{source}: model metadata is {type(data).__name__}, not a '
+                                'mapping of its fields; altered, or not written by mmp_ros')
         try:
             version = int(data.get('version', 0))
             if version != METADATA_VERSION:
@@ -137,8 +140,10 @@ class ModelMetadata:
                 metrics=dict(data.get('metrics', {})),
                 version=version,
             )
-        except MetadataError:
-            raise
+        except MetadataError as exc:  # a value the checks refuse: named after the file too
+            if str(exc).startswith(f'{source}: '):
+                raise
+            raise MetadataError(f'{source}: {exc}') from exc
         except (KeyError, TypeError, ValueError) as exc:
             raise MetadataError(f'{source}: malformed model metadata ({exc!r})') from exc
 

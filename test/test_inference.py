@@ -568,6 +568,35 @@ def test_metadata_with_a_bad_palette_or_normalization_is_a_model_file_error(
         create_backend('onnxruntime', path)
 
 
+@pytest.mark.parametrize('text, match', [
+    ('null', 'model metadata is NoneType, not a mapping'),
+    ('[1, 2]', 'model metadata is list, not a mapping'),
+    (None, 'rgb: normalization has 3 channels, input has 4'),
+])
+def test_metadata_that_is_no_mapping_or_fails_a_check_names_the_file(model_and_file, tmp_path,
+                                                                       text, match):
+    """JSON null or a list as the metadata was an AttributeError traceback ('NoneType' object
+    has no attribute 'get'); a value refused by ModelMetadata's own checks (channels,
+    normalization, method, input size) was a message that did not name the file."""
+    import json
+
+    from mmp_ros.metadata import METADATA_KEY
+
+    proto = onnx.load(str(model_and_file[2]))
+    (entry,) = [p for p in proto.metadata_props if p.key == METADATA_KEY]
+    if text is None:
+        data = json.loads(entry.value)
+        data['input_channels']['rgb'] = 4
+        text = json.dumps(data)
+    entry.value = text
+    path = tmp_path / 'bad_meta.onnx'
+    onnx.save(proto, str(path))
+    with pytest.raises(ModelFileError) as info:
+        create_backend('onnxruntime', path)
+    assert str(info.value).startswith(f'{path}: ')
+    assert match in str(info.value)
+
+
 def test_torch_device_cpu_with_an_index_loads_the_checkpoint():
     """'cpu:0' is a valid torch device; torch.load could not map to it and the error said
     the checkpoint was truncated or from another version."""

@@ -149,9 +149,12 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     checkpoint = read_checkpoint(path, map_location)
     try:
         config = ModelConfig.from_dict(checkpoint['model_config'])
-        metadata = ModelMetadata.from_dict(checkpoint['metadata'], source=str(path))
-    except (ModelConfigError, MetadataError) as exc:
+    except ModelConfigError as exc:
         raise CheckpointError(f'{path}: {exc}') from exc
+    try:
+        metadata = ModelMetadata.from_dict(checkpoint['metadata'], source=str(path))
+    except MetadataError as exc:  # its message names the file already
+        raise CheckpointError(str(exc)) from exc
     if tuple(metadata.modalities) != config.modalities:
         raise CheckpointError(f'{path}: metadata modalities {list(metadata.modalities)} differ '
                               f'from the model config\'s {list(config.modalities)}')
