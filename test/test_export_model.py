@@ -147,7 +147,7 @@ def test_an_onnx_file_given_for_a_checkpoint_is_named_as_such(tmp_path, capsys, 
                    'checkpoint: give the checkpoint (.pt) it was exported from\n')
 
 
-@pytest.mark.parametrize('where', ['folder', 'under_a_file'])
+@pytest.mark.parametrize('where', ['folder', 'under_a_file', 'no_writing'])
 def test_export_cli_refuses_an_out_that_cannot_be_a_file_before_exporting(tmp_path, capsys,
                                                                           where):
     metadata = tiny_metadata(input_size=INPUT_SIZE, num_classes=3)
@@ -157,16 +157,20 @@ def test_export_cli_refuses_an_out_that_cannot_be_a_file_before_exporting(tmp_pa
         out = tmp_path / 'models'
         out.mkdir()
         expected = f'{out} is a folder; the export writes one ONNX file'
-    else:  # was a FileExistsError traceback
+    elif where == 'under_a_file':  # was a FileExistsError traceback
         (tmp_path / 'notes').write_text('')
         out = tmp_path / 'notes' / 'model.onnx'
         expected = f'{out}: its folder {out.parent} cannot be created'
+    else:  # a folder that takes no file (read-only, another user's; root writes anywhere
+        # but here): was a FileNotFoundError/PermissionError traceback from the staging folder
+        out = Path('/proc/self/model.onnx')
+        expected = f'{out}: its folder {out.parent} cannot be written into'
     assert main(['export', '--checkpoint', str(checkpoint), '--out', str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f'mmp_ros export: {expected}') and len(err.splitlines()) == 1
     # refused before the export's work: nothing written, no staging folder left behind
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(['tiny.pt', out.name if
-                                                                 where == 'folder' else 'notes'])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ['tiny.pt', *{'folder': [out.name], 'under_a_file': ['notes']}.get(where, [])])
 
 
 @pytest.mark.parametrize('method, options', [

@@ -182,7 +182,7 @@ def export_onnx(
 
 def _check_output(path: Path) -> None:
     """Before the export's work: ``path`` must be able to become a file (its folder is
-    created here)."""
+    created here, and must take one: the export is staged in it)."""
     if path.is_dir():
         raise OutputFolderError(f'{path} is a folder; the export writes one ONNX file: give '
                                 f'its path, e.g. {path / "model.onnx"}')
@@ -190,6 +190,12 @@ def _check_output(path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputFolderError(f'{path}: its folder {path.parent} cannot be created '
+                                f'({exc.strerror or exc})') from None
+    try:
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix='.write-test-'):
+            pass
+    except OSError as exc:
+        raise OutputFolderError(f'{path}: its folder {path.parent} cannot be written into '
                                 f'({exc.strerror or exc})') from None
 
 
