@@ -111,6 +111,22 @@ def test_export_cli_reports_a_bad_checkpoint(tmp_path, capsys):
     assert err.startswith(f'mmp_ros export: {bad}: not a readable')
 
 
+@pytest.mark.parametrize('content, expected', [
+    (b'', 'checkpoint {bad} is empty (an interrupted copy or save?)'),
+    (b'hello\n', '{bad}: not a readable mmp_ros checkpoint (no zip archive, as torch.save '
+     'writes: damaged, or not a checkpoint (torch.load: KeyError: 101))'),
+    (b'\x80\x02', '{bad}: not a readable mmp_ros checkpoint (no zip archive, as torch.save '
+     'writes: damaged, or not a checkpoint (torch.load: EOFError))'),
+])
+def test_an_empty_or_foreign_checkpoint_is_named_as_such(tmp_path, capsys, content, expected):
+    """torch.load's legacy unpickler gave reasons that said nothing: 'not a readable mmp_ros
+    checkpoint ()' for an empty file, '(101)' for a text file."""
+    bad = tmp_path / 'bad.pt'
+    bad.write_bytes(content)
+    assert main(['export', '--checkpoint', str(bad), '--out', str(tmp_path / 'x.onnx')]) == 2
+    assert capsys.readouterr().err == f'mmp_ros export: {expected.format(bad=bad)}\n'
+
+
 def test_export_cli_refuses_to_write_over_the_checkpoint_it_exports(tmp_path, capsys):
     metadata = tiny_metadata(input_size=INPUT_SIZE, num_classes=3)
     checkpoint = save_checkpoint(tmp_path / 'tiny.pt', model=tiny_random_model(metadata),

@@ -72,16 +72,27 @@ def save_checkpoint(path: str | os.PathLike, *, model: nn.Module, metadata: Mode
     return replace_atomically(path, lambda partial: torch.save(payload, partial))
 
 
-def _load_failure(error: Exception) -> str:
+def _load_failure(error: Exception, path: Path) -> str:
     """torch.load's reason on one line. A weights-only refusal keeps only the unpickler's
     detail: its advice to load with ``weights_only=False`` is not for a file that was never
-    a checkpoint of ours."""
+    a checkpoint of ours. A file that is no zip archive went to torch's legacy unpickler,
+    whose reason alone says nothing ('', '101', 'pop from empty list'): that is named."""
     text = str(error)
+    try:
+        with open(path, 'rb') as stream:
+            zipped = stream.read(4) == b'PK\x03\x04'  # what torch.save writes
+    except OSError:
+        zipped = True
     if 'WeightsUnpickler error:' in text:
-        detail = text.split('WeightsUnpickler error:', 1)[1].split('Check the documentation')[0]
-        return (f'holds more than tensors and plain values: {" ".join(detail.split())}; '
-                'damaged, or not written by mmp_ros')
-    return ' '.join(text.split())
+        text = text.split('WeightsUnpickler error:', 1)[1].split('Check the documentation')[0]
+        if zipped:
+            return (f'holds more than tensors and plain values: {" ".join(text.split())}; '
+                    'damaged, or not written by mmp_ros')
+    text = ' '.join(text.split())
+    if not zipped:
+        return (f'no zip archive, as torch.save writes: damaged, or not a checkpoint '
+                f'(torch.load: {type(error).__name__}{": " if text else ""}{text})')
+    return text
 
 
 def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 'cpu'
@@ -93,6 +104,8 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
                               f'itself{found_in(path, ".pt")}')
     if not path.is_file():
         raise CheckpointError(f'checkpoint not found: {path}')
+    if path.stat().st_size == 0:  # torch.load's reason was an empty EOFError: '()'
+        raise CheckpointError(f'checkpoint {path} is empty (an interrupted copy or save?)')
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for foreign or corrupt files
@@ -101,7 +114,7 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
                 f'{path} is an exported ONNX model, not a training checkpoint: give the '
                 'checkpoint (.pt) it was exported from') from exc
         raise CheckpointError(
-            f'{path}: not a readable mmp_ros checkpoint ({_load_failure(exc)})') from exc
+            f'{path}: not a readable mmp_ros checkpoint ({_load_failure(exc, path)})') from exc
     if not isinstance(checkpoint, dict) or checkpoint.get('format') != CHECKPOINT_FORMAT:
         found = checkpoint.get('format') if isinstance(checkpoint, dict) else type(checkpoint)
         raise CheckpointError(
