@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -59,3 +60,13 @@ def found_in(folder: Path, suffix: str) -> str:
     except OSError:
         return ''
     return f' (it holds {", ".join(names[:3])})' if names else ''
+
+
+def home_not_expanded(path: str | Path) -> str:
+    """For a message about a path that does not exist: '' or ' (... give <home>/...)' where
+    it starts with ``~``, which a shell expands only at the start of a word (not in
+    ``model_file_path:=~/m.onnx`` or ``--checkpoint=~/m.pt``) and nothing here expands."""
+    text = str(path)
+    expanded = os.path.expanduser(text) if text.startswith('~') else text
+    return '' if expanded == text else (f' (a leading ~ is not expanded here: give the full '
+                                        f'path, {expanded})')

@@ -66,6 +66,25 @@ def test_missing_file_names_it(tmp_path):
         create_backend('onnxruntime', path)
 
 
+@pytest.mark.parametrize('kind, suffix', [('onnxruntime', '.onnx'), ('torch', '.pt')])
+def test_a_model_path_with_a_leading_tilde_says_it_is_not_expanded(tmp_path, monkeypatch,
+                                                                    kind, suffix):
+    """model_file_path:=~/models/m.onnx (no shell expands ~ there) was refused as 'does not
+    exist; check the path' while the file was there, with nothing to say why."""
+    monkeypatch.setenv('HOME', str(tmp_path))
+    (tmp_path / f'm{suffix}').write_bytes(b'x')
+    with pytest.raises(ModelFileError) as info:
+        create_backend(kind, f'~/m{suffix}')
+    assert str(info.value).endswith(f'~/m{suffix} does not exist; check the path (a leading ~ '
+                                    f'is not expanded here: give the full path, '
+                                    f'{tmp_path / f"m{suffix}"})')
+    from mmp_ros.model import CheckpointError, read_checkpoint
+
+    with pytest.raises(CheckpointError, match=rf'^checkpoint not found: ~/m\.pt \(a leading ~ '
+                       rf'is not expanded here: give the full path, {tmp_path}/m\.pt\)$'):
+        read_checkpoint('~/m.pt')
+
+
 @pytest.mark.parametrize('kind, suffix', [('onnxruntime', '.onnx'), ('auto', '.onnx'),
                                           ('torch', '.pt')])
 def test_a_folder_given_as_the_model_says_so_and_what_it_holds(tmp_path, kind, suffix):

@@ -19,7 +19,7 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mmp_ros.errors import found_in
+from mmp_ros.errors import found_in, home_not_expanded
 from mmp_ros.inference.backend import LABELS_OUTPUT, LOGITS_OUTPUT
 from mmp_ros.inference.errors import ModelFileError
 from mmp_ros.metadata import METADATA_KEY, MetadataError, ModelMetadata
@@ -248,7 +248,8 @@ def read_onnx_file(path: str | Path) -> OnnxFileInfo:
     """
     path = Path(path)
     if not path.exists():
-        raise ModelFileError(f'model file {path} does not exist; check the path')
+        raise ModelFileError(f'model file {path} does not exist; check the path'
+                             f'{home_not_expanded(path)}')
     if path.is_dir():
         raise ModelFileError(f'model file {path} is a folder; give the exported .onnx file '
                              f'itself{found_in(path, ".onnx")}')

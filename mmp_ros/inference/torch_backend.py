@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mmp_ros.errors import home_not_expanded
 from mmp_ros.inference.backend import InferenceBackend
 from mmp_ros.inference.errors import BackendUnavailableError, ModelFileError
 from mmp_ros.inference.torch_graph import DeployGraph
@@ -66,7 +67,8 @@ def load_checkpoint_model(
     """Model and metadata from a self-describing training checkpoint, with clear errors."""
     path = Path(path)
     if not path.exists():
-        raise ModelFileError(f'checkpoint {path} does not exist; check the path')
+        raise ModelFileError(f'checkpoint {path} does not exist; check the path'
+                             f'{home_not_expanded(path)}')
     if path.suffix.lower() == '.onnx':
         raise ModelFileError(
             f'{path} is an ONNX file; the torch backend runs a training checkpoint (.pt). '

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from mmp_ros.atomic import replace_atomically
-from mmp_ros.errors import InputError, found_in
+from mmp_ros.errors import InputError, found_in, home_not_expanded
 from mmp_ros.metadata import MetadataError, ModelMetadata
 from mmp_ros.model.config import ModelConfig, ModelConfigError
 from mmp_ros.model.segmenter import MultimodalSegmenter, build_model
@@ -103,7 +103,7 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f'checkpoint {path} is a folder; give the checkpoint file (.pt) '
                               f'itself{found_in(path, ".pt")}')
     if not path.is_file():
-        raise CheckpointError(f'checkpoint not found: {path}')
+        raise CheckpointError(f'checkpoint not found: {path}{home_not_expanded(path)}')
     if path.stat().st_size == 0:  # torch.load's reason was an empty EOFError: '()'
         raise CheckpointError(f'checkpoint {path} is empty (an interrupted copy or save?)')
     try:
