@@ -6,6 +6,7 @@ One export per module (several seconds on a CPU), shared by the tests below.
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 import numpy as np
@@ -125,6 +126,27 @@ def test_an_empty_or_foreign_checkpoint_is_named_as_such(tmp_path, capsys, conte
     bad.write_bytes(content)
     assert main(['export', '--checkpoint', str(bad), '--out', str(tmp_path / 'x.onnx')]) == 2
     assert capsys.readouterr().err == f'mmp_ros export: {expected.format(bad=bad)}\n'
+
+
+@pytest.mark.parametrize('option, message', [
+    (['--opset', '7'], 'argument --opset: 7: torch .* exports at opset 18 and above, onnx '),
+    (['--opset', '99'], 'argument --opset: 99: torch .* exports at opset 18 and above, onnx '),
+    (['--input-size', '0', '160'], 'argument --input-size: must be positive, got 0'),
+])
+def test_export_cli_refuses_an_opset_or_size_it_cannot_export_before_exporting(
+        tmp_path, capsys, option, message):
+    """--opset 7 or 99 ran the whole export, then stopped with status 1 (99 after onnxscript's
+    logged tracebacks); --input-size 0 160 said 'input_size must be (height, width), got
+    (0, 160)', without the option."""
+    metadata = tiny_metadata(input_size=INPUT_SIZE, num_classes=3)
+    checkpoint = save_checkpoint(tmp_path / 'tiny.pt', model=tiny_random_model(metadata),
+                                 metadata=metadata)
+    with pytest.raises(SystemExit) as info:
+        main(['export', '--checkpoint', str(checkpoint), '--out', str(tmp_path / 'x.onnx'),
+              *option])
+    assert info.value.code == 2
+    assert re.search(f'mmp_ros export: error: {message}', capsys.readouterr().err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['tiny.pt']
 
 
 def test_export_cli_refuses_to_write_over_the_checkpoint_it_exports(tmp_path, capsys):

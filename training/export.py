@@ -33,6 +33,7 @@ import onnx
 import torch
 from torch import nn
 
+from mmp_ros.cli import positive_int
 from mmp_ros.errors import InputError, OutputFolderError
 from mmp_ros.inference.torch_graph import DeployGraph
 from mmp_ros.metadata import METADATA_KEY, ModelMetadata
@@ -266,13 +267,30 @@ def export_checkpoint(
 # --- command line -------------------------------------------------------------------
 
 
+def opset_number(text: str) -> int:
+    """argparse ``type`` of ``--opset``: one torch's exporter writes (``DEFAULT_OPSET`` and
+    above) and the installed onnx knows (its version converter refuses the others). Outside
+    that range the whole export ran first, then stopped with status 1, and above it
+    onnxscript's logged tracebacks came with it."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected a whole number, got {text!r}') from None
+    highest = onnx.defs.onnx_opset_version()
+    if not DEFAULT_OPSET <= value <= highest:
+        raise argparse.ArgumentTypeError(
+            f'{value}: torch {torch.__version__} exports at opset {DEFAULT_OPSET} and above, '
+            f'onnx {onnx.__version__} knows up to {highest} (TensorRT 10 reads up to 20)')
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--checkpoint', required=True, type=Path, help='training checkpoint (.pt)')
     parser.add_argument('--out', required=True, type=Path, help='ONNX file to write')
     parser.add_argument('--logits', action='store_true', help='also export the logits output')
-    parser.add_argument('--input-size', nargs=2, type=int, metavar=('HEIGHT', 'WIDTH'),
+    parser.add_argument('--input-size', nargs=2, type=positive_int, metavar=('HEIGHT', 'WIDTH'),
                         help="override the model's input size (fully convolutional models)")
-    parser.add_argument('--opset', type=int, default=DEFAULT_OPSET,
+    parser.add_argument('--opset', type=opset_number, default=DEFAULT_OPSET,
                         help=f'ONNX opset (default {DEFAULT_OPSET}; torch writes 18 and above, '
                         'TensorRT 10 reads up to 20)')
     parser.add_argument('--no-verify', action='store_true',
