@@ -251,6 +251,8 @@ def test_an_out_that_cannot_be_a_folder_is_named_before_the_recording_is_read(tm
 @pytest.mark.parametrize(('override', 'why'), [
     ('out_dir=elsewhere', 'it trains in OUT/train: give --out'),
     ('data.input_size=[32, 48]', "it is the model's"),
+    ('method=mmp', 'it is mmp_adapt'),  # these two were replaced without a word as well
+    ('base_checkpoint=other.pt', 'it is --checkpoint'),
 ])
 def test_a_setting_the_command_makes_itself_is_refused(tmp_path, capsys, override, why):
     """--set out_dir=... was replaced by the command's own without a word (a run trained

@@ -28,7 +28,7 @@ from mmp_ros.model import (  # noqa: E402
     load_checkpoint,
     read_checkpoint,
 )
-from training.adapt import adapt  # noqa: E402
+from training.adapt import adapt, adapt_config  # noqa: E402
 from training.config import ConfigError, MaskConfig, load_config  # noqa: E402
 from training.datasets import DatasetError, StepBatchSampler, UnlabelledDataset  # noqa: E402
 from training.history import History  # noqa: E402
@@ -722,6 +722,19 @@ def test_adapt_data_says_when_its_run_is_already_done(tmp_path, base_checkpoint,
     assert capsys.readouterr().out == (f'checkpoint: {tmp_path / "checkpoint.pt"} is already '
                                        'at step 1: nothing to train (raise steps to train '
                                        'further)\n')
+
+
+@pytest.mark.parametrize('override', ['method=mmp', 'base_checkpoint=other.pt'])
+def test_adaptation_refuses_an_override_of_what_it_sets_itself(tmp_path, override):
+    """mmp_ros adapt-data BASE --set method=mmp (or base_checkpoint=...) was replaced without a
+    word: the run adapted BASE with mmp_adapt all the same."""
+    with pytest.raises(ConfigError, match=f'^--set {override}: adaptation sets '
+                       f'{override.partition("=")[0]} itself'):
+        adapt(str(tmp_path / 'base.pt'), overrides=['steps=1', override,
+                                                    f'out_dir={tmp_path / "out"}'])
+    assert not (tmp_path / 'out').exists()
+    assert adapt_config(str(tmp_path / 'base.pt'), overrides=['method=mmp_adapt']).method == \
+        'mmp_adapt'
 
 
 def test_adaptation_names_a_missing_base_before_reading_any_data(tmp_path):

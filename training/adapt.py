@@ -15,7 +15,7 @@ import argparse
 import json
 import sys
 
-from training.config import TrainConfig, load_config
+from training.config import ConfigError, TrainConfig, load_config
 from training.train import TrainResult, train
 
 
@@ -33,7 +33,16 @@ def adapt(base_checkpoint: str, *, config_path: str | None = None,
 
 def adapt_config(base_checkpoint: str, *, config_path: str | None = None,
                  overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
-    """The config :func:`adapt` trains with (checked, as loading checks it)."""
+    """The config :func:`adapt` trains with (checked, as loading checks it). An override of
+    what it sets itself (another method, another base) is refused: it was replaced without a
+    word, and the run adapted ``base_checkpoint`` with mmp_adapt all the same."""
+    for item in overrides:
+        key, _, value = item.partition('=')
+        key = key.strip()
+        if key == 'base_checkpoint' or key == 'method' and value.strip() != 'mmp_adapt':
+            raise ConfigError(f'--set {item}: adaptation sets {key} itself (method mmp_adapt, '
+                              f'base_checkpoint {base_checkpoint}, the checkpoint given); '
+                              'leave it out')
     defaults = ['eval_every=0']
     # quoted: overrides are YAML, where ' #' starts a comment and ': ' a mapping
     forced = ['method=mmp_adapt', f'base_checkpoint={json.dumps(str(base_checkpoint))}']

@@ -56,6 +56,8 @@ SET_BY_ADAPT = {
     'modalities': "they are the model's (--model)",
     'data.input_size': "it is the model's (--model)",
     'data.num_workers': "the recording's frames are read into memory",
+    'method': 'it is mmp_adapt',
+    'base_checkpoint': 'it is --checkpoint',
 }
 # A recording whose log times begin before this was made on sim time (``ros2 bag record
 # --use-sim-time``: a simulator's /clock starts at 0); on wall time they are years past it.
