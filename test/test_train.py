@@ -463,6 +463,19 @@ def test_out_dir_that_takes_no_file_stops_before_training(tmp_path, folder):
         run(Path(folder))
 
 
+def test_an_unreadable_checkpoint_in_out_dir_says_how_to_go_on(tmp_path):
+    """A damaged out_dir/checkpoint.pt (a copy of the run folder cut short) stopped the run
+    with 'not a readable mmp_ros checkpoint (...)' alone: nothing said that resume=false or
+    another out_dir goes on."""
+    (tmp_path / 'run').mkdir()
+    (tmp_path / 'run' / 'checkpoint.pt').write_bytes(b'PK\x03\x04cut short')
+    with pytest.raises(CheckpointError, match=r'checkpoint\.pt: not a readable mmp_ros '
+                       r'checkpoint \(.*\); the run would resume from it: give another out_dir '
+                       r'\(--set out_dir=DIR\), or --set resume=false to start afresh there'):
+        run(tmp_path / 'run', steps=1)
+    assert run(tmp_path / 'run', 'resume=false', steps=1).losses
+
+
 def test_resume_continues_exactly(tmp_path):
     straight = run(tmp_path / 'straight', steps=4)
     run(tmp_path / 'resumed', steps=2)

@@ -498,7 +498,12 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
     checkpoint_path = out_dir / CHECKPOINT_NAME
     start_step, metrics = 0, {}
     if config.resume and checkpoint_path.is_file():
-        saved = read_checkpoint(checkpoint_path)
+        try:
+            saved = read_checkpoint(checkpoint_path)
+        except CheckpointError as exc:  # it said what is wrong, not what to do about it
+            raise CheckpointError(f'{exc}; the run would resume from it: give another out_dir '
+                                  '(--set out_dir=DIR), or --set resume=false to start afresh '
+                                  'there (replacing it)') from exc
         problem = resume_problem(config, model, metadata, saved)
         if problem:
             raise CheckpointError(f'{checkpoint_path}: {problem}; give another out_dir '
