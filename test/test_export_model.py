@@ -185,6 +185,20 @@ def test_an_onnx_file_given_for_a_checkpoint_is_named_as_such(tmp_path, capsys, 
                    'checkpoint: give the checkpoint (.pt) it was exported from\n')
 
 
+def test_export_cli_refuses_an_out_that_ends_with_a_slash(tmp_path, capsys):
+    """--out models/ (a folder not made yet) wrote the ONNX file as 'models', without a
+    suffix, where a folder was meant."""
+    metadata = tiny_metadata(input_size=INPUT_SIZE, num_classes=3)
+    checkpoint = save_checkpoint(tmp_path / 'tiny.pt', model=tiny_random_model(metadata),
+                                 metadata=metadata)
+    out = f'{tmp_path / "models"}/'
+    assert main(['export', '--checkpoint', str(checkpoint), '--out', out, '--no-verify']) == 2
+    assert capsys.readouterr().err == (f'mmp_ros export: --out {out} ends with a slash, as a '
+                                       'folder does; the export writes one ONNX file: give its '
+                                       f'path, e.g. {tmp_path / "models" / "model.onnx"}\n')
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['tiny.pt']
+
+
 @pytest.mark.parametrize('where', ['folder', 'under_a_file', 'no_writing'])
 def test_export_cli_refuses_an_out_that_cannot_be_a_file_before_exporting(tmp_path, capsys,
                                                                           where):

@@ -286,7 +286,8 @@ def opset_number(text: str) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--checkpoint', required=True, type=Path, help='training checkpoint (.pt)')
-    parser.add_argument('--out', required=True, type=Path, help='ONNX file to write')
+    # text, not a Path: Path('models/') is 'models', and the export became a file of that name
+    parser.add_argument('--out', required=True, help='ONNX file to write')
     parser.add_argument('--logits', action='store_true', help='also export the logits output')
     parser.add_argument('--input-size', nargs=2, type=positive_int, metavar=('HEIGHT', 'WIDTH'),
                         help="override the model's input size (fully convolutional models)")
@@ -301,6 +302,10 @@ def run(args: argparse.Namespace) -> int:
     from mmp_ros.inference.tensorrt_ops import check_tensorrt_compatibility
 
     logging.basicConfig(level=logging.INFO, format='%(message)s')
+    if args.out.endswith(('/', os.sep)):
+        raise OutputFolderError(f'--out {args.out} ends with a slash, as a folder does; the '
+                                'export writes one ONNX file: give its path, e.g. '
+                                f'{Path(args.out) / "model.onnx"}')
     try:
         path, metadata = export_checkpoint(
             args.checkpoint,
