@@ -287,6 +287,27 @@ def test_load_checkpoint_refuses_metadata_that_contradicts_the_model(tmp_path, e
         load_checkpoint(path)
 
 
+@pytest.mark.parametrize(('key', 'value', 'message'), [
+    ('model_config', None, 'its model_config is NoneType, not a mapping'),
+    ('metadata', [1], 'its metadata is list, not a mapping'),
+    ('state_dict', None, 'its state_dict is NoneType, not a mapping'),
+    ('state_dict', 'one', "its state_dict['{first}'] is str, not a tensor"),
+])
+def test_read_checkpoint_refuses_parts_of_another_type(tmp_path, key, value, message):
+    """Each was a TypeError or AttributeError traceback ('NoneType' object is not iterable)
+    in load_checkpoint, and in mmp_ros evaluate-model before it."""
+    metadata = tiny_metadata(modalities=('rgb', 'thermal'), input_size=(16, 16), num_classes=3)
+    model = build_model(ModelConfig(modalities=('rgb', 'thermal'), num_classes=3))
+    path = save_checkpoint(tmp_path / 'model.pt', model=model, metadata=metadata)
+    saved = torch.load(path, weights_only=True)
+    first = next(iter(saved['state_dict']))
+    saved[key] = {**saved['state_dict'], first: value} if value == 'one' else value
+    torch.save(saved, path)
+    with pytest.raises(CheckpointError, match=f'^{path}: {re.escape(message.format(first=first))}'
+                       '; the checkpoint was altered, or not written by mmp_ros$'):
+        load_checkpoint(path)
+
+
 @pytest.mark.parametrize(('changes', 'message'), [
     ({'modalities': ('rgb', 'lidar')}, "unknown modality \\['lidar'\\]"),
     ({'method': 'magic'}, "unknown method 'magic'"),

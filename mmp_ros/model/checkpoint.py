@@ -124,6 +124,15 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     missing = [k for k in ('model_config', 'metadata', 'state_dict') if k not in checkpoint]
     if missing:
         raise CheckpointError(f'{path}: checkpoint lacks {missing}')
+    # What every reader indexes into: another type was a TypeError or AttributeError traceback.
+    wrong = [f'{k} is {type(checkpoint[k]).__name__}, not a mapping'
+             for k in ('model_config', 'metadata', 'state_dict')
+             if not isinstance(checkpoint[k], dict)] or [
+        f'state_dict[{k!r}] is {type(v).__name__}, not a tensor'
+        for k, v in checkpoint['state_dict'].items() if not isinstance(v, torch.Tensor)]
+    if wrong:
+        raise CheckpointError(f'{path}: its {wrong[0]}; the checkpoint was altered, or not '
+                              'written by mmp_ros')
     return checkpoint
 
 
