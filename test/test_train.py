@@ -517,6 +517,21 @@ def test_the_log_keeps_steps_from_a_million_whole_and_resumes_past_them(tmp_path
         [999_999, 1_000_000]
 
 
+def test_a_log_line_cut_short_is_resumed_past(tmp_path):
+    """A run killed while log.csv's last line was written (a power cut) left it cut short:
+    resuming ended in a TypeError traceback, float(None) for its missing fields; a line
+    whose step was cut short (or another program's text) in float()'s ValueError."""
+    history = History(tmp_path)
+    for step in (1, 2):
+        history.append({'step': step, 'loss': 1.0, 'seconds': float(step)})
+    with (tmp_path / 'log.csv').open('a') as stream:
+        stream.write('3,0.5\n4x,1.0\n')
+    rows = History(tmp_path, resume_step=3).rows
+    assert [r['step'] for r in rows] == [1, 2, 3]
+    assert rows[2]['loss'] == 0.5 and math.isnan(rows[2]['seconds'])
+    assert History(tmp_path, resume_step=3).seconds_before == 2.0
+
+
 def test_ctrl_c_says_what_the_checkpoint_keeps_and_draws_the_curves(tmp_path, capsys):
     """Ctrl-C stopped train without a word, and without the curves of the steps run."""
     from training.train import main  # what torchrun launches: the line, no traceback after

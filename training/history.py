@@ -25,8 +25,10 @@ class History:
         if resume_step and self.path.is_file():
             with self.path.open(newline='') as handle:
                 for row in csv.DictReader(handle):
-                    if float(row['step']) <= resume_step:  # '1e+06' in older logs
-                        self.rows.append({k: _number(v) for k, v in row.items()})
+                    # '1e+06' in older logs; a line cut short (a crash, a power cut while it was
+                    # appended) has None for its missing fields and is kept with NaN there
+                    if _number(row.get('step')) <= resume_step:  # NaN: no step, dropped
+                        self.rows.append({k: _number(row.get(k)) for k in FIELDS})
         # the seconds of the last kept row (0 without one): a resumed part's clock starts there
         self.seconds_before = next((r['seconds'] for r in reversed(self.rows)
                                     if not math.isnan(r['seconds'])), 0.0)
@@ -87,10 +89,10 @@ class History:
         return path
 
 
-def _number(text: str) -> float:
+def _number(text: str | None) -> float:
     try:
         return float(text)
-    except ValueError:
+    except (TypeError, ValueError):  # None: a field missing from a line cut short
         return math.nan
 
 
