@@ -321,6 +321,29 @@ def test_resuming_the_adaptation_of_another_base_is_refused_before_the_recording
                                    overrides=overrides)
 
 
+def test_an_out_whose_train_folder_holds_the_base_checkpoint_is_refused(tmp_path,
+                                                                        monkeypatch):
+    """A base trained into out/train (train's default out_dir) and adapted with --out out was
+    replaced by the adaptation's checkpoint, its log.csv too, without a word."""
+    pytest.importorskip('torch', reason="needs torch (pip install '.[train]')")
+    import mmp_ros.inference.onnx_file
+    from mmp_ros.inference.testing import tiny_random_model
+    from mmp_ros.model.checkpoint import save_checkpoint
+
+    base = save_checkpoint(tmp_path / 'out' / 'train' / 'checkpoint.pt', metadata=METADATA,
+                           model=tiny_random_model(METADATA))
+    # the base's own export, as read from it (exporting it takes seconds)
+    monkeypatch.setattr(mmp_ros.inference.onnx_file, 'read_model_metadata', lambda p: METADATA)
+    onnx = tmp_path / 'none.onnx'
+    saved = base.read_bytes()
+    with pytest.raises(BagError, match=rf'^--out {tmp_path / "out"}: adaptation trains into '
+                       rf'{tmp_path / "out" / "train"}, where --checkpoint {base} is: it would '
+                       r'be replaced; give another --out$'):
+        adapt_bag.adapt_on_bag(str(tmp_path / 'bag'), model=str(onnx), checkpoint=str(base),
+                               out=tmp_path / 'out', overrides=['steps=2'])
+    assert base.read_bytes() == saved
+
+
 @pytest.mark.parametrize(('overrides', 'again'), [
     ([], 'the same command with --set resume=true'), (['resume=true'], 'the same command')])
 def test_ctrl_c_while_exporting_says_what_is_kept(healthy_bag, tmp_path, monkeypatch, capsys,

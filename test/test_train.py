@@ -765,6 +765,21 @@ def test_adaptation_refuses_an_override_of_what_it_sets_itself(tmp_path, overrid
         'mmp_adapt'
 
 
+@pytest.mark.parametrize('resume', ['true', 'false'])
+def test_adaptation_into_the_folder_of_its_base_is_refused(tmp_path, base_checkpoint, resume):
+    """mmp_ros adapt-data out/train/checkpoint.pt --set out_dir=out/train replaced the base
+    with the adapted checkpoint (resume=false, which the refusal to resume from the base
+    advised)."""
+    base = tmp_path / 'train' / 'checkpoint.pt'
+    base.parent.mkdir()
+    base.write_bytes(base_checkpoint.read_bytes())
+    with pytest.raises(ConfigError, match=rf'^out_dir {tmp_path / "train"}: adaptation writes '
+                       rf'{base}, which is base_checkpoint {base}; it would be replaced'):
+        adapt(str(base), overrides=[*FAST, 'steps=1', f'out_dir={tmp_path / "train"}',
+                                    f'resume={resume}'], train_dataset=CueDataset('train', 4))
+    assert base.read_bytes() == base_checkpoint.read_bytes()
+
+
 def test_adaptation_names_a_missing_base_before_reading_any_data(tmp_path):
     """The dataset was built (and read) first: a missing base was reported only after
     any dataset error, and after the dataset's work."""

@@ -293,7 +293,7 @@ def adapt_on_bag(bag: str, *, model: str, checkpoint: str, out: str | Path,
     from mmp_ros.inference.onnx_file import read_model_metadata
     from mmp_ros.model import CheckpointError, load_checkpoint, read_checkpoint
     from training.adapt import adapt, adapt_config
-    from training.config import ConfigError, load_config
+    from training.config import CHECKPOINT_NAME, ConfigError, load_config
     from training.export import export_checkpoint
     from training.train import adaptation_resume_problem
 
@@ -310,6 +310,9 @@ def adapt_on_bag(bag: str, *, model: str, checkpoint: str, out: str | Path,
     _, checkpoint_meta, _ = load_checkpoint(checkpoint)
     check_same_model(metadata, checkpoint_meta, model, checkpoint)
     out = output_folder(out, '--out')  # before the recording (minutes) is read
+    if (out / 'train' / CHECKPOINT_NAME).resolve() == Path(checkpoint).resolve():
+        raise BagError(f'--out {out}: adaptation trains into {out / "train"}, where --checkpoint '
+                       f'{checkpoint} is: it would be replaced; give another --out')
     forced = [f'out_dir={out / "train"}', 'data.num_workers=0',
               f'data.input_size=[{metadata.input_size[0]}, {metadata.input_size[1]}]',
               f'modalities=[{", ".join(metadata.modalities)}]']

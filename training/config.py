@@ -11,6 +11,7 @@ import math
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
@@ -18,6 +19,8 @@ import yaml
 from mmp_ros.errors import InputError
 from mmp_ros.modalities import INPUT_CHANNELS, MODALITIES, check_modalities
 from mmp_ros.model.config import METHODS, MODEL_SIZES, PROJECTION_KINDS, PROJECTION_STAGES
+
+CHECKPOINT_NAME = 'checkpoint.pt'  # what a run writes in its out_dir, and resumes from
 
 # distill_crop's windows start and end on the shared encoder's coarsest grid (stride 32), so
 # every feature map of a window lies on the whole frame's grid.
@@ -288,6 +291,13 @@ def validate(config: TrainConfig) -> None:
                           "model.projection_stage 'encoder'")
     if not config.out_dir.strip():  # an unset shell variable: not the current folder
         raise ConfigError('out_dir is empty: name the folder for the checkpoint and its log')
+    written = Path(config.out_dir) / CHECKPOINT_NAME
+    if config.base_checkpoint and written.resolve() == Path(config.base_checkpoint).resolve():
+        # its checkpoint replaced the base (the default out_dir out/train of a base trained
+        # with method none), with resume=false or after a refusal that advised it
+        raise ConfigError(f'out_dir {config.out_dir}: adaptation writes {written}, which is '
+                          f'base_checkpoint {config.base_checkpoint}; it would be replaced: '
+                          'give another out_dir')
     if ':' not in config.data.dataset:
         raise ConfigError(f'data.dataset must be "module:callable", got {config.data.dataset!r}')
     if len(config.data.input_size) != 2 or min(config.data.input_size) <= 0:

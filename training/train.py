@@ -44,7 +44,7 @@ from mmp_ros.model import (
 )
 from mmp_ros.model.layers import frozen_norm_scale
 from training.allocator import keep_freed_memory
-from training.config import CROP_GRID, ConfigError, TrainConfig, load_config
+from training.config import CHECKPOINT_NAME, CROP_GRID, ConfigError, TrainConfig, load_config
 from training.datasets import (
     IGNORE_INDEX,
     StepBatchSampler,
@@ -63,7 +63,6 @@ from training.optim import adamw
 from training.projection_fit import fit_projection
 from training.teacher_cache import FORWARD_BATCH, TeacherCache
 
-CHECKPOINT_NAME = 'checkpoint.pt'
 # What label-free adaptation trains: the parts that act only where a modality is missing.
 ADAPTED_PREFIXES = ('projection.', 'encoder.adapters.')
 
