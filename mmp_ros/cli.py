@@ -184,17 +184,43 @@ def _stops_as_interrupt() -> dict[int, object]:
                                 (signal.SIGINT, signal.default_int_handler)):
             if signal.getsignal(signum) is default:
                 previous[signum] = signal.signal(signum, _interrupt)
+    if previous:
+        _unraisable_hooks.append(sys.unraisablehook)
+        sys.unraisablehook = _unraisable
     return previous
 
 
 def _restore_handlers(previous: dict[int, object]) -> None:
     for signum, handler in previous.items():
         signal.signal(signum, handler)
+    if previous:
+        sys.unraisablehook = _unraisable_hooks.pop()
 
 
 def _interrupt(signum: int, frame: object) -> None:
     _stops_received.append(signum)
     raise KeyboardInterrupt
+
+
+# A stop that lands in code Python runs out of line (importlib's module-lock weakref callback,
+# a __del__) cannot propagate: Python prints it as 'Exception ignored in ...' with a traceback
+# and goes on. It is in _stops_received all the same (_import raises it again).
+_unraisable_hooks: list = []
+
+
+def _unraisable(unraisable) -> None:
+    if not (_stops_received and issubclass(unraisable.exc_type, KeyboardInterrupt)):
+        _unraisable_hooks[-1](unraisable)
+
+
+def _import(module: str):
+    """The command's or node's module, imported; KeyboardInterrupt where a stop came while it
+    imported and was lost: the node or command ran on as if nothing had been asked
+    (``mmp_dropout_node`` stopped so went on to 'parameter schedule_file is empty')."""
+    imported = importlib.import_module(module)
+    if _stops_received:
+        raise KeyboardInterrupt
+    return imported
 
 
 def segmentation_node() -> int:
@@ -220,7 +246,7 @@ def _node_entry(module: str, function: str = 'main') -> int:
     outright). Stopped then, the node exits with status 0, as when it is stopped later."""
     previous_handlers = _stops_as_interrupt()
     try:
-        return getattr(importlib.import_module(module), function)()
+        return getattr(_import(module), function)()
     except KeyboardInterrupt:
         return 0
     except ImportError as exc:
@@ -280,7 +306,7 @@ def _run_command(known: argparse.Namespace, rest: list[str], ros_args: list[str]
 
 
 def _run_module(known: argparse.Namespace, rest: list[str], ros_args: list[str]) -> int:
-    module = importlib.import_module(known._module)
+    module = _import(known._module)
     command_parser = argparse.ArgumentParser(
         prog=f'mmp_ros {known.command}', description=COMMANDS[known.command][1]
     )
