@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -163,24 +164,34 @@ def test_kill_then_freeze_across_processes(tmp_path):
         assert abs(event['wall_time'] - event['ros_time']) < 1.0  # ROS time is system time
     kill_start, kill_end, freeze_start, freeze_end = (e['ros_time'] for e in events[1:])
 
-    def between(low: float, high: float) -> list[tuple[int, int, int]]:
-        return [f for f in frames if low + MARGIN_S < f[0] / 1e9 < high - MARGIN_S]
+    # A frame falls in a window as it reaches the node, some delivery time after its stamp,
+    # which a loaded machine does not bound (with 0.167 s, frames stamped 0.1 s before the
+    # kill's end got through it). What holds whatever the delay, in the order the node took
+    # the frames (one publisher's, in order; best effort, some are missed): the live stream
+    # with a gap (the kill), the frozen frame under new headers, the live stream again.
+    frames.sort(key=lambda f: f[1])
+    held = ''.join('L' if value == seq % 256 else 'F' for _, seq, value in frames)
+    assert re.fullmatch('L+F+L+', held), held
+    first, last = held.index('F'), held.rindex('F') + 1
+    before, frozen, after = frames[:first], frames[first:last], frames[last:]
+    assert len(before) > 10 and len(after) >= 10
 
-    live = [f for f in frames if f[0] / 1e9 < kill_start or f[0] / 1e9 > freeze_end]
-    assert len(live) > 20
-    assert all(value == seq % 256 for _, seq, value in live)  # untouched outside the windows
+    # The kill: the frames the node withheld (its count, logged at the schedule's end) are
+    # consecutive; none got through, so they are one gap in what came, stamped after the frames
+    # the node took before the window opened (stamped before it, then).
+    withheld = int(re.search(r'rgb \d+ in, \d+ passed, \d+ rewritten, (\d+) withheld',
+                             logs[1]).group(1))
+    assert withheld >= 10, f'{withheld} frames withheld in a 1 s kill of a 30 Hz stream'
+    gap, i = max((b[1] - a[1] - 1, i) for i, (a, b) in enumerate(pairwise(before)))
+    assert gap >= withheld, f'frames got through the kill window ({gap} < {withheld})'
+    assert before[i][0] / 1e9 < kill_start and before[-1][0] / 1e9 < freeze_start
 
-    assert between(kill_start, kill_end) == [], 'frames got through the kill window'
-    before = [f for f in frames if f[0] / 1e9 < kill_start]
-    after = [f for f in frames if f[0] / 1e9 > kill_end]
-    assert len(before) >= 5 and after
-    assert after[0][0] - before[-1][0] > (kill_end - kill_start - 2 * MARGIN_S) * 1e9
-
-    frozen = between(freeze_start, freeze_end)
     assert len(frozen) >= 10, f'only {len(frozen)} frames in a 1 s freeze of a 30 Hz stream'
     assert len({value for _, _, value in frozen}) == 1
-    last_live = max(f for f in frames if f[0] / 1e9 < freeze_start)
-    assert frozen[0][2] == last_live[2], 'the freeze must hold the last frame before it'
+    assert frozen[-1][0] / 1e9 < freeze_end  # taken before the freeze ended
+    # The frame held is the last one the node took before the freeze (none came between).
+    held_seq = max(seq for seq in range(frozen[0][1]) if seq % 256 == frozen[0][2])
+    assert before[-1][1] <= held_seq, 'the freeze must hold the last frame before it'
     stamps = [stamp for stamp, _, _ in frozen]
     seqs = [seq for _, seq, _ in frozen]
     assert stamps == sorted(set(stamps)) and seqs == sorted(set(seqs))  # new headers each time
