@@ -251,7 +251,12 @@ def test_sigterm_stops_a_command_as_ctrl_c_does_with_its_clean_up(tmp_path):
         time.sleep(0.01)
     os.kill(process.pid, signal.SIGTERM)
     _, stderr = process.communicate(timeout=30)
-    assert process.returncode == 130, stderr
+    # 130, or killed by SIGINT, which a shell reports as 130 too. Under `python -m`, CPython's
+    # Py_RunMain ends a process that exited 130 that way when the KeyboardInterrupt had ended
+    # a nested PyRun_String on its way (its flag for an unhandled one stays set): 3 runs in 20
+    # on a loaded machine, each with the SIGTERM landing in the lazy import of ruamel.yaml
+    # (strace); 0 in 24 through the console script `mmp_ros` or runpy from -c.
+    assert process.returncode in (130, -signal.SIGINT), stderr
     assert 'Traceback' not in stderr, stderr
     assert not bag.exists()
 
