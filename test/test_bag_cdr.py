@@ -7,7 +7,7 @@ import pytest
 from rosbags.typesys import Stores, get_typestore
 
 from mmp_ros.bags import BagError
-from mmp_ros.bags.cdr import header_stamp_ns, restamp
+from mmp_ros.bags.cdr import Restamper, header_stamp_ns, restamp
 
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 T = TYPESTORE.types
@@ -41,3 +41,54 @@ def test_what_is_not_a_cdr_message_with_a_header_is_refused(data):
         restamp(data, 0)
     with pytest.raises(BagError, match='not a CDR message with a header'):
         header_stamp_ns(data)
+
+
+def test_restamper_gives_messages_that_shared_a_stamp_one_stamp():
+    # replay --restamp set each message's stamp to its own publish time: an image and its
+    # CameraInfo, recorded under one header, left with stamps microseconds apart, and
+    # exact-time consumers (CameraSubscriber, ExactTime, the node's camera_info) never paired
+    # them. The first message of a recorded stamp takes its publish time, the others its.
+    restamper = Restamper()
+    ms = 1_000_000
+    played = [  # (topic, bag time, recorded stamp, publish time)
+        ('/rgb/image', 0, 100 * ms, 5000 * ms),
+        ('/rgb/camera_info', 1, 100 * ms, 5000 * ms + 40_000),
+        ('/depth/image', 3 * ms, 103 * ms, 5003 * ms),
+        ('/ground_truth', 4 * ms, 100 * ms, 5004 * ms),  # later, the rgb stamp: paired
+        ('/depth/camera_info', 5 * ms, 103 * ms, 5005 * ms),
+        ('/rgb/image', 33 * ms, 133 * ms, 5033 * ms),
+        ('/rgb/camera_info', 34 * ms, 133 * ms, 5034 * ms),
+    ]
+    stamps = [restamper.stamp_ns(t, b, r, now) for t, b, r, now in played]
+    assert stamps == [5000 * ms, 5000 * ms, 5003 * ms, 5000 * ms, 5003 * ms, 5033 * ms,
+                      5033 * ms]
+    # In the CDR bytes, as the player publishes them.
+    data = image_cdr(True)
+    assert header_stamp_ns(restamper.restamp('/a', 40 * ms, data, 6000 * ms)) == 6000 * ms
+    assert header_stamp_ns(restamper.restamp('/b', 41 * ms, data, 6001 * ms)) == 6000 * ms
+
+
+def test_restamper_keeps_stamps_fresh_and_increasing_where_a_stamp_repeats():
+    ms = 1_000_000
+    restamper = Restamper()
+    # A topic whose stamp never changes (left 0 by its driver) gets a fresh one each time,
+    # and a topic beside it takes the latest, not the first of the bag.
+    got = [restamper.stamp_ns(t, i * ms, 0, 1000 * ms + i * ms)
+           for i, t in enumerate(['/a', '/b', '/a', '/a', '/b'])]
+    assert got == [1000 * ms, 1000 * ms, 1002 * ms, 1003 * ms, 1003 * ms]
+    # Shared within the window (1 s of bag time from its first message); fresh after it.
+    assert restamper.stamp_ns('/c', 900 * ms, 0, 8000 * ms) == 1003 * ms
+    assert restamper.stamp_ns('/d', 2000 * ms, 0, 9001 * ms) == 9001 * ms
+    # A stamp that would put its topic's stamps back while the recorded ones went forward
+    # (the pairing stamp was taken by another topic before this topic's last one): fresh.
+    restamper = Restamper()
+    assert restamper.stamp_ns('/a', 0, 20 * ms, 100 * ms) == 100 * ms
+    assert restamper.stamp_ns('/b', 1, 10 * ms, 101 * ms) == 101 * ms
+    assert restamper.stamp_ns('/b', 2, 20 * ms, 102 * ms) == 102 * ms
+    # Recorded stamps that go back on a topic pair as they were recorded (back with them).
+    assert restamper.stamp_ns('/c', 3, 30 * ms, 103 * ms) == 103 * ms
+    assert restamper.stamp_ns('/c', 4, 10 * ms, 104 * ms) == 101 * ms
+    # A new pass (--loop) pairs with nothing of the last one.
+    restamper.new_pass()
+    assert restamper.stamp_ns('/b', 0, 20 * ms, 200 * ms) == 200 * ms
+    assert restamper.stamp_ns('/a', 1, 20 * ms, 201 * ms) == 200 * ms

@@ -168,6 +168,43 @@ def test_loop_with_restamp_repeats_with_fresh_increasing_stamps(tmp_path, restor
     assert abs(received_stamps[-1] - time.time_ns()) < 10 * 10**9  # now, not 2023
 
 
+def test_restamp_keeps_an_image_and_its_camera_info_under_one_stamp(tmp_path,
+                                                                    restored_environ):
+    # The synthetic bag has each RGB frame, its CameraInfo and its ground truth under one
+    # header. --restamp gave each message its own publish time, microseconds apart: none of
+    # the 90 pairs kept a stamp in common, and exact-time consumers (CameraSubscriber,
+    # message_filters' ExactTime) paired nothing. Now they share the first one's.
+    import rclpy
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import CameraInfo, Image
+
+    from mmp_ros.ros.context import init_ros
+    from training.data.synth_bag import SynthBagConfig, write_synth_bag
+
+    bag = tmp_path / 'bag'
+    write_synth_bag(bag, SynthBagConfig(duration_s=0.5, scene_seconds=1.0, size=(8, 8)))
+    topics = {'/rgb/image': Image, '/rgb/camera_info': CameraInfo, '/ground_truth/labels': Image}
+    stamps: dict[str, list[int]] = {topic: [] for topic in topics}
+    with init_ros([]):
+        node = rclpy.create_node('mmp_ros_restamp_probe')
+        try:
+            for topic, msgtype in topics.items():
+                node.create_subscription(
+                    msgtype, topic, lambda data, t=topic: stamps[t].append(header_stamp_ns(data)),
+                    qos_profile_sensor_data, raw=True)
+            play_into(node, bag, ['--restamp', '--topics', *topics, '--delay', '0.3'],
+                      lambda: all(len(s) >= 15 for s in stamps.values()))
+        finally:
+            node.destroy_node()
+    images, infos, truth = (stamps[topic] for topic in topics)
+    assert min(len(images), len(infos), len(truth)) >= 12, stamps  # 15 frames, best effort
+    assert images == sorted(set(images))  # fresh and increasing, as before
+    assert abs(images[-1] - time.time_ns()) < 10 * 10**9
+    # Each CameraInfo and ground truth under its image's stamp (all but one lost on the way).
+    assert len(set(infos) & set(images)) >= min(len(infos), len(images)) - 1, stamps
+    assert len(set(truth) & set(images)) >= min(len(truth), len(images)) - 1, stamps
+
+
 @pytest.mark.parametrize(('storage', 'compression', 'restamp'),
                          [('mcap', 'jpeg', False), ('sqlite3', 'png', True)])
 def test_compressed_camera_topics_are_published_as_compressed_images_on_time(

@@ -6,9 +6,17 @@ Replaying a bag recorded long ago gives stamps that a live node reads as stale, 
 bag gives stamps that jump backwards; rewriting those 8 bytes to the publish time fixes both
 at the cost of a copy, where deserializing a 640x480 image and serializing it again would cost
 a conversion of every pixel.
+
+Messages that shared a stamp in the bag (an image and its ``CameraInfo``, published under one
+header; cameras synchronized in hardware; depth registered to RGB) must share one after, or
+exact-time consumers (image_transport's ``CameraSubscriber``, message_filters' ``ExactTime``,
+the segmentation node's ``camera_info``) never pair them: :class:`Restamper` gives the first
+message of a recorded stamp its publish time and the others of that stamp the same.
 """
 
 from __future__ import annotations
+
+from collections import OrderedDict
 
 from mmp_ros.bags.errors import BagError
 
@@ -40,3 +48,58 @@ def header_stamp_ns(data: bytes) -> int:
     order = _header_byte_order(data)
     sec = int.from_bytes(data[4:8], order, signed=True)
     return sec * 1_000_000_000 + int.from_bytes(data[8:12], order)
+
+
+# How long (bag time) a recorded stamp is remembered after its first message: messages that
+# share a stamp are recorded microseconds (an image and its CameraInfo) to a node's latency
+# (its outputs, stamped with their input's stamp) apart.
+SHARED_STAMP_WINDOW_NS = 1_000_000_000
+
+
+class Restamper:
+    """New header stamps for a replay (``replay --restamp``), message by message in bag order.
+
+    The first message of a recorded stamp takes its publish time (``now_ns``); a later one of
+    the same recorded stamp, on another topic and within :data:`SHARED_STAMP_WINDOW_NS` of bag
+    time, takes the same stamp, so pairs stay pairs. A topic that repeats a stamp (a driver
+    that leaves it unset: 0) gets a fresh one each time, as does a message whose shared stamp
+    would put its topic's stamps back where the recorded ones went forward; call
+    :meth:`new_pass` at each ``--loop`` pass, so that a pass pairs with nothing of the last.
+    """
+
+    def __init__(self, window_ns: int = SHARED_STAMP_WINDOW_NS) -> None:
+        self._window_ns = window_ns
+        # recorded stamp -> (bag time of its first message, new stamp, topics that took it),
+        # in bag-time order (a bag's messages come in time order).
+        self._given: OrderedDict[int, tuple[int, int, set[str]]] = OrderedDict()
+        self._last: dict[str, tuple[int, int]] = {}  # topic -> its last (recorded, new) stamp
+
+    def new_pass(self) -> None:
+        self._given.clear()
+
+    def stamp_ns(self, topic: str, timestamp_ns: int, recorded_ns: int, now_ns: int) -> int:
+        """The new stamp of a message of ``topic`` at bag time ``timestamp_ns``, recorded with
+        stamp ``recorded_ns`` and published at ``now_ns``."""
+        while self._given:
+            oldest = next(iter(self._given.values()))
+            if oldest[0] >= timestamp_ns - self._window_ns:
+                break
+            self._given.popitem(last=False)
+        given = self._given.get(recorded_ns)
+        last = self._last.get(topic)
+        if given is not None and topic not in given[2] and (
+            last is None or given[1] > last[1] or recorded_ns < last[0]
+        ):
+            stamp = given[1]
+            given[2].add(topic)
+        else:
+            stamp = now_ns
+            if given is None or topic in given[2]:
+                self._given.pop(recorded_ns, None)
+                self._given[recorded_ns] = (timestamp_ns, now_ns, {topic})
+        self._last[topic] = (recorded_ns, stamp)
+        return stamp
+
+    def restamp(self, topic: str, timestamp_ns: int, data: bytes, now_ns: int) -> bytes:
+        """``data`` (a message that starts with a Header) with its new stamp."""
+        return restamp(data, self.stamp_ns(topic, timestamp_ns, header_stamp_ns(data), now_ns))

@@ -11,9 +11,9 @@ topics the QoS they were recorded with.
 Topics that cannot be published (a type that is not a ROS 2 name, or whose Python class does
 not import here) are listed with the reason and skipped. ``--restamp`` rewrites header stamps
 to the publish time in the CDR bytes themselves (``mmp_ros.bags.cdr``), for nodes that judge
-freshness by stamp. ``--clock HZ`` publishes the bag time of the playback position on
-``/clock`` instead (``mmp_ros.bags.playback.BagClock``), for nodes run with
-``use_sim_time:=true``.
+freshness by stamp; messages that shared a stamp in the bag share the first one's.
+``--clock HZ`` publishes the bag time of the playback position on ``/clock`` instead
+(``mmp_ros.bags.playback.BagClock``), for nodes run with ``use_sim_time:=true``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 
-from mmp_ros.bags.cdr import restamp
+from mmp_ros.bags.cdr import Restamper
 from mmp_ros.bags.errors import BagError
 from mmp_ros.bags.playback import (
     DEFAULT_QOS,
@@ -163,7 +163,9 @@ class BagPlayer(Node):
         start: float | None = None  # set on the first message: opening the bag is not late
         lateness = self.lateness = Lateness()
         iteration = 0
+        restamper = Restamper()
         while True:
+            restamper.new_pass()  # a pass's stamps pair with nothing of the last
             messages = self._bag.messages(self._bag_publishers, self._schedule.origin_ns)
             for topic, timestamp, data in messages:
                 if start is None:
@@ -179,7 +181,8 @@ class BagPlayer(Node):
                     self._clock_pass = iteration
                 lateness.add(time.monotonic() - due)
                 if topic in self._restamped:
-                    data = restamp(data, self.get_clock().now().nanoseconds)
+                    data = restamper.restamp(topic, timestamp, data,
+                                             self.get_clock().now().nanoseconds)
                 self._bag_publishers[topic].publish(data)
             iteration += 1
             # A pass that published nothing (no message in the played span) would repeat
@@ -262,7 +265,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         '--restamp', action='store_true',
         help='set header.stamp to the publish time (messages that start with a header): a '
-        'live node then sees fresh, increasing stamps, also across --loop',
+        'live node then sees fresh, increasing stamps, also across --loop; messages that '
+        'shared a stamp in the bag (an image and its camera_info) share one',
     )
     parser.add_argument(
         '--clock', type=clock_rate, nargs='?', const=CLOCK_HZ, metavar='HZ',
