@@ -103,6 +103,22 @@ def test_restamp_and_clock_are_refused_together(tmp_path, capsys):
     assert '--restamp and --clock do not go together' in err
 
 
+def test_restamp_with_a_player_on_sim_time_is_refused(tmp_path, capsys, restored_environ):
+    # --ros-args -p use_sim_time:=true (a params file shared by every node) made the player's
+    # clock sim time, which it never updates (it does not spin): every stamp went out as 0.
+    from mmp_ros.bags.synthetic import write_image_bag
+
+    bag = write_image_bag(tmp_path / 'bag', [1_700_000_000 * 10**9], width=2, height=2)
+    parser = argparse.ArgumentParser()
+    replay.add_arguments(parser)
+    args = parser.parse_args([str(bag), '--restamp'])
+    args.ros_args = ['--ros-args', '-p', 'use_sim_time:=true']
+    assert replay.run(args) == 2
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1, err
+    assert 'use_sim_time:=true (--ros-args) would make every stamp 0' in err
+
+
 def test_a_bag_given_after_clock_says_to_put_it_first(tmp_path, capsys):
     # `mmp_ros replay --clock BAG` (--clock takes an optional rate): "argument --clock:
     # expected a number, got 'BAG'", which did not say what to do

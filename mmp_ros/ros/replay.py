@@ -323,6 +323,14 @@ def run(args: argparse.Namespace) -> int:
             with init_ros(args.ros_args) as setup:
                 node = BagPlayer(bag, plan, schedule, restamp=args.restamp, clock=clock)
                 try:
+                    if args.restamp and node.get_parameter('use_sim_time').value:
+                        # The player never spins, so its clock never takes /clock: it reads 0.
+                        print('mmp_ros replay: --restamp stamps with the wall clock, and '
+                              'use_sim_time:=true (--ros-args) would make every stamp 0 (the '
+                              'player does not follow /clock); a node on sim time wants the '
+                              'bag stamps: drop --restamp, or use_sim_time for the player',
+                              file=sys.stderr)
+                        return 2
                     log = node.get_logger()
                     log.info(f'{bag.path}: {setup.describe()}')
                     for line in plan.describe():
