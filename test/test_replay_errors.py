@@ -119,6 +119,25 @@ def test_restamp_with_a_player_on_sim_time_is_refused(tmp_path, capsys, restored
     assert 'use_sim_time:=true (--ros-args) would make every stamp 0' in err
 
 
+def test_a_message_that_cannot_be_restamped_is_named(tmp_path, capsys, restored_environ):
+    # A damaged message (4 bytes) on an Image topic stopped --restamp with 'not a CDR message
+    # with a header (...)' alone: no bag, topic or time to find it by.
+    from rosbags.rosbag2 import Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    from mmp_ros.bags.synthetic import STORAGES
+
+    writer = Writer(tmp_path / 'bag', version=9, storage_plugin=STORAGES['mcap'])
+    writer.open()
+    connection = writer.add_connection('/cam/image', 'sensor_msgs/msg/Image',
+                                       typestore=get_typestore(Stores.ROS2_KILTED))
+    writer.write(connection, 1_000_000_000, b'\x00\x01\x00\x00')
+    writer.close()
+    err = run_replay(tmp_path / 'bag', capsys, '--restamp')
+    assert (f'{tmp_path / "bag"}: /cam/image message at 1000000000 ns: not a CDR message with '
+            'a header') in err and 'without --restamp it is published as it is' in err
+
+
 def test_a_bag_given_after_clock_says_to_put_it_first(tmp_path, capsys):
     # `mmp_ros replay --clock BAG` (--clock takes an optional rate): "argument --clock:
     # expected a number, got 'BAG'", which did not say what to do

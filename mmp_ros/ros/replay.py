@@ -181,8 +181,13 @@ class BagPlayer(Node):
                     self._clock_pass = iteration
                 lateness.add(time.monotonic() - due)
                 if topic in self._restamped:
-                    data = restamper.restamp(topic, timestamp, data,
-                                             self.get_clock().now().nanoseconds)
+                    try:
+                        data = restamper.restamp(topic, timestamp, data,
+                                                 self.get_clock().now().nanoseconds)
+                    except BagError as exc:
+                        raise BagError(f'{self._bag.path}: {topic} message at {timestamp} ns: '
+                                       f'{exc}; without --restamp it is published as it is'
+                                       ) from None
                 self._bag_publishers[topic].publish(data)
             iteration += 1
             # A pass that published nothing (no message in the played span) would repeat
