@@ -558,6 +558,30 @@ def test_on_sim_time_a_jump_back_of_the_clock_starts_sensor_health_afresh(run_no
     assert not [s for s in driver.model_statuses if 'backwards' in s['message']]
 
 
+def test_on_sim_time_a_forward_jump_of_the_clock_makes_no_camera_look_silent(run_node):
+    # A bag seeked 3 s forward: rgb was 'recovering from "stale: messages stopped for 3.07 s"',
+    # the model ERROR 'no usable sensor', and the next recovery_frames (5) frames but one
+    # were not segmented. A jump within every timeout_s (0.5 s) is a tick, not a restart.
+    node, driver, spin_until, bag, feed = segmenting_on_sim_time(run_node)
+    model = node._model
+    bag.tick(400_000_000)
+    assert spin_until(lambda: node.get_clock().now().nanoseconds == bag.now_ns, 5.0)
+    assert node._model is model, 'a 0.4 s tick started the figures afresh'
+    heard = len(driver.diagnostics)
+    jumped_to = bag.now_ns + 3 * 10**9
+    bag.tick(3 * 10**9)
+    assert spin_until(lambda: node.get_clock().now().nanoseconds == jumped_to, 5.0)
+    before = len(driver.labels)
+    for _ in range(3):  # fewer than recovery_frames
+        feed()
+        spin_until(lambda: False, 0.05)
+    assert spin_until(
+        lambda: any(label_stamp_ns(label) > jumped_to for label in driver.labels[before:]),
+        2.0), 'the camera was masked after the clock jumped forward'
+    said = [s.message for a in driver.diagnostics[heard:] for s in a.status]
+    assert not [m for m in said if 'stale' in m], said
+
+
 def test_on_sim_time_a_frame_under_way_at_a_jump_back_does_not_mask_its_camera(run_node):
     # At a --loop --clock pass's end a frame of the old pass can arrive after the jump: it was
     # 'stamp 3.960 s in the future', and the camera masked for recovery_frames (5) frames.

@@ -194,7 +194,8 @@ class HealthMonitor:
 
     def restart(self, jumped_from: float | None = None, now: float | None = None) -> None:
         """Forget every frame and verdict, as at start-up; the settings stay. With
-        ``jumped_from`` and ``now``: the node's clock jumped back from the one to the other.
+        ``jumped_from`` and ``now``: the node's clock jumped from the one to the other (back,
+        or forward by more than a ``timeout_s``).
 
         A sensor healthy at the jump (OK or recovering, not stale) is not 'nothing received
         since start' until its first frame on the new time (every sensor ERROR, and the model

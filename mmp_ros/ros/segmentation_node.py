@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 import threading
 import time
@@ -50,6 +51,7 @@ from mmp_ros.core.parameters import (
     DECODER_PARAMETERS,
     HEALTH_FIELDS,
     NODE_NAME,
+    SENSOR_PARAMETERS,
     ParameterError,
     ParameterSpec,
     all_parameters,
@@ -112,6 +114,10 @@ except ImportError:
 
 OVERLAY_PREFERENCE = ('rgb', 'thermal', 'depth', 'polarization')
 SIM_TIME_POLL_S = 0.005  # how often the timer anchor looks at a simulated clock
+# Forward jumps of the clock shorter than this reach no jump callback (Gazebo's 1 ms /clock
+# steps): the smallest timeout_s there is. _on_time_jump returns at once for a longer step
+# within every enabled sensor's timeout_s (a tick of ros2 bag play's 40 Hz /clock, 25 ms).
+MIN_FORWARD_JUMP_S = next(s.minimum for s in SENSOR_PARAMETERS if s.name == 'timeout_s')
 
 
 class NodeStartError(RuntimeError):
@@ -246,9 +252,11 @@ class SegmentationCore:
         self._build_core()
         self._create_publishers()
         # Any jump back of the node's clock (use_sim_time with a looped bag or a simulator
-        # reset), or a switch between wall and sim time.
+        # reset), one forward that would make a camera look silent (a bag seeked forward, a
+        # simulator fast-forwarded: _on_time_jump), or a switch between wall and sim time.
         self._time_jump_handle = self.get_clock().create_jump_callback(
-            JumpThreshold(min_forward=None, min_backward=Duration(nanoseconds=-1)),
+            JumpThreshold(min_forward=Duration(seconds=MIN_FORWARD_JUMP_S),
+                          min_backward=Duration(nanoseconds=-1)),
             post_callback=self._on_time_jump,
         )
         self.get_logger().info(
@@ -719,10 +727,18 @@ class SegmentationCore:
         """The clock went back: every stamp from now on would look stale or to go backwards,
         and rates and latencies would span the jump. Health, cached frames and the model's
         figures start afresh, as at start-up, instead of masking every sensor until it has
-        recovered."""
+        recovered. So too when it went forward by more than an enabled sensor's
+        ``timeout_s`` (a bag seeked forward, a simulator fast-forwarded): every camera looked
+        silent for that long, STALE, then masked for ``recovery_frames`` frames."""
+        now_ns, delta_ns = self.get_clock().now().nanoseconds, jump.delta.nanoseconds
+        if jump.clock_change == ClockChange.ROS_TIME_NO_CHANGE and delta_ns > 0 and (
+                delta_ns == now_ns  # the first /clock: nothing was judged on sim time yet
+                or delta_ns * 1e-9 <= min((m.config.timeout_s for m in self._monitors.values()
+                                           if m.enabled), default=math.inf)):
+            return  # a /clock tick, or a jump no sensor would notice
         # Frames under way at a jump back carry the time before it: not a fault (restart).
-        now = self._now()
-        jumped_from = now - jump.delta.nanoseconds * 1e-9 if jump.delta.nanoseconds < 0 else None
+        now = now_ns * 1e-9
+        jumped_from = (now_ns - delta_ns) * 1e-9 if delta_ns else None
         self._start_afresh(jumped_from, now)
         # A switch of use_sim_time comes with a delta of 0, whatever the two clocks read.
         if jump.clock_change == ClockChange.ROS_TIME_ACTIVATED:  # pybind11 enums: not `is`
