@@ -470,6 +470,80 @@ def test_on_sim_time_a_looping_replays_jump_back_does_not_rewind_the_schedule(tm
         rclpy.try_shutdown(context=context)
 
 
+class _SteppedClock:
+    """A node's wall clock, stepped as NTP steps the system clock (rclpy calls no jump
+    callback for that)."""
+
+    def __init__(self, clock) -> None:
+        self._clock, self.offset_ns = clock, 0
+
+    def now(self):
+        from rclpy.time import Time
+
+        return Time(nanoseconds=self._clock.now().nanoseconds + self.offset_ns,
+                    clock_type=self._clock.clock_type)
+
+    def __getattr__(self, name):
+        return getattr(self._clock, name)
+
+
+@pytest.mark.ros
+@pytest.mark.timeout(60)
+def test_on_wall_time_a_step_of_the_system_clock_does_not_move_the_schedule(tmp_path):
+    # NTP stepped the system clock 60 s forward inside a 30 s kill: the window ended at once
+    # (its end event at 60 s) and the camera's frames went through. A step back stalled the
+    # 10 ms timer (on the system clock) for as long: windows closed late, delayed messages
+    # held. The schedule runs on the monotonic clock, and its timer on the steady clock.
+    import rclpy
+    from rclpy.clock import ClockType
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+
+    from mmp_ros.ros.dropout_node import DropoutNode
+
+    schedule = tmp_path / 'schedule.yaml'
+    schedule.write_text('faults:\n  - {sensor: rgb, kind: kill, start: 0, end: 30}\n')
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        dropout = DropoutNode(context=context, parameter_overrides=[
+            Parameter('schedule_file', value=str(schedule)),
+            Parameter('sensors', value=['rgb']),
+        ])
+        assert dropout._tick_timer.clock.clock_type == ClockType.STEADY_TIME
+        peer = rclpy.create_node('dropout_step_peer', context=context)
+        received: list[bytes] = []
+        peer.create_subscription(Image, 'rgb/image', received.append, qos_profile_sensor_data,
+                                 raw=True)
+        source = peer.create_publisher(Image, 'source/rgb/image', qos_profile_sensor_data)
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(dropout)
+        executor.add_node(peer)
+        frame = Image(height=1, width=1, encoding='mono8', step=1, data=b'\x01')
+
+        def send_for(seconds: float) -> None:
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                source.publish(frame)
+                executor.spin_once(timeout_sec=0.02)
+
+        deadline = time.monotonic() + 10.0
+        while dropout.engine.stats('rgb').received < 5:  # matched, and killed
+            assert time.monotonic() < deadline, 'no frame reached the node'
+            send_for(0.05)
+        dropout._clock = _SteppedClock(dropout._clock)
+        dropout._clock.offset_ns = 60 * 10**9
+        send_for(0.5)
+        assert dropout.engine.active('rgb') is not None, 'the step ended the kill'
+        assert not received, f'{len(received)} frames went through the kill'
+        dropout.destroy_node()
+        peer.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=context)
+
+
 COMPRESSED_SOURCE = """
 import time
 

@@ -123,10 +123,10 @@ class ScheduleClock:
     """Seconds since the schedule's start, from the node clock's readings in nanoseconds.
 
     The start is the first non-zero reading (a node on ``use_sim_time`` reads 0 until the
-    first ``/clock``). A reading before the previous one (simulated time jumping back when
-    ``mmp_ros replay --loop --clock`` starts over, or the system clock stepped back) does not
-    rewind the schedule: the elapsed time goes on from where it was, so an open window still
-    closes on time and the later ones still open, once each.
+    first ``/clock``; on wall time the node reads the monotonic clock). A reading before the
+    previous one (simulated time jumping back when ``mmp_ros replay --loop --clock`` starts
+    over) does not rewind the schedule: the elapsed time goes on from where it was, so an open
+    window still closes on time and the later ones still open, once each.
     """
 
     def __init__(self) -> None:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from builtin_interfaces.msg import Time
 from rcl_interfaces.msg import IntegerRange, ParameterDescriptor
+from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import ParameterException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -160,7 +161,10 @@ class DropoutNode(Node):
             )
             if transport != 'raw':
                 self.get_logger().info(f'{sensor}: {transport} transport, {source} -> {output}')
-        self.create_timer(TICK_PERIOD_S, self._on_tick)
+        # On the steady clock: the node's, on wall time, is the system clock, and a step of it
+        # back (NTP) stalled the timer for as long: windows closed late, delayed messages held.
+        self._tick_timer = self.create_timer(TICK_PERIOD_S, self._on_tick,
+                                             clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.get_logger().info(schedule.describe())
         self._now()  # start the schedule now, unless simulated time has not begun
 
@@ -205,11 +209,15 @@ class DropoutNode(Node):
         Read once per callback, so an event carries the time at which its boundary was
         applied. The start is the node's start; under ``use_sim_time`` the first non-zero
         time from ``/clock``, so a schedule runs against a replayed bag's time (and goes on
-        counting when a looping replay's clock jumps back: :class:`ScheduleClock`).
+        counting when a looping replay's clock jumps back: :class:`ScheduleClock`). On wall
+        time the schedule runs on the monotonic clock: a step of the system clock (NTP) 30 s
+        forward ended a 10 s window at once.
         """
-        now_ns, wall = self.get_clock().now().nanoseconds, time.time()
+        clock = self.get_clock()
+        now_ns, wall = clock.now().nanoseconds, time.time()
         started = self._schedule_clock.start_ns is not None
-        elapsed = self._schedule_clock.elapsed(now_ns)
+        elapsed = self._schedule_clock.elapsed(
+            now_ns if clock.ros_time_is_active else time.monotonic_ns())
         if elapsed is None:
             return None
         if not started:
