@@ -145,3 +145,24 @@ def test_the_compressed_source_sends_what_the_node_subscribes_to_and_decodes(res
             source.set_mode('thermal', 'stop')
         finally:
             source.destroy_node()
+
+
+@pytest.mark.ros
+@pytest.mark.parametrize('sim_time', [False, True])
+def test_the_source_keeps_its_rate_on_the_steady_clock_on_wall_time(restored_environ, sim_time):
+    # Its timer was on the node clock: the system clock on wall time, whose step back (NTP,
+    # 5 s) stopped every stream for 5 s, and the node saw each camera STALE. On sim time the
+    # simulated clock paces it, as a simulator's cameras.
+    from rclpy.clock import ClockType
+
+    from mmp_ros.ros.context import init_ros
+    from mmp_ros.ros.synthetic_streams import SyntheticStreams
+
+    args = ['synthetic_streams', '--ros-args', '-p', f'use_sim_time:={str(sim_time).lower()}']
+    with init_ros(args):
+        source = SyntheticStreams(8, 8, 30.0)
+        try:
+            assert source._timer.clock.clock_type == (
+                ClockType.ROS_TIME if sim_time else ClockType.STEADY_TIME)
+        finally:
+            source.destroy_node()

@@ -18,7 +18,10 @@ acknowledged by ``ack <modality> <mode>`` on stdout once it applies:
 ``wrong_encoding`` a message with an encoding the modality does not accept
 ``truncated``     a message whose data is shorter than ``step * height``
 
-``all <mode>`` switches every stream. Stamps are the publisher's clock at publication.
+``all <mode>`` switches every stream. Stamps are the publisher's clock at publication; the
+rate is kept on the steady clock, so a step of the system clock moves the stamps, not the
+rate. With ``--ros-args -p use_sim_time:=true`` both are on ``/clock``: nothing is published
+before its first message, nor while it stands still.
 
 ``--transport compressed`` publishes the streams as image_transport does instead, a
 ``sensor_msgs/CompressedImage`` on ``<m>/image/compressed`` (RGB ``--rgb-format``, jpeg by
@@ -36,6 +39,7 @@ import threading
 from collections.abc import Sequence
 
 import numpy as np
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
@@ -130,7 +134,12 @@ class SyntheticStreams(Node):
             m: self._special_messages(m, height, width) for m in MODALITIES
         } if transport == 'raw' else {}
         self.published = dict.fromkeys(MODALITIES, 0)
-        self._timer = self.create_timer(1.0 / rate_hz, self._tick)
+        # Paced as a camera's own oscillator paces it: on the steady clock. On the node's
+        # clock, the system clock on wall time, a step of it back (NTP) stopped every stream
+        # for as long. On use_sim_time the simulated clock paces them, as a simulator's cameras.
+        pace = None if self.get_clock().ros_time_is_active else Clock(
+            clock_type=ClockType.STEADY_TIME)
+        self._timer = self.create_timer(1.0 / rate_hz, self._tick, clock=pace)
 
     def _special_messages(self, modality: str, height: int, width: int) -> dict[str, Image]:
         good = self._messages[modality][0]
