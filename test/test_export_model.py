@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -170,6 +172,24 @@ def test_python_m_training_export_prints_a_wrong_input_as_one_line(tmp_path, cap
                             str(tmp_path / 'x.onnx')]) == 2
     assert capsys.readouterr().err == (f'python -m training.export: checkpoint not found: '
                                        f'{missing}\n')
+
+
+def test_export_cli_shows_its_own_info_lines_not_the_libraries(tmp_path):
+    """The export set the root logger to INFO: onnx_ir's and onnxscript's passes printed
+    over a hundred lines ('Replaced initializer ...', 'Removed 234 unused nodes') in a
+    normal export. Its own INFO lines ('verified ... against PyTorch') still print."""
+    code = ('import logging, sys\nfrom mmp_ros.cli import main\n'
+            f"main(['export', '--checkpoint', {str(tmp_path / 'missing.pt')!r}, '--out', "
+            f"{str(tmp_path / 'x.onnx')!r}])\n"  # the command's logging set up, then refused
+            "logging.getLogger('onnx_ir.passes.common').info('a library line')\n"
+            "logging.getLogger('onnxscript').warning('a library warning')\n"
+            "logging.getLogger('training.export').info('its own line')\n")
+    done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [
+        f'mmp_ros export: checkpoint not found: {tmp_path / "missing.pt"}',
+        'a library warning', 'its own line']
 
 
 @pytest.mark.parametrize('command', ['export', 'evaluate-model'])

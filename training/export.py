@@ -301,7 +301,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from mmp_ros.inference.tensorrt_ops import check_tensorrt_compatibility
 
-    logging.basicConfig(level=logging.INFO, format='%(message)s')
+    # INFO for this module's own lines alone: the root at INFO printed every library's too
+    # (onnx_ir's and onnxscript's optimizer passes: over a hundred lines for a tiny model)
+    logging.basicConfig(format='%(message)s')
+    log.setLevel(logging.INFO)
     if args.out.endswith(('/', os.sep)):
         raise OutputFolderError(f'--out {args.out} ends with a slash, as a folder does; the '
                                 'export writes one ONNX file: give its path, e.g. '
