@@ -225,6 +225,19 @@ def test_an_opset_the_exporter_does_not_write_is_refused_not_recorded(contract_m
     assert not path.exists()
 
 
+def test_the_highest_opset_allowed_is_the_highest_the_exporter_writes(contract_model,
+                                                                     tmp_path):
+    """--opset allowed up to onnx's newest opset (28 with onnx 1.23), but torch's exporter
+    converts through onnxscript, which stops at 25: 26 to 28 ran the export, then failed."""
+    model, metadata = contract_model
+    highest = export_module.highest_opset()
+    path = export_onnx(model, metadata, tmp_path / 'highest.onnx', opset=highest, verify=False)
+    proto = onnx.load(str(path), load_external_data=False)
+    assert [o.version for o in proto.opset_import if o.domain in ('', 'ai.onnx')] == [highest]
+    with pytest.raises(ExportError, match=f'opset {highest + 1}: torch .* cannot convert'):
+        export_onnx(model, metadata, tmp_path / 'above.onnx', opset=highest + 1, verify=False)
+
+
 def test_a_failed_export_leaves_the_earlier_file_as_it_was(contract_model, tmp_path,
                                                           monkeypatch):
     model, metadata = contract_model

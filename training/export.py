@@ -267,20 +267,31 @@ def export_checkpoint(
 # --- command line -------------------------------------------------------------------
 
 
+def highest_opset() -> int:
+    """The highest opset the installed exporter writes: torch's exporter converts its graph
+    with onnxscript's version converter, which stops below the newest opset onnx knows
+    (25 in onnxscript 0.7, onnx 1.23 knows 28); above it the exporter kept its own opset."""
+    highest = onnx.defs.onnx_opset_version()
+    try:
+        from onnxscript.version_converter import _version_converter
+    except ImportError:
+        return highest
+    return min(highest, getattr(_version_converter, 'SUPPORTED_MAX_ONNX_OPSET', highest))
+
+
 def opset_number(text: str) -> int:
-    """argparse ``type`` of ``--opset``: one torch's exporter writes (``DEFAULT_OPSET`` and
-    above) and the installed onnx knows (its version converter refuses the others). Outside
-    that range the whole export ran first, then stopped with status 1, and above it
-    onnxscript's logged tracebacks came with it."""
+    """argparse ``type`` of ``--opset``: one torch's exporter writes (``DEFAULT_OPSET`` to
+    :func:`highest_opset`). Outside that range the whole export ran first, then stopped with
+    status 1, and above onnx's newest opset onnxscript's logged tracebacks came with it."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f'expected a whole number, got {text!r}') from None
-    highest = onnx.defs.onnx_opset_version()
+    highest = highest_opset()
     if not DEFAULT_OPSET <= value <= highest:
         raise argparse.ArgumentTypeError(
-            f'{value}: torch {torch.__version__} exports at opset {DEFAULT_OPSET} and above, '
-            f'onnx {onnx.__version__} knows up to {highest} (TensorRT 10 reads up to 20)')
+            f'{value}: torch {torch.__version__} exports at opset {DEFAULT_OPSET} to {highest} '
+            '(TensorRT 10 reads up to 20)')
     return value
 
 
@@ -292,8 +303,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--input-size', nargs=2, type=positive_int, metavar=('HEIGHT', 'WIDTH'),
                         help="override the model's input size (fully convolutional models)")
     parser.add_argument('--opset', type=opset_number, default=DEFAULT_OPSET,
-                        help=f'ONNX opset (default {DEFAULT_OPSET}; torch writes 18 and above, '
-                        'TensorRT 10 reads up to 20)')
+                        help=f'ONNX opset (default {DEFAULT_OPSET}; torch writes '
+                        f'{DEFAULT_OPSET} to {highest_opset()}, TensorRT 10 reads up to 20)')
     parser.add_argument('--no-verify', action='store_true',
                         help='skip the ONNX Runtime vs PyTorch check over all masks')
 
