@@ -168,6 +168,26 @@ def test_cli_refuses_checkpoints_of_different_modalities_before_evaluating(tmp_p
         evaluate.run(args)
 
 
+@pytest.mark.parametrize('edit', ['drop', 'null'])
+def test_cli_refuses_a_checkpoint_whose_metadata_lacks_its_modalities(tmp_path, mmp_checkpoint,
+                                                                      edit):
+    """The modalities of every checkpoint are compared before evaluating: metadata without
+    them was a KeyError traceback ('modalities'), with null a TypeError one."""
+    saved = torch.load(mmp_checkpoint, weights_only=True)
+    if edit == 'drop':
+        del saved['metadata']['modalities']
+    else:
+        saved['metadata']['modalities'] = None
+    altered = tmp_path / 'altered.pt'
+    torch.save(saved, altered)
+    parser = argparse.ArgumentParser()
+    evaluate.add_arguments(parser)
+    args = parser.parse_args([str(altered), '--out', str(tmp_path / 'report'), '--device', 'cpu'])
+    with pytest.raises(CheckpointError, match=f'^{altered}: malformed model metadata'):
+        evaluate.run(args)
+    assert not list((tmp_path / 'report').iterdir())
+
+
 def test_cli_refuses_a_checkpoint_given_twice_before_evaluating(tmp_path, mmp_checkpoint,
                                                                monkeypatch):
     """It was evaluated twice into a report of a single column."""

@@ -516,6 +516,29 @@ def test_bench_exports_at_the_opset_asked_and_needs_a_checkpoint_for_it(model_an
         _onnx_for(given, None, tmp_path, 20)
 
 
+def test_bench_refuses_a_checkpoint_whose_metadata_lacks_its_input_size(tmp_path, monkeypatch):
+    """--sizes model reads the checkpoint's input size: metadata without it was a KeyError
+    traceback ('input_size')."""
+    import argparse
+
+    from mmp_ros.inference import bench
+    from mmp_ros.model import CheckpointError, ModelConfig, build_model, save_checkpoint
+
+    metadata = tiny_metadata(input_size=(32, 32), num_classes=3, method='none')
+    checkpoint = save_checkpoint(tmp_path / 'none.pt', metadata=metadata, model=build_model(
+        ModelConfig(modalities=metadata.modalities, num_classes=3, method='none')))
+    saved = torch.load(checkpoint, weights_only=True)
+    del saved['metadata']['input_size']
+    torch.save(saved, checkpoint)
+    monkeypatch.setattr(bench, '_spawn', lambda specs: pytest.fail('measured before stopping'))
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    args = parser.parse_args(['--checkpoint', str(checkpoint), '--backends', 'torch',
+                              '--sizes', 'model', '--workdir', str(tmp_path)])
+    with pytest.raises(CheckpointError, match=f'^{checkpoint}: malformed model metadata'):
+        bench.run(args)
+
+
 @pytest.mark.parametrize(('backends', 'message'), [
     ('onnxruntime,tensorrt', '--backends tensorrt cannot run here: TensorRT is not installed'),
     ('onnxruntime,openvino', "--backends: unknown ['openvino']"),

@@ -19,7 +19,12 @@ from mmp_ros.cli import non_negative_int, positive_int
 from mmp_ros.errors import output_folder
 from mmp_ros.metadata import ModelMetadata
 from mmp_ros.modalities import nonempty_subsets, subset_label
-from mmp_ros.model import CheckpointError, load_checkpoint, read_checkpoint
+from mmp_ros.model import (
+    CheckpointError,
+    checkpoint_metadata,
+    load_checkpoint,
+    read_checkpoint,
+)
 from training.config import DataConfig, data_config_from_dict
 from training.datasets import DatasetError, build_dataset, check_modalities, dataset_classes
 from training.metrics import SubsetReport, evaluate_subsets
@@ -224,7 +229,7 @@ def run(args: argparse.Namespace) -> int:
                      f'checkpoints {given[resolved]} and {path} are the same file')
             raise CheckpointError(f'{twice}: give each once')
         given[resolved] = path
-    modalities = {path: read_checkpoint(path)['metadata']['modalities']
+    modalities = {path: checkpoint_metadata(read_checkpoint(path), path).modalities
                   for path in args.checkpoints}
     if len({tuple(m) for m in modalities.values()}) > 1:  # before hours of evaluation
         listed = ', '.join(f'{path} {list(m)}' for path, m in modalities.items())

@@ -223,9 +223,9 @@ def _model_input_size(variant: Variant) -> tuple[int, int]:
 
     if variant.onnx is not None:
         return read_model_metadata(variant.onnx).input_size
-    from mmp_ros.model import read_checkpoint
+    from mmp_ros.model import checkpoint_metadata, read_checkpoint
 
-    return tuple(read_checkpoint(variant.checkpoint)['metadata']['input_size'])
+    return checkpoint_metadata(read_checkpoint(variant.checkpoint), variant.checkpoint).input_size
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -8,6 +8,7 @@ serves every modality mask with one graph; ``forward_train`` adds the alignment 
 from mmp_ros.model.checkpoint import (
     CHECKPOINT_FORMAT,
     CheckpointError,
+    checkpoint_metadata,
     load_checkpoint,
     load_weights,
     read_checkpoint,
@@ -43,6 +44,7 @@ __all__ = [
     'SizeSpec',
     'TrainOutputs',
     'build_model',
+    'checkpoint_metadata',
     'load_checkpoint',
     'load_weights',
     'read_checkpoint',

@@ -162,6 +162,17 @@ def load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor],
     model.load_state_dict(state_dict, strict=True)
 
 
+def checkpoint_metadata(checkpoint: Mapping[str, Any], path: str | os.PathLike
+                        ) -> ModelMetadata:
+    """The metadata of ``checkpoint`` (what :func:`read_checkpoint` read from ``path``),
+    checked as :func:`load_checkpoint` checks it: what reads one field of it (its modalities,
+    its input size) before loading the model got a KeyError traceback for a field missing."""
+    try:
+        return ModelMetadata.from_dict(checkpoint['metadata'], source=str(path))
+    except MetadataError as exc:  # its message names the file already
+        raise CheckpointError(str(exc)) from exc
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 'cpu'
                     ) -> tuple[MultimodalSegmenter, ModelMetadata, dict[str, Any]]:
     """Rebuild the model a checkpoint describes and load its weights strictly.
@@ -173,10 +184,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         config = ModelConfig.from_dict(checkpoint['model_config'])
     except ModelConfigError as exc:
         raise CheckpointError(f'{path}: {exc}') from exc
-    try:
-        metadata = ModelMetadata.from_dict(checkpoint['metadata'], source=str(path))
-    except MetadataError as exc:  # its message names the file already
-        raise CheckpointError(str(exc)) from exc
+    metadata = checkpoint_metadata(checkpoint, path)
     if tuple(metadata.modalities) != config.modalities:
         raise CheckpointError(f'{path}: metadata modalities {list(metadata.modalities)} differ '
                               f'from the model config\'s {list(config.modalities)}')
