@@ -464,6 +464,13 @@ def test_bench_makes_the_json_folder_before_measuring(tmp_path, monkeypatch):
     with pytest.raises(OutputFolderError, match=f'--json {tmp_path / "out"} is a folder; give '
                        'the file to write'):
         bench.run(args)
+    # a folder not made yet: the results were written as the file 'results', without suffix
+    args = parser.parse_args(['--random-size', 'tiny', '--json', f'{tmp_path / "results"}/'])
+    with pytest.raises(OutputFolderError, match=f'--json {tmp_path / "results"}/ ends with a '
+                       'slash, as a folder does; give the file to write, e.g. '
+                       f'{tmp_path / "results" / "results.json"}'):
+        bench.run(args)
+    assert not (tmp_path / 'results').exists()
 
 
 def test_build_engine_without_tensorrt_says_what_to_install(model_and_file, capsys):

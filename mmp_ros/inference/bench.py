@@ -253,7 +253,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="export every ONNX model at this opset (default: the exporter's, "
                         'and --onnx as given)')
     parser.add_argument('--workdir', type=Path, help='where exports go (default: temporary)')
-    parser.add_argument('--json', type=Path, help='write all results here')
+    # text, not a Path: Path('results/') is 'results', and the results became a file of that name
+    parser.add_argument('--json', help='write all results here (a file)')
 
 
 def _check_backends(backends: list[str]) -> None:
@@ -301,8 +302,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError('give --checkpoint/--onnx (and --baseline-checkpoint), or --random-size')
     _check_backends(args.backends.split(','))
     _check_models(args)
+    json_path = None
     if args.json:  # its folder now: not after the measurements, which it would lose
-        output_file(args.json, '--json')
+        json_path = output_file(args.json, '--json')
     with tempfile.TemporaryDirectory(prefix='mmp_ros_bench_') as tmp:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -342,8 +344,8 @@ def run(args: argparse.Namespace) -> int:
                     paired.append(_spawn(specs))
     print()
     print(report_markdown(results, paired))
-    if args.json:
-        args.json.write_text(json.dumps({'alone': results, 'interleaved': paired}, indent=2))
+    if json_path:
+        json_path.write_text(json.dumps({'alone': results, 'interleaved': paired}, indent=2))
     return 0
 
 
