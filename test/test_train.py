@@ -532,6 +532,31 @@ def test_a_log_line_cut_short_is_resumed_past(tmp_path):
     assert History(tmp_path, resume_step=3).seconds_before == 2.0
 
 
+def test_a_resume_stopped_while_it_rewrote_the_log_keeps_the_log(tmp_path, monkeypatch):
+    """A resume rewrites log.csv without the rows past its step. It was written in place: a
+    stop in that time (Ctrl-C, SIGTERM, a kill) left it empty or cut short, and the next
+    resume went on without the rows before it."""
+    import training.history as history_module
+
+    history = History(tmp_path)
+    for step in (1, 2, 3):
+        history.append({'step': step, 'loss': 1.0, 'seconds': float(step)})
+    before = (tmp_path / 'log.csv').read_text()
+    text_of, written = history_module._row, []
+
+    def stopped_after_a_row(row):
+        if written:
+            raise KeyboardInterrupt  # the stop, while the second row is written
+        written.append(row)
+        return text_of(row)
+
+    monkeypatch.setattr(history_module, '_row', stopped_after_a_row)
+    with pytest.raises(KeyboardInterrupt):
+        History(tmp_path, resume_step=2)
+    assert (tmp_path / 'log.csv').read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['log.csv']
+
+
 def test_ctrl_c_says_what_the_checkpoint_keeps_and_draws_the_curves(tmp_path, capsys):
     """Ctrl-C stopped train without a word, and without the curves of the steps run."""
     from training.train import main  # what torchrun launches: the line, no traceback after

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from mmp_ros.atomic import replace_atomically
+
 FIELDS = ('step', 'loss', 'ce', 'alignment', 'lr', 'seconds', 'val_full_miou',
           'val_mean_missing_miou')
 
@@ -32,8 +34,12 @@ class History:
         # the seconds of the last kept row (0 without one): a resumed part's clock starts there
         self.seconds_before = next((r['seconds'] for r in reversed(self.rows)
                                     if not math.isnan(r['seconds'])), 0.0)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open('w', newline='') as handle:  # rewrite: drops rows past resume
+        # rewritten (drops rows past resume) whole or not at all: a run stopped while it was
+        # written in place left the log empty or cut short, its rows lost to the next resume
+        replace_atomically(self.path, self._write_rows)
+
+    def _write_rows(self, path: Path) -> None:
+        with path.open('w', newline='') as handle:
             writer = csv.DictWriter(handle, fieldnames=FIELDS)
             writer.writeheader()
             for row in self.rows:
