@@ -447,3 +447,29 @@ def test_writing_more_splits_or_scenes_into_a_dataset_keeps_what_it_held(tmp_pat
                        "'16UC1' -> '32FC1'\\): write into another folder"):
         write('--split', 'test=1', '--depth', '32FC1')
     assert (root / 'dataset.json').read_text() == manifest and not (root / 'test').exists()
+
+
+def test_a_stop_while_more_scenes_are_listed_keeps_the_dataset_readable(tmp_path, monkeypatch):
+    """dataset.json was rewritten in place: a stop while it was written (Ctrl-C, SIGTERM)
+    left it cut short, and the scenes it had listed were read by nothing ('not valid JSON'),
+    nor could synth-dataset add to the folder."""
+    root = tmp_path / 'synth'
+    _write(root, 'mosaic')
+    manifest = (root / 'dataset.json').read_text()
+    write_text = Path.write_text
+
+    def stopped_half_way(path, text, *args, **kwargs):
+        if path.name.startswith('dataset.json'):
+            write_text(path, text[:len(text) // 2], *args, **kwargs)
+            raise KeyboardInterrupt
+        return write_text(path, text, *args, **kwargs)
+
+    monkeypatch.setattr(Path, 'write_text', stopped_half_way)
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    with pytest.raises(KeyboardInterrupt):
+        cli.run(parser.parse_args([str(root), '--size', '24', '32', '--quiet', '--split',
+                                   'train=1']))
+    monkeypatch.undo()
+    assert (root / 'dataset.json').read_text() == manifest
+    assert len(SyntheticFolder(root, 'val')) == 2

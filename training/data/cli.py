@@ -12,6 +12,7 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from mmp_ros.atomic import replace_atomically
 from mmp_ros.cli import positive_int
 from mmp_ros.errors import InputError, OutputFolderError, output_folder
 from training.data.layout import (
@@ -147,7 +148,10 @@ def write_dataset(
                 bar.update()
     if bar is not None:
         bar.close()
-    (out / MANIFEST).write_text(json.dumps(data, indent=1, sort_keys=True))
+    # whole or not at all: written in place, a stop in that time left a dataset whose scenes
+    # no reader, nor a later synth-dataset into it, took ('not valid JSON')
+    text = json.dumps(data, indent=1, sort_keys=True)
+    replace_atomically(out / MANIFEST, lambda partial: partial.write_text(text))
     return data
 
 
