@@ -127,14 +127,16 @@ class ModelMetadata:
                 )
             return cls(
                 modalities=tuple(data['modalities']),
-                input_channels={k: int(v) for k, v in data['input_channels'].items()},
+                input_channels={k: _whole(v, f'input_channels[{k!r}]')
+                                for k, v in data['input_channels'].items()},
                 normalization={
                     k: Normalization(tuple(map(float, v['mean'])), tuple(map(float, v['std'])))
                     for k, v in data['normalization'].items()
                 },
-                input_size=tuple(int(v) for v in data['input_size']),
+                input_size=tuple(_whole(v, 'input_size') for v in data['input_size']),
                 class_names=tuple(data['class_names']),
-                palette=tuple(tuple(int(c) for c in rgb) for rgb in data['palette']),
+                palette=tuple(tuple(_whole(c, f'palette colour {index}') for c in rgb)
+                              for index, rgb in enumerate(data['palette'])),
                 method=str(data['method']),
                 provenance=dict(data.get('provenance', {})),
                 metrics=dict(data.get('metrics', {})),
@@ -154,3 +156,13 @@ class ModelMetadata:
         except json.JSONDecodeError as exc:
             raise MetadataError(f'{source}: model metadata is not valid JSON ({exc})') from exc
         return cls.from_dict(data, source=source)
+
+
+def _whole(value: Any, what: str) -> int:
+    """``value`` as an int where it is a whole number. int() alone truncated an input size
+    of 32.7 to 32 without a word, and raised OverflowError, which no caller expected, for
+    JSON's Infinity."""
+    if isinstance(value, bool) or (  # int(True) is 1
+            isinstance(value, float) and not (math.isfinite(value) and value.is_integer())):
+        raise MetadataError(f'{what} must be whole numbers, got {value!r}')
+    return int(value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import numpy as np
 import onnxruntime
@@ -161,6 +162,27 @@ def test_metadata_round_trip_from_the_file_alone(contract_model, exported):
     props = {p.key: p.value for p in onnx.load(str(exported)).metadata_props}
     assert ModelMetadata.from_dict(json.loads(props[METADATA_KEY])) == read
     assert create_backend('onnxruntime', exported).metadata == read
+
+
+@pytest.mark.parametrize('field, value, message, whole', [
+    ('input_size', [32.7, 40], 'input_size must be whole numbers, got 32.7', [32.0, 40]),
+    ('input_size', [float('inf'), 40], 'input_size must be whole numbers, got inf', [32, 40]),
+    ('input_channels', {'rgb': 3.5}, "input_channels['rgb'] must be whole numbers, got 3.5",
+     {'rgb': 3.0}),
+    ('palette', [[0, 0, 0.5]], 'palette colour 0 must be whole numbers, got 0.5',
+     [[0, 0, 1.0]]),
+    ('input_size', [True, 40], 'input_size must be whole numbers, got True', [1, 40]),
+])
+def test_metadata_numbers_that_are_not_whole_are_refused(field, value, message, whole):
+    """input_size [32.7, 40] read as (32, 40) without a word (and a channel count of 3.5 as
+    3); JSON's Infinity was an OverflowError traceback."""
+    data = tiny_metadata(modalities=('rgb',), num_classes=1).to_dict()
+    data[field] = value
+    with pytest.raises(MetadataError, match=f'^model.onnx: {re.escape(message)}$'):
+        ModelMetadata.from_dict(data, source='model.onnx')
+    data[field] = whole  # a whole number written as a float is one
+    read = ModelMetadata.from_dict(data).to_dict()[field]
+    assert read == whole and json.dumps(read) == json.dumps(whole).replace('.0', '')
 
 
 def test_input_size_override_is_recorded(contract_model, tmp_path):
