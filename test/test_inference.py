@@ -546,6 +546,20 @@ def test_bench_refuses_a_checkpoint_whose_metadata_lacks_its_input_size(tmp_path
         bench.run(args)
 
 
+@pytest.mark.parametrize('opset', ['7', '99'])
+def test_bench_refuses_an_opset_the_exporter_does_not_write_as_export_does(opset, capsys):
+    """--opset was any int: 7 or 99 stopped the benchmark at its first export, after the
+    torch measurements before it (and onnxscript's logged tracebacks)."""
+    from mmp_ros.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(['bench-backends', '--checkpoint', 'mmp.pt', '--opset', opset])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith(f'mmp_ros bench-backends: error: argument --opset: {opset}: torch ')
+    assert 'exports at opset 18 to ' in err
+
+
 @pytest.mark.parametrize(('backends', 'message'), [
     ('onnxruntime,tensorrt', '--backends tensorrt cannot run here: TensorRT is not installed'),
     ('onnxruntime,openvino', "--backends: unknown ['openvino']"),

@@ -228,6 +228,15 @@ def _model_input_size(variant: Variant) -> tuple[int, int]:
     return checkpoint_metadata(read_checkpoint(variant.checkpoint), variant.checkpoint).input_size
 
 
+def _opset(text: str) -> int:
+    """argparse ``type`` of ``--opset``: as ``mmp_ros export`` takes it. An opset torch's
+    exporter does not write stopped the benchmark at its first export, after the torch
+    measurements before it, and after onnxscript's logged tracebacks."""
+    from training.export import opset_number  # torch and onnx: only when --opset is given
+
+    return opset_number(text)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_argument_group('models')
     source.add_argument('--checkpoint', type=Path, help='the model (training checkpoint)')
@@ -249,7 +258,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="input sizes: 'model' and/or HxW, comma-separated")
     parser.add_argument('--warmup', type=non_negative_int, default=5)
     parser.add_argument('--iterations', type=positive_int, default=50)
-    parser.add_argument('--opset', type=int,
+    parser.add_argument('--opset', type=_opset,
                         help="export every ONNX model at this opset (default: the exporter's, "
                         'and --onnx as given)')
     parser.add_argument('--workdir', type=Path, help='where exports go (default: temporary)')
