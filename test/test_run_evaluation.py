@@ -269,6 +269,26 @@ def _cli(bag: Path, tmp_path: Path) -> int:
     return cli.run(parser.parse_args([str(bag), '--out', str(tmp_path / 'out')]))
 
 
+@pytest.mark.parametrize('where', ['folder', 'slash'])
+def test_a_strip_that_cannot_be_a_file_is_refused_before_the_run_is_read(run_bag, tmp_path,
+                                                                         capsys, where):
+    """--strip img (a folder) failed once the run was scored and reported, with
+    "[Errno 21] Is a directory: 'img.partial' -> 'img'"; --strip img/ (not made yet) wrote
+    the strip as the file 'img'."""
+    strip = tmp_path / 'img'
+    if where == 'folder':
+        strip.mkdir()
+    given = f'{strip}/' if where == 'slash' else str(strip)
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    assert cli.run(parser.parse_args([str(run_bag), '--out', str(tmp_path / 'out'),
+                                      '--strip', given])) == 2
+    what = 'ends with a slash, as a folder does' if where == 'slash' else 'is a folder'
+    assert capsys.readouterr().err == (f'mmp_ros evaluate: --strip {given} {what}; give the '
+                                       f'file to write, e.g. {strip / "strip.png"}\n')
+    assert sorted(p.name for p in tmp_path.iterdir()) == (['img'] if where == 'folder' else [])
+
+
 def test_bad_bags_are_refused_with_the_file_named(tmp_path, capsys):
     missing = tmp_path / 'nothing'
     corrupt = tmp_path / 'corrupt.mcap'

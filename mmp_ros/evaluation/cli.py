@@ -18,7 +18,7 @@ from pathlib import Path
 
 from mmp_ros.bags.errors import BagError
 from mmp_ros.core.parameters import ParameterError
-from mmp_ros.errors import OutputFolderError
+from mmp_ros.errors import OutputFolderError, output_file
 from mmp_ros.share import share_file
 
 DEFAULT_PARAMS = [str(share_file('config', 'mmp_segmentation.yaml'))]
@@ -135,7 +135,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         '--namespace, or in the one namespace that has a node NAME). '
                         'Default: the only node whose statuses the bag holds, else the only '
                         'one in --namespace; needed where it holds several')
-    parser.add_argument('--strip', type=Path, default=None,
+    # text, not a Path: Path('img/') is 'img', and the strip became a file of that name
+    parser.add_argument('--strip', default=None,
                         help='also write the image strip here (e.g. docs/img/demo_strip.png)')
 
 
@@ -145,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or default_out(args.bag)
     try:
         check_out(out)
+        if args.strip is not None:  # a folder failed once the run was scored and reported
+            output_file(args.strip, '--strip', 'strip.png')
         topics = run_topics(args.namespace, args.topic)
         report = evaluate_run(args.bag, node_params=args.params or DEFAULT_PARAMS,
                               topics=topics, settle_s=args.settle_after_cut, node=args.node,
