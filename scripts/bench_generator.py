@@ -14,7 +14,6 @@ import json
 import os
 import platform
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -45,11 +44,12 @@ def time_frames(size: tuple[int, int], frames: int, stage: str) -> list[float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--frames', type=positive_int, default=60)
-    parser.add_argument('--json', type=Path, default=None)
+    # text, not a Path: output_file refuses a path ending with a slash (a Path drops it)
+    parser.add_argument('--json', default=None)
     args = parser.parse_args(argv)
     if args.json is not None:  # its folder now: not after the frames it would lose
         try:
-            output_file(args.json, '--json')
+            args.json = output_file(args.json, '--json')
         except InputError as exc:
             parser.error(str(exc))
     cores = len(os.sched_getaffinity(0))

@@ -136,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
                         help='with --transport compressed: jpeg (default) or png')
     parser.add_argument('--depth-format', choices=DEPTH_FORMATS,
                         help='with --transport compressed: compressedDepth png (default) or rvl')
-    parser.add_argument('--out', type=Path, help='write the figures as JSON here')
+    # text, not a Path: output_file refuses a path ending with a slash (a Path drops it)
+    parser.add_argument('--out', help='write the figures as JSON here')
     args = parser.parse_args(argv)
     if problem := format_options_problem(args.transport, args.rgb_format, args.depth_format):
         parser.error(problem)
@@ -148,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f'--model {args.model}: no such file')
     if args.out:  # its folder now: not after the measurements
         try:
-            output_file(args.out, '--out')
+            args.out = output_file(args.out, '--out')
         except InputError as exc:
             parser.error(str(exc))
     # The --random-model's export: removed when the benchmark ends, whichever way it ends.

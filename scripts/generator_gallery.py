@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import io
-from pathlib import Path
 
 import matplotlib
 
@@ -36,14 +35,15 @@ def polarization_colour(pol: np.ndarray) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--out', type=Path, default=Path('docs/img/generator_gallery.png'))
+    # text, not a Path: output_file refuses a path ending with a slash (a Path drops it)
+    parser.add_argument('--out', default='docs/img/generator_gallery.png')
     parser.add_argument('--split', default='train', choices=SPLITS)
     parser.add_argument('--scenes', type=non_negative_int, nargs='+', default=[0, 3, 7, 11])
     parser.add_argument('--size', type=positive_int, nargs=2, default=[480, 640],
                         metavar=('H', 'W'))
     args = parser.parse_args(argv)
     try:  # before the scenes are rendered
-        output_file(args.out, '--out')
+        args.out = output_file(args.out, '--out', 'generator_gallery.png')
     except InputError as exc:
         parser.error(str(exc))
 

@@ -178,8 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--scenes', type=positive_int, default=300)
     parser.add_argument('--size', type=positive_int, nargs=2, default=(120, 160),
                         metavar=('H', 'W'))
-    parser.add_argument('--json', type=Path, default=Path('docs/generator_ceiling.json'))
-    parser.add_argument('--figure', type=Path, default=Path('docs/img/generator_information.png'))
+    # text, not a Path: output_file refuses a path ending with a slash (a Path drops it)
+    parser.add_argument('--json', default='docs/generator_ceiling.json')
+    parser.add_argument('--figure', default='docs/img/generator_information.png')
     parser.add_argument('--real', type=Path,
                         default=Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'real',
                         help='the shared real sensor samples, for the statistics beside ours')
@@ -187,8 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     if problem := frame_size_problem(*args.size):
         parser.error(f'--size {problem}')
     try:  # both before the scenes: not the JSON written and the figure failing after them
-        for path, option in ((args.json, '--json'), (args.figure, '--figure')):
-            output_file(path, option)
+        args.json = output_file(args.json, '--json', 'generator_ceiling.json')
+        args.figure = output_file(args.figure, '--figure', 'generator_information.png')
     except InputError as exc:
         parser.error(str(exc))
     missing = [name for name in REAL_SAMPLES if not (args.real / name).is_file()]

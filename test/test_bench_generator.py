@@ -24,3 +24,10 @@ def test_a_json_path_that_is_a_folder_is_refused_before_any_rendering(bench, cap
         bench.main(['--frames', '1', '--json', str(tmp_path)])
     assert exit_info.value.code == 2
     assert f'--json {tmp_path} is a folder; give the file to write' in capsys.readouterr().err
+    # a folder not made yet: the report was written as the file 'results', without suffix
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(['--frames', '1', '--json', f'{tmp_path / "results"}/'])
+    assert exit_info.value.code == 2
+    assert (f'--json {tmp_path / "results"}/ ends with a slash, as a folder does; give the file '
+            'to write') in capsys.readouterr().err
+    assert not (tmp_path / 'results').exists()

@@ -91,6 +91,11 @@ def test_the_out_folder_is_made_before_the_measurements(bench, capsys, monkeypat
     assert exit_info.value.code == 2
     assert f'--out {tmp_path / "out"} is a folder; give the file to write' in capsys.readouterr(
     ).err
+    with pytest.raises(SystemExit) as exit_info:  # was written as the file 'figures'
+        bench.main(['--model', str(model), '--out', f'{tmp_path / "figures"}/'])
+    assert exit_info.value.code == 2
+    assert f'--out {tmp_path / "figures"}/ ends with a slash' in capsys.readouterr().err
+    assert not (tmp_path / 'figures').exists()
 
 
 def test_the_random_model_s_folder_is_removed_however_the_benchmark_ends(bench, monkeypatch,

@@ -31,7 +31,11 @@ def test_an_out_that_cannot_be_the_file_is_refused_before_rendering(script, caps
     blocked = tmp_path / 'file'
     blocked.write_text('')
     for out, message in ((blocked / 'g.png', f'--out {blocked}: cannot be a folder'),
-                         (tmp_path, f'--out {tmp_path} is a folder; give the file to write')):
+                         (tmp_path, f'--out {tmp_path} is a folder; give the file to write'),
+                         # the gallery was written as the file 'img', without suffix
+                         (f'{tmp_path / "img"}/', f'--out {tmp_path / "img"}/ ends with a slash, '
+                          'as a folder does; give the file to write, e.g. '
+                          f'{tmp_path / "img" / "generator_gallery.png"}')):
         with pytest.raises(SystemExit) as exit_info:
             script.main(['--scenes', '0', '--size', '24', '32', '--out', str(out)])
         assert exit_info.value.code == 2

@@ -40,6 +40,13 @@ def test_an_output_that_cannot_be_written_is_refused_before_the_scenes(script, c
     assert exit_info.value.code == 2
     assert f'{option} {blocked}: cannot be a folder' in capsys.readouterr().err
     assert not (tmp_path / 'ceiling.json').exists()
+    paths[option] = f'{tmp_path / "docs"}/'  # was written as the file 'docs', without suffix
+    with pytest.raises(SystemExit) as exit_info:
+        script.main(['--scenes', '1', '--size', '24', '32',
+                     *(str(a) for item in paths.items() for a in item)])
+    assert exit_info.value.code == 2
+    assert f'{option} {tmp_path / "docs"}/ ends with a slash' in capsys.readouterr().err
+    assert not (tmp_path / 'docs').exists() and not (tmp_path / 'ceiling.json').exists()
 
 
 def test_real_samples_that_are_not_there_are_refused_not_left_out(script, capsys, tmp_path):
