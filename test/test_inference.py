@@ -546,6 +546,26 @@ def test_bench_refuses_a_checkpoint_whose_metadata_lacks_its_input_size(tmp_path
         bench.run(args)
 
 
+def test_bench_refuses_a_workdir_that_cannot_be_a_folder(tmp_path, monkeypatch):
+    """--workdir FILE (or a folder under a file) was a FileExistsError (NotADirectoryError)
+    traceback."""
+    import argparse
+
+    from mmp_ros.errors import OutputFolderError
+    from mmp_ros.inference import bench
+
+    monkeypatch.setattr(bench, '_spawn', lambda specs: pytest.fail('measured before stopping'))
+    blocked = tmp_path / 'file'
+    blocked.write_text('')
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    for workdir in (blocked, blocked / 'exports'):
+        args = parser.parse_args(['--onnx', 'mmp.onnx', '--backends', 'onnxruntime', '--sizes',
+                                  'model', '--workdir', str(workdir)])
+        with pytest.raises(OutputFolderError, match=f'^--workdir {workdir}: cannot be a folder'):
+            bench.run(args)
+
+
 @pytest.mark.parametrize('opset', ['7', '99'])
 def test_bench_refuses_an_opset_the_exporter_does_not_write_as_export_does(opset, capsys):
     """--opset was any int: 7 or 99 stopped the benchmark at its first export, after the

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from mmp_ros.cli import non_negative_int, positive_int
-from mmp_ros.errors import InputError, output_file
+from mmp_ros.errors import InputError, output_file, output_folder
 
 # --- child: one configuration, one process -----------------------------------------------
 
@@ -315,8 +315,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:  # its folder now: not after the measurements, which it would lose
         json_path = output_file(args.json, '--json')
     with tempfile.TemporaryDirectory(prefix='mmp_ros_bench_') as tmp:
-        workdir = args.workdir or Path(tmp)
-        workdir.mkdir(parents=True, exist_ok=True)
+        # a file in its place was a FileExistsError traceback
+        workdir = output_folder(args.workdir, '--workdir') if args.workdir else Path(tmp)
         if args.random_size:
             variants = _random_checkpoints(args, workdir)
         else:
