@@ -41,11 +41,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from mmp_ros.atomic import replace_atomically  # noqa: E402
-from mmp_ros.cli import non_negative_int, positive_int  # noqa: E402
+from mmp_ros.cli import non_negative_float, non_negative_int, positive_int  # noqa: E402
 from mmp_ros.modalities import MODALITIES, nonempty_subsets, subset_label  # noqa: E402
 from mmp_ros.model import ModelConfig, build_model, load_checkpoint, read_checkpoint  # noqa: E402
 from mmp_ros.model.segmenter import MaskGatedAdapter  # noqa: E402
-from training.config import load_config  # noqa: E402
+from training.config import ConfigError, load_config  # noqa: E402
 from training.data.ceiling import ceiling_table  # noqa: E402
 from training.data.classes import CLASS_NAMES, PALETTE  # noqa: E402
 from training.data.dataset import SyntheticDataset  # noqa: E402
@@ -1131,7 +1131,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--num-workers', type=non_negative_int, default=2)
     parser.add_argument('--threads', type=non_negative_int, default=0,
                         help='CPU threads (0: default)')
-    parser.add_argument('--time-budget-s', type=float, default=0, help='0: unlimited')
+    parser.add_argument('--time-budget-s', type=non_negative_float, default=0,
+                        help='0: unlimited')
     parser.add_argument('--report-only', action='store_true',
                         help='rewrite the doc from results.json (measuring CPU overhead '
                         'here if the results lack it)')
@@ -1145,6 +1146,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.polarization == 'mosaic' and (args.size[0] % 2 or args.size[1] % 2):
         parser.error(f'--size {args.size[0]} {args.size[1]}: the 2x2 polarizer mosaic needs an '
                      'even height and width (or --polarization intensities)')
+    # What every run's config takes from them, checked as training checks it: a value it
+    # refuses was a ConfigError traceback at the first run, after the scenes were rendered.
+    for option, key, value in (('--lr', 'optim.lr', args.lr),
+                               ('--full-probability', 'mask.full_probability',
+                                args.full_probability),
+                               ('--drop-probability', 'mask.drop_probability',
+                                args.drop_probability)):
+        try:
+            load_config(None, [f'{key}={value}'])
+        except ConfigError as exc:
+            parser.error(f'{option} {value}: {exc}')
     return args
 
 

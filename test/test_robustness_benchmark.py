@@ -307,6 +307,30 @@ def test_a_count_that_cannot_be_is_refused_before_the_out_folder(rb, tmp_path, c
     assert not out.exists()
 
 
+@pytest.mark.parametrize(('option', 'value', 'message'), [
+    ('--drop-probability', '1.5', '--drop-probability 1.5: mask.drop_probability must be in '
+     '[0, 1)'),
+    ('--full-probability', '-0.1', '--full-probability -0.1: mask.full_probability must be in '
+     '[0, 1]'),
+    ('--lr', '-1', '--lr -1.0: optim.lr: -1.0 is out of range (> 0)'),
+    ('--time-budget-s', '-5', 'argument --time-budget-s: must be 0 or more, got -5'),
+])
+def test_a_setting_training_refuses_is_refused_before_the_out_folder(rb, tmp_path, capsys,
+                                                                    option, value, message):
+    """--drop-probability 1.5, --full-probability -0.1 or --lr -1: the scenes were rendered,
+    then the first run's config ended in a ConfigError traceback; --time-budget-s -5 skipped
+    every run ('time budget: skipping ...'), as if the budget were spent."""
+    out = tmp_path / 'out'
+    small = ['--size', '24', '32', '--train-scenes', '1', '--eval-scenes', '1', '--steps', '1',
+             '--methods', 'none', '--ablations', '--adapt-steps', '0', '--no-overhead',
+             '--num-workers', '0']
+    with pytest.raises(SystemExit) as exit_info:
+        rb.main([*small, option, value, '--out', str(out), '--doc', str(out / 'doc.md')])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(('text', 'message'), [
     ('not json', 'cannot read it as JSON'),
     ('[1, 2]', "not a benchmark's results.json (no 'runs' mapping)"),
