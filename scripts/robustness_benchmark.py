@@ -53,7 +53,12 @@ from training.data.scene import frame_size_problem  # noqa: E402
 from training.datasets import collate  # noqa: E402
 from training.evaluate import bar_chart, cosine_table, markdown_table  # noqa: E402
 from training.metrics import Scores, SubsetReport, evaluate_subsets  # noqa: E402
-from training.train import ADAPTED_PREFIXES, batches_for_eval, train  # noqa: E402
+from training.train import (  # noqa: E402
+    ADAPTED_PREFIXES,
+    batches_for_eval,
+    resolve_device,
+    train,
+)
 
 METHODS = ('none', 'dropout', 'mask_token', 'mmp')
 MASKING = ('drop', 'full')  # ablations of the masking schedule, which dropout shares
@@ -1157,6 +1162,12 @@ def parse_args(argv=None) -> argparse.Namespace:
             load_config(None, [f'{key}={value}'])
         except ConfigError as exc:
             parser.error(f'{option} {value}: {exc}')
+    try:  # 'gpu', or cuda on a machine without: a traceback once the out folder was made
+        device = resolve_device(args.device)
+    except ConfigError as exc:
+        parser.error(f'argument --device: {exc}')
+    if args.device == 'auto':  # the device it stands for: the page, determinism and the CPU
+        args.device = device.type  # overhead go by it (auto on a CPU was none of 'cpu''s)
     return args
 
 

@@ -21,6 +21,8 @@ from conftest import needs, script_fixture, training_stopped_at
 needs('torch')
 needs('einops')
 
+import torch  # noqa: E402
+
 from mmp_ros.modalities import MODALITIES, nonempty_subsets, subset_label  # noqa: E402
 from training.metrics import Scores, SubsetReport  # noqa: E402
 
@@ -329,6 +331,21 @@ def test_a_setting_training_refuses_is_refused_before_the_out_folder(rb, tmp_pat
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_device_training_cannot_use_is_refused_and_auto_named(rb, tmp_path, capsys):
+    """--device gpu rendered the scenes, then ended in a ConfigError traceback (--device cuda
+    without CUDA: an AssertionError one, out folder made); --device auto ran, but the page,
+    the determinism and the CPU overhead, which go by --device, took it for no CPU."""
+    out = tmp_path / 'out'
+    with pytest.raises(SystemExit) as exit_info:
+        rb.main(['--device', 'gpu', '--out', str(out), '--doc', str(out / 'doc.md')])
+    assert exit_info.value.code == 2
+    assert "argument --device: device 'gpu': expected auto, cpu, cuda or cuda:N" in \
+        capsys.readouterr().err
+    assert not out.exists()
+    assert rb.parse_args(['--device', 'auto']).device == (
+        'cuda' if torch.cuda.is_available() else 'cpu')
 
 
 @pytest.mark.parametrize(('text', 'message'), [
