@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mmp_ros.cli import positive_int
+from mmp_ros.cli import non_negative_int, positive_int
 from mmp_ros.errors import InputError
 from mmp_ros.inference import create_backend
 from mmp_ros.inference.torch_backend import TorchBackend, load_checkpoint_model, resolve_device
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--checkpoint', required=True, type=Path)
     parser.add_argument('--onnx', type=Path, help='its export (default: export it now)')
-    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--seed', type=non_negative_int, default=0)  # as numpy takes seeds
     parser.add_argument('--threads', type=positive_int)
     args = parser.parse_args(argv)
     try:

@@ -29,6 +29,14 @@ def test_threads_must_be_positive(script, capsys):
     assert 'argument --threads: must be positive, got 0' in capsys.readouterr().err
 
 
+def test_seed_must_not_be_negative(script, capsys):
+    # was a ValueError traceback from numpy ('expected non-negative integer'), after loading
+    with pytest.raises(SystemExit) as exit_info:
+        script.main(['--checkpoint', 'model.pt', '--seed', '-1'])
+    assert exit_info.value.code == 2
+    assert 'argument --seed: must be 0 or more, got -1' in capsys.readouterr().err
+
+
 def test_an_onnx_of_another_model_is_named_not_compared(script, capsys, tmp_path):
     # Before, its logits (5 classes against the checkpoint's 14) failed to broadcast: a
     # traceback; without logits, 15 rows of FAIL that did not say why.
