@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -210,6 +211,10 @@ def ship(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         # saved before its evaluation: the benchmark stopped in it
         raise InputError(f'--run {args.run}: not evaluated in {args.results} (the benchmark '
                          'stopped before it was); its command again evaluates it')
+    if args.out.endswith(('/', os.sep)):  # Path('models/') is 'models': written as that file
+        raise InputError(f'--out {args.out} ends with a slash, as a folder does; give the '
+                         f'checkpoint file to write, e.g. '
+                         f'{Path(args.out) / Path(args.checkpoint).name}')
     out = Path(args.out)
     if out.is_dir():
         raise InputError(f'--out {out} is a folder; give the checkpoint file to write, e.g. '

@@ -47,6 +47,9 @@ def test_a_run_missing_from_the_results_is_refused(script, capsys, tmp_path, arg
      'checkpoint file to write, e.g. {tmp}/m.pt'),
     (['{tmp}/none.pt', '--out', '{tmp}/m.md', '--no-onnx'], 'ship_model: --out {tmp}/m.md: the '
      'ONNX graph'),
+    # was: the checkpoint written as the file 'models' (and models.onnx, models.md beside it)
+    (['{tmp}/none.pt', '--out', '{tmp}/models/'], 'ship_model: --out {tmp}/models/ ends with a '
+     'slash, as a folder does; give the checkpoint file to write, e.g. {tmp}/models/none.pt'),
 ])
 def test_a_file_it_cannot_use_is_one_line(script, capsys, tmp_path, argv, message):
     (tmp_path / 'bad.json').write_text('not json')
