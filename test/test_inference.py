@@ -566,6 +566,43 @@ def test_bench_refuses_a_workdir_that_cannot_be_a_folder(tmp_path, monkeypatch):
             bench.run(args)
 
 
+def test_bench_refuses_a_baseline_of_another_architecture_or_size(tmp_path, monkeypatch):
+    """A baseline at another input size was measured at its own under --sizes model, and the
+    ratio reported as MMP's overhead 'at 32x48' (a model of another size likewise)."""
+    import argparse
+
+    from mmp_ros.inference import bench
+    from mmp_ros.inference.testing import tiny_random_model
+    from mmp_ros.model import save_checkpoint
+
+    def saved(name, method, input_size):
+        metadata = tiny_metadata(input_size=input_size, num_classes=3, method=method)
+        return save_checkpoint(tmp_path / name, metadata=metadata,
+                               model=tiny_random_model(metadata))
+
+    model = saved('mmp.pt', 'mmp', (32, 48))
+    wider = saved('none_wider.pt', 'none', (64, 80))
+    same = saved('none.pt', 'none', (32, 48))
+
+    def spawned(specs):
+        raise RuntimeError('measured')
+
+    monkeypatch.setattr(bench, '_spawn', spawned)
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+
+    def run(baseline, sizes):
+        bench.run(parser.parse_args(['--checkpoint', str(model), '--baseline-checkpoint',
+                                     str(baseline), '--backends', 'torch', '--sizes', sizes]))
+
+    with pytest.raises(InputError, match=f'^--baseline-checkpoint {wider} is not the '
+                       r'architecture of the model \(input size 32x48 vs 64x80 '):
+        run(wider, 'model')
+    for baseline, sizes in ((wider, '32x32'), (same, 'model')):  # measured, as they may be
+        with pytest.raises(RuntimeError, match='measured'):
+            run(baseline, sizes)
+
+
 @pytest.mark.parametrize('opset', ['7', '99'])
 def test_bench_refuses_an_opset_the_exporter_does_not_write_as_export_does(opset, capsys):
     """--opset was any int: 7 or 99 stopped the benchmark at its first export, after the

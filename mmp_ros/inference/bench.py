@@ -306,6 +306,46 @@ def _check_models(args: argparse.Namespace) -> None:
                          "checkpoint (or give --sizes model)")
 
 
+# What makes the architecture, beside the method and its projection: a baseline differing in
+# one of them measured another model, and its latency was reported as MMP's overhead.
+ARCHITECTURE = ('modalities', 'num_classes', 'size', 'input_channels', 'modality_widths',
+                'token_strides')
+
+
+def _check_baseline(model: Variant, baseline: Path, sizes: list[str]) -> None:
+    """The baseline must be the model's architecture (and, measured at the models' own size,
+    at its input size): else the ratio of their latencies is not the cost of MMP."""
+    from mmp_ros.inference.onnx_file import read_model_metadata
+    from mmp_ros.model import ModelConfig, checkpoint_metadata, read_checkpoint
+
+    def read(path: Path):  # the config with its defaults: an older checkpoint lacks some keys
+        saved = read_checkpoint(path)
+        try:
+            config = ModelConfig.from_dict(saved['model_config'])
+        except InputError as exc:
+            raise InputError(f'{path}: {exc}') from exc
+        return checkpoint_metadata(saved, path), config
+
+    base, base_config = read(baseline)
+    if model.checkpoint is not None:
+        metadata, config = read(model.checkpoint)
+        differ = [f'{key} {getattr(config, key)!r} vs {getattr(base_config, key)!r}'
+                  for key in ARCHITECTURE if getattr(config, key) != getattr(base_config, key)]
+    else:
+        metadata = read_model_metadata(model.onnx)
+        differ = [f'{key} {a!r} vs {b!r}' for key, a, b in (
+            ('modalities', list(metadata.modalities), list(base.modalities)),
+            ('num_classes', metadata.num_classes, base.num_classes)) if a != b]
+    if 'model' in sizes and tuple(metadata.input_size) != tuple(base.input_size):
+        differ.append(f'input size {"x".join(map(str, metadata.input_size))} vs '
+                      f'{"x".join(map(str, base.input_size))} (--sizes model measures each at '
+                      'its own; give --sizes HxW to measure both at one)')
+    if differ:
+        raise InputError(f'--baseline-checkpoint {baseline} is not the architecture of the model '
+                         f'({"; ".join(differ)}): the latency ratio would not be the cost of '
+                         "MMP's projection; give the same architecture trained as none")
+
+
 def run(args: argparse.Namespace) -> int:
     if args.random_size is None and args.checkpoint is None and args.onnx is None:
         raise InputError('give --checkpoint/--onnx (and --baseline-checkpoint), or --random-size')
@@ -322,6 +362,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             variants = [Variant('model', args.checkpoint, args.onnx)]
             if args.baseline_checkpoint:
+                _check_baseline(variants[0], args.baseline_checkpoint, args.sizes.split(','))
                 variants.append(Variant('none', args.baseline_checkpoint, None))
         results, paired = [], []
         for size_text in args.sizes.split(','):
