@@ -603,6 +603,37 @@ def test_bench_refuses_a_baseline_of_another_architecture_or_size(tmp_path, monk
             run(baseline, sizes)
 
 
+def test_bench_exports_a_model_and_baseline_of_one_file_name_apart(tmp_path, monkeypatch):
+    """out/mmp/checkpoint.pt and out/none/checkpoint.pt were exported to one file, named by
+    the stem: the baseline ran the model's export, and 'none' measured the model. An export
+    left in a --workdir by a checkpoint since replaced was reused too."""
+    import os
+
+    import training.export
+    from mmp_ros.inference.bench import Variant, _onnx_for
+
+    exports = []
+
+    def export(checkpoint, target, **options):  # what is exported where (seconds each)
+        exports.append(checkpoint)
+        Path(target).write_text(str(checkpoint))
+        return Path(target), None
+
+    monkeypatch.setattr(training.export, 'export_checkpoint', export)
+    variants = []
+    for method in ('mmp', 'none'):
+        checkpoint = tmp_path / method / 'checkpoint.pt'
+        checkpoint.parent.mkdir()
+        checkpoint.write_bytes(b'')
+        variants.append(Variant('model' if method == 'mmp' else 'none', checkpoint, None))
+    paths = [_onnx_for(variant, None, tmp_path, None) for variant in variants]
+    assert [p.read_text() for p in paths] == [str(v.checkpoint) for v in variants]
+    assert _onnx_for(variants[1], None, tmp_path, None) == paths[1] and len(exports) == 2
+    later = paths[1].stat().st_mtime + 10
+    os.utime(variants[1].checkpoint, (later, later))  # replaced since its export
+    assert _onnx_for(variants[1], None, tmp_path, None) == paths[1] and len(exports) == 3
+
+
 @pytest.mark.parametrize('opset', ['7', '99'])
 def test_bench_refuses_an_opset_the_exporter_does_not_write_as_export_does(opset, capsys):
     """--opset was any int: 7 or 99 stopped the benchmark at its first export, after the

@@ -20,6 +20,7 @@ Example (the figures in docs/performance.md)::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -208,8 +209,12 @@ def _onnx_for(variant: Variant, size: tuple[int, int] | None, workdir: Path,
     tag = 'model' if size is None else f'{size[0]}x{size[1]}'
     if opset is not None:
         tag += f'_opset{opset}'
-    target = workdir / f'{variant.checkpoint.stem}_{tag}.onnx'
-    if not target.exists():
+    # Named after the variant and the checkpoint's whole path: by its stem alone, the model's
+    # and the baseline's out/*/checkpoint.pt shared one export, and 'none' measured the model.
+    source = hashlib.sha1(str(variant.checkpoint.resolve()).encode()).hexdigest()[:8]
+    target = workdir / f'{variant.method}_{variant.checkpoint.stem}_{source}_{tag}.onnx'
+    # one export per run and size; a --workdir's from a checkpoint since replaced is not reused
+    if not target.exists() or target.stat().st_mtime < variant.checkpoint.stat().st_mtime:
         try:
             export_checkpoint(variant.checkpoint, target, input_size=size, verify=False,
                               opset=DEFAULT_OPSET if opset is None else opset)
