@@ -634,6 +634,37 @@ def test_bench_exports_a_model_and_baseline_of_one_file_name_apart(tmp_path, mon
     assert _onnx_for(variants[1], None, tmp_path, None) == paths[1] and len(exports) == 3
 
 
+def test_bench_labels_fp16_only_where_the_backend_runs_it(model_and_file, monkeypatch):
+    """--fp16 labelled every row 'fp16', ONNX Runtime's and CPU torch's too, which run FP32
+    (their describe() said so): 'onnxruntime cpu fp16', 'torch cpu fp16'."""
+    import argparse
+
+    from mmp_ros.inference import bench
+
+    specs = []
+
+    def spawned(given):  # the children: torch on CUDA cannot run here
+        specs.extend(given)
+        return [{**spec, 'p50_ms': 1.0, 'p95_ms': 1.0, 'throughput_fps': 1e3,
+                 'peak_rss_mib': 1.0} for spec in given]
+
+    monkeypatch.setattr(bench, '_spawn', spawned)
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    args = parser.parse_args(['--checkpoint', 'mmp.pt', '--onnx', str(model_and_file[2]),
+                              '--backends', 'onnxruntime,torch', '--sizes', 'model', '--fp16'])
+    with pytest.raises(InputError, match='^--fp16: none of --backends onnxruntime,torch on '
+                       '--device cpu runs in FP16'):
+        bench.run(args)
+    assert not specs
+    args.device = 'cuda'
+    assert bench.run(args) == 0
+    assert [(s['backend'], s['fp16']) for s in specs] == [('onnxruntime', False),
+                                                          ('torch', True)]
+    assert bench._row(specs[0] | {'p50_ms': 1.0, 'p95_ms': 1.0, 'throughput_fps': 1.0,
+                                  'peak_rss_mib': 1.0}).startswith('| onnxruntime cuda | ')
+
+
 @pytest.mark.parametrize('opset', ['7', '99'])
 def test_bench_refuses_an_opset_the_exporter_does_not_write_as_export_does(opset, capsys):
     """--opset was any int: 7 or 99 stopped the benchmark at its first export, after the

@@ -288,6 +288,12 @@ def _check_backends(backends: list[str]) -> None:
             raise InputError(f'--backends tensorrt cannot run here: {why}')
 
 
+def _fp16(backend: str, device: str) -> bool:
+    """Whether ``backend`` on ``device`` runs in FP16 when asked: TensorRT, and torch under
+    CUDA autocast; ONNX Runtime, and torch on the CPU, run FP32 whatever --fp16 says."""
+    return backend == 'tensorrt' or (backend == 'torch' and device.startswith('cuda'))
+
+
 def _check_models(args: argparse.Namespace) -> None:
     """Stop before any measurement on options that would be ignored, measure nothing, or
     fail at a later size (the sizes measured before it lost)."""
@@ -356,6 +362,10 @@ def run(args: argparse.Namespace) -> int:
         raise InputError('give --checkpoint/--onnx (and --baseline-checkpoint), or --random-size')
     _check_backends(args.backends.split(','))
     _check_models(args)
+    if args.fp16 and not any(_fp16(b, args.device) for b in args.backends.split(',')):
+        # measured in FP32 all the same, and the rows said 'fp16'
+        raise InputError(f'--fp16: none of --backends {args.backends} on --device {args.device} '
+                         'runs in FP16 (tensorrt does, and torch on cuda); leave it out')
     json_path = None
     if args.json:  # its folder now: not after the measurements, which it would lose
         json_path = output_file(args.json, '--json')
@@ -383,7 +393,7 @@ def run(args: argparse.Namespace) -> int:
                         'backend': backend,
                         'variant': variant.method,
                         'device': args.device,
-                        'fp16': args.fp16,
+                        'fp16': args.fp16 and _fp16(backend, args.device),  # as it runs
                         'threads': args.threads,
                         'warmup': args.warmup,
                         'iterations': args.iterations,
