@@ -42,6 +42,7 @@ sys.path.insert(0, str(REPO))
 
 from mmp_ros.atomic import replace_atomically  # noqa: E402
 from mmp_ros.cli import non_negative_float, non_negative_int, positive_int  # noqa: E402
+from mmp_ros.errors import InputError, output_file, output_folder  # noqa: E402
 from mmp_ros.modalities import MODALITIES, nonempty_subsets, subset_label  # noqa: E402
 from mmp_ros.model import ModelConfig, build_model, load_checkpoint, read_checkpoint  # noqa: E402
 from mmp_ros.model.segmenter import MaskGatedAdapter  # noqa: E402
@@ -1178,6 +1179,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:  # Ctrl-C: what is saved stays, and the same command resumes
         print(f'interrupted: the same command resumes from {args.out}', file=sys.stderr)
         return 130
+    except InputError as exc:  # an output folder it cannot make: its message alone
+        print(f'robustness_benchmark: {exc}', file=sys.stderr)
+        return 2
 
 
 def read_results(path: Path) -> dict:
@@ -1194,8 +1198,13 @@ def read_results(path: Path) -> dict:
 
 def benchmark(args: argparse.Namespace, argv=None) -> int:
     merged = [(path, read_results(Path(path))) for path in args.merge]  # before the out folder
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    # The folders it writes into, before the renders and the runs: a file in the place of one
+    # was a traceback, the doc's (its img/ folder) only once every run was trained.
+    out = output_folder(args.out, '--out')
+    if args.cache:
+        output_folder(args.cache, '--cache')
+    output_file(args.doc, '--doc', 'robustness.md')
+    output_folder(Path(args.doc).parent / 'img', '--doc')
     results_path = out / 'results.json'
     results = read_results(results_path) if results_path.is_file() else {'runs': {}}
 

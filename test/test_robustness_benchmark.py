@@ -333,6 +333,23 @@ def test_a_setting_training_refuses_is_refused_before_the_out_folder(rb, tmp_pat
     assert not out.exists()
 
 
+@pytest.mark.parametrize('option', ['--out', '--cache', '--doc'])
+def test_an_output_that_cannot_be_a_folder_is_one_line_before_the_runs(rb, tmp_path, capsys,
+                                                                       option, monkeypatch):
+    """A file where --out or --cache would be a folder was a FileExistsError traceback; a
+    --doc under a file a NotADirectoryError one, once every run had been trained."""
+    monkeypatch.setattr(rb, 'cached_split', lambda *a: pytest.fail('rendered'))
+    blocked = tmp_path / 'file'
+    blocked.write_text('')
+    paths = {'--out': tmp_path / 'out', '--cache': tmp_path / 'cache',
+             '--doc': tmp_path / 'doc' / 'robustness.md'}
+    paths[option] = blocked / 'robustness.md' if option == '--doc' else blocked
+    assert rb.main(['--size', '24', '32', *(str(a) for item in paths.items() for a in item)]) \
+        == 2
+    assert capsys.readouterr().err == (f'robustness_benchmark: {option} {blocked}: cannot be a '
+                                       'folder (File exists)\n')
+
+
 def test_a_device_training_cannot_use_is_refused_and_auto_named(rb, tmp_path, capsys):
     """--device gpu rendered the scenes, then ended in a ConfigError traceback (--device cuda
     without CUDA: an AssertionError one, out folder made); --device auto ran, but the page,
