@@ -488,6 +488,26 @@ def test_build_engine_without_tensorrt_says_what_to_install(model_and_file, caps
     assert 'mmp_ros build-engine: TensorRT is not installed' in capsys.readouterr().err
 
 
+def test_build_engine_shows_its_own_info_lines_not_the_libraries(tmp_path):
+    # It set the root logger to INFO, so every library's INFO lines came with its own (as
+    # mmp_ros export printed over a hundred of onnx_ir's for a tiny model).
+    code = (
+        'import logging, sys\n'
+        'from mmp_ros.inference import engine_cli\n'
+        'def build(args, log):\n'
+        '    logging.getLogger("onnx_ir").info("library chatter")\n'
+        '    log.info("building the engine")\n'
+        '    return 0\n'
+        'engine_cli._build = build\n'
+        'sys.exit(engine_cli.run(None))\n'
+    )
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                            env=repo_env(), cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert 'building the engine' in result.stderr
+    assert 'library chatter' not in result.stderr
+
+
 @pytest.mark.parametrize(('argv', 'message'), [
     (['--onnx', 'missing.onnx'], 'mmp_ros build-engine: model file missing.onnx does not exist'),
     (['--onnx', 'model.onnx', '--max-batch', '0'], 'argument --max-batch: must be positive'),

@@ -37,7 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
+    # INFO for the package's own lines (the build's progress): with the root at INFO every
+    # library's came too (mmp_ros export printed over a hundred of onnx_ir's for a tiny model)
+    logging.basicConfig(format='%(levelname)s %(message)s')
+    logging.getLogger('mmp_ros').setLevel(logging.INFO)
     log = logging.getLogger('mmp_ros.build_engine')
     try:
         return _build(args, log)
