@@ -411,6 +411,13 @@ def run_demo(args: argparse.Namespace) -> int:
 
     bag_seconds = last_end + TAIL_S + LEAD_S
     bag_config = synth_bag_config(args, bag_seconds)  # before an earlier demo is removed
+    if args.strip is not None:  # a folder, or a path ending with a slash: after the whole demo
+        from mmp_ros.errors import OutputFolderError, output_file
+
+        try:
+            output_file(args.strip, '--strip', 'strip.png')
+        except OutputFolderError as exc:
+            raise DemoError(str(exc)) from None
     paths.clear()
     env = demo_environment()
     os.environ.update({k: env[k] for k in ('ROS_AUTOMATIC_DISCOVERY_RANGE', 'ROS_DOMAIN_ID')})
@@ -620,7 +627,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--depth-format', choices=DEPTH_FORMATS, default=None,
                         help='with --transport compressed: depth as compressedDepth png '
                         '(default) or rvl, as mmp_ros synth-bag --depth-format')
-    parser.add_argument('--strip', type=Path, default=None,
+    # text, not a Path: Path('img/') is 'img', and the strip became a file of that name
+    parser.add_argument('--strip', default=None,
                         help='also write the image strip here (e.g. docs/img/demo_strip.png)')
 
 

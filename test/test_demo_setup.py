@@ -172,6 +172,22 @@ def test_a_bad_camera_size_stops_the_demo_and_keeps_the_last_one(tmp_path, capsy
     assert (out / 'report').is_dir()
 
 
+
+def test_a_strip_that_cannot_be_a_file_is_refused_before_the_demo(tmp_path, capsys):
+    # A folder failed with 'Is a directory' once the whole demo had run; 'img/' (not made)
+    # wrote the strip as a file named img.
+    model = tmp_path / 'model.onnx'
+    model.write_bytes(b'not read before the bag is configured')
+    out = tmp_path / 'o'
+    (out / 'report').mkdir(parents=True)  # an earlier demo's report
+    folder = tmp_path / 'img'
+    for strip, message in ((str(tmp_path), 'is a folder'),
+                           (f'{folder}/', 'ends with a slash')):
+        assert demo.main(['--model', str(model), '--out', str(out), '--strip', strip]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f'mmp_ros demo: --strip {strip}') and message in err, err
+    assert (out / 'report').is_dir() and not folder.exists()
+
 def test_the_bag_takes_the_rgb_format_and_depth_encoding_synth_bag_offers(tmp_path, capsys):
     # synth-bag --rgb-format png / --depth-encoding 32FC1 had no way through the demo: its
     # bag was always RGB JPEG and depth 16UC1.
