@@ -183,12 +183,15 @@ def test_python_m_training_export_prints_a_wrong_input_as_one_line(tmp_path, cap
 def test_export_cli_shows_its_own_info_lines_not_the_libraries(tmp_path):
     """The export set the root logger to INFO: onnx_ir's and onnxscript's passes printed
     over a hundred lines ('Replaced initializer ...', 'Removed 234 unused nodes') in a
-    normal export. Its own INFO lines ('verified ... against PyTorch') still print."""
+    normal export. Its own INFO lines ('verified ... against PyTorch') still print, and
+    torch's four warnings that torchvision, which it does not use, is not installed do not."""
     code = ('import logging, sys\nfrom mmp_ros.cli import main\n'
             f"main(['export', '--checkpoint', {str(tmp_path / 'missing.pt')!r}, '--out', "
             f"{str(tmp_path / 'x.onnx')!r}])\n"  # the command's logging set up, then refused
             "logging.getLogger('onnx_ir.passes.common').info('a library line')\n"
             "logging.getLogger('onnxscript').warning('a library warning')\n"
+            "logging.getLogger('torch.onnx._internal.exporter._registration').warning("
+            "'torchvision is not installed. Skipping torchvision::nms')\n"
             "logging.getLogger('training.export').info('its own line')\n")
     done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                           timeout=60)

@@ -48,6 +48,18 @@ VERIFY_ATOL = 1e-4
 log = logging.getLogger(__name__)
 
 
+class _NoTorchvisionNotice(logging.Filter):
+    """torch's exporter warns, at each export, that torchvision (which we do not use) is not
+    installed: four 'Skipping torchvision::nms'-like lines that look like a problem."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return 'torchvision is not installed' not in record.getMessage()
+
+
+logging.getLogger('torch.onnx._internal.exporter._registration').addFilter(
+    _NoTorchvisionNotice())
+
+
 class ExportError(RuntimeError):
     """The export failed or produced a graph that disagrees with the PyTorch model."""
 
