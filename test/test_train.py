@@ -624,6 +624,17 @@ def test_resume_refuses_other_data_than_the_checkpoint_learned_from(tmp_path):
     assert run(tmp_path, 'data.input_size=[24, 32]', 'resume=false', steps=1).losses
 
 
+def test_resume_from_a_checkpoint_whose_metadata_lacks_a_field_says_so(tmp_path):
+    # resume_problem indexed the saved metadata: a KeyError: 'input_size' traceback.
+    run(tmp_path, steps=1)
+    raw = torch.load(tmp_path / 'checkpoint.pt', weights_only=True)
+    del raw['metadata']['input_size']
+    torch.save(raw, tmp_path / 'checkpoint.pt')
+    with pytest.raises(CheckpointError, match=r"malformed model metadata \(KeyError\('input_"
+                       r"size'\)\); the run would resume from it: give another out_dir"):
+        run(tmp_path, steps=2)
+
+
 def test_a_run_resumed_at_its_last_step_trains_nothing_and_keeps_its_metrics(tmp_path):
     done = run(tmp_path, 'eval_every=2', 'data.val_samples=4', steps=2)
     again = run(tmp_path, 'eval_every=2', 'data.val_samples=4', steps=2)

@@ -37,6 +37,7 @@ from mmp_ros.model import (
     ModelConfig,
     MultimodalSegmenter,
     build_model,
+    checkpoint_metadata,
     load_checkpoint,
     load_weights,
     read_checkpoint,
@@ -499,6 +500,8 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
     if config.resume and checkpoint_path.is_file():
         try:
             saved = read_checkpoint(checkpoint_path)
+            # resume_problem reads its fields: one missing was a KeyError traceback.
+            checkpoint_metadata(saved, checkpoint_path)
         except CheckpointError as exc:  # it said what is wrong, not what to do about it
             raise CheckpointError(f'{exc}; the run would resume from it: give another out_dir '
                                   '(--set out_dir=DIR), or --set resume=false to start afresh '
