@@ -119,7 +119,12 @@ class ModelMetadata:
             raise MetadataError(f'{source}: model metadata is {type(data).__name__}, not a '
                                 'mapping of its fields; altered, or not written by mmp_ros')
         try:
-            version = int(data.get('version', 0))
+            version = data.get('version', 0)
+            # int() read 1.5, True and '1' as version 1 without a word.
+            if isinstance(version, bool) or not (isinstance(version, int) or (
+                    isinstance(version, float) and version.is_integer())):
+                raise MetadataError(f'metadata version must be a whole number, got {version!r}')
+            version = int(version)
             if version != METADATA_VERSION:
                 raise MetadataError(
                     f'{source}: metadata version {version}, this mmp_ros reads version '

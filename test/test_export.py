@@ -185,6 +185,18 @@ def test_metadata_numbers_that_are_not_whole_are_refused(field, value, message, 
     assert read == whole and json.dumps(read) == json.dumps(whole).replace('.0', '')
 
 
+@pytest.mark.parametrize('version', [1.5, True, '1', None])
+def test_a_metadata_version_that_is_not_a_whole_number_is_refused(version):
+    """int() read a version of 1.5, true or "1" as version 1."""
+    data = tiny_metadata(modalities=('rgb',), num_classes=1).to_dict()
+    data['version'] = version
+    with pytest.raises(MetadataError, match=re.escape(
+            f'model.onnx: metadata version must be a whole number, got {version!r}')):
+        ModelMetadata.from_dict(data, source='model.onnx')
+    data['version'] = 1.0
+    assert ModelMetadata.from_dict(data).version == 1
+
+
 def test_input_size_override_is_recorded(contract_model, tmp_path):
     model, metadata = contract_model
     path = export_onnx(model, metadata, tmp_path / 'wide.onnx', input_size=(16, 64), verify=False)
