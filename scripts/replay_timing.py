@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,10 @@ from mmp_ros.dds import reserve_domain_id  # noqa: E402
 # Loopback only, a domain of its own (set before rclpy is imported).
 os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
 reserve_domain_id()
+
+PLAYER_WAIT_S = 600.0  # how long the receiver lets the player run before it kills it
+SUBSCRIBER_WAIT_S = 20  # the player's --wait-for-subscribers
+FRAME_BYTES = 640 * 480 * 3  # one rgb8 image of write_image_bag's default size
 
 
 def receive_replay(bag: Path, stamps: list[int], rate: float) -> tuple[dict, dict]:
@@ -54,13 +59,13 @@ def receive_replay(bag: Path, stamps: list[int], rate: float) -> tuple[dict, dic
                 Image, '/camera/image', on_image, qos_profile_sensor_data, raw=True
             )
             command = [sys.executable, '-m', 'mmp_ros.ros.replay', str(bag),
-                       '--wait-for-subscribers', '20', '--rate', str(rate)]
+                       '--wait-for-subscribers', str(SUBSCRIBER_WAIT_S), '--rate', str(rate)]
             # the checkout first, the PYTHONPATH that finds rclpy on a native install kept
             env = dict(os.environ, PYTHONPATH=os.pathsep.join(
                 filter(None, [str(REPO), os.environ.get('PYTHONPATH')])))
             with subprocess.Popen(command, env=env) as player:
                 try:
-                    spin_until(node, lambda: player.poll() is not None, 600.0)
+                    spin_until(node, lambda: player.poll() is not None, PLAYER_WAIT_S)
                     spin_until(node, lambda: len(arrived) >= len(stamps), 1.0)
                 finally:
                     if player.poll() is None:
@@ -78,14 +83,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--play-rate', type=positive_float, default=1.0,
                         help='replay speed factor')
     args = parser.parse_args(argv)
-    if round(args.seconds * args.rate_hz) < 2:
+    # --seconds 1e300 was a ValueError traceback from numpy, and a replay longer than the
+    # receiver waits was killed part way, its frames reported missing.
+    longest = PLAYER_WAIT_S - SUBSCRIBER_WAIT_S
+    if args.seconds / args.play_rate > longest:
+        parser.error(f'--seconds {args.seconds:g} at --play-rate {args.play_rate:g} replays for '
+                     f'longer than the {longest:g} s the player is given')
+    frames = args.seconds * args.rate_hz
+    free = shutil.disk_usage(tempfile.gettempdir()).free
+    if 2 * frames * FRAME_BYTES > free:  # an mcap and an sqlite3 bag, in the same folder
+        parser.error(f'--seconds {args.seconds:g} at --rate-hz {args.rate_hz:g} writes two '
+                     f'bags of {frames * FRAME_BYTES / 1e9:.3g} GB; {tempfile.gettempdir()} '
+                     f'has {free / 1e9:.3g} GB free')
+    if round(frames) < 2:
         parser.error(f'--seconds {args.seconds:g} at --rate-hz {args.rate_hz:g} is fewer than '
                      'the 2 frames a gap needs')
 
     from mmp_ros.bags.synthetic import jittered_timestamps, write_image_bag
     from mmp_ros.bags.timing import compare_intervals, compare_offsets
 
-    stamps = jittered_timestamps(round(args.seconds * args.rate_hz), args.rate_hz)
+    stamps = jittered_timestamps(round(frames), args.rate_hz)
     # Received gaps shrink by the play rate; compare against the bag's gaps at that rate.
     expected_ns = {i: round((s - stamps[0]) / args.play_rate) for i, s in enumerate(stamps)}
     with tempfile.TemporaryDirectory() as tmp:

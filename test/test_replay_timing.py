@@ -13,6 +13,11 @@ script = script_fixture('replay_timing')
     (['--rate-hz', '0'], 'argument --rate-hz: must be a positive number, got 0'),
     (['--play-rate', '0'], 'argument --play-rate: must be a positive number, got 0'),
     (['--seconds', '0.04'], '--seconds 0.04 at --rate-hz 30 is fewer than the 2 frames'),
+    (['--seconds', '1e300'], '--seconds 1e+300 at --play-rate 1 replays for longer than the '
+     '580 s the player is given'),
+    (['--seconds', '400', '--play-rate', '0.5'], 'replays for longer than the 580 s'),
+    (['--seconds', '1e6', '--play-rate', '1e4', '--rate-hz', '1e300'],
+     '--seconds 1e+06 at --rate-hz 1e+300 writes two bags of inf GB;'),
 ])
 def test_options_that_cannot_make_a_bag_are_refused(script, capsys, monkeypatch, argv, message):
     monkeypatch.setattr(script, 'receive_replay', lambda *a: pytest.fail('replayed'))
