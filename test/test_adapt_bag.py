@@ -373,6 +373,32 @@ def test_ctrl_c_while_exporting_says_what_is_kept(healthy_bag, tmp_path, monkeyp
         'exports it and writes its card without training again\n')
 
 
+def test_an_export_that_fails_after_adapting_is_one_line(healthy_bag, tmp_path, monkeypatch,
+                                                        capsys):
+    needs('torch')
+    # ExportError is no InputError: mmp_ros adapt ended in a RuntimeError traceback
+    import mmp_ros.inference.onnx_file
+    import mmp_ros.model
+    import training.adapt
+    import training.export
+    from mmp_ros.cli import main
+    from training.train import TrainResult
+
+    def fails(checkpoint, path, **kwargs):
+        raise training.export.ExportError(f'{path}: ONNX Runtime labels agree with PyTorch '
+                                          'on 90.0000%')
+
+    monkeypatch.setattr(mmp_ros.inference.onnx_file, 'read_model_metadata', lambda p: METADATA)
+    monkeypatch.setattr(mmp_ros.model, 'load_checkpoint', lambda p: (None, METADATA, {}))
+    monkeypatch.setattr(training.adapt, 'adapt', lambda *a, **k: TrainResult(
+        tmp_path / 'train' / 'checkpoint.pt', start_step=0, losses=[1.0]))
+    monkeypatch.setattr(training.export, 'export_checkpoint', fails)
+    assert main(['adapt', str(healthy_bag), '--model', 'm.onnx', '--checkpoint', 'c.pt',
+                 '--out', str(tmp_path), '--max-frames', '8']) == 1
+    assert capsys.readouterr().err == (f'mmp_ros adapt: {tmp_path / "m_adapted.onnx"}: ONNX '
+                                       'Runtime labels agree with PyTorch on 90.0000%\n')
+
+
 def test_the_card_of_a_resumed_run_counts_every_step(healthy_bag, tmp_path):
     # it counted the steps run since the resume (all 0 where the run had been complete)
     frames = read_bag_frames(healthy_bag, METADATA, max_frames=8)

@@ -64,6 +64,11 @@ SET_BY_ADAPT = {
 SIM_TIME_BEFORE_NS = 946_684_800 * 10**9  # 2000-01-01
 
 
+class AdaptedExportError(RuntimeError):
+    """The adapted model's export failed (training.export's ExportError, which :func:`run`
+    cannot name without importing torch)."""
+
+
 @dataclass
 class BagFrames:
     """The usable bundles of a recording, at the model's input size, in physical units."""
@@ -294,7 +299,7 @@ def adapt_on_bag(bag: str, *, model: str, checkpoint: str, out: str | Path,
     from mmp_ros.model import CheckpointError, load_checkpoint, read_checkpoint
     from training.adapt import adapt, adapt_config
     from training.config import CHECKPOINT_NAME, ConfigError, load_config
-    from training.export import export_checkpoint
+    from training.export import ExportError, export_checkpoint
     from training.train import adaptation_resume_problem
 
     if 0 < max_frames < min_frames:  # else refused below as if the recording were bad
@@ -361,6 +366,8 @@ def adapt_on_bag(bag: str, *, model: str, checkpoint: str, out: str | Path,
               f'(step {steps}); {again} exports it and writes its card without training again',
               file=sys.stderr)
         raise
+    except ExportError as exc:  # no InputError: it was a traceback
+        raise AdaptedExportError(str(exc)) from exc
     return onnx_path, card
 
 
@@ -408,5 +415,8 @@ def run(args: argparse.Namespace) -> int:
     except (BagError, ConfigError, OSError, ValueError) as exc:
         print(f'mmp_ros adapt: {exc}', file=sys.stderr)
         return 2
+    except AdaptedExportError as exc:  # as mmp_ros export says it: status 1
+        print(f'mmp_ros adapt: {exc}', file=sys.stderr)
+        return 1
     print(f'adapted model: {onnx_path}\nmodel card: {card}')
     return 0
