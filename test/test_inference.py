@@ -623,6 +623,43 @@ def test_bench_refuses_a_baseline_of_another_architecture_or_size(tmp_path, monk
             run(baseline, sizes)
 
 
+def test_bench_refuses_an_onnx_that_is_not_the_export_of_the_checkpoint(tmp_path,
+                                                                         monkeypatch):
+    """--checkpoint A --onnx B ran torch on A and ONNX Runtime on B, both rows 'model'."""
+    import argparse
+
+    from mmp_ros.inference import bench
+    from mmp_ros.inference.testing import tiny_random_model
+    from mmp_ros.model import save_checkpoint
+    from training.export import export_checkpoint
+
+    def saved(name, method):
+        metadata = tiny_metadata(input_size=(16, 16), num_classes=3, method=method)
+        return save_checkpoint(tmp_path / name, metadata=metadata,
+                               model=tiny_random_model(metadata))
+
+    model, other = saved('mmp.pt', 'mmp'), saved('none.pt', 'none')
+    export, _ = export_checkpoint(model, tmp_path / 'mmp.onnx', verify=False)
+    foreign, _ = export_checkpoint(other, tmp_path / 'none.onnx', verify=False)
+
+    def spawned(specs):
+        raise RuntimeError('measured')
+
+    monkeypatch.setattr(bench, '_spawn', spawned)
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+
+    def run(onnx):
+        bench.run(parser.parse_args(['--checkpoint', str(model), '--onnx', str(onnx),
+                                     '--sizes', 'model']))
+
+    with pytest.raises(InputError, match=f"^--onnx {foreign} is not the export of --checkpoint "
+                       f"{model} \\(method: 'none' vs 'mmp'\\): the backends would measure "):
+        run(foreign)
+    with pytest.raises(RuntimeError, match='measured'):
+        run(export)
+
+
 def test_bench_exports_a_model_and_baseline_of_one_file_name_apart(tmp_path, monkeypatch):
     """out/mmp/checkpoint.pt and out/none/checkpoint.pt were exported to one file, named by
     the stem: the baseline ran the model's export, and 'none' measured the model. An export
@@ -669,6 +706,7 @@ def test_bench_labels_fp16_only_where_the_backend_runs_it(model_and_file, monkey
                  'peak_rss_mib': 1.0} for spec in given]
 
     monkeypatch.setattr(bench, '_spawn', spawned)
+    monkeypatch.setattr(bench, '_check_export', lambda *a: None)  # mmp.pt is no file
     parser = argparse.ArgumentParser()
     bench.add_arguments(parser)
     args = parser.parse_args(['--checkpoint', 'mmp.pt', '--onnx', str(model_and_file[2]),

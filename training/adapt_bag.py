@@ -219,10 +219,11 @@ class FramesDataset:
         return sample
 
 
-def check_same_model(onnx_meta: ModelMetadata, checkpoint_meta: ModelMetadata,
-                     model: str, checkpoint: str) -> None:
-    """The checkpoint must be the exported model's source: same inputs, classes, size,
-    method, normalization and training run (the provenance export copied from it)."""
+def source_differences(onnx_meta: ModelMetadata, checkpoint_meta: ModelMetadata
+                       ) -> list[str]:
+    """How a checkpoint is not the source of an exported model, by their metadata: its
+    inputs, classes, method, normalization and training run (the provenance export copied
+    from it); the input size aside, which an export may change."""
     differences = [
         f'{name}: {a!r} vs {b!r}' for name, a, b in (
             ('modalities', tuple(onnx_meta.modalities), tuple(checkpoint_meta.modalities)),
@@ -237,6 +238,15 @@ def check_same_model(onnx_meta: ModelMetadata, checkpoint_meta: ModelMetadata,
                  if k not in ('checkpoint', 'export', 'method') and exported.get(k, v) != v)
     if run:
         differences.append(f'another training run ({", ".join(run)} differ)')
+    return differences
+
+
+def check_same_model(onnx_meta: ModelMetadata, checkpoint_meta: ModelMetadata,
+                     model: str, checkpoint: str) -> None:
+    """The checkpoint must be the exported model's source: same inputs, classes, size,
+    method, normalization and training run (the provenance export copied from it)."""
+    differences = source_differences(onnx_meta, checkpoint_meta)
+    exported = onnx_meta.provenance
     (h, w), (ch, cw) = onnx_meta.input_size, checkpoint_meta.input_size
     if differences:
         if (h, w) != (ch, cw):

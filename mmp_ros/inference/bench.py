@@ -306,6 +306,8 @@ def _check_models(args: argparse.Namespace) -> None:
         return
     if args.model_input_size:
         raise InputError('--model-input-size is the size of the --random-size models')
+    if args.checkpoint is not None and args.onnx is not None:
+        _check_export(args.checkpoint, args.onnx)
     if args.checkpoint is not None:
         return
     if set(args.backends.split(',')) == {'torch'}:
@@ -315,6 +317,21 @@ def _check_models(args: argparse.Namespace) -> None:
         asked = f'--sizes {resized[0]}' if resized else f'--opset {args.opset}'
         raise InputError(f'{asked} needs --checkpoint: the model is re-exported from its '
                          "checkpoint (or give --sizes model)")
+
+
+def _check_export(checkpoint: Path, onnx: Path) -> None:
+    """--onnx must be --checkpoint's export: torch runs the one, the other backends the
+    other, and both rows are labelled 'model'."""
+    from mmp_ros.inference.onnx_file import read_model_metadata
+    from mmp_ros.model import checkpoint_metadata, read_checkpoint
+    from training.adapt_bag import source_differences
+
+    differences = source_differences(read_model_metadata(onnx),
+                                     checkpoint_metadata(read_checkpoint(checkpoint), checkpoint))
+    if differences:
+        raise InputError(f'--onnx {onnx} is not the export of --checkpoint {checkpoint} '
+                         f'({"; ".join(differences)}): the backends would measure two models; '
+                         'give its export, or leave --onnx out to export it here')
 
 
 # What makes the architecture, beside the method and its projection: a baseline differing in
