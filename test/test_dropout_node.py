@@ -18,8 +18,10 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from itertools import pairwise
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -399,40 +401,60 @@ def test_mmp_ros_dropout_takes_its_schedule_from_the_schedule_file_parameter(tmp
         2, 'mmp_ros dropout: parameter schedule_file is empty: give a dropout schedule\n')
 
 
+@contextmanager
+def rgb_dropout_in_process(tmp_path: Path, schedule: str, peer_name: str, **parameters):
+    """A DropoutNode in this process forwarding rgb alone under ``schedule`` (YAML text), and
+    a peer node that publishes on its source topic and keeps the raw messages it forwards;
+    both on one executor, in a context of their own."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+
+    from mmp_ros.ros.dropout_node import DropoutNode
+
+    schedule_file = tmp_path / 'schedule.yaml'
+    schedule_file.write_text(schedule)
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        dropout = DropoutNode(context=context, parameter_overrides=[
+            Parameter('schedule_file', value=str(schedule_file)),
+            Parameter('sensors', value=['rgb']),
+            *(Parameter(name, value=value) for name, value in parameters.items()),
+        ])
+        peer = rclpy.create_node(peer_name, context=context)
+        received: list[bytes] = []
+        peer.create_subscription(Image, 'rgb/image', received.append, qos_profile_sensor_data,
+                                 raw=True)
+        source = peer.create_publisher(Image, 'source/rgb/image', qos_profile_sensor_data)
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(dropout)
+        executor.add_node(peer)
+        yield SimpleNamespace(dropout=dropout, peer=peer, received=received, source=source,
+                              executor=executor)
+        dropout.destroy_node()
+        peer.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=context)
+
+
 @pytest.mark.ros
 @pytest.mark.timeout(60)
 def test_on_sim_time_a_looping_replays_jump_back_does_not_rewind_the_schedule(tmp_path):
     # mmp_ros replay --loop --clock sends /clock back to the bag's start at each pass. A kill
     # open at the jump must still end 1 s of bag time later; it stayed open until the clock
     # reached its end again, which a bag shorter than the window's end never does.
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.parameter import Parameter
     from rclpy.qos import qos_profile_sensor_data
     from rosgraph_msgs.msg import Clock
     from sensor_msgs.msg import Image
 
-    from mmp_ros.ros.dropout_node import DropoutNode
+    kill = 'faults:\n  - {sensor: rgb, kind: kill, start: 2, end: 3}\n'
+    with rgb_dropout_in_process(tmp_path, kill, 'dropout_clock_peer', use_sim_time=True) as rig:
+        dropout, received, source, executor = rig.dropout, rig.received, rig.source, rig.executor
+        clock = rig.peer.create_publisher(Clock, '/clock', qos_profile_sensor_data)
 
-    schedule = tmp_path / 'schedule.yaml'
-    schedule.write_text('faults:\n  - {sensor: rgb, kind: kill, start: 2, end: 3}\n')
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    try:
-        dropout = DropoutNode(context=context, parameter_overrides=[
-            Parameter('schedule_file', value=str(schedule)),
-            Parameter('sensors', value=['rgb']),
-            Parameter('use_sim_time', value=True),
-        ])
-        peer = rclpy.create_node('dropout_clock_peer', context=context)
-        received: list[bytes] = []
-        peer.create_subscription(Image, 'rgb/image', received.append, qos_profile_sensor_data,
-                                 raw=True)
-        source = peer.create_publisher(Image, 'source/rgb/image', qos_profile_sensor_data)
-        clock = peer.create_publisher(Clock, '/clock', qos_profile_sensor_data)
-        executor = SingleThreadedExecutor(context=context)
-        executor.add_node(dropout)
-        executor.add_node(peer)
         def bag_time(seconds: float, *, expect_frames: bool) -> None:
             """Set /clock, wait until the node reads it, then send frames; check delivery.
 
@@ -464,10 +486,6 @@ def test_on_sim_time_a_looping_replays_jump_back_does_not_rewind_the_schedule(tm
         bag_time(2.5, expect_frames=False)  # killed
         bag_time(0.0, expect_frames=False)  # the loop starts over: 2.5 s of schedule time
         bag_time(0.6, expect_frames=True)  # 3.1 s: the kill has ended
-        dropout.destroy_node()
-        peer.destroy_node()
-    finally:
-        rclpy.try_shutdown(context=context)
 
 
 class _SteppedClock:
@@ -494,33 +512,13 @@ def test_on_wall_time_a_step_of_the_system_clock_does_not_move_the_schedule(tmp_
     # (its end event at 60 s) and the camera's frames went through. A step back stalled the
     # 10 ms timer (on the system clock) for as long: windows closed late, delayed messages
     # held. The schedule runs on the monotonic clock, and its timer on the steady clock.
-    import rclpy
     from rclpy.clock import ClockType
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.parameter import Parameter
-    from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
 
-    from mmp_ros.ros.dropout_node import DropoutNode
-
-    schedule = tmp_path / 'schedule.yaml'
-    schedule.write_text('faults:\n  - {sensor: rgb, kind: kill, start: 0, end: 30}\n')
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    try:
-        dropout = DropoutNode(context=context, parameter_overrides=[
-            Parameter('schedule_file', value=str(schedule)),
-            Parameter('sensors', value=['rgb']),
-        ])
+    kill = 'faults:\n  - {sensor: rgb, kind: kill, start: 0, end: 30}\n'
+    with rgb_dropout_in_process(tmp_path, kill, 'dropout_step_peer') as rig:
+        dropout, received, source, executor = rig.dropout, rig.received, rig.source, rig.executor
         assert dropout._tick_timer.clock.clock_type == ClockType.STEADY_TIME
-        peer = rclpy.create_node('dropout_step_peer', context=context)
-        received: list[bytes] = []
-        peer.create_subscription(Image, 'rgb/image', received.append, qos_profile_sensor_data,
-                                 raw=True)
-        source = peer.create_publisher(Image, 'source/rgb/image', qos_profile_sensor_data)
-        executor = SingleThreadedExecutor(context=context)
-        executor.add_node(dropout)
-        executor.add_node(peer)
         frame = Image(height=1, width=1, encoding='mono8', step=1, data=b'\x01')
 
         def send_for(seconds: float) -> None:
@@ -538,10 +536,6 @@ def test_on_wall_time_a_step_of_the_system_clock_does_not_move_the_schedule(tmp_
         send_for(0.5)
         assert dropout.engine.active('rgb') is not None, 'the step ended the kill'
         assert not received, f'{len(received)} frames went through the kill'
-        dropout.destroy_node()
-        peer.destroy_node()
-    finally:
-        rclpy.try_shutdown(context=context)
 
 
 COMPRESSED_SOURCE = """
