@@ -41,13 +41,19 @@ def output_folder(path: str | Path, option: str) -> Path:
     return path
 
 
+def ends_with_a_slash(path: str | Path) -> bool:
+    """Whether an output path given as text ends with a slash, as a folder's does: a ``Path``
+    drops the slash, and a file written there took the folder's name."""
+    return isinstance(path, str) and path.endswith(('/', os.sep))
+
+
 def output_file(path: str | Path, option: str, example: str = 'results.json') -> Path:
     """Check, before any work is done, that ``path`` can take the file a command writes when
     its work is over: not a folder, and its folder made and writable (:func:`output_folder`).
     Given as text (an option's ``type`` left ``str``), a path that ends with a slash is refused
     as a folder's too, made or not: a ``Path`` drops the slash, and the file took the folder's
     name. ``example``: the file name the messages suggest in the folder."""
-    if isinstance(path, str) and path.endswith(('/', os.sep)):
+    if ends_with_a_slash(path):
         raise OutputFolderError(f'{option} {path} ends with a slash, as a folder does; give the '
                                 f'file to write, e.g. {Path(path) / example}')
     path = Path(path)

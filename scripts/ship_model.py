@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -26,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from mmp_ros.atomic import replace_atomically  # noqa: E402
-from mmp_ros.errors import InputError, output_folder  # noqa: E402
+from mmp_ros.errors import InputError, ends_with_a_slash, output_folder  # noqa: E402
 from mmp_ros.modalities import nonempty_subsets, subset_label  # noqa: E402
 from mmp_ros.model import load_checkpoint, read_checkpoint  # noqa: E402
 from training.export import export_checkpoint  # noqa: E402
@@ -211,7 +210,7 @@ def ship(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         # saved before its evaluation: the benchmark stopped in it
         raise InputError(f'--run {args.run}: not evaluated in {args.results} (the benchmark '
                          'stopped before it was); its command again evaluates it')
-    if args.out.endswith(('/', os.sep)):  # Path('models/') is 'models': written as that file
+    if ends_with_a_slash(args.out):  # Path('models/') is 'models': written as that file
         raise InputError(f'--out {args.out} ends with a slash, as a folder does; give the '
                          f'checkpoint file to write, e.g. '
                          f'{Path(args.out) / Path(args.checkpoint).name}')

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from mmp_ros.cli import positive_int
-from mmp_ros.errors import InputError, OutputFolderError
+from mmp_ros.errors import InputError, OutputFolderError, ends_with_a_slash
 from mmp_ros.inference.torch_graph import DeployGraph
 from mmp_ros.metadata import METADATA_KEY, ModelMetadata
 from mmp_ros.modalities import nonempty_subsets
@@ -328,7 +328,7 @@ def run(args: argparse.Namespace) -> int:
     # (onnx_ir's and onnxscript's optimizer passes: over a hundred lines for a tiny model)
     logging.basicConfig(format='%(message)s')
     log.setLevel(logging.INFO)
-    if args.out.endswith(('/', os.sep)):
+    if ends_with_a_slash(args.out):
         raise OutputFolderError(f'--out {args.out} ends with a slash, as a folder does; the '
                                 'export writes one ONNX file: give its path, e.g. '
                                 f'{Path(args.out) / "model.onnx"}')
