@@ -103,6 +103,19 @@ def test_jpeg_mono_round_trip_is_close():
     assert np.abs(image_to_array(fields).astype(int) - raw).mean() < 2.0
 
 
+@pytest.mark.parametrize('padding', [1, 63, 4096])
+def test_jpeg_padded_with_zero_bytes_decodes_and_a_truncated_one_does_not(padding):
+    """A camera that sends its whole buffer pads the JPEG with zeros after its end-of-image
+    marker; libjpeg (and image_transport) decode it. More than 62 bytes were refused as a
+    truncated JPEG."""
+    format_, data = compress_image(array_to_image(smooth_rgb(), 'bgr8'), 'jpeg')
+    expected = image_to_array(decompress_image(format_, data))
+    padded = image_to_array(decompress_image(format_, data + bytes(padding)))
+    np.testing.assert_array_equal(padded, expected)
+    with pytest.raises(SensorInputError, match='truncated JPEG'):
+        decompress_image(format_, data[:-300] + bytes(padding))
+
+
 def test_jpeg_of_a_real_photo_decodes_to_rgb(real_data):
     """TUM RGB-D's colour frame through JPEG: close to the original, RGB in the right order."""
     bgr = cv2.imread(str(real_data / 'tum_rgbd' / 'TUM_color.png'), cv2.IMREAD_COLOR)

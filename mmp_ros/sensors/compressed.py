@@ -224,14 +224,13 @@ def _unknown_format(format: str) -> SensorInputError:
     )
 
 
-def _ends_like_jpeg(buffer: np.ndarray) -> bool:
+def _ends_like_jpeg(data: bytes) -> bool:
     """False for a truncated JPEG: it starts with SOI but its end is no EOI marker (some
-    cameras pad zero bytes after it). libjpeg would decode the first rows and fill the
-    rest with grey."""
-    if buffer[:2].tobytes() != b'\xff\xd8':
+    cameras pad zero bytes after it, a V4L2 driver up to its buffer's size). libjpeg would
+    decode the first rows and fill the rest with grey."""
+    if not data.startswith(_JPEG_SOI):
         return True  # no JPEG: PNG checks its own chunks
-    tail = buffer[-64:].tobytes().rstrip(b'\x00')
-    return tail.endswith(_JPEG_END)
+    return data.rstrip(b'\x00').endswith(_JPEG_END)
 
 
 _PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
@@ -489,7 +488,7 @@ def _imdecode(buffer: np.ndarray, format: str, max_pixels: int = MAX_PIXELS,
         _check_png_samples(samples, encoding, format)
     if encoding is not None and jpeg_samples is not None:
         _check_jpeg_samples(jpeg_samples, encoding, format)
-    if not _ends_like_jpeg(buffer):
+    if not _ends_like_jpeg(data):
         raise SensorInputError(
             f'truncated JPEG: the data ({buffer.size} B) does not end with the end-of-image '
             f'marker (format {format!r})'
