@@ -153,12 +153,19 @@ def test_odd_mosaic_is_refused():
         decode_frame('polarization', array_to_image(np.zeros((4, 5), np.uint8), 'mono8'))
 
 
+@pytest.mark.parametrize('resolution', ['quarter', 'full'])
 @pytest.mark.parametrize('shape', [(2, 2), (2, 8), (8, 2)])
-def test_mosaic_too_small_for_quarter_resolution_is_refused(shape):
+def test_mosaic_too_small_for_quarter_or_full_resolution_is_refused(shape, resolution):
+    """'full' of a mosaic 2 pixels high or wide was all zeros (OpenCV's demosaicing gives
+    black below 3x3), decoded as an unpolarized frame; 4x4 decodes."""
     fields = array_to_image(np.full(shape, 60, np.uint8), 'mono8')
-    with pytest.raises(SensorInputError, match='at least 4x4 pixels, got '
-                       f'{shape[1]}x{shape[0]}'):
-        decode_frame('polarization', fields, PolarizationSettings(resolution='quarter'))
+    with pytest.raises(SensorInputError, match=f'{resolution} resolution needs a mosaic of at '
+                       f'least 4x4 pixels, got {shape[1]}x{shape[0]}'):
+        decode_frame('polarization', fields, PolarizationSettings(resolution=resolution))
+    mosaic = encode_mosaic(np.array([60, 40, 20, 40]).reshape(4, 1, 1) * np.ones((4, 2, 2)))
+    frame = decode_frame('polarization', array_to_image(mosaic, 'mono8'),
+                         PolarizationSettings(resolution=resolution))
+    np.testing.assert_allclose(frame.data[..., 2], 0.5, atol=1e-6)  # S0 = 80, S1 = 40: not 0
 
 
 def test_bad_layout_and_encoding_are_refused():

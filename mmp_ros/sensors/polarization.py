@@ -104,11 +104,16 @@ def mosaic_intensities(
     """(H, W) mosaic -> (4, H', W') float32 intensities in :data:`ANGLES` order.
 
     H' x W' is H/2 x W/2 ('half'), H/4 x W/4 ('quarter'; odd leftover 2x2 blocks at the
-    bottom/right edge are dropped; a mosaic under 4x4 is refused) or H x W ('full').
+    bottom/right edge are dropped) or H x W ('full'); for both, a mosaic under 4x4 is refused.
     """
     settings = settings or PolarizationSettings()
     mosaic = _check_mosaic(mosaic)
     if settings.resolution == 'full':
+        if min(mosaic.shape) < 4:  # OpenCV's bilinear demosaicing returns black below 3x3
+            raise SensorInputError(
+                f'full resolution needs a mosaic of at least 4x4 pixels, got '
+                f'{mosaic.shape[1]}x{mosaic.shape[0]}'
+            )
         return _demosaic_bilinear(mosaic, settings)
     stack = np.empty((4, mosaic.shape[0] // 2, mosaic.shape[1] // 2), dtype=np.float32)
     for index, angle in enumerate(ANGLES):
