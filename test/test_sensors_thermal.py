@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -149,5 +151,9 @@ def test_bad_settings_are_refused():
         ThermalSettings(gain=0.0)
     with pytest.raises(SensorInputError, match='must be positive'):
         PlanckCalibration(r1=-1.0)
+    # NaN F or O made every pixel invalid, infinite R1 every pixel -273.15 degC: no error
+    for constants in ({'f': math.nan}, {'o': math.inf}, {'r1': math.inf}, {'b': math.inf}):
+        with pytest.raises(SensorInputError, match='Planck constants must be finite'):
+            PlanckCalibration(**constants)
     with pytest.raises(SensorInputError, match='thermal takes ThermalSettings'):
         decode(np.zeros((2, 2), np.uint16), 'mono16', PlanckCalibration())

@@ -74,6 +74,8 @@ class PlanckCalibration:
             raise SensorInputError(
                 f'Planck constants R1, R2 and B must be positive, got {self}'
             )
+        if not all(math.isfinite(v) for v in (self.r1, self.r2, self.b, self.f, self.o)):
+            raise SensorInputError(f'Planck constants must be finite, got {self}')
 
     def counts_from_kelvin(self, t_kelvin: np.ndarray | float) -> np.ndarray:
         """Raw counts (float, not rounded) for object temperatures in Kelvin (> 0)."""
