@@ -118,6 +118,20 @@ def test_unreadable_npy_files_are_reported_in_one_line(tmp_path, capsys):
         assert err.count('\n') == 1, err
 
 
+def test_a_file_whose_pixels_do_not_fit_its_encoding_is_named(tmp_path, capsys):
+    """'mmp_ros decode: mono16 needs (H, W, 1) pixels, got an array of shape (4, 4, 3)' named
+    no file, among all those of the folders given."""
+    cv2.imwrite(str(tmp_path / 'thermal_raw.png'), np.zeros((4, 4, 3), np.uint8))
+    np.save(tmp_path / 'counts.npy', np.zeros((4, 4), np.int64))
+    cases = {(str(tmp_path),): f'{tmp_path / "thermal_raw.png"}: mono16 needs (H, W, 1)',
+             ('--modality', 'depth', str(tmp_path / 'counts.npy')):
+             f'{tmp_path / "counts.npy"}: no depth encoding for 1-channel int64 pixels'}
+    for arguments, message in cases.items():
+        assert main(['decode', *arguments]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f'mmp_ros decode: {message}'), err
+
+
 def test_folder_without_sample_files_is_an_error(tmp_path, capsys):
     """It printed nothing and exited 0, --modality or not: nothing was decoded."""
     np.save(tmp_path / 'frame0001.npy', np.zeros((4, 4), np.uint16))

@@ -165,9 +165,12 @@ def _jobs(args: argparse.Namespace) -> list[tuple[str, str, ImageFields]]:
 
 
 def _file_job(args, path: Path, modality: str, encoding: str | None):
-    pixels = read_array(path)
-    encoding = args.encoding or encoding or default_encoding(pixels, modality)
-    fields = fields_from_pixels(pixels, encoding, bgr_order=path.suffix != '.npy')
+    pixels = read_array(path)  # its errors name the file
+    try:  # these name the pixels and the encoding: which file of a folder, the path says
+        encoding = args.encoding or encoding or default_encoding(pixels, modality)
+        fields = fields_from_pixels(pixels, encoding, bgr_order=path.suffix != '.npy')
+    except SensorInputError as exc:
+        raise SensorInputError(f'{path}: {exc}') from None
     return str(path), modality, fields
 
 
