@@ -359,6 +359,29 @@ def test_remaps_qos_and_conflicts():
                       remaps={'/tf_static': '/odom'})
 
 
+def test_a_recorded_clock_is_skipped_where_the_player_publishes_its_own():
+    # replay --clock of a simulation's bag (ros2 bag record -a records /clock) published the
+    # recorded /clock beside the player's: a sim-time node's time alternated between the
+    # simulation's (12 s) and the bag's (1600000000 s) at every message.
+    topics = {'/image': topic('/image', 'sensor_msgs/msg/Image'),
+              '/clock': topic('/clock', 'rosgraph_msgs/msg/Clock'),
+              '/sim/clock': topic('/sim/clock', 'rosgraph_msgs/msg/Clock')}
+    plan = plan_playback('b.mcap', topics, importable=always_importable, clock_topic='/clock',
+                         remaps={'/sim/clock': '/clock'})
+    assert [p.bag_topic for p in plan.played] == ['/image']
+    assert set(plan.skipped) == {'/clock', '/sim/clock'}
+    assert plan.skipped['/clock'].startswith('--clock publishes /clock itself (the bag time)')
+    with pytest.raises(BagError, match='topic /clock cannot be replayed: --clock publishes'):
+        plan_playback('b.mcap', topics, importable=always_importable, clock_topic='/clock',
+                      selected=['/image', '/clock'])
+    # Played under another name, or without --clock (the recorded clock then is the clock).
+    plan = plan_playback('b.mcap', topics, importable=always_importable, clock_topic='/clock',
+                         remaps={'/clock': '/recorded_clock'})
+    assert [p.topic for p in plan.played] == ['/image', '/recorded_clock', '/sim/clock']
+    plan = plan_playback('b.mcap', topics, importable=always_importable)
+    assert [p.topic for p in plan.played] == ['/image', '/clock', '/sim/clock']
+
+
 @pytest.mark.parametrize('bad', ['/a', '/a:=', ':=/b', '/a:=/b:=/c'])
 def test_malformed_remaps_are_refused(bad):
     with pytest.raises(BagError, match='expected /from:=/to'):

@@ -96,6 +96,14 @@ def test_topics_given_twice_are_all_played(tmp_path, capsys):
     assert f'{bag}: no topic /nope in the bag' in err
 
 
+def test_a_recorded_clock_selected_with_clock_is_refused(tmp_path, capsys):
+    bag = write_stub_bag(tmp_path / 'bag', {'/rgb': 'sensor_msgs/msg/Image',
+                                            '/clock': 'rosgraph_msgs/msg/Clock'})
+    err = run_replay(bag, capsys, '--clock', '--topics', '/rgb', '/clock')
+    assert (f'{bag}: topic /clock cannot be replayed: --clock publishes /clock itself (the bag '
+            'time), and the recorded clock would alternate with it') in err
+
+
 def test_restamp_and_clock_are_refused_together(tmp_path, capsys):
     # Wall-time stamps against a /clock of bag time: a sim-time node would refuse every frame.
     bag = write_stub_bag(tmp_path / 'bag', {'/chatter': 'std_msgs/msg/String'})

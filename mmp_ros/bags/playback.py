@@ -90,6 +90,7 @@ def plan_playback(
     remaps: dict[str, str] | None = None,
     image_qos: TopicQos = SENSOR_DATA_QOS,
     require_images: bool = True,
+    clock_topic: str | None = None,
 ) -> PlaybackPlan:
     """Decide which bag topics are published, under which names and QoS.
 
@@ -97,9 +98,12 @@ def plan_playback(
     Camera topics (``sensor_msgs/Image``, and ``CompressedImage`` as image_transport's
     ``compressed`` and ``compressedDepth`` transports publish it) get ``image_qos`` (sensor
     data by default: what the node subscribes with); other topics the QoS they were recorded
-    with, else reliable. Errors: a selected or remapped topic that the bag lacks, a remapped
-    topic that ``selected`` leaves out, a selected topic that must be skipped, nothing to
-    publish, and (unless ``require_images`` is off) no camera topic to publish.
+    with, else reliable. ``clock_topic``: where the player publishes the bag time itself
+    (``replay --clock``); a bag topic that would be published there (a simulation's
+    recorded ``/clock``) is skipped, or else its clock and the player's would alternate.
+    Errors: a selected or remapped topic that the bag lacks, a remapped topic that
+    ``selected`` leaves out, a selected topic that must be skipped, nothing to publish, and
+    (unless ``require_images`` is off) no camera topic to publish.
     """
     remaps = remaps or {}
     selected = list(dict.fromkeys(selected))  # --topics /a /a: /a once, in the order given
@@ -116,6 +120,10 @@ def plan_playback(
     skipped: dict[str, str] = {}
     for topic in candidates:
         reason = _skip_reason(topic, importable)
+        if not reason and remaps.get(topic.name, topic.name) == clock_topic:
+            reason = (f'--clock publishes {clock_topic} itself (the bag time), and the recorded '
+                      f'clock would alternate with it; replay without --clock to publish the '
+                      f'recorded one')
         if reason:
             if selected:
                 raise BagError(f'{bag_name}: topic {topic.name} cannot be replayed: {reason}')

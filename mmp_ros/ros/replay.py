@@ -319,6 +319,7 @@ def run(args: argparse.Namespace) -> int:
                 str(bag.path), bag.topics, importable=import_problem, selected=args.topics,
                 remaps=remaps, image_qos=IMAGE_QOS[args.image_qos],
                 require_images=not args.allow_no_images,
+                clock_topic=CLOCK_TOPIC if args.clock else None,
             )
             schedule = make_schedule(
                 str(bag.path), bag.start_ns, bag.end_ns, bag.message_count, rate=args.rate,
