@@ -273,3 +273,32 @@ def test_a_folder_holding_a_recorded_file_is_not_taken_for_a_leftover(tmp_path):
     (src / 'run_3' / 'notes.txt').write_text('mine')
     (src / 'other_4').mkdir()
     assert split_leftovers(src) == []
+
+
+def test_a_leftover_folder_that_cannot_be_removed_is_named_and_the_bag_is_recovered(
+        tmp_path, monkeypatch, capsys):
+    # A killed split recording read from read-only media (a copied card, a mount): removing
+    # its leftover folder fails. Before, an OSError traceback, after writing the bag.
+    import errno
+
+    from split_bags import write_split_bag
+
+    import mmp_ros.bags.recovery as recovery
+
+    src = write_split_bag(tmp_path / 'run', [[('/cam', 10**9 + i)] for i in range(2)])
+    (src / 'metadata.yaml').unlink()
+    (src / 'run_2').mkdir()  # killed as the recorder started file 2
+
+    def read_only(path, *args, **kwargs):
+        raise OSError(errno.EROFS, 'Read-only file system', str(path))
+
+    monkeypatch.setattr(recovery.shutil, 'rmtree', read_only)
+    assert main(['recover-bag', str(src), str(tmp_path / 'out')]) == 0
+    captured = capsys.readouterr()
+    assert 'recovered 2 messages (/cam: 2)' in captured.out
+    assert 'killed at a split, after its last message' in captured.out
+    assert captured.err == (f'{src / "run_2"}: a folder the recording left as it was killed at '
+                            'a split (it holds no message), not removed: Read-only file system\n')
+    assert (src / 'run_2').is_dir()
+    with open_bag(tmp_path / 'out') as bag:
+        assert bag.message_count == 2

@@ -62,6 +62,7 @@ class Recovery:
     bytes_read: int = 0  # up to the end of the last record kept
     file_size: int = 0
     removed: list[Path] = field(default_factory=list)  # split_leftovers, removed
+    not_removed: dict[Path, str] = field(default_factory=dict)  # split_leftovers left: why
 
     @property
     def message_count(self) -> int:
@@ -201,8 +202,12 @@ def recover_mcap(src: str | Path, out: str | Path) -> Recovery:
                        f'{skipped}')
     result.counts = {t: n for t, n in recorder.counts.items() if n}
     for folder in split_leftovers(src):
-        shutil.rmtree(folder)
-        result.removed.append(folder)
+        try:
+            shutil.rmtree(folder)
+        except OSError as exc:  # a recording on read-only media, say: OUT is written all the same
+            result.not_removed[folder] = exc.strerror or str(exc)
+        else:
+            result.removed.append(folder)
     return result
 
 
@@ -326,7 +331,7 @@ def run(args: argparse.Namespace) -> int:
     result = recover_mcap(args.src, args.out)
     counts = ', '.join(f'{t}: {n}' for t, n in result.counts.items())
     print(f'{args.out}: recovered {result.message_count} messages ({counts})')
-    if result.complete and result.removed:  # its files were closed, the recording was not
+    if result.complete and (result.removed or result.not_removed):  # the recording never closed
         print(f'{args.src}: killed at a split, after its last message: every file was complete '
               '(it has its footer), all its messages are kept')
     elif result.complete:
@@ -337,6 +342,9 @@ def run(args: argparse.Namespace) -> int:
     for folder in result.removed:
         print(f'{folder}: removed, a folder the recording left as it was killed at a split '
               '(it held no message)')
+    for folder, why in result.not_removed.items():
+        print(f'{folder}: a folder the recording left as it was killed at a split (it holds no '
+              f'message), not removed: {why}', file=sys.stderr)
     for why in result.skipped.values():
         print(f'not recovered: {why}', file=sys.stderr)
     return 0
