@@ -302,3 +302,27 @@ def test_a_leftover_folder_that_cannot_be_removed_is_named_and_the_bag_is_recove
     assert (src / 'run_2').is_dir()
     with open_bag(tmp_path / 'out') as bag:
         assert bag.message_count == 2
+
+
+def test_a_recording_compressed_message_by_message_is_recovered_as_plain_cdr(tmp_path):
+    # ros2 bag record --compression-mode message, killed: each message in the .mcap is a zstd
+    # frame, and only the metadata.yaml written at the end said so. Before, the frames were
+    # copied as they were into a bag that declares none: rosbags and ros2 bag could not
+    # decode a single message of it.
+    from rosbags.rosbag2 import CompressionFormat, CompressionMode, Reader, StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    typestore = get_typestore(Stores.ROS2_KILTED)
+    src = tmp_path / 'run'
+    writer = Writer(src, version=9, storage_plugin=StoragePlugin.MCAP)
+    writer.set_compression(CompressionMode.MESSAGE, CompressionFormat.ZSTD)
+    with writer:
+        connection = writer.add_connection('/rec/text', 'std_msgs/msg/String',
+                                           typestore=typestore)
+        for i in range(3):
+            writer.write(connection, *message(i)[1:])
+    (src / 'metadata.yaml').unlink()
+    assert recover_mcap(src, tmp_path / 'out').counts == {'/rec/text': 3}
+    with Reader(tmp_path / 'out') as reader:
+        assert [(t, bytes(d)) for _, t, d in reader.messages()] == [
+            message(i)[1:] for i in range(3)]

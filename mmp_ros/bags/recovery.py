@@ -38,7 +38,7 @@ from rosbags.rosbag2.metadata import parse_qos
 
 from mmp_ros.bags.errors import BagError
 from mmp_ros.bags.recording import BagRecorder
-from mmp_ros.bags.source import TopicQos, offered_qos
+from mmp_ros.bags.source import TopicQos, offered_qos, uncompressed
 
 COMMAND = 'mmp_ros recover-bag'
 try:
@@ -300,7 +300,8 @@ def _recover_file(path: Path, target: _Target) -> tuple[int, bool, str]:
                         for channel in channels.values():
                             add(channel)
                     if topic := writable.get(item.channel_id):
-                        recorder.write(topic, item.log_time, item.data)
+                        # ros2 bag record --compression-mode message: each a zstd frame.
+                        recorder.write(topic, item.log_time, uncompressed(item.data))
             if isinstance(record, Footer):
                 complete = True
     return read, complete, stopped

@@ -42,6 +42,14 @@ _DAMAGE = (ReaderError, OSError, ValueError, TypeError, KeyError, IndexError, EO
 _ZSTD_MAGIC = b'\x28\xb5\x2f\xfd'
 
 
+def uncompressed(data: bytes) -> bytes:
+    """A stored message as CDR bytes: decompressed where it is a zstd frame (a bag recorded
+    with ``--compression-mode message``, read without the metadata.yaml that says so)."""
+    if data[:4] == _ZSTD_MAGIC:
+        return ZstdDecompressor().decompressobj().decompress(data)
+    return bytes(data)
+
+
 @dataclass(frozen=True)
 class TopicQos:
     """The QoS a topic was published with, as far as playback needs it."""
@@ -163,9 +171,8 @@ class Bag:
         try:
             for connection, timestamp, data in _in_time_order(self._reader, connections,
                                                               start_ns):
-                if data[:4] == _ZSTD_MAGIC:  # its .mcap/.db3 file opened by itself
-                    data = ZstdDecompressor().decompressobj().decompress(data)
-                yield connection.topic, timestamp, bytes(data)
+                # A zstd frame: its .mcap/.db3 file opened by itself.
+                yield connection.topic, timestamp, uncompressed(data)
         except _DAMAGE as exc:
             raise BagError(f'{self.path}: damaged bag, reading stopped: {exc}') from exc
 
