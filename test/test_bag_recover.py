@@ -326,3 +326,29 @@ def test_a_recording_compressed_message_by_message_is_recovered_as_plain_cdr(tmp
     with Reader(tmp_path / 'out') as reader:
         assert [(t, bytes(d)) for _, t, d in reader.messages()] == [
             message(i)[1:] for i in range(3)]
+
+
+def test_files_missing_from_a_split_recording_are_named_never_a_complete_copy(tmp_path, capsys):
+    # run_1.mcap lost (deleted, not copied): before, the other files were recovered as 'the
+    # file was complete (it has its footer); this is a copy', its messages gone without a word.
+    from split_bags import write_split_bag
+
+    src = write_split_bag(tmp_path / 'run', [[('/cam', 10**9 + i)] for i in range(4)])
+    (src / 'metadata.yaml').unlink()
+    (src / 'run_1.mcap').unlink()
+    assert main(['recover-bag', str(src), str(tmp_path / 'out')]) == 0
+    out = capsys.readouterr().out
+    assert 'recovered 3 messages (/cam: 3)' in out
+    assert 'this is a copy' not in out
+    assert ('; run_1.mcap missing from the split recording, their messages are not in the '
+            'bag\n') in out
+    # The first files kept only compressed (--compression-mode file), the last one by itself.
+    (src / 'run_0.mcap').rename(src / 'run_0.mcap.zstd')
+    (src / 'run_2.mcap').unlink()
+    result = recover_mcap(src, tmp_path / 'last')
+    assert result.counts == {'/cam': 1} and not result.complete
+    assert result.stopped == (
+        f'run_0.mcap (only run_0.mcap.zstd is here: decompress it first, e.g. zstd -d '
+        f'{src / "run_0.mcap"}.zstd), run_1.mcap, run_2.mcap missing from the split recording, '
+        'their messages are not in the bag')
+    assert recover_mcap(src / 'run_3.mcap', tmp_path / 'given').complete  # the file asked for

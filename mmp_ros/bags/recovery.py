@@ -116,6 +116,28 @@ def mcap_files(src: str | Path) -> list[Path]:
     return [src]
 
 
+def missing_split_files(paths: list[Path]) -> list[str]:
+    """The files missing from the split recording whose bag directory holds ``paths`` (from
+    ``mcap_files``): ``NAME_i.mcap`` for each index below the last that no file has (deleted,
+    lost in a copy, or compressed by ``--compression-mode file``, ``NAME_i.mcap.zstd``).
+    One file counts as split when its ``NAME`` is the directory's, as rosbag2 names them."""
+    matches = [_SPLIT_FILE.fullmatch(p.stem) for p in paths]
+    if not all(matches) or len({m[1] for m in matches}) != 1:
+        return []
+    name = matches[0][1]
+    if len(paths) == 1 and name != paths[0].parent.name:
+        return []
+    present = {int(m[2]) for m in matches}
+    missing = []
+    for index in range(max(present)):
+        if index not in present:
+            file = f'{name}_{index}.mcap'
+            compressed = (paths[0].parent / f'{file}.zstd').exists()
+            missing.append(f'{file} (only {file}.zstd is here: decompress it first, e.g. '
+                           f'zstd -d {paths[0].parent / file}.zstd)' if compressed else file)
+    return missing
+
+
 def split_leftovers(src: str | Path) -> list[Path]:
     """The folders a split recording killed at a split leaves in its bag directory ``src``:
     ``NAME_i/``, where ``BagRecorder`` starts file i and writes the closed file's own
@@ -175,6 +197,11 @@ def recover_mcap(src: str | Path, out: str | Path) -> Recovery:
     result = Recovery(file_size=sum(p.stat().st_size for p in paths), complete=True)
     target = _Target(out, result.skipped)
     stops: list[str] = []
+    if Path(src).is_dir() and (missing := missing_split_files(paths)):
+        # Their messages are not in OUT: never a complete copy.
+        result.complete = False
+        stops.append(f'{", ".join(missing)} missing from the split recording, their messages '
+                     'are not in the bag')
     try:
         for path in paths:
             try:
