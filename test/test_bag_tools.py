@@ -141,6 +141,34 @@ def test_a_split_bag_without_its_metadata_file_says_what_to_do(tmp_path, storage
         assert [t for _, t, _ in one.messages(['/cam'])] == [2 * 10**9]
 
 
+@pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
+def test_a_killed_recording_with_compressed_files_says_to_decompress_them(tmp_path, storage):
+    # ros2 bag record -b/-d --compression-mode file, killed: each closed file compressed to
+    # run_i.<ext>.zstd, the last one not yet. Before, that last file was taken for the whole
+    # bag: a replay played its messages alone, the others' gone without a word.
+    from split_bags import write_split_bag
+    from zstandard import ZstdCompressor
+
+    bag = write_split_bag(tmp_path / 'run', [[('/cam', 10**9)], [('/cam', 2 * 10**9)],
+                                             [('/cam', 3 * 10**9)]], storage=storage)
+    (bag / 'metadata.yaml').unlink()
+    ext = '.mcap' if storage == 'mcap' else '.db3'
+    for i in range(2):
+        file = bag / f'run_{i}{ext}'
+        file.with_name(f'{file.name}.zstd').write_bytes(ZstdCompressor().compress(
+            file.read_bytes()))
+        file.unlink()
+    what = (f'recover the .mcap files into one bag: mmp_ros recover-bag {bag} OUT'
+            if storage == 'mcap' else 'each .db3 file opens by itself')
+    with pytest.raises(BagError) as raised, open_bag(bag):
+        pass
+    assert str(raised.value) == (
+        f'{bag}: no metadata.yaml, and 2 compressed storage files (run_0{ext}.zstd, ...) and 1 '
+        'not compressed: a recording with --compression-mode file that never closed (its '
+        'metadata.yaml, written at the end, says how to read them); decompress them first, '
+        f'e.g. zstd -d {bag}/run_0{ext}.zstd, then {what}')
+
+
 def test_a_ros1_bag_and_a_compressed_bags_file_say_what_to_give_instead(tmp_path):
     ros1 = tmp_path / 'run.bag'
     ros1.write_bytes(b'#ROSBAG V2.0\n')

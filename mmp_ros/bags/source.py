@@ -247,10 +247,24 @@ def _storage_file(path: Path) -> Path:
     carries its own topics and time span; else ``path`` itself.
 
     BagError for such a directory with several: a recording split by size or duration
-    (rosbag2 writes metadata.yaml only when it closes), which no reader opens as one bag.
+    (rosbag2 writes metadata.yaml only when it closes), which no reader opens as one bag; or
+    with files compressed by ``--compression-mode file`` (each closed file of a split
+    recording), which only that metadata.yaml says how to read.
     """
     if path.is_dir() and not (path / 'metadata.yaml').exists():
         files = sorted([*path.glob('*.mcap'), *path.glob('*.db3')])
+        compressed = sorted([*path.glob('*.mcap.zstd'), *path.glob('*.db3.zstd')])
+        if compressed:
+            mcap = compressed[0].name.endswith('.mcap.zstd')
+            what = (f'recover the .mcap files into one bag: mmp_ros recover-bag {path} OUT'
+                    if mcap else 'each .db3 file opens by itself')
+            raise BagError(
+                f'{path}: no metadata.yaml, and {len(compressed)} compressed storage files '
+                f'({compressed[0].name}, ...) and {len(files)} not compressed: a recording with '
+                f'--compression-mode file that never closed (its metadata.yaml, written at the '
+                f'end, says how to read them); decompress them first, e.g. zstd -d '
+                f'{compressed[0]}, then {what}'
+            )
         if len(files) == 1:
             return files[0]
         if len(files) > 1:
