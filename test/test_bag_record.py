@@ -220,6 +220,35 @@ def test_missed_messages_are_the_gaps_in_each_publishers_sequence_numbers():
     assert summary({}, {}) == 'nothing'
 
 
+def test_a_publisher_that_announces_no_type_hash_is_recorded_and_disagreeing_ones_are_not(
+        tmp_path):
+    # rclpy reads 'INVALID' for a publisher that announces no type hash (a ROS 2 before Iron,
+    # micro-ROS, a plain DDS application). Before, that was compared with the known hash and
+    # the topic refused ("has type hash INVALID ... not recording it"); and only the first
+    # publisher's hash was checked, a second one's of another definition recorded unchecked.
+    from rclpy.topic_endpoint_info import TopicEndpointInfo
+    from rclpy.type_hash import TypeHash
+
+    from mmp_ros.bags.recording import BagRecorder
+    from mmp_ros.ros.record import announced_type_hashes
+
+    msgtype = 'std_msgs/msg/String'
+    with BagRecorder(tmp_path / 'bag') as recorder:
+        known = recorder.type_hash(msgtype)
+        silent = TopicEndpointInfo(topic_type=msgtype)
+        assert str(silent.topic_type_hash) == 'INVALID'
+        announcing = TopicEndpointInfo(topic_type=msgtype, topic_type_hash=TypeHash(
+            1, bytes.fromhex(known.removeprefix('RIHS01_'))))
+        other = TopicEndpointInfo(topic_type=msgtype, topic_type_hash=TypeHash(1, bytes(32)))
+        assert announced_type_hashes([silent]) == []
+        assert announced_type_hashes([silent, announcing, announcing]) == [known]
+        assert announced_type_hashes([announcing, other]) == sorted([known, str(
+            other.topic_type_hash)])
+        recorder.add_topic('/t', msgtype, None, type_hash=None)  # what [silent] records with
+    with Reader(tmp_path / 'bag') as reader:
+        assert [c.topic for c in reader.connections] == ['/t']
+
+
 @pytest.mark.ros
 def test_messages_the_recorder_queue_dropped_are_counted_and_reported(tmp_path, capfd,
                                                                      restored_environ):

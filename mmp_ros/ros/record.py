@@ -29,6 +29,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
 from rclpy.subscription import MessageInfo
+from rclpy.topic_endpoint_info import TopicEndpointInfo
 
 from mmp_ros.bags.errors import BagError
 from mmp_ros.bags.recording import COMMIT_PERIOD_S, STORAGES, BagRecorder, SplitLimits
@@ -67,6 +68,13 @@ class MissedMessages:
     @property
     def total(self) -> int:
         return sum(self.counts.values())
+
+
+def announced_type_hashes(publishers: list[TopicEndpointInfo]) -> list[str]:
+    """The RIHS type hashes the publishers of a topic announce, each once. A publisher that
+    announces none (rclpy's ``INVALID``: a ROS 2 before Iron, micro-ROS, a plain DDS
+    application) adds nothing: there is nothing to check its bytes against."""
+    return sorted({str(p.topic_type_hash) for p in publishers} - {'INVALID'})
 
 
 def summary(counts: dict[str, int], missed: dict[str, int]) -> str:
@@ -120,11 +128,15 @@ class TopicRecorder(Node):
                 depth=RECORD_DEPTH,
             )
             problem = import_problem(msgtype)
+            hashes = announced_type_hashes(publishers)
             try:
                 if problem:
                     raise BagError(f'not recording {topic}: {msgtype} does not import ({problem})')
+                if len(hashes) > 1:
+                    raise BagError(f'not recording {topic}: its publishers announce different '
+                                   f'type hashes of {msgtype} {hashes}')
                 self._recorder.add_topic(
-                    topic, msgtype, qos, type_hash=str(publishers[0].topic_type_hash)
+                    topic, msgtype, qos, type_hash=hashes[0] if hashes else None
                 )
             except BagError as exc:
                 self.get_logger().error(str(exc))
