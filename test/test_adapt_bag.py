@@ -116,6 +116,29 @@ def test_a_recording_without_a_sensor_of_the_model_says_adaptation_needs_them_al
         read_bag_frames(bag, METADATA)
 
 
+def test_a_camera_topic_recorded_with_several_types_is_named_with_them_all(tmp_path):
+    # Was: "topic /rgb/image holds sensor_msgs/msg/Image, not sensor_msgs/msg/Image or
+    # sensor_msgs/msg/CompressedImage" (its first connection's type only), and with no other
+    # camera "no ... Image ... topic (topics: /rgb/image [sensor_msgs/msg/Image])".
+    from rosbags.rosbag2 import Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    typestore = get_typestore(Stores.ROS2_KILTED)
+    several = "several message types ['sensor_msgs/msg/Image', 'std_msgs/msg/String']"
+    for others in ([], [f'/{m}/image' for m in MODALITIES if m != 'rgb']):
+        bag = tmp_path / f'bag{len(others)}'
+        with Writer(bag, version=9) as writer:
+            for name in others:
+                writer.add_connection(name, 'sensor_msgs/msg/Image', typestore=typestore)
+            writer.add_connection('/rgb/image', 'sensor_msgs/msg/Image', typestore=typestore)
+            writer.add_connection('/rgb/image', 'std_msgs/msg/String', typestore=typestore)
+        message = (f'topic /rgb/image holds {several}, not' if others else
+                   f'(topics: /rgb/image [{several}])')
+        with pytest.raises(BagError) as raised:
+            read_bag_frames(bag, METADATA)
+        assert message in str(raised.value)
+
+
 @pytest.mark.parametrize(('topics', 'message'), [
     ({'rgb': '/depth/image'}, 'topic /depth/image named for rgb and depth: each modality'),
     ({'lidar': '/lidar/image'}, r'--topic lidar: not a modality of the model \(rgb, depth'),

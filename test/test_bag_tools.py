@@ -298,6 +298,18 @@ def test_a_bag_without_image_topics_is_refused_with_its_topics_listed():
     assert [p.topic for p in plan.played] == ['/chatter']
 
 
+def test_a_camera_topic_of_several_types_is_listed_with_them_all():
+    # Was: "no sensor_msgs/msg/Image ... topic to replay (topics: /cam [sensor_msgs/msg/Image],
+    # ...)": the one camera topic, skipped for its several types, named by its first alone.
+    topics = {'/chatter': topic('/chatter', 'std_msgs/msg/String'),
+              '/cam': BagTopic('/cam', 'sensor_msgs/msg/Image', 2, 'cdr', None,
+                               ('sensor_msgs/msg/Image', 'std_msgs/msg/String'))}
+    with pytest.raises(BagError) as raised:
+        plan_playback('b.mcap', topics, importable=always_importable)
+    assert ("(topics: /chatter [std_msgs/msg/String], /cam [several message types "
+            "['sensor_msgs/msg/Image', 'std_msgs/msg/String']])") in str(raised.value)
+
+
 def test_a_bag_of_compressed_camera_topics_plays_them_as_camera_topics():
     # was refused: 'no sensor_msgs/msg/Image topic to replay'
     reliable = TopicQos(reliable=True, transient_local=False, depth=10)

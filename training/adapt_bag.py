@@ -131,9 +131,9 @@ def read_bag_frames(path: str | Path, metadata: ModelMetadata, *,
     bundles = []
     with open_bag(path) as bag:
         if not any(t.is_camera for t in bag.topics.values()):
+            listed = ', '.join(f'{t.name} [{t.type_text}]' for t in bag.topics.values())
             raise BagError(f'{bag.path}: no sensor_msgs/msg/Image or CompressedImage topic to '
-                           f'adapt on (topics: '
-                           f'{", ".join(f"{t.name} [{t.msgtype}]" for t in bag.topics.values())})')
+                           f'adapt on (topics: {listed})')
         for m, name in topics.items():
             topic = camera_topic(bag.topics, name)
             if topic is None:
@@ -144,7 +144,7 @@ def read_bag_frames(path: str | Path, metadata: ModelMetadata, *,
                                'recording cannot be adapted on: adaptation needs every sensor '
                                f'the model uses ({", ".join(modalities)}) recorded, and healthy')
             if not bag.topics[topic].is_camera:
-                raise BagError(f'{bag.path}: topic {topic} holds {bag.topics[topic].msgtype}, '
+                raise BagError(f'{bag.path}: topic {topic} holds {bag.topics[topic].type_text}, '
                                f'not {" or ".join(CAMERA_TYPES)}')
             topics[m] = topic
         by_topic = {t: m for m, t in topics.items()}

@@ -142,7 +142,7 @@ def plan_playback(
         reasons = '; '.join(f'{t}: {r}' for t, r in skipped.items()) or 'the bag has no topics'
         raise BagError(f'{bag_name}: nothing to replay ({reasons})')
     if require_images and not any(topics[p.bag_topic].is_camera for p in played):
-        listed = ', '.join(f'{t.name} [{t.msgtype}]' for t in topics.values())
+        listed = ', '.join(f'{t.name} [{t.type_text}]' for t in topics.values())
         cameras = [t.name for t in topics.values() if t.is_camera]
         what = ('--topics selects no sensor_msgs/msg/Image or CompressedImage topic (the bag '
                 f'has: {listed})' if selected and cameras else

@@ -71,6 +71,11 @@ class BagTopic:
     msgtypes: tuple[str, ...] = ()  # where the topic holds several types: all of them
 
     @property
+    def type_text(self) -> str:
+        """Its type as messages name it: where it holds several, all of them."""
+        return f'several message types {list(self.msgtypes)}' if self.msgtypes else self.msgtype
+
+    @property
     def is_camera(self) -> bool:
         """A camera's images, raw or compressed by image_transport."""
         return self.msgtype in CAMERA_TYPES and not self.msgtypes
