@@ -446,6 +446,17 @@ def test_due_times_follow_rate_offset_and_loops():
     assert single.due_s(10**9, loop=3) == pytest.approx(3.0)
 
 
+def test_a_bag_of_messages_all_at_one_time_loops_every_second():
+    # Four cameras' frames of one instant: the loop lasted 0 ns. --loop then published 32975
+    # messages in 2 s, as fast as it could; with --clock a ZeroDivisionError ended the replay.
+    schedule = make_schedule('b', 10**9, 10**9, 4)
+    assert schedule.loop_period_ns == 10**9
+    assert schedule.due_s(10**9, loop=2) == pytest.approx(2.0)
+    clock = BagClock(schedule, 40.0, loop=True)
+    assert clock.bag_time_ns(2.5) == 10**9 + 5 * 10**8
+    assert clock.pass_index(2.5) == 2
+
+
 @pytest.mark.parametrize(('kwargs', 'message'), [
     ({'rate': 0.0}, 'rate must be positive'),
     # --rate inf --clock 100 ended in a traceback (OverflowError: cannot convert float

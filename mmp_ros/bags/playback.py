@@ -180,8 +180,8 @@ def make_schedule(
     """Schedule for a bag spanning ``start_ns..end_ns``, played from ``start_offset_s`` on.
 
     A loop lasts the played span plus one mean message interval, so the first message of the
-    next loop follows the last one as it would follow its predecessor (a bag of one message
-    repeats every second).
+    next loop follows the last one as it would follow its predecessor (a bag of one message,
+    or of messages all at one time, repeats every second).
     """
     if not 0 < rate < math.inf:  # inf: every message at once, and no bag time for /clock
         raise BagError(f'rate must be positive and finite, got {rate}')
@@ -192,7 +192,9 @@ def make_schedule(
         raise BagError(f'{bag_name}: start offset {start_offset_s:g} s is past the end of the '
                        f'bag ({duration_ns / 1e9:.3f} s long)')
     origin_ns = start_ns + round(start_offset_s * 1e9)
-    mean_gap_ns = duration_ns // (message_count - 1) if message_count > 1 else 1_000_000_000
+    mean_gap_ns = duration_ns // (message_count - 1) if message_count > 1 else 0
+    # No interval to repeat them after: a pass of no length looped at once, without end.
+    mean_gap_ns = mean_gap_ns or 1_000_000_000
     return PlaybackSchedule(origin_ns, end_ns - origin_ns + mean_gap_ns, rate)
 
 
