@@ -92,3 +92,16 @@ def test_restamper_keeps_stamps_fresh_and_increasing_where_a_stamp_repeats():
     restamper.new_pass()
     assert restamper.stamp_ns('/b', 0, 20 * ms, 200 * ms) == 200 * ms
     assert restamper.stamp_ns('/a', 1, 20 * ms, 201 * ms) == 200 * ms
+
+
+@pytest.mark.parametrize('encapsulation', [b'\x00\x02', b'\x00\x03'])
+def test_parameter_list_cdr_is_refused_not_broken(encapsulation):
+    # Parameter-list CDR was taken for plain CDR: --restamp read the first parameter's
+    # header (id, length) as the stamp's seconds and wrote the new stamp over it.
+    order = 'big' if encapsulation == b'\x00\x02' else 'little'
+    header = (0).to_bytes(2, order) + (16).to_bytes(2, order)  # parameter 0, 16 bytes
+    stamp = (1_700_000_000).to_bytes(4, order) + (5).to_bytes(4, order)
+    data = encapsulation + b'\x00\x00' + header + stamp + (1).to_bytes(4, order) + bytes(4)
+    for rewrite in (lambda: restamp(data, 0), lambda: header_stamp_ns(data)):
+        with pytest.raises(BagError, match='parameter-list CDR .* stamps are not rewritten'):
+            rewrite()

@@ -20,9 +20,17 @@ from collections import OrderedDict
 
 from mmp_ros.bags.errors import BagError
 
-# Encapsulation identifiers (RTPS 10.5): plain CDR and parameter-list CDR, big/little endian.
-_BYTE_ORDER = {b'\x00\x00': 'big', b'\x00\x01': 'little', b'\x00\x02': 'big',
-               b'\x00\x03': 'little'}
+# Encapsulation identifiers (RTPS 10.5): plain CDR, big/little endian. Parameter-list CDR
+# (00 02, 00 03) puts a parameter header before each field, in any order: its stamp is not
+# at byte 4, and writing one there would break the message.
+_BYTE_ORDER = {b'\x00\x00': 'big', b'\x00\x01': 'little'}
+_PARAMETER_LIST = (b'\x00\x02', b'\x00\x03')
+
+
+def _refuse_parameter_list(data: bytes) -> None:
+    if bytes(data[:2]) in _PARAMETER_LIST:
+        raise BagError(f'parameter-list CDR (encapsulation {bytes(data[:2])!r}), whose '
+                       f'fields have no fixed place: its stamps are not rewritten')
 
 
 def _header_byte_order(data: bytes) -> str:
@@ -30,6 +38,7 @@ def _header_byte_order(data: bytes) -> str:
     with a Header's stamp."""
     order = _BYTE_ORDER.get(bytes(data[:2]))
     if order is None or len(data) < 12:
+        _refuse_parameter_list(data)
         raise BagError(f'not a CDR message with a header (encapsulation {bytes(data[:2])!r}, '
                        f'{len(data)} bytes)')
     return order
