@@ -7,7 +7,7 @@ import pytest
 from rosbags.typesys import Stores, get_typestore
 
 from mmp_ros.bags import BagError
-from mmp_ros.bags.cdr import Restamper, header_stamp_ns, restamp
+from mmp_ros.bags.cdr import Restamper, header_stamp_ns, holds_headers, restamp
 
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 T = TYPESTORE.types
@@ -105,3 +105,108 @@ def test_parameter_list_cdr_is_refused_not_broken(encapsulation):
     for rewrite in (lambda: restamp(data, 0), lambda: header_stamp_ns(data)):
         with pytest.raises(BagError, match='parameter-list CDR .* stamps are not rewritten'):
             rewrite()
+
+
+TF_MESSAGE = 'tf2_msgs/msg/TFMessage'
+
+
+def tf_cdr(transforms: list[tuple[int, int, str, str]], little_endian: bool = True) -> bytes:
+    """A serialized tf2_msgs/msg/TFMessage of (sec, nanosec, frame_id, child_frame_id)."""
+    message = T[TF_MESSAGE](transforms=[
+        T['geometry_msgs/msg/TransformStamped'](
+            header=T['std_msgs/msg/Header'](
+                stamp=T['builtin_interfaces/msg/Time'](sec=sec, nanosec=nanosec),
+                frame_id=parent),
+            child_frame_id=child,
+            transform=T['geometry_msgs/msg/Transform'](
+                translation=T['geometry_msgs/msg/Vector3'](x=i + 0.5, y=-2.0, z=3.25),
+                rotation=T['geometry_msgs/msg/Quaternion'](x=0.0, y=0.6, z=0.0, w=0.8)))
+        for i, (sec, nanosec, parent, child) in enumerate(transforms)
+    ])
+    return bytes(TYPESTORE.serialize_cdr(message, TF_MESSAGE, little_endian=little_endian))
+
+
+@pytest.mark.parametrize('little_endian', [True, False])
+def test_restamp_inside_sets_each_transform_and_pairs_it_with_the_image_of_its_stamp(
+        little_endian):
+    # replay --restamp rewrote only messages that start with a Header: /tf (a sequence of
+    # TransformStamped) kept the recording's stamps while the images got fresh ones, and a
+    # tf2 lookup at an image's stamp failed ("extrapolation into the future").
+    ms = 1_000_000
+    restamper = Restamper()
+    image = image_cdr(little_endian)  # stamped 1_700_000_000 s + 5 ns
+    assert header_stamp_ns(restamper.restamp('/cam/image', 0, image, 7000 * ms)) == 7000 * ms
+    transforms = [(1_700_000_000, 5, 'odom', 'base_link'),  # the image's stamp: paired
+                  (1_699_999_999, 900_000_000, 'map', 'odom'),
+                  (1_700_000_000, 5, 'base_link', 'cam'),
+                  (1_700_000_000, 5, 'cam', 'cam_optical_frame_x')]
+    data = tf_cdr(transforms, little_endian)
+    changed = restamper.restamp_inside('/tf', 2 * ms, data, 7002 * ms, msgtype=TF_MESSAGE)
+    assert changed[:2] == data[:2] and len(changed) == len(data)  # byte order kept
+    decoded = TYPESTORE.deserialize_cdr(changed, TF_MESSAGE).transforms
+    stamps = [t.header.stamp.sec * 10**9 + t.header.stamp.nanosec for t in decoded]
+    assert stamps == [7000 * ms, 7002 * ms, 7000 * ms, 7000 * ms]
+    original = TYPESTORE.deserialize_cdr(data, TF_MESSAGE).transforms
+    for before, after in zip(original, decoded, strict=True):
+        assert (after.header.frame_id, after.child_frame_id) == (before.header.frame_id,
+                                                                 before.child_frame_id)
+        assert after.transform == before.transform
+    # The next message of a child frame repeating its stamp (left 0, or republished): fresh,
+    # and transforms published together under one stamp keep one.
+    again = restamper.restamp_inside('/tf', 3 * ms, data, 7003 * ms, msgtype=TF_MESSAGE)
+    decoded = TYPESTORE.deserialize_cdr(again, TF_MESSAGE).transforms
+    assert [t.header.stamp.nanosec for t in decoded] == [3 * ms] * 4
+    # No transforms: nothing to change.
+    empty = tf_cdr([], little_endian)
+    assert restamper.restamp_inside('/tf', 4 * ms, empty, 7004 * ms,
+                                    msgtype=TF_MESSAGE) == empty
+
+
+@pytest.mark.parametrize('cut', [3, 7, 12, 20, 40, -1])
+def test_a_damaged_tf_message_is_refused(cut):
+    data = tf_cdr([(1, 2, 'odom', 'base_link')])[:cut]
+    with pytest.raises(BagError, match='not a tf2_msgs/msg/TFMessage: '):
+        Restamper().restamp_inside('/tf', 0, data, 0, msgtype=TF_MESSAGE)
+
+
+def test_a_marker_array_is_restamped_marker_by_marker_and_decodes_in_ros():
+    # A MarkerArray (a header in each marker, and one in each marker's texture) kept the
+    # recording's stamps beside the restamped images: RViz could not transform the markers.
+    from rclpy.serialization import deserialize_message, serialize_message
+    from visualization_msgs.msg import Marker, MarkerArray
+
+    ms = 1_000_000
+    markers = MarkerArray(markers=[Marker(id=i, ns='boxes', type=Marker.LINE_STRIP)
+                                   for i in range(3)])
+    for marker in markers.markers[:2]:  # a marker and its texture at the image's stamp
+        marker.header.stamp.sec = marker.texture.header.stamp.sec = 1_700_000_000
+        marker.header.stamp.nanosec = marker.texture.header.stamp.nanosec = 5
+        marker.header.frame_id = 'cam'
+    markers.markers[2].header.stamp.sec = 7
+    markers.markers[2].points = [markers.markers[2].pose.position] * 3
+    data = serialize_message(markers)  # as rclpy publishes and a bag records it
+    restamper = Restamper()
+    assert header_stamp_ns(restamper.restamp('/cam/image', 0, image_cdr(True),
+                                             7000 * ms)) == 7000 * ms
+    changed = restamper.restamp_inside('/markers', ms, data, 7001 * ms,
+                                       msgtype='visualization_msgs/msg/MarkerArray')
+    decoded = deserialize_message(changed, MarkerArray)
+    stamps = [(m.header.stamp, m.texture.header.stamp) for m in decoded.markers]
+    assert [(a.sec * 10**9 + a.nanosec, b.sec * 10**9 + b.nanosec) for a, b in stamps] == [
+        (7000 * ms, 7000 * ms), (7000 * ms, 7000 * ms), (7001 * ms, 7001 * ms)]
+    for marker in (*markers.markers, *decoded.markers):
+        marker.header.stamp = marker.texture.header.stamp = type(marker.header.stamp)()
+    assert decoded == markers  # nothing else changed
+
+
+def test_the_player_restamps_headers_first_or_inside():
+    from mmp_ros.ros.replay import stamp_rewriter
+
+    assert stamp_rewriter('visualization_msgs/msg/MarkerArray').func == (
+        Restamper.restamp_inside)
+    assert stamp_rewriter('sensor_msgs/msg/CameraInfo') == Restamper.restamp  # 8 bytes
+    assert stamp_rewriter('std_msgs/msg/String') is None
+    assert holds_headers(TF_MESSAGE) and holds_headers('visualization_msgs/msg/MarkerArray')
+    assert not holds_headers('std_msgs/msg/String')
+    assert not holds_headers('geometry_msgs/msg/Transform')
+    assert not holds_headers('my_msgs/msg/Unknown')  # not in the store: left as it is

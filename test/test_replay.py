@@ -208,6 +208,62 @@ def test_restamp_keeps_an_image_and_its_camera_info_under_one_stamp(tmp_path,
     assert len(set(truth) - set(images)) <= lost, (lost, stamps)
 
 
+def test_restamp_gives_the_markers_of_a_marker_array_their_images_stamp(tmp_path,
+                                                                         restored_environ):
+    # --restamp rewrote only a header at a message's start: a MarkerArray (a header in each
+    # marker) kept the recording's stamps beside images stamped now, and RViz could not
+    # transform the markers. Now each marker takes the new stamp of its image.
+    import rclpy
+    from rclpy.qos import qos_profile_sensor_data
+    from rclpy.serialization import deserialize_message, serialize_message
+    from rosbags.rosbag2 import Writer
+    from rosbags.typesys import Stores, get_typestore
+    from sensor_msgs.msg import Image
+    from visualization_msgs.msg import Marker, MarkerArray
+
+    from mmp_ros.bags.recording import STORAGES
+    from mmp_ros.ros.context import init_ros
+
+    typestore = get_typestore(Stores.ROS2_KILTED)
+    writer = Writer(tmp_path / 'bag', version=9, storage_plugin=STORAGES['mcap'])
+    writer.open()
+    image_topic = writer.add_connection('/cam/image', 'sensor_msgs/msg/Image',
+                                        typestore=typestore)
+    markers_topic = writer.add_connection('/markers', 'visualization_msgs/msg/MarkerArray',
+                                          typestore=typestore)
+    for i in range(10):
+        stamp = 1_700_000_000 * 10**9 + i * 50_000_000
+        image, markers = Image(), MarkerArray(markers=[Marker(id=0), Marker(id=1)])
+        for header in (image.header, *(m.header for m in markers.markers)):
+            header.stamp.sec, header.stamp.nanosec = divmod(stamp, 10**9)
+        writer.write(image_topic, stamp, serialize_message(image))
+        writer.write(markers_topic, stamp + 1_000_000, serialize_message(markers))
+    writer.close()
+    images: list[int] = []
+    markers: list[list[int]] = []
+
+    def on_markers(data: bytes) -> None:
+        stamps = deserialize_message(data, MarkerArray).markers
+        markers.append([s.header.stamp.sec * 10**9 + s.header.stamp.nanosec for s in stamps])
+
+    with init_ros([]):
+        node = rclpy.create_node('mmp_ros_restamp_markers_probe')
+        try:
+            node.create_subscription(Image, '/cam/image',
+                                     lambda data: images.append(header_stamp_ns(data)),
+                                     qos_profile_sensor_data, raw=True)
+            node.create_subscription(MarkerArray, '/markers', on_markers, 10, raw=True)
+            play_into(node, tmp_path / 'bag', ['--restamp', '--delay', '0.3'],
+                      lambda: len(markers) == 10 and len(images) >= 10)
+        finally:
+            node.destroy_node()
+    assert len(markers) == 10 and len(images) >= 8, (images, markers)  # images best effort
+    assert abs(images[-1] - time.time_ns()) < 10 * 10**9  # now, not 2023
+    lost = 10 - len(images)
+    assert all(len(set(stamps)) == 1 for stamps in markers), markers  # as recorded: one
+    assert len({stamps[0] for stamps in markers} - set(images)) <= lost, (images, markers)
+
+
 @pytest.mark.parametrize(('storage', 'compression', 'restamp'),
                          [('mcap', 'jpeg', False), ('sqlite3', 'png', True)])
 def test_compressed_camera_topics_are_published_as_compressed_images_on_time(

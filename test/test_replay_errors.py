@@ -146,6 +146,30 @@ def test_a_message_that_cannot_be_restamped_is_named(tmp_path, capsys, restored_
             'a header') in err and 'without --restamp it is published as it is' in err
 
 
+def test_a_message_with_headers_inside_that_cannot_be_restamped_is_named(tmp_path, capsys,
+                                                                          restored_environ):
+    # A MarkerArray is deserialized to restamp each marker's header: a damaged one stops the
+    # replay with one line naming it, as a damaged image does, not with rosbags' traceback.
+    from rosbags.rosbag2 import Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    from mmp_ros.bags.synthetic import STORAGES
+
+    typestore = get_typestore(Stores.ROS2_KILTED)
+    markers = typestore.types['visualization_msgs/msg/MarkerArray'](markers=[])
+    data = bytes(typestore.serialize_cdr(markers, 'visualization_msgs/msg/MarkerArray'))
+    writer = Writer(tmp_path / 'bag', version=9, storage_plugin=STORAGES['mcap'])
+    writer.open()
+    connection = writer.add_connection('/markers', 'visualization_msgs/msg/MarkerArray',
+                                       typestore=typestore)
+    writer.write(connection, 1_000_000_000, data[:4] + b'\x05' + data[5:])  # 5 markers, none
+    writer.close()
+    err = run_replay(tmp_path / 'bag', capsys, '--restamp', '--allow-no-images')
+    assert (f'{tmp_path / "bag"}: /markers message at 1000000000 ns: not a '
+            'visualization_msgs/msg/MarkerArray: ') in err
+    assert 'without --restamp it is published as it is' in err
+
+
 def test_a_bag_given_after_clock_says_to_put_it_first(tmp_path, capsys):
     # `mmp_ros replay --clock BAG` (--clock takes an optional rate): "argument --clock:
     # expected a number, got 'BAG'", which did not say what to do

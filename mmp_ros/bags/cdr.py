@@ -12,13 +12,26 @@ header; cameras synchronized in hardware; depth registered to RGB) must share on
 exact-time consumers (image_transport's ``CameraSubscriber``, message_filters' ``ExactTime``,
 the segmentation node's ``camera_info``) never pair them: :class:`Restamper` gives the first
 message of a recorded stamp its publish time and the others of that stamp the same.
+
+A message that holds headers elsewhere than at its start (``tf2_msgs/msg/TFMessage``: one in
+each transform; ``visualization_msgs/msg/MarkerArray``: one in each marker) is deserialized
+with rosbags' ROS 2 Kilted type store, its headers restamped and the message serialized again
+(:meth:`Restamper.restamp_inside`): such messages are small, and the store knows where their
+headers are.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from functools import cache
+
+from rosbags.interfaces import Nodetype
+from rosbags.serde import SerdeError
+from rosbags.typesys import Stores, get_typestore
 
 from mmp_ros.bags.errors import BagError
+
+HEADER_TYPE = 'std_msgs/msg/Header'
 
 # Encapsulation identifiers (RTPS 10.5): plain CDR, big/little endian. Parameter-list CDR
 # (00 02, 00 03) puts a parameter header before each field, in any order: its stamp is not
@@ -50,6 +63,46 @@ def restamp(data: bytes, stamp_ns: int) -> bytes:
     sec, nanosec = divmod(stamp_ns, 1_000_000_000)
     return b''.join((data[:4], sec.to_bytes(4, order, signed=True),
                      nanosec.to_bytes(4, order), data[12:]))
+
+
+@cache
+def _typestore():
+    """rosbags' ROS 2 Kilted type store (built once, on first use: it parses every
+    definition)."""
+    return get_typestore(Stores.ROS2_KILTED)
+
+
+@cache
+def _header_fields(msgtype: str) -> tuple[str, ...]:
+    """The fields of ``msgtype`` that are a Header or hold one (within, or as the elements of
+    an array or sequence)."""
+    fields = []
+    for name, (kind, args) in _typestore().fielddefs[msgtype][1]:
+        if kind in (Nodetype.ARRAY, Nodetype.SEQUENCE):
+            kind, args = args[0]
+        if kind == Nodetype.NAME and (args == HEADER_TYPE or _header_fields(args)):
+            fields.append(name)
+    return tuple(fields)
+
+
+def holds_headers(msgtype: str) -> bool:
+    """Whether ``msgtype`` (``package/msg/Name``) holds a ``std_msgs/msg/Header`` anywhere, by
+    its definition in rosbags' ROS 2 Kilted type store; False for a type it does not know."""
+    return msgtype in _typestore().fielddefs and bool(_header_fields(msgtype))
+
+
+def _headers(message, stream: str):
+    """(stream, header) of each Header in ``message`` (deserialized by rosbags), ``stream``
+    being ``stream`` or, for the header of a transform, ``stream`` and its child frame."""
+    if hasattr(message, 'child_frame_id'):
+        stream = f'{stream} {message.child_frame_id}'
+    for name in _header_fields(message.__msgtype__):
+        value = getattr(message, name)
+        for item in value if isinstance(value, list | tuple) else (value,):
+            if item.__msgtype__ == HEADER_TYPE:
+                yield stream, item
+            else:
+                yield from _headers(item, stream)
 
 
 def header_stamp_ns(data: bytes) -> int:
@@ -112,3 +165,31 @@ class Restamper:
     def restamp(self, topic: str, timestamp_ns: int, data: bytes, now_ns: int) -> bytes:
         """``data`` (a message that starts with a Header) with its new stamp."""
         return restamp(data, self.stamp_ns(topic, timestamp_ns, header_stamp_ns(data), now_ns))
+
+    def restamp_inside(self, topic: str, timestamp_ns: int, data: bytes, now_ns: int, *,
+                       msgtype: str) -> bytes:
+        """``data`` (a message of ``msgtype``, one that :func:`holds_headers`) with a new stamp
+        in each of its headers. Headers that shared a recorded stamp share the new one; the
+        header of a transform (``tf2_msgs/msg/TFMessage``: ``/tf``, ``/tf_static``) counts as a
+        message of a topic of its own, ``topic`` and its child frame, so that transforms
+        published together keep one stamp, and one recorded at an image's stamp takes the
+        image's new stamp."""
+        if bytes(data[:2]) not in _BYTE_ORDER:
+            _refuse_parameter_list(data)
+            raise BagError(f'not a CDR message (encapsulation {bytes(data[:2])!r})')
+        try:
+            message = _typestore().deserialize_cdr(data, msgtype)
+        except SerdeError as exc:
+            raise BagError(f'not a {msgtype}: {exc}') from None
+        time = _typestore().types['builtin_interfaces/msg/Time']
+        given: dict[tuple[str, int], int] = {}
+        for stream, header in _headers(message, topic):
+            recorded = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+            if (stream, recorded) not in given:
+                given[stream, recorded] = self.stamp_ns(stream, timestamp_ns, recorded, now_ns)
+            sec, nanosec = divmod(given[stream, recorded], 1_000_000_000)
+            header.stamp = time(sec=sec, nanosec=nanosec)
+        if not given:  # no header in it (a TFMessage without transforms)
+            return data
+        little_endian = _BYTE_ORDER[bytes(data[:2])] == 'little'
+        return bytes(_typestore().serialize_cdr(message, msgtype, little_endian=little_endian))

@@ -10,8 +10,9 @@ published as they are on their own names, for a node subscribed with that transp
 topics the QoS they were recorded with.
 Topics that cannot be published (a type that is not a ROS 2 name, or whose Python class does
 not import here) are listed with the reason and skipped. ``--restamp`` rewrites header stamps
-to the publish time in the CDR bytes themselves (``mmp_ros.bags.cdr``), for nodes that judge
-freshness by stamp; messages that shared a stamp in the bag share the first one's.
+to the publish time in the CDR bytes themselves (``mmp_ros.bags.cdr``; a message that holds
+its headers inside, as ``/tf``, is deserialized for it), for nodes that judge freshness by
+stamp; messages that shared a stamp in the bag share the first one's.
 ``--clock HZ`` publishes the bag time of the playback position on ``/clock`` instead
 (``mmp_ros.bags.playback.BagClock``), for nodes run with ``use_sim_time:=true``.
 """
@@ -19,10 +20,12 @@ freshness by stamp; messages that shared a stamp in the bag share the first one'
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import os
 import sys
 import time
+from collections.abc import Callable
 
 import rclpy
 from rclpy.duration import Duration
@@ -31,7 +34,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 
-from mmp_ros.bags.cdr import Restamper
+from mmp_ros.bags.cdr import Restamper, holds_headers
 from mmp_ros.bags.errors import BagError
 from mmp_ros.bags.playback import (
     DEFAULT_QOS,
@@ -87,6 +90,19 @@ def starts_with_header(msgtype: str) -> bool:
     return next(fields, None) == 'std_msgs/Header'
 
 
+def stamp_rewriter(msgtype: str) -> Callable[..., bytes] | None:
+    """How ``--restamp`` sets the stamps of ``msgtype``: a :class:`Restamper` method, called
+    with the restamper, topic, bag time, message and publish time. ``Restamper.restamp`` (8
+    bytes rewritten) for a type that starts with a header; ``Restamper.restamp_inside`` for
+    one that holds headers elsewhere (``tf2_msgs/msg/TFMessage``, ``MarkerArray``), found in
+    rosbags' type store; None for a type without headers, or one the store does not know."""
+    if starts_with_header(msgtype):
+        return Restamper.restamp
+    if holds_headers(msgtype):
+        return functools.partial(Restamper.restamp_inside, msgtype=msgtype)
+    return None
+
+
 def qos_profile(qos: TopicQos) -> QoSProfile:
     return QoSProfile(
         history=HistoryPolicy.KEEP_LAST,
@@ -120,10 +136,9 @@ class BagPlayer(Node):
         self._next_tick = 0  # index of the next /clock tick of playback (BagClock.tick_s)
         self._clock_pass = 0  # the pass over the bag (--loop) the last /clock reading is in
         self.lateness: Lateness | None = None  # of play, summed up by run() after a stop too
-        # Topics whose header.stamp is set to the publish time (--restamp).
-        self._restamped = {
-            p.bag_topic for p in plan.played if restamp and starts_with_header(p.msgtype)
-        }
+        # Topics whose stamps are set to the publish time (--restamp), with how.
+        rewriters = {p.bag_topic: stamp_rewriter(p.msgtype) for p in plan.played if restamp}
+        self._restamped = {topic: how for topic, how in rewriters.items() if how}
         self._bag_publishers = {
             p.bag_topic: self.create_publisher(
                 message_class(p.msgtype), p.topic, qos_profile(p.qos)
@@ -182,8 +197,8 @@ class BagPlayer(Node):
                 lateness.add(time.monotonic() - due)
                 if topic in self._restamped:
                     try:
-                        data = restamper.restamp(topic, timestamp, data,
-                                                 self.get_clock().now().nanoseconds)
+                        data = self._restamped[topic](restamper, topic, timestamp, data,
+                                                      self.get_clock().now().nanoseconds)
                     except BagError as exc:
                         raise BagError(f'{self._bag.path}: {topic} message at {timestamp} ns: '
                                        f'{exc}; without --restamp it is published as it is'
@@ -269,9 +284,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         '--restamp', action='store_true',
-        help='set header.stamp to the publish time (messages that start with a header): a '
-        'live node then sees fresh, increasing stamps, also across --loop; messages that '
-        'shared a stamp in the bag (an image and its camera_info) share one',
+        help='set header.stamp to the publish time (also the headers inside a message: each '
+        'transform of /tf and /tf_static, each marker of a MarkerArray): a live node then '
+        'sees fresh, increasing stamps, also across --loop; messages that shared a stamp in '
+        'the bag (an image and its camera_info, a transform at its stamp) share one',
     )
     parser.add_argument(
         '--clock', type=clock_rate, nargs='?', const=CLOCK_HZ, metavar='HZ',
