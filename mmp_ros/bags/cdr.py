@@ -173,7 +173,7 @@ class Restamper:
         header of a transform (``tf2_msgs/msg/TFMessage``: ``/tf``, ``/tf_static``) counts as a
         message of a topic of its own, ``topic`` and its child frame, so that transforms
         published together keep one stamp, and one recorded at an image's stamp takes the
-        image's new stamp."""
+        image's new stamp. A stamp of 0 stays 0: tf2 and RViz read it as "the latest"."""
         if bytes(data[:2]) not in _BYTE_ORDER:
             _refuse_parameter_list(data)
             raise BagError(f'not a CDR message (encapsulation {bytes(data[:2])!r})')
@@ -185,11 +185,13 @@ class Restamper:
         given: dict[tuple[str, int], int] = {}
         for stream, header in _headers(message, topic):
             recorded = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+            if not recorded:  # "the latest" to tf2 and RViz (a marker's, an unused texture's)
+                continue
             if (stream, recorded) not in given:
                 given[stream, recorded] = self.stamp_ns(stream, timestamp_ns, recorded, now_ns)
             sec, nanosec = divmod(given[stream, recorded], 1_000_000_000)
             header.stamp = time(sec=sec, nanosec=nanosec)
-        if not given:  # no header in it (a TFMessage without transforms)
+        if not given:  # no stamp to set (a TFMessage without transforms)
             return data
         little_endian = _BYTE_ORDER[bytes(data[:2])] == 'little'
         return bytes(_typestore().serialize_cdr(message, msgtype, little_endian=little_endian))
