@@ -295,6 +295,23 @@ def test_check_refuses_ros_arguments_it_cannot_read(tmp_path, capsys):
     assert "unknown sensor 'depth'" in capsys.readouterr().err
 
 
+def test_check_refuses_a_transport_of_a_sensor_not_forwarded(tmp_path, capsys):
+    """``--check --sensors rgb depth --transport thermal=compressed`` printed the timeline and
+    exited 0, where the same command without --check refused to start."""
+    from mmp_ros.cli import main
+
+    path = tmp_path / 'rgb.yaml'
+    path.write_text('faults:\n  - {sensor: rgb, kind: kill, start: 1, end: 2}\n')
+    check = ['dropout', '--schedule', str(path), '--check']
+    assert main([*check, '--sensors', 'rgb', 'depth', '--transport', 'thermal=compressed']) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ''
+    assert captured.err == ("mmp_ros dropout: --transport thermal=compressed: 'thermal' is not "
+                            "among the sensors forwarded, ['rgb', 'depth']\n")
+    assert main([*check, '--transport', 'thermal=compressed', 'depth=compressedDepth']) == 0
+    assert main([*check, '--sensors', 'rgb', 'lidar', '--transport', 'lidar=compressed']) == 0
+
+
 @pytest.mark.ros
 def test_node_in_process_passes_bytes_through_and_truncates_on_schedule(tmp_path):
     import rclpy

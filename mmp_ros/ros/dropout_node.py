@@ -119,14 +119,12 @@ class DropoutNode(Node):
         self._transports = {
             sensor: self._declare_transport(sensor) for sensor in schedule.sensors
         }
-        for override in kwargs.get('parameter_overrides') or ():  # --transport of another
+        given = []  # --transport of another sensor
+        for override in kwargs.get('parameter_overrides') or ():
             sensor = override.name.removeprefix('sensors.').removesuffix('.transport')
-            if override.name == sensor_parameter(sensor, 'transport') and (
-                    sensor not in schedule.sensors):
-                raise TransportError(
-                    f'--transport {sensor}={override.value}: {sensor!r} is not among the '
-                    f'sensors forwarded, {list(schedule.sensors)}'
-                )
+            if override.name == sensor_parameter(sensor, 'transport'):
+                given.append((sensor, override.value))
+        check_transports_forwarded(given, schedule.sensors)
         if seed >= 0:
             schedule = Schedule(schedule.faults, seed, schedule.sensors, schedule.source)
         self.schedule = schedule
@@ -329,6 +327,18 @@ def check_sensor_names(sensors: Sequence[str]) -> None:
                 )
 
 
+def check_transports_forwarded(transports: Sequence[tuple[str, str]],
+                               sensors: Sequence[str]) -> None:
+    """Refuse a ``--transport`` for a sensor the node does not forward (its parameter would be
+    declared by no one, and the transport ignored)."""
+    for sensor, transport in transports:
+        if sensor not in sensors:
+            raise TransportError(
+                f'--transport {sensor}={transport}: {sensor!r} is not among the sensors '
+                f'forwarded, {list(sensors)}'
+            )
+
+
 def _decode(raw: bytes) -> StampedImage:
     msg = deserialize_message(raw, Image)
     stamp_ns = msg.header.stamp.sec * NS + msg.header.stamp.nanosec
@@ -470,6 +480,7 @@ def run(args: argparse.Namespace) -> int:
             schedule = Schedule.from_yaml(
                 args.schedule, sensors=tuple(args.sensors or MODALITIES)
             )
+            check_transports_forwarded(getattr(args, 'transport', None) or (), schedule.sensors)
             if args.seed is not None:  # the run --seed starts, as the node builds it
                 schedule = Schedule(schedule.faults, args.seed, schedule.sensors,
                                     schedule.source)
