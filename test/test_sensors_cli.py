@@ -176,3 +176,19 @@ def test_an_option_for_frames_of_which_none_is_decoded_is_refused(real_data, tmp
     assert main(['decode', str(thermal), '--unit', 'celsius', '--repeat', '1']) == 0
     assert main(['decode', str(thermal / 'thermal_raw.png'), '--semantics', 'planck',
                  '--planck', '17000', '1', '1430', '1', '0', '--repeat', '1']) == 0
+
+
+def test_an_aolp_or_dolp_file_named_decodes_its_pair(real_data, tmp_path, capsys):
+    # Named by the samples' convention, yet 'give --modality'; with --modality polarization,
+    # 'no polarization encoding for 1-channel float32 pixels': only the folder decoded it.
+    folder = real_data / 'polanalyser_camera'
+    for names in (['aolp.npy'], ['dolp.npy'], ['aolp.npy', 'dolp.npy']):
+        assert main(['decode', *(str(folder / n) for n in names), '--repeat', '1']) == 0
+        out = capsys.readouterr().out
+        assert out.count('\n') == 7  # one frame: the pair
+        assert out.startswith(f'{folder}/aolp.npy+dolp.npy: polarization 32FC2 612x512')
+    assert main(['decode', str(folder), '--repeat', '1']) == 0
+    assert f'{folder}/aolp.npy+dolp.npy: polarization 32FC2 612x512' in capsys.readouterr().out
+    (tmp_path / 'aolp.npy').write_bytes((folder / 'aolp.npy').read_bytes())
+    assert main(['decode', str(tmp_path / 'aolp.npy')]) == 2
+    assert capsys.readouterr().err == f'mmp_ros decode: no such file: {tmp_path}/dolp.npy\n'

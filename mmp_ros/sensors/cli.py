@@ -144,13 +144,19 @@ def _jobs(args: argparse.Namespace) -> list[tuple[str, str, ImageFields]]:
                 if sample_kind(file):
                     jobs.append(_file_job(args, file, *sample_kind(file)))
             if (path / AOLP_FILE).is_file() and (path / DOLP_FILE).is_file():
-                jobs.append((str(path / 'aolp.npy+dolp.npy'), 'polarization',
-                             aolp_dolp_fields(path)))
+                jobs.append(_aolp_dolp_job(path))
             if len(jobs) == found:
                 raise SensorInputError(
                     f'{path}: no file in this folder has a sample name '
                     f'({", ".join(SAMPLE_FILES)}, {AOLP_FILE} + {DOLP_FILE}); name the '
                     'files themselves, with --modality')
+        elif path.name in (AOLP_FILE, DOLP_FILE) and args.modality in (None, 'polarization') \
+                and args.encoding in (None, '32FC2'):
+            # Either file of the pair stands for the pair, one (AoLP, DoLP) frame, as in a
+            # folder; named both, it is decoded once.
+            job = _aolp_dolp_job(path.parent)
+            if job[0] not in {label for label, _, _ in jobs}:
+                jobs.append(job)
         else:
             modality, encoding = args.modality, args.encoding
             if modality is None:
@@ -162,6 +168,10 @@ def _jobs(args: argparse.Namespace) -> list[tuple[str, str, ImageFields]]:
                 modality, encoding = kind[0], encoding or kind[1]
             jobs.append(_file_job(args, path, modality, encoding))
     return jobs
+
+
+def _aolp_dolp_job(folder: Path) -> tuple[str, str, ImageFields]:
+    return str(folder / f'{AOLP_FILE}+{DOLP_FILE}'), 'polarization', aolp_dolp_fields(folder)
 
 
 def _file_job(args, path: Path, modality: str, encoding: str | None):
