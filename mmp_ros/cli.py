@@ -293,6 +293,11 @@ def _main(argv: list[str] | None) -> int:
 
 
 def _run_command(known: argparse.Namespace, rest: list[str], ros_args: list[str]) -> int:
+    if ros_args and known.command not in RUN_UNTIL_STOPPED:
+        # Only the ROS processes read them; any other command went on without them.
+        print(f'mmp_ros {known.command}: takes no ROS arguments, and {" ".join(ros_args)} '
+              'would be ignored (run, dropout, record and replay take them)', file=sys.stderr)
+        return 2
     try:
         return _run_module(known, rest, ros_args)
     except ModuleNotFoundError as exc:

@@ -70,6 +70,20 @@ def test_a_bad_input_is_reported_by_its_message_alone(tmp_path, capsys, argv, me
     assert err.count('\n') == 1  # one line: no traceback
 
 
+def test_ros_arguments_to_a_command_that_reads_none_are_refused(capsys):
+    # mmp_ros demo --ros-args -p model_file_path:=m.onnx ran the demo on its default model,
+    # and decode, evaluate, bench-dds... dropped them too, without a word.
+    for argv in (['decode', 'rgb.png', '--ros-args', '-r', '__ns:=/robot1'],
+                 ['demo', '--ros-args', '-p', 'model_file_path:=m.onnx'],
+                 ['bench-dds', '--ros-args', '-p', 'use_sim_time:=true']):
+        assert main(argv) == 2
+        captured = capsys.readouterr()
+        rest = ' '.join(argv[argv.index('--ros-args'):])
+        assert captured.out == ''
+        assert captured.err == (f'mmp_ros {argv[0]}: takes no ROS arguments, and {rest} would '
+                                'be ignored (run, dropout, record and replay take them)\n')
+
+
 def test_a_program_error_keeps_its_traceback(monkeypatch):
     needs('torch')
     import training.evaluate
