@@ -17,11 +17,10 @@ import argparse
 import importlib
 import math
 import os
-import signal
 import sys
-import threading
 
 from mmp_ros.errors import InputError
+from mmp_ros.stops import restore_handlers, stop_received, stops_as_interrupt
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -148,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     # Without this, SIGTERM killed a command outright: `synth-bag` left its half-written bag,
     # `evaluate` a half-written report, and `bench-dds` its two child processes publishing on.
-    previous_handlers = _stops_as_interrupt()
+    previous_handlers = stops_as_interrupt()
     try:
         return _main(argv)
     except KeyboardInterrupt:  # Ctrl-C before a command took over its signals (its imports)
@@ -164,53 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     finally:
-        _restore_handlers(previous_handlers)
-
-
-# The stop signals that came since the command or node started. An extension interrupted in
-# its initialization can fail with an ImportError that does not carry the KeyboardInterrupt:
-# numpy's imports datetime through PyCapsule_Import, which replaces any error with
-# 'PyCapsule_Import could not import module "datetime"'.
-_stops_received: list[int] = []
-
-
-def _stops_as_interrupt() -> dict[int, object]:
-    """SIGTERM, and SIGINT while Python's own handler has it, raise KeyboardInterrupt from
-    now on and are remembered (:func:`_caused_by_interrupt`); the handlers to put back."""
-    _stops_received.clear()
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        for signum, default in ((signal.SIGTERM, signal.SIG_DFL),
-                                (signal.SIGINT, signal.default_int_handler)):
-            if signal.getsignal(signum) is default:
-                previous[signum] = signal.signal(signum, _interrupt)
-    if previous:
-        _unraisable_hooks.append(sys.unraisablehook)
-        sys.unraisablehook = _unraisable
-    return previous
-
-
-def _restore_handlers(previous: dict[int, object]) -> None:
-    for signum, handler in previous.items():
-        signal.signal(signum, handler)
-    if previous:
-        sys.unraisablehook = _unraisable_hooks.pop()
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    _stops_received.append(signum)
-    raise KeyboardInterrupt
-
-
-# A stop that lands in code Python runs out of line (importlib's module-lock weakref callback,
-# a __del__) cannot propagate: Python prints it as 'Exception ignored in ...' with a traceback
-# and goes on. It is in _stops_received all the same (_import raises it again).
-_unraisable_hooks: list = []
-
-
-def _unraisable(unraisable) -> None:
-    if not (_stops_received and issubclass(unraisable.exc_type, KeyboardInterrupt)):
-        _unraisable_hooks[-1](unraisable)
+        restore_handlers(previous_handlers)
 
 
 def _import(module: str):
@@ -218,7 +171,7 @@ def _import(module: str):
     imported and was lost: the node or command ran on as if nothing had been asked
     (``mmp_dropout_node`` stopped so went on to 'parameter schedule_file is empty')."""
     imported = importlib.import_module(module)
-    if _stops_received:
+    if stop_received():
         raise KeyboardInterrupt
     return imported
 
@@ -244,7 +197,7 @@ def _node_entry(module: str, function: str = 'main') -> int:
     the node's module itself (rclpy, numpy: most of a second) printed a KeyboardInterrupt
     traceback for a Ctrl-C, or a launch shutting down, in that time (and SIGTERM killed it
     outright). Stopped then, the node exits with status 0, as when it is stopped later."""
-    previous_handlers = _stops_as_interrupt()
+    previous_handlers = stops_as_interrupt()
     try:
         return getattr(_import(module), function)()
     except KeyboardInterrupt:
@@ -254,13 +207,13 @@ def _node_entry(module: str, function: str = 'main') -> int:
             return 0
         raise
     finally:
-        _restore_handlers(previous_handlers)
+        restore_handlers(previous_handlers)
 
 
 def _caused_by_interrupt(error: BaseException | None) -> bool:
     """Whether ``error`` is a stop's: Ctrl-C or SIGTERM came, or a KeyboardInterrupt is
     among its causes."""
-    if _stops_received:
+    if stop_received():
         return True
     seen = set()
     while error is not None and id(error) not in seen:

@@ -9,10 +9,9 @@ context that the signal handler already shut down).
 from __future__ import annotations
 
 import re
-import signal
 import sys
-import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import pairwise
@@ -33,6 +32,7 @@ from mmp_ros.dds import (
 )
 from mmp_ros.errors import InputError
 from mmp_ros.ros.names import namespace_problem
+from mmp_ros.stops import restore_handlers, stops_as_interrupt
 
 
 class RosInitError(InputError, RuntimeError):
@@ -75,11 +75,9 @@ def init_ros(
     # SIGTERM stops the body as Ctrl-C does. rclpy's SIGINT handler chains to Python's, which
     # raises KeyboardInterrupt; its SIGTERM handler only shuts the context down, so a start-up
     # step that never looks at the context (loading a model, building a TensorRT engine) ran
-    # on to its end. rclpy chains to a Python handler installed before its own.
-    previous_sigterm = None
-    if (ros_signals and threading.current_thread() is threading.main_thread()
-            and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL):
-        previous_sigterm = signal.signal(signal.SIGTERM, _interrupt)
+    # on to its end. rclpy chains to a Python handler installed before its own: ours raise
+    # KeyboardInterrupt and are remembered, so that what a stop leaves in a __del__ is quiet.
+    previous_handlers = stops_as_interrupt() if ros_signals else {}
     # args None: rclpy reads sys.argv (a node started by `ros2 run`/launch). A command with
     # options of its own passes only its `--ros-args ...` part, else an option value such as
     # `--remap /a:=/b` would be read as a (deprecated-syntax) ROS remapping rule.
@@ -89,18 +87,21 @@ def init_ros(
             signal_handler_options=None if ros_signals else SignalHandlerOptions.NO,
         )
     except RCLError as exc:
-        _restore_sigterm(previous_sigterm)
+        restore_handlers(previous_handlers)
         raise RosInitError(f'cannot initialize ROS 2: {_rcl_reason(exc)}') from None
     except UnknownROSArgsError as exc:  # its message: the list of arguments, nothing more
-        _restore_sigterm(previous_sigterm)
+        restore_handlers(previous_handlers)
         raise RosInitError(
             f'cannot initialize ROS 2: unknown ROS arguments {exc} after --ros-args (a '
             'parameter takes -p NAME:=VALUE, a remapping -r FROM:=TO)'
         ) from None
     try:
         yield setup
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+    except (KeyboardInterrupt, ExternalShutdownException) as stop:
+        # What the stop cut short goes now, while a stop's leftovers are kept quiet
+        # (mmp_ros.stops), not once the caller lets go of its traceback: a half-made rclpy
+        # Task (Ctrl-C while the executor made one) printed its __del__'s AttributeError.
+        traceback.clear_frames(stop.__traceback__)
     except Exception:
         # Ctrl-C or SIGTERM shut the context down while the body was still starting up
         # (creating a node, a publisher): what failed for that reason is the stop asked for.
@@ -108,7 +109,7 @@ def init_ros(
             raise
     finally:
         rclpy.try_shutdown()  # puts back the handlers rclpy replaced: ours, then the previous
-        _restore_sigterm(previous_sigterm)
+        restore_handlers(previous_handlers)
 
 
 def namespace_rule_problem(args: Sequence[str]) -> str | None:
@@ -161,15 +162,6 @@ def _remap_rules(args: Sequence[str]) -> Iterator[tuple[str, str]]:
             ros = flag == '--ros-args'
         elif ros and flag in ('-r', '--remap'):
             yield flag, rule
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
-def _restore_sigterm(previous: object) -> None:
-    if previous is not None:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def spin_node(
