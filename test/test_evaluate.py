@@ -128,6 +128,29 @@ def test_evaluation_data_must_have_the_model_classes(mmp_checkpoint):
         evaluate.evaluate_checkpoint(mmp_checkpoint, dataset=OtherClasses('test', 2))
 
 
+class UnknownLabels(CueDataset):
+    """The model's classes, but some labels numbered otherwise (-1 for "ignore", or 7)."""
+
+    def __init__(self, split: str, size: int, wrong: int) -> None:
+        super().__init__(split, size)
+        self.wrong = wrong
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        sample = super().__getitem__(index)
+        sample['label'][0, :3] = self.wrong
+        return sample
+
+
+@pytest.mark.parametrize('wrong', [7, -1])
+def test_a_label_outside_the_model_classes_is_named(mmp_checkpoint, wrong):
+    # was a RuntimeError traceback: "shape '[3, 3]' is invalid for input of size 25", or for
+    # -1 "bincount only supports 1-d non-negative integral inputs"
+    with pytest.raises(DatasetError, match=f"^a label holds class {wrong}, outside the model's "
+                       r'3 classes \(0 to 2; 255 is ignored\)$'):
+        evaluate.evaluate_checkpoint(mmp_checkpoint, dataset=UnknownLabels('test', 2, wrong),
+                                     device='cpu')
+
+
 def test_cli_reads_the_dataset_from_the_checkpoint(tmp_path, mmp_checkpoint, capsys):
     parser = argparse.ArgumentParser()
     evaluate.add_arguments(parser)

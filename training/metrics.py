@@ -13,13 +13,23 @@ from torch import nn
 from mmp_ros.core.metrics import Scores
 from mmp_ros.core.metrics import scores as core_scores
 from mmp_ros.modalities import nonempty_subsets, subset_label
-from training.datasets import IGNORE_INDEX
+from training.datasets import IGNORE_INDEX, DatasetError
 
 
 def confusion_matrix(pred: torch.Tensor, label: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """(K, K) int64 counts, rows = ground truth; ignored pixels (255) are left out."""
+    """(K, K) int64 counts, rows = ground truth; ignored pixels (255) are left out.
+
+    DatasetError for a label outside the K classes (a class id of another numbering, -1 for
+    "ignore"): it was a RuntimeError of torch's about a shape or bincount's input."""
     valid = label != IGNORE_INDEX
-    index = label[valid].long() * num_classes + pred[valid].long()
+    truth = label[valid].long()
+    if truth.numel():
+        low, high = (int(v) for v in torch.aminmax(truth))
+        if low < 0 or high >= num_classes:
+            raise DatasetError(f'a label holds class {low if low < 0 else high}, outside the '
+                               f"model's {num_classes} classes (0 to {num_classes - 1}; "
+                               f'{IGNORE_INDEX} is ignored)')
+    index = truth * num_classes + pred[valid].long()
     return torch.bincount(index, minlength=num_classes * num_classes).view(
         num_classes, num_classes).cpu()
 
