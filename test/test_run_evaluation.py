@@ -85,7 +85,8 @@ DIAGNOSTICS = ((T0 + S // 2, False), (T0 + DETECTED, True), (T0 + RECOVERED, Fal
 
 def write_run(path: Path, *, events=EVENTS, diagnostics=DIAGNOSTICS,
               label_size: int = 8, namespace: str = '', nodes=None,
-              inputs: bool = True, input_format: str | None = None) -> Path:
+              inputs: bool = True, input_format: str | None = None,
+              label_info: str | None = None) -> Path:
     """10 Hz labels over 6 s; rgb killed over [2, 4) s: right outside the fault, wrong inside.
 
     ``events``: the dropout/events documents (a string is written as it is);
@@ -94,7 +95,8 @@ def write_run(path: Path, *, events=EVENTS, diagnostics=DIAGNOSTICS,
     ``namespace``: every topic under it but /diagnostics, as a node started in it records;
     ``inputs``: record the node's input (/rgb/image), or with ``input_format`` (jpeg, png)
     what a node subscribed through image_transport's compressed transport received
-    (/rgb/image/compressed).
+    (/rgb/image/compressed); ``label_info``: the text on /segmentation/label_info (default:
+    the node's JSON of three classes).
     """
     rng = np.random.default_rng(0)
     rgb = '/rgb/image' + ('/compressed' if input_format else '')
@@ -114,7 +116,7 @@ def write_run(path: Path, *, events=EVENTS, diagnostics=DIAGNOSTICS,
         info = {'class_names': ['a', 'b', 'c'], 'palette': [[255, 0, 0], [0, 255, 0],
                                                             [0, 0, 255]]}
         bag.write(namespace + '/segmentation/label_info', T0,
-                  serialize_string(json.dumps(info)))
+                  serialize_string(json.dumps(info) if label_info is None else label_info))
         for node, its in (nodes or {'mmp_ros': diagnostics}).items():
             for t, masked in its:
                 bag.write('/diagnostics', t, _diagnostics(t, masked, node))
@@ -614,6 +616,22 @@ def test_a_run_without_diagnostics_messages_says_so(tmp_path):
     note = '/diagnostics holds no message: no fault could be seen detected'
     assert report.evaluation.detections[0].detection_s is None
     assert note in report.summary_table()
+    assert note in write_report(report, tmp_path / 'report').read_text()
+
+
+@pytest.mark.parametrize('text, note', [
+    ('["a", "b"]', '["a", "b"] is not a JSON object'),
+    ('{"class_names": null}', 'class_names null is not a list of names'),
+    ('{"palette": [[255, 0]]}', 'palette [[255, 0]] is not a list of at most 255 RGB triples'),
+])
+def test_label_info_that_is_json_but_not_the_node_s_is_ignored_with_a_note(tmp_path, text,
+                                                                            note):
+    # was a traceback: AttributeError ('list' object has no attribute 'get'), TypeError
+    # ('NoneType' object is not iterable), ValueError (cannot reshape array) in the strip
+    report = evaluate_run(write_run(tmp_path / 'run', label_info=text))
+    assert report.evaluation.run.label_info is None
+    assert report.evaluation.overall.frames == 55
+    assert f'note: /segmentation/label_info: {note}' in report.summary_table()
     assert note in write_report(report, tmp_path / 'report').read_text()
 
 

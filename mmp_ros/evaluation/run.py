@@ -31,6 +31,7 @@ from mmp_ros.bags.messages import (
     deserialize_string,
 )
 from mmp_ros.bags.source import open_bag
+from mmp_ros.core.postprocess import MAX_CLASSES
 from mmp_ros.sensors.image import image_to_array
 
 
@@ -127,6 +128,24 @@ def _highest(truth: np.ndarray) -> int:
     return int(truth[truth != 255].max(initial=0))
 
 
+def _label_info_problem(info: object) -> str:
+    """Why ``info`` is not the node's JSON label info, whose class names and palette the
+    report reads (an object; its ``class_names``, if any, a list of strings, its ``palette``
+    a list of at most 255 RGB triples of 0 to 255), or ''."""
+    if not isinstance(info, dict):
+        return f'{json.dumps(info)[:80]} is not a JSON object'
+    names = info.get('class_names', [])
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        return f'class_names {json.dumps(names)[:80]} is not a list of names'
+    palette = info.get('palette', [])
+    if not (isinstance(palette, list) and len(palette) <= MAX_CLASSES and all(
+            isinstance(rgb, list) and len(rgb) == 3 and all(
+                type(v) is int and 0 <= v <= 255 for v in rgb) for rgb in palette)):
+        return (f'palette {json.dumps(palette)[:80]} is not a list of at most {MAX_CLASSES} '
+                'RGB triples of 0 to 255')
+    return ''
+
+
 def _namespace_hint(topics: RunTopics, types: dict[str, str]) -> str:
     """Where the demo's names were looked for and the bag holds them under exactly one
     namespace: the option that reads them there."""
@@ -191,9 +210,14 @@ def read_run(path: str | Path, topics: RunTopics = DEFAULT_TOPICS) -> RunData:
                 run.events.append(event)
             else:
                 try:
-                    run.label_info = json.loads(deserialize_string(data, where=where))
+                    info = json.loads(deserialize_string(data, where=where))
                 except json.JSONDecodeError:
                     run.notes.append(f'{topics.label_info}: not JSON; ignored')
+                    continue
+                if problem := _label_info_problem(info):
+                    run.notes.append(f'{topics.label_info}: {problem}; ignored')
+                else:
+                    run.label_info = info
     order = sorted(range(len(truth_stamps)), key=lambda j: truth_stamps[j])
     run.truth_stamps = [truth_stamps[j] for j in order]
     run.truth_highest = highest
