@@ -221,6 +221,34 @@ def test_a_run_recorded_without_inputs_or_overlay_is_reported(tmp_path):
     assert '| 1 | rgb kill | 2.0–4.0 | 20 | 0.0 |' in path.read_text()
 
 
+def test_the_phase_figure_gives_each_phase_a_readable_row_and_no_bar_without_frames(tmp_path):
+    """50 phases were drawn into 3.4 inches, their names over each other; a phase without a
+    scored label image had a bar of 0, a mIoU of 0 to the eye, where its table row says —."""
+    events = [{'event': 'schedule', 'ros_time': T0 / S}]
+    for i in range(25):  # 50 ms windows between two label images (10 Hz, stamps on 0.1 s)
+        start = T0 + S // 2 + 20_000_000 + i * 200_000_000
+        for event, t in (('start', start), ('end', start + 50_000_000)):
+            events.append({'event': event, 'index': i, 'sensor': 'rgb', 'kind': 'freeze',
+                           'ros_time': t / S})
+    ev = evaluate_run(write_run(tmp_path / 'run', events=events)).evaluation
+    empty = [row for row, p in enumerate(ev.phases) if ev.per_phase[p.number].scores is None]
+    assert len(ev.phases) == 51 and len(empty) == 25
+    fig = plots.phases_figure(ev)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    boxes = [label.get_window_extent() for label in ax.get_yticklabels()]
+    assert all(upper.y0 >= lower.y1  # no two names overlap
+               for upper, lower in zip(boxes, boxes[1:], strict=False))
+    inside = fig.get_tightbbox().transformed(fig.dpi_scale_trans.inverted())
+    assert inside.y0 >= 0 and inside.y1 <= fig.get_figheight()
+    bars = {round(bar.get_y() + bar.get_height() / 2) for bar in ax.patches}
+    assert bars == set(range(len(ev.phases))) - set(empty)
+    notes = {round(text.get_position()[1]) for text in ax.texts
+             if text.get_text() == 'no label image scored'}
+    assert notes == set(empty)
+    assert ax.get_xlim() == (0, 100)
+
+
 def test_detection_bounds_follow_the_health_settings():
     health = HealthConfig(timeout_s=0.4, expected_rate_hz=20.0, frozen_frames=10)
     assert detection_bound_s('kill', health) == 0.4

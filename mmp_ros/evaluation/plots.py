@@ -8,6 +8,7 @@ shows what the node saw, the way the node draws it.
 from __future__ import annotations
 
 import colorsys
+import math
 from bisect import bisect_left
 from collections.abc import Sequence
 from pathlib import Path
@@ -105,21 +106,34 @@ def latency(ev: Evaluation, path: Path) -> None:
     plt.close(fig)
 
 
+PHASE_ROW_INCHES = 0.17  # one phase's row at font size 8
+
+
 def phases(ev: Evaluation, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(8, 3.4))
-    names, values = [], []
-    for phase in ev.phases:
-        sc = ev.per_phase[phase.number].scores
-        names.append(f'{phase.number}: {phase.name}')
-        values.append(sc.miou if sc else 0.0)
-    colors = [FAULT_COLOR if p.faults else '#2e9e44' for p in ev.phases]
-    ax.barh(range(len(values)), values, color=colors)
-    ax.set_yticks(range(len(names)), names, fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlabel('mIoU %')
-    fig.tight_layout()
+    fig = phases_figure(ev)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def phases_figure(ev: Evaluation):
+    """mIoU per phase, one bar a row, as tall as its rows need; a phase without a scored label
+    image has no bar, and says so (a bar of 0 read as a mIoU of 0)."""
+    height = max(3.4, PHASE_ROW_INCHES * len(ev.phases) + 1.0)
+    fig, ax = plt.subplots(figsize=(8, height))
+    for row, phase in enumerate(ev.phases):
+        sc = ev.per_phase[phase.number].scores
+        if sc is None or math.isnan(sc.miou):
+            ax.text(1, row, 'no label image scored', va='center', fontsize=7, color='#5a5a5a')
+        else:
+            ax.barh(row, sc.miou, color=FAULT_COLOR if phase.faults else '#2e9e44')
+    ax.set_yticks(range(len(ev.phases)), [f'{p.number}: {p.name}' for p in ev.phases],
+                  fontsize=8)
+    if ev.phases:
+        ax.set_ylim(len(ev.phases) - 0.5, -0.5)  # the first phase on top
+    ax.set_xlim(0, 100)
+    ax.set_xlabel('mIoU %')
+    fig.tight_layout()
+    return fig
 
 
 def _palette(ev: Evaluation) -> np.ndarray:
