@@ -191,6 +191,38 @@ def test_cli_refuses_checkpoints_of_different_modalities_before_evaluating(tmp_p
         evaluate.run(args)
 
 
+def test_cli_compares_checkpoints_of_the_same_modalities_listed_in_another_order(
+        tmp_path, mmp_checkpoint):
+    """They were refused as 'the checkpoints take different modalities': the same four."""
+    order = ('thermal', 'polarization', 'depth', 'rgb')
+    config = load_config(None, [
+        f'modalities=[{", ".join(order)}]', 'steps=1', 'batch_size=4', 'progress=false',
+        'eval_every=0', 'data.input_size=[16,16]', 'model.projection_stride=8',
+        'model.aggregate_stride=16', 'data.normalization_samples=4',
+        f'out_dir={tmp_path / "reversed"}', 'data.dataset=toy_data:CueDataset',
+        'data.params={size: 8}',
+    ])
+    reversed_ = train(config, train_dataset=CueDataset('train', 8)).checkpoint
+    parser = argparse.ArgumentParser()
+    evaluate.add_arguments(parser)
+    args = parser.parse_args([str(mmp_checkpoint), str(reversed_), '--out', str(tmp_path),
+                              '--max-samples', '2', '--device', 'cpu'])
+    assert evaluate.run(args) == 0
+    data = json.loads((tmp_path / 'evaluation.json').read_text())
+    assert list(data['reversed (mmp)']['modalities']) == ['rgb', 'depth', 'polarization',
+                                                          'thermal']
+    (first,) = set(data) - {'reversed (mmp)'}
+    assert set(data['reversed (mmp)']['subsets']) == set(data[first]['subsets'])
+    # each subset's figures under the name the first model gives that subset
+    report = SubsetReport(order)
+    for index, subset in enumerate(nonempty_subsets(order)):
+        report.subsets[subset_label(subset, order)] = Scores(float(index), 0.0, [])
+    ordered = evaluate.in_order(report, ('rgb', 'depth', 'polarization', 'thermal'))
+    assert ordered.subsets['rgb+thermal'] is report.subsets['thermal+rgb']
+    assert ordered.subsets['all'] is report.subsets['all']
+    assert list(ordered.subsets)[:4] == ['rgb', 'depth', 'polarization', 'thermal']
+
+
 @pytest.mark.parametrize('edit', ['drop', 'null'])
 def test_cli_refuses_a_checkpoint_whose_metadata_lacks_its_modalities(tmp_path, mmp_checkpoint,
                                                                       edit):

@@ -65,6 +65,14 @@ def evaluate_checkpoint(path: str | Path, *, split: str = 'test',
     return report, metadata
 
 
+def in_order(report: SubsetReport, modalities: Sequence[str]) -> SubsetReport:
+    """``report`` with its subsets labelled as for a model taking ``modalities``: its own, in
+    the order another model lists them ('rgb+thermal' for its 'thermal+rgb')."""
+    return SubsetReport(tuple(modalities), {
+        subset_label(s, modalities): report.subsets[subset_label(s, report.modalities)]
+        for s in nonempty_subsets(modalities)}, dict(report.cosine))
+
+
 def _cell(value: float) -> str:
     return '–' if value is None or math.isnan(value) else f'{value:.1f}'
 
@@ -231,7 +239,8 @@ def run(args: argparse.Namespace) -> int:
         given[resolved] = path
     modalities = {path: checkpoint_metadata(read_checkpoint(path), path).modalities
                   for path in args.checkpoints}
-    if len({tuple(m) for m in modalities.values()}) > 1:  # before hours of evaluation
+    # the same sensors listed in another order are the same subsets
+    if len({frozenset(m) for m in modalities.values()}) > 1:  # before hours of evaluation
         listed = ', '.join(f'{path} {list(m)}' for path, m in modalities.items())
         raise CheckpointError(f'the checkpoints take different modalities ({listed}); a '
                               'report compares models on the same subsets: evaluate them '
@@ -241,7 +250,7 @@ def run(args: argparse.Namespace) -> int:
         report, metadata = evaluate_checkpoint(
             path, split=args.split, device=args.device, batch_size=args.batch_size,
             max_samples=args.max_samples, num_workers=args.num_workers)
-        reports[f'{name} ({metadata.method})'] = report
+        reports[f'{name} ({metadata.method})'] = in_order(report, modalities[args.checkpoints[0]])
         print(f'{path}: all {report.full:.1f}  mean over missing subsets '
               f'{report.mean_missing:.1f}')
     paths = write_report(reports, args.out, title=f'Evaluation on {args.split}')
