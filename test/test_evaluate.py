@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 
 import pytest
 from conftest import needs
@@ -221,6 +222,31 @@ def test_cli_compares_checkpoints_of_the_same_modalities_listed_in_another_order
     assert ordered.subsets['rgb+thermal'] is report.subsets['thermal+rgb']
     assert ordered.subsets['all'] is report.subsets['all']
     assert list(ordered.subsets)[:4] == ['rgb', 'depth', 'polarization', 'thermal']
+
+
+def test_a_model_of_one_modality_has_no_mean_over_missing_subsets(tmp_path, capsys):
+    """It has none missing: the report had a row 'mean, 0 missing subsets' of –, the terminal
+    'mean over missing subsets nan', and with ceilings the table was a ZeroDivisionError."""
+    report = SubsetReport(('thermal',))
+    report.subsets = {'all': scores(torch.tensor([[5, 1], [2, 7]]))}
+    table = evaluate.markdown_table({'thermal only': report}, ceilings={'all': 66.0})
+    assert 'missing' not in table and table.splitlines()[-1] == '| all | 66.2 | 66.0 |'
+    config = load_config(None, [
+        'modalities=[thermal]', 'steps=1', 'batch_size=4', 'progress=false', 'eval_every=0',
+        'data.input_size=[16,16]', 'model.projection_stride=8', 'model.aggregate_stride=16',
+        'data.normalization_samples=4', f'out_dir={tmp_path / "thermal"}',
+        'data.dataset=toy_data:CueDataset', 'data.params={size: 8, modalities: [thermal]}',
+    ])
+    checkpoint = train(config, train_dataset=CueDataset('train', 8, modalities=('thermal',)))
+    parser = argparse.ArgumentParser()
+    evaluate.add_arguments(parser)
+    args = parser.parse_args([str(checkpoint.checkpoint), '--out', str(tmp_path / 'report'),
+                              '--max-samples', '2', '--device', 'cpu'])
+    capsys.readouterr()
+    assert evaluate.run(args) == 0
+    printed = capsys.readouterr().out
+    assert re.match(f'^{re.escape(str(checkpoint.checkpoint))}: all [0-9.]+\n', printed)
+    assert 'missing' not in (tmp_path / 'report' / 'evaluation.md').read_text()
 
 
 @pytest.mark.parametrize('edit', ['drop', 'null'])

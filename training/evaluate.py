@@ -93,8 +93,9 @@ def markdown_table(reports: Mapping[str, SubsetReport], *,
         lines.append('| ' + ' | '.join(row) + ' |')
     if metric == 'miou':
         missing = len(list(nonempty_subsets(modalities))) - 1
-        for label, attribute in ((f'**mean, {missing} missing subsets**', 'mean_missing'),
-                                 (f'mean, all {missing + 1}', 'mean_all')):
+        means = ((f'**mean, {missing} missing subsets**', 'mean_missing'),
+                 (f'mean, all {missing + 1}', 'mean_all'))
+        for label, attribute in means if missing else ():  # one modality: no subset missing
             row = [label] + [f'**{_cell(getattr(reports[n], attribute))}**' if 'missing' in
                              attribute else _cell(getattr(reports[n], attribute)) for n in names]
             if ceilings:
@@ -251,8 +252,8 @@ def run(args: argparse.Namespace) -> int:
             path, split=args.split, device=args.device, batch_size=args.batch_size,
             max_samples=args.max_samples, num_workers=args.num_workers)
         reports[f'{name} ({metadata.method})'] = in_order(report, modalities[args.checkpoints[0]])
-        print(f'{path}: all {report.full:.1f}  mean over missing subsets '
-              f'{report.mean_missing:.1f}')
+        print(f'{path}: all {report.full:.1f}' + (f'  mean over missing subsets '
+              f'{report.mean_missing:.1f}' if len(report.subsets) > 1 else ''))
     paths = write_report(reports, args.out, title=f'Evaluation on {args.split}')
     print(f'report: {paths["markdown"]}')
     return 0
