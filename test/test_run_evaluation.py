@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mmp_ros import json_text
 from mmp_ros.bags.errors import BagError
 from mmp_ros.bags.messages import (
     DIAGNOSTICS_TYPE,
@@ -247,6 +248,22 @@ def test_the_phase_figure_gives_each_phase_a_readable_row_and_no_bar_without_fra
              if text.get_text() == 'no label image scored'}
     assert notes == set(empty)
     assert ax.get_xlim() == (0, 100)
+
+
+def test_every_phase_in_the_json_report_has_its_frames_and_figures(tmp_path):
+    """A phase without a scored label image had no 'frames', 'miou' or 'pixel_accuracy' at
+    all (a KeyError for a reader of the others' keys), a run without one 'overall': null."""
+    events = [{'event': 'schedule', 'ros_time': T0 / S},  # between two label images
+              {'event': 'start', 'index': 0, 'sensor': 'rgb', 'kind': 'freeze',
+               'ros_time': (T0 + 2_020_000_000) / S},
+              {'event': 'end', 'index': 0, 'sensor': 'rgb', 'kind': 'freeze',
+               'ros_time': (T0 + 2_070_000_000) / S}]
+    report = evaluate_run(write_run(tmp_path / 'run', events=events))
+    phases = json.loads(json_text.dumps(report.to_dict()))['phases']
+    assert [p['frames'] for p in phases] == [16, 0, 39]
+    assert phases[1]['miou'] is None and phases[1]['pixel_accuracy'] is None
+    unscored = evaluate_run(write_run(tmp_path / 'other', label_size=4)).to_dict()
+    assert unscored['overall'] == {'miou': None, 'pixel_accuracy': None, 'frames': 0}
 
 
 def test_detection_bounds_follow_the_health_settings():

@@ -164,10 +164,11 @@ class RunReport:
     def to_dict(self) -> dict:
         ev = self.evaluation
 
-        def sc(acc):
+        def sc(acc):  # the same keys with no frame scored: null figures, 0 frames
             s = acc.scores
-            return None if s is None else {'miou': s.miou, 'pixel_accuracy': s.pixel_accuracy,
-                                           'frames': acc.frames}
+            return {'miou': None if s is None else s.miou,
+                    'pixel_accuracy': None if s is None else s.pixel_accuracy,
+                    'frames': acc.frames}
 
         p50, p95, p99 = percentiles(ev.latency_ms)
         return {
@@ -179,7 +180,7 @@ class RunReport:
                                   for (lab, gt), n in ev.other_size.most_common()],
             'overall': sc(ev.overall),
             'phases': [{'number': p.number, 'name': p.name, 'start_s': ev.seconds(p.start_ns),
-                        'end_s': ev.seconds(p.end_ns), **(sc(ev.per_phase[p.number]) or {}),
+                        'end_s': ev.seconds(p.end_ns), **sc(ev.per_phase[p.number]),
                         'modality_sets': dict(ev.per_phase[p.number].modality_sets)}
                        for p in ev.phases],
             'modality_sets': {k: sc(a) for k, a in ev.per_modality_set.items()},
@@ -195,7 +196,7 @@ class RunReport:
                            for d in ev.detections],
             'before_schedule_labels': ev.before_schedule,
             'after_scene_cut': {'settle_s': ev.settle_ns / 1e9, 'scene_cuts': ev.scene_cuts,
-                                **(sc(ev.after_cut) or {'frames': 0})},
+                                **sc(ev.after_cut)},
             'notes': ev.run.notes,
         }
 
