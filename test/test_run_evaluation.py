@@ -873,6 +873,21 @@ def test_an_out_that_is_a_file_is_named_before_the_run_is_read(run_bag, tmp_path
     assert file.read_text() == 'kept'
 
 
+@pytest.mark.parametrize('out, where', [('/proc/self', 'it'),
+                                        ('/proc/self/report', '/proc/self above it')])
+def test_an_out_that_takes_no_file_is_named_before_the_run_is_read(tmp_path, capsys, out,
+                                                                  where):
+    """A folder that cannot be written into (a read-only mount, where the default report goes
+    beside a bag on one) failed once the run was scored: '[Errno 30] Read-only file system'
+    without naming --out. No bag is read here: the bag given does not exist."""
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    args = parser.parse_args([str(tmp_path / 'no_bag'), '--out', out])
+    assert cli.run(args) == 2
+    assert re.fullmatch(f'mmp_ros evaluate: --out {out}: cannot write into {where} \\([^)]+\\); '
+                        'give a folder that takes the report\n', capsys.readouterr().err)
+
+
 def _status(stamp_ns: int, name: str, **values: str):
     from mmp_ros.bags.messages import Status
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -92,11 +93,21 @@ def default_out(bag: str | Path) -> Path:
 
 def check_out(out: Path) -> None:
     """Before the run is read: ``out`` is a folder or can become one. A file in its place
-    (or in place of a folder above it) is an OutputFolderError naming --out; the report's
-    files are written into ``out/.report.partial``, and a file there failed only once the
-    run was scored, with '[Errno 20] Not a directory' alone."""
+    (or in place of a folder above it), or a folder that takes no file where it would be
+    written (a read-only mount, as a bag's, beside which the default report goes), is an
+    OutputFolderError naming --out; the report's files are written into
+    ``out/.report.partial``, and these failed only once the run was scored, with '[Errno 20]
+    Not a directory' or '[Errno 30] Read-only file system' alone."""
     for folder in (out, *out.parents):
         if folder.is_dir():
+            try:  # nothing is made here: a folder made for a report that fails is removed
+                with tempfile.NamedTemporaryFile(dir=folder, prefix='.write-test-'):
+                    pass
+            except OSError as exc:
+                where = 'it' if folder == out else f'{folder} above it'
+                raise OutputFolderError(f'--out {out}: cannot write into {where} '
+                                        f'({exc.strerror or exc}); give a folder that takes '
+                                        'the report') from None
             return
         if folder.exists() or folder.is_symlink():
             where = 'it' if folder == out else f'{folder} above it'
