@@ -377,6 +377,10 @@ def run_config(run: Run, args: argparse.Namespace, out: Path):
         f'method={run.method}', f'steps={run.steps}', f'seed={run.seed}',
         f'batch_size={args.batch_size}', f'device={args.device}', f'out_dir={out / run.name}',
         f'data.input_size=[{args.size[0]},{args.size[1]}]', 'data.val_samples=64',
+        # the scenes it learns from (cached_split's), as the checkpoint records them: `mmp_ros
+        # evaluate-model` renders its split from there, the polarization as trained on
+        f'data.params={{length: {args.train_scenes}, size: [{args.size[0]}, {args.size[1]}], '
+        f'polarization: {args.polarization}}}',
         f'eval_every={run.steps}', f'checkpoint_every={max(1, run.steps // 4)}',
         f'optim.warmup_steps={max(1, run.steps // 20)}', f'optim.lr={args.lr}',
         f'deterministic={str(args.device == "cpu").lower()}', 'progress=false',
