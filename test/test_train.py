@@ -6,6 +6,7 @@ import argparse
 import csv
 import math
 import os
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -632,6 +633,32 @@ def test_resume_from_a_checkpoint_whose_metadata_lacks_a_field_says_so(tmp_path)
     torch.save(raw, tmp_path / 'checkpoint.pt')
     with pytest.raises(CheckpointError, match=r"malformed model metadata \(KeyError\('input_"
                        r"size'\)\); the run would resume from it: give another out_dir"):
+        run(tmp_path, steps=2)
+
+
+@pytest.mark.parametrize('change, message', [
+    ({'step': None}, 'records no step to go on from'),
+    ({'step': 'x'}, "records step 'x', not a count of steps"),
+    ({'step': -1}, 'records step -1, not a count of steps'),
+    ({'metrics': [1]}, 'holds metrics of type list, not a mapping'),
+    ({'optimizer': [1]}, 'holds optimizer of type list, not a mapping'),
+    ({'scheduler': None}, 'holds an optimizer state without its learning-rate schedule')])
+def test_resume_from_a_checkpoint_without_a_usable_step_or_state_says_so(tmp_path, change,
+                                                                        message):
+    """A checkpoint.pt in out_dir without its step (not saved by a training run, or an older
+    one) was a KeyError: 'step' traceback; a step of another type a ValueError or TypeError,
+    a negative one a TypeError in the sampler, a scheduler of None an AttributeError."""
+    run(tmp_path, steps=1)
+    raw = torch.load(tmp_path / 'checkpoint.pt', weights_only=True)
+    for key, value in change.items():
+        if value is None:
+            del raw[key]
+        else:
+            raw[key] = value
+    torch.save(raw, tmp_path / 'checkpoint.pt')
+    with pytest.raises(CheckpointError, match=rf'^{tmp_path / "checkpoint.pt"}: '
+                       rf'{re.escape(message)}.*; give another out_dir \(--set out_dir=DIR\), '
+                       r'or --set resume=false'):
         run(tmp_path, steps=2)
 
 

@@ -285,6 +285,20 @@ def resume_problem(config: TrainConfig, model: nn.Module, metadata: ModelMetadat
                    saved: dict[str, Any]) -> str:
     """Why the run ``config`` describes (its ``model`` and ``metadata`` as built, not yet
     trained) cannot go on from ``saved``, the checkpoint in its out_dir; '' where it can."""
+    # What a resumed run reads beside the weights, which read_checkpoint does not require: a
+    # checkpoint without a step (not saved by a run, or altered) was a KeyError traceback.
+    step = saved.get('step')
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        what = 'no step to go on from' if step is None else f'step {step!r}, not a count of steps'
+        return f'records {what} (not saved by a training run, or altered)'
+    wrong = [f'{key} of type {type(saved[key]).__name__}' for key in ('metrics', 'optimizer',
+                                                                    'scheduler')
+             if saved.get(key) is not None and not isinstance(saved[key], dict)]
+    if wrong:
+        return f'holds {wrong[0]}, not a mapping (altered, or not saved by a training run)'
+    if saved.get('optimizer') and not saved.get('scheduler'):
+        return ('holds an optimizer state without its learning-rate schedule (altered, or not '
+                'saved by a training run)')
     current = model.config.to_dict()
     if saved['model_config'] != current:
         return (f'was trained with another model '
