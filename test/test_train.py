@@ -868,6 +868,37 @@ def test_adaptation_resumed_from_another_base_is_refused(tmp_path, base_checkpoi
     assert resumed.start_step == 1 and len(resumed.losses) == 1
 
 
+@pytest.mark.parametrize('damage, message', [
+    ('drop frozen', r"missing \['stems\.rgb\.0\.0\.weight'\] \(1\)"),
+    ('reshape frozen', r"shape mismatch \['stems\.rgb\.0\.0\.weight'\] \(1\)"),
+    ('drop adapted', r"missing \['projection\.modality_embedding'\] \(1\)")])
+def test_adaptation_resumed_from_a_checkpoint_whose_weights_do_not_fit_says_so(
+        tmp_path, base_checkpoint, damage, message):
+    """An adaptation's checkpoint.pt (altered, or cut by a tool) lacking a frozen tensor was a
+    KeyError traceback; one of another shape was taken for another base's weights."""
+    from training.train import adaptation_resume_problem
+
+    overrides = [*FAST, f'out_dir={tmp_path}']
+    adapt(str(base_checkpoint), overrides=[*overrides, 'steps=1'],
+          train_dataset=CueDataset('train', 4))
+    raw = torch.load(tmp_path / 'checkpoint.pt', weights_only=True)
+    weights = raw['state_dict']
+    name = 'projection.modality_embedding' if damage == 'drop adapted' else \
+        'stems.rgb.0.0.weight'
+    if damage.startswith('drop'):
+        del weights[name]
+    else:
+        weights[name] = weights[name][:1]
+    torch.save(raw, tmp_path / 'checkpoint.pt')
+    wanted = f'holds weights that do not fit the model it describes \\(.*{message}'
+    with pytest.raises(CheckpointError, match=rf'^{tmp_path / "checkpoint.pt"}: {wanted}.*; '
+                       r'give another out_dir'):
+        adapt(str(base_checkpoint), overrides=[*overrides, 'steps=2'],
+              train_dataset=CueDataset('train', 4))
+    config = adapt_config(str(base_checkpoint), overrides=[*overrides, 'steps=2'])
+    assert re.match(wanted, adaptation_resume_problem(config)[1])  # mmp_ros adapt's check
+
+
 @pytest.mark.parametrize('loss', [[], ['distillation_weight=1'],
                                   ['distillation_weight=1', 'model.projection_kind=conv'],
                                   ['distillation_weight=1', 'model.projection_kind=conv',

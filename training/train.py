@@ -42,6 +42,7 @@ from mmp_ros.model import (
     load_weights,
     read_checkpoint,
     save_checkpoint,
+    weights_difference,
 )
 from mmp_ros.model.layers import frozen_norm_scale
 from training.allocator import keep_freed_memory
@@ -314,6 +315,12 @@ def resume_problem(config: TrainConfig, model: nn.Module, metadata: ModelMetadat
         if list(saved_meta[key]) != now]
     if changed:
         return f'was trained on other data ({"; ".join(changed)})'
+    # Of the model its config describes, unless altered: a tensor missing was a KeyError
+    # traceback in the frozen weights' comparison below, one of another shape said that
+    # another base's frozen weights were there.
+    difference = weights_difference(model.state_dict(), saved['state_dict'])
+    if difference:
+        return f'holds weights that do not fit the model it describes ({difference})'
     # An adaptation's frozen weights are its base's: a run of another base (one trained
     # again at the same path, too) would otherwise go on with the saved base's.
     frozen = [name for name, value in model.state_dict().items()

@@ -13,6 +13,7 @@ from mmp_ros.model.checkpoint import (
     load_weights,
     read_checkpoint,
     save_checkpoint,
+    weights_difference,
 )
 from mmp_ros.model.config import (
     METHODS,
@@ -49,4 +50,5 @@ __all__ = [
     'load_weights',
     'read_checkpoint',
     'save_checkpoint',
+    'weights_difference',
 ]

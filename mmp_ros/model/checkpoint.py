@@ -148,18 +148,27 @@ def load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor],
     if fresh_prefixes:
         state_dict = {**{k: v for k, v in own.items() if k.startswith(fresh_prefixes)},
                       **state_dict}
+    difference = weights_difference(own, state_dict)
+    if difference:
+        raise CheckpointError(f'{source}: weights do not fit the model (another size, method '
+                              f'or modality set?): {difference}')
+    model.load_state_dict(state_dict, strict=True)
+
+
+def weights_difference(own: Mapping[str, torch.Tensor],
+                       state_dict: Mapping[str, torch.Tensor]) -> str:
+    """What keeps ``state_dict`` from loading strictly where ``own`` (a model's state dict)
+    is: its missing, unexpected and other-shaped tensors; '' where it fits."""
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
     shapes = sorted(k for k in set(own) & set(state_dict) if own[k].shape != state_dict[k].shape)
-    if missing or unexpected or shapes:
-        def head(keys: list[str]) -> str:
-            return f'{keys[:5]}{" ..." if len(keys) > 5 else ""} ({len(keys)})'
-        raise CheckpointError(
-            f'{source}: weights do not fit the model (another size, method or modality '
-            f'set?): missing {head(missing)}, unexpected {head(unexpected)}, '
-            f'shape mismatch {head(shapes)}'
-        )
-    model.load_state_dict(state_dict, strict=True)
+    if not (missing or unexpected or shapes):
+        return ''
+
+    def head(keys: list[str]) -> str:
+        return f'{keys[:5]}{" ..." if len(keys) > 5 else ""} ({len(keys)})'
+    return (f'missing {head(missing)}, unexpected {head(unexpected)}, '
+            f'shape mismatch {head(shapes)}')
 
 
 def checkpoint_metadata(checkpoint: Mapping[str, Any], path: str | os.PathLike
