@@ -662,6 +662,29 @@ def test_resume_from_a_checkpoint_without_a_usable_step_or_state_says_so(tmp_pat
         run(tmp_path, steps=2)
 
 
+@pytest.mark.parametrize('damage, message', [
+    ('fewer', r'parameter groups of \[\d+, \d+\] tensors, the model\'s optimizer has '
+              r'\[\d+, \d+\]'),
+    ('reshape', r'exp_avg of parameter 0 is \[1\], the parameter \[\d+, \d+, \d+, \d+\]')])
+def test_resume_from_an_optimizer_state_that_does_not_fit_says_so(tmp_path, damage, message):
+    """The saved optimizer state is loaded by position: one of other group sizes (another
+    version's parameter groups) was torch's ValueError traceback, one whose moments have
+    other shapes was loaded without a word: the fused step trained on with this one broadcast,
+    and crashed the process with a segmentation fault on one of 2 values."""
+    run(tmp_path, steps=1)
+    raw = torch.load(tmp_path / 'checkpoint.pt', weights_only=True)
+    groups, state = raw['optimizer']['param_groups'], raw['optimizer']['state']
+    if damage == 'fewer':
+        groups[0]['params'] = groups[0]['params'][1:]
+    else:
+        state[0]['exp_avg'] = state[0]['exp_avg'].flatten()[:1]
+    torch.save(raw, tmp_path / 'checkpoint.pt')
+    with pytest.raises(CheckpointError, match=rf'^{tmp_path / "checkpoint.pt"}: holds an '
+                       rf'optimizer state that does not fit the model it describes \({message}; '
+                       r'saved by another version, or altered\); give another out_dir'):
+        run(tmp_path, steps=2)
+
+
 def test_a_run_resumed_at_its_last_step_trains_nothing_and_keeps_its_metrics(tmp_path):
     done = run(tmp_path, 'eval_every=2', 'data.val_samples=4', steps=2)
     again = run(tmp_path, 'eval_every=2', 'data.val_samples=4', steps=2)

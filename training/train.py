@@ -223,6 +223,30 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, An
             {'params': no_decay, 'weight_decay': 0.0}]
 
 
+def optimizer_difference(model: nn.Module, state: dict[str, Any]) -> str:
+    """What keeps the optimizer state ``state`` (a checkpoint's) from going on in the optimizer
+    :func:`parameter_groups` makes of ``model``; '' where it fits. torch loads a state of other
+    group sizes with a ValueError traceback, and one of other tensor shapes without a word: the
+    fused step broadcast it, or crashed the process (a segmentation fault on the CPU)."""
+    groups = state.get('param_groups')
+    if not isinstance(groups, list) or not isinstance(state.get('state'), dict) or not all(
+            isinstance(group, dict) and isinstance(group.get('params'), list) for group in groups):
+        return 'no optimizer state torch wrote'
+    own = [group['params'] for group in parameter_groups(model, 0.0)]
+    sizes, own_sizes = [len(group['params']) for group in groups], [len(ps) for ps in own]
+    if sizes != own_sizes:
+        return f'parameter groups of {sizes} tensors, the model\'s optimizer has {own_sizes}'
+    parameters = {index: parameter for group, ps in zip(groups, own, strict=True)
+                  for index, parameter in zip(group['params'], ps, strict=True)}
+    for index, values in state['state'].items():
+        for name, value in (values.items() if isinstance(values, dict) else ()):
+            if index in parameters and isinstance(value, torch.Tensor) and value.ndim \
+                    and value.shape != parameters[index].shape:
+                return (f'{name} of parameter {index} is {list(value.shape)}, the parameter '
+                        f'{list(parameters[index].shape)}')
+    return ''
+
+
 def git_commit() -> str:
     try:
         return subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True,
@@ -321,6 +345,11 @@ def resume_problem(config: TrainConfig, model: nn.Module, metadata: ModelMetadat
     difference = weights_difference(model.state_dict(), saved['state_dict'])
     if difference:
         return f'holds weights that do not fit the model it describes ({difference})'
+    difference = optimizer_difference(model, saved['optimizer']) if saved.get('optimizer') \
+        else ''
+    if difference:
+        return (f'holds an optimizer state that does not fit the model it describes '
+                f'({difference}; saved by another version, or altered)')
     # An adaptation's frozen weights are its base's: a run of another base (one trained
     # again at the same path, too) would otherwise go on with the saved base's.
     frozen = [name for name, value in model.state_dict().items()
