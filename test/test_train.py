@@ -608,6 +608,24 @@ def test_resume_takes_the_optimizer_settings_of_its_config(tmp_path):
                                                     (1e-5, (0.8, 0.99), 0.0)]
 
 
+def test_resume_without_an_optimizer_state_goes_on_with_the_schedule_of_its_step(tmp_path):
+    """A checkpoint without an optimizer state (a shipped model's, as ship_model writes it)
+    restarted the learning-rate schedule at step 0 when resumed: from step 2 of 4, the rate
+    went back up to the warm-up's and never decayed to 0 at the last step."""
+    schedule = ['optim.warmup_steps=0', 'optim.poly_power=1']
+    run(tmp_path / 'straight', *schedule, steps=4)
+    run(tmp_path / 'resumed', *schedule, steps=2)
+    raw = torch.load(tmp_path / 'resumed' / 'checkpoint.pt', weights_only=True)
+    raw['optimizer'] = raw['scheduler'] = None
+    torch.save(raw, tmp_path / 'resumed' / 'checkpoint.pt')
+    run(tmp_path / 'resumed', *schedule, steps=4)
+
+    def rates(folder):
+        with (tmp_path / folder / 'log.csv').open(newline='') as stream:
+            return [float(row['lr']) for row in csv.DictReader(stream)]
+    assert rates('resumed')[2:] == rates('straight')[2:] == [5e-4, 0]
+
+
 def test_resume_refuses_a_checkpoint_of_another_model(tmp_path):
     run(tmp_path, 'method=none', steps=1)
     with pytest.raises(CheckpointError, match="method: 'none' -> 'mmp'"):

@@ -572,12 +572,16 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
             scheduler.load_state_dict(saved['scheduler'])
             for group, own in zip(optimizer.param_groups, settings, strict=True):
                 group.update(own)
-                group['lr'] = group['initial_lr'] * lr_factor(
-                    int(saved['step']), total=config.steps, warmup=config.optim.warmup_steps,
-                    power=config.optim.poly_power)
             scheduler.base_lrs = [group['initial_lr'] for group in optimizer.param_groups]
             if saved.get('scaler'):
                 scaler.load_state_dict(saved['scaler'])
+        # The schedule goes on from the saved step, with the saved moments or without them (a
+        # shipped checkpoint keeps none): without, it started again at step 0's warm-up.
+        scheduler.last_epoch = int(saved['step'])
+        for group in optimizer.param_groups:
+            group['lr'] = group['initial_lr'] * lr_factor(
+                int(saved['step']), total=config.steps, warmup=config.optim.warmup_steps,
+                power=config.optim.poly_power)
         metadata = ModelMetadata.from_dict({**saved['metadata'], 'provenance': provenance})
         start_step, metrics = int(saved['step']), dict(saved.get('metrics') or {})
 
