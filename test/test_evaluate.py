@@ -175,6 +175,29 @@ def test_a_checkpoint_is_evaluated_on_its_data_whatever_its_other_settings(tmp_p
     assert metadata.method == 'mmp' and report.subsets
 
 
+@pytest.mark.parametrize('edit, message', [
+    ('drop', r'holds no training config \(train_config is NoneType\) to take its data from'),
+    ('list', r'holds no training config \(train_config is list\) to take its data from'),
+    ('unknown', r"the data of its training config cannot be used \(data: unknown keys "
+                r"\['shuffle'\]")])
+def test_a_checkpoint_without_usable_data_settings_is_named(tmp_path, mmp_checkpoint, edit,
+                                                            message):
+    """evaluate-model takes the dataset from the checkpoint's train_config: without one it was
+    a KeyError traceback, a list an AttributeError one, and a data key today's DataConfig does
+    not know (another version's) 'data: unknown keys' naming no file, for a command that has no
+    data option."""
+    checkpoint = torch.load(mmp_checkpoint, weights_only=True)
+    if edit == 'drop':
+        del checkpoint['train_config']
+    elif edit == 'list':
+        checkpoint['train_config'] = [1]
+    else:
+        checkpoint['train_config']['data']['shuffle'] = True
+    torch.save(checkpoint, tmp_path / 'edited.pt')
+    with pytest.raises(CheckpointError, match=rf'^{tmp_path / "edited.pt"}: {message}'):
+        evaluate.evaluate_checkpoint(tmp_path / 'edited.pt', max_samples=2, device='cpu')
+
+
 def test_cli_refuses_checkpoints_of_different_modalities_before_evaluating(tmp_path,
                                                                           mmp_checkpoint):
     config = load_config(None, [

@@ -11,6 +11,7 @@ import argparse
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -25,7 +26,7 @@ from mmp_ros.model import (
     load_checkpoint,
     read_checkpoint,
 )
-from training.config import DataConfig, data_config_from_dict
+from training.config import ConfigError, DataConfig, data_config_from_dict
 from training.datasets import DatasetError, build_dataset, check_modalities, dataset_classes
 from training.metrics import SubsetReport, evaluate_subsets
 from training.train import batches_for_eval, resolve_device
@@ -45,7 +46,7 @@ def evaluate_checkpoint(path: str | Path, *, split: str = 'test',
     model.to(target)
     if dataset is None:
         if data is None:
-            data = data_config_from_dict(checkpoint['train_config'])
+            data = checkpoint_data_config(checkpoint, path)
         dataset = build_dataset(data, split)
     check_modalities(dataset, metadata.modalities, need_label=True,
                      name=f'evaluation data ({split})')
@@ -71,6 +72,23 @@ def in_order(report: SubsetReport, modalities: Sequence[str]) -> SubsetReport:
     return SubsetReport(tuple(modalities), {
         subset_label(s, modalities): report.subsets[subset_label(s, report.modalities)]
         for s in nonempty_subsets(modalities)}, dict(report.cosine))
+
+
+def checkpoint_data_config(checkpoint: Mapping[str, Any], path: str | Path) -> DataConfig:
+    """The data a checkpoint (read from ``path``) was trained on, from its ``train_config``.
+    A train_config missing or of another type was a KeyError or AttributeError traceback, and
+    a data section that today's rules refuse was a ConfigError that named no file (the
+    command has no data option)."""
+    train_config = checkpoint.get('train_config')
+    if not isinstance(train_config, Mapping):
+        raise CheckpointError(f'{path}: holds no training config (train_config is '
+                              f'{type(train_config).__name__}) to take its data from; altered, '
+                              'or not saved by a training run')
+    try:
+        return data_config_from_dict(train_config)
+    except ConfigError as exc:
+        raise CheckpointError(f'{path}: the data of its training config cannot be used '
+                              f'({exc})') from exc
 
 
 def _cell(value: float) -> str:
