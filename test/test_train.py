@@ -75,6 +75,31 @@ def test_yaml_then_overrides(tmp_path):
 
 
 
+@pytest.mark.parametrize('text, where', [
+    ('optim:\n  warmup_steps: 5\nsteps: 3\noptim:\n  lr: 0.01\n', "'optim' is given twice "
+     r'\(lines 1 and 4\)'),
+    ('optim:\n  lr: 0.1\n  lr: 0.01\n', r"'lr' is given twice \(lines 2 and 3\)"),
+    ('data: {input_size: [8, 8], input_size: [16, 16]}\n',
+     r"'input_size' is given twice \(line 1\)")])
+def test_a_key_given_twice_in_a_config_file_is_refused(tmp_path, text, where):
+    """YAML keeps the last of a key given twice without a word: a second optim: section added
+    below the first dropped the first's warmup_steps, and training went on with the default."""
+    path = tmp_path / 'twice.yaml'
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=rf'^{path}: {where}; YAML would keep the last alone: '
+                       'give it once$'):
+        load_config(path)
+
+
+def test_a_config_file_may_merge_a_mapping_and_override_its_keys(tmp_path):
+    path = tmp_path / 'merged.yaml'
+    path.write_text('optim:\n  lr: 0.1\n  warmup_steps: 3\nmask:\n  full_probability: 0.5\n'
+                    'projection_fit:\n  steps: 0\n  <<: {batch_size: 8, steps: 2}\n')
+    config = load_config(path)
+    assert (config.optim.lr, config.optim.warmup_steps) == (0.1, 3)
+    assert (config.projection_fit.steps, config.projection_fit.batch_size) == (0, 8)
+
+
 def test_data_params_overrides_edit_the_params_of_the_dataset_in_force(tmp_path):
     # without a config file, data.params.size=... replaced the default params, so length fell
     # to SyntheticDataset's own 1000; and another dataset named alone was handed the default

@@ -1,6 +1,7 @@
 """Training configuration: dataclasses loaded from YAML, with ``key.sub=value`` overrides.
 
-Unknown keys are errors (a typo must not silently train the default), and every value
+Unknown keys are errors (a typo must not silently train the default), as is a key given
+twice in a file (YAML would keep the last without a word), and every value
 is checked when the config is built, so a bad config stops before any data is read.
 """
 
@@ -406,6 +407,31 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
     return data
 
 
+class _ConfigLoader(yaml.SafeLoader):
+    """``yaml.safe_load``'s loader, refusing a key given twice in one mapping: YAML keeps the
+    last without a word, and a section written twice (a second ``optim:`` added below the
+    first) silently dropped every setting of the first."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        lines: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == 'tag:yaml.org,2002:merge':  # '<<: *defaults', which keys override
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = lines.get(key)
+            except TypeError:  # unhashable: the loader's own error names it
+                continue
+            if first is not None:
+                line = key_node.start_mark.line
+                where = f'line {line + 1}' if line == first else \
+                    f'lines {first + 1} and {line + 1}'
+                raise ConfigError(f'{key_node.start_mark.name}: {key!r} is given twice ({where}); '
+                                  'YAML would keep the last alone: give it once')
+            lines[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
 def _default_params(data: dict[str, Any]) -> None:
     """``data.params`` where the file gives none: ``SYNTHETIC_PARAMS`` for the default dataset,
     nothing for another (whose keywords they are not), with the ``data.params.KEY`` overrides
@@ -430,7 +456,7 @@ def load_config(path: str | os.PathLike | None = None,
     if path:
         try:
             with open(path, encoding='utf-8') as handle:
-                data = yaml.safe_load(handle) or {}
+                data = yaml.load(handle, Loader=_ConfigLoader) or {}
         except FileNotFoundError as exc:
             raise ConfigError(f'config file not found: {path}') from exc
         except IsADirectoryError as exc:
