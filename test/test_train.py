@@ -602,6 +602,24 @@ def test_ctrl_c_says_what_the_checkpoint_keeps_and_draws_the_curves(tmp_path, ca
                                        'from step 0\n')
 
 
+def test_a_loss_that_diverges_is_one_line_naming_its_step_and_what_is_kept(tmp_path, capsys):
+    """A loss that became NaN (optim.lr far too high) was a FloatingPointError traceback out of
+    mmp_ros train, and named the step before the one that diverged (0-based, where log.csv
+    counts from 1)."""
+    from training.train import main
+
+    settings = [*FAST, 'steps=4', 'optim.lr=1e9', 'optim.warmup_steps=0', 'checkpoint_every=1',
+                'data.dataset=toy_data:CueDataset', 'data.params={size: 4}',
+                f'out_dir={tmp_path}']
+    assert main([arg for option in settings for arg in ('--set', option)]) == 2
+    with (tmp_path / 'log.csv').open(newline='') as stream:
+        logged = len(list(csv.DictReader(stream)))
+    assert capsys.readouterr().err == (
+        f'python -m training.train: loss became nan at step {logged + 1}; lower optim.lr or '
+        f'check the data for NaN ({tmp_path / "checkpoint.pt"} holds step {logged}, from '
+        'before)\n')
+
+
 def test_the_resume_hint_of_a_run_without_resume_is_an_option_train_takes(tmp_path):
     """A run with resume=false, stopped, said 'the same command with resume=true resumes';
     `mmp_ros train ... resume=true` is refused ('unrecognized arguments'): it is --set."""

@@ -69,6 +69,11 @@ from training.teacher_cache import FORWARD_BATCH, TeacherCache
 ADAPTED_PREFIXES = ('projection.', 'encoder.adapters.')
 
 
+class DivergedError(InputError, FloatingPointError):
+    """The loss became NaN or infinite: a learning rate too high for the run, or NaN in the
+    data. Said in one line, as the config or data is at fault (it was a traceback)."""
+
+
 @dataclass
 class TrainResult:
     checkpoint: Path
@@ -747,8 +752,10 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
                 values /= ddp.world_size
             loss_value, ce_value, align_value = (float(v) for v in values.cpu())
             if not math.isfinite(loss_value):
-                raise FloatingPointError(f'loss became {loss_value} at step {step}; lower '
-                                         'optim.lr or check the data for NaN')
+                kept = '' if saved_step is None else \
+                    f' ({checkpoint_path} holds step {saved_step}, from before)'
+                raise DivergedError(f'loss became {loss_value} at step {step + 1}; lower '
+                                    f'optim.lr or check the data for NaN{kept}')
             result.losses.append(loss_value)
             if ddp.is_main:
                 done = step + 1
