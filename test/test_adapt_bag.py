@@ -229,6 +229,10 @@ def test_projection_fit_is_taken_with_the_default_teacher_cache(healthy_bag, tmp
     # checked with the cache off only: refused once the recording had been read
     (['teacher_cache=false', 'projection_fit.steps=100'], 'set teacher_cache=true'),
     (['distillation_weight=0', 'teacher_cache=true'], 'teacher_cache keeps the targets'),
+    # a window larger than the model's input (16 x 24): refused by training, once the
+    # recording had been read
+    (['distill_crop=[32, 32]'], r'distill_crop \[32, 32\]: needs an input size of multiples of '
+                                r'32 at least as large; the model takes \[16, 24\]'),
 ])
 def test_a_bad_setting_is_named_before_the_recording_is_read(tmp_path, monkeypatch,
                                                              overrides, message):

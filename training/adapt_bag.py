@@ -310,7 +310,7 @@ def adapt_on_bag(bag: str, *, model: str, checkpoint: str, out: str | Path,
     from training.adapt import adapt, adapt_config
     from training.config import CHECKPOINT_NAME, ConfigError, load_config
     from training.export import ExportError, export_checkpoint
-    from training.train import adaptation_resume_problem
+    from training.train import adaptation_resume_problem, crop_problem
 
     if 0 < max_frames < min_frames:  # else refused below as if the recording were bad
         raise BagError(f'--max-frames {max_frames} keeps fewer bundles than adaptation needs '
@@ -345,6 +345,9 @@ def adapt_on_bag(bag: str, *, model: str, checkpoint: str, out: str | Path,
     # recording, which may take minutes, is read.
     taken = adapt_config(checkpoint, config_path=config,
                          overrides=[*defaults, *overrides, *forced])
+    problem = crop_problem(tuple(taken.distill_crop), metadata.input_size)
+    if problem:
+        raise ConfigError(problem)
     # --set resume=true on OUT/train of another base: said before the recording is read, and
     # with what adapt takes (--out, not out_dir)
     saved, problem = adaptation_resume_problem(taken)

@@ -173,6 +173,17 @@ def crop_origin(image_size: tuple[int, int], crop: tuple[int, ...],
     return top, left
 
 
+def crop_problem(crop: tuple[int, ...], input_size: tuple[int, int]) -> str:
+    """Why ``distill_crop`` ``crop`` cannot cut windows of frames of ``input_size`` (the
+    adapted model's); '' where it can. Told from the base alone: ``mmp_ros adapt`` asks before
+    the recording is read (training refused it once it had been)."""
+    if crop and any(part > full or full % CROP_GRID
+                    for part, full in zip(crop, input_size, strict=True)):
+        return (f'distill_crop {list(crop)}: needs an input size of multiples of {CROP_GRID} at '
+                f'least as large; the model takes {list(input_size)}')
+    return ''
+
+
 def resolve_device(name: str, local_rank: int = 0, cuda_devices: int | None = None
                    ) -> torch.device:
     """The device ``name`` (auto, cpu, cuda, cuda:N) stands for in the process of
@@ -501,6 +512,9 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
 
     if adapting:  # the base first: one missing or unfit is named before any data is read
         model, metadata = _adapt_model(config)
+        problem = crop_problem(tuple(config.distill_crop), metadata.input_size)
+        if problem:
+            raise ConfigError(problem)
     train_data = train_dataset if train_dataset is not None else build_dataset(
         config.data, config.data.train_split)
     check_modalities(train_data, modalities, need_label=not adapting,
@@ -592,11 +606,6 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
 
     distilling = adapting and config.distillation_weight > 0
     crop = tuple(config.distill_crop)
-    if crop and any(part > full or full % CROP_GRID
-                    for part, full in zip(crop, metadata.input_size, strict=True)):
-        raise ConfigError(f'distill_crop {list(crop)}: needs an input size of multiples of '
-                          f'{CROP_GRID} at least as large; the model takes '
-                          f'{list(metadata.input_size)}')
     mode = ('distill' if distilling else 'align') if adapting else 'train'
     # A loss that does not weigh the alignment terms does not compute them either (about a
     # tenth of a cached adaptation step).
