@@ -196,6 +196,7 @@ def training_call(monkeypatch, bag, out, overrides: list[str]) -> dict:
     import mmp_ros.inference.onnx_file
     import mmp_ros.model
     import training.adapt
+    import training.train
 
     class StopError(Exception):
         pass
@@ -207,6 +208,7 @@ def training_call(monkeypatch, bag, out, overrides: list[str]) -> dict:
     seen: dict = {}
     monkeypatch.setattr(mmp_ros.inference.onnx_file, 'read_model_metadata', lambda p: METADATA)
     monkeypatch.setattr(mmp_ros.model, 'load_checkpoint', lambda p: (None, METADATA, {}))
+    monkeypatch.setattr(training.train, '_adapt_model', lambda config: (None, METADATA))
     monkeypatch.setattr(training.adapt, 'adapt', stop)
     with pytest.raises(StopError):
         adapt_bag.adapt_on_bag(str(bag), model='m.onnx', checkpoint='c.pt', out=out,
@@ -348,6 +350,37 @@ def test_resuming_the_adaptation_of_another_base_is_refused_before_the_recording
                                    overrides=overrides)
 
 
+@pytest.mark.parametrize(('method', 'overrides', 'message'), [
+    ('none', ['distillation_weight=0'], 'model.mask_adapters act after the projection and '
+                                        'learn from distillation alone'),
+    ('none', ['model.mask_conditioning=true'], 'model.mask_conditioning: .* was trained '
+                                               'without it'),
+    ('mmp', [], "base model method is 'mmp'; mmp_adapt adapts a model trained with")])
+def test_what_the_base_refuses_is_named_before_the_recording_is_read(tmp_path, monkeypatch,
+                                                                    method, overrides, message):
+    """Training refused these (a base trained with projection, adapters without distillation,
+    mask conditioning the base lacks) once the whole recording had been read."""
+    pytest.importorskip('torch', reason="needs torch (pip install '.[train]')")
+    from dataclasses import replace
+
+    import mmp_ros.inference.onnx_file
+    from mmp_ros.inference.testing import tiny_random_model
+    from mmp_ros.model.checkpoint import save_checkpoint
+    from training.config import ConfigError
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError('the recording was read before the base was checked')
+
+    metadata = replace(METADATA, method=method)
+    base = save_checkpoint(tmp_path / f'{method}.pt', metadata=metadata,
+                           model=tiny_random_model(metadata))
+    monkeypatch.setattr(mmp_ros.inference.onnx_file, 'read_model_metadata', lambda p: metadata)
+    monkeypatch.setattr(adapt_bag, 'read_bag_frames', no_reading)
+    with pytest.raises(ConfigError, match=message):
+        adapt_bag.adapt_on_bag('bag', model='m.onnx', checkpoint=str(base),
+                               out=tmp_path / 'out', overrides=overrides)
+
+
 def test_an_out_whose_train_folder_holds_the_base_checkpoint_is_refused(tmp_path,
                                                                         monkeypatch):
     """A base trained into out/train (train's default out_dir) and adapted with --out out was
@@ -381,6 +414,7 @@ def test_ctrl_c_while_exporting_says_what_is_kept(healthy_bag, tmp_path, monkeyp
     import mmp_ros.model
     import training.adapt
     import training.export
+    import training.train
     from training.train import TrainResult
 
     def interrupted(*args, **kwargs):
@@ -389,6 +423,7 @@ def test_ctrl_c_while_exporting_says_what_is_kept(healthy_bag, tmp_path, monkeyp
     kept = tmp_path / 'train' / 'checkpoint.pt'
     monkeypatch.setattr(mmp_ros.inference.onnx_file, 'read_model_metadata', lambda p: METADATA)
     monkeypatch.setattr(mmp_ros.model, 'load_checkpoint', lambda p: (None, METADATA, {}))
+    monkeypatch.setattr(training.train, '_adapt_model', lambda config: (None, METADATA))
     monkeypatch.setattr(training.adapt, 'adapt', lambda *a, **k: TrainResult(
         kept, start_step=3, losses=[1.0, 0.5]))
     monkeypatch.setattr(training.export, 'export_checkpoint', interrupted)
@@ -408,6 +443,7 @@ def test_an_export_that_fails_after_adapting_is_one_line(healthy_bag, tmp_path, 
     import mmp_ros.model
     import training.adapt
     import training.export
+    import training.train
     from mmp_ros.cli import main
     from training.train import TrainResult
 
@@ -417,6 +453,7 @@ def test_an_export_that_fails_after_adapting_is_one_line(healthy_bag, tmp_path, 
 
     monkeypatch.setattr(mmp_ros.inference.onnx_file, 'read_model_metadata', lambda p: METADATA)
     monkeypatch.setattr(mmp_ros.model, 'load_checkpoint', lambda p: (None, METADATA, {}))
+    monkeypatch.setattr(training.train, '_adapt_model', lambda config: (None, METADATA))
     monkeypatch.setattr(training.adapt, 'adapt', lambda *a, **k: TrainResult(
         tmp_path / 'train' / 'checkpoint.pt', start_step=0, losses=[1.0]))
     monkeypatch.setattr(training.export, 'export_checkpoint', fails)

@@ -381,11 +381,14 @@ def resume_problem(config: TrainConfig, model: nn.Module, metadata: ModelMetadat
 def adaptation_resume_problem(config: TrainConfig) -> tuple[Path, str]:
     """For an adaptation (``method`` mmp_adapt) that resumes from the checkpoint in its
     out_dir: that checkpoint and :func:`resume_problem`'s answer, told from the base alone,
-    before any data is read; ``''`` where there is nothing to resume."""
+    before any data is read; ``''`` where there is nothing to resume. What the base itself
+    refuses (a base trained with projection, adapters without distillation) is raised as
+    training raises it, resuming or not: ``mmp_ros adapt`` said it once the recording had been
+    read."""
     checkpoint_path = Path(config.out_dir) / CHECKPOINT_NAME
+    model, metadata = _adapt_model(config)
     if not (config.resume and checkpoint_path.is_file()):
         return checkpoint_path, ''
-    model, metadata = _adapt_model(config)
     return checkpoint_path, resume_problem(config, model, metadata,
                                            read_checkpoint(checkpoint_path))
 
