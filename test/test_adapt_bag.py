@@ -235,6 +235,7 @@ def test_projection_fit_is_taken_with_the_default_teacher_cache(healthy_bag, tmp
     # recording had been read
     (['distill_crop=[32, 32]'], r'distill_crop \[32, 32\]: needs an input size of multiples of '
                                 r'32 at least as large; the model takes \[16, 24\]'),
+    (['device=mps'], r"device 'mps': expected auto, cpu, cuda or cuda:N"),
 ])
 def test_a_bad_setting_is_named_before_the_recording_is_read(tmp_path, monkeypatch,
                                                              overrides, message):

@@ -310,7 +310,7 @@ def adapt_on_bag(bag: str, *, model: str, checkpoint: str, out: str | Path,
     from training.adapt import adapt, adapt_config
     from training.config import CHECKPOINT_NAME, ConfigError, load_config
     from training.export import ExportError, export_checkpoint
-    from training.train import adaptation_resume_problem, crop_problem
+    from training.train import adaptation_resume_problem, crop_problem, resolve_device
 
     if 0 < max_frames < min_frames:  # else refused below as if the recording were bad
         raise BagError(f'--max-frames {max_frames} keeps fewer bundles than adaptation needs '
@@ -348,6 +348,7 @@ def adapt_on_bag(bag: str, *, model: str, checkpoint: str, out: str | Path,
     problem = crop_problem(tuple(taken.distill_crop), metadata.input_size)
     if problem:
         raise ConfigError(problem)
+    resolve_device(taken.device)  # device=cuda without CUDA, as training refuses it
     # --set resume=true on OUT/train of another base: said before the recording is read, and
     # with what adapt takes (--out, not out_dir)
     saved, problem = adaptation_resume_problem(taken)
