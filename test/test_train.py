@@ -558,6 +558,19 @@ def test_a_log_line_cut_short_is_resumed_past(tmp_path):
     assert History(tmp_path, resume_step=3).seconds_before == 2.0
 
 
+def test_a_log_saved_again_by_a_spreadsheet_keeps_its_rows_on_resume(tmp_path):
+    """A log.csv saved again as 'CSV UTF-8' (a spreadsheet writes a byte-order mark and CRLF)
+    lost every row on resume without a word: its first column was read as '\\ufeffstep'."""
+    history = History(tmp_path)
+    for step in (1, 2, 3):
+        history.append({'step': step, 'loss': 1.0, 'seconds': float(step)})
+    text = (tmp_path / 'log.csv').read_text()
+    (tmp_path / 'log.csv').write_bytes(b'\xef\xbb\xbf' + text.replace('\n', '\r\n').encode())
+    resumed = History(tmp_path, resume_step=2)
+    assert [r['step'] for r in resumed.rows] == [1, 2] and resumed.seconds_before == 2.0
+    assert (tmp_path / 'log.csv').read_text().splitlines()[0].startswith('step,loss,')
+
+
 def test_a_resume_stopped_while_it_rewrote_the_log_keeps_the_log(tmp_path, monkeypatch):
     """A resume rewrites log.csv without the rows past its step. It was written in place: a
     stop in that time (Ctrl-C, SIGTERM, a kill) left it empty or cut short, and the next

@@ -25,7 +25,9 @@ class History:
         self.path = Path(out_dir) / 'log.csv'
         self.rows: list[dict[str, float]] = []
         if resume_step and self.path.is_file():
-            with self.path.open(newline='') as handle:
+            # a log saved again by a spreadsheet starts with a byte-order mark, which made its
+            # first column '\ufeffstep' and every row one without a step, dropped
+            with self.path.open(newline='', encoding='utf-8-sig') as handle:
                 for row in csv.DictReader(handle):
                     # '1e+06' in older logs; a line cut short (a crash, a power cut while it was
                     # appended) has None for its missing fields and is kept with NaN there
