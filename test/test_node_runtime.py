@@ -190,6 +190,21 @@ def test_a_start_with_every_sensor_disabled_is_refused(run_node):
     assert node.count_publishers('segmentation/labels') == 1
 
 
+def test_an_anchor_on_a_disabled_camera_is_said_at_start_and_when_set(run_node, capfd):
+    # A robot without RGB (sensors.rgb.enabled false) and the default anchor rgb: every output
+    # was anchored on the freshest stream, without a word.
+    from rclpy.parameter import Parameter
+
+    node, _, _ = run_node(sensors__rgb__enabled=False)
+    warning = ("anchor 'rgb': sensors.rgb.enabled is false, so each output is anchored on the "
+               'freshest usable stream instead')
+    assert warning in capfd.readouterr().err
+    assert node.set_parameters([Parameter('anchor', value='depth')])[0].successful
+    assert 'anchor' not in capfd.readouterr().err
+    assert node.set_parameters([Parameter('anchor', value='rgb')])[0].successful
+    assert warning in capfd.readouterr().err
+
+
 def thermal_only_model(path, num_classes: int = 4):
     """A hand-built ONNX graph with a thermal-only model's inputs, outputs and metadata."""
     onnx = pytest.importorskip('onnx', reason="needs onnx (pip install '.[train]')")

@@ -423,6 +423,7 @@ class SegmentationCore:
                 f'every sensor the model takes is disabled ({switches} all false), so nothing '
                 'could ever be segmented; enable at least one'
             )
+        self._warn_of_a_disabled_anchor(self._values['anchor'])
         try:
             self._palette = palette_array(self.metadata.palette)
         except PostprocessError as exc:  # more classes than mono8 labels can carry
@@ -471,6 +472,17 @@ class SegmentationCore:
             f'anchor {anchor!r}: the model {self._model_path} takes no {anchor} input (it '
             f'takes {"+".join(self.modalities)}); set the parameter anchor to one of {choices}'
         )
+
+    def _warn_of_a_disabled_anchor(self, anchor: str) -> None:
+        """A camera disabled (the robot does not have it) never anchors: the freshest usable
+        stream does, for good, as it does while the anchor stream is down. Said, since the
+        default anchor (rgb) on a robot without RGB started without a word."""
+        if anchor in self.modalities and not self._values[sensor_parameter(anchor, 'enabled')]:
+            self.get_logger().warning(
+                f'anchor {anchor!r}: {sensor_parameter(anchor, "enabled")} is false, so each '
+                'output is anchored on the freshest usable stream instead (as anchor freshest '
+                'does); set anchor to freshest, timer or an enabled camera to say so'
+            )
 
     def _create_publishers(self) -> None:
         """The outputs; their QoS event handlers in a callback group of their own, new at each
@@ -1064,6 +1076,8 @@ class SegmentationCore:
         with self._lock:
             self._values = merged
             self._apply(changes)
+        if 'anchor' in changes:
+            self._warn_of_a_disabled_anchor(changes['anchor'])
         self._wake.set()
         self._retime.set()
         return SetParametersResult(successful=True)
