@@ -110,7 +110,8 @@ def generate_launch_description() -> LaunchDescription:
         ),
         DeclareLaunchArgument(
             'thermal_topic', default_value='thermal/image',
-            description='Thermal camera topic (mono16 counts, mono8 or 32FC1).',
+            description='Thermal camera topic (mono16 radiometric counts with the default '
+            'sensors.thermal.semantics planck; mono8 or 32FC1 with another: docs/sensors.md).',
         ),
         DeclareLaunchArgument(
             'managed', default_value='false', choices=['true', 'false'],
