@@ -151,6 +151,24 @@ def test_malformed_documents(text, expected):
         Schedule.from_yaml(text)
 
 
+def test_a_key_given_twice_is_refused_not_overridden_by_the_last():
+    # YAML keeps the last value of a repeated key without a word: a second faults: block
+    # dropped the first block's faults, a repeated sigma the first value
+    two_blocks = ('faults:\n  - {sensor: rgb, kind: kill, start: 5, end: 10}\n'
+                  'faults:\n  - {sensor: depth, kind: kill, start: 1, end: 2}\n')
+    with pytest.raises(ScheduleError, match=r"^<schedule>:3: key 'faults' given twice .*line 1"):
+        Schedule.from_yaml(two_blocks)
+    with pytest.raises(ScheduleError, match=r"^<schedule>:4: key 'sigma' given twice .*line 3"):
+        Schedule.from_yaml('faults:\n  - sensor: rgb\n    sigma: 3\n    sigma: 30\n')
+    # a merge key overridden by the entry's own keys, and a recursive alias, are no repeats
+    merged = Schedule.from_yaml(
+        'faults:\n  - &rgb {sensor: rgb, kind: noise, sigma: 3, start: 1, end: 2}\n'
+        '  - {<<: *rgb, sensor: depth, sigma: 4}\n')
+    assert [(f.sensor, f.params['sigma']) for f in merged.faults] == [('rgb', 3), ('depth', 4)]
+    with pytest.raises(ScheduleError, match='an entry is a mapping'):
+        Schedule.from_yaml('faults: &a [*a]\n')
+
+
 def test_file_errors_name_the_file(tmp_path):
     path = tmp_path / 'bad.yaml'
     path.write_text('faults:\n  - {sensor: rgb, kind: kill, start: 0, end: 1}\n'
