@@ -268,3 +268,22 @@ def test_encoding_change_into_or_out_of_bayer_keeps_the_colours(source, target):
     assert out.encoding == target
     np.testing.assert_allclose(decode_frame('rgb', out).data, np.broadcast_to(
         [0.8, 0.0, 0.0], (8, 12, 3)), atol=1 / 255)
+
+
+@pytest.mark.parametrize('encoding', ['mono8', 'mono16'])
+@pytest.mark.parametrize(('height', 'width'), [(4, 4), (16, 24), (6, 10)])
+def test_resize_keeps_a_polarizer_mosaics_angles(encoding, height, width):
+    # Pixels were picked one by one, so halving a mosaic kept only its 90 degree pixels, and
+    # the polarization the node computed from it was none (DoLP 0) instead of the scene's.
+    top = np.iinfo(np.uint8 if encoding == 'mono8' else np.uint16).max
+    mosaic = np.empty((8, 12), np.float64)
+    for (row, col), value in {(0, 0): 0.4, (0, 1): 0.6, (1, 0): 0.6, (1, 1): 0.8}.items():
+        mosaic[row::2, col::2] = value  # 90, 45 / 135, 0 deg (IMX250MZR): DoLP 1/3
+    image = array_to_image((mosaic * top).astype(np.uint8 if top == 255 else np.uint16),
+                           encoding)
+    dolp = decode_frame('polarization', image).data[..., 2]
+    np.testing.assert_allclose(dolp, 1 / 3, atol=0.01)
+    out = apply(Fault('polarization', FaultKind.RESIZE, 0.0, 1.0,
+                      {'height': height, 'width': width}), image, rng())
+    assert (out.height, out.width, out.encoding) == (height, width, encoding)
+    np.testing.assert_allclose(decode_frame('polarization', out).data[..., 2], 1 / 3, atol=0.01)

@@ -16,6 +16,7 @@ import numpy as np
 
 from mmp_ros.dropout.schedule import Fault, FaultKind
 from mmp_ros.sensors.image import ImageFields, array_to_image, encoding_spec, image_to_array
+from mmp_ros.sensors.polarization import MOSAIC_ENCODINGS
 from mmp_ros.sensors.rgb import BAYER, encode_rgb, to_rgb_order
 
 STATEFUL_KINDS = frozenset({FaultKind.FREEZE, FaultKind.DELAY})
@@ -41,7 +42,8 @@ def apply(fault: Fault, fields: ImageFields, rng: np.random.Generator) -> ImageF
     if kind is FaultKind.NOISE:
         return add_noise(fields, fault.params['sigma'], rng, depth=fault.sensor == 'depth')
     if kind is FaultKind.RESIZE:
-        return resize(fields, fault.params['height'], fault.params['width'])
+        return resize(fields, fault.params['height'], fault.params['width'],
+                      mosaic=fault.sensor == 'polarization')
     if kind is FaultKind.ENCODING:
         return change_encoding(fields, fault.params['encoding'])
     raise ValueError(f'{kind.value} is not a per-message fault; DropoutEngine handles it')
@@ -129,14 +131,17 @@ def add_noise(fields: ImageFields, sigma: float, rng: np.random.Generator, *,
     return _repack(noise, fields)
 
 
-def resize(fields: ImageFields, height: int, width: int) -> ImageFields:
+def resize(fields: ImageFields, height: int, width: int, *, mosaic: bool = False) -> ImageFields:
     """The same picture at ``height`` x ``width`` (nearest neighbour: any dtype, any channels;
-    a Bayer mosaic in 2x2 cells, so that each pixel keeps its colour filter).
+    a Bayer mosaic in 2x2 cells, so that each pixel keeps its colour filter, and so is a
+    polarizer mosaic, a one-channel image of a ``mosaic`` camera, so that each keeps its
+    polarizer angle).
 
     A camera switched to another mode: well-formed, just not the size the consumer expects.
     """
     pixels = image_to_array(fields)
-    cell = 2 if fields.encoding in BAYER else 1
+    mosaic = fields.encoding in BAYER or (mosaic and fields.encoding in MOSAIC_ENCODINGS)
+    cell = 2 if mosaic else 1
     rows = _nearest(pixels.shape[0], height, cell)
     cols = _nearest(pixels.shape[1], width, cell)
     return _repack(pixels[rows][:, cols], fields)
