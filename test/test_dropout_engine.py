@@ -91,6 +91,19 @@ def test_a_freeze_right_after_a_kill_holds_the_last_frame_the_source_sent():
     assert all(o.message.raw == ('raw', 19) for o in frozen)
 
 
+@pytest.mark.parametrize('first_start', [0.0, 0.5])
+def test_a_freeze_right_after_a_freeze_holds_the_last_frame_the_source_sent(first_start):
+    # The frames of a freeze window were not remembered as the source's: after a freeze from
+    # 0 (no frame before it) the next freeze let its first frame through live and held that
+    # one, and after a freeze with a frame before it held that earlier frame still.
+    dropout = engine(f'  - {{sensor: rgb, kind: freeze, start: {first_start}, end: 1.0}}\n'
+                     '  - {sensor: rgb, kind: freeze, start: 1.0, end: 1.5}\n')
+    out = feed(dropout, 'rgb', 30)
+    second = [o for i, o in out if 20 <= i < 30]
+    assert len(second) == 10
+    assert all(isinstance(o, Restamped) and o.message.raw == ('raw', 19) for o in second)
+
+
 def headers_only(index: int) -> Received:
     """Frame ``index`` whose header reads without its pixels, which refuse to decode (a
     compressed message whose payload is corrupt)."""

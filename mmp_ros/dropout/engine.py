@@ -235,7 +235,9 @@ class DropoutEngine:
         fault, rng = channel.current
         kind = fault.kind
         if kind is FaultKind.FREEZE:
-            return out + self._freeze(channel, message)
+            out += self._freeze(channel, message)
+            channel.last = message  # what the source sent: a freeze right after holds it
+            return out
         channel.last = message
         if kind is FaultKind.DELAY:
             channel.delayed.append((elapsed_s + fault.params['delay_s'], message))
