@@ -85,7 +85,14 @@ def test_empty_schedule_is_valid_and_seed_defaults_to_zero():
         ('{sensor: rgb, kind: resize, start: 0, end: 1, height: 8, width: 100000}',
          r'width must be at most 8192 pixels, got 100000'),
         ('{sensor: rgb, kind: delay, start: 0, end: 1, delay_s: 5e-2}',
-         r"delay_s must be a number, got the text '5e-2': .* \(5.0e-2\) or as 0.05"),
+         r"delay_s must be a number, got the text '5e-2': .* \(5.0e-2, 1.0e\+9\), or write it "
+         r'out \(0.05\)'),
+        # with a dot but no sign on the exponent, YAML 1.1 reads text too: only 'must be a
+        # number' was said, of what the hint for 5e-2 recommended writing
+        ('{sensor: rgb, kind: noise, start: 0, end: 1, sigma: 1.0e3}',
+         r"sigma must be a number, got the text '1.0e3': .*a sign on the exponent"),
+        ('{sensor: rgb, kind: kill, start: 0, end: 2.5E1}',
+         r"end must be a number, got the text '2.5E1': .*a sign on the exponent"),
         ('{sensor: rgb, kind: kill, start: 0}', r"exactly one of 'end' and 'duration'"),
         ('{sensor: rgb, kind: kill, start: -1, end: 1}', r'before the start'),
         ('{sensor: rgb, kind: kill, start: 0, duration: -1}', r'duration must be > 0'),

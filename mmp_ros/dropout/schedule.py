@@ -78,7 +78,9 @@ def _positive_int(value: Any) -> int:
     return value
 
 
-_DOTLESS_EXPONENT = re.compile(r'[-+]?\d+[eE][-+]?\d+')
+# A number with an exponent that YAML 1.1 (PyYAML) reads as text: without a dot in the
+# mantissa (5e-2) or without a sign on the exponent (1.0e9, 2.5E3).
+_TEXT_EXPONENT = re.compile(r'[-+]?(\d[\d_]*\.?[\d_]*|\.\d[\d_]*)[eE][-+]?\d+')
 # Largest side a resize fault makes: above any camera mode (8192 x 8192 rgb8 is 192 MiB).
 MAX_IMAGE_SIDE = 8192
 
@@ -91,10 +93,10 @@ def _image_side(value: Any) -> int:
 
 
 def _finite_float(value: Any) -> float:
-    if isinstance(value, str) and _DOTLESS_EXPONENT.fullmatch(value.strip()):
-        # YAML 1.1 (PyYAML) reads an exponent without a dot, 5e-2, as text.
+    if isinstance(value, str) and _TEXT_EXPONENT.fullmatch(value.strip()):
         raise ValueError(f'must be a number, got the text {value!r}: YAML reads an exponent '
-                         'as a number only with a dot in the mantissa (5.0e-2) or as 0.05')
+                         'as a number only with a dot in the mantissa and a sign on the '
+                         'exponent (5.0e-2, 1.0e+9), or write it out (0.05)')
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f'must be a number, got {value!r}')
     try:
