@@ -995,6 +995,27 @@ def test_a_misspelt_parameter_is_named_at_start_with_the_nearest_one(tmp_path, c
         rclpy.try_shutdown(context=context)
 
 
+@pytest.mark.ros
+@pytest.mark.parametrize(('given', 'said'), [
+    ('seed:=abc', "seed must be a whole number from -1 (the schedule's) to 2147483647, got "
+                  "string 'abc'"),
+    ('seed:=-5', "seed must be a whole number from -1 (the schedule's) to 2147483647, got "
+                 'integer -5'),
+    ('sensors:=rgb', "sensors must be a list of one or more sensor names, got string 'rgb'"),
+    ('sensors:=[]', 'sensors must be a list of one or more sensor names, got an empty list'),
+    ('schedule_file:=42', 'schedule_file must be a file name, got integer 42'),
+])
+def test_a_parameter_value_of_another_type_or_range_is_refused_in_one_line(given, said, capsys):
+    # rclpy's InvalidParameterTypeException (or, for an empty list, a TypeError) ended the
+    # command in a traceback
+    from mmp_ros.ros.dropout_node import main
+
+    schedule = str(REPO / 'config' / 'dropout_all_kinds.yaml')
+    options = [] if given.startswith('schedule_file') else ['--schedule', schedule]
+    assert main([*options, '--ros-args', '-p', given]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f'mmp_dropout_node: {said}'
+
+
 def test_the_parameters_read_at_start_are_read_only(tmp_path):
     # schedule_file, seed and sensors are read once, at start: 'ros2 param set /dropout seed 5'
     # said 'Set parameter successful', and 'ros2 param get' then showed 5, while the schedule

@@ -83,6 +83,10 @@ NS = 1_000_000_000
 SEED_MAX = 2**31 - 1  # the seed parameter's range; --seed is checked against it before ROS
 
 
+class ParameterValueError(InputError, ValueError):
+    """A value given for one of the node's parameters that it cannot take."""
+
+
 class TransportError(InputError, ValueError):
     """A ``sensors.<sensor>.transport`` (``--transport``) the node cannot take."""
 
@@ -92,24 +96,24 @@ class DropoutNode(Node):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(NODE_NAME, **kwargs)
-        schedule_file = self.declare_parameter(
-            'schedule_file', '',
+        schedule_file = self._declared(
+            'schedule_file', '', 'a file name',
             ParameterDescriptor(description='YAML dropout schedule (docs/dropout.md)',
                                 read_only=True),
-        ).value
-        seed = self.declare_parameter(
-            'seed', -1,
+        )
+        seed = self._declared(
+            'seed', -1, f"a whole number from -1 (the schedule's) to {SEED_MAX}",
             ParameterDescriptor(
                 description="seed of the random faults; -1 keeps the schedule's own",
                 integer_range=[IntegerRange(from_value=-1, to_value=SEED_MAX, step=1)],
                 read_only=True,
             ),
-        ).value
-        sensors = self.declare_parameter(
-            'sensors', list(MODALITIES),
+        )
+        sensors = self._declared(
+            'sensors', list(MODALITIES), 'a list of one or more sensor names',
             ParameterDescriptor(description='sensors to forward; a schedule may name only these',
                                 read_only=True),
-        ).value
+        )
         self._warn_unknown_parameters(
             [*self._parameters, *(sensor_parameter(s, 'transport') for s in sensors)])
         if not schedule_file:
@@ -165,6 +169,23 @@ class DropoutNode(Node):
                                              clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.get_logger().info(schedule.describe())
         self._now()  # start the schedule now, unless simulated time has not begun
+
+    def _declared(self, name: str, default, expected: str, descriptor: ParameterDescriptor):
+        """The value of a parameter declared now; a value given for it (-p, --params-file) of
+        another type or out of range stops the node with one line saying what it must be,
+        where rclpy's exception ended the command in a traceback (so did an empty list)."""
+        given = self._parameter_overrides.get(name)
+        try:
+            value = self.declare_parameter(name, default, descriptor).value
+        except ParameterException:
+            value = None
+        if value is None or value == []:
+            if given is None or given.value in (None, []):  # -p sensors:=[] is not even typed
+                got = 'an empty list'
+            else:
+                got = f'{given.type_.name.lower().replace("_", " ")} {given.value!r}'
+            raise ParameterValueError(f'{name} must be {expected}, got {got}')
+        return value
 
     def _warn_unknown_parameters(self, known: list[str]) -> None:
         """Name the values given (-p, --params-file) for parameters the node does not have, as
