@@ -74,7 +74,6 @@ def test_yaml_then_overrides(tmp_path):
     assert load_config(None, []).to_dict()['data']['input_size'] == [128, 160]
 
 
-
 @pytest.mark.parametrize('text, where', [
     ('optim:\n  warmup_steps: 5\nsteps: 3\noptim:\n  lr: 0.01\n', "'optim' is given twice "
      r'\(lines 1 and 4\)'),

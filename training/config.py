@@ -20,6 +20,7 @@ import yaml
 from mmp_ros.errors import InputError
 from mmp_ros.modalities import INPUT_CHANNELS, MODALITIES, check_modalities
 from mmp_ros.model.config import METHODS, MODEL_SIZES, PROJECTION_KINDS, PROJECTION_STAGES
+from mmp_ros.yaml_keys import key_given_twice
 
 CHECKPOINT_NAME = 'checkpoint.pt'  # what a run writes in its out_dir, and resumes from
 
@@ -407,31 +408,6 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
     return data
 
 
-class _ConfigLoader(yaml.SafeLoader):
-    """``yaml.safe_load``'s loader, refusing a key given twice in one mapping: YAML keeps the
-    last without a word, and a section written twice (a second ``optim:`` added below the
-    first) silently dropped every setting of the first."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        lines: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == 'tag:yaml.org,2002:merge':  # '<<: *defaults', which keys override
-                continue
-            key = self.construct_object(key_node, deep=True)
-            try:
-                first = lines.get(key)
-            except TypeError:  # unhashable: the loader's own error names it
-                continue
-            if first is not None:
-                line = key_node.start_mark.line
-                where = f'line {line + 1}' if line == first else \
-                    f'lines {first + 1} and {line + 1}'
-                raise ConfigError(f'{key_node.start_mark.name}: {key!r} is given twice ({where}); '
-                                  'YAML would keep the last alone: give it once')
-            lines[key] = key_node.start_mark.line
-        return super().construct_mapping(node, deep)
-
-
 def _default_params(data: dict[str, Any]) -> None:
     """``data.params`` where the file gives none: ``SYNTHETIC_PARAMS`` for the default dataset,
     nothing for another (whose keywords they are not), with the ``data.params.KEY`` overrides
@@ -456,7 +432,9 @@ def load_config(path: str | os.PathLike | None = None,
     if path:
         try:
             with open(path, encoding='utf-8') as handle:
-                data = yaml.load(handle, Loader=_ConfigLoader) or {}
+                text = handle.read()
+            twice = key_given_twice(yaml.compose(text, Loader=yaml.SafeLoader))
+            data = yaml.safe_load(text) or {}
         except FileNotFoundError as exc:
             raise ConfigError(f'config file not found: {path}') from exc
         except IsADirectoryError as exc:
@@ -468,6 +446,11 @@ def load_config(path: str | os.PathLike | None = None,
                               f'{exc.start})') from exc
         except yaml.YAMLError as exc:
             raise ConfigError(f'{path}: not valid YAML ({exc})') from exc
+        if twice:
+            key, first, line = twice
+            where = f'line {line}' if line == first else f'lines {first} and {line}'
+            raise ConfigError(f'{path}: {key!r} is given twice ({where}); YAML would keep the '
+                              'last alone: give it once')
         if not isinstance(data, dict):
             raise ConfigError(f'{path}: top level must be a mapping')
     overrides = list(overrides)

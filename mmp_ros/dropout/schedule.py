@@ -25,6 +25,7 @@ import yaml
 from mmp_ros.errors import InputError
 from mmp_ros.modalities import MODALITIES
 from mmp_ros.sensors.image import ENCODINGS
+from mmp_ros.yaml_keys import key_given_twice
 
 
 class ScheduleError(InputError, ValueError):
@@ -270,7 +271,11 @@ def parse_schedule(
         parts = (getattr(error, 'context', None), getattr(error, 'problem', None))
         what = ': '.join(filter(None, parts)) or ' '.join(str(error).split())
         raise ScheduleError(f'{where}: not valid YAML: {what}') from None
-    _refuse_duplicate_keys(root, source)
+    twice = key_given_twice(root)
+    if twice:
+        key, first, line = twice
+        raise ScheduleError(f'{source}:{line}: key {key!r} given twice in one mapping (first '
+                            f'on line {first}); YAML would keep only the last')
     if not isinstance(document, dict):
         raise ScheduleError(
             f"{source}: a schedule is a mapping with a 'faults' list (and optionally 'seed')"
@@ -293,33 +298,6 @@ def parse_schedule(
         line = entry_nodes[index].start_mark.line + 1 if index < len(entry_nodes) else 0
         faults += _parse_entry(entry, line=line, index=index, source=source)
     return Schedule(tuple(faults), seed=seed, sensors=tuple(sensors), source=source)
-
-
-def _refuse_duplicate_keys(
-    node: yaml.Node | None, source: str, seen_nodes: set[int] | None = None
-) -> None:
-    """Refuse a key given twice in one mapping: YAML loaders keep the last value without a
-    word, so a second ``faults:`` block dropped the first and a repeated ``sigma`` the first
-    value. A merge key (``<<: *defaults``) overridden by the entry's own keys is fine."""
-    seen_nodes = set() if seen_nodes is None else seen_nodes
-    if id(node) in seen_nodes:  # an alias of a node already checked (or of its parent)
-        return
-    seen_nodes.add(id(node))
-    if isinstance(node, yaml.SequenceNode):
-        for item in node.value:
-            _refuse_duplicate_keys(item, source, seen_nodes)
-    elif isinstance(node, yaml.MappingNode):
-        seen: dict[str, int] = {}
-        for key, value in node.value:
-            if isinstance(key, yaml.ScalarNode) and key.tag != 'tag:yaml.org,2002:merge':
-                line = key.start_mark.line + 1
-                if key.value in seen:
-                    raise ScheduleError(
-                        f'{source}:{line}: key {key.value!r} given twice in one mapping (first '
-                        f'on line {seen[key.value]}); YAML would keep only the last'
-                    )
-                seen[key.value] = line
-            _refuse_duplicate_keys(value, source, seen_nodes)
 
 
 def _faults_node(root: yaml.Node | None) -> list[yaml.Node]:
