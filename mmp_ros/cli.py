@@ -224,13 +224,29 @@ def _caused_by_interrupt(error: BaseException | None) -> bool:
     return False
 
 
+def split_ros_arguments(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(the command's own arguments, the ROS arguments): each ``--ros-args ... [--]`` block
+    goes to rclpy whole, and what follows a block's closing ``--`` is the command's again, as
+    ROS 2 reads a command line (rclpy's ``remove_ros_args``). Everything after the first
+    ``--ros-args`` went to rclpy, which passes over what is not a ROS argument: ``mmp_ros
+    replay BAG --ros-args -r __ns:=/robot1 -- --rate 5`` played at rate 1, without a word."""
+    own: list[str] = []
+    ros: list[str] = []
+    in_block = False
+    for arg in argv:
+        if arg == '--ros-args':
+            in_block = True
+        if in_block:
+            ros.append(arg)
+            in_block = arg != '--'
+        else:
+            own.append(arg)
+    return own, ros
+
+
 def _main(argv: list[str] | None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    # Arguments after --ros-args belong to rclpy, not to argparse.
-    ros_args: list[str] = []
-    if '--ros-args' in argv:
-        cut = argv.index('--ros-args')
-        argv, ros_args = argv[:cut], argv[cut:]
+    # Arguments of --ros-args blocks belong to rclpy, not to argparse.
+    argv, ros_args = split_ros_arguments(list(sys.argv[1:] if argv is None else argv))
     # The command, before its parser is built: the parser takes nothing before it, and a stop
     # can come while it is built (20 to 50 ms on a loaded machine).
     command = argv[0] if argv else None

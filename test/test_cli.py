@@ -367,3 +367,31 @@ def test_ctrl_c_while_a_node_console_script_imports_its_node_exits_0(entry):
                             timeout=60)
     assert result.returncode == 0, result.stderr  # stopped as asked, as later in its run
     assert 'Traceback' not in result.stderr, result.stderr
+
+
+def test_options_after_the_end_of_the_ros_arguments_are_the_commands_own(tmp_path):
+    # As ROS 2 reads a command line, '--' ends a --ros-args block and what follows is the
+    # program's own again. Everything after --ros-args went to rclpy, which passes over what
+    # is no ROS argument: 'mmp_ros dropout ... --ros-args -r __ns:=/r1 -- --seed 3' ran on the
+    # schedule's seed, 'replay ... -- --rate 5' at rate 1, 'record ... -- --duration 1' on.
+    from mmp_ros.cli import split_ros_arguments
+
+    assert split_ros_arguments(
+        ['replay', 'bag', '--ros-args', '-r', '__ns:=/r1', '--', '--rate', '5',
+         '--ros-args', '-p', 'use_sim_time:=true', '--', '--loop']
+    ) == (['replay', 'bag', '--rate', '5', '--loop'],
+          ['--ros-args', '-r', '__ns:=/r1', '--', '--ros-args', '-p', 'use_sim_time:=true',
+           '--'])
+    # No closing '--': the rest is ROS's; a '--' before any --ros-args is argparse's.
+    assert split_ros_arguments(['record', '--', '-out', '--ros-args', '-p', 'a:=1']) == (
+        ['record', '--', '-out'], ['--ros-args', '-p', 'a:=1'])
+    schedule = tmp_path / 'schedule.yaml'
+    schedule.write_text('seed: 42\nfaults:\n  - {sensor: rgb, kind: kill, start: 1, end: 2}\n')
+    for command in (['-m', 'mmp_ros', 'dropout'], ['-m', 'mmp_ros.ros.dropout_node']):
+        # --check and --seed ignored, the node started and ran until the timeout
+        result = subprocess.run(
+            [sys.executable, *command, '--schedule', str(schedule), '--ros-args', '-r',
+             '__ns:=/r1', '--', '--check', '--seed', '3'],
+            capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines()[0] == f'{schedule}: 1 faults, seed 3'

@@ -39,7 +39,7 @@ from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
-from mmp_ros.cli import non_negative_int
+from mmp_ros.cli import non_negative_int, split_ros_arguments
 from mmp_ros.core.parameters import (
     ParameterError,
     ParameterSpec,
@@ -541,11 +541,7 @@ PROG = 'mmp_dropout_node'  # usage and errors name the program that was started
 def main(argv: list[str] | None = None) -> int:
     """Entry point outside the ``mmp_ros`` CLI: the console script ``mmp_dropout_node`` (what
     ``ros2 run mmp_ros mmp_dropout_node`` starts) and ``python -m mmp_ros.ros.dropout_node``."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    ros_args: list[str] = []
-    if '--ros-args' in argv:
-        cut = argv.index('--ros-args')
-        argv, ros_args = argv[:cut], argv[cut:]
+    argv, ros_args = split_ros_arguments(list(sys.argv[1:] if argv is None else argv))
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     add_arguments(parser)
     args = parser.parse_args(argv)

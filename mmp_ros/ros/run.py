@@ -1,6 +1,7 @@
 """``mmp_ros run``: the segmentation node without ROS launch tooling (PyPI ROS wheels).
 
-Everything after ``--ros-args`` goes to rclpy unchanged, as with ``ros2 run``::
+Every ``--ros-args ... [--]`` block goes to rclpy unchanged, as with ``ros2 run``; after a
+block's closing ``--`` come the command's own options again::
 
     mmp_ros run --ros-args --params-file config/mmp_segmentation.yaml \\
         -p model_file_path:=model.onnx -r rgb/image:=/camera/color/image_raw
