@@ -86,6 +86,29 @@ def test_init_ros_names_a_namespace_the_node_cannot_take(restored_environ, rule,
 
 
 @pytest.mark.ros
+@pytest.mark.parametrize('flag, rule, reason', [
+    # rcl refused them in its lexer's words: 'Expected lexeme type (1) not found, search
+    # ended at index 11', 'Expected lexeme type 1, got 22 at index 9'
+    ('-r', '__node:=mmp-front', "must not contain characters other than alphanumerics or '_'"),
+    ('-r', 'mmp_test_named:__node:=1front', 'must not start with a number'),
+    ('-r', '__name:=front.left', "must not contain characters other than alphanumerics or '_'"),
+    ('--remap', '__node:=', 'must not be empty'),
+])
+def test_init_ros_names_a_node_name_the_node_cannot_take(restored_environ, flag, rule, reason):
+    import rclpy
+    from rclpy.node import Node
+
+    from mmp_ros.errors import InputError
+    from mmp_ros.ros.context import init_ros
+
+    with pytest.raises(InputError) as error, init_ros(['--ros-args', flag, rule]):
+        Node('mmp_test_named').destroy_node()
+    assert str(error.value) == (
+        f'cannot initialize ROS 2: {flag} {rule}: Invalid node name: node name {reason}')
+    assert not rclpy.ok()
+
+
+@pytest.mark.ros
 @pytest.mark.parametrize('domain', ['233', '300', '-1'])
 def test_init_ros_names_a_domain_fast_dds_cannot_use(restored_environ, domain):
     import rclpy

@@ -31,7 +31,7 @@ from mmp_ros.dds import (
     remove_stale_shm_segments,
 )
 from mmp_ros.errors import InputError
-from mmp_ros.ros.names import namespace_problem
+from mmp_ros.ros.names import namespace_problem, node_name_problem
 from mmp_ros.stops import restore_handlers, stops_as_interrupt
 
 
@@ -67,7 +67,7 @@ def init_ros(
     # own lines for it (libtiff's, libpng's: two or three a frame) would fill the log at the
     # camera's rate.
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-    problem = domain_id_problem() or namespace_rule_problem(sys.argv if args is None else args)
+    problem = domain_id_problem() or name_rule_problem(sys.argv if args is None else args)
     if problem:
         raise RosInitError(f'cannot initialize ROS 2: {problem}')
     if setup.rmw_implementation == DEFAULT_RMW:
@@ -112,18 +112,21 @@ def init_ros(
         restore_handlers(previous_handlers)
 
 
-def namespace_rule_problem(args: Sequence[str]) -> str | None:
-    """Why a namespace remapping among the ROS arguments (``-r __ns:=/robot1``, also one for
-    a single node, ``-r node:__ns:=...``) names no valid namespace, None if none does.
+def name_rule_problem(args: Sequence[str]) -> str | None:
+    """Why a namespace or node name remapping among the ROS arguments (``-r __ns:=/robot1``,
+    ``-r __node:=mmp_front``, also one for a single node, ``-r node:__ns:=...``) names no
+    valid namespace or node name, None if none does.
 
-    rcl lexes some invalid ones (``/robot1/``, with its trailing slash) and leaves them to the
-    node's creation, which fails with an RCLError traceback and rclpy's RuntimeWarning;
-    others it refuses with only its lexer's words ('Expected lexeme type 19, got 18').
+    rcl lexes some invalid namespaces (``/robot1/``, with its trailing slash) and leaves them
+    to the node's creation, which fails with an RCLError traceback and rclpy's RuntimeWarning;
+    others, and every invalid node name (``mmp-front``), it refuses with only its lexer's
+    words ('Expected lexeme type 19, got 18', 'Expected lexeme type (1) not found').
     """
     for flag, rule in _remap_rules(args):
-        target = re.fullmatch(r'(?:[^:=]+:)?__ns:=(.*)', rule)
+        target = re.fullmatch(r'(?:[^:=]+:)?__(ns|node|name):=(.*)', rule)
         if target:
-            problem = namespace_problem(target.group(1))
+            check = namespace_problem if target.group(1) == 'ns' else node_name_problem
+            problem = check(target.group(2))
             if problem:
                 return f'{flag} {rule}: {problem}'
     return None

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from rclpy.exceptions import InvalidNamespaceException, InvalidTopicNameException
+from rclpy.exceptions import (
+    InvalidNamespaceException,
+    InvalidNodeNameException,
+    InvalidTopicNameException,
+)
 from rclpy.expand_topic_name import expand_topic_name
 from rclpy.validate_full_topic_name import validate_full_topic_name
 from rclpy.validate_namespace import validate_namespace
+from rclpy.validate_node_name import validate_node_name
 
 
 def topic_name_problem(name: str, node_name: str) -> str | None:
@@ -24,6 +29,15 @@ def namespace_problem(namespace: str) -> str | None:
     try:
         validate_namespace(namespace)
     except (ValueError, InvalidNamespaceException) as exc:
+        return _reason(exc)
+    return None
+
+
+def node_name_problem(name: str) -> str | None:
+    """None if ``name`` is a valid node name (``mmp_front``), else rcl's reason in one line."""
+    try:
+        validate_node_name(name)
+    except (ValueError, InvalidNodeNameException) as exc:
         return _reason(exc)
     return None
 
