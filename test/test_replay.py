@@ -346,6 +346,29 @@ def test_a_topic_that_cannot_be_published_is_skipped_beside_one_that_plays(tmp_p
     assert 'published 1 messages' in player.stderr, player.stderr
 
 
+def test_the_log_names_each_topic_as_it_is_published_in_a_namespace_and_remapped(tmp_path):
+    # 'play /a -> a' for a relative --remap target, published in the player's namespace
+    # (/robot1/a), and 'play /c' for a topic that --ros-args -r /c:=/robot1/cam moved: the log
+    # named neither name subscribers had to use. --wait-for-subscribers said 'not every topic
+    # has a subscriber', without saying which.
+    bag = write_stub_bag(tmp_path / 'bag', {'/a': 'std_msgs/msg/String',
+                                            '/b': 'std_msgs/msg/String',
+                                            '/c': 'std_msgs/msg/String'})
+    player = subprocess.run(
+        [sys.executable, '-m', 'mmp_ros.ros.replay', str(bag), '--allow-no-images',
+         '--remap', '/a:=a', '--wait-for-subscribers', '0.1', '--ros-args',
+         '-r', '__ns:=/robot1', '-r', '/c:=/robot1/cam'],
+        env=repo_env(), capture_output=True, text=True, timeout=60,
+    )
+    assert player.returncode == 0, player.stderr
+    lines = [line.split(']: ')[-1] for line in player.stderr.splitlines()]
+    assert 'play /a -> /robot1/a [std_msgs/msg/String, reliable]' in lines, lines
+    assert 'play /b [std_msgs/msg/String, reliable]' in lines, lines
+    assert 'play /c -> /robot1/cam [std_msgs/msg/String, reliable]' in lines, lines
+    assert ('no subscriber on /robot1/a, /b, /robot1/cam after 0.1 s; playing anyway'
+            in lines), lines
+
+
 @pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM])
 def test_a_stopped_loop_sums_up_without_an_rcl_error(tmp_path, sig):
     # The summary used to be logged by the live node after the signal had shut the context

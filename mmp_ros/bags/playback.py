@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from mmp_ros.bags.errors import BagError
@@ -58,13 +58,18 @@ class PlaybackPlan:
     played: list[PlayedTopic]
     skipped: dict[str, str]  # bag topic -> why it is not published
 
-    def describe(self) -> list[str]:
-        """One line per topic, for the log: a user must see what is skipped and why."""
-        lines = [
-            f'play {p.bag_topic}{" -> " + p.topic if p.topic != p.bag_topic else ""} '
-            f'[{p.msgtype}, {"reliable" if p.qos.reliable else "best effort"}]'
-            for p in self.played
-        ]
+    def describe(self, published: Mapping[str, str] | None = None) -> list[str]:
+        """One line per topic, for the log: a user must see what is skipped and why.
+        ``published``: bag topic -> the name its publisher has (a relative ``--remap`` target
+        in the player's namespace, ROS remapping rules applied), where it is known."""
+        published = published or {}
+        lines = []
+        for p in self.played:
+            topic = published.get(p.bag_topic, p.topic)
+            lines.append(
+                f'play {p.bag_topic}{" -> " + topic if topic != p.bag_topic else ""} '
+                f'[{p.msgtype}, {"reliable" if p.qos.reliable else "best effort"}]'
+            )
         return lines + [f'skip {topic}: {reason}' for topic, reason in self.skipped.items()]
 
 

@@ -146,18 +146,24 @@ class BagPlayer(Node):
             for p in plan.played
         }
 
-    def wait_for_subscribers(self, timeout_s: float) -> bool:
+    @property
+    def topic_names(self) -> dict[str, str]:
+        """Bag topic -> the name it is published on: its ``--remap`` target resolved in the
+        player's namespace, with the ROS remapping rules (``--ros-args -r``) applied."""
+        return {topic: p.topic_name for topic, p in self._bag_publishers.items()}
+
+    def wait_for_subscribers(self, timeout_s: float) -> list[str]:
         """Wait until every played topic (and ``/clock`` with a clock) has a subscriber, or
-        ``timeout_s`` passes."""
+        ``timeout_s`` passes; the topics still without one (none: every one has)."""
         deadline = time.monotonic() + timeout_s
         publishers = [*self._bag_publishers.values()]
         if self._clock_publisher is not None:
             publishers.append(self._clock_publisher)
-        while any(p.get_subscription_count() == 0 for p in publishers):
+        while unheard := [p.topic_name for p in publishers if p.get_subscription_count() == 0]:
             if time.monotonic() >= deadline:
-                return False
+                return unheard
             _sleep_until(min(deadline, time.monotonic() + 0.02))
-        return True
+        return []
 
     def hold(self, seconds: float) -> None:
         """Wait before playing; with a clock, ``/clock`` reads the origin meanwhile, so that a
@@ -355,7 +361,7 @@ def run(args: argparse.Namespace) -> int:
                         return 2
                     log = node.get_logger()
                     log.info(f'{bag.path}: {setup.describe()}')
-                    for line in plan.describe():
+                    for line in plan.describe(node.topic_names):
                         # One call site per severity: rclpy refuses a second severity from
                         # the same line ('Logger severity cannot be changed between calls').
                         if line.startswith('skip'):
@@ -364,10 +370,11 @@ def run(args: argparse.Namespace) -> int:
                             log.info(line)
                     if clock is not None and (warning := clock.lag_warning()):
                         log.warning(warning)
-                    if args.wait_for_subscribers > 0 and not node.wait_for_subscribers(
-                        args.wait_for_subscribers
+                    if args.wait_for_subscribers > 0 and (
+                        unheard := node.wait_for_subscribers(args.wait_for_subscribers)
                     ):
-                        log.warning('not every topic has a subscriber; playing anyway')
+                        log.warning(f'no subscriber on {", ".join(unheard)} after '
+                                    f'{args.wait_for_subscribers:g} s; playing anyway')
                     node.hold(args.delay)
                     node.play(loop=args.loop)
                 finally:
