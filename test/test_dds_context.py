@@ -109,6 +109,34 @@ def test_init_ros_names_a_node_name_the_node_cannot_take(restored_environ, flag,
 
 
 @pytest.mark.ros
+@pytest.mark.parametrize('rule, reason', [
+    # rcl's reasons: 'error not set', 'Expected lexeme type (19) not found, search ended at
+    # index 3'
+    ('rgb/image:=/camera/image/', "topic name '/camera/image/' is invalid: topic name must not "
+                                  'end with a forward slash'),
+    ('rgb/image:=', "topic name '' is invalid: topic name must not be empty string"),
+    ('mmp_test_remapped:rgb/image:=/cam/1st', "topic name '/cam/1st' is invalid: topic name "
+                                              'token must not start with a number'),
+    ('rgb-image:=/camera/image', "topic name 'rgb-image' is invalid: topic name must not "
+                                 "contain characters other than alphanumerics, '_', '~', '{', "
+                                 "or '}'"),
+    ('rgb/image', 'a remapping rule is FROM:=TO'),
+])
+def test_init_ros_names_a_topic_name_a_remapping_rule_cannot_take(restored_environ, rule,
+                                                                   reason):
+    import rclpy
+    from rclpy.node import Node
+
+    from mmp_ros.errors import InputError
+    from mmp_ros.ros.context import init_ros
+
+    with pytest.raises(InputError) as error, init_ros(['--ros-args', '-r', rule]):
+        Node('mmp_test_remapped').destroy_node()
+    assert str(error.value) == f'cannot initialize ROS 2: -r {rule}: {reason}'
+    assert not rclpy.ok()
+
+
+@pytest.mark.ros
 @pytest.mark.parametrize('domain', ['233', '300', '-1'])
 def test_init_ros_names_a_domain_fast_dds_cannot_use(restored_environ, domain):
     import rclpy

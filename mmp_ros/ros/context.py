@@ -31,7 +31,7 @@ from mmp_ros.dds import (
     remove_stale_shm_segments,
 )
 from mmp_ros.errors import InputError
-from mmp_ros.ros.names import namespace_problem, node_name_problem
+from mmp_ros.ros.names import namespace_problem, node_name_problem, topic_name_problem
 from mmp_ros.stops import restore_handlers, stops_as_interrupt
 
 
@@ -42,9 +42,31 @@ class RosInitError(InputError, RuntimeError):
 
 
 def _rcl_reason(error: RCLError) -> str:
-    """rcl's message without its prefix and the C source locations it appends."""
+    """rcl's message without its prefix and the C source locations it appends; for a topic
+    remapping rule rcl refused, the reason rclpy gives for the name at fault."""
     text = str(error).removeprefix('failed to initialize rcl: ')
-    return re.sub(r', at [^,]+:\d+', '', text)
+    return _remap_rule_reason(re.sub(r', at [^,]+:\d+', '', text))
+
+
+def _remap_rule_reason(reason: str) -> str:
+    """rcl refuses an invalid topic name in a remapping rule in its lexer's words, or none:
+    "Couldn't parse remap rule: '-r rgb/image:=/camera/image/'. Error: error not set". The
+    rule with rclpy's reason for its name at fault instead ('topic name must not end with a
+    forward slash'); ``reason`` as it is for anything else."""
+    match = re.fullmatch(r"Couldn't parse remap rule: '(\S+) (.*)'\. Error: .*", reason,
+                         flags=re.DOTALL)
+    if not match:
+        return reason
+    flag, rule = match.groups()
+    source, assign, target = rule.partition(':=')
+    if not assign:
+        return f'{flag} {rule}: a remapping rule is FROM:=TO'
+    source = re.sub(r'^[A-Za-z_]\w*:(?!//)', '', source)  # a rule for one node: 'node:from'
+    for name in (source, target):
+        problem = topic_name_problem(re.sub(r'^ros(?:topic|service)://', '', name), 'node')
+        if problem:
+            return f'{flag} {rule}: {problem}'
+    return reason
 
 
 @contextmanager
