@@ -137,6 +137,29 @@ def test_init_ros_names_a_topic_name_a_remapping_rule_cannot_take(restored_envir
 
 
 @pytest.mark.ros
+@pytest.mark.parametrize('given, reason', [
+    ('use_sim_time:=1', 'use_sim_time must be true or false, got an integer 1'),
+    ("use_sim_time:='true'", "use_sim_time must be true or false, got a string 'true'"),
+    ('start_type_description_service:=[1, 2]', 'start_type_description_service must be true '
+                                               'or false, got a list of integers [1, 2]'),
+])
+def test_init_ros_names_a_value_rclpy_refuses_for_its_own_parameters(restored_environ, given,
+                                                                      reason):
+    # Every process (run, dropout, replay, record) ended in rclpy's traceback,
+    # InvalidParameterTypeException: "Trying to set parameter 'use_sim_time' to '1' of type
+    # 'INTEGER', expecting type 'BOOL': use_sim_time".
+    import rclpy
+    from rclpy.node import Node
+
+    from mmp_ros.ros.context import RosInitError, init_ros
+
+    with pytest.raises(RosInitError) as error, init_ros(['--ros-args', '-p', given]):
+        Node('mmp_test_parameters').destroy_node()
+    assert str(error.value) == f'invalid parameters: {reason}'
+    assert not rclpy.ok()
+
+
+@pytest.mark.ros
 @pytest.mark.parametrize('domain', ['233', '300', '-1'])
 def test_init_ros_names_a_domain_fast_dds_cannot_use(restored_environ, domain):
     import rclpy

@@ -19,6 +19,11 @@ from itertools import pairwise
 import cv2
 import rclpy
 from rclpy._rclpy_pybind11 import RCLError, UnknownROSArgsError
+from rclpy.exceptions import (
+    InvalidParameterTypeException,
+    InvalidParameterValueException,
+    ParameterException,
+)
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
@@ -39,6 +44,46 @@ class RosInitError(InputError, RuntimeError):
     """``rclpy.init`` refused the process's ROS arguments or environment: a params file that
     is missing or not YAML, a ``-p`` or ``-r`` without its rule, a ``ROS_DOMAIN_ID`` that is
     not a number."""
+
+
+class RosParameterError(RosInitError):
+    """rclpy refused a value given at start (``-p``, ``--params-file``) as a node declared its
+    parameter: of another type (``-p use_sim_time:=1``), or outside the range its descriptor
+    gives."""
+
+
+# rclpy's parameter types in words: (what a parameter of the type takes, a value of it).
+_TYPE_WORDS = {
+    'BOOL': ('true or false', 'a boolean'), 'INTEGER': ('an integer', 'an integer'),
+    'DOUBLE': ('a number', 'a floating-point number'), 'STRING': ('a string', 'a string'),
+    'BYTE_ARRAY': ('a list of bytes', 'a list of bytes'),
+    'BOOL_ARRAY': ('a list of booleans', 'a list of booleans'),
+    'INTEGER_ARRAY': ('a list of integers', 'a list of integers'),
+    'DOUBLE_ARRAY': ('a list of numbers', 'a list of floating-point numbers'),
+    'STRING_ARRAY': ('a list of strings', 'a list of strings'),
+}
+
+
+def parameter_refusal(error: ParameterException) -> str:
+    """rclpy's refusal of a parameter value in words, naming the parameter once: 'use_sim_time
+    must be true or false, got an integer 1' for "Trying to set parameter 'use_sim_time' to
+    '1' of type 'INTEGER', expecting type 'BOOL': use_sim_time"."""
+    text = str(error)
+    typed = re.fullmatch(r"Trying to set parameter '(.+?)' to '(.*)' of type '(\w+)', "
+                         r"expecting type '(\w+)': .*", text, flags=re.DOTALL)
+    if typed:
+        name, value, given, expected = typed.groups()
+        value = re.sub(r"^array\('\w', (.*)\)$", r'\1', value)  # an array's items alone
+        if given == 'STRING':
+            value = repr(value)
+        takes = _TYPE_WORDS.get(expected, (expected.lower(),))[0]
+        return f'{name} must be {takes}, got {_TYPE_WORDS.get(given, ("", "a value"))[1]} {value}'
+    ranged = re.fullmatch(r'Invalid parameter value \((.*)\) for parameter\. Reason: (.*): '
+                          r'([^:]+)', text, flags=re.DOTALL)
+    if ranged:
+        value, reason, name = ranged.groups()
+        return f'{name}={value} refused: {reason}'
+    return text
 
 
 def _rcl_reason(error: RCLError) -> str:
@@ -124,6 +169,12 @@ def init_ros(
         # (mmp_ros.stops), not once the caller lets go of its traceback: a half-made rclpy
         # Task (Ctrl-C while the executor made one) printed its __del__'s AttributeError.
         traceback.clear_frames(stop.__traceback__)
+    except (InvalidParameterTypeException, InvalidParameterValueException) as exc:
+        # A node's declaration refused a value given at start: rclpy's own parameters
+        # (use_sim_time) in every process, a node's without checks of its own. It ended in
+        # rclpy's traceback.
+        if rclpy.ok():
+            raise RosParameterError(f'invalid parameters: {parameter_refusal(exc)}') from None
     except Exception:
         # Ctrl-C or SIGTERM shut the context down while the body was still starting up
         # (creating a node, a publisher): what failed for that reason is the stop asked for.
