@@ -305,6 +305,12 @@ def test_a_value_of_the_wrong_type_is_refused_naming_both_types_in_words(run_nod
     assert node.get_parameter('overlay_alpha').value == 0.5
     result = node.set_parameters([Parameter('cache_depth', value=2.5)])[0]
     assert 'read-only' in result.reason  # rclpy's word stands: no change at all is taken
+    # rclpy's own parameter alike: "Wrong parameter type, expected '1' got '2'" it said
+    result = node.set_parameters_atomically([Parameter('use_sim_time', value=1)])
+    assert result.reason == 'use_sim_time must be true or false, got an integer 1'
+    result = node.set_parameters([Parameter('use_sim_time', value='true')])[0]
+    assert result.reason == "use_sim_time must be true or false, got a string 'true'"
+    assert node.set_parameters([Parameter('use_sim_time', value=False)])[0].successful
 
 
 def test_a_parameter_the_node_does_not_have_is_named_in_the_refusal(run_node):

@@ -385,9 +385,23 @@ class SegmentationCore:
 
     def _type_refusal(self, parameters: list[Parameter]) -> SetParametersResult | None:
         specs = getattr(self, '_specs', {})  # empty while rclpy's Node.__init__ runs
+        if not specs:
+            return None
         ours = [p for p in parameters if p.name in specs and self.has_parameter(p.name)
                 and not self.describe_parameter(p.name).read_only]
         problem = self._type_problem(self._integers_as_floats(ours)) if ours else ''
+        # rclpy's own (use_sim_time): 'ros2 param set /mmp_segmentation use_sim_time 1' was
+        # refused with the type enum's numbers too, "expected '1' got '2'".
+        rclpys = [p for p in parameters if p.name not in specs and self.has_parameter(p.name)
+                  and p.type_ != Parameter.Type.NOT_SET]
+        for parameter in rclpys:
+            current = self.get_parameter(parameter.name)
+            described = self.describe_parameter(parameter.name)
+            if problem or described.read_only or described.dynamic_typing or (
+                    current.type_ in (parameter.type_, Parameter.Type.NOT_SET)):
+                continue
+            problem = ParameterSpec(parameter.name, current.value, '').type_problem(
+                parameter.value)
         return SetParametersResult(successful=False, reason=problem) if problem else None
 
     def set_parameters(self, parameter_list: list[Parameter]) -> list[SetParametersResult]:
