@@ -873,6 +873,10 @@ def test_transport_options_and_parameters_are_checked_as_the_segmentation_nodes(
          "--transport thermal=compressed: 'thermal' is not among the sensors forwarded"),
         ([*given, '--ros-args', '-p', 'sensors.rgb.transport:=compressedDepth'],
          "sensors.rgb.transport='compressedDepth' is not one of ['raw', 'compressed']"),
+        # "sensors.rgb.transport: Trying to set parameter 'sensors.rgb.transport' to '3' of
+        # type 'INTEGER', expecting type 'STRING': sensors.rgb.transport", it said
+        ([*given, '--ros-args', '-p', 'sensors.rgb.transport:=3'],
+         'sensors.rgb.transport must be a string, got an integer 3\n'),
     ):
         assert main(argv) == 2
         err = capsys.readouterr().err

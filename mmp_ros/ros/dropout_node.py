@@ -58,7 +58,7 @@ from mmp_ros.dropout.engine import (
 from mmp_ros.dropout.faults import truncated_bytes
 from mmp_ros.errors import InputError
 from mmp_ros.modalities import MODALITIES
-from mmp_ros.ros.context import spin_node
+from mmp_ros.ros.context import parameter_refusal, spin_node
 from mmp_ros.ros.image_msg import (
     compressed_image_fields,
     to_image_fields,
@@ -219,7 +219,7 @@ class DropoutNode(Node):
         except ParameterError as error:
             raise TransportError(str(error)) from None
         except ParameterException as error:  # a value of another type (-p ...:=3)
-            raise TransportError(f'{spec.name}: {error}') from None
+            raise TransportError(parameter_refusal(error)) from None
         return transport
 
     def _now(self) -> tuple[float, int, float] | None:
