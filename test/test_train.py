@@ -488,6 +488,18 @@ def test_out_dir_that_takes_no_file_stops_before_training(tmp_path, folder):
         run(Path(folder))
 
 
+@pytest.mark.parametrize('name', ['checkpoint.pt', 'log.csv', 'loss.png', 'miou.png'])
+def test_a_folder_in_place_of_a_file_the_run_writes_stops_before_training(tmp_path, name):
+    """A folder named checkpoint.pt, log.csv, loss.png or miou.png in out_dir ended the run
+    in an IsADirectoryError traceback: for checkpoint.pt and the curves only once every step
+    had run."""
+    (tmp_path / name).mkdir()
+    with pytest.raises(OutputFolderError, match=f'out_dir {tmp_path}: {tmp_path / name} is a '
+                       f'folder, where the run writes its {name}; move it away, or give '
+                       r'another out_dir \(--set out_dir=DIR\)'):
+        run(tmp_path, steps=1)
+
+
 def test_an_unreadable_checkpoint_in_out_dir_says_how_to_go_on(tmp_path):
     """A damaged out_dir/checkpoint.pt (a copy of the run folder cut short) stopped the run
     with 'not a readable mmp_ros checkpoint (...)' alone: nothing said that resume=false or

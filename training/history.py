@@ -12,6 +12,7 @@ from mmp_ros.atomic import replace_atomically
 
 FIELDS = ('step', 'loss', 'ce', 'alignment', 'lr', 'seconds', 'val_full_miou',
           'val_mean_missing_miou')
+FILES = ('log.csv', 'loss.png', 'miou.png')  # what a History writes into its folder
 
 
 class History:

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from mmp_ros.errors import InputError, output_folder
+from mmp_ros.errors import InputError, OutputFolderError, output_folder
 from mmp_ros.inference.torch_backend import cuda_device_count, cuda_devices_text
 from mmp_ros.metadata import ModelMetadata
 from mmp_ros.modalities import INPUT_CHANNELS
@@ -57,6 +57,7 @@ from training.datasets import (
     dataset_classes,
     resize_batch,
 )
+from training.history import FILES as HISTORY_FILES
 from training.history import History
 from training.masking import sample_masks, step_generator
 from training.metrics import SubsetReport, evaluate_subsets
@@ -498,6 +499,11 @@ def train(config: TrainConfig, *, train_dataset: Dataset | None = None,
                           f'the {ddp.world_size} processes')
     device = resolve_device(config.device, ddp.local_rank)
     out_dir = output_folder(config.out_dir, 'out_dir')  # before any data is read
+    for name in (CHECKPOINT_NAME, *HISTORY_FILES):  # a folder there failed once steps had run
+        if (out_dir / name).is_dir():
+            raise OutputFolderError(f'out_dir {out_dir}: {out_dir / name} is a folder, where '
+                                    f'the run writes its {name}; move it away, or give another '
+                                    'out_dir (--set out_dir=DIR)')
     if ddp.world_size > 1 and not dist.is_initialized():
         backend = 'nccl' if device.type == 'cuda' else 'gloo'
         dist.init_process_group(backend=backend)
