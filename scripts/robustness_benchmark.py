@@ -44,7 +44,14 @@ from mmp_ros.atomic import replace_atomically  # noqa: E402
 from mmp_ros.cli import non_negative_float, non_negative_int, positive_int  # noqa: E402
 from mmp_ros.errors import InputError, output_file, output_folder  # noqa: E402
 from mmp_ros.modalities import MODALITIES, nonempty_subsets, subset_label  # noqa: E402
-from mmp_ros.model import ModelConfig, build_model, load_checkpoint, read_checkpoint  # noqa: E402
+from mmp_ros.model import (  # noqa: E402
+    CheckpointError,
+    ModelConfig,
+    build_model,
+    checkpoint_step,
+    load_checkpoint,
+    read_checkpoint,
+)
 from mmp_ros.model.segmenter import MaskGatedAdapter  # noqa: E402
 from training.config import ConfigError, load_config  # noqa: E402
 from training.data.ceiling import ceiling_table  # noqa: E402
@@ -1274,7 +1281,12 @@ def benchmark(args: argparse.Namespace, argv=None) -> int:
             room left for it."""
             checkpoint = out / run.name / 'checkpoint.pt'
             record = results['runs'].get(run.name, {})
-            done = checkpoint.is_file() and read_checkpoint(checkpoint)['step'] >= run.steps
+            try:
+                done = checkpoint.is_file() and checkpoint_step(
+                    read_checkpoint(checkpoint), checkpoint) >= run.steps
+            except CheckpointError as exc:  # no step: was a KeyError traceback
+                raise CheckpointError(f'{exc}; delete {out / run.name} to train that run '
+                                      'again') from None
             if done and 'eval' in record:
                 return True
             elapsed = time.perf_counter() - started

@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 from mmp_ros.atomic import replace_atomically  # noqa: E402
 from mmp_ros.errors import InputError, ends_with_a_slash, output_folder  # noqa: E402
 from mmp_ros.modalities import nonempty_subsets, subset_label  # noqa: E402
-from mmp_ros.model import load_checkpoint, read_checkpoint  # noqa: E402
+from mmp_ros.model import CheckpointError, checkpoint_step, load_checkpoint, read_checkpoint  # noqa: E402
 from training.export import export_checkpoint  # noqa: E402
 
 MAX_BYTES = 20 * 10**6  # the 20 MB
@@ -227,6 +227,13 @@ def ship(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     for key in ('optimizer', 'scheduler', 'scaler'):
         checkpoint[key] = None
     record = (results or {}).get('runs', {}).get(args.run)
+    if not record:  # the card's steps are the checkpoint's: a KeyError once it was shipped
+        try:
+            checkpoint_step(checkpoint, args.checkpoint)
+        except CheckpointError as exc:
+            raise CheckpointError(f'{exc}; the model card says how many steps it was trained: '
+                                  'give the --results and --run of the benchmark that trained '
+                                  'it') from None
     if record:
         # Benchmark runs train on cached scenes handed to train(); say which, in the metadata
         # the runtime reads, not only in the card.

@@ -513,3 +513,22 @@ def test_a_benchmark_stopped_in_a_run_counts_the_time_until_the_stop(rb, tmp_pat
     assert rb.main([*TINY, '--out', str(tmp_path), '--cache', str(scenes),
                     '--doc', str(tmp_path / 'doc.md')]) == 130
     assert json.loads((tmp_path / 'results.json').read_text())['wall_seconds'] >= 0.5
+
+
+def test_a_run_checkpoint_without_its_step_is_one_line(rb, tmp_path, scenes, capsys):
+    """A run's checkpoint.pt without a step (not saved by a training run, or altered) was a
+    KeyError traceback where the benchmark asked whether the run was done."""
+    from mmp_ros.inference.testing import tiny_metadata, tiny_random_model
+    from mmp_ros.model import save_checkpoint
+
+    metadata = tiny_metadata(modalities=('rgb', 'depth'), num_classes=3)
+    checkpoint = save_checkpoint(tmp_path / 'none_s0' / 'checkpoint.pt',
+                                 model=tiny_random_model(metadata), metadata=metadata)
+    saved = torch.load(checkpoint, weights_only=True)
+    del saved['step']
+    torch.save(saved, checkpoint)
+    assert rb.main([*TINY, '--out', str(tmp_path), '--cache', str(scenes),
+                    '--doc', str(tmp_path / 'doc.md')]) == 2
+    assert capsys.readouterr().err.endswith(
+        f'robustness_benchmark: {checkpoint}: records no step (not saved by a training run, or '
+        f'altered); delete {tmp_path / "none_s0"} to train that run again\n')

@@ -96,6 +96,24 @@ def small_checkpoint(path, modalities=('rgb', 'depth')):
     return save_checkpoint(path, model=tiny_random_model(metadata), metadata=metadata)
 
 
+def test_a_checkpoint_without_its_step_is_one_line_before_anything_is_shipped(script, capsys,
+                                                                            tmp_path):
+    """The card (without --results) gives the steps trained: a checkpoint without a step was
+    a KeyError traceback once model.pt and model.onnx had been written."""
+    import torch
+
+    trained = small_checkpoint(tmp_path / 'trained.pt')
+    saved = torch.load(trained, weights_only=True)
+    del saved['step']
+    torch.save(saved, trained)
+    assert script.main([str(trained), '--out', str(tmp_path / 'model.pt')]) == 2
+    assert capsys.readouterr().err == (
+        f'ship_model: {trained}: records no step (not saved by a training run, or altered); '
+        'the model card says how many steps it was trained: give the --results and --run of '
+        'the benchmark that trained it\n')
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['trained.pt']
+
+
 def test_a_model_over_the_size_limit_leaves_the_shipped_files_as_they_were(script, capsys,
                                                                            tmp_path,
                                                                            monkeypatch):
