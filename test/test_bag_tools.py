@@ -4,6 +4,7 @@ BagError each bad input gives."""
 from __future__ import annotations
 
 import math
+import re
 import sqlite3
 import subprocess
 import sys
@@ -63,6 +64,16 @@ def test_a_corrupt_metadata_file_is_named(tmp_path):
             open_bag(bag):
         pass
     assert '\n' not in str(error.value)  # the command prints one line
+
+
+def test_a_bag_s_metadata_file_given_for_the_bag_says_to_give_its_directory(tmp_path):
+    """'replay bag/metadata.yaml' said "Unrecognized storage format '.yaml'" alone."""
+    bag = write_image_bag(tmp_path / 'bag', jittered_timestamps(2, 10.0), width=4, height=2)
+    with pytest.raises(BagError, match=re.escape(
+            f"{bag / 'metadata.yaml'}: cannot be read as a rosbag2: Unrecognized storage "
+            f"format '.yaml'; a bag's metadata file: give its bag directory ({bag})")), \
+            open_bag(bag / 'metadata.yaml'):
+        pass
 
 
 def test_a_folder_that_is_not_a_bag_is_named(tmp_path):

@@ -240,6 +240,8 @@ def _format_hint(path: Path) -> str:
     """For a file that is no rosbag2 storage file: what the user most likely has."""
     if path.suffix == '.bag':
         return f'; a ROS 1 bag: convert it first, e.g. rosbags-convert --src {path} --dst DIR'
+    if path.name == 'metadata.yaml':  # rosbags' reason: "Unrecognized storage format '.yaml'"
+        return f"; a bag's metadata file: give its bag directory ({path.parent})"
     if path.suffix == '.zstd':
         return (f'; the file of a bag recorded with --compression-mode file: give its bag '
                 f'directory ({path.parent}), whose metadata.yaml says how to read it')
