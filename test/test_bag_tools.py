@@ -474,6 +474,11 @@ def test_a_bag_of_messages_all_at_one_time_loops_every_second():
     # infinity to integer); without --clock, --loop published 134736 messages in 7 s.
     ({'rate': math.inf}, 'rate must be positive and finite, got inf'),
     ({'rate': math.nan}, 'rate must be positive and finite, got nan'),
+    # 1e-320: every message after the first due at an infinite time, the player waited
+    # forever; 1e308: all at once, and with --clock an OverflowError traceback
+    ({'rate': 1e-320}, r'rate must be from 0.001 to 1000 \(times the recorded speed\), got '
+                       '1e-320'),
+    ({'rate': 1e308}, 'rate must be from 0.001 to 1000 .*, got 1e\\+308'),
     ({'start_offset_s': -1.0}, 'must not be negative'),
     ({'start_offset_s': 2.5}, r'b.mcap: start offset 2.5 s is past the end of the bag \(2.000'),
     ({'start_offset_s': math.nan}, 'must not be negative, got nan'),

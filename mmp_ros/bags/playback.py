@@ -156,6 +156,12 @@ def plan_playback(
     return PlaybackPlan(played, skipped)
 
 
+# --rate's range. Past it a rate was as good as none: at 1e-320 every message after the first
+# was due at an infinite time, the player waited forever; at 1e308 every message was due at
+# once (as at inf, refused), and --clock ended in an OverflowError traceback.
+MIN_RATE, MAX_RATE = 1e-3, 1e3
+
+
 @dataclass(frozen=True)
 class PlaybackSchedule:
     """When each message is due, in seconds after playback started.
@@ -190,6 +196,9 @@ def make_schedule(
     """
     if not 0 < rate < math.inf:  # inf: every message at once, and no bag time for /clock
         raise BagError(f'rate must be positive and finite, got {rate}')
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise BagError(f'rate must be from {MIN_RATE:g} to {MAX_RATE:g} (times the recorded '
+                       f'speed), got {rate}')
     if not start_offset_s >= 0:
         raise BagError(f'start offset must not be negative, got {start_offset_s}')
     duration_ns = end_ns - start_ns
