@@ -883,6 +883,31 @@ def test_transport_options_and_parameters_are_checked_as_the_segmentation_nodes(
     assert "rgb: transport 'compressedDepth' is not one of" in capsys.readouterr().err
 
 
+def test_a_transport_of_a_sensor_not_forwarded_is_no_misspelt_parameter(tmp_path, capfd):
+    # mmp_ros dropout --sensors rgb --transport depth=compressed warned "ignoring values for
+    # parameters this node does not have: sensors.depth.transport (did you mean
+    # sensors.rgb.transport?)" before it said what is wrong.
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    from mmp_ros.ros.dropout_node import DropoutNode, TransportError
+
+    schedule = tmp_path / 'kill.yaml'
+    schedule.write_text('faults:\n  - {sensor: rgb, kind: kill, start: 1, end: 2}\n')
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        with pytest.raises(TransportError, match="--transport depth=compressed: 'depth' is not "
+                           r"among the sensors forwarded, \['rgb'\]"):
+            DropoutNode(context=context, parameter_overrides=[
+                Parameter('schedule_file', value=str(schedule)),
+                Parameter('sensors', value=['rgb']),
+                Parameter('sensors.depth.transport', value='compressed')])
+    finally:
+        rclpy.try_shutdown(context=context)
+    assert 'ignoring values' not in capfd.readouterr().err
+
+
 def test_transport_and_sensors_given_twice_add_up(capsys):
     # argparse kept the last of two --transport (or --sensors) alone: '--transport
     # rgb=compressed --transport depth=compressedDepth' read rgb raw, which the player did not

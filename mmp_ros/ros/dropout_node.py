@@ -114,6 +114,13 @@ class DropoutNode(Node):
             ParameterDescriptor(description='sensors to forward; a schedule may name only these',
                                 read_only=True),
         )
+        given = []  # --transport of another sensor
+        for override in kwargs.get('parameter_overrides') or ():
+            sensor = override.name.removeprefix('sensors.').removesuffix('.transport')
+            if override.name == sensor_parameter(sensor, 'transport'):
+                given.append((sensor, override.value))
+        # before the warning below, which named its parameter as one misspelt
+        check_transports_forwarded(given, sensors)
         self._warn_unknown_parameters(
             [*self._parameters, *(sensor_parameter(s, 'transport') for s in sensors)])
         if not schedule_file:
@@ -123,12 +130,6 @@ class DropoutNode(Node):
         self._transports = {
             sensor: self._declare_transport(sensor) for sensor in schedule.sensors
         }
-        given = []  # --transport of another sensor
-        for override in kwargs.get('parameter_overrides') or ():
-            sensor = override.name.removeprefix('sensors.').removesuffix('.transport')
-            if override.name == sensor_parameter(sensor, 'transport'):
-                given.append((sensor, override.value))
-        check_transports_forwarded(given, schedule.sensors)
         if seed >= 0:
             schedule = Schedule(schedule.faults, seed, schedule.sensors, schedule.source)
         self.schedule = schedule
