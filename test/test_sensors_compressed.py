@@ -116,6 +116,32 @@ def test_jpeg_padded_with_zero_bytes_decodes_and_a_truncated_one_does_not(paddin
         decompress_image(format_, data[:-300] + bytes(padding))
 
 
+@pytest.mark.parametrize('trailer', [b'abc', b'\x00\x00trailer', b'\xff\xd8\xff\xe1' * 50])
+def test_jpeg_with_bytes_after_its_end_decodes_as_image_transport_does(trailer):
+    """libjpeg stops at the end-of-image marker, so cv::imdecode (image_transport's
+    compressed subscriber) decodes a JPEG with a trailer after it; it was refused as a
+    'truncated JPEG ... does not end with the end-of-image marker', which it has."""
+    format_, data = compress_image(array_to_image(smooth_rgb(), 'bgr8'), 'jpeg')
+    expected = image_to_array(decompress_image(format_, data))
+    np.testing.assert_array_equal(image_to_array(decompress_image(format_, data + trailer)),
+                                  expected)
+    with pytest.raises(SensorInputError, match='truncated JPEG: .* has no end-of-image marker '
+                       'after its scan'):
+        decompress_image(format_, data[:-300] + trailer)
+
+
+def test_jpeg_cut_short_after_a_thumbnail_s_end_is_truncated():
+    """An EXIF thumbnail (an APP1 segment) has its own scan and end-of-image marker: they
+    are not the frame's."""
+    format_, data = compress_image(array_to_image(smooth_rgb(), 'bgr8'), 'jpeg')
+    _, thumbnail = compress_image(array_to_image(smooth_rgb()[:8, :8].copy(), 'bgr8'), 'jpeg')
+    app1 = b'Exif\x00\x00' + bytes(thumbnail)
+    exif = data[:2] + b'\xff\xe1' + (len(app1) + 2).to_bytes(2, 'big') + app1 + data[2:]
+    decompress_image(format_, exif)
+    with pytest.raises(SensorInputError, match='truncated JPEG'):
+        decompress_image(format_, exif[:-300] + b'abc')
+
+
 def test_jpeg_of_a_real_photo_decodes_to_rgb(real_data):
     """TUM RGB-D's colour frame through JPEG: close to the original, RGB in the right order."""
     bgr = cv2.imread(str(real_data / 'tum_rgbd' / 'TUM_color.png'), cv2.IMREAD_COLOR)

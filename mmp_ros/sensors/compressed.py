@@ -224,13 +224,21 @@ def _unknown_format(format: str) -> SensorInputError:
     )
 
 
-def _ends_like_jpeg(data: bytes) -> bool:
-    """False for a truncated JPEG: it starts with SOI but its end is no EOI marker (some
-    cameras pad zero bytes after it, a V4L2 driver up to its buffer's size). libjpeg would
-    decode the first rows and fill the rest with grey."""
+def _ends_like_jpeg(data: bytes, format: str) -> bool:
+    """False for a truncated JPEG: it starts with SOI but has no EOI marker after its first
+    scan starts. libjpeg would decode the first rows and fill the rest with grey. Some cameras
+    pad zero bytes after the EOI (a V4L2 driver up to its buffer's size), others a trailer:
+    libjpeg stops at the EOI and reads none of them, so image_transport decodes that frame,
+    and so does this. In a scan's entropy-coded data every 0xFF is stuffed, so an EOI found
+    after the scan starts ended it; the first scan is found by the walk of the headers, past
+    an EXIF thumbnail's own scan and EOI."""
     if not data.startswith(_JPEG_SOI):
         return True  # no JPEG: PNG checks its own chunks
-    return data.rstrip(b'\x00').endswith(_JPEG_END)
+    if data.rstrip(b'\x00').endswith(_JPEG_END):
+        return True
+    scan = next((at for marker, at in _jpeg_headers(data, format) if marker == _JPEG_SOS),
+                None)
+    return scan is not None and data.find(_JPEG_END, scan) >= 0
 
 
 _PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
@@ -488,10 +496,10 @@ def _imdecode(buffer: np.ndarray, format: str, max_pixels: int = MAX_PIXELS,
         _check_png_samples(samples, encoding, format)
     if encoding is not None and jpeg_samples is not None:
         _check_jpeg_samples(jpeg_samples, encoding, format)
-    if not _ends_like_jpeg(data):
+    if not _ends_like_jpeg(data, format):
         raise SensorInputError(
-            f'truncated JPEG: the data ({buffer.size} B) does not end with the end-of-image '
-            f'marker (format {format!r})'
+            f'truncated JPEG: the data ({buffer.size} B) has no end-of-image marker after its '
+            f'scan (format {format!r})'
         )
     if (head.startswith(_JPEG_SOI) and not one_scan
             and (scans := _jpeg_scans(buffer)) > MAX_JPEG_SCANS):
