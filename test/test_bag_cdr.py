@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from rosbags.typesys import Stores, get_typestore
@@ -104,6 +106,19 @@ def test_parameter_list_cdr_is_refused_not_broken(encapsulation):
     data = encapsulation + b'\x00\x00' + header + stamp + (1).to_bytes(4, order) + bytes(4)
     for rewrite in (lambda: restamp(data, 0), lambda: header_stamp_ns(data)):
         with pytest.raises(BagError, match='parameter-list CDR .* stamps are not rewritten'):
+            rewrite()
+
+
+@pytest.mark.parametrize('encapsulation', [bytes([0, code]) for code in range(6, 12)])
+def test_xcdr2_is_named_not_called_no_cdr(encapsulation):
+    # XCDR2 was refused by --restamp as "not a CDR message with a header" (or "not a CDR
+    # message" inside), as if damaged.
+    data = encapsulation + bytes(22)
+    for rewrite in (lambda: restamp(data, 0), lambda: header_stamp_ns(data),
+                    lambda: Restamper().restamp_inside('/tf', 0, data, 5, msgtype=TF_MESSAGE)):
+        with pytest.raises(BagError, match=re.escape(
+                f'XCDR2 data (encapsulation {encapsulation!r}), not supported for restamping: '
+                'its stamps are not rewritten')):
             rewrite()
 
 

@@ -38,12 +38,20 @@ HEADER_TYPE = 'std_msgs/msg/Header'
 # at byte 4, and writing one there would break the message.
 _BYTE_ORDER = {b'\x00\x00': 'big', b'\x00\x01': 'little'}
 _PARAMETER_LIST = (b'\x00\x02', b'\x00\x03')
+# XCDR2 (DDS-XTypes 7.6.3.1.2): plain, parameter-list and delimited, big/little endian. Its
+# alignment and headers differ from the CDR that ROS 2 publishes and rosbags reads.
+_XCDR2 = (b'\x00\x06', b'\x00\x07', b'\x00\x08', b'\x00\x09', b'\x00\x0a', b'\x00\x0b')
 
 
 def _refuse_parameter_list(data: bytes) -> None:
+    """Name an encapsulation whose stamps are not rewritten: said to be no CDR, it was
+    taken for damage."""
     if bytes(data[:2]) in _PARAMETER_LIST:
         raise BagError(f'parameter-list CDR (encapsulation {bytes(data[:2])!r}), whose '
                        f'fields have no fixed place: its stamps are not rewritten')
+    if bytes(data[:2]) in _XCDR2:
+        raise BagError(f'XCDR2 data (encapsulation {bytes(data[:2])!r}), not supported for '
+                       'restamping: its stamps are not rewritten')
 
 
 def _header_byte_order(data: bytes) -> str:
