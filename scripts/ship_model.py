@@ -1,11 +1,12 @@
 """Ship a trained checkpoint as the package's default model: weights, ONNX graph, model card.
 
 Drops the optimizer, scheduler and scaler states (only a resumed training needs them),
-checks the file loads strictly and stays under the size limit, exports the ONNX graph the
-node runs beside it (checked against PyTorch on every modality mask, as ``mmp_ros export``
-does), and writes the model card from the checkpoint's own metadata and the benchmark's
-results, so no number in the card is typed by hand. ``test/test_shipped_model.py`` checks
-that the three files agree.
+records the scenes a benchmark run learned from (from its results: in the provenance and in
+the data section ``mmp_ros evaluate-model`` renders its split from), checks the file loads
+strictly and stays under the size limit, exports the ONNX graph the node runs beside it
+(checked against PyTorch on every modality mask, as ``mmp_ros export`` does), and writes the
+model card from the checkpoint's own metadata and the benchmark's results, so no number in
+the card is typed by hand. ``test/test_shipped_model.py`` checks that the three files agree.
 
     PYTHONPATH=. python scripts/ship_model.py out/robustness_gpu/mmp_s1/checkpoint.pt \\
         --results out/robustness_gpu/results.json --run mmp_s1 --compare none_s1 \\
@@ -245,6 +246,16 @@ def ship(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
                                  f"polarization={polarization!r}), rendered once and cached")
         provenance['dataset_params'] = {}
         provenance['benchmark_run'] = args.run
+        # ... and in the data section `mmp_ros evaluate-model` renders its split from, as the
+        # benchmark writes it since: one of an earlier benchmark holds the defaults (20000
+        # scenes, polarization 'intensities' for a model trained on the mosaic's decoding).
+        data = checkpoint.setdefault('train_config', {}).setdefault('data', {})
+        params = {'length': record['train_scenes'], 'size': [height, width],
+                  'polarization': polarization}
+        if data.get('params') != params:
+            print(f'note: {args.checkpoint} says it learned from data.params='
+                  f'{data.get("params")}; {out} says {params}, the scenes of --run {args.run}')
+            data['params'] = params
         # The benchmark's test-split figure per subset: what a live run (the demo) is
         # compared with, carried by the exported model itself.
         test = record['eval']['test']

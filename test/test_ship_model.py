@@ -183,3 +183,45 @@ def test_the_card_lists_every_rerun_of_the_recipe_that_the_results_name_in_their
         'modality and 40.0 over the 2 missing subsets (`first`)',
         '- and again, note of later: trained in 1.0 min, test split 60.0 with every modality '
         'and 40.0 over the 2 missing subsets (`later`)']
+
+
+def test_an_earlier_benchmark_s_checkpoint_ships_with_the_scenes_its_run_learned_from(
+        script, capsys, tmp_path):
+    """The benchmark wrote the default data section whatever it rendered (fixed since): a
+    checkpoint it trained before said 20000 scenes at 128 x 160, polarization 'intensities',
+    and ``mmp_ros evaluate-model`` on what was shipped from it rendered its split so (the
+    shipped model's polarization alone: 21.8 % mIoU on 12 test scenes, 46.5 as trained)."""
+    import torch
+
+    from mmp_ros.inference.testing import tiny_metadata, tiny_random_model
+    from mmp_ros.model import read_checkpoint, save_checkpoint
+    from training.config import load_config
+    from training.data.dataset import SyntheticDataset
+    from training.datasets import build_dataset
+    from training.evaluate import checkpoint_data_config
+
+    metadata = tiny_metadata(modalities=('rgb', 'polarization'), num_classes=3)
+    trained = save_checkpoint(tmp_path / 'trained.pt', model=tiny_random_model(metadata),
+                              metadata=metadata,
+                              train_config=load_config(None, ['data.input_size=[32,48]',
+                                                              'method=mmp']).to_dict())
+    scores = {'subsets': {key: {'miou': 50.0} for key in ('rgb', 'polarization', 'all')},
+              'mean_missing_miou': 40.0, 'full_miou': 60.0}
+    record = {'method': 'mmp', 'seed': 1, 'steps': 10, 'batch_size': 2, 'train_scenes': 4,
+              'device': 'cpu', 'eval': {'test': scores, 'ood': scores}}
+    results = tmp_path / 'results.json'
+    results.write_text(json.dumps({'args': {'size': [32, 48], 'polarization': 'mosaic',
+                                            'eval_scenes': 2},
+                                   'runs': {'mmp_s1': record, 'none_s1': record}}))
+    out = tmp_path / 'model.pt'
+    assert script.main([str(trained), '--out', str(out), '--results', str(results), '--run',
+                        'mmp_s1', '--compare', 'none_s1', '--no-onnx']) == 0
+    assert (f"note: {trained} says it learned from data.params={{'length': 20000, "
+            "'size': [128, 160]}") in capsys.readouterr().out
+    shipped = read_checkpoint(out)
+    assert shipped['train_config']['data']['params'] == {
+        'length': 4, 'size': [32, 48], 'polarization': 'mosaic'}
+    evaluated = build_dataset(checkpoint_data_config(shipped, out), 'test')
+    rendered = SyntheticDataset('test', size=(32, 48), length=4, polarization='mosaic')
+    assert len(evaluated) == 4
+    assert torch.equal(evaluated[0]['polarization'], rendered[0]['polarization'])
