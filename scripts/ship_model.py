@@ -200,6 +200,16 @@ def checked(checkpoint: dict, partial: Path, out: Path) -> None:
     load_checkpoint(partial)  # strict: what ships must load
 
 
+def not_trained_by(checkpoint: dict, record: dict) -> list[str]:
+    """What ``checkpoint`` says of its training (method, seed, steps) that the benchmark's
+    ``record`` of a run does not: 'seed 1, the run's 0' for each; none for the run's own."""
+    provenance = checkpoint['metadata'].get('provenance') or {}
+    trained = {'method': checkpoint['metadata'].get('method'), 'seed': provenance.get('seed'),
+               'steps': provenance.get('steps')}
+    return [f"{key} {value!r}, the run's {record.get(key)!r}" for key, value in trained.items()
+            if value is not None and value != record.get(key)]
+
+
 def ship(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     results = read_results(args.results) if args.results else None
     runs = sorted((results or {}).get('runs', {}))
@@ -235,6 +245,10 @@ def ship(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             raise CheckpointError(f'{exc}; the model card says how many steps it was trained: '
                                   'give the --results and --run of the benchmark that trained '
                                   'it') from None
+    if record and (differ := not_trained_by(checkpoint, record)):
+        # Else the card and the figures the model carries (the demo's) would be another's.
+        raise InputError(f'--run {args.run}: {args.checkpoint} was not trained by it '
+                         f'({"; ".join(differ)}); give the run that trained it')
     if record:
         # Benchmark runs train on cached scenes handed to train(); say which, in the metadata
         # the runtime reads, not only in the card.

@@ -200,7 +200,7 @@ def test_an_earlier_benchmark_s_checkpoint_ships_with_the_scenes_its_run_learned
     from training.datasets import build_dataset
     from training.evaluate import checkpoint_data_config
 
-    metadata = tiny_metadata(modalities=('rgb', 'polarization'), num_classes=3)
+    metadata = tiny_metadata(modalities=('rgb', 'polarization'), num_classes=3, seed=1)
     trained = save_checkpoint(tmp_path / 'trained.pt', model=tiny_random_model(metadata),
                               metadata=metadata,
                               train_config=load_config(None, ['data.input_size=[32,48]',
@@ -225,3 +225,28 @@ def test_an_earlier_benchmark_s_checkpoint_ships_with_the_scenes_its_run_learned
     rendered = SyntheticDataset('test', size=(32, 48), length=4, polarization='mosaic')
     assert len(evaluated) == 4
     assert torch.equal(evaluated[0]['polarization'], rendered[0]['polarization'])
+
+
+def test_a_run_that_did_not_train_the_checkpoint_is_refused(script, capsys, tmp_path):
+    """Was: shipped with that run's card and figures, the demo's among them (models/tiny_mmp.pt,
+    method mmp seed 1, with --run none_s0: its card said seed 0 and 90.4 with every modality,
+    and none's 12.1 on rgb alone)."""
+    trained = small_checkpoint(tmp_path / 'trained.pt')  # method mmp, seed 0
+    scores = {'subsets': {key: {'miou': 50.0} for key in ('rgb', 'depth', 'all')},
+              'mean_missing_miou': 40.0, 'full_miou': 60.0}
+    record = {'method': 'mmp', 'seed': 0, 'steps': 10, 'batch_size': 2, 'train_scenes': 4,
+              'device': 'cpu', 'eval': {'test': scores, 'ood': scores}}
+    results = tmp_path / 'results.json'
+    results.write_text(json.dumps({'args': {'size': [32, 48], 'eval_scenes': 2},
+                                   'runs': {'mmp_s0': record,
+                                            'none_s1': {**record, 'method': 'none',
+                                                        'seed': 1}}}))
+    out = tmp_path / 'model.pt'
+    assert script.main([str(trained), '--out', str(out), '--results', str(results), '--run',
+                        'none_s1', '--compare', 'mmp_s0', '--no-onnx']) == 2
+    assert capsys.readouterr().err == (
+        f"ship_model: --run none_s1: {trained} was not trained by it (method 'mmp', the run's "
+        "'none'; seed 0, the run's 1); give the run that trained it\n")
+    assert not out.exists()
+    assert script.main([str(trained), '--out', str(out), '--results', str(results), '--run',
+                        'mmp_s0', '--compare', 'none_s1', '--no-onnx']) == 0
