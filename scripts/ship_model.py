@@ -117,6 +117,11 @@ def card(path: Path, checkpoint: dict, results: dict | None, run: str, base_run:
             lines.append(f'| mean over the {masks - 1} missing subsets | '
                          f'{mine[split]["mean_missing_miou"]:.1f} | '
                          + (f'{theirs:.1f}' if theirs is not None else '–') + ' |')
+        scenes = results.get('args', {}).get('eval_scenes')
+        if scenes:  # the benchmark's first scenes of each split, whatever their number
+            lines += ['', f'The {run} column again, from this file: `mmp_ros evaluate-model '
+                      f'models/{path.name} --max-samples {scenes}` (`--split ood` for the '
+                      'OOD split).']
         lines += ['', 'Full tables, every method and the measurement commands: '
                   f'[{doc}](../{doc}).']
     lines += ['', '## Files', '',
