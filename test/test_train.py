@@ -722,7 +722,7 @@ def test_resume_from_a_checkpoint_whose_metadata_lacks_a_field_says_so(tmp_path)
 
 
 @pytest.mark.parametrize('change, message', [
-    ({'step': None}, 'records no step to go on from'),
+    ({'step': None}, 'records no step '),
     ({'step': 'x'}, "records step 'x', not a count of steps"),
     ({'step': -1}, 'records step -1, not a count of steps'),
     ({'metrics': [1]}, 'holds metrics of type list, not a mapping'),

@@ -42,6 +42,7 @@ from mmp_ros.model import (
     load_weights,
     read_checkpoint,
     save_checkpoint,
+    step_problem,
     weights_difference,
 )
 from mmp_ros.model.layers import frozen_norm_scale
@@ -329,10 +330,9 @@ def resume_problem(config: TrainConfig, model: nn.Module, metadata: ModelMetadat
     trained) cannot go on from ``saved``, the checkpoint in its out_dir; '' where it can."""
     # What a resumed run reads beside the weights, which read_checkpoint does not require: a
     # checkpoint without a step (not saved by a run, or altered) was a KeyError traceback.
-    step = saved.get('step')
-    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-        what = 'no step to go on from' if step is None else f'step {step!r}, not a count of steps'
-        return f'records {what} (not saved by a training run, or altered)'
+    problem = step_problem(saved)
+    if problem:
+        return problem
     wrong = [f'{key} of type {type(saved[key]).__name__}' for key in ('metrics', 'optimizer',
                                                                     'scheduler')
              if saved.get(key) is not None and not isinstance(saved[key], dict)]

@@ -14,6 +14,7 @@ from mmp_ros.model.checkpoint import (
     load_weights,
     read_checkpoint,
     save_checkpoint,
+    step_problem,
     weights_difference,
 )
 from mmp_ros.model.config import (
@@ -52,5 +53,6 @@ __all__ = [
     'load_weights',
     'read_checkpoint',
     'save_checkpoint',
+    'step_problem',
     'weights_difference',
 ]

@@ -182,16 +182,24 @@ def checkpoint_metadata(checkpoint: Mapping[str, Any], path: str | os.PathLike
         raise CheckpointError(str(exc)) from exc
 
 
-def checkpoint_step(checkpoint: Mapping[str, Any], path: str | os.PathLike) -> int:
-    """The steps ``checkpoint`` (what :func:`read_checkpoint` read from ``path``) was trained
-    for, which :func:`read_checkpoint` does not require: what read it as ``checkpoint['step']``
-    got a KeyError traceback where it was missing."""
+def step_problem(checkpoint: Mapping[str, Any]) -> str:
+    """Why ``checkpoint`` records no count of the steps it was trained for ('' where it
+    does), which :func:`read_checkpoint` does not require: what read it as
+    ``checkpoint['step']`` got a KeyError traceback where it was missing."""
     step = checkpoint.get('step')
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         what = 'no step' if step is None else f'step {step!r}, not a count of steps'
-        raise CheckpointError(f'{path}: records {what} (not saved by a training run, or '
-                              'altered)')
-    return step
+        return f'records {what} (not saved by a training run, or altered)'
+    return ''
+
+
+def checkpoint_step(checkpoint: Mapping[str, Any], path: str | os.PathLike) -> int:
+    """The steps ``checkpoint`` (what :func:`read_checkpoint` read from ``path``) was trained
+    for; CheckpointError naming ``path`` where it records none (:func:`step_problem`)."""
+    problem = step_problem(checkpoint)
+    if problem:
+        raise CheckpointError(f'{path}: {problem}')
+    return checkpoint['step']
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 'cpu'
