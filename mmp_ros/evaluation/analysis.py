@@ -95,10 +95,28 @@ class Detection:
     # The sensor's last status before the start was already at ERROR or masked (a window
     # right after another of the same sensor): no detection to time; ``state`` is that one's.
     already_masked: bool = False
+    # When the node had received what its settings need to notice the fault, by the detecting
+    # status's own ``age_s``: the arrival of the last frame it had judged (for a bad or frozen
+    # frame, the one that decided), ``timeout_s`` after it for silence. None without one.
+    input_ns: int | None = None
 
     @property
     def detection_s(self) -> float | None:
         return None if self.detected_ns is None else (self.detected_ns - self.fault.start_ns) / 1e9
+
+    @property
+    def input_s(self) -> float | None:
+        return None if self.input_ns is None else (self.input_ns - self.fault.start_ns) / 1e9
+
+    @property
+    def allowed_s(self) -> float | None:
+        """``bound_s``, or later where the node's input came later than the bound says (a
+        source, simulator or transport behind time on a loaded machine: frames the node had
+        not been sent yet cannot be judged; nor, to count a freeze, frames its queue dropped
+        while it was starved of CPU): when it had what it needed."""
+        if self.bound_s is None:
+            return None
+        return self.bound_s if self.input_s is None else max(self.bound_s, self.input_s)
 
     @property
     def recovery_s(self) -> float | None:
@@ -393,12 +411,29 @@ def detections_of(faults: Sequence[Fault], statuses: Sequence[Status],
             recovered = next((s.stamp_ns for s in own if s.stamp_ns > fault.end_ns
                               and s.values.get('masked') == 'false'), None)
         state = before[-1] if already else hit
+        bound = detection_bound_s(fault.kind, health.get(fault.sensor))
         result.append(Detection(
             fault, None if hit is None else hit.stamp_ns,
             '' if state is None else state.values.get('state', ''), recovered,
-            detection_bound_s(fault.kind, health.get(fault.sensor)), already,
+            bound, already, None if hit is None else _input_ns(fault.kind, hit, bound),
         ))
     return result
+
+
+def _input_ns(kind: str, status: Status, bound_s: float | None) -> int | None:
+    """:attr:`Detection.input_ns` from the detecting ``status``: its stamp less its
+    ``age_s`` (the time since the sensor's last arrival), plus ``bound_s`` (``timeout_s``) for
+    silence. None where it carries no age."""
+    try:
+        age_s = float(status.values['age_s'])
+    except (KeyError, ValueError):
+        return None
+    if not math.isfinite(age_s) or age_s < 0:
+        return None
+    arrival_ns = status.stamp_ns - round(age_s * 1e9)
+    if kind in SILENT_KINDS:
+        return None if bound_s is None else arrival_ns + round(bound_s * 1e9)
+    return arrival_ns
 
 
 def status_timeline(statuses: Sequence[Status]) -> dict[str, list[tuple[int, str, int]]]:

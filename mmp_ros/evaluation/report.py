@@ -89,8 +89,10 @@ class RunReport:
             window = (f'{self.evaluation.seconds(f.start_ns):.2f}–'
                       + (f'{self.evaluation.seconds(f.end_ns):.2f}' if f.end_ns else 'end'))
             within = '—'
-            if d.bound_s is not None and d.detection_s is not None:
-                within = 'yes' if d.detection_s <= d.bound_s + 0.1 else 'NO'
+            if d.allowed_s is not None and d.detection_s is not None:
+                within = 'yes' if d.detection_s <= d.allowed_s + 0.1 else 'NO'
+                if d.allowed_s > d.bound_s:  # the input came late: say from when it counts
+                    within += f' (input at {self._fmt(d.allowed_s, 0, 1e3)} ms)'
             detected = ('already masked' if d.already_masked else 'not detected'
                         if d.detection_s is None else self._fmt(d.detection_s, 0, 1e3))
             rows.append([
@@ -192,7 +194,8 @@ class RunReport:
                                       if d.fault.end_ns is not None else None),
                             'detection_s': d.detection_s, 'state': d.state,
                             'already_masked': d.already_masked,
-                            'bound_s': d.bound_s, 'recovery_s': d.recovery_s}
+                            'bound_s': d.bound_s, 'input_s': d.input_s,
+                            'allowed_s': d.allowed_s, 'recovery_s': d.recovery_s}
                            for d in ev.detections],
             'before_schedule_labels': ev.before_schedule,
             'after_scene_cut': {'settle_s': ev.settle_ns / 1e9, 'scene_cuts': ev.scene_cuts,
