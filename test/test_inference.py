@@ -173,6 +173,30 @@ def test_an_input_of_dynamic_height_and_width_is_named_as_such(model_and_file, t
         create_backend('onnxruntime', path)
 
 
+@pytest.mark.parametrize('batch', [1, 4])
+def test_an_input_of_a_fixed_batch_is_refused_or_bounds_the_batch(model_and_file, tmp_path,
+                                                                   batch):
+    # A fixed batch of 4 loaded, and every run of the node (one frame) failed with ONNX
+    # Runtime's 'Got invalid dimensions for input ... Expected: 4'; a fixed batch of 1 took
+    # a batch of 2 to the same error instead of the input check's.
+    proto = onnx.load(str(model_and_file[2]))
+    for value in proto.graph.input:
+        value.type.tensor_type.shape.dim[0].dim_value = batch
+    path = tmp_path / 'fixed.onnx'
+    onnx.save(proto, str(path))
+    if batch != 1:
+        with pytest.raises(ModelFileError, match=r"fixed\.onnx: input 'rgb' has a fixed batch "
+                           r'of 4.*`mmp_ros export` \(a dynamic batch\)'):
+            create_backend('onnxruntime', path)
+        return
+    fixed = create_backend('onnxruntime', path, threads=1)
+    assert fixed.max_batch == 1
+    labels, _ = fixed.infer(*_batch(model_and_file[1], batch=1))
+    assert labels.shape == (1, *INPUT_SIZE)
+    with pytest.raises(InferenceInputError, match='exceeds the largest batch'):
+        fixed.infer(*_batch(model_and_file[1], batch=2))
+
+
 def test_metadata_modality_order_other_than_the_graphs_is_refused(model_and_file, tmp_path):
     """Column i of 'available' masks the graph's i-th input: metadata listing the same
     modalities in another order would mask the wrong streams, silently."""

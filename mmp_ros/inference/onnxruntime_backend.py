@@ -120,6 +120,18 @@ class OnnxRuntimeBackend(InferenceBackend):
                 f'metadata ({sorted(wanted)}); the file was altered after export'
             )
         check_input_order(self.model_file_path, list(inputs), meta)
+        self._max_batch = None
+        for name, value in inputs.items():
+            batch = value.shape[0] if value.shape else None
+            if isinstance(batch, int) and batch != 1:
+                # ONNX Runtime took it and failed every run of the node, which feeds one frame
+                raise ModelFileError(
+                    f'{self.model_file_path}: input {name!r} has a fixed batch of {batch}, but '
+                    'the node runs one frame at a time; export the model again with '
+                    '`mmp_ros export` (a dynamic batch)'
+                )
+            if batch == 1:
+                self._max_batch = 1
         for name, chw in expected.items():
             shape = tuple(inputs[name].shape[1:])
             dynamic = [d for d in shape if not isinstance(d, int)]
@@ -142,6 +154,10 @@ class OnnxRuntimeBackend(InferenceBackend):
                 f'{self.model_file_path}: graph lacks outputs {sorted(missing)}; not an mmp_ros '
                 'export'
             )
+
+    @property
+    def max_batch(self) -> int | None:
+        return self._max_batch  # 1 for a graph of a fixed batch of 1
 
     @property
     def output_names(self) -> tuple[str, ...]:
