@@ -407,6 +407,14 @@ def test_auto_picks_the_fastest_available_and_says_why(model_and_file, caplog):
     assert 'tensorrt:' in text and 'onnxruntime CUDA:' in text
 
 
+@pytest.mark.parametrize('device', ['gpu', 'cuda:x', 'CPU'])
+def test_auto_refuses_a_device_it_cannot_name(model_and_file, device):
+    # It ran on the CPU (or ONNX Runtime's CUDA device 0) whatever the device said.
+    with pytest.raises(BackendUnavailableError, match=f"auto backend device '{device}': use "
+                       r"'cpu' or 'cuda\[:N\]'"):
+        create_backend('auto', model_and_file[2], device=device)
+
+
 def test_auto_does_not_hide_a_bad_model_file(tmp_path):
     path = tmp_path / 'bad.onnx'
     path.write_bytes(b'\x08\x07\x12')

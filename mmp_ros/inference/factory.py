@@ -34,7 +34,7 @@ def _tensorrt(model_file_path, device, logger, **engine_options):
     return TensorRTBackend(model_file_path, device=device, logger=logger, **engine_options)
 
 
-def _auto(model_file_path, threads, logger, engine_options) -> InferenceBackend:
+def _auto(model_file_path, device, threads, logger, engine_options) -> InferenceBackend:
     from mmp_ros.inference.onnxruntime_backend import CUDA_PROVIDER, available_providers
     from mmp_ros.inference.tensorrt_backend import default_engine_path, tensorrt_available
 
@@ -43,8 +43,7 @@ def _auto(model_file_path, threads, logger, engine_options) -> InferenceBackend:
     usable, why = tensorrt_available()
     if usable:
         try:
-            backend = _tensorrt(model_file_path, engine_options.pop('device', None), logger,
-                                **engine_options)
+            backend = _tensorrt(model_file_path, device, logger, **engine_options)
         except BackendUnavailableError as exc:
             passed_over.append(f'tensorrt: {exc}')
         except EngineError as exc:  # failing to build or load: TensorRT's, not the model's
@@ -62,7 +61,7 @@ def _auto(model_file_path, threads, logger, engine_options) -> InferenceBackend:
         passed_over.append(f'tensorrt: {why}')
     if CUDA_PROVIDER in available_providers():
         try:
-            backend = _onnxruntime(model_file_path, 'cuda', threads, logger)
+            backend = _onnxruntime(model_file_path, device or 'cuda', threads, logger)
         except BackendUnavailableError as exc:
             passed_over.append(f'onnxruntime CUDA: {exc}')
         else:
@@ -123,7 +122,12 @@ def create_backend(
             backend = _onnxruntime(model_file_path, 'cpu', threads, logger)
             logger.info('auto backend: onnxruntime CPU (device cpu asked for)')
         else:
-            backend = _auto(model_file_path, threads, logger, {**engine_options, 'device': device})
+            kind_, _, index = (device or 'cuda').partition(':')
+            if kind_ != 'cuda' or (index and not index.isdigit()):
+                # it ran on the CPU, or ONNX Runtime's CUDA device 0, whatever it named
+                raise BackendUnavailableError(f"auto backend device {device!r}: use 'cpu' or "
+                                              "'cuda[:N]'")
+            backend = _auto(model_file_path, device, threads, logger, engine_options)
     else:
         raise ValueError(f'unknown backend {kind!r}; choose one of {list(BACKEND_KINDS)}')
     if expected_modalities:
