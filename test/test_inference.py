@@ -394,6 +394,15 @@ def test_onnxruntime_cuda_without_provider_says_so(model_and_file):
         create_backend('onnxruntime', model_and_file[2], device='cuda')
 
 
+@pytest.mark.parametrize('device', ['cuda:x', 'cudafoo'])
+def test_onnxruntime_refuses_a_device_that_is_not_cuda_n(model_and_file, device):
+    # 'cudafoo' ran on CUDA device 0 and 'cuda:x' was a ValueError traceback from int()
+    # where ONNX Runtime has CUDA; without it both were blamed on a missing CUDA provider.
+    with pytest.raises(BackendUnavailableError, match=f"onnxruntime device '{device}': use "
+                       r"'cpu' or 'cuda\[:N\]'"):
+        create_backend('onnxruntime', model_and_file[2], device=device)
+
+
 def test_auto_picks_the_fastest_available_and_says_why(model_and_file, caplog):
     import onnxruntime
 

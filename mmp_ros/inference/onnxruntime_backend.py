@@ -68,9 +68,10 @@ class OnnxRuntimeBackend(InferenceBackend):
         self.model_file_path = info.path
         self.model_sha256 = info.sha256
         ort = _import_onnxruntime()
+        kind, _, index = device.partition(':')
         if device == 'cpu':
             providers: list = [CPU_PROVIDER]
-        elif device.startswith('cuda'):
+        elif kind == 'cuda' and (not index or index.isdigit()):
             if CUDA_PROVIDER not in ort.get_available_providers():
                 raise BackendUnavailableError(
                     f'ONNX Runtime {ort.__version__} here has no CUDA provider (it has '
