@@ -756,6 +756,35 @@ def test_metadata_modality_order_other_than_the_graphs_is_refused_at_build(fake_
     assert trt.builds == []
 
 
+@pytest.mark.parametrize('change, message', [
+    ('output', r"graph lacks outputs \['confidence'\]; not an mmp_ros export"),
+    ('size', r"input 'rgb' has shape \(3, 16, 24\) per item but the metadata says "
+             r'\(3, 8, 12\); the file was altered'),
+])
+def test_a_graph_its_metadata_does_not_describe_is_refused_at_start(fake_runtime, exported,
+                                                                    tmp_path, change, message):
+    # Refused by the onnxruntime backend, the engine loaded, and the first frame failed: a
+    # KeyError 'confidence', or TensorRT taking no input of the size the metadata says.
+    import json
+
+    import onnx
+
+    fake_runtime()
+    proto = onnx.load(str(exported))
+    if change == 'output':
+        kept = [o for o in proto.graph.output if o.name != 'confidence']
+        del proto.graph.output[:]
+        proto.graph.output.extend(kept)
+    else:
+        (entry,) = [p for p in proto.metadata_props if p.key == 'mmp_ros']
+        entry.value = json.dumps({**json.loads(entry.value), 'input_size': [8, 12]})
+    path = tmp_path / 'altered.onnx'
+    onnx.save(proto, str(path))
+    for kind in ('onnxruntime', 'tensorrt'):
+        with pytest.raises(ModelFileError, match=r'altered\.onnx: ' + message):
+            create_backend(kind, path, engine_file_path=tmp_path / 'x.engine')
+
+
 @pytest.mark.parametrize('batch, max_batch', [(1, 2), (4, 4)])
 def test_an_input_of_a_fixed_batch_the_profile_cannot_cover_is_refused_before_the_build(
         fake_runtime, exported, tmp_path, batch, max_batch):

@@ -27,7 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-from mmp_ros.inference.backend import InferenceBackend, check_input_order
+from mmp_ros.inference.backend import (
+    CONFIDENCE_OUTPUT,
+    LABELS_OUTPUT,
+    InferenceBackend,
+    check_input_order,
+)
 from mmp_ros.inference.engine_cache import (
     EngineStamp,
     check_engine_writable,
@@ -405,12 +410,13 @@ class TensorRTBackend(InferenceBackend):
         self.engine_file_path = engine_path
         self.precision = stamp.precision
         try:
-            self._load(trt, engine_path, onnx.metadata, max_batch)
+            self._load(trt, engine_path, onnx.metadata, max_batch, onnx.path)
         except BaseException:  # what was allocated before the failure (auto then goes on)
             self.close()
             raise
 
-    def _load(self, trt, engine_path: Path, metadata: ModelMetadata, max_batch: int) -> None:
+    def _load(self, trt, engine_path: Path, metadata: ModelMetadata, max_batch: int,
+              onnx_path: Path) -> None:
         self._runtime = trt.Runtime(_trt_logger(trt, self._log))
         engine = self._runtime.deserialize_cuda_engine(engine_path.read_bytes())
         if engine is None:
@@ -450,6 +456,21 @@ class TensorRTBackend(InferenceBackend):
             raise EngineError(
                 f'engine {engine_path} has inputs {sorted(self._inputs)}, the model metadata '
                 f'says {sorted(expected)}; rebuild it (force_engine_update:=true)'
+            )
+        # What ONNX Runtime's backend checks at start: else the first frame failed, a
+        # KeyError for a missing output and TensorRT refusing every input of the wrong size.
+        for name in metadata.modalities:
+            shape = tuple(engine.get_tensor_shape(name))[1:]
+            chw = (metadata.input_channels[name], *metadata.input_size)
+            if shape != chw:
+                raise ModelFileError(
+                    f'{onnx_path}: input {name!r} has shape {shape} per item but the metadata '
+                    f'says {chw}; the file was altered after export'
+                )
+        missing = {LABELS_OUTPUT, CONFIDENCE_OUTPUT} - set(self._outputs)
+        if missing:
+            raise ModelFileError(
+                f'{onnx_path}: graph lacks outputs {sorted(missing)}; not an mmp_ros export'
             )
         self._max_batch = max_batch
 
