@@ -120,6 +120,23 @@ def test_truncated_onnx_names_the_file(model_and_file, tmp_path, keep):
         create_backend('onnxruntime', path)
 
 
+def test_external_weights_cut_short_are_named_as_such(model_and_file, tmp_path):
+    # ONNX Runtime refused the model with its own message, a C++ backtrace of
+    # GetExtDataFromTensorProto ('... given file_length: 1000 are out of bounds ...').
+    proto = onnx.load(str(model_and_file[2]))
+    path = tmp_path / 'model.onnx'
+    # weights only: ONNX Runtime reads no Reshape's shape from external data
+    onnx.save(proto, str(path), save_as_external_data=True, location='model.onnx.data',
+              size_threshold=1024)
+    data = tmp_path / 'model.onnx.data'
+    whole = data.stat().st_size
+    create_backend('onnxruntime', path).close()
+    data.write_bytes(data.read_bytes()[:whole - 100])
+    with pytest.raises(ModelFileError, match=rf'model\.onnx\.data has {whole - 100} bytes, its '
+                       rf'weights need {whole} \(an interrupted copy\?\)'):
+        create_backend('onnxruntime', path)
+
+
 def test_corrupt_bytes_name_the_file(tmp_path):
     path = tmp_path / 'garbage.onnx'
     path.write_bytes(np.random.default_rng(0).bytes(4096))

@@ -121,41 +121,54 @@ def _input_dims(graph: memoryview) -> dict[str, tuple[int | None, ...]]:
                 if number == _GRAPH_INPUT and wire_type == _LENGTH_DELIMITED)
 
 
-def _external_files(graph: memoryview) -> list[str]:
+def _external_files(graph: memoryview) -> dict[str, int]:
     """The files (``location``, relative to the model) that hold the weights of initializers
-    stored as external data, in sorted order."""
-    locations = set()
+    stored as external data, in sorted order, each with the bytes its weights need (the end
+    of the last ``offset`` + ``length`` the model gives in it)."""
+    locations: dict[str, int] = {}
     for number, wire_type, tensor in _fields(graph):
         if number != _GRAPH_INITIALIZER or wire_type != _LENGTH_DELIMITED:
             continue
-        entries, external = [], False
+        entries, external = {}, False
         for n, _, value in _fields(tensor):
             if n == _TENSOR_DATA_LOCATION:
                 external = value == _EXTERNAL
             elif n == _TENSOR_EXTERNAL_DATA:
-                entries.append({k: v for k, _, v in _fields(value)})
-        for entry in entries if external else ():
-            if _text(entry.get(_ENTRY_KEY, b'')) == 'location' and _ENTRY_VALUE in entry:
-                locations.add(_text(entry[_ENTRY_VALUE]))
-    return sorted(locations)
+                entry = {k: v for k, _, v in _fields(value)}
+                if _ENTRY_KEY in entry and _ENTRY_VALUE in entry:
+                    entries[_text(entry[_ENTRY_KEY])] = _text(entry[_ENTRY_VALUE])
+        if external and 'location' in entries:
+            offset, length = entries.get('offset', '0'), entries.get('length', '0')
+            end = int(offset) + int(length) if offset.isdigit() and length.isdigit() else 0
+            location = entries['location']
+            locations[location] = max(locations.get(location, 0), end)
+    return dict(sorted(locations.items()))
 
 
-def _sha256(path: Path, data: bytes, external: list[str]) -> str:
+def _sha256(path: Path, data: bytes, external: dict[str, int]) -> str:
     """SHA-256 of the model file, and of its external weight files where it has any (new
-    weights of the same shapes change only those)."""
+    weights of the same shapes change only those); an external file shorter than the
+    weights the model reads from it is refused (an interrupted copy)."""
     digest = hashlib.sha256(data)
-    for location in external:
+    for location, needed in external.items():
         file = path.parent / location
         digest.update(b'\0' + location.encode() + b'\0')
+        size = 0
         try:
             with open(file, 'rb') as stream:
                 while chunk := stream.read(1 << 24):
                     digest.update(chunk)
+                    size += len(chunk)
         except OSError as exc:
             raise ModelFileError(
                 f'model file {path}: its external data file {file} (holding its weights) '
                 f'cannot be read ({exc.strerror or exc}); copy it beside the model'
             ) from exc
+        if size < needed:  # ONNX Runtime's own words for it were a C++ backtrace's
+            raise ModelFileError(
+                f'model file {path}: its external data file {file} has {size} bytes, its '
+                f'weights need {needed} (an interrupted copy?); copy it beside the model again'
+            )
     return digest.hexdigest()
 
 
@@ -287,7 +300,7 @@ def read_onnx_file(path: str | Path) -> OnnxFileInfo:
                 props[key] = _text(entry[_ENTRY_VALUE]) if _ENTRY_VALUE in entry else ''
         graph_classes = _graph_classes(graph) if graph is not None else None
         input_dims = _input_dims(graph) if graph is not None else {}
-        external = _external_files(graph) if graph is not None else []
+        external = _external_files(graph) if graph is not None else {}
     except (_WireError, UnicodeDecodeError) as exc:
         raise ModelFileError(
             f'model file {path} ({len(data)} bytes) is truncated or not an ONNX model: {exc}. '
