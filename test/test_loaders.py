@@ -30,6 +30,7 @@ from training.data.loaders import (  # noqa: E402
     NYUDv2Config,
     SyntheticFolder,
 )
+from training.datasets import DatasetError  # noqa: E402
 
 H, W = 12, 16
 
@@ -79,6 +80,15 @@ def test_nyudv2_reads_rgb_depth_and_labels(nyu):
     assert label[0, 3] == 0 and label[5, 12] == 39 and label[5, 2] == 255  # 0 -> ignore
     assert torch.equal(sample['polarization'], torch.zeros(3, H, W))
     assert NYUDv2(nyu, 'train', size=(6, 8))[0]['rgb'].shape == (3, 6, 8)
+
+
+@pytest.mark.parametrize('size', [[0, 5], [32], [32, 40, 3], [31.5, 40], 32, [True, 8],
+                                  [100000, 100000]])
+def test_a_size_that_is_no_height_and_width_is_refused_when_the_dataset_is_built(nyu, size):
+    # it was cut to int ([31.5, 40] -> 31 rows), or failed in cv2.resize ([0, 5]) or with an
+    # IndexError ([32]): a traceback from `mmp_ros train`, at the first sample read
+    with pytest.raises(DatasetError, match='size must be .height, width., whole numbers'):
+        NYUDv2(nyu, 'train', size=size)
 
 
 def test_nyudv2_names_the_missing_file(nyu):

@@ -23,6 +23,7 @@ them):
 from __future__ import annotations
 
 import colorsys
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,8 @@ from training.data.decode import (
 )
 from training.data.layout import DatasetLayoutError, read_manifest, read_polarization
 from training.data.physics import PlanckCalibration
+from training.data.scene import MAX_SIDE
+from training.datasets import DatasetError
 
 NYU40_CLASSES = (
     'wall', 'floor', 'cabinet', 'bed', 'chair', 'sofa', 'table', 'door', 'window', 'bookshelf',
@@ -128,6 +131,14 @@ class FolderDataset(Dataset):
         self.root = Path(root)
         if not self.root.is_dir():
             raise DatasetLayoutError(f'{self.root}: dataset folder does not exist')
+        if size is not None and not (
+                isinstance(size, (list, tuple)) and len(size) == 2
+                and all(isinstance(s, numbers.Integral) and not isinstance(s, bool)
+                        and 1 <= s <= MAX_SIDE for s in size)):
+            # int() cut 31.5 to 31 and let [32] and [0, 5] through, to fail in cv2 or an
+            # IndexError (a traceback) when the first sample was read
+            raise DatasetError(f'size must be (height, width), whole numbers of pixels from 1 '
+                               f'to {MAX_SIDE}, got {size!r}')
         self.size = None if size is None else (int(size[0]), int(size[1]))
         self.names: list[str] = []
 
