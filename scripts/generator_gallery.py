@@ -22,7 +22,13 @@ from mmp_ros.errors import InputError, output_file
 from training.data.classes import CLASS_NAMES, PALETTE
 from training.data.decode import decode_frame
 from training.data.render import render
-from training.data.scene import SPLITS, frame_size_problem, make_split, sample_scene
+from training.data.scene import (
+    SPLIT_CAPACITY,
+    SPLITS,
+    frame_size_problem,
+    make_split,
+    sample_scene,
+)
 
 
 def polarization_colour(pol: np.ndarray) -> np.ndarray:
@@ -53,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     if height % 2 or width % 2:  # the polarization panel decodes the mosaic
         parser.error(f'--size {height} {width}: the 2x2 polarizer mosaic needs an even height '
                      'and width')
+    if beyond := [i for i in args.scenes if i >= SPLIT_CAPACITY]:  # was a SceneError traceback
+        parser.error(f'--scenes {beyond[0]}: the scenes of a split are numbered from 0 to '
+                     f'{SPLIT_CAPACITY - 1}')
     palette = np.array(PALETTE, dtype=np.uint8)
     columns = ('RGB', 'depth (m)', 'polarization: AoLP hue, DoLP', 'thermal (°C)', 'labels')
     fig, axes = plt.subplots(

@@ -32,7 +32,13 @@ from training.data.ceiling import (
 from training.data.classes import CLASS_NAMES
 from training.data.decode import polarization_from_intensities
 from training.data.render import IMX250MZR_LAYOUT, POLARIZATION_ANGLES, render
-from training.data.scene import SPLITS, frame_size_problem, make_split, sample_scene
+from training.data.scene import (
+    SPLIT_CAPACITY,
+    SPLITS,
+    frame_size_problem,
+    make_split,
+    sample_scene,
+)
 
 
 def pixel_counts(split: str, scenes: int, size: tuple[int, int]) -> np.ndarray:
@@ -187,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if problem := frame_size_problem(*args.size):
         parser.error(f'--size {problem}')
+    if args.scenes > SPLIT_CAPACITY:  # was a SceneError traceback after 10 million renders
+        parser.error(f'--scenes {args.scenes}: a split has {SPLIT_CAPACITY} scenes')
     try:  # both before the scenes: not the JSON written and the figure failing after them
         args.json = output_file(args.json, '--json', 'generator_ceiling.json')
         args.figure = output_file(args.figure, '--figure', 'generator_information.png')

@@ -17,6 +17,9 @@ script = script_fixture('generator_gallery')
      '5000x5000'),
     (['--size', '2', '2'], '--size must be at least 8x8'),
     (['--size', '9', '11'], '--size 9 11: the 2x2 polarizer mosaic needs an even height and'),
+    # was a SceneError traceback
+    (['--scenes', '0', '10000000'], '--scenes 10000000: the scenes of a split are numbered '
+     'from 0 to 9999999'),
 ])
 def test_scenes_that_do_not_exist_are_refused(script, capsys, tmp_path, argv, message):
     out = tmp_path / 'gallery.png'

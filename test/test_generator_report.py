@@ -16,6 +16,8 @@ script = script_fixture('generator_report')
     (['--size', '5000', '5000'], '--size must be at least 8x8 and at most 4096 a side, got '
      '5000x5000'),
     (['--size', '2', '2'], '--size must be at least 8x8'),
+    # rendered 10 million scenes, then a SceneError traceback
+    (['--scenes', '10000001'], '--scenes 10000001: a split has 10000000 scenes'),
 ])
 def test_no_report_of_nothing_is_written(script, capsys, tmp_path, argv, message):
     out = tmp_path / 'ceiling.json'
