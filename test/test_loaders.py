@@ -30,7 +30,7 @@ from training.data.loaders import (  # noqa: E402
     NYUDv2Config,
     SyntheticFolder,
 )
-from training.datasets import DatasetError  # noqa: E402
+from training.datasets import DatasetError, collate  # noqa: E402
 
 H, W = 12, 16
 
@@ -89,6 +89,20 @@ def test_a_size_that_is_no_height_and_width_is_refused_when_the_dataset_is_built
     # IndexError ([32]): a traceback from `mmp_ros train`, at the first sample read
     with pytest.raises(DatasetError, match='size must be .height, width., whole numbers'):
         NYUDv2(nyu, 'train', size=size)
+
+
+def test_a_batch_of_samples_of_several_sizes_is_refused_in_one_line(nyu):
+    # a folder of images of several sizes (SUN RGB-D's cameras): torch.stack's RuntimeError
+    # was a traceback in the middle of `mmp_ros train`
+    _png(nyu / 'RGB' / '0002.jpg', np.zeros((H + 2, W, 3), dtype=np.uint8))
+    _png(nyu / 'Depth' / '0002.png', np.full((H + 2, W), 1500, dtype=np.uint16))
+    _png(nyu / 'Label' / '0002.png', np.ones((H + 2, W), dtype=np.uint8))
+    data = NYUDv2(nyu, 'train')
+    with pytest.raises(DatasetError, match=r'samples of one batch differ in size \(rgb: '
+                       r'\(3, 12, 16\) and \(3, 14, 16\)\); give the dataset a size'):
+        collate([data[0], data[1]])
+    resized = NYUDv2(nyu, 'train', size=(6, 8))
+    assert collate([resized[0], resized[1]])['rgb'].shape == (2, 3, 6, 8)
 
 
 def test_nyudv2_names_the_missing_file(nyu):

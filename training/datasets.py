@@ -147,7 +147,19 @@ class StepBatchSampler(Sampler[list[int]]):
 
 def collate(samples: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     keys = samples[0].keys()
-    return {k: torch.stack([torch.as_tensor(s[k]) for s in samples]) for k in keys}
+    batch = {}
+    for k in keys:
+        values = [torch.as_tensor(s[k]) for s in samples]
+        # torch.stack's RuntimeError was a traceback in the middle of training (a folder of
+        # images of several sizes, as SUN RGB-D's cameras give)
+        other = next((v for v in values if v.shape != values[0].shape), None)
+        if other is not None:
+            raise DatasetError(f'samples of one batch differ in size ({k}: '
+                               f'{tuple(values[0].shape)} and {tuple(other.shape)}); give the '
+                               'dataset a size to resize every sample to (data.params.size: '
+                               '[H, W], where it takes one)')
+        batch[k] = torch.stack(values)
+    return batch
 
 
 def resize_batch(batch: Mapping[str, torch.Tensor], size: tuple[int, int],
