@@ -497,3 +497,20 @@ def test_a_stop_while_more_scenes_are_listed_keeps_the_dataset_readable(tmp_path
     monkeypatch.undo()
     assert (root / 'dataset.json').read_text() == manifest
     assert len(SyntheticFolder(root, 'val')) == 2
+
+
+def test_a_run_into_the_folder_meanwhile_keeps_its_splits(tmp_path, monkeypatch):
+    """dataset.json was merged with the folder's before rendering only: a val split written
+    into the folder by another synth-dataset while this one rendered train was dropped from
+    it by the run that ended last (its files on disk, SyntheticFolder: 'no split val')."""
+    root = tmp_path / 'synth'
+    write_one = cli._write_one
+
+    def another_run_meanwhile(job):
+        monkeypatch.setattr(cli, '_write_one', write_one)
+        cli.write_dataset(root, {'val': 1}, (24, 32))
+        write_one(job)
+
+    monkeypatch.setattr(cli, '_write_one', another_run_meanwhile)
+    cli.write_dataset(root, {'train': 1}, (24, 32))
+    assert len(SyntheticFolder(root, 'train')) == 1 and len(SyntheticFolder(root, 'val')) == 1

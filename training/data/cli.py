@@ -125,7 +125,8 @@ def write_dataset(
     height, width = size
     seeds = {name: [make_split(name, start + i) for i in range(n)] for name, n in splits.items()}
     data = manifest(size, seeds, polarization, depth)
-    data['splits'] = _merged_splits(out, data)
+    written = data['splits']
+    data['splits'] = _merged_splits(out, data)  # a folder written otherwise: refused up front
     work = []
     for name, split_seeds in seeds.items():
         for folder in FOLDERS:
@@ -148,6 +149,9 @@ def write_dataset(
                 bar.update()
     if bar is not None:
         bar.close()
+    # merged again with what the folder lists now: a synth-dataset run into it meanwhile (val
+    # in one terminal, train in another) had its splits dropped by the one that ended last
+    data['splits'] = _merged_splits(out, data | {'splits': written})
     # whole or not at all: written in place, a stop in that time left a dataset whose scenes
     # no reader, nor a later synth-dataset into it, took ('not valid JSON')
     text = json.dumps(data, indent=1, sort_keys=True)
