@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import signal
 from pathlib import Path
 
 import cv2
@@ -514,3 +516,19 @@ def test_a_run_into_the_folder_meanwhile_keeps_its_splits(tmp_path, monkeypatch)
     monkeypatch.setattr(cli, '_write_one', another_run_meanwhile)
     cli.write_dataset(root, {'train': 1}, (24, 32))
     assert len(SyntheticFolder(root, 'train')) == 1 and len(SyntheticFolder(root, 'val')) == 1
+
+
+def _killed_worker(job):
+    os.kill(os.getpid(), signal.SIGKILL)  # as the OOM killer ends a worker
+
+
+def test_a_worker_killed_is_named_in_one_line(tmp_path, monkeypatch, capsys):
+    # --jobs 4 --size 4096 4096 wants some 3 GB a worker: one OOM-killed worker ended
+    # synth-dataset in a BrokenProcessPool traceback
+    monkeypatch.setattr(cli, '_write_one', _killed_worker)
+    from mmp_ros.cli import main
+    assert main(['synth-dataset', str(tmp_path / 'synth'), '--size', '16', '16', '--quiet',
+                 '--split', 'val=2', '--jobs', '2']) == 2
+    assert ('synth-dataset: a worker process of --jobs 2 ended abruptly (killed, as for lack '
+            'of memory)') in capsys.readouterr().err
+    assert not (tmp_path / 'synth' / 'dataset.json').exists()

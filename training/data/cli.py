@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from mmp_ros.atomic import replace_atomically
@@ -190,6 +191,10 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(exc, InputError):
             raise
         raise OutputFolderError(f'out {args.out}: cannot write the dataset ({exc})') from None
+    except BrokenProcessPool:  # was a traceback: a worker killed, by the OOM killer as a rule
+        raise SynthDatasetError(f'a worker process of --jobs {args.jobs} ended abruptly (killed, '
+                                'as for lack of memory); dataset.json was not updated: run it '
+                                'again with fewer --jobs') from None
     total = sum(splits.values())
     print(f'synth-dataset: wrote {total} scenes of {height}x{width} to {args.out}')
     return 0
