@@ -290,8 +290,22 @@ def _run_module(known: argparse.Namespace, rest: list[str], ros_args: list[str])
     try:
         return int(module.run(args) or 0)
     except InputError as exc:  # the input is wrong, not the program: its message alone
-        print(f'mmp_ros {known.command}: {exc}', file=sys.stderr)
+        print(f'mmp_ros {known.command}: {input_error_message(exc)}', file=sys.stderr)
         return 2
+
+
+def input_error_message(exc: InputError) -> str:
+    """``exc``'s message; for one a torch DataLoader worker raised (a dataset's file that is
+    wrong, read with ``data.num_workers`` > 0), the message it was raised with: torch raises
+    it again in the main process with 'Caught ... in DataLoader worker process 0.' and the
+    worker's whole traceback as its message."""
+    text = str(exc)
+    if text.startswith('Caught ') and '\nOriginal Traceback' in text:
+        last = text.rstrip().splitlines()[-1]
+        prefix = f'{type(exc).__module__}.{type(exc).__qualname__}: '
+        if last.startswith(prefix):
+            return last[len(prefix):]
+    return text
 
 
 if __name__ == '__main__':

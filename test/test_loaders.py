@@ -532,3 +532,20 @@ def test_a_worker_killed_is_named_in_one_line(tmp_path, monkeypatch, capsys):
     assert ('synth-dataset: a worker process of --jobs 2 ended abruptly (killed, as for lack '
             'of memory)') in capsys.readouterr().err
     assert not (tmp_path / 'synth' / 'dataset.json').exists()
+
+
+def test_a_dataset_error_in_a_loader_worker_is_its_message_alone(nyu):
+    # with data.num_workers > 0 (config/train_*.yaml: 2 to 8) torch raised a dataset's
+    # DatasetLayoutError again as 'Caught DatasetLayoutError in DataLoader worker process 0.'
+    # and the worker's traceback, which mmp_ros train printed whole
+    from mmp_ros.cli import input_error_message
+    _png(nyu / 'Label' / '0002.png', np.full((H, W), 99, dtype=np.uint8))
+    loader = torch.utils.data.DataLoader(NYUDv2(nyu, 'train'), batch_size=2, num_workers=1,
+                                         collate_fn=collate)
+    batches = iter(loader)
+    with pytest.raises(DatasetLayoutError) as raised:
+        next(batches)
+    batches._shutdown_workers()  # now, not in a 5 s wait at the test's teardown
+    assert 'DataLoader worker process' in str(raised.value)
+    assert input_error_message(raised.value) == (
+        f"{nyu / 'Label' / '0002.png'}: label id 99 is outside the 40 classes of NYUDv2")
