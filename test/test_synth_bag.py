@@ -140,10 +140,22 @@ def test_frame_times_are_deterministic_and_sorted():
     ({'rgb_format': 'png'}, 'rgb format png: only with transport compressed'),
     ({'transport': 'compressed', 'depth_format': 'zstd'}, "depth format 'zstd': one of"),
     ({'depth_format': 'rvl'}, 'depth format rvl: only with transport compressed'),
+    # These wrote a bag without a frame of some sensor (no RGB: no ground truth) and exit 0.
+    ({'duration_s': 1e-9}, r'duration 1e-09 s gives rgb \(30 Hz\), depth \(30 Hz\), '
+     r'polarization \(20 Hz\), thermal \(9 Hz\) no frame'),
+    ({'duration_s': 2.0, 'rates_hz': {**DEFAULT_RATES_HZ, 'rgb': 0.01}},
+     r'gives rgb \(0\.01 Hz\) no frame: make it at least two periods of every sensor '
+     r'\(200 s\) or raise the rates'),
 ])
 def test_bad_settings_are_refused(changes, message):
     with pytest.raises(ValueError, match=message):
         SynthBagConfig(**changes)
+
+
+def test_two_periods_of_the_slowest_sensor_always_give_every_sensor_a_frame():
+    for seed in range(100):  # whatever the phases, and with the jitter at its clip
+        config = SynthBagConfig(duration_s=2 / 9, seed=seed, jitter_ms=1e3)
+        assert {f.modality for f in frame_times(config)} == set(DEFAULT_RATES_HZ)
 
 
 def test_command_refuses_an_existing_output(tmp_path, capsys):

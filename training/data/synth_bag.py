@@ -168,6 +168,16 @@ class SynthBagConfig:
         elif self.depth_format is not None and self.transport == 'raw':
             problems.append(f'depth format {self.depth_format}: only with transport compressed '
                             '(raw images are not compressed)')
+        if not problems:
+            # A sensor's first frame is due within one period of the start: a bag shorter
+            # than that (or than its jitter) would hold none, and without RGB no ground truth.
+            silent = [m for m, times in sensor_times(self).items() if not len(times)]
+            if silent:
+                problems.append(
+                    f'duration {self.duration_s:g} s gives ' + ', '.join(
+                        f'{m} ({self.rates_hz[m]:g} Hz)' for m in silent)
+                    + ' no frame: make it at least two periods of every sensor '
+                    f'({2 / min(self.rates_hz.values()):.3g} s) or raise the rates')
         if problems:
             raise ValueError('; '.join(problems))
 
@@ -190,15 +200,15 @@ class Frame:
     index: int
 
 
-def frame_times(config: SynthBagConfig) -> list[Frame]:
-    """Every sensor's frames over the bag, in stamp order.
+def sensor_times(config: SynthBagConfig) -> dict[str, np.ndarray]:
+    """Each sensor's frame times in seconds from the start of the bag, increasing.
 
     Sensor ``m`` takes frame ``k`` at ``phase_m + k / rate_m`` plus jitter, ``phase_m``
     uniform in one period; a jittered stamp never passes its successor's nominal time minus
     a tenth of a period, so stamps strictly increase per sensor.
     """
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0x5B]))
-    frames: list[Frame] = []
+    times_of = {}
     for modality in MODALITIES:
         period = 1.0 / config.rates_hz[modality]
         phase = rng.uniform(0.0, period)
@@ -207,7 +217,14 @@ def frame_times(config: SynthBagConfig) -> list[Frame]:
         jitter = rng.normal(0.0, config.jitter_ms / 1e3, count)
         jitter = np.clip(jitter, -0.4 * period, 0.4 * period)
         times = nominal + jitter
-        times = times[(times >= 0) & (times < config.duration_s)]
+        times_of[modality] = times[(times >= 0) & (times < config.duration_s)]
+    return times_of
+
+
+def frame_times(config: SynthBagConfig) -> list[Frame]:
+    """Every sensor's frames over the bag (:func:`sensor_times`), in stamp order."""
+    frames: list[Frame] = []
+    for modality, times in sensor_times(config).items():
         scene = np.minimum((times // config.scene_seconds).astype(int), config.scene_count - 1)
         for t, s in zip(times, scene, strict=True):
             frames.append(Frame(START_NS + round(t * 1e9), modality, int(s), 0))
