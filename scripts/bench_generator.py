@@ -21,7 +21,7 @@ from mmp_ros.cli import positive_int
 from mmp_ros.errors import InputError, output_file
 from training.data.dataset import SyntheticDataset
 from training.data.render import render
-from training.data.scene import make_split, sample_scene
+from training.data.scene import SPLIT_CAPACITY, make_split, sample_scene
 
 TARGETS = {(128, 160): 30.0, (480, 640): 3.0}  # frames/s the issue asks for
 
@@ -47,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     # text, not a Path: output_file refuses a path ending with a slash (a Path drops it)
     parser.add_argument('--json', default=None)
     args = parser.parse_args(argv)
+    # Each frame is a new train scene, after a warm-up one and one spare: was a SceneError.
+    if args.frames > SPLIT_CAPACITY - 2:
+        parser.error(f'--frames {args.frames}: at most {SPLIT_CAPACITY - 2} (each frame is a '
+                     f'new scene of a split of {SPLIT_CAPACITY} scenes)')
     if args.json is not None:  # its folder now: not after the frames it would lose
         try:
             args.json = output_file(args.json, '--json')

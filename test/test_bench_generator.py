@@ -17,6 +17,16 @@ def test_no_frames_is_refused_before_any_rendering(bench, capsys, monkeypatch, f
     assert f'argument --frames: must be positive, got {frames}' in capsys.readouterr().err
 
 
+def test_more_frames_than_a_split_has_scenes_is_refused_before_any_rendering(bench, capsys,
+                                                                            monkeypatch):
+    monkeypatch.setattr(bench, 'time_frames', lambda *a: pytest.fail('rendered'))
+    with pytest.raises(SystemExit) as exit_info:  # was a SceneError traceback
+        bench.main(['--frames', '9999999'])
+    assert exit_info.value.code == 2
+    assert ('--frames 9999999: at most 9999998 (each frame is a new scene of a split of '
+            '10000000 scenes)') in capsys.readouterr().err
+
+
 def test_a_json_path_that_is_a_folder_is_refused_before_any_rendering(bench, capsys,
                                                                        monkeypatch, tmp_path):
     monkeypatch.setattr(bench, 'time_frames', lambda *a: pytest.fail('rendered'))
