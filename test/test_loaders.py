@@ -293,6 +293,14 @@ def test_written_dataset_names_missing_or_inconsistent_files(tmp_path):
     (lambda m: m | {'encodings': m['encodings'] | {'thermal': 'mono16'}},
      r'"encodings" .*TypeError'),
     (lambda m: m | {'encodings': m['encodings'] | {'depth': '16UC2'}}, r"encodings depth '16UC2'"),
+    # these were "'>' not supported ..." and "invalid literal for int()", naming no key
+    (lambda m: m | {'encodings': m['encodings'] | {'thermal': m['encodings']['thermal'] | {
+        'planck': m['encodings']['thermal']['planck'] | {'b': '1428.0'}}}},
+     r"encodings\.thermal\.planck\.b must be a number, got '1428\.0'"),
+    (lambda m: m | {'palette': [['a', 'b', 'c']] * 14},
+     r'"palette" must be one \[r, g, b\] of integers 0 to 255 per class \(14\), got'),
+    (lambda m: m | {'palette': [1, 2, 3]}, r'"palette" must be one \[r, g, b\]'),
+    (lambda m: m | {'palette': [[0, 0, 0]] * 3}, r'"palette" .* per class \(14\)'),
 ])
 def test_a_garbled_dataset_json_is_named(tmp_path, edit, message):
     # a hand-edited dataset.json ended in AttributeError, TypeError or KeyError tracebacks

@@ -161,8 +161,7 @@ def read_manifest(root: Path) -> dict[str, Any]:
         raise DatasetLayoutError(f'{path}: "class_names" must be a list')
     try:  # what a reader decodes by: a hand-edited file must not end in a KeyError
         depth, polarization = enc['depth'], enc['polarization']['format']
-        for key in ('r1', 'r2', 'b', 'f', 'o'):
-            float(enc['thermal']['planck'][key])
+        planck = {key: enc['thermal']['planck'][key] for key in ('r1', 'r2', 'b', 'f', 'o')}
     except (KeyError, TypeError, ValueError) as exc:
         raise DatasetLayoutError(f'{path}: "encodings" is not as synth-dataset writes it '
                                  f'({type(exc).__name__}: {exc}); it needs depth, '
@@ -172,6 +171,16 @@ def read_manifest(root: Path) -> dict[str, Any]:
         raise DatasetLayoutError(f'{path}: encodings depth {depth!r}, polarization format '
                                  f'{polarization!r}; known: 16UC1 or 32FC1, mosaic or '
                                  'intensities')
+    for key, value in planck.items():  # a string was "'>' not supported ..." in the reader
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise DatasetLayoutError(f'{path}: encodings.thermal.planck.{key} must be a number, '
+                                     f'got {value!r}')
+    palette = data.get('palette')  # none or empty: the reader makes one
+    if palette and not (isinstance(palette, list) and len(palette) == len(data['class_names'])
+                        and all(isinstance(rgb, list) and len(rgb) == 3 and all(
+                            type(c) is int and 0 <= c <= 255 for c in rgb) for rgb in palette)):
+        raise DatasetLayoutError(f'{path}: "palette" must be one [r, g, b] of integers 0 to 255 '
+                                 f'per class ({len(data["class_names"])}), got {palette!r:.80}')
     return data
 
 
