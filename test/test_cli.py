@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -128,6 +129,10 @@ def test_a_command_of_the_train_extra_without_it_says_so_in_one_line(argv):
      'argument --iterations: must be positive, got 0'),
     (['bench-backends', '--random-size', 'tiny', '--threads', '0'],
      'argument --threads: must be positive, got 0'),
+    # hung in ONNX Runtime's session creation
+    (['bench-backends', '--random-size', 'tiny', '--threads', '1000000'],
+     f'argument --threads: must be at most {4 * (os.cpu_count() or 1)} (4 per CPU core here), '
+     'got 1000000'),
     (['bench-backends', '--random-size', 'tiny', '--warmup', '-1'],
      'argument --warmup: must be 0 or more, got -1'),
     (['replay', 'bag', '--clock', '0'], 'argument --clock: must be a positive number, got 0'),

@@ -242,6 +242,17 @@ def _opset(text: str) -> int:
     return opset_number(text)
 
 
+def _threads(text: str) -> int:
+    """argparse ``type`` of ``--threads``: up to four per CPU core of this machine. A million
+    had ONNX Runtime's session creation start a thread pool that never came up."""
+    value = positive_int(text)
+    most = 4 * (os.cpu_count() or 1)
+    if value > most:
+        raise argparse.ArgumentTypeError(f'must be at most {most} (4 per CPU core here), '
+                                         f'got {value}')
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_argument_group('models')
     source.add_argument('--checkpoint', type=Path, help='the model (training checkpoint)')
@@ -257,8 +268,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--device', default='cpu', help='cpu or cuda[:N]')
     parser.add_argument('--fp16', action='store_true',
                         help='FP16 (torch autocast on CUDA, TensorRT FP16)')
-    parser.add_argument('--threads', type=positive_int,
-                        help='CPU threads (default: runtime default)')
+    parser.add_argument('--threads', type=_threads,
+                        help='CPU threads, at most 4 per core (default: runtime default)')
     parser.add_argument('--sizes', type=input_sizes, default='model,480x640',
                         help="input sizes: 'model' and/or HxW, comma-separated")
     parser.add_argument('--warmup', type=non_negative_int, default=5)
