@@ -318,13 +318,19 @@ def test_a_garbled_dataset_json_is_named(tmp_path, edit, message):
     ('16UC1', 'thermal', np.full((24, 32), 120, np.uint8), r'radiometric counts .* got uint8'),
     ('32FC1', 'depth', np.full((24, 32), 2000, np.int32), r'float array of metres, got int32'),
     ('32FC1', 'depth', np.ones(24, np.float32), r'float array of metres, got float32 \(24,\)'),
+    ('16UC1', 'polarization', np.full((24, 32), 200, np.uint8),
+     r'16-bit PNG of 12-bit values, got uint8 \(24, 32\)'),
+    ('16UC1', 'polarization', np.full((24, 32, 4), 200, np.uint8),
+     r'16-bit PNG of 12-bit values, got uint8 \(24, 32, 4\)'),
 ])
 def test_written_dataset_names_a_file_of_the_wrong_format(tmp_path, depth, modality, image,
                                                            message):
     # an 8-bit thermal PNG decoded to NaN degrees, an 8-bit depth PNG to at most 0.255 m, a
-    # colour depth PNG to a (1, H, W, 3) tensor, integer .npy depth to kilometres: all taken
+    # colour depth PNG to a (1, H, W, 3) tensor, integer .npy depth to kilometres, an 8-bit
+    # polarization PNG to a coarser representation than dataset.json's 12 bits: all taken
     root = tmp_path / 'synth'
-    _write(root, 'mosaic', depth)
+    _write(root, 'intensities' if image.ndim == 3 and modality == 'polarization' else 'mosaic',
+           depth)
     stem = json.loads((root / 'dataset.json').read_text())['splits']['val'][0]
     if depth == '32FC1':
         np.save(root / 'val' / 'depth' / f'{stem}.npy', image)

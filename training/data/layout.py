@@ -192,7 +192,9 @@ def read_polarization(path: Path, fmt: str) -> np.ndarray:
     if fmt == 'mosaic':
         if image.ndim != 2:
             raise DatasetLayoutError(f'{path}: a mosaic must have one channel, has {image.shape}')
-        return image
-    if image.ndim != 3 or image.shape[2] != 4:
+    elif image.ndim != 3 or image.shape[2] != 4:
         raise DatasetLayoutError(f'{path}: four polarizer planes expected, shape {image.shape}')
-    return image.transpose(2, 0, 1)[[2, 1, 0, 3]]
+    if image.dtype != np.uint16:  # 8-bit values were taken as 12-bit ones, coarser than written
+        raise DatasetLayoutError(f'{path}: expected a 16-bit PNG of 12-bit values, got '
+                                 f'{image.dtype} {image.shape}')
+    return image if fmt == 'mosaic' else image.transpose(2, 0, 1)[[2, 1, 0, 3]]
