@@ -76,7 +76,7 @@ class ModelMetadata:
                 f'{len(self.class_names)} class names but {len(self.palette)} palette colours'
             )
         for index, colour in enumerate(self.palette):
-            if len(colour) != 3 or not all(0 <= c <= 255 for c in colour):
+            if not is_rgb(colour):
                 raise MetadataError(
                     f'palette colour {index} ({self.class_names[index]!r}) is {list(colour)}; '
                     'each colour is three integers 0..255 (R, G, B)'
@@ -161,6 +161,12 @@ class ModelMetadata:
         except json.JSONDecodeError as exc:
             raise MetadataError(f'{source}: model metadata is not valid JSON ({exc})') from exc
         return cls.from_dict(data, source=source)
+
+
+def is_rgb(colour: Any) -> bool:
+    """Whether ``colour`` is a palette colour: three integers 0..255 (R, G, B)."""
+    return (isinstance(colour, (list, tuple)) and len(colour) == 3
+            and all(type(c) is int and 0 <= c <= 255 for c in colour))
 
 
 def _whole(value: Any, what: str) -> int:

@@ -32,6 +32,7 @@ from mmp_ros.bags.messages import (
 )
 from mmp_ros.bags.source import open_bag
 from mmp_ros.core.postprocess import MAX_CLASSES
+from mmp_ros.metadata import is_rgb
 from mmp_ros.sensors.image import image_to_array
 
 
@@ -138,9 +139,8 @@ def _label_info_problem(info: object) -> str:
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         return f'class_names {json.dumps(names)[:80]} is not a list of names'
     palette = info.get('palette', [])
-    if not (isinstance(palette, list) and len(palette) <= MAX_CLASSES and all(
-            isinstance(rgb, list) and len(rgb) == 3 and all(
-                type(v) is int and 0 <= v <= 255 for v in rgb) for rgb in palette)):
+    if not (isinstance(palette, list) and len(palette) <= MAX_CLASSES
+            and all(is_rgb(rgb) for rgb in palette)):
         return (f'palette {json.dumps(palette)[:80]} is not a list of at most {MAX_CLASSES} '
                 'RGB triples of 0 to 255')
     return ''

@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from mmp_ros.errors import InputError
+from mmp_ros.metadata import is_rgb
 from training.data.classes import CLASS_NAMES, CLASSES, PALETTE
 from training.data.physics import KELVIN
 from training.data.render import (
@@ -177,8 +178,7 @@ def read_manifest(root: Path) -> dict[str, Any]:
                                      f'got {value!r}')
     palette = data.get('palette')  # none or empty: the reader makes one
     if palette and not (isinstance(palette, list) and len(palette) == len(data['class_names'])
-                        and all(isinstance(rgb, list) and len(rgb) == 3 and all(
-                            type(c) is int and 0 <= c <= 255 for c in rgb) for rgb in palette)):
+                        and all(is_rgb(rgb) for rgb in palette)):
         raise DatasetLayoutError(f'{path}: "palette" must be one [r, g, b] of integers 0 to 255 '
                                  f'per class ({len(data["class_names"])}), got {palette!r:.80}')
     return data
