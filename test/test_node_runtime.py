@@ -1437,3 +1437,34 @@ def test_publish_camera_info_false_neither_subscribes_nor_publishes_it(run_node)
     assert node.count_publishers('segmentation/camera_info') == 0
     assert node.count_subscribers('rgb/camera_info') == 0
     assert node.count_subscribers('rgb/image') == 1
+
+
+def test_a_stop_under_way_logs_nothing_that_rosout_can_no_longer_take(capfd):
+    # rclpy's signal handler shuts the context down (Ctrl-C, SIGTERM) before the main thread
+    # stops the start-up or the worker threads: each line logged meanwhile (the backend's,
+    # 'inferring without ...') came with 'Failed to publish log message to rosout:
+    # publisher's context is invalid' under it.
+    import logging
+    from types import SimpleNamespace
+
+    from mmp_ros.ros.segmentation_node import _RclpyLogHandler
+
+    context = Context()
+    rclpy.init(context=context)
+    node = SegmentationNode(context=context,
+                            parameter_overrides=[Parameter('backend', value='onnxruntime')])
+    try:
+        forwarded = logging.Logger('mmp_ros.inference.test')
+        forwarded.addHandler(_RclpyLogHandler(node))
+        bundle = SimpleNamespace(missing={'thermal': 'sensor unhealthy'})
+        capfd.readouterr()
+        # What rclpy's signal handler does: the rcl context alone is shut down, the node left
+        # with its threads running (Context.shutdown destroys the nodes first).
+        context.handle.shutdown()
+        node._log_bundle(bundle)
+        forwarded.warning('inference backend: a line from the backend')
+        err = capfd.readouterr().err
+        assert 'Failed to publish log message to rosout' not in err, err
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)

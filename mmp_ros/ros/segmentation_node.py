@@ -194,8 +194,11 @@ class _RclpyLogHandler(logging.Handler):
     def __init__(self, node: Node) -> None:
         super().__init__()
         self._logger = node.get_logger()
+        self._context = node.context
 
     def emit(self, record: logging.LogRecord) -> None:
+        if not self._context.ok():  # a stop under way: SegmentationCore._may_log
+            return
         message = self.format(record)
         if record.levelno >= logging.ERROR:
             self._logger.error(message)
@@ -259,12 +262,21 @@ class SegmentationCore:
                           min_backward=Duration(nanoseconds=-1)),
             post_callback=self._on_time_jump,
         )
-        self.get_logger().info(
-            f'{self._backend.describe()}; model {self.metadata.method} on '
-            f'{"+".join(self.modalities)}, input {self.metadata.input_size}, '
-            f'{self.metadata.num_classes} classes'
-        )
+        if self._may_log():
+            self.get_logger().info(
+                f'{self._backend.describe()}; model {self.metadata.method} on '
+                f'{"+".join(self.modalities)}, input {self.metadata.input_size}, '
+                f'{self.metadata.num_classes} classes'
+            )
         self._configured = True
+
+    def _may_log(self) -> bool:
+        """Whether a line about the node's progress is still worth logging: not once the
+        context has been shut down. rclpy's signal handler shuts it down (Ctrl-C, SIGTERM)
+        before the main thread stops the start-up or the worker threads, and a line logged
+        meanwhile came with rcl's 'Failed to publish log message to rosout: publisher's
+        context is invalid' under it."""
+        return self.context.ok()
 
     def _activate(self) -> None:
         """Label info, the sensor subscriptions and the worker threads: the node at work."""
@@ -934,7 +946,7 @@ class SegmentationCore:
         publisher.publish(to_image_msg(fields, stamp=header.stamp, frame_id=header.frame_id))
 
     def _log_bundle(self, bundle: FrameBundle) -> None:
-        if bundle.missing:
+        if bundle.missing and self._may_log():
             reasons = '; '.join(f'{m}: {why}' for m, why in bundle.missing.items())
             self.get_logger().info(
                 f'inferring without {reasons}', throttle_duration_sec=10.0
@@ -1320,8 +1332,9 @@ def main(
         with init_ros(args, dds_profile=dds_profile) as setup:
             node = ManagedSegmentationNode() if managed else SegmentationNode()
             try:
-                node.get_logger().info(setup.describe())
-                if managed:
+                if node._may_log():
+                    node.get_logger().info(setup.describe())
+                if managed and node._may_log():
                     node.get_logger().info(
                         'managed node, unconfigured: configure and activate it (ros2 lifecycle '
                         f'set {node.get_fully_qualified_name()} configure, then activate)'
