@@ -857,13 +857,32 @@ def test_freeze_and_truncate_keep_a_compressed_message_as_it_came_and_corrupt_on
     assert out.raw == serialize_message(torn)
 
 
+def kill_schedule(tmp_path: Path) -> Path:
+    """A schedule file with one rgb kill, for tests of what the node does with its options."""
+    schedule = tmp_path / 'kill.yaml'
+    schedule.write_text('faults:\n  - {sensor: rgb, kind: kill, start: 1, end: 2}\n')
+    return schedule
+
+
+@contextmanager
+def own_context():
+    """An rclpy context of the test's own, shut down on leaving."""
+    import rclpy
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        yield context
+    finally:
+        rclpy.try_shutdown(context=context)
+
+
 @pytest.mark.ros
 def test_transport_options_and_parameters_are_checked_as_the_segmentation_nodes(
         tmp_path, capsys, restored_environ):
     from mmp_ros.ros.dropout_node import main
 
-    schedule = tmp_path / 'kill.yaml'
-    schedule.write_text('faults:\n  - {sensor: rgb, kind: kill, start: 1, end: 2}\n')
+    schedule = kill_schedule(tmp_path)
     given = ['--schedule', str(schedule), '--sensors', 'rgb']
     for argv, message in (
         ([*given, '--transport', 'thermal=compressed'],
@@ -887,24 +906,18 @@ def test_a_transport_of_a_sensor_not_forwarded_is_no_misspelt_parameter(tmp_path
     # mmp_ros dropout --sensors rgb --transport depth=compressed warned "ignoring values for
     # parameters this node does not have: sensors.depth.transport (did you mean
     # sensors.rgb.transport?)" before it said what is wrong.
-    import rclpy
     from rclpy.parameter import Parameter
 
     from mmp_ros.ros.dropout_node import DropoutNode, TransportError
 
-    schedule = tmp_path / 'kill.yaml'
-    schedule.write_text('faults:\n  - {sensor: rgb, kind: kill, start: 1, end: 2}\n')
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    try:
-        with pytest.raises(TransportError, match="--transport depth=compressed: 'depth' is not "
-                           r"among the sensors forwarded, \['rgb'\]"):
-            DropoutNode(context=context, parameter_overrides=[
-                Parameter('schedule_file', value=str(schedule)),
-                Parameter('sensors', value=['rgb']),
-                Parameter('sensors.depth.transport', value='compressed')])
-    finally:
-        rclpy.try_shutdown(context=context)
+    schedule = kill_schedule(tmp_path)
+    with own_context() as context, pytest.raises(
+            TransportError, match="--transport depth=compressed: 'depth' is not among the "
+            r"sensors forwarded, \['rgb'\]"):
+        DropoutNode(context=context, parameter_overrides=[
+            Parameter('schedule_file', value=str(schedule)),
+            Parameter('sensors', value=['rgb']),
+            Parameter('sensors.depth.transport', value='compressed')])
     assert 'ignoring values' not in capfd.readouterr().err
 
 
@@ -1010,17 +1023,13 @@ def test_a_misspelt_parameter_is_named_at_start_with_the_nearest_one(tmp_path, c
     # rclpy drops a value given for a parameter the node does not declare: -p sede:=3 or a
     # params file's 'schedul_file' left the default in force without a word. Named as the
     # segmentation node names them; a transport of a forwarded sensor is no typo.
-    import rclpy
     from rclpy.parameter import Parameter
 
     from mmp_ros.dropout import ScheduleError
     from mmp_ros.ros.dropout_node import DropoutNode
 
-    schedule = tmp_path / 'kill.yaml'
-    schedule.write_text('faults:\n  - {sensor: rgb, kind: kill, start: 1, end: 2}\n')
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    try:
+    schedule = kill_schedule(tmp_path)
+    with own_context() as context:
         node = DropoutNode(context=context, parameter_overrides=[
             Parameter('schedule_file', value=str(schedule)), Parameter('sede', value=3),
             Parameter('sensors', value=['rgb']),
@@ -1038,8 +1047,6 @@ def test_a_misspelt_parameter_is_named_at_start_with_the_nearest_one(tmp_path, c
         err = capfd.readouterr().err
         assert ('ignoring values for parameters this node does not have: schedul_file (did '
                 'you mean schedule_file?)') in err, err
-    finally:
-        rclpy.try_shutdown(context=context)
 
 
 @pytest.mark.ros
@@ -1067,16 +1074,12 @@ def test_the_parameters_read_at_start_are_read_only(tmp_path):
     # schedule_file, seed and sensors are read once, at start: 'ros2 param set /dropout seed 5'
     # said 'Set parameter successful', and 'ros2 param get' then showed 5, while the schedule
     # running (and the one on dropout/events) kept its seed, file and sensors.
-    import rclpy
     from rclpy.parameter import Parameter
 
     from mmp_ros.ros.dropout_node import DropoutNode
 
-    schedule = tmp_path / 'kill.yaml'
-    schedule.write_text('faults:\n  - {sensor: rgb, kind: kill, start: 1, end: 2}\n')
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    try:
+    schedule = kill_schedule(tmp_path)
+    with own_context() as context:
         node = DropoutNode(context=context, parameter_overrides=[
             Parameter('schedule_file', value=str(schedule)), Parameter('seed', value=3)])
         try:
@@ -1090,5 +1093,3 @@ def test_the_parameters_read_at_start_are_read_only(tmp_path):
             assert node.get_parameter('seed').value == 3 == node.schedule.seed
         finally:
             node.destroy_node()
-    finally:
-        rclpy.try_shutdown(context=context)
