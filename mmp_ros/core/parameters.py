@@ -136,6 +136,16 @@ _EXPECTED: dict[type, str] = {
 }
 
 
+def type_in_words(kind: type, *, array: bool = False) -> tuple[str, str]:
+    """(what a parameter of type ``kind`` takes, a value of it) in words; of a list of them
+    with ``array``: ('true or false', 'a boolean'), ('a list of numbers', 'a list of
+    floating-point numbers')."""
+    if array:
+        values = f'a list of {_KINDS[kind][1]}'
+        return 'a list of numbers' if kind is float else values, values
+    return _EXPECTED.get(kind, _KINDS[kind][0]), _KINDS[kind][0]
+
+
 def _kind(value: Any) -> str:
     """The type of a parameter value in words: 'a string', 'a list of integers'."""
     if isinstance(value, (list, tuple)):

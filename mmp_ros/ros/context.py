@@ -28,6 +28,7 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
+from mmp_ros.core.parameters import type_in_words
 from mmp_ros.dds import (
     DEFAULT_RMW,
     DdsSetup,
@@ -52,16 +53,17 @@ class RosParameterError(RosInitError):
     gives."""
 
 
-# rclpy's parameter types in words: (what a parameter of the type takes, a value of it).
-_TYPE_WORDS = {
-    'BOOL': ('true or false', 'a boolean'), 'INTEGER': ('an integer', 'an integer'),
-    'DOUBLE': ('a number', 'a floating-point number'), 'STRING': ('a string', 'a string'),
-    'BYTE_ARRAY': ('a list of bytes', 'a list of bytes'),
-    'BOOL_ARRAY': ('a list of booleans', 'a list of booleans'),
-    'INTEGER_ARRAY': ('a list of integers', 'a list of integers'),
-    'DOUBLE_ARRAY': ('a list of numbers', 'a list of floating-point numbers'),
-    'STRING_ARRAY': ('a list of strings', 'a list of strings'),
-}
+# rclpy's parameter types, by the Python type of their values (and _ARRAY: a list of them).
+_RCLPY_TYPES = {'BOOL': bool, 'INTEGER': int, 'DOUBLE': float, 'STRING': str, 'BYTE': bytes}
+
+
+def _type_words(name: str) -> tuple[str, str]:
+    """(what a parameter of rclpy's type ``name`` takes, a value of it) in words, as the
+    node's own refusals say them; the type's name where it is none of rclpy's."""
+    kind = _RCLPY_TYPES.get(name.removesuffix('_ARRAY'))
+    if kind is None:
+        return name.lower(), 'a value'
+    return type_in_words(kind, array=name.endswith('_ARRAY'))
 
 
 def parameter_refusal(error: ParameterException) -> str:
@@ -76,8 +78,7 @@ def parameter_refusal(error: ParameterException) -> str:
         value = re.sub(r"^array\('\w', (.*)\)$", r'\1', value)  # an array's items alone
         if given == 'STRING':
             value = repr(value)
-        takes = _TYPE_WORDS.get(expected, (expected.lower(),))[0]
-        return f'{name} must be {takes}, got {_TYPE_WORDS.get(given, ("", "a value"))[1]} {value}'
+        return f'{name} must be {_type_words(expected)[0]}, got {_type_words(given)[1]} {value}'
     ranged = re.fullmatch(r'Invalid parameter value \((.*)\) for parameter\. Reason: (.*): '
                           r'([^:]+)', text, flags=re.DOTALL)
     if ranged:
